@@ -1,0 +1,365 @@
+"""Plumbing shared by every driver: connect sequence, error queue, resync, snapshot, shutdown.
+
+A concrete driver subclasses ``ScpiDriver`` (SCPI instruments) or ``TspDriver`` (Keithley TSP:
+2600B, 707B, 3706A) and fills in a few hooks:
+
+=============================  ==============================================================
+``SUPPORTED_MODELS``           model tokens matched in the ``*IDN?`` model field (ci, whole word)
+``DESCRIPTION``                one line for ``hil instruments list``
+``_check_command_set()``       e.g. 2450 ``*LANG?`` must be ``SCPI``; 2600B ``localnode.model``
+``_apply_initial_state()``     explicit state at connect (output off, configured channels)
+``_settings_snapshot()``       every configured setting as a JSON-able dict
+``_shutdown_steps()``          ordered ``(description, callable)`` pairs for ``safe_shutdown``
+=============================  ==============================================================
+
+Time goes through ``self._sleep`` / ``self._clock`` (injectable), so tests never sleep.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from typing import Any, ClassVar, Optional
+
+from drivers.errors import (
+    InstrumentConnectionError,
+    InstrumentProtocolError,
+    InstrumentReportedError,
+    InstrumentTimeout,
+)
+from drivers.parsing import Identity, model_matches, parse_idn, parse_number, parse_scpi_error, parse_tsp_error
+from drivers.protocols import ErrorEntry
+from drivers.transport import Transport, instrument_logger
+
+__all__ = ["DriverBase", "ScpiDriver", "TspDriver", "ShutdownStep"]
+
+ShutdownStep = tuple[str, Callable[[], None]]
+
+MAX_ERROR_ENTRIES = 64
+
+
+class DriverBase(abc.ABC):
+    """Common driver behaviour; see the module docstring for the hooks.
+
+    Args:
+        transport: an open ``Transport`` (owned by the driver from now on; ``close()`` closes it).
+        name: instrument name for logs and exceptions (default: the transport's name).
+        allowed_errors: error codes that ``check_errors`` tolerates (config whitelist).
+        sleep: ``sleep(seconds)``; default ``time.sleep``.
+        clock: monotonic clock in s; default ``time.monotonic``.
+        shutdown_timeout_s: I/O timeout used during ``safe_shutdown`` in s.
+    """
+
+    SUPPORTED_MODELS: ClassVar[tuple[str, ...]] = ()
+    DESCRIPTION: ClassVar[str] = ""
+    ERROR_CODE_EMPTY: ClassVar[int] = 0
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        name: Optional[str] = None,
+        allowed_errors: Iterable[int] = (),
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        shutdown_timeout_s: float = 2.0,
+    ) -> None:
+        self.transport = transport
+        self.name = name or transport.name
+        self.log: logging.Logger = instrument_logger(self.name)
+        self.allowed_errors = frozenset(int(c) for c in allowed_errors)
+        self._sleep = sleep
+        self._clock = clock
+        self.shutdown_timeout_s = float(shutdown_timeout_s)
+        self.identity: Optional[Identity] = None
+        self.matched_model: Optional[str] = None
+        self.line_frequency_hz: Optional[float] = None
+        self._connected = False
+        self._shutting_down = False
+        self._abort_ramps = False
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _read_error_entry(self) -> ErrorEntry:
+        """Read one entry from the instrument's error queue (code 0 when empty)."""
+
+    @abc.abstractmethod
+    def _clear_status(self) -> None:
+        """Clear the error queue and event registers (``*CLS`` / ``errorqueue.clear()``)."""
+
+    @abc.abstractmethod
+    def _read_line_frequency(self) -> Optional[float]:
+        """Mains frequency in Hz, or ``None`` if the instrument cannot report it."""
+
+    def _check_command_set(self) -> None:
+        """Raise ``InstrumentProtocolError`` if the instrument is in the wrong command set."""
+
+    def _apply_initial_state(self) -> None:
+        """Bring the instrument to the explicit state the driver assumes (e.g. outputs off)."""
+
+    def _settings_snapshot(self) -> dict[str, Any]:
+        """Configured settings for ``snapshot()``."""
+        return {}
+
+    @abc.abstractmethod
+    def _shutdown_steps(self) -> list[ShutdownStep]:
+        """Ordered shutdown actions: stop, ramp to 0 V, output off, open relays."""
+
+    # -- plain I/O helpers ---------------------------------------------------------------
+
+    def _write(self, command: str) -> None:
+        self.transport.write(command)
+
+    def _query(self, command: str) -> str:
+        return self.transport.query(command).strip()
+
+    def _query_float(self, command: str) -> float:
+        return self._parse(parse_number, self._query(command), command)
+
+    def _parse(self, parser: Callable[[str], Any], reply: str, command: str) -> Any:
+        """Run ``parser(reply)``, naming instrument and command in a protocol error."""
+        try:
+            return parser(reply)
+        except InstrumentProtocolError as exc:
+            raise InstrumentProtocolError(exc.detail, instrument=self.name, command=command) from exc
+
+    # -- identity and connect ------------------------------------------------------------
+
+    def identify(self) -> Identity:
+        """Query ``*IDN?`` and check the model against ``SUPPORTED_MODELS``.
+
+        Raises:
+            InstrumentProtocolError: empty/short reply or unsupported model.
+        """
+        reply = self._query("*IDN?")
+        identity = self._parse(parse_idn, reply, "*IDN?")
+        token = model_matches(identity, self.SUPPORTED_MODELS)
+        if token is None:
+            raise InstrumentProtocolError(
+                f"unexpected instrument {identity.model!r} ({identity.vendor}); "
+                f"driver {type(self).__name__} supports {', '.join(self.SUPPORTED_MODELS)}",
+                instrument=self.name,
+                command="*IDN?",
+            )
+        self.identity, self.matched_model = identity, token
+        return identity
+
+    def connect(self) -> None:
+        """Identify, check the command set, drain and log stale errors, clear status, read the
+        line frequency, apply the initial state, then require an empty error queue.
+
+        Raises:
+            InstrumentProtocolError: wrong identity or command set.
+            InstrumentReportedError: errors produced by the initial configuration.
+            InstrumentConnectionError / InstrumentTimeout: link problems.
+        """
+        identity = self.identify()
+        self._check_command_set()
+        stale = self.drain_errors()
+        for entry in stale:
+            self.log.warning("error queue held %d %r at connect (cleared)", entry.code, entry.message)
+        self._clear_status()
+        self.line_frequency_hz = self._read_line_frequency()
+        self._apply_initial_state()
+        self.check_errors()
+        self._connected = True
+        self.log.info("connected: %s %s serial %s fw %s via %s", identity.vendor, identity.model,
+                      identity.serial, identity.firmware, self.transport.resource_name)
+
+    # -- error queue ---------------------------------------------------------------------
+
+    def drain_errors(self, max_entries: int = MAX_ERROR_ENTRIES) -> list[ErrorEntry]:
+        """Read entries until the empty code; at most ``max_entries`` (then protocol error)."""
+        entries: list[ErrorEntry] = []
+        for _ in range(max_entries):
+            entry = self._read_error_entry()
+            if entry.code == self.ERROR_CODE_EMPTY:
+                return entries
+            entries.append(entry)
+        raise InstrumentProtocolError(
+            f"error queue not empty after {max_entries} reads: {entries[:4]} ...", instrument=self.name
+        )
+
+    def check_errors(self, allowed: Optional[Iterable[int]] = None) -> list[ErrorEntry]:
+        """Drain; log every entry; raise ``InstrumentReportedError`` for codes outside ``allowed``.
+
+        ``allowed`` defaults to the ``allowed_errors`` given at construction. Returns the
+        drained (all allowed) entries.
+        """
+        ok = self.allowed_errors if allowed is None else frozenset(int(c) for c in allowed)
+        entries = self.drain_errors()
+        bad = [e for e in entries if e.code not in ok]
+        for e in entries:
+            (self.log.error if e in bad else self.log.info)("instrument error %d: %s", e.code, e.message)
+        if bad:
+            raise InstrumentReportedError(bad[0].code, bad[0].message, entries, instrument=self.name)
+        return entries
+
+    # -- resync --------------------------------------------------------------------------
+
+    def resync(self) -> list[ErrorEntry]:
+        """Recover after a timeout: discard input, confirm identity, drain and log errors.
+
+        Two attempts (discard → ``*IDN?`` compared with the connect identity). Returns the
+        drained entries.
+
+        Raises:
+            InstrumentConnectionError: identity not confirmed after two attempts.
+        """
+        expected = self.identity.raw if self.identity else None
+        for attempt in (1, 2):
+            self.transport.discard_input()
+            try:
+                reply = self.transport.query("*IDN?").strip()
+            except InstrumentTimeout:
+                self.log.warning("resync attempt %d: *IDN? timed out", attempt)
+                continue
+            if expected is None or reply == expected:
+                entries = self.drain_errors()
+                for e in entries:
+                    self.log.warning("after resync: error %d %r", e.code, e.message)
+                self.log.warning("resync succeeded (attempt %d)", attempt)
+                return entries
+            self.log.warning("resync attempt %d: identity %r != %r", attempt, reply, expected)
+        raise InstrumentConnectionError("resync failed: instrument did not confirm its identity",
+                                        instrument=self.name, command="*IDN?")
+
+    def _query_idempotent(self, command: str) -> str:
+        """Query; after a timeout resync and retry once (only for queries without side effects)."""
+        try:
+            return self._query(command)
+        except InstrumentTimeout:
+            self.log.warning("timeout on %r; resyncing and retrying once", command)
+            self.resync()
+            return self._query(command)
+
+    # -- snapshot, shutdown, close -------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Identity, resource, line frequency and configured settings (JSON-serialisable)."""
+        return {
+            "name": self.name,
+            "driver": type(self).__name__,
+            "resource": self.transport.resource_name,
+            "identity": self.identity.as_dict() if self.identity else None,
+            "model": self.matched_model,
+            "line_frequency_hz": self.line_frequency_hz,
+            "allowed_errors": sorted(self.allowed_errors),
+            "settings": self._settings_snapshot(),
+        }
+
+    def safe_shutdown(self) -> None:
+        """Run the shutdown steps, then drain and log the error queue.
+
+        Idempotent; never raises ``Exception`` (each failure is logged and the next step runs).
+        Uses ``shutdown_timeout_s`` for every I/O. A ``KeyboardInterrupt`` during a step (second
+        signal) skips the remaining ramps, still runs the output-off steps, and is re-raised at
+        the end.
+        """
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        interrupted: Optional[BaseException] = None
+        try:
+            with ExitStack() as stack:
+                try:
+                    stack.enter_context(self.transport.temporary_timeout(self.shutdown_timeout_s))
+                except Exception:
+                    self.log.warning("shutdown: could not shorten the timeout", exc_info=True)
+                try:
+                    steps = self._shutdown_steps() + [("drain error queue", self._log_drained_errors)]
+                except Exception:
+                    self.log.error("shutdown: could not build the step list", exc_info=True)
+                    steps = [("drain error queue", self._log_drained_errors)]
+                for description, step in steps:
+                    try:
+                        step()
+                        self.log.debug("shutdown: %s done", description)
+                    except KeyboardInterrupt as exc:
+                        interrupted = exc
+                        self._abort_ramps = True
+                        self.log.error("shutdown: interrupted during %s; skipping ramps", description)
+                    except Exception as exc:
+                        self.log.error("shutdown: %s failed: %s", description, exc)
+            self.log.info("shutdown complete")
+        finally:
+            self._shutting_down = False
+            self._abort_ramps = False
+        if interrupted is not None:
+            raise interrupted
+
+    def _log_drained_errors(self) -> None:
+        for e in self.drain_errors():
+            self.log.error("instrument error at shutdown %d: %s", e.code, e.message)
+
+    def close(self) -> None:
+        """Close the transport (never the resource manager)."""
+        self._connected = False
+        self.transport.close()
+
+    def __enter__(self) -> "DriverBase":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.safe_shutdown()
+        finally:
+            self.close()
+
+
+class ScpiDriver(DriverBase):
+    """Base for SCPI instruments: ``:SYST:ERR?`` queue, ``*CLS``, optional line-frequency query."""
+
+    ERROR_QUERY: ClassVar[str] = ":SYST:ERR?"
+    LINE_FREQUENCY_QUERY: ClassVar[Optional[str]] = ":SYST:LFR?"
+
+    def _read_error_entry(self) -> ErrorEntry:
+        return self._parse(parse_scpi_error, self._query(self.ERROR_QUERY), self.ERROR_QUERY)
+
+    def _clear_status(self) -> None:
+        self._write("*CLS")
+
+    def _read_line_frequency(self) -> Optional[float]:
+        if self.LINE_FREQUENCY_QUERY is None:
+            return None
+        return self._query_float(self.LINE_FREQUENCY_QUERY)
+
+
+class TspDriver(DriverBase):
+    """Base for Keithley TSP instruments: every query is ``print(...)``; ``errorqueue`` drained by count."""
+
+    def _print(self, expression: str) -> str:
+        """Query ``print(expression)`` and return the stripped reply."""
+        return self._query(f"print({expression})")
+
+    def _print_float(self, expression: str) -> float:
+        command = f"print({expression})"
+        return self._parse(parse_number, self._query(command), command)
+
+    def _read_error_entry(self) -> ErrorEntry:
+        command = "print(errorqueue.next())"
+        return self._parse(parse_tsp_error, self._query(command), command)
+
+    def drain_errors(self, max_entries: int = MAX_ERROR_ENTRIES) -> list[ErrorEntry]:
+        """Read ``errorqueue.count`` and then that many ``errorqueue.next()`` entries."""
+        count = int(self._print_float("errorqueue.count"))
+        if count < 0:
+            raise InstrumentProtocolError(f"negative error count {count}", instrument=self.name)
+        if count > max_entries:
+            raise InstrumentProtocolError(f"error queue holds {count} entries (> {max_entries})", instrument=self.name)
+        return [self._read_error_entry() for _ in range(count)]
+
+    def _clear_status(self) -> None:
+        self._write("errorqueue.clear()")
+
+    def _read_line_frequency(self) -> Optional[float]:
+        return self._print_float("localnode.linefreq")
+
+    def run_script(self, lines: Iterable[str]) -> None:
+        """Send an anonymous script in one write: ``loadandrunscript`` … ``endscript``, ``\\r\\n``-joined."""
+        self._write("\r\n".join(["loadandrunscript", *lines, "endscript"]))

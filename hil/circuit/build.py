@@ -1,0 +1,211 @@
+"""Build a :class:`~hil.circuit.model.Circuit` from the ``circuit:`` section of a config.
+
+Example::
+
+    circuit:
+      name: xor
+      seed: 0                       # for generated conductances
+      inputs: {count: 2, inverted: true, rails: {vb_p: 1.0, vb_n: -1.0}}
+      hidden:
+        count: 8
+        element: {model: shockley, preset: 1N4148, temperature_c: 27}
+      outputs: {count: 2, voltage: 0.0, differential: true}
+      conductances:
+        g_in: {uniform: [1.0e-6, 1.0e-5]}      # or an (n, p) list of lists, or a scalar
+        g_hh: {random: {degree: 2, low: 1.0e-6, high: 1.0e-5}}   # or none / matrix
+        g_leak: 1.0e-7
+        g_out: {uniform: [1.0e-6, 1.0e-5]}
+
+Conductances are in siemens, voltages in volts, temperatures in °C.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hil.circuit.elements import DIODE_KINDS, DIODE_PRESETS, DiodeBank, SPICE_GMIN_S
+from hil.circuit.model import Circuit, CircuitError, make_sources
+from hil.config import ConfigError, Section, non_negative, positive
+
+
+def _names(sec: Section, default_prefix: str) -> list[str] | None:
+    if sec.has("names"):
+        names = sec.get("names", list)
+        if names is not None and (not names or not all(isinstance(x, str) and x for x in names)):
+            sec.error("names", "must be a non-empty list of strings")
+            return None
+        sec.get("count", int, None)
+        return names
+    count = sec.get("count", int, check=positive)
+    return [f"{default_prefix}{i}" for i in range(count)] if count else None
+
+
+def _per_node(sec: Section, key: str, default: float, n: int, check=None) -> np.ndarray:
+    val = sec.get(key, (int, float, list), default)
+    if isinstance(val, list):
+        arr = np.asarray(val, dtype=float)
+        if arr.shape != (n,):
+            sec.error(key, f"list of {arr.shape[0]} values for {n} hidden nodes")
+            return np.full(n, float(default))
+    else:
+        arr = np.full(n, float(val if val is not None else default))
+    if check is not None and np.size(arr) and check(float(arr.min())):
+        sec.error(key, check(float(arr.min())))
+    return arr
+
+
+def _diodes(sec: Section, n: int) -> DiodeBank:
+    kind = sec.get("model", str, "ideal", choices=DIODE_KINDS)
+    preset = sec.get("preset", str, None, choices=tuple(DIODE_PRESETS))
+    base = dict(DIODE_PRESETS["1N4148"])
+    if preset:
+        base.update(DIODE_PRESETS[preset])
+    orient = sec.get("orientation", (int, list), 1)
+    if isinstance(orient, list):
+        orientation = np.asarray(orient, dtype=int)
+        if orientation.shape != (n,):
+            sec.error("orientation", f"list of {orientation.size} values for {n} hidden nodes")
+            orientation = np.ones(n, int)
+    else:
+        orientation = np.full(n, orient if orient is not None else 1, dtype=int)
+    if not np.all(np.isin(orientation, (-1, 1))):
+        sec.error("orientation", "must be +1 (anode at the reference) or -1 (anode at the node)")
+    bank = DiodeBank(
+        kind=kind or "ideal",
+        orientation=orientation,
+        v_ref=_per_node(sec, "v_ref", 0.0, n),
+        i_s=_per_node(sec, "i_s", base["i_s"], n, positive),
+        n=_per_node(sec, "n", base["n"], n, positive),
+        r_s=_per_node(sec, "r_s", base["r_s"], n, non_negative),
+        temperature_c=sec.get("temperature_c", float, 27.0, check=lambda t: None if t > -273.15 else "below absolute zero"),
+        tnom_c=sec.get("tnom_c", float, 27.0),
+        xti=sec.get("xti", float, 3.0),
+        eg_ev=sec.get("eg_ev", float, 1.11, check=positive),
+        gmin_s=sec.get("gmin_s", float, SPICE_GMIN_S, check=non_negative),
+        spice_compat=sec.get("spice_compat", bool, False),
+    )
+    sec.finish()
+    return bank
+
+
+def _matrix(sec: Section, key: str, shape: tuple[int, ...], rng: np.random.Generator, default: Any) -> np.ndarray:
+    val = sec.raw(key, default)
+    if val is None or val == "none" or val == 0:
+        return np.zeros(shape)
+    if isinstance(val, (int, float)) and not isinstance(val, bool):
+        if val < 0:
+            sec.error(key, f"negative conductance {val} S")
+        return np.full(shape, float(val))
+    if isinstance(val, dict):
+        if set(val) == {"uniform"} and isinstance(val["uniform"], list) and len(val["uniform"]) == 2:
+            lo, hi = (float(x) for x in val["uniform"])
+            if not 0 <= lo <= hi:
+                sec.error(key, "uniform: [low, high] needs 0 <= low <= high (siemens)")
+                return np.zeros(shape)
+            return rng.uniform(lo, hi, size=shape)
+        sec.error(key, "expected a number, a list, or {uniform: [low, high]}")
+        return np.zeros(shape)
+    try:
+        arr = np.asarray(val, dtype=float)
+    except (TypeError, ValueError):
+        sec.error(key, "not a numeric array")
+        return np.zeros(shape)
+    if arr.shape != shape:
+        sec.error(key, f"shape {arr.shape} does not match the topology {shape}")
+        return np.zeros(shape)
+    return arr
+
+
+def _coupling(sec: Section, n: int, rng: np.random.Generator) -> np.ndarray:
+    val = sec.raw("g_hh", None)
+    if isinstance(val, dict) and "random" in val:
+        spec = Section(val["random"], sec._p("g_hh.random"), sec.problems)
+        degree = spec.get("degree", int, 2, check=positive)
+        lo = spec.get("low", float, 1e-6, check=non_negative)
+        hi = spec.get("high", float, 1e-5, check=non_negative)
+        spec.finish()
+        g = np.zeros((n, n))
+        for k in range(n):
+            for l in rng.choice(n, size=min(degree, n - 1) if n > 1 else 0, replace=False):
+                if l != k:
+                    g[k, l] = g[l, k] = rng.uniform(lo, hi)
+        return g
+    g = _matrix(sec, "g_hh", (n, n), rng, None)
+    if val is not None and isinstance(val, (int, float)) and not isinstance(val, bool):
+        np.fill_diagonal(g, 0.0)
+    return g
+
+
+def build_circuit(data: dict, path: str = "circuit") -> Circuit:
+    """Validate the ``circuit`` mapping and build the circuit; raises :class:`ConfigError`."""
+    problems: list[str] = []
+    sec = Section(data, path, problems)
+    name = sec.get("name", str, "circuit")
+    seed = sec.get("seed", int, 0)
+    rng = np.random.default_rng(seed)
+    s_in = sec.section("inputs", required=True)
+    in_names = _names(s_in, "x")
+    inverted = s_in.get("inverted", bool, False)
+    rails = s_in.get("rails", dict, {})
+    rail_list = []
+    for rn, rv in (rails or {}).items():
+        if not isinstance(rv, (int, float)) or isinstance(rv, bool):
+            s_in.error(f"rails.{rn}", f"expected a voltage in volts, got {rv!r}")
+        else:
+            rail_list.append((str(rn), float(rv)))
+    s_in.finish()
+    s_h = sec.section("hidden", required=True)
+    h_names = _names(s_h, "h")
+    n = len(h_names) if h_names else 1
+    diodes = _diodes(s_h.section("element"), n)
+    s_h.finish()
+    s_o = sec.section("outputs", required=True)
+    o_names = _names(s_o, "y")
+    q = len(o_names) if o_names else 0
+    volt = s_o.get("voltage", (int, float, list), 0.0)
+    out_v = np.asarray(volt, dtype=float) if isinstance(volt, list) else np.full(q, float(volt or 0.0))
+    diff = s_o.get("differential", (bool, list), False)
+    pairs: list[tuple[int, int]] = []
+    if diff is True:
+        if q % 2:
+            s_o.error("differential", f"true needs an even number of outputs, got {q}")
+        pairs = [(2 * i, 2 * i + 1) for i in range(q // 2)]
+    elif isinstance(diff, list) and o_names:
+        for i, pr in enumerate(diff):
+            if not (isinstance(pr, list) and len(pr) == 2 and all(x in o_names for x in pr)):
+                s_o.error(f"differential[{i}]", f"expected [plus_name, minus_name] of output names, got {pr!r}")
+            else:
+                pairs.append((o_names.index(pr[0]), o_names.index(pr[1])))
+    s_o.finish()
+    if problems:
+        raise ConfigError(problems)
+    sources = make_sources(len(in_names), inverted, rail_list, in_names)
+    p = len(sources)
+    s_g = sec.section("conductances", required=True)
+    g_in = _matrix(s_g, "g_in", (n, p), rng, None)
+    g_hh = _coupling(s_g, n, rng)
+    g_leak_v = s_g.raw("g_leak", 0.0)
+    if isinstance(g_leak_v, list):
+        g_leak = np.asarray(g_leak_v, dtype=float)
+    elif isinstance(g_leak_v, (int, float)) and not isinstance(g_leak_v, bool):
+        g_leak = np.full(n, float(g_leak_v))
+    else:
+        s_g.error("g_leak", f"expected a conductance in siemens or a list, got {g_leak_v!r}")
+        g_leak = np.zeros(n)
+    g_out = _matrix(s_g, "g_out", (q, n), rng, None)
+    s_g.finish()
+    sec.finish()
+    if problems:
+        raise ConfigError(problems)
+    circuit = Circuit(
+        sources=sources, hidden_names=tuple(h_names), output_names=tuple(o_names), g_in=g_in, g_hh=g_hh,
+        g_leak=g_leak, g_out=g_out, diodes=diodes, output_voltage=out_v, differential_pairs=tuple(pairs),
+        coupling_mask=g_hh > 0, name=name,
+    )
+    try:
+        return circuit.validate()
+    except CircuitError as exc:
+        field = f"{path}.{exc.field}" if not exc.field.startswith(path) else exc.field
+        raise ConfigError([f"{field}: {str(exc).split(': ', 1)[1]}"]) from None

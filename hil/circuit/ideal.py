@@ -1,0 +1,152 @@
+"""Ideal-diode equilibrium: primal–dual active-set (PDAS) solver for the nodal LCP.
+
+Problem (physics.md §2.2), per sample, with K the grounded Laplacian (SPD M-matrix),
+b the nodal source currents, diode orientation s and reference h:
+
+    K e - b = s * mu,   mu >= 0,   z = s (e - h) >= 0,   mu * z = 0.
+
+mu is the diode current (A) in its forward direction; z the diode's blocking voltage (V).
+PDAS converges monotonically in finitely many steps for M-matrices; a visited-set guard
+falls back to Peaceman–Rachford splitting and a final PDAS polish.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from hil.circuit.linsolve import MaskedSolver
+from hil.circuit.report import SolveError, SolveReport
+
+
+@dataclass
+class IdealSolution:
+    e: np.ndarray  # (B, n) node voltages, V
+    mu: np.ndarray  # (B, n) diode forward currents, A
+    on: np.ndarray  # (B, n) bool, diode conducting (clamped)
+    report: SolveReport
+
+
+def _multipliers(K, e, b, s):
+    return s * (e @ K.T - b) if isinstance(K, np.ndarray) else s * (K @ e.T).T - s * b
+
+
+def certify(K, e: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, on: np.ndarray, scale_v: float) -> dict:
+    """Scaled KKT residuals of a candidate solution (primal, dual, complementarity, KCL)."""
+    r = (K @ e.T).T - b if not isinstance(K, np.ndarray) else e @ K.T - b
+    mu = np.where(on, s * r, 0.0)
+    z = s * (e - h)
+    diag = K.diagonal()
+    scale_i = max(float(np.max(np.abs(b), initial=0.0)), float(np.max(np.abs(diag * e), initial=0.0)), 1e-300)
+    kcl = np.where(on, 0.0, np.abs(r))
+    return {
+        "primal": float(np.max(np.maximum(0.0, -z), initial=0.0)) / scale_v,
+        "dual": float(np.max(np.maximum(0.0, -mu), initial=0.0)) / scale_i,
+        "complementarity": float(np.max(np.abs(mu * z), initial=0.0)) / (scale_v * scale_i),
+        "kcl_abs": float(np.max(kcl, initial=0.0)),
+        "kcl_rel": float(np.max(kcl, initial=0.0)) / scale_i,
+        "mu": mu,
+        "z": z,
+        "scale_i": scale_i,
+    }
+
+
+def solve_ideal(
+    solver: MaskedSolver,
+    b: np.ndarray,
+    s: np.ndarray,
+    h: np.ndarray,
+    warm_on: np.ndarray | None = None,
+    scale_v: float = 1.0,
+    max_iter: int = 50,
+    tol: float = 1e-12,
+    fallback=None,
+) -> IdealSolution:
+    """Solve the ideal-diode LCP for a batch of right-hand sides ``b`` (B, n) in amperes.
+
+    ``warm_on`` (B, n) seeds the active (conducting) set, e.g. from the previous sample
+    or the operating point of a perturbation phase.  ``fallback(b_subset, on_subset)``
+    returns a better starting set for samples on which PDAS cycles.
+    Raises :class:`SolveError` if the KKT certificate exceeds ``tol``.
+    """
+    t0 = time.perf_counter()
+    K = solver.k_dense if solver.k_dense is not None else solver.k_sparse
+    B, n = b.shape
+    diag = K.diagonal()
+    if warm_on is None:
+        e0 = solver.solve(np.zeros((B, n), bool), h, b)
+        on = s * (e0 - h) < 0
+    else:
+        on = warm_on.copy()
+    e = np.zeros((B, n))
+    active = np.arange(B)
+    iters = 0
+    seen: list[set[bytes]] = [set() for _ in range(B)]
+    cycled: list[int] = []
+    path = "pdas"
+    while active.size and iters < max_iter:
+        iters += 1
+        e[active] = solver.solve(on[active], h, b[active])
+        r = e[active] @ K.T - b[active] if isinstance(K, np.ndarray) else (K @ e[active].T).T - b[active]
+        mu = np.where(on[active], s * r, 0.0)
+        z = s * (e[active] - h)
+        new_on = (mu - diag * z) > 0
+        same = np.all(new_on == on[active], axis=1)
+        still = []
+        for i_local, bidx in enumerate(active):
+            if same[i_local]:
+                continue
+            key = np.packbits(new_on[i_local]).tobytes()
+            if key in seen[bidx]:
+                cycled.append(int(bidx))
+                continue
+            seen[bidx].add(key)
+            still.append(i_local)
+        on[active[still]] = new_on[still]
+        active = active[still]
+    stuck = sorted(set(cycled) | set(active.tolist()))
+    if stuck and fallback is not None:
+        path = "pdas→pr→pdas"
+        idx = np.array(stuck)
+        on[idx] = fallback(b[idx], on[idx])
+        sub = solve_ideal(solver, b[idx], s, h, on[idx], scale_v, max_iter, tol, None)
+        e[idx], on[idx] = sub.e, sub.on
+        iters += sub.report.iterations.get("pdas", 0)
+        stuck = []
+    cert = certify(K, e, b, s, h, on, scale_v)
+    # One refinement pass against rounding in ill-conditioned systems.
+    if max(cert["primal"], cert["dual"], cert["complementarity"], cert["kcl_rel"]) > tol and not stuck:
+        resid = np.where(on, 0.0, (e @ K.T - b) if isinstance(K, np.ndarray) else (K @ e.T).T - b)
+        e = e - solver.solve(on, np.zeros_like(h), resid)
+        cert = certify(K, e, b, s, h, on, scale_v)
+    worst = max(cert["primal"], cert["dual"], cert["complementarity"], cert["kcl_rel"])
+    z, mu = cert["z"], cert["mu"]
+    margin = np.maximum(z / scale_v, mu / cert["scale_i"])
+    degenerate = int(np.sum((z <= 1e-12 * scale_v) & (np.abs(mu) <= 1e-12 * cert["scale_i"])))
+    report = SolveReport(
+        converged=not stuck and worst <= tol,
+        method=path,
+        iterations={"pdas": iters},
+        batch=B,
+        kcl_residual_a=cert["kcl_abs"],
+        kcl_residual_rel=cert["kcl_rel"],
+        kkt_primal=cert["primal"],
+        kkt_dual=cert["dual"],
+        kkt_complementarity=cert["complementarity"],
+        n_on_mean=float(on.sum() / max(B, 1)),
+        degenerate=degenerate,
+        min_margin=float(margin.min()) if margin.size else None,
+        wall_time_s=time.perf_counter() - t0,
+        failed_samples=stuck,
+    )
+    if not report.converged:
+        reason = (
+            f"active set did not settle for samples {stuck[:10]}"
+            if stuck
+            else f"KKT certificate {worst:.2e} exceeds tolerance {tol:.0e}"
+        )
+        report.note = reason
+        raise SolveError("ideal-diode equilibrium not certified: " + reason, report)
+    return IdealSolution(e, np.where(on, mu, 0.0), on, report)

@@ -1,0 +1,139 @@
+"""Equilibrium of a circuit for a batch of source and port voltages.
+
+    state = EquilibriumSolver(circuit).solve(u, w)
+
+returns a :class:`CircuitState` (node voltages, diode states or incremental
+conductances, port and source currents, and the solve report) or raises
+:class:`~hil.circuit.report.SolveError`.  The solver keeps its factorizations, so
+repeated solves on the same conductances (batches, perturbation phases) reuse them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hil.circuit.ideal import solve_ideal
+from hil.circuit.linsolve import MaskedSolver, use_dense
+from hil.circuit.model import Circuit
+from hil.circuit.report import SolveReport
+from hil.circuit.shockley import NewtonTolerances, solve_shockley
+
+
+@dataclass
+class CircuitState:
+    """Operating points of a batch (B samples).  Voltages in V, currents in A, conductances in S.
+
+    Attributes:
+        u: (B, p) source voltages.  w: (B, q) output-port voltages.
+        e: (B, n) hidden-node voltages w.r.t. ground.
+        diode_current: (B, n) current each diode draws out of its node.
+        on: (B, n) bool, diode conducting (ideal: clamped; Shockley: forward current
+            above 1000 I_s).
+        g_d: (B, n) incremental diode conductance (Shockley) or None (ideal).
+        y: (B, q) currents flowing from the network into the output ports.
+        i_src: (B, p) currents delivered by the sources into the network.
+        report: the solve report.
+    """
+
+    u: np.ndarray
+    w: np.ndarray
+    e: np.ndarray
+    diode_current: np.ndarray
+    on: np.ndarray
+    g_d: np.ndarray | None
+    y: np.ndarray
+    i_src: np.ndarray
+    report: SolveReport
+
+    def node_voltages(self) -> np.ndarray:
+        """All node voltages (B, p + n + q + 1) in topology order (ground last, 0 V)."""
+        B = self.e.shape[0]
+        return np.concatenate([self.u, self.e, self.w, np.zeros((B, 1))], axis=1)
+
+    def branch_voltages(self, edges: np.ndarray) -> np.ndarray:
+        """Voltage across each conductance (B, m) given topology edges (m, 2)."""
+        v = self.node_voltages()
+        return v[:, edges[:, 0]] - v[:, edges[:, 1]]
+
+
+class EquilibriumSolver:
+    """Solves one circuit (fixed conductances) for many input batches, reusing factorizations."""
+
+    def __init__(self, circuit: Circuit, tolerances: NewtonTolerances | None = None, kkt_tol: float = 1e-12):
+        self.circuit = circuit
+        self.tol = tolerances or NewtonTolerances()
+        self.kkt_tol = kkt_tol
+        n = circuit.n_hidden
+        self.k_sparse = circuit.laplacian_sparse()
+        self.k_dense = circuit.laplacian_dense() if use_dense(n) else None
+        self.masked = MaskedSolver(self.k_dense, self.k_sparse)
+
+    # ---- inputs --------------------------------------------------------------
+    def _prepare(self, u, w):
+        c = self.circuit
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        if u.shape[1] != c.n_sources:
+            raise ValueError(f"expected {c.n_sources} source voltages per sample, got {u.shape[1]}")
+        B = u.shape[0]
+        if w is None:
+            w = np.broadcast_to(c.output_voltage, (B, c.n_outputs)).copy()
+        else:
+            w = np.atleast_2d(np.asarray(w, dtype=float))
+            if w.shape != (B, c.n_outputs):
+                raise ValueError(f"expected output-port voltages of shape {(B, c.n_outputs)}, got {w.shape}")
+        b = u @ c.g_in.T + w @ c.g_out
+        return u, w, b
+
+    def _voltage_scale(self, u, w) -> float:
+        return max(float(np.max(np.abs(u), initial=0.0)), float(np.max(np.abs(w), initial=0.0)),
+                   float(np.max(np.abs(self.circuit.diodes.v_ref), initial=0.0)), 1e-300)
+
+    # ---- solves ------------------------------------------------------------------
+    def ideal_voltages(self, b: np.ndarray, h: np.ndarray, warm_on=None) -> np.ndarray:
+        """Ideal-diode node voltages for nodal currents ``b`` and clamp levels ``h`` (V)."""
+        d = self.circuit.diodes
+        scale = max(float(np.max(np.abs(h), initial=0.0)), float(np.max(np.abs(b), initial=0.0) / self.k_sparse.diagonal().max()), 1e-300)
+        return solve_ideal(self.masked, b, d.orientation, h, warm_on, scale, tol=1e-9, fallback=self._pr_fallback_for(h)).e
+
+    def _pr_fallback_for(self, h):
+        def fallback(b_sub, on_sub):
+            from hil.circuit.mon import peaceman_rachford_nodal
+
+            z = peaceman_rachford_nodal(self.circuit, b_sub, h, tol=1e-13)
+            return self.circuit.diodes.orientation * (z - h) <= 0
+        return fallback
+
+    def solve(self, u, w=None, warm: CircuitState | None = None) -> CircuitState:
+        """Equilibrium for source voltages ``u`` (B, p) and port voltages ``w`` (B, q), volts.
+
+        ``warm`` (a previous state of the same batch size) seeds the active set or the
+        Newton iterate, e.g. for the perturbation phases of hardware linearization.
+        """
+        c = self.circuit
+        u, w, b = self._prepare(u, w)
+        d = c.diodes
+        if d.is_ideal:
+            warm_on = warm.on if warm is not None and warm.on.shape == b.shape else None
+            sol = solve_ideal(
+                self.masked, b, d.orientation, d.v_ref, warm_on,
+                self._voltage_scale(u, w), tol=self.kkt_tol, fallback=self._pr_fallback_for(d.v_ref),
+            )
+            e, on, g_d = sol.e, sol.on, None
+            diode_current = -d.orientation * sol.mu
+            report = sol.report
+        else:
+            e0 = warm.e if warm is not None and warm.e.shape == b.shape else None
+            sol = solve_shockley(self.k_dense, self.k_sparse, d, b, self.ideal_voltages, e0, self.tol)
+            e, g_d, diode_current = sol.e, sol.g_d, sol.current
+            on = -d.orientation * diode_current > 1e3 * d.i_s_at_temperature
+            report = sol.report
+        y = e @ c.g_out.T - c.g_out.sum(axis=1) * w
+        i_src = u * c.g_in.sum(axis=0) - e @ c.g_in
+        return CircuitState(u, w, e, diode_current, on, g_d, y, i_src, report)
+
+
+def solve(circuit: Circuit, u, w=None) -> CircuitState:
+    """One-shot equilibrium solve (see :class:`EquilibriumSolver`)."""
+    return EquilibriumSolver(circuit).solve(u, w)
