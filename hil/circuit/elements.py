@@ -38,7 +38,8 @@ DIODE_PRESETS: dict[str, dict[str, float]] = {
     "BAT42": {"i_s": 1e-7, "n": 1.1, "r_s": 12.0},
 }
 
-DIODE_KINDS = ("ideal", "shockley")
+#: ``none`` removes the diodes (a purely linear resistor network: the linear control).
+DIODE_KINDS = ("ideal", "shockley", "none")
 
 
 def thermal_voltage(temperature_c: float, spice_compat: bool = False) -> float:
@@ -56,7 +57,7 @@ class DiodeBank:
     """The diodes of all ``n`` hidden nodes (one per node), as per-node arrays.
 
     Attributes:
-        kind: ``"ideal"`` or ``"shockley"`` (one kind per circuit).
+        kind: ``"ideal"``, ``"shockley"`` or ``"none"`` (no diodes; one kind per circuit).
         orientation: (n,) +1 (anode at the reference) or -1 (anode at the node).
         v_ref: (n,) reference potential of each diode's other terminal, volts.
         i_s: (n,) saturation current at ``tnom_c``, amperes (Shockley only).
@@ -89,6 +90,11 @@ class DiodeBank:
     @property
     def is_ideal(self) -> bool:
         return self.kind == "ideal"
+
+    @property
+    def is_linear(self) -> bool:
+        """True when the nodes carry no diode at all."""
+        return self.kind == "none"
 
     @property
     def vt(self) -> float:

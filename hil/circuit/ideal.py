@@ -44,7 +44,7 @@ def certify(K, e: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, on: n
     return {
         "primal": float(np.max(np.maximum(0.0, -z), initial=0.0)) / scale_v,
         "dual": float(np.max(np.maximum(0.0, -mu), initial=0.0)) / scale_i,
-        "complementarity": float(np.max(np.abs(mu * z), initial=0.0)) / (scale_v * scale_i),
+        "complementarity": float(np.max(np.abs(mu * z), initial=0.0)) / scale_v / scale_i,
         "kcl_abs": float(np.max(kcl, initial=0.0)),
         "kcl_rel": float(np.max(kcl, initial=0.0)) / scale_i,
         "mu": mu,

@@ -22,6 +22,8 @@ def use_dense(n: int) -> bool:
 def solve_diagonal_shift(k_dense: np.ndarray | None, k_sparse: sp.csc_matrix, shift: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve (K + diag(shift_b)) x_b = rhs_b for every sample b.  shift, rhs: (B, n)."""
     n = rhs.shape[1]
+    if k_sparse.nnz == np.count_nonzero(k_sparse.diagonal()):
+        return rhs / (k_sparse.diagonal() + shift)
     if k_dense is not None:
         mats = np.broadcast_to(k_dense, (rhs.shape[0], n, n)).copy()
         idx = np.arange(n)
@@ -45,6 +47,8 @@ class MaskedSolver:
         self.k_dense = k_dense
         self.k_sparse = k_sparse
         self.n = k_sparse.shape[0]
+        # Uncoupled hidden nodes (a single crossbar layer): K is diagonal, solves are divisions.
+        self.diagonal = k_sparse.diagonal() if k_sparse.nnz == np.count_nonzero(k_sparse.diagonal()) else None
         self._lu: dict[bytes, object] = {}
         self._cache_size = cache_size
         self.factorizations = 0
@@ -52,6 +56,8 @@ class MaskedSolver:
     def solve(self, clamped: np.ndarray, h: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         """clamped: (B, n) bool; h: (n,) clamp values (V); rhs: (B, n) currents (A)."""
         B, n = rhs.shape
+        if self.diagonal is not None:
+            return np.where(clamped, h[None, :], rhs / self.diagonal)
         if self.k_dense is not None:
             free = ~clamped
             K = self.k_dense

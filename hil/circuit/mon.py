@@ -39,12 +39,16 @@ class MONView:
         """Resolvent σ of (step·α)×co-content: ReLU for ideal diodes, scalar Newton otherwise."""
         if self.diodes.is_ideal:
             return np.maximum(x, 0.0)
+        if self.diodes.is_linear:
+            return x
         return _smooth_resolvent(self.diodes, x, step * self.alpha_ohm)
 
     def activation_slope(self, x: np.ndarray) -> np.ndarray:
         """σ'_a(x): 1[x > 0] for ideal diodes, 1/(1 + a g̃(σ(x))) otherwise."""
         if self.diodes.is_ideal:
             return (x > 0).astype(float)
+        if self.diodes.is_linear:
+            return np.ones_like(x)
         z = _smooth_resolvent(self.diodes, x, self.alpha_ohm)
         _, g = _f_tilde(self.diodes, z)
         return 1.0 / (1.0 + self.alpha_ohm * g)

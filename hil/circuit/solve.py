@@ -10,6 +10,7 @@ repeated solves on the same conductances (batches, perturbation phases) reuse th
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,7 +115,16 @@ class EquilibriumSolver:
         c = self.circuit
         u, w, b = self._prepare(u, w)
         d = c.diodes
-        if d.is_ideal:
+        if d.is_linear:
+            t0 = time.perf_counter()
+            e = self.masked.solve(np.zeros(b.shape, bool), d.v_ref, b)
+            r = e @ self.k_dense.T - b if self.k_dense is not None else (self.k_sparse @ e.T).T - b
+            on, g_d, diode_current = np.zeros(b.shape, bool), None, np.zeros_like(b)
+            report = SolveReport(True, "linear", {"linear": 1}, batch=b.shape[0],
+                                 kcl_residual_a=float(np.abs(r).max(initial=0.0)),
+                                 kcl_residual_rel=float(np.abs(r).max(initial=0.0) / max(np.abs(b).max(initial=0.0), 1e-300)),
+                                 wall_time_s=time.perf_counter() - t0)
+        elif d.is_ideal:
             warm_on = warm.on if warm is not None and warm.on.shape == b.shape else None
             sol = solve_ideal(
                 self.masked, b, d.orientation, d.v_ref, warm_on,

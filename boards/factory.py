@@ -1,0 +1,16 @@
+"""Build a board backend by name from configuration (the only place that picks a backend)."""
+
+from __future__ import annotations
+
+from boards.simulated import SimulatedBoard
+from hil.circuit.build import build_circuit
+from hil.config import ConfigError
+
+
+def make_board(backend: str, circuit: dict | None, g_min: float, g_max: float):
+    """A board for ``backend`` (``simulated``); ``circuit`` is the ``board.circuit`` mapping."""
+    if backend == "simulated":
+        if circuit is None:
+            raise ConfigError(["board.circuit: required for the simulated backend"])
+        return SimulatedBoard(build_circuit(circuit, "board.circuit"), g_min=g_min, g_max=g_max)
+    raise ConfigError([f"board.backend: unknown backend {backend!r}"])

@@ -1,0 +1,116 @@
+"""The simulated board: a resistor–diode crossbar solved exactly by :mod:`hil.circuit`.
+
+It implements :class:`hil.board.Board` and the simulated-only
+:class:`hil.board.ExactLinearization` capability.  Conductance programming is exact
+(clipped to the programmable range); non-idealities are layered on in later modules.
+The equilibrium solver and its factorizations are kept between calls, and the last
+operating point warm-starts the next solve of the same inputs (perturbation phases).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hil.board import BoardBase, BoardTopology, Measurement
+from hil.circuit.linsolve import solve_diagonal_shift
+from hil.circuit.model import Circuit
+from hil.circuit.solve import CircuitState, EquilibriumSolver
+
+
+def board_topology(circuit: Circuit) -> BoardTopology:
+    """The board view of a circuit's topology."""
+    topo = circuit.topology()
+    n, p, q = circuit.n_hidden, circuit.n_sources, circuit.n_outputs
+    kinds = ("source",) * p + ("hidden",) * n + ("output",) * q + ("ground",)
+    offset = np.array([s.voltage if s.kind == "rail" else 0.0 for s in circuit.sources])
+    shapes = {"g_in": (n, p), "g_hh": (topo.groups["g_hh"].stop - topo.groups["g_hh"].start,),
+              "g_leak": (n,), "g_out": (q, n)}
+    return BoardTopology(
+        node_names=topo.node_names, node_kinds=kinds, edges=topo.edges, edge_names=topo.edge_names,
+        groups=topo.groups, source_matrix=circuit.input_jacobian(), source_offset=offset,
+        output_voltage=circuit.output_voltage.copy(), differential=circuit.differential_matrix(),
+        group_shapes=shapes,
+    )
+
+
+class SimulatedBoard(BoardBase):
+    """A board whose physics is the exact equilibrium of a :class:`~hil.circuit.model.Circuit`.
+
+    Args:
+        circuit: the network (its conductances are the initial programmed state).
+        g_min, g_max: programmable conductance range, siemens.
+    """
+
+    def __init__(self, circuit: Circuit, g_min: float = 0.0, g_max: float = np.inf):
+        if not 0 <= g_min < g_max:
+            raise ValueError("need 0 <= g_min < g_max (siemens)")
+        self._circuit = circuit.validate()
+        self._topology = board_topology(circuit)
+        self._bounds = (float(g_min), float(g_max))
+        self._solver = EquilibriumSolver(circuit)
+        self._last: tuple[np.ndarray, CircuitState] | None = None
+        self.solves = 0
+        self.last_report = None
+
+    # ---- protocol -----------------------------------------------------------
+    @property
+    def topology(self) -> BoardTopology:
+        return self._topology
+
+    @property
+    def conductance_bounds(self) -> tuple[float, float]:
+        return self._bounds
+
+    @property
+    def circuit(self) -> Circuit:
+        return self._circuit
+
+    def measure(self, x: np.ndarray, w: np.ndarray | None = None) -> Measurement:
+        st = self._solve(x, w)
+        return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
+                           info={"report": st.report, "g_d": st.g_d})
+
+    def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:
+        g = np.clip(np.asarray(g, dtype=float), *self._bounds)
+        self._circuit = self._circuit.with_conductances(g)
+        self._solver = EquilibriumSolver(self._circuit)
+        self._last = None
+        return self.read_conductances()
+
+    def read_conductances(self) -> np.ndarray:
+        return self._circuit.conductance_vector()
+
+    def safe_state(self) -> None:
+        """Nothing is energised in a simulation; forget the held operating point."""
+        self._last = None
+
+    # ---- simulated-only capability ------------------------------------------------
+    def linearized_response(self, x: np.ndarray, w_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Adjoint circuit at the operating point of ``x``: ê (B, n) volts, î (B, p) amperes."""
+        st = self._solve(x, None)
+        c = self._circuit
+        rhs = np.atleast_2d(w_hat) @ c.g_out
+        if c.diodes.is_ideal or c.diodes.is_linear:
+            e_hat = self._solver.masked.solve(st.on, np.zeros(c.n_hidden), rhs)
+        else:
+            e_hat = solve_diagonal_shift(self._solver.k_dense, self._solver.k_sparse, st.g_d, rhs)
+        i_hat = -e_hat @ c.g_in
+        return e_hat, i_hat
+
+    # ---- internals ----------------------------------------------------------------------
+    def _solve(self, x, w) -> CircuitState:
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        if x.shape[1] != self._topology.n_inputs:
+            raise ValueError(f"expected {self._topology.n_inputs} inputs per sample, got {x.shape[1]}")
+        u = self._topology.source_voltages(x)
+        warm = None
+        if self._last is not None and self._last[0].shape == x.shape and np.array_equal(self._last[0], x):
+            warm = self._last[1]
+            if w is None:
+                return warm  # same inputs, same conductances: the held operating point
+        st = self._solver.solve(u, w, warm=warm)
+        self.solves += 1
+        self.last_report = st.report
+        if w is None or warm is None:
+            self._last = (x.copy(), st)
+        return st

@@ -1,0 +1,173 @@
+"""The board protocol shared by the trainer, calibration and every backend.
+
+A board is what a bench can do: apply a batch of input vectors (volts), optionally
+with voltages at the output ports, and measure port currents, source currents and
+hidden-node voltages; program conductances (siemens) and read them back; describe
+which conductance connects which nodes; go to a safe state.  Everything is
+batch-first and in SI units.  Nothing here knows about circuits or instruments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+NODE_KINDS = ("source", "hidden", "output", "ground")
+
+
+@dataclass(frozen=True)
+class BoardTopology:
+    """Nodes and conductances of a board, in the flat parameter order.
+
+    Attributes:
+        node_names: every node: sources, hidden nodes, output ports, ground (last).
+        node_kinds: one of ``source``, ``hidden``, ``output``, ``ground`` per node.
+        edges: (m, 2) node indices of each programmable conductance; branch voltage
+            ``V[a] - V[b]``.
+        edge_names: one name per conductance.
+        groups: group name (``g_in``, ``g_hh``, ``g_leak``, ``g_out``) → slice of the flat vector.
+        source_matrix: (p, n_inputs) du/dx: how logical inputs map to source voltages.
+        source_offset: (p,) fixed source voltages (bias rails), volts.
+        output_voltage: (q,) port voltages in normal operation, volts.
+        differential: (n_pairs, q) y_diff = differential @ y; empty when single-ended.
+        group_shapes: matrix shape of each group for plotting (e.g. (n, p)).
+    """
+
+    node_names: tuple[str, ...]
+    node_kinds: tuple[str, ...]
+    edges: np.ndarray
+    edge_names: tuple[str, ...]
+    groups: dict[str, slice]
+    source_matrix: np.ndarray
+    source_offset: np.ndarray
+    output_voltage: np.ndarray
+    differential: np.ndarray
+    group_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def n_conductances(self) -> int:
+        return int(self.edges.shape[0])
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.source_matrix.shape[1])
+
+    @property
+    def n_sources(self) -> int:
+        return int(self.source_matrix.shape[0])
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self.output_voltage.shape[0])
+
+    @property
+    def n_hidden(self) -> int:
+        return sum(1 for k in self.node_kinds if k == "hidden")
+
+    def source_voltages(self, x: np.ndarray) -> np.ndarray:
+        """Source voltages u (B, p) for logical inputs x (B, n_inputs), volts."""
+        return np.atleast_2d(x) @ self.source_matrix.T + self.source_offset
+
+    def node_voltages(self, m: "Measurement") -> np.ndarray:
+        """All node voltages (B, nodes) of a measurement, in ``node_names`` order."""
+        B = m.e.shape[0]
+        return np.concatenate([m.u, m.e, m.w, np.zeros((B, 1))], axis=1)
+
+    def mean_branch_product(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Batch mean of (a_α − a_β)(b_α − b_β) for every conductance (m,), from node arrays (B, nodes).
+
+        Computed through the node×node correlation aᵀb, so its cost does not grow with
+        the number of conductances beyond one gather.
+        """
+        c = a.T @ b / a.shape[0]
+        i, j = self.edges[:, 0], self.edges[:, 1]
+        return c[i, i] - c[i, j] - c[j, i] + c[j, j]
+
+    def branch_voltages(self, m: "Measurement") -> np.ndarray:
+        """Voltage across every conductance (B, m), volts."""
+        v = self.node_voltages(m)
+        return v[:, self.edges[:, 0]] - v[:, self.edges[:, 1]]
+
+
+@dataclass
+class Measurement:
+    """What one batch measurement returns.  Voltages in V, currents in A.
+
+    Attributes:
+        u: (B, p) source voltages applied.  w: (B, q) output-port voltages applied.
+        y: (B, q) currents from the network into the output ports.
+        i_src: (B, p) currents delivered by the sources into the network.
+        e: (B, n) hidden-node voltages.
+        on: (B, n) diode conduction states where the board can tell, else None.
+        info: backend-specific evidence (e.g. the solve report).
+    """
+
+    u: np.ndarray
+    w: np.ndarray
+    y: np.ndarray
+    i_src: np.ndarray
+    e: np.ndarray
+    on: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Board(Protocol):
+    """A trainable resistor–diode board (simulated or on instruments)."""
+
+    @property
+    def topology(self) -> BoardTopology: ...
+
+    @property
+    def conductance_bounds(self) -> tuple[float, float]:
+        """Programmable range (g_min, g_max) in siemens."""
+        ...
+
+    def measure(self, x: np.ndarray, w: np.ndarray | None = None) -> Measurement:
+        """Apply inputs x (B, n_inputs) and port voltages w (B, q; default the normal
+        port voltages), let the circuit settle and measure it."""
+        ...
+
+    def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:
+        """Program conductances (m,) in siemens within ``rel_tol``; returns the read-back."""
+        ...
+
+    def read_conductances(self) -> np.ndarray:
+        """Read back the conductances (m,) in siemens."""
+        ...
+
+    def safe_state(self) -> None:
+        """Sources to 0 V and outputs off (idempotent, never raises)."""
+        ...
+
+    def __enter__(self) -> "Board": ...
+
+    def __exit__(self, *exc) -> None: ...
+
+
+@runtime_checkable
+class ExactLinearization(Protocol):
+    """Optional capability of simulated boards: the linearized (adjoint) circuit itself.
+
+    With every source shorted, diodes frozen at the operating point of ``x`` (ideal: ON
+    shorted, OFF open; smooth: incremental conductance), and the output ports driven
+    at ``w_hat`` volts, return the hidden-node voltages ê (B, n) and the currents î
+    (B, p) delivered by the shorted sources.
+    """
+
+    def linearized_response(self, x: np.ndarray, w_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class BoardBase:
+    """Context-manager behaviour shared by backends: always end in the safe state."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.safe_state()
+
+    def safe_state(self) -> None:  # pragma: no cover - overridden
+        pass

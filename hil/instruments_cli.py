@@ -1,0 +1,118 @@
+"""``hil instruments``: list the registered drivers and probe one instrument.
+
+``add_parser(subparsers)`` registers the subcommand on the ``hil`` argparse root; every handler
+returns a process exit code (0 ok, 1 instrument/link error, 2 usage or configuration error) and
+reports failures as one line on stderr, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Optional, TextIO
+
+from drivers.errors import InstrumentConfigError, InstrumentError
+from drivers.parsing import model_matches, parse_idn
+from drivers.registry import DRIVERS, driver_info, driver_names, load_driver
+from drivers.transport import ResourceManagers, VisaTransport
+
+__all__ = ["add_parser", "cmd_list", "cmd_probe"]
+
+_PROG = "hil instruments"
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``instruments list`` and ``instruments probe`` on an argparse subparsers object."""
+    parser = subparsers.add_parser("instruments", help="list instrument drivers, probe an instrument",
+                                   description="List the supported instrument drivers or probe one instrument.")
+    sub = parser.add_subparsers(dest="instruments_command", metavar="{list,probe}")
+    sub.required = True
+
+    p_list = sub.add_parser("list", help="show the registered drivers, their models and descriptions")
+    p_list.set_defaults(func=cmd_list)
+
+    p_probe = sub.add_parser(
+        "probe", help="connect to ADDRESS, identify it, print its state snapshot and error queue",
+        description="Connect with the driver's connect() (this switches enabled source outputs off and "
+                    "opens matrix relays), print identity, snapshot and error queue, then close.")
+    p_probe.add_argument("address", help="VISA resource, e.g. TCPIP::192.168.10.21::5025::SOCKET")
+    p_probe.add_argument("--driver", choices=driver_names(), default=None,
+                         help="registered driver name (default: chosen from the *IDN? model)")
+    p_probe.add_argument("--visa-library", "--backend", dest="visa_library", default="@py",
+                         help="VISA library: @py (default), @ivi, or <file>.yaml@sim for pyvisa-sim")
+    p_probe.add_argument("--timeout", dest="timeout_s", type=float, default=5.0,
+                         help="I/O timeout in s (default 5)")
+    p_probe.set_defaults(func=cmd_probe)
+
+
+def cmd_list(args: argparse.Namespace, *, out: Optional[TextIO] = None) -> int:
+    """Print every registered driver: name, accepted models, description."""
+    out = out or sys.stdout
+    rows = [(info.name, ", ".join(info.models), info.description) for info in (DRIVERS[n] for n in driver_names())]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'DRIVER'.ljust(width)}  MODELS / DESCRIPTION", file=out)
+    for name, models, description in rows:
+        print(f"{name.ljust(width)}  {models}", file=out)
+        print(f"{' ' * width}  {description}", file=out)
+    return 0
+
+
+def _pick_driver(transport: VisaTransport) -> str:
+    """Driver name whose models match the instrument's ``*IDN?`` model field."""
+    identity = parse_idn(transport.query("*IDN?"))
+    for name in driver_names():
+        if model_matches(identity, driver_info(name).models):
+            return name
+    raise InstrumentConfigError(f"no registered driver for {identity.vendor} {identity.model}; "
+                                f"use --driver (known: {', '.join(driver_names())})")
+
+
+def cmd_probe(args: argparse.Namespace, *, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
+    """Connect, identify, print snapshot and error queue, close. Returns 0, 1 (instrument) or 2 (config)."""
+    out, err = out or sys.stdout, err or sys.stderr
+    managers = ResourceManagers()
+    driver: Optional[Any] = None
+    transport: Optional[VisaTransport] = None
+    try:
+        if not args.timeout_s > 0:
+            raise InstrumentConfigError(f"--timeout must be > 0 s, got {args.timeout_s}")
+        manager = managers.get(args.visa_library)
+        transport = VisaTransport(manager, args.address, name="probe", timeout_s=args.timeout_s)
+        name = args.driver or _pick_driver(transport)
+        driver = load_driver(name)(transport, name="probe")
+        driver.connect()
+        entries = driver.drain_errors()
+        snapshot = driver.snapshot()
+        ident = snapshot["identity"] or {}
+        print(f"driver:    {name}", file=out)
+        print(f"resource:  {snapshot['resource']}", file=out)
+        print(f"identity:  {ident.get('vendor')} {ident.get('model')} serial {ident.get('serial')} "
+              f"firmware {ident.get('firmware')}", file=out)
+        print("snapshot:", file=out)
+        print(json.dumps(snapshot, indent=2, sort_keys=True, default=str), file=out)
+        if entries:
+            print(f"error queue: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}", file=out)
+            for entry in entries:
+                print(f"  {entry.code}, {entry.message}", file=out)
+        else:
+            print("error queue: empty", file=out)
+        return 0
+    except InstrumentConfigError as exc:
+        print(f"{_PROG} probe: configuration error: {exc}", file=err)
+        return 2
+    except InstrumentError as exc:
+        print(f"{_PROG} probe: {type(exc).__name__}: {exc}", file=err)
+        return 1
+    except (OSError, ValueError) as exc:  # anything pyvisa/pyvisa-py raised unmapped
+        print(f"{_PROG} probe: {type(exc).__name__}: {exc}", file=err)
+        return 1
+    finally:
+        try:
+            if driver is not None:
+                driver.close()
+            elif transport is not None:
+                transport.close()
+        except Exception as exc:  # closing a dead link must not turn into a traceback
+            print(f"{_PROG} probe: closing failed: {exc}", file=err)
+        managers.close_all()

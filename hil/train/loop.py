@@ -1,0 +1,193 @@
+"""The training loop: talks only to a :class:`hil.board.Board`.
+
+Each minibatch is measured as one batch call per phase; the gradient comes from the
+configured estimator; the optimizer steps in conductance space and the board is
+programmed with the projected result.  Every epoch appends a metrics row, writes the
+``last`` checkpoint (conductances, optimizer state, RNG state) and logs events, so a
+run stopped at any point resumes exactly from its last completed epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from hil.board import Board
+from hil.train.data import Dataset, DataSplit
+from hil.train.estimators import estimate
+from hil.train.losses import Loss
+from hil.train.optim import Optimizer
+from hil.train.rundir import RunDir
+from hil.train.settings import TrainSettings
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    epochs_done: int
+    train_acc: float
+    val_acc: float | None
+    test_acc: float | None
+    best_epoch: int
+    seconds_per_epoch: float
+    conduction_fraction: float
+    outcome: str
+
+
+def evaluate(board: Board, loss: Loss, split: DataSplit, chunk: int = 2048) -> tuple[float, float, float]:
+    """(accuracy, mean loss, conducting fraction of hidden diodes) on a data split."""
+    correct, total_loss, on_frac = 0, 0.0, 0.0
+    n = len(split.y)
+    for i in range(0, n, chunk):
+        m = board.measure(split.x[i:i + chunk])
+        t = split.y[i:i + chunk]
+        correct += int(np.sum(loss.predict(m.y) == t))
+        total_loss += float(loss.value_and_grad(m.y, t)[0].sum())
+        if m.on is not None:
+            on_frac += float(m.on.mean()) * len(t)
+    return correct / n, total_loss / n, on_frac / n
+
+
+class Trainer:
+    """Trains a board on a data set as configured by :class:`TrainSettings`."""
+
+    def __init__(self, board: Board, settings: TrainSettings, data: Dataset, run: RunDir, progress: bool = True):
+        self.board, self.s, self.data, self.run = board, settings, data, run
+        self.progress = progress
+        topo = board.topology
+        self.loss = Loss(settings.loss, settings.gain_per_a, topo.differential)
+        mask = np.zeros(topo.n_conductances, bool)
+        for gname in settings.trainable:
+            mask[topo.groups[gname]] = True
+        g_min, g_max = board.conductance_bounds
+        self.steps_per_epoch = math.ceil(len(data.train.y) / settings.batch_size)
+        self.opt = Optimizer(settings.optimizer, settings.lr, g_min, g_max, mask, momentum=settings.momentum,
+                             schedule=settings.schedule, total_steps=settings.epochs * self.steps_per_epoch,
+                             lr_final_fraction=settings.lr_final_fraction)
+        self.rng = np.random.default_rng(settings.seed)
+        self.epoch = 0
+        self.best = (-1.0, 0)
+
+    # ---- checkpoints -------------------------------------------------------------
+    def _checkpoint(self, tag: str) -> None:
+        st = self.opt.state_dict()
+        self.run.save_checkpoint(tag, {
+            "conductances_s": self.board.read_conductances(),
+            "epoch": np.array(self.epoch),
+            "opt_step": st["step"], "opt_m": st["m"], "opt_v": st["v"],
+            "rng_state": np.array(json.dumps(self.rng.bit_generator.state)),
+            "best_acc": np.array(self.best[0]), "best_epoch": np.array(self.best[1]),
+        })
+
+    def restore(self, tag: str = "last") -> None:
+        """Continue from a checkpoint: conductances, optimizer and RNG state, epoch count."""
+        ck = self.run.load_checkpoint(tag)
+        self.board.program(ck["conductances_s"], rel_tol=0.0)
+        self.opt.load_state_dict({"step": ck["opt_step"], "m": ck["opt_m"], "v": ck["opt_v"]})
+        self.rng.bit_generator.state = json.loads(str(ck["rng_state"]))
+        self.epoch = int(ck["epoch"])
+        self.best = (float(ck["best_acc"]), int(ck["best_epoch"]))
+        self.run.truncate_metrics(self.epoch)
+        self.run.event("resume", step=self.epoch * self.steps_per_epoch, epoch=self.epoch)
+
+    # ---- loop ----------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        s = self.s
+        g_min, g_max = self.board.conductance_bounds
+        if self.epoch == 0:
+            g0 = np.clip(self.board.read_conductances(), g_min, g_max)
+            self.board.program(g0, rel_tol=0.0)
+            self.run.event("run_start", step=0, name=s.name, estimator=s.estimator, epochs=s.epochs)
+        outcome = "finished"
+        times: list[float] = []
+        last = {}
+        try:
+            while self.epoch < s.epochs:
+                last = self._epoch()
+                times.append(last["epoch_time_s"])
+        except KeyboardInterrupt:
+            outcome = "aborted"
+            self.run.event("abort", step=self.epoch * self.steps_per_epoch, reason="interrupted")
+            raise
+        except Exception as exc:
+            outcome = "failed"
+            self.run.event("error", step=self.epoch * self.steps_per_epoch, error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.run.event("run_end", step=self.epoch * self.steps_per_epoch, outcome=outcome, epochs_done=self.epoch)
+            if s.plots:
+                self._plots()
+        if not last:
+            metrics = self.run.read_metrics()
+            last = metrics[-1] if metrics else {"train_acc": float("nan"), "val_acc": float("nan"),
+                                                  "test_acc": float("nan"), "conduction_fraction": float("nan")}
+        nan_none = lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+        return TrainResult(str(self.run.path), self.epoch, float(last["train_acc"]), nan_none(last.get("val_acc")),
+                           nan_none(last.get("test_acc")), self.best[1],
+                           float(np.mean(times)) if times else float("nan"),
+                           float(last.get("conduction_fraction", float("nan"))), outcome)
+
+    def _epoch(self) -> dict:
+        s, data = self.s, self.data
+        n = len(data.train.y)
+        perm = self.rng.permutation(n)
+        t0 = time.perf_counter()
+        loss_sum, correct, on_sum, flips = 0.0, 0, 0.0, 0
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{s.epochs}", leave=False,
+                       unit="batch", dynamic_ncols=True)
+        g = self.board.read_conductances()
+        for i in range(0, n, s.batch_size):
+            idx = perm[i:i + s.batch_size]
+            res = estimate(s.estimator, self.board, data.train.x[idx], data.train.y[idx], self.loss, s.estimator_options)
+            g = self.board.program(self.opt.step(g, res.grad), rel_tol=0.0)
+            loss_sum += float(res.loss.sum())
+            correct += int(np.sum(self.loss.predict(res.op.y) == data.train.y[idx]))
+            if res.op.on is not None:
+                on_sum += float(res.op.on.mean()) * len(idx)
+            flips += res.stats.get("flipped_samples", 0)
+            if bar is not None:
+                seen = min(i + s.batch_size, n)
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%")
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        train_time = time.perf_counter() - t0
+        self.epoch += 1
+        row = {"epoch": self.epoch, "step": self.epoch * self.steps_per_epoch, "lr": self.opt.current_lr(),
+               "train_loss": loss_sum / n, "train_acc": correct / n, "conduction_fraction": on_sum / n,
+               "flipped_samples": flips, "epoch_time_s": train_time}
+        row["val_acc"] = evaluate(self.board, self.loss, data.val)[0] if data.val is not None else float("nan")
+        row["test_acc"] = evaluate(self.board, self.loss, data.test)[0] if s.eval_test else float("nan")
+        self.run.append_metrics(row)
+        score = row["val_acc"] if data.val is not None else row["train_acc"]
+        if score > self.best[0]:
+            self.best = (score, self.epoch)
+            self._checkpoint("best")
+        self._checkpoint("last")
+        self.run.event("epoch_end", step=row["step"], **{k: v for k, v in row.items() if k not in ("step",)})
+        if self.progress:
+            from tqdm import tqdm
+
+            extra = f" val {100 * row['val_acc']:.1f}%" if data.val is not None else ""
+            tqdm.write(f"epoch {self.epoch:3d}/{s.epochs}  loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.1f}%"
+                       f"{extra}  test {100 * row['test_acc']:.1f}%  ({train_time:.2f} s)")
+        return row
+
+    def _plots(self) -> None:
+        from hil.train.plots import plot_conductances, plot_curves
+
+        metrics = self.run.read_metrics()
+        if metrics:
+            plot_curves(metrics, self.run.path / "plots" / "curves.png", f"{self.s.name}: training curves")
+        topo = self.board.topology
+        g = self.board.read_conductances()
+        groups = {k: g[sl].reshape(topo.group_shapes.get(k, (-1,))) for k, sl in topo.groups.items()}
+        plot_conductances(groups, self.run.path / "plots" / "conductances.png", f"{self.s.name}: final conductances")

@@ -1,0 +1,59 @@
+"""Losses on (differential) output currents.
+
+Network outputs are currents y (A).  With differential pairs the class scores are
+``y_diff = D y``; logits are ``gain_per_a * y_diff`` (gain in 1/A).  Each loss returns
+the per-sample loss and ∂ℓ/∂y for every *port* (A⁻¹), which is what the hardware
+linearization drives (ŵ = −κ ∂ℓ/∂y).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LOSSES = ("cross_entropy", "mse")
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A loss on port currents.
+
+    Args:
+        name: ``cross_entropy`` (targets are class labels) or ``mse`` (targets are
+            logit-space values, shape (B, k)).
+        gain_per_a: current-to-logit gain, 1/A.
+        differential: (k, q) matrix mapping port currents to scores (identity if empty).
+    """
+
+    name: str
+    gain_per_a: float
+    differential: np.ndarray
+
+    def scores(self, y: np.ndarray) -> np.ndarray:
+        """Logits (B, k) from port currents y (B, q) in amperes."""
+        d = self.differential
+        return self.gain_per_a * (y @ d.T if d.size else y)
+
+    def value_and_grad(self, y: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample loss (B,) and ∂ℓ/∂y (B, q) in A⁻¹."""
+        z = self.scores(y)
+        if self.name == "cross_entropy":
+            zs = z - z.max(axis=1, keepdims=True)
+            logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
+            t = np.asarray(target, dtype=int)
+            loss = -logp[np.arange(len(t)), t]
+            dz = np.exp(logp)
+            dz[np.arange(len(t)), t] -= 1.0
+        elif self.name == "mse":
+            r = z - np.asarray(target, dtype=float)
+            loss = 0.5 * np.sum(r * r, axis=1)
+            dz = r
+        else:
+            raise ValueError(f"unknown loss {self.name!r}; choose from {LOSSES}")
+        d = self.differential
+        dy = self.gain_per_a * (dz @ d if d.size else dz)
+        return loss, dy
+
+    def predict(self, y: np.ndarray) -> np.ndarray:
+        return np.argmax(self.scores(y), axis=1)

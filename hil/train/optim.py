@@ -1,0 +1,64 @@
+"""Optimizers in conductance space with projection onto the programmable range.
+
+Parameters are conductances in siemens.  Adam's step is ``lr`` siemens times the
+normalised moment ratio (``eps`` is in the gradient's units, 1/S per unit loss); SGD's
+``lr`` is in S² per unit loss.  After each step the
+conductances are projected onto [g_min, g_max]; frozen entries (mask False) never move.
+State is a plain dict of arrays so that checkpoints restore it exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine")
+
+
+class Optimizer:
+    def __init__(self, name: str, lr: float, g_min: float, g_max: float, mask: np.ndarray,
+                 momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-12,
+                 schedule: str = "constant", total_steps: int = 1, lr_final_fraction: float = 0.0):
+        if name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}; choose from {OPTIMIZERS}")
+        self.name, self.lr, self.g_min, self.g_max = name, lr, g_min, g_max
+        self.mask = mask.astype(bool)
+        self.momentum, self.betas, self.eps = momentum, betas, eps
+        self.schedule, self.total_steps, self.lr_final_fraction = schedule, max(total_steps, 1), lr_final_fraction
+        m = mask.shape[0]
+        self.state = {"step": 0, "m": np.zeros(m), "v": np.zeros(m)}
+
+    def current_lr(self) -> float:
+        if self.schedule == "cosine":
+            frac = min(self.state["step"] / self.total_steps, 1.0)
+            lo = self.lr_final_fraction
+            return self.lr * (lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * frac)))
+        return self.lr
+
+    def step(self, g: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        """Return projected new conductances (S) from gradient ∂ℓ/∂g (1/S)."""
+        st = self.state
+        lr = self.current_lr()
+        st["step"] += 1
+        grad = np.where(self.mask, grad, 0.0)
+        if self.name == "sgd":
+            st["m"] = self.momentum * st["m"] + grad
+            upd = lr * st["m"]
+        else:
+            b1, b2 = self.betas
+            st["m"] = b1 * st["m"] + (1 - b1) * grad
+            st["v"] = b2 * st["v"] + (1 - b2) * grad * grad
+            t = st["step"]
+            mhat = st["m"] / (1 - b1**t)
+            vhat = st["v"] / (1 - b2**t)
+            upd = lr * mhat / (np.sqrt(vhat) + self.eps)
+        new = np.where(self.mask, g - upd, g)
+        return np.where(self.mask, np.clip(new, self.g_min, self.g_max), g)
+
+    def state_dict(self) -> dict:
+        return {"step": np.array(self.state["step"]), "m": self.state["m"].copy(), "v": self.state["v"].copy()}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.state = {"step": int(d["step"]), "m": np.array(d["m"], float), "v": np.array(d["v"], float)}

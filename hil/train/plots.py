@@ -1,0 +1,59 @@
+"""PNG plots of a run: loss/accuracy curves and conductance maps (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(metrics: list[dict], path: Path, title: str) -> Path:
+    """Training loss and train/validation/test accuracy against epoch."""
+    plt = _plt()
+    ep = [r["epoch"] for r in metrics]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(ep, [r["train_loss"] for r in metrics], label="train loss")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("loss")
+    a1.set_yscale("log")
+    a1.grid(alpha=0.3)
+    a1.legend()
+    for key, lab in (("train_acc", "train"), ("val_acc", "validation"), ("test_acc", "test")):
+        vals = [r.get(key) for r in metrics]
+        if any(v is not None and not np.isnan(v) for v in vals):
+            a2.plot(ep, [100 * v for v in vals], label=lab)
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("accuracy (%)")
+    a2.grid(alpha=0.3)
+    a2.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_conductances(groups: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    """One heat map per conductance group (µS), matrices as they sit in the crossbar."""
+    plt = _plt()
+    items = [(k, v) for k, v in groups.items() if v.size]
+    fig, axes = plt.subplots(1, len(items), figsize=(4.5 * len(items), 4), squeeze=False)
+    for ax, (name, g) in zip(axes[0], items):
+        mat = g if g.ndim == 2 else g[None, :]
+        im = ax.imshow(mat * 1e6, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_title(f"{name} (µS)")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,117 @@
+"""The training configuration: YAML → validated :class:`TrainSettings`.
+
+Top-level keys: ``name``, ``seed``, ``board`` (``backend: simulated``, ``g_min``,
+``g_max``, ``circuit``), ``data``, ``train``, ``output``.  See ``configs/*.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hil.config import ConfigError, Section, non_negative, positive
+from hil.train.data import DATASETS
+from hil.train.estimators import ESTIMATORS
+from hil.train.losses import LOSSES
+from hil.train.optim import OPTIMIZERS, SCHEDULES
+
+GROUPS = ("g_in", "g_hh", "g_leak", "g_out")
+BACKENDS = ("simulated",)
+
+
+@dataclass
+class TrainSettings:
+    name: str
+    seed: int
+    backend: str
+    g_min: float
+    g_max: float
+    circuit: dict
+    dataset: str
+    input_scale_v: float
+    validation_fraction: float
+    estimator: str
+    estimator_options: dict
+    loss: str
+    gain_per_a: float
+    optimizer: str
+    lr: float
+    momentum: float
+    schedule: str
+    lr_final_fraction: float
+    batch_size: int
+    epochs: int
+    trainable: tuple[str, ...]
+    eval_test: bool
+    runs_dir: str
+    plots: bool
+    raw: dict = field(default_factory=dict)
+
+
+def parse_settings(data: dict, source: str = "") -> TrainSettings:
+    """Validate a whole training config; every problem is reported at once."""
+    problems: list[str] = []
+    top = Section(data, "", problems)
+    name = top.get("name", str, "run", check=lambda s: None if s and "/" not in s else "must be a plain name")
+    seed = top.get("seed", int, 0)
+    b = top.section("board", required=True)
+    backend = b.get("backend", str, "simulated", choices=BACKENDS)
+    g_min = b.get("g_min", float, 0.0, check=non_negative)
+    g_max = b.get("g_max", float, 1e-4, check=positive)
+    circuit = b.get("circuit", dict, None)
+    b.finish()
+    d = top.section("data", required=True)
+    dataset = d.get("name", str, choices=DATASETS)
+    scale = d.get("input_scale_v", float, 1.0, check=positive)
+    vfrac = d.get("validation_fraction", float, 0.0,
+                  check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)")
+    d.finish()
+    t = top.section("train", required=True)
+    est = t.get("estimator", str, "hl", choices=ESTIMATORS)
+    est_opts: dict = {}
+    if est == "hl":
+        s = t.section("hl")
+        est_opts = {"delta_v": s.get("delta_v", float, 0.01, check=positive),
+                    "central": s.get("central", bool, True),
+                    "max_retries": s.get("max_retries", int, 3, check=non_negative)}
+        s.finish()
+    elif est == "ep":
+        s = t.section("ep")
+        est_opts = {"beta": s.get("beta", float, 1e-3, check=positive), "centred": s.get("centred", bool, True)}
+        s.finish()
+    elif est == "fd":
+        s = t.section("fd")
+        est_opts = {"rel_step": s.get("rel_step", float, 1e-4, check=positive)}
+        s.finish()
+    for other in ("hl", "ep", "fd"):
+        if other != est and t.has(other):
+            t.raw(other)
+            t.error(other, f"options for estimator {other!r} but estimator is {est!r}")
+    loss = t.get("loss", str, "cross_entropy", choices=LOSSES)
+    gain = t.get("gain_per_a", float, 1e5, check=positive)
+    o = t.section("optimizer")
+    opt = o.get("name", str, "adam", choices=OPTIMIZERS)
+    lr = o.get("lr", float, 2e-6, check=positive)
+    mom = o.get("momentum", float, 0.0, check=lambda m: None if 0 <= m < 1 else "must be in [0, 1)")
+    sched = o.get("schedule", str, "constant", choices=SCHEDULES)
+    lr_final = o.get("lr_final_fraction", float, 0.0, check=lambda m: None if 0 <= m <= 1 else "must be in [0, 1]")
+    o.finish()
+    bs = t.get("batch_size", int, 32, check=positive)
+    epochs = t.get("epochs", int, 10, check=positive)
+    trainable = t.get("trainable", list, list(GROUPS))
+    if trainable is not None:
+        bad = [g for g in trainable if g not in GROUPS]
+        if bad:
+            t.error("trainable", f"unknown group(s) {bad}; choose from {', '.join(GROUPS)}")
+    eval_test = t.get("evaluate_test", bool, True)
+    t.finish()
+    out = top.section("output")
+    runs_dir = out.get("runs_dir", str, "runs")
+    plots = out.get("plots", bool, True)
+    out.finish()
+    top.finish()
+    if g_min is not None and g_max is not None and g_min >= g_max:
+        problems.append("board.g_min: must be below board.g_max")
+    if problems:
+        raise ConfigError(problems, source)
+    return TrainSettings(name, seed, backend, g_min, g_max, circuit, dataset, scale, vfrac, est, est_opts, loss, gain,
+                         opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data)
