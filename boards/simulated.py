@@ -49,6 +49,7 @@ class SimulatedBoard(BoardBase):
         self._bounds = (float(g_min), float(g_max))
         self._solver = EquilibriumSolver(circuit)
         self._last: tuple[np.ndarray, CircuitState] | None = None
+        self._stale: tuple[np.ndarray, CircuitState] | None = None  # before the last programming
         self.solves = 0
         self.last_report = None
 
@@ -74,15 +75,15 @@ class SimulatedBoard(BoardBase):
         g = np.clip(np.asarray(g, dtype=float), *self._bounds)
         self._circuit = self._circuit.with_conductances(g)
         self._solver = EquilibriumSolver(self._circuit)
-        self._last = None
+        self._stale, self._last = self._last or self._stale, None
         return self.read_conductances()
 
     def read_conductances(self) -> np.ndarray:
         return self._circuit.conductance_vector()
 
     def safe_state(self) -> None:
-        """Nothing is energised in a simulation; forget the held operating point."""
-        self._last = None
+        """Nothing is energised in a simulation; forget the held operating points."""
+        self._last = self._stale = None
 
     # ---- simulated-only capability ------------------------------------------------
     def linearized_response(self, x: np.ndarray, w_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,14 +104,16 @@ class SimulatedBoard(BoardBase):
         if x.shape[1] != self._topology.n_inputs:
             raise ValueError(f"expected {self._topology.n_inputs} inputs per sample, got {x.shape[1]}")
         u = self._topology.source_voltages(x)
-        warm = None
-        if self._last is not None and self._last[0].shape == x.shape and np.array_equal(self._last[0], x):
-            warm = self._last[1]
+        same = lambda held: held is not None and held[0].shape == x.shape and np.array_equal(held[0], x)
+        if same(self._last):
             if w is None:
-                return warm  # same inputs, same conductances: the held operating point
+                return self._last[1]  # same inputs, same conductances: the held operating point
+            warm = self._last[1]
+        else:
+            warm = self._stale[1] if same(self._stale) else None  # a starting point only
         st = self._solver.solve(u, w, warm=warm)
         self.solves += 1
         self.last_report = st.report
-        if w is None or warm is None:
+        if w is None:
             self._last = (x.copy(), st)
         return st

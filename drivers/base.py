@@ -12,6 +12,13 @@ A concrete driver subclasses ``ScpiDriver`` (SCPI instruments) or ``TspDriver`` 
 ``_shutdown_steps()``          ordered ``(description, callable)`` pairs for ``safe_shutdown``
 =============================  ==============================================================
 
+``ScpiDriver`` also has ``ERROR_QUERY`` (``:SYST:ERR?``) and ``LINE_FREQUENCY_QUERY``
+(``:SYST:LFR?``; ``None`` if the model has none). Helpers: ``_write``, ``_query(cmd, retry=...)``
+(``retry=True`` only for side-effect-free queries: timeout → ``resync()`` → one retry),
+``_query_float``, ``_parse`` (names instrument and command in protocol errors); TSP adds
+``_print``/``_print_float`` and ``run_script``. SourceMeters subclass ``drivers.smu.SourceMeterDriver``
+as well, which supplies ``_apply_initial_state``/``_settings_snapshot``/``_shutdown_steps``.
+
 Time goes through ``self._sleep`` / ``self._clock`` (injectable), so tests never sleep.
 """
 
@@ -80,6 +87,8 @@ class DriverBase(abc.ABC):
         self._connected = False
         self._shutting_down = False
         self._abort_ramps = False
+        #: entries drained by the last ``safe_shutdown()`` (for teardown checks)
+        self.shutdown_errors: list[ErrorEntry] = []
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -114,11 +123,15 @@ class DriverBase(abc.ABC):
     def _write(self, command: str) -> None:
         self.transport.write(command)
 
-    def _query(self, command: str) -> str:
+    def _query(self, command: str, *, retry: bool = False) -> str:
+        """Query and strip. ``retry=True`` (side-effect-free queries only): after a timeout,
+        ``resync()`` and ask once more."""
+        if retry:
+            return self._query_idempotent(command)
         return self.transport.query(command).strip()
 
-    def _query_float(self, command: str) -> float:
-        return self._parse(parse_number, self._query(command), command)
+    def _query_float(self, command: str, *, retry: bool = False) -> float:
+        return self._parse(parse_number, self._query(command, retry=retry), command)
 
     def _parse(self, parser: Callable[[str], Any], reply: str, command: str) -> Any:
         """Run ``parser(reply)``, naming instrument and command in a protocol error."""
@@ -293,7 +306,8 @@ class DriverBase(abc.ABC):
             raise interrupted
 
     def _log_drained_errors(self) -> None:
-        for e in self.drain_errors():
+        self.shutdown_errors = self.drain_errors()
+        for e in self.shutdown_errors:
             self.log.error("instrument error at shutdown %d: %s", e.code, e.message)
 
     def close(self) -> None:
@@ -331,28 +345,22 @@ class ScpiDriver(DriverBase):
 
 
 class TspDriver(DriverBase):
-    """Base for Keithley TSP instruments: every query is ``print(...)``; ``errorqueue`` drained by count."""
+    """Base for Keithley TSP instruments: every query is ``print(...)``.
 
-    def _print(self, expression: str) -> str:
-        """Query ``print(expression)`` and return the stripped reply."""
-        return self._query(f"print({expression})")
+    The error queue is drained with ``print(errorqueue.next())`` until code 0 ("Queue Is Empty").
+    """
 
-    def _print_float(self, expression: str) -> float:
+    def _print(self, expression: str, *, retry: bool = False) -> str:
+        """Query ``print(expression)`` and return the stripped reply (``retry``: see ``_query``)."""
+        return self._query(f"print({expression})", retry=retry)
+
+    def _print_float(self, expression: str, *, retry: bool = False) -> float:
         command = f"print({expression})"
-        return self._parse(parse_number, self._query(command), command)
+        return self._parse(parse_number, self._query(command, retry=retry), command)
 
     def _read_error_entry(self) -> ErrorEntry:
         command = "print(errorqueue.next())"
         return self._parse(parse_tsp_error, self._query(command), command)
-
-    def drain_errors(self, max_entries: int = MAX_ERROR_ENTRIES) -> list[ErrorEntry]:
-        """Read ``errorqueue.count`` and then that many ``errorqueue.next()`` entries."""
-        count = int(self._print_float("errorqueue.count"))
-        if count < 0:
-            raise InstrumentProtocolError(f"negative error count {count}", instrument=self.name)
-        if count > max_entries:
-            raise InstrumentProtocolError(f"error queue holds {count} entries (> {max_entries})", instrument=self.name)
-        return [self._read_error_entry() for _ in range(count)]
 
     def _clear_status(self) -> None:
         self._write("errorqueue.clear()")

@@ -24,6 +24,7 @@ __all__ = [
     "parse_idn",
     "parse_number",
     "parse_numbers",
+    "map_sentinels",
     "parse_bool",
     "parse_scpi_error",
     "parse_tsp_error",
@@ -87,6 +88,17 @@ def parse_number(token: str) -> float:
     return value
 
 
+def map_sentinels(values: np.ndarray) -> np.ndarray:
+    """Vectorised sentinel mapping for binary data: ``±9.9E37`` → ``±inf``, ``9.91E37`` → ``nan``."""
+    v = np.asarray(values, dtype=float).copy()
+    mag = np.abs(v)
+    missing = np.isclose(mag, MISSING_SENTINEL, rtol=_SENTINEL_RTOL / 10, atol=0)
+    overflow = np.isclose(mag, OVERFLOW_SENTINEL, rtol=_SENTINEL_RTOL, atol=0) & ~missing
+    v[overflow] = np.copysign(np.inf, v[overflow])
+    v[missing] = np.nan
+    return v
+
+
 def parse_numbers(reply: str, *, sep: str = ",", count: Optional[int] = None) -> np.ndarray:
     """Parse a separated list of numbers (sentinels mapped) into a float64 array.
 
@@ -140,11 +152,13 @@ def parse_tsp_error(reply: str) -> ErrorEntry:
 
 
 def format_number(value: float) -> str:
-    """Format a float for a command: shortest round-trip repr (``0.1``, ``1e-05``, ``-2.5``)."""
+    """Format a float for a command with 12 significant digits (``0.04``, ``1e-05``, ``-2.5``, ``1``).
+
+    Twelve digits hide binary rounding noise of computed ramp levels (``0.12 / 3``) while staying
+    far below any instrument's programming resolution.
+    """
     v = float(value)
     if not math.isfinite(v):
         raise ValueError(f"cannot send non-finite number {value!r}")
-    if v == 0:
-        return "0"
-    text = repr(v)
-    return text[:-2] if text.endswith(".0") else text
+    text = f"{v:.12g}"
+    return "0" if text == "-0" else text

@@ -108,20 +108,27 @@ def hl_exact_gradient(board: Board, x: np.ndarray, target, loss: Loss, keep_per_
     return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per)
 
 
-def ep_gradient(board: Board, x: np.ndarray, target, loss: Loss, beta: float = 1e-3, centred: bool = True,
-                keep_per_sample: bool = False) -> GradientResult:
-    """Equilibrium propagation with nudged port voltages w = w₀ ± β ŵ (β in V·A per unit loss)."""
+def ep_gradient(board: Board, x: np.ndarray, target, loss: Loss, beta: float | None = None, centred: bool = True,
+                delta_v: float = 0.01, keep_per_sample: bool = False) -> GradientResult:
+    """Equilibrium propagation with nudged port voltages w = w₀ ± β ŵ.
+
+    β is in V·A per unit loss; when it is not given it is chosen per batch so that the
+    largest nudge is ``delta_v`` volts (one β for the whole batch).
+    """
     topo = board.topology
     op = board.measure(x)
     val, dy = _output_grad(loss, op, target)
     w_hat = -dy
+    if beta is None:
+        peak = float(np.max(np.abs(w_hat), initial=0.0))
+        beta = delta_v / peak if peak > 0 else 1.0
     n0 = topo.node_voltages(op)
     npl = topo.node_voltages(board.measure(x, op.w + beta * w_hat))
     # v+² − v₋² = (v+ − v₋)(v+ + v₋): a product of two branch differences.
     other = topo.node_voltages(board.measure(x, op.w - beta * w_hat)) if centred else n0
     scale = 4 * beta if centred else 2 * beta
     grad, per = _finish(topo, npl - other, (npl + other) / scale, keep_per_sample)
-    return GradientResult(grad, val, op, per_sample=per)
+    return GradientResult(grad, val, op, per_sample=per, stats={"beta": beta})
 
 
 def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float = 1e-4,

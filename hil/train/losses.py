@@ -21,7 +21,7 @@ class Loss:
 
     Args:
         name: ``cross_entropy`` (targets are class labels) or ``mse`` (targets are
-            logit-space values, shape (B, k)).
+            logit-space values of shape (B, k), or class labels meaning ±1 one-hot).
         gain_per_a: current-to-logit gain, 1/A.
         differential: (k, q) matrix mapping port currents to scores (identity if empty).
     """
@@ -46,7 +46,10 @@ class Loss:
             dz = np.exp(logp)
             dz[np.arange(len(t)), t] -= 1.0
         elif self.name == "mse":
-            r = z - np.asarray(target, dtype=float)
+            t = np.asarray(target)
+            if t.ndim == 1:  # class labels → ±1 one-hot targets in logit space
+                t = 2.0 * (np.arange(z.shape[1])[None, :] == t[:, None]) - 1.0
+            r = z - t
             loss = 0.5 * np.sum(r * r, axis=1)
             dz = r
         else:

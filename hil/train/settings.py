@@ -76,7 +76,8 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         s.finish()
     elif est == "ep":
         s = t.section("ep")
-        est_opts = {"beta": s.get("beta", float, 1e-3, check=positive), "centred": s.get("centred", bool, True)}
+        est_opts = {"beta": s.get("beta", float, None, check=positive), "centred": s.get("centred", bool, True),
+                    "delta_v": s.get("delta_v", float, 0.01, check=positive)}
         s.finish()
     elif est == "fd":
         s = t.section("fd")

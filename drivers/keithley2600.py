@@ -1,0 +1,198 @@
+"""Keithley 2600B System SourceMeter (TSP), channels ``"a"``/``"b"`` (instruments.md §2.2).
+
+Every query is ``print(...)``; numbers print in exponent form. Checked against the Series 2600B
+Reference Manual (2600BS-901-01): ``errorqueue.count``/``next()``/``clear()`` (``next()`` gives
+code, message, severity, node; code 0 when empty), ``smuX.source.offmode`` =
+``OUTPUT_NORMAL|OUTPUT_HIGH_Z|OUTPUT_ZERO``, ``smuX.source.delay`` (s, ``DELAY_OFF`` = 0),
+``smuX.measure.autozero`` = ``AUTOZERO_OFF|ONCE|AUTO``, ``smuX.source.compliance`` (true/false),
+``smuX.trigger.source.listv``, ``smuX.trigger.endsweep.action`` (``SOURCE_IDLE`` returns to the
+programmed level), ``smuX.trigger.SOURCE_COMPLETE_EVENT_ID``, ``format.data = format.REAL32`` and
+``format.byteorder = format.LITTLEENDIAN`` (affect only ``printnumber``/``printbuffer``, not
+``print``), and ``printbuffer`` producing one response message.
+
+Left out because not verified: the status-model condition bits per reading, buffer
+``statuses``, and an interlock query; per-point compliance uses the software rule and
+``smuX.source.compliance`` is read with each spot reading.
+
+Two channels in one sweep: channel ``b``'s source action waits for channel ``a``'s
+source-complete event, so both step together; both measure with identical timing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import numpy as np
+
+from drivers.base import TspDriver
+from drivers.errors import InstrumentConfigError, InstrumentProtocolError
+from drivers.parsing import format_number, map_sentinels, parse_bool, parse_number, parse_numbers
+from drivers.protocols import SmuChannelConfig
+from drivers.smu import SourceMeterDriver
+
+__all__ = ["Keithley2600"]
+
+_SINGLE_CHANNEL = ("2601B", "2611B", "2635B")
+_OFF_MODES = {"zero": "OUTPUT_ZERO", "himp": "OUTPUT_HIGH_Z", "normal": "OUTPUT_NORMAL"}
+_AUTOZERO = {"off": "AUTOZERO_OFF", "once": "AUTOZERO_ONCE", "on": "AUTOZERO_AUTO"}
+
+
+class Keithley2600(SourceMeterDriver, TspDriver):
+    """Keithley 2600B (2601B–2636B) over TSP.
+
+    Args:
+        binary_transfer: read sweep buffers as one REAL32 little-endian ``#0`` block instead of
+            ASCII (``format.data`` is restored to ASCII afterwards).
+        Others: see ``SourceMeterDriver``.
+    """
+
+    SUPPORTED_MODELS = ("2601B", "2602B", "2604B", "2611B", "2612B", "2614B", "2634B", "2635B", "2636B")
+    DESCRIPTION = "Keithley 2600B System SourceMeter (TSP), channels smua/smub"
+    CHANNELS = ("a", "b")
+    NPLC_RANGE = (0.001, 25.0)
+
+    def __init__(self, transport: Any, *, binary_transfer: bool = False, **kwargs: Any) -> None:
+        super().__init__(transport, **kwargs)
+        self.binary_transfer = binary_transfer
+
+    # -- connect -----------------------------------------------------------------------------
+
+    def _check_command_set(self) -> None:
+        """``localnode.model`` must answer and agree with ``*IDN?``; narrow channels to the model."""
+        model = self._print("localnode.model").strip()
+        if model.upper() != (self.matched_model or "").upper():
+            raise InstrumentProtocolError(
+                f"localnode.model {model!r} does not match *IDN? model {self.matched_model!r}",
+                instrument=self.name, command="print(localnode.model)")
+        if model.upper() in _SINGLE_CHANNEL:
+            self.channels = ("a",)
+        unknown = [ch for ch in self._initial_configs if ch not in self.channels]
+        if unknown:
+            raise InstrumentConfigError(f"model {model} has no channel(s) {unknown}", instrument=self.name)
+
+    def reset(self) -> None:
+        """``reset()`` (all channels off, defaults), then re-apply every configured channel."""
+        self._write("reset()")
+        for ch in self.channels:
+            self._output_on[ch] = False
+            self._setpoint[ch] = self._read_level(ch)
+        for ch, cfg in list(self._configs.items()):
+            self.configure(ch, cfg)
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _smu(channel: str) -> str:
+        return f"smu{channel}"
+
+    def _apply_config(self, channel: str, config: SmuChannelConfig) -> None:
+        s = self._smu(channel)
+        for line in (
+            f"{s}.source.func = {s}.OUTPUT_DCVOLTS",
+            f"{s}.source.autorangev = {s}.AUTORANGE_OFF",
+            f"{s}.source.rangev = {format_number(config.source_range_v)}",
+            f"{s}.source.limiti = {format_number(config.limits.i_compliance_a)}",
+            f"{s}.source.delay = {format_number(config.source_delay_s)}",
+            f"{s}.measure.autorangei = {s}.AUTORANGE_OFF",
+            f"{s}.measure.rangei = {format_number(config.current_range_a)}",
+            f"{s}.measure.nplc = {format_number(config.nplc)}",
+            f"{s}.measure.autozero = {s}.{_AUTOZERO[config.autozero]}",
+            f"{s}.measure.delay = 0",
+            f"{s}.measure.count = 1",
+            f"{s}.sense = {s}.{'SENSE_REMOTE' if config.four_wire else 'SENSE_LOCAL'}",
+            f"{s}.source.offmode = {s}.{_OFF_MODES[config.off_mode]}",
+        ):
+            self._write(line)
+
+    def _write_level(self, channel: str, level_v: float) -> None:
+        self._write(f"{self._smu(channel)}.source.levelv = {format_number(level_v)}")
+
+    def _read_level(self, channel: str) -> float:
+        return self._print_float(f"{self._smu(channel)}.source.levelv", retry=True)
+
+    def _write_current_limit(self, channel: str, limit_a: float) -> None:
+        self._write(f"{self._smu(channel)}.source.limiti = {format_number(limit_a)}")
+
+    def _read_compliance(self, channel: str) -> bool:
+        expr = f"{self._smu(channel)}.source.compliance"
+        return self._parse(parse_bool, self._print(expr, retry=True), f"print({expr})")
+
+    def _write_output(self, channel: str, on: bool) -> None:
+        s = self._smu(channel)
+        self._write(f"{s}.source.output = {s}.{'OUTPUT_ON' if on else 'OUTPUT_OFF'}")
+
+    def _read_output(self, channel: str) -> bool:
+        expr = f"{self._smu(channel)}.source.output"
+        return self._parse(parse_bool, self._print(expr, retry=True), f"print({expr})")
+
+    def _read_spot(self, channel: str) -> tuple[float, float, bool]:
+        s = self._smu(channel)
+        expr = f"{s}.measure.i(), {s}.source.levelv, {s}.source.compliance"
+        reply = self._print(expr)
+
+        def parse(text: str) -> tuple[float, float, bool]:
+            fields = text.split("\t")
+            if len(fields) != 3:
+                raise InstrumentProtocolError(f"expected 3 TAB-separated fields, got {text!r}")
+            return parse_number(fields[0]), parse_number(fields[1]), parse_bool(fields[2])
+
+        return self._parse(parse, reply, f"print({expr})")
+
+    def _abort(self) -> None:
+        for ch in self.channels:
+            self._write(f"{self._smu(ch)}.abort()")
+
+    def _sweep_script(self, vectors: Mapping[str, np.ndarray], settle_s: float) -> list[str]:
+        n = next(iter(vectors.values())).size
+        lines: list[str] = []
+        lead = self._smu(next(iter(vectors)))
+        for ch, levels in vectors.items():
+            s = self._smu(ch)
+            stimulus = "0" if s == lead else f"{lead}.trigger.SOURCE_COMPLETE_EVENT_ID"
+            lines += [
+                f"{s}.nvbuffer1.clear()",
+                f"{s}.nvbuffer1.appendmode = 1",
+                f"{s}.nvbuffer1.collectsourcevalues = 1",
+                f"{s}.nvbuffer1.collecttimestamps = 1",
+                f"{s}.measure.delay = {format_number(settle_s)}",
+                f"{s}.trigger.source.listv({{{', '.join(format_number(v) for v in levels)}}})",
+                f"{s}.trigger.source.action = {s}.ENABLE",
+                f"{s}.trigger.source.stimulus = {stimulus}",
+                f"{s}.trigger.measure.i({s}.nvbuffer1)",
+                f"{s}.trigger.measure.action = {s}.ENABLE",
+                f"{s}.trigger.endpulse.action = {s}.SOURCE_HOLD",
+                f"{s}.trigger.endsweep.action = {s}.SOURCE_IDLE",
+                f"{s}.trigger.arm.count = 1",
+                f"{s}.trigger.count = {n}",
+            ]
+        followers = [self._smu(ch) for ch in vectors if self._smu(ch) != lead]
+        lines += [f"{s}.trigger.initiate()" for s in followers + [lead]]
+        lines.append("waitcomplete()")
+        lines += [f"{self._smu(ch)}.measure.delay = 0" for ch in vectors]
+        return lines
+
+    def _run_sweep(
+        self, vectors: Mapping[str, np.ndarray], settle_s: float, timeout_s: float
+    ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        n = next(iter(vectors.values())).size
+        m = len(vectors)
+        self.run_script(self._sweep_script(vectors, settle_s))
+        subtables = []
+        for ch in vectors:
+            buf = f"{self._smu(ch)}.nvbuffer1"
+            subtables += [f"{buf}.sourcevalues", f"{buf}.readings", f"{buf}.timestamps"]
+        command = f"printbuffer(1, {n}, {', '.join(subtables)})"
+        with self.transport.temporary_timeout(timeout_s):
+            if self.binary_transfer:
+                self._write("format.data = format.REAL32")
+                self._write("format.byteorder = format.LITTLEENDIAN")
+                try:
+                    flat = map_sentinels(self.transport.query_binary(command, "<f4", 3 * m * n))
+                finally:
+                    self._write("format.data = format.ASCII")
+            else:
+                flat = self._parse(lambda r: parse_numbers(r, count=3 * m * n), self._query(command), command)
+        table = flat.reshape(n, m, 3)
+        stamps = table[:, :, 2] - table[0, :, 2]
+        return table[:, :, 0], table[:, :, 1], stamps

@@ -1,0 +1,295 @@
+"""Keysight (Agilent) B2900 precision SMUs: B2901A/B, B2902A/B, B2911A/B, B2912A/B, B2901BL, B2910BL.
+
+Channels are named ``"1"`` and ``"2"`` (two-channel models: the fourth digit of the model is
+``2``, e.g. B2902A, B2912B) and are addressed with a numeric suffix on every subsystem
+(``:SOUR2:VOLT``, ``:SENS2:CURR:NPLC``, ``:OUTP2``, ``:TRIG2:COUN``); the suffix is always sent,
+although an omitted suffix means channel 1.
+
+Commands, checked against the Agilent B2900 SCPI Command Reference (B2910-90030, Ed. 2) and, for
+pages not found there, the same command in the Keysight B2961A/B2962A SCPI Command Reference
+(B2961-90030, Ed. 6) of the same command tree:
+
+* numeric suffix ``c`` = channel, ``TRIG`` = ``TRIG1``; channel lists ``(@1)``, ``(@2)``, ``(@1,2)``;
+* ``:SOUR{c}:FUNC:MODE VOLT``, ``:SOUR{c}:VOLT <v>``, ``:SOUR{c}:VOLT:RANG[:AUTO]``,
+  ``:SOUR{c}:LIST:VOLT[:APP]`` (≤ 2500 points on the B2900A), ``:SOUR{c}:VOLT:MODE LIST|FIX``;
+* ``:SENS{c}:CURR:NPLC`` (4E-4..100 at 50 Hz, 4.8E-4..120 at 60 Hz), ``:SENS{c}:CURR:RANG``,
+  ``:SENS{c}:CURR:RANG:AUTO OFF``, ``:SENS{c}:CURR:PROT <i>``, ``:SENS{c}:CURR:PROT:TRIP?`` (1/0);
+* ``:OUTP{c} ON|OFF``, ``:OUTP{c}:OFF:MODE ZERO|HIZ|NORM``, ``:OUTP{c}:ON:AUTO``,
+  ``:OUTP{c}:PROT ON`` (at compliance: 0 V and output relay off);
+* ``:TRIG{c}:SOUR AINT`` and the ``:TRIG{c}<:ACQ|:TRAN|:ALL>:…`` node for count and delay;
+* ``:FORM:ELEM:SENS CURR,STAT,SOUR`` — element order is fixed by the instrument (voltage,
+  current, resistance, time, status, source), so each point reads ``current, status, source``;
+* ``:FETC:ARR? (@1,2)``: channel-1 elements then channel-2 elements per point, missing data
+  ``+9.910000E+37`` (ASCII) or NaN (binary); ``:FORM:DATA ASC|REAL,64``, ``:FORM:BORD NORM``
+  (SCPI "normal" = most significant byte first, decoded as big-endian);
+* status word bits 1–2 (values 2, 4, 6) = compliance, used as the per-reading flag.
+
+Left out because they could not be verified: ``:ABOR`` (the shutdown instead returns list-mode
+channels to ``FIX`` and switches outputs off), ``:SYST:LFR?`` (60 Hz is assumed for timing),
+``:SYST:INT:TRIP?`` (no hardware interlock check), and any autozero command (only
+``autozero: off`` is accepted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from drivers.base import ScpiDriver
+from drivers.errors import InstrumentConfigError, InstrumentError, InstrumentProtocolError, LimitViolation
+from drivers.parsing import (
+    MISSING_SENTINEL,
+    OVERFLOW_SENTINEL,
+    Identity,
+    format_number,
+    parse_bool,
+    parse_numbers,
+)
+from drivers.protocols import SmuChannelConfig, SweepResult
+from drivers.smu import SourceMeterDriver
+
+__all__ = ["KeysightB2900", "status_in_compliance", "map_sentinels"]
+
+_OFF_MODES = {"zero": "ZERO", "himp": "HIZ", "normal": "NORM"}
+_LIST_CHUNK = 100          # values per :LIST:VOLT / :LIST:VOLT:APP message
+_MAX_LIST_POINTS = 2500    # B2900A list length
+_MAX_CURRENT_RANGE_A = 3.0
+_MAX_VOLTAGE_RANGE_V = 210.0
+_ELEMENTS = 3              # current, status, source per channel and point
+_COMPLIANCE_BITS = 0b110   # status bits 1 and 2
+
+
+def status_in_compliance(status: ArrayLike) -> np.ndarray:
+    """Per-reading compliance from B2900 status words (bits 1–2 set); NaN status → ``False``."""
+    s = np.asarray(status, dtype=float)
+    words = np.where(np.isfinite(s), s, 0.0).astype(np.int64)
+    return (words & _COMPLIANCE_BITS) != 0
+
+
+def map_sentinels(values: ArrayLike) -> np.ndarray:
+    """Map ``+9.91E37`` → ``nan`` and ``±9.9E37`` → ``±inf`` (relative tolerance 1e-3/1e-4)."""
+    v = np.array(values, dtype=float)
+    mag = np.abs(v)
+    missing = np.isclose(mag, MISSING_SENTINEL, rtol=1e-4, atol=0.0)
+    overflow = ~missing & np.isclose(mag, OVERFLOW_SENTINEL, rtol=1e-3, atol=0.0)
+    v[missing] = np.nan
+    v[overflow] = np.copysign(np.inf, v[overflow])
+    return v
+
+
+class KeysightB2900(SourceMeterDriver, ScpiDriver):
+    """Keysight B2900-series SMU; channels ``"1"`` (and ``"2"`` on two-channel models).
+
+    Args:
+        transport, name, allowed_errors, sleep, clock, shutdown_timeout_s, configs,
+            require_interlock: see ``SourceMeterDriver`` / ``DriverBase``.
+        binary: read sweep data back as IEEE-754 float64 blocks (``:FORM:DATA REAL,64``) instead
+            of ASCII; the format is switched only around the read-back.
+    """
+
+    SUPPORTED_MODELS = ("B2901A", "B2902A", "B2911A", "B2912A", "B2901B", "B2902B", "B2911B", "B2912B",
+                        "B2901BL", "B2910BL")
+    DESCRIPTION = "Keysight B2900 SMU (B2901/B2902/B2911/B2912), SCPI, channels 1/2"
+    CHANNELS = ("1", "2")
+    NPLC_RANGE = (4.8e-4, 100.0)
+    LINE_FREQUENCY_QUERY = None
+
+    def __init__(self, transport: Any, *, binary: bool = False, **kwargs: Any) -> None:
+        super().__init__(transport, **kwargs)
+        self.binary = bool(binary)
+        self._list_active: set[str] = set()
+        self._last_flags: Optional[np.ndarray] = None
+
+    # -- identity and channels -----------------------------------------------------------------
+
+    def identify(self) -> Identity:
+        """``*IDN?`` with model check; sets ``channels`` to ``("1",)`` or ``("1", "2")``."""
+        identity = super().identify()
+        token = self.matched_model or ""
+        self.channels = ("1", "2") if token[4:5] == "2" else ("1",)
+        extra = [ch for ch in self._initial_configs if ch not in self.channels]
+        if extra:
+            raise InstrumentConfigError(f"{token} has channels {self.channels}; configured {extra}",
+                                        instrument=self.name)
+        return identity
+
+    def _validate_config(self, channel: str, config: SmuChannelConfig) -> None:
+        super()._validate_config(channel, config)
+        problems = []
+        if config.autozero != "off":
+            problems.append(f"autozero {config.autozero!r}: no verified B2900 autozero command; use 'off'")
+        if config.current_range_a > _MAX_CURRENT_RANGE_A:
+            problems.append(f"current_range_a {config.current_range_a} A above {_MAX_CURRENT_RANGE_A} A")
+        if config.source_range_v > _MAX_VOLTAGE_RANGE_V:
+            problems.append(f"voltage range {config.source_range_v} V above {_MAX_VOLTAGE_RANGE_V} V")
+        if problems:
+            raise InstrumentConfigError(f"channel {channel!r}: " + "; ".join(problems), instrument=self.name)
+
+    def _apply_initial_state(self) -> None:
+        """Fixed reply format, no automatic output on/off, then the shared initial state."""
+        self._write(":FORM:ELEM:SENS CURR,STAT,SOUR")
+        self._write(":FORM:BORD NORM")
+        self._write(":FORM:DATA ASC")
+        for ch in self.channels:
+            self._write(f":OUTP{ch}:ON:AUTO OFF")
+            self._write(f":OUTP{ch}:OFF:AUTO OFF")
+        super()._apply_initial_state()
+
+    # -- per-channel hooks -----------------------------------------------------------------------
+
+    def _apply_config(self, channel: str, config: SmuChannelConfig) -> None:
+        if self._output_on.get(channel, False):
+            raise InstrumentError(f"channel {channel!r}: switch the output off before configure()",
+                                  instrument=self.name)
+        c, w = channel, self._write
+        w(f":SOUR{c}:FUNC:MODE VOLT")
+        w(f":SOUR{c}:VOLT:MODE FIX")
+        w(f":SOUR{c}:VOLT:RANG:AUTO OFF")
+        w(f":SOUR{c}:VOLT:RANG {format_number(config.source_range_v)}")
+        w(f':SENS{c}:FUNC "CURR"')
+        w(f":SENS{c}:CURR:RANG:AUTO OFF")
+        w(f":SENS{c}:CURR:RANG {format_number(config.current_range_a)}")
+        w(f":SENS{c}:CURR:NPLC {format_number(config.nplc)}")
+        w(f":SENS{c}:CURR:PROT {format_number(config.limits.i_compliance_a)}")
+        w(f":SENS{c}:REM {'ON' if config.four_wire else 'OFF'}")
+        w(f":OUTP{c}:OFF:MODE {_OFF_MODES[config.off_mode]}")
+        w(f":OUTP{c}:PROT ON")
+        w(f":TRIG{c}:SOUR AINT")
+        w(f":TRIG{c}:COUN 1")
+        w(f":TRIG{c}:TRAN:DEL 0")
+        w(f":TRIG{c}:ACQ:DEL {format_number(config.source_delay_s)}")
+
+    def _write_level(self, channel: str, level_v: float) -> None:
+        self._write(f":SOUR{channel}:VOLT {format_number(level_v)}")
+
+    def _read_level(self, channel: str) -> float:
+        return self._query_float(f":SOUR{channel}:VOLT?")
+
+    def _write_current_limit(self, channel: str, limit_a: float) -> None:
+        self._write(f":SENS{channel}:CURR:PROT {format_number(limit_a)}")
+
+    def _read_compliance(self, channel: str) -> bool:
+        command = f":SENS{channel}:CURR:PROT:TRIP?"
+        return self._parse(parse_bool, self._query(command), command)
+
+    def _write_output(self, channel: str, on: bool) -> None:
+        self._write(f":OUTP{channel} {'ON' if on else 'OFF'}")
+
+    def _read_output(self, channel: str) -> bool:
+        command = f":OUTP{channel}?"
+        return self._parse(parse_bool, self._query(command), command)
+
+    def _read_spot(self, channel: str) -> tuple[float, float, bool]:
+        if not self._output_on.get(channel, False):
+            # :MEAS? may switch the output on by itself (§2.3): only with the output already on.
+            raise InstrumentError(f"channel {channel!r}: output is off; switch it on before measuring",
+                                  instrument=self.name)
+        command = f":MEAS? (@{channel})"
+        current, status, source = self._parse(lambda r: parse_numbers(r, count=_ELEMENTS),
+                                              self._query(command), command)
+        return float(current), float(source), bool(status_in_compliance(status))
+
+    def _abort(self) -> None:
+        """Return channels left in list mode to the fixed (DC setpoint) mode."""
+        for ch in sorted(self._list_active):
+            self._write(f":SOUR{ch}:VOLT:MODE FIX")
+            self._list_active.discard(ch)
+
+    # -- list sweep ------------------------------------------------------------------------------
+
+    def list_sweep(self, levels_v: Mapping[str, ArrayLike], settle_s: float) -> SweepResult:
+        """Synchronised list sweep (both channels of a B29x2 start with one ``:INIT (@1,2)``).
+
+        Limits, step and slew are checked before any I/O (see ``SourceMeterDriver.list_sweep``);
+        the per-point compliance combines the instrument's status bits 1–2 with the software
+        at-limit rule.
+
+        Args:
+            levels_v: ``{channel: levels in V}``, equal lengths, at most 2500 points.
+            settle_s: settling time per point in s, added to the channel's ``source_delay_s``.
+        """
+        for ch, levels in levels_v.items():
+            n = np.size(levels)
+            if n > _MAX_LIST_POINTS:
+                raise LimitViolation("points", float(n), float(_MAX_LIST_POINTS), instrument=self.name,
+                                     reason=f"channel {ch!r}: B2900 lists hold at most {_MAX_LIST_POINTS} points")
+        self._last_flags = None
+        result = super().list_sweep(levels_v, settle_s)
+        flags = self._last_flags
+        if flags is None or flags.shape != result.compliance.shape:
+            raise InstrumentProtocolError("sweep status words missing", instrument=self.name)
+        return dataclasses.replace(result, compliance=result.compliance | flags)
+
+    def _run_sweep(
+        self, vectors: Mapping[str, np.ndarray], settle_s: float, timeout_s: float
+    ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        order = list(vectors)
+        chans = sorted(order, key=int)
+        n = next(iter(vectors.values())).size
+        chanlist = f"(@{','.join(chans)})"
+        for ch in order:
+            levels = vectors[ch]
+            for k in range(0, n, _LIST_CHUNK):
+                head = f":SOUR{ch}:LIST:VOLT " if k == 0 else f":SOUR{ch}:LIST:VOLT:APP "
+                self._write(head + ",".join(format_number(v) for v in levels[k:k + _LIST_CHUNK]))
+            delay = settle_s + self.config(ch).source_delay_s
+            self._write(f":TRIG{ch}:COUN {n}")
+            self._write(f":TRIG{ch}:ACQ:DEL {format_number(delay)}")
+            self._write(f":SOUR{ch}:VOLT:MODE LIST")
+            self._list_active.add(ch)
+        try:
+            self._write(f":INIT {chanlist}")
+            with self.transport.temporary_timeout(timeout_s):
+                done = self._query("*OPC?")
+            if done != "1":
+                raise InstrumentProtocolError(f"*OPC? returned {done!r}", instrument=self.name, command="*OPC?")
+            data = self._fetch(chanlist, n * len(chans) * _ELEMENTS, timeout_s)
+        finally:
+            self._restore_after_sweep(order)
+        per_point = data.reshape(n, len(chans), _ELEMENTS)
+        cols = [chans.index(ch) for ch in order]
+        i_meas = per_point[:, cols, 0]
+        flags = status_in_compliance(per_point[:, cols, 1])
+        v_src = per_point[:, cols, 2]
+        self._last_flags = flags
+        return v_src, i_meas, None
+
+    def _fetch(self, chanlist: str, count: int, timeout_s: float) -> np.ndarray:
+        command = f":FETC:ARR? {chanlist}"
+        with self.transport.temporary_timeout(timeout_s):
+            if not self.binary:
+                return self._parse(lambda r: parse_numbers(r, count=count), self._query(command), command)
+            self._write(":FORM:DATA REAL,64")
+            try:
+                raw = self.transport.query_binary(command, ">f8", None)
+            finally:
+                self._write(":FORM:DATA ASC")
+        if raw.size != count:
+            raise InstrumentProtocolError(f"binary block holds {raw.size} values, expected {count}",
+                                          instrument=self.name, command=command)
+        return map_sentinels(raw)
+
+    def _restore_after_sweep(self, channels: list[str]) -> None:
+        """Back to fixed mode, trigger count 1 and the configured acquire delay (best effort)."""
+        for ch in channels:
+            try:
+                self._write(f":SOUR{ch}:VOLT:MODE FIX")
+                self._list_active.discard(ch)
+                self._write(f":TRIG{ch}:COUN 1")
+                self._write(f":TRIG{ch}:ACQ:DEL {format_number(self.config(ch).source_delay_s)}")
+            except Exception:
+                self.log.error("could not restore channel %r after the sweep", ch, exc_info=True)
+
+    # -- snapshot --------------------------------------------------------------------------------
+
+    def _settings_snapshot(self) -> dict[str, Any]:
+        out = super()._settings_snapshot()
+        out["channels"] = list(self.channels)
+        out["read_back"] = "REAL,64" if self.binary else "ASCII"
+        out["elements"] = "CURR,STAT,SOUR"
+        out["output_protection"] = "ON"
+        return out

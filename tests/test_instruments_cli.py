@@ -1,0 +1,106 @@
+"""Tests of ``hil instruments list`` / ``probe`` through an argparse root, as ``hil`` wires them."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import pytest
+
+from drivers.registry import DRIVERS
+from hil.instruments_cli import add_parser
+
+SIM = Path(__file__).resolve().parent.parent / "drivers" / "sim"
+
+
+def run(argv: list[str]) -> int:
+    root = argparse.ArgumentParser(prog="hil")
+    add_parser(root.add_subparsers(dest="command"))
+    args = root.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture
+def sim_library(tmp_path):
+    def copy(name: str) -> str:
+        shutil.copyfile(SIM / name, tmp_path / name)
+        return f"{tmp_path / name}@sim"
+    return copy
+
+
+def test_list_shows_every_driver_with_models_and_description(capsys):
+    assert run(["instruments", "list"]) == 0
+    out = capsys.readouterr().out
+    for info in DRIVERS.values():
+        assert info.name in out and info.description in out and ", ".join(info.models) in out
+    assert "keysight_b2900" in out and "daq970a" in out and "keithley707b" in out
+
+
+def test_probe_b2900_on_sim_prints_identity_snapshot_and_empty_queue(capsys, sim_library):
+    code = run(["instruments", "probe", "TCPIP::192.0.2.20::5025::SOCKET",
+                "--visa-library", sim_library("keysight_b2900.yaml")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "driver:    keysight_b2900" in out
+    assert "Keysight Technologies B2902A serial SIM0020" in out
+    assert '"read_back": "ASCII"' in out and "error queue: empty" in out
+
+
+def test_probe_707b_with_explicit_driver_and_backend_alias(capsys, sim_library):
+    code = run(["instruments", "probe", "TCPIP::192.0.2.40::5025::SOCKET", "--driver", "keithley707b",
+                "--backend", sim_library("keithley707b.yaml")])
+    out = capsys.readouterr().out
+    assert code == 0 and "Model 707B serial SIM0040" in out and '"connect_rule": "BREAK_BEFORE_MAKE"' in out
+
+
+def test_probe_daq_on_sim(capsys, sim_library):
+    assert run(["instruments", "probe", "TCPIP::192.0.2.30::5025::SOCKET",
+                "--visa-library", sim_library("daq970a.yaml")]) == 0
+    assert "driver:    daq970a" in capsys.readouterr().out
+
+
+def test_probe_wrong_driver_for_instrument_fails_with_one_line(capsys, sim_library):
+    code = run(["instruments", "probe", "TCPIP::192.0.2.20::5025::SOCKET", "--driver", "daq970a",
+                "--visa-library", sim_library("keysight_b2900.yaml")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1 and "B2902A" in err and "Traceback" not in err
+
+
+def test_probe_unknown_sim_address_fails_cleanly(capsys, sim_library):
+    code = run(["instruments", "probe", "TCPIP::192.0.2.99::5025::SOCKET",
+                "--visa-library", sim_library("keysight_b2900.yaml")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("hil instruments probe: ") and err.count("\n") == 1
+
+
+def test_probe_bad_resource_name_is_a_configuration_error(capsys):
+    assert run(["instruments", "probe", "NOT-A-RESOURCE"]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err and err.count("\n") == 1
+
+
+def test_probe_missing_sim_file_is_a_configuration_error(capsys, tmp_path):
+    assert run(["instruments", "probe", "TCPIP::192.0.2.20::5025::SOCKET",
+                "--visa-library", f"{tmp_path / 'missing.yaml'}@sim"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_probe_refused_tcp_connection(capsys):
+    code = run(["instruments", "probe", "TCPIP::127.0.0.1::1::SOCKET", "--timeout", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 1 and "InstrumentConnectionError" in err and err.count("\n") == 1
+
+
+def test_probe_no_driver_for_model(capsys, tmp_path):
+    text = (SIM / "daq970a.yaml").read_text().replace("Keysight Technologies,DAQ970A", "ACME,WIDGET9")
+    (tmp_path / "acme.yaml").write_text(text)
+    code = run(["instruments", "probe", "TCPIP::192.0.2.30::5025::SOCKET",
+                "--visa-library", f"{tmp_path / 'acme.yaml'}@sim"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no registered driver for ACME WIDGET9" in err
+
+
+def test_probe_requires_positive_timeout(capsys):
+    assert run(["instruments", "probe", "TCPIP::127.0.0.1::1::SOCKET", "--timeout", "0"]) == 2
