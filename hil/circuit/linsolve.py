@@ -11,8 +11,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
-#: Networks up to this many hidden nodes use dense batched LAPACK solves.
-DENSE_MAX_NODES = 300
+#: Networks up to this many hidden nodes use dense batched LAPACK solves (measured: above
+#: ~100 nodes per-sample sparse LU is faster for a batch of 64).
+DENSE_MAX_NODES = 80
 
 
 def use_dense(n: int) -> bool:
@@ -29,11 +30,49 @@ def solve_diagonal_shift(k_dense: np.ndarray | None, k_sparse: sp.csc_matrix, sh
         idx = np.arange(n)
         mats[:, idx, idx] += shift
         return np.linalg.solve(mats, rhs[..., None])[..., 0]
-    out = np.empty_like(rhs)
-    for b in range(rhs.shape[0]):
+    out, done = batched_pcg(k_sparse, shift, rhs)
+    for b in np.flatnonzero(~done):  # LU for any system CG could not finish
         lu = splu((k_sparse + sp.diags(shift[b])).tocsc(), permc_spec="MMD_AT_PLUS_A")
         out[b] = lu.solve(rhs[b])
     return out
+
+
+def batched_pcg(k_sparse: sp.csc_matrix, shift: np.ndarray, rhs: np.ndarray, rtol: float = 1e-14,
+                max_iter: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Jacobi-preconditioned conjugate gradients on (K + diag(shift_b)) x_b = rhs_b, all b at once.
+
+    K + diag(shift) is symmetric positive definite (grounded Laplacian plus non-negative
+    diode conductances) and, Jacobi-scaled, well conditioned; one sparse matrix product
+    serves the whole batch per iteration.  Returns the solutions and a per-sample flag
+    telling whether ||r|| <= rtol ||rhs|| was reached (callers fall back to LU otherwise).
+    """
+    n = rhs.shape[1]
+    max_iter = max_iter or int(20 * np.sqrt(n) + 100)
+    kt = k_sparse.tocsr()
+    dinv = 1.0 / (k_sparse.diagonal()[None, :] + shift)
+    apply = lambda v: (kt @ v.T).T + shift * v
+    x = rhs * dinv
+    r = rhs - apply(x)
+    z = r * dinv
+    p = z.copy()
+    rz = np.sum(r * z, axis=1)
+    target = rtol * np.linalg.norm(rhs, axis=1)
+    done = np.linalg.norm(r, axis=1) <= target
+    for _ in range(max_iter):
+        if done.all():
+            break
+        ap = apply(p)
+        pap = np.sum(p * ap, axis=1)
+        alpha = np.where(done | (pap <= 0), 0.0, rz / np.where(pap > 0, pap, 1.0))
+        x += alpha[:, None] * p
+        r -= alpha[:, None] * ap
+        done |= np.linalg.norm(r, axis=1) <= target
+        z = r * dinv
+        rz_new = np.sum(r * z, axis=1)
+        beta = np.where(done | (rz <= 0), 0.0, rz_new / np.where(rz > 0, rz, 1.0))
+        p = z + beta[:, None] * p
+        rz = rz_new
+    return x, done
 
 
 class MaskedSolver:

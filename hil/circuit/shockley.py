@@ -45,6 +45,12 @@ class _System:
         self.diodes = diodes
         self.diag = k_sparse.diagonal()
 
+    def scaled(self, lam: float) -> "_System":
+        """The same network with every source, diode references included, scaled by ``lam``."""
+        from dataclasses import replace
+
+        return _System(self.k_dense, self.k_sparse, replace(self.diodes, v_ref=lam * self.diodes.v_ref))
+
     def matvec(self, e):
         return e @ self.k_dense.T if self.k_dense is not None else (self.k_sparse @ e.T).T
 
@@ -88,6 +94,9 @@ def _newton(sys: _System, b, e, tol: NewtonTolerances, gshunt: float = 0.0):
         for _ in range(tol.max_backtracks):
             bad = np.linalg.norm(r_new, axis=1) > (1.0 - 1e-4 * t) * norm0
             bad &= norm0 > 0
+            # A residual already within tolerance is at the rounding floor: never backtrack there.
+            within = np.all(np.abs(r_new) <= tol.reltol * sys.current_scale(e_try, b[act], f_new) + tol.abstol, axis=1)
+            bad &= ~within
             if not bad.any():
                 break
             t = np.where(bad, t * 0.5, t)
@@ -97,7 +106,7 @@ def _newton(sys: _System, b, e, tol: NewtonTolerances, gshunt: float = 0.0):
         conv_v = np.all(np.abs(dv) <= tol.reltol * np.maximum(np.abs(e_try), np.abs(ea)) + tol.vntol, axis=1)
         scale = sys.current_scale(e_try, b[act], f_new)
         conv_r = np.all(np.abs(r_new) <= tol.reltol * scale + tol.abstol, axis=1)
-        conv = conv_v & conv_r & ~limited.any(axis=1) & (t == 1.0)
+        conv = conv_v & conv_r & ~limited.any(axis=1)
         e[act], r[act], f[act], g[act] = e_try, r_new, f_new, g_new
         last_step[act] = np.max(np.abs(dv), axis=1)
         done[act[conv]] = True
@@ -120,6 +129,7 @@ def solve_shockley(
     ideal_solve,
     e0: np.ndarray | None = None,
     tol: NewtonTolerances | None = None,
+    lambda_min: float | None = None,
 ) -> ShockleySolution:
     """Solve the Shockley network for a batch ``b`` (B, n) of nodal source currents (A).
 
@@ -162,7 +172,7 @@ def solve_shockley(
         wall_time_s=time.perf_counter() - t0,
         failed_samples=np.flatnonzero(~done).tolist(),
     )
-    lam_min = _lambda_min(k_dense, k_sparse)
+    lam_min = lambda_min if lambda_min is not None else _lambda_min(k_dense, k_sparse)
     if lam_min > 0:
         report.error_bound_v = float(np.linalg.norm(r, axis=1).max(initial=0.0) / lam_min)
     if not report.converged:
@@ -172,9 +182,15 @@ def solve_shockley(
 
 
 def _lambda_min(k_dense, k_sparse) -> float:
-    if k_dense is not None and k_dense.shape[0] <= 300:
+    """Smallest eigenvalue of the grounded Laplacian (S), for the a-posteriori error bound."""
+    if k_dense is not None:
         return float(np.linalg.eigvalsh(k_dense)[0])
-    return 0.0
+    from scipy.sparse.linalg import eigsh
+
+    try:
+        return float(eigsh(k_sparse, k=1, sigma=0, which="LM", return_eigenvectors=False)[0])
+    except Exception:  # no bound rather than a wrong one
+        return 0.0
 
 
 def _gmin_stepping(sys: _System, b, e, tol: NewtonTolerances):
@@ -199,13 +215,14 @@ def _gmin_stepping(sys: _System, b, e, tol: NewtonTolerances):
 
 
 def _source_stepping(sys: _System, b, tol: NewtonTolerances):
-    """Continuation on the source scale lambda in [0, 1]; lambda = 0 has e = 0 (F(0) = 0)."""
+    """Continuation on the source scale lambda in [0, 1] (inputs, ports and diode references);
+    lambda = 0 has the exact solution e = 0 because F(0) = 0."""
     lam, step = 0.0, 0.1
-    e = np.zeros_like(b) + sys.diodes.v_ref * 0.0
+    e = np.zeros_like(b)
     total = 0
     while lam < 1.0:
         nxt = min(1.0, lam + step)
-        e_try, ok, it, _ = _newton(sys, nxt * b, e.copy(), tol)
+        e_try, ok, it, _ = _newton(sys.scaled(nxt), nxt * b, e.copy(), tol)
         total += it
         if ok.all():
             e, lam, step = e_try, nxt, step * 2

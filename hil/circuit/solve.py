@@ -47,6 +47,7 @@ class CircuitState:
     y: np.ndarray
     i_src: np.ndarray
     report: SolveReport
+    b_src: np.ndarray | None = None  # (B, n) G_in u, reused by later phases of the same inputs
 
     def node_voltages(self) -> np.ndarray:
         """All node voltages (B, p + n + q + 1) in topology order (ground last, 0 V)."""
@@ -70,10 +71,15 @@ class EquilibriumSolver:
         self.k_sparse = circuit.laplacian_sparse()
         self.k_dense = circuit.laplacian_dense() if use_dense(n) else None
         self.masked = MaskedSolver(self.k_dense, self.k_sparse)
+        self._lambda_min: float | None = None
 
     # ---- inputs --------------------------------------------------------------
-    def _prepare(self, u, w):
+    def _prepare(self, u, w, warm=None):
         c = self.circuit
+        if warm is not None and warm.u is u and warm.b_src is not None:
+            b_src = warm.b_src  # same source voltages as the held operating point
+        else:
+            b_src = None
         u = np.atleast_2d(np.asarray(u, dtype=float))
         if u.shape[1] != c.n_sources:
             raise ValueError(f"expected {c.n_sources} source voltages per sample, got {u.shape[1]}")
@@ -84,8 +90,10 @@ class EquilibriumSolver:
             w = np.atleast_2d(np.asarray(w, dtype=float))
             if w.shape != (B, c.n_outputs):
                 raise ValueError(f"expected output-port voltages of shape {(B, c.n_outputs)}, got {w.shape}")
-        b = u @ c.g_in.T + w @ c.g_out
-        return u, w, b
+        if b_src is None:
+            b_src = u @ c.g_in.T
+        b = b_src + w @ c.g_out if np.any(w) else b_src
+        return u, w, b, b_src
 
     def _voltage_scale(self, u, w) -> float:
         return max(float(np.max(np.abs(u), initial=0.0)), float(np.max(np.abs(w), initial=0.0)),
@@ -113,7 +121,7 @@ class EquilibriumSolver:
         Newton iterate, e.g. for the perturbation phases of hardware linearization.
         """
         c = self.circuit
-        u, w, b = self._prepare(u, w)
+        u, w, b, b_src = self._prepare(u, w, warm)
         d = c.diodes
         if d.is_linear:
             t0 = time.perf_counter()
@@ -135,13 +143,17 @@ class EquilibriumSolver:
             report = sol.report
         else:
             e0 = warm.e if warm is not None and warm.e.shape == b.shape else None
-            sol = solve_shockley(self.k_dense, self.k_sparse, d, b, self.ideal_voltages, e0, self.tol)
+            if self._lambda_min is None:
+                from hil.circuit.shockley import _lambda_min
+
+                self._lambda_min = _lambda_min(self.k_dense, self.k_sparse)
+            sol = solve_shockley(self.k_dense, self.k_sparse, d, b, self.ideal_voltages, e0, self.tol, self._lambda_min)
             e, g_d, diode_current = sol.e, sol.g_d, sol.current
             on = -d.orientation * diode_current > 1e3 * d.i_s_at_temperature
             report = sol.report
         y = e @ c.g_out.T - c.g_out.sum(axis=1) * w
         i_src = u * c.g_in.sum(axis=0) - e @ c.g_in
-        return CircuitState(u, w, e, diode_current, on, g_d, y, i_src, report)
+        return CircuitState(u, w, e, diode_current, on, g_d, y, i_src, report, b_src)
 
 
 def solve(circuit: Circuit, u, w=None) -> CircuitState:
