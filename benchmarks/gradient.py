@@ -5,7 +5,7 @@ Usage: python benchmarks/gradient.py [--repeats N]
 For each network, with fresh inputs every repetition (so no cached operating point is
 reused by the forward timing), we time
   forward   board.measure(x)                         (the operating point only)
-  gradient  estimate("hl", board, x, ...)            (operating point, +εŵ and −εŵ phases,
+  gradient  estimate("hl", board, x, ..., delta_v=1 mV) (operating point, +εŵ and −εŵ phases,
                                                       v·v̂ for every conductance)
 for one sample and for a batch of 64, and print medians, per-sample costs and the ratio.
 Networks keep 64 hidden nodes (ideal diodes) and grow the number of inputs, so the number
@@ -43,7 +43,7 @@ def bench(n_inputs: int, coupling: int, batch: int, repeats: int, seed: int = 0)
     xs = [rng.uniform(0, 1, (batch, n_inputs)) for _ in range(2 * repeats)]
     ts = [rng.integers(0, 10, batch) for _ in range(2 * repeats)]
     fwd = median_time(lambda r: board.measure(xs[2 * r]), repeats)
-    grad = median_time(lambda r: estimate("hl", board, xs[2 * r + 1], ts[2 * r + 1], loss, {"delta_v": 0.01}), repeats)
+    grad = median_time(lambda r: estimate("hl", board, xs[2 * r + 1], ts[2 * r + 1], loss, {"delta_v": 1e-3}), repeats)
     return {"m": c.topology().n_conductances, "fwd": fwd, "grad": grad}
 
 

@@ -68,7 +68,9 @@ class SimulatedBoard(BoardBase):
 
     def measure(self, x: np.ndarray, w: np.ndarray | None = None) -> Measurement:
         st = self._solve(x, w)
+        d = self._circuit.diodes
         return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
+                           piecewise_linear=d.is_ideal or d.is_linear,
                            info={"report": st.report, "g_d": st.g_d})
 
     def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:

@@ -78,12 +78,34 @@ class BoardTopology:
     def mean_branch_product(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Batch mean of (a_α − a_β)(b_α − b_β) for every conductance (m,), from node arrays (B, nodes).
 
-        Computed through the node×node correlation aᵀb, so its cost does not grow with
-        the number of conductances beyond one gather.
+        Every conductance of a crossbar has a hidden node at its first end, so only the
+        hidden rows of the node correlations aᵀb and bᵀa are formed: O(B·n·nodes) work,
+        then one gather per conductance.
         """
-        c = a.T @ b / a.shape[0]
+        B = a.shape[0]
         i, j = self.edges[:, 0], self.edges[:, 1]
-        return c[i, i] - c[i, j] - c[j, i] + c[j, j]
+        plan = self._gather_plan()
+        if plan is None:
+            c = a.T @ b / B
+            return c[i, i] - c[i, j] - c[j, i] + c[j, j]
+        hidden, flat = plan
+        cross = (a[:, hidden].T @ b + b[:, hidden].T @ a).ravel()  # (n, nodes), flattened
+        diag = np.einsum("bk,bk->k", a, b)
+        return (diag[i] + diag[j] - cross[flat]) / B
+
+    def _gather_plan(self):
+        """(hidden slice, flat indices into the hidden×nodes block) or None if edges do not fit it."""
+        cache = self.__dict__.setdefault("_plan_cache", {})
+        if "plan" not in cache:
+            idx = [k for k, kind in enumerate(self.node_kinds) if kind == "hidden"]
+            i, j = self.edges[:, 0], self.edges[:, 1]
+            plan = None
+            if idx and idx == list(range(idx[0], idx[-1] + 1)):
+                hidden = slice(idx[0], idx[-1] + 1)
+                if np.all((i >= hidden.start) & (i < hidden.stop)):
+                    plan = (hidden, (i - hidden.start) * len(self.node_names) + j)
+            cache["plan"] = plan
+        return cache["plan"]
 
     def branch_voltages(self, m: "Measurement") -> np.ndarray:
         """Voltage across every conductance (B, m), volts."""
@@ -101,6 +123,8 @@ class Measurement:
         i_src: (B, p) currents delivered by the sources into the network.
         e: (B, n) hidden-node voltages.
         on: (B, n) diode conduction states where the board can tell, else None.
+        piecewise_linear: the elements are ideal (switching) diodes, so a change of ``on``
+            between phases means the linearization itself changed (a flip).
         info: backend-specific evidence (e.g. the solve report).
     """
 
@@ -110,6 +134,7 @@ class Measurement:
     i_src: np.ndarray
     e: np.ndarray
     on: np.ndarray | None = None
+    piecewise_linear: bool = False
     info: dict = field(default_factory=dict)
 
 

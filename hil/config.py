@@ -123,17 +123,24 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+def _config_root():
+    """The shipped ``configs/`` folder: package data when installed, the checkout's folder otherwise."""
+    try:
+        return resources.files("hil.configs")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "configs"
+
+
 def embedded_config_names() -> list[str]:
     """Names of the configs shipped inside the package (``configs/*.yaml``)."""
-    root = resources.files("hil.configs")
-    return sorted(f.name[:-5] for f in root.iterdir() if f.name.endswith(".yaml"))
+    return sorted(f.name[:-5] for f in _config_root().iterdir() if f.name.endswith(".yaml"))
 
 
 def embedded_config_path(name: str) -> Path | None:
     """Path of a shipped config by name (``sim-digits`` or ``sim-digits.yaml``), or None."""
     stem = Path(name).name
     stem = stem[:-5] if stem.endswith(".yaml") else stem
-    cand = resources.files("hil.configs") / f"{stem}.yaml"
+    cand = _config_root() / f"{stem}.yaml"
     return Path(str(cand)) if cand.is_file() else None
 
 

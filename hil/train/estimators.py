@@ -72,7 +72,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
         plus = board.measure(xs, w0 + es * ws)
         minus = board.measure(xs, w0 - es * ws) if central else None
         flips = np.zeros(todo.size, bool)
-        if op.on is not None and plus.on is not None:
+        if op.piecewise_linear and op.on is not None and plus.on is not None:
             flips |= np.any(plus.on != op.on[todo], axis=1)
             if minus is not None:
                 flips |= np.any(minus.on != op.on[todo], axis=1)

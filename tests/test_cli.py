@@ -1,0 +1,125 @@
+"""The hil command: clear errors for bad configs (exit 2, no traceback), solve/netlist/configs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from hil.cli import main
+
+CIRCUIT = {
+    "circuit": {
+        "name": "cli-demo",
+        "seed": 1,
+        "inputs": {"count": 2, "inverted": True, "rails": {"vb_p": 1.0}},
+        "hidden": {"count": 4, "element": {"model": "shockley", "preset": "1N4148"}},
+        "outputs": {"count": 2, "differential": True},
+        "conductances": {"g_in": {"uniform": [1e-5, 1e-4]}, "g_hh": None, "g_leak": 1e-7,
+                         "g_out": {"uniform": [1e-5, 1e-4]}},
+    },
+    "inputs": [[0.5, -2.0], [-1.0, 1.5]],
+}
+
+
+def write(tmp_path, data, name="c.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data))
+    return str(p)
+
+
+def test_solve_json_reports_nodes_currents_and_convergence(tmp_path, capsys):
+    assert main(["solve", write(tmp_path, CIRCUIT), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["report"]["converged"] and out["report"]["method"].startswith("newton")
+    s0 = out["samples"][0]
+    assert set(s0["nodes"]) >= {"x0", "x1", "x0_n", "x1_n", "vb_p", "h0", "h3", "y0", "y1", "0"} - {"0"}
+    assert set(s0["ports"]) == {"Vy0", "Vy1"} and set(s0["diodes"]) == {"Dh0", "Dh1", "Dh2", "Dh3"}
+    assert len(out["samples"]) == 2
+    # KCL over the whole network: what the sources deliver leaves through ports, leaks and diodes
+    # (anode-at-ground diodes: forward current flows from ground into the node).
+    delivered = sum(s0["sources"].values())
+    leaving = (sum(s0["ports"].values()) + sum(1e-7 * s0["nodes"][f"h{k}"] for k in range(4))
+               - sum(d["forward_current_a"] for d in s0["diodes"].values()))
+    assert abs(delivered - leaving) <= 1e-15 + 1e-12 * abs(delivered)
+
+
+def test_solve_text_output_and_input_override(tmp_path, capsys):
+    assert main(["solve", write(tmp_path, CIRCUIT), "--input", "0.1,0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "V(h0) =" in out and "converged via" in out
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d["circuit"]["hidden"]["element"].update(preset="1N9999"), "circuit.hidden.element.preset"),
+        (lambda d: d["circuit"].update(outptus={}), "did you mean 'outputs'"),
+        (lambda d: d.update(inputs=[[1.0, 2.0, 3.0]]), "3 values per vector"),
+    ],
+)
+def test_config_mistakes_exit_2_with_one_line_each(tmp_path, capsys, mutate, message):
+    data = json.loads(json.dumps(CIRCUIT))
+    mutate(data)
+    assert main(["solve", write(tmp_path, data)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_train_config_typo_is_reported_not_raised(tmp_path, capsys):
+    from hil.config import load_yaml
+
+    raw = load_yaml("sim-xor")
+    raw["train"]["optimiser"] = raw["train"].pop("optimizer")
+    raw["train"]["epochs"] = -3
+    assert main(["train", write(tmp_path, raw), "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "train.optimiser: unknown key (did you mean 'optimizer'?)" in err
+    assert "train.epochs: must be > 0" in err
+
+
+def test_missing_file_and_bad_yaml(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nope.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    assert main(["solve", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_configs_lists_shipped_configs(capsys):
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out
+    for name in ("sim-digits", "sim-digits-shockley", "sim-xor"):
+        assert name in out
+
+
+def test_shipped_configs_all_parse():
+    from boards.factory import make_board
+    from hil.config import embedded_config_names, load_yaml
+    from hil.train.settings import parse_settings
+
+    for name in embedded_config_names():
+        raw = load_yaml(name)
+        if "board" not in raw:
+            continue
+        s = parse_settings(raw, name)
+        board = make_board(s.backend, s.circuit, s.g_min, s.g_max)
+        assert board.topology.n_conductances > 0
+
+
+def test_netlist_written_with_matching_names(tmp_path, capsys):
+    out = tmp_path / "net.cir"
+    assert main(["netlist", write(tmp_path, CIRCUIT), "-o", str(out)]) == 0
+    deck = out.read_text()
+    for name in ("Vx0", "Vy1", "Dh2", ".options", "temp=27"):
+        assert name.lower() in deck.lower()
+
+
+def test_console_script_runs_as_a_process(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "hil.cli", "solve", write(tmp_path, CIRCUIT), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["circuit"] == "cli-demo"
