@@ -310,3 +310,27 @@ def test_names_and_signs_match_hil_solve_json():
         for nm, val in ours[key].items():
             tol = SHOCKLEY_TOL_V if key == "nodes" else 1e-9 * scale
             assert spice[key][nm] == pytest.approx(val, abs=tol), (key, nm)
+
+
+@needs_ngspice
+@pytest.mark.spice
+@pytest.mark.parametrize("config", ["spice-shockley", "spice-coupled"])
+def test_shipped_spice_configs_through_the_cli(tmp_path, capsys, config):
+    """`hil netlist CONFIG -o net.cir` run by ngspice agrees with `hil solve CONFIG --json`."""
+    import json
+
+    from hil.cli import main
+
+    deck = tmp_path / "net.cir"
+    assert main(["solve", config, "--json"]) == 0
+    ours = json.loads(capsys.readouterr().out)
+    assert ours["report"]["converged"]
+    assert main(["netlist", config, "-o", str(deck)]) == 0
+    capsys.readouterr()
+    from hil.circuit.build import build_circuit
+    from hil.config import load_yaml
+
+    circuit = build_circuit(load_yaml(config)["circuit"])
+    spice = run_ngspice(deck.read_text()).to_solve_json(circuit)
+    for name, v in ours["samples"][0]["nodes"].items():
+        assert spice["nodes"][name] == pytest.approx(v, abs=SHOCKLEY_TOL_V), name
