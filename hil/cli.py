@@ -14,6 +14,7 @@ mistakes print one line per problem and exit with status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -27,12 +28,23 @@ DEFAULT_TRAIN_CONFIG = "sim-digits"
 EXIT_CONFIG = 2
 
 
-class _Terminated(Exception):
-    """SIGTERM turned into an exception so that every ``finally`` and ``__exit__`` runs."""
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt so that every ``finally`` and ``__exit__`` runs."""
 
 
 def _on_sigterm(signum, frame):
     raise _Terminated()
+
+
+@contextlib.contextmanager
+def _config_phase(source: str):
+    """Turn value errors raised while building objects from a config into a ConfigError."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError([f"{type(exc).__name__}: {exc}"], source) from exc
 
 
 # ---- train -----------------------------------------------------------------------------
@@ -44,21 +56,26 @@ def cmd_train(args) -> int:
     from hil.train.settings import parse_settings
 
     if args.resume:
-        run = RunDir(Path(args.resume))
-        if not (run.path / "config.resolved.yaml").exists():
+        path = Path(args.resume)
+        if not (path / "config.resolved.yaml").is_file():
             raise ConfigError([f"--resume {args.resume}: not a run directory (no config.resolved.yaml)"])
-        raw = run.read_config()
-        if args.set:
-            raw = apply_overrides(raw, args.set)
-        source = str(run.path / "config.resolved.yaml")
+        if not (path / "checkpoints" / "last.npz").is_file():
+            raise ConfigError([f"--resume {args.resume}: the run has no completed epoch to resume from; start it again"])
+        run = RunDir(path)
+        source = str(path / "config.resolved.yaml")
+        raw = apply_overrides(load_yaml(source), args.set or [])
     else:
         source = args.config or DEFAULT_TRAIN_CONFIG
         raw = apply_overrides(load_yaml(source), args.set or [])
-    settings = parse_settings(raw, source)
-    if args.runs_dir:
-        settings.runs_dir = args.runs_dir
-    data = load_dataset(settings.dataset, settings.input_scale_v, settings.validation_fraction)
-    board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max)
+    with _config_phase(source):
+        settings = parse_settings(raw, source)
+        if args.runs_dir:
+            settings.runs_dir = args.runs_dir
+        data = load_dataset(settings.dataset, settings.input_scale_v, settings.validation_fraction)
+        board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max)
+        if board.topology.n_inputs != data.train.x.shape[1]:
+            raise ConfigError([f"board.circuit.inputs: the circuit has {board.topology.n_inputs} inputs, "
+                               f"the {settings.dataset} data set has {data.train.x.shape[1]}"], source)
     if not args.resume:
         run = RunDir.create(settings.runs_dir, settings.name)
         run.write_config(raw)
@@ -66,7 +83,7 @@ def cmd_train(args) -> int:
     with board:
         trainer = Trainer(board, settings, data, run, progress=not args.quiet)
         if args.resume:
-            trainer.restore("last")
+            trainer.restore("last", overrides=args.set or [])
             if trainer.epoch >= settings.epochs:
                 print(f"run {run.path} already finished {trainer.epoch} epochs; raise train.epochs with --set to continue")
                 return 0
@@ -100,18 +117,27 @@ def _circuit_and_inputs(args):
         cdata, path = raw["board"]["circuit"], "board.circuit"
     else:
         raise ConfigError(["circuit: required (a 'circuit:' section or 'board.circuit:')"], args.config)
-    circuit = build_circuit(cdata, path)
+    with _config_phase(args.config):
+        circuit = build_circuit(cdata, path)
     if args.input:
         try:
             x = np.array([[float(v) for v in args.input.split(",")]])
         except ValueError:
             raise ConfigError([f"--input {args.input!r}: expected comma-separated voltages"]) from None
+        where = "--input"
     elif "inputs" in raw:
-        x = np.atleast_2d(np.asarray(raw["inputs"], dtype=float))
+        try:
+            x = np.atleast_2d(np.asarray(raw["inputs"], dtype=float))
+        except (TypeError, ValueError):
+            raise ConfigError(["inputs: expected a list of input vectors (lists of voltages)"], args.config) from None
+        where = "inputs"
     else:
         x = np.zeros((1, circuit.n_inputs))
-    if x.shape[1] != circuit.n_inputs:
-        raise ConfigError([f"inputs: {x.shape[1]} values per vector, the circuit has {circuit.n_inputs} inputs"])
+        where = "inputs"
+    if x.ndim != 2 or x.shape[1] != circuit.n_inputs:
+        raise ConfigError([f"{where}: {x.shape[-1]} values per vector, the circuit has {circuit.n_inputs} inputs"])
+    if not np.all(np.isfinite(x)):
+        raise ConfigError([f"{where}: input voltages must be finite numbers"])
     return circuit, x
 
 
@@ -236,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hil: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except (KeyboardInterrupt, _Terminated):
+    except KeyboardInterrupt:
         print("\nhil: interrupted; outputs are in the safe state and the last epoch's checkpoint is kept", file=sys.stderr)
         return 130
     finally:

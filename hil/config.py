@@ -163,7 +163,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
                 break
             node = nxt
         else:
-            node[parts[-1]] = yaml.safe_load(val)
+            try:
+                node[parts[-1]] = yaml.safe_load(val)
+            except yaml.YAMLError:
+                problems.append(f"override {item!r}: the value is not valid YAML")
     if problems:
         raise ConfigError(problems)
     return data

@@ -123,3 +123,59 @@ def test_console_script_runs_as_a_process(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["circuit"] == "cli-demo"
+
+
+def _xor(**edits):
+    from hil.config import load_yaml
+
+    raw = load_yaml("sim-xor")
+    for path, val in edits.items():
+        node = raw
+        *parts, last = path.split(".")
+        for p in parts:
+            node = node[p]
+        node[last] = val
+    return raw
+
+
+@pytest.mark.parametrize(
+    "edits, message",
+    [
+        ({"board.circuit.hidden.element": {"model": "shockley", "i_s": ["a"] * 8}}, "element.i_s"),
+        ({"board.circuit.hidden.element": {"model": "ideal", "orientation": ["a"] * 8}}, "element.orientation"),
+        ({"board.circuit.outputs.voltage": ["a", 0, 0, 0]}, "outputs.voltage"),
+        ({"board.circuit.conductances.g_leak": ["a"] * 8}, "conductances.g_leak"),
+        ({"board.circuit.conductances.g_in": {"uniform": ["a", "b"]}}, "conductances.g_in"),
+        ({"board.circuit.conductances.g_hh": {"random": {"degree": -1}}}, "g_hh.random.degree"),
+        ({"board.circuit.conductances.g_hh": {"random": {"low": 1e-5, "high": 1e-6}}}, "g_hh.random.high"),
+        ({"seed": -1}, "seed: must be >= 0"),
+        ({"board.circuit.seed": -1}, "circuit.seed: must be >= 0"),
+        ({"board.circuit.inputs.count": 3}, "the circuit has 3 inputs, the xor data set has 2"),
+        ({"board.circuit.conductances": {"g_in": 1e-5, "g_leak": 1e-7}}, "conductances.g_out: required"),
+    ],
+)
+def test_malformed_training_configs_never_traceback(tmp_path, capsys, edits, message):
+    assert main(["train", write(tmp_path, _xor(**edits)), "--runs-dir", str(tmp_path), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("inputs", [[[1.0, "a"]], "x", [[1.0], [1.0, 2.0]], [[float("nan"), 1.0]]])
+def test_malformed_solve_inputs_never_traceback(tmp_path, capsys, inputs):
+    data = json.loads(json.dumps(CIRCUIT))
+    data["inputs"] = inputs
+    assert main(["solve", write(tmp_path, data), "--json"]) == 2
+    assert "inputs" in capsys.readouterr().err
+
+
+def test_bad_override_and_resume_without_checkpoint(tmp_path, capsys):
+    assert main(["train", "sim-xor", "--set", "train.epochs=[1"]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.resolved.yaml").write_text(yaml.safe_dump(_xor()))
+    assert main(["train", "--resume", str(run)]) == 2
+    assert "no completed epoch" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "missing")]) == 2
+    assert not (tmp_path / "missing").exists()

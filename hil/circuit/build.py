@@ -42,10 +42,25 @@ def _names(sec: Section, default_prefix: str) -> list[str] | None:
     return [f"{default_prefix}{i}" for i in range(count)] if count else None
 
 
+def _float_array(sec: Section, key: str, val: Any) -> np.ndarray | None:
+    """``val`` as a finite float array, or None after recording a problem under ``key``."""
+    try:
+        arr = np.asarray(val, dtype=float)
+    except (TypeError, ValueError):
+        sec.error(key, "expected numbers (a number, or a list / list of lists of numbers)")
+        return None
+    if not np.all(np.isfinite(arr)):
+        sec.error(key, "contains a non-finite value")
+        return None
+    return arr
+
+
 def _per_node(sec: Section, key: str, default: float, n: int, check=None) -> np.ndarray:
     val = sec.get(key, (int, float, list), default)
     if isinstance(val, list):
-        arr = np.asarray(val, dtype=float)
+        arr = _float_array(sec, key, val)
+        if arr is None:
+            return np.full(n, float(default))
         if arr.shape != (n,):
             sec.error(key, f"list of {arr.shape[0]} values for {n} hidden nodes")
             return np.full(n, float(default))
@@ -64,7 +79,8 @@ def _diodes(sec: Section, n: int) -> DiodeBank:
         base.update(DIODE_PRESETS[preset])
     orient = sec.get("orientation", (int, list), 1)
     if isinstance(orient, list):
-        orientation = np.asarray(orient, dtype=int)
+        arr = _float_array(sec, "orientation", orient)
+        orientation = np.ones(n, int) if arr is None else arr.astype(int)
         if orientation.shape != (n,):
             sec.error("orientation", f"list of {orientation.size} values for {n} hidden nodes")
             orientation = np.ones(n, int)
@@ -99,18 +115,18 @@ def _matrix(sec: Section, key: str, shape: tuple[int, ...], rng: np.random.Gener
             sec.error(key, f"negative conductance {val} S")
         return np.full(shape, float(val))
     if isinstance(val, dict):
-        if set(val) == {"uniform"} and isinstance(val["uniform"], list) and len(val["uniform"]) == 2:
-            lo, hi = (float(x) for x in val["uniform"])
+        bounds = val.get("uniform") if set(val) == {"uniform"} else None
+        if isinstance(bounds, list) and len(bounds) == 2 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in bounds):
+            lo, hi = (float(x) for x in bounds)
             if not 0 <= lo <= hi:
                 sec.error(key, "uniform: [low, high] needs 0 <= low <= high (siemens)")
                 return np.zeros(shape)
             return rng.uniform(lo, hi, size=shape)
         sec.error(key, "expected a number, a list, or {uniform: [low, high]}")
         return np.zeros(shape)
-    try:
-        arr = np.asarray(val, dtype=float)
-    except (TypeError, ValueError):
-        sec.error(key, "not a numeric array")
+    arr = _float_array(sec, key, val)
+    if arr is None:
         return np.zeros(shape)
     if arr.shape != shape:
         sec.error(key, f"shape {arr.shape} does not match the topology {shape}")
@@ -122,11 +138,16 @@ def _coupling(sec: Section, n: int, rng: np.random.Generator) -> np.ndarray:
     val = sec.raw("g_hh", None)
     if isinstance(val, dict) and "random" in val:
         spec = Section(val["random"], sec._p("g_hh.random"), sec.problems)
+        before = len(sec.problems)
         degree = spec.get("degree", int, 2, check=positive)
         lo = spec.get("low", float, 1e-6, check=non_negative)
         hi = spec.get("high", float, 1e-5, check=non_negative)
         spec.finish()
         g = np.zeros((n, n))
+        if len(sec.problems) == before and lo > hi:
+            spec.error("high", "must be >= low")
+        if len(sec.problems) > before:
+            return g
         for k in range(n):
             for l in rng.choice(n, size=min(degree, n - 1) if n > 1 else 0, replace=False):
                 if l != k:
@@ -143,7 +164,8 @@ def build_circuit(data: dict, path: str = "circuit") -> Circuit:
     problems: list[str] = []
     sec = Section(data, path, problems)
     name = sec.get("name", str, "circuit")
-    seed = sec.get("seed", int, 0)
+    seed = sec.get("seed", int, 0, check=non_negative)
+    seed = seed if seed is not None and seed >= 0 else 0
     rng = np.random.default_rng(seed)
     s_in = sec.section("inputs", required=True)
     in_names = _names(s_in, "x")
@@ -165,7 +187,14 @@ def build_circuit(data: dict, path: str = "circuit") -> Circuit:
     o_names = _names(s_o, "y")
     q = len(o_names) if o_names else 0
     volt = s_o.get("voltage", (int, float, list), 0.0)
-    out_v = np.asarray(volt, dtype=float) if isinstance(volt, list) else np.full(q, float(volt or 0.0))
+    if isinstance(volt, list):
+        out_v = _float_array(s_o, "voltage", volt)
+        if out_v is None or out_v.shape != (q,):
+            if out_v is not None:
+                s_o.error("voltage", f"list of {out_v.size} values for {q} outputs")
+            out_v = np.zeros(q)
+    else:
+        out_v = np.full(q, float(volt or 0.0))
     diff = s_o.get("differential", (bool, list), False)
     pairs: list[tuple[int, int]] = []
     if diff is True:
@@ -184,11 +213,18 @@ def build_circuit(data: dict, path: str = "circuit") -> Circuit:
     sources = make_sources(len(in_names), inverted, rail_list, in_names)
     p = len(sources)
     s_g = sec.section("conductances", required=True)
+    for key in ("g_in", "g_out"):
+        if s_g.data and key not in s_g.data:
+            s_g.error(key, "required (a number, a matrix, or {uniform: [low, high]} in siemens)")
     g_in = _matrix(s_g, "g_in", (n, p), rng, None)
     g_hh = _coupling(s_g, n, rng)
     g_leak_v = s_g.raw("g_leak", 0.0)
     if isinstance(g_leak_v, list):
-        g_leak = np.asarray(g_leak_v, dtype=float)
+        g_leak = _float_array(s_g, "g_leak", g_leak_v)
+        if g_leak is None or g_leak.shape != (n,):
+            if g_leak is not None:
+                s_g.error("g_leak", f"list of {g_leak.size} values for {n} hidden nodes")
+            g_leak = np.zeros(n)
     elif isinstance(g_leak_v, (int, float)) and not isinstance(g_leak_v, bool):
         g_leak = np.full(n, float(g_leak_v))
     else:

@@ -18,7 +18,7 @@ import numpy as np
 from hil.circuit.ideal import solve_ideal
 from hil.circuit.linsolve import MaskedSolver, use_dense
 from hil.circuit.model import Circuit
-from hil.circuit.report import SolveReport
+from hil.circuit.report import SolveError, SolveReport
 from hil.circuit.shockley import NewtonTolerances, solve_shockley
 
 
@@ -90,6 +90,8 @@ class EquilibriumSolver:
             w = np.atleast_2d(np.asarray(w, dtype=float))
             if w.shape != (B, c.n_outputs):
                 raise ValueError(f"expected output-port voltages of shape {(B, c.n_outputs)}, got {w.shape}")
+        if not (np.all(np.isfinite(u)) and np.all(np.isfinite(w))):
+            raise ValueError("source and port voltages must be finite")
         if b_src is None:
             b_src = u @ c.g_in.T
         b = b_src + w @ c.g_out if np.any(w) else b_src
@@ -105,6 +107,13 @@ class EquilibriumSolver:
         d = self.circuit.diodes
         scale = max(float(np.max(np.abs(h), initial=0.0)), float(np.max(np.abs(b), initial=0.0) / self.k_sparse.diagonal().max()), 1e-300)
         return solve_ideal(self.masked, b, d.orientation, h, warm_on, scale, tol=1e-9, fallback=self._pr_fallback_for(h)).e
+
+    def _shockley_start(self, b: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """Piecewise-linear starting point for Newton; only a guess, so a failure falls back to h."""
+        try:
+            return self.ideal_voltages(b, h)
+        except SolveError:
+            return np.broadcast_to(h, b.shape).copy()
 
     def _pr_fallback_for(self, h):
         def fallback(b_sub, on_sub):
@@ -128,10 +137,14 @@ class EquilibriumSolver:
             e = self.masked.solve(np.zeros(b.shape, bool), d.v_ref, b)
             r = e @ self.k_dense.T - b if self.k_dense is not None else (self.k_sparse @ e.T).T - b
             on, g_d, diode_current = np.zeros(b.shape, bool), None, np.zeros_like(b)
-            report = SolveReport(True, "linear", {"linear": 1}, batch=b.shape[0],
-                                 kcl_residual_a=float(np.abs(r).max(initial=0.0)),
-                                 kcl_residual_rel=float(np.abs(r).max(initial=0.0) / max(np.abs(b).max(initial=0.0), 1e-300)),
+            scale = max(float(np.abs(b).max(initial=0.0)), float(np.abs(self.k_sparse.diagonal() * e).max(initial=0.0)), 1e-300)
+            rel = float(np.abs(r).max(initial=0.0)) / scale
+            report = SolveReport(bool(rel <= self.kkt_tol), "linear", {"linear": 1}, batch=b.shape[0],
+                                 kcl_residual_a=float(np.abs(r).max(initial=0.0)), kcl_residual_rel=rel,
                                  wall_time_s=time.perf_counter() - t0)
+            if not report.converged:
+                report.note = f"KCL residual {rel:.1e} relative exceeds {self.kkt_tol:.0e}"
+                raise SolveError("linear network solve not certified", report)
         elif d.is_ideal:
             warm_on = warm.on if warm is not None and warm.on.shape == b.shape else None
             sol = solve_ideal(
@@ -147,7 +160,7 @@ class EquilibriumSolver:
                 from hil.circuit.shockley import _lambda_min
 
                 self._lambda_min = _lambda_min(self.k_dense, self.k_sparse)
-            sol = solve_shockley(self.k_dense, self.k_sparse, d, b, self.ideal_voltages, e0, self.tol, self._lambda_min)
+            sol = solve_shockley(self.k_dense, self.k_sparse, d, b, self._shockley_start, e0, self.tol, self._lambda_min)
             e, g_d, diode_current = sol.e, sol.g_d, sol.current
             on = -d.orientation * diode_current > 1e3 * d.i_s_at_temperature
             report = sol.report

@@ -146,13 +146,14 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
     try:
         for k in range(g0.size):
             h = rel_step * max(abs(g0[k]), g_floor)
-            out = []
+            out, applied = [], []
             for sign in (1.0, -1.0):
                 g = g0.copy()
                 g[k] += sign * h
-                board.program(g, rel_tol=0.0)
+                # the board may clip at its range: divide by the step actually programmed
+                applied.append(board.program(g, rel_tol=0.0)[k])
                 out.append(loss.value_and_grad(board.measure(x).y, target)[0].mean())
-            grad[k] = (out[0] - out[1]) / (2 * h)
+            grad[k] = (out[0] - out[1]) / (applied[0] - applied[1])
     finally:
         board.program(g0, rel_tol=0.0)
     return GradientResult(grad, val, op)

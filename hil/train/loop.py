@@ -83,8 +83,11 @@ class Trainer:
             "best_acc": np.array(self.best[0]), "best_epoch": np.array(self.best[1]),
         })
 
-    def restore(self, tag: str = "last") -> None:
-        """Continue from a checkpoint: conductances, optimizer and RNG state, epoch count."""
+    def restore(self, tag: str = "last", overrides: list[str] | None = None) -> None:
+        """Continue from a checkpoint: conductances, optimizer and RNG state, epoch count.
+
+        ``overrides`` (``key=value`` strings applied on resume) are recorded in the event log.
+        """
         ck = self.run.load_checkpoint(tag)
         self.board.program(ck["conductances_s"], rel_tol=0.0)
         self.opt.load_state_dict({"step": ck["opt_step"], "m": ck["opt_m"], "v": ck["opt_v"]})
@@ -92,7 +95,8 @@ class Trainer:
         self.epoch = int(ck["epoch"])
         self.best = (float(ck["best_acc"]), int(ck["best_epoch"]))
         self.run.truncate_metrics(self.epoch)
-        self.run.event("resume", step=self.epoch * self.steps_per_epoch, epoch=self.epoch)
+        self.run.event("resume", step=self.epoch * self.steps_per_epoch, epoch=self.epoch,
+                       overrides=list(overrides or []))
 
     # ---- loop ----------------------------------------------------------------------------
     def fit(self) -> TrainResult:

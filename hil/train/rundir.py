@@ -61,7 +61,9 @@ class RunDir:
         _atomic_write(self.path / "config.resolved.yaml", yaml.safe_dump(config, sort_keys=False).encode())
 
     def read_config(self) -> dict:
-        return yaml.safe_load((self.path / "config.resolved.yaml").read_text())
+        from hil.config import load_yaml
+
+        return load_yaml(self.path / "config.resolved.yaml")
 
     def write_metadata(self, extra: dict | None = None) -> None:
         import numpy, scipy
@@ -113,12 +115,13 @@ class RunDir:
 
     def truncate_metrics(self, last_epoch: int) -> None:
         """Drop rows after ``last_epoch`` (a resumed run continues from its checkpoint)."""
-        rows = [r for r in self.read_metrics() if r["epoch"] <= last_epoch]
         p = self.path / "metrics.csv"
-        if p.exists():
-            p.unlink()
-        for r in rows:
-            self.append_metrics({k: (int(v) if k in ("epoch", "step") else v) for k, v in r.items()})
+        if not p.exists():
+            return
+        lines = p.read_text().splitlines(keepends=True)
+        keep = lines[:1] + [l for l in lines[1:] if int(float(l.split(",", 1)[0])) <= last_epoch]
+        if len(keep) != len(lines):  # rows of epochs after the checkpoint: replace atomically
+            _atomic_write(p, "".join(keep).encode())
 
     # ---- checkpoints ------------------------------------------------------------------
     def save_checkpoint(self, tag: str, arrays: dict) -> Path:

@@ -52,7 +52,7 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     problems: list[str] = []
     top = Section(data, "", problems)
     name = top.get("name", str, "run", check=lambda s: None if s and "/" not in s else "must be a plain name")
-    seed = top.get("seed", int, 0)
+    seed = top.get("seed", int, 0, check=non_negative)
     b = top.section("board", required=True)
     backend = b.get("backend", str, "simulated", choices=BACKENDS)
     g_min = b.get("g_min", float, 0.0, check=non_negative)

@@ -162,3 +162,20 @@ def test_shockley_resolvent_matches_closed_form_diode_relu():
     np.testing.assert_allclose(view.activation_slope(x), slope, rtol=1e-8)
     # table of physics.md §6 at a = 1 kΩ
     np.testing.assert_allclose(closed[0, 0], -0.6508, atol=1e-4)
+
+
+def test_non_finite_inputs_are_refused_not_solved():
+    for diode in ("ideal", "shockley", "none"):
+        c = random_circuit(6, 2, 2, seed=1, diode=diode)
+        u = c.source_voltages(np.array([[np.nan, 1.0]]))
+        with pytest.raises(ValueError, match="finite"):
+            EquilibriumSolver(c).solve(u)
+
+
+def test_linear_network_is_certified_and_matches_direct_solve():
+    c = random_circuit(12, 3, 2, seed=3, diode="none", coupling_degree=2)
+    u = inputs(c, 3)
+    st = EquilibriumSolver(c).solve(u)
+    assert st.report.converged and st.report.kcl_residual_rel <= 1e-12
+    direct = np.linalg.solve(c.laplacian_dense(), (u @ c.g_in.T).T).T
+    np.testing.assert_allclose(st.e, direct, rtol=0, atol=1e-12)

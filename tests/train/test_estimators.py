@@ -157,3 +157,13 @@ def test_euler_identity_ideal():
     lhs = float(board.read_conductances() @ ex.grad)
     rhs = float(np.mean(np.sum(ex.op.y * dy, axis=1)))
     assert abs(lhs - rhs) <= 1e-12 * max(abs(rhs), 1e-30) + 1e-15
+
+
+def test_fd_divides_by_the_step_actually_programmed_at_the_bounds():
+    c, _, x, t, loss = setup(0, "ideal")
+    g = c.conductance_vector()
+    board = SimulatedBoard(c, g_min=0.0, g_max=float(g.max()))  # the largest conductance sits at g_max
+    k = int(np.argmax(g))
+    exact = estimate("hl-exact", board, x, t, loss).grad
+    fd = estimate("fd", board, x, t, loss).grad
+    assert fd[k] == pytest.approx(exact[k], rel=1e-4)  # one-sided there: O(h); clipping used to halve it

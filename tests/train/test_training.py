@@ -168,3 +168,31 @@ def test_digits_reaches_97_percent_with_shipped_config(tmp_path):
     data = load_dataset("digits", s.input_scale_v)
     acc = evaluate(board, Loss(s.loss, s.gain_per_a, board.topology.differential), data.test)[0]
     assert acc >= 0.97, acc
+
+
+def test_sigterm_ends_training_cleanly(tmp_path):
+    """SIGTERM: exit status 130, run_end 'aborted' in the event log, last checkpoint resumable."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "hil.cli", "train", "sim-xor", "--runs-dir", str(tmp_path), "-q",
+                             "--set", "train.epochs=100000", "--set", "output.plots=false"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    events = None
+    while time.time() < deadline:
+        runs = list(tmp_path.iterdir())
+        if runs and (runs[0] / "events.jsonl").exists() and "epoch_end" in (runs[0] / "events.jsonl").read_text():
+            events = runs[0] / "events.jsonl"
+            break
+        time.sleep(0.05)
+    assert events is not None, proc.communicate(timeout=5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    last = json.loads(events.read_text().splitlines()[-1])
+    assert last["kind"] == "run_end" and last["data"]["outcome"] == "aborted"
+    assert int(RunDir(events.parent).load_checkpoint("last")["epoch"]) >= 1
