@@ -89,6 +89,9 @@ class DriverBase(abc.ABC):
         self._abort_ramps = False
         #: entries drained by the last ``safe_shutdown()`` (for teardown checks)
         self.shutdown_errors: list[ErrorEntry] = []
+        #: stale entries found (and cleared) in the error queue by the last ``connect()``, i.e.
+        #: errors the instrument held before this driver touched it
+        self.stale_errors: list[ErrorEntry] = []
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -162,17 +165,20 @@ class DriverBase(abc.ABC):
         return identity
 
     def connect(self) -> None:
-        """Identify, check the command set, drain and log stale errors, clear status, read the
-        line frequency, apply the initial state, then require an empty error queue.
+        """Identify, check the command set, drain and log stale errors (kept in ``stale_errors``),
+        clear status, read the line frequency, apply the initial state, then require an empty
+        error queue.
 
         Raises:
             InstrumentProtocolError: wrong identity or command set.
             InstrumentReportedError: errors produced by the initial configuration.
             InstrumentConnectionError / InstrumentTimeout: link problems.
         """
+        self.stale_errors = []
         identity = self.identify()
         self._check_command_set()
         stale = self.drain_errors()
+        self.stale_errors = list(stale)
         for entry in stale:
             self.log.warning("error queue held %d %r at connect (cleared)", entry.code, entry.message)
         self._clear_status()

@@ -8,6 +8,7 @@ Hierarchy (instruments.md §1.4)::
     ├── InstrumentProtocolError     unparsable reply, bad block, wrong identity or command set
     ├── InstrumentReportedError     .code, .message, .entries (everything drained)
     ├── ComplianceError             .channel, .limit, .value
+    │   └── PowerLimitError         measured |V·I| above max_power_w (.limit/.value in W)
     ├── LimitViolation              .name, .value, .bound; raised before any I/O
     └── InterlockError              interlock open when an output was about to be enabled
 
@@ -27,6 +28,7 @@ __all__ = [
     "InstrumentProtocolError",
     "InstrumentReportedError",
     "ComplianceError",
+    "PowerLimitError",
     "LimitViolation",
     "InterlockError",
     "InstrumentConfigError",
@@ -142,6 +144,52 @@ class ComplianceError(InstrumentError):
             instrument=instrument,
             command=command,
         )
+
+
+class PowerLimitError(ComplianceError):
+    """A reading's measured dissipation ``|V·I|`` exceeded the channel's ``max_power_w`` (§5.1).
+
+    Raised after the reading, once the driver has ramped the affected channel(s) to 0 V and
+    switched them off (``safe_state_failures`` lists what could not be done).
+
+    Attributes:
+        channel: channel of the first offending reading.
+        limit: ``max_power_w`` in W.
+        value: the measured power ``|V·I|`` in W.
+        voltage_v, current_a: the offending reading.
+        point: index of the offending point in a list sweep, ``None`` for a spot reading.
+        channels_made_safe: channels ramped to 0 V and switched off.
+        safe_state_failures: ``(channel, description)`` of every safe-state step that failed.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        limit: float,
+        voltage_v: float,
+        current_a: float,
+        *,
+        point: Optional[int] = None,
+        channels_made_safe: Sequence[str] = (),
+        safe_state_failures: Sequence[tuple[str, str]] = (),
+        instrument: Optional[str] = None,
+        command: Optional[str] = None,
+    ) -> None:
+        self.voltage_v = float(voltage_v)
+        self.current_a = float(current_a)
+        self.point = point
+        self.channels_made_safe = tuple(channels_made_safe)
+        self.safe_state_failures = tuple(safe_state_failures)
+        power = abs(self.voltage_v * self.current_a)
+        super().__init__(channel, limit, power, instrument=instrument, command=command)
+        where = f" at point {point}" if point is not None else ""
+        text = (f"channel {channel!r} over the power limit{where}: |V*I|={power:.6g} W "
+                f"(V={self.voltage_v:.6g} V, I={self.current_a:.6g} A) > max_power_w {self.limit:.6g} W; "
+                f"ramped to 0 V and switched off: {list(self.channels_made_safe)}")
+        if self.safe_state_failures:
+            text += f"; safe-state failures: {list(self.safe_state_failures)}"
+        self.detail = text
+        self.args = (text,)
 
 
 class LimitViolation(InstrumentError):

@@ -9,7 +9,8 @@ Statements, checked against the Models 707B and 708B Switching Matrix Reference 
 
 * ``channel.close("1A01,1B02")`` appends closures and errors on ``slotX``/``allslots`` or on a
   forbidden channel (then nothing is closed); ``channel.open("allslots")`` opens everything;
-  ``channel.exclusiveclose("…")`` opens every other channel and closes the list (``""`` opens all);
+  ``channel.exclusiveclose("…")`` opens every other channel and closes the list (``""`` opens all;
+  the driver never sends that, an empty exclusive set is done as ``open_all()``);
 * ``print(channel.getclose("slot1"))`` → ``1A01;1B02`` (sorted; lists may be separated by ``,`` or
   ``;``) or ``nil``;
 * ``channel.connectrule = channel.BREAK_BEFORE_MAKE`` (all opens before any close; also the
@@ -19,8 +20,9 @@ Statements, checked against the Models 707B and 708B Switching Matrix Reference 
   ``errorqueue.clear()``.
 
 Left out because they could not be verified for the 707B: a hardware-interlock query (so
-``interlock_ok()`` evaluates the software interlocks given in the configuration) and
-``localnode.linefreq`` (no line frequency is read).
+``interlock_ok()`` evaluates the software interlocks given in the configuration; ``connect()``
+with crosspoints calls it before closing anything and raises ``InterlockError`` when it is
+false) and ``localnode.linefreq`` (no line frequency is read).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Optional, Union
 
 from drivers.base import ShutdownStep, TspDriver
-from drivers.errors import InstrumentConfigError, InstrumentProtocolError, LimitViolation
+from drivers.errors import InstrumentConfigError, InstrumentProtocolError, InterlockError, LimitViolation
 from drivers.protocols import Crosspoint
 
 __all__ = ["Keithley707B", "parse_closed"]
@@ -151,25 +153,34 @@ class Keithley707B(TspDriver):
     ) -> None:
         """Without arguments: instrument connect (identify, drain, open all, load forbidden list).
 
-        With ``crosspoints``: close them (``exclusive``: every other relay opens first, break
-        before make), wait ``settle_s``, check the error queue and verify the closed set.
+        With ``crosspoints``: refuse forbidden crosspoints, require ``interlock_ok()``, then close
+        them (``exclusive``: every other relay opens first, break before make), wait
+        ``settle_s``, check the error queue and verify the closed set. An empty set with
+        ``exclusive=True`` means "nothing closed" and is carried out as ``open_all()`` (no
+        ``channel.exclusiveclose("")`` is sent; opening needs no interlock); an empty set
+        without ``exclusive`` sends nothing.
 
         Raises:
             LimitViolation: a forbidden crosspoint was requested (nothing sent).
-            InterlockError is not raised here; call ``interlock_ok()`` before switching.
+            InterlockError: a software interlock is open (nothing sent).
             InstrumentReportedError / InstrumentProtocolError: rejected or not verified.
         """
         if crosspoints is None:
             super().connect()
             return
         wanted = self._normalise(crosspoints)
+        if not wanted:
+            if exclusive:
+                self.log.info("exclusive connect of an empty set: opening all relays")
+                self.open_all()
+            return
         self._refuse_forbidden(wanted)
+        if not self.interlock_ok():
+            raise InterlockError(f"interlock open; not closing {self._spec_list(wanted)}", instrument=self.name)
         if exclusive:
             self._write(f'channel.exclusiveclose("{self._spec_list(wanted)}")')
-        elif wanted:
-            self._write(f'channel.close("{self._spec_list(wanted)}")')
         else:
-            return
+            self._write(f'channel.close("{self._spec_list(wanted)}")')
         self._after_switch()
         now = self.closed()
         missing = wanted - now

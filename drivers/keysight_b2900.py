@@ -142,9 +142,8 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
     # -- per-channel hooks -----------------------------------------------------------------------
 
     def _apply_config(self, channel: str, config: SmuChannelConfig) -> None:
-        if self._output_on.get(channel, False):
-            raise InstrumentError(f"channel {channel!r}: switch the output off before configure()",
-                                  instrument=self.name)
+        # configure() refuses while the output is on (SourceMeterDriver.configure), so these
+        # range/limit writes never happen while sourcing.
         c, w = channel, self._write
         w(f":SOUR{c}:FUNC:MODE VOLT")
         w(f":SOUR{c}:VOLT:MODE FIX")

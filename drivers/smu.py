@@ -10,6 +10,13 @@ here, *before* a hook is called, so every model refuses the same requests the sa
 * with the output on, level changes are ramped (``plan_ramp``) with injectable sleeps;
 * the output is only switched on when the interlock is closed and the programmed level is within
   one ``max_step_v`` of 0 V (the off state), otherwise ``InterlockError`` / ``LimitViolation``;
+* the output is only switched off after the level was ramped to 0 V (``output(ch, False)``,
+  connect, ``safe_shutdown``); a channel without configured limits (e.g. ``hil instruments
+  probe``) is ramped with the conservative built-in ``UNCONFIGURED_RAMP_STEP_V`` /
+  ``UNCONFIGURED_RAMP_DWELL_S``;
+* ``configure()`` is refused (``LimitViolation``, nothing written) while the output is on;
+* with ``max_power_w`` configured, every spot and sweep reading with ``|V·I| > max_power_w``
+  brings the channel(s) to 0 V and off, then raises ``PowerLimitError`` (a ``ComplianceError``);
 * ``safe_shutdown`` aborts, ramps every channel to 0 V, switches outputs off.
 """
 
@@ -24,21 +31,66 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from drivers.base import DriverBase, ShutdownStep
-from drivers.errors import InstrumentConfigError, InstrumentError, InterlockError, LimitViolation
-from drivers.limits import AT_LIMIT_FRACTION, check_current_limit, check_level, check_vector, plan_ramp
+from drivers.errors import (
+    InstrumentConfigError,
+    InstrumentError,
+    InterlockError,
+    LimitViolation,
+    PowerLimitError,
+)
+from drivers.limits import (
+    AT_LIMIT_FRACTION,
+    SourceLimits,
+    check_current_limit,
+    check_level,
+    check_vector,
+    plan_ramp,
+)
 from drivers.protocols import Reading, SmuChannelConfig, SweepResult
 
-__all__ = ["SourceMeterDriver", "at_limit"]
+__all__ = [
+    "SourceMeterDriver",
+    "at_limit",
+    "over_power",
+    "UNCONFIGURED_RAMP_STEP_V",
+    "UNCONFIGURED_RAMP_DWELL_S",
+]
 
 #: Mains frequency assumed for timing estimates before it was read (the shorter period, 60 Hz,
 #: gives the shorter point duration and therefore the stricter slew check).
 FALLBACK_LINE_FREQUENCY_HZ = 60.0
+
+#: Ramp step in V used to bring an output found on to 0 V when the channel has no configured
+#: limits (``hil instruments probe``, or a channel the configuration does not name).
+UNCONFIGURED_RAMP_STEP_V = 0.1
+#: Dwell after each such step in s: 0.1 V / 0.1 s = 1 V/s, a deliberately slow, conservative rate.
+UNCONFIGURED_RAMP_DWELL_S = 0.1
+# Only max_step_v and the dwell (max_step_v / max_slew_v_per_s) of these limits are used: ramps to
+# 0 V are planned with check_target=False, so the bounds are never consulted.
+_UNCONFIGURED_RAMP_LIMITS = SourceLimits(
+    v_min=-1e6, v_max=1e6, i_compliance_a=1.0, max_step_v=UNCONFIGURED_RAMP_STEP_V,
+    max_slew_v_per_s=UNCONFIGURED_RAMP_STEP_V / UNCONFIGURED_RAMP_DWELL_S)
 
 
 def at_limit(current_a: ArrayLike, limit_a: float) -> np.ndarray:
     """Software compliance rule (§5.4): ``|I| >= 0.98 * limit`` or non-finite (overflow/missing)."""
     i = np.asarray(current_a, dtype=float)
     return ~np.isfinite(i) | (np.abs(i) >= AT_LIMIT_FRACTION * limit_a)
+
+
+def over_power(voltage_v: ArrayLike, current_a: ArrayLike, max_power_w: Optional[float]) -> np.ndarray:
+    """Per-reading power rule (§5.1): ``|V·I| > max_power_w``.
+
+    A missing reading (``nan``) is not flagged here (the at-limit rule already flags it); an
+    overflowed current (``±inf``) at a non-zero level is. ``max_power_w=None`` flags nothing.
+    """
+    v = np.asarray(voltage_v, dtype=float)
+    i = np.asarray(current_a, dtype=float)
+    if max_power_w is None:
+        return np.zeros(np.broadcast(v, i).shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        power = np.abs(v * i)
+    return ~np.isnan(power) & (power > max_power_w * (1 + 1e-9))
 
 
 class SourceMeterDriver(DriverBase):
@@ -71,6 +123,9 @@ class SourceMeterDriver(DriverBase):
         self._configs: dict[str, SmuChannelConfig] = {}
         self._setpoint: dict[str, float] = {}
         self._output_on: dict[str, bool] = {}
+        #: ``{channel: {"output_on", "source_level_v"}}`` as read at the last ``connect()``,
+        #: before outputs found on were ramped down and switched off
+        self.state_at_connect: dict[str, dict[str, Any]] = {}
 
     # -- hooks -------------------------------------------------------------------------------
 
@@ -159,17 +214,25 @@ class SourceMeterDriver(DriverBase):
     # -- connect -----------------------------------------------------------------------------
 
     def _apply_initial_state(self) -> None:
-        """Read output states and levels; bring enabled outputs down to 0 V and off; apply configs."""
+        """Read output states and levels; bring enabled outputs down to 0 V and off; apply configs.
+
+        A channel found on is ramped from the level read back to 0 V before its output is
+        switched off: within its configured limits if it has a configuration, otherwise with
+        ``UNCONFIGURED_RAMP_STEP_V`` steps and ``UNCONFIGURED_RAMP_DWELL_S`` dwell. What was found
+        is kept in ``state_at_connect``.
+        """
         for ch in self.channels:
             self._output_on[ch] = self._read_output(ch)
             self._setpoint[ch] = self._read_level(ch)
+        self.state_at_connect = {ch: {"output_on": self._output_on[ch], "source_level_v": self._setpoint[ch]}
+                                 for ch in self.channels}
         for ch, cfg in self._initial_configs.items():
             self._configs[ch] = cfg  # limits known before any ramp
         for ch in self.channels:
             if self._output_on[ch]:
-                self.log.warning("channel %r output was on at connect (%.6g V); switching off", ch, self._setpoint[ch])
-                if ch in self._configs:
-                    self._ramp(ch, 0.0, check_target=False)
+                self.log.warning("channel %r output was on at connect (%.6g V); ramping to 0 V and switching off",
+                                 ch, self._setpoint[ch])
+                self._ramp_to_zero(ch)
                 self._write_output(ch, False)
                 self._output_on[ch] = False
         for ch, cfg in self._initial_configs.items():
@@ -181,14 +244,25 @@ class SourceMeterDriver(DriverBase):
         """Apply ``config`` (fixed ranges, NPLC, autozero, source delay, off-mode, current limit).
 
         Validated before any I/O; then the error queue must stay clean.
+
+        Raises:
+            LimitViolation: the output of ``channel`` is on (nothing written). Ranges and the
+                current limit are never rewritten while sourcing: switch the output off first
+                (``output(ch, False)`` ramps to 0 V), configure, then switch on again.
         """
         self._validate_config(channel, config)
+        if self._output_on.get(channel, False):
+            raise LimitViolation("output_on", 1.0, 0.0, instrument=self.name,
+                                 reason=f"channel {channel!r}: switch the output off before configure()")
         self._apply_config(channel, config)
         self._configs[channel] = config
         self.check_errors()
 
     def _ramp(self, channel: str, target_v: float, *, check_target: bool = True) -> None:
         limits = self.config(channel).limits
+        self._run_ramp(channel, limits, target_v, check_target=check_target)
+
+    def _run_ramp(self, channel: str, limits: SourceLimits, target_v: float, *, check_target: bool) -> None:
         start = self._setpoint.get(channel, math.nan)
         plan = plan_ramp(limits, start, target_v, check_target=check_target)
         for level in plan.levels:
@@ -198,6 +272,30 @@ class SourceMeterDriver(DriverBase):
             self._write_level(channel, level)
             self._setpoint[channel] = level
             self._sleep(plan.dwell_s)
+
+    def _ramp_to_zero(self, channel: str) -> None:
+        """Ramp ``channel`` from its present level to 0 V; nothing is written if already at 0 V.
+
+        Uses the configured step/slew limits, or ``UNCONFIGURED_RAMP_STEP_V`` /
+        ``UNCONFIGURED_RAMP_DWELL_S`` when the channel has no configuration. An unknown cached
+        level is read back first; if it is still not finite the ramp is skipped (logged) so the
+        caller can switch the output off anyway.
+        """
+        level = self._setpoint.get(channel, math.nan)
+        if not math.isfinite(level):
+            level = self._read_level(channel)
+            self._setpoint[channel] = level
+        if not math.isfinite(level):
+            self.log.error("channel %r: source level unknown (%r); cannot ramp to 0 V", channel, level)
+            return
+        if level == 0.0:
+            return
+        cfg = self._configs.get(channel)
+        if cfg is None:
+            self.log.warning("channel %r has no configured limits; ramping %.6g V -> 0 V in %g V steps, %g s dwell",
+                             channel, level, UNCONFIGURED_RAMP_STEP_V, UNCONFIGURED_RAMP_DWELL_S)
+        limits = cfg.limits if cfg is not None else _UNCONFIGURED_RAMP_LIMITS
+        self._run_ramp(channel, limits, 0.0, check_target=False)
 
     def set_voltage(self, channel: str, level_v: float) -> None:
         """Set the source level in V: bounds checked before I/O; ramped while the output is on."""
@@ -227,7 +325,14 @@ class SourceMeterDriver(DriverBase):
         return self._read_compliance(channel)
 
     def output(self, channel: str, on: bool) -> None:
-        """Switch the output. On: interlock must be closed and ``|setpoint| <= max_step_v``."""
+        """Switch the output.
+
+        On: interlock must be closed and ``|setpoint| <= max_step_v``. Off: if the output is (or
+        may be) on and the level is not 0 V, the level is first ramped to 0 V within
+        ``max_step_v``/``max_slew_v_per_s`` (built-in conservative step for unconfigured
+        channels), then the output is switched off; the setpoint stays 0 V. If the ramp fails
+        (e.g. the level cannot be read), the output is still switched off and the error re-raised.
+        """
         cfg = self.config(channel) if on else None
         if on:
             assert cfg is not None
@@ -240,6 +345,15 @@ class SourceMeterDriver(DriverBase):
                 raise InterlockError("hardware interlock open; output not enabled", instrument=self.name)
         else:
             self._check_channel(channel)
+            if self._output_on.get(channel, True):
+                try:
+                    self._ramp_to_zero(channel)
+                except Exception:
+                    # An output left live at an unknown level is worse than an unramped off.
+                    self.log.error("channel %r: ramp to 0 V failed; switching the output off anyway", channel)
+                    self._write_output(channel, False)
+                    self._output_on[channel] = False
+                    raise
         self._write_output(channel, bool(on))
         self._output_on[channel] = bool(on)
 
@@ -251,13 +365,49 @@ class SourceMeterDriver(DriverBase):
         return state
 
     def measure_current(self, channel: str) -> Reading:
-        """One spot reading; compliance = instrument flag or ``|I| >= 0.98 * i_compliance_a``."""
-        limit = self.config(channel).limits.i_compliance_a
+        """One spot reading; compliance = instrument flag or ``|I| >= 0.98 * i_compliance_a``.
+
+        Raises:
+            PowerLimitError: ``max_power_w`` is configured and ``|V·I|`` of the reading exceeds
+                it; the channel has been ramped to 0 V and switched off before the raise.
+        """
+        limits = self.config(channel).limits
+        limit = limits.i_compliance_a
         current, source_v, flag = self._read_spot(channel)
         soft = bool(at_limit(current, limit))
         if flag or soft:
             self.log.warning("channel %r at limit: I=%.6g A (limit %.6g A, flag %s)", channel, current, limit, flag)
+        if bool(over_power(source_v, current, limits.max_power_w)):
+            self._raise_power_error([channel], channel, source_v, current, point=None)
         return Reading(value=current, source_value=source_v, compliance=bool(flag or soft))
+
+    def _make_safe(self, channels: list[str]) -> list[tuple[str, str]]:
+        """Ramp each channel to 0 V and switch it off; never raises ``Exception``.
+
+        Returns ``(channel, description)`` for every step that failed (each failure is logged
+        and the next step still runs: an output is switched off even if its ramp failed).
+        """
+        failures: list[tuple[str, str]] = []
+        for ch in channels:
+            for what, step in (("ramp to 0 V", self._ramp_to_zero), ("output off", self._output_off)):
+                try:
+                    step(ch)
+                except Exception as exc:
+                    self.log.error("channel %r: %s failed while making safe: %s", ch, what, exc)
+                    failures.append((ch, f"{what}: {exc}"))
+        return failures
+
+    def _raise_power_error(self, channels: list[str], channel: str, voltage_v: float, current_a: float,
+                           *, point: Optional[int]) -> None:
+        max_power = self.config(channel).limits.max_power_w
+        assert max_power is not None
+        self.log.error("channel %r: |V*I| = |%.6g V * %.6g A| above max_power_w %.6g W%s; ramping %s to 0 V, "
+                       "outputs off", channel, voltage_v, current_a, max_power,
+                       "" if point is None else f" at point {point}", channels)
+        failures = self._make_safe(channels)
+        raise PowerLimitError(channel, max_power, voltage_v, current_a, point=point,
+                              channels_made_safe=[ch for ch in channels if ch not in {f[0] for f in failures}],
+                              safe_state_failures=failures, instrument=self.name)
 
     def list_sweep(self, levels_v: Mapping[str, ArrayLike], settle_s: float) -> SweepResult:
         """Run one synchronised list sweep over the named channels.
@@ -266,6 +416,12 @@ class SourceMeterDriver(DriverBase):
         over the point duration ``settle_s + source_delay_s + nplc/f_line``); outputs must be on.
         Per-point compliance uses the software rule (instrument per-point status bits are not
         used; see the driver notes).
+
+        Raises:
+            LimitViolation: a vector breaks a limit (nothing sent).
+            PowerLimitError: a channel with ``max_power_w`` has a point with ``|V·I|`` above it
+                (read-back source level times measured current); every swept channel has been
+                ramped to 0 V and switched off before the raise, and the batch is invalid.
 
         Args:
             levels_v: ``{channel: 1-D levels in V}``, all of equal length.
@@ -297,13 +453,35 @@ class SourceMeterDriver(DriverBase):
         compliance = at_limit(i_meas / limits, 1.0)
         for ch in vectors:
             self.voltage_setpoint(ch)
+        self._check_sweep_power(list(vectors), v_src, i_meas)
         self.check_errors()
         if compliance.any():
             self.log.error("sweep: %d point(s) at the current limit", int(compliance.sum()))
         return SweepResult(v_source=v_src, i_meas=i_meas, compliance=compliance, timestamps=stamps,
                            channels=tuple(vectors))
 
+    def _check_sweep_power(self, channels: list[str], v_src: np.ndarray, i_meas: np.ndarray) -> None:
+        """Per-reading power rule over a sweep; on a violation make every swept channel safe and raise."""
+        for k, ch in enumerate(channels):
+            bad = np.flatnonzero(over_power(v_src[:, k], i_meas[:, k], self.config(ch).limits.max_power_w))
+            if bad.size:
+                point = int(bad[0])
+                self.log.error("sweep: %d point(s) of channel %r above max_power_w", bad.size, ch)
+                self._raise_power_error(channels, ch, float(v_src[point, k]), float(i_meas[point, k]), point=point)
+
     # -- snapshot and shutdown ---------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """``DriverBase.snapshot()`` plus ``outputs``: per channel the cached output state and
+        source level (``voltage_setpoint``/``output_enabled`` refresh them) and what
+        ``connect()`` found before switching outputs off (``at_connect``)."""
+        snap = super().snapshot()
+        snap["outputs"] = {
+            ch or "_": {"output_on": self._output_on.get(ch), "source_level_v": self._setpoint.get(ch),
+                        "at_connect": self.state_at_connect.get(ch)}
+            for ch in self.channels
+        }
+        return snap
 
     def _settings_snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -324,6 +502,9 @@ class SourceMeterDriver(DriverBase):
         for ch in self.channels:
             if ch in self._configs and self._output_on.get(ch, True):
                 steps.append((f"ramp {ch!r} to 0 V", lambda ch=ch: self._shutdown_ramp(ch)))
+            elif ch not in self._configs and self._output_on.get(ch) is True:
+                # e.g. found on by a connect() that failed before switching it off
+                steps.append((f"ramp {ch!r} to 0 V (built-in step)", lambda ch=ch: self._ramp_to_zero(ch)))
         for ch in self.channels:
             steps.append((f"output {ch!r} off", lambda ch=ch: self._output_off(ch)))
         return steps

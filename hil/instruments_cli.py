@@ -14,6 +14,7 @@ from typing import Any, Optional, TextIO
 
 from drivers.errors import InstrumentConfigError, InstrumentError
 from drivers.parsing import model_matches, parse_idn
+from drivers.protocols import ErrorEntry, SourceMeter
 from drivers.registry import DRIVERS, driver_info, driver_names, load_driver
 from drivers.transport import ResourceManagers, VisaTransport
 
@@ -34,8 +35,10 @@ def add_parser(subparsers: Any) -> None:
 
     p_probe = sub.add_parser(
         "probe", help="connect to ADDRESS, identify it, print its state snapshot and error queue",
-        description="Connect with the driver's connect() (this switches enabled source outputs off and "
-                    "opens matrix relays), print identity, snapshot and error queue, then close.")
+        description="Connect with the driver's connect() (this ramps enabled source outputs to 0 V, "
+                    "0.1 V steps at 1 V/s, switches them off and opens matrix relays), print identity, "
+                    "per-channel output state and level, snapshot, the errors the instrument held at "
+                    "connect and the error queue afterwards, then close.")
     p_probe.add_argument("address", help="VISA resource, e.g. TCPIP::192.168.10.21::5025::SOCKET")
     p_probe.add_argument("--driver", choices=driver_names(), default=None,
                          help="registered driver name (default: chosen from the *IDN? model)")
@@ -68,8 +71,46 @@ def _pick_driver(transport: VisaTransport) -> str:
                                 f"use --driver (known: {', '.join(driver_names())})")
 
 
+def _plural(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
+def _print_entries(title: str, entries: list[ErrorEntry], out: TextIO) -> None:
+    if not entries:
+        print(f"{title}: none", file=out)
+        return
+    print(f"{title}: {_plural(len(entries))}", file=out)
+    for entry in entries:
+        print(f"  {entry.code}, {entry.message}", file=out)
+
+
+def _fmt_state(output_on: Any, level_v: Any) -> str:
+    state = "?" if output_on is None else ("ON" if output_on else "OFF")
+    level = "?" if level_v is None else f"{level_v:.6g} V"
+    return f"output {state}, source level {level}"
+
+
+def _print_outputs(driver: Any, out: TextIO) -> None:
+    """Per channel: output state and source level read now, and what connect() found."""
+    if not isinstance(driver, SourceMeter):
+        return
+    print("outputs:", file=out)
+    found = getattr(driver, "state_at_connect", {}) or {}
+    for ch in driver.channels:
+        now = _fmt_state(driver.output_enabled(ch), driver.voltage_setpoint(ch))
+        line = f"  channel {ch or '-'}: {now}"
+        before = found.get(ch)
+        if before is not None:
+            line += f" (at connect: {_fmt_state(before.get('output_on'), before.get('source_level_v'))}"
+            line += "; ramped to 0 V and switched off)" if before.get("output_on") else ")"
+        print(line, file=out)
+
+
 def cmd_probe(args: argparse.Namespace, *, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
-    """Connect, identify, print snapshot and error queue, close. Returns 0, 1 (instrument) or 2 (config)."""
+    """Connect, identify, print output states, snapshot, errors found at connect and the error queue, close.
+
+    Returns 0, 1 (instrument) or 2 (config).
+    """
     out, err = out or sys.stdout, err or sys.stderr
     managers = ResourceManagers()
     driver: Optional[Any] = None
@@ -82,17 +123,20 @@ def cmd_probe(args: argparse.Namespace, *, out: Optional[TextIO] = None, err: Op
         name = args.driver or _pick_driver(transport)
         driver = load_driver(name)(transport, name="probe")
         driver.connect()
-        entries = driver.drain_errors()
-        snapshot = driver.snapshot()
-        ident = snapshot["identity"] or {}
+        stale = list(getattr(driver, "stale_errors", []))
         print(f"driver:    {name}", file=out)
-        print(f"resource:  {snapshot['resource']}", file=out)
+        print(f"resource:  {driver.transport.resource_name}", file=out)
+        ident = driver.identity.as_dict() if driver.identity else {}
         print(f"identity:  {ident.get('vendor')} {ident.get('model')} serial {ident.get('serial')} "
               f"firmware {ident.get('firmware')}", file=out)
+        _print_outputs(driver, out)
+        entries = driver.drain_errors()
+        snapshot = driver.snapshot()
         print("snapshot:", file=out)
         print(json.dumps(snapshot, indent=2, sort_keys=True, default=str), file=out)
+        _print_entries("errors found at connect (cleared)", stale, out)
         if entries:
-            print(f"error queue: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}", file=out)
+            print(f"error queue: {_plural(len(entries))}", file=out)
             for entry in entries:
                 print(f"  {entry.code}, {entry.message}", file=out)
         else:

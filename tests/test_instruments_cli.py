@@ -45,6 +45,35 @@ def test_probe_b2900_on_sim_prints_identity_snapshot_and_empty_queue(capsys, sim
     assert "driver:    keysight_b2900" in out
     assert "Keysight Technologies B2902A serial SIM0020" in out
     assert '"read_back": "ASCII"' in out and "error queue: empty" in out
+    assert "errors found at connect (cleared): none" in out
+    assert "  channel 1: output OFF, source level 0 V (at connect: output OFF, source level 0 V)" in out
+    assert "  channel 2: output OFF, source level 0 V" in out
+
+
+def test_probe_shows_errors_found_at_connect_and_ramps_a_live_output_down(capsys, sim_library):
+    import pyvisa
+
+    library = sim_library("keysight_b2900.yaml")
+    address = "TCPIP::192.0.2.20::5025::SOCKET"
+    # Leave the simulated instrument as a previous session might: an error queued, channel 1 on at 0.2 V.
+    manager = pyvisa.ResourceManager(library)
+    try:
+        bench = manager.open_resource(address, read_termination="\n", write_termination="\n")
+        bench.write(":NOT:A:COMMAND")
+        bench.write(":SOUR1:VOLT 0.2")
+        bench.write(":OUTP1 ON")
+        assert bench.query(":OUTP1?") == "ON"
+        bench.close()
+    finally:
+        manager.close()
+
+    assert run(["instruments", "probe", address, "--visa-library", library]) == 0
+    out = capsys.readouterr().out
+    assert "errors found at connect (cleared): 1 entry\n  -113, Undefined header\n" in out
+    assert "error queue: empty" in out
+    assert ("  channel 1: output OFF, source level 0 V (at connect: output ON, source level 0.2 V; "
+            "ramped to 0 V and switched off)") in out
+    assert '"at_connect": {\n        "output_on": true,\n        "source_level_v": 0.2\n      }' in out
 
 
 def test_probe_707b_with_explicit_driver_and_backend_alias(capsys, sim_library):

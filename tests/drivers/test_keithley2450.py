@@ -397,3 +397,159 @@ def test_context_manager_connects_and_shuts_down():
         with Keithley2450(t) as smu:
             assert smu.identity is not None
     assert t.closed
+
+
+# -- review fixes: connect ramp without limits, stale errors, power rule, configure/output-off safety --
+
+POWER_LIMITS = SourceLimits(v_min=-1.0, v_max=1.0, i_compliance_a=1e-4, max_step_v=0.05, max_slew_v_per_s=10.0,
+                            max_power_w=2e-5)
+POWER_CFG = SmuChannelConfig(limits=POWER_LIMITS, nplc=0.1, current_range_a=1e-3, autozero="once",
+                             source_delay_s=0.001)
+
+
+def test_connect_ramps_unconfigured_output_with_builtin_step_before_switching_off():
+    from drivers.smu import UNCONFIGURED_RAMP_DWELL_S, UNCONFIGURED_RAMP_STEP_V
+    assert (UNCONFIGURED_RAMP_STEP_V, UNCONFIGURED_RAMP_DWELL_S) == (0.1, 0.1)
+    script = CONNECT[:5] + [(":OUTP?", "1"), (":SOUR:VOLT?", "-3.000000E-01"),
+                            (":SOUR:VOLT -0.2", None), (":SOUR:VOLT -0.1", None), (":SOUR:VOLT 0", None),
+                            (":OUTP OFF", None), (":SYST:ERR?", OK)]
+    sleeps = Sleeps()
+    with ScriptedTransport(script) as t:
+        smu = Keithley2450(t, sleep=sleeps)  # no configs, as `hil instruments probe` builds it
+        smu.connect()
+        t.verify()
+    assert sleeps == [0.1, 0.1, 0.1]
+    assert smu.state_at_connect == {"": {"output_on": True, "source_level_v": -0.3}}
+    outputs = smu.snapshot()["outputs"]["_"]
+    assert outputs["output_on"] is False and outputs["source_level_v"] == 0.0
+    assert outputs["at_connect"] == {"output_on": True, "source_level_v": -0.3}
+
+
+def test_connect_output_on_at_zero_is_switched_off_without_level_writes():
+    script = CONNECT[:5] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+0.000000E+00"), (":OUTP OFF", None),
+                            (":SYST:ERR?", OK)]
+    sleeps = Sleeps()
+    with ScriptedTransport(script) as t:
+        Keithley2450(t, sleep=sleeps).connect()
+        t.verify()
+    assert sleeps == []
+
+
+def test_connect_keeps_stale_errors_for_the_caller():
+    script = CONNECT[:2] + [(":SYST:ERR?", '-113,"Undefined header"'), (":SYST:ERR?", '-222,"Data out of range"'),
+                            (":SYST:ERR?", OK)] + CONNECT[3:] + [(":SYST:ERR?", OK)]
+    with ScriptedTransport(script) as t:
+        smu = Keithley2450(t)
+        smu.connect()
+        t.verify()
+    assert smu.stale_errors == [(-113, "Undefined header"), (-222, "Data out of range")]
+
+
+def test_safe_shutdown_ramps_unconfigured_channel_known_on():
+    smu, t, sleeps = connected([(":ABOR", None), (":SOUR:VOLT 0.1", None), (":SOUR:VOLT 0", None),
+                                (":OUTP OFF", None), (":SYST:ERR?", OK)], configs=False)
+    on_at(smu, t, 0.2)
+    smu.safe_shutdown()
+    t.verify()
+    assert sleeps == [0.1, 0.1]
+
+
+def test_measure_current_above_max_power_ramps_down_switches_off_and_raises():
+    from drivers.errors import ComplianceError, PowerLimitError
+    smu, t, sleeps = connected([
+        (':READ? "defbuffer1", SOUR, READ', "+1.500000E-01,+2.000000E-04"), (":SOUR:VOLT:ILIM:TRIP?", "0"),
+        (":SOUR:VOLT 0.1", None), (":SOUR:VOLT 0.05", None), (":SOUR:VOLT 0", None), (":OUTP OFF", None),
+    ])
+    smu._configs[""] = POWER_CFG
+    on_at(smu, t, 0.15)
+    with pytest.raises(PowerLimitError) as info:
+        smu.measure_current("")
+    t.verify()
+    assert isinstance(info.value, ComplianceError)
+    assert info.value.value == pytest.approx(3e-5) and info.value.limit == 2e-5 and info.value.point is None
+    assert info.value.channels_made_safe == ("",) and info.value.safe_state_failures == ()
+    assert sleeps == [0.005] * 3
+    assert smu._output_on[""] is False and smu._setpoint[""] == 0.0
+
+
+def test_measure_current_within_max_power_returns_reading():
+    smu, t, _ = connected([(':READ? "defbuffer1", SOUR, READ', "+1.500000E-01,+1.300000E-04"),
+                           (":SOUR:VOLT:ILIM:TRIP?", "0")])
+    smu._configs[""] = POWER_CFG
+    on_at(smu, t, 0.15)
+    assert smu.measure_current("").value == pytest.approx(1.3e-4)  # 19.5 uW < 20 uW
+    t.verify()
+    assert smu._output_on[""] is True
+
+
+def test_power_error_still_switches_off_when_the_ramp_fails():
+    from drivers.errors import InstrumentTimeout, PowerLimitError
+    smu, t, _ = connected([
+        (':READ? "defbuffer1", SOUR, READ', "+1.000000E-01,+5.000000E-04"), (":SOUR:VOLT:ILIM:TRIP?", "1"),
+        (":SOUR:VOLT 0.05", InstrumentTimeout("dead")), (":OUTP OFF", None),
+    ])
+    smu._configs[""] = POWER_CFG
+    on_at(smu, t, 0.1)
+    with pytest.raises(PowerLimitError) as info:
+        smu.measure_current("")
+    t.verify()
+    assert info.value.channels_made_safe == () and info.value.safe_state_failures[0][0] == ""
+
+
+def test_list_sweep_point_above_max_power_makes_safe_and_raises():
+    from drivers.errors import PowerLimitError
+    limits = SourceLimits(v_min=-1.0, v_max=1.0, i_compliance_a=1e-4, max_step_v=0.05, max_slew_v_per_s=10.0,
+                          max_power_w=1e-6)
+    script = [
+        (':TRAC:CLE "defbuffer1"', None),
+        (":SOUR:LIST:VOLT 0.01,0.01", None),
+        (':SOUR:SWE:VOLT:LIST 1, 0.001, 1, ON, "defbuffer1"', None),
+        (":INIT", None), ("*WAI", None), (':TRAC:ACT? "defbuffer1"', "2"),
+        (':TRAC:DATA? 1, 2, "defbuffer1", SOUR, READ', "+1.0E-02,+5.0E-05,+1.0E-02,+2.0E-04"),
+        (":SOUR:VOLT?", "+5.000000E-03"),
+        (":SOUR:VOLT 0", None), (":OUTP OFF", None),
+    ]
+    smu, t, _ = connected(script)
+    smu._configs[""] = SmuChannelConfig(limits=limits, nplc=0.1, current_range_a=1e-3, source_delay_s=0.001)
+    on_at(smu, t, 0.005)
+    with pytest.raises(PowerLimitError) as info:
+        smu.list_sweep({"": [0.01, 0.01]}, settle_s=0.001)
+    t.verify()
+    assert info.value.point == 1 and info.value.value == pytest.approx(2e-6)
+    assert smu._output_on[""] is False
+
+
+def test_configure_refused_while_output_on_writes_nothing():
+    smu, t, _ = connected([])
+    on_at(smu, t, 0.1)
+    with pytest.raises(LimitViolation, match="output off before configure"):
+        smu.configure("", CFG)
+    t.verify()
+    assert smu.config("") is CFG
+
+
+def test_output_off_ramps_level_to_zero_first():
+    smu, t, sleeps = connected([(":SOUR:VOLT 0.08", None), (":SOUR:VOLT 0.04", None), (":SOUR:VOLT 0", None),
+                                (":OUTP OFF", None)])
+    on_at(smu, t, 0.12)
+    smu.output("", False)
+    t.verify()
+    assert sleeps == [0.005] * 3
+    assert smu._setpoint[""] == 0.0 and smu._output_on[""] is False
+
+
+def test_output_off_at_zero_volts_is_one_write():
+    smu, t, sleeps = connected([(":OUTP OFF", None)])
+    on_at(smu, t, 0.0)
+    smu.output("", False)
+    t.verify()
+    assert sleeps == []
+
+
+def test_output_off_switches_off_even_when_the_level_cannot_be_read():
+    smu, t, _ = connected([(":SOUR:VOLT?", "garbage"), (":OUTP OFF", None)])
+    on_at(smu, t, math.nan)
+    with pytest.raises(InstrumentProtocolError):
+        smu.output("", False)
+    t.verify()
+    assert smu._output_on[""] is False

@@ -329,3 +329,49 @@ def test_safe_shutdown_second_signal_skips_ramps_but_switches_off():
     with pytest.raises(KeyboardInterrupt):
         smu.safe_shutdown()
     t.verify()
+
+
+# -- review fixes: configure refused while sourcing, output off ramps first, connect ramp without limits --
+
+
+def test_configure_refused_while_output_on_writes_nothing():
+    smu, t, _ = connected([])
+    smu._output_on["b"] = True
+    smu._setpoint["b"] = 0.2
+    with pytest.raises(LimitViolation, match="output off before configure"):
+        smu.configure("b", SmuChannelConfig(limits=LIMITS, nplc=1, current_range_a=1e-3))
+    t.verify()
+    assert smu.config("b") is CFG
+
+
+def test_configure_with_output_off_still_applies():
+    smu, t, _ = connected(config_script("a") + [("print(errorqueue.next())", EMPTY)])
+    smu._output_on["b"] = True  # another channel sourcing does not block channel a
+    smu.configure("a", CFG)
+    t.verify()
+
+
+def test_output_off_ramps_to_zero_before_switching_off():
+    smu, t, sleeps = connected([("smua.source.levelv = -0.05", None), ("smua.source.levelv = 0", None),
+                                ("smua.source.output = smua.OUTPUT_OFF", None)])
+    smu._output_on["a"] = True
+    smu._setpoint["a"] = -0.1
+    smu.output("a", False)
+    t.verify()
+    assert sleeps == [0.005, 0.005]
+    assert smu._setpoint["a"] == 0.0
+
+
+def test_connect_ramps_unconfigured_channel_found_on():
+    script = connect_script(channels=())
+    script += [("print(smua.source.output)", "1.00000e+00"), ("print(smua.source.levelv)", "1.50000e-01"),
+               ("print(smub.source.output)", ZERO), ("print(smub.source.levelv)", ZERO),
+               ("smua.source.levelv = 0.075", None), ("smua.source.levelv = 0", None),
+               ("smua.source.output = smua.OUTPUT_OFF", None), ("print(errorqueue.next())", EMPTY)]
+    sleeps = Sleeps()
+    with ScriptedTransport(script, name="smu26") as t:
+        smu = Keithley2600(t, sleep=sleeps)
+        smu.connect()
+        t.verify()
+    assert sleeps == [0.1, 0.1]
+    assert smu.snapshot()["outputs"]["a"]["at_connect"] == {"output_on": True, "source_level_v": 0.15}

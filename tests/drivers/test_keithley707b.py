@@ -157,3 +157,36 @@ def test_constructor_validation_and_parse_closed():
     drv = Keithley707B(t, slot=3, rows="ABCD", columns=32)
     assert drv.specifier(drv.to_crosspoint("3D32")) == "3D32"
     t.verify()
+
+
+# -- review fixes: interlock before closing, empty exclusive set --
+
+
+def test_connect_crosspoints_refused_when_interlock_open_nothing_sent():
+    from drivers.errors import InterlockError
+    flags = {"fixture": False}
+    drv, t, _ = connected([('channel.close("1A02")', None), EMPTY, (GETCLOSE, "1A02")],
+                          interlocks=[lambda: flags["fixture"]])
+    for exclusive in (False, True):
+        with pytest.raises(InterlockError, match="1A02"):
+            drv.connect(["1A02"], exclusive=exclusive)
+    flags["fixture"] = True
+    drv.connect(["1A02"])
+    t.verify()
+
+
+def test_connect_checks_forbidden_before_interlock():
+    calls = []
+    drv, t, _ = connected([], forbidden=["1A01"], interlocks=[lambda: calls.append(1) or True])
+    with pytest.raises(LimitViolation):
+        drv.connect(["1A01"])
+    assert calls == []
+    t.verify()
+
+
+def test_empty_exclusive_set_opens_all_explicitly():
+    drv, t, _ = connected([('channel.open("allslots")', None), EMPTY, (GETCLOSE, "nil")],
+                          interlocks=[lambda: False])  # opening needs no interlock
+    drv.connect([], exclusive=True)
+    drv.connect([])  # non-exclusive empty set: nothing sent
+    t.verify()

@@ -314,3 +314,62 @@ def test_helpers_status_bits_and_sentinels():
     assert status_in_compliance([0, 2, 4, 6, 8, 8192, np.nan]).tolist() == [False, True, True, True, False, False, False]
     v = map_sentinels([9.91e37, 9.9e37, -9.9e37, 1.0])
     assert math.isnan(v[0]) and v[1] == math.inf and v[2] == -math.inf and v[3] == 1.0
+
+
+# -- review fixes: configure refused while sourcing, output off ramps first, power rule per reading --
+
+
+def test_configure_refused_while_output_on_is_a_limit_violation_and_writes_nothing():
+    drv, t, _ = connected_2ch([(":OUTP1 ON", None)])
+    drv.output("1", True)
+    with pytest.raises(LimitViolation, match="output off before configure"):
+        drv.configure("1", CFG)
+    t.verify()
+
+
+def test_output_off_ramps_level_to_zero_first():
+    extra = [(":OUTP2 ON", None), (":SOUR2:VOLT 0.05", None), (":SOUR2:VOLT 0.1", None),
+             (":SOUR2:VOLT 0.05", None), (":SOUR2:VOLT 0", None), (":OUTP2 OFF", None)]
+    drv, t, sleeps = connected_2ch(extra)
+    drv.output("2", True)
+    drv.set_voltage("2", 0.1)
+    drv.output("2", False)
+    t.verify()
+    assert sleeps == [pytest.approx(0.005)] * 4
+
+
+def test_list_sweep_power_violation_on_one_channel_makes_every_swept_channel_safe():
+    from drivers.errors import PowerLimitError
+    power = SourceLimits(v_min=-1.0, v_max=1.0, i_compliance_a=1e-4, max_step_v=0.05, max_slew_v_per_s=10.0,
+                         max_power_w=1e-6)
+    data = ",".join(["+1.0E-06,+0,+0.01", "+5.0E-04,+0,+0.01"])   # ch2: 0.01 V * 0.5 mA = 5 uW
+    extra = on_both() + sweep_setup("1", "0.01", 1, "0.002") + sweep_setup("2", "0.01", 1, "0.002")
+    extra += [(":INIT (@1,2)", None), ("*OPC?", "1"), (":FETC:ARR? (@1,2)", data)]
+    extra += sweep_restore("1") + sweep_restore("2")
+    extra += [(":SOUR1:VOLT?", "+5.0E-02"), (":SOUR2:VOLT?", "+1.0E-01")]
+    extra += [(":SOUR1:VOLT 0", None), (":OUTP1 OFF", None),
+              (":SOUR2:VOLT 0.05", None), (":SOUR2:VOLT 0", None), (":OUTP2 OFF", None)]
+    drv, t, _ = connected_2ch(extra)
+    drv._configs["2"] = SmuChannelConfig(limits=power, nplc=0.1, current_range_a=1e-3, autozero="off",
+                                         source_delay_s=0.001)
+    drv.output("1", True)
+    drv.output("2", True)
+    with pytest.raises(PowerLimitError) as info:
+        drv.list_sweep({"1": [0.01], "2": [0.01]}, settle_s=0.001)
+    t.verify()
+    err = info.value
+    assert (err.channel, err.point, err.channels_made_safe) == ("2", 0, ("1", "2"))
+    assert err.value == pytest.approx(5e-6) and err.limit == 1e-6
+    assert not drv._output_on["1"] and not drv._output_on["2"]
+
+
+def test_list_sweep_without_power_limit_does_not_apply_the_power_rule():
+    data = "+5.0E-04,+0,+0.5"
+    extra = [(":OUTP1 ON", None)] + sweep_setup("1", "0.01", 1, "0.002")
+    extra += [(":INIT (@1)", None), ("*OPC?", "1"), (":FETC:ARR? (@1)", data)]
+    extra += sweep_restore("1") + [(":SOUR1:VOLT?", "+0.0E+00"), (":SYST:ERR?", OK)]
+    drv, t, _ = connected_2ch(extra)
+    drv.output("1", True)
+    res = drv.list_sweep({"1": [0.01]}, settle_s=0.001)
+    assert res.compliance.tolist() == [[True]]  # at-limit rule only
+    t.verify()
