@@ -98,7 +98,7 @@ def _print_summary(r) -> None:
     pct = lambda v: "n/a" if v is None else f"{100 * v:.2f} %"
     print("\nsummary")
     print(f"  run directory     {r.run_dir}")
-    print(f"  epochs            {r.epochs_done} ({r.seconds_per_epoch:.2f} s per epoch)")
+    print(f"  epochs            {r.epochs_done} ({r.seconds_per_epoch:.3g} s per epoch)")
     print(f"  train accuracy    {pct(r.train_acc)}")
     print(f"  validation        {pct(r.val_acc)}")
     print(f"  test accuracy     {pct(r.test_acc)}")

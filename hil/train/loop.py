@@ -182,7 +182,7 @@ class Trainer:
 
             extra = f" val {100 * row['val_acc']:.1f}%" if data.val is not None else ""
             tqdm.write(f"epoch {self.epoch:3d}/{s.epochs}  loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.1f}%"
-                       f"{extra}  test {100 * row['test_acc']:.1f}%  ({train_time:.2f} s)")
+                       f"{extra}  test {100 * row['test_acc']:.1f}%  ({train_time:.3g} s)")
         return row
 
     def _plots(self) -> None:

@@ -42,16 +42,30 @@ def plot_curves(metrics: list[dict], path: Path, title: str) -> Path:
     return path
 
 
+AXES = {"g_in": ("source", "hidden node"), "g_out": ("hidden node", "output port"),
+        "g_hh": ("coupling resistor", "µS"), "g_leak": ("hidden node", "µS")}
+
+
 def plot_conductances(groups: dict[str, np.ndarray], path: Path, title: str) -> Path:
-    """One heat map per conductance group (µS), matrices as they sit in the crossbar."""
+    """Heat maps (µS) of the crossbar matrices as they sit in the array; 1-D groups as bar charts."""
     plt = _plt()
     items = [(k, v) for k, v in groups.items() if v.size]
     fig, axes = plt.subplots(1, len(items), figsize=(4.5 * len(items), 4), squeeze=False)
     for ax, (name, g) in zip(axes[0], items):
-        mat = g if g.ndim == 2 else g[None, :]
-        im = ax.imshow(mat * 1e6, aspect="auto", cmap="viridis", interpolation="nearest")
-        ax.set_title(f"{name} (µS)")
-        fig.colorbar(im, ax=ax, shrink=0.8)
+        xlabel, ylabel = AXES.get(name, ("index", ""))
+        if g.ndim == 2:
+            im = ax.imshow(g * 1e6, aspect="auto", cmap="viridis", interpolation="nearest")
+            fig.colorbar(im, ax=ax, shrink=0.8, label="µS")
+        else:
+            ax.bar(np.arange(g.size), g * 1e6, width=1.0, color="tab:blue")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if g.ndim == 2:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
