@@ -55,14 +55,15 @@ def _float_array(sec: Section, key: str, val: Any) -> np.ndarray | None:
     return arr
 
 
-def _per_node(sec: Section, key: str, default: float, n: int, check=None) -> np.ndarray:
+def _per_node(sec: Section, key: str, default: float, n: int, check=None, what: str = "hidden nodes") -> np.ndarray:
+    """A number (same for every entry) or a list of ``n`` numbers, as an (n,) array."""
     val = sec.get(key, (int, float, list), default)
     if isinstance(val, list):
         arr = _float_array(sec, key, val)
         if arr is None:
             return np.full(n, float(default))
         if arr.shape != (n,):
-            sec.error(key, f"list of {arr.shape[0]} values for {n} hidden nodes")
+            sec.error(key, f"list of {arr.size} values for {n} {what}")
             return np.full(n, float(default))
     else:
         arr = np.full(n, float(val if val is not None else default))
@@ -186,15 +187,7 @@ def build_circuit(data: dict, path: str = "circuit") -> Circuit:
     s_o = sec.section("outputs", required=True)
     o_names = _names(s_o, "y")
     q = len(o_names) if o_names else 0
-    volt = s_o.get("voltage", (int, float, list), 0.0)
-    if isinstance(volt, list):
-        out_v = _float_array(s_o, "voltage", volt)
-        if out_v is None or out_v.shape != (q,):
-            if out_v is not None:
-                s_o.error("voltage", f"list of {out_v.size} values for {q} outputs")
-            out_v = np.zeros(q)
-    else:
-        out_v = np.full(q, float(volt or 0.0))
+    out_v = _per_node(s_o, "voltage", 0.0, q, what="outputs")
     diff = s_o.get("differential", (bool, list), False)
     pairs: list[tuple[int, int]] = []
     if diff is True:
@@ -218,18 +211,7 @@ def build_circuit(data: dict, path: str = "circuit") -> Circuit:
             s_g.error(key, "required (a number, a matrix, or {uniform: [low, high]} in siemens)")
     g_in = _matrix(s_g, "g_in", (n, p), rng, None)
     g_hh = _coupling(s_g, n, rng)
-    g_leak_v = s_g.raw("g_leak", 0.0)
-    if isinstance(g_leak_v, list):
-        g_leak = _float_array(s_g, "g_leak", g_leak_v)
-        if g_leak is None or g_leak.shape != (n,):
-            if g_leak is not None:
-                s_g.error("g_leak", f"list of {g_leak.size} values for {n} hidden nodes")
-            g_leak = np.zeros(n)
-    elif isinstance(g_leak_v, (int, float)) and not isinstance(g_leak_v, bool):
-        g_leak = np.full(n, float(g_leak_v))
-    else:
-        s_g.error("g_leak", f"expected a conductance in siemens or a list, got {g_leak_v!r}")
-        g_leak = np.zeros(n)
+    g_leak = _per_node(s_g, "g_leak", 0.0, n, non_negative)
     g_out = _matrix(s_g, "g_out", (q, n), rng, None)
     s_g.finish()
     sec.finish()
