@@ -68,7 +68,17 @@ class BoardTopology:
 
     def source_voltages(self, x: np.ndarray) -> np.ndarray:
         """Source voltages u (B, p) for logical inputs x (B, n_inputs), volts."""
-        return np.atleast_2d(x) @ self.source_matrix.T + self.source_offset
+        x = np.atleast_2d(x)
+        cache = self.__dict__.setdefault("_plan_cache", {})
+        if "sources" not in cache:
+            m = self.source_matrix
+            simple = np.all(np.count_nonzero(m, axis=1) <= 1)
+            cache["sources"] = (np.argmax(np.abs(m), axis=1), m.sum(axis=1)) if simple else None
+        plan = cache["sources"]
+        if plan is None:  # a general linear input map
+            return x @ self.source_matrix.T + self.source_offset
+        idx, sign = plan  # each source follows one input (±1) or is a rail (0)
+        return x[:, idx] * sign + self.source_offset
 
     def node_voltages(self, m: "Measurement") -> np.ndarray:
         """All node voltages (B, nodes) of a measurement, in ``node_names`` order."""
