@@ -18,7 +18,7 @@ and physics.md §8.3) so that our solutions agree with ngspice to ~1e-13 V.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import wrightomega
@@ -81,7 +81,6 @@ class DiodeBank:
     eg_ev: float = 1.11
     gmin_s: float = SPICE_GMIN_S
     spice_compat: bool = False
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def count(self) -> int:

@@ -29,13 +29,14 @@ class IdealSolution:
     report: SolveReport
 
 
-def _multipliers(K, e, b, s):
-    return s * (e @ K.T - b) if isinstance(K, np.ndarray) else s * (K @ e.T).T - s * b
+def _residual(K, e: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Nodal KCL residual K e − b (B, n) in amperes, for a dense or sparse K."""
+    return e @ K.T - b if isinstance(K, np.ndarray) else (K @ e.T).T - b
 
 
 def certify(K, e: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, on: np.ndarray, scale_v: float) -> dict:
     """Scaled KKT residuals of a candidate solution (primal, dual, complementarity, KCL)."""
-    r = (K @ e.T).T - b if not isinstance(K, np.ndarray) else e @ K.T - b
+    r = _residual(K, e, b)
     mu = np.where(on, s * r, 0.0)
     z = s * (e - h)
     diag = K.diagonal()
@@ -89,8 +90,7 @@ def solve_ideal(
     while active.size and iters < max_iter:
         iters += 1
         e[active] = solver.solve(on[active], h, b[active])
-        r = e[active] @ K.T - b[active] if isinstance(K, np.ndarray) else (K @ e[active].T).T - b[active]
-        mu = np.where(on[active], s * r, 0.0)
+        mu = np.where(on[active], s * _residual(K, e[active], b[active]), 0.0)
         z = s * (e[active] - h)
         new_on = (mu - diag * z) > 0
         same = np.all(new_on == on[active], axis=1)
@@ -118,7 +118,7 @@ def solve_ideal(
     cert = certify(K, e, b, s, h, on, scale_v)
     # One refinement pass against rounding in ill-conditioned systems.
     if max(cert["primal"], cert["dual"], cert["complementarity"], cert["kcl_rel"]) > tol and not stuck:
-        resid = np.where(on, 0.0, (e @ K.T - b) if isinstance(K, np.ndarray) else (K @ e.T).T - b)
+        resid = np.where(on, 0.0, _residual(K, e, b))
         e = e - solver.solve(on, np.zeros_like(h), resid)
         cert = certify(K, e, b, s, h, on, scale_v)
     worst = max(cert["primal"], cert["dual"], cert["complementarity"], cert["kcl_rel"])

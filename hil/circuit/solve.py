@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.circuit.ideal import solve_ideal
+from hil.circuit.ideal import _residual, solve_ideal
 from hil.circuit.linsolve import MaskedSolver, use_dense
 from hil.circuit.model import Circuit
 from hil.circuit.report import SolveError, SolveReport
@@ -135,7 +135,7 @@ class EquilibriumSolver:
         if d.is_linear:
             t0 = time.perf_counter()
             e = self.masked.solve(np.zeros(b.shape, bool), d.v_ref, b)
-            r = e @ self.k_dense.T - b if self.k_dense is not None else (self.k_sparse @ e.T).T - b
+            r = _residual(self.k_dense if self.k_dense is not None else self.k_sparse, e, b)
             on, g_d, diode_current = np.zeros(b.shape, bool), None, np.zeros_like(b)
             scale = max(float(np.abs(b).max(initial=0.0)), float(np.abs(self.k_sparse.diagonal() * e).max(initial=0.0)), 1e-300)
             rel = float(np.abs(r).max(initial=0.0)) / scale

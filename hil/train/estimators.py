@@ -37,11 +37,6 @@ class GradientResult:
     stats: dict = field(default_factory=dict)
 
 
-def _output_grad(loss: Loss, op: Measurement, target) -> tuple[np.ndarray, np.ndarray]:
-    val, dy = loss.value_and_grad(op.y, target)
-    return val, dy
-
-
 def _finish(topology, n0: np.ndarray, n_hat: np.ndarray, keep: bool):
     """Batch-mean v·v̂ per conductance from node voltages (B, nodes); per-sample if ``keep``."""
     grad = topology.mean_branch_product(n0, n_hat)
@@ -56,7 +51,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     """Hardware-linearization gradient from two (central) or one (one-sided) perturbation phases."""
     topo = board.topology
     op = board.measure(x)
-    val, dy = _output_grad(loss, op, target)
+    val, dy = loss.value_and_grad(op.y, target)
     w_hat = -dy
     amp = np.max(np.abs(w_hat), axis=1, keepdims=True)
     amp = np.where(amp > 0, amp, 1.0)
@@ -100,7 +95,7 @@ def hl_exact_gradient(board: Board, x: np.ndarray, target, loss: Loss, keep_per_
         raise TypeError("the hl-exact estimator needs a simulated board (linearized_response); use 'hl' on hardware")
     topo = board.topology
     op = board.measure(x)
-    val, dy = _output_grad(loss, op, target)
+    val, dy = loss.value_and_grad(op.y, target)
     w_hat = -dy
     e_hat, i_hat = board.linearized_response(x, w_hat)
     adj = Measurement(u=np.zeros_like(op.u), w=w_hat, y=np.zeros_like(op.y), i_src=i_hat, e=e_hat)
@@ -117,7 +112,7 @@ def ep_gradient(board: Board, x: np.ndarray, target, loss: Loss, beta: float | N
     """
     topo = board.topology
     op = board.measure(x)
-    val, dy = _output_grad(loss, op, target)
+    val, dy = loss.value_and_grad(op.y, target)
     w_hat = -dy
     if beta is None:
         peak = float(np.max(np.abs(w_hat), initial=0.0))
@@ -141,7 +136,7 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
     """
     g0 = board.read_conductances()
     op = board.measure(x)
-    val, _ = _output_grad(loss, op, target)
+    val, _ = loss.value_and_grad(op.y, target)
     grad = np.zeros_like(g0)
     try:
         for k in range(g0.size):
