@@ -159,7 +159,7 @@ def solve_json(circuit, x: np.ndarray) -> dict:
         nodes.update(zip(circuit.hidden_names, st.e[b].tolist()))
         nodes.update(zip(circuit.output_names, st.w[b].tolist()))
         diodes = {}
-        for k, dn in enumerate(names["diodes"]):
+        for k, dn in enumerate(names["diodes"] if not d.is_linear else ()):
             diodes[dn] = {"forward_current_a": float(-d.orientation[k] * st.diode_current[b, k]),
                           "conducting": bool(st.on[b, k])}
             if st.g_d is not None:

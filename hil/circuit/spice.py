@@ -284,9 +284,11 @@ def write_netlist(
     for (a, b), nm, gk in zip(topo.edges, topo.edge_names, g):
         if gk > 0:
             lines.append(f"{nm} {node_names[a]} {node_names[b]} {_num(1.0 / gk)}")
-    lines.append("* diodes (anode first)")
+    lines.append("* diodes (anode first)" if not d.is_linear else "* no diodes (linear network)")
     models: dict[tuple[float, float, float], str] = {}
     for k, (dn, h) in enumerate(zip(names["diodes"], c.hidden_names)):
+        if d.is_linear:
+            break
         ref = ref_nodes[k]
         anode, cathode = (ref, h) if d.orientation[k] > 0 else (h, ref)
         if d.is_ideal:
@@ -302,8 +304,8 @@ def write_netlist(
         if not d.is_ideal:
             par += f" TNOM={_num(d.tnom_c)} XTI={_num(d.xti)} EG={_num(d.eg_ev)}"
         lines.append(f".model {mname} D({par})")
-    gmin = NEAR_IDEAL_GMIN_S if d.is_ideal else float(d.gmin_s)
-    tnom = d.temperature_c if d.is_ideal else d.tnom_c
+    gmin = NEAR_IDEAL_GMIN_S if d.is_ideal or d.is_linear else float(d.gmin_s)
+    tnom = d.tnom_c if d.kind == "shockley" else d.temperature_c
     lines.append(
         f".options reltol={_num(opts.reltol)} abstol={_num(opts.abstol_a)} vntol={_num(opts.vntol_v)} "
         f"gmin={_num(gmin)} temp={_num(d.temperature_c)} tnom={_num(tnom)} itl1={int(opts.itl1)}"

@@ -334,3 +334,16 @@ def test_shipped_spice_configs_through_the_cli(tmp_path, capsys, config):
     spice = run_ngspice(deck.read_text()).to_solve_json(circuit)
     for name, v in ours["samples"][0]["nodes"].items():
         assert spice["nodes"][name] == pytest.approx(v, abs=SHOCKLEY_TOL_V), name
+
+
+@needs_ngspice
+@pytest.mark.spice
+def test_network_without_diodes_matches_ngspice():
+    """The linear control (``model: none``) exports without diodes and agrees with ngspice."""
+    c = random_circuit(20, 3, 4, seed=4, diode="none", coupling_degree=2)
+    deck = write_netlist(c, np.array([1.0, -2.0, 0.5]))
+    assert not re.search(r"^D", deck, flags=re.M)
+    ours = EquilibriumSolver(c).solve(c.source_voltages(np.array([[1.0, -2.0, 0.5]])))
+    spice = run_ngspice(deck)
+    got = np.array([spice.node_voltages[h.lower()] for h in c.hidden_names])
+    assert np.max(np.abs(got - ours.e[0])) <= 1e-11
