@@ -1,4 +1,4 @@
-"""VISA instrument drivers for hil (see docs/instruments.md).
+"""VISA instrument drivers for hil (see the README section "Instruments").
 
 Modules, one job each:
 
