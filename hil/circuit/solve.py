@@ -72,6 +72,8 @@ class EquilibriumSolver:
         self.k_dense = circuit.laplacian_dense() if use_dense(n) else None
         self.masked = MaskedSolver(self.k_dense, self.k_sparse)
         self._lambda_min: float | None = None
+        self._g_in_col = circuit.g_in.sum(axis=0)  # (p,) total conductance at each source, S
+        self._g_out_row = circuit.g_out.sum(axis=1)  # (q,) total conductance at each port, S
 
     # ---- inputs --------------------------------------------------------------
     def _prepare(self, u, w, warm=None):
@@ -164,8 +166,8 @@ class EquilibriumSolver:
             e, g_d, diode_current = sol.e, sol.g_d, sol.current
             on = -d.orientation * diode_current > 1e3 * d.i_s_at_temperature
             report = sol.report
-        y = e @ c.g_out.T - c.g_out.sum(axis=1) * w
-        i_src = u * c.g_in.sum(axis=0) - e @ c.g_in
+        y = e @ c.g_out.T - self._g_out_row * w
+        i_src = u * self._g_in_col - e @ c.g_in
         return CircuitState(u, w, e, diode_current, on, g_d, y, i_src, report, b_src)
 
 
