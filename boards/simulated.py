@@ -50,8 +50,6 @@ class SimulatedBoard(BoardBase):
         self._solver = EquilibriumSolver(circuit)
         self._last: tuple[np.ndarray, CircuitState] | None = None
         self._stale: tuple[np.ndarray, CircuitState] | None = None  # before the last programming
-        self.solves = 0
-        self.last_report = None
 
     # ---- protocol -----------------------------------------------------------
     @property
@@ -115,8 +113,6 @@ class SimulatedBoard(BoardBase):
             warm = self._stale[1] if same(self._stale) else None  # a starting point only
             u = self._topology.source_voltages(x)
         st = self._solver.solve(u, w, warm=warm)
-        self.solves += 1
-        self.last_report = st.report
         if w is None:
             self._last = (x.copy(), st)
         return st

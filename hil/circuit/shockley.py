@@ -63,6 +63,11 @@ class _System:
         return np.maximum(np.maximum(np.abs(b), np.abs(self.diag * e)), np.abs(f))
 
 
+def _residual_within(sys: _System, tol: NewtonTolerances, e, b, r, f) -> np.ndarray:
+    """Per sample: every KCL residual within reltol·(largest current at the node) + abstol."""
+    return np.all(np.abs(r) <= tol.reltol * sys.current_scale(e, b, f) + tol.abstol, axis=1)
+
+
 def _newton(sys: _System, b, e, tol: NewtonTolerances, gshunt: float = 0.0):
     """Run damped Newton on every sample; returns (e, converged mask, iterations, last step)."""
     d = sys.diodes
@@ -91,21 +96,20 @@ def _newton(sys: _System, b, e, tol: NewtonTolerances, gshunt: float = 0.0):
         norm0 = np.linalg.norm(ra, axis=1)
         t = np.ones(act.size)
         r_new, f_new, g_new = sys.residual(e_try, b[act], gshunt)
+        conv_r = _residual_within(sys, tol, e_try, b[act], r_new, f_new)
         for _ in range(tol.max_backtracks):
             bad = np.linalg.norm(r_new, axis=1) > (1.0 - 1e-4 * t) * norm0
             bad &= norm0 > 0
             # A residual already within tolerance is at the rounding floor: never backtrack there.
-            within = np.all(np.abs(r_new) <= tol.reltol * sys.current_scale(e_try, b[act], f_new) + tol.abstol, axis=1)
-            bad &= ~within
+            bad &= ~conv_r
             if not bad.any():
                 break
             t = np.where(bad, t * 0.5, t)
             e_try = ea + t[:, None] * step
             r_new, f_new, g_new = sys.residual(e_try, b[act], gshunt)
+            conv_r = _residual_within(sys, tol, e_try, b[act], r_new, f_new)
         dv = e_try - ea
         conv_v = np.all(np.abs(dv) <= tol.reltol * np.maximum(np.abs(e_try), np.abs(ea)) + tol.vntol, axis=1)
-        scale = sys.current_scale(e_try, b[act], f_new)
-        conv_r = np.all(np.abs(r_new) <= tol.reltol * scale + tol.abstol, axis=1)
         conv = conv_v & conv_r & ~limited.any(axis=1)
         e[act], r[act], f[act], g[act] = e_try, r_new, f_new, g_new
         last_step[act] = np.max(np.abs(dv), axis=1)

@@ -46,13 +46,18 @@ def _finish(topology, n0: np.ndarray, n_hat: np.ndarray, keep: bool):
     return grad, (n0[:, e[:, 0]] - n0[:, e[:, 1]]) * (n_hat[:, e[:, 0]] - n_hat[:, e[:, 1]])
 
 
+def _operating_point(board: Board, x: np.ndarray, target, loss: Loss) -> tuple[Measurement, np.ndarray, np.ndarray]:
+    """Measure the operating point; return it, the per-sample loss and the drive ŵ = −∂ℓ/∂y (A⁻¹)."""
+    op = board.measure(x)
+    val, dy = loss.value_and_grad(op.y, target)
+    return op, val, -dy
+
+
 def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float = 0.01,
                 central: bool = True, max_retries: int = 3, keep_per_sample: bool = False) -> GradientResult:
     """Hardware-linearization gradient from two (central) or one (one-sided) perturbation phases."""
     topo = board.topology
-    op = board.measure(x)
-    val, dy = loss.value_and_grad(op.y, target)
-    w_hat = -dy
+    op, val, w_hat = _operating_point(board, x, target, loss)
     amp = np.max(np.abs(w_hat), axis=1, keepdims=True)
     amp = np.where(amp > 0, amp, 1.0)
     eps = delta_v / amp  # (B, 1) volts per unit ŵ
@@ -94,9 +99,7 @@ def hl_exact_gradient(board: Board, x: np.ndarray, target, loss: Loss, keep_per_
     if not isinstance(board, ExactLinearization):
         raise TypeError("the hl-exact estimator needs a simulated board (linearized_response); use 'hl' on hardware")
     topo = board.topology
-    op = board.measure(x)
-    val, dy = loss.value_and_grad(op.y, target)
-    w_hat = -dy
+    op, val, w_hat = _operating_point(board, x, target, loss)
     e_hat, i_hat = board.linearized_response(x, w_hat)
     adj = Measurement(u=np.zeros_like(op.u), w=w_hat, y=np.zeros_like(op.y), i_src=i_hat, e=e_hat)
     grad, per = _finish(topo, topo.node_voltages(op), topo.node_voltages(adj), keep_per_sample)
@@ -111,9 +114,7 @@ def ep_gradient(board: Board, x: np.ndarray, target, loss: Loss, beta: float | N
     largest nudge is ``delta_v`` volts (one β for the whole batch).
     """
     topo = board.topology
-    op = board.measure(x)
-    val, dy = loss.value_and_grad(op.y, target)
-    w_hat = -dy
+    op, val, w_hat = _operating_point(board, x, target, loss)
     if beta is None:
         peak = float(np.max(np.abs(w_hat), initial=0.0))
         beta = delta_v / peak if peak > 0 else 1.0
