@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from boards.factory import make_board
+from hil.boards.factory import make_board
 from hil.config import apply_overrides, load_yaml
 from hil.train.data import load_dataset
 from hil.train.loop import Trainer, evaluate

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from boards.simulated import SimulatedBoard
+from hil.boards.simulated import SimulatedBoard
 from hil.circuit.generate import random_circuit
 from hil.train.estimators import estimate
 from hil.train.losses import Loss

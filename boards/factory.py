@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from boards.simulated import SimulatedBoard
+from hil.boards.simulated import SimulatedBoard
 from hil.circuit.build import build_circuit
 from hil.config import ConfigError
 

@@ -16,7 +16,7 @@ A concrete driver subclasses ``ScpiDriver`` (SCPI instruments) or ``TspDriver`` 
 (``:SYST:LFR?``; ``None`` if the model has none). Helpers: ``_write``, ``_query(cmd, retry=...)``
 (``retry=True`` only for side-effect-free queries: timeout → ``resync()`` → one retry),
 ``_query_float``, ``_parse`` (names instrument and command in protocol errors); TSP adds
-``_print``/``_print_float`` and ``run_script``. SourceMeters subclass ``drivers.smu.SourceMeterDriver``
+``_print``/``_print_float`` and ``run_script``. SourceMeters subclass ``hil.drivers.smu.SourceMeterDriver``
 as well, which supplies ``_apply_initial_state``/``_settings_snapshot``/``_shutdown_steps``.
 
 Time goes through ``self._sleep`` / ``self._clock`` (injectable), so tests never sleep.
@@ -31,15 +31,15 @@ from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import Any, ClassVar, Optional
 
-from drivers.errors import (
+from hil.drivers.errors import (
     InstrumentConnectionError,
     InstrumentProtocolError,
     InstrumentReportedError,
     InstrumentTimeout,
 )
-from drivers.parsing import Identity, model_matches, parse_idn, parse_number, parse_scpi_error, parse_tsp_error
-from drivers.protocols import ErrorEntry
-from drivers.transport import Transport, instrument_logger
+from hil.drivers.parsing import Identity, model_matches, parse_idn, parse_number, parse_scpi_error, parse_tsp_error
+from hil.drivers.protocols import ErrorEntry
+from hil.drivers.transport import Transport, instrument_logger
 
 __all__ = ["DriverBase", "ScpiDriver", "TspDriver", "ShutdownStep"]
 

@@ -30,9 +30,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from drivers.base import ScpiDriver, ShutdownStep
-from drivers.errors import InstrumentConfigError
-from drivers.parsing import format_number, parse_numbers
+from hil.drivers.base import ScpiDriver, ShutdownStep
+from hil.drivers.errors import InstrumentConfigError
+from hil.drivers.parsing import format_number, parse_numbers
 
 __all__ = ["Daq970a", "ScanConfig", "channel_list"]
 

@@ -20,11 +20,11 @@ from typing import Optional
 
 import numpy as np
 
-from drivers.errors import InstrumentProtocolError, LimitViolation
-from drivers.parsing import format_number, parse_bool, parse_numbers
-from drivers.protocols import SmuChannelConfig
-from drivers.base import ScpiDriver
-from drivers.smu import SourceMeterDriver
+from hil.drivers.errors import InstrumentProtocolError, LimitViolation
+from hil.drivers.parsing import format_number, parse_bool, parse_numbers
+from hil.drivers.protocols import SmuChannelConfig
+from hil.drivers.base import ScpiDriver
+from hil.drivers.smu import SourceMeterDriver
 
 __all__ = ["Keithley2450"]
 

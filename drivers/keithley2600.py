@@ -25,11 +25,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from drivers.base import TspDriver
-from drivers.errors import InstrumentConfigError, InstrumentProtocolError
-from drivers.parsing import format_number, map_sentinels, parse_bool, parse_number, parse_numbers
-from drivers.protocols import SmuChannelConfig
-from drivers.smu import SourceMeterDriver
+from hil.drivers.base import TspDriver
+from hil.drivers.errors import InstrumentConfigError, InstrumentProtocolError
+from hil.drivers.parsing import format_number, map_sentinels, parse_bool, parse_number, parse_numbers
+from hil.drivers.protocols import SmuChannelConfig
+from hil.drivers.smu import SourceMeterDriver
 
 __all__ = ["Keithley2600"]
 

@@ -31,9 +31,9 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, Optional, Union
 
-from drivers.base import ShutdownStep, TspDriver
-from drivers.errors import InstrumentConfigError, InstrumentProtocolError, InterlockError, LimitViolation
-from drivers.protocols import Crosspoint
+from hil.drivers.base import ShutdownStep, TspDriver
+from hil.drivers.errors import InstrumentConfigError, InstrumentProtocolError, InterlockError, LimitViolation
+from hil.drivers.protocols import Crosspoint
 
 __all__ = ["Keithley707B", "parse_closed"]
 

@@ -39,9 +39,9 @@ from typing import Any, Optional
 import numpy as np
 from numpy.typing import ArrayLike
 
-from drivers.base import ScpiDriver
-from drivers.errors import InstrumentConfigError, InstrumentError, InstrumentProtocolError, LimitViolation
-from drivers.parsing import (
+from hil.drivers.base import ScpiDriver
+from hil.drivers.errors import InstrumentConfigError, InstrumentError, InstrumentProtocolError, LimitViolation
+from hil.drivers.parsing import (
     MISSING_SENTINEL,
     OVERFLOW_SENTINEL,
     Identity,
@@ -49,8 +49,8 @@ from drivers.parsing import (
     parse_bool,
     parse_numbers,
 )
-from drivers.protocols import SmuChannelConfig, SweepResult
-from drivers.smu import SourceMeterDriver
+from hil.drivers.protocols import SmuChannelConfig, SweepResult
+from hil.drivers.smu import SourceMeterDriver
 
 __all__ = ["KeysightB2900", "status_in_compliance", "map_sentinels"]
 

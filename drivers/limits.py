@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 from numpy.typing import ArrayLike
 
-from drivers.errors import InstrumentConfigError, LimitViolation
+from hil.drivers.errors import InstrumentConfigError, LimitViolation
 
 __all__ = [
     "SourceLimits",

@@ -14,8 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-from drivers.errors import InstrumentProtocolError
-from drivers.protocols import ErrorEntry
+from hil.drivers.errors import InstrumentProtocolError
+from hil.drivers.protocols import ErrorEntry
 
 __all__ = [
     "OVERFLOW_SENTINEL",

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple, Optional, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike
 
-from drivers.errors import InstrumentConfigError
-from drivers.limits import SourceLimits
+from hil.drivers.errors import InstrumentConfigError
+from hil.drivers.limits import SourceLimits
 
 __all__ = [
     "ErrorEntry",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from drivers.errors import InstrumentConfigError
+from hil.drivers.errors import InstrumentConfigError
 
 __all__ = ["DriverInfo", "DRIVERS", "driver_names", "driver_info", "load_driver"]
 
@@ -39,16 +39,16 @@ def _entry(name: str, target: str, models: tuple[str, ...], description: str) ->
 # ---- the registry: one line per driver ------------------------------------------------------
 DRIVERS: dict[str, DriverInfo] = dict(
     [
-        _entry("daq970a", "drivers.daq970a:Daq970a", ("DAQ970A", "34970A", "34972A"),
+        _entry("daq970a", "hil.drivers.daq970a:Daq970a", ("DAQ970A", "34970A", "34972A"),
                "Keysight DAQ970A / 34970A / 34972A scanning DMM, DC volts"),
-        _entry("keithley2450", "drivers.keithley2450:Keithley2450", ("2450",),
+        _entry("keithley2450", "hil.drivers.keithley2450:Keithley2450", ("2450",),
                "Keithley 2450 SourceMeter, SCPI command set, one channel"),
-        _entry("keithley2600", "drivers.keithley2600:Keithley2600",
+        _entry("keithley2600", "hil.drivers.keithley2600:Keithley2600",
                ("2601B", "2602B", "2604B", "2611B", "2612B", "2614B", "2634B", "2635B", "2636B"),
                "Keithley 2600B System SourceMeter (TSP), channels smua/smub"),
-        _entry("keithley707b", "drivers.keithley707b:Keithley707B", ("707B", "708B"),
+        _entry("keithley707b", "hil.drivers.keithley707b:Keithley707B", ("707B", "708B"),
                "Keithley 707B/708B switching matrix (TSP), one card slot, crosspoints like 1A01"),
-        _entry("keysight_b2900", "drivers.keysight_b2900:KeysightB2900",
+        _entry("keysight_b2900", "hil.drivers.keysight_b2900:KeysightB2900",
                ("B2901A", "B2902A", "B2911A", "B2912A", "B2901B", "B2902B", "B2911B", "B2912B",
                 "B2901BL", "B2910BL"),
                "Keysight B2900 SMU (B2901/B2902/B2911/B2912), SCPI, channels 1/2"),

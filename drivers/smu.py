@@ -30,15 +30,15 @@ from typing import Any, Optional
 import numpy as np
 from numpy.typing import ArrayLike
 
-from drivers.base import DriverBase, ShutdownStep
-from drivers.errors import (
+from hil.drivers.base import DriverBase, ShutdownStep
+from hil.drivers.errors import (
     InstrumentConfigError,
     InstrumentError,
     InterlockError,
     LimitViolation,
     PowerLimitError,
 )
-from drivers.limits import (
+from hil.drivers.limits import (
     AT_LIMIT_FRACTION,
     SourceLimits,
     check_current_limit,
@@ -46,7 +46,7 @@ from drivers.limits import (
     check_vector,
     plan_ramp,
 )
-from drivers.protocols import Reading, SmuChannelConfig, SweepResult
+from hil.drivers.protocols import Reading, SmuChannelConfig, SweepResult
 
 __all__ = [
     "SourceMeterDriver",

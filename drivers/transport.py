@@ -29,8 +29,8 @@ from numpy.typing import DTypeLike
 from pyvisa import rname
 from pyvisa.constants import StatusCode
 
-from drivers.blocks import decode_ieee_block
-from drivers.errors import (
+from hil.drivers.blocks import decode_ieee_block
+from hil.drivers.errors import (
     InstrumentConfigError,
     InstrumentConnectionError,
     InstrumentError,

@@ -49,7 +49,7 @@ def _config_phase(source: str):
 
 # ---- train -----------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from boards.factory import make_board
+    from hil.boards.factory import make_board
     from hil.train.data import load_dataset
     from hil.train.loop import Trainer
     from hil.train.rundir import RunDir

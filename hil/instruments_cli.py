@@ -12,11 +12,11 @@ import json
 import sys
 from typing import Any, Optional, TextIO
 
-from drivers.errors import InstrumentConfigError, InstrumentError
-from drivers.parsing import model_matches, parse_idn
-from drivers.protocols import ErrorEntry, SourceMeter
-from drivers.registry import DRIVERS, driver_info, driver_names, load_driver
-from drivers.transport import ResourceManagers, VisaTransport
+from hil.drivers.errors import InstrumentConfigError, InstrumentError
+from hil.drivers.parsing import model_matches, parse_idn
+from hil.drivers.protocols import ErrorEntry, SourceMeter
+from hil.drivers.registry import DRIVERS, driver_info, driver_names, load_driver
+from hil.drivers.transport import ResourceManagers, VisaTransport
 
 __all__ = ["add_parser", "cmd_list", "cmd_probe"]
 

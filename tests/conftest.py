@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from drivers.errors import InstrumentConfigError
-from drivers.protocols import SourceMeter, SwitchMatrix
-from drivers.registry import load_driver
-from drivers.transport import ResourceManagers, VisaTransport, parse_resource_name, validate_visa_library
+from hil.drivers.errors import InstrumentConfigError
+from hil.drivers.protocols import SourceMeter, SwitchMatrix
+from hil.drivers.registry import load_driver
+from hil.drivers.transport import ResourceManagers, VisaTransport, parse_resource_name, validate_visa_library
 
 _RESOURCES_KEY = pytest.StashKey[dict]()
 SIM_DIR = Path(__file__).resolve().parent.parent / "drivers" / "sim"

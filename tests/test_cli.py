@@ -97,7 +97,7 @@ def test_configs_lists_shipped_configs(capsys):
 
 
 def test_shipped_configs_all_parse():
-    from boards.factory import make_board
+    from hil.boards.factory import make_board
     from hil.config import embedded_config_names, load_yaml
     from hil.train.settings import parse_settings
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.registry import DRIVERS
+from hil.drivers.registry import DRIVERS
 from hil.instruments_cli import add_parser
 
 SIM = Path(__file__).resolve().parent.parent / "drivers" / "sim"

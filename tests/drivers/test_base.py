@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.base import ScpiDriver
-from drivers.errors import (
+from hil.drivers.base import ScpiDriver
+from hil.drivers.errors import (
     ComplianceError,
     InstrumentConnectionError,
     InstrumentError,
@@ -14,10 +14,10 @@ from drivers.errors import (
     InstrumentTimeout,
     LimitViolation,
 )
-from drivers.protocols import ErrorQueue, Instrument
-from drivers.registry import DRIVERS, driver_info, driver_names, load_driver
-from drivers.errors import InstrumentConfigError
-from drivers.transport import ScriptedTransport
+from hil.drivers.protocols import ErrorQueue, Instrument
+from hil.drivers.registry import DRIVERS, driver_info, driver_names, load_driver
+from hil.drivers.errors import InstrumentConfigError
+from hil.drivers.transport import ScriptedTransport
 
 IDN = "Keysight Technologies,DAQ970A,MY1,A.03"
 OK = '+0,"No error"'

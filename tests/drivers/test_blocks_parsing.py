@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from drivers.blocks import decode_ieee_block, encode_ieee_block
-from drivers.errors import InstrumentProtocolError
-from drivers.parsing import (
+from hil.drivers.blocks import decode_ieee_block, encode_ieee_block
+from hil.drivers.errors import InstrumentProtocolError
+from hil.drivers.parsing import (
     format_number,
     map_sentinels,
     model_matches,

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from drivers.daq970a import Daq970a, ScanConfig, channel_list
-from drivers.errors import InstrumentConfigError, InstrumentProtocolError, InstrumentReportedError
-from drivers.protocols import Scanner
-from drivers.transport import ScriptedTransport
+from hil.drivers.daq970a import Daq970a, ScanConfig, channel_list
+from hil.drivers.errors import InstrumentConfigError, InstrumentProtocolError, InstrumentReportedError
+from hil.drivers.protocols import Scanner
+from hil.drivers.transport import ScriptedTransport
 
 OK = '+0,"No error"'
 IDN = "Keysight Technologies,DAQ970A,MY58000001,A.02.04-00.16-11.29-00.02-02-01"
@@ -131,7 +131,7 @@ def test_scan_given_at_construction_is_applied_at_connect():
 
 
 def test_safe_shutdown_aborts_and_drains_and_never_raises():
-    from drivers.errors import InstrumentConnectionError
+    from hil.drivers.errors import InstrumentConnectionError
     drv, t = connected([("ABOR", None), ("SYST:ERR?", OK), ("ABOR", InstrumentConnectionError("lost")),
                         ("SYST:ERR?", InstrumentConnectionError("lost"))])
     drv.safe_shutdown()

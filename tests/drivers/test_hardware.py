@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pytest
 
-from drivers.limits import SourceLimits
-from drivers.protocols import SmuChannelConfig
+from hil.drivers.limits import SourceLimits
+from hil.drivers.protocols import SmuChannelConfig
 
 LIMITS = SourceLimits(v_min=-0.05, v_max=0.05, i_compliance_a=1e-5, max_step_v=0.01, max_slew_v_per_s=1.0)
 CFG = SmuChannelConfig(limits=LIMITS, nplc=1.0, current_range_a=1e-5, autozero="once", source_delay_s=0.001)

@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pytest
 
-from drivers.limits import SourceLimits
-from drivers.protocols import SmuChannelConfig
+from hil.drivers.limits import SourceLimits
+from hil.drivers.protocols import SmuChannelConfig
 
 CFG = SmuChannelConfig(limits=SourceLimits(v_min=-0.1, v_max=0.1, i_compliance_a=1e-4, max_step_v=0.01,
                                            max_slew_v_per_s=1.0),

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from drivers.errors import (
+from hil.drivers.errors import (
     InstrumentConfigError,
     InstrumentError,
     InstrumentProtocolError,
@@ -15,10 +15,10 @@ from drivers.errors import (
     InterlockError,
     LimitViolation,
 )
-from drivers.keithley2450 import Keithley2450
-from drivers.limits import SourceLimits
-from drivers.protocols import Reading, SmuChannelConfig, SourceMeter
-from drivers.transport import ScriptedTransport
+from hil.drivers.keithley2450 import Keithley2450
+from hil.drivers.limits import SourceLimits
+from hil.drivers.protocols import Reading, SmuChannelConfig, SourceMeter
+from hil.drivers.transport import ScriptedTransport
 
 OK = '0,"No error"'
 LIMITS = SourceLimits(v_min=-1.0, v_max=1.0, i_compliance_a=1e-4, max_step_v=0.05, max_slew_v_per_s=10.0)
@@ -373,7 +373,7 @@ def test_safe_shutdown_ramps_down_and_switches_off():
 
 
 def test_safe_shutdown_continues_after_errors_and_never_raises(caplog):
-    from drivers.errors import InstrumentTimeout
+    from hil.drivers.errors import InstrumentTimeout
     smu, t, _ = connected([
         (":ABOR", InstrumentTimeout("dead")), (":SOUR:VOLT 0.05", None), (":SOUR:VOLT 0", None),
         (":OUTP OFF", None), (":SYST:ERR?", '-200,"Execution error"'), (":SYST:ERR?", OK),
@@ -408,7 +408,7 @@ POWER_CFG = SmuChannelConfig(limits=POWER_LIMITS, nplc=0.1, current_range_a=1e-3
 
 
 def test_connect_ramps_unconfigured_output_with_builtin_step_before_switching_off():
-    from drivers.smu import UNCONFIGURED_RAMP_DWELL_S, UNCONFIGURED_RAMP_STEP_V
+    from hil.drivers.smu import UNCONFIGURED_RAMP_DWELL_S, UNCONFIGURED_RAMP_STEP_V
     assert (UNCONFIGURED_RAMP_STEP_V, UNCONFIGURED_RAMP_DWELL_S) == (0.1, 0.1)
     script = CONNECT[:5] + [(":OUTP?", "1"), (":SOUR:VOLT?", "-3.000000E-01"),
                             (":SOUR:VOLT -0.2", None), (":SOUR:VOLT -0.1", None), (":SOUR:VOLT 0", None),
@@ -455,7 +455,7 @@ def test_safe_shutdown_ramps_unconfigured_channel_known_on():
 
 
 def test_measure_current_above_max_power_ramps_down_switches_off_and_raises():
-    from drivers.errors import ComplianceError, PowerLimitError
+    from hil.drivers.errors import ComplianceError, PowerLimitError
     smu, t, sleeps = connected([
         (':READ? "defbuffer1", SOUR, READ', "+1.500000E-01,+2.000000E-04"), (":SOUR:VOLT:ILIM:TRIP?", "0"),
         (":SOUR:VOLT 0.1", None), (":SOUR:VOLT 0.05", None), (":SOUR:VOLT 0", None), (":OUTP OFF", None),
@@ -483,7 +483,7 @@ def test_measure_current_within_max_power_returns_reading():
 
 
 def test_power_error_still_switches_off_when_the_ramp_fails():
-    from drivers.errors import InstrumentTimeout, PowerLimitError
+    from hil.drivers.errors import InstrumentTimeout, PowerLimitError
     smu, t, _ = connected([
         (':READ? "defbuffer1", SOUR, READ', "+1.000000E-01,+5.000000E-04"), (":SOUR:VOLT:ILIM:TRIP?", "1"),
         (":SOUR:VOLT 0.05", InstrumentTimeout("dead")), (":OUTP OFF", None),
@@ -497,7 +497,7 @@ def test_power_error_still_switches_off_when_the_ramp_fails():
 
 
 def test_list_sweep_point_above_max_power_makes_safe_and_raises():
-    from drivers.errors import PowerLimitError
+    from hil.drivers.errors import PowerLimitError
     limits = SourceLimits(v_min=-1.0, v_max=1.0, i_compliance_a=1e-4, max_step_v=0.05, max_slew_v_per_s=10.0,
                           max_power_w=1e-6)
     script = [

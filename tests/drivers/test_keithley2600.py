@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from drivers.blocks import encode_ieee_block
-from drivers.errors import InstrumentConfigError, InstrumentProtocolError, InstrumentReportedError, LimitViolation
-from drivers.keithley2600 import Keithley2600
-from drivers.limits import SourceLimits
-from drivers.protocols import SmuChannelConfig, SourceMeter
-from drivers.transport import ScriptedTransport
+from hil.drivers.blocks import encode_ieee_block
+from hil.drivers.errors import InstrumentConfigError, InstrumentProtocolError, InstrumentReportedError, LimitViolation
+from hil.drivers.keithley2600 import Keithley2600
+from hil.drivers.limits import SourceLimits
+from hil.drivers.protocols import SmuChannelConfig, SourceMeter
+from hil.drivers.transport import ScriptedTransport
 
 EMPTY = "0.00000e+00\tQueue Is Empty\t0.00000e+00\t1.00000e+00"
 ZERO = "0.00000e+00"
@@ -134,7 +134,7 @@ def test_state_query_timeout_resyncs_and_retries_once():
 
 
 def test_state_query_gives_up_when_resync_fails():
-    from drivers.errors import InstrumentConnectionError
+    from hil.drivers.errors import InstrumentConnectionError
     smu, t, _ = connected([("print(smua.source.output)", None), ("*IDN?", None), ("*IDN?", None)])
     with pytest.raises(InstrumentConnectionError):
         smu.output_enabled("a")

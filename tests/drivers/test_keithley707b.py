@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.errors import (
+from hil.drivers.errors import (
     InstrumentConfigError,
     InstrumentConnectionError,
     InstrumentProtocolError,
     InstrumentReportedError,
     LimitViolation,
 )
-from drivers.keithley707b import Keithley707B, parse_closed
-from drivers.protocols import SwitchMatrix
-from drivers.transport import ScriptedTransport
+from hil.drivers.keithley707b import Keithley707B, parse_closed
+from hil.drivers.protocols import SwitchMatrix
+from hil.drivers.transport import ScriptedTransport
 
 IDN = "Keithley Instruments Inc., Model 707B, 04012345, 1.4.2"
 EMPTY = ("print(errorqueue.next())", "0.00000e+00\tQueue Is Empty\t0.00000e+00\t0.00000e+00")
@@ -163,7 +163,7 @@ def test_constructor_validation_and_parse_closed():
 
 
 def test_connect_crosspoints_refused_when_interlock_open_nothing_sent():
-    from drivers.errors import InterlockError
+    from hil.drivers.errors import InterlockError
     flags = {"fixture": False}
     drv, t, _ = connected([('channel.close("1A02")', None), EMPTY, (GETCLOSE, "1A02")],
                           interlocks=[lambda: flags["fixture"]])

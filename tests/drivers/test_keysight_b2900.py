@@ -7,18 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from drivers.blocks import encode_ieee_block
-from drivers.errors import (
+from hil.drivers.blocks import encode_ieee_block
+from hil.drivers.errors import (
     InstrumentConfigError,
     InstrumentError,
     InstrumentProtocolError,
     InstrumentReportedError,
     LimitViolation,
 )
-from drivers.keysight_b2900 import KeysightB2900, map_sentinels, status_in_compliance
-from drivers.limits import SourceLimits
-from drivers.protocols import SmuChannelConfig, SourceMeter
-from drivers.transport import ScriptedTransport
+from hil.drivers.keysight_b2900 import KeysightB2900, map_sentinels, status_in_compliance
+from hil.drivers.limits import SourceLimits
+from hil.drivers.protocols import SmuChannelConfig, SourceMeter
+from hil.drivers.transport import ScriptedTransport
 
 OK = '+0,"No error"'
 LIMITS = SourceLimits(v_min=-1.0, v_max=1.0, i_compliance_a=1e-4, max_step_v=0.05, max_slew_v_per_s=10.0)
@@ -291,7 +291,7 @@ def test_safe_shutdown_ramps_to_zero_switches_off_and_is_idempotent():
 
 
 def test_safe_shutdown_never_raises_when_link_is_dead():
-    from drivers.errors import InstrumentConnectionError
+    from hil.drivers.errors import InstrumentConnectionError
     lost = InstrumentConnectionError("lost")
     extra = [(":OUTP1 ON", None), (":SOUR1:VOLT 0.05", lost), (":OUTP1 OFF", lost), (":OUTP2 OFF", lost),
              (":SYST:ERR?", lost)]
@@ -339,7 +339,7 @@ def test_output_off_ramps_level_to_zero_first():
 
 
 def test_list_sweep_power_violation_on_one_channel_makes_every_swept_channel_safe():
-    from drivers.errors import PowerLimitError
+    from hil.drivers.errors import PowerLimitError
     power = SourceLimits(v_min=-1.0, v_max=1.0, i_compliance_a=1e-4, max_step_v=0.05, max_slew_v_per_s=10.0,
                          max_power_w=1e-6)
     data = ",".join(["+1.0E-06,+0,+0.01", "+5.0E-04,+0,+0.01"])   # ch2: 0.01 V * 0.5 mA = 5 uW

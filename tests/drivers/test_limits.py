@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from drivers.errors import InstrumentConfigError, LimitViolation
-from drivers.limits import (
+from hil.drivers.errors import InstrumentConfigError, LimitViolation
+from hil.drivers.limits import (
     SourceLimits,
     check_current_limit,
     check_level,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers.blocks import encode_ieee_block
-from drivers.errors import InstrumentConnectionError, InstrumentProtocolError, InstrumentTimeout
-from drivers.transport import ScriptedTransport, ScriptMismatch, Transport
+from hil.drivers.blocks import encode_ieee_block
+from hil.drivers.errors import InstrumentConnectionError, InstrumentProtocolError, InstrumentTimeout
+from hil.drivers.transport import ScriptedTransport, ScriptMismatch, Transport
 
 
 def test_satisfies_transport_protocol():

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.keithley2450 import Keithley2450
-from drivers.keithley2600 import Keithley2600
-from drivers.limits import SourceLimits
-from drivers.protocols import SmuChannelConfig
-from drivers.transport import VisaTransport
+from hil.drivers.keithley2450 import Keithley2450
+from hil.drivers.keithley2600 import Keithley2600
+from hil.drivers.limits import SourceLimits
+from hil.drivers.protocols import SmuChannelConfig
+from hil.drivers.transport import VisaTransport
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from drivers.daq970a import Daq970a
-from drivers.errors import InstrumentConfigError, InstrumentProtocolError, InstrumentReportedError, LimitViolation
-from drivers.keithley707b import Keithley707B
-from drivers.keysight_b2900 import KeysightB2900
-from drivers.limits import SourceLimits
-from drivers.protocols import SmuChannelConfig
-from drivers.transport import VisaTransport
+from hil.drivers.daq970a import Daq970a
+from hil.drivers.errors import InstrumentConfigError, InstrumentProtocolError, InstrumentReportedError, LimitViolation
+from hil.drivers.keithley707b import Keithley707B
+from hil.drivers.keysight_b2900 import KeysightB2900
+from hil.drivers.limits import SourceLimits
+from hil.drivers.protocols import SmuChannelConfig
+from hil.drivers.transport import VisaTransport
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -15,14 +15,14 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from drivers.blocks import encode_ieee_block
-from drivers.errors import (
+from hil.drivers.blocks import encode_ieee_block
+from hil.drivers.errors import (
     InstrumentConfigError,
     InstrumentConnectionError,
     InstrumentProtocolError,
     InstrumentTimeout,
 )
-from drivers.transport import (
+from hil.drivers.transport import (
     ResourceManagers,
     Transport,
     VisaTransport,

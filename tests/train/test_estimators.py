@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from boards.simulated import SimulatedBoard
+from hil.boards.simulated import SimulatedBoard
 from hil.circuit.generate import random_circuit
 from hil.circuit.mon import implicit_gradient, mon_view, peaceman_rachford
 from hil.train.estimators import estimate

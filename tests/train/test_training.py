@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from boards.factory import make_board
+from hil.boards.factory import make_board
 from hil.cli import main
 from hil.config import load_yaml
 from hil.train.data import load_dataset
