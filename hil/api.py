@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hil.board import Board, Measurement
-from hil.config import ConfigError, apply_overrides, load_yaml
+from hil.config import ConfigError, apply_overrides, load_yaml, show_path
 from hil.train.estimators import ESTIMATORS, GradientResult, estimate
 from hil.train.losses import Loss
 from hil.train.rundir import CHECKPOINT_TAGS, RunDir, RunDirError
@@ -193,10 +193,11 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
 
     path = Path(run_dir)
     if not (path / "config.resolved.yaml").is_file():
-        raise ConfigError([f"--resume {run_dir}: not a run directory (no config.resolved.yaml)"])
+        raise ConfigError([f"--resume {show_path(run_dir)}: not a run directory (no config.resolved.yaml)"])
     ckdir = path / "checkpoints"
     if not any((ckdir / f"{t}.npz").is_file() for t in CHECKPOINT_TAGS):
-        raise ConfigError([f"--resume {run_dir}: the run has no completed epoch to resume from; start it again"])
+        raise ConfigError([f"--resume {show_path(run_dir)}: the run has no completed epoch to resume from; "
+                           "start it again"])
     run = RunDir.resume(path)
     if started is not None:
         started(run)
@@ -270,10 +271,12 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
     path = Path(run_dir)
     if path.suffix == ".npz" and path.parent.name == "checkpoints":
         checkpoint, path = path.stem, path.parent.parent
+    elif path.name == "config.resolved.yaml":
+        path = path.parent
     if checkpoint not in CHECKPOINT_TAGS:
         raise ConfigError([f"--checkpoint: must be one of {', '.join(CHECKPOINT_TAGS)}; got {checkpoint!r}"])
     if not (path / "config.resolved.yaml").is_file():
-        raise ConfigError([f"{run_dir}: not a run directory (no config.resolved.yaml)"])
+        raise ConfigError([f"{show_path(run_dir)}: not a run directory (no config.resolved.yaml)"])
     run = RunDir(path)
     source = str(path / "config.resolved.yaml")
     s = parse_config(run.read_config(), source)
@@ -285,10 +288,15 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
 
 
 def is_run_reference(text: str) -> bool:
-    """True when ``text`` names a run directory or a checkpoint file rather than a config."""
+    """True when ``text`` names a trained run rather than a plain config: a run directory, one of
+    its checkpoints, or its ``config.resolved.yaml`` once a checkpoint exists (exporting that
+    file must not silently give the untrained conductances)."""
     p = Path(text)
-    return (p.is_dir() and (p / "config.resolved.yaml").is_file()) or (
-        p.suffix == ".npz" and p.parent.name == "checkpoints")
+    if p.suffix == ".npz" and p.parent.name == "checkpoints":
+        return True
+    if p.name == "config.resolved.yaml":
+        return any((p.parent / "checkpoints" / f"{t}.npz").is_file() for t in CHECKPOINT_TAGS)
+    return p.is_dir() and (p / "config.resolved.yaml").is_file()
 
 
 @dataclass

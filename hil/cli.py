@@ -16,6 +16,7 @@ interrupt with 130 — never a traceback (set ``HIL_DEBUG=1`` to see one).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +32,7 @@ DEFAULT_TRAIN_CONFIG = "sim-digits"
 EXIT_RUNTIME = 1
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader closed
 
 
 class _Terminated(KeyboardInterrupt):
@@ -88,11 +90,15 @@ def cmd_train(args) -> int:
         except RunDirError as exc:
             where = "--runs-dir" if args.runs_dir else "output.runs_dir"
             raise ConfigError([f"{where}: {exc}"], source) from None
-        if not quiet:
-            print(f"hil train: {settings.name} ({settings.dataset}, estimator {settings.estimator}) "
-                  f"→ runs in {settings.runs_dir}", flush=True)
+
+        def started(run):
+            _RUN["run"] = run
+            if not quiet:
+                print(f"hil train: {settings.name} ({settings.dataset}, estimator {settings.estimator}) → {run.path}",
+                      flush=True)
+
         result = api.train(config, runs_dir=settings.runs_dir, progress=_progress(args), source=source,
-                           started=lambda run: _RUN.__setitem__("run", run))
+                           started=started)
     _print_summary(result)
     return 0
 
@@ -400,6 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nhil: {_interrupt_message()}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except SolveError as exc:
         if debug:
             raise

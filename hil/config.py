@@ -55,6 +55,12 @@ def parse_yaml(text: str):
     return yaml.load(text, Loader=NumberLoader)  # noqa: S506 - NumberLoader is a SafeLoader
 
 
+def show_path(path) -> str:
+    """A path for a one-line message: as is when printable, else its repr (NUL, newlines)."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 def plain_name(v: str) -> str | None:
     """Check for names used in paths and netlists: printable, no whitespace or '/', not too long."""
     if not v:

@@ -200,3 +200,13 @@ def test_unexpected_exceptions_are_one_line(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "internal error: ZeroDivisionError: boom" in err
     one_line(err)
+
+
+def test_closed_output_pipe_is_quiet():
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run(f"{sys.executable} -m hil solve spice-shockley | head -1", shell=True, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert r.stdout.startswith("circuit spice-shockley-40") and r.stderr == ""

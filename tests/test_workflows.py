@@ -75,6 +75,18 @@ def test_solve_and_netlist_of_a_run_use_the_trained_conductances(trained_run, tm
     np.testing.assert_allclose(list(res["samples"][0]["ports"].values()), m.y[0], rtol=1e-12, atol=1e-18)
 
 
+def test_netlist_of_a_runs_resolved_config_exports_the_trained_network(trained_run, tmp_path, capsys):
+    out = tmp_path / "net.cir"
+    assert main(["netlist", str(trained_run / "config.resolved.yaml"), "-o", str(out)]) == 0
+    assert "conductances of run" in capsys.readouterr().out
+    trained = api.load_run(trained_run, "best").board.read_conductances()
+    topo = api.load_run(trained_run, "best").board.topology
+    deck = out.read_text()
+    for k in (0, topo.n_conductances - 1):
+        line = next(l for l in deck.splitlines() if l.startswith(topo.edge_names[k] + " "))
+        assert float(line.split()[-1]) == pytest.approx(1.0 / trained[k], rel=1e-12)
+
+
 def test_netlist_writes_every_input_vector(tmp_path, capsys):
     out = tmp_path / "deck.cir"
     assert main(["netlist", "spice-shockley", "-o", str(out), "--all-inputs"]) == 0

@@ -225,7 +225,7 @@ class Trainer:
         n = len(data.train.y)
         perm = self.rng.permutation(n)
         t0 = time.perf_counter()
-        loss_sum, correct, on_sum, flips = 0.0, 0, 0.0, 0
+        loss_sum, correct, on_sum, flips, unresolved = 0.0, 0, 0.0, 0, 0
         bar = None
         if self.progress == "bar":
             from tqdm import tqdm
@@ -242,6 +242,7 @@ class Trainer:
             if res.op.on is not None:
                 on_sum += float(res.op.on.mean()) * len(idx)
             flips += res.stats.get("flipped_samples", 0)
+            unresolved += res.stats.get("unresolved_flips", 0)
             if bar is not None:
                 seen = min(i + s.batch_size, n)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%")
@@ -252,7 +253,7 @@ class Trainer:
         epoch = self.epoch + 1
         row = {"epoch": epoch, "step": epoch * self.steps_per_epoch, "lr": self.opt.current_lr(),
                "train_loss": loss_sum / n, "train_acc": correct / n, "conduction_fraction": on_sum / n,
-               "flipped_samples": flips, "epoch_time_s": train_time}
+               "flipped_samples": flips, "unresolved_flips": unresolved, "epoch_time_s": train_time}
         row["val_acc"] = evaluate(self.board, self.loss, data.val)[0] if data.val is not None else float("nan")
         row["test_acc"] = evaluate(self.board, self.loss, data.test)[0] if s.eval_test else float("nan")
         score = row["val_acc"] if data.val is not None else row["train_acc"]

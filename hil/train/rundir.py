@@ -106,15 +106,18 @@ def source_revision() -> str | None:
 
 def prepare_runs_dir(runs_dir: str | Path) -> Path:
     """Create ``runs_dir`` if needed and check it is a writable directory (RunDirError otherwise)."""
+    shown = str(runs_dir) if str(runs_dir).isprintable() else repr(str(runs_dir))
+    if "\0" in str(runs_dir) or len(str(runs_dir)) > 4096:
+        raise RunDirError(f"runs directory {shown}: not a valid path")
     p = Path(runs_dir)
     if p.exists() and not p.is_dir():
-        raise RunDirError(f"runs directory {runs_dir}: exists and is not a directory")
+        raise RunDirError(f"runs directory {shown}: exists and is not a directory")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunDirError(f"runs directory {runs_dir}: cannot create it ({exc.strerror or exc})") from None
+        raise RunDirError(f"runs directory {shown}: cannot create it ({exc.strerror or exc})") from None
     if not os.access(p, os.W_OK | os.X_OK):
-        raise RunDirError(f"runs directory {runs_dir}: not writable")
+        raise RunDirError(f"runs directory {shown}: not writable")
     return p
 
 
@@ -281,11 +284,15 @@ class RunDir:
 
     # ---- metrics ----------------------------------------------------------------------------
     def append_metrics(self, row: dict) -> None:
+        """Append one row; an existing file keeps its own header (columns it lacks are dropped)."""
         p = self.path / "metrics.csv"
-        new = not p.exists() or p.stat().st_size == 0
+        header = None
+        if p.exists() and p.stat().st_size:
+            with open(p, newline="", errors="replace") as f:
+                header = next(csv.reader(line for line in f if line.strip()), None)
         with open(p, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
+            w = csv.DictWriter(f, fieldnames=header or list(row), extrasaction="ignore", restval="")
+            if header is None:
                 w.writeheader()
             w.writerow(row)
             f.flush()
@@ -299,7 +306,7 @@ class RunDir:
         with open(p, newline="", errors="replace") as f:
             for r in csv.DictReader(line for line in f if line.strip()):
                 try:
-                    rows.append({k: float(v) for k, v in r.items() if k is not None})
+                    rows.append({k: float(v) if v != "" else float("nan") for k, v in r.items() if k is not None})
                 except (TypeError, ValueError):
                     continue
         return rows

@@ -192,3 +192,25 @@ def test_event_log_agrees_with_the_checkpoint_after_a_signal(tmp_path, sig):
     assert max(e["data"]["epoch"] for e in events if e["kind"] == "epoch_end") == saved
     assert f"keeps the checkpoint of epoch {saved}" in err
     assert [r["epoch"] for r in RunDir(run).read_metrics()][-1] == saved
+
+
+def test_metrics_of_an_older_run_keep_their_columns_on_resume(tmp_path):
+    run = train(tmp_path, 2)
+    lines = (run / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    drop = header.index("unresolved_flips")
+    (run / "metrics.csv").write_text("\n".join(",".join(c for i, c in enumerate(l.split(",")) if i != drop)
+                                               for l in lines) + "\n")
+    assert main(["train", "--resume", str(run), "-q", "--set", "train.epochs=3"]) == 0
+    rows = RunDir(run).read_metrics()
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and "unresolved_flips" not in rows[-1]
+    assert all(len(l.split(",")) == len(header) - 1 for l in (run / "metrics.csv").read_text().splitlines())
+
+
+def test_paths_with_nul_are_one_line_config_errors(tmp_path, capsys):
+    assert main(["train", "sim-xor", "--runs-dir", str(tmp_path / "a\x00b"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "not a valid path" in err and "\\x00" in err
+    assert main(["train", "--resume", str(tmp_path / "a\x00b")]) == 2
+    err = capsys.readouterr().err
+    assert "not a run directory" in err and "\x00" not in err
