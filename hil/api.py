@@ -129,11 +129,19 @@ def gradient(board: Board, x, target, loss: Loss, estimator: str = "hl", **optio
     return estimate(estimator, board, x, np.asarray(target), loss, options)
 
 
-def named_conductances(board: Board, values: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """A flat per-conductance vector (default: the programmed conductances, S) split by group
-    and reshaped to each group's matrix shape (``g_in``: hidden × sources, ...)."""
+def named_conductances(board: Board, values: np.ndarray | None = None, by: str = "group") -> dict:
+    """A flat per-conductance vector (default: the programmed conductances, S) by name.
+
+    ``by="group"``: split by group and reshaped to each group's matrix shape (``g_in``:
+    hidden × sources, ...).  ``by="element"``: one float per conductance, keyed by its element
+    name (``R_h3_x5`` connects hidden node h3 and source x5), as in netlists and checkpoints.
+    """
     topo = board.topology
     v = board.read_conductances() if values is None else np.asarray(values)
+    if by == "element":
+        return dict(zip(topo.edge_names, v.tolist()))
+    if by != "group":
+        raise ValueError(f"by must be 'group' or 'element', got {by!r}")
     return {k: v[sl].reshape(topo.group_shapes.get(k, (-1,))) for k, sl in topo.groups.items()}
 
 

@@ -78,3 +78,19 @@ def test_readme_instrument_example_runs_after_the_install_command(tmp_path):
                        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)})
     assert r.returncode == 0, r.stderr
     assert "identity:  Keithley Instruments Inc. Model 707B" in r.stdout and "error queue: empty" in r.stdout
+
+
+def _python_blocks():
+    for page in DOCS:
+        for i, block in enumerate(page.read_text().split("```python")[1:]):
+            code = block.split("```")[0]
+            # complete examples import the API; other blocks are fragments (drivers, tests)
+            if "import hil.api" in code and "…" not in code:
+                yield pytest.param(code, id=f"{page.name}-{i}")
+
+
+@pytest.mark.parametrize("code", list(_python_blocks()))
+def test_python_examples_in_the_docs_run(code, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "<docs example>", "exec"), {})
+    assert (tmp_path / "runs").is_dir() or "train(" not in code

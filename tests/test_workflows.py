@@ -106,6 +106,9 @@ def test_public_api_example(tmp_path):
     g = api.gradient(board, [[0.0, 1.0], [1.0, 1.0]], [1, 0], loss, estimator="hl")
     named = api.named_conductances(board, g.grad)
     assert named["g_in"].shape == (8, 6) and g.stats["may_be_biased"] is False
+    by_element = api.named_conductances(board, g.grad, by="element")
+    k = board.topology.groups["g_out"].start
+    assert by_element[board.topology.edge_names[k]] == g.grad[k] == named["g_out"][0, 0]
     exact = api.gradient(board, [[0.0, 1.0], [1.0, 1.0]], [1, 0], loss, estimator="hl-exact")
     np.testing.assert_allclose(g.grad, exact.grad, rtol=1e-9, atol=1e-12 * np.abs(exact.grad).max())
     result = api.train(cfg, runs_dir=tmp_path)
