@@ -239,18 +239,18 @@ def out_report_line(rep: dict) -> str:
             f"KCL residual {rep['kcl_residual_a']:.2e} A")
 
 
-def _output_path(text: str) -> Path:
-    """A writable output file path (ConfigError naming ``-o`` otherwise)."""
+def _output_path(text: str, option: str = "-o") -> Path:
+    """A writable output file path (ConfigError naming ``option`` otherwise)."""
     if "\0" in text or "\n" in text:
-        raise ConfigError([f"-o {text!r}: not a valid file name"])
+        raise ConfigError([f"{option} {text!r}: not a valid file name"])
     p = Path(text)
     if p.is_dir():
-        raise ConfigError([f"-o {text}: is a directory, expected a file name"])
+        raise ConfigError([f"{option} {text}: is a directory, expected a file name"])
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
-        raise ConfigError([f"-o {text}: the folder {parent} does not exist"])
+        raise ConfigError([f"{option} {text}: the folder {parent} does not exist"])
     if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise ConfigError([f"-o {text}: not writable"])
+        raise ConfigError([f"{option} {text}: not writable"])
     return p
 
 
@@ -282,11 +282,14 @@ def cmd_netlist(args) -> int:
 def cmd_eval(args) -> int:
     from hil.train.plots import plot_confusion
 
+    chosen_png = _output_path(args.plot, "--plot") if args.plot else None
     run = api.load_run(args.run, args.checkpoint)
     ev = api.evaluate_run(run, args.data)
-    png = Path(args.plot) if args.plot else run.path / "plots" / f"confusion_{ev.split}_{run.checkpoint}.png"
-    if args.plot:
-        _output_path(args.plot)
+    if chosen_png is not None:
+        png = chosen_png
+    else:
+        png = run.path / "plots" / f"confusion_{ev.split}_{run.checkpoint}.png"
+        png.parent.mkdir(exist_ok=True)
     plot_confusion(ev.confusion, png, f"{run.settings.name}: {ev.split} split, {run.checkpoint} checkpoint "
                                       f"(epoch {run.epoch}), accuracy {100 * ev.accuracy:.2f} %")
     if args.json:

@@ -207,3 +207,18 @@ def test_progress_is_one_plain_line_per_epoch_without_a_terminal(tmp_path):
     assert q.returncode == 0 and q.stderr == ""
     assert not [l for l in q.stdout.splitlines() if l.startswith("epoch ")]
     assert q.stdout.lstrip().startswith("summary")
+
+
+def test_eval_plot_option_and_a_run_without_plots_folder(trained_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    shutil.rmtree(copy / "plots")
+    assert main(["eval", str(copy), "-q"]) == 0
+    assert (copy / "plots" / "confusion_test_best.png").is_file()
+    assert main(["eval", str(copy), "--plot", str(tmp_path / "missing" / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--plot" in err and "does not exist" in err
+    assert main(["eval", str(copy), "--plot", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").is_file()
