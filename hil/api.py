@@ -26,7 +26,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -39,8 +39,8 @@ from hil.train.settings import TrainSettings, parse_settings
 
 __all__ = [
     "load_config", "parse_config", "build_board", "build_circuit", "measure", "make_loss", "gradient",
-    "named_conductances", "train", "resume", "load_run", "LoadedRun", "evaluate_run", "Evaluation",
-    "load_data", "ESTIMATORS",
+    "named_conductances", "train_steps", "train", "resume", "load_run", "LoadedRun", "evaluate_run", "Evaluation",
+    "load_data", "ESTIMATORS", "ConfigError", "RunDirError",
 ]
 
 
@@ -146,6 +146,35 @@ def named_conductances(board: Board, values: np.ndarray | None = None, by: str =
 
 
 # ---- training ----------------------------------------------------------------------------------
+def train_steps(board: Board, config: dict | TrainSettings, x, target, steps: int = 1,
+                loss: Loss | None = None) -> list[float]:
+    """A few optimizer steps on one batch, without a run directory (for experiments).
+
+    Uses the config's estimator (and options), optimizer, learning rate (no schedule) and
+    trainable groups; programs the board after every step.  Returns the batch-mean loss
+    measured at the operating point before each step.
+    """
+    from hil.train.optim import Optimizer
+
+    s = parse_config(config)
+    loss = loss or make_loss(s, board)
+    topo = board.topology
+    mask = np.zeros(topo.n_conductances, bool)
+    for group in s.trainable:
+        mask[topo.groups[group]] = True
+    g_min, g_max = board.conductance_bounds
+    opt = Optimizer(s.optimizer, s.lr, g_min, g_max, mask, momentum=s.momentum)
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    target = np.asarray(target)
+    g = board.read_conductances()
+    losses = []
+    for _ in range(int(steps)):
+        r = estimate(s.estimator, board, x, target, loss, s.estimator_options)
+        losses.append(float(r.loss.mean()))
+        g = board.program(opt.step(g, r.grad), rel_tol=0.0)
+    return losses
+
+
 def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir: str | Path | None = None,
           progress: bool | str = False, epochs: int | None = None, source: str = "", started=None):
     """Train a config in a new run directory; returns :class:`hil.train.loop.TrainResult`.

@@ -111,6 +111,12 @@ def test_public_api_example(tmp_path):
     assert by_element[board.topology.edge_names[k]] == g.grad[k] == named["g_out"][0, 0]
     exact = api.gradient(board, [[0.0, 1.0], [1.0, 1.0]], [1, 0], loss, estimator="hl-exact")
     np.testing.assert_allclose(g.grad, exact.grad, rtol=1e-9, atol=1e-12 * np.abs(exact.grad).max())
+    x4 = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
+    before = board.read_conductances()
+    losses = api.train_steps(board, cfg, x4, [0, 1, 1, 0], steps=20)
+    assert len(losses) == 20 and losses[-1] < losses[0]
+    moved = board.read_conductances() != before
+    assert moved[board.topology.groups["g_in"]].any() and not moved[board.topology.groups["g_leak"]].any()
     result = api.train(cfg, runs_dir=tmp_path)
     assert result.epochs_done == 5
     run = api.load_run(result.run_dir, "last")

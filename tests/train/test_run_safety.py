@@ -13,7 +13,7 @@ import yaml
 
 from hil.cli import main
 from hil.train.loop import deferred_interrupts
-from hil.train.rundir import RunDir, RunDirError, atomic_write
+from hil.train.rundir import RunDir, atomic_write
 
 XOR = ["--set", "output.plots=false"]
 
