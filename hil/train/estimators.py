@@ -46,6 +46,13 @@ def _finish(topology, n0: np.ndarray, n_hat: np.ndarray, keep: bool):
     return grad, (n0[:, e[:, 0]] - n0[:, e[:, 1]]) * (n_hat[:, e[:, 0]] - n_hat[:, e[:, 1]])
 
 
+def _operating_point(board: Board, x: np.ndarray, target, loss: Loss) -> tuple[Measurement, np.ndarray, np.ndarray]:
+    """Measure the operating point; return it, the per-sample loss and the drive ŵ = −∂ℓ/∂y (A⁻¹)."""
+    op = board.measure(x)
+    val, dy = loss.value_and_grad(op.y, target)
+    return op, val, -dy
+
+
 def _bias(note: str | None) -> dict:
     """The ``stats`` entries every estimator returns: whether the answer may be biased, and why."""
     return {"may_be_biased": note is not None, "bias_note": note}
@@ -66,13 +73,6 @@ def _flipped(op: Measurement, rows: np.ndarray, *phases: Measurement) -> np.ndar
     return flips
 
 
-def _operating_point(board: Board, x: np.ndarray, target, loss: Loss) -> tuple[Measurement, np.ndarray, np.ndarray]:
-    """Measure the operating point; return it, the per-sample loss and the drive ŵ = −∂ℓ/∂y (A⁻¹)."""
-    op = board.measure(x)
-    val, dy = loss.value_and_grad(op.y, target)
-    return op, val, -dy
-
-
 def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float = 0.01,
                 central: bool = True, max_retries: int = 3, keep_per_sample: bool = False) -> GradientResult:
     """Hardware-linearization gradient from two (central) or one (one-sided) perturbation phases."""
@@ -91,7 +91,11 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
         w0 = op.w[todo]
         plus = board.measure(xs, w0 + es * ws)
         minus = board.measure(xs, w0 - es * ws) if central else None
-        flips = _flipped(op, todo, plus, minus)
+        flips = np.zeros(todo.size, bool)
+        if op.piecewise_linear and op.on is not None and plus.on is not None:
+            flips |= np.any(plus.on != op.on[todo], axis=1)
+            if minus is not None:
+                flips |= np.any(minus.on != op.on[todo], axis=1)
         npl = topo.node_voltages(plus)
         if central:
             n_hat[todo] = (npl - topo.node_voltages(minus)) / (2 * es)
