@@ -29,7 +29,8 @@ def test_docs_index_lists_every_page():
 
 
 def test_readme_stays_short():
-    assert len((ROOT / "README.md").read_text().splitlines()) <= 160
+    """A few minutes of reading: details belong in docs/."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 220
 
 
 def _config_keys(path: Path) -> set[str]:
@@ -38,10 +39,12 @@ def _config_keys(path: Path) -> set[str]:
 
 
 def test_configuration_reference_names_every_key():
-    ref = (ROOT / "docs" / "configuration.md").read_text()
+    """Every key the training and circuit readers accept is described in docs/ (the reference,
+    or the page of the feature that adds it, e.g. docs/<topic>.md)."""
+    ref = "\n".join(p.read_text() for p in (ROOT / "docs").glob("*.md"))
     keys = _config_keys(ROOT / "hil" / "train" / "settings.py") | _config_keys(ROOT / "hil" / "circuit" / "build.py")
     missing = sorted(k for k in keys if not re.search(rf"`[\w.]*\b{k}\b", ref))
-    assert not missing, f"docs/configuration.md does not describe {missing}"
+    assert not missing, f"no page in docs/ describes the config key(s) {missing}"
 
 
 def test_solve_prints_what_the_docs_say(tmp_path):
