@@ -52,12 +52,15 @@ def _interrupt_message() -> str:
     run = _RUN.get("run")
     if run is None:
         return "interrupted"
-    try:
-        ck = run.load_checkpoint("last")
-    except Exception:
-        return f"interrupted before the first epoch completed; {run.path} holds no checkpoint to resume from"
-    return (f"interrupted; the board is in its safe state and {run.path} keeps the checkpoint of epoch "
-            f"{int(ck['epoch'])}: continue with 'hil train --resume {run.path}'")
+    for tag in ("last", "best"):
+        try:
+            ck = run.load_checkpoint(tag)
+        except Exception:
+            continue
+        which = "checkpoint" if tag == "last" else "best checkpoint (the last one is damaged)"
+        return (f"interrupted; the board is in its safe state and {run.path} keeps the {which} of epoch "
+                f"{int(ck['epoch'])}: continue with 'hil train --resume {run.path}'")
+    return f"interrupted before the first epoch completed; {run.path} holds no checkpoint to resume from"
 
 
 def _progress(args) -> bool | str:
