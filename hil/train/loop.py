@@ -163,11 +163,19 @@ class Trainer:
         """
         used, ck = self.run.load_checkpoint_with_fallback(tag)
         check_checkpoint_fits(ck, self.board.topology, f"resume of {self.run.path}")
+        try:
+            opt_state = {"step": ck["opt_step"], "m": ck["opt_m"], "v": ck["opt_v"]}
+            rng_state = json.loads(str(ck["rng_state"]))
+            epoch, best = int(ck["epoch"]), (float(ck["best_acc"]), int(ck["best_epoch"]))
+            if opt_state["m"].shape != ck["conductances_s"].shape:
+                raise ValueError("optimizer state does not match the conductances")
+        except (KeyError, ValueError, TypeError) as exc:
+            raise RunDirError(f"checkpoint {used} of {self.run.path} is damaged ({type(exc).__name__}: {exc})") from None
         self.board.program(ck["conductances_s"], rel_tol=0.0)
-        self.opt.load_state_dict({"step": ck["opt_step"], "m": ck["opt_m"], "v": ck["opt_v"]})
-        self.rng.bit_generator.state = json.loads(str(ck["rng_state"]))
-        self.epoch = self.saved_epoch = int(ck["epoch"])
-        self.best = (float(ck["best_acc"]), int(ck["best_epoch"]))
+        self.opt.load_state_dict(opt_state)
+        self.rng.bit_generator.state = rng_state
+        self.epoch = self.saved_epoch = epoch
+        self.best = best
         self.run.truncate_metrics(self.epoch)
         self.run.event("resume", step=self.epoch * self.steps_per_epoch, epoch=self.epoch,
                        overrides=list(overrides or []), checkpoint=used)

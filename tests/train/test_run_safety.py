@@ -214,3 +214,16 @@ def test_paths_with_nul_are_one_line_config_errors(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "a\x00b")]) == 2
     err = capsys.readouterr().err
     assert "not a run directory" in err and "\x00" not in err
+
+
+def test_checkpoint_with_damaged_contents_is_one_line(tmp_path, capsys):
+    run = train(tmp_path, 2)
+    p = run / "checkpoints" / "last.npz"
+    with np.load(p) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["rng_state"] = np.array("{not json")
+    np.savez(p, **arrays)
+    assert main(["train", "--resume", str(run), "-q", "--set", "train.epochs=3"]) == 1
+    err = capsys.readouterr().err
+    assert "last of" in err and "is damaged (JSONDecodeError" in err
+    one_line(err)
