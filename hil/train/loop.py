@@ -140,6 +140,7 @@ class Trainer:
         self.saved_epoch = 0  # the epoch that checkpoints/last.npz holds
         self.best = (-1.0, 0)
         self.best_on = "validation accuracy" if data.val is not None else "training accuracy"
+        self._layout = conductance_layout(topo)  # the same in every checkpoint of the run
 
     # ---- checkpoints -------------------------------------------------------------
     def _checkpoint(self, tag: str) -> None:
@@ -151,7 +152,7 @@ class Trainer:
             "rng_state": np.array(json.dumps(self.rng.bit_generator.state)),
             "best_acc": np.array(self.best[0]), "best_epoch": np.array(self.best[1]),
             "best_on": np.array(self.best_on),
-            **conductance_layout(self.board.topology),
+            **self._layout,
         })
 
     def restore(self, tag: str = "last", overrides: list[str] | None = None) -> None:
