@@ -88,9 +88,11 @@ class BoardTopology:
     def mean_branch_product(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Batch mean of (a_α − a_β)(b_α − b_β) for every conductance (m,), from node arrays (B, nodes).
 
-        Every conductance of a crossbar has a hidden node at its first end, so only the
-        hidden rows of the node correlations aᵀb and bᵀa are formed: O(B·n·nodes) work,
-        then one gather per conductance.
+        Every conductance of a crossbar has a hidden node at its first end.  Conductances
+        to fixed-potential nodes (sources, output ports, ground) come from the hidden ×
+        fixed block of the node correlations aᵀb and bᵀa (O(B·n·fixed) work, one gather);
+        hidden↔hidden conductances, which exist only where the coupling has an edge, are
+        correlated edge by edge (O(B·edges)).  No hidden × hidden correlation is formed.
         """
         B = a.shape[0]
         i, j = self.edges[:, 0], self.edges[:, 1]
@@ -98,22 +100,41 @@ class BoardTopology:
         if plan is None:
             c = a.T @ b / B
             return c[i, i] - c[i, j] - c[j, i] + c[j, j]
-        hidden, flat = plan
-        cross = (a[:, hidden].T @ b + b[:, hidden].T @ a).ravel()  # (n, nodes), flattened
+        hidden, fixed, block_edges, flat, pair_edges = plan
+        out = np.empty(self.edges.shape[0])
+        ah, bh = a[:, hidden], b[:, hidden]
+        af, bf = a[:, fixed], b[:, fixed]
+        cross = (ah.T @ bf + bh.T @ af).ravel()  # (n, fixed), flattened
         diag = np.einsum("bk,bk->k", a, b)
-        return (diag[i] + diag[j] - cross[flat]) / B
+        ib, jb = i[block_edges], j[block_edges]
+        out[block_edges] = (diag[ib] + diag[jb] - cross[flat]) / B
+        if pair_edges.size:
+            ip, jp = i[pair_edges], j[pair_edges]
+            out[pair_edges] = np.einsum("bk,bk->k", a[:, ip] - a[:, jp], b[:, ip] - b[:, jp]) / B
+        return out
 
     def _gather_plan(self):
-        """(hidden slice, flat indices into the hidden×nodes block) or None if edges do not fit it."""
+        """How :meth:`mean_branch_product` splits the conductances, or None if the edges do not fit.
+
+        (hidden slice, fixed-node indices, edges to fixed nodes, their flat indices into the
+        hidden × fixed block, hidden↔hidden edges).
+        """
         cache = self.__dict__.setdefault("_plan_cache", {})
         if "plan" not in cache:
-            idx = [k for k, kind in enumerate(self.node_kinds) if kind == "hidden"]
+            kinds = np.array(self.node_kinds)
+            idx = np.flatnonzero(kinds == "hidden")
             i, j = self.edges[:, 0], self.edges[:, 1]
             plan = None
-            if idx and idx == list(range(idx[0], idx[-1] + 1)):
-                hidden = slice(idx[0], idx[-1] + 1)
+            if idx.size and np.array_equal(idx, np.arange(idx[0], idx[-1] + 1)):
+                hidden = slice(int(idx[0]), int(idx[-1]) + 1)
                 if np.all((i >= hidden.start) & (i < hidden.stop)):
-                    plan = (hidden, (i - hidden.start) * len(self.node_names) + j)
+                    fixed = np.flatnonzero(kinds != "hidden")
+                    pos = np.full(len(kinds), -1)
+                    pos[fixed] = np.arange(fixed.size)
+                    to_hidden = (j >= hidden.start) & (j < hidden.stop)
+                    block = np.flatnonzero(~to_hidden)
+                    flat = (i[block] - hidden.start) * fixed.size + pos[j[block]]
+                    plan = (hidden, fixed, block, flat, np.flatnonzero(to_hidden))
             cache["plan"] = plan
         return cache["plan"]
 

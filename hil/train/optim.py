@@ -38,24 +38,46 @@ class Optimizer:
         return self.lr
 
     def step(self, g: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        """Return projected new conductances (S) from gradient ∂ℓ/∂g (1/S)."""
+        """Return projected new conductances (S) from gradient ∂ℓ/∂g (1/S).
+
+        Only trainable entries are touched (frozen entries keep zero moments forever).
+        """
         st = self.state
         lr = self.current_lr()
         st["step"] += 1
-        grad = np.where(self.mask, grad, 0.0)
+        if not hasattr(self, "_idx") or self._idx[1] != self.mask.shape[0]:
+            idx = np.flatnonzero(self.mask)
+            self._idx = (None if idx.size == self.mask.size else idx, self.mask.shape[0])
+        idx = self._idx[0]
+        take = (lambda a: a) if idx is None else (lambda a: a[idx])
+        gr = take(grad)
+        m = take(st["m"])
         if self.name == "sgd":
-            st["m"] = self.momentum * st["m"] + grad
-            upd = lr * st["m"]
+            m *= self.momentum
+            m += gr
+            upd = lr * m
         else:
             b1, b2 = self.betas
-            st["m"] = b1 * st["m"] + (1 - b1) * grad
-            st["v"] = b2 * st["v"] + (1 - b2) * grad * grad
+            v = take(st["v"])
+            m *= b1
+            m += (1 - b1) * gr
+            v *= b2
+            v += (1 - b2) * gr * gr
             t = st["step"]
-            mhat = st["m"] / (1 - b1**t)
-            vhat = st["v"] / (1 - b2**t)
-            upd = lr * mhat / (np.sqrt(vhat) + self.eps)
-        new = np.where(self.mask, g - upd, g)
-        return np.where(self.mask, np.clip(new, self.g_min, self.g_max), g)
+            upd = np.sqrt(v / (1 - b2**t))
+            upd += self.eps
+            np.divide(lr * (m / (1 - b1**t)), upd, out=upd)
+            if idx is not None:
+                st["v"][idx] = v
+        if idx is not None:
+            st["m"][idx] = m
+        new = np.array(g, dtype=float, copy=True)
+        sub = take(new) - upd
+        np.clip(sub, self.g_min, self.g_max, out=sub)
+        if idx is None:
+            return sub
+        new[idx] = sub
+        return new
 
     def state_dict(self) -> dict:
         return {"step": np.array(self.state["step"]), "m": self.state["m"].copy(), "v": self.state["v"].copy()}
