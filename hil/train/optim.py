@@ -40,43 +40,46 @@ class Optimizer:
     def step(self, g: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """Return projected new conductances (S) from gradient ∂ℓ/∂g (1/S).
 
-        Only trainable entries are touched (frozen entries keep zero moments forever).
+        Works in place on the moment arrays (a few passes over m conductances, no
+        gathers); frozen entries see a zero gradient and are restored afterwards.
         """
         st = self.state
         lr = self.current_lr()
         st["step"] += 1
-        if not hasattr(self, "_idx") or self._idx[1] != self.mask.shape[0]:
-            idx = np.flatnonzero(self.mask)
-            self._idx = (None if idx.size == self.mask.size else idx, self.mask.shape[0])
-        idx = self._idx[0]
-        take = (lambda a: a) if idx is None else (lambda a: a[idx])
-        gr = take(grad)
-        m = take(st["m"])
+        frozen = self.__dict__.get("_frozen")
+        if frozen is None or frozen[1] != self.mask.shape[0]:
+            frozen = self._frozen = (np.flatnonzero(~self.mask), self.mask.shape[0])
+        frozen = frozen[0]
+        gr = np.asarray(grad, dtype=float)
+        if frozen.size:
+            gr = gr.copy()
+            gr[frozen] = 0.0
+        m = st["m"]
+        buf = np.empty_like(m)
         if self.name == "sgd":
             m *= self.momentum
             m += gr
-            upd = lr * m
+            upd = np.multiply(m, lr, out=buf)
         else:
             b1, b2 = self.betas
-            v = take(st["v"])
-            m *= b1
-            m += (1 - b1) * gr
-            v *= b2
-            v += (1 - b2) * gr * gr
+            v = st["v"]
             t = st["step"]
-            upd = np.sqrt(v / (1 - b2**t))
-            upd += self.eps
-            np.divide(lr * (m / (1 - b1**t)), upd, out=upd)
-            if idx is not None:
-                st["v"][idx] = v
-        if idx is not None:
-            st["m"][idx] = m
-        new = np.array(g, dtype=float, copy=True)
-        sub = take(new) - upd
-        np.clip(sub, self.g_min, self.g_max, out=sub)
-        if idx is None:
-            return sub
-        new[idx] = sub
+            m *= b1
+            m += np.multiply(gr, 1 - b1, out=buf)
+            v *= b2
+            np.multiply(gr, 1 - b2, out=buf)
+            buf *= gr
+            v += buf
+            np.divide(v, 1 - b2**t, out=buf)
+            np.sqrt(buf, out=buf)
+            buf += self.eps
+            upd = np.divide(m, 1 - b1**t)
+            upd *= lr
+            np.divide(upd, buf, out=upd)
+        new = np.subtract(g, upd, out=upd)
+        np.clip(new, self.g_min, self.g_max, out=new)
+        if frozen.size:
+            new[frozen] = np.asarray(g)[frozen]
         return new
 
     def state_dict(self) -> dict:
