@@ -76,10 +76,16 @@ def cmd_train(args) -> int:
         if board.topology.n_inputs != data.train.x.shape[1]:
             raise ConfigError([f"board.circuit.inputs: the circuit has {board.topology.n_inputs} inputs, "
                                f"the {settings.dataset} data set has {data.train.x.shape[1]}"], source)
+    from hil.threads import configure_blas_threads
+
+    try:
+        blas = configure_blas_threads(settings.blas_threads)
+    except ValueError as exc:
+        raise ConfigError([str(exc)], source) from None
     if not args.resume:
         run = RunDir.create(settings.runs_dir, settings.name)
         run.write_config(raw)
-        run.write_metadata({"config_source": source, "estimator": settings.estimator})
+        run.write_metadata({"config_source": source, "estimator": settings.estimator, **blas})
     with board:
         trainer = Trainer(board, settings, data, run, progress=not args.quiet)
         if args.resume:

@@ -48,16 +48,16 @@ def configure_blas_threads(configured: int | str | None = None) -> dict:
         _limiter = None
     if n is not None:
         _limiter = threadpool_limits(limits=n, user_api="blas")
-    return blas_info()
+    return blas_info(requested="auto" if n is None else n)
 
 
-def blas_info() -> dict:
-    """BLAS libraries and their current thread counts, for run metadata."""
+def blas_info(requested: int | str | None = None) -> dict:
+    """BLAS libraries and their current thread counts (and the requested count), for run metadata."""
     from threadpoolctl import threadpool_info
 
     libs = [{"library": d.get("internal_api"), "version": d.get("version"), "threads": d.get("num_threads")}
             for d in threadpool_info() if d.get("user_api") == "blas"]
-    return {"blas": libs, "blas_threads_requested": os.environ.get(ENV_VAR, "default")}
+    return {"blas": libs, "blas_threads": requested}
 
 
 def blas_summary() -> str:

@@ -30,8 +30,10 @@ class IdealSolution:
 
 
 def _residual(K, e: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Nodal KCL residual K e − b (B, n) in amperes, for a dense or sparse K."""
-    return e @ K.T - b if isinstance(K, np.ndarray) else (K @ e.T).T - b
+    """Nodal KCL residual K e − b (B, n) in amperes, for a dense or sparse K or a diagonal K given as (n,)."""
+    if isinstance(K, np.ndarray):
+        return K * e - b if K.ndim == 1 else e @ K.T - b
+    return (K @ e.T).T - b
 
 
 def certify(K, e: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, on: np.ndarray, scale_v: float,
@@ -45,12 +47,15 @@ def certify(K, e: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, on: n
     mu = np.where(on, s * r, 0.0)
     z = s * (e - h)
     diag = K if K.ndim == 1 else K.diagonal()
-    scale_i = max(float(np.max(np.abs(b), initial=0.0)), float(np.max(np.abs(diag * e), initial=0.0)), 1e-300)
-    kcl = float(np.max(np.abs(r[~on]), initial=0.0))
+    if not e.size:
+        return {"primal": 0.0, "dual": 0.0, "complementarity": 0.0, "kcl_abs": 0.0, "kcl_rel": 0.0,
+                "mu": mu, "z": z, "scale_i": 1e-300}
+    scale_i = max(float(np.abs(b).max()), float(np.abs(diag * e).max()), 1e-300)
+    kcl = float(np.abs(np.where(on, 0.0, r)).max())
     return {
-        "primal": float(np.max(-z, initial=0.0)) / scale_v,
-        "dual": float(np.max(-mu, initial=0.0)) / scale_i,
-        "complementarity": float(np.max(np.abs(mu * z), initial=0.0)) / scale_v / scale_i,
+        "primal": max(float(-z.min()), 0.0) / scale_v,
+        "dual": max(float(-mu.min()), 0.0) / scale_i,
+        "complementarity": float(np.abs(mu * z).max()) / scale_v / scale_i,
         "kcl_abs": kcl,
         "kcl_rel": kcl / scale_i,
         "mu": mu,

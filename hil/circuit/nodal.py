@@ -87,10 +87,15 @@ class NodalSystem:
         self.k_csc = sp.csc_matrix((self.k_csr.data, self.k_csr.indices, self.k_csr.indptr), shape=(n, n), copy=False)
 
     # ---- values ------------------------------------------------------------------------
+    # Every sum below is a per-row reduction of a C-contiguous copy, so a partial update
+    # (a subset of rows) adds in exactly the order of a full refresh: results are bit-identical.
     def _diag_rows(self, rows) -> np.ndarray:
         """Diagonal of K for the hidden nodes ``rows`` (an index array or ``slice(None)``)."""
         return (self.g_in[rows].sum(axis=1) + self.hh_row_sum[rows] + self.g_leak[rows]
-                + self.g_out[:, rows].sum(axis=0))
+                + np.ascontiguousarray(self.g_out.T[rows]).sum(axis=1))
+
+    def _in_col_sums(self, cols) -> np.ndarray:
+        return np.ascontiguousarray(self.g_in.T[cols]).sum(axis=1)
 
     def _refresh_hh(self) -> None:
         self._vals_ext[:-1] = self.g_hh_values
@@ -102,7 +107,7 @@ class NodalSystem:
         self._refresh_hh()
         self.diag[:] = self._diag_rows(slice(None))
         self.k_csr.data[self._pos_diag] = self.diag
-        self.in_col_sum[:] = self.g_in.sum(axis=0)
+        self.in_col_sum[:] = self._in_col_sums(slice(None))
         self.out_row_sum[:] = self.g_out.sum(axis=1)
 
     def program(self, g: np.ndarray) -> np.ndarray:
@@ -134,7 +139,7 @@ class NodalSystem:
         self.k_csr.data[self._pos_diag[rows]] = self.diag[rows]
         src_cols = np.unique(b[b < hid0])
         if src_cols.size:
-            self.in_col_sum[src_cols] = self.g_in[:, src_cols].sum(axis=0)
+            self.in_col_sum[src_cols] = self._in_col_sums(src_cols)
         out0 = hid0 + self.n
         ports = np.unique(b[(b >= out0) & (b < out0 + self.q)]) - out0
         if ports.size:

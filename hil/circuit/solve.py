@@ -125,8 +125,10 @@ class EquilibriumSolver:
         return u, w, b, b_src
 
     def _voltage_scale(self, u, w) -> float:
-        return max(float(np.max(np.abs(u), initial=0.0)), float(np.max(np.abs(w), initial=0.0)),
-                   float(np.max(np.abs(self._template.diodes.v_ref), initial=0.0)), 1e-300)
+        if "_vref_max" not in self.__dict__:
+            self._vref_max = float(np.max(np.abs(self._template.diodes.v_ref), initial=0.0))
+        return max(float(np.abs(u).max()) if u.size else 0.0, float(np.abs(w).max()) if w.size else 0.0,
+                   self._vref_max, 1e-300)
 
     # ---- solves ------------------------------------------------------------------
     def ideal_voltages(self, b: np.ndarray, h: np.ndarray, warm_on=None) -> np.ndarray:
