@@ -130,3 +130,19 @@ def test_branch_correlation_plan_equals_direct_formula(degree):
     got = topo.mean_branch_product(a, b)
     assert np.max(np.abs(got - direct)) <= 1e-12 * np.abs(direct).max()
     assert len(topo._gather_plan()[2]) == 3  # g_in, g_leak, g_out formed as dense blocks
+
+
+@pytest.mark.parametrize("degree", [0, 3])
+def test_stacked_perturbation_phases_equal_separate_measurements(degree):
+    c = random_circuit(20, 4, 4, seed=9, coupling_degree=degree)
+    board, ref = SimulatedBoard(c), SimulatedBoard(c)
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, (6, c.n_inputs))
+    w = rng.uniform(-0.01, 0.01, (6, c.n_outputs))
+    board.measure(x)
+    both = board.measure(np.concatenate([x, x]), np.concatenate([w, -w]))
+    for half, ww in ((slice(0, 6), w), (slice(6, 12), -w)):
+        sep = ref.measure(x, ww)
+        assert np.array_equal(both.on[half], sep.on)
+        assert np.max(np.abs(both.e[half] - sep.e)) <= 1e-12
+        assert np.max(np.abs(both.i_src[half] - sep.i_src)) <= 1e-12 * np.abs(sep.i_src).max()
