@@ -43,6 +43,7 @@ def one(n_hidden: int, epochs: int) -> dict:
     from hil.train.settings import parse_settings
 
     configure_blas_threads()
+    load_dataset("digits", 1.0)  # imports (scikit-learn) count in the baseline, not the growth
     base = _rss_mib()
     raw = apply_overrides(load_yaml("sim-digits"), [f"board.circuit.hidden.count={n_hidden}",
                                                    f"train.gain_per_a={1e5 * 64 / n_hidden}",

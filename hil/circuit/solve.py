@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hil.circuit.ideal import _residual, solve_ideal, solve_ideal_diagonal
-from hil.circuit.linsolve import MaskedSolver, use_dense
+from hil.circuit.linsolve import MaskedSolver, solve_diagonal_shift, use_dense
 from hil.circuit.model import Circuit
 from hil.circuit.nodal import NodalSystem
 from hil.circuit.report import SolveError, SolveReport
@@ -212,6 +212,10 @@ class EquilibriumSolver:
             report = sol.report
         else:
             e0 = warm.e if warm is not None and warm.e.shape == b.shape else None
+            if e0 is not None and warm.g_d is not None and warm.w.shape == w.shape and np.any(w != warm.w):
+                # Predictor: the linear response of the held operating point to the port change
+                # (one solve with the held Jacobian); Newton then only corrects the curvature.
+                e0 = e0 + solve_diagonal_shift(self.k_dense, self.k_sparse, warm.g_d, (w - warm.w) @ nd.g_out)
             if self._lambda_min is None:
                 self._lambda_min = self._laplacian_lower_bound()
             sol = solve_shockley(self.k_dense, self.k_sparse, d, b, self._shockley_start, e0, self.tol, self._lambda_min)
