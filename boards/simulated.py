@@ -90,6 +90,8 @@ class SimulatedBoard(BoardBase):
         g = np.clip(np.asarray(g, dtype=float), *self._bounds)
         if g.shape != (self._topology.n_conductances,):
             raise ValueError(f"expected {self._topology.n_conductances} conductances, got shape {g.shape}")
+        if not np.isfinite(g).all():
+            raise ValueError("conductances must be finite (siemens)")
         # Only the changed conductances are written; the circuit structure is kept.
         if self._solver.program(g):
             self._stale, self._last = self._last or self._stale, None

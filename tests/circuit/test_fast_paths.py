@@ -146,3 +146,16 @@ def test_stacked_perturbation_phases_equal_separate_measurements(degree):
         assert np.array_equal(both.on[half], sep.on)
         assert np.max(np.abs(both.e[half] - sep.e)) <= 1e-12
         assert np.max(np.abs(both.i_src[half] - sep.i_src)) <= 1e-12 * np.abs(sep.i_src).max()
+
+
+def test_board_program_rejects_bad_vectors_and_keeps_its_state():
+    c = random_circuit(6, 2, 2, seed=10, coupling_degree=0)
+    board = SimulatedBoard(c)
+    g0 = board.read_conductances()
+    bad = g0.copy()
+    bad[0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        board.program(bad)
+    with pytest.raises(ValueError, match="conductances"):
+        board.program(g0[:-1])
+    assert np.array_equal(board.read_conductances(), g0)
