@@ -94,8 +94,9 @@ class NodalSystem:
         return (self.g_in[rows].sum(axis=1) + self.hh_row_sum[rows] + self.g_leak[rows]
                 + np.ascontiguousarray(self.g_out.T[rows]).sum(axis=1))
 
-    def _in_col_sums(self, cols) -> np.ndarray:
-        return np.ascontiguousarray(self.g_in.T[cols]).sum(axis=1)
+    def _in_col_sums(self) -> np.ndarray:
+        """Total conductance at each source (p,), S (all columns: one pass over g_in)."""
+        return self.g_in.sum(axis=0)
 
     def _refresh_hh(self) -> None:
         self._vals_ext[:-1] = self.g_hh_values
@@ -107,27 +108,32 @@ class NodalSystem:
         self._refresh_hh()
         self.diag[:] = self._diag_rows(slice(None))
         self.k_csr.data[self._pos_diag] = self.diag
-        self.in_col_sum[:] = self._in_col_sums(slice(None))
+        self.in_col_sum[:] = self._in_col_sums()
         self.out_row_sum[:] = self.g_out.sum(axis=1)
 
-    def program(self, g: np.ndarray) -> np.ndarray:
-        """Write conductances ``g`` (m,) in siemens; returns the flat indices that changed.
+    def program(self, g: np.ndarray) -> int:
+        """Write conductances ``g`` (m,) in siemens; returns how many changed.
 
-        Only changed entries are written; only the rows of K they touch are recomputed
-        (all of them when more than a quarter of the conductances changed, which costs
-        the same).  The result is bit-identical to building a new system from scratch.
+        Only changed entries are written; only the diagonal entries of K they touch are
+        recomputed (everything is recomputed when more than a quarter of the conductances
+        changed, which costs the same).  The source column sums are recomputed whenever
+        an input conductance changed.  The result is bit-identical to building a new
+        system from scratch.
         """
         g = np.asarray(g, dtype=float)
         if g.shape != self.g.shape:
             raise ValueError(f"expected {self.g.size} conductances, got shape {g.shape}")
-        changed = np.flatnonzero(g != self.g)
-        if changed.size == 0:
-            return changed
-        self.g[changed] = g[changed]
+        diff = g != self.g
+        count = int(np.count_nonzero(diff))
+        if count == 0:
+            return 0
         self.version += 1
-        if changed.size * 4 > self.g.size:
+        if count * 4 > self.g.size:
+            np.copyto(self.g, g)
             self._refresh_all()
-            return changed
+            return count
+        changed = np.flatnonzero(diff)
+        self.g[changed] = g[changed]
         edges = self.topology.edges
         hid0 = self.p
         a, b = edges[changed, 0], edges[changed, 1]
@@ -137,14 +143,13 @@ class NodalSystem:
             self._refresh_hh()
         self.diag[rows] = self._diag_rows(rows)
         self.k_csr.data[self._pos_diag[rows]] = self.diag[rows]
-        src_cols = np.unique(b[b < hid0])
-        if src_cols.size:
-            self.in_col_sum[src_cols] = self._in_col_sums(src_cols)
+        if np.any(b < hid0):
+            self.in_col_sum[:] = self._in_col_sums()
         out0 = hid0 + self.n
         ports = np.unique(b[(b >= out0) & (b < out0 + self.q)]) - out0
         if ports.size:
             self.out_row_sum[ports] = self.g_out[ports].sum(axis=1)
-        return changed
+        return count
 
     def k_dense(self) -> np.ndarray:
         """K as a dense (n, n) array (for small coupled networks only)."""

@@ -95,10 +95,10 @@ class EquilibriumSolver:
         Factorizations and cached sets are dropped only when something changed.
         """
         changed = self.nodal.program(g)
-        if changed.size:
+        if changed:
             self._circuit = None
             self._matrices()
-        return int(changed.size)
+        return changed
 
     # ---- inputs --------------------------------------------------------------
     def _prepare(self, u, w, warm=None):

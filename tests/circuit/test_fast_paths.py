@@ -89,8 +89,7 @@ def test_programming_changed_conductances_equals_rebuild(degree):
         g = g.copy()
         pick = rng.random(g.size) < fraction
         g[pick] *= rng.uniform(0.5, 1.5, pick.sum())
-        changed = nodal.program(g)
-        assert np.array_equal(np.sort(changed), np.flatnonzero(pick))
+        assert nodal.program(g) == np.count_nonzero(pick)
         fresh = NodalSystem(c.with_conductances(g))
         assert np.array_equal(nodal.g, fresh.g)
         assert np.array_equal(nodal.diag, fresh.diag)
@@ -100,7 +99,7 @@ def test_programming_changed_conductances_equals_rebuild(degree):
         # the nodal matrix is the circuit's grounded Laplacian
         np.testing.assert_allclose(nodal.k_csr.toarray(), c.with_conductances(g).laplacian_dense(),
                                    rtol=1e-15, atol=1e-20)
-    assert nodal.program(g).size == 0  # nothing changed: nothing written
+    assert nodal.program(g) == 0  # nothing changed: nothing written
 
 
 def test_board_program_matches_a_board_built_from_the_programmed_circuit():
