@@ -195,12 +195,18 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
     if runs_dir is not None:
         s.runs_dir = str(runs_dir)
     board, data = _board_and_data(s, source)
+    from hil.threads import configure_blas_threads
+
+    try:
+        blas = configure_blas_threads(s.blas_threads)
+    except ValueError as exc:
+        raise ConfigError([str(exc)], source) from None
     run = RunDir.create(s.runs_dir, s.name)
     if started is not None:
         started(run)
     try:
         run.write_config(config)
-        run.write_metadata({"config_source": source, "estimator": s.estimator})
+        run.write_metadata({"config_source": source, "estimator": s.estimator, **blas})
         with board:
             return Trainer(board, s, data, run, progress=progress).fit()
     finally:

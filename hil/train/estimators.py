@@ -46,6 +46,15 @@ def _finish(topology, n0: np.ndarray, n_hat: np.ndarray, keep: bool):
     return grad, (n0[:, e[:, 0]] - n0[:, e[:, 1]]) * (n_hat[:, e[:, 0]] - n_hat[:, e[:, 1]])
 
 
+def _split(m: Measurement) -> tuple[Measurement, Measurement]:
+    """The two halves of a measurement of a stacked batch [first; second]."""
+    k = m.e.shape[0] // 2
+    half = lambda a, sl: None if a is None else a[sl]
+    return tuple(Measurement(u=m.u[sl], w=m.w[sl], y=m.y[sl], i_src=m.i_src[sl], e=m.e[sl], on=half(m.on, sl),
+                             piecewise_linear=m.piecewise_linear, info=m.info)
+                 for sl in (slice(0, k), slice(k, 2 * k)))
+
+
 def _operating_point(board: Board, x: np.ndarray, target, loss: Loss) -> tuple[Measurement, np.ndarray, np.ndarray]:
     """Measure the operating point; return it, the per-sample loss and the drive ŵ = −∂ℓ/∂y (A⁻¹)."""
     op = board.measure(x)
@@ -89,8 +98,10 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     while todo.size:
         xs, ws, es = x[todo], w_hat[todo], eps[todo]
         w0 = op.w[todo]
-        plus = board.measure(xs, w0 + es * ws)
-        minus = board.measure(xs, w0 - es * ws) if central else None
+        if central:  # both perturbation phases as one batch of 2k measurements
+            plus, minus = _split(board.measure(np.concatenate([xs, xs]), np.concatenate([w0 + es * ws, w0 - es * ws])))
+        else:
+            plus, minus = board.measure(xs, w0 + es * ws), None
         flips = np.zeros(todo.size, bool)
         if op.piecewise_linear and op.on is not None and plus.on is not None:
             flips |= np.any(plus.on != op.on[todo], axis=1)
