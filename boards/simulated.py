@@ -43,7 +43,7 @@ def _tiled(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> Circu
     st = held[1]
     rep = lambda a: None if a is None else np.tile(a, (k,) + (1,) * (a.ndim - 1))
     return CircuitState(rep(st.u), rep(st.w), rep(st.e), rep(st.diode_current), rep(st.on), rep(st.g_d), rep(st.y),
-                        rep(st.i_src), st.report, rep(st.b_src))
+                        rep(st.i_src), st.report, rep(st.b_src), rep(st.region))
 
 
 class SimulatedBoard(BoardBase):
@@ -83,7 +83,7 @@ class SimulatedBoard(BoardBase):
         st = self._solve(x, w)
         d = self._diodes
         return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
-                           piecewise_linear=d.is_ideal or d.is_linear,
+                           piecewise_linear=d.law.piecewise_linear,
                            info={"report": st.report, "g_d": st.g_d})
 
     def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:
@@ -110,7 +110,14 @@ class SimulatedBoard(BoardBase):
         st = self._solve(x, None)
         nd, d = self._solver.nodal, self._diodes
         rhs = np.atleast_2d(w_hat) @ nd.g_out
-        if d.is_ideal or d.is_linear:
+        if d.element is not None:  # registry element: clamped nodes shorted, segments by their slope
+            from hil.circuit.element_solve import solve_shifted
+
+            K = self._solver.k_dense if self._solver.k_dense is not None else self._solver.k_sparse
+            rhs = np.broadcast_to(rhs, st.e.shape)
+            clamped = st.clamped if st.clamped is not None else np.zeros(st.e.shape, bool)
+            e_hat = solve_shifted(K, clamped, np.zeros_like(rhs), st.g_d, rhs)
+        elif d.is_ideal or d.is_linear:
             e_hat = self._solver.masked.solve(st.on, np.zeros(nd.n), rhs)
         else:
             e_hat = solve_diagonal_shift(self._solver.k_dense, self._solver.k_sparse, st.g_d, rhs)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dataclasses import replace
+
 import numpy as np
 
 from hil.circuit.elements import DIODE_KINDS, DIODE_PRESETS, DiodeBank, SPICE_GMIN_S
@@ -137,7 +139,11 @@ def _temperature(t: float) -> str | None:
 
 
 def _diodes(sec: Section, n: int) -> DiodeBank:
-    kind = sec.get("model", str, "ideal", choices=DIODE_KINDS)
+    from hil.circuit.laws import ELEMENTS
+
+    kind = sec.get("model", str, "ideal", choices=tuple(ELEMENTS))
+    if kind not in DIODE_KINDS and not getattr(ELEMENTS.get(kind), "uses_diode_bank", False):
+        return _registry_element(sec, kind, n)
     preset = sec.get("preset", str, None, choices=tuple(DIODE_PRESETS))
     base = dict(DIODE_PRESETS["1N4148"])
     if preset:
@@ -168,7 +174,20 @@ def _diodes(sec: Section, n: int) -> DiodeBank:
         spice_compat=sec.get("spice_compat", bool, False),
     )
     sec.finish()
+    if kind not in DIODE_KINDS:  # a registry element built on the diode-bank parameters
+        return replace(bank, element=ELEMENTS[kind](bank))
     return bank
+
+
+def _registry_element(sec: Section, kind: str, n: int) -> DiodeBank:
+    """A node element from :mod:`hil.circuit.laws` (its own keys), wrapped in a diode bank."""
+    from hil.circuit.laws import ELEMENTS
+
+    element = ELEMENTS[kind].from_config(sec, n)
+    sec.finish()
+    base = DIODE_PRESETS["1N4148"]
+    return DiodeBank(kind=kind, orientation=np.ones(n, int), v_ref=np.zeros(n), i_s=np.full(n, base["i_s"]),
+                     n=np.full(n, base["n"]), r_s=np.zeros(n), element=element)
 
 
 def _matrix(sec: Section, key: str, shape: tuple[int, ...], rng: np.random.Generator, default: Any) -> np.ndarray:

@@ -18,7 +18,7 @@ and physics.md §8.3) so that our solutions agree with ngspice to ~1e-13 V.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -82,10 +82,20 @@ class DiodeBank:
     eg_ev: float = 1.11
     gmin_s: float = SPICE_GMIN_S
     spice_compat: bool = False
+    #: a :class:`hil.circuit.laws.NodeElement` for kinds other than ideal/shockley/none, solved by
+    #: :mod:`hil.circuit.element_solve`; None for the built-in fast paths.
+    element: object | None = field(default=None, compare=False, repr=False)
 
     @property
     def count(self) -> int:
         return int(self.orientation.shape[0])
+
+    @property
+    def law(self):
+        """The element object (:mod:`hil.circuit.laws`) of this bank: its law, activation and SPICE form."""
+        from hil.circuit.laws import element_for_bank
+
+        return element_for_bank(self)
 
     @property
     def is_ideal(self) -> bool:

@@ -37,6 +37,8 @@ class MONView:
 
     def activation(self, x: np.ndarray, step: float = 1.0) -> np.ndarray:
         """Resolvent σ of (step·α)×co-content: ReLU for ideal diodes, scalar Newton otherwise."""
+        if self.diodes.element is not None:
+            return self.diodes.element.activation(x, step * self.alpha_ohm)[0]
         if self.diodes.is_ideal:
             return np.maximum(x, 0.0)
         if self.diodes.is_linear:
@@ -45,6 +47,8 @@ class MONView:
 
     def activation_slope(self, x: np.ndarray) -> np.ndarray:
         """σ'_a(x): 1[x > 0] for ideal diodes, 1/(1 + a g̃(σ(x))) otherwise."""
+        if self.diodes.element is not None:
+            return self.diodes.element.activation(x, self.alpha_ohm)[1]
         if self.diodes.is_ideal:
             return (x > 0).astype(float)
         if self.diodes.is_linear:
@@ -86,8 +90,9 @@ def mon_view(circuit: Circuit, alpha_ohm: float, w: np.ndarray | None = None) ->
         raise ValueError("alpha_ohm must be > 0")
     c = circuit
     n = c.n_hidden
-    s = c.diodes.orientation.astype(float)
-    h = c.diodes.v_ref
+    generic = c.diodes.element is not None  # registry elements: z = e, σ_a from the element
+    s = np.ones(n) if generic else c.diodes.orientation.astype(float)
+    h = np.zeros(n) if generic else c.diodes.v_ref
     L = c.laplacian_dense()
     SLS = s[:, None] * L * s[None, :]
     W = np.eye(n) - alpha_ohm * SLS

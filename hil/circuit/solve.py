@@ -49,6 +49,16 @@ class CircuitState:
     i_src: np.ndarray
     report: SolveReport
     b_src: np.ndarray | None = None  # (B, n) G_in u, reused by later phases of the same inputs
+    #: (B, n) region of each node for piecewise-linear registry elements (−1/−2 clamped low/high,
+    #: ≥ 0 the linear segment); None otherwise.  Clamped nodes are shorted in the adjoint phase.
+    region: np.ndarray | None = None
+
+    @property
+    def clamped(self) -> np.ndarray | None:
+        """(B, n) nodes held at an element's clamp (ideal: diode conducting), or None when smooth."""
+        if self.region is not None:
+            return self.region < 0
+        return self.on if self.g_d is None else None
 
     def node_voltages(self) -> np.ndarray:
         """All node voltages (B, p + n + q + 1) in topology order (ground last, 0 V)."""
@@ -182,6 +192,8 @@ class EquilibriumSolver:
         nd = self.nodal
         u, w, b, b_src = self._prepare(u, w, warm)
         d = self._template.diodes
+        if d.element is not None:
+            return self._solve_element(u, w, b, b_src, warm)
         if d.is_linear:
             t0 = time.perf_counter()
             e = self.masked.solve(np.zeros(b.shape, bool), d.v_ref, b)
@@ -225,6 +237,29 @@ class EquilibriumSolver:
         y = e @ nd.g_out.T - self._g_out_row * w
         i_src = u * self._g_in_col - e @ nd.g_in
         return CircuitState(u, w, e, diode_current, on, g_d, y, i_src, report, b_src)
+
+
+    def _solve_element(self, u, w, b, b_src, warm) -> CircuitState:
+        """Registry elements (:mod:`hil.circuit.laws`): generic active-set or Newton solve."""
+        from hil.circuit.element_solve import solve_piecewise, solve_smooth
+
+        nd, el = self.nodal, self._template.diodes.element
+        K = self.k_dense if self.k_dense is not None else self.k_sparse
+        if el.piecewise_linear:
+            warm_region = warm.region if warm is not None and warm.region is not None else None
+            scale = max(self._voltage_scale(u, w), float(np.max(np.abs(el.reference_voltages()), initial=0.0)))
+            e, region, g_d, report = solve_piecewise(K, b, el, scale, tol=self.kkt_tol, warm_region=warm_region)
+            f, _ = el.law().current(e)
+            f = np.where(region < 0, b - (e @ K.T if isinstance(K, np.ndarray) else (K @ e.T).T), f)
+            on = (region < 0) | (g_d > 0)
+        else:
+            e0 = warm.e if warm is not None and warm.e.shape == b.shape else None
+            e, region, g_d, report = solve_smooth(K, b, el, e0, self.tol.reltol, self.tol.vntol, self.tol.abstol)
+            f, _ = el.current(e)
+            on = np.abs(f) > 1e3 * np.abs(np.asarray(getattr(getattr(el, "bank", None), "i_s", 1e-12)))
+        y = e @ nd.g_out.T - self._g_out_row * w
+        i_src = u * self._g_in_col - e @ nd.g_in
+        return CircuitState(u, w, e, f, on, g_d, y, i_src, report, b_src, region)
 
 
 def solve(circuit: Circuit, u, w=None) -> CircuitState:

@@ -284,10 +284,13 @@ def write_netlist(
     for (a, b), nm, gk in zip(topo.edges, topo.edge_names, g):
         if gk > 0:
             lines.append(f"{nm} {node_names[a]} {node_names[b]} {_num(1.0 / gk)}")
-    lines.append("* diodes (anode first)" if not d.is_linear else "* no diodes (linear network)")
+    if d.element is not None:  # a registry element writes its own SPICE form
+        lines += _element_lines(c, names["diodes"])
+    else:
+        lines.append("* diodes (anode first)" if not d.is_linear else "* no diodes (linear network)")
     models: dict[tuple[float, float, float], str] = {}
     for k, (dn, h) in enumerate(zip(names["diodes"], c.hidden_names)):
-        if d.is_linear:
+        if d.is_linear or d.element is not None:
             break
         ref = ref_nodes[k]
         anode, cathode = (ref, h) if d.orientation[k] > 0 else (h, ref)
@@ -306,6 +309,9 @@ def write_netlist(
         lines.append(f".model {mname} D({par})")
     gmin = NEAR_IDEAL_GMIN_S if d.is_ideal or d.is_linear else float(d.gmin_s)
     tnom = d.tnom_c if d.kind == "shockley" else d.temperature_c
+    if d.element is not None:
+        eo = d.element.spice_options()
+        gmin, tnom = float(eo.get("gmin", NEAR_IDEAL_GMIN_S)), float(eo.get("tnom", d.temperature_c))
     lines.append(
         f".options reltol={_num(opts.reltol)} abstol={_num(opts.abstol_a)} vntol={_num(opts.vntol_v)} "
         f"gmin={_num(gmin)} temp={_num(d.temperature_c)} tnom={_num(tnom)} itl1={int(opts.itl1)}"
@@ -321,6 +327,19 @@ def write_netlist(
         ".end",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _element_lines(c: Circuit, tags: Sequence[str]) -> list[str]:
+    """Deck lines of a registry element at every hidden node, then its ``.model`` cards."""
+    el = c.diodes.element
+    lines = [f"* node elements: {el.name}"]
+    models: dict[str, str] = {}
+    for k, (tag, node) in enumerate(zip(tags, c.hidden_names)):
+        body, mods = el.spice(k, node, tag[1:] if tag.upper().startswith("D") else tag)
+        lines += body
+        models.update(mods)
+    lines += [f".model {name} {par}" for name, par in models.items()]
+    return lines
 
 
 def _deck_names(deck: str) -> tuple[dict[str, str], dict[str, str]]:
