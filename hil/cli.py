@@ -378,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
         instruments_cli = None
     if instruments_cli is not None:
         instruments_cli.add_parser(sub)
+    from hil import activation_cli
+
+    activation_cli.add_parser(sub)
     return p
 
 
