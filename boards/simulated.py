@@ -105,11 +105,19 @@ class SimulatedBoard(BoardBase):
         self._last = self._stale = None
 
     # ---- simulated-only capability ------------------------------------------------
-    def linearized_response(self, x: np.ndarray, w_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Adjoint circuit at the operating point of ``x``: ê (B, n) volts, î (B, p) amperes."""
+    def linearized_response(self, x: np.ndarray, w_hat: np.ndarray,
+                            injected: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Adjoint circuit at the operating point of ``x``: ê (B, n) volts, î (B, p) amperes.
+
+        Sources shorted, elements frozen, output ports driven at ``w_hat`` (V) and, optionally,
+        currents ``injected`` (B, n) in amperes fed into the hidden nodes (a loss on node
+        voltages, or the back-propagated signal of a later cascade stage).
+        """
         st = self._solve(x, None)
         nd, d = self._solver.nodal, self._diodes
         rhs = np.atleast_2d(w_hat) @ nd.g_out
+        if injected is not None:
+            rhs = rhs + injected
         if d.element is not None:  # registry element: clamped nodes shorted, segments by their slope
             from hil.circuit.element_solve import solve_shifted
 

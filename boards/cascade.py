@@ -1,0 +1,189 @@
+"""A cascade of resistor–element stages coupled by unity-direction buffers, simulated stage by stage.
+
+Stage s is an ordinary crossbar circuit (:class:`~hil.boards.simulated.SimulatedBoard`).  Its
+logical inputs are the voltages of the buffered hidden nodes of stage s−1 multiplied by the
+buffer gain A_s (voltage followers: they draw no current from stage s−1 and supply whatever
+stage s needs); stage 0 takes the data inputs.  The network outputs are the port currents of
+the last stage.
+
+The board exposes the whole cascade through the ordinary board protocol: one flat conductance
+vector (stage after stage, groups named ``s<k>.g_in`` …), one node list (all sources, all hidden
+nodes, all ports, ground), measurements that concatenate the stages.  Its adjoint
+(:meth:`CascadeBoard.linearized_response`) runs the backward order: the last stage with the
+output drive, then each earlier stage with sources shorted, elements frozen and the
+back-propagated signal −∂ℓ/∂e injected as currents into its buffered nodes, ∂ℓ/∂e being the
+buffer gain times the current delivered by the shorted buffer outputs of the next stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hil.board import BoardBase, BoardTopology, Measurement
+from hil.boards.simulated import SimulatedBoard
+
+
+@dataclass(frozen=True)
+class StageLink:
+    """How stage s is driven by stage s−1: buffered hidden-node indices of s−1 and buffer gain A (V/V)."""
+
+    buffered: np.ndarray
+    gain: float
+
+
+def _cascade_topology(stages: list[SimulatedBoard]) -> tuple[BoardTopology, list[dict]]:
+    """The combined topology and, per stage, slices into the combined node/parameter/port vectors."""
+    topos = [b.topology for b in stages]
+    p = [t.n_sources for t in topos]
+    n = [t.n_hidden for t in topos]
+    q = [t.n_outputs for t in topos]
+    P, N, Q = sum(p), sum(n), sum(q)
+    names, kinds, edges, edge_names, groups, shapes = [], [], [], [], {}, {}
+    layout = []
+    for s, t in enumerate(topos):
+        src0, hid0, out0 = sum(p[:s]), P + sum(n[:s]), P + N + sum(q[:s])
+        layout.append({"src": slice(src0, src0 + p[s]), "hid": slice(hid0 - P, hid0 - P + n[s]),
+                       "out": slice(out0 - P - N, out0 - P - N + q[s])})
+    for s, t in enumerate(topos):  # node order: every stage's sources, hidden, ports; ground last
+        names += [f"s{s}.{nm}" for nm in t.node_names[: p[s]]]
+        kinds += ["source"] * p[s]
+    for s, t in enumerate(topos):
+        names += [f"s{s}.{nm}" for nm in t.node_names[p[s]: p[s] + n[s]]]
+        kinds += ["hidden"] * n[s]
+    for s, t in enumerate(topos):
+        names += [f"s{s}.{nm}" for nm in t.node_names[p[s] + n[s]: p[s] + n[s] + q[s]]]
+        kinds += ["output"] * q[s]
+    names.append("0")
+    kinds.append("ground")
+    offset = 0
+    for s, t in enumerate(topos):
+        remap = np.concatenate([np.arange(p[s]) + sum(p[:s]), np.arange(n[s]) + P + sum(n[:s]),
+                                np.arange(q[s]) + P + N + sum(q[:s]), [P + N + Q]])
+        edges.append(remap[t.edges])
+        edge_names += [f"s{s}.{nm}" for nm in t.edge_names]
+        for g, sl in t.groups.items():
+            groups[f"s{s}.{g}"] = slice(sl.start + offset, sl.stop + offset)
+            if g in t.group_shapes:
+                shapes[f"s{s}.{g}"] = t.group_shapes[g]
+        layout[s]["params"] = slice(offset, offset + t.n_conductances)
+        offset += t.n_conductances
+    source_matrix = np.zeros((P, topos[0].n_inputs))
+    source_matrix[: p[0]] = topos[0].source_matrix  # later stages follow buffers, not the data inputs
+    last = topos[-1]
+    differential = np.zeros((last.differential.shape[0], Q))
+    differential[:, layout[-1]["out"]] = last.differential
+    topo = BoardTopology(
+        node_names=tuple(names), node_kinds=tuple(kinds), edges=np.concatenate(edges), edge_names=tuple(edge_names),
+        groups=groups, source_matrix=source_matrix,
+        source_offset=np.concatenate([t.source_offset for t in topos]),
+        output_voltage=np.concatenate([t.output_voltage for t in topos]), differential=differential,
+        group_shapes=shapes,
+    )
+    return topo, layout
+
+
+class CascadeBoard(BoardBase):
+    """Stages of simulated crossbars coupled by buffers (see the module docstring).
+
+    Args:
+        stages: one :class:`SimulatedBoard` per stage, in signal order.
+        links: for every stage after the first, the buffered nodes of the previous stage
+            (their count must equal the stage's number of logical inputs) and the buffer gain.
+    """
+
+    #: The physical ``hl``/``ep`` estimators perturb output ports only, which leaves the earlier
+    #: stages unexcited; a cascade's gradient needs the backward order (``hl-exact``) or ``fd``.
+    needs_backward_order = True
+
+    def __init__(self, stages: list[SimulatedBoard], links: list[StageLink]):
+        if len(stages) < 1 or len(links) != len(stages) - 1:
+            raise ValueError("need at least one stage and one link per stage after the first")
+        for s, (link, board) in enumerate(zip(links, stages[1:]), start=1):
+            n_prev = stages[s - 1].topology.n_hidden
+            if link.buffered.size != board.topology.n_inputs:
+                raise ValueError(f"stage {s}: {board.topology.n_inputs} inputs but {link.buffered.size} buffered nodes")
+            if link.buffered.size and (link.buffered.min() < 0 or link.buffered.max() >= n_prev):
+                raise ValueError(f"stage {s}: buffered node index outside 0..{n_prev - 1}")
+            if not np.isfinite(link.gain) or link.gain <= 0:
+                raise ValueError(f"stage {s}: buffer gain must be > 0 (V/V)")
+        bounds = {b.conductance_bounds for b in stages}
+        if len(bounds) != 1:
+            raise ValueError("every stage must have the same programmable conductance range")
+        self.stages, self.links = list(stages), list(links)
+        self._topology, self._layout = _cascade_topology(self.stages)
+
+    # ---- protocol -----------------------------------------------------------------------
+    @property
+    def topology(self) -> BoardTopology:
+        return self._topology
+
+    @property
+    def conductance_bounds(self) -> tuple[float, float]:
+        return self.stages[0].conductance_bounds
+
+    @property
+    def depth(self) -> int:
+        return len(self.stages)
+
+    def stage_inputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Logical inputs of every stage (V): x for stage 0, A·(buffered node voltages) after."""
+        xs = [np.atleast_2d(np.asarray(x, dtype=float))]
+        for s, link in enumerate(self.links, start=1):
+            prev = self.stages[s - 1].measure(xs[-1])
+            xs.append(link.gain * prev.e[:, link.buffered])
+        return xs
+
+    def measure(self, x: np.ndarray, w: np.ndarray | None = None) -> Measurement:
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        ms, xs_s = [], x
+        for s, board in enumerate(self.stages):
+            if s:
+                link = self.links[s - 1]
+                xs_s = link.gain * ms[-1].e[:, link.buffered]
+            ws = None if w is None else np.atleast_2d(w)[:, self._layout[s]["out"]]
+            ms.append(board.measure(xs_s, ws))
+        cat = lambda attr: np.concatenate([getattr(m, attr) for m in ms], axis=1)
+        on = cat("on") if all(m.on is not None for m in ms) else None
+        return Measurement(u=cat("u"), w=cat("w"), y=cat("y"), i_src=cat("i_src"), e=cat("e"), on=on,
+                           piecewise_linear=all(m.piecewise_linear for m in ms),
+                           info={"stages": [m.info for m in ms]})
+
+    def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:
+        g = np.asarray(g, dtype=float)
+        if g.shape != (self._topology.n_conductances,):
+            raise ValueError(f"expected {self._topology.n_conductances} conductances, got shape {g.shape}")
+        return np.concatenate([b.program(g[lay["params"]], rel_tol) for b, lay in zip(self.stages, self._layout)])
+
+    def read_conductances(self) -> np.ndarray:
+        return np.concatenate([b.read_conductances() for b in self.stages])
+
+    def safe_state(self) -> None:
+        for b in self.stages:
+            b.safe_state()
+
+    # ---- backward order (simulated adjoint of every stage) ---------------------------------------
+    def linearized_response(self, x: np.ndarray, w_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """ê of every stage (B, Σn) in volts and î (B, Σp) in amperes, last stage first.
+
+        Stage S: output ports driven at ŵ.  Stage s < S: sources shorted, elements frozen, and
+        the currents −∂ℓ/∂e_s injected into its buffered nodes, where
+        ∂ℓ/∂e_s[buffered] = A_{s+1} · (∂u/∂x)ᵀ î_{s+1} (î: currents the shorted sources of
+        stage s+1 deliver, = ∂ℓ/∂u by reciprocity).
+        """
+        xs = self.stage_inputs(x)
+        w_hat = np.atleast_2d(w_hat)
+        B = xs[0].shape[0]
+        e_hat: list[np.ndarray] = [None] * self.depth  # type: ignore[list-item]
+        i_hat: list[np.ndarray] = [None] * self.depth  # type: ignore[list-item]
+        injected = None
+        for s in range(self.depth - 1, -1, -1):
+            board = self.stages[s]
+            e_hat[s], i_hat[s] = board.linearized_response(xs[s], w_hat[:, self._layout[s]["out"]], injected)
+            if s:
+                link = self.links[s - 1]
+                dl_dx = i_hat[s] @ board.topology.source_matrix  # ∂ℓ/∂(stage-s logical inputs)
+                injected = np.zeros((B, self.stages[s - 1].topology.n_hidden))
+                np.add.at(injected.T, link.buffered, -(link.gain * dl_dx).T)
+        return np.concatenate(e_hat, axis=1), np.concatenate(i_hat, axis=1)
