@@ -187,3 +187,50 @@ class CascadeBoard(BoardBase):
                 injected = np.zeros((B, self.stages[s - 1].topology.n_hidden))
                 np.add.at(injected.T, link.buffered, -(link.gain * dl_dx).T)
         return np.concatenate(e_hat, axis=1), np.concatenate(i_hat, axis=1)
+
+
+def build_cascade(stages: list, g_min: float, g_max: float, path: str = "board.stages") -> CascadeBoard:
+    """A cascade board from the ``board.stages`` list of a config.
+
+    Each entry: ``circuit`` (a circuit mapping, as ``board.circuit``), and for every stage after
+    the first ``buffer_gain`` (V/V, default 1) and optionally ``buffered`` (indices of the previous
+    stage's hidden nodes that drive this stage's inputs; default all of them, in order).
+    Raises :class:`hil.config.ConfigError` with dotted paths.
+    """
+    from hil.circuit.build import build_circuit
+    from hil.config import ConfigError, Section
+
+    if not isinstance(stages, list) or not stages:
+        raise ConfigError([f"{path}: expected a non-empty list of stages"])
+    problems: list[str] = []
+    boards, links = [], []
+    for s, raw in enumerate(stages):
+        sec = Section(raw, f"{path}[{s}]", problems)
+        circ = sec.get("circuit", dict)
+        gain = sec.get("buffer_gain", float, 1.0, check=lambda v: None if 0 < v <= 1e3 else "must be in (0, 1000] V/V")
+        buffered = sec.get("buffered", list, None)
+        sec.finish()
+        if s == 0 and (sec.has("buffer_gain") or sec.has("buffered")):
+            problems.append(f"{path}[0]: the first stage takes the data inputs (no buffer_gain/buffered)")
+        if circ is None or problems:
+            continue
+        try:
+            c = build_circuit(circ, f"{path}[{s}].circuit")
+        except ConfigError as exc:
+            problems += exc.problems if hasattr(exc, "problems") else [str(exc)]
+            continue
+        if s:
+            n_prev = boards[-1].topology.n_hidden
+            idx = np.arange(n_prev) if buffered is None else np.asarray(buffered)
+            if idx.dtype.kind not in "iu" or (idx.size and (idx.min() < 0 or idx.max() >= n_prev)):
+                problems.append(f"{path}[{s}].buffered: indices of stage {s - 1}'s hidden nodes (0..{n_prev - 1})")
+                continue
+            if c.n_inputs != idx.size:
+                problems.append(f"{path}[{s}].circuit.inputs: {c.n_inputs} inputs, but stage {s - 1} buffers "
+                                f"{idx.size} hidden nodes into it")
+                continue
+            links.append(StageLink(idx.astype(int), float(gain)))
+        boards.append(SimulatedBoard(c, g_min=g_min, g_max=g_max))
+    if problems:
+        raise ConfigError(problems)
+    return CascadeBoard(boards, links)

@@ -10,6 +10,10 @@ from hil.config import ConfigError
 def make_board(backend: str, circuit: dict | None, g_min: float, g_max: float):
     """A board for ``backend`` (``simulated``); ``circuit`` is the ``board.circuit`` mapping."""
     if backend == "simulated":
+        if circuit is not None and "stages" in circuit:
+            from hil.boards.cascade import build_cascade
+
+            return build_cascade(circuit["stages"], g_min, g_max)
         if circuit is None:
             raise ConfigError(["board.circuit: required for the simulated backend"])
         return SimulatedBoard(build_circuit(circuit, "board.circuit"), g_min=g_min, g_max=g_max)

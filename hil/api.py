@@ -160,8 +160,9 @@ def train_steps(board: Board, config: dict | TrainSettings, x, target, steps: in
     loss = loss or make_loss(s, board)
     topo = board.topology
     mask = np.zeros(topo.n_conductances, bool)
-    for group in s.trainable:
-        mask[topo.groups[group]] = True
+    for gname, sl in topo.groups.items():  # plain names select the group in every cascade stage
+        if gname in s.trainable or gname.split(".", 1)[-1] in s.trainable:
+            mask[sl] = True
     g_min, g_max = board.conductance_bounds
     opt = Optimizer(s.optimizer, s.lr, g_min, g_max, mask, momentum=s.momentum)
     x = np.atleast_2d(np.asarray(x, dtype=float))
@@ -220,8 +221,12 @@ def _board_and_data(s: TrainSettings, source: str):
     with config_phase(source):
         data = load_dataset(s.dataset, s.input_scale_v, s.validation_fraction)
         board = make_board(s.backend, s.circuit, s.g_min, s.g_max)
+    if getattr(board, "needs_backward_order", False) and s.estimator in ("hl", "ep"):
+        raise ConfigError([f"train.estimator: {s.estimator!r} cannot reach the earlier stages of a cascade; "
+                           "use hl-exact (backward order) or fd"], source)
     if board.topology.n_inputs != data.train.x.shape[1]:
-        raise ConfigError([f"board.circuit.inputs: the circuit has {board.topology.n_inputs} inputs, "
+        where = "board.stages[0].circuit" if getattr(board, "needs_backward_order", False) else "board.circuit"
+        raise ConfigError([f"{where}.inputs: the circuit has {board.topology.n_inputs} inputs, "
                            f"the {s.dataset} data set has {data.train.x.shape[1]}"], source)
     return board, data
 

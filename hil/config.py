@@ -255,16 +255,26 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
+            if isinstance(node, list):  # a list entry by index, e.g. board.stages.1.buffer_gain
+                nxt = node[int(part)] if part.isdigit() and int(part) < len(node) else None
+                if nxt is None:
+                    problems.append(f"override {key}: no list entry {part}")
+                    break
+            else:
+                nxt = node.get(part)
+                if nxt is None:
+                    nxt = node[part] = {}
+            if not isinstance(nxt, (dict, list)):
                 problems.append(f"override {key}: {part} is not a mapping")
                 break
             node = nxt
         else:
+            last = parts[-1]
+            if isinstance(node, list) and not (last.isdigit() and int(last) < len(node)):
+                problems.append(f"override {key}: no list entry {last}")
+                continue
             try:
-                node[parts[-1]] = parse_yaml(val)
+                node[int(last) if isinstance(node, list) else last] = parse_yaml(val)
             except (yaml.YAMLError, RecursionError):
                 problems.append(f"override {item!r}: the value is not valid YAML")
     if problems:

@@ -128,8 +128,9 @@ class Trainer:
         topo = board.topology
         self.loss = Loss(settings.loss, settings.gain_per_a, topo.differential)
         mask = np.zeros(topo.n_conductances, bool)
-        for gname in settings.trainable:
-            mask[topo.groups[gname]] = True
+        for gname, sl in topo.groups.items():  # "g_in" selects it in every cascade stage, "s1.g_in" one stage
+            if gname in settings.trainable or gname.split(".", 1)[-1] in settings.trainable:
+                mask[sl] = True
         g_min, g_max = board.conductance_bounds
         self.steps_per_epoch = math.ceil(len(data.train.y) / settings.batch_size)
         self.opt = Optimizer(settings.optimizer, settings.lr, g_min, g_max, mask, momentum=settings.momentum,

@@ -6,6 +6,8 @@ Top-level keys: ``name``, ``seed``, ``board`` (``backend: simulated``, ``g_min``
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 
 from hil.config import (MAX_ABS_VOLTAGE_V, MAX_CONDUCTANCE_S, ConfigError, Section, in_range, non_negative,
@@ -65,6 +67,11 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     g_min = b.get("g_min", float, 0.0, check=non_negative)
     g_max = b.get("g_max", float, 1e-4, check=lambda v: positive(v) or in_range(0, MAX_CONDUCTANCE_S, "S")(v))
     circuit = b.get("circuit", dict, None)
+    stages = b.get("stages", list, None)  # a buffered cascade (boards/cascade.py) instead of one circuit
+    if stages is not None:
+        if circuit is not None:
+            b.error("stages", "give either board.circuit or board.stages, not both")
+        circuit = {"stages": stages}
     b.finish()
     d = top.section("data", required=True)
     dataset = d.get("name", str, choices=DATASETS)
@@ -106,7 +113,8 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     epochs = t.get("epochs", int, 10, check=positive)
     trainable = t.get("trainable", list, list(GROUPS))
     if trainable is not None:
-        bad = [g for g in trainable if g not in GROUPS]
+        bad = [g for g in trainable if str(g).split(".", 1)[-1] not in GROUPS
+               or ("." in str(g) and not re.fullmatch(r"s\d+", str(g).split(".", 1)[0]))]
         if bad:
             t.error("trainable", f"unknown group(s) {bad}; choose from {', '.join(GROUPS)}")
     eval_test = t.get("evaluate_test", bool, True)
