@@ -1185,6 +1185,12 @@ class TspInterpreter:
                 return ()
             finally:
                 self._depth -= 1
+        call = getattr(fn, "tsp_call", None)
+        if isinstance(fn, HostTable) and call is not None:
+            result = call(*args)
+            if result is None:
+                return ()
+            return result if isinstance(result, tuple) else (result,)
         raise _Runtime(f"attempt to call {what} (a {_type_name(fn)} value)")
 
     def _arith_operand(self, v: Any) -> float:
