@@ -34,10 +34,9 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from hil.emulate.tsp import (
     RUNTIME_ERROR,
@@ -57,8 +56,7 @@ from hil.emulate.tsp import (
 
 __all__ = [
     "TspMachine",
-    "TspErrorQueue",
-    "TspErrorEntry",
+    "ErrorQueueLike",
     "BufferColumn",
     "FORMAT_ASCII",
     "FORMAT_REAL32",
@@ -82,59 +80,14 @@ _SEVERITY_ERROR = 20.0
 _SEVERITY_INFO = 0.0
 
 
-@dataclass(frozen=True)
-class TspErrorEntry:
-    """One error-queue entry: code, message, severity (20 = error), node (1 = this instrument)."""
+class ErrorQueueLike(Protocol):
+    """What ``TspMachine`` needs of an error queue (``hil.emulate.base.ErrorQueue`` fits)."""
 
-    code: int
-    message: str
-    severity: float = _SEVERITY_ERROR
-    node: float = 1.0
+    def pop(self) -> tuple[int, str]: ...
 
+    def clear(self) -> None: ...
 
-class TspErrorQueue:
-    """FIFO error queue with the instrument's depth; when full, the last entry becomes -350.
-
-    Args:
-        depth: entries kept.
-        on_push: called with every entry pushed (e.g. to write the transcript).
-    """
-
-    def __init__(self, depth: int = 32, on_push: Optional[Callable[[TspErrorEntry], None]] = None) -> None:
-        self.depth = int(depth)
-        self._entries: deque[TspErrorEntry] = deque()
-        self._lock = threading.Lock()
-        self._on_push = on_push
-
-    def push(self, code: int, message: str, severity: float = _SEVERITY_ERROR) -> None:
-        entry = TspErrorEntry(int(code), str(message), float(severity))
-        with self._lock:
-            if len(self._entries) >= self.depth:
-                self._entries[-1] = TspErrorEntry(QUEUE_OVERFLOW, "Queue overflow")
-            else:
-                self._entries.append(entry)
-        if self._on_push is not None:
-            self._on_push(entry)
-
-    def pop(self) -> TspErrorEntry:
-        """The oldest entry, or code 0 "Queue Is Empty"."""
-        with self._lock:
-            if self._entries:
-                return self._entries.popleft()
-        return TspErrorEntry(0, "Queue Is Empty", _SEVERITY_INFO)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
-    def entries(self) -> list[TspErrorEntry]:
-        """A copy of the queued entries (oldest first)."""
-        with self._lock:
-            return list(self._entries)
+    def __len__(self) -> int: ...
 
 
 class BufferColumn(HostTable):
@@ -172,7 +125,8 @@ class TspMachine:
         now: the bench clock's time in s.
         on_error: called with every error entry pushed (transcript).
         reset: the personality's ``reset()`` (instrument defaults).
-        error_depth: error-queue depth.
+        errors: the instrument's error queue (``pop``/``clear``/``len``).
+        push_error: appends ``(code, message)`` to that queue (and records it).
     """
 
     def __init__(
@@ -186,8 +140,8 @@ class TspMachine:
         advance: Callable[[float], Any],
         now: Callable[[], float],
         reset: Callable[[], None],
-        on_error: Optional[Callable[[TspErrorEntry], None]] = None,
-        error_depth: int = 32,
+        errors: ErrorQueueLike,
+        push_error: Callable[[int, str], None],
     ) -> None:
         self.idn = idn
         self.model = model
@@ -197,7 +151,9 @@ class TspMachine:
         self._advance = advance
         self._now = now
         self._reset_hook = reset
-        self.errors = TspErrorQueue(error_depth, on_error)
+        self.errors = errors
+        self.push_error = push_error
+        self.waitcomplete_hook: Optional[Callable[[], None]] = None
         self.data_format = FORMAT_ASCII
         self.byte_order = BYTEORDER_BIG
         self.ascii_precision = 0
@@ -268,8 +224,22 @@ class TspMachine:
         self._out.append(("\t".join(self._text(v) for v in values) + "\n").encode("latin-1", "replace"))
 
     def _next_error(self) -> tuple[Any, ...]:
-        e = self.errors.pop()
-        return (float(e.code), e.message, e.severity, e.node)
+        code, message = self.errors.pop()
+        if code == 0:
+            return (0.0, "Queue Is Empty", _SEVERITY_INFO, 1.0)
+        return (float(code), message, _SEVERITY_ERROR, 1.0)
+
+    def format_entry(self, code: int, message: str) -> str:
+        """An error entry as ``print(errorqueue.next())`` shows it."""
+        if code == 0:
+            message, severity = "Queue Is Empty", _SEVERITY_INFO
+        else:
+            severity = _SEVERITY_ERROR
+        return "\t".join((self._text(float(code)), message, self._text(severity), self._text(1.0)))
+
+    def reset_format(self) -> None:
+        """``reset()`` defaults of the ``format`` attributes."""
+        self.data_format, self.byte_order, self.ascii_precision = FORMAT_ASCII, BYTEORDER_BIG, 0
 
     def _set_format(self, value: Any) -> None:
         v = to_int(value, "format.data")
@@ -334,9 +304,8 @@ class TspMachine:
         raise TspError(RUNTIME_ERROR, f"bad argument to 'printbuffer' (reading buffer or table expected, got {tostring(t)})")
 
     def _waitcomplete(self, *_: Any) -> None:
-        hook = getattr(self, "waitcomplete_hook", None)
-        if hook is not None:
-            hook()
+        if self.waitcomplete_hook is not None:
+            self.waitcomplete_hook()
 
     def _delay(self, seconds: Any) -> None:
         s = to_number(seconds, "delay")
@@ -349,8 +318,11 @@ class TspMachine:
 
     # -- line handling -------------------------------------------------------------------------
 
-    def handle_line(self, line: str) -> list[bytes]:
-        """Run one received program message; return the output messages (each ending ``\\n``)."""
+    def handle_line(self, line: str) -> list[str]:
+        """Run one received program message; return the output messages without their ``\\n``.
+
+        Binary blocks come back as ``latin-1`` text (one character per byte).
+        """
         self._out = []
         collected = self.collector.feed(line)
         if collected is None:
@@ -364,21 +336,21 @@ class TspMachine:
             elif text:
                 self._run(text)
         out, self._out = self._out, []
-        return out
+        return [o[:-1].decode("latin-1") if o.endswith(b"\n") else o.decode("latin-1") for o in out]
 
     def _run(self, source: str, first_line: int = 1) -> None:
         try:
             self.interpreter.execute(source, first_line)
         except TspError as exc:
-            self.errors.push(exc.code, exc.message)
+            self.push_error(exc.code, exc.message)
         except RecursionError:
-            self.errors.push(RUNTIME_ERROR, "TSP Runtime error: stack overflow")
+            self.push_error(RUNTIME_ERROR, "TSP Runtime error: stack overflow")
 
     def _finish_script(self, script: CompletedScript) -> None:
         try:
             body = parse(script.source)
         except TspError as exc:
-            self.errors.push(exc.code, exc.message)
+            self.push_error(exc.code, exc.message)
             return
         if script.name:
             self.globals.set(script.name, self._script_object(script.name, body))
@@ -386,7 +358,7 @@ class TspMachine:
             try:
                 self.interpreter.run(body)
             except TspError as exc:
-                self.errors.push(exc.code, exc.message)
+                self.push_error(exc.code, exc.message)
 
     def _script_object(self, name: str, body: list[Any]) -> HostTable:
         def run() -> None:
@@ -413,7 +385,7 @@ class TspMachine:
         elif head in ("*ESR?", "*STB?"):
             self._out.append(b"0\n")
         else:
-            self.errors.push(UNDEFINED_HEADER, f"Undefined header {head}")
+            self.push_error(UNDEFINED_HEADER, f"Undefined header {head}")
 
 
 class ScriptObject(HostTable):
