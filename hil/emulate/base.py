@@ -3,9 +3,10 @@
 A personality (one instrument family) subclasses :class:`Emulator` (or
 ``hil.emulate.scpi.ScpiEmulator`` for SCPI instruments) and implements
 
-``handle(line) -> list[str]``
-    execute ONE received program message (a line without terminator) and return the reply
-    lines to send (``[]`` for none). Called with ``self.lock`` held, so state changes are atomic
+``handle(line) -> list[str | bytes]``
+    execute ONE received program message (a line without terminator) and return the replies
+    to send, each followed by ``\\n`` (``[]`` for none; ``bytes`` are sent verbatim, e.g. binary
+    blocks). Called with ``self.lock`` held, so state changes are atomic
     with respect to other connections. Errors go to ``self.errors`` (``push_error``), never raise.
 ``reset()``
     ``*RST`` / ``reset()`` defaults (outputs off, lists empty, ...); the base implementation
@@ -30,7 +31,7 @@ import collections
 import math
 import threading
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from hil.emulate.clock import BenchClock
 from hil.emulate.faults import FaultInjector
@@ -145,8 +146,8 @@ class Emulator(abc.ABC):
     # -- personality API -------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def handle(self, line: str) -> list[str]:
-        """Execute one program message; return the reply lines (``[]`` for none)."""
+    def handle(self, line: str) -> list[Union[str, bytes]]:
+        """Execute one program message; return the replies (``str`` or ``bytes``; ``[]`` for none)."""
 
     def reset(self) -> None:
         """``*RST`` defaults; personalities override (and call ``super().reset()``)."""
@@ -161,7 +162,7 @@ class Emulator(abc.ABC):
 
     # -- entry point used by the server ------------------------------------------------------------
 
-    def receive(self, line: str) -> list[str]:
+    def receive(self, line: str) -> list[Union[str, bytes]]:
         """Record ``line`` in the transcript and execute it (lock held); returns the reply lines."""
         self.transcript.record("rx", line)
         with self.lock:
@@ -260,7 +261,7 @@ class Emulator(abc.ABC):
 
     def refuse_connections(self, refuse: bool = True) -> None:
         """Fault ``refuse``: close the listening socket (connects fail) or open it again."""
-        self.transcript.record("fault", "refuse" if refuse else "accept", kind="refuse", refuse=refuse)
+        self.transcript.record("fault", "refuse" if refuse else "accept", fault="refuse", refuse=refuse)
         self._server.refuse(refuse)
 
     def drop_clients(self) -> None:

@@ -98,7 +98,7 @@ class FaultInjector:
             else:
                 return None
         if self._transcript is not None:
-            self._transcript.record("fault", kind, kind=kind, line=line, **params)
+            self._transcript.record("fault", kind, fault=kind, line=line, **{k: v for k, v in params.items() if not isinstance(v, bytes)})
         return params
 
     def peek(self, kind: str, line: Optional[str] = None, channel: Optional[str] = None) -> Optional[dict[str, Any]]:

@@ -329,7 +329,11 @@ class ScpiEmulator(Emulator):
                 continue
             if reply is not None:
                 replies.append(reply)
-        return [";".join(replies)] if replies else []
+        if not replies:
+            return []
+        if all(isinstance(r, str) for r in replies):
+            return [";".join(replies)]
+        return replies
 
     def _error_text(self, exc: ScpiError) -> str:
         from hil.emulate.base import SCPI_ERROR_MESSAGES
@@ -354,8 +358,8 @@ class ScpiEmulator(Emulator):
 
     def execute(self, message: str) -> Optional[str]:
         """Execute one command; returns its reply for a query."""
-        if message.startswith("*"):
-            return self.common(message)
+        if message.startswith("*") or message.startswith(":*"):
+            return self.common(message.lstrip(":"))
         header, query, tokens, params = self.parse(message)
         for pattern, is_query, attr in self._table:
             if is_query != query:

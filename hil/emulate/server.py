@@ -1,7 +1,8 @@
 """Loopback line server: one ``ThreadingTCPServer`` on ``127.0.0.1`` per emulated instrument.
 
 Bytes are split into lines at ``\\n`` (``\\r`` stripped, ASCII); each line goes to the emulator's
-``handle(line) -> list[str]`` and each returned reply line is sent with ``\\n``. All connections
+``handle(line) -> list[str | bytes]`` and each returned reply is sent followed by ``\\n`` (``str`` as
+ASCII, ``bytes`` verbatim, e.g. a definite-length binary block). All connections
 share the one emulator object, so instrument state persists across connections. Link faults
 (``no_reply``, ``late_reply``, ``drop_connection``, ``endless_reply``, ``garbage_reply``) are
 applied here. Every socket operation is bounded in time: client sockets poll with a short timeout
@@ -54,7 +55,12 @@ class _Handler(socketserver.BaseRequestHandler):
                     emulator.input_overflow()
                 while b"\n" in buffer:
                     raw, buffer = buffer.split(b"\n", 1)
-                    if not self._one_line(sock, raw):
+                    try:
+                        keep = self._one_line(sock, raw)
+                    except Exception as exc:  # never let an emulator bug kill the server thread silently
+                        emulator.transcript.record("event", f"server error: {type(exc).__name__}: {exc}")
+                        keep = True
+                    if not keep:
                         return
         finally:
             owner._unregister(sock)
@@ -96,9 +102,11 @@ class _Handler(socketserver.BaseRequestHandler):
         garbage = emulator.faults.take("garbage_reply", line)
         if garbage is not None:
             return self._send(sock, garbage["data"])
-        payload = b"".join(r.encode("ascii", errors="replace") + b"\n" for r in replies)
+        payload = b"".join((r if isinstance(r, bytes) else r.encode("ascii", errors="replace")) + b"\n"
+                           for r in replies)
         for r in replies:
-            emulator.transcript.record("tx", r if len(r) <= 2000 else r[:2000] + "…")
+            text = r if isinstance(r, str) else f"<{len(r)} bytes>"
+            emulator.transcript.record("tx", text if len(text) <= 2000 else text[:2000] + "…")
         return self._send(sock, payload)
 
     def _send(self, sock: socket.socket, data: bytes) -> bool:

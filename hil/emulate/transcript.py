@@ -8,7 +8,7 @@ believes it sent. Kinds of entry:
 * ``"state"`` -- an output-state change: ``detail`` holds ``channel``, ``output_on``,
   ``level_v``, ``mode`` (e.g. ``"voltage"``, ``"open"``), ``limit_a``;
 * ``"relay"`` -- a crosspoint closed/opened (``detail``: ``crosspoint``, ``closed``);
-* ``"fault"`` -- an injected fault fired (``detail``: ``kind``);
+* ``"fault"`` -- an injected fault fired (``detail``: ``fault``, the kind);
 * ``"error"`` -- an error pushed onto the instrument's error queue (``detail``: ``code``, ``message``);
 * ``"event"`` -- anything else worth recording (connections, hot switching, ...).
 """
