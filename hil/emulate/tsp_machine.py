@@ -36,7 +36,7 @@ import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from typing import Any, Optional, Protocol, Union
 
 from hil.emulate.tsp import (
     RUNTIME_ERROR,
@@ -318,11 +318,9 @@ class TspMachine:
 
     # -- line handling -------------------------------------------------------------------------
 
-    def handle_line(self, line: str) -> list[str]:
-        """Run one received program message; return the output messages without their ``\\n``.
-
-        Binary blocks come back as ``latin-1`` text (one character per byte).
-        """
+    def handle_line(self, line: str) -> list[Union[str, bytes]]:
+        """Run one received program message; return the output messages without their ``\\n``
+        (text as ``str``, ``#0`` binary blocks as ``bytes``)."""
         self._out = []
         collected = self.collector.feed(line)
         if collected is None:
@@ -336,7 +334,7 @@ class TspMachine:
             elif text:
                 self._run(text)
         out, self._out = self._out, []
-        return [o[:-1].decode("latin-1") if o.endswith(b"\n") else o.decode("latin-1") for o in out]
+        return [o[:-1] if o.startswith(b"#0") else o[:-1].decode("ascii", "replace") for o in out]
 
     def _run(self, source: str, first_line: int = 1) -> None:
         try:
