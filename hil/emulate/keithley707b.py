@@ -217,10 +217,12 @@ class Matrix707Emulator(Emulator):
         return self._list(spec, allow_groups=False)[0]
 
     @staticmethod
-    def _joined(items: set[str]) -> Optional[str]:
-        return ";".join(sorted(items)) if items else None
+    def _joined(items: set[str]) -> tuple[Optional[str]]:
+        """One value: the ``;``-joined sorted list, or ``nil`` (a one-element tuple, so
+        ``print(channel.getclose(...))`` prints ``nil`` as on the instrument)."""
+        return (";".join(sorted(items)) if items else None,)
 
-    def _getclose(self, spec: Any) -> Optional[str]:
+    def _getclose(self, spec: Any) -> tuple[Optional[str]]:
         return self._joined(set(self._list(spec)) & self.closed)
 
     def _refuse_forbidden(self, wanted: list[str]) -> None:
