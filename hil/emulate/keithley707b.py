@@ -107,9 +107,9 @@ class Matrix707Emulator(Emulator):
 
     Args:
         name, model, world, clock, serial, options: see ``hil.emulate.base.Emulator``.
-        options: ``slots`` — installed cards ``{slot: {"rows": "ABCDEFGH", "columns": 12}}``
-            (default: one 7174A 8×12 card in ``slot`` (1)); ``relay_time_s`` (default 3 ms);
-            ``firmware``.
+        options: ``slot``, ``rows``, ``columns`` — the card the bench uses (default a 7174A
+            8×12 card in slot 1); ``slots`` — more cards ``{slot: {"rows": …, "columns": …}}``;
+            ``relay_time_s`` (default 3 ms); ``firmware``.
     """
 
     FAMILY = "keithley707b"
@@ -141,13 +141,14 @@ class Matrix707Emulator(Emulator):
         self.machine.define("slot", slot_table)
 
     def _slots_from_options(self) -> dict[int, tuple[str, int]]:
+        rows = str(self.options.get("rows", "ABCDEFGH")).upper()
+        columns = int(self.options.get("columns", 12))
+        out: dict[int, tuple[str, int]] = {int(self.options.get("slot", 1)): (rows, columns)}
         cards = self.options.get("slots")
-        if not cards:
-            return {int(self.options.get("slot", 1)): ("ABCDEFGH", 12)}
-        out: dict[int, tuple[str, int]] = {}
-        for slot, card in dict(cards).items():
-            card = dict(card or {})
-            out[int(slot)] = (str(card.get("rows", "ABCDEFGH")).upper(), int(card.get("columns", 12)))
+        if isinstance(cards, dict):
+            for slot, card in cards.items():
+                card = dict(card) if isinstance(card, dict) else {}
+                out[int(slot)] = (str(card.get("rows", rows)).upper(), int(card.get("columns", columns)))
         return out
 
     # -- Emulator API ----------------------------------------------------------------------------
