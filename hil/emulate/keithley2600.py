@@ -659,7 +659,7 @@ class Smu2600Emulator(Emulator):
             idn=self.idn(), model=model, serial=self.serial, firmware=self.firmware,
             line_frequency_hz=self.line_frequency_hz, advance=self.advance, now=self.clock_now,
             reset=self.reset, errors=self.errors, push_error=self.push_error)
-        self.machine.waitcomplete_hook = self.run_trigger_model
+        self.machine.waitcomplete_hook = self.waitcomplete
         self.channels: dict[str, SmuChannel] = {}
         for k, letter in enumerate(self.spec.channels):
             ch = SmuChannel(self, letter, event_base=100 * (k + 1))
@@ -728,10 +728,15 @@ class Smu2600Emulator(Emulator):
         end = self.scheduler.run()
         if end > start:
             self.advance(end - start)
+
+    def waitcomplete(self) -> None:
+        """``waitcomplete()`` / ``*OPC?`` / ``*WAI``: run the trigger model; a channel still waiting for
+        an event that nothing will produce would block the instrument — recorded as an event."""
+        self.run_trigger_model()
         waiting = self.scheduler.waiting()
         if waiting:
-            self.transcript.record("event", f"trigger model waiting for an event: {', '.join(waiting)}",
-                                   waiting=waiting)
+            self.transcript.record("event", f"waitcomplete(): trigger model waiting for an event that does "
+                                   f"not come: {', '.join(waiting)}", waiting=waiting)
 
     def _overrun(self, detector: Detector) -> None:
         self.transcript.record("event", f"trigger overrun on {detector.name} (event lost)", detector=detector.name)

@@ -234,8 +234,10 @@ def test_pymeasure_spelling_behaves_identically(tsp_bench):
     assert float(answers[0][4]) == pytest.approx(i_x0(0.5, 0.0), abs=I_TOL_A)
 
 
-def test_unsynchronised_follower_loses_points(tsp_bench):
-    """A follower slower than its lead (10 vs 1 NPLC) misses trigger events, as on the instrument."""
+@pytest.mark.parametrize("gated", [False, True])
+def test_follower_slower_than_lead(tsp_bench, gated):
+    """Follower at 10 NPLC, lead at 1 NPLC. Ungated, the follower misses trigger events as on the
+    instrument; gating the lead's end pulse on both measurements (AND blender) keeps them in step."""
     raw = tsp_bench.raw(tsp_bench.smu)
     script = ["loadandrunscript"]
     for s, stim, nplc in (("smua", "0", 1), ("smub", "smua.trigger.SOURCE_COMPLETE_EVENT_ID", 10)):
@@ -244,11 +246,25 @@ def test_unsynchronised_follower_loses_points(tsp_bench):
                    f"{s}.trigger.source.stimulus = {stim}", f"{s}.trigger.measure.i({s}.nvbuffer1)",
                    f"{s}.trigger.measure.action = {s}.ENABLE", f"{s}.trigger.count = 4",
                    f"{s}.source.output = {s}.OUTPUT_ON"]
+    if gated:
+        script += ["trigger.blender[1].orenable = false",
+                   "trigger.blender[1].stimulus[1] = smua.trigger.MEASURE_COMPLETE_EVENT_ID",
+                   "trigger.blender[1].stimulus[2] = smub.trigger.MEASURE_COMPLETE_EVENT_ID",
+                   "smua.trigger.endpulse.stimulus = trigger.blender[1].EVENT_ID"]
     script += ["smub.trigger.initiate()", "smua.trigger.initiate()", "waitcomplete()", "endscript"]
     raw.write("\r\n".join(script))
-    assert raw.query("print(smua.nvbuffer1.n, smub.nvbuffer1.n)") == "4.00000e+00\t2.00000e+00"
+    counts = raw.query("print(smua.nvbuffer1.n, smub.nvbuffer1.n)")
     events = [e.text for e in tsp_bench.smu.transcript.entries("event")]
-    assert any("overrun" in t for t in events) and any("waiting" in t for t in events)
+    if gated:
+        assert counts == "4.00000e+00\t4.00000e+00"
+        assert not any("overrun" in t or "waiting" in t for t in events)
+        # each follower reading saw the lead's level of the same point
+        currents = [float(x) for x in raw.query("printbuffer(1, 4, smub.nvbuffer1.readings)").split(",")]
+        expected = [G_S * (v - h0_voltage(v, v)) for v in (0.1, 0.2, 0.3, 0.4)]
+        np.testing.assert_allclose(currents, expected, atol=I_TOL_A)
+    else:
+        assert counts == "4.00000e+00\t2.00000e+00"
+        assert any("overrun" in t for t in events) and any("waiting" in t for t in events)
     raw.write("smub.abort() smua.source.output = 0 smub.source.output = 0")
     assert raw.query("print(errorqueue.count)") == "0.00000e+00"
 
