@@ -643,7 +643,6 @@ class Smu2600Emulator(Emulator):
 
     FAMILY = "keithley2600"
     MODELS = tuple(MODEL_SPECS)
-    ERROR_QUEUE_DEPTH = 32
 
     def __init__(self, name: str, model: str = "2602B", **kwargs: Any) -> None:
         super().__init__(name, model, **kwargs)
@@ -755,7 +754,6 @@ class Smu2600Emulator(Emulator):
             inputs = [self.scheduler.add_detector(Detector(f"trigger.blender[{k}].stimulus[{j}]")) for j in range(1, 5)]
             blender = Blender(event_id=1000 + k, inputs=inputs)
             self.scheduler.blenders.append(blender)
-            stim = LuaTable()
             table = HostTable(f"trigger.blender[{k}]", members={
                 "EVENT_ID": float(blender.event_id),
                 "clear": lambda b=blender: [setattr(d, "set", False) for d in b.inputs] and None,
@@ -765,7 +763,6 @@ class Smu2600Emulator(Emulator):
                             lambda v, b=blender: setattr(b, "orenable", to_bool(v) and v != 0))
             table.add("stimulus", _StimulusArray(f"trigger.blender[{k}].stimulus", inputs))
             blenders.set(k, table)
-            del stim
         timers = LuaTable()
         for k in range(1, 9):
             det = self.scheduler.add_detector(Detector(f"trigger.timer[{k}].stimulus"))

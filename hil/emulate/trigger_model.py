@@ -29,7 +29,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 __all__ = ["Wait", "Delay", "TriggerScheduler", "Detector", "Blender", "Timer"]
 
