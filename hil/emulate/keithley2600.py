@@ -152,9 +152,13 @@ class ReadingBuffer(HostTable):
         self.readings, self.sourcevalues, self.timestamps, self.statuses = [], [], [], []
         self.basetimestamp = float(self._now())
 
-    def store(self, reading: float, source_value: float, time_s: float, status: int) -> None:
-        if not self.appendmode and len(self.readings) >= self.CAPACITY:
+    def begin_series(self) -> None:
+        """A new measurement command stores into this buffer: with ``appendmode`` 0 the new
+        readings replace the old contents, with 1 they are appended."""
+        if not self.appendmode:
             self.clear()
+
+    def store(self, reading: float, source_value: float, time_s: float, status: int) -> None:
         if len(self.readings) >= self.CAPACITY:
             return
         self.readings.append(float(reading))
@@ -526,6 +530,7 @@ class SmuChannel:
         self.emu.advance(self._measure_delay_s() + self.integration_s() * self.meas_count + SPOT_OVERHEAD_S)
         value, v_meas, clamped = self.read(what)
         if isinstance(buf, ReadingBuffer):
+            buf.begin_series()
             buf.store(value, self._source_value(v_meas, clamped), self.emu.clock_now(),
                       STATUS_COMPLIANCE if clamped else 0)
         return value
@@ -536,8 +541,10 @@ class SmuChannel:
         now = self.emu.clock_now()
         status = STATUS_COMPLIANCE if clamped else 0
         if isinstance(ibuf, ReadingBuffer):
+            ibuf.begin_series()
             ibuf.store(i_value, self._source_value(v_meas, clamped), now, status)
         if isinstance(vbuf, ReadingBuffer):
+            vbuf.begin_series()
             vbuf.store(v_meas, self._source_value(v_meas, clamped), now, status)
         return i_value, v_meas
 
@@ -573,6 +580,9 @@ class SmuChannel:
             raise TspError(SETTINGS_CONFLICT, f"Settings conflict ({self.name}: source action enabled with an empty list)")
         for det in (self.arm_detector, self.source_detector, self.measure_detector, self.endpulse_detector):
             det.set = False
+        if self.measure_action:
+            for buf in self.measure_target[1]:
+                buf.begin_series()
         self.running = True
         self.emu.scheduler.start(self.name, self.process())
         self.emu.run_trigger_model()

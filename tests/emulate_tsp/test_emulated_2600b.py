@@ -282,3 +282,19 @@ def test_named_script_loops_and_faults(tsp_bench):
     tsp_bench.smu.faults.sentinel("overflow", channel="a")
     assert raw.query("print(smua.measure.i())") == "9.90000e+37"
     assert raw.query("print(localnode.model, localnode.linefreq)") == "2602B\t5.00000e+01"
+
+
+def test_buffer_append_mode_and_spot_readings_into_buffers(tsp_bench):
+    raw = tsp_bench.raw(tsp_bench.smu)
+    raw.write("smua.source.levelv = 0.2 smua.source.output = smua.OUTPUT_ON")
+    raw.write("smua.nvbuffer1.clear() smua.nvbuffer1.appendmode = 0")
+    raw.write("smua.measure.i(smua.nvbuffer1) smua.measure.i(smua.nvbuffer1)")
+    assert raw.query("print(smua.nvbuffer1.n)") == "1.00000e+00"          # overwritten
+    raw.write("smua.nvbuffer1.appendmode = 1 smua.nvbuffer1.collectsourcevalues = 1")
+    raw.write("i, v = smua.measure.iv(smua.nvbuffer1, smua.nvbuffer2)")
+    assert raw.query("print(smua.nvbuffer1.n)") == "2.00000e+00"          # appended
+    i, v = (float(x) for x in raw.query("print(i, v)").split("\t"))
+    assert i == pytest.approx(i_x0(0.2, 0.0), abs=I_TOL_A) and v == pytest.approx(0.2, abs=1e-5)
+    assert raw.query("print(smua.nvbuffer1.sourcevalues[2], smua.nvbuffer1[2] == i)") == "2.00000e-01\ttrue"
+    raw.write("smua.source.levelv = 0 smua.source.output = smua.OUTPUT_OFF")
+    assert raw.query("print(errorqueue.count)") == "0.00000e+00"
