@@ -183,6 +183,8 @@ class World:
         self._solution: Optional[WorldSolution] = None
         self._g_scale = float(max(circuit.laplacian_sparse().diagonal().max(initial=0.0), 1e-9))
         self.solve_count = 0
+        #: line servers of the emulators sharing this world (commands are ordered across them)
+        self.servers: set[Any] = set()
 
     # -- wiring and state ----------------------------------------------------------------------
 
