@@ -298,3 +298,28 @@ def test_buffer_append_mode_and_spot_readings_into_buffers(tsp_bench):
     assert raw.query("print(smua.nvbuffer1.sourcevalues[2], smua.nvbuffer1[2] == i)") == "2.00000e-01\ttrue"
     raw.write("smua.source.levelv = 0 smua.source.output = smua.OUTPUT_OFF")
     assert raw.query("print(errorqueue.count)") == "0.00000e+00"
+
+
+def test_timer_paced_pulsed_sweep(tsp_bench):
+    """Timer-paced source points with end pulse SOURCE_IDLE (pulsed sourcing): 20 ms period."""
+    raw = tsp_bench.raw(tsp_bench.smu)
+    raw.write("\r\n".join([
+        "loadandrunscript",
+        "smua.measure.nplc = 0.1 smua.measure.autozero = smua.AUTOZERO_OFF smua.measure.delay = 0",
+        "smua.source.delay = 0 smua.nvbuffer1.clear() smua.nvbuffer1.collecttimestamps = 1",
+        "trigger.timer[1].delay = 0.02 trigger.timer[1].count = 2 trigger.timer[1].passthrough = true",
+        "trigger.timer[1].stimulus = smua.trigger.ARMED_EVENT_ID",
+        "smua.trigger.source.stimulus = trigger.timer[1].EVENT_ID",
+        "smua.trigger.source.listv({0.3, 0.4, 0.5}) smua.trigger.source.action = smua.ENABLE",
+        "smua.trigger.measure.i(smua.nvbuffer1) smua.trigger.measure.action = smua.ENABLE",
+        "smua.trigger.endpulse.action = smua.SOURCE_IDLE smua.trigger.count = 3",
+        "smua.source.output = smua.OUTPUT_ON smua.trigger.initiate() waitcomplete()",
+        "endscript"]))
+    stamps = [float(x) for x in raw.query("printbuffer(1, 3, smua.nvbuffer1.timestamps)").split(",")]
+    np.testing.assert_allclose(np.diff(stamps), 0.02, rtol=1e-4)
+    currents = [float(x) for x in raw.query("printbuffer(1, 3, smua.nvbuffer1)").split(",")]
+    np.testing.assert_allclose(currents, [i_x0(v, 0.0) for v in (0.3, 0.4, 0.5)], atol=2e-7)
+    levels = [s["level_v"] for s in tsp_bench.smu.output_history("a")]
+    assert levels[-6:] == [0.3, 0.0, 0.4, 0.0, 0.5, 0.0]   # each pulse returns to the idle level
+    raw.write("smua.source.output = smua.OUTPUT_OFF")
+    assert raw.query("print(errorqueue.count)") == "0.00000e+00"
