@@ -325,3 +325,16 @@ def test_timer_paced_pulsed_sweep(tsp_bench):
     assert levels[-6:] == [0.3, 0.0, 0.4, 0.0, 0.5, 0.0]   # each pulse returns to the idle level
     raw.write("smua.source.output = smua.OUTPUT_OFF")
     assert raw.query("print(errorqueue.count)") == "0.00000e+00"
+
+
+def test_long_list_sweep_through_the_driver(tsp_bench):
+    """250 points (more than one script line of values for drivers that chunk their lists)."""
+    smu = tsp_bench.k2600(tsp_bench.smu, {"a": smu_config(nplc=0.01)})
+    smu.connect()
+    smu.output("a", True)
+    levels = 0.2 * np.sin(np.linspace(0.0, 2 * np.pi, 250))
+    result = smu.list_sweep({"a": levels}, settle_s=0.0)
+    np.testing.assert_allclose(result.v_source[:, 0], levels, atol=1e-6)
+    np.testing.assert_allclose(result.i_meas[:, 0], [i_x0(v, 0.0) for v in levels], atol=1e-7)
+    assert len(tsp_bench.smu.channels["a"].nvbuffer1.readings) == 250
+    smu.safe_shutdown()
