@@ -70,8 +70,9 @@ class TspBench:
     def transport(self, emulator: Any, timeout_s: float = 2.0) -> VisaTransport:
         return VisaTransport(self.rm, emulator.resource, name=emulator.name, timeout_s=timeout_s)
 
-    def k2600(self, emulator: Smu2600Emulator, configs: Any = None, **kw: Any) -> Keithley2600:
-        d = Keithley2600(self.transport(emulator), configs=configs or {}, sleep=lambda s: None,
+    def k2600(self, emulator: Smu2600Emulator, configs: Any = None, timeout_s: float = 2.0,
+              **kw: Any) -> Keithley2600:
+        d = Keithley2600(self.transport(emulator, timeout_s), configs=configs or {}, sleep=lambda s: None,
                          shutdown_timeout_s=1.0, **kw)
         self.drivers.append(d)
         return d
