@@ -126,7 +126,8 @@ def test_keysight_b2900_pymeasure_spellings(emulated_bench_factory, visa_resourc
             ":trig1:tran:del 0",
             ":trig1:acq:del 0.001",
             # channel 2 as the driver configures it (it holds y1 at 0 V while off)
-            ":SOURce2:FUNCtion:MODE VOLTage", ":SENSe2:CURRent:DC:RANGe:AUTO OFF", ":SENSe2:CURRent:DC:RANGe:UPPer 1e-3",
+            ":SOURce2:FUNCtion:MODE VOLTage", ":SOURce2:VOLTage:RANGe:AUTO OFF", ":SOURce2:VOLTage:RANGe 0.5",
+            ":SENSe2:CURRent:DC:RANGe:AUTO OFF", ":SENSe2:CURRent:DC:RANGe:UPPer 1e-3",
             ":SENSe2:CURRent:DC:NPLCycles 1", ":SENSe2:CURRent:DC:PROTection:LEVel 1E-3", ":OUTPut2:OFF:MODE ZERO",
             ":OUTPut2:PROTection:STATe ON", ":TRIGger2:ACQuire:DELay 1e-3",
             ":outp1 1.0",
