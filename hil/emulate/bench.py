@@ -127,8 +127,15 @@ class EmulatedBench:
                 inst["visa_library"] = "@py"
         return data
 
+    def settle(self, timeout_s: float = 2.0) -> bool:
+        """Wait until every emulator has executed everything its clients sent (see
+        ``Emulator.settle``); returns False on timeout."""
+        return all(emu.settle(timeout_s) for emu in self.emulators.values())
+
     def output_states(self) -> dict[str, dict[str, Any]]:
-        """Last recorded output state per ``instrument.channel`` (``output_on``, ``level_v``, ...)."""
+        """Last recorded output state per ``instrument.channel`` (``output_on``, ``level_v``, ...),
+        after ``settle()``."""
+        self.settle()
         out: dict[str, dict[str, Any]] = {}
         for name, emu in self.emulators.items():
             for entry in emu.transcript.states():

@@ -324,6 +324,21 @@ class LineServer:
                 return True
         return False
 
+    def idle(self) -> bool:
+        """True when every connection waits for input and holds no unread or partial line."""
+        with self._lock:
+            conns = list(self._conns.values())
+            if any(c.state != "idle" or c.partial_ts is not None for c in conns):
+                return False
+        socks = [c.sock for c in conns]
+        if not socks:
+            return True
+        try:
+            readable, _, _ = select.select(socks, [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return not readable
+
     def wait_for_older(self, conn: _Conn) -> None:
         """Wait until no connection of the group holds older input (see the module docstring)."""
         group = list(self.group)
