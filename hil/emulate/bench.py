@@ -87,12 +87,20 @@ class EmulatedBench:
         return self
 
     def stop(self) -> None:
-        """Stop every server and close every connection (idempotent)."""
-        for emu in self.emulators.values():
+        """Stop every server and close every connection (idempotent; servers stop in parallel)."""
+        import threading
+
+        def stop_one(emu: Emulator) -> None:
             try:
                 emu.stop()
             except Exception:
                 pass
+
+        threads = [threading.Thread(target=stop_one, args=(emu,), daemon=True) for emu in self.emulators.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10.0)
         self._started = False
 
     def __enter__(self) -> "EmulatedBench":
