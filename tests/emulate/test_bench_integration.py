@@ -188,3 +188,26 @@ def test_realtime_mode_sleeps_the_modelled_time(emulated_bench_factory, visa_res
         assert wall >= 0.5 * modelled * 0.95
     finally:
         res.close()
+
+
+def test_safe_shutdown_leaves_every_output_off_at_zero_volts(emulated_bench, visa_resource_managers):
+    bench = emulated_bench.loopback_bench
+    drivers = {}
+    for name, spec in bench.instruments.items():
+        drv = make_driver(spec, visa_resource_managers, sleep=_no_sleep)
+        drv.connect()
+        drivers[name] = drv
+    for name in ("smu_x", "smu_xn", "smu_rail"):
+        for ch in ("1", "2"):
+            drivers[name].output(ch, True)
+            drivers[name].set_voltage(ch, 0.75)
+    assert not emulated_bench.all_outputs_safe()
+    for drv in drivers.values():
+        drv.safe_shutdown()
+        drv.close()
+    assert emulated_bench.all_outputs_safe()
+    # every ramp step that reached the instrument respected max_step_v (0.25 V)
+    for name in ("smu_x", "smu_xn", "smu_rail"):
+        for ch in ("1", "2"):
+            levels = [s["level_v"] for s in emulated_bench.emulators[name].output_history(ch) if s["output_on"]]
+            assert max(abs(b - a) for a, b in zip(levels, levels[1:])) <= 0.25 + 1e-12
