@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pyvisa.errors import VisaIOError
 
-from conftest import G_LEAK_S, G_S, LINE_HZ, h0_voltage, smu_config
+from tsp_bench_helpers import G_LEAK_S, G_S, LINE_HZ, h0_voltage, smu_config
 from hil.drivers.errors import InstrumentReportedError
 
 #: noise σ of a 1 mA-range reading at 1 NPLC is 2e-9 A, the quantum 1e-9 A

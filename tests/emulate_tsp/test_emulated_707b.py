@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import G_S, h0_voltage, smu_config
+from tsp_bench_helpers import G_S, h0_voltage, smu_config
 from hil.drivers.errors import InstrumentReportedError
 from hil.emulate.keithley707b import HOT_SWITCH_ERROR, parse_channel_list
 from hil.emulate.tsp import TspError
