@@ -349,6 +349,10 @@ def test_faults_seen_through_the_driver(tsp_bench):
     emu.faults.force_compliance("a")
     forced = smu.measure_current("a")
     assert forced.compliance and forced.value == pytest.approx(1e-3, abs=I_TOL_A)
+    raw = tsp_bench.raw(emu)
+    emu.faults.force_compliance("a")     # the instrument flag of a forced reading is set as well
+    assert raw.query("print(smua.measure.i(), smua.source.compliance)").split("\t")[1] == "true"
+    assert raw.query("print(smua.source.compliance)") == "false"
     emu.faults.sentinel("overflow", channel="a")
     over = smu.measure_current("a")
     assert over.value == float("inf") and over.compliance
@@ -359,7 +363,7 @@ def test_faults_seen_through_the_driver(tsp_bench):
     emu.faults.no_reply(match=r"source\.levelv\)")
     assert smu.voltage_setpoint("a") == pytest.approx(0.2)
     kinds = [e.detail.get("fault", e.text) for e in emu.transcript.entries("fault")]
-    assert kinds == ["force_compliance", "sentinel", "misreport_level", "no_reply"]
+    assert kinds == ["force_compliance", "force_compliance", "sentinel", "misreport_level", "no_reply"]
     rx = emu.transcript.received()
     assert rx[-4:] == ["print(smua.source.levelv)", "*IDN?", "print(errorqueue.next())", "print(smua.source.levelv)"]
     smu.safe_shutdown()
