@@ -420,22 +420,21 @@ class SmuB2900Emulator(ScpiEmulator):
             if not st.output_on and st.extra.get("on_auto"):
                 st.output_on = True
         for k in range(n):
+            # every initiated channel steps together (one world change per point) ...
             with (self.world.lock if self.world is not None else _null()):
                 for ch in chans:
                     st = self.chans[ch]
-                    if k >= st.extra["trig_count"]:
-                        continue
-                    if st.voltage_mode == "LIST" and st.output_on:
+                    if k < st.extra["trig_count"] and st.voltage_mode == "LIST" and st.output_on:
                         st.level_v = st.list_v[k % len(st.list_v)]
                         self._apply(ch)
-                self.advance(max(self.chans[ch].extra["tran_delay"] + self.chans[ch].extra["acq_delay"] for ch in chans))
-                for ch in chans:
-                    st = self.chans[ch]
-                    if k >= st.extra["trig_count"]:
-                        continue
-                    if st.extra.get("protection_tripped"):
-                        continue  # output switched off by protection: no more points acquired
-                    st.extra["buffer"].append(self._measure_point(ch, cmd.text))
+            # ... then waits its delays (the world lock is free: other instruments keep working) ...
+            self.advance(max(self.chans[ch].extra["tran_delay"] + self.chans[ch].extra["acq_delay"] for ch in chans))
+            # ... then measures each channel
+            for ch in chans:
+                st = self.chans[ch]
+                if k >= st.extra["trig_count"] or st.extra.get("protection_tripped"):
+                    continue  # past this channel's count, or switched off by output protection
+                st.extra["buffer"].append(self._measure_point(ch, cmd.text))
             self.advance(50e-6)
 
     @scpi(":ABORt[:ALL]")
