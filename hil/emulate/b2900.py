@@ -27,7 +27,7 @@ import struct
 from typing import Any, Optional
 
 from hil.emulate.scpi import Command, ScpiEmulator, ScpiError, format_nr3, scpi
-from hil.emulate.smu_common import SmuChannel, apply_output, pick_range, spot_reading
+from hil.emulate.smu_common import SmuChannel, apply_output, integration_s, pick_range, spot_reading
 from hil.emulate.world import MISSING_SENTINEL
 
 __all__ = ["SmuB2900Emulator"]
@@ -96,8 +96,9 @@ class SmuB2900Emulator(ScpiEmulator):
         apply_output(self, ch, self.chans[ch])
 
     def _measure_point(self, ch: str, line: Optional[str]) -> dict[str, float]:
+        """One reading of ``ch``; the caller advances the clock (channels integrate in parallel)."""
         state = self.chans[ch]
-        r = spot_reading(self, ch, state, line)
+        r = spot_reading(self, ch, state, line, advance_clock=False)
         status = _STAT_COMPLIANCE if r.in_limit else 0
         if r.in_limit and state.protection and state.output_on:
             state.output_on = False
@@ -429,13 +430,13 @@ class SmuB2900Emulator(ScpiEmulator):
                         self._apply(ch)
             # ... then waits its delays (the world lock is free: other instruments keep working) ...
             self.advance(max(self.chans[ch].extra["tran_delay"] + self.chans[ch].extra["acq_delay"] for ch in chans))
-            # ... then measures each channel
+            # ... then measures every channel at once (separate SMUs integrate in parallel)
             for ch in chans:
                 st = self.chans[ch]
                 if k >= st.extra["trig_count"] or st.extra.get("protection_tripped"):
                     continue  # past this channel's count, or switched off by output protection
                 st.extra["buffer"].append(self._measure_point(ch, cmd.text))
-            self.advance(50e-6)
+            self.advance(max(integration_s(self, self.chans[ch]) for ch in chans) + 50e-6)
 
     @scpi(":ABORt[:ALL]")
     @scpi(":ABORt:ACQuire")
@@ -471,11 +472,14 @@ class SmuB2900Emulator(ScpiEmulator):
             if not st.output_on and st.extra.get("on_auto"):
                 st.output_on = True
                 self._apply(ch)
-            self.advance(st.extra["acq_delay"])
+        self.advance(max(self.chans[ch].extra["acq_delay"] for ch in chans))
+        for ch in chans:
+            st = self.chans[ch]
             point = self._measure_point(ch, cmd.text)
             st.extra["buffer"] = [point]
             st.extra["points"] = 1
             out.extend([point[only]] if only else [point[e] for e in self.elements])
+        self.advance(max(integration_s(self, self.chans[ch]) for ch in chans))
         return self._format_values(out)
 
     @scpi(":FETCh:ARRay[:ALL]", query=True)

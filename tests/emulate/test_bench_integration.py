@@ -171,6 +171,11 @@ def test_virtual_clock_advances_by_modelled_durations(emulated_bench, drivers):
     smu.list_sweep({"1": np.zeros(10)}, 0.0)
     # 10 points x (1 ms acquire delay + 1 PLC + 50 us trigger overhead)
     assert clock.now_s - t1 == pytest.approx(10 * (0.001 + 0.02 + 50e-6), rel=1e-9)
+    # both channels of the B2902A integrate at the same time: a two-channel sweep takes as long
+    _on(smu, "2")
+    t2 = clock.now_s
+    smu.list_sweep({"1": np.zeros(10), "2": np.zeros(10)}, 0.0)
+    assert clock.now_s - t2 == pytest.approx(10 * (0.001 + 0.02 + 50e-6), rel=1e-9)
 
 
 def test_realtime_mode_sleeps_the_modelled_time(emulated_bench_factory, visa_resource_managers):
