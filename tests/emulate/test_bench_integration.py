@@ -111,17 +111,26 @@ def test_2450_list_sweep_and_buffer(emulated_bench, drivers):
 
 
 def test_b2900_output_protection_switches_off_at_compliance(emulated_bench, drivers):
+    smu = drivers["smu_y01"]
+    emu = emulated_bench.emulators["smu_y01"]
+    _on(smu, "1", "2")
+    smu.set_current_limit("1", 1e-5)
+    assert smu.output_enabled("1")
+    # another instrument pushes y0 over the limit: the next measurement trips the protection
     _on(drivers["smu_x"], "1", "2")
     drivers["smu_x"].set_voltage("1", 1.0)
     drivers["smu_x"].set_voltage("2", 1.0)
-    smu = drivers["smu_y01"]
-    _on(smu, "1")
-    smu.set_current_limit("1", 1e-6)
     reading = smu.measure_current("1")
-    assert reading.compliance
+    assert reading.compliance and abs(reading.value) == pytest.approx(1e-5, rel=1e-2)
     assert not smu.output_enabled("1")
-    states = emulated_bench.emulators["smu_y01"].output_history("1")
+    states = emu.output_history("1")
     assert states[-1]["output_on"] is False and states[-1]["mode"] == "open"
+    # a limit programmed below the present current trips it at once (before any measurement)
+    assert smu.output_enabled("2")
+    smu.set_current_limit("2", 1e-6)
+    assert not smu.output_enabled("2")
+    events = [e.text for e in emu.transcript.entries("event") if "protection" in e.text]
+    assert len(events) == 2
 
 
 def test_error_codes_through_pyvisa(emulated_bench, visa_resource_managers):
@@ -171,6 +180,11 @@ def test_virtual_clock_advances_by_modelled_durations(emulated_bench, drivers):
     smu.list_sweep({"1": np.zeros(10)}, 0.0)
     # 10 points x (1 ms acquire delay + 1 PLC + 50 us trigger overhead)
     assert clock.now_s - t1 == pytest.approx(10 * (0.001 + 0.02 + 50e-6), rel=1e-9)
+    # both channels of the B2902A integrate at the same time: a two-channel sweep takes as long
+    _on(smu, "2")
+    t2 = clock.now_s
+    smu.list_sweep({"1": np.zeros(10), "2": np.zeros(10)}, 0.0)
+    assert clock.now_s - t2 == pytest.approx(10 * (0.001 + 0.02 + 50e-6), rel=1e-9)
 
 
 def test_realtime_mode_sleeps_the_modelled_time(emulated_bench_factory, visa_resource_managers):
