@@ -118,7 +118,7 @@ def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.n
     with np.errstate(divide="ignore", invalid="ignore"):
         e = b / diag
         on = s * (e - h) < 0
-        np.copyto(e, np.broadcast_to(h, e.shape), where=on)
+        np.copyto(e, h, where=on)
         r = diag * e - b
         cert = certify(diag, e, b, s, h, on, scale_v, residual=r)
     return _conclude(e, on, cert, batch=b.shape[0], iterations=1, path="pdas", stuck=[], tol=tol, scale_v=scale_v, t0=t0)
