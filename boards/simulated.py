@@ -38,7 +38,7 @@ def _tiled(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> Circu
     if held is None or held[0].shape[0] == 0 or x.shape[0] % held[0].shape[0] or x.shape[1:] != held[0].shape[1:]:
         return None
     k = x.shape[0] // held[0].shape[0]
-    if k < 2 or not np.array_equal(x.reshape(k, *held[0].shape), np.broadcast_to(held[0], (k, *held[0].shape))):
+    if k < 2 or not (x.reshape(k, *held[0].shape) == held[0]).all():
         return None
     st = held[1]
     rep = lambda a: None if a is None else np.tile(a, (k,) + (1,) * (a.ndim - 1))

@@ -196,12 +196,7 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
     if runs_dir is not None:
         s.runs_dir = str(runs_dir)
     board, data = _board_and_data(s, source)
-    from hil.threads import configure_blas_threads
-
-    try:
-        blas = configure_blas_threads(s.blas_threads)
-    except ValueError as exc:
-        raise ConfigError([str(exc)], source) from None
+    blas = _blas_threads(s, source)
     run = RunDir.create(s.runs_dir, s.name)
     if started is not None:
         started(run)
@@ -212,6 +207,16 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
             return Trainer(board, s, data, run, progress=progress).fit()
     finally:
         run.close()
+
+
+def _blas_threads(s: TrainSettings, source: str) -> dict:
+    """Apply the BLAS thread count (config, else $HIL_BLAS_THREADS, else 1); returns it for the metadata."""
+    from hil.threads import configure_blas_threads
+
+    try:
+        return configure_blas_threads(s.blas_threads)
+    except ValueError as exc:
+        raise ConfigError([str(exc)], source) from None
 
 
 def _board_and_data(s: TrainSettings, source: str):
@@ -255,6 +260,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
         config = apply_overrides(json.loads(json.dumps(before)), list(overrides))
         s = parse_config(config, source)
         board, data = _board_and_data(s, source)
+        run.event("blas_threads", **_blas_threads(s, source))
         with board:
             trainer = Trainer(board, s, data, run, progress=progress)
             try:

@@ -6,6 +6,7 @@
     hil netlist CONFIG|RUN_DIR -o net.cir [--input V,V,...] [--all-inputs]
     hil configs
     hil instruments list | probe ADDRESS
+    hil emulate BENCH [--time instant|virtual|realtime] [--write-bench PATH]
 
 CONFIG is a YAML path or the name of a shipped config (``hil configs`` lists them);
 ``hil train`` without CONFIG runs the embedded default ``sim-digits``.  Every failure is one
@@ -378,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
         instruments_cli = None
     if instruments_cli is not None:
         instruments_cli.add_parser(sub)
+    from hil.emulate import cli as emulate_cli
+    emulate_cli.add_parser(sub)
     from hil import activation_cli
 
     activation_cli.add_parser(sub)

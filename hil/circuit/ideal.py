@@ -68,6 +68,8 @@ def _conclude(e, on, cert, *, batch: int, iterations: int, path: str, stuck: lis
               t0: float) -> IdealSolution:
     """Report of a finished active-set solve; raises :class:`SolveError` unless certified."""
     worst = max(cert["primal"], cert["dual"], cert["complementarity"], cert["kcl_rel"])
+    if not np.isfinite(e).all():  # NaN would slip through max(); a non-finite answer is never certified
+        worst = float("inf")
     z, mu = cert["z"], cert["mu"]
     scale_i = cert["scale_i"]
     if z.size:
@@ -111,11 +113,14 @@ def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.n
     The same KKT certificate as :func:`solve_ideal` is checked, vectorised over the batch.
     """
     t0 = time.perf_counter()
-    e = b / diag
-    on = s * (e - h) < 0
-    np.copyto(e, np.broadcast_to(h, e.shape), where=on)
-    r = diag * e - b
-    cert = certify(diag, e, b, s, h, on, scale_v, residual=r)
+    # A node without any conductance (zero diagonal, possible only for Shockley starting
+    # points) gives a non-finite voltage that the certificate below rejects; no warning.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = b / diag
+        on = s * (e - h) < 0
+        np.copyto(e, h, where=on)
+        r = diag * e - b
+        cert = certify(diag, e, b, s, h, on, scale_v, residual=r)
     return _conclude(e, on, cert, batch=b.shape[0], iterations=1, path="pdas", stuck=[], tol=tol, scale_v=scale_v, t0=t0)
 
 

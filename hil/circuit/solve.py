@@ -122,7 +122,7 @@ class EquilibriumSolver:
             raise ValueError(f"expected {c.n_sources} source voltages per sample, got {u.shape[1]}")
         B = u.shape[0]
         if w is None:
-            w = np.broadcast_to(c.output_voltage, (B, c.n_outputs)).copy()
+            w = np.repeat(c.output_voltage[None, :], B, axis=0)
         else:
             w = np.atleast_2d(np.asarray(w, dtype=float))
             if w.shape != (B, c.n_outputs):

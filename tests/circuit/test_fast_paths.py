@@ -158,3 +158,12 @@ def test_board_program_rejects_bad_vectors_and_keeps_its_state():
     with pytest.raises(ValueError, match="conductances"):
         board.program(g0[:-1])
     assert np.array_equal(board.read_conductances(), g0)
+
+
+def test_non_finite_voltages_are_never_certified():
+    from hil.circuit.report import SolveError
+
+    diag = np.array([1e-4, 0.0])  # the second node has no conductance at all
+    b = np.array([[1e-4, 1e-5]])
+    with pytest.raises(SolveError):
+        solve_ideal_diagonal(diag, b, np.ones(2), np.zeros(2), 1.0)
