@@ -224,15 +224,21 @@ def _newton(K, b, element, e, reltol, vntol, abstol, max_iter):
     for it in range(1, max_iter + 1):
         delta = solve_shifted(K, np.zeros(e.shape, bool), 0 * e, g, -r)
         e_new, limited = element.limit(e + delta, e)
-        s = 1.0
+        # Backtracking per sample (a limited step is taken as it is, as SPICE does).
+        s = np.ones((e.shape[0], 1))
         norm0 = np.linalg.norm(r, axis=1)
-        while True:
+        accept = np.any(limited, axis=1)
+        trial = e_new.copy()
+        f_t, g_t = element.current(trial)
+        r_t = _matvec(K, trial) - b + f_t
+        for _ in range(21):
+            accept |= np.linalg.norm(r_t, axis=1) <= (1 - 1e-4 * s[:, 0]) * norm0 + 1e-300
+            if accept.all():
+                break
+            s = np.where(accept[:, None], s, s / 2)
             trial = e + s * (e_new - e)
             f_t, g_t = element.current(trial)
             r_t = _matvec(K, trial) - b + f_t
-            if np.all(np.linalg.norm(r_t, axis=1) <= (1 - 1e-4 * s) * norm0 + 1e-300) or s < 2 ** -20 or limited.any():
-                break
-            s /= 2
         step = np.abs(trial - e)
         e, f, g, r = trial, f_t, g_t, r_t
         scale = np.abs(Kd_diag * e) + np.abs(b) + np.abs(f)
