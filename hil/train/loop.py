@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.board import Board
+from hil.board import Board, as_program_result, valid_mask
 from hil.train.data import Dataset, DataSplit
 from hil.train.estimators import estimate
 from hil.train.losses import Loss
@@ -140,7 +140,8 @@ class Trainer:
         n = len(data.train.y)
         perm = self.rng.permutation(n)
         t0 = time.perf_counter()
-        loss_sum, correct, on_sum, flips = 0.0, 0, 0.0, 0
+        loss_sum, correct, on_sum, flips, invalid = 0.0, 0, 0.0, 0, 0
+        prog = {"unconverged": 0, "stuck": 0, "pulses": 0, "max_rel_error": 0.0, "seconds": 0.0}
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -151,9 +152,17 @@ class Trainer:
         for i in range(0, n, s.batch_size):
             idx = perm[i:i + s.batch_size]
             res = estimate(s.estimator, self.board, data.train.x[idx], data.train.y[idx], self.loss, s.estimator_options)
-            g = self.board.program(self.opt.step(g, res.grad), rel_tol=0.0)
-            loss_sum += float(res.loss.sum())
-            correct += int(np.sum(self.loss.predict(res.op.y) == data.train.y[idx]))
+            target = self.opt.step(g, res.grad)
+            pr = as_program_result(target, self.board.program(target, rel_tol=0.0),
+                                   self.board.conductance_bounds)
+            g = pr.achieved
+            for key, val in pr.summary().items():
+                if key in prog:
+                    prog[key] = max(prog[key], val) if key == "max_rel_error" else prog[key] + val
+            ok = res.stats.get("valid", valid_mask(res.op))
+            invalid += int(np.sum(~ok))
+            loss_sum += float(res.loss[ok].sum())
+            correct += int(np.sum((self.loss.predict(res.op.y) == data.train.y[idx])[ok]))
             if res.op.on is not None:
                 on_sum += float(res.op.on.mean()) * len(idx)
             flips += res.stats.get("flipped_samples", 0)
@@ -168,6 +177,12 @@ class Trainer:
         row = {"epoch": self.epoch, "step": self.epoch * self.steps_per_epoch, "lr": self.opt.current_lr(),
                "train_loss": loss_sum / n, "train_acc": correct / n, "conduction_fraction": on_sum / n,
                "flipped_samples": flips, "epoch_time_s": train_time}
+        bench_clock = getattr(self.board, "bench_time_s", None)
+        if bench_clock is not None:  # a bench: masks, programming evidence and bench time per epoch
+            row.update({"invalid_samples": invalid, "program_unconverged": prog["unconverged"],
+                        "program_stuck": prog["stuck"], "program_pulses": prog["pulses"],
+                        "program_max_rel_error": prog["max_rel_error"], "program_time_s": prog["seconds"],
+                        "bench_time_s": float(bench_clock())})
         row["val_acc"] = evaluate(self.board, self.loss, data.val)[0] if data.val is not None else float("nan")
         row["test_acc"] = evaluate(self.board, self.loss, data.test)[0] if s.eval_test else float("nan")
         self.run.append_metrics(row)

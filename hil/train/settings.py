@@ -72,7 +72,11 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         s = t.section("hl")
         est_opts = {"delta_v": s.get("delta_v", float, 0.01, check=positive),
                     "central": s.get("central", bool, True),
-                    "max_retries": s.get("max_retries", int, 3, check=non_negative)}
+                    "max_retries": s.get("max_retries", int, 3, check=non_negative),
+                    "flip_rel_tol": s.get("flip_rel_tol", float, 1e-3, check=positive)}
+        one_sweep = s.get("one_sweep", bool, None)
+        if one_sweep is not None:
+            est_opts["one_sweep"] = one_sweep
         s.finish()
     elif est == "ep":
         s = t.section("ep")
