@@ -1,0 +1,1 @@
+"""The bench: instruments, wiring, timing, the bench-time model and test benches."""
