@@ -460,7 +460,8 @@ class InstrumentBoard(BoardBase):
     # ---- safety -------------------------------------------------------------------------------------
     def safe_state(self) -> None:
         """Sources to 0 V and off, relays open (sources, then matrices, then scanners); never raises."""
-        order = list(self._smus()) + [n for n in self.instruments if self._is_matrix(n)]
+        order = [n for n in self.instruments if hasattr(self.instruments[n], "set_voltage")]
+        order += [n for n in self.instruments if self._is_matrix(n)]
         order += [n for n in self.instruments if n not in order]
         for name in order:
             try:
@@ -468,6 +469,9 @@ class InstrumentBoard(BoardBase):
             except BaseException as exc:  # a second Ctrl-C must not skip the other instruments
                 log.error("safe state: %s failed: %s", name, exc)
         self._connected = False
+        forget = getattr(self.programmer, "forget", None)
+        if forget is not None:
+            forget()
 
     def close(self) -> None:
         """Safe state, then release every transport."""

@@ -24,7 +24,7 @@ from hil.drivers.errors import ComplianceError, InstrumentError, LimitViolation
 from hil.drivers.limits import AT_LIMIT_FRACTION, SourceLimits, check_level, check_vector
 from hil.drivers.protocols import ErrorEntry, Reading, SmuChannelConfig, SweepResult
 
-__all__ = ["InProcessBench", "FakeSmu", "FakeScanner"]
+__all__ = ["InProcessBench", "FakeSmu", "FakeScanner", "FakeMatrix", "FakeProgrammingSmu"]
 
 
 class _World:
@@ -41,6 +41,7 @@ class _World:
         self.armed_scans: list["FakeScanner"] = []
         self.exchanges = 0
         self.time_s = 0.0
+        self.smus: list = []
 
     def program(self, g: np.ndarray) -> None:
         self.circuit = self.circuit.with_conductances(g)
@@ -282,6 +283,100 @@ class FakeScanner(_Base):
         self._x()
 
 
+class FakeMatrix(_Base):
+    """A switch matrix whose crosspoint sets select devices; records hot switching."""
+
+    def __init__(self, world: _World, name: str):
+        super().__init__(world, name)
+        self._closed: set = set()
+        self.hot_switches: list[dict] = []
+        self.changes = 0
+
+    def _check_hot(self) -> None:
+        live = {f"{i.name}.{ch}": lvl for i in self.world.smus for ch, (on, lvl) in i.outputs.items()
+                if on and abs(lvl) > 1e-3}
+        if live:
+            self.hot_switches.append(live)
+        self.changes += 1
+
+    def connect(self, crosspoints=None, exclusive: bool = False) -> None:  # type: ignore[override]
+        if crosspoints is None:
+            super().connect()
+            return
+        self._x(2)
+        self._check_hot()
+        if exclusive:
+            self._closed = set()
+        self._closed |= {tuple(c) if isinstance(c, list) else c for c in crosspoints}
+
+    def disconnect(self, crosspoints) -> None:
+        self._x(2)
+        self._check_hot()
+        self._closed -= set(crosspoints)
+
+    def open_all(self) -> None:
+        self._x(2)
+        if self._closed:
+            self._check_hot()
+        self._closed = set()
+
+    def closed(self) -> frozenset:
+        self._x()
+        return frozenset(self._closed)
+
+    def interlock_ok(self) -> bool:
+        return True
+
+    def safe_shutdown(self) -> None:
+        self._x()
+        self._closed = set()
+
+
+class FakeProgrammingSmu(FakeSmu):
+    """The programming SMU: reads and pulses the one device the matrix selects."""
+
+    def __init__(self, world: _World, name: str, channel: str, limits: SourceLimits, matrix: FakeMatrix,
+                 devices: list, model: Any, read_noise_rel: float = 0.0):
+        super().__init__(world, name, {channel: f"{name}.{channel}"}, {channel: limits})
+        self.matrix, self.devices, self.model = matrix, [frozenset(d) for d in devices], model
+        self.read_noise_rel = read_noise_rel
+
+    def selected(self) -> int | None:
+        closed = frozenset(self.matrix._closed)
+        hits = [k for k, d in enumerate(self.devices) if d == closed]
+        return hits[0] if hits else None
+
+    def measure_current(self, channel: str) -> Reading:
+        self._x()
+        k = self.selected()
+        v = self._setpoint[channel]
+        if k is None or not self._on[channel]:
+            return Reading(0.0, v, False)
+        g = self.world.circuit.conductance_vector()[k]
+        i = g * v * (1.0 + self.read_noise_rel * self.world.rng.standard_normal())
+        return Reading(float(i), v, False)
+
+    def _apply(self, ch: str, v: float) -> None:
+        self._setpoint[ch] = v
+        self.max_level_seen[ch] = max(self.max_level_seen[ch], abs(v))
+
+    def pulse(self, channel: str, amplitude_v: float, width_s: float, count: int = 1) -> None:
+        super().pulse(channel, amplitude_v, width_s, count)
+        k = self.selected()
+        if k is None:
+            return
+        g = self.world.circuit.conductance_vector().copy()
+        for _ in range(count):
+            g[k] = self.model.pulse(g[k], k, amplitude_v, width_s)
+        self.world.program(g)
+
+    def safe_shutdown(self) -> None:
+        for ch in self.channels:
+            self._setpoint[ch] = 0.0
+            self._on[ch] = False
+        self._x(2)
+
+
 class InProcessBench:
     """Fake instruments for a circuit, wired like ``wiring`` (node → ``(instrument, channel)``).
 
@@ -308,6 +403,17 @@ class InProcessBench:
             self.instruments[inst] = FakeSmu(self.world, inst, nodes, {ch: limits[inst] for ch in nodes})
         for inst, nodes in scan_nodes.items():
             self.instruments[inst] = FakeScanner(self.world, inst, nodes)
+        self.world.smus = [i for i in self.instruments.values() if isinstance(i, FakeSmu)]
+
+    def add_programming(self, devices: list, model: Any, limits: SourceLimits, read_noise_rel: float = 0.0,
+                        smu: str = "prog", channel: str = "a", matrix: str = "matrix") -> None:
+        """Add a switch matrix and a programming SMU that pulse and read devices (``devices[k]``:
+        the crosspoints selecting conductance k; ``model``: a pulse-response model)."""
+        mx = FakeMatrix(self.world, matrix)
+        ps = FakeProgrammingSmu(self.world, smu, channel, limits, mx, devices, model, read_noise_rel)
+        self.instruments[matrix] = mx
+        self.instruments[smu] = ps
+        self.world.smus.append(ps)
 
     @property
     def exchanges(self) -> int:
