@@ -184,8 +184,9 @@ class InstrumentBoard(BoardBase):
         self._step = dict(limits_step_v)
         self.programmer = programmer
         self._bounds = (float(g_bounds[0]), float(g_bounds[1]))
-        self._event = event or (lambda kind, **data: None)
+        self.event_sink = event
         self._clock = clock or time.monotonic
+        self._on_close: list[Callable[[], None]] = []
         self._t0: Optional[float] = None
         self._g: Optional[np.ndarray] = None
         self.stats = BatchStats()
@@ -197,6 +198,18 @@ class InstrumentBoard(BoardBase):
         self._output_nodes = [n for n in names if kinds[n] == "output"]
         self._hidden_nodes = [n for n in names if kinds[n] == "hidden"]
         self._check_wiring()
+
+    def _event(self, kind: str, **data) -> None:
+        self.stats.events.append((kind, data))
+        if self.event_sink is not None:
+            try:
+                self.event_sink(kind, **data)
+            except Exception:  # the event log must never break a measurement
+                log.exception("event sink failed")
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` after the instruments are closed (e.g. close the VISA resource managers)."""
+        self._on_close.append(fn)
 
     # ---- set-up -----------------------------------------------------------------------
     def _check_wiring(self) -> None:
@@ -484,6 +497,11 @@ class InstrumentBoard(BoardBase):
         if self._atexit:
             atexit.unregister(self.safe_state)
             self._atexit = False
+        while self._on_close:
+            try:
+                self._on_close.pop()()
+            except Exception as exc:
+                log.error("closing: %s", exc)
 
     def __exit__(self, *exc) -> None:
         self.close()

@@ -15,7 +15,7 @@ from hil.train.losses import LOSSES
 from hil.train.optim import OPTIMIZERS, SCHEDULES
 
 GROUPS = ("g_in", "g_hh", "g_leak", "g_out")
-BACKENDS = ("simulated",)
+BACKENDS = ("simulated", "instruments")
 
 
 @dataclass
@@ -45,6 +45,7 @@ class TrainSettings:
     runs_dir: str
     plots: bool
     raw: dict = field(default_factory=dict)
+    instrument_board: object = None  # hil.boards.bench_config.InstrumentBoardSpec for backend: instruments
 
 
 def parse_settings(data: dict, source: str = "") -> TrainSettings:
@@ -58,6 +59,13 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     g_min = b.get("g_min", float, 0.0, check=non_negative)
     g_max = b.get("g_max", float, 1e-4, check=positive)
     circuit = b.get("circuit", dict, None)
+    instrument_board = None
+    if backend == "instruments":
+        from hil.boards.bench_config import parse_instrument_board
+
+        instrument_board = parse_instrument_board(b)
+        if circuit is not None:
+            b.error("circuit", "the instruments backend takes its circuit from board.bench")
     b.finish()
     d = top.section("data", required=True)
     dataset = d.get("name", str, choices=DATASETS)
@@ -119,4 +127,5 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     if problems:
         raise ConfigError(problems, source)
     return TrainSettings(name, seed, backend, g_min, g_max, circuit, dataset, scale, vfrac, est, est_opts, loss, gain,
-                         opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data)
+                         opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data,
+                         instrument_board)
