@@ -250,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
         instruments_cli = None
     if instruments_cli is not None:
         instruments_cli.add_parser(sub)
+    from hil import estimate_cli
+
+    estimate_cli.add_parser(sub)
     return p
 
 
