@@ -211,12 +211,13 @@ class Emulator(abc.ABC):
             limit_a: current limit of a voltage source, A.
             level_v: programmed source level for the transcript (default ``level``).
         """
-        state = (bool(output_on), mode, float(level), float(limit_a))
+        shown = float(level if level_v is None else level_v)
+        state = (bool(output_on), mode, float(level), float(limit_a), shown)
         if self._port_state.get(channel) != state:
             self._port_state[channel] = state
             self.transcript.record("state", f"{channel or '-'} {'ON' if output_on else 'OFF'} {mode} {level:g}",
                                    channel=channel, output_on=bool(output_on), mode=mode,
-                                   level_v=float(level if level_v is None else level_v), limit_a=float(limit_a))
+                                   level_v=shown, limit_a=float(limit_a))
         port = self.port(channel)
         if port is not None:
             self.world.set_source(port, mode, level, limit_a)

@@ -2,7 +2,8 @@
 
 Headers are declared in SCPI notation, e.g. ``[:SOURce#]:VOLTage[:LEVel][:IMMediate][:AMPLitude]``:
 the upper-case part of a node is its short form, the whole node its long form, ``[...]`` marks an
-optional node and ``#`` a numeric suffix (default 1). A received header matches when every token
+optional node, ``#`` a numeric suffix (default 1; its values are passed to the handler) and ``[1]``
+an optional suffix that may only be 1 (single-channel instruments). A received header matches when every token
 is the short or the long form of a node (case-insensitive), optional nodes may be left out, and
 a suffix appears only where ``#`` allows it. Program messages are split on ``;`` outside quotes;
 each command is an absolute header (the "continue previous path" rule is not emulated).
@@ -41,7 +42,7 @@ class ScpiError(Exception):
         self.detail = detail
 
 
-_NODE_RE = re.compile(r"(\[)?:?([A-Za-z*][A-Za-z]*)(#)?(\])?")
+_NODE_RE = re.compile(r"(\[)?:?([A-Za-z*][A-Za-z]*)(#|\[1\])?(\])?")
 _TOKEN_RE = re.compile(r"^([A-Za-z]+)(\d*)$")
 _NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -52,6 +53,7 @@ class _Node:
     short: str
     long: str
     suffix: bool
+    only_one: bool = False
 
 
 class HeaderPattern:
@@ -68,7 +70,8 @@ class HeaderPattern:
                 raise ValueError(f"bad SCPI pattern {text!r} at {pos}")
             word = m.group(2)
             short = re.match(r"[A-Z*]*", word).group(0) or word.upper()
-            nodes.append(_Node(bool(m.group(1)), short.upper(), word.upper(), bool(m.group(3))))
+            one = m.group(3) == "[1]"
+            nodes.append(_Node(bool(m.group(1)), short.upper(), word.upper(), m.group(3) == "#", one))
             pos = m.end()
         self.nodes = tuple(nodes)
 
@@ -84,7 +87,7 @@ class HeaderPattern:
             word, digits = tokens[j]
             w = word.upper()
             if w == node.short or w == node.long:
-                if digits and not node.suffix:
+                if digits and not node.suffix and not (node.only_one and int(digits) == 1):
                     pass
                 else:
                     got = self._match(i + 1, j + 1, tokens,
