@@ -49,12 +49,9 @@ def _config_phase(source: str):
 
 # ---- train -----------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from hil.boards.factory import make_board
-    from hil.train.data import load_dataset
-    from hil.train.loop import Trainer
     from hil.train.rundir import RunDir
-    from hil.train.settings import parse_settings
 
+    run = None
     if args.resume:
         path = Path(args.resume)
         if not (path / "config.resolved.yaml").is_file():
@@ -67,20 +64,57 @@ def cmd_train(args) -> int:
     else:
         source = args.config or DEFAULT_TRAIN_CONFIG
         raw = apply_overrides(load_yaml(source), args.set or [])
+    with contextlib.ExitStack() as stack:
+        return _train(args, raw, source, run, stack)
+
+
+def _start_emulation(args, settings, stack) -> dict:
+    """``--emulate``: start the bench's emulators (same description, loopback resources); board kwargs."""
+    if not getattr(args, "emulate", False):
+        return {}
+    if settings.backend != "instruments":
+        raise ConfigError(["--emulate: only for board.backend: instruments"])
+    from hil.emulate.bench import EmulatedBench
+
+    bench = stack.enter_context(EmulatedBench(settings.instrument_board.bench, time_mode="virtual"))
+    print(f"hil train: emulating bench {bench.bench.name} on 127.0.0.1 ({len(bench.resources)} instruments)")
+    return {"resources": bench.resources, "clock": lambda: bench.clock.now_s}
+
+
+def _train(args, raw, source, run, stack) -> int:
+    from hil.boards.factory import make_board
+    from hil.train.data import load_dataset
+    from hil.train.loop import Trainer
+    from hil.train.rundir import RunDir
+    from hil.train.settings import parse_settings
+
     with _config_phase(source):
         settings = parse_settings(raw, source)
         if args.runs_dir:
             settings.runs_dir = args.runs_dir
         data = load_dataset(settings.dataset, settings.input_scale_v, settings.validation_fraction)
-        board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max)
+        spec = settings.instrument_board
+        if spec is not None and spec.programming.get("scheme") == "none":
+            raise ConfigError(["board.programming: a fixed array cannot be trained; configure a programming "
+                               "scheme (e.g. write_verify)"], source)
+        emulated = _start_emulation(args, settings, stack)
+        board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max,
+                           settings.instrument_board, **emulated)
         if board.topology.n_inputs != data.train.x.shape[1]:
             raise ConfigError([f"board.circuit.inputs: the circuit has {board.topology.n_inputs} inputs, "
                                f"the {settings.dataset} data set has {data.train.x.shape[1]}"], source)
     if not args.resume:
         run = RunDir.create(settings.runs_dir, settings.name)
         run.write_config(raw)
-        run.write_metadata({"config_source": source, "estimator": settings.estimator})
+    if hasattr(board, "event_sink"):  # an instrument board: its evidence goes to the event log
+        board.event_sink = lambda kind, **data: run.event(kind, **data)
     with board:
+        if not args.resume:
+            meta = {"config_source": source, "estimator": settings.estimator}
+            if hasattr(board, "snapshots"):
+                board.connect()
+                meta["instruments"] = board.snapshots()
+            run.write_metadata(meta)
         trainer = Trainer(board, settings, data, run, progress=not args.quiet)
         if args.resume:
             trainer.restore("last", overrides=args.set or [])
@@ -229,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.epochs=5")
     t.add_argument("--runs-dir", help="where run directories are created (default from config: runs)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--emulate", action="store_true",
+                   help="instrument benches: run against the bench's emulators on 127.0.0.1 (a rehearsal)")
     t.set_defaults(func=cmd_train)
     s = sub.add_parser("solve", help="solve a circuit and print node voltages, currents and the solve report")
     s.add_argument("config")
@@ -268,6 +304,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nhil: interrupted; outputs are in the safe state and the last epoch's checkpoint is kept", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from hil.drivers.errors import InstrumentError
+
+        if not isinstance(exc, InstrumentError):
+            raise
+        print(f"hil: instrument fault: {type(exc).__name__}: {exc}; safe shutdown ran (outputs to 0 V and off, "
+              "relays open); the last completed epoch is kept, continue with --resume RUN_DIR", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
 
