@@ -72,8 +72,14 @@ def open_instruments(bench: Any, managers: Any, resources: Optional[Mapping[str,
 
 def build_instrument_board(spec: InstrumentBoardSpec, instruments: Mapping[str, Any], g_bounds: tuple[float, float],
                            event: Optional[Callable[..., None]] = None,
-                           clock: Optional[Callable[[], float]] = None) -> InstrumentBoard:
-    """The board over already-built drivers (real, emulated or in-process)."""
+                           clock: Optional[Callable[[], float]] = None,
+                           rehearsal_world: Any = None) -> InstrumentBoard:
+    """The board over already-built drivers (real, emulated or in-process).
+
+    ``rehearsal_world``: the emulated bench's world; programming then sets its conductances
+    directly (:class:`~hil.boards.programmers.RehearsalProgrammer`), since the emulators do not
+    model the devices' response to programming pulses.
+    """
     bench = spec.bench
     topo = board_topology(bench.circuit)
     w = bench.wiring
@@ -90,7 +96,11 @@ def build_instrument_board(spec: InstrumentBoardSpec, instruments: Mapping[str, 
              for group in (w.sources, w.outputs) for i, c in group.values()}
     programmer = None
     prog = spec.programming
-    if prog.get("scheme") == "write_verify":
+    if rehearsal_world is not None and prog.get("scheme") != "none":
+        from hil.boards.programmers import RehearsalProgrammer
+
+        programmer = RehearsalProgrammer(rehearsal_world, g_bounds)
+    elif prog.get("scheme") == "write_verify":
         inst, _, ch = prog["smu"].partition(".")
         names = list(topo.edge_names)
         devices = [prog["devices"][n] for n in names]
@@ -101,14 +111,14 @@ def build_instrument_board(spec: InstrumentBoardSpec, instruments: Mapping[str, 
 
 def make_instrument_board(spec: InstrumentBoardSpec, g_bounds: tuple[float, float],
                           resources: Optional[Mapping[str, str]] = None,
-                          clock: Optional[Callable[[], float]] = None) -> InstrumentBoard:
+                          clock: Optional[Callable[[], float]] = None, rehearsal_world: Any = None) -> InstrumentBoard:
     """Open every instrument of ``spec.bench`` over VISA and build the board (closing it closes the managers)."""
     from hil.drivers.transport import ResourceManagers
 
     managers = ResourceManagers()
     try:
         instruments = open_instruments(spec.bench, managers, resources)
-        board = build_instrument_board(spec, instruments, g_bounds, clock=clock)
+        board = build_instrument_board(spec, instruments, g_bounds, clock=clock, rehearsal_world=rehearsal_world)
     except BaseException:
         managers.close_all()
         raise

@@ -8,7 +8,7 @@ from hil.config import ConfigError
 
 
 def make_board(backend: str, circuit: dict | None, g_min: float, g_max: float, instrument_board=None,
-               resources: dict | None = None, clock=None):
+               resources: dict | None = None, clock=None, rehearsal_world=None):
     """A board for ``backend`` (``simulated`` or ``instruments``); ``circuit`` is the ``board.circuit``
     mapping, ``instrument_board`` the validated bench (``resources`` replace its VISA addresses)."""
     if backend == "instruments":
@@ -16,7 +16,8 @@ def make_board(backend: str, circuit: dict | None, g_min: float, g_max: float, i
 
         if instrument_board is None:
             raise ConfigError(["board.bench: required for the instruments backend"])
-        return make_instrument_board(instrument_board, (g_min, g_max), resources=resources, clock=clock)
+        return make_instrument_board(instrument_board, (g_min, g_max), resources=resources, clock=clock,
+                                     rehearsal_world=rehearsal_world)
     if backend == "simulated":
         if circuit is None:
             raise ConfigError(["board.circuit: required for the simulated backend"])

@@ -30,7 +30,8 @@ from hil.board import ProgramResult
 
 log = logging.getLogger("hil.boards.programmers")
 
-__all__ = ["ConductanceProgrammer", "WriteVerifySettings", "WriteVerifyProgrammer", "PROGRAMMERS"]
+__all__ = ["ConductanceProgrammer", "WriteVerifySettings", "WriteVerifyProgrammer", "RehearsalProgrammer",
+           "PROGRAMMERS"]
 
 
 @runtime_checkable
@@ -235,6 +236,28 @@ class WriteVerifyProgrammer:
             if still >= s.stuck_pulses:
                 return g, used, False, True
         return g, used, True, False
+
+
+class RehearsalProgrammer:
+    """Rehearsal only: sets the conductances of an emulated bench's world directly.
+
+    Used by ``hil train --emulate`` when the emulated bench does not model the devices' pulse
+    response, so that the measurement path (drivers, sockets, sweeps, safety) is rehearsed end to
+    end while programming is idealised.  Never available on real instruments: it needs the
+    emulator's world object.  Every call is reported as converged with zero pulses.
+    """
+
+    def __init__(self, world: Any, g_bounds: tuple[float, float]) -> None:
+        self.world = world
+        self.g_bounds = g_bounds
+
+    def read(self) -> np.ndarray:
+        return np.asarray(self.world.circuit.conductance_vector(), float).copy()
+
+    def program(self, target: np.ndarray, rel_tol: Optional[float] = None) -> ProgramResult:
+        target = np.clip(np.asarray(target, float), *self.g_bounds)
+        self.world.set_conductances(target)
+        return ProgramResult.exact(target, self.read(), 0.0 if rel_tol is None else rel_tol)
 
 
 PROGRAMMERS: Mapping[str, type] = {"write_verify": WriteVerifyProgrammer}

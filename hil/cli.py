@@ -77,8 +77,9 @@ def _start_emulation(args, settings, stack) -> dict:
     from hil.emulate.bench import EmulatedBench
 
     bench = stack.enter_context(EmulatedBench(settings.instrument_board.bench, time_mode="virtual"))
-    print(f"hil train: emulating bench {bench.bench.name} on 127.0.0.1 ({len(bench.resources)} instruments)")
-    return {"resources": bench.resources, "clock": lambda: bench.clock.now_s}
+    print(f"hil train: emulating bench {bench.bench.name} on 127.0.0.1 ({len(bench.resources)} instruments); "
+          "the emulators do not model programming pulses, so conductances are set directly in the emulated array")
+    return {"resources": bench.resources, "clock": lambda: bench.clock.now_s, "rehearsal_world": bench.world}
 
 
 def _train(args, raw, source, run, stack) -> int:
