@@ -1,0 +1,140 @@
+"""The instrument board through real pyvisa-py sockets against the emulated bench (hil.emulate)."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from hil.boards.bench_config import InstrumentBoardSpec
+from hil.boards.bench_factory import make_instrument_board
+from hil.boards.simulated import SimulatedBoard
+from hil.drivers.errors import InstrumentError, InstrumentReportedError
+from hil.emulate.bench import EmulatedBench
+
+ACQ = {"acquisition": "auto", "settle_s": 0.0, "ramp_points": True, "max_points": 2000, "noise_floor_v": 5e-6}
+XOR = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
+DAQ_NOISE_V = 3e-7 * 10.0  # emulated DAQ970A: σ = 3e-7 · range / √NPLC at 1 NPLC, 10 V range
+DAQ_STEP_V = 3e-7 * 10.0   # resolution at NPLC ≥ 1 (6½ digits)
+DMM_LOAD_S = 1e-7          # 10 MΩ input (the board does not switch the DAQ to > 10 GΩ)
+
+
+def open_board(eb, timeout_s=None, rehearsal=True):
+    bench = eb.loopback_bench
+    if timeout_s is not None:
+        bench = dataclasses.replace(bench, instruments={n: dataclasses.replace(s, timeout_s=timeout_s)
+                                                        for n, s in bench.instruments.items()})
+    spec = InstrumentBoardSpec(bench, ACQ, {"scheme": "write_verify" if rehearsal else "none"})
+    return make_instrument_board(spec, (1e-8, 1e-4), clock=lambda: eb.clock.now_s,
+                                 rehearsal_world=eb.world if rehearsal else None)
+
+
+def node_conductance(circuit):
+    """Total conductance attached to each hidden node, S."""
+    topo = circuit.topology()
+    g = circuit.conductance_vector()
+    p = circuit.n_sources
+    total = np.zeros(circuit.n_hidden)
+    for k, (a, b) in enumerate(topo.edges):
+        for node in (a, b):
+            if p <= node < p + circuit.n_hidden:
+                total[node - p] += g[k]
+    return total
+
+
+def test_measurement_matches_simulated_within_predicted_bound():
+    with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
+        sim = SimulatedBoard(eb.bench.circuit, 1e-8, 1e-4)
+        with open_board(eb, rehearsal=False) as board:
+            m = board.measure(XOR)
+        s = sim.measure(XOR)
+        assert eb.all_outputs_safe()
+    # predicted: 5 σ of the reading noise + half a resolution step + the DMM's loading of the node
+    G = node_conductance(eb.bench.circuit)
+    bound = 5 * DAQ_NOISE_V + DAQ_STEP_V / 2 + np.abs(s.e) * DMM_LOAD_S / (G + DMM_LOAD_S)
+    assert np.all(np.abs(m.e - s.e) <= bound), (np.abs(m.e - s.e) / bound).max()
+    np.testing.assert_allclose(m.y, s.y, rtol=1e-3, atol=2e-8)  # SMU readings: 1 mA range, 6½ digits
+    assert m.valid.all()
+
+
+def test_instrument_error_mid_batch_stops_with_outputs_off():
+    with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
+        board = open_board(eb, rehearsal=False)
+        with pytest.raises(InstrumentReportedError):
+            with board:
+                board.measure(XOR)
+                eb.emulators["daq"].push_error(-222, "Data out of range")
+                board.measure(XOR)
+        states = eb.output_states()
+        assert states and eb.all_outputs_safe()  # from what the emulators hold, not what the driver believes
+
+
+def test_no_reply_mid_batch_stops_with_outputs_off():
+    with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
+        board = open_board(eb, timeout_s=0.5, rehearsal=False)
+        with pytest.raises(InstrumentError):
+            with board:
+                board.measure(XOR[:1])
+                eb.emulators["daq"].faults.no_reply(count=None, match=r"READ\?")
+                board.measure(XOR[:1])
+        assert eb.all_outputs_safe()
+
+
+def test_train_on_emulated_bench_stops_on_fault_and_resumes(tmp_path):
+    from hil.config import load_yaml
+    from hil.train.data import load_dataset
+    from hil.train.loop import Trainer
+    from hil.train.rundir import RunDir
+    from hil.train.settings import parse_settings
+
+    raw = load_yaml("configs/bench-xor.yaml")
+    raw["train"]["epochs"] = 1
+    raw["output"]["plots"] = False
+    settings = parse_settings(raw, "bench-xor")
+    data = load_dataset("xor")
+    run = RunDir.create(tmp_path, "bx")
+    with EmulatedBench(settings.instrument_board.bench, time_mode="virtual") as eb:
+        fast = {n: dataclasses.replace(i, timeout_s=0.5) for n, i in eb.loopback_bench.instruments.items()}
+        spec = dataclasses.replace(settings.instrument_board,
+                                   bench=dataclasses.replace(eb.loopback_bench, instruments=fast))
+        board = make_instrument_board(spec, (settings.g_min, settings.g_max), clock=lambda: eb.clock.now_s,
+                                      rehearsal_world=eb.world)
+        with board:
+            Trainer(board, settings, data, run, progress=False).fit()
+        settings.epochs = 3
+        eb.emulators["daq"].faults.no_reply(count=None, match=r"READ\?")
+        board = make_instrument_board(spec, (settings.g_min, settings.g_max), clock=lambda: eb.clock.now_s,
+                                      rehearsal_world=eb.world)
+        with pytest.raises(InstrumentError):
+            with board:
+                tr = Trainer(board, settings, data, run, progress=False)
+                tr.restore("last")
+                tr.fit()
+        assert eb.all_outputs_safe()
+        assert [e["kind"] for e in run.events()][-2:] == ["error", "run_end"]
+        assert len(run.read_metrics()) == 1  # the completed epoch is kept
+        eb.emulators["daq"].faults.clear()
+        board = make_instrument_board(spec, (settings.g_min, settings.g_max), clock=lambda: eb.clock.now_s,
+                                      rehearsal_world=eb.world)
+        with board:
+            tr = Trainer(board, settings, data, run, progress=False)
+            tr.restore("last")
+            result = tr.fit()
+        assert result.epochs_done == 3 and eb.all_outputs_safe()
+    rows = run.read_metrics()
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert all(r["bench_time_s"] > 0 for r in rows)
+
+
+def test_cli_train_emulated_writes_run_with_snapshots(tmp_path, capsys):
+    from hil.cli import main
+
+    rc = main(["train", "bench-xor", "--emulate", "-q", "--runs-dir", str(tmp_path),
+               "--set", "train.epochs=1", "--set", "output.plots=false"])
+    assert rc == 0
+    run = next(tmp_path.iterdir())
+    meta = json.loads((run / "metadata.json").read_text())
+    assert set(meta["instruments"]) >= {"smu1", "daq", "matrix"}
+    assert meta["instruments"]["daq"]["identity"]["model"] == "DAQ970A"
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "bench_time_s" in header and "program_unconverged" in header
