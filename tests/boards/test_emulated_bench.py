@@ -138,3 +138,12 @@ def test_cli_train_emulated_writes_run_with_snapshots(tmp_path, capsys):
     assert meta["instruments"]["daq"]["identity"]["model"] == "DAQ970A"
     header = (run / "metrics.csv").read_text().splitlines()[0]
     assert "bench_time_s" in header and "program_unconverged" in header
+
+    # the bench-time model agrees with the emulators' virtual clock (one epoch: a step and the evaluation)
+    from hil.estimate_cli import estimate_run
+    from hil.train.settings import parse_settings
+    from hil.config import load_yaml
+
+    predicted = estimate_run(parse_settings(load_yaml("configs/bench-xor.yaml"), "bench-xor"))["epoch_measure_s"]
+    measured = float((run / "metrics.csv").read_text().splitlines()[1].split(",")[header.split(",").index("bench_time_s")])
+    assert abs(measured - predicted) <= 0.10 * measured, (measured, predicted)
