@@ -57,26 +57,73 @@ def test_measurement_matches_simulated_within_predicted_bound():
     assert m.valid.all()
 
 
-def test_instrument_error_mid_batch_stops_with_outputs_off():
-    with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
-        board = open_board(eb, rehearsal=False)
-        with pytest.raises(InstrumentReportedError):
-            with board:
-                board.measure(XOR)
-                eb.emulators["daq"].push_error(-222, "Data out of range")
-                board.measure(XOR)
-        states = eb.output_states()
-        assert states and eb.all_outputs_safe()  # from what the emulators hold, not what the driver believes
+STOPS = [  # fault armed after a first good batch → the batch raises, every output ends off at 0 V
+    ("daq", lambda f: f.no_reply(count=None, match=r"READ\?"), "InstrumentTimeout"),
+    ("daq", lambda f: f.late_reply(1.0, count=None, match=r"READ\?"), "InstrumentTimeout"),
+    ("daq", lambda f: f.drop_connection(match=r"READ\?"), "InstrumentError"),
+    ("daq", lambda f: f.garbage_reply(count=None, match=r"READ\?"), "InstrumentProtocolError"),
+    ("smu_y2", None, "InstrumentReportedError"),  # an error pushed onto the queue (-222)
+]
+MASKS = [  # the batch completes, the affected samples are marked invalid, the run goes on
+    ("smu_y2", lambda f: f.force_compliance(count=None)),
+    ("daq", lambda f: f.sentinel("overflow", count=None)),
+]
 
 
-def test_no_reply_mid_batch_stops_with_outputs_off():
+@pytest.mark.parametrize("inst, arm, expected", STOPS,
+                         ids=["no_reply", "late_reply", "drop_connection", "garbage_reply", "push_error"])
+def test_fault_mid_batch_stops_with_outputs_off(inst, arm, expected):
+    import hil.drivers.errors as errors
+
     with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
         board = open_board(eb, timeout_s=0.5, rehearsal=False)
-        with pytest.raises(InstrumentError):
+        with pytest.raises(getattr(errors, expected)):
             with board:
                 board.measure(XOR[:1])
-                eb.emulators["daq"].faults.no_reply(count=None, match=r"READ\?")
+                if arm is None:
+                    eb.emulators[inst].push_error(-222, "Data out of range")
+                else:
+                    arm(eb.emulators[inst].faults)
                 board.measure(XOR[:1])
+        assert eb.all_outputs_safe()  # from what the emulators hold, not what the driver believes
+
+
+@pytest.mark.parametrize("inst, arm", MASKS, ids=["force_compliance", "sentinel"])
+def test_bad_readings_are_masked_not_used(inst, arm):
+    with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
+        with open_board(eb, timeout_s=0.5, rehearsal=False) as board:
+            board.connect()
+            arm(eb.emulators[inst].faults)
+            m = board.measure(XOR[:2])
+            assert not m.valid.any()
+            assert any(kind == "compliance" for kind, _ in board.stats.events)
+        assert eb.all_outputs_safe()
+
+
+def test_interlock_open_at_connect_leaves_everything_off():
+    with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
+        eb.emulators["smu_y2"].faults.interlock_open()
+        board = open_board(eb, timeout_s=0.5, rehearsal=False)
+        with pytest.raises(InstrumentError, match="[Ii]nterlock"):
+            with board:
+                board.measure(XOR[:1])
+        assert eb.all_outputs_safe()
+
+
+def test_after_kill_the_next_connect_ramps_outputs_down_within_limits():
+    with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
+        board = open_board(eb, rehearsal=False)
+        board.connect()
+        board.instruments["smu_x"].set_voltage("1", 1.0)  # a live output left behind, as after kill -9
+        for inst in board.instruments.values():
+            inst.transport.close()  # the process dies: no shutdown, links gone
+        assert not eb.all_outputs_safe()
+        mark = len(eb.emulators["smu_x"].transcript.states("1"))
+        with open_board(eb, rehearsal=False) as again:
+            again.connect()
+        levels = [s["level_v"] for s in eb.emulators["smu_x"].transcript.states("1")[mark:]]
+        steps = np.abs(np.diff([1.0] + levels))
+        assert steps.max() <= 0.25 + 1e-9  # max_step_v of the bench's input channels
         assert eb.all_outputs_safe()
 
 
@@ -101,7 +148,7 @@ def test_train_on_emulated_bench_stops_on_fault_and_resumes(tmp_path):
                                       rehearsal_world=eb.world)
         with board:
             Trainer(board, settings, data, run, progress=False).fit()
-        settings.epochs = 3
+        settings.epochs = 2
         eb.emulators["daq"].faults.no_reply(count=None, match=r"READ\?")
         board = make_instrument_board(spec, (settings.g_min, settings.g_max), clock=lambda: eb.clock.now_s,
                                       rehearsal_world=eb.world)
@@ -120,9 +167,9 @@ def test_train_on_emulated_bench_stops_on_fault_and_resumes(tmp_path):
             tr = Trainer(board, settings, data, run, progress=False)
             tr.restore("last")
             result = tr.fit()
-        assert result.epochs_done == 3 and eb.all_outputs_safe()
+        assert result.epochs_done == 2 and eb.all_outputs_safe()
     rows = run.read_metrics()
-    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert [r["epoch"] for r in rows] == [1, 2]
     assert all(r["bench_time_s"] > 0 for r in rows)
 
 
