@@ -194,3 +194,52 @@ def test_cli_train_emulated_writes_run_with_snapshots(tmp_path, capsys):
     predicted = estimate_run(parse_settings(load_yaml("configs/bench-xor.yaml"), "bench-xor"))["epoch_measure_s"]
     measured = float((run / "metrics.csv").read_text().splitlines()[1].split(",")[header.split(",").index("bench_time_s")])
     assert abs(measured - predicted) <= 0.10 * measured, (measured, predicted)
+
+
+def test_hl_gradient_through_sockets_within_predicted_noise_bound():
+    """One hl gradient measured through the emulated bench equals the simulated board's (same one-sweep
+    hl, same drive) within the bound predicted from the DAQ's reading noise, resolution and loading."""
+    from hil.board import Measurement
+    from hil.train.estimators import estimate
+    from hil.train.losses import Loss
+
+    class PhasedSim:  # the simulated board measuring the same phases as the bench (one-sweep hl)
+        def __init__(self, inner):
+            self.inner, self.topology = inner, inner.topology
+
+        def measure(self, x, w=None):
+            return self.inner.measure(x, w)
+
+        def measure_phases(self, x, w_phases):
+            return [self.inner.measure(x, w) for w in w_phases]
+
+    x, t = XOR[1:3], np.array([1, 1])
+    delta = 0.01
+    with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
+        c = eb.bench.circuit
+        sim = SimulatedBoard(c, 1e-8, 1e-4)
+        loss = Loss("cross_entropy", 1e5, sim.topology.differential)
+        opts = {"delta_v": delta, "max_retries": 0}
+        with open_board(eb, rehearsal=False) as board:
+            bench_hl = estimate("hl", board, x, t, loss, opts)
+        assert eb.all_outputs_safe()
+    sim_hl = estimate("hl", PhasedSim(sim), x, t, loss, opts)
+    # prediction: v and v̂ of every branch from the exact circuit; node readings with σ_e
+    topo, E, B = sim.topology, sim.topology.edges, len(x)
+    op = sim.measure(x)
+    w_hat = -loss.value_and_grad(op.y, t)[1]
+    e_hat, _ = sim.linearized_response(x, w_hat)
+    n0 = topo.node_voltages(op)
+    nh = topo.node_voltages(Measurement(u=0 * op.u, w=w_hat, y=0 * op.y, i_src=0 * op.i_src, e=e_hat))
+    v, vh = n0[:, E[:, 0]] - n0[:, E[:, 1]], nh[:, E[:, 0]] - nh[:, E[:, 1]]
+    sig_e = np.hypot(DAQ_NOISE_V, DAQ_STEP_V / np.sqrt(12))
+    sig_vh = (sig_e * np.sqrt((w_hat ** 2).sum(1)) / (np.sqrt(2) * delta))[:, None]  # central, per port
+    sig_g = np.sqrt((v ** 2 * sig_vh ** 2 + vh ** 2 * sig_e ** 2 + sig_e ** 2 * sig_vh ** 2).sum(0)) / B
+    G = node_conductance(c)
+    beta = (DMM_LOAD_S / (G + DMM_LOAD_S))[E[:, 0] - c.n_sources]  # every branch starts at a hidden node
+    loading = (beta * (np.abs(n0[:, E[:, 0]] * vh) + np.abs(v * vh))).mean(0)
+    bound = 5 * sig_g + loading
+    ratio = np.abs(bench_hl.grad - sim_hl.grad) / bound
+    assert ratio.max() <= 1.0, ratio.max()
+    print(f"hl through sockets vs simulated: max |Δ|/bound = {ratio.max():.3f}, "
+          f"max relative {np.abs(bench_hl.grad - sim_hl.grad).max() / np.abs(sim_hl.grad).max():.2e}")
