@@ -243,3 +243,41 @@ def test_hl_gradient_through_sockets_within_predicted_noise_bound():
     assert ratio.max() <= 1.0, ratio.max()
     print(f"hl through sockets vs simulated: max |Δ|/bound = {ratio.max():.3f}, "
           f"max relative {np.abs(bench_hl.grad - sim_hl.grad).max() / np.abs(sim_hl.grad).max():.2e}")
+
+
+def test_sigterm_during_training_ends_safe_and_resumes(tmp_path, monkeypatch, capsys):
+    """SIGTERM mid-run (hil train --emulate): exit 130, outputs off at 0 V per the emulators, the run keeps
+    its completed epochs and --resume continues."""
+    import os
+    import signal
+    import threading
+
+    import hil.emulate.bench as emulate_bench
+    from hil.cli import main
+
+    started = []
+
+    class Recorded(emulate_bench.EmulatedBench):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            started.append(self)
+
+    monkeypatch.setattr(emulate_bench, "EmulatedBench", Recorded)
+    args = ["train", "bench-xor", "--emulate", "-q", "--runs-dir", str(tmp_path), "--set", "output.plots=false"]
+
+    def terminate_after_first_epoch():
+        while not list(tmp_path.glob("*/checkpoints/last.npz")):
+            threading.Event().wait(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate_after_first_epoch, daemon=True)
+    killer.start()
+    assert main(args + ["--set", "train.epochs=50"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert started and started[0].all_outputs_safe()
+    run = next(tmp_path.iterdir())
+    done = len((run / "metrics.csv").read_text().splitlines()) - 1
+    assert 1 <= done < 50
+    assert main(["train", "--resume", str(run), "-q", "--emulate", "--set", f"train.epochs={done + 1}"]) == 0
+    assert len((run / "metrics.csv").read_text().splitlines()) - 1 == done + 1
+    assert started[-1].all_outputs_safe()
