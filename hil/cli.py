@@ -5,6 +5,7 @@
     hil netlist CONFIG -o net.cir [--input V,V,...]
     hil configs
     hil instruments list | probe ADDRESS
+    hil emulate BENCH [--time instant|virtual|realtime] [--write-bench PATH]
 
 CONFIG is a YAML path or the name of a shipped config (``hil configs`` lists them);
 ``hil train`` without CONFIG runs the embedded default ``sim-digits``.  Configuration
@@ -288,8 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     if instruments_cli is not None:
         instruments_cli.add_parser(sub)
     from hil import estimate_cli
+    from hil.emulate import cli as emulate_cli
 
     estimate_cli.add_parser(sub)
+    emulate_cli.add_parser(sub)
     return p
 
 
