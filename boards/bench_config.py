@@ -172,6 +172,12 @@ def _check_devices(p: Section, devices: Any, circuit: Any) -> None:
             p.error("devices", f"no crosspoints for {len(missing)} conductance(s), e.g. {missing[:3]}")
         if unknown:
             p.error("devices", f"unknown conductance name(s) {unknown[:3]} (see 'hil solve' / the circuit topology)")
+        seen: dict[frozenset, str] = {}
         for name, xs in devices.items():
             if not (isinstance(xs, list) and xs and all(isinstance(x, str) for x in xs)):
                 p.error(f"devices.{name}", "expected a non-empty list of crosspoints like 1A01")
+                continue
+            key = frozenset(x.upper() for x in xs)
+            if key in seen:
+                p.error(f"devices.{name}", f"selected by the same crosspoints as {seen[key]}")
+            seen[key] = name

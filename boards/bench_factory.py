@@ -24,42 +24,20 @@ __all__ = ["open_instruments", "build_instrument_board", "make_instrument_board"
 def open_instruments(bench: Any, managers: Any, resources: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
     """Open a transport and build the driver of every bench instrument (not yet connected).
 
-    On a failure part-way every driver built so far is closed, then the error is re-raised.
+    ``resources`` replace the bench's VISA addresses by instrument name. On a failure part-way
+    every driver built so far is closed, then the error is re-raised.
     """
-    from hil.drivers.registry import load_driver
-    from hil.drivers.transport import VisaTransport
+    import dataclasses
+
+    from hil.bench.instruments import make_driver
 
     resources = dict(resources or {})
     built: dict[str, Any] = {}
     try:
         for name, spec in bench.instruments.items():
-            transport = VisaTransport(managers.get(spec.visa_library), resources.get(name, spec.resource),
-                                      name=name, timeout_s=spec.timeout_s)
-            kwargs: dict[str, Any] = {"name": name}
-            opts = dict(spec.options)
-            if "allowed_errors" in opts:
-                kwargs["allowed_errors"] = opts.pop("allowed_errors")
-            opts.pop("serial", None)
-            if spec.kind == "smu":
-                kwargs["configs"] = {ch: c.smu_config() for ch, c in spec.channels.items()}
-                if "require_interlock" in opts:
-                    kwargs["require_interlock"] = bool(opts.pop("require_interlock"))
-                if spec.driver == "keysight_b2900" and "binary" in opts:
-                    kwargs["binary"] = bool(opts.pop("binary"))
-                if spec.driver == "keithley2600" and "binary" in opts:
-                    kwargs["binary_transfer"] = bool(opts.pop("binary"))
-            elif spec.kind == "scanner":
-                if "slots" in opts:
-                    kwargs["slots"] = {int(k): int(v) for k, v in dict(opts.pop("slots")).items()}
-            elif spec.kind == "matrix":
-                for key in ("slot", "rows", "columns", "forbidden", "settle_s"):
-                    if key in opts:
-                        kwargs[key] = opts.pop(key)
-            try:
-                built[name] = load_driver(spec.driver)(transport, **kwargs)
-            except BaseException:
-                transport.close()
-                raise
+            if name in resources:
+                spec = dataclasses.replace(spec, resource=resources[name], visa_library="@py")
+            built[name] = make_driver(spec, managers)
     except BaseException:
         for drv in built.values():
             try:

@@ -59,3 +59,9 @@ def test_programming_channel_checked_against_the_bench(raw):
         parse_settings(raw, "x")
     assert exc.value.problems == ["board.programming.smu: smu1.b already drives a circuit node; programming needs its own channel",
                                   "board.programming.matrix: 'daq' is not a switch matrix of the bench"]
+
+
+def test_two_devices_on_the_same_crosspoints_rejected(raw):
+    raw["board"]["programming"]["devices"]["R_h0_x1"] = list(raw["board"]["programming"]["devices"]["R_h0_x0"])
+    with pytest.raises(ConfigError, match="board.programming.devices.R_h0_x1: selected by the same crosspoints as R_h0_x0"):
+        parse_settings(raw, "x")
