@@ -47,6 +47,8 @@ class _World:
         self.circuit = self.circuit.with_conductances(g)
         self.solver = EquilibriumSolver(self.circuit)
 
+    set_conductances = program  # the emulated world's name, so RehearsalProgrammer works on both
+
     def solve_points(self, levels: Mapping[str, np.ndarray], n: int):
         """Solve n points; ``levels`` node → (n,) overrides the held levels. Returns node → V and node → A."""
         c = self.circuit
