@@ -39,14 +39,18 @@ class TrainResult:
 
 
 def evaluate(board: Board, loss: Loss, split: DataSplit, chunk: int = 2048) -> tuple[float, float, float]:
-    """(accuracy, mean loss, conducting fraction of hidden diodes) on a data split."""
+    """(accuracy, mean loss, conducting fraction of hidden diodes) on a data split.
+
+    A sample the board marked invalid (compliance, sentinel) counts as wrong and adds no loss.
+    """
     correct, total_loss, on_frac = 0, 0.0, 0.0
     n = len(split.y)
     for i in range(0, n, chunk):
         m = board.measure(split.x[i:i + chunk])
         t = split.y[i:i + chunk]
-        correct += int(np.sum(loss.predict(m.y) == t))
-        total_loss += float(loss.value_and_grad(m.y, t)[0].sum())
+        ok = valid_mask(m)
+        correct += int(np.sum((loss.predict(m.y) == t) & ok))
+        total_loss += float(loss.value_and_grad(m.y, t)[0][ok].sum())
         if m.on is not None:
             on_frac += float(m.on.mean()) * len(t)
     return correct / n, total_loss / n, on_frac / n
@@ -197,7 +201,8 @@ class Trainer:
 
             extra = f" val {100 * row['val_acc']:.1f}%" if data.val is not None else ""
             tqdm.write(f"epoch {self.epoch:3d}/{s.epochs}  loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.1f}%"
-                       f"{extra}  test {100 * row['test_acc']:.1f}%  ({train_time:.3g} s)")
+                       f"{extra}  test {100 * row['test_acc']:.1f}%  ({train_time:.3g} s"
+                       + (f", bench {row['bench_time_s']:.4g} s)" if "bench_time_s" in row else ")"))
         return row
 
     def _plots(self) -> None:
