@@ -54,7 +54,7 @@ def _bench(raw: Any, path: str, problems: list[str]) -> Any:
     try:
         return load_bench(raw, field_path=path)
     except ConfigError as exc:
-        problems.extend(p if p.startswith(path) or ":" not in p.split(" ")[0] else p for p in exc.problems)
+        problems.extend(exc.problems)
         return None
 
 
@@ -113,6 +113,11 @@ def parse_instrument_board(b: Section) -> Optional[InstrumentBoardSpec]:
         "noise_floor_v": a.get("noise_floor_v", float, 0.0, check=lambda v: None if v >= 0 else "must be >= 0"),
     }
     a.finish()
+    if acq["acquisition"] == "triggered" and bench is not None:
+        lacking = _without_triggered(bench)
+        if lacking:
+            a.error("mode", f"triggered acquisition needs triggered list sweeps/scans; {', '.join(lacking)} "
+                            "cannot (use auto or stepwise)")
     p = b.section("programming")
     scheme = p.get("scheme", str, "write_verify" if b.has("programming") else "none", choices=SCHEMES)
     prog: dict = {"scheme": scheme}
@@ -132,6 +137,21 @@ def parse_instrument_board(b: Section) -> Optional[InstrumentBoardSpec]:
     if bench is None:
         return None
     return InstrumentBoardSpec(bench, acq, prog)
+
+
+def _without_triggered(bench: Any) -> list[str]:
+    """Wired instruments whose driver lacks the triggered capability (``TriggeredSweeps``/``TriggeredScans``)."""
+    from hil.drivers.registry import load_driver
+
+    w = bench.wiring
+    need = {i: ("arm_sweep", "fetch_sweep") for group in (w.sources, w.outputs) for i, _ in group.values()}
+    need.update({i: ("arm_scan", "fetch_scan") for i, _ in w.hidden.values()})
+    out = []
+    for name, members in need.items():
+        cls = load_driver(bench.instruments[name].driver)
+        if not all(hasattr(cls, m) for m in members):
+            out.append(f"{name} ({bench.instruments[name].driver})")
+    return sorted(out)
 
 
 def _check_programming(p: Section, prog: dict, bench: Any, fallback: Any = None) -> None:

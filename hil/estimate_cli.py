@@ -35,13 +35,6 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=cmd_estimate)
 
 
-def _driver_has(driver: str, *members: str) -> bool:
-    from hil.drivers.registry import load_driver
-
-    cls = load_driver(driver)
-    return all(hasattr(cls, m) for m in members)
-
-
 def estimate_run(settings: Any, pulses_per_device: float = 3.0, touched: float = 1.0) -> dict:
     """Bench-time prediction (s) for a validated instruments-backend :class:`TrainSettings`."""
     from hil.bench.timing import FIGURES, InstrumentFigures, TimingModel, program_step_s
@@ -57,9 +50,9 @@ def estimate_run(settings: Any, pulses_per_device: float = 3.0, touched: float =
     scanners = sorted({i for i, _ in w.hidden.values()})
     mode = spec.acquisition["acquisition"]
     if mode == "auto":
-        ok = all(_driver_has(bench.instruments[i].driver, "arm_sweep", "fetch_sweep") for i in smus) and \
-            all(_driver_has(bench.instruments[i].driver, "arm_scan", "fetch_scan") for i in scanners)
-        mode = "triggered" if ok else "stepwise"
+        from hil.boards.bench_config import _without_triggered
+
+        mode = "stepwise" if _without_triggered(bench) else "triggered"
     fig = lambda name: FIGURES.get(bench.instruments[name].driver, InstrumentFigures())
     chans = lambda i: [c for (j, c) in w.hidden.values() if j == i]
     hidden_settings = [bench.instruments[i].channels[c].settings for i, c in w.hidden.values()]

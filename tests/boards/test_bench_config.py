@@ -65,3 +65,9 @@ def test_two_devices_on_the_same_crosspoints_rejected(raw):
     raw["board"]["programming"]["devices"]["R_h0_x1"] = list(raw["board"]["programming"]["devices"]["R_h0_x0"])
     with pytest.raises(ConfigError, match="board.programming.devices.R_h0_x1: selected by the same crosspoints as R_h0_x0"):
         parse_settings(raw, "x")
+
+
+def test_triggered_acquisition_refused_when_drivers_cannot(raw):
+    raw["board"]["acquisition"]["mode"] = "triggered"
+    with pytest.raises(ConfigError, match=r"board.acquisition.mode: triggered acquisition needs .*daq \(daq970a\)"):
+        parse_settings(raw, "x")
