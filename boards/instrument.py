@@ -486,6 +486,24 @@ class InstrumentBoard(BoardBase):
         if forget is not None:
             forget()
 
+    def verify_safe(self) -> list[str]:
+        """Read back every SMU channel's output state; return what is (or may be) still on.
+
+        Empty when every output reports off.  A channel whose state cannot be read (dead link)
+        is listed as unverified: the caller must not claim it is safe.
+        """
+        problems = []
+        for name, inst in self.instruments.items():
+            if not hasattr(inst, "output_enabled"):
+                continue
+            for ch in getattr(inst, "channels", ()):
+                try:
+                    if inst.output_enabled(ch):
+                        problems.append(f"{name}.{ch}: output still on")
+                except BaseException as exc:
+                    problems.append(f"{name}.{ch}: not verified ({type(exc).__name__})")
+        return problems
+
     def close(self) -> None:
         """Safe state, then release every transport."""
         self.safe_state()

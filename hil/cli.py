@@ -85,6 +85,7 @@ def _start_emulation(args, settings, stack) -> dict:
 
 def _train(args, raw, source, run, stack) -> int:
     from hil.boards.factory import make_board
+    from hil.drivers.errors import InstrumentError
     from hil.train.data import load_dataset
     from hil.train.loop import Trainer
     from hil.train.rundir import RunDir
@@ -100,8 +101,13 @@ def _train(args, raw, source, run, stack) -> int:
             raise ConfigError(["board.programming: a fixed array cannot be trained; configure a programming "
                                "scheme (e.g. write_verify)"], source)
         emulated = _start_emulation(args, settings, stack)
-        board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max,
-                           settings.instrument_board, **emulated)
+        try:
+            board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max,
+                               settings.instrument_board, **emulated)
+        except InstrumentError as exc:
+            print(f"hil: cannot open the bench: {exc} (nothing was switched on; check the resources in "
+                  "board.bench, or rehearse with --emulate)", file=sys.stderr)
+            return 1
         if board.topology.n_inputs != data.train.x.shape[1]:
             raise ConfigError([f"board.circuit.inputs: the circuit has {board.topology.n_inputs} inputs, "
                                f"the {settings.dataset} data set has {data.train.x.shape[1]}"], source)
@@ -125,7 +131,17 @@ def _train(args, raw, source, run, stack) -> int:
                 return 0
         print(f"hil train: {settings.name} ({settings.dataset}, estimator {settings.estimator}, "
               f"{board.topology.n_conductances} conductances) → {run.path}")
-        result = trainer.fit()
+        try:
+            result = trainer.fit()
+        except InstrumentError as exc:
+            board.safe_state()
+            unsafe = board.verify_safe()
+            state = ("every output read back off" if not unsafe else
+                     "CHECK THE BENCH, outputs not verified off: " + ", ".join(unsafe))
+            print(f"hil: instrument fault: {type(exc).__name__}: {exc}; safe shutdown ran, {state}; "
+                  f"{trainer.epoch} completed epoch(s) kept in {run.path}, continue with "
+                  f"hil train --resume {run.path}", file=sys.stderr)
+            return 1
     _print_summary(result)
     return 0
 
@@ -313,8 +329,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not isinstance(exc, InstrumentError):
             raise
-        print(f"hil: instrument fault: {type(exc).__name__}: {exc}; safe shutdown ran (outputs to 0 V and off, "
-              "relays open); the last completed epoch is kept, continue with --resume RUN_DIR", file=sys.stderr)
+        print(f"hil: instrument fault: {type(exc).__name__}: {exc}; the board's safe shutdown ran", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)

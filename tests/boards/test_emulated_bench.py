@@ -305,3 +305,32 @@ def test_bench_time_model_agrees_with_virtual_clock():
     assert abs(step - predicted["measure_step_s"]) <= 0.10 * step, (step, predicted["measure_step_s"])
     assert abs(epoch - predicted["epoch_measure_s"]) <= 0.10 * epoch, (epoch, predicted["epoch_measure_s"])
     print(f"bench time per epoch: virtual clock {epoch:.3f} s, hil estimate {predicted['epoch_measure_s']:.3f} s")
+
+
+def test_cli_instrument_fault_is_one_line_with_verified_state(tmp_path, monkeypatch, capsys):
+    import threading
+
+    import hil.emulate.bench as emulate_bench
+    from hil.cli import main
+
+    started = []
+
+    class Recorded(emulate_bench.EmulatedBench):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            started.append(self)
+
+    monkeypatch.setattr(emulate_bench, "EmulatedBench", Recorded)
+
+    def error_after_first_epoch():
+        while not list(tmp_path.glob("*/checkpoints/last.npz")):
+            threading.Event().wait(0.05)
+        started[0].emulators["daq"].push_error(-222, "Data out of range")
+
+    threading.Thread(target=error_after_first_epoch, daemon=True).start()
+    rc = main(["train", "bench-xor", "--emulate", "-q", "--runs-dir", str(tmp_path), "--set", "output.plots=false",
+               "--set", "train.epochs=50"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1
+    assert "InstrumentReportedError" in err[0] and "every output read back off" in err[0] and "--resume" in err[0]
+    assert started[0].all_outputs_safe()
