@@ -195,7 +195,9 @@ def _check_devices(p: Section, devices: Any, circuit: Any) -> None:
         seen: dict[frozenset, str] = {}
         for name, xs in devices.items():
             if not (isinstance(xs, list) and xs and all(isinstance(x, str) for x in xs)):
-                p.error(f"devices.{name}", "expected a non-empty list of crosspoints like 1A01")
+                hint = " (quote them: 1E01 reads as a number)" if isinstance(xs, list) and any(
+                    isinstance(x, (int, float)) for x in xs) else ""
+                p.error(f"devices.{name}", f"expected a non-empty list of crosspoints like \"1A01\"{hint}")
                 continue
             key = frozenset(x.upper() for x in xs)
             if key in seen:

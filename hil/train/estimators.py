@@ -238,8 +238,8 @@ def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unres
     if not ok.all():
         notes.append(f"{int(np.sum(~ok))} invalid sample(s) left out of the batch mean")
     if not op.piecewise_linear:
-        notes.append(f"{'central' if central else 'one-sided'} difference on a board not known to be piecewise "
-                     f"linear: truncation error O(delta_v{'²' if central else ''})")
+        notes.append(f"smooth diodes (or a board not known to be piecewise linear): {'central' if central else 'one-sided'} "
+                     f"difference, truncation error O(delta_v{'²' if central else ''})")
     if op.noise_v > 0:
         notes.append(f"reading noise {op.noise_v:.3g} V per node voltage")
     stats = dict(stats, invalid_samples=int(np.sum(~ok)), unresolved_flips=unresolved,
