@@ -27,7 +27,7 @@ import struct
 from typing import Any, Optional
 
 from hil.emulate.scpi import Command, ScpiEmulator, ScpiError, format_nr3, scpi
-from hil.emulate.smu_common import SmuChannel, apply_output, pick_range, spot_reading
+from hil.emulate.smu_common import SmuChannel, apply_output, integration_s, pick_range, spot_reading
 from hil.emulate.world import MISSING_SENTINEL
 
 __all__ = ["SmuB2900Emulator"]
@@ -96,8 +96,9 @@ class SmuB2900Emulator(ScpiEmulator):
         apply_output(self, ch, self.chans[ch])
 
     def _measure_point(self, ch: str, line: Optional[str]) -> dict[str, float]:
+        """One reading of ``ch``; the caller advances the clock (channels integrate in parallel)."""
         state = self.chans[ch]
-        r = spot_reading(self, ch, state, line)
+        r = spot_reading(self, ch, state, line, advance_clock=False)
         status = _STAT_COMPLIANCE if r.in_limit else 0
         if r.in_limit and state.protection and state.output_on:
             state.output_on = False
@@ -420,23 +421,22 @@ class SmuB2900Emulator(ScpiEmulator):
             if not st.output_on and st.extra.get("on_auto"):
                 st.output_on = True
         for k in range(n):
+            # every initiated channel steps together (one world change per point) ...
             with (self.world.lock if self.world is not None else _null()):
                 for ch in chans:
                     st = self.chans[ch]
-                    if k >= st.extra["trig_count"]:
-                        continue
-                    if st.voltage_mode == "LIST" and st.output_on:
+                    if k < st.extra["trig_count"] and st.voltage_mode == "LIST" and st.output_on:
                         st.level_v = st.list_v[k % len(st.list_v)]
                         self._apply(ch)
-                self.advance(max(self.chans[ch].extra["tran_delay"] + self.chans[ch].extra["acq_delay"] for ch in chans))
-                for ch in chans:
-                    st = self.chans[ch]
-                    if k >= st.extra["trig_count"]:
-                        continue
-                    if st.extra.get("protection_tripped"):
-                        continue  # output switched off by protection: no more points acquired
-                    st.extra["buffer"].append(self._measure_point(ch, cmd.text))
-            self.advance(50e-6)
+            # ... then waits its delays (the world lock is free: other instruments keep working) ...
+            self.advance(max(self.chans[ch].extra["tran_delay"] + self.chans[ch].extra["acq_delay"] for ch in chans))
+            # ... then measures every channel at once (separate SMUs integrate in parallel)
+            for ch in chans:
+                st = self.chans[ch]
+                if k >= st.extra["trig_count"] or st.extra.get("protection_tripped"):
+                    continue  # past this channel's count, or switched off by output protection
+                st.extra["buffer"].append(self._measure_point(ch, cmd.text))
+            self.advance(max(integration_s(self, self.chans[ch]) for ch in chans) + 50e-6)
 
     @scpi(":ABORt[:ALL]")
     @scpi(":ABORt:ACQuire")
@@ -472,11 +472,14 @@ class SmuB2900Emulator(ScpiEmulator):
             if not st.output_on and st.extra.get("on_auto"):
                 st.output_on = True
                 self._apply(ch)
-            self.advance(st.extra["acq_delay"])
+        self.advance(max(self.chans[ch].extra["acq_delay"] for ch in chans))
+        for ch in chans:
+            st = self.chans[ch]
             point = self._measure_point(ch, cmd.text)
             st.extra["buffer"] = [point]
             st.extra["points"] = 1
             out.extend([point[only]] if only else [point[e] for e in self.elements])
+        self.advance(max(integration_s(self, self.chans[ch]) for ch in chans))
         return self._format_values(out)
 
     @scpi(":FETCh:ARRay[:ALL]", query=True)

@@ -171,6 +171,11 @@ def test_virtual_clock_advances_by_modelled_durations(emulated_bench, drivers):
     smu.list_sweep({"1": np.zeros(10)}, 0.0)
     # 10 points x (1 ms acquire delay + 1 PLC + 50 us trigger overhead)
     assert clock.now_s - t1 == pytest.approx(10 * (0.001 + 0.02 + 50e-6), rel=1e-9)
+    # both channels of the B2902A integrate at the same time: a two-channel sweep takes as long
+    _on(smu, "2")
+    t2 = clock.now_s
+    smu.list_sweep({"1": np.zeros(10), "2": np.zeros(10)}, 0.0)
+    assert clock.now_s - t2 == pytest.approx(10 * (0.001 + 0.02 + 50e-6), rel=1e-9)
 
 
 def test_realtime_mode_sleeps_the_modelled_time(emulated_bench_factory, visa_resource_managers):
@@ -188,3 +193,26 @@ def test_realtime_mode_sleeps_the_modelled_time(emulated_bench_factory, visa_res
         assert wall >= 0.5 * modelled * 0.95
     finally:
         res.close()
+
+
+def test_safe_shutdown_leaves_every_output_off_at_zero_volts(emulated_bench, visa_resource_managers):
+    bench = emulated_bench.loopback_bench
+    drivers = {}
+    for name, spec in bench.instruments.items():
+        drv = make_driver(spec, visa_resource_managers, sleep=_no_sleep)
+        drv.connect()
+        drivers[name] = drv
+    for name in ("smu_x", "smu_xn", "smu_rail"):
+        for ch in ("1", "2"):
+            drivers[name].output(ch, True)
+            drivers[name].set_voltage(ch, 0.75)
+    assert not emulated_bench.all_outputs_safe()
+    for drv in drivers.values():
+        drv.safe_shutdown()
+        drv.close()
+    assert emulated_bench.all_outputs_safe()
+    # every ramp step that reached the instrument respected max_step_v (0.25 V)
+    for name in ("smu_x", "smu_xn", "smu_rail"):
+        for ch in ("1", "2"):
+            levels = [s["level_v"] for s in emulated_bench.emulators[name].output_history(ch) if s["output_on"]]
+            assert max(abs(b - a) for a, b in zip(levels, levels[1:])) <= 0.25 + 1e-12
