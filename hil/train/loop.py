@@ -239,6 +239,7 @@ class Trainer:
         perm = self.rng.permutation(n)
         t0 = time.perf_counter()
         loss_sum, correct, on_sum, flips, unresolved, invalid = 0.0, 0, 0.0, 0, 0, 0
+        seen_states = False  # a bench cannot see diode states: the conducting fraction is then unknown
         prog = {"unconverged": 0, "stuck": 0, "pulses": 0, "max_rel_error": 0.0, "seconds": 0.0}
         bar = None
         if self.progress == "bar":
@@ -264,6 +265,7 @@ class Trainer:
             correct += int(np.sum((self.loss.predict(res.op.y) == data.train.y[idx])[ok]))
             if res.op.on is not None:
                 on_sum += float(res.op.on.mean()) * len(idx)
+                seen_states = True
             flips += res.stats.get("flipped_samples", 0)
             unresolved += res.stats.get("unresolved_flips", 0)
             if bar is not None:
@@ -275,7 +277,8 @@ class Trainer:
         train_time = time.perf_counter() - t0
         epoch = self.epoch + 1
         row = {"epoch": epoch, "step": epoch * self.steps_per_epoch, "lr": self.opt.current_lr(),
-               "train_loss": loss_sum / n, "train_acc": correct / n, "conduction_fraction": on_sum / n,
+               "train_loss": loss_sum / n, "train_acc": correct / n,
+               "conduction_fraction": on_sum / n if seen_states else float("nan"),
                "flipped_samples": flips, "unresolved_flips": unresolved, "epoch_time_s": train_time}
         bench_clock = getattr(self.board, "bench_time_s", None)
         if bench_clock is not None:  # a bench: masks, programming evidence and bench time per epoch
