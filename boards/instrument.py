@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from hil.circuit.model import Circuit
 from hil.circuit.solve import EquilibriumSolver
-from hil.drivers.errors import ComplianceError, InstrumentError, LimitViolation
+from hil.drivers.errors import InstrumentError, LimitViolation
 from hil.drivers.limits import AT_LIMIT_FRACTION, SourceLimits, check_level, check_vector
 from hil.drivers.protocols import ErrorEntry, Reading, SmuChannelConfig, SweepResult
 

@@ -21,10 +21,8 @@ bench file's ``timing`` or here when a bench measures otherwise.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-import numpy as np
 
 __all__ = ["InstrumentFigures", "FIGURES", "TimingModel", "StepEstimate", "AUTOZERO_ON_FACTOR"]
 
