@@ -21,10 +21,9 @@ bench file's ``timing`` or here when a bench measures otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-
-__all__ = ["InstrumentFigures", "FIGURES", "TimingModel", "StepEstimate", "AUTOZERO_ON_FACTOR"]
+__all__ = ["InstrumentFigures", "FIGURES", "TimingModel", "program_step_s", "AUTOZERO_ON_FACTOR"]
 
 AUTOZERO_ON_FACTOR = 2.0
 
@@ -53,41 +52,6 @@ FIGURES: dict[str, InstrumentFigures] = {
     "daq970a": InstrumentFigures(round_trip_s=1e-3, channel_s=2.2e-3),  # solid-state DAQM900A; armature ≈ 12 ms
     "keithley707b": InstrumentFigures(round_trip_s=1e-3, relay_s=3e-3),
 }
-
-
-@dataclass
-class StepEstimate:
-    """Predicted bench time, s, and what it is made of."""
-
-    points_per_step: float
-    sweeps_per_step: float
-    t_point_s: float
-    measure_step_s: float
-    program_step_s: float
-    steps_per_epoch: int
-    evaluate_epoch_s: float
-    epochs: int
-    details: dict = field(default_factory=dict)
-
-    @property
-    def step_s(self) -> float:
-        return self.measure_step_s + self.program_step_s
-
-    @property
-    def epoch_measure_s(self) -> float:
-        return self.steps_per_epoch * self.measure_step_s + self.evaluate_epoch_s
-
-    @property
-    def epoch_program_s(self) -> float:
-        return self.steps_per_epoch * self.program_step_s
-
-    @property
-    def epoch_s(self) -> float:
-        return self.epoch_measure_s + self.epoch_program_s
-
-    @property
-    def run_s(self) -> float:
-        return self.epochs * self.epoch_s
 
 
 @dataclass
