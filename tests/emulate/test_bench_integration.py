@@ -111,17 +111,26 @@ def test_2450_list_sweep_and_buffer(emulated_bench, drivers):
 
 
 def test_b2900_output_protection_switches_off_at_compliance(emulated_bench, drivers):
+    smu = drivers["smu_y01"]
+    emu = emulated_bench.emulators["smu_y01"]
+    _on(smu, "1", "2")
+    smu.set_current_limit("1", 1e-5)
+    assert smu.output_enabled("1")
+    # another instrument pushes y0 over the limit: the next measurement trips the protection
     _on(drivers["smu_x"], "1", "2")
     drivers["smu_x"].set_voltage("1", 1.0)
     drivers["smu_x"].set_voltage("2", 1.0)
-    smu = drivers["smu_y01"]
-    _on(smu, "1")
-    smu.set_current_limit("1", 1e-6)
     reading = smu.measure_current("1")
-    assert reading.compliance
+    assert reading.compliance and abs(reading.value) == pytest.approx(1e-5, rel=1e-2)
     assert not smu.output_enabled("1")
-    states = emulated_bench.emulators["smu_y01"].output_history("1")
+    states = emu.output_history("1")
     assert states[-1]["output_on"] is False and states[-1]["mode"] == "open"
+    # a limit programmed below the present current trips it at once (before any measurement)
+    assert smu.output_enabled("2")
+    smu.set_current_limit("2", 1e-6)
+    assert not smu.output_enabled("2")
+    events = [e.text for e in emu.transcript.entries("event") if "protection" in e.text]
+    assert len(events) == 2
 
 
 def test_error_codes_through_pyvisa(emulated_bench, visa_resource_managers):
