@@ -76,6 +76,9 @@ def build_circuit(config: dict, source: str = ""):
         cdata, path = config["circuit"], "circuit"
     elif isinstance(config.get("board"), dict) and "circuit" in config["board"]:
         cdata, path = config["board"]["circuit"], "board.circuit"
+    elif isinstance(config.get("board"), dict) and "stages" in config["board"]:
+        raise ConfigError(["board.stages: a cascade has one circuit per stage; this command takes one circuit "
+                           "(for a cascade deck use hil.circuit.spice_cascade.write_cascade_netlist)"], source)
     else:
         raise ConfigError(["circuit: required (a 'circuit:' section or 'board.circuit:')"], source)
     with config_phase(source):
