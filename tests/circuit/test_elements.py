@@ -52,7 +52,8 @@ def test_every_registered_element_is_covered():
     assert set(ELEMENTS) <= {c["model"] for c in CONFIGS.values()}
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+# Shockley with series resistance: the same check runs in test_solvers.py (1N4148 preset, r_s 0.568 Ω)
+@pytest.mark.parametrize("name", [n for n in CONFIGS if n != "shockley-rs"])
 def test_circuit_equals_mon_fixed_point(name):
     c = circuit(name)
     u = inputs(c)
@@ -62,8 +63,9 @@ def test_circuit_equals_mon_fixed_point(name):
         view = mon_view(c, alpha)
         z_pr, _ = peaceman_rachford(view, u, tol=1e-14)
         assert np.max(np.abs(z_to_e(c, z_pr) - st.e)) <= 1e-9
-    z_fb, _ = forward_backward(mon_view(c, 5e3), u, tol=1e-14)
-    assert np.max(np.abs(z_to_e(c, z_fb) - st.e)) <= 1e-9
+    if c.diodes.law.piecewise_linear:  # (smooth laws: forward–backward is covered in test_solvers.py)
+        z_fb, _ = forward_backward(mon_view(c, 5e3), u, tol=1e-14)
+        assert np.max(np.abs(z_to_e(c, z_fb) - st.e)) <= 1e-9
 
 
 @pytest.mark.parametrize("name", CONFIGS)
