@@ -10,7 +10,8 @@ Hierarchy (instruments.md §1.4)::
     │   └── ImplausibleReadbackError  read-back level outside limits / non-finite (.channel, .value)
     ├── InstrumentReportedError     .code, .message, .entries (everything drained)
     ├── ComplianceError             .channel, .limit, .value
-    │   └── PowerLimitError         measured |V·I| above max_power_w (.limit/.value in W)
+    │   ├── PowerLimitError         measured |V·I| above max_power_w (.limit/.value in W)
+    │   └── OutputTrippedError      output switched off by the instrument's protection
     ├── LimitViolation              .name, .value, .bound; raised before any I/O
     └── InterlockError              interlock open when an output was about to be enabled
 
@@ -36,6 +37,7 @@ __all__ = [
     "InstrumentConfigError",
     "ImplausibleReadbackError",
     "OutputMayBeLiveError",
+    "OutputTrippedError",
 ]
 
 
@@ -276,3 +278,18 @@ class OutputMayBeLiveError(InstrumentConnectionError):
         self.report = report
         names = ", ".join(repr(c) for c in self.channels) or "unknown"
         super().__init__(f"output(s) {names} may still be live: shutdown not verified", instrument=instrument)
+
+
+class OutputTrippedError(ComplianceError):
+    """The instrument switched an output off by itself (B2900 output protection at compliance).
+
+    Attributes:
+        channel, limit, value: see ``ComplianceError`` (``value`` = the last current read, A).
+    """
+
+    def __init__(self, channel: str, limit: float, value: float, *, instrument: Optional[str] = None,
+                 command: Optional[str] = None) -> None:
+        super().__init__(channel, limit, value, instrument=instrument, command=command)
+        self.detail = (f"channel {channel!r}: output switched off by the instrument's output protection "
+                       f"(current limit {self.limit:.6g} A reached); the output is off")
+        self.args = (self.detail,)

@@ -191,15 +191,17 @@ def plan_ramp(limits: SourceLimits, from_v: float, to_v: float, *, check_target:
 
     Raises:
         LimitViolation: target outside the effective bounds; a start level that is not finite
-            or outside ``[v_min, v_max]`` (never used as a ramp start); a target outside
-            ``[v_min, v_max]`` even with ``check_target=False``; more than ``MAX_RAMP_STEPS``
-            steps. Nothing has been written.
+            or outside ``[v_min, v_max]`` (never used as a ramp start); with
+            ``check_target=False`` a target other than 0 V (the off state, always reachable)
+            outside ``[v_min, v_max]``; more than ``MAX_RAMP_STEPS`` steps. Nothing has been
+            written.
     """
     target = check_level(limits, to_v, name="target") if check_target else float(to_v)
     start = float(from_v)
     if not math.isfinite(start):
         raise LimitViolation("present_level", start, float("nan"), reason="present level unknown")
-    for name, value in (("present_level", start), ("target", target)):
+    checks = [("present_level", start)] + ([] if (not check_target and target == 0.0) else [("target", target)])
+    for name, value in checks:
         if value > limits.v_max + _ABS_TOL_V:
             raise LimitViolation(name, value, limits.v_max, reason="above v_max: never ramped from or to")
         if value < limits.v_min - _ABS_TOL_V:

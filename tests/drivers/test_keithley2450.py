@@ -33,6 +33,9 @@ CONNECT = [
     (":OUTP?", "0"),
     (":SOUR:VOLT?", "+0.000000E+00"),
 ]
+#: read-back at the end of every safe_shutdown: output off, level 0 V
+VERIFY = [(":OUTP?", "0"), (":SOUR:VOLT?", "+0.000000E+00")]
+
 CONFIG = [
     (":SOUR:FUNC VOLT", None),
     (":SOUR:VOLT:RANG 1", None),
@@ -363,11 +366,13 @@ def test_reset_reapplies_configuration():
 
 def test_safe_shutdown_ramps_down_and_switches_off():
     smu, t, sleeps = connected([
-        (":ABOR", None), (":SOUR:VOLT 0.05", None), (":SOUR:VOLT 0", None), (":OUTP OFF", None), (":SYST:ERR?", OK),
+        (":ABOR", None), (":SOUR:VOLT 0.05", None), (":SOUR:VOLT 0", None), (":OUTP OFF", None), *VERIFY,
+        (":SYST:ERR?", OK),
     ])
     on_at(smu, t, 0.1)
-    smu.safe_shutdown()
+    report = smu.safe_shutdown()
     t.verify()
+    assert report.safe and report.verified == {"": True}
     assert t.timeouts[0] == smu.shutdown_timeout_s and t.timeout_s == 5.0
     assert sleeps == [0.005, 0.005]
 
@@ -376,7 +381,7 @@ def test_safe_shutdown_continues_after_errors_and_never_raises(caplog):
     from hil.drivers.errors import InstrumentTimeout
     smu, t, _ = connected([
         (":ABOR", InstrumentTimeout("dead")), (":SOUR:VOLT 0.05", None), (":SOUR:VOLT 0", None),
-        (":OUTP OFF", None), (":SYST:ERR?", '-200,"Execution error"'), (":SYST:ERR?", OK),
+        (":OUTP OFF", None), *VERIFY, (":SYST:ERR?", '-200,"Execution error"'), (":SYST:ERR?", OK),
     ])
     on_at(smu, t, 0.1)
     smu.safe_shutdown()
@@ -385,14 +390,14 @@ def test_safe_shutdown_continues_after_errors_and_never_raises(caplog):
 
 
 def test_safe_shutdown_is_idempotent():
-    smu, t, _ = connected([(":ABOR", None), (":OUTP OFF", None), (":SYST:ERR?", OK)] * 2)
+    smu, t, _ = connected([(":ABOR", None), (":OUTP OFF", None), *VERIFY, (":SYST:ERR?", OK)] * 2)
     smu.safe_shutdown()
     smu.safe_shutdown()
     t.verify()
 
 
 def test_context_manager_connects_and_shuts_down():
-    script = CONNECT + [(":SYST:ERR?", OK), (":ABOR", None), (":OUTP OFF", None), (":SYST:ERR?", OK)]
+    script = CONNECT + [(":SYST:ERR?", OK), (":ABOR", None), (":OUTP OFF", None), *VERIFY, (":SYST:ERR?", OK)]
     with ScriptedTransport(script) as t:
         with Keithley2450(t) as smu:
             assert smu.identity is not None
@@ -447,7 +452,7 @@ def test_connect_keeps_stale_errors_for_the_caller():
 
 def test_safe_shutdown_ramps_unconfigured_channel_known_on():
     smu, t, sleeps = connected([(":ABOR", None), (":SOUR:VOLT 0.1", None), (":SOUR:VOLT 0", None),
-                                (":OUTP OFF", None), (":SYST:ERR?", OK)], configs=False)
+                                (":OUTP OFF", None), *VERIFY, (":SYST:ERR?", OK)], configs=False)
     on_at(smu, t, 0.2)
     smu.safe_shutdown()
     t.verify()
@@ -486,7 +491,7 @@ def test_power_error_still_switches_off_when_the_ramp_fails():
     from hil.drivers.errors import InstrumentTimeout, PowerLimitError
     smu, t, _ = connected([
         (':READ? "defbuffer1", SOUR, READ', "+1.000000E-01,+5.000000E-04"), (":SOUR:VOLT:ILIM:TRIP?", "1"),
-        (":SOUR:VOLT 0.05", InstrumentTimeout("dead")), (":OUTP OFF", None),
+        (":SOUR:VOLT 0.05", InstrumentTimeout("dead")), (":OUTP OFF", None), (":SOUR:VOLT 0", None),
     ])
     smu._configs[""] = POWER_CFG
     on_at(smu, t, 0.1)

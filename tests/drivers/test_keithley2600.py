@@ -297,16 +297,20 @@ def test_reset_reapplies_configuration():
     t.verify()
 
 
+VERIFY = [("print(smua.source.output)", "0.00000e+00"), ("print(smua.source.levelv)", "0.00000e+00"),
+          ("print(smub.source.output)", "0.00000e+00"), ("print(smub.source.levelv)", "0.00000e+00")]
+
+
 def test_safe_shutdown_aborts_ramps_and_switches_off_both():
     smu, t, sleeps = connected([
         ("smua.abort()", None), ("smub.abort()", None),
         ("smua.source.levelv = 0.05", None), ("smua.source.levelv = 0", None),
         ("smua.source.output = smua.OUTPUT_OFF", None), ("smub.source.output = smub.OUTPUT_OFF", None),
-        ("print(errorqueue.next())", EMPTY),
+        *VERIFY, ("print(errorqueue.next())", EMPTY),
     ])
     smu._output_on.update(a=True, b=False)
     smu._setpoint.update(a=0.1, b=0.0)
-    smu.safe_shutdown()
+    assert smu.safe_shutdown().safe
     t.verify()
     assert sleeps == [0.005, 0.005]
 
@@ -320,8 +324,9 @@ def test_safe_shutdown_second_signal_skips_ramps_but_switches_off():
     smu, t, _ = connected([
         ("smua.abort()", None), ("smub.abort()", None),
         ("smua.source.levelv = 0.05", None),
-        ("smua.source.output = smua.OUTPUT_OFF", None), ("smub.source.output = smub.OUTPUT_OFF", None),
-        ("print(errorqueue.next())", EMPTY),
+        ("smua.source.output = smua.OUTPUT_OFF", None), ("smua.source.levelv = 0", None),
+        ("smub.source.output = smub.OUTPUT_OFF", None),
+        *VERIFY, ("print(errorqueue.next())", EMPTY),
     ])
     smu._sleep = Interrupting()
     smu._output_on.update(a=True, b=False)

@@ -89,10 +89,9 @@ def test_707b_connect_switch_verify_and_shutdown(sim_managers):
     assert matrix.closed() == {("C", 3)}
     with pytest.raises(LimitViolation):
         matrix.connect(["1A01"], exclusive=True)
-    # The simulator models the closed set through exclusiveclose() only; the driver carries out an
-    # empty exclusive set as channel.open("allslots") (see test_keithley707b), which the simulator
-    # accepts but cannot apply, so the simulated state is reset directly here.
-    matrix._write('channel.exclusiveclose("")')
+    # The simulator models the closed set through channel.close() only; it accepts
+    # channel.open(...) but cannot apply it, so the simulated state is reset directly here.
+    matrix._write('channel.close("nil")')
     assert matrix.closed() == frozenset()
     matrix._write("beep.beep(1, 440)")
     entries = matrix.drain_errors()
