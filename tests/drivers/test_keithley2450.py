@@ -30,6 +30,7 @@ CONNECT = [
     (":SYST:ERR?", OK),
     ("*CLS", None),
     (":SYST:LFR?", "50"),
+    (":FORM:DATA ASC", None),
     (":OUTP?", "0"),
     (":SOUR:VOLT?", "+0.000000E+00"),
 ]
@@ -117,7 +118,7 @@ def test_identity_model_token_case_insensitive():
 
 
 def test_connect_ramps_down_output_left_on():
-    script = CONNECT[:5] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+1.000000E-01"),
+    script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+1.000000E-01"),
                             (":SOUR:VOLT 0.05", None), (":SOUR:VOLT 0", None), (":OUTP OFF", None)]
     sleeps = Sleeps()
     with ScriptedTransport(script + CONFIG + [(":SYST:ERR?", OK)]) as t:
@@ -415,7 +416,7 @@ POWER_CFG = SmuChannelConfig(limits=POWER_LIMITS, nplc=0.1, current_range_a=1e-3
 def test_connect_ramps_unconfigured_output_with_builtin_step_before_switching_off():
     from hil.drivers.smu import UNCONFIGURED_RAMP_DWELL_S, UNCONFIGURED_RAMP_STEP_V
     assert (UNCONFIGURED_RAMP_STEP_V, UNCONFIGURED_RAMP_DWELL_S) == (0.1, 0.1)
-    script = CONNECT[:5] + [(":OUTP?", "1"), (":SOUR:VOLT?", "-3.000000E-01"),
+    script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", "-3.000000E-01"),
                             (":SOUR:VOLT -0.2", None), (":SOUR:VOLT -0.1", None), (":SOUR:VOLT 0", None),
                             (":OUTP OFF", None), (":SYST:ERR?", OK)]
     sleeps = Sleeps()
@@ -431,7 +432,7 @@ def test_connect_ramps_unconfigured_output_with_builtin_step_before_switching_of
 
 
 def test_connect_output_on_at_zero_is_switched_off_without_level_writes():
-    script = CONNECT[:5] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+0.000000E+00"), (":OUTP OFF", None),
+    script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+0.000000E+00"), (":OUTP OFF", None),
                             (":SYST:ERR?", OK)]
     sleeps = Sleeps()
     with ScriptedTransport(script) as t:

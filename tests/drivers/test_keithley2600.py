@@ -27,6 +27,7 @@ def connect_script(model="2602B", channels=("a", "b")):
         ("print(errorqueue.next())", EMPTY),
         ("errorqueue.clear()", None),
         ("print(localnode.linefreq)", "6.00000e+01"),
+        ("format.data = format.ASCII", None),
     ]
     for ch in channels:
         script += [(f"print(smu{ch}.source.output)", ZERO), (f"print(smu{ch}.source.levelv)", ZERO)]
@@ -206,13 +207,14 @@ def sweep_lines(levels_a, levels_b=None):
     for ch, levels in vectors:
         s = f"smu{ch}"
         stim = "0" if ch == "a" else "smua.trigger.SOURCE_COMPLETE_EVENT_ID"
+        endpulse = "smub.trigger.MEASURE_COMPLETE_EVENT_ID" if (ch == "a" and levels_b) else "0"
         lines += [
             f"{s}.nvbuffer1.clear()", f"{s}.nvbuffer1.appendmode = 1", f"{s}.nvbuffer1.collectsourcevalues = 1",
             f"{s}.nvbuffer1.collecttimestamps = 1", f"{s}.measure.delay = 0.002",
             f"{s}.trigger.source.listv({{{', '.join(levels)}}})", f"{s}.trigger.source.action = {s}.ENABLE",
             f"{s}.trigger.source.stimulus = {stim}", f"{s}.trigger.measure.i({s}.nvbuffer1)",
             f"{s}.trigger.measure.action = {s}.ENABLE", f"{s}.trigger.endpulse.action = {s}.SOURCE_HOLD",
-            f"{s}.trigger.endsweep.action = {s}.SOURCE_IDLE", f"{s}.trigger.arm.count = 1",
+            f"{s}.trigger.endpulse.stimulus = {endpulse}", f"{s}.trigger.endsweep.action = {s}.SOURCE_IDLE", f"{s}.trigger.arm.count = 1",
             f"{s}.trigger.count = {n}",
         ]
     lines += (["smub.trigger.initiate()"] if levels_b else []) + ["smua.trigger.initiate()", "waitcomplete()"]
