@@ -191,7 +191,17 @@ class DriverBase(abc.ABC):
         """Resync first if an earlier read timed out, so a late reply is never taken as the
         answer to this exchange (§1.4)."""
         if self._resync_pending and not self._in_resync:
-            self.resync()
+            if not self._shutting_down:
+                self.resync()
+                return
+            try:
+                self.resync()
+            except InstrumentError as exc:
+                # During a shutdown the output-off commands must still go out: continue without
+                # trusting any reply (no ramps from read-backs, no verification).
+                self.log.error("shutdown: link not confirmed (%s); outputs off without ramps", exc)
+                self._link_suspect = True
+                self._resync_pending = False
 
     def _write(self, command: str) -> None:
         self._before_exchange()
@@ -408,18 +418,15 @@ class DriverBase(abc.ABC):
                     stack.enter_context(self.transport.temporary_timeout(self.shutdown_timeout_s))
                 except Exception:
                     self.log.warning("shutdown: could not shorten the timeout", exc_info=True)
-                if self._resync_pending:
-                    try:
-                        self.resync()
-                    except KeyboardInterrupt as exc:
-                        interrupted = exc
-                        self._abort_ramps = True
-                    except Exception as exc:
-                        self.log.error("shutdown: link not confirmed (%s); levels unknown, outputs off "
-                                       "without ramps", exc)
-                        report.failures.append(f"resync: {exc}")
-                        self._link_suspect = True
-                        self._resync_pending = False  # best effort from here on
+                try:
+                    self._before_exchange()  # resync now if a timeout is pending; never raises here
+                except KeyboardInterrupt as exc:
+                    interrupted = exc
+                    self._abort_ramps = True
+                except Exception as exc:
+                    report.failures.append(f"resync: {exc}")
+                    self._link_suspect = True
+                    self._resync_pending = False
                 try:
                     steps = self._shutdown_steps()
                 except Exception as exc:
@@ -444,7 +451,7 @@ class DriverBase(abc.ABC):
                             report.verification_error = str(exc)
                             report.verified = {n: False for n in self._output_names()}
                         self.log.error("shutdown: %s failed: %s", description, exc)
-            if not verify:
+            if not verify and report.verification_error is None:
                 report.verification_error = "not verified"
             (self.log.info if report.safe else self.log.error)("shutdown complete: %s", report.summary())
         finally:
@@ -457,9 +464,15 @@ class DriverBase(abc.ABC):
         return report
 
     def _record_verification(self, report: ShutdownReport) -> None:
+        if self._link_suspect:  # replies cannot be trusted: nothing is verified
+            raise InstrumentConnectionError("link not confirmed after a timeout; outputs not verified",
+                                            instrument=self.name)
         report.verified = dict(self._verify_safe())
 
     def _log_drained_errors(self) -> None:
+        if self._link_suspect:
+            self.log.error("error queue not drained: link not confirmed")
+            return
         self.shutdown_errors = self.drain_errors()
         for e in self.shutdown_errors:
             self.log.error("instrument error at shutdown %d: %s", e.code, e.message)

@@ -1,8 +1,14 @@
 """``hil instruments``: list the registered drivers and probe one instrument.
 
 ``add_parser(subparsers)`` registers the subcommand on the ``hil`` argparse root; every handler
-returns a process exit code (0 ok, 1 instrument/link error, 2 usage or configuration error) and
-reports failures as one line on stderr, never as a traceback.
+returns a process exit code (0 ok, 1 instrument/link error or outputs not verified safe, 2 usage
+or configuration error, 130/143 after Ctrl-C/SIGTERM) and reports failures as one line on
+stderr, never as a traceback.
+
+``probe`` ends with the driver's ``safe_shutdown()`` whatever happened (also on Ctrl-C and
+SIGTERM, which raise ``KeyboardInterrupt`` during the probe so the shutdown runs) and prints
+``safe: ...`` only when every output was read back off at 0 V; otherwise one line on stderr says
+which outputs may still be live.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from hil.drivers.errors import InstrumentConfigError, InstrumentError
 from hil.drivers.parsing import model_matches, parse_idn
 from hil.drivers.protocols import ErrorEntry, SourceMeter
 from hil.drivers.registry import DRIVERS, driver_info, driver_names, load_driver
+from hil.drivers.signals import exit_code_for, termination_signals
 from hil.drivers.transport import ResourceManagers, VisaTransport
 
 __all__ = ["add_parser", "cmd_list", "cmd_probe"]
@@ -107,14 +114,25 @@ def _print_outputs(driver: Any, out: TextIO) -> None:
 
 
 def cmd_probe(args: argparse.Namespace, *, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
-    """Connect, identify, print output states, snapshot, errors found at connect and the error queue, close.
+    """Connect, identify, print output states, snapshot, errors found at connect and the error
+    queue; then ``safe_shutdown()`` (verified) and close.
 
-    Returns 0, 1 (instrument) or 2 (config).
+    Returns 0, 1 (instrument, or outputs not verified safe), 2 (config), 130/143 (signal).
     """
     out, err = out or sys.stdout, err or sys.stderr
+    with termination_signals() as interrupts:
+        try:
+            return _probe(args, out, err, interrupts)
+        except KeyboardInterrupt:  # a signal after the shutdown already ran (e.g. while closing)
+            print(f"{_PROG} probe: interrupted ({interrupts.signal_name or 'SIGINT'})", file=err)
+            return exit_code_for(interrupts.signal_name)
+
+
+def _probe(args: argparse.Namespace, out: TextIO, err: TextIO, interrupts: Any) -> int:
     managers = ResourceManagers()
     driver: Optional[Any] = None
     transport: Optional[VisaTransport] = None
+    code = 0
     try:
         if not args.timeout_s > 0:
             raise InstrumentConfigError(f"--timeout must be > 0 s, got {args.timeout_s}")
@@ -141,22 +159,45 @@ def cmd_probe(args: argparse.Namespace, *, out: Optional[TextIO] = None, err: Op
                 print(f"  {entry.code}, {entry.message}", file=out)
         else:
             print("error queue: empty", file=out)
-        return 0
     except InstrumentConfigError as exc:
         print(f"{_PROG} probe: configuration error: {exc}", file=err)
-        return 2
+        code = 2
     except InstrumentError as exc:
         print(f"{_PROG} probe: {type(exc).__name__}: {exc}", file=err)
-        return 1
+        code = 1
     except (OSError, ValueError) as exc:  # anything pyvisa/pyvisa-py raised unmapped
         print(f"{_PROG} probe: {type(exc).__name__}: {exc}", file=err)
-        return 1
+        code = 1
+    except KeyboardInterrupt:
+        print(f"{_PROG} probe: interrupted ({interrupts.signal_name or 'SIGINT'}); shutting down", file=err)
+        code = exit_code_for(interrupts.signal_name)
     finally:
-        try:
-            if driver is not None:
-                driver.close()
-            elif transport is not None:
-                transport.close()
-        except Exception as exc:  # closing a dead link must not turn into a traceback
-            print(f"{_PROG} probe: closing failed: {exc}", file=err)
+        code = _shutdown_and_close(driver, transport, out, err, code)
         managers.close_all()
+    return code
+
+
+def _shutdown_and_close(driver: Optional[Any], transport: Optional[VisaTransport], out: TextIO, err: TextIO,
+                        code: int) -> int:
+    """Verified safe shutdown (if the instrument was identified), one safety line, close."""
+    report = None
+    if driver is not None and getattr(driver, "_identified", False):
+        try:
+            report = driver.safe_shutdown()
+        except KeyboardInterrupt:  # second signal: outputs were still switched off, ramps skipped
+            report = driver.last_shutdown
+            code = code if code >= 128 else 130
+    if report is not None:
+        if report.safe:
+            print(f"safe: {report.summary()}", file=out)
+        else:
+            print(f"{_PROG} probe: WARNING: {report.summary()}", file=err)
+            code = code or 1
+    try:
+        if driver is not None:
+            driver.close()
+        elif transport is not None:
+            transport.close()
+    except Exception as exc:  # closing a dead link must not turn into a traceback
+        print(f"{_PROG} probe: closing failed: {exc}", file=err)
+    return code
