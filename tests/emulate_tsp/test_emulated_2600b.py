@@ -72,8 +72,10 @@ def test_two_channel_list_sweep_fills_one_buffer_per_channel(tsp_bench):
     np.testing.assert_allclose(result.i_meas[:, 0], expected_a, atol=I_TOL_A)
     np.testing.assert_allclose(result.i_meas[:, 1], expected_b, atol=I_TOL_A)
     assert not result.compliance.any()
-    # one point = source delay 1 ms + step overhead + settle 2 ms + 1 NPLC at 50 Hz (autozero once)
-    point_s = 1e-3 + 50e-6 + 2e-3 + 1.0 / LINE_HZ
+    # one point = source delay 1 ms + step overhead + settle 2 ms + 1 NPLC at 50 Hz (autozero once),
+    # plus the wait of the lead (a) at its end pulse for b's measurement: b's source starts on a's
+    # source-complete event, so b measures one source delay + step overhead later
+    point_s = 2 * (1e-3 + 50e-6) + 2e-3 + 1.0 / LINE_HZ
     np.testing.assert_allclose(np.diff(result.timestamps[:, 0]), point_s, rtol=1e-6)
     assert tsp_bench.clock.now_s - t0 >= len(va) * point_s
     for letter in ("a", "b"):
