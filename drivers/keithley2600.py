@@ -25,7 +25,7 @@ builds the table in lines of at most 100 values (a few kB per line) before passi
 ``listv``::
 
     hil_list_a = {v1, ..., v100}
-    for _, v in ipairs({v101, ..., v200}) do table.insert(hil_list_a, v) end
+    for i, v in ipairs({v101, ..., v200}) do hil_list_a[100 + i] = v end
     smua.trigger.source.listv(hil_list_a)
 
 ``format.data = format.ASCII`` is pinned at connect, so an instrument left in REAL32 by another
@@ -190,7 +190,8 @@ class Keithley2600(SourceMeterDriver, TspDriver):
         chunks = [", ".join(format_number(v) for v in levels[k:k + LIST_CHUNK])
                   for k in range(0, levels.size, LIST_CHUNK)]
         lines = [f"{name} = {{{chunks[0]}}}"]
-        lines += [f"for _, v in ipairs({{{c}}}) do table.insert({name}, v) end" for c in chunks[1:]]
+        lines += [f"for i, v in ipairs({{{c}}}) do {name}[{k * LIST_CHUNK} + i] = v end"
+                  for k, c in enumerate(chunks[1:], start=1)]
         return lines, name
 
     def _sweep_script(self, vectors: Mapping[str, np.ndarray], settle_s: float) -> list[str]:

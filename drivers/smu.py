@@ -555,7 +555,12 @@ class SourceMeterDriver(DriverBase):
         worst = max(self._point_duration_s(ch, float(settle_s)) for ch in vectors)
         nplc = max(self.config(ch).nplc for ch in vectors)
         timeout_s = 2 * n * nplc / f_line + n * worst + 5.0
-        v_src, i_meas, stamps = self._run_sweep(vectors, float(settle_s), timeout_s)
+        try:
+            v_src, i_meas, stamps = self._run_sweep(vectors, float(settle_s), timeout_s)
+        except BaseException:
+            for ch in vectors:  # the sweep may have left any list level behind: read it back later
+                self._setpoint[ch] = math.nan
+            raise
         limits = np.array([self.config(ch).limits.i_compliance_a for ch in vectors])
         compliance = at_limit(i_meas / limits, 1.0)
         for ch in vectors:
