@@ -277,8 +277,11 @@ def test_2600b_long_list_and_two_channel_gating(rm, start):
     vb = -va
     res = drv.list_sweep({"a": va, "b": vb}, settle_s=1e-3)
     np.testing.assert_allclose(res.v_source, np.column_stack([va, vb]), atol=1e-6)  # 6 printed digits
-    script = next(line for line in emu.transcript.received() if line.startswith("loadandrunscript"))
-    assert max(len(part) for part in script.split("\r\n")) < 2100
+    received = emu.transcript.received()
+    begin = received.index("loadandrunscript")
+    script = received[begin:received.index("endscript", begin) + 1]
+    assert len(script) > 10 and max(len(line) for line in script) < 2100  # 100 values per line at most
+    script = "\n".join(script)
     assert "smua.trigger.endpulse.stimulus = smub.trigger.MEASURE_COMPLETE_EVENT_ID" in script
     assert drv.safe_shutdown().safe
     drv.close()
