@@ -27,7 +27,7 @@ from hil.config import ConfigError, Section, load_yaml
 
 __all__ = [
     "Bench", "InstrumentSpec", "ChannelSpec", "Wiring", "Timing", "load_bench", "bench_root", "shipped_bench_names",
-    "SMU_DRIVERS", "SCANNER_DRIVERS", "MATRIX_DRIVERS",
+    "SMU_DRIVERS", "SCANNER_DRIVERS", "MATRIX_DRIVERS", "port_name",
 ]
 
 SMU_DRIVERS = ("keithley2450", "keithley2600", "keysight_b2900")
@@ -116,15 +116,20 @@ class Wiring:
     crosspoints: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
     def connections(self) -> dict[str, str]:
-        """``{"instrument.channel": line}`` for every wired channel."""
+        """``{port: line}`` for every wired channel; port = ``port_name(instrument, channel)``."""
         out: dict[str, str] = {}
         for group in (self.sources, self.outputs, self.hidden):
             for line, (inst, ch) in group.items():
-                out[f"{inst}.{ch}"] = line
+                out[port_name(inst, ch)] = line
         for line, ends in self.lines.items():
             for inst, ch in ends:
-                out[f"{inst}.{ch}"] = line
+                out[port_name(inst, ch)] = line
         return out
+
+
+def port_name(instrument: str, channel: str) -> str:
+    """World port of an instrument channel: ``"smu.1"``, or ``"smu"`` for the single channel ``""``."""
+    return f"{instrument}.{channel}" if channel != "" else instrument
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,14 @@ def _channel_name(driver: str, raw: Any) -> Optional[str]:
     return text
 
 
+def _autozero(sec: Section, default: str) -> str:
+    """``autozero``: ``off``/``once``/``on`` (YAML's bare ``off``/``on`` booleans accepted)."""
+    if sec.has("autozero") and isinstance(sec.data["autozero"], bool):
+        sec.used.add("autozero")
+        return "on" if sec.data["autozero"] else "off"
+    return sec.get("autozero", str, default, choices=_AUTOZERO) or default
+
+
 def _smu_channel(sec: Section, timing: Timing) -> dict[str, Any]:
     s: dict[str, Any] = {}
     for key in ("v_min", "v_max", "max_step_v", "max_slew_v_per_s"):
@@ -248,7 +261,7 @@ def _smu_channel(sec: Section, timing: Timing) -> dict[str, Any]:
     if s["current_range_a"] is not None and s["i_compliance_a"] is not None and s["current_range_a"] < s["i_compliance_a"]:
         sec.error("current_range_a", f"below i_compliance_a ({s['i_compliance_a']:g} A)")
     s["voltage_range_v"] = _num(sec, "voltage_range_v", default=None, positive=True)
-    s["autozero"] = sec.get("autozero", str, timing.autozero, choices=_AUTOZERO)
+    s["autozero"] = _autozero(sec, timing.autozero)
     s["source_delay_s"] = _num(sec, "source_delay_s", default=timing.source_delay_s, non_negative=True)
     s["off_mode"] = sec.get("off_mode", str, "zero", choices=_OFF_MODES)
     s["four_wire"] = sec.get("four_wire", bool, False)
@@ -260,7 +273,7 @@ def _scanner_channel(sec: Section, timing: Timing) -> dict[str, Any]:
     s: dict[str, Any] = {}
     s["range_v"] = _num(sec, "range_v", required=True, positive=True)
     s["nplc"] = _num(sec, "nplc", default=timing.nplc, positive=True)
-    s["autozero"] = sec.get("autozero", str, timing.autozero, choices=_AUTOZERO)
+    s["autozero"] = _autozero(sec, timing.autozero)
     s["delay_s"] = _num(sec, "delay_s", default=timing.source_delay_s, non_negative=True)
     sec.finish()
     return s
@@ -515,7 +528,7 @@ def load_bench(source: Union[str, Path, Mapping[str, Any]], field_path: str = "b
     t_sec = sec.section("timing")
     nplc = _num(t_sec, "nplc", default=1.0, positive=True)
     delay = _num(t_sec, "source_delay_s", default=1e-3, non_negative=True)
-    az = t_sec.get("autozero", str, "once", choices=_AUTOZERO)
+    az = _autozero(t_sec, "once")
     t_sec.finish()
     timing = Timing(nplc or 1.0, delay if delay is not None else 1e-3, az or "once")
     instruments: dict[str, InstrumentSpec] = {}
