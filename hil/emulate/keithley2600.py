@@ -297,7 +297,7 @@ class SmuChannel:
         self._num_attr(meas, "rangev", "meas_rangev", lambda v: _fit_range(v, spec.v_ranges, "measure.rangev"))
         self._choice_attr(meas, "autorangei", "meas_autorangei", (0, 1, 2))
         self._choice_attr(meas, "autorangev", "meas_autorangev", (0, 1))
-        self._choice_attr(meas, "autozero", "autozero", (AUTOZERO_OFF, AUTOZERO_ONCE, AUTOZERO_AUTO))
+        meas.attribute("autozero", lambda: float(self.autozero), self._set_autozero)
         self._num_attr(meas, "delay", "meas_delay", self._check_delay)
         self._num_attr(meas, "count", "meas_count", lambda v: float(self._check_count(v, "measure.count")))
         smu.add("measure", meas)
@@ -393,6 +393,16 @@ class SmuChannel:
         if fault is not None:
             return float(fault["level_v"])
         return float(self.levelv)
+
+    def _set_autozero(self, value: Any) -> None:
+        """``AUTOZERO_ONCE`` takes one reference measurement now and then reads back as ``OFF``."""
+        v = to_number(value, f"{self.name}.measure.autozero")
+        if v not in (AUTOZERO_OFF, AUTOZERO_ONCE, AUTOZERO_AUTO):
+            raise TspError(OUT_OF_RANGE, f"Parameter data out of range ({self.name}.measure.autozero = {value})")
+        if v == AUTOZERO_ONCE:
+            self.emu.advance(self.nplc / self.emu.line_frequency_hz)
+            v = AUTOZERO_OFF
+        self.autozero = int(v)
 
     def _set_levelv(self, value: Any) -> None:
         self.levelv = self._check_level_v(to_number(value, f"{self.name}.source.levelv"))

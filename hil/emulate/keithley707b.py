@@ -107,9 +107,9 @@ class Matrix707Emulator(Emulator):
 
     Args:
         name, model, world, clock, serial, options: see ``hil.emulate.base.Emulator``.
-        options: ``slots`` — installed cards ``{slot: {"rows": "ABCDEFGH", "columns": 12}}``
-            (default: one 7174A 8×12 card in ``slot`` (1)); ``relay_time_s`` (default 3 ms);
-            ``firmware``.
+        options: ``slot``, ``rows``, ``columns`` — the card the bench uses (default a 7174A
+            8×12 card in slot 1); ``slots`` — more cards ``{slot: {"rows": …, "columns": …}}``;
+            ``relay_time_s`` (default 3 ms); ``firmware``.
     """
 
     FAMILY = "keithley707b"
@@ -141,13 +141,14 @@ class Matrix707Emulator(Emulator):
         self.machine.define("slot", slot_table)
 
     def _slots_from_options(self) -> dict[int, tuple[str, int]]:
+        rows = str(self.options.get("rows", "ABCDEFGH")).upper()
+        columns = int(self.options.get("columns", 12))
+        out: dict[int, tuple[str, int]] = {int(self.options.get("slot", 1)): (rows, columns)}
         cards = self.options.get("slots")
-        if not cards:
-            return {int(self.options.get("slot", 1)): ("ABCDEFGH", 12)}
-        out: dict[int, tuple[str, int]] = {}
-        for slot, card in dict(cards).items():
-            card = dict(card or {})
-            out[int(slot)] = (str(card.get("rows", "ABCDEFGH")).upper(), int(card.get("columns", 12)))
+        if isinstance(cards, dict):
+            for slot, card in cards.items():
+                card = dict(card) if isinstance(card, dict) else {}
+                out[int(slot)] = (str(card.get("rows", rows)).upper(), int(card.get("columns", columns)))
         return out
 
     # -- Emulator API ----------------------------------------------------------------------------
@@ -217,10 +218,12 @@ class Matrix707Emulator(Emulator):
         return self._list(spec, allow_groups=False)[0]
 
     @staticmethod
-    def _joined(items: set[str]) -> Optional[str]:
-        return ";".join(sorted(items)) if items else None
+    def _joined(items: set[str]) -> tuple[Optional[str]]:
+        """One value: the ``;``-joined sorted list, or ``nil`` (a one-element tuple, so
+        ``print(channel.getclose(...))`` prints ``nil`` as on the instrument)."""
+        return (";".join(sorted(items)) if items else None,)
 
-    def _getclose(self, spec: Any) -> Optional[str]:
+    def _getclose(self, spec: Any) -> tuple[Optional[str]]:
         return self._joined(set(self._list(spec)) & self.closed)
 
     def _refuse_forbidden(self, wanted: list[str]) -> None:

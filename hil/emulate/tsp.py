@@ -52,7 +52,7 @@ SYNTAX_ERROR = -285  #: "TSP Syntax error at line N: ..." (chunk rejected before
 RUNTIME_ERROR = -286  #: "TSP Runtime error at line N: ..." (chunk stopped at the failing statement)
 
 #: Deepest call/loop nesting and most loop iterations per chunk: runaway scripts become errors.
-MAX_CALL_DEPTH = 200
+MAX_CALL_DEPTH = 100
 MAX_LOOP_ITERATIONS = 10_000_000
 
 
@@ -769,7 +769,10 @@ class Parser:
 
 def parse(source: str, first_line: int = 1) -> list[Any]:
     """Parse a chunk into a statement list; ``TspError(-285)`` on a syntax error."""
-    return Parser(tokenize(source, first_line)).chunk()
+    try:
+        return Parser(tokenize(source, first_line)).chunk()
+    except RecursionError:
+        raise TspError(SYNTAX_ERROR, f"TSP Syntax error at line {first_line}: chunk has too many syntax levels") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -911,6 +914,8 @@ class TspInterpreter:
             pass
         except _Break:
             raise TspError(RUNTIME_ERROR, "TSP Runtime error: no loop to break") from None
+        except RecursionError:
+            raise TspError(RUNTIME_ERROR, "TSP Runtime error: stack overflow") from None
 
     def call(self, fn: Any, args: Iterable[Any] = ()) -> tuple[Any, ...]:
         """Call a TSP function value from Python (e.g. a stored script's ``run``)."""
