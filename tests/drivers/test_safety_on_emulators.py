@@ -330,3 +330,17 @@ def test_garbage_reply_is_a_typed_error_and_shutdown_still_verifies(rm, start):
     assert drv.safe_shutdown().safe
     assert channel_state(emu, "") == (False, 0.0)
     drv.close()
+
+
+def test_daq970a_high_input_impedance_on_every_scanned_channel(rm, start):
+    from hil.drivers.daq970a import Daq970a
+    from hil.emulate.daq970 import Daq970Emulator
+
+    emu = start(Daq970Emulator("daq", "DAQ970A"))
+    drv = Daq970a(VisaTransport(rm, emu.resource, name="daq", timeout_s=1.0))
+    drv.connect()
+    drv.configure_scan([101, 102, 105], nplc=1, range_v=10, autozero="off", delay_s=0.001)
+    raw = rm.open_resource(emu.resource, read_termination="\n", write_termination="\n", timeout=1000)
+    assert raw.query("INP:IMP:AUTO? (@101,102,105)") == "1,1,1"
+    raw.close()
+    drv.close()
