@@ -320,7 +320,15 @@ class VisaTransport:
             if mapped is exc:
                 mapped = InstrumentConnectionError(f"cannot open {self._requested}: {exc}", instrument=name)
             raise mapped from exc
-        self._fast = bool(self._term_bytes) and self._socket_session() is not None
+        session = self._socket_session()
+        self._fast = bool(self._term_bytes) and session is not None
+        if session is not None:
+            # Send each program message at once: without TCP_NODELAY a query that follows a
+            # write waits for the delayed ACK of the write (about 40 ms on Linux).
+            try:
+                session.interface.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                self.log.debug("could not set TCP_NODELAY", exc_info=True)
         self.log.debug("opened %s (timeout %.3f s)", self.resource_name, timeout_s)
 
     # -- properties ------------------------------------------------------------------------

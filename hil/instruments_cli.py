@@ -189,7 +189,8 @@ def _shutdown_and_close(driver: Optional[Any], transport: Optional[VisaTransport
             code = code if code >= 128 else 130
     if report is not None:
         if report.safe:
-            print(f"safe: {report.summary()}", file=out)
+            names = ", ".join(repr(n) for n in report.verified)
+            print(f"safe: outputs verified off at 0 V: {names}" if names else "safe: no outputs", file=out)
         else:
             print(f"{_PROG} probe: WARNING: {report.summary()}", file=err)
             code = code or 1
