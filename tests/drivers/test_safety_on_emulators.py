@@ -88,6 +88,7 @@ def leave_output_on(rm: Any, emulator: Any, cls: type, ch: str, level: float) ->
     drv.connect()
     drv.output(ch, True)
     drv.set_voltage(ch, level)
+    assert drv.voltage_setpoint(ch) == pytest.approx(level)  # a query: every write was executed
     drv.close()  # no shutdown: the process "died"
 
 
