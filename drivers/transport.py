@@ -301,6 +301,7 @@ class VisaTransport:
         self.log = instrument_logger(name)
         self._requested = parse_resource_name(resource_name, instrument=name)
         self._read_termination = read_termination
+        self._write_termination = write_termination
         self._term_bytes = read_termination.encode("ascii")
         self._last_command: Optional[str] = None
         self._rx = bytearray()  # bytes received past the last complete reply (raw-socket path)
@@ -477,13 +478,42 @@ class VisaTransport:
     # -- I/O -------------------------------------------------------------------------------
 
     def write(self, command: str) -> None:
-        """Send ``command`` with the write termination."""
+        """Send ``command`` with the write termination (raw sockets: within one ``timeout_s``)."""
         self._before_exchange()
         self._last_command = command
         t0 = time.perf_counter()
-        with self._io(command):
-            self._resource.write(command)
+        if self._fast:
+            self._send(command)
+        else:
+            with self._io(command):
+                self._resource.write(command)
         self.log.debug("write %r (%.3f ms)", command, (time.perf_counter() - t0) * 1e3)
+
+    def _send(self, command: str) -> None:
+        """Send on the raw socket with one deadline: an instrument that stops reading cannot
+        block a write forever (pyvisa-py waits for the socket without a timeout)."""
+        try:
+            data = memoryview((command + self._write_termination).encode("ascii"))
+        except UnicodeEncodeError as exc:
+            raise InstrumentConfigError(f"command is not ASCII: {command!r}", instrument=self.name) from exc
+        session = self._socket_session()
+        if session is None:
+            raise InstrumentConnectionError("resource closed", instrument=self.name, command=command)
+        sock: socket.socket = session.interface
+        timeout = self.timeout_s
+        deadline = time.monotonic() + timeout
+        while data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise InstrumentTimeout(f"instrument did not accept the command within {timeout:.3g} s",
+                                        instrument=self.name, command=command)
+            try:
+                _, ready, _ = select.select([], [sock], [], remaining)
+                sent = sock.send(data) if ready else 0
+            except (OSError, ValueError) as exc:
+                raise InstrumentConnectionError(f"{type(exc).__name__}: {exc}", instrument=self.name,
+                                                command=command) from exc
+            data = data[sent:]
 
     def _read_line(self, command: Optional[str]) -> str:
         if self._fast:

@@ -559,3 +559,61 @@ def test_output_off_switches_off_even_when_the_level_cannot_be_read():
         smu.output("", False)
     t.verify()
     assert smu._output_on[""] is False
+
+
+# -- issue 9: resync before the next exchange, implausible read-backs, failed connect --------------
+
+
+def test_timeout_resyncs_before_the_next_exchange_even_a_write():
+    from hil.drivers.errors import InstrumentTimeout
+    smu, t, _ = connected([
+        (':READ? "defbuffer1", SOUR, READ', None),                # times out
+        ("*IDN?", CONNECT[0][1]), (":SYST:ERR?", OK),            # resync first ...
+        (":SOUR:VOLT 0.05", None),                                # ... then the write
+    ])
+    smu._output_on[""] = False
+    with pytest.raises(InstrumentTimeout):
+        smu._read_spot("")
+    smu.set_voltage("", 0.05)
+    t.verify()
+    assert t.discards == 1
+
+
+def test_connect_with_implausible_level_switches_off_without_a_ramp():
+    from hil.drivers.errors import ImplausibleReadbackError
+    script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+5.000000E+01"),
+                            (":OUTP OFF", None), (":SOUR:VOLT 0", None), (":OUTP?", "0")]
+    with ScriptedTransport(script) as t:
+        smu = Keithley2450(t, configs={"": CFG})
+        with pytest.raises(ImplausibleReadbackError) as info:
+            smu.connect()
+        t.verify()
+    assert info.value.channel == "" and info.value.value == 50.0 and info.value.output_off_verified
+    assert smu.state_at_connect[""]["implausible"].startswith("outside the configured")
+
+
+@pytest.mark.parametrize("reply", ["nan", "+9.910000E+37", "+9.9E+37", "-1.0E+30"])
+def test_non_finite_or_absurd_level_is_unknown_even_without_configuration(reply):
+    from hil.drivers.errors import ImplausibleReadbackError
+    script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", reply),
+                            (":OUTP OFF", None), (":SOUR:VOLT 0", None), (":OUTP?", "0")]
+    with ScriptedTransport(script) as t:
+        with pytest.raises(ImplausibleReadbackError):
+            Keithley2450(t).connect()
+        t.verify()
+
+
+def test_connect_failing_mid_ramp_runs_shutdown_and_attaches_the_report():
+    from hil.drivers.errors import InstrumentConnectionError
+    lost = InstrumentConnectionError("lost")
+    script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+1.000000E-01"), (":SOUR:VOLT 0.05", lost),
+                            (":ABOR", lost), (":SOUR:VOLT 0.05", lost), (":OUTP OFF", lost), (":OUTP?", lost),
+                            (":SYST:ERR?", lost)]
+    with ScriptedTransport(script) as t:
+        smu = Keithley2450(t, configs={"": CFG}, sleep=Sleeps())
+        with pytest.raises(InstrumentConnectionError) as info:
+            smu.connect()
+        t.verify()
+    report = info.value.shutdown_report
+    assert not report.safe and report.maybe_live == ("",)
+    assert any("MAY STILL BE LIVE" in note for note in info.value.__notes__)

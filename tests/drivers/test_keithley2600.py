@@ -382,3 +382,24 @@ def test_connect_ramps_unconfigured_channel_found_on():
         t.verify()
     assert sleeps == [0.1, 0.1]
     assert smu.snapshot()["outputs"]["a"]["at_connect"] == {"output_on": True, "source_level_v": 0.15}
+
+
+def test_sweep_refused_when_channel_timing_differs():
+    from hil.drivers.errors import InstrumentConfigError
+    smu, t, _ = connected([])
+    smu._configs["b"] = SmuChannelConfig(limits=LIMITS, nplc=1.0, current_range_a=1e-4, autozero="once",
+                                         source_delay_s=0.001)
+    smu._output_on.update(a=True, b=True)
+    with pytest.raises(InstrumentConfigError, match="equal nplc"):
+        smu.list_sweep({"a": [0.01], "b": [0.01]}, settle_s=0.0)
+    t.verify()
+
+
+def test_long_list_is_built_in_lines_of_100_values():
+    smu, _, _ = connected([])
+    lines = smu._sweep_script({"a": np.linspace(0, 0.1, 250)}, 0.0)
+    assert lines[0].startswith("hil_list_a = {") and lines[0].count(",") == 99
+    assert lines[1].startswith("for i, v in ipairs({") and lines[1].endswith("do hil_list_a[100 + i] = v end")
+    assert lines[2].endswith("do hil_list_a[200 + i] = v end") and lines[2].count(",") == 1 + 49  # "i, v" + 49 separators
+    assert "smua.trigger.source.listv(hil_list_a)" in lines
+    assert all(len(line) < 2100 for line in lines)
