@@ -5,6 +5,7 @@
     hil netlist CONFIG -o net.cir [--input V,V,...]
     hil configs
     hil instruments list | probe ADDRESS
+    hil emulate BENCH [--time instant|virtual|realtime] [--write-bench PATH]
 
 CONFIG is a YAML path or the name of a shipped config (``hil configs`` lists them);
 ``hil train`` without CONFIG runs the embedded default ``sim-digits``.  Configuration
@@ -250,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         instruments_cli = None
     if instruments_cli is not None:
         instruments_cli.add_parser(sub)
+    from hil.emulate import cli as emulate_cli
+    emulate_cli.add_parser(sub)
     return p
 
 

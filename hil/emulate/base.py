@@ -141,6 +141,9 @@ class Emulator(abc.ABC):
         self.faults = FaultInjector(self.transcript)
         self.errors = ErrorQueue(self.ERROR_QUEUE_DEPTH)
         self._server = LineServer(self)
+        if world is not None:
+            world.servers.add(self._server)
+            self._server.group = world.servers
         self._port_state: dict[str, tuple] = {}
 
     # -- personality API -------------------------------------------------------------------------

@@ -73,7 +73,7 @@ class FaultInjector:
 
     # -- generic API ---------------------------------------------------------------------------
 
-    def arm(self, kind: str, count: Optional[int] = 1, *, match: Optional[str] = None, **params: Any) -> ArmedFault:
+    def arm(self, kind: str, count: Optional[int] = 1, /, *, match: Optional[str] = None, **params: Any) -> ArmedFault:
         """Arm ``kind`` for ``count`` firings (``None``: until ``clear``); returns the armed fault."""
         if kind not in LINK_FAULTS + INSTRUMENT_FAULTS:
             raise ValueError(f"unknown fault {kind!r}; known: {', '.join(LINK_FAULTS + INSTRUMENT_FAULTS)}")

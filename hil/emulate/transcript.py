@@ -52,7 +52,7 @@ class Transcript:
         self._lock = threading.Lock()
         self._t0 = time.monotonic()
 
-    def record(self, kind: str, text: str, **detail: Any) -> TranscriptEntry:
+    def record(self, kind: str, text: str, /, **detail: Any) -> TranscriptEntry:
         """Append an entry and return it."""
         entry = TranscriptEntry(time.monotonic() - self._t0,
                                 float(self._clock.now_s) if self._clock is not None else 0.0,

@@ -183,6 +183,8 @@ class World:
         self._solution: Optional[WorldSolution] = None
         self._g_scale = float(max(circuit.laplacian_sparse().diagonal().max(initial=0.0), 1e-9))
         self.solve_count = 0
+        #: line servers of the emulators sharing this world (commands are ordered across them)
+        self.servers: set[Any] = set()
 
     # -- wiring and state ----------------------------------------------------------------------
 
@@ -364,21 +366,27 @@ class World:
                 fixed_v[root] = sources[vs[0]].level
 
         def norton(root: str) -> tuple[float, float]:
-            """(injected current A, conductance to ground S) of the non-voltage ports of a net."""
+            """(injected current A, conductance to ground S) of the non-voltage ports of a net;
+            ``GMIN_S`` is added except on hidden nodes (the circuit anchors those itself)."""
             j = g = 0.0
             for p in ports_in_net[root]:
                 s = sources[p]
                 g += s.load_s
                 if s.mode == "current":
                     j += s.level
-            return j, g + GMIN_S
+            return j, g + (0.0 if node_in_net[root] in self._hidden_index else GMIN_S)
+
+        def acts(root: str) -> bool:
+            """True if an instrument on the net injects current or loads it."""
+            return any(sources[p].mode != "open" or sources[p].load_s > 0 for p in ports_in_net[root])
 
         # unknowns: ("v", root) for free nets on a circuit port node, ("i", root) for hidden nodes
         unknowns: list[tuple[str, str]] = []
         for root in nets:
             node = node_in_net[root]
             if node in self._hidden_index:
-                unknowns.append(("i", root))
+                if root in fixed_v or acts(root):
+                    unknowns.append(("i", root))
             elif node is not None and node != GROUND and root not in fixed_v:
                 unknowns.append(("v", root))
         u0 = np.zeros(p_n)
@@ -513,11 +521,11 @@ class World:
             elif node in self._output_index:
                 into = float(-state.y[0, self._output_index[node]])
             elif node in self._hidden_index:
-                k = [i for i, (kind, r_) in enumerate(unknowns) if r_ == root][0]
-                into = float(x[k])
+                ks = [i for i, (kind, r_) in enumerate(unknowns) if r_ == root]
+                into = float(x[ks[0]]) if ks else 0.0
             else:
                 into = 0.0
-            need = into + GMIN_S * v - other
+            need = into - other  # GMIN only defines floating nets; a held net needs none
             if node == GROUND:
                 need = 0.0
             for p in vs:
