@@ -152,9 +152,13 @@ class ReadingBuffer(HostTable):
         self.readings, self.sourcevalues, self.timestamps, self.statuses = [], [], [], []
         self.basetimestamp = float(self._now())
 
-    def store(self, reading: float, source_value: float, time_s: float, status: int) -> None:
-        if not self.appendmode and len(self.readings) >= self.CAPACITY:
+    def begin_series(self) -> None:
+        """A new measurement command stores into this buffer: with ``appendmode`` 0 the new
+        readings replace the old contents, with 1 they are appended."""
+        if not self.appendmode:
             self.clear()
+
+    def store(self, reading: float, source_value: float, time_s: float, status: int) -> None:
         if len(self.readings) >= self.CAPACITY:
             return
         self.readings.append(float(reading))
@@ -526,6 +530,7 @@ class SmuChannel:
         self.emu.advance(self._measure_delay_s() + self.integration_s() * self.meas_count + SPOT_OVERHEAD_S)
         value, v_meas, clamped = self.read(what)
         if isinstance(buf, ReadingBuffer):
+            buf.begin_series()
             buf.store(value, self._source_value(v_meas, clamped), self.emu.clock_now(),
                       STATUS_COMPLIANCE if clamped else 0)
         return value
@@ -536,8 +541,10 @@ class SmuChannel:
         now = self.emu.clock_now()
         status = STATUS_COMPLIANCE if clamped else 0
         if isinstance(ibuf, ReadingBuffer):
+            ibuf.begin_series()
             ibuf.store(i_value, self._source_value(v_meas, clamped), now, status)
         if isinstance(vbuf, ReadingBuffer):
+            vbuf.begin_series()
             vbuf.store(v_meas, self._source_value(v_meas, clamped), now, status)
         return i_value, v_meas
 
@@ -573,6 +580,9 @@ class SmuChannel:
             raise TspError(SETTINGS_CONFLICT, f"Settings conflict ({self.name}: source action enabled with an empty list)")
         for det in (self.arm_detector, self.source_detector, self.measure_detector, self.endpulse_detector):
             det.set = False
+        if self.measure_action:
+            for buf in self.measure_target[1]:
+                buf.begin_series()
         self.running = True
         self.emu.scheduler.start(self.name, self.process())
         self.emu.run_trigger_model()
@@ -643,7 +653,6 @@ class Smu2600Emulator(Emulator):
 
     FAMILY = "keithley2600"
     MODELS = tuple(MODEL_SPECS)
-    ERROR_QUEUE_DEPTH = 32
 
     def __init__(self, name: str, model: str = "2602B", **kwargs: Any) -> None:
         super().__init__(name, model, **kwargs)
@@ -659,7 +668,7 @@ class Smu2600Emulator(Emulator):
             idn=self.idn(), model=model, serial=self.serial, firmware=self.firmware,
             line_frequency_hz=self.line_frequency_hz, advance=self.advance, now=self.clock_now,
             reset=self.reset, errors=self.errors, push_error=self.push_error)
-        self.machine.waitcomplete_hook = self.run_trigger_model
+        self.machine.waitcomplete_hook = self.waitcomplete
         self.channels: dict[str, SmuChannel] = {}
         for k, letter in enumerate(self.spec.channels):
             ch = SmuChannel(self, letter, event_base=100 * (k + 1))
@@ -728,10 +737,15 @@ class Smu2600Emulator(Emulator):
         end = self.scheduler.run()
         if end > start:
             self.advance(end - start)
+
+    def waitcomplete(self) -> None:
+        """``waitcomplete()`` / ``*OPC?`` / ``*WAI``: run the trigger model; a channel still waiting for
+        an event that nothing will produce would block the instrument — recorded as an event."""
+        self.run_trigger_model()
         waiting = self.scheduler.waiting()
         if waiting:
-            self.transcript.record("event", f"trigger model waiting for an event: {', '.join(waiting)}",
-                                   waiting=waiting)
+            self.transcript.record("event", f"waitcomplete(): trigger model waiting for an event that does "
+                                   f"not come: {', '.join(waiting)}", waiting=waiting)
 
     def _overrun(self, detector: Detector) -> None:
         self.transcript.record("event", f"trigger overrun on {detector.name} (event lost)", detector=detector.name)
@@ -750,7 +764,6 @@ class Smu2600Emulator(Emulator):
             inputs = [self.scheduler.add_detector(Detector(f"trigger.blender[{k}].stimulus[{j}]")) for j in range(1, 5)]
             blender = Blender(event_id=1000 + k, inputs=inputs)
             self.scheduler.blenders.append(blender)
-            stim = LuaTable()
             table = HostTable(f"trigger.blender[{k}]", members={
                 "EVENT_ID": float(blender.event_id),
                 "clear": lambda b=blender: [setattr(d, "set", False) for d in b.inputs] and None,
@@ -760,7 +773,6 @@ class Smu2600Emulator(Emulator):
                             lambda v, b=blender: setattr(b, "orenable", to_bool(v) and v != 0))
             table.add("stimulus", _StimulusArray(f"trigger.blender[{k}].stimulus", inputs))
             blenders.set(k, table)
-            del stim
         timers = LuaTable()
         for k in range(1, 9):
             det = self.scheduler.add_detector(Detector(f"trigger.timer[{k}].stimulus"))

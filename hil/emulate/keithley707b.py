@@ -114,7 +114,6 @@ class Matrix707Emulator(Emulator):
 
     FAMILY = "keithley707b"
     MODELS = ("707B", "708B")
-    ERROR_QUEUE_DEPTH = 32
 
     def __init__(self, name: str, model: str = "707B", **kwargs: Any) -> None:
         super().__init__(name, model, **kwargs)

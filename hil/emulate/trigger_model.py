@@ -29,7 +29,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 __all__ = ["Wait", "Delay", "TriggerScheduler", "Detector", "Blender", "Timer"]
 
@@ -196,5 +196,10 @@ class TriggerScheduler:
 
     def cancel(self, name: Optional[str] = None) -> None:
         """Drop blocked processes (all, or those called ``name``), e.g. on ``abort()``."""
-        self._waiting = [w for w in self._waiting if name is not None and w[2] != name]
+        keep, drop = [], []
+        for w in self._waiting:
+            (keep if name is not None and w[2] != name else drop).append(w)
+        self._waiting = keep
+        for _, proc, _ in drop:
+            proc.close()
 

@@ -851,6 +851,15 @@ class TspInterpreter:
         }.items():
             if g.get(name) is None:
                 g.set(name, HostFunction(name, fn))
+        if g.get("string") is None:
+            g.set("string", HostTable("string", members={
+                "format": _string_format,
+                "len": lambda text: float(len(_as_str(text))),
+                "sub": _string_sub,
+                "upper": lambda text: _as_str(text).upper(),
+                "lower": lambda text: _as_str(text).lower(),
+                "rep": lambda text, n: _as_str(text) * max(0, to_int(n, "string.rep count")),
+            }))
         if g.get("math") is None:
             g.set("math", HostTable("math", members={
                 "abs": lambda x: abs(to_number(x)),
@@ -1253,6 +1262,56 @@ class TspInterpreter:
             except (OverflowError, ValueError):
                 return math.nan
         raise _Runtime(f"unknown operator {op}")  # pragma: no cover
+
+
+def _as_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _concat_str(value)
+    raise TspError(RUNTIME_ERROR, f"bad argument: string expected, got {_type_name(value)}")
+
+
+def _string_sub(text: Any, i: Any = 1.0, j: Any = -1.0) -> str:
+    """Lua ``string.sub`` (1-based, negative indices from the end, inclusive)."""
+    t = _as_str(text)
+    n = len(t)
+    a, b = to_int(i, "string.sub start"), to_int(j, "string.sub end")
+    a = n + a + 1 if a < 0 else a
+    b = n + b + 1 if b < 0 else b
+    return t[max(a, 1) - 1:min(b, n)]
+
+
+_FORMAT_SPEC = re.compile(r"%([-+ #0]*\d*(?:\.\d+)?)([diouxXeEfgGcqs%])")
+
+
+def _string_format(fmt: Any, *args: Any) -> str:
+    """Lua ``string.format`` for the C conversions ``d i o u x X e E f g G c s q %``."""
+    template = _as_str(fmt)
+    values = list(args)
+    out: list[str] = []
+    pos = 0
+    for m in _FORMAT_SPEC.finditer(template):
+        out.append(template[pos:m.start()])
+        pos = m.end()
+        flags, conv = m.group(1), m.group(2)
+        if conv == "%":
+            out.append("%")
+            continue
+        if not values:
+            raise TspError(RUNTIME_ERROR, "bad argument to 'format' (no value)")
+        v = values.pop(0)
+        if conv in "diouxXc":
+            number = to_number(v, "string.format")
+            out.append(("%" + flags + ("d" if conv in "iu" else conv)) % int(number))
+        elif conv in "eEfgG":
+            out.append(("%" + flags + conv) % to_number(v, "string.format"))
+        elif conv == "q":
+            out.append('"' + _as_str(v).replace("\\", "\\\\").replace('"', '\\"') + '"')
+        else:
+            out.append(("%" + flags + "s") % tostring(v))
+    out.append(template[pos:])
+    return "".join(out)
 
 
 def _concat_str(v: Any) -> str:

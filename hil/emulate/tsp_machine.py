@@ -1,7 +1,7 @@
 """What every emulated TSP instrument shares: line handling, output, error queue, ``format``, scripts.
 
 A ``TspMachine`` receives program messages one line at a time (``handle_line``) and returns the
-bytes the instrument sends back. It runs each line through ``hil.emulate.tsp`` (the Lua-subset
+replies the instrument sends back. It runs each line through ``hil.emulate.tsp`` (the Lua-subset
 interpreter) against a global table holding the common TSP objects:
 
 * ``print(...)`` — TAB-joined, numbers in exponent form with ``format.asciiprecision``
@@ -33,9 +33,7 @@ Numeric values of the format constants (``ASCII`` 1, ``REAL32``/``SREAL`` 2, ``R
 from __future__ import annotations
 
 import struct
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Optional, Protocol, Union
 
 from hil.emulate.tsp import (
@@ -65,7 +63,6 @@ __all__ = [
     "BYTEORDER_LITTLE",
     "OUT_OF_RANGE",
     "SETTINGS_CONFLICT",
-    "QUEUE_OVERFLOW",
 ]
 
 FORMAT_ASCII, FORMAT_REAL32, FORMAT_REAL64 = 1, 2, 3
@@ -73,7 +70,6 @@ BYTEORDER_BIG, BYTEORDER_LITTLE = 0, 1
 
 OUT_OF_RANGE = -222  #: "Parameter data out of range" (setting left unchanged)
 SETTINGS_CONFLICT = -221  #: "Settings conflict"
-QUEUE_OVERFLOW = -350  #: "Queue overflow" (replaces the last entry of a full queue)
 UNDEFINED_HEADER = -113  #: an unknown IEEE 488.2 common command
 
 _SEVERITY_ERROR = 20.0
@@ -91,7 +87,7 @@ class ErrorQueueLike(Protocol):
 
 
 class BufferColumn(HostTable):
-    """A reading-buffer subtable (``buf.readings``, ``buf.sourcevalues``, …): ``col[i]``, ``#``-less.
+    """A reading-buffer subtable (``buf.readings``, ``buf.sourcevalues``, …), indexed ``col[i]`` from 1.
 
     Args:
         path: TSP name for messages.
@@ -390,13 +386,4 @@ class ScriptObject(HostTable):
     """A named script: ``name.run()`` or ``name()``."""
 
     tsp_call: Callable[..., None]
-
-
-def values_of(value: Any) -> list[float]:
-    """Numbers of a Lua table or buffer column (helper for personalities)."""
-    if isinstance(value, BufferColumn):
-        return value.values()
-    if isinstance(value, LuaTable):
-        return [to_number(v) for v in value.sequence()]
-    raise TspError(RUNTIME_ERROR, f"table expected, got {tostring(value)}")
 

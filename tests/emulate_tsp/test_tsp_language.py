@@ -105,3 +105,9 @@ def test_script_collector_and_number_format():
     assert c.feed("loadandrunscript") is None and c.feed("endscript").run is True
     assert format_number(0.1) == "1.00000e-01" and format_number(-2.5, 3) == "-2.50e+00"
     assert format_number(float("nan")) == "nan"
+
+
+def test_string_library(lua):
+    interp, out, _ = lua
+    interp.execute(r'''print(string.format("%d V, %.3f A, %s %%", 3, 0.0012345, "x"), string.sub("1A01", 2, 2), string.sub("1A01", -2))''')
+    assert out == ["3 V, 0.001 A, x %\tA\t01"]
