@@ -117,8 +117,10 @@ def test_b2900_output_protection_switches_off_at_compliance(emulated_bench, driv
     smu = drivers["smu_y01"]
     _on(smu, "1")
     smu.set_current_limit("1", 1e-6)
-    reading = smu.measure_current("1")
-    assert reading.compliance
+    from hil.drivers.errors import OutputTrippedError
+
+    with pytest.raises(OutputTrippedError):  # the driver reads the output state back and reports the trip
+        smu.measure_current("1")
     assert not smu.output_enabled("1")
     states = emulated_bench.emulators["smu_y01"].output_history("1")
     assert states[-1]["output_on"] is False and states[-1]["mode"] == "open"
