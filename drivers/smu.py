@@ -108,6 +108,8 @@ class SourceMeterDriver(DriverBase):
 
     CHANNELS: tuple[str, ...] = ("",)
     NPLC_RANGE: tuple[float, float] = (0.01, 10.0)
+    #: Added to the modelled sweep duration for the read-back timeout, in s.
+    sweep_timeout_margin_s: float = 5.0
     #: Largest source level in V the model can produce; a read-back beyond it is absurd.
     MAX_SOURCE_V: float = 210.0
 
@@ -554,7 +556,7 @@ class SourceMeterDriver(DriverBase):
         f_line = self.line_frequency_hz or FALLBACK_LINE_FREQUENCY_HZ
         worst = max(self._point_duration_s(ch, float(settle_s)) for ch in vectors)
         nplc = max(self.config(ch).nplc for ch in vectors)
-        timeout_s = 2 * n * nplc / f_line + n * worst + 5.0
+        timeout_s = 2 * n * nplc / f_line + n * worst + self.sweep_timeout_margin_s
         try:
             v_src, i_meas, stamps = self._run_sweep(vectors, float(settle_s), timeout_s)
         except BaseException:

@@ -254,10 +254,12 @@ def test_b2900_timed_out_sweep_is_aborted_before_anything_else(rm, start):
     drv = driver_for(rm, emu, KeysightB2900, "1")
     drv.connect()
     drv.output("1", True)
+    drv.sweep_timeout_margin_s = TIMEOUT_S
     emu.transcript.clear()
     emu.faults.no_reply(match=r"^\*OPC\?")
     with pytest.raises(InstrumentTimeout):
         drv.list_sweep({"1": [0.1, 0.2, 0.1]}, settle_s=0.0)
+    assert drv.output_enabled("1") is True  # a query: everything sent before was executed
     received = emu.transcript.received()
     opc = received.index("*OPC?")
     assert received[opc + 1] == ":ABOR (@1)"
