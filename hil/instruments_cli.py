@@ -132,7 +132,7 @@ def _probe(args: argparse.Namespace, out: TextIO, err: TextIO, interrupts: Any) 
     managers = ResourceManagers()
     driver: Optional[Any] = None
     transport: Optional[VisaTransport] = None
-    code = 0
+    code, message, warning = 0, "", ""
     try:
         if not args.timeout_s > 0:
             raise InstrumentConfigError(f"--timeout must be > 0 s, got {args.timeout_s}")
@@ -160,27 +160,30 @@ def _probe(args: argparse.Namespace, out: TextIO, err: TextIO, interrupts: Any) 
         else:
             print("error queue: empty", file=out)
     except InstrumentConfigError as exc:
-        print(f"{_PROG} probe: configuration error: {exc}", file=err)
-        code = 2
+        message, code = f"configuration error: {exc}", 2
     except InstrumentError as exc:
-        print(f"{_PROG} probe: {type(exc).__name__}: {exc}", file=err)
-        code = 1
+        message, code = f"{type(exc).__name__}: {exc}", 1
     except (OSError, ValueError) as exc:  # anything pyvisa/pyvisa-py raised unmapped
-        print(f"{_PROG} probe: {type(exc).__name__}: {exc}", file=err)
-        code = 1
+        message, code = f"{type(exc).__name__}: {exc}", 1
     except KeyboardInterrupt:
-        print(f"{_PROG} probe: interrupted ({interrupts.signal_name or 'SIGINT'}); shutting down", file=err)
-        code = exit_code_for(interrupts.signal_name)
+        message, code = f"interrupted ({interrupts.signal_name or 'SIGINT'}); shut down", \
+            exit_code_for(interrupts.signal_name)
     finally:
-        code = _shutdown_and_close(driver, transport, out, err, code)
+        code, warning = _shutdown_and_close(driver, transport, out, code)
         managers.close_all()
+    if message or warning:  # one line: what failed, and whether outputs may still be live
+        print(f"{_PROG} probe: " + "; ".join(m for m in (message, warning) if m), file=err)
     return code
 
 
-def _shutdown_and_close(driver: Optional[Any], transport: Optional[VisaTransport], out: TextIO, err: TextIO,
-                        code: int) -> int:
-    """Verified safe shutdown (if the instrument was identified), one safety line, close."""
+def _shutdown_and_close(driver: Optional[Any], transport: Optional[VisaTransport], out: TextIO,
+                        code: int) -> tuple[int, str]:
+    """Verified safe shutdown (if the instrument was identified), the ``safe:`` line, close.
+
+    Returns the exit code and a warning ("" when safe or nothing was touched).
+    """
     report = None
+    warning = ""
     if driver is not None and getattr(driver, "_identified", False):
         try:
             report = driver.safe_shutdown()
@@ -192,7 +195,7 @@ def _shutdown_and_close(driver: Optional[Any], transport: Optional[VisaTransport
             names = ", ".join(repr(n) for n in report.verified)
             print(f"safe: outputs verified off at 0 V: {names}" if names else "safe: no outputs", file=out)
         else:
-            print(f"{_PROG} probe: WARNING: {report.summary()}", file=err)
+            warning = f"WARNING: {report.summary()}"
             code = code or 1
     try:
         if driver is not None:
@@ -200,5 +203,5 @@ def _shutdown_and_close(driver: Optional[Any], transport: Optional[VisaTransport
         elif transport is not None:
             transport.close()
     except Exception as exc:  # closing a dead link must not turn into a traceback
-        print(f"{_PROG} probe: closing failed: {exc}", file=err)
-    return code
+        warning = "; ".join(w for w in (warning, f"closing failed: {exc}") if w)
+    return code, warning
