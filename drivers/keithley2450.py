@@ -66,7 +66,7 @@ class Keithley2450(SourceMeterDriver, ScpiDriver):
         """``*RST`` (outputs off, defaults), then re-apply every configured channel."""
         self._write("*RST")
         self._output_on[""] = False
-        self._setpoint[""] = self._read_level("")
+        self._read_level_checked("")
         for ch, cfg in list(self._configs.items()):
             self.configure(ch, cfg)
 

@@ -113,7 +113,7 @@ class Keithley2600(SourceMeterDriver, TspDriver):
         self._write("reset()")
         for ch in self.channels:
             self._output_on[ch] = False
-            self._setpoint[ch] = self._read_level(ch)
+            self._read_level_checked(ch)
         for ch, cfg in list(self._configs.items()):
             self.configure(ch, cfg)
 
