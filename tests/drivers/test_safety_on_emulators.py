@@ -347,3 +347,29 @@ def test_daq970a_high_input_impedance_on_every_scanned_channel(rm, start):
     assert raw.query("INP:IMP:AUTO? (@101,102,105)") == "1,1,1"
     raw.close()
     drv.close()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_ctrl_c_mid_ramp_in_a_with_block_ends_off_at_zero(rm, start, family):
+    make, cls, ch, write_re = FAMILIES[family]
+    emu = start(make())
+    calls = []
+
+    def sleep(seconds: float) -> None:  # the 3rd ramp dwell is interrupted, as by Ctrl-C
+        calls.append(seconds)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    transport = VisaTransport(rm, emu.resource, name="dut", timeout_s=TIMEOUT_S)
+    limits = SourceLimits(v_min=-1.0, v_max=1.0, i_compliance_a=1e-3, max_step_v=0.1, max_slew_v_per_s=1000.0)
+    config = SmuChannelConfig(limits=limits, nplc=1.0, current_range_a=1e-3, voltage_range_v=2.0, autozero="off")
+    drv = cls(transport, configs={ch: config}, sleep=sleep, shutdown_timeout_s=TIMEOUT_S)
+    with pytest.raises(KeyboardInterrupt):
+        with drv:
+            drv.output(ch, True)
+            drv.set_voltage(ch, 0.8)
+    assert drv.last_shutdown is not None and drv.last_shutdown.safe
+    assert channel_state(emu, ch) == (False, 0.0)
+    path = [0.0] + written_levels(emu, write_re)
+    assert max(abs(b - a) for a, b in zip(path, path[1:])) <= 0.1 + 1e-9  # ramped both ways
+    assert max(path) < 0.8  # interrupted on the way up
