@@ -408,8 +408,9 @@ class DriverBase(abc.ABC):
             was read back off at 0 V (``verify=False`` skips the read-back and reports unverified).
         """
         report = ShutdownReport(self.name)
-        if self._shutting_down:
-            return self.last_shutdown or report
+        if self._shutting_down:  # re-entered (e.g. from a signal handler): the running one reports
+            report.verification_error = "a shutdown is already running"
+            return report
         self._shutting_down = True
         interrupted: Optional[BaseException] = None
         try:
@@ -451,8 +452,9 @@ class DriverBase(abc.ABC):
                             report.verification_error = str(exc)
                             report.verified = {n: False for n in self._output_names()}
                         self.log.error("shutdown: %s failed: %s", description, exc)
-            if not verify and report.verification_error is None:
-                report.verification_error = "not verified"
+            if report.verification_error is None and not report.verified and self._output_names():
+                report.verification_error = "not verified" if not verify else "verification did not run"
+                report.verified = {n: False for n in self._output_names()}
             (self.log.info if report.safe else self.log.error)("shutdown complete: %s", report.summary())
         finally:
             self._shutting_down = False
