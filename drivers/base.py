@@ -215,8 +215,8 @@ class DriverBase(abc.ABC):
         self._before_exchange()
         try:
             return self.transport.query(command).strip()
-        except InstrumentTimeout:
-            self._resync_pending = True
+        except (InstrumentTimeout, KeyboardInterrupt, SystemExit):
+            self._resync_pending = True  # the reply may still arrive: never take it for the next one
             raise
 
     def _query_binary(self, command: str, dtype: DTypeLike, count: Optional[int] = None) -> np.ndarray:
@@ -224,7 +224,7 @@ class DriverBase(abc.ABC):
         self._before_exchange()
         try:
             return self.transport.query_binary(command, dtype, count)
-        except InstrumentTimeout:
+        except (InstrumentTimeout, KeyboardInterrupt, SystemExit):
             self._resync_pending = True
             raise
 

@@ -306,6 +306,7 @@ class VisaTransport:
         self._last_command: Optional[str] = None
         self._rx = bytearray()  # bytes received past the last complete reply (raw-socket path)
         self._stale = False  # a read timed out: drop late bytes before the next exchange
+        self._partial_write = False  # a write was interrupted part-way
         try:
             self._resource = resource_manager.open_resource(
                 self._requested,
@@ -434,6 +435,14 @@ class VisaTransport:
             InstrumentConnectionError: the peer closed the connection or the socket failed.
             InstrumentProtocolError: the reply grew beyond ``MAX_REPLY_BYTES`` or is malformed.
         """
+        try:
+            return self._receive_until(complete, command)
+        except BaseException as exc:
+            if not isinstance(exc, InstrumentProtocolError):
+                self._stale = True  # timeout, lost link or Ctrl-C mid-reply: the rest may come later
+            raise
+
+    def _receive_until(self, complete: Any, command: Optional[str]) -> bytes:
         session = self._socket_session()
         if session is None:
             raise InstrumentConnectionError("resource closed", instrument=self.name, command=command)
@@ -518,20 +527,30 @@ class VisaTransport:
         if session is None:
             raise InstrumentConnectionError("resource closed", instrument=self.name, command=command)
         sock: socket.socket = session.interface
+        if self._partial_write:  # an interrupted write left half a message: terminate it first
+            data = memoryview(self._write_termination.encode("ascii") + bytes(data))
+            self._partial_write = False
         timeout = self.timeout_s
         deadline = time.monotonic() + timeout
-        while data:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise InstrumentTimeout(f"instrument did not accept the command within {timeout:.3g} s",
-                                        instrument=self.name, command=command)
-            try:
-                _, ready, _ = select.select([], [sock], [], remaining)
-                sent = sock.send(data) if ready else 0
-            except (OSError, ValueError) as exc:
-                raise InstrumentConnectionError(f"{type(exc).__name__}: {exc}", instrument=self.name,
-                                                command=command) from exc
-            data = data[sent:]
+        size = len(data)
+        try:
+            while data:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise InstrumentTimeout(f"instrument did not accept the command within {timeout:.3g} s",
+                                            instrument=self.name, command=command)
+                try:
+                    _, ready, _ = select.select([], [sock], [], remaining)
+                    sent = sock.send(data) if ready else 0
+                except (OSError, ValueError) as exc:
+                    raise InstrumentConnectionError(f"{type(exc).__name__}: {exc}", instrument=self.name,
+                                                    command=command) from exc
+                data = data[sent:]
+        except BaseException:
+            # timeout, lost link or Ctrl-C after part of the message went out: the instrument holds
+            # a partial line, which the next write terminates first
+            self._partial_write = 0 < size - len(data) < size
+            raise
 
     def _read_line(self, command: Optional[str]) -> str:
         if self._fast:
