@@ -59,6 +59,10 @@ _DISCARD_MAX_READS = 8
 #: Largest reply accepted on a raw socket, in bytes; more is a protocol error (a runaway stream).
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 _RECV_CHUNK = 65536
+#: ``send`` on a blocking socket waits until it queued everything it was given; MSG_DONTWAIT
+#: (Linux, macOS) makes it return what fits, elsewhere small chunks keep each wait short.
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_SAFE_SEND_CHUNK = 1024
 
 
 def instrument_logger(name: str) -> logging.Logger:
@@ -541,7 +545,10 @@ class VisaTransport:
                                             instrument=self.name, command=command)
                 try:
                     _, ready, _ = select.select([], [sock], [], remaining)
-                    sent = sock.send(data) if ready else 0
+                    sent = sock.send(data, _DONTWAIT) if ready and _DONTWAIT else (
+                        sock.send(data[:_SAFE_SEND_CHUNK]) if ready else 0)
+                except BlockingIOError:
+                    sent = 0
                 except (OSError, ValueError) as exc:
                     raise InstrumentConnectionError(f"{type(exc).__name__}: {exc}", instrument=self.name,
                                                     command=command) from exc
