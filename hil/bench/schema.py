@@ -280,9 +280,10 @@ def _scanner_channel(sec: Section, timing: Timing) -> dict[str, Any]:
 
 
 _OPTION_KEYS = {
-    "smu": ("require_interlock", "allowed_errors", "serial", "binary"),
-    "scanner": ("slots", "allowed_errors", "serial", "input_impedance"),
-    "matrix": ("slot", "rows", "columns", "forbidden", "settle_s", "allowed_errors", "serial"),
+    "smu": ("require_interlock", "allowed_errors", "serial", "firmware", "binary"),
+    "scanner": ("slots", "allowed_errors", "serial", "firmware", "input_impedance", "relay_s"),
+    "matrix": ("slot", "slots", "rows", "columns", "forbidden", "settle_s", "allowed_errors", "serial", "firmware",
+               "relay_time_s"),
 }
 
 

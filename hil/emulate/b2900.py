@@ -11,7 +11,8 @@ one-channel model → −114) and channel lists ``(@1,2)`` on ``MEAS``/``READ``/
 
 Behaviour: ``*RST`` (outputs off, 0 V, 100 µA limit, NPLC 1, autorange on, off-mode NORMAL, lists
 empty, trigger count 1); the current limit clamps in the world; ``:OUTP#:PROT ON`` switches a
-channel off (0 V, relay open) when it reaches compliance, in a spot measurement or a sweep;
+channel off (0 V, relay open) when it reaches compliance: at once when its own level or limit
+puts it there, otherwise at its next measurement (spot or sweep) or output-state query;
 list sweeps step every initiated channel together (one world solve per point, acquire delay, then
 integration), fill the buffer, and ``:FETC:ARR?`` interleaves channels per point
 (``CURR,STAT,SOUR`` by ``:FORM:ELEM:SENS``), unfilled points reading ``+9.910000E+37``; binary
@@ -27,7 +28,7 @@ import struct
 from typing import Any, Optional
 
 from hil.emulate.scpi import Command, ScpiEmulator, ScpiError, format_nr3, scpi
-from hil.emulate.smu_common import SmuChannel, apply_output, pick_range, spot_reading
+from hil.emulate.smu_common import SmuChannel, apply_output, integration_s, pick_range, spot_reading
 from hil.emulate.world import MISSING_SENTINEL
 
 __all__ = ["SmuB2900Emulator"]
@@ -93,19 +94,31 @@ class SmuB2900Emulator(ScpiEmulator):
         return chans
 
     def _apply(self, ch: str) -> None:
-        apply_output(self, ch, self.chans[ch])
+        """Apply the output state to the world; with output protection on, a channel that lands at
+        its limit is switched off at once (0 V, relay open), as the instrument does."""
+        state = self.chans[ch]
+        apply_output(self, ch, state)
+        port = self.port(ch)
+        if state.output_on and state.protection and port is not None and self.world.clamped(port):
+            self._trip_protection(ch)
+
+    def _trip_protection(self, ch: str) -> None:
+        state = self.chans[ch]
+        state.tripped = True
+        state.output_on = False
+        state.level_v = 0.0
+        state.extra["protection_tripped"] = True
+        self.transcript.record("event", f"output protection: channel {ch} switched off at compliance")
+        self.set_port_source(ch, output_on=False, mode="open", level_v=0.0)
 
     def _measure_point(self, ch: str, line: Optional[str]) -> dict[str, float]:
+        """One reading of ``ch``; the caller advances the clock (channels integrate in parallel)."""
         state = self.chans[ch]
-        r = spot_reading(self, ch, state, line)
+        r = spot_reading(self, ch, state, line, advance_clock=False)
         status = _STAT_COMPLIANCE if r.in_limit else 0
         if r.in_limit and state.protection and state.output_on:
-            state.output_on = False
-            state.level_v = 0.0
-            state.extra["protection_tripped"] = True
-            self.transcript.record("event", f"output protection: channel {ch} switched off at compliance")
-            # protection: 0 V and the output relay opens
-            self.set_port_source(ch, output_on=False, mode="open", level_v=0.0)
+            self._trip_protection(ch)
+        if state.extra.get("protection_tripped"):
             status |= _STAT_PROTECTION
         return {"VOLTage": r.voltage_v, "CURRent": r.current_a, "RESistance": MISSING_SENTINEL,
                 "TIME": self.clock.now_s - self.t0, "STATus": float(status),
@@ -321,7 +334,11 @@ class SmuB2900Emulator(ScpiEmulator):
 
     @scpi(":OUTPut#[:STATe]", query=True)
     def _output_q(self, cmd: Command) -> str:
-        return "1" if self._ch(cmd)[1].output_on else "0"
+        ch, st = self._ch(cmd)
+        port = self.port(ch)
+        if st.output_on and st.protection and port is not None and self.world.clamped(port):
+            self._trip_protection(ch)   # another instrument pushed this channel to its limit
+        return "1" if st.output_on else "0"
 
     @scpi(":OUTPut#:OFF:MODE")
     def _off_mode(self, cmd: Command) -> None:
@@ -420,23 +437,22 @@ class SmuB2900Emulator(ScpiEmulator):
             if not st.output_on and st.extra.get("on_auto"):
                 st.output_on = True
         for k in range(n):
+            # every initiated channel steps together (one world change per point) ...
             with (self.world.lock if self.world is not None else _null()):
                 for ch in chans:
                     st = self.chans[ch]
-                    if k >= st.extra["trig_count"]:
-                        continue
-                    if st.voltage_mode == "LIST" and st.output_on:
+                    if k < st.extra["trig_count"] and st.voltage_mode == "LIST" and st.output_on:
                         st.level_v = st.list_v[k % len(st.list_v)]
                         self._apply(ch)
-                self.advance(max(self.chans[ch].extra["tran_delay"] + self.chans[ch].extra["acq_delay"] for ch in chans))
-                for ch in chans:
-                    st = self.chans[ch]
-                    if k >= st.extra["trig_count"]:
-                        continue
-                    if st.extra.get("protection_tripped"):
-                        continue  # output switched off by protection: no more points acquired
-                    st.extra["buffer"].append(self._measure_point(ch, cmd.text))
-            self.advance(50e-6)
+            # ... then waits its delays (the world lock is free: other instruments keep working) ...
+            self.advance(max(self.chans[ch].extra["tran_delay"] + self.chans[ch].extra["acq_delay"] for ch in chans))
+            # ... then measures every channel at once (separate SMUs integrate in parallel)
+            for ch in chans:
+                st = self.chans[ch]
+                if k >= st.extra["trig_count"] or st.extra.get("protection_tripped"):
+                    continue  # past this channel's count, or switched off by output protection
+                st.extra["buffer"].append(self._measure_point(ch, cmd.text))
+            self.advance(max(integration_s(self, self.chans[ch]) for ch in chans) + 50e-6)
 
     @scpi(":ABORt[:ALL]")
     @scpi(":ABORt:ACQuire")
@@ -472,11 +488,14 @@ class SmuB2900Emulator(ScpiEmulator):
             if not st.output_on and st.extra.get("on_auto"):
                 st.output_on = True
                 self._apply(ch)
-            self.advance(st.extra["acq_delay"])
+        self.advance(max(self.chans[ch].extra["acq_delay"] for ch in chans))
+        for ch in chans:
+            st = self.chans[ch]
             point = self._measure_point(ch, cmd.text)
             st.extra["buffer"] = [point]
             st.extra["points"] = 1
             out.extend([point[only]] if only else [point[e] for e in self.elements])
+        self.advance(max(integration_s(self, self.chans[ch]) for ch in chans))
         return self._format_values(out)
 
     @scpi(":FETCh:ARRay[:ALL]", query=True)

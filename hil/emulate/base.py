@@ -263,6 +263,20 @@ class Emulator(abc.ABC):
     def address(self) -> tuple[str, int]:
         return self._server.host, int(self._server.port or 0)
 
+    def settle(self, timeout_s: float = 2.0) -> bool:
+        """Wait until everything clients sent has been executed (for inspecting state from a test);
+        returns False if still busy after ``timeout_s``."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        stable = 0
+        while time.monotonic() < deadline:
+            stable = stable + 1 if self._server.idle() else 0
+            if stable >= 2:
+                return True
+            time.sleep(0.001)
+        return False
+
     def refuse_connections(self, refuse: bool = True) -> None:
         """Fault ``refuse``: close the listening socket (connects fail) or open it again."""
         self.transcript.record("fault", "refuse" if refuse else "accept", fault="refuse", refuse=refuse)

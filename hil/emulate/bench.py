@@ -87,12 +87,20 @@ class EmulatedBench:
         return self
 
     def stop(self) -> None:
-        """Stop every server and close every connection (idempotent)."""
-        for emu in self.emulators.values():
+        """Stop every server and close every connection (idempotent; servers stop in parallel)."""
+        import threading
+
+        def stop_one(emu: Emulator) -> None:
             try:
                 emu.stop()
             except Exception:
                 pass
+
+        threads = [threading.Thread(target=stop_one, args=(emu,), daemon=True) for emu in self.emulators.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10.0)
         self._started = False
 
     def __enter__(self) -> "EmulatedBench":
@@ -127,8 +135,15 @@ class EmulatedBench:
                 inst["visa_library"] = "@py"
         return data
 
+    def settle(self, timeout_s: float = 2.0) -> bool:
+        """Wait until every emulator has executed everything its clients sent (see
+        ``Emulator.settle``); returns False on timeout."""
+        return all(emu.settle(timeout_s) for emu in self.emulators.values())
+
     def output_states(self) -> dict[str, dict[str, Any]]:
-        """Last recorded output state per ``instrument.channel`` (``output_on``, ``level_v``, ...)."""
+        """Last recorded output state per ``instrument.channel`` (``output_on``, ``level_v``, ...),
+        after ``settle()``."""
+        self.settle()
         out: dict[str, dict[str, Any]] = {}
         for name, emu in self.emulators.items():
             for entry in emu.transcript.states():

@@ -10,6 +10,8 @@ at the emulators, so another process can run against it. Exit status: 0 after a 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from pathlib import Path
 import threading
@@ -41,11 +43,16 @@ def add_parser(subparsers: Any) -> None:
 def cmd_emulate(args: argparse.Namespace, *, out: Optional[TextIO] = None,
                 stop_event: Optional[threading.Event] = None) -> int:
     """Run the emulated bench until interrupted; returns the exit status."""
+    stop = stop_event or threading.Event()
+    with _stop_on_signals(stop):
+        return _serve(args, out or sys.stdout, stop)
+
+
+def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
     from hil.bench.schema import load_bench
     from hil.config import ConfigError, load_yaml
     from hil.emulate.bench import EmulatedBench, EmulationError
 
-    out = out or sys.stdout
     if args.time_scale is not None and not args.time_scale >= 0:
         raise ConfigError([f"--time-scale {args.time_scale}: must be >= 0"])
     bench = load_bench(args.bench)
@@ -54,7 +61,6 @@ def cmd_emulate(args: argparse.Namespace, *, out: Optional[TextIO] = None,
     except EmulationError as exc:
         print(f"hil emulate: {exc}", file=sys.stderr)
         return 2
-    stop = stop_event or threading.Event()
     with emulated:
         width = max(len(n) for n in bench.instruments)
         seed = bench.seed if args.seed is None else args.seed
@@ -73,10 +79,7 @@ def cmd_emulate(args: argparse.Namespace, *, out: Optional[TextIO] = None,
             print(f"  loopback bench written to {args.write_bench}", file=out)
         print("serving; Ctrl-C stops" if args.duration is None else f"serving for {args.duration:g} s", file=out)
         out.flush()
-        try:
-            stop.wait(args.duration)
-        except KeyboardInterrupt:
-            pass
+        stop.wait(args.duration)
     received = sum(len(e.transcript.received()) for e in emulated.emulators.values())
     live = {k: v for k, v in emulated.output_states().items() if v.get("output_on")}
     print(f"hil emulate: stopped; {received} commands received, bench time {emulated.clock.now_s:.3f} s", file=out)
@@ -91,3 +94,19 @@ def _absolute_circuit_path(raw: dict, base: Path) -> None:
     ref = root.get("circuit") if isinstance(root, dict) else None
     if isinstance(ref, str) and not Path(ref).is_absolute() and (base / ref).is_file():
         root["circuit"] = str((base / ref).resolve())
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """Ctrl-C / SIGTERM set ``stop`` (no exception at a random point); handlers restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -186,6 +186,7 @@ class SmuChannel:
         self.running = False
         self.active_level: Optional[float] = None  # trigger-model level while sweeping
         self.last_compliance = False
+        self.forced_flag = False
         self.set_defaults()
         self.table = self._build_table()
 
@@ -431,7 +432,8 @@ class SmuChannel:
         self.emu.apply(self.letter)
 
     def _compliance(self) -> bool:
-        if self.emu.faults.take("force_compliance", None, self.letter) is not None:
+        forced_reading, self.forced_flag = self.forced_flag, False
+        if forced_reading or self.emu.faults.take("force_compliance", None, self.letter) is not None:
             self.last_compliance = True
             return True
         state = self.emu.port_clamped(self.letter) if self.output != OUTPUT_OFF else False
@@ -501,6 +503,7 @@ class SmuChannel:
         if forced:
             i_true = math.copysign(self.limiti, level if level else 1.0)
             clamped = True
+            self.forced_flag = True  # the next compliance query reports this reading's limit
         self.last_compliance = clamped
         i_range = (_fit_range(max(abs(i_true), self.spec.i_ranges[0]), self.spec.i_ranges, "measure.rangei")
                    if self.meas_autorangei and abs(i_true) <= self.spec.i_ranges[-1] else self.meas_rangei)

@@ -13,7 +13,8 @@ expects the second to see the first's new state, as on a bench. Each server thre
 scheduled late, so lines are executed in the order the kernel received them across every
 instrument sharing a world (kernel receive timestamps, ``SO_TIMESTAMPNS``): before executing a
 line, a connection waits (bounded by ``PEER_SYNC_TIMEOUT_S``) while another connection of the
-group holds an older unexecuted line or unread bytes.
+group holds an older unexecuted line or unread bytes. Lines taken from the socket in one read
+share that read's (latest) receive time.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import select
 import socket
 import socketserver
 import struct
+import sys
 import threading
 import time
 from typing import Any, Optional
@@ -32,7 +34,8 @@ _POLL_S = 0.05
 _MAX_LINE_BYTES = 1 << 22
 #: longest wait for older lines of other instruments of the same world, s
 PEER_SYNC_TIMEOUT_S = 0.5
-_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", None)
+# Python's socket module lacks the constant; Linux uses 35 (asm-generic, x86 and arm alike)
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None)
 _CMSG_SPACE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
 
 
@@ -48,7 +51,7 @@ class _Conn:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.state = "idle"            # idle (in recv) | busy (executing) | waiting (ordering)
+        self.state = "idle"            # idle | receiving | busy (executing) | waiting (ordering)
         self.line_ts = 0.0             # receive time of the line being executed/waited on
         self.partial_ts: Optional[float] = None   # receive time of an incomplete buffered line
 
@@ -99,8 +102,18 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             while not owner.stopping.is_set():
                 try:
+                    readable, _, _ = select.select([sock], [], [], _POLL_S)
+                except (OSError, ValueError):
+                    break
+                if not readable:
+                    continue
+                # mark before taking the bytes out of the socket: a peer checking the order sees
+                # either unread bytes or this state, never neither
+                owner._update(conn, state="receiving")
+                try:
                     chunk, stamp = _recv(sock)
                 except socket.timeout:
+                    owner._update(conn, state="idle")
                     continue
                 except OSError:
                     break
@@ -309,6 +322,8 @@ class LineServer:
             states = [(c, c.state, c.line_ts, c.partial_ts) for c in conns]
         idle = []
         for c, state, line_ts, partial_ts in states:
+            if state == "receiving":
+                return True
             if state in ("busy", "waiting") and line_ts < before:
                 return True
             if state == "idle":
@@ -323,6 +338,21 @@ class LineServer:
             if readable:
                 return True
         return False
+
+    def idle(self) -> bool:
+        """True when every connection waits for input and holds no unread or partial line."""
+        with self._lock:
+            conns = list(self._conns.values())
+            if any(c.state != "idle" or c.partial_ts is not None for c in conns):
+                return False
+        socks = [c.sock for c in conns]
+        if not socks:
+            return True
+        try:
+            readable, _, _ = select.select(socks, [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return not readable
 
     def wait_for_older(self, conn: _Conn) -> None:
         """Wait until no connection of the group holds older input (see the module docstring)."""

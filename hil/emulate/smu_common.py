@@ -14,7 +14,8 @@ from typing import Any, Optional
 
 from hil.emulate.world import OVERFLOW_SENTINEL
 
-__all__ = ["SmuChannel", "SmuReading", "apply_output", "spot_reading", "pick_range", "NORMAL_OFF_FRACTION"]
+__all__ = ["SmuChannel", "SmuReading", "apply_output", "spot_reading", "integration_s", "pick_range",
+           "NORMAL_OFF_FRACTION"]
 
 #: ``NORM`` off-state: 0 V source, current limit = this fraction of the present current range
 NORMAL_OFF_FRACTION = 0.005
@@ -94,11 +95,13 @@ def integration_s(emu: Any, state: SmuChannel) -> float:
     return (AUTOZERO_FACTOR if state.autozero else 1.0) * state.nplc / f_line
 
 
-def spot_reading(emu: Any, channel: str, state: SmuChannel, line: Optional[str] = None) -> SmuReading:
+def spot_reading(emu: Any, channel: str, state: SmuChannel, line: Optional[str] = None, *,
+                 advance_clock: bool = True) -> SmuReading:
     """Measure the current of ``channel`` through the world, with noise, range and faults.
 
-    Advances the bench clock by the integration time. ``tripped`` is set when the channel sits
-    at its limit (or a ``force_compliance`` fault fired).
+    Advances the bench clock by the integration time unless ``advance_clock`` is false (channels
+    of one instrument integrating at the same time: the caller advances once). ``tripped`` is
+    set when the channel sits at its limit (or a ``force_compliance`` fault fired).
     """
     port = emu.port(channel)
     if port is not None:
@@ -117,7 +120,8 @@ def spot_reading(emu: Any, channel: str, state: SmuChannel, line: Optional[str] 
     in_limit = bool(clamped or forced)
     if in_limit:
         state.tripped = True
-    emu.advance(integration_s(emu, state))
+    if advance_clock:
+        emu.advance(integration_s(emu, state))
     rng = state.i_range_a if not state.i_autorange else (pick_range(true_i, (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3,
                                                                               1e-2, 1e-1, 1.0)) or 1.0)
     value = emu.world.reading(true_i, rng, state.nplc) if emu.world is not None else true_i

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -1379,8 +1379,3 @@ class CompletedScript:
     run: bool
     source: str
 
-
-def iter_lines(data: str) -> Iterator[str]:
-    """Program messages of a received text: split on ``\\n``, ``\\r`` stripped."""
-    for raw in data.split("\n"):
-        yield raw.rstrip("\r")

@@ -555,6 +555,7 @@ class World:
         res = resolution_fraction * r
         if res > 0:
             noisy = round(noisy / res) * res
+            noisy = float(f"{noisy:.12g}")  # a multiple of the resolution, without binary round-off
         return float(noisy)
 
     def integration_time_s(self, nplc: float) -> float:

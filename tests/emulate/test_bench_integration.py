@@ -111,19 +111,29 @@ def test_2450_list_sweep_and_buffer(emulated_bench, drivers):
 
 
 def test_b2900_output_protection_switches_off_at_compliance(emulated_bench, drivers):
+    smu = drivers["smu_y01"]
+    emu = emulated_bench.emulators["smu_y01"]
+    _on(smu, "1", "2")
+    smu.set_current_limit("1", 1e-5)
+    assert smu.output_enabled("1")
+    # another instrument pushes y0 over the limit: the next measurement trips the protection
     _on(drivers["smu_x"], "1", "2")
     drivers["smu_x"].set_voltage("1", 1.0)
     drivers["smu_x"].set_voltage("2", 1.0)
-    smu = drivers["smu_y01"]
-    _on(smu, "1")
-    smu.set_current_limit("1", 1e-6)
     from hil.drivers.errors import OutputTrippedError
 
-    with pytest.raises(OutputTrippedError):  # the driver reads the output state back and reports the trip
+    with pytest.raises(OutputTrippedError) as info:  # the driver reads the output back and reports the trip
         smu.measure_current("1")
+    assert abs(info.value.value) == pytest.approx(1e-5, rel=1e-2)
     assert not smu.output_enabled("1")
-    states = emulated_bench.emulators["smu_y01"].output_history("1")
+    states = emu.output_history("1")
     assert states[-1]["output_on"] is False and states[-1]["mode"] == "open"
+    # a limit programmed below the present current trips it at once (before any measurement)
+    assert smu.output_enabled("2")
+    smu.set_current_limit("2", 1e-6)
+    assert not smu.output_enabled("2")
+    events = [e.text for e in emu.transcript.entries("event") if "protection" in e.text]
+    assert len(events) == 2
 
 
 def test_error_codes_through_pyvisa(emulated_bench, visa_resource_managers):
@@ -173,6 +183,11 @@ def test_virtual_clock_advances_by_modelled_durations(emulated_bench, drivers):
     smu.list_sweep({"1": np.zeros(10)}, 0.0)
     # 10 points x (1 ms acquire delay + 1 PLC + 50 us trigger overhead)
     assert clock.now_s - t1 == pytest.approx(10 * (0.001 + 0.02 + 50e-6), rel=1e-9)
+    # both channels of the B2902A integrate at the same time: a two-channel sweep takes as long
+    _on(smu, "2")
+    t2 = clock.now_s
+    smu.list_sweep({"1": np.zeros(10), "2": np.zeros(10)}, 0.0)
+    assert clock.now_s - t2 == pytest.approx(10 * (0.001 + 0.02 + 50e-6), rel=1e-9)
 
 
 def test_realtime_mode_sleeps_the_modelled_time(emulated_bench_factory, visa_resource_managers):
@@ -190,3 +205,26 @@ def test_realtime_mode_sleeps_the_modelled_time(emulated_bench_factory, visa_res
         assert wall >= 0.5 * modelled * 0.95
     finally:
         res.close()
+
+
+def test_safe_shutdown_leaves_every_output_off_at_zero_volts(emulated_bench, visa_resource_managers):
+    bench = emulated_bench.loopback_bench
+    drivers = {}
+    for name, spec in bench.instruments.items():
+        drv = make_driver(spec, visa_resource_managers, sleep=_no_sleep)
+        drv.connect()
+        drivers[name] = drv
+    for name in ("smu_x", "smu_xn", "smu_rail"):
+        for ch in ("1", "2"):
+            drivers[name].output(ch, True)
+            drivers[name].set_voltage(ch, 0.75)
+    assert not emulated_bench.all_outputs_safe()
+    for drv in drivers.values():
+        drv.safe_shutdown()
+        drv.close()
+    assert emulated_bench.all_outputs_safe()
+    # every ramp step that reached the instrument respected max_step_v (0.25 V)
+    for name in ("smu_x", "smu_xn", "smu_rail"):
+        for ch in ("1", "2"):
+            levels = [s["level_v"] for s in emulated_bench.emulators[name].output_history(ch) if s["output_on"]]
+            assert max(abs(b - a) for a, b in zip(levels, levels[1:])) <= 0.25 + 1e-12

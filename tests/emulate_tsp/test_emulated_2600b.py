@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pyvisa.errors import VisaIOError
 
-from conftest import G_LEAK_S, G_S, LINE_HZ, h0_voltage, smu_config
+from tsp_bench_helpers import G_LEAK_S, G_S, LINE_HZ, h0_voltage, smu_config
 from hil.drivers.errors import InstrumentReportedError
 
 #: noise σ of a 1 mA-range reading at 1 NPLC is 2e-9 A, the quantum 1e-9 A
@@ -338,3 +338,33 @@ def test_long_list_sweep_through_the_driver(tsp_bench):
     np.testing.assert_allclose(result.i_meas[:, 0], [i_x0(v, 0.0) for v in levels], atol=1e-7)
     assert len(tsp_bench.smu.channels["a"].nvbuffer1.readings) == 250
     smu.safe_shutdown()
+
+
+def test_faults_seen_through_the_driver(tsp_bench):
+    smu = tsp_bench.k2600(tsp_bench.smu, {"a": smu_config()}, timeout_s=0.3)
+    smu.connect()
+    smu.output("a", True)
+    smu.set_voltage("a", 0.2)
+    emu = tsp_bench.smu
+    emu.faults.force_compliance("a")
+    forced = smu.measure_current("a")
+    assert forced.compliance and forced.value == pytest.approx(1e-3, abs=I_TOL_A)
+    raw = tsp_bench.raw(emu)
+    emu.faults.force_compliance("a")     # the instrument flag of a forced reading is set as well
+    assert raw.query("print(smua.measure.i(), smua.source.compliance)").split("\t")[1] == "true"
+    assert raw.query("print(smua.source.compliance)") == "false"
+    emu.faults.sentinel("overflow", channel="a")
+    over = smu.measure_current("a")
+    assert over.value == float("inf") and over.compliance
+    emu.faults.misreport_level(0.123, channel="a", count=1)
+    assert smu.voltage_setpoint("a") == pytest.approx(0.123)
+    assert smu.voltage_setpoint("a") == pytest.approx(0.2)
+    # a withheld reply: the driver times out, resynchronises with *IDN? and asks again
+    emu.faults.no_reply(match=r"source\.levelv\)")
+    assert smu.voltage_setpoint("a") == pytest.approx(0.2)
+    kinds = [e.detail.get("fault", e.text) for e in emu.transcript.entries("fault")]
+    assert kinds == ["force_compliance", "force_compliance", "sentinel", "misreport_level", "no_reply"]
+    rx = emu.transcript.received()
+    assert rx[-4:] == ["print(smua.source.levelv)", "*IDN?", "print(errorqueue.next())", "print(smua.source.levelv)"]
+    smu.safe_shutdown()
+    assert emu.output_history("a")[-1]["output_on"] is False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import G_S, h0_voltage, smu_config
+from tsp_bench_helpers import G_S, h0_voltage, smu_config
 from hil.drivers.errors import InstrumentReportedError
 from hil.emulate.keithley707b import HOT_SWITCH_ERROR, parse_channel_list
 from hil.emulate.tsp import TspError
@@ -122,3 +122,27 @@ def test_parse_channel_list_ranges():
         parse_channel_list("1A01:3A01", slots)
     with pytest.raises(TspError):
         parse_channel_list("slot1", slots, allow_groups=False)
+
+
+def test_voltmeter_reads_a_hidden_node_through_the_matrix(tsp_bench):
+    """A 2601B as a 0 A current source (a voltmeter) on the bus reads h0 only while 1A01 is closed."""
+    probe = tsp_bench.raw(tsp_bench.probe)
+    probe.write("smua.source.func = smua.OUTPUT_DCAMPS smua.source.leveli = 0 smua.source.output = smua.OUTPUT_ON")
+    matrix = tsp_bench.k707b()
+    smu = tsp_bench.k2600(tsp_bench.smu, {"a": smu_config()})
+    matrix.connect()
+    smu.connect()
+    matrix.connect(["1A01"])
+    smu.output("a", True)
+    smu.set_voltage("a", 0.6)
+    smu.voltage_setpoint("a")
+    assert float(probe.query("print(smua.measure.v())")) == pytest.approx(h0_voltage(0.6, 0.0), abs=1e-5)
+    smu.set_voltage("a", 0.0)
+    smu.voltage_setpoint("a")
+    matrix.disconnect(["1A01"])
+    smu.set_voltage("a", 0.6)
+    smu.voltage_setpoint("a")
+    assert abs(float(probe.query("print(smua.measure.v())"))) < 1e-5      # the bus floats at 0 V
+    smu.safe_shutdown()
+    probe.write("smua.source.output = smua.OUTPUT_OFF")
+    assert tsp_bench.mx.hot_switch_events == []
