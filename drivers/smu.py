@@ -317,7 +317,9 @@ class SourceMeterDriver(DriverBase):
         A channel found on is ramped from the level read back to 0 V before its output is
         switched off: within its configured limits if it has a configuration, otherwise with
         ``UNCONFIGURED_RAMP_STEP_V`` steps and ``UNCONFIGURED_RAMP_DWELL_S`` dwell. What was found
-        is kept in ``state_at_connect``.
+        is kept in ``state_at_connect``. Every level is checked before any ramp starts: an
+        implausible one (see ``_plausible_level``) is never ramped from; that output is switched
+        off directly, 0 V programmed, and ``ImplausibleReadbackError`` raised if it was on.
         """
         self._output_on = {ch: None for ch in self.channels}  # unknown until read
         self._setpoint = {ch: math.nan for ch in self.channels}
@@ -337,8 +339,9 @@ class SourceMeterDriver(DriverBase):
                 problems.append(self._implausible(ch, raw[ch], reason))
             else:
                 self._setpoint[ch] = level
-        if any(p.channel in self.channels and self.state_at_connect[p.channel]["output_on"] for p in problems):
-            raise next(p for p in problems if self.state_at_connect[p.channel]["output_on"])
+        live = [p for p in problems if self.state_at_connect[p.channel]["output_on"]]
+        if live:  # switched off already; connect() fails and its shutdown handles the other channels
+            raise live[0]
         for ch in self.channels:
             if self._output_on[ch]:
                 self.log.warning("channel %r output was on at connect (%.6g V); ramping to 0 V and switching off",
