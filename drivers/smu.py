@@ -17,7 +17,11 @@ here, *before* a hook is called, so every model refuses the same requests the sa
 * ``configure()`` is refused (``LimitViolation``, nothing written) while the output is on;
 * with ``max_power_w`` configured, every spot and sweep reading with ``|V·I| > max_power_w``
   brings the channel(s) to 0 V and off, then raises ``PowerLimitError`` (a ``ComplianceError``);
-* ``safe_shutdown`` aborts, ramps every channel to 0 V, switches outputs off.
+* a level read back from the instrument is used only if plausible (finite, within the model's
+  range and the channel's ``[v_min, v_max]``); otherwise the output is switched off directly and
+  ``ImplausibleReadbackError`` raised — ramps never start from such a level;
+* ``safe_shutdown`` aborts, ramps every channel to 0 V, switches outputs off, programs 0 V where
+  a ramp was skipped, and reads every output back (``ShutdownReport``).
 """
 
 from __future__ import annotations
