@@ -7,10 +7,19 @@ from hil.circuit.build import build_circuit
 from hil.config import ConfigError
 
 
-def make_board(backend: str, circuit: dict | None, g_min: float, g_max: float):
-    """A board for ``backend`` (``simulated``); ``circuit`` is the ``board.circuit`` mapping."""
+def make_board(backend: str, circuit: dict | None, g_min: float, g_max: float, devices: dict | None = None):
+    """A board for ``backend`` (``simulated``); ``circuit`` is the ``board.circuit`` mapping,
+    ``devices`` the optional ``board.devices`` mapping (non-idealities, :mod:`hil.devices`)."""
     if backend == "simulated":
         if circuit is None:
             raise ConfigError(["board.circuit: required for the simulated backend"])
-        return SimulatedBoard(build_circuit(circuit, "board.circuit"), g_min=g_min, g_max=g_max)
+        built = build_circuit(circuit, "board.circuit")
+        if devices:
+            from hil.boards.nonideal import NonIdealBoard
+            from hil.devices import parse_devices
+
+            spec = parse_devices(devices, "board.devices")
+            if not spec.is_ideal:
+                return NonIdealBoard(built, g_min, g_max, spec)
+        return SimulatedBoard(built, g_min=g_min, g_max=g_max)
     raise ConfigError([f"board.backend: unknown backend {backend!r}"])

@@ -72,7 +72,7 @@ def cmd_train(args) -> int:
         if args.runs_dir:
             settings.runs_dir = args.runs_dir
         data = load_dataset(settings.dataset, settings.input_scale_v, settings.validation_fraction)
-        board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max)
+        board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max, settings.devices)
         if board.topology.n_inputs != data.train.x.shape[1]:
             raise ConfigError([f"board.circuit.inputs: the circuit has {board.topology.n_inputs} inputs, "
                                f"the {settings.dataset} data set has {data.train.x.shape[1]}"], source)

@@ -10,13 +10,12 @@ column 0 through ``r_source`` and the column line leaves at row R−1 through
 ``r_terminal`` to its terminal (hidden node or output port).
 
 The 2·R·C wire nodes of every array are eliminated **exactly** (Schur complement,
-Kron reduction: sparse LU of the wire-node block, every terminal as a right-hand
-side).  What remains is again a grounded Laplacian among the terminals, i.e. a
+Kron reduction: the row lines row by row, then the column lines block by block).  What remains is again a grounded Laplacian among the terminals, i.e. a
 resistor–diode circuit with effective (dense) ``g_in``, ``g_hh`` and ``g_out`` plus
 source–source and port–port conductances that only carry current between fixed
 potentials.  The equilibrium solvers run on that effective circuit unchanged; the
-hidden-node voltages are the exact solution of the full nodal system, and
-:func:`wire_node_voltages` recovers every eliminated node (true device voltages).
+hidden-node voltages are the exact solution of the full nodal system
+(:func:`array_laplacian` assembles that full system for cross-checks).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from hil.circuit.model import Circuit
 
@@ -96,29 +94,84 @@ def array_laplacian(g: np.ndarray, spec: WireSpec) -> tuple[sp.csr_matrix, int, 
 
 @dataclass
 class ReducedArray:
-    """Kron reduction of one crossbar: terminal Laplacian ``s`` (T, T) and the back-substitution map."""
+    """Kron reduction of one crossbar: the terminal Laplacian ``s`` (T, T) in siemens,
+    terminals ordered [row terminals (R), column terminals (C)]."""
 
-    s: np.ndarray  # (T, T) effective terminal Laplacian, S
-    back: np.ndarray  # (N_wire, T) wire-node voltages = back @ terminal voltages
-    row_node: np.ndarray  # (R, C) index of each cell's row node in [terminals, wire nodes]
-    col_node: np.ndarray  # (R, C) index of each cell's column node
+    s: np.ndarray
 
-    def device_voltages(self, terminal_v: np.ndarray) -> np.ndarray:
-        """Voltage across every device (B, R, C), row node minus column node, from terminal voltages (B, T)."""
-        full = np.concatenate([terminal_v, terminal_v @ self.back.T], axis=1)
-        return full[:, self.row_node] - full[:, self.col_node]
+
+def _row_elimination(g: np.ndarray, spec: WireSpec) -> np.ndarray:
+    """Eliminate the row-line nodes of every row exactly: (R, 1 + C, 1 + C) Laplacians over
+    [the row's source terminal, the row's C column-line nodes] (batched dense Schur complements)."""
+    R, C = g.shape
+    gw = 1.0 / spec.r_wire_row
+    merged = spec.r_source == 0
+    n_int = C - 1 if merged else C
+    K = n_int + 1 + C  # local nodes: internal row nodes, source terminal, column nodes
+    src = n_int
+    col = n_int + 1 + np.arange(C)
+    row_node = (np.r_[src, np.arange(C - 1)] if merged else np.arange(C))  # local index of r_{i,j}
+    M = np.zeros((R, K, K))
+
+    def link(a, b, cond):
+        M[:, a, a] += cond
+        M[:, b, b] += cond
+        M[:, a, b] -= cond
+        M[:, b, a] -= cond
+
+    for j in range(C):
+        link(row_node[j], col[j], g[:, j])
+        if j + 1 < C:
+            link(row_node[j], row_node[j + 1], gw)
+    if not merged:
+        link(src, row_node[0], 1.0 / spec.r_source)
+    I, E = slice(0, n_int), slice(n_int, K)
+    if n_int == 0:
+        return M
+    X = np.linalg.solve(M[:, I, I], M[:, I, E])
+    return M[:, E, E] - np.einsum("rei,rik->rek", M[:, E, I], X)
 
 
 def reduce_array(g: np.ndarray, spec: WireSpec) -> ReducedArray:
-    """Eliminate every wire node of a crossbar exactly (sparse LU of the wire block)."""
-    lap, T, row, col = array_laplacian(g, spec)
-    L_ii = lap[T:, T:].tocsc()
-    L_it = lap[T:, :T].toarray()
-    lu = spla.splu(L_ii, permc_spec="COLAMD")
-    x = lu.solve(-L_it)  # wire voltages per unit terminal voltage
-    s = lap[:T, :T].toarray() + lap[:T, T:] @ x
+    """Eliminate every wire node of a crossbar exactly; returns the terminal Laplacian.
+
+    First the row lines (a batched dense Schur complement per row), then the column
+    lines by block elimination along the columns (C×C blocks, block tridiagonal through
+    the column wires).  Exact to rounding; O(R·C³ + R²·C²) work, and every eliminated
+    block is dominated by the strong wire conductances, so no tiny (subnormal) fill-in.
+    """
+    R, C = g.shape
+    S_row = _row_elimination(g, spec)  # (R, 1 + C, 1 + C)
+    gc = 1.0 / spec.r_wire_col
+    merged_end = spec.r_terminal == 0
+    S_ss = np.zeros((R, R))
+    Bt = np.zeros((C, R))  # coupling of the current column block to the sources
+    Dt = None
+    for i in range(R):
+        D = S_row[i, 1:, 1:].copy()
+        D[np.diag_indices(C)] += gc * ((i > 0) + (i < R - 1))
+        S_ss[i, i] += S_row[i, 0, 0]
+        B = np.zeros((C, R))
+        B[:, i] = S_row[i, 1:, 0]
+        if Dt is not None:  # eliminate the previous block (coupled by -gc·I)
+            X = np.linalg.solve(Dt, np.concatenate([np.eye(C), Bt], axis=1))
+            Xi, XB = X[:, :C], X[:, C:]
+            D -= gc * gc * Xi
+            B += gc * XB
+            S_ss -= Bt.T @ XB
+        Dt, Bt = D, B
+    if merged_end:
+        S_hh, S_hs = Dt, Bt
+    else:
+        gt = 1.0 / spec.r_terminal
+        Dt = Dt + gt * np.eye(C)
+        X = np.linalg.solve(Dt, np.concatenate([np.eye(C), Bt], axis=1))
+        S_hh = gt * np.eye(C) - gt * gt * X[:, :C]
+        S_hs = gt * X[:, C:]
+        S_ss -= Bt.T @ X[:, C:]
+    s = np.block([[S_ss, S_hs.T], [S_hs, S_hh]])
     s = 0.5 * (s + s.T)
-    return ReducedArray(s=s, back=x, row_node=row, col_node=col)
+    return ReducedArray(s=s)
 
 
 @dataclass
@@ -129,7 +182,7 @@ class WiredCircuit:
         effective: the circuit on the original terminals (dense effective couplings).
         g_src_src: (p, p) conductances between sources (zero diagonal), S.
         g_port_port: (q, q) conductances between output ports (zero diagonal), S.
-        arrays: the two reductions (``g_in``, ``g_out``) for wire-node recovery.
+        arrays: the two reductions (``g_in``, ``g_out``).
     """
 
     effective: Circuit
@@ -160,6 +213,22 @@ def apply_wires(circuit: Circuit, spec: WireSpec) -> WiredCircuit:
     ``g_hh`` and ``g_leak`` are discrete resistors without wires.  The effective
     ``g_hh`` includes the couplings that the shared lines create between hidden nodes.
     """
+    with _one_blas_thread():
+        return _apply_wires(circuit, spec)
+
+
+def _one_blas_thread():
+    """Many small dense solves run faster on one BLAS thread (and do not oversubscribe)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _apply_wires(circuit: Circuit, spec: WireSpec) -> WiredCircuit:
     n, p, q = circuit.n_hidden, circuit.n_sources, circuit.n_outputs
     r_in = reduce_array(circuit.g_in.T, spec)  # rows = sources, columns = hidden
     s_in = r_in.s
@@ -181,18 +250,3 @@ def apply_wires(circuit: Circuit, spec: WireSpec) -> WiredCircuit:
     np.fill_diagonal(g_hh, 0.0)
     eff = replace(circuit, g_in=g_in_eff, g_hh=g_hh, g_out=g_out_eff, coupling_mask=g_hh > 0, _cache={})
     return WiredCircuit(effective=eff, g_src_src=g_ss, g_port_port=g_oo, arrays=arrays)
-
-
-def device_voltages(wired: WiredCircuit, u: np.ndarray, e: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
-    """True voltage across every device (V) of each array, recovered from the terminal voltages.
-
-    ``g_in``: (B, n, p) in the layout of ``circuit.g_in`` (hidden-side node minus source side,
-    as the board's branch voltage); ``g_out``: (B, q, n) (hidden side minus port side).
-    """
-    out = {}
-    v = wired.arrays["g_in"].device_voltages(np.concatenate([u, e], axis=1))  # (B, p, n): source - hidden
-    out["g_in"] = -np.transpose(v, (0, 2, 1))
-    if "g_out" in wired.arrays:
-        v = wired.arrays["g_out"].device_voltages(np.concatenate([e, w], axis=1))  # (B, n, q): hidden - port
-        out["g_out"] = np.transpose(v, (0, 2, 1))
-    return out

@@ -71,12 +71,15 @@ class Trainer:
         self.rng = np.random.default_rng(settings.seed)
         self.epoch = 0
         self.best = (-1.0, 0)
+        self._g_cmd: np.ndarray | None = None  # commanded conductances (S), the optimiser's state
 
     # ---- checkpoints -------------------------------------------------------------
     def _checkpoint(self, tag: str) -> None:
         st = self.opt.state_dict()
+        board_state = self.board.state_dict() if hasattr(self.board, "state_dict") else {}
         self.run.save_checkpoint(tag, {
-            "conductances_s": self.board.read_conductances(),
+            **board_state,
+            "conductances_s": self._g_cmd if self._g_cmd is not None else self.board.read_conductances(),
             "epoch": np.array(self.epoch),
             "opt_step": st["step"], "opt_m": st["m"], "opt_v": st["v"],
             "rng_state": np.array(json.dumps(self.rng.bit_generator.state)),
@@ -89,7 +92,9 @@ class Trainer:
         ``overrides`` (``key=value`` strings applied on resume) are recorded in the event log.
         """
         ck = self.run.load_checkpoint(tag)
-        self.board.program(ck["conductances_s"], rel_tol=0.0)
+        self._g_cmd = self.board.program(ck["conductances_s"], rel_tol=0.0)
+        if hasattr(self.board, "load_state_dict") and any(k.startswith("board_") for k in ck):
+            self.board.load_state_dict({k: v for k, v in ck.items() if k.startswith("board_")})
         self.opt.load_state_dict({"step": ck["opt_step"], "m": ck["opt_m"], "v": ck["opt_v"]})
         self.rng.bit_generator.state = json.loads(str(ck["rng_state"]))
         self.epoch = int(ck["epoch"])
@@ -104,7 +109,7 @@ class Trainer:
         g_min, g_max = self.board.conductance_bounds
         if self.epoch == 0:
             g0 = np.clip(self.board.read_conductances(), g_min, g_max)
-            self.board.program(g0, rel_tol=0.0)
+            self._g_cmd = self.board.program(g0, rel_tol=0.0)
             self.run.event("run_start", step=0, name=s.name, estimator=s.estimator, epochs=s.epochs)
         outcome = "finished"
         times: list[float] = []
@@ -147,7 +152,7 @@ class Trainer:
 
             bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{s.epochs}", leave=False,
                        unit="batch", dynamic_ncols=True)
-        g = self.board.read_conductances()
+        g = self._g_cmd if self._g_cmd is not None else self.board.read_conductances()
         for i in range(0, n, s.batch_size):
             idx = perm[i:i + s.batch_size]
             res = estimate(s.estimator, self.board, data.train.x[idx], data.train.y[idx], self.loss, s.estimator_options)
@@ -161,6 +166,7 @@ class Trainer:
                 seen = min(i + s.batch_size, n)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%")
                 bar.update(1)
+        self._g_cmd = g
         if bar is not None:
             bar.close()
         train_time = time.perf_counter() - t0

@@ -45,6 +45,7 @@ class TrainSettings:
     runs_dir: str
     plots: bool
     raw: dict = field(default_factory=dict)
+    devices: dict | None = None  # board.devices: non-idealities (hil.devices)
 
 
 def parse_settings(data: dict, source: str = "") -> TrainSettings:
@@ -58,6 +59,7 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     g_min = b.get("g_min", float, 0.0, check=non_negative)
     g_max = b.get("g_max", float, 1e-4, check=positive)
     circuit = b.get("circuit", dict, None)
+    devices = b.get("devices", dict, None)
     b.finish()
     d = top.section("data", required=True)
     dataset = d.get("name", str, choices=DATASETS)
@@ -115,4 +117,5 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     if problems:
         raise ConfigError(problems, source)
     return TrainSettings(name, seed, backend, g_min, g_max, circuit, dataset, scale, vfrac, est, est_opts, loss, gain,
-                         opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data)
+                         opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data,
+                         devices)
