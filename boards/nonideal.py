@@ -87,10 +87,18 @@ class NonIdealBoard(BoardBase):
         x = np.atleast_2d(np.asarray(x, dtype=float))
         if x.shape[1] != self._topology.n_inputs:
             raise ValueError(f"expected {self._topology.n_inputs} inputs per sample, got {x.shape[1]}")
+        return self.measure_sources(self._topology.source_voltages(x), w)
+
+    def measure_sources(self, u: np.ndarray, w: np.ndarray | None = None) -> Measurement:
+        """Optional capability: command every source (rails included) directly, u (B, p) in V.
+
+        Calibration uses it for zero readings (all sources at 0 V) and probe patterns."""
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        if u.shape[1] != self._topology.n_sources:
+            raise ValueError(f"expected {self._topology.n_sources} source voltages per sample, got {u.shape[1]}")
         solver, wired = self._solver()
-        u = self._topology.source_voltages(x)
         u_applied = self.model.sources(u)
-        warm = self._last if self._last is not None and self._last.e.shape[0] == x.shape[0] else None
+        warm = self._last if self._last is not None and self._last.e.shape[0] == u.shape[0] else None
         st = solver.solve(u_applied, w, warm=warm)
         if w is None:
             self._last = st
