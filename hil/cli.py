@@ -73,13 +73,16 @@ def cmd_train(args) -> int:
             settings.runs_dir = args.runs_dir
         data = load_dataset(settings.dataset, settings.input_scale_v, settings.validation_fraction)
         board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max, settings.devices)
+        from hil.calibrate.apply import wrap_with_calibration
+
+        board, cal_meta = wrap_with_calibration(board, settings, args.resume)
         if board.topology.n_inputs != data.train.x.shape[1]:
             raise ConfigError([f"board.circuit.inputs: the circuit has {board.topology.n_inputs} inputs, "
                                f"the {settings.dataset} data set has {data.train.x.shape[1]}"], source)
     if not args.resume:
         run = RunDir.create(settings.runs_dir, settings.name)
         run.write_config(raw)
-        run.write_metadata({"config_source": source, "estimator": settings.estimator})
+        run.write_metadata({"config_source": source, "estimator": settings.estimator, **cal_meta})
     with board:
         trainer = Trainer(board, settings, data, run, progress=not args.quiet)
         if args.resume:
@@ -250,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         instruments_cli = None
     if instruments_cli is not None:
         instruments_cli.add_parser(sub)
+    from hil import calibrate_cli
+
+    calibrate_cli.add_parser(sub)
     return p
 
 

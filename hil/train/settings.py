@@ -46,6 +46,7 @@ class TrainSettings:
     plots: bool
     raw: dict = field(default_factory=dict)
     devices: dict | None = None  # board.devices: non-idealities (hil.devices)
+    calibration: dict | None = None  # board.calibration: calibration and compensation (hil.calibrate)
 
 
 def parse_settings(data: dict, source: str = "") -> TrainSettings:
@@ -60,6 +61,7 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     g_max = b.get("g_max", float, 1e-4, check=positive)
     circuit = b.get("circuit", dict, None)
     devices = b.get("devices", dict, None)
+    calibration = b.get("calibration", dict, None)
     b.finish()
     d = top.section("data", required=True)
     dataset = d.get("name", str, choices=DATASETS)
@@ -118,4 +120,4 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         raise ConfigError(problems, source)
     return TrainSettings(name, seed, backend, g_min, g_max, circuit, dataset, scale, vfrac, est, est_opts, loss, gain,
                          opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data,
-                         devices)
+                         devices, calibration)
