@@ -1,11 +1,10 @@
 """In-circuit conductance read-out by least squares from Hadamard probe patterns.
 
 Each source j is driven with u_j = A·h_j (h a row of a Hadamard matrix, one pattern per row,
-the all-ones row excluded: UUᵀ ∝ I, the best-conditioned probe set), then with the same rows
-as {0, A}: with every source ≥ 0 V every hidden node sits above its clamp (diodes off), so no
-node is pinned at its clamp level in every pattern (a pinned node's regressors could not be
-told apart from another pinned node's).  Per port the measured currents are linear in the
-unknown conductances with measured regressors, whatever state the diodes are in:
+the all-ones row excluded: UUᵀ ∝ I, the best-conditioned probe set).  Per port the measured
+currents are linear in the unknown conductances with measured regressors, whatever state the
+diodes are in (an all-positive {0, A} variant that keeps every diode off was tried and
+conditions the regression several times worse):
 
     i_j = Σ_k G_in[k, j] (u_j − e_k)          (source j)
     y_o = Σ_k G_out[o, k] (e_k − w_o)          (output port o, w = 0)
@@ -47,17 +46,15 @@ class ConductanceEstimate:
 
 
 def probe_patterns(p: int, amplitude_v: float) -> np.ndarray:
-    """(2(P − 1), p) source voltages: rows 1..P−1 of a Hadamard matrix H (size P ≥ p + 1) as
-    ±A, then the same rows as {0, A} (every source ≥ 0 V: every diode off)."""
+    """(P − 1, p) source voltages ±A: rows 1..P−1 of a Hadamard matrix (size P ≥ p + 1)."""
     size = 1
     while size < p + 1:
         size *= 2
-    h = hadamard(size)[1:, :p].astype(float)
-    return amplitude_v * np.concatenate([h, (1.0 + h) / 2.0])
+    return amplitude_v * hadamard(size)[1:, :p].astype(float)
 
 
 def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: float = 0.5,
-                          repeats: int = 32) -> ConductanceEstimate:
+                          repeats: int = 64) -> ConductanceEstimate:
     """Least-squares conductances of ``g_in`` and ``g_out``; ``g_hh``/``g_leak`` from hidden-node KCL."""
     topo = board.topology
     p, n, q = topo.n_sources, topo.n_hidden, topo.n_outputs

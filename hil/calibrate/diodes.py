@@ -40,6 +40,7 @@ class DiodeFit:
     clamp_v: np.ndarray
     currents_a: np.ndarray  # (S, n) the currents of the sweep
     voltages_v: np.ndarray  # (S, n) diode voltages of the sweep
+    g_leak_s: np.ndarray  # (n,) leak conductance fitted with the diode, S
 
 
 def node_currents(board, g: np.ndarray, u: np.ndarray, e: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -61,7 +62,7 @@ def fit_diodes(board, g: np.ndarray, offsets: ChannelOffsets | None, temperature
                min_drive_v: float = 0.02) -> DiodeFit:
     """Sweep all sources to −s, compute diode currents from KCL and fit each node."""
     topo = board.topology
-    s = np.geomspace(0.05, 3.0, 40) if sweep_v is None else np.asarray(sweep_v, float)
+    s = np.geomspace(0.05, 8.0, 48) if sweep_v is None else np.asarray(sweep_v, float)
     U = -np.repeat(s[:, None], topo.n_sources, axis=1)
     W = -np.repeat(s[:, None], topo.n_outputs, axis=1)
     es, ws = [], []
@@ -70,33 +71,44 @@ def fit_diodes(board, g: np.ndarray, offsets: ChannelOffsets | None, temperature
         es.append(m.e - (offsets.e if offsets is not None else 0.0))
         ws.append(m.w)
     E = np.mean(es, axis=0)
-    I = node_currents(board, g, U, E, ws[0])  # into the node from the network = through the diode
-    I_d = -I  # forward current of a diode with its anode at the reference flows out of the node... sign:
-    # KCL: current arriving from the network equals the current leaving through the diode (cathode at
-    # the node: forward current flows from the reference into the node), so I_forward = −I.
+    g_no_leak = np.array(g, dtype=float)
+    leak_sl = topo.groups["g_leak"]
+    g_leak0 = np.maximum(g_no_leak[leak_sl], 0.0)
+    g_no_leak[leak_sl] = 0.0
+    # KCL at a node: (current in from the terminals I0) + (diode forward current, from the
+    # reference into the node) + (leak current from ground, −g_leak·e) = 0, so
+    # I_forward = −I0 + g_leak·e; g_leak is fitted with the diode (the in-circuit leak estimate
+    # is rarely observable), the terminal conductances come from the calibration.
+    I0 = node_currents(board, g_no_leak, U, E, ws[0])
     Vd = v_ref - E
     vt = thermal_voltage(temperature_c)
     n_nodes = topo.n_hidden
-    i_s, n_em, r_s, res = (np.full(n_nodes, np.nan) for _ in range(4))
+    i_s, n_em, r_s, res, leak = (np.full(n_nodes, np.nan) for _ in range(5))
+    I_d = -I0 + g_leak0 * E
     for k in range(n_nodes):
         # keep points whose drive across the conductances is well above source/reading errors
         ok = (I_d[:, k] > 0) & (s + E[:, k] > min_drive_v)
-        if ok.sum() < 5:
+        if ok.sum() < 6:
             continue
         x, v = I_d[ok, k], Vd[ok, k]
+        i0, ek = -I0[ok, k], E[ok, k]
         A = np.stack([np.log(x), np.ones_like(x), x], axis=1)
         a0, b0, r0 = np.linalg.lstsq(A, v, rcond=None)[0]
         n0 = max(a0 / vt, 0.5)
         lis0 = -b0 / max(a0, 1e-6)
 
         def resid(theta):
-            lis, nn, rr = theta
-            return nn * vt * np.log1p(x / np.exp(lis)) + x * rr - v
+            lis, nn, rr, gl = theta
+            cur = np.maximum(i0 + gl * ek, 1e-300)
+            return nn * vt * np.log1p(cur / np.exp(lis)) + cur * rr - v
 
-        start = [float(np.clip(lis0, -59, -1)), float(np.clip(n0, 0.31, 4.9)), float(np.clip(r0, 0.0, 1e5))]
-        sol = least_squares(resid, start, bounds=([-60, 0.3, 0.0], [0.0, 5.0, 1e6]),
-                            x_scale=[1.0, 0.1, max(abs(r0), 1.0)], xtol=1e-14, ftol=1e-14, gtol=1e-14)
-        i_s[k], n_em[k], r_s[k] = np.exp(sol.x[0]), sol.x[1], sol.x[2]
+        start = [float(np.clip(lis0, -59, -1)), float(np.clip(n0, 0.31, 4.9)), float(np.clip(r0, 0.0, 1e5)),
+                 float(g_leak0[k])]
+        gl_scale = max(float(np.max(x) / np.max(np.abs(ek))) * 1e-3, 1e-12)
+        sol = least_squares(resid, start, bounds=([-60, 0.3, 0.0, 0.0], [0.0, 5.0, 1e6, np.inf]),
+                            x_scale=[1.0, 0.1, max(abs(r0), 1.0), gl_scale], xtol=1e-15, ftol=1e-15, gtol=1e-15)
+        i_s[k], n_em[k], r_s[k], leak[k] = np.exp(sol.x[0]), sol.x[1], sol.x[2], sol.x[3]
         res[k] = float(np.sqrt(np.mean(sol.fun ** 2)))
     clamp = E[-1]  # at the strongest drive an ideal diode pins the node at its clamp level
-    return DiodeFit(i_s, n_em, r_s, res, clamp, I_d, Vd)
+    I_d = -I0 + np.where(np.isfinite(leak), leak, g_leak0) * E
+    return DiodeFit(i_s, n_em, r_s, res, clamp, I_d, Vd, leak)

@@ -63,7 +63,7 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
         "fault_code": fmap.code, "fault_fixed_s": fmap.fixed_value, "programming_gain": fmap.gain,
         "level_targets_s": np.array(fmap.levels), "level_low_s": fmap.low.g, "level_high_s": fmap.high.g,
         "diode_i_s_a": dfit.i_s, "diode_n": dfit.n, "diode_r_s_ohm": dfit.r_s, "diode_fit_residual_v": dfit.residual_v,
-        "diode_clamp_v": dfit.clamp_v, "diode_sweep_i_a": dfit.currents_a, "diode_sweep_v": dfit.voltages_v,
+        "diode_clamp_v": dfit.clamp_v, "diode_fit_g_leak_s": dfit.g_leak_s, "diode_sweep_i_a": dfit.currents_a, "diode_sweep_v": dfit.voltages_v,
         "drift_u": u_ref, "drift_y": ref.y - off.y,
     }
     summary["seconds"] = time.perf_counter() - t0

@@ -12,7 +12,7 @@
         drift: none                # none | global | per_output
         drift_every: 200           # board calls between drift-reference re-measurements
         amplitude_v: 0.5           # probe amplitude
-        repeats: 32                # board calls per conductance read-out
+        repeats: 64                # board calls per conductance read-out
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class CalibrationSettings:
     drift: str = "none"
     drift_every: int = 200
     amplitude_v: float = 0.5
-    repeats: int = 32
+    repeats: int = 64
 
 
 def parse_calibration(data: dict | None, path: str = "board.calibration") -> CalibrationSettings:
