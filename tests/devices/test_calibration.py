@@ -100,3 +100,23 @@ def test_calibration_file_and_compensation_wrapper(tmp_path):
     # offsets removed: with every source at 0 V the corrected readings average to ~0
     z = wrapped.measure_sources(np.zeros((2048, b.topology.n_sources)))
     assert np.max(np.abs(z.y.mean(axis=0))) < 3 * np.max(cal.arrays["sigma_y"])
+
+
+def test_cli_calibrate_then_train_applies_it(tmp_path, capsys):
+    import json
+
+    from hil.cli import main
+    from hil.train.rundir import RunDir
+
+    dev = ["--set", "board.devices={preset: discrete-bench, seed: 3, faults: {p_stuck_on: 0.05}}",
+           "--set", f"board.calibration={{dir: {tmp_path / 'cal'}, repeats: 2, amplitude_v: 0.2}}"]
+    assert main(["calibrate", "sim-xor"] + dev) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["train", "sim-xor", "-q", "--runs-dir", str(tmp_path / "runs"), "--set", "train.epochs=1",
+                 "--set", "output.plots=false"] + dev) == 0
+    run = next((tmp_path / "runs").iterdir())
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["calibration"]["path"].startswith(str(tmp_path / "cal")) and meta["calibration"]["stale"] == []
+    assert RunDir(run).read_metrics()
+    # a bad calibration section is a configuration error (exit 2), not a traceback
+    assert main(["calibrate", "sim-xor", "--set", "board.calibration={repeats: 0}"]) == 2
