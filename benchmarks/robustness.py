@@ -124,11 +124,13 @@ def main() -> None:
     ap.add_argument("--skip-sweeps", action="store_true")
     ap.add_argument("--skip-rram", action="store_true")
     ap.add_argument("--plot", default="docs/robustness.png")
+    ap.add_argument("--parts", nargs="+", default=["mismatch", "rram", "sweeps"], choices=["mismatch", "rram", "sweeps"],
+                    help="which parts to run (default all)")
     args = ap.parse_args()
     data = load_dataset("digits", 1.0, 0.0)
     raw_base = load_yaml(CONFIG)
-    presets = [("sim-digits-mismatch", raw_base)]
-    if not args.skip_rram:
+    presets = [("sim-digits-mismatch", raw_base)] if "mismatch" in args.parts else []
+    if not args.skip_rram and "rram" in args.parts:
         rr = copy.deepcopy(raw_base)
         rr["board"]["devices"] = {"preset": "rram-crossbar"}
         presets.append(("rram-crossbar", rr))
@@ -153,7 +155,7 @@ def main() -> None:
                 v = np.array([r[k] for r in res])
                 print(f"| {k} | {100 * v.mean():.2f} % | {100 * v.min():.2f} % | {100 * (v.mean() - base):+.2f} |")
             print(flush=True)
-        if args.skip_sweeps:
+        if args.skip_sweeps or "sweeps" not in args.parts:
             return
         # ideal conductances of seed 0 for the ex-situ arm of the sweeps
         raw0 = apply_overrides(copy.deepcopy(raw_base), ["train.epochs=%d" % args.epochs, "output.plots=false"])
