@@ -56,7 +56,7 @@ def test_conductances_within_one_percent_at_rram_read_noise():
 
 def test_fault_map_precision_and_recall_at_one_percent_faulty():
     b = _board({"preset": "discrete-bench", "faults": {"p_stuck_on": 0.005, "p_stuck_off": 0.004, "p_open": 0.001},
-                "seed": 2}, n=24, inputs=40)
+                "seed": 2}, n=16, inputs=40)
     fmap = characterise(b, zero_readings(b), repeats=4, amplitude_v=0.2)
     truth = b.model.fault_codes != 0
     est = fmap.faulty
