@@ -120,3 +120,18 @@ def test_cli_calibrate_then_train_applies_it(tmp_path, capsys):
     assert RunDir(run).read_metrics()
     # a bad calibration section is a configuration error (exit 2), not a traceback
     assert main(["calibrate", "sim-xor", "--set", "board.calibration={repeats: 0}"]) == 2
+
+
+def test_global_drift_compensation_restores_the_output_scale(tmp_path):
+    b = _board({"preset": "ideal", "drift": {"drift_nu_mean": 0.05, "drift_nu_std": 0.0, "t0": 1.0}}, n=6, inputs=4)
+    u = np.random.default_rng(0).uniform(-0.2, 0.2, (16, b.topology.n_sources))
+    cal = store.Calibration(tmp_path, {}, {"fault_code": np.zeros(b.topology.n_conductances, np.int8),
+                                           "fault_fixed_s": np.zeros(b.topology.n_conductances),
+                                           "drift_u": u, "drift_y": b.measure_sources(u).y})
+    x = np.random.default_rng(1).uniform(0, 1, (8, 4))
+    y0 = b.measure(x).y
+    b.elapse(1e4)  # every conductance drifts by (1e4 + 1)^-0.05 ≈ 0.63
+    raw = b.measure(x).y
+    comp = CalibratedBoard(b, cal, CalibrationSettings(offsets=False, stuck_mask=False, drift="global")).measure(x).y
+    assert np.max(np.abs(raw - y0)) > 0.2 * np.max(np.abs(y0))
+    np.testing.assert_allclose(comp, y0, rtol=1e-9, atol=1e-15)  # uniform drift: one global factor is exact
