@@ -9,7 +9,8 @@ slope (ĝ_high − ĝ_low)/(t_high − t_low) is near 1.  A device whose slope i
 ``slope_threshold`` ignores programming; it is *stuck high* if it reads near g_max, *stuck
 low* (stuck-off or open) otherwise.  The slope of each healthy device is its programming
 gain (device-to-device factor) and the scatter of ĝ/t around it measures programming noise:
-both are stored for write-verify.  The board is left programmed at its original targets.
+both are stored for write-verify.  Afterwards the board is programmed back to a read-back of
+its original state (the protocol exposes no commanded targets).
 """
 
 from __future__ import annotations
