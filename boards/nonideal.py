@@ -116,6 +116,25 @@ class NonIdealBoard(BoardBase):
         self._last = None
 
     # ---- optional capabilities -------------------------------------------------------
+    def linearized_response(self, x: np.ndarray, w_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Adjoint of the true (non-ideal) circuit at the operating point of ``x``: ê (B, n) V, î (B, p) A.
+
+        Simulated-only (``hl-exact``): exact for the conductances of the last board call, without
+        reading errors; with wires it is the adjoint of the exact terminal model.
+        """
+        from hil.circuit.linsolve import solve_diagonal_shift
+
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        solver, _ = self._solver()
+        st = solver.solve(self.model.sources(self._topology.source_voltages(x)), None)
+        c = solver.circuit
+        rhs = np.atleast_2d(w_hat) @ c.g_out
+        if c.diodes.is_ideal or c.diodes.is_linear:
+            e_hat = solver.masked.solve(st.on, np.zeros(c.n_hidden), rhs)
+        else:
+            e_hat = solve_diagonal_shift(solver.k_dense, solver.k_sparse, st.g_d, rhs)
+        return e_hat, -e_hat @ c.g_in
+
     def elapse(self, seconds: float) -> None:
         """Let simulated time pass (drift), seconds."""
         self.clock_s += float(seconds)

@@ -130,3 +130,21 @@ def test_board_state_round_trip_is_bit_exact():
     yb = [b.measure(x).y for _ in range(2)]
     for p, q in zip(ya, yb):
         np.testing.assert_array_equal(p, q)
+
+
+def test_hl_matches_hl_exact_on_a_wired_spread_board():
+    """The physical perturbation gradient and the exact adjoint agree on the non-ideal circuit."""
+    from hil.train.estimators import hl_exact_gradient, hl_gradient
+    from hil.train.losses import Loss
+
+    c = random_circuit(8, n_inputs=4, n_outputs=4, seed=0, coupling_degree=1, g_range=(1e-6, 1e-4))
+    b = NonIdealBoard(c, G_MIN, G_MAX, parse_devices({
+        "wires": {"r_wire_row": 2.0, "r_wire_col": 2.0}, "diode_spread": {"v_ref_dtod": 0.05},
+        "dtod": {"g_dtod_std": 0.1}, "faults": {"p_stuck_on": 0.1}}))
+    x = np.random.default_rng(3).uniform(-1, 1, (6, 4))
+    loss = Loss("cross_entropy", 1e5, b.topology.differential)
+    t = np.array([0, 1, 0, 1, 1, 0])
+    a = hl_gradient(b, x, t, loss, delta_v=1e-3)
+    e = hl_exact_gradient(b, x, t, loss)
+    assert a.stats["flipped_samples"] == 0
+    np.testing.assert_allclose(a.grad, e.grad, rtol=0, atol=1e-9 * np.max(np.abs(e.grad)))
