@@ -48,7 +48,7 @@ def settings_for(raw: dict):
 
 
 def build(s):
-    return make_board(s.backend, s.circuit, s.g_min, s.g_max, s.devices)
+    return make_board(s.backend, s.circuit, s.g_min, s.g_max, devices=s.devices)
 
 
 def train(board, s, data, root: str) -> tuple[float, np.ndarray]:

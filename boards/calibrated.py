@@ -37,6 +37,12 @@ class CalibratedBoard(BoardBase):
         self._drift_gain = np.ones(inner.topology.n_outputs)
         self.last_write_verify: dict = {}
 
+    def __getattr__(self, name):
+        """Other capabilities of the wrapped board (instrument snapshots, clocks, …) pass through."""
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     # ---- protocol --------------------------------------------------------------------
     @property
     def topology(self):

@@ -34,7 +34,8 @@ def cmd_calibrate(args) -> int:
     if args.dir:
         cs.dir = args.dir
     try:
-        board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max, settings.devices)
+        board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max,
+                           settings.instrument_board, devices=settings.devices)
     except (ValueError, TypeError) as exc:
         raise ConfigError([f"{type(exc).__name__}: {exc}"], args.config) from exc
     name = store.board_id(settings.name, settings.circuit, settings.devices)
