@@ -179,7 +179,8 @@ class Trainer:
                 raise ValueError("optimizer state does not match the conductances")
         except (KeyError, ValueError, TypeError) as exc:
             raise RunDirError(f"checkpoint {used} of {self.run.path} is damaged ({type(exc).__name__}: {exc})") from None
-        self._g_cmd = self.board.program(ck["conductances_s"], rel_tol=0.0)
+        self._g_cmd = as_program_result(ck["conductances_s"], self.board.program(ck["conductances_s"], rel_tol=0.0),
+                                        self.board.conductance_bounds).achieved
         if hasattr(self.board, "load_state_dict") and any(key.startswith("board_") for key in ck):
             self.board.load_state_dict({key: v for key, v in ck.items() if key.startswith("board_")})
         self.opt.load_state_dict(opt_state)
@@ -196,7 +197,7 @@ class Trainer:
         g_min, g_max = self.board.conductance_bounds
         if self.epoch == 0:
             g0 = np.clip(self.board.read_conductances(), g_min, g_max)
-            self._g_cmd = self.board.program(g0, rel_tol=0.0)
+            self._g_cmd = as_program_result(g0, self.board.program(g0, rel_tol=0.0), (g_min, g_max)).achieved
             self.run.event("run_start", step=0, name=s.name, estimator=s.estimator, epochs=s.epochs)
         outcome = "finished"
         times: list[float] = []
