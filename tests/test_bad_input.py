@@ -1,0 +1,24 @@
+"""Mistakes a new user makes get a one-line answer they can act on (exit 2, nothing started)."""
+
+from __future__ import annotations
+
+from hil.cli import main
+
+
+def test_missing_run_directory_says_it_does_not_exist(tmp_path, capsys):
+    missing = tmp_path / "runs" / "typo"
+    for argv in (["eval", str(missing)], ["train", "--resume", str(missing)], ["solve", str(missing / "checkpoints" /
+                                                                                            "best.npz")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "no such file or directory" in err and "Traceback" not in err, argv
+    tmp_path.joinpath("empty").mkdir()
+    assert main(["eval", str(tmp_path / "empty")]) == 2
+    assert "not a run directory (no config.resolved.yaml)" in capsys.readouterr().err
+
+
+def test_empty_trainable_list_is_refused(tmp_path, capsys):
+    assert main(["train", "sim-xor", "--set", "train.trainable=[]", "--runs-dir", str(tmp_path), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "train.trainable: empty" in err
+    assert not any(tmp_path.iterdir())  # no run directory was created
