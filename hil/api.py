@@ -72,6 +72,10 @@ def build_circuit(config: dict, source: str = ""):
     """The :class:`~hil.circuit.model.Circuit` of a config's ``circuit:`` or ``board.circuit:`` section."""
     from hil.circuit.build import build_circuit as _build
 
+    in_board = isinstance(config.get("board"), dict) and "circuit" in config["board"]
+    if "circuit" in config and in_board:  # e.g. `--set circuit.x=…` on a training config
+        raise ConfigError(["circuit: this config's circuit is under 'board.circuit' (write board.circuit.… "
+                           "instead of circuit.…)"], source)
     if "circuit" in config:
         cdata, path = config["circuit"], "circuit"
     elif isinstance(config.get("board"), dict) and "circuit" in config["board"]:

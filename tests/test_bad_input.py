@@ -22,3 +22,11 @@ def test_empty_trainable_list_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train.trainable: empty" in err
     assert not any(tmp_path.iterdir())  # no run directory was created
+
+
+def test_circuit_override_on_a_training_config_points_at_board_circuit(capsys):
+    assert main(["solve", "sim-xor", "--set", "circuit.hidden.count=4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "under 'board.circuit'" in err[1]
+    assert main(["solve", "sim-xor", "--set", "board.circuit.hidden.count=4", "--set", "board.circuit.conductances.g_in=1e-5",
+                 "--set", "board.circuit.conductances.g_out=1e-5"]) == 0
