@@ -321,10 +321,27 @@ def cmd_eval(args) -> int:
 def cmd_configs(args) -> int:
     from hil.config import embedded_config_path
 
-    for name in embedded_config_names():
-        first = embedded_config_path(name).read_text().splitlines()
-        desc = next((l.lstrip("# ").strip() for l in first if l.startswith("#")), "")
-        print(f"  {name:24s} {desc}")
+    from hil.bench.schema import bench_root, shipped_bench_names
+
+    def describe(path) -> str:
+        """The file's first comment line; when the comment goes on, only its part before a colon."""
+        lines = path.read_text().splitlines()
+        first = next((i for i, line in enumerate(lines) if line.startswith("#")), None)
+        if first is None:
+            return ""
+        text = lines[first].lstrip("# ").strip()
+        goes_on = first + 1 < len(lines) and lines[first + 1].startswith("#")
+        return text.split(":")[0] if goes_on else text
+
+    rows = [(n, describe(embedded_config_path(n))) for n in embedded_config_names()]
+    benches = [(n, describe(bench_root() / f"{n}.yaml")) for n in shipped_bench_names()]
+    width = max(len(n) for n, _ in rows + benches)
+    for name, desc in rows:
+        print(f"  {name:{width}s}  {desc}")
+    if benches:
+        print("benches (hil emulate BENCH):")
+        for name, desc in benches:
+            print(f"  {name:{width}s}  {desc}")
     return 0
 
 

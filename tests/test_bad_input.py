@@ -30,3 +30,15 @@ def test_circuit_override_on_a_training_config_points_at_board_circuit(capsys):
     assert len(err) == 2 and "under 'board.circuit'" in err[1]
     assert main(["solve", "sim-xor", "--set", "board.circuit.hidden.count=4", "--set", "board.circuit.conductances.g_in=1e-5",
                  "--set", "board.circuit.conductances.g_out=1e-5"]) == 0
+
+
+def test_configs_lists_configs_and_benches_in_aligned_columns(capsys):
+    assert main(["configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "benches (hil emulate BENCH):" in lines
+    rows = [l for l in lines if l.startswith("  ")]
+    names = [l.split()[0] for l in rows]
+    assert {"sim-digits-shockley-linear", "sim-xor", "scpi-xor", "demo-xor"} <= set(names)
+    starts = {len(l) - len(l[2 + len(n):].lstrip()) for l, n in zip(rows, names)}
+    assert len(starts) == 1  # every description starts in the same column
+    assert all(l.split(None, 1)[1].strip() for l in rows)  # every entry is described
