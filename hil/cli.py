@@ -406,8 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="one deck per input vector (the config's 'inputs', or a run's whole test split): "
                                 "OUT_0.cir, OUT_1.cir, ... (default: the first vector only)")
         s.set_defaults(func=func)
-    c = sub.add_parser("configs", help="list the shipped configs", **_help_text(
-        "List the configs shipped with hil (usable by name wherever CONFIG is accepted).", "hil configs"))
+    c = sub.add_parser("configs", help="list the shipped configs and benches", **_help_text(
+        "List the configs shipped with hil (usable by name wherever CONFIG is accepted) and the shipped "
+        "benches (usable by name with hil emulate).", "hil configs"))
     c.set_defaults(func=cmd_configs)
     try:
         from hil import instruments_cli
