@@ -349,7 +349,9 @@ def cmd_configs(args) -> int:
 def _help_text(description: str, *examples: str) -> dict:
     """``description``/``epilog`` keyword arguments of a subcommand: what it does, examples, exit codes."""
     lines = "\n".join(f"  {ex}" for ex in examples)
-    return {"description": description, "formatter_class": argparse.RawDescriptionHelpFormatter,
+    import textwrap
+
+    return {"description": textwrap.fill(description, 79), "formatter_class": argparse.RawDescriptionHelpFormatter,
             "epilog": f"examples:\n{lines}\n\nexit status: 0 success, 1 runtime failure, 2 configuration "
                       "or argument mistake, 130 interrupted"}
 
