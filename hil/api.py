@@ -180,11 +180,13 @@ def train_steps(board: Board, config: dict | TrainSettings, x, target, steps: in
 
 
 def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir: str | Path | None = None,
-          progress: bool | str = False, epochs: int | None = None, source: str = "", started=None):
+          progress: bool | str = False, epochs: int | None = None, source: str = "", started=None,
+          board_options: dict | None = None):
     """Train a config in a new run directory; returns :class:`hil.train.loop.TrainResult`.
 
     ``started(run)`` is called with the :class:`RunDir` once it exists (the CLI uses it to
-    say what an interrupted run left behind).
+    say what an interrupted run left behind).  ``board_options`` go to the board factory
+    (instrument benches: ``resources``, ``clock``, ``rehearsal_world`` of an emulated bench).
     """
     from hil.train.loop import Trainer
 
@@ -198,33 +200,68 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
         s.epochs = int(epochs)
     if runs_dir is not None:
         s.runs_dir = str(runs_dir)
-    board, data = _board_and_data(s, source)
+    board, data = _board_and_data(s, source, board_options)
     run = RunDir.create(s.runs_dir, s.name)
     if started is not None:
         started(run)
     try:
         run.write_config(config)
-        run.write_metadata({"config_source": source, "estimator": s.estimator})
+        _attach_events(board, run)
         with board:
-            return Trainer(board, s, data, run, progress=progress).fit()
+            meta = {"config_source": source, "estimator": s.estimator}
+            if hasattr(board, "snapshots"):  # an instrument board: every instrument's identity and settings
+                board.connect()
+                meta["instruments"] = board.snapshots()
+            run.write_metadata(meta)
+            return _fit(board, Trainer(board, s, data, run, progress=progress))
     finally:
         run.close()
 
 
-def _board_and_data(s: TrainSettings, source: str):
+def _attach_events(board: Board, run: RunDir) -> None:
+    """An instrument board's evidence (compliance, write-verify, abort) goes to the run's event log."""
+    if hasattr(board, "event_sink"):
+        board.event_sink = lambda kind, **data: run.event(kind, **data)
+
+
+def _fit(board: Board, trainer):
+    """``trainer.fit()``; on an instrument fault the board is made safe and its outputs read back
+    (``exc.unverified``: channels not confirmed off) before the fault propagates."""
+    from hil.drivers.errors import InstrumentError
+
+    try:
+        return trainer.fit()
+    except InstrumentError as exc:
+        if hasattr(board, "verify_safe"):
+            board.safe_state()
+            exc.unverified = board.verify_safe()
+        raise
+
+
+def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = None):
     from hil.boards.factory import make_board
+    from hil.drivers.errors import InstrumentError
     from hil.train.data import load_dataset
 
+    spec = s.instrument_board
+    if spec is not None and spec.programming.get("scheme") == "none":
+        raise ConfigError(["board.programming: a fixed array cannot be trained; configure a programming "
+                           "scheme (e.g. write_verify)"], source)
     with config_phase(source):
         data = load_dataset(s.dataset, s.input_scale_v, s.validation_fraction)
-        board = make_board(s.backend, s.circuit, s.g_min, s.g_max)
+        try:
+            board = make_board(s.backend, s.circuit, s.g_min, s.g_max, spec, **(board_options or {}))
+        except InstrumentError as exc:
+            exc.phase = "open"  # transports only: nothing was switched on
+            raise
     if board.topology.n_inputs != data.train.x.shape[1]:
         raise ConfigError([f"board.circuit.inputs: the circuit has {board.topology.n_inputs} inputs, "
                            f"the {s.dataset} data set has {data.train.x.shape[1]}"], source)
     return board, data
 
 
-def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | str = False, started=None):
+def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | str = False, started=None,
+           board_options: dict | None = None):
     """Continue a run from its last checkpoint (exactly: conductances, optimizer, RNG).
 
     Returns the :class:`~hil.train.loop.TrainResult`, or None when the run had already done
@@ -247,7 +284,8 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
         before = run.read_config()
         config = apply_overrides(json.loads(json.dumps(before)), list(overrides))
         s = parse_config(config, source)
-        board, data = _board_and_data(s, source)
+        board, data = _board_and_data(s, source, board_options)
+        _attach_events(board, run)
         with board:
             trainer = Trainer(board, s, data, run, progress=progress)
             try:
@@ -259,7 +297,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
             _warn_cosine_extension(trainer, before, s, run)
             if trainer.epoch >= s.epochs:
                 return None
-            return trainer.fit()
+            return _fit(board, trainer)
     finally:
         run.close()
 

@@ -7,6 +7,7 @@
     hil configs
     hil instruments list | probe ADDRESS
     hil emulate BENCH [--time instant|virtual|realtime] [--write-bench PATH]
+    hil estimate CONFIG [--json]
 
 CONFIG is a YAML path or the name of a shipped config (``hil configs`` lists them);
 ``hil train`` without CONFIG runs the embedded default ``sim-digits``.  Every failure is one
@@ -64,12 +65,59 @@ def _interrupt_message() -> str:
     return f"interrupted before the first epoch completed; {run.path} holds no checkpoint to resume from"
 
 
+def _instrument_message(exc) -> str:
+    """One line for an instrument fault: what happened, whether the outputs were verified off, what
+    the run directory keeps (``exc.phase`` / ``exc.unverified`` are set by :mod:`hil.api`)."""
+    what = f"{type(exc).__name__}: {_one_line(exc)}"
+    if getattr(exc, "phase", None) == "open":
+        return (f"cannot open the bench: {what} (nothing was switched on; check the resources in board.bench, "
+                "or rehearse with --emulate)")
+    unverified = getattr(exc, "unverified", None)
+    if unverified is None:
+        state = "the board's safe shutdown ran"
+    elif unverified:
+        state = "safe shutdown ran, CHECK THE BENCH: outputs not verified off: " + ", ".join(unverified)
+    else:
+        state = "safe shutdown ran, every output read back off"
+    tail = ""
+    run = _RUN.get("run")
+    if run is not None:
+        try:
+            epoch = int(run.load_checkpoint("last")["epoch"])
+            tail = f"; {run.path} keeps epoch {epoch}: continue with 'hil train --resume {run.path}'"
+        except Exception:
+            tail = f"; {run.path} holds no completed epoch"
+    return f"instrument fault: {what}; {state}{tail}"
+
+
 def _progress(args) -> bool | str:
     return False if getattr(args, "quiet", False) else True
 
 
 # ---- train -----------------------------------------------------------------------------
+def _emulation(args, stack, config: dict, source: str) -> dict:
+    """``--emulate``: start the bench's emulators (same description, loopback resources, virtual
+    clock) for the run; returns the board options that point the drivers at them."""
+    if not getattr(args, "emulate", False):
+        return {}
+    settings = api.parse_config(config, source)
+    if settings.backend != "instruments":
+        raise ConfigError(["--emulate: only for board.backend: instruments"], source)
+    from hil.emulate.bench import EmulatedBench
+
+    bench = stack.enter_context(EmulatedBench(settings.instrument_board.bench, time_mode="virtual"))
+    print(f"hil train: emulating bench {bench.bench.name} on 127.0.0.1 ({len(bench.resources)} instruments); "
+          "the emulators do not model programming pulses, so conductances are set directly in the emulated array",
+          flush=True)
+    return {"resources": bench.resources, "clock": lambda: bench.clock.now_s, "rehearsal_world": bench.world}
+
+
 def cmd_train(args) -> int:
+    with contextlib.ExitStack() as stack:
+        return _cmd_train(args, stack)
+
+
+def _cmd_train(args, stack) -> int:
     from hil.train.rundir import RunDirError, prepare_runs_dir
 
     quiet = args.quiet
@@ -78,8 +126,14 @@ def cmd_train(args) -> int:
             raise ConfigError([f"give either CONFIG ({args.config}) or --resume, not both"])
         if args.runs_dir:
             raise ConfigError(["--runs-dir: not used with --resume (the run directory is given)"])
+        board_options = {}
+        if getattr(args, "emulate", False):
+            resolved = Path(args.resume) / "config.resolved.yaml"
+            if not resolved.is_file():
+                raise ConfigError([f"--resume {args.resume}: not a run directory (no config.resolved.yaml)"])
+            board_options = _emulation(args, stack, api.load_config(str(resolved), args.set or []), str(resolved))
         result = api.resume(args.resume, overrides=args.set or [], progress=_progress(args),
-                            started=lambda run: _RUN.__setitem__("run", run))
+                            started=lambda run: _RUN.__setitem__("run", run), board_options=board_options)
         if result is None:
             print(f"run {args.resume} already finished its epochs; raise train.epochs with --set to continue")
             return 0
@@ -102,7 +156,7 @@ def cmd_train(args) -> int:
                       flush=True)
 
         result = api.train(config, runs_dir=settings.runs_dir, progress=_progress(args), source=source,
-                           started=started)
+                           started=started, board_options=_emulation(args, stack, config, source))
     _print_summary(result)
     return 0
 
@@ -116,7 +170,8 @@ def _print_summary(r) -> None:
     print(f"  validation        {pct(r.val_acc)}")
     print(f"  test accuracy     {pct(r.test_acc)}")
     print(f"  best checkpoint   epoch {r.best_epoch} (chosen on {r.best_on}, {pct(r.best_score)})")
-    print(f"  diodes conducting {100 * r.conduction_fraction:.1f} % of hidden nodes (training samples)")
+    if r.conduction_fraction == r.conduction_fraction:  # not NaN: the board reports diode states
+        print(f"  diodes conducting {100 * r.conduction_fraction:.1f} % of hidden nodes (training samples)")
     print(f"  plots             {Path(r.run_dir) / 'plots'}")
 
 
@@ -372,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (read as YAML), e.g. train.epochs=5; repeatable")
     t.add_argument("--runs-dir", help="where run directories are created (default from config: runs)")
     t.add_argument("-q", "--quiet", action="store_true", help="print only the summary (no progress)")
+    t.add_argument("--emulate", action="store_true",
+                   help="instrument benches: run against the bench's emulators on 127.0.0.1 (a rehearsal)")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("eval", help="accuracy, loss and confusion matrix of a trained run", **_help_text(
         "Program a checkpoint of a run into a fresh board and evaluate one split of the run's data set; "
@@ -418,7 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
         instruments_cli = None
     if instruments_cli is not None:
         instruments_cli.add_parser(sub)
+    from hil import estimate_cli
     from hil.emulate import cli as emulate_cli
+
+    estimate_cli.add_parser(sub)
     emulate_cli.add_parser(sub)
     return p
 
@@ -444,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     debug = bool(os.environ.get("HIL_DEBUG"))
     from hil.circuit.report import SolveError
+    from hil.drivers.errors import InstrumentError
     from hil.train.rundir import RunDirError
 
     try:
@@ -469,6 +530,11 @@ def main(argv: list[str] | None = None) -> int:
         kind = ("out of memory: " if isinstance(exc, MemoryError) else
                 "" if isinstance(exc, RunDirError) else f"{type(exc).__name__}: ")
         print(f"hil {args.command}: {kind}{_one_line(exc)}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except InstrumentError as exc:
+        if debug:
+            raise
+        print(f"hil {args.command}: {_instrument_message(exc)}", file=sys.stderr)
         return EXIT_RUNTIME
     except Exception as exc:  # a bug: still one line, the traceback on request
         if debug:

@@ -50,6 +50,31 @@ NumberLoader.add_implicit_resolver(
 )
 
 
+class NumberSafeDumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that quotes strings :class:`NumberLoader` would read back as numbers
+    (``"1E01"``, a crosspoint name, must not come back as 10.0)."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str):
+    node = dumper.represent_scalar("tag:yaml.org,2002:str", value)
+    if value and value.strip() == value and "\n" not in value:
+        try:
+            reads_as_float = isinstance(parse_yaml(value), float)
+        except yaml.YAMLError:
+            reads_as_float = False
+        if reads_as_float:
+            node.style = "'"
+    return node
+
+
+NumberSafeDumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data) -> str:
+    """YAML text that :func:`parse_yaml` reads back unchanged (see :class:`NumberSafeDumper`)."""
+    return yaml.dump(data, Dumper=NumberSafeDumper, sort_keys=False)
+
+
 def parse_yaml(text: str):
     """Parse YAML text safely, numbers like ``1e-8`` included (see :class:`NumberLoader`)."""
     return yaml.load(text, Loader=NumberLoader)  # noqa: S506 - NumberLoader is a SafeLoader

@@ -147,8 +147,9 @@ def test_linear_loss_trains_from_a_config(tmp_path, capsys):
     assert "summary" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", [n for n in embedded_config_names() if "board" in load_yaml(n)])
-@pytest.mark.parametrize("estimator", ["hl", "hl-exact", "ep", "fd"])
+@pytest.mark.parametrize("name", [n for n in embedded_config_names() if "board" in load_yaml(n)
+                                  and load_yaml(n)["board"].get("backend", "simulated") == "simulated"])
+@pytest.mark.parametrize("estimator", ["hl", "hl-exact", "ep", "fd"])  # instrument benches: tests/boards
 def test_every_estimator_on_every_shipped_training_config(name, estimator):
     cfg = api.load_config(name, [f"train.estimator={estimator}"])
     s = api.parse_config(cfg, name)

@@ -234,7 +234,7 @@ class Emulator(abc.ABC):
         params = self.faults.take("sentinel", line, channel)
         if params is None:
             return None
-        return MISSING_SENTINEL if params.get("kind") == "missing" else OVERFLOW_SENTINEL
+        return MISSING_SENTINEL if params.get("sentinel") == "missing" else OVERFLOW_SENTINEL
 
     def interlock_is_open(self) -> bool:
         """True while an ``interlock_open`` fault is armed."""

@@ -151,7 +151,7 @@ class FaultInjector:
         """Next ``count`` readings are ``+9.9E37`` (``"overflow"``) or ``+9.91E37`` (``"missing"``)."""
         if kind not in ("overflow", "missing"):
             raise ValueError("sentinel kind: 'overflow' or 'missing'")
-        return self.arm("sentinel", count, kind=kind, channel=channel)
+        return self.arm("sentinel", count, sentinel=kind, channel=channel)
 
     def interlock_open(self, count: Optional[int] = None) -> ArmedFault:
         """Interlock reports open (until cleared by default)."""

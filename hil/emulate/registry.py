@@ -18,6 +18,8 @@ __all__ = ["PERSONALITIES", "register_personality", "personality_class", "person
 PERSONALITIES: dict[str, Union[str, type]] = {
     "daq970a": "hil.emulate.daq970:Daq970Emulator",
     "keithley2450": "hil.emulate.smu2450:Smu2450Emulator",
+    "keithley2600": "hil.emulate.keithley2600:Smu2600Emulator",
+    "keithley707b": "hil.emulate.keithley707b:Matrix707Emulator",
     "keysight_b2900": "hil.emulate.b2900:SmuB2900Emulator",
 }
 # ---------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.board import Board
+from hil.board import Board, as_program_result, valid_mask
 from hil.train.data import Dataset, DataSplit
 from hil.train.estimators import estimate
 from hil.train.losses import Loss
@@ -102,14 +102,18 @@ def check_checkpoint_fits(ck: dict, topology, where: str) -> None:
 
 
 def evaluate(board: Board, loss: Loss, split: DataSplit, chunk: int = 2048) -> tuple[float, float, float]:
-    """(accuracy, mean loss, conducting fraction of hidden diodes) on a data split."""
+    """(accuracy, mean loss, conducting fraction of hidden diodes) on a data split.
+
+    A sample the board marked invalid (compliance, sentinel) counts as wrong and adds no loss.
+    """
     correct, total_loss, on_frac = 0, 0.0, 0.0
     n = len(split.y)
     for i in range(0, n, chunk):
         m = board.measure(split.x[i:i + chunk])
         t = split.y[i:i + chunk]
-        correct += int(np.sum(loss.predict(m.y) == t))
-        total_loss += float(loss.value_and_grad(m.y, t)[0].sum())
+        ok = valid_mask(m)
+        correct += int(np.sum((loss.predict(m.y) == t) & ok))
+        total_loss += float(loss.value_and_grad(m.y, t)[0][ok].sum())
         if m.on is not None:
             on_frac += float(m.on.mean()) * len(t)
     return correct / n, total_loss / n, on_frac / n
@@ -234,7 +238,9 @@ class Trainer:
         n = len(data.train.y)
         perm = self.rng.permutation(n)
         t0 = time.perf_counter()
-        loss_sum, correct, on_sum, flips, unresolved = 0.0, 0, 0.0, 0, 0
+        loss_sum, correct, on_sum, flips, unresolved, invalid = 0.0, 0, 0.0, 0, 0, 0
+        seen_states = False  # a bench cannot see diode states: the conducting fraction is then unknown
+        prog = {"unconverged": 0, "stuck": 0, "pulses": 0, "max_rel_error": 0.0, "seconds": 0.0}
         bar = None
         if self.progress == "bar":
             from tqdm import tqdm
@@ -242,14 +248,24 @@ class Trainer:
             bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{s.epochs}", leave=False,
                        unit="batch", dynamic_ncols=True)
         g = self.board.read_conductances()
+        bench_start = float(getattr(self.board, "bench_time_s", lambda: 0.0)())
         for i in range(0, n, s.batch_size):
             idx = perm[i:i + s.batch_size]
             res = estimate(s.estimator, self.board, data.train.x[idx], data.train.y[idx], self.loss, s.estimator_options)
-            g = self.board.program(self.opt.step(g, res.grad), rel_tol=0.0)
-            loss_sum += float(res.loss.sum())
-            correct += int(np.sum(self.loss.predict(res.op.y) == data.train.y[idx]))
+            target = self.opt.step(g, res.grad)
+            pr = as_program_result(target, self.board.program(target, rel_tol=0.0),
+                                   self.board.conductance_bounds)
+            g = pr.achieved
+            for key, val in pr.summary().items():
+                if key in prog:
+                    prog[key] = max(prog[key], val) if key == "max_rel_error" else prog[key] + val
+            ok = res.stats.get("valid", valid_mask(res.op))
+            invalid += int(np.sum(~ok))
+            loss_sum += float(res.loss[ok].sum())
+            correct += int(np.sum((self.loss.predict(res.op.y) == data.train.y[idx])[ok]))
             if res.op.on is not None:
                 on_sum += float(res.op.on.mean()) * len(idx)
+                seen_states = True
             flips += res.stats.get("flipped_samples", 0)
             unresolved += res.stats.get("unresolved_flips", 0)
             if bar is not None:
@@ -261,10 +277,19 @@ class Trainer:
         train_time = time.perf_counter() - t0
         epoch = self.epoch + 1
         row = {"epoch": epoch, "step": epoch * self.steps_per_epoch, "lr": self.opt.current_lr(),
-               "train_loss": loss_sum / n, "train_acc": correct / n, "conduction_fraction": on_sum / n,
+               "train_loss": loss_sum / n, "train_acc": correct / n,
+               "conduction_fraction": on_sum / n if seen_states else float("nan"),
                "flipped_samples": flips, "unresolved_flips": unresolved, "epoch_time_s": train_time}
+        bench_clock = getattr(self.board, "bench_time_s", None)
+        if bench_clock is not None:  # a bench: masks, programming evidence and bench time per epoch
+            row.update({"invalid_samples": invalid, "program_unconverged": prog["unconverged"],
+                        "program_stuck": prog["stuck"], "program_pulses": prog["pulses"],
+                        "program_max_rel_error": prog["max_rel_error"], "program_time_s": prog["seconds"],
+                        "bench_time_s": 0.0})
         row["val_acc"] = evaluate(self.board, self.loss, data.val)[0] if data.val is not None else float("nan")
         row["test_acc"] = evaluate(self.board, self.loss, data.test)[0] if s.eval_test else float("nan")
+        if bench_clock is not None:  # bench time of this epoch (training steps and evaluation), s
+            row["bench_time_s"] = float(bench_clock()) - bench_start
         score = row["val_acc"] if data.val is not None else row["train_acc"]
         with deferred_interrupts():  # metrics row, checkpoints and event log move together
             self.epoch = epoch
@@ -278,8 +303,9 @@ class Trainer:
         if self.progress:
             extra = f"  val {100 * row['val_acc']:.1f}%" if data.val is not None else ""
             test = f"  test {100 * row['test_acc']:.1f}%" if s.eval_test else ""
+            bench = f", bench {row['bench_time_s']:.4g} s" if "bench_time_s" in row else ""
             line = (f"epoch {self.epoch:3d}/{s.epochs}  loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.1f}%"
-                    f"{extra}{test}  ({train_time:.3g} s)")
+                    f"{extra}{test}  ({train_time:.3g} s{bench})")
             if self.progress == "bar":
                 from tqdm import tqdm
 

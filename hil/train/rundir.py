@@ -198,7 +198,9 @@ class RunDir:
 
     # ---- config and metadata ---------------------------------------------------------
     def write_config(self, config: dict) -> None:
-        atomic_write(self.path / "config.resolved.yaml", yaml.safe_dump(config, sort_keys=False).encode())
+        from hil.config import dump_yaml
+
+        atomic_write(self.path / "config.resolved.yaml", dump_yaml(config).encode())
 
     def read_config(self) -> dict:
         """The resolved config (ConfigError with the file name when it is damaged)."""

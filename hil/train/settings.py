@@ -16,7 +16,7 @@ from hil.train.losses import LOSSES
 from hil.train.optim import OPTIMIZERS, SCHEDULES
 
 GROUPS = ("g_in", "g_hh", "g_leak", "g_out")
-BACKENDS = ("simulated",)
+BACKENDS = ("simulated", "instruments")
 
 
 @dataclass
@@ -46,6 +46,7 @@ class TrainSettings:
     runs_dir: str
     plots: bool
     raw: dict = field(default_factory=dict)
+    instrument_board: object = None  # hil.boards.bench_config.InstrumentBoardSpec for backend: instruments
 
 
 def _drive_v(v: float) -> str | None:
@@ -64,6 +65,13 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     g_min = b.get("g_min", float, 0.0, check=non_negative)
     g_max = b.get("g_max", float, 1e-4, check=lambda v: positive(v) or in_range(0, MAX_CONDUCTANCE_S, "S")(v))
     circuit = b.get("circuit", dict, None)
+    instrument_board = None
+    if backend == "instruments":
+        from hil.boards.bench_config import parse_instrument_board
+
+        instrument_board = parse_instrument_board(b)
+        if circuit is not None:
+            b.error("circuit", "the instruments backend takes its circuit from board.bench")
     b.finish()
     d = top.section("data", required=True)
     dataset = d.get("name", str, choices=DATASETS)
@@ -80,7 +88,11 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     s = t.section("hl")
     options["hl"] = {"delta_v": s.get("delta_v", float, 0.01, check=_drive_v),
                      "central": s.get("central", bool, True),
-                     "max_retries": s.get("max_retries", int, 3, check=non_negative)}
+                     "max_retries": s.get("max_retries", int, 3, check=non_negative),
+                     "flip_rel_tol": s.get("flip_rel_tol", float, 1e-3, check=positive)}
+    one_sweep = s.get("one_sweep", bool, None)
+    if one_sweep is not None:
+        options["hl"]["one_sweep"] = one_sweep
     s.finish()
     s = t.section("ep")
     options["ep"] = {"beta": s.get("beta", float, None, check=positive), "centred": s.get("centred", bool, True),
@@ -123,4 +135,5 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     if problems:
         raise ConfigError(problems, source)
     return TrainSettings(name, seed, backend, g_min, g_max, circuit, dataset, scale, vfrac, est, est_opts, loss, gain,
-                         opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data)
+                         opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data,
+                         instrument_board)
