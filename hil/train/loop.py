@@ -319,7 +319,8 @@ class Trainer:
 
         metrics = self.run.read_metrics()
         if metrics:
-            plot_curves(metrics, self.run.path / "plots" / "curves.png", f"{self.s.name}: training curves", self.s.loss)
+            plot_curves(metrics, self.run.path / "plots" / "curves.png", f"{self.s.name}: training curves", self.s.loss,
+                        self.best[1] or None)
         topo = self.board.topology
         g = self.board.read_conductances()
         groups = {k: g[sl].reshape(topo.group_shapes.get(k, (-1,))) for k, sl in topo.groups.items()}

@@ -16,9 +16,11 @@ def _plt():
     return plt
 
 
-def plot_curves(metrics: list[dict], path: Path, title: str, loss_name: str | None = None) -> Path:
+def plot_curves(metrics: list[dict], path: Path, title: str, loss_name: str | None = None,
+                best_epoch: int | None = None) -> Path:
     """Training loss (mean per sample over the epoch, log scale) and train/validation/test accuracy
-    against epoch; ``loss_name`` (e.g. ``cross_entropy``) labels the loss axis."""
+    against epoch; ``loss_name`` (e.g. ``cross_entropy``) labels the loss axis, ``best_epoch``
+    marks the epoch the best checkpoint holds."""
     plt = _plt()
     ep = [r["epoch"] for r in metrics]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -34,6 +36,9 @@ def plot_curves(metrics: list[dict], path: Path, title: str, loss_name: str | No
         vals = [r.get(key) for r in metrics]
         if any(v is not None and not np.isnan(v) for v in vals):
             a2.plot(ep, [100 * v for v in vals], label=lab)
+    if best_epoch:
+        a2.axvline(best_epoch, color="0.4", linestyle="--", linewidth=1,
+                   label=f"best checkpoint (epoch {best_epoch})")
     a2.set_xlabel("epoch")
     a2.set_ylabel("accuracy (%)")
     a2.grid(alpha=0.3)

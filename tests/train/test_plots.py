@@ -26,11 +26,14 @@ def _metrics(losses):
 
 def test_curves_name_the_loss_and_keep_a_negative_loss_visible(tmp_path, captured):
     plots.plot_curves(_metrics([0.5, 0.2, 0.1]), tmp_path / "a.png", "t", "cross_entropy")
-    plots.plot_curves(_metrics([-0.1, -0.4, -0.9]), tmp_path / "b.png", "t", "linear")
+    plots.plot_curves(_metrics([-0.1, -0.4, -0.9]), tmp_path / "b.png", "t", "linear", best_epoch=2)
     (loss_a, acc_a), (loss_b, _) = (fig.axes for fig in captured)
     assert loss_a.get_ylabel() == "cross_entropy (mean per training sample)" and loss_a.get_yscale() == "log"
     assert loss_b.get_yscale() == "linear"  # a log axis would silently drop every (negative) point
     assert acc_a.get_ylabel() == "accuracy (%)"
+    legend = [t.get_text() for t in captured[1].axes[1].get_legend().get_texts()]
+    assert "best checkpoint (epoch 2)" in legend
+    assert not any("best" in t.get_text() for t in acc_a.get_legend().get_texts())
     assert (tmp_path / "a.png").stat().st_size > 0 and (tmp_path / "b.png").stat().st_size > 0
 
 
