@@ -126,7 +126,8 @@ class SmuB2900Emulator(ScpiEmulator):
 
     def _format_values(self, values: list[float]) -> Any:
         if self.data_format == "ASC":
-            return ",".join(_fmt(v) if not math.isnan(v) else _fmt(MISSING_SENTINEL) for v in values)
+            decimals = self.reply_decimals(6)
+            return ",".join(format_nr3(v if not math.isnan(v) else MISSING_SENTINEL, decimals) for v in values)
         kind = "d" if self.data_format == "REAL64" else "f"
         order = ">" if self.byte_order == "NORM" else "<"
         body = struct.pack(f"{order}{len(values)}{kind}", *values)

@@ -151,8 +151,9 @@ class Daq970Emulator(ScpiEmulator):
 
     def _format(self, readings: list[tuple[float, int, float]]) -> str:
         parts: list[str] = []
+        decimals = self.reply_decimals(8)
         for value, ch, t in readings:
-            parts.append(_fmt(value))
+            parts.append(f"{float(value):+.{decimals}E}")
             if self.format_time:
                 parts.append(f"{t:+.3E}")
             if self.format_channel:
