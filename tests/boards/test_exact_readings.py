@@ -117,3 +117,10 @@ def test_world_reading_modes():
     assert exact.reply_digits(7) == 17 and quant.reply_digits(7) == 7
     with pytest.raises(WorldError, match="readings"):
         World(c, {}, readings="ideal")
+
+
+def test_cli_emulate_exact_readings(capsys):
+    from hil.cli import main
+
+    assert main(["emulate", "scpi-xor", "--duration", "0.05", "--readings", "exact"]) == 0
+    assert "readings exact" in capsys.readouterr().out
