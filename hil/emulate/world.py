@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Optional
@@ -55,7 +56,7 @@ from hil.circuit.model import GROUND, Circuit
 from hil.circuit.solve import EquilibriumSolver
 
 __all__ = [
-    "World", "PortSource", "WorldSolution", "WorldError", "WorldSolveError",
+    "World", "BenchTrigger", "PortSource", "WorldSolution", "WorldError", "WorldSolveError",
     "OVERFLOW_SENTINEL", "MISSING_SENTINEL", "GMIN_S", "HOT_SWITCH_V", "READING_MODES", "EXACT_DIGITS",
 ]
 
@@ -157,6 +158,56 @@ class _Uf:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
+class BenchTrigger:
+    """One trigger line wired to every instrument of the bench (e.g. the SMUs' digital I/O pin 1
+    and the DAQ's Ext Trig input on one cable).
+
+    Instruments waiting for it register with :meth:`arm`; the instrument that drives it calls
+    :meth:`pulse` once per point, in two steps as a bench settles: ``"source"`` (every armed
+    source steps to its next level) and, after the lead's delay, ``"measure"`` (every armed meter
+    takes its reading). A participant is a callable ``(step, point)``; :meth:`disarm` removes it.
+    The caller holds the world lock, so a pulse is one consistent change of the world.
+    """
+
+    def __init__(self) -> None:
+        self._armed: list[Any] = []
+        self.pulses = 0
+
+    def arm(self, participant: Any) -> None:
+        """Wait for pulses (idempotent)."""
+        if participant not in self._armed:
+            self._armed.append(participant)
+
+    def disarm(self, participant: Any) -> None:
+        """Stop waiting for pulses (idempotent)."""
+        if participant in self._armed:
+            self._armed.remove(participant)
+
+    @property
+    def armed(self) -> int:
+        """Number of participants waiting for pulses."""
+        return len(self._armed)
+
+    def wait(self, done: Any, idle_s: float = 10.0) -> bool:
+        """Wait until the event ``done`` is set while pulses keep coming; False once no pulse has
+        arrived for ``idle_s`` seconds (nothing drives the line)."""
+        last, since = self.pulses, time.monotonic()
+        while not done.wait(0.2):
+            if self.pulses != last:
+                last, since = self.pulses, time.monotonic()
+            elif time.monotonic() - since > idle_s:
+                return False
+        return True
+
+    def pulse(self, step: str, point: int) -> None:
+        """Deliver one ``step`` (``"source"`` or ``"measure"``) of pulse ``point`` to every armed
+        participant; a participant whose count is complete disarms itself."""
+        if step == "source":
+            self.pulses += 1
+        for participant in list(self._armed):
+            participant(step, point)
+
+
 class World:
     """One simulated bench: circuit + wiring + crosspoints + one lock.
 
@@ -200,6 +251,8 @@ class World:
         self.solve_count = 0
         #: line servers of the emulators sharing this world (commands are ordered across them)
         self.servers: set[Any] = set()
+        #: the bench trigger line shared by every instrument of this world
+        self.trigger = BenchTrigger()
 
     # -- wiring and state ----------------------------------------------------------------------
 

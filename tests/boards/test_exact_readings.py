@@ -47,7 +47,7 @@ def hl_pair(bench_name, readings, x, t):
     return bench_hl, sim_hl, sim, loss, safe, circuit
 
 
-@pytest.mark.parametrize("bench_name", ["scpi-xor", "xor-bench"])
+@pytest.mark.parametrize("bench_name", ["scpi-xor", "xor-bench", "scpi-xor-triggered"])
 def test_exact_readings_hl_gradient_equals_simulated(bench_name):
     """Ideal instruments, 17-digit replies: the gradient through sockets is the simulated board's."""
     x, t = XOR, np.array([0, 1, 1, 0])
