@@ -11,7 +11,7 @@ from hil.emulate.bench import EmulatedBench
 from hil.train.estimators import estimate
 from hil.train.losses import Loss
 
-from tests.boards.test_emulated_bench import open_board
+from tests.boards.test_emulated_bench import XOR, open_board
 
 BENCH = "scpi-xor-triggered"
 
@@ -91,3 +91,23 @@ def test_arm_sweep_refuses_a_vector_over_the_limits_before_any_io():
             eb.settle()
             assert len(eb.emulators["smu_x"].transcript.received()) == before
         assert eb.all_outputs_safe()
+
+
+@pytest.mark.parametrize("inst, arm, expected", [
+    ("daq", lambda f: f.no_reply(count=None, match=r"FETC\?"), "InstrumentTimeout"),
+    ("smu_y23", lambda f: f.garbage_reply(count=None, match=r"FETC"), "InstrumentProtocolError"),
+], ids=["daq_no_reply", "follower_garbage"])
+def test_fault_in_a_triggered_batch_stops_with_outputs_off(inst, arm, expected):
+    """A fault at the read-back of a triggered batch raises; every output ends off at 0 V and no
+    instrument is left waiting on the trigger line."""
+    import hil.drivers.errors as errors
+
+    with EmulatedBench(BENCH, time_mode="virtual") as eb:
+        board = open_board(eb, timeout_s=1.0, rehearsal=False)
+        with pytest.raises(getattr(errors, expected)):
+            with board:
+                board.measure(XOR[:1])
+                arm(eb.emulators[inst].faults)
+                board.measure(XOR[:1])
+        assert eb.all_outputs_safe()
+        assert eb.world.trigger.armed == 0
