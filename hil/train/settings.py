@@ -48,6 +48,8 @@ class TrainSettings:
     raw: dict = field(default_factory=dict)
     instrument_board: object = None  # hil.boards.bench_config.InstrumentBoardSpec for backend: instruments
     blas_threads: int | str | None = None  # None: $HIL_BLAS_THREADS or 1 (see hil.threads)
+    devices: dict | None = None  # board.devices: non-idealities (hil.devices)
+    calibration: dict | None = None  # board.calibration: calibration and compensation (hil.calibrate)
 
 
 def _drive_v(v: float) -> str | None:
@@ -73,6 +75,8 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         instrument_board = parse_instrument_board(b)
         if circuit is not None:
             b.error("circuit", "the instruments backend takes its circuit from board.bench")
+    devices = b.get("devices", dict, None)
+    calibration = b.get("calibration", dict, None)
     b.finish()
     d = top.section("data", required=True)
     dataset = d.get("name", str, choices=DATASETS)
@@ -136,7 +140,7 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         raise ConfigError(problems, source)
     return TrainSettings(name, seed, backend, g_min, g_max, circuit, dataset, scale, vfrac, est, est_opts, loss, gain,
                          opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data,
-                         instrument_board, blas_threads)
+                         instrument_board, blas_threads, devices, calibration)
 
 
 def _threads_check(val) -> str | None:
