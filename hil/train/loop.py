@@ -328,8 +328,10 @@ class Trainer:
 
         metrics = self.run.read_metrics()
         if metrics:
-            plot_curves(metrics, self.run.path / "plots" / "curves.png", f"{self.s.name}: training curves")
+            plot_curves(metrics, self.run.path / "plots" / "curves.png", f"{self.s.name}: training curves", self.s.loss,
+                        self.best[1] or None)
         topo = self.board.topology
         g = self.board.read_conductances()
         groups = {k: g[sl].reshape(topo.group_shapes.get(k, (-1,))) for k, sl in topo.groups.items()}
-        plot_conductances(groups, self.run.path / "plots" / "conductances.png", f"{self.s.name}: final conductances")
+        plot_conductances(groups, self.run.path / "plots" / "conductances.png", f"{self.s.name}: final conductances",
+                          (self.s.g_min, self.s.g_max))
