@@ -13,8 +13,11 @@ the ± drive of every output port in one sweep) and prints the number of instrum
 * ``stepwise``: the fallback with the plain protocol (set every level, read every port, one scan
   per point) — O(points × channels), for contrast.
 
-With ``--emulated`` it also runs the stepwise path through real pyvisa-py sockets against the
-emulated ``scpi-xor`` bench and counts the lines the emulators received (B = 1 and 8).
+With ``--emulated`` it also counts, through real pyvisa-py sockets, the lines (and queries) the
+emulators received for one step: the stepwise path on ``scpi-xor`` (B = 1, 8) and the triggered
+path on ``scpi-xor-triggered`` (B2902A list sweeps and DAQ970A scans stepped by one bench trigger
+line; B = 1, 8, 32), where queries stay constant and lines grow only by one list-upload message
+per 100 points and SMU channel.
 """
 
 from __future__ import annotations
@@ -92,24 +95,34 @@ def emulated_table() -> None:
     from hil.boards.bench_factory import make_instrument_board
     from hil.emulate.bench import EmulatedBench
 
-    acq = {"acquisition": "stepwise", "settle_s": 0.0, "ramp_points": True, "max_points": 2000, "noise_floor_v": 5e-6}
-    print("\nthrough pyvisa-py sockets, emulated scpi-xor bench (stepwise: the drivers have no triggered sweeps yet)")
-    print(f"{'B':>3s} {'lines received per hl step':>28s}")
-    for B in (1, 8):
-        with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
-            spec = InstrumentBoardSpec(eb.loopback_bench, acq, {"scheme": "none"})
-            board = make_instrument_board(spec, (1e-8, 1e-4), clock=lambda: eb.clock.now_s)
-            with board:
-                board.connect()
-                count = lambda: sum(len(emu.transcript.received()) for emu in eb.emulators.values())
-                before = count()
-                one_step(board, board.topology, B)
-                print(f"{B:3d} {count() - before:28d}")
+    print("\nthrough pyvisa-py sockets (emulated benches, ideal readings so the world solves stay fast):")
+    print("  scpi-xor: 2450s on two outputs, so the stepwise path; scpi-xor-triggered: B2902As + DAQ970A on "
+          "one trigger line")
+    print(f"{'bench':20s} {'path':>10s} {'B':>3s} {'points':>7s} {'lines':>7s} {'queries':>8s} {'per instrument (lines/queries)'}")
+    for name, mode, sizes in (("scpi-xor", "stepwise", (1, 8)), ("scpi-xor-triggered", "triggered", (1, 8, 32))):
+        acq = {"acquisition": mode, "settle_s": 0.0, "ramp_points": True, "max_points": 2000, "noise_floor_v": 5e-6}
+        for B in sizes:
+            with EmulatedBench(name, time_mode="virtual", readings="exact") as eb:
+                spec = InstrumentBoardSpec(eb.loopback_bench, acq, {"scheme": "none"})
+                board = make_instrument_board(spec, (1e-8, 1e-4), clock=lambda: eb.clock.now_s)
+                with board:
+                    board.connect()
+                    eb.settle()
+                    before = {n: len(e.transcript.received()) for n, e in eb.emulators.items()}
+                    points0 = board.stats.points
+                    one_step(board, board.topology, B)
+                    eb.settle()
+                    got = {n: e.transcript.received()[before[n]:] for n, e in eb.emulators.items()}
+                    points = board.stats.points - points0
+                lines = sum(len(v) for v in got.values())
+                queries = sum(sum("?" in x for x in v) for v in got.values())
+                per = " ".join(f"{n}:{len(v)}/{sum('?' in x for x in v)}" for n, v in got.items())
+                print(f"{name:20s} {mode:>10s} {B:3d} {points:7d} {lines:7d} {queries:8d} {per}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--emulated", action="store_true", help="also count through the emulated scpi-xor bench")
+    p.add_argument("--emulated", action="store_true", help="also count through the emulated scpi-xor benches")
     args = p.parse_args(argv)
     in_process_table()
     if args.emulated:

@@ -119,6 +119,10 @@ def _channel_problem(channel: int, slots: Optional[Mapping[int, int]]) -> Option
     return None
 
 
+_MAX_TRIGGERED_SCANS = 50_000   # TRIG:COUN upper bound (34970A; the DAQ970A accepts more)
+_READING_MEMORY = 50_000        # readings held in memory (34970A; DAQ970A: 100 000)
+
+
 class Daq970a(ScpiDriver):
     """Keysight DAQ970A / 34970A / 34972A as a ``Scanner`` (DC volts).
 
@@ -219,6 +223,43 @@ class Daq970a(ScpiDriver):
         finally:
             self._write(f"ROUT:SCAN {channel_list(config.channels)}")
         return float(self._parse(lambda r: parse_numbers(r, count=1), reply, "READ?")[0])
+
+    # -- triggered scans (TriggeredScans) ---------------------------------------------------------
+
+    def arm_scan(self, points: int) -> None:
+        """Arm ``points`` sweeps of the scan list, one per pulse on the rear-panel Ext Trig input
+        (``TRIG:SOUR EXT``, ``TRIG:COUN points``, ``INIT``: wait-for-trigger state)."""
+        config = self._require_scan()
+        n = int(points)
+        if not 1 <= n <= _MAX_TRIGGERED_SCANS:
+            raise InstrumentConfigError(f"points {points}: 1..{_MAX_TRIGGERED_SCANS} scans per arm "
+                                        f"({len(config.channels)} channels each)", instrument=self.name)
+        if n * len(config.channels) > _READING_MEMORY:
+            raise InstrumentConfigError(f"{n} scans of {len(config.channels)} channels exceed the "
+                                        f"{_READING_MEMORY}-reading memory", instrument=self.name)
+        self._write("TRIG:SOUR EXT")
+        self._write(f"TRIG:COUN {n}")
+        self._write("INIT")
+        self._armed_scans = n
+        self.check_errors()  # answered once armed: the scanner waits before the SMUs start
+
+    def fetch_scan(self) -> np.ndarray:
+        """Every armed scan in one ``FETC?`` as ``(points, channels)`` V (overload → ``±inf``,
+        missing → ``nan``); the trigger goes back to immediate, count 1."""
+        config = self._require_scan()
+        n = getattr(self, "_armed_scans", None)
+        if n is None:
+            raise InstrumentConfigError("no scan armed; call arm_scan() first", instrument=self.name)
+        m = len(config.channels)
+        try:
+            with self.transport.temporary_timeout(self.transport.timeout_s + n * config.scan_time_s()):
+                reply = self._query("FETC?")
+            values = self._parse(lambda r: parse_numbers(r, count=n * m), reply, "FETC?")
+        finally:
+            self._armed_scans = None
+            self._write("TRIG:SOUR IMM")
+            self._write("TRIG:COUN 1")
+        return values.reshape(n, m)
 
     # -- snapshot and shutdown -----------------------------------------------------------------
 

@@ -41,6 +41,7 @@ any autozero command (only ``autozero: off`` is accepted).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, Optional
 
@@ -65,8 +66,9 @@ from hil.drivers.parsing import (
     parse_bool,
     parse_numbers,
 )
+from hil.drivers.limits import check_vector
 from hil.drivers.protocols import Reading, SmuChannelConfig, SweepResult
-from hil.drivers.smu import SourceMeterDriver
+from hil.drivers.smu import FALLBACK_LINE_FREQUENCY_HZ, SourceMeterDriver, at_limit
 
 __all__ = ["KeysightB2900", "status_in_compliance", "map_sentinels"]
 
@@ -310,6 +312,136 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
         v_src = per_point[:, cols, 2]
         self._last_flags = flags
         return v_src, i_meas, None
+
+    # -- triggered sweeps across instruments (TriggeredSweeps) -------------------------------------
+
+    def arm_sweep(self, levels_v: Mapping[str, ArrayLike], settle_s: float, lead: bool) -> None:
+        """Upload one list per channel and arm the trigger model for a sweep stepped by the bench
+        trigger line (digital I/O pin ``EXT1`` of every instrument on one cable).
+
+        A follower (``lead=False``) waits for the line once per point (``:TRIG{c}:SOUR EXT1``,
+        ``:INIT``); the lead (``lead=True``) paces the points and drives the line at each source
+        step (``:TRIG{c}:TRAN:TOUT:SIGN EXT1``, ``:TRIG{c}:TRAN:TOUT ON``) once :meth:`start_sweep`
+        initiates it. Limits are checked exactly as in :meth:`list_sweep` before anything is sent;
+        the arm ends with an error-queue query, so a follower is known to wait before the lead starts.
+
+        Args:
+            levels_v: ``{channel: levels in V}``, equal lengths, at most 2500 points.
+            settle_s: settling time per point in s, added to the channel's ``source_delay_s``.
+            lead: this instrument drives the trigger line.
+        """
+        vectors, timeout_s = self._checked_vectors(levels_v, float(settle_s))
+        order = list(vectors)
+        chans = sorted(order, key=int)
+        n = next(iter(vectors.values())).size
+        chanlist = f"(@{','.join(chans)})"
+        self._armed_sweep = {"order": order, "chans": chans, "n": n, "chanlist": chanlist,
+                             "timeout_s": timeout_s, "lead": bool(lead)}
+        try:
+            for ch in order:
+                levels = vectors[ch]
+                for k in range(0, n, _LIST_CHUNK):
+                    head = f":SOUR{ch}:LIST:VOLT " if k == 0 else f":SOUR{ch}:LIST:VOLT:APP "
+                    self._write(head + ",".join(format_number(v) for v in levels[k:k + _LIST_CHUNK]))
+                self._write(f":TRIG{ch}:COUN {n}")
+                self._write(f":TRIG{ch}:ACQ:DEL {format_number(float(settle_s) + self.config(ch).source_delay_s)}")
+                self._write(f":SOUR{ch}:VOLT:MODE LIST")
+                self._list_active.add(ch)
+            if lead:
+                self._write(f":TRIG{chans[0]}:TRAN:TOUT:SIGN EXT1")
+                self._write(f":TRIG{chans[0]}:TRAN:TOUT ON")
+            else:
+                for ch in chans:
+                    self._write(f":TRIG{ch}:SOUR EXT1")
+                self._write(f":INIT {chanlist}")
+            # a query answered only after everything above ran: the follower is waiting for the
+            # line before the lead can be started (and any rejected command is reported now)
+            self.check_errors()
+        except BaseException:
+            self._restore_after_triggered(order)
+            self._armed_sweep = None
+            raise
+
+    def start_sweep(self) -> None:
+        """Initiate the armed sweep of the lead (it drives the bench trigger line)."""
+        armed = self._require_armed()
+        self._write(f":INIT {armed['chanlist']}")
+
+    def fetch_sweep(self) -> SweepResult:
+        """Wait for the armed sweep (``*OPC?``), read every channel back in one ``:FETC:ARR?`` and
+        restore fixed mode; per-point compliance = status bits 1–2 or the software at-limit rule."""
+        armed = self._require_armed()
+        order, chans, n = armed["order"], armed["chans"], armed["n"]
+        try:
+            with self.transport.temporary_timeout(armed["timeout_s"]):
+                done = self._query("*OPC?")
+            if done != "1":
+                raise InstrumentProtocolError(f"*OPC? returned {done!r}", instrument=self.name, command="*OPC?")
+            data = self._fetch(armed["chanlist"], n * len(chans) * _ELEMENTS, armed["timeout_s"])
+        except BaseException as exc:
+            if isinstance(exc, (InstrumentTimeout, KeyboardInterrupt, SystemExit)):
+                try:  # the list may still be running or waiting for the line: stop it first
+                    self.transport.write(f":ABOR {armed['chanlist']}")
+                except Exception as abort_exc:
+                    self.log.error("could not abort the triggered sweep: %s", abort_exc)
+            raise
+        finally:
+            self._restore_after_triggered(order, lead=armed["lead"])
+            self._armed_sweep = None
+        per_point = data.reshape(n, len(chans), _ELEMENTS)
+        cols = [chans.index(ch) for ch in order]
+        i_meas, v_src = per_point[:, cols, 0], per_point[:, cols, 2]
+        limits = np.array([self.config(ch).limits.i_compliance_a for ch in order])
+        compliance = at_limit(i_meas / limits, 1.0) | status_in_compliance(per_point[:, cols, 1])
+        for ch in order:
+            self.voltage_setpoint(ch)
+        self._check_sweep_power(order, v_src, i_meas)
+        self.check_errors()
+        return SweepResult(v_source=v_src, i_meas=i_meas, compliance=compliance, channels=tuple(order))
+
+    def _checked_vectors(self, levels_v: Mapping[str, ArrayLike], settle_s: float) -> tuple[dict[str, np.ndarray], float]:
+        """The checks of ``list_sweep`` (points, bounds, step and slew from and back to the present
+        level, outputs on); returns the vectors and a timeout for the whole sweep, s."""
+        if not levels_v:
+            raise LimitViolation("channels", 0.0, 1.0, reason="no channel given", instrument=self.name)
+        self._check_sweep_settle(settle_s)
+        vectors: dict[str, np.ndarray] = {}
+        for ch, levels in levels_v.items():
+            if np.size(levels) > _MAX_LIST_POINTS:
+                raise LimitViolation("points", float(np.size(levels)), float(_MAX_LIST_POINTS), instrument=self.name,
+                                     reason=f"channel {ch!r}: B2900 lists hold at most {_MAX_LIST_POINTS} points")
+            vectors[ch] = check_vector(self.config(ch).limits, levels, start_v=self._setpoint.get(ch, math.nan),
+                                       end_v=self._setpoint.get(ch, math.nan),
+                                       point_duration_s=self._point_duration_s(ch, settle_s))
+        lengths = {v.size for v in vectors.values()}
+        if len(lengths) != 1:
+            raise LimitViolation("points", float(max(lengths)), float(min(lengths)),
+                                 reason="all channels need the same number of points", instrument=self.name)
+        off = [ch for ch in vectors if not self._output_on.get(ch, False)]
+        if off:
+            raise InstrumentError(f"outputs off on channels {off}; switch them on before a sweep", instrument=self.name)
+        n = lengths.pop()
+        worst = max(self._point_duration_s(ch, settle_s) for ch in vectors)
+        nplc = max(self.config(ch).nplc for ch in vectors)
+        f_line = self.line_frequency_hz or FALLBACK_LINE_FREQUENCY_HZ
+        return vectors, 2 * n * nplc / f_line + n * worst + 5.0
+
+    def _require_armed(self) -> dict[str, Any]:
+        armed = getattr(self, "_armed_sweep", None)
+        if armed is None:
+            raise InstrumentError("no sweep armed; call arm_sweep() first", instrument=self.name)
+        return armed
+
+    def _restore_after_triggered(self, channels: list[str], lead: bool = False) -> None:
+        """Fixed mode, count 1, configured delay, trigger source back to automatic, trigger output off."""
+        self._restore_after_sweep(channels)
+        for ch in channels:
+            try:
+                self._write(f":TRIG{ch}:SOUR AINT")
+                if lead:
+                    self._write(f":TRIG{ch}:TRAN:TOUT OFF")
+            except Exception:
+                self.log.error("could not restore the trigger of channel %r", ch, exc_info=True)
 
     def _fetch(self, chanlist: str, count: int, timeout_s: float) -> np.ndarray:
         command = f":FETC:ARR? {chanlist}"

@@ -24,6 +24,7 @@ Status word: bit 1 (value 2) = current compliance, bit 3 (value 8) = output prot
 from __future__ import annotations
 
 import math
+import threading
 import struct
 from typing import Any, Optional
 
@@ -60,13 +61,14 @@ class SmuB2900Emulator(ScpiEmulator):
         return f"Keysight Technologies,{self.model},{self.serial},3.4.2011.5100"
 
     def reset(self) -> None:
+        self._disarm_bench_trigger()
         self.chans: dict[str, SmuChannel] = {}
         for ch in self.channel_names:
             state = SmuChannel(func="VOLT", level_v=0.0, v_range=2.0, v_autorange=True, i_limit_a=1e-4,
                                i_range_a=1e-4, i_autorange=True, output_on=False, off_mode="NORM", nplc=1.0,
                                autozero=False, source_delay_s=0.0)
             state.extra.update(trig_count=1, acq_delay=0.0, tran_delay=0.0, trig_source="AINT",
-                               on_auto=False, off_auto=False, buffer=[], points=0)
+                               on_auto=False, off_auto=False, buffer=[], points=0, tout=False, tout_signal="EXT1")
             self.chans[ch] = state
         self.elements = ["VOLTage", "CURRent", "RESistance", "TIME", "STATus", "SOURce"]
         self.data_format = "ASC"
@@ -126,7 +128,8 @@ class SmuB2900Emulator(ScpiEmulator):
 
     def _format_values(self, values: list[float]) -> Any:
         if self.data_format == "ASC":
-            return ",".join(_fmt(v) if not math.isnan(v) else _fmt(MISSING_SENTINEL) for v in values)
+            decimals = self.reply_decimals(6)
+            return ",".join(format_nr3(v if not math.isnan(v) else MISSING_SENTINEL, decimals) for v in values)
         kind = "d" if self.data_format == "REAL64" else "f"
         order = ">" if self.byte_order == "NORM" else "<"
         body = struct.pack(f"{order}{len(values)}{kind}", *values)
@@ -419,6 +422,20 @@ class SmuB2900Emulator(ScpiEmulator):
         cmd.count(1)
         self._ch(cmd)[1].extra["timer"] = cmd.number(0, lo=1e-5, hi=1e5, default=1e-5)
 
+    @scpi(":TRIGger#[:ALL]:TOUTput[:STATe]")
+    @scpi(":TRIGger#:ACQuire:TOUTput[:STATe]")
+    @scpi(":TRIGger#:TRANsient:TOUTput[:STATe]")
+    def _trig_tout(self, cmd: Command) -> None:
+        cmd.count(1)
+        self._ch(cmd)[1].extra["tout"] = cmd.boolean(0)
+
+    @scpi(":TRIGger#[:ALL]:TOUTput:SIGNal")
+    @scpi(":TRIGger#:ACQuire:TOUTput:SIGNal")
+    @scpi(":TRIGger#:TRANsient:TOUTput:SIGNal")
+    def _trig_tout_signal(self, cmd: Command) -> None:
+        cmd.count(1)
+        self._ch(cmd)[1].extra["tout_signal"] = cmd.choice(0, ("EXT1", "INT1", "INT2", "LAN"))
+
     @scpi(":INITiate[:IMMediate][:ALL]")
     @scpi(":INITiate[:IMMediate]:ACQuire")
     @scpi(":INITiate[:IMMediate]:TRANsient")
@@ -436,23 +453,80 @@ class SmuB2900Emulator(ScpiEmulator):
             st.extra["points"] = self.chans[ch].extra["trig_count"]
             if not st.output_on and st.extra.get("on_auto"):
                 st.output_on = True
-        for k in range(n):
-            # every initiated channel steps together (one world change per point) ...
-            with (self.world.lock if self.world is not None else _null()):
+        if self.world is not None and all(self.chans[ch].extra["trig_source"] == "EXT1" for ch in chans):
+            self._arm_bench_trigger(chans, cmd.text)  # wait for the trigger line on digital I/O pin 1
+            return
+        drives = self.world is not None and any(self.chans[ch].extra["tout"] and
+                                                self.chans[ch].extra["tout_signal"] == "EXT1" for ch in chans)
+        bench = self.world.trigger if drives else None
+        # while driving the bench trigger line the world is held for the whole sweep (the armed
+        # instruments step with this one)
+        with (self.world.lock if drives else _null()):
+            for k in range(n):
+                # every initiated channel steps together (one world change per point) ...
+                with (self.world.lock if self.world is not None else _null()):
+                    for ch in chans:
+                        st = self.chans[ch]
+                        if k < st.extra["trig_count"] and st.voltage_mode == "LIST" and st.output_on:
+                            st.level_v = st.list_v[k % len(st.list_v)]
+                            self._apply(ch)
+                    if bench is not None:
+                        bench.pulse("source", k)  # the trigger output pulse at the source step
+                # ... then waits its delays (without a bench trigger other instruments keep working) ...
+                self.advance(max(self.chans[ch].extra["tran_delay"] + self.chans[ch].extra["acq_delay"] for ch in chans))
+                if bench is not None:
+                    bench.pulse("measure", k)
+                # ... then measures every channel at once (separate SMUs integrate in parallel)
                 for ch in chans:
                     st = self.chans[ch]
-                    if k < st.extra["trig_count"] and st.voltage_mode == "LIST" and st.output_on:
-                        st.level_v = st.list_v[k % len(st.list_v)]
-                        self._apply(ch)
-            # ... then waits its delays (the world lock is free: other instruments keep working) ...
-            self.advance(max(self.chans[ch].extra["tran_delay"] + self.chans[ch].extra["acq_delay"] for ch in chans))
-            # ... then measures every channel at once (separate SMUs integrate in parallel)
+                    if k >= st.extra["trig_count"] or st.extra.get("protection_tripped"):
+                        continue  # past this channel's count, or switched off by output protection
+                    st.extra["buffer"].append(self._measure_point(ch, cmd.text))
+                self.advance(max(integration_s(self, self.chans[ch]) for ch in chans) + 50e-6)
+
+    # -- the bench trigger line (followers) --------------------------------------------------------
+
+    def _arm_bench_trigger(self, chans: list[str], line: str) -> None:
+        self._disarm_bench_trigger()
+        self._armed = {"chans": chans, "line": line, "done": 0,
+                       "count": max(self.chans[ch].extra["trig_count"] for ch in chans)}
+        self._armed_done.clear()
+        self.world.trigger.arm(self._on_bench_trigger)
+
+    def _disarm_bench_trigger(self) -> None:
+        if getattr(self, "world", None) is not None:
+            self.world.trigger.disarm(self._on_bench_trigger)
+        self._armed: Optional[dict[str, Any]] = None
+        if not hasattr(self, "_armed_done"):
+            self._armed_done = threading.Event()
+        self._armed_done.set()
+
+    def _on_bench_trigger(self, step: str, point: int) -> None:
+        """One list point per pulse of the bench trigger line (called by the driving instrument)."""
+        armed = self._armed
+        if armed is None:
+            return
+        k = armed["done"]
+        chans = [ch for ch in armed["chans"] if k < self.chans[ch].extra["trig_count"]]
+        if step == "source":
             for ch in chans:
                 st = self.chans[ch]
-                if k >= st.extra["trig_count"] or st.extra.get("protection_tripped"):
-                    continue  # past this channel's count, or switched off by output protection
-                st.extra["buffer"].append(self._measure_point(ch, cmd.text))
-            self.advance(max(integration_s(self, self.chans[ch]) for ch in chans) + 50e-6)
+                if st.voltage_mode == "LIST" and st.output_on:
+                    st.level_v = st.list_v[k % len(st.list_v)]
+                    self._apply(ch)
+            return
+        for ch in chans:
+            st = self.chans[ch]
+            if not st.extra.get("protection_tripped"):
+                st.extra["buffer"].append(self._measure_point(ch, armed["line"]))
+        armed["done"] = k + 1
+        if armed["done"] >= armed["count"]:
+            self._disarm_bench_trigger()
+
+    def wait_complete(self) -> None:
+        """``*OPC?``/``*WAI``/fetch: an armed follower waits for its points (bounded)."""
+        if self.world is not None and not self.world.trigger.wait(self._armed_done):
+            raise ScpiError(-230, "triggered sweep still waiting for bench triggers")
 
     @scpi(":ABORt[:ALL]")
     @scpi(":ABORt:ACQuire")
@@ -460,6 +534,7 @@ class SmuB2900Emulator(ScpiEmulator):
     def _abort(self, cmd: Command) -> None:
         cmd.count(0, 1)
         self._chanlist(cmd, 0)
+        self._disarm_bench_trigger()
 
     @scpi(":IDLE#[:ALL]", query=True)
     def _idle_q(self, cmd: Command) -> str:
@@ -507,6 +582,7 @@ class SmuB2900Emulator(ScpiEmulator):
     def _fetch(self, cmd: Command) -> Any:
         cmd.count(0, 1)
         chans = self._chanlist(cmd, 0)
+        self.wait_complete()
         head = cmd.header.upper()
         elements = list(self.elements)
         for word, el in (("CURR", "CURRent"), ("VOLT", "VOLTage"), ("SOUR", "SOURce"), ("STAT", "STATus")):

@@ -229,6 +229,11 @@ class Emulator(abc.ABC):
         """Every recorded output state of ``channel`` (oldest first)."""
         return self.transcript.states(channel)
 
+    def reply_decimals(self, decimals: int) -> int:
+        """Digits after the point of a reading in exponent form: the instrument's ``decimals``, or
+        16 (17 significant digits, float64 round-trips) when the world is in ``exact`` mode."""
+        return self.world.reply_digits(decimals + 1) - 1 if self.world is not None else int(decimals)
+
     def sentinel_value(self, channel: Optional[str] = None, line: Optional[str] = None) -> Optional[float]:
         """If a ``sentinel`` fault applies, consume it and return ``+9.9E37`` / ``+9.91E37``."""
         params = self.faults.take("sentinel", line, channel)

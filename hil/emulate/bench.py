@@ -41,16 +41,19 @@ class EmulatedBench:
         time_mode: ``"instant"`` (default), ``"virtual"`` or ``"realtime"``.
         time_scale: wall seconds per modelled second in ``realtime`` mode.
         seed: noise seed (default: the bench file's ``seed``).
+        readings: ``"noisy"`` (default: realistic noise, quantisation and reply formats),
+            ``"quantised"`` (noise off) or ``"exact"`` (ideal instruments, 17-digit replies); see
+            :class:`~hil.emulate.world.World`.
     """
 
     def __init__(self, bench: Union[Bench, str, Path, Mapping[str, Any]], *, time_mode: str = "instant",
-                 time_scale: float = 1.0, seed: Optional[int] = None) -> None:
+                 time_scale: float = 1.0, seed: Optional[int] = None, readings: str = "noisy") -> None:
         self.bench: Bench = bench if isinstance(bench, Bench) else load_bench(bench)
         self.clock = BenchClock(time_mode, time_scale)
         crosspoints = {f"{inst}.{spec}": pair for (inst, spec), pair in self.bench.wiring.crosspoints.items()}
         self.world = World(self.bench.circuit, self.bench.wiring.connections(), crosspoints=crosspoints,
                            seed=self.bench.seed if seed is None else int(seed),
-                           line_frequency_hz=self.bench.line_frequency_hz)
+                           line_frequency_hz=self.bench.line_frequency_hz, readings=readings)
         self.emulators: dict[str, Emulator] = {}
         connections = self.bench.wiring.connections()
         for name, spec in self.bench.instruments.items():

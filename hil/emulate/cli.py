@@ -33,6 +33,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--time-scale", type=float, default=1.0,
                    help="wall seconds per modelled second in realtime mode (default 1)")
     p.add_argument("--seed", type=int, default=None, help="reading-noise seed (default: the bench file's)")
+    p.add_argument("--readings", choices=("noisy", "quantised", "exact"), default="noisy",
+                   help="noisy (default): realistic noise, resolution and reply formats; quantised: noise off; "
+                        "exact: ideal instruments replying with 17 significant digits")
     p.add_argument("--write-bench", metavar="PATH", default=None,
                    help="write a copy of the bench with the loopback resources to PATH")
     p.add_argument("--duration", type=float, default=None, metavar="S",
@@ -63,15 +66,17 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
         _output_path(args.write_bench, "--write-bench")  # a missing folder is refused before serving
     bench = load_bench(args.bench)
     try:
-        emulated = EmulatedBench(bench, time_mode=args.time_mode, time_scale=args.time_scale, seed=args.seed)
+        emulated = EmulatedBench(bench, time_mode=args.time_mode, time_scale=args.time_scale, seed=args.seed,
+                                 readings=args.readings)
     except EmulationError as exc:
         print(f"hil emulate: {exc}", file=sys.stderr)
         return 2
     with emulated:
         width = max(len(n) for n in bench.instruments)
         seed = bench.seed if args.seed is None else args.seed
-        print(f"hil emulate: bench {bench.name} (circuit {bench.circuit_ref}), time {args.time_mode}, seed {seed}",
-              file=out)
+        mode = "" if args.readings == "noisy" else f", readings {args.readings}"
+        print(f"hil emulate: bench {bench.name} (circuit {bench.circuit_ref}), time {args.time_mode}, seed {seed}"
+              f"{mode}", file=out)
         for name, spec in bench.instruments.items():
             print(f"  {name.ljust(width)}  {spec.driver:<15} {spec.model:<8} {emulated.emulators[name].resource}",
                   file=out)

@@ -18,6 +18,7 @@ Options: ``slots`` (``{slot: channels}``, default 20 channels in slots 1–3), `
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -73,6 +74,12 @@ class Daq970Emulator(ScpiEmulator):
         return f"{vendor},{self.model},{self.serial},A.03.02-02.40-03.02-00.52-04-01"
 
     def reset(self) -> None:
+        if getattr(self, "world", None) is not None and hasattr(self, "_on_bench_trigger"):
+            self.world.trigger.disarm(self._on_bench_trigger)
+        self._ext_remaining = 0
+        self._ext_done = threading.Event()
+        self._ext_done.set()
+        self._ext_line: Optional[str] = None
         self.chans: dict[int, _Chan] = {}
         self.scan_list: list[int] = []
         self.trig_source = "IMM"
@@ -151,8 +158,9 @@ class Daq970Emulator(ScpiEmulator):
 
     def _format(self, readings: list[tuple[float, int, float]]) -> str:
         parts: list[str] = []
+        decimals = self.reply_decimals(8)
         for value, ch, t in readings:
-            parts.append(_fmt(value))
+            parts.append(f"{float(value):+.{decimals}E}")
             if self.format_time:
                 parts.append(f"{t:+.3E}")
             if self.format_channel:
@@ -340,11 +348,33 @@ class Daq970Emulator(ScpiEmulator):
     @scpi(":INITiate[:IMMediate]")
     def _init(self, cmd: Command) -> None:
         cmd.count(0)
-        self.memory = (self.memory + self._scan(cmd.text))[-_MEMORY:]
+        if self.trig_source != "EXTernal" or self.world is None:
+            self.memory = (self.memory + self._scan(cmd.text))[-_MEMORY:]
+            return
+        # wait-for-trigger: one sweep of the scan list per pulse of the bench trigger line
+        if not self.scan_list:
+            raise ScpiError(-221, "scan list is empty")
+        self.memory = []
+        self._ext_remaining, self._ext_line = self.trig_count, cmd.text
+        self._ext_done.clear()
+        self.world.trigger.arm(self._on_bench_trigger)
+
+    def _on_bench_trigger(self, step: str, point: int) -> None:
+        """One scan per ``measure`` step of a bench-trigger pulse (called by the driving instrument)."""
+        if step != "measure" or self._ext_remaining <= 0:
+            return
+        for ch in sorted(self.scan_list):
+            self.memory.append((self._read_channel(ch, self._ext_line), ch, self.clock.now_s - self.t0))
+        self._ext_remaining -= 1
+        if self._ext_remaining == 0:
+            self.world.trigger.disarm(self._on_bench_trigger)
+            self._ext_done.set()
 
     @scpi(":FETCh", query=True)
     def _fetch(self, cmd: Command) -> str:
         cmd.count(0)
+        if self.world is not None and not self.world.trigger.wait(self._ext_done):  # FETC? waits for the scans
+            raise ScpiError(-230, f"{self._ext_remaining} triggered scan(s) still pending")
         if not self.memory:
             return ""
         return self._format(self.memory)
@@ -370,6 +400,10 @@ class Daq970Emulator(ScpiEmulator):
     @scpi(":ABORt")
     def _abort(self, cmd: Command) -> None:
         cmd.count(0)
+        if self.world is not None:
+            self.world.trigger.disarm(self._on_bench_trigger)
+        self._ext_remaining = 0
+        self._ext_done.set()
 
     # -- system ----------------------------------------------------------------------------------
 

@@ -672,6 +672,7 @@ class Smu2600Emulator(Emulator):
             line_frequency_hz=self.line_frequency_hz, advance=self.advance, now=self.clock_now,
             reset=self.reset, errors=self.errors, push_error=self.push_error)
         self.machine.waitcomplete_hook = self.waitcomplete
+        self.machine.full_precision = self.world is not None and self.world.exact
         self.channels: dict[str, SmuChannel] = {}
         for k, letter in enumerate(self.spec.channels):
             ch = SmuChannel(self, letter, event_base=100 * (k + 1))

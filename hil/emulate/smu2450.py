@@ -116,9 +116,9 @@ class Smu2450Emulator(ScpiEmulator):
         out = []
         for el in elements:
             if el == "READing":
-                out.append(format_nr3(entry.reading, plus=False))
+                out.append(format_nr3(entry.reading, self.reply_decimals(6), plus=False))
             elif el == "SOURce":
-                out.append(format_nr3(entry.source, plus=False))
+                out.append(format_nr3(entry.source, self.reply_decimals(6), plus=False))
             elif el in ("RELative", "SEConds"):
                 out.append(format_nr3(entry.t_s, plus=False))
             elif el in ("STATus", "SOURSTATus"):

@@ -36,6 +36,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, Optional, Protocol, Union
 
+from hil.emulate.world import EXACT_DIGITS
 from hil.emulate.tsp import (
     RUNTIME_ERROR,
     CompletedScript,
@@ -153,6 +154,8 @@ class TspMachine:
         self.data_format = FORMAT_ASCII
         self.byte_order = BYTEORDER_BIG
         self.ascii_precision = 0
+        #: print numbers with EXACT_DIGITS significant digits (the world's ``exact`` reading mode)
+        self.full_precision = False
         self.globals = LuaTable()
         self.interpreter = TspInterpreter(self.globals)
         self.collector = ScriptCollector()
@@ -209,7 +212,7 @@ class TspMachine:
     # -- common functions ----------------------------------------------------------------------
 
     def _digits(self) -> int:
-        return self.ascii_precision or 6
+        return EXACT_DIGITS if self.full_precision else (self.ascii_precision or 6)
 
     def _text(self, value: Any) -> str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -30,6 +30,13 @@ Clamped ports are reported by :meth:`World.clamped`.
 
 **Readings.** :meth:`World.reading` adds seeded Gaussian noise (σ ∝ range/√NPLC), quantises to the
 range resolution and returns the overflow sentinel ``+9.9E37`` beyond the over-range limit.
+The world's ``readings`` mode (:data:`READING_MODES`) idealises them for verification:
+
+* ``noisy`` (default) -- noise, quantisation and the instruments' reply formats, as above;
+* ``quantised``       -- no noise; quantised to the range resolution, real reply formats;
+* ``exact``           -- ideal instruments: no noise, no quantisation, no voltmeter input loading
+  (:meth:`set_load` records 0 S) and replies with 17 significant digits (float64 round-trips), so
+  what a driver reads is the circuit's own solution.
 
 Solutions are cached and invalidated by every source, load or relay change.
 """
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Optional
@@ -48,8 +56,8 @@ from hil.circuit.model import GROUND, Circuit
 from hil.circuit.solve import EquilibriumSolver
 
 __all__ = [
-    "World", "PortSource", "WorldSolution", "WorldError", "WorldSolveError",
-    "OVERFLOW_SENTINEL", "MISSING_SENTINEL", "GMIN_S", "HOT_SWITCH_V",
+    "World", "BenchTrigger", "PortSource", "WorldSolution", "WorldError", "WorldSolveError",
+    "OVERFLOW_SENTINEL", "MISSING_SENTINEL", "GMIN_S", "HOT_SWITCH_V", "READING_MODES", "EXACT_DIGITS",
 ]
 
 OVERFLOW_SENTINEL = 9.9e37
@@ -58,6 +66,10 @@ MISSING_SENTINEL = 9.91e37
 GMIN_S = 1e-12
 #: a relay change on a line above this many volts is a hot-switch event
 HOT_SWITCH_V = 1e-3
+#: reading modes of a world (see the module docstring)
+READING_MODES = ("noisy", "quantised", "exact")
+#: significant digits of every number an emulator replies in ``exact`` mode (float64 round-trips)
+EXACT_DIGITS = 17
 
 _MODES = ("voltage", "current", "open")
 
@@ -146,6 +158,56 @@ class _Uf:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
+class BenchTrigger:
+    """One trigger line wired to every instrument of the bench (e.g. the SMUs' digital I/O pin 1
+    and the DAQ's Ext Trig input on one cable).
+
+    Instruments waiting for it register with :meth:`arm`; the instrument that drives it calls
+    :meth:`pulse` once per point, in two steps as a bench settles: ``"source"`` (every armed
+    source steps to its next level) and, after the lead's delay, ``"measure"`` (every armed meter
+    takes its reading). A participant is a callable ``(step, point)``; :meth:`disarm` removes it.
+    The caller holds the world lock, so a pulse is one consistent change of the world.
+    """
+
+    def __init__(self) -> None:
+        self._armed: list[Any] = []
+        self.pulses = 0
+
+    def arm(self, participant: Any) -> None:
+        """Wait for pulses (idempotent)."""
+        if participant not in self._armed:
+            self._armed.append(participant)
+
+    def disarm(self, participant: Any) -> None:
+        """Stop waiting for pulses (idempotent)."""
+        if participant in self._armed:
+            self._armed.remove(participant)
+
+    @property
+    def armed(self) -> int:
+        """Number of participants waiting for pulses."""
+        return len(self._armed)
+
+    def wait(self, done: Any, idle_s: float = 10.0) -> bool:
+        """Wait until the event ``done`` is set while pulses keep coming; False once no pulse has
+        arrived for ``idle_s`` seconds (nothing drives the line)."""
+        last, since = self.pulses, time.monotonic()
+        while not done.wait(0.2):
+            if self.pulses != last:
+                last, since = self.pulses, time.monotonic()
+            elif time.monotonic() - since > idle_s:
+                return False
+        return True
+
+    def pulse(self, step: str, point: int) -> None:
+        """Deliver one ``step`` (``"source"`` or ``"measure"``) of pulse ``point`` to every armed
+        participant; a participant whose count is complete disarms itself."""
+        if step == "source":
+            self.pulses += 1
+        for participant in list(self._armed):
+            participant(step, point)
+
+
 class World:
     """One simulated bench: circuit + wiring + crosspoints + one lock.
 
@@ -157,11 +219,15 @@ class World:
             uses them (``"matrix.1A01"``); all start open.
         seed: seed of the reading-noise generator.
         line_frequency_hz: mains frequency in Hz (integration times ``NPLC / f``).
+        readings: ``"noisy"`` (default), ``"quantised"`` or ``"exact"`` (:data:`READING_MODES`).
     """
 
     def __init__(self, circuit: Circuit, connections: Mapping[str, str], *,
                  crosspoints: Optional[Mapping[str, tuple[str, str]]] = None, seed: int = 0,
-                 line_frequency_hz: float = 50.0) -> None:
+                 line_frequency_hz: float = 50.0, readings: str = "noisy") -> None:
+        if readings not in READING_MODES:
+            raise WorldError(f"readings {readings!r}: one of {', '.join(READING_MODES)}")
+        self.readings = readings
         self.lock = threading.RLock()
         self.circuit = circuit
         self.line_frequency_hz = float(line_frequency_hz)
@@ -185,6 +251,8 @@ class World:
         self.solve_count = 0
         #: line servers of the emulators sharing this world (commands are ordered across them)
         self.servers: set[Any] = set()
+        #: the bench trigger line shared by every instrument of this world
+        self.trigger = BenchTrigger()
 
     # -- wiring and state ----------------------------------------------------------------------
 
@@ -218,10 +286,11 @@ class World:
                 self._solution = None
 
     def set_load(self, port: str, conductance_s: float) -> None:
-        """Conductance from the port's line to ground inside the instrument, S (DMM input)."""
+        """Conductance from the port's line to ground inside the instrument, S (DMM input); 0 S
+        whatever is asked in ``exact`` mode (ideal voltmeters)."""
         self.line_of(port)
         with self.lock:
-            new = replace(self._sources[port], load_s=float(conductance_s))
+            new = replace(self._sources[port], load_s=0.0 if self.readings == "exact" else float(conductance_s))
             if new != self._sources[port]:
                 self._sources[port] = new
                 self._solution = None
@@ -534,10 +603,21 @@ class World:
 
     # -- readings --------------------------------------------------------------------------------
 
+    @property
+    def exact(self) -> bool:
+        """True in ``exact`` reading mode: emulators reply with :data:`EXACT_DIGITS` digits."""
+        return self.readings == "exact"
+
+    def reply_digits(self, digits: int) -> int:
+        """Significant digits of a number in a reply: the instrument's ``digits``, or
+        :data:`EXACT_DIGITS` in ``exact`` mode."""
+        return EXACT_DIGITS if self.exact else int(digits)
+
     def reading(self, true_value: float, range_: float, nplc: float, *, noise_fraction: float = 2e-6,
                 resolution_fraction: float = 1e-6, over_range: float = 1.2) -> float:
         """A measured value: ``true + N(0, σ)`` with ``σ = noise_fraction·range/√NPLC``, quantised
         to ``resolution_fraction·range``; ``±9.9E37`` if ``|true| > over_range·range`` or not finite.
+        No noise in ``quantised`` mode; neither noise nor quantisation in ``exact`` mode.
 
         Args:
             true_value: the physical value (V or A).
@@ -549,6 +629,10 @@ class World:
         r = abs(float(range_)) if range_ and math.isfinite(range_) else max(abs(true_value), 1e-12)
         if abs(true_value) > over_range * r:
             return math.copysign(OVERFLOW_SENTINEL, true_value)
+        if self.readings != "noisy":
+            noise_fraction = 0.0
+        if self.readings == "exact":
+            resolution_fraction = 0.0
         sigma = noise_fraction * r / math.sqrt(max(float(nplc), 1e-6))
         with self.lock:
             noisy = true_value + float(self._rng.normal(0.0, sigma)) if sigma > 0 else true_value
