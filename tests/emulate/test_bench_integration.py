@@ -161,6 +161,7 @@ def test_state_persists_across_connections(emulated_bench, visa_resource_manager
     first = rm.open_resource(resource, read_termination="\n", write_termination="\n", timeout=2000)
     first.write("ROUT:SCAN (@101:103)")
     first.write("BOGUS")
+    assert first.query("*OPC?") == "1"    # both commands executed before this connection hangs up
     first.close()
     second = rm.open_resource(resource, read_termination="\n", write_termination="\n", timeout=2000)
     try:
