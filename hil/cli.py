@@ -50,7 +50,7 @@ def _config_phase(source: str):
 # ---- train -----------------------------------------------------------------------------
 def cmd_train(args) -> int:
     from hil.boards.factory import make_board
-    from hil.train.data import load_dataset
+    from hil.train.data import compatibility_problems, load_dataset
     from hil.train.loop import Trainer
     from hil.train.rundir import RunDir
     from hil.train.settings import parse_settings
@@ -71,15 +71,17 @@ def cmd_train(args) -> int:
         settings = parse_settings(raw, source)
         if args.runs_dir:
             settings.runs_dir = args.runs_dir
-        data = load_dataset(settings.dataset, settings.input_scale_v, settings.validation_fraction)
+        try:
+            data = load_dataset(settings.data_spec)
+        except ConfigError as exc:
+            raise ConfigError(exc.problems, source) from None
         board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max)
-        if board.topology.n_inputs != data.train.x.shape[1]:
-            raise ConfigError([f"board.circuit.inputs: the circuit has {board.topology.n_inputs} inputs, "
-                               f"the {settings.dataset} data set has {data.train.x.shape[1]}"], source)
+        if problems := compatibility_problems(data, board.topology):
+            raise ConfigError(problems, source)
     if not args.resume:
         run = RunDir.create(settings.runs_dir, settings.name)
         run.write_config(raw)
-        run.write_metadata({"config_source": source, "estimator": settings.estimator})
+        run.write_metadata({"config_source": source, "estimator": settings.estimator, "data": data.describe()})
     with board:
         trainer = Trainer(board, settings, data, run, progress=not args.quiet)
         if args.resume:
@@ -250,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
         instruments_cli = None
     if instruments_cli is not None:
         instruments_cli.add_parser(sub)
+    from hil import sweep_cli
+
+    sweep_cli.add_parser(sub)
     return p
 
 

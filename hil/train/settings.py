@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hil.config import ConfigError, Section, non_negative, positive
-from hil.train.data import DATASETS
+from hil.train.data import DataSpec, parse_data_section
 from hil.train.estimators import ESTIMATORS
 from hil.train.losses import LOSSES
 from hil.train.optim import OPTIMIZERS, SCHEDULES
@@ -45,6 +45,7 @@ class TrainSettings:
     runs_dir: str
     plots: bool
     raw: dict = field(default_factory=dict)
+    data_spec: DataSpec | None = None  # the whole data section (name, files, scaling, splits)
 
 
 def parse_settings(data: dict, source: str = "") -> TrainSettings:
@@ -59,12 +60,8 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     g_max = b.get("g_max", float, 1e-4, check=positive)
     circuit = b.get("circuit", dict, None)
     b.finish()
-    d = top.section("data", required=True)
-    dataset = d.get("name", str, choices=DATASETS)
-    scale = d.get("input_scale_v", float, 1.0, check=positive)
-    vfrac = d.get("validation_fraction", float, 0.0,
-                  check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)")
-    d.finish()
+    spec = parse_data_section(top.section("data", required=True))
+    dataset, scale, vfrac = (spec.name, spec.input_scale_v, spec.validation_fraction) if spec else (None, 1.0, 0.0)
     t = top.section("train", required=True)
     est = t.get("estimator", str, "hl", choices=ESTIMATORS)
     est_opts: dict = {}
@@ -115,4 +112,5 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     if problems:
         raise ConfigError(problems, source)
     return TrainSettings(name, seed, backend, g_min, g_max, circuit, dataset, scale, vfrac, est, est_opts, loss, gain,
-                         opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data)
+                         opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data,
+                         spec)
