@@ -102,7 +102,8 @@ def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None
         write_reports(spec, points, directory)
 
     try:
-        run_points(pending, runs_dir, on_result, workers=workers, cluster=cluster)
+        run_points(pending, runs_dir, on_result, workers=workers, cluster=cluster,
+                   cluster_timeout_s=spec.cluster_timeout_s)
     finally:
         rows, summary = write_reports(spec, points, directory)
     return SweepOutcome(directory, points, skipped, counter["done"], counter["failed"], rows, summary)

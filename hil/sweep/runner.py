@@ -167,7 +167,7 @@ def _tasks(points: Iterable[RunPoint], runs_dir: Path, threads: int, progress: b
 
 
 def run_points(points: list[RunPoint], runs_dir: Path, on_result: Callable[[dict], None], *,
-               workers: int | None = None, cluster: str | None = None) -> None:
+               workers: int | None = None, cluster: str | None = None, cluster_timeout_s: float = 20.0) -> None:
     """Run ``points`` (already known to be pending) and call ``on_result`` as each one ends.
 
     ``workers``: local pool size (default: one per core, at most one per point); with a
@@ -179,7 +179,7 @@ def run_points(points: list[RunPoint], runs_dir: Path, on_result: Callable[[dict
     n = max(1, min(len(points), workers or machine_cores()))
     threads = max(1, machine_cores() // n)
     if cluster:
-        _run_dask(_tasks(points, runs_dir, 1, False), runs_dir, on_result, cluster, n)
+        _run_dask(_tasks(points, runs_dir, 1, False), runs_dir, on_result, cluster, n, cluster_timeout_s)
     elif n == 1:
         for task in _tasks(points, runs_dir, threads, False):
             on_result(store_result(runs_dir / task["run_id"], train_point(task)))
@@ -212,7 +212,7 @@ def _run_pool(tasks: list[dict], runs_dir: Path, on_result, n: int) -> None:
             raise
 
 
-def _run_dask(tasks: list[dict], runs_dir: Path, on_result, address: str, n: int) -> None:
+def _run_dask(tasks: list[dict], runs_dir: Path, on_result, address: str, n: int, timeout_s: float) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -224,7 +224,7 @@ def _run_dask(tasks: list[dict], runs_dir: Path, on_result, address: str, n: int
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     else:
-        client = Client(address, timeout="20s")
+        client = Client(address, timeout=f"{timeout_s}s")
     try:
         futures = [client.submit(train_point, t, key=f"hil-sweep-{t['run_id']}", pure=False) for t in tasks]
         by_key = {f.key: t for f, t in zip(futures, tasks)}

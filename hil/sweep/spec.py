@@ -15,6 +15,7 @@ of seeds (see ``docs/sweep.md``)::
     output: sweeps/lr-width            # the sweep directory
     workers: auto                      # local process pool size
     cluster: null                      # a Dask scheduler address, or 'local'
+    cluster_timeout_s: 20              # how long to try to reach the scheduler
 
 The grid key ``config`` varies the base config itself.  Each run's identity is a hash of its
 fully resolved training config, so a finished run is recognised (and skipped) when the sweep
@@ -53,6 +54,7 @@ class SweepSpec:
     output: str
     workers: int | None  # None: sized to the machine
     cluster: str | None
+    cluster_timeout_s: float
     plot_x: str | None
 
 
@@ -156,6 +158,7 @@ def parse_sweep(data: dict, source: str = "") -> SweepSpec:
                       check=lambda w: None if w == "auto" or (isinstance(w, int) and w >= 1)
                       else "must be 'auto' or an integer >= 1")
     cluster = top.get("cluster", str, None)
+    timeout = top.get("cluster_timeout_s", float, 20.0, check=lambda t: None if t > 0 else "must be > 0")
     p = top.section("plot")
     plot_x = p.get("x", str, None)
     p.finish()
@@ -165,7 +168,7 @@ def parse_sweep(data: dict, source: str = "") -> SweepSpec:
     if problems:
         raise ConfigError(problems, source)
     return SweepSpec(name, source, configs, dict(fixed), grid, vary_config, tuple(seeds), tuple(seed_keys), metric,
-                     output, None if workers == "auto" else int(workers), cluster, plot_x)
+                     output, None if workers == "auto" else int(workers), cluster, timeout, plot_x)
 
 
 def load_sweep(path: str) -> SweepSpec:
