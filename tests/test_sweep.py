@@ -136,7 +136,7 @@ def test_worker_without_the_sweep_directory_ships_the_run_back(tmp_path):
 
 
 def test_sweep_on_a_dask_cluster_by_address(tmp_path, capsys):
-    distributed = pytest.importorskip("dask.distributed")
+    from dask import distributed  # part of the test extra: this test must run in CI, never skip
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
         f = sweep_file(tmp_path, seeds=[0], cluster=lc.scheduler_address)
         assert main(["sweep", str(f)]) == 0
@@ -149,7 +149,6 @@ def test_sweep_on_a_dask_cluster_by_address(tmp_path, capsys):
 
 
 def test_unreachable_cluster_is_a_one_line_runtime_error(tmp_path, capsys):
-    pytest.importorskip("dask.distributed")
     f = sweep_file(tmp_path, seeds=[0], cluster="tcp://127.0.0.1:9", cluster_timeout_s=1)
     spec = load_sweep(str(f))
     assert spec.cluster == "tcp://127.0.0.1:9"

@@ -196,8 +196,35 @@ def _outcome(task: dict, get_result: Callable[[], dict]) -> dict:
                 "error": f"worker lost: {type(exc).__name__}: {exc}"}
 
 
+class WorkerStopped(KeyboardInterrupt):
+    """Raised in a pool worker asked to stop: the run ends like an interrupted ``hil train``."""
+
+
+def _raise_stop(signum, frame):
+    raise WorkerStopped()
+
+
+def _worker_init() -> None:
+    """Pool workers leave Ctrl-C to the sweep process and stop on its SIGTERM."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_stop)
+
+
+def _interrupt_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGTERM to the pool's processes so each run ends cleanly (abort event, checkpoint kept)."""
+    import signal
+
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            os.kill(proc.pid, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+
+
 def _run_pool(tasks: list[dict], runs_dir: Path, on_result, n: int) -> None:
-    with ProcessPoolExecutor(max_workers=n) as pool:
+    with ProcessPoolExecutor(max_workers=n, initializer=_worker_init) as pool:
         futures = {pool.submit(train_point, t): t for t in tasks}
         try:
             pending = set(futures)
@@ -206,9 +233,10 @@ def _run_pool(tasks: list[dict], runs_dir: Path, on_result, n: int) -> None:
                 for f in done:
                     task = futures[f]
                     on_result(store_result(runs_dir / task["run_id"], _outcome(task, f.result)))
-        except BaseException:
+        except BaseException:  # Ctrl-C / SIGTERM: queued runs are dropped, running ones are interrupted
             for f in futures:
                 f.cancel()
+            _interrupt_workers(pool)
             raise
 
 

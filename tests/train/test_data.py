@@ -171,3 +171,17 @@ def test_cli_reports_a_ragged_csv_with_its_config_source(tmp_path, capsys):
     assert main(["train", str(cfg), "--runs-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"invalid configuration in {cfg}" in err and "line 3 of" in err and "Traceback" not in err
+
+
+def test_every_shipped_training_config_fits_its_data_set():
+    from hil.boards.factory import make_board
+    from hil.config import embedded_config_names
+    from hil.train.settings import parse_settings
+
+    for name in embedded_config_names():
+        raw = load_yaml(name)
+        if "board" not in raw:
+            continue
+        s = parse_settings(raw, name)
+        board = make_board(s.backend, s.circuit, s.g_min, s.g_max)
+        assert compatibility_problems(load_data(s.data_spec), board.topology) == [], name
