@@ -23,8 +23,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 import warnings
+from pathlib import Path
+
+# this file's name would shadow the mnist1d package when run as a script: drop its folder from the path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np
 
