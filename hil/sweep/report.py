@@ -77,7 +77,8 @@ def _is_number(v) -> bool:
 
 
 def plot_summary(spec: SweepSpec, rows: list[dict], path: Path) -> None:
-    """Metric against one grid key: every seed as a dot, the mean as a line, min–max as a band.
+    """Metric against one grid key: every seed as a dot, the mean as a line, min–max as a band
+    (for a non-numeric key: the mean as a marker, min–max as an error bar).
 
     The x key is ``plot.x`` or the grid key with the most values; each combination of the
     other grid keys is one line.  Numeric x spanning 8× or more uses a log axis.
@@ -113,13 +114,19 @@ def plot_summary(spec: SweepSpec, rows: list[dict], path: Path) -> None:
             ax.scatter([pos[xv]] * len(vals), vals, s=14, color=color, alpha=0.6, zorder=3)
             mean.append(vals.mean()), lo.append(vals.min()), hi.append(vals.max())
         px = [pos[v] for v in xs]
-        ax.plot(px, mean, "-o", color=color, label=label, zorder=4)
-        ax.fill_between(px, lo, hi, color=color, alpha=0.15, linewidth=0)
+        if numeric:
+            ax.plot(px, mean, "-o", color=color, label=label, zorder=4)
+            ax.fill_between(px, lo, hi, color=color, alpha=0.15, linewidth=0)
+        else:  # categories: no connecting line, min–max as an error bar
+            m = np.array(mean)
+            ax.errorbar(px, m, yerr=[m - np.array(lo), np.array(hi) - m], fmt="o", color=color, capsize=5,
+                        markersize=7, label=label, zorder=4)
     if numeric:
         span = [float(v) for v in x_vals]
         if min(span) > 0 and max(span) / min(span) >= 8:
             ax.set_xscale("log")
     else:
+        ax.set_xlim(-0.5, len(x_vals) - 0.5)
         ax.set_xticks(range(len(x_vals)))
         ax.set_xticklabels([Path(str(v)).stem if x_key == "config" else str(v) for v in x_vals],
                            rotation=20 if len(x_vals) > 4 else 0)
@@ -127,7 +134,7 @@ def plot_summary(spec: SweepSpec, rows: list[dict], path: Path) -> None:
     ax.set_ylabel(f"{spec.metric} (%)")
     n_seeds = len(spec.seeds)
     ax.set_title(f"{spec.name}: {spec.metric}, {n_seeds} seed{'s' if n_seeds > 1 else ''} per point "
-                 f"(dots), mean (line), min–max (band)", fontsize=9)
+                 f"(dots), mean, min–max", fontsize=9)
     ax.grid(alpha=0.3)
     if lines and any(k for k in lines if k):
         ax.legend(fontsize=8)
