@@ -77,7 +77,7 @@ def baseline_rows(seeds: list[int]) -> list[tuple]:
          [{"C": c} for c in (0.01, 0.1, 1.0, 10.0)]),
         ("MLP, 1 hidden ReLU layer (adam)",
          lambda p, s: MLPClassifier(p["hidden"], alpha=p["alpha"], max_iter=300, random_state=s),
-         [{"hidden": (h,), "alpha": a} for h, a in itertools.product((100, 256), (1e-4, 1e-1))]),
+         [{"hidden": (h,), "alpha": a} for h, a in itertools.product((100, 256, 512), (1e-4, 1e-1))]),
         ("MLP, 2 hidden ReLU layers (adam)",
          lambda p, s: MLPClassifier(p["hidden"], alpha=p["alpha"], max_iter=300, random_state=s),
          [{"hidden": (h, h), "alpha": a} for h, a in itertools.product((100, 256), (1e-4, 1e-1))]),

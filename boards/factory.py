@@ -7,8 +7,17 @@ from hil.circuit.build import build_circuit
 from hil.config import ConfigError
 
 
-def make_board(backend: str, circuit: dict | None, g_min: float, g_max: float):
-    """A board for ``backend`` (``simulated``); ``circuit`` is the ``board.circuit`` mapping."""
+def make_board(backend: str, circuit: dict | None, g_min: float, g_max: float, instrument_board=None,
+               resources: dict | None = None, clock=None, rehearsal_world=None):
+    """A board for ``backend`` (``simulated`` or ``instruments``); ``circuit`` is the ``board.circuit``
+    mapping, ``instrument_board`` the validated bench (``resources`` replace its VISA addresses)."""
+    if backend == "instruments":
+        from hil.boards.bench_factory import make_instrument_board
+
+        if instrument_board is None:
+            raise ConfigError(["board.bench: required for the instruments backend"])
+        return make_instrument_board(instrument_board, (g_min, g_max), resources=resources, clock=clock,
+                                     rehearsal_world=rehearsal_world)
     if backend == "simulated":
         if circuit is None:
             raise ConfigError(["board.circuit: required for the simulated backend"])

@@ -196,3 +196,50 @@ class Keithley2600(SourceMeterDriver, TspDriver):
         table = flat.reshape(n, m, 3)
         stamps = table[:, :, 2] - table[0, :, 2]
         return table[:, :, 0], table[:, :, 1], stamps
+
+    # -- pulsed sourcing (PulsedSource capability) ----------------------------------------------
+
+    #: pulse train tag used with the KIPulse factory script
+    PULSE_TAG = 1
+
+    def pulse(self, channel: str, amplitude_v: float, width_s: float, count: int = 1) -> None:
+        """Voltage pulses from 0 V for programming devices (KIPulse factory script, no measurement).
+
+        ``ConfigPulseVMeasureI(smuX, 0, amplitude, limit, ton, toff, count, nil, tag)`` checks that
+        the pulse train can be produced and assigns it a tag (it returns ``true``/``false`` and a
+        message); ``InitiatePulseTest(tag)`` runs it. The bias is 0 V, so the output returns to
+        0 V after every pulse; ``toff`` equals ``ton``. Checked against the 2600B Reference Manual
+        (KIPulse factory script functions, 2600BS-901-01).
+
+        Refused before any I/O: output off, present level not 0 V, amplitude outside the channel's
+        bounds, an edge larger than ``max_step_v`` (the pulse edge is a step), ``width_s <= 0`` or
+        ``count < 1``.
+        """
+        from hil.drivers.errors import InstrumentError, LimitViolation
+        from hil.drivers.limits import check_level
+
+        limits = self.config(channel).limits
+        amp = check_level(limits, amplitude_v, name="pulse amplitude")
+        if not self._output_on.get(channel, False):
+            raise InstrumentError(f"output {channel!r} is off; switch it on at 0 V before pulsing", instrument=self.name)
+        if self._setpoint.get(channel) != 0.0:
+            raise LimitViolation("pulse base", float(self._setpoint.get(channel, float("nan"))), 0.0,
+                                 instrument=self.name, reason="pulses start from 0 V; ramp the channel to 0 V first")
+        if abs(amp) > limits.max_step_v * (1 + 1e-9):
+            raise LimitViolation("pulse edge", abs(amp), limits.max_step_v, instrument=self.name,
+                                 reason="a pulse edge is a step; it must not exceed max_step_v")
+        if not (width_s > 0 and int(count) >= 1):
+            raise LimitViolation("pulse", float(width_s), 0.0, instrument=self.name,
+                                 reason="width_s must be > 0 and count >= 1")
+        s = self._smu(channel)
+        config = (f"ConfigPulseVMeasureI({s}, 0, {format_number(amp)}, {format_number(limits.i_compliance_a)}, "
+                  f"{format_number(width_s)}, {format_number(width_s)}, {int(count)}, nil, {self.PULSE_TAG})")
+        for expr in (config, f"InitiatePulseTest({self.PULSE_TAG})"):
+            with self.transport.temporary_timeout(self.transport.timeout_s + 2 * int(count) * width_s):
+                reply = self._print(expr)
+            ok, _, msg = reply.partition("\t")
+            if ok.strip().lower() != "true":
+                raise InstrumentProtocolError(f"{expr.split('(')[0]} failed: {msg.strip() or reply!r}",
+                                              instrument=self.name, command=f"print({expr})")
+        self._setpoint[channel] = 0.0
+        self.check_errors()

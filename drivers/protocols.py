@@ -30,6 +30,9 @@ __all__ = [
     "Scanner",
     "SwitchMatrix",
     "Crosspoint",
+    "TriggeredSweeps",
+    "TriggeredScans",
+    "PulsedSource",
 ]
 
 
@@ -284,3 +287,52 @@ class SwitchMatrix(Instrument, ErrorQueue, Protocol):
         """True if the hardware interlock allows switching."""
         ...
 
+
+
+@runtime_checkable
+class TriggeredSweeps(Protocol):
+    """Optional SourceMeter capability: list sweeps of several instruments stepped together.
+
+    The board arms every follower (each waits for the bench trigger line once per point), then
+    the lead (which paces the points and drives the trigger line), starts the lead, and fetches
+    every instrument's buffer once. Limits are checked in ``arm_sweep`` exactly as in
+    ``list_sweep`` (nothing is sent for a refused vector).
+    """
+
+    def arm_sweep(self, levels_v: Mapping[str, ArrayLike], settle_s: float, lead: bool) -> None:
+        """Upload one list per channel and arm the trigger model (nothing is sourced yet)."""
+        ...
+
+    def start_sweep(self) -> None:
+        """Start the armed sweep (lead only)."""
+        ...
+
+    def fetch_sweep(self) -> SweepResult:
+        """Wait for the armed sweep to finish and read every buffer back in one transfer."""
+        ...
+
+
+@runtime_checkable
+class TriggeredScans(Protocol):
+    """Optional Scanner capability: one scan of the scan list per bench trigger, read back at once."""
+
+    def arm_scan(self, points: int) -> None:
+        """Arm ``points`` scans, each started by the bench trigger line."""
+        ...
+
+    def fetch_scan(self) -> np.ndarray:
+        """All armed scans as ``(points, channels)`` volts (sentinels mapped as in ``read_scan``)."""
+        ...
+
+
+@runtime_checkable
+class PulsedSource(Protocol):
+    """Optional SourceMeter capability: voltage pulses for programming resistive devices."""
+
+    def pulse(self, channel: str, amplitude_v: float, width_s: float, count: int = 1) -> None:
+        """Apply ``count`` pulses of ``amplitude_v`` (V) for ``width_s`` (s) from the present level.
+
+        The output must be on at 0 V; the amplitude is checked against the channel's limits
+        (bounds and ``max_step_v`` from the 0 V base) before any I/O; the level returns to 0 V.
+        """
+        ...

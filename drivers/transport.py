@@ -312,7 +312,33 @@ class VisaTransport:
             if mapped is exc:
                 mapped = InstrumentConnectionError(f"cannot open {self._requested}: {exc}", instrument=name)
             raise mapped from exc
+        self._disable_nagle()
         self.log.debug("opened %s (timeout %.3f s)", self.resource_name, timeout_s)
+
+    def _disable_nagle(self) -> None:
+        """Raw TCP sockets: send every message at once (``VI_ATTR_TCPIP_NODELAY``).
+
+        VISA specifies this attribute as true by default, but pyvisa-py leaves Nagle's algorithm on
+        (and, in 0.8.x, cannot set the attribute), so a write that follows an unacknowledged write
+        waits for the delayed ACK (up to ~40 ms) and a command sent afterwards to another
+        instrument can arrive first. Falls back to the pyvisa-py session's socket.
+        """
+        if not self.resource_name.upper().endswith("::SOCKET"):
+            return
+        try:
+            from pyvisa import constants
+
+            self._resource.set_visa_attribute(constants.ResourceAttribute.tcpip_nodelay, constants.VisaBoolean.true)
+            return
+        except Exception:
+            pass
+        try:
+            import socket
+
+            session = self._resource.visalib.sessions[self._resource.session]
+            session.interface.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except Exception:  # another backend: keep its default
+            self.log.debug("could not disable Nagle's algorithm", exc_info=True)
 
     # -- properties ------------------------------------------------------------------------
 

@@ -135,6 +135,12 @@ class Measurement:
         on: (B, n) diode conduction states where the board can tell, else None.
         piecewise_linear: the elements are ideal (switching) diodes, so a change of ``on``
             between phases means the linearization itself changed (a flip).
+        valid: (B,) True where the sample is trustworthy; a board marks samples False that hit
+            a current limit, returned an over-range or missing-data sentinel, or are otherwise
+            unusable.  None means every sample is valid.  The trainer never uses an invalid
+            sample (see :func:`valid_mask`).
+        noise_v: standard deviation of one node-voltage reading in V (0 for an exact board);
+            estimators use it as the noise floor of their consistency checks.
         info: backend-specific evidence (e.g. the solve report).
     """
 
@@ -145,7 +151,65 @@ class Measurement:
     e: np.ndarray
     on: np.ndarray | None = None
     piecewise_linear: bool = False
+    valid: np.ndarray | None = None
+    noise_v: float = 0.0
     info: dict = field(default_factory=dict)
+
+
+def valid_mask(m: Measurement) -> np.ndarray:
+    """(B,) boolean mask of usable samples (all True when the board marked none invalid)."""
+    B = m.y.shape[0]
+    return np.ones(B, bool) if m.valid is None else np.asarray(m.valid, bool).reshape(B)
+
+
+@dataclass
+class ProgramResult:
+    """What programming achieved, per conductance (all arrays (m,), conductances in S).
+
+    Attributes:
+        target: requested conductances (after clipping to the programmable range).
+        achieved: read-back conductances after programming (what the board now holds).
+        pulses: programming pulses applied per device (0 for exact or untouched devices).
+        converged: the device ended within the relative tolerance of its target.
+        stuck: the device did not respond to pulses (no change beyond the read noise).
+        rel_tol: the relative tolerance that was asked for.
+        seconds: wall (or bench) time spent programming, s.
+    """
+
+    target: np.ndarray
+    achieved: np.ndarray
+    pulses: np.ndarray
+    converged: np.ndarray
+    stuck: np.ndarray
+    rel_tol: float
+    seconds: float = 0.0
+
+    @classmethod
+    def exact(cls, target: np.ndarray, achieved: np.ndarray, rel_tol: float = 0.0) -> "ProgramResult":
+        """A result for a board that programs exactly (simulations, bypassed devices)."""
+        m = achieved.shape[0]
+        return cls(np.asarray(target, float), np.asarray(achieved, float), np.zeros(m, int),
+                   np.ones(m, bool), np.zeros(m, bool), rel_tol)
+
+    @property
+    def error(self) -> np.ndarray:
+        """Relative error |achieved − target| / max(target, tiny) per device."""
+        return np.abs(self.achieved - self.target) / np.maximum(np.abs(self.target), 1e-30)
+
+    def summary(self) -> dict:
+        """Per-epoch style summary: device counts, pulse totals, error statistics."""
+        err = self.error
+        return {"devices": int(self.target.size), "unconverged": int(np.sum(~self.converged)),
+                "stuck": int(np.sum(self.stuck)), "pulses": int(np.sum(self.pulses)),
+                "max_rel_error": float(err.max(initial=0.0)), "mean_rel_error": float(err.mean()) if err.size else 0.0,
+                "seconds": float(self.seconds)}
+
+
+def as_program_result(target: np.ndarray, returned, bounds: tuple[float, float]) -> ProgramResult:
+    """Normalise what ``Board.program`` returned (read-back array or :class:`ProgramResult`)."""
+    if isinstance(returned, ProgramResult):
+        return returned
+    return ProgramResult.exact(np.clip(np.asarray(target, float), *bounds), np.asarray(returned, float))
 
 
 @runtime_checkable
@@ -165,8 +229,13 @@ class Board(Protocol):
         port voltages), let the circuit settle and measure it."""
         ...
 
-    def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:
-        """Program conductances (m,) in siemens within ``rel_tol``; returns the read-back."""
+    def program(self, g: np.ndarray, rel_tol: float = 0.01) -> "np.ndarray | ProgramResult":
+        """Program conductances (m,) in siemens within ``rel_tol``.
+
+        Returns the read-back (m,), or a :class:`ProgramResult` with the read-back in
+        ``achieved`` and per-device evidence (boards that program physical devices);
+        :func:`as_program_result` accepts both.
+        """
         ...
 
     def read_conductances(self) -> np.ndarray:
@@ -193,6 +262,19 @@ class ExactLinearization(Protocol):
     """
 
     def linearized_response(self, x: np.ndarray, w_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@runtime_checkable
+class PhasedMeasurement(Protocol):
+    """Optional capability: several phases of one batch measured as one sweep.
+
+    ``w_phases`` is a list of port-voltage arrays (B, q), ``None`` meaning the normal port
+    voltages (the operating point).  All ``len(w_phases) × B`` points are applied in one
+    run of the bench (one uploaded list per source channel, one read-back per
+    instrument) and returned as one :class:`Measurement` per phase, in order.
+    """
+
+    def measure_phases(self, x: np.ndarray, w_phases: list) -> list[Measurement]: ...
 
 
 class BoardBase:

@@ -1,14 +1,18 @@
 """The ``hil`` command.
 
-    hil train [CONFIG] [--resume RUN_DIR] [--set key.path=value ...]
-    hil solve CONFIG [--input V,V,...] [--json]
-    hil netlist CONFIG -o net.cir [--input V,V,...]
+    hil train [CONFIG] [--resume RUN_DIR] [--set key.path=value ...] [-q]
+    hil eval RUN_DIR [--checkpoint best|last] [--data train|validation|test]
+    hil solve CONFIG|RUN_DIR [--input V,V,...] [--json]
+    hil netlist CONFIG|RUN_DIR -o net.cir [--input V,V,...] [--all-inputs]
     hil configs
     hil instruments list | probe ADDRESS
+    hil emulate BENCH [--time instant|virtual|realtime] [--write-bench PATH]
+    hil estimate CONFIG [--json]
 
 CONFIG is a YAML path or the name of a shipped config (``hil configs`` lists them);
-``hil train`` without CONFIG runs the embedded default ``sim-digits``.  Configuration
-mistakes print one line per problem and exit with status 2, never a traceback.
+``hil train`` without CONFIG runs the embedded default ``sim-digits``.  Every failure is one
+line on stderr: configuration mistakes exit with status 2, runtime failures with 1, an
+interrupt with 130 — never a traceback (set ``HIL_DEBUG=1`` to see one).
 """
 
 from __future__ import annotations
@@ -16,16 +20,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from hil.config import ConfigError, apply_overrides, embedded_config_names, load_yaml
+from hil import __version__, api
+from hil.config import ConfigError, embedded_config_names
 
 DEFAULT_TRAIN_CONFIG = "sim-digits"
+EXIT_RUNTIME = 1
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader closed
 
 
 class _Terminated(KeyboardInterrupt):
@@ -36,62 +45,118 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
-@contextlib.contextmanager
-def _config_phase(source: str):
-    """Turn value errors raised while building objects from a config into a ConfigError."""
-    try:
-        yield
-    except ConfigError:
-        raise
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError([f"{type(exc).__name__}: {exc}"], source) from exc
+_config_phase = api.config_phase
+_RUN: dict = {}  # the run directory a training command is writing (for the interrupt message)
+
+
+def _interrupt_message() -> str:
+    """What an interrupted command leaves behind, stated only as far as it is true."""
+    run = _RUN.get("run")
+    if run is None:
+        return "interrupted"
+    for tag in ("last", "best"):
+        try:
+            ck = run.load_checkpoint(tag)
+        except Exception:
+            continue
+        which = "checkpoint" if tag == "last" else "best checkpoint (the last one is damaged)"
+        return (f"interrupted; the board is in its safe state and {run.path} keeps the {which} of epoch "
+                f"{int(ck['epoch'])}: continue with 'hil train --resume {run.path}'")
+    return f"interrupted before the first epoch completed; {run.path} holds no checkpoint to resume from"
+
+
+def _instrument_message(exc) -> str:
+    """One line for an instrument fault: what happened, whether the outputs were verified off, what
+    the run directory keeps (``exc.phase`` / ``exc.unverified`` are set by :mod:`hil.api`)."""
+    what = f"{type(exc).__name__}: {_one_line(exc)}"
+    if getattr(exc, "phase", None) == "open":
+        return (f"cannot open the bench: {what} (nothing was switched on; check the resources in board.bench, "
+                "or rehearse with --emulate)")
+    unverified = getattr(exc, "unverified", None)
+    if unverified is None:
+        state = "the board's safe shutdown ran"
+    elif unverified:
+        state = "safe shutdown ran, CHECK THE BENCH: outputs not verified off: " + ", ".join(unverified)
+    else:
+        state = "safe shutdown ran, every output read back off"
+    tail = ""
+    run = _RUN.get("run")
+    if run is not None:
+        try:
+            epoch = int(run.load_checkpoint("last")["epoch"])
+            tail = f"; {run.path} keeps epoch {epoch}: continue with 'hil train --resume {run.path}'"
+        except Exception:
+            tail = f"; {run.path} holds no completed epoch"
+    return f"instrument fault: {what}; {state}{tail}"
+
+
+def _progress(args) -> bool | str:
+    return False if getattr(args, "quiet", False) else True
 
 
 # ---- train -----------------------------------------------------------------------------
-def cmd_train(args) -> int:
-    from hil.boards.factory import make_board
-    from hil.train.data import compatibility_problems, load_dataset
-    from hil.train.loop import Trainer
-    from hil.train.rundir import RunDir
-    from hil.train.settings import parse_settings
+def _emulation(args, stack, config: dict, source: str) -> dict:
+    """``--emulate``: start the bench's emulators (same description, loopback resources, virtual
+    clock) for the run; returns the board options that point the drivers at them."""
+    if not getattr(args, "emulate", False):
+        return {}
+    settings = api.parse_config(config, source)
+    if settings.backend != "instruments":
+        raise ConfigError(["--emulate: only for board.backend: instruments"], source)
+    from hil.emulate.bench import EmulatedBench
 
+    bench = stack.enter_context(EmulatedBench(settings.instrument_board.bench, time_mode="virtual"))
+    print(f"hil train: emulating bench {bench.bench.name} on 127.0.0.1 ({len(bench.resources)} instruments); "
+          "the emulators do not model programming pulses, so conductances are set directly in the emulated array",
+          flush=True)
+    return {"resources": bench.resources, "clock": lambda: bench.clock.now_s, "rehearsal_world": bench.world}
+
+
+def cmd_train(args) -> int:
+    with contextlib.ExitStack() as stack:
+        return _cmd_train(args, stack)
+
+
+def _cmd_train(args, stack) -> int:
+    from hil.train.rundir import RunDirError, prepare_runs_dir
+
+    quiet = args.quiet
     if args.resume:
-        path = Path(args.resume)
-        if not (path / "config.resolved.yaml").is_file():
-            raise ConfigError([f"--resume {args.resume}: not a run directory (no config.resolved.yaml)"])
-        if not (path / "checkpoints" / "last.npz").is_file():
-            raise ConfigError([f"--resume {args.resume}: the run has no completed epoch to resume from; start it again"])
-        run = RunDir(path)
-        source = str(path / "config.resolved.yaml")
-        raw = apply_overrides(load_yaml(source), args.set or [])
+        if args.config:
+            raise ConfigError([f"give either CONFIG ({args.config}) or --resume, not both"])
+        if args.runs_dir:
+            raise ConfigError(["--runs-dir: not used with --resume (the run directory is given)"])
+        board_options = {}
+        if getattr(args, "emulate", False):
+            resolved = Path(args.resume) / "config.resolved.yaml"
+            if not resolved.is_file():
+                raise ConfigError([f"--resume {args.resume}: not a run directory (no config.resolved.yaml)"])
+            board_options = _emulation(args, stack, api.load_config(str(resolved), args.set or []), str(resolved))
+        result = api.resume(args.resume, overrides=args.set or [], progress=_progress(args),
+                            started=lambda run: _RUN.__setitem__("run", run), board_options=board_options)
+        if result is None:
+            print(f"run {args.resume} already finished its epochs; raise train.epochs with --set to continue")
+            return 0
     else:
         source = args.config or DEFAULT_TRAIN_CONFIG
-        raw = apply_overrides(load_yaml(source), args.set or [])
-    with _config_phase(source):
-        settings = parse_settings(raw, source)
+        config = api.load_config(source, args.set or [])
+        settings = api.parse_config(config, source)
         if args.runs_dir:
             settings.runs_dir = args.runs_dir
         try:
-            data = load_dataset(settings.data_spec)
-        except ConfigError as exc:
-            raise ConfigError(exc.problems, source) from None
-        board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max)
-        if problems := compatibility_problems(data, board.topology):
-            raise ConfigError(problems, source)
-    if not args.resume:
-        run = RunDir.create(settings.runs_dir, settings.name)
-        run.write_config(raw)
-        run.write_metadata({"config_source": source, "estimator": settings.estimator, "data": data.describe()})
-    with board:
-        trainer = Trainer(board, settings, data, run, progress=not args.quiet)
-        if args.resume:
-            trainer.restore("last", overrides=args.set or [])
-            if trainer.epoch >= settings.epochs:
-                print(f"run {run.path} already finished {trainer.epoch} epochs; raise train.epochs with --set to continue")
-                return 0
-        print(f"hil train: {settings.name} ({settings.dataset}, estimator {settings.estimator}, "
-              f"{board.topology.n_conductances} conductances) → {run.path}")
-        result = trainer.fit()
+            prepare_runs_dir(settings.runs_dir)
+        except RunDirError as exc:
+            where = "--runs-dir" if args.runs_dir else "output.runs_dir"
+            raise ConfigError([f"{where}: {exc}"], source) from None
+
+        def started(run):
+            _RUN["run"] = run
+            if not quiet:
+                print(f"hil train: {settings.name} ({settings.dataset}, estimator {settings.estimator}) → {run.path}",
+                      flush=True)
+
+        result = api.train(config, runs_dir=settings.runs_dir, progress=_progress(args), source=source,
+                           started=started, board_options=_emulation(args, stack, config, source))
     _print_summary(result)
     return 0
 
@@ -104,43 +169,70 @@ def _print_summary(r) -> None:
     print(f"  train accuracy    {pct(r.train_acc)}")
     print(f"  validation        {pct(r.val_acc)}")
     print(f"  test accuracy     {pct(r.test_acc)}")
-    print(f"  diodes conducting {100 * r.conduction_fraction:.1f} % of hidden nodes (training samples)")
+    print(f"  best checkpoint   epoch {r.best_epoch} (chosen on {r.best_on}, {pct(r.best_score)})")
+    if r.conduction_fraction == r.conduction_fraction:  # not NaN: the board reports diode states
+        print(f"  diodes conducting {100 * r.conduction_fraction:.1f} % of hidden nodes (training samples)")
     print(f"  plots             {Path(r.run_dir) / 'plots'}")
 
 
 # ---- circuits ------------------------------------------------------------------------------
-def _circuit_and_inputs(args):
-    from hil.circuit.build import build_circuit
+def _parse_input_option(text: str, n_inputs: int) -> np.ndarray:
+    try:
+        x = np.array([[float(v) for v in text.split(",")]])
+    except ValueError:
+        raise ConfigError([f"--input {text!r}: expected comma-separated voltages"]) from None
+    return x
 
-    raw = apply_overrides(load_yaml(args.config), getattr(args, "set", None) or [])
-    if "circuit" in raw:
-        cdata, path = raw["circuit"], "circuit"
-    elif isinstance(raw.get("board"), dict) and "circuit" in raw["board"]:
-        cdata, path = raw["board"]["circuit"], "board.circuit"
-    else:
-        raise ConfigError(["circuit: required (a 'circuit:' section or 'board.circuit:')"], args.config)
-    with _config_phase(args.config):
-        circuit = build_circuit(cdata, path)
+
+def _check_inputs(x: np.ndarray, n_inputs: int, where: str, source: str = "") -> np.ndarray:
+    from hil.config import MAX_ABS_VOLTAGE_V
+
+    if x.ndim != 2 or x.shape[1] != n_inputs:
+        raise ConfigError([f"{where}: {x.shape[-1]} values per vector, the circuit has {n_inputs} inputs"], source)
+    if not np.all(np.isfinite(x)):
+        raise ConfigError([f"{where}: input voltages must be finite numbers"], source)
+    if np.max(np.abs(x), initial=0.0) > MAX_ABS_VOLTAGE_V:
+        raise ConfigError([f"{where}: input voltages must be within ±{MAX_ABS_VOLTAGE_V:g} V "
+                           f"(got {np.max(np.abs(x)):.3g} V)"], source)
+    return x
+
+
+def _circuit_and_inputs(args):
+    """(circuit, inputs (B, n_inputs) V, description) from a config, a run directory or a checkpoint.
+
+    For a run the circuit carries the checkpoint's trained conductances, and the default
+    inputs are the first sample of the run's test split.
+    """
+    target = args.config
+    if api.is_run_reference(target):
+        if args.set:
+            raise ConfigError(["--set: not accepted with a run directory (the trained circuit is fixed)"])
+        run = api.load_run(target, args.checkpoint)
+        circuit = run.board.circuit
+        what = f"run {run.path} ({run.checkpoint} checkpoint, epoch {run.epoch})"
+        if args.input:
+            x = _parse_input_option(args.input, circuit.n_inputs)
+            where = "--input"
+        else:
+            test = api.load_data(run.settings).test.x
+            x, where = (test, "test split") if getattr(args, "all_inputs", False) else (test[:1], "test sample 0")
+        return circuit, _check_inputs(x, circuit.n_inputs, where), what
+    if args.checkpoint != "best":
+        raise ConfigError(["--checkpoint: only for a run directory"])
+    raw = api.load_config(target, getattr(args, "set", None) or [])
+    circuit = api.build_circuit(raw, target)
     if args.input:
-        try:
-            x = np.array([[float(v) for v in args.input.split(",")]])
-        except ValueError:
-            raise ConfigError([f"--input {args.input!r}: expected comma-separated voltages"]) from None
-        where = "--input"
+        x, where = _parse_input_option(args.input, circuit.n_inputs), "--input"
     elif "inputs" in raw:
         try:
             x = np.atleast_2d(np.asarray(raw["inputs"], dtype=float))
         except (TypeError, ValueError):
-            raise ConfigError(["inputs: expected a list of input vectors (lists of voltages)"], args.config) from None
+            raise ConfigError(["inputs: expected a list of input vectors (lists of voltages)"], target) from None
         where = "inputs"
     else:
         x = np.zeros((1, circuit.n_inputs))
         where = "inputs"
-    if x.ndim != 2 or x.shape[1] != circuit.n_inputs:
-        raise ConfigError([f"{where}: {x.shape[-1]} values per vector, the circuit has {circuit.n_inputs} inputs"])
-    if not np.all(np.isfinite(x)):
-        raise ConfigError([f"{where}: input voltages must be finite numbers"])
-    return circuit, x
+    return circuit, _check_inputs(x, circuit.n_inputs, where), f"config {target}"
 
 
 def solve_json(circuit, x: np.ndarray) -> dict:
@@ -178,36 +270,106 @@ def solve_json(circuit, x: np.ndarray) -> dict:
 
 
 def cmd_solve(args) -> int:
-    circuit, x = _circuit_and_inputs(args)
+    circuit, x, what = _circuit_and_inputs(args)
     out = solve_json(circuit, x)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
+    print(f"circuit {out['circuit']} from {what}: {circuit.n_sources} sources, {circuit.n_hidden} hidden nodes "
+          f"({circuit.diodes.kind} diodes), {circuit.n_outputs} output ports")
     for s in out["samples"]:
         print(f"inputs {s['inputs']}")
         for name, v in s["nodes"].items():
             print(f"  V({name}) = {v: .9e} V")
+        for name, i in s["sources"].items():
+            print(f"  I({name}) = {i: .9e} A   (delivered by the source)")
         for name, i in s["ports"].items():
-            print(f"  I({name}) = {i: .9e} A")
+            print(f"  I({name}) = {i: .9e} A   (into the output port)")
+        if s["diodes"]:
+            on = sum(d["conducting"] for d in s["diodes"].values())
+            print(f"  diodes conducting: {on} of {len(s['diodes'])}")
     print(out_report_line(out["report"]))
     return 0
 
 
 def out_report_line(rep: dict) -> str:
     its = ", ".join(f"{k} {v}" for k, v in rep["iterations"].items())
-    return f"solve: {'converged' if rep['converged'] else 'NOT converged'} via {rep['method']} ({its}), KCL residual {rep['kcl_residual_a']:.2e} A"
+    return (f"solve: {'converged' if rep['converged'] else 'NOT converged'} via {rep['method']} ({its}), "
+            f"KCL residual {rep['kcl_residual_a']:.2e} A")
+
+
+def _output_path(text: str, option: str = "-o") -> Path:
+    """A writable output file path (ConfigError naming ``option`` otherwise)."""
+    if "\0" in text or "\n" in text:
+        raise ConfigError([f"{option} {text!r}: not a valid file name"])
+    p = Path(text)
+    if p.is_dir():
+        raise ConfigError([f"{option} {text}: is a directory, expected a file name"])
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError([f"{option} {text}: the folder {parent} does not exist"])
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ConfigError([f"{option} {text}: not writable"])
+    return p
 
 
 def cmd_netlist(args) -> int:
     from hil.circuit.spice import write_netlist
+    from hil.train.rundir import atomic_write
 
-    circuit, x = _circuit_and_inputs(args)
-    deck = write_netlist(circuit, x[0])
+    circuit, x, what = _circuit_and_inputs(args)
+    rows = range(x.shape[0]) if args.all_inputs else range(1)
+    with _config_phase(args.config):
+        decks = [write_netlist(circuit, x[k], title=f"{circuit.name}, input vector {k}: {x[k].tolist()}")
+                 for k in rows]
     if args.output == "-":
-        sys.stdout.write(deck)
+        sys.stdout.write("".join(decks))
+        return 0
+    out = _output_path(args.output)
+    if len(decks) == 1:
+        paths = [out]
     else:
-        Path(args.output).write_text(deck)
-        print(f"wrote {args.output} ({circuit.n_hidden} hidden nodes, inputs {x[0].tolist()})")
+        paths = [out.with_name(f"{out.stem}_{k}{out.suffix}") for k in rows]
+    for path, deck in zip(paths, decks):
+        atomic_write(path, deck.encode())
+    listed = paths[0] if len(paths) == 1 else f"{paths[0]} … {paths[-1]}"
+    print(f"wrote {listed} ({len(paths)} deck(s), {circuit.n_hidden} hidden nodes, conductances of {what})")
+    return 0
+
+
+# ---- eval -------------------------------------------------------------------------------------
+def cmd_eval(args) -> int:
+    from hil.train.plots import plot_confusion
+
+    chosen_png = _output_path(args.plot, "--plot") if args.plot else None
+    run = api.load_run(args.run, args.checkpoint)
+    ev = api.evaluate_run(run, args.data)
+    if chosen_png is not None:
+        png = chosen_png
+    else:
+        png = run.path / "plots" / f"confusion_{ev.split}_{run.checkpoint}.png"
+        png.parent.mkdir(exist_ok=True)
+    plot_confusion(ev.confusion, png, f"{run.settings.name}: {ev.split} split, {run.checkpoint} checkpoint "
+                                      f"(epoch {run.epoch}), accuracy {100 * ev.accuracy:.2f} %")
+    if args.json:
+        print(json.dumps({"run": str(run.path), "checkpoint": run.checkpoint, "epoch": run.epoch, "split": ev.split,
+                          "samples": ev.samples, "accuracy": ev.accuracy, "loss": ev.loss,
+                          "confusion": ev.confusion.tolist(), "conduction_fraction": ev.conduction_fraction,
+                          "confusion_png": str(png)}, indent=2))
+        return 0
+    print(f"run         {run.path}")
+    print(f"checkpoint  {run.checkpoint} (epoch {run.epoch})")
+    print(f"split       {ev.split} ({ev.samples} samples)")
+    print(f"accuracy    {100 * ev.accuracy:.2f} % ({int(np.trace(ev.confusion))} of {ev.samples})")
+    print(f"loss        {ev.loss:.4f} (mean {run.settings.loss})")
+    print(f"diodes      {100 * ev.conduction_fraction:.1f} % conducting")
+    if not args.quiet:
+        k = ev.confusion.shape[0]
+        print("confusion   rows: true class, columns: predicted")
+        print("      " + "".join(f"{j:>5d}" for j in range(k)))
+        for i in range(k):
+            print(f"  {i:>3d} " + "".join(f"{v:>5d}" for v in ev.confusion[i]))
+    print(f"plot        {png}")
     return 0
 
 
@@ -223,27 +385,49 @@ def cmd_configs(args) -> int:
 
 # ---- entry point ----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hil", description="Train resistor–diode networks in their own hardware.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="hil", description="Train resistor–diode networks in their own hardware.",
+                                epilog="Every failure is one line on stderr: exit 2 for configuration, "
+                                       "1 for runtime errors, 130 when interrupted.")
+    p.add_argument("--version", action="version", version=f"hil {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
     t = sub.add_parser("train", help="train a board (default: the embedded sim-digits config)")
     t.add_argument("config", nargs="?", help="YAML path or shipped config name (see 'hil configs')")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.epochs=5")
     t.add_argument("--runs-dir", help="where run directories are created (default from config: runs)")
-    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.add_argument("-q", "--quiet", action="store_true", help="print only the summary (no progress)")
+    t.add_argument("--emulate", action="store_true",
+                   help="instrument benches: run against the bench's emulators on 127.0.0.1 (a rehearsal)")
     t.set_defaults(func=cmd_train)
-    s = sub.add_parser("solve", help="solve a circuit and print node voltages, currents and the solve report")
-    s.add_argument("config")
-    s.add_argument("--input", help="comma-separated input voltages (default: the config's 'inputs' or zeros)")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE")
-    s.add_argument("--json", action="store_true", help="print JSON")
-    s.set_defaults(func=cmd_solve)
-    n = sub.add_parser("netlist", help="write an ngspice netlist of a circuit")
-    n.add_argument("config")
-    n.add_argument("-o", "--output", required=True, help="output file ('-' for stdout)")
-    n.add_argument("--input", help="comma-separated input voltages")
-    n.add_argument("--set", action="append", metavar="KEY=VALUE")
-    n.set_defaults(func=cmd_netlist)
+    e = sub.add_parser("eval", help="accuracy, loss and confusion matrix of a trained run")
+    e.add_argument("run", metavar="RUN_DIR", help="a run directory (or one of its checkpoints/*.npz)")
+    e.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint (default best)")
+    e.add_argument("--data", choices=("train", "validation", "test"), default="test",
+                   help="which split of the run's data set (default test)")
+    e.add_argument("--plot", metavar="PNG", help="where to write the confusion matrix "
+                                                   "(default RUN_DIR/plots/confusion_<split>_<checkpoint>.png)")
+    e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument("-q", "--quiet", action="store_true", help="no confusion table on the terminal")
+    e.set_defaults(func=cmd_eval)
+    for name, helptext, func in (("solve", "solve a circuit: node voltages, currents, diode states, solve report",
+                                  cmd_solve),
+                                 ("netlist", "write an ngspice netlist of a circuit", cmd_netlist)):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("config", metavar="CONFIG|RUN_DIR",
+                       help="YAML path, shipped config name, run directory or checkpoint file (trained conductances)")
+        s.add_argument("--input", help="comma-separated input voltages (default: the config's 'inputs', zeros "
+                                       "if it has none, or for a run its first test sample)")
+        s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+        s.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                       help="for a run directory: which checkpoint (default best)")
+        if name == "solve":
+            s.add_argument("--json", action="store_true", help="print JSON")
+        else:
+            s.add_argument("-o", "--output", required=True, help="output file ('-' for stdout)")
+            s.add_argument("--all-inputs", action="store_true",
+                           help="one deck per input vector (the config's 'inputs', or a run's whole test split): "
+                                "OUT_0.cir, OUT_1.cir, ... (default: the first vector only)")
+        s.set_defaults(func=func)
     c = sub.add_parser("configs", help="list the shipped configs")
     c.set_defaults(func=cmd_configs)
     try:
@@ -252,26 +436,81 @@ def build_parser() -> argparse.ArgumentParser:
         instruments_cli = None
     if instruments_cli is not None:
         instruments_cli.add_parser(sub)
+    from hil import estimate_cli
+    from hil.emulate import cli as emulate_cli
+
+    estimate_cli.add_parser(sub)
+    emulate_cli.add_parser(sub)
     from hil import sweep_cli
 
     sweep_cli.add_parser(sub)
     return p
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_help()
+        return 0
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors (2), --help / --version (0)
+        return int(exc.code or 0)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    _RUN.clear()
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    debug = bool(os.environ.get("HIL_DEBUG"))
+    from hil.circuit.report import SolveError
+    from hil.drivers.errors import InstrumentError
+    from hil.train.rundir import RunDirError
+
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"hil: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
-        print("\nhil: interrupted; outputs are in the safe state and the last epoch's checkpoint is kept", file=sys.stderr)
-        return 130
+        print(f"\nhil: {_interrupt_message()}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except SolveError as exc:
+        if debug:
+            raise
+        print(f"hil {args.command}: solve failed: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except (RunDirError, OSError, MemoryError) as exc:
+        if debug:
+            raise
+        kind = ("out of memory: " if isinstance(exc, MemoryError) else
+                "" if isinstance(exc, RunDirError) else f"{type(exc).__name__}: ")
+        print(f"hil {args.command}: {kind}{_one_line(exc)}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except InstrumentError as exc:
+        if debug:
+            raise
+        print(f"hil {args.command}: {_instrument_message(exc)}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if debug:
+            raise
+        print(f"hil {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              "(run with HIL_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_RUNTIME
     finally:
         signal.signal(signal.SIGTERM, previous)
+        run = _RUN.pop("run", None)
+        if run is not None:
+            run.close()
 
 
 if __name__ == "__main__":

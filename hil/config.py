@@ -8,6 +8,8 @@ All problems found in a file are reported together, each with its dotted path
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +17,86 @@ from typing import Any, Callable
 import yaml
 
 REQUIRED = object()
+
+#: Largest voltage magnitude any config may ask for (V): far beyond any bench, small enough
+#: that squares and products of voltages and conductances stay finite.
+MAX_ABS_VOLTAGE_V = 1.0e4
+#: Largest conductance a config may set (S).
+MAX_CONDUCTANCE_S = 1.0e3
+#: Longest name (run, circuit, node) accepted.
+MAX_NAME_LENGTH = 128
+
+
+class NumberLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-8``, ``1E5``, ``.5e3`` as numbers.
+
+    YAML 1.1 (PyYAML's default) only recognises floats with a dot and a signed exponent
+    (``1.0e-8``), so ``1e-8`` would silently become the string ``"1e-8"``.  This loader uses
+    the YAML 1.2 core-schema float pattern instead.
+    """
+
+
+NumberLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _first, _resolvers in NumberLoader.yaml_implicit_resolvers.items():
+    _resolvers[:] = [(tag, rx) for tag, rx in _resolvers if tag != "tag:yaml.org,2002:float"]
+NumberLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+class NumberSafeDumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that quotes strings :class:`NumberLoader` would read back as numbers
+    (``"1E01"``, a crosspoint name, must not come back as 10.0)."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str):
+    node = dumper.represent_scalar("tag:yaml.org,2002:str", value)
+    if value and value.strip() == value and "\n" not in value:
+        try:
+            reads_as_float = isinstance(parse_yaml(value), float)
+        except yaml.YAMLError:
+            reads_as_float = False
+        if reads_as_float:
+            node.style = "'"
+    return node
+
+
+NumberSafeDumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data) -> str:
+    """YAML text that :func:`parse_yaml` reads back unchanged (see :class:`NumberSafeDumper`)."""
+    return yaml.dump(data, Dumper=NumberSafeDumper, sort_keys=False)
+
+
+def parse_yaml(text: str):
+    """Parse YAML text safely, numbers like ``1e-8`` included (see :class:`NumberLoader`)."""
+    return yaml.load(text, Loader=NumberLoader)  # noqa: S506 - NumberLoader is a SafeLoader
+
+
+def show_path(path) -> str:
+    """A path for a one-line message: as is when printable, else its repr (NUL, newlines)."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def plain_name(v: str) -> str | None:
+    """Check for names used in paths and netlists: printable, no whitespace or '/', not too long."""
+    if not v:
+        return "must not be empty"
+    if len(v) > MAX_NAME_LENGTH:
+        return f"too long ({len(v)} characters, at most {MAX_NAME_LENGTH})"
+    if any(c in v for c in "/\\") or v in (".", ".."):
+        return "must be a plain name (no '/' or '\\')"
+    if not v.isprintable() or any(c.isspace() for c in v):
+        return "must be printable characters without spaces, newlines or NUL"
+    return None
 
 
 class ConfigError(ValueError):
@@ -70,6 +152,9 @@ class Section:
                 val = float(val)
             except ValueError:
                 pass
+        if isinstance(val, float) and not math.isfinite(val):
+            self.error(key, f"must be a finite number, got {val!r}")
+            return default if default is not REQUIRED else None
         if kind is not object and not isinstance(val, kind) or (kind in (int, float) and isinstance(val, bool)):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             self.error(key, f"expected {names}, got {val!r}")
@@ -106,18 +191,56 @@ def non_negative(v: Any) -> str | None:
     return None if v >= 0 else "must be >= 0"
 
 
-def load_yaml(path: str | Path) -> dict:
-    """Read a YAML file with ``yaml.safe_load``; problems become :class:`ConfigError`."""
+def in_range(lo: float, hi: float, unit: str = "") -> Callable[[Any], str | None]:
+    """A check for ``lo <= v <= hi`` (inclusive), with the unit in the message."""
+    u = f" {unit}" if unit else ""
+    return lambda v: None if lo <= v <= hi else f"must be between {lo:g} and {hi:g}{u}, got {v:g}"
+
+
+#: Largest config file read (bytes); a config is a few kB.
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """Read a UTF-8 text file; every way it can fail becomes a one-line :class:`ConfigError`."""
     p = Path(path)
+    try:
+        if p.is_dir():
+            raise ConfigError([f"{path}: is a directory, expected a {what}"])
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{path}: too large for a {what} ({p.stat().st_size} bytes)"])
+        data = p.read_bytes()
+    except ConfigError:
+        raise
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {path}"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror or exc})"]) from None
+    if b"\0" in data:
+        raise ConfigError([f"{path}: binary file (contains NUL bytes), expected a {what}"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start}), expected a {what}"]) from None
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML config file (numbers like ``1e-8`` included); problems become :class:`ConfigError`."""
+    p = Path(path)
+    if "\0" in str(path) or "\n" in str(path):
+        raise ConfigError([f"{str(path)!r}: not a valid file name"])
     if not p.exists():
         embedded = embedded_config_path(str(path))
         if embedded is None:
             raise ConfigError([f"file not found: {path} (embedded configs: {', '.join(embedded_config_names())})"])
         p = embedded
+    text = read_text_file(p, "YAML config")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"not valid YAML: {exc}"], str(p)) from None
+        raise ConfigError([f"not valid YAML: {' '.join(str(exc).split())}"], str(p)) from None
+    except RecursionError:
+        raise ConfigError(["the YAML is nested too deeply"], str(p)) from None
     if not isinstance(data, dict):
         raise ConfigError(["the file must contain a mapping at the top level"], str(p))
     return data
@@ -138,6 +261,8 @@ def embedded_config_names() -> list[str]:
 
 def embedded_config_path(name: str) -> Path | None:
     """Path of a shipped config by name (``sim-digits`` or ``sim-digits.yaml``), or None."""
+    if "\0" in name or len(name) > 255:
+        return None
     stem = Path(name).name
     stem = stem[:-5] if stem.endswith(".yaml") else stem
     cand = _config_root() / f"{stem}.yaml"
@@ -164,8 +289,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = nxt
         else:
             try:
-                node[parts[-1]] = yaml.safe_load(val)
-            except yaml.YAMLError:
+                node[parts[-1]] = parse_yaml(val)
+            except (yaml.YAMLError, RecursionError):
                 problems.append(f"override {item!r}: the value is not valid YAML")
     if problems:
         raise ConfigError(problems)

@@ -27,6 +27,8 @@ from hil.drivers.protocols import SourceMeter, SwitchMatrix
 from hil.drivers.registry import load_driver
 from hil.drivers.transport import ResourceManagers, VisaTransport, parse_resource_name, validate_visa_library
 
+pytest_plugins = ["hil.emulate.pytest_plugin"]  # emulated_bench fixtures (tests/emulate)
+
 _RESOURCES_KEY = pytest.StashKey[dict]()
 SIM_DIR = Path(__file__).resolve().parent.parent / "drivers" / "sim"
 

@@ -106,6 +106,9 @@ def test_shipped_configs_all_parse():
         if "board" not in raw:
             continue
         s = parse_settings(raw, name)
+        if s.backend == "instruments":  # opening it needs the bench (tests/boards run it emulated)
+            assert s.instrument_board.bench.circuit is not None
+            continue
         board = make_board(s.backend, s.circuit, s.g_min, s.g_max)
         assert board.topology.n_conductances > 0
 

@@ -45,5 +45,6 @@ def test_wheel_holds_only_the_hil_namespace(tmp_path):
     assert tops == {"hil"}
     names = set(zipfile.ZipFile(wheel).namelist())
     for must in ("hil/drivers/registry.py", "hil/boards/simulated.py", "hil/configs/sim-digits.yaml",
-                 "hil/drivers/sim/keithley2450.yaml"):
+                 "hil/drivers/sim/keithley2450.yaml", "hil/emulate/world.py", "hil/bench/schema.py",
+                 "hil/configs/benches/scpi-xor.yaml"):
         assert must in names

@@ -96,7 +96,10 @@ class MaskedSolver:
         """clamped: (B, n) bool; h: (n,) clamp values (V); rhs: (B, n) currents (A)."""
         B, n = rhs.shape
         if self.diagonal is not None:
-            return np.where(clamped, h[None, :], rhs / self.diagonal)
+            # A node with no conductance at all (zero diagonal) is only defined when clamped;
+            # its unclamped value is never used, so the division by zero must not warn.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(clamped, h[None, :], rhs / self.diagonal)
         if self.k_dense is not None:
             free = ~clamped
             K = self.k_dense

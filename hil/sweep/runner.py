@@ -59,36 +59,34 @@ def _train(raw: dict, run_path: Path, progress: bool) -> dict:
     """Train ``raw`` into ``run_path``, continuing from its checkpoint when there is one."""
     import copy
 
-    from hil.boards.factory import make_board
-    from hil.config import ConfigError
-    from hil.train.data import compatibility_problems, load_dataset
+    from hil import api
     from hil.train.loop import Trainer
     from hil.train.rundir import RunDir
-    from hil.train.settings import parse_settings
 
     raw = copy.deepcopy(raw)
     raw.setdefault("output", {})["runs_dir"] = str(run_path.parent)
-    settings = parse_settings(raw)
-    data = load_dataset(settings.data_spec)
-    board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max)
-    if problems := compatibility_problems(data, board.topology):
-        raise ConfigError(problems)
     resumable = (run_path / "checkpoints" / "last.npz").is_file() and (run_path / "config.resolved.yaml").is_file()
     if resumable:
-        run = RunDir(run_path)
-        resumable = run.read_config() == raw
-    if not resumable:
+        resumable = RunDir(run_path).read_config() == raw
+    res = None
+    if resumable:  # the same config stopped part-way: continue exactly from its last epoch
+        res = api.resume(run_path, progress=progress)
+    else:
+        settings = api.parse_config(raw)
+        board, data = api._board_and_data(settings, "")
         if run_path.exists():
             shutil.rmtree(run_path)
-        run = RunDir(run_path)
-        run.write_config(raw)
-        run.write_metadata({"config_source": "hil sweep", "estimator": settings.estimator, "data": data.describe()})
-    with board:
-        trainer = Trainer(board, settings, data, run, progress=progress)
-        if resumable:
-            trainer.restore("last")
-        res = trainer.fit() if trainer.epoch < settings.epochs else None
-    metrics = run.read_metrics()
+        run_path.mkdir(parents=True)
+        run = RunDir.resume(run_path)  # takes the run's lock
+        try:
+            run.write_config(raw)
+            run.write_metadata({"config_source": "hil sweep", "estimator": settings.estimator,
+                                "data": data.describe()})
+            with board:
+                res = api._fit(board, Trainer(board, settings, data, run, progress=progress))
+        finally:
+            run.close()
+    metrics = RunDir(run_path).read_metrics()
     last = metrics[-1] if metrics else {}
     nan = float("nan")
     return {

@@ -21,10 +21,14 @@ part without its validation carve-out):
 
 * ``fixed``: ``x_V = input_scale_v · x / full_scale`` with the set's fixed full scale
   (digits 16, otherwise 1);
+* ``max``: ``x_V = input_scale_v · x / max|x|`` per feature (training inputs within ±input_scale_v);
 * ``standardize``: ``x_V = input_scale_v · (x − mean) / std`` per feature (volts per
   standard deviation; a constant feature maps to 0 V);
 * ``minmax``: each feature's training range mapped linearly onto ``input_range_v``
   (default ``[0, input_scale_v]``); unseen values may fall outside it.
+
+Without ``scaling`` each set uses its default: ``fixed`` for digits and xor, ``max`` for iris,
+``standardize`` for every other set and for user files.
 
 Every problem with a file or its contents is a :class:`hil.config.ConfigError` naming the
 dotted config path (``data.path: line 7 has 3 fields, expected 5``).
@@ -41,13 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from hil.config import ConfigError, Section, non_negative, positive
+from hil.config import MAX_ABS_VOLTAGE_V, ConfigError, Section, in_range, non_negative, positive
 
 BUILTIN = ("digits", "xor", "iris", "wine", "breast_cancer", "mnist1d")
 FILE_FORMATS = ("csv", "npz")
 DATASETS = BUILTIN + FILE_FORMATS
-SCALINGS = ("fixed", "standardize", "minmax")
+SCALINGS = ("fixed", "max", "standardize", "minmax")
 FULL_SCALE = {"digits": 16.0}
+DEFAULT_SCALING = {"digits": "fixed", "xor": "fixed", "iris": "max"}  # every other set: standardize
 MNIST1D_VERSION = "0.0.2.post1"
 
 
@@ -84,7 +89,7 @@ class DataSpec:
     label_column: int | str = -1
     header: bool | None = None  # None: detect (first row has a non-numeric feature field)
     delimiter: str = ","
-    scaling: str = "fixed"
+    scaling: str | None = None  # None: the data set's default (DEFAULT_SCALING, else standardize)
     input_scale_v: float = 1.0
     input_range_v: tuple[float, float] | None = None
     validation_fraction: float = 0.0
@@ -112,8 +117,8 @@ def parse_data_section(d: Section) -> DataSpec | None:
         for key in ("label_column", "header", "delimiter"):
             if d.has(key) and name is not None:
                 d.error(key, "only for csv data")
-    scaling = d.get("scaling", str, "fixed", choices=SCALINGS)
-    scale = d.get("input_scale_v", float, 1.0, check=positive)
+    scaling = d.get("scaling", str, None, choices=SCALINGS)
+    scale = d.get("input_scale_v", float, 1.0, check=lambda v: positive(v) or in_range(0, MAX_ABS_VOLTAGE_V, "V")(v))
     rng = d.get("input_range_v", list, None)
     if rng is not None:
         ok = (len(rng) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng)
@@ -380,10 +385,16 @@ def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np
 def _scaler(spec: DataSpec, x_fit: np.ndarray, full_scale: float) -> tuple[np.ndarray, np.ndarray, dict]:
     """Per-feature (offset, gain) with x_V = (x − offset) · gain, and a record of it."""
     f = x_fit.shape[1]
-    if spec.scaling == "fixed":
+    method = spec.scaling or DEFAULT_SCALING.get(spec.name, "standardize")
+    if method == "fixed":
         off, gain = np.zeros(f), np.full(f, spec.input_scale_v / full_scale)
         rec = {"method": "fixed", "full_scale": full_scale, "input_scale_v": spec.input_scale_v}
-    elif spec.scaling == "standardize":
+    elif method == "max":
+        peak = np.abs(x_fit).max(axis=0)
+        peak = np.where(peak > 0, peak, 1.0)
+        off, gain = np.zeros(f), spec.input_scale_v / peak
+        rec = {"method": "max", "input_scale_v": spec.input_scale_v, "max_abs": peak.tolist()}
+    elif method == "standardize":
         mean, std = x_fit.mean(axis=0), x_fit.std(axis=0)
         std = np.where(std > 0, std, 1.0)
         off, gain = mean, spec.input_scale_v / std
@@ -434,7 +445,7 @@ def load_data(spec: DataSpec) -> Dataset:
 
 def load_dataset(name: str | DataSpec, input_scale_v: float = 1.0, validation_fraction: float = 0.0,
                  test_size: float = 0.25, split_seed: int = 0, validation_seed: int = 1, **options: Any) -> Dataset:
-    """Load a data set by name with ``fixed`` scaling unless ``scaling=`` says otherwise, or from a spec."""
+    """Load a data set by name (its default scaling unless ``scaling=`` says otherwise), or from a spec."""
     if isinstance(name, DataSpec):
         return load_data(name)
     return load_data(DataSpec(name, input_scale_v=input_scale_v, validation_fraction=validation_fraction,

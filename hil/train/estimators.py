@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hil.board import Board, ExactLinearization, Measurement
+from hil.board import Board, ExactLinearization, Measurement, PhasedMeasurement, valid_mask
 from hil.train.losses import Loss
 
 ESTIMATORS = ("hl", "hl-exact", "ep", "fd")
@@ -53,9 +53,69 @@ def _operating_point(board: Board, x: np.ndarray, target, loss: Loss) -> tuple[M
     return op, val, -dy
 
 
+def _bias(note: str | None) -> dict:
+    """The ``stats`` entries every estimator returns: whether the answer may be biased, and why."""
+    return {"may_be_biased": note is not None, "bias_note": note}
+
+
+def _flipped(op: Measurement, rows: np.ndarray, *phases: Measurement) -> np.ndarray:
+    """(len(rows),) True where a diode changed state between the operating point and a phase.
+
+    Only meaningful for piecewise-linear (ideal-diode) boards, where a flip changes the
+    linearization itself; smooth boards never report flips.
+    """
+    flips = np.zeros(rows.size, bool)
+    if not op.piecewise_linear or op.on is None:
+        return flips
+    for ph in phases:
+        if ph is not None and ph.on is not None:
+            flips |= np.any(ph.on != op.on[rows], axis=1)
+    return flips
+
+
+def response_flips(n_plus: np.ndarray, n0: np.ndarray, n_minus: np.ndarray, noise_v: float = 0.0,
+                   rel_tol: float = 1e-3) -> np.ndarray:
+    """Samples (B,) whose ± one-sided responses disagree: a flip seen in the measurements alone.
+
+    Around an operating point where every element stays in one linear region, the
+    responses to +ε and −ε are mirror images: ``d+ = v(+) − v(0)`` equals
+    ``d− = v(0) − v(−)`` (exactly for ideal diodes, to O(ε²) for smooth ones).  A diode
+    changing state in one phase, or a smooth diode leaving its linear region, breaks
+    the symmetry.  A sample is flagged when ``max|d+ − d−|`` exceeds ``rel_tol`` times
+    the response ``max|d+ + d−|/2`` plus the noise floor ``5·√6·noise_v`` (the reading
+    noise of the three-reading combination, 5 σ).  A kink the check lets through leaves
+    an error of about ``rel_tol`` relative in that sample's response, so ``rel_tol`` is
+    the accuracy asked of a piecewise-linear board; on smooth diodes it also bounds the
+    curvature seen within ±ε.  Arrays are node voltages (B, nodes), V.
+    """
+    d_plus, d_minus = n_plus - n0, n0 - n_minus
+    asym = np.max(np.abs(d_plus - d_minus), axis=1)
+    scale = np.max(np.abs(d_plus + d_minus), axis=1) / 2
+    return asym > rel_tol * scale + 5.0 * np.sqrt(6.0) * noise_v
+
+
 def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float = 0.01,
-                central: bool = True, max_retries: int = 3, keep_per_sample: bool = False) -> GradientResult:
-    """Hardware-linearization gradient from two (central) or one (one-sided) perturbation phases."""
+                central: bool = True, max_retries: int = 3, keep_per_sample: bool = False,
+                flip_rel_tol: float = 1e-3, one_sweep: bool | None = None) -> GradientResult:
+    """Hardware-linearization gradient from two (central) or one (one-sided) perturbation phases.
+
+    Flips are detected from the diode states where the board reports them (ideal diodes)
+    and, for central differences, from the measurements themselves (:func:`response_flips`),
+    so boards without state access and smooth diodes are covered too.  A flagged sample
+    is re-measured with a 10× smaller drive, up to ``max_retries`` times.
+
+    With ``one_sweep`` (default: when the board has :class:`~hil.board.PhasedMeasurement`)
+    the operating point and the ± perturbation of every output port are measured in one
+    sweep (1 + 2q phases, q output ports, each port driven by ±``delta_v``) and the
+    response to ŵ is assembled from the per-port responses (the small-signal response is
+    linear in the drive).  Samples the board marks invalid are left out of the gradient.
+    """
+    if one_sweep is None:
+        one_sweep = isinstance(board, PhasedMeasurement)
+    if one_sweep:
+        if not isinstance(board, PhasedMeasurement):
+            raise TypeError("one_sweep needs a board with measure_phases (PhasedMeasurement)")
+        return _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_per_sample, flip_rel_tol)
     topo = board.topology
     op, val, w_hat = _operating_point(board, x, target, loss)
     amp = np.max(np.abs(w_hat), axis=1, keepdims=True)
@@ -64,34 +124,139 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     n0 = topo.node_voltages(op)
     n_hat = np.zeros_like(n0)
     i_hat = np.zeros_like(op.i_src)
+    ok = valid_mask(op).copy()
     todo = np.arange(x.shape[0])
-    retries, flipped_total = 0, 0
+    retries, flipped_total, seen_by_response = 0, 0, 0
     while todo.size:
         xs, ws, es = x[todo], w_hat[todo], eps[todo]
         w0 = op.w[todo]
         plus = board.measure(xs, w0 + es * ws)
         minus = board.measure(xs, w0 - es * ws) if central else None
-        flips = np.zeros(todo.size, bool)
-        if op.piecewise_linear and op.on is not None and plus.on is not None:
-            flips |= np.any(plus.on != op.on[todo], axis=1)
-            if minus is not None:
-                flips |= np.any(minus.on != op.on[todo], axis=1)
+        flips = _flipped(op, todo, plus, minus)
         npl = topo.node_voltages(plus)
+        phase_ok = valid_mask(plus)
         if central:
-            n_hat[todo] = (npl - topo.node_voltages(minus)) / (2 * es)
+            nmi = topo.node_voltages(minus)
+            phase_ok = phase_ok & valid_mask(minus)
+            by_response = response_flips(npl, n0[todo], nmi, max(plus.noise_v, op.noise_v), flip_rel_tol)
+            seen_by_response += int(np.sum(by_response & ~flips))
+            flips |= by_response
+            n_hat[todo] = (npl - nmi) / (2 * es)
             i_hat[todo] = (plus.i_src - minus.i_src) / (2 * es)
         else:
             n_hat[todo] = (npl - n0[todo]) / es
             i_hat[todo] = (plus.i_src - op.i_src[todo]) / es
+        ok[todo] &= phase_ok
+        flips &= phase_ok
         flipped_total += int(flips.sum())
         if not flips.any() or retries >= max_retries:
             break
         retries += 1
         todo = todo[flips]
         eps[todo] /= 10.0
-    grad, per = _finish(topo, n0, n_hat, keep_per_sample)
-    return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per,
-                          stats={"flipped_samples": flipped_total, "retries": retries})
+    unresolved = int(flips.sum()) if todo.size else 0
+    return _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved,
+                   {"flipped_samples": flipped_total, "flips_from_response": seen_by_response, "retries": retries})
+
+
+def _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_per_sample, flip_rel_tol):
+    """``hl`` with the operating point and per-port ± drives in one sweep (see :func:`hl_gradient`)."""
+    topo = board.topology
+    B, q = x.shape[0], topo.n_outputs
+    w0 = np.broadcast_to(topo.output_voltage, (B, q))
+    signs = (1.0, -1.0) if central else (1.0,)
+
+    def phases(w_base, step):
+        out = []
+        for o in range(q):
+            for s in signs:
+                w = np.array(w_base, dtype=float)
+                w[:, o] += s * step[:, 0]
+                out.append(w)
+        return out
+
+    step = np.full((B, 1), float(delta_v))
+    ms = board.measure_phases(x, [None] + phases(w0, step))
+    op, per_port = ms[0], ms[1:]
+    val, dy = loss.value_and_grad(op.y, target)
+    w_hat = -dy
+    n0 = topo.node_voltages(op)
+    n_hat = np.zeros_like(n0)
+    i_hat = np.zeros_like(op.i_src)
+    ok = valid_mask(op).copy()
+    todo = np.arange(B)
+    retries, flipped_total, seen_by_response = 0, 0, 0
+    while True:
+        k = len(signs)
+        nh = np.zeros((todo.size, n0.shape[1]))
+        ih = np.zeros((todo.size, op.i_src.shape[1]))
+        flips = np.zeros(todo.size, bool)
+        phase_ok = np.ones(todo.size, bool)
+        for o in range(q):
+            plus = per_port[k * o]
+            minus = per_port[k * o + 1] if central else None
+            npl = topo.node_voltages(plus)
+            phase_ok &= valid_mask(plus)
+            st = _flipped(op, todo, plus, minus)
+            if central:
+                nmi = topo.node_voltages(minus)
+                phase_ok &= valid_mask(minus)
+                resp = response_flips(npl, n0[todo], nmi, max(plus.noise_v, op.noise_v), flip_rel_tol)
+                seen_by_response += int(np.sum(resp & ~st))
+                st |= resp
+                dn, di = (npl - nmi) / (2 * step), (plus.i_src - minus.i_src) / (2 * step)
+            else:
+                dn, di = (npl - n0[todo]) / step, (plus.i_src - op.i_src[todo]) / step
+            flips |= st
+            nh += w_hat[todo, o:o + 1] * dn
+            ih += w_hat[todo, o:o + 1] * di
+        n_hat[todo], i_hat[todo] = nh, ih
+        ok[todo] &= phase_ok
+        flips &= phase_ok
+        flipped_total += int(flips.sum())
+        if not flips.any() or retries >= max_retries:
+            break
+        retries += 1
+        todo, step = todo[flips], step[flips] / 10.0
+        per_port = board.measure_phases(x[todo], phases(w0[todo], step))
+    unresolved = int(flips.sum())
+    return _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved,
+                   {"flipped_samples": flipped_total, "flips_from_response": seen_by_response, "retries": retries,
+                    "phases": 1 + len(signs) * q})
+
+
+def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved, stats) -> GradientResult:
+    """Batch-mean gradient over the valid samples only; invalid samples are counted, never used.
+
+    The bias note says why the answer may be biased: unresolved flips, invalid samples left
+    out, truncation of a non-piecewise-linear response, reading noise.
+    """
+    notes = []
+    if unresolved:
+        notes.append(f"{unresolved} sample(s) still had a diode flip after {stats['retries']} re-measurement(s): "
+                     "their gradient mixes two linearizations")
+    if not ok.all():
+        notes.append(f"{int(np.sum(~ok))} invalid sample(s) left out of the batch mean")
+    if not op.piecewise_linear:
+        notes.append(f"smooth diodes (or a board not known to be piecewise linear): {'central' if central else 'one-sided'} "
+                     f"difference, truncation error O(delta_v{'²' if central else ''})")
+    if op.noise_v > 0:
+        notes.append(f"reading noise {op.noise_v:.3g} V per node voltage")
+    stats = dict(stats, invalid_samples=int(np.sum(~ok)), unresolved_flips=unresolved,
+                 **_bias("; ".join(notes) if notes else None))
+    if ok.all():
+        grad, per = _finish(topo, n0, n_hat, keep_per_sample)
+    elif ok.any():
+        grad, per_ok = _finish(topo, n0[ok], n_hat[ok], keep_per_sample)
+        per = None
+        if keep_per_sample:
+            per = np.full((ok.size, grad.size), np.nan)
+            per[ok] = per_ok
+    else:
+        grad = np.zeros(topo.n_conductances)
+        per = np.full((ok.size, grad.size), np.nan) if keep_per_sample else None
+    stats["valid"] = ok
+    return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per, stats=stats)
 
 
 def hl_exact_gradient(board: Board, x: np.ndarray, target, loss: Loss, keep_per_sample: bool = False) -> GradientResult:
@@ -103,56 +268,127 @@ def hl_exact_gradient(board: Board, x: np.ndarray, target, loss: Loss, keep_per_
     e_hat, i_hat = board.linearized_response(x, w_hat)
     adj = Measurement(u=np.zeros_like(op.u), w=w_hat, y=np.zeros_like(op.y), i_src=i_hat, e=e_hat)
     grad, per = _finish(topo, topo.node_voltages(op), topo.node_voltages(adj), keep_per_sample)
-    return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per)
+    return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per, stats=_bias(None))
 
 
 def ep_gradient(board: Board, x: np.ndarray, target, loss: Loss, beta: float | None = None, centred: bool = True,
-                delta_v: float = 0.01, keep_per_sample: bool = False) -> GradientResult:
+                delta_v: float = 0.01, max_retries: int = 3, keep_per_sample: bool = False) -> GradientResult:
     """Equilibrium propagation with nudged port voltages w = w₀ ± β ŵ.
 
     β is in V·A per unit loss; when it is not given it is chosen per batch so that the
-    largest nudge is ``delta_v`` volts (one β for the whole batch).
+    largest nudge is ``delta_v`` volts (one β for the whole batch).  On ideal-diode boards a
+    sample in which a diode changes state between the free and a nudged phase is
+    re-measured with a 10× smaller β (up to ``max_retries`` times), as ``hl`` does.
     """
     topo = board.topology
     op, val, w_hat = _operating_point(board, x, target, loss)
     if beta is None:
         peak = float(np.max(np.abs(w_hat), initial=0.0))
         beta = delta_v / peak if peak > 0 else 1.0
+    betas = np.full((x.shape[0], 1), float(beta))
     n0 = topo.node_voltages(op)
-    npl = topo.node_voltages(board.measure(x, op.w + beta * w_hat))
+    n_plus, n_other = np.zeros_like(n0), n0.copy()
+    todo = np.arange(x.shape[0])
+    retries, flipped_total = 0, 0
+    while todo.size:
+        xs, bs, ws, w0 = x[todo], betas[todo], w_hat[todo], op.w[todo]
+        plus = board.measure(xs, w0 + bs * ws)
+        minus = board.measure(xs, w0 - bs * ws) if centred else None
+        n_plus[todo] = topo.node_voltages(plus)
+        if centred:
+            n_other[todo] = topo.node_voltages(minus)
+        flips = _flipped(op, todo, plus, minus)
+        flipped_total += int(flips.sum())
+        if not flips.any() or retries >= max_retries:
+            break
+        retries += 1
+        todo = todo[flips]
+        betas[todo] /= 10.0
+    unresolved = int(flips.sum()) if todo.size else 0
     # v+² − v₋² = (v+ − v₋)(v+ + v₋): a product of two branch differences.
-    other = topo.node_voltages(board.measure(x, op.w - beta * w_hat)) if centred else n0
-    scale = 4 * beta if centred else 2 * beta
-    grad, per = _finish(topo, npl - other, (npl + other) / scale, keep_per_sample)
-    return GradientResult(grad, val, op, per_sample=per, stats={"beta": beta})
+    scale = 4 * betas if centred else 2 * betas
+    grad, per = _finish(topo, n_plus - n_other, (n_plus + n_other) / scale, keep_per_sample)
+    if unresolved:
+        note = (f"{unresolved} sample(s) still had a diode flip after {retries} re-measurement(s): "
+                "their gradient mixes two linearizations")
+    elif not centred:
+        note = "one-sided nudge: bias O(beta) (0.5·beta·v̂² per conductance)"
+    elif not op.piecewise_linear:
+        note = "smooth diodes: centred nudge, bias O(beta²)"
+    else:
+        note = None
+    return GradientResult(grad, val, op, per_sample=per,
+                          stats={"beta": float(beta), "flipped_samples": flipped_total, "retries": retries,
+                                 "unresolved_flips": unresolved, **_bias(note)})
 
 
-def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float = 1e-4,
-                g_floor: float = 1e-9) -> GradientResult:
-    """Central finite differences of the batch-mean loss, one conductance at a time (slow).
+def _typical_conductance(g: np.ndarray, g_floor: float) -> float:
+    """Median of the non-zero conductances (S): the scale a step is compared against."""
+    nz = np.abs(g[g != 0])
+    return max(float(np.median(nz)) if nz.size else 0.0, g_floor)
 
-    The step is ``rel_step * max(|g|, g_floor)``.  Below ~1e-4 relative the rounding of
-    the loss difference (eps_mach * loss / h) dominates; piecewise-linear (ideal-diode)
-    networks have no truncation error at all as long as no diode flips within h.
+
+def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float | None = None,
+                g_floor: float = 1e-9, max_retries: int = 3) -> GradientResult:
+    """Finite differences of the batch-mean loss, one conductance at a time (a reference; slow).
+
+    Step: ``h = rel_step · max(|g_k|, ḡ)`` with ḡ the median non-zero conductance of the
+    board, so that a small conductance (a leak) still changes the loss well above rounding;
+    ``rel_step`` defaults to 1e-4, which balances the O(h²) truncation error of the loss's
+    own curvature against rounding.  Central differences where
+    ``g ± h`` is programmable, otherwise the second-order one-sided formula
+    (−3f₀ + 4f₁ − f₂)/(2h) towards the inside of the range.  On ideal-diode boards a step
+    during which a diode changes state is retried 10× smaller (up to ``max_retries``).
+    The board's operating point warm-starts every perturbed solve.
     """
     g0 = board.read_conductances()
+    g_min, g_max = board.conductance_bounds
     op = board.measure(x)
     val, _ = loss.value_and_grad(op.y, target)
+    f0 = float(val.mean())
+    if rel_step is None:
+        rel_step = 1e-4
+    g_bar = _typical_conductance(g0, g_floor)
     grad = np.zeros_like(g0)
+    one_sided, unresolved = 0, 0
+    rows = np.arange(x.shape[0])
+
+    def at(k: int, value: float) -> tuple[float, float, bool]:
+        g = g0.copy()
+        g[k] = value
+        applied = board.program(g, rel_tol=0.0)[k]
+        m = board.measure(x)
+        return float(loss.value_and_grad(m.y, target)[0].mean()), float(applied), bool(_flipped(op, rows, m).any())
+
     try:
         for k in range(g0.size):
-            h = rel_step * max(abs(g0[k]), g_floor)
-            out, applied = [], []
-            for sign in (1.0, -1.0):
-                g = g0.copy()
-                g[k] += sign * h
-                # the board may clip at its range: divide by the step actually programmed
-                applied.append(board.program(g, rel_tol=0.0)[k])
-                out.append(loss.value_and_grad(board.measure(x).y, target)[0].mean())
-            grad[k] = (out[0] - out[1]) / (applied[0] - applied[1])
+            h = rel_step * max(abs(g0[k]), g_bar)
+            for attempt in range(max_retries + 1):
+                if g0[k] - h >= g_min and g0[k] + h <= g_max:
+                    (fp, gp, a), (fm, gm, b) = at(k, g0[k] + h), at(k, g0[k] - h)
+                    grad[k], flipped, side = (fp - fm) / (gp - gm), a or b, False
+                else:
+                    sign = 1.0 if g0[k] + 2 * h <= g_max else -1.0
+                    if g0[k] + sign * 2 * h < g_min or g0[k] + sign * 2 * h > g_max:
+                        h /= 10.0  # the range is narrower than 2h on both sides
+                        continue
+                    (f1, g1, a), (f2, g2, b) = at(k, g0[k] + sign * h), at(k, g0[k] + 2 * sign * h)
+                    step = g1 - g0[k]
+                    grad[k], flipped, side = (-3 * f0 + 4 * f1 - f2) / (2 * step), a or b, True
+                if not flipped:
+                    break
+                h /= 10.0
+            one_sided += side
+            unresolved += flipped
     finally:
         board.program(g0, rel_tol=0.0)
-    return GradientResult(grad, val, op)
+    if unresolved:
+        note = f"{unresolved} conductance(s): a diode flipped within the smallest step tried"
+    else:
+        note = f"finite differences: truncation error O(h²) with h = {rel_step:g}·max(|g|, {g_bar:.3g} S)"
+    return GradientResult(grad, val, op, stats={"rel_step": rel_step, "typical_conductance_s": g_bar,
+                                                "one_sided": one_sided, "unresolved_flips": unresolved,
+                                                **_bias(note)})
 
 
 def estimate(name: str, board: Board, x, target, loss: Loss, options: dict | None = None) -> GradientResult:

@@ -9,19 +9,23 @@ run stopped at any point resumes exactly from its last completed epoch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from hil.board import Board
+from hil.board import Board, as_program_result, valid_mask
 from hil.train.data import Dataset, DataSplit
 from hil.train.estimators import estimate
 from hil.train.losses import Loss
 from hil.train.optim import Optimizer
-from hil.train.rundir import RunDir
+from hil.train.rundir import RunDir, RunDirError, utc_now
 from hil.train.settings import TrainSettings
 
 
@@ -36,17 +40,80 @@ class TrainResult:
     seconds_per_epoch: float
     conduction_fraction: float
     outcome: str
+    best_on: str = "validation accuracy"
+    best_score: float | None = None
+
+
+class ShapeMismatch(RunDirError):
+    """A checkpoint that does not fit the board (a resume whose overrides change the circuit)."""
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold SIGINT/SIGTERM until the block ends, so bookkeeping files stay consistent.
+
+    The end-of-epoch writes (metrics row, checkpoints, event) are done as one unit: a
+    Ctrl-C or SIGTERM arriving in the middle is re-delivered right after them.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list = []
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def hold(signum, frame):
+        pending.append((signum, frame))
+
+    for sig in old:
+        signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for signum, frame in pending[:1]:
+            handler = old[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
+
+
+def conductance_layout(topology) -> dict:
+    """Names and group layout of the flat conductance vector, as stored in checkpoints."""
+    return {
+        "conductance_names": np.array(topology.edge_names, dtype=str),
+        "group_names": np.array(list(topology.groups), dtype=str),
+        "group_bounds": np.array([[sl.start, sl.stop] for sl in topology.groups.values()], dtype=np.int64),
+        "group_shapes": np.array(json.dumps({k: list(topology.group_shapes.get(k, (sl.stop - sl.start,)))
+                                             for k, sl in topology.groups.items()})),
+    }
+
+
+def check_checkpoint_fits(ck: dict, topology, where: str) -> None:
+    """Raise :class:`ShapeMismatch` when a checkpoint's conductances do not fit ``topology``."""
+    g = np.asarray(ck["conductances_s"])
+    if g.shape != (topology.n_conductances,):
+        raise ShapeMismatch(f"{where}: the checkpoint holds {g.size} conductances, the configured circuit has "
+                            f"{topology.n_conductances}; a resume or evaluation cannot change the circuit's shape")
+    if "conductance_names" in ck and tuple(ck["conductance_names"].tolist()) != tuple(topology.edge_names):
+        raise ShapeMismatch(f"{where}: the checkpoint's conductance names differ from the configured circuit's "
+                            "(a different topology); a resume or evaluation cannot change the circuit")
 
 
 def evaluate(board: Board, loss: Loss, split: DataSplit, chunk: int = 2048) -> tuple[float, float, float]:
-    """(accuracy, mean loss, conducting fraction of hidden diodes) on a data split."""
+    """(accuracy, mean loss, conducting fraction of hidden diodes) on a data split.
+
+    A sample the board marked invalid (compliance, sentinel) counts as wrong and adds no loss.
+    """
     correct, total_loss, on_frac = 0, 0.0, 0.0
     n = len(split.y)
     for i in range(0, n, chunk):
         m = board.measure(split.x[i:i + chunk])
         t = split.y[i:i + chunk]
-        correct += int(np.sum(loss.predict(m.y) == t))
-        total_loss += float(loss.value_and_grad(m.y, t)[0].sum())
+        ok = valid_mask(m)
+        correct += int(np.sum((loss.predict(m.y) == t) & ok))
+        total_loss += float(loss.value_and_grad(m.y, t)[0][ok].sum())
         if m.on is not None:
             on_frac += float(m.on.mean()) * len(t)
     return correct / n, total_loss / n, on_frac / n
@@ -55,9 +122,13 @@ def evaluate(board: Board, loss: Loss, split: DataSplit, chunk: int = 2048) -> t
 class Trainer:
     """Trains a board on a data set as configured by :class:`TrainSettings`."""
 
-    def __init__(self, board: Board, settings: TrainSettings, data: Dataset, run: RunDir, progress: bool = True):
+    def __init__(self, board: Board, settings: TrainSettings, data: Dataset, run: RunDir, progress: bool | str = True):
+        """``progress``: ``True`` (a bar on a terminal, else one plain line per epoch),
+        ``"lines"`` (one plain line per epoch), ``"bar"`` or ``False`` (silent)."""
         self.board, self.s, self.data, self.run = board, settings, data, run
-        self.progress = progress
+        if progress is True:
+            progress = "bar" if sys.stderr.isatty() else "lines"
+        self.progress = progress or None
         topo = board.topology
         self.loss = Loss(settings.loss, settings.gain_per_a, topo.differential)
         mask = np.zeros(topo.n_conductances, bool)
@@ -70,7 +141,10 @@ class Trainer:
                              lr_final_fraction=settings.lr_final_fraction)
         self.rng = np.random.default_rng(settings.seed)
         self.epoch = 0
+        self.saved_epoch = 0  # the epoch that checkpoints/last.npz holds
         self.best = (-1.0, 0)
+        self.best_on = "validation accuracy" if data.val is not None else "training accuracy"
+        self._layout = conductance_layout(topo)  # the same in every checkpoint of the run
 
     # ---- checkpoints -------------------------------------------------------------
     def _checkpoint(self, tag: str) -> None:
@@ -81,22 +155,35 @@ class Trainer:
             "opt_step": st["step"], "opt_m": st["m"], "opt_v": st["v"],
             "rng_state": np.array(json.dumps(self.rng.bit_generator.state)),
             "best_acc": np.array(self.best[0]), "best_epoch": np.array(self.best[1]),
+            "best_on": np.array(self.best_on),
+            **self._layout,
         })
 
     def restore(self, tag: str = "last", overrides: list[str] | None = None) -> None:
         """Continue from a checkpoint: conductances, optimizer and RNG state, epoch count.
 
-        ``overrides`` (``key=value`` strings applied on resume) are recorded in the event log.
+        A damaged ``last`` checkpoint falls back to ``best`` (with a warning).  ``overrides``
+        (``key=value`` strings applied on resume) are recorded in the event log.  Raises
+        :class:`ShapeMismatch` when the checkpoint does not fit the board.
         """
-        ck = self.run.load_checkpoint(tag)
+        used, ck = self.run.load_checkpoint_with_fallback(tag)
+        check_checkpoint_fits(ck, self.board.topology, f"resume of {self.run.path}")
+        try:
+            opt_state = {"step": ck["opt_step"], "m": ck["opt_m"], "v": ck["opt_v"]}
+            rng_state = json.loads(str(ck["rng_state"]))
+            epoch, best = int(ck["epoch"]), (float(ck["best_acc"]), int(ck["best_epoch"]))
+            if opt_state["m"].shape != ck["conductances_s"].shape:
+                raise ValueError("optimizer state does not match the conductances")
+        except (KeyError, ValueError, TypeError) as exc:
+            raise RunDirError(f"checkpoint {used} of {self.run.path} is damaged ({type(exc).__name__}: {exc})") from None
         self.board.program(ck["conductances_s"], rel_tol=0.0)
-        self.opt.load_state_dict({"step": ck["opt_step"], "m": ck["opt_m"], "v": ck["opt_v"]})
-        self.rng.bit_generator.state = json.loads(str(ck["rng_state"]))
-        self.epoch = int(ck["epoch"])
-        self.best = (float(ck["best_acc"]), int(ck["best_epoch"]))
+        self.opt.load_state_dict(opt_state)
+        self.rng.bit_generator.state = rng_state
+        self.epoch = self.saved_epoch = epoch
+        self.best = best
         self.run.truncate_metrics(self.epoch)
         self.run.event("resume", step=self.epoch * self.steps_per_epoch, epoch=self.epoch,
-                       overrides=list(overrides or []))
+                       overrides=list(overrides or []), checkpoint=used)
 
     # ---- loop ----------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -115,16 +202,26 @@ class Trainer:
                 times.append(last["epoch_time_s"])
         except KeyboardInterrupt:
             outcome = "aborted"
-            self.run.event("abort", step=self.epoch * self.steps_per_epoch, reason="interrupted")
+            with deferred_interrupts():
+                self.run.event("abort", step=self.saved_epoch * self.steps_per_epoch, reason="interrupted",
+                               epochs_done=self.saved_epoch)
             raise
         except Exception as exc:
             outcome = "failed"
-            self.run.event("error", step=self.epoch * self.steps_per_epoch, error=f"{type(exc).__name__}: {exc}")
+            with deferred_interrupts():
+                self.run.event("error", step=self.saved_epoch * self.steps_per_epoch,
+                               error=f"{type(exc).__name__}: {exc}", epochs_done=self.saved_epoch)
             raise
         finally:
-            self.run.event("run_end", step=self.epoch * self.steps_per_epoch, outcome=outcome, epochs_done=self.epoch)
-            if s.plots:
-                self._plots()
+            with deferred_interrupts():
+                self.run.event("run_end", step=self.saved_epoch * self.steps_per_epoch, outcome=outcome,
+                               epochs_done=self.saved_epoch)
+                self.run.update_metadata(ended_utc=utc_now(), outcome=outcome, epochs_done=self.saved_epoch)
+            if s.plots and outcome != "aborted":
+                try:
+                    self._plots()
+                except Exception as exc:  # plots never hide the run's own outcome
+                    print(f"hil: warning: plots not written ({type(exc).__name__}: {exc})", file=sys.stderr)
         if not last:
             metrics = self.run.read_metrics()
             last = metrics[-1] if metrics else {"train_acc": float("nan"), "val_acc": float("nan"),
@@ -133,30 +230,44 @@ class Trainer:
         return TrainResult(str(self.run.path), self.epoch, float(last["train_acc"]), nan_none(last.get("val_acc")),
                            nan_none(last.get("test_acc")), self.best[1],
                            float(np.mean(times)) if times else float("nan"),
-                           float(last.get("conduction_fraction", float("nan"))), outcome)
+                           float(last.get("conduction_fraction", float("nan"))), outcome,
+                           self.best_on, nan_none(self.best[0]) if self.best[1] else None)
 
     def _epoch(self) -> dict:
         s, data = self.s, self.data
         n = len(data.train.y)
         perm = self.rng.permutation(n)
         t0 = time.perf_counter()
-        loss_sum, correct, on_sum, flips = 0.0, 0, 0.0, 0
+        loss_sum, correct, on_sum, flips, unresolved, invalid = 0.0, 0, 0.0, 0, 0, 0
+        seen_states = False  # a bench cannot see diode states: the conducting fraction is then unknown
+        prog = {"unconverged": 0, "stuck": 0, "pulses": 0, "max_rel_error": 0.0, "seconds": 0.0}
         bar = None
-        if self.progress:
+        if self.progress == "bar":
             from tqdm import tqdm
 
             bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{s.epochs}", leave=False,
                        unit="batch", dynamic_ncols=True)
         g = self.board.read_conductances()
+        bench_start = float(getattr(self.board, "bench_time_s", lambda: 0.0)())
         for i in range(0, n, s.batch_size):
             idx = perm[i:i + s.batch_size]
             res = estimate(s.estimator, self.board, data.train.x[idx], data.train.y[idx], self.loss, s.estimator_options)
-            g = self.board.program(self.opt.step(g, res.grad), rel_tol=0.0)
-            loss_sum += float(res.loss.sum())
-            correct += int(np.sum(self.loss.predict(res.op.y) == data.train.y[idx]))
+            target = self.opt.step(g, res.grad)
+            pr = as_program_result(target, self.board.program(target, rel_tol=0.0),
+                                   self.board.conductance_bounds)
+            g = pr.achieved
+            for key, val in pr.summary().items():
+                if key in prog:
+                    prog[key] = max(prog[key], val) if key == "max_rel_error" else prog[key] + val
+            ok = res.stats.get("valid", valid_mask(res.op))
+            invalid += int(np.sum(~ok))
+            loss_sum += float(res.loss[ok].sum())
+            correct += int(np.sum((self.loss.predict(res.op.y) == data.train.y[idx])[ok]))
             if res.op.on is not None:
                 on_sum += float(res.op.on.mean()) * len(idx)
+                seen_states = True
             flips += res.stats.get("flipped_samples", 0)
+            unresolved += res.stats.get("unresolved_flips", 0)
             if bar is not None:
                 seen = min(i + s.batch_size, n)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%")
@@ -164,25 +275,43 @@ class Trainer:
         if bar is not None:
             bar.close()
         train_time = time.perf_counter() - t0
-        self.epoch += 1
-        row = {"epoch": self.epoch, "step": self.epoch * self.steps_per_epoch, "lr": self.opt.current_lr(),
-               "train_loss": loss_sum / n, "train_acc": correct / n, "conduction_fraction": on_sum / n,
-               "flipped_samples": flips, "epoch_time_s": train_time}
+        epoch = self.epoch + 1
+        row = {"epoch": epoch, "step": epoch * self.steps_per_epoch, "lr": self.opt.current_lr(),
+               "train_loss": loss_sum / n, "train_acc": correct / n,
+               "conduction_fraction": on_sum / n if seen_states else float("nan"),
+               "flipped_samples": flips, "unresolved_flips": unresolved, "epoch_time_s": train_time}
+        bench_clock = getattr(self.board, "bench_time_s", None)
+        if bench_clock is not None:  # a bench: masks, programming evidence and bench time per epoch
+            row.update({"invalid_samples": invalid, "program_unconverged": prog["unconverged"],
+                        "program_stuck": prog["stuck"], "program_pulses": prog["pulses"],
+                        "program_max_rel_error": prog["max_rel_error"], "program_time_s": prog["seconds"],
+                        "bench_time_s": 0.0})
         row["val_acc"] = evaluate(self.board, self.loss, data.val)[0] if data.val is not None else float("nan")
         row["test_acc"] = evaluate(self.board, self.loss, data.test)[0] if s.eval_test else float("nan")
-        self.run.append_metrics(row)
+        if bench_clock is not None:  # bench time of this epoch (training steps and evaluation), s
+            row["bench_time_s"] = float(bench_clock()) - bench_start
         score = row["val_acc"] if data.val is not None else row["train_acc"]
-        if score > self.best[0]:
-            self.best = (score, self.epoch)
-            self._checkpoint("best")
-        self._checkpoint("last")
-        self.run.event("epoch_end", step=row["step"], **{k: v for k, v in row.items() if k not in ("step",)})
+        with deferred_interrupts():  # metrics row, checkpoints and event log move together
+            self.epoch = epoch
+            self.run.append_metrics(row)
+            if score > self.best[0]:
+                self.best = (score, self.epoch)
+                self._checkpoint("best")
+            self._checkpoint("last")
+            self.saved_epoch = self.epoch
+            self.run.event("epoch_end", step=row["step"], **{k: v for k, v in row.items() if k not in ("step",)})
         if self.progress:
-            from tqdm import tqdm
+            extra = f"  val {100 * row['val_acc']:.1f}%" if data.val is not None else ""
+            test = f"  test {100 * row['test_acc']:.1f}%" if s.eval_test else ""
+            bench = f", bench {row['bench_time_s']:.4g} s" if "bench_time_s" in row else ""
+            line = (f"epoch {self.epoch:3d}/{s.epochs}  loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.1f}%"
+                    f"{extra}{test}  ({train_time:.3g} s{bench})")
+            if self.progress == "bar":
+                from tqdm import tqdm
 
-            extra = f" val {100 * row['val_acc']:.1f}%" if data.val is not None else ""
-            tqdm.write(f"epoch {self.epoch:3d}/{s.epochs}  loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.1f}%"
-                       f"{extra}  test {100 * row['test_acc']:.1f}%  ({train_time:.3g} s)")
+                tqdm.write(line)
+            else:
+                print(line, flush=True)
         return row
 
     def _plots(self) -> None:

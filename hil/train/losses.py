@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LOSSES = ("cross_entropy", "mse")
+LOSSES = ("cross_entropy", "mse", "linear")
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,12 @@ class Loss:
     """A loss on port currents.
 
     Args:
-        name: ``cross_entropy`` (targets are class labels) or ``mse`` (targets are
-            logit-space values of shape (B, k), or class labels meaning ±1 one-hot).
+        name: ``cross_entropy`` (targets are class labels), ``mse`` (targets are
+            logit-space values of shape (B, k), or class labels meaning ±1 one-hot) or
+            ``linear``: ℓ = Σ_j c_j y_j, linear in the port currents.  Its targets are either
+            coefficient vectors c (B, q) or (q,) in 1/A, used as given, or class labels t,
+            meaning ℓ = −(z_t − mean_k z_k) on the logits z (push the true class up, the
+            others down; unbounded, so the programmable range is what limits it).
         gain_per_a: current-to-logit gain, 1/A.
         differential: (k, q) matrix mapping port currents to scores (identity if empty).
     """
@@ -52,6 +56,17 @@ class Loss:
             r = z - t
             loss = 0.5 * np.sum(r * r, axis=1)
             dz = r
+        elif self.name == "linear":
+            t = np.asarray(target)
+            if t.ndim >= 1 and np.issubdtype(t.dtype, np.floating) and t.shape[-1] == y.shape[1] and (
+                    t.ndim == 2 or t.ndim == 1 and len(t) != len(y)):
+                c = np.broadcast_to(t, y.shape)  # coefficients on the port currents, 1/A
+                return np.sum(c * y, axis=1), np.array(c, dtype=float)
+            t = t.astype(int)
+            k = z.shape[1]
+            dz = np.full(z.shape, 1.0 / k)
+            dz[np.arange(len(t)), t] -= 1.0
+            loss = np.sum(dz * z, axis=1)
         else:
             raise ValueError(f"unknown loss {self.name!r}; choose from {LOSSES}")
         d = self.differential

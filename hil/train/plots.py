@@ -71,3 +71,26 @@ def plot_conductances(groups: dict[str, np.ndarray], path: Path, title: str) -> 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> Path:
+    """Confusion matrix (rows: true class, columns: predicted), counts written in the cells."""
+    plt = _plt()
+    k = confusion.shape[0]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * max(k, 4), 0.8 + 0.5 * max(k, 4)))
+    im = ax.imshow(confusion, cmap="Blues", interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="samples")
+    top = confusion.max() if confusion.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=8,
+                    color="white" if confusion[i, j] > 0.6 * top else "black")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

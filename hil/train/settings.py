@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hil.config import ConfigError, Section, non_negative, positive
+from hil.config import (MAX_CONDUCTANCE_S, ConfigError, Section, in_range, non_negative,
+                        plain_name, positive)
 from hil.train.data import DataSpec, parse_data_section
 from hil.train.estimators import ESTIMATORS
 from hil.train.losses import LOSSES
 from hil.train.optim import OPTIMIZERS, SCHEDULES
 
 GROUPS = ("g_in", "g_hh", "g_leak", "g_out")
-BACKENDS = ("simulated",)
+BACKENDS = ("simulated", "instruments")
 
 
 @dataclass
@@ -45,50 +46,65 @@ class TrainSettings:
     runs_dir: str
     plots: bool
     raw: dict = field(default_factory=dict)
+    instrument_board: object = None  # hil.boards.bench_config.InstrumentBoardSpec for backend: instruments
     data_spec: DataSpec | None = None  # the whole data section (name, files, scaling, splits)
+
+
+def _drive_v(v: float) -> str | None:
+    """Perturbation / nudge amplitude check, volts."""
+    return positive(v) or in_range(0, 10.0, "V")(v)
 
 
 def parse_settings(data: dict, source: str = "") -> TrainSettings:
     """Validate a whole training config; every problem is reported at once."""
     problems: list[str] = []
     top = Section(data, "", problems)
-    name = top.get("name", str, "run", check=lambda s: None if s and "/" not in s else "must be a plain name")
+    name = top.get("name", str, "run", check=plain_name)
     seed = top.get("seed", int, 0, check=non_negative)
     b = top.section("board", required=True)
     backend = b.get("backend", str, "simulated", choices=BACKENDS)
     g_min = b.get("g_min", float, 0.0, check=non_negative)
-    g_max = b.get("g_max", float, 1e-4, check=positive)
+    g_max = b.get("g_max", float, 1e-4, check=lambda v: positive(v) or in_range(0, MAX_CONDUCTANCE_S, "S")(v))
     circuit = b.get("circuit", dict, None)
+    instrument_board = None
+    if backend == "instruments":
+        from hil.boards.bench_config import parse_instrument_board
+
+        instrument_board = parse_instrument_board(b)
+        if circuit is not None:
+            b.error("circuit", "the instruments backend takes its circuit from board.bench")
     b.finish()
     spec = parse_data_section(top.section("data", required=True))
     dataset, scale, vfrac = (spec.name, spec.input_scale_v, spec.validation_fraction) if spec else (None, 1.0, 0.0)
     t = top.section("train", required=True)
     est = t.get("estimator", str, "hl", choices=ESTIMATORS)
-    est_opts: dict = {}
-    if est == "hl":
-        s = t.section("hl")
-        est_opts = {"delta_v": s.get("delta_v", float, 0.01, check=positive),
-                    "central": s.get("central", bool, True),
-                    "max_retries": s.get("max_retries", int, 3, check=non_negative)}
-        s.finish()
-    elif est == "ep":
-        s = t.section("ep")
-        est_opts = {"beta": s.get("beta", float, None, check=positive), "centred": s.get("centred", bool, True),
-                    "delta_v": s.get("delta_v", float, 0.01, check=positive)}
-        s.finish()
-    elif est == "fd":
-        s = t.section("fd")
-        est_opts = {"rel_step": s.get("rel_step", float, 1e-4, check=positive)}
-        s.finish()
-    for other in ("hl", "ep", "fd"):
-        if other != est and t.has(other):
-            t.raw(other)
-            t.error(other, f"options for estimator {other!r} but estimator is {est!r}")
+    # Options of every estimator are validated; only the chosen one's are used, so
+    # ``--set train.estimator=ep`` works on a config that carries ``hl:`` options.
+    options: dict[str, dict] = {}
+    s = t.section("hl")
+    options["hl"] = {"delta_v": s.get("delta_v", float, 0.01, check=_drive_v),
+                     "central": s.get("central", bool, True),
+                     "max_retries": s.get("max_retries", int, 3, check=non_negative),
+                     "flip_rel_tol": s.get("flip_rel_tol", float, 1e-3, check=positive)}
+    one_sweep = s.get("one_sweep", bool, None)
+    if one_sweep is not None:
+        options["hl"]["one_sweep"] = one_sweep
+    s.finish()
+    s = t.section("ep")
+    options["ep"] = {"beta": s.get("beta", float, None, check=positive), "centred": s.get("centred", bool, True),
+                     "delta_v": s.get("delta_v", float, 0.01, check=_drive_v),
+                     "max_retries": s.get("max_retries", int, 3, check=non_negative)}
+    s.finish()
+    s = t.section("fd")
+    options["fd"] = {"rel_step": s.get("rel_step", float, None,
+                                       check=lambda v: None if 0 < v < 0.5 else "must be in (0, 0.5)")}
+    s.finish()
+    est_opts = options.get(est, {}) if est else {}
     loss = t.get("loss", str, "cross_entropy", choices=LOSSES)
-    gain = t.get("gain_per_a", float, 1e5, check=positive)
+    gain = t.get("gain_per_a", float, 1e5, check=lambda v: positive(v) or in_range(0, 1e15, "1/A")(v))
     o = t.section("optimizer")
     opt = o.get("name", str, "adam", choices=OPTIMIZERS)
-    lr = o.get("lr", float, 2e-6, check=positive)
+    lr = o.get("lr", float, 2e-6, check=lambda v: positive(v) or in_range(0, MAX_CONDUCTANCE_S, "S per step")(v))
     mom = o.get("momentum", float, 0.0, check=lambda m: None if 0 <= m < 1 else "must be in [0, 1)")
     sched = o.get("schedule", str, "constant", choices=SCHEDULES)
     lr_final = o.get("lr_final_fraction", float, 0.0, check=lambda m: None if 0 <= m <= 1 else "must be in [0, 1]")
@@ -103,7 +119,8 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     eval_test = t.get("evaluate_test", bool, True)
     t.finish()
     out = top.section("output")
-    runs_dir = out.get("runs_dir", str, "runs")
+    runs_dir = out.get("runs_dir", str, "runs",
+                       check=lambda v: None if v and "\0" not in v and "\n" not in v else "must be a directory path")
     plots = out.get("plots", bool, True)
     out.finish()
     top.finish()
@@ -113,4 +130,4 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         raise ConfigError(problems, source)
     return TrainSettings(name, seed, backend, g_min, g_max, circuit, dataset, scale, vfrac, est, est_opts, loss, gain,
                          opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data,
-                         spec)
+                         instrument_board, spec)

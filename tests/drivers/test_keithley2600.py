@@ -375,3 +375,25 @@ def test_connect_ramps_unconfigured_channel_found_on():
         t.verify()
     assert sleeps == [0.1, 0.1]
     assert smu.snapshot()["outputs"]["a"]["at_connect"] == {"output_on": True, "source_level_v": 0.15}
+
+
+def test_pulse_uses_kipulse_and_checks_limits_first():
+    pulse_limits = SourceLimits(v_min=-1.0, v_max=1.0, i_compliance_a=1e-4, max_step_v=1.0, max_slew_v_per_s=1e4)
+    cfg = SmuChannelConfig(limits=pulse_limits, nplc=0.1, current_range_a=1e-4, autozero="once", source_delay_s=0.001)
+    script = connect_script() + config_script("a", cfg) + [("print(errorqueue.next())", EMPTY)]
+    script += [("smua.source.levelv = 0", None), ("smua.source.output = smua.OUTPUT_ON", None),
+               ("print(ConfigPulseVMeasureI(smua, 0, 0.8, 0.0001, 0.0001, 0.0001, 2, nil, 1))", "true\tPulse train configured"),
+               ("print(InitiatePulseTest(1))", "true\tPulse train initiated"),
+               ("print(errorqueue.next())", EMPTY),
+               ("print(ConfigPulseVMeasureI(smua, 0, -0.5, 0.0001, 1e-05, 1e-05, 1, nil, 1))", "false\tton too short")]
+    t = ScriptedTransport(script, name="smu26")
+    smu = Keithley2600(t, configs={"a": cfg}, sleep=Sleeps())
+    smu.connect()
+    smu.set_voltage("a", 0.0)
+    smu.output("a", True)
+    smu.pulse("a", 0.8, 1e-4, count=2)
+    with pytest.raises(LimitViolation):
+        smu.pulse("a", 1.2, 1e-4)  # beyond v_max: nothing sent
+    with pytest.raises(InstrumentProtocolError, match="ton too short"):
+        smu.pulse("a", -0.5, 1e-5)
+    t.verify()

@@ -1,0 +1,205 @@
+"""``board.backend: instruments``: the board section of a training config, validated.
+
+    board:
+      backend: instruments
+      g_min: 1.0e-8
+      g_max: 1.0e-4
+      bench: bench-xor            # shipped bench name, path, or the bench mapping inline
+      acquisition: {mode: auto, settle_s: 0.0, ramp_points: true, max_points: 2000, noise_floor_v: 0.0}
+      programming:
+        scheme: write_verify      # or: none (a fixed array)
+        smu: prog.a               # programming SMU channel
+        matrix: matrix            # switch matrix selecting one device at a time
+        devices: {g_in[h0,x0]: [1A01, 1B01], ...}   # conductance name → crosspoints that select it
+        v_read: 0.1
+        ...                       # any WriteVerifySettings field
+
+The bench itself (instruments, mandatory limits, wiring, timing) is validated by
+:func:`hil.bench.schema.load_bench`; this module adds the wiring checks the board needs (every
+source, output and hidden node of the circuit wired exactly once) and the acquisition and
+programming sections.  Every problem is reported at once with its dotted path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Optional
+
+from hil.config import ConfigError, Section, load_yaml
+
+__all__ = ["InstrumentBoardSpec", "parse_instrument_board", "ACQUISITION_MODES", "SCHEMES"]
+
+ACQUISITION_MODES = ("auto", "triggered", "stepwise")
+SCHEMES = ("write_verify", "none")
+
+
+@dataclass(frozen=True)
+class InstrumentBoardSpec:
+    """A validated instrument board: the bench plus acquisition and programming settings."""
+
+    bench: Any  # hil.bench.schema.Bench
+    acquisition: dict
+    programming: dict
+
+
+def _bench(raw: Any, path: str, problems: list[str]) -> Any:
+    from hil.bench.schema import load_bench
+
+    if raw is None:
+        problems.append(f"{path}: required for the instruments backend (a shipped bench name, a path or a mapping)")
+        return None
+    if not isinstance(raw, (str, dict)):
+        problems.append(f"{path}: expected a bench name, a path or a mapping, got {raw!r}")
+        return None
+    try:
+        return load_bench(raw, field_path=path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+
+
+def _raw_bench(raw: Any) -> tuple[Any, Any]:
+    """(circuit, wiring mapping) of a bench that failed to load, for the board's own checks (best effort)."""
+    from hil.bench import schema
+
+    try:
+        data = load_yaml(schema._resolve_path(raw)) if isinstance(raw, str) else raw
+        if isinstance(data, dict) and set(data) == {"bench"}:
+            data = data["bench"]
+        circuit, _ = schema._circuit(data.get("circuit"), "bench.circuit", None, [])
+        wiring = data.get("wiring") or {}
+        return circuit, {k: dict(wiring.get(k) or {}) for k in ("sources", "outputs", "hidden")}
+    except Exception:
+        return None, None
+
+
+def _board_wiring_problems(c: Any, w: Any, path: str) -> list[str]:
+    """Every circuit source, output and hidden node wired (the schema checks channels and duplicates)."""
+    out = []
+    for label, names, wired in (("sources", c.source_names, w["sources"]), ("outputs", c.output_names, w["outputs"]),
+                                ("hidden", c.hidden_names, w["hidden"])):
+        missing = [n for n in names if n not in wired]
+        if missing:
+            out.append(f"{path}.wiring.{label}: not wired: {', '.join(missing)} (the board measures every "
+                       f"{label[:-1] if label != 'hidden' else 'hidden'} node)")
+    return out
+
+
+def parse_instrument_board(b: Section) -> Optional[InstrumentBoardSpec]:
+    """Read ``board.bench``, ``board.acquisition`` and ``board.programming`` (problems go to ``b``)."""
+    from hil.boards.programmers import WriteVerifySettings
+
+    problems = b.problems
+    raw_bench = b.raw("bench")
+    bench = _bench(raw_bench, b._p("bench"), problems)
+    if bench is not None and bench.circuit is not None:
+        w = bench.wiring
+        problems.extend(_board_wiring_problems(bench.circuit, {"sources": w.sources, "outputs": w.outputs,
+                                                               "hidden": w.hidden}, b._p("bench")))
+        for node, (inst, _) in w.hidden.items():
+            if bench.instruments[inst].kind != "scanner":
+                problems.append(f"{b._p('bench')}.wiring.hidden.{node}: the instrument board senses hidden "
+                                "nodes with a scanner")
+    elif raw_bench is not None:
+        circuit, wiring = _raw_bench(raw_bench)
+        if circuit is not None:
+            problems.extend(_board_wiring_problems(circuit, wiring, b._p("bench")))
+    a = b.section("acquisition")
+    acq = {
+        "acquisition": a.get("mode", str, "auto", choices=ACQUISITION_MODES),
+        "settle_s": a.get("settle_s", float, 0.0, check=lambda v: None if v >= 0 else "must be >= 0"),
+        "ramp_points": a.get("ramp_points", bool, True),
+        "max_points": a.get("max_points", int, 2000, check=lambda v: None if v >= 1 else "must be >= 1"),
+        "noise_floor_v": a.get("noise_floor_v", float, 0.0, check=lambda v: None if v >= 0 else "must be >= 0"),
+    }
+    a.finish()
+    if acq["acquisition"] == "triggered" and bench is not None:
+        lacking = _without_triggered(bench)
+        if lacking:
+            a.error("mode", f"triggered acquisition needs triggered list sweeps/scans; {', '.join(lacking)} "
+                            "cannot (use auto or stepwise)")
+    p = b.section("programming")
+    scheme = p.get("scheme", str, "write_verify" if b.has("programming") else "none", choices=SCHEMES)
+    prog: dict = {"scheme": scheme}
+    if scheme == "write_verify":
+        prog["smu"] = p.get("smu", str)
+        prog["matrix"] = p.get("matrix", str)
+        devices = p.get("devices", dict)
+        prog["devices"] = devices
+        wv_keys = {f.name for f in fields(WriteVerifySettings)}
+        settings = {k: p.raw(k) for k in list(p.data) if k in wv_keys}
+        try:
+            prog["settings"] = WriteVerifySettings(**settings)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{p.path}: {exc}")
+        _check_programming(p, prog, bench, _raw_bench(raw_bench) if bench is None and raw_bench is not None else None)
+    p.finish()
+    if bench is None:
+        return None
+    return InstrumentBoardSpec(bench, acq, prog)
+
+
+def _without_triggered(bench: Any) -> list[str]:
+    """Wired instruments whose driver lacks the triggered capability (``TriggeredSweeps``/``TriggeredScans``)."""
+    from hil.drivers.registry import load_driver
+
+    w = bench.wiring
+    need = {i: ("arm_sweep", "fetch_sweep") for group in (w.sources, w.outputs) for i, _ in group.values()}
+    need.update({i: ("arm_scan", "fetch_scan") for i, _ in w.hidden.values()})
+    out = []
+    for name, members in need.items():
+        cls = load_driver(bench.instruments[name].driver)
+        if not all(hasattr(cls, m) for m in members):
+            out.append(f"{name} ({bench.instruments[name].driver})")
+    return sorted(out)
+
+
+def _check_programming(p: Section, prog: dict, bench: Any, fallback: Any = None) -> None:
+    """Programming SMU, matrix and device map against the bench (or, if it failed to load, the device
+    map against its circuit)."""
+    if bench is None:
+        circuit = fallback[0] if fallback else None
+        if circuit is not None:
+            _check_devices(p, prog.get("devices"), circuit)
+        return
+    smu = prog.get("smu")
+    if isinstance(smu, str):
+        inst, _, ch = smu.partition(".")
+        spec = bench.instruments.get(inst)
+        if spec is None or spec.kind != "smu":
+            p.error("smu", f"{inst!r} is not an SMU of the bench")
+        elif ch not in spec.channels and not (ch == "" and "" in spec.channels):
+            p.error("smu", f"{inst} has no configured channel {ch!r}")
+        else:
+            used = {f"{i}.{c}" for group in (bench.wiring.sources, bench.wiring.outputs) for i, c in group.values()}
+            if f"{inst}.{ch}" in used:
+                p.error("smu", f"{smu} already drives a circuit node; programming needs its own channel")
+    matrix = prog.get("matrix")
+    if isinstance(matrix, str):
+        spec = bench.instruments.get(matrix)
+        if spec is None or spec.kind != "matrix":
+            p.error("matrix", f"{matrix!r} is not a switch matrix of the bench")
+    if bench.circuit is not None:
+        _check_devices(p, prog.get("devices"), bench.circuit)
+
+
+def _check_devices(p: Section, devices: Any, circuit: Any) -> None:
+    if isinstance(devices, dict):
+        names = list(circuit.topology().edge_names)
+        missing = [n for n in names if n not in devices]
+        unknown = [n for n in devices if n not in names]
+        if missing:
+            p.error("devices", f"no crosspoints for {len(missing)} conductance(s), e.g. {missing[:3]}")
+        if unknown:
+            p.error("devices", f"unknown conductance name(s) {unknown[:3]} (see 'hil solve' / the circuit topology)")
+        seen: dict[frozenset, str] = {}
+        for name, xs in devices.items():
+            if not (isinstance(xs, list) and xs and all(isinstance(x, str) for x in xs)):
+                hint = " (quote them: 1E01 reads as a number)" if isinstance(xs, list) and any(
+                    isinstance(x, (int, float)) for x in xs) else ""
+                p.error(f"devices.{name}", f"expected a non-empty list of crosspoints like \"1A01\"{hint}")
+                continue
+            key = frozenset(x.upper() for x in xs)
+            if key in seen:
+                p.error(f"devices.{name}", f"selected by the same crosspoints as {seen[key]}")
+            seen[key] = name

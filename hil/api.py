@@ -1,0 +1,413 @@
+"""The public Python API of hil; the ``hil`` command is built on these functions.
+
+Typical use (SI units throughout: V, A, S)::
+
+    import hil.api as hil
+
+    cfg = hil.load_config("sim-xor", overrides=["train.epochs=50"])
+    board = hil.build_board(cfg)                       # a simulated crossbar
+    m = hil.measure(board, [[0.0, 1.0]])               # port currents m.y (A)
+    loss = hil.make_loss(cfg, board)
+    grad = hil.gradient(board, [[0.0, 1.0]], [1], loss, estimator="hl")
+    print(hil.named_conductances(board, grad.grad)["g_out"].shape, grad.stats["may_be_biased"])
+    result = hil.train(cfg, runs_dir="runs", progress=False)
+    run = hil.load_run(result.run_dir, checkpoint="best")
+    print(hil.evaluate_run(run, split="test").accuracy)
+
+Functions raise :class:`hil.config.ConfigError` for bad input (the CLI exits 2) and
+:class:`hil.train.rundir.RunDirError`, :class:`hil.circuit.report.SolveError` or
+``OSError`` for runtime failures (the CLI exits 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from hil.board import Board, Measurement
+from hil.config import ConfigError, apply_overrides, load_yaml, show_path
+from hil.train.estimators import ESTIMATORS, GradientResult, estimate
+from hil.train.losses import Loss
+from hil.train.rundir import CHECKPOINT_TAGS, RunDir, RunDirError
+from hil.train.settings import TrainSettings, parse_settings
+
+__all__ = [
+    "load_config", "parse_config", "build_board", "build_circuit", "measure", "make_loss", "gradient",
+    "named_conductances", "train_steps", "train", "resume", "load_run", "LoadedRun", "evaluate_run", "Evaluation",
+    "load_data", "ESTIMATORS", "ConfigError", "RunDirError",
+]
+
+
+@contextlib.contextmanager
+def config_phase(source: str):
+    """Turn value errors raised while building objects from a config into a ConfigError."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError([f"{type(exc).__name__}: {exc}"], source) from exc
+
+
+# ---- configs and boards -------------------------------------------------------------------
+def load_config(source: str | Path, overrides: Sequence[str] = ()) -> dict:
+    """A config as a dict: a YAML path or a shipped config name, with ``key.path=value`` overrides."""
+    return apply_overrides(load_yaml(source), list(overrides))
+
+
+def parse_config(config: dict | TrainSettings, source: str = "") -> TrainSettings:
+    """Validated training settings of a config (ConfigError lists every problem)."""
+    if isinstance(config, TrainSettings):
+        return config
+    return parse_settings(config, source)
+
+
+def build_circuit(config: dict, source: str = ""):
+    """The :class:`~hil.circuit.model.Circuit` of a config's ``circuit:`` or ``board.circuit:`` section."""
+    from hil.circuit.build import build_circuit as _build
+
+    if "circuit" in config:
+        cdata, path = config["circuit"], "circuit"
+    elif isinstance(config.get("board"), dict) and "circuit" in config["board"]:
+        cdata, path = config["board"]["circuit"], "board.circuit"
+    else:
+        raise ConfigError(["circuit: required (a 'circuit:' section or 'board.circuit:')"], source)
+    with config_phase(source):
+        return _build(cdata, path)
+
+
+def build_board(config: dict | TrainSettings, source: str = "") -> Board:
+    """The board a training config describes (its initial, untrained conductances)."""
+    from hil.boards.factory import make_board
+
+    s = parse_config(config, source)
+    with config_phase(source):
+        return make_board(s.backend, s.circuit, s.g_min, s.g_max)
+
+
+def load_data(config: dict | TrainSettings, source: str = ""):
+    """The config's data set as voltages (:class:`hil.train.data.Dataset`)."""
+    from hil.train.data import load_dataset
+
+    s = parse_config(config, source)
+    with config_phase(source):
+        return load_dataset(s.data_spec)
+
+
+# ---- measuring and gradients -------------------------------------------------------------------
+def measure(board: Board, x, w=None) -> Measurement:
+    """Apply inputs ``x`` (B, n_inputs) volts (and port voltages ``w``), return the measurement."""
+    return board.measure(np.atleast_2d(np.asarray(x, dtype=float)), None if w is None else np.atleast_2d(w))
+
+
+def make_loss(config: dict | TrainSettings | None, board: Board, name: str | None = None,
+              gain_per_a: float | None = None) -> Loss:
+    """The loss a config trains with (or ``name``: ``cross_entropy``, ``mse``, ``linear``)."""
+    s = parse_config(config) if config is not None else None
+    return Loss(name or (s.loss if s else "cross_entropy"),
+                gain_per_a if gain_per_a is not None else (s.gain_per_a if s else 1e5),
+                board.topology.differential)
+
+
+def gradient(board: Board, x, target, loss: Loss, estimator: str = "hl", **options) -> GradientResult:
+    """∂ℓ/∂g (1/S per unit loss) for every conductance, measured with ``estimator``.
+
+    ``options`` are the estimator's (``delta_v``, ``central``, ``max_retries`` for ``hl``;
+    ``beta``/``delta_v``/``centred`` for ``ep``; ``rel_step`` for ``fd``).  The result's
+    ``stats`` say whether the answer may be biased (``may_be_biased``, ``bias_note``);
+    ``named_conductances(board, result.grad)`` splits it by group.
+    """
+    if estimator not in ESTIMATORS:
+        raise ConfigError([f"estimator: must be one of {', '.join(ESTIMATORS)}; got {estimator!r}"])
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    return estimate(estimator, board, x, np.asarray(target), loss, options)
+
+
+def named_conductances(board: Board, values: np.ndarray | None = None, by: str = "group") -> dict:
+    """A flat per-conductance vector (default: the programmed conductances, S) by name.
+
+    ``by="group"``: split by group and reshaped to each group's matrix shape (``g_in``:
+    hidden × sources, ...).  ``by="element"``: one float per conductance, keyed by its element
+    name (``R_h3_x5`` connects hidden node h3 and source x5), as in netlists and checkpoints.
+    """
+    topo = board.topology
+    v = board.read_conductances() if values is None else np.asarray(values)
+    if by == "element":
+        return dict(zip(topo.edge_names, v.tolist()))
+    if by != "group":
+        raise ValueError(f"by must be 'group' or 'element', got {by!r}")
+    return {k: v[sl].reshape(topo.group_shapes.get(k, (-1,))) for k, sl in topo.groups.items()}
+
+
+# ---- training ----------------------------------------------------------------------------------
+def train_steps(board: Board, config: dict | TrainSettings, x, target, steps: int = 1,
+                loss: Loss | None = None) -> list[float]:
+    """A few optimizer steps on one batch, without a run directory (for experiments).
+
+    Uses the config's estimator (and options), optimizer, learning rate (no schedule) and
+    trainable groups; programs the board after every step.  Returns the batch-mean loss
+    measured at the operating point before each step.
+    """
+    from hil.train.optim import Optimizer
+
+    s = parse_config(config)
+    loss = loss or make_loss(s, board)
+    topo = board.topology
+    mask = np.zeros(topo.n_conductances, bool)
+    for group in s.trainable:
+        mask[topo.groups[group]] = True
+    g_min, g_max = board.conductance_bounds
+    opt = Optimizer(s.optimizer, s.lr, g_min, g_max, mask, momentum=s.momentum)
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    target = np.asarray(target)
+    g = board.read_conductances()
+    losses = []
+    for _ in range(int(steps)):
+        r = estimate(s.estimator, board, x, target, loss, s.estimator_options)
+        losses.append(float(r.loss.mean()))
+        g = board.program(opt.step(g, r.grad), rel_tol=0.0)
+    return losses
+
+
+def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir: str | Path | None = None,
+          progress: bool | str = False, epochs: int | None = None, source: str = "", started=None,
+          board_options: dict | None = None):
+    """Train a config in a new run directory; returns :class:`hil.train.loop.TrainResult`.
+
+    ``started(run)`` is called with the :class:`RunDir` once it exists (the CLI uses it to
+    say what an interrupted run left behind).  ``board_options`` go to the board factory
+    (instrument benches: ``resources``, ``clock``, ``rehearsal_world`` of an emulated bench).
+    """
+    from hil.train.loop import Trainer
+
+    if not isinstance(config, dict):
+        source = source or str(config)
+        config = load_config(config, overrides)
+    elif overrides:
+        config = apply_overrides(json.loads(json.dumps(config)), list(overrides))
+    s = parse_config(config, source)
+    if epochs is not None:
+        s.epochs = int(epochs)
+    if runs_dir is not None:
+        s.runs_dir = str(runs_dir)
+    board, data = _board_and_data(s, source, board_options)
+    run = RunDir.create(s.runs_dir, s.name)
+    if started is not None:
+        started(run)
+    try:
+        run.write_config(config)
+        _attach_events(board, run)
+        with board:
+            meta = {"config_source": source, "estimator": s.estimator, "data": data.describe()}
+            if hasattr(board, "snapshots"):  # an instrument board: every instrument's identity and settings
+                board.connect()
+                meta["instruments"] = board.snapshots()
+            run.write_metadata(meta)
+            return _fit(board, Trainer(board, s, data, run, progress=progress))
+    finally:
+        run.close()
+
+
+def _attach_events(board: Board, run: RunDir) -> None:
+    """An instrument board's evidence (compliance, write-verify, abort) goes to the run's event log."""
+    if hasattr(board, "event_sink"):
+        board.event_sink = lambda kind, **data: run.event(kind, **data)
+
+
+def _fit(board: Board, trainer):
+    """``trainer.fit()``; on an instrument fault the board is made safe and its outputs read back
+    (``exc.unverified``: channels not confirmed off) before the fault propagates."""
+    from hil.drivers.errors import InstrumentError
+
+    try:
+        return trainer.fit()
+    except InstrumentError as exc:
+        if hasattr(board, "verify_safe"):
+            board.safe_state()
+            exc.unverified = board.verify_safe()
+        raise
+
+
+def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = None):
+    from hil.boards.factory import make_board
+    from hil.drivers.errors import InstrumentError
+    from hil.train.data import compatibility_problems, load_dataset
+
+    spec = s.instrument_board
+    if spec is not None and spec.programming.get("scheme") == "none":
+        raise ConfigError(["board.programming: a fixed array cannot be trained; configure a programming "
+                           "scheme (e.g. write_verify)"], source)
+    with config_phase(source):
+        try:
+            data = load_dataset(s.data_spec)
+        except ConfigError as exc:
+            raise ConfigError(exc.problems, source) from None
+        try:
+            board = make_board(s.backend, s.circuit, s.g_min, s.g_max, spec, **(board_options or {}))
+        except InstrumentError as exc:
+            exc.phase = "open"  # transports only: nothing was switched on
+            raise
+    if problems := compatibility_problems(data, board.topology):
+        raise ConfigError(problems, source)
+    return board, data
+
+
+def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | str = False, started=None,
+           board_options: dict | None = None):
+    """Continue a run from its last checkpoint (exactly: conductances, optimizer, RNG).
+
+    Returns the :class:`~hil.train.loop.TrainResult`, or None when the run had already done
+    ``train.epochs`` epochs.  The run directory is locked while it runs.
+    """
+    from hil.train.loop import ShapeMismatch, Trainer
+
+    path = Path(run_dir)
+    if not (path / "config.resolved.yaml").is_file():
+        raise ConfigError([f"--resume {show_path(run_dir)}: not a run directory (no config.resolved.yaml)"])
+    ckdir = path / "checkpoints"
+    if not any((ckdir / f"{t}.npz").is_file() for t in CHECKPOINT_TAGS):
+        raise ConfigError([f"--resume {show_path(run_dir)}: the run has no completed epoch to resume from; "
+                           "start it again"])
+    run = RunDir.resume(path)
+    if started is not None:
+        started(run)
+    try:
+        source = str(path / "config.resolved.yaml")
+        before = run.read_config()
+        config = apply_overrides(json.loads(json.dumps(before)), list(overrides))
+        s = parse_config(config, source)
+        board, data = _board_and_data(s, source, board_options)
+        _attach_events(board, run)
+        with board:
+            trainer = Trainer(board, s, data, run, progress=progress)
+            try:
+                trainer.restore("last", overrides=list(overrides))
+            except ShapeMismatch as exc:
+                raise ConfigError([f"--set {' '.join(overrides) or '(none)'}: {exc}"], source) from None
+            if overrides:
+                run.write_config(config)  # the resolved config records what the run now uses
+            _warn_cosine_extension(trainer, before, s, run)
+            if trainer.epoch >= s.epochs:
+                return None
+            return _fit(board, trainer)
+    finally:
+        run.close()
+
+
+def _warn_cosine_extension(trainer, before: dict, s: TrainSettings, run: RunDir) -> None:
+    """Raising ``train.epochs`` of a cosine schedule restarts its decay: say so."""
+    try:
+        old_epochs = int(before["train"]["epochs"])
+    except (KeyError, TypeError, ValueError):
+        return
+    if s.schedule != "cosine" or s.epochs == old_epochs:
+        return
+    old_total = max(old_epochs * trainer.steps_per_epoch, 1)
+    step = trainer.opt.state["step"]
+    frac = min(step / old_total, 1.0)
+    lo = s.lr_final_fraction
+    old_lr = s.lr * (lo + (1 - lo) * 0.5 * (1 + np.cos(np.pi * frac)))
+    new_lr = trainer.opt.current_lr()
+    msg = (f"train.epochs changed from {old_epochs} to {s.epochs} on a cosine schedule: the learning rate "
+           f"at step {step} goes from {old_lr:.3g} to {new_lr:.3g} (the decay is stretched over the new length)")
+    print(f"hil: warning: {msg}", file=sys.stderr)
+    run.event("warning", step=step, message=msg)
+
+
+# ---- trained runs ---------------------------------------------------------------------------------
+@dataclass
+class LoadedRun:
+    """A trained network: its settings, a board programmed with the checkpoint's conductances."""
+
+    path: Path
+    settings: TrainSettings
+    board: Board
+    checkpoint: str  # "best" or "last" (the one actually loaded)
+    epoch: int
+    warnings: list[str] = field(default_factory=list)
+
+    def conductances(self) -> dict[str, np.ndarray]:
+        """Trained conductances (S) by group, in matrix shape."""
+        return named_conductances(self.board)
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
+    """Rebuild a run's board and program it with a checkpoint (``best`` or ``last``).
+
+    Also accepts a checkpoint file (``…/checkpoints/last.npz``).  A damaged checkpoint falls
+    back to the other one with a warning.
+    """
+    from hil.train.loop import check_checkpoint_fits
+
+    path = Path(run_dir)
+    if path.suffix == ".npz" and path.parent.name == "checkpoints":
+        checkpoint, path = path.stem, path.parent.parent
+    elif path.name == "config.resolved.yaml":
+        path = path.parent
+    if checkpoint not in CHECKPOINT_TAGS:
+        raise ConfigError([f"--checkpoint: must be one of {', '.join(CHECKPOINT_TAGS)}; got {checkpoint!r}"])
+    if not (path / "config.resolved.yaml").is_file():
+        raise ConfigError([f"{show_path(run_dir)}: not a run directory (no config.resolved.yaml)"])
+    run = RunDir(path)
+    source = str(path / "config.resolved.yaml")
+    s = parse_config(run.read_config(), source)
+    board = build_board(s, source)
+    used, ck = run.load_checkpoint_with_fallback(checkpoint)
+    check_checkpoint_fits(ck, board.topology, f"checkpoint {used} of {path}")
+    board.program(ck["conductances_s"], rel_tol=0.0)
+    return LoadedRun(path, s, board, used, int(ck["epoch"]), list(run.warnings))
+
+
+def is_run_reference(text: str) -> bool:
+    """True when ``text`` names a trained run rather than a plain config: a run directory, one of
+    its checkpoints, or its ``config.resolved.yaml`` once a checkpoint exists (exporting that
+    file must not silently give the untrained conductances)."""
+    p = Path(text)
+    if p.suffix == ".npz" and p.parent.name == "checkpoints":
+        return True
+    if p.name == "config.resolved.yaml":
+        return any((p.parent / "checkpoints" / f"{t}.npz").is_file() for t in CHECKPOINT_TAGS)
+    return p.is_dir() and (p / "config.resolved.yaml").is_file()
+
+
+@dataclass
+class Evaluation:
+    """Accuracy, mean loss and confusion matrix of a trained network on one split."""
+
+    split: str
+    samples: int
+    accuracy: float
+    loss: float
+    confusion: np.ndarray  # (classes, classes): rows true class, columns predicted
+    conduction_fraction: float
+
+
+def evaluate_run(run: LoadedRun, split: str = "test") -> Evaluation:
+    """Evaluate a loaded run on ``train``, ``validation`` or ``test`` (the run's own data split)."""
+    data = load_data(run.settings)
+    chosen = {"train": data.train, "validation": data.val, "test": data.test}
+    if split not in chosen:
+        raise ConfigError([f"--data: must be one of train, validation, test; got {split!r}"])
+    part = chosen[split]
+    if part is None:
+        raise ConfigError([f"--data validation: the run has no validation split (data.validation_fraction is 0)"])
+    loss = make_loss(run.settings, run.board)
+    pred, total, on = [], 0.0, 0.0
+    for i in range(0, len(part.y), 2048):
+        m = run.board.measure(part.x[i:i + 2048])
+        pred.append(loss.predict(m.y))
+        total += float(loss.value_and_grad(m.y, part.y[i:i + 2048])[0].sum())
+        if m.on is not None:
+            on += float(m.on.mean()) * len(m.y)
+    p = np.concatenate(pred)
+    k = data.n_classes
+    conf = np.zeros((k, k), dtype=int)
+    np.add.at(conf, (part.y.astype(int), p), 1)
+    n = len(part.y)
+    return Evaluation(split, n, float(np.mean(p == part.y)), total / n, conf, on / n)

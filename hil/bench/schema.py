@@ -1,0 +1,550 @@
+"""Load and validate a bench file (docs/bench.md describes the format).
+
+    bench = load_bench("configs/benches/demo-xor.yaml")   # or a mapping, or a shipped bench name
+
+Returns frozen dataclasses. Every mistake is collected and raised at once as
+``hil.config.ConfigError`` with dotted paths (``bench.instruments.smu_in.channels.a.v_max: required``).
+
+Instrument kinds follow the driver: SMUs (``keithley2450``, ``keithley2600``, ``keysight_b2900``)
+need the six safety keys on every channel (``v_min``, ``v_max``, ``i_compliance_a`` -- alias
+``i_limit_a`` --, ``max_step_v``, ``max_slew_v_per_s``, ``max_power_w`` which may be ``null``);
+scanners (``daq970a``) list their DC-volt channels (``range_v``); matrices (``keithley707b``)
+give their ``slot``. Channel names are the driver's: 2450 ``""`` (also written ``"1"``), B2900
+``"1"``/``"2"``, 2600B ``"a"``/``"b"`` (``smua``/``smub`` accepted), scanners ``"101"`` …
+Wiring endpoints are ``instrument.channel`` (a single-channel instrument may be named alone).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from hil.config import ConfigError, Section, load_yaml
+
+__all__ = [
+    "Bench", "InstrumentSpec", "ChannelSpec", "Wiring", "Timing", "load_bench", "bench_root", "shipped_bench_names",
+    "SMU_DRIVERS", "SCANNER_DRIVERS", "MATRIX_DRIVERS", "port_name",
+]
+
+SMU_DRIVERS = ("keithley2450", "keithley2600", "keysight_b2900")
+SCANNER_DRIVERS = ("daq970a",)
+MATRIX_DRIVERS = ("keithley707b",)
+LIMIT_KEYS = ("v_min", "v_max", "i_compliance_a", "max_step_v", "max_slew_v_per_s", "max_power_w")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_CROSSPOINT_RE = re.compile(r"^[1-6][A-Za-z]\d{2}$")
+_AUTOZERO = ("off", "once", "on")
+_OFF_MODES = ("zero", "himp", "normal")
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """One configured channel.
+
+    Attributes:
+        name: driver channel name (``""``, ``"1"``, ``"a"``, ``"101"``).
+        settings: validated values (SI units): SMUs the six limit keys plus ``nplc``,
+            ``current_range_a``, ``voltage_range_v`` (or None), ``autozero``, ``source_delay_s``,
+            ``off_mode``, ``four_wire``; scanners ``range_v``, ``nplc``, ``autozero``, ``delay_s``.
+    """
+
+    name: str
+    settings: Mapping[str, Any]
+
+    def smu_config(self) -> Any:
+        """``hil.drivers.protocols.SmuChannelConfig`` of an SMU channel."""
+        from hil.drivers.limits import SourceLimits
+        from hil.drivers.protocols import SmuChannelConfig
+
+        s = self.settings
+        limits = SourceLimits(v_min=s["v_min"], v_max=s["v_max"], i_compliance_a=s["i_compliance_a"],
+                              max_step_v=s["max_step_v"], max_slew_v_per_s=s["max_slew_v_per_s"],
+                              max_power_w=s["max_power_w"])
+        return SmuChannelConfig(limits=limits, nplc=s["nplc"], current_range_a=s["current_range_a"],
+                                voltage_range_v=s["voltage_range_v"], autozero=s["autozero"],
+                                source_delay_s=s["source_delay_s"], off_mode=s["off_mode"],
+                                four_wire=s["four_wire"])
+
+
+@dataclass(frozen=True)
+class InstrumentSpec:
+    """One instrument of the bench.
+
+    Attributes:
+        name: bench name (``[a-z][a-z0-9_]*``).
+        driver: ``hil.drivers.registry`` name.
+        kind: ``"smu"``, ``"scanner"`` or ``"matrix"``.
+        model: model token the real instrument reports (and the emulator impersonates).
+        resource: VISA resource of the real instrument.
+        visa_library: pyvisa library (``"@py"``).
+        timeout_s: I/O timeout in s.
+        channels: ``{channel: ChannelSpec}``.
+        options: other driver options (``slot``, ``slots``, ``require_interlock``, ``allowed_errors``,
+            ``serial``, ``rows``, ``columns``, ``forbidden``, ``settle_s``).
+    """
+
+    name: str
+    driver: str
+    kind: str
+    model: str
+    resource: str
+    visa_library: str = "@py"
+    timeout_s: float = 5.0
+    channels: Mapping[str, ChannelSpec] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """Which instrument channel sits on which line.
+
+    Attributes:
+        sources: circuit source node → ``(instrument, channel)`` driving it.
+        outputs: circuit output port → SMU ``(instrument, channel)`` holding it and reading its current.
+        hidden: hidden node → scanner ``(instrument, channel)`` sensing it.
+        lines: extra line (not a circuit node) → the channels on it.
+        crosspoints: ``(matrix instrument, "1A01")`` → ``(line_a, line_b)`` it joins.
+    """
+
+    sources: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    outputs: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    hidden: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    lines: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    crosspoints: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+    def connections(self) -> dict[str, str]:
+        """``{port: line}`` for every wired channel; port = ``port_name(instrument, channel)``."""
+        out: dict[str, str] = {}
+        for group in (self.sources, self.outputs, self.hidden):
+            for line, (inst, ch) in group.items():
+                out[port_name(inst, ch)] = line
+        for line, ends in self.lines.items():
+            for inst, ch in ends:
+                out[port_name(inst, ch)] = line
+        return out
+
+
+def port_name(instrument: str, channel: str) -> str:
+    """World port of an instrument channel: ``"smu.1"``, or ``"smu"`` for the single channel ``""``."""
+    return f"{instrument}.{channel}" if channel != "" else instrument
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Bench-wide defaults: ``nplc``, ``source_delay_s`` (s), ``autozero``."""
+
+    nplc: float = 1.0
+    source_delay_s: float = 1e-3
+    autozero: str = "once"
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A validated bench file.
+
+    Attributes:
+        name: bench name.
+        circuit: the ``hil.circuit.model.Circuit`` under test.
+        circuit_ref: what ``circuit:`` said (config name, path, or ``"<inline>"``).
+        line_frequency_hz: mains frequency, Hz.
+        seed: emulator noise seed.
+        instruments: ``{name: InstrumentSpec}`` in file order.
+        wiring: :class:`Wiring`.
+        timing: :class:`Timing`.
+        source: where the bench came from (path or ``"<mapping>"``).
+    """
+
+    name: str
+    circuit: Any
+    circuit_ref: str
+    line_frequency_hz: float
+    seed: int
+    instruments: Mapping[str, InstrumentSpec]
+    wiring: Wiring
+    timing: Timing
+    source: str = "<mapping>"
+
+
+def bench_root() -> Path:
+    """Folder of the shipped bench files (``configs/benches``)."""
+    import hil.configs
+
+    return Path(hil.configs.__file__).resolve().parent / "benches"
+
+
+def shipped_bench_names() -> list[str]:
+    """Names of the shipped bench files."""
+    root = bench_root()
+    return sorted(p.stem for p in root.glob("*.yaml")) if root.is_dir() else []
+
+
+def _resolve_path(ref: str) -> Path:
+    p = Path(ref)
+    if p.is_file():
+        return p
+    cand = bench_root() / (ref if ref.endswith(".yaml") else f"{ref}.yaml")
+    if cand.is_file():
+        return cand
+    raise ConfigError([f"bench file not found: {ref} (shipped benches: {', '.join(shipped_bench_names()) or 'none'})"])
+
+
+def _num(sec: Section, key: str, *, default: Any = None, positive: bool = False, non_negative: bool = False,
+         required: bool = False) -> Optional[float]:
+    if not sec.has(key):
+        sec.used.add(key)
+        if required:
+            sec.error(key, "required")
+        return default
+    val = sec.raw(key)
+    if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(float(val)):
+        sec.error(key, f"expected a finite number, got {val!r}")
+        return default
+    val = float(val)
+    if positive and not val > 0:
+        sec.error(key, f"must be > 0, got {val:g}")
+    if non_negative and not val >= 0:
+        sec.error(key, f"must be >= 0, got {val:g}")
+    return val
+
+
+def _channel_name(driver: str, raw: Any) -> Optional[str]:
+    text = str(raw).strip()
+    if driver == "keithley2450":
+        return "" if text in ("", "1", "smu") else None
+    if driver == "keysight_b2900":
+        return text if text in ("1", "2") else None
+    if driver == "keithley2600":
+        low = text.lower()
+        low = low[3:] if low.startswith("smu") else low
+        return low if low in ("a", "b") else None
+    if driver in SCANNER_DRIVERS:
+        return text if re.fullmatch(r"[1-3]\d{2}", text) and text[1:] != "00" else None
+    return text
+
+
+def _autozero(sec: Section, default: str) -> str:
+    """``autozero``: ``off``/``once``/``on`` (YAML's bare ``off``/``on`` booleans accepted)."""
+    if sec.has("autozero") and isinstance(sec.data["autozero"], bool):
+        sec.used.add("autozero")
+        return "on" if sec.data["autozero"] else "off"
+    return sec.get("autozero", str, default, choices=_AUTOZERO) or default
+
+
+def _smu_channel(sec: Section, timing: Timing) -> dict[str, Any]:
+    s: dict[str, Any] = {}
+    for key in ("v_min", "v_max", "max_step_v", "max_slew_v_per_s"):
+        s[key] = _num(sec, key, required=True, positive=key in ("max_step_v", "max_slew_v_per_s"))
+    if sec.has("i_limit_a") and not sec.has("i_compliance_a"):
+        s["i_compliance_a"] = _num(sec, "i_limit_a", positive=True)
+        sec.used.add("i_compliance_a")
+    else:
+        s["i_compliance_a"] = _num(sec, "i_compliance_a", required=True, positive=True)
+        if sec.has("i_limit_a"):
+            sec.used.add("i_limit_a")
+            sec.error("i_limit_a", "give i_compliance_a or its alias i_limit_a, not both")
+    if not sec.has("max_power_w"):
+        sec.used.add("max_power_w")
+        sec.error("max_power_w", "required (a power in W, or null for no power bound)")
+        s["max_power_w"] = None
+    elif sec.data.get("max_power_w") is None:
+        sec.used.add("max_power_w")
+        s["max_power_w"] = None
+    else:
+        s["max_power_w"] = _num(sec, "max_power_w", positive=True)
+    if s["v_min"] is not None and s["v_max"] is not None and not s["v_min"] < s["v_max"]:
+        sec.error("v_max", f"must be > v_min ({s['v_min']:g} V), got {s['v_max']:g} V")
+    s["nplc"] = _num(sec, "nplc", default=timing.nplc, positive=True)
+    s["current_range_a"] = _num(sec, "current_range_a", default=s["i_compliance_a"], positive=True)
+    if s["current_range_a"] is not None and s["i_compliance_a"] is not None and s["current_range_a"] < s["i_compliance_a"]:
+        sec.error("current_range_a", f"below i_compliance_a ({s['i_compliance_a']:g} A)")
+    s["voltage_range_v"] = _num(sec, "voltage_range_v", default=None, positive=True)
+    s["autozero"] = _autozero(sec, timing.autozero)
+    s["source_delay_s"] = _num(sec, "source_delay_s", default=timing.source_delay_s, non_negative=True)
+    s["off_mode"] = sec.get("off_mode", str, "zero", choices=_OFF_MODES)
+    s["four_wire"] = sec.get("four_wire", bool, False)
+    sec.finish()
+    return s
+
+
+def _scanner_channel(sec: Section, timing: Timing) -> dict[str, Any]:
+    s: dict[str, Any] = {}
+    s["range_v"] = _num(sec, "range_v", required=True, positive=True)
+    s["nplc"] = _num(sec, "nplc", default=timing.nplc, positive=True)
+    s["autozero"] = _autozero(sec, timing.autozero)
+    s["delay_s"] = _num(sec, "delay_s", default=timing.source_delay_s, non_negative=True)
+    sec.finish()
+    return s
+
+
+_OPTION_KEYS = {
+    "smu": ("require_interlock", "allowed_errors", "serial", "firmware", "binary"),
+    "scanner": ("slots", "allowed_errors", "serial", "firmware", "input_impedance", "relay_s"),
+    "matrix": ("slot", "slots", "rows", "columns", "forbidden", "settle_s", "allowed_errors", "serial", "firmware",
+               "relay_time_s"),
+}
+
+
+def _instrument(sec: Section, name: str, timing: Timing, driver_names: list[str]) -> Optional[InstrumentSpec]:
+    if not _NAME_RE.match(name):
+        sec.problems.append(f"{sec.path}: instrument name must match [a-z][a-z0-9_]*")
+    driver = sec.get("driver", str)
+    model = sec.get("model", str)
+    resource = sec.get("resource", str)
+    visa_library = sec.get("visa_library", str, "@py")
+    timeout_s = _num(sec, "timeout_s", default=5.0, positive=True)
+    kind = None
+    if driver is not None:
+        if driver not in driver_names:
+            sec.error("driver", f"unknown driver {driver!r}; known: {', '.join(driver_names)}")
+        kind = ("smu" if driver in SMU_DRIVERS else "scanner" if driver in SCANNER_DRIVERS
+                else "matrix" if driver in MATRIX_DRIVERS else None)
+        if kind is None and driver in driver_names:
+            sec.error("driver", f"driver {driver!r} has no bench role (smu, scanner or matrix)")
+    if model is not None and driver in driver_names:
+        from hil.drivers.registry import driver_info
+
+        models = driver_info(driver).models
+        if model not in models:
+            sec.error("model", f"{model!r} is not a {driver} model ({', '.join(models)})")
+    channels: dict[str, ChannelSpec] = {}
+    ch_sec = sec.section("channels", required=kind in ("smu", "scanner"))
+    for raw_ch in list(ch_sec.data):
+        ch_sec.used.add(raw_ch)
+        sub = Section(ch_sec.data[raw_ch], f"{ch_sec.path}.{raw_ch}", sec.problems)
+        if kind is None:
+            continue
+        ch = _channel_name(driver, raw_ch)
+        if ch is None or kind == "matrix":
+            sec.problems.append(f"{ch_sec.path}.{raw_ch}: not a channel of {driver}")
+            continue
+        if ch in channels:
+            sec.problems.append(f"{ch_sec.path}.{raw_ch}: channel given twice")
+            continue
+        settings = _smu_channel(sub, timing) if kind == "smu" else _scanner_channel(sub, timing)
+        channels[ch] = ChannelSpec(ch, settings)
+    if kind in ("smu", "scanner") and isinstance(ch_sec.data, dict) and not ch_sec.data and sec.has("channels"):
+        sec.error("channels", "at least one channel")
+    options: dict[str, Any] = {}
+    for key in _OPTION_KEYS.get(kind or "", ()):
+        if sec.has(key):
+            options[key] = sec.raw(key)
+    if kind == "matrix":
+        slot = options.get("slot", 1)
+        if isinstance(slot, bool) or not isinstance(slot, int) or not 1 <= slot <= 6:
+            sec.error("slot", f"expected an integer 1..6, got {slot!r}")
+        options["slot"] = slot
+    if kind == "scanner" and "input_impedance" in options and options["input_impedance"] not in ("high", "10M"):
+        sec.error("input_impedance", "one of 'high' (>10 GΩ on ranges ≤ 10 V) or '10M'")
+    if "allowed_errors" in options:
+        ae = options["allowed_errors"]
+        if not (isinstance(ae, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in ae)):
+            sec.error("allowed_errors", "expected a list of integer error codes")
+    sec.finish()
+    if driver is None or model is None or resource is None or kind is None:
+        return None
+    return InstrumentSpec(name, driver, kind, model, resource, visa_library, timeout_s or 5.0, channels, options)
+
+
+def _endpoint(text: Any, path: str, instruments: Mapping[str, InstrumentSpec], problems: list[str],
+              kinds: tuple[str, ...]) -> Optional[tuple[str, str]]:
+    if not isinstance(text, str):
+        problems.append(f"{path}: expected 'instrument.channel', got {text!r}")
+        return None
+    inst, _, ch = text.partition(".")
+    spec = instruments.get(inst)
+    if spec is None:
+        problems.append(f"{path}: unknown instrument {inst!r} (bench has {', '.join(instruments) or 'none'})")
+        return None
+    if spec.kind not in kinds:
+        problems.append(f"{path}: {inst} is a {spec.kind}; expected a {' or '.join(kinds)}")
+        return None
+    if not _ and spec.driver == "keithley2450":
+        ch = ""
+    name = _channel_name(spec.driver, ch)
+    if name is None or name not in spec.channels:
+        problems.append(f"{path}: {inst} has no configured channel {ch!r} "
+                        f"(configured: {', '.join(repr(c) for c in spec.channels) or 'none'})")
+        return None
+    return inst, name
+
+
+def _wiring(sec: Section, circuit: Any, instruments: Mapping[str, InstrumentSpec]) -> Wiring:
+    problems = sec.problems
+    used: dict[tuple[str, str], str] = {}
+
+    def group(key: str, names: tuple[str, ...], kinds: tuple[str, ...], what: str) -> dict[str, tuple[str, str]]:
+        sub = sec.section(key)
+        out: dict[str, tuple[str, str]] = {}
+        for node, target in sub.data.items():
+            sub.used.add(node)
+            path = f"{sub.path}.{node}"
+            if circuit is not None and node not in names:
+                problems.append(f"{path}: the circuit has no {what} {node!r} ({', '.join(names)})")
+                continue
+            end = _endpoint(target, path, instruments, problems, kinds)
+            if end is None:
+                continue
+            if end in used:
+                problems.append(f"{path}: {end[0]}.{end[1]} is already wired to {used[end]}")
+                continue
+            used[end] = node
+            out[str(node)] = end
+        return out
+
+    src_names = tuple(circuit.source_names) if circuit is not None else ()
+    out_names = tuple(circuit.output_names) if circuit is not None else ()
+    hid_names = tuple(circuit.hidden_names) if circuit is not None else ()
+    sources = group("sources", src_names, ("smu",), "source node")
+    outputs = group("outputs", out_names, ("smu",), "output port")
+    hidden = group("hidden", hid_names, ("scanner", "smu"), "hidden node")
+    circuit_nodes = set(src_names + out_names + hid_names + ("0",))
+    lines: dict[str, tuple[tuple[str, str], ...]] = {}
+    l_sec = sec.section("lines")
+    for line, targets in l_sec.data.items():
+        l_sec.used.add(line)
+        path = f"{l_sec.path}.{line}"
+        if line in circuit_nodes:
+            problems.append(f"{path}: {line!r} is a circuit node; wire it under sources/outputs/hidden")
+            continue
+        items = targets if isinstance(targets, list) else [targets]
+        ends = []
+        for k, t in enumerate(items):
+            end = _endpoint(t, f"{path}[{k}]" if isinstance(targets, list) else path, instruments, problems,
+                            ("smu", "scanner"))
+            if end is None:
+                continue
+            if end in used:
+                problems.append(f"{path}: {end[0]}.{end[1]} is already wired to {used[end]}")
+                continue
+            used[end] = str(line)
+            ends.append(end)
+        lines[str(line)] = tuple(ends)
+    matrices = [n for n, s in instruments.items() if s.kind == "matrix"]
+    crosspoints: dict[tuple[str, str], tuple[str, str]] = {}
+    x_sec = sec.section("crosspoints")
+    known_lines = circuit_nodes | set(lines)
+    for key, pair in x_sec.data.items():
+        x_sec.used.add(key)
+        path = f"{x_sec.path}.{key}"
+        inst, dot, spec = str(key).rpartition(".")
+        if not dot:
+            if len(matrices) != 1:
+                problems.append(f"{path}: name the matrix ('matrix.{key}'); the bench has "
+                                f"{len(matrices)} matrices")
+                continue
+            inst, spec = matrices[0], str(key)
+        elif inst not in matrices:
+            problems.append(f"{path}: {inst!r} is not a matrix of this bench ({', '.join(matrices) or 'none'})")
+            continue
+        if not _CROSSPOINT_RE.match(spec):
+            problems.append(f"{path}: crosspoint must look like 1A01 (slot, row letter, two-digit column)")
+            continue
+        slot = instruments[inst].options.get("slot", 1)
+        if int(spec[0]) != slot:
+            problems.append(f"{path}: slot {spec[0]} but {inst} owns slot {slot}")
+            continue
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair) and pair[0] != pair[1]):
+            problems.append(f"{path}: expected [line_a, line_b], two different line names")
+            continue
+        for x in pair:
+            if x not in known_lines:
+                problems.append(f"{path}: unknown line {x!r} (circuit nodes or wiring.lines)")
+        if sum(1 for x in pair if x in circuit_nodes) > 1:
+            problems.append(f"{path}: joins two circuit nodes {pair[0]!r} and {pair[1]!r}; not supported")
+        crosspoints[(inst, spec.upper())] = (pair[0], pair[1])
+    sec.finish()
+    return Wiring(sources, outputs, hidden, lines, crosspoints)
+
+
+def _circuit(ref: Any, path: str, base: Optional[Path], problems: list[str]) -> tuple[Any, str]:
+    from hil.circuit.build import build_circuit
+
+    if isinstance(ref, Mapping):
+        try:
+            return build_circuit(dict(ref), path), "<inline>"
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            return None, "<inline>"
+    if not isinstance(ref, str):
+        problems.append(f"{path}: expected a config name, a path or a circuit mapping, got {ref!r}")
+        return None, str(ref)
+    candidate = Path(ref)
+    if base is not None and not candidate.is_absolute() and (base / ref).is_file():
+        candidate = base / ref
+    try:
+        raw = load_yaml(candidate if candidate.is_file() else ref)
+    except ConfigError as exc:
+        problems.extend(f"{path}: {p}" for p in exc.problems)
+        return None, ref
+    circ = raw.get("board", {}).get("circuit") if isinstance(raw.get("board"), dict) else None
+    if circ is None and "inputs" in raw and "hidden" in raw:
+        circ = raw
+    if not isinstance(circ, dict):
+        problems.append(f"{path}: {ref} has no board.circuit mapping")
+        return None, ref
+    try:
+        return build_circuit(circ, f"{path}({ref}).board.circuit"), ref
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None, ref
+
+
+def load_bench(source: Union[str, Path, Mapping[str, Any]], field_path: str = "bench") -> Bench:
+    """Read and validate a bench file, a shipped bench name, or an already-parsed mapping.
+
+    The mapping may hold the bench at the top level or under a ``bench:`` key.
+
+    Raises:
+        ConfigError: every problem found, each ``dotted.path: message``.
+    """
+    from hil.drivers.registry import driver_names
+
+    base: Optional[Path] = None
+    if isinstance(source, Mapping):
+        raw: Any = dict(source)
+        origin = "<mapping>"
+    else:
+        path = _resolve_path(str(source))
+        raw = load_yaml(path)
+        origin = str(path)
+        base = path.parent
+    if isinstance(raw, dict) and set(raw) == {"bench"}:
+        raw = raw["bench"]
+    problems: list[str] = []
+    sec = Section(raw, field_path, problems)
+    name = sec.get("name", str, "bench")
+    circuit_ref = sec.raw("circuit")
+    if circuit_ref is None:
+        sec.error("circuit", "required (shipped config name, path, or a circuit mapping)")
+        circuit, ref = None, ""
+    else:
+        circuit, ref = _circuit(circuit_ref, f"{field_path}.circuit", base, problems)
+    f_line = _num(sec, "line_frequency_hz", default=50.0, positive=True)
+    if f_line is not None and f_line not in (50.0, 60.0):
+        sec.error("line_frequency_hz", f"50 or 60 Hz, got {f_line:g}")
+    seed = sec.get("seed", int, 0)
+    t_sec = sec.section("timing")
+    nplc = _num(t_sec, "nplc", default=1.0, positive=True)
+    delay = _num(t_sec, "source_delay_s", default=1e-3, non_negative=True)
+    az = _autozero(t_sec, "once")
+    t_sec.finish()
+    timing = Timing(nplc or 1.0, delay if delay is not None else 1e-3, az or "once")
+    instruments: dict[str, InstrumentSpec] = {}
+    i_sec = sec.section("instruments", required=True)
+    names = driver_names()
+    for inst_name in i_sec.data:
+        i_sec.used.add(inst_name)
+        spec = _instrument(Section(i_sec.data[inst_name], f"{i_sec.path}.{inst_name}", problems),
+                           str(inst_name), timing, names)
+        if spec is not None:
+            instruments[str(inst_name)] = spec
+    if sec.has("instruments") and not i_sec.data:
+        sec.error("instruments", "at least one instrument")
+    wiring = _wiring(sec.section("wiring"), circuit, instruments)
+    sec.finish()
+    if problems:
+        raise ConfigError(problems, origin if origin != "<mapping>" else "")
+    return Bench(name, circuit, ref, float(f_line or 50.0), int(seed or 0), instruments, wiring, timing, origin)

@@ -1,0 +1,155 @@
+"""``EmulatedBench``: every instrument of a bench file on loopback, answering from ONE world.
+
+    with EmulatedBench("configs/benches/scpi-xor.yaml") as bench:
+        print(bench.resources)              # {"smu_x": "TCPIP::127.0.0.1::40123::SOCKET", ...}
+        bench.emulators["smu_x"].faults.no_reply()
+        bench.world.line_voltage("h0")      # the physics behind every reading
+        bench.clock.now_s                   # modelled bench time
+
+Each instrument gets the personality registered for its ``driver`` (``hil.emulate.registry``),
+its ``model``, and the world ports of its wired channels (``"instrument.channel"``). A matrix
+personality finds its crosspoints in ``options["crosspoints"]`` as ``{"1A01": world name}``.
+``bench.loopback_bench`` is the same :class:`~hil.bench.schema.Bench` with every resource
+replaced by its loopback one (``visa_library`` ``@py``), ready for the real drivers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from hil.bench.schema import Bench, load_bench, port_name
+from hil.emulate.base import Emulator
+from hil.emulate.clock import BenchClock
+from hil.emulate.registry import personality_class
+from hil.emulate.world import World
+
+__all__ = ["EmulatedBench", "EmulationError"]
+
+
+class EmulationError(RuntimeError):
+    """The bench cannot be emulated (e.g. no personality for a driver)."""
+
+
+class EmulatedBench:
+    """Start/stop every instrument of a bench on ``127.0.0.1`` (context manager).
+
+    Args:
+        bench: a :class:`Bench`, a bench file path, a shipped bench name or a mapping.
+        time_mode: ``"instant"`` (default), ``"virtual"`` or ``"realtime"``.
+        time_scale: wall seconds per modelled second in ``realtime`` mode.
+        seed: noise seed (default: the bench file's ``seed``).
+    """
+
+    def __init__(self, bench: Union[Bench, str, Path, Mapping[str, Any]], *, time_mode: str = "instant",
+                 time_scale: float = 1.0, seed: Optional[int] = None) -> None:
+        self.bench: Bench = bench if isinstance(bench, Bench) else load_bench(bench)
+        self.clock = BenchClock(time_mode, time_scale)
+        crosspoints = {f"{inst}.{spec}": pair for (inst, spec), pair in self.bench.wiring.crosspoints.items()}
+        self.world = World(self.bench.circuit, self.bench.wiring.connections(), crosspoints=crosspoints,
+                           seed=self.bench.seed if seed is None else int(seed),
+                           line_frequency_hz=self.bench.line_frequency_hz)
+        self.emulators: dict[str, Emulator] = {}
+        connections = self.bench.wiring.connections()
+        for name, spec in self.bench.instruments.items():
+            try:
+                cls = personality_class(spec.driver)
+            except (KeyError, ImportError) as exc:
+                raise EmulationError(f"instrument {name}: {exc.args[0] if exc.args else exc}") from None
+            ports = {ch: port_name(name, ch) for ch in spec.channels if port_name(name, ch) in connections}
+            options = dict(spec.options)
+            options["channels"] = {ch: dict(c.settings) for ch, c in spec.channels.items()}
+            if spec.kind == "matrix":
+                options["crosspoints"] = {cp: f"{inst}.{cp}" for (inst, cp) in self.bench.wiring.crosspoints
+                                          if inst == name}
+            serial = str(options.pop("serial", f"EMU{len(self.emulators) + 1:04d}"))
+            try:
+                self.emulators[name] = cls(name, spec.model, world=self.world, clock=self.clock, ports=ports,
+                                           serial=serial, options=options)
+            except ValueError as exc:
+                raise EmulationError(f"instrument {name}: {exc}") from None
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> "EmulatedBench":
+        """Start every server (ephemeral ports); returns ``self``."""
+        if not self._started:
+            try:
+                for emu in self.emulators.values():
+                    emu.start()
+            except BaseException:
+                self.stop()
+                raise
+            self._started = True
+        return self
+
+    def stop(self) -> None:
+        """Stop every server and close every connection (idempotent; servers stop in parallel)."""
+        import threading
+
+        def stop_one(emu: Emulator) -> None:
+            try:
+                emu.stop()
+            except Exception:
+                pass
+
+        threads = [threading.Thread(target=stop_one, args=(emu,), daemon=True) for emu in self.emulators.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10.0)
+        self._started = False
+
+    def __enter__(self) -> "EmulatedBench":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- views -----------------------------------------------------------------------------------
+
+    @property
+    def resources(self) -> dict[str, str]:
+        """``{instrument: "TCPIP::127.0.0.1::PORT::SOCKET"}``."""
+        return {name: emu.resource for name, emu in self.emulators.items()}
+
+    @property
+    def loopback_bench(self) -> Bench:
+        """The bench with loopback resources and the ``@py`` VISA library."""
+        instruments = {name: dataclasses.replace(spec, resource=self.emulators[name].resource, visa_library="@py")
+                       for name, spec in self.bench.instruments.items()}
+        return dataclasses.replace(self.bench, instruments=instruments)
+
+    def loopback_mapping(self, source: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of a raw bench mapping with every ``resource`` replaced by its loopback one."""
+        import copy
+
+        data = copy.deepcopy(dict(source))
+        root = data["bench"] if set(data) == {"bench"} else data
+        for name, inst in root.get("instruments", {}).items():
+            if name in self.emulators:
+                inst["resource"] = self.emulators[name].resource
+                inst["visa_library"] = "@py"
+        return data
+
+    def settle(self, timeout_s: float = 2.0) -> bool:
+        """Wait until every emulator has executed everything its clients sent (see
+        ``Emulator.settle``); returns False on timeout."""
+        return all(emu.settle(timeout_s) for emu in self.emulators.values())
+
+    def output_states(self) -> dict[str, dict[str, Any]]:
+        """Last recorded output state per ``instrument.channel`` (``output_on``, ``level_v``, ...),
+        after ``settle()``."""
+        self.settle()
+        out: dict[str, dict[str, Any]] = {}
+        for name, emu in self.emulators.items():
+            for entry in emu.transcript.states():
+                out[port_name(name, str(entry.get("channel")))] = entry
+        return out
+
+    def all_outputs_safe(self, tolerance_v: float = 1e-9) -> bool:
+        """True if every source output is off and programmed to 0 V (from the emulators' state)."""
+        return all(not s["output_on"] and abs(s["level_v"]) <= tolerance_v for s in self.output_states().values())

@@ -1,0 +1,112 @@
+"""``hil emulate BENCH``: run a bench's instruments on loopback in the foreground.
+
+Prints one line per instrument with its loopback VISA resource, then serves until Ctrl-C (or
+SIGTERM, or ``--duration``), stops every server and reports what the clients left behind
+(outputs still on). ``--write-bench PATH`` writes a copy of the bench file whose resources point
+at the emulators, so another process can run against it. Exit status: 0 after a clean stop,
+2 for a bench-file problem (one line per problem, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from pathlib import Path
+import threading
+from typing import Any, Optional, TextIO
+
+__all__ = ["add_parser", "cmd_emulate"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``emulate`` on the ``hil`` argparse subparsers object."""
+    p = subparsers.add_parser(
+        "emulate", help="run a bench file's instruments as loopback emulators (one simulated circuit)",
+        description="Start every instrument of BENCH as an emulator on 127.0.0.1, all answering from one "
+                    "simulated circuit, print their VISA resources and serve until Ctrl-C.")
+    p.add_argument("bench", help="bench file (YAML) or the name of a shipped bench (configs/benches)")
+    p.add_argument("--time", dest="time_mode", choices=("instant", "virtual", "realtime"), default="instant",
+                   help="instant (default): answer at once; virtual: same, bench time is modelled; "
+                        "realtime: sleep the modelled duration of every operation")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="wall seconds per modelled second in realtime mode (default 1)")
+    p.add_argument("--seed", type=int, default=None, help="reading-noise seed (default: the bench file's)")
+    p.add_argument("--write-bench", metavar="PATH", default=None,
+                   help="write a copy of the bench with the loopback resources to PATH")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds instead of waiting for Ctrl-C")
+    p.set_defaults(func=cmd_emulate)
+
+
+def cmd_emulate(args: argparse.Namespace, *, out: Optional[TextIO] = None,
+                stop_event: Optional[threading.Event] = None) -> int:
+    """Run the emulated bench until interrupted; returns the exit status."""
+    stop = stop_event or threading.Event()
+    with _stop_on_signals(stop):
+        return _serve(args, out or sys.stdout, stop)
+
+
+def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
+    from hil.bench.schema import load_bench
+    from hil.config import ConfigError, load_yaml
+    from hil.emulate.bench import EmulatedBench, EmulationError
+
+    if args.time_scale is not None and not args.time_scale >= 0:
+        raise ConfigError([f"--time-scale {args.time_scale}: must be >= 0"])
+    bench = load_bench(args.bench)
+    try:
+        emulated = EmulatedBench(bench, time_mode=args.time_mode, time_scale=args.time_scale, seed=args.seed)
+    except EmulationError as exc:
+        print(f"hil emulate: {exc}", file=sys.stderr)
+        return 2
+    with emulated:
+        width = max(len(n) for n in bench.instruments)
+        seed = bench.seed if args.seed is None else args.seed
+        print(f"hil emulate: bench {bench.name} (circuit {bench.circuit_ref}), time {args.time_mode}, seed {seed}",
+              file=out)
+        for name, spec in bench.instruments.items():
+            print(f"  {name.ljust(width)}  {spec.driver:<15} {spec.model:<8} {emulated.emulators[name].resource}",
+                  file=out)
+        if args.write_bench:
+            import yaml
+
+            raw = load_yaml(bench.source) if bench.source != "<mapping>" else {}
+            _absolute_circuit_path(raw, Path(bench.source).parent)
+            with open(args.write_bench, "w", encoding="utf-8") as fh:
+                yaml.safe_dump(emulated.loopback_mapping(raw), fh, sort_keys=False)
+            print(f"  loopback bench written to {args.write_bench}", file=out)
+        print("serving; Ctrl-C stops" if args.duration is None else f"serving for {args.duration:g} s", file=out)
+        out.flush()
+        stop.wait(args.duration)
+    received = sum(len(e.transcript.received()) for e in emulated.emulators.values())
+    live = {k: v for k, v in emulated.output_states().items() if v.get("output_on")}
+    print(f"hil emulate: stopped; {received} commands received, bench time {emulated.clock.now_s:.3f} s", file=out)
+    for port, state in sorted(live.items()):
+        print(f"hil emulate: warning: {port} was left ON at {state['level_v']:g} V", file=out)
+    return 0
+
+
+def _absolute_circuit_path(raw: dict, base: Path) -> None:
+    """Make a relative ``circuit:`` file path absolute, so the written copy works from anywhere."""
+    root = raw.get("bench", raw) if isinstance(raw, dict) else {}
+    ref = root.get("circuit") if isinstance(root, dict) else None
+    if isinstance(ref, str) and not Path(ref).is_absolute() and (base / ref).is_file():
+        root["circuit"] = str((base / ref).resolve())
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """Ctrl-C / SIGTERM set ``stop`` (no exception at a random point); handlers restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

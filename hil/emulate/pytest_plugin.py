@@ -1,0 +1,89 @@
+"""pytest fixtures for running instruments in CI: an emulated bench is one fixture, not a lab.
+
+Enable in your ``conftest.py`` (top level)::
+
+    pytest_plugins = ["hil.emulate.pytest_plugin"]
+
+Fixtures
+--------
+``emulated_bench``
+    A started :class:`~hil.emulate.bench.EmulatedBench` for the bench named by the test's
+    ``@pytest.mark.hil_bench("path/or/name.yaml", time_mode="instant", seed=None)`` marker, else by
+    the ``--hil-bench`` command-line option / ``hil_bench`` ini value; stopped after the test.
+``emulated_bench_factory``
+    ``factory(bench, **kwargs) -> EmulatedBench`` (started); every bench it made is stopped
+    after the test. Use it for several benches or per-test settings.
+``visa_resource_managers``
+    A ``hil.drivers.transport.ResourceManagers`` closed after the test (pass it to
+    ``hil.bench.instruments.make_driver``).
+
+Example::
+
+    @pytest.mark.hil_bench("scpi-xor")
+    def test_daq_sees_the_input(emulated_bench, visa_resource_managers):
+        bench = emulated_bench.loopback_bench
+        with make_driver(bench.instruments["daq"], visa_resource_managers) as daq:
+            ...
+        assert emulated_bench.all_outputs_safe()
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from hil.emulate.bench import EmulatedBench
+
+__all__ = ["emulated_bench", "emulated_bench_factory", "visa_resource_managers"]
+
+
+def pytest_addoption(parser: Any) -> None:
+    parser.addoption("--hil-bench", default=None, help="bench file or shipped bench name for the emulated_bench fixture")
+    parser.addini("hil_bench", "bench file or shipped bench name for the emulated_bench fixture", default="")
+
+
+def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "hil_bench(bench, time_mode='instant', seed=None): bench of the "
+                                       "emulated_bench fixture")
+
+
+@pytest.fixture
+def emulated_bench_factory() -> Iterator[Callable[..., EmulatedBench]]:
+    """``factory(bench, *, time_mode="instant", time_scale=1.0, seed=None)`` → started bench."""
+    made: list[EmulatedBench] = []
+
+    def factory(bench: Any, **kwargs: Any) -> EmulatedBench:
+        emulated = EmulatedBench(bench, **kwargs)
+        made.append(emulated)
+        return emulated.start()
+
+    try:
+        yield factory
+    finally:
+        for emulated in made:
+            emulated.stop()
+
+
+@pytest.fixture
+def emulated_bench(request: Any, emulated_bench_factory: Callable[..., EmulatedBench]) -> EmulatedBench:
+    """A started emulated bench (see the module docstring for how the bench is chosen)."""
+    marker = request.node.get_closest_marker("hil_bench")
+    if marker is not None and marker.args:
+        return emulated_bench_factory(marker.args[0], **marker.kwargs)
+    name = request.config.getoption("--hil-bench", default=None) or request.config.getini("hil_bench")
+    if not name:
+        pytest.fail("emulated_bench needs @pytest.mark.hil_bench(...), --hil-bench or the hil_bench ini value")
+    return emulated_bench_factory(name)
+
+
+@pytest.fixture
+def visa_resource_managers() -> Iterator[Any]:
+    """``ResourceManagers`` for real pyvisa-py sessions, closed after the test."""
+    from hil.drivers.transport import ResourceManagers
+
+    managers = ResourceManagers()
+    try:
+        yield managers
+    finally:
+        managers.close_all()

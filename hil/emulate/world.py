@@ -1,0 +1,563 @@
+"""The one physical world behind every emulated instrument of a bench.
+
+A :class:`World` holds a ``hil.circuit`` circuit (the same engine, element laws and solvers as the
+simulated board), the bench wiring (which instrument port sits on which line), crosspoints that
+join lines, and one re-entrant lock. Emulators never compute physics: they set port sources and
+ask the world for voltages and currents, so a level set on one SMU changes what the DAQ and every
+other SMU read next.
+
+Lines are the circuit's nodes (sources ``x0…``, rails, hidden ``h0…``, outputs ``y0…``, ground
+``"0"``) plus any extra line named by the wiring (e.g. a programming bus). A closed crosspoint
+joins two lines into one net.
+
+Ports (``"instrument.channel"``) carry a :class:`PortSource`:
+
+* ``voltage`` -- a voltage source ``level`` (V) with a current limit ``limit_a`` (A);
+* ``current`` -- a current source ``level`` (A) into the line;
+* ``open``    -- nothing (a high-impedance off state, or a voltmeter input);
+
+plus an optional ``load_s`` conductance to ground (S), e.g. a DMM's 10 MΩ input.
+
+**Solve.** Nets held by exactly one voltage source are fixed; other nets are unknowns of an outer
+Newton iteration (finite-difference Jacobian, evaluated in one batched call of the circuit
+engine): the voltage of a net holding a circuit source/output node, or the current injected into
+a hidden node. Nets of extra lines only are solved in closed form. Every net has ``GMIN_S`` to
+ground (as SPICE), so a floating net is defined.
+
+**Compliance clamping.** After a solve, every voltage source whose current exceeds its limit becomes
+a current source at ``sign(I)·limit`` and the world is solved again; at most one pass per port.
+Clamped ports are reported by :meth:`World.clamped`.
+
+**Readings.** :meth:`World.reading` adds seeded Gaussian noise (σ ∝ range/√NPLC), quantises to the
+range resolution and returns the overflow sentinel ``+9.9E37`` beyond the over-range limit.
+
+Solutions are cached and invalidated by every source, load or relay change.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from hil.circuit.model import GROUND, Circuit
+from hil.circuit.solve import EquilibriumSolver
+
+__all__ = [
+    "World", "PortSource", "WorldSolution", "WorldError", "WorldSolveError",
+    "OVERFLOW_SENTINEL", "MISSING_SENTINEL", "GMIN_S", "HOT_SWITCH_V",
+]
+
+OVERFLOW_SENTINEL = 9.9e37
+MISSING_SENTINEL = 9.91e37
+#: conductance from every net to ground, S (defines floating nets, as SPICE's gmin)
+GMIN_S = 1e-12
+#: a relay change on a line above this many volts is a hot-switch event
+HOT_SWITCH_V = 1e-3
+
+_MODES = ("voltage", "current", "open")
+
+
+class WorldError(ValueError):
+    """Invalid wiring or request (unknown port/line, crosspoint shorting two circuit nodes, ...)."""
+
+
+class WorldSolveError(RuntimeError):
+    """The outer iteration did not converge; ``report`` has the iteration history."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class PortSource:
+    """What an instrument port applies to its line.
+
+    Attributes:
+        mode: ``"voltage"``, ``"current"`` or ``"open"``.
+        level: V (voltage mode) or A into the line (current mode); ignored when open.
+        limit_a: current limit of a voltage source, A (``inf``: none).
+        load_s: conductance from the line to ground inside the instrument, S.
+    """
+
+    mode: str = "open"
+    level: float = 0.0
+    limit_a: float = math.inf
+    load_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in _MODES:
+            raise WorldError(f"port mode {self.mode!r}: one of {_MODES}")
+        if not math.isfinite(self.level):
+            raise WorldError(f"port level {self.level!r} is not finite")
+        if not (self.limit_a > 0):
+            raise WorldError(f"current limit {self.limit_a!r} A must be > 0")
+        if not (self.load_s >= 0 and math.isfinite(self.load_s)):
+            raise WorldError(f"load {self.load_s!r} S must be finite and >= 0")
+
+
+@dataclass
+class WorldSolution:
+    """One operating point of the world.
+
+    Attributes:
+        line_v: voltage of every line, V.
+        port_i: current each port delivers into its line, A (positive = sourcing).
+        clamped: ports whose voltage source was turned into a current source at its limit.
+        report: solve details (passes, Newton iterations, residuals, circuit solve reports).
+    """
+
+    line_v: dict[str, float]
+    port_i: dict[str, float]
+    clamped: frozenset[str]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+class _InjectingSolver(EquilibriumSolver):
+    """The circuit engine with extra currents injected into hidden nodes (A, shape (B, n))."""
+
+    injection: Optional[np.ndarray] = None
+
+    def _prepare(self, u, w, warm=None):
+        u, w, b, b_src = super()._prepare(u, w, warm)
+        if self.injection is not None:
+            b = b + self.injection
+        return u, w, b, b_src
+
+
+class _Uf:
+    def __init__(self, items: Iterable[str]) -> None:
+        self.parent = {x: x for x in items}
+
+    def find(self, x: str) -> str:
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+class World:
+    """One simulated bench: circuit + wiring + crosspoints + one lock.
+
+    Args:
+        circuit: the ``hil.circuit`` circuit (its conductances are the array under test).
+        connections: ``{port: line}``; port names ``"instrument.channel"``; lines are circuit
+            node names or new line names.
+        crosspoints: ``{crosspoint: (line_a, line_b)}``; crosspoint names as the matrix emulator
+            uses them (``"matrix.1A01"``); all start open.
+        seed: seed of the reading-noise generator.
+        line_frequency_hz: mains frequency in Hz (integration times ``NPLC / f``).
+    """
+
+    def __init__(self, circuit: Circuit, connections: Mapping[str, str], *,
+                 crosspoints: Optional[Mapping[str, tuple[str, str]]] = None, seed: int = 0,
+                 line_frequency_hz: float = 50.0) -> None:
+        self.lock = threading.RLock()
+        self.circuit = circuit
+        self.line_frequency_hz = float(line_frequency_hz)
+        self._source_index = {s: k for k, s in enumerate(circuit.source_names)}
+        self._output_index = {o: k for k, o in enumerate(circuit.output_names)}
+        self._hidden_index = {h: k for k, h in enumerate(circuit.hidden_names)}
+        self.connections: dict[str, str] = {str(p): str(l) for p, l in connections.items()}
+        self.crosspoints: dict[str, tuple[str, str]] = {str(k): (str(a), str(b))
+                                                        for k, (a, b) in (crosspoints or {}).items()}
+        lines = list(circuit.node_names)
+        for line in list(self.connections.values()) + [x for ab in self.crosspoints.values() for x in ab]:
+            if line not in lines:
+                lines.append(line)
+        self.lines: tuple[str, ...] = tuple(lines)
+        self._sources: dict[str, PortSource] = {p: PortSource() for p in self.connections}
+        self._closed: set[str] = set()
+        self._solver = _InjectingSolver(circuit)
+        self._rng = np.random.default_rng(seed)
+        self._solution: Optional[WorldSolution] = None
+        self._g_scale = float(max(circuit.laplacian_sparse().diagonal().max(initial=0.0), 1e-9))
+        self.solve_count = 0
+        #: line servers of the emulators sharing this world (commands are ordered across them)
+        self.servers: set[Any] = set()
+
+    # -- wiring and state ----------------------------------------------------------------------
+
+    def ports(self) -> list[str]:
+        """Every port name."""
+        return list(self.connections)
+
+    def line_of(self, port: str) -> str:
+        """The line a port is wired to."""
+        try:
+            return self.connections[port]
+        except KeyError:
+            raise WorldError(f"unknown port {port!r}; wired ports: {', '.join(sorted(self.connections)) or 'none'}") from None
+
+    def has_port(self, port: str) -> bool:
+        return port in self.connections
+
+    def source(self, port: str) -> PortSource:
+        """What the port applies now."""
+        self.line_of(port)
+        with self.lock:
+            return self._sources[port]
+
+    def set_source(self, port: str, mode: str, level: float = 0.0, limit_a: float = math.inf) -> None:
+        """Set a port to a voltage source (V, limit A), current source (A) or open; keeps its load."""
+        self.line_of(port)
+        with self.lock:
+            new = PortSource(mode, float(level), float(limit_a), self._sources[port].load_s)
+            if new != self._sources[port]:
+                self._sources[port] = new
+                self._solution = None
+
+    def set_load(self, port: str, conductance_s: float) -> None:
+        """Conductance from the port's line to ground inside the instrument, S (DMM input)."""
+        self.line_of(port)
+        with self.lock:
+            new = replace(self._sources[port], load_s=float(conductance_s))
+            if new != self._sources[port]:
+                self._sources[port] = new
+                self._solution = None
+
+    def set_relay(self, crosspoint: str, closed: bool) -> None:
+        """Close or open a crosspoint (joins/separates its two lines)."""
+        if crosspoint not in self.crosspoints:
+            raise WorldError(f"unknown crosspoint {crosspoint!r}; wired: {', '.join(sorted(self.crosspoints)) or 'none'}")
+        with self.lock:
+            before = crosspoint in self._closed
+            if closed and not before:
+                self._closed.add(crosspoint)
+                self._solution = None
+            elif not closed and before:
+                self._closed.discard(crosspoint)
+                self._solution = None
+
+    def relay_closed(self, crosspoint: str) -> bool:
+        with self.lock:
+            return crosspoint in self._closed
+
+    def closed_crosspoints(self) -> list[str]:
+        with self.lock:
+            return sorted(self._closed)
+
+    def hot_lines(self, crosspoint: str, threshold_v: float = HOT_SWITCH_V) -> list[str]:
+        """Lines of ``crosspoint`` whose present voltage exceeds ``threshold_v`` (hot switching)."""
+        a, b = self.crosspoints[crosspoint]
+        with self.lock:
+            sol = self.solve()
+            return [x for x in (a, b) if abs(sol.line_v.get(x, 0.0)) > threshold_v]
+
+    def set_conductances(self, g: np.ndarray) -> None:
+        """Replace the circuit's conductances (S, flat ``Circuit.topology()`` order)."""
+        with self.lock:
+            self.circuit = self.circuit.with_conductances(g)
+            self._solver = _InjectingSolver(self.circuit)
+            self._solution = None
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def line_voltage(self, line: str) -> float:
+        """Voltage of a line, V."""
+        with self.lock:
+            sol = self.solve()
+            if line not in sol.line_v:
+                raise WorldError(f"unknown line {line!r}")
+            return sol.line_v[line]
+
+    def port_voltage(self, port: str) -> float:
+        """Voltage at a port's terminal, V."""
+        return self.line_voltage(self.line_of(port))
+
+    def port_current(self, port: str) -> float:
+        """Current the port delivers into its line, A (positive = sourcing)."""
+        self.line_of(port)
+        with self.lock:
+            return self.solve().port_i[port]
+
+    def clamped(self, port: str) -> bool:
+        """True if the port's voltage source sits at its current limit."""
+        self.line_of(port)
+        with self.lock:
+            return port in self.solve().clamped
+
+    # -- solve -----------------------------------------------------------------------------------
+
+    def solve(self) -> WorldSolution:
+        """Operating point of the present state (cached until the next change)."""
+        with self.lock:
+            if self._solution is None:
+                self._solution = self._solve()
+                self.solve_count += 1
+            return self._solution
+
+    def _nets(self) -> tuple[dict[str, list[str]], dict[str, str]]:
+        uf = _Uf(self.lines)
+        for cp in self._closed:
+            a, b = self.crosspoints[cp]
+            uf.union(a, b)
+        nets: dict[str, list[str]] = {}
+        for line in self.lines:
+            nets.setdefault(uf.find(line), []).append(line)
+        return nets, {line: uf.find(line) for line in self.lines}
+
+    def _solve(self) -> WorldSolution:
+        nets, net_of = self._nets()
+        circuit_nodes = set(self.circuit.node_names)
+        node_in_net: dict[str, Optional[str]] = {}
+        for root, members in nets.items():
+            nodes = [m for m in members if m in circuit_nodes]
+            if len(nodes) > 1:
+                raise WorldError(f"closed crosspoints join circuit nodes {', '.join(nodes)}: "
+                                 "shorting two nodes of the array is not modelled")
+            node_in_net[root] = nodes[0] if nodes else None
+        ports_in_net: dict[str, list[str]] = {root: [] for root in nets}
+        for port in sorted(self._sources):
+            ports_in_net[net_of[self.connections[port]]].append(port)
+        sources = dict(self._sources)
+        clamped: set[str] = set()
+        # sources fighting on one net: the first keeps the net, the others sit at their limits
+        for root, ports in ports_in_net.items():
+            vs = [p for p in ports if sources[p].mode == "voltage"]
+            if node_in_net[root] == GROUND:
+                vs_fixed = []
+            else:
+                vs_fixed = vs[:1]
+            for p in vs:
+                if p in vs_fixed:
+                    continue
+                ref = 0.0 if not vs_fixed else sources[vs_fixed[0]].level
+                if node_in_net[root] == GROUND or abs(sources[p].level - ref) > 1e-12:
+                    sign = 1.0 if sources[p].level > ref else -1.0
+                    sources[p] = replace(sources[p], mode="current", level=sign * sources[p].limit_a)
+                    clamped.add(p)
+        report: dict[str, Any] = {"passes": 0, "newton_iterations": []}
+        for _ in range(len(sources) + 1):
+            report["passes"] += 1
+            line_v, port_i = self._solve_fixed_modes(nets, node_in_net, ports_in_net, sources, report)
+            newly = []
+            for p, src in sources.items():
+                if src.mode == "voltage" and abs(port_i[p]) > src.limit_a * (1 + 1e-9):
+                    newly.append(p)
+            if not newly:
+                return WorldSolution(line_v, port_i, frozenset(clamped), report)
+            for p in newly:
+                sign = 1.0 if port_i[p] > 0 else -1.0
+                sources[p] = replace(sources[p], mode="current", level=sign * sources[p].limit_a)
+                clamped.add(p)
+        raise WorldSolveError("compliance clamping did not settle", report)
+
+    def _solve_fixed_modes(self, nets, node_in_net, ports_in_net, sources, report):
+        c = self.circuit
+        p_n, q_n, n_n = c.n_sources, c.n_outputs, c.n_hidden
+        fixed_v: dict[str, float] = {}
+        for root, ports in ports_in_net.items():
+            if node_in_net[root] == GROUND:
+                fixed_v[root] = 0.0
+                continue
+            vs = [p for p in ports if sources[p].mode == "voltage"]
+            if vs:
+                fixed_v[root] = sources[vs[0]].level
+
+        def norton(root: str) -> tuple[float, float]:
+            """(injected current A, conductance to ground S) of the non-voltage ports of a net;
+            ``GMIN_S`` is added except on hidden nodes (the circuit anchors those itself)."""
+            j = g = 0.0
+            for p in ports_in_net[root]:
+                s = sources[p]
+                g += s.load_s
+                if s.mode == "current":
+                    j += s.level
+            return j, g + (0.0 if node_in_net[root] in self._hidden_index else GMIN_S)
+
+        def acts(root: str) -> bool:
+            """True if an instrument on the net injects current or loads it."""
+            return any(sources[p].mode != "open" or sources[p].load_s > 0 for p in ports_in_net[root])
+
+        # unknowns: ("v", root) for free nets on a circuit port node, ("i", root) for hidden nodes
+        unknowns: list[tuple[str, str]] = []
+        for root in nets:
+            node = node_in_net[root]
+            if node in self._hidden_index:
+                if root in fixed_v or acts(root):
+                    unknowns.append(("i", root))
+            elif node is not None and node != GROUND and root not in fixed_v:
+                unknowns.append(("v", root))
+        u0 = np.zeros(p_n)
+        w0 = np.zeros(q_n)
+        for root, node in node_in_net.items():
+            if node is None or root not in fixed_v:
+                continue
+            if node in self._source_index:
+                u0[self._source_index[node]] = fixed_v[root]
+            elif node in self._output_index:
+                w0[self._output_index[node]] = fixed_v[root]
+
+        def evaluate(xs: np.ndarray):
+            """Batched engine solve for unknown vectors ``xs`` (B, m); residuals (B, m) and state."""
+            B = xs.shape[0]
+            u = np.tile(u0, (B, 1))
+            w = np.tile(w0, (B, 1))
+            inj = np.zeros((B, n_n))
+            for k, (kind, root) in enumerate(unknowns):
+                node = node_in_net[root]
+                if kind == "v":
+                    if node in self._source_index:
+                        u[:, self._source_index[node]] = xs[:, k]
+                    else:
+                        w[:, self._output_index[node]] = xs[:, k]
+                else:
+                    inj[:, self._hidden_index[node]] = xs[:, k]
+            self._solver.injection = inj if unknowns else None
+            try:
+                state = self._solver.solve(u, w)
+            finally:
+                self._solver.injection = None
+            res = np.zeros((B, len(unknowns)))
+            for k, (kind, root) in enumerate(unknowns):
+                node = node_in_net[root]
+                j, g = norton(root)
+                if kind == "v":
+                    into = (state.i_src[:, self._source_index[node]] if node in self._source_index
+                            else -state.y[:, self._output_index[node]])
+                    res[:, k] = (j - g * xs[:, k] - into) / self._g_scale
+                else:
+                    e = state.e[:, self._hidden_index[node]]
+                    if root in fixed_v:
+                        res[:, k] = e - fixed_v[root]
+                    else:
+                        res[:, k] = (xs[:, k] - (j - g * e)) / self._g_scale
+            return res, state
+
+        m = len(unknowns)
+        x = np.zeros(m)
+        for k, (kind, root) in enumerate(unknowns):
+            if kind == "i" and root in fixed_v:
+                x[k] = 0.0
+        iters = 0
+        if m:
+            h = 1e-5
+            steps = np.array([h if kind == "v" else h * self._g_scale for kind, _ in unknowns])
+            res, state = evaluate(x[None, :])
+            r = res[0]
+            tol = 1e-12
+            while True:
+                if float(np.max(np.abs(r))) <= tol:
+                    break
+                if iters >= 60:
+                    raise WorldSolveError(f"world solve: residual {float(np.max(np.abs(r))):.3g} after {iters} Newton "
+                                          "iterations", {"unknowns": unknowns, "residual": r.tolist()})
+                iters += 1
+                xs = np.vstack([x] + [x + steps[k] * np.eye(m)[k] for k in range(m)])
+                res_fd, _ = evaluate(xs)
+                jac = (res_fd[1:] - res_fd[0]).T / steps
+                try:
+                    dx = np.linalg.solve(jac, -r)
+                except np.linalg.LinAlgError:
+                    dx = np.linalg.lstsq(jac, -r, rcond=None)[0]
+                norm0 = float(np.max(np.abs(r)))
+                t = 1.0
+                for _ in range(30):
+                    trial = x + t * dx
+                    res_t, state_t = evaluate(trial[None, :])
+                    if float(np.max(np.abs(res_t[0]))) < norm0 or t < 1e-6:
+                        break
+                    t *= 0.5
+                x, r, state = trial, res_t[0], state_t
+                if t < 1e-6 and float(np.max(np.abs(r))) >= norm0:
+                    raise WorldSolveError("world solve: line search failed", {"unknowns": unknowns, "residual": r.tolist()})
+        else:
+            self._solver.injection = None
+            state = self._solver.solve(u0[None, :], w0[None, :])
+        report["newton_iterations"].append(iters)
+        report["circuit"] = state.report.to_dict() if hasattr(state.report, "to_dict") else None
+
+        # line voltages
+        net_v: dict[str, float] = {}
+        for root, members in nets.items():
+            node = node_in_net[root]
+            if node == GROUND:
+                net_v[root] = 0.0
+            elif node in self._source_index:
+                net_v[root] = float(state.u[0, self._source_index[node]])
+            elif node in self._output_index:
+                net_v[root] = float(state.w[0, self._output_index[node]])
+            elif node in self._hidden_index:
+                net_v[root] = float(state.e[0, self._hidden_index[node]])
+            elif root in fixed_v:
+                net_v[root] = fixed_v[root]
+            else:
+                j, g = norton(root)
+                net_v[root] = j / g
+        line_v = {}
+        for root, members in nets.items():
+            for line in members:
+                line_v[line] = net_v[root]
+        # port currents
+        port_i: dict[str, float] = {}
+        for root, ports in ports_in_net.items():
+            v = net_v[root]
+            node = node_in_net[root]
+            vs = [p for p in ports if sources[p].mode == "voltage"]
+            other = 0.0
+            for p in ports:
+                s = sources[p]
+                if s.mode == "current":
+                    port_i[p] = s.level - s.load_s * v
+                elif s.mode == "open":
+                    port_i[p] = -s.load_s * v
+                if p not in vs:
+                    other += port_i[p]
+            if not vs:
+                continue
+            if node in self._source_index:
+                into = float(state.i_src[0, self._source_index[node]])
+            elif node in self._output_index:
+                into = float(-state.y[0, self._output_index[node]])
+            elif node in self._hidden_index:
+                ks = [i for i, (kind, r_) in enumerate(unknowns) if r_ == root]
+                into = float(x[ks[0]]) if ks else 0.0
+            else:
+                into = 0.0
+            need = into - other  # GMIN only defines floating nets; a held net needs none
+            if node == GROUND:
+                need = 0.0
+            for p in vs:
+                port_i[p] = need / len(vs)
+        return line_v, port_i
+
+    # -- readings --------------------------------------------------------------------------------
+
+    def reading(self, true_value: float, range_: float, nplc: float, *, noise_fraction: float = 2e-6,
+                resolution_fraction: float = 1e-6, over_range: float = 1.2) -> float:
+        """A measured value: ``true + N(0, σ)`` with ``σ = noise_fraction·range/√NPLC``, quantised
+        to ``resolution_fraction·range``; ``±9.9E37`` if ``|true| > over_range·range`` or not finite.
+
+        Args:
+            true_value: the physical value (V or A).
+            range_: the measurement range (same unit), > 0.
+            nplc: integration time in power-line cycles, > 0.
+        """
+        if not math.isfinite(true_value):
+            return OVERFLOW_SENTINEL if not true_value < 0 else -OVERFLOW_SENTINEL
+        r = abs(float(range_)) if range_ and math.isfinite(range_) else max(abs(true_value), 1e-12)
+        if abs(true_value) > over_range * r:
+            return math.copysign(OVERFLOW_SENTINEL, true_value)
+        sigma = noise_fraction * r / math.sqrt(max(float(nplc), 1e-6))
+        with self.lock:
+            noisy = true_value + float(self._rng.normal(0.0, sigma)) if sigma > 0 else true_value
+        res = resolution_fraction * r
+        if res > 0:
+            noisy = round(noisy / res) * res
+            noisy = float(f"{noisy:.12g}")  # a multiple of the resolution, without binary round-off
+        return float(noisy)
+
+    def integration_time_s(self, nplc: float) -> float:
+        """Duration of one integration of ``nplc`` power-line cycles, s."""
+        return float(nplc) / self.line_frequency_hz

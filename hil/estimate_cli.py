@@ -1,0 +1,182 @@
+"""``hil estimate CONFIG``: predicted bench time of a training run on an instrument bench.
+
+Prints the time per list point, per training step, per epoch and for the whole run, measurement
+and programming separately, from the bench's timing settings and the instruments' typical
+figures (``hil.bench.timing``).  The number of list points is exact: the training batches of the
+first epoch are built (same seed, same ramp points) as the board will build them.  Programming
+depends on the devices and is estimated from an assumed number of pulses per device and the
+fraction of devices touched per step (``--pulses-per-device``, ``--touched``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["add_parser", "cmd_estimate", "estimate_run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``hil estimate`` on the ``hil`` argparse root."""
+    p = subparsers.add_parser("estimate", help="predict the bench time of a training run (instrument benches)",
+                              description=__doc__.split("\n\n")[1])
+    p.add_argument("config", help="training config with board.backend: instruments (path or shipped name)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--pulses-per-device", type=float, default=3.0,
+                   help="assumed write-verify pulses per touched device and step (default 3)")
+    p.add_argument("--touched", type=float, default=1.0,
+                   help="assumed fraction of trainable devices reprogrammed per step (default 1)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_estimate)
+
+
+def estimate_run(settings: Any, pulses_per_device: float = 3.0, touched: float = 1.0) -> dict:
+    """Bench-time prediction (s) for a validated instruments-backend :class:`TrainSettings`."""
+    from hil.bench.timing import FIGURES, InstrumentFigures, TimingModel, program_step_s
+    from hil.boards.instrument import ramp_plan
+    from hil.boards.simulated import board_topology
+    from hil.train.data import load_dataset
+
+    spec = settings.instrument_board
+    bench = spec.bench
+    topo = board_topology(bench.circuit)
+    w = bench.wiring
+    smus = sorted({i for group in (w.sources, w.outputs) for i, _ in group.values()})
+    scanners = sorted({i for i, _ in w.hidden.values()})
+    mode = spec.acquisition["acquisition"]
+    if mode == "auto":
+        from hil.boards.bench_config import _without_triggered
+
+        mode = "stepwise" if _without_triggered(bench) else "triggered"
+    fig = lambda name: FIGURES.get(bench.instruments[name].driver, InstrumentFigures())
+    chans = lambda i: [c for (j, c) in w.hidden.values() if j == i]
+    hidden_settings = [bench.instruments[i].channels[c].settings for i, c in w.hidden.values()]
+    smu_settings = [bench.instruments[i].channels[c].settings for g in (w.sources, w.outputs) for i, c in g.values()]
+    n_ports = len(smu_settings)
+    exchanges = (sum(len([1 for g in (w.sources, w.outputs) for i, _ in g.values() if i == s]) + 3 for s in smus)
+                 + 3 * len(scanners)) if mode == "triggered" else 0
+    model = TimingModel(
+        line_frequency_hz=bench.line_frequency_hz,
+        smu_nplc=max(s["nplc"] for s in smu_settings), smu_autozero=bench.timing.autozero,
+        source_delay_s=max(s["source_delay_s"] for s in smu_settings), settle_s=spec.acquisition["settle_s"],
+        scan_channels=[len(chans(i)) for i in scanners],
+        scan_nplc=max((s["nplc"] for s in hidden_settings), default=bench.timing.nplc),
+        scan_autozero=bench.timing.autozero,
+        scan_delay_s=max((s["delay_s"] for s in hidden_settings), default=0.0),
+        smu_figures=[fig(i) for i in smus], scanner_figures=[fig(i) for i in scanners],
+        exchanges_per_sweep=exchanges + len(smus) + len(scanners))
+    data = load_dataset(settings.dataset, settings.input_scale_v, settings.validation_fraction)
+    q = topo.n_outputs
+    est, opts = settings.estimator, settings.estimator_options
+    central = opts.get("central", True)
+    phases = {"hl": 1 + (2 if central else 1) * q, "ep": 3 if opts.get("centred", True) else 2,
+              "hl-exact": 1, "fd": None}[est]
+    if phases is None:
+        raise ValueError("the fd estimator reprograms every conductance twice per step; estimate it with "
+                         "the programming figures instead")
+    step = np.array([s["max_step_v"] for s in smu_settings])
+    rng = np.random.default_rng(settings.seed)
+    n = len(data.train.y)
+    perm = rng.permutation(n)
+    points, sweeps = [], []
+    max_pts = spec.acquisition["max_points"]
+    for i in range(0, n, settings.batch_size):
+        x = data.train.x[perm[i:i + settings.batch_size]]
+        u = topo.source_voltages(x)
+        w0 = np.broadcast_to(topo.output_voltage, (len(x), q))
+        levels = np.concatenate([np.concatenate([u, w0], 1)] * phases, 0)
+        if est == "hl" and opts.get("one_sweep", True) is not False:  # the per-port ± drives
+            for o in range(q):
+                for s in ((1, -1) if central else (1,)):
+                    k = 1 + (o * (2 if central else 1)) + (0 if s > 0 else 1)
+                    levels[k * len(x):(k + 1) * len(x), topo.n_sources + o] += s * opts.get("delta_v", 0.01)
+        total = 0
+        n_sweeps = 0
+        for c0 in range(0, levels.shape[0], max_pts):
+            chunk = levels[c0:c0 + max_pts]
+            path, _ = ramp_plan(chunk, step, True) if mode == "triggered" else (chunk, None)
+            total += path.shape[0]
+            n_sweeps += 1
+        points.append(total)
+        sweeps.append(n_sweeps)
+    pts = float(np.mean(points))
+    if mode == "triggered":
+        measure_step = float(np.mean([model.sweep_s(p) for p in points])) + (float(np.mean(sweeps)) - 1) * \
+            model.exchanges_per_sweep * max(f.round_trip_s for f in model.smu_figures)
+    else:  # every point: set and read each port, one scan per scanner, each a round trip
+        rt = max(f.round_trip_s for f in model.smu_figures)
+        per_point = model.t_point_s() + (2 * n_ports + len(scanners)) * rt + n_ports * model.t_smu_s()
+        measure_step = pts * per_point
+    eval_n = (len(data.val.y) if data.val is not None else 0) + (len(data.test.y) if settings.eval_test else 0)
+    eval_levels = np.concatenate([topo.source_voltages(data.test.x), np.broadcast_to(topo.output_voltage,
+                                                                                      (len(data.test.y), q))], 1)
+    eval_pts = ramp_plan(eval_levels, step, True)[0].shape[0] * (eval_n / max(len(data.test.y), 1))
+    evaluate_epoch = model.sweep_s(eval_pts) if eval_n else 0.0
+    prog = spec.programming
+    program_step = 0.0
+    trainable = sum(topo.groups[g].stop - topo.groups[g].start for g in settings.trainable)
+    if prog.get("scheme") == "write_verify":
+        ps = prog["settings"]
+        inst = prog["smu"].partition(".")[0]
+        t_read = model.t_smu_s() + model.source_delay_s
+        program_step = program_step_s(touched * trainable, pulses_per_device, ps.reads, ps.width_s,
+                                      FIGURES.get(bench.instruments[inst].driver, InstrumentFigures()),
+                                      FIGURES.get(bench.instruments[prog["matrix"]].driver, InstrumentFigures()), t_read)
+    steps_per_epoch = math.ceil(n / settings.batch_size)
+    ep_measure = steps_per_epoch * measure_step + evaluate_epoch
+    ep_program = steps_per_epoch * program_step
+    return {
+        "config": settings.name, "bench": bench.name, "acquisition": mode, "estimator": est, "phases": phases,
+        "t_point_s": model.t_point_s(), "t_smu_s": model.t_smu_s(), "t_scan_s": model.t_scan_s(),
+        "points_per_step": pts, "sweeps_per_step": float(np.mean(sweeps)),
+        "measure_step_s": measure_step, "program_step_s": program_step, "steps_per_epoch": steps_per_epoch,
+        "evaluate_epoch_s": evaluate_epoch, "epoch_measure_s": ep_measure, "epoch_program_s": ep_program,
+        "epochs": settings.epochs, "run_measure_s": settings.epochs * ep_measure,
+        "run_program_s": settings.epochs * ep_program,
+        "assumptions": {"pulses_per_device": pulses_per_device, "touched_fraction": touched,
+                        "trainable_devices": trainable},
+    }
+
+
+def _fmt(t: float) -> str:
+    if t < 1:
+        return f"{1e3 * t:.3g} ms"
+    if t < 120:
+        return f"{t:.3g} s"
+    if t < 7200:
+        return f"{t / 60:.3g} min"
+    return f"{t / 3600:.3g} h"
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from hil.config import ConfigError, apply_overrides, load_yaml
+    from hil.train.settings import parse_settings
+
+    raw = apply_overrides(load_yaml(args.config), args.set or [])
+    settings = parse_settings(raw, args.config)
+    if settings.backend != "instruments":
+        raise ConfigError(["board.backend: hil estimate predicts bench time; this config uses the "
+                           f"{settings.backend} backend (use board.backend: instruments)"], args.config)
+    r = estimate_run(settings, args.pulses_per_device, args.touched)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(f"hil estimate: {r['config']} on bench {r['bench']} ({r['acquisition']} acquisition, "
+          f"estimator {r['estimator']}, {r['phases']} phases per sample)")
+    print(f"  per list point   {_fmt(r['t_point_s'])}  (SMU reading {_fmt(r['t_smu_s'])}, "
+          f"hidden-node scan {_fmt(r['t_scan_s'])})")
+    print(f"  per step         {r['points_per_step']:.1f} points in {r['sweeps_per_step']:.3g} sweep(s): "
+          f"measure {_fmt(r['measure_step_s'])}, program {_fmt(r['program_step_s'])}")
+    print(f"  per epoch        {r['steps_per_epoch']} steps + evaluation {_fmt(r['evaluate_epoch_s'])}: "
+          f"measure {_fmt(r['epoch_measure_s'])}, program {_fmt(r['epoch_program_s'])}")
+    print(f"  whole run        {r['epochs']} epochs: measure {_fmt(r['run_measure_s'])}, "
+          f"program {_fmt(r['run_program_s'])}, total {_fmt(r['run_measure_s'] + r['run_program_s'])}")
+    a = r["assumptions"]
+    if r["program_step_s"]:
+        print(f"  (programming assumes {a['pulses_per_device']:g} pulses on {100 * a['touched_fraction']:.0f} % of "
+              f"{a['trainable_devices']} trainable devices per step; use --pulses-per-device/--touched)")
+    return 0

@@ -1,0 +1,73 @@
+"""board.backend: instruments — validation with dotted paths, all problems at once."""
+
+import copy
+
+import pytest
+
+from hil.config import ConfigError, load_yaml
+from hil.train.settings import parse_settings
+
+
+@pytest.fixture
+def raw():
+    return load_yaml("configs/bench-xor.yaml")
+
+
+def test_shipped_bench_config_is_valid(raw):
+    s = parse_settings(raw, "bench-xor")
+    spec = s.instrument_board
+    assert s.backend == "instruments" and spec.bench.name == "xor-bench"
+    assert spec.programming["settings"].rel_tol == 0.02
+    assert len(spec.programming["devices"]) == spec.bench.circuit.topology().n_conductances
+
+
+def test_every_mistake_reported_with_its_path(raw):
+    bad = copy.deepcopy(raw)
+    bench = load_yaml("configs/benches/xor-bench.yaml")
+    bench["instruments"]["smu1"]["channels"]["a"].pop("max_step_v")
+    bench["instruments"]["smu2"]["channels"]["b"]["v_max"] = -2.0
+    bench["wiring"]["hidden"].pop("h3")
+    bench["wiring"]["outputs"]["y0"] = "smu1.a"  # already drives x0
+    bad["board"]["bench"] = bench
+    bad["board"]["acquisition"]["mode"] = "fast"
+    bad["board"]["programming"]["v_read"] = 2.0
+    del bad["board"]["programming"]["devices"]["R_h0_x0"]
+    with pytest.raises(ConfigError) as exc:
+        parse_settings(bad, "x")
+    text = "\n".join(exc.value.problems)
+    for needle in ("board.bench.instruments.smu1.channels.a.max_step_v: required",
+                   "board.bench.instruments.smu2.channels.b.v_max",
+                   "board.bench.wiring.hidden: not wired: h3",
+                   "board.bench.wiring.outputs.y0: smu1.a is already wired",
+                   "board.acquisition.mode",
+                   "v_read",
+                   "board.programming.devices: no crosspoints for 1 conductance"):
+        assert needle in text, (needle, text)
+
+
+def test_bench_keys_rejected_on_the_simulated_backend():
+    raw = load_yaml("configs/sim-xor.yaml")
+    raw["board"]["bench"] = "xor-bench"
+    with pytest.raises(ConfigError, match="board.bench: unknown key"):
+        parse_settings(raw, "x")
+
+
+def test_programming_channel_checked_against_the_bench(raw):
+    raw["board"]["programming"]["smu"] = "smu1.b"
+    raw["board"]["programming"]["matrix"] = "daq"
+    with pytest.raises(ConfigError) as exc:
+        parse_settings(raw, "x")
+    assert exc.value.problems == ["board.programming.smu: smu1.b already drives a circuit node; programming needs its own channel",
+                                  "board.programming.matrix: 'daq' is not a switch matrix of the bench"]
+
+
+def test_two_devices_on_the_same_crosspoints_rejected(raw):
+    raw["board"]["programming"]["devices"]["R_h0_x1"] = list(raw["board"]["programming"]["devices"]["R_h0_x0"])
+    with pytest.raises(ConfigError, match="board.programming.devices.R_h0_x1: selected by the same crosspoints as R_h0_x0"):
+        parse_settings(raw, "x")
+
+
+def test_triggered_acquisition_refused_when_drivers_cannot(raw):
+    raw["board"]["acquisition"]["mode"] = "triggered"
+    with pytest.raises(ConfigError, match=r"board.acquisition.mode: triggered acquisition needs .*daq \(daq970a\)"):
+        parse_settings(raw, "x")

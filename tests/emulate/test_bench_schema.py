@@ -1,0 +1,91 @@
+"""Bench-file loader: shipped benches load; every mistake is reported at once with its path."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from hil.bench.schema import bench_root, load_bench, port_name, shipped_bench_names
+from hil.config import ConfigError
+
+
+def _raw(name: str) -> dict:
+    return yaml.safe_load((bench_root() / f"{name}.yaml").read_text())
+
+
+def test_shipped_benches_load():
+    assert {"scpi-xor", "demo-xor"} <= set(shipped_bench_names())
+    demo = load_bench("demo-xor")
+    kinds = {spec.kind for spec in demo.instruments.values()}
+    assert kinds == {"smu", "scanner", "matrix"}
+    assert sum(spec.kind == "smu" for spec in demo.instruments.values()) >= 3
+    assert demo.instruments["matrix"].model == "707B"
+    assert demo.wiring.crosspoints[("matrix", "1A01")] == ("prog_bus", "h0")
+    assert demo.wiring.connections()["smu_rail.a"] == "vb_p"
+    assert port_name("smu_y2", "") == "smu_y2"
+    smu = demo.instruments["smu_x"].channels["1"].smu_config()
+    assert smu.limits.i_compliance_a == 1e-3 and smu.autozero == "off"
+
+
+def test_every_problem_is_reported_with_its_path():
+    raw = copy.deepcopy(_raw("scpi-xor"))
+    b = raw["bench"]
+    del b["instruments"]["smu_x"]["channels"]["1"]["max_step_v"]
+    b["instruments"]["smu_x"]["channels"]["2"]["v_max"] = -2.0
+    b["instruments"]["smu_y2"]["model"] = "2460"
+    b["instruments"]["daq"]["channels"]["101"]["range_v"] = "ten"
+    b["instruments"]["daq"]["bogus"] = 1
+    b["wiring"]["sources"]["x9"] = "smu_x.1"
+    b["wiring"]["hidden"]["h0"] = "daq.120"
+    b["circuit"] = "no-such-config"
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    problems = "\n".join(info.value.problems)
+    for expected in (
+        "bench.instruments.smu_x.channels.1.max_step_v: required",
+        "bench.instruments.smu_x.channels.2.v_max: must be > v_min",
+        "bench.instruments.smu_y2.model: '2460' is not a keithley2450 model",
+        "bench.instruments.daq.channels.101.range_v: expected a finite number",
+        "bench.instruments.daq.bogus: unknown key",
+        "bench.circuit: file not found",
+    ):
+        assert expected in problems, problems
+
+
+def test_wiring_errors_name_the_endpoint():
+    raw = copy.deepcopy(_raw("scpi-xor"))
+    raw["bench"]["wiring"]["sources"]["x0"] = "nobody.1"
+    raw["bench"]["wiring"]["hidden"]["h0"] = "daq.120"
+    raw["bench"]["wiring"]["outputs"]["y0"] = "smu_x.2"
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    problems = "\n".join(info.value.problems)
+    assert "bench.wiring.sources.x0: unknown instrument 'nobody'" in problems
+    assert "bench.wiring.hidden.h0: daq has no configured channel '120'" in problems
+    assert "bench.wiring.outputs.y0: smu_x.2 is already wired to x1" in problems
+
+
+def test_matrix_crosspoints_are_checked():
+    raw = copy.deepcopy(_raw("demo-xor"))
+    raw["bench"]["wiring"]["crosspoints"] = {"2A01": ["prog_bus", "h0"], "1A02": ["h0", "h1"], "1A03": ["nowhere", "h0"]}
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    problems = "\n".join(info.value.problems)
+    assert "crosspoints.2A01: slot 2 but matrix owns slot 1" in problems
+    assert "crosspoints.1A02: joins two circuit nodes" in problems
+    assert "crosspoints.1A03: unknown line 'nowhere'" in problems
+
+
+def test_missing_power_key_and_alias():
+    raw = copy.deepcopy(_raw("scpi-xor"))
+    ch = raw["bench"]["instruments"]["smu_y2"]["channels"][""]
+    del ch["max_power_w"]
+    ch["i_limit_a"] = ch.pop("i_compliance_a")
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    assert any("smu_y2.channels..max_power_w: required" in p for p in info.value.problems)
+    ch["max_power_w"] = 1e-3
+    bench = load_bench(raw)
+    assert bench.instruments["smu_y2"].channels[""].settings["i_compliance_a"] == 1e-3

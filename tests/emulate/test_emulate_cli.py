@@ -1,0 +1,79 @@
+"""``hil emulate``: prints resources, serves real pyvisa-py clients, stops cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hil.bench.schema import load_bench
+from hil.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_emulate_prints_every_resource_and_writes_a_loopback_bench(tmp_path, capsys):
+    out = tmp_path / "loopback.yaml"
+    assert main(["emulate", "scpi-xor", "--duration", "0.05", "--write-bench", str(out)]) == 0
+    text = capsys.readouterr().out
+    resources = re.findall(r"TCPIP::127\.0\.0\.1::\d+::SOCKET", text)
+    assert len(resources) == 7
+    assert "stopped" in text
+    bench = load_bench(out)
+    assert sorted(spec.resource for spec in bench.instruments.values()) == sorted(resources)
+
+
+def test_emulate_bad_bench_is_a_one_line_config_error(capsys):
+    assert main(["emulate", "no-such-bench"]) == 2
+    err = capsys.readouterr().err
+    assert "bench file not found: no-such-bench" in err and "Traceback" not in err
+
+
+def test_emulate_without_a_personality_exits_2(monkeypatch, capsys):
+    from hil.emulate import registry
+
+    monkeypatch.delitem(registry.PERSONALITIES, "keithley2450")
+    assert main(["emulate", "scpi-xor", "--duration", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no emulator for driver 'keithley2450'" in err[0]
+
+
+def test_emulate_serves_clients_and_stops_on_ctrl_c():
+    import pyvisa
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "hil", "emulate", "scpi-xor"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("serving"):
+                break
+        daq = next(re.search(r"TCPIP::\S+", l).group(0) for l in lines if l.strip().startswith("daq"))
+        rm = pyvisa.ResourceManager("@py")
+        try:
+            res = rm.open_resource(daq, read_termination="\n", write_termination="\n", timeout=3000)
+            assert res.query("*IDN?").startswith("Keysight Technologies,DAQ970A")
+            res.close()
+        finally:
+            rm.close()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "stopped; 1 commands received" in out
+    assert "Traceback" not in err
