@@ -49,8 +49,12 @@ def bench(n_inputs: int, coupling: int, batch: int, repeats: int, seed: int = 0)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
+    from hil.threads import blas_summary, configure_blas_threads
+
+    configure_blas_threads()
+    print(f"BLAS: {blas_summary()}")
     print("hl gradient vs forward solve, simulated board, 64 hidden ideal-diode nodes, 20 output ports")
     print(f"{'inputs':>6} {'coupling':>8} {'conductances':>12} {'batch':>5} {'forward/sample':>15} "
           f"{'gradient/sample':>16} {'ratio':>6}")

@@ -33,6 +33,19 @@ def board_topology(circuit: Circuit) -> BoardTopology:
     )
 
 
+def _tiled(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> CircuitState | None:
+    """The held operating point repeated k times if ``x`` is the held inputs stacked k times, else None."""
+    if held is None or held[0].shape[0] == 0 or x.shape[0] % held[0].shape[0] or x.shape[1:] != held[0].shape[1:]:
+        return None
+    k = x.shape[0] // held[0].shape[0]
+    if k < 2 or not (x.reshape(k, *held[0].shape) == held[0]).all():
+        return None
+    st = held[1]
+    rep = lambda a: None if a is None else np.tile(a, (k,) + (1,) * (a.ndim - 1))
+    return CircuitState(rep(st.u), rep(st.w), rep(st.e), rep(st.diode_current), rep(st.on), rep(st.g_d), rep(st.y),
+                        rep(st.i_src), st.report, rep(st.b_src))
+
+
 class SimulatedBoard(BoardBase):
     """A board whose physics is the exact equilibrium of a :class:`~hil.circuit.model.Circuit`.
 
@@ -44,9 +57,10 @@ class SimulatedBoard(BoardBase):
     def __init__(self, circuit: Circuit, g_min: float = 0.0, g_max: float = np.inf):
         if not 0 <= g_min < g_max:
             raise ValueError("need 0 <= g_min < g_max (siemens)")
-        self._circuit = circuit.validate()
+        circuit.validate()
         self._topology = board_topology(circuit)
         self._bounds = (float(g_min), float(g_max))
+        self._diodes = circuit.diodes
         self._solver = EquilibriumSolver(circuit)
         self._last: tuple[np.ndarray, CircuitState] | None = None
         self._stale: tuple[np.ndarray, CircuitState] | None = None  # before the last programming
@@ -62,24 +76,29 @@ class SimulatedBoard(BoardBase):
 
     @property
     def circuit(self) -> Circuit:
-        return self._circuit
+        """The circuit with the conductances currently programmed."""
+        return self._solver.circuit
 
     def measure(self, x: np.ndarray, w: np.ndarray | None = None) -> Measurement:
         st = self._solve(x, w)
-        d = self._circuit.diodes
+        d = self._diodes
         return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
                            piecewise_linear=d.is_ideal or d.is_linear,
                            info={"report": st.report, "g_d": st.g_d})
 
     def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:
         g = np.clip(np.asarray(g, dtype=float), *self._bounds)
-        self._circuit = self._circuit.with_conductances(g)
-        self._solver = EquilibriumSolver(self._circuit)
-        self._stale, self._last = self._last or self._stale, None
+        if g.shape != (self._topology.n_conductances,):
+            raise ValueError(f"expected {self._topology.n_conductances} conductances, got shape {g.shape}")
+        if not np.isfinite(g).all():
+            raise ValueError("conductances must be finite (siemens)")
+        # Only the changed conductances are written; the circuit structure is kept.
+        if self._solver.program(g):
+            self._stale, self._last = self._last or self._stale, None
         return self.read_conductances()
 
     def read_conductances(self) -> np.ndarray:
-        return self._circuit.conductance_vector()
+        return self._solver.nodal.g.copy()
 
     def safe_state(self) -> None:
         """Nothing is energised in a simulation; forget the held operating points."""
@@ -89,13 +108,13 @@ class SimulatedBoard(BoardBase):
     def linearized_response(self, x: np.ndarray, w_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Adjoint circuit at the operating point of ``x``: ê (B, n) volts, î (B, p) amperes."""
         st = self._solve(x, None)
-        c = self._circuit
-        rhs = np.atleast_2d(w_hat) @ c.g_out
-        if c.diodes.is_ideal or c.diodes.is_linear:
-            e_hat = self._solver.masked.solve(st.on, np.zeros(c.n_hidden), rhs)
+        nd, d = self._solver.nodal, self._diodes
+        rhs = np.atleast_2d(w_hat) @ nd.g_out
+        if d.is_ideal or d.is_linear:
+            e_hat = self._solver.masked.solve(st.on, np.zeros(nd.n), rhs)
         else:
             e_hat = solve_diagonal_shift(self._solver.k_dense, self._solver.k_sparse, st.g_d, rhs)
-        i_hat = -e_hat @ c.g_in
+        i_hat = -e_hat @ nd.g_in
         return e_hat, i_hat
 
     # ---- internals ----------------------------------------------------------------------
@@ -109,6 +128,8 @@ class SimulatedBoard(BoardBase):
                 return self._last[1]  # same inputs, same conductances: the held operating point
             warm = self._last[1]
             u = warm.u
+        elif w is not None and (warm := _tiled(self._last, x)) is not None:
+            u = warm.u  # the held inputs repeated (several perturbation phases in one batch)
         else:
             warm = self._stale[1] if same(self._stale) else None  # a starting point only
             u = self._topology.source_voltages(x)

@@ -197,6 +197,7 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
     if runs_dir is not None:
         s.runs_dir = str(runs_dir)
     board, data = _board_and_data(s, source, board_options)
+    blas = _blas_threads(s, source)
     run = RunDir.create(s.runs_dir, s.name)
     if started is not None:
         started(run)
@@ -204,7 +205,7 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
         run.write_config(config)
         _attach_events(board, run)
         with board:
-            meta = {"config_source": source, "estimator": s.estimator, "data": data.describe()}
+            meta = {"config_source": source, "estimator": s.estimator, "data": data.describe(), **blas}
             if hasattr(board, "snapshots"):  # an instrument board: every instrument's identity and settings
                 board.connect()
                 meta["instruments"] = board.snapshots()
@@ -212,6 +213,16 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
             return _fit(board, Trainer(board, s, data, run, progress=progress))
     finally:
         run.close()
+
+
+def _blas_threads(s: TrainSettings, source: str) -> dict:
+    """Apply the BLAS thread count (config, else $HIL_BLAS_THREADS, else 1); returns it for the metadata."""
+    from hil.threads import configure_blas_threads
+
+    try:
+        return configure_blas_threads(s.blas_threads)
+    except ValueError as exc:
+        raise ConfigError([str(exc)], source) from None
 
 
 def _attach_events(board: Board, run: RunDir) -> None:
@@ -284,6 +295,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
         s = parse_config(config, source)
         board, data = _board_and_data(s, source, board_options)
         _attach_events(board, run)
+        run.event("blas_threads", **_blas_threads(s, source))
         with board:
             trainer = Trainer(board, s, data, run, progress=progress)
             try:

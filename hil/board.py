@@ -88,9 +88,11 @@ class BoardTopology:
     def mean_branch_product(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Batch mean of (a_α − a_β)(b_α − b_β) for every conductance (m,), from node arrays (B, nodes).
 
-        Every conductance of a crossbar has a hidden node at its first end, so only the
-        hidden rows of the node correlations aᵀb and bᵀa are formed: O(B·n·nodes) work,
-        then one gather per conductance.
+        Every conductance of a crossbar has a hidden node at its first end.  Conductances
+        to fixed-potential nodes (sources, output ports, ground) come from the hidden ×
+        fixed block of the node correlations aᵀb and bᵀa (O(B·n·fixed) work, one gather);
+        hidden↔hidden conductances, which exist only where the coupling has an edge, are
+        correlated edge by edge (O(B·edges)).  No hidden × hidden correlation is formed.
         """
         B = a.shape[0]
         i, j = self.edges[:, 0], self.edges[:, 1]
@@ -98,22 +100,69 @@ class BoardTopology:
         if plan is None:
             c = a.T @ b / B
             return c[i, i] - c[i, j] - c[j, i] + c[j, j]
-        hidden, flat = plan
-        cross = (a[:, hidden].T @ b + b[:, hidden].T @ a).ravel()  # (n, nodes), flattened
-        diag = np.einsum("bk,bk->k", a, b)
-        return (diag[i] + diag[j] - cross[flat]) / B
+        hidden, fixed, blocks, rest, flat, pair_edges = plan
+        out = np.empty(self.edges.shape[0])
+        ah, bh = a[:, hidden], b[:, hidden]
+        af, bf = a[:, fixed], b[:, fixed]
+        cross = ah.T @ bf
+        cross += bh.T @ af  # (n, fixed)
+        dh = np.einsum("bk,bk->k", ah, bh)
+        df = np.einsum("bk,bk->k", af, bf)
+        for sl, c0, c1, row_major in blocks:  # whole hidden × fixed-range groups: no gather
+            blk = np.subtract(df[None, c0:c1], cross[:, c0:c1])
+            blk += dh[:, None]
+            out[sl] = (blk if row_major else blk.T).ravel()
+            out[sl] /= B
+        if rest.size:
+            cf = cross.ravel()
+            hidden_pos, fixed_pos = flat
+            out[rest] = (dh[hidden_pos] + df[fixed_pos] - cf[hidden_pos * len(df) + fixed_pos]) / B
+        if pair_edges.size:
+            ip, jp = i[pair_edges], j[pair_edges]
+            out[pair_edges] = np.einsum("bk,bk->k", a[:, ip] - a[:, jp], b[:, ip] - b[:, jp]) / B
+        return out
 
     def _gather_plan(self):
-        """(hidden slice, flat indices into the hidden×nodes block) or None if edges do not fit it."""
+        """How :meth:`mean_branch_product` splits the conductances, or None if the edges do not fit.
+
+        (hidden slice, fixed-node indices, dense blocks, other edges to fixed nodes with
+        their (hidden, fixed) positions, hidden↔hidden edges).  A dense block is a group
+        whose edges are every hidden node × a contiguous range of fixed nodes, in
+        row-major (hidden outer) or column-major order: its products are formed directly.
+        """
         cache = self.__dict__.setdefault("_plan_cache", {})
         if "plan" not in cache:
-            idx = [k for k, kind in enumerate(self.node_kinds) if kind == "hidden"]
+            kinds = np.array(self.node_kinds)
+            idx = np.flatnonzero(kinds == "hidden")
             i, j = self.edges[:, 0], self.edges[:, 1]
             plan = None
-            if idx and idx == list(range(idx[0], idx[-1] + 1)):
-                hidden = slice(idx[0], idx[-1] + 1)
+            if idx.size and np.array_equal(idx, np.arange(idx[0], idx[-1] + 1)):
+                hidden = slice(int(idx[0]), int(idx[-1]) + 1)
+                n = idx.size
                 if np.all((i >= hidden.start) & (i < hidden.stop)):
-                    plan = (hidden, (i - hidden.start) * len(self.node_names) + j)
+                    fixed = np.flatnonzero(kinds != "hidden")
+                    pos = np.full(len(kinds), -1)
+                    pos[fixed] = np.arange(fixed.size)
+                    to_hidden = (j >= hidden.start) & (j < hidden.stop)
+                    covered = np.zeros(i.size, bool)
+                    blocks = []
+                    for sl in self.groups.values():
+                        if sl.stop <= sl.start or np.any(to_hidden[sl]) or (sl.stop - sl.start) % n:
+                            continue
+                        k, c = i[sl] - hidden.start, pos[j[sl]]
+                        width = (sl.stop - sl.start) // n
+                        c0 = int(c.min())
+                        cols = c0 + np.arange(width)
+                        for row_major in (True, False):
+                            kk, cc = (np.repeat(np.arange(n), width), np.tile(cols, n)) if row_major else \
+                                (np.tile(np.arange(n), width), np.repeat(cols, n))
+                            if np.array_equal(k, kk) and np.array_equal(c, cc):
+                                blocks.append((sl, c0, c0 + width, row_major))
+                                covered[sl] = True
+                                break
+                    rest = np.flatnonzero(~to_hidden & ~covered)
+                    flat = (i[rest] - hidden.start, pos[j[rest]])
+                    plan = (hidden, fixed, blocks, rest, flat, np.flatnonzero(to_hidden))
             cache["plan"] = plan
         return cache["plan"]
 

@@ -19,6 +19,7 @@ and physics.md §8.3) so that our solutions agree with ngspice to ~1e-13 V.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.special import wrightomega
@@ -100,7 +101,7 @@ class DiodeBank:
         """Thermal voltage at the operating temperature, volts."""
         return thermal_voltage(self.temperature_c, self.spice_compat)
 
-    @property
+    @cached_property
     def i_s_at_temperature(self) -> np.ndarray:
         """Saturation current at ``temperature_c`` (A), SPICE-style scaling from ``tnom_c``."""
         if self.temperature_c == self.tnom_c:
@@ -112,7 +113,7 @@ class DiodeBank:
             self.eg_ev / (self.n * self.vt) * (ratio - 1.0)
         )
 
-    @property
+    @cached_property
     def vte(self) -> np.ndarray:
         """Emission-scaled thermal voltage n*V_T per diode, volts."""
         return self.n * self.vt
@@ -142,32 +143,44 @@ class DiodeBank:
         """Current (A) and conductance (S) of diode + series resistance at branch voltage ``v`` (V)."""
         if not np.any(self.r_s > 0):
             return self.junction_current(v)
-        vj = self._junction_voltage(v)
-        cur, g = self.junction_current(vj)
-        rs = self.r_s
-        return cur, g / (1.0 + rs * g)
+        _, cur, g = self._junction_solve(v)
+        return cur, g / (1.0 + self.r_s * g)
 
     def _junction_voltage(self, v: np.ndarray) -> np.ndarray:
-        """Solve v = vj + r_s * i_D(vj) for the junction voltage (vectorised safeguarded Newton)."""
+        """Solve v = vj + r_s * i_D(vj) for the junction voltage vj (V)."""
+        return self._junction_solve(v)[0]
+
+    def _junction_solve(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Junction voltage (V) with the junction current (A) and conductance (S) evaluated there.
+
+        Vectorised safeguarded Newton on h(vj) = vj + r_s i_D(vj) − v.  Where the series
+        drop is small (r_s·g_D(v) ≤ 0.5, every diode of a typical network) Newton starts
+        from vj = v and needs two or three evaluations of the junction law; only strongly
+        forward-biased entries start from the closed form of the ideal-Shockley + R_s pair
+        (Wright omega: never overflows, but costs several exponentials per entry).  The
+        returned vj is the last point where the law was evaluated; the Newton step from it
+        is below 1e-15 V (relative 1e-15).
+        """
         rs = np.broadcast_to(self.r_s, v.shape)
-        i_s = self.i_s_at_temperature
-        vte = self.vte
-        # Start from the closed form of the ideal-Shockley + R_s pair (Wright omega, never overflows).
-        with np.errstate(divide="ignore"):
-            zeta = np.log(np.where(rs > 0, i_s * rs / vte, 1.0)) + (v + i_s * rs) / vte
-        cur0 = np.where(rs > 0, vte / np.where(rs > 0, rs, 1.0) * np.real(wrightomega(zeta)) - i_s, 0.0)
-        vj = np.where(rs > 0, v - rs * cur0, v)
+        vj = np.array(v, dtype=float, copy=True)
+        cur, g = self.junction_current(vj)
+        far = rs * g > 0.5
+        if far.any():
+            i_s = np.broadcast_to(self.i_s_at_temperature, v.shape)[far]
+            vte = np.broadcast_to(self.vte, v.shape)[far]
+            rf, vf = rs[far], v[far]
+            zeta = np.log(i_s * rf / vte) + (vf + i_s * rf) / vte
+            vj[far] = vf - rf * (vte / rf * np.real(wrightomega(zeta)) - i_s)
+            cur, g = self.junction_current(vj)
         lo = np.minimum(v, 0.0)
         hi = np.maximum(v, 0.0)
         for _ in range(100):
-            cur, g = self.junction_current(vj)
-            h = vj + rs * cur - v
-            step = h / (1.0 + rs * g)
+            step = (vj + rs * cur - v) / (1.0 + rs * g)
             new = np.clip(vj - step, lo, hi)
-            done = np.abs(new - vj) <= 1e-15 + 1e-15 * np.abs(vj)
+            if np.all(np.abs(new - vj) <= 1e-15 + 1e-15 * np.abs(vj)):
+                return vj, cur, g
             vj = new
-            if np.all(done):
-                return vj
+            cur, g = self.junction_current(vj)
         raise ArithmeticError("series-resistance junction solve did not converge")
 
     def node_current(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

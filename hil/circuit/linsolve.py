@@ -7,6 +7,8 @@ of the frozen-diode (hardware-linearized) circuit.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
@@ -75,6 +77,61 @@ def batched_pcg(k_sparse: sp.csc_matrix, shift: np.ndarray, rhs: np.ndarray, rto
     return x, done
 
 
+def batched_masked_pcg(k_csr: sp.csr_matrix, diag: np.ndarray, free: np.ndarray, rhs: np.ndarray,
+                       rtol: float = 1e-14, max_iter: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Jacobi-preconditioned CG on K_FF v_F = rhs_F for every sample at once (F = ``free``, (B, n) bool).
+
+    Clamped rows and columns are removed by masking (the masked operator is SPD on F),
+    so one sparse product serves the whole batch per iteration whatever each sample's
+    set is; finished samples leave the batch.  Entries outside F are returned as 0.
+    Returns the solutions and a per-sample flag telling whether ||r|| <= rtol ||rhs_F||
+    was reached (callers fall back to a direct solve otherwise).
+    """
+    B, n = rhs.shape
+    max_iter = max_iter or int(20 * np.sqrt(n) + 100)
+    mask_all = free.astype(float)
+    b_all = rhs * mask_all
+    x_all = b_all / diag
+    target_all = rtol * np.linalg.norm(b_all, axis=1)
+    done = np.zeros(B, bool)
+    act = np.arange(B)
+    mask, dinv, target, x = mask_all, mask_all / diag, target_all, x_all.copy()
+    r = b_all - (k_csr @ x.T).T * mask
+    z = r * dinv
+    p = z.copy()
+    rz = np.einsum("ij,ij->i", r, z)
+    for _ in range(max_iter + 1):
+        fin = np.einsum("ij,ij->i", r, r) <= target * target
+        if fin.any():
+            x_all[act] = x
+            done[act[fin]] = True
+            keep = ~fin
+            if not keep.any():
+                break
+            act, mask, dinv, target = act[keep], mask[keep], dinv[keep], target[keep]
+            x, r, p, rz = x[keep], r[keep], p[keep], rz[keep]
+        ap = (k_csr @ p.T).T * mask
+        pap = np.einsum("ij,ij->i", p, ap)
+        alpha = rz / np.where(pap > 0, pap, np.inf)
+        x += alpha[:, None] * p
+        r -= alpha[:, None] * ap
+        z = r * dinv
+        rz_new = np.einsum("ij,ij->i", r, z)
+        p = z + (rz_new / np.where(rz > 0, rz, np.inf))[:, None] * p
+        rz = rz_new
+    else:
+        x_all[act] = x
+    return x_all, done
+
+
+#: Coupled networks above this many hidden nodes solve masked systems by batched CG
+#: (falling back to a cached sparse LU per active set for any sample CG cannot finish).
+ITERATIVE_MIN_NODES = DENSE_MAX_NODES
+
+#: Bytes of sparse LU factors kept per solver (least recently used are dropped first).
+LU_CACHE_BYTES = 256 * 2**20
+
+
 class MaskedSolver:
     """Solve K_FF v_F = rhs_F - K_FA h_A with v_A = h_A, per sample, reusing factorizations.
 
@@ -82,15 +139,22 @@ class MaskedSolver:
     phases) that share a set share one LU.
     """
 
-    def __init__(self, k_dense: np.ndarray | None, k_sparse: sp.csc_matrix, cache_size: int = 4096):
+    def __init__(self, k_dense: np.ndarray | None, k_sparse: sp.csc_matrix, cache_bytes: int = LU_CACHE_BYTES,
+                 diagonal: np.ndarray | None = None, iterative: bool | None = None):
         self.k_dense = k_dense
         self.k_sparse = k_sparse
         self.n = k_sparse.shape[0]
         # Uncoupled hidden nodes (a single crossbar layer): K is diagonal, solves are divisions.
-        self.diagonal = k_sparse.diagonal() if k_sparse.nnz == np.count_nonzero(k_sparse.diagonal()) else None
-        self._lu: dict[bytes, object] = {}
-        self._cache_size = cache_size
+        if diagonal is None and k_sparse.nnz == np.count_nonzero(k_sparse.diagonal()):
+            diagonal = k_sparse.diagonal()
+        self.diagonal = diagonal
+        self.iterative = (k_dense is None and self.n > ITERATIVE_MIN_NODES) if iterative is None else iterative
+        self._lu: OrderedDict[bytes, object] = OrderedDict()
+        self._lu_bytes = 0
+        self._cache_bytes = cache_bytes
         self.factorizations = 0
+        self.cg_fallbacks = 0
+        self._kcsr = None
 
     def solve(self, clamped: np.ndarray, h: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         """clamped: (B, n) bool; h: (n,) clamp values (V); rhs: (B, n) currents (A)."""
@@ -110,9 +174,29 @@ class MaskedSolver:
             r = np.where(free, rhs, h[None, :])
             self.factorizations += B
             return np.linalg.solve(mats, r[..., None])[..., 0]
-        out = np.empty_like(rhs)
-        kcsr = self.k_sparse.tocsr()
-        for b in range(B):
+        if self._kcsr is None:
+            self._kcsr = self.k_sparse.tocsr()
+        kcsr = self._kcsr
+        if self.iterative:
+            return self._solve_cg(kcsr, clamped, h, rhs)
+        return self._solve_lu(kcsr, clamped, h, rhs, range(B), np.empty_like(rhs))
+
+    def _solve_cg(self, kcsr, clamped, h, rhs):
+        """Batched CG on every sample's free set; sparse LU for samples CG did not finish."""
+        free = ~clamped
+        v_clamp = np.where(clamped, h[None, :], 0.0)
+        r = rhs - (kcsr @ v_clamp.T).T if np.any(h) else rhs
+        x, done = batched_masked_pcg(kcsr, kcsr.diagonal(), free, r)
+        out = x + v_clamp
+        if not done.all():
+            bad = np.flatnonzero(~done)
+            self.cg_fallbacks += bad.size
+            self._solve_lu(kcsr, clamped, h, rhs, bad, out)
+        return out
+
+    def _solve_lu(self, kcsr, clamped, h, rhs, samples, out):
+        """Per-sample sparse LU of K_FF, cached by active set within a byte budget (LRU)."""
+        for b in samples:
             a = clamped[b]
             key = np.packbits(a).tobytes()
             f = np.flatnonzero(~a)
@@ -120,11 +204,16 @@ class MaskedSolver:
             if f.size:
                 lu = self._lu.get(key)
                 if lu is None:
-                    if len(self._lu) >= self._cache_size:
-                        self._lu.clear()
                     lu = splu(kcsr[f][:, f].tocsc(), permc_spec="MMD_AT_PLUS_A")
-                    self._lu[key] = lu
+                    size = 12 * (lu.L.nnz + lu.U.nnz) + 16 * f.size
+                    while self._lu and self._lu_bytes + size > self._cache_bytes:
+                        self._lu_bytes -= self._lu.popitem(last=False)[1][1]
+                    self._lu[key] = (lu, size)
+                    self._lu_bytes += size
                     self.factorizations += 1
+                else:
+                    self._lu.move_to_end(key)
+                    lu = lu[0]
                 r = rhs[b, f]
                 if a.any() and np.any(h[a] != 0):
                     r = r - kcsr[f][:, np.flatnonzero(a)] @ h[a]

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.circuit.ideal import _residual, solve_ideal
-from hil.circuit.linsolve import MaskedSolver, use_dense
+from hil.circuit.ideal import _residual, solve_ideal, solve_ideal_diagonal
+from hil.circuit.linsolve import MaskedSolver, solve_diagonal_shift, use_dense
 from hil.circuit.model import Circuit
+from hil.circuit.nodal import NodalSystem
 from hil.circuit.report import SolveError, SolveReport
 from hil.circuit.shockley import NewtonTolerances, solve_shockley
 
@@ -64,20 +65,44 @@ class EquilibriumSolver:
     """Solves one circuit (fixed conductances) for many input batches, reusing factorizations."""
 
     def __init__(self, circuit: Circuit, tolerances: NewtonTolerances | None = None, kkt_tol: float = 1e-12):
-        self.circuit = circuit
+        self._template = circuit
+        self._circuit: Circuit | None = circuit
         self.tol = tolerances or NewtonTolerances()
         self.kkt_tol = kkt_tol
-        n = circuit.n_hidden
-        self.k_sparse = circuit.laplacian_sparse()
-        self.k_dense = circuit.laplacian_dense() if use_dense(n) else None
-        self.masked = MaskedSolver(self.k_dense, self.k_sparse)
+        self.nodal = NodalSystem(circuit)
+        self._matrices()
+
+    def _matrices(self) -> None:
+        """(Re)derive the solver's matrices from the nodal system (values only, same structure)."""
+        nd = self.nodal
+        self.k_sparse = nd.k_csc
+        self.k_dense = nd.k_dense() if nd.coupled and use_dense(nd.n) else None
+        self.masked = MaskedSolver(self.k_dense, self.k_sparse, diagonal=None if nd.coupled else nd.diag)
         self._lambda_min: float | None = None
-        self._g_in_col = circuit.g_in.sum(axis=0)  # (p,) total conductance at each source, S
-        self._g_out_row = circuit.g_out.sum(axis=1)  # (q,) total conductance at each port, S
+        self._g_in_col = nd.in_col_sum  # (p,) total conductance at each source, S
+        self._g_out_row = nd.out_row_sum  # (q,) total conductance at each port, S
+
+    @property
+    def circuit(self) -> Circuit:
+        """The circuit with the conductances currently programmed (built on first access)."""
+        if self._circuit is None:
+            self._circuit = self.nodal.circuit(self._template)
+        return self._circuit
+
+    def program(self, g: np.ndarray) -> int:
+        """Set the conductances (m,) in siemens without rebuilding the structure; returns how many changed.
+
+        Factorizations and cached sets are dropped only when something changed.
+        """
+        changed = self.nodal.program(g)
+        if changed:
+            self._circuit = None
+            self._matrices()
+        return changed
 
     # ---- inputs --------------------------------------------------------------
     def _prepare(self, u, w, warm=None):
-        c = self.circuit
+        c, nd = self._template, self.nodal
         if warm is not None and warm.u is u and warm.b_src is not None:
             b_src = warm.b_src  # same source voltages as the held operating point
         else:
@@ -87,7 +112,7 @@ class EquilibriumSolver:
             raise ValueError(f"expected {c.n_sources} source voltages per sample, got {u.shape[1]}")
         B = u.shape[0]
         if w is None:
-            w = np.broadcast_to(c.output_voltage, (B, c.n_outputs)).copy()
+            w = np.repeat(c.output_voltage[None, :], B, axis=0)
         else:
             w = np.atleast_2d(np.asarray(w, dtype=float))
             if w.shape != (B, c.n_outputs):
@@ -95,20 +120,43 @@ class EquilibriumSolver:
         if not (np.all(np.isfinite(u)) and np.all(np.isfinite(w))):
             raise ValueError("source and port voltages must be finite")
         if b_src is None:
-            b_src = u @ c.g_in.T
-        b = b_src + w @ c.g_out if np.any(w) else b_src
+            b_src = u @ nd.g_in.T
+        b = b_src + w @ nd.g_out if np.any(w) else b_src
         return u, w, b, b_src
 
     def _voltage_scale(self, u, w) -> float:
-        return max(float(np.max(np.abs(u), initial=0.0)), float(np.max(np.abs(w), initial=0.0)),
-                   float(np.max(np.abs(self.circuit.diodes.v_ref), initial=0.0)), 1e-300)
+        if "_vref_max" not in self.__dict__:
+            self._vref_max = float(np.max(np.abs(self._template.diodes.v_ref), initial=0.0))
+        return max(float(np.abs(u).max()) if u.size else 0.0, float(np.abs(w).max()) if w.size else 0.0,
+                   self._vref_max, 1e-300)
 
     # ---- solves ------------------------------------------------------------------
     def ideal_voltages(self, b: np.ndarray, h: np.ndarray, warm_on=None) -> np.ndarray:
         """Ideal-diode node voltages for nodal currents ``b`` and clamp levels ``h`` (V)."""
-        d = self.circuit.diodes
-        scale = max(float(np.max(np.abs(h), initial=0.0)), float(np.max(np.abs(b), initial=0.0) / self.k_sparse.diagonal().max()), 1e-300)
+        d = self._template.diodes
+        scale = max(float(np.max(np.abs(h), initial=0.0)), float(np.max(np.abs(b), initial=0.0) / self.nodal.diag.max()), 1e-300)
+        if not self.nodal.coupled:
+            return solve_ideal_diagonal(self.nodal.diag, b, d.orientation, h, scale, tol=1e-9).e
         return solve_ideal(self.masked, b, d.orientation, h, warm_on, scale, tol=1e-9, fallback=self._pr_fallback_for(h)).e
+
+    def _laplacian_lower_bound(self) -> float:
+        """A lower bound on λ_min(K) (S) for the a-posteriori error bound.
+
+        Exact for uncoupled (diagonal K) and small dense networks; otherwise Gershgorin's
+        bound min_k (K_kk − Σ_l |K_kl|) = the smallest conductance from a node to fixed
+        potentials (cheap, valid, looser), and only when that is 0 an eigen-solve.
+        """
+        nd = self.nodal
+        if not nd.coupled:
+            return float(nd.diag.min())
+        if self.k_dense is not None:
+            return float(np.linalg.eigvalsh(self.k_dense)[0])
+        grounded = float((nd.diag - nd.hh_row_sum).min())
+        if grounded > 0:
+            return grounded
+        from hil.circuit.shockley import _lambda_min
+
+        return _lambda_min(None, self.k_sparse)
 
     def _shockley_start(self, b: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Piecewise-linear starting point for Newton; only a guess, so a failure falls back to h."""
@@ -131,15 +179,15 @@ class EquilibriumSolver:
         ``warm`` (a previous state of the same batch size) seeds the active set or the
         Newton iterate, e.g. for the perturbation phases of hardware linearization.
         """
-        c = self.circuit
+        nd = self.nodal
         u, w, b, b_src = self._prepare(u, w, warm)
-        d = c.diodes
+        d = self._template.diodes
         if d.is_linear:
             t0 = time.perf_counter()
             e = self.masked.solve(np.zeros(b.shape, bool), d.v_ref, b)
             r = _residual(self.k_dense if self.k_dense is not None else self.k_sparse, e, b)
             on, g_d, diode_current = np.zeros(b.shape, bool), None, np.zeros_like(b)
-            scale = max(float(np.abs(b).max(initial=0.0)), float(np.abs(self.k_sparse.diagonal() * e).max(initial=0.0)), 1e-300)
+            scale = max(float(np.abs(b).max(initial=0.0)), float(np.abs(nd.diag * e).max(initial=0.0)), 1e-300)
             rel = float(np.abs(r).max(initial=0.0)) / scale
             report = SolveReport(bool(rel <= self.kkt_tol), "linear", {"linear": 1}, batch=b.shape[0],
                                  kcl_residual_a=float(np.abs(r).max(initial=0.0)), kcl_residual_rel=rel,
@@ -147,6 +195,12 @@ class EquilibriumSolver:
             if not report.converged:
                 report.note = f"KCL residual {rel:.1e} relative exceeds {self.kkt_tol:.0e}"
                 raise SolveError("linear network solve not certified", report)
+        elif d.is_ideal and not nd.coupled:
+            # Uncoupled nodes: each node is its own one-variable LCP, solved in closed form.
+            sol = solve_ideal_diagonal(nd.diag, b, d.orientation, d.v_ref, self._voltage_scale(u, w), tol=self.kkt_tol)
+            e, on, g_d = sol.e, sol.on, None
+            diode_current = -d.orientation * sol.mu
+            report = sol.report
         elif d.is_ideal:
             warm_on = warm.on if warm is not None and warm.on.shape == b.shape else None
             sol = solve_ideal(
@@ -158,16 +212,18 @@ class EquilibriumSolver:
             report = sol.report
         else:
             e0 = warm.e if warm is not None and warm.e.shape == b.shape else None
+            if e0 is not None and warm.g_d is not None and warm.w.shape == w.shape and np.any(w != warm.w):
+                # Predictor: the linear response of the held operating point to the port change
+                # (one solve with the held Jacobian); Newton then only corrects the curvature.
+                e0 = e0 + solve_diagonal_shift(self.k_dense, self.k_sparse, warm.g_d, (w - warm.w) @ nd.g_out)
             if self._lambda_min is None:
-                from hil.circuit.shockley import _lambda_min
-
-                self._lambda_min = _lambda_min(self.k_dense, self.k_sparse)
+                self._lambda_min = self._laplacian_lower_bound()
             sol = solve_shockley(self.k_dense, self.k_sparse, d, b, self._shockley_start, e0, self.tol, self._lambda_min)
             e, g_d, diode_current = sol.e, sol.g_d, sol.current
             on = -d.orientation * diode_current > 1e3 * d.i_s_at_temperature
             report = sol.report
-        y = e @ c.g_out.T - self._g_out_row * w
-        i_src = u * self._g_in_col - e @ c.g_in
+        y = e @ nd.g_out.T - self._g_out_row * w
+        i_src = u * self._g_in_col - e @ nd.g_in
         return CircuitState(u, w, e, diode_current, on, g_d, y, i_src, report, b_src)
 
 

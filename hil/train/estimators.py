@@ -46,6 +46,22 @@ def _finish(topology, n0: np.ndarray, n_hat: np.ndarray, keep: bool):
     return grad, (n0[:, e[:, 0]] - n0[:, e[:, 1]]) * (n_hat[:, e[:, 0]] - n_hat[:, e[:, 1]])
 
 
+def _split(m: Measurement) -> tuple[Measurement, Measurement]:
+    """The two halves of a measurement of a stacked batch [first; second] (per-sample arrays split)."""
+    from dataclasses import fields
+
+    k = m.e.shape[0] // 2
+
+    def half(sl):
+        kw = {}
+        for f in fields(m):
+            v = getattr(m, f.name)
+            kw[f.name] = v[sl] if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == 2 * k else v
+        return Measurement(**kw)
+
+    return half(slice(0, k)), half(slice(k, 2 * k))
+
+
 def _operating_point(board: Board, x: np.ndarray, target, loss: Loss) -> tuple[Measurement, np.ndarray, np.ndarray]:
     """Measure the operating point; return it, the per-sample loss and the drive ŵ = −∂ℓ/∂y (A⁻¹)."""
     op = board.measure(x)
@@ -130,8 +146,10 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     while todo.size:
         xs, ws, es = x[todo], w_hat[todo], eps[todo]
         w0 = op.w[todo]
-        plus = board.measure(xs, w0 + es * ws)
-        minus = board.measure(xs, w0 - es * ws) if central else None
+        if central:  # both perturbation phases as one batch of 2k measurements
+            plus, minus = _split(board.measure(np.concatenate([xs, xs]), np.concatenate([w0 + es * ws, w0 - es * ws])))
+        else:
+            plus, minus = board.measure(xs, w0 + es * ws), None
         flips = _flipped(op, todo, plus, minus)
         npl = topo.node_voltages(plus)
         phase_ok = valid_mask(plus)

@@ -38,24 +38,49 @@ class Optimizer:
         return self.lr
 
     def step(self, g: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        """Return projected new conductances (S) from gradient ∂ℓ/∂g (1/S)."""
+        """Return projected new conductances (S) from gradient ∂ℓ/∂g (1/S).
+
+        Works in place on the moment arrays (a few passes over m conductances, no
+        gathers); frozen entries see a zero gradient and are restored afterwards.
+        """
         st = self.state
         lr = self.current_lr()
         st["step"] += 1
-        grad = np.where(self.mask, grad, 0.0)
+        frozen = self.__dict__.get("_frozen")
+        if frozen is None or frozen[1] != self.mask.shape[0]:
+            frozen = self._frozen = (np.flatnonzero(~self.mask), self.mask.shape[0])
+        frozen = frozen[0]
+        gr = np.asarray(grad, dtype=float)
+        if frozen.size:
+            gr = gr.copy()
+            gr[frozen] = 0.0
+        m = st["m"]
+        buf = np.empty_like(m)
         if self.name == "sgd":
-            st["m"] = self.momentum * st["m"] + grad
-            upd = lr * st["m"]
+            m *= self.momentum
+            m += gr
+            upd = np.multiply(m, lr, out=buf)
         else:
             b1, b2 = self.betas
-            st["m"] = b1 * st["m"] + (1 - b1) * grad
-            st["v"] = b2 * st["v"] + (1 - b2) * grad * grad
+            v = st["v"]
             t = st["step"]
-            mhat = st["m"] / (1 - b1**t)
-            vhat = st["v"] / (1 - b2**t)
-            upd = lr * mhat / (np.sqrt(vhat) + self.eps)
-        new = np.where(self.mask, g - upd, g)
-        return np.where(self.mask, np.clip(new, self.g_min, self.g_max), g)
+            m *= b1
+            m += np.multiply(gr, 1 - b1, out=buf)
+            v *= b2
+            np.multiply(gr, 1 - b2, out=buf)
+            buf *= gr
+            v += buf
+            np.divide(v, 1 - b2**t, out=buf)
+            np.sqrt(buf, out=buf)
+            buf += self.eps
+            upd = np.divide(m, 1 - b1**t)
+            upd *= lr
+            np.divide(upd, buf, out=upd)
+        new = np.subtract(g, upd, out=upd)
+        np.clip(new, self.g_min, self.g_max, out=new)
+        if frozen.size:
+            new[frozen] = np.asarray(g)[frozen]
+        return new
 
     def state_dict(self) -> dict:
         return {"step": np.array(self.state["step"]), "m": self.state["m"].copy(), "v": self.state["v"].copy()}

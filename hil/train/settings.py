@@ -47,6 +47,7 @@ class TrainSettings:
     plots: bool
     raw: dict = field(default_factory=dict)
     instrument_board: object = None  # hil.boards.bench_config.InstrumentBoardSpec for backend: instruments
+    blas_threads: int | str | None = None  # None: $HIL_BLAS_THREADS or 1 (see hil.threads)
     data_spec: DataSpec | None = None  # the whole data section (name, files, scaling, splits)
 
 
@@ -117,6 +118,7 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         if bad:
             t.error("trainable", f"unknown group(s) {bad}; choose from {', '.join(GROUPS)}")
     eval_test = t.get("evaluate_test", bool, True)
+    blas_threads = t.get("blas_threads", (int, str), None, check=_threads_check)
     t.finish()
     out = top.section("output")
     runs_dir = out.get("runs_dir", str, "runs",
@@ -130,4 +132,14 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         raise ConfigError(problems, source)
     return TrainSettings(name, seed, backend, g_min, g_max, circuit, dataset, scale, vfrac, est, est_opts, loss, gain,
                          opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data,
-                         instrument_board, spec)
+                         instrument_board, blas_threads, spec)
+
+
+def _threads_check(val) -> str | None:
+    from hil.threads import requested_threads
+
+    try:
+        requested_threads(val)
+    except ValueError:
+        return "must be a positive integer or 'auto'"
+    return None

@@ -65,8 +65,8 @@ def test_minibatch_is_one_board_call_per_phase(tmp_path):
     s.eval_test = False
     b = CountingBoard(make_board(s.backend, s.circuit, s.g_min, s.g_max))
     run(raw, s, tmp_path, board=b)
-    # per step: operating point + two perturbation phases, each the whole minibatch
-    assert b.calls[:3] == [4, 4, 4]
+    # per step: operating point, then both perturbation phases of the whole minibatch in one call
+    assert b.calls[:4] == [4, 8, 4, 8]
 
 
 def test_conductances_stay_in_range_and_frozen_groups_do_not_move(tmp_path):

@@ -1,0 +1,160 @@
+"""The programmable state of a circuit in flat form: conductances and the nodal matrix K.
+
+The structure (which conductance connects which nodes, the sparsity pattern of K, the
+hidden↔hidden adjacency) is built once per topology.  Programming new conductances
+writes only the entries that changed and recomputes only the diagonal entries of K
+that they touch, so a step that changes c conductances costs O(c) (plus the sparse
+coupling, O(pairs), when a coupling conductance changed).  The coupling is kept as a
+list of pairs and a sparse matrix; no dense n×n array is formed.
+
+K is the grounded Laplacian of the hidden nodes (physics.md §1.2), siemens:
+
+    K = diag(Σ_j g_in[k, j] + Σ_l g_hh[k, l] + g_leak[k] + Σ_o g_out[o, k]) − G_hh.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from hil.circuit.model import Circuit
+
+
+class NodalSystem:
+    """Flat conductances (S) and the nodal matrix of one circuit topology.
+
+    Attributes (views into the flat vector ``g``, updated in place by :meth:`program`):
+        g_in (n, p), g_hh_values (m_hh,), g_leak (n,), g_out (q, n).
+        pairs: (m_hh, 2) hidden index pairs k < l of the coupling resistors.
+        diag: (n,) diagonal of K.  k_csr: K as a CSR matrix whose ``data`` is updated in place.
+        version: incremented by every programming step that changed something.
+    """
+
+    def __init__(self, circuit: Circuit):
+        topo = circuit.topology()
+        self.topology = topo
+        n, p, q = circuit.n_hidden, circuit.n_sources, circuit.n_outputs
+        self.n, self.p, self.q = n, p, q
+        self.g = np.array(circuit.conductance_vector(), dtype=float)
+        gr = topo.groups
+        self.g_in = self.g[gr["g_in"]].reshape(n, p)
+        self.g_hh_values = self.g[gr["g_hh"]]
+        self.g_leak = self.g[gr["g_leak"]]
+        self.g_out = self.g[gr["g_out"]].reshape(q, n)
+        self._hh_slice = gr["g_hh"]
+        self.pairs = circuit.hh_pairs()
+        self.coupled = self.pairs.shape[0] > 0
+        self._build_structure()
+        self.diag = np.empty(n)
+        self.hh_row_sum = np.zeros(n)
+        self.in_col_sum = np.empty(p)
+        self.out_row_sum = np.empty(q)
+        self.version = 0
+        self._refresh_all()
+
+    # ---- structure (once per topology) ------------------------------------------------
+    def _build_structure(self) -> None:
+        n, pairs = self.n, self.pairs
+        m = pairs.shape[0]
+        k, l = pairs[:, 0], pairs[:, 1]
+        # Padded adjacency: for each node, the pair indices touching it (-1 = padding, value 0).
+        deg = np.bincount(np.concatenate([k, l]), minlength=n) if m else np.zeros(n, int)
+        width = int(deg.max(initial=0))
+        nbr = np.full((n, max(width, 1)), m, dtype=np.int64)
+        if m:
+            ends = np.concatenate([k, l])
+            pidx = np.concatenate([np.arange(m), np.arange(m)])
+            order = np.lexsort((pidx, ends))
+            ends, pidx = ends[order], pidx[order]
+            start = np.concatenate([[0], np.cumsum(deg)[:-1]])
+            slot = np.arange(ends.size) - start[ends]
+            nbr[ends, slot] = pidx
+        self._nbr = nbr
+        self._vals_ext = np.zeros(m + 1)  # coupling values with a trailing 0 for padding
+        # CSR pattern of K: diagonal plus both orientations of each pair; remember positions.
+        rows = np.concatenate([np.arange(n), k, l])
+        cols = np.concatenate([np.arange(n), l, k])
+        tags = np.arange(rows.size, dtype=float) + 1.0
+        pattern = sp.csr_matrix((tags, (rows, cols)), shape=(n, n))
+        pattern.sort_indices()
+        where = np.empty(rows.size, dtype=np.int64)
+        where[pattern.data.astype(np.int64) - 1] = np.arange(rows.size)
+        self._pos_diag = where[:n]
+        self._pos_kl = where[n:n + m]
+        self._pos_lk = where[n + m:]
+        self.k_csr = sp.csr_matrix((np.zeros(rows.size), pattern.indices.copy(), pattern.indptr.copy()), shape=(n, n))
+        # K is symmetric: the same arrays read as CSC are K as well (shared data, no copy).
+        self.k_csc = sp.csc_matrix((self.k_csr.data, self.k_csr.indices, self.k_csr.indptr), shape=(n, n), copy=False)
+
+    # ---- values ------------------------------------------------------------------------
+    # Every sum below is a per-row reduction of a C-contiguous copy, so a partial update
+    # (a subset of rows) adds in exactly the order of a full refresh: results are bit-identical.
+    def _diag_rows(self, rows) -> np.ndarray:
+        """Diagonal of K for the hidden nodes ``rows`` (an index array or ``slice(None)``)."""
+        return (self.g_in[rows].sum(axis=1) + self.hh_row_sum[rows] + self.g_leak[rows]
+                + np.ascontiguousarray(self.g_out.T[rows]).sum(axis=1))
+
+    def _in_col_sums(self) -> np.ndarray:
+        """Total conductance at each source (p,), S (all columns: one pass over g_in)."""
+        return self.g_in.sum(axis=0)
+
+    def _refresh_hh(self) -> None:
+        self._vals_ext[:-1] = self.g_hh_values
+        self.hh_row_sum[:] = self._vals_ext[self._nbr].sum(axis=1) if self.coupled else 0.0
+        self.k_csr.data[self._pos_kl] = -self.g_hh_values
+        self.k_csr.data[self._pos_lk] = -self.g_hh_values
+
+    def _refresh_all(self) -> None:
+        self._refresh_hh()
+        self.diag[:] = self._diag_rows(slice(None))
+        self.k_csr.data[self._pos_diag] = self.diag
+        self.in_col_sum[:] = self._in_col_sums()
+        self.out_row_sum[:] = self.g_out.sum(axis=1)
+
+    def program(self, g: np.ndarray) -> int:
+        """Write conductances ``g`` (m,) in siemens; returns how many changed.
+
+        Only changed entries are written; only the diagonal entries of K they touch are
+        recomputed (everything is recomputed when more than a quarter of the conductances
+        changed, which costs the same).  The source column sums are recomputed whenever
+        an input conductance changed.  The result is bit-identical to building a new
+        system from scratch.
+        """
+        g = np.asarray(g, dtype=float)
+        if g.shape != self.g.shape:
+            raise ValueError(f"expected {self.g.size} conductances, got shape {g.shape}")
+        diff = g != self.g
+        count = int(np.count_nonzero(diff))
+        if count == 0:
+            return 0
+        self.version += 1
+        if count * 4 > self.g.size:
+            np.copyto(self.g, g)
+            self._refresh_all()
+            return count
+        changed = np.flatnonzero(diff)
+        self.g[changed] = g[changed]
+        edges = self.topology.edges
+        hid0 = self.p
+        a, b = edges[changed, 0], edges[changed, 1]
+        touched = np.concatenate([a[(a >= hid0) & (a < hid0 + self.n)], b[(b >= hid0) & (b < hid0 + self.n)]]) - hid0
+        rows = np.unique(touched)
+        if np.any((changed >= self._hh_slice.start) & (changed < self._hh_slice.stop)):
+            self._refresh_hh()
+        self.diag[rows] = self._diag_rows(rows)
+        self.k_csr.data[self._pos_diag[rows]] = self.diag[rows]
+        if np.any(b < hid0):
+            self.in_col_sum[:] = self._in_col_sums()
+        out0 = hid0 + self.n
+        ports = np.unique(b[(b >= out0) & (b < out0 + self.q)]) - out0
+        if ports.size:
+            self.out_row_sum[ports] = self.g_out[ports].sum(axis=1)
+        return count
+
+    def k_dense(self) -> np.ndarray:
+        """K as a dense (n, n) array (for small coupled networks only)."""
+        return self.k_csr.toarray()
+
+    def circuit(self, template: Circuit) -> Circuit:
+        """``template`` with the current conductances (a full copy; for export and fallbacks)."""
+        return template.with_conductances(self.g)
