@@ -8,9 +8,10 @@ from hil.config import ConfigError
 
 
 def make_board(backend: str, circuit: dict | None, g_min: float, g_max: float, instrument_board=None,
-               resources: dict | None = None, clock=None, rehearsal_world=None):
+               resources: dict | None = None, clock=None, rehearsal_world=None, *, devices: dict | None = None):
     """A board for ``backend`` (``simulated`` or ``instruments``); ``circuit`` is the ``board.circuit``
-    mapping, ``instrument_board`` the validated bench (``resources`` replace its VISA addresses)."""
+    mapping, ``instrument_board`` the validated bench (``resources`` replace its VISA addresses),
+    ``devices`` the optional ``board.devices`` mapping (non-idealities of a simulated board, :mod:`hil.devices`)."""
     if backend == "instruments":
         from hil.boards.bench_factory import make_instrument_board
 
@@ -21,5 +22,13 @@ def make_board(backend: str, circuit: dict | None, g_min: float, g_max: float, i
     if backend == "simulated":
         if circuit is None:
             raise ConfigError(["board.circuit: required for the simulated backend"])
-        return SimulatedBoard(build_circuit(circuit, "board.circuit"), g_min=g_min, g_max=g_max)
+        built = build_circuit(circuit, "board.circuit")
+        if devices:
+            from hil.boards.nonideal import NonIdealBoard
+            from hil.devices import parse_devices
+
+            spec = parse_devices(devices, "board.devices")
+            if not spec.is_ideal:
+                return NonIdealBoard(built, g_min, g_max, spec)
+        return SimulatedBoard(built, g_min=g_min, g_max=g_max)
     raise ConfigError([f"board.backend: unknown backend {backend!r}"])

@@ -29,21 +29,64 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
+
+import numpy as np
+from numpy.typing import DTypeLike
 
 from hil.drivers.errors import (
     InstrumentConnectionError,
+    InstrumentError,
     InstrumentProtocolError,
     InstrumentReportedError,
     InstrumentTimeout,
+    OutputMayBeLiveError,
 )
 from hil.drivers.parsing import Identity, model_matches, parse_idn, parse_number, parse_scpi_error, parse_tsp_error
 from hil.drivers.protocols import ErrorEntry
 from hil.drivers.transport import Transport, instrument_logger
 
-__all__ = ["DriverBase", "ScpiDriver", "TspDriver", "ShutdownStep"]
+__all__ = ["DriverBase", "ScpiDriver", "TspDriver", "ShutdownStep", "ShutdownReport"]
 
 ShutdownStep = tuple[str, Callable[[], None]]
+
+
+@dataclass
+class ShutdownReport:
+    """What ``safe_shutdown()`` achieved, as read back from the instrument.
+
+    Attributes:
+        instrument: instrument name.
+        verified: per output (SMU channel, or a matrix slot) ``True`` when read back off at 0 V
+            (relays open) after the shutdown; empty for instruments without outputs.
+        failures: ``"step: error"`` for every shutdown step that failed.
+        verification_error: why the read-back failed (e.g. dead link), else ``None``.
+    """
+
+    instrument: str
+    verified: dict[str, bool] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    verification_error: Optional[str] = None
+
+    @property
+    def maybe_live(self) -> tuple[str, ...]:
+        """Outputs not verified off at 0 V."""
+        return tuple(name for name, ok in self.verified.items() if not ok)
+
+    @property
+    def safe(self) -> bool:
+        """``True`` only when every output was read back off at 0 V."""
+        return self.verification_error is None and not self.maybe_live
+
+    def summary(self) -> str:
+        """One line for logs and the CLI."""
+        if self.safe:
+            what = ", ".join(repr(n) for n in self.verified) or "no outputs"
+            return f"{self.instrument}: safe (verified off at 0 V: {what})"
+        cause = self.verification_error or "; ".join(self.failures[:2]) or "not read back off"
+        names = ", ".join(repr(n) for n in self.maybe_live) or "all outputs"
+        return f"{self.instrument}: output(s) {names} MAY STILL BE LIVE ({cause})"
 
 MAX_ERROR_ENTRIES = 64
 
@@ -87,6 +130,15 @@ class DriverBase(abc.ABC):
         self._connected = False
         self._shutting_down = False
         self._abort_ramps = False
+        #: a read timed out: resync (discard, ``*IDN?``, drain) before the next exchange
+        self._resync_pending = False
+        self._in_resync = False
+        #: the link could not be confirmed during shutdown: levels are unknown, ramps skipped
+        self._link_suspect = False
+        #: identity confirmed by the running/last ``connect()``
+        self._identified = False
+        #: report of the last ``safe_shutdown()``
+        self.last_shutdown: Optional[ShutdownReport] = None
         #: entries drained by the last ``safe_shutdown()`` (for teardown checks)
         self.shutdown_errors: list[ErrorEntry] = []
         #: stale entries found (and cleared) in the error queue by the last ``connect()``, i.e.
@@ -121,17 +173,60 @@ class DriverBase(abc.ABC):
     def _shutdown_steps(self) -> list[ShutdownStep]:
         """Ordered shutdown actions: stop, ramp to 0 V, output off, open relays."""
 
+    def _output_names(self) -> list[str]:
+        """Names of the outputs ``_verify_safe`` reports on (SMU channels, matrix slots)."""
+        return []
+
+    def _verify_safe(self) -> dict[str, bool]:
+        """Read back every output: ``{output: off at 0 V}``; ``{}`` if the instrument has none."""
+        return {}
+
+    def _shutdown_needed_after_failed_connect(self) -> bool:
+        """Whether a ``connect()`` that failed after identification must run ``safe_shutdown``."""
+        return True
+
     # -- plain I/O helpers ---------------------------------------------------------------
 
+    def _before_exchange(self) -> None:
+        """Resync first if an earlier read timed out, so a late reply is never taken as the
+        answer to this exchange (§1.4)."""
+        if self._resync_pending and not self._in_resync:
+            if not self._shutting_down:
+                self.resync()
+                return
+            try:
+                self.resync()
+            except InstrumentError as exc:
+                # During a shutdown the output-off commands must still go out: continue without
+                # trusting any reply (no ramps from read-backs, no verification).
+                self.log.error("shutdown: link not confirmed (%s); outputs off without ramps", exc)
+                self._link_suspect = True
+                self._resync_pending = False
+
     def _write(self, command: str) -> None:
+        self._before_exchange()
         self.transport.write(command)
 
     def _query(self, command: str, *, retry: bool = False) -> str:
-        """Query and strip. ``retry=True`` (side-effect-free queries only): after a timeout,
-        ``resync()`` and ask once more."""
+        """Query and strip. Every timeout marks the link for a resync before the next exchange.
+        ``retry=True`` (side-effect-free queries only): resync at once and ask once more."""
         if retry:
             return self._query_idempotent(command)
-        return self.transport.query(command).strip()
+        self._before_exchange()
+        try:
+            return self.transport.query(command).strip()
+        except (InstrumentTimeout, KeyboardInterrupt, SystemExit):
+            self._resync_pending = True  # the reply may still arrive: never take it for the next one
+            raise
+
+    def _query_binary(self, command: str, dtype: DTypeLike, count: Optional[int] = None) -> np.ndarray:
+        """``transport.query_binary`` with the same resync rule as ``_query``."""
+        self._before_exchange()
+        try:
+            return self.transport.query_binary(command, dtype, count)
+        except (InstrumentTimeout, KeyboardInterrupt, SystemExit):
+            self._resync_pending = True
+            raise
 
     def _query_float(self, command: str, *, retry: bool = False) -> float:
         return self._parse(parse_number, self._query(command, retry=retry), command)
@@ -142,6 +237,9 @@ class DriverBase(abc.ABC):
             return parser(reply)
         except InstrumentProtocolError as exc:
             raise InstrumentProtocolError(exc.detail, instrument=self.name, command=command) from exc
+        except (ValueError, TypeError, OverflowError, IndexError) as exc:  # defence in depth
+            raise InstrumentProtocolError(f"unparsable reply {reply[:80]!r}: {exc}", instrument=self.name,
+                                          command=command) from exc
 
     # -- identity and connect ------------------------------------------------------------
 
@@ -174,8 +272,25 @@ class DriverBase(abc.ABC):
             InstrumentReportedError: errors produced by the initial configuration.
             InstrumentConnectionError / InstrumentTimeout: link problems.
         """
+        self._identified = False
+        try:
+            self._connect_sequence()
+        except BaseException as exc:
+            if self._identified and self._shutdown_needed_after_failed_connect():
+                self.log.error("connect failed part-way (%s: %s); running the safe shutdown",
+                               type(exc).__name__, exc)
+                report = self.safe_shutdown()
+                if isinstance(exc, InstrumentError):
+                    exc.shutdown_report = report  # type: ignore[attr-defined]
+                if not report.safe:
+                    exc.add_note(report.summary())
+            raise
+
+    def _connect_sequence(self) -> None:
         self.stale_errors = []
+        self._resync_pending = False
         identity = self.identify()
+        self._identified = True
         self._check_command_set()
         stale = self.drain_errors()
         self.stale_errors = list(stale)
@@ -230,28 +345,36 @@ class DriverBase(abc.ABC):
             InstrumentConnectionError: identity not confirmed after two attempts.
         """
         expected = self.identity.raw if self.identity else None
-        for attempt in (1, 2):
-            self.transport.discard_input()
-            try:
-                reply = self.transport.query("*IDN?").strip()
-            except InstrumentTimeout:
-                self.log.warning("resync attempt %d: *IDN? timed out", attempt)
-                continue
-            if expected is None or reply == expected:
-                entries = self.drain_errors()
-                for e in entries:
-                    self.log.warning("after resync: error %d %r", e.code, e.message)
-                self.log.warning("resync succeeded (attempt %d)", attempt)
-                return entries
-            self.log.warning("resync attempt %d: identity %r != %r", attempt, reply, expected)
+        self._resync_pending = True
+        self._in_resync = True
+        try:
+            for attempt in (1, 2):
+                self.transport.discard_input()
+                try:
+                    reply = self.transport.query("*IDN?").strip()
+                except InstrumentTimeout:
+                    self.log.warning("resync attempt %d: *IDN? timed out", attempt)
+                    continue
+                if expected is None or reply == expected:
+                    entries = self.drain_errors()
+                    for e in entries:
+                        self.log.warning("after resync: error %d %r", e.code, e.message)
+                    self.log.warning("resync succeeded (attempt %d)", attempt)
+                    self._resync_pending = False
+                    return entries
+                self.log.warning("resync attempt %d: identity %r != %r", attempt, reply, expected)
+        finally:
+            self._in_resync = False
         raise InstrumentConnectionError("resync failed: instrument did not confirm its identity",
                                         instrument=self.name, command="*IDN?")
 
     def _query_idempotent(self, command: str) -> str:
         """Query; after a timeout resync and retry once (only for queries without side effects)."""
+        self._before_exchange()
         try:
-            return self._query(command)
+            return self.transport.query(command).strip()
         except InstrumentTimeout:
+            self._resync_pending = True
             self.log.warning("timeout on %r; resyncing and retrying once", command)
             self.resync()
             return self._query(command)
@@ -271,16 +394,23 @@ class DriverBase(abc.ABC):
             "settings": self._settings_snapshot(),
         }
 
-    def safe_shutdown(self) -> None:
-        """Run the shutdown steps, then drain and log the error queue.
+    def safe_shutdown(self, *, verify: bool = True) -> ShutdownReport:
+        """Run the shutdown steps, read every output back, then drain and log the error queue.
 
         Idempotent; never raises ``Exception`` (each failure is logged and the next step runs).
-        Uses ``shutdown_timeout_s`` for every I/O. A ``KeyboardInterrupt`` during a step (second
-        signal) skips the remaining ramps, still runs the output-off steps, and is re-raised at
-        the end.
+        Uses ``shutdown_timeout_s`` for every I/O. If a timeout left the link unconfirmed and the
+        resync fails, source levels are treated as unknown: ramps are skipped and outputs are
+        switched off directly. A ``KeyboardInterrupt`` during a step (second signal) skips the
+        remaining ramps, still runs the output-off steps, and is re-raised at the end.
+
+        Returns:
+            ``ShutdownReport`` (also kept in ``last_shutdown``): ``safe`` only when every output
+            was read back off at 0 V (``verify=False`` skips the read-back and reports unverified).
         """
-        if self._shutting_down:
-            return
+        report = ShutdownReport(self.name)
+        if self._shutting_down:  # re-entered (e.g. from a signal handler): the running one reports
+            report.verification_error = "a shutdown is already running"
+            return report
         self._shutting_down = True
         interrupted: Optional[BaseException] = None
         try:
@@ -290,10 +420,23 @@ class DriverBase(abc.ABC):
                 except Exception:
                     self.log.warning("shutdown: could not shorten the timeout", exc_info=True)
                 try:
-                    steps = self._shutdown_steps() + [("drain error queue", self._log_drained_errors)]
-                except Exception:
+                    self._before_exchange()  # resync now if a timeout is pending; never raises here
+                except KeyboardInterrupt as exc:
+                    interrupted = exc
+                    self._abort_ramps = True
+                except Exception as exc:
+                    report.failures.append(f"resync: {exc}")
+                    self._link_suspect = True
+                    self._resync_pending = False
+                try:
+                    steps = self._shutdown_steps()
+                except Exception as exc:
                     self.log.error("shutdown: could not build the step list", exc_info=True)
-                    steps = [("drain error queue", self._log_drained_errors)]
+                    report.failures.append(f"step list: {exc}")
+                    steps = []
+                if verify:
+                    steps.append(("verify outputs off", lambda: self._record_verification(report)))
+                steps.append(("drain error queue", self._log_drained_errors))
                 for description, step in steps:
                     try:
                         step()
@@ -301,17 +444,37 @@ class DriverBase(abc.ABC):
                     except KeyboardInterrupt as exc:
                         interrupted = exc
                         self._abort_ramps = True
+                        report.failures.append(f"{description}: interrupted")
                         self.log.error("shutdown: interrupted during %s; skipping ramps", description)
                     except Exception as exc:
+                        report.failures.append(f"{description}: {exc}")
+                        if description == "verify outputs off":
+                            report.verification_error = str(exc)
+                            report.verified = {n: False for n in self._output_names()}
                         self.log.error("shutdown: %s failed: %s", description, exc)
-            self.log.info("shutdown complete")
+            if report.verification_error is None and not report.verified and self._output_names():
+                report.verification_error = "not verified" if not verify else "verification did not run"
+                report.verified = {n: False for n in self._output_names()}
+            (self.log.info if report.safe else self.log.error)("shutdown complete: %s", report.summary())
         finally:
             self._shutting_down = False
             self._abort_ramps = False
+            self._link_suspect = False
+            self.last_shutdown = report
         if interrupted is not None:
             raise interrupted
+        return report
+
+    def _record_verification(self, report: ShutdownReport) -> None:
+        if self._link_suspect:  # replies cannot be trusted: nothing is verified
+            raise InstrumentConnectionError("link not confirmed after a timeout; outputs not verified",
+                                            instrument=self.name)
+        report.verified = dict(self._verify_safe())
 
     def _log_drained_errors(self) -> None:
+        if self._link_suspect:
+            self.log.error("error queue not drained: link not confirmed")
+            return
         self.shutdown_errors = self.drain_errors()
         for e in self.shutdown_errors:
             self.log.error("instrument error at shutdown %d: %s", e.code, e.message)
@@ -322,14 +485,30 @@ class DriverBase(abc.ABC):
         self.transport.close()
 
     def __enter__(self) -> "DriverBase":
-        self.connect()
+        """``connect()``; a failed connect has already run the safe shutdown (if it found
+        anything to make safe) and the transport is closed before the error propagates."""
+        try:
+            self.connect()
+        except BaseException:
+            self.close()
+            raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: Any) -> None:
+        """``safe_shutdown()`` then ``close()``.
+
+        Raises:
+            OutputMayBeLiveError: the shutdown could not verify every output off at 0 V and no
+                other exception is propagating (otherwise the report is added to it as a note).
+        """
         try:
-            self.safe_shutdown()
+            report = self.safe_shutdown()
         finally:
             self.close()
+        if not report.safe:
+            if exc is None:
+                raise OutputMayBeLiveError(report.maybe_live or ("?",), report, instrument=self.name)
+            exc.add_note(report.summary())
 
 
 class ScpiDriver(DriverBase):

@@ -13,8 +13,12 @@ Commands, checked against the Keysight DAQ970A/DAQ973A Programming Guide (``*IDN
 ``ROUT:SCAN (@list)``; ``READ?``/``INIT``+``FETC?``; ``ABOR`` stops a scan; overload
 ``+9.90000000E+37``):
 
-* configuration order: ``CONF`` first, then NPLC, autozero and channel delay (``CONF`` would
-  reset them), then the scan list, ``TRIG:SOUR IMM`` and ``TRIG:COUN 1``;
+* configuration order: ``CONF`` first, then NPLC, autozero, input impedance and channel delay
+  (``CONF`` would reset them), then the scan list, ``TRIG:SOUR IMM`` and ``TRIG:COUN 1``;
+* ``INP:IMP:AUTO ON, (@list)`` (34970A/34972A Command Reference, ``INPut:IMPedance:AUTO``): input
+  resistance > 10 GOhm on the 100 mV, 1 V and 10 V ranges instead of the fixed 10 MOhm of
+  ``AUTO OFF`` (the ``*RST`` and ``CONFigure`` default); the array nodes the DMM senses are high
+  impedance, so 10 MOhm would load them. Ranges above 10 V stay at 10 MOhm;
 * ``FORM:READ:CHAN OFF`` / ``FORM:READ:TIME OFF`` so ``READ?`` returns bare readings;
 * the instrument scans in ascending channel order, so the driver requires an ascending list and
   returns readings in that order.
@@ -93,7 +97,8 @@ class ScanConfig:
     def as_dict(self) -> dict[str, Any]:
         """JSON-able settings for snapshots."""
         return {"channels": list(self.channels), "nplc": self.nplc, "range_v": self.range_v,
-                "autozero": self.autozero, "delay_s": self.delay_s}
+                "autozero": self.autozero, "delay_s": self.delay_s,
+                "input_impedance": ">10 GOhm" if self.range_v <= 10 else "10 MOhm"}
 
     def scan_time_s(self) -> float:
         """Rough upper estimate of one scan in s (50 Hz, autozero on doubles, 20 ms relay time)."""
@@ -175,6 +180,7 @@ class Daq970a(ScpiDriver):
         w(f"CONF:VOLT:DC {format_number(config.range_v)},DEF,{chans}")
         w(f"VOLT:DC:NPLC {format_number(config.nplc)},{chans}")
         w(f"ZERO:AUTO {_AUTOZERO[config.autozero]},{chans}")
+        w(f"INP:IMP:AUTO ON,{chans}")
         w(f"ROUT:CHAN:DEL {format_number(config.delay_s)},{chans}")
         w(f"ROUT:SCAN {chans}")
         w("TRIG:SOUR IMM")

@@ -5,10 +5,13 @@ Hierarchy (instruments.md §1.4)::
     InstrumentError                 .instrument (name), .command (last sent)
     ├── InstrumentConnectionError   cannot open, refused, lost, closed handle
     ├── InstrumentTimeout           no complete reply within the timeout
+    │   └── OutputMayBeLiveError    shutdown could not verify outputs off (.channels, .report)
     ├── InstrumentProtocolError     unparsable reply, bad block, wrong identity or command set
+    │   └── ImplausibleReadbackError  read-back level outside limits / non-finite (.channel, .value)
     ├── InstrumentReportedError     .code, .message, .entries (everything drained)
     ├── ComplianceError             .channel, .limit, .value
-    │   └── PowerLimitError         measured |V·I| above max_power_w (.limit/.value in W)
+    │   ├── PowerLimitError         measured |V·I| above max_power_w (.limit/.value in W)
+    │   └── OutputTrippedError      output switched off by the instrument's protection
     ├── LimitViolation              .name, .value, .bound; raised before any I/O
     └── InterlockError              interlock open when an output was about to be enabled
 
@@ -32,6 +35,9 @@ __all__ = [
     "LimitViolation",
     "InterlockError",
     "InstrumentConfigError",
+    "ImplausibleReadbackError",
+    "OutputMayBeLiveError",
+    "OutputTrippedError",
 ]
 
 
@@ -234,3 +240,56 @@ class InstrumentConfigError(ValueError):
     def __init__(self, message: str, *, instrument: Optional[str] = None) -> None:
         self.instrument = instrument
         super().__init__(f"{instrument}: {message}" if instrument else message)
+
+
+class ImplausibleReadbackError(InstrumentProtocolError):
+    """A read-back source level was outside the configured limits, not finite, or absurd.
+
+    The driver never uses such a level as a ramp start: it treats the level as unknown, switches
+    the output off by the safest sequence the instrument allows (output off, then the programmed
+    level to 0 V) and raises this error.
+
+    Attributes:
+        channel: the channel whose level was implausible.
+        value: the level read back in V.
+        output_off_verified: ``True`` if the output was read back off afterwards.
+    """
+
+    def __init__(self, channel: str, value: float, *, reason: str, output_off_verified: bool,
+                 instrument: Optional[str] = None, command: Optional[str] = None) -> None:
+        self.channel = channel
+        self.value = float(value)
+        self.output_off_verified = bool(output_off_verified)
+        state = "output switched off (verified)" if output_off_verified else "output off NOT verified"
+        super().__init__(f"channel {channel!r}: implausible source level read back ({value!r} V: {reason}); "
+                         f"treated as unknown, {state}", instrument=instrument, command=command)
+
+
+class OutputMayBeLiveError(InstrumentConnectionError):
+    """The safe shutdown could not verify that every output is off at 0 V (e.g. the link is dead).
+
+    Attributes:
+        channels: channels (or relay groups) that may still be live.
+        report: the ``ShutdownReport`` of the shutdown.
+    """
+
+    def __init__(self, channels: Sequence[str], report: object, *, instrument: Optional[str] = None) -> None:
+        self.channels = tuple(channels)
+        self.report = report
+        names = ", ".join(repr(c) for c in self.channels) or "unknown"
+        super().__init__(f"output(s) {names} may still be live: shutdown not verified", instrument=instrument)
+
+
+class OutputTrippedError(ComplianceError):
+    """The instrument switched an output off by itself (B2900 output protection at compliance).
+
+    Attributes:
+        channel, limit, value: see ``ComplianceError`` (``value`` = the last current read, A).
+    """
+
+    def __init__(self, channel: str, limit: float, value: float, *, instrument: Optional[str] = None,
+                 command: Optional[str] = None) -> None:
+        super().__init__(channel, limit, value, instrument=instrument, command=command)
+        self.detail = (f"channel {channel!r}: output switched off by the instrument's output protection "
+                       f"(current limit {self.limit:.6g} A reached); the output is off")
+        self.args = (self.detail,)

@@ -9,6 +9,8 @@ older notes does not exist on the 2450), ``:SOUR:VOLT:ILIM[:LEV]:TRIP?``, ``:SEN
 50 µs–10 ks), ``:TRAC:ACT?``, ``:TRAC:CLE``, ``:TRAC:DATA? ..., SOUR, READ``.
 
 Read-back is ASCII: the binary header/byte order of ``:FORM:DATA SREAL`` is not verified.
+``:FORM:DATA ASC`` (``:FORMat[:DATA] ASCii``) is pinned at connect, so an instrument left in a
+binary format by another program still answers in ASCII.
 Per-point compliance in sweeps uses the software rule (the STAT bits are not verified);
 ``failAbort ON`` stops a sweep at the first limit hit and missing points are flagged.
 """
@@ -47,6 +49,11 @@ class Keithley2450(SourceMeterDriver, ScpiDriver):
 
     # -- connect -----------------------------------------------------------------------------
 
+    def _apply_initial_state(self) -> None:
+        """Pin the reply format (ASCII), then the shared initial state."""
+        self._write(":FORM:DATA ASC")
+        super()._apply_initial_state()
+
     def _check_command_set(self) -> None:
         language = self._query("*LANG?").strip().upper()
         if language != "SCPI":
@@ -59,7 +66,7 @@ class Keithley2450(SourceMeterDriver, ScpiDriver):
         """``*RST`` (outputs off, defaults), then re-apply every configured channel."""
         self._write("*RST")
         self._output_on[""] = False
-        self._setpoint[""] = self._read_level("")
+        self._read_level_checked("")
         for ch, cfg in list(self._configs.items()):
             self.configure(ch, cfg)
 

@@ -14,8 +14,22 @@ Left out because not verified: the status-model condition bits per reading, buff
 ``statuses``, and an interlock query; per-point compliance uses the software rule and
 ``smuX.source.compliance`` is read with each spot reading.
 
-Two channels in one sweep: channel ``b``'s source action waits for channel ``a``'s
-source-complete event, so both step together; both measure with identical timing.
+Two channels in one sweep: the follower's source action waits for the lead's source-complete
+event, and the lead's end-pulse action waits for the follower's measure-complete event
+(``smuX.trigger.endpulse.stimulus``), so the lead cannot step to point k+1 before BOTH channels
+have measured point k. Both channels must have equal NPLC, autozero and source delay (checked
+before any I/O); both use the same measure delay.
+
+Lists of more than ``LIST_CHUNK`` (100) points are not sent as one Lua table literal: the script
+builds the table in lines of at most 100 values (a few kB per line) before passing it to
+``listv``::
+
+    hil_list_a = {v1, ..., v100}
+    for i, v in ipairs({v101, ..., v200}) do hil_list_a[100 + i] = v end
+    smua.trigger.source.listv(hil_list_a)
+
+``format.data = format.ASCII`` is pinned at connect, so an instrument left in REAL32 by another
+program still answers ``printbuffer`` in ASCII.
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ from typing import Any, Optional
 import numpy as np
 
 from hil.drivers.base import TspDriver
-from hil.drivers.errors import InstrumentConfigError, InstrumentProtocolError
+from hil.drivers.errors import InstrumentConfigError, InstrumentProtocolError, InstrumentTimeout
 from hil.drivers.parsing import format_number, map_sentinels, parse_bool, parse_number, parse_numbers
 from hil.drivers.protocols import SmuChannelConfig
 from hil.drivers.smu import SourceMeterDriver
@@ -36,6 +50,8 @@ __all__ = ["Keithley2600"]
 _SINGLE_CHANNEL = ("2601B", "2611B", "2635B")
 _OFF_MODES = {"zero": "OUTPUT_ZERO", "himp": "OUTPUT_HIGH_Z", "normal": "OUTPUT_NORMAL"}
 _AUTOZERO = {"off": "AUTOZERO_OFF", "once": "AUTOZERO_ONCE", "on": "AUTOZERO_AUTO"}
+#: Values per script line when a sweep list is built in chunks.
+LIST_CHUNK = 100
 
 
 class Keithley2600(SourceMeterDriver, TspDriver):
@@ -51,6 +67,27 @@ class Keithley2600(SourceMeterDriver, TspDriver):
     DESCRIPTION = "Keithley 2600B System SourceMeter (TSP), channels smua/smub"
     CHANNELS = ("a", "b")
     NPLC_RANGE = (0.001, 25.0)
+    MAX_SOURCE_V = 202.0  # 200 V range (2611B-2636B) with over-range
+
+    def _apply_initial_state(self) -> None:
+        """Pin the reply format (ASCII), then the shared initial state."""
+        self._write("format.data = format.ASCII")
+        super()._apply_initial_state()
+
+    def list_sweep(self, levels_v: Mapping[str, Any], settle_s: float) -> Any:
+        """Synchronised list sweep; channels swept together must have equal timing settings.
+
+        Raises:
+            InstrumentConfigError: two channels with different NPLC, autozero or source delay
+                (nothing sent).
+            See ``SourceMeterDriver.list_sweep`` for the rest.
+        """
+        timing = {ch: (self.config(ch).nplc, self.config(ch).autozero, self.config(ch).source_delay_s)
+                  for ch in levels_v}
+        if len(set(timing.values())) > 1:
+            raise InstrumentConfigError(f"channels swept together need equal nplc, autozero and source_delay_s; "
+                                        f"got {timing}", instrument=self.name)
+        return super().list_sweep(levels_v, settle_s)
 
     def __init__(self, transport: Any, *, binary_transfer: bool = False, **kwargs: Any) -> None:
         super().__init__(transport, **kwargs)
@@ -76,7 +113,7 @@ class Keithley2600(SourceMeterDriver, TspDriver):
         self._write("reset()")
         for ch in self.channels:
             self._output_on[ch] = False
-            self._setpoint[ch] = self._read_level(ch)
+            self._read_level_checked(ch)
         for ch, cfg in list(self._configs.items()):
             self.configure(ch, cfg)
 
@@ -143,30 +180,49 @@ class Keithley2600(SourceMeterDriver, TspDriver):
         for ch in self.channels:
             self._write(f"{self._smu(ch)}.abort()")
 
+    @staticmethod
+    def _list_lines(s: str, levels: np.ndarray) -> tuple[list[str], str]:
+        """Lines that build the level table and the ``listv`` argument (one literal up to
+        ``LIST_CHUNK`` values, else a table built in chunks)."""
+        if levels.size <= LIST_CHUNK:
+            return [], "{" + ", ".join(format_number(v) for v in levels) + "}"
+        name = f"hil_list_{s[-1]}"
+        chunks = [", ".join(format_number(v) for v in levels[k:k + LIST_CHUNK])
+                  for k in range(0, levels.size, LIST_CHUNK)]
+        lines = [f"{name} = {{{chunks[0]}}}"]
+        lines += [f"for i, v in ipairs({{{c}}}) do {name}[{k * LIST_CHUNK} + i] = v end"
+                  for k, c in enumerate(chunks[1:], start=1)]
+        return lines, name
+
     def _sweep_script(self, vectors: Mapping[str, np.ndarray], settle_s: float) -> list[str]:
         n = next(iter(vectors.values())).size
         lines: list[str] = []
         lead = self._smu(next(iter(vectors)))
+        followers = [self._smu(ch) for ch in vectors if self._smu(ch) != lead]
         for ch, levels in vectors.items():
             s = self._smu(ch)
             stimulus = "0" if s == lead else f"{lead}.trigger.SOURCE_COMPLETE_EVENT_ID"
+            # the lead steps on only after the follower has measured the present point
+            endpulse = f"{followers[0]}.trigger.MEASURE_COMPLETE_EVENT_ID" if (s == lead and followers) else "0"
+            table_lines, table = self._list_lines(s, levels)
+            lines += table_lines
             lines += [
                 f"{s}.nvbuffer1.clear()",
                 f"{s}.nvbuffer1.appendmode = 1",
                 f"{s}.nvbuffer1.collectsourcevalues = 1",
                 f"{s}.nvbuffer1.collecttimestamps = 1",
                 f"{s}.measure.delay = {format_number(settle_s)}",
-                f"{s}.trigger.source.listv({{{', '.join(format_number(v) for v in levels)}}})",
+                f"{s}.trigger.source.listv({table})",
                 f"{s}.trigger.source.action = {s}.ENABLE",
                 f"{s}.trigger.source.stimulus = {stimulus}",
                 f"{s}.trigger.measure.i({s}.nvbuffer1)",
                 f"{s}.trigger.measure.action = {s}.ENABLE",
                 f"{s}.trigger.endpulse.action = {s}.SOURCE_HOLD",
+                f"{s}.trigger.endpulse.stimulus = {endpulse}",
                 f"{s}.trigger.endsweep.action = {s}.SOURCE_IDLE",
                 f"{s}.trigger.arm.count = 1",
                 f"{s}.trigger.count = {n}",
             ]
-        followers = [self._smu(ch) for ch in vectors if self._smu(ch) != lead]
         lines += [f"{s}.trigger.initiate()" for s in followers + [lead]]
         lines.append("waitcomplete()")
         lines += [f"{self._smu(ch)}.measure.delay = 0" for ch in vectors]
@@ -183,16 +239,25 @@ class Keithley2600(SourceMeterDriver, TspDriver):
             buf = f"{self._smu(ch)}.nvbuffer1"
             subtables += [f"{buf}.sourcevalues", f"{buf}.readings", f"{buf}.timestamps"]
         command = f"printbuffer(1, {n}, {', '.join(subtables)})"
-        with self.transport.temporary_timeout(timeout_s):
-            if self.binary_transfer:
-                self._write("format.data = format.REAL32")
-                self._write("format.byteorder = format.LITTLEENDIAN")
+        try:
+            with self.transport.temporary_timeout(timeout_s):
+                if self.binary_transfer:
+                    self._write("format.data = format.REAL32")
+                    self._write("format.byteorder = format.LITTLEENDIAN")
+                    try:
+                        flat = map_sentinels(self._query_binary(command, "<f4", 3 * m * n))
+                    finally:
+                        self._write("format.data = format.ASCII")
+                else:
+                    flat = self._parse(lambda r: parse_numbers(r, count=3 * m * n), self._query(command), command)
+        except (InstrumentTimeout, KeyboardInterrupt, SystemExit):
+            # the trigger model may still run: stop it before anything else (resync comes later)
+            for ch in vectors:
                 try:
-                    flat = map_sentinels(self.transport.query_binary(command, "<f4", 3 * m * n))
-                finally:
-                    self._write("format.data = format.ASCII")
-            else:
-                flat = self._parse(lambda r: parse_numbers(r, count=3 * m * n), self._query(command), command)
+                    self.transport.write(f"{self._smu(ch)}.abort()")
+                except Exception as exc:
+                    self.log.error("could not abort the sweep on %r: %s", ch, exc)
+            raise
         table = flat.reshape(n, m, 3)
         stamps = table[:, :, 2] - table[0, :, 2]
         return table[:, :, 0], table[:, :, 1], stamps

@@ -8,9 +8,12 @@ Statements, checked against the Models 707B and 708B Switching Matrix Reference 
 (707B-901-01 Rev. A/B):
 
 * ``channel.close("1A01,1B02")`` appends closures and errors on ``slotX``/``allslots`` or on a
-  forbidden channel (then nothing is closed); ``channel.open("allslots")`` opens everything;
-  ``channel.exclusiveclose("…")`` opens every other channel and closes the list (``""`` opens all;
-  the driver never sends that, an empty exclusive set is done as ``open_all()``);
+  forbidden channel (then nothing is closed); ``channel.open("slot1")`` opens every relay of one
+  slot (``"allslots"`` would open the other slots too);
+* ``channel.exclusiveclose("…")`` opens every other channel *in every slot*, so the driver never
+  sends it: an instance acts only on the slot it owns. An exclusive connect is done as "open the
+  closed crosspoints of this slot that are not wanted, verify, then close the missing ones"
+  (break before make within the slot);
 * ``print(channel.getclose("slot1"))`` → ``1A01;1B02`` (sorted; lists may be separated by ``,`` or
   ``;``) or ``nil``;
 * ``channel.connectrule = channel.BREAK_BEFORE_MAKE`` (all opens before any close; also the
@@ -96,6 +99,11 @@ class Keithley707B(TspDriver):
         self.interlocks = tuple(interlocks)
         self.forbidden: frozenset[Crosspoint] = frozenset(self.to_crosspoint(c) for c in forbidden)
 
+    @property
+    def _slot_spec(self) -> str:
+        """Channel specifier of every relay in the owned slot, e.g. ``slot1``."""
+        return f"slot{self.slot}"
+
     # -- crosspoint helpers ----------------------------------------------------------------------
 
     def to_crosspoint(self, item: CrosspointLike) -> Crosspoint:
@@ -140,7 +148,7 @@ class Keithley707B(TspDriver):
     def _apply_initial_state(self) -> None:
         self._write("channel.connectrule = channel.BREAK_BEFORE_MAKE")
         self._write("channel.connectsequential = channel.ON")
-        self._write('channel.open("allslots")')
+        self._write(f'channel.open("{self._slot_spec}")')
         if self.forbidden:
             self._write(f'channel.setforbidden("{self._spec_list(self.forbidden)}")')
         left = self.closed()
@@ -154,11 +162,11 @@ class Keithley707B(TspDriver):
         """Without arguments: instrument connect (identify, drain, open all, load forbidden list).
 
         With ``crosspoints``: refuse forbidden crosspoints, require ``interlock_ok()``, then close
-        them (``exclusive``: every other relay opens first, break before make), wait
-        ``settle_s``, check the error queue and verify the closed set. An empty set with
-        ``exclusive=True`` means "nothing closed" and is carried out as ``open_all()`` (no
-        ``channel.exclusiveclose("")`` is sent; opening needs no interlock); an empty set
-        without ``exclusive`` sends nothing.
+        them (``exclusive``: the other closed crosspoints of this slot open first and are
+        verified open, break before make; other slots are never touched), wait ``settle_s``,
+        check the error queue and verify the closed set. An empty set with ``exclusive=True``
+        means "nothing closed in this slot" and is carried out as ``open_all()`` (opening needs
+        no interlock); an empty set without ``exclusive`` sends nothing.
 
         Raises:
             LimitViolation: a forbidden crosspoint was requested (nothing sent).
@@ -178,9 +186,10 @@ class Keithley707B(TspDriver):
         if not self.interlock_ok():
             raise InterlockError(f"interlock open; not closing {self._spec_list(wanted)}", instrument=self.name)
         if exclusive:
-            self._write(f'channel.exclusiveclose("{self._spec_list(wanted)}")')
-        else:
-            self._write(f'channel.close("{self._spec_list(wanted)}")')
+            extra_now = self.closed() - wanted
+            if extra_now:
+                self.disconnect(extra_now)  # break before make, verified open
+        self._write(f'channel.close("{self._spec_list(wanted)}")')
         self._after_switch()
         now = self.closed()
         missing = wanted - now
@@ -216,8 +225,8 @@ class Keithley707B(TspDriver):
             raise InstrumentProtocolError(f"still closed after open: {sorted(still)}", instrument=self.name)
 
     def open_all(self) -> None:
-        """Open every relay in every slot and verify this slot reports nothing closed."""
-        self._write('channel.open("allslots")')
+        """Open every relay of the owned slot (other slots untouched) and verify nothing is closed."""
+        self._write(f'channel.open("{self._slot_spec}")')
         self._after_switch()
         still = self.closed()
         if still:
@@ -253,4 +262,14 @@ class Keithley707B(TspDriver):
                 "software_interlocks": len(self.interlocks)}
 
     def _shutdown_steps(self) -> list[ShutdownStep]:
-        return [("open all relays", lambda: self._write('channel.open("allslots")'))]
+        return [(f"open all relays of {self._slot_spec}", lambda: self._write(f'channel.open("{self._slot_spec}")'))]
+
+    def _output_names(self) -> list[str]:
+        return [self._slot_spec]
+
+    def _verify_safe(self) -> dict[str, bool]:
+        """``{slotN: no relay of the slot reported closed}``."""
+        left = self.closed()
+        if left:
+            self.log.error("relays still closed after shutdown: %s", sorted(left))
+        return {self._slot_spec: not left}

@@ -24,10 +24,18 @@ pages not found there, the same command in the Keysight B2961A/B2962A SCPI Comma
   (SCPI "normal" = most significant byte first, decoded as big-endian);
 * status word bits 1–2 (values 2, 4, 6) = compliance, used as the per-reading flag.
 
-Left out because they could not be verified: ``:ABOR`` (the shutdown instead returns list-mode
-channels to ``FIX`` and switches outputs off), ``:SYST:LFR?`` (60 Hz is assumed for timing),
-``:SYST:INT:TRIP?`` (no hardware interlock check), and any autozero command (only
-``autozero: off`` is accepted).
+* ``:ABOR (@1,2)`` (ABORt subsystem, ``[:ALL]`` = acquire and transient actions) stops a running
+  list: sent first by ``safe_shutdown`` and, after a sweep that timed out, before anything else
+  (before the resync and before list mode is left).
+
+With ``:OUTP{c}:PROT ON`` the instrument switches an output off by itself when it reaches
+compliance. The driver therefore reads ``:OUTP{c}?`` back after every spot measurement and
+every sweep; an output found off that the driver had switched on raises ``OutputTrippedError``
+(the cache is updated, so no later ramp assumes a live level).
+
+Left out because they could not be verified: ``:SYST:LFR?`` (60 Hz is assumed for timing),
+``:SYST:INT:TRIP?`` (no hardware interlock check), the questionable-status register bits, and
+any autozero command (only ``autozero: off`` is accepted).
 """
 
 from __future__ import annotations
@@ -40,7 +48,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from hil.drivers.base import ScpiDriver
-from hil.drivers.errors import InstrumentConfigError, InstrumentError, InstrumentProtocolError, LimitViolation
+from hil.drivers.errors import (
+    InstrumentConfigError,
+    InstrumentError,
+    InstrumentProtocolError,
+    InstrumentReportedError,
+    InstrumentTimeout,
+    LimitViolation,
+    OutputTrippedError,
+)
 from hil.drivers.parsing import (
     MISSING_SENTINEL,
     OVERFLOW_SENTINEL,
@@ -49,7 +65,7 @@ from hil.drivers.parsing import (
     parse_bool,
     parse_numbers,
 )
-from hil.drivers.protocols import SmuChannelConfig, SweepResult
+from hil.drivers.protocols import Reading, SmuChannelConfig, SweepResult
 from hil.drivers.smu import SourceMeterDriver
 
 __all__ = ["KeysightB2900", "status_in_compliance", "map_sentinels"]
@@ -192,11 +208,36 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
                                               self._query(command), command)
         return float(current), float(source), bool(status_in_compliance(status))
 
+    def _chanlist(self, channels: Any = None) -> str:
+        chans = sorted(channels if channels is not None else self.channels, key=int)
+        return f"(@{','.join(chans)})"
+
     def _abort(self) -> None:
-        """Return channels left in list mode to the fixed (DC setpoint) mode."""
+        """``:ABOR`` on every channel, then return channels left in list mode to fixed mode."""
+        self._write(f":ABOR {self._chanlist()}")
         for ch in sorted(self._list_active):
             self._write(f":SOUR{ch}:VOLT:MODE FIX")
             self._list_active.discard(ch)
+
+    def _check_outputs_still_on(self, channels: Any, last_current_a: float = float("nan")) -> None:
+        """Read ``:OUTP{c}?`` for channels believed on; raise ``OutputTrippedError`` for the first one
+        the instrument switched off (output protection at compliance)."""
+        tripped = []
+        for ch in channels:
+            if self._output_on.get(ch) is True and not self._read_output(ch):
+                self._output_on[ch] = False
+                tripped.append(ch)
+        if tripped:
+            ch = tripped[0]
+            self.log.error("channel(s) %s switched off by output protection (compliance)", tripped)
+            raise OutputTrippedError(ch, self.config(ch).limits.i_compliance_a, last_current_a,
+                                     instrument=self.name)
+
+    def measure_current(self, channel: str) -> Reading:
+        """Spot reading, then ``:OUTP{c}?``: ``OutputTrippedError`` if protection switched it off."""
+        reading = super().measure_current(channel)
+        self._check_outputs_still_on([channel], reading.value)
+        return reading
 
     # -- list sweep ------------------------------------------------------------------------------
 
@@ -217,7 +258,12 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
                 raise LimitViolation("points", float(n), float(_MAX_LIST_POINTS), instrument=self.name,
                                      reason=f"channel {ch!r}: B2900 lists hold at most {_MAX_LIST_POINTS} points")
         self._last_flags = None
-        result = super().list_sweep(levels_v, settle_s)
+        try:
+            result = super().list_sweep(levels_v, settle_s)
+        except (InstrumentProtocolError, InstrumentReportedError):
+            self._check_outputs_still_on(list(levels_v))
+            raise
+        self._check_outputs_still_on(list(levels_v))
         flags = self._last_flags
         if flags is None or flags.shape != result.compliance.shape:
             raise InstrumentProtocolError("sweep status words missing", instrument=self.name)
@@ -247,8 +293,16 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
             if done != "1":
                 raise InstrumentProtocolError(f"*OPC? returned {done!r}", instrument=self.name, command="*OPC?")
             data = self._fetch(chanlist, n * len(chans) * _ELEMENTS, timeout_s)
-        finally:
+        except BaseException as exc:
+            if isinstance(exc, (InstrumentTimeout, KeyboardInterrupt, SystemExit)):
+                # The list may still be running: stop it first, before the resync and the restore.
+                try:
+                    self.transport.write(f":ABOR {chanlist}")
+                except Exception as abort_exc:
+                    self.log.error("could not abort the sweep: %s", abort_exc)
             self._restore_after_sweep(order)
+            raise
+        self._restore_after_sweep(order)
         per_point = data.reshape(n, len(chans), _ELEMENTS)
         cols = [chans.index(ch) for ch in order]
         i_meas = per_point[:, cols, 0]
@@ -264,7 +318,7 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
                 return self._parse(lambda r: parse_numbers(r, count=count), self._query(command), command)
             self._write(":FORM:DATA REAL,64")
             try:
-                raw = self.transport.query_binary(command, ">f8", None)
+                raw = self._query_binary(command, ">f8", None)
             finally:
                 self._write(":FORM:DATA ASC")
         if raw.size != count:

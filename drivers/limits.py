@@ -24,12 +24,17 @@ __all__ = [
     "check_vector",
     "plan_ramp",
     "AT_LIMIT_FRACTION",
+    "MAX_RAMP_STEPS",
 ]
 
 #: Software rule (§5.4): ``|I| >= AT_LIMIT_FRACTION * i_compliance_a`` counts as "at limit".
 AT_LIMIT_FRACTION = 0.98
 
 _ABS_TOL_V = 1e-12  # float slack when comparing levels to bounds
+
+#: Most steps a single ramp may take; a longer plan is refused before any write (it would mean a
+#: start level far outside anything the configuration allows, or absurd step limits).
+MAX_RAMP_STEPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -185,12 +190,24 @@ def plan_ramp(limits: SourceLimits, from_v: float, to_v: float, *, check_target:
             ramp to 0 V, which must never be refused).
 
     Raises:
-        LimitViolation: target outside the effective bounds, or a non-finite start level.
+        LimitViolation: target outside the effective bounds; a start level that is not finite
+            or outside ``[v_min, v_max]`` (never used as a ramp start); with
+            ``check_target=False`` a target other than 0 V (the off state, always reachable)
+            outside ``[v_min, v_max]``; more than ``MAX_RAMP_STEPS`` steps. Nothing has been
+            written.
     """
     target = check_level(limits, to_v, name="target") if check_target else float(to_v)
     start = float(from_v)
     if not math.isfinite(start):
         raise LimitViolation("present_level", start, float("nan"), reason="present level unknown")
+    checks = [("present_level", start)] + ([] if (not check_target and target == 0.0) else [("target", target)])
+    for name, value in checks:
+        if value > limits.v_max + _ABS_TOL_V:
+            raise LimitViolation(name, value, limits.v_max, reason="above v_max: never ramped from or to")
+        if value < limits.v_min - _ABS_TOL_V:
+            raise LimitViolation(name, value, limits.v_min, reason="below v_min: never ramped from or to")
     n = max(1, math.ceil(abs(target - start) / limits.max_step_v - 1e-9))
+    if n > MAX_RAMP_STEPS:
+        raise LimitViolation("ramp_steps", float(n), float(MAX_RAMP_STEPS), reason="ramp would take too many steps")
     levels = tuple(start + (target - start) * k / n for k in range(1, n))
     return RampPlan(levels=levels + (target,), dwell_s=limits.step_dwell_s)

@@ -36,7 +36,15 @@ OVERFLOW_SENTINEL = 9.9e37  #: ``+9.9E37`` → ``+inf`` (sign kept)
 MISSING_SENTINEL = 9.91e37  #: ``+9.91E37`` → ``nan``
 _SENTINEL_RTOL = 1e-3
 
-_SCPI_ERROR = re.compile(r'^\s*([+-]?\d+)\s*,\s*"(.*)"\s*$', re.S)
+_SCPI_ERROR = re.compile(r'^\s*([+-]?[0-9]{1,10})\s*,\s*"(.*)"\s*$', re.S | re.ASCII)
+#: NR1/NR2/NR3 in ASCII only (``float()`` would also take other scripts' digits and ``_``).
+_NUMBER = re.compile(r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?$", re.ASCII)
+#: Non-finite forms some instruments print (TSP/Lua: ``nan``, ``inf``, ``-inf``).
+_NON_FINITE = {"nan": math.nan, "+nan": math.nan, "-nan": math.nan, "inf": math.inf, "+inf": math.inf,
+               "-inf": -math.inf}
+#: Longest numeric token accepted: IEEE doubles need at most 17 significant digits, instruments
+#: print far fewer; a longer token is a corrupt reply, not a number.
+MAX_NUMBER_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -72,14 +80,23 @@ def model_matches(identity: Identity, tokens: Sequence[str]) -> Optional[str]:
 
 
 def parse_number(token: str) -> float:
-    """Parse one numeric token; ``±9.9E37`` → ``±inf``, ``9.91E37`` → ``nan`` (rel. tol. 1e-3)."""
+    """Parse one numeric token; ``±9.9E37`` → ``±inf``, ``9.91E37`` → ``nan`` (rel. tol. 1e-3).
+
+    Accepts ASCII NR1/NR2/NR3 (leading ``+`` allowed) of at most ``MAX_NUMBER_CHARS`` characters
+    and the words ``nan``/``inf``/``-inf``. Anything else (other scripts' digits, ``1_0``, a
+    5000-digit token, ``1e999`` overflowing to infinity) raises ``InstrumentProtocolError``.
+    """
     text = token.strip()
-    try:
-        value = float(text)
-    except ValueError:
-        raise InstrumentProtocolError(f"not a number: {token!r}") from None
-    if math.isnan(value):
-        return value
+    if len(text) > MAX_NUMBER_CHARS:
+        raise InstrumentProtocolError(f"not a number: token of {len(text)} characters ({text[:20]!r}...)")
+    lowered = text.lower()
+    if lowered in _NON_FINITE:
+        return _NON_FINITE[lowered]
+    if not _NUMBER.match(text):
+        raise InstrumentProtocolError(f"not a number: {token!r}")
+    value = float(text)
+    if not math.isfinite(value):
+        raise InstrumentProtocolError(f"number out of range: {token!r}")
     magnitude = abs(value)
     if math.isclose(magnitude, MISSING_SENTINEL, rel_tol=_SENTINEL_RTOL / 10):
         return math.nan
@@ -107,6 +124,8 @@ def parse_numbers(reply: str, *, sep: str = ",", count: Optional[int] = None) ->
     """
     text = reply.strip()
     tokens = [t for t in re.split(rf"\s*{re.escape(sep)}\s*", text)] if text else []
+    if count is not None and len(tokens) != count:
+        raise InstrumentProtocolError(f"expected {count} values, got {len(tokens)} in {reply[:80]!r}")
     values = np.array([parse_number(t) for t in tokens], dtype=float)
     if count is not None and values.size != count:
         raise InstrumentProtocolError(f"expected {count} values, got {values.size} in {reply[:80]!r}")
@@ -121,8 +140,8 @@ def parse_bool(token: str) -> bool:
     if text in ("0", "off", "false"):
         return False
     try:
-        value = float(text)
-    except ValueError:
+        value = parse_number(text)
+    except InstrumentProtocolError:
         raise InstrumentProtocolError(f"not a boolean: {token!r}") from None
     if value in (0.0, 1.0):
         return bool(value)
@@ -144,9 +163,12 @@ def parse_tsp_error(reply: str) -> ErrorEntry:
     """
     fields = reply.strip("\r\n").split("\t")
     try:
-        code = int(float(fields[0]))
-    except ValueError:
+        value = parse_number(fields[0])
+    except InstrumentProtocolError:
         raise InstrumentProtocolError(f"unparsable TSP error entry {reply!r}") from None
+    if not (math.isfinite(value) and value == int(value) and abs(value) < 1e9):
+        raise InstrumentProtocolError(f"TSP error code is not an integer: {reply!r}")
+    code = int(value)
     message = fields[1].strip() if len(fields) > 1 else ""
     return ErrorEntry(code, message)
 

@@ -17,7 +17,11 @@ here, *before* a hook is called, so every model refuses the same requests the sa
 * ``configure()`` is refused (``LimitViolation``, nothing written) while the output is on;
 * with ``max_power_w`` configured, every spot and sweep reading with ``|V·I| > max_power_w``
   brings the channel(s) to 0 V and off, then raises ``PowerLimitError`` (a ``ComplianceError``);
-* ``safe_shutdown`` aborts, ramps every channel to 0 V, switches outputs off.
+* a level read back from the instrument is used only if plausible (finite, within the model's
+  range and the channel's ``[v_min, v_max]``); otherwise the output is switched off directly and
+  ``ImplausibleReadbackError`` raised — ramps never start from such a level;
+* ``safe_shutdown`` aborts, ramps every channel to 0 V, switches outputs off, programs 0 V where
+  a ramp was skipped, and reads every output back (``ShutdownReport``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from numpy.typing import ArrayLike
 
 from hil.drivers.base import DriverBase, ShutdownStep
 from hil.drivers.errors import (
+    ImplausibleReadbackError,
     InstrumentConfigError,
     InstrumentError,
     InterlockError,
@@ -65,11 +70,13 @@ FALLBACK_LINE_FREQUENCY_HZ = 60.0
 UNCONFIGURED_RAMP_STEP_V = 0.1
 #: Dwell after each such step in s: 0.1 V / 0.1 s = 1 V/s, a deliberately slow, conservative rate.
 UNCONFIGURED_RAMP_DWELL_S = 0.1
-# Only max_step_v and the dwell (max_step_v / max_slew_v_per_s) of these limits are used: ramps to
-# 0 V are planned with check_target=False, so the bounds are never consulted.
-_UNCONFIGURED_RAMP_LIMITS = SourceLimits(
-    v_min=-1e6, v_max=1e6, i_compliance_a=1.0, max_step_v=UNCONFIGURED_RAMP_STEP_V,
-    max_slew_v_per_s=UNCONFIGURED_RAMP_STEP_V / UNCONFIGURED_RAMP_DWELL_S)
+#: A read-back level may exceed a configured bound by this fraction of the larger bound magnitude
+#: (at least ``READBACK_TOLERANCE_MIN_V``) and still be taken as the bound itself (read-back
+#: rounding); anything further out is implausible.
+READBACK_TOLERANCE = 1e-4
+READBACK_TOLERANCE_MIN_V = 1e-6
+#: A level read back off by more than this after the shutdown does not count as 0 V.
+ZERO_TOLERANCE_V = 1e-6
 
 
 def at_limit(current_a: ArrayLike, limit_a: float) -> np.ndarray:
@@ -105,6 +112,10 @@ class SourceMeterDriver(DriverBase):
 
     CHANNELS: tuple[str, ...] = ("",)
     NPLC_RANGE: tuple[float, float] = (0.01, 10.0)
+    #: Added to the modelled sweep duration for the read-back timeout, in s.
+    sweep_timeout_margin_s: float = 5.0
+    #: Largest source level in V the model can produce; a read-back beyond it is absurd.
+    MAX_SOURCE_V: float = 210.0
 
     def __init__(
         self,
@@ -122,7 +133,10 @@ class SourceMeterDriver(DriverBase):
             self._validate_config(ch, cfg)
         self._configs: dict[str, SmuChannelConfig] = {}
         self._setpoint: dict[str, float] = {}
-        self._output_on: dict[str, bool] = {}
+        #: cached output state per channel: ``True``/``False``, ``None`` = unknown (being read)
+        self._output_on: dict[str, Optional[bool]] = {}
+        #: implausible read-backs met so far (also raised as ``ImplausibleReadbackError``)
+        self.implausible_readbacks: list[ImplausibleReadbackError] = []
         #: ``{channel: {"output_on", "source_level_v"}}`` as read at the last ``connect()``,
         #: before outputs found on were ramped down and switched off
         self.state_at_connect: dict[str, dict[str, Any]] = {}
@@ -211,7 +225,95 @@ class SourceMeterDriver(DriverBase):
         f_line = self.line_frequency_hz or FALLBACK_LINE_FREQUENCY_HZ
         return settle_s + cfg.source_delay_s + cfg.nplc / f_line
 
+    def _maybe_on(self, channel: str) -> bool:
+        """``True`` unless the output is known to be off."""
+        return self._output_on.get(channel) is not False
+
+    def _unconfigured_limits(self) -> SourceLimits:
+        """Ramp limits for a channel without configuration: the model's full source range,
+        ``UNCONFIGURED_RAMP_STEP_V`` steps, ``UNCONFIGURED_RAMP_DWELL_S`` dwell."""
+        return SourceLimits(v_min=-self.MAX_SOURCE_V, v_max=self.MAX_SOURCE_V, i_compliance_a=1.0,
+                            max_step_v=UNCONFIGURED_RAMP_STEP_V,
+                            max_slew_v_per_s=UNCONFIGURED_RAMP_STEP_V / UNCONFIGURED_RAMP_DWELL_S)
+
+    def _ramp_limits(self, channel: str) -> SourceLimits:
+        cfg = self._configs.get(channel)
+        return cfg.limits if cfg is not None else self._unconfigured_limits()
+
+    def _plausible_level(self, channel: str, level_v: float) -> tuple[Optional[float], str]:
+        """Check a read-back level: ``(level, "")`` if usable (rounding beyond a bound clamped to
+        it), ``(None, reason)`` if it is not finite, beyond the model's range, or outside the
+        channel's configured ``[v_min, v_max]``."""
+        v = float(level_v)
+        if not math.isfinite(v):
+            return None, "not finite"
+        if abs(v) > self.MAX_SOURCE_V:
+            return None, f"beyond the instrument's {self.MAX_SOURCE_V:g} V range"
+        cfg = self._configs.get(channel)
+        if cfg is None:
+            return v, ""
+        lo, hi = cfg.limits.v_min, cfg.limits.v_max
+        tol = max(READBACK_TOLERANCE * max(abs(lo), abs(hi)), READBACK_TOLERANCE_MIN_V)
+        if v > hi + tol or v < lo - tol:
+            return None, f"outside the configured [{lo:g}, {hi:g}] V"
+        return min(max(v, lo), hi), ""
+
+    def _switch_off_unknown(self, channel: str) -> bool:
+        """Safest sequence for an output at an unknown level: output off at once (the instrument's
+        own off-mode, no level step), then program 0 V with the output off, then read the output
+        state back. Returns ``True`` if the output was read back off. Never raises ``Exception``."""
+        self._setpoint[channel] = math.nan
+        try:
+            self._write_output(channel, False)
+            self._output_on[channel] = False
+        except Exception as exc:
+            self.log.error("channel %r: output off failed: %s", channel, exc)
+        try:
+            self._write_level(channel, 0.0)
+            self._setpoint[channel] = 0.0
+        except Exception as exc:
+            self.log.error("channel %r: programming 0 V failed: %s", channel, exc)
+        try:
+            off = not self._read_output(channel)
+            self._output_on[channel] = not off
+            return off
+        except Exception as exc:
+            self.log.error("channel %r: output state not read back: %s", channel, exc)
+            return False
+
+    def _implausible(self, channel: str, value: float, reason: str) -> ImplausibleReadbackError:
+        """Treat the level of ``channel`` as unknown: switch off if it may be on; build the error."""
+        self.log.error("channel %r: implausible source level read back (%r V: %s); treating it as unknown",
+                       channel, value, reason)
+        if self._maybe_on(channel):
+            verified = self._switch_off_unknown(channel)
+        else:
+            self._setpoint[channel] = math.nan
+            verified = True
+            try:
+                self._write_level(channel, 0.0)
+                self._setpoint[channel] = 0.0
+            except Exception as exc:
+                self.log.error("channel %r: programming 0 V failed: %s", channel, exc)
+        error = ImplausibleReadbackError(channel, value, reason=reason, output_off_verified=verified,
+                                         instrument=self.name)
+        self.implausible_readbacks.append(error)
+        return error
+
+    def _read_level_checked(self, channel: str) -> float:
+        """Read the programmed level; raise ``ImplausibleReadbackError`` (after switching the
+        output off) if it is implausible. The cache holds the (clamped) level afterwards."""
+        raw = self._read_level(channel)
+        level, reason = self._plausible_level(channel, raw)
+        if level is None:
+            raise self._implausible(channel, raw, reason)
+        self._setpoint[channel] = level
+        return level
+
     # -- connect -----------------------------------------------------------------------------
+
+    def _shutdown_needed_after_failed_connect(self) -> bool:
+        return any(state is not False for state in self._output_on.values())
 
     def _apply_initial_state(self) -> None:
         """Read output states and levels; bring enabled outputs down to 0 V and off; apply configs.
@@ -219,15 +321,31 @@ class SourceMeterDriver(DriverBase):
         A channel found on is ramped from the level read back to 0 V before its output is
         switched off: within its configured limits if it has a configuration, otherwise with
         ``UNCONFIGURED_RAMP_STEP_V`` steps and ``UNCONFIGURED_RAMP_DWELL_S`` dwell. What was found
-        is kept in ``state_at_connect``.
+        is kept in ``state_at_connect``. Every level is checked before any ramp starts: an
+        implausible one (see ``_plausible_level``) is never ramped from; that output is switched
+        off directly, 0 V programmed, and ``ImplausibleReadbackError`` raised if it was on.
         """
+        self._output_on = {ch: None for ch in self.channels}  # unknown until read
+        self._setpoint = {ch: math.nan for ch in self.channels}
+        raw: dict[str, float] = {}
         for ch in self.channels:
             self._output_on[ch] = self._read_output(ch)
-            self._setpoint[ch] = self._read_level(ch)
-        self.state_at_connect = {ch: {"output_on": self._output_on[ch], "source_level_v": self._setpoint[ch]}
+            raw[ch] = self._read_level(ch)
+        self.state_at_connect = {ch: {"output_on": self._output_on[ch], "source_level_v": raw[ch]}
                                  for ch in self.channels}
         for ch, cfg in self._initial_configs.items():
             self._configs[ch] = cfg  # limits known before any ramp
+        problems = []
+        for ch in self.channels:  # every level checked before any ramp starts
+            level, reason = self._plausible_level(ch, raw[ch])
+            if level is None:
+                self.state_at_connect[ch]["implausible"] = reason
+                problems.append(self._implausible(ch, raw[ch], reason))
+            else:
+                self._setpoint[ch] = level
+        live = [p for p in problems if self.state_at_connect[p.channel]["output_on"]]
+        if live:  # switched off already; connect() fails and its shutdown handles the other channels
+            raise live[0]
         for ch in self.channels:
             if self._output_on[ch]:
                 self.log.warning("channel %r output was on at connect (%.6g V); ramping to 0 V and switching off",
@@ -251,7 +369,7 @@ class SourceMeterDriver(DriverBase):
                 (``output(ch, False)`` ramps to 0 V), configure, then switch on again.
         """
         self._validate_config(channel, config)
-        if self._output_on.get(channel, False):
+        if self._output_on.get(channel) is not False and channel in self._output_on:
             raise LimitViolation("output_on", 1.0, 0.0, instrument=self.name,
                                  reason=f"channel {channel!r}: switch the output off before configure()")
         self._apply_config(channel, config)
@@ -263,6 +381,8 @@ class SourceMeterDriver(DriverBase):
         self._run_ramp(channel, limits, target_v, check_target=check_target)
 
     def _run_ramp(self, channel: str, limits: SourceLimits, target_v: float, *, check_target: bool) -> None:
+        """Ramp from the cached level; the plan is computed and checked (start and every level
+        within ``[v_min, v_max]``, bounded step count) before the first write."""
         start = self._setpoint.get(channel, math.nan)
         plan = plan_ramp(limits, start, target_v, check_target=check_target)
         for level in plan.levels:
@@ -277,31 +397,29 @@ class SourceMeterDriver(DriverBase):
         """Ramp ``channel`` from its present level to 0 V; nothing is written if already at 0 V.
 
         Uses the configured step/slew limits, or ``UNCONFIGURED_RAMP_STEP_V`` /
-        ``UNCONFIGURED_RAMP_DWELL_S`` when the channel has no configuration. An unknown cached
-        level is read back first; if it is still not finite the ramp is skipped (logged) so the
-        caller can switch the output off anyway.
+        ``UNCONFIGURED_RAMP_DWELL_S`` within the model's range when the channel has no
+        configuration. An unknown cached level is read back first and checked
+        (``ImplausibleReadbackError`` after switching the output off if implausible). When the
+        link could not be confirmed during a shutdown the ramp is skipped (level unknown).
         """
+        if self._link_suspect:
+            self.log.error("channel %r: link unconfirmed, level unknown; no ramp", channel)
+            return
         level = self._setpoint.get(channel, math.nan)
         if not math.isfinite(level):
-            level = self._read_level(channel)
-            self._setpoint[channel] = level
-        if not math.isfinite(level):
-            self.log.error("channel %r: source level unknown (%r); cannot ramp to 0 V", channel, level)
-            return
+            level = self._read_level_checked(channel)
         if level == 0.0:
             return
-        cfg = self._configs.get(channel)
-        if cfg is None:
+        if channel not in self._configs:
             self.log.warning("channel %r has no configured limits; ramping %.6g V -> 0 V in %g V steps, %g s dwell",
                              channel, level, UNCONFIGURED_RAMP_STEP_V, UNCONFIGURED_RAMP_DWELL_S)
-        limits = cfg.limits if cfg is not None else _UNCONFIGURED_RAMP_LIMITS
-        self._run_ramp(channel, limits, 0.0, check_target=False)
+        self._run_ramp(channel, self._ramp_limits(channel), 0.0, check_target=False)
 
     def set_voltage(self, channel: str, level_v: float) -> None:
         """Set the source level in V: bounds checked before I/O; ramped while the output is on."""
         limits = self.config(channel).limits
         target = check_level(limits, level_v, name=f"{channel or 'level'}")
-        if self._output_on.get(channel, False):
+        if self._maybe_on(channel):
             self._ramp(channel, target)
         else:
             self._write_level(channel, target)
@@ -310,9 +428,7 @@ class SourceMeterDriver(DriverBase):
     def voltage_setpoint(self, channel: str) -> float:
         """Programmed source level in V, read from the instrument (the cache is refreshed)."""
         self._check_channel(channel)
-        level = self._read_level(channel)
-        self._setpoint[channel] = level
-        return level
+        return self._read_level_checked(channel)
 
     def set_current_limit(self, channel: str, limit_a: float) -> None:
         """Program the current limit in A; must satisfy ``0 < limit_a <= i_compliance_a``."""
@@ -345,7 +461,7 @@ class SourceMeterDriver(DriverBase):
                 raise InterlockError("hardware interlock open; output not enabled", instrument=self.name)
         else:
             self._check_channel(channel)
-            if self._output_on.get(channel, True):
+            if self._maybe_on(channel):
                 try:
                     self._ramp_to_zero(channel)
                 except Exception:
@@ -440,15 +556,20 @@ class SourceMeterDriver(DriverBase):
         if len(lengths) != 1:
             raise LimitViolation("points", float(max(lengths)), float(min(lengths)),
                                  reason="all channels need the same number of points", instrument=self.name)
-        off = [ch for ch in vectors if not self._output_on.get(ch, False)]
+        off = [ch for ch in vectors if self._output_on.get(ch) is not True]
         if off:
             raise InstrumentError(f"outputs off on channels {off}; switch them on before a sweep", instrument=self.name)
         n = lengths.pop()
         f_line = self.line_frequency_hz or FALLBACK_LINE_FREQUENCY_HZ
         worst = max(self._point_duration_s(ch, float(settle_s)) for ch in vectors)
         nplc = max(self.config(ch).nplc for ch in vectors)
-        timeout_s = 2 * n * nplc / f_line + n * worst + 5.0
-        v_src, i_meas, stamps = self._run_sweep(vectors, float(settle_s), timeout_s)
+        timeout_s = 2 * n * nplc / f_line + n * worst + self.sweep_timeout_margin_s
+        try:
+            v_src, i_meas, stamps = self._run_sweep(vectors, float(settle_s), timeout_s)
+        except BaseException:
+            for ch in vectors:  # the sweep may have left any list level behind: read it back later
+                self._setpoint[ch] = math.nan
+            raise
         limits = np.array([self.config(ch).limits.i_compliance_a for ch in vectors])
         compliance = at_limit(i_meas / limits, 1.0)
         for ch in vectors:
@@ -500,20 +621,34 @@ class SourceMeterDriver(DriverBase):
     def _shutdown_steps(self) -> list[ShutdownStep]:
         steps: list[ShutdownStep] = [("abort", self._abort)]
         for ch in self.channels:
-            if ch in self._configs and self._output_on.get(ch, True):
-                steps.append((f"ramp {ch!r} to 0 V", lambda ch=ch: self._shutdown_ramp(ch)))
-            elif ch not in self._configs and self._output_on.get(ch) is True:
-                # e.g. found on by a connect() that failed before switching it off
-                steps.append((f"ramp {ch!r} to 0 V (built-in step)", lambda ch=ch: self._ramp_to_zero(ch)))
+            if self._maybe_on(ch) and (ch in self._configs or self._output_on.get(ch) is True):
+                # configured channels on or unknown; unconfigured ones found on (e.g. by a
+                # connect() that failed before switching them off)
+                steps.append((f"ramp {ch!r} to 0 V", lambda ch=ch: self._ramp_to_zero(ch)))
         for ch in self.channels:
             steps.append((f"output {ch!r} off", lambda ch=ch: self._output_off(ch)))
         return steps
 
-    def _shutdown_ramp(self, channel: str) -> None:
-        if not math.isfinite(self._setpoint.get(channel, math.nan)):
-            self._setpoint[channel] = self._read_level(channel)
-        self._ramp(channel, 0.0, check_target=False)
-
     def _output_off(self, channel: str) -> None:
+        """Output off; then program 0 V if the level is not known to be 0 V (ramp skipped)."""
         self._write_output(channel, False)
         self._output_on[channel] = False
+        if self._setpoint.get(channel, math.nan) != 0.0:
+            self._write_level(channel, 0.0)
+            self._setpoint[channel] = 0.0
+
+    def _output_names(self) -> list[str]:
+        return list(self.channels)
+
+    def _verify_safe(self) -> dict[str, bool]:
+        """Per channel: output read back off and programmed level read back within 1 µV of 0 V."""
+        result: dict[str, bool] = {}
+        for ch in self.channels:
+            on = self._read_output(ch)
+            level = self._read_level(ch)
+            self._output_on[ch] = on
+            result[ch] = (not on) and math.isfinite(level) and abs(level) <= ZERO_TOLERANCE_V
+            if not result[ch]:
+                self.log.error("channel %r not safe after shutdown: output %s, level %r V", ch,
+                               "ON" if on else "off", level)
+        return result

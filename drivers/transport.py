@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import select
+import socket
 import sys
 import time
 import warnings
@@ -29,7 +31,7 @@ from numpy.typing import DTypeLike
 from pyvisa import rname
 from pyvisa.constants import StatusCode
 
-from hil.drivers.blocks import decode_ieee_block
+from hil.drivers.blocks import block_end, decode_ieee_block
 from hil.drivers.errors import (
     InstrumentConfigError,
     InstrumentConnectionError,
@@ -54,6 +56,13 @@ __all__ = [
 _TERMINATION_WARNING = "read string doesn't end with termination characters"
 _DISCARD_TIMEOUT_S = 0.05
 _DISCARD_MAX_READS = 8
+#: Largest reply accepted on a raw socket, in bytes; more is a protocol error (a runaway stream).
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+_RECV_CHUNK = 65536
+#: ``send`` on a blocking socket waits until it queued everything it was given; MSG_DONTWAIT
+#: (Linux, macOS) makes it return what fits, elsewhere small chunks keep each wait short.
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_SAFE_SEND_CHUNK = 1024
 
 
 def instrument_logger(name: str) -> logging.Logger:
@@ -296,7 +305,12 @@ class VisaTransport:
         self.log = instrument_logger(name)
         self._requested = parse_resource_name(resource_name, instrument=name)
         self._read_termination = read_termination
+        self._write_termination = write_termination
+        self._term_bytes = read_termination.encode("ascii")
         self._last_command: Optional[str] = None
+        self._rx = bytearray()  # bytes received past the last complete reply (raw-socket path)
+        self._stale = False  # a read timed out: drop late bytes before the next exchange
+        self._partial_write = False  # a write was interrupted part-way
         try:
             self._resource = resource_manager.open_resource(
                 self._requested,
@@ -312,6 +326,7 @@ class VisaTransport:
             if mapped is exc:
                 mapped = InstrumentConnectionError(f"cannot open {self._requested}: {exc}", instrument=name)
             raise mapped from exc
+        self._fast = bool(self._term_bytes) and self._socket_session() is not None
         self._disable_nagle()
         self.log.debug("opened %s (timeout %.3f s)", self.resource_name, timeout_s)
 
@@ -396,46 +411,205 @@ class VisaTransport:
                 )
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
+    # -- raw-socket reads with one deadline per reply -------------------------------------------
+
+    def _socket_session(self) -> Optional[Any]:
+        """The pyvisa-py SOCKET session behind the resource, or ``None`` for other backends.
+
+        pyvisa-py restarts its timeout for every chunk it receives, so an instrument that keeps
+        streaming bytes without a terminator would block a read forever. On pyvisa-py SOCKET
+        resources this transport therefore reads the socket itself, with ONE deadline for the
+        whole reply (writes still go through pyvisa).
+        """
+        try:
+            session = self._resource.visalib.sessions[self._resource.session]
+        except Exception:  # closed resource, or a backend without a session table
+            return None
+        sock = getattr(session, "interface", None)
+        if isinstance(sock, socket.socket) and isinstance(getattr(session, "_pending_buffer", None), bytearray):
+            return session
+        return None
+
+    def _receive(self, complete: Any, command: Optional[str]) -> bytes:
+        """Read until ``complete(buffer)`` returns the message length; one deadline of ``timeout_s``.
+
+        Raises:
+            InstrumentTimeout: no complete message before the deadline (bytes received so far stay
+                buffered until ``discard_input``).
+            InstrumentConnectionError: the peer closed the connection or the socket failed.
+            InstrumentProtocolError: the reply grew beyond ``MAX_REPLY_BYTES`` or is malformed.
+        """
+        try:
+            return self._receive_until(complete, command)
+        except BaseException as exc:
+            if not isinstance(exc, InstrumentProtocolError):
+                self._stale = True  # timeout, lost link or Ctrl-C mid-reply: the rest may come later
+            raise
+
+    def _receive_until(self, complete: Any, command: Optional[str]) -> bytes:
+        session = self._socket_session()
+        if session is None:
+            raise InstrumentConnectionError("resource closed", instrument=self.name, command=command)
+        sock: socket.socket = session.interface
+        buf = self._rx
+        if session._pending_buffer:  # bytes pyvisa-py read ahead earlier
+            buf += session._pending_buffer
+            session._pending_buffer.clear()
+        timeout = self.timeout_s
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                end = complete(buf)
+            except ValueError as exc:
+                self._rx.clear()
+                raise InstrumentProtocolError(f"malformed reply: {exc}", instrument=self.name, command=command) from exc
+            if end is not None:
+                message = bytes(buf[:end])
+                del buf[:end]
+                return message
+            if len(buf) > MAX_REPLY_BYTES:
+                buf.clear()
+                raise InstrumentProtocolError(f"reply longer than {MAX_REPLY_BYTES} bytes without an end",
+                                              instrument=self.name, command=command)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._stale = True
+                raise InstrumentTimeout(
+                    f"no complete reply within {timeout:.3g} s ({len(buf)} bytes without terminator)",
+                    instrument=self.name, command=command)
+            try:
+                ready, _, _ = select.select([sock], [], [], remaining)
+                data = sock.recv(_RECV_CHUNK) if ready else None
+            except (OSError, ValueError) as exc:  # ValueError: socket already closed (fd -1)
+                raise InstrumentConnectionError(f"{type(exc).__name__}: {exc}", instrument=self.name,
+                                                command=command) from exc
+            if data is None:
+                continue
+            if not data:
+                raise InstrumentConnectionError("the instrument closed the connection", instrument=self.name,
+                                                command=command)
+            buf += data
+
+    def _line_end(self, buf: bytearray) -> Optional[int]:
+        index = buf.find(self._term_bytes)
+        return None if index < 0 else index + len(self._term_bytes)
+
+    def _decode_line(self, raw: bytes, command: Optional[str]) -> str:
+        body = raw[: -len(self._term_bytes)] if self._term_bytes and raw.endswith(self._term_bytes) else raw
+        try:
+            return body.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise InstrumentProtocolError(f"malformed reply: {exc}", instrument=self.name, command=command) from exc
+
+    def _before_exchange(self) -> None:
+        """After a timeout, drop whatever arrived late before the next exchange."""
+        if self._stale:
+            self.discard_input()
+
+    # -- I/O -------------------------------------------------------------------------------
+
     def write(self, command: str) -> None:
-        """Send ``command`` with the write termination."""
+        """Send ``command`` with the write termination (raw sockets: within one ``timeout_s``)."""
+        self._before_exchange()
         self._last_command = command
         t0 = time.perf_counter()
-        with self._io(command):
-            self._resource.write(command)
+        if self._fast:
+            self._send(command)
+        else:
+            with self._io(command):
+                self._resource.write(command)
         self.log.debug("write %r (%.3f ms)", command, (time.perf_counter() - t0) * 1e3)
 
+    def _send(self, command: str) -> None:
+        """Send on the raw socket with one deadline: an instrument that stops reading cannot
+        block a write forever (pyvisa-py waits for the socket without a timeout)."""
+        try:
+            data = memoryview((command + self._write_termination).encode("ascii"))
+        except UnicodeEncodeError as exc:
+            raise InstrumentConfigError(f"command is not ASCII: {command!r}", instrument=self.name) from exc
+        session = self._socket_session()
+        if session is None:
+            raise InstrumentConnectionError("resource closed", instrument=self.name, command=command)
+        sock: socket.socket = session.interface
+        if self._partial_write:  # an interrupted write left half a message: terminate it first
+            data = memoryview(self._write_termination.encode("ascii") + bytes(data))
+            self._partial_write = False
+        timeout = self.timeout_s
+        deadline = time.monotonic() + timeout
+        size = len(data)
+        try:
+            while data:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise InstrumentTimeout(f"instrument did not accept the command within {timeout:.3g} s",
+                                            instrument=self.name, command=command)
+                try:
+                    _, ready, _ = select.select([], [sock], [], remaining)
+                    sent = sock.send(data, _DONTWAIT) if ready and _DONTWAIT else (
+                        sock.send(data[:_SAFE_SEND_CHUNK]) if ready else 0)
+                except BlockingIOError:
+                    sent = 0
+                except (OSError, ValueError) as exc:
+                    raise InstrumentConnectionError(f"{type(exc).__name__}: {exc}", instrument=self.name,
+                                                    command=command) from exc
+                data = data[sent:]
+        except BaseException:
+            # timeout, lost link or Ctrl-C after part of the message went out: the instrument holds
+            # a partial line, which the next write terminates first
+            self._partial_write = 0 < size - len(data) < size
+            raise
+
+    def _read_line(self, command: Optional[str]) -> str:
+        if self._fast:
+            return self._decode_line(self._receive(self._line_end, command), command)
+        try:
+            with self._io(command):
+                return self._resource.read()
+        except InstrumentTimeout:
+            self._stale = True
+            raise
+
     def read(self) -> str:
-        """Read one line, termination stripped."""
+        """Read one line, termination stripped; the timeout bounds the whole reply."""
         t0 = time.perf_counter()
-        with self._io(self._last_command):
-            reply = self._resource.read()
+        reply = self._read_line(self._last_command)
         self.log.debug("read -> %r (%.3f ms)", reply, (time.perf_counter() - t0) * 1e3)
         return reply
 
     def query(self, command: str) -> str:
-        """Send ``command`` and return the reply line."""
-        self._last_command = command
+        """Send ``command`` and return the reply line (one deadline for the whole reply)."""
         t0 = time.perf_counter()
-        with self._io(command):
-            reply = self._resource.query(command)
+        self.write(command)
+        reply = self._read_line(command)
         self.log.debug("query %r -> %r (%.3f ms)", command, reply, (time.perf_counter() - t0) * 1e3)
         return reply
 
     def query_binary(self, command: str, dtype: DTypeLike, count: Optional[int] = None) -> np.ndarray:
-        """Send ``command`` and parse an IEEE 488.2 block (definite or ``#0`` with ``count``)."""
-        char, big = _struct_format(dtype)
-        self._last_command = command
+        """Send ``command`` and parse an IEEE 488.2 block (definite or ``#0`` with ``count``).
+
+        The block may be followed by ``\n`` or ``\r\n``.
+        """
+        dt = np.dtype(dtype)
         t0 = time.perf_counter()
-        with self._io(command):
-            values = self._resource.query_binary_values(
-                command,
-                datatype=char,
-                is_big_endian=big,
-                container=np.array,
-                data_points=int(count) if count is not None else 0,
-                expect_termination=bool(self._read_termination),
-            )
-        values = np.asarray(values, dtype=np.dtype(dtype).newbyteorder("="))
+        if self._fast:
+            self.write(command)
+            raw = self._receive(lambda buf: block_end(buf, dt.itemsize, count), command)
+            try:
+                values = decode_ieee_block(raw, dt, count)
+            except ValueError as exc:
+                raise InstrumentProtocolError(f"malformed binary block: {exc}", instrument=self.name,
+                                              command=command) from exc
+            values = values.astype(dt.newbyteorder("="))
+        else:
+            char, big = _struct_format(dtype)
+            self._before_exchange()
+            self._last_command = command
+            with self._io(command):
+                values = self._resource.query_binary_values(
+                    command, datatype=char, is_big_endian=big, container=np.array,
+                    data_points=int(count) if count is not None else 0,
+                    expect_termination=bool(self._read_termination))
+            values = np.asarray(values, dtype=dt.newbyteorder("="))
         if count is not None and values.size != count:
             raise InstrumentProtocolError(f"binary block held {values.size} values, expected {count}", instrument=self.name, command=command)
         self.log.debug("query_binary %r -> %d values (%.3f ms)", command, values.size, (time.perf_counter() - t0) * 1e3)
@@ -444,8 +618,11 @@ class VisaTransport:
     def read_raw(self) -> bytes:
         """Read one message as bytes, termination included."""
         t0 = time.perf_counter()
-        with self._io(self._last_command):
-            data = self._resource.read_raw()
+        if self._fast:
+            data = self._receive(self._line_end, self._last_command)
+        else:
+            with self._io(self._last_command):
+                data = self._resource.read_raw()
         self.log.debug("read_raw -> %d bytes (%.3f ms)", len(data), (time.perf_counter() - t0) * 1e3)
         return bytes(data)
 
@@ -455,16 +632,33 @@ class VisaTransport:
         Never uses pyvisa ``clear()``, which busy-loops forever on a closed pyvisa-py socket (§3.2).
         Returns the number of bytes dropped.
         """
-        dropped = 0
-        with self.temporary_timeout(_DISCARD_TIMEOUT_S):
+        dropped = len(self._rx)
+        self._rx.clear()
+        self._stale = False
+        session = self._socket_session() if self._fast else None
+        if session is not None:
+            dropped += len(session._pending_buffer)
+            session._pending_buffer.clear()
             for _ in range(_DISCARD_MAX_READS):
                 try:
-                    with self._io("<discard>"):
-                        data = self._resource.read_raw()
-                except InstrumentTimeout:
+                    ready, _, _ = select.select([session.interface], [], [], _DISCARD_TIMEOUT_S)
+                    data = session.interface.recv(_RECV_CHUNK) if ready else b""
+                except (OSError, ValueError):
+                    break
+                if not data:
                     break
                 dropped += len(data)
-                self.log.debug("discarded %r", bytes(data)[:80])
+                self.log.debug("discarded %r", data[:80])
+        elif not self._fast:
+            with self.temporary_timeout(_DISCARD_TIMEOUT_S):
+                for _ in range(_DISCARD_MAX_READS):
+                    try:
+                        with self._io("<discard>"):
+                            data = self._resource.read_raw()
+                    except InstrumentTimeout:
+                        break
+                    dropped += len(data)
+                    self.log.debug("discarded %r", bytes(data)[:80])
         if dropped:
             self.log.warning("discarded %d stale bytes", dropped)
         return dropped

@@ -88,7 +88,7 @@ def build_board(config: dict | TrainSettings, source: str = "") -> Board:
 
     s = parse_config(config, source)
     with config_phase(source):
-        return make_board(s.backend, s.circuit, s.g_min, s.g_max)
+        return make_board(s.backend, s.circuit, s.g_min, s.g_max, devices=s.devices)
 
 
 def load_data(config: dict | TrainSettings, source: str = ""):
@@ -196,7 +196,7 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
         s.epochs = int(epochs)
     if runs_dir is not None:
         s.runs_dir = str(runs_dir)
-    board, data = _board_and_data(s, source, board_options)
+    board, data, cal_meta = _board_and_data(s, source, board_options)
     blas = _blas_threads(s, source)
     run = RunDir.create(s.runs_dir, s.name)
     if started is not None:
@@ -205,7 +205,7 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
         run.write_config(config)
         _attach_events(board, run)
         with board:
-            meta = {"config_source": source, "estimator": s.estimator, "data": data.describe(), **blas}
+            meta = {"config_source": source, "estimator": s.estimator, "data": data.describe(), **blas, **cal_meta}
             if hasattr(board, "snapshots"):  # an instrument board: every instrument's identity and settings
                 board.connect()
                 meta["instruments"] = board.snapshots()
@@ -245,8 +245,12 @@ def _fit(board: Board, trainer):
         raise
 
 
-def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = None):
+def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = None,
+                    resume_dir: str | Path | None = None):
+    """(board, data, calibration metadata): the board wrapped with the newest calibration
+    (``board.calibration``; a resumed run uses the one its metadata recorded)."""
     from hil.boards.factory import make_board
+    from hil.calibrate.apply import wrap_with_calibration
     from hil.drivers.errors import InstrumentError
     from hil.train.data import compatibility_problems, load_dataset
 
@@ -260,13 +264,15 @@ def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = 
         except ConfigError as exc:
             raise ConfigError(exc.problems, source) from None
         try:
-            board = make_board(s.backend, s.circuit, s.g_min, s.g_max, spec, **(board_options or {}))
+            board = make_board(s.backend, s.circuit, s.g_min, s.g_max, spec, **(board_options or {}),
+                               devices=s.devices)
         except InstrumentError as exc:
             exc.phase = "open"  # transports only: nothing was switched on
             raise
+        board, cal_meta = wrap_with_calibration(board, s, None if resume_dir is None else str(resume_dir))
     if problems := compatibility_problems(data, board.topology):
         raise ConfigError(problems, source)
-    return board, data
+    return board, data, cal_meta
 
 
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | str = False, started=None,
@@ -293,7 +299,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
         before = run.read_config()
         config = apply_overrides(json.loads(json.dumps(before)), list(overrides))
         s = parse_config(config, source)
-        board, data = _board_and_data(s, source, board_options)
+        board, data, _ = _board_and_data(s, source, board_options, path)
         _attach_events(board, run)
         run.event("blas_threads", **_blas_threads(s, source))
         with board:

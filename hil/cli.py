@@ -441,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     estimate_cli.add_parser(sub)
     emulate_cli.add_parser(sub)
+    from hil import calibrate_cli
+
+    calibrate_cli.add_parser(sub)
     from hil import sweep_cli
 
     sweep_cli.add_parser(sub)

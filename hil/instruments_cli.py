@@ -1,8 +1,14 @@
 """``hil instruments``: list the registered drivers and probe one instrument.
 
 ``add_parser(subparsers)`` registers the subcommand on the ``hil`` argparse root; every handler
-returns a process exit code (0 ok, 1 instrument/link error, 2 usage or configuration error) and
-reports failures as one line on stderr, never as a traceback.
+returns a process exit code (0 ok, 1 instrument/link error or outputs not verified safe, 2 usage
+or configuration error, 130/143 after Ctrl-C/SIGTERM) and reports failures as one line on
+stderr, never as a traceback.
+
+``probe`` ends with the driver's ``safe_shutdown()`` whatever happened (also on Ctrl-C and
+SIGTERM, which raise ``KeyboardInterrupt`` during the probe so the shutdown runs) and prints
+``safe: ...`` only when every output was read back off at 0 V; otherwise one line on stderr says
+which outputs may still be live.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from hil.drivers.errors import InstrumentConfigError, InstrumentError
 from hil.drivers.parsing import model_matches, parse_idn
 from hil.drivers.protocols import ErrorEntry, SourceMeter
 from hil.drivers.registry import DRIVERS, driver_info, driver_names, load_driver
+from hil.drivers.signals import exit_code_for, termination_signals
 from hil.drivers.transport import ResourceManagers, VisaTransport
 
 __all__ = ["add_parser", "cmd_list", "cmd_probe"]
@@ -107,14 +114,25 @@ def _print_outputs(driver: Any, out: TextIO) -> None:
 
 
 def cmd_probe(args: argparse.Namespace, *, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
-    """Connect, identify, print output states, snapshot, errors found at connect and the error queue, close.
+    """Connect, identify, print output states, snapshot, errors found at connect and the error
+    queue; then ``safe_shutdown()`` (verified) and close.
 
-    Returns 0, 1 (instrument) or 2 (config).
+    Returns 0, 1 (instrument, or outputs not verified safe), 2 (config), 130/143 (signal).
     """
     out, err = out or sys.stdout, err or sys.stderr
+    with termination_signals() as interrupts:
+        try:
+            return _probe(args, out, err, interrupts)
+        except KeyboardInterrupt:  # a signal after the shutdown already ran (e.g. while closing)
+            print(f"{_PROG} probe: interrupted ({interrupts.signal_name or 'SIGINT'})", file=err)
+            return exit_code_for(interrupts.signal_name)
+
+
+def _probe(args: argparse.Namespace, out: TextIO, err: TextIO, interrupts: Any) -> int:
     managers = ResourceManagers()
     driver: Optional[Any] = None
     transport: Optional[VisaTransport] = None
+    code, message, warning = 0, "", ""
     try:
         if not args.timeout_s > 0:
             raise InstrumentConfigError(f"--timeout must be > 0 s, got {args.timeout_s}")
@@ -141,22 +159,49 @@ def cmd_probe(args: argparse.Namespace, *, out: Optional[TextIO] = None, err: Op
                 print(f"  {entry.code}, {entry.message}", file=out)
         else:
             print("error queue: empty", file=out)
-        return 0
     except InstrumentConfigError as exc:
-        print(f"{_PROG} probe: configuration error: {exc}", file=err)
-        return 2
+        message, code = f"configuration error: {exc}", 2
     except InstrumentError as exc:
-        print(f"{_PROG} probe: {type(exc).__name__}: {exc}", file=err)
-        return 1
+        message, code = f"{type(exc).__name__}: {exc}", 1
     except (OSError, ValueError) as exc:  # anything pyvisa/pyvisa-py raised unmapped
-        print(f"{_PROG} probe: {type(exc).__name__}: {exc}", file=err)
-        return 1
+        message, code = f"{type(exc).__name__}: {exc}", 1
+    except KeyboardInterrupt:
+        message, code = f"interrupted ({interrupts.signal_name or 'SIGINT'}); shut down", \
+            exit_code_for(interrupts.signal_name)
     finally:
-        try:
-            if driver is not None:
-                driver.close()
-            elif transport is not None:
-                transport.close()
-        except Exception as exc:  # closing a dead link must not turn into a traceback
-            print(f"{_PROG} probe: closing failed: {exc}", file=err)
+        code, warning = _shutdown_and_close(driver, transport, out, code)
         managers.close_all()
+    if message or warning:  # one line: what failed, and whether outputs may still be live
+        print(f"{_PROG} probe: " + "; ".join(m for m in (message, warning) if m), file=err)
+    return code
+
+
+def _shutdown_and_close(driver: Optional[Any], transport: Optional[VisaTransport], out: TextIO,
+                        code: int) -> tuple[int, str]:
+    """Verified safe shutdown (if the instrument was identified), the ``safe:`` line, close.
+
+    Returns the exit code and a warning ("" when safe or nothing was touched).
+    """
+    report = None
+    warning = ""
+    if driver is not None and getattr(driver, "_identified", False):
+        try:
+            report = driver.safe_shutdown()
+        except KeyboardInterrupt:  # second signal: outputs were still switched off, ramps skipped
+            report = driver.last_shutdown
+            code = code if code >= 128 else 130
+    if report is not None:
+        if report.safe:
+            names = ", ".join(repr(n) for n in report.verified)
+            print(f"safe: outputs verified off at 0 V: {names}" if names else "safe: no outputs", file=out)
+        else:
+            warning = f"WARNING: {report.summary()}"
+            code = code or 1
+    try:
+        if driver is not None:
+            driver.close()
+        elif transport is not None:
+            transport.close()
+    except Exception as exc:  # closing a dead link must not turn into a traceback
+        warning = "; ".join(w for w in (warning, f"closing failed: {exc}") if w)
+    return code, warning

@@ -133,3 +133,39 @@ def test_probe_no_driver_for_model(capsys, tmp_path):
 
 def test_probe_requires_positive_timeout(capsys):
     assert run(["instruments", "probe", "TCPIP::127.0.0.1::1::SOCKET", "--timeout", "0"]) == 2
+
+
+def test_probe_with_a_dead_link_says_in_one_line_that_outputs_may_be_live(capsys):
+    from hil.emulate.smu2450 import Smu2450Emulator
+
+    emu = Smu2450Emulator("smu", "2450")
+    emu.start()
+    try:
+        emu.receive(":SOUR:VOLT 0.5")
+        emu.receive(":OUTP ON")
+        emu.faults.drop_connection(match=r"^:SOUR:VOLT 0\.4")  # the link dies at the first ramp step
+        code = run(["instruments", "probe", emu.resource, "--timeout", "0.5"])
+        captured = capsys.readouterr()
+        assert code == 1
+        assert captured.err.count("\n") == 1 and "MAY STILL BE LIVE" in captured.err
+        assert "InstrumentConnectionError" in captured.err and "safe:" not in captured.out
+        last = emu.output_history("")[-1]
+        assert last["output_on"] is True  # the warning is true: the instrument is still live
+    finally:
+        emu.stop()
+
+
+def test_probe_says_safe_only_after_reading_the_outputs_back(capsys):
+    from hil.emulate.b2900 import SmuB2900Emulator
+
+    emu = SmuB2900Emulator("smu", "B2902A")
+    emu.start()
+    try:
+        assert run(["instruments", "probe", emu.resource, "--timeout", "1"]) == 0
+        out = capsys.readouterr().out
+        assert out.rstrip().endswith("safe: outputs verified off at 0 V: '1', '2'")
+        received = emu.transcript.received()
+        last_off = max(i for i, x in enumerate(received) if x == ":OUTP2 OFF")
+        assert {":OUTP1?", ":OUTP2?", ":SOUR1:VOLT?", ":SOUR2:VOLT?"} <= set(received[last_off:])
+    finally:
+        emu.stop()

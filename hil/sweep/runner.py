@@ -73,7 +73,7 @@ def _train(raw: dict, run_path: Path, progress: bool) -> dict:
         res = api.resume(run_path, progress=progress)
     else:
         settings = api.parse_config(raw)
-        board, data = api._board_and_data(settings, "")
+        board, data, cal_meta = api._board_and_data(settings, "")
         if run_path.exists():
             shutil.rmtree(run_path)
         run_path.mkdir(parents=True)
@@ -81,7 +81,7 @@ def _train(raw: dict, run_path: Path, progress: bool) -> dict:
         try:
             run.write_config(raw)
             run.write_metadata({"config_source": "hil sweep", "estimator": settings.estimator,
-                                "data": data.describe()})
+                                "data": data.describe(), **cal_meta})
             with board:
                 res = api._fit(board, Trainer(board, settings, data, run, progress=progress))
         finally:

@@ -145,12 +145,15 @@ class Trainer:
         self.best = (-1.0, 0)
         self.best_on = "validation accuracy" if data.val is not None else "training accuracy"
         self._layout = conductance_layout(topo)  # the same in every checkpoint of the run
+        self._g_cmd: np.ndarray | None = None  # commanded conductances (S), the optimiser's state
 
     # ---- checkpoints -------------------------------------------------------------
     def _checkpoint(self, tag: str) -> None:
         st = self.opt.state_dict()
+        board_state = self.board.state_dict() if hasattr(self.board, "state_dict") else {}
         self.run.save_checkpoint(tag, {
-            "conductances_s": self.board.read_conductances(),
+            **board_state,
+            "conductances_s": self._g_cmd if self._g_cmd is not None else self.board.read_conductances(),
             "epoch": np.array(self.epoch),
             "opt_step": st["step"], "opt_m": st["m"], "opt_v": st["v"],
             "rng_state": np.array(json.dumps(self.rng.bit_generator.state)),
@@ -176,7 +179,10 @@ class Trainer:
                 raise ValueError("optimizer state does not match the conductances")
         except (KeyError, ValueError, TypeError) as exc:
             raise RunDirError(f"checkpoint {used} of {self.run.path} is damaged ({type(exc).__name__}: {exc})") from None
-        self.board.program(ck["conductances_s"], rel_tol=0.0)
+        self._g_cmd = as_program_result(ck["conductances_s"], self.board.program(ck["conductances_s"], rel_tol=0.0),
+                                        self.board.conductance_bounds).achieved
+        if hasattr(self.board, "load_state_dict") and any(key.startswith("board_") for key in ck):
+            self.board.load_state_dict({key: v for key, v in ck.items() if key.startswith("board_")})
         self.opt.load_state_dict(opt_state)
         self.rng.bit_generator.state = rng_state
         self.epoch = self.saved_epoch = epoch
@@ -191,7 +197,7 @@ class Trainer:
         g_min, g_max = self.board.conductance_bounds
         if self.epoch == 0:
             g0 = np.clip(self.board.read_conductances(), g_min, g_max)
-            self.board.program(g0, rel_tol=0.0)
+            self._g_cmd = as_program_result(g0, self.board.program(g0, rel_tol=0.0), (g_min, g_max)).achieved
             self.run.event("run_start", step=0, name=s.name, estimator=s.estimator, epochs=s.epochs)
         outcome = "finished"
         times: list[float] = []
@@ -247,7 +253,7 @@ class Trainer:
 
             bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{s.epochs}", leave=False,
                        unit="batch", dynamic_ncols=True)
-        g = self.board.read_conductances()
+        g = self._g_cmd if self._g_cmd is not None else self.board.read_conductances()
         bench_start = float(getattr(self.board, "bench_time_s", lambda: 0.0)())
         for i in range(0, n, s.batch_size):
             idx = perm[i:i + s.batch_size]
@@ -272,6 +278,7 @@ class Trainer:
                 seen = min(i + s.batch_size, n)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%")
                 bar.update(1)
+        self._g_cmd = g
         if bar is not None:
             bar.close()
         train_time = time.perf_counter() - t0

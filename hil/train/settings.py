@@ -48,6 +48,8 @@ class TrainSettings:
     raw: dict = field(default_factory=dict)
     instrument_board: object = None  # hil.boards.bench_config.InstrumentBoardSpec for backend: instruments
     blas_threads: int | str | None = None  # None: $HIL_BLAS_THREADS or 1 (see hil.threads)
+    devices: dict | None = None  # board.devices: non-idealities (hil.devices)
+    calibration: dict | None = None  # board.calibration: calibration and compensation (hil.calibrate)
     data_spec: DataSpec | None = None  # the whole data section (name, files, scaling, splits)
 
 
@@ -74,6 +76,8 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         instrument_board = parse_instrument_board(b)
         if circuit is not None:
             b.error("circuit", "the instruments backend takes its circuit from board.bench")
+    devices = b.get("devices", dict, None)
+    calibration = b.get("calibration", dict, None)
     b.finish()
     spec = parse_data_section(top.section("data", required=True))
     dataset, scale, vfrac = (spec.name, spec.input_scale_v, spec.validation_fraction) if spec else (None, 1.0, 0.0)
@@ -132,7 +136,7 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         raise ConfigError(problems, source)
     return TrainSettings(name, seed, backend, g_min, g_max, circuit, dataset, scale, vfrac, est, est_opts, loss, gain,
                          opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data,
-                         instrument_board, blas_threads, spec)
+                         instrument_board, blas_threads, devices, calibration, spec)
 
 
 def _threads_check(val) -> str | None:

@@ -119,3 +119,17 @@ def test_registry_entries_load_and_agree_with_classes():
 def test_registry_unknown_name():
     with pytest.raises(InstrumentConfigError, match="unknown driver"):
         driver_info("nope")
+
+
+def test_shutdown_interrupted_during_verification_is_not_reported_safe():
+    from hil.drivers.keithley2450 import Keithley2450
+    from hil.drivers.transport import ScriptedTransport
+
+    t = ScriptedTransport([(":ABOR", None), (":OUTP OFF", None), (":OUTP?", KeyboardInterrupt()),
+                           (":SYST:ERR?", '0,"No error"')])
+    smu = Keithley2450(t)
+    smu._output_on[""], smu._setpoint[""] = False, 0.0
+    with pytest.raises(KeyboardInterrupt):
+        smu.safe_shutdown()
+    assert not smu.last_shutdown.safe and smu.last_shutdown.maybe_live == ("",)
+    t.verify()

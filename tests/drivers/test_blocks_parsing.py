@@ -98,3 +98,56 @@ def test_format_number():
     assert [format_number(x) for x in (0.12 / 3, 1e-5, 1.0, -0.0, -2.5)] == ["0.04", "1e-05", "1", "0", "-2.5"]
     with pytest.raises(ValueError):
         format_number(math.nan)
+
+
+# -- hostile replies: only typed errors, never ValueError/OverflowError ---------------------------
+
+from hil.drivers.blocks import block_end  # noqa: E402
+from hil.drivers.errors import InstrumentProtocolError as _ProtocolError  # noqa: E402
+from hil.drivers.parsing import parse_bool, parse_number, parse_numbers, parse_scpi_error, parse_tsp_error  # noqa: E402
+
+
+@pytest.mark.parametrize("reply", [
+    "inf\tQueue Is Empty\t0\t0", "nan\tx", "1e999\tx", "1" * 5000 + "\tx", "\u0661\u0662\tx", "2.5e+00\tx", "",
+])
+def test_tsp_error_code_hostile_forms_are_protocol_errors(reply):
+    with pytest.raises(_ProtocolError):
+        parse_tsp_error(reply)
+
+
+@pytest.mark.parametrize("reply", ['1' * 5000 + ',"x"', '\u0661\u0662,"x"', 'inf,"x"', '+99999999999,"x"'])
+def test_scpi_error_code_hostile_forms_are_protocol_errors(reply):
+    with pytest.raises(_ProtocolError):
+        parse_scpi_error(reply)
+
+
+@pytest.mark.parametrize("token", ["1" * 5000, "\u0661.5", "1_000", "1e999", "0x10", " ", "1e", "--1", "\uff11"])
+def test_numbers_accept_only_ascii_nr_forms(token):
+    with pytest.raises(_ProtocolError):
+        parse_number(token)
+    with pytest.raises(_ProtocolError):
+        parse_numbers(f"1.0,{token}")
+
+
+def test_numbers_and_booleans_standard_forms():
+    assert parse_number("+1.5E-03") == 1.5e-3 and parse_number(".5") == 0.5 and parse_number("7.") == 7.0
+    assert math.isnan(parse_number("nan")) and parse_number("-inf") == -math.inf
+    assert parse_bool("1.00000e+00") is True
+    for bad in ("\u0661", "2", "1" * 5000):
+        with pytest.raises(_ProtocolError):
+            parse_bool(bad)
+    assert parse_tsp_error("-2.86000e+02\tTSP Runtime error\t2.00000e+01\t0.00000e+00") == (-286, "TSP Runtime error")
+
+
+def test_block_followed_by_crlf_is_accepted():
+    values = np.array([1.0, -2.0], dtype="<f4")
+    for term in (b"\n", b"\r\n"):
+        msg = encode_ieee_block(values, "<f4") + term
+        np.testing.assert_array_equal(decode_ieee_block(msg, "<f4"), values)
+        assert block_end(msg, 4) == len(msg)
+        assert block_end(msg + b"next\n", 4) == len(msg)
+        ind = encode_ieee_block(values, "<f4", indefinite=True) + term
+        assert block_end(ind, 4, 2) == len(ind)
+    assert block_end(encode_ieee_block(values, "<f4") + b"\r", 4) is None  # CR alone: wait for LF
+    with pytest.raises(ValueError):
+        block_end(encode_ieee_block(values, "<f4") + b"X\n", 4)

@@ -18,6 +18,7 @@ CONNECT = [("*IDN?", IDN), ("SYST:ERR?", OK), ("*CLS", None), ("FORM:READ:CHAN O
            ("FORM:READ:TIME OFF", None), ("TRIG:SOUR IMM", None), ("TRIG:COUN 1", None), ("SYST:ERR?", OK)]
 L = "(@101,102,110)"
 SCAN = [(f"CONF:VOLT:DC 10,DEF,{L}", None), (f"VOLT:DC:NPLC 1,{L}", None), (f"ZERO:AUTO OFF,{L}", None),
+        (f"INP:IMP:AUTO ON,{L}", None),
         (f"ROUT:CHAN:DEL 0.002,{L}", None), (f"ROUT:SCAN {L}", None), ("TRIG:SOUR IMM", None),
         ("TRIG:COUN 1", None)]
 
@@ -51,7 +52,8 @@ def test_configure_scan_exact_commands_then_error_check():
     drv, t = connected(SCAN + [("SYST:ERR?", OK)])
     drv.configure_scan([101, 102, 110], nplc=1, range_v=10, autozero="off", delay_s=0.002)
     assert drv.snapshot()["settings"]["scan"] == {"channels": [101, 102, 110], "nplc": 1.0, "range_v": 10.0,
-                                                  "autozero": "off", "delay_s": 0.002}
+                                                  "autozero": "off", "delay_s": 0.002,
+                                                  "input_impedance": ">10 GOhm"}
     t.verify()
 
 

@@ -30,9 +30,13 @@ CONNECT = [
     (":SYST:ERR?", OK),
     ("*CLS", None),
     (":SYST:LFR?", "50"),
+    (":FORM:DATA ASC", None),
     (":OUTP?", "0"),
     (":SOUR:VOLT?", "+0.000000E+00"),
 ]
+#: read-back at the end of every safe_shutdown: output off, level 0 V
+VERIFY = [(":OUTP?", "0"), (":SOUR:VOLT?", "+0.000000E+00")]
+
 CONFIG = [
     (":SOUR:FUNC VOLT", None),
     (":SOUR:VOLT:RANG 1", None),
@@ -114,7 +118,7 @@ def test_identity_model_token_case_insensitive():
 
 
 def test_connect_ramps_down_output_left_on():
-    script = CONNECT[:5] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+1.000000E-01"),
+    script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+1.000000E-01"),
                             (":SOUR:VOLT 0.05", None), (":SOUR:VOLT 0", None), (":OUTP OFF", None)]
     sleeps = Sleeps()
     with ScriptedTransport(script + CONFIG + [(":SYST:ERR?", OK)]) as t:
@@ -363,11 +367,13 @@ def test_reset_reapplies_configuration():
 
 def test_safe_shutdown_ramps_down_and_switches_off():
     smu, t, sleeps = connected([
-        (":ABOR", None), (":SOUR:VOLT 0.05", None), (":SOUR:VOLT 0", None), (":OUTP OFF", None), (":SYST:ERR?", OK),
+        (":ABOR", None), (":SOUR:VOLT 0.05", None), (":SOUR:VOLT 0", None), (":OUTP OFF", None), *VERIFY,
+        (":SYST:ERR?", OK),
     ])
     on_at(smu, t, 0.1)
-    smu.safe_shutdown()
+    report = smu.safe_shutdown()
     t.verify()
+    assert report.safe and report.verified == {"": True}
     assert t.timeouts[0] == smu.shutdown_timeout_s and t.timeout_s == 5.0
     assert sleeps == [0.005, 0.005]
 
@@ -376,7 +382,7 @@ def test_safe_shutdown_continues_after_errors_and_never_raises(caplog):
     from hil.drivers.errors import InstrumentTimeout
     smu, t, _ = connected([
         (":ABOR", InstrumentTimeout("dead")), (":SOUR:VOLT 0.05", None), (":SOUR:VOLT 0", None),
-        (":OUTP OFF", None), (":SYST:ERR?", '-200,"Execution error"'), (":SYST:ERR?", OK),
+        (":OUTP OFF", None), *VERIFY, (":SYST:ERR?", '-200,"Execution error"'), (":SYST:ERR?", OK),
     ])
     on_at(smu, t, 0.1)
     smu.safe_shutdown()
@@ -385,14 +391,14 @@ def test_safe_shutdown_continues_after_errors_and_never_raises(caplog):
 
 
 def test_safe_shutdown_is_idempotent():
-    smu, t, _ = connected([(":ABOR", None), (":OUTP OFF", None), (":SYST:ERR?", OK)] * 2)
+    smu, t, _ = connected([(":ABOR", None), (":OUTP OFF", None), *VERIFY, (":SYST:ERR?", OK)] * 2)
     smu.safe_shutdown()
     smu.safe_shutdown()
     t.verify()
 
 
 def test_context_manager_connects_and_shuts_down():
-    script = CONNECT + [(":SYST:ERR?", OK), (":ABOR", None), (":OUTP OFF", None), (":SYST:ERR?", OK)]
+    script = CONNECT + [(":SYST:ERR?", OK), (":ABOR", None), (":OUTP OFF", None), *VERIFY, (":SYST:ERR?", OK)]
     with ScriptedTransport(script) as t:
         with Keithley2450(t) as smu:
             assert smu.identity is not None
@@ -410,7 +416,7 @@ POWER_CFG = SmuChannelConfig(limits=POWER_LIMITS, nplc=0.1, current_range_a=1e-3
 def test_connect_ramps_unconfigured_output_with_builtin_step_before_switching_off():
     from hil.drivers.smu import UNCONFIGURED_RAMP_DWELL_S, UNCONFIGURED_RAMP_STEP_V
     assert (UNCONFIGURED_RAMP_STEP_V, UNCONFIGURED_RAMP_DWELL_S) == (0.1, 0.1)
-    script = CONNECT[:5] + [(":OUTP?", "1"), (":SOUR:VOLT?", "-3.000000E-01"),
+    script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", "-3.000000E-01"),
                             (":SOUR:VOLT -0.2", None), (":SOUR:VOLT -0.1", None), (":SOUR:VOLT 0", None),
                             (":OUTP OFF", None), (":SYST:ERR?", OK)]
     sleeps = Sleeps()
@@ -426,7 +432,7 @@ def test_connect_ramps_unconfigured_output_with_builtin_step_before_switching_of
 
 
 def test_connect_output_on_at_zero_is_switched_off_without_level_writes():
-    script = CONNECT[:5] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+0.000000E+00"), (":OUTP OFF", None),
+    script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+0.000000E+00"), (":OUTP OFF", None),
                             (":SYST:ERR?", OK)]
     sleeps = Sleeps()
     with ScriptedTransport(script) as t:
@@ -447,7 +453,7 @@ def test_connect_keeps_stale_errors_for_the_caller():
 
 def test_safe_shutdown_ramps_unconfigured_channel_known_on():
     smu, t, sleeps = connected([(":ABOR", None), (":SOUR:VOLT 0.1", None), (":SOUR:VOLT 0", None),
-                                (":OUTP OFF", None), (":SYST:ERR?", OK)], configs=False)
+                                (":OUTP OFF", None), *VERIFY, (":SYST:ERR?", OK)], configs=False)
     on_at(smu, t, 0.2)
     smu.safe_shutdown()
     t.verify()
@@ -486,7 +492,7 @@ def test_power_error_still_switches_off_when_the_ramp_fails():
     from hil.drivers.errors import InstrumentTimeout, PowerLimitError
     smu, t, _ = connected([
         (':READ? "defbuffer1", SOUR, READ', "+1.000000E-01,+5.000000E-04"), (":SOUR:VOLT:ILIM:TRIP?", "1"),
-        (":SOUR:VOLT 0.05", InstrumentTimeout("dead")), (":OUTP OFF", None),
+        (":SOUR:VOLT 0.05", InstrumentTimeout("dead")), (":OUTP OFF", None), (":SOUR:VOLT 0", None),
     ])
     smu._configs[""] = POWER_CFG
     on_at(smu, t, 0.1)
@@ -553,3 +559,61 @@ def test_output_off_switches_off_even_when_the_level_cannot_be_read():
         smu.output("", False)
     t.verify()
     assert smu._output_on[""] is False
+
+
+# -- issue 9: resync before the next exchange, implausible read-backs, failed connect --------------
+
+
+def test_timeout_resyncs_before_the_next_exchange_even_a_write():
+    from hil.drivers.errors import InstrumentTimeout
+    smu, t, _ = connected([
+        (':READ? "defbuffer1", SOUR, READ', None),                # times out
+        ("*IDN?", CONNECT[0][1]), (":SYST:ERR?", OK),            # resync first ...
+        (":SOUR:VOLT 0.05", None),                                # ... then the write
+    ])
+    smu._output_on[""] = False
+    with pytest.raises(InstrumentTimeout):
+        smu._read_spot("")
+    smu.set_voltage("", 0.05)
+    t.verify()
+    assert t.discards == 1
+
+
+def test_connect_with_implausible_level_switches_off_without_a_ramp():
+    from hil.drivers.errors import ImplausibleReadbackError
+    script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+5.000000E+01"),
+                            (":OUTP OFF", None), (":SOUR:VOLT 0", None), (":OUTP?", "0")]
+    with ScriptedTransport(script) as t:
+        smu = Keithley2450(t, configs={"": CFG})
+        with pytest.raises(ImplausibleReadbackError) as info:
+            smu.connect()
+        t.verify()
+    assert info.value.channel == "" and info.value.value == 50.0 and info.value.output_off_verified
+    assert smu.state_at_connect[""]["implausible"].startswith("outside the configured")
+
+
+@pytest.mark.parametrize("reply", ["nan", "+9.910000E+37", "+9.9E+37", "-1.0E+30"])
+def test_non_finite_or_absurd_level_is_unknown_even_without_configuration(reply):
+    from hil.drivers.errors import ImplausibleReadbackError
+    script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", reply),
+                            (":OUTP OFF", None), (":SOUR:VOLT 0", None), (":OUTP?", "0")]
+    with ScriptedTransport(script) as t:
+        with pytest.raises(ImplausibleReadbackError):
+            Keithley2450(t).connect()
+        t.verify()
+
+
+def test_connect_failing_mid_ramp_runs_shutdown_and_attaches_the_report():
+    from hil.drivers.errors import InstrumentConnectionError
+    lost = InstrumentConnectionError("lost")
+    script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+1.000000E-01"), (":SOUR:VOLT 0.05", lost),
+                            (":ABOR", lost), (":SOUR:VOLT 0.05", lost), (":OUTP OFF", lost), (":OUTP?", lost),
+                            (":SYST:ERR?", lost)]
+    with ScriptedTransport(script) as t:
+        smu = Keithley2450(t, configs={"": CFG}, sleep=Sleeps())
+        with pytest.raises(InstrumentConnectionError) as info:
+            smu.connect()
+        t.verify()
+    report = info.value.shutdown_report
+    assert not report.safe and report.maybe_live == ("",)
+    assert any("MAY STILL BE LIVE" in note for note in info.value.__notes__)

@@ -27,6 +27,7 @@ def connect_script(model="2602B", channels=("a", "b")):
         ("print(errorqueue.next())", EMPTY),
         ("errorqueue.clear()", None),
         ("print(localnode.linefreq)", "6.00000e+01"),
+        ("format.data = format.ASCII", None),
     ]
     for ch in channels:
         script += [(f"print(smu{ch}.source.output)", ZERO), (f"print(smu{ch}.source.levelv)", ZERO)]
@@ -206,13 +207,14 @@ def sweep_lines(levels_a, levels_b=None):
     for ch, levels in vectors:
         s = f"smu{ch}"
         stim = "0" if ch == "a" else "smua.trigger.SOURCE_COMPLETE_EVENT_ID"
+        endpulse = "smub.trigger.MEASURE_COMPLETE_EVENT_ID" if (ch == "a" and levels_b) else "0"
         lines += [
             f"{s}.nvbuffer1.clear()", f"{s}.nvbuffer1.appendmode = 1", f"{s}.nvbuffer1.collectsourcevalues = 1",
             f"{s}.nvbuffer1.collecttimestamps = 1", f"{s}.measure.delay = 0.002",
             f"{s}.trigger.source.listv({{{', '.join(levels)}}})", f"{s}.trigger.source.action = {s}.ENABLE",
             f"{s}.trigger.source.stimulus = {stim}", f"{s}.trigger.measure.i({s}.nvbuffer1)",
             f"{s}.trigger.measure.action = {s}.ENABLE", f"{s}.trigger.endpulse.action = {s}.SOURCE_HOLD",
-            f"{s}.trigger.endsweep.action = {s}.SOURCE_IDLE", f"{s}.trigger.arm.count = 1",
+            f"{s}.trigger.endpulse.stimulus = {endpulse}", f"{s}.trigger.endsweep.action = {s}.SOURCE_IDLE", f"{s}.trigger.arm.count = 1",
             f"{s}.trigger.count = {n}",
         ]
     lines += (["smub.trigger.initiate()"] if levels_b else []) + ["smua.trigger.initiate()", "waitcomplete()"]
@@ -297,16 +299,20 @@ def test_reset_reapplies_configuration():
     t.verify()
 
 
+VERIFY = [("print(smua.source.output)", "0.00000e+00"), ("print(smua.source.levelv)", "0.00000e+00"),
+          ("print(smub.source.output)", "0.00000e+00"), ("print(smub.source.levelv)", "0.00000e+00")]
+
+
 def test_safe_shutdown_aborts_ramps_and_switches_off_both():
     smu, t, sleeps = connected([
         ("smua.abort()", None), ("smub.abort()", None),
         ("smua.source.levelv = 0.05", None), ("smua.source.levelv = 0", None),
         ("smua.source.output = smua.OUTPUT_OFF", None), ("smub.source.output = smub.OUTPUT_OFF", None),
-        ("print(errorqueue.next())", EMPTY),
+        *VERIFY, ("print(errorqueue.next())", EMPTY),
     ])
     smu._output_on.update(a=True, b=False)
     smu._setpoint.update(a=0.1, b=0.0)
-    smu.safe_shutdown()
+    assert smu.safe_shutdown().safe
     t.verify()
     assert sleeps == [0.005, 0.005]
 
@@ -320,8 +326,9 @@ def test_safe_shutdown_second_signal_skips_ramps_but_switches_off():
     smu, t, _ = connected([
         ("smua.abort()", None), ("smub.abort()", None),
         ("smua.source.levelv = 0.05", None),
-        ("smua.source.output = smua.OUTPUT_OFF", None), ("smub.source.output = smub.OUTPUT_OFF", None),
-        ("print(errorqueue.next())", EMPTY),
+        ("smua.source.output = smua.OUTPUT_OFF", None), ("smua.source.levelv = 0", None),
+        ("smub.source.output = smub.OUTPUT_OFF", None),
+        *VERIFY, ("print(errorqueue.next())", EMPTY),
     ])
     smu._sleep = Interrupting()
     smu._output_on.update(a=True, b=False)
@@ -375,6 +382,27 @@ def test_connect_ramps_unconfigured_channel_found_on():
         t.verify()
     assert sleeps == [0.1, 0.1]
     assert smu.snapshot()["outputs"]["a"]["at_connect"] == {"output_on": True, "source_level_v": 0.15}
+
+
+def test_sweep_refused_when_channel_timing_differs():
+    from hil.drivers.errors import InstrumentConfigError
+    smu, t, _ = connected([])
+    smu._configs["b"] = SmuChannelConfig(limits=LIMITS, nplc=1.0, current_range_a=1e-4, autozero="once",
+                                         source_delay_s=0.001)
+    smu._output_on.update(a=True, b=True)
+    with pytest.raises(InstrumentConfigError, match="equal nplc"):
+        smu.list_sweep({"a": [0.01], "b": [0.01]}, settle_s=0.0)
+    t.verify()
+
+
+def test_long_list_is_built_in_lines_of_100_values():
+    smu, _, _ = connected([])
+    lines = smu._sweep_script({"a": np.linspace(0, 0.1, 250)}, 0.0)
+    assert lines[0].startswith("hil_list_a = {") and lines[0].count(",") == 99
+    assert lines[1].startswith("for i, v in ipairs({") and lines[1].endswith("do hil_list_a[100 + i] = v end")
+    assert lines[2].endswith("do hil_list_a[200 + i] = v end") and lines[2].count(",") == 1 + 49  # "i, v" + 49 separators
+    assert "smua.trigger.source.listv(hil_list_a)" in lines
+    assert all(len(line) < 2100 for line in lines)
 
 
 def test_pulse_uses_kipulse_and_checks_limits_first():

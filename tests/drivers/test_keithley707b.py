@@ -20,7 +20,7 @@ EMPTY = ("print(errorqueue.next())", "0.00000e+00\tQueue Is Empty\t0.00000e+00\t
 GETCLOSE = 'print(channel.getclose("slot1"))'
 CONNECT = [("*IDN?", IDN), EMPTY, ("errorqueue.clear()", None),
            ("channel.connectrule = channel.BREAK_BEFORE_MAKE", None),
-           ("channel.connectsequential = channel.ON", None), ('channel.open("allslots")', None)]
+           ("channel.connectsequential = channel.ON", None), ('channel.open("slot1")', None)]
 
 
 class Sleeps(list):
@@ -49,11 +49,13 @@ def test_connect_sets_break_before_make_opens_all_and_loads_forbidden():
 
 
 def test_connect_fails_when_relays_stay_closed():
-    script = list(CONNECT) + [(GETCLOSE, "1A01")]
+    # connect fails part-way with a relay closed: the safe shutdown opens the slot and verifies
+    script = list(CONNECT) + [(GETCLOSE, "1A01"), ('channel.open("slot1")', None), (GETCLOSE, "nil"), EMPTY]
     t = ScriptedTransport(script, name="matrix")
-    with pytest.raises(InstrumentProtocolError, match="still closed"):
+    with pytest.raises(InstrumentProtocolError, match="still closed") as info:
         Keithley707B(t).connect()
     t.verify()
+    assert info.value.shutdown_report.safe
 
 
 def test_connect_rejects_other_instrument():
@@ -72,8 +74,11 @@ def test_close_crosspoints_verifies_and_settles():
 
 
 def test_exclusive_close_is_break_before_make_and_checks_exact_set():
-    extra = [('channel.exclusiveclose("1A01,1B02")', None), EMPTY, (GETCLOSE, "1A01;1B02"),
-             ('channel.exclusiveclose("1A01")', None), EMPTY, (GETCLOSE, "1A01,1H12")]
+    # never exclusiveclose (it would open relays in other slots): open the unwanted closed
+    # crosspoints of this slot, verify, then close
+    extra = [(GETCLOSE, "nil"), ('channel.close("1A01,1B02")', None), EMPTY, (GETCLOSE, "1A01;1B02"),
+             (GETCLOSE, "1A01;1B02"), ('channel.open("1B02")', None), EMPTY, (GETCLOSE, "1A01"),
+             ('channel.close("1A01")', None), EMPTY, (GETCLOSE, "1A01,1H12")]
     drv, t, _ = connected(extra)
     drv.connect({("A", 1), ("B", 2)}, exclusive=True)
     with pytest.raises(InstrumentProtocolError, match="unexpectedly closed"):
@@ -104,7 +109,7 @@ def test_instrument_error_after_close_is_reported():
 def test_disconnect_open_all_and_closed():
     extra = [('channel.open("1A01")', None), EMPTY, (GETCLOSE, "1B02"),
              (GETCLOSE, "1B02"),
-             ('channel.open("allslots")', None), EMPTY, (GETCLOSE, "nil"),
+             ('channel.open("slot1")', None), EMPTY, (GETCLOSE, "nil"),
              ('channel.open("1B02")', None), EMPTY, (GETCLOSE, "1B02")]
     drv, t, _ = connected(extra)
     drv.disconnect(["1A01"])
@@ -140,10 +145,12 @@ def test_interlock_ok_uses_software_interlocks():
 
 def test_safe_shutdown_opens_all_and_never_raises():
     lost = InstrumentConnectionError("lost")
-    extra = [('channel.open("allslots")', None), EMPTY, ('channel.open("allslots")', lost), ("print(errorqueue.next())", lost)]
+    extra = [('channel.open("slot1")', None), (GETCLOSE, "nil"), EMPTY,
+             ('channel.open("slot1")', lost), (GETCLOSE, lost), ("print(errorqueue.next())", lost)]
     drv, t, _ = connected(extra)
-    drv.safe_shutdown()
-    drv.safe_shutdown()
+    assert drv.safe_shutdown().safe
+    report = drv.safe_shutdown()
+    assert not report.safe and report.maybe_live == ("slot1",)
     t.verify()
 
 
@@ -185,7 +192,7 @@ def test_connect_checks_forbidden_before_interlock():
 
 
 def test_empty_exclusive_set_opens_all_explicitly():
-    drv, t, _ = connected([('channel.open("allslots")', None), EMPTY, (GETCLOSE, "nil")],
+    drv, t, _ = connected([('channel.open("slot1")', None), EMPTY, (GETCLOSE, "nil")],
                           interlocks=[lambda: False])  # opening needs no interlock
     drv.connect([], exclusive=True)
     drv.connect([])  # non-exclusive empty set: nothing sent

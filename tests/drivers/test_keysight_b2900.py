@@ -169,10 +169,11 @@ def test_output_state_compliance_flag_and_current_limit():
 
 
 def test_measure_current_parses_elements_status_and_refuses_with_output_off():
+    still_on = (":OUTP1?", "1")  # read back after every measurement (output protection)
     extra = [(":OUTP1 ON", None),
-             (":MEAS? (@1)", "+1.234500E-06,+0.000000E+00,+0.000000E+00"),
-             (":MEAS? (@1)", "+9.990000E-05,+2.000000E+00,+0.000000E+00"),
-             (":MEAS? (@1)", "+9.910000E+37,+0.000000E+00,+0.000000E+00")]
+             (":MEAS? (@1)", "+1.234500E-06,+0.000000E+00,+0.000000E+00"), still_on,
+             (":MEAS? (@1)", "+9.990000E-05,+2.000000E+00,+0.000000E+00"), still_on,
+             (":MEAS? (@1)", "+9.910000E+37,+0.000000E+00,+0.000000E+00"), still_on]
     drv, t, _ = connected_2ch(extra)
     with pytest.raises(InstrumentError, match="output is off"):
         drv.measure_current("1")
@@ -208,6 +209,7 @@ def test_list_sweep_two_channels_synchronised_ascii_with_status_and_sentinel():
     extra += [(":INIT (@1,2)", None), ("*OPC?", "1"), (":FETC:ARR? (@1,2)", data)]
     extra += sweep_restore("2") + sweep_restore("1")
     extra += [(":SOUR2:VOLT?", "+0.0E+00"), (":SOUR1:VOLT?", "+0.0E+00"), (":SYST:ERR?", OK)]
+    extra += [(":OUTP2?", "1"), (":OUTP1?", "1")]
     drv, t, _ = connected_2ch(extra)
     drv.output("1", True)
     drv.output("2", True)
@@ -227,7 +229,7 @@ def test_list_sweep_binary_block_big_endian_with_nan():
     extra = [(":OUTP1 ON", None)] + sweep_setup("1", "0.01,0.02", 2, "0.001")
     extra += [(":INIT (@1)", None), ("*OPC?", "1"), (":FORM:DATA REAL,64", None), (":FETC:ARR? (@1)", block),
               (":FORM:DATA ASC", None)]
-    extra += sweep_restore("1") + [(":SOUR1:VOLT?", "+0.0E+00"), (":SYST:ERR?", OK)]
+    extra += sweep_restore("1") + [(":SOUR1:VOLT?", "+0.0E+00"), (":SYST:ERR?", OK), (":OUTP1?", "1")]
     drv, t, _ = connected_2ch(extra, binary=True)
     drv.output("1", True)
     res = drv.list_sweep({"1": [0.01, 0.02]}, settle_s=0.0)
@@ -244,7 +246,7 @@ def test_list_sweep_long_list_is_chunked_with_append():
     extra = [(":OUTP1 ON", None), (":SOUR1:LIST:VOLT " + chunk1, None), (":SOUR1:LIST:VOLT:APP " + chunk2, None),
              (":TRIG1:COUN 150", None), (":TRIG1:ACQ:DEL 0.001", None), (":SOUR1:VOLT:MODE LIST", None),
              (":INIT (@1)", None), ("*OPC?", "1"), (":FETC:ARR? (@1)", body)]
-    extra += sweep_restore("1") + [(":SOUR1:VOLT?", "+0.0E+00"), (":SYST:ERR?", OK)]
+    extra += sweep_restore("1") + [(":SOUR1:VOLT?", "+0.0E+00"), (":SYST:ERR?", OK), (":OUTP1?", "1")]
     drv, t, _ = connected_2ch(extra)
     drv.output("1", True)
     res = drv.list_sweep({"1": levels}, settle_s=0.0)
@@ -268,7 +270,9 @@ def test_list_sweep_refusals_write_nothing():
 
 def test_sweep_restores_fixed_mode_when_opc_times_out():
     extra = [(":OUTP1 ON", None)] + sweep_setup("1", "0.01", 1, "0.001")
-    extra += [(":INIT (@1)", None), ("*OPC?", None)] + sweep_restore("1")
+    # the list may still run: abort first, then resync (discard, *IDN?, drain), then restore
+    extra += [(":INIT (@1)", None), ("*OPC?", None), (":ABOR (@1)", None), ("*IDN?", IDN2), (":SYST:ERR?", OK)]
+    extra += sweep_restore("1")
     drv, t, _ = connected_2ch(extra)
     drv.output("1", True)
     with pytest.raises(InstrumentError):
@@ -278,9 +282,10 @@ def test_sweep_restores_fixed_mode_when_opc_times_out():
 
 def test_safe_shutdown_ramps_to_zero_switches_off_and_is_idempotent():
     extra = [(":OUTP1 ON", None), (":SOUR1:VOLT 0.05", None), (":SOUR1:VOLT 0.1", None)]
-    shutdown = [(":SOUR1:VOLT 0.05", None), (":SOUR1:VOLT 0", None), (":OUTP1 OFF", None), (":OUTP2 OFF", None),
-                (":SYST:ERR?", '-222,"Data out of range"'), (":SYST:ERR?", OK)]
-    again = [(":OUTP1 OFF", None), (":OUTP2 OFF", None), (":SYST:ERR?", OK)]
+    verify = [(":OUTP1?", "0"), (":SOUR1:VOLT?", "+0.000000E+00"), (":OUTP2?", "0"), (":SOUR2:VOLT?", "+0.0E+00")]
+    shutdown = [(":ABOR (@1,2)", None), (":SOUR1:VOLT 0.05", None), (":SOUR1:VOLT 0", None), (":OUTP1 OFF", None),
+                (":OUTP2 OFF", None), *verify, (":SYST:ERR?", '-222,"Data out of range"'), (":SYST:ERR?", OK)]
+    again = [(":ABOR (@1,2)", None), (":OUTP1 OFF", None), (":OUTP2 OFF", None), *verify, (":SYST:ERR?", OK)]
     drv, t, _ = connected_2ch(extra + shutdown + again)
     drv.output("1", True)
     drv.set_voltage("1", 0.1)
@@ -293,17 +298,19 @@ def test_safe_shutdown_ramps_to_zero_switches_off_and_is_idempotent():
 def test_safe_shutdown_never_raises_when_link_is_dead():
     from hil.drivers.errors import InstrumentConnectionError
     lost = InstrumentConnectionError("lost")
-    extra = [(":OUTP1 ON", None), (":SOUR1:VOLT 0.05", lost), (":OUTP1 OFF", lost), (":OUTP2 OFF", lost),
-             (":SYST:ERR?", lost)]
+    extra = [(":OUTP1 ON", None), (":ABOR (@1,2)", lost), (":SOUR1:VOLT 0.05", lost), (":OUTP1 OFF", lost),
+             (":OUTP2 OFF", lost), (":OUTP1?", lost), (":SYST:ERR?", lost)]
     drv, t, _ = connected_2ch(extra)
     drv.output("1", True)
     drv._setpoint["1"] = 0.1
-    drv.safe_shutdown()
+    report = drv.safe_shutdown()
     t.verify()
+    assert not report.safe and report.maybe_live == ("1", "2")
+    assert "MAY STILL BE LIVE" in report.summary()
 
 
 def test_abort_returns_list_mode_channel_to_fixed():
-    drv, t, _ = connected_2ch([(":SOUR2:VOLT:MODE FIX", None)])
+    drv, t, _ = connected_2ch([(":ABOR (@1,2)", None), (":SOUR2:VOLT:MODE FIX", None), (":ABOR (@1,2)", None)])
     drv._list_active.add("2")
     drv._abort()
     drv._abort()
@@ -367,7 +374,7 @@ def test_list_sweep_without_power_limit_does_not_apply_the_power_rule():
     data = "+5.0E-04,+0,+0.5"
     extra = [(":OUTP1 ON", None)] + sweep_setup("1", "0.01", 1, "0.002")
     extra += [(":INIT (@1)", None), ("*OPC?", "1"), (":FETC:ARR? (@1)", data)]
-    extra += sweep_restore("1") + [(":SOUR1:VOLT?", "+0.0E+00"), (":SYST:ERR?", OK)]
+    extra += sweep_restore("1") + [(":SOUR1:VOLT?", "+0.0E+00"), (":SYST:ERR?", OK), (":OUTP1?", "1")]
     drv, t, _ = connected_2ch(extra)
     drv.output("1", True)
     res = drv.list_sweep({"1": [0.01]}, settle_s=0.001)

@@ -87,3 +87,16 @@ def test_plan_ramp_refuses_bad_target_unless_shutdown():
     assert plan_ramp(p, 1.0, 0.0, check_target=False).levels == (0.75, 0.5, 0.25, 0.0)
     with pytest.raises(LimitViolation):
         plan_ramp(L, math.nan, 0.0)
+
+
+def test_plan_ramp_never_starts_outside_the_bounds_and_bounds_the_step_count():
+    from hil.drivers.limits import MAX_RAMP_STEPS
+    for start in (2.5, -3.0, 1e30, math.inf, -math.inf, math.nan):
+        with pytest.raises(LimitViolation):
+            plan_ramp(L, start, 0.0, check_target=False)
+    with pytest.raises(LimitViolation):
+        plan_ramp(L, 0.0, 5.0, check_target=False)  # only 0 V may lie outside the bounds
+    tiny = SourceLimits(v_min=-1.0, v_max=1.0, i_compliance_a=1e-3, max_step_v=1e-5, max_slew_v_per_s=1)
+    with pytest.raises(LimitViolation, match="ramp_steps"):
+        plan_ramp(tiny, 1.0, -1.0)
+    assert len(plan_ramp(tiny, 0.0, 1e-5 * MAX_RAMP_STEPS).levels) == MAX_RAMP_STEPS

@@ -60,7 +60,7 @@ def test_2450_level_round_trip_reset_and_shutdown(smu2450):
     assert smu2450.voltage_setpoint("") == pytest.approx(0.1)
     smu2450.reset()
     assert smu2450.output_enabled("") is False
-    smu2450.safe_shutdown()
+    assert smu2450.safe_shutdown().safe and smu2450.shutdown_errors == []
     assert smu2450.drain_errors() == []
 
 
@@ -82,6 +82,6 @@ def test_2600_unknown_statement_found_in_queue_then_drained(smu2600):
 def test_2600_reset_and_shutdown(smu2600):
     smu2600.connect()
     smu2600.reset()
-    smu2600.safe_shutdown()
+    assert smu2600.safe_shutdown().safe and smu2600.shutdown_errors == []
     assert smu2600.drain_errors() == []
     assert smu2600.output_enabled("a") is False and smu2600.output_enabled("b") is False

@@ -40,7 +40,8 @@ def test_b2900_connect_configure_measure_and_shutdown(sim_managers):
     reading = smu.measure_current("1")
     assert reading.value == pytest.approx(1.25e-6) and reading.compliance is False
     assert smu.compliance_tripped("1") is False
-    smu.safe_shutdown()
+    report = smu.safe_shutdown()
+    assert report.safe and smu.shutdown_errors == []  # every shutdown command known to the simulator
     assert smu.output_enabled("1") is False and smu.voltage_setpoint("1") == 0.0
     assert smu.drain_errors() == []
     smu.close()
@@ -75,7 +76,7 @@ def test_daq970a_scan_with_overload_and_error_queue(sim_managers):
     assert values[:2].tolist() == [pytest.approx(0.1), pytest.approx(-0.25)] and values[2] == math.inf
     daq._write("VOLT:DC:NPLC 3,(@101)")
     assert [e.code for e in daq.drain_errors()] == [-113]
-    daq.safe_shutdown()
+    assert daq.safe_shutdown().safe and daq.shutdown_errors == []
     assert daq.drain_errors() == []
     daq.close()
 
@@ -89,14 +90,13 @@ def test_707b_connect_switch_verify_and_shutdown(sim_managers):
     assert matrix.closed() == {("C", 3)}
     with pytest.raises(LimitViolation):
         matrix.connect(["1A01"], exclusive=True)
-    # The simulator models the closed set through exclusiveclose() only; the driver carries out an
-    # empty exclusive set as channel.open("allslots") (see test_keithley707b), which the simulator
-    # accepts but cannot apply, so the simulated state is reset directly here.
-    matrix._write('channel.exclusiveclose("")')
+    # The simulator models the closed set through channel.close() only; it accepts
+    # channel.open(...) but cannot apply it, so the simulated state is reset directly here.
+    matrix._write('channel.close("nil")')
     assert matrix.closed() == frozenset()
     matrix._write("beep.beep(1, 440)")
     entries = matrix.drain_errors()
     assert [e.code for e in entries] == [-285]
-    matrix.safe_shutdown()
+    assert matrix.safe_shutdown().safe and matrix.shutdown_errors == []
     assert matrix.drain_errors() == []
     matrix.close()

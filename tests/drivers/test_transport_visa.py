@@ -258,3 +258,59 @@ def test_validate_visa_library(tmp_path):
 def test_bad_resource_name_refused_before_open(visa_managers):
     with pytest.raises(InstrumentConfigError):
         VisaTransport(visa_managers.get("@py"), "TCPIP::h::x::SOCKET", name="bad")
+
+
+def test_write_to_an_instrument_that_stops_reading_is_bounded_by_the_timeout(visa_managers):
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    accepted: list[socket.socket] = []
+    thread = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
+    thread.start()
+    t = open_transport(visa_managers, f"TCPIP::127.0.0.1::{listener.getsockname()[1]}::SOCKET", timeout_s=0.3)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(InstrumentTimeout):
+            t.write("X" * 64_000_000)  # far more than the socket buffers hold; the peer never reads
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        t.close()
+        thread.join(1.0)
+        for s in accepted + [listener]:
+            s.close()
+
+
+def test_stream_without_terminator_is_bounded_by_one_deadline(visa_managers):
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(100)
+            while not stop.is_set():  # one byte every 5 ms, never a terminator
+                try:
+                    conn.send(b"7")
+                except OSError:
+                    return
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    t = open_transport(visa_managers, f"TCPIP::127.0.0.1::{listener.getsockname()[1]}::SOCKET", timeout_s=0.3)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(InstrumentTimeout, match="without terminator"):
+            t.query("*IDN?")
+        assert time.monotonic() - t0 < 0.6
+    finally:
+        stop.set()
+        t.close()
+        thread.join(1.0)
+        listener.close()

@@ -120,8 +120,11 @@ def test_b2900_output_protection_switches_off_at_compliance(emulated_bench, driv
     _on(drivers["smu_x"], "1", "2")
     drivers["smu_x"].set_voltage("1", 1.0)
     drivers["smu_x"].set_voltage("2", 1.0)
-    reading = smu.measure_current("1")
-    assert reading.compliance and abs(reading.value) == pytest.approx(1e-5, rel=1e-2)
+    from hil.drivers.errors import OutputTrippedError
+
+    with pytest.raises(OutputTrippedError) as info:  # the driver reads the output back and reports the trip
+        smu.measure_current("1")
+    assert abs(info.value.value) == pytest.approx(1e-5, rel=1e-2)
     assert not smu.output_enabled("1")
     states = emu.output_history("1")
     assert states[-1]["output_on"] is False and states[-1]["mode"] == "open"

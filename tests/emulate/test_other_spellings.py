@@ -174,6 +174,7 @@ def test_34970a_pymeasure_spellings(emulated_bench_factory, visa_resource_manage
             "CONFigure:VOLTage:DC 10,DEFault,(@101:108)",
             "SENSe:VOLTage:DC:NPLCycles 1,(@101:108)",
             "SENSe:ZERO:AUTO OFF,(@101:108)",
+            "INPut:IMPedance:AUTO ON,(@101:108)",        # the driver selects > 10 GOhm as well
             "ROUTe:CHANnel:DELay 0.002,(@101:108)",
             "ROUT:SCAN (@101:108)",                      # PyMeasure Agilent34970A.set_scan
             "INITiate",

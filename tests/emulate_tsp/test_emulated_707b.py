@@ -103,6 +103,7 @@ def test_relay_times_on_the_virtual_clock(tsp_bench):
 def test_interlock_fault_blocks_closing_and_state_persists(tsp_bench):
     raw = tsp_bench.raw(tsp_bench.mx)
     raw.write('channel.close("1E05")')
+    assert raw.query("*OPC?") == "1"                 # the close has been executed before we hang up
     raw.close()
     other = tsp_bench.raw(tsp_bench.mx)              # a new connection sees the same relays
     assert other.query('print(channel.getclose("slot1"))') == "1E05"

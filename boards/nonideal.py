@@ -1,0 +1,185 @@
+"""A simulated board with device non-idealities (:mod:`hil.devices`).
+
+The physics is the same exact equilibrium as :class:`~hil.boards.simulated.SimulatedBoard`;
+what changes is which circuit is solved and what the instruments report:
+
+* ``program`` writes only devices whose target changed (a bench does not pulse a
+  device it is not asked to change); each write draws programming noise, faulty
+  devices keep their value.  It returns the commanded (range-clipped) targets: an
+  open-loop programmer does not know what the devices became (use write-verify).
+* ``measure`` solves the circuit with the conductances the devices show at that moment
+  (drift since their last write, temperature, a fresh read-noise draw per board call),
+  the spread diode bank, the crossbar wires (exact, :mod:`hil.circuit.wires`) and the
+  source voltages as the DACs apply them; the reported currents and voltages pass
+  through the reading chain (offset, gain, noise, quantisation).
+* ``read_conductances`` is a read of the devices (read noise included).
+
+The hidden truth (``true_conductances``) exists for tests and benchmarks only; calibration
+and training never use it.  ``state_dict``/``load_state_dict`` carry the device state and the
+dynamic random stream, so a resumed run continues bit-exactly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from hil.board import BoardBase, Measurement
+from hil.boards.simulated import board_topology
+from hil.circuit.model import Circuit
+from hil.circuit.solve import EquilibriumSolver
+from hil.circuit.wires import apply_wires
+from hil.devices.model import DeviceModel, DeviceSpec
+
+
+class NonIdealBoard(BoardBase):
+    """A simulated crossbar with the non-idealities of ``spec`` (see module docstring).
+
+    Args:
+        circuit: the nominal network; its conductances are the first programming targets.
+        g_min, g_max: programmable range, S.
+        spec: the device parameters (:func:`hil.devices.parse_devices`).
+    """
+
+    def __init__(self, circuit: Circuit, g_min: float, g_max: float, spec: DeviceSpec):
+        if not 0 <= g_min < g_max:
+            raise ValueError("need 0 <= g_min < g_max (siemens)")
+        self._nominal = circuit.validate()
+        self._topology = board_topology(circuit)
+        self._bounds = (float(g_min), float(g_max))
+        self.spec = spec
+        topo = self._topology
+        self.model = DeviceModel(spec, topo.n_conductances, circuit.n_hidden, circuit.n_sources,
+                                 circuit.n_outputs, g_min, g_max)
+        self._diodes = self.model.diodes(circuit.diodes)
+        self._wire_spec = spec.wires.spec()
+        m = topo.n_conductances
+        self._target = np.full(m, np.nan)
+        self._g_dev = np.zeros(m)
+        self._t_prog = np.zeros(m)
+        self.clock_s = 0.0
+        self._cache: tuple | None = None  # (solver, wired) for the current device state
+        self._last: tuple | None = None
+        self._write(np.clip(circuit.conductance_vector(), g_min, g_max))
+
+    # ---- protocol -----------------------------------------------------------------
+    @property
+    def topology(self):
+        return self._topology
+
+    @property
+    def conductance_bounds(self) -> tuple[float, float]:
+        return self._bounds
+
+    def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:
+        """Write changed targets once (open loop); returns the commanded targets (S)."""
+        g = np.clip(np.asarray(g, dtype=float), *self._bounds)
+        if g.shape != self._target.shape:
+            raise ValueError(f"expected {self._target.size} conductances, got shape {g.shape}")
+        self._write(g)
+        return g.copy()
+
+    def read_conductances(self) -> np.ndarray:
+        return self.model.seen(self._g_dev, self.clock_s - self._t_prog, read=True)
+
+    def measure(self, x: np.ndarray, w: np.ndarray | None = None) -> Measurement:
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        if x.shape[1] != self._topology.n_inputs:
+            raise ValueError(f"expected {self._topology.n_inputs} inputs per sample, got {x.shape[1]}")
+        return self.measure_sources(self._topology.source_voltages(x), w)
+
+    def measure_sources(self, u: np.ndarray, w: np.ndarray | None = None) -> Measurement:
+        """Optional capability: command every source (rails included) directly, u (B, p) in V.
+
+        Calibration uses it for zero readings (all sources at 0 V) and probe patterns."""
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        if u.shape[1] != self._topology.n_sources:
+            raise ValueError(f"expected {self._topology.n_sources} source voltages per sample, got {u.shape[1]}")
+        solver, wired = self._solver()
+        u_applied = self.model.sources(u)
+        warm = self._last if self._last is not None and self._last.e.shape[0] == u.shape[0] else None
+        st = solver.solve(u_applied, w, warm=warm)
+        if w is None:
+            self._last = st
+        y, i_src = st.y, st.i_src
+        if wired is not None:
+            y, i_src = wired.port_currents(y, st.w), wired.source_currents(i_src, st.u)
+        y_m, i_m, e_m = self.model.readings(y, i_src, st.e)
+        if self.spec.drift.enabled:
+            self.clock_s += self.spec.drift.seconds_per_measure
+        d = self._diodes
+        return Measurement(u=u, w=st.w, y=y_m, i_src=i_m, e=e_m, on=st.on,
+                           piecewise_linear=d.is_ideal or d.is_linear, info={"report": st.report})
+
+    def safe_state(self) -> None:
+        self._last = None
+
+    # ---- optional capabilities -------------------------------------------------------
+    def linearized_response(self, x: np.ndarray, w_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Adjoint of the true (non-ideal) circuit at the operating point of ``x``: ê (B, n) V, î (B, p) A.
+
+        Simulated-only (``hl-exact``): exact for the conductances of the last board call, without
+        reading errors; with wires it is the adjoint of the exact terminal model.
+        """
+        from hil.circuit.linsolve import solve_diagonal_shift
+
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        solver, _ = self._solver()
+        st = solver.solve(self.model.sources(self._topology.source_voltages(x)), None)
+        c = solver.circuit
+        rhs = np.atleast_2d(w_hat) @ c.g_out
+        if c.diodes.is_ideal or c.diodes.is_linear:
+            e_hat = solver.masked.solve(st.on, np.zeros(c.n_hidden), rhs)
+        else:
+            e_hat = solve_diagonal_shift(solver.k_dense, solver.k_sparse, st.g_d, rhs)
+        return e_hat, -e_hat @ c.g_in
+
+    def elapse(self, seconds: float) -> None:
+        """Let simulated time pass (drift), seconds."""
+        self.clock_s += float(seconds)
+        self._cache = None
+
+    def state_dict(self) -> dict:
+        """Device state and dynamic random stream (arrays and strings, for npz checkpoints)."""
+        return {"board_target_s": self._target.copy(), "board_g_dev_s": self._g_dev.copy(),
+                "board_t_prog_s": self._t_prog.copy(), "board_clock_s": np.array(self.clock_s),
+                "board_rng_state": np.array(json.dumps(self.model.state_dict()))}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._target = np.array(state["board_target_s"], dtype=float)
+        self._g_dev = np.array(state["board_g_dev_s"], dtype=float)
+        self._t_prog = np.array(state["board_t_prog_s"], dtype=float)
+        self.clock_s = float(state["board_clock_s"])
+        self.model.load_state_dict(json.loads(str(state["board_rng_state"])))
+        self._cache, self._last = None, None
+
+    def true_conductances(self) -> np.ndarray:
+        """The devices' programmed conductances (S): simulator truth, for tests and benchmarks only."""
+        return self._g_dev.copy()
+
+    def true_diodes(self):
+        """The spread diode bank: simulator truth, for tests only."""
+        return self._diodes
+
+    # ---- internals -------------------------------------------------------------------
+    def _write(self, g: np.ndarray) -> None:
+        changed = np.flatnonzero(~(g == self._target))
+        if changed.size == 0:
+            return
+        self._g_dev[changed] = self.model.write_subset(g[changed], changed)
+        self._target = g.copy()
+        self._t_prog[changed] = self.clock_s
+        self._cache, self._last = None, None
+
+    def _solver(self):
+        if self._cache is not None and not self.model.dynamic_conductances:
+            return self._cache
+        g = self.model.seen(self._g_dev, self.clock_s - self._t_prog, read=True)
+        circuit = self._nominal.with_conductances(g).with_diodes(self._diodes)
+        wired = None
+        if self._wire_spec is not None:
+            wired = apply_wires(circuit, self._wire_spec)
+            circuit = wired.effective
+        self._cache = (EquilibriumSolver(circuit), wired)
+        return self._cache

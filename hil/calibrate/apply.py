@@ -1,0 +1,49 @@
+"""Apply the newest calibration when training (``hil train``)."""
+
+from __future__ import annotations
+
+import sys
+
+from hil.calibrate import store
+from hil.calibrate.settings import parse_calibration
+
+
+def wrap_with_calibration(board, settings, resume_dir: str | None = None) -> tuple[object, dict]:
+    """(board, metadata): the board wrapped with the newest calibration of this board if
+    ``board.calibration.apply`` and one exists; a stale one is applied with a warning.
+    A resumed run (``resume_dir``) uses the calibration its metadata recorded, so it continues exactly."""
+    cs = parse_calibration(settings.calibration)
+    name = store.board_id(settings.name, settings.circuit, settings.devices)
+    meta = {"calibration": None}
+    if not cs.apply:
+        return board, meta
+    if resume_dir is not None:
+        recorded = _recorded(resume_dir)
+        if recorded is None:
+            return board, meta
+        cal = store.load(recorded)
+    else:
+        cal = store.newest(cs.dir, name)
+    if cal is None:
+        return board, meta
+    temp = ((settings.devices or {}).get("temperature", {}) or {}).get("temperature_c")
+    reasons = store.staleness(cal, cs.max_age_hours, temp, cs.max_temperature_delta_c)
+    for r in reasons:
+        print(f"hil: warning: {r}; run 'hil calibrate' again", file=sys.stderr)
+    from hil.boards.calibrated import CalibratedBoard
+
+    meta["calibration"] = {"path": str(cal.path), "created_utc": cal.meta["created_utc"], "stale": reasons,
+                           "offsets": cs.offsets, "stuck_mask": cs.stuck_mask,
+                           "write_verify_rel_tol": cs.write_verify_rel_tol, "drift": cs.drift}
+    return CalibratedBoard(board, cal, cs), meta
+
+
+def _recorded(run_dir: str) -> str | None:
+    import json
+    from pathlib import Path
+
+    p = Path(run_dir) / "metadata.json"
+    if not p.is_file():
+        return None
+    cal = json.loads(p.read_text()).get("calibration")
+    return cal.get("path") if isinstance(cal, dict) else None

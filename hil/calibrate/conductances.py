@@ -1,0 +1,126 @@
+"""In-circuit conductance read-out by least squares from Hadamard probe patterns.
+
+Each source j is driven with u_j = A·h_j (h a row of a Hadamard matrix, one pattern per row,
+the all-ones row excluded: UUᵀ ∝ I, the best-conditioned probe set).  Per port the measured
+currents are linear in the unknown conductances with measured regressors, whatever state the
+diodes are in (an all-positive {0, A} variant that keeps every diode off was tried and
+conditions the regression several times worse):
+
+    i_j = Σ_k G_in[k, j] (u_j − e_k)          (source j)
+    y_o = Σ_k G_out[o, k] (e_k − w_o)          (output port o, w = 0)
+
+solved per port by least squares over the P patterns, repeated ``repeats`` times (each repeat
+is one board call: the devices' read noise is averaged over the repeats).  Readings are
+offset-corrected first.  Caveats reported with the result: noise in the measured node
+voltages (regressors) biases the slopes toward zero (errors in variables; the ratio of that
+noise to the regressor spread is reported); with wire resistance the terminal voltages are not
+the device voltages, so the estimates are effective conductances; ``g_hh`` and ``g_leak`` come
+from the KCL of each hidden node over the patterns where its diode is off (node voltage above
+the clamp by 5 reading σ; a conducting diode carries an unknown current), and are only as good
+as the residual of the g_in / g_out fit: a leak far below the other conductances at a node is
+not observable and is reported as such (``leak_stderr``: the standard error of each g_leak estimate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import hadamard
+
+from hil.calibrate.offsets import ChannelOffsets
+
+
+@dataclass
+class ConductanceEstimate:
+    """Estimated conductances (m,) in S in the board's flat order, with diagnostics."""
+
+    g: np.ndarray
+    residual_rel: np.ndarray  # (ports,) RMS residual / RMS current per port equation
+    condition: float  # largest condition number of a port's regressor matrix
+    eiv_ratio: float  # voltage-reading noise / regressor spread (errors-in-variables bias ~ ratio²)
+    diodes_off_fraction: float  # fraction of (pattern, node) pairs above the clamp
+    leak_stderr: np.ndarray  # (n,) standard error of each g_leak estimate, S (nan: node never off)
+    patterns: int
+    repeats: int
+
+
+def probe_patterns(p: int, amplitude_v: float) -> np.ndarray:
+    """(P − 1, p) source voltages ±A: rows 1..P−1 of a Hadamard matrix (size P ≥ p + 1)."""
+    size = 1
+    while size < p + 1:
+        size *= 2
+    return amplitude_v * hadamard(size)[1:, :p].astype(float)
+
+
+def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: float = 0.5,
+                          repeats: int = 64) -> ConductanceEstimate:
+    """Least-squares conductances of ``g_in`` and ``g_out``; ``g_hh``/``g_leak`` from hidden-node KCL."""
+    topo = board.topology
+    p, n, q = topo.n_sources, topo.n_hidden, topo.n_outputs
+    U = probe_patterns(p, amplitude_v)
+    ys, iss, es = [], [], []
+    off_count, total = 0, 0
+    for _ in range(repeats):
+        m = board.measure_sources(U)
+        y, i_src, e = m.y, m.i_src, m.e
+        if offsets is not None:
+            y, i_src, e = y - offsets.y, i_src - offsets.i_src, e - offsets.e
+        ys.append(y), iss.append(i_src), es.append(e)
+        if m.on is not None:
+            off_count += int(np.sum(~m.on))
+            total += m.on.size
+    Y, I, E = np.concatenate(ys), np.concatenate(iss), np.concatenate(es)
+    Uall = np.tile(U, (repeats, 1))
+    g = np.zeros(topo.n_conductances)
+    g_in = np.zeros((n, p))
+    resid, conds = [], []
+    ones = np.ones((E.shape[0], 1))
+    for j in range(p):
+        # an intercept absorbs the current a source offset drives (and any residual reading offset)
+        X = np.concatenate([Uall[:, [j]] - E, ones], axis=1)  # (P·R, n + 1)
+        coef, res, rank, sv = np.linalg.lstsq(X, I[:, j], rcond=None)
+        g_in[:, j] = coef[:-1]
+        conds.append(sv[0] / sv[-1] if sv[-1] > 0 else np.inf)
+        resid.append(np.sqrt(np.mean((X @ coef - I[:, j]) ** 2)) / max(np.sqrt(np.mean(I[:, j] ** 2)), 1e-300))
+    g_out = np.zeros((q, n))
+    for o in range(q):
+        X = np.concatenate([E, ones], axis=1)
+        coef, res, rank, sv = np.linalg.lstsq(X, Y[:, o], rcond=None)
+        g_out[o] = coef[:-1]
+        conds.append(sv[0] / sv[-1] if sv[-1] > 0 else np.inf)
+        resid.append(np.sqrt(np.mean((X @ coef - Y[:, o]) ** 2)) / max(np.sqrt(np.mean(Y[:, o] ** 2)), 1e-300))
+    g[topo.groups["g_in"]] = g_in.ravel()
+    g[topo.groups["g_out"]] = g_out.ravel()
+    # hidden-node KCL (diodes off): the current that g_in and g_out do not explain flows
+    # through g_leak (to ground) and g_hh (to the other hidden nodes)
+    rest = -(E * g_in.sum(axis=1) - Uall @ g_in.T + E * g_out.sum(axis=0))  # (P·R, n) A into each node
+    hh = topo.groups["g_hh"]
+    pairs = topo.edges[hh] - p  # hidden indices
+    leak_se = np.full(n, np.nan)
+    floor = 5.0 * (offsets.e_sigma if offsets is not None else np.zeros(n)) + 1e-12
+    for k in range(n):
+        off_rows = E[:, k] > floor[k]
+        if off_rows.sum() < 4:
+            continue
+        cols = [E[:, k]]  # leak: current e_k·g_leak leaves the node
+        idx = [("leak", k)]
+        for t, (a, b) in enumerate(pairs):
+            if a == k or b == k:
+                other = b if a == k else a
+                cols.append(E[:, k] - E[:, other])
+                idx.append(("hh", t))
+        A = np.stack(cols, axis=1)[off_rows]
+        coef = np.linalg.lstsq(A, -rest[off_rows, k], rcond=None)[0]
+        dof = max(A.shape[0] - A.shape[1], 1)
+        s2 = float(np.sum((A @ coef + rest[off_rows, k]) ** 2)) / dof
+        leak_se[k] = np.sqrt(s2 * np.linalg.pinv(A.T @ A)[0, 0])
+        for (kind, t), c in zip(idx, coef):
+            if kind == "leak":  # a passive leak is >= 0: a negative estimate is noise or bias
+                g[topo.groups["g_leak"].start + k] = max(c, 0.0)
+            else:  # each g_hh resistor appears in two node equations: average them
+                g[hh.start + t] += 0.5 * c
+    spread = float(np.std(E, axis=0).mean())
+    noise = float(np.mean(offsets.e_sigma)) if offsets is not None else 0.0
+    return ConductanceEstimate(g, np.array(resid), float(max(conds)), noise / spread if spread > 0 else np.inf,
+                               off_count / total if total else float("nan"), leak_se, U.shape[0], repeats)

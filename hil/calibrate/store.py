@@ -1,0 +1,91 @@
+"""The versioned calibration file: one directory per calibration under the board's folder.
+
+Layout (``<dir>/<board_id>/<UTC timestamp>/``): ``calibration.json`` (format version, board
+identity, time, temperature, summary numbers, caveats) and ``calibration.npz`` (arrays:
+offsets and noise per channel, conductance estimates, fault codes and fixed values,
+programming gains, diode fit, drift reference).  :func:`newest` finds the latest one;
+:func:`staleness` says why it may no longer apply.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Calibration:
+    """A loaded calibration: metadata dict and arrays dict (SI units)."""
+
+    path: Path
+    meta: dict
+    arrays: dict
+
+    @property
+    def created(self) -> datetime:
+        return datetime.fromisoformat(self.meta["created_utc"])
+
+
+def board_id(settings_name: str, circuit: dict | None, devices: dict | None) -> str:
+    """A folder name for one physical (or simulated) board."""
+    cname = (circuit or {}).get("name", "circuit")
+    seed = (devices or {}).get("seed", 0)
+    preset = (devices or {}).get("preset", "ideal")
+    return f"{cname}-{preset}-{seed}"
+
+
+def save(root: str | Path, board: str, meta: dict, arrays: dict) -> Path:
+    """Write a new calibration directory (atomic per file); returns its path."""
+    now = datetime.now(timezone.utc)
+    path = Path(root) / board / now.strftime("%Y%m%dT%H%M%S%fZ")
+    path.mkdir(parents=True, exist_ok=False)
+    meta = {"format": FORMAT_VERSION, "board": board, "created_utc": now.isoformat(), **meta}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    for name, data in (("calibration.npz", buf.getvalue()), ("calibration.json", json.dumps(meta, indent=2, default=float).encode())):
+        tmp = path / (name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path / name)
+    return path
+
+
+def load(path: str | Path) -> Calibration:
+    path = Path(path)
+    meta = json.loads((path / "calibration.json").read_text())
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: calibration format {meta.get('format')} (this version reads {FORMAT_VERSION})")
+    with np.load(path / "calibration.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return Calibration(path, meta, arrays)
+
+
+def newest(root: str | Path, board: str) -> Calibration | None:
+    """The latest complete calibration of ``board`` under ``root``, or None."""
+    folder = Path(root) / board
+    if not folder.is_dir():
+        return None
+    for cand in sorted((p for p in folder.iterdir() if p.is_dir()), reverse=True):
+        if (cand / "calibration.json").is_file() and (cand / "calibration.npz").is_file():
+            return load(cand)
+    return None
+
+
+def staleness(cal: Calibration, max_age_hours: float, temperature_c: float | None,
+              max_temperature_delta_c: float = 2.0) -> list[str]:
+    """Reasons the calibration may not apply any more (empty when it is fresh)."""
+    out = []
+    age_h = (datetime.now(timezone.utc) - cal.created).total_seconds() / 3600.0
+    if age_h > max_age_hours:
+        out.append(f"calibration {cal.path.name} is {age_h:.1f} h old (limit {max_age_hours:g} h)")
+    t_cal = cal.meta.get("temperature_c")
+    if temperature_c is not None and t_cal is not None and abs(temperature_c - t_cal) > max_temperature_delta_c:
+        out.append(f"calibration {cal.path.name} was taken at {t_cal:g} °C, the board is at {temperature_c:g} °C")
+    return out

@@ -1,0 +1,53 @@
+"""``hil calibrate CONFIG``: calibrate the configured board and write a versioned calibration.
+
+Uses only the board protocol (plus the ``measure_sources`` capability), so the same command
+runs on simulated, emulated and real benches.  Output: ``<board.calibration.dir>/<board>/<time>/``
+with ``calibration.json``, ``calibration.npz``, ``report.md`` and ``report.png``.  Configuration
+errors exit 2, runtime failures exit 1 with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from hil.config import ConfigError, apply_overrides, load_yaml
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("calibrate", help="calibrate a board: offsets, conductances, faults, diodes, drift reference")
+    p.add_argument("config", help="YAML path or shipped config name")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--dir", help="calibration root folder (default board.calibration.dir)")
+    p.set_defaults(func=cmd_calibrate)
+
+
+def cmd_calibrate(args) -> int:
+    from hil.boards.factory import make_board
+    from hil.calibrate import store
+    from hil.calibrate.run import calibrate
+    from hil.calibrate.settings import parse_calibration
+    from hil.train.settings import parse_settings
+
+    raw = apply_overrides(load_yaml(args.config), args.set or [])
+    settings = parse_settings(raw, args.config)
+    cs = parse_calibration(settings.calibration)
+    if args.dir:
+        cs.dir = args.dir
+    try:
+        board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max,
+                           settings.instrument_board, devices=settings.devices)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError([f"{type(exc).__name__}: {exc}"], args.config) from exc
+    name = store.board_id(settings.name, settings.circuit, settings.devices)
+    element = ((settings.circuit or {}).get("hidden", {}) or {}).get("element", {}) or {}
+    temperature = ((settings.devices or {}).get("temperature", {}) or {}).get("temperature_c", element.get("temperature_c", 27.0))
+    try:
+        with board:
+            path, summary = calibrate(board, cs, name, temperature, element.get("model", "ideal"),
+                                      progress=lambda s: print(f"hil calibrate: {s}", flush=True))
+    except RuntimeError as exc:
+        print(f"hil: calibration failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"hil calibrate: wrote {path} ({summary['seconds']:.1f} s): {summary['faulty_devices']} faulty devices, "
+          f"max port residual {summary['max_port_residual_rel']:.2e}, report {path / 'report.md'}")
+    return 0
