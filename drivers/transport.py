@@ -183,6 +183,22 @@ def validate_visa_library(library: str, *, instrument: Optional[str] = None) -> 
 # pyvisa exception mapping
 
 
+def _describe_connect_failure(message: str) -> str:
+    """pyvisa-py reports a failed TCP connect as a bare VISA status number; name it for a person."""
+    head, _, tail = message.rpartition(":")
+    try:
+        status = StatusCode(int(tail.strip()))
+    except ValueError:
+        return message
+    if status == StatusCode.error_timeout:
+        reason = "no answer from the host within the open timeout (is the address right and the instrument on the network?)"
+    elif status == StatusCode.error_resource_not_found:
+        reason = "the resource was not found"
+    else:
+        reason = status.name
+    return f"{head.strip() or 'could not connect'}: {reason} (VISA status {status.name})"
+
+
 def map_visa_exception(exc: BaseException, *, instrument: Optional[str], command: Optional[str]) -> BaseException:
     """Translate an exception raised by pyvisa/pyvisa-py into the §1.4 hierarchy.
 
@@ -206,8 +222,8 @@ def map_visa_exception(exc: BaseException, *, instrument: Optional[str], command
         return InstrumentConnectionError(f"{type(exc).__name__}: {exc}", **kw)
     if isinstance(exc, ValueError):  # block parsing inside pyvisa.util
         return InstrumentProtocolError(f"malformed reply: {exc}", **kw)
-    if type(exc) is Exception:  # pyvisa-py "could not connect: ..." on malformed SOCKET address
-        return InstrumentConnectionError(f"{exc}", **kw)
+    if type(exc) is Exception:  # pyvisa-py "could not connect: <VISA status>" (unreachable or malformed address)
+        return InstrumentConnectionError(_describe_connect_failure(str(exc)), **kw)
     return exc
 
 

@@ -72,6 +72,10 @@ def build_circuit(config: dict, source: str = ""):
     """The :class:`~hil.circuit.model.Circuit` of a config's ``circuit:`` or ``board.circuit:`` section."""
     from hil.circuit.build import build_circuit as _build
 
+    in_board = isinstance(config.get("board"), dict) and "circuit" in config["board"]
+    if "circuit" in config and in_board:  # e.g. `--set circuit.x=…` on a training config
+        raise ConfigError(["circuit: this config's circuit is under 'board.circuit' (write board.circuit.… "
+                           "instead of circuit.…)"], source)
     if "circuit" in config:
         cdata, path = config["circuit"], "circuit"
     elif isinstance(config.get("board"), dict) and "circuit" in config["board"]:
@@ -286,7 +290,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
 
     path = Path(run_dir)
     if not (path / "config.resolved.yaml").is_file():
-        raise ConfigError([f"--resume {show_path(run_dir)}: not a run directory (no config.resolved.yaml)"])
+        raise ConfigError([f"--resume {show_path(run_dir)}: {_why_not_a_run(Path(run_dir))}"])
     ckdir = path / "checkpoints"
     if not any((ckdir / f"{t}.npz").is_file() for t in CHECKPOINT_TAGS):
         raise ConfigError([f"--resume {show_path(run_dir)}: the run has no completed epoch to resume from; "
@@ -355,6 +359,13 @@ class LoadedRun:
         return named_conductances(self.board)
 
 
+def _why_not_a_run(path: Path) -> str:
+    """Why ``path`` is not usable as a run directory, in the words a user can act on."""
+    if not path.exists():
+        return "not a run directory (no such file or directory)"
+    return "not a run directory (no config.resolved.yaml)"
+
+
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
     """Rebuild a run's board and program it with a checkpoint (``best`` or ``last``).
 
@@ -371,7 +382,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
     if checkpoint not in CHECKPOINT_TAGS:
         raise ConfigError([f"--checkpoint: must be one of {', '.join(CHECKPOINT_TAGS)}; got {checkpoint!r}"])
     if not (path / "config.resolved.yaml").is_file():
-        raise ConfigError([f"{show_path(run_dir)}: not a run directory (no config.resolved.yaml)"])
+        raise ConfigError([f"{show_path(run_dir)}: {_why_not_a_run(Path(run_dir))}"])
     run = RunDir(path)
     source = str(path / "config.resolved.yaml")
     s = parse_config(run.read_config(), source)

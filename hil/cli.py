@@ -376,30 +376,64 @@ def cmd_eval(args) -> int:
 def cmd_configs(args) -> int:
     from hil.config import embedded_config_path
 
-    for name in embedded_config_names():
-        first = embedded_config_path(name).read_text().splitlines()
-        desc = next((l.lstrip("# ").strip() for l in first if l.startswith("#")), "")
-        print(f"  {name:24s} {desc}")
+    from hil.bench.schema import bench_root, shipped_bench_names
+
+    def describe(path) -> str:
+        """The file's first comment line; when the comment goes on, only its part before a colon."""
+        lines = path.read_text().splitlines()
+        first = next((i for i, line in enumerate(lines) if line.startswith("#")), None)
+        if first is None:
+            return ""
+        text = lines[first].lstrip("# ").strip()
+        goes_on = first + 1 < len(lines) and lines[first + 1].startswith("#")
+        return text.split(":")[0] if goes_on else text
+
+    rows = [(n, describe(embedded_config_path(n))) for n in embedded_config_names()]
+    benches = [(n, describe(bench_root() / f"{n}.yaml")) for n in shipped_bench_names()]
+    width = max(len(n) for n, _ in rows + benches)
+    for name, desc in rows:
+        print(f"  {name:{width}s}  {desc}")
+    if benches:
+        print("benches (hil emulate BENCH):")
+        for name, desc in benches:
+            print(f"  {name:{width}s}  {desc}")
     return 0
 
 
 # ---- entry point ----------------------------------------------------------------------------
+def _help_text(description: str, *examples: str) -> dict:
+    """``description``/``epilog`` keyword arguments of a subcommand: what it does, examples, exit codes."""
+    lines = "\n".join(f"  {ex}" for ex in examples)
+    import textwrap
+
+    return {"description": textwrap.fill(description, 79), "formatter_class": argparse.RawDescriptionHelpFormatter,
+            "epilog": f"examples:\n{lines}\n\nexit status: 0 success, 1 runtime failure, 2 configuration "
+                      "or argument mistake, 130 interrupted"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hil", description="Train resistor–diode networks in their own hardware.",
                                 epilog="Every failure is one line on stderr: exit 2 for configuration, "
                                        "1 for runtime errors, 130 when interrupted.")
     p.add_argument("--version", action="version", version=f"hil {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    t = sub.add_parser("train", help="train a board (default: the embedded sim-digits config)")
+    t = sub.add_parser("train", help="train a board (default: the embedded sim-digits config)", **_help_text(
+        "Train a board in a new run directory RUNS_DIR/<UTC time>_<name>/ (metrics.csv, checkpoints/, "
+        "events.jsonl, plots/), or continue one with --resume. Ctrl-C keeps the last completed epoch.",
+        "hil train", "hil train sim-xor --set train.epochs=100 --set train.estimator=ep",
+        "hil train --resume runs/<run> --set train.epochs=80"))
     t.add_argument("config", nargs="?", help="YAML path or shipped config name (see 'hil configs')")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.epochs=5")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (read as YAML), e.g. train.epochs=5; repeatable")
     t.add_argument("--runs-dir", help="where run directories are created (default from config: runs)")
     t.add_argument("-q", "--quiet", action="store_true", help="print only the summary (no progress)")
     t.add_argument("--emulate", action="store_true",
                    help="instrument benches: run against the bench's emulators on 127.0.0.1 (a rehearsal)")
     t.set_defaults(func=cmd_train)
-    e = sub.add_parser("eval", help="accuracy, loss and confusion matrix of a trained run")
+    e = sub.add_parser("eval", help="accuracy, loss and confusion matrix of a trained run", **_help_text(
+        "Program a checkpoint of a run into a fresh board and evaluate one split of the run's data set; "
+        "writes the confusion matrix as a PNG.", "hil eval runs/<run>",
+        "hil eval runs/<run> --checkpoint last --data train --json"))
     e.add_argument("run", metavar="RUN_DIR", help="a run directory (or one of its checkpoints/*.npz)")
     e.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint (default best)")
     e.add_argument("--data", choices=("train", "validation", "test"), default="test",
@@ -412,12 +446,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext, func in (("solve", "solve a circuit: node voltages, currents, diode states, solve report",
                                   cmd_solve),
                                  ("netlist", "write an ngspice netlist of a circuit", cmd_netlist)):
-        s = sub.add_parser(name, help=helptext)
+        s = sub.add_parser(name, help=helptext, **_help_text(
+            helptext[0].upper() + helptext[1:] + " from a config, or with the trained conductances of a run.",
+            *((f"hil solve sim-xor --input 0.5,-0.3", "hil solve runs/<run> --json > op.json") if name == "solve"
+              else ("hil netlist runs/<run> -o trained.cir", "hil netlist spice-shockley -o deck.cir --all-inputs"))))
         s.add_argument("config", metavar="CONFIG|RUN_DIR",
                        help="YAML path, shipped config name, run directory or checkpoint file (trained conductances)")
-        s.add_argument("--input", help="comma-separated input voltages (default: the config's 'inputs', zeros "
+        s.add_argument("--input", metavar="V,V,...", help="comma-separated input voltages (default: the config's 'inputs', zeros "
                                        "if it has none, or for a run its first test sample)")
-        s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+        s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value; repeatable")
         s.add_argument("--checkpoint", choices=("best", "last"), default="best",
                        help="for a run directory: which checkpoint (default best)")
         if name == "solve":
@@ -428,7 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="one deck per input vector (the config's 'inputs', or a run's whole test split): "
                                 "OUT_0.cir, OUT_1.cir, ... (default: the first vector only)")
         s.set_defaults(func=func)
-    c = sub.add_parser("configs", help="list the shipped configs")
+    c = sub.add_parser("configs", help="list the shipped configs and benches", **_help_text(
+        "List the configs shipped with hil (usable by name wherever CONFIG is accepted) and the shipped "
+        "benches (usable by name with hil emulate).", "hil configs"))
     c.set_defaults(func=cmd_configs)
     try:
         from hil import instruments_cli

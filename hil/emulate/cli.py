@@ -53,8 +53,14 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
     from hil.config import ConfigError, load_yaml
     from hil.emulate.bench import EmulatedBench, EmulationError
 
-    if args.time_scale is not None and not args.time_scale >= 0:
-        raise ConfigError([f"--time-scale {args.time_scale}: must be >= 0"])
+    if args.time_scale is not None and not 0 <= args.time_scale < float("inf"):
+        raise ConfigError([f"--time-scale {args.time_scale}: must be a finite number >= 0"])
+    if args.duration is not None and not 0 <= args.duration < float("inf"):
+        raise ConfigError([f"--duration {args.duration}: must be a finite number of seconds >= 0"])
+    if args.write_bench:
+        from hil.cli import _output_path
+
+        _output_path(args.write_bench, "--write-bench")  # a missing folder is refused before serving
     bench = load_bench(args.bench)
     try:
         emulated = EmulatedBench(bench, time_mode=args.time_mode, time_scale=args.time_scale, seed=args.seed)

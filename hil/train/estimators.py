@@ -15,7 +15,7 @@ unit loss) that cascades need, where it can measure them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -46,20 +46,25 @@ def _finish(topology, n0: np.ndarray, n_hat: np.ndarray, keep: bool):
     return grad, (n0[:, e[:, 0]] - n0[:, e[:, 1]]) * (n_hat[:, e[:, 0]] - n_hat[:, e[:, 1]])
 
 
+_MEASUREMENT_FIELDS = tuple(f.name for f in fields(Measurement))
+
+
 def _split(m: Measurement) -> tuple[Measurement, Measurement]:
     """The two halves of a measurement of a stacked batch [first; second] (per-sample arrays split)."""
-    from dataclasses import fields
-
     k = m.e.shape[0] // 2
+    first, second = {}, {}
+    for name in _MEASUREMENT_FIELDS:
+        v = getattr(m, name)
+        if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == 2 * k:
+            first[name], second[name] = v[:k], v[k:]
+        else:
+            first[name] = second[name] = v
+    return Measurement(**first), Measurement(**second)
 
-    def half(sl):
-        kw = {}
-        for f in fields(m):
-            v = getattr(m, f.name)
-            kw[f.name] = v[sl] if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == 2 * k else v
-        return Measurement(**kw)
 
-    return half(slice(0, k)), half(slice(k, 2 * k))
+def _is_phased(board) -> bool:
+    """``isinstance(board, PhasedMeasurement)``; the slow protocol check only runs for boards with ``measure_phases``."""
+    return hasattr(board, "measure_phases") and isinstance(board, PhasedMeasurement)
 
 
 def _operating_point(board: Board, x: np.ndarray, target, loss: Loss) -> tuple[Measurement, np.ndarray, np.ndarray]:
@@ -87,6 +92,14 @@ def _flipped(op: Measurement, rows: np.ndarray, *phases: Measurement) -> np.ndar
         if ph is not None and ph.on is not None:
             flips |= np.any(ph.on != op.on[rows], axis=1)
     return flips
+
+
+def _flipped_stacked(op: Measurement, rows: np.ndarray, both: Measurement) -> np.ndarray:
+    """:func:`_flipped` for the two phases measured as one stacked batch [plus; minus] (one comparison)."""
+    if not op.piecewise_linear or op.on is None or both.on is None:
+        return np.zeros(rows.size, bool)
+    k = rows.size
+    return np.any(both.on.reshape(2, k, -1) != op.on[rows], axis=(0, 2))
 
 
 def response_flips(n_plus: np.ndarray, n0: np.ndarray, n_minus: np.ndarray, noise_v: float = 0.0,
@@ -127,7 +140,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     linear in the drive).  Samples the board marks invalid are left out of the gradient.
     """
     if one_sweep is None:
-        one_sweep = isinstance(board, PhasedMeasurement)
+        one_sweep = _is_phased(board)
     if one_sweep:
         if not isinstance(board, PhasedMeasurement):
             raise TypeError("one_sweep needs a board with measure_phases (PhasedMeasurement)")
@@ -142,29 +155,31 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     i_hat = np.zeros_like(op.i_src)
     ok = valid_mask(op).copy()
     todo = np.arange(x.shape[0])
+    everything = slice(None)  # the first pass covers the whole batch: views instead of gathers
     retries, flipped_total, seen_by_response = 0, 0, 0
     while todo.size:
-        xs, ws, es = x[todo], w_hat[todo], eps[todo]
-        w0 = op.w[todo]
+        rows = everything if todo.size == x.shape[0] else todo
+        xs, ws, es = x[rows], w_hat[rows], eps[rows]
+        w0 = op.w[rows]
         if central:  # both perturbation phases as one batch of 2k measurements
-            plus, minus = _split(board.measure(np.concatenate([xs, xs]), np.concatenate([w0 + es * ws, w0 - es * ws])))
-        else:
-            plus, minus = board.measure(xs, w0 + es * ws), None
-        flips = _flipped(op, todo, plus, minus)
-        npl = topo.node_voltages(plus)
-        phase_ok = valid_mask(plus)
-        if central:
-            nmi = topo.node_voltages(minus)
-            phase_ok = phase_ok & valid_mask(minus)
-            by_response = response_flips(npl, n0[todo], nmi, max(plus.noise_v, op.noise_v), flip_rel_tol)
-            seen_by_response += int(np.sum(by_response & ~flips))
+            both = board.measure(np.concatenate([xs, xs]), np.concatenate([w0 + es * ws, w0 - es * ws]))
+            plus, minus = _split(both)
+            flips = _flipped_stacked(op, todo, both)
+            phase_ok = valid_mask(both).reshape(2, todo.size).all(axis=0)
+            n_both = topo.node_voltages(both)
+            npl, nmi = n_both[:todo.size], n_both[todo.size:]
+            by_response = response_flips(npl, n0[rows], nmi, max(plus.noise_v, op.noise_v), flip_rel_tol)
+            seen_by_response += int(np.count_nonzero(by_response & ~flips))
             flips |= by_response
-            n_hat[todo] = (npl - nmi) / (2 * es)
-            i_hat[todo] = (plus.i_src - minus.i_src) / (2 * es)
+            n_hat[rows] = (npl - nmi) / (2 * es)
+            i_hat[rows] = (plus.i_src - minus.i_src) / (2 * es)
         else:
-            n_hat[todo] = (npl - n0[todo]) / es
-            i_hat[todo] = (plus.i_src - op.i_src[todo]) / es
-        ok[todo] &= phase_ok
+            plus = board.measure(xs, w0 + es * ws)
+            flips = _flipped(op, todo, plus)
+            phase_ok = valid_mask(plus)
+            n_hat[rows] = (topo.node_voltages(plus) - n0[rows]) / es
+            i_hat[rows] = (plus.i_src - op.i_src[rows]) / es
+        ok[rows] &= phase_ok
         flips &= phase_ok
         flipped_total += int(flips.sum())
         if not flips.any() or retries >= max_retries:
@@ -250,19 +265,20 @@ def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unres
     out, truncation of a non-piecewise-linear response, reading noise.
     """
     notes = []
+    n_invalid = ok.size - int(np.count_nonzero(ok))
     if unresolved:
         notes.append(f"{unresolved} sample(s) still had a diode flip after {stats['retries']} re-measurement(s): "
                      "their gradient mixes two linearizations")
-    if not ok.all():
-        notes.append(f"{int(np.sum(~ok))} invalid sample(s) left out of the batch mean")
+    if n_invalid:
+        notes.append(f"{n_invalid} invalid sample(s) left out of the batch mean")
     if not op.piecewise_linear:
         notes.append(f"smooth diodes (or a board not known to be piecewise linear): {'central' if central else 'one-sided'} "
                      f"difference, truncation error O(delta_v{'²' if central else ''})")
     if op.noise_v > 0:
         notes.append(f"reading noise {op.noise_v:.3g} V per node voltage")
-    stats = dict(stats, invalid_samples=int(np.sum(~ok)), unresolved_flips=unresolved,
+    stats = dict(stats, invalid_samples=n_invalid, unresolved_flips=unresolved,
                  **_bias("; ".join(notes) if notes else None))
-    if ok.all():
+    if not n_invalid:
         grad, per = _finish(topo, n0, n_hat, keep_per_sample)
     elif ok.any():
         grad, per_ok = _finish(topo, n0[ok], n_hat[ok], keep_per_sample)

@@ -265,10 +265,12 @@ class Trainer:
             for key, val in pr.summary().items():
                 if key in prog:
                     prog[key] = max(prog[key], val) if key == "max_rel_error" else prog[key] + val
-            ok = res.stats.get("valid", valid_mask(res.op))
-            invalid += int(np.sum(~ok))
-            loss_sum += float(res.loss[ok].sum())
-            correct += int(np.sum((self.loss.predict(res.op.y) == data.train.y[idx])[ok]))
+            ok = res.stats["valid"] if "valid" in res.stats else valid_mask(res.op)
+            n_bad = ok.size - int(np.count_nonzero(ok))
+            invalid += n_bad
+            hits = self.loss.predict(res.op.y) == data.train.y[idx]
+            loss_sum += float(res.loss[ok].sum() if n_bad else res.loss.sum())
+            correct += int(np.count_nonzero(hits[ok] if n_bad else hits))
             if res.op.on is not None:
                 on_sum += float(res.op.on.mean()) * len(idx)
                 seen_states = True
@@ -326,8 +328,10 @@ class Trainer:
 
         metrics = self.run.read_metrics()
         if metrics:
-            plot_curves(metrics, self.run.path / "plots" / "curves.png", f"{self.s.name}: training curves")
+            plot_curves(metrics, self.run.path / "plots" / "curves.png", f"{self.s.name}: training curves", self.s.loss,
+                        self.best[1] or None)
         topo = self.board.topology
         g = self.board.read_conductances()
         groups = {k: g[sl].reshape(topo.group_shapes.get(k, (-1,))) for k, sl in topo.groups.items()}
-        plot_conductances(groups, self.run.path / "plots" / "conductances.png", f"{self.s.name}: final conductances")
+        plot_conductances(groups, self.run.path / "plots" / "conductances.png", f"{self.s.name}: final conductances",
+                          (self.s.g_min, self.s.g_max))

@@ -121,6 +121,8 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         bad = [g for g in trainable if g not in GROUPS]
         if bad:
             t.error("trainable", f"unknown group(s) {bad}; choose from {', '.join(GROUPS)}")
+        elif not trainable:
+            t.error("trainable", f"empty: the optimizer would move nothing; name at least one of {', '.join(GROUPS)}")
     eval_test = t.get("evaluate_test", bool, True)
     blas_threads = t.get("blas_threads", (int, str), None, check=_threads_check)
     t.finish()

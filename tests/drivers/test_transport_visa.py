@@ -314,3 +314,14 @@ def test_stream_without_terminator_is_bounded_by_one_deadline(visa_managers):
         t.close()
         thread.join(1.0)
         listener.close()
+
+
+def test_connect_failure_status_number_is_named():
+    from hil.drivers.errors import InstrumentConnectionError
+    from hil.drivers.transport import map_visa_exception
+
+    mapped = map_visa_exception(Exception("could not connect: -1073807339"), instrument="smu", command=None)
+    assert isinstance(mapped, InstrumentConnectionError)
+    assert "error_timeout" in str(mapped) and "-1073807339" not in str(mapped)
+    plain = map_visa_exception(Exception("could not connect: host down"), instrument="smu", command=None)
+    assert "host down" in str(plain)

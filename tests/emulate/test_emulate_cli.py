@@ -77,3 +77,15 @@ def test_emulate_serves_clients_and_stops_on_ctrl_c():
     assert proc.returncode == 0, err
     assert "stopped; 1 commands received" in out
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--duration", "-5"], "--duration -5.0: must be a finite number of seconds >= 0"),
+    (["--time-scale", "inf"], "--time-scale inf: must be a finite number >= 0"),
+    (["--duration", "1", "--write-bench", "/no/such/folder/x.yaml"], "the folder /no/such/folder does not exist"),
+])
+def test_emulate_bad_options_exit_2_before_serving(argv, fragment, capsys):
+    assert main(["emulate", "scpi-xor", *argv]) == 2
+    captured = capsys.readouterr()
+    assert fragment in captured.err and len(captured.err.strip().splitlines()) == 2  # header + one problem
+    assert "TCPIP::" not in captured.out  # nothing was started

@@ -1,0 +1,44 @@
+"""Mistakes a new user makes get a one-line answer they can act on (exit 2, nothing started)."""
+
+from __future__ import annotations
+
+from hil.cli import main
+
+
+def test_missing_run_directory_says_it_does_not_exist(tmp_path, capsys):
+    missing = tmp_path / "runs" / "typo"
+    for argv in (["eval", str(missing)], ["train", "--resume", str(missing)], ["solve", str(missing / "checkpoints" /
+                                                                                            "best.npz")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "no such file or directory" in err and "Traceback" not in err, argv
+    tmp_path.joinpath("empty").mkdir()
+    assert main(["eval", str(tmp_path / "empty")]) == 2
+    assert "not a run directory (no config.resolved.yaml)" in capsys.readouterr().err
+
+
+def test_empty_trainable_list_is_refused(tmp_path, capsys):
+    assert main(["train", "sim-xor", "--set", "train.trainable=[]", "--runs-dir", str(tmp_path), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "train.trainable: empty" in err
+    assert not any(tmp_path.iterdir())  # no run directory was created
+
+
+def test_circuit_override_on_a_training_config_points_at_board_circuit(capsys):
+    assert main(["solve", "sim-xor", "--set", "circuit.hidden.count=4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "under 'board.circuit'" in err[1]
+    assert main(["solve", "sim-xor", "--set", "board.circuit.hidden.count=4", "--set", "board.circuit.conductances.g_in=1e-5",
+                 "--set", "board.circuit.conductances.g_out=1e-5"]) == 0
+
+
+def test_configs_lists_configs_and_benches_in_aligned_columns(capsys):
+    assert main(["configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "benches (hil emulate BENCH):" in lines
+    rows = [l for l in lines if l.startswith("  ")]
+    names = [l.split()[0] for l in rows]
+    assert {"sim-digits-shockley-linear", "sim-xor", "scpi-xor", "demo-xor"} <= set(names)
+    starts = {len(l) - len(l[2 + len(n):].lstrip()) for l, n in zip(rows, names)}
+    assert len(starts) == 1  # every description starts in the same column
+    assert all(l.split(None, 1)[1].strip() for l in rows)  # every entry is described
