@@ -104,7 +104,7 @@ def load_data(config: dict | TrainSettings, source: str = ""):
 
     s = parse_config(config, source)
     with config_phase(source):
-        return load_dataset(s.dataset, s.input_scale_v, s.validation_fraction)
+        return load_dataset(s.data_spec)
 
 
 # ---- measuring and gradients -------------------------------------------------------------------
@@ -213,7 +213,7 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
         run.write_config(config)
         _attach_events(board, run)
         with board:
-            meta = {"config_source": source, "estimator": s.estimator, **blas, **cal_meta}
+            meta = {"config_source": source, "estimator": s.estimator, "data": data.describe(), **blas, **cal_meta}
             if hasattr(board, "snapshots"):  # an instrument board: every instrument's identity and settings
                 board.connect()
                 meta["instruments"] = board.snapshots()
@@ -260,14 +260,17 @@ def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = 
     from hil.boards.factory import make_board
     from hil.calibrate.apply import wrap_with_calibration
     from hil.drivers.errors import InstrumentError
-    from hil.train.data import load_dataset
+    from hil.train.data import compatibility_problems, load_dataset
 
     spec = s.instrument_board
     if spec is not None and spec.programming.get("scheme") == "none":
         raise ConfigError(["board.programming: a fixed array cannot be trained; configure a programming "
                            "scheme (e.g. write_verify)"], source)
     with config_phase(source):
-        data = load_dataset(s.dataset, s.input_scale_v, s.validation_fraction)
+        try:
+            data = load_dataset(s.data_spec)
+        except ConfigError as exc:
+            raise ConfigError(exc.problems, source) from None
         try:
             board = make_board(s.backend, s.circuit, s.g_min, s.g_max, spec, **(board_options or {}),
                                devices=s.devices)
@@ -278,10 +281,10 @@ def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = 
     if getattr(board, "needs_backward_order", False) and s.estimator in ("hl", "ep"):
         raise ConfigError([f"train.estimator: {s.estimator!r} cannot reach the earlier stages of a cascade; "
                            "use hl-exact (backward order) or fd"], source)
-    if board.topology.n_inputs != data.train.x.shape[1]:
-        where = "board.stages[0].circuit" if getattr(board, "needs_backward_order", False) else "board.circuit"
-        raise ConfigError([f"{where}.inputs: the circuit has {board.topology.n_inputs} inputs, "
-                           f"the {s.dataset} data set has {data.train.x.shape[1]}"], source)
+    if problems := compatibility_problems(data, board.topology):
+        if getattr(board, "needs_backward_order", False):
+            problems = [q.replace("board.circuit.inputs", "board.stages[0].circuit.inputs", 1) for q in problems]
+        raise ConfigError(problems, source)
     return board, data, cal_meta
 
 

@@ -486,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hil import activation_cli
 
     activation_cli.add_parser(sub)
+    from hil import sweep_cli
+
+    sweep_cli.add_parser(sub)
     return p
 
 

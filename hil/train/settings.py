@@ -10,9 +10,9 @@ import re
 
 from dataclasses import dataclass, field
 
-from hil.config import (MAX_ABS_VOLTAGE_V, MAX_CONDUCTANCE_S, ConfigError, Section, in_range, non_negative,
+from hil.config import (MAX_CONDUCTANCE_S, ConfigError, Section, in_range, non_negative,
                         plain_name, positive)
-from hil.train.data import DATASETS
+from hil.train.data import DataSpec, parse_data_section
 from hil.train.estimators import ESTIMATORS
 from hil.train.losses import LOSSES
 from hil.train.optim import OPTIMIZERS, SCHEDULES
@@ -52,6 +52,7 @@ class TrainSettings:
     blas_threads: int | str | None = None  # None: $HIL_BLAS_THREADS or 1 (see hil.threads)
     devices: dict | None = None  # board.devices: non-idealities (hil.devices)
     calibration: dict | None = None  # board.calibration: calibration and compensation (hil.calibrate)
+    data_spec: DataSpec | None = None  # the whole data section (name, files, scaling, splits)
 
 
 def _drive_v(v: float) -> str | None:
@@ -85,13 +86,8 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     devices = b.get("devices", dict, None)
     calibration = b.get("calibration", dict, None)
     b.finish()
-    d = top.section("data", required=True)
-    dataset = d.get("name", str, choices=DATASETS)
-    scale = d.get("input_scale_v", float, 1.0,
-                  check=lambda v: positive(v) or in_range(0, MAX_ABS_VOLTAGE_V, "V")(v))
-    vfrac = d.get("validation_fraction", float, 0.0,
-                  check=lambda v: None if 0 <= v < 1 else "must be in [0, 1)")
-    d.finish()
+    spec = parse_data_section(top.section("data", required=True))
+    dataset, scale, vfrac = (spec.name, spec.input_scale_v, spec.validation_fraction) if spec else (None, 1.0, 0.0)
     t = top.section("train", required=True)
     est = t.get("estimator", str, "hl", choices=ESTIMATORS)
     # Options of every estimator are validated; only the chosen one's are used, so
@@ -150,7 +146,7 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         raise ConfigError(problems, source)
     return TrainSettings(name, seed, backend, g_min, g_max, circuit, dataset, scale, vfrac, est, est_opts, loss, gain,
                          opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data,
-                         instrument_board, blas_threads, devices, calibration)
+                         instrument_board, blas_threads, devices, calibration, spec)
 
 
 def _threads_check(val) -> str | None:

@@ -1,0 +1,126 @@
+"""A whole sweep: expand, skip finished runs, run the rest, write the table and the plot.
+
+The sweep directory::
+
+    sweep.yaml      the sweep file as given (for the record)
+    runs/<run_id>/  one ordinary run directory per point (config, metrics, checkpoints,
+                    plots) plus result.json once it ended
+    results.csv     one row per run: grid values, seed, status, accuracies, s/epoch, error
+    summary.csv     per grid point over the seeds: runs, finished, failed, metric mean/min/max/std
+    summary.png     the metric against a grid key (dots per seed, mean line, min–max band)
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from hil.sweep.report import plot_summary, results_rows, summarise, write_csv
+from hil.sweep.runner import is_finished, machine_cores, read_result, run_points
+from hil.sweep.spec import RunPoint, SweepSpec, config_hash, expand
+
+
+@dataclass
+class SweepOutcome:
+    directory: Path
+    points: list[RunPoint]
+    skipped: int  # finished before this invocation
+    ran: int
+    failed: int
+    rows: list[dict]  # results.csv rows
+    summary: list[dict]  # summary.csv rows
+
+
+def _pct(v) -> str:
+    try:
+        return f"{100 * float(v):.2f} %"
+    except (TypeError, ValueError):
+        return "n/a"
+
+
+def write_reports(spec: SweepSpec, points: list[RunPoint], directory: Path) -> tuple[list[dict], list[dict]]:
+    """(Re)write results.csv, summary.csv and summary.png from the runs' result files."""
+    results = {}
+    for p in points:
+        r = read_result(directory / "runs" / p.run_id)
+        if r and r.get("config_hash") == config_hash(p.raw):
+            results[p.run_id] = r
+    rows = results_rows(spec, points, results)
+    summary = summarise(spec, rows)
+    write_csv(directory / "results.csv", rows)
+    write_csv(directory / "summary.csv", summary)
+    plot_summary(spec, rows, directory / "summary.png")
+    return rows, summary
+
+
+def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None = None,
+              cluster: str | None = None, dry_run: bool = False,
+              echo: Callable[[str], None] = print) -> SweepOutcome:
+    """Run every pending point of ``spec``; finished runs of the same config are skipped.
+
+    ``output``/``workers``/``cluster`` override the sweep file.  Reports are rewritten after
+    every finished run, so an interrupted sweep still leaves an up-to-date table.
+    """
+    points = expand(spec)
+    directory = Path(output or spec.output)
+    runs_dir = directory / "runs"
+    pending = [p for p in points if not is_finished(runs_dir / p.run_id, config_hash(p.raw))]
+    skipped = len(points) - len(pending)
+    cluster = cluster if cluster is not None else spec.cluster
+    workers = workers or spec.workers
+    n_local = max(1, min(len(pending) or 1, workers or machine_cores()))
+    where = f"Dask cluster {cluster}" if cluster else (f"{n_local} local worker process{'es' if n_local > 1 else ''}"
+                                                       if n_local > 1 else "this process")
+    echo(f"hil sweep: {spec.name}: {len(points)} runs ({len(points) // max(len(spec.seeds), 1)} points × "
+         f"{len(spec.seeds)} seeds), {skipped} finished before, {len(pending)} to run on {where} → {directory}")
+    if dry_run:
+        for p in points:
+            state = "finished" if p not in pending else "pending"
+            echo(f"  {p.run_id:60s} {state}")
+        return SweepOutcome(directory, points, skipped, 0, 0, [], [])
+    directory.mkdir(parents=True, exist_ok=True)
+    if spec.source and Path(spec.source).is_file():
+        target = directory / "sweep.yaml"
+        if Path(spec.source).resolve() != target.resolve():
+            shutil.copyfile(spec.source, target)
+    by_id = {p.run_id: p for p in points}
+    counter = {"done": 0, "failed": 0}
+
+    def on_result(r: dict) -> None:
+        counter["done"] += 1
+        p = by_id[r["run_id"]]
+        if r.get("status") == "finished":
+            msg = (f"{spec.metric.replace('_acc', '')} {_pct(r.get(spec.metric))}, "
+                   f"{r.get('epochs')} epochs, {float(r.get('seconds_per_epoch', float('nan'))):.3g} s/epoch")
+        else:
+            counter["failed"] += 1
+            msg = f"FAILED: {str(r.get('error', '')).splitlines()[0] if r.get('error') else 'unknown error'}"
+        echo(f"[{counter['done']}/{len(pending)}] {p.label} seed {p.seed}: {msg}")
+        write_reports(spec, points, directory)
+
+    try:
+        run_points(pending, runs_dir, on_result, workers=workers, cluster=cluster,
+                   cluster_timeout_s=spec.cluster_timeout_s)
+    finally:
+        rows, summary = write_reports(spec, points, directory)
+    return SweepOutcome(directory, points, skipped, counter["done"], counter["failed"], rows, summary)
+
+
+def print_summary(outcome: SweepOutcome, spec: SweepSpec, out=sys.stdout) -> None:
+    """The per-point summary as an aligned text table."""
+    m = spec.metric
+    keys = (["config"] if spec.vary_config else []) + list(spec.grid)
+    print(f"\nsummary ({m} over seeds {list(spec.seeds)}; finished runs only)", file=out)
+    head = [k.rsplit(".", 1)[-1] for k in keys] + ["runs", "mean", "min", "max", "s/epoch"]
+    table = [head]
+    for s in outcome.summary:
+        table.append([str(s[k]) for k in keys] + [f"{s['finished']}/{s['runs']}", _pct(s[f"{m}_mean"]),
+                                                 _pct(s[f"{m}_min"]), _pct(s[f"{m}_max"]),
+                                                 f"{s['seconds_per_epoch_mean']:.3g}"])
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    for r in table:
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)), file=out)
+    print(f"\n  table  {outcome.directory / 'results.csv'}\n  plot   {outcome.directory / 'summary.png'}", file=out)

@@ -1,0 +1,245 @@
+"""Sweep files: YAML → validated :class:`SweepSpec` → one :class:`RunPoint` per (grid point, seed).
+
+A sweep file names a base training config, fixed overrides, a grid of config keys and a list
+of seeds (see ``docs/sweep.md``)::
+
+    name: lr-width
+    config: sim-digits                 # path (relative to this file or the current directory) or shipped name
+    set: {train.epochs: 20}            # applied to every run
+    grid:                              # every combination of these values ...
+      board.circuit.hidden.count: [32, 64]
+      train.optimizer.lr: [2.0e-6, 5.0e-6]
+    seeds: [0, 1, 2]                   # ... times every seed
+    seed_keys: [seed, board.circuit.seed]
+    metric: test_acc                   # summarised and plotted
+    output: sweeps/lr-width            # the sweep directory
+    workers: auto                      # local process pool size
+    cluster: null                      # a Dask scheduler address, or 'local'
+    cluster_timeout_s: 20              # how long to try to reach the scheduler
+
+The grid key ``config`` varies the base config itself.  Each run's identity is a hash of its
+fully resolved training config, so a finished run is recognised (and skipped) when the sweep
+is started again, and a run whose config changed is trained anew.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hil.config import ConfigError, Section, load_yaml
+from hil.train.settings import parse_settings
+
+METRICS = ("test_acc", "val_acc", "train_acc")
+DEFAULT_SEED_KEYS = ("seed", "board.circuit.seed")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    source: str  # the sweep file
+    configs: tuple[str, ...]  # base configs (one, or the values of grid key 'config')
+    fixed: dict[str, Any]
+    grid: dict[str, list]  # without 'config'
+    vary_config: bool
+    seeds: tuple[int, ...]
+    seed_keys: tuple[str, ...]
+    metric: str
+    output: str
+    workers: int | None  # None: sized to the machine
+    cluster: str | None
+    cluster_timeout_s: float
+    plot_x: str | None
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """One training run of a sweep."""
+
+    run_id: str  # directory name: readable label + hash of the resolved config
+    config: str  # base config name or path
+    values: dict[str, Any]  # grid key -> value (without the seed)
+    seed: int
+    raw: dict  # fully resolved training config
+
+    @property
+    def label(self) -> str:
+        parts = [f"{_short(k)}={_fmt(v)}" for k, v in self.values.items()]
+        return ", ".join(parts) if parts else "(base)"
+
+
+def _short(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def set_path(raw: dict, key: str, value: Any, where: str) -> None:
+    """Set a dotted ``key`` in a nested config mapping (creating mappings on the way)."""
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError([f"{where}: {key}: {part} is not a mapping in the training config"])
+        node = nxt
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def _key_ok(k: Any) -> str | None:
+    if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", k):
+        return f"{k!r} is not a dotted config key like train.optimizer.lr"
+    return None
+
+
+def parse_sweep(data: dict, source: str = "") -> SweepSpec:
+    """Validate a sweep file's mapping; every problem is reported with its dotted path."""
+    problems: list[str] = []
+    top = Section(data, "", problems)
+    stem = Path(source).stem if source else "sweep"
+    name = top.get("name", str, stem, check=lambda s: None if s and "/" not in s else "must be a plain name")
+    config = top.get("config", str, None)
+    fixed = top.get("set", dict, {}) or {}
+    for k in fixed:
+        if (msg := _key_ok(k)) is not None:
+            problems.append(f"set: {msg}")
+    grid_raw = top.get("grid", dict, {}) or {}
+    grid: dict[str, list] = {}
+    for k, vals in grid_raw.items():
+        if (msg := _key_ok(k)) is not None:
+            problems.append(f"grid: {msg}")
+            continue
+        if not isinstance(vals, list) or not vals:
+            problems.append(f"grid.{k}: expected a non-empty list of values")
+            continue
+        if len({json.dumps(v, sort_keys=True, default=str) for v in vals}) != len(vals):
+            problems.append(f"grid.{k}: values repeat")
+        grid[k] = vals
+    configs: tuple[str, ...] = ()
+    vary_config = "config" in grid
+    if vary_config:
+        if config is not None:
+            problems.append("config: give either config or grid.config, not both")
+        if not all(isinstance(c, str) for c in grid["config"]):
+            problems.append("grid.config: expected config paths or shipped config names")
+        configs = tuple(str(c) for c in grid.pop("config"))
+    elif config is None:
+        problems.append("config: required (a training config path or shipped name), or grid.config")
+    else:
+        configs = (config,)
+    for k in grid:
+        if k in fixed:
+            problems.append(f"grid.{k}: also fixed under set")
+    seeds = top.get("seeds", list, [0]) or [0]
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        problems.append("seeds: expected a list of integers >= 0")
+        seeds = [0]
+    elif len(set(seeds)) != len(seeds):
+        problems.append("seeds: values repeat")
+    seed_keys = top.get("seed_keys", list, list(DEFAULT_SEED_KEYS))
+    for k in seed_keys or []:
+        if (msg := _key_ok(k)) is not None:
+            problems.append(f"seed_keys: {msg}")
+        elif k in grid or k in fixed:
+            problems.append(f"seed_keys: {k} is also set by grid or set; seeds vary it")
+    metric = top.get("metric", str, "test_acc", choices=METRICS)
+    output = top.get("output", str, f"sweeps/{name}")
+    workers = top.get("workers", (int, str), "auto",
+                      check=lambda w: None if w == "auto" or (isinstance(w, int) and w >= 1)
+                      else "must be 'auto' or an integer >= 1")
+    cluster = top.get("cluster", str, None)
+    timeout = top.get("cluster_timeout_s", float, 20.0, check=lambda t: None if t > 0 else "must be > 0")
+    p = top.section("plot")
+    plot_x = p.get("x", str, None)
+    p.finish()
+    if plot_x is not None and plot_x not in grid and plot_x != "config":
+        problems.append(f"plot.x: {plot_x} is not a grid key ({', '.join(grid) or 'no grid'})")
+    top.finish()
+    if problems:
+        raise ConfigError(problems, source)
+    return SweepSpec(name, source, configs, dict(fixed), grid, vary_config, tuple(seeds), tuple(seed_keys), metric,
+                     output, None if workers == "auto" else int(workers), cluster, timeout, plot_x)
+
+
+def load_sweep(path: str) -> SweepSpec:
+    """Read and validate a sweep file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError([f"file not found: {path}"])
+    return parse_sweep(load_yaml(p), str(p))
+
+
+def _resolve_config(config: str, spec: SweepSpec) -> str:
+    """A relative config path is looked up next to the sweep file first."""
+    if spec.source:
+        beside = Path(spec.source).parent / config
+        if beside.is_file():
+            return str(beside)
+    return config
+
+
+def config_hash(raw: dict) -> str:
+    """Short stable hash of a resolved training config (its run identity)."""
+    text = json.dumps(raw, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9=._+-]+", "_", text).strip("_")[:80]
+
+
+def expand(spec: SweepSpec) -> list[RunPoint]:
+    """Every (config, grid combination, seed) as a validated training config.
+
+    Each resolved config is checked with the training config parser first, so a bad grid
+    value stops the sweep before any run starts (``grid.<key>=<value>: <problem>``).
+    """
+    base_by_config = {}
+    for c in spec.configs:
+        try:
+            base_by_config[c] = load_yaml(_resolve_config(c, spec))
+        except ConfigError as exc:
+            key = "grid.config" if spec.vary_config else "config"
+            raise ConfigError([f"{key}: {c}: {p}" for p in exc.problems], spec.source) from None
+    keys = list(spec.grid)
+    points: list[RunPoint] = []
+    problems: list[str] = []
+    for config in spec.configs:
+        for combo in itertools.product(*(spec.grid[k] for k in keys)):
+            values = dict(zip(keys, combo))
+            if spec.vary_config:
+                values = {"config": config, **values}
+            for seed in spec.seeds:
+                raw = copy.deepcopy(base_by_config[config])
+                for k, v in spec.fixed.items():
+                    set_path(raw, k, v, "set")
+                for k, v in zip(keys, combo):
+                    set_path(raw, k, v, f"grid.{k}")
+                for k in spec.seed_keys:
+                    set_path(raw, k, seed, "seed_keys")
+                raw.setdefault("output", {})
+                if isinstance(raw["output"], dict):
+                    raw["output"].pop("runs_dir", None)
+                try:
+                    parse_settings(copy.deepcopy(raw))
+                except ConfigError as exc:
+                    where = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()) or config
+                    problems += [f"{where} (seed {seed}): {p}" for p in exc.problems]
+                    continue
+                label = "-".join(f"{_short(k)}={Path(str(v)).stem if k == 'config' else _fmt(v)}"
+                                 for k, v in values.items())
+                run_id = _slug(f"{label + '-' if label else ''}seed={seed}") + "-" + config_hash(raw)
+                points.append(RunPoint(run_id, config, values, seed, raw))
+    if problems:
+        raise ConfigError(sorted(set(problems)), spec.source)
+    return points

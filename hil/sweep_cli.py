@@ -1,0 +1,54 @@
+"""``hil sweep SWEEP.yaml``: a grid of config keys × seeds as independent, resumable runs.
+
+Exit status: 0 every run finished, 1 a run failed or the cluster could not be reached,
+2 a problem in the sweep file or in a config it produces (one line per problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def cmd_sweep(args) -> int:
+    from hil.sweep import load_sweep, run_sweep
+    from hil.sweep.execute import print_summary
+
+    spec = load_sweep(args.sweep)
+    try:
+        outcome = run_sweep(spec, output=args.output, workers=args.workers, cluster=args.cluster,
+                            dry_run=args.dry_run)
+    except OSError as exc:  # cluster unreachable, sweep directory not writable
+        print(f"hil sweep: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        return 0
+    print_summary(outcome, spec)
+    if outcome.failed:
+        print(f"hil sweep: {outcome.failed} run(s) failed (see results.csv and each run's result.json); "
+              f"run the same command again to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return n
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("sweep", help="run a grid of config keys × seeds (resumable; CSV table and plot)",
+                              description="Run every (grid point, seed) of a sweep file as an independent "
+                                          "training run; finished runs are skipped when started again.")
+    p.add_argument("sweep", help="sweep YAML file (see docs/sweep.md)")
+    p.add_argument("--output", "-o", metavar="DIR", help="sweep directory (default: the file's 'output')")
+    p.add_argument("--workers", type=_workers, metavar="N", help="local worker processes (default: one per core)")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="Dask scheduler address (tcp://host:8786), or 'local' for a Dask cluster on this machine")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and whether they are finished; run nothing")
+    p.set_defaults(func=cmd_sweep)

@@ -1,0 +1,157 @@
+"""hil sweep: grid × seeds as independent runs, resumable, CSV table and plot; local pool and Dask."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hil.cli import main
+from hil.config import ConfigError
+from hil.sweep import expand, load_sweep, parse_sweep, run_sweep
+from hil.sweep.runner import train_point
+from hil.sweep.spec import config_hash
+
+XOR_SET = {"train.epochs": 15, "output.plots": False}
+
+
+def sweep_file(tmp_path, **over) -> Path:
+    data = {"name": "xor-lr", "config": "sim-xor", "set": dict(XOR_SET),
+            "grid": {"train.optimizer.lr": [2.0e-6, 5.0e-6]}, "seeds": [0, 1],
+            "output": str(tmp_path / "out")}
+    data.update(over)
+    p = tmp_path / "sweep.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_expand_grid_times_seeds_with_stable_ids(tmp_path):
+    spec = load_sweep(str(sweep_file(tmp_path)))
+    points = expand(spec)
+    assert len(points) == 4 and len({p.run_id for p in points}) == 4
+    p = points[0]
+    assert p.raw["seed"] == p.seed and p.raw["board"]["circuit"]["seed"] == p.seed
+    assert p.raw["train"]["epochs"] == 15 and p.raw["train"]["optimizer"]["lr"] == 2.0e-6
+    assert [q.run_id for q in expand(spec)] == [q.run_id for q in points]  # identity survives a restart
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"grid": {"train.epochs": 3}}, "grid.train.epochs: expected a non-empty list of values"),
+    ({"grid": {"train.batch_size": [0, 2]}}, "batch_size=0 \\(seed 0\\): train.batch_size: must be > 0"),
+    ({"seeds": [0, -1]}, "seeds: expected a list of integers >= 0"),
+    ({"metric": "accuracy"}, "metric: must be one of test_acc, val_acc, train_acc"),
+    ({"grid": {"train.optimizer.lr": [1e-6]}, "plot": {"x": "seed"}}, "plot.x: seed is not a grid key"),
+    ({"config": "no-such-config"}, "config: no-such-config: file not found"),
+    ({"girds": {}}, "girds: unknown key \\(did you mean 'grid'\\?\\)"),
+])
+def test_sweep_file_problems_exit_2_with_dotted_paths(tmp_path, capsys, over, message):
+    import re
+
+    assert main(["sweep", str(sweep_file(tmp_path, **over))]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_local_pool_sweep_is_resumable_and_writes_table_and_plot(tmp_path, capsys):
+    f = sweep_file(tmp_path)
+    assert main(["sweep", str(f), "--workers", "2"]) == 0
+    out = tmp_path / "out"
+    table = rows(out / "results.csv")
+    assert len(table) == 4 and {r["status"] for r in table} == {"finished"}
+    assert {r["train.optimizer.lr"] for r in table} == {"2e-06", "5e-06"} and {r["seed"] for r in table} == {"0", "1"}
+    assert all(0.0 <= float(r["test_acc"]) <= 1.0 and int(r["epochs"]) == 15 for r in table)
+    summary = rows(out / "summary.csv")
+    assert len(summary) == 2 and all(r["finished"] == "2" for r in summary)
+    assert (out / "summary.png").stat().st_size > 10_000 and (out / "sweep.yaml").is_file()
+    run_dirs = sorted((out / "runs").iterdir())
+    assert all((d / "metrics.csv").is_file() and (d / "result.json").is_file() for d in run_dirs)
+    capsys.readouterr()
+
+    # started again: nothing runs; a run whose result marker is gone is completed from its checkpoint
+    mtimes = {d.name: (d / "metrics.csv").stat().st_mtime_ns for d in run_dirs}
+    assert main(["sweep", str(f)]) == 0
+    assert "4 finished before, 0 to run" in capsys.readouterr().out
+    (run_dirs[0] / "result.json").unlink()
+    assert main(["sweep", str(f), "--workers", "1"]) == 0
+    assert "3 finished before, 1 to run" in capsys.readouterr().out
+    assert (run_dirs[0] / "result.json").is_file() and len(rows(run_dirs[0] / "metrics.csv")) == 15
+    assert all((d / "metrics.csv").stat().st_mtime_ns == mtimes[d.name] for d in run_dirs)
+
+
+def test_an_interrupted_run_continues_from_its_last_epoch(tmp_path, capsys, monkeypatch):
+    from hil.train.loop import Trainer
+
+    f = sweep_file(tmp_path, grid={}, seeds=[0])
+    original = Trainer._epoch
+
+    def interrupted(self):
+        if self.epoch == 5:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "_epoch", interrupted)
+    assert main(["sweep", str(f), "--workers", "1"]) == 130
+    monkeypatch.setattr(Trainer, "_epoch", original)
+    (run,) = (tmp_path / "out" / "runs").iterdir()
+    assert len(rows(run / "metrics.csv")) == 5 and not (run / "result.json").exists()
+    assert rows(tmp_path / "out" / "results.csv")[0]["status"] == "pending"
+    assert main(["sweep", str(f), "--workers", "1"]) == 0
+    assert [int(r["epoch"]) for r in rows(run / "metrics.csv")] == list(range(1, 16))
+    kinds = [json.loads(l)["kind"] for l in (run / "events.jsonl").read_text().splitlines()]
+    assert kinds.count("run_start") == 1 and "abort" in kinds and "resume" in kinds
+
+
+def test_a_failing_run_is_reported_and_retried_while_others_finish(tmp_path, capsys):
+    f = sweep_file(tmp_path, grid={"data.name": ["xor", "csv"]}, seeds=[0])
+    spec = load_sweep(str(f))
+    with pytest.raises(ConfigError, match="data.path: required"):
+        expand(spec)  # caught before anything runs ...
+    f = sweep_file(tmp_path, grid={"data.path": [str(tmp_path / "missing.csv")]}, seeds=[0],
+                   set={**XOR_SET, "data.name": "csv"})
+    assert main(["sweep", str(f), "--workers", "1"]) == 1  # ... a missing file only when the run loads it
+    captured = capsys.readouterr()
+    assert "FAILED: ConfigError: data.path: file not found" in captured.out and "1 run(s) failed" in captured.err
+    table = rows(tmp_path / "out" / "results.csv")
+    assert table[0]["status"] == "failed" and "file not found" in table[0]["error"]
+    assert main(["sweep", str(f), "--dry-run"]) == 0
+    assert "0 finished before, 1 to run" in capsys.readouterr().out
+
+
+def test_worker_without_the_sweep_directory_ships_the_run_back(tmp_path):
+    spec = parse_sweep({"config": "sim-xor", "set": {**XOR_SET, "train.epochs": 2}})
+    p = expand(spec)[0]
+    task = {"run_id": p.run_id, "raw": p.raw, "config_hash": config_hash(p.raw),
+            "run_dir": str(tmp_path / "elsewhere" / "runs" / p.run_id), "threads": 1}
+    r = train_point(task)
+    assert r["status"] == "finished" and r["epochs"] == 2
+    assert {"metrics.csv", "config.resolved.yaml", "result.json"} - set(r["files"]) == {"result.json"}
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_sweep_on_a_dask_cluster_by_address(tmp_path, capsys):
+    from dask import distributed  # part of the test extra: this test must run in CI, never skip
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
+        f = sweep_file(tmp_path, seeds=[0], cluster=lc.scheduler_address)
+        assert main(["sweep", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert f"Dask cluster {lc.scheduler_address}" in out
+    table = rows(tmp_path / "out" / "results.csv")
+    assert len(table) == 2 and {r["status"] for r in table} == {"finished"}
+    result = json.loads(next((tmp_path / "out" / "runs").iterdir()).joinpath("result.json").read_text())
+    assert result["status"] == "finished" and result["epochs"] == 15
+
+
+def test_unreachable_cluster_is_a_one_line_runtime_error(tmp_path, capsys):
+    f = sweep_file(tmp_path, seeds=[0], cluster="tcp://127.0.0.1:9", cluster_timeout_s=1)
+    spec = load_sweep(str(f))
+    assert spec.cluster == "tcp://127.0.0.1:9"
+    assert main(["sweep", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hil sweep: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
