@@ -48,3 +48,21 @@ def test_wheel_holds_only_the_hil_namespace(tmp_path):
                  "hil/drivers/sim/keithley2450.yaml", "hil/emulate/world.py", "hil/bench/schema.py",
                  "hil/configs/benches/scpi-xor.yaml"):
         assert must in names
+
+
+def test_wheel_packages_cover_every_source_package():
+    """Every folder with an __init__.py is shipped: a module missing from the wheel breaks `pip install .`."""
+    tomllib = pytest.importorskip("tomllib")
+
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    mapping = {"drivers": "hil.drivers", "boards": "hil.boards", "configs": "hil.configs"}
+    found = set()
+    for init in ROOT.glob("**/__init__.py"):
+        rel = init.parent.relative_to(ROOT).parts
+        if not rel or rel[0] not in ("hil", *mapping):
+            continue
+        name = ".".join(rel)
+        if rel[0] in mapping:
+            name = mapping[rel[0]] + name[len(rel[0]):]
+        found.add(name)
+    assert found - declared == set(), f"packages missing from pyproject.toml: {sorted(found - declared)}"
