@@ -156,6 +156,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from hil.config import ConfigError, apply_overrides, load_yaml
     from hil.train.settings import parse_settings
 
+    problems = []
+    if not (math.isfinite(args.pulses_per_device) and 0 <= args.pulses_per_device <= 1e6):
+        problems.append(f"--pulses-per-device: must be a finite number from 0 to 1e6, got {args.pulses_per_device:g}")
+    if not (math.isfinite(args.touched) and 0 <= args.touched <= 1):
+        problems.append(f"--touched: a fraction of the trainable devices, from 0 to 1, got {args.touched:g}")
+    if problems:
+        raise ConfigError(problems, "the command line")
     raw = apply_overrides(load_yaml(args.config), args.set or [])
     settings = parse_settings(raw, args.config)
     if settings.backend != "instruments":

@@ -35,3 +35,10 @@ def test_estimate_json_scales_with_nplc(capsys):
 def test_estimate_refuses_simulated_backend(capsys):
     assert main(["estimate", "sim-xor"]) == 2
     assert "board.backend" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--pulses-per-device", "-3"], ["--touched", "5"], ["--touched", "nan"]])
+def test_estimate_refuses_absurd_assumptions(option, capsys):
+    assert main(["estimate", "bench-xor", *option]) == 2
+    err = capsys.readouterr().err
+    assert option[0] in err and "Traceback" not in err
