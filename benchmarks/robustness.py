@@ -101,17 +101,7 @@ def sweep(raw_base: dict, family: str, key: str, values, epochs: int, root: str,
     for v in values:
         raw = apply_overrides(copy.deepcopy(raw_base), [f"train.epochs={epochs}", "output.plots=false"])
         raw["board"]["devices"] = {"preset": "ideal", "seed": 0, family: {key: v}}
-        s = settings_for(raw)
-        board = build(s)
-        cs = CalibrationSettings(write_verify_rel_tol=0.02, stuck_mask=False, offsets=False)
-        fake = store.Calibration(path=None, meta={}, arrays={"fault_code": np.zeros(board.topology.n_conductances, np.int8),
-                                                             "fault_fixed_s": np.zeros(board.topology.n_conductances)})
-        ex = CalibratedBoard(board, fake, cs)
-        ex.program(ideal_g)
-        ex_acc = accuracy(ex, s, data)
-        in_acc = train(build(s), s, data, root)[0] if IN_SITU["on"] else float("nan")
-        rows.append((v, ex_acc, in_acc))
-        print(f"  sweep {family}.{key}={v}: ex-situ {100 * ex_acc:.2f} %, in-situ {100 * in_acc:.2f} %", flush=True)
+        rows.append(_one(raw, v, root, data, ideal_g, f"{family}.{key}"))
     return rows
 
 
