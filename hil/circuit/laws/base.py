@@ -20,6 +20,7 @@ slopes in between, continuous inside the domain.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -109,7 +110,7 @@ class PiecewiseLaw:
         return sigma, slope
 
 
-class NodeElement:
+class NodeElement(ABC):
     """Base class of node elements; subclasses live in one module each and register themselves.
 
     Subclasses set ``name``, ``piecewise_linear`` and ``summary`` and implement
@@ -128,8 +129,9 @@ class NodeElement:
 
     # ---- construction --------------------------------------------------------------
     @classmethod
-    def from_config(cls, sec, n: int) -> "NodeElement":  # pragma: no cover - abstract
-        raise NotImplementedError
+    def from_config(cls, sec, n: int) -> "NodeElement":
+        """Build ``n`` elements from their own config keys (elements with a ``keys`` table)."""
+        raise TypeError(f"element {cls.name!r} is built from the diode-bank keys, not from its own section")
 
     # ---- law -------------------------------------------------------------------------
     def law(self) -> PiecewiseLaw:
@@ -156,9 +158,9 @@ class NodeElement:
         return smooth_resolvent(self, x, a)
 
     # ---- SPICE -----------------------------------------------------------------------------
-    def spice(self, k: int, node: str, tag: str) -> tuple[list[str], dict[str, str]]:  # pragma: no cover
+    @abstractmethod
+    def spice(self, k: int, node: str, tag: str) -> tuple[list[str], dict[str, str]]:
         """Deck lines for node ``node`` (k-th hidden) and ``.model`` cards {name: parameters}."""
-        raise NotImplementedError
 
     def spice_options(self) -> dict[str, float]:
         """``.options`` entries the element needs (gmin, temp, tnom)."""
