@@ -46,10 +46,9 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from hil.emulate.base import Emulator
 from hil.emulate.trigger_model import Blender, Delay, Detector, Timer, TriggerScheduler, Wait
 from hil.emulate.tsp import HostTable, LuaTable, TspError, to_bool, to_int, to_number, table_numbers
-from hil.emulate.tsp_machine import OUT_OF_RANGE, SETTINGS_CONFLICT, BufferColumn, TspMachine
+from hil.emulate.tsp_machine import OUT_OF_RANGE, SETTINGS_CONFLICT, BufferColumn, TspEmulator, TspMachine
 from hil.emulate.world import OVERFLOW_SENTINEL
 
 __all__ = ["Smu2600Emulator", "ModelSpec", "MODEL_SPECS", "ReadingBuffer", "SmuChannel"]
@@ -645,7 +644,7 @@ class SmuChannel:
             buf.store(val, source_value, at_s, status)
 
 
-class Smu2600Emulator(Emulator):
+class Smu2600Emulator(TspEmulator):
     """Emulated Keithley 2600B (see the module docstring).
 
     Args:
@@ -686,12 +685,6 @@ class Smu2600Emulator(Emulator):
 
     def idn(self) -> str:
         return f"Keithley Instruments Inc., Model {self.model}, {self.serial}, {self.options.get('firmware', '4.0.0')}"
-
-    def format_error(self, code: int, message: str) -> str:
-        return self.machine.format_entry(code, message)
-
-    def handle(self, line: str) -> list[Any]:
-        return self.machine.handle_line(line)
 
     def reset(self) -> None:
         """``reset()`` / ``*RST``: both channels to defaults (output off), format ASCII."""

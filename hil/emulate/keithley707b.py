@@ -31,9 +31,8 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from hil.emulate.base import Emulator
 from hil.emulate.tsp import HostTable, LuaTable, TspError, to_int
-from hil.emulate.tsp_machine import OUT_OF_RANGE, SETTINGS_CONFLICT, TspMachine
+from hil.emulate.tsp_machine import OUT_OF_RANGE, SETTINGS_CONFLICT, TspEmulator, TspMachine
 
 __all__ = ["Matrix707Emulator", "HOT_SWITCH_ERROR", "INTERLOCK_ERROR", "parse_channel_list"]
 
@@ -102,7 +101,7 @@ def _check(slot: int, row: str, col: int, slots: dict[int, tuple[str, int]], ite
         raise TspError(OUT_OF_RANGE, f"Parameter data out of range (channel {item!r}: rows {rows}, columns 1-{cols})")
 
 
-class Matrix707Emulator(Emulator):
+class Matrix707Emulator(TspEmulator):
     """Emulated Keithley 707B/708B (see the module docstring).
 
     Args:
@@ -154,12 +153,6 @@ class Matrix707Emulator(Emulator):
 
     def idn(self) -> str:
         return f"Keithley Instruments Inc., Model {self.model}, {self.serial}, {self.options.get('firmware', '1.8.0')}"
-
-    def format_error(self, code: int, message: str) -> str:
-        return self.machine.format_entry(code, message)
-
-    def handle(self, line: str) -> list[Any]:
-        return self.machine.handle_line(line)
 
     def reset(self) -> None:
         """``reset()``: open every relay, default connect rule, forbidden list cleared."""

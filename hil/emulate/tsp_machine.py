@@ -36,6 +36,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, Optional, Protocol, Union
 
+from hil.emulate.base import Emulator
 from hil.emulate.world import EXACT_DIGITS
 from hil.emulate.tsp import (
     RUNTIME_ERROR,
@@ -390,3 +391,19 @@ class ScriptObject(HostTable):
 
     tsp_call: Callable[..., None]
 
+
+
+class TspEmulator(Emulator):
+    """An emulator whose command language is TSP: each line goes to ``self.machine``.
+
+    Subclasses build ``self.machine`` (a :class:`TspMachine` bound to their host tables) in
+    their constructor; errors are printed in the TSP form the machine uses.
+    """
+
+    machine: TspMachine
+
+    def format_error(self, code: int, message: str) -> str:
+        return self.machine.format_entry(code, message)
+
+    def handle(self, line: str) -> list[Union[str, bytes]]:
+        return self.machine.handle_line(line)
