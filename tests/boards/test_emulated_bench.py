@@ -187,22 +187,25 @@ def test_cli_train_emulated_writes_run_with_snapshots(tmp_path, capsys):
     assert "bench_time_s" in header and "program_unconverged" in header
 
 
+class PhasedSim:
+    """The simulated board measuring the same phases as the bench (one-sweep ``hl``)."""
+
+    def __init__(self, inner):
+        self.inner, self.topology = inner, inner.topology
+
+    def measure(self, x, w=None):
+        return self.inner.measure(x, w)
+
+    def measure_phases(self, x, w_phases):
+        return [self.inner.measure(x, w) for w in w_phases]
+
+
 def test_hl_gradient_through_sockets_within_predicted_noise_bound():
     """One hl gradient measured through the emulated bench equals the simulated board's (same one-sweep
     hl, same drive) within the bound predicted from the DAQ's reading noise, resolution and loading."""
     from hil.board import Measurement
     from hil.train.estimators import estimate
     from hil.train.losses import Loss
-
-    class PhasedSim:  # the simulated board measuring the same phases as the bench (one-sweep hl)
-        def __init__(self, inner):
-            self.inner, self.topology = inner, inner.topology
-
-        def measure(self, x, w=None):
-            return self.inner.measure(x, w)
-
-        def measure_phases(self, x, w_phases):
-            return [self.inner.measure(x, w) for w in w_phases]
 
     x, t = XOR[1:3], np.array([1, 1])
     delta = 0.01

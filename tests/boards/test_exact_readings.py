@@ -13,24 +13,11 @@ from hil.emulate.world import World, WorldError
 from hil.train.estimators import estimate
 from hil.train.losses import Loss
 
-from tests.boards.test_emulated_bench import DMM_LOAD_S, XOR, node_conductance, open_board
+from tests.boards.test_emulated_bench import DMM_LOAD_S, XOR, PhasedSim, node_conductance, open_board
 
 DELTA_V = 0.01
 DAQ_STEP_V = 3e-7 * 10.0  # DAQ970A resolution at NPLC >= 1 on the 10 V range (6½ digits)
 SMU_STEP_A = 1e-6 * 1e-3  # SMU resolution on the 1 mA range (the emulators' 1e-6 of range)
-
-
-class PhasedSim:
-    """The simulated board measuring the same phases as the bench (one-sweep ``hl``)."""
-
-    def __init__(self, inner):
-        self.inner, self.topology = inner, inner.topology
-
-    def measure(self, x, w=None):
-        return self.inner.measure(x, w)
-
-    def measure_phases(self, x, w_phases):
-        return [self.inner.measure(x, w) for w in w_phases]
 
 
 def hl_pair(bench_name, readings, x, t):
