@@ -24,11 +24,11 @@ def run() -> int:
     try:
         from hil.cli import build_parser, main
 
-        build_parser()  # imports every subcommand's module (the emulator, SciPy) while still covered
+        parser = build_parser()  # imports every subcommand's module (the emulator, SciPy) while still covered
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return main()
+    return main(parser=parser)
 
 
 if __name__ == "__main__":

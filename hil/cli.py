@@ -496,8 +496,9 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run the ``hil`` command on ``argv`` (default: the process arguments); returns the exit status."""
+    parser = parser or build_parser()
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         parser.print_help()
