@@ -101,7 +101,7 @@ def _conclude(e, on, cert, *, batch: int, iterations: int, path: str, stuck: lis
         )
         report.note = reason
         raise SolveError("ideal-diode equilibrium not certified: " + reason, report)
-    return IdealSolution(e, np.where(on, mu, 0.0), on, report)
+    return IdealSolution(e, mu, on, report)  # the certificate's mu is already 0 where a diode is off
 
 
 def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, scale_v: float = 1.0,
