@@ -68,7 +68,7 @@ class WriteVerifySettings:
             near the target; 1 = fixed width).
         min_width_s: the width never shrinks below this, s.
         stuck_pulses: pulses without a change beyond ``stuck_rel`` after which a device counts as stuck.
-        stuck_rel: relative change below which a pulse "did nothing".
+        stuck_rel: relative change below which a pulse "did nothing" (or a change below ``abs_tol_s``).
         skip_rel: devices already within this relative distance of their target (by the last
             reading) are not touched; defaults to ``rel_tol``.
     """
@@ -231,7 +231,9 @@ class WriteVerifyProgrammer:
             self.smu.pulse(self.channel, amp, width, 1)
             used += 1
             g_new = self._read_selected()
-            still = still + 1 if abs(g_new - g) <= s.stuck_rel * max(abs(g), 1e-30) else 0
+            # a pulse "did nothing" when the reading moved less than the relative threshold or the
+            # tolerance floor (near g_min the reading noise alone exceeds any relative threshold)
+            still = still + 1 if abs(g_new - g) <= max(s.stuck_rel * abs(g), s.abs_tol_s, 1e-30) else 0
             g = g_new
             if still >= s.stuck_pulses:
                 return g, used, False, True
