@@ -68,7 +68,9 @@ class WriteVerifySettings:
             near the target; 1 = fixed width).
         min_width_s: the width never shrinks below this, s.
         stuck_pulses: pulses without a change beyond ``stuck_rel`` after which a device counts as stuck.
-        stuck_rel: relative change below which a pulse "did nothing" (or a change below ``abs_tol_s``).
+        stuck_rel: relative change below which a pulse "did nothing".
+        stuck_abs_s: absolute change below which a pulse "did nothing", S (set it a few reading-noise
+            σ above 0 so that a stuck device reads as stuck near g_min, where noise dominates).
         skip_rel: devices already within this relative distance of their target (by the last
             reading) are not touched; defaults to ``rel_tol``.
     """
@@ -88,6 +90,7 @@ class WriteVerifySettings:
     min_width_s: float = 1e-7
     stuck_pulses: int = 8
     stuck_rel: float = 1e-3
+    stuck_abs_s: float = 0.0
     skip_rel: Optional[float] = None
 
     def __post_init__(self) -> None:
@@ -112,6 +115,8 @@ class WriteVerifySettings:
             problems.append("min_width_s: must be in (0, width_s]")
         if self.abs_tol_s < 0:
             problems.append("abs_tol_s: must be >= 0")
+        if self.stuck_abs_s < 0:
+            problems.append("stuck_abs_s: must be >= 0")
         if self.v_step < 0:
             problems.append("v_step: must be >= 0")
         if problems:
@@ -232,8 +237,8 @@ class WriteVerifyProgrammer:
             used += 1
             g_new = self._read_selected()
             # a pulse "did nothing" when the reading moved less than the relative threshold or the
-            # tolerance floor (near g_min the reading noise alone exceeds any relative threshold)
-            still = still + 1 if abs(g_new - g) <= max(s.stuck_rel * abs(g), s.abs_tol_s, 1e-30) else 0
+            # reading-noise floor (near g_min the noise alone exceeds any relative threshold)
+            still = still + 1 if abs(g_new - g) <= max(s.stuck_rel * abs(g), s.stuck_abs_s, 1e-30) else 0
             g = g_new
             if still >= s.stuck_pulses:
                 return g, used, False, True

@@ -59,7 +59,7 @@ class PulseResponse(Family):
     rate_up: float = 0.02
     rate_down: float = 0.03
     gamma_up: float = 1.0
-    gamma_down: float = 1.5
+    gamma_down: float = 0.5
     width_ref_s: float = 1e-4
     window_low: float = 0.5
     window_high: float = 1.3

@@ -495,41 +495,66 @@ class World:
                 self._solution = sol  # the same state as before: its solution still holds
 
     def _loaded_fast(self, port: str, line: str, extra_s: float, sol: WorldSolution) -> Optional[float]:
-        """The fixed-point path of :meth:`port_voltage_loaded`; None when it does not apply."""
+        """The fixed-point path of :meth:`port_voltage_loaded`; None when it does not apply.
+
+        Solved for every eligible hidden node at once (one batched circuit solve per iteration,
+        each row loading one node) and cached with the solution, so a scanner reading its
+        channels one after another costs two batched solves per operating point."""
         if sol.report.get("unknowns", 1) != 0 or extra_s < 0 or self._solver.injection is not None:
             return None
-        nets, net_of = self._nets()
-        root = net_of[line]
-        nodes = [x for x in nets[root] if x in self._hidden_index]
-        if len(nodes) != 1 or any(self._sources[p].mode != "open" for p in self._sources
-                                  if net_of[self.connections[p]] == root):
-            return None
-        if any(net_of[self._device_line(k)] == root for k in self._selected):
-            return None
-        h = self._hidden_index[nodes[0]]
-        u0, w0 = sol.report["u0"][None, :], sol.report["w0"][None, :]
-        inj = np.zeros((1, self._template.n_hidden))
+        cache = sol.report.setdefault("loaded", {})
+        if extra_s not in cache:
+            cache[extra_s] = self._loaded_all(extra_s, sol)
+        return cache[extra_s].get(line)
 
-        def f(v: float) -> float:
-            inj[0, h] = -extra_s * v
+    def _loaded_all(self, extra_s: float, sol: WorldSolution) -> dict[str, float]:
+        """{line: loaded voltage} for every line on a hidden node that only open ports share (see
+        :meth:`_loaded_fast`); lines whose iteration does not certify are left out."""
+        nets, net_of = self._nets()
+        busy = {net_of[self.connections[p]] for p, src in self._sources.items() if src.mode != "open"}
+        busy |= {net_of[self._device_line(k)] for k in self._selected}
+        rows: list[tuple[int, list[str]]] = []
+        for root, members in nets.items():
+            nodes = [x for x in members if x in self._hidden_index]
+            if len(nodes) == 1 and root not in busy:
+                rows.append((self._hidden_index[nodes[0]], members))
+        if not rows:
+            return {}
+        idx = np.array([h for h, _ in rows])
+        B = len(rows)
+        u0 = np.repeat(sol.report["u0"][None, :], B, axis=0)
+        w0 = np.repeat(sol.report["w0"][None, :], B, axis=0)
+        inj = np.zeros((B, self._template.n_hidden))
+        sel = np.arange(B)
+
+        def f(v: np.ndarray) -> np.ndarray:
+            inj[sel, idx] = -extra_s * v
             self._solver.injection = inj
             try:
-                return float(self._solver.solve(u0, w0).e[0, h])
+                return self._solver.solve(u0, w0).e[sel, idx]
             finally:
                 self._solver.injection = None
 
-        v0 = sol.line_v[line]
-        if v0 == 0.0:
-            return 0.0  # no current flows into the load: 0 V is the fixed point
+        v0 = np.array([sol.line_v[members[0]] for _, members in rows])
         v1 = f(v0)
-        slope = (v1 - v0) / v0  # f is affine in v while the diode states hold
-        v = v0 / (1.0 - slope) if slope < 1.0 else v1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.where(v0 != 0.0, (v1 - v0) / v0, 0.0)  # f is affine in v while the diodes hold
+        v = np.where(slope < 1.0, v0 / (1.0 - slope), v1)
+        done = np.zeros(B, bool)
+        out = np.empty(B)
         for _ in range(20):
             fv = f(v)
-            if abs(fv - v) <= 1e-13 + 1e-12 * abs(v):
-                return fv
-            v = fv
-        return None
+            ok = ~done & (np.abs(fv - v) <= 1e-13 + 1e-12 * np.abs(v))
+            out[ok], done[ok] = fv[ok], True
+            if done.all():
+                break
+            v = np.where(done, v, fv)
+        result: dict[str, float] = {}
+        for k, (_, members) in enumerate(rows):
+            if done[k]:
+                for x in members:
+                    result[x] = float(out[k])
+        return result
 
     def port_current(self, port: str) -> float:
         """Current the port delivers into its line, A (positive = sourcing)."""
@@ -541,7 +566,45 @@ class World:
         """True if the port's voltage source sits at its current limit."""
         self.line_of(port)
         with self.lock:
+            if self._solution is None and self._surely_within_limit(port):
+                return False
             return port in self.solve().clamped
+
+    def _surely_within_limit(self, port: str) -> bool:
+        """A certificate that ``port`` cannot be at its limit, without solving: its net is one
+        source/output node held by this voltage source alone, and the current it can deliver,
+        |I| ≤ G_node·(|V| + V_max) + G_load·|V|, stays below the limit. V_max bounds every node
+        voltage (the largest source level or diode reference in magnitude: a network of
+        resistors and diodes obeys the maximum principle). False when it does not apply."""
+        src = self._sources[port]
+        if src.mode != "voltage" or not math.isfinite(src.limit_a) or self._selected:
+            return False
+        diodes = self._template.diodes
+        if diodes.element is not None:
+            return False
+        volts = []
+        for p, other in self._sources.items():
+            if other.mode == "current":
+                return False
+            if other.mode == "voltage":
+                volts.append(abs(other.level))
+        nets, net_of = self._nets()
+        root = net_of[self.connections[port]]
+        nodes = [x for x in nets[root] if x in self._source_index or x in self._output_index
+                 or x in self._hidden_index or x == GROUND]
+        if len(nodes) != 1 or nodes[0] in self._hidden_index or nodes[0] == GROUND:
+            return False
+        held = [p for p in self._sources if self._sources[p].mode == "voltage" and net_of[self.connections[p]] == root]
+        if held != [port]:
+            return False
+        nd = self._solver.nodal
+        node = nodes[0]
+        g_node = (float(nd.in_col_sum[self._source_index[node]]) if node in self._source_index
+                  else float(nd.out_row_sum[self._output_index[node]]))
+        g_load = sum(self._sources[p].load_s for p in self._sources if net_of[self.connections[p]] == root)
+        v_max = max(max(volts, default=0.0), float(np.max(np.abs(diodes.v_ref), initial=0.0)))
+        v = abs(src.level)
+        return g_node * (v + v_max) + (g_load + GMIN_S) * v < 0.98 * src.limit_a
 
     # -- solve -----------------------------------------------------------------------------------
 
@@ -556,6 +619,16 @@ class World:
             return self._solution
 
     def _nets(self) -> tuple[dict[str, list[str]], dict[str, str]]:
+        """(root → member lines, line → root) of the present relay state (cached per relay state)."""
+        key = frozenset(self._closed)
+        cached = getattr(self, "_nets_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        nets_of = self._build_nets()
+        self._nets_cache = (key, nets_of)
+        return nets_of
+
+    def _build_nets(self) -> tuple[dict[str, list[str]], dict[str, str]]:
         uf = _Uf(self.lines)
         for cp in self._closed:
             a, b = self.crosspoints[cp]

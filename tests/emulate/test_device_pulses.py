@@ -204,7 +204,8 @@ def test_pulse_budget_and_stuck_devices_are_reported():
         wv.s = WriteVerifySettings(**{**wv.s.__dict__, "max_pulses": 3})
         res = wv.program(target)
         assert not res.converged[healthy].any() and (res.pulses[healthy] == 3).all() and not res.stuck[healthy].any()
-        wv.s = WriteVerifySettings(**{**wv.s.__dict__, "max_pulses": 40, "stuck_pulses": 4})
+        wv.s = WriteVerifySettings(**{**wv.s.__dict__, "max_pulses": 40, "stuck_pulses": 4,
+                                          "stuck_abs_s": 1e-8})
         res = wv.program(target)
         assert res.stuck[stuck].all() and not res.converged[stuck].any()
         assert set(faults[stuck]) <= {1, 2}  # stuck-on (g_max) and stuck-off (g_min) devices
