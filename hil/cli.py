@@ -107,7 +107,8 @@ def _emulation(args, stack, config: dict, source: str) -> dict:
 
     spec = settings.instrument_board
     bench = stack.enter_context(EmulatedBench(spec.bench, time_mode="virtual", programming=spec.programming,
-                                              devices=settings.devices, g_bounds=(settings.g_min, settings.g_max)))
+                                              devices=settings.devices, g_bounds=(settings.g_min, settings.g_max),
+                                              round_trips=True))
     print(f"hil train: emulating bench {bench.bench.name} on 127.0.0.1 ({len(bench.resources)} instruments); "
           "the emulated devices are programmed by the write-verify pulses through the sockets", flush=True)
     return {"resources": bench.resources, "clock": lambda: bench.clock.now_s}

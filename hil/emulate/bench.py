@@ -48,6 +48,10 @@ class EmulatedBench:
         time_mode: ``"instant"`` (default), ``"virtual"`` or ``"realtime"``.
         time_scale: wall seconds per modelled second in ``realtime`` mode.
         seed: noise seed (default: the bench file's ``seed``).
+        programming, devices, g_bounds: model the array's devices (see the module docstring):
+            the ``board.programming`` and ``board.devices`` sections and the board's range (S).
+        round_trips: charge every reply one host round trip of bench time (the instrument
+            family's figure in ``hil.bench.timing.FIGURES``), as a remote-controlled bench spends it.
         readings: ``"noisy"`` (default: realistic noise, quantisation and reply formats),
             ``"quantised"`` (noise off) or ``"exact"`` (ideal instruments, 17-digit replies); see
             :class:`~hil.emulate.world.World`.
@@ -56,7 +60,7 @@ class EmulatedBench:
     def __init__(self, bench: Union[Bench, str, Path, Mapping[str, Any]], *, time_mode: str = "instant",
                  time_scale: float = 1.0, seed: Optional[int] = None, readings: str = "noisy",
                  programming: Optional[Mapping[str, Any]] = None, devices: Optional[Mapping[str, Any]] = None,
-                 g_bounds: tuple[float, float] = (1e-8, 1e-4)) -> None:
+                 g_bounds: tuple[float, float] = (1e-8, 1e-4), round_trips: bool = False) -> None:
         self.bench: Bench = bench if isinstance(bench, Bench) else load_bench(bench)
         self.clock = BenchClock(time_mode, time_scale)
         crosspoints = {f"{inst}.{spec}": pair for (inst, spec), pair in self.bench.wiring.crosspoints.items()}
@@ -67,6 +71,7 @@ class EmulatedBench:
         self.world = World(self.bench.circuit, connections, crosspoints=crosspoints,
                            seed=self.bench.seed if seed is None else int(seed),
                            line_frequency_hz=self.bench.line_frequency_hz, readings=readings, devices=wiring)
+        self.world.trigger.clock = self.clock
         self.emulators: dict[str, Emulator] = {}
         for name, spec in self.bench.instruments.items():
             try:
@@ -85,6 +90,10 @@ class EmulatedBench:
                                            serial=serial, options=options)
             except ValueError as exc:
                 raise EmulationError(f"instrument {name}: {exc}") from None
+            if round_trips:
+                from hil.bench.timing import FIGURES, InstrumentFigures
+
+                self.emulators[name].reply_latency_s = FIGURES.get(spec.driver, InstrumentFigures()).round_trip_s
         self._started = False
 
     def _device_wiring(self, programming: Mapping[str, Any], devices: Optional[Mapping[str, Any]],

@@ -183,18 +183,31 @@ class BenchTrigger:
     Instruments waiting for it register with :meth:`arm`; the instrument that drives it calls
     :meth:`pulse` once per point, in two steps as a bench settles: ``"source"`` (every armed
     source steps to its next level) and, after the lead's delay, ``"measure"`` (every armed meter
-    takes its reading). A participant is a callable ``(step, point)``; :meth:`disarm` removes it.
+    takes its reading). With the bench ``clock`` set, the meters of a measure step read at the
+    same time as each other and as the driving instrument: the step lasts as long as the slowest
+    of them (the clock reaches that instant at the next source step or arm). A participant is a callable ``(step, point)``; :meth:`disarm` removes it.
     The caller holds the world lock, so a pulse is one consistent change of the world.
     """
 
     def __init__(self) -> None:
         self._armed: list[Any] = []
         self.pulses = 0
+        #: the bench clock (set by the emulated bench): with it the participants of a measure step
+        #: take their readings simultaneously with each other and with the driving instrument
+        self.clock: Any = None
+        self._pending: Optional[float] = None  # bench time at which the last measure step's meters finish
 
     def arm(self, participant: Any) -> None:
         """Wait for pulses (idempotent)."""
+        self.settle()
         if participant not in self._armed:
             self._armed.append(participant)
+
+    def settle(self) -> None:
+        """Let the bench clock reach the end of the last measure step's slowest reading."""
+        if self._pending is not None and self.clock is not None:
+            self.clock.advance(self._pending - self.clock.now_s)
+        self._pending = None
 
     def disarm(self, participant: Any) -> None:
         """Stop waiting for pulses (idempotent)."""
@@ -222,8 +235,17 @@ class BenchTrigger:
         participant; a participant whose count is complete disarms itself."""
         if step == "source":
             self.pulses += 1
+            self.settle()
+        parallel = step == "measure" and self.clock is not None and self.clock.mode != "realtime"
+        t0 = self.clock.now_s if parallel else 0.0
+        end = t0
         for participant in list(self._armed):
             participant(step, point)
+            if parallel:  # meters integrate at the same time: account for the slowest only
+                end = max(end, self.clock.now_s)
+                self.clock.rewind_to(t0)
+        if parallel and end > t0:
+            self._pending = end
 
 
 class World:
