@@ -214,3 +214,31 @@ def test_pulse_budget_and_stuck_devices_are_reported():
         smu.safe_shutdown()
         mx.safe_shutdown()
         assert eb.all_outputs_safe()
+
+
+def test_programming_time_model_agrees_with_virtual_clock():
+    """hil estimate's programming model, given the pulses and devices a write-verify call really
+    used, against the virtual clock of that call (bench-xor through the sockets, host round trips
+    charged as the estimate charges them)."""
+    from hil.boards.bench_factory import make_instrument_board
+    from hil.estimate_cli import estimate_run
+    from hil.train.settings import parse_settings
+
+    s = parse_settings(load_yaml("configs/bench-xor.yaml"), "bench-xor")
+    spec = s.instrument_board
+    with EmulatedBench(spec.bench, time_mode="virtual", programming=spec.programming, devices=s.devices,
+                       g_bounds=(s.g_min, s.g_max), round_trips=True) as eb:
+        board = make_instrument_board(spec, (s.g_min, s.g_max), resources=eb.resources, clock=lambda: eb.clock.now_s)
+        with board:
+            g0 = board.read_conductances()
+            target = np.clip(g0 + np.random.default_rng(0).uniform(-2e-6, 2e-6, g0.size), G_MIN, G_MAX)
+            t0 = eb.clock.now_s
+            res = board.program(target, rel_tol=0.02)
+            took = eb.clock.now_s - t0
+        assert eb.all_outputs_safe()
+    touched = int((res.pulses > 0).sum())
+    trainable = estimate_run(s)["assumptions"]["trainable_devices"]
+    predicted = estimate_run(s, pulses_per_device=res.pulses.sum() / touched, touched=touched / trainable)
+    print(f"programming {touched} devices, {res.pulses.sum()} pulses: virtual clock {took:.3f} s, "
+          f"model {predicted['program_step_s']:.3f} s")
+    assert abs(predicted["program_step_s"] - took) <= 0.10 * took
