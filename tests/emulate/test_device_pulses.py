@@ -156,14 +156,21 @@ def _programmer(eb, prog, rms, **overrides):
 
 
 def _relays_at_zero_volts(eb) -> bool:
-    """From the transcripts: every relay change of the matrix happened with the programming SMU at 0 V."""
-    smu, mx = eb.emulators["prog"].transcript, eb.emulators["matrix"].transcript
-    states = [(e.wall_s + smu._t0, e.detail["level_v"], e.detail["output_on"]) for e in smu.entries("state")]
+    """From the transcripts: at every relay change of the matrix every SMU channel of the bench
+    (programming SMU and array SMUs) was off or at 0 V."""
+    mx = eb.emulators["matrix"].transcript
+    states: dict[tuple[str, str], list] = {}
+    for name, emu in eb.emulators.items():
+        t = emu.transcript
+        for e in t.entries("state"):
+            states.setdefault((name, str(e.detail.get("channel"))), []).append(
+                (e.wall_s + t._t0, e.detail["level_v"], e.detail["output_on"]))
     for e in mx.entries("relay"):
-        t = e.wall_s + mx._t0
-        before = [s for s in states if s[0] <= t]
-        if before and before[-1][2] and abs(before[-1][1]) > 0:
-            return False
+        at = e.wall_s + mx._t0
+        for history in states.values():
+            before = [s for s in history if s[0] <= at]
+            if before and before[-1][2] and abs(before[-1][1]) > 0:
+                return False
     return len(mx.entries("relay")) > 0
 
 
@@ -242,3 +249,35 @@ def test_programming_time_model_agrees_with_virtual_clock():
     print(f"programming {touched} devices, {res.pulses.sum()} pulses: virtual clock {took:.3f} s, "
           f"model {predicted['program_step_s']:.3f} s")
     assert abs(predicted["program_step_s"] - took) <= 0.10 * took
+
+
+def test_board_programs_between_measurements_with_every_source_at_zero():
+    """The instrument board on the emulated xor bench: measure, program by pulses, measure again;
+    the transcripts show every SMU at 0 V (or off) at every relay change, and the second
+    measurement sees the conductances the programmer reported."""
+    from hil.boards.bench_factory import make_instrument_board
+    from hil.boards.simulated import SimulatedBoard
+    from hil.train.settings import parse_settings
+
+    s = parse_settings(load_yaml("configs/bench-xor.yaml"), "bench-xor")
+    spec = s.instrument_board
+    x = np.array([[0.0, 1.0], [1.0, 1.0]])
+    with EmulatedBench(spec.bench, time_mode="virtual", programming=spec.programming, devices=s.devices,
+                       g_bounds=(s.g_min, s.g_max), readings="exact") as eb:
+        board = make_instrument_board(spec, (s.g_min, s.g_max), resources=eb.resources, clock=lambda: eb.clock.now_s)
+        with board:
+            board.measure(x)
+            g0 = board.read_conductances()
+            target = g0.copy()
+            pick = np.flatnonzero((g0 > 1e-5) & (g0 < 6e-5))[:4]
+            target[pick] *= 1.25
+            res = board.program(target, rel_tol=0.02)
+            assert res.converged[pick].all() and (res.pulses[pick] > 0).all()
+            after = board.measure(x)
+            truth = eb.world.device_conductances()
+        assert eb.all_outputs_safe()
+        assert _relays_at_zero_volts(eb)
+        assert not any(e.detail.get("hot_switch") for e in eb.emulators["matrix"].transcript.entries("event"))
+    sim = SimulatedBoard(spec.bench.circuit, s.g_min, s.g_max)
+    sim.program(truth)
+    np.testing.assert_allclose(after.e, sim.measure(x).e, atol=1e-12)  # the array holds the programmed devices
