@@ -246,12 +246,13 @@ class WriteVerifyProgrammer:
 
 
 class RehearsalProgrammer:
-    """Rehearsal only: sets the conductances of an emulated bench's world directly.
+    """Sets the conductances of an in-process or emulated world directly (no pulses).
 
-    Used by ``hil train --emulate`` when the emulated bench does not model the devices' pulse
-    response, so that the measurement path (drivers, sockets, sweeps, safety) is rehearsed end to
-    end while programming is idealised.  Never available on real instruments: it needs the
-    emulator's world object.  Every call is reported as converged with zero pulses.
+    For benchmarks and tests that exercise the measurement path alone (e.g.
+    ``benchmarks/bench_iris.py`` on the in-process bench); ``hil train --emulate`` programs the
+    emulated devices with :class:`WriteVerifyProgrammer` through the sockets instead. Never
+    available on real instruments: it needs the world object. Every call is reported as
+    converged with zero pulses.
     """
 
     def __init__(self, world: Any, g_bounds: tuple[float, float]) -> None:
