@@ -39,6 +39,16 @@ The world's ``readings`` mode (:data:`READING_MODES`) idealises them for verific
   what a driver reads is the circuit's own solution.
 
 Solutions are cached and invalidated by every source, load or relay change.
+
+**Devices** (optional :class:`DeviceWiring`): every conductance is a resistive device
+(``hil.devices.pulses.PulsedArray``) on a changeover relay. With all its crosspoints closed a
+device leaves the array (0 S there) and sits between the programming line and ground, where
+:meth:`World.pulse` programs it and the programming SMU reads it. The array solver is
+reprogrammed in place (same structure) after every pulse or selection change.
+
+**Cheap but exact.** A compliance check that a bound certifies (:meth:`World.clamped`) needs no
+solve; a DMM input load is solved as a fixed point from the held solution, for every hidden node
+in one batched solve, and certified (:meth:`World.port_voltage_loaded`).
 """
 
 from __future__ import annotations
@@ -301,6 +311,9 @@ class World:
         self._solution: Optional[WorldSolution] = None
         self._g_scale = float(max(circuit.laplacian_sparse().diagonal().max(initial=0.0), 1e-9))
         self.solve_count = 0
+        #: use the certified shortcuts (no-solve compliance check, fixed-point DMM loading); False
+        #: re-solves the world for each, as a reference (benchmarks/emulated_iris_step.py)
+        self.fast_paths = True
         #: line servers of the emulators sharing this world (commands are ordered across them)
         self.servers: set[Any] = set()
         #: the bench trigger line shared by every instrument of this world
@@ -506,7 +519,7 @@ class World:
             sol = self.solve()
             if load_s == current:
                 return sol.line_v[line]
-            v = self._loaded_fast(port, line, load_s - current, sol)
+            v = self._loaded_fast(port, line, load_s - current, sol) if self.fast_paths else None
             if v is not None:
                 return v
             self.set_load(port, load_s)
@@ -588,7 +601,7 @@ class World:
         """True if the port's voltage source sits at its current limit."""
         self.line_of(port)
         with self.lock:
-            if self._solution is None and self._surely_within_limit(port):
+            if self.fast_paths and self._solution is None and self._surely_within_limit(port):
                 return False
             return port in self.solve().clamped
 
