@@ -131,3 +131,26 @@ def test_trainer_runs_hl_on_a_three_stage_cascade_without_knowing_its_depth():
     moved = b.read_conductances() != g0
     for st in range(b.depth):
         assert moved[b.topology.groups[f"s{st}.g_in"]].any()
+
+
+def test_a_sample_invalid_in_an_earlier_stage_is_left_out_of_every_stage():
+    from hil.boards.cascade import CascadeBoard
+
+    class Flaky(CascadeBoard):
+        """Stage 0's phases mark the first sample of the batch invalid (a compliance hit, say)."""
+
+        def measure_stage(self, x, stage, w=None, injected=None):
+            m = super().measure_stage(x, stage, w, injected)
+            if stage == 0:
+                m.valid = np.ones(m.e.shape[0], bool)
+                m.valid[0] = False
+            return m
+
+    ref = cascade(MIXED_3)
+    x, t = batch(ref, size=5)
+    loss = loss_for(ref)
+    rest = estimate("hl-exact", ref, x[1:], t[1:], loss).grad
+    r = estimate("hl", Flaky(ref.stages, ref.links), x, t, loss, {"delta_v": 1e-3})
+    assert not r.stats["valid"][0] and r.stats["valid"][1:].all() and r.stats["invalid_samples"] == 1
+    assert r.stats["may_be_biased"] and "invalid" in r.stats["bias_note"]
+    assert max(group_errors(ref, r.grad, rest).values()) <= 1e-9  # the mean of the other samples, every stage
