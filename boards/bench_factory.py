@@ -69,7 +69,9 @@ def build_instrument_board(spec: InstrumentBoardSpec, instruments: Mapping[str, 
     timing = BoardTiming(nplc=bench.timing.nplc, source_delay_s=bench.timing.source_delay_s,
                          autozero=bench.timing.autozero,
                          scan_range_v=max((s["range_v"] for s in hidden_specs), default=10.0),
-                         scan_delay_s=max((s["delay_s"] for s in hidden_specs), default=0.0), **acq)
+                         scan_delay_s=max((s["delay_s"] for s in hidden_specs), default=0.0),
+                         scan_nplc=max((s["nplc"] for s in hidden_specs), default=None),
+                         scan_autozero=next((s["autozero"] for s in hidden_specs), None), **acq)
     steps = {f"{i}.{c}": bench.instruments[i].channels[c].settings["max_step_v"]
              for group in (w.sources, w.outputs) for i, c in group.values()}
     programmer = None
