@@ -30,6 +30,24 @@ builds the table in lines of at most 100 values (a few kB per line) before passi
 
 ``format.data = format.ASCII`` is pinned at connect, so an instrument left in REAL32 by another
 program still answers ``printbuffer`` in ASCII.
+
+Triggered sweeps across instruments (``TriggeredSweeps``; only with ``trigger_line`` set, i.e. a
+digital I/O line cabled to the bench trigger): a follower waits on the line
+(``digio.trigger[N].mode = digio.TRIG_FALLING``, ``smuX.trigger.source.stimulus =
+digio.trigger[N].EVENT_ID``); the lead paces the points with ``trigger.timer[1]`` (``delay``,
+``count`` = points − 1 — never 0, which means endless —, ``passthrough = true``, ``stimulus =
+smuX.trigger.ARMED_EVENT_ID``) and drives the line from the timer (``digio.trigger[N].stimulus =
+trigger.timer[1].EVENT_ID``, ``pulsewidth``); read-back after ``waitcomplete()`` with one
+``printbuffer``; afterwards ``digio.trigger[N].stimulus = 0``, ``trigger.timer[1].stimulus = 0``,
+``smuX.trigger.source.stimulus = 0``. Checked against the Series 2600B Reference Manual:
+``digio.trigger[N].EVENT_ID``/``mode`` (2600BS-901-01 Rev. B p. 7-52; ``TRIG_FALLING`` = 1 detects
+falling edges and asserts a TTL-low output pulse; no digital I/O on the 2604B/2614B/2634B),
+``smuX.trigger.ARMED_EVENT_ID`` (Rev. F p. 9-256, with the example ``trigger.timer[1].stimulus =
+smua.trigger.ARMED_EVENT_ID``), ``trigger.timer[N].count``/``delay``/``passthrough``/``EVENT_ID``
+(Rev. B section 3 "Timers" and p. 7-346), and, where the 2600B page was not found, the same TSP
+command in the Series 2600A Reference Manual (2600AS-901-01 Rev. B pp. 19-34/19-35:
+``digio.trigger[N].pulsewidth``, ``stimulus``, ``clear()``; 19-208 to 19-210: timer ``count``,
+``delay``, ``passthrough``, ``stimulus``).
 """
 
 from __future__ import annotations
