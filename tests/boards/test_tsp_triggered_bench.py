@@ -211,3 +211,24 @@ def test_interrupted_run_ends_with_every_output_off_at_zero(stop, monkeypatch):
         assert eb.all_outputs_safe()
         _levels_zero_and_off(eb)
         assert eb.world.trigger.armed == 0
+
+
+@pytest.mark.parametrize("inst, arm, expected", [
+    ("smu3", lambda e: e.faults.garbage_reply(count=None, match=r"printbuffer"), "InstrumentProtocolError"),
+    ("smu5", lambda e: e.push_error(-222, "Data out of range"), "InstrumentReportedError"),
+    ("daq", lambda e: e.faults.no_reply(count=None, match=r"FETC\?"), "InstrumentTimeout"),
+], ids=["follower_garbage", "follower_error_queue", "scanner_no_reply"])
+def test_instrument_fault_in_a_triggered_batch_stops_with_outputs_off(inst, arm, expected):
+    import hil.drivers.errors as errors
+
+    with EmulatedBench(BENCH, time_mode="virtual", readings="exact") as eb:
+        board = open_board(eb, timeout_s=1.0, rehearsal=False)
+        with pytest.raises(getattr(errors, expected)):
+            with board:
+                board.measure(XOR[:1])
+                arm(eb.emulators[inst])
+                board.measure(XOR[:1])
+        assert eb.all_outputs_safe()
+        _levels_zero_and_off(eb)
+        assert eb.world.trigger.armed == 0
+        assert not any(emu._bench_armed for name, emu in eb.emulators.items() if name in SMUS)
