@@ -21,7 +21,12 @@ instrument's object tree, so any legal spelling works: ``smua.source.levelv = 0.
   simulated instant, and channels that are not gated on each other drift apart as on the
   instrument;
 * ``smuX.source.compliance``, ``status.measurement.instrument.smuX.condition`` (1 = voltage
-  limit, 2 = current limit) and buffer ``statuses`` (0x40 = compliance) report the limit.
+  limit, 2 = current limit) and buffer ``statuses`` (0x40 = compliance) report the limit;
+* ``digio.trigger[N]`` (not on the 2604B/2614B/2634B) joins the bench trigger line of the world:
+  a line out of bypass mode pulses it when its ``stimulus`` event fires (every armed instrument
+  steps its source; when this instrument next starts a measurement they read the same point, and
+  their bench time counts as parallel work), and a trigger model waiting for a line's
+  ``EVENT_ID`` registers on it at ``initiate()`` and runs one point per pulse.
 
 Values that are errors on the instrument (a level above the fixed range, NPLC outside
 0.001–25, a range the model does not have) queue ``-222`` and leave the setting unchanged;
