@@ -232,3 +232,19 @@ def test_instrument_fault_in_a_triggered_batch_stops_with_outputs_off(inst, arm,
         _levels_zero_and_off(eb)
         assert eb.world.trigger.armed == 0
         assert not any(emu._bench_armed for name, emu in eb.emulators.items() if name in SMUS)
+
+
+def test_programming_smu_without_pulses_is_refused_on_a_real_bench():
+    """Outside a rehearsal the write-verify programmer needs a PulsedSource: xor-bench programs
+    through a 2450, which has none, so building the board says so in one line (nothing connected)."""
+    from hil.config import load_yaml
+    from hil.drivers.errors import InstrumentConfigError
+    from hil.train.settings import parse_settings
+
+    settings = parse_settings(load_yaml(CONFIG), "bench-xor-tsp")
+    with EmulatedBench(settings.instrument_board.bench, time_mode="virtual", readings="exact") as eb:
+        spec = dataclasses.replace(settings.instrument_board, bench=eb.loopback_bench)
+        with pytest.raises(InstrumentConfigError, match=r"board.programming.smu: prog \(Keithley2450\) cannot apply"):
+            make_instrument_board(spec, (1e-8, 1e-4), clock=lambda: eb.clock.now_s)
+        eb.settle()
+        assert all(not e.transcript.received() for e in eb.emulators.values())
