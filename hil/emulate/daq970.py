@@ -371,6 +371,9 @@ class Daq970Emulator(ScpiEmulator):
         cmd.count(0)
         if self.world is not None and not self.world.trigger.wait(self._ext_done):  # FETC? waits for the scans
             raise ScpiError(-230, f"{self._ext_remaining} triggered scan(s) still pending")
+        if self.world is not None:
+            with self.world.lock:  # the reply comes once the last triggered scan has ended
+                self.world.trigger.settle()
         if not self.memory:
             return ""
         return self._format(self.memory)

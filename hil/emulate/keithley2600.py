@@ -24,8 +24,9 @@ instrument's object tree, so any legal spelling works: ``smua.source.levelv = 0.
   limit, 2 = current limit) and buffer ``statuses`` (0x40 = compliance) report the limit;
 * ``digio.trigger[N]`` (not on the 2604B/2614B/2634B) joins the bench trigger line of the world:
   a line out of bypass mode pulses it when its ``stimulus`` event fires (every armed instrument
-  steps its source; when this instrument next starts a measurement they read the same point, and
-  their bench time counts as parallel work), and a trigger model waiting for a line's
+  steps its source; when this instrument next starts a measurement they read the same point in
+  parallel with it: the bench clock follows this trigger model while it drives the line, and
+  the bench trigger lets each point last as long as its slowest reading), and a trigger model waiting for a line's
   ``EVENT_ID`` registers on it at ``initiate()`` and runs one point per pulse.
 
 Values that are errors on the instrument (a level above the fixed range, NPLC outside
@@ -699,7 +700,8 @@ class Smu2600Emulator(TspEmulator):
         self._bench_armed = False
         self._bench_point = 0
         self._pending_measure: Optional[int] = None
-        self._followers_s = 0.0
+        #: (trigger-model time, bench-clock time) at the start of the running trigger model
+        self._run_origin: Optional[tuple[float, float]] = None
         self._install_status_and_trigger()
         from hil.emulate.kipulse import install_kipulse
 
@@ -759,24 +761,31 @@ class Smu2600Emulator(TspEmulator):
         return self.port_reading(letter)[2]
 
     def run_trigger_model(self) -> None:
-        """Let the simulated trigger model run until it finishes or waits; advance the clock.
+        """Let the simulated trigger model run until it finishes or waits; advance the clock by the
+        time it ran.
 
-        Instruments triggered by this one's digital I/O line work in parallel with it: the bench
-        time they took while measuring (advanced on the shared clock during the ``measure`` steps)
-        counts against this run's own duration instead of adding to it.
+        While it runs, the bench clock is brought to the trigger model's present whenever this
+        instrument drives its digital I/O line (:meth:`_clock_to_trigger_model`), so the bench
+        trigger (``World.trigger``) accounts the instruments stepping on the line as working in
+        parallel with this one: a point lasts as long as the slowest of them, never their sum.
         """
         start = max(self.scheduler.now_s, self.clock.now_s)
         self.scheduler.now_s = start
-        self._followers_s = 0.0
-        end = self.scheduler.run()
-        elapsed = end - start
-        if self._followers_s > elapsed * (1 + 1e-9) + 1e-12:
-            self.transcript.record("event", f"instruments on the trigger line took {self._followers_s:.6g} s, "
-                                   f"longer than the paced run ({elapsed:.6g} s): a real bench would miss "
-                                   "trigger pulses")
-        if elapsed > self._followers_s:
-            self.advance(elapsed - self._followers_s)
-        self._followers_s = 0.0
+        self._run_origin = (start, self.clock.now_s)
+        try:
+            end = self.scheduler.run()
+            self._clock_to_trigger_model(end)
+        finally:
+            self._run_origin = None
+
+    def _clock_to_trigger_model(self, t_s: float) -> None:
+        """Advance the bench clock to trigger-model instant ``t_s`` of the running trigger model
+        (mapped onto the clock from where both stood when the run started); never moves it back,
+        e.g. past a reading of an instrument on the line that ended later."""
+        if self._run_origin is None:
+            return
+        model0, clock0 = self._run_origin
+        self.advance(clock0 + (t_s - model0) - self.clock.now_s)
 
     def waitcomplete(self) -> None:
         """``waitcomplete()`` / ``*OPC?`` / ``*WAI``: run the trigger model; a channel still waiting for
@@ -831,20 +840,28 @@ class Smu2600Emulator(TspEmulator):
         k = self._bench_point
         self._bench_point += 1
         with self.world.lock:
+            self._clock_to_trigger_model(self.scheduler.now_s)
+            if self._run_origin is not None:
+                model0, clock0 = self._run_origin
+                late_s = self.world.trigger.busy_until_s() - (clock0 + self.scheduler.now_s - model0)
+                if late_s > 1e-9:
+                    self.transcript.record("event", f"trigger pulse {k}: the instruments on the trigger line "
+                                           f"are still reading the previous point ({late_s:.6g} s more): a "
+                                           "real bench would miss trigger pulses", late_s=late_s)
             self.world.trigger.pulse("source", k)
         self._pending_measure = k
 
     def bench_measure_step(self) -> None:
         """Called when a channel of this instrument starts a measurement: the instruments armed on
-        the trigger line this one drives take their reading of the same point (bench time they spend
-        is accounted as parallel work in :meth:`run_trigger_model`)."""
+        the trigger line this one drives take their reading of the same point, from this instant
+        of the bench clock and in parallel with this instrument's own integration (the bench
+        trigger lets the clock reach the slowest reading's end at the next point)."""
         k, self._pending_measure = self._pending_measure, None
         if k is None or self.world is None:
             return
-        t0 = self.clock.now_s
         with self.world.lock:
+            self._clock_to_trigger_model(self.scheduler.now_s)
             self.world.trigger.pulse("measure", k)
-        self._followers_s += self.clock.now_s - t0
 
     def arm_bench_trigger_if_waiting(self) -> None:
         """After ``initiate()``: a trigger model waiting for a digital I/O line's event listens to the

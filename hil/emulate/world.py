@@ -219,6 +219,12 @@ class BenchTrigger:
             self.clock.advance(self._pending - self.clock.now_s)
         self._pending = None
 
+    def busy_until_s(self) -> float:
+        """Bench time (s) at which the meters of the last measure step finish reading: the end of
+        the slowest one not yet reached by the clock, else the clock's present."""
+        now = self.clock.now_s if self.clock is not None else 0.0
+        return max(now, self._pending) if self._pending is not None else now
+
     def disarm(self, participant: Any) -> None:
         """Stop waiting for pulses (idempotent)."""
         if participant in self._armed:

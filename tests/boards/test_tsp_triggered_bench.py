@@ -7,11 +7,14 @@ independent of the batch size, limits refused before any I/O, compliance and sen
 sample, and every output off at 0 V after a fault, a timeout, Ctrl-C or SIGTERM during a run.
 """
 
+import copy
 import dataclasses
 
 import numpy as np
 import pytest
+import yaml
 
+from hil.bench.schema import bench_root
 from hil.boards.bench_config import InstrumentBoardSpec
 from hil.boards.bench_factory import make_instrument_board
 from hil.boards.simulated import SimulatedBoard
@@ -137,6 +140,30 @@ def test_bench_time_model_agrees_with_virtual_clock():
           f"per epoch {epoch:.3f} s vs {predicted['epoch_measure_s']:.3f} s")
 
 
+@pytest.mark.parametrize("scan_nplc", [1.0, 2.0], ids=["scan_inside_point", "scan_longer_than_point"])
+def test_a_triggered_point_lasts_as_long_as_its_slowest_reading(scan_nplc):
+    """The DAQ scans while the lead SMU integrates: a point lasts max(SMU point, scan), never their
+    sum. At 2 PLC the scan (8 x (2.2 ms + 40 ms)) outlasts the 201 ms point: the clock follows the
+    scanner and the lead's transcript says a real bench would miss trigger pulses."""
+    raw = copy.deepcopy(yaml.safe_load((bench_root() / f"{BENCH}.yaml").read_text()))
+    daq = raw["instruments"]["daq"]
+    for ch in daq["channels"].values():
+        ch["nplc"] = scan_nplc
+    scan_s = len(daq["channels"]) * (daq["relay_s"] + scan_nplc / raw["line_frequency_hz"])
+    with EmulatedBench(raw, time_mode="virtual", readings="exact") as eb:
+        with open_board(eb, rehearsal=False) as board:
+            board.connect()
+            eb.settle()
+            points0, t0 = board.stats.points, eb.clock.now_s
+            board.measure(XOR)
+            per_point = (eb.clock.now_s - t0) / (board.stats.points - points0)
+            point_s = board.instruments["smu1"].trigger_period_s("a", board.timing.settle_s)
+        missed = [e.text for e in eb.emulators["smu1"].transcript.entries("event") if "miss" in e.text]
+        assert eb.all_outputs_safe()
+    assert per_point == pytest.approx(max(point_s, scan_s), rel=0.02), (per_point, point_s, scan_s)
+    assert bool(missed) == (scan_s > point_s), missed
+
+
 def test_arm_sweep_refuses_a_vector_over_the_limits_before_any_io():
     with EmulatedBench(BENCH, time_mode="virtual", readings="exact") as eb:
         with open_board(eb, rehearsal=False) as board:
@@ -234,17 +261,34 @@ def test_instrument_fault_in_a_triggered_batch_stops_with_outputs_off(inst, arm,
         assert not any(emu._bench_armed for name, emu in eb.emulators.items() if name in SMUS)
 
 
+def _bench_with_a_2450_programmer() -> dict:
+    """tsp-xor-triggered with its programming SMU swapped for a 2450 (no pulse capability)."""
+    raw = copy.deepcopy(yaml.safe_load((bench_root() / f"{BENCH}.yaml").read_text()))
+    assert raw["instruments"]["prog"]["driver"] == "keithley2600"  # the shipped bench can pulse
+    raw["instruments"]["prog"] = {
+        "driver": "keithley2450", "model": "2450", "resource": "TCPIP::192.0.2.31::5025::SOCKET",
+        "channels": {"": {"v_min": -1.6, "v_max": 1.6, "i_compliance_a": 1.0e-4, "current_range_a": 1.0e-4,
+                          "max_step_v": 1.6, "max_slew_v_per_s": 1.0e+5, "max_power_w": 1.6e-4}}}
+    return raw
+
+
 def test_programming_smu_without_pulses_is_refused_on_a_real_bench():
-    """Outside a rehearsal the write-verify programmer needs a PulsedSource: xor-bench programs
-    through a 2450, which has none, so building the board says so in one line (nothing connected)."""
+    """Outside a rehearsal the write-verify programmer needs a PulsedSource: bench-xor-tsp on a
+    variant of its bench that programs through a 2450, which has none, is refused when the board
+    is built, in one line naming board.programming.smu (nothing connected)."""
     from hil.config import load_yaml
     from hil.drivers.errors import InstrumentConfigError
     from hil.train.settings import parse_settings
 
-    settings = parse_settings(load_yaml(CONFIG), "bench-xor-tsp")
+    raw = load_yaml(CONFIG)
+    raw["board"]["bench"] = _bench_with_a_2450_programmer()
+    raw["board"]["programming"]["smu"] = "prog"
+    settings = parse_settings(raw, "bench-xor-tsp")
     with EmulatedBench(settings.instrument_board.bench, time_mode="virtual", readings="exact") as eb:
         spec = dataclasses.replace(settings.instrument_board, bench=eb.loopback_bench)
-        with pytest.raises(InstrumentConfigError, match=r"board.programming.smu: prog \(Keithley2450\) cannot apply"):
+        with pytest.raises(InstrumentConfigError,
+                           match=r"board.programming.smu: prog \(Keithley2450\) cannot apply") as exc:
             make_instrument_board(spec, (1e-8, 1e-4), clock=lambda: eb.clock.now_s)
+        assert "\n" not in str(exc.value)
         eb.settle()
         assert all(not e.transcript.received() for e in eb.emulators.values())

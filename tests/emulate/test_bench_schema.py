@@ -96,7 +96,10 @@ def test_trigger_line_checked_with_its_path():
     inst = raw["instruments"]
     inst["smu1"]["trigger_line"] = 15
     inst["smu2"]["model"] = "2604B"
-    inst["prog"]["trigger_line"] = 1
+    inst["prog"] = {"driver": "keithley2450", "model": "2450", "resource": "TCPIP::192.0.2.31::5025::SOCKET",
+                    "trigger_line": 1,
+                    "channels": {"": {"v_min": -1.6, "v_max": 1.6, "i_compliance_a": 1e-4, "current_range_a": 1e-4,
+                                      "max_step_v": 1.6, "max_slew_v_per_s": 1e5, "max_power_w": 1.6e-4}}}
     with pytest.raises(ConfigError) as exc:
         load_bench(raw)
     text = str(exc.value)
