@@ -223,7 +223,8 @@ class EquilibriumSolver:
             diode_current = -d.orientation * sol.mu
             report = sol.report
         else:
-            e0 = warm.e if warm is not None and warm.e.shape == b.shape else None
+            # Uncoupled nodes start from their exact per-node solution instead (no e0).
+            e0 = warm.e if warm is not None and warm.e.shape == b.shape and nd.coupled else None
             if e0 is not None and warm.g_d is not None and warm.w.shape == w.shape and np.any(w != warm.w):
                 # Predictor: the linear response of the held operating point to the port change
                 # (one solve with the held Jacobian); Newton then only corrects the curvature.
