@@ -181,6 +181,26 @@ class MaskedSolver:
             return self._solve_cg(kcsr, clamped, h, rhs)
         return self._solve_lu(kcsr, clamped, h, rhs, range(B), np.empty_like(rhs))
 
+    def solve_columns(self, clamped: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        """K_FF x_F = rhs_F with x = 0 on clamped nodes, for k right-hand sides per sample.
+
+        clamped: (G, n) bool; rhs: (G, n, k) currents (A); returns (G, n, k) volts.  Dense
+        systems factorise each sample's K_FF once for all its k columns (e.g. the + and −
+        perturbation phases of one operating point); the other paths solve column by column.
+        """
+        G, n, k = rhs.shape
+        if self.k_dense is None or self.diagonal is not None:
+            rows = np.repeat(clamped, k, axis=0)
+            flat = np.moveaxis(rhs, 2, 1).reshape(G * k, n)
+            x = self.solve(rows, np.zeros(n), flat)
+            return np.moveaxis(x.reshape(G, k, n), 1, 2)
+        free = ~clamped
+        mats = np.where(free[:, :, None], self.k_dense[None, :, :], 0.0)
+        idx = np.arange(n)
+        mats[:, idx, idx] += clamped
+        self.factorizations += G
+        return np.linalg.solve(mats, np.where(free[:, :, None], rhs, 0.0))
+
     def _solve_cg(self, kcsr, clamped, h, rhs):
         """Batched CG on every sample's free set; sparse LU for samples CG did not finish."""
         free = ~clamped

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hil.circuit.held_set import solve_held_set
 from hil.circuit.ideal import _residual, solve_ideal, solve_ideal_diagonal
 from hil.circuit.linsolve import MaskedSolver, solve_diagonal_shift, use_dense
 from hil.circuit.model import Circuit
@@ -215,10 +216,15 @@ class EquilibriumSolver:
             report = sol.report
         elif d.is_ideal:
             warm_on = warm.on if warm is not None and warm.on.shape == b.shape else None
-            sol = solve_ideal(
-                self.masked, b, d.orientation, d.v_ref, warm_on,
-                self._voltage_scale(u, w), tol=self.kkt_tol, fallback=self._pr_fallback_for(d.v_ref),
-            )
+            sol = None
+            if warm_on is not None and warm.b_src is b_src:  # held sources, new port voltages: phases
+                sol = solve_held_set(self.masked, b, (w - warm.w) @ nd.g_out, warm.e, warm_on, d.orientation,
+                                     d.v_ref, self._voltage_scale(u, w), self.kkt_tol, self._pr_fallback_for(d.v_ref))
+            if sol is None:
+                sol = solve_ideal(
+                    self.masked, b, d.orientation, d.v_ref, warm_on,
+                    self._voltage_scale(u, w), tol=self.kkt_tol, fallback=self._pr_fallback_for(d.v_ref),
+                )
             e, on, g_d = sol.e, sol.on, None
             diode_current = -d.orientation * sol.mu
             report = sol.report
