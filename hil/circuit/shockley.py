@@ -47,11 +47,11 @@ class ShockleySolution:
 
 
 class _System:
-    def __init__(self, k_dense, k_sparse, diodes: DiodeBank):
+    def __init__(self, k_dense, k_sparse, diodes: DiodeBank, diag: np.ndarray | None = None):
         self.k_dense = k_dense
         self.k_sparse = k_sparse
         self.diodes = diodes
-        self.diag = k_sparse.diagonal()
+        self.diag = k_sparse.diagonal() if diag is None else diag
         #: K is diagonal (uncoupled nodes): linear solves are divisions, nodes are independent.
         self.uncoupled = k_sparse.nnz == np.count_nonzero(self.diag)
 
@@ -59,7 +59,7 @@ class _System:
         """The same network with every source, diode references included, scaled by ``lam``."""
         from dataclasses import replace
 
-        return _System(self.k_dense, self.k_sparse, replace(self.diodes, v_ref=lam * self.diodes.v_ref))
+        return _System(self.k_dense, self.k_sparse, replace(self.diodes, v_ref=lam * self.diodes.v_ref), self.diag)
 
     def matvec(self, e):
         if self.uncoupled:
@@ -111,9 +111,9 @@ def uncoupled_start(diodes: DiodeBank, diag: np.ndarray, b: np.ndarray) -> tuple
     ohms, so its diode, the diode's series resistance and that source form one loop: the
     junction voltage solves vj + R i_D(vj) = v_th with R = r_s + 1/K_kk and
     v_th = s (v_ref − b_k/K_kk), a monotone scalar equation, and then
-    e = (b + s i_D(vj)) / K_kk satisfies KCL.  Forward-biased loops start from the closed
-    form of the exponential law with its gmin term (Wright omega), reverse-biased ones from
-    v_th; a safeguarded Newton on every node at once then polishes to 1e-15 V.
+    e = (b + s i_D(vj)) / K_kk satisfies KCL.  The loop has a closed form (Wright omega) for
+    the exponential law with its gmin term; a safeguarded Newton on every node at once then
+    confirms it (or polishes it) to 1e-15 V.
     Returns (e, vj) or None when a node has no conductance or the scalar solve does not
     converge; the result is a candidate that the caller still certifies.
     """
@@ -122,15 +122,20 @@ def uncoupled_start(diodes: DiodeBank, diag: np.ndarray, b: np.ndarray) -> tuple
     s, vte, i_s = diodes.orientation, diodes.vte, diodes.i_s_at_temperature
     r_total = diodes.r_s + 1.0 / diag  # ohms around each loop
     v_th = s * (diodes.v_ref - b / diag)  # open-circuit branch voltage, V
+    # vj (1 + R gmin) = v_th + R I_s − R I_s e^{vj/nV_T}  ⇒  vj = A − nV_T ω(ln(C/nV_T) + A/nV_T),
+    # the exponential law with its gmin term in closed form (Wright omega).  ngspice's law
+    # has another form below −3 nV_T, so in that mode reverse-biased loops start from v_th.
+    exp_law = slice(None) if not diodes.spice_compat else v_th > 0
+    den = 1.0 + r_total * diodes.gmin_s
+    a, c = (v_th + r_total * i_s) / den, r_total * i_s / den
+    if diodes.spice_compat:
+        c = np.broadcast_to(c, v_th.shape)[exp_law]
+        a, vte_e = a[exp_law], np.broadcast_to(vte, v_th.shape)[exp_law]
+    else:
+        vte_e = vte
     start = v_th.copy()
-    fwd = v_th > 0
-    if fwd.any():
-        # vj (1 + R gmin) = v_th + R I_s − R I_s e^{vj/nV_T}  ⇒  vj = A − nV_T ω(ln(C/nV_T) + A/nV_T).
-        full = lambda a: np.broadcast_to(a, v_th.shape)[fwd]
-        rt, isf, vtf = full(r_total), full(i_s), full(vte)
-        den = 1.0 + rt * diodes.gmin_s
-        a, c = (v_th[fwd] + rt * isf) / den, rt * isf / den
-        start[fwd] = np.clip(a - vtf * np.real(wrightomega(np.log(c / vtf) + a / vtf)), 0.0, v_th[fwd])
+    start[exp_law] = np.clip(a - vte_e * np.real(wrightomega(np.log(c / vte_e) + a / vte_e)),
+                             np.minimum(v_th[exp_law], 0.0), np.maximum(v_th[exp_law], 0.0))
     try:
         vj, cur, _ = diodes._junction_solve(v_th, r_series=r_total, start=start)
     except ArithmeticError:
@@ -216,18 +221,19 @@ def solve_shockley(
     e0: np.ndarray | None = None,
     tol: NewtonTolerances | None = None,
     lambda_min: float | None = None,
+    diag: np.ndarray | None = None,
 ) -> ShockleySolution:
     """Solve the Shockley network for a batch ``b`` (B, n) of nodal source currents (A).
 
     ``ideal_solve(b, h)`` returns ideal-diode node voltages for clamp levels ``h`` and is
     used for the piecewise-linear initial guess.  Without ``e0``, uncoupled networks start
     from their exact per-node solution (:func:`uncoupled_start`), which Newton only has to
-    certify.  Raises :class:`SolveError` when neither Newton nor gmin stepping nor source
-    stepping converges.
+    certify.  ``diag`` is K's diagonal (S) when the caller keeps it.  Raises
+    :class:`SolveError` when neither Newton nor gmin stepping nor source stepping converges.
     """
     t0 = time.perf_counter()
     tol = tol or NewtonTolerances()
-    sys = _System(k_dense, k_sparse, diodes)
+    sys = _System(k_dense, k_sparse, diodes, diag)
     B = b.shape[0]
     exact = uncoupled_start(diodes, sys.diag, b) if e0 is None and sys.uncoupled else None
     if exact is not None:
