@@ -114,3 +114,24 @@ def test_hl_on_coupled_board_is_exact_and_detects_flips():
     assert big.stats["flipped_samples"] > 0 and rel(big.grad) > 1e-3
     fixed = estimate("hl", board, x, t, loss, {"delta_v": 2.0, "max_retries": 8})
     assert rel(fixed.grad) <= 1e-9
+
+
+def test_small_dense_batches_reuse_lu_factors_by_active_set():
+    c = network(seed=6)
+    solver = EquilibriumSolver(c)
+    ms = solver.masked
+    rng = np.random.default_rng(6)
+    clamped = rng.random((8, c.n_hidden)) < 0.3
+    h = rng.normal(size=c.n_hidden) * 0.1
+    rhs = rng.normal(size=(8, c.n_hidden)) * 1e-5
+    batched = ms.solve(clamped, h, rhs)  # 8 > DENSE_LU_MAX_BATCH: one batched LAPACK solve
+    before = ms.factorizations
+    small = np.vstack([ms.solve(clamped[i:i + 2], h, rhs[i:i + 2]) for i in range(0, 8, 2)])
+    np.testing.assert_allclose(small, batched, rtol=0, atol=1e-12 * np.abs(batched).max())
+    assert ms.factorizations == before + 8
+    again = ms.solve(clamped[:2], h, -rhs[:2])  # same sets: back-substitution only
+    assert ms.factorizations == before + 8
+    np.testing.assert_allclose(again, ms.solve(clamped[:2], h, -rhs[:2]), rtol=0, atol=0)
+    for _ in range(10):  # 40 more sets: the cache stays bounded
+        ms.solve(rng.random((4, c.n_hidden)) < 0.5, h, rhs[:4])
+    assert len(ms._dense_lu) <= ls.DENSE_LU_ENTRIES
