@@ -60,7 +60,8 @@ def bench(n_inputs: int, coupling: int, batch: int, repeats: int, calls: int, cl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--calls", type=int, default=10, help="calls per timed chunk (batch 1: 10 ms chunks, not single calls)")
+    ap.add_argument("--calls", type=int, default=10,
+                    help="calls per timed chunk (at batch 1 a chunk lasts milliseconds, not one call)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall: perf_counter; cpu: this process's CPU time (insensitive to other users' load)")
     args = ap.parse_args()

@@ -149,7 +149,8 @@ class DiodeBank:
         cond = np.where(fwd, i_s * ex / vte, 3.0 * i_s * arg / safe_vd) + self.gmin_s
         return cur, cond
 
-    def branch_current(self, v: np.ndarray, junction_start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def branch_current(self, v: np.ndarray,
+                       junction_start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Current (A) and conductance (S) of diode + series resistance at branch voltage ``v`` (V).
 
         ``junction_start`` (V), a known close junction voltage, starts the series-resistance solve.

@@ -237,8 +237,8 @@ class EquilibriumSolver:
                 e0 = e0 + solve_diagonal_shift(self.k_dense, self.k_sparse, warm.g_d, (w - warm.w) @ nd.g_out)
             if self._lambda_min is None:
                 self._lambda_min = self._laplacian_lower_bound()
-            sol = solve_shockley(self.k_dense, self.k_sparse, d, b, self._shockley_start, e0, self.tol, self._lambda_min,
-                                 diag=nd.diag)
+            sol = solve_shockley(self.k_dense, self.k_sparse, d, b, self._shockley_start, e0, self.tol,
+                                 self._lambda_min, diag=nd.diag)
             e, g_d, diode_current = sol.e, sol.g_d, sol.current
             on = -d.orientation * diode_current > 1e3 * d.i_s_at_temperature
             report = sol.report

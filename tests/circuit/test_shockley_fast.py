@@ -78,7 +78,12 @@ def test_certificate_rejects_a_perturbed_sample_and_newton_repairs_it(monkeypatc
     assert not ok_bad[3] and ok_bad[np.arange(8) != 3].all()
     # A start that fails the certificate for one sample: that sample continues with Newton.
     real = sh.uncoupled_start
-    monkeypatch.setattr(sh, "uncoupled_start", lambda d, diag, bb: (lambda ev: (ev[0] + 1e-3 * (np.arange(8) == 3)[:, None], ev[1]))(real(d, diag, bb)))
+
+    def off_for_sample_3(diodes, diag, bb):
+        e_exact, vj = real(diodes, diag, bb)
+        return e_exact + 1e-3 * (np.arange(8) == 3)[:, None], vj
+
+    monkeypatch.setattr(sh, "uncoupled_start", off_for_sample_3)
     mixed = solve_shockley(solver.k_dense, solver.k_sparse, c.diodes, b, solver._shockley_start)
     assert mixed.report.method == "per-node→newton" and mixed.report.converged
     np.testing.assert_allclose(mixed.e, e, rtol=1e-12, atol=1e-13)
