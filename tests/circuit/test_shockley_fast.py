@@ -123,3 +123,15 @@ def test_hl_on_uncoupled_shockley_board_is_second_order_and_notices_large_drives
     assert board.measure(x).info["report"].method == "per-node"
     big = estimate("hl", board, x, t, loss, {"delta_v": 0.5, "max_retries": 4, "flip_rel_tol": 1e-4})
     assert big.stats["flips_from_response"] > 0
+
+
+def test_real_wright_omega_matches_scipy_over_the_whole_line():
+    from scipy.special import wrightomega
+
+    z = np.concatenate([np.linspace(-750, 1000, 3001), np.linspace(-5, 5, 2001), [-690.5, 0.0, 1.0]])
+    got = sh.wright_omega(z)
+    ref = np.real(wrightomega(z))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, ref, rtol=1e-14, atol=0)
+    inside = (z > -700) & (z < 700)
+    np.testing.assert_allclose(got[inside] + np.log(got[inside]), z[inside], rtol=1e-14, atol=1e-13)
