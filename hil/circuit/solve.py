@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.circuit.held_set import solve_held_set
 from hil.circuit.ideal import _residual, solve_ideal, solve_ideal_diagonal
 from hil.circuit.linsolve import MaskedSolver, solve_diagonal_shift, use_dense
 from hil.circuit.model import Circuit
 from hil.circuit.nodal import NodalSystem
 from hil.circuit.report import SolveError, SolveReport
 from hil.circuit.shockley import NewtonTolerances, solve_shockley
+from hil.circuit.held_set import solve_held_set
 
 
 @dataclass
