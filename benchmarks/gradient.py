@@ -1,6 +1,6 @@
 """Cost of one `hl` gradient (all conductances) as a ratio of one forward solve, through the board.
 
-Usage: python benchmarks/gradient.py [--repeats N] [--calls N] [--clock wall|cpu]
+Usage: python benchmarks/gradient.py [--repeats N] [--calls N] [--cpu]
 
 For each network, with fresh inputs for every call (so no cached operating point is
 reused by the forward timing), we time, in chunks of ``--calls`` calls interleaved
@@ -62,16 +62,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--calls", type=int, default=10,
                     help="calls per timed chunk (at batch 1 a chunk lasts milliseconds, not one call)")
-    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                    help="wall: perf_counter; cpu: this process's CPU time (insensitive to other users' load)")
+    ap.add_argument("--cpu", action="store_true",
+                    help="time with this process's CPU time (one BLAS thread) instead of wall time")
     args = ap.parse_args()
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    clock = time.process_time if args.cpu else time.perf_counter
     from hil.threads import blas_summary, configure_blas_threads
 
     configure_blas_threads()
     print(f"BLAS: {blas_summary()}")
     print("hl gradient vs forward solve, simulated board, 64 hidden ideal-diode nodes, 20 output ports; "
-          f"{args.clock} clock, median of {args.repeats} chunks of {args.calls} calls")
+          f"{'CPU' if args.cpu else 'wall'} clock, median of {args.repeats} chunks of {args.calls} calls")
     print(f"{'inputs':>6} {'coupling':>8} {'conductances':>12} {'batch':>5} {'forward/sample':>15} "
           f"{'gradient/sample':>16} {'ratio':>6}")
     for coupling in (0, 4):
