@@ -543,27 +543,7 @@ class SourceMeterDriver(DriverBase):
             levels_v: ``{channel: 1-D levels in V}``, all of equal length.
             settle_s: extra settling time per point in s.
         """
-        if not levels_v:
-            raise LimitViolation("channels", 0.0, 1.0, reason="no channel given", instrument=self.name)
-        self._check_sweep_settle(float(settle_s))
-        vectors: dict[str, np.ndarray] = {}
-        for ch, levels in levels_v.items():
-            cfg = self.config(ch)
-            start = self._setpoint.get(ch, math.nan)
-            vectors[ch] = check_vector(cfg.limits, levels, start_v=start, end_v=start,
-                                       point_duration_s=self._point_duration_s(ch, float(settle_s)))
-        lengths = {v.size for v in vectors.values()}
-        if len(lengths) != 1:
-            raise LimitViolation("points", float(max(lengths)), float(min(lengths)),
-                                 reason="all channels need the same number of points", instrument=self.name)
-        off = [ch for ch in vectors if self._output_on.get(ch) is not True]
-        if off:
-            raise InstrumentError(f"outputs off on channels {off}; switch them on before a sweep", instrument=self.name)
-        n = lengths.pop()
-        f_line = self.line_frequency_hz or FALLBACK_LINE_FREQUENCY_HZ
-        worst = max(self._point_duration_s(ch, float(settle_s)) for ch in vectors)
-        nplc = max(self.config(ch).nplc for ch in vectors)
-        timeout_s = 2 * n * nplc / f_line + n * worst + self.sweep_timeout_margin_s
+        vectors, timeout_s = self._checked_sweep_vectors(levels_v, settle_s)
         try:
             v_src, i_meas, stamps = self._run_sweep(vectors, float(settle_s), timeout_s)
         except BaseException:
