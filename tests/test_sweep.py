@@ -41,6 +41,20 @@ def test_expand_grid_times_seeds_with_stable_ids(tmp_path):
     assert [q.run_id for q in expand(spec)] == [q.run_id for q in points]  # identity survives a restart
 
 
+def test_list_entries_of_a_cascade_are_reached_by_index(tmp_path):
+    spec = load_sweep(str(sweep_file(
+        tmp_path, config="sim-xor-cascade", grid={"board.stages.1.buffer_gain": [2.0, 8.0]})))
+    points = expand(spec)
+    assert [p.raw["board"]["stages"][1]["buffer_gain"] for p in points] == [2.0, 2.0, 8.0, 8.0]
+    # the default seed key board.circuit.seed means every stage's circuit seed on a cascade
+    assert all(st["circuit"]["seed"] == p.seed for p in points for st in p.raw["board"]["stages"])
+    assert "circuit" not in points[0].raw["board"] and points[0].label == "buffer_gain1=2"
+    bad = load_sweep(str(sweep_file(tmp_path, config="sim-xor-cascade", grid={"board.stages.5.buffer_gain": [2.0]},
+                                    seed_keys=["seed"])))
+    with pytest.raises(ConfigError, match="board.stages.5.buffer_gain: no list entry 5"):
+        expand(bad)
+
+
 @pytest.mark.parametrize("over, message", [
     ({"grid": {"train.epochs": 3}}, "grid.train.epochs: expected a non-empty list of values"),
     ({"grid": {"train.batch_size": [0, 2]}}, "batch_size=0 \\(seed 0\\): train.batch_size: must be > 0"),
