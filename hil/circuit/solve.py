@@ -183,14 +183,18 @@ class EquilibriumSolver:
             return self.circuit.diodes.orientation * (z - h) <= 0
         return fallback
 
-    def solve(self, u, w=None, warm: CircuitState | None = None) -> CircuitState:
+    def solve(self, u, w=None, warm: CircuitState | None = None, injected: np.ndarray | None = None) -> CircuitState:
         """Equilibrium for source voltages ``u`` (B, p) and port voltages ``w`` (B, q), volts.
 
         ``warm`` (a previous state of the same batch size) seeds the active set or the
         Newton iterate, e.g. for the perturbation phases of hardware linearization.
+        ``injected`` (B, n): currents in A fed into the hidden nodes by ideal current sources
+        (a bench's injection at buffered nodes); they add to the nodal source currents.
         """
         nd = self.nodal
         u, w, b, b_src = self._prepare(u, w, warm)
+        if injected is not None:
+            b = b + injected
         d = self._template.diodes
         if d.element is not None:
             return self._solve_element(u, w, b, b_src, warm)
