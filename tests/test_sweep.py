@@ -169,3 +169,16 @@ def test_unreachable_cluster_is_a_one_line_runtime_error(tmp_path, capsys):
     assert main(["sweep", str(f)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("hil sweep: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_summary_plot_takes_mapping_grid_values(tmp_path):
+    """A swept element ({model: …} mappings) is a category on the plot's x axis."""
+    from hil.sweep.report import plot_summary, summarise
+
+    elements = [{"model": "ideal"}, {"model": "clip", "v_lo": 0.0, "v_hi": 0.3}]
+    spec = load_sweep(str(sweep_file(tmp_path, grid={"board.circuit.hidden.element": elements})))
+    table = [{"board.circuit.hidden.element": el, "seed": s, "status": "finished", "test_acc": 0.9 + 0.01 * s,
+              "seconds_per_epoch": 1.0} for el in elements for s in (0, 1)]
+    plot_summary(spec, table, tmp_path / "summary.png")
+    assert (tmp_path / "summary.png").stat().st_size > 10_000
+    assert [r["test_acc_mean"] for r in summarise(spec, table)] == pytest.approx([0.905, 0.905])
