@@ -1,7 +1,7 @@
 """Train the digits network with each node element (3 seeds) and print a Markdown table.
 
     PYTHONPATH=$PWD python benchmarks/elements_digits.py [--epochs 20] [--seeds 0 1 2] [--workers 2]
-                                                         [--output sweeps/elements-digits]
+                                                         [--output sweeps/elements-digits] [--only MODEL …]
 
 Every element of the registry is trained on the same digits task through the board protocol
 (``hl`` gradient), 20 % of the training set held out as validation; the accuracies are those of
@@ -40,10 +40,11 @@ ELEMENTS = [
 ]
 
 
-def run(epochs: int, seeds: list[int], workers: int | None, output: str) -> list[tuple]:
+def run(epochs: int, seeds: list[int], workers: int | None, output: str, only: list[str] | None = None) -> list[tuple]:
+    chosen = [e for e in ELEMENTS if not only or e[2]["model"] in only]
     rows = []
-    for base in dict.fromkeys(c for _, c, _ in ELEMENTS):
-        elements = [(label, el) for label, c, el in ELEMENTS if c == base]
+    for base in dict.fromkeys(c for _, c, _ in chosen):
+        elements = [(label, el) for label, c, el in chosen if c == base]
         spec = parse_sweep({
             "name": f"elements-{base}", "config": base,
             "set": {"data.validation_fraction": 0.2, "train.epochs": epochs, "output.plots": False},
@@ -68,8 +69,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--workers", type=int, default=None, help="local processes (default: cores)")
     ap.add_argument("--output", default="sweeps/elements-digits", help="sweep directory")
+    ap.add_argument("--only", nargs="*", default=None, metavar="MODEL",
+                    help="train only these element models (e.g. --only shockley antiparallel_shockley)")
     args = ap.parse_args()
-    rows = run(args.epochs, args.seeds, args.workers, args.output)
+    rows = run(args.epochs, args.seeds, args.workers, args.output, args.only)
     n = len(args.seeds)
     print(f"\n| element | base config | validation mean / min ({n} seeds) | test mean / min | test per seed | "
           f"s per epoch | nodes conducting |")
