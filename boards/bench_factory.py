@@ -54,9 +54,10 @@ def build_instrument_board(spec: InstrumentBoardSpec, instruments: Mapping[str, 
                            rehearsal_world: Any = None) -> InstrumentBoard:
     """The board over already-built drivers (real, emulated or in-process).
 
-    ``rehearsal_world``: the emulated bench's world; programming then sets its conductances
-    directly (:class:`~hil.boards.programmers.RehearsalProgrammer`), since the emulators do not
-    model the devices' response to programming pulses.
+    ``rehearsal_world``: an in-process or emulated world whose conductances programming then
+    sets directly (:class:`~hil.boards.programmers.RehearsalProgrammer`), for exercising the
+    measurement path alone; without it the configured programmer (write-verify pulses) is used,
+    which the emulated bench answers with its device model.
     """
     bench = spec.bench
     topo = board_topology(bench.circuit)

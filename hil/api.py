@@ -281,6 +281,9 @@ def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = 
     if getattr(board, "needs_backward_order", False) and s.estimator == "ep":
         raise ConfigError(["train.estimator: 'ep' cannot reach the earlier stages of a cascade; "
                            "use hl or hl-exact (backward order) or fd"], source)
+    if getattr(board, "needs_backward_order", False) and s.estimator == "hl" and s.estimator_options.get("one_sweep"):
+        raise ConfigError(["train.hl.one_sweep: a cascade is measured stage by stage (each stage's drive comes "
+                           "from the stage after it); leave it unset or false"], source)
     if problems := compatibility_problems(data, board.topology):
         if getattr(board, "needs_backward_order", False):
             problems = [q.replace("board.circuit.inputs", "board.stages[0].circuit.inputs", 1) for q in problems]

@@ -193,8 +193,8 @@ class EquilibriumSolver:
         """
         nd = self.nodal
         u, w, b, b_src = self._prepare(u, w, warm)
-        if injected is not None:
-            b = b + injected
+        if injected is not None:  # fixed currents of this solve only: a new b_src, never the held one
+            b_src, b = b_src + injected, b + injected
         d = self._template.diodes
         if d.element is not None:
             return self._solve_element(u, w, b, b_src, warm)

@@ -678,6 +678,9 @@ class Smu2600Emulator(TspEmulator):
             self.channels[letter] = ch
             self.machine.define(ch.name, ch.table)
         self._install_status_and_trigger()
+        from hil.emulate.kipulse import install_kipulse
+
+        install_kipulse(self)  # ConfigPulseVMeasureI / InitiatePulseTest (programming pulses)
         for letter in self.channels:
             self.apply(letter)
 

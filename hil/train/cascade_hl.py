@@ -121,10 +121,10 @@ def cascade_hl_gradient(board, x: np.ndarray, target, loss: Loss, delta_v: float
         todo = np.arange(B)
         retries, flipped, from_response, excursion = 0, 0, 0, 0.0
         flags = np.zeros(0, bool)
+        signs = (1.0, -1.0) if central else (1.0,)
         while todo.size:
             es = eps[todo]
             w0 = op_s.w[todo]
-            signs = (1.0, -1.0) if central else (1.0,)
             w = np.concatenate([w0 + sg * es * w_hat[todo] for sg in signs])
             inj = None if j_hat is None else np.concatenate([sg * es * j_hat[todo] for sg in signs])
             m = board.measure_stage(x[todo], s, w=w, injected=inj)
@@ -141,14 +141,14 @@ def cascade_hl_gradient(board, x: np.ndarray, target, loss: Loss, delta_v: float
                 flags |= by_response
                 n_hat[todo] = (npl - nmi) / (2 * es)
                 i_hat[todo] = (m.i_src[:k] - m.i_src[k:]) / (2 * es)
-                excursion = max(excursion, float(np.max(np.abs(npl - n0[todo]), initial=0.0)))
+                excursion = max(excursion, float(np.max(np.abs(m.e[:k] - op_s.e[todo]), initial=0.0)))
             else:
                 flags = np.zeros(k, bool)
                 if op_s.piecewise_linear and op_s.on is not None and m.on is not None:
                     flags = np.any(m.on != op_s.on[todo], axis=1)
                 n_hat[todo] = (nodes - n0[todo]) / es
                 i_hat[todo] = (m.i_src - op_s.i_src[todo]) / es
-                excursion = max(excursion, float(np.max(np.abs(nodes - n0[todo]), initial=0.0)))
+                excursion = max(excursion, float(np.max(np.abs(m.e - op_s.e[todo]), initial=0.0)))
             ok[todo] &= phase_ok
             flags &= phase_ok
             flipped += int(np.count_nonzero(flags))
@@ -164,7 +164,8 @@ def cascade_hl_gradient(board, x: np.ndarray, target, loss: Loss, delta_v: float
         responses.append((lay, n0, n_hat))
         stage_stats.append({"stage": s, "flipped_samples": flipped, "flips_from_response": from_response,
                             "retries": retries, "unresolved_flips": int(unresolved.size),
-                            "max_excursion_v": excursion, "piecewise_linear": bool(op_s.piecewise_linear)})
+                            "max_excursion_v": excursion,  # largest hidden-node move in a phase, V
+                            "piecewise_linear": bool(op_s.piecewise_linear)})
         dl_dx_next = i_hat @ topo.source_matrix if s else None
     stage_stats.reverse()
     for lay, n0, n_hat in responses:  # batch means over the samples valid in every stage

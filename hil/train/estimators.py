@@ -426,7 +426,8 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
 
 
 def estimate(name: str, board: Board, x, target, loss: Loss, options: dict | None = None) -> GradientResult:
-    """Dispatch by estimator name (``hl``, ``hl-exact``, ``ep``, ``fd``)."""
+    """Dispatch by estimator name (``hl``, ``hl-exact``, ``ep``, ``fd``); ``hl`` on a cascade board
+    runs stage by stage in backward order (:mod:`hil.train.cascade_hl`)."""
     opts = dict(options or {})
     if name == "hl" and getattr(board, "needs_backward_order", False):
         from hil.train.cascade_hl import cascade_hl_gradient  # backward order, stage by stage

@@ -126,7 +126,9 @@ def test_bad_stage_lists_are_config_errors(stages, message):
         build_cascade(stages, 1e-8, 1e-4)
 
 
-def test_cascade_with_port_estimator_is_a_config_error():
-    cfg = api.load_config("sim-xor-cascade", ["train.estimator=ep"])
-    with pytest.raises(ConfigError, match="train.estimator"):
+@pytest.mark.parametrize("override, key", [("train.estimator=ep", "train.estimator"),
+                                           ("train.hl.one_sweep=true", "train.hl.one_sweep")])
+def test_cascade_with_port_estimator_is_a_config_error(override, key):
+    cfg = api.load_config("sim-xor-cascade", [override])
+    with pytest.raises(ConfigError, match=key):
         api.train(cfg, runs_dir="/nonexistent-never-created")

@@ -131,3 +131,62 @@ def test_trainer_runs_hl_on_a_three_stage_cascade_without_knowing_its_depth():
     moved = b.read_conductances() != g0
     for st in range(b.depth):
         assert moved[b.topology.groups[f"s{st}.g_in"]].any()
+
+
+def test_a_sample_invalid_in_an_earlier_stage_is_left_out_of_every_stage():
+    from hil.boards.cascade import CascadeBoard
+
+    class Flaky(CascadeBoard):
+        """Stage 0's phases mark the first sample of the batch invalid (a compliance hit, say)."""
+
+        def measure_stage(self, x, stage, w=None, injected=None):
+            m = super().measure_stage(x, stage, w, injected)
+            if stage == 0:
+                m.valid = np.ones(m.e.shape[0], bool)
+                m.valid[0] = False
+            return m
+
+    ref = cascade(MIXED_3)
+    x, t = batch(ref, size=5)
+    loss = loss_for(ref)
+    rest = estimate("hl-exact", ref, x[1:], t[1:], loss).grad
+    r = estimate("hl", Flaky(ref.stages, ref.links), x, t, loss, {"delta_v": 1e-3})
+    assert not r.stats["valid"][0] and r.stats["valid"][1:].all() and r.stats["invalid_samples"] == 1
+    assert r.stats["may_be_biased"] and "invalid" in r.stats["bias_note"]
+    assert max(group_errors(ref, r.grad, rest).values()) <= 1e-9  # the mean of the other samples, every stage
+
+
+def test_reading_noise_is_not_taken_for_flips_and_is_reported():
+    from hil.boards.cascade import CascadeBoard
+
+    sigma = 1e-6  # V per node-voltage reading
+
+    class Noisy(CascadeBoard):
+        rng = np.random.default_rng(0)
+
+        def _read(self, m):
+            m.e = m.e + self.rng.normal(0.0, sigma, m.e.shape)
+            m.noise_v = sigma
+            return m
+
+        def measure(self, x, w=None):
+            return self._read(super().measure(x, w))
+
+        def measure_stage(self, x, stage, w=None, injected=None):
+            return self._read(super().measure_stage(x, stage, w, injected))
+
+    ref = cascade(IDEAL_3)
+    x, t = batch(ref, size=16)
+    loss = loss_for(ref)
+    exact = estimate("hl-exact", ref, x, t, loss).grad
+    r = estimate("hl", Noisy(ref.stages, ref.links), x, t, loss, {"delta_v": 1e-2, "max_retries": 0})
+    assert r.stats["flips_from_response"] == 0  # the ± check's floor sits above the reading noise
+    assert r.stats["may_be_biased"] and "reading noise" in r.stats["bias_note"]
+    quiet = {"delta_v": 1e-3, "max_retries": 0}
+    clean = [i for i in range(len(x)) if not estimate("hl", ref, x[i:i + 1], t[i:i + 1], loss, quiet).stats["flipped_samples"]]
+    assert len(clean) >= 8
+    r_clean = estimate("hl", Noisy(ref.stages, ref.links), x[clean], t[clean], loss, quiet)
+    errs = group_errors(ref, r_clean.grad, estimate("hl-exact", ref, x[clean], t[clean], loss).grad)
+    assert max(errs.values()) > 1e-6  # the noise shows
+    # injected stages: each node moves by about delta_v, so σ/δ = 1e-3 sets their error
+    assert max(v for k, v in errs.items() if not k.startswith("s2.")) <= 1e-2
