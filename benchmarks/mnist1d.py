@@ -3,12 +3,15 @@ board, beside digital baselines on the same split.
 
 Usage: python benchmarks/mnist1d.py [--seeds 0 1 2] [--workers N] [--cluster ADDRESS]
                                     [--output sweeps/mnist1d-benchmark] [--skip-baselines]
+                                    [--configs sim-mnist1d sim-mnist1d-linear sim-mnist1d-cascade]
 
-* hil rows: ``configs/sim-mnist1d.yaml`` and ``configs/sim-mnist1d-linear.yaml`` (the same
-  network with ``element: {model: none}``) over the seeds, run by ``hil sweep`` (so a second
-  invocation reuses finished runs; delete the output directory to start afresh).  Every
-  gradient is measured with the ``hl`` estimator through the board protocol; the reported
-  accuracy is the network after the last epoch on the 1000 test samples.
+* hil rows: ``configs/sim-mnist1d.yaml``, ``configs/sim-mnist1d-linear.yaml`` (the same
+  network with ``element: {model: none}``) and ``configs/sim-mnist1d-cascade.yaml`` (a 2-stage
+  buffered cascade) over the seeds, run by ``hil sweep`` (so a second invocation reuses
+  finished runs; delete the output directory to start afresh).  The one-stage networks measure
+  every gradient with the ``hl`` estimator through the board protocol, the cascade with the
+  estimator its config names; the reported accuracy is the network after the last epoch on the
+  1000 test samples.  ``--configs`` runs a subset of these rows.
 * Digital baselines (scikit-learn) on the same 4000/1000 split and the same input scaling
   (per-feature standardisation on the training set): logistic regression and ReLU MLPs with
   one and two hidden layers.  Their hyper-parameters (regularisation, widths) are chosen on
@@ -37,15 +40,18 @@ from hil.sweep import parse_sweep, run_sweep
 from hil.train.data import DataSpec, load_data
 
 CONFIGS = [("hil, ideal diodes (sim-mnist1d)", "sim-mnist1d"),
-           ("hil, same network, diodes removed (sim-mnist1d-linear)", "sim-mnist1d-linear")]
+           ("hil, same network, diodes removed (sim-mnist1d-linear)", "sim-mnist1d-linear"),
+           ("hil, 2-stage buffered cascade, ideal diodes (sim-mnist1d-cascade)", "sim-mnist1d-cascade")]
 
 
-def hil_rows(seeds: list[int], output: str, workers: int | None, cluster: str | None) -> list[tuple]:
-    spec = parse_sweep({"name": "mnist1d-benchmark", "grid": {"config": [c for _, c in CONFIGS]},
+def hil_rows(seeds: list[int], output: str, workers: int | None, cluster: str | None,
+             configs: list[str]) -> list[tuple]:
+    chosen = [(label, c) for label, c in CONFIGS if c in configs]
+    spec = parse_sweep({"name": "mnist1d-benchmark", "grid": {"config": [c for _, c in chosen]},
                         "seeds": seeds, "set": {"output.plots": False}, "metric": "test_acc", "output": output})
     outcome = run_sweep(spec, workers=workers, cluster=cluster)
     rows = []
-    for label, config in CONFIGS:
+    for label, config in chosen:
         runs = [r for r in outcome.rows if r["config"] == config and r["status"] == "finished"]
         if len(runs) != len(seeds):
             raise SystemExit(f"{config}: {len(seeds) - len(runs)} run(s) did not finish; see {outcome.directory}")
@@ -106,8 +112,10 @@ def main() -> None:
     ap.add_argument("--cluster", default=None, help="Dask scheduler address for the hil runs")
     ap.add_argument("--output", default="sweeps/mnist1d-benchmark", help="sweep directory of the hil runs")
     ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--configs", nargs="*", default=[c for _, c in CONFIGS], choices=[c for _, c in CONFIGS],
+                    help="hil rows to run (default: all)")
     args = ap.parse_args()
-    rows = hil_rows(args.seeds, args.output, args.workers, args.cluster)
+    rows = hil_rows(args.seeds, args.output, args.workers, args.cluster, args.configs) if args.configs else []
     if not args.skip_baselines:
         from threadpoolctl import threadpool_limits
 

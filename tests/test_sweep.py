@@ -41,6 +41,20 @@ def test_expand_grid_times_seeds_with_stable_ids(tmp_path):
     assert [q.run_id for q in expand(spec)] == [q.run_id for q in points]  # identity survives a restart
 
 
+def test_list_entries_of_a_cascade_are_reached_by_index(tmp_path):
+    spec = load_sweep(str(sweep_file(
+        tmp_path, config="sim-xor-cascade", grid={"board.stages.1.buffer_gain": [2.0, 8.0]})))
+    points = expand(spec)
+    assert [p.raw["board"]["stages"][1]["buffer_gain"] for p in points] == [2.0, 2.0, 8.0, 8.0]
+    # the default seed key board.circuit.seed means every stage's circuit seed on a cascade
+    assert all(st["circuit"]["seed"] == p.seed for p in points for st in p.raw["board"]["stages"])
+    assert "circuit" not in points[0].raw["board"] and points[0].label == "buffer_gain1=2"
+    bad = load_sweep(str(sweep_file(tmp_path, config="sim-xor-cascade", grid={"board.stages.5.buffer_gain": [2.0]},
+                                    seed_keys=["seed"])))
+    with pytest.raises(ConfigError, match="board.stages.5.buffer_gain: no list entry 5"):
+        expand(bad)
+
+
 @pytest.mark.parametrize("over, message", [
     ({"grid": {"train.epochs": 3}}, "grid.train.epochs: expected a non-empty list of values"),
     ({"grid": {"train.batch_size": [0, 2]}}, "batch_size=0 \\(seed 0\\): train.batch_size: must be > 0"),
@@ -155,3 +169,16 @@ def test_unreachable_cluster_is_a_one_line_runtime_error(tmp_path, capsys):
     assert main(["sweep", str(f)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("hil sweep: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_summary_plot_takes_mapping_grid_values(tmp_path):
+    """A swept element ({model: …} mappings) is a category on the plot's x axis."""
+    from hil.sweep.report import plot_summary, summarise
+
+    elements = [{"model": "ideal"}, {"model": "clip", "v_lo": 0.0, "v_hi": 0.3}]
+    spec = load_sweep(str(sweep_file(tmp_path, grid={"board.circuit.hidden.element": elements})))
+    table = [{"board.circuit.hidden.element": el, "seed": s, "status": "finished", "test_acc": 0.9 + 0.01 * s,
+              "seconds_per_epoch": 1.0} for el in elements for s in (0, 1)]
+    plot_summary(spec, table, tmp_path / "summary.png")
+    assert (tmp_path / "summary.png").stat().st_size > 10_000
+    assert [r["test_acc_mean"] for r in summarise(spec, table)] == pytest.approx([0.905, 0.905])

@@ -94,10 +94,13 @@ def plot_summary(spec: SweepSpec, rows: list[dict], path: Path) -> None:
     others = [k for k in keys if k != x_key]
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
     done = [r for r in rows if r["status"] == "finished" and math.isfinite(_num(r[spec.metric]))]
+    def x_of(r: dict):  # a hashable x value: mappings and lists (e.g. a swept element) by their text
+        v = r[x_key] if x_key else "all"
+        return v if _is_number(v) else str(v)
+
     x_vals: list = []
     for r in rows:
-        v = r[x_key] if x_key else "all"
-        if v not in x_vals:
+        if (v := x_of(r)) not in x_vals:
             x_vals.append(v)
     numeric = bool(x_key) and all(_is_number(v) for v in x_vals)
     pos = {v: (float(v) if numeric else i) for i, v in enumerate(x_vals)}
@@ -107,10 +110,10 @@ def plot_summary(spec: SweepSpec, rows: list[dict], path: Path) -> None:
     for i, (lk, rs) in enumerate(sorted(lines.items())):
         color = f"C{i % 10}"
         label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(others, lk)) or None
-        xs = sorted({r[x_key] if x_key else "all" for r in rs}, key=lambda v: pos[v])
+        xs = sorted({x_of(r) for r in rs}, key=lambda v: pos[v])
         mean, lo, hi = [], [], []
         for xv in xs:
-            vals = np.array([100 * _num(r[spec.metric]) for r in rs if (r[x_key] if x_key else "all") == xv])
+            vals = np.array([100 * _num(r[spec.metric]) for r in rs if x_of(r) == xv])
             ax.scatter([pos[xv]] * len(vals), vals, s=14, color=color, alpha=0.6, zorder=3)
             mean.append(vals.mean()), lo.append(vals.min()), hi.append(vals.max())
         px = [pos[v] for v in xs]

@@ -75,7 +75,9 @@ class RunPoint:
 
 
 def _short(key: str) -> str:
-    return key.rsplit(".", 1)[-1]
+    parts = key.split(".")
+    index = next((p for p in reversed(parts[:-1]) if p.isdigit()), None)  # a list entry: board.stages.1.…
+    return parts[-1] if index is None else f"{parts[-1]}{index}"
 
 
 def _fmt(v: Any) -> str:
@@ -83,21 +85,35 @@ def _fmt(v: Any) -> str:
 
 
 def set_path(raw: dict, key: str, value: Any, where: str) -> None:
-    """Set a dotted ``key`` in a nested config mapping (creating mappings on the way)."""
-    node = raw
+    """Set a dotted ``key`` in a nested config mapping (creating mappings on the way).
+
+    A numeric part indexes an existing list entry (``board.stages.1.buffer_gain``).
+    """
+    node: Any = raw
     parts = key.split(".")
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if nxt is None:
-            nxt = node[part] = {}
-        if not isinstance(nxt, dict):
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not (part.isdigit() and int(part) < len(node)):
+                raise ConfigError([f"{where}: {key}: no list entry {part} in the training config"])
+            if last:
+                node[int(part)] = copy.deepcopy(value)
+                return
+            nxt = node[int(part)]
+        else:
+            if last:
+                node[part] = copy.deepcopy(value)
+                return
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+        if not isinstance(nxt, (dict, list)):
             raise ConfigError([f"{where}: {key}: {part} is not a mapping in the training config"])
         node = nxt
-    node[parts[-1]] = copy.deepcopy(value)
 
 
 def _key_ok(k: Any) -> str | None:
-    if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", k):
+    if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_][\w-]*(\.([A-Za-z_][\w-]*|\d+))*", k):
         return f"{k!r} is not a dotted config key like train.optimizer.lr"
     return None
 
@@ -198,6 +214,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9=._+-]+", "_", text).strip("_")[:80]
 
 
+def _seed_targets(raw: dict, key: str) -> list[str]:
+    """``board.circuit.seed`` on a cascade config (``board.stages``) means every stage's circuit seed."""
+    board = raw.get("board")
+    if key == "board.circuit.seed" and isinstance(board, dict) and "circuit" not in board \
+            and isinstance(board.get("stages"), list):
+        return [f"board.stages.{i}.circuit.seed" for i in range(len(board["stages"]))]
+    return [key]
+
+
 def expand(spec: SweepSpec) -> list[RunPoint]:
     """Every (config, grid combination, seed) as a validated training config.
 
@@ -226,7 +251,8 @@ def expand(spec: SweepSpec) -> list[RunPoint]:
                 for k, v in zip(keys, combo):
                     set_path(raw, k, v, f"grid.{k}")
                 for k in spec.seed_keys:
-                    set_path(raw, k, seed, "seed_keys")
+                    for key in _seed_targets(raw, k):
+                        set_path(raw, key, seed, "seed_keys")
                 raw.setdefault("output", {})
                 if isinstance(raw["output"], dict):
                     raw["output"].pop("runs_dir", None)
