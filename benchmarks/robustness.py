@@ -212,12 +212,25 @@ def sweep_rows(raw_base, name, grid_key, args, root, data, ideal_cache) -> list[
             set_path(raw, grid_key, copy.deepcopy(v), "grid")
             for k in spec.seed_keys:
                 set_path(raw, k, seed, "seed_keys")
-            ex.append(ex_situ_on(raw, ideal_conductances(raw_base, seed, args.epochs, root, data, ideal_cache), data))
+            g0 = ideal_from_sweep(args.sweep_dir, seed) if seed not in ideal_cache else None
+            g0 = g0 if g0 is not None else ideal_conductances(raw_base, seed, args.epochs, root, data, ideal_cache)
+            ex.append(ex_situ_on(raw, g0, data))
             ins.append(in_situ.get((_x(v), seed), float("nan")))
         print(f"  {grid_key}={v}: ex situ {np.round(100 * np.array(ex), 2)} %, in situ {np.round(100 * np.array(ins), 2)} %",
               flush=True)
         rows.append((_x(v), ex, ins))
     return rows
+
+
+def ideal_from_sweep(sweep_dir: str, seed: int) -> np.ndarray | None:
+    """Final conductances of the diode-spread sweep's zero-spread run of ``seed`` (that board is
+    the ideal board: every family at zero), so the ex-situ arm reuses it instead of retraining."""
+    import glob
+
+    for run in sorted(glob.glob(f"{sweep_dir}/robustness-diode-spread/runs/v_ref_dtod=0-seed={seed}-*/checkpoints/last.npz")):
+        with np.load(run, allow_pickle=False) as z:
+            return np.array(z["conductances_s"])
+    return None
 
 
 def ideal_conductances(raw_base, seed, epochs, root, data, cache) -> np.ndarray:

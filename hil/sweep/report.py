@@ -89,6 +89,8 @@ def plot_summary(spec: SweepSpec, rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     keys = (["config"] if spec.vary_config else []) + list(spec.grid)
+    # mapping / list grid values (e.g. a whole device family) are plotted as categories by their text
+    rows = [{**r, **{k: str(r[k]) for k in keys if isinstance(r[k], (dict, list))}} for r in rows]
     vary = {k: len({str(r[k]) for r in rows}) for k in keys}
     x_key = spec.plot_x or (max(keys, key=lambda k: vary[k]) if keys else None)
     others = [k for k in keys if k != x_key]
