@@ -67,7 +67,10 @@ def accuracy(board, s, data) -> float:
     return evaluate(board, Loss(s.loss, s.gain_per_a, board.topology.differential), data.test)[0]
 
 
-def run_seed(raw_base: dict, seed: int, epochs: int, root: str, data, ideal_g=None) -> dict:
+ROWS = ("ideal", "ex-situ", "noise-aware", "in-situ")  # --rows: which trainings to run
+
+
+def run_seed(raw_base: dict, seed: int, epochs: int, root: str, data, ideal_g=None, rows=ROWS) -> dict:
     raw = apply_overrides(copy.deepcopy(raw_base), [f"seed={seed}", f"board.circuit.seed={seed}",
                                                     f"board.devices.seed={seed}", f"train.epochs={epochs}",
                                                     "output.plots=false"])
@@ -75,9 +78,9 @@ def run_seed(raw_base: dict, seed: int, epochs: int, root: str, data, ideal_g=No
     ideal_raw = copy.deepcopy(raw)
     ideal_raw["board"].pop("devices")
     s_ideal = settings_for(ideal_raw)
-    out = {}
+    out = {"write_verify": None}
     t0 = time.perf_counter()
-    if ideal_g is None:
+    if ideal_g is None and ("ideal" in rows or "ex-situ" in rows):
         out["ideal"], ideal_g = train(build(s_ideal), s_ideal, data, root)
         out["ideal_g"] = ideal_g
     cs = parse_calibration(s_dev.calibration)
@@ -89,23 +92,28 @@ def run_seed(raw_base: dict, seed: int, epochs: int, root: str, data, ideal_g=No
     # ex situ: write-verify the ideal conductances, subtract reading offsets, evaluate
     wv = copy.copy(cs)
     wv.write_verify_rel_tol, wv.stuck_mask = 0.02, False
-    ex_board = CalibratedBoard(build(s_dev), cal, wv)
-    ex_board.program(ideal_g)
-    out["ex-situ (write-verify)"] = accuracy(ex_board, s_dev, data)
-    out["write_verify"] = ex_board.last_write_verify
-    # ex situ after noise-aware pre-training on boards of the same distribution (fresh instance per step)
-    na_raw = copy.deepcopy(raw)
-    na_raw["board"]["devices"]["redraw"] = "write"
-    na_raw["board"]["calibration"] = {"apply": False}
-    s_na = settings_for(na_raw)
-    _, na_g = train(build(s_na), s_na, data, root)
-    na_board = CalibratedBoard(build(s_dev), cal, wv)
-    na_board.program(na_g)
-    out["ex-situ, noise-aware pre-training"] = accuracy(na_board, s_dev, data)
-    # in situ with calibration + compensation
-    out["in-situ + cal + comp"], _ = train(CalibratedBoard(build(s_dev), cal, cs), s_dev, data, root)
-    # in situ, no compensation
-    out["in-situ, no comp"], _ = train(build(s_dev), s_dev, data, root)
+    if "ex-situ" in rows:
+        ex_board = CalibratedBoard(build(s_dev), cal, wv)
+        ex_board.program(ideal_g)
+        out["ex-situ (write-verify)"] = accuracy(ex_board, s_dev, data)
+        out["write_verify"] = ex_board.last_write_verify
+    if "noise-aware" in rows:
+        # ex situ after noise-aware pre-training on boards of the same distribution (a fresh
+        # instance per step).  The pre-training boards leave the wires out: an exact wire
+        # reduction per step would multiply the cost, and write-verify sets the conductances anyway.
+        na_raw = copy.deepcopy(raw)
+        na_raw["board"]["devices"]["redraw"] = "write"
+        na_raw["board"]["devices"]["wires"] = {"enabled": False}
+        na_raw["board"]["calibration"] = {"apply": False}
+        s_na = settings_for(na_raw)
+        _, na_g = train(build(s_na), s_na, data, root)
+        na_board = CalibratedBoard(build(s_dev), cal, wv)
+        na_board.program(na_g)
+        out["ex-situ, noise-aware pre-training"] = accuracy(na_board, s_dev, data)
+    if "in-situ" in rows:
+        # in situ with calibration + compensation, then on the raw board
+        out["in-situ + cal + comp"], _ = train(CalibratedBoard(build(s_dev), cal, cs), s_dev, data, root)
+        out["in-situ, no comp"], _ = train(build(s_dev), s_dev, data, root)
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -118,6 +126,8 @@ def main() -> None:
     ap.add_argument("--skip-sweeps", action="store_true")
     ap.add_argument("--skip-rram", action="store_true")
     ap.add_argument("--plot", default="docs/robustness.png")
+    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS),
+                    help="which trainings to run per seed (default all; rows not run print as nan)")
     ap.add_argument("--sweep-dir", default="sweeps", help="where the hil sweep runs of benchmarks/robustness/ wrote")
     ap.add_argument("--parts", nargs="+", default=["mismatch", "rram", "sweeps"], choices=["mismatch", "rram", "sweeps"],
                     help="which parts to run (default all)")
@@ -137,18 +147,19 @@ def main() -> None:
             res = []
             for seed in (args.seeds if label == "sim-digits-mismatch" else args.seeds[:1]):
                 ep = args.epochs if label == "sim-digits-mismatch" else args.rram_epochs
-                r = run_seed(raw, seed, ep, root, data, ideal_g=None if ep != args.epochs else ideal_cache.get(seed, (None, None))[1])
+                r = run_seed(raw, seed, ep, root, data, ideal_g=None if ep != args.epochs else ideal_cache.get(seed, (None, None))[1],
+                             rows=args.rows)
                 if "ideal" in r and ep == args.epochs:
                     ideal_cache[seed] = (r["ideal"], r.pop("ideal_g"))
                 r["ideal"] = r.get("ideal", ideal_cache.get(seed, (np.nan, None))[0])
                 res.append(r)
-                print(f"{label} seed {seed}: " + ", ".join(f"{k} {100 * r[k]:.2f} %" for k in rows_order)
+                print(f"{label} seed {seed}: " + ", ".join(f"{k} {100 * r.get(k, np.nan):.2f} %" for k in rows_order)
                       + f" (write-verify {r['write_verify']}, {r['seconds']:.0f} s)", flush=True)
             print(f"\n### {label} ({len(res)} seed(s), {ep} epochs)\n")
             print("| row | test acc. mean | min | Δ vs ideal (mean) |\n|---|---|---|---|")
             base = np.mean([r["ideal"] for r in res])
             for k in rows_order:
-                v = np.array([r[k] for r in res])
+                v = np.array([r.get(k, np.nan) for r in res])
                 print(f"| {k} | {100 * v.mean():.2f} % | {100 * v.min():.2f} % | {100 * (v.mean() - base):+.2f} |")
             print(flush=True)
         if args.skip_sweeps or "sweeps" not in args.parts:

@@ -112,7 +112,8 @@ class NonIdealBoard(BoardBase):
             self.clock_s += self.spec.drift.seconds_per_measure
         d = self._diodes
         return Measurement(u=u, w=st.w, y=y_m, i_src=i_m, e=e_m, on=st.on,
-                           piecewise_linear=d.is_ideal or d.is_linear, info={"report": st.report})
+                           piecewise_linear=d.is_ideal or d.is_linear, noise_v=self.spec.adc_voltage.noise_sigma(),
+                           info={"report": st.report})
 
     def safe_state(self) -> None:
         self._last = None
