@@ -98,3 +98,17 @@ def test_redraw_per_write_changes_the_board_instance_and_resumes_exactly():
     c.load_state_dict(state)
     c.program(g * 1.1)
     np.testing.assert_array_equal(c.measure(x).y, y1)
+
+
+def test_voltage_reading_noise_is_reported_and_not_taken_for_diode_flips():
+    """hl's flip check needs the noise floor: without it 60 uV readings looked like flips everywhere."""
+    from hil.train.estimators import hl_gradient
+    from hil.train.losses import Loss
+
+    b = _board({"preset": "ideal", "adc_voltage": {"adc_noise_std": 6e-5, "adc_bits": 16, "adc_range": 2.0}})
+    lsb = 4.0 / (2 ** 16 - 1)
+    x = np.random.default_rng(0).uniform(0, 1, (32, b.topology.n_inputs))
+    m = b.measure(x)
+    assert m.noise_v == np.sqrt(6e-5 ** 2 + lsb ** 2 / 12)
+    res = hl_gradient(b, x, np.arange(32) % b.topology.n_outputs, Loss("cross_entropy", 1e5, np.zeros((0, 0))))
+    assert res.stats["flipped_samples"] <= 3, res.stats
