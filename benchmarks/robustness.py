@@ -1,22 +1,28 @@
 """Robustness of in-situ training to device non-idealities (digits), one run.
 
-Usage: nice -n 10 python benchmarks/robustness.py [--seeds 0 1 2] [--epochs 40]
-           [--sweep-epochs 15] [--skip-sweeps] [--skip-rram] [--plot docs/robustness.png]
+Usage: nice -n 10 python benchmarks/robustness.py [--seeds 0 1 2] [--epochs 40] [--rram-epochs 6]
+           [--parts mismatch rram sweeps] [--sweep-dir sweeps] [--plot docs/robustness.png]
 
 Rows, per seed s (training seed, initial conductances and board instance ``board.devices.seed``):
 
 1. ideal: the config with ``board.devices`` removed, trained in situ (reference);
 2. ex-situ: the ideal run's conductances written to the non-ideal board with write-verify
-   (2 % tolerance, read-back averaged over 4 reads) and the calibrated reading offsets
-   subtracted, evaluated there;
-3. in-situ + calibration + compensation: ``hil calibrate`` procedure on the non-ideal board,
-   then training (``hl``) through the compensation wrapper (offsets, stuck mask);
-4. in-situ without compensation: training on the raw non-ideal board.
+   (2 % tolerance, read-back averaged over 4 reads), the calibrated reading offsets and gains
+   corrected, evaluated there (everything a user without in-situ training can do);
+3. ex-situ with noise-aware pre-training: trained (``hl``) on simulated boards of the same
+   distribution as the target (``board.devices`` with ``redraw: write``: a fresh board
+   instance at every step, never the target instance) without the families the deployment
+   removes (reading chains: calibrated; wires: write-verified), then transferred as in row 2;
+4. in-situ + calibration + compensation: ``hil calibrate`` procedure on the non-ideal board,
+   then training (``hl``) through the compensation wrapper (offsets, gains, stuck mask);
+5. in-situ without compensation: training on the raw non-ideal board.
 
 Configs: ``sim-digits-mismatch`` (diode turn-on spread, wires, 1 % stuck, reading offsets) and
-the same network with ``preset: rram-crossbar``.  Sweeps (seed 0, ``--sweep-epochs``): one
-non-ideality at a time on an otherwise ideal board, in situ (no compensation) vs ex situ (write-
-verify), plotted to ``--plot``.  Test accuracy on the held-out 25 % split; never used to tune.
+the same network with ``preset: rram-crossbar``.  Sweeps: one non-ideality at a time on an
+otherwise ideal board; the in-situ arm (``hl`` on the raw board, 3 seeds) is run by
+``hil sweep benchmarks/robustness/<family>.yaml`` and read from its ``results.csv``; the ex-situ
+arm (write-verify of the ideal run of the same seed) is computed here; both are plotted to
+``--plot``.  Test accuracy on the held-out 25 % split; never used to tune.
 """
 
 from __future__ import annotations
@@ -62,7 +68,12 @@ def accuracy(board, s, data) -> float:
     return evaluate(board, Loss(s.loss, s.gain_per_a, board.topology.differential), data.test)[0]
 
 
-def run_seed(raw_base: dict, seed: int, epochs: int, root: str, data, ideal_g=None) -> dict:
+ROWS = ("ideal", "ex-situ", "noise-aware", "in-situ")  # --rows: which trainings to run
+#: families noise-aware pre-training leaves out: the deployment calibrates or write-verifies them away
+NOT_INJECTED = ("wires", "dac", "adc_current", "adc_voltage")
+
+
+def run_seed(raw_base: dict, seed: int, epochs: int, root: str, data, ideal_g=None, rows=ROWS) -> dict:
     raw = apply_overrides(copy.deepcopy(raw_base), [f"seed={seed}", f"board.circuit.seed={seed}",
                                                     f"board.devices.seed={seed}", f"train.epochs={epochs}",
                                                     "output.plots=false"])
@@ -70,9 +81,9 @@ def run_seed(raw_base: dict, seed: int, epochs: int, root: str, data, ideal_g=No
     ideal_raw = copy.deepcopy(raw)
     ideal_raw["board"].pop("devices")
     s_ideal = settings_for(ideal_raw)
-    out = {}
+    out = {"write_verify": None}
     t0 = time.perf_counter()
-    if ideal_g is None:
+    if ideal_g is None and ("ideal" in rows or "ex-situ" in rows):
         out["ideal"], ideal_g = train(build(s_ideal), s_ideal, data, root)
         out["ideal_g"] = ideal_g
     cs = parse_calibration(s_dev.calibration)
@@ -84,42 +95,48 @@ def run_seed(raw_base: dict, seed: int, epochs: int, root: str, data, ideal_g=No
     # ex situ: write-verify the ideal conductances, subtract reading offsets, evaluate
     wv = copy.copy(cs)
     wv.write_verify_rel_tol, wv.stuck_mask = 0.02, False
-    ex_board = CalibratedBoard(build(s_dev), cal, wv)
-    ex_board.program(ideal_g)
-    out["ex-situ (write-verify)"] = accuracy(ex_board, s_dev, data)
-    out["write_verify"] = ex_board.last_write_verify
-    # in situ with calibration + compensation
-    out["in-situ + cal + comp"], _ = train(CalibratedBoard(build(s_dev), cal, cs), s_dev, data, root)
-    # in situ, no compensation
-    out["in-situ, no comp"], _ = train(build(s_dev), s_dev, data, root)
+    if "ex-situ" in rows:
+        ex_board = CalibratedBoard(build(s_dev), cal, wv)
+        ex_board.program(ideal_g)
+        out["ex-situ (write-verify)"] = accuracy(ex_board, s_dev, data)
+        out["write_verify"] = ex_board.last_write_verify
+    if "noise-aware" in rows:
+        # ex situ after noise-aware pre-training on boards of the target's distribution (a fresh
+        # instance per step), restricted to what the deployment cannot remove: reading chains
+        # (offsets, gains: calibrated) and wires (write-verify sets the conductances; an exact
+        # wire reduction per step would also multiply the cost) are left out.
+        na_raw = copy.deepcopy(raw)
+        na_raw["board"]["devices"]["redraw"] = "write"
+        for fam in NOT_INJECTED:
+            na_raw["board"]["devices"][fam] = {"enabled": False}
+        na_raw["board"]["calibration"] = {"apply": False}
+        s_na = settings_for(na_raw)
+        _, na_g = train(build(s_na), s_na, data, root)
+        na_board = CalibratedBoard(build(s_dev), cal, wv)
+        na_board.program(na_g)
+        out["ex-situ, noise-aware pre-training"] = accuracy(na_board, s_dev, data)
+    if "in-situ" in rows:
+        # in situ with calibration + compensation, then on the raw board
+        out["in-situ + cal + comp"], _ = train(CalibratedBoard(build(s_dev), cal, cs), s_dev, data, root)
+        out["in-situ, no comp"], _ = train(build(s_dev), s_dev, data, root)
     out["seconds"] = time.perf_counter() - t0
     return out
-
-
-def sweep(raw_base: dict, family: str, key: str, values, epochs: int, root: str, data, ideal_g) -> list[tuple]:
-    rows = []
-    for v in values:
-        raw = apply_overrides(copy.deepcopy(raw_base), [f"train.epochs={epochs}", "output.plots=false"])
-        raw["board"]["devices"] = {"preset": "ideal", "seed": 0, family: {key: v}}
-        rows.append(_one(raw, v, root, data, ideal_g, f"{family}.{key}"))
-    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--sweep-epochs", type=int, default=10)
     ap.add_argument("--rram-epochs", type=int, default=10)
     ap.add_argument("--skip-sweeps", action="store_true")
     ap.add_argument("--skip-rram", action="store_true")
     ap.add_argument("--plot", default="docs/robustness.png")
-    ap.add_argument("--sweep-in-situ", action=argparse.BooleanOptionalAction, default=True,
-                    help="also train in situ at every sweep point (slow); --no-sweep-in-situ: ex situ only")
+    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS),
+                    help="which trainings to run per seed (default all; rows not run print as nan)")
+    ap.add_argument("--sweep-dir", default="sweeps", help="where the hil sweep runs of benchmarks/robustness/ wrote")
     ap.add_argument("--parts", nargs="+", default=["mismatch", "rram", "sweeps"], choices=["mismatch", "rram", "sweeps"],
                     help="which parts to run (default all)")
     args = ap.parse_args()
-    IN_SITU["on"] = args.sweep_in_situ
     data = load_dataset("digits", 1.0, 0.0)
     raw_base = load_yaml(CONFIG)
     presets = [("sim-digits-mismatch", raw_base)] if "mismatch" in args.parts else []
@@ -127,89 +144,137 @@ def main() -> None:
         rr = copy.deepcopy(raw_base)
         rr["board"]["devices"] = {"preset": "rram-crossbar"}
         presets.append(("rram-crossbar", rr))
-    rows_order = ["ideal", "ex-situ (write-verify)", "in-situ + cal + comp", "in-situ, no comp"]
+    rows_order = ["ideal", "ex-situ (write-verify)", "ex-situ, noise-aware pre-training", "in-situ + cal + comp",
+                  "in-situ, no comp"]
     with tempfile.TemporaryDirectory() as root:
         ideal_cache: dict[int, tuple] = {}
         for label, raw in presets:
             res = []
             for seed in (args.seeds if label == "sim-digits-mismatch" else args.seeds[:1]):
                 ep = args.epochs if label == "sim-digits-mismatch" else args.rram_epochs
-                r = run_seed(raw, seed, ep, root, data, ideal_g=None if ep != args.epochs else ideal_cache.get(seed, (None, None))[1])
+                r = run_seed(raw, seed, ep, root, data, ideal_g=None if ep != args.epochs else ideal_cache.get(seed, (None, None))[1],
+                             rows=args.rows)
                 if "ideal" in r and ep == args.epochs:
                     ideal_cache[seed] = (r["ideal"], r.pop("ideal_g"))
                 r["ideal"] = r.get("ideal", ideal_cache.get(seed, (np.nan, None))[0])
                 res.append(r)
-                print(f"{label} seed {seed}: " + ", ".join(f"{k} {100 * r[k]:.2f} %" for k in rows_order)
+                print(f"{label} seed {seed}: " + ", ".join(f"{k} {100 * r.get(k, np.nan):.2f} %" for k in rows_order)
                       + f" (write-verify {r['write_verify']}, {r['seconds']:.0f} s)", flush=True)
             print(f"\n### {label} ({len(res)} seed(s), {ep} epochs)\n")
             print("| row | test acc. mean | min | Δ vs ideal (mean) |\n|---|---|---|---|")
             base = np.mean([r["ideal"] for r in res])
             for k in rows_order:
-                v = np.array([r[k] for r in res])
+                v = np.array([r.get(k, np.nan) for r in res])
                 print(f"| {k} | {100 * v.mean():.2f} % | {100 * v.min():.2f} % | {100 * (v.mean() - base):+.2f} |")
             print(flush=True)
         if args.skip_sweeps or "sweeps" not in args.parts:
             return
-        # ideal conductances of seed 0 for the ex-situ arm of the sweeps
-        raw0 = apply_overrides(copy.deepcopy(raw_base), ["train.epochs=%d" % args.epochs, "output.plots=false"])
-        raw0["board"].pop("devices")
-        s0 = settings_for(raw0)
-        g_ideal = ideal_cache[0][1] if 0 in ideal_cache else train(build(s0), s0, data, root)[1]
-        sweeps = {
-            "programming noise (relative σ)": ("prog_noise", "prog_noise_scale", [0.0, 0.02, 0.05, 0.1]),
-            "stuck devices (fraction, half on / half off)": ("faults", "p_stuck_on", [0.0, 0.01, 0.02, 0.05]),
-            "wire resistance (Ω per cell)": ("wires", "r_wire_row", [0.001, 0.01, 0.1, 1.0]),
-            "diode turn-on spread (V)": ("diode_spread", "v_ref_dtod", [0.0, 0.02, 0.05, 0.1]),
-        }
         results = {}
-        for title, (fam, key, vals) in sweeps.items():
+        for name, (title, grid_key) in SWEEPS.items():
             print(f"sweep: {title}", flush=True)
-            if fam == "faults":
-                results[title] = []
-                for v in vals:
-                    r = sweep_faults(raw_base, v, args.sweep_epochs, root, data, g_ideal)
-                    results[title].append(r)
-            elif fam == "wires":
-                results[title] = sweep_wires(raw_base, vals, args.sweep_epochs, root, data, g_ideal)
-            else:
-                results[title] = sweep(raw_base, fam, key, vals, args.sweep_epochs, root, data, g_ideal)
+            results[title] = sweep_rows(raw_base, name, grid_key, args, root, data, ideal_cache)
         plot(results, args.plot)
         print(f"wrote {args.plot}")
 
 
-def sweep_faults(raw_base, p_total, epochs, root, data, g_ideal):
-    raw = apply_overrides(copy.deepcopy(raw_base), [f"train.epochs={epochs}", "output.plots=false"])
-    raw["board"]["devices"] = {"preset": "ideal", "seed": 0, "faults": {"p_stuck_on": p_total / 2, "p_stuck_off": p_total / 2}}
-    return _one(raw, p_total, root, data, g_ideal, "faults")
+#: sweep file (benchmarks/robustness/<name>.yaml) → (plot title, its grid key)
+SWEEPS = {
+    "prog-noise": ("programming noise (relative σ)", "board.devices.prog_noise.prog_noise_scale"),
+    "stuck": ("stuck devices (fraction, half on / half off)", "board.devices.faults"),
+    "wires": ("wire resistance (Ω per cell)", "board.devices.wires"),
+    "diode-spread": ("diode turn-on spread σ (V)", "board.devices.diode_spread.v_ref_dtod"),
+}
 
 
-def sweep_wires(raw_base, vals, epochs, root, data, g_ideal):
-    out = []
-    for v in vals:
-        raw = apply_overrides(copy.deepcopy(raw_base), [f"train.epochs={epochs}", "output.plots=false"])
-        raw["board"]["devices"] = {"preset": "ideal", "seed": 0, "wires": {"r_wire_row": v, "r_wire_col": v}}
-        out.append(_one(raw, v, root, data, g_ideal, "wires"))
-    return out
+def _x(value) -> float:
+    """The plotted level of one grid value (a number, or a family mapping)."""
+    if isinstance(value, dict):
+        if "p_stuck_on" in value:
+            return float(value.get("p_stuck_on", 0.0)) + float(value.get("p_stuck_off", 0.0))
+        return float(value["r_wire_row"])
+    return float(value)
 
 
-IN_SITU = {"on": True}
+def sweep_rows(raw_base, name, grid_key, args, root, data, ideal_cache) -> list[tuple]:
+    """(level, ex-situ accuracies per seed, in-situ accuracies per seed) per grid value.
+
+    In situ: the finished runs of ``hil sweep benchmarks/robustness/<name>.yaml`` (its
+    results.csv; missing runs are nan).  Ex situ: the ideal run of each seed written with
+    write-verify to the sweep's board (same devices, same seed) and evaluated there."""
+    import csv
+
+    import yaml
+
+    from hil.sweep.spec import load_sweep, set_path
+
+    spec = load_sweep(f"benchmarks/robustness/{name}.yaml")
+    values = spec.grid[grid_key]
+    in_situ: dict[tuple[float, int], float] = {}
+    csv_path = f"{args.sweep_dir}/robustness-{name}/results.csv"
+    try:
+        with open(csv_path) as fh:
+            for row in csv.DictReader(fh):
+                if row["status"] == "finished":
+                    in_situ[(_x(yaml.safe_load(row[grid_key])), int(row["seed"]))] = float(row["test_acc"])
+    except FileNotFoundError:
+        print(f"  no in-situ results at {csv_path} (run: hil sweep benchmarks/robustness/{name}.yaml)")
+    rows = []
+    for v in values:
+        ex, ins = [], []
+        for seed in spec.seeds:
+            raw = copy.deepcopy(raw_base)
+            for k, val in spec.fixed.items():
+                set_path(raw, k, copy.deepcopy(val), "set")
+            set_path(raw, grid_key, copy.deepcopy(v), "grid")
+            for k in spec.seed_keys:
+                set_path(raw, k, seed, "seed_keys")
+            g0 = ideal_from_sweep(args.sweep_dir, seed) if seed not in ideal_cache else None
+            g0 = g0 if g0 is not None else ideal_conductances(raw_base, seed, args.epochs, root, data, ideal_cache)
+            ex.append(ex_situ_on(raw, g0, data))
+            ins.append(in_situ.get((_x(v), seed), float("nan")))
+        print(f"  {grid_key}={v}: ex situ {np.round(100 * np.array(ex), 2)} %, in situ {np.round(100 * np.array(ins), 2)} %",
+              flush=True)
+        rows.append((_x(v), ex, ins))
+    return rows
 
 
-def _one(raw, v, root, data, g_ideal, label):
+def ideal_from_sweep(sweep_dir: str, seed: int) -> np.ndarray | None:
+    """Final conductances of the diode-spread sweep's zero-spread run of ``seed`` (that board is
+    the ideal board: every family at zero), so the ex-situ arm reuses it instead of retraining."""
+    import glob
+
+    for run in sorted(glob.glob(f"{sweep_dir}/robustness-diode-spread/runs/v_ref_dtod=0-seed={seed}-*/checkpoints/last.npz")):
+        with np.load(run, allow_pickle=False) as z:
+            return np.array(z["conductances_s"])
+    return None
+
+
+def ideal_conductances(raw_base, seed, epochs, root, data, cache) -> np.ndarray:
+    """Conductances of the ideal board trained in situ with this seed (cached)."""
+    if seed not in cache:
+        raw = apply_overrides(copy.deepcopy(raw_base), [f"seed={seed}", f"board.circuit.seed={seed}",
+                                                        f"train.epochs={epochs}", "output.plots=false"])
+        raw["board"].pop("devices")
+        s = settings_for(raw)
+        cache[seed] = train(build(s), s, data, root)
+    return cache[seed][1]
+
+
+def ex_situ_on(raw, g_ideal, data) -> float:
+    """Write ``g_ideal`` with write-verify (2 %, 4 reads) to the board of ``raw`` and evaluate it."""
     s = settings_for(raw)
     board = build(s)
-    cs = CalibrationSettings(write_verify_rel_tol=0.02, stuck_mask=False, offsets=False)
-    fake = store.Calibration(path=None, meta={}, arrays={"fault_code": np.zeros(board.topology.n_conductances, np.int8),
-                                                         "fault_fixed_s": np.zeros(board.topology.n_conductances)})
-    ex = CalibratedBoard(board, fake, cs)
+    m = board.topology.n_conductances
+    cs = CalibrationSettings(write_verify_rel_tol=0.02, stuck_mask=False, offsets=False, gains=False)
+    none = store.Calibration(path=None, meta={}, arrays={"fault_code": np.zeros(m, np.int8),
+                                                         "fault_fixed_s": np.zeros(m)})
+    ex = CalibratedBoard(board, none, cs)
     ex.program(g_ideal)
-    ex_acc = accuracy(ex, s, data)
-    in_acc = train(build(s), s, data, root)[0] if IN_SITU["on"] else float("nan")
-    print(f"  sweep {label}={v}: ex-situ {100 * ex_acc:.2f} %, in-situ {100 * in_acc:.2f} %", flush=True)
-    return (v, ex_acc, in_acc)
+    return accuracy(ex, s, data)
 
 
 def plot(results: dict, path: str) -> None:
+    """One panel per non-ideality: mean over seeds (line) and min–max (band), in situ and ex situ."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -217,10 +282,13 @@ def plot(results: dict, path: str) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6))
     for ax, (title, rows) in zip(np.atleast_1d(axes), results.items()):
-        v = [r[0] for r in rows]
-        if not all(np.isnan(r[2]) for r in rows):
-            ax.plot(v, [100 * r[2] for r in rows], "o-", label="in situ (hl)")
-        ax.plot(v, [100 * r[1] for r in rows], "s--", label="ex situ (write-verify)")
+        x = np.array([r[0] for r in rows])
+        for idx, label, style in ((2, "in situ (hl, raw board)", "o-"), (1, "ex situ (write-verify)", "s--")):
+            acc = 100 * np.array([r[idx] for r in rows], dtype=float)
+            if np.all(np.isnan(acc)):
+                continue
+            line, = ax.plot(x, np.nanmean(acc, axis=1), style, label=label)
+            ax.fill_between(x, np.nanmin(acc, axis=1), np.nanmax(acc, axis=1), color=line.get_color(), alpha=0.15)
         if "wire" in title:
             ax.set_xscale("log")
         ax.set(title=title, xlabel=title.split("(")[-1].rstrip(")"), ylabel="test accuracy (%)")

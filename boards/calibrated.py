@@ -2,7 +2,8 @@
 
 Each compensation is switchable:
 
-* **reading offsets**: subtract each channel's calibrated offset from every reading;
+* **reading offsets and gains**: subtract each channel's calibrated offset from every
+  reading and divide by its calibrated gain (``gains``; a calibration without gains has 1);
 * **stuck mask**: devices the fault map marks faulty are commanded to (and reported at)
   their measured value, so the optimiser never moves them and the trainer's model keeps
   their fixed value;
@@ -31,6 +32,8 @@ class CalibratedBoard(BoardBase):
         self.inner, self.cal, self.s = inner, cal, settings
         a = cal.arrays
         self._off = (a["offset_y"], a["offset_i_src"], a["offset_e"]) if settings.offsets else None
+        self._gain = ((a["gain_y"], a["gain_i_src"], a["gain_e"])
+                      if getattr(settings, "gains", False) and "gain_y" in a else None)
         self._faulty = (a["fault_code"] != 0) if settings.stuck_mask else None
         self._fixed = a["fault_fixed_s"]
         self._calls = 0
@@ -98,6 +101,8 @@ class CalibratedBoard(BoardBase):
     def _correct(self, m: Measurement) -> Measurement:
         if self._off is not None:
             m.y, m.i_src, m.e = m.y - self._off[0], m.i_src - self._off[1], m.e - self._off[2]
+        if self._gain is not None:
+            m.y, m.i_src, m.e = m.y / self._gain[0], m.i_src / self._gain[1], m.e / self._gain[2]
         if self.s.drift != "none":
             m.y = m.y * self._drift_gain
         return m
@@ -127,6 +132,7 @@ class CalibratedBoard(BoardBase):
             a = self.cal.arrays
             m = self.inner.measure_sources(a["drift_u"])
             y = m.y - (self._off[0] if self._off is not None else 0.0)
+            y = y / self._gain[0] if self._gain is not None else y
             ref = a["drift_y"]
             if self.s.drift == "global":
                 gain = np.sum(np.abs(ref)) / max(np.sum(np.abs(y)), 1e-300)

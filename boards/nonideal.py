@@ -13,6 +13,10 @@ what changes is which circuit is solved and what the instruments report:
   source voltages as the DACs apply them; the reported currents and voltages pass
   through the reading chain (offset, gain, noise, quantisation).
 * ``read_conductances`` is a read of the devices (read noise included).
+* with ``redraw: write`` (noise-aware pre-training) every programming event draws a new
+  board instance of the same distribution (all static draws: spread, faults, diodes,
+  channel errors) and writes every device to it, so training sees the distribution of
+  boards rather than one board.
 
 The hidden truth (``true_conductances``) exists for tests and benchmarks only; calibration
 and training never use it.  ``state_dict``/``load_state_dict`` carry the device state and the
@@ -49,12 +53,10 @@ class NonIdealBoard(BoardBase):
         self._topology = board_topology(circuit)
         self._bounds = (float(g_min), float(g_max))
         self.spec = spec
-        topo = self._topology
-        self.model = DeviceModel(spec, topo.n_conductances, circuit.n_hidden, circuit.n_sources,
-                                 circuit.n_outputs, g_min, g_max)
-        self._diodes = self.model.diodes(circuit.diodes)
+        self._instance = 0
+        self._set_instance(0)
         self._wire_spec = spec.wires.spec()
-        m = topo.n_conductances
+        m = self._topology.n_conductances
         self._target = np.full(m, np.nan)
         self._g_dev = np.zeros(m)
         self._t_prog = np.zeros(m)
@@ -110,7 +112,8 @@ class NonIdealBoard(BoardBase):
             self.clock_s += self.spec.drift.seconds_per_measure
         d = self._diodes
         return Measurement(u=u, w=st.w, y=y_m, i_src=i_m, e=e_m, on=st.on,
-                           piecewise_linear=d.is_ideal or d.is_linear, info={"report": st.report})
+                           piecewise_linear=d.is_ideal or d.is_linear, noise_v=self.spec.adc_voltage.noise_sigma(),
+                           info={"report": st.report})
 
     def safe_state(self) -> None:
         self._last = None
@@ -144,13 +147,16 @@ class NonIdealBoard(BoardBase):
         """Device state and dynamic random stream (arrays and strings, for npz checkpoints)."""
         return {"board_target_s": self._target.copy(), "board_g_dev_s": self._g_dev.copy(),
                 "board_t_prog_s": self._t_prog.copy(), "board_clock_s": np.array(self.clock_s),
-                "board_rng_state": np.array(json.dumps(self.model.state_dict()))}
+                "board_rng_state": np.array(json.dumps(self.model.state_dict())),
+                "board_instance": np.array(self._instance)}
 
     def load_state_dict(self, state: dict) -> None:
         self._target = np.array(state["board_target_s"], dtype=float)
         self._g_dev = np.array(state["board_g_dev_s"], dtype=float)
         self._t_prog = np.array(state["board_t_prog_s"], dtype=float)
         self.clock_s = float(state["board_clock_s"])
+        if "board_instance" in state and int(state["board_instance"]) != self._instance:
+            self._set_instance(int(state["board_instance"]))
         self.model.load_state_dict(json.loads(str(state["board_rng_state"])))
         self._cache, self._last = None, None
 
@@ -163,10 +169,21 @@ class NonIdealBoard(BoardBase):
         return self._diodes
 
     # ---- internals -------------------------------------------------------------------
+    def _set_instance(self, k: int) -> None:
+        """Draw board instance ``k`` of the spec's distribution (0: the board of ``seed``)."""
+        c, topo = self._nominal, self._topology
+        self.model = DeviceModel(self.spec, topo.n_conductances, c.n_hidden, c.n_sources, c.n_outputs,
+                                 *self._bounds, instance=k)
+        self._diodes = self.model.diodes(c.diodes)
+        self._instance = k
+
     def _write(self, g: np.ndarray) -> None:
         changed = np.flatnonzero(~(g == self._target))
         if changed.size == 0:
             return
+        if self.spec.redraw == "write" and not np.all(np.isnan(self._target)):
+            self._set_instance(self._instance + 1)
+            changed = np.arange(g.size)
         self._g_dev[changed] = self.model.write_subset(g[changed], changed)
         self._target = g.copy()
         self._t_prog[changed] = self.clock_s

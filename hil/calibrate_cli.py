@@ -55,6 +55,6 @@ def cmd_calibrate(args) -> int:
     except RuntimeError as exc:
         print(f"hil: calibration failed: {exc}", file=sys.stderr)
         return 1
-    print(f"hil calibrate: wrote {path} ({summary['seconds']:.1f} s): {summary['faulty_devices']} faulty devices, "
-          f"max port residual {summary['max_port_residual_rel']:.2e}, report {path / 'report.md'}")
+    print(f"hil calibrate: wrote {path} ({summary['seconds']:.1f} s): {summary['faulty_devices']} faulty devices "
+          f"({summary['fault_map_unresolved']} unresolved), max port residual {summary['max_port_residual_rel']:.2e}, report {path / 'report.md'}")
     return 0

@@ -182,3 +182,15 @@ def test_summary_plot_takes_mapping_grid_values(tmp_path):
     plot_summary(spec, table, tmp_path / "summary.png")
     assert (tmp_path / "summary.png").stat().st_size > 10_000
     assert [r["test_acc_mean"] for r in summarise(spec, table)] == pytest.approx([0.905, 0.905])
+
+
+def test_summary_plot_takes_device_family_grid_values(tmp_path):
+    """A whole device family as a grid value (robustness sweeps) is plotted as a category."""
+    from hil.sweep.report import plot_summary
+
+    spec = parse_sweep({"config": "sim-xor", "grid": {"board.devices.faults": [{"p_stuck_on": 0.0},
+                                                                              {"p_stuck_on": 0.01}]}})
+    rows = [{"board.devices.faults": v, "seed": 0, "status": "finished", "test_acc": a}
+            for v, a in (({"p_stuck_on": 0.0}, 1.0), ({"p_stuck_on": 0.01}, 0.75))]
+    plot_summary(spec, rows, tmp_path / "summary.png")
+    assert (tmp_path / "summary.png").stat().st_size > 0

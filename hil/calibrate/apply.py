@@ -33,7 +33,7 @@ def wrap_with_calibration(board, settings, resume_dir: str | None = None) -> tup
     from hil.boards.calibrated import CalibratedBoard
 
     meta["calibration"] = {"path": str(cal.path), "created_utc": cal.meta["created_utc"], "stale": reasons,
-                           "offsets": cs.offsets, "stuck_mask": cs.stuck_mask,
+                           "offsets": cs.offsets, "gains": cs.gains, "stuck_mask": cs.stuck_mask,
                            "write_verify_rel_tol": cs.write_verify_rel_tol, "drift": cs.drift}
     return CalibratedBoard(board, cal, cs), meta
 

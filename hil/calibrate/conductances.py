@@ -43,6 +43,7 @@ class ConductanceEstimate:
     leak_stderr: np.ndarray  # (n,) standard error of each g_leak estimate, S (nan: node never off)
     patterns: int
     repeats: int
+    g_stderr: np.ndarray | None = None  # (m,) least-squares standard error of each g_in / g_out estimate, S (nan elsewhere)
 
 
 def probe_patterns(p: int, amplitude_v: float) -> np.ndarray:
@@ -73,7 +74,9 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
     Y, I, E = np.concatenate(ys), np.concatenate(iss), np.concatenate(es)
     Uall = np.tile(U, (repeats, 1))
     g = np.zeros(topo.n_conductances)
+    se = np.full(topo.n_conductances, np.nan)
     g_in = np.zeros((n, p))
+    se_in = np.zeros((n, p))
     resid, conds = [], []
     ones = np.ones((E.shape[0], 1))
     for j in range(p):
@@ -81,17 +84,22 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
         X = np.concatenate([Uall[:, [j]] - E, ones], axis=1)  # (P·R, n + 1)
         coef, res, rank, sv = np.linalg.lstsq(X, I[:, j], rcond=None)
         g_in[:, j] = coef[:-1]
+        se_in[:, j] = _stderr(X, I[:, j] - X @ coef)[:-1]
         conds.append(sv[0] / sv[-1] if sv[-1] > 0 else np.inf)
         resid.append(np.sqrt(np.mean((X @ coef - I[:, j]) ** 2)) / max(np.sqrt(np.mean(I[:, j] ** 2)), 1e-300))
     g_out = np.zeros((q, n))
+    se_out = np.zeros((q, n))
     for o in range(q):
         X = np.concatenate([E, ones], axis=1)
         coef, res, rank, sv = np.linalg.lstsq(X, Y[:, o], rcond=None)
         g_out[o] = coef[:-1]
+        se_out[o] = _stderr(X, Y[:, o] - X @ coef)[:-1]
         conds.append(sv[0] / sv[-1] if sv[-1] > 0 else np.inf)
         resid.append(np.sqrt(np.mean((X @ coef - Y[:, o]) ** 2)) / max(np.sqrt(np.mean(Y[:, o] ** 2)), 1e-300))
     g[topo.groups["g_in"]] = g_in.ravel()
     g[topo.groups["g_out"]] = g_out.ravel()
+    se[topo.groups["g_in"]] = se_in.ravel()
+    se[topo.groups["g_out"]] = se_out.ravel()
     # hidden-node KCL (diodes off): the current that g_in and g_out do not explain flows
     # through g_leak (to ground) and g_hh (to the other hidden nodes)
     rest = -(E * g_in.sum(axis=1) - Uall @ g_in.T + E * g_out.sum(axis=0))  # (P·R, n) A into each node
@@ -123,4 +131,14 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
     spread = float(np.std(E, axis=0).mean())
     noise = float(np.mean(offsets.e_sigma)) if offsets is not None else 0.0
     return ConductanceEstimate(g, np.array(resid), float(max(conds)), noise / spread if spread > 0 else np.inf,
-                               off_count / total if total else float("nan"), leak_se, U.shape[0], repeats)
+                               off_count / total if total else float("nan"), leak_se, U.shape[0], repeats, se)
+
+
+def _stderr(X: np.ndarray, resid: np.ndarray) -> np.ndarray:
+    """Standard error of each least-squares coefficient: sqrt(diag(s²·(XᵀX)⁻¹)), s² = RSS/(N − k).
+
+    The residual includes everything the linear port model does not explain (read and reading
+    noise, and model error such as wire drops), so a poorly modelled board gets wide errors."""
+    dof = max(X.shape[0] - X.shape[1], 1)
+    s2 = float(resid @ resid) / dof
+    return np.sqrt(np.maximum(s2 * np.diag(np.linalg.pinv(X.T @ X)), 0.0))

@@ -4,13 +4,27 @@ Every device is programmed to a low and then a high level and read out in circui
 (:mod:`.conductances`) after each.  The low levels are drawn per device (uniform in
 ``low_fraction`` ± 0.1 of the range, seeded) and the high level is the low one plus
 ``high_fraction − low_fraction`` of the range: identical levels would make the hidden nodes
-indistinguishable and the in-circuit regression ill-conditioned.  A healthy device follows: its response
-slope (ĝ_high − ĝ_low)/(t_high − t_low) is near 1.  A device whose slope is below
-``slope_threshold`` ignores programming; it is *stuck high* if it reads near g_max, *stuck
-low* (stuck-off or open) otherwise.  The slope of each healthy device is its programming
-gain (device-to-device factor) and the scatter of ĝ/t around it measures programming noise:
-both are stored for write-verify.  Afterwards the board is programmed back to a read-back of
-its original state (the protocol exposes no commanded targets).
+indistinguishable and the in-circuit regression ill-conditioned.  The response slope of a
+device is s = (ĝ_high − ĝ_low)/(t_high − t_low); its standard error σ_s follows from the two
+read-outs' least-squares standard errors (read and reading noise, and any misfit of the port
+model such as wire drops, all enter through the fit residual).
+
+Classification is a two-hypothesis test per device, per group (``g_in``, ``g_out``):
+
+* stuck: the device ignores programming, so s ~ N(0, σ_s²);
+* healthy: s ~ N(μ, τ² + σ_s²), μ the group's median slope (programming gain), τ the
+  device-to-device scatter of the gain (programming noise and spread), estimated robustly as
+  the group's MAD scatter with the median estimation variance removed.
+
+A device is flagged when the posterior of "stuck" exceeds 1/2 with prior ``prior_faulty``.
+Where the read-out is too noisy to tell the two apart (σ_s comparable to μ) the posterior
+stays near the prior and the device is *not* flagged: a stuck mask then freezes only devices
+that are faulty beyond reasonable doubt.  Devices whose posterior lies between 1 % and 99 %
+are counted as unresolved.  A flagged device is *stuck high* if it reads above mid-range,
+*stuck low* (stuck-off or open) otherwise.  The slope of each healthy device is its
+programming gain and the scatter of ĝ/t around it measures programming noise: both are stored
+for write-verify.  Afterwards the board is programmed back to a read-back of its original
+state (the protocol exposes no commanded targets).
 """
 
 from __future__ import annotations
@@ -38,6 +52,15 @@ class FaultMap:
     low: ConductanceEstimate
     high: ConductanceEstimate
     levels: tuple[float, float]  # mean targets of the two states, S
+    posterior: np.ndarray | None = None  # (m,) probability that each device is faulty (nan outside the groups)
+    slope: np.ndarray | None = None  # (m,) response slope per device
+    slope_stderr: np.ndarray | None = None  # (m,) its standard error
+
+    @property
+    def unresolved(self) -> int:
+        """Devices whose fault posterior lies between 1 % and 99 % (the read-out cannot tell)."""
+        p = self.posterior
+        return 0 if p is None else int(np.sum((p > 0.01) & (p < 0.99)))
 
     @property
     def faulty(self) -> np.ndarray:
@@ -45,7 +68,7 @@ class FaultMap:
 
 
 def characterise(board, offsets: ChannelOffsets, groups: tuple[str, ...] = ("g_in", "g_out"),
-                 low_fraction: float = 0.25, high_fraction: float = 0.75, slope_threshold: float = 0.5,
+                 low_fraction: float = 0.25, high_fraction: float = 0.75, prior_faulty: float = 0.01,
                  repeats: int = 32, amplitude_v: float = 0.5, seed: int = 0) -> FaultMap:
     """Program low/high levels, read out in circuit, classify every device of ``groups``."""
     topo = board.topology
@@ -70,8 +93,13 @@ def characterise(board, offsets: ChannelOffsets, groups: tuple[str, ...] = ("g_i
     finally:
         board.program(original, rel_tol=0.0)
     slope = (high.g - low.g) / (t_high - t_low)
+    slope_se = np.sqrt(_se(low) ** 2 + _se(high) ** 2) / (t_high - t_low)
+    posterior = np.full(topo.n_conductances, np.nan)
+    for gname in groups:
+        sl = topo.groups[gname]
+        posterior[sl] = stuck_posterior(slope[sl], slope_se[sl], prior_faulty)
     code = np.zeros(topo.n_conductances, np.int8)
-    stuck = sel & (slope < slope_threshold)
+    stuck = sel & (posterior > 0.5)
     mid = g_min + 0.5 * span
     code[stuck & (high.g >= mid)] = STUCK_HIGH
     code[stuck & (high.g < mid)] = STUCK_LOW
@@ -80,4 +108,24 @@ def characterise(board, offsets: ChannelOffsets, groups: tuple[str, ...] = ("g_i
     gain = np.where(healthy, high.g / t_high, np.nan)
     ratio = (low.g / t_low)[healthy] / np.where(gain[healthy] > 0, gain[healthy], 1.0)
     mad = float(np.median(np.abs(ratio - np.median(ratio)))) * 1.4826 if ratio.size else float("nan")
-    return FaultMap(code, fixed, gain, mad / np.sqrt(2.0), low, high, (float(np.mean(t_low[sel])), float(np.mean(t_high[sel]))))
+    return FaultMap(code, fixed, gain, mad / np.sqrt(2.0), low, high, (float(np.mean(t_low[sel])), float(np.mean(t_high[sel]))),
+                    posterior, slope, slope_se)
+
+
+def stuck_posterior(slope: np.ndarray, se: np.ndarray, prior: float) -> np.ndarray:
+    """P(stuck | slope) for one group of devices (see the module docstring).
+
+    slope, se: (k,) response slopes and their standard errors; prior: fault probability."""
+    se = np.maximum(np.where(np.isfinite(se), se, np.inf), 1e-12)
+    mu = float(np.median(slope))
+    scatter = 1.4826 * float(np.median(np.abs(slope - mu)))
+    tau2 = max(scatter ** 2 - float(np.median(se ** 2)), (0.01 * abs(mu)) ** 2, 1e-12)
+    var_h = tau2 + se ** 2
+    ll_stuck = -0.5 * (slope / se) ** 2 - np.log(se)
+    ll_healthy = -0.5 * (slope - mu) ** 2 / var_h - 0.5 * np.log(var_h)
+    logit = np.log(prior / (1.0 - prior)) + ll_stuck - ll_healthy
+    return 1.0 / (1.0 + np.exp(-np.clip(logit, -700.0, 700.0)))
+
+
+def _se(est: ConductanceEstimate) -> np.ndarray:
+    return est.g_stderr if est.g_stderr is not None else np.zeros_like(est.g)

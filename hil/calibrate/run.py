@@ -11,11 +11,13 @@ from hil.calibrate import store
 from hil.calibrate.conductances import estimate_conductances, probe_patterns
 from hil.calibrate.diodes import fit_diodes
 from hil.calibrate.faults import FAULT_LABELS, characterise
+from hil.calibrate.gains import GainCorrected, estimate_gains
 from hil.calibrate.offsets import zero_readings
 from hil.calibrate.settings import CalibrationSettings
 
 CAVEATS = [
-    "channel gains need an external reference and are recorded as 1 (not calibrated)",
+    "current-channel gains are relative: their common scale is the channels' mean (no absolute current reference)",
+    "voltage-channel gains take the sources as the reference (source gain errors enter averaged over the sources)",
     "source (DAC) offsets and gains are not separated from the network: they bias in-circuit estimates slightly",
     "with wire resistance the in-circuit conductances are effective values (terminal voltages, not device voltages)",
     "g_leak is only observable when its current stands out of the g_in/g_out fit residual (see leak_stderr)",
@@ -27,16 +29,19 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
     """Run every step on ``board`` through its protocol; returns the calibration path and summary."""
     t0 = time.perf_counter()
     topo = board.topology
-    progress("1/5 zero readings (every source at 0 V): channel offsets and noise")
+    progress("1/6 zero readings (every source at 0 V): channel offsets and noise")
     off = zero_readings(board)
-    progress(f"2/5 conductance read-out: {probe_patterns(topo.n_sources, cs.amplitude_v).shape[0]} Hadamard patterns "
+    progress(f"2/6 channel gains (charge conservation for currents, common levels for voltages, {cs.gain_repeats} repeats)")
+    gains = estimate_gains(board, off, cs.amplitude_v, cs.gain_repeats)
+    board = GainCorrected(board, off, gains)  # every later step reads gain-corrected channels
+    progress(f"3/6 conductance read-out: {probe_patterns(topo.n_sources, cs.amplitude_v).shape[0]} Hadamard patterns "
              f"x {cs.repeats} repeats")
     now = estimate_conductances(board, off, cs.amplitude_v, cs.repeats)
-    progress("3/5 programming response and fault map (two programmed levels)")
+    progress("4/6 programming response and fault map (two programmed levels)")
     fmap = characterise(board, off, repeats=cs.repeats, amplitude_v=cs.amplitude_v)
-    progress("4/5 diode I-V sweep")
+    progress("5/6 diode I-V sweep")
     dfit = fit_diodes(board, now.g, off, temperature_c=temperature_c if temperature_c is not None else 27.0)
-    progress("5/5 drift reference patterns")
+    progress("6/6 drift reference patterns")
     u_ref = probe_patterns(topo.n_sources, cs.amplitude_v)[:16]
     ref = board.measure_sources(u_ref)
     summary = {
@@ -47,6 +52,8 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
         "max_port_residual_rel": float(np.max(now.residual_rel)),
         "errors_in_variables_ratio": now.eiv_ratio,
         "faulty_devices": int(fmap.faulty.sum()),
+        "fault_map_unresolved": fmap.unresolved,
+        "gain_null_ratio": gains.null_ratio, "gain_kcl_imbalance_rel": gains.imbalance_rel,
         "fault_counts": {FAULT_LABELS[c]: int(np.sum(fmap.code == c)) for c in FAULT_LABELS},
         "programming_scatter_rel": fmap.prog_scatter,
         "median_programming_gain": float(np.nanmedian(fmap.gain)),
@@ -58,9 +65,9 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
     arrays = {
         "offset_y": off.y, "offset_i_src": off.i_src, "offset_e": off.e,
         "sigma_y": off.y_sigma, "sigma_i_src": off.i_src_sigma, "sigma_e": off.e_sigma,
-        "gain_y": np.ones_like(off.y), "gain_i_src": np.ones_like(off.i_src), "gain_e": np.ones_like(off.e),
+        "gain_y": gains.y, "gain_i_src": gains.i_src, "gain_e": gains.e,
         "conductance_s": now.g, "port_residual_rel": now.residual_rel, "leak_stderr_s": now.leak_stderr,
-        "fault_code": fmap.code, "fault_fixed_s": fmap.fixed_value, "programming_gain": fmap.gain,
+        "fault_code": fmap.code, "fault_fixed_s": fmap.fixed_value, "fault_posterior": fmap.posterior, "programming_gain": fmap.gain,
         "level_targets_s": np.array(fmap.levels), "level_low_s": fmap.low.g, "level_high_s": fmap.high.g,
         "diode_i_s_a": dfit.i_s, "diode_n": dfit.n, "diode_r_s_ohm": dfit.r_s, "diode_fit_residual_v": dfit.residual_v,
         "diode_clamp_v": dfit.clamp_v, "diode_fit_g_leak_s": dfit.g_leak_s, "diode_sweep_i_a": dfit.currents_a, "diode_sweep_v": dfit.voltages_v,
@@ -109,7 +116,7 @@ def write_report(path: Path, topo, summary: dict, a: dict) -> None:
     lines = [f"# Calibration {path.name} of {summary.get('board', path.parent.name)}", "",
              "| quantity | value |", "|---|---|"]
     for k in ("patterns", "repeats", "max_condition_number", "max_port_residual_rel", "errors_in_variables_ratio",
-              "faulty_devices", "programming_scatter_rel", "median_programming_gain", "seconds"):
+              "faulty_devices", "fault_map_unresolved", "gain_null_ratio", "gain_kcl_imbalance_rel", "programming_scatter_rel", "median_programming_gain", "seconds"):
         v = summary[k]
         lines.append(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |")
     lines.append(f"| fault counts | {summary['fault_counts']} |")

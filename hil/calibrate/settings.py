@@ -7,6 +7,8 @@
         max_age_hours: 24          # older → a warning
         max_temperature_delta_c: 2 # taken at another temperature → a warning
         offsets: true              # subtract calibrated reading offsets
+        gains: true                # divide by calibrated channel gains (sources as the reference)
+        gain_repeats: 32           # board calls per gain pattern set
         stuck_mask: true           # faulty devices keep their measured value, never updated
         write_verify: {rel_tol: 0.0, max_iter: 8, reads: 4}   # rel_tol 0: off
         drift: none                # none | global | per_output
@@ -29,6 +31,8 @@ class CalibrationSettings:
     max_age_hours: float = 24.0
     max_temperature_delta_c: float = 2.0
     offsets: bool = True
+    gains: bool = True
+    gain_repeats: int = 32
     stuck_mask: bool = True
     write_verify_rel_tol: float = 0.0
     write_verify_max_iter: int = 8
@@ -49,6 +53,8 @@ def parse_calibration(data: dict | None, path: str = "board.calibration") -> Cal
         max_age_hours=sec.get("max_age_hours", float, d.max_age_hours, check=positive),
         max_temperature_delta_c=sec.get("max_temperature_delta_c", float, d.max_temperature_delta_c, check=non_negative),
         offsets=sec.get("offsets", bool, d.offsets),
+        gains=sec.get("gains", bool, d.gains),
+        gain_repeats=sec.get("gain_repeats", int, d.gain_repeats, check=positive),
         stuck_mask=sec.get("stuck_mask", bool, d.stuck_mask),
         drift=sec.get("drift", str, d.drift, choices=("none", "global", "per_output")),
         drift_every=sec.get("drift_every", int, d.drift_every, check=positive),

@@ -54,6 +54,7 @@ class DeviceSpec:
     dac: SourceChain
     adc_current: CurrentReadings
     adc_voltage: VoltageReadings
+    redraw: str = "never"  # "write": a new board instance (all static draws) at every programming event
 
     @property
     def is_ideal(self) -> bool:
@@ -61,7 +62,7 @@ class DeviceSpec:
 
     def to_dict(self) -> dict:
         """Every parameter (for run metadata and calibration files)."""
-        out = {"preset": self.preset, "seed": self.seed}
+        out = {"preset": self.preset, "seed": self.seed, "redraw": self.redraw}
         for fam in FAMILIES:
             obj = getattr(self, fam.key)
             out[fam.key] = {f.name: (list(v) if isinstance(v := getattr(obj, f.name), tuple) else v) for f in fields(obj)}
@@ -74,6 +75,7 @@ def parse_devices(data: dict | None, path: str = "board.devices") -> DeviceSpec:
     sec = Section(data or {}, path, problems)
     preset = sec.get("preset", str, "ideal", choices=tuple(PRESETS))
     seed = sec.get("seed", int, 0)
+    redraw = sec.get("redraw", str, "never", choices=("never", "write"))
     base = PRESETS.get(preset or "ideal", {})
     fams = {}
     for fam in FAMILIES:
@@ -85,7 +87,7 @@ def parse_devices(data: dict | None, path: str = "board.devices") -> DeviceSpec:
     sec.finish()
     if problems:
         raise ConfigError(problems)
-    return DeviceSpec(preset=preset or "ideal", seed=int(seed or 0), **fams)
+    return DeviceSpec(preset=preset or "ideal", seed=int(seed or 0), **fams, redraw=redraw or "never")
 
 
 def _rng_state(rng: np.random.Generator) -> str:
@@ -98,14 +100,17 @@ class DeviceModel:
     Args:
         spec: the parameters.  m: number of conductances.  n_hidden, n_sources, n_outputs:
         sizes of the diode bank and of the source / reading channels.  g_min, g_max:
-        programmable range (S).
+        programmable range (S).  instance: 0 for the board of ``seed``; k > 0 draws the k-th
+        other board of the same distribution (noise-aware pre-training, ``redraw: write``).
     """
 
     def __init__(self, spec: DeviceSpec, m: int, n_hidden: int, n_sources: int, n_outputs: int,
-                 g_min: float, g_max: float):
+                 g_min: float, g_max: float, instance: int = 0):
         self.spec = spec
+        self.instance = int(instance)
         self.g_min, self.g_max = float(g_min), float(g_max)
-        streams = {fam.key: np.random.default_rng([spec.seed, k]) for k, fam in enumerate(FAMILIES)}
+        tail = [self.instance] if self.instance else []
+        streams = {fam.key: np.random.default_rng([spec.seed, k, *tail]) for k, fam in enumerate(FAMILIES)}
         self.dtod_factor = spec.dtod.draw(streams["dtod"], m)
         self.fault_codes = spec.faults.draw(streams["faults"], m)
         self.nu = spec.drift.draw(streams["drift"], m)
@@ -115,7 +120,7 @@ class DeviceModel:
         self.adc_y_static = spec.adc_current.draw(adc_i, n_outputs)
         self.adc_src_static = spec.adc_current.draw(adc_i, n_sources)
         self.adc_e_static = spec.adc_voltage.draw(streams["adc_voltage"], n_hidden)
-        self.rng = np.random.default_rng([spec.seed, len(FAMILIES)])  # dynamic draws
+        self.rng = np.random.default_rng([spec.seed, len(FAMILIES), *tail])  # dynamic draws
 
     # ---- conductances -----------------------------------------------------------------------
     @property

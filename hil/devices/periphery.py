@@ -70,6 +70,13 @@ class ReadingChain(Family):
         xi = rng.standard_normal((2, channels))
         return np.stack([self.adc_gain_std * xi[0], self.adc_offset_std * xi[1]]) if self.enabled else 0 * xi
 
+    def noise_sigma(self) -> float:
+        """Standard deviation of one reading about its mean: noise and quantisation (Δ²/12)."""
+        if not self.enabled:
+            return 0.0
+        lsb = 2.0 * self.adc_range / (2 ** self.adc_bits - 1) if self.adc_bits > 0 else 0.0
+        return float(np.sqrt(self.adc_noise_std ** 2 + lsb ** 2 / 12.0))
+
     def read(self, rng: np.random.Generator, x: np.ndarray, static: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return x

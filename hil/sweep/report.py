@@ -94,7 +94,8 @@ def plot_summary(spec: SweepSpec, rows: list[dict], path: Path) -> None:
     others = [k for k in keys if k != x_key]
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
     done = [r for r in rows if r["status"] == "finished" and math.isfinite(_num(r[spec.metric]))]
-    def x_of(r: dict):  # a hashable x value: mappings and lists (e.g. a swept element) by their text
+
+    def x_of(r: dict):  # a hashable x value: mappings and lists (a swept element or device family) by their text
         v = r[x_key] if x_key else "all"
         return v if _is_number(v) else str(v)
 
