@@ -116,28 +116,28 @@ class BoardTopology:
             return c[i, i] - c[i, j] - c[j, i] + c[j, j]
         hidden, fixed, blocks, rest, flat, pair_edges = plan
         out = np.empty(self.edges.shape[0])
-        a = a * (1.0 / B)  # the batch mean, applied to the smaller array once
+        inv = 1.0 / B  # the batch mean
         ah, bh = a[:, hidden], b[:, hidden]
-        af, bf = a[:, fixed], b[:, fixed]
-        n, n_fixed = ah.shape[1], af.shape[1]
-        dh = np.einsum("bk,bk->k", ah, bh)
-        df = np.einsum("bk,bk->k", af, bf)
-        # Left factor (rows) [−a_h; dh; 1; −b_h] and right factor [b_f; 1; df; a_f]: their product
-        # over the 2B + 2 rows is dh_k + df_j − Σ_b (a_bk b_bj + b_bk a_bj) for every (k, j).
+        n, n_fixed = ah.shape[1], fixed.size
+        # Left factor (rows) [−a_h/B; dh; 1; −b_h] and right factor [b_f; 1; df; a_f/B]: their product
+        # over the 2B + 2 rows is dh_k + df_j − Σ_b (a_bk b_bj + b_bk a_bj)/B for every (k, j).
         left = np.empty((2 * B + 2, n))
-        np.negative(ah, out=left[:B])
-        left[B] = dh
-        left[B + 1] = 1.0
+        np.multiply(ah, -inv, out=left[:B])
         np.negative(bh, out=left[B + 2:])
         right = np.empty((2 * B + 2, n_fixed))
-        right[:B] = bf
+        bf, af = right[:B], right[B + 2:]
+        np.take(b, fixed, axis=1, out=bf, mode="clip")  # (valid indices; "clip" writes unbuffered)
+        np.take(a, fixed, axis=1, out=af, mode="clip")
+        af *= inv
+        left[B] = np.einsum("bk,bk->k", ah, bh)
+        left[B] *= inv
+        left[B + 1] = 1.0
         right[B] = 1.0
-        right[B + 1] = df
-        right[B + 2:] = af
-        a_moves = af.any(axis=0)
-        b_moves = bf.any(axis=0)
+        right[B + 1] = np.einsum("bk,bk->k", af, bf)
+        a_moves = af.any(axis=0).tolist()
+        b_moves = bf.any(axis=0).tolist()
         for sl, c0, c1, row_major in blocks:  # whole hidden × fixed-range groups, straight into ``out``
-            rows = slice(0 if b_moves[c0:c1].any() else B, 2 * B + 2 if a_moves[c0:c1].any() else B + 2)
+            rows = slice(0 if any(b_moves[c0:c1]) else B, 2 * B + 2 if any(a_moves[c0:c1]) else B + 2)
             lhs, rhs = left[rows], right[rows, c0:c1]
             if row_major:
                 np.matmul(lhs.T, rhs, out=out[sl].reshape(n, c1 - c0))
@@ -145,11 +145,13 @@ class BoardTopology:
                 np.matmul(rhs.T, lhs, out=out[sl].reshape(c1 - c0, n))
         if rest.size:
             hidden_pos, fixed_pos = flat
+            dh, df = left[B], right[B + 1]
             cross = left[:B + 2].T @ right[:B + 2] + left[B:].T @ right[B:] - dh[:, None] - df[None, :]
             out[rest] = cross.ravel()[hidden_pos * n_fixed + fixed_pos]
         if pair_edges.size:
             ip, jp = i[pair_edges], j[pair_edges]
             out[pair_edges] = np.einsum("bk,bk->k", a[:, ip] - a[:, jp], b[:, ip] - b[:, jp])
+            out[pair_edges] *= inv
         return out
 
     def _gather_plan(self):

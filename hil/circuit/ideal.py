@@ -149,7 +149,7 @@ class _MarginsOnRead(SolveReport):
 
 
 def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, scale_v: float = 1.0,
-                         tol: float = 1e-12, sign: int | None = None) -> IdealSolution:
+                         tol: float = 1e-12, sign: int | None = None, h_zero: bool | None = None) -> IdealSolution:
     """The ideal-diode LCP when K = diag(``diag``) (uncoupled hidden nodes), for a batch ``b`` (B, n) in A.
 
     Every node is a one-variable LCP: e = b/K_kk unless that violates the clamp, then
@@ -163,6 +163,8 @@ def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.n
     t0 = time.perf_counter()
     if sign is None:
         sign = orientation_sign(s)
+    if h_zero is None:
+        h_zero = not np.any(h)
     B, n = b.shape
     if not b.size:  # nothing to solve: an empty, trivially certified batch
         empty = np.zeros((B, n))
@@ -171,13 +173,19 @@ def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.n
                                          kkt_complementarity=0.0, wall_time_s=time.perf_counter() - t0))
     # Workspace: e, then the certificate's z (blocking voltage), mu (diode current), the
     # KCL residual at the free nodes and mu·z; one min and one max reduce the last four.
-    work = np.empty((5, B, n))
-    e, z, mu, kcl, comp = work
+    relu = sign == 1 and h_zero  # z = e − 0 is e itself: one slab less
+    work = np.empty((4 if relu else 5, B, n))
+    e, (mu, kcl, comp) = work[0], work[-3:]
+    z = e if relu else work[1]
+    cert = work if relu else work[1:]  # z, mu, kcl, mu·z
     # A node without any conductance (zero diagonal, possible only for Shockley starting
     # points) gives a non-finite voltage that the certificate below rejects; no warning.
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         np.divide(b, diag, out=e)
-        if sign == 1:  # anode at the reference: e >= h
+        if relu:  # anode at a 0 V reference: e >= 0 and z = e
+            on = e < 0.0
+            np.maximum(e, 0.0, out=e)
+        elif sign == 1:  # anode at the reference: e >= h
             on = e < h
             np.maximum(e, h, out=e)
             np.subtract(e, h, out=z)
@@ -204,8 +212,8 @@ def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.n
             np.negative(mu, out=mu)
             kcl += mu
         np.multiply(mu, z, out=comp)
-        lo = work[1:].min(axis=(1, 2)).tolist()
-        hi = work[1:].max(axis=(1, 2)).tolist()
+        lo = cert.min(axis=(1, 2)).tolist()
+        hi = cert.max(axis=(1, 2)).tolist()
         # max |K e| = max_k K_kk · max_b |e_bk| (rounding is monotone, so this is exact)
         e_abs = np.maximum(e.max(axis=0), -e.min(axis=0))
         ke_abs = float((diag * e_abs).max())

@@ -92,6 +92,7 @@ class EquilibriumSolver:
         d = circuit.diodes
         self._sign = orientation_sign(d.orientation)  # common diode orientation (0: mixed)
         self._vref_max = float(np.max(np.abs(d.v_ref), initial=0.0))
+        self._vref_zero = self._vref_max == 0.0
         self._ports_at_zero = not np.any(circuit.output_voltage)  # normal operation drives no port current
         #: whether a warm start (a previous state) can speed a solve up; uncoupled ideal diodes
         #: are solved in closed form and linear networks directly, so they never use one
@@ -237,7 +238,7 @@ class EquilibriumSolver:
             # Uncoupled nodes: each node is its own one-variable LCP, solved in closed form
             # and certified in the same pass (one fused kernel for the whole batch).
             sol = solve_ideal_diagonal(nd.diag, b, d.orientation, d.v_ref, self._voltage_scale(u, w, ports_at_zero),
-                                       tol=self.kkt_tol, sign=self._sign)
+                                       tol=self.kkt_tol, sign=self._sign, h_zero=self._vref_zero)
             e, on, g_d = sol.e, sol.on, None
             diode_current = -sol.mu if self._sign == 1 else -d.orientation * sol.mu
             report = sol.report

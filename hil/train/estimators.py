@@ -185,7 +185,11 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     amp[amp == 0] = 1.0
     eps = delta_v / amp  # (B, 1) volts per unit ŵ
     n0 = topo.node_voltages(op)
-    n_hat = np.empty_like(n0)
+    n_hat = np.zeros_like(n0)
+    # Node order [sources, hidden, ports, ground]: when the sources hold the same voltages in
+    # every phase (they follow x), only the hidden nodes and ports can respond.
+    p = op.u.shape[1]
+    responding = slice(p, p + op.e.shape[1] + op.w.shape[1])
     source_phases = []  # how each pass measured ∂ℓ/∂u; assembled from the readings when read
     i_hat = None if central else np.zeros(op.u.shape)
     ok = valid_mask(op).copy()
@@ -203,12 +207,17 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
             np.add(w0, drive, out=w_both[:k])
             np.subtract(w0, drive, out=w_both[k:])
             both = board.measure(np.concatenate([xs, xs]), w_both)
-            n_both = topo.node_voltages(both)
-            npl, nmi = n_both[:k], n_both[k:]
+            if (both.u.reshape(2, k, -1) == op.u[rows]).all():  # sources did not move: 0 in every response
+                cols = responding
+                n_both = np.concatenate([both.e, both.w], axis=1)
+            else:
+                cols = everything
+                n_both = topo.node_voltages(both)
+            npl, nmi, ref = n_both[:k], n_both[k:], n0[rows, cols]
             diff = npl - nmi
-            by_response = _asymmetric(npl, n0[rows], nmi, diff, max(both.noise_v, op.noise_v), flip_rel_tol)
+            by_response = _asymmetric(npl, ref, nmi, diff, max(both.noise_v, op.noise_v), flip_rel_tol)
             phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
-            n_hat[rows] = np.divide(diff, 2 * es, out=diff)
+            n_hat[rows, cols] = np.divide(diff, 2 * es, out=diff)
             source_phases.append((rows, k, both, es, None))
             sides = _flipped_sides(op, rows, k, both)
             if sides is None:
@@ -227,8 +236,8 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                     sel = np.flatnonzero(single)
                     rows_sel = todo[sel]
                     use_minus = plus_flip[sel][:, None]
-                    side = np.where(use_minus, n0[rows_sel] - nmi[sel], npl[sel] - n0[rows_sel])
-                    n_hat[rows_sel] = side / es[sel]
+                    side = np.where(use_minus, ref[sel] - nmi[sel], npl[sel] - ref[sel])
+                    n_hat[rows_sel, cols] = side / es[sel]
                     source_phases.append((rows_sel, k, both, es[sel], (sel, use_minus, op)))
                     one_sided += sel.size
                 flips = flagged & ~single
