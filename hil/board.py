@@ -289,8 +289,9 @@ class ProgramResult:
     def exact(cls, target: np.ndarray, achieved: np.ndarray, rel_tol: float = 0.0) -> "ProgramResult":
         """A result for a board that programs exactly (simulations, bypassed devices)."""
         m = achieved.shape[0]
-        res = cls(np.asarray(target, float), np.asarray(achieved, float), np.zeros(m, int),
-                  np.ones(m, bool), np.zeros(m, bool), rel_tol)
+        # the per-device evidence is the same for every device: read-only broadcast views, no arrays
+        res = cls(np.asarray(target, float), np.asarray(achieved, float), np.broadcast_to(np.int64(0), (m,)),
+                  np.broadcast_to(True, (m,)), np.broadcast_to(False, (m,)), rel_tol)
         res._exact = True  # every device converged, none stuck, no pulses (summary's fast path)
         return res
 

@@ -211,7 +211,8 @@ class EquilibriumSolver:
         ``warm`` (a previous state of the same batch size) seeds the active set or the
         Newton iterate, e.g. for the perturbation phases of hardware linearization.
         ``source_currents=False`` leaves ``i_src`` as None (a caller that forms it when it
-        is needed, from ``u``, ``e`` and :meth:`NodalSystem.input_snapshot`).
+        is needed, from ``u``, ``e`` and :meth:`NodalSystem.input_snapshot`) and, for
+        uncoupled ideal diodes, ``diode_current`` too (−s·mu, from nothing a board reads).
         """
         nd = self.nodal
         ports_at_zero = self._ports_at_zero if w is None else None
@@ -240,7 +241,10 @@ class EquilibriumSolver:
             sol = solve_ideal_diagonal(nd.diag, b, d.orientation, d.v_ref, self._voltage_scale(u, w, ports_at_zero),
                                        tol=self.kkt_tol, sign=self._sign, h_zero=self._vref_zero)
             e, on, g_d = sol.e, sol.on, None
-            diode_current = -sol.mu if self._sign == 1 else -d.orientation * sol.mu
+            if not source_currents:
+                diode_current = None
+            else:
+                diode_current = -sol.mu if self._sign == 1 else -d.orientation * sol.mu
             report = sol.report
         elif d.is_ideal:
             warm_on = warm.on if warm is not None and warm.on.shape == b.shape else None
