@@ -13,6 +13,11 @@ nodes, all ports, ground), measurements that concatenate the stages.  Its adjoin
 output drive, then each earlier stage with sources shorted, elements frozen and the
 back-propagated signal −∂ℓ/∂e injected as currents into its buffered nodes, ∂ℓ/∂e being the
 buffer gain times the current delivered by the shorted buffer outputs of the next stage.
+
+For the physical ``hl`` estimator the board has the :class:`hil.board.BufferedInjection`
+capability (:meth:`CascadeBoard.measure_stage`): one stage measured at the operating point with
+its ports driven and currents injected into its buffered nodes by current sources, as a bench
+with a current source at every buffer input would do it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.board import BoardBase, BoardTopology, Measurement
+from hil.board import BoardBase, BoardTopology, Measurement, StageLayout
 from hil.boards.simulated import SimulatedBoard
 
 
@@ -93,8 +98,8 @@ class CascadeBoard(BoardBase):
             (their count must equal the stage's number of logical inputs) and the buffer gain.
     """
 
-    #: The physical ``hl``/``ep`` estimators perturb output ports only, which leaves the earlier
-    #: stages unexcited; a cascade's gradient needs the backward order (``hl-exact``) or ``fd``.
+    #: Perturbing the output ports alone leaves the earlier stages unexcited: a cascade's gradient
+    #: needs the backward order (``hl`` through :meth:`measure_stage`, ``hl-exact``) or ``fd``.
     needs_backward_order = True
 
     def __init__(self, stages: list[SimulatedBoard], links: list[StageLink]):
@@ -113,6 +118,13 @@ class CascadeBoard(BoardBase):
             raise ValueError("every stage must have the same programmable conductance range")
         self.stages, self.links = list(stages), list(links)
         self._topology, self._layout = _cascade_topology(self.stages)
+        #: (x, logical inputs of every stage, row index) of the last operating point measured
+        self._held: tuple[np.ndarray, list[np.ndarray], dict] | None = None
+        self._stage_layouts = tuple(
+            StageLayout(b.topology, lay["src"], lay["hid"], lay["out"], lay["params"],
+                        self.links[s - 1].buffered.copy() if s else np.zeros(0, int),
+                        self.links[s - 1].gain if s else 1.0)
+            for s, (b, lay) in enumerate(zip(self.stages, self._layout)))
 
     # ---- protocol -----------------------------------------------------------------------
     @property
@@ -137,13 +149,16 @@ class CascadeBoard(BoardBase):
 
     def measure(self, x: np.ndarray, w: np.ndarray | None = None) -> Measurement:
         x = np.atleast_2d(np.asarray(x, dtype=float))
-        ms, xs_s = [], x
+        ms, xs_s, stage_x = [], x, []
         for s, board in enumerate(self.stages):
             if s:
                 link = self.links[s - 1]
                 xs_s = link.gain * ms[-1].e[:, link.buffered]
             ws = None if w is None else np.atleast_2d(w)[:, self._layout[s]["out"]]
             ms.append(board.measure(xs_s, ws))
+            stage_x.append(xs_s)
+        if w is None:  # the operating point: every stage's inputs are held for measure_stage
+            self._held = (x.copy(), stage_x, {})
         cat = lambda attr: np.concatenate([getattr(m, attr) for m in ms], axis=1)
         on = cat("on") if all(m.on is not None for m in ms) else None
         return Measurement(u=cat("u"), w=cat("w"), y=cat("y"), i_src=cat("i_src"), e=cat("e"), on=on,
@@ -154,14 +169,74 @@ class CascadeBoard(BoardBase):
         g = np.asarray(g, dtype=float)
         if g.shape != (self._topology.n_conductances,):
             raise ValueError(f"expected {self._topology.n_conductances} conductances, got shape {g.shape}")
+        self._held = None
         return np.concatenate([b.program(g[lay["params"]], rel_tol) for b, lay in zip(self.stages, self._layout)])
 
     def read_conductances(self) -> np.ndarray:
         return np.concatenate([b.read_conductances() for b in self.stages])
 
     def safe_state(self) -> None:
+        self._held = None
         for b in self.stages:
             b.safe_state()
+
+    # ---- current injection at buffered nodes (hil.board.BufferedInjection) ---------------------
+    @property
+    def stage_layouts(self) -> tuple[StageLayout, ...]:
+        return self._stage_layouts
+
+    def measure_stage(self, x: np.ndarray, stage: int, w: np.ndarray | None = None,
+                      injected: np.ndarray | None = None) -> Measurement:
+        """Stage ``stage`` measured with port voltages ``w`` and currents ``injected`` at its buffered nodes.
+
+        See :class:`hil.board.BufferedInjection`: the earlier stages sit at the operating point of
+        ``x`` (B, n_inputs; V), ``w`` (k·B, q_s; V) and ``injected`` (k·B, n_buf; A, one column per
+        buffer of the next stage) may stack k phases.  Returns the stage's own measurement.
+        """
+        if not 0 <= int(stage) < self.depth:
+            raise ValueError(f"stage must be in 0..{self.depth - 1}, got {stage}")
+        stage = int(stage)
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        B = x.shape[0]
+        board = self.stages[stage]
+        rows = {np.shape(a)[0] for a in (w, injected) if a is not None}
+        if len(rows) > 1 or (rows and (B == 0 or next(iter(rows)) % B)):
+            raise ValueError(f"w and injected must hold the same whole number of phases of the {B} samples")
+        k = next(iter(rows)) // B if rows else 1
+        nodes = np.zeros((k * B, board.topology.n_hidden))
+        if injected is not None:
+            injected = np.asarray(injected, dtype=float)
+            if stage == self.depth - 1:
+                raise ValueError("the last stage has no buffered nodes to inject into")
+            buffered = self.links[stage].buffered
+            if injected.shape[1:] != (buffered.size,):
+                raise ValueError(f"stage {stage}: expected one current per buffer ({buffered.size}), "
+                                 f"got shape {injected.shape}")
+            np.add.at(nodes.T, buffered, injected.T)
+        xs = self._held_inputs(x, stage)
+        return board.measure_injected(np.tile(xs, (k, 1)) if k > 1 else xs, nodes, w)
+
+    def _held_inputs(self, x: np.ndarray, stage: int) -> np.ndarray:
+        """Logical inputs (V) of ``stage`` at the operating point of ``x``.
+
+        Taken from the held operating point when ``x`` is its batch or a selection of its rows
+        (re-measuring flagged samples), else measured stage by stage.
+        """
+        if self._held is not None:
+            hx, held_inputs, index = self._held
+            if hx.shape == x.shape and np.array_equal(hx, x):
+                return held_inputs[stage]
+            if x.shape[1:] == hx.shape[1:]:
+                if not index:
+                    index.update((row.tobytes(), i) for i, row in enumerate(hx))
+                rows = [index.get(row.tobytes()) for row in x]
+                if None not in rows:
+                    return held_inputs[stage][rows]
+        xs = x
+        for s in range(1, stage + 1):
+            link = self.links[s - 1]
+            xs = link.gain * self.stages[s - 1].measure(xs).e[:, link.buffered]
+        return xs
 
     # ---- backward order (simulated adjoint of every stage) ---------------------------------------
     def linearized_response(self, x: np.ndarray, w_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

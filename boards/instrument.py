@@ -41,7 +41,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from hil.board import BoardBase, BoardTopology, Measurement, ProgramResult
+from hil.board import BoardBase, BoardTopology, Measurement, ProgramResult, UnsupportedCapability
 from hil.drivers.protocols import Scanner, SourceMeter, TriggeredScans, TriggeredSweeps
 
 log = logging.getLogger("hil.boards.instrument")
@@ -305,6 +305,17 @@ class InstrumentBoard(BoardBase):
 
     def measure(self, x: np.ndarray, w: np.ndarray | None = None) -> Measurement:
         return self.measure_phases(x, [w])[0]
+
+    def measure_stage(self, x, stage, w=None, injected=None) -> Measurement:
+        """Not available: this bench has no :class:`~hil.board.BufferedInjection` (always raises).
+
+        Its wiring holds one stage, with SMU channels on the sources and ports and voltmeter
+        (scanner) channels on the hidden nodes; injecting at buffered nodes needs buffers
+        between stages and a current source on every buffered node.
+        """
+        raise UnsupportedCapability(
+            "current injection at buffered nodes (the 'hl' estimator on a cascade): this bench is one stage whose "
+            "hidden nodes are wired to scanner (voltmeter) channels only, with no buffers and no current sources")
 
     def measure_phases(self, x: np.ndarray, w_phases: list) -> list[Measurement]:
         """Every phase of a batch in one run of the bench (see the module docstring)."""

@@ -197,6 +197,30 @@ class SimulatedBoard(BoardBase):
         i_hat = -e_hat @ nd.g_in
         return e_hat, i_hat
 
+    def measure_injected(self, x: np.ndarray, injected: np.ndarray, w: np.ndarray | None = None) -> Measurement:
+        """Measure with currents ``injected`` (B, n) in A fed into the hidden nodes by current sources.
+
+        ``x`` (B, n_inputs) in V, ``w`` (B, q) port voltages in V (default: the normal ones).  The
+        held operating point of the same inputs (or of inputs stacked k times) warm-starts the
+        solve; the result is not held as an operating point.
+        """
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        if x.shape[1] != self._topology.n_inputs:
+            raise ValueError(f"expected {self._topology.n_inputs} inputs per sample, got {x.shape[1]}")
+        injected = np.asarray(injected, dtype=float)
+        if injected.shape != (x.shape[0], self._topology.n_hidden) or not np.isfinite(injected).all():
+            raise ValueError(f"injected currents must be finite, shape {(x.shape[0], self._topology.n_hidden)} (A)")
+        held = self._last
+        if held is not None and held[0].shape == x.shape and np.array_equal(held[0], x):
+            warm = held[1]
+        else:
+            warm = _tiled(held, x)
+        u = warm.u if warm is not None else self._topology.source_voltages(x)
+        st = self._solver.solve(u, w, warm=warm, injected=injected)
+        return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
+                           piecewise_linear=self._diodes.law.piecewise_linear,
+                           info={"report": st.report, "g_d": st.g_d})
+
     # ---- internals ----------------------------------------------------------------------
     def _solve(self, x, w) -> CircuitState:
         if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == np.float64):

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from hil.config import ConfigError
+from hil.cli_help import command_help
 
 __all__ = ["add_parser", "measure_activation", "cmd_activation"]
 
@@ -24,9 +25,11 @@ def add_parser(subparsers: Any) -> None:
     """Register ``hil activation`` on an argparse subparsers object."""
     p = subparsers.add_parser(
         "activation", help="measure an element's activation on a one-node circuit and compare with σ_a",
-        description="Sweep a source x driving one node through a resistance a; the node voltage is the "
-                    "element's activation σ_a(x).  SUBJECT is an element name (see --list) or a config "
-                    "(YAML path or shipped name) whose hidden.element is used (parameters of node 0).")
+        **command_help("Sweep a source x driving one node through a resistance a; the node voltage is the "
+                       "element's activation σ_a(x). SUBJECT is an element name (see --list) or a config "
+                       "(YAML path or shipped name) whose hidden.element is used (parameters of node 0).",
+                       "hil activation --list", "hil activation shockley --plot shockley.png",
+                       "hil activation clip --param v_hi=0.5 --json"))
     p.add_argument("subject", nargs="?", help="element name or config")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="element parameter (e.g. v_hi=0.5, r_s=2e4); numbers or strings")

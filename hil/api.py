@@ -278,9 +278,12 @@ def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = 
             exc.phase = "open"  # transports only: nothing was switched on
             raise
         board, cal_meta = wrap_with_calibration(board, s, None if resume_dir is None else str(resume_dir))
-    if getattr(board, "needs_backward_order", False) and s.estimator in ("hl", "ep"):
-        raise ConfigError([f"train.estimator: {s.estimator!r} cannot reach the earlier stages of a cascade; "
-                           "use hl-exact (backward order) or fd"], source)
+    if getattr(board, "needs_backward_order", False) and s.estimator == "ep":
+        raise ConfigError(["train.estimator: 'ep' cannot reach the earlier stages of a cascade; "
+                           "use hl or hl-exact (backward order) or fd"], source)
+    if getattr(board, "needs_backward_order", False) and s.estimator == "hl" and s.estimator_options.get("one_sweep"):
+        raise ConfigError(["train.hl.one_sweep: a cascade is measured stage by stage (each stage's drive comes "
+                           "from the stage after it); leave it unset or false"], source)
     if problems := compatibility_problems(data, board.topology):
         if getattr(board, "needs_backward_order", False):
             problems = [q.replace("board.circuit.inputs", "board.stages[0].circuit.inputs", 1) for q in problems]

@@ -388,6 +388,69 @@ class PhasedMeasurement(Protocol):
     def measure_phases(self, x: np.ndarray, w_phases: list) -> list[Measurement]: ...
 
 
+class UnsupportedCapability(TypeError):
+    """A board was asked for an optional capability it does not have (the message says which and why)."""
+
+
+@dataclass(frozen=True)
+class StageLayout:
+    """One stage of a buffered cascade as the board's flat vectors see it.
+
+    Attributes:
+        topology: the stage on its own (its node order, conductances, groups, input map du/dx).
+        sources: columns of ``Measurement.u`` / ``i_src`` that belong to this stage.
+        hidden: columns of ``Measurement.e``.
+        outputs: columns of ``Measurement.w`` / ``y``.
+        params: entries of the flat conductance vector.
+        buffered: for every logical input of this stage, the index (among the previous stage's
+            hidden nodes) of the node its buffer senses; empty for the first stage.
+        gain: gain A of those buffers, V/V (input j = A · e_prev[buffered[j]]); 1 for the first stage.
+    """
+
+    topology: BoardTopology
+    sources: slice
+    hidden: slice
+    outputs: slice
+    params: slice
+    buffered: np.ndarray
+    gain: float = 1.0
+
+
+@runtime_checkable
+class BufferedInjection(Protocol):
+    """Optional capability of cascade boards: current sources at the nodes that feed buffers.
+
+    ``stage_layouts`` describes the stages in signal order.  ``measure_stage`` applies the
+    inputs x (B, n_inputs) to the whole cascade, so every stage before ``stage`` sits at its
+    operating point, and measures stage ``stage`` alone with
+
+    * port voltages ``w`` (k·B, q_s) in V (default: the normal port voltages), and
+    * currents ``injected`` (k·B, n_buf) in A from current sources into the nodes of this stage
+      that the buffers of stage ``stage + 1`` sense, one column per buffer in the order of
+      ``stage_layouts[stage + 1].buffered`` (a node sensed by several buffers receives their sum).
+
+    ``w`` and ``injected`` may hold k phases of the batch stacked ([phase 1; phase 2; …]); x is
+    given once.  Returns the stage's :class:`Measurement` (k·B rows; its own sources, hidden
+    nodes and ports).  The stage's inputs stay at their operating point whatever is injected:
+    the buffers before it draw no current and nothing flows back through them.
+    """
+
+    @property
+    def stage_layouts(self) -> tuple[StageLayout, ...]: ...
+
+    def measure_stage(self, x: np.ndarray, stage: int, w: np.ndarray | None = None,
+                      injected: np.ndarray | None = None) -> Measurement: ...
+
+
+def require_buffered_injection(board, purpose: str) -> BufferedInjection:
+    """``board`` if it has :class:`BufferedInjection`, else :class:`UnsupportedCapability` naming ``purpose``."""
+    if isinstance(board, BufferedInjection):
+        return board
+    raise UnsupportedCapability(
+        f"{purpose} needs current sources at the buffered nodes of every stage (the BufferedInjection board "
+        f"capability), which a {type(board).__name__} does not have")
+
+
 class BoardBase:
     """Context-manager behaviour shared by backends: always end in the safe state."""
 

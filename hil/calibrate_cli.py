@@ -11,10 +11,17 @@ from __future__ import annotations
 import sys
 
 from hil.config import ConfigError, apply_overrides, load_yaml
+from hil.cli_help import command_help
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("calibrate", help="calibrate a board: offsets, conductances, faults, diodes, drift reference")
+    p = subparsers.add_parser(
+        "calibrate", help="calibrate a board: offsets, conductances, faults, diodes, drift reference",
+        **command_help("Measure a board through its own ports (channel offsets, conductances from probe patterns, "
+                       "stuck-device map, diode I-V fits, programming response, drift reference) and write a "
+                       "versioned calibration file with a report and plots; hil train applies the newest one.",
+                       "hil calibrate sim-digits-mismatch",
+                       "hil calibrate sim-digits-mismatch --dir calibrations --set seed=3"))
     p.add_argument("config", help="YAML path or shipped config name")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--dir", help="calibration root folder (default board.calibration.dir)")

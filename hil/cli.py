@@ -29,6 +29,7 @@ import numpy as np
 
 from hil import __version__, api
 from hil.config import ConfigError, embedded_config_names
+from hil.cli_help import command_help
 
 DEFAULT_TRAIN_CONFIG = "sim-digits"
 EXIT_RUNTIME = 1
@@ -401,23 +402,13 @@ def cmd_configs(args) -> int:
 
 
 # ---- entry point ----------------------------------------------------------------------------
-def _help_text(description: str, *examples: str) -> dict:
-    """``description``/``epilog`` keyword arguments of a subcommand: what it does, examples, exit codes."""
-    lines = "\n".join(f"  {ex}" for ex in examples)
-    import textwrap
-
-    return {"description": textwrap.fill(description, 79), "formatter_class": argparse.RawDescriptionHelpFormatter,
-            "epilog": f"examples:\n{lines}\n\nexit status: 0 success, 1 runtime failure, 2 configuration "
-                      "or argument mistake, 130 interrupted"}
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hil", description="Train resistor–diode networks in their own hardware.",
                                 epilog="Every failure is one line on stderr: exit 2 for configuration, "
                                        "1 for runtime errors, 130 when interrupted.")
     p.add_argument("--version", action="version", version=f"hil {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    t = sub.add_parser("train", help="train a board (default: the embedded sim-digits config)", **_help_text(
+    t = sub.add_parser("train", help="train a board (default: the embedded sim-digits config)", **command_help(
         "Train a board in a new run directory RUNS_DIR/<UTC time>_<name>/ (metrics.csv, checkpoints/, "
         "events.jsonl, plots/), or continue one with --resume. Ctrl-C keeps the last completed epoch.",
         "hil train", "hil train sim-xor --set train.epochs=100 --set train.estimator=ep",
@@ -430,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--emulate", action="store_true",
                    help="instrument benches: run against the bench's emulators on 127.0.0.1 (a rehearsal)")
     t.set_defaults(func=cmd_train)
-    e = sub.add_parser("eval", help="accuracy, loss and confusion matrix of a trained run", **_help_text(
+    e = sub.add_parser("eval", help="accuracy, loss and confusion matrix of a trained run", **command_help(
         "Program a checkpoint of a run into a fresh board and evaluate one split of the run's data set; "
         "writes the confusion matrix as a PNG.", "hil eval runs/<run>",
         "hil eval runs/<run> --checkpoint last --data train --json"))
@@ -446,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext, func in (("solve", "solve a circuit: node voltages, currents, diode states, solve report",
                                   cmd_solve),
                                  ("netlist", "write an ngspice netlist of a circuit", cmd_netlist)):
-        s = sub.add_parser(name, help=helptext, **_help_text(
+        s = sub.add_parser(name, help=helptext, **command_help(
             helptext[0].upper() + helptext[1:] + " from a config, or with the trained conductances of a run.",
             *((f"hil solve sim-xor --input 0.5,-0.3", "hil solve runs/<run> --json > op.json") if name == "solve"
               else ("hil netlist runs/<run> -o trained.cir", "hil netlist spice-shockley -o deck.cir --all-inputs"))))
@@ -465,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="one deck per input vector (the config's 'inputs', or a run's whole test split): "
                                 "OUT_0.cir, OUT_1.cir, ... (default: the first vector only)")
         s.set_defaults(func=func)
-    c = sub.add_parser("configs", help="list the shipped configs and benches", **_help_text(
+    c = sub.add_parser("configs", help="list the shipped configs and benches", **command_help(
         "List the configs shipped with hil (usable by name wherever CONFIG is accepted) and the shipped "
         "benches (usable by name with hil emulate).", "hil configs"))
     c.set_defaults(func=cmd_configs)

@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 import numpy as np
+from hil.cli_help import command_help
 
 __all__ = ["add_parser", "cmd_estimate", "estimate_run"]
 
@@ -23,7 +24,9 @@ __all__ = ["add_parser", "cmd_estimate", "estimate_run"]
 def add_parser(subparsers: Any) -> None:
     """Register ``hil estimate`` on the ``hil`` argparse root."""
     p = subparsers.add_parser("estimate", help="predict the bench time of a training run (instrument benches)",
-                              description=__doc__.split("\n\n")[1])
+                              **command_help(" ".join(__doc__.split("\n\n")[1].split()),
+                                             "hil estimate bench-xor", "hil estimate bench-iris --json",
+                                             "hil estimate bench-xor --set train.batch_size=8"))
     p.add_argument("config", help="training config with board.backend: instruments (path or shipped name)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--pulses-per-device", type=float, default=3.0,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from hil.cli_help import command_help
 
 
 def cmd_sweep(args) -> int:
@@ -43,8 +44,10 @@ def _workers(text: str) -> int:
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("sweep", help="run a grid of config keys × seeds (resumable; CSV table and plot)",
-                              description="Run every (grid point, seed) of a sweep file as an independent "
-                                          "training run; finished runs are skipped when started again.")
+                              **command_help("Run every (grid point, seed) of a sweep file as an independent "
+                                             "training run; finished runs are skipped when started again.",
+                                             "hil sweep sweep.yaml --dry-run", "hil sweep sweep.yaml --workers 2",
+                                             "hil sweep sweep.yaml --cluster local"))
     p.add_argument("sweep", help="sweep YAML file (see docs/sweep.md)")
     p.add_argument("--output", "-o", metavar="DIR", help="sweep directory (default: the file's 'output')")
     p.add_argument("--workers", type=_workers, metavar="N", help="local worker processes (default: one per core)")

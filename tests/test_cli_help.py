@@ -8,7 +8,8 @@ import pytest
 
 from hil.cli import build_parser, main
 
-COMMANDS = ("train", "eval", "solve", "netlist", "configs")
+COMMANDS = ("train", "eval", "solve", "netlist", "configs", "calibrate", "estimate", "activation", "sweep",
+            "emulate", "instruments")
 
 
 def _subparser(name: str):

@@ -205,11 +205,14 @@ class EquilibriumSolver:
             return self.circuit.diodes.orientation * (z - h) <= 0
         return fallback
 
-    def solve(self, u, w=None, warm: CircuitState | None = None, source_currents: bool = True) -> CircuitState:
+    def solve(self, u, w=None, warm: CircuitState | None = None, injected: np.ndarray | None = None,
+              source_currents: bool = True) -> CircuitState:
         """Equilibrium for source voltages ``u`` (B, p) and port voltages ``w`` (B, q), volts.
 
         ``warm`` (a previous state of the same batch size) seeds the active set or the
         Newton iterate, e.g. for the perturbation phases of hardware linearization.
+        ``injected`` (B, n): currents in A fed into the hidden nodes by ideal current sources
+        (a bench's injection at buffered nodes); they add to the nodal source currents.
         ``source_currents=False`` leaves ``i_src`` as None (a caller that forms it when it
         is needed, from ``u``, ``e`` and :meth:`NodalSystem.input_snapshot`) and, for
         uncoupled ideal diodes, ``diode_current`` too (−s·mu, from nothing a board reads).
@@ -219,6 +222,8 @@ class EquilibriumSolver:
         u, w, b, b_src = self._prepare(u, w, warm)
         if ports_at_zero is None:
             ports_at_zero = not w.any()
+        if injected is not None:  # fixed currents of this solve only: a new b_src, never the held one
+            b_src, b = b_src + injected, b + injected
         d = self._template.diodes
         if d.element is not None:
             return self._solve_element(u, w, b, b_src, warm)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 import threading
 from typing import Any, Optional, TextIO
+from hil.cli_help import command_help
 
 __all__ = ["add_parser", "cmd_emulate"]
 
@@ -24,8 +25,10 @@ def add_parser(subparsers: Any) -> None:
     """Register ``emulate`` on the ``hil`` argparse subparsers object."""
     p = subparsers.add_parser(
         "emulate", help="run a bench file's instruments as loopback emulators (one simulated circuit)",
-        description="Start every instrument of BENCH as an emulator on 127.0.0.1, all answering from one "
-                    "simulated circuit, print their VISA resources and serve until Ctrl-C.")
+        **command_help("Start every instrument of BENCH as an emulator on 127.0.0.1, all answering from one "
+                       "simulated circuit, print their VISA resources and serve until Ctrl-C.",
+                       "hil emulate scpi-xor", "hil emulate scpi-xor --write-bench rehearsal.yaml --duration 60",
+                       "hil emulate demo-xor --time realtime --readings exact"))
     p.add_argument("bench", help="bench file (YAML) or the name of a shipped bench (configs/benches)")
     p.add_argument("--time", dest="time_mode", choices=("instant", "virtual", "realtime"), default="instant",
                    help="instant (default): answer at once; virtual: same, bench time is modelled; "

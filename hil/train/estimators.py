@@ -530,11 +530,16 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
 
 
 def estimate(name: str, board: Board, x, target, loss: Loss, options: dict | None = None) -> GradientResult:
-    """Dispatch by estimator name (``hl``, ``hl-exact``, ``ep``, ``fd``)."""
+    """Dispatch by estimator name (``hl``, ``hl-exact``, ``ep``, ``fd``); ``hl`` on a cascade board
+    runs stage by stage in backward order (:mod:`hil.train.cascade_hl`)."""
     opts = dict(options or {})
-    if name in ("hl", "ep") and getattr(board, "needs_backward_order", False):
-        raise ValueError(f"the {name!r} estimator perturbs output ports only, which does not reach the earlier "
-                         "stages of a cascade; use 'hl-exact' (backward order) or 'fd'")
+    if name == "hl" and getattr(board, "needs_backward_order", False):
+        from hil.train.cascade_hl import cascade_hl_gradient  # backward order, stage by stage
+
+        return cascade_hl_gradient(board, x, target, loss, **opts)
+    if name == "ep" and getattr(board, "needs_backward_order", False):
+        raise ValueError("the 'ep' estimator perturbs output ports only, which does not reach the earlier "
+                         "stages of a cascade; use 'hl' or 'hl-exact' (backward order) or 'fd'")
     if name == "hl":
         return hl_gradient(board, x, target, loss, **opts)
     if name == "hl-exact":

@@ -224,9 +224,11 @@ class Trainer:
                 self.run.event("run_end", step=self.saved_epoch * self.steps_per_epoch, outcome=outcome,
                                epochs_done=self.saved_epoch)
                 self.run.update_metadata(ended_utc=utc_now(), outcome=outcome, epochs_done=self.saved_epoch)
-            if s.plots and outcome != "aborted":
-                try:
-                    self._plots()
+            if s.plots:
+                try:  # an aborted run gets its curves (from metrics.csv) but no board read-out
+                    self._plots(read_board=outcome != "aborted")
+                except KeyboardInterrupt:  # a second Ctrl-C while plotting skips the plots
+                    print("hil: warning: plots skipped (interrupted again)", file=sys.stderr)
                 except Exception as exc:  # plots never hide the run's own outcome
                     print(f"hil: warning: plots not written ({type(exc).__name__}: {exc})", file=sys.stderr)
         if not last:
@@ -324,13 +326,16 @@ class Trainer:
                 print(line, flush=True)
         return row
 
-    def _plots(self) -> None:
+    def _plots(self, read_board: bool = True) -> None:
+        """Write plots/curves.png from metrics.csv and, if ``read_board``, plots/conductances.png."""
         from hil.train.plots import plot_conductances, plot_curves
 
         metrics = self.run.read_metrics()
         if metrics:
             plot_curves(metrics, self.run.path / "plots" / "curves.png", f"{self.s.name}: training curves", self.s.loss,
                         self.best[1] or None)
+        if not read_board:
+            return
         topo = self.board.topology
         g = self.board.read_conductances()
         groups = {k: g[sl].reshape(topo.group_shapes.get(k, (-1,))) for k, sl in topo.groups.items()}

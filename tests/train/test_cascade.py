@@ -43,10 +43,12 @@ def test_backward_order_gradient_equals_central_fd(elements):
     x, t = batch(b)
     loss = Loss("cross_entropy", 1e4, b.topology.differential)
     exact = estimate("hl-exact", b, x, t, loss)
+    measured = estimate("hl", b, x, t, loss, {"delta_v": 1e-4})  # stage by stage, current injection
     fd = estimate("fd", b, x, t, loss, {"rel_step": 1e-5})
     scale = np.abs(fd.grad).max()
     for name, sl in b.topology.groups.items():
         assert np.abs(exact.grad[sl] - fd.grad[sl]).max() / scale <= 1e-7, name
+        assert np.abs(measured.grad[sl] - fd.grad[sl]).max() / scale <= 1e-7, name
     # every stage receives gradient (the backward signal crossed every buffer)
     for s in range(b.depth):
         assert np.abs(exact.grad[b.topology.groups[f"s{s}.g_in"]]).max() > 1e-3 * scale
@@ -69,7 +71,7 @@ def test_port_only_estimators_are_refused_on_cascades():
     b = cascade(MIXED_2)
     x, t = batch(b)
     with pytest.raises(ValueError, match="hl-exact"):
-        estimate("hl", b, x, t, Loss("cross_entropy", 1e4, b.topology.differential))
+        estimate("ep", b, x, t, Loss("cross_entropy", 1e4, b.topology.differential))
 
 
 @pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice not installed")
@@ -124,7 +126,9 @@ def test_bad_stage_lists_are_config_errors(stages, message):
         build_cascade(stages, 1e-8, 1e-4)
 
 
-def test_cascade_with_port_estimator_is_a_config_error():
-    cfg = api.load_config("sim-xor-cascade", ["train.estimator=hl"])
-    with pytest.raises(ConfigError, match="train.estimator"):
+@pytest.mark.parametrize("override, key", [("train.estimator=ep", "train.estimator"),
+                                           ("train.hl.one_sweep=true", "train.hl.one_sweep")])
+def test_cascade_with_port_estimator_is_a_config_error(override, key):
+    cfg = api.load_config("sim-xor-cascade", [override])
+    with pytest.raises(ConfigError, match=key):
         api.train(cfg, runs_dir="/nonexistent-never-created")

@@ -154,6 +154,20 @@ def test_interrupted_run_keeps_checkpoint_and_logs_abort(tmp_path, monkeypatch):
     assert int(rd.load_checkpoint("last")["epoch"]) == 2
 
 
+def test_interrupted_run_still_gets_its_training_curves(tmp_path, monkeypatch):
+    raw, s = xor_settings(tmp_path, **{"train.epochs": 5, "output.plots": True})
+    board = make_board(s.backend, s.circuit, s.g_min, s.g_max)
+    rd = RunDir.create(tmp_path, s.name)
+    tr = Trainer(board, s, load_dataset("xor"), rd, progress=False)
+    real = tr._epoch
+    epochs = iter(range(10))
+    monkeypatch.setattr(tr, "_epoch", lambda: real() if next(epochs) < 2 else (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit()
+    assert (rd.path / "plots" / "curves.png").stat().st_size > 1000
+    assert not (rd.path / "plots" / "conductances.png").exists()  # no board read-out after an abort
+
+
 @pytest.mark.slow
 def test_digits_reaches_97_percent_with_shipped_config(tmp_path):
     """The main job: sim-digits (ideal diodes, hl estimator through the board) ≥ 97 % test accuracy."""
