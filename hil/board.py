@@ -9,6 +9,7 @@ batch-first and in SI units.  Nothing here knows about circuits or instruments.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -288,10 +289,7 @@ class ProgramResult:
     @classmethod
     def exact(cls, target: np.ndarray, achieved: np.ndarray, rel_tol: float = 0.0) -> "ProgramResult":
         """A result for a board that programs exactly (simulations, bypassed devices)."""
-        m = achieved.shape[0]
-        # the per-device evidence is the same for every device: read-only broadcast views, no arrays
-        res = cls(np.asarray(target, float), np.asarray(achieved, float), np.broadcast_to(np.int64(0), (m,)),
-                  np.broadcast_to(True, (m,)), np.broadcast_to(False, (m,)), rel_tol)
+        res = cls(np.asarray(target, float), np.asarray(achieved, float), *_exact_evidence(achieved.shape[0]), rel_tol)
         res._exact = True  # every device converged, none stuck, no pulses (summary's fast path)
         return res
 
@@ -311,6 +309,15 @@ class ProgramResult:
                 "stuck": int(np.sum(self.stuck)), "pulses": int(np.sum(self.pulses)),
                 "max_rel_error": float(err.max(initial=0.0)), "mean_rel_error": float(err.mean()) if err.size else 0.0,
                 "seconds": float(self.seconds)}
+
+
+@functools.lru_cache(maxsize=8)
+def _exact_evidence(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pulses 0, converged True, stuck False) for m devices: shared read-only arrays."""
+    out = (np.zeros(m, int), np.ones(m, bool), np.zeros(m, bool))
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def as_program_result(target: np.ndarray, returned, bounds: tuple[float, float]) -> ProgramResult:
