@@ -47,10 +47,10 @@ class _SourceCurrentsOnRead(Measurement):
     @property
     def i_src(self) -> np.ndarray:
         d = self.__dict__
-        if d["_i_src"] is None:
+        if d.get("_i_src") is None and "_inputs" in d:
             g_in, g_in_col = d.pop("_inputs")
             d["_i_src"] = source_currents_of(self.u, self.e, g_in, g_in_col)
-        return d["_i_src"]
+        return d.get("_i_src")
 
     @i_src.setter
     def i_src(self, value) -> None:
