@@ -1,6 +1,6 @@
 """Cost of one `hl` gradient (all conductances) as a ratio of one forward solve, through the board.
 
-Usage: python benchmarks/gradient.py [--repeats N]
+Usage: python benchmarks/gradient.py [--repeats N] [--cpu]
 
 For each network, with fresh inputs every repetition (so no cached operating point is
 reused by the forward timing), we time
@@ -10,7 +10,8 @@ reused by the forward timing), we time
 for one sample and for a batch of 64, and print medians, per-sample costs and the ratio.
 Networks keep 64 hidden nodes (ideal diodes) and grow the number of inputs, so the number
 of conductances grows ~16× while the per-sample gradient cost should stay flat.
-Target: gradient ≤ 3× forward.
+Target: gradient ≤ 3× forward.  ``--cpu`` times this process's CPU time instead of wall time
+(BLAS runs on one thread), which other processes on a loaded machine distort much less.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ from hil.train.estimators import estimate
 from hil.train.losses import Loss
 
 
+CLOCK = time.perf_counter  # wall time; --cpu: this process's CPU time (one BLAS thread), steadier under load
+
+
 def median_time(fn, repeats: int) -> float:
     times = []
     for r in range(repeats):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn(r)
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return float(np.median(times))
 
 
@@ -50,7 +54,11 @@ def bench(n_inputs: int, coupling: int, batch: int, repeats: int, seed: int = 0)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--cpu", action="store_true", help="time with process CPU time instead of wall time")
     args = ap.parse_args()
+    global CLOCK
+    if args.cpu:
+        CLOCK = time.process_time
     from hil.threads import blas_summary, configure_blas_threads
 
     configure_blas_threads()
