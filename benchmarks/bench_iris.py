@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     spec = bench_settings.instrument_board
     w = spec.bench.wiring
     smus = {i for group in (w.sources, w.outputs) for i, _ in group.values()}
-    limits = {i: spec.bench.instruments[i].channels["a"].smu_config().limits for i in smus}
+    limits = {i: next(iter(spec.bench.instruments[i].channels.values())).smu_config().limits for i in smus}
     fake = InProcessBench(spec.bench.circuit, {"sources": w.sources, "outputs": w.outputs, "hidden": w.hidden}, limits,
                           seed=spec.bench.seed, current_noise_a=args.noise_a, voltage_noise_v=args.noise_v)
     bounds = (bench_settings.g_min, bench_settings.g_max)

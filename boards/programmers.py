@@ -69,6 +69,8 @@ class WriteVerifySettings:
         min_width_s: the width never shrinks below this, s.
         stuck_pulses: pulses without a change beyond ``stuck_rel`` after which a device counts as stuck.
         stuck_rel: relative change below which a pulse "did nothing".
+        stuck_abs_s: absolute change below which a pulse "did nothing", S (set it a few reading-noise
+            σ above 0 so that a stuck device reads as stuck near g_min, where noise dominates).
         skip_rel: devices already within this relative distance of their target (by the last
             reading) are not touched; defaults to ``rel_tol``.
     """
@@ -88,6 +90,7 @@ class WriteVerifySettings:
     min_width_s: float = 1e-7
     stuck_pulses: int = 8
     stuck_rel: float = 1e-3
+    stuck_abs_s: float = 0.0
     skip_rel: Optional[float] = None
 
     def __post_init__(self) -> None:
@@ -112,6 +115,8 @@ class WriteVerifySettings:
             problems.append("min_width_s: must be in (0, width_s]")
         if self.abs_tol_s < 0:
             problems.append("abs_tol_s: must be >= 0")
+        if self.stuck_abs_s < 0:
+            problems.append("stuck_abs_s: must be >= 0")
         if self.v_step < 0:
             problems.append("v_step: must be >= 0")
         if problems:
@@ -231,7 +236,9 @@ class WriteVerifyProgrammer:
             self.smu.pulse(self.channel, amp, width, 1)
             used += 1
             g_new = self._read_selected()
-            still = still + 1 if abs(g_new - g) <= s.stuck_rel * max(abs(g), 1e-30) else 0
+            # a pulse "did nothing" when the reading moved less than the relative threshold or the
+            # reading-noise floor (near g_min the noise alone exceeds any relative threshold)
+            still = still + 1 if abs(g_new - g) <= max(s.stuck_rel * abs(g), s.stuck_abs_s, 1e-30) else 0
             g = g_new
             if still >= s.stuck_pulses:
                 return g, used, False, True
@@ -239,12 +246,13 @@ class WriteVerifyProgrammer:
 
 
 class RehearsalProgrammer:
-    """Rehearsal only: sets the conductances of an emulated bench's world directly.
+    """Sets the conductances of an in-process or emulated world directly (no pulses).
 
-    Used by ``hil train --emulate`` when the emulated bench does not model the devices' pulse
-    response, so that the measurement path (drivers, sockets, sweeps, safety) is rehearsed end to
-    end while programming is idealised.  Never available on real instruments: it needs the
-    emulator's world object.  Every call is reported as converged with zero pulses.
+    For benchmarks and tests that exercise the measurement path alone (e.g.
+    ``benchmarks/bench_iris.py`` on the in-process bench); ``hil train --emulate`` programs the
+    emulated devices with :class:`WriteVerifyProgrammer` through the sockets instead. Never
+    available on real instruments: it needs the world object. Every call is reported as
+    converged with zero pulses.
     """
 
     def __init__(self, world: Any, g_bounds: tuple[float, float]) -> None:

@@ -302,11 +302,12 @@ class ProgramResult:
         """Per-epoch style summary: device counts, pulse totals, error statistics."""
         if self.__dict__.get("_exact") and (self.achieved is self.target or np.array_equal(self.achieved, self.target)):
             # Exact programming read back equal to the target (simulations): no per-device passes.
-            return {"devices": int(self.target.size), "unconverged": 0, "stuck": 0, "pulses": 0,
+            return {"devices": int(self.target.size), "unconverged": 0, "stuck": 0, "pulses": 0, "pulsed": 0,
                     "max_rel_error": 0.0, "mean_rel_error": 0.0, "seconds": float(self.seconds)}
         err = self.error
         return {"devices": int(self.target.size), "unconverged": int(np.sum(~self.converged)),
                 "stuck": int(np.sum(self.stuck)), "pulses": int(np.sum(self.pulses)),
+                "pulsed": int(np.count_nonzero(np.asarray(self.pulses) > 0)),
                 "max_rel_error": float(err.max(initial=0.0)), "mean_rel_error": float(err.mean()) if err.size else 0.0,
                 "seconds": float(self.seconds)}
 

@@ -106,11 +106,13 @@ def _emulation(args, stack, config: dict, source: str) -> dict:
         raise ConfigError(["--emulate: only for board.backend: instruments"], source)
     from hil.emulate.bench import EmulatedBench
 
-    bench = stack.enter_context(EmulatedBench(settings.instrument_board.bench, time_mode="virtual"))
+    spec = settings.instrument_board
+    bench = stack.enter_context(EmulatedBench(spec.bench, time_mode="virtual", programming=spec.programming,
+                                              devices=settings.devices, g_bounds=(settings.g_min, settings.g_max),
+                                              round_trips=True))
     print(f"hil train: emulating bench {bench.bench.name} on 127.0.0.1 ({len(bench.resources)} instruments); "
-          "the emulators do not model programming pulses, so conductances are set directly in the emulated array",
-          flush=True)
-    return {"resources": bench.resources, "clock": lambda: bench.clock.now_s, "rehearsal_world": bench.world}
+          "the emulated devices are programmed by the write-verify pulses through the sockets", flush=True)
+    return {"resources": bench.resources, "clock": lambda: bench.clock.now_s}
 
 
 def cmd_train(args) -> int:

@@ -5,7 +5,8 @@ and programming separately, from the bench's timing settings and the instruments
 figures (``hil.bench.timing``).  The number of list points is exact: the training batches of the
 first epoch are built (same seed, same ramp points) as the board will build them.  Programming
 depends on the devices and is estimated from an assumed number of pulses per device and the
-fraction of devices touched per step (``--pulses-per-device``, ``--touched``).
+fraction of devices touched per step (``--pulses-per-device``, ``--touched``), or from what a
+previous run of the same config measured (``--from-run RUN_DIR``, e.g. an ``--emulate`` rehearsal).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def add_parser(subparsers: Any) -> None:
                    help="assumed write-verify pulses per touched device and step (default 3)")
     p.add_argument("--touched", type=float, default=1.0,
                    help="assumed fraction of trainable devices reprogrammed per step (default 1)")
+    p.add_argument("--from-run", metavar="RUN_DIR", default=None,
+                   help="take pulses per device and the touched fraction from a previous run's metrics.csv "
+                        "(program_pulses, program_pulsed), e.g. an --emulate rehearsal")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_estimate)
 
@@ -145,6 +149,30 @@ def estimate_run(settings: Any, pulses_per_device: float = 3.0, touched: float =
     }
 
 
+def programming_from_run(run_dir: str, settings: Any) -> tuple[float, float]:
+    """(pulses per touched device, touched fraction) measured by a previous run of ``settings``:
+    Σ program_pulses / Σ program_pulsed and Σ program_pulsed / (steps × trainable devices) over
+    its epochs in ``metrics.csv``. Raises ``ConfigError`` (one line) when the run has no such columns."""
+    from pathlib import Path
+
+    from hil.config import ConfigError
+    from hil.train.rundir import RunDir
+
+    path = Path(run_dir)
+    if not (path / "metrics.csv").is_file():
+        raise ConfigError([f"--from-run {run_dir}: no metrics.csv there (not a run directory)"])
+    rows = RunDir(path).read_metrics()
+    if not rows or any(not math.isfinite(float(r.get("program_pulsed", float("nan")))) for r in rows):
+        raise ConfigError([f"--from-run {run_dir}: metrics.csv has no program_pulses/program_pulsed columns "
+                           "(a run on an instrument bench records them)"])
+    pulses = sum(float(r["program_pulses"]) for r in rows)
+    pulsed = sum(float(r["program_pulsed"]) for r in rows)
+    steps = float(rows[-1]["step"])
+    topo_groups = estimate_run(settings)["assumptions"]["trainable_devices"]
+    touched = min(1.0, pulsed / max(steps * topo_groups, 1.0))
+    return (pulses / pulsed if pulsed else 0.0), touched
+
+
 def _fmt(t: float) -> str:
     if t < 1:
         return f"{1e3 * t:.3g} ms"
@@ -171,7 +199,12 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if settings.backend != "instruments":
         raise ConfigError(["board.backend: hil estimate predicts bench time; this config uses the "
                            f"{settings.backend} backend (use board.backend: instruments)"], args.config)
-    r = estimate_run(settings, args.pulses_per_device, args.touched)
+    pulses, touched = args.pulses_per_device, args.touched
+    if getattr(args, "from_run", None):
+        pulses, touched = programming_from_run(args.from_run, settings)
+    r = estimate_run(settings, pulses, touched)
+    if getattr(args, "from_run", None):
+        r["assumptions"]["from_run"] = str(args.from_run)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -187,6 +220,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
           f"program {_fmt(r['run_program_s'])}, total {_fmt(r['run_measure_s'] + r['run_program_s'])}")
     a = r["assumptions"]
     if r["program_step_s"]:
-        print(f"  (programming assumes {a['pulses_per_device']:g} pulses on {100 * a['touched_fraction']:.0f} % of "
-              f"{a['trainable_devices']} trainable devices per step; use --pulses-per-device/--touched)")
+        source = f"measured in {a['from_run']}" if "from_run" in a else "use --pulses-per-device/--touched/--from-run"
+        print(f"  (programming assumes {a['pulses_per_device']:.3g} pulses on {100 * a['touched_fraction']:.0f} % of "
+              f"{a['trainable_devices']} trainable devices per step; {source})")
     return 0

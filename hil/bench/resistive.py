@@ -5,7 +5,9 @@ threshold: up for positive pulses, down for negative ones, by a step that shrink
 device approaches the bound it is moving towards (nonlinear, with different exponents and
 scales up and down: asymmetric), scales with the overdrive and the width, and carries
 cycle-to-cycle noise.  Reads are not modelled here (a read is the circuit's own current at
-the read voltage).  Stuck devices ignore pulses.
+the read voltage).  Stuck devices ignore pulses.  The step law is
+:class:`hil.devices.pulses.PulseResponse` (the one the emulated bench uses), with a plain
+relative cycle-to-cycle noise: a light-weight stand-in for the in-process test bench.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from hil.devices.pulses import PulseResponse
 
 __all__ = ["ResistiveDeviceModel"]
 
@@ -49,19 +53,16 @@ class ResistiveDeviceModel:
         if not 0 <= self.g_min < self.g_max:
             raise ValueError("need 0 <= g_min < g_max")
         self._rng = np.random.default_rng(self.seed)
+        self._response = PulseResponse(v_threshold=self.v_threshold, rate_up=self.rate_up, rate_down=self.rate_down,
+                                       gamma_up=self.gamma_up, gamma_down=self.gamma_down,
+                                       width_ref_s=self.width_ref_s)
 
     def pulse(self, g: float, k: int, amplitude_v: float, width_s: float) -> float:
         """Conductance of device k after one pulse, S."""
         if self.stuck is not None and self.stuck[k]:
             return g
-        over = abs(amplitude_v) - self.v_threshold
-        if over <= 0:
+        if abs(amplitude_v) <= self.v_threshold:
             return g
-        span = self.g_max - self.g_min
-        x = min(max((g - self.g_min) / span, 0.0), 1.0)
-        scale = over * width_s / self.width_ref_s * (1.0 + self.c2c * self._rng.standard_normal())
-        if amplitude_v > 0:
-            step = self.rate_up * span * (1.0 - x) ** self.gamma_up * scale
-        else:
-            step = -self.rate_down * span * x ** self.gamma_down * scale
+        step = self._response.step(g, amplitude_v, width_s, self.g_min, self.g_max)
+        step *= 1.0 + self.c2c * self._rng.standard_normal()
         return float(min(max(g + step, self.g_min), self.g_max))

@@ -165,12 +165,18 @@ class Emulator(abc.ABC):
 
     # -- entry point used by the server ------------------------------------------------------------
 
+    #: bench time one reply costs the host (a LAN/GPIB round trip), s; 0 unless the bench sets it
+    reply_latency_s: float = 0.0
+
     def receive(self, line: str) -> list[Union[str, bytes]]:
         """Record ``line`` in the transcript and execute it (lock held); returns the reply lines."""
         self.transcript.record("rx", line)
         with self.lock:
             try:
-                return list(self.handle(line))
+                replies = list(self.handle(line))
+                if replies and self.reply_latency_s > 0:
+                    self.advance(self.reply_latency_s)  # the host waits one round trip for a reply
+                return replies
             except Exception as exc:  # an emulator bug must not kill the connection silently
                 self.transcript.record("event", f"internal error: {type(exc).__name__}: {exc}")
                 self.push_error(-300, f"Device-specific error; emulator: {type(exc).__name__}: {exc}"[:200])

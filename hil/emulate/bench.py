@@ -11,6 +11,13 @@ its ``model``, and the world ports of its wired channels (``"instrument.channel"
 personality finds its crosspoints in ``options["crosspoints"]`` as ``{"1A01": world name}``.
 ``bench.loopback_bench`` is the same :class:`~hil.bench.schema.Bench` with every resource
 replaced by its loopback one (``visa_library`` ``@py``), ready for the real drivers.
+
+With ``programming`` (the ``board.programming`` section of a training config: programming SMU
+channel, matrix, device → crosspoints) the world models the array's devices: each conductance is
+a resistive device (``hil.devices.pulses``, families and presets from ``devices`` — the
+``board.devices`` mapping) on a changeover relay; closing its crosspoints takes it out of the array
+and puts it between the programming SMU's line and the return, where the SMU reads it and its
+voltage pulses program it.
 """
 
 from __future__ import annotations
@@ -41,21 +48,31 @@ class EmulatedBench:
         time_mode: ``"instant"`` (default), ``"virtual"`` or ``"realtime"``.
         time_scale: wall seconds per modelled second in ``realtime`` mode.
         seed: noise seed (default: the bench file's ``seed``).
+        programming, devices, g_bounds: model the array's devices (see the module docstring):
+            the ``board.programming`` and ``board.devices`` sections and the board's range (S).
+        round_trips: charge every reply one host round trip of bench time (the instrument
+            family's figure in ``hil.bench.timing.FIGURES``), as a remote-controlled bench spends it.
         readings: ``"noisy"`` (default: realistic noise, quantisation and reply formats),
             ``"quantised"`` (noise off) or ``"exact"`` (ideal instruments, 17-digit replies); see
             :class:`~hil.emulate.world.World`.
     """
 
     def __init__(self, bench: Union[Bench, str, Path, Mapping[str, Any]], *, time_mode: str = "instant",
-                 time_scale: float = 1.0, seed: Optional[int] = None, readings: str = "noisy") -> None:
+                 time_scale: float = 1.0, seed: Optional[int] = None, readings: str = "noisy",
+                 programming: Optional[Mapping[str, Any]] = None, devices: Optional[Mapping[str, Any]] = None,
+                 g_bounds: tuple[float, float] = (1e-8, 1e-4), round_trips: bool = False) -> None:
         self.bench: Bench = bench if isinstance(bench, Bench) else load_bench(bench)
         self.clock = BenchClock(time_mode, time_scale)
         crosspoints = {f"{inst}.{spec}": pair for (inst, spec), pair in self.bench.wiring.crosspoints.items()}
-        self.world = World(self.bench.circuit, self.bench.wiring.connections(), crosspoints=crosspoints,
-                           seed=self.bench.seed if seed is None else int(seed),
-                           line_frequency_hz=self.bench.line_frequency_hz, readings=readings)
-        self.emulators: dict[str, Emulator] = {}
         connections = self.bench.wiring.connections()
+        wiring = None
+        if programming is not None and programming.get("scheme", "write_verify") != "none":
+            wiring = self._device_wiring(programming, devices, g_bounds, connections)
+        self.world = World(self.bench.circuit, connections, crosspoints=crosspoints,
+                           seed=self.bench.seed if seed is None else int(seed),
+                           line_frequency_hz=self.bench.line_frequency_hz, readings=readings, devices=wiring)
+        self.world.trigger.clock = self.clock
+        self.emulators: dict[str, Emulator] = {}
         for name, spec in self.bench.instruments.items():
             try:
                 cls = personality_class(spec.driver)
@@ -73,7 +90,31 @@ class EmulatedBench:
                                            serial=serial, options=options)
             except ValueError as exc:
                 raise EmulationError(f"instrument {name}: {exc}") from None
+            if round_trips:
+                from hil.bench.timing import FIGURES, InstrumentFigures
+
+                self.emulators[name].reply_latency_s = FIGURES.get(spec.driver, InstrumentFigures()).round_trip_s
         self._started = False
+
+    def _device_wiring(self, programming: Mapping[str, Any], devices: Optional[Mapping[str, Any]],
+                       g_bounds: tuple[float, float], connections: dict[str, str]) -> Any:
+        """The devices of the array and how they are selected (adds the programming SMU's line to
+        ``connections`` when the bench does not wire it)."""
+        from hil.devices.pulses import parse_pulsed_devices
+        from hil.emulate.world import DeviceWiring
+
+        inst, _, ch = str(programming["smu"]).partition(".")
+        port = port_name(inst, ch)
+        bus = connections.setdefault(port, f"{inst}_program_bus")
+        circuit = self.bench.circuit
+        topo = circuit.topology()
+        names = list(topo.edge_names)
+        matrix = str(programming["matrix"])
+        select = [[f"{matrix}.{str(cp).upper()}" for cp in programming["devices"][n]] for n in names]
+        array = parse_pulsed_devices(dict(devices or {}), len(names), circuit.n_hidden, circuit.n_sources,
+                                     circuit.n_outputs, float(g_bounds[0]), float(g_bounds[1]),
+                                     circuit.conductance_vector())
+        return DeviceWiring(array, select, bus)
 
     # -- lifecycle -------------------------------------------------------------------------------
 

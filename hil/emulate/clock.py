@@ -77,6 +77,16 @@ class BenchClock:
             self._sleep(self.scale * d)
         return now
 
+    def rewind_to(self, t_s: float) -> bool:
+        """Set ``now_s`` back to ``t_s`` (≤ now) so activities that ran one after another in
+        this process can be accounted as simultaneous on the bench; not possible in
+        ``realtime`` mode (the time was slept), where it returns False."""
+        if self.mode == "realtime":
+            return False
+        with self._lock:
+            self._now_s = min(self._now_s, float(t_s))
+        return True
+
     def reset(self) -> None:
         """Set ``now_s`` back to 0."""
         with self._lock:

@@ -7,8 +7,9 @@ Implements what ``hil.drivers.daq970a`` sends and other legal spellings: long fo
 and PyMeasure's 34970A spellings (``ROUT:SCAN (@101:110)``, ``MEAS:VOLT:DC? (@105)``).
 
 Physics: each channel is read at its own instant, in ascending channel order: its relay closes,
-the DMM input loads the node (10 MΩ, or > 10 GΩ with ``INP:IMP:AUTO ON`` on ranges ≤ 10 V;
-modelled as 10 GΩ), the world is solved, and the node voltage is integrated (NPLC) with noise
+the DMM input loads the node (10 MΩ, or > 10 GΩ with ``INP:IMP:AUTO ON`` on ranges ≤ 10 V,
+as the 34970A/34980A command references state for ``INPut:IMPedance:AUTO``; modelled as 10 GΩ),
+the loaded node voltage is solved exactly (``World.port_voltage_loaded``), and the node voltage is integrated (NPLC) with noise
 and quantised to the range resolution (6½ digits at NPLC ≥ 1, 5½ at 0.2, 4½ at 0.02). Over
 120 % of range: ``+9.90000000E+37``. Bench time per channel: relay settle (option ``relay_s``,
 default 4 ms) + channel delay (automatic: 2 ms) + integration (×2 with autozero on).
@@ -127,12 +128,7 @@ class Daq970Emulator(ScpiEmulator):
         self.advance(self.relay_s + (state.delay_s if state.delay_s is not None else AUTO_DELAY_S))
         if port is not None:
             load = LOAD_HIGH_S if state.impedance_auto and (rng or 10.0) <= 10.0 else LOAD_10M_S
-            with self.world.lock:
-                self.world.set_load(port, load)
-                try:
-                    true_v = self.world.port_voltage(port)
-                finally:
-                    self.world.set_load(port, 0.0)
+            true_v = self.world.port_voltage_loaded(port, load)
         else:
             true_v = 0.0
         self.advance((2.0 if state.autozero == "ON" else 1.0) * state.nplc / f_line)

@@ -39,6 +39,16 @@ The world's ``readings`` mode (:data:`READING_MODES`) idealises them for verific
   what a driver reads is the circuit's own solution.
 
 Solutions are cached and invalidated by every source, load or relay change.
+
+**Devices** (optional :class:`DeviceWiring`): every conductance is a resistive device
+(``hil.devices.pulses.PulsedArray``) on a changeover relay. With all its crosspoints closed a
+device leaves the array (0 S there) and sits between the programming line and ground, where
+:meth:`World.pulse` programs it and the programming SMU reads it. The array solver is
+reprogrammed in place (same structure) after every pulse or selection change.
+
+**Cheap but exact.** A compliance check that a bound certifies (:meth:`World.clamped`) needs no
+solve; a DMM input load is solved as a fixed point from the held solution, for every hidden node
+in one batched solve, and certified (:meth:`World.port_voltage_loaded`).
 """
 
 from __future__ import annotations
@@ -56,7 +66,7 @@ from hil.circuit.model import GROUND, Circuit
 from hil.circuit.solve import EquilibriumSolver
 
 __all__ = [
-    "World", "BenchTrigger", "PortSource", "WorldSolution", "WorldError", "WorldSolveError",
+    "World", "DeviceWiring", "BenchTrigger", "PortSource", "WorldSolution", "WorldError", "WorldSolveError",
     "OVERFLOW_SENTINEL", "MISSING_SENTINEL", "GMIN_S", "HOT_SWITCH_V", "READING_MODES", "EXACT_DIGITS",
 ]
 
@@ -130,6 +140,24 @@ class WorldSolution:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class DeviceWiring:
+    """The programmable devices of a world.
+
+    Attributes:
+        array: the devices' state and physics (:class:`hil.devices.pulses.PulsedArray`), one
+            device per conductance in ``Circuit.topology()`` order.
+        select: per device, the crosspoints (world names, e.g. ``"matrix.1A01"``) that, all
+            closed, take it out of the array (a changeover relay) and put it between ``bus`` and
+            the return (ground).
+        bus: the programming line (the programming SMU's line).
+    """
+
+    array: Any
+    select: list
+    bus: str
+
+
 class _InjectingSolver(EquilibriumSolver):
     """The circuit engine with extra currents injected into hidden nodes (A, shape (B, n))."""
 
@@ -165,18 +193,31 @@ class BenchTrigger:
     Instruments waiting for it register with :meth:`arm`; the instrument that drives it calls
     :meth:`pulse` once per point, in two steps as a bench settles: ``"source"`` (every armed
     source steps to its next level) and, after the lead's delay, ``"measure"`` (every armed meter
-    takes its reading). A participant is a callable ``(step, point)``; :meth:`disarm` removes it.
+    takes its reading). With the bench ``clock`` set, the meters of a measure step read at the
+    same time as each other and as the driving instrument: the step lasts as long as the slowest
+    of them (the clock reaches that instant at the next source step or arm). A participant is a callable ``(step, point)``; :meth:`disarm` removes it.
     The caller holds the world lock, so a pulse is one consistent change of the world.
     """
 
     def __init__(self) -> None:
         self._armed: list[Any] = []
         self.pulses = 0
+        #: the bench clock (set by the emulated bench): with it the participants of a measure step
+        #: take their readings simultaneously with each other and with the driving instrument
+        self.clock: Any = None
+        self._pending: Optional[float] = None  # bench time at which the last measure step's meters finish
 
     def arm(self, participant: Any) -> None:
         """Wait for pulses (idempotent)."""
+        self.settle()
         if participant not in self._armed:
             self._armed.append(participant)
+
+    def settle(self) -> None:
+        """Let the bench clock reach the end of the last measure step's slowest reading."""
+        if self._pending is not None and self.clock is not None:
+            self.clock.advance(self._pending - self.clock.now_s)
+        self._pending = None
 
     def disarm(self, participant: Any) -> None:
         """Stop waiting for pulses (idempotent)."""
@@ -204,8 +245,17 @@ class BenchTrigger:
         participant; a participant whose count is complete disarms itself."""
         if step == "source":
             self.pulses += 1
+            self.settle()
+        parallel = step == "measure" and self.clock is not None and self.clock.mode != "realtime"
+        t0 = self.clock.now_s if parallel else 0.0
+        end = t0
         for participant in list(self._armed):
             participant(step, point)
+            if parallel:  # meters integrate at the same time: account for the slowest only
+                end = max(end, self.clock.now_s)
+                self.clock.rewind_to(t0)
+        if parallel and end > t0:
+            self._pending = end
 
 
 class World:
@@ -220,16 +270,20 @@ class World:
         seed: seed of the reading-noise generator.
         line_frequency_hz: mains frequency in Hz (integration times ``NPLC / f``).
         readings: ``"noisy"`` (default), ``"quantised"`` or ``"exact"`` (:data:`READING_MODES`).
+        devices: the programmable devices (:class:`DeviceWiring`): their pulse physics and the
+            crosspoints that select each one onto the programming line. Without it the
+            conductances only change through :meth:`set_conductances`.
     """
 
     def __init__(self, circuit: Circuit, connections: Mapping[str, str], *,
                  crosspoints: Optional[Mapping[str, tuple[str, str]]] = None, seed: int = 0,
-                 line_frequency_hz: float = 50.0, readings: str = "noisy") -> None:
+                 line_frequency_hz: float = 50.0, readings: str = "noisy",
+                 devices: Optional["DeviceWiring"] = None) -> None:
         if readings not in READING_MODES:
             raise WorldError(f"readings {readings!r}: one of {', '.join(READING_MODES)}")
         self.readings = readings
         self.lock = threading.RLock()
-        self.circuit = circuit
+        self._template = circuit
         self.line_frequency_hz = float(line_frequency_hz)
         self._source_index = {s: k for k, s in enumerate(circuit.source_names)}
         self._output_index = {o: k for k, o in enumerate(circuit.output_names)}
@@ -237,6 +291,11 @@ class World:
         self.connections: dict[str, str] = {str(p): str(l) for p, l in connections.items()}
         self.crosspoints: dict[str, tuple[str, str]] = {str(k): (str(a), str(b))
                                                         for k, (a, b) in (crosspoints or {}).items()}
+        self.devices = devices
+        self._selectors: dict[str, list[int]] = {}
+        self._selected: frozenset[int] = frozenset()
+        if devices is not None:
+            self._wire_devices(devices)
         lines = list(circuit.node_names)
         for line in list(self.connections.values()) + [x for ab in self.crosspoints.values() for x in ab]:
             if line not in lines:
@@ -245,10 +304,16 @@ class World:
         self._sources: dict[str, PortSource] = {p: PortSource() for p in self.connections}
         self._closed: set[str] = set()
         self._solver = _InjectingSolver(circuit)
+        self._g_array: Optional[np.ndarray] = None  # conductances the array solver holds, S
+        if devices is not None:
+            self._program_array()
         self._rng = np.random.default_rng(seed)
         self._solution: Optional[WorldSolution] = None
         self._g_scale = float(max(circuit.laplacian_sparse().diagonal().max(initial=0.0), 1e-9))
         self.solve_count = 0
+        #: use the certified shortcuts (no-solve compliance check, fixed-point DMM loading); False
+        #: re-solves the world for each, as a reference (benchmarks/emulated_iris_step.py)
+        self.fast_paths = True
         #: line servers of the emulators sharing this world (commands are ordered across them)
         self.servers: set[Any] = set()
         #: the bench trigger line shared by every instrument of this world
@@ -307,6 +372,12 @@ class World:
             elif not closed and before:
                 self._closed.discard(crosspoint)
                 self._solution = None
+            if crosspoint in self._selectors and closed != before:
+                select = self.devices.select
+                selected = frozenset(k for k in range(len(select)) if all(cp in self._closed for cp in select[k]))
+                if selected != self._selected:
+                    self._selected = selected
+                    self._program_array()
 
     def relay_closed(self, crosspoint: str) -> bool:
         with self.lock:
@@ -319,16 +390,99 @@ class World:
     def hot_lines(self, crosspoint: str, threshold_v: float = HOT_SWITCH_V) -> list[str]:
         """Lines of ``crosspoint`` whose present voltage exceeds ``threshold_v`` (hot switching)."""
         a, b = self.crosspoints[crosspoint]
+        lines = [a, b]
+        for k in self._selectors.get(crosspoint, ()):  # a device's changeover: its array terminals too
+            topo = self._template.topology()
+            lines += [topo.node_names[int(i)] for i in topo.edges[k]]
         with self.lock:
             sol = self.solve()
-            return [x for x in (a, b) if abs(sol.line_v.get(x, 0.0)) > threshold_v]
+            return [x for x in dict.fromkeys(lines) if abs(sol.line_v.get(x, 0.0)) > threshold_v]
+
+    @property
+    def circuit(self) -> Circuit:
+        """The circuit with the conductances the array holds now."""
+        with self.lock:
+            return self._solver.circuit
 
     def set_conductances(self, g: np.ndarray) -> None:
-        """Replace the circuit's conductances (S, flat ``Circuit.topology()`` order)."""
+        """Set the array's conductances (S, flat ``Circuit.topology()`` order) in place (the
+        solver keeps its structure); with modelled devices this sets their state directly."""
         with self.lock:
-            self.circuit = self.circuit.with_conductances(g)
-            self._solver = _InjectingSolver(self.circuit)
-            self._solution = None
+            g = np.asarray(g, float)
+            if self.devices is not None:
+                self.devices.array.g[:] = g
+                self._program_array()
+            elif self._solver.program(g):
+                self._solution = None
+
+    # -- programmable devices ----------------------------------------------------------------------
+
+    def _wire_devices(self, devices: "DeviceWiring") -> None:
+        m = self._template.conductance_vector().size
+        if devices.array.m != m or len(devices.select) != m:
+            raise WorldError(f"devices: {devices.array.m} devices and {len(devices.select)} selectors for "
+                             f"{m} conductances")
+        for k, cps in enumerate(devices.select):
+            if not cps:
+                raise WorldError(f"device {k}: no selecting crosspoint")
+            for cp in cps:
+                if cp in self.crosspoints:
+                    raise WorldError(f"crosspoint {cp!r} selects a device and is also wired to lines "
+                                     f"{self.crosspoints[cp]}")
+                self.crosspoints[cp] = (devices.bus, f"{devices.bus}:dev{k}")
+                self._selectors.setdefault(cp, []).append(k)
+
+    def _device_line(self, k: int) -> str:
+        return f"{self.devices.bus}:dev{k}"
+
+    def selected_devices(self) -> list[int]:
+        """Devices now taken out of the array onto the programming line (all their crosspoints closed)."""
+        with self.lock:
+            return sorted(self._selected)
+
+    def _program_array(self) -> None:
+        """Program the array solver with the devices' conductances as a read sees them (selected
+        devices are out of the array: 0 S); invalidates the solution."""
+        g = self.devices.array.seen()
+        self._g_seen = g
+        g_array = g.copy()
+        if self._selected:
+            g_array[list(self._selected)] = 0.0
+        self._solver.program(g_array)
+        self._g_array = g_array
+        self._solution = None
+
+    def device_conductances(self) -> np.ndarray:
+        """True conductance of every device, S (the emulator's hidden truth, for tests)."""
+        with self.lock:
+            if self.devices is None:
+                return self._solver.nodal.g.copy()
+            return self.devices.array.g.copy()
+
+    def pulse(self, port: str, amplitude_v: float, width_s: float, count: int = 1) -> int:
+        """``count`` voltage pulses of ``amplitude_v`` (V) and ``width_s`` (s) from 0 V applied by
+        ``port`` (a voltage source with its present current limit): every device selected onto
+        the port's net sees them (device to the return); a device whose current would exceed the
+        limit sees ``limit / g`` instead. Returns the number of devices pulsed."""
+        line = self.line_of(port)
+        with self.lock:
+            if self.devices is None or not self._selected or count < 1:
+                return 0
+            _, net_of = self._nets()
+            net = net_of[line]
+            limit = self._sources[port].limit_a
+            hit = [k for k in sorted(self._selected) if net_of[self._device_line(k)] == net]
+            array = self.devices.array
+            for k in hit:
+                for _ in range(int(count)):
+                    g = float(array.g[k])
+                    v = amplitude_v
+                    if math.isfinite(limit) and g * abs(v) > limit:
+                        v = math.copysign(limit / g, v)
+                    array.pulse(k, v, width_s)
+            if hit:
+                self._program_array()
+            return len(hit)
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -344,6 +498,99 @@ class World:
         """Voltage at a port's terminal, V."""
         return self.line_voltage(self.line_of(port))
 
+    def port_voltage_loaded(self, port: str, load_s: float) -> float:
+        """Voltage at a port's terminal while the port loads its line with ``load_s`` (S) to
+        ground and everything else stays as it is (a scanning DMM's input while its channel relay
+        is closed), V; the world's state and its cached solution are left unchanged.
+
+        Exact: when the present solution has no outer unknowns and the port's net is a hidden
+        node held by no voltage source, the loaded voltage is the fixed point of
+        ``v = e_h(injection −load_s·v)``, found from the cached solution and one circuit solve
+        (exact where the diode states do not change, e.g. any ideal diode network away from a
+        kink) and certified by one more solve (|residual| ≤ 1e-13 V + 1e-12·|v|); iterated further
+        if needed, otherwise the whole world is re-solved with the load applied.
+        """
+        line = self.line_of(port)
+        with self.lock:
+            if self.readings == "exact":
+                load_s = 0.0
+            load_s = float(load_s)
+            current = self._sources[port].load_s
+            sol = self.solve()
+            if load_s == current:
+                return sol.line_v[line]
+            v = self._loaded_fast(port, line, load_s - current, sol) if self.fast_paths else None
+            if v is not None:
+                return v
+            self.set_load(port, load_s)
+            try:
+                return self.line_voltage(line)
+            finally:
+                self.set_load(port, current)
+                self._solution = sol  # the same state as before: its solution still holds
+
+    def _loaded_fast(self, port: str, line: str, extra_s: float, sol: WorldSolution) -> Optional[float]:
+        """The fixed-point path of :meth:`port_voltage_loaded`; None when it does not apply.
+
+        Solved for every eligible hidden node at once (one batched circuit solve per iteration,
+        each row loading one node) and cached with the solution, so a scanner reading its
+        channels one after another costs two batched solves per operating point."""
+        if sol.report.get("unknowns", 1) != 0 or extra_s < 0 or self._solver.injection is not None:
+            return None
+        cache = sol.report.setdefault("loaded", {})
+        if extra_s not in cache:
+            cache[extra_s] = self._loaded_all(extra_s, sol)
+        return cache[extra_s].get(line)
+
+    def _loaded_all(self, extra_s: float, sol: WorldSolution) -> dict[str, float]:
+        """{line: loaded voltage} for every line on a hidden node that only open ports share (see
+        :meth:`_loaded_fast`); lines whose iteration does not certify are left out."""
+        nets, net_of = self._nets()
+        busy = {net_of[self.connections[p]] for p, src in self._sources.items() if src.mode != "open"}
+        busy |= {net_of[self._device_line(k)] for k in self._selected}
+        rows: list[tuple[int, list[str]]] = []
+        for root, members in nets.items():
+            nodes = [x for x in members if x in self._hidden_index]
+            if len(nodes) == 1 and root not in busy:
+                rows.append((self._hidden_index[nodes[0]], members))
+        if not rows:
+            return {}
+        idx = np.array([h for h, _ in rows])
+        B = len(rows)
+        u0 = np.repeat(sol.report["u0"][None, :], B, axis=0)
+        w0 = np.repeat(sol.report["w0"][None, :], B, axis=0)
+        inj = np.zeros((B, self._template.n_hidden))
+        sel = np.arange(B)
+
+        def f(v: np.ndarray) -> np.ndarray:
+            inj[sel, idx] = -extra_s * v
+            self._solver.injection = inj
+            try:
+                return self._solver.solve(u0, w0).e[sel, idx]
+            finally:
+                self._solver.injection = None
+
+        v0 = np.array([sol.line_v[members[0]] for _, members in rows])
+        v1 = f(v0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.where(v0 != 0.0, (v1 - v0) / v0, 0.0)  # f is affine in v while the diodes hold
+        v = np.where(slope < 1.0, v0 / (1.0 - slope), v1)
+        done = np.zeros(B, bool)
+        out = np.empty(B)
+        for _ in range(20):
+            fv = f(v)
+            ok = ~done & (np.abs(fv - v) <= 1e-13 + 1e-12 * np.abs(v))
+            out[ok], done[ok] = fv[ok], True
+            if done.all():
+                break
+            v = np.where(done, v, fv)
+        result: dict[str, float] = {}
+        for k, (_, members) in enumerate(rows):
+            if done[k]:
+                for x in members:
+                    result[x] = float(out[k])
+        return result
+
     def port_current(self, port: str) -> float:
         """Current the port delivers into its line, A (positive = sourcing)."""
         self.line_of(port)
@@ -354,7 +601,45 @@ class World:
         """True if the port's voltage source sits at its current limit."""
         self.line_of(port)
         with self.lock:
+            if self.fast_paths and self._solution is None and self._surely_within_limit(port):
+                return False
             return port in self.solve().clamped
+
+    def _surely_within_limit(self, port: str) -> bool:
+        """A certificate that ``port`` cannot be at its limit, without solving: its net is one
+        source/output node held by this voltage source alone, and the current it can deliver,
+        |I| ≤ G_node·(|V| + V_max) + G_load·|V|, stays below the limit. V_max bounds every node
+        voltage (the largest source level or diode reference in magnitude: a network of
+        resistors and diodes obeys the maximum principle). False when it does not apply."""
+        src = self._sources[port]
+        if src.mode != "voltage" or not math.isfinite(src.limit_a) or self._selected:
+            return False
+        diodes = self._template.diodes
+        if diodes.element is not None:
+            return False
+        volts = []
+        for p, other in self._sources.items():
+            if other.mode == "current":
+                return False
+            if other.mode == "voltage":
+                volts.append(abs(other.level))
+        nets, net_of = self._nets()
+        root = net_of[self.connections[port]]
+        nodes = [x for x in nets[root] if x in self._source_index or x in self._output_index
+                 or x in self._hidden_index or x == GROUND]
+        if len(nodes) != 1 or nodes[0] in self._hidden_index or nodes[0] == GROUND:
+            return False
+        held = [p for p in self._sources if self._sources[p].mode == "voltage" and net_of[self.connections[p]] == root]
+        if held != [port]:
+            return False
+        nd = self._solver.nodal
+        node = nodes[0]
+        g_node = (float(nd.in_col_sum[self._source_index[node]]) if node in self._source_index
+                  else float(nd.out_row_sum[self._output_index[node]]))
+        g_load = sum(self._sources[p].load_s for p in self._sources if net_of[self.connections[p]] == root)
+        v_max = max(max(volts, default=0.0), float(np.max(np.abs(diodes.v_ref), initial=0.0)))
+        v = abs(src.level)
+        return g_node * (v + v_max) + (g_load + GMIN_S) * v < 0.98 * src.limit_a
 
     # -- solve -----------------------------------------------------------------------------------
 
@@ -362,11 +647,23 @@ class World:
         """Operating point of the present state (cached until the next change)."""
         with self.lock:
             if self._solution is None:
+                if self.devices is not None and self.devices.array.dynamic_reads:
+                    self._program_array()  # read noise: every operating point sees a fresh draw
                 self._solution = self._solve()
                 self.solve_count += 1
             return self._solution
 
     def _nets(self) -> tuple[dict[str, list[str]], dict[str, str]]:
+        """(root → member lines, line → root) of the present relay state (cached per relay state)."""
+        key = frozenset(self._closed)
+        cached = getattr(self, "_nets_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        nets_of = self._build_nets()
+        self._nets_cache = (key, nets_of)
+        return nets_of
+
+    def _build_nets(self) -> tuple[dict[str, list[str]], dict[str, str]]:
         uf = _Uf(self.lines)
         for cp in self._closed:
             a, b = self.crosspoints[cp]
@@ -378,7 +675,7 @@ class World:
 
     def _solve(self) -> WorldSolution:
         nets, net_of = self._nets()
-        circuit_nodes = set(self.circuit.node_names)
+        circuit_nodes = set(self._template.node_names)
         node_in_net: dict[str, Optional[str]] = {}
         for root, members in nets.items():
             nodes = [m for m in members if m in circuit_nodes]
@@ -423,8 +720,14 @@ class World:
         raise WorldSolveError("compliance clamping did not settle", report)
 
     def _solve_fixed_modes(self, nets, node_in_net, ports_in_net, sources, report):
-        c = self.circuit
+        c = self._template
         p_n, q_n, n_n = c.n_sources, c.n_outputs, c.n_hidden
+        device_g: dict[str, float] = {}  # selected devices: conductance from their net to ground, S
+        if self._selected:
+            _, net_of = self._nets()
+            for k in self._selected:
+                root = net_of[self._device_line(k)]
+                device_g[root] = device_g.get(root, 0.0) + float(self._g_seen[k])
         fixed_v: dict[str, float] = {}
         for root, ports in ports_in_net.items():
             if node_in_net[root] == GROUND:
@@ -443,11 +746,12 @@ class World:
                 g += s.load_s
                 if s.mode == "current":
                     j += s.level
-            return j, g + (0.0 if node_in_net[root] in self._hidden_index else GMIN_S)
+            return j, g + device_g.get(root, 0.0) + (0.0 if node_in_net[root] in self._hidden_index else GMIN_S)
 
         def acts(root: str) -> bool:
             """True if an instrument on the net injects current or loads it."""
-            return any(sources[p].mode != "open" or sources[p].load_s > 0 for p in ports_in_net[root])
+            return device_g.get(root, 0.0) > 0 or any(sources[p].mode != "open" or sources[p].load_s > 0
+                                                      for p in ports_in_net[root])
 
         # unknowns: ("v", root) for free nets on a circuit port node, ("i", root) for hidden nodes
         unknowns: list[tuple[str, str]] = []
@@ -545,7 +849,9 @@ class World:
             self._solver.injection = None
             state = self._solver.solve(u0[None, :], w0[None, :])
         report["newton_iterations"].append(iters)
-        report["circuit"] = state.report.to_dict() if hasattr(state.report, "to_dict") else None
+        report["circuit"] = state.report  # SolveReport (``to_dict()`` for JSON)
+        report["unknowns"] = m
+        report["u0"], report["w0"] = u0, w0
 
         # line voltages
         net_v: dict[str, float] = {}
@@ -594,7 +900,7 @@ class World:
                 into = float(x[ks[0]]) if ks else 0.0
             else:
                 into = 0.0
-            need = into - other  # GMIN only defines floating nets; a held net needs none
+            need = into + device_g.get(root, 0.0) * v - other  # GMIN only defines floating nets; a held net needs none
             if node == GROUND:
                 need = 0.0
             for p in vs:

@@ -249,7 +249,7 @@ class Trainer:
         t0 = time.perf_counter()
         loss_sum, correct, on_sum, flips, unresolved, invalid = 0.0, 0, 0.0, 0, 0, 0
         seen_states = False  # a bench cannot see diode states: the conducting fraction is then unknown
-        prog = {"unconverged": 0, "stuck": 0, "pulses": 0, "max_rel_error": 0.0, "seconds": 0.0}
+        prog = {"unconverged": 0, "stuck": 0, "pulses": 0, "pulsed": 0, "max_rel_error": 0.0, "seconds": 0.0}
         bar = None
         if self.progress == "bar":
             from tqdm import tqdm
@@ -296,6 +296,7 @@ class Trainer:
         if bench_clock is not None:  # a bench: masks, programming evidence and bench time per epoch
             row.update({"invalid_samples": invalid, "program_unconverged": prog["unconverged"],
                         "program_stuck": prog["stuck"], "program_pulses": prog["pulses"],
+                        "program_pulsed": prog["pulsed"],
                         "program_max_rel_error": prog["max_rel_error"], "program_time_s": prog["seconds"],
                         "bench_time_s": 0.0})
         row["val_acc"] = evaluate(self.board, self.loss, data.val)[0] if data.val is not None else float("nan")

@@ -42,3 +42,18 @@ def test_estimate_refuses_absurd_assumptions(option, capsys):
     assert main(["estimate", "bench-xor", *option]) == 2
     err = capsys.readouterr().err
     assert option[0] in err and "Traceback" not in err
+
+
+def test_estimate_takes_programming_statistics_from_a_run(tmp_path, capsys):
+    """--from-run: pulses per touched device and the touched fraction from a run's metrics.csv."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("epoch,step,program_pulses,program_pulsed\n1,1,30,12\n2,2,18,8\n")
+    assert main(["estimate", "bench-xor", "--from-run", str(run), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["assumptions"]
+    assert got["pulses_per_device"] == pytest.approx(48 / 20)
+    assert got["touched_fraction"] == pytest.approx(20 / (2 * got["trainable_devices"]))
+    (run / "metrics.csv").write_text("epoch,step,train_acc\n1,1,0.5\n")
+    assert main(["estimate", "bench-xor", "--from-run", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "--from-run" in err and "program_pulsed" in err and "Traceback" not in err
