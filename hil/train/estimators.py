@@ -15,7 +15,7 @@ unit loss) that cascades need, where it can measure them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -66,22 +66,6 @@ def _finish(topology, n0: np.ndarray, n_hat: np.ndarray, keep: bool):
     return grad, (n0[:, e[:, 0]] - n0[:, e[:, 1]]) * (n_hat[:, e[:, 0]] - n_hat[:, e[:, 1]])
 
 
-_MEASUREMENT_FIELDS = tuple(f.name for f in fields(Measurement))
-
-
-def _split(m: Measurement) -> tuple[Measurement, Measurement]:
-    """The two halves of a measurement of a stacked batch [first; second] (per-sample arrays split)."""
-    k = m.e.shape[0] // 2
-    first, second = {}, {}
-    for name in _MEASUREMENT_FIELDS:
-        v = getattr(m, name)
-        if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == 2 * k:
-            first[name], second[name] = v[:k], v[k:]
-        else:
-            first[name] = second[name] = v
-    return Measurement(**first), Measurement(**second)
-
-
 def _is_phased(board) -> bool:
     """``isinstance(board, PhasedMeasurement)``; the slow protocol check only runs for boards with ``measure_phases``."""
     return hasattr(board, "measure_phases") and isinstance(board, PhasedMeasurement)
@@ -112,16 +96,6 @@ def _flipped(op: Measurement, rows: np.ndarray, *phases: Measurement) -> np.ndar
         if ph is not None and ph.on is not None:
             flips |= np.any(ph.on != op.on[rows], axis=1)
     return flips
-
-
-def _flipped_stacked(op: Measurement, rows, k: int, both: Measurement) -> np.ndarray:
-    """:func:`_flipped` for the two phases measured as one stacked batch [plus; minus] (one comparison).
-
-    ``rows`` (an index array or a slice) selects the ``k`` samples of the operating point.
-    """
-    if not op.piecewise_linear or op.on is None or both.on is None:
-        return np.zeros(k, bool)
-    return np.any(both.on.reshape(2, k, -1) != op.on[rows], axis=(0, 2))
 
 
 def response_flips(n_plus: np.ndarray, n0: np.ndarray, n_minus: np.ndarray, noise_v: float = 0.0,
