@@ -9,12 +9,14 @@ operating point warm-starts the next solve of the same inputs (perturbation phas
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hil.board import BoardBase, BoardTopology, Measurement
 from hil.circuit.linsolve import solve_diagonal_shift
 from hil.circuit.model import Circuit
-from hil.circuit.solve import CircuitState, EquilibriumSolver
+from hil.circuit.solve import CircuitState, EquilibriumSolver, source_currents_of
 
 
 def board_topology(circuit: Circuit) -> BoardTopology:
@@ -33,17 +35,66 @@ def board_topology(circuit: Circuit) -> BoardTopology:
     )
 
 
-def _tiled(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> CircuitState | None:
+class _SourceCurrentsOnRead(Measurement):
+    """A measurement whose source currents are formed when first read.
+
+    ``i_src = u·ΣG_in − e·G_in`` (KCL at the source nodes) is a (B, n) × (n, p) product that
+    a training step never reads; it is formed from the voltages of this measurement and
+    the input conductances of the moment it was taken (a snapshot the board never writes
+    into), so reading it later, after reprogramming, gives the same currents as at once.
+    """
+
+    @property
+    def i_src(self) -> np.ndarray:
+        d = self.__dict__
+        if d.get("_i_src") is None and "_inputs" in d:
+            g_in, g_in_col = d.pop("_inputs")
+            d["_i_src"] = source_currents_of(self.u, self.e, g_in, g_in_col)
+        return d.get("_i_src")
+
+    @i_src.setter
+    def i_src(self, value) -> None:
+        self.__dict__["_i_src"] = value
+
+
+class _TiledState:
+    """The held operating point repeated k times, as a warm start for a stacked batch.
+
+    Only what the solve actually reads is tiled, on first access (uncoupled ideal diodes
+    read just the source voltages and their source currents ``b_src``).
+    """
+
+    def __init__(self, st: CircuitState, k: int):
+        self._st, self._k = st, k
+        self.report = st.report
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        a = getattr(self._st, name)
+        if isinstance(a, np.ndarray):
+            a = np.tile(a, (self._k,) + (1,) * (a.ndim - 1))
+        setattr(self, name, a)  # later reads (and identity checks such as ``warm.u is u``) see one array
+        return a
+
+
+def _same_inputs(held: np.ndarray, x: np.ndarray) -> bool:
+    """``np.array_equal(held, x)`` for two float arrays, rejecting most differences on the first entry."""
+    if held.shape != x.shape:
+        return False
+    if held is x or not x.size:
+        return True
+    return bool(held[0, 0] == x[0, 0]) and np.array_equal(held, x)
+
+
+def _tiled(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> _TiledState | None:
     """The held operating point repeated k times if ``x`` is the held inputs stacked k times, else None."""
     if held is None or held[0].shape[0] == 0 or x.shape[0] % held[0].shape[0] or x.shape[1:] != held[0].shape[1:]:
         return None
     k = x.shape[0] // held[0].shape[0]
     if k < 2 or not (x.reshape(k, *held[0].shape) == held[0]).all():
         return None
-    st = held[1]
-    rep = lambda a: None if a is None else np.tile(a, (k,) + (1,) * (a.ndim - 1))
-    return CircuitState(rep(st.u), rep(st.w), rep(st.e), rep(st.diode_current), rep(st.on), rep(st.g_d), rep(st.y),
-                        rep(st.i_src), st.report, rep(st.b_src), rep(st.region))
+    return _TiledState(held[1], k)
 
 
 class SimulatedBoard(BoardBase):
@@ -61,6 +112,7 @@ class SimulatedBoard(BoardBase):
         self._topology = board_topology(circuit)
         self._bounds = (float(g_min), float(g_max))
         self._diodes = circuit.diodes
+        self._piecewise_linear = bool(circuit.diodes.law.piecewise_linear)
         self._solver = EquilibriumSolver(circuit)
         self._last: tuple[np.ndarray, CircuitState] | None = None
         self._stale: tuple[np.ndarray, CircuitState] | None = None  # before the last programming
@@ -81,21 +133,34 @@ class SimulatedBoard(BoardBase):
 
     def measure(self, x: np.ndarray, w: np.ndarray | None = None) -> Measurement:
         st = self._solve(x, w)
-        d = self._diodes
-        return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
-                           piecewise_linear=d.law.piecewise_linear,
-                           info={"report": st.report, "g_d": st.g_d})
+        if st.i_src is not None:
+            return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
+                               piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
+        m = _SourceCurrentsOnRead(u=st.u, w=st.w, y=st.y, i_src=None, e=st.e, on=st.on,
+                                  piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
+        m.__dict__["_inputs"] = self._solver.nodal.input_snapshot()
+        return m
 
     def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:
-        g = np.clip(np.asarray(g, dtype=float), *self._bounds)
+        """Program conductances (m,) in siemens, clipped to the programmable range; returns the read-back.
+
+        Programming is exact, so the read-back is the clipped request (a new array unless the
+        request was already inside the range and given as a float array, which is then returned
+        as it is: the board keeps its own copy).
+        """
+        g = np.asarray(g, dtype=float)
         if g.shape != (self._topology.n_conductances,):
             raise ValueError(f"expected {self._topology.n_conductances} conductances, got shape {g.shape}")
-        if not np.isfinite(g).all():
+        lo, hi = (float(g.min()), float(g.max())) if g.size else (0.0, 0.0)
+        g_min, g_max = self._bounds
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # min/max propagate NaN and show ±inf
             raise ValueError("conductances must be finite (siemens)")
+        if lo < g_min or hi > g_max:
+            g = np.clip(g, g_min, g_max)
         # Only the changed conductances are written; the circuit structure is kept.
         if self._solver.program(g):
             self._stale, self._last = self._last or self._stale, None
-        return self.read_conductances()
+        return g
 
     def read_conductances(self) -> np.ndarray:
         return self._solver.nodal.g.copy()
@@ -158,10 +223,11 @@ class SimulatedBoard(BoardBase):
 
     # ---- internals ----------------------------------------------------------------------
     def _solve(self, x, w) -> CircuitState:
-        x = np.atleast_2d(np.asarray(x, dtype=float))
+        if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == np.float64):
+            x = np.atleast_2d(np.asarray(x, dtype=float))
         if x.shape[1] != self._topology.n_inputs:
             raise ValueError(f"expected {self._topology.n_inputs} inputs per sample, got {x.shape[1]}")
-        same = lambda held: held is not None and held[0].shape == x.shape and np.array_equal(held[0], x)
+        same = lambda held: held is not None and _same_inputs(held[0], x)
         if same(self._last):
             if w is None:
                 return self._last[1]  # same inputs, same conductances: the held operating point
@@ -169,10 +235,10 @@ class SimulatedBoard(BoardBase):
             u = warm.u
         elif w is not None and (warm := _tiled(self._last, x)) is not None:
             u = warm.u  # the held inputs repeated (several perturbation phases in one batch)
-        else:
-            warm = self._stale[1] if same(self._stale) else None  # a starting point only
+        else:  # the operating point before the last programming is a starting point only
+            warm = self._stale[1] if self._solver.warm_starts and same(self._stale) else None
             u = self._topology.source_voltages(x)
-        st = self._solver.solve(u, w, warm=warm)
+        st = self._solver.solve(u, w, warm=warm, source_currents=False)
         if w is None:
             self._last = (x.copy(), st)
         return st

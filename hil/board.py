@@ -9,6 +9,7 @@ batch-first and in SI units.  Nothing here knows about circuits or instruments.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -71,14 +72,23 @@ class BoardTopology:
         x = np.atleast_2d(x)
         cache = self.__dict__.setdefault("_plan_cache", {})
         if "sources" not in cache:
-            m = self.source_matrix
-            simple = np.all(np.count_nonzero(m, axis=1) <= 1)
-            cache["sources"] = (np.argmax(np.abs(m), axis=1), m.sum(axis=1)) if simple else None
+            cache["sources"] = _source_plan(self.source_matrix, self.source_offset)
         plan = cache["sources"]
         if plan is None:  # a general linear input map
             return x @ self.source_matrix.T + self.source_offset
-        idx, sign = plan  # each source follows one input (±1) or is a rail (0)
-        return x[:, idx] * sign + self.source_offset
+        kind, data = plan
+        if kind == "gather":  # each source follows one input (±1) or is a rail (0)
+            idx, sign = data
+            return np.take(x, idx, axis=1) * sign + self.source_offset
+        u = np.empty((x.shape[0], self.source_matrix.shape[0]))
+        for dst, src, sign in data:  # a few runs of consecutive inputs, inverted copies and rails
+            if sign > 0:
+                u[:, dst] = x[:, src]
+            elif sign < 0:
+                np.negative(x[:, src], out=u[:, dst])
+            else:
+                u[:, dst] = self.source_offset[dst]
+        return u
 
     def node_voltages(self, m: "Measurement") -> np.ndarray:
         """All node voltages (B, nodes) of a measurement, in ``node_names`` order."""
@@ -88,11 +98,16 @@ class BoardTopology:
     def mean_branch_product(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Batch mean of (a_α − a_β)(b_α − b_β) for every conductance (m,), from node arrays (B, nodes).
 
-        Every conductance of a crossbar has a hidden node at its first end.  Conductances
-        to fixed-potential nodes (sources, output ports, ground) come from the hidden ×
-        fixed block of the node correlations aᵀb and bᵀa (O(B·n·fixed) work, one gather);
-        hidden↔hidden conductances, which exist only where the coupling has an edge, are
-        correlated edge by edge (O(B·edges)).  No hidden × hidden correlation is formed.
+        Every conductance of a crossbar has a hidden node at its first end.  For a hidden node
+        k and a fixed-potential node j (source, output port, ground) the mean is
+        ``dh_k + df_j − Σ_b (a_bk b_bj + b_bk a_bj)/B`` with ``dh_k = Σ_b a_bk b_bk/B`` and
+        ``df_j = Σ_b a_bj b_bj/B``: for a group that covers every hidden node × a range of
+        fixed nodes (``g_in``, ``g_leak``, ``g_out``) all three terms come out of one matrix
+        product written straight into the result, ``[−a_h | dh | 1 | −b_h]ᵀ``-side times
+        ``[b_f ; 1 ; df ; a_f]``, leaving out a side whose fixed nodes are all at 0 V in
+        that range (ground; ports at 0 V; sources in a response, which are the same in every
+        phase).  O(B·n·fixed) work, no gathers.  Hidden↔hidden conductances, which exist
+        only where the coupling has an edge, are correlated edge by edge (O(B·edges)).
         """
         B = a.shape[0]
         i, j = self.edges[:, 0], self.edges[:, 1]
@@ -102,24 +117,42 @@ class BoardTopology:
             return c[i, i] - c[i, j] - c[j, i] + c[j, j]
         hidden, fixed, blocks, rest, flat, pair_edges = plan
         out = np.empty(self.edges.shape[0])
+        inv = 1.0 / B  # the batch mean
         ah, bh = a[:, hidden], b[:, hidden]
-        af, bf = a[:, fixed], b[:, fixed]
-        cross = ah.T @ bf
-        cross += bh.T @ af  # (n, fixed)
-        dh = np.einsum("bk,bk->k", ah, bh)
-        df = np.einsum("bk,bk->k", af, bf)
-        for sl, c0, c1, row_major in blocks:  # whole hidden × fixed-range groups: no gather
-            blk = np.subtract(df[None, c0:c1], cross[:, c0:c1])
-            blk += dh[:, None]
-            out[sl] = (blk if row_major else blk.T).ravel()
-            out[sl] /= B
+        n, n_fixed = ah.shape[1], fixed.size
+        # Left factor (rows) [−a_h/B; dh; 1; −b_h] and right factor [b_f; 1; df; a_f/B]: their product
+        # over the 2B + 2 rows is dh_k + df_j − Σ_b (a_bk b_bj + b_bk a_bj)/B for every (k, j).
+        left = np.empty((2 * B + 2, n))
+        np.multiply(ah, -inv, out=left[:B])
+        np.negative(bh, out=left[B + 2:])
+        right = np.empty((2 * B + 2, n_fixed))
+        bf, af = right[:B], right[B + 2:]
+        np.take(b, fixed, axis=1, out=bf, mode="clip")  # (valid indices; "clip" writes unbuffered)
+        np.take(a, fixed, axis=1, out=af, mode="clip")
+        af *= inv
+        left[B] = np.einsum("bk,bk->k", ah, bh)
+        left[B] *= inv
+        left[B + 1] = 1.0
+        right[B] = 1.0
+        right[B + 1] = np.einsum("bk,bk->k", af, bf)
+        a_moves = af.any(axis=0).tolist()
+        b_moves = bf.any(axis=0).tolist()
+        for sl, c0, c1, row_major in blocks:  # whole hidden × fixed-range groups, straight into ``out``
+            rows = slice(0 if any(b_moves[c0:c1]) else B, 2 * B + 2 if any(a_moves[c0:c1]) else B + 2)
+            lhs, rhs = left[rows], right[rows, c0:c1]
+            if row_major:
+                np.matmul(lhs.T, rhs, out=out[sl].reshape(n, c1 - c0))
+            else:
+                np.matmul(rhs.T, lhs, out=out[sl].reshape(c1 - c0, n))
         if rest.size:
-            cf = cross.ravel()
             hidden_pos, fixed_pos = flat
-            out[rest] = (dh[hidden_pos] + df[fixed_pos] - cf[hidden_pos * len(df) + fixed_pos]) / B
+            dh, df = left[B], right[B + 1]
+            cross = left[:B + 2].T @ right[:B + 2] + left[B:].T @ right[B:] - dh[:, None] - df[None, :]
+            out[rest] = cross.ravel()[hidden_pos * n_fixed + fixed_pos]
         if pair_edges.size:
             ip, jp = i[pair_edges], j[pair_edges]
-            out[pair_edges] = np.einsum("bk,bk->k", a[:, ip] - a[:, jp], b[:, ip] - b[:, jp]) / B
+            out[pair_edges] = np.einsum("bk,bk->k", a[:, ip] - a[:, jp], b[:, ip] - b[:, jp])
+            out[pair_edges] *= inv
         return out
 
     def _gather_plan(self):
@@ -170,6 +203,26 @@ class BoardTopology:
         """Voltage across every conductance (B, m), volts."""
         v = self.node_voltages(m)
         return v[:, self.edges[:, 0]] - v[:, self.edges[:, 1]]
+
+
+def _source_plan(m: np.ndarray, offset: np.ndarray):
+    """How to form u = x·mᵀ + offset: None (a general matrix), ("gather", (idx, sign)) when every
+    source follows one input with ±1 or is a rail, or ("runs", [(dst, src, sign)]) when those
+    sources come in a few runs of consecutive inputs with one sign (inputs, inverted copies,
+    rails): then u is assembled from slices without a gather."""
+    if not np.all(np.count_nonzero(m, axis=1) <= 1):
+        return None
+    idx, sign = np.argmax(np.abs(m), axis=1), m.sum(axis=1)
+    if not np.all(np.isin(sign, (-1.0, 0.0, 1.0))) or np.any(offset[sign != 0] != 0):
+        return "gather", (idx, sign)
+    runs, start = [], 0
+    for k in range(1, len(idx) + 1):
+        if k < len(idx) and sign[k] == sign[start] and (sign[k] == 0 or idx[k] == idx[k - 1] + 1):
+            continue
+        src = slice(int(idx[start]), int(idx[start]) + k - start)
+        runs.append((slice(start, k), src, float(sign[start])))
+        start = k
+    return ("runs", runs) if len(runs) <= 6 else ("gather", (idx, sign))
 
 
 @dataclass
@@ -236,9 +289,7 @@ class ProgramResult:
     @classmethod
     def exact(cls, target: np.ndarray, achieved: np.ndarray, rel_tol: float = 0.0) -> "ProgramResult":
         """A result for a board that programs exactly (simulations, bypassed devices)."""
-        m = achieved.shape[0]
-        res = cls(np.asarray(target, float), np.asarray(achieved, float), np.zeros(m, int),
-                  np.ones(m, bool), np.zeros(m, bool), rel_tol)
+        res = cls(np.asarray(target, float), np.asarray(achieved, float), *_exact_evidence(achieved.shape[0]), rel_tol)
         res._exact = True  # every device converged, none stuck, no pulses (summary's fast path)
         return res
 
@@ -249,7 +300,7 @@ class ProgramResult:
 
     def summary(self) -> dict:
         """Per-epoch style summary: device counts, pulse totals, error statistics."""
-        if self.__dict__.get("_exact") and np.array_equal(self.achieved, self.target):
+        if self.__dict__.get("_exact") and (self.achieved is self.target or np.array_equal(self.achieved, self.target)):
             # Exact programming read back equal to the target (simulations): no per-device passes.
             return {"devices": int(self.target.size), "unconverged": 0, "stuck": 0, "pulses": 0, "pulsed": 0,
                     "max_rel_error": 0.0, "mean_rel_error": 0.0, "seconds": float(self.seconds)}
@@ -261,10 +312,22 @@ class ProgramResult:
                 "seconds": float(self.seconds)}
 
 
+@functools.lru_cache(maxsize=8)
+def _exact_evidence(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pulses 0, converged True, stuck False) for m devices: shared read-only arrays."""
+    out = (np.zeros(m, int), np.ones(m, bool), np.zeros(m, bool))
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
 def as_program_result(target: np.ndarray, returned, bounds: tuple[float, float]) -> ProgramResult:
     """Normalise what ``Board.program`` returned (read-back array or :class:`ProgramResult`)."""
     if isinstance(returned, ProgramResult):
         return returned
+    if returned is target and isinstance(target, np.ndarray) and target.dtype == np.float64:
+        # The board took the request as it was (inside its range) and holds exactly that.
+        return ProgramResult.exact(target, target)
     return ProgramResult.exact(np.clip(np.asarray(target, float), *bounds), np.asarray(returned, float))
 
 

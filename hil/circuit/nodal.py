@@ -36,12 +36,9 @@ class NodalSystem:
         n, p, q = circuit.n_hidden, circuit.n_sources, circuit.n_outputs
         self.n, self.p, self.q = n, p, q
         self.g = np.array(circuit.conductance_vector(), dtype=float)
-        gr = topo.groups
-        self.g_in = self.g[gr["g_in"]].reshape(n, p)
-        self.g_hh_values = self.g[gr["g_hh"]]
-        self.g_leak = self.g[gr["g_leak"]]
-        self.g_out = self.g[gr["g_out"]].reshape(q, n)
-        self._hh_slice = gr["g_hh"]
+        self._views()
+        self._hh_slice = topo.groups["g_hh"]
+        self._shared = False  # a snapshot of g_in / in_col_sum is held outside (copy before writing)
         self.pairs = circuit.hh_pairs()
         self.coupled = self.pairs.shape[0] > 0
         self._build_structure()
@@ -51,6 +48,25 @@ class NodalSystem:
         self.out_row_sum = np.empty(q)
         self.version = 0
         self._refresh_all()
+
+    def _views(self) -> None:
+        """The per-group views into the flat vector ``g``."""
+        gr, n, p, q = self.topology.groups, self.n, self.p, self.q
+        self.g_in = self.g[gr["g_in"]].reshape(n, p)
+        self.g_hh_values = self.g[gr["g_hh"]]
+        self.g_leak = self.g[gr["g_leak"]]
+        self.g_out = self.g[gr["g_out"]].reshape(q, n)
+
+    def input_snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """(g_in (n, p), in_col_sum (p,)) as they are now, never modified afterwards (S).
+
+        No copy is made: the next programming step that changes something writes into fresh
+        arrays instead (copy on write), so quantities derived later from a snapshot (the
+        source currents of a measurement, computed when first read) use the conductances of
+        the moment the snapshot was taken.
+        """
+        self._shared = True
+        return self.g_in, self.in_col_sum
 
     # ---- structure (once per topology) ------------------------------------------------
     def _build_structure(self) -> None:
@@ -128,8 +144,14 @@ class NodalSystem:
         if count == 0:
             return 0
         self.version += 1
-        if count * 4 > self.g.size:
+        if self._shared:  # a snapshot is held outside: keep those arrays as they are
+            self.g = g.copy() if count * 4 > self.g.size else self.g.copy()
+            self._views()
+            self.in_col_sum = self.in_col_sum.copy()
+            self._shared = False
+        elif count * 4 > self.g.size:
             np.copyto(self.g, g)
+        if count * 4 > self.g.size:
             self._refresh_all()
             return count
         changed = np.flatnonzero(diff)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.circuit.ideal import _residual, solve_ideal, solve_ideal_diagonal
+from hil.circuit.ideal import _residual, orientation_sign, solve_ideal, solve_ideal_diagonal
 from hil.circuit.linsolve import MaskedSolver, solve_diagonal_shift, use_dense
 from hil.circuit.model import Circuit
 from hil.circuit.nodal import NodalSystem
@@ -72,6 +72,15 @@ class CircuitState:
         return v[:, edges[:, 0]] - v[:, edges[:, 1]]
 
 
+def source_currents_of(u: np.ndarray, e: np.ndarray, g_in: np.ndarray, g_in_col: np.ndarray) -> np.ndarray:
+    """Currents (B, p) the sources deliver into the network, A: KCL at each source node.
+
+    u (B, p) source voltages and e (B, n) hidden-node voltages in V; g_in (n, p) and its
+    column sums g_in_col (p,) in S.
+    """
+    return u * g_in_col - e @ g_in
+
+
 class EquilibriumSolver:
     """Solves one circuit (fixed conductances) for many input batches, reusing factorizations."""
 
@@ -81,6 +90,14 @@ class EquilibriumSolver:
         self.tol = tolerances or NewtonTolerances()
         self.kkt_tol = kkt_tol
         self.nodal = NodalSystem(circuit)
+        d = circuit.diodes
+        self._sign = orientation_sign(d.orientation)  # common diode orientation (0: mixed)
+        self._vref_max = float(np.max(np.abs(d.v_ref), initial=0.0))
+        self._vref_zero = self._vref_max == 0.0
+        self._ports_at_zero = not np.any(circuit.output_voltage)  # normal operation drives no port current
+        #: whether a warm start (a previous state) can speed a solve up; uncoupled ideal diodes
+        #: are solved in closed form and linear networks directly, so they never use one
+        self.warm_starts = d.element is not None or not (d.is_linear or (d.is_ideal and not self.nodal.coupled))
         self._matrices()
 
     def _matrices(self) -> None:
@@ -115,31 +132,36 @@ class EquilibriumSolver:
     def _prepare(self, u, w, warm=None):
         c, nd = self._template, self.nodal
         if warm is not None and warm.u is u and warm.b_src is not None:
-            b_src = warm.b_src  # same source voltages as the held operating point
+            b_src = warm.b_src  # same source voltages as the held operating point (already checked)
         else:
             b_src = None
-        u = np.atleast_2d(np.asarray(u, dtype=float))
+        if not (isinstance(u, np.ndarray) and u.ndim == 2 and u.dtype == np.float64):
+            u = np.atleast_2d(np.asarray(u, dtype=float))
         if u.shape[1] != c.n_sources:
             raise ValueError(f"expected {c.n_sources} source voltages per sample, got {u.shape[1]}")
         B = u.shape[0]
-        if w is None:
+        if w is None:  # the configured port voltages (validated finite with the circuit)
             w = np.repeat(c.output_voltage[None, :], B, axis=0)
+            ports_at_zero = self._ports_at_zero
         else:
             w = np.atleast_2d(np.asarray(w, dtype=float))
             if w.shape != (B, c.n_outputs):
                 raise ValueError(f"expected output-port voltages of shape {(B, c.n_outputs)}, got {w.shape}")
-        if not (np.all(np.isfinite(u)) and np.all(np.isfinite(w))):
-            raise ValueError("source and port voltages must be finite")
+            if not np.isfinite(w).all():
+                raise ValueError("source and port voltages must be finite")
+            ports_at_zero = not w.any()
         if b_src is None:
+            if not np.isfinite(u).all():
+                raise ValueError("source and port voltages must be finite")
             b_src = u @ nd.g_in.T
-        b = b_src + w @ nd.g_out if np.any(w) else b_src
+        b = b_src if ports_at_zero else b_src + w @ nd.g_out
         return u, w, b, b_src
 
-    def _voltage_scale(self, u, w) -> float:
-        if "_vref_max" not in self.__dict__:
-            self._vref_max = float(np.max(np.abs(self._template.diodes.v_ref), initial=0.0))
-        return max(float(np.abs(u).max()) if u.size else 0.0, float(np.abs(w).max()) if w.size else 0.0,
-                   self._vref_max, 1e-300)
+    def _voltage_scale(self, u, w, ports_at_zero: bool = False) -> float:
+        """The voltage scale of a batch (V): the largest source, port or reference voltage."""
+        u_max = max(float(u.max()), -float(u.min())) if u.size else 0.0
+        w_max = 0.0 if ports_at_zero or not w.size else max(float(w.max()), -float(w.min()))
+        return max(u_max, w_max, self._vref_max, 1e-300)
 
     # ---- solves ------------------------------------------------------------------
     def ideal_voltages(self, b: np.ndarray, h: np.ndarray, warm_on=None) -> np.ndarray:
@@ -184,16 +206,23 @@ class EquilibriumSolver:
             return self.circuit.diodes.orientation * (z - h) <= 0
         return fallback
 
-    def solve(self, u, w=None, warm: CircuitState | None = None, injected: np.ndarray | None = None) -> CircuitState:
+    def solve(self, u, w=None, warm: CircuitState | None = None, injected: np.ndarray | None = None,
+              source_currents: bool = True) -> CircuitState:
         """Equilibrium for source voltages ``u`` (B, p) and port voltages ``w`` (B, q), volts.
 
         ``warm`` (a previous state of the same batch size) seeds the active set or the
         Newton iterate, e.g. for the perturbation phases of hardware linearization.
         ``injected`` (B, n): currents in A fed into the hidden nodes by ideal current sources
         (a bench's injection at buffered nodes); they add to the nodal source currents.
+        ``source_currents=False`` leaves ``i_src`` as None (a caller that forms it when it
+        is needed, from ``u``, ``e`` and :meth:`NodalSystem.input_snapshot`) and, for
+        uncoupled ideal diodes, ``diode_current`` too (−s·mu, from nothing a board reads).
         """
         nd = self.nodal
+        ports_at_zero = self._ports_at_zero if w is None else None
         u, w, b, b_src = self._prepare(u, w, warm)
+        if ports_at_zero is None:
+            ports_at_zero = not w.any()
         if injected is not None:  # fixed currents of this solve only: a new b_src, never the held one
             b_src, b = b_src + injected, b + injected
         d = self._template.diodes
@@ -213,10 +242,15 @@ class EquilibriumSolver:
                 report.note = f"KCL residual {rel:.1e} relative exceeds {self.kkt_tol:.0e}"
                 raise SolveError("linear network solve not certified", report)
         elif d.is_ideal and not nd.coupled:
-            # Uncoupled nodes: each node is its own one-variable LCP, solved in closed form.
-            sol = solve_ideal_diagonal(nd.diag, b, d.orientation, d.v_ref, self._voltage_scale(u, w), tol=self.kkt_tol)
+            # Uncoupled nodes: each node is its own one-variable LCP, solved in closed form
+            # and certified in the same pass (one fused kernel for the whole batch).
+            sol = solve_ideal_diagonal(nd.diag, b, d.orientation, d.v_ref, self._voltage_scale(u, w, ports_at_zero),
+                                       tol=self.kkt_tol, sign=self._sign, h_zero=self._vref_zero)
             e, on, g_d = sol.e, sol.on, None
-            diode_current = -d.orientation * sol.mu
+            if not source_currents:
+                diode_current = None
+            else:
+                diode_current = -sol.mu if self._sign == 1 else -d.orientation * sol.mu
             report = sol.report
         elif d.is_ideal:
             warm_on = warm.on if warm is not None and warm.on.shape == b.shape else None
@@ -246,8 +280,10 @@ class EquilibriumSolver:
             e, g_d, diode_current = sol.e, sol.g_d, sol.current
             on = -d.orientation * diode_current > 1e3 * d.i_s_at_temperature
             report = sol.report
-        y = e @ nd.g_out.T - self._g_out_row * w
-        i_src = u * self._g_in_col - e @ nd.g_in
+        y = e @ nd.g_out.T
+        if not ports_at_zero:
+            y -= self._g_out_row * w
+        i_src = source_currents_of(u, e, nd.g_in, self._g_in_col) if source_currents else None
         return CircuitState(u, w, e, diode_current, on, g_d, y, i_src, report, b_src)
 
 

@@ -15,7 +15,8 @@ unit loss) that cascades need, where it can measure them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -37,6 +38,25 @@ class GradientResult:
     stats: dict = field(default_factory=dict)
 
 
+class _SourceGradOnRead(GradientResult):
+    """A result whose ∂ℓ/∂u is assembled from the phases' source-current readings when first read.
+
+    Training never reads it (cascades and callers that ask do); the readings are kept, so
+    the answer is the same whenever it is read.
+    """
+
+    @property
+    def source_grad(self) -> np.ndarray | None:
+        d = self.__dict__
+        if d.get("_source_grad") is None and d.get("_assemble") is not None:
+            d["_source_grad"] = d.pop("_assemble")()
+        return d.get("_source_grad")
+
+    @source_grad.setter
+    def source_grad(self, value) -> None:
+        self.__dict__["_source_grad"] = value
+
+
 def _finish(topology, n0: np.ndarray, n_hat: np.ndarray, keep: bool):
     """Batch-mean v·v̂ per conductance from node voltages (B, nodes); per-sample if ``keep``."""
     grad = topology.mean_branch_product(n0, n_hat)
@@ -44,22 +64,6 @@ def _finish(topology, n0: np.ndarray, n_hat: np.ndarray, keep: bool):
         return grad, None
     e = topology.edges
     return grad, (n0[:, e[:, 0]] - n0[:, e[:, 1]]) * (n_hat[:, e[:, 0]] - n_hat[:, e[:, 1]])
-
-
-_MEASUREMENT_FIELDS = tuple(f.name for f in fields(Measurement))
-
-
-def _split(m: Measurement) -> tuple[Measurement, Measurement]:
-    """The two halves of a measurement of a stacked batch [first; second] (per-sample arrays split)."""
-    k = m.e.shape[0] // 2
-    first, second = {}, {}
-    for name in _MEASUREMENT_FIELDS:
-        v = getattr(m, name)
-        if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == 2 * k:
-            first[name], second[name] = v[:k], v[k:]
-        else:
-            first[name] = second[name] = v
-    return Measurement(**first), Measurement(**second)
 
 
 def _is_phased(board) -> bool:
@@ -94,14 +98,6 @@ def _flipped(op: Measurement, rows: np.ndarray, *phases: Measurement) -> np.ndar
     return flips
 
 
-def _flipped_stacked(op: Measurement, rows: np.ndarray, both: Measurement) -> np.ndarray:
-    """:func:`_flipped` for the two phases measured as one stacked batch [plus; minus] (one comparison)."""
-    if not op.piecewise_linear or op.on is None or both.on is None:
-        return np.zeros(rows.size, bool)
-    k = rows.size
-    return np.any(both.on.reshape(2, k, -1) != op.on[rows], axis=(0, 2))
-
-
 def response_flips(n_plus: np.ndarray, n0: np.ndarray, n_minus: np.ndarray, noise_v: float = 0.0,
                    rel_tol: float = 1e-3) -> np.ndarray:
     """Samples (B,) whose ± one-sided responses disagree: a flip seen in the measurements alone.
@@ -117,10 +113,19 @@ def response_flips(n_plus: np.ndarray, n0: np.ndarray, n_minus: np.ndarray, nois
     the accuracy asked of a piecewise-linear board; on smooth diodes it also bounds the
     curvature seen within ±ε.  Arrays are node voltages (B, nodes), V.
     """
-    d_plus, d_minus = n_plus - n0, n0 - n_minus
-    asym = np.max(np.abs(d_plus - d_minus), axis=1)
-    scale = np.max(np.abs(d_plus + d_minus), axis=1) / 2
-    return asym > rel_tol * scale + 5.0 * np.sqrt(6.0) * noise_v
+    return _asymmetric(n_plus, n0, n_minus, n_plus - n_minus, noise_v, rel_tol)
+
+
+def _asymmetric(n_plus, n0, n_minus, diff, noise_v: float, rel_tol: float) -> np.ndarray:
+    """:func:`response_flips` given ``diff = n_plus − n_minus`` (= d+ + d−, also the central response)."""
+    asym = n_plus + n_minus  # d+ − d− = n+ + n− − 2 n0
+    asym -= n0
+    asym -= n0
+    np.abs(asym, out=asym)
+    threshold = np.abs(diff).max(axis=1)
+    threshold *= rel_tol / 2
+    threshold += 5.0 * np.sqrt(6.0) * noise_v
+    return asym.max(axis=1) > threshold
 
 
 def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float = 0.01,
@@ -131,7 +136,10 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     Flips are detected from the diode states where the board reports them (ideal diodes)
     and, for central differences, from the measurements themselves (:func:`response_flips`),
     so boards without state access and smooth diodes are covered too.  A flagged sample
-    is re-measured with a 10× smaller drive, up to ``max_retries`` times.
+    is re-measured with a 10× smaller drive, up to ``max_retries`` times — except on a
+    piecewise-linear board that reports its states, when only one of the two phases changed
+    a state: the other phase kept every element in its region, so its one-sided difference
+    is the exact linear response (the region is convex) and is used without re-measuring.
 
     With ``one_sweep`` (default: when the board has :class:`~hil.board.PhasedMeasurement`)
     the operating point and the ± perturbation of every output port are measured in one
@@ -148,48 +156,114 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     topo = board.topology
     op, val, w_hat = _operating_point(board, x, target, loss)
     amp = np.max(np.abs(w_hat), axis=1, keepdims=True)
-    amp = np.where(amp > 0, amp, 1.0)
+    amp[amp == 0] = 1.0
     eps = delta_v / amp  # (B, 1) volts per unit ŵ
     n0 = topo.node_voltages(op)
     n_hat = np.zeros_like(n0)
-    i_hat = np.zeros_like(op.i_src)
+    # Node order [sources, hidden, ports, ground]: when the sources hold the same voltages in
+    # every phase (they follow x), only the hidden nodes and ports can respond.
+    p = op.u.shape[1]
+    responding = slice(p, p + op.e.shape[1] + op.w.shape[1])
+    source_phases = []  # how each pass measured ∂ℓ/∂u; assembled from the readings when read
+    i_hat = None if central else np.zeros(op.u.shape)
     ok = valid_mask(op).copy()
     todo = np.arange(x.shape[0])
     everything = slice(None)  # the first pass covers the whole batch: views instead of gathers
-    retries, flipped_total, seen_by_response = 0, 0, 0
+    retries, flipped_total, seen_by_response, one_sided = 0, 0, 0, 0
     while todo.size:
         rows = everything if todo.size == x.shape[0] else todo
         xs, ws, es = x[rows], w_hat[rows], eps[rows]
         w0 = op.w[rows]
         if central:  # both perturbation phases as one batch of 2k measurements
-            both = board.measure(np.concatenate([xs, xs]), np.concatenate([w0 + es * ws, w0 - es * ws]))
-            plus, minus = _split(both)
-            flips = _flipped_stacked(op, todo, both)
-            phase_ok = valid_mask(both).reshape(2, todo.size).all(axis=0)
-            n_both = topo.node_voltages(both)
-            npl, nmi = n_both[:todo.size], n_both[todo.size:]
-            by_response = response_flips(npl, n0[rows], nmi, max(plus.noise_v, op.noise_v), flip_rel_tol)
-            seen_by_response += int(np.count_nonzero(by_response & ~flips))
-            flips |= by_response
-            n_hat[rows] = (npl - nmi) / (2 * es)
-            i_hat[rows] = (plus.i_src - minus.i_src) / (2 * es)
+            k = todo.size
+            drive = es * ws
+            w_both = np.empty((2 * k, w0.shape[1]))
+            np.add(w0, drive, out=w_both[:k])
+            np.subtract(w0, drive, out=w_both[k:])
+            both = board.measure(np.concatenate([xs, xs]), w_both)
+            if (both.u.reshape(2, k, -1) == op.u[rows]).all():  # sources did not move: 0 in every response
+                cols = responding
+                n_both = np.concatenate([both.e, both.w], axis=1)
+            else:
+                cols = everything
+                n_both = topo.node_voltages(both)
+            npl, nmi, ref = n_both[:k], n_both[k:], n0[rows, cols]
+            diff = npl - nmi
+            by_response = _asymmetric(npl, ref, nmi, diff, max(both.noise_v, op.noise_v), flip_rel_tol)
+            phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
+            n_hat[rows, cols] = np.divide(diff, 2 * es, out=diff)
+            source_phases.append((rows, k, both, es, None))
+            sides = _flipped_sides(op, rows, k, both)
+            if sides is None:
+                flips = by_response
+                seen_by_response += int(np.count_nonzero(flips))
+                flagged = flips
+            else:
+                plus_flip, minus_flip = sides
+                changed = plus_flip | minus_flip
+                seen_by_response += int(np.count_nonzero(by_response & ~changed))
+                flagged = changed | by_response
+                single = plus_flip ^ minus_flip  # (asymmetric by construction: the response check agrees)
+                if phase_ok is not None:
+                    single &= phase_ok
+                if single.any():  # one phase kept every state: its one-sided difference is exact
+                    sel = np.flatnonzero(single)
+                    rows_sel = todo[sel]
+                    use_minus = plus_flip[sel][:, None]
+                    side = np.where(use_minus, ref[sel] - nmi[sel], npl[sel] - ref[sel])
+                    n_hat[rows_sel, cols] = side / es[sel]
+                    source_phases.append((rows_sel, k, both, es[sel], (sel, use_minus, op)))
+                    one_sided += sel.size
+                flips = flagged & ~single
         else:
             plus = board.measure(xs, w0 + es * ws)
             flips = _flipped(op, todo, plus)
             phase_ok = valid_mask(plus)
             n_hat[rows] = (topo.node_voltages(plus) - n0[rows]) / es
             i_hat[rows] = (plus.i_src - op.i_src[rows]) / es
-        ok[rows] &= phase_ok
-        flips &= phase_ok
-        flipped_total += int(flips.sum())
+            flagged = flips
+        if phase_ok is not None:
+            ok[rows] &= phase_ok
+            flips &= phase_ok
+            flagged = flagged & phase_ok
+        flipped_total += int(np.count_nonzero(flagged))
         if not flips.any() or retries >= max_retries:
             break
         retries += 1
         todo = todo[flips]
         eps[todo] /= 10.0
     unresolved = int(flips.sum()) if todo.size else 0
+    if central:
+        i_hat = partial(_central_source_grad, op.u.shape, source_phases)
     return _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved,
-                   {"flipped_samples": flipped_total, "flips_from_response": seen_by_response, "retries": retries})
+                   {"flipped_samples": flipped_total, "flips_from_response": seen_by_response, "retries": retries,
+                    "one_sided": one_sided})
+
+
+def _flipped_sides(op: Measurement, rows, k: int, both: Measurement) -> np.ndarray | None:
+    """(2, k) state changes in the + and − halves of a stacked measurement, or None when the
+    board reports no states or is not piecewise linear (then states say nothing about linearity)."""
+    if not op.piecewise_linear or op.on is None or both.on is None:
+        return None
+    return np.any(both.on.reshape(2, k, -1) != op.on[rows], axis=2)
+
+
+def _central_source_grad(shape: tuple[int, int], phases: list) -> np.ndarray:
+    """∂ℓ/∂u (B, p) from the source-current readings, in the order the passes measured them.
+
+    Central passes give (i₊ − i₋)/2ε; samples resolved from one phase give (i₊ − i₀)/ε or
+    (i₀ − i₋)/ε; later passes override earlier ones, as for the node responses.
+    """
+    i_hat = np.zeros(shape)
+    for rows, k, both, es, single in phases:
+        i_src = both.i_src
+        if single is None:
+            i_hat[rows] = (i_src[:k] - i_src[k:]) / (2 * es)
+        else:
+            sel, use_minus, op = single
+            i0 = op.i_src[rows]
+            i_hat[rows] = np.where(use_minus, i0 - i_src[k:][sel], i_src[:k][sel] - i0) / es
+    return i_hat
 
 
 def _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_per_sample, flip_rel_tol):
@@ -290,6 +364,10 @@ def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unres
         grad = np.zeros(topo.n_conductances)
         per = np.full((ok.size, grad.size), np.nan) if keep_per_sample else None
     stats["valid"] = ok
+    if callable(i_hat):  # assembled from the phases' readings when first read
+        res = _SourceGradOnRead(grad, val, op, source_grad=None, per_sample=per, stats=stats)
+        res.__dict__["_assemble"] = i_hat
+        return res
     return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per, stats=stats)
 
 
