@@ -46,8 +46,9 @@ def main() -> int:
         settings = parse_settings(apply_overrides(load_yaml(args.config), [f"train.epochs={args.epochs}"]),
                                   args.config)
         measured = programming_from_run(str(run), settings)
+    per_epoch = ", ".join(f"{float(r['bench_time_s']):.1f}" for r in rows)
     print(f"{args.config}: {len(rows)} epochs on the emulated bench, virtual clock {clock:.1f} s per epoch "
-          f"(per epoch: {', '.join(f'{float(r['bench_time_s']):.1f}' for r in rows)} s)")
+          f"(per epoch: {per_epoch} s)")
     print(f"  measured programming: {measured[0]:.3g} pulses per reprogrammed device, "
           f"{measured[1]:.3g} of the trainable devices per step")
     cases = [("built-in default", (DEFAULT_PULSES_PER_DEVICE, DEFAULT_TOUCHED_FRACTION)),

@@ -55,7 +55,7 @@ def _bench(raw: Any, path: str, problems: list[str]) -> Any:
     try:
         return load_bench(raw, field_path=path)
     except ConfigError as exc:
-        problems.extend(exc.problems)
+        problems.extend(f"{path}: {q}" if q.startswith("bench file not found") else q for q in exc.problems)
         return None
 
 

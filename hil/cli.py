@@ -175,7 +175,8 @@ def _print_summary(r) -> None:
     print(f"  best checkpoint   epoch {r.best_epoch} (chosen on {r.best_on}, {pct(r.best_score)})")
     if r.conduction_fraction == r.conduction_fraction:  # not NaN: the board reports diode states
         print(f"  diodes conducting {100 * r.conduction_fraction:.1f} % of hidden nodes (training samples)")
-    print(f"  plots             {Path(r.run_dir) / 'plots'}")
+    plots = Path(r.run_dir) / "plots"
+    print(f"  plots             {plots if any(plots.glob('*.png')) else 'none written'}")
 
 
 # ---- circuits ------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ def estimate_run(settings: Any, pulses_per_device: float | None = None, touched:
     ``board.programming.expected``, else to 3 and 1; ``assumptions.source`` in the result says which.
     """
     from hil.bench.timing import FIGURES, InstrumentFigures, TimingModel, program_step_s
+    from hil.config import ConfigError
     from hil.boards.instrument import ramp_plan
     from hil.boards.simulated import board_topology
     from hil.train.data import load_dataset
@@ -97,8 +98,8 @@ def estimate_run(settings: Any, pulses_per_device: float | None = None, touched:
     phases = {"hl": 1 + (2 if central else 1) * q, "ep": 3 if opts.get("centred", True) else 2,
               "hl-exact": 1, "fd": None}[est]
     if phases is None:
-        raise ValueError("the fd estimator reprograms every conductance twice per step; estimate it with "
-                         "the programming figures instead")
+        raise ConfigError(["train.estimator: hil estimate predicts hl, ep and hl-exact steps; fd reprograms every "
+                           "conductance twice per step, so its bench time is the programming time"], settings.name)
     step = np.array([s["max_step_v"] for s in smu_settings])
     rng = np.random.default_rng(settings.seed)
     n = len(data.train.y)

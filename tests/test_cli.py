@@ -182,3 +182,12 @@ def test_bad_override_and_resume_without_checkpoint(tmp_path, capsys):
     assert "no completed epoch" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "missing")]) == 2
     assert not (tmp_path / "missing").exists()
+
+
+def test_summary_names_the_plots_folder_only_when_plots_were_written(tmp_path, capsys):
+    args = ["train", "sim-xor", "-q", "--runs-dir", str(tmp_path), "--set", "train.epochs=2"]
+    assert main(args + ["--set", "output.plots=false"]) == 0
+    assert "plots             none written" in capsys.readouterr().out
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "plots             " + str(tmp_path) in out

@@ -102,3 +102,11 @@ def test_declared_programming_figures_are_validated(capsys):
     assert "board.programming.expected.pulse: unknown key" in err
     assert "board.programming.expected.pulses_per_device: expected float" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("override, path", [("train.estimator=fd", "train.estimator: "),
+                                            ("board.bench=no-such-bench", "board.bench: bench file not found")])
+def test_estimate_config_mistakes_are_one_line_with_the_dotted_path(override, path, capsys):
+    assert main(["estimate", "bench-xor", "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert path in err and "Traceback" not in err and "internal error" not in err
