@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -383,14 +384,14 @@ def cmd_configs(args) -> int:
     from hil.bench.schema import bench_root, shipped_bench_names
 
     def describe(path) -> str:
-        """The file's first comment line; when the comment goes on, only its part before a colon."""
+        """The file's first comment line; when the comment goes on, the comment up to its first colon."""
         lines = path.read_text().splitlines()
         first = next((i for i, line in enumerate(lines) if line.startswith("#")), None)
         if first is None:
             return ""
-        text = lines[first].lstrip("# ").strip()
-        goes_on = first + 1 < len(lines) and lines[first + 1].startswith("#")
-        return text.split(":")[0] if goes_on else text
+        block = [lines[first]] + list(itertools.takewhile(lambda l: l.startswith("#"), lines[first + 1:]))
+        text = " ".join(line.lstrip("# ").strip() for line in block)
+        return text.split(":")[0].strip() if len(block) > 1 else text
 
     rows = [(n, describe(embedded_config_path(n))) for n in embedded_config_names()]
     benches = [(n, describe(bench_root() / f"{n}.yaml")) for n in shipped_bench_names()]
