@@ -2,7 +2,7 @@
 
 Prints the time per list point, per training step, per epoch and for the whole run, measurement
 and programming separately, from the bench's timing settings and the instruments' typical
-figures (``hil.bench.timing``).  The number of list points is exact: the training batches of the
+figures (hil.bench.timing).  The number of list points is exact: the training batches of the
 first epoch are built (same seed, same ramp points) as the board will build them.  Programming
 depends on the devices and is estimated from a number of pulses per reprogrammed device and the
 fraction of the trainable devices reprogrammed per step: by default the figures the config
@@ -255,7 +255,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
           f"hidden-node scan {_fmt(r['t_scan_s'])})")
     print(f"  per step         {r['points_per_step']:.1f} points in {r['sweeps_per_step']:.3g} sweep(s): "
           f"measure {_fmt(r['measure_step_s'])}, program {_fmt(r['program_step_s'])}")
-    print(f"  per epoch        {r['steps_per_epoch']} steps + evaluation {_fmt(r['evaluate_epoch_s'])}: "
+    print(f"  per epoch        {r['steps_per_epoch']} step{'s' if r['steps_per_epoch'] != 1 else ''} + evaluation {_fmt(r['evaluate_epoch_s'])}: "
           f"measure {_fmt(r['epoch_measure_s'])}, program {_fmt(r['epoch_program_s'])}")
     print(f"  whole run        {r['epochs']} epochs: measure {_fmt(r['run_measure_s'])}, "
           f"program {_fmt(r['run_program_s'])}, total {_fmt(r['run_measure_s'] + r['run_program_s'])}")
