@@ -212,9 +212,11 @@ def _circuit_and_inputs(args):
     if api.is_run_reference(target):
         if args.set:
             raise ConfigError(["--set: not accepted with a run directory (the trained circuit is fixed)"])
-        run = api.load_run(target, args.checkpoint)
+        run = api.load_run(target, args.checkpoint, simulated_twin=True)
         circuit = run.board.circuit
         what = f"run {run.path} ({run.checkpoint} checkpoint, epoch {run.epoch})"
+        if run.settings.backend == "instruments":
+            what += ", the bench's circuit simulated"
         if args.input:
             x = _parse_input_option(args.input, circuit.n_inputs)
             where = "--input"
