@@ -17,7 +17,9 @@ With ``--emulated`` it also counts, through real pyvisa-py sockets, the lines (a
 emulators received for one step: the stepwise path on ``scpi-xor`` (B = 1, 8) and the triggered
 path on ``scpi-xor-triggered`` (B2902A list sweeps and DAQ970A scans stepped by one bench trigger
 line; B = 1, 8, 32), where queries stay constant and lines grow only by one list-upload message
-per 100 points and SMU channel.
+per 100 points and SMU channel, and on ``tsp-xor-triggered`` (2602B list sweeps paced by the first
+SMU's trigger timer on digital I/O line 1; B = 1, 8, 32), where every instrument receives one
+script per sweep (its lines grow only by one list-building line per 100 points and channel).
 """
 
 from __future__ import annotations
@@ -97,9 +99,10 @@ def emulated_table() -> None:
 
     print("\nthrough pyvisa-py sockets (emulated benches, ideal readings so the world solves stay fast):")
     print("  scpi-xor: 2450s on two outputs, so the stepwise path; scpi-xor-triggered: B2902As + DAQ970A on "
-          "one trigger line")
+          "one trigger line; tsp-xor-triggered: 2602Bs + DAQ970A on digital I/O line 1")
     print(f"{'bench':20s} {'path':>10s} {'B':>3s} {'points':>7s} {'lines':>7s} {'queries':>8s} {'per instrument (lines/queries)'}")
-    for name, mode, sizes in (("scpi-xor", "stepwise", (1, 8)), ("scpi-xor-triggered", "triggered", (1, 8, 32))):
+    for name, mode, sizes in (("scpi-xor", "stepwise", (1, 8)), ("scpi-xor-triggered", "triggered", (1, 8, 32)),
+                              ("tsp-xor-triggered", "triggered", (1, 8, 32))):
         acq = {"acquisition": mode, "settle_s": 0.0, "ramp_points": True, "max_points": 2000, "noise_floor_v": 5e-6}
         for B in sizes:
             with EmulatedBench(name, time_mode="virtual", readings="exact") as eb:
@@ -115,9 +118,14 @@ def emulated_table() -> None:
                     got = {n: e.transcript.received()[before[n]:] for n, e in eb.emulators.items()}
                     points = board.stats.points - points0
                 lines = sum(len(v) for v in got.values())
-                queries = sum(sum("?" in x for x in v) for v in got.values())
-                per = " ".join(f"{n}:{len(v)}/{sum('?' in x for x in v)}" for n, v in got.items())
+                queries = sum(sum(_is_query(x) for x in v) for v in got.values())
+                per = " ".join(f"{n}:{len(v)}/{sum(_is_query(x) for x in v)}" for n, v in got.items())
                 print(f"{name:20s} {mode:>10s} {B:3d} {points:7d} {lines:7d} {queries:8d} {per}")
+
+
+def _is_query(line: str) -> bool:
+    """A line that asks for a reply: SCPI ``…?`` or TSP ``print(…)`` / ``printbuffer(…)``."""
+    return "?" in line or line.lstrip().startswith("print")
 
 
 def main(argv=None) -> int:

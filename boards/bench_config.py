@@ -165,9 +165,13 @@ def _without_triggered(bench: Any) -> list[str]:
     need.update({i: ("arm_scan", "fetch_scan") for i, _ in w.hidden.values()})
     out = []
     for name, members in need.items():
-        cls = load_driver(bench.instruments[name].driver)
+        spec = bench.instruments[name]
+        cls = load_driver(spec.driver)
+        wired = spec.options.get("trigger_line") is not None if spec.driver == "keithley2600" else True
         if not all(hasattr(cls, m) for m in members):
-            out.append(f"{name} ({bench.instruments[name].driver})")
+            out.append(f"{name} ({spec.driver})")
+        elif not wired:
+            out.append(f"{name} ({spec.driver} without trigger_line)")
     return sorted(out)
 
 

@@ -17,6 +17,8 @@ from hil.boards.bench_config import InstrumentBoardSpec
 from hil.boards.instrument import BoardTiming, BoardWiring, InstrumentBoard, Port
 from hil.boards.programmers import WriteVerifyProgrammer
 from hil.boards.simulated import board_topology
+from hil.drivers.errors import InstrumentConfigError
+from hil.drivers.protocols import PulsedSource
 
 __all__ = ["open_instruments", "build_instrument_board", "make_instrument_board"]
 
@@ -70,7 +72,9 @@ def build_instrument_board(spec: InstrumentBoardSpec, instruments: Mapping[str, 
     timing = BoardTiming(nplc=bench.timing.nplc, source_delay_s=bench.timing.source_delay_s,
                          autozero=bench.timing.autozero,
                          scan_range_v=max((s["range_v"] for s in hidden_specs), default=10.0),
-                         scan_delay_s=max((s["delay_s"] for s in hidden_specs), default=0.0), **acq)
+                         scan_delay_s=max((s["delay_s"] for s in hidden_specs), default=0.0),
+                         scan_nplc=max((s["nplc"] for s in hidden_specs), default=None),
+                         scan_autozero=next((s["autozero"] for s in hidden_specs), None), **acq)
     steps = {f"{i}.{c}": bench.instruments[i].channels[c].settings["max_step_v"]
              for group in (w.sources, w.outputs) for i, c in group.values()}
     programmer = None
@@ -81,6 +85,11 @@ def build_instrument_board(spec: InstrumentBoardSpec, instruments: Mapping[str, 
         programmer = RehearsalProgrammer(rehearsal_world, g_bounds)
     elif prog.get("scheme") == "write_verify":
         inst, _, ch = prog["smu"].partition(".")
+        if not isinstance(instruments[inst], PulsedSource):
+            raise InstrumentConfigError(
+                f"board.programming.smu: {inst} ({type(instruments[inst]).__name__}) cannot apply programming "
+                "pulses (no PulsedSource capability); program through an SMU whose driver can (e.g. a 2600B)",
+                instrument=inst)
         names = list(topo.edge_names)
         devices = [prog["devices"][n] for n in names]
         programmer = WriteVerifyProgrammer(instruments[inst], ch, instruments[prog["matrix"]], devices,

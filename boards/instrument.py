@@ -96,6 +96,8 @@ class BoardTiming:
             the ``hl`` flip check uses it as its noise floor.
         acquisition: ``auto`` (triggered when every instrument has the capability),
             ``triggered`` (required) or ``stepwise``.
+        scan_nplc, scan_autozero: scanner integration and autozero when they differ from the
+            SMUs' (``None``: the same as ``nplc`` / ``autozero``).
     """
 
     nplc: float = 1.0
@@ -108,6 +110,8 @@ class BoardTiming:
     max_points: int = 2000
     noise_floor_v: float = 0.0
     acquisition: str = "auto"
+    scan_nplc: Optional[float] = None
+    scan_autozero: Optional[str] = None
 
 
 def ramp_plan(levels: np.ndarray, max_step: np.ndarray, ramps: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -264,8 +268,8 @@ class InstrumentBoard(BoardBase):
                 self.instruments[name].connect()
             t = self.timing
             for name, chans in self._scanners().items():
-                self.instruments[name].configure_scan([c for c, _ in chans], t.nplc, t.scan_range_v, t.autozero,
-                                                      t.scan_delay_s)
+                self.instruments[name].configure_scan([c for c, _ in chans], t.scan_nplc or t.nplc, t.scan_range_v,
+                                                      t.scan_autozero or t.autozero, t.scan_delay_s)
             for port in self.wiring.smu_ports():
                 smu = self.instruments[port.instrument]
                 smu.set_voltage(port.channel, 0.0)
@@ -356,7 +360,8 @@ class InstrumentBoard(BoardBase):
         t = self.timing.acquisition
         if t != "auto":
             return t
-        smus_ok = all(isinstance(self.instruments[n], TriggeredSweeps) for n in self._smus())
+        smus_ok = all(isinstance(self.instruments[n], TriggeredSweeps)
+                      and getattr(self.instruments[n], "bench_trigger_wired", True) for n in self._smus())
         scans_ok = all(isinstance(self.instruments[n], TriggeredScans) for n in self._scanners())
         return "triggered" if smus_ok and scans_ok else "stepwise"
 

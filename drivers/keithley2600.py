@@ -30,24 +30,52 @@ builds the table in lines of at most 100 values (a few kB per line) before passi
 
 ``format.data = format.ASCII`` is pinned at connect, so an instrument left in REAL32 by another
 program still answers ``printbuffer`` in ASCII.
+
+Triggered sweeps across instruments (``TriggeredSweeps``; only with ``trigger_line`` set, i.e. a
+digital I/O line cabled to the bench trigger): a follower waits on the line
+(``digio.trigger[N].mode = digio.TRIG_FALLING``, ``smuX.trigger.source.stimulus =
+digio.trigger[N].EVENT_ID``); the lead paces the points with ``trigger.timer[1]`` (``delay``,
+``count`` = points − 1 — never 0, which means endless —, ``passthrough = true``, ``stimulus =
+smuX.trigger.ARMED_EVENT_ID``) and drives the line from the timer (``digio.trigger[N].stimulus =
+trigger.timer[1].EVENT_ID``, ``pulsewidth``); read-back after ``waitcomplete()`` with one
+``printbuffer``; afterwards ``digio.trigger[N].stimulus = 0``, ``trigger.timer[1].stimulus = 0``,
+``smuX.trigger.source.stimulus = 0``. Checked against the Series 2600B Reference Manual:
+``digio.trigger[N].EVENT_ID``/``mode`` (2600BS-901-01 Rev. B p. 7-52; ``TRIG_FALLING`` = 1 detects
+falling edges and asserts a TTL-low output pulse; no digital I/O on the 2604B/2614B/2634B),
+``smuX.trigger.ARMED_EVENT_ID`` (Rev. F p. 9-256, with the example ``trigger.timer[1].stimulus =
+smua.trigger.ARMED_EVENT_ID``), ``trigger.timer[N].count``/``delay``/``passthrough``/``EVENT_ID``
+(Rev. B section 3 "Timers" and p. 7-346), and, where the 2600B page was not found, the same TSP
+command in the Series 2600A Reference Manual (2600AS-901-01 Rev. B pp. 19-34/19-35:
+``digio.trigger[N].pulsewidth``, ``stimulus``, ``clear()``; 19-208 to 19-210: timer ``count``,
+``delay``, ``passthrough``, ``stimulus``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Optional
 
 import numpy as np
 
 from hil.drivers.base import TspDriver
-from hil.drivers.errors import InstrumentConfigError, InstrumentProtocolError, InstrumentTimeout
+from hil.drivers.errors import InstrumentConfigError, InstrumentError, InstrumentProtocolError, InstrumentTimeout
 from hil.drivers.parsing import format_number, map_sentinels, parse_bool, parse_number, parse_numbers
-from hil.drivers.protocols import SmuChannelConfig
-from hil.drivers.smu import SourceMeterDriver
+from hil.drivers.protocols import SmuChannelConfig, SweepResult
+from hil.drivers.smu import FALLBACK_LINE_FREQUENCY_HZ, SourceMeterDriver, at_limit
 
 __all__ = ["Keithley2600"]
 
 _SINGLE_CHANNEL = ("2601B", "2611B", "2635B")
+_NO_DIGIO = ("2604B", "2614B", "2634B")
+#: digital I/O trigger lines of the rear-panel port
+DIGIO_LINES = 14
+#: trigger timer used by a lead to pace a triggered sweep
+TRIGGER_TIMER = 1
+#: output trigger pulse width on the bench trigger line, s
+LINE_PULSE_WIDTH_S = 10e-6
+#: margin per point added to the lead's timer period for the trigger model's own overhead, s
+POINT_MARGIN_S = 2e-4
 _OFF_MODES = {"zero": "OUTPUT_ZERO", "himp": "OUTPUT_HIGH_Z", "normal": "OUTPUT_NORMAL"}
 _AUTOZERO = {"off": "AUTOZERO_OFF", "once": "AUTOZERO_ONCE", "on": "AUTOZERO_AUTO"}
 #: Values per script line when a sweep list is built in chunks.
@@ -89,9 +117,21 @@ class Keithley2600(SourceMeterDriver, TspDriver):
                                         f"got {timing}", instrument=self.name)
         return super().list_sweep(levels_v, settle_s)
 
-    def __init__(self, transport: Any, *, binary_transfer: bool = False, **kwargs: Any) -> None:
+    def __init__(self, transport: Any, *, binary_transfer: bool = False, trigger_line: Optional[int] = None,
+                 **kwargs: Any) -> None:
         super().__init__(transport, **kwargs)
         self.binary_transfer = binary_transfer
+        if trigger_line is not None and not (isinstance(trigger_line, int) and 1 <= trigger_line <= DIGIO_LINES):
+            raise InstrumentConfigError(f"trigger_line {trigger_line!r}: digital I/O line 1..{DIGIO_LINES} or None",
+                                        instrument=self.name)
+        self.trigger_line = trigger_line
+        self._armed_sweep: Optional[dict[str, Any]] = None
+
+    @property
+    def bench_trigger_wired(self) -> bool:
+        """True when a digital I/O line is wired to the bench trigger (``trigger_line``): only then
+        does this instrument take part in triggered sweeps (``arm_sweep``)."""
+        return self.trigger_line is not None
 
     # -- connect -----------------------------------------------------------------------------
 
@@ -104,6 +144,9 @@ class Keithley2600(SourceMeterDriver, TspDriver):
                 instrument=self.name, command="print(localnode.model)")
         if model.upper() in _SINGLE_CHANNEL:
             self.channels = ("a",)
+        if self.trigger_line is not None and model.upper() in _NO_DIGIO:
+            raise InstrumentConfigError(f"model {model} has no digital I/O port; trigger_line must be null",
+                                        instrument=self.name)
         unknown = [ch for ch in self._initial_configs if ch not in self.channels]
         if unknown:
             raise InstrumentConfigError(f"model {model} has no channel(s) {unknown}", instrument=self.name)
@@ -194,8 +237,29 @@ class Keithley2600(SourceMeterDriver, TspDriver):
                   for k, c in enumerate(chunks[1:], start=1)]
         return lines, name
 
+    def _channel_sweep_lines(self, s: str, levels: np.ndarray, settle_s: float, source_stimulus: str,
+                             endpulse_stimulus: str) -> list[str]:
+        """Buffer, list, actions, stimuli and count of one channel's trigger model (not initiated)."""
+        table_lines, table = self._list_lines(s, levels)
+        return table_lines + [
+            f"{s}.nvbuffer1.clear()",
+            f"{s}.nvbuffer1.appendmode = 1",
+            f"{s}.nvbuffer1.collectsourcevalues = 1",
+            f"{s}.nvbuffer1.collecttimestamps = 1",
+            f"{s}.measure.delay = {format_number(settle_s)}",
+            f"{s}.trigger.source.listv({table})",
+            f"{s}.trigger.source.action = {s}.ENABLE",
+            f"{s}.trigger.source.stimulus = {source_stimulus}",
+            f"{s}.trigger.measure.i({s}.nvbuffer1)",
+            f"{s}.trigger.measure.action = {s}.ENABLE",
+            f"{s}.trigger.endpulse.action = {s}.SOURCE_HOLD",
+            f"{s}.trigger.endpulse.stimulus = {endpulse_stimulus}",
+            f"{s}.trigger.endsweep.action = {s}.SOURCE_IDLE",
+            f"{s}.trigger.arm.count = 1",
+            f"{s}.trigger.count = {levels.size}",
+        ]
+
     def _sweep_script(self, vectors: Mapping[str, np.ndarray], settle_s: float) -> list[str]:
-        n = next(iter(vectors.values())).size
         lines: list[str] = []
         lead = self._smu(next(iter(vectors)))
         followers = [self._smu(ch) for ch in vectors if self._smu(ch) != lead]
@@ -204,25 +268,7 @@ class Keithley2600(SourceMeterDriver, TspDriver):
             stimulus = "0" if s == lead else f"{lead}.trigger.SOURCE_COMPLETE_EVENT_ID"
             # the lead steps on only after the follower has measured the present point
             endpulse = f"{followers[0]}.trigger.MEASURE_COMPLETE_EVENT_ID" if (s == lead and followers) else "0"
-            table_lines, table = self._list_lines(s, levels)
-            lines += table_lines
-            lines += [
-                f"{s}.nvbuffer1.clear()",
-                f"{s}.nvbuffer1.appendmode = 1",
-                f"{s}.nvbuffer1.collectsourcevalues = 1",
-                f"{s}.nvbuffer1.collecttimestamps = 1",
-                f"{s}.measure.delay = {format_number(settle_s)}",
-                f"{s}.trigger.source.listv({table})",
-                f"{s}.trigger.source.action = {s}.ENABLE",
-                f"{s}.trigger.source.stimulus = {stimulus}",
-                f"{s}.trigger.measure.i({s}.nvbuffer1)",
-                f"{s}.trigger.measure.action = {s}.ENABLE",
-                f"{s}.trigger.endpulse.action = {s}.SOURCE_HOLD",
-                f"{s}.trigger.endpulse.stimulus = {endpulse}",
-                f"{s}.trigger.endsweep.action = {s}.SOURCE_IDLE",
-                f"{s}.trigger.arm.count = 1",
-                f"{s}.trigger.count = {n}",
-            ]
+            lines += self._channel_sweep_lines(s, levels, settle_s, stimulus, endpulse)
         lines += [f"{s}.trigger.initiate()" for s in followers + [lead]]
         lines.append("waitcomplete()")
         lines += [f"{self._smu(ch)}.measure.delay = 0" for ch in vectors]
@@ -261,6 +307,163 @@ class Keithley2600(SourceMeterDriver, TspDriver):
         table = flat.reshape(n, m, 3)
         stamps = table[:, :, 2] - table[0, :, 2]
         return table[:, :, 0], table[:, :, 1], stamps
+
+    # -- triggered sweeps across instruments (TriggeredSweeps) -----------------------------------
+
+    def _equal_timing(self, channels: Any) -> None:
+        timing = {ch: (self.config(ch).nplc, self.config(ch).autozero, self.config(ch).source_delay_s)
+                  for ch in channels}
+        if len(set(timing.values())) > 1:
+            raise InstrumentConfigError(f"channels swept together need equal nplc, autozero and source_delay_s; "
+                                        f"got {timing}", instrument=self.name)
+
+    def trigger_period_s(self, channel: str, settle_s: float) -> float:
+        """Point period the lead's trigger timer paces a triggered sweep with, s: settling, source
+        delay and integration (doubled with autozero on) plus ``POINT_MARGIN_S`` for the trigger
+        model's own overhead."""
+        cfg = self.config(channel)
+        f_line = self.line_frequency_hz or FALLBACK_LINE_FREQUENCY_HZ
+        az = 2.0 if cfg.autozero == "on" else 1.0
+        return float(settle_s) + cfg.source_delay_s + az * cfg.nplc / f_line + POINT_MARGIN_S
+
+    def arm_sweep(self, levels_v: Mapping[str, Any], settle_s: float, lead: bool) -> None:
+        """Upload one list per channel and arm the trigger model for a sweep stepped by the bench
+        trigger line (digital I/O line ``trigger_line`` of every instrument on one cable).
+
+        A follower (``lead=False``) sets the line to falling-edge trigger mode and makes every
+        swept channel's source action wait for the line's event, then initiates (the channels wait).
+        The lead (``lead=True``) paces the points with trigger timer 1 (started by its first
+        channel's ``ARMED_EVENT_ID``; pass-through on, ``count = points - 1``, ``delay`` =
+        :meth:`trigger_period_s`); every timer event steps its own channels and drives the line
+        (``digio.trigger[N].stimulus = trigger.timer[1].EVENT_ID``), so every instrument steps at
+        the same instant. Nothing is sourced before :meth:`start_sweep`. Limits are checked exactly
+        as in :meth:`list_sweep` before anything is sent; the arm ends with an error-queue query,
+        so a follower is known to wait before the lead starts.
+
+        Raises:
+            InstrumentConfigError: no ``trigger_line`` configured, or channels with different timing.
+            LimitViolation: a vector breaks a limit (nothing sent).
+        """
+        if self.trigger_line is None:
+            raise InstrumentConfigError("no trigger_line configured: this 2600B is not wired to the bench trigger",
+                                        instrument=self.name)
+        self._equal_timing(list(levels_v))
+        vectors, timeout_s = self._checked_sweep_vectors(levels_v, float(settle_s))
+        order = list(vectors)
+        n = next(iter(vectors.values())).size
+        line = f"digio.trigger[{self.trigger_line}]"
+        timer = f"trigger.timer[{TRIGGER_TIMER}]"
+        smus = [self._smu(ch) for ch in order]
+        if lead:
+            period = self.trigger_period_s(order[0], float(settle_s))
+            stimulus = f"{timer}.EVENT_ID"
+            head = [
+                f"{timer}.delay = {format_number(period)}",
+                f"{timer}.count = {max(n - 1, 1)}",
+                f"{timer}.passthrough = {'true' if n > 1 else 'false'}",
+                f"{timer}.stimulus = {smus[0]}.trigger.ARMED_EVENT_ID",
+                f"{line}.mode = digio.TRIG_FALLING",
+                f"{line}.pulsewidth = {format_number(LINE_PULSE_WIDTH_S)}",
+                f"{line}.stimulus = {timer}.EVENT_ID",
+            ]
+            timeout_s += n * period
+        else:
+            stimulus = f"{line}.EVENT_ID"
+            head = [f"{line}.mode = digio.TRIG_FALLING", f"{line}.stimulus = 0", f"{line}.clear()"]
+        script = list(head)
+        for ch in order:
+            script += self._channel_sweep_lines(self._smu(ch), vectors[ch], float(settle_s), stimulus, "0")
+        if not lead:  # the lead's first channel starts the timer, so it is initiated last, in start_sweep
+            script += [f"{s}.trigger.initiate()" for s in smus]
+        self._armed_sweep = {"order": order, "n": n, "timeout_s": timeout_s, "lead": bool(lead)}
+        try:
+            self.run_script(script)
+            self.check_errors()  # answered once armed: a follower waits before the lead starts
+        except BaseException:
+            self._abort_armed()
+            raise
+
+    def start_sweep(self) -> None:
+        """Initiate the armed lead (its timer then paces every instrument on the trigger line)."""
+        armed = self._require_armed()
+        smus = [self._smu(ch) for ch in armed["order"]]
+        self.run_script([f"{s}.trigger.initiate()" for s in reversed(smus)])
+
+    def fetch_sweep(self) -> SweepResult:
+        """Wait for the armed sweep (``waitcomplete()``), read every channel back in one
+        ``printbuffer`` and restore the trigger settings; per-point compliance = the software
+        at-limit rule (the buffer status bits are not verified), plus ``max_power_w`` per reading.
+
+        On a timeout, Ctrl-C or SIGTERM the trigger models are aborted before anything else.
+        """
+        armed = self._require_armed()
+        order, n = armed["order"], armed["n"]
+        m = len(order)
+        subtables = []
+        for ch in order:
+            buf = f"{self._smu(ch)}.nvbuffer1"
+            subtables += [f"{buf}.sourcevalues", f"{buf}.readings"]
+        command = f"printbuffer(1, {n}, {', '.join(subtables)})"
+        try:
+            with self.transport.temporary_timeout(armed["timeout_s"]):
+                self._write("waitcomplete()")
+                flat = self._parse(lambda r: parse_numbers(r, count=2 * m * n), self._query(command), command)
+        except BaseException as exc:
+            if isinstance(exc, (InstrumentTimeout, KeyboardInterrupt, SystemExit)):
+                self._abort_armed(raw=True)
+            else:
+                self._restore_trigger(armed)
+            self._armed_sweep = None
+            raise
+        self._restore_trigger(armed)
+        self._armed_sweep = None
+        table = flat.reshape(n, m, 2)
+        v_src, i_meas = table[:, :, 0], table[:, :, 1]
+        limits = np.array([self.config(ch).limits.i_compliance_a for ch in order])
+        compliance = at_limit(i_meas / limits, 1.0)
+        for ch in order:
+            self.voltage_setpoint(ch)
+        self._check_sweep_power(order, v_src, i_meas)
+        self.check_errors()
+        if compliance.any():
+            self.log.error("triggered sweep: %d point(s) at the current limit", int(compliance.sum()))
+        return SweepResult(v_source=v_src, i_meas=i_meas, compliance=compliance, channels=tuple(order))
+
+    def _require_armed(self) -> dict[str, Any]:
+        if self._armed_sweep is None:
+            raise InstrumentError("no sweep armed; call arm_sweep() first", instrument=self.name)
+        return self._armed_sweep
+
+    def _restore_lines(self, armed: dict[str, Any]) -> list[str]:
+        lines = [f"digio.trigger[{self.trigger_line}].stimulus = 0"]
+        if armed["lead"]:
+            lines.append(f"trigger.timer[{TRIGGER_TIMER}].stimulus = 0")
+        for ch in armed["order"]:
+            s = self._smu(ch)
+            lines += [f"{s}.trigger.source.stimulus = 0", f"{s}.measure.delay = 0"]
+        return lines
+
+    def _restore_trigger(self, armed: dict[str, Any]) -> None:
+        """Line no longer driven, timer stopped, stimuli cleared, measure delay 0 (best effort)."""
+        try:
+            self.run_script(self._restore_lines(armed))
+        except Exception:
+            self.log.error("could not restore the trigger settings after the triggered sweep", exc_info=True)
+
+    def _abort_armed(self, raw: bool = False) -> None:
+        """Abort the armed channels (``raw``: straight to the transport, before any resync), then restore."""
+        armed = self._armed_sweep
+        self._armed_sweep = None
+        if armed is None:
+            return
+        for ch in armed["order"]:
+            self._setpoint[ch] = math.nan  # a list level may be left behind: read back later
+            try:
+                (self.transport.write if raw else self._write)(f"{self._smu(ch)}.abort()")
+            except Exception as exc:
+                self.log.error("could not abort the triggered sweep on %r: %s", ch, exc)
+        if not raw:
+            self._restore_trigger(armed)
 
     # -- pulsed sourcing (PulsedSource capability) ----------------------------------------------
 

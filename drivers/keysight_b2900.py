@@ -33,6 +33,12 @@ compliance. The driver therefore reads ``:OUTP{c}?`` back after every spot measu
 every sweep; an output found off that the driver had switched on raises ``OutputTrippedError``
 (the cache is updated, so no later ramp assumes a live level).
 
+No pulsed sourcing (``PulsedSource``): the B2900 User's Guide (Ed. 5, p. 6-7) describes pulse delay
+and width, and the SCPI Command Reference (B2910-90030 Ed. 2, p. 4-93) documents
+``[:SOURce[c]]:VOLTage[:LEVel]:TRIGgered[:AMPLitude]``, but the headers that select and time a pulse
+(``:FUNCtion[:SHAPe] PULSe``, ``:PULSe:WIDTh``, ``:PULSe:DELay``) were found only in public drivers,
+not on a manual page, so the driver does not send them.
+
 Left out because they could not be verified: ``:SYST:LFR?`` (60 Hz is assumed for timing),
 ``:SYST:INT:TRIP?`` (no hardware interlock check), the questionable-status register bits, and
 any autozero command (only ``autozero: off`` is accepted).

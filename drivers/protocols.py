@@ -297,6 +297,9 @@ class TriggeredSweeps(Protocol):
     the lead (which paces the points and drives the trigger line), starts the lead, and fetches
     every instrument's buffer once. Limits are checked in ``arm_sweep`` exactly as in
     ``list_sweep`` (nothing is sent for a refused vector).
+
+    A driver whose trigger wiring is configured per bench may also expose ``bench_trigger_wired``
+    (``False``: not cabled to the trigger line; the board then measures stepwise).
     """
 
     def arm_sweep(self, levels_v: Mapping[str, ArrayLike], settle_s: float, lead: bool) -> None:

@@ -581,6 +581,32 @@ class SourceMeterDriver(DriverBase):
         return SweepResult(v_source=v_src, i_meas=i_meas, compliance=compliance, timestamps=stamps,
                            channels=tuple(vectors))
 
+    def _checked_sweep_vectors(self, levels_v: Mapping[str, ArrayLike],
+                               settle_s: float) -> tuple[dict[str, np.ndarray], float]:
+        """The checks of :meth:`list_sweep`, before any I/O: settle time, every vector's bounds, step
+        from and back to the present level and slew over the point duration, equal lengths, outputs
+        on. Returns the vectors and a timeout for the whole run, s."""
+        if not levels_v:
+            raise LimitViolation("channels", 0.0, 1.0, reason="no channel given", instrument=self.name)
+        self._check_sweep_settle(float(settle_s))
+        vectors: dict[str, np.ndarray] = {}
+        for ch, levels in levels_v.items():
+            start = self._setpoint.get(ch, math.nan)
+            vectors[ch] = check_vector(self.config(ch).limits, levels, start_v=start, end_v=start,
+                                       point_duration_s=self._point_duration_s(ch, float(settle_s)))
+        lengths = {v.size for v in vectors.values()}
+        if len(lengths) != 1:
+            raise LimitViolation("points", float(max(lengths)), float(min(lengths)),
+                                 reason="all channels need the same number of points", instrument=self.name)
+        off = [ch for ch in vectors if self._output_on.get(ch) is not True]
+        if off:
+            raise InstrumentError(f"outputs off on channels {off}; switch them on before a sweep", instrument=self.name)
+        n = lengths.pop()
+        f_line = self.line_frequency_hz or FALLBACK_LINE_FREQUENCY_HZ
+        worst = max(self._point_duration_s(ch, float(settle_s)) for ch in vectors)
+        nplc = max(self.config(ch).nplc for ch in vectors)
+        return vectors, 2 * n * nplc / f_line + n * worst + self.sweep_timeout_margin_s
+
     def _check_sweep_power(self, channels: list[str], v_src: np.ndarray, i_meas: np.ndarray) -> None:
         """Per-reading power rule over a sweep; on a violation make every swept channel safe and raise."""
         for k, ch in enumerate(channels):

@@ -280,7 +280,7 @@ def _scanner_channel(sec: Section, timing: Timing) -> dict[str, Any]:
 
 
 _OPTION_KEYS = {
-    "smu": ("require_interlock", "allowed_errors", "serial", "firmware", "binary"),
+    "smu": ("require_interlock", "allowed_errors", "serial", "firmware", "binary", "trigger_line"),
     "scanner": ("slots", "allowed_errors", "serial", "firmware", "input_impedance", "relay_s"),
     "matrix": ("slot", "slots", "rows", "columns", "forbidden", "settle_s", "allowed_errors", "serial", "firmware",
                "relay_time_s"),
@@ -338,6 +338,15 @@ def _instrument(sec: Section, name: str, timing: Timing, driver_names: list[str]
         options["slot"] = slot
     if kind == "scanner" and "input_impedance" in options and options["input_impedance"] not in ("high", "10M"):
         sec.error("input_impedance", "one of 'high' (>10 GΩ on ranges ≤ 10 V) or '10M'")
+    if "trigger_line" in options:
+        line = options["trigger_line"]
+        if driver != "keithley2600":
+            sec.error("trigger_line", f"only keithley2600 SMUs take a digital I/O trigger line ({driver} triggers "
+                      "on its own fixed input)")
+        elif line is not None and (isinstance(line, bool) or not isinstance(line, int) or not 1 <= line <= 14):
+            sec.error("trigger_line", f"expected a digital I/O line 1..14 or null, got {line!r}")
+        elif line is not None and model in ("2604B", "2614B", "2634B"):
+            sec.error("trigger_line", f"the {model} has no digital I/O port")
     if "allowed_errors" in options:
         ae = options["allowed_errors"]
         if not (isinstance(ae, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in ae)):

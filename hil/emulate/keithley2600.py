@@ -21,7 +21,12 @@ instrument's object tree, so any legal spelling works: ``smua.source.levelv = 0.
   simulated instant, and channels that are not gated on each other drift apart as on the
   instrument;
 * ``smuX.source.compliance``, ``status.measurement.instrument.smuX.condition`` (1 = voltage
-  limit, 2 = current limit) and buffer ``statuses`` (0x40 = compliance) report the limit.
+  limit, 2 = current limit) and buffer ``statuses`` (0x40 = compliance) report the limit;
+* ``digio.trigger[N]`` (not on the 2604B/2614B/2634B) joins the bench trigger line of the world:
+  a line out of bypass mode pulses it when its ``stimulus`` event fires (every armed instrument
+  steps its source; when this instrument next starts a measurement they read the same point, and
+  their bench time counts as parallel work), and a trigger model waiting for a line's
+  ``EVENT_ID`` registers on it at ``initiate()`` and runs one point per pulse.
 
 Values that are errors on the instrument (a level above the fixed range, NPLC outside
 0.001–25, a range the model does not have) queue ``-222`` and leave the setting unchanged;
@@ -42,6 +47,7 @@ Faults (``faults``): ``force_compliance(channel)``, ``sentinel(kind, channel=…
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -68,6 +74,14 @@ OFFMODE_NORMAL, OFFMODE_ZERO, OFFMODE_HIGH_Z = 0, 1, 2
 FUNC_DCAMPS, FUNC_DCVOLTS = 0, 1
 AUTOZERO_OFF, AUTOZERO_ONCE, AUTOZERO_AUTO = 0, 1, 2
 SOURCE_IDLE, SOURCE_HOLD = 0, 1
+
+#: digital I/O trigger lines, their trigger modes (numeric values as in the reference manual) and
+#: the models without a digital I/O port
+DIGIO_LINES = 14
+DIGIO_MODES = ("TRIG_BYPASS", "TRIG_FALLING", "TRIG_RISING", "TRIG_EITHER", "TRIG_SYNCHRONOUSA",
+               "TRIG_SYNCHRONOUS", "TRIG_SYNCHRONOUSM", "TRIG_RISINGA", "TRIG_RISINGM")
+NO_DIGIO_MODELS = ("2604B", "2614B", "2634B")
+DIGIO_EVENT_BASE = 3000  #: emulator choice (drivers use the EVENT_ID names)
 
 _EVENT_NAMES = ("SWEEPING", "ARMED", "SOURCE_COMPLETE", "MEASURE_COMPLETE", "PULSE_COMPLETE",
                 "SWEEP_COMPLETE", "IDLE")
@@ -573,6 +587,7 @@ class SmuChannel:
         self.running = False
         self.active_level = None
         self.emu.apply(self.letter)
+        self.emu.after_abort()
 
     def initiate(self) -> None:
         """``smuX.trigger.initiate()``: start the trigger model, then let simulated time run."""
@@ -588,6 +603,7 @@ class SmuChannel:
         self.running = True
         self.emu.scheduler.start(self.name, self.process())
         self.emu.run_trigger_model()
+        self.emu.arm_bench_trigger_if_waiting()
 
     def process(self) -> Generator[Union[Wait, Delay], None, None]:
         """The trigger model of this channel as a scheduler process."""
@@ -607,6 +623,7 @@ class SmuChannel:
                     yield Wait(self.measure_detector)
                     if self.measure_action:
                         yield Delay(self._measure_delay_s())
+                        emu.bench_measure_step()  # instruments waiting on this one's trigger line measure now
                         for _ in range(int(self.meas_count)):
                             half = self.integration_s() / 2
                             yield Delay(half)
@@ -677,10 +694,17 @@ class Smu2600Emulator(TspEmulator):
             ch = SmuChannel(self, letter, event_base=100 * (k + 1))
             self.channels[letter] = ch
             self.machine.define(ch.name, ch.table)
+        self._bench_done = threading.Event()
+        self._bench_done.set()
+        self._bench_armed = False
+        self._bench_point = 0
+        self._pending_measure: Optional[int] = None
+        self._followers_s = 0.0
         self._install_status_and_trigger()
         from hil.emulate.kipulse import install_kipulse
 
         install_kipulse(self)  # ConfigPulseVMeasureI / InitiatePulseTest (programming pulses)
+        self._install_digio()
         for letter in self.channels:
             self.apply(letter)
 
@@ -695,6 +719,10 @@ class Smu2600Emulator(TspEmulator):
         if not hasattr(self, "channels"):
             return
         self.scheduler.cancel()
+        self.scheduler.clear_pending()
+        self._disarm_bench()
+        for line in getattr(self, "digio_lines", {}).values():
+            line.reset()
         for ch in self.channels.values():
             ch.set_defaults()
             self.apply(ch.letter)
@@ -731,21 +759,133 @@ class Smu2600Emulator(TspEmulator):
         return self.port_reading(letter)[2]
 
     def run_trigger_model(self) -> None:
-        """Let the simulated trigger model run until it finishes or waits; advance the clock."""
+        """Let the simulated trigger model run until it finishes or waits; advance the clock.
+
+        Instruments triggered by this one's digital I/O line work in parallel with it: the bench
+        time they took while measuring (advanced on the shared clock during the ``measure`` steps)
+        counts against this run's own duration instead of adding to it.
+        """
         start = max(self.scheduler.now_s, self.clock.now_s)
         self.scheduler.now_s = start
+        self._followers_s = 0.0
         end = self.scheduler.run()
-        if end > start:
-            self.advance(end - start)
+        elapsed = end - start
+        if self._followers_s > elapsed * (1 + 1e-9) + 1e-12:
+            self.transcript.record("event", f"instruments on the trigger line took {self._followers_s:.6g} s, "
+                                   f"longer than the paced run ({elapsed:.6g} s): a real bench would miss "
+                                   "trigger pulses")
+        if elapsed > self._followers_s:
+            self.advance(elapsed - self._followers_s)
+        self._followers_s = 0.0
 
     def waitcomplete(self) -> None:
         """``waitcomplete()`` / ``*OPC?`` / ``*WAI``: run the trigger model; a channel still waiting for
-        an event that nothing will produce would block the instrument — recorded as an event."""
+        an event that nothing will produce would block the instrument — recorded as an event.
+        A channel waiting for a digital I/O line first waits (bounded) for the bench trigger."""
+        if self._bench_armed and self.world is not None and not self.world.trigger.wait(self._bench_done):
+            self.transcript.record("event", "waitcomplete(): no pulse on the bench trigger line")
         self.run_trigger_model()
         waiting = self.scheduler.waiting()
         if waiting:
             self.transcript.record("event", f"waitcomplete(): trigger model waiting for an event that does "
                                    f"not come: {', '.join(waiting)}", waiting=waiting)
+
+    # -- digital I/O trigger lines and the bench trigger -------------------------------------------
+
+    def _install_digio(self) -> None:
+        """``digio.trigger[1..14]`` (not on the 2604B/2614B/2634B, which have no digital I/O port)."""
+        self.digio_lines: dict[int, DigioLine] = {}
+        if self.model in NO_DIGIO_MODELS:
+            return
+        lines = LuaTable()
+        for n in range(1, DIGIO_LINES + 1):
+            line = DigioLine(n)
+            self.digio_lines[n] = line
+            table = HostTable(f"digio.trigger[{n}]", members={
+                "EVENT_ID": float(line.event_id),
+                "clear": lambda l=line: setattr(l, "overrun", False),
+                "release": lambda: None,
+                "assert": lambda l=line: self._drive_line(l),
+                "reset": lambda l=line: l.reset(),
+            })
+            table.attribute("mode", lambda l=line: float(l.mode), lambda v, l=line: l.set_mode(v))
+            table.attribute("stimulus", lambda l=line: float(l.stimulus),
+                            lambda v, l=line: setattr(l, "stimulus", to_int(v, "digio.trigger.stimulus")))
+            table.attribute("pulsewidth", lambda l=line: l.pulsewidth_s, lambda v, l=line: l.set_pulsewidth(v))
+            table.attribute("overrun", lambda l=line: l.overrun)
+            lines.set(n, table)
+        constants = {name: float(k) for k, name in enumerate(DIGIO_MODES)}
+        self.machine.define("digio", HostTable("digio", members={"trigger": lines, **constants}))
+        self.scheduler.emit_hooks.append(self._on_event)
+
+    def _on_event(self, event_id: int) -> None:
+        for line in self.digio_lines.values():
+            if line.mode != 0 and line.stimulus == event_id:
+                self._drive_line(line)
+
+    def _drive_line(self, line: "DigioLine") -> None:
+        """An output trigger on ``line``: every instrument armed on the bench trigger steps its source."""
+        line.pulses += 1
+        if self.world is None:
+            return
+        k = self._bench_point
+        self._bench_point += 1
+        with self.world.lock:
+            self.world.trigger.pulse("source", k)
+        self._pending_measure = k
+
+    def bench_measure_step(self) -> None:
+        """Called when a channel of this instrument starts a measurement: the instruments armed on
+        the trigger line this one drives take their reading of the same point (bench time they spend
+        is accounted as parallel work in :meth:`run_trigger_model`)."""
+        k, self._pending_measure = self._pending_measure, None
+        if k is None or self.world is None:
+            return
+        t0 = self.clock.now_s
+        with self.world.lock:
+            self.world.trigger.pulse("measure", k)
+        self._followers_s += self.clock.now_s - t0
+
+    def arm_bench_trigger_if_waiting(self) -> None:
+        """After ``initiate()``: a trigger model waiting for a digital I/O line's event listens to the
+        bench trigger line (the cable joining the instruments' digital I/O pins)."""
+        if self.world is None or not self.digio_lines:
+            return
+        ids = {line.event_id: line for line in self.digio_lines.values() if line.mode != 0}
+        if any(det.stimulus in ids for det in self.scheduler.waiting_detectors()):
+            self._bench_done.clear()
+            self._bench_armed = True
+            self.world.trigger.arm(self._on_bench_trigger)
+
+    def _disarm_bench(self) -> None:
+        if getattr(self, "world", None) is not None and hasattr(self, "_on_bench_trigger"):
+            self.world.trigger.disarm(self._on_bench_trigger)
+        self._bench_armed = False
+        self._bench_done.set()
+
+    def _on_bench_trigger(self, step: str, point: int) -> None:
+        """A pulse on the bench trigger line: ``source`` = the falling edge every waiting detector
+        latches (the source action runs at once); ``measure`` = let the delays and the measurement
+        of this point run (in parallel with the driving instrument: the shared clock is not advanced)."""
+        waiting = {det.stimulus for det in self.scheduler.waiting_detectors()}
+        if step == "source":
+            now = max(self.scheduler.now_s, self.clock.now_s)
+            self.scheduler.now_s = now
+            for line in self.digio_lines.values():
+                if line.mode != 0 and line.event_id in waiting:
+                    self.scheduler.emit(line.event_id)
+            self.scheduler.run(until_s=now)
+            return
+        self.scheduler.run()
+        if not any(ch.running for ch in self.channels.values()):
+            self._disarm_bench()
+
+    def after_abort(self) -> None:
+        """``smuX.abort()``: once no channel runs, pending timer events and the bench trigger are dropped."""
+        if not any(ch.running for ch in self.channels.values()):
+            self.scheduler.clear_pending()
+            self._disarm_bench()
+            self._pending_measure = None
 
     def _overrun(self, detector: Detector) -> None:
         self.transcript.record("event", f"trigger overrun on {detector.name} (event lost)", detector=detector.name)
@@ -795,6 +935,37 @@ class Smu2600Emulator(TspEmulator):
         blender.orenable = False
         for d in blender.inputs:
             d.stimulus, d.set = 0, False
+
+
+@dataclass
+class DigioLine:
+    """``digio.trigger[N]``: mode (0 = bypass, 1 = falling edge, ...), output stimulus, pulse width."""
+
+    number: int
+    mode: int = 0
+    stimulus: int = 0
+    pulsewidth_s: float = 10e-6
+    overrun: bool = False
+    pulses: int = 0
+
+    @property
+    def event_id(self) -> int:
+        return DIGIO_EVENT_BASE + self.number
+
+    def reset(self) -> None:
+        self.mode, self.stimulus, self.pulsewidth_s, self.overrun = 0, 0, 10e-6, False
+
+    def set_mode(self, value: Any) -> None:
+        mode = to_int(value, "digio.trigger.mode")
+        if not 0 <= mode < len(DIGIO_MODES):
+            raise TspError(OUT_OF_RANGE, f"Parameter data out of range (digio.trigger[{self.number}].mode {mode})")
+        self.mode = mode
+
+    def set_pulsewidth(self, value: Any) -> None:
+        width = to_number(value, "digio.trigger.pulsewidth")
+        if width < 0:
+            raise TspError(OUT_OF_RANGE, f"Parameter data out of range (digio.trigger[{self.number}].pulsewidth)")
+        self.pulsewidth_s = width
 
 
 class _StimulusArray(HostTable):

@@ -99,6 +99,8 @@ class TriggerScheduler:
         self._waiting: list[tuple[Detector, Process, str]] = []
         self._on_overrun = on_overrun
         self.finished: list[str] = []
+        #: called with every event ID as it is emitted (e.g. digital I/O lines driving the bench)
+        self.emit_hooks: list[Callable[[int], None]] = []
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -116,6 +118,8 @@ class TriggerScheduler:
         """An event happens now: set every detector listening to it, fire blenders and timers."""
         if not event_id:
             return
+        for hook in list(self.emit_hooks):
+            hook(event_id)
         for det in list(self.detectors):
             if det.stimulus == event_id:
                 if det.set:
@@ -180,15 +184,24 @@ class TriggerScheduler:
             self._waiting.append((det, process, name))
             return
 
-    def run(self, max_events: int = 10_000_000) -> float:
-        """Process events in time order until nothing is scheduled; returns the end time in s."""
+    def run(self, max_events: int = 10_000_000, until_s: Optional[float] = None) -> float:
+        """Process events in time order until nothing is scheduled (or, with ``until_s``, until the
+        next event lies after that instant); returns the end time in s."""
         for _ in range(max_events):
-            if not self._queue:
+            if not self._queue or (until_s is not None and self._queue[0][0] > until_s):
                 break
             at_s, _, action = heapq.heappop(self._queue)
             self.now_s = max(self.now_s, at_s)
             action()
         return self.now_s
+
+    def clear_pending(self) -> None:
+        """Drop every scheduled action (e.g. timer events still due after an abort)."""
+        self._queue.clear()
+
+    def waiting_detectors(self) -> list[Detector]:
+        """Detectors that blocked processes wait on."""
+        return [det for det, _, _ in self._waiting]
 
     def waiting(self) -> list[str]:
         """Names of processes blocked on an event that has not come."""

@@ -69,6 +69,7 @@ def test_two_devices_on_the_same_crosspoints_rejected(raw):
 
 def test_triggered_acquisition_refused_when_drivers_cannot(raw):
     raw["board"]["acquisition"]["mode"] = "triggered"
-    with pytest.raises(ConfigError, match=r"board.acquisition.mode: triggered acquisition needs .*smu1 \(keithley2600\)") as err:
+    with pytest.raises(ConfigError, match=r"board.acquisition.mode: triggered acquisition needs .*smu1 \(keithley2600 "
+                       r"without trigger_line\)") as err:
         parse_settings(raw, "x")
     assert "daq970a" not in str(err.value)  # the DAQ970A driver has triggered scans

@@ -425,3 +425,77 @@ def test_pulse_uses_kipulse_and_checks_limits_first():
     with pytest.raises(InstrumentProtocolError, match="ton too short"):
         smu.pulse("a", -0.5, 1e-5)
     t.verify()
+
+
+# -- triggered sweeps on the bench trigger line (TriggeredSweeps) ---------------------------------
+
+def _channel_lines(s, values, stimulus):
+    return [f"{s}.nvbuffer1.clear()", f"{s}.nvbuffer1.appendmode = 1", f"{s}.nvbuffer1.collectsourcevalues = 1",
+            f"{s}.nvbuffer1.collecttimestamps = 1", f"{s}.measure.delay = 0",
+            f"{s}.trigger.source.listv({{{', '.join(values)}}})", f"{s}.trigger.source.action = {s}.ENABLE",
+            f"{s}.trigger.source.stimulus = {stimulus}", f"{s}.trigger.measure.i({s}.nvbuffer1)",
+            f"{s}.trigger.measure.action = {s}.ENABLE", f"{s}.trigger.endpulse.action = {s}.SOURCE_HOLD",
+            f"{s}.trigger.endpulse.stimulus = 0", f"{s}.trigger.endsweep.action = {s}.SOURCE_IDLE",
+            f"{s}.trigger.arm.count = 1", f"{s}.trigger.count = {len(values)}"]
+
+
+def _script(lines):
+    return "\r\n".join(["loadandrunscript", *lines, "endscript"])
+
+
+def test_triggered_lead_paces_with_timer_and_drives_the_line():
+    from hil.drivers.parsing import format_number
+
+    period = format_number(0.001 + 0.1 / 60 + 2e-4)
+    arm = _script([f"trigger.timer[1].delay = {period}", "trigger.timer[1].count = 1",
+                   "trigger.timer[1].passthrough = true", "trigger.timer[1].stimulus = smua.trigger.ARMED_EVENT_ID",
+                   "digio.trigger[3].mode = digio.TRIG_FALLING", "digio.trigger[3].pulsewidth = 1e-05",
+                   "digio.trigger[3].stimulus = trigger.timer[1].EVENT_ID",
+                   *_channel_lines("smua", ["0.01", "0.02"], "trigger.timer[1].EVENT_ID")])
+    restore = _script(["digio.trigger[3].stimulus = 0", "trigger.timer[1].stimulus = 0",
+                       "smua.trigger.source.stimulus = 0", "smua.measure.delay = 0"])
+    script = connect_script() + config_script("a") + config_script("b") + [("print(errorqueue.next())", EMPTY)] + [
+        (arm, None), ("print(errorqueue.next())", EMPTY),
+        (_script(["smua.trigger.initiate()"]), None),
+        ("waitcomplete()", None),
+        ("printbuffer(1, 2, smua.nvbuffer1.sourcevalues, smua.nvbuffer1.readings)",
+         "1.0e-02, 1.0e-06, 2.0e-02, 9.9e-05"),
+        (restore, None), ("print(smua.source.levelv)", ZERO), ("print(errorqueue.next())", EMPTY),
+    ]
+    t = ScriptedTransport(script, name="smu26")
+    smu = Keithley2600(t, configs={"a": CFG, "b": CFG}, sleep=Sleeps(), trigger_line=3)
+    smu.connect()
+    smu._output_on.update(a=True, b=True)
+    assert smu.bench_trigger_wired
+    smu.arm_sweep({"a": [0.01, 0.02]}, 0.0, lead=True)
+    smu.start_sweep()
+    res = smu.fetch_sweep()
+    t.verify()
+    np.testing.assert_allclose(res.i_meas[:, 0], [1e-6, 9.9e-5])
+    assert res.compliance[:, 0].tolist() == [False, True]  # 9.9e-5 A >= 0.98 * 1e-4 A
+
+
+def test_triggered_follower_waits_on_the_line():
+    arm = _script(["digio.trigger[1].mode = digio.TRIG_FALLING", "digio.trigger[1].stimulus = 0",
+                   "digio.trigger[1].clear()",
+                   *_channel_lines("smub", ["0.01"], "digio.trigger[1].EVENT_ID"), "smub.trigger.initiate()"])
+    smu, t, _ = connected([(arm, None), ("print(errorqueue.next())", EMPTY)])
+    smu.trigger_line = 1
+    smu._output_on.update(a=True, b=True)
+    smu.arm_sweep({"b": [0.01]}, 0.0, lead=False)
+    t.verify()
+
+
+def test_triggered_sweep_refusals_write_nothing():
+    smu, t, _ = connected([])
+    smu._output_on.update(a=True, b=True)
+    with pytest.raises(InstrumentConfigError, match="trigger_line"):
+        smu.arm_sweep({"a": [0.01]}, 0.0, lead=True)   # not wired to the bench trigger
+    smu.trigger_line = 1
+    with pytest.raises(LimitViolation):
+        smu.arm_sweep({"a": [0.01, 1.5]}, 0.0, lead=True)  # beyond v_max
+    with pytest.raises(LimitViolation):
+        smu.arm_sweep({"a": [0.04, 0.1]}, 0.0, lead=True)  # a step above max_step_v
+    t.verify()
+    with pytest.raises(InstrumentConfigError, match="digital I/O line"):
+        Keithley2600(ScriptedTransport([]), trigger_line=15)

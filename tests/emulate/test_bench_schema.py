@@ -89,3 +89,18 @@ def test_missing_power_key_and_alias():
     ch["max_power_w"] = 1e-3
     bench = load_bench(raw)
     assert bench.instruments["smu_y2"].channels[""].settings["i_compliance_a"] == 1e-3
+
+
+def test_trigger_line_checked_with_its_path():
+    raw = copy.deepcopy(_raw("tsp-xor-triggered"))
+    inst = raw["instruments"]
+    inst["smu1"]["trigger_line"] = 15
+    inst["smu2"]["model"] = "2604B"
+    inst["prog"]["trigger_line"] = 1
+    with pytest.raises(ConfigError) as exc:
+        load_bench(raw)
+    text = str(exc.value)
+    assert "instruments.smu1.trigger_line: expected a digital I/O line 1..14" in text
+    assert "instruments.smu2.trigger_line: the 2604B has no digital I/O port" in text
+    assert "instruments.prog.trigger_line: only keithley2600 SMUs" in text
+    assert load_bench("tsp-xor-triggered").instruments["smu3"].options["trigger_line"] == 1

@@ -1,0 +1,250 @@
+"""Triggered list sweeps on 2602B SMUs through real pyvisa-py sockets (tsp-xor-triggered): the first
+SMU's trigger timer paces the points and pulses digital I/O line 1, the other 2602Bs and the DAQ970A
+step on the line; a batch is one list upload per channel and one read-back per instrument.
+
+Proves from the emulators' transcripts: bench time as `hil estimate` predicts it, exchanges
+independent of the batch size, limits refused before any I/O, compliance and sentinels masked per
+sample, and every output off at 0 V after a fault, a timeout, Ctrl-C or SIGTERM during a run.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hil.boards.bench_config import InstrumentBoardSpec
+from hil.boards.bench_factory import make_instrument_board
+from hil.boards.simulated import SimulatedBoard
+from hil.drivers.errors import InstrumentTimeout, LimitViolation
+from hil.emulate.bench import EmulatedBench
+from hil.train.estimators import estimate
+from hil.train.losses import Loss
+
+from tests.boards.test_emulated_bench import XOR, open_board
+
+BENCH = "tsp-xor-triggered"
+CONFIG = "configs/bench-xor-tsp.yaml"
+SMUS = ("smu1", "smu2", "smu3", "smu4", "smu5")
+
+
+def _levels_zero_and_off(eb) -> None:
+    """Every SMU channel of the transcript ends off, at 0 V (the last state record per channel)."""
+    for name in SMUS:
+        emu = eb.emulators[name]
+        for ch in ("a", "b"):
+            states = emu.transcript.states(ch)
+            assert states, (name, ch)
+            last = states[-1]
+            assert not last["output_on"] and abs(last.get("level_v", 0.0)) <= 1e-12, (name, ch, last)
+
+
+def test_triggered_measurement_matches_simulated_and_restores_the_instruments():
+    with EmulatedBench(BENCH, time_mode="virtual", readings="exact") as eb:
+        sim = SimulatedBoard(eb.bench.circuit, 1e-8, 1e-4)
+        with open_board(eb, rehearsal=False) as board:
+            assert board._mode() == "triggered"
+            m = board.measure(XOR)
+            assert board.stats.sweeps == 1 and board.stats.stepwise_points == 0
+            eb.settle()
+            for name in SMUS:  # line no longer driven, stimuli cleared, nothing waits on the line
+                emu = eb.emulators[name]
+                assert emu.digio_lines[1].stimulus == 0 and not emu._bench_armed
+                assert all(not ch.running and ch.source_detector.stimulus == 0 for ch in emu.channels.values())
+            assert eb.world.trigger.armed == 0 and eb.emulators["daq"].trig_source == "IMMediate"
+            lead_lines = eb.emulators["smu1"].transcript.received()
+            assert any("trigger.timer[1].stimulus = smua.trigger.ARMED_EVENT_ID" in line for line in lead_lines)
+            assert any("smua.trigger.source.stimulus = digio.trigger[1].EVENT_ID" in line
+                       for line in eb.emulators["smu2"].transcript.received())
+        assert eb.all_outputs_safe()
+        _levels_zero_and_off(eb)
+    s = sim.measure(XOR)
+    np.testing.assert_allclose(m.e, s.e, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(m.y, s.y, rtol=1e-9, atol=1e-15)
+    assert m.valid.all()
+
+
+def hl_step_exchanges(B: int, seed: int = 0):
+    """({instrument: (lines, queries)}, points) the emulators received for one hl step of batch B."""
+    rng = np.random.default_rng(seed)
+    with EmulatedBench(BENCH, time_mode="virtual", readings="exact") as eb:
+        with open_board(eb, rehearsal=False) as board:
+            topo = board.topology
+            x = rng.uniform(0, 1, (B, topo.n_inputs))
+            t = rng.integers(0, topo.differential.shape[0], B)
+            board.connect()
+            eb.settle()
+            before = {n: len(e.transcript.received()) for n, e in eb.emulators.items()}
+            points0 = board.stats.points
+            res = estimate("hl", board, x, t, Loss("cross_entropy", 1e5, topo.differential),
+                           {"delta_v": 1e-3, "max_retries": 0})
+            eb.settle()
+            counts = {}
+            for n, e in eb.emulators.items():
+                lines = e.transcript.received()[before[n]:]
+                counts[n] = (len(lines), sum("?" in line or "print" in line for line in lines))
+            points = board.stats.points - points0
+        assert eb.all_outputs_safe()
+    assert res.stats["valid"].all()
+    return counts, points
+
+
+def test_round_trips_per_step_do_not_grow_with_the_batch():
+    results = {B: hl_step_exchanges(B) for B in (1, 8, 32)}
+    queries = {B: {n: q for n, (_, q) in c.items()} for B, (c, _) in results.items()}
+    assert queries[1] == queries[8] == queries[32], queries
+    lines = {B: sum(n for n, _ in c.values()) for B, (c, _) in results.items()}
+    for B, (_, points) in results.items():
+        # each script goes out in one write; its lines grow only by the list-building lines
+        # (100 levels each) of the 10 SMU channels
+        assert lines[B] - lines[1] <= 10 * -(-points // 100), (B, lines, points)
+    assert results[32][1] > 10 * results[1][1]  # ... while the points grow with the batch
+    print(f"{BENCH}: {lines[1]} lines, {sum(queries[1].values())} queries per hl step for B = 1, 8, 32")
+
+
+def test_bench_time_model_agrees_with_virtual_clock():
+    """hil estimate's step and epoch for bench-xor-tsp against the emulators' virtual clock."""
+    from hil.config import load_yaml
+    from hil.estimate_cli import estimate_run
+    from hil.train.settings import parse_settings
+
+    settings = parse_settings(load_yaml(CONFIG), "bench-xor-tsp")
+    predicted = estimate_run(settings)
+    assert predicted["acquisition"] == "triggered"
+    with EmulatedBench(settings.instrument_board.bench, time_mode="virtual", readings="exact") as eb:
+        spec = dataclasses.replace(settings.instrument_board, bench=eb.loopback_bench)
+        board = make_instrument_board(spec, (1e-8, 1e-4), clock=lambda: eb.clock.now_s, rehearsal_world=eb.world)
+        with board:
+            board.connect()
+            q, B = board.topology.n_outputs, len(XOR)
+            w0 = np.broadcast_to(board.topology.output_voltage, (B, q))
+            phases = [None]
+            for o in range(q):
+                for sign in (1.0, -1.0):
+                    w = np.array(w0)
+                    w[:, o] += sign * 0.01
+                    phases.append(w)
+            t0 = eb.clock.now_s
+            board.measure_phases(XOR, phases)
+            t1 = eb.clock.now_s
+            board.measure(XOR)
+            t2 = eb.clock.now_s
+        overruns = [e.text for e in eb.emulators["smu1"].transcript.entries("event") if "miss" in e.text]
+        assert not overruns, overruns
+    step, epoch = t1 - t0, t2 - t0
+    assert abs(step - predicted["measure_step_s"]) <= 0.10 * step, (step, predicted["measure_step_s"])
+    assert abs(epoch - predicted["epoch_measure_s"]) <= 0.10 * epoch, (epoch, predicted["epoch_measure_s"])
+    print(f"bench-xor-tsp per step: virtual clock {step:.3f} s, hil estimate {predicted['measure_step_s']:.3f} s; "
+          f"per epoch {epoch:.3f} s vs {predicted['epoch_measure_s']:.3f} s")
+
+
+def test_arm_sweep_refuses_a_vector_over_the_limits_before_any_io():
+    with EmulatedBench(BENCH, time_mode="virtual", readings="exact") as eb:
+        with open_board(eb, rehearsal=False) as board:
+            board.connect()
+            smu = board.instruments["smu1"]
+            eb.settle()
+            before = len(eb.emulators["smu1"].transcript.received())
+            for bad in ({"a": np.array([0.0, 0.4, 2.0])},         # beyond v_max
+                        {"a": np.array([0.0, 1.2, 0.0])}):        # a step above max_step_v
+                with pytest.raises(LimitViolation):
+                    smu.arm_sweep(bad, 0.0, lead=True)
+            eb.settle()
+            assert len(eb.emulators["smu1"].transcript.received()) == before
+        assert eb.all_outputs_safe()
+
+
+@pytest.mark.parametrize("fault", ["force_compliance", "sentinel"])
+def test_compliance_and_sentinel_mark_only_the_affected_sample(fault):
+    """The fault covers the readings of one follower channel up to the first sample of the sweep
+    (its ramp points come first): exactly that sample is masked, with a compliance event."""
+    from hil.boards.instrument import ramp_plan
+
+    with EmulatedBench(BENCH, time_mode="virtual", readings="exact") as eb:
+        with open_board(eb, rehearsal=False) as board:
+            topo = board.topology
+            levels = np.concatenate([topo.source_voltages(XOR), np.broadcast_to(topo.output_voltage, (4, 4))], 1)
+            step = np.array([board._step[str(p)] for p in board.wiring.smu_ports()])
+            _, keep = ramp_plan(levels, step, True)
+            first = int(np.flatnonzero(keep)[0]) + 1  # readings up to and including sample 0
+            board.connect()
+            faults = eb.emulators["smu4"].faults
+            if fault == "force_compliance":
+                faults.force_compliance("a", count=first)
+            else:
+                faults.sentinel("overflow", channel="a", count=first)
+            m = board.measure(XOR)
+            assert not faults.armed()
+        assert eb.all_outputs_safe()
+    assert m.valid.tolist() == [False, True, True, True]
+    assert ("compliance", {"phase": 0, "samples": [0]}) in board.stats.events
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit, "timeout"], ids=["ctrl_c", "sigterm", "timeout"])
+def test_interrupted_run_ends_with_every_output_off_at_zero(stop, monkeypatch):
+    """Ctrl-C / SIGTERM (the trainer's handler raises SystemExit) / a timeout while the host waits for a
+    triggered run: the lead's trigger model is aborted first, then every source is ramped to 0 V and
+    switched off, and no instrument is left waiting on the trigger line."""
+    with EmulatedBench(BENCH, time_mode="virtual", readings="exact") as eb:
+        board = open_board(eb, timeout_s=1.0, rehearsal=False)
+        expected = InstrumentTimeout if stop == "timeout" else stop
+        with pytest.raises(expected):
+            with board:
+                board.measure(XOR[:1])
+                if stop == "timeout":
+                    eb.emulators["smu1"].faults.no_reply(count=None, match=r"printbuffer")
+                else:
+                    lead = board.instruments["smu1"]
+                    real = lead._query
+
+                    def interrupted(command, **kw):
+                        if command.startswith("printbuffer"):
+                            raise stop()
+                        return real(command, **kw)
+
+                    monkeypatch.setattr(lead, "_query", interrupted)
+                board.measure(XOR[:1])
+        eb.settle()
+        received = eb.emulators["smu1"].transcript.received()
+        k_abort = max(i for i, line in enumerate(received) if line.strip() == "smua.abort()")
+        k_off = max(i for i, line in enumerate(received) if "smua.source.output = smua.OUTPUT_OFF" in line)
+        assert k_abort < k_off
+        assert eb.all_outputs_safe()
+        _levels_zero_and_off(eb)
+        assert eb.world.trigger.armed == 0
+
+
+@pytest.mark.parametrize("inst, arm, expected", [
+    ("smu3", lambda e: e.faults.garbage_reply(count=None, match=r"printbuffer"), "InstrumentProtocolError"),
+    ("smu5", lambda e: e.push_error(-222, "Data out of range"), "InstrumentReportedError"),
+    ("daq", lambda e: e.faults.no_reply(count=None, match=r"FETC\?"), "InstrumentTimeout"),
+], ids=["follower_garbage", "follower_error_queue", "scanner_no_reply"])
+def test_instrument_fault_in_a_triggered_batch_stops_with_outputs_off(inst, arm, expected):
+    import hil.drivers.errors as errors
+
+    with EmulatedBench(BENCH, time_mode="virtual", readings="exact") as eb:
+        board = open_board(eb, timeout_s=1.0, rehearsal=False)
+        with pytest.raises(getattr(errors, expected)):
+            with board:
+                board.measure(XOR[:1])
+                arm(eb.emulators[inst])
+                board.measure(XOR[:1])
+        assert eb.all_outputs_safe()
+        _levels_zero_and_off(eb)
+        assert eb.world.trigger.armed == 0
+        assert not any(emu._bench_armed for name, emu in eb.emulators.items() if name in SMUS)
+
+
+def test_programming_smu_without_pulses_is_refused_on_a_real_bench():
+    """Outside a rehearsal the write-verify programmer needs a PulsedSource: xor-bench programs
+    through a 2450, which has none, so building the board says so in one line (nothing connected)."""
+    from hil.config import load_yaml
+    from hil.drivers.errors import InstrumentConfigError
+    from hil.train.settings import parse_settings
+
+    settings = parse_settings(load_yaml(CONFIG), "bench-xor-tsp")
+    with EmulatedBench(settings.instrument_board.bench, time_mode="virtual", readings="exact") as eb:
+        spec = dataclasses.replace(settings.instrument_board, bench=eb.loopback_bench)
+        with pytest.raises(InstrumentConfigError, match=r"board.programming.smu: prog \(Keithley2450\) cannot apply"):
+            make_instrument_board(spec, (1e-8, 1e-4), clock=lambda: eb.clock.now_s)
+        eb.settle()
+        assert all(not e.transcript.received() for e in eb.emulators.values())
