@@ -844,6 +844,7 @@ class Smu2600Emulator(TspEmulator):
         t0 = self.clock.now_s
         with self.world.lock:
             self.world.trigger.pulse("measure", k)
+            self.world.trigger.settle()  # the meters' parallel readings end here: count them as followers' time
         self._followers_s += self.clock.now_s - t0
 
     def arm_bench_trigger_if_waiting(self) -> None:
