@@ -235,13 +235,22 @@ def test_instrument_fault_in_a_triggered_batch_stops_with_outputs_off(inst, arm,
 
 
 def test_programming_smu_without_pulses_is_refused_on_a_real_bench():
-    """Outside a rehearsal the write-verify programmer needs a PulsedSource: xor-bench programs
+    """Outside a rehearsal the write-verify programmer needs a PulsedSource: the bench here programs
     through a 2450, which has none, so building the board says so in one line (nothing connected)."""
     from hil.config import load_yaml
     from hil.drivers.errors import InstrumentConfigError
     from hil.train.settings import parse_settings
 
-    settings = parse_settings(load_yaml(CONFIG), "bench-xor-tsp")
+    raw = load_yaml(CONFIG)
+    bench = load_yaml(f"configs/benches/{BENCH}.yaml")
+    bench["instruments"]["prog"] = {"driver": "keithley2450", "model": "2450",
+                                    "resource": "TCPIP::192.0.2.31::5025::SOCKET",
+                                    "channels": {"": {"v_min": -1.6, "v_max": 1.6, "i_compliance_a": 1e-4,
+                                                      "current_range_a": 1e-4, "max_step_v": 1.6,
+                                                      "max_slew_v_per_s": 1e5, "max_power_w": 1.6e-4}}}
+    raw["board"]["bench"] = bench
+    raw["board"]["programming"]["smu"] = "prog"
+    settings = parse_settings(raw, "bench-xor-tsp")
     with EmulatedBench(settings.instrument_board.bench, time_mode="virtual", readings="exact") as eb:
         spec = dataclasses.replace(settings.instrument_board, bench=eb.loopback_bench)
         with pytest.raises(InstrumentConfigError, match=r"board.programming.smu: prog \(Keithley2450\) cannot apply"):
