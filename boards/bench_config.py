@@ -134,7 +134,7 @@ def parse_instrument_board(b: Section) -> Optional[InstrumentBoardSpec]:
         except (TypeError, ValueError) as exc:
             problems.append(f"{p.path}: {exc}")
         _check_programming(p, prog, bench, _raw_bench(raw_bench) if bench is None and raw_bench is not None else None)
-        if p.has("expected"):
+        if p.raw("expected") is not None:  # null: not declared (hil estimate falls back to its default)
             prog["expected"] = _expected_programming(p.section("expected"))
     p.finish()
     if bench is None:
