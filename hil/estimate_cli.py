@@ -140,8 +140,9 @@ def estimate_run(settings: Any, pulses_per_device: float | None = None, touched:
     evaluate_epoch = model.sweep_s(eval_pts) if eval_n else 0.0
     prog = spec.programming
     expected = prog.get("expected") or {}
-    source = "given" if pulses_per_device is not None or touched is not None else (
-        "board.programming.expected" if expected else "default")
+    fallback = "board.programming.expected" if expected else "default"
+    source = "given" if pulses_per_device is not None or touched is not None else fallback
+    partial = (pulses_per_device is None) != (touched is None)
     if pulses_per_device is None:
         pulses_per_device = expected.get("pulses_per_device", DEFAULT_PULSES_PER_DEVICE)
     if touched is None:
@@ -167,7 +168,8 @@ def estimate_run(settings: Any, pulses_per_device: float | None = None, touched:
         "epochs": settings.epochs, "run_measure_s": settings.epochs * ep_measure,
         "run_program_s": settings.epochs * ep_program,
         "assumptions": {"pulses_per_device": pulses_per_device, "touched_fraction": touched,
-                        "trainable_devices": trainable, "source": source},
+                        "trainable_devices": trainable, "source": source,
+                        **({"other_figure_from": fallback} if partial else {})},
     }
 
 
@@ -202,7 +204,8 @@ def _assumption_source(a: dict, config: str) -> str:
     if "from_run" in a:
         return f"measured in {a['from_run']}"
     if a["source"] == "given":
-        return "as given on the command line"
+        other = {"default": "the built-in default"}.get(a.get("other_figure_from"), a.get("other_figure_from"))
+        return "as given on the command line" + (f" (the other figure from {other})" if other else "")
     if a["source"] == "board.programming.expected":
         return (f"from board.programming.expected of {config} (shipped configs: measured on an --emulate "
                 "rehearsal; from one of yours: --from-run RUN_DIR)")
@@ -255,12 +258,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
           f"hidden-node scan {_fmt(r['t_scan_s'])})")
     print(f"  per step         {r['points_per_step']:.1f} points in {r['sweeps_per_step']:.3g} sweep(s): "
           f"measure {_fmt(r['measure_step_s'])}, program {_fmt(r['program_step_s'])}")
-    print(f"  per epoch        {r['steps_per_epoch']} step{'s' if r['steps_per_epoch'] != 1 else ''} + evaluation {_fmt(r['evaluate_epoch_s'])}: "
+    steps = f"{r['steps_per_epoch']} step{'s' if r['steps_per_epoch'] != 1 else ''}"
+    print(f"  per epoch        {steps} + evaluation {_fmt(r['evaluate_epoch_s'])}: "
           f"measure {_fmt(r['epoch_measure_s'])}, program {_fmt(r['epoch_program_s'])}")
     print(f"  whole run        {r['epochs']} epochs: measure {_fmt(r['run_measure_s'])}, "
           f"program {_fmt(r['run_program_s'])}, total {_fmt(r['run_measure_s'] + r['run_program_s'])}")
     a = r["assumptions"]
     if r["program_step_s"] or r["assumptions"]["source"] != "default":
-        print(f"  programming assumes {a['pulses_per_device']:.3g} pulses on {100 * a['touched_fraction']:.0f} % of the "
-              f"{a['trainable_devices']} trainable devices per step, {_assumption_source(a, args.config)}")
+        print(f"  programming assumes {a['pulses_per_device']:.3g} pulses on {100 * a['touched_fraction']:.0f} % "
+              f"of the {a['trainable_devices']} trainable devices per step, {_assumption_source(a, args.config)}")
     return 0

@@ -110,3 +110,9 @@ def test_estimate_config_mistakes_are_one_line_with_the_dotted_path(override, pa
     assert main(["estimate", "bench-xor", "--set", override]) == 2
     err = capsys.readouterr().err
     assert path in err and "Traceback" not in err and "internal error" not in err
+
+
+def test_one_figure_on_the_command_line_names_where_the_other_came_from(capsys):
+    assert main(["estimate", "bench-iris", "--pulses-per-device", "4"]) == 0
+    assert "as given on the command line (the other figure from board.programming.expected)" in \
+        capsys.readouterr().out
