@@ -96,7 +96,8 @@ def test_trigger_line_checked_with_its_path():
     inst = raw["instruments"]
     inst["smu1"]["trigger_line"] = 15
     inst["smu2"]["model"] = "2604B"
-    inst["prog"]["trigger_line"] = 1
+    inst["prog"] = {"driver": "keithley2450", "model": "2450", "resource": inst["prog"]["resource"],
+                    "channels": {"": inst["prog"]["channels"]["a"]}, "trigger_line": 1}  # an SMU that triggers otherwise
     with pytest.raises(ConfigError) as exc:
         load_bench(raw)
     text = str(exc.value)
