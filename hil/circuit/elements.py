@@ -149,18 +149,23 @@ class DiodeBank:
         cond = np.where(fwd, i_s * ex / vte, 3.0 * i_s * arg / safe_vd) + self.gmin_s
         return cur, cond
 
-    def branch_current(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Current (A) and conductance (S) of diode + series resistance at branch voltage ``v`` (V)."""
+    def branch_current(self, v: np.ndarray,
+                       junction_start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Current (A) and conductance (S) of diode + series resistance at branch voltage ``v`` (V).
+
+        ``junction_start`` (V), a known close junction voltage, starts the series-resistance solve.
+        """
         if not np.any(self.r_s > 0):
             return self.junction_current(v)
-        _, cur, g = self._junction_solve(v)
+        _, cur, g = self._junction_solve(v, start=junction_start)
         return cur, g / (1.0 + self.r_s * g)
 
     def _junction_voltage(self, v: np.ndarray) -> np.ndarray:
         """Solve v = vj + r_s * i_D(vj) for the junction voltage vj (V)."""
         return self._junction_solve(v)[0]
 
-    def _junction_solve(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _junction_solve(self, v: np.ndarray, r_series: np.ndarray | None = None,
+                        start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Junction voltage (V) with the junction current (A) and conductance (S) evaluated there.
 
         Vectorised safeguarded Newton on h(vj) = vj + r_s i_D(vj) − v.  Where the series
@@ -170,11 +175,15 @@ class DiodeBank:
         (Wright omega: never overflows, but costs several exponentials per entry).  The
         returned vj is the last point where the law was evaluated; the Newton step from it
         is below 1e-15 V (relative 1e-15).
+
+        ``r_series`` (Ω, broadcast against ``v``) replaces the diode's own r_s, e.g. by
+        r_s plus the Thevenin resistance of the node it sits on; ``start`` (V) replaces
+        the starting point (the safeguarded Newton converges from any start).
         """
-        rs = np.broadcast_to(self.r_s, v.shape)
-        vj = np.array(v, dtype=float, copy=True)
+        rs = np.broadcast_to(self.r_s if r_series is None else r_series, v.shape)
+        vj = np.array(v if start is None else start, dtype=float, copy=True)
         cur, g = self.junction_current(vj)
-        far = rs * g > 0.5
+        far = rs * g > 0.5 if start is None else np.zeros((), bool)
         if far.any():
             i_s = np.broadcast_to(self.i_s_at_temperature, v.shape)[far]
             vte = np.broadcast_to(self.vte, v.shape)[far]
@@ -193,11 +202,14 @@ class DiodeBank:
             cur, g = self.junction_current(vj)
         raise ArithmeticError("series-resistance junction solve did not converge")
 
-    def node_current(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Current drawn out of each node by its diode (A) and d/de of it (S); ``e`` in volts."""
+    def node_current(self, e: np.ndarray, junction_start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Current drawn out of each node by its diode (A) and d/de of it (S); ``e`` in volts.
+
+        ``junction_start``: see :meth:`branch_current`.
+        """
         s = self.orientation
         vd = s * (self.v_ref - e)
-        cur, g = self.branch_current(vd)
+        cur, g = self.branch_current(vd, junction_start)
         return -s * cur, g
 
     def critical_voltage(self) -> np.ndarray:

@@ -11,6 +11,7 @@ from collections import OrderedDict
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import lu_factor, lu_solve
 from scipy.sparse.linalg import splu
 
 #: Networks up to this many hidden nodes use dense batched LAPACK solves (measured: above
@@ -132,6 +133,15 @@ ITERATIVE_MIN_NODES = DENSE_MAX_NODES
 LU_CACHE_BYTES = 256 * 2**20
 
 
+#: Dense solves of at most this many samples factorise each sample's matrix once and keep the
+#: LU factors by active set, so the perturbation phases that follow an operating point on the
+#: same set only back-substitute (larger batches use one batched LAPACK solve instead).
+DENSE_LU_MAX_BATCH = 4
+
+#: Active sets whose dense LU factors are kept (least recently used are dropped first).
+DENSE_LU_ENTRIES = 32
+
+
 class MaskedSolver:
     """Solve K_FF v_F = rhs_F - K_FA h_A with v_A = h_A, per sample, reusing factorizations.
 
@@ -155,6 +165,7 @@ class MaskedSolver:
         self.factorizations = 0
         self.cg_fallbacks = 0
         self._kcsr = None
+        self._dense_lu: OrderedDict[bytes, tuple] = OrderedDict()
 
     def solve(self, clamped: np.ndarray, h: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         """clamped: (B, n) bool; h: (n,) clamp values (V); rhs: (B, n) currents (A)."""
@@ -164,6 +175,10 @@ class MaskedSolver:
             # its unclamped value is never used, so the division by zero must not warn.
             with np.errstate(divide="ignore", invalid="ignore"):
                 return np.where(clamped, h[None, :], rhs / self.diagonal)
+        if self.k_dense is not None and B <= DENSE_LU_MAX_BATCH:
+            r = np.where(clamped, h[None, :], rhs)
+            return np.stack([lu_solve(self._dense_factor(clamped[i]), r[i], check_finite=False) for i in range(B)]) \
+                if B else np.empty_like(rhs)
         if self.k_dense is not None:
             free = ~clamped
             K = self.k_dense
@@ -180,6 +195,46 @@ class MaskedSolver:
         if self.iterative:
             return self._solve_cg(kcsr, clamped, h, rhs)
         return self._solve_lu(kcsr, clamped, h, rhs, range(B), np.empty_like(rhs))
+
+    def solve_columns(self, clamped: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        """K_FF x_F = rhs_F with x = 0 on clamped nodes, for k right-hand sides per sample.
+
+        clamped: (G, n) bool; rhs: (G, n, k) currents (A); returns (G, n, k) volts.  Dense
+        systems factorise each sample's K_FF once for all its k columns (e.g. the + and −
+        perturbation phases of one operating point); the other paths solve column by column.
+        """
+        G, n, k = rhs.shape
+        if self.k_dense is None or self.diagonal is not None:
+            rows = np.repeat(clamped, k, axis=0)
+            flat = np.moveaxis(rhs, 2, 1).reshape(G * k, n)
+            x = self.solve(rows, np.zeros(n), flat)
+            return np.moveaxis(x.reshape(G, k, n), 1, 2)
+        free = ~clamped
+        r = np.where(free[:, :, None], rhs, 0.0)
+        if G <= DENSE_LU_MAX_BATCH:
+            return np.stack([lu_solve(self._dense_factor(clamped[i]), r[i], check_finite=False) for i in range(G)]) \
+                if G else np.empty_like(rhs)
+        mats = np.where(free[:, :, None], self.k_dense[None, :, :], 0.0)
+        idx = np.arange(n)
+        mats[:, idx, idx] += clamped
+        self.factorizations += G
+        return np.linalg.solve(mats, r)
+
+    def _dense_factor(self, clamped: np.ndarray):
+        """LU factors of K with the rows of ``clamped`` nodes replaced by identity rows, cached by set."""
+        key = np.packbits(clamped).tobytes()
+        lu = self._dense_lu.get(key)
+        if lu is not None:
+            self._dense_lu.move_to_end(key)
+            return lu
+        m = np.where(clamped[:, None], 0.0, self.k_dense)
+        m[np.flatnonzero(clamped), np.flatnonzero(clamped)] = 1.0
+        lu = lu_factor(m, check_finite=False)
+        self.factorizations += 1
+        self._dense_lu[key] = lu
+        if len(self._dense_lu) > DENSE_LU_ENTRIES:
+            self._dense_lu.popitem(last=False)
+        return lu
 
     def _solve_cg(self, kcsr, clamped, h, rhs):
         """Batched CG on every sample's free set; sparse LU for samples CG did not finish."""

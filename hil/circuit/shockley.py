@@ -5,6 +5,13 @@ with F the current each diode draws out of its node.  A sample is converged only
 (i) every Newton update satisfies |de| <= reltol*max(|e|, |e_prev|) + vntol,
 (ii) every residual satisfies |r| <= reltol*(largest current at the node) + abstol, and
 (iii) no junction limiting was active in the last iteration.
+
+Uncoupled nodes (K diagonal, a single crossbar layer) need no Newton iteration on the
+network: each node is a diode + series resistance driven through the node's Thevenin
+equivalent, a monotone scalar equation solved per node (:func:`uncoupled_start`).  That
+answer is accepted only if it passes :func:`newton_certificate` (the Newton update from it
+and its KCL residual both within the tolerances above); samples that fail it continue with
+damped Newton and the fallbacks, exactly as without the fast path.
 """
 
 from __future__ import annotations
@@ -39,23 +46,33 @@ class ShockleySolution:
 
 
 class _System:
-    def __init__(self, k_dense, k_sparse, diodes: DiodeBank):
+    def __init__(self, k_dense, k_sparse, diodes: DiodeBank, diag: np.ndarray | None = None):
         self.k_dense = k_dense
         self.k_sparse = k_sparse
         self.diodes = diodes
-        self.diag = k_sparse.diagonal()
+        self.diag = k_sparse.diagonal() if diag is None else diag
+        #: K is diagonal (uncoupled nodes): linear solves are divisions, nodes are independent.
+        self.uncoupled = k_sparse.nnz == np.count_nonzero(self.diag)
 
     def scaled(self, lam: float) -> "_System":
         """The same network with every source, diode references included, scaled by ``lam``."""
         from dataclasses import replace
 
-        return _System(self.k_dense, self.k_sparse, replace(self.diodes, v_ref=lam * self.diodes.v_ref))
+        return _System(self.k_dense, self.k_sparse, replace(self.diodes, v_ref=lam * self.diodes.v_ref), self.diag)
 
     def matvec(self, e):
+        if self.uncoupled:
+            return e * self.diag
         return e @ self.k_dense.T if self.k_dense is not None else (self.k_sparse @ e.T).T
 
-    def residual(self, e, b, gshunt=0.0):
-        f, g = self.diodes.node_current(e)
+    def newton_step(self, g, r):
+        """The Newton update (K + diag(g))⁻¹ r per sample (V), for conductances g and residuals r (B, n)."""
+        if self.uncoupled:
+            return r / (self.diag + g)
+        return solve_diagonal_shift(self.k_dense, self.k_sparse, g, r)
+
+    def residual(self, e, b, gshunt=0.0, junction_start=None):
+        f, g = self.diodes.node_current(e, junction_start)
         return self.matvec(e) - b + f + gshunt * e, f, g
 
     def current_scale(self, e, b, f):
@@ -68,8 +85,91 @@ def _residual_within(sys: _System, tol: NewtonTolerances, e, b, r, f) -> np.ndar
     return np.all(np.abs(r) <= tol.reltol * sys.current_scale(e, b, f) + tol.abstol, axis=1)
 
 
+def newton_certificate(sys: _System, tol: NewtonTolerances, e: np.ndarray, b: np.ndarray,
+                       junction_start: np.ndarray | None = None):
+    """Per sample (B,): True where damped Newton would stop at ``e`` without moving it.
+
+    Checks the convergence tests of :func:`_newton` at ``e`` itself: the Newton update from
+    ``e`` satisfies |de| <= reltol·|e| + vntol at every node, and every KCL residual is
+    within reltol·(largest current at the node) + abstol.  Such an update is far below the
+    2·nV_T that junction limiting needs, so (iii) holds as well.  Returns the mask, the
+    residual r, diode currents F and conductances g at ``e`` and the update size (V) per sample.
+    ``junction_start`` (V) starts the series-resistance solves (only where that converges fast).
+    """
+    r, f, g = sys.residual(e, b, junction_start=junction_start)
+    step = sys.newton_step(g, r)
+    ok = np.all(np.abs(step) <= tol.reltol * np.abs(e) + tol.vntol, axis=1)
+    ok &= _residual_within(sys, tol, e, b, r, f)
+    return ok, r, f, g, np.max(np.abs(step), axis=1, initial=0.0)
+
+
+def wright_omega(z: np.ndarray) -> np.ndarray:
+    """Wright omega ω(z) for real z: the solution of ω + ln ω = z (so ω = W(e^z), W Lambert's).
+
+    Twice as fast as :func:`scipy.special.wrightomega` (which works in complex arithmetic):
+    a start from the approximation ln(1 + x)·(1 − ln(1 + ln(1 + x)) / (2 + ln(1 + x))),
+    x = e^z, below z = 1 and from z − ln z + ln z / z above, then two iterations of the
+    fourth-order Fritsch–Shafer–Crowley update; relative error below 1e-14 (tested against
+    SciPy).  Where e^z underflows (z < −690) ω = e^z to double precision.
+    """
+    z = np.asarray(z, dtype=float)
+    l1 = np.log1p(np.exp(np.minimum(z, 1.0)))
+    zz = np.maximum(z, 1.0)
+    lz = np.log(zz)
+    w = np.where(z < 1.0, l1 * (1.0 - np.log1p(l1) / (2.0 + l1)), zz - lz + lz / zz)
+    np.maximum(w, 1e-300, out=w)
+    for _ in range(2):
+        r = z - w - np.log(w)
+        wp1 = 1.0 + w
+        q = 2.0 * wp1 * (wp1 + (2.0 / 3.0) * r)
+        w = w * (1.0 + r / wp1 * (q - r) / (q - 2.0 * r))
+    tiny = z < -690.0
+    if tiny.any():
+        w = np.where(tiny, np.exp(np.minimum(z, -690.0)), w)
+    return w
+
+
+def uncoupled_start(diodes: DiodeBank, diag: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Node voltages (B, n) of uncoupled Shockley nodes (K = diag(``diag``), S) for sources ``b`` (A).
+
+    Node k sees the rest of the network as a Thevenin source b_k/K_kk volts behind 1/K_kk
+    ohms, so its diode, the diode's series resistance and that source form one loop: the
+    junction voltage solves vj + R i_D(vj) = v_th with R = r_s + 1/K_kk and
+    v_th = s (v_ref − b_k/K_kk), a monotone scalar equation, and then
+    e = (b + s i_D(vj)) / K_kk satisfies KCL.  The loop has a closed form (Wright omega) for
+    the exponential law with its gmin term; a safeguarded Newton on every node at once then
+    confirms it (or polishes it) to 1e-15 V.
+    Returns (e, vj) or None when a node has no conductance or the scalar solve does not
+    converge; the result is a candidate that the caller still certifies.
+    """
+    if not np.all(diag > 0):
+        return None
+    s, vte, i_s = diodes.orientation, diodes.vte, diodes.i_s_at_temperature
+    r_total = diodes.r_s + 1.0 / diag  # ohms around each loop
+    v_th = s * (diodes.v_ref - b / diag)  # open-circuit branch voltage, V
+    # vj (1 + R gmin) = v_th + R I_s − R I_s e^{vj/nV_T}  ⇒  vj = A − nV_T ω(ln(C/nV_T) + A/nV_T),
+    # the exponential law with its gmin term in closed form (Wright omega).  ngspice's law
+    # has another form below −3 nV_T, so in that mode reverse-biased loops start from v_th.
+    exp_law = slice(None) if not diodes.spice_compat else v_th > 0
+    den = 1.0 + r_total * diodes.gmin_s
+    a, c = (v_th + r_total * i_s) / den, r_total * i_s / den
+    if diodes.spice_compat:
+        c = np.broadcast_to(c, v_th.shape)[exp_law]
+        a, vte_e = a[exp_law], np.broadcast_to(vte, v_th.shape)[exp_law]
+    else:
+        vte_e = vte
+    start = v_th.copy()
+    start[exp_law] = a - vte_e * wright_omega(np.log(c / vte_e) + a / vte_e)  # the polish below clips
+    try:
+        vj, cur, _ = diodes._junction_solve(v_th, r_series=r_total, start=start)
+    except ArithmeticError:
+        return None
+    e = (b + s * cur) / diag
+    return (e, vj) if np.isfinite(e).all() else None
+
+
 def _newton(sys: _System, b, e, tol: NewtonTolerances, gshunt: float = 0.0):
-    """Run damped Newton on every sample; returns (e, converged mask, iterations, last step)."""
+    """Run damped Newton on every sample; returns (e, converged mask, iterations, last step, (r, F, g) at e)."""
     d = sys.diodes
     s, vref = d.orientation, d.v_ref
     vte, vcrit = d.vte, d.critical_voltage()
@@ -84,7 +184,7 @@ def _newton(sys: _System, b, e, tol: NewtonTolerances, gshunt: float = 0.0):
             it -= 1
             break
         ea, ra = e[act], r[act]
-        delta = -solve_diagonal_shift(sys.k_dense, sys.k_sparse, g[act] + gshunt, ra)
+        delta = -sys.newton_step(g[act] + gshunt, ra)
         e_try = ea + delta
         # Junction limiting on each diode's branch voltage V_D = s (v_ref - e).
         vd_old = s * (vref - ea)
@@ -114,7 +214,7 @@ def _newton(sys: _System, b, e, tol: NewtonTolerances, gshunt: float = 0.0):
         e[act], r[act], f[act], g[act] = e_try, r_new, f_new, g_new
         last_step[act] = np.max(np.abs(dv), axis=1)
         done[act[conv]] = True
-    return e, done, it, last_step
+    return e, done, it, last_step, (r, f, g)
 
 
 def initial_guess(sys: _System, b: np.ndarray, ideal_solve) -> np.ndarray:
@@ -145,20 +245,37 @@ def solve_shockley(
     e0: np.ndarray | None = None,
     tol: NewtonTolerances | None = None,
     lambda_min: float | None = None,
+    diag: np.ndarray | None = None,
 ) -> ShockleySolution:
     """Solve the Shockley network for a batch ``b`` (B, n) of nodal source currents (A).
 
     ``ideal_solve(b, h)`` returns ideal-diode node voltages for clamp levels ``h`` and is
-    used for the piecewise-linear initial guess.  Raises :class:`SolveError` when neither
-    Newton nor gmin stepping nor source stepping converges.
+    used for the piecewise-linear initial guess.  Without ``e0``, uncoupled networks start
+    from their exact per-node solution (:func:`uncoupled_start`), which Newton only has to
+    certify.  ``diag`` is K's diagonal (S) when the caller keeps it.  Raises
+    :class:`SolveError` when neither Newton nor gmin stepping nor source stepping converges.
     """
     t0 = time.perf_counter()
     tol = tol or NewtonTolerances()
-    sys = _System(k_dense, k_sparse, diodes)
+    sys = _System(k_dense, k_sparse, diodes, diag)
     B = b.shape[0]
-    e = initial_guess(sys, b, ideal_solve) if e0 is None else e0.copy()
-    e, done, it, last = _newton(sys, b, e, tol)
-    path, iters = "newton", {"newton": it}
+    exact = uncoupled_start(diodes, sys.diag, b) if e0 is None and sys.uncoupled else None
+    if exact is not None:
+        e = exact[0]
+        done, r, f, g, last = newton_certificate(sys, tol, e, b, junction_start=exact[1])
+        path, iters = "per-node", {"per-node": 1}
+    else:
+        e = initial_guess(sys, b, ideal_solve) if e0 is None else e0.copy()
+        done, last, path, iters, r = np.zeros(B, bool), np.zeros(B), "", {}, None
+    if not done.all():
+        idx = np.flatnonzero(~done)
+        whole = idx.size == B
+        e_sub, ok, it, last_sub, rfg = _newton(sys, b if whole else b[idx], e if whole else e[idx], tol)
+        e[idx], done[idx], last[idx] = e_sub, ok, last_sub
+        path, iters["newton"] = (path + "→newton" if path else "newton"), it
+        r = rfg[0] if whole else None
+        if whole:
+            f, g = rfg[1], rfg[2]
     if not done.all():
         idx = np.flatnonzero(~done)
         e_sub, ok, its = _gmin_stepping(sys, b[idx], e[idx], tol)
@@ -166,6 +283,7 @@ def solve_shockley(
         iters["gmin"] = its
         e[idx] = e_sub
         done[idx] = ok
+        r = None
         if not done.all():
             idx = np.flatnonzero(~done)
             e_sub, ok, its = _source_stepping(sys, b[idx], tol)
@@ -173,7 +291,8 @@ def solve_shockley(
             iters["source"] = its
             e[idx] = e_sub
             done[idx] = ok
-    r, f, g = sys.residual(e, b)
+    if r is None:  # some samples moved after their last evaluation
+        r, f, g = sys.residual(e, b)
     scale = sys.current_scale(e, b, f)
     report = SolveReport(
         converged=bool(done.all()),
@@ -214,7 +333,7 @@ def _gmin_stepping(sys: _System, b, e, tol: NewtonTolerances):
     total = 0
     factor = 10.0
     while True:
-        e_try, ok, it, _ = _newton(sys, b, e.copy(), tol, gshunt=g)
+        e_try, ok, it, _, _ = _newton(sys, b, e.copy(), tol, gshunt=g)
         total += it
         if ok.all():
             e = e_try
@@ -237,7 +356,7 @@ def _source_stepping(sys: _System, b, tol: NewtonTolerances):
     total = 0
     while lam < 1.0:
         nxt = min(1.0, lam + step)
-        e_try, ok, it, _ = _newton(sys.scaled(nxt), nxt * b, e.copy(), tol)
+        e_try, ok, it, _, _ = _newton(sys.scaled(nxt), nxt * b, e.copy(), tol)
         total += it
         if ok.all():
             e, lam, step = e_try, nxt, step * 2

@@ -21,6 +21,7 @@ from hil.circuit.model import Circuit
 from hil.circuit.nodal import NodalSystem
 from hil.circuit.report import SolveError, SolveReport
 from hil.circuit.shockley import NewtonTolerances, solve_shockley
+from hil.circuit.held_set import solve_held_set
 
 
 @dataclass
@@ -219,22 +220,29 @@ class EquilibriumSolver:
             report = sol.report
         elif d.is_ideal:
             warm_on = warm.on if warm is not None and warm.on.shape == b.shape else None
-            sol = solve_ideal(
-                self.masked, b, d.orientation, d.v_ref, warm_on,
-                self._voltage_scale(u, w), tol=self.kkt_tol, fallback=self._pr_fallback_for(d.v_ref),
-            )
+            sol = None
+            if warm_on is not None and warm.b_src is b_src:  # held sources, new port voltages: phases
+                sol = solve_held_set(self.masked, b, (w - warm.w) @ nd.g_out, warm.e, warm_on, d.orientation,
+                                     d.v_ref, self._voltage_scale(u, w), self.kkt_tol, self._pr_fallback_for(d.v_ref))
+            if sol is None:
+                sol = solve_ideal(
+                    self.masked, b, d.orientation, d.v_ref, warm_on,
+                    self._voltage_scale(u, w), tol=self.kkt_tol, fallback=self._pr_fallback_for(d.v_ref),
+                )
             e, on, g_d = sol.e, sol.on, None
             diode_current = -d.orientation * sol.mu
             report = sol.report
         else:
-            e0 = warm.e if warm is not None and warm.e.shape == b.shape else None
+            # Uncoupled nodes start from their exact per-node solution instead (no e0).
+            e0 = warm.e if warm is not None and warm.e.shape == b.shape and nd.coupled else None
             if e0 is not None and warm.g_d is not None and warm.w.shape == w.shape and np.any(w != warm.w):
                 # Predictor: the linear response of the held operating point to the port change
                 # (one solve with the held Jacobian); Newton then only corrects the curvature.
                 e0 = e0 + solve_diagonal_shift(self.k_dense, self.k_sparse, warm.g_d, (w - warm.w) @ nd.g_out)
             if self._lambda_min is None:
                 self._lambda_min = self._laplacian_lower_bound()
-            sol = solve_shockley(self.k_dense, self.k_sparse, d, b, self._shockley_start, e0, self.tol, self._lambda_min)
+            sol = solve_shockley(self.k_dense, self.k_sparse, d, b, self._shockley_start, e0, self.tol,
+                                 self._lambda_min, diag=nd.diag)
             e, g_d, diode_current = sol.e, sol.g_d, sol.current
             on = -d.orientation * diode_current > 1e3 * d.i_s_at_temperature
             report = sol.report
