@@ -13,6 +13,7 @@
         devices: {g_in[h0,x0]: [1A01, 1B01], ...}   # conductance name → crosspoints that select it
         v_read: 0.1
         ...                       # any WriteVerifySettings field
+        expected: {pulses_per_device: 2.0, touched_fraction: 0.3}   # hil estimate's programming figures
 
 The bench itself (instruments, mandatory limits, wiring, timing) is validated by
 :func:`hil.bench.schema.load_bench`; this module adds the wiring checks the board needs (every
@@ -54,7 +55,7 @@ def _bench(raw: Any, path: str, problems: list[str]) -> Any:
     try:
         return load_bench(raw, field_path=path)
     except ConfigError as exc:
-        problems.extend(exc.problems)
+        problems.extend(f"{path}: {q}" if q.startswith("bench file not found") else q for q in exc.problems)
         return None
 
 
@@ -133,10 +134,26 @@ def parse_instrument_board(b: Section) -> Optional[InstrumentBoardSpec]:
         except (TypeError, ValueError) as exc:
             problems.append(f"{p.path}: {exc}")
         _check_programming(p, prog, bench, _raw_bench(raw_bench) if bench is None and raw_bench is not None else None)
+        if p.raw("expected") is not None:  # null: not declared (hil estimate falls back to its default)
+            prog["expected"] = _expected_programming(p.section("expected"))
     p.finish()
     if bench is None:
         return None
     return InstrumentBoardSpec(bench, acq, prog)
+
+
+def _expected_programming(e: Section) -> dict:
+    """``board.programming.expected``: the write-verify figures ``hil estimate`` assumes per training
+    step (pulses per reprogrammed device, fraction of the trainable devices reprogrammed), typically
+    measured on an ``--emulate`` rehearsal of the config; the programmer itself ignores them."""
+    out = {
+        "pulses_per_device": e.get("pulses_per_device", float, check=lambda v: None if 0 <= v <= 1e6
+                                   else f"must be between 0 and 1e6 pulses, got {v:g}"),
+        "touched_fraction": e.get("touched_fraction", float, check=lambda v: None if 0 <= v <= 1
+                                  else f"a fraction of the trainable devices, from 0 to 1, got {v:g}"),
+    }
+    e.finish()
+    return out
 
 
 def _without_triggered(bench: Any) -> list[str]:

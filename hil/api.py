@@ -89,11 +89,24 @@ def build_circuit(config: dict, source: str = ""):
         return _build(cdata, path)
 
 
-def build_board(config: dict | TrainSettings, source: str = "") -> Board:
-    """The board a training config describes (its initial, untrained conductances)."""
+def build_board(config: dict | TrainSettings, source: str = "", simulated_twin: bool = False) -> Board:
+    """The board a training config describes (its initial, untrained conductances).
+
+    A bench config (``board.backend: instruments``) is connected only by :func:`train`, which owns the
+    instruments' safe state; here it is refused, or with ``simulated_twin`` its circuit (the bench
+    file's ``circuit``) is built as a simulated board.
+    """
     from hil.boards.factory import make_board
 
     s = parse_config(config, source)
+    if s.backend == "instruments":
+        if not simulated_twin:
+            raise ConfigError(["board.backend: instruments: the bench is connected only by hil train (which owns "
+                               "the instruments' safe state); a bench run's metrics.csv holds the accuracies measured "
+                               "on the bench, and hil solve / hil netlist RUN_DIR give its trained circuit"], source)
+        from hil.boards.simulated import SimulatedBoard
+
+        return SimulatedBoard(s.instrument_board.bench.circuit, g_min=s.g_min, g_max=s.g_max)
     with config_phase(source):
         return make_board(s.backend, s.circuit, s.g_min, s.g_max, devices=s.devices)
 
@@ -378,11 +391,12 @@ def _why_not_a_run(path: Path) -> str:
     return "not a run directory (no config.resolved.yaml)"
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
+def load_run(run_dir: str | Path, checkpoint: str = "best", simulated_twin: bool = False) -> LoadedRun:
     """Rebuild a run's board and program it with a checkpoint (``best`` or ``last``).
 
     Also accepts a checkpoint file (``…/checkpoints/last.npz``).  A damaged checkpoint falls
-    back to the other one with a warning.
+    back to the other one with a warning.  A run on an instrument bench is refused, or with
+    ``simulated_twin`` loaded into a simulated board of the bench's circuit (see :func:`build_board`).
     """
     from hil.train.loop import check_checkpoint_fits
 
@@ -398,7 +412,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
     run = RunDir(path)
     source = str(path / "config.resolved.yaml")
     s = parse_config(run.read_config(), source)
-    board = build_board(s, source)
+    board = build_board(s, source, simulated_twin=simulated_twin)
     used, ck = run.load_checkpoint_with_fallback(checkpoint)
     check_checkpoint_fits(ck, board.topology, f"checkpoint {used} of {path}")
     board.program(ck["conductances_s"], rel_tol=0.0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -175,7 +176,8 @@ def _print_summary(r) -> None:
     print(f"  best checkpoint   epoch {r.best_epoch} (chosen on {r.best_on}, {pct(r.best_score)})")
     if r.conduction_fraction == r.conduction_fraction:  # not NaN: the board reports diode states
         print(f"  diodes conducting {100 * r.conduction_fraction:.1f} % of hidden nodes (training samples)")
-    print(f"  plots             {Path(r.run_dir) / 'plots'}")
+    plots = Path(r.run_dir) / "plots"
+    print(f"  plots             {plots if any(plots.glob('*.png')) else 'none written'}")
 
 
 # ---- circuits ------------------------------------------------------------------------------
@@ -210,9 +212,11 @@ def _circuit_and_inputs(args):
     if api.is_run_reference(target):
         if args.set:
             raise ConfigError(["--set: not accepted with a run directory (the trained circuit is fixed)"])
-        run = api.load_run(target, args.checkpoint)
+        run = api.load_run(target, args.checkpoint, simulated_twin=True)
         circuit = run.board.circuit
         what = f"run {run.path} ({run.checkpoint} checkpoint, epoch {run.epoch})"
+        if run.settings.backend == "instruments":
+            what += ", the bench's circuit simulated"
         if args.input:
             x = _parse_input_option(args.input, circuit.n_inputs)
             where = "--input"
@@ -382,14 +386,14 @@ def cmd_configs(args) -> int:
     from hil.bench.schema import bench_root, shipped_bench_names
 
     def describe(path) -> str:
-        """The file's first comment line; when the comment goes on, only its part before a colon."""
+        """The file's first comment line; when the comment goes on, the comment up to its first colon."""
         lines = path.read_text().splitlines()
         first = next((i for i, line in enumerate(lines) if line.startswith("#")), None)
         if first is None:
             return ""
-        text = lines[first].lstrip("# ").strip()
-        goes_on = first + 1 < len(lines) and lines[first + 1].startswith("#")
-        return text.split(":")[0] if goes_on else text
+        block = [lines[first]] + list(itertools.takewhile(lambda l: l.startswith("#"), lines[first + 1:]))
+        text = " ".join(line.lstrip("# ").strip() for line in block)
+        return text.split(":")[0].strip() if len(block) > 1 else text
 
     rows = [(n, describe(embedded_config_path(n))) for n in embedded_config_names()]
     benches = [(n, describe(bench_root() / f"{n}.yaml")) for n in shipped_bench_names()]

@@ -2,11 +2,13 @@
 
 Prints the time per list point, per training step, per epoch and for the whole run, measurement
 and programming separately, from the bench's timing settings and the instruments' typical
-figures (``hil.bench.timing``).  The number of list points is exact: the training batches of the
+figures (hil.bench.timing).  The number of list points is exact: the training batches of the
 first epoch are built (same seed, same ramp points) as the board will build them.  Programming
-depends on the devices and is estimated from an assumed number of pulses per device and the
-fraction of devices touched per step (``--pulses-per-device``, ``--touched``), or from what a
-previous run of the same config measured (``--from-run RUN_DIR``, e.g. an ``--emulate`` rehearsal).
+depends on the devices and is estimated from a number of pulses per reprogrammed device and the
+fraction of the trainable devices reprogrammed per step: by default the figures the config
+declares (board.programming.expected, measured on an --emulate rehearsal of the shipped bench
+configs), else 3 pulses on every device; --from-run RUN_DIR takes them from a previous run of the
+config, --pulses-per-device and --touched set them. The output says which it used.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ def add_parser(subparsers: Any) -> None:
                                              "hil estimate bench-xor", "hil estimate bench-iris --json",
                                              "hil estimate bench-xor --set train.batch_size=8"))
     p.add_argument("config", help="training config with board.backend: instruments (path or shipped name)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
-    p.add_argument("--pulses-per-device", type=float, default=3.0,
-                   help="assumed write-verify pulses per touched device and step (default 3)")
-    p.add_argument("--touched", type=float, default=1.0,
-                   help="assumed fraction of trainable devices reprogrammed per step (default 1)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value; repeatable")
+    p.add_argument("--pulses-per-device", type=float, default=None,
+                   help="assumed write-verify pulses per touched device and step (default: "
+                        "board.programming.expected, else 3)")
+    p.add_argument("--touched", type=float, default=None,
+                   help="assumed fraction of trainable devices reprogrammed per step (default: "
+                        "board.programming.expected, else 1)")
     p.add_argument("--from-run", metavar="RUN_DIR", default=None,
                    help="take pulses per device and the touched fraction from a previous run's metrics.csv "
                         "(program_pulses, program_pulsed), e.g. an --emulate rehearsal")
@@ -41,9 +45,20 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=cmd_estimate)
 
 
-def estimate_run(settings: Any, pulses_per_device: float = 3.0, touched: float = 1.0) -> dict:
-    """Bench-time prediction (s) for a validated instruments-backend :class:`TrainSettings`."""
+#: Programming assumptions without any other source: every trainable device, 3 pulses, each step.
+DEFAULT_PULSES_PER_DEVICE = 3.0
+DEFAULT_TOUCHED_FRACTION = 1.0
+
+
+def estimate_run(settings: Any, pulses_per_device: float | None = None, touched: float | None = None) -> dict:
+    """Bench-time prediction (s) for a validated instruments-backend :class:`TrainSettings`.
+
+    ``pulses_per_device`` (write-verify pulses per reprogrammed device and step) and ``touched``
+    (fraction of the trainable devices reprogrammed per step) default to the config's
+    ``board.programming.expected``, else to 3 and 1; ``assumptions.source`` in the result says which.
+    """
     from hil.bench.timing import FIGURES, InstrumentFigures, TimingModel, program_step_s
+    from hil.config import ConfigError
     from hil.boards.instrument import ramp_plan
     from hil.boards.simulated import board_topology
     from hil.train.data import load_dataset
@@ -83,8 +98,8 @@ def estimate_run(settings: Any, pulses_per_device: float = 3.0, touched: float =
     phases = {"hl": 1 + (2 if central else 1) * q, "ep": 3 if opts.get("centred", True) else 2,
               "hl-exact": 1, "fd": None}[est]
     if phases is None:
-        raise ValueError("the fd estimator reprograms every conductance twice per step; estimate it with "
-                         "the programming figures instead")
+        raise ConfigError(["train.estimator: hil estimate predicts hl, ep and hl-exact steps; fd reprograms every "
+                           "conductance twice per step, so its bench time is the programming time"], settings.name)
     step = np.array([s["max_step_v"] for s in smu_settings])
     rng = np.random.default_rng(settings.seed)
     n = len(data.train.y)
@@ -124,6 +139,14 @@ def estimate_run(settings: Any, pulses_per_device: float = 3.0, touched: float =
     eval_pts = ramp_plan(eval_levels, step, True)[0].shape[0] * (eval_n / max(len(data.test.y), 1))
     evaluate_epoch = model.sweep_s(eval_pts) if eval_n else 0.0
     prog = spec.programming
+    expected = prog.get("expected") or {}
+    fallback = "board.programming.expected" if expected else "default"
+    source = "given" if pulses_per_device is not None or touched is not None else fallback
+    partial = (pulses_per_device is None) != (touched is None)
+    if pulses_per_device is None:
+        pulses_per_device = expected.get("pulses_per_device", DEFAULT_PULSES_PER_DEVICE)
+    if touched is None:
+        touched = expected.get("touched_fraction", DEFAULT_TOUCHED_FRACTION)
     program_step = 0.0
     trainable = sum(topo.groups[g].stop - topo.groups[g].start for g in settings.trainable)
     if prog.get("scheme") == "write_verify":
@@ -145,7 +168,8 @@ def estimate_run(settings: Any, pulses_per_device: float = 3.0, touched: float =
         "epochs": settings.epochs, "run_measure_s": settings.epochs * ep_measure,
         "run_program_s": settings.epochs * ep_program,
         "assumptions": {"pulses_per_device": pulses_per_device, "touched_fraction": touched,
-                        "trainable_devices": trainable},
+                        "trainable_devices": trainable, "source": source,
+                        **({"other_figure_from": fallback} if partial else {})},
     }
 
 
@@ -173,6 +197,22 @@ def programming_from_run(run_dir: str, settings: Any) -> tuple[float, float]:
     return (pulses / pulsed if pulsed else 0.0), touched
 
 
+def _assumption_source(a: dict, config: str) -> str:
+    """Where the programming figures came from, for the last line of the report."""
+    if "from_run" in a and a["source"] == "given":
+        return f"measured in {a['from_run']} (with the command line's --pulses-per-device/--touched)"
+    if "from_run" in a:
+        return f"measured in {a['from_run']}"
+    if a["source"] == "given":
+        other = {"default": "the built-in default"}.get(a.get("other_figure_from"), a.get("other_figure_from"))
+        return "as given on the command line" + (f" (the other figure from {other})" if other else "")
+    if a["source"] == "board.programming.expected":
+        return (f"from board.programming.expected of {config} (shipped configs: measured on an --emulate "
+                "rehearsal; from one of yours: --from-run RUN_DIR)")
+    return ("the built-in default (likely an overestimate: write-verify skips devices already within tolerance; "
+            "declare board.programming.expected or use --from-run RUN_DIR of an --emulate rehearsal)")
+
+
 def _fmt(t: float) -> str:
     if t < 1:
         return f"{1e3 * t:.3g} ms"
@@ -188,9 +228,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from hil.train.settings import parse_settings
 
     problems = []
-    if not (math.isfinite(args.pulses_per_device) and 0 <= args.pulses_per_device <= 1e6):
+    if args.pulses_per_device is not None and not (math.isfinite(args.pulses_per_device)
+                                                   and 0 <= args.pulses_per_device <= 1e6):
         problems.append(f"--pulses-per-device: must be a finite number from 0 to 1e6, got {args.pulses_per_device:g}")
-    if not (math.isfinite(args.touched) and 0 <= args.touched <= 1):
+    if args.touched is not None and not (math.isfinite(args.touched) and 0 <= args.touched <= 1):
         problems.append(f"--touched: a fraction of the trainable devices, from 0 to 1, got {args.touched:g}")
     if problems:
         raise ConfigError(problems, "the command line")
@@ -201,10 +242,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
                            f"{settings.backend} backend (use board.backend: instruments)"], args.config)
     pulses, touched = args.pulses_per_device, args.touched
     if getattr(args, "from_run", None):
-        pulses, touched = programming_from_run(args.from_run, settings)
+        run_pulses, run_touched = programming_from_run(args.from_run, settings)
+        pulses = run_pulses if pulses is None else pulses
+        touched = run_touched if touched is None else touched
     r = estimate_run(settings, pulses, touched)
     if getattr(args, "from_run", None):
         r["assumptions"]["from_run"] = str(args.from_run)
+        r["assumptions"]["source"] = "given" if (args.pulses_per_device, args.touched) != (None, None) else "from_run"
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -214,13 +258,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
           f"hidden-node scan {_fmt(r['t_scan_s'])})")
     print(f"  per step         {r['points_per_step']:.1f} points in {r['sweeps_per_step']:.3g} sweep(s): "
           f"measure {_fmt(r['measure_step_s'])}, program {_fmt(r['program_step_s'])}")
-    print(f"  per epoch        {r['steps_per_epoch']} steps + evaluation {_fmt(r['evaluate_epoch_s'])}: "
+    steps = f"{r['steps_per_epoch']} step{'s' if r['steps_per_epoch'] != 1 else ''}"
+    print(f"  per epoch        {steps} + evaluation {_fmt(r['evaluate_epoch_s'])}: "
           f"measure {_fmt(r['epoch_measure_s'])}, program {_fmt(r['epoch_program_s'])}")
     print(f"  whole run        {r['epochs']} epochs: measure {_fmt(r['run_measure_s'])}, "
           f"program {_fmt(r['run_program_s'])}, total {_fmt(r['run_measure_s'] + r['run_program_s'])}")
     a = r["assumptions"]
-    if r["program_step_s"]:
-        source = f"measured in {a['from_run']}" if "from_run" in a else "use --pulses-per-device/--touched/--from-run"
-        print(f"  (programming assumes {a['pulses_per_device']:.3g} pulses on {100 * a['touched_fraction']:.0f} % of "
-              f"{a['trainable_devices']} trainable devices per step; {source})")
+    if r["program_step_s"] or r["assumptions"]["source"] != "default":
+        print(f"  programming assumes {a['pulses_per_device']:.3g} pulses on {100 * a['touched_fraction']:.0f} % "
+              f"of the {a['trainable_devices']} trainable devices per step, {_assumption_source(a, args.config)}")
     return 0

@@ -183,3 +183,29 @@ def test_bad_override_and_resume_without_checkpoint(tmp_path, capsys):
     assert "no completed epoch" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "missing")]) == 2
     assert not (tmp_path / "missing").exists()
+
+
+def test_summary_names_the_plots_folder_only_when_plots_were_written(tmp_path, capsys):
+    args = ["train", "sim-xor", "-q", "--runs-dir", str(tmp_path), "--set", "train.epochs=2"]
+    assert main(args + ["--set", "output.plots=false"]) == 0
+    assert "plots             none written" in capsys.readouterr().out
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "plots             " + str(tmp_path) in out
+
+
+def test_bench_run_solves_and_exports_its_circuit_and_eval_says_why_not(tmp_path, capsys):
+    """A run trained on a (here emulated) bench: hil solve / netlist use the bench's circuit with the
+    trained conductances; hil eval, which would need the bench itself, is one line, exit 2."""
+    assert main(["train", "bench-xor", "--emulate", "-q", "--runs-dir", str(tmp_path / "runs"),
+                 "--set", "train.epochs=1", "--set", "output.plots=false"]) == 0
+    run = next((tmp_path / "runs").iterdir())
+    capsys.readouterr()
+    assert main(["solve", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["report"]["converged"]
+    assert main(["netlist", str(run), "-o", str(tmp_path / "bench.cir")]) == 0
+    assert "the bench's circuit simulated" in capsys.readouterr().out
+    assert (tmp_path / "bench.cir").read_text().count("\nR") >= 80
+    assert main(["eval", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "board.backend: instruments" in err and "metrics.csv" in err and "Traceback" not in err

@@ -33,6 +33,18 @@ def test_readme_stays_short():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 240
 
 
+def test_every_command_has_a_section_in_commands_md():
+    """docs/commands.md has a `## `hil COMMAND …`` section for every subcommand of the parser."""
+    import argparse
+
+    from hil.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    doc = (ROOT / "docs" / "commands.md").read_text()
+    missing = [c for c in sub.choices if f"## `hil {c}" not in doc]
+    assert not missing, f"docs/commands.md has no section for {missing}"
+
+
 def _config_keys(path: Path) -> set[str]:
     text = path.read_text()
     return set(re.findall(r'\.get\("([a-z_]+)"', text)) | set(re.findall(r'\.section\("([a-z_]+)"', text))
@@ -42,7 +54,8 @@ def test_configuration_reference_names_every_key():
     """Every key the training and circuit readers accept is described in docs/ (the reference,
     or the page of the feature that adds it, e.g. docs/<topic>.md)."""
     ref = "\n".join(p.read_text() for p in (ROOT / "docs").glob("*.md"))
-    keys = _config_keys(ROOT / "hil" / "train" / "settings.py") | _config_keys(ROOT / "hil" / "circuit" / "build.py")
+    keys = _config_keys(ROOT / "hil" / "train" / "settings.py") | _config_keys(ROOT / "hil" / "circuit" / "build.py") \
+        | _config_keys(ROOT / "boards" / "bench_config.py")
     missing = sorted(k for k in keys if not re.search(rf"`[\w.]*\b{k}\b", ref))
     assert not missing, f"no page in docs/ describes the config key(s) {missing}"
 
