@@ -225,6 +225,15 @@ class SourceMeterDriver(DriverBase):
         f_line = self.line_frequency_hz or FALLBACK_LINE_FREQUENCY_HZ
         return settle_s + cfg.source_delay_s + cfg.nplc / f_line
 
+    def _program_level(self, channel: str, level_v: float) -> None:
+        """Write the source level (V) and cache it. The cache reads "unknown" while the write is in
+        flight: Ctrl-C/SIGTERM raise ``KeyboardInterrupt`` between any two statements, and one landing
+        after the level reached the instrument but before the cache was updated would leave a stale
+        level that the shutdown trusts (no ramp down, no 0 V written). Unknown makes it read back."""
+        self._setpoint[channel] = math.nan
+        self._write_level(channel, level_v)
+        self._setpoint[channel] = level_v
+
     def _maybe_on(self, channel: str) -> bool:
         """``True`` unless the output is known to be off."""
         return self._output_on.get(channel) is not False
@@ -269,8 +278,7 @@ class SourceMeterDriver(DriverBase):
         except Exception as exc:
             self.log.error("channel %r: output off failed: %s", channel, exc)
         try:
-            self._write_level(channel, 0.0)
-            self._setpoint[channel] = 0.0
+            self._program_level(channel, 0.0)
         except Exception as exc:
             self.log.error("channel %r: programming 0 V failed: %s", channel, exc)
         try:
@@ -291,8 +299,7 @@ class SourceMeterDriver(DriverBase):
             self._setpoint[channel] = math.nan
             verified = True
             try:
-                self._write_level(channel, 0.0)
-                self._setpoint[channel] = 0.0
+                self._program_level(channel, 0.0)
             except Exception as exc:
                 self.log.error("channel %r: programming 0 V failed: %s", channel, exc)
         error = ImplausibleReadbackError(channel, value, reason=reason, output_off_verified=verified,
@@ -389,8 +396,7 @@ class SourceMeterDriver(DriverBase):
             if self._abort_ramps:
                 self.log.warning("ramp on %r skipped (abort)", channel)
                 return
-            self._write_level(channel, level)
-            self._setpoint[channel] = level
+            self._program_level(channel, level)
             self._sleep(plan.dwell_s)
 
     def _ramp_to_zero(self, channel: str) -> None:
@@ -422,8 +428,7 @@ class SourceMeterDriver(DriverBase):
         if self._maybe_on(channel):
             self._ramp(channel, target)
         else:
-            self._write_level(channel, target)
-            self._setpoint[channel] = target
+            self._program_level(channel, target)
 
     def voltage_setpoint(self, channel: str) -> float:
         """Programmed source level in V, read from the instrument (the cache is refreshed)."""
@@ -470,6 +475,8 @@ class SourceMeterDriver(DriverBase):
                     self._write_output(channel, False)
                     self._output_on[channel] = False
                     raise
+        if on:
+            self._output_on[channel] = None  # unknown while the write is in flight (see _program_level)
         self._write_output(channel, bool(on))
         self._output_on[channel] = bool(on)
 
@@ -640,8 +647,7 @@ class SourceMeterDriver(DriverBase):
         self._write_output(channel, False)
         self._output_on[channel] = False
         if self._setpoint.get(channel, math.nan) != 0.0:
-            self._write_level(channel, 0.0)
-            self._setpoint[channel] = 0.0
+            self._program_level(channel, 0.0)
 
     def _output_names(self) -> list[str]:
         return list(self.channels)

@@ -141,16 +141,18 @@ def test_train_on_emulated_bench_stops_on_fault_and_resumes(tmp_path):
     data = load_dataset("xor")
     run = RunDir.create(tmp_path, "bx")
     with EmulatedBench(settings.instrument_board.bench, time_mode="virtual") as eb:
-        fast = {n: dataclasses.replace(i, timeout_s=0.5) for n, i in eb.loopback_bench.instruments.items()}
-        spec = dataclasses.replace(settings.instrument_board,
-                                   bench=dataclasses.replace(eb.loopback_bench, instruments=fast))
+        # the bench's own I/O timeouts (5 s) where replies are expected: a loaded machine must not turn
+        # a slow reply into a fault; a short one only where the missing reply is the fault under test
+        spec = dataclasses.replace(settings.instrument_board, bench=eb.loopback_bench)
+        fast = {n: dataclasses.replace(i, timeout_s=1.0) for n, i in eb.loopback_bench.instruments.items()}
+        fault_spec = dataclasses.replace(spec, bench=dataclasses.replace(eb.loopback_bench, instruments=fast))
         board = make_instrument_board(spec, (settings.g_min, settings.g_max), clock=lambda: eb.clock.now_s,
                                       rehearsal_world=eb.world)
         with board:
             Trainer(board, settings, data, run, progress=False).fit()
         settings.epochs = 2
         eb.emulators["daq"].faults.no_reply(count=None, match=r"READ\?")
-        board = make_instrument_board(spec, (settings.g_min, settings.g_max), clock=lambda: eb.clock.now_s,
+        board = make_instrument_board(fault_spec, (settings.g_min, settings.g_max), clock=lambda: eb.clock.now_s,
                                       rehearsal_world=eb.world)
         with pytest.raises(InstrumentError):
             with board:
@@ -259,14 +261,22 @@ def test_sigterm_during_training_ends_safe_and_resumes(tmp_path, monkeypatch, ca
     monkeypatch.setattr(emulate_bench, "EmulatedBench", Recorded)
     args = ["train", "bench-xor", "--emulate", "-q", "--runs-dir", str(tmp_path), "--set", "output.plots=false"]
 
-    def terminate_after_first_epoch():
+    finished = threading.Event()
+
+    def terminate_after_first_epoch():  # polls until the first checkpoint exists; gives up when main returns
         while not list(tmp_path.glob("*/checkpoints/last.npz")):
-            threading.Event().wait(0.05)
+            if finished.wait(0.05):
+                return
         os.kill(os.getpid(), signal.SIGTERM)
 
     killer = threading.Thread(target=terminate_after_first_epoch, daemon=True)
     killer.start()
-    assert main(args + ["--set", "train.epochs=50"]) == 130
+    try:
+        rc = main(args + ["--set", "train.epochs=50"])
+    finally:
+        finished.set()
+        killer.join(timeout=10)
+    assert rc == 130
     assert "interrupted" in capsys.readouterr().err
     assert started and started[0].all_outputs_safe()
     run = next(tmp_path.iterdir())
