@@ -290,31 +290,9 @@ def test_sigterm_during_training_ends_safe_and_resumes(tmp_path, monkeypatch, ca
 def test_bench_time_model_agrees_with_virtual_clock():
     """hil estimate's epoch (one hl step of the four XOR samples in one sweep, then the evaluation)
     against the emulators' virtual clock running exactly those measurements through the drivers."""
-    from hil.config import load_yaml
-    from hil.estimate_cli import estimate_run
-    from hil.train.settings import parse_settings
+    from tests.boards.conftest import hl_epoch_on_virtual_clock
 
-    settings = parse_settings(load_yaml("configs/bench-xor.yaml"), "bench-xor")
-    predicted = estimate_run(settings)
-    with EmulatedBench(settings.instrument_board.bench, time_mode="virtual") as eb:
-        spec = dataclasses.replace(settings.instrument_board, bench=eb.loopback_bench)
-        board = make_instrument_board(spec, (1e-8, 1e-4), clock=lambda: eb.clock.now_s, rehearsal_world=eb.world)
-        with board:
-            board.connect()
-            q, B = board.topology.n_outputs, len(XOR)
-            w0 = np.broadcast_to(board.topology.output_voltage, (B, q))
-            phases = [None]
-            for o in range(q):
-                for sign in (1.0, -1.0):
-                    w = np.array(w0)
-                    w[:, o] += sign * 0.01
-                    phases.append(w)
-            t0 = eb.clock.now_s
-            board.measure_phases(XOR, phases)
-            t1 = eb.clock.now_s
-            board.measure(XOR)  # the evaluation of the test split
-            t2 = eb.clock.now_s
-    step, epoch = t1 - t0, t2 - t0
+    predicted, step, epoch, _ = hl_epoch_on_virtual_clock("configs/bench-xor.yaml", "bench-xor")
     assert abs(step - predicted["measure_step_s"]) <= 0.10 * step, (step, predicted["measure_step_s"])
     assert abs(epoch - predicted["epoch_measure_s"]) <= 0.10 * epoch, (epoch, predicted["epoch_measure_s"])
     print(f"bench time per epoch: virtual clock {epoch:.3f} s, hil estimate {predicted['epoch_measure_s']:.3f} s")
