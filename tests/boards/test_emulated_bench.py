@@ -9,7 +9,7 @@ import pytest
 from hil.boards.bench_config import InstrumentBoardSpec
 from hil.boards.bench_factory import make_instrument_board
 from hil.boards.simulated import SimulatedBoard
-from hil.drivers.errors import InstrumentError, InstrumentReportedError
+from hil.drivers.errors import InstrumentError
 from hil.emulate.bench import EmulatedBench
 
 ACQ = {"acquisition": "auto", "settle_s": 0.0, "ramp_points": True, "max_points": 2000, "noise_floor_v": 5e-6}
@@ -241,15 +241,11 @@ def test_hl_gradient_through_sockets_within_predicted_noise_bound():
           f"max relative {np.abs(bench_hl.grad - sim_hl.grad).max() / np.abs(sim_hl.grad).max():.2e}")
 
 
-def test_sigterm_during_training_ends_safe_and_resumes(tmp_path, monkeypatch, capsys):
-    """SIGTERM mid-run (hil train --emulate): exit 130, outputs off at 0 V per the emulators, the run keeps
-    its completed epochs and --resume continues."""
-    import os
-    import signal
-    import threading
-
+@pytest.fixture
+def started_benches(monkeypatch):
+    """Every ``EmulatedBench`` the CLI starts during the test, in order (to inspect what the emulated
+    instruments hold after the command returned)."""
     import hil.emulate.bench as emulate_bench
-    from hil.cli import main
 
     started = []
 
@@ -259,6 +255,19 @@ def test_sigterm_during_training_ends_safe_and_resumes(tmp_path, monkeypatch, ca
             started.append(self)
 
     monkeypatch.setattr(emulate_bench, "EmulatedBench", Recorded)
+    return started
+
+
+def test_sigterm_during_training_ends_safe_and_resumes(tmp_path, started_benches, capsys):
+    """SIGTERM mid-run (hil train --emulate): exit 130, outputs off at 0 V per the emulators, the run keeps
+    its completed epochs and --resume continues."""
+    import os
+    import signal
+    import threading
+
+    from hil.cli import main
+
+    started = started_benches
     args = ["train", "bench-xor", "--emulate", "-q", "--runs-dir", str(tmp_path), "--set", "output.plots=false"]
 
     finished = threading.Event()
@@ -298,20 +307,12 @@ def test_bench_time_model_agrees_with_virtual_clock():
     print(f"bench time per epoch: virtual clock {epoch:.3f} s, hil estimate {predicted['epoch_measure_s']:.3f} s")
 
 
-def test_cli_instrument_fault_is_one_line_with_verified_state(tmp_path, monkeypatch, capsys):
+def test_cli_instrument_fault_is_one_line_with_verified_state(tmp_path, started_benches, capsys):
     import threading
 
-    import hil.emulate.bench as emulate_bench
     from hil.cli import main
 
-    started = []
-
-    class Recorded(emulate_bench.EmulatedBench):
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            started.append(self)
-
-    monkeypatch.setattr(emulate_bench, "EmulatedBench", Recorded)
+    started = started_benches
 
     def error_after_first_epoch():
         while not list(tmp_path.glob("*/checkpoints/last.npz")):

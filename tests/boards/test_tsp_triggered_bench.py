@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 from hil.bench.schema import bench_root
-from hil.boards.bench_config import InstrumentBoardSpec
 from hil.boards.bench_factory import make_instrument_board
 from hil.boards.simulated import SimulatedBoard
 from hil.drivers.errors import InstrumentTimeout, LimitViolation
