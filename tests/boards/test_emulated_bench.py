@@ -301,10 +301,33 @@ def test_bench_time_model_agrees_with_virtual_clock():
     against the emulators' virtual clock running exactly those measurements through the drivers."""
     from tests.boards.conftest import hl_epoch_on_virtual_clock
 
-    predicted, step, epoch, _ = hl_epoch_on_virtual_clock("configs/bench-xor.yaml", "bench-xor")
+    predicted, step, epoch, _ = hl_epoch_on_virtual_clock("configs/bench-xor.yaml", "bench-xor", round_trips=True)
     assert abs(step - predicted["measure_step_s"]) <= 0.10 * step, (step, predicted["measure_step_s"])
     assert abs(epoch - predicted["epoch_measure_s"]) <= 0.10 * epoch, (epoch, predicted["epoch_measure_s"])
     print(f"bench time per epoch: virtual clock {epoch:.3f} s, hil estimate {predicted['epoch_measure_s']:.3f} s")
+
+
+def test_scanner_relay_time_is_one_figure_for_estimate_and_emulator(tmp_path):
+    """The DAQ970A per-channel relay time: the published DAQM900A scan rate (450 channels/s) by
+    default, a bench file's relay_s (e.g. an armature module, 80 channels/s) for both the estimate
+    and the emulated bench, which then still agree."""
+    from hil.bench.timing import FIGURES
+    from hil.emulate.daq970 import Daq970Emulator
+    from tests.boards.conftest import hl_epoch_on_virtual_clock
+
+    assert abs(FIGURES["daq970a"].channel_s - 1 / 450) <= 0.02 / 450
+    assert Daq970Emulator("daq", "DAQ970A").relay_s == FIGURES["daq970a"].channel_s
+    bench = tmp_path / "armature-bench.yaml"
+    bench.write_text(open("configs/benches/xor-bench.yaml").read().replace(
+        "    slots: {1: 20}\n", "    slots: {1: 20}\n    relay_s: 12.5e-3\n"))
+    config = tmp_path / "bench-xor-armature.yaml"
+    config.write_text(open("configs/bench-xor.yaml").read().replace("bench: xor-bench", f"bench: {bench}"))
+    fast, _, fast_epoch, _ = hl_epoch_on_virtual_clock("configs/bench-xor.yaml", "bench-xor", round_trips=True)
+    slow, step, epoch, _ = hl_epoch_on_virtual_clock(str(config), "armature", round_trips=True)
+    assert slow["t_scan_s"] - fast["t_scan_s"] == pytest.approx(8 * (12.5e-3 - 2.2e-3))  # eight hidden nodes
+    assert abs(epoch - slow["epoch_measure_s"]) <= 0.10 * epoch, (epoch, slow["epoch_measure_s"])
+    assert epoch > 1.15 * fast_epoch  # the slower scan shows on the virtual clock too
+    print(f"armature module: virtual clock {epoch:.3f} s, hil estimate {slow['epoch_measure_s']:.3f} s per epoch")
 
 
 def test_cli_instrument_fault_is_one_line_with_verified_state(tmp_path, started_benches, capsys):

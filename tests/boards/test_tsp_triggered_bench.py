@@ -107,7 +107,7 @@ def test_bench_time_model_agrees_with_virtual_clock():
     """hil estimate's step and epoch for bench-xor-tsp against the emulators' virtual clock."""
     from tests.boards.conftest import hl_epoch_on_virtual_clock
 
-    predicted, step, epoch, eb = hl_epoch_on_virtual_clock(CONFIG, "bench-xor-tsp", readings="exact")
+    predicted, step, epoch, eb = hl_epoch_on_virtual_clock(CONFIG, "bench-xor-tsp", readings="exact", round_trips=True)
     assert predicted["acquisition"] == "triggered"
     overruns = [e.text for e in eb.emulators["smu1"].transcript.entries("event") if "miss" in e.text]
     assert not overruns, overruns
