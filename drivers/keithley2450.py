@@ -224,6 +224,11 @@ class Keithley2450(SourceMeterDriver, ScpiDriver):
             i_meas[:stored, 0] = data[1::2]
         return v_src, i_meas, None
 
+    def _settings_snapshot(self) -> dict[str, Any]:
+        out = super()._settings_snapshot()
+        out["trigger_line"] = self.trigger_line
+        return out
+
     # -- triggered sweeps across instruments (TriggeredSweeps, follower) -------------------------
 
     def arm_sweep(self, levels_v: Mapping[str, ArrayLike], settle_s: float, lead: bool) -> None:
