@@ -211,3 +211,34 @@ def test_bench_time_model_agrees_with_virtual_clock():
           f"per epoch {epoch:.3f} s vs {predicted['epoch_measure_s']:.3f} s")
     assert abs(step - predicted["measure_step_s"]) <= 0.10 * step, (step, predicted["measure_step_s"])
     assert abs(epoch - predicted["epoch_measure_s"]) <= 0.10 * epoch, (epoch, predicted["epoch_measure_s"])
+
+
+def test_a_2450_wired_first_follows_and_the_first_b2900_leads():
+    """With a 2450 holding the first source port the board still arms it as a follower and lets the
+    first B2902A lead; the batch equals the stepwise one."""
+    import copy
+
+    import yaml
+
+    from hil.bench.schema import bench_root
+
+    raw = copy.deepcopy(yaml.safe_load((bench_root() / f"{BENCH}.yaml").read_text()))
+    inst, wiring = raw["bench"]["instruments"], raw["bench"]["wiring"]
+    inst["smu_y2"]["channels"][""] = dict(inst["smu_x"]["channels"]["1"])    # input limits
+    inst["smu_x"]["channels"]["1"] = dict(inst["smu_y01"]["channels"]["1"])  # output limits
+    wiring["sources"] = {"x0": "smu_y2", **{k: v for k, v in wiring["sources"].items() if k != "x0"}}
+    wiring["outputs"]["y2"] = "smu_x.1"
+    measured = {}
+    for mode in ("triggered", "stepwise"):
+        with EmulatedBench(raw, time_mode="virtual", readings="exact") as eb:
+            with board_on(eb, mode) as board:
+                assert next(iter(board._smus())) == "smu_y2"
+                assert board._mode() == mode and (mode == "stepwise" or board._lead() == "smu_x")
+                measured[mode] = board.measure(XOR)
+            assert eb.all_outputs_safe()
+            if mode == "triggered":
+                received = eb.emulators["smu_y2"].transcript.received()
+                assert ":INIT" in received and any(line.startswith(":TRIG:BLOC:WAIT") for line in received)
+    for key in ("y", "e"):
+        a, b = getattr(measured["triggered"], key), getattr(measured["stepwise"], key)
+        assert np.abs(a - b).max() <= 1e-9 * np.abs(b).max(), key
