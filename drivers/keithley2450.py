@@ -30,7 +30,9 @@ source configuration list ``VoltCustomSweepList``), replaces the trigger model w
 then ``:INIT`` and an error-queue query (answered while the trigger model waits on the line). The
 read-back is ``*WAI``, ``:TRAC:ACT?`` and one ``:TRAC:DATA? 1, <points>, "defbuffer1", SOUR, READ``;
 afterwards the line goes back to its reset mode (``:DIG:LINE<n>:MODE DIG, IN``) and the trigger
-model is emptied. Checked against the Model 2450 Reference Manual (2450-901-01 Rev. B, September
+model is emptied. The source value stored with every reading must equal the uploaded level of its
+point (points at the current limit excepted), so a trigger model that stepped differently than
+programmed raises instead of shifting the batch. Checked against the Model 2450 Reference Manual (2450-901-01 Rev. B, September
 2013): ``:DIGital:LINE<n>:MODE`` (p. 6-19: ``TRIGger``/``DIGital``/``SYNChronous`` with
 ``IN``/``OUT``/``OPENdrain``, lines 1–6, default ``DIG, IN``), ``:TRIGger:DIGital<n>:IN:EDGE``
 (p. 6-150: ``FALLing``/``RISing``/``EITHer``), ``:TRIGger:BLOCk:WAIT`` (p. 6-148; the event of a
@@ -43,7 +45,8 @@ the arrivals, so ``count`` passes make ``count`` readings), ``:SOURce[1]:LIST:VO
 up to 100 values, creates ``VoltCustomSweepList``; ``:APPend`` p. 6-79), ``:INITiate`` (p. 6-124),
 ``*WAI`` and ``:TRACe:DATA? <start>, <end>, "defbuffer1", SOUR, READ`` (the example on p. 6-78),
 and ``:TRIGger:LOAD "Empty"`` (p. 3-104: the Empty template clears the trigger model; the SCPI
-spelling is the first line of the p. 6-128 example, printed in full in 2461-901-01 p. 6-187). The
+spelling opens the examples of pp. 6-129 and 6-144, whose mirrored copy keeps only its comment
+"Reset trigger model settings"; printed in full in 2461-901-01 p. 6-187 and 2470-901-01 p. 12-147). The
 source delay is a setting of the source configuration list, applied by the instrument whenever the
 source level changes (2450 p. 2-111; 2461-901-01 p. 6-89), so no delay block is needed; a constant
 delay block was not found on a 2450 page, so a triggered sweep with ``settle_s`` > 0 is refused
@@ -86,6 +89,11 @@ _MIN_SWEEP_DELAY_S = 50e-6
 DIGIO_LINES = 6
 #: the source configuration list ``:SOUR:LIST:VOLT`` creates (2450-901-01 p. 6-78)
 SWEEP_LIST = '"VoltCustomSweepList"'
+#: a triggered point's stored source value must match its uploaded level within this plus
+#: ``READBACK_MATCH_REL`` of the level (source read-back is on; the 2450 sources to ±(0.02 % + 600 µV)
+#: on its 2 V range, so 1 mV + 0.1 % leaves margin and still tells list neighbours apart)
+READBACK_MATCH_V = 1e-3
+READBACK_MATCH_REL = 1e-3
 
 
 class Keithley2450(SourceMeterDriver, ScpiDriver):
@@ -257,7 +265,7 @@ class Keithley2450(SourceMeterDriver, ScpiDriver):
         levels = vectors[""]
         n = levels.size
         line = self.trigger_line
-        self._armed_sweep = {"n": n, "timeout_s": timeout_s}
+        self._armed_sweep = {"n": n, "timeout_s": timeout_s, "levels": levels}
         try:
             self._write(f":TRAC:CLE {_BUFFER}")
             for k in range(0, n, _LIST_CHUNK):
@@ -315,9 +323,22 @@ class Keithley2450(SourceMeterDriver, ScpiDriver):
         self.voltage_setpoint("")
         self._check_sweep_power([""], v_src, i_meas)
         self.check_errors()
+        self._check_stepped_as_uploaded(armed["levels"], v_src[:, 0], compliance[:, 0])
         if compliance.any():
             self.log.error("triggered sweep: %d point(s) at the current limit", int(compliance.sum()))
         return SweepResult(v_source=v_src, i_meas=i_meas, compliance=compliance, channels=("",))
+
+    def _check_stepped_as_uploaded(self, levels: np.ndarray, v_src: np.ndarray, compliance: np.ndarray) -> None:
+        """The source value stored with each reading must be the uploaded level of that point (within
+        ``READBACK_MATCH_V`` + ``READBACK_MATCH_REL``·|level|; points at the current limit excepted): a
+        trigger model that stepped otherwise than programmed (a missed or extra list step) is an
+        ``InstrumentProtocolError``, never a silently shifted batch."""
+        off = ~compliance & ~(np.abs(v_src - levels) <= READBACK_MATCH_V + READBACK_MATCH_REL * np.abs(levels))
+        if off.any():
+            k = int(np.flatnonzero(off)[0])
+            raise InstrumentProtocolError(
+                f"triggered sweep: source read back {v_src[k]!r} V at point {k} where {levels[k]!r} V was uploaded "
+                f"({int(off.sum())} point(s) off): the trigger model did not step as programmed", instrument=self.name)
 
     def _restore_trigger(self) -> None:
         """Line back to its reset mode (digital input), trigger model emptied (best effort)."""

@@ -242,3 +242,18 @@ def test_a_2450_wired_first_follows_and_the_first_b2900_leads():
     for key in ("y", "e"):
         a, b = getattr(measured["triggered"], key), getattr(measured["stepwise"], key)
         assert np.abs(a - b).max() <= 1e-9 * np.abs(b).max(), key
+
+
+def test_a_list_stepped_out_of_order_is_refused_and_ends_safe():
+    """If the instrument's first list step recalled index 2 instead of 1 (one point ahead), the source
+    values stored with the readings do not match the upload: InstrumentProtocolError, outputs off."""
+    with EmulatedBench(BENCH, time_mode="virtual", readings="exact") as eb:
+        emu = eb.emulators["smu_y2"]
+        recall = emu._recall
+        emu._recall = lambda name, index: recall(name, index % len(emu.ch.list_v) + 1)
+        board = board_on(eb)
+        with pytest.raises(InstrumentProtocolError, match="did not step as programmed"):
+            with board:
+                hl_step(eb, board, 1)
+        assert eb.all_outputs_safe()
+        assert eb.world.trigger.armed == 0
