@@ -514,7 +514,8 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
 
         Refused before any I/O (``LimitViolation`` / ``InstrumentError``, one line each): an
         amplitude outside the channel's bounds, an edge larger than ``max_step_v`` (the edge is a
-        step), a width outside ``PULSE_WIDTH_RANGE_S``, ``count`` < 1 or a list longer than 2500
+        step), ``|V|/width_s`` above ``max_slew_v_per_s`` (the rule every list sweep obeys, with the
+        width as the point duration), a width outside ``PULSE_WIDTH_RANGE_S``, ``count`` < 1 or a list longer than 2500
         points, an output that is off, a present level other than 0 V.
         """
         limits = self.config(channel).limits
@@ -532,6 +533,10 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
         if abs(amp) > limits.max_step_v * (1 + 1e-9):
             raise LimitViolation("pulse edge", abs(amp), limits.max_step_v, instrument=self.name,
                                  reason="a pulse edge is a step; it must not exceed max_step_v")
+        if abs(amp) / width > limits.max_slew_v_per_s * (1 + 1e-9):
+            raise LimitViolation("pulse slew", abs(amp) / width, limits.max_slew_v_per_s, instrument=self.name,
+                                 reason="the list steps by the amplitude once per width_s, as a list sweep "
+                                        "it must keep |V|/width_s within max_slew_v_per_s")
         if self._output_on.get(channel) is not True:
             raise InstrumentError(f"output {channel!r} is off; switch it on at 0 V before pulsing", instrument=self.name)
         if self._setpoint.get(channel) != 0.0:

@@ -23,7 +23,7 @@ from hil.emulate.b2900 import SmuB2900Emulator
 from hil.emulate.bench import EmulatedBench
 
 TIMEOUT_S = 0.3
-LIMITS = SourceLimits(v_min=-1.5, v_max=1.5, i_compliance_a=1e-3, max_step_v=1.2, max_slew_v_per_s=1e5)
+LIMITS = SourceLimits(v_min=-1.5, v_max=1.5, i_compliance_a=1e-3, max_step_v=1.2, max_slew_v_per_s=2e4)
 CFG = SmuChannelConfig(limits=LIMITS, nplc=1.0, current_range_a=1e-3, voltage_range_v=2.0, autozero="off",
                        source_delay_s=1e-3)
 G_MIN, G_MAX = 1e-8, 1e-4
@@ -76,6 +76,17 @@ def test_pulse_sends_the_list_and_trigger_commands_and_ends_in_fixed_mode_at_zer
     assert drv.voltage_setpoint("1") == 0.0
 
 
+def test_a_long_pulse_train_is_uploaded_in_chunks_and_every_pulse_returns_to_zero(smu):
+    drv, emu = smu
+    drv.pulse("1", -0.8, 5e-5, count=60)
+    rx = emu.transcript.received()
+    assert rx[0] == ":SOUR1:LIST:VOLT " + ",".join(["-0.8,0"] * 50) and rx[1] == ":SOUR1:LIST:VOLT:APP " + ",".join(
+        ["-0.8,0"] * 10)
+    assert rx[2:4] == [":TRIG1:COUN 120", ":TRIG1:ACQ:DEL 4.2e-05"]
+    levels = [s["level_v"] for s in emu.output_history("1")[-120:]]
+    assert levels == [-0.8, 0.0] * 60 and last_state(emu) == (True, 0.0)
+
+
 def test_limits_are_refused_before_any_io(smu):
     drv, emu = smu
     bad = [dict(amplitude_v=1.6, width_s=1e-4),          # above v_max
@@ -83,11 +94,17 @@ def test_limits_are_refused_before_any_io(smu):
            dict(amplitude_v=1.0, width_s=4e-5),          # shorter than the B2900's 50 µs
            dict(amplitude_v=1.0, width_s=2e5),           # longer than 100000 s
            dict(amplitude_v=1.0, width_s=1e-4, count=0),
-           dict(amplitude_v=1.0, width_s=1e-4, count=1251)]  # 2502 list points
+           dict(amplitude_v=1.0, width_s=1e-4, count=1251),  # 2502 list points
+           dict(amplitude_v=1.2, width_s=5e-5)]              # 1.2 V per 50 µs point: 2.4e4 V/s
+    names = []
     for kw in bad:
         with pytest.raises(LimitViolation) as info:
             drv.pulse("1", **kw)
         assert "\n" not in str(info.value)
+        names.append(info.value.name)
+    assert names == ["pulse amplitude", "pulse edge", "pulse width", "pulse width", "pulse count", "pulse count",
+                     "pulse slew"]
+    assert emu.settle() and emu.transcript.received() == []
     with pytest.raises(LimitViolation, match="50 µs|5e-05 s to 100000 s"):
         drv.pulse("1", 1.0, 1e-5)
     drv.set_voltage("1", 0.1)
