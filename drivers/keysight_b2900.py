@@ -43,9 +43,11 @@ the channel is returned to fixed mode at 0 V. Pages this relies on:
   and ``:APPend`` (at most 2500 values, NRf list);
 * same reference, p. 4-93: the immediate level ``[:SOURce[c]]:VOLTage[:LEVel][:IMMediate][:AMPLitude]``
   (the level fixed mode returns to; it stays at 0 V during the pulse);
-* the trigger nodes ``:TRIGger[c]<:ACQuire|:TRANsient|[:ALL]>:COUNt|:DELay|:SOURce`` (named on
-  p. 4-93), ``:INITiate (@c)``, ``[:SOURce[c]]:VOLTage:MODE LIST|FIXed`` and
-  ``:SENSe[c]:CURRent:NPLCycles`` — the commands ``list_sweep`` already sends;
+* the trigger node ``:TRIGger[c]<:ACQuire|:TRANsient|[:ALL]>`` (named with its ``:SOURce[:SIGNal]``
+  on p. 4-93) with ``:COUNt`` and ``:ACQuire:DELay``, ``:INITiate (@c)``, ``*OPC?``, ``:ABORt (@c)``
+  and ``[:SOURce[c]]:VOLTage:MODE LIST|FIXed``: the commands ``list_sweep`` already sends (listed
+  above); ``:SENSe[c]:CURRent:NPLCycles`` at 4.8E-4, the smallest value valid at 50 and 60 Hz
+  (range above), restored to the configured NPLC afterwards;
 * B2900 User's Guide Ed. 5, p. 6-7 (Pulse Output): pulse widths from 50 µs to 100000 s; Ed. 2,
   p. 2-20: smallest programmable pulse width 50 µs, 1 µs resolution. ``pulse`` accepts that range;
 * B2900 User's Guide Ed. 2/Ed. 5, p. 6-27 (Trigger System): the transient (source) and acquire
@@ -57,8 +59,8 @@ Not used, because their pages could not be found in the reference copies availab
 drivers spell them): ``[:SOURce]:FUNCtion[:SHAPe] PULSe``, ``[:SOURce]:PULSe:WIDTh``,
 ``[:SOURce]:PULSe:DELay`` and the trigger timer ``:TRIGger:TIMer``. Consequences: a pulse lasts the
 acquire delay plus the integration time plus the instrument's per-point trigger overhead (not
-published; at least the 10–20 µs shortest trigger interval), so it is slightly longer than
-``width_s``; each point is also measured (the readings are not read back).
+published), so it is slightly longer than ``width_s``; each point is also measured (the readings
+are not read back; output protection still acts on them).
 
 Left out because they could not be verified: ``:SYST:LFR?`` (60 Hz is assumed for timing),
 ``:SYST:INT:TRIP?`` (no hardware interlock check), the questionable-status register bits, and
