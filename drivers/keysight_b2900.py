@@ -597,4 +597,7 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
         out["read_back"] = "REAL,64" if self.binary else "ASCII"
         out["elements"] = "CURR,STAT,SOUR"
         out["output_protection"] = "ON"
+        out["pulses"] = {"method": "two-point list per pulse, acquire delay = width - integration at NPLC "
+                                   f"{format_number(self.NPLC_RANGE[0])}",
+                         "width_range_s": list(self.PULSE_WIDTH_RANGE_S)}
         return out

@@ -74,6 +74,7 @@ def test_pulse_sends_the_list_and_trigger_commands_and_ends_in_fixed_mode_at_zer
     assert levels == [1.2, 0.0, 1.2, 0.0]  # what the output did: two pulses, each back to 0 V
     assert last_state(emu) == (True, 0.0) and emu.chans["1"].voltage_mode == "FIX"
     assert drv.voltage_setpoint("1") == 0.0
+    assert drv.snapshot()["settings"]["pulses"]["width_range_s"] == [5e-5, 1e5]  # in the run metadata
 
 
 def test_a_long_pulse_train_is_uploaded_in_chunks_and_every_pulse_returns_to_zero(smu):
