@@ -551,6 +551,9 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
         c, chanlist = channel, f"(@{channel})"
         config = self.config(channel)
         levels = [amp, 0.0] * int(count)
+        # unknown until read back at the end: an interrupt anywhere in between leaves shutdown a
+        # level to read back rather than a cached 0 V to trust
+        self._setpoint[c] = math.nan
         try:
             for k in range(0, n, _LIST_CHUNK):
                 head = f":SOUR{c}:LIST:VOLT " if k == 0 else f":SOUR{c}:LIST:VOLT:APP "
@@ -566,7 +569,6 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
             if done != "1":
                 raise InstrumentProtocolError(f"*OPC? returned {done!r}", instrument=self.name, command="*OPC?")
         except BaseException as exc:
-            self._setpoint[c] = math.nan  # a list level may be left behind: read it back later
             if isinstance(exc, (InstrumentTimeout, KeyboardInterrupt, SystemExit)):
                 try:  # the list may still be running: stop it before the resync and the restore
                     self.transport.write(f":ABOR {chanlist}")
