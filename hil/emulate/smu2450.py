@@ -537,6 +537,8 @@ class Smu2450Emulator(ScpiEmulator):
         if not cmd.params:
             raise ScpiError(-109)
         name = cmd.string(0)
+        if self._run is not None and not self._run.done:
+            raise ScpiError(-200, "trigger model running; :ABORt first")
         if name.upper() == "EMPTY":
             cmd.count(1)
             self.sweep, self.blocks = None, {}
