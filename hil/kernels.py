@@ -1,0 +1,148 @@
+"""Compiled inner loops (numba) for the per-step hot paths of training.
+
+Each kernel does in one pass over its arrays what a sequence of numpy calls would do in
+many, with the same floating-point operations in the same order (no fast-math, so no
+reassociation or fused multiply-add: results are bit-identical to the numpy formulas
+they replace).  They run on one thread and are compiled once per machine (``cache=True``
+keeps the machine code next to this file; a first compile takes about a second;
+division by zero gives ±inf or NaN as in numpy, which the callers' certificates reject).
+
+* :func:`ideal_diagonal_kernel` — the closed-form ideal-diode solve of uncoupled nodes with
+  the residuals of its KKT certificate, reduced for the whole batch.
+* :func:`adam_kernel` — one Adam step with projection onto the programmable range.
+* :func:`hl_phase_kernel` — the central responses of a stacked ± measurement, the
+  symmetry (flip) test and the diode-state comparison of both phases, per sample.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ideal_diagonal_kernel(b, diag, s, h, e, z, mu, on):  # pragma: no cover - compiled
+    """Solve e = clamp(b / diag) per node and form the certificate's residuals (see
+    :func:`hil.circuit.ideal.solve_ideal_diagonal`).
+
+    ``b`` (B, n) nodal source currents (A), ``diag`` (n,) diagonal of K (S), ``s`` (n,) diode
+    orientation as ±1.0, ``h`` (n,) clamp levels (V).  Writes e (node voltages), z = s(e − h)
+    (blocking voltages), mu (diode currents) and on (conducting), all (B, n); ``z`` may be
+    ``e`` itself when s = 1 and h = 0 (then z = e).  Returns (min z, min mu, max |KCL at the
+    free nodes|, max |mu·z|, max |K e|, max |b|, conducting count, all finite).  The clamp
+    is written with selects, not branches: which diodes conduct is data, and a mispredicted
+    branch per node would cost more than the arithmetic.
+    """
+    B, n = b.shape
+    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
+    count = 0
+    nan_sum = 0.0  # stays 0 unless some value is ±inf or NaN (inf − inf and NaN − NaN are NaN)
+    for r in range(B):
+        for k in range(n):
+            bk = b[r, k]
+            dk = diag[k]
+            hk = h[k]
+            sk = s[k]
+            ek = bk / dk
+            nan_sum += ek - ek  # a free solution that is not finite (also 0/0) is never certified
+            c = (ek - hk) * sk < 0.0  # the free solution violates the clamp: the diode conducts
+            cf = np.float64(c)
+            # the clamp at h; the orientation is a per-node constant, so this branch predicts well
+            ek = np.maximum(ek, hk) if sk > 0.0 else np.minimum(ek, hk)
+            zk = (ek - hk) * sk
+            ke = dk * ek
+            res = ke - bk  # K e − b: s·mu where clamped, the KCL residual where free
+            mk = (res * sk) * cf  # (× 1 or × 0: exact)
+            free = res * (1.0 - cf)
+            comp = mk * zk
+            e[r, k] = ek
+            z[r, k] = zk
+            mu[r, k] = mk
+            on[r, k] = c
+            count += c
+            nan_sum += (res - res) + (comp - comp)
+            lo_z = min(lo_z, zk)
+            lo_mu = min(lo_mu, mk)
+            kcl_abs = max(kcl_abs, abs(free))
+            comp_abs = max(comp_abs, abs(comp))
+            ke_abs = max(ke_abs, abs(ke))
+            b_abs = max(b_abs, abs(bk))
+    return lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, count, nan_sum == 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def adam_kernel(g, grad, m, v, frozen, b1, b2, scale, eps_term, g_min, g_max, out):  # pragma: no cover
+    """One Adam step over every conductance, in place on the moments ``m`` and ``v``.
+
+    new = clip(g − scale·m / (√v + eps_term), g_min, g_max) with m = β₁m + (1−β₁)·grad and
+    v = β₂v + (1−β₂)·grad², where ``scale`` = lr·√(1−β₂ᵗ)/(1−β₁ᵗ) and ``eps_term`` =
+    eps·√(1−β₂ᵗ); the entries listed in ``frozen`` keep zero moments and their conductance.
+    """
+    c1 = 1.0 - b1
+    c2 = 1.0 - b2
+    for i in range(g.shape[0]):
+        gi = grad[i]
+        mi = m[i] * b1 + gi * c1
+        vi = v[i] * b2 + (gi * c2) * gi
+        m[i] = mi
+        v[i] = vi
+        out[i] = min(max(g[i] - (mi * scale) / (math.sqrt(vi) + eps_term), g_min), g_max)
+    for i in frozen:
+        m[i] = 0.0
+        v[i] = 0.0
+        out[i] = g[i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, es, rel_tol, noise_floor, n_hat_e, n_hat_w,
+                    plus_flip, minus_flip, by_response):  # pragma: no cover - compiled
+    """Per sample of a stacked ± measurement (rows k and k + K are the + and − phase of sample k):
+
+    * the central response (v₊ − v₋)/(2 ε_k) of every hidden node and port into ``n_hat_e`` (K, n)
+      and ``n_hat_w`` (K, q);
+    * ``by_response[k]``: the ± responses are not mirror images, max|v₊ + v₋ − 2v₀| >
+      rel_tol/2 · max|v₊ − v₋| + noise_floor (a flip seen in the readings alone);
+    * ``plus_flip[k]`` / ``minus_flip[k]``: a diode state of that phase differs from the
+      operating point's (only when ``on_both`` has rows; otherwise left False).
+    """
+    K = e0.shape[0]
+    n = e0.shape[1]
+    q = w0.shape[1]
+    states = on_both.shape[0] > 0
+    for k in range(K):
+        two_eps = 2.0 * es[k]
+        asym = 0.0
+        resp = 0.0
+        for j in range(n):
+            vp = e_both[k, j]
+            vm = e_both[k + K, j]
+            d = vp - vm
+            a = abs(vp + vm - e0[k, j] - e0[k, j])
+            if a > asym:
+                asym = a
+            if abs(d) > resp:
+                resp = abs(d)
+            n_hat_e[k, j] = d / two_eps
+        for j in range(q):
+            vp = w_both[k, j]
+            vm = w_both[k + K, j]
+            d = vp - vm
+            a = abs(vp + vm - w0[k, j] - w0[k, j])
+            if a > asym:
+                asym = a
+            if abs(d) > resp:
+                resp = abs(d)
+            n_hat_w[k, j] = d / two_eps
+        by_response[k] = asym > resp * (rel_tol / 2.0) + noise_floor
+        if states:
+            pf = False
+            mf = False
+            for j in range(n):
+                o = on0[k, j]
+                if on_both[k, j] != o:
+                    pf = True
+                if on_both[k + K, j] != o:
+                    mf = True
+            plus_flip[k] = pf
+            minus_flip[k] = mf
