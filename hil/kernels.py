@@ -146,3 +146,52 @@ def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, es, rel_tol, noise_flo
                     mf = True
             plus_flip[k] = pf
             minus_flip[k] = mf
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def branch_factors_kernel(a, b, h0, n, fixed, inv, ranges, left, right, moves):  # pragma: no cover
+    """The two factors of :meth:`hil.board.BoardTopology.mean_branch_product` in one pass.
+
+    ``a``, ``b`` (B, nodes) node arrays; hidden nodes are columns h0 … h0 + n − 1, ``fixed``
+    the fixed-potential columns; ``inv`` = 1/B.  Fills ``left`` (2B + 2, n) with
+    [−a_h·inv ; dh ; 1 ; −b_h] (dh_k = Σ_b a_bk b_bk · inv) and ``right`` (2B + 2, f) with
+    [b_f ; 1 ; df ; a_f·inv] (df_j = Σ_b (a_bj·inv) b_bj), and ``moves[i]`` = (any b_f ≠ 0,
+    any a_f ≠ 0) over the fixed columns ``ranges[i, 0]`` … ``ranges[i, 1]`` − 1.
+    """
+    B = a.shape[0]
+    for k in range(n):
+        dh = 0.0
+        for r in range(B):
+            ak = a[r, h0 + k]
+            bk = b[r, h0 + k]
+            left[r, k] = ak * -inv
+            left[B + 2 + r, k] = -bk
+            dh += ak * bk
+        left[B, k] = dh * inv
+        left[B + 1, k] = 1.0
+    nf = fixed.shape[0]
+    b_nz = np.zeros(nf, dtype=np.bool_)
+    a_nz = np.zeros(nf, dtype=np.bool_)
+    for j in range(nf):
+        c = fixed[j]
+        df = 0.0
+        for r in range(B):
+            bj = b[r, c]
+            aj = a[r, c] * inv
+            right[r, j] = bj
+            right[B + 2 + r, j] = aj
+            df += aj * bj
+            if bj != 0.0:
+                b_nz[j] = True
+            if aj != 0.0:
+                a_nz[j] = True
+        right[B, j] = 1.0
+        right[B + 1, j] = df
+    for i in range(ranges.shape[0]):
+        bm = False
+        am = False
+        for j in range(ranges[i, 0], ranges[i, 1]):
+            bm = bm or b_nz[j]
+            am = am or a_nz[j]
+        moves[i, 0] = bm
+        moves[i, 1] = am
