@@ -159,34 +159,34 @@ def branch_factors_kernel(a, b, h0, n, fixed, inv, ranges, left, right, moves): 
     any a_f ≠ 0) over the fixed columns ``ranges[i, 0]`` … ``ranges[i, 1]`` − 1.
     """
     B = a.shape[0]
-    for k in range(n):
-        dh = 0.0
-        for r in range(B):
+    nf = fixed.shape[0]
+    b_nz = np.zeros(nf, dtype=np.bool_)
+    a_nz = np.zeros(nf, dtype=np.bool_)
+    dh = left[B]
+    df = right[B + 1]
+    dh[:] = 0.0
+    df[:] = 0.0
+    for r in range(B):  # row by row: every array is read and written along its rows
+        for k in range(n):
             ak = a[r, h0 + k]
             bk = b[r, h0 + k]
             left[r, k] = ak * -inv
             left[B + 2 + r, k] = -bk
-            dh += ak * bk
-        left[B, k] = dh * inv
-        left[B + 1, k] = 1.0
-    nf = fixed.shape[0]
-    b_nz = np.zeros(nf, dtype=np.bool_)
-    a_nz = np.zeros(nf, dtype=np.bool_)
-    for j in range(nf):
-        c = fixed[j]
-        df = 0.0
-        for r in range(B):
+            dh[k] += ak * bk
+        for j in range(nf):
+            c = fixed[j]
             bj = b[r, c]
             aj = a[r, c] * inv
             right[r, j] = bj
             right[B + 2 + r, j] = aj
-            df += aj * bj
-            if bj != 0.0:
-                b_nz[j] = True
-            if aj != 0.0:
-                a_nz[j] = True
+            df[j] += aj * bj
+            b_nz[j] |= bj != 0.0
+            a_nz[j] |= aj != 0.0
+    for k in range(n):
+        dh[k] *= inv
+        left[B + 1, k] = 1.0
+    for j in range(nf):
         right[B, j] = 1.0
-        right[B + 1, j] = df
     for i in range(ranges.shape[0]):
         bm = False
         am = False
