@@ -195,3 +195,43 @@ def branch_factors_kernel(a, b, h0, n, fixed, inv, ranges, left, right, moves): 
             am = am or a_nz[j]
         moves[i, 0] = bm
         moves[i, 1] = am
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def count_changes(new, old):  # pragma: no cover - compiled
+    """How many entries of ``new`` differ from ``old`` (both (m,))."""
+    count = 0
+    for i in range(new.shape[0]):
+        count += new[i] != old[i]
+    return count
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def nodal_sums_kernel(g_in, hh_row_sum, g_leak, g_out, rows, diag, in_col_sum, out_row_sum):  # pragma: no cover
+    """Diagonal of K for the hidden nodes ``rows`` and, when their arrays have entries, the
+    column sums of ``g_in`` (p,) and the row sums of ``g_out`` (q,), siemens.
+
+    diag[k] = Σ_j g_in[k, j] + hh_row_sum[k] + g_leak[k] + Σ_o g_out[o, k], each sum taken
+    left to right, so a partial update adds in exactly the order of a full one.
+    """
+    p = g_in.shape[1]
+    q = g_out.shape[0]
+    for k in rows:
+        s_in = 0.0
+        for j in range(p):
+            s_in += g_in[k, j]
+        s_out = 0.0
+        for o in range(q):
+            s_out += g_out[o, k]
+        diag[k] = s_in + hh_row_sum[k] + g_leak[k] + s_out
+    if in_col_sum.shape[0]:
+        in_col_sum[:] = 0.0
+        for k in range(g_in.shape[0]):
+            for j in range(p):
+                in_col_sum[j] += g_in[k, j]
+    if out_row_sum.shape[0]:
+        for o in range(q):
+            s = 0.0
+            for k in range(g_out.shape[1]):
+                s += g_out[o, k]
+            out_row_sum[o] = s
