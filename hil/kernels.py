@@ -211,14 +211,25 @@ def nodal_sums_kernel(g_in, hh_row_sum, g_leak, g_out, rows, diag, in_col_sum, o
     """Diagonal of K for the hidden nodes ``rows`` and, when their arrays have entries, the
     column sums of ``g_in`` (p,) and the row sums of ``g_out`` (q,), siemens.
 
-    diag[k] = Σ_j g_in[k, j] + hh_row_sum[k] + g_leak[k] + Σ_o g_out[o, k], each sum taken
-    left to right, so a partial update adds in exactly the order of a full one.
+    diag[k] = Σ_j g_in[k, j] + hh_row_sum[k] + g_leak[k] + Σ_o g_out[o, k], every sum in a
+    fixed order, so a partial update adds in exactly the order of a full one.
     """
     p = g_in.shape[1]
     q = g_out.shape[0]
+    p4 = p - p % 4
     for k in rows:
-        s_in = 0.0
-        for j in range(p):
+        # four running sums (independent additions pipeline; the order is fixed, so still deterministic)
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for j in range(0, p4, 4):
+            s0 += g_in[k, j]
+            s1 += g_in[k, j + 1]
+            s2 += g_in[k, j + 2]
+            s3 += g_in[k, j + 3]
+        s_in = (s0 + s1) + (s2 + s3)
+        for j in range(p4, p):
             s_in += g_in[k, j]
         s_out = 0.0
         for o in range(q):
