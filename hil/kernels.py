@@ -95,7 +95,7 @@ def adam_kernel(g, grad, m, v, frozen, b1, b2, scale, eps_term, g_min, g_max, ou
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, es, rel_tol, noise_floor, n_hat_e, n_hat_w,
+def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, noise_floor, n_hat_e, n_hat_w,
                     plus_flip, minus_flip, by_response):  # pragma: no cover - compiled
     """Per sample of a stacked ± measurement (rows k and k + K are the + and − phase of sample k):
 
@@ -104,7 +104,9 @@ def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, es, rel_tol, noise_flo
     * ``by_response[k]``: the ± responses are not mirror images, max|v₊ + v₋ − 2v₀| >
       rel_tol/2 · max|v₊ − v₋| + noise_floor (a flip seen in the readings alone);
     * ``plus_flip[k]`` / ``minus_flip[k]``: a diode state of that phase differs from the
-      operating point's (only when ``on_both`` has rows; otherwise left False).
+      operating point's (only when ``on_both`` has rows; otherwise left False);
+    * where exactly one phase changed a state and ``phase_ok[k]``, the responses of sample k are
+      instead the other phase's one-sided difference, (v₊ − v₀)/ε_k or (v₀ − v₋)/ε_k.
     """
     K = e0.shape[0]
     n = e0.shape[1]
@@ -146,6 +148,14 @@ def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, es, rel_tol, noise_flo
                     mf = True
             plus_flip[k] = pf
             minus_flip[k] = mf
+            if pf != mf and phase_ok[k]:  # the phase that kept every state gives the exact response
+                off = K if pf else 0
+                for j in range(n):
+                    v = e_both[k + off, j]
+                    n_hat_e[k, j] = (e0[k, j] - v if pf else v - e0[k, j]) / es[k]
+                for j in range(q):
+                    v = w_both[k + off, j]
+                    n_hat_w[k, j] = (w0[k, j] - v if pf else v - w0[k, j]) / es[k]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -183,10 +183,12 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
             np.subtract(w0, drive, out=w_both[k:])
             both = board.measure(np.concatenate([xs, xs]), w_both)
             noise = max(both.noise_v, op.noise_v)
+            phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
             if (both.u.reshape(2, k, -1) == op.u[rows]).all():  # sources did not move: 0 in every response
                 cols = responding
-                by_response, sides, pm = _held_source_phases(op, rows, k, both, es, noise, flip_rel_tol,
-                                                             n_hat, cols, rows is everything)
+                by_response, sides = _held_source_phases(op, rows, k, both, es, noise, flip_rel_tol, phase_ok,
+                                                         n_hat, cols, rows is everything)
+                pm = None  # one-sided responses are already written
             else:
                 cols = everything
                 n_both = topo.node_voltages(both)
@@ -196,7 +198,6 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                 n_hat[rows, cols] = np.divide(diff, 2 * es, out=diff)
                 sides = _flipped_sides(op, rows, k, both)
                 pm = (npl, nmi, ref)
-            phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
             source_phases.append((rows, k, both, es, None))
             if sides is None:
                 flips = by_response
@@ -212,11 +213,12 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                     single &= phase_ok
                 if single.any():  # one phase kept every state: its one-sided difference is exact
                     sel = np.flatnonzero(single)
-                    npl, nmi, ref = pm() if callable(pm) else pm
                     rows_sel = todo[sel]
                     use_minus = plus_flip[sel][:, None]
-                    side = np.where(use_minus, ref[sel] - nmi[sel], npl[sel] - ref[sel])
-                    n_hat[rows_sel, cols] = side / es[sel]
+                    if pm is not None:
+                        npl, nmi, ref = pm
+                        side = np.where(use_minus, ref[sel] - nmi[sel], npl[sel] - ref[sel])
+                        n_hat[rows_sel, cols] = side / es[sel]
                     source_phases.append((rows_sel, k, both, es[sel], (sel, use_minus, op)))
                     one_sided += sel.size
                 flips = flagged & ~single
@@ -249,14 +251,15 @@ _NO_STATES = np.zeros((0, 0), dtype=np.bool_)
 
 
 def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np.ndarray, noise_v: float,
-                        rel_tol: float, n_hat: np.ndarray, cols: slice, whole_batch: bool):
+                        rel_tol: float, phase_ok: np.ndarray | None, n_hat: np.ndarray, cols: slice,
+                        whole_batch: bool):
     """Responses, symmetry test and state comparison of a stacked ± measurement whose sources
     held the operating point's voltages, in one compiled pass (:func:`hil.kernels.hl_phase_kernel`).
 
-    Writes the central responses of the hidden nodes and ports into ``n_hat[rows, cols]``.
-    Returns (flagged by the response (k,), (plus_flip, minus_flip) or None when the board
-    reports no states or is not piecewise linear, a function giving the (v₊, v₋, v₀) node
-    arrays of the responding nodes for the rare one-sided case).
+    Writes the responses of the hidden nodes and ports into ``n_hat[rows, cols]``: central,
+    or, for a sample where exactly one phase changed a diode state (and both phases are
+    valid), the other phase's one-sided difference.  Returns (flagged by the response (k,),
+    (plus_flip, minus_flip) or None when the board reports no states or is not piecewise linear).
     """
     n, q = op.e.shape[1], op.w.shape[1]
     states = op.piecewise_linear and op.on is not None and both.on is not None
@@ -268,17 +271,12 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
     flips = np.zeros((3, k), dtype=np.bool_)
     hl_phase_kernel(_c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, np.bool_) if states else _NO_STATES,
                     _c(op.on if whole_batch else op.on[rows], np.bool_) if states else _NO_STATES,
+                    np.ones(k, np.bool_) if phase_ok is None else _c(phase_ok, np.bool_),
                     np.ascontiguousarray(es[:, 0]), float(rel_tol), 5.0 * np.sqrt(6.0) * noise_v,
                     nh_e, nh_w, flips[0], flips[1], flips[2])
     if not whole_batch:
         n_hat[rows, cols] = np.concatenate([nh_e, nh_w], axis=1)
-
-    def node_arrays():
-        npl = np.concatenate([both.e[:k], both.w[:k]], axis=1)
-        nmi = np.concatenate([both.e[k:], both.w[k:]], axis=1)
-        return npl, nmi, np.concatenate([e0, w0], axis=1)
-
-    return flips[2], ((flips[0], flips[1]) if states else None), node_arrays
+    return flips[2], ((flips[0], flips[1]) if states else None)
 
 
 def _c(a: np.ndarray, dtype=np.float64) -> np.ndarray:

@@ -33,7 +33,7 @@ def test_phase_kernel_equals_the_numpy_responses_and_flip_tests(noise_v):
     out = np.full((k, 2 + n + q), np.nan)  # non-contiguous views as the estimator passes them
     nh_e, nh_w = out[:, 2:2 + n], out[:, 2 + n:]
     flips = np.zeros((3, k), bool)
-    hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, es, 1e-3, 5.0 * np.sqrt(6.0) * noise_v,
+    hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, np.zeros(k, bool), es, 1e-3, 5.0 * np.sqrt(6.0) * noise_v,
                     nh_e, nh_w, flips[0], flips[1], flips[2])
     npl = np.concatenate([e_both[:k], w_both[:k]], axis=1)
     nmi = np.concatenate([e_both[k:], w_both[k:]], axis=1)
@@ -46,9 +46,18 @@ def test_phase_kernel_equals_the_numpy_responses_and_flip_tests(noise_v):
     assert flips[0].tolist().count(True) == 2 and flips[1].tolist().count(True) == 2
     # without states the comparison is skipped
     none = np.zeros((3, k), bool)
-    hl_phase_kernel(e_both, w_both, e0, w0, np.zeros((0, 0), bool), np.zeros((0, 0), bool), es, 1e-3, 0.0,
+    hl_phase_kernel(e_both, w_both, e0, w0, np.zeros((0, 0), bool), np.zeros((0, 0), bool), np.ones(k, bool), es, 1e-3, 0.0,
                     nh_e, nh_w, none[0], none[1], none[2])
     assert not none[:2].any()
+    # with valid phases, a sample where only one phase flipped takes the other one's one-sided difference
+    valid = np.zeros((3, k), bool)
+    hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, np.ones(k, bool), es, 1e-3, 0.0, nh_e, nh_w,
+                    valid[0], valid[1], valid[2])
+    got = np.concatenate([nh_e, nh_w], axis=1)
+    single = sides[0] ^ sides[1]
+    side = np.where(sides[0][:, None], ref - nmi, npl - ref) / es[:, None]
+    central = (npl - nmi) / (2 * es[:, None])
+    assert np.array_equal(got[single], side[single]) and np.array_equal(got[~single], central[~single])
 
 
 def test_uncoupled_solve_rejects_an_undetermined_node():
