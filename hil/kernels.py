@@ -87,7 +87,8 @@ def adam_kernel(g, grad, m, v, frozen, b1, b2, scale, eps_term, g_min, g_max, ou
         vi = v[i] * b2 + (gi * c2) * gi
         m[i] = mi
         v[i] = vi
-        out[i] = min(max(g[i] - (mi * scale) / (math.sqrt(vi) + eps_term), g_min), g_max)
+        # (numpy's scalar minimum, maximum and sqrt: they vectorise, and a NaN propagates as in np.clip)
+        out[i] = np.minimum(np.maximum(g[i] - (mi * scale) / (np.sqrt(vi) + eps_term), g_min), g_max)
     for i in frozen:
         m[i] = 0.0
         v[i] = 0.0
