@@ -156,6 +156,10 @@ def _expected_programming(e: Section) -> dict:
     return out
 
 
+#: SMU drivers that join the bench trigger line only through a configured digital I/O line
+TRIGGER_LINE_DRIVERS = ("keithley2600", "keithley2450")
+
+
 def _without_triggered(bench: Any) -> list[str]:
     """Wired instruments whose driver lacks the triggered capability (``TriggeredSweeps``/``TriggeredScans``)."""
     from hil.drivers.registry import load_driver
@@ -167,11 +171,14 @@ def _without_triggered(bench: Any) -> list[str]:
     for name, members in need.items():
         spec = bench.instruments[name]
         cls = load_driver(spec.driver)
-        wired = spec.options.get("trigger_line") is not None if spec.driver == "keithley2600" else True
+        wired = spec.options.get("trigger_line") is not None if spec.driver in TRIGGER_LINE_DRIVERS else True
         if not all(hasattr(cls, m) for m in members):
             out.append(f"{name} ({spec.driver})")
         elif not wired:
             out.append(f"{name} ({spec.driver} without trigger_line)")
+    smus = [i for group in (w.sources, w.outputs) for i, _ in group.values()]
+    if not out and not any(getattr(load_driver(bench.instruments[i].driver), "leads_bench_trigger", True) for i in smus):
+        out.append("every SMU (none can lead the bench trigger line)")
     return sorted(out)
 
 
@@ -195,6 +202,7 @@ def _check_programming(p: Section, prog: dict, bench: Any, fallback: Any = None)
             used = {f"{i}.{c}" for group in (bench.wiring.sources, bench.wiring.outputs) for i, c in group.values()}
             if f"{inst}.{ch}" in used:
                 p.error("smu", f"{smu} already drives a circuit node; programming needs its own channel")
+            _check_pulse_widths(p, prog.get("settings"), inst, spec.driver)
     matrix = prog.get("matrix")
     if isinstance(matrix, str):
         spec = bench.instruments.get(matrix)
@@ -202,6 +210,26 @@ def _check_programming(p: Section, prog: dict, bench: Any, fallback: Any = None)
             p.error("matrix", f"{matrix!r} is not a switch matrix of the bench")
     if bench.circuit is not None:
         _check_devices(p, prog.get("devices"), bench.circuit)
+
+
+def _check_pulse_widths(p: Section, settings: Any, inst: str, driver: str) -> None:
+    """``width_s`` and ``min_width_s`` within the pulse widths the programming SMU's driver can
+    produce (its ``PULSE_WIDTH_RANGE_S``, when it declares one)."""
+    from hil.drivers.registry import load_driver
+
+    if settings is None:
+        return
+    try:
+        bounds = getattr(load_driver(driver), "PULSE_WIDTH_RANGE_S", None)
+    except Exception:  # an unknown driver is reported where the bench is validated
+        return
+    if bounds is None:
+        return
+    lo, hi = bounds
+    for key in ("width_s", "min_width_s"):
+        value = getattr(settings, key)
+        if not lo <= value <= hi:
+            p.error(key, f"{value:g} s is outside the {lo:g}..{hi:g} s pulse widths of {inst} ({driver})")
 
 
 def _check_devices(p: Section, devices: Any, circuit: Any) -> None:

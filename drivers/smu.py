@@ -225,15 +225,6 @@ class SourceMeterDriver(DriverBase):
         f_line = self.line_frequency_hz or FALLBACK_LINE_FREQUENCY_HZ
         return settle_s + cfg.source_delay_s + cfg.nplc / f_line
 
-    def _program_level(self, channel: str, level_v: float) -> None:
-        """Write the source level (V) and cache it. The cache reads "unknown" while the write is in
-        flight: Ctrl-C/SIGTERM raise ``KeyboardInterrupt`` between any two statements, and one landing
-        after the level reached the instrument but before the cache was updated would leave a stale
-        level that the shutdown trusts (no ramp down, no 0 V written). Unknown makes it read back."""
-        self._setpoint[channel] = math.nan
-        self._write_level(channel, level_v)
-        self._setpoint[channel] = level_v
-
     def _maybe_on(self, channel: str) -> bool:
         """``True`` unless the output is known to be off."""
         return self._output_on.get(channel) is not False
@@ -278,7 +269,8 @@ class SourceMeterDriver(DriverBase):
         except Exception as exc:
             self.log.error("channel %r: output off failed: %s", channel, exc)
         try:
-            self._program_level(channel, 0.0)
+            self._write_level(channel, 0.0)
+            self._setpoint[channel] = 0.0
         except Exception as exc:
             self.log.error("channel %r: programming 0 V failed: %s", channel, exc)
         try:
@@ -299,7 +291,8 @@ class SourceMeterDriver(DriverBase):
             self._setpoint[channel] = math.nan
             verified = True
             try:
-                self._program_level(channel, 0.0)
+                self._write_level(channel, 0.0)
+                self._setpoint[channel] = 0.0
             except Exception as exc:
                 self.log.error("channel %r: programming 0 V failed: %s", channel, exc)
         error = ImplausibleReadbackError(channel, value, reason=reason, output_off_verified=verified,
@@ -382,6 +375,15 @@ class SourceMeterDriver(DriverBase):
         self._apply_config(channel, config)
         self._configs[channel] = config
         self.check_errors()
+
+    def _program_level(self, channel: str, level_v: float) -> None:
+        """Write a source level (V) and cache it. The cache says "unknown" while the write is in
+        flight, so an interrupt (Ctrl-C, SIGTERM) landing between the write and the cache update
+        leaves a level that shutdown reads back instead of a stale one it would trust (a stale 0 V
+        would skip the ramp and the final 0 V write and leave the new level programmed)."""
+        self._setpoint[channel] = math.nan
+        self._write_level(channel, level_v)
+        self._setpoint[channel] = level_v
 
     def _ramp(self, channel: str, target_v: float, *, check_target: bool = True) -> None:
         limits = self.config(channel).limits
@@ -475,8 +477,7 @@ class SourceMeterDriver(DriverBase):
                     self._write_output(channel, False)
                     self._output_on[channel] = False
                     raise
-        if on:
-            self._output_on[channel] = None  # unknown while the write is in flight (see _program_level)
+        self._output_on[channel] = None  # unknown while the write is in flight (see _program_level)
         self._write_output(channel, bool(on))
         self._output_on[channel] = bool(on)
 

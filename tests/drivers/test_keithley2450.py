@@ -604,6 +604,7 @@ def test_non_finite_or_absurd_level_is_unknown_even_without_configuration(reply)
 
 
 def test_connect_failing_mid_ramp_runs_shutdown_and_attaches_the_report():
+    """The lost ramp write leaves the level unknown, so shutdown reads it back before ramping."""
     from hil.drivers.errors import InstrumentConnectionError
     lost = InstrumentConnectionError("lost")
     # the failed write leaves the level unknown: the shutdown reads it back instead of assuming 0.1 V

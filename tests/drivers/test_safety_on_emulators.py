@@ -376,7 +376,30 @@ def test_ctrl_c_mid_ramp_in_a_with_block_ends_off_at_zero(rm, start, family):
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_interrupt_right_after_a_level_write_still_ends_off_at_zero(rm, start, family):
+def test_interrupt_right_after_a_level_write_is_not_trusted_as_zero(rm, start, family):
+    """Ctrl-C/SIGTERM landing after a level command reached the instrument but before the driver
+    noted it: shutdown must not trust its stale 0 V and leave the new level programmed."""
+    make, cls, ch, _ = FAMILIES[family]
+    emu = start(make())
+    drv = driver_for(rm, emu, cls, ch)
+    write_level = drv._write_level
+
+    def write_then_interrupt(channel: str, level_v: float) -> None:
+        write_level(channel, level_v)
+        if level_v != 0.0:
+            raise KeyboardInterrupt
+
+    drv._write_level = write_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        with drv:
+            drv.output(ch, True)
+            drv.set_voltage(ch, -0.2)  # one step within max_step_v: the first write is the last
+    assert drv.last_shutdown is not None and drv.last_shutdown.safe
+    assert channel_state(emu, ch) == (False, 0.0)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_interrupt_after_a_ramp_step_ramps_down_from_the_read_back_level(rm, start, family):
     """Ctrl-C/SIGTERM landing after a ramp step reached the instrument but before the driver noted it:
     the shutdown must not trust the old cached level (it reads the level back, ramps down, 0 V)."""
     make, cls, ch, write_re = FAMILIES[family]
