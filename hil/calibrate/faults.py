@@ -60,7 +60,7 @@ class FaultMap:
     def unresolved(self) -> int:
         """Devices whose fault posterior lies between 1 % and 99 % (the read-out cannot tell)."""
         p = self.posterior
-        return 0 if p is None else int(np.sum((p > 0.01) & (p < 0.99)))
+        return 0 if p is None else int(np.sum((p >= 0.01) & (p < 0.99)))
 
     @property
     def faulty(self) -> np.ndarray:
@@ -95,9 +95,11 @@ def characterise(board, offsets: ChannelOffsets, groups: tuple[str, ...] = ("g_i
     slope = (high.g - low.g) / (t_high - t_low)
     slope_se = np.sqrt(_se(low) ** 2 + _se(high) ** 2) / (t_high - t_low)
     posterior = np.full(topo.n_conductances, np.nan)
+    line_length = {"g_in": topo.n_sources, "g_out": topo.n_hidden}  # row-major (n, p) and (q, n) blocks
     for gname in groups:
         sl = topo.groups[gname]
-        posterior[sl] = stuck_posterior(slope[sl], slope_se[sl], prior_faulty)
+        lines = np.arange(sl.stop - sl.start) // line_length[gname] if gname in line_length else None
+        posterior[sl] = stuck_posterior(slope[sl], slope_se[sl], prior_faulty, lines)
     code = np.zeros(topo.n_conductances, np.int8)
     stuck = sel & (posterior > 0.5)
     mid = g_min + 0.5 * span
@@ -112,19 +114,41 @@ def characterise(board, offsets: ChannelOffsets, groups: tuple[str, ...] = ("g_i
                     posterior, slope, slope_se)
 
 
-def stuck_posterior(slope: np.ndarray, se: np.ndarray, prior: float) -> np.ndarray:
+def stuck_posterior(slope: np.ndarray, se: np.ndarray, prior: float, lines: np.ndarray | None = None) -> np.ndarray:
     """P(stuck | slope) for one group of devices (see the module docstring).
 
-    slope, se: (k,) response slopes and their standard errors; prior: fault probability."""
+    slope, se: (k,) response slopes and their standard errors; prior: fault probability.
+    lines: (k,) index of the line each device sits on (a hidden node's row of ``g_in``, an
+    output's row of ``g_out``), or None.  With lines, the healthy mean μ is each line's median
+    slope (lines of fewer than 8 devices use the group median): wire drops along a line scale
+    the in-circuit response of all its devices alike, so a whole line reading low is not a
+    line of stuck devices.  τ is then the scatter about the line medians."""
     se = np.maximum(np.where(np.isfinite(se), se, np.inf), 1e-12)
-    mu = float(np.median(slope))
-    scatter = 1.4826 * float(np.median(np.abs(slope - mu)))
-    tau2 = max(scatter ** 2 - float(np.median(se ** 2)), (0.01 * abs(mu)) ** 2, 1e-12)
+    mu = np.full(slope.shape, float(np.median(slope)))
+    scatter = np.full(slope.shape, 1.4826 * float(np.median(np.abs(slope - mu))))
+    noise2 = np.full(slope.shape, float(np.median(se ** 2)))
+    if lines is not None:
+        for line in np.unique(lines):
+            on = lines == line
+            if on.sum() >= 8:
+                mu[on] = np.median(slope[on])
+                scatter[on] = 1.4826 * np.median(np.abs(slope[on] - mu[on]))
+                noise2[on] = np.median(se[on] ** 2)
+    tau2 = np.maximum(np.maximum(scatter ** 2 - noise2, 1e-12), (0.01 * np.abs(mu)) ** 2)
     var_h = tau2 + se ** 2
-    ll_stuck = -0.5 * (slope / se) ** 2 - np.log(se)
+    var_s = se ** 2 + (tau2 if lines is not None else 0.0)
+    ll_stuck = -0.5 * slope ** 2 / var_s - 0.5 * np.log(var_s)
     ll_healthy = -0.5 * (slope - mu) ** 2 / var_h - 0.5 * np.log(var_h)
     logit = np.log(prior / (1.0 - prior)) + ll_stuck - ll_healthy
-    return 1.0 / (1.0 + np.exp(-np.clip(logit, -700.0, 700.0)))
+    post = 1.0 / (1.0 + np.exp(-np.clip(logit, -700.0, 700.0)))
+    # a slope neither hypothesis explains (beyond 4 σ of both: a model misfit, such as a line
+    # whose in-circuit read-out is distorted by wire drops) is evidence for neither: keep the prior
+    neither = (slope ** 2 > 16.0 * var_s) & ((slope - mu) ** 2 > 16.0 * var_h)
+    # a line whose median response is off the group's by more than half is read out too poorly
+    # to judge its devices at all
+    group_mu = float(np.median(slope))
+    distorted = np.abs(mu - group_mu) > 0.5 * abs(group_mu)
+    return np.where(neither | distorted, prior, post)
 
 
 def _se(est: ConductanceEstimate) -> np.ndarray:
