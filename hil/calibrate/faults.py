@@ -12,9 +12,14 @@ model such as wire drops, all enter through the fit residual).
 Classification is a two-hypothesis test per device, per group (``g_in``, ``g_out``):
 
 * stuck: the device ignores programming, so s ~ N(0, σ_s²);
-* healthy: s ~ N(μ, τ² + σ_s²), μ the group's median slope (programming gain), τ the
-  device-to-device scatter of the gain (programming noise and spread), estimated robustly as
-  the group's MAD scatter with the median estimation variance removed.
+* healthy: s ~ N(μ, τ² + σ_s²), μ the median slope of the device's line (the devices of one
+  hidden node's row of ``g_in``, of one output's row of ``g_out``: wire drops along a line
+  scale the in-circuit response of all its devices alike), τ the device-to-device scatter of
+  the gain (programming noise and spread, and what the wires leave), estimated robustly per
+  line as the MAD scatter about the line median with the median estimation variance removed;
+  the stuck hypothesis gets the same τ² (with wires, a stuck device's read-out moves with its
+  neighbours).  A line whose median is off the group median by more than half is read out too
+  poorly to judge: its devices keep the prior (unresolved, never flagged).
 
 A device is flagged when the posterior of "stuck" exceeds 1/2 with prior ``prior_faulty``.
 Where the read-out is too noisy to tell the two apart (σ_s comparable to μ) the posterior
@@ -141,14 +146,11 @@ def stuck_posterior(slope: np.ndarray, se: np.ndarray, prior: float, lines: np.n
     ll_healthy = -0.5 * (slope - mu) ** 2 / var_h - 0.5 * np.log(var_h)
     logit = np.log(prior / (1.0 - prior)) + ll_stuck - ll_healthy
     post = 1.0 / (1.0 + np.exp(-np.clip(logit, -700.0, 700.0)))
-    # a slope neither hypothesis explains (beyond 4 σ of both: a model misfit, such as a line
-    # whose in-circuit read-out is distorted by wire drops) is evidence for neither: keep the prior
-    neither = (slope ** 2 > 16.0 * var_s) & ((slope - mu) ** 2 > 16.0 * var_h)
-    # a line whose median response is off the group's by more than half is read out too poorly
-    # to judge its devices at all
+    # a line whose median response is off the group's by more than half (wire drops distort
+    # its in-circuit read-out) is read out too poorly to judge its devices: keep the prior
     group_mu = float(np.median(slope))
     distorted = np.abs(mu - group_mu) > 0.5 * abs(group_mu)
-    return np.where(neither | distorted, prior, post)
+    return np.where(distorted, prior, post)
 
 
 def _se(est: ConductanceEstimate) -> np.ndarray:
