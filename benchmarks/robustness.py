@@ -235,7 +235,7 @@ def sweep_rows(raw_base, name, grid_key, args, root, data, ideal_cache) -> list[
         print(f"  {grid_key}={v}: ex situ {np.round(100 * np.array(ex), 2)} %, in situ {np.round(100 * np.array(ins), 2)} %",
               flush=True)
         rows.append((_x(v), ex, ins))
-    return rows
+    return sorted(rows, key=lambda r: r[0])  # the plot's x order (a sweep may run its levels in another)
 
 
 def ideal_from_sweep(sweep_dir: str, seed: int) -> np.ndarray | None:
