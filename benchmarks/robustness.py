@@ -18,7 +18,7 @@ Rows, per seed s (training seed, initial conductances and board instance ``board
 5. in-situ without compensation: training on the raw non-ideal board.
 
 Configs: ``sim-digits-mismatch`` (diode turn-on spread, wires, 1 % stuck, reading offsets) and
-the same network with ``preset: rram-crossbar``.  Sweeps: one non-ideality at a time on an
+``sim-digits-rram`` (the same network on ``rram-crossbar``, ``--rram-epochs``).  Sweeps: one non-ideality at a time on an
 otherwise ideal board; the in-situ arm (``hl`` on the raw board, 3 seeds) is run by
 ``hil sweep benchmarks/robustness/<family>.yaml`` and read from its ``results.csv``; the ex-situ
 arm (write-verify of the ideal run of the same seed) is computed here; both are plotted to
@@ -47,6 +47,7 @@ from hil.train.rundir import RunDir
 from hil.train.settings import parse_settings
 
 CONFIG = "sim-digits-mismatch"
+RRAM_CONFIG = "sim-digits-rram"  # the same network on the rram-crossbar preset (1 V hl drive)
 
 
 def settings_for(raw: dict):
@@ -141,22 +142,21 @@ def main() -> None:
     raw_base = load_yaml(CONFIG)
     presets = [("sim-digits-mismatch", raw_base)] if "mismatch" in args.parts else []
     if not args.skip_rram and "rram" in args.parts:
-        rr = copy.deepcopy(raw_base)
-        rr["board"]["devices"] = {"preset": "rram-crossbar"}
-        presets.append(("rram-crossbar", rr))
+        presets.append(("rram-crossbar", load_yaml(RRAM_CONFIG)))
     rows_order = ["ideal", "ex-situ (write-verify)", "ex-situ, noise-aware pre-training", "in-situ + cal + comp",
                   "in-situ, no comp"]
     with tempfile.TemporaryDirectory() as root:
         ideal_cache: dict[int, tuple] = {}
         for label, raw in presets:
             res = []
-            for seed in (args.seeds if label == "sim-digits-mismatch" else args.seeds[:1]):
+            for seed in args.seeds:
                 ep = args.epochs if label == "sim-digits-mismatch" else args.rram_epochs
-                r = run_seed(raw, seed, ep, root, data, ideal_g=None if ep != args.epochs else ideal_cache.get(seed, (None, None))[1],
+                same = label == "sim-digits-mismatch"  # the ideal cache holds that config's ideal runs only
+                r = run_seed(raw, seed, ep, root, data, ideal_g=ideal_cache.get(seed, (None, None))[1] if same else None,
                              rows=args.rows)
-                if "ideal" in r and ep == args.epochs:
+                if "ideal" in r and same:
                     ideal_cache[seed] = (r["ideal"], r.pop("ideal_g"))
-                r["ideal"] = r.get("ideal", ideal_cache.get(seed, (np.nan, None))[0])
+                r["ideal"] = r.get("ideal", ideal_cache.get(seed, (np.nan, None))[0] if same else np.nan)
                 res.append(r)
                 print(f"{label} seed {seed}: " + ", ".join(f"{k} {100 * r.get(k, np.nan):.2f} %" for k in rows_order)
                       + f" (write-verify {r['write_verify']}, {r['seconds']:.0f} s)", flush=True)
@@ -235,7 +235,7 @@ def sweep_rows(raw_base, name, grid_key, args, root, data, ideal_cache) -> list[
         print(f"  {grid_key}={v}: ex situ {np.round(100 * np.array(ex), 2)} %, in situ {np.round(100 * np.array(ins), 2)} %",
               flush=True)
         rows.append((_x(v), ex, ins))
-    return rows
+    return sorted(rows, key=lambda r: r[0])  # the plot's x order (a sweep may run its levels in another)
 
 
 def ideal_from_sweep(sweep_dir: str, seed: int) -> np.ndarray | None:
