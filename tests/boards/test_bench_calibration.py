@@ -9,7 +9,16 @@ from hil.calibrate import store
 from hil.cli import main
 from hil.emulate.bench import EmulatedBench
 
-from boards.test_emulated_bench import open_board
+from hil.boards.bench_config import InstrumentBoardSpec
+from hil.boards.bench_factory import make_instrument_board
+
+ACQ = {"acquisition": "auto", "settle_s": 0.0, "ramp_points": True, "max_points": 2000, "noise_floor_v": 5e-6}
+
+
+def open_board(eb):
+    """The instrument board on the emulated bench's loopback resources, no programmer."""
+    spec = InstrumentBoardSpec(eb.loopback_bench, ACQ, {"scheme": "none"})
+    return make_instrument_board(spec, (1e-8, 1e-4), clock=lambda: eb.clock.now_s)
 
 
 def test_measure_sources_drives_every_source_channel_as_given():
@@ -18,7 +27,7 @@ def test_measure_sources_drives_every_source_channel_as_given():
     with EmulatedBench("scpi-xor", time_mode="virtual", readings="exact") as eb:
         p = eb.bench.circuit.n_sources
         u = np.array([np.linspace(-0.3, 0.4, p), np.linspace(0.2, -0.1, p)])
-        with open_board(eb, rehearsal=False) as board:
+        with open_board(eb) as board:
             m = board.measure_sources(u)
             lo, hi = board.level_bounds_v()
         s = solve(eb.bench.circuit, u)
