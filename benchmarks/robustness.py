@@ -68,6 +68,9 @@ def accuracy(board, s, data) -> float:
     return evaluate(board, Loss(s.loss, s.gain_per_a, board.topology.differential), data.test)[0]
 
 
+#: the rram-crossbar rows keep the 1 V operating point they were measured at (the mismatch board runs at 0.25 V)
+RRAM_OPERATING_POINT = ["board.circuit.inputs.rails.vb_p=1.0", "board.circuit.inputs.rails.vb_n=-1.0",
+                        "data.input_scale_v=1.0", "train.gain_per_a=1.0e5"]
 ROWS = ("ideal", "ex-situ", "noise-aware", "in-situ")  # --rows: which trainings to run
 #: families noise-aware pre-training leaves out: the deployment calibrates or write-verifies them away
 NOT_INJECTED = ("wires", "dac", "adc_current", "adc_voltage")
@@ -137,22 +140,24 @@ def main() -> None:
     ap.add_argument("--parts", nargs="+", default=["mismatch", "rram", "sweeps"], choices=["mismatch", "rram", "sweeps"],
                     help="which parts to run (default all)")
     args = ap.parse_args()
-    data = load_dataset("digits", 1.0, 0.0)
     raw_base = load_yaml(CONFIG)
+    data = load_dataset("digits", float(raw_base["data"]["input_scale_v"]), 0.0)  # the config's operating point
     presets = [("sim-digits-mismatch", raw_base)] if "mismatch" in args.parts else []
     if not args.skip_rram and "rram" in args.parts:
-        rr = copy.deepcopy(raw_base)
+        rr = apply_overrides(copy.deepcopy(raw_base), RRAM_OPERATING_POINT)
         rr["board"]["devices"] = {"preset": "rram-crossbar"}
         presets.append(("rram-crossbar", rr))
     rows_order = ["ideal", "ex-situ (write-verify)", "ex-situ, noise-aware pre-training", "in-situ + cal + comp",
                   "in-situ, no comp"]
     with tempfile.TemporaryDirectory() as root:
-        ideal_cache: dict[int, tuple] = {}
+        ideal_caches: dict[str, dict[int, tuple]] = {}  # per preset: its operating point
         for label, raw in presets:
             res = []
+            pdata = load_dataset("digits", float(raw["data"]["input_scale_v"]), 0.0)  # the preset's operating point
+            ideal_cache = ideal_caches.setdefault(label, {})
             for seed in (args.seeds if label == "sim-digits-mismatch" else args.seeds[:1]):
                 ep = args.epochs if label == "sim-digits-mismatch" else args.rram_epochs
-                r = run_seed(raw, seed, ep, root, data, ideal_g=None if ep != args.epochs else ideal_cache.get(seed, (None, None))[1],
+                r = run_seed(raw, seed, ep, root, pdata, ideal_g=None if ep != args.epochs else ideal_cache.get(seed, (None, None))[1],
                              rows=args.rows)
                 if "ideal" in r and ep == args.epochs:
                     ideal_cache[seed] = (r["ideal"], r.pop("ideal_g"))
@@ -170,6 +175,7 @@ def main() -> None:
         if args.skip_sweeps or "sweeps" not in args.parts:
             return
         results = {}
+        ideal_cache = ideal_caches.setdefault("sim-digits-mismatch", {})
         for name, (title, grid_key) in SWEEPS.items():
             print(f"sweep: {title}", flush=True)
             results[title] = sweep_rows(raw_base, name, grid_key, args, root, data, ideal_cache)
