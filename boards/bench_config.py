@@ -195,6 +195,7 @@ def _check_programming(p: Section, prog: dict, bench: Any, fallback: Any = None)
             used = {f"{i}.{c}" for group in (bench.wiring.sources, bench.wiring.outputs) for i, c in group.values()}
             if f"{inst}.{ch}" in used:
                 p.error("smu", f"{smu} already drives a circuit node; programming needs its own channel")
+            _check_pulse_widths(p, prog.get("settings"), inst, spec.driver)
     matrix = prog.get("matrix")
     if isinstance(matrix, str):
         spec = bench.instruments.get(matrix)
@@ -202,6 +203,26 @@ def _check_programming(p: Section, prog: dict, bench: Any, fallback: Any = None)
             p.error("matrix", f"{matrix!r} is not a switch matrix of the bench")
     if bench.circuit is not None:
         _check_devices(p, prog.get("devices"), bench.circuit)
+
+
+def _check_pulse_widths(p: Section, settings: Any, inst: str, driver: str) -> None:
+    """``width_s`` and ``min_width_s`` within the pulse widths the programming SMU's driver can
+    produce (its ``PULSE_WIDTH_RANGE_S``, when it declares one)."""
+    from hil.drivers.registry import load_driver
+
+    if settings is None:
+        return
+    try:
+        bounds = getattr(load_driver(driver), "PULSE_WIDTH_RANGE_S", None)
+    except Exception:  # an unknown driver is reported where the bench is validated
+        return
+    if bounds is None:
+        return
+    lo, hi = bounds
+    for key in ("width_s", "min_width_s"):
+        value = getattr(settings, key)
+        if not lo <= value <= hi:
+            p.error(key, f"{value:g} s is outside the {lo:g}..{hi:g} s pulse widths of {inst} ({driver})")
 
 
 def _check_devices(p: Section, devices: Any, circuit: Any) -> None:

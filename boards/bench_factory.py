@@ -88,7 +88,7 @@ def build_instrument_board(spec: InstrumentBoardSpec, instruments: Mapping[str, 
         if not isinstance(instruments[inst], PulsedSource):
             raise InstrumentConfigError(
                 f"board.programming.smu: {inst} ({type(instruments[inst]).__name__}) cannot apply programming "
-                "pulses (no PulsedSource capability); program through an SMU whose driver can (e.g. a 2600B)",
+                "pulses (no PulsedSource capability); program through an SMU whose driver can (a 2600B or a B2900)",
                 instrument=inst)
         names = list(topo.edge_names)
         devices = [prog["devices"][n] for n in names]

@@ -33,11 +33,34 @@ compliance. The driver therefore reads ``:OUTP{c}?`` back after every spot measu
 every sweep; an output found off that the driver had switched on raises ``OutputTrippedError``
 (the cache is updated, so no later ramp assumes a live level).
 
-No pulsed sourcing (``PulsedSource``): the B2900 User's Guide (Ed. 5, p. 6-7) describes pulse delay
-and width, and the SCPI Command Reference (B2910-90030 Ed. 2, p. 4-93) documents
-``[:SOURce[c]]:VOLTage[:LEVel]:TRIGgered[:AMPLitude]``, but the headers that select and time a pulse
-(``:FUNCtion[:SHAPe] PULSe``, ``:PULSe:WIDTh``, ``:PULSe:DELay``) were found only in public drivers,
-not on a manual page, so the driver does not send them.
+Pulsed sourcing (``PulsedSource``, :meth:`KeysightB2900.pulse`) runs through the list and trigger
+commands above, not through the instrument's pulse function. A pulse of amplitude V and width t,
+repeated ``count`` times, is the list ``V,0,V,0,…`` run by the trigger model with the acquire delay
+set so that each point lasts t (acquire delay = t − integration time at the smallest NPLC), then
+the channel is returned to fixed mode at 0 V. Pages this relies on:
+
+* B2900 SCPI Command Reference (B2910-90030) Ed. 2, p. 4-104/4-105: ``[:SOURce[c]]:LIST:VOLTage``
+  and ``:APPend`` (at most 2500 values, NRf list);
+* same reference, p. 4-93: the immediate level ``[:SOURce[c]]:VOLTage[:LEVel][:IMMediate][:AMPLitude]``
+  (the level fixed mode returns to; it stays at 0 V during the pulse);
+* the trigger node ``:TRIGger[c]<:ACQuire|:TRANsient|[:ALL]>`` (named with its ``:SOURce[:SIGNal]``
+  on p. 4-93) with ``:COUNt`` and ``:ACQuire:DELay``, ``:INITiate (@c)``, ``*OPC?``, ``:ABORt (@c)``
+  and ``[:SOURce[c]]:VOLTage:MODE LIST|FIXed``: the commands ``list_sweep`` already sends (listed
+  above); ``:SENSe[c]:CURRent:NPLCycles`` at 4.8E-4, the smallest value valid at 50 and 60 Hz
+  (range above), restored to the configured NPLC afterwards;
+* B2900 User's Guide Ed. 5, p. 6-7 (Pulse Output): pulse widths from 50 µs to 100000 s; Ed. 2,
+  p. 2-20: smallest programmable pulse width 50 µs, 1 µs resolution. ``pulse`` accepts that range;
+* B2900 User's Guide Ed. 2/Ed. 5, p. 6-27 (Trigger System): the transient (source) and acquire
+  (measure) device actions run per trigger, AINT picks the trigger automatically;
+* B2900A data sheet, p. 17: trigger delay 0 to 100000 s, shortest trigger interval 20 µs
+  (B2901A/B2902A) or 10 µs (B2911A/B2912A).
+
+Not used, because their pages could not be found in the reference copies available (only public
+drivers spell them): ``[:SOURce]:FUNCtion[:SHAPe] PULSe``, ``[:SOURce]:PULSe:WIDTh``,
+``[:SOURce]:PULSe:DELay`` and the trigger timer ``:TRIGger:TIMer``. Consequences: a pulse lasts the
+acquire delay plus the integration time plus the instrument's per-point trigger overhead (not
+published), so it is slightly longer than ``width_s``; each point is also measured (the readings
+are not read back; output protection still acts on them).
 
 Left out because they could not be verified: ``:SYST:LFR?`` (60 Hz is assumed for timing),
 ``:SYST:INT:TRIP?`` (no hardware interlock check), the questionable-status register bits, and
@@ -72,7 +95,7 @@ from hil.drivers.parsing import (
     parse_bool,
     parse_numbers,
 )
-from hil.drivers.limits import check_vector
+from hil.drivers.limits import check_level, check_vector
 from hil.drivers.protocols import Reading, SmuChannelConfig, SweepResult
 from hil.drivers.smu import FALLBACK_LINE_FREQUENCY_HZ, SourceMeterDriver, at_limit
 
@@ -475,6 +498,99 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
             except Exception:
                 self.log.error("could not restore channel %r after the sweep", ch, exc_info=True)
 
+    # -- pulsed sourcing (PulsedSource capability) ----------------------------------------------
+
+    #: pulse widths the instrument produces, s (User's Guide Ed. 5 p. 6-7; Ed. 2 p. 2-20)
+    PULSE_WIDTH_RANGE_S = (5e-5, 1e5)
+
+    def pulse(self, channel: str, amplitude_v: float, width_s: float, count: int = 1) -> None:
+        """``count`` voltage pulses of ``amplitude_v`` (V) and ``width_s`` (s) from 0 V, each followed by
+        ``width_s`` at 0 V, as a list ``V,0,V,0,…`` run by the trigger model (see the module notes).
+
+        Per point the acquire delay is ``width_s`` minus the integration time at the smallest NPLC,
+        so a point (one pulse, or the gap after it) lasts ``width_s`` plus the instrument's per-point
+        trigger overhead. The list, count, delay and NPLC are restored afterwards (fixed mode at 0 V,
+        count 1, the configured acquire delay and NPLC), also after a failure; a run that times out
+        or is interrupted is stopped with ``:ABOR`` first. Output protection switching the channel off
+        during the pulse (compliance) raises ``OutputTrippedError``.
+
+        Refused before any I/O (``LimitViolation`` / ``InstrumentError``, one line each): an
+        amplitude outside the channel's bounds, an edge larger than ``max_step_v`` (the edge is a
+        step), ``|V|/width_s`` above ``max_slew_v_per_s`` (the rule every list sweep obeys, with the
+        width as the point duration), a width outside ``PULSE_WIDTH_RANGE_S``, ``count`` < 1 or a list longer than 2500
+        points, an output that is off, a present level other than 0 V.
+        """
+        limits = self.config(channel).limits
+        amp = check_level(limits, amplitude_v, name="pulse amplitude")
+        lo, hi = self.PULSE_WIDTH_RANGE_S
+        width = float(width_s)
+        if not (math.isfinite(width) and lo <= width <= hi):
+            raise LimitViolation("pulse width", width, lo if not width > lo else hi, instrument=self.name,
+                                 reason=f"the B2900 produces pulses from {lo:g} s to {hi:g} s")
+        if isinstance(count, bool) or int(count) != count or count < 1 or 2 * int(count) > _MAX_LIST_POINTS:
+            raise LimitViolation("pulse count", float(count), 1.0 if not count >= 1 else _MAX_LIST_POINTS // 2,
+                                 instrument=self.name,
+                                 reason=f"1 to {_MAX_LIST_POINTS // 2} pulses per call (one list of "
+                                        f"{_MAX_LIST_POINTS} points)")
+        if abs(amp) > limits.max_step_v * (1 + 1e-9):
+            raise LimitViolation("pulse edge", abs(amp), limits.max_step_v, instrument=self.name,
+                                 reason="a pulse edge is a step; it must not exceed max_step_v")
+        if abs(amp) / width > limits.max_slew_v_per_s * (1 + 1e-9):
+            raise LimitViolation("pulse slew", abs(amp) / width, limits.max_slew_v_per_s, instrument=self.name,
+                                 reason="the list steps by the amplitude once per width_s, as a list sweep "
+                                        "it must keep |V|/width_s within max_slew_v_per_s")
+        if self._output_on.get(channel) is not True:
+            raise InstrumentError(f"output {channel!r} is off; switch it on at 0 V before pulsing", instrument=self.name)
+        if self._setpoint.get(channel) != 0.0:
+            raise LimitViolation("pulse base", float(self._setpoint.get(channel, math.nan)), 0.0, instrument=self.name,
+                                 reason="pulses start from 0 V; ramp the channel to 0 V first")
+        n = 2 * int(count)
+        nplc = self.NPLC_RANGE[0]
+        aperture = nplc / (self.line_frequency_hz or FALLBACK_LINE_FREQUENCY_HZ)
+        delay = max(width - aperture, 0.0)
+        c, chanlist = channel, f"(@{channel})"
+        config = self.config(channel)
+        levels = [amp, 0.0] * int(count)
+        # unknown until read back at the end: an interrupt anywhere in between leaves shutdown a
+        # level to read back rather than a cached 0 V to trust
+        self._setpoint[c] = math.nan
+        try:
+            for k in range(0, n, _LIST_CHUNK):
+                head = f":SOUR{c}:LIST:VOLT " if k == 0 else f":SOUR{c}:LIST:VOLT:APP "
+                self._write(head + ",".join(format_number(v) for v in levels[k:k + _LIST_CHUNK]))
+            self._write(f":TRIG{c}:COUN {n}")
+            self._write(f":TRIG{c}:ACQ:DEL {format_number(delay)}")
+            self._write(f":SENS{c}:CURR:NPLC {format_number(nplc)}")
+            self._write(f":SOUR{c}:VOLT:MODE LIST")
+            self._list_active.add(c)
+            self._write(f":INIT {chanlist}")
+            with self.transport.temporary_timeout(self.transport.timeout_s + 2 * n * width + 1.0):
+                done = self._query("*OPC?")
+            if done != "1":
+                raise InstrumentProtocolError(f"*OPC? returned {done!r}", instrument=self.name, command="*OPC?")
+        except BaseException as exc:
+            if isinstance(exc, (InstrumentTimeout, KeyboardInterrupt, SystemExit)):
+                try:  # the list may still be running: stop it before the resync and the restore
+                    self.transport.write(f":ABOR {chanlist}")
+                except Exception as abort_exc:
+                    self.log.error("could not abort the pulse: %s", abort_exc)
+            self._restore_after_pulse(c, config)
+            raise
+        self._restore_after_pulse(c, config)
+        self._check_outputs_still_on([c])
+        if self.voltage_setpoint(c) != 0.0:
+            raise InstrumentProtocolError(f"channel {c!r} reads {self._setpoint[c]:g} V after the pulse, not 0 V",
+                                          instrument=self.name, command=f":SOUR{c}:VOLT?")
+        self.check_errors()
+
+    def _restore_after_pulse(self, channel: str, config: SmuChannelConfig) -> None:
+        """Fixed mode, count 1, the configured acquire delay and NPLC (best effort)."""
+        self._restore_after_sweep([channel])
+        try:
+            self._write(f":SENS{channel}:CURR:NPLC {format_number(config.nplc)}")
+        except Exception:
+            self.log.error("could not restore the NPLC of channel %r after the pulse", channel, exc_info=True)
+
     # -- snapshot --------------------------------------------------------------------------------
 
     def _settings_snapshot(self) -> dict[str, Any]:
@@ -483,4 +599,7 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
         out["read_back"] = "REAL,64" if self.binary else "ASCII"
         out["elements"] = "CURR,STAT,SOUR"
         out["output_protection"] = "ON"
+        out["pulses"] = {"method": "two-point list per pulse, acquire delay = width - integration at NPLC "
+                                   f"{format_number(self.NPLC_RANGE[0])}",
+                         "width_range_s": list(self.PULSE_WIDTH_RANGE_S)}
         return out

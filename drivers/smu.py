@@ -376,6 +376,15 @@ class SourceMeterDriver(DriverBase):
         self._configs[channel] = config
         self.check_errors()
 
+    def _program_level(self, channel: str, level_v: float) -> None:
+        """Write a source level (V) and cache it. The cache says "unknown" while the write is in
+        flight, so an interrupt (Ctrl-C, SIGTERM) landing between the write and the cache update
+        leaves a level that shutdown reads back instead of a stale one it would trust (a stale 0 V
+        would skip the ramp and the final 0 V write and leave the new level programmed)."""
+        self._setpoint[channel] = math.nan
+        self._write_level(channel, level_v)
+        self._setpoint[channel] = level_v
+
     def _ramp(self, channel: str, target_v: float, *, check_target: bool = True) -> None:
         limits = self.config(channel).limits
         self._run_ramp(channel, limits, target_v, check_target=check_target)
@@ -389,8 +398,7 @@ class SourceMeterDriver(DriverBase):
             if self._abort_ramps:
                 self.log.warning("ramp on %r skipped (abort)", channel)
                 return
-            self._write_level(channel, level)
-            self._setpoint[channel] = level
+            self._program_level(channel, level)
             self._sleep(plan.dwell_s)
 
     def _ramp_to_zero(self, channel: str) -> None:
@@ -422,8 +430,7 @@ class SourceMeterDriver(DriverBase):
         if self._maybe_on(channel):
             self._ramp(channel, target)
         else:
-            self._write_level(channel, target)
-            self._setpoint[channel] = target
+            self._program_level(channel, target)
 
     def voltage_setpoint(self, channel: str) -> float:
         """Programmed source level in V, read from the instrument (the cache is refreshed)."""
@@ -470,6 +477,7 @@ class SourceMeterDriver(DriverBase):
                     self._write_output(channel, False)
                     self._output_on[channel] = False
                     raise
+        self._output_on[channel] = None  # unknown while the write is in flight (see _program_level)
         self._write_output(channel, bool(on))
         self._output_on[channel] = bool(on)
 
@@ -640,8 +648,7 @@ class SourceMeterDriver(DriverBase):
         self._write_output(channel, False)
         self._output_on[channel] = False
         if self._setpoint.get(channel, math.nan) != 0.0:
-            self._write_level(channel, 0.0)
-            self._setpoint[channel] = 0.0
+            self._program_level(channel, 0.0)
 
     def _output_names(self) -> list[str]:
         return list(self.channels)

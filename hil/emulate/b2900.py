@@ -17,6 +17,12 @@ list sweeps step every initiated channel together (one world solve per point, ac
 integration), fill the buffer, and ``:FETC:ARR?`` interleaves channels per point
 (``CURR,STAT,SOUR`` by ``:FORM:ELEM:SENS``), unfilled points reading ``+9.910000E+37``; binary
 read-back (``:FORM:DATA REAL,64``, ``:FORM:BORD NORM|SWAP``) as an IEEE 488.2 definite block.
+A list point lasts the larger transient + acquire delay of the initiated channels, their longest
+integration and a fixed 50 µs of trigger handling; while it lasts, its level acts on the resistive
+devices selected onto the channel's port through the same pulse physics as the 2600B's KIPulse
+pulses (``World.pulse``; levels at or below the devices' threshold change nothing), recorded as a
+``pulse`` event. That is how the driver's list-based ``pulse()`` programs emulated devices. Fixed
+levels and points stepped by the bench trigger line (followers) do not act on devices.
 Status word: bit 1 (value 2) = current compliance, bit 3 (value 8) = output protection tripped
 (an emulator convention matching the driver's compliance mask).
 """
@@ -40,6 +46,8 @@ _ELEMENT_NAMES = ("VOLTage", "CURRent", "RESistance", "TIME", "STATus", "SOURce"
 _STAT_COMPLIANCE = 2
 _STAT_PROTECTION = 8
 _MAX_LIST = 2500
+#: per list point, on top of the delays and the integration (trigger handling), s
+_POINT_OVERHEAD_S = 50e-6
 
 
 def _fmt(value: float) -> str:
@@ -459,6 +467,8 @@ class SmuB2900Emulator(ScpiEmulator):
         drives = self.world is not None and any(self.chans[ch].extra["tout"] and
                                                 self.chans[ch].extra["tout_signal"] == "EXT1" for ch in chans)
         bench = self.world.trigger if drives else None
+        wait_s = max(self.chans[ch].extra["tran_delay"] + self.chans[ch].extra["acq_delay"] for ch in chans)
+        point_s = wait_s + max(integration_s(self, self.chans[ch]) for ch in chans) + _POINT_OVERHEAD_S
         # while driving the bench trigger line the world is held for the whole sweep (the armed
         # instruments step with this one)
         with (self.world.lock if drives else _null()):
@@ -470,10 +480,11 @@ class SmuB2900Emulator(ScpiEmulator):
                         if k < st.extra["trig_count"] and st.voltage_mode == "LIST" and st.output_on:
                             st.level_v = st.list_v[k % len(st.list_v)]
                             self._apply(ch)
+                            self._stress(ch, point_s)
                     if bench is not None:
                         bench.pulse("source", k)  # the trigger output pulse at the source step
                 # ... then waits its delays (without a bench trigger other instruments keep working) ...
-                self.advance(max(self.chans[ch].extra["tran_delay"] + self.chans[ch].extra["acq_delay"] for ch in chans))
+                self.advance(wait_s)
                 if bench is not None:
                     bench.pulse("measure", k)
                 # ... then measures every channel at once (separate SMUs integrate in parallel)
@@ -482,7 +493,21 @@ class SmuB2900Emulator(ScpiEmulator):
                     if k >= st.extra["trig_count"] or st.extra.get("protection_tripped"):
                         continue  # past this channel's count, or switched off by output protection
                     st.extra["buffer"].append(self._measure_point(ch, cmd.text))
-                self.advance(max(integration_s(self, self.chans[ch]) for ch in chans) + 50e-6)
+                self.advance(point_s - wait_s)
+
+    def _stress(self, ch: str, hold_s: float) -> None:
+        """The list level of ``ch`` held for ``hold_s`` acts on the resistive devices selected onto its
+        port through the pulse physics (``World.pulse``: nothing at or below the devices' threshold,
+        current limited by the channel's limit); recorded as a ``pulse`` event when devices were hit."""
+        st = self.chans[ch]
+        port = self.port(ch)
+        if self.world is None or port is None or not st.output_on or st.level_v == 0.0:
+            return
+        hit = self.world.pulse(port, st.level_v, hold_s, 1)
+        if hit:
+            self.transcript.record("event", f"channel {ch} pulse {st.level_v:g} V x 1 ({hold_s:g} s)", channel=ch,
+                                   pulse_v=float(st.level_v), width_s=float(hold_s), count=1, devices=hit,
+                                   level_v=float(st.level_v))
 
     # -- the bench trigger line (followers) --------------------------------------------------------
 

@@ -37,6 +37,17 @@ def test_b2900_zero_volt_reading_and_sweep(open_instrument):
     assert smu.output_enabled("1") is False
 
 
+@pytest.mark.hardware("b2900")
+def test_b2900_pulse_commands_are_accepted_and_leave_the_output_at_zero(open_instrument):
+    """The list-based pulse at 0 V amplitude: the instrument accepts every command (``pulse`` ends
+    with an error-queue check), and the channel is back in fixed mode at 0 V with the output on."""
+    smu = open_instrument("b2900", "keysight_b2900", configs={"1": CFG})
+    smu.output("1", True)
+    smu.pulse("1", 0.0, 1e-4, count=3)
+    assert smu.output_enabled("1") is True and smu.voltage_setpoint("1") == 0.0
+    smu.output("1", False)
+
+
 @pytest.mark.hardware("daq")
 def test_daq970a_scan_of_first_channel(open_instrument):
     daq = open_instrument("daq", "daq970a")

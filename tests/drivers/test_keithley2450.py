@@ -604,10 +604,11 @@ def test_non_finite_or_absurd_level_is_unknown_even_without_configuration(reply)
 
 
 def test_connect_failing_mid_ramp_runs_shutdown_and_attaches_the_report():
+    """The lost ramp write leaves the level unknown, so shutdown reads it back before ramping."""
     from hil.drivers.errors import InstrumentConnectionError
     lost = InstrumentConnectionError("lost")
     script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+1.000000E-01"), (":SOUR:VOLT 0.05", lost),
-                            (":ABOR", lost), (":SOUR:VOLT 0.05", lost), (":OUTP OFF", lost), (":OUTP?", lost),
+                            (":ABOR", lost), (":SOUR:VOLT?", lost), (":OUTP OFF", lost), (":OUTP?", lost),
                             (":SYST:ERR?", lost)]
     with ScriptedTransport(script) as t:
         smu = Keithley2450(t, configs={"": CFG}, sleep=Sleeps())

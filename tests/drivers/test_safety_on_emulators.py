@@ -373,3 +373,26 @@ def test_ctrl_c_mid_ramp_in_a_with_block_ends_off_at_zero(rm, start, family):
     path = [0.0] + written_levels(emu, write_re)
     assert max(abs(b - a) for a, b in zip(path, path[1:])) <= 0.1 + 1e-9  # ramped both ways
     assert max(path) < 0.8  # interrupted on the way up
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_interrupt_right_after_a_level_write_is_not_trusted_as_zero(rm, start, family):
+    """Ctrl-C/SIGTERM landing after a level command reached the instrument but before the driver
+    noted it: shutdown must not trust its stale 0 V and leave the new level programmed."""
+    make, cls, ch, _ = FAMILIES[family]
+    emu = start(make())
+    drv = driver_for(rm, emu, cls, ch)
+    write_level = drv._write_level
+
+    def write_then_interrupt(channel: str, level_v: float) -> None:
+        write_level(channel, level_v)
+        if level_v != 0.0:
+            raise KeyboardInterrupt
+
+    drv._write_level = write_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        with drv:
+            drv.output(ch, True)
+            drv.set_voltage(ch, -0.2)  # one step within max_step_v: the first write is the last
+    assert drv.last_shutdown is not None and drv.last_shutdown.safe
+    assert channel_state(emu, ch) == (False, 0.0)
