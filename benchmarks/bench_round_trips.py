@@ -16,7 +16,7 @@ the ± drive of every output port in one sweep) and prints the number of instrum
 With ``--emulated`` it also counts, through real pyvisa-py sockets, the lines (and queries) the
 emulators received for one step: the stepwise path on ``scpi-xor`` (B = 1, 8) and the triggered
 path on ``scpi-xor-triggered`` (B2902A list sweeps and DAQ970A scans stepped by one bench trigger
-line; B = 1, 8, 32), where queries stay constant and lines grow only by one list-upload message
+line; B = 1, 8, 32) and ``scpi-xor-2450-triggered`` (the same with two 2450 followers), where queries stay constant and lines grow only by one list-upload message
 per 100 points and SMU channel, and on ``tsp-xor-triggered`` (2602B list sweeps paced by the first
 SMU's trigger timer on digital I/O line 1; B = 1, 8, 32), where every instrument receives one
 script per sweep (its lines grow only by one list-building line per 100 points and channel).
@@ -98,10 +98,12 @@ def emulated_table() -> None:
     from hil.emulate.bench import EmulatedBench
 
     print("\nthrough pyvisa-py sockets (emulated benches, ideal readings so the world solves stay fast):")
-    print("  scpi-xor: 2450s on two outputs, so the stepwise path; scpi-xor-triggered: B2902As + DAQ970A on "
-          "one trigger line; tsp-xor-triggered: 2602Bs + DAQ970A on digital I/O line 1")
+    print("  scpi-xor: 2450s on two outputs, without trigger_line, so the stepwise path; scpi-xor-triggered: "
+          "B2902As + DAQ970A on one trigger line; scpi-xor-2450-triggered: scpi-xor with the 2450s following on "
+          "digital I/O line 1; tsp-xor-triggered: 2602Bs + DAQ970A on digital I/O line 1")
     print(f"{'bench':20s} {'path':>10s} {'B':>3s} {'points':>7s} {'lines':>7s} {'queries':>8s} {'per instrument (lines/queries)'}")
     for name, mode, sizes in (("scpi-xor", "stepwise", (1, 8)), ("scpi-xor-triggered", "triggered", (1, 8, 32)),
+                              ("scpi-xor-2450-triggered", "triggered", (1, 8, 32)),
                               ("tsp-xor-triggered", "triggered", (1, 8, 32))):
         acq = {"acquisition": mode, "settle_s": 0.0, "ramp_points": True, "max_points": 2000, "noise_floor_v": 5e-6}
         for B in sizes:

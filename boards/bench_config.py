@@ -156,6 +156,10 @@ def _expected_programming(e: Section) -> dict:
     return out
 
 
+#: SMU drivers that join the bench trigger line only through a configured digital I/O line
+TRIGGER_LINE_DRIVERS = ("keithley2600", "keithley2450")
+
+
 def _without_triggered(bench: Any) -> list[str]:
     """Wired instruments whose driver lacks the triggered capability (``TriggeredSweeps``/``TriggeredScans``)."""
     from hil.drivers.registry import load_driver
@@ -167,11 +171,14 @@ def _without_triggered(bench: Any) -> list[str]:
     for name, members in need.items():
         spec = bench.instruments[name]
         cls = load_driver(spec.driver)
-        wired = spec.options.get("trigger_line") is not None if spec.driver == "keithley2600" else True
+        wired = spec.options.get("trigger_line") is not None if spec.driver in TRIGGER_LINE_DRIVERS else True
         if not all(hasattr(cls, m) for m in members):
             out.append(f"{name} ({spec.driver})")
         elif not wired:
             out.append(f"{name} ({spec.driver} without trigger_line)")
+    smus = [i for group in (w.sources, w.outputs) for i, _ in group.values()]
+    if not out and not any(getattr(load_driver(bench.instruments[i].driver), "leads_bench_trigger", True) for i in smus):
+        out.append("every SMU (none can lead the bench trigger line)")
     return sorted(out)
 
 

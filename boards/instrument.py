@@ -363,7 +363,12 @@ class InstrumentBoard(BoardBase):
         smus_ok = all(isinstance(self.instruments[n], TriggeredSweeps)
                       and getattr(self.instruments[n], "bench_trigger_wired", True) for n in self._smus())
         scans_ok = all(isinstance(self.instruments[n], TriggeredScans) for n in self._scanners())
-        return "triggered" if smus_ok and scans_ok else "stepwise"
+        return "triggered" if smus_ok and scans_ok and self._lead() is not None else "stepwise"
+
+    def _lead(self) -> Optional[str]:
+        """The SMU that paces a triggered sweep: the first in wiring order whose driver can drive the
+        bench trigger line (a driver with ``leads_bench_trigger = False`` only follows)."""
+        return next((n for n in self._smus() if getattr(self.instruments[n], "leads_bench_trigger", True)), None)
 
     def _acquire(self, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Apply (points, p + q) levels; return currents (points, p + q) A, hidden voltages
@@ -391,7 +396,7 @@ class InstrumentBoard(BoardBase):
         ports = self.wiring.smu_ports()
         path, keep = ramp_plan(levels, step, self.timing.ramp_points)
         smus = self._smus()
-        lead = next(iter(smus))
+        lead = self._lead() or next(iter(smus))  # with no lead-capable SMU, its arm_sweep refuses
         for name, chans in self._scanners().items():
             self.instruments[name].arm_scan(path.shape[0])
         col = {str(pt): k for k, pt in enumerate(ports)}

@@ -51,6 +51,9 @@ def _element_config(subject: str, params: list[str]) -> dict:
         from hil.api import load_config
 
         raw = load_config(subject)
+        board = raw.get("board") or {}
+        if "circuit" not in board and "circuit" not in raw and "bench" in board:
+            raw = _bench_circuit_config(subject, board["bench"])
         circ = (raw.get("board") or {}).get("circuit") or raw.get("circuit") or {}
         cfg = dict(((circ.get("hidden") or {}).get("element")) or {"model": "ideal"})
         for key, val in list(cfg.items()):  # per-node lists: node 0
@@ -65,6 +68,21 @@ def _element_config(subject: str, params: list[str]) -> dict:
         except ValueError:
             cfg[key.strip()] = {"true": True, "false": False}.get(val.strip().lower(), val.strip())
     return cfg
+
+
+def _bench_circuit_config(subject: str, bench: Any) -> dict:
+    """A bench config's circuit: the config its bench file names (``circuit:``), as a raw mapping."""
+    from hil.api import load_config
+    from hil.bench.schema import load_bench
+
+    ref = load_bench(bench).circuit_ref
+    if ref != "<inline>":
+        try:
+            return load_config(ref)
+        except ConfigError:
+            pass
+    raise ConfigError([f"{subject}: a bench config whose bench circuit ({ref}) cannot be read as a config; give "
+                       "the circuit's config or an element name with --param (hil activation --list)"])
 
 
 def measure_activation(config: dict, a_ohm: float, x: np.ndarray) -> dict:

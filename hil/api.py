@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from hil.board import Board, Measurement
-from hil.config import ConfigError, apply_overrides, load_yaml, show_path
+from hil.config import ConfigError, apply_overrides, embedded_config_names, load_yaml, show_path
 from hil.train.estimators import ESTIMATORS, GradientResult, estimate
 from hil.train.losses import Loss
 from hil.train.rundir import CHECKPOINT_TAGS, RunDir, RunDirError
@@ -83,8 +83,11 @@ def build_circuit(config: dict, source: str = ""):
     elif isinstance(config.get("board"), dict) and "stages" in config["board"]:
         raise ConfigError(["board.stages: a cascade has one circuit per stage; this command takes one circuit "
                            "(for a cascade deck use hil.circuit.spice_cascade.write_cascade_netlist)"], source)
+    elif isinstance(config.get("board"), dict) and "bench" in config["board"]:  # a bench config: the bench's circuit
+        return parse_config(config, source).instrument_board.bench.circuit
     else:
-        raise ConfigError(["circuit: required (a 'circuit:' section or 'board.circuit:')"], source)
+        raise ConfigError(["circuit: required (a 'circuit:' section, 'board.circuit:' or a 'board.bench:' whose "
+                           "bench file names the circuit)"], source)
     with config_phase(source):
         return _build(cdata, path)
 
@@ -386,9 +389,20 @@ class LoadedRun:
 
 def _why_not_a_run(path: Path) -> str:
     """Why ``path`` is not usable as a run directory, in the words a user can act on."""
+    if path.suffix in (".yaml", ".yml") or (not path.exists() and str(path) in embedded_config_names()):
+        how = f"hil train {path}" + (" on the bench, or rehearse with --emulate" if _is_bench_config(path) else "")
+        return f"a training config, not a run directory: train it first ({how}) and give the run directory it writes"
     if not path.exists():
         return "not a run directory (no such file or directory)"
     return "not a run directory (no config.resolved.yaml)"
+
+
+def _is_bench_config(path: Path) -> bool:
+    try:
+        board = load_config(str(path)).get("board")
+    except ConfigError:
+        return False
+    return isinstance(board, dict) and board.get("backend") == "instruments"
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", simulated_twin: bool = False) -> LoadedRun:

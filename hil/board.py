@@ -15,6 +15,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from hil.kernels import branch_factors_kernel
+
 NODE_KINDS = ("source", "hidden", "output", "ground")
 
 
@@ -118,27 +120,18 @@ class BoardTopology:
         hidden, fixed, blocks, rest, flat, pair_edges = plan
         out = np.empty(self.edges.shape[0])
         inv = 1.0 / B  # the batch mean
-        ah, bh = a[:, hidden], b[:, hidden]
-        n, n_fixed = ah.shape[1], fixed.size
+        n, n_fixed = hidden.stop - hidden.start, fixed.size
         # Left factor (rows) [−a_h/B; dh; 1; −b_h] and right factor [b_f; 1; df; a_f/B]: their product
         # over the 2B + 2 rows is dh_k + df_j − Σ_b (a_bk b_bj + b_bk a_bj)/B for every (k, j).
         left = np.empty((2 * B + 2, n))
-        np.multiply(ah, -inv, out=left[:B])
-        np.negative(bh, out=left[B + 2:])
         right = np.empty((2 * B + 2, n_fixed))
-        bf, af = right[:B], right[B + 2:]
-        np.take(b, fixed, axis=1, out=bf, mode="clip")  # (valid indices; "clip" writes unbuffered)
-        np.take(a, fixed, axis=1, out=af, mode="clip")
-        af *= inv
-        left[B] = np.einsum("bk,bk->k", ah, bh)
-        left[B] *= inv
-        left[B + 1] = 1.0
-        right[B] = 1.0
-        right[B + 1] = np.einsum("bk,bk->k", af, bf)
-        a_moves = af.any(axis=0).tolist()
-        b_moves = bf.any(axis=0).tolist()
-        for sl, c0, c1, row_major in blocks:  # whole hidden × fixed-range groups, straight into ``out``
-            rows = slice(0 if any(b_moves[c0:c1]) else B, 2 * B + 2 if any(a_moves[c0:c1]) else B + 2)
+        ranges = self.__dict__["_plan_cache"]["ranges"]
+        moves = np.empty((ranges.shape[0], 2), dtype=np.bool_)
+        branch_factors_kernel(_float_c(a), _float_c(b), hidden.start, n, fixed, inv, ranges, left, right, moves)
+        for (sl, c0, c1, row_major), (b_moves, a_moves) in zip(blocks, moves.tolist()):
+            # whole hidden × fixed-range groups, straight into ``out``; a side whose fixed nodes
+            # are all at 0 V in that range is left out
+            rows = slice(0 if b_moves else B, 2 * B + 2 if a_moves else B + 2)
             lhs, rhs = left[rows], right[rows, c0:c1]
             if row_major:
                 np.matmul(lhs.T, rhs, out=out[sl].reshape(n, c1 - c0))
@@ -197,12 +190,18 @@ class BoardTopology:
                     flat = (i[rest] - hidden.start, pos[j[rest]])
                     plan = (hidden, fixed, blocks, rest, flat, np.flatnonzero(to_hidden))
             cache["plan"] = plan
+            cache["ranges"] = np.array([[c0, c1] for _, c0, c1, _ in plan[2]] if plan else [], np.int64).reshape(-1, 2)
         return cache["plan"]
 
     def branch_voltages(self, m: "Measurement") -> np.ndarray:
         """Voltage across every conductance (B, m), volts."""
         v = self.node_voltages(m)
         return v[:, self.edges[:, 0]] - v[:, self.edges[:, 1]]
+
+
+def _float_c(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous float64 array (itself when it already is one)."""
+    return a if a.dtype == np.float64 and a.flags.c_contiguous else np.ascontiguousarray(a, dtype=np.float64)
 
 
 def _source_plan(m: np.ndarray, offset: np.ndarray):

@@ -57,7 +57,7 @@ def estimate_run(settings: Any, pulses_per_device: float | None = None, touched:
     (fraction of the trainable devices reprogrammed per step) default to the config's
     ``board.programming.expected``, else to 3 and 1; ``assumptions.source`` in the result says which.
     """
-    from hil.bench.timing import FIGURES, InstrumentFigures, TimingModel, program_step_s
+    from hil.bench.timing import TimingModel, instrument_figures, program_step_s
     from hil.config import ConfigError
     from hil.boards.instrument import ramp_plan
     from hil.boards.simulated import board_topology
@@ -74,7 +74,7 @@ def estimate_run(settings: Any, pulses_per_device: float | None = None, touched:
         from hil.boards.bench_config import _without_triggered
 
         mode = "stepwise" if _without_triggered(bench) else "triggered"
-    fig = lambda name: FIGURES.get(bench.instruments[name].driver, InstrumentFigures())
+    fig = lambda name: instrument_figures(bench.instruments[name].driver, bench.instruments[name].options)
     chans = lambda i: [c for (j, c) in w.hidden.values() if j == i]
     hidden_settings = [bench.instruments[i].channels[c].settings for i, c in w.hidden.values()]
     smu_settings = [bench.instruments[i].channels[c].settings for g in (w.sources, w.outputs) for i, c in g.values()]
@@ -154,8 +154,7 @@ def estimate_run(settings: Any, pulses_per_device: float | None = None, touched:
         inst = prog["smu"].partition(".")[0]
         t_read = model.t_smu_s() + model.source_delay_s
         program_step = program_step_s(touched * trainable, pulses_per_device, ps.reads, ps.width_s,
-                                      FIGURES.get(bench.instruments[inst].driver, InstrumentFigures()),
-                                      FIGURES.get(bench.instruments[prog["matrix"]].driver, InstrumentFigures()), t_read)
+                                      fig(inst), fig(prog["matrix"]), t_read)
     steps_per_epoch = math.ceil(n / settings.batch_size)
     ep_measure = steps_per_epoch * measure_step + evaluate_epoch
     ep_program = steps_per_epoch * program_step

@@ -1,7 +1,9 @@
 """``hil sweep SWEEP.yaml``: a grid of config keys × seeds as independent, resumable runs.
 
 Exit status: 0 every run finished, 1 a run failed or the cluster could not be reached,
-2 a problem in the sweep file or in a config it produces (one line per problem).
+2 a problem in the sweep file or in a config it produces (one line per problem), 130 stopped by
+Ctrl-C or SIGTERM (finished runs kept, running ones interrupted with their checkpoint, the table
+written; the same command continues).
 """
 
 from __future__ import annotations

@@ -194,3 +194,50 @@ def test_summary_plot_takes_device_family_grid_values(tmp_path):
             for v, a in (({"p_stuck_on": 0.0}, 1.0), ({"p_stuck_on": 0.01}, 0.75))]
     plot_summary(spec, rows, tmp_path / "summary.png")
     assert (tmp_path / "summary.png").stat().st_size > 0
+
+
+def test_sigterm_stops_a_pool_sweep_with_a_queued_run_promptly(tmp_path):
+    """SIGTERM to `hil sweep` while two runs train and a third waits in the pool's queue: the sweep
+    exits 130 promptly, the finished runs keep their results, the running ones end like an
+    interrupted `hil train` (checkpoint kept, `abort` logged), the queued one never starts, and
+    results.csv lists every run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    f = sweep_file(tmp_path, grid={"train.epochs": [3, 100_000]}, seeds=[0, 1, 2], set={"output.plots": False})
+    runs = tmp_path / "out" / "runs"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "hil", "sweep", str(f), "--workers", "2"], cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:  # 3 short runs done, 2 long ones training
+            done = list(runs.glob("*/result.json"))
+            training = list(runs.glob("epochs=100000-*/checkpoints/last.npz"))
+            if len(done) == 3 and len(training) == 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None and len(training) == 2, proc.communicate(timeout=5)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=90)
+        stop_s = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and err.strip().endswith("interrupted"), err
+    table = rows(tmp_path / "out" / "results.csv")
+    assert sorted(r["status"] for r in table) == ["finished"] * 3 + ["pending"] * 3
+    long_runs = sorted(runs.glob("epochs=100000-*"))
+    started = [d for d in long_runs if (d / "events.jsonl").is_file()]
+    assert len(started) == 2, [d.name for d in long_runs]  # the queued run never started
+    for d in started:
+        kinds = [json.loads(line)["kind"] for line in (d / "events.jsonl").read_text().splitlines()]
+        assert "abort" in kinds and (d / "checkpoints" / "last.npz").is_file() and not (d / "result.json").exists()
+    print(f"hil sweep stopped {stop_s:.1f} s after SIGTERM")

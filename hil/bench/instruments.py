@@ -32,7 +32,7 @@ def driver_kwargs(spec: InstrumentSpec) -> dict[str, Any]:
             kwargs["require_interlock"] = bool(spec.options["require_interlock"])
         if spec.driver == "keysight_b2900" and "binary" in spec.options:
             kwargs["binary"] = bool(spec.options["binary"])
-        if spec.driver == "keithley2600" and spec.options.get("trigger_line") is not None:
+        if spec.driver in ("keithley2600", "keithley2450") and spec.options.get("trigger_line") is not None:
             kwargs["trigger_line"] = int(spec.options["trigger_line"])
     elif spec.kind == "scanner":
         chans = sorted(spec.channels, key=int)

@@ -12,7 +12,7 @@ relative cycle-to-cycle noise: a light-weight stand-in for the in-process test b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,17 +21,20 @@ from hil.devices.pulses import PulseResponse
 __all__ = ["ResistiveDeviceModel"]
 
 
+def _in_process_response() -> PulseResponse:
+    """The in-process bench's default law: stronger saturation on the way down than the device family's."""
+    return PulseResponse(gamma_down=1.5)
+
+
 @dataclass
 class ResistiveDeviceModel:
     """Pulse response of m devices (SI units).
 
     Attributes:
         g_min, g_max: conductance bounds, S.
-        v_threshold: pulses with |V| at or below this do nothing, V.
-        rate_up, rate_down: relative step (of g_max − g_min) per volt of overdrive and per
-            ``width_ref_s`` of width, up and down.
-        gamma_up, gamma_down: nonlinearity exponents (0 = linear).
-        width_ref_s: width at which the rates apply, s.
+        response: the step law and its settings (threshold V, rates, exponents, reference width s),
+            the :class:`~hil.devices.pulses.PulseResponse` of the device families; its window
+            settings are not used here (the bounds are ``g_min``, ``g_max``).
         c2c: relative cycle-to-cycle standard deviation of each step.
         stuck: (m,) devices that ignore pulses (optional).
         seed: RNG seed.
@@ -39,12 +42,7 @@ class ResistiveDeviceModel:
 
     g_min: float
     g_max: float
-    v_threshold: float = 0.5
-    rate_up: float = 0.02
-    rate_down: float = 0.03
-    gamma_up: float = 1.0
-    gamma_down: float = 1.5
-    width_ref_s: float = 1e-4
+    response: PulseResponse = field(default_factory=_in_process_response)
     c2c: float = 0.1
     stuck: np.ndarray | None = None
     seed: int = 0
@@ -53,16 +51,13 @@ class ResistiveDeviceModel:
         if not 0 <= self.g_min < self.g_max:
             raise ValueError("need 0 <= g_min < g_max")
         self._rng = np.random.default_rng(self.seed)
-        self._response = PulseResponse(v_threshold=self.v_threshold, rate_up=self.rate_up, rate_down=self.rate_down,
-                                       gamma_up=self.gamma_up, gamma_down=self.gamma_down,
-                                       width_ref_s=self.width_ref_s)
 
     def pulse(self, g: float, k: int, amplitude_v: float, width_s: float) -> float:
         """Conductance of device k after one pulse, S."""
         if self.stuck is not None and self.stuck[k]:
             return g
-        if abs(amplitude_v) <= self.v_threshold:
+        if abs(amplitude_v) <= self.response.v_threshold:
             return g
-        step = self._response.step(g, amplitude_v, width_s, self.g_min, self.g_max)
+        step = self.response.step(g, amplitude_v, width_s, self.g_min, self.g_max)
         step *= 1.0 + self.c2c * self._rng.standard_normal()
         return float(min(max(g + step, self.g_min), self.g_max))

@@ -340,11 +340,12 @@ def _instrument(sec: Section, name: str, timing: Timing, driver_names: list[str]
         sec.error("input_impedance", "one of 'high' (>10 GΩ on ranges ≤ 10 V) or '10M'")
     if "trigger_line" in options:
         line = options["trigger_line"]
-        if driver != "keithley2600":
-            sec.error("trigger_line", f"only keithley2600 SMUs take a digital I/O trigger line ({driver} triggers "
-                      "on its own fixed input)")
-        elif line is not None and (isinstance(line, bool) or not isinstance(line, int) or not 1 <= line <= 14):
-            sec.error("trigger_line", f"expected a digital I/O line 1..14 or null, got {line!r}")
+        top = {"keithley2600": 14, "keithley2450": 6}.get(driver or "")
+        if top is None:
+            sec.error("trigger_line", f"only keithley2600 and keithley2450 SMUs take a digital I/O trigger line "
+                      f"({driver} triggers on its own fixed input)")
+        elif line is not None and (isinstance(line, bool) or not isinstance(line, int) or not 1 <= line <= top):
+            sec.error("trigger_line", f"expected a digital I/O line 1..{top} or null, got {line!r}")
         elif line is not None and model in ("2604B", "2614B", "2634B"):
             sec.error("trigger_line", f"the {model} has no digital I/O port")
     if "allowed_errors" in options:

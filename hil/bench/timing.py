@@ -15,15 +15,17 @@ ramp points exactly as the board does.  Programming is estimated separately from
 settings and an assumed number of pulses per touched device (it depends on the devices).
 
 The per-instrument figures are the typical values of the vendors' data sheets (list-sweep
-overhead per point, relay time per scanner channel, remote round trip); change them in the
-bench file's ``timing`` or here when a bench measures otherwise.
+overhead per point, relay time per scanner channel, remote round trip); a bench file's instrument
+options ``relay_s`` (DAQ970A, per scanned channel) and ``relay_time_s`` (707B) replace them, for the
+estimate and the emulators alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["InstrumentFigures", "FIGURES", "TimingModel", "program_step_s", "AUTOZERO_ON_FACTOR"]
+__all__ = ["InstrumentFigures", "FIGURES", "FIGURE_OPTIONS", "instrument_figures", "TimingModel", "program_step_s",
+           "AUTOZERO_ON_FACTOR"]
 
 AUTOZERO_ON_FACTOR = 2.0
 
@@ -49,9 +51,28 @@ FIGURES: dict[str, InstrumentFigures] = {
     "keithley2600": InstrumentFigures(list_point_overhead_s=1e-4, round_trip_s=1e-3),
     "keithley2450": InstrumentFigures(list_point_overhead_s=2e-4, round_trip_s=1e-3),
     "keysight_b2900": InstrumentFigures(list_point_overhead_s=1e-4, round_trip_s=1e-3),
-    "daq970a": InstrumentFigures(round_trip_s=1e-3, channel_s=2.2e-3),  # solid-state DAQM900A; armature ≈ 12 ms
+    # DAQ970A scanning the solid-state DAQM900A multiplexer: 450 channels/s published scan rate, i.e.
+    # 1/450 s ≈ 2.2 ms per channel (the armature DAQM901A: 80 channels/s, 12.5 ms; set relay_s)
+    "daq970a": InstrumentFigures(round_trip_s=1e-3, channel_s=2.2e-3),
     "keithley707b": InstrumentFigures(round_trip_s=1e-3, relay_s=3e-3),
 }
+
+#: bench-file instrument options that replace a family figure (the emulators read the same options)
+FIGURE_OPTIONS: dict[str, dict[str, str]] = {
+    "daq970a": {"relay_s": "channel_s"},
+    "keithley707b": {"relay_time_s": "relay_s"},
+}
+
+
+def instrument_figures(driver: str, options: dict | None = None) -> InstrumentFigures:
+    """The figures of one bench instrument: its family's (``FIGURES``), with any of the bench file's
+    options listed in ``FIGURE_OPTIONS`` (e.g. a DAQ970A's ``relay_s`` for another multiplexer module)."""
+    from dataclasses import replace
+
+    figures = FIGURES.get(driver, InstrumentFigures())
+    changes = {field: float(options[key]) for key, field in FIGURE_OPTIONS.get(driver, {}).items()
+               if options and key in options}
+    return replace(figures, **changes) if changes else figures
 
 
 @dataclass

@@ -20,6 +20,7 @@ import numpy as np
 
 from hil.circuit.linsolve import MaskedSolver
 from hil.circuit.report import SolveError, SolveReport
+from hil.kernels import ideal_diagonal_kernel
 
 
 @dataclass
@@ -148,6 +149,20 @@ class _MarginsOnRead(SolveReport):
         self.__dict__["degenerate"] = value
 
 
+def _float_c(a) -> np.ndarray:
+    """``a`` as a C-contiguous float64 array (itself when it already is one)."""
+    if isinstance(a, np.ndarray) and a.dtype == np.float64 and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _per_node(a, n: int) -> np.ndarray:
+    """A scalar or per-node value as a contiguous float64 array (n,)."""
+    if isinstance(a, np.ndarray) and a.shape == (n,) and a.dtype == np.float64 and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), (n,)))
+
+
 def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, scale_v: float = 1.0,
                          tol: float = 1e-12, sign: int | None = None, h_zero: bool | None = None) -> IdealSolution:
     """The ideal-diode LCP when K = diag(``diag``) (uncoupled hidden nodes), for a batch ``b`` (B, n) in A.
@@ -156,8 +171,8 @@ def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.n
     e = h and the diode carries the rest — exactly where PDAS lands after its first step.
     Solve, KKT certificate and report are fused: the residuals of :func:`certify` (primal
     z ≥ 0, dual mu ≥ 0, complementarity mu·z = 0, KCL at the free nodes; scaled by the
-    voltage scale and by the current scale max(|b|, |K e|)) are formed in one workspace and
-    reduced for the whole batch in a few calls, with no per-sample work.  ``sign`` is
+    voltage scale and by the current scale max(|b|, |K e|)) are formed and reduced for the
+    whole batch in one compiled pass (:func:`hil.kernels.ideal_diagonal_kernel`).  ``sign`` is
     :func:`orientation_sign` of ``s`` when the caller knows it.
     """
     t0 = time.perf_counter()
@@ -171,70 +186,28 @@ def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.n
         return IdealSolution(empty, empty.copy(), np.zeros((B, n), bool),
                              SolveReport(True, "pdas", {"pdas": 0}, batch=B, kkt_primal=0.0, kkt_dual=0.0,
                                          kkt_complementarity=0.0, wall_time_s=time.perf_counter() - t0))
-    # Workspace: e, then the certificate's z (blocking voltage), mu (diode current), the
-    # KCL residual at the free nodes and mu·z; one min and one max reduce the last four.
-    relu = sign == 1 and h_zero  # z = e − 0 is e itself: one slab less
-    work = np.empty((4 if relu else 5, B, n))
-    e, (mu, kcl, comp) = work[0], work[-3:]
-    z = e if relu else work[1]
-    cert = work if relu else work[1:]  # z, mu, kcl, mu·z
+    # One compiled pass: closed form, the certificate's z (blocking voltage), mu (diode
+    # current), the KCL residual at the free nodes and mu·z, reduced for the whole batch.
     # A node without any conductance (zero diagonal, possible only for Shockley starting
-    # points) gives a non-finite voltage that the certificate below rejects; no warning.
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        np.divide(b, diag, out=e)
-        if relu:  # anode at a 0 V reference: e >= 0 and z = e
-            on = e < 0.0
-            np.maximum(e, 0.0, out=e)
-        elif sign == 1:  # anode at the reference: e >= h
-            on = e < h
-            np.maximum(e, h, out=e)
-            np.subtract(e, h, out=z)
-        elif sign == -1:  # anode at the node: e <= h
-            on = e > h
-            np.minimum(e, h, out=e)
-            np.subtract(h, e, out=z)
-        else:
-            np.subtract(e, h, out=z)
-            z *= s
-            on = z < 0
-            np.copyto(e, np.broadcast_to(h, e.shape), where=on)
-            np.subtract(e, h, out=z)
-            z *= s
-        np.multiply(diag, e, out=kcl)
-        kcl -= b  # K e − b: the diode current s·mu where clamped, ~0 where free
-        np.multiply(kcl, on, out=mu)  # mu = s (K e − b) where conducting, 0 where blocking
-        if sign == 0:
-            mu *= s
-            kcl -= s * mu
-        elif sign == 1:
-            kcl -= mu  # the residual left at the free nodes only
-        else:
-            np.negative(mu, out=mu)
-            kcl += mu
-        np.multiply(mu, z, out=comp)
-        if e.size <= 8192:  # small batches: two calls for all the extremes
-            lo = cert.min(axis=(1, 2)).tolist()
-            hi = cert.max(axis=(1, 2)).tolist()
-        else:  # large ones: only the extremes the certificate uses (fewer passes over memory)
-            lo = [float(cert[0].min()), float(mu.min()), float(kcl.min()), float(comp.min())]
-            hi = [0.0, 0.0, float(kcl.max()), float(comp.max())]
-        # max |K e| = max_k K_kk · max_b |e_bk| (rounding is monotone, so this is exact; e ≥ 0 for a ReLU)
-        e_abs = e.max(axis=0) if relu else np.maximum(e.max(axis=0), -e.min(axis=0))
-        ke_abs = float((diag * e_abs).max())
-        scale_i = max(float(b.max()), -float(b.min()), ke_abs, 1e-300)
-        primal = max(-lo[0], 0.0) / scale_v
-        dual = max(-lo[1], 0.0) / scale_i
-        kcl_abs = max(hi[2], -lo[2])
-        kcl_rel = kcl_abs / scale_i
-        complementarity = max(hi[3], -lo[3]) / scale_v / scale_i
-    # NaN or ±inf anywhere (e included, through |K e|) makes this sum non-finite
-    finite = math.isfinite(primal + dual + complementarity + kcl_abs + ke_abs)
+    # points) gives a non-finite voltage that the certificate rejects.
+    relu = sign == 1 and h_zero  # z = e − 0 is e itself: no separate array
+    e = np.empty((B, n))
+    z = e if relu else np.empty((B, n))
+    mu = np.empty((B, n))
+    on = np.empty((B, n), dtype=np.bool_)
+    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, n_on, finite = ideal_diagonal_kernel(
+        _float_c(b), _per_node(diag, n), _per_node(s, n), _per_node(h, n), e, z, mu, on)
+    scale_i = max(b_abs, ke_abs, 1e-300)
+    primal = max(-lo_z, 0.0) / scale_v
+    dual = max(-lo_mu, 0.0) / scale_i
+    kcl_rel = kcl_abs / scale_i
+    complementarity = comp_abs / scale_v / scale_i
     worst = max(primal, dual, complementarity, kcl_rel) if finite else float("inf")
     converged = worst <= tol
     report = _MarginsOnRead(
         converged=converged, method="pdas", iterations={"pdas": 1}, batch=B, kcl_residual_a=kcl_abs,
         kcl_residual_rel=kcl_rel, kkt_primal=primal, kkt_dual=dual, kkt_complementarity=complementarity,
-        n_on_mean=np.count_nonzero(on) / B, wall_time_s=time.perf_counter() - t0,
+        n_on_mean=n_on / B, wall_time_s=time.perf_counter() - t0,
     )
     report.__dict__["_margin_source"] = (z, mu, scale_v, scale_i)
     if not converged:

@@ -18,6 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from hil.circuit.model import Circuit
+from hil.kernels import count_changes, nodal_sums_kernel
+
+_NONE = np.empty(0)  # "not this time" for the optional outputs of the sums kernel
 
 
 class NodalSystem:
@@ -47,6 +50,7 @@ class NodalSystem:
         self.in_col_sum = np.empty(p)
         self.out_row_sum = np.empty(q)
         self.version = 0
+        self._all_rows = np.arange(n)
         self._refresh_all()
 
     def _views(self) -> None:
@@ -103,16 +107,13 @@ class NodalSystem:
         self.k_csc = sp.csc_matrix((self.k_csr.data, self.k_csr.indices, self.k_csr.indptr), shape=(n, n), copy=False)
 
     # ---- values ------------------------------------------------------------------------
-    # Every sum below is a per-row reduction of a C-contiguous copy, so a partial update
-    # (a subset of rows) adds in exactly the order of a full refresh: results are bit-identical.
-    def _diag_rows(self, rows) -> np.ndarray:
-        """Diagonal of K for the hidden nodes ``rows`` (an index array or ``slice(None)``)."""
-        return (self.g_in[rows].sum(axis=1) + self.hh_row_sum[rows] + self.g_leak[rows]
-                + np.ascontiguousarray(self.g_out.T[rows]).sum(axis=1))
-
-    def _in_col_sums(self) -> np.ndarray:
-        """Total conductance at each source (p,), S (all columns: one pass over g_in)."""
-        return self.g_in.sum(axis=0)
+    # Every sum is taken left to right by one compiled kernel (:func:`hil.kernels.nodal_sums_kernel`),
+    # so a partial update (a subset of rows) adds in exactly the order of a full refresh:
+    # results are bit-identical.
+    def _sums(self, rows: np.ndarray, columns: bool, ports: bool) -> None:
+        """Recompute diag[rows] (and all source column sums / port row sums when asked), S."""
+        nodal_sums_kernel(self.g_in, self.hh_row_sum, self.g_leak, self.g_out, rows, self.diag,
+                          self.in_col_sum if columns else _NONE, self.out_row_sum if ports else _NONE)
 
     def _refresh_hh(self) -> None:
         self._vals_ext[:-1] = self.g_hh_values
@@ -122,10 +123,8 @@ class NodalSystem:
 
     def _refresh_all(self) -> None:
         self._refresh_hh()
-        self.diag[:] = self._diag_rows(slice(None))
+        self._sums(self._all_rows, True, True)
         self.k_csr.data[self._pos_diag] = self.diag
-        self.in_col_sum[:] = self._in_col_sums()
-        self.out_row_sum[:] = self.g_out.sum(axis=1)
 
     def program(self, g: np.ndarray) -> int:
         """Write conductances ``g`` (m,) in siemens; returns how many changed.
@@ -139,8 +138,7 @@ class NodalSystem:
         g = np.asarray(g, dtype=float)
         if g.shape != self.g.shape:
             raise ValueError(f"expected {self.g.size} conductances, got shape {g.shape}")
-        diff = g != self.g
-        count = int(np.count_nonzero(diff))
+        count = int(count_changes(g if g.flags.c_contiguous else np.ascontiguousarray(g), self.g))
         if count == 0:
             return 0
         self.version += 1
@@ -154,7 +152,7 @@ class NodalSystem:
         if count * 4 > self.g.size:
             self._refresh_all()
             return count
-        changed = np.flatnonzero(diff)
+        changed = np.flatnonzero(g != self.g)
         self.g[changed] = g[changed]
         edges = self.topology.edges
         hid0 = self.p
@@ -163,14 +161,9 @@ class NodalSystem:
         rows = np.unique(touched)
         if np.any((changed >= self._hh_slice.start) & (changed < self._hh_slice.stop)):
             self._refresh_hh()
-        self.diag[rows] = self._diag_rows(rows)
-        self.k_csr.data[self._pos_diag[rows]] = self.diag[rows]
-        if np.any(b < hid0):
-            self.in_col_sum[:] = self._in_col_sums()
         out0 = hid0 + self.n
-        ports = np.unique(b[(b >= out0) & (b < out0 + self.q)]) - out0
-        if ports.size:
-            self.out_row_sum[ports] = self.g_out[ports].sum(axis=1)
+        self._sums(rows, bool(np.any(b < hid0)), bool(np.any((b >= out0) & (b < out0 + self.q))))
+        self.k_csr.data[self._pos_diag[rows]] = self.diag[rows]
         return count
 
     def k_dense(self) -> np.ndarray:

@@ -92,6 +92,9 @@ class EquilibriumSolver:
         self.nodal = NodalSystem(circuit)
         d = circuit.diodes
         self._sign = orientation_sign(d.orientation)  # common diode orientation (0: mixed)
+        n = circuit.n_hidden
+        self._s_float = np.ascontiguousarray(np.broadcast_to(np.asarray(d.orientation, dtype=float), (n,)))
+        self._h_float = np.ascontiguousarray(np.broadcast_to(np.asarray(d.v_ref, dtype=float), (n,)))
         self._vref_max = float(np.max(np.abs(d.v_ref), initial=0.0))
         self._vref_zero = self._vref_max == 0.0
         self._ports_at_zero = not np.any(circuit.output_voltage)  # normal operation drives no port current
@@ -244,7 +247,7 @@ class EquilibriumSolver:
         elif d.is_ideal and not nd.coupled:
             # Uncoupled nodes: each node is its own one-variable LCP, solved in closed form
             # and certified in the same pass (one fused kernel for the whole batch).
-            sol = solve_ideal_diagonal(nd.diag, b, d.orientation, d.v_ref, self._voltage_scale(u, w, ports_at_zero),
+            sol = solve_ideal_diagonal(nd.diag, b, self._s_float, self._h_float, self._voltage_scale(u, w, ports_at_zero),
                                        tol=self.kkt_tol, sign=self._sign, h_zero=self._vref_zero)
             e, on, g_d = sol.e, sol.on, None
             if not source_currents:

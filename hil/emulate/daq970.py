@@ -12,7 +12,9 @@ as the 34970A/34980A command references state for ``INPut:IMPedance:AUTO``; mode
 the loaded node voltage is solved exactly (``World.port_voltage_loaded``), and the node voltage is integrated (NPLC) with noise
 and quantised to the range resolution (6½ digits at NPLC ≥ 1, 5½ at 0.2, 4½ at 0.02). Over
 120 % of range: ``+9.90000000E+37``. Bench time per channel: relay settle (option ``relay_s``,
-default 4 ms) + channel delay (automatic: 2 ms) + integration (×2 with autozero on).
+default the figure ``hil estimate`` uses, ``hil.bench.timing.FIGURES``: 2.2 ms, the DAQM900A
+solid-state multiplexer's 450 channels/s) + channel delay (automatic: 2 ms) + integration (×2
+with autozero on).
 Options: ``slots`` (``{slot: channels}``, default 20 channels in slots 1–3), ``relay_s``.
 """
 
@@ -23,6 +25,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from hil.bench.timing import instrument_figures
 from hil.emulate.scpi import Command, ScpiEmulator, ScpiError, scpi
 
 __all__ = ["Daq970Emulator"]
@@ -67,7 +70,7 @@ class Daq970Emulator(ScpiEmulator):
         super().__init__(*args, **kwargs)
         slots = self.options.get("slots") or {1: 20, 2: 20, 3: 20}
         self.slots = {int(k): int(v) for k, v in dict(slots).items()}
-        self.relay_s = float(self.options.get("relay_s", 4e-3))
+        self.relay_s = instrument_figures(self.FAMILY, self.options).channel_s
         self.reset()
 
     def idn(self) -> str:

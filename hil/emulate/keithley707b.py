@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from hil.bench.timing import instrument_figures
 from hil.emulate.tsp import HostTable, LuaTable, TspError, to_int
 from hil.emulate.tsp_machine import OUT_OF_RANGE, SETTINGS_CONFLICT, TspEmulator, TspMachine
 
@@ -117,7 +118,7 @@ class Matrix707Emulator(TspEmulator):
     def __init__(self, name: str, model: str = "707B", **kwargs: Any) -> None:
         super().__init__(name, model, **kwargs)
         self.slots = self._slots_from_options()
-        self.relay_time_s = float(self.options.get("relay_time_s", 3e-3))
+        self.relay_time_s = instrument_figures(self.FAMILY, self.options).relay_s
         self.closed: set[str] = set()
         self.forbidden: set[str] = set()
         self.connect_rule = BREAK_BEFORE_MAKE

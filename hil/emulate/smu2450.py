@@ -13,16 +13,27 @@ named buffer (source value, reading, status), ``failAbort ON`` stopping at the f
 the sweep switches the output on if it was off (as the trigger model does). Reading status word
 (``STAT`` element): bit 3 (value 8) = source limit reached (an emulator convention; the manual's
 bit layout is not modelled).
+
+Trigger models built from blocks (``:TRIG:LOAD "Empty"``, ``:TRIG:BLOC:WAIT``/``CONF:NEXT``/``MEAS``/
+``BRAN:COUN``, see :mod:`hil.emulate.trigger_blocks`) run at ``:INIT``; ``:SOUR:LIST:VOLT`` is the
+source configuration list ``VoltCustomSweepList``. The six digital I/O lines take
+``:DIG:LINE<n>:MODE`` and ``:TRIG:DIG<n>:IN:EDGE``; a line in trigger-input mode is wired to the
+bench trigger line of the emulated bench: each pulse of the driving instrument is the event
+``DIG<n>`` (its source step releases a waiting run up to its measure block, its measure step takes
+the reading with every other meter on the line). ``*WAI``/``*OPC?`` wait (bounded) for a run paced
+by the line; ``:ABOR`` stops it.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from hil.emulate.scpi import Command, ScpiEmulator, ScpiError, format_nr3, scpi
 from hil.emulate.smu_common import SmuChannel, apply_output, integration_s, pick_range, spot_reading
+from hil.emulate.trigger_blocks import Block, BlockModelError, BlockRun
 
 __all__ = ["Smu2450Emulator"]
 
@@ -32,6 +43,9 @@ _STATUS_LIMIT = 8
 _BUFFER_CAPACITY = 100_000
 _ELEMENTS = ("READing", "SOURce", "RELative", "STATus", "SOURSTATus", "UNIT", "SEConds", "TSTamp", "DATE", "TIME")
 _CH = ""
+_DIGIO_LINES = 6
+#: the source configuration list ``:SOUR:LIST:VOLT`` creates
+_SWEEP_LIST = "VoltCustomSweepList"
 
 
 @dataclass
@@ -68,6 +82,11 @@ class Smu2450Emulator(ScpiEmulator):
         self.sweep: Optional[dict[str, Any]] = None
         self.data_format = "ASC"
         self.t0 = self.clock.now_s
+        #: trigger model built from blocks (``None``: a template or sweep command owns the model)
+        self.blocks: Optional[dict[int, Block]] = None
+        #: digital I/O lines: ``{line: {"type": DIGital|TRIGger|SYNChronous, "direction": IN|OUT|..., "edge": ...}}``
+        self.dig_lines = {n: {"type": "DIGital", "direction": "IN", "edge": "FALLing"} for n in range(1, _DIGIO_LINES + 1)}
+        self._abort_run()
         apply_output(self, _CH, self.ch)
 
     def handle(self, line: str) -> list:
@@ -495,6 +514,7 @@ class Smu2450Emulator(ScpiEmulator):
         if start > len(self.ch.list_v):
             raise ScpiError(-222, "start index beyond the list")
         self.sweep = dict(spec, levels=list(self.ch.list_v[start - 1:]), buffer=buf_name)
+        self.blocks = None
 
     @scpi("[:SOURce[1]]:SWEep:VOLTage:LINear")
     def _sweep_lin(self, cmd: Command) -> None:
@@ -510,14 +530,22 @@ class Smu2450Emulator(ScpiEmulator):
             raise ScpiError(-222, "no such buffer")
         levels = [start + (stop - start) * k / (points - 1) for k in range(points)]
         self.sweep = dict(spec, levels=levels, buffer=buf_name)
+        self.blocks = None
 
     @scpi(":TRIGger:LOAD")
     def _trig_load(self, cmd: Command) -> None:
         if not cmd.params:
             raise ScpiError(-109)
         name = cmd.string(0)
+        if self._run is not None and not self._run.done:
+            raise ScpiError(-200, "trigger model running; :ABORt first")
+        if name.upper() == "EMPTY":
+            cmd.count(1)
+            self.sweep, self.blocks = None, {}
+            return
         if name.upper() != "SIMPLELOOP":
             raise ScpiError(-224, f"trigger template {name!r} not emulated")
+        self.blocks = None
         count = cmd.integer(1, lo=1, hi=1_000_000) if cmd.has(1) else 1
         delay = cmd.number(2, lo=0.0, hi=10_000.0) if cmd.has(2) else 0.0
         buf_name = cmd.string(3) if cmd.has(3) else "defbuffer1"
@@ -526,6 +554,9 @@ class Smu2450Emulator(ScpiEmulator):
     @scpi(":INITiate[:IMMediate]")
     @scpi(":TRACe:TRIGger")
     def _init(self, cmd: Command) -> None:
+        if self.blocks is not None and cmd.header.upper().lstrip(":").startswith("INIT"):
+            self._start_blocks(cmd.text)
+            return
         if self.sweep is None:
             for _ in range(self.sense_count):
                 self._store(self.buffers["defbuffer1"], self._measure_entry(cmd.text))
@@ -551,10 +582,169 @@ class Smu2450Emulator(ScpiEmulator):
     @scpi(":ABORt")
     def _abort(self, cmd: Command) -> None:
         cmd.count(0)
+        self._abort_run()
+
+    # -- digital I/O lines and the block trigger model ------------------------------------------
+
+    def _line(self, cmd: Command) -> dict[str, str]:
+        n = cmd.suffix
+        if not 1 <= n <= _DIGIO_LINES:
+            raise ScpiError(-114, f"digital I/O line {n} (1..{_DIGIO_LINES})")
+        return self.dig_lines[n]
+
+    @scpi(":DIGital:LINE#:MODE")
+    def _dig_mode(self, cmd: Command) -> None:
+        cmd.count(2)
+        line = self._line(cmd)
+        kind = cmd.choice(0, ("DIGital", "TRIGger", "SYNChronous"))
+        direction = cmd.choice(1, ("IN", "OUT", "OPENdrain", "MASTer", "ACCeptor"))
+        if (kind == "SYNChronous") != (direction in ("MASTer", "ACCeptor")):
+            raise ScpiError(-224, f"{kind}, {direction} is not a valid line mode")
+        line["type"], line["direction"] = kind, direction
+
+    @scpi(":DIGital:LINE#:MODE", query=True)
+    def _dig_mode_q(self, cmd: Command) -> str:
+        line = self._line(cmd)
+        return f"{line['type'][:4].upper()},{line['direction'][:3].upper() if line['direction'] != 'IN' else 'IN'}"
+
+    @scpi(":TRIGger:DIGital#:IN:EDGE")
+    def _dig_edge(self, cmd: Command) -> None:
+        cmd.count(1)
+        self._line(cmd)["edge"] = cmd.choice(0, ("FALLing", "RISing", "EITHer"))
+
+    @scpi(":TRIGger:DIGital#:IN:EDGE", query=True)
+    def _dig_edge_q(self, cmd: Command) -> str:
+        return self._line(cmd)["edge"][:4].upper()
+
+    def _set_block(self, cmd: Command, block: Block) -> None:
+        number = cmd.integer(0, lo=1, hi=255)
+        if self._run is not None and not self._run.done:
+            raise ScpiError(-200, "trigger model running; :ABORt first")
+        self.sweep = None
+        if self.blocks is None:
+            self.blocks = {}
+        self.blocks[number] = block
+
+    @scpi(":TRIGger:BLOCk:WAIT")
+    def _blk_wait(self, cmd: Command) -> None:
+        cmd.count(2, 3)
+        event = cmd.raw(1).strip().upper()
+        digits = event.lstrip("DIGIO") if event.startswith("DIG") else ""
+        if not (digits.isdigit() and 1 <= int(digits) <= _DIGIO_LINES):
+            raise ScpiError(-224, f"wait event {event!r} not emulated (DIGio<n> only)")
+        clear = cmd.choice(2, ("ENTer", "NEVer")) == "ENTer" if cmd.has(2) else False
+        self._set_block(cmd, Block("wait", event=f"DIG{int(digits)}", clear_on_entry=clear))
+
+    @scpi(":TRIGger:BLOCk:CONFig:NEXT")
+    def _blk_conf_next(self, cmd: Command) -> None:
+        cmd.count(2)
+        name = cmd.string(1)
+        if name != _SWEEP_LIST or not self.ch.list_v:
+            raise ScpiError(-222, f"configuration list {name!r} does not exist")
+        self._set_block(cmd, Block("config_next", name=name))
+
+    @scpi(":TRIGger:BLOCk:MEASure")
+    def _blk_measure(self, cmd: Command) -> None:
+        cmd.count(1, 2)
+        name = cmd.string(1) if cmd.has(1) else "defbuffer1"
+        if name not in self.buffers:
+            raise ScpiError(-222, f"buffer {name!r} does not exist")
+        self._set_block(cmd, Block("measure", name=name))
+
+    @scpi(":TRIGger:BLOCk:BRANch:COUNter")
+    def _blk_branch_counter(self, cmd: Command) -> None:
+        cmd.count(3)
+        self._set_block(cmd, Block("branch_counter", count=cmd.integer(1, lo=1, hi=268_435_455),
+                                   to=cmd.integer(2, lo=1, hi=255)))
+
+    def _start_blocks(self, line: str) -> None:
+        """``:INIT`` of a block model: run it at once, or arm it on the bench trigger line."""
+        if not self.blocks:
+            raise ScpiError(-200, "trigger model is empty")
+        if self._run is not None and not self._run.done:
+            raise ScpiError(-200, "trigger model already running")
+        self._run_line = line
+        self._run = BlockRun(dict(self.blocks), config_next=self._recall, list_length=self._list_length,
+                             measure=self._block_measure)
+        self._run_done.clear()
+        paced = self.world is not None and any(b.kind == "wait" and self._line_listens(b.event)
+                                               for b in self.blocks.values())
+        try:
+            self._run.advance(stop_at_measure=paced)
+        except BlockModelError as exc:
+            self._abort_run()
+            raise ScpiError(-200, str(exc)) from None
+        if self._run.done:
+            self._finish_run()
+        elif paced:
+            self.world.trigger.arm(self._on_bench_trigger)
+
+    def _line_listens(self, event: str) -> bool:
+        """A ``DIG<n>`` event can come from the bench trigger line: line n is a trigger input."""
+        line = self.dig_lines.get(int(event[3:])) if event.startswith("DIG") else None
+        return line is not None and line["type"] == "TRIGger" and line["direction"] in ("IN", "OPENdrain")
+
+    def _list_length(self, name: str) -> int:
+        return len(self.ch.list_v) if name == _SWEEP_LIST else 0
+
+    def _recall(self, name: str, index: int) -> None:
+        self.ch.level_v = float(self.ch.list_v[index - 1])
+        self._apply()
+
+    def _block_measure(self, buffer: str) -> None:
+        self._store(self.buffers[buffer], self._measure_entry(self._run_line))
+
+    def _on_bench_trigger(self, step: str, point: int) -> None:
+        """One step of a bench trigger pulse (called by the driving instrument, world lock held)."""
+        run = self._run
+        if run is None or run.done:
+            return
+        try:
+            if step == "source":
+                for n in range(1, _DIGIO_LINES + 1):
+                    if self._line_listens(f"DIG{n}"):
+                        run.signal(f"DIG{n}")
+                if run.state == "waiting":
+                    run.advance(stop_at_measure=True)
+            elif run.state == "measure":
+                run.measure_now()
+                run.advance(stop_at_measure=True)
+        except BlockModelError as exc:
+            self.push_error(-200, str(exc))
+            self._abort_run()
+            return
+        if run.done:
+            self._finish_run()
+
+    def _finish_run(self) -> None:
+        if getattr(self, "world", None) is not None:
+            self.world.trigger.disarm(self._on_bench_trigger)
+        self._run_done.set()
+
+    def _abort_run(self) -> None:
+        """Stop the block model run (if any) and stop listening to the bench trigger line."""
+        if getattr(self, "world", None) is not None:
+            self.world.trigger.disarm(self._on_bench_trigger)
+        self._run: Optional[BlockRun] = None
+        self._run_line = ""
+        if not hasattr(self, "_run_done"):
+            self._run_done = threading.Event()
+        self._run_done.set()
+
+    def wait_complete(self) -> None:
+        """``*WAI``/``*OPC?``: a run paced by the bench trigger line waits for its points (bounded)."""
+        run = self._run
+        if run is None or run.done:
+            return
+        if self.world is None or not self.world.trigger.wait(self._run_done):
+            raise ScpiError(-230, "trigger model still waiting for bench triggers")
 
     @scpi(":TRIGger:STATe", query=True)
     def _trig_state(self, cmd: Command) -> str:
-        return "IDLE;IDLE;0"
+        run = self._run
+        if run is None or run.done:
+            return f"IDLE;IDLE;{0 if run is None else run.pc - 1}"
+        return f"{'WAITING' if run.state == 'waiting' else 'RUNNING'};RUNNING;{run.pc}"
 
     # -- system ----------------------------------------------------------------------------------
 

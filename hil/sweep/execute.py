@@ -42,17 +42,23 @@ def _pct(v) -> str:
 
 
 def write_reports(spec: SweepSpec, points: list[RunPoint], directory: Path) -> tuple[list[dict], list[dict]]:
-    """(Re)write results.csv, summary.csv and summary.png from the runs' result files."""
-    results = {}
-    for p in points:
-        r = read_result(directory / "runs" / p.run_id)
-        if r and r.get("config_hash") == config_hash(p.raw):
-            results[p.run_id] = r
-    rows = results_rows(spec, points, results)
-    summary = summarise(spec, rows)
-    write_csv(directory / "results.csv", rows)
-    write_csv(directory / "summary.csv", summary)
-    plot_summary(spec, rows, directory / "summary.png")
+    """(Re)write results.csv, summary.csv and summary.png from the runs' result files.
+
+    Ctrl-C/SIGTERM are held until the files are written (then re-delivered): an interrupt in the
+    middle would leave a half-written table or a half-imported plotting library behind."""
+    from hil.train.loop import deferred_interrupts
+
+    with deferred_interrupts():
+        results = {}
+        for p in points:
+            r = read_result(directory / "runs" / p.run_id)
+            if r and r.get("config_hash") == config_hash(p.raw):
+                results[p.run_id] = r
+        rows = results_rows(spec, points, results)
+        summary = summarise(spec, rows)
+        write_csv(directory / "results.csv", rows)
+        write_csv(directory / "summary.csv", summary)
+        plot_summary(spec, rows, directory / "summary.png")
     return rows, summary
 
 

@@ -198,8 +198,16 @@ class WorkerStopped(KeyboardInterrupt):
     """Raised in a pool worker asked to stop: the run ends like an interrupted ``hil train``."""
 
 
+#: a pool worker's stop state: ``requested`` once SIGTERM arrived, ``running`` while it trains a run
+_WORKER = {"requested": False, "running": False}
+
+
 def _raise_stop(signum, frame):
-    raise WorkerStopped()
+    """SIGTERM in a pool worker: interrupt the run it trains; the worker then starts no other run
+    (a task already waiting in the pool's queue is handed back unstarted, see ``_pool_point``)."""
+    _WORKER["requested"] = True
+    if _WORKER["running"]:
+        raise WorkerStopped()
 
 
 def _worker_init() -> None:
@@ -208,6 +216,18 @@ def _worker_init() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _raise_stop)
+
+
+def _pool_point(task: dict) -> dict:
+    """``train_point`` in a pool worker, unless the sweep was stopped before this run started."""
+    if _WORKER["requested"]:
+        return {"run_id": task["run_id"], "config_hash": task["config_hash"], "status": "not started",
+                "error": "the sweep was stopped before this run started"}
+    _WORKER["running"] = True
+    try:
+        return train_point(task)
+    finally:
+        _WORKER["running"] = False
 
 
 def _interrupt_workers(pool: ProcessPoolExecutor) -> None:
@@ -223,7 +243,7 @@ def _interrupt_workers(pool: ProcessPoolExecutor) -> None:
 
 def _run_pool(tasks: list[dict], runs_dir: Path, on_result, n: int) -> None:
     with ProcessPoolExecutor(max_workers=n, initializer=_worker_init) as pool:
-        futures = {pool.submit(train_point, t): t for t in tasks}
+        futures = {pool.submit(_pool_point, t): t for t in tasks}
         try:
             pending = set(futures)
             while pending:
@@ -232,9 +252,11 @@ def _run_pool(tasks: list[dict], runs_dir: Path, on_result, n: int) -> None:
                     task = futures[f]
                     on_result(store_result(runs_dir / task["run_id"], _outcome(task, f.result)))
         except BaseException:  # Ctrl-C / SIGTERM: queued runs are dropped, running ones are interrupted
-            for f in futures:
-                f.cancel()
+            # futures still in the executor are cancelled; the few already handed to the workers'
+            # queue come back unstarted (_pool_point), so the pool's shutdown waits only for the
+            # running runs to end their own interrupt handling
             _interrupt_workers(pool)
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 

@@ -21,6 +21,7 @@ from functools import partial
 import numpy as np
 
 from hil.board import Board, ExactLinearization, Measurement, PhasedMeasurement, valid_mask
+from hil.kernels import hl_phase_kernel
 from hil.train.losses import Loss
 
 ESTIMATORS = ("hl", "hl-exact", "ep", "fd")
@@ -181,19 +182,23 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
             np.add(w0, drive, out=w_both[:k])
             np.subtract(w0, drive, out=w_both[k:])
             both = board.measure(np.concatenate([xs, xs]), w_both)
+            noise = max(both.noise_v, op.noise_v)
+            phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
             if (both.u.reshape(2, k, -1) == op.u[rows]).all():  # sources did not move: 0 in every response
                 cols = responding
-                n_both = np.concatenate([both.e, both.w], axis=1)
+                by_response, sides = _held_source_phases(op, rows, k, both, es, noise, flip_rel_tol, phase_ok,
+                                                         n_hat, cols, rows is everything)
+                pm = None  # one-sided responses are already written
             else:
                 cols = everything
                 n_both = topo.node_voltages(both)
-            npl, nmi, ref = n_both[:k], n_both[k:], n0[rows, cols]
-            diff = npl - nmi
-            by_response = _asymmetric(npl, ref, nmi, diff, max(both.noise_v, op.noise_v), flip_rel_tol)
-            phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
-            n_hat[rows, cols] = np.divide(diff, 2 * es, out=diff)
+                npl, nmi, ref = n_both[:k], n_both[k:], n0[rows, cols]
+                diff = npl - nmi
+                by_response = _asymmetric(npl, ref, nmi, diff, noise, flip_rel_tol)
+                n_hat[rows, cols] = np.divide(diff, 2 * es, out=diff)
+                sides = _flipped_sides(op, rows, k, both)
+                pm = (npl, nmi, ref)
             source_phases.append((rows, k, both, es, None))
-            sides = _flipped_sides(op, rows, k, both)
             if sides is None:
                 flips = by_response
                 seen_by_response += int(np.count_nonzero(flips))
@@ -210,8 +215,10 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                     sel = np.flatnonzero(single)
                     rows_sel = todo[sel]
                     use_minus = plus_flip[sel][:, None]
-                    side = np.where(use_minus, ref[sel] - nmi[sel], npl[sel] - ref[sel])
-                    n_hat[rows_sel, cols] = side / es[sel]
+                    if pm is not None:
+                        npl, nmi, ref = pm
+                        side = np.where(use_minus, ref[sel] - nmi[sel], npl[sel] - ref[sel])
+                        n_hat[rows_sel, cols] = side / es[sel]
                     source_phases.append((rows_sel, k, both, es[sel], (sel, use_minus, op)))
                     one_sided += sel.size
                 flips = flagged & ~single
@@ -238,6 +245,43 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     return _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved,
                    {"flipped_samples": flipped_total, "flips_from_response": seen_by_response, "retries": retries,
                     "one_sided": one_sided})
+
+
+_NO_STATES = np.zeros((0, 0), dtype=np.bool_)
+
+
+def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np.ndarray, noise_v: float,
+                        rel_tol: float, phase_ok: np.ndarray | None, n_hat: np.ndarray, cols: slice,
+                        whole_batch: bool):
+    """Responses, symmetry test and state comparison of a stacked ± measurement whose sources
+    held the operating point's voltages, in one compiled pass (:func:`hil.kernels.hl_phase_kernel`).
+
+    Writes the responses of the hidden nodes and ports into ``n_hat[rows, cols]``: central,
+    or, for a sample where exactly one phase changed a diode state (and both phases are
+    valid), the other phase's one-sided difference.  Returns (flagged by the response (k,),
+    (plus_flip, minus_flip) or None when the board reports no states or is not piecewise linear).
+    """
+    n, q = op.e.shape[1], op.w.shape[1]
+    states = op.piecewise_linear and op.on is not None and both.on is not None
+    e0, w0 = (op.e, op.w) if whole_batch else (op.e[rows], op.w[rows])
+    if whole_batch:  # write straight into the result
+        nh_e, nh_w = n_hat[:, cols.start:cols.start + n], n_hat[:, cols.start + n:cols.stop]
+    else:
+        nh_e, nh_w = np.empty((k, n)), np.empty((k, q))
+    flips = np.zeros((3, k), dtype=np.bool_)
+    hl_phase_kernel(_c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, np.bool_) if states else _NO_STATES,
+                    _c(op.on if whole_batch else op.on[rows], np.bool_) if states else _NO_STATES,
+                    np.ones(k, np.bool_) if phase_ok is None else _c(phase_ok, np.bool_),
+                    np.ascontiguousarray(es[:, 0]), float(rel_tol), 5.0 * np.sqrt(6.0) * noise_v,
+                    nh_e, nh_w, flips[0], flips[1], flips[2])
+    if not whole_batch:
+        n_hat[rows, cols] = np.concatenate([nh_e, nh_w], axis=1)
+    return flips[2], ((flips[0], flips[1]) if states else None)
+
+
+def _c(a: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """``a`` as a C-contiguous array of ``dtype`` (itself when it already is one)."""
+    return a if a.dtype == dtype and a.flags.c_contiguous else np.ascontiguousarray(a, dtype=dtype)
 
 
 def _flipped_sides(op: Measurement, rows, k: int, both: Measurement) -> np.ndarray | None:

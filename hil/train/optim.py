@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from hil.kernels import adam_kernel
+
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
 
@@ -40,9 +42,9 @@ class Optimizer:
     def step(self, g: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """Return projected new conductances (S) from gradient ∂ℓ/∂g (1/S).
 
-        Works in place on the moment arrays with one scratch array: 13 passes over the m
-        conductances for Adam, no gathers.  Frozen entries keep zero moments and their
-        conductance (the gradient array itself is never modified).
+        Works in place on the moment arrays: Adam is one compiled pass over the m
+        conductances (:func:`hil.kernels.adam_kernel`), SGD a few numpy passes.  Frozen
+        entries keep zero moments and their conductance (the gradient is never modified).
         """
         st = self.state
         lr = self.current_lr()
@@ -60,25 +62,16 @@ class Optimizer:
             if frozen.size:
                 m[frozen] = 0.0
             upd = np.multiply(m, lr, out=buf)
-        else:
+        else:  # one compiled pass: moments, step, projection and frozen entries
             b1, b2 = self.betas
-            v = st["v"]
             t = st["step"]
-            m *= b1
-            m += np.multiply(gr, 1 - b1, out=buf)
-            v *= b2
-            np.multiply(gr, 1 - b2, out=buf)
-            buf *= gr
-            v += buf
-            if frozen.size:  # frozen entries see a zero gradient: their moments stay 0
-                m[frozen] = 0.0
-                v[frozen] = 0.0
             # lr·m̂/(√v̂ + eps) with m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ), written as c·m/(√v + eps·√(1−β₂ᵗ)).
             root_c2 = math.sqrt(1 - b2**t)
-            np.sqrt(v, out=buf)
-            buf += self.eps * root_c2
-            upd = np.multiply(m, lr * root_c2 / (1 - b1**t))
-            np.divide(upd, buf, out=upd)
+            g_arr = np.ascontiguousarray(g, dtype=float)
+            adam_kernel(g_arr, np.ascontiguousarray(grad, dtype=float), m, st["v"], frozen,
+                        float(b1), float(b2), lr * root_c2 / (1 - b1**t), self.eps * root_c2,
+                        float(self.g_min), float(self.g_max), buf)
+            return buf
         new = np.subtract(g, upd, out=upd)
         np.clip(new, self.g_min, self.g_max, out=new)
         if frozen.size:

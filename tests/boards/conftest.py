@@ -52,3 +52,42 @@ def boards():
     board, sim, bench = make_boards()
     yield board, sim, bench
     board.close()
+
+
+def hl_epoch_on_virtual_clock(config_path: str, name: str, **emulation):
+    """``hil estimate`` of a bench config next to the emulators' virtual clock running exactly what it
+    models for one epoch: one hl step of the four XOR samples in one sweep (operating point and the
+    ± 0.01 V nudge of each output), then the evaluation of the test split.
+
+    Returns ``(predicted, step_s, epoch_s, emulated_bench)``; ``emulation``: ``EmulatedBench`` options.
+    """
+    import dataclasses
+
+    from hil.boards.bench_factory import make_instrument_board
+    from hil.config import load_yaml
+    from hil.emulate.bench import EmulatedBench
+    from hil.estimate_cli import estimate_run
+    from hil.train.settings import parse_settings
+
+    xor = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
+    settings = parse_settings(load_yaml(config_path), name)
+    predicted = estimate_run(settings)
+    with EmulatedBench(settings.instrument_board.bench, time_mode="virtual", **emulation) as eb:
+        spec = dataclasses.replace(settings.instrument_board, bench=eb.loopback_bench)
+        board = make_instrument_board(spec, (1e-8, 1e-4), clock=lambda: eb.clock.now_s, rehearsal_world=eb.world)
+        with board:
+            board.connect()
+            q, B = board.topology.n_outputs, len(xor)
+            w0 = np.broadcast_to(board.topology.output_voltage, (B, q))
+            phases = [None]
+            for o in range(q):
+                for sign in (1.0, -1.0):
+                    w = np.array(w0)
+                    w[:, o] += sign * 0.01
+                    phases.append(w)
+            t0 = eb.clock.now_s
+            board.measure_phases(xor, phases)
+            t1 = eb.clock.now_s
+            board.measure(xor)  # the evaluation of the test split
+            t2 = eb.clock.now_s
+    return predicted, t1 - t0, t2 - t0, eb

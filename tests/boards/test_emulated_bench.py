@@ -9,7 +9,7 @@ import pytest
 from hil.boards.bench_config import InstrumentBoardSpec
 from hil.boards.bench_factory import make_instrument_board
 from hil.boards.simulated import SimulatedBoard
-from hil.drivers.errors import InstrumentError, InstrumentReportedError
+from hil.drivers.errors import InstrumentError
 from hil.emulate.bench import EmulatedBench
 
 ACQ = {"acquisition": "auto", "settle_s": 0.0, "ramp_points": True, "max_points": 2000, "noise_floor_v": 5e-6}
@@ -141,16 +141,18 @@ def test_train_on_emulated_bench_stops_on_fault_and_resumes(tmp_path):
     data = load_dataset("xor")
     run = RunDir.create(tmp_path, "bx")
     with EmulatedBench(settings.instrument_board.bench, time_mode="virtual") as eb:
-        fast = {n: dataclasses.replace(i, timeout_s=0.5) for n, i in eb.loopback_bench.instruments.items()}
-        spec = dataclasses.replace(settings.instrument_board,
-                                   bench=dataclasses.replace(eb.loopback_bench, instruments=fast))
+        # the bench's own I/O timeouts (5 s) where replies are expected: a loaded machine must not turn
+        # a slow reply into a fault; a short one only where the missing reply is the fault under test
+        spec = dataclasses.replace(settings.instrument_board, bench=eb.loopback_bench)
+        fast = {n: dataclasses.replace(i, timeout_s=1.0) for n, i in eb.loopback_bench.instruments.items()}
+        fault_spec = dataclasses.replace(spec, bench=dataclasses.replace(eb.loopback_bench, instruments=fast))
         board = make_instrument_board(spec, (settings.g_min, settings.g_max), clock=lambda: eb.clock.now_s,
                                       rehearsal_world=eb.world)
         with board:
             Trainer(board, settings, data, run, progress=False).fit()
         settings.epochs = 2
         eb.emulators["daq"].faults.no_reply(count=None, match=r"READ\?")
-        board = make_instrument_board(spec, (settings.g_min, settings.g_max), clock=lambda: eb.clock.now_s,
+        board = make_instrument_board(fault_spec, (settings.g_min, settings.g_max), clock=lambda: eb.clock.now_s,
                                       rehearsal_world=eb.world)
         with pytest.raises(InstrumentError):
             with board:
@@ -239,15 +241,11 @@ def test_hl_gradient_through_sockets_within_predicted_noise_bound():
           f"max relative {np.abs(bench_hl.grad - sim_hl.grad).max() / np.abs(sim_hl.grad).max():.2e}")
 
 
-def test_sigterm_during_training_ends_safe_and_resumes(tmp_path, monkeypatch, capsys):
-    """SIGTERM mid-run (hil train --emulate): exit 130, outputs off at 0 V per the emulators, the run keeps
-    its completed epochs and --resume continues."""
-    import os
-    import signal
-    import threading
-
+@pytest.fixture
+def started_benches(monkeypatch):
+    """Every ``EmulatedBench`` the CLI starts during the test, in order (to inspect what the emulated
+    instruments hold after the command returned)."""
     import hil.emulate.bench as emulate_bench
-    from hil.cli import main
 
     started = []
 
@@ -257,16 +255,37 @@ def test_sigterm_during_training_ends_safe_and_resumes(tmp_path, monkeypatch, ca
             started.append(self)
 
     monkeypatch.setattr(emulate_bench, "EmulatedBench", Recorded)
+    return started
+
+
+def test_sigterm_during_training_ends_safe_and_resumes(tmp_path, started_benches, capsys):
+    """SIGTERM mid-run (hil train --emulate): exit 130, outputs off at 0 V per the emulators, the run keeps
+    its completed epochs and --resume continues."""
+    import os
+    import signal
+    import threading
+
+    from hil.cli import main
+
+    started = started_benches
     args = ["train", "bench-xor", "--emulate", "-q", "--runs-dir", str(tmp_path), "--set", "output.plots=false"]
 
-    def terminate_after_first_epoch():
+    finished = threading.Event()
+
+    def terminate_after_first_epoch():  # polls until the first checkpoint exists; gives up when main returns
         while not list(tmp_path.glob("*/checkpoints/last.npz")):
-            threading.Event().wait(0.05)
+            if finished.wait(0.05):
+                return
         os.kill(os.getpid(), signal.SIGTERM)
 
     killer = threading.Thread(target=terminate_after_first_epoch, daemon=True)
     killer.start()
-    assert main(args + ["--set", "train.epochs=50"]) == 130
+    try:
+        rc = main(args + ["--set", "train.epochs=50"])
+    finally:
+        finished.set()
+        killer.join(timeout=10)
+    assert rc == 130
     assert "interrupted" in capsys.readouterr().err
     assert started and started[0].all_outputs_safe()
     run = next(tmp_path.iterdir())
@@ -280,50 +299,43 @@ def test_sigterm_during_training_ends_safe_and_resumes(tmp_path, monkeypatch, ca
 def test_bench_time_model_agrees_with_virtual_clock():
     """hil estimate's epoch (one hl step of the four XOR samples in one sweep, then the evaluation)
     against the emulators' virtual clock running exactly those measurements through the drivers."""
-    from hil.config import load_yaml
-    from hil.estimate_cli import estimate_run
-    from hil.train.settings import parse_settings
+    from tests.boards.conftest import hl_epoch_on_virtual_clock
 
-    settings = parse_settings(load_yaml("configs/bench-xor.yaml"), "bench-xor")
-    predicted = estimate_run(settings)
-    with EmulatedBench(settings.instrument_board.bench, time_mode="virtual") as eb:
-        spec = dataclasses.replace(settings.instrument_board, bench=eb.loopback_bench)
-        board = make_instrument_board(spec, (1e-8, 1e-4), clock=lambda: eb.clock.now_s, rehearsal_world=eb.world)
-        with board:
-            board.connect()
-            q, B = board.topology.n_outputs, len(XOR)
-            w0 = np.broadcast_to(board.topology.output_voltage, (B, q))
-            phases = [None]
-            for o in range(q):
-                for sign in (1.0, -1.0):
-                    w = np.array(w0)
-                    w[:, o] += sign * 0.01
-                    phases.append(w)
-            t0 = eb.clock.now_s
-            board.measure_phases(XOR, phases)
-            t1 = eb.clock.now_s
-            board.measure(XOR)  # the evaluation of the test split
-            t2 = eb.clock.now_s
-    step, epoch = t1 - t0, t2 - t0
+    predicted, step, epoch, _ = hl_epoch_on_virtual_clock("configs/bench-xor.yaml", "bench-xor", round_trips=True)
     assert abs(step - predicted["measure_step_s"]) <= 0.10 * step, (step, predicted["measure_step_s"])
     assert abs(epoch - predicted["epoch_measure_s"]) <= 0.10 * epoch, (epoch, predicted["epoch_measure_s"])
     print(f"bench time per epoch: virtual clock {epoch:.3f} s, hil estimate {predicted['epoch_measure_s']:.3f} s")
 
 
-def test_cli_instrument_fault_is_one_line_with_verified_state(tmp_path, monkeypatch, capsys):
+def test_scanner_relay_time_is_one_figure_for_estimate_and_emulator(tmp_path):
+    """The DAQ970A per-channel relay time: the published DAQM900A scan rate (450 channels/s) by
+    default, a bench file's relay_s (e.g. an armature module, 80 channels/s) for both the estimate
+    and the emulated bench, which then still agree."""
+    from hil.bench.timing import FIGURES
+    from hil.emulate.daq970 import Daq970Emulator
+    from tests.boards.conftest import hl_epoch_on_virtual_clock
+
+    assert abs(FIGURES["daq970a"].channel_s - 1 / 450) <= 0.02 / 450
+    assert Daq970Emulator("daq", "DAQ970A").relay_s == FIGURES["daq970a"].channel_s
+    bench = tmp_path / "armature-bench.yaml"
+    bench.write_text(open("configs/benches/xor-bench.yaml").read().replace(
+        "    slots: {1: 20}\n", "    slots: {1: 20}\n    relay_s: 12.5e-3\n"))
+    config = tmp_path / "bench-xor-armature.yaml"
+    config.write_text(open("configs/bench-xor.yaml").read().replace("bench: xor-bench", f"bench: {bench}"))
+    fast, _, fast_epoch, _ = hl_epoch_on_virtual_clock("configs/bench-xor.yaml", "bench-xor", round_trips=True)
+    slow, step, epoch, _ = hl_epoch_on_virtual_clock(str(config), "armature", round_trips=True)
+    assert slow["t_scan_s"] - fast["t_scan_s"] == pytest.approx(8 * (12.5e-3 - 2.2e-3))  # eight hidden nodes
+    assert abs(epoch - slow["epoch_measure_s"]) <= 0.10 * epoch, (epoch, slow["epoch_measure_s"])
+    assert epoch > 1.15 * fast_epoch  # the slower scan shows on the virtual clock too
+    print(f"armature module: virtual clock {epoch:.3f} s, hil estimate {slow['epoch_measure_s']:.3f} s per epoch")
+
+
+def test_cli_instrument_fault_is_one_line_with_verified_state(tmp_path, started_benches, capsys):
     import threading
 
-    import hil.emulate.bench as emulate_bench
     from hil.cli import main
 
-    started = []
-
-    class Recorded(emulate_bench.EmulatedBench):
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            started.append(self)
-
-    monkeypatch.setattr(emulate_bench, "EmulatedBench", Recorded)
+    started = started_benches
 
     def error_after_first_epoch():
         while not list(tmp_path.glob("*/checkpoints/last.npz")):

@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 from hil.bench.schema import bench_root
-from hil.boards.bench_config import InstrumentBoardSpec
 from hil.boards.bench_factory import make_instrument_board
 from hil.boards.simulated import SimulatedBoard
 from hil.drivers.errors import InstrumentTimeout, LimitViolation
@@ -106,34 +105,12 @@ def test_round_trips_per_step_do_not_grow_with_the_batch():
 
 def test_bench_time_model_agrees_with_virtual_clock():
     """hil estimate's step and epoch for bench-xor-tsp against the emulators' virtual clock."""
-    from hil.config import load_yaml
-    from hil.estimate_cli import estimate_run
-    from hil.train.settings import parse_settings
+    from tests.boards.conftest import hl_epoch_on_virtual_clock
 
-    settings = parse_settings(load_yaml(CONFIG), "bench-xor-tsp")
-    predicted = estimate_run(settings)
+    predicted, step, epoch, eb = hl_epoch_on_virtual_clock(CONFIG, "bench-xor-tsp", readings="exact", round_trips=True)
     assert predicted["acquisition"] == "triggered"
-    with EmulatedBench(settings.instrument_board.bench, time_mode="virtual", readings="exact") as eb:
-        spec = dataclasses.replace(settings.instrument_board, bench=eb.loopback_bench)
-        board = make_instrument_board(spec, (1e-8, 1e-4), clock=lambda: eb.clock.now_s, rehearsal_world=eb.world)
-        with board:
-            board.connect()
-            q, B = board.topology.n_outputs, len(XOR)
-            w0 = np.broadcast_to(board.topology.output_voltage, (B, q))
-            phases = [None]
-            for o in range(q):
-                for sign in (1.0, -1.0):
-                    w = np.array(w0)
-                    w[:, o] += sign * 0.01
-                    phases.append(w)
-            t0 = eb.clock.now_s
-            board.measure_phases(XOR, phases)
-            t1 = eb.clock.now_s
-            board.measure(XOR)
-            t2 = eb.clock.now_s
-        overruns = [e.text for e in eb.emulators["smu1"].transcript.entries("event") if "miss" in e.text]
-        assert not overruns, overruns
-    step, epoch = t1 - t0, t2 - t0
+    overruns = [e.text for e in eb.emulators["smu1"].transcript.entries("event") if "miss" in e.text]
+    assert not overruns, overruns
     assert abs(step - predicted["measure_step_s"]) <= 0.10 * step, (step, predicted["measure_step_s"])
     assert abs(epoch - predicted["epoch_measure_s"]) <= 0.10 * epoch, (epoch, predicted["epoch_measure_s"])
     print(f"bench-xor-tsp per step: virtual clock {step:.3f} s, hil estimate {predicted['measure_step_s']:.3f} s; "

@@ -607,6 +607,7 @@ def test_connect_failing_mid_ramp_runs_shutdown_and_attaches_the_report():
     """The lost ramp write leaves the level unknown, so shutdown reads it back before ramping."""
     from hil.drivers.errors import InstrumentConnectionError
     lost = InstrumentConnectionError("lost")
+    # the failed write leaves the level unknown: the shutdown reads it back instead of assuming 0.1 V
     script = CONNECT[:6] + [(":OUTP?", "1"), (":SOUR:VOLT?", "+1.000000E-01"), (":SOUR:VOLT 0.05", lost),
                             (":ABOR", lost), (":SOUR:VOLT?", lost), (":OUTP OFF", lost), (":OUTP?", lost),
                             (":SYST:ERR?", lost)]

@@ -396,3 +396,29 @@ def test_interrupt_right_after_a_level_write_is_not_trusted_as_zero(rm, start, f
             drv.set_voltage(ch, -0.2)  # one step within max_step_v: the first write is the last
     assert drv.last_shutdown is not None and drv.last_shutdown.safe
     assert channel_state(emu, ch) == (False, 0.0)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_interrupt_after_a_ramp_step_ramps_down_from_the_read_back_level(rm, start, family):
+    """Ctrl-C/SIGTERM landing after a ramp step reached the instrument but before the driver noted it:
+    the shutdown must not trust the old cached level (it reads the level back, ramps down, 0 V)."""
+    make, cls, ch, write_re = FAMILIES[family]
+    emu = start(make())
+    drv = driver_for(rm, emu, cls, ch, configs={ch: cfg()})
+    write_level, fired = drv._write_level, []
+
+    def write_then_interrupt(channel: str, level_v: float) -> None:
+        write_level(channel, level_v)
+        if level_v == 0.5 and not fired:
+            fired.append(level_v)
+            raise KeyboardInterrupt
+
+    drv._write_level = write_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        with drv:
+            drv.output(ch, True)
+            drv.set_voltage(ch, 1.0)
+    assert fired and drv.last_shutdown is not None and drv.last_shutdown.safe
+    assert channel_state(emu, ch) == (False, 0.0)
+    path = [0.0] + written_levels(emu, write_re)
+    assert max(abs(b - a) for a, b in zip(path, path[1:])) <= LIMITS.max_step_v + 1e-9  # ramped down from 0.5 V

@@ -176,8 +176,8 @@ def test_virtual_clock_advances_by_modelled_durations(emulated_bench, drivers):
     daq = drivers["daq"]
     t0 = clock.now_s
     daq.read_scan()
-    # 8 channels x (4 ms relay + 2 ms channel delay + 1 PLC at 50 Hz, autozero off)
-    assert clock.now_s - t0 == pytest.approx(8 * (0.004 + 0.002 + 0.02), rel=1e-9)
+    # 8 channels x (2.2 ms relay, the figure hil estimate uses + 2 ms channel delay + 1 PLC at 50 Hz, autozero off)
+    assert clock.now_s - t0 == pytest.approx(8 * (0.0022 + 0.002 + 0.02), rel=1e-9)
     smu = drivers["smu_y01"]
     _on(smu, "1")
     t1 = clock.now_s

@@ -97,7 +97,7 @@ def test_trigger_line_checked_with_its_path():
     inst["smu1"]["trigger_line"] = 15
     inst["smu2"]["model"] = "2604B"
     inst["prog"] = {"driver": "keithley2450", "model": "2450", "resource": "TCPIP::192.0.2.31::5025::SOCKET",
-                    "trigger_line": 1,
+                    "trigger_line": 7,
                     "channels": {"": {"v_min": -1.6, "v_max": 1.6, "i_compliance_a": 1e-4, "current_range_a": 1e-4,
                                       "max_step_v": 1.6, "max_slew_v_per_s": 1e5, "max_power_w": 1.6e-4}}}
     with pytest.raises(ConfigError) as exc:
@@ -105,5 +105,5 @@ def test_trigger_line_checked_with_its_path():
     text = str(exc.value)
     assert "instruments.smu1.trigger_line: expected a digital I/O line 1..14" in text
     assert "instruments.smu2.trigger_line: the 2604B has no digital I/O port" in text
-    assert "instruments.prog.trigger_line: only keithley2600 SMUs" in text
+    assert "instruments.prog.trigger_line: expected a digital I/O line 1..6" in text
     assert load_bench("tsp-xor-triggered").instruments["smu3"].options["trigger_line"] == 1

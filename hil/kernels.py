@@ -1,0 +1,259 @@
+"""Compiled inner loops (numba) for the per-step hot paths of training.
+
+Each kernel does in one pass over its arrays what a sequence of numpy calls would do in
+many, with the same floating-point operations in the same order (no fast-math, so no
+reassociation or fused multiply-add: results are bit-identical to the numpy formulas
+they replace).  They run on one thread and are compiled once per machine (``cache=True``
+keeps the machine code next to this file; a first compile takes about a second;
+division by zero gives ±inf or NaN as in numpy, which the callers' certificates reject).
+
+* :func:`ideal_diagonal_kernel` — the closed-form ideal-diode solve of uncoupled nodes with
+  the residuals of its KKT certificate, reduced for the whole batch.
+* :func:`adam_kernel` — one Adam step with projection onto the programmable range.
+* :func:`hl_phase_kernel` — the central responses of a stacked ± measurement, the
+  symmetry (flip) test and the diode-state comparison of both phases, per sample.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ideal_diagonal_kernel(b, diag, s, h, e, z, mu, on):  # pragma: no cover - compiled
+    """Solve e = clamp(b / diag) per node and form the certificate's residuals (see
+    :func:`hil.circuit.ideal.solve_ideal_diagonal`).
+
+    ``b`` (B, n) nodal source currents (A), ``diag`` (n,) diagonal of K (S), ``s`` (n,) diode
+    orientation as ±1.0, ``h`` (n,) clamp levels (V).  Writes e (node voltages), z = s(e − h)
+    (blocking voltages), mu (diode currents) and on (conducting), all (B, n); ``z`` may be
+    ``e`` itself when s = 1 and h = 0 (then z = e).  Returns (min z, min mu, max |KCL at the
+    free nodes|, max |mu·z|, max |K e|, max |b|, conducting count, all finite).  The clamp
+    is written with selects, not branches: which diodes conduct is data, and a mispredicted
+    branch per node would cost more than the arithmetic.
+    """
+    B, n = b.shape
+    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
+    count = 0
+    nan_sum = 0.0  # stays 0 unless some value is ±inf or NaN (inf − inf and NaN − NaN are NaN)
+    for r in range(B):
+        for k in range(n):
+            bk = b[r, k]
+            dk = diag[k]
+            hk = h[k]
+            sk = s[k]
+            ek = bk / dk
+            nan_sum += ek - ek  # a free solution that is not finite (also 0/0) is never certified
+            c = (ek - hk) * sk < 0.0  # the free solution violates the clamp: the diode conducts
+            cf = np.float64(c)
+            # the clamp at h; the orientation is a per-node constant, so this branch predicts well
+            ek = np.maximum(ek, hk) if sk > 0.0 else np.minimum(ek, hk)
+            zk = (ek - hk) * sk
+            ke = dk * ek
+            res = ke - bk  # K e − b: s·mu where clamped, the KCL residual where free
+            mk = (res * sk) * cf  # (× 1 or × 0: exact)
+            free = res * (1.0 - cf)
+            comp = mk * zk
+            e[r, k] = ek
+            z[r, k] = zk
+            mu[r, k] = mk
+            on[r, k] = c
+            count += c
+            nan_sum += (res - res) + (comp - comp)
+            lo_z = min(lo_z, zk)
+            lo_mu = min(lo_mu, mk)
+            kcl_abs = max(kcl_abs, abs(free))
+            comp_abs = max(comp_abs, abs(comp))
+            ke_abs = max(ke_abs, abs(ke))
+            b_abs = max(b_abs, abs(bk))
+    return lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, count, nan_sum == 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def adam_kernel(g, grad, m, v, frozen, b1, b2, scale, eps_term, g_min, g_max, out):  # pragma: no cover
+    """One Adam step over every conductance, in place on the moments ``m`` and ``v``.
+
+    new = clip(g − scale·m / (√v + eps_term), g_min, g_max) with m = β₁m + (1−β₁)·grad and
+    v = β₂v + (1−β₂)·grad², where ``scale`` = lr·√(1−β₂ᵗ)/(1−β₁ᵗ) and ``eps_term`` =
+    eps·√(1−β₂ᵗ); the entries listed in ``frozen`` keep zero moments and their conductance.
+    """
+    c1 = 1.0 - b1
+    c2 = 1.0 - b2
+    for i in range(g.shape[0]):
+        gi = grad[i]
+        mi = m[i] * b1 + gi * c1
+        vi = v[i] * b2 + (gi * c2) * gi
+        m[i] = mi
+        v[i] = vi
+        # (numpy's scalar minimum, maximum and sqrt: they vectorise, and a NaN propagates as in np.clip)
+        out[i] = np.minimum(np.maximum(g[i] - (mi * scale) / (np.sqrt(vi) + eps_term), g_min), g_max)
+    for i in frozen:
+        m[i] = 0.0
+        v[i] = 0.0
+        out[i] = g[i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, noise_floor, n_hat_e, n_hat_w,
+                    plus_flip, minus_flip, by_response):  # pragma: no cover - compiled
+    """Per sample of a stacked ± measurement (rows k and k + K are the + and − phase of sample k):
+
+    * the central response (v₊ − v₋)/(2 ε_k) of every hidden node and port into ``n_hat_e`` (K, n)
+      and ``n_hat_w`` (K, q);
+    * ``by_response[k]``: the ± responses are not mirror images, max|v₊ + v₋ − 2v₀| >
+      rel_tol/2 · max|v₊ − v₋| + noise_floor (a flip seen in the readings alone);
+    * ``plus_flip[k]`` / ``minus_flip[k]``: a diode state of that phase differs from the
+      operating point's (only when ``on_both`` has rows; otherwise left False);
+    * where exactly one phase changed a state and ``phase_ok[k]``, the responses of sample k are
+      instead the other phase's one-sided difference, (v₊ − v₀)/ε_k or (v₀ − v₋)/ε_k.
+    """
+    K = e0.shape[0]
+    n = e0.shape[1]
+    q = w0.shape[1]
+    states = on_both.shape[0] > 0
+    for k in range(K):
+        two_eps = 2.0 * es[k]
+        asym = 0.0
+        resp = 0.0
+        for j in range(n):
+            vp = e_both[k, j]
+            vm = e_both[k + K, j]
+            d = vp - vm
+            a = abs(vp + vm - e0[k, j] - e0[k, j])
+            if a > asym:
+                asym = a
+            if abs(d) > resp:
+                resp = abs(d)
+            n_hat_e[k, j] = d / two_eps
+        for j in range(q):
+            vp = w_both[k, j]
+            vm = w_both[k + K, j]
+            d = vp - vm
+            a = abs(vp + vm - w0[k, j] - w0[k, j])
+            if a > asym:
+                asym = a
+            if abs(d) > resp:
+                resp = abs(d)
+            n_hat_w[k, j] = d / two_eps
+        by_response[k] = asym > resp * (rel_tol / 2.0) + noise_floor
+        if states:
+            pf = False
+            mf = False
+            for j in range(n):
+                o = on0[k, j]
+                if on_both[k, j] != o:
+                    pf = True
+                if on_both[k + K, j] != o:
+                    mf = True
+            plus_flip[k] = pf
+            minus_flip[k] = mf
+            if pf != mf and phase_ok[k]:  # the phase that kept every state gives the exact response
+                off = K if pf else 0
+                for j in range(n):
+                    v = e_both[k + off, j]
+                    n_hat_e[k, j] = (e0[k, j] - v if pf else v - e0[k, j]) / es[k]
+                for j in range(q):
+                    v = w_both[k + off, j]
+                    n_hat_w[k, j] = (w0[k, j] - v if pf else v - w0[k, j]) / es[k]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def branch_factors_kernel(a, b, h0, n, fixed, inv, ranges, left, right, moves):  # pragma: no cover
+    """The two factors of :meth:`hil.board.BoardTopology.mean_branch_product` in one pass.
+
+    ``a``, ``b`` (B, nodes) node arrays; hidden nodes are columns h0 … h0 + n − 1, ``fixed``
+    the fixed-potential columns; ``inv`` = 1/B.  Fills ``left`` (2B + 2, n) with
+    [−a_h·inv ; dh ; 1 ; −b_h] (dh_k = Σ_b a_bk b_bk · inv) and ``right`` (2B + 2, f) with
+    [b_f ; 1 ; df ; a_f·inv] (df_j = Σ_b (a_bj·inv) b_bj), and ``moves[i]`` = (any b_f ≠ 0,
+    any a_f ≠ 0) over the fixed columns ``ranges[i, 0]`` … ``ranges[i, 1]`` − 1.
+    """
+    B = a.shape[0]
+    nf = fixed.shape[0]
+    b_nz = np.zeros(nf, dtype=np.bool_)
+    a_nz = np.zeros(nf, dtype=np.bool_)
+    dh = left[B]
+    df = right[B + 1]
+    dh[:] = 0.0
+    df[:] = 0.0
+    for r in range(B):  # row by row: every array is read and written along its rows
+        for k in range(n):
+            ak = a[r, h0 + k]
+            bk = b[r, h0 + k]
+            left[r, k] = ak * -inv
+            left[B + 2 + r, k] = -bk
+            dh[k] += ak * bk
+        for j in range(nf):
+            c = fixed[j]
+            bj = b[r, c]
+            aj = a[r, c] * inv
+            right[r, j] = bj
+            right[B + 2 + r, j] = aj
+            df[j] += aj * bj
+            b_nz[j] |= bj != 0.0
+            a_nz[j] |= aj != 0.0
+    for k in range(n):
+        dh[k] *= inv
+        left[B + 1, k] = 1.0
+    for j in range(nf):
+        right[B, j] = 1.0
+    for i in range(ranges.shape[0]):
+        bm = False
+        am = False
+        for j in range(ranges[i, 0], ranges[i, 1]):
+            bm = bm or b_nz[j]
+            am = am or a_nz[j]
+        moves[i, 0] = bm
+        moves[i, 1] = am
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def count_changes(new, old):  # pragma: no cover - compiled
+    """How many entries of ``new`` differ from ``old`` (both (m,))."""
+    count = 0
+    for i in range(new.shape[0]):
+        count += new[i] != old[i]
+    return count
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def nodal_sums_kernel(g_in, hh_row_sum, g_leak, g_out, rows, diag, in_col_sum, out_row_sum):  # pragma: no cover
+    """Diagonal of K for the hidden nodes ``rows`` and, when their arrays have entries, the
+    column sums of ``g_in`` (p,) and the row sums of ``g_out`` (q,), siemens.
+
+    diag[k] = Σ_j g_in[k, j] + hh_row_sum[k] + g_leak[k] + Σ_o g_out[o, k], every sum in a
+    fixed order, so a partial update adds in exactly the order of a full one.
+    """
+    p = g_in.shape[1]
+    q = g_out.shape[0]
+    p4 = p - p % 4
+    for k in rows:
+        # four running sums (independent additions pipeline; the order is fixed, so still deterministic)
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for j in range(0, p4, 4):
+            s0 += g_in[k, j]
+            s1 += g_in[k, j + 1]
+            s2 += g_in[k, j + 2]
+            s3 += g_in[k, j + 3]
+        s_in = (s0 + s1) + (s2 + s3)
+        for j in range(p4, p):
+            s_in += g_in[k, j]
+        s_out = 0.0
+        for o in range(q):
+            s_out += g_out[o, k]
+        diag[k] = s_in + hh_row_sum[k] + g_leak[k] + s_out
+    if in_col_sum.shape[0]:
+        in_col_sum[:] = 0.0
+        for k in range(g_in.shape[0]):
+            for j in range(p):
+                in_col_sum[j] += g_in[k, j]
+    if out_row_sum.shape[0]:
+        for o in range(q):
+            s = 0.0
+            for k in range(g_out.shape[1]):
+                s += g_out[o, k]
+            out_row_sum[o] = s
