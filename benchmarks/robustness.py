@@ -1,7 +1,11 @@
 """Robustness of in-situ training to device non-idealities (digits), one run.
 
 Usage: nice -n 10 python benchmarks/robustness.py [--seeds 0 1 2] [--epochs 40] [--rram-epochs 6]
-           [--parts mismatch rram sweeps] [--sweep-dir sweeps] [--plot docs/robustness.png]
+           [--parts mismatch rram sweeps] [--rows ideal ex-situ noise-aware in-situ | in-situ-comp | in-situ-raw]
+           [--sweep-dir sweeps] [--plot docs/robustness.png]
+
+The shipped mismatch results: ``--parts mismatch --epochs 20``, one process per seed and arm
+(``--seeds S --rows ideal ex-situ noise-aware``, ``--rows in-situ-comp``, ``--rows in-situ-raw``).
 
 Rows, per seed s (training seed, initial conductances and board instance ``board.devices.seed``):
 
