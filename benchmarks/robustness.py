@@ -22,7 +22,7 @@ Rows, per seed s (training seed, initial conductances and board instance ``board
 5. in-situ without compensation: training on the raw non-ideal board.
 
 Configs: ``sim-digits-mismatch`` (diode turn-on spread, wires, 1 % stuck, reading offsets) and
-the same network with ``preset: rram-crossbar``.  Sweeps: one non-ideality at a time on an
+``sim-digits-rram`` (the same network on ``rram-crossbar``, ``--rram-epochs``).  Sweeps: one non-ideality at a time on an
 otherwise ideal board; the in-situ arm (``hl`` on the raw board, 3 seeds) is run by
 ``hil sweep benchmarks/robustness/<family>.yaml`` and read from its ``results.csv``; the ex-situ
 arm (write-verify of the ideal run of the same seed) is computed here; both are plotted to
@@ -51,6 +51,7 @@ from hil.train.rundir import RunDir
 from hil.train.settings import parse_settings
 
 CONFIG = "sim-digits-mismatch"
+RRAM_CONFIG = "sim-digits-rram"  # the same network on the rram-crossbar preset (1 V hl drive)
 
 
 def settings_for(raw: dict):
@@ -72,9 +73,6 @@ def accuracy(board, s, data) -> float:
     return evaluate(board, Loss(s.loss, s.gain_per_a, board.topology.differential), data.test)[0]
 
 
-#: the rram-crossbar rows keep the 1 V operating point they were measured at (the mismatch board runs at 0.25 V)
-RRAM_OPERATING_POINT = ["board.circuit.inputs.rails.vb_p=1.0", "board.circuit.inputs.rails.vb_n=-1.0",
-                        "data.input_scale_v=1.0", "train.gain_per_a=1.0e5"]
 ROWS = ("ideal", "ex-situ", "noise-aware", "in-situ")  # --rows: which trainings to run
 #: finer --rows choices: one in-situ arm alone (``in-situ`` runs both), so seeds and arms can run as separate processes
 SPLIT_ROWS = ("in-situ-comp", "in-situ-raw")
@@ -162,24 +160,22 @@ def main() -> None:
     data = load_dataset("digits", float(raw_base["data"]["input_scale_v"]), 0.0)  # the config's operating point
     presets = [("sim-digits-mismatch", raw_base)] if "mismatch" in args.parts else []
     if not args.skip_rram and "rram" in args.parts:
-        rr = apply_overrides(copy.deepcopy(raw_base), RRAM_OPERATING_POINT)
-        rr["board"]["devices"] = {"preset": "rram-crossbar"}
-        presets.append(("rram-crossbar", rr))
+        presets.append(("rram-crossbar", load_yaml(RRAM_CONFIG)))
     rows_order = ["ideal", "ex-situ (write-verify)", "ex-situ, noise-aware pre-training", "in-situ + cal + comp",
                   "in-situ, no comp"]
     with tempfile.TemporaryDirectory() as root:
-        ideal_caches: dict[str, dict[int, tuple]] = {}  # per preset: its operating point
+        ideal_cache: dict[int, tuple] = {}
         for label, raw in presets:
             res = []
             pdata = load_dataset("digits", float(raw["data"]["input_scale_v"]), 0.0)  # the preset's operating point
-            ideal_cache = ideal_caches.setdefault(label, {})
-            for seed in (args.seeds if label == "sim-digits-mismatch" else args.seeds[:1]):
+            for seed in args.seeds:
                 ep = args.epochs if label == "sim-digits-mismatch" else args.rram_epochs
-                r = run_seed(raw, seed, ep, root, pdata, ideal_g=None if ep != args.epochs else ideal_cache.get(seed, (None, None))[1],
+                same = label == "sim-digits-mismatch"  # the ideal cache holds that config's ideal runs only
+                r = run_seed(raw, seed, ep, root, pdata, ideal_g=ideal_cache.get(seed, (None, None))[1] if same else None,
                              rows=args.rows)
-                if "ideal" in r and ep == args.epochs:
+                if "ideal" in r and same:
                     ideal_cache[seed] = (r["ideal"], r.pop("ideal_g"))
-                r["ideal"] = r.get("ideal", ideal_cache.get(seed, (np.nan, None))[0])
+                r["ideal"] = r.get("ideal", ideal_cache.get(seed, (np.nan, None))[0] if same else np.nan)
                 res.append(r)
                 print(f"{label} seed {seed}: " + ", ".join(f"{k} {100 * r.get(k, np.nan):.2f} %" for k in rows_order)
                       + f" (write-verify {r['write_verify']}, {r['seconds']:.0f} s)", flush=True)
@@ -193,7 +189,6 @@ def main() -> None:
         if args.skip_sweeps or "sweeps" not in args.parts:
             return
         results = {}
-        ideal_cache = ideal_caches.setdefault("sim-digits-mismatch", {})
         for name, (title, grid_key) in SWEEPS.items():
             print(f"sweep: {title}", flush=True)
             results[title] = sweep_rows(raw_base, name, grid_key, args, root, data, ideal_cache)
@@ -259,7 +254,7 @@ def sweep_rows(raw_base, name, grid_key, args, root, data, ideal_cache) -> list[
         print(f"  {grid_key}={v}: ex situ {np.round(100 * np.array(ex), 2)} %, in situ {np.round(100 * np.array(ins), 2)} %",
               flush=True)
         rows.append((_x(v), ex, ins))
-    return rows
+    return sorted(rows, key=lambda r: r[0])  # the plot's x order (a sweep may run its levels in another)
 
 
 def ideal_from_sweep(sweep_dir: str, seed: int) -> np.ndarray | None:

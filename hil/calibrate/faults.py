@@ -12,9 +12,14 @@ model such as wire drops, all enter through the fit residual).
 Classification is a two-hypothesis test per device, per group (``g_in``, ``g_out``):
 
 * stuck: the device ignores programming, so s ~ N(0, σ_s²);
-* healthy: s ~ N(μ, τ² + σ_s²), μ the group's median slope (programming gain), τ the
-  device-to-device scatter of the gain (programming noise and spread), estimated robustly as
-  the group's MAD scatter with the median estimation variance removed.
+* healthy: s ~ N(μ, τ² + σ_s²), μ the median slope of the device's line (the devices of one
+  hidden node's row of ``g_in``, of one output's row of ``g_out``: wire drops along a line
+  scale the in-circuit response of all its devices alike), τ the device-to-device scatter of
+  the gain (programming noise and spread, and what the wires leave), estimated robustly per
+  line as the MAD scatter about the line median with the median estimation variance removed;
+  the stuck hypothesis gets the same τ² (with wires, a stuck device's read-out moves with its
+  neighbours).  A line whose median is off the group median by more than half is read out too
+  poorly to judge: its devices keep the prior (unresolved, never flagged).
 
 A device is flagged when the posterior of "stuck" exceeds 1/2 with prior ``prior_faulty``.
 Where the read-out is too noisy to tell the two apart (σ_s comparable to μ) the posterior
@@ -60,7 +65,7 @@ class FaultMap:
     def unresolved(self) -> int:
         """Devices whose fault posterior lies between 1 % and 99 % (the read-out cannot tell)."""
         p = self.posterior
-        return 0 if p is None else int(np.sum((p > 0.01) & (p < 0.99)))
+        return 0 if p is None else int(np.sum((p >= 0.01) & (p < 0.99)))
 
     @property
     def faulty(self) -> np.ndarray:
@@ -95,9 +100,11 @@ def characterise(board, offsets: ChannelOffsets, groups: tuple[str, ...] = ("g_i
     slope = (high.g - low.g) / (t_high - t_low)
     slope_se = np.sqrt(_se(low) ** 2 + _se(high) ** 2) / (t_high - t_low)
     posterior = np.full(topo.n_conductances, np.nan)
+    line_length = {"g_in": topo.n_sources, "g_out": topo.n_hidden}  # row-major (n, p) and (q, n) blocks
     for gname in groups:
         sl = topo.groups[gname]
-        posterior[sl] = stuck_posterior(slope[sl], slope_se[sl], prior_faulty)
+        lines = np.arange(sl.stop - sl.start) // line_length[gname] if gname in line_length else None
+        posterior[sl] = stuck_posterior(slope[sl], slope_se[sl], prior_faulty, lines)
     code = np.zeros(topo.n_conductances, np.int8)
     stuck = sel & (posterior > 0.5)
     mid = g_min + 0.5 * span
@@ -112,19 +119,38 @@ def characterise(board, offsets: ChannelOffsets, groups: tuple[str, ...] = ("g_i
                     posterior, slope, slope_se)
 
 
-def stuck_posterior(slope: np.ndarray, se: np.ndarray, prior: float) -> np.ndarray:
+def stuck_posterior(slope: np.ndarray, se: np.ndarray, prior: float, lines: np.ndarray | None = None) -> np.ndarray:
     """P(stuck | slope) for one group of devices (see the module docstring).
 
-    slope, se: (k,) response slopes and their standard errors; prior: fault probability."""
+    slope, se: (k,) response slopes and their standard errors; prior: fault probability.
+    lines: (k,) index of the line each device sits on (a hidden node's row of ``g_in``, an
+    output's row of ``g_out``), or None.  With lines, the healthy mean μ is each line's median
+    slope (lines of fewer than 8 devices use the group median): wire drops along a line scale
+    the in-circuit response of all its devices alike, so a whole line reading low is not a
+    line of stuck devices.  τ is then the scatter about the line medians."""
     se = np.maximum(np.where(np.isfinite(se), se, np.inf), 1e-12)
-    mu = float(np.median(slope))
-    scatter = 1.4826 * float(np.median(np.abs(slope - mu)))
-    tau2 = max(scatter ** 2 - float(np.median(se ** 2)), (0.01 * abs(mu)) ** 2, 1e-12)
+    mu = np.full(slope.shape, float(np.median(slope)))
+    scatter = np.full(slope.shape, 1.4826 * float(np.median(np.abs(slope - mu))))
+    noise2 = np.full(slope.shape, float(np.median(se ** 2)))
+    if lines is not None:
+        for line in np.unique(lines):
+            on = lines == line
+            if on.sum() >= 8:
+                mu[on] = np.median(slope[on])
+                scatter[on] = 1.4826 * np.median(np.abs(slope[on] - mu[on]))
+                noise2[on] = np.median(se[on] ** 2)
+    tau2 = np.maximum(np.maximum(scatter ** 2 - noise2, 1e-12), (0.01 * np.abs(mu)) ** 2)
     var_h = tau2 + se ** 2
-    ll_stuck = -0.5 * (slope / se) ** 2 - np.log(se)
+    var_s = se ** 2 + (tau2 if lines is not None else 0.0)
+    ll_stuck = -0.5 * slope ** 2 / var_s - 0.5 * np.log(var_s)
     ll_healthy = -0.5 * (slope - mu) ** 2 / var_h - 0.5 * np.log(var_h)
     logit = np.log(prior / (1.0 - prior)) + ll_stuck - ll_healthy
-    return 1.0 / (1.0 + np.exp(-np.clip(logit, -700.0, 700.0)))
+    post = 1.0 / (1.0 + np.exp(-np.clip(logit, -700.0, 700.0)))
+    # a line whose median response is off the group's by more than half (wire drops distort
+    # its in-circuit read-out) is read out too poorly to judge its devices: keep the prior
+    group_mu = float(np.median(slope))
+    distorted = np.abs(mu - group_mu) > 0.5 * abs(group_mu)
+    return np.where(distorted, prior, post)
 
 
 def _se(est: ConductanceEstimate) -> np.ndarray:

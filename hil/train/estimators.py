@@ -4,7 +4,8 @@
   then the output ports driven at w₀ ± ε ŵ with ŵ = −∂ℓ/∂y, ε chosen per sample so
   that max|εŵ| = ``delta_v`` volts; branch responses by central (or one-sided)
   difference; ∂ℓ/∂g_k = v_k · v̂_k.  If a diode changes state in a perturbed phase the
-  sample is re-measured with a 10× smaller drive (up to ``max_retries``).
+  sample is re-measured with a 10× smaller drive (up to ``max_retries``), unless the
+  smaller drive's response would drown in the board's reading noise (:func:`resolvable`).
 * ``hl-exact``: the linearized circuit itself (simulated boards only).
 * ``ep``: equilibrium propagation with nudge w = ±β ŵ (one-sided or centred).
 * ``fd``: central finite differences by reprogramming each conductance (ground truth).
@@ -129,6 +130,20 @@ def _asymmetric(n_plus, n0, n_minus, diff, noise_v: float, rel_tol: float) -> np
     return asym.max(axis=1) > threshold
 
 
+def resolvable(e_response: np.ndarray, noise_v: float, shrink: float = 10.0) -> np.ndarray:
+    """Samples (B,) whose hidden-node response would still be readable after a ``shrink``× smaller drive.
+
+    ``e_response`` (B, n) is the measured hidden-node response of a sample (V; the ± difference
+    for central phases).  A re-measurement is only worth making when its largest response
+    stays above the noise of a difference of two readings, 5·√2·``noise_v`` (5 σ); below it,
+    a retry returns reading noise divided by an ever smaller drive, which then dominates the
+    batch mean.  A board without reading noise (``noise_v`` = 0) can always retry.
+    """
+    if noise_v <= 0 or e_response.shape[1] == 0:
+        return np.ones(e_response.shape[0], bool)
+    return np.abs(e_response).max(axis=1) / shrink > 5.0 * np.sqrt(2.0) * noise_v
+
+
 def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float = 0.01,
                 central: bool = True, max_retries: int = 3, keep_per_sample: bool = False,
                 flip_rel_tol: float = 1e-3, one_sweep: bool | None = None) -> GradientResult:
@@ -141,6 +156,9 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     piecewise-linear board that reports its states, when only one of the two phases changed
     a state: the other phase kept every element in its region, so its one-sided difference
     is the exact linear response (the region is convex) and is used without re-measuring.
+    A flagged sample whose response a 10× smaller drive would bury in the reading noise is
+    not re-measured (:func:`resolvable`; counted in ``stats['unresolvable']``): its flipped
+    estimate has a bounded error, the retry's noise would not.
 
     With ``one_sweep`` (default: when the board has :class:`~hil.board.PhasedMeasurement`)
     the operating point and the ± perturbation of every output port are measured in one
@@ -170,7 +188,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     ok = valid_mask(op).copy()
     todo = np.arange(x.shape[0])
     everything = slice(None)  # the first pass covers the whole batch: views instead of gathers
-    retries, flipped_total, seen_by_response, one_sided = 0, 0, 0, 0
+    retries, flipped_total, seen_by_response, one_sided, unreadable = 0, 0, 0, 0, 0
     while todo.size:
         rows = everything if todo.size == x.shape[0] else todo
         xs, ws, es = x[rows], w_hat[rows], eps[rows]
@@ -183,6 +201,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
             np.subtract(w0, drive, out=w_both[k:])
             both = board.measure(np.concatenate([xs, xs]), w_both)
             noise = max(both.noise_v, op.noise_v)
+            readable = resolvable(both.e[:k] - both.e[k:], noise) if noise > 0 else None  # None: all
             phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
             if (both.u.reshape(2, k, -1) == op.u[rows]).all():  # sources did not move: 0 in every response
                 cols = responding
@@ -224,6 +243,8 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                 flips = flagged & ~single
         else:
             plus = board.measure(xs, w0 + es * ws)
+            noise = max(plus.noise_v, op.noise_v)
+            readable = resolvable(plus.e - op.e[rows], noise) if noise > 0 else None
             flips = _flipped(op, todo, plus)
             phase_ok = valid_mask(plus)
             n_hat[rows] = (topo.node_voltages(plus) - n0[rows]) / es
@@ -234,17 +255,20 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
             flips &= phase_ok
             flagged = flagged & phase_ok
         flipped_total += int(np.count_nonzero(flagged))
+        if readable is not None:
+            unreadable += int(np.count_nonzero(flips & ~readable))
+            flips &= readable
         if not flips.any() or retries >= max_retries:
             break
         retries += 1
         todo = todo[flips]
         eps[todo] /= 10.0
-    unresolved = int(flips.sum()) if todo.size else 0
+    unresolved = (int(flips.sum()) if todo.size else 0) + unreadable  # both kept with a flipped estimate
     if central:
         i_hat = partial(_central_source_grad, op.u.shape, source_phases)
     return _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved,
                    {"flipped_samples": flipped_total, "flips_from_response": seen_by_response, "retries": retries,
-                    "one_sided": one_sided})
+                    "one_sided": one_sided, "unresolvable": unreadable})
 
 
 _NO_STATES = np.zeros((0, 0), dtype=np.bool_)
