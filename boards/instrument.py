@@ -323,13 +323,31 @@ class InstrumentBoard(BoardBase):
 
     def measure_phases(self, x: np.ndarray, w_phases: list) -> list[Measurement]:
         """Every phase of a batch in one run of the bench (see the module docstring)."""
-        self.connect()
         topo = self._topology
         x = np.atleast_2d(np.asarray(x, dtype=float))
         if x.shape[1] != topo.n_inputs:
             raise ValueError(f"expected {topo.n_inputs} inputs per sample, got {x.shape[1]}")
-        B, q = x.shape[0], topo.n_outputs
-        u = topo.source_voltages(x)
+        return self._measure_levels(topo.source_voltages(x), w_phases)
+
+    def measure_sources(self, u: np.ndarray, w: np.ndarray | None = None) -> Measurement:
+        """Optional capability (calibration): every source SMU channel, rails included, at ``u``
+        (B, p) in V instead of the levels the inputs map to; the channels' limits still apply."""
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        if u.shape[1] != self._topology.n_sources:
+            raise ValueError(f"expected {self._topology.n_sources} source voltages per sample, got {u.shape[1]}")
+        return self._measure_levels(u, [w])[0]
+
+    def level_bounds_v(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per source then output port: the channel's configured ``(v_min, v_max)`` in V (a sweep
+        that a calibration plans stays inside them; the drivers refuse anything beyond)."""
+        self.connect()
+        lims = [self.instruments[p.instrument].config(p.channel).limits for p in self.wiring.smu_ports()]
+        return np.array([lim.v_min for lim in lims]), np.array([lim.v_max for lim in lims])
+
+    def _measure_levels(self, u: np.ndarray, w_phases: list) -> list[Measurement]:
+        self.connect()
+        topo = self._topology
+        B, q = u.shape[0], topo.n_outputs
         ws = [np.broadcast_to(topo.output_voltage, (B, q)) if w is None else np.asarray(w, float).reshape(B, q)
               for w in w_phases]
         levels = np.concatenate([np.concatenate([u, w], axis=1) for w in ws], axis=0)  # (phases·B, p + q)

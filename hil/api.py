@@ -293,7 +293,8 @@ def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = 
         except InstrumentError as exc:
             exc.phase = "open"  # transports only: nothing was switched on
             raise
-        board, cal_meta = wrap_with_calibration(board, s, None if resume_dir is None else str(resume_dir))
+        board, cal_meta = wrap_with_calibration(board, s, None if resume_dir is None else str(resume_dir),
+                                                emulated="resources" in (board_options or {}))
     if getattr(board, "needs_backward_order", False) and s.estimator == "ep":
         raise ConfigError(["train.estimator: 'ep' cannot reach the earlier stages of a cascade; "
                            "use hl or hl-exact (backward order) or fd"], source)

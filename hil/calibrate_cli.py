@@ -8,6 +8,7 @@ errors exit 2, runtime failures exit 1 with one line on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from hil.config import ConfigError, apply_overrides, load_yaml
@@ -21,16 +22,26 @@ def add_parser(subparsers) -> None:
                        "stuck-device map, diode I-V fits, programming response, drift reference) and write a "
                        "versioned calibration file with a report and plots; hil train applies the newest one.",
                        "hil calibrate sim-digits-mismatch",
-                       "hil calibrate sim-digits-mismatch --dir calibrations --set seed=3"))
+                       "hil calibrate sim-digits-mismatch --dir calibrations --set seed=3",
+                       "hil calibrate bench-xor --emulate"))
     p.add_argument("config", help="YAML path or shipped config name")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--dir", help="calibration root folder (default board.calibration.dir)")
+    p.add_argument("--emulate", action="store_true",
+                   help="instrument benches: calibrate the bench's emulators on 127.0.0.1 instead of the instruments")
     p.set_defaults(func=cmd_calibrate)
 
 
 def cmd_calibrate(args) -> int:
+    with contextlib.ExitStack() as stack:
+        return _cmd_calibrate(args, stack)
+
+
+def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     from hil.boards.factory import make_board
+    from hil.cli import _emulation
     from hil.calibrate import store
+    from hil.calibrate.apply import bench_name
     from hil.calibrate.run import calibrate
     from hil.calibrate.settings import parse_calibration
     from hil.train.settings import parse_settings
@@ -42,10 +53,11 @@ def cmd_calibrate(args) -> int:
         cs.dir = args.dir
     try:
         board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max,
-                           settings.instrument_board, devices=settings.devices)
+                           settings.instrument_board, devices=settings.devices,
+                           **_emulation(args, stack, raw, args.config, "hil calibrate"))
     except (ValueError, TypeError) as exc:
         raise ConfigError([f"{type(exc).__name__}: {exc}"], args.config) from exc
-    name = store.board_id(settings.name, settings.circuit, settings.devices)
+    name = store.board_id(settings.name, settings.circuit, settings.devices, bench_name(settings), bool(args.emulate))
     element = ((settings.circuit or {}).get("hidden", {}) or {}).get("element", {}) or {}
     temperature = ((settings.devices or {}).get("temperature", {}) or {}).get("temperature_c", element.get("temperature_c", 27.0))
     try:

@@ -97,7 +97,7 @@ def _progress(args) -> bool | str:
 
 
 # ---- train -----------------------------------------------------------------------------
-def _emulation(args, stack, config: dict, source: str) -> dict:
+def _emulation(args, stack, config: dict, source: str, command: str = "hil train") -> dict:
     """``--emulate``: start the bench's emulators (same description, loopback resources, virtual
     clock) for the run; returns the board options that point the drivers at them."""
     if not getattr(args, "emulate", False):
@@ -111,7 +111,7 @@ def _emulation(args, stack, config: dict, source: str) -> dict:
     bench = stack.enter_context(EmulatedBench(spec.bench, time_mode="virtual", programming=spec.programming,
                                               devices=settings.devices, g_bounds=(settings.g_min, settings.g_max),
                                               round_trips=True))
-    print(f"hil train: emulating bench {bench.bench.name} on 127.0.0.1 ({len(bench.resources)} instruments); "
+    print(f"{command}: emulating bench {bench.bench.name} on 127.0.0.1 ({len(bench.resources)} instruments); "
           "the emulated devices are programmed by the write-verify pulses through the sockets", flush=True)
     return {"resources": bench.resources, "clock": lambda: bench.clock.now_s}
 

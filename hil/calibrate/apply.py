@@ -8,12 +8,14 @@ from hil.calibrate import store
 from hil.calibrate.settings import parse_calibration
 
 
-def wrap_with_calibration(board, settings, resume_dir: str | None = None) -> tuple[object, dict]:
+def wrap_with_calibration(board, settings, resume_dir: str | None = None,
+                          emulated: bool = False) -> tuple[object, dict]:
     """(board, metadata): the board wrapped with the newest calibration of this board if
     ``board.calibration.apply`` and one exists; a stale one is applied with a warning.
-    A resumed run (``resume_dir``) uses the calibration its metadata recorded, so it continues exactly."""
+    A resumed run (``resume_dir``) uses the calibration its metadata recorded, so it continues exactly.
+    ``emulated``: an instrument bench rehearsed on its emulators (its own calibrations)."""
     cs = parse_calibration(settings.calibration)
-    name = store.board_id(settings.name, settings.circuit, settings.devices)
+    name = store.board_id(settings.name, settings.circuit, settings.devices, bench_name(settings), emulated)
     meta = {"calibration": None}
     if not cs.apply:
         return board, meta
@@ -47,3 +49,9 @@ def _recorded(run_dir: str) -> str | None:
         return None
     cal = json.loads(p.read_text()).get("calibration")
     return cal.get("path") if isinstance(cal, dict) else None
+
+
+def bench_name(settings) -> str | None:
+    """The bench's name for an instrument-backed config, else ``None``."""
+    spec = getattr(settings, "instrument_board", None)
+    return None if spec is None or settings.backend != "instruments" else spec.bench.name

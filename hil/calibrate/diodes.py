@@ -60,9 +60,19 @@ def node_currents(board, g: np.ndarray, u: np.ndarray, e: np.ndarray, w: np.ndar
 def fit_diodes(board, g: np.ndarray, offsets: ChannelOffsets | None, temperature_c: float = 27.0,
                v_ref: float = 0.0, sweep_v: np.ndarray | None = None, repeats: int = 8,
                min_drive_v: float = 0.02) -> DiodeFit:
-    """Sweep all sources to −s, compute diode currents from KCL and fit each node."""
+    """Sweep all sources to −s, compute diode currents from KCL and fit each node.
+
+    The default sweep goes from 0.05 V to 8 V, or to the lowest ``v_min`` magnitude of the board's
+    channels when it reports them (``level_bounds_v``, an instrument bench)."""
     topo = board.topology
-    s = np.geomspace(0.05, 8.0, 48) if sweep_v is None else np.asarray(sweep_v, float)
+    if sweep_v is None:
+        top = 8.0
+        if hasattr(board, "level_bounds_v"):
+            top = min(top, float(np.min(-board.level_bounds_v()[0])))
+        if not top > 0.05:
+            raise RuntimeError(f"diode I-V sweep: the channels allow at most {top:g} V below 0 V (need > 0.05 V)")
+        sweep_v = np.geomspace(0.05, top, 48)
+    s = np.asarray(sweep_v, float)
     U = -np.repeat(s[:, None], topo.n_sources, axis=1)
     W = -np.repeat(s[:, None], topo.n_outputs, axis=1)
     es, ws = [], []

@@ -34,8 +34,14 @@ class Calibration:
         return datetime.fromisoformat(self.meta["created_utc"])
 
 
-def board_id(settings_name: str, circuit: dict | None, devices: dict | None) -> str:
-    """A folder name for one physical (or simulated) board."""
+def board_id(settings_name: str, circuit: dict | None, devices: dict | None, bench: str | None = None,
+             emulated: bool = False) -> str:
+    """A folder name for one physical (or simulated) board: an instrument bench by its bench name
+    (``bench-<name>``, and ``bench-<name>-emulated`` for its rehearsal, so a rehearsal's calibration
+    is never applied to the real instruments nor the other way round); a simulated board by its
+    circuit name, non-ideality preset and seed."""
+    if bench is not None:
+        return f"bench-{bench}" + ("-emulated" if emulated else "")
     cname = (circuit or {}).get("name", "circuit")
     seed = (devices or {}).get("seed", 0)
     preset = (devices or {}).get("preset", "ideal")

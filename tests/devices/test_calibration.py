@@ -135,3 +135,24 @@ def test_global_drift_compensation_restores_the_output_scale(tmp_path):
     comp = CalibratedBoard(b, cal, CalibrationSettings(offsets=False, stuck_mask=False, drift="global")).measure(x).y
     assert np.max(np.abs(raw - y0)) > 0.2 * np.max(np.abs(y0))
     np.testing.assert_allclose(comp, y0, rtol=1e-9, atol=1e-15)  # uniform drift: one global factor is exact
+
+
+def test_diode_sweep_stays_inside_the_channels_bounds():
+    """A board that reports its channels' bounds (an instrument bench) gets a diode sweep that
+    never asks for a level below the tightest v_min."""
+    b = _board({"preset": "discrete-bench", "diode_spread": {"v_ref_dtod": 0.0}}, n=8, inputs=8, diode="shockley")
+    asked = []
+    measure_sources = b.measure_sources
+
+    def recording(u, w=None):
+        asked.append(min(np.min(u), np.min(w)))
+        return measure_sources(u, w)
+
+    b.measure_sources = recording
+    p, q = b.topology.n_sources, b.topology.n_outputs
+    b.level_bounds_v = lambda: (np.full(p + q, -1.5), np.full(p + q, 1.5))
+    fit_diodes(b, b.read_conductances(), None, repeats=1)
+    assert min(asked) == pytest.approx(-1.5)
+    b.level_bounds_v = lambda: (np.full(p + q, -0.01), np.full(p + q, 1.5))
+    with pytest.raises(RuntimeError, match="at most 0.01 V below 0 V"):
+        fit_diodes(b, b.read_conductances(), None, repeats=1)
