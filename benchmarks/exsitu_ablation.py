@@ -62,8 +62,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=40)
     args = ap.parse_args()
-    data = load_dataset("digits", 1.0, 0.0)
     base = load_yaml(CONFIG)
+    data = load_dataset("digits", float(base["data"]["input_scale_v"]), 0.0)  # the config's operating point
     table: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as root:
         for seed in args.seeds:

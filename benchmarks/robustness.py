@@ -1,7 +1,11 @@
 """Robustness of in-situ training to device non-idealities (digits), one run.
 
 Usage: nice -n 10 python benchmarks/robustness.py [--seeds 0 1 2] [--epochs 40] [--rram-epochs 6]
-           [--parts mismatch rram sweeps] [--sweep-dir sweeps] [--plot docs/robustness.png]
+           [--parts mismatch rram sweeps] [--rows ideal ex-situ noise-aware in-situ | in-situ-comp | in-situ-raw]
+           [--sweep-dir sweeps] [--plot docs/robustness.png]
+
+The shipped mismatch results: ``--parts mismatch --epochs 20``, one process per seed and arm
+(``--seeds S --rows ideal ex-situ noise-aware``, ``--rows in-situ-comp``, ``--rows in-situ-raw``).
 
 Rows, per seed s (training seed, initial conductances and board instance ``board.devices.seed``):
 
@@ -70,6 +74,8 @@ def accuracy(board, s, data) -> float:
 
 
 ROWS = ("ideal", "ex-situ", "noise-aware", "in-situ")  # --rows: which trainings to run
+#: finer --rows choices: one in-situ arm alone (``in-situ`` runs both), so seeds and arms can run as separate processes
+SPLIT_ROWS = ("in-situ-comp", "in-situ-raw")
 #: families noise-aware pre-training leaves out: the deployment calibrates or write-verifies them away
 NOT_INJECTED = ("wires", "dac", "adc_current", "adc_voltage")
 
@@ -84,9 +90,17 @@ def run_seed(raw_base: dict, seed: int, epochs: int, root: str, data, ideal_g=No
     s_ideal = settings_for(ideal_raw)
     out = {"write_verify": None}
     t0 = time.perf_counter()
+    say = lambda k: print(f"  seed {seed}: {k} {100 * out[k]:.2f} % ({time.perf_counter() - t0:.0f} s)", flush=True)
     if ideal_g is None and ("ideal" in rows or "ex-situ" in rows):
         out["ideal"], ideal_g = train(build(s_ideal), s_ideal, data, root)
         out["ideal_g"] = ideal_g
+        say("ideal")
+    if not set(rows) & {"ex-situ", "noise-aware", "in-situ", "in-situ-comp"}:  # nothing needs a calibration
+        if "in-situ-raw" in rows:
+            out["in-situ, no comp"], _ = train(build(s_dev), s_dev, data, root)
+            say("in-situ, no comp")
+        out["seconds"] = time.perf_counter() - t0
+        return out
     cs = parse_calibration(s_dev.calibration)
     cs.dir = f"{root}/cal"
     board = build(s_dev)
@@ -101,6 +115,7 @@ def run_seed(raw_base: dict, seed: int, epochs: int, root: str, data, ideal_g=No
         ex_board.program(ideal_g)
         out["ex-situ (write-verify)"] = accuracy(ex_board, s_dev, data)
         out["write_verify"] = ex_board.last_write_verify
+        say("ex-situ (write-verify)")
     if "noise-aware" in rows:
         # ex situ after noise-aware pre-training on boards of the target's distribution (a fresh
         # instance per step), restricted to what the deployment cannot remove: reading chains
@@ -116,10 +131,13 @@ def run_seed(raw_base: dict, seed: int, epochs: int, root: str, data, ideal_g=No
         na_board = CalibratedBoard(build(s_dev), cal, wv)
         na_board.program(na_g)
         out["ex-situ, noise-aware pre-training"] = accuracy(na_board, s_dev, data)
-    if "in-situ" in rows:
-        # in situ with calibration + compensation, then on the raw board
+        say("ex-situ, noise-aware pre-training")
+    if "in-situ" in rows or "in-situ-comp" in rows:  # in situ with calibration + compensation
         out["in-situ + cal + comp"], _ = train(CalibratedBoard(build(s_dev), cal, cs), s_dev, data, root)
+        say("in-situ + cal + comp")
+    if "in-situ" in rows or "in-situ-raw" in rows:  # in situ on the raw board
         out["in-situ, no comp"], _ = train(build(s_dev), s_dev, data, root)
+        say("in-situ, no comp")
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -132,14 +150,14 @@ def main() -> None:
     ap.add_argument("--skip-sweeps", action="store_true")
     ap.add_argument("--skip-rram", action="store_true")
     ap.add_argument("--plot", default="docs/robustness.png")
-    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS),
+    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS) + list(SPLIT_ROWS),
                     help="which trainings to run per seed (default all; rows not run print as nan)")
     ap.add_argument("--sweep-dir", default="sweeps", help="where the hil sweep runs of benchmarks/robustness/ wrote")
     ap.add_argument("--parts", nargs="+", default=["mismatch", "rram", "sweeps"], choices=["mismatch", "rram", "sweeps"],
                     help="which parts to run (default all)")
     args = ap.parse_args()
-    data = load_dataset("digits", 1.0, 0.0)
     raw_base = load_yaml(CONFIG)
+    data = load_dataset("digits", float(raw_base["data"]["input_scale_v"]), 0.0)  # the config's operating point
     presets = [("sim-digits-mismatch", raw_base)] if "mismatch" in args.parts else []
     if not args.skip_rram and "rram" in args.parts:
         presets.append(("rram-crossbar", load_yaml(RRAM_CONFIG)))
@@ -149,10 +167,11 @@ def main() -> None:
         ideal_cache: dict[int, tuple] = {}
         for label, raw in presets:
             res = []
+            pdata = load_dataset("digits", float(raw["data"]["input_scale_v"]), 0.0)  # the preset's operating point
             for seed in args.seeds:
                 ep = args.epochs if label == "sim-digits-mismatch" else args.rram_epochs
                 same = label == "sim-digits-mismatch"  # the ideal cache holds that config's ideal runs only
-                r = run_seed(raw, seed, ep, root, data, ideal_g=ideal_cache.get(seed, (None, None))[1] if same else None,
+                r = run_seed(raw, seed, ep, root, pdata, ideal_g=ideal_cache.get(seed, (None, None))[1] if same else None,
                              rows=args.rows)
                 if "ideal" in r and same:
                     ideal_cache[seed] = (r["ideal"], r.pop("ideal_g"))
