@@ -104,6 +104,9 @@ def fit_diodes(board, g: np.ndarray, offsets: ChannelOffsets | None, temperature
         i0, ek = -I0[ok, k], E[ok, k]
         A = np.stack([np.log(x), np.ones_like(x), x], axis=1)
         a0, b0, r0 = np.linalg.lstsq(A, v, rcond=None)[0]
+        scale_ek = float(np.max(np.abs(ek)))
+        if not (np.all(np.isfinite([a0, b0, r0])) and a0 > 0 and scale_ek > 0):
+            continue  # no exponential law in the sweep (e.g. an ideal diode pinned at its clamp): not fitted
         n0 = max(a0 / vt, 0.5)
         lis0 = -b0 / max(a0, 1e-6)
 
@@ -114,7 +117,7 @@ def fit_diodes(board, g: np.ndarray, offsets: ChannelOffsets | None, temperature
 
         start = [float(np.clip(lis0, -59, -1)), float(np.clip(n0, 0.31, 4.9)), float(np.clip(r0, 0.0, 1e5)),
                  float(g_leak0[k])]
-        gl_scale = max(float(np.max(x) / np.max(np.abs(ek))) * 1e-3, 1e-12)
+        gl_scale = max(float(np.max(x) / scale_ek) * 1e-3, 1e-12)
         sol = least_squares(resid, start, bounds=([-60, 0.3, 0.0, 0.0], [0.0, 5.0, 1e6, np.inf]),
                             x_scale=[1.0, 0.1, max(abs(r0), 1.0), gl_scale], xtol=1e-15, ftol=1e-15, gtol=1e-15)
         i_s[k], n_em[k], r_s[k], leak[k] = np.exp(sol.x[0]), sol.x[1], sol.x[2], sol.x[3]

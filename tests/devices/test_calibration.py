@@ -156,3 +156,12 @@ def test_diode_sweep_stays_inside_the_channels_bounds():
     b.level_bounds_v = lambda: (np.full(p + q, -0.01), np.full(p + q, 1.5))
     with pytest.raises(RuntimeError, match="at most 0.01 V below 0 V"):
         fit_diodes(b, b.read_conductances(), None, repeats=1)
+
+
+def test_diode_fit_on_ideal_diodes_reports_clamps_without_fitting():
+    """Ideal diodes pin their nodes at the clamp: no exponential law to fit, no error; the clamp
+    levels are reported (0 V here, the diodes' reference)."""
+    b = _board({"preset": "ideal"}, n=4, inputs=4, outputs=2)
+    fit = fit_diodes(b, b.read_conductances(), None, repeats=1)
+    assert np.all(np.isnan(fit.i_s)) and np.all(np.isnan(fit.n))
+    np.testing.assert_allclose(fit.clamp_v, 0.0, atol=1e-9)
