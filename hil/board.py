@@ -111,7 +111,12 @@ class BoardTopology:
         phase).  O(B·n·fixed) work, no gathers.  Hidden↔hidden conductances, which exist
         only where the coupling has an edge, are correlated edge by edge (O(B·edges)).
         """
+        if a.ndim != 2 or a.shape != b.shape or (self.edges.size and a.shape[1] <= int(self.edges.max())):
+            raise ValueError(f"mean_branch_product: two node-voltage arrays of equal shape (batch, nodes) "
+                             f"expected, got {a.shape} and {b.shape}")
         B = a.shape[0]
+        if B == 0:  # no sample: the mean is undefined
+            return np.full(self.edges.shape[0], np.nan)
         i, j = self.edges[:, 0], self.edges[:, 1]
         plan = self._gather_plan()
         if plan is None:

@@ -1,9 +1,12 @@
 """Compiled inner loops (numba) for the per-step hot paths of training.
 
 Each kernel does in one pass over its arrays what a sequence of numpy calls would do in
-many, with the same floating-point operations in the same order (no fast-math, so no
-reassociation or fused multiply-add: results are bit-identical to the numpy formulas
-they replace).  They run on one thread and are compiled once per machine (``cache=True``
+many, without fast-math (no reassociation or fused multiply-add).  They agree with the numpy
+formulas they replace to rounding, not bit for bit: Adam's step is written as
+c·m/(√v + eps·√(1−β₂ᵗ)) (algebraically lr·m̂/(√v̂ + eps)), and the nodal sums add in another
+order than numpy's pairwise sums, so a training trajectory can differ from the one before the
+kernels in the last bits and, over many steps, by a sample or so.  Kernels do not check bounds:
+their callers check the shapes first.  They run on one thread and are compiled once per machine (``cache=True``
 keeps the machine code next to this file; a first compile takes about a second;
 division by zero gives ±inf or NaN as in numpy, which the callers' certificates reject).
 
@@ -15,8 +18,6 @@ division by zero gives ±inf or NaN as in numpy, which the callers' certificates
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import njit

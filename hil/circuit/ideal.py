@@ -12,7 +12,6 @@ falls back to Peaceman–Rachford splitting and a final PDAS polish.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
