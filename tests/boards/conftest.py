@@ -54,10 +54,11 @@ def boards():
     board.close()
 
 
-def hl_epoch_on_virtual_clock(config_path: str, name: str, **emulation):
-    """``hil estimate`` of a bench config next to the emulators' virtual clock running exactly what it
-    models for one epoch: one hl step of the four XOR samples in one sweep (operating point and the
-    ± 0.01 V nudge of each output), then the evaluation of the test split.
+def hl_epoch_on_virtual_clock(config: str | dict, name: str, **emulation):
+    """``hil estimate`` of a bench config (a path or an already loaded mapping) next to the
+    emulators' virtual clock running exactly what it models for one epoch: one hl step of the four
+    XOR samples in one sweep (operating point and the ± 0.01 V nudge of each output), then the
+    evaluation of the test split.
 
     Returns ``(predicted, step_s, epoch_s, emulated_bench)``; ``emulation``: ``EmulatedBench`` options.
     """
@@ -70,7 +71,7 @@ def hl_epoch_on_virtual_clock(config_path: str, name: str, **emulation):
     from hil.train.settings import parse_settings
 
     xor = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
-    settings = parse_settings(load_yaml(config_path), name)
+    settings = parse_settings(load_yaml(config) if isinstance(config, str) else config, name)
     predicted = estimate_run(settings)
     with EmulatedBench(settings.instrument_board.bench, time_mode="virtual", **emulation) as eb:
         spec = dataclasses.replace(settings.instrument_board, bench=eb.loopback_bench)
@@ -91,3 +92,15 @@ def hl_epoch_on_virtual_clock(config_path: str, name: str, **emulation):
             board.measure(xor)  # the evaluation of the test split
             t2 = eb.clock.now_s
     return predicted, t1 - t0, t2 - t0, eb
+
+
+def readings_through_first_sample(board, x) -> int:
+    """How many readings a triggered sweep of ``x`` takes up to and including its first sample:
+    the ramp points the board puts before it, plus one."""
+    from hil.boards.instrument import ramp_plan
+
+    topo = board.topology
+    levels = np.concatenate([topo.source_voltages(x), np.broadcast_to(topo.output_voltage, (len(x), topo.n_outputs))], 1)
+    step = np.array([board._step[str(p)] for p in board.wiring.smu_ports()])
+    _, keep = ramp_plan(levels, step, True)
+    return int(np.flatnonzero(keep)[0]) + 1

@@ -133,15 +133,11 @@ def test_compliance_and_sentinel_on_a_follower_mask_only_their_sample(fault):
     """The fault covers a 2450's readings up to the first sample of the sweep (its ramp points come
     first): exactly that sample is masked, with a compliance event; the run goes on and the outputs
     end off at 0 V."""
-    from hil.boards.instrument import ramp_plan
+    from tests.boards.conftest import readings_through_first_sample
 
     with EmulatedBench(BENCH, time_mode="virtual", readings="exact") as eb:
         with board_on(eb) as board:
-            topo = board.topology
-            levels = np.concatenate([topo.source_voltages(XOR), np.broadcast_to(topo.output_voltage, (4, 4))], 1)
-            step = np.array([board._step[str(p)] for p in board.wiring.smu_ports()])
-            _, keep = ramp_plan(levels, step, True)
-            first = int(np.flatnonzero(keep)[0]) + 1  # readings up to and including sample 0
+            first = readings_through_first_sample(board, XOR)
             board.connect()
             faults = eb.emulators["smu_y3"].faults
             if fault == "force_compliance":
@@ -179,34 +175,13 @@ def test_bench_time_model_agrees_with_virtual_clock():
     """hil estimate's measurement time per step and per epoch on this bench (bench-xor-tsp's training
     settings, no programming) against the emulators' virtual clock, within 10 %."""
     from hil.config import load_yaml
-    from hil.estimate_cli import estimate_run
-    from hil.train.settings import parse_settings
+    from tests.boards.conftest import hl_epoch_on_virtual_clock
 
     raw = load_yaml("bench-xor-tsp")
     raw["board"]["bench"] = BENCH
     raw["board"]["programming"] = {"scheme": "none"}
-    settings = parse_settings(raw, "bench-xor-2450")
-    predicted = estimate_run(settings)
+    predicted, step, epoch, _ = hl_epoch_on_virtual_clock(raw, "bench-xor-2450", readings="exact")
     assert predicted["acquisition"] == "triggered"
-    with EmulatedBench(settings.instrument_board.bench, time_mode="virtual", readings="exact") as eb:
-        spec = dataclasses.replace(settings.instrument_board, bench=eb.loopback_bench)
-        board = make_instrument_board(spec, (1e-8, 1e-4), clock=lambda: eb.clock.now_s)
-        with board:
-            board.connect()
-            q, B = board.topology.n_outputs, len(XOR)
-            w0 = np.broadcast_to(board.topology.output_voltage, (B, q))
-            phases = [None]
-            for o in range(q):
-                for sign in (1.0, -1.0):
-                    w = np.array(w0)
-                    w[:, o] += sign * 0.01
-                    phases.append(w)
-            t0 = eb.clock.now_s
-            board.measure_phases(XOR, phases)
-            t1 = eb.clock.now_s
-            board.measure(XOR)
-            t2 = eb.clock.now_s
-    step, epoch = t1 - t0, t2 - t0
     print(f"{BENCH} per step: virtual clock {step:.3f} s, hil estimate {predicted['measure_step_s']:.3f} s; "
           f"per epoch {epoch:.3f} s vs {predicted['epoch_measure_s']:.3f} s")
     assert abs(step - predicted["measure_step_s"]) <= 0.10 * step, (step, predicted["measure_step_s"])

@@ -161,15 +161,11 @@ def test_arm_sweep_refuses_a_vector_over_the_limits_before_any_io():
 def test_compliance_and_sentinel_mark_only_the_affected_sample(fault):
     """The fault covers the readings of one follower channel up to the first sample of the sweep
     (its ramp points come first): exactly that sample is masked, with a compliance event."""
-    from hil.boards.instrument import ramp_plan
+    from tests.boards.conftest import readings_through_first_sample
 
     with EmulatedBench(BENCH, time_mode="virtual", readings="exact") as eb:
         with open_board(eb, rehearsal=False) as board:
-            topo = board.topology
-            levels = np.concatenate([topo.source_voltages(XOR), np.broadcast_to(topo.output_voltage, (4, 4))], 1)
-            step = np.array([board._step[str(p)] for p in board.wiring.smu_ports()])
-            _, keep = ramp_plan(levels, step, True)
-            first = int(np.flatnonzero(keep)[0]) + 1  # readings up to and including sample 0
+            first = readings_through_first_sample(board, XOR)
             board.connect()
             faults = eb.emulators["smu4"].faults
             if fault == "force_compliance":
