@@ -77,7 +77,7 @@ from hil.drivers.errors import (
 from hil.drivers.parsing import format_number, parse_bool, parse_numbers
 from hil.drivers.protocols import SmuChannelConfig, SweepResult
 from hil.drivers.base import ScpiDriver
-from hil.drivers.smu import SourceMeterDriver, at_limit
+from hil.drivers.smu import DigitalTriggerLine, SourceMeterDriver, at_limit
 
 __all__ = ["Keithley2450"]
 
@@ -96,11 +96,13 @@ READBACK_MATCH_V = 1e-3
 READBACK_MATCH_REL = 1e-3
 
 
-class Keithley2450(SourceMeterDriver, ScpiDriver):
+class Keithley2450(DigitalTriggerLine, SourceMeterDriver, ScpiDriver):
     """Keithley 2450 in the SCPI command set; one channel named ``""``.
 
     See ``SourceMeterDriver`` for the constructor arguments.
     """
+
+    DIGIO_LINES = DIGIO_LINES
 
     SUPPORTED_MODELS = ("2450",)
     DESCRIPTION = "Keithley 2450 SourceMeter, SCPI command set, one channel"
@@ -111,18 +113,8 @@ class Keithley2450(SourceMeterDriver, ScpiDriver):
 
     def __init__(self, transport: Any, *, trigger_line: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(transport, **kwargs)
-        if trigger_line is not None and (isinstance(trigger_line, bool) or not isinstance(trigger_line, int)
-                                         or not 1 <= trigger_line <= DIGIO_LINES):
-            raise InstrumentConfigError(f"trigger_line {trigger_line!r}: digital I/O line 1..{DIGIO_LINES} or None",
-                                        instrument=self.name)
-        self.trigger_line = trigger_line
+        self._set_trigger_line(trigger_line)
         self._armed_sweep: Optional[dict[str, Any]] = None
-
-    @property
-    def bench_trigger_wired(self) -> bool:
-        """True when a digital I/O line is cabled to the bench trigger (``trigger_line``): only then
-        does this instrument take part in triggered sweeps (``arm_sweep``)."""
-        return self.trigger_line is not None
 
     # -- connect -----------------------------------------------------------------------------
 

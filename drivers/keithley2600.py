@@ -62,7 +62,7 @@ from hil.drivers.base import TspDriver
 from hil.drivers.errors import InstrumentConfigError, InstrumentError, InstrumentProtocolError, InstrumentTimeout
 from hil.drivers.parsing import format_number, map_sentinels, parse_bool, parse_number, parse_numbers
 from hil.drivers.protocols import SmuChannelConfig, SweepResult
-from hil.drivers.smu import FALLBACK_LINE_FREQUENCY_HZ, SourceMeterDriver, at_limit
+from hil.drivers.smu import FALLBACK_LINE_FREQUENCY_HZ, DigitalTriggerLine, SourceMeterDriver, at_limit
 
 __all__ = ["Keithley2600"]
 
@@ -82,7 +82,7 @@ _AUTOZERO = {"off": "AUTOZERO_OFF", "once": "AUTOZERO_ONCE", "on": "AUTOZERO_AUT
 LIST_CHUNK = 100
 
 
-class Keithley2600(SourceMeterDriver, TspDriver):
+class Keithley2600(DigitalTriggerLine, SourceMeterDriver, TspDriver):
     """Keithley 2600B (2601B–2636B) over TSP.
 
     Args:
@@ -90,6 +90,8 @@ class Keithley2600(SourceMeterDriver, TspDriver):
             ASCII (``format.data`` is restored to ASCII afterwards).
         Others: see ``SourceMeterDriver``.
     """
+
+    DIGIO_LINES = DIGIO_LINES
 
     SUPPORTED_MODELS = ("2601B", "2602B", "2604B", "2611B", "2612B", "2614B", "2634B", "2635B", "2636B")
     DESCRIPTION = "Keithley 2600B System SourceMeter (TSP), channels smua/smub"
@@ -121,17 +123,8 @@ class Keithley2600(SourceMeterDriver, TspDriver):
                  **kwargs: Any) -> None:
         super().__init__(transport, **kwargs)
         self.binary_transfer = binary_transfer
-        if trigger_line is not None and not (isinstance(trigger_line, int) and 1 <= trigger_line <= DIGIO_LINES):
-            raise InstrumentConfigError(f"trigger_line {trigger_line!r}: digital I/O line 1..{DIGIO_LINES} or None",
-                                        instrument=self.name)
-        self.trigger_line = trigger_line
+        self._set_trigger_line(trigger_line)
         self._armed_sweep: Optional[dict[str, Any]] = None
-
-    @property
-    def bench_trigger_wired(self) -> bool:
-        """True when a digital I/O line is wired to the bench trigger (``trigger_line``): only then
-        does this instrument take part in triggered sweeps (``arm_sweep``)."""
-        return self.trigger_line is not None
 
     # -- connect -----------------------------------------------------------------------------
 

@@ -100,6 +100,28 @@ def over_power(voltage_v: ArrayLike, current_a: ArrayLike, max_power_w: Optional
     return ~np.isnan(power) & (power > max_power_w * (1 + 1e-9))
 
 
+
+class DigitalTriggerLine:
+    """For SMUs that join the bench trigger through one of their digital I/O lines: the line
+    cabled to it (``trigger_line``, 1..``DIGIO_LINES``, or ``None`` when not wired)."""
+
+    #: digital I/O lines of the model
+    DIGIO_LINES = 0
+
+    def _set_trigger_line(self, line: Optional[int]) -> None:
+        if line is not None and (isinstance(line, bool) or not isinstance(line, int)
+                                 or not 1 <= line <= self.DIGIO_LINES):
+            raise InstrumentConfigError(f"trigger_line {line!r}: digital I/O line 1..{self.DIGIO_LINES} or None",
+                                        instrument=self.name)
+        self.trigger_line = line
+
+    @property
+    def bench_trigger_wired(self) -> bool:
+        """True when a digital I/O line is cabled to the bench trigger (``trigger_line``): only then
+        does this instrument take part in triggered sweeps (``arm_sweep``)."""
+        return self.trigger_line is not None
+
+
 class SourceMeterDriver(DriverBase):
     """Shared SourceMeter logic. Subclasses set ``CHANNELS``, ``NPLC_RANGE`` and the hooks.
 
