@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import numpy as np
@@ -300,6 +300,21 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
             raise InstrumentProtocolError("sweep status words missing", instrument=self.name)
         return dataclasses.replace(result, compliance=result.compliance | flags)
 
+    def _load_list(self, ch: str, levels: Sequence[float], acquire_delay_s: float,
+                   nplc: Optional[float] = None) -> None:
+        """Channel ``ch`` ready to run ``levels`` (V) by the trigger model: the list (in chunks), one
+        trigger per point, the acquire delay (s) per point, optionally the NPLC, then list mode."""
+        n = len(levels)
+        for k in range(0, n, _LIST_CHUNK):
+            head = f":SOUR{ch}:LIST:VOLT " if k == 0 else f":SOUR{ch}:LIST:VOLT:APP "
+            self._write(head + ",".join(format_number(v) for v in levels[k:k + _LIST_CHUNK]))
+        self._write(f":TRIG{ch}:COUN {n}")
+        self._write(f":TRIG{ch}:ACQ:DEL {format_number(acquire_delay_s)}")
+        if nplc is not None:
+            self._write(f":SENS{ch}:CURR:NPLC {format_number(nplc)}")
+        self._write(f":SOUR{ch}:VOLT:MODE LIST")
+        self._list_active.add(ch)
+
     def _run_sweep(
         self, vectors: Mapping[str, np.ndarray], settle_s: float, timeout_s: float
     ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
@@ -308,15 +323,7 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
         n = next(iter(vectors.values())).size
         chanlist = f"(@{','.join(chans)})"
         for ch in order:
-            levels = vectors[ch]
-            for k in range(0, n, _LIST_CHUNK):
-                head = f":SOUR{ch}:LIST:VOLT " if k == 0 else f":SOUR{ch}:LIST:VOLT:APP "
-                self._write(head + ",".join(format_number(v) for v in levels[k:k + _LIST_CHUNK]))
-            delay = settle_s + self.config(ch).source_delay_s
-            self._write(f":TRIG{ch}:COUN {n}")
-            self._write(f":TRIG{ch}:ACQ:DEL {format_number(delay)}")
-            self._write(f":SOUR{ch}:VOLT:MODE LIST")
-            self._list_active.add(ch)
+            self._load_list(ch, vectors[ch], settle_s + self.config(ch).source_delay_s)
         try:
             self._write(f":INIT {chanlist}")
             with self.transport.temporary_timeout(timeout_s):
@@ -368,14 +375,7 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
                              "timeout_s": timeout_s, "lead": bool(lead)}
         try:
             for ch in order:
-                levels = vectors[ch]
-                for k in range(0, n, _LIST_CHUNK):
-                    head = f":SOUR{ch}:LIST:VOLT " if k == 0 else f":SOUR{ch}:LIST:VOLT:APP "
-                    self._write(head + ",".join(format_number(v) for v in levels[k:k + _LIST_CHUNK]))
-                self._write(f":TRIG{ch}:COUN {n}")
-                self._write(f":TRIG{ch}:ACQ:DEL {format_number(float(settle_s) + self.config(ch).source_delay_s)}")
-                self._write(f":SOUR{ch}:VOLT:MODE LIST")
-                self._list_active.add(ch)
+                self._load_list(ch, vectors[ch], float(settle_s) + self.config(ch).source_delay_s)
             if lead:
                 self._write(f":TRIG{chans[0]}:TRAN:TOUT:SIGN EXT1")
                 self._write(f":TRIG{chans[0]}:TRAN:TOUT ON")
@@ -555,14 +555,7 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
         # level to read back rather than a cached 0 V to trust
         self._setpoint[c] = math.nan
         try:
-            for k in range(0, n, _LIST_CHUNK):
-                head = f":SOUR{c}:LIST:VOLT " if k == 0 else f":SOUR{c}:LIST:VOLT:APP "
-                self._write(head + ",".join(format_number(v) for v in levels[k:k + _LIST_CHUNK]))
-            self._write(f":TRIG{c}:COUN {n}")
-            self._write(f":TRIG{c}:ACQ:DEL {format_number(delay)}")
-            self._write(f":SENS{c}:CURR:NPLC {format_number(nplc)}")
-            self._write(f":SOUR{c}:VOLT:MODE LIST")
-            self._list_active.add(c)
+            self._load_list(c, levels, delay, nplc=nplc)
             self._write(f":INIT {chanlist}")
             with self.transport.temporary_timeout(self.transport.timeout_s + 2 * n * width + 1.0):
                 done = self._query("*OPC?")
