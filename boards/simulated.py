@@ -17,6 +17,7 @@ from hil.board import BoardBase, BoardTopology, Measurement
 from hil.circuit.linsolve import solve_diagonal_shift
 from hil.circuit.model import Circuit
 from hil.circuit.solve import CircuitState, EquilibriumSolver, source_currents_of
+from hil.circuit.uncoupled import UncoupledIdealSolves
 
 
 def board_topology(circuit: Circuit) -> BoardTopology:
@@ -87,6 +88,19 @@ def _same_inputs(held: np.ndarray, x: np.ndarray) -> bool:
     return bool(held[0, 0] == x[0, 0]) and np.array_equal(held, x)
 
 
+def _repeats(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> int:
+    """k when ``x`` is the held inputs stacked k ≥ 1 times, else 0."""
+    if held is None:
+        return 0
+    h = held[0]
+    if _same_inputs(h, x):
+        return 1
+    if h.shape[0] == 0 or x.shape[0] % h.shape[0] or x.shape[1:] != h.shape[1:]:
+        return 0
+    k = x.shape[0] // h.shape[0]
+    return k if bool(x[0, 0] == h[0, 0]) and (x.reshape(k, *h.shape) == h).all() else 0
+
+
 def _tiled(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> _TiledState | None:
     """The held operating point repeated k times if ``x`` is the held inputs stacked k times, else None."""
     if held is None or held[0].shape[0] == 0 or x.shape[0] % held[0].shape[0] or x.shape[1:] != held[0].shape[1:]:
@@ -114,6 +128,10 @@ class SimulatedBoard(BoardBase):
         self._diodes = circuit.diodes
         self._piecewise_linear = bool(circuit.diodes.law.piecewise_linear)
         self._solver = EquilibriumSolver(circuit)
+        d = circuit.diodes
+        #: the lean certified path of uncoupled ideal diodes (None for every other network)
+        self._uncoupled = (UncoupledIdealSolves(self._solver)
+                           if d.is_ideal and d.element is None and not self._solver.nodal.coupled else None)
         self._last: tuple[np.ndarray, CircuitState] | None = None
         self._stale: tuple[np.ndarray, CircuitState] | None = None  # before the last programming
 
@@ -132,7 +150,7 @@ class SimulatedBoard(BoardBase):
         return self._solver.circuit
 
     def measure(self, x: np.ndarray, w: np.ndarray | None = None) -> Measurement:
-        st = self._solve(x, w)
+        st = self._solve(x, w) if self._uncoupled is None else self._solve_uncoupled(x, w)
         if st.i_src is not None:
             return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
                                piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
@@ -222,6 +240,24 @@ class SimulatedBoard(BoardBase):
                            info={"report": st.report, "g_d": st.g_d})
 
     # ---- internals ----------------------------------------------------------------------
+    def _solve_uncoupled(self, x, w) -> CircuitState:
+        """:meth:`_solve` for uncoupled ideal diodes: the same held-point rules, the lean certified solves."""
+        if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == np.float64):
+            x = np.atleast_2d(np.asarray(x, dtype=float))
+        if x.shape[1] != self._topology.n_inputs:
+            raise ValueError(f"expected {self._topology.n_inputs} inputs per sample, got {x.shape[1]}")
+        fast, held = self._uncoupled, self._last
+        if held is not None and w is None and _same_inputs(held[0], x):
+            return held[1]  # same inputs, same conductances: the held operating point
+        if w is not None and (k := _repeats(held, x)):
+            return fast.phases(held[1], k, w)  # the held sources, new port voltages
+        if not np.isfinite(x).all():
+            raise ValueError("source and port voltages must be finite")
+        st = fast.operating_point(self._topology.source_voltages(x), w)
+        if w is None:
+            self._last = (x.copy(), st)
+        return st
+
     def _solve(self, x, w) -> CircuitState:
         if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == np.float64):
             x = np.atleast_2d(np.asarray(x, dtype=float))

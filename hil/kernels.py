@@ -23,34 +23,50 @@ import numpy as np
 from numba import njit
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def ideal_diagonal_kernel(b, diag, s, h, e, z, mu, on):  # pragma: no cover - compiled
+def ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on):  # pragma: no cover - compiled
     """Solve e = clamp(b / diag) per node and form the certificate's residuals (see
     :func:`hil.circuit.ideal.solve_ideal_diagonal`).
 
-    ``b`` (B, n) nodal source currents (A), ``diag`` (n,) diagonal of K (S), ``s`` (n,) diode
-    orientation as ±1.0, ``h`` (n,) clamp levels (V).  Writes e (node voltages), z = s(e − h)
-    (blocking voltages), mu (diode currents) and on (conducting), all (B, n); ``z`` may be
-    ``e`` itself when s = 1 and h = 0 (then z = e).  Returns (min z, min mu, max |KCL at the
-    free nodes|, max |mu·z|, max |K e|, max |b|, conducting count, all finite).  The clamp
-    is written with selects, not branches: which diodes conduct is data, and a mispredicted
-    branch per node would cost more than the arithmetic.
+    ``b`` (B₀, n) nodal source currents (A); ``delta`` either has no rows (then row r solves
+    b[r]) or R = e.shape[0] rows, and row r solves b[r mod B₀] + delta[r] (the held sources of
+    an operating point plus the port change of a perturbation phase, without tiling b).
+    ``diag`` (n,) diagonal of K (S), ``s`` (n,) diode orientation as ±1.0, ``h`` (n,) clamp
+    levels (V).  Writes e (node voltages), z = s(e − h) (blocking voltages), mu (diode
+    currents) and on (conducting), all (R, n); ``z`` may have no rows when s = 1 and h = 0
+    (then z = e and is not written).  Returns (min z, min mu, max |KCL at the free nodes|, max |mu·z|, max |K e|,
+    max |b|, conducting count, all finite).
+
+    The clamp and the reductions are written with selects into per-node running values
+    (reduced over the nodes at the end), so the loop over the nodes carries no dependence
+    from one node to the next: which diodes conduct is data, and a mispredicted branch per
+    node would cost more than the arithmetic.  Minima and maxima are exact in any order, and
+    any ±inf/NaN (also 0/0 at a node without conductance) makes the finiteness flag False.
     """
-    B, n = b.shape
-    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
-    count = 0
-    nan_sum = 0.0  # stays 0 unless some value is ±inf or NaN (inf − inf and NaN − NaN are NaN)
-    for r in range(B):
+    R, n = e.shape
+    B0 = b.shape[0]
+    shifted = delta.shape[0] > 0
+    write_z = z.shape[0] > 0
+    lo = np.empty(n)
+    hi = np.empty(n)
+    for k in range(n):  # the clamp as bounds: e >= h (s = +1) or e <= h (s = -1)
+        lo[k] = h[k] if s[k] > 0.0 else -np.inf
+        hi[k] = np.inf if s[k] > 0.0 else h[k]
+    acc = np.zeros((8, n))
+    lz, lm, kc, cp, kea, ba, nn, ct = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]
+    lz[:] = np.inf
+    lm[:] = np.inf
+    for r in range(R):
+        rb = r % B0
         for k in range(n):
-            bk = b[r, k]
+            bk = b[rb, k] + delta[r, k] if shifted else b[rb, k]
             dk = diag[k]
             hk = h[k]
             sk = s[k]
-            ek = bk / dk
-            nan_sum += ek - ek  # a free solution that is not finite (also 0/0) is never certified
-            c = (ek - hk) * sk < 0.0  # the free solution violates the clamp: the diode conducts
-            cf = np.float64(c)
-            # the clamp at h; the orientation is a per-node constant, so this branch predicts well
-            ek = np.maximum(ek, hk) if sk > 0.0 else np.minimum(ek, hk)
+            ef = bk / dk
+            c = (ef - hk) * sk < 0.0  # the free solution violates the clamp: the diode conducts
+            cf = 1.0 if c else 0.0
+            ek = lo[k] if ef < lo[k] else ef
+            ek = hi[k] if ek > hi[k] else ek
             zk = (ek - hk) * sk
             ke = dk * ek
             res = ke - bk  # K e − b: s·mu where clamped, the KCL residual where free
@@ -58,18 +74,31 @@ def ideal_diagonal_kernel(b, diag, s, h, e, z, mu, on):  # pragma: no cover - co
             free = res * (1.0 - cf)
             comp = mk * zk
             e[r, k] = ek
-            z[r, k] = zk
+            if write_z:
+                z[r, k] = zk
             mu[r, k] = mk
             on[r, k] = c
-            count += c
-            nan_sum += (res - res) + (comp - comp)
-            lo_z = min(lo_z, zk)
-            lo_mu = min(lo_mu, mk)
-            kcl_abs = max(kcl_abs, abs(free))
-            comp_abs = max(comp_abs, abs(comp))
-            ke_abs = max(ke_abs, abs(ke))
-            b_abs = max(b_abs, abs(bk))
-    return lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, count, nan_sum == 0.0
+            ct[k] += cf
+            nn[k] += (ef - ef) + (res - res) + (comp - comp)  # 0 unless something is ±inf or NaN
+            lz[k] = min(zk, lz[k])
+            lm[k] = min(mk, lm[k])
+            kc[k] = max(abs(free), kc[k])
+            cp[k] = max(abs(comp), cp[k])
+            kea[k] = max(abs(ke), kea[k])
+            ba[k] = max(abs(bk), ba[k])
+    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
+    count = 0.0
+    nan_sum = 0.0
+    for k in range(n):
+        lo_z = min(lo_z, lz[k])
+        lo_mu = min(lo_mu, lm[k])
+        kcl_abs = max(kcl_abs, kc[k])
+        comp_abs = max(comp_abs, cp[k])
+        ke_abs = max(ke_abs, kea[k])
+        b_abs = max(b_abs, ba[k])
+        count += ct[k]
+        nan_sum += nn[k]
+    return lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, int(count), nan_sum == 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

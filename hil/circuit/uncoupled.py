@@ -1,0 +1,105 @@
+"""Certified measurements of uncoupled ideal-diode networks with the fewest Python-level steps.
+
+Without hidden↔hidden conductances K is diagonal and every hidden node is a one-variable
+complementarity problem, solved in closed form and certified by
+:func:`hil.circuit.ideal.solve_ideal_diagonal` (one compiled pass: e = clamp(b/K_kk) and the
+primal, dual, complementarity and KCL residuals of the KKT certificate for every node of
+every sample).  :class:`UncoupledIdealSolves` is what a simulated board calls for such a
+network instead of the general :meth:`~hil.circuit.solve.EquilibriumSolver.solve`:
+
+* an operating point forms the nodal source currents b = G_in u once (a (B × p)(p × n)
+  product) and keeps them with the state;
+* the perturbation phases of a held operating point (the same inputs, repeated k times,
+  with new port voltages) reuse those currents: row r solves b[r mod B] + (w G_out)[r],
+  so the phases need no product with the sources and no tiled copy of b.
+
+Both return the same :class:`~hil.circuit.solve.CircuitState` as the general solve, with
+source currents and diode currents left to be formed when read (``i_src`` and
+``diode_current`` None; a board forms ``i_src`` from ``u``, ``e`` and its input snapshot).
+Every solve is certified and raises :class:`~hil.circuit.report.SolveError` when the
+certificate fails, exactly as the general path does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hil.circuit.ideal import solve_ideal_diagonal
+from hil.circuit.solve import CircuitState, EquilibriumSolver
+
+
+def _abs_max(a: np.ndarray) -> float:
+    """max |a| (0 for an empty array)."""
+    return max(float(a.max()), -float(a.min())) if a.size else 0.0
+
+
+class UncoupledIdealSolves:
+    """Operating points and held-source phases of an uncoupled ideal-diode network (see module doc).
+
+    Reads the conductances from ``solver.nodal`` at every call, so it follows programming.
+    """
+
+    def __init__(self, solver: EquilibriumSolver):
+        d = solver.circuit.diodes
+        if not d.is_ideal or d.element is not None or solver.nodal.coupled:
+            raise ValueError("UncoupledIdealSolves needs ideal diodes without hidden↔hidden conductances")
+        self._solver = solver
+        self._output_voltage = solver.circuit.output_voltage.astype(float)
+        self._ports_at_zero = not np.any(self._output_voltage)
+        self._q = self._output_voltage.shape[0]
+        self._u_scale: tuple[CircuitState | None, float] = (None, 0.0)  # (held state, max |u|)
+
+    def _certified(self, b: np.ndarray, scale_v: float, delta: np.ndarray | None = None):
+        sv = self._solver
+        return solve_ideal_diagonal(sv.nodal.diag, b, sv._s_float, sv._h_float, max(scale_v, sv._vref_max, 1e-300),
+                                    tol=sv.kkt_tol, sign=sv._sign, h_zero=sv._vref_zero, delta=delta)
+
+    def operating_point(self, u: np.ndarray, w: np.ndarray | None = None) -> CircuitState:
+        """Equilibrium for finite source voltages ``u`` (B, p) and port voltages ``w`` (B, q; default
+        the configured ones), volts."""
+        nd = self._solver.nodal
+        B = u.shape[0]
+        b_src = u @ nd.g_in.T
+        if w is None:
+            w = np.repeat(self._output_voltage[None, :], B, axis=0)
+            ports_at_zero = self._ports_at_zero
+        else:
+            w = self._checked_ports(w, B)
+            ports_at_zero = not w.any()
+        b = b_src if ports_at_zero else b_src + w @ nd.g_out
+        u_scale = _abs_max(u)
+        sol = self._certified(b, max(u_scale, 0.0 if ports_at_zero else _abs_max(w)))
+        y = sol.e @ nd.g_out.T
+        if not ports_at_zero:
+            y -= nd.out_row_sum * w
+        st = CircuitState(u, w, sol.e, None, sol.on, None, y, None, sol.report, b_src)
+        self._u_scale = (st, u_scale)
+        return st
+
+    def phases(self, held: CircuitState, k: int, w: np.ndarray) -> CircuitState:
+        """The held operating point's sources repeated ``k`` times with port voltages ``w`` (k·B, q), V.
+
+        Row r is sample r mod B of the held batch: its nodal currents are the held source
+        currents plus ``w[r] G_out``, solved and certified as one batch.
+        """
+        nd = self._solver.nodal
+        B = held.u.shape[0]
+        w = self._checked_ports(w, k * B)
+        ref, u_scale = self._u_scale
+        if ref is not held:
+            u_scale = _abs_max(held.u)
+        sol = self._certified(held.b_src, max(u_scale, _abs_max(w)), delta=w @ nd.g_out)
+        y = sol.e @ nd.g_out.T
+        y -= nd.out_row_sum * w
+        u = held.u if k == 1 else np.tile(held.u, (k, 1))
+        return CircuitState(u, w, sol.e, None, sol.on, None, y, None, sol.report, None)
+
+    def _checked_ports(self, w, rows: int) -> np.ndarray:
+        """``w`` as a float (rows, q) array of finite port voltages (V), or ValueError."""
+        if not (isinstance(w, np.ndarray) and w.dtype == np.float64 and w.ndim == 2):
+            w = np.atleast_2d(np.asarray(w, dtype=float))
+        if w.shape != (rows, self._q):
+            raise ValueError(f"expected output-port voltages of shape {(rows, self._q)}, got {w.shape}")
+        if not np.isfinite(w).all():
+            raise ValueError("source and port voltages must be finite")
+        return w
