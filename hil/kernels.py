@@ -51,54 +51,68 @@ def ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on):  # pragma: no cov
     for k in range(n):  # the clamp as bounds: e >= h (s = +1) or e <= h (s = -1)
         lo[k] = h[k] if s[k] > 0.0 else -np.inf
         hi[k] = np.inf if s[k] > 0.0 else h[k]
+    # per-node running values: min z, min mu, max |KCL|, max |mu z|, max |K e|, max |b|, non-finite, count
     acc = np.zeros((8, n))
-    lz, lm, kc, cp, kea, ba, nn, ct = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]
-    lz[:] = np.inf
-    lm[:] = np.inf
+    for k in range(n):
+        acc[0, k] = np.inf
+        acc[1, k] = np.inf
+    row = np.empty(n)
     for r in range(R):
         rb = r % B0
+        if shifted:  # the shifted right-hand side of this row first (a simple loop that vectorises)
+            for k in range(n):
+                row[k] = b[rb, k] + delta[r, k]
+        else:
+            for k in range(n):
+                row[k] = b[rb, k]
         for k in range(n):
-            bk = b[rb, k] + delta[r, k] if shifted else b[rb, k]
-            dk = diag[k]
-            hk = h[k]
-            sk = s[k]
-            ef = bk / dk
-            c = (ef - hk) * sk < 0.0  # the free solution violates the clamp: the diode conducts
-            cf = 1.0 if c else 0.0
-            ek = lo[k] if ef < lo[k] else ef
-            ek = hi[k] if ek > hi[k] else ek
-            zk = (ek - hk) * sk
-            ke = dk * ek
-            res = ke - bk  # K e − b: s·mu where clamped, the KCL residual where free
-            mk = (res * sk) * cf  # (× 1 or × 0: exact)
-            free = res * (1.0 - cf)
-            comp = mk * zk
+            bk = row[k]
+            ek, zk, mk, c, cf, bad, kcl, comp, ke = _clamped_node(bk, diag[k], h[k], s[k], lo[k], hi[k])
             e[r, k] = ek
-            if write_z:
-                z[r, k] = zk
             mu[r, k] = mk
             on[r, k] = c
-            ct[k] += cf
-            nn[k] += (ef - ef) + (res - res) + (comp - comp)  # 0 unless something is ±inf or NaN
-            lz[k] = min(zk, lz[k])
-            lm[k] = min(mk, lm[k])
-            kc[k] = max(abs(free), kc[k])
-            cp[k] = max(abs(comp), cp[k])
-            kea[k] = max(abs(ke), kea[k])
-            ba[k] = max(abs(bk), ba[k])
+            acc[0, k] = min(zk, acc[0, k])
+            acc[1, k] = min(mk, acc[1, k])
+            acc[2, k] = max(kcl, acc[2, k])
+            acc[3, k] = max(comp, acc[3, k])
+            acc[4, k] = max(ke, acc[4, k])
+            acc[5, k] = max(abs(bk), acc[5, k])
+            acc[6, k] += bad
+            acc[7, k] += cf
+        if write_z:
+            for k in range(n):
+                z[r, k] = (e[r, k] - h[k]) * s[k]
     lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
     count = 0.0
     nan_sum = 0.0
     for k in range(n):
-        lo_z = min(lo_z, lz[k])
-        lo_mu = min(lo_mu, lm[k])
-        kcl_abs = max(kcl_abs, kc[k])
-        comp_abs = max(comp_abs, cp[k])
-        ke_abs = max(ke_abs, kea[k])
-        b_abs = max(b_abs, ba[k])
-        count += ct[k]
-        nan_sum += nn[k]
+        lo_z = min(lo_z, acc[0, k])
+        lo_mu = min(lo_mu, acc[1, k])
+        kcl_abs = max(kcl_abs, acc[2, k])
+        comp_abs = max(comp_abs, acc[3, k])
+        ke_abs = max(ke_abs, acc[4, k])
+        b_abs = max(b_abs, acc[5, k])
+        nan_sum += acc[6, k]
+        count += acc[7, k]
     return lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, int(count), nan_sum == 0.0
+
+
+@njit(inline="always")
+def _clamped_node(bk, dk, hk, sk, lok, hik):  # pragma: no cover - compiled
+    """One node of :func:`ideal_diagonal_kernel`: (e, z, mu, conducting, conducting as 0/1,
+    0 unless something is ±inf or NaN, |KCL residual| if free, |mu·z|, |K e|)."""
+    ef = bk / dk
+    c = (ef - hk) * sk < 0.0  # the free solution violates the clamp: the diode conducts
+    cf = 1.0 if c else 0.0
+    ek = lok if ef < lok else ef
+    ek = hik if ek > hik else ek
+    zk = (ek - hk) * sk
+    ke = dk * ek
+    res = ke - bk  # K e − b: s·mu where clamped, the KCL residual where free
+    mk = (res * sk) * cf  # (× 1 or × 0: exact)
+    free = res * (1.0 - cf)
+    comp = mk * zk
+    return ek, zk, mk, c, cf, (ef - ef) + (res - res) + (comp - comp), abs(free), abs(comp), abs(ke)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
