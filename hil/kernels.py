@@ -301,3 +301,30 @@ def nodal_sums_kernel(g_in, hh_row_sum, g_leak, g_out, rows, diag, in_col_sum, o
             for k in range(g_out.shape[1]):
                 s += g_out[o, k]
             out_row_sum[o] = s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def source_voltages_kernel(x, idx, sign, offset, u):  # pragma: no cover - compiled
+    """Source voltages of sources that each follow one input or are rails, with their scale.
+
+    u[r, j] = x[r, idx[j]] (sign +1), −x[r, idx[j]] (sign −1), plus ``offset[j]`` where it is
+    not 0; a rail (sign 0) is ``offset[j]``.  ``x`` (B, n_inputs), u (B, p), volts.  Returns
+    (max |u|, every entry of ``x`` finite).
+    """
+    B = x.shape[0]
+    p = u.shape[1]
+    bad = 0.0
+    for r in range(B):
+        for i in range(x.shape[1]):
+            v = x[r, i]
+            bad += v - v  # 0 unless some input is ±inf or NaN
+    top = 0.0
+    for r in range(B):
+        for j in range(p):
+            sj = sign[j]
+            v = x[r, idx[j]] if sj > 0.0 else (-x[r, idx[j]] if sj < 0.0 else 0.0)
+            if offset[j] != 0.0:
+                v += offset[j]
+            u[r, j] = v
+            top = max(top, abs(v))
+    return top, bad == 0.0

@@ -26,6 +26,20 @@ import numpy as np
 
 from hil.circuit.ideal import solve_ideal_diagonal
 from hil.circuit.solve import CircuitState, EquilibriumSolver
+from hil.kernels import source_voltages_kernel
+
+
+def source_gather(source_matrix: np.ndarray, offset: np.ndarray):
+    """(input index, sign ±1/0, offset) per source when every source follows one input with
+    sign ±1 (plus a fixed offset) or is a rail (sign 0, the offset), else None."""
+    m = np.asarray(source_matrix, dtype=float)
+    if m.ndim != 2 or not np.all(np.count_nonzero(m, axis=1) <= 1):
+        return None
+    sign = m.sum(axis=1)
+    if not np.all(np.isin(sign, (-1.0, 0.0, 1.0))):
+        return None
+    idx = np.argmax(np.abs(m), axis=1).astype(np.int64)
+    return idx, np.ascontiguousarray(sign), np.ascontiguousarray(np.asarray(offset, dtype=float))
 
 
 def _abs_max(a: np.ndarray) -> float:
@@ -39,7 +53,10 @@ class UncoupledIdealSolves:
     Reads the conductances from ``solver.nodal`` at every call, so it follows programming.
     """
 
-    def __init__(self, solver: EquilibriumSolver):
+    def __init__(self, solver: EquilibriumSolver, source_matrix: np.ndarray | None = None,
+                 source_offset: np.ndarray | None = None):
+        """``source_matrix`` (p, n_inputs) and ``source_offset`` (p,) V map inputs to source
+        voltages (u = x Mᵀ + offset) for :meth:`measure_inputs`."""
         d = solver.circuit.diodes
         if not d.is_ideal or d.element is not None or solver.nodal.coupled:
             raise ValueError("UncoupledIdealSolves needs ideal diodes without hidden↔hidden conductances")
@@ -48,15 +65,34 @@ class UncoupledIdealSolves:
         self._ports_at_zero = not np.any(self._output_voltage)
         self._q = self._output_voltage.shape[0]
         self._u_scale: tuple[CircuitState | None, float] = (None, 0.0)  # (held state, max |u|)
+        self._matrix = None if source_matrix is None else np.asarray(source_matrix, dtype=float)
+        self._offset = None if source_offset is None else np.asarray(source_offset, dtype=float)
+        self._gather = None if source_matrix is None else source_gather(self._matrix, self._offset)
+
+    def measure_inputs(self, x: np.ndarray, w: np.ndarray | None = None) -> CircuitState:
+        """Equilibrium for logical inputs ``x`` (B, n_inputs) through the source map, volts; ValueError
+        for a non-finite input.  The source voltages, their scale and the finiteness check are one
+        compiled pass when every source follows one input or is a rail."""
+        if self._gather is not None:
+            idx, sign, offset = self._gather
+            u = np.empty((x.shape[0], sign.shape[0]))
+            top, finite = source_voltages_kernel(x, idx, sign, offset, u)
+        else:
+            u = x @ self._matrix.T + self._offset
+            finite = bool(np.isfinite(x).all())
+            top = _abs_max(u)
+        if not finite:
+            raise ValueError("source and port voltages must be finite")
+        return self.operating_point(u, w, u_scale=top)
 
     def _certified(self, b: np.ndarray, scale_v: float, delta: np.ndarray | None = None):
         sv = self._solver
         return solve_ideal_diagonal(sv.nodal.diag, b, sv._s_float, sv._h_float, max(scale_v, sv._vref_max, 1e-300),
                                     tol=sv.kkt_tol, sign=sv._sign, h_zero=sv._vref_zero, delta=delta)
 
-    def operating_point(self, u: np.ndarray, w: np.ndarray | None = None) -> CircuitState:
+    def operating_point(self, u: np.ndarray, w: np.ndarray | None = None, u_scale: float | None = None) -> CircuitState:
         """Equilibrium for finite source voltages ``u`` (B, p) and port voltages ``w`` (B, q; default
-        the configured ones), volts."""
+        the configured ones), volts; ``u_scale`` is max |u| when the caller knows it."""
         nd = self._solver.nodal
         B = u.shape[0]
         b_src = u @ nd.g_in.T
@@ -67,7 +103,8 @@ class UncoupledIdealSolves:
             w = self._checked_ports(w, B)
             ports_at_zero = not w.any()
         b = b_src if ports_at_zero else b_src + w @ nd.g_out
-        u_scale = _abs_max(u)
+        if u_scale is None:
+            u_scale = _abs_max(u)
         sol = self._certified(b, max(u_scale, 0.0 if ports_at_zero else _abs_max(w)))
         y = sol.e @ nd.g_out.T
         if not ports_at_zero:
