@@ -328,3 +328,65 @@ def source_voltages_kernel(x, idx, sign, offset, u):  # pragma: no cover - compi
             u[r, j] = v
             top = max(top, abs(v))
     return top, bad == 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def cross_entropy_kernel(y, t, d, gain, loss, dy):  # pragma: no cover - compiled
+    """Softmax cross-entropy on differential port currents, per sample, in one pass.
+
+    ``y`` (B, q) port currents (A), ``t`` (B,) class labels, ``d`` (k, q) differential matrix,
+    ``gain`` (1/A).  Logits z = gain · d y; writes ``loss`` (B,) = −log softmax(z)_t and
+    ``dy`` (B, q) = gain · (softmax(z) − onehot(t)) d, in A⁻¹ (the same operations as the
+    numpy formula, summed left to right).  Returns False if a label is outside 0 … k − 1.
+    """
+    B, q = y.shape
+    k = d.shape[0]
+    z = np.empty(k)
+    for r in range(B):
+        tr = t[r]
+        if tr < 0 or tr >= k:
+            return False
+        top = -np.inf
+        for c in range(k):
+            s = 0.0
+            for j in range(q):
+                s += y[r, j] * d[c, j]
+            z[c] = gain * s
+            top = max(top, z[c])
+        total = 0.0
+        for c in range(k):
+            z[c] -= top
+            total += np.exp(z[c])
+        log_total = np.log(total)
+        loss[r] = -(z[tr] - log_total)
+        for j in range(q):
+            dy[r, j] = 0.0
+        for c in range(k):
+            p = np.exp(z[c] - log_total)
+            if c == tr:
+                p -= 1.0
+            for j in range(q):
+                dy[r, j] += p * d[c, j]
+        for j in range(q):
+            dy[r, j] *= gain
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def program_scan_kernel(new, old):  # pragma: no cover - compiled
+    """One pass over requested conductances ``new`` (m,) against the programmed ``old`` (m,), S.
+
+    Returns (smallest, largest, how many differ from ``old``, every entry finite).  The
+    extremes ignore NaN (the flag reports it).
+    """
+    lo = np.inf
+    hi = -np.inf
+    count = 0
+    bad = 0.0
+    for i in range(new.shape[0]):
+        v = new[i]
+        bad += v - v  # 0 unless some entry is ±inf or NaN
+        lo = min(lo, v)
+        hi = max(hi, v)
+        count += v != old[i]
+    return lo, hi, count, bad == 0.0
