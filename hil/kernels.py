@@ -372,21 +372,57 @@ def cross_entropy_kernel(y, t, d, gain, loss, dy):  # pragma: no cover - compile
     return True
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def program_scan_kernel(new, old):  # pragma: no cover - compiled
-    """One pass over requested conductances ``new`` (m,) against the programmed ``old`` (m,), S.
 
-    Returns (smallest, largest, how many differ from ``old``, every entry finite).  The
-    extremes ignore NaN (the flag reports it).
+@njit(cache=True, nogil=True, error_model="numpy")
+def hl_drive_kernel(w_hat, w0, delta_v, eps, w_both):  # pragma: no cover - compiled
+    """Port voltages of the stacked ± phases of ``hl``: rows r and r + K of ``w_both`` (2K, q) are
+    w0[r] + eps[r]·ŵ[r] and w0[r] − eps[r]·ŵ[r] (V).
+
+    With ``delta_v`` > 0 the drive scale is chosen first, eps[r] = delta_v / max_j |ŵ[r, j]|
+    (1 where ŵ[r] is 0), so that the largest port excursion is ``delta_v`` volts; with
+    ``delta_v`` = 0 the given ``eps`` (K, 1) is used (a re-measurement with a smaller drive).
     """
-    lo = np.inf
-    hi = -np.inf
-    count = 0
-    bad = 0.0
-    for i in range(new.shape[0]):
-        v = new[i]
-        bad += v - v  # 0 unless some entry is ±inf or NaN
-        lo = min(lo, v)
-        hi = max(hi, v)
-        count += v != old[i]
-    return lo, hi, count, bad == 0.0
+    K, q = w_hat.shape
+    for r in range(K):
+        if delta_v > 0.0:
+            amp = 0.0
+            for j in range(q):
+                amp = max(amp, abs(w_hat[r, j]))
+            eps[r, 0] = delta_v / (amp if amp != 0.0 else 1.0)
+        er = eps[r, 0]
+        for j in range(q):
+            drive = er * w_hat[r, j]
+            w_both[r, j] = w0[r, j] + drive
+            w_both[r + K, j] = w0[r, j] - drive
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def flip_accounting_kernel(plus_flip, minus_flip, by_response, phase_ok, readable, single, flips):  # pragma: no cover
+    """Per-sample bookkeeping of a stacked ± measurement after :func:`hl_phase_kernel`.
+
+    ``single`` = exactly one phase changed a diode state (and both phases are valid): resolved
+    from the other phase; ``flips`` = flagged (a state changed or the responses are not mirror
+    images), valid, not resolved that way, and readable after a smaller drive: to re-measure.
+    Returns (flagged valid samples, samples seen by the response check alone, resolved from one
+    phase, flipped but unreadable).
+    """
+    flagged_count = 0
+    by_response_only = 0
+    singles = 0
+    unreadable = 0
+    for k in range(plus_flip.shape[0]):
+        changed = plus_flip[k] or minus_flip[k]
+        ok = phase_ok[k]
+        if by_response[k] and not changed:
+            by_response_only += 1
+        one = (plus_flip[k] != minus_flip[k]) and ok
+        single[k] = one
+        flagged = (changed or by_response[k]) and ok
+        flagged_count += flagged
+        f = flagged and not one
+        if f and not readable[k]:
+            unreadable += 1
+            f = False
+        flips[k] = f
+        singles += one
+    return flagged_count, by_response_only, singles, unreadable
