@@ -18,6 +18,7 @@ from hil.circuit.linsolve import solve_diagonal_shift
 from hil.circuit.model import Circuit
 from hil.circuit.solve import CircuitState, EquilibriumSolver, source_currents_of
 from hil.circuit.uncoupled import UncoupledIdealSolves
+from hil.kernels import repeats_of
 
 
 def board_topology(circuit: Circuit) -> BoardTopology:
@@ -58,6 +59,23 @@ class _SourceCurrentsOnRead(Measurement):
         self.__dict__["_i_src"] = value
 
 
+class _CurrentsOnRead(_SourceCurrentsOnRead):
+    """A measurement whose port currents ``y`` are also formed when first read, by the solve's
+    state (:class:`hil.circuit.uncoupled.UncoupledIdealSolves` phases, from the output
+    conductances of the moment of the solve): an ``hl`` gradient reads only node voltages."""
+
+    @property
+    def y(self) -> np.ndarray:
+        d = self.__dict__
+        if d.get("_y") is None and "_state" in d:
+            d["_y"] = d.pop("_state").y
+        return d.get("_y")
+
+    @y.setter
+    def y(self, value) -> None:
+        self.__dict__["_y"] = value
+
+
 class _TiledState:
     """The held operating point repeated k times, as a warm start for a stacked batch.
 
@@ -89,16 +107,10 @@ def _same_inputs(held: np.ndarray, x: np.ndarray) -> bool:
 
 
 def _repeats(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> int:
-    """k when ``x`` is the held inputs stacked k ≥ 1 times, else 0."""
-    if held is None:
+    """k when ``x`` is the held inputs stacked k ≥ 1 times, else 0 (one compiled comparison)."""
+    if held is None or x.ndim != 2 or held[0].ndim != 2:
         return 0
-    h = held[0]
-    if _same_inputs(h, x):
-        return 1
-    if h.shape[0] == 0 or x.shape[0] % h.shape[0] or x.shape[1:] != h.shape[1:]:
-        return 0
-    k = x.shape[0] // h.shape[0]
-    return k if bool(x[0, 0] == h[0, 0]) and (x.reshape(k, *h.shape) == h).all() else 0
+    return int(repeats_of(x if x.flags.c_contiguous else np.ascontiguousarray(x), held[0]))
 
 
 def _tiled(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> _TiledState | None:
@@ -154,9 +166,13 @@ class SimulatedBoard(BoardBase):
         if st.i_src is not None:
             return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
                                piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
-        m = _SourceCurrentsOnRead(u=st.u, w=st.w, y=st.y, i_src=None, e=st.e, on=st.on,
-                                  piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
+        lazy_y = "_ports" in st.__dict__  # port currents not formed yet (uncoupled phases)
+        m = (_CurrentsOnRead if lazy_y else _SourceCurrentsOnRead)(
+            u=st.u, w=st.w, y=None if lazy_y else st.y, i_src=None, e=st.e, on=st.on,
+            piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
         m.__dict__["_inputs"] = self._solver.nodal.input_snapshot()
+        if lazy_y:
+            m.__dict__["_state"] = st
         return m
 
     def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:

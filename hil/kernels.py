@@ -426,3 +426,30 @@ def flip_accounting_kernel(plus_flip, minus_flip, by_response, phase_ok, readabl
         flips[k] = f
         singles += one
     return flagged_count, by_response_only, singles, unreadable
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def finite_abs_max(a):  # pragma: no cover - compiled
+    """(max |a|, every entry finite) of a 2-D array in one pass (0 for an empty array)."""
+    top = 0.0
+    bad = 0.0
+    for r in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            v = a[r, j]
+            bad += v - v  # 0 unless some entry is ±inf or NaN
+            top = max(top, abs(v))
+    return top, bad == 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def repeats_of(x, held):  # pragma: no cover - compiled
+    """k ≥ 1 when the rows of ``x`` (k·B, m) are the rows of ``held`` (B, m) repeated k times, else 0."""
+    B = held.shape[0]
+    if B == 0 or x.shape[1] != held.shape[1] or x.shape[0] % B:
+        return 0
+    for r in range(x.shape[0]):
+        rb = r % B
+        for j in range(x.shape[1]):
+            if x[r, j] != held[rb, j]:
+                return 0
+    return x.shape[0] // B

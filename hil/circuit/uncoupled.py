@@ -26,7 +26,7 @@ import numpy as np
 
 from hil.circuit.ideal import solve_ideal_diagonal
 from hil.circuit.solve import CircuitState, EquilibriumSolver
-from hil.kernels import source_voltages_kernel
+from hil.kernels import finite_abs_max, source_voltages_kernel
 
 
 def source_gather(source_matrix: np.ndarray, offset: np.ndarray):
@@ -100,12 +100,12 @@ class UncoupledIdealSolves:
             w = np.repeat(self._output_voltage[None, :], B, axis=0)
             ports_at_zero = self._ports_at_zero
         else:
-            w = self._checked_ports(w, B)
-            ports_at_zero = not w.any()
+            w, w_scale = self._checked_ports(w, B)
+            ports_at_zero = w_scale == 0.0
         b = b_src if ports_at_zero else b_src + w @ nd.g_out
         if u_scale is None:
             u_scale = _abs_max(u)
-        sol = self._certified(b, max(u_scale, 0.0 if ports_at_zero else _abs_max(w)))
+        sol = self._certified(b, u_scale if ports_at_zero else max(u_scale, w_scale))
         y = sol.e @ nd.g_out.T
         if not ports_at_zero:
             y -= nd.out_row_sum * w
@@ -117,26 +117,51 @@ class UncoupledIdealSolves:
         """The held operating point's sources repeated ``k`` times with port voltages ``w`` (k·B, q), V.
 
         Row r is sample r mod B of the held batch: its nodal currents are the held source
-        currents plus ``w[r] G_out``, solved and certified as one batch.
+        currents plus ``w[r] G_out``, solved and certified as one batch.  The port currents
+        ``y`` are formed when first read (an ``hl`` gradient reads only the node voltages).
         """
         nd = self._solver.nodal
         B = held.u.shape[0]
-        w = self._checked_ports(w, k * B)
+        w, w_scale = self._checked_ports(w, k * B)
         ref, u_scale = self._u_scale
         if ref is not held:
             u_scale = _abs_max(held.u)
-        sol = self._certified(held.b_src, max(u_scale, _abs_max(w)), delta=w @ nd.g_out)
-        y = sol.e @ nd.g_out.T
-        y -= nd.out_row_sum * w
+        sol = self._certified(held.b_src, max(u_scale, w_scale), delta=w @ nd.g_out)
         u = held.u if k == 1 else np.tile(held.u, (k, 1))
-        return CircuitState(u, w, sol.e, None, sol.on, None, y, None, sol.report, None)
+        st = _PortCurrentsOnRead(u, w, sol.e, None, sol.on, None, None, None, sol.report, None)
+        # the output conductances of this moment: the snapshot makes the next programming step
+        # write fresh arrays instead of these (copy on write); the row sums are copied (q values)
+        nd.input_snapshot()
+        st.__dict__["_ports"] = (nd.g_out, nd.out_row_sum.copy())
+        return st
 
-    def _checked_ports(self, w, rows: int) -> np.ndarray:
-        """``w`` as a float (rows, q) array of finite port voltages (V), or ValueError."""
-        if not (isinstance(w, np.ndarray) and w.dtype == np.float64 and w.ndim == 2):
-            w = np.atleast_2d(np.asarray(w, dtype=float))
+    def _checked_ports(self, w, rows: int) -> tuple[np.ndarray, float]:
+        """``w`` as a float (rows, q) array of finite port voltages (V) and max |w|, or ValueError."""
+        if not (isinstance(w, np.ndarray) and w.dtype == np.float64 and w.ndim == 2 and w.flags.c_contiguous):
+            w = np.ascontiguousarray(np.atleast_2d(np.asarray(w, dtype=float)))
         if w.shape != (rows, self._q):
             raise ValueError(f"expected output-port voltages of shape {(rows, self._q)}, got {w.shape}")
-        if not np.isfinite(w).all():
+        top, finite = finite_abs_max(w)
+        if not finite:
             raise ValueError("source and port voltages must be finite")
-        return w
+        return w, top
+
+
+class _PortCurrentsOnRead(CircuitState):
+    """A state whose port currents y = e G_outᵀ − (Σ G_out) w are formed when first read, from the
+    output conductances of the moment of the solve (a later programming step writes into
+    fresh arrays or leaves these unchanged until the board forgets the state)."""
+
+    @property
+    def y(self) -> np.ndarray:
+        d = self.__dict__
+        if d.get("_y") is None and "_ports" in d:
+            g_out, row_sum = d.pop("_ports")
+            y = self.e @ g_out.T
+            y -= row_sum * self.w
+            d["_y"] = y
+        return d.get("_y")
+
+    @y.setter
+    def y(self, value) -> None:
+        self.__dict__["_y"] = value
