@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hil.kernels import branch_factors_kernel
+from hil.kernels import branch_factors_kernel, mirrored_columns
 
 NODE_KINDS = ("source", "hidden", "output", "ground")
 
@@ -241,7 +241,7 @@ def _mirrored(a: np.ndarray, fixed: np.ndarray, mirror) -> bool:
     nb, ni = fixed[base], fixed[image]
     if fixed[base + length - 1] != nb + length - 1 or fixed[image + length - 1] != ni + length - 1:
         return False
-    return bool(np.array_equal(a[:, ni:ni + length], np.negative(a[:, nb:nb + length])))
+    return bool(mirrored_columns(_float_c(a), int(nb), int(ni), int(length)))
 
 
 def _mirrored_block(lhs: np.ndarray, rhs: np.ndarray, dh: np.ndarray, out: np.ndarray, c0: int, mirror) -> None:

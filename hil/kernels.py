@@ -453,3 +453,13 @@ def repeats_of(x, held):  # pragma: no cover - compiled
             if x[r, j] != held[rb, j]:
                 return 0
     return x.shape[0] // B
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def mirrored_columns(a, base, image, length):  # pragma: no cover - compiled
+    """True when a[:, image + t] == −a[:, base + t] for t < ``length``, every row (exactly)."""
+    for r in range(a.shape[0]):
+        for t in range(length):
+            if a[r, image + t] != -a[r, base + t]:
+                return False
+    return True

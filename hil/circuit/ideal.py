@@ -201,17 +201,27 @@ def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.n
         return IdealSolution(empty, empty.copy(), np.zeros((B, n), bool),
                              SolveReport(True, "pdas", {"pdas": 0}, batch=B, kkt_primal=0.0, kkt_dual=0.0,
                                          kkt_complementarity=0.0, wall_time_s=time.perf_counter() - t0))
+    return diagonal_solution(_per_node(diag, n), _float_c(b), _per_node(s, n), _per_node(h, n), scale_v, tol,
+                             sign == 1 and h_zero, delta, t0)
+
+
+def diagonal_solution(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, scale_v: float, tol: float,
+                      relu: bool, delta: np.ndarray, t0: float | None = None) -> IdealSolution:
+    """:func:`solve_ideal_diagonal` for arguments already in the kernel's form: contiguous float
+    arrays ``diag``, ``s``, ``h`` (n,), ``b`` (B₀, n), ``delta`` (R, n) or with no rows, a non-empty
+    batch; ``relu`` when every s = 1 and h = 0 (then z is e itself)."""
+    if t0 is None:
+        t0 = time.perf_counter()
+    B, n = delta.shape if delta.shape[0] else b.shape
     # One compiled pass: closed form, the certificate's z (blocking voltage), mu (diode
     # current), the KCL residual at the free nodes and mu·z, reduced for the whole batch.
     # A node without any conductance (zero diagonal, possible only for Shockley starting
     # points) gives a non-finite voltage that the certificate rejects.
-    relu = sign == 1 and h_zero  # z = e − 0 is e itself: no separate array
     e = np.empty((B, n))
     z = _NO_ROWS if relu else np.empty((B, n))
     mu = np.empty((B, n))
     on = np.empty((B, n), dtype=np.bool_)
-    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, n_on, finite = ideal_diagonal_kernel(
-        _float_c(b), delta, _per_node(diag, n), _per_node(s, n), _per_node(h, n), e, z, mu, on)
+    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, n_on, finite = ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on)
     if relu:
         z = e
     scale_i = max(b_abs, ke_abs, 1e-300)

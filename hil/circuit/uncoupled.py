@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hil.circuit.ideal import solve_ideal_diagonal
+from hil.circuit.ideal import _NO_ROWS, diagonal_solution, solve_ideal_diagonal
 from hil.circuit.solve import CircuitState, EquilibriumSolver
 from hil.kernels import finite_abs_max, source_voltages_kernel
 
@@ -87,8 +87,11 @@ class UncoupledIdealSolves:
 
     def _certified(self, b: np.ndarray, scale_v: float, delta: np.ndarray | None = None):
         sv = self._solver
-        return solve_ideal_diagonal(sv.nodal.diag, b, sv._s_float, sv._h_float, max(scale_v, sv._vref_max, 1e-300),
-                                    tol=sv.kkt_tol, sign=sv._sign, h_zero=sv._vref_zero, delta=delta)
+        if not b.size or (delta is not None and not delta.size):  # an empty batch: the general entry point
+            return solve_ideal_diagonal(sv.nodal.diag, b, sv._s_float, sv._h_float, max(scale_v, sv._vref_max, 1e-300),
+                                        tol=sv.kkt_tol, sign=sv._sign, h_zero=sv._vref_zero, delta=delta)
+        return diagonal_solution(sv.nodal.diag, b, sv._s_float, sv._h_float, max(scale_v, sv._vref_max, 1e-300),
+                                 sv.kkt_tol, sv._sign == 1 and sv._vref_zero, _NO_ROWS if delta is None else delta)
 
     def operating_point(self, u: np.ndarray, w: np.ndarray | None = None, u_scale: float | None = None) -> CircuitState:
         """Equilibrium for finite source voltages ``u`` (B, p) and port voltages ``w`` (B, q; default
@@ -97,8 +100,12 @@ class UncoupledIdealSolves:
         B = u.shape[0]
         b_src = u @ nd.g_in.T
         if w is None:
-            w = np.repeat(self._output_voltage[None, :], B, axis=0)
             ports_at_zero = self._ports_at_zero
+            if ports_at_zero:
+                w = np.zeros((B, self._q))
+            else:
+                w = np.empty((B, self._q))
+                w[:] = self._output_voltage
         else:
             w, w_scale = self._checked_ports(w, B)
             ports_at_zero = w_scale == 0.0
@@ -127,7 +134,12 @@ class UncoupledIdealSolves:
         if ref is not held:
             u_scale = _abs_max(held.u)
         sol = self._certified(held.b_src, max(u_scale, w_scale), delta=w @ nd.g_out)
-        u = held.u if k == 1 else np.tile(held.u, (k, 1))
+        if k == 1:
+            u = held.u
+        else:  # the held source voltages, once per phase
+            u = np.empty((k * B, held.u.shape[1]))
+            for i in range(k):
+                u[i * B:(i + 1) * B] = held.u
         st = _PortCurrentsOnRead(u, w, sol.e, None, sol.on, None, None, None, sol.report, None)
         # the output conductances of this moment: the snapshot makes the next programming step
         # write fresh arrays instead of these (copy on write); the row sums are copied (q values)

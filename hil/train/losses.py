@@ -47,7 +47,7 @@ class Loss:
                 and y.shape[1] == self.differential.shape[1]:
             # one compiled pass per batch (logits, softmax, loss, ∂ℓ/∂y through the differential pairs)
             t = np.asarray(target)
-            if t.shape == (y.shape[0],) and np.issubdtype(t.dtype, np.integer):
+            if t.shape == (y.shape[0],) and t.dtype.kind in "iu":
                 y_c = y if y.dtype == np.float64 and y.flags.c_contiguous else np.ascontiguousarray(y, dtype=float)
                 loss, dy = np.empty(y.shape[0]), np.empty(y.shape)
                 if not cross_entropy_kernel(y_c, t.astype(np.int64, copy=False), self._d_c, float(self.gain_per_a),
