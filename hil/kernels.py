@@ -463,3 +463,54 @@ def mirrored_columns(a, base, image, length):  # pragma: no cover - compiled
             if a[r, image + t] != -a[r, base + t]:
                 return False
     return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def folded_inputs_kernel(g_in, idx, sign, offset, w_fold, c_fold):  # pragma: no cover - compiled
+    """Fold the input conductances onto the logical inputs: with u_j = sign_j·x[idx_j] + offset_j,
+    G_in u = W x + c where W[k, i] = Σ_{j: idx_j = i, sign_j ≠ 0} sign_j·g_in[k, j] (S) and
+    c[k] = Σ_j offset_j·g_in[k, j] (A).  ``w_fold`` (n, n_inputs), ``c_fold`` (n,) are overwritten."""
+    n, p = g_in.shape
+    for k in range(n):
+        for i in range(w_fold.shape[1]):
+            w_fold[k, i] = 0.0
+        c = 0.0
+        for j in range(p):
+            gj = g_in[k, j]
+            if sign[j] > 0.0:
+                w_fold[k, idx[j]] += gj
+            elif sign[j] < 0.0:
+                w_fold[k, idx[j]] -= gj
+            if offset[j] != 0.0:
+                c += offset[j] * gj
+        c_fold[k] = c
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def held_rows_kernel(x, held, rows):  # pragma: no cover - compiled
+    """Whether ``x`` (k·K, m) is K rows of ``held`` (B, m) stacked k ≥ 1 times; writes their
+    held indices into ``rows`` (K,) (the first equal held row).  False if not (``rows`` then undefined)."""
+    K = rows.shape[0]
+    B, m = held.shape
+    if K == 0 or x.shape[0] % K or x.shape[1] != m:
+        return False
+    for r in range(K):
+        found = -1
+        for i in range(B):
+            if held[i, 0] == x[r, 0]:
+                same = True
+                for j in range(m):
+                    if held[i, j] != x[r, j]:
+                        same = False
+                        break
+                if same:
+                    found = i
+                    break
+        if found < 0:
+            return False
+        rows[r] = found
+    for r in range(K, x.shape[0]):
+        for j in range(m):
+            if x[r, j] != x[r % K, j]:
+                return False
+    return True
