@@ -215,12 +215,12 @@ def branch_factors_kernel(a, b, h0, n, fixed, inv, ranges, left, right, moves): 
     """
     B = a.shape[0]
     nf = fixed.shape[0]
-    b_nz = np.zeros(nf, dtype=np.bool_)
-    a_nz = np.zeros(nf, dtype=np.bool_)
     dh = left[B]
     df = right[B + 1]
-    dh[:] = 0.0
-    df[:] = 0.0
+    for k in range(n):
+        dh[k] = 0.0
+    for j in range(nf):
+        df[j] = 0.0
     for r in range(B):  # row by row: every array is read and written along its rows
         for k in range(n):
             ak = a[r, h0 + k]
@@ -235,21 +235,24 @@ def branch_factors_kernel(a, b, h0, n, fixed, inv, ranges, left, right, moves): 
             right[r, j] = bj
             right[B + 2 + r, j] = aj
             df[j] += aj * bj
-            b_nz[j] |= bj != 0.0
-            a_nz[j] |= aj != 0.0
     for k in range(n):
         dh[k] *= inv
         left[B + 1, k] = 1.0
     for j in range(nf):
         right[B, j] = 1.0
-    for i in range(ranges.shape[0]):
-        bm = False
-        am = False
-        for j in range(ranges[i, 0], ranges[i, 1]):
-            bm = bm or b_nz[j]
-            am = am or a_nz[j]
-        moves[i, 0] = bm
-        moves[i, 1] = am
+    for i in range(ranges.shape[0]):  # which sides move: scanned afterwards, stopping at the first non-zero
+        moves[i, 0] = _any_nonzero(right, 0, B, ranges[i, 0], ranges[i, 1])
+        moves[i, 1] = _any_nonzero(right, B + 2, 2 * B + 2, ranges[i, 0], ranges[i, 1])
+
+
+@njit(inline="always")
+def _any_nonzero(m, r0, r1, c0, c1):  # pragma: no cover - compiled
+    """Any m[r, c] ≠ 0 for r0 ≤ r < r1, c0 ≤ c < c1."""
+    for r in range(r0, r1):
+        for c in range(c0, c1):
+            if m[r, c] != 0.0:
+                return True
+    return False
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
