@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hil.kernels import branch_factors_kernel, mirrored_columns
+from hil.kernels import branch_factors_kernel
 
 NODE_KINDS = ("source", "hidden", "output", "ground")
 
@@ -136,15 +136,12 @@ class BoardTopology:
         ranges = self.__dict__["_plan_cache"]["ranges"]
         moves = np.empty((ranges.shape[0], 2), dtype=np.bool_)
         branch_factors_kernel(_float_c(a), _float_c(b), hidden.start, n, fixed, inv, ranges, left, right, moves)
-        mirrors = self.__dict__["_plan_cache"]["mirrors"]
-        for (sl, c0, c1, row_major), (b_moves, a_moves), mirror in zip(blocks, moves.tolist(), mirrors):
+        for (sl, c0, c1, row_major), (b_moves, a_moves) in zip(blocks, moves.tolist()):
             # whole hidden × fixed-range groups, straight into ``out``; a side whose fixed nodes
             # are all at 0 V in that range is left out
             rows = slice(0 if b_moves else B, 2 * B + 2 if a_moves else B + 2)
             lhs, rhs = left[rows], right[rows, c0:c1]
-            if mirror is not None and not b_moves and _mirrored(a, fixed, mirror):
-                _mirrored_block(lhs, rhs, left[B], out[sl].reshape(n, c1 - c0), c0, mirror)
-            elif row_major:
+            if row_major:
                 np.matmul(lhs.T, rhs, out=out[sl].reshape(n, c1 - c0))
             else:
                 np.matmul(rhs.T, lhs, out=out[sl].reshape(c1 - c0, n))
@@ -201,8 +198,6 @@ class BoardTopology:
                     flat = (i[rest] - hidden.start, pos[j[rest]])
                     plan = (hidden, fixed, blocks, rest, flat, np.flatnonzero(to_hidden))
             cache["plan"] = plan
-            cache["mirrors"] = [_mirror_of(self.source_matrix, self.source_offset, c0, c1) if row_major else None
-                                for _, c0, c1, row_major in (plan[2] if plan else [])]
             cache["ranges"] = np.array([[c0, c1] for _, c0, c1, _ in plan[2]] if plan else [], np.int64).reshape(-1, 2)
         return cache["plan"]
 
@@ -210,52 +205,6 @@ class BoardTopology:
         """Voltage across every conductance (B, m), volts."""
         v = self.node_voltages(m)
         return v[:, self.edges[:, 0]] - v[:, self.edges[:, 1]]
-
-
-def _mirror_of(source_matrix: np.ndarray, offset: np.ndarray, c0: int, c1: int):
-    """(base, image, length) when the sources base … base + length − 1 and image … image + length − 1
-    (fixed-node positions, which for sources are their indices) lie in [c0, c1) and each image source
-    is the exact negative of its base source (inverted inputs, no offset), else None; the longest run."""
-    m, off = np.asarray(source_matrix, dtype=float), np.asarray(offset, dtype=float)
-    p = m.shape[0]
-    best = None
-    for shift in range(1, p):
-        t = np.arange(max(c0, 0), min(c1, p) - shift)
-        if not t.size:
-            continue
-        good = np.all(m[t + shift] == -m[t], axis=1) & np.any(m[t] != 0, axis=1) & (off[t] == 0) & (off[t + shift] == 0)
-        run = start = 0
-        for i, g in enumerate(np.append(good, False)):
-            if g:
-                run += 1
-                continue
-            if run and run <= shift and (best is None or run > best[2]):  # base and image must not overlap
-                best = (int(t[start]), int(t[start]) + shift, run)
-            run, start = 0, i + 1
-    return best if best is not None and best[2] >= 4 else None
-
-
-def _mirrored(a: np.ndarray, fixed: np.ndarray, mirror) -> bool:
-    """The image columns of ``a`` are exactly the negative of their base columns (as the sources are wired)."""
-    base, image, length = mirror
-    nb, ni = fixed[base], fixed[image]
-    if fixed[base + length - 1] != nb + length - 1 or fixed[image + length - 1] != ni + length - 1:
-        return False
-    return bool(mirrored_columns(_float_c(a), int(nb), int(ni), int(length)))
-
-
-def _mirrored_block(lhs: np.ndarray, rhs: np.ndarray, dh: np.ndarray, out: np.ndarray, c0: int, mirror) -> None:
-    """A row-major hidden × fixed block whose fixed side does not move (b_f = 0): the products of
-    the base columns and of the other columns, and the image columns as 2·dh_k − out[k, base]
-    (a_image = −a_base, so the cross term changes sign; df is 0).  Half the product of a block
-    with inverted copies of its inputs."""
-    base, image, length = mirror
-    b0, i0, width = base - c0, image - c0, out.shape[1]
-    cuts = sorted({0, b0, b0 + length, i0, i0 + length, width})
-    for lo, hi in zip(cuts[:-1], cuts[1:]):
-        if hi > lo and not i0 <= lo < i0 + length:
-            out[:, lo:hi] = lhs.T @ rhs[:, lo:hi]
-    np.subtract(2.0 * dh[:, None], out[:, b0:b0 + length], out=out[:, i0:i0 + length])
 
 
 def _float_c(a: np.ndarray) -> np.ndarray:

@@ -459,37 +459,6 @@ def repeats_of(x, held):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def mirrored_columns(a, base, image, length):  # pragma: no cover - compiled
-    """True when a[:, image + t] == −a[:, base + t] for t < ``length``, every row (exactly)."""
-    for r in range(a.shape[0]):
-        for t in range(length):
-            if a[r, image + t] != -a[r, base + t]:
-                return False
-    return True
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def folded_inputs_kernel(g_in, idx, sign, offset, w_fold, c_fold):  # pragma: no cover - compiled
-    """Fold the input conductances onto the logical inputs: with u_j = sign_j·x[idx_j] + offset_j,
-    G_in u = W x + c where W[k, i] = Σ_{j: idx_j = i, sign_j ≠ 0} sign_j·g_in[k, j] (S) and
-    c[k] = Σ_j offset_j·g_in[k, j] (A).  ``w_fold`` (n, n_inputs), ``c_fold`` (n,) are overwritten."""
-    n, p = g_in.shape
-    for k in range(n):
-        for i in range(w_fold.shape[1]):
-            w_fold[k, i] = 0.0
-        c = 0.0
-        for j in range(p):
-            gj = g_in[k, j]
-            if sign[j] > 0.0:
-                w_fold[k, idx[j]] += gj
-            elif sign[j] < 0.0:
-                w_fold[k, idx[j]] -= gj
-            if offset[j] != 0.0:
-                c += offset[j] * gj
-        c_fold[k] = c
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
 def held_rows_kernel(x, held, rows):  # pragma: no cover - compiled
     """Whether ``x`` (k·K, m) is K rows of ``held`` (B, m) stacked k ≥ 1 times; writes their
     held indices into ``rows`` (K,) (the first equal held row).  False if not (``rows`` then undefined)."""

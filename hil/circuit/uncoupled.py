@@ -26,7 +26,7 @@ import numpy as np
 
 from hil.circuit.ideal import _NO_ROWS, diagonal_solution, solve_ideal_diagonal
 from hil.circuit.solve import CircuitState, EquilibriumSolver
-from hil.kernels import finite_abs_max, folded_inputs_kernel, source_voltages_kernel
+from hil.kernels import finite_abs_max, source_voltages_kernel
 
 
 def source_gather(source_matrix: np.ndarray, offset: np.ndarray):
@@ -68,7 +68,6 @@ class UncoupledIdealSolves:
         self._matrix = None if source_matrix is None else np.asarray(source_matrix, dtype=float)
         self._offset = None if source_offset is None else np.asarray(source_offset, dtype=float)
         self._gather = None if source_matrix is None else source_gather(self._matrix, self._offset)
-        self._fold: tuple | None = None  # (g_in, version, W, c) of the folded input conductances
 
     def measure_inputs(self, x: np.ndarray, w: np.ndarray | None = None) -> CircuitState:
         """Equilibrium for logical inputs ``x`` (B, n_inputs) through the source map, volts; ValueError
@@ -84,20 +83,10 @@ class UncoupledIdealSolves:
             top = _abs_max(u)
         if not finite:
             raise ValueError("source and port voltages must be finite")
-        return self.operating_point(u, w, u_scale=top, x=x if self._gather is not None else None)
-
-    def _folded(self) -> tuple[np.ndarray, np.ndarray]:
-        """(W (n, n_inputs) in S, c (n,) in A) with G_in u = x Wᵀ + c for every x, for the conductances
-        programmed now (rebuilt after programming; one pass over G_in)."""
-        nd = self._solver.nodal
-        if self._fold is None or self._fold[0] is not nd.g_in or self._fold[1] != nd.version:
-            idx, sign, offset = self._gather
-            w_fold, c_fold = np.empty((nd.n, self._matrix.shape[1])), np.empty(nd.n)
-            folded_inputs_kernel(nd.g_in, idx, sign, offset, w_fold, c_fold)
-            self._fold = (nd.g_in, nd.version, w_fold, c_fold)
-        return self._fold[2], self._fold[3]
+        return self.operating_point(u, w, u_scale=top)
 
     def _certified(self, b: np.ndarray, scale_v: float, delta: np.ndarray | None = None):
+        """The certified closed-form solve of ``b`` (or of b[r mod B] + delta[r]), scale ``scale_v`` V."""
         sv = self._solver
         if not b.size or (delta is not None and not delta.size):  # an empty batch: the general entry point
             return solve_ideal_diagonal(sv.nodal.diag, b, sv._s_float, sv._h_float, max(scale_v, sv._vref_max, 1e-300),
@@ -105,24 +94,12 @@ class UncoupledIdealSolves:
         return diagonal_solution(sv.nodal.diag, b, sv._s_float, sv._h_float, max(scale_v, sv._vref_max, 1e-300),
                                  sv.kkt_tol, sv._sign == 1 and sv._vref_zero, _NO_ROWS if delta is None else delta)
 
-    def operating_point(self, u: np.ndarray, w: np.ndarray | None = None, u_scale: float | None = None,
-                        x: np.ndarray | None = None) -> CircuitState:
+    def operating_point(self, u: np.ndarray, w: np.ndarray | None = None, u_scale: float | None = None) -> CircuitState:
         """Equilibrium for finite source voltages ``u`` (B, p) and port voltages ``w`` (B, q; default
-        the configured ones), volts; ``u_scale`` is max |u| when the caller knows it.
-
-        With the logical inputs ``x`` (B, n_inputs) that ``u`` was formed from (sources that each
-        follow one input or are rails), the nodal source currents are G_in u = x Wᵀ + c with the
-        input conductances folded onto the inputs (:meth:`_folded`): an inverted copy of an input
-        adds its conductance with a minus sign, so the product has n_inputs columns instead of p.
-        """
+        the configured ones), volts; ``u_scale`` is max |u| when the caller knows it."""
         nd = self._solver.nodal
         B = u.shape[0]
-        if x is not None and x.shape[1] < u.shape[1]:
-            w_fold, c_fold = self._folded()
-            b_src = x @ w_fold.T
-            b_src += c_fold
-        else:
-            b_src = u @ nd.g_in.T
+        b_src = u @ nd.g_in.T
         if w is None:
             ports_at_zero = self._ports_at_zero
             if ports_at_zero:

@@ -9,8 +9,7 @@ from hil.circuit.generate import random_circuit
 from hil.circuit.ideal import solve_ideal_diagonal
 from hil.circuit.solve import EquilibriumSolver
 from hil.circuit.uncoupled import source_gather
-from hil.kernels import (finite_abs_max, folded_inputs_kernel, held_rows_kernel, mirrored_columns, repeats_of,
-                         source_voltages_kernel)
+from hil.kernels import finite_abs_max, held_rows_kernel, repeats_of, source_voltages_kernel
 
 
 def _board(seed=0, n=24, inputs=6, q=4):
@@ -103,18 +102,6 @@ def test_source_gather_and_kernel_equal_the_source_map():
     assert source_gather(np.array([[2.0]]), np.zeros(1)) is None
 
 
-def test_folded_input_conductances_give_the_same_nodal_currents():
-    c, board = _board(seed=4)
-    topo = board.topology
-    idx, sign, offset = source_gather(topo.source_matrix, topo.source_offset)
-    g_in = board._solver.nodal.g_in
-    w_fold, c_fold = np.empty((g_in.shape[0], 6)), np.empty(g_in.shape[0])
-    folded_inputs_kernel(g_in, idx, sign, offset, w_fold, c_fold)
-    x = np.random.default_rng(4).uniform(-1, 1, (9, 6))
-    direct = topo.source_voltages(x) @ g_in.T
-    assert _rel(x @ w_fold.T + c_fold, direct) <= 1e-14
-
-
 def test_row_matching_kernels():
     rng = np.random.default_rng(5)
     held = rng.normal(size=(5, 3))
@@ -129,6 +116,3 @@ def test_row_matching_kernels():
     assert not held_rows_kernel(np.concatenate([held[[4]] + 1.0, held[[4]] + 1.0]), held, np.empty(1, np.int64))
     top, finite = finite_abs_max(np.array([[1.0, -3.0], [2.0, 0.5]]))
     assert top == 3.0 and finite and not finite_abs_max(np.array([[np.nan]]))[1]
-    a = rng.normal(size=(4, 10))
-    a[:, 5:8] = -a[:, 1:4]
-    assert mirrored_columns(a, 1, 5, 3) and not mirrored_columns(a, 1, 5, 4)
