@@ -274,27 +274,45 @@ def nodal_sums_kernel(g_in, hh_row_sum, g_leak, g_out, rows, diag, in_col_sum, o
     """
     p = g_in.shape[1]
     q = g_out.shape[0]
-    p4 = p - p % 4
+    p8 = p - p % 8
+    # every row in ascending order (a full refresh): the column sums are added in the same pass,
+    # in the same order (ascending rows) as the separate pass below
+    fused = in_col_sum.shape[0] > 0 and rows.shape[0] == g_in.shape[0]
+    for i in range(rows.shape[0]):
+        fused = fused and rows[i] == i
+    if in_col_sum.shape[0]:
+        in_col_sum[:] = 0.0
     for k in rows:
-        # four running sums (independent additions pipeline; the order is fixed, so still deterministic)
+        # eight running sums (independent additions pipeline and vectorise; the order is fixed,
+        # so still deterministic), combined pairwise in a fixed order
         s0 = 0.0
         s1 = 0.0
         s2 = 0.0
         s3 = 0.0
-        for j in range(0, p4, 4):
+        s4 = 0.0
+        s5 = 0.0
+        s6 = 0.0
+        s7 = 0.0
+        for j in range(0, p8, 8):
             s0 += g_in[k, j]
             s1 += g_in[k, j + 1]
             s2 += g_in[k, j + 2]
             s3 += g_in[k, j + 3]
-        s_in = (s0 + s1) + (s2 + s3)
-        for j in range(p4, p):
+            s4 += g_in[k, j + 4]
+            s5 += g_in[k, j + 5]
+            s6 += g_in[k, j + 6]
+            s7 += g_in[k, j + 7]
+        s_in = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+        for j in range(p8, p):
             s_in += g_in[k, j]
+        if fused:
+            for j in range(p):
+                in_col_sum[j] += g_in[k, j]
         s_out = 0.0
         for o in range(q):
             s_out += g_out[o, k]
         diag[k] = s_in + hh_row_sum[k] + g_leak[k] + s_out
-    if in_col_sum.shape[0]:
-        in_col_sum[:] = 0.0
+    if in_col_sum.shape[0] and not fused:
         for k in range(g_in.shape[0]):
             for j in range(p):
                 in_col_sum[j] += g_in[k, j]
