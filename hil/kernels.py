@@ -504,3 +504,26 @@ def held_rows_kernel(x, held, rows):  # pragma: no cover - compiled
             if x[r, j] != x[r % K, j]:
                 return False
     return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def differential_argmax_kernel(y, d, gain, out):  # pragma: no cover - compiled
+    """Predicted class per sample: argmax_c gain·Σ_j d[c, j]·y[r, j] (the first maximum), from port
+    currents ``y`` (B, q) in A and the differential matrix ``d`` (k, q); written into ``out`` (B,)."""
+    B, q = y.shape
+    k = d.shape[0]
+    for r in range(B):
+        best = 0
+        top = -np.inf
+        for c in range(k):
+            s = 0.0
+            for j in range(q):
+                s += y[r, j] * d[c, j]
+            z = gain * s
+            if z != z:  # NaN counts as the maximum, the first one wins (as numpy's argmax)
+                best = c
+                break
+            if z > top or c == 0:
+                top = z
+                best = c
+        out[r] = best

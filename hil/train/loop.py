@@ -261,7 +261,8 @@ class Trainer:
         bench_start = float(bench_clock()) if bench_clock is not None else 0.0
         for i in range(0, n, s.batch_size):
             idx = perm[i:i + s.batch_size]
-            res = estimate(s.estimator, self.board, data.train.x[idx], data.train.y[idx], self.loss, s.estimator_options)
+            y_batch = data.train.y[idx]
+            res = estimate(s.estimator, self.board, data.train.x[idx], y_batch, self.loss, s.estimator_options)
             target = self.opt.step(g, res.grad)
             returned = self.board.program(target, rel_tol=0.0)
             if bench_clock is None and not isinstance(returned, ProgramResult):
@@ -276,7 +277,7 @@ class Trainer:
             ok = res.stats["valid"] if "valid" in res.stats else valid_mask(res.op)
             n_bad = ok.size - int(np.count_nonzero(ok))
             invalid += n_bad
-            hits = self.loss.predict(res.op.y) == data.train.y[idx]
+            hits = self.loss.predict(res.op.y) == y_batch
             loss_sum += float(res.loss[ok].sum() if n_bad else res.loss.sum())
             correct += int(np.count_nonzero(hits[ok] if n_bad else hits))
             if res.op.on is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.kernels import cross_entropy_kernel
+from hil.kernels import cross_entropy_kernel, differential_argmax_kernel
 
 LOSSES = ("cross_entropy", "mse", "linear")
 
@@ -96,4 +96,12 @@ class Loss:
         return d
 
     def predict(self, y: np.ndarray) -> np.ndarray:
+        """Predicted class per sample (B,): the largest logit (one compiled pass with differential pairs)."""
+        d = self.differential
+        if d.size and isinstance(y, np.ndarray) and y.ndim == 2 and y.shape[1] == d.shape[1] and y.dtype == np.float64 \
+                and d.shape[0] > 0 and np.isfinite(self.gain_per_a):
+            out = np.empty(y.shape[0], dtype=np.int64)
+            differential_argmax_kernel(y if y.flags.c_contiguous else np.ascontiguousarray(y), self._d_c,
+                                       float(self.gain_per_a), out)
+            return out
         return np.argmax(self.scores(y), axis=1)

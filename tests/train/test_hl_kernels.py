@@ -60,6 +60,10 @@ def test_cross_entropy_kernel_equals_the_numpy_formula():
     with pytest.raises(ValueError, match="class labels"):
         loss.value_and_grad(y, np.full(11, 5))
     assert not cross_entropy_kernel(y, np.full(11, -1), d, 1e5, np.empty(11), np.empty((11, 10)))
+    assert np.array_equal(loss.predict(y), np.argmax(loss.scores(y), axis=1))
+    y[3, 4] = np.nan  # a NaN logit is the maximum, as for numpy's argmax
+    y[4] = 0.0  # ties: the first class
+    assert np.array_equal(loss.predict(y), np.argmax(loss.scores(y), axis=1))
 
 
 def test_hl_through_the_lean_path_equals_hl_exact():
