@@ -15,6 +15,13 @@ division by zero gives ±inf or NaN as in numpy, which the callers' certificates
 * :func:`adam_kernel` — one Adam step with projection onto the programmable range.
 * :func:`hl_phase_kernel` — the central responses of a stacked ± measurement, the
   symmetry (flip) test and the diode-state comparison of both phases, per sample.
+* :func:`hl_drive_kernel`, :func:`flip_accounting_kernel` — the port drives of the ± phases and
+  the per-sample flip bookkeeping of ``hl``.
+* :func:`cross_entropy_kernel`, :func:`differential_argmax_kernel` — the loss, its gradient and
+  the predictions on differential port currents.
+* :func:`source_voltages_kernel`, :func:`finite_abs_max`, :func:`repeats_of`,
+  :func:`held_rows_kernel` — input checks and held-input matching of the lean uncoupled
+  measurement path (:mod:`hil.circuit.uncoupled`).
 """
 
 from __future__ import annotations
