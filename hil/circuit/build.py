@@ -317,6 +317,8 @@ def _listed_coupling(sec: Section, items: Any, n: int, hidden_names: list[str]) 
         g = item[2]
         if not (isinstance(g, (int, float)) and not isinstance(g, bool) and 0 <= g <= MAX_CONDUCTANCE_S):
             sec.error(f"{key}[{i}]", f"conductance {g!r} must be a number in [0, {MAX_CONDUCTANCE_S:g}] S")
+        elif len(kl) == 2 and kl[0] == kl[1]:
+            sec.error(f"{key}[{i}]", f"joins hidden node {item[0]!r} to itself (no self-loops)")
         elif len(kl) == 2:
             ends.append(kl)
             vals.append(float(g))
