@@ -68,6 +68,10 @@ class Coupling:
         object.__setattr__(self, "pairs", pairs)
         object.__setattr__(self, "values", values)
 
+    def __setstate__(self, state: dict) -> None:  # unpickling: the topology stays read-only
+        self.__dict__.update(state)
+        self.pairs.flags.writeable = False
+
     # ---- construction ------------------------------------------------------------------
     @classmethod
     def none(cls, n: int) -> "Coupling":

@@ -16,9 +16,9 @@ export and ``hil solve --json``):
 Conductances: ``g_in`` (n, p) source→hidden, ``g_hh`` a sparse
 :class:`~hil.circuit.coupling.Coupling` of hidden↔hidden resistors (pairs k<l and their
 conductances; no (n, n) array), ``g_leak`` (n,) hidden→ground, ``g_out`` (q, n) hidden→output port.
-For compatibility the constructor also takes ``g_hh`` as a symmetric (n, n) array or a
-scipy.sparse matrix (converted on construction; ``coupling_mask`` then says which pairs are
-resistors, default: the nonzero ones).
+For compatibility the constructor also takes ``g_hh`` as a symmetric (n, n) array (with
+``coupling_mask`` naming the resistors; default: the nonzero entries) or a scipy.sparse matrix
+(its stored entries), and converts it on construction.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ class Circuit:
     def __post_init__(self, coupling_mask: np.ndarray | None) -> None:
         g = self.g_hh
         if isinstance(g, Coupling):
+            if coupling_mask is not None:
+                raise ValueError("coupling_mask applies only to a dense g_hh (a Coupling lists its resistors)")
             return
         try:
             if sp.issparse(g):

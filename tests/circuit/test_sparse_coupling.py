@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 import tracemalloc
 
 import numpy as np
@@ -33,6 +35,8 @@ def test_coupling_reads_like_the_symmetric_matrix_it_stands_for():
     assert not hasattr(c, "__array__")  # no silent densification through numpy
     with pytest.raises(ValueError):
         c.pairs[0, 0] = 2  # the topology is read-only
+    again = pickle.loads(pickle.dumps(c))
+    assert np.array_equal(again.pairs, c.pairs) and not again.pairs.flags.writeable
 
 
 @pytest.mark.parametrize("pairs,values,message", [
@@ -58,6 +62,8 @@ def test_dense_g_hh_is_still_accepted_and_a_mask_keeps_zero_resistors():
     assert isinstance(c.g_hh, Coupling) and c.g_hh.pairs.tolist() == [[0, 2], [1, 3]]
     assert c.g_hh.values.tolist() == [5e-6, 0.0]
     assert c.topology().edge_names[c.topology().groups["g_hh"]] == ("R_h0_h2", "R_h1_h3")
+    with pytest.raises(ValueError, match="coupling_mask applies only to a dense g_hh"):
+        dataclasses.replace(c, g_hh=c.g_hh, coupling_mask=mask)
     g[0, 1] = 1e-6
     with pytest.raises(CircuitError, match="conductances.g_hh: must be symmetric"):
         Circuit(sources=base.sources, hidden_names=base.hidden_names, output_names=base.output_names,
@@ -198,3 +204,50 @@ def test_wide_coupled_network_never_forms_an_n_by_n_array(monkeypatch):
     assert biggest < n * n / 64, biggest
     estimate = estimated_memory_bytes(n, programmed.n_sources, programmed.n_outputs, n_pairs=m)
     assert 0.5 <= peak / estimate <= 2.0, (peak / 2**20, estimate / 2**20)
+
+
+def test_programming_coupling_resistors_updates_only_their_nodes_bit_for_bit():
+    """Changing a few coupling resistors rewrites their K entries and the sums of their two nodes
+    only; the result equals a nodal system built from scratch, bit for bit."""
+    c = random_circuit(300, 3, 2, seed=4, coupling_degree=6)
+    assert c.g_hh.degrees().max() >= 8  # rows wide enough for numpy's unrolled sums
+    nodal = NodalSystem(c)
+    rng = np.random.default_rng(1)
+    g = c.conductance_vector()
+    hh = c.topology().groups["g_hh"]
+    for count in (1, 5, 40):
+        g = g.copy()
+        pick = hh.start + rng.choice(hh.stop - hh.start, count, replace=False)
+        g[pick] = rng.uniform(1e-7, 1e-4, count)
+        before = nodal.diag.copy()
+        assert nodal.program(g) == count
+        ends = np.unique(c.g_hh.pairs[pick - hh.start])
+        others = np.setdiff1d(np.arange(c.n_hidden), ends)
+        assert np.array_equal(nodal.diag[others], before[others])
+        fresh = NodalSystem(c.with_conductances(g))
+        assert np.array_equal(nodal.hh_row_sum, fresh.hh_row_sum)
+        assert np.array_equal(nodal.diag, fresh.diag)
+        assert np.array_equal(nodal.k_csr.data, fresh.k_csr.data)
+
+
+def test_non_ideal_board_reprograms_its_solver_in_place():
+    """A device board without wires keeps one solver and writes changed conductances into it;
+    its solutions equal those of a solver built from scratch for the same device state."""
+    from hil.circuit.solve import EquilibriumSolver
+
+    cfg = _wide_config(40)
+    cfg["board"]["devices"] = {"preset": "discrete-bench", "seed": 0,
+                               "faults": {"p_stuck_on": 0.02, "p_stuck_off": 0.02}}
+    board = api.build_board(cfg)
+    x = np.random.default_rng(3).uniform(-1, 1, (6, 4))
+    board.measure(x)
+    solver = board._solver()[0]
+    g = board.read_conductances() * np.where(np.arange(board.topology.n_conductances) % 5 == 0, 0.8, 1.0)
+    board.program(g)
+    board.measure(x)
+    assert board._solver()[0] is solver  # programmed in place, not rebuilt
+    seen = board.read_conductances()
+    fresh = EquilibriumSolver(board._nominal.with_conductances(seen).with_diodes(board._diodes))
+    u = board.model.sources(board.topology.source_voltages(x))
+    a, b = solver.solve(u), fresh.solve(u)
+    assert np.array_equal(a.e, b.e) and np.array_equal(a.y, b.y) and np.array_equal(a.i_src, b.i_src)
