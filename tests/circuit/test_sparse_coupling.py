@@ -251,3 +251,27 @@ def test_non_ideal_board_reprograms_its_solver_in_place():
     u = board.model.sources(board.topology.source_voltages(x))
     a, b = solver.solve(u), fresh.solve(u)
     assert np.array_equal(a.e, b.e) and np.array_equal(a.y, b.y) and np.array_equal(a.i_src, b.i_src)
+
+
+@pytest.mark.parametrize("degree", [0, 4])
+def test_size_estimate_is_within_2x_of_the_traced_peak_of_board_and_a_step(degree):
+    """The digits network (130 sources, 20 ports) at 512 hidden nodes, batch 32."""
+    overrides = ["board.circuit.hidden.count=512", "train.trainable=[g_in, g_hh, g_out]"]
+    if degree:
+        overrides.append(f"board.circuit.conductances.g_hh={{random: {{degree: {degree}, low: 1.0e-6, high: 1.0e-5}}}}")
+    cfg = api.load_config("sim-digits", overrides)
+    data = api.load_data(cfg)
+    x, t = data.train.x[:32], data.train.y[:32]
+    warm = api.load_config("sim-digits", ["board.circuit.hidden.count=8"])
+    api.train_steps(api.build_board(warm), warm, x, t, steps=1)  # imports and compiled kernels first
+    tracemalloc.start()
+    try:
+        board = api.build_board(cfg)
+        api.train_steps(board, cfg, x, t, steps=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    hh = board.topology.groups["g_hh"]
+    assert (hh.stop - hh.start > 0) == bool(degree)
+    estimate = estimated_memory_bytes(512, 130, 20, n_pairs=hh.stop - hh.start)
+    assert 0.5 <= peak / estimate <= 2.0, (peak / 2**20, estimate / 2**20)
