@@ -63,8 +63,8 @@ def estimated_memory_bytes(n_hidden: int, n_sources: int, n_outputs: int, n_pair
 
     ``n_pairs`` is the number of hidden↔hidden coupling resistors.  Everything grows with the
     number of conductances, n·p + n_pairs + n + q·n (the coupling is sparse: no n × n term);
-    a training step adds working memory that grows with the batch (about 0.5–1.5× this
-    figure at batch 32 on the digits network, see docs/performance.md).
+    a training step adds working memory that grows with the batch (0.3–0.9× this figure at
+    batch 32 on the digits network with 256–4096 hidden nodes, see docs/performance.md).
     """
     n, p, q = n_hidden, n_sources, n_outputs
     conductances = n * p + n_pairs + n + q * n
