@@ -145,7 +145,10 @@ class Coupling:
     def _index(self, k: int, l: int) -> int:
         """Position of the resistor joining k and l, or -1."""
         a, b = (k, l) if k < l else (l, k)
-        key = self.pairs[:, 0] * self.n + self.pairs[:, 1]
+        key = self.__dict__.get("_keys")
+        if key is None:  # sorted keys k·n + l, built on the first lookup
+            key = self.pairs[:, 0] * self.n + self.pairs[:, 1]
+            object.__setattr__(self, "_keys", key)
         i = int(np.searchsorted(key, a * self.n + b))
         return i if i < key.size and key[i] == a * self.n + b else -1
 
