@@ -9,8 +9,6 @@ operating point warm-starts the next solve of the same inputs (perturbation phas
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from hil.board import BoardBase, BoardTopology, Measurement
@@ -18,7 +16,7 @@ from hil.circuit.linsolve import solve_diagonal_shift
 from hil.circuit.model import Circuit
 from hil.circuit.solve import CircuitState, EquilibriumSolver, source_currents_of
 from hil.circuit.uncoupled import UncoupledIdealSolves
-from hil.kernels import held_rows_kernel, repeats_of
+from hil.kernels import finite_range, held_rows_kernel, repeats_of
 
 
 def board_topology(circuit: Circuit) -> BoardTopology:
@@ -189,9 +187,9 @@ class SimulatedBoard(BoardBase):
         g = np.asarray(g, dtype=float)
         if g.shape != (self._topology.n_conductances,):
             raise ValueError(f"expected {self._topology.n_conductances} conductances, got shape {g.shape}")
-        lo, hi = (float(g.min()), float(g.max())) if g.size else (0.0, 0.0)
+        lo, hi, finite = finite_range(g if g.flags.c_contiguous else np.ascontiguousarray(g))
         g_min, g_max = self._bounds
-        if not (math.isfinite(lo) and math.isfinite(hi)):  # min/max propagate NaN and show ±inf
+        if not finite:
             raise ValueError("conductances must be finite (siemens)")
         if lo < g_min or hi > g_max:
             g = np.clip(g, g_min, g_max)

@@ -116,8 +116,10 @@ class NodalSystem:
                           self.in_col_sum if columns else _NONE, self.out_row_sum if ports else _NONE)
 
     def _refresh_hh(self) -> None:
+        if not self.coupled:  # no coupling: the sums stay 0 and K has no off-diagonal entries
+            return
         self._vals_ext[:-1] = self.g_hh_values
-        self.hh_row_sum[:] = self._vals_ext[self._nbr].sum(axis=1) if self.coupled else 0.0
+        self.hh_row_sum[:] = self._vals_ext[self._nbr].sum(axis=1)
         self.k_csr.data[self._pos_kl] = -self.g_hh_values
         self.k_csr.data[self._pos_lk] = -self.g_hh_values
 

@@ -108,10 +108,18 @@ class EquilibriumSolver:
         nd = self.nodal
         self.k_sparse = nd.k_csc
         self.k_dense = nd.k_dense() if nd.coupled and use_dense(nd.n) else None
-        self.masked = MaskedSolver(self.k_dense, self.k_sparse, diagonal=None if nd.coupled else nd.diag)
+        self._masked: MaskedSolver | None = None  # built on first use (uncoupled training never solves through it)
         self._lambda_min: float | None = None
         self._g_in_col = nd.in_col_sum  # (p,) total conductance at each source, S
         self._g_out_row = nd.out_row_sum  # (q,) total conductance at each port, S
+
+    @property
+    def masked(self) -> MaskedSolver:
+        """The masked linear solver of K as currently programmed (built on first use after programming)."""
+        if self._masked is None:
+            nd = self.nodal
+            self._masked = MaskedSolver(self.k_dense, self.k_sparse, diagonal=None if nd.coupled else nd.diag)
+        return self._masked
 
     @property
     def circuit(self) -> Circuit:

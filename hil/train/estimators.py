@@ -22,7 +22,7 @@ from functools import partial
 import numpy as np
 
 from hil.board import Board, ExactLinearization, Measurement, PhasedMeasurement, valid_mask
-from hil.kernels import flip_accounting_kernel, hl_drive_kernel, hl_phase_kernel
+from hil.kernels import flip_accounting_kernel, hl_drive_kernel, hl_phase_kernel, repeats_of
 from hil.train.losses import Loss
 
 ESTIMATORS = ("hl", "hl-exact", "ep", "fd")
@@ -184,7 +184,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
         amp[amp == 0] = 1.0
         np.divide(delta_v, amp, out=eps)
     n0 = topo.node_voltages(op)
-    n_hat = np.zeros_like(n0)
+    n_hat = np.zeros(n0.shape)
     # Node order [sources, hidden, ports, ground]: when the sources hold the same voltages in
     # every phase (they follow x), only the hidden nodes and ports can respond.
     p = op.u.shape[1]
@@ -209,7 +209,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
             readable = resolvable(both.e[:k] - both.e[k:], noise) if noise > 0 else _ALL[:k] if k <= _ALL.size \
                 else np.ones(k, bool)
             phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
-            if (both.u.reshape(2, k, -1) == op.u[rows]).all():  # sources did not move: 0 in every response
+            if _sources_held(both.u, op.u if rows is everything else op.u[rows]):  # 0 in every response
                 cols = responding
                 by_response, sides = _held_source_phases(op, rows, k, both, es, noise, flip_rel_tol, phase_ok,
                                                          n_hat, cols, rows is everything)
@@ -229,7 +229,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
             if phase_ok is not None:
                 ok = (valid_mask(op) if ok is None else ok).copy()
                 ok[rows] &= phase_ok
-            single, flips = np.empty(k, bool), np.empty(k, bool)
+            single, flips = np.empty((2, k), bool)
             n_flagged, n_by_response, n_single, n_unreadable = flip_accounting_kernel(
                 _c(plus_flip, np.bool_), _c(minus_flip, np.bool_), _c(by_response, np.bool_),
                 _ALL[:k] if phase_ok is None and k <= _ALL.size else
@@ -238,16 +238,15 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
             flipped_total += n_flagged
             unreadable += n_unreadable
             if n_single:  # one phase kept every state: its one-sided difference is exact
-                sel = np.flatnonzero(single)
-                rows_sel = todo[sel]
-                use_minus = plus_flip[sel][:, None]
+                sel = single.nonzero()[0]
                 if pm is not None:
                     npl, nmi, ref = pm
-                    side = np.where(use_minus, ref[sel] - nmi[sel], npl[sel] - ref[sel])
-                    n_hat[rows_sel, cols] = side / es[sel]
-                source_phases.append((rows_sel, k, both, es[sel], (sel, use_minus, op)))
+                    side = np.where(plus_flip[sel][:, None], ref[sel] - nmi[sel], npl[sel] - ref[sel])
+                    n_hat[todo[sel], cols] = side / es[sel]
+                # (``es`` may be a view of ``eps``: only re-measured samples, never these, get a smaller drive)
+                source_phases.append((todo, k, both, es, (sel, plus_flip, op)))
                 one_sided += n_single
-            if not flips.any() or retries >= max_retries:
+            if n_flagged == n_single + n_unreadable or retries >= max_retries:  # nothing left to re-measure
                 break
             retries += 1
             todo = todo[flips]
@@ -325,6 +324,13 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
     return flips[2], ((flips[0], flips[1]) if states else None)
 
 
+def _sources_held(u_both: np.ndarray, u0: np.ndarray) -> bool:
+    """Whether the stacked ± measurement's source voltages ``u_both`` (2k, p) are ``u0`` (k, p) twice
+    (exactly: a NaN never matches), in one compiled comparison."""
+    return u_both.ndim == 2 and u0.ndim == 2 and u_both.shape[0] == 2 * u0.shape[0] \
+        and repeats_of(_c(u_both), _c(u0)) == 2
+
+
 def _c(a: np.ndarray, dtype=np.float64) -> np.ndarray:
     """``a`` as a C-contiguous array of ``dtype`` (itself when it already is one)."""
     return a if a.dtype == dtype and a.flags.c_contiguous else np.ascontiguousarray(a, dtype=dtype)
@@ -349,10 +355,11 @@ def _central_source_grad(shape: tuple[int, int], phases: list) -> np.ndarray:
         i_src = both.i_src
         if single is None:
             i_hat[rows] = (i_src[:k] - i_src[k:]) / (2 * es)
-        else:
-            sel, use_minus, op = single
+        else:  # the samples ``sel`` of the pass over ``rows``, from the phase that kept its states
+            sel, plus_flip, op = single
+            rows = rows[sel]
             i0 = op.i_src[rows]
-            i_hat[rows] = np.where(use_minus, i0 - i_src[k:][sel], i_src[:k][sel] - i0) / es
+            i_hat[rows] = np.where(plus_flip[sel][:, None], i0 - i_src[k:][sel], i_src[:k][sel] - i0) / es[sel]
     return i_hat
 
 

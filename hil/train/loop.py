@@ -274,8 +274,11 @@ class Trainer:
                 for key, val in pr.summary().items():
                     if key in prog:
                         prog[key] = max(prog[key], val) if key == "max_rel_error" else prog[key] + val
-            ok = res.stats["valid"] if "valid" in res.stats else valid_mask(res.op)
-            n_bad = ok.size - int(np.count_nonzero(ok))
+            st = res.stats
+            n_bad = st.get("invalid_samples", -1)
+            if n_bad:  # some samples invalid (or not counted by the estimator): the mask says which
+                ok = st["valid"] if "valid" in st else valid_mask(res.op)
+                n_bad = ok.size - int(np.count_nonzero(ok))
             invalid += n_bad
             hits = self.loss.predict(res.op.y) == y_batch
             loss_sum += float(res.loss[ok].sum() if n_bad else res.loss.sum())
@@ -283,8 +286,8 @@ class Trainer:
             if res.op.on is not None:
                 on_sum += np.count_nonzero(res.op.on) / max(res.op.on.shape[1], 1)
                 seen_states = True
-            flips += res.stats.get("flipped_samples", 0)
-            unresolved += res.stats.get("unresolved_flips", 0)
+            flips += st.get("flipped_samples", 0)
+            unresolved += st.get("unresolved_flips", 0)
             if bar is not None:
                 seen = min(i + s.batch_size, n)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%")
