@@ -137,12 +137,7 @@ class UncoupledIdealSolves:
         if ref is not held or rows is not None:
             u_scale = _abs_max(held_u)
         sol = self._certified(b_src, max(u_scale, w_scale), delta=w @ nd.g_out)
-        if k == 1:
-            u = held_u
-        else:  # the held source voltages, once per phase
-            u = np.empty((k * B, held_u.shape[1]))
-            for i in range(k):
-                u[i * B:(i + 1) * B] = held_u
+        u = held_u if k == 1 else np.concatenate((held_u,) * k)  # the held source voltages, once per phase
         st = _PortCurrentsOnRead(u, w, sol.e, None, sol.on, None, None, None, sol.report, None)
         # the output conductances of this moment: the snapshot makes the next programming step
         # write fresh arrays instead of these (copy on write); the row sums are copied (q values)

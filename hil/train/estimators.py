@@ -230,8 +230,11 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                 ok = (valid_mask(op) if ok is None else ok).copy()
                 ok[rows] &= phase_ok
             single, flips = np.empty((2, k), bool)
+            if pm is not None:  # from numpy formulas: make them contiguous bool arrays (the kernel's are)
+                plus_flip, minus_flip, by_response = (_c(plus_flip, np.bool_), _c(minus_flip, np.bool_),
+                                                      _c(by_response, np.bool_))
             n_flagged, n_by_response, n_single, n_unreadable = flip_accounting_kernel(
-                _c(plus_flip, np.bool_), _c(minus_flip, np.bool_), _c(by_response, np.bool_),
+                plus_flip, minus_flip, by_response,
                 _ALL[:k] if phase_ok is None and k <= _ALL.size else
                 _c(np.ones(k, bool) if phase_ok is None else phase_ok, np.bool_), _c(readable, np.bool_), single, flips)
             seen_by_response += n_by_response
@@ -278,11 +281,12 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     unresolved = (int(flips.sum()) if todo.size else 0) + unreadable  # both kept with a flipped estimate
     if central:
         i_hat = partial(_central_source_grad, op.u.shape, source_phases)
-    if ok is None:
-        ok = np.ones(B, bool)
+    all_valid = ok is None
+    if all_valid:  # a read-only "every sample valid" mask (no copy made)
+        ok = _ALL[:B] if B <= _ALL.size else np.ones(B, bool)
     return _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved,
                    {"flipped_samples": flipped_total, "flips_from_response": seen_by_response, "retries": retries,
-                    "one_sided": one_sided, "unresolvable": unreadable})
+                    "one_sided": one_sided, "unresolvable": unreadable}, n_invalid=0 if all_valid else None)
 
 
 _NO_STATES = np.zeros((0, 0), dtype=np.bool_)
@@ -429,14 +433,17 @@ def _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_p
                     "phases": 1 + len(signs) * q})
 
 
-def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved, stats) -> GradientResult:
+def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved, stats,
+            n_invalid: int | None = None) -> GradientResult:
     """Batch-mean gradient over the valid samples only; invalid samples are counted, never used.
 
     The bias note says why the answer may be biased: unresolved flips, invalid samples left
-    out, truncation of a non-piecewise-linear response, reading noise.
+    out, truncation of a non-piecewise-linear response, reading noise.  ``n_invalid``: the
+    number of False entries of ``ok`` when the caller knows it.
     """
     notes = []
-    n_invalid = ok.size - int(np.count_nonzero(ok))
+    if n_invalid is None:
+        n_invalid = ok.size - int(np.count_nonzero(ok))
     if unresolved:
         notes.append(f"{unresolved} sample(s) still had a diode flip after {stats['retries']} re-measurement(s): "
                      "their gradient mixes two linearizations")

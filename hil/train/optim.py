@@ -54,14 +54,14 @@ class Optimizer:
             frozen = self._frozen = (np.flatnonzero(~self.mask), self.mask.shape[0])
         frozen = frozen[0]
         m = st["m"]
-        if np.shape(g) != m.shape:
+        if (g.shape if isinstance(g, np.ndarray) else np.shape(g)) != m.shape:
             raise ValueError(f"expected {m.shape[0]} conductances, got shape {np.shape(g)}")
         # a scalar gradient applies to every parameter; any other shape must match (ValueError)
         if isinstance(grad, np.ndarray) and grad.shape == m.shape and grad.dtype == np.float64:
             gr = grad
         else:
             gr = np.broadcast_to(np.asarray(grad, dtype=float), m.shape)
-        buf = np.empty_like(m)
+        buf = np.empty(m.shape)
         if self.name == "sgd":
             m *= self.momentum
             m += gr
