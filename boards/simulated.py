@@ -9,6 +9,8 @@ operating point warm-starts the next solve of the same inputs (perturbation phas
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hil.board import BoardBase, BoardTopology, Measurement
@@ -16,7 +18,7 @@ from hil.circuit.linsolve import solve_diagonal_shift
 from hil.circuit.model import Circuit
 from hil.circuit.solve import CircuitState, EquilibriumSolver, source_currents_of
 from hil.circuit.uncoupled import UncoupledIdealSolves
-from hil.kernels import finite_range, held_rows_kernel, repeats_of
+from hil.kernels import held_rows_kernel, repeats_of
 
 
 def board_topology(circuit: Circuit) -> BoardTopology:
@@ -138,6 +140,7 @@ class SimulatedBoard(BoardBase):
             raise ValueError("need 0 <= g_min < g_max (siemens)")
         circuit.validate()
         self._topology = board_topology(circuit)
+        self._n_inputs = self._topology.n_inputs
         self._bounds = (float(g_min), float(g_max))
         self._diodes = circuit.diodes
         self._piecewise_linear = bool(circuit.diodes.law.piecewise_linear)
@@ -187,9 +190,9 @@ class SimulatedBoard(BoardBase):
         g = np.asarray(g, dtype=float)
         if g.shape != (self._topology.n_conductances,):
             raise ValueError(f"expected {self._topology.n_conductances} conductances, got shape {g.shape}")
-        lo, hi, finite = finite_range(g if g.flags.c_contiguous else np.ascontiguousarray(g))
+        lo, hi = (float(g.min()), float(g.max())) if g.size else (0.0, 0.0)
         g_min, g_max = self._bounds
-        if not finite:
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # min/max propagate NaN and show ±inf
             raise ValueError("conductances must be finite (siemens)")
         if lo < g_min or hi > g_max:
             g = np.clip(g, g_min, g_max)
@@ -262,8 +265,8 @@ class SimulatedBoard(BoardBase):
         """:meth:`_solve` for uncoupled ideal diodes: the same held-point rules, the lean certified solves."""
         if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == np.float64):
             x = np.atleast_2d(np.asarray(x, dtype=float))
-        if x.shape[1] != self._topology.n_inputs:
-            raise ValueError(f"expected {self._topology.n_inputs} inputs per sample, got {x.shape[1]}")
+        if x.shape[1] != self._n_inputs:
+            raise ValueError(f"expected {self._n_inputs} inputs per sample, got {x.shape[1]}")
         fast, held = self._uncoupled, self._last
         if held is not None and w is None and _same_inputs(held[0], x):
             return held[1]  # same inputs, same conductances: the held operating point

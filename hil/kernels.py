@@ -19,7 +19,7 @@ division by zero gives ±inf or NaN as in numpy, which the callers' certificates
   the per-sample flip bookkeeping of ``hl``.
 * :func:`cross_entropy_kernel`, :func:`differential_argmax_kernel` — the loss, its gradient and
   the predictions on differential port currents.
-* :func:`source_voltages_kernel`, :func:`finite_abs_max`, :func:`finite_range`, :func:`repeats_of`,
+* :func:`source_voltages_kernel`, :func:`finite_abs_max`, :func:`repeats_of`,
   :func:`held_rows_kernel` — input checks and held-input matching of the lean uncoupled
   measurement path (:mod:`hil.circuit.uncoupled`).
 """
@@ -467,22 +467,6 @@ def finite_abs_max(a):  # pragma: no cover - compiled
             bad += v - v  # 0 unless some entry is ±inf or NaN
             top = max(top, abs(v))
     return top, bad == 0.0
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def finite_range(a):  # pragma: no cover - compiled
-    """(min a, max a, every entry finite) of a 1-D array in one pass ((0, 0, True) for an empty array)."""
-    if a.shape[0] == 0:
-        return 0.0, 0.0, True
-    lo = a[0]
-    hi = a[0]
-    bad = 0.0
-    for i in range(a.shape[0]):
-        v = a[i]
-        bad += v - v  # 0 unless some entry is ±inf or NaN
-        lo = min(lo, v)
-        hi = max(hi, v)
-    return lo, hi, bad == 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
