@@ -50,20 +50,26 @@ def solve_ideal_coupled(k_csr: sp.csr_matrix, diag: np.ndarray, b: np.ndarray, s
     ``k_csr``: K as CSR with sorted indices; ``diag`` (n,) its diagonal; ``s`` (n,) diode
     orientation ±1, ``h`` (n,) clamp levels in V; ``scale_v`` the voltage scale (V) of the
     certificate.  ``warm_on`` (B, n) / ``warm_e`` (B, n, V): start active set and voltages
-    (``held``: they are the held operating point of these inputs, reported as ``held-set``).
+    (``held``: they are the held operating point of these inputs, reported as ``held-set``; in an
+    even batch whose halves repeat the held point, the − phases start from the + phases'
+    answers reflected about it).
     ``general``: the masked solver of the same K for samples the kernel cannot finish and
     for a batch whose certificate fails; ``fallback``: the general solver's cycling fallback.
     Raises :class:`SolveError` when no path certifies the batch.
     """
     t0 = time.perf_counter()
     B, n = b.shape
+    if k_csr.shape != (n, n) or np.shape(diag) != (n,):
+        raise ValueError(f"solve_ideal_coupled: K {k_csr.shape} and diagonal {np.shape(diag)} do not fit {n} nodes")
+    if warm_on is not None and (np.shape(warm_on) != (B, n) or (warm_e is not None and np.shape(warm_e) != (B, n))):
+        raise ValueError(f"solve_ideal_coupled: warm start of shape {np.shape(warm_on)} for a batch of shape {(B, n)}")
     s_f, h_f = _per_node(s, n), _per_node(h, n)
     b = _float_c(b)
     cold = warm_on is None
     on = np.empty((B, n), dtype=np.bool_) if cold else np.array(warm_on, dtype=np.bool_, order="C")
     if cold:
         e = np.empty((B, n))
-    elif warm_e is not None and warm_e.shape == (B, n):
+    elif warm_e is not None:
         e = np.array(warm_e, dtype=np.float64, order="C")
     else:
         e = np.where(on, h_f[None, :], 0.0)
@@ -73,7 +79,7 @@ def solve_ideal_coupled(k_csr: sp.csr_matrix, diag: np.ndarray, b: np.ndarray, s
     indptr, indices, data = k_csr.indptr, k_csr.indices, k_csr.data
     diag_f = _per_node(diag, n)
     (lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, n_on, finite), (steps, cg_total, unsettled) = pdas_cg_kernel(
-        indptr, indices, data, diag_f, b, s_f, h_f, on, e, cold, CG_RTOL, max_cg_iterations(n), MAX_PDAS,
+        indptr, indices, data, diag_f, b, s_f, h_f, on, e, cold, held, CG_RTOL, max_cg_iterations(n), MAX_PDAS,
         status, z, mu)
     path = "held-set" if held else "pdas"
     if held and steps > 1:

@@ -36,7 +36,7 @@ def _row_dot(indptr, indices, data, k, v):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, rtol, max_cg, max_pdas,
+def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rtol, max_cg, max_pdas,
                    status, z, mu):  # pragma: no cover - compiled
     """Solve K e − b = s·mu, mu ≥ 0, z = s(e − h) ≥ 0, mu·z = 0 for every row of ``b`` (B, n), A.
 
@@ -46,6 +46,13 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, rtol, max_
     with the coupling left out (e = clamp(b_k/K_kk)), which weak coupling leaves close to
     the answer.  Both are overwritten with the result.  ``s`` (n,) orientation ±1.0 and
     ``h`` (n,) clamp levels (V) as float arrays.
+
+    ``mirror`` (warm starts of an even batch): where row i + B/2 starts from the same held
+    point as row i (the − and + perturbation phases of one sample) and row i settled in one
+    step on that set, row i + B/2 starts from row i's answer reflected about the held
+    voltages, 2·e_held − e_i — on the held set the response is linear, so this is the
+    − phase's answer up to rounding and its CG usually has nothing left to do.  Only a start:
+    the CG test on the true residual decides as for any other start.
 
     One PDAS step fixes e = h on the active (conducting) set A and solves
     K_FF e_F = b_F − K_FA h_A by CG with the Jacobi preconditioner on the free nodes only,
@@ -71,15 +78,29 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, rtol, max_
     g_lo_z, g_lo_mu, g_kcl, g_comp, g_ke, g_b = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
     g_count = 0
     g_finite = True
+    one_step = np.zeros(B, dtype=np.bool_)
     most_steps = 0
     cg_total = 0
     unsettled = 0
+    half = B // 2 if mirror and B % 2 == 0 else 0
+    twin = np.zeros(half, dtype=np.bool_)  # row i + half starts from the same held point as row i
+    for i in range(half):
+        same = True
+        for k in range(n):
+            if e[i, k] != e[i + half, k] or on[i, k] != on[i + half, k]:
+                same = False
+                break
+        twin[i] = same
     for i in range(B):
         ei = e[i]
         oi = on[i]
         bi = b[i]
         zi = z[i]
         mi = mu[i]
+        if i >= half > 0 and twin[i - half] and status[i - half] == SETTLED and one_step[i - half]:
+            ep = e[i - half]
+            for k in range(n):
+                ei[k] = 2.0 * ei[k] - ep[k]
         if cold:
             for k in range(n):
                 v = bi[k] / diag[k]
@@ -206,6 +227,7 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, rtol, max_
                 g_finite = g_finite and nan_sum == 0.0
                 break
         status[i] = st
+        one_step[i] = it == 1
         most_steps = max(most_steps, it)
         cg_total += total
         unsettled += st != SETTLED

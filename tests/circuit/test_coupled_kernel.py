@@ -39,7 +39,7 @@ def kernel_arrays(nd, b, s, h, cold=True, on=None, e=None, max_cg=500, max_pdas=
     status, z, mu = np.empty(B, np.int64), np.empty((B, n)), np.empty((B, n))
     k = nd.k_csr
     cert, counts = pdas_cg_kernel(k.indptr, k.indices, k.data, nd.diag, b, np.asarray(s, float), np.asarray(h, float),
-                                  on, e, cold, 1e-14, max_cg, max_pdas, status, z, mu)
+                                  on, e, cold, False, 1e-14, max_cg, max_pdas, status, z, mu)
     return on, e, status, z, mu, cert, counts
 
 
@@ -148,3 +148,29 @@ def test_empty_batch():
     c, nd, b, d = case(30, 10, False)
     sol = solve_ideal_coupled(nd.k_csr, nd.diag, b[:0], d.orientation, d.v_ref, 2.0)
     assert sol.e.shape == (0, 30) and sol.report.converged
+
+
+def test_stacked_phases_start_from_the_mirrored_answer_and_equal_cold_solves():
+    c, nd, b, d = case(100, 11, False, v_ref=0.0)
+    held = solve_ideal_coupled(nd.k_csr, nd.diag, b, d.orientation, d.v_ref, 2.0)
+    db = np.random.default_rng(11).normal(size=b.shape) * 1e-9  # the ± drive of each sample: no flip
+    both = np.concatenate([b + db, b - db])
+    twice = lambda a: np.concatenate([a, a])
+    runs = {}
+    for mirror in (False, True):
+        runs[mirror] = solve_ideal_coupled(nd.k_csr, nd.diag, both, d.orientation, d.v_ref, 2.0,
+                                           warm_on=twice(held.on), warm_e=twice(held.e), held=mirror)
+    cold = solve_ideal(dense_general(c), both, d.orientation, d.v_ref, None, 2.0)
+    for sol in runs.values():
+        assert np.array_equal(sol.on, cold.on)
+        assert np.max(np.abs(sol.e - cold.e)) <= 1e-12 * 2.0
+    # the − phases had (almost) nothing left to solve
+    assert runs[True].report.iterations["cg"] < runs[False].report.iterations["cg"]
+
+
+def test_shapes_are_checked_before_the_kernel_runs():
+    c, nd, b, d = case(30, 12, False)
+    with pytest.raises(ValueError, match="warm start"):
+        solve_ideal_coupled(nd.k_csr, nd.diag, b, d.orientation, d.v_ref, 2.0, warm_on=np.zeros((1, 30), bool))
+    with pytest.raises(ValueError, match="do not fit"):
+        solve_ideal_coupled(nd.k_csr, nd.diag, b[:, :20], d.orientation, d.v_ref, 2.0)
