@@ -267,3 +267,24 @@ def coupled_certificate_kernel(indptr, indices, data, diag, b, s, h, e, on, z, m
             ke_abs = max(ke_abs, abs(diag[k] * ei[k]))
             b_abs = max(b_abs, abs(b[i, k]))
     return lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, count, nan_sum == 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def edge_products_kernel(a, b, first, second, inv, where, out):  # pragma: no cover - compiled
+    """Batch mean of (a_i − a_j)(b_i − b_j) for the node pairs (first[t], second[t]) of a coupling.
+
+    ``a``, ``b`` (B, nodes) node voltages (V) of two measurements; writes
+    ``out[where[t]] = inv · Σ_r (a[r, i] − a[r, j])(b[r, i] − b[r, j])`` (``inv`` = 1/B), one
+    pass over the rows with no gathered (B × pairs) temporaries.
+    """
+    m = first.shape[0]
+    acc = np.zeros(m)
+    for r in range(a.shape[0]):
+        ar = a[r]
+        br = b[r]
+        for t in range(m):
+            i = first[t]
+            j = second[t]
+            acc[t] += (ar[i] - ar[j]) * (br[i] - br[j])
+    for t in range(m):
+        out[where[t]] = acc[t] * inv

@@ -174,3 +174,20 @@ def test_shapes_are_checked_before_the_kernel_runs():
         solve_ideal_coupled(nd.k_csr, nd.diag, b, d.orientation, d.v_ref, 2.0, warm_on=np.zeros((1, 30), bool))
     with pytest.raises(ValueError, match="do not fit"):
         solve_ideal_coupled(nd.k_csr, nd.diag, b[:, :20], d.orientation, d.v_ref, 2.0)
+
+
+def test_edge_products_equal_the_direct_formula_for_any_memory_layout():
+    from hil.boards.simulated import SimulatedBoard
+
+    c = random_circuit(40, 3, 4, seed=13, coupling_degree=4)
+    topo = SimulatedBoard(c).topology
+    rng = np.random.default_rng(13)
+    a = np.asfortranarray(rng.normal(size=(5, len(topo.node_names))))
+    b = rng.normal(size=(len(topo.node_names), 5)).T  # a transposed view
+    a[:, -1] = b[:, -1] = 0.0  # ground
+    i, j = topo.edges[:, 0], topo.edges[:, 1]
+    direct = np.mean((a[:, i] - a[:, j]) * (b[:, i] - b[:, j]), axis=0)
+    got = topo.mean_branch_product(a, b)
+    pairs = topo._gather_plan()[5]
+    assert pairs.size > 40
+    assert np.max(np.abs(got - direct)) <= 1e-12 * np.abs(direct).max()

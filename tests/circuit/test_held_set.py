@@ -141,4 +141,6 @@ def test_small_dense_batches_reuse_lu_factors_by_active_set():
     np.testing.assert_allclose(again, ms.solve(clamped[:2], h, -rhs[:2]), rtol=0, atol=0)
     for _ in range(10):  # 40 more sets: the cache stays bounded
         ms.solve(rng.random((4, c.n_hidden)) < 0.5, h, rhs[:4])
-    assert len(ms._dense_lu) <= ls.DENSE_LU_ENTRIES
+    size = ms._dense_factor(clamped[0])[0].nbytes + ms._dense_factor(clamped[0])[1].nbytes
+    assert len(ms._dense_lu) <= ls.DENSE_LU_CACHE_BYTES // size
+    assert ms._dense_lu_bytes == sum(f[0].nbytes + f[1].nbytes for f in ms._dense_lu.values()) <= ls.DENSE_LU_CACHE_BYTES
