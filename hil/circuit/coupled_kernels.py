@@ -140,6 +140,10 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
                 bb += fk * fk
             target = rtol * rtol * bb
             ok = rr <= target
+            if not ok and bb == 0.0:  # K_FF e_F = 0 with K_FF positive definite: e_F = 0
+                for t in range(nf):
+                    ei[free[t]] = 0.0
+                ok = True
             if not ok:
                 rz = 0.0
                 for t in range(nf):

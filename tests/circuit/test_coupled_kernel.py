@@ -191,3 +191,12 @@ def test_edge_products_equal_the_direct_formula_for_any_memory_layout():
     pairs = topo._gather_plan()[5]
     assert pairs.size > 40
     assert np.max(np.abs(got - direct)) <= 1e-12 * np.abs(direct).max()
+
+
+def test_zero_right_hand_side_from_a_nonzero_start():
+    c, nd, b, d = case(40, 14, False, batch=2)
+    zero = np.zeros_like(b)
+    start = np.random.default_rng(14).uniform(0.1, 1.0, b.shape)  # ReLU nodes: every diode off
+    sol = solve_ideal_coupled(nd.k_csr, nd.diag, zero, d.orientation, d.v_ref, 1.0,
+                              warm_on=np.zeros(b.shape, bool), warm_e=start)
+    assert sol.report.method == "pdas" and np.all(sol.e == 0.0)
