@@ -12,8 +12,9 @@ iteration.  Here the whole PDAS loop with its CG solves runs per sample in one c
 * samples the kernel cannot finish (CG out of iterations, PDAS not settled) go to the general
   solver (batched CG, then sparse LU per active set in a byte-bounded cache, then
   Peaceman–Rachford), never returned unfinished;
-* the whole batch then passes the same KKT certificate as every ideal solve, formed with a
-  fresh K e (:func:`hil.circuit.coupled_kernels.coupled_certificate_kernel`); if it does not,
+* the whole batch then passes the same KKT certificate as every ideal solve, formed from a
+  fresh K e − b (for settled samples in the kernel's last pass, for samples the general solver
+  answered by :func:`hil.circuit.coupled_kernels.coupled_certificate_kernel`); if it does not,
   the general solver answers the whole batch and certifies (or raises) itself.
 """
 
@@ -47,7 +48,7 @@ def solve_ideal_coupled(k_csr: sp.csr_matrix, diag: np.ndarray, b: np.ndarray, s
                         fallback=None, held: bool = False) -> IdealSolution:
     """Ideal-diode node voltages for nodal currents ``b`` (B, n) in A on a sparse coupled K (S).
 
-    ``k_csr``: K as CSR with sorted indices; ``diag`` (n,) its diagonal; ``s`` (n,) diode
+    ``k_csr``: K as a CSR matrix (float64 values); ``diag`` (n,) its diagonal; ``s`` (n,) diode
     orientation ±1, ``h`` (n,) clamp levels in V; ``scale_v`` the voltage scale (V) of the
     certificate.  ``warm_on`` (B, n) / ``warm_e`` (B, n, V): start active set and voltages
     (``held``: they are the held operating point of these inputs, reported as ``held-set``; in an
