@@ -15,8 +15,9 @@ config's batch size, it compares per group (``g_in``, ``g_out``):
   (:func:`hil.circuit.wire_bias.device_gradient`; checked against central finite differences in
   ``tests/devices/test_wire_gradient.py``).
 
-Prints cosines and norm ratios (mean over batches), the board's first-order IR drop and
-whether ``hl`` flagged its answer as possibly biased.  Training batches only; no test data.
+Prints cosines and norm ratios (mean over batches), the board's first-order IR drop, the
+differential output currents' size against the ideal board with the same conductances (Σ|D y|
+ratio on those batches) and whether ``hl`` flagged its answer as possibly biased.  Training batches only; no test data.
 
 ``--train R``: trains the sweep's board at R Ω (seed 0, ``--train-epochs``) in situ with the
 estimator's gradient replaced by the exact device gradient (``exact``) and with ``hl``, next to the
@@ -166,8 +167,10 @@ def main() -> None:
     bs = s_ideal.batch_size
     batches = [rng.choice(len(data.train.y), bs, replace=False) for _ in range(args.batches)]
     keys = None
-    print(f"| R per segment | conductances | IR drop (first order) | hl flags bias | cos hl/exact g_in | g_out "
-          f"| norm hl/exact g_in | g_out | cos hl/hl-exact g_in | g_out |\n|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| R per segment | conductances | IR drop (first order) | output scale vs ideal | hl flags bias | "
+          f"cos hl/exact g_in | g_out | norm hl/exact g_in | g_out | cos hl/hl-exact g_in | g_out |\n"
+          f"|---|---|---|---|---|---|---|---|---|---|---|")
+    x_all = data.train.x[np.concatenate(batches)]
     for r in args.levels:
         s = settings(r, args.epochs)
         spec = WireSpec(r, r)
@@ -175,10 +178,13 @@ def main() -> None:
         for label, g in (("initial", g_init), ("trained (ideal board)", g_trained)):
             board = build(s)
             board.program(copy.deepcopy(g))
+            ideal.program(copy.deepcopy(g))
+            y_ideal = ideal.measure(x_all).y @ ideal.topology.differential.T
+            scale = np.sum(np.abs(board.measure(x_all).y @ board.topology.differential.T)) / np.sum(np.abs(y_ideal))
             rows = [compare(board, spec, loss, data.train.x[b], data.train.y[b], s.estimator_options) for b in batches]
             keys = [k for k in rows[0] if k.startswith(("cos", "norm"))]
             m = {k: np.mean([row[k] for row in rows]) for k in keys}
-            print(f"| {r:g} Ω | {label} | {100 * rows[0]['drop']:.3g} % | {'yes' if all(x['biased'] for x in rows) else 'no'} | "
+            print(f"| {r:g} Ω | {label} | {100 * rows[0]['drop']:.3g} % | {scale:.3f} | {'yes' if all(x['biased'] for x in rows) else 'no'} | "
                   f"{m['cos hl/exact g_in']:.3f} | {m['cos hl/exact g_out']:.3f} | {m['norm hl/exact g_in']:.3f} | "
                   f"{m['norm hl/exact g_out']:.3f} | {m['cos hl/hl-exact g_in']:.3f} | {m['cos hl/hl-exact g_out']:.3f} |",
                   flush=True)
