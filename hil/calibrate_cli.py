@@ -39,7 +39,7 @@ def cmd_calibrate(args) -> int:
 
 def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     from hil.boards.factory import make_board
-    from hil.cli import _emulation
+    from hil.emulate_options import emulated_board_options
     from hil.calibrate import store
     from hil.calibrate.apply import bench_name
     from hil.calibrate.run import calibrate
@@ -54,7 +54,7 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     try:
         board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max,
                            settings.instrument_board, devices=settings.devices,
-                           **_emulation(args, stack, raw, args.config, "hil calibrate"))
+                           **emulated_board_options(args, stack, raw, args.config, "hil calibrate"))
     except (ValueError, TypeError) as exc:
         raise ConfigError([f"{type(exc).__name__}: {exc}"], args.config) from exc
     name = store.board_id(settings.name, settings.circuit, settings.devices, bench_name(settings), bool(args.emulate))

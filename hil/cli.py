@@ -31,6 +31,7 @@ import numpy as np
 from hil import __version__, api
 from hil.config import ConfigError, embedded_config_names
 from hil.cli_help import command_help
+from hil.emulate_options import emulated_board_options
 
 DEFAULT_TRAIN_CONFIG = "sim-digits"
 EXIT_RUNTIME = 1
@@ -97,25 +98,6 @@ def _progress(args) -> bool | str:
 
 
 # ---- train -----------------------------------------------------------------------------
-def _emulation(args, stack, config: dict, source: str, command: str = "hil train") -> dict:
-    """``--emulate``: start the bench's emulators (same description, loopback resources, virtual
-    clock) for the run; returns the board options that point the drivers at them."""
-    if not getattr(args, "emulate", False):
-        return {}
-    settings = api.parse_config(config, source)
-    if settings.backend != "instruments":
-        raise ConfigError(["--emulate: only for board.backend: instruments"], source)
-    from hil.emulate.bench import EmulatedBench
-
-    spec = settings.instrument_board
-    bench = stack.enter_context(EmulatedBench(spec.bench, time_mode="virtual", programming=spec.programming,
-                                              devices=settings.devices, g_bounds=(settings.g_min, settings.g_max),
-                                              round_trips=True))
-    print(f"{command}: emulating bench {bench.bench.name} on 127.0.0.1 ({len(bench.resources)} instruments); "
-          "the emulated devices are programmed by the write-verify pulses through the sockets", flush=True)
-    return {"resources": bench.resources, "clock": lambda: bench.clock.now_s}
-
-
 def cmd_train(args) -> int:
     with contextlib.ExitStack() as stack:
         return _cmd_train(args, stack)
@@ -135,7 +117,7 @@ def _cmd_train(args, stack) -> int:
             resolved = Path(args.resume) / "config.resolved.yaml"
             if not resolved.is_file():
                 raise ConfigError([f"--resume {args.resume}: not a run directory (no config.resolved.yaml)"])
-            board_options = _emulation(args, stack, api.load_config(str(resolved), args.set or []), str(resolved))
+            board_options = emulated_board_options(args, stack, api.load_config(str(resolved), args.set or []), str(resolved))
         result = api.resume(args.resume, overrides=args.set or [], progress=_progress(args),
                             started=lambda run: _RUN.__setitem__("run", run), board_options=board_options)
         if result is None:
@@ -160,7 +142,7 @@ def _cmd_train(args, stack) -> int:
                       flush=True)
 
         result = api.train(config, runs_dir=settings.runs_dir, progress=_progress(args), source=source,
-                           started=started, board_options=_emulation(args, stack, config, source))
+                           started=started, board_options=emulated_board_options(args, stack, config, source))
     _print_summary(result)
     return 0
 

@@ -234,6 +234,9 @@ def load_yaml(path: str | Path) -> dict:
         if embedded is None:
             raise ConfigError([f"file not found: {path} (embedded configs: {', '.join(embedded_config_names())})"])
         p = embedded
+    if p.is_dir() and (p / "config.resolved.yaml").is_file():
+        raise ConfigError([f"{path}: is a run directory, expected a YAML config "
+                           f"(its config is {p / 'config.resolved.yaml'})"])
     text = read_text_file(p, "YAML config")
     try:
         data = parse_yaml(text)

@@ -42,3 +42,14 @@ def test_configs_lists_configs_and_benches_in_aligned_columns(capsys):
     starts = {len(l) - len(l[2 + len(n):].lstrip()) for l, n in zip(rows, names)}
     assert len(starts) == 1  # every description starts in the same column
     assert all(l.split(None, 1)[1].strip() for l in rows)  # every entry is described
+
+
+def test_run_directory_given_where_a_config_is_expected_names_its_config(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.resolved.yaml").write_text("name: x\n")
+    for command in ("activation", "estimate", "calibrate"):  # solve and netlist take run directories
+        assert main([command, str(run)]) == 2, command
+        err = capsys.readouterr().err
+        assert f"is a run directory, expected a YAML config (its config is {run / 'config.resolved.yaml'})" in err, command
+        assert "Traceback" not in err
