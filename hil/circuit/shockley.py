@@ -223,7 +223,9 @@ def uncoupled_start(diodes: DiodeBank, diag: np.ndarray, b: np.ndarray) -> tuple
     e = (b + s i_D)/K_kk.  The arguments and one exponential per node are formed with numpy
     (vectorised), ω and the rest in one compiled pass
     (:func:`hil.circuit.shockley_kernels.loop_closed_form_kernel`): ω's series below z = −5
-    (most nodes: reverse-biased or barely conducting), the iteration of :func:`wright_omega` above.
+    (most nodes: reverse-biased or barely conducting), and above it the iteration of
+    :func:`wright_omega` followed by one Newton step on the loop with the law evaluated (a
+    conducting loop's current is large, so ω's last rounding would otherwise reach e).
     In ngspice-compatible mode (another law below −3 nV_T) the polished start
     :func:`uncoupled_start_polished` answers instead.  Returns (e, vj), V, or None when a
     node has no conductance or a voltage is not finite; the result is a candidate that the
@@ -244,7 +246,8 @@ def uncoupled_start(diodes: DiodeBank, diag: np.ndarray, b: np.ndarray) -> tuple
     z = np.log(c / vte) + a / vte
     x = np.exp(np.minimum(z, OMEGA_SERIES_BELOW))  # the exponentials, vectorised; the rest compiled
     e, vj = np.empty_like(b), np.empty_like(b)
-    finite = loop_closed_form_kernel(b, a, z, x, diag, s, i_s, vte, c, float(diodes.gmin_s), OMEGA_SERIES_BELOW, e, vj)
+    finite = loop_closed_form_kernel(b, a, z, x, diag, s, v_ref, i_s, vte, c, r_total, float(diodes.gmin_s),
+                                    OMEGA_SERIES_BELOW, e, vj)
     return (e, vj) if finite else None
 
 

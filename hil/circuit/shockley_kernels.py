@@ -158,22 +158,31 @@ def _omega_iterated(z):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def loop_closed_form_kernel(b, a, z, x, diag, s, i_s, vte, c, gmin, series_below, e, vj):  # pragma: no cover - compiled
+def loop_closed_form_kernel(b, a, z, x, diag, s, v_ref, i_s, vte, c, rt, gmin, series_below, e, vj):  # pragma: no cover - compiled
     """Finish the closed-form loop solve of :func:`hil.circuit.shockley.uncoupled_start`.
 
     ``b`` (B, n) nodal source currents (A); ``a`` (B, n) = A (V) and ``z`` (B, n) the Wright
     omega argument of each loop; ``x`` (B, n) = exp(min(z, series_below)) (the caller's
     vectorised exponential); ``diag`` (n,) K's diagonal (S); ``s`` (n,) orientation ±1.0;
-    ``i_s`` (n,) saturation current (A); ``vte`` (n,) nV_T (V); ``c`` (n,) = C (V).
-    ω is the eight-term series in x below ``series_below`` and the iteration above; then
-    vj = A − nV_T ω, i_D = I_s (nV_T ω / C − 1) + gmin vj, e = (b + s i_D)/K_kk.  Writes e
-    and vj (B, n); returns True when every e is finite.
+    ``v_ref`` (n,) diode reference (V); ``i_s`` (n,) saturation current (A); ``vte`` (n,)
+    nV_T (V); ``c`` (n,) = C (V); ``rt`` (n,) loop resistance r_s + 1/K_kk (Ω).
+    Below ``series_below`` ω is the eight-term series in x (relative error < 1e-15) and
+    vj = A − nV_T ω, i_D = I_s (nV_T ω / C − 1) + gmin vj.  Above, ω is iterated (relative
+    error ≈ 1e-14, which a forward current of nV_T·ω/R would carry into e) and one Newton
+    step on the loop, vj + R i_D(vj) = v_th with the law evaluated, removes that error;
+    i_D is moved along its tangent.  Then e = (b + s i_D)/K_kk.  Writes e and vj (B, n);
+    returns True when every e is finite.
     """
     B, n = b.shape
     finite = 0.0
     for row in range(B):
         for k in range(n):
             zk = z[row, k]
+            vk = vte[k]
+            ik = i_s[k]
+            dk = diag[k]
+            sk = s[k]
+            bk = b[row, k]
             if zk < series_below:
                 xk = x[row, k]
                 p = -52.01269841269841 * xk + 23.343055555555555  # −8⁷/8!, 7⁶/7!
@@ -184,12 +193,19 @@ def loop_closed_form_kernel(b, a, z, x, diag, s, i_s, vte, c, gmin, series_below
                 p = p * xk - 1.0
                 p = p * xk + 1.0
                 w = p * xk
+                v = a[row, k] - vk * w
+                cur = ik * (w * (vk / c[k]) - 1.0) + gmin * v
             else:
                 w = _omega_iterated(zk)
-            vk = vte[k]
-            v = a[row, k] - vk * w
-            cur = i_s[k] * (w * (vk / c[k]) - 1.0) + gmin * v
-            ek = (b[row, k] + s[k] * cur) / diag[k]
+                v = a[row, k] - vk * w
+                ex = math.exp(min(v / vk, 700.0))
+                cur = ik * (ex - 1.0) + gmin * v
+                g = ik * ex / vk + gmin
+                v_th = sk * (v_ref[k] - bk / dk)
+                step = (v + rt[k] * cur - v_th) / (1.0 + rt[k] * g)
+                v -= step
+                cur -= g * step
+            ek = (bk + sk * cur) / dk
             finite += ek - ek  # stays 0 unless ±inf or NaN
             e[row, k] = ek
             vj[row, k] = v
