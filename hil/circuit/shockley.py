@@ -8,10 +8,11 @@ with F the current each diode draws out of its node.  A sample is converged only
 
 Uncoupled nodes (K diagonal, a single crossbar layer) need no Newton iteration on the
 network: each node is a diode + series resistance driven through the node's Thevenin
-equivalent, a monotone scalar equation solved per node (:func:`uncoupled_start`).  That
-answer is accepted only if it passes :func:`newton_certificate` (the Newton update from it
-and its KCL residual both within the tolerances above); samples that fail it continue with
-damped Newton and the fallbacks, exactly as without the fast path.
+equivalent, a loop with a closed form (:func:`uncoupled_start`).  That answer is accepted
+only if it passes the tests of :func:`newton_certificate` (the Newton update from it and its
+KCL residual both within the tolerances above), evaluated afresh for the whole batch in one
+compiled pass (:func:`uncoupled_certificate`, :mod:`hil.circuit.shockley_kernels`); samples
+that fail them continue with damped Newton and the fallbacks, exactly as without the fast path.
 """
 
 from __future__ import annotations
@@ -196,10 +197,21 @@ def uncoupled_start_polished(diodes: DiodeBank, diag: np.ndarray, b: np.ndarray)
     return (e, vj) if np.isfinite(e).all() else None
 
 
+#: Per-node arrays of recently used diode banks, by identity (a bank is frozen and never written).
+_NODE_ARRAYS: dict[int, tuple[DiodeBank, tuple[np.ndarray, ...]]] = {}
+
+
 def _node_arrays(diodes: DiodeBank, n: int) -> tuple[np.ndarray, ...]:
     """Per-node (n,) contiguous float arrays: orientation, v_ref (V), I_s (A), nV_T (V), r_s (Ω)."""
-    return tuple(np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=float), (n,)))
-                 for x in (diodes.orientation, diodes.v_ref, diodes.i_s_at_temperature, diodes.vte, diodes.r_s))
+    hit = _NODE_ARRAYS.get(id(diodes))
+    if hit is not None and hit[0] is diodes and hit[1][0].shape[0] == n:
+        return hit[1]
+    arrays = tuple(np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=float), (n,)))
+                   for x in (diodes.orientation, diodes.v_ref, diodes.i_s_at_temperature, diodes.vte, diodes.r_s))
+    if len(_NODE_ARRAYS) >= 8:
+        _NODE_ARRAYS.pop(next(iter(_NODE_ARRAYS)))
+    _NODE_ARRAYS[id(diodes)] = (diodes, arrays)
+    return arrays
 
 
 def _batch(b: np.ndarray, n: int) -> np.ndarray:
