@@ -1,6 +1,6 @@
 """Cost of one `hl` gradient (all conductances) as a ratio of one forward solve, through the board.
 
-Usage: python benchmarks/gradient.py [--repeats N] [--calls N] [--cpu]
+Usage: python benchmarks/gradient.py [--repeats N] [--calls N] [--cpu] [--couplings 0 4]
 
 For each network, with fresh inputs for every call (so no cached operating point is
 reused by the forward timing), we time, in chunks of ``--calls`` calls interleaved
@@ -64,6 +64,8 @@ def main() -> None:
                     help="calls per timed chunk (at batch 1 a chunk lasts milliseconds, not one call)")
     ap.add_argument("--cpu", action="store_true",
                     help="time with this process's CPU time (one BLAS thread) instead of wall time")
+    ap.add_argument("--couplings", type=int, nargs="+", default=[0, 4],
+                    help="coupling degrees to run (0: uncoupled hidden nodes)")
     args = ap.parse_args()
     clock = time.process_time if args.cpu else time.perf_counter
     from hil.threads import blas_summary, configure_blas_threads
@@ -74,7 +76,7 @@ def main() -> None:
           f"{'CPU' if args.cpu else 'wall'} clock, median of {args.repeats} chunks of {args.calls} calls")
     print(f"{'inputs':>6} {'coupling':>8} {'conductances':>12} {'batch':>5} {'forward/sample':>15} "
           f"{'gradient/sample':>16} {'ratio':>6}")
-    for coupling in (0, 4):
+    for coupling in args.couplings:
         for n_inputs in (16, 64, 256):
             for batch in (1, 64):
                 r = bench(n_inputs, coupling, batch, args.repeats, args.calls, clock)

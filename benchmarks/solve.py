@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hil.circuit.coupling import random_coupling  # noqa: E402
 from hil.circuit.elements import DiodeBank  # noqa: E402
 from hil.circuit.model import Circuit, make_sources  # noqa: E402
 from hil.circuit.solve import EquilibriumSolver  # noqa: E402
@@ -51,11 +52,7 @@ def benchmark_circuit(n_hidden: int, diode: str, seed: int = 0) -> Circuit:
     rng = np.random.default_rng(seed)
     sources = make_sources(N_INPUTS, False, [("vb", -1.0)])
     g_in = rng.uniform(10e-6, 100e-6, (n_hidden, N_INPUTS + 1))
-    g_hh = np.zeros((n_hidden, n_hidden))
-    for k in range(n_hidden):
-        for l in rng.choice(n_hidden, size=2, replace=False):
-            if l != k:
-                g_hh[k, l] = g_hh[l, k] = rng.uniform(10e-6, 100e-6)
+    g_hh = random_coupling(n_hidden, 2, 10e-6, 100e-6, rng)
     g_out = rng.uniform(10e-6, 100e-6, (N_OUTPUTS, n_hidden))
     diodes = DiodeBank(
         kind=diode, orientation=np.ones(n_hidden, int), v_ref=np.zeros(n_hidden),
@@ -65,7 +62,7 @@ def benchmark_circuit(n_hidden: int, diode: str, seed: int = 0) -> Circuit:
         sources=sources, hidden_names=tuple(f"h{k}" for k in range(n_hidden)),
         output_names=tuple(f"y{o}" for o in range(N_OUTPUTS)), g_in=g_in, g_hh=g_hh,
         g_leak=np.zeros(n_hidden), g_out=g_out, diodes=diodes, output_voltage=np.zeros(N_OUTPUTS),
-        coupling_mask=g_hh > 0, name=f"bench-{n_hidden}-{diode}",
+        name=f"bench-{n_hidden}-{diode}",
     ).validate()
 
 

@@ -176,6 +176,7 @@ class NonIdealBoard(BoardBase):
                                  *self._bounds, instance=k)
         self._diodes = self.model.diodes(c.diodes)
         self._instance = k
+        self._programmed = None  # solver of this instance's diodes, reprogrammed in place
 
     def _write(self, g: np.ndarray) -> None:
         changed = np.flatnonzero(~(g == self._target))
@@ -193,6 +194,13 @@ class NonIdealBoard(BoardBase):
         if self._cache is not None and not self.model.dynamic_conductances:
             return self._cache
         g = self.model.seen(self._g_dev, self.clock_s - self._t_prog, read=True)
+        if self._wire_spec is None:  # same structure: write the changed conductances only
+            if self._programmed is None:
+                self._programmed = EquilibriumSolver(self._nominal.with_conductances(g).with_diodes(self._diodes))
+            else:
+                self._programmed.program(g)
+            self._cache = (self._programmed, None)
+            return self._cache
         circuit = self._nominal.with_conductances(g).with_diodes(self._diodes)
         wired = None
         if self._wire_spec is not None:

@@ -17,6 +17,8 @@ from hil.board import BoardBase, BoardTopology, Measurement
 from hil.circuit.linsolve import solve_diagonal_shift
 from hil.circuit.model import Circuit
 from hil.circuit.solve import CircuitState, EquilibriumSolver, source_currents_of
+from hil.circuit.uncoupled import UncoupledIdealSolves
+from hil.kernels import held_rows_kernel, repeats_of
 
 
 def board_topology(circuit: Circuit) -> BoardTopology:
@@ -57,6 +59,23 @@ class _SourceCurrentsOnRead(Measurement):
         self.__dict__["_i_src"] = value
 
 
+class _CurrentsOnRead(_SourceCurrentsOnRead):
+    """A measurement whose port currents ``y`` are also formed when first read, by the solve's
+    state (:class:`hil.circuit.uncoupled.UncoupledIdealSolves` phases, from the output
+    conductances of the moment of the solve): an ``hl`` gradient reads only node voltages."""
+
+    @property
+    def y(self) -> np.ndarray:
+        d = self.__dict__
+        if d.get("_y") is None and "_state" in d:
+            d["_y"] = d.pop("_state").y
+        return d.get("_y")
+
+    @y.setter
+    def y(self, value) -> None:
+        self.__dict__["_y"] = value
+
+
 class _TiledState:
     """The held operating point repeated k times, as a warm start for a stacked batch.
 
@@ -87,6 +106,17 @@ def _same_inputs(held: np.ndarray, x: np.ndarray) -> bool:
     return bool(held[0, 0] == x[0, 0]) and np.array_equal(held, x)
 
 
+def _contiguous(x: np.ndarray) -> np.ndarray:
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+def _repeats(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> int:
+    """k when ``x`` is the held inputs stacked k ≥ 1 times, else 0 (one compiled comparison)."""
+    if held is None or x.ndim != 2 or held[0].ndim != 2:
+        return 0
+    return int(repeats_of(x if x.flags.c_contiguous else np.ascontiguousarray(x), held[0]))
+
+
 def _tiled(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> _TiledState | None:
     """The held operating point repeated k times if ``x`` is the held inputs stacked k times, else None."""
     if held is None or held[0].shape[0] == 0 or x.shape[0] % held[0].shape[0] or x.shape[1:] != held[0].shape[1:]:
@@ -114,6 +144,10 @@ class SimulatedBoard(BoardBase):
         self._diodes = circuit.diodes
         self._piecewise_linear = bool(circuit.diodes.law.piecewise_linear)
         self._solver = EquilibriumSolver(circuit)
+        d = circuit.diodes
+        #: the lean certified path of uncoupled ideal diodes (None for every other network)
+        self._uncoupled = (UncoupledIdealSolves(self._solver, self._topology.source_matrix, self._topology.source_offset)
+                           if d.is_ideal and d.element is None and not self._solver.nodal.coupled else None)
         self._last: tuple[np.ndarray, CircuitState] | None = None
         self._stale: tuple[np.ndarray, CircuitState] | None = None  # before the last programming
 
@@ -132,13 +166,17 @@ class SimulatedBoard(BoardBase):
         return self._solver.circuit
 
     def measure(self, x: np.ndarray, w: np.ndarray | None = None) -> Measurement:
-        st = self._solve(x, w)
+        st = self._solve(x, w) if self._uncoupled is None else self._solve_uncoupled(x, w)
         if st.i_src is not None:
             return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
                                piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
-        m = _SourceCurrentsOnRead(u=st.u, w=st.w, y=st.y, i_src=None, e=st.e, on=st.on,
-                                  piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
+        lazy_y = "_ports" in st.__dict__  # port currents not formed yet (uncoupled phases)
+        m = (_CurrentsOnRead if lazy_y else _SourceCurrentsOnRead)(
+            u=st.u, w=st.w, y=None if lazy_y else st.y, i_src=None, e=st.e, on=st.on,
+            piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
         m.__dict__["_inputs"] = self._solver.nodal.input_snapshot()
+        if lazy_y:
+            m.__dict__["_state"] = st
         return m
 
     def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:
@@ -222,6 +260,27 @@ class SimulatedBoard(BoardBase):
                            info={"report": st.report, "g_d": st.g_d})
 
     # ---- internals ----------------------------------------------------------------------
+    def _solve_uncoupled(self, x, w) -> CircuitState:
+        """:meth:`_solve` for uncoupled ideal diodes: the same held-point rules, the lean certified solves."""
+        if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == np.float64):
+            x = np.atleast_2d(np.asarray(x, dtype=float))
+        if x.shape[1] != self._topology.n_inputs:
+            raise ValueError(f"expected {self._topology.n_inputs} inputs per sample, got {x.shape[1]}")
+        fast, held = self._uncoupled, self._last
+        if held is not None and w is None and _same_inputs(held[0], x):
+            return held[1]  # same inputs, same conductances: the held operating point
+        if w is not None and held is not None:
+            if k := _repeats(held, x):
+                return fast.phases(held[1], k, w)  # the held sources, new port voltages
+            for k in (2, 1):  # some held samples again (re-measured ± phases, or once)
+                rows = np.empty(x.shape[0] // k, dtype=np.int64)
+                if x.shape[0] % k == 0 and held_rows_kernel(_contiguous(x), held[0], rows):
+                    return fast.phases(held[1], k, w, rows)
+        st = fast.measure_inputs(x, w)
+        if w is None:
+            self._last = (x.copy(), st)
+        return st
+
     def _solve(self, x, w) -> CircuitState:
         if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == np.float64):
             x = np.atleast_2d(np.asarray(x, dtype=float))

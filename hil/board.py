@@ -111,7 +111,10 @@ class BoardTopology:
         phase).  O(B·n·fixed) work, no gathers.  Hidden↔hidden conductances, which exist
         only where the coupling has an edge, are correlated edge by edge (O(B·edges)).
         """
-        if a.ndim != 2 or a.shape != b.shape or (self.edges.size and a.shape[1] <= int(self.edges.max())):
+        cache = self.__dict__.setdefault("_plan_cache", {})
+        if "top_node" not in cache:
+            cache["top_node"] = int(self.edges.max()) if self.edges.size else -1
+        if a.ndim != 2 or a.shape != b.shape or a.shape[1] <= cache["top_node"]:
             raise ValueError(f"mean_branch_product: two node-voltage arrays of equal shape (batch, nodes) "
                              f"expected, got {a.shape} and {b.shape}")
         B = a.shape[0]

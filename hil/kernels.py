@@ -15,6 +15,13 @@ division by zero gives ±inf or NaN as in numpy, which the callers' certificates
 * :func:`adam_kernel` — one Adam step with projection onto the programmable range.
 * :func:`hl_phase_kernel` — the central responses of a stacked ± measurement, the
   symmetry (flip) test and the diode-state comparison of both phases, per sample.
+* :func:`hl_drive_kernel`, :func:`flip_accounting_kernel` — the port drives of the ± phases and
+  the per-sample flip bookkeeping of ``hl``.
+* :func:`cross_entropy_kernel`, :func:`differential_argmax_kernel` — the loss, its gradient and
+  the predictions on differential port currents.
+* :func:`source_voltages_kernel`, :func:`finite_abs_max`, :func:`repeats_of`,
+  :func:`held_rows_kernel` — input checks and held-input matching of the lean uncoupled
+  measurement path (:mod:`hil.circuit.uncoupled`).
 """
 
 from __future__ import annotations
@@ -23,53 +30,96 @@ import numpy as np
 from numba import njit
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def ideal_diagonal_kernel(b, diag, s, h, e, z, mu, on):  # pragma: no cover - compiled
+def ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on):  # pragma: no cover - compiled
     """Solve e = clamp(b / diag) per node and form the certificate's residuals (see
     :func:`hil.circuit.ideal.solve_ideal_diagonal`).
 
-    ``b`` (B, n) nodal source currents (A), ``diag`` (n,) diagonal of K (S), ``s`` (n,) diode
-    orientation as ±1.0, ``h`` (n,) clamp levels (V).  Writes e (node voltages), z = s(e − h)
-    (blocking voltages), mu (diode currents) and on (conducting), all (B, n); ``z`` may be
-    ``e`` itself when s = 1 and h = 0 (then z = e).  Returns (min z, min mu, max |KCL at the
-    free nodes|, max |mu·z|, max |K e|, max |b|, conducting count, all finite).  The clamp
-    is written with selects, not branches: which diodes conduct is data, and a mispredicted
-    branch per node would cost more than the arithmetic.
+    ``b`` (B₀, n) nodal source currents (A); ``delta`` either has no rows (then row r solves
+    b[r]) or R = e.shape[0] rows, and row r solves b[r mod B₀] + delta[r] (the held sources of
+    an operating point plus the port change of a perturbation phase, without tiling b).
+    ``diag`` (n,) diagonal of K (S), ``s`` (n,) diode orientation as ±1.0, ``h`` (n,) clamp
+    levels (V).  Writes e (node voltages), z = s(e − h) (blocking voltages), mu (diode
+    currents) and on (conducting), all (R, n); ``z`` may have no rows when s = 1 and h = 0
+    (then z = e and is not written).  Returns (min z, min mu, max |KCL at the free nodes|, max |mu·z|, max |K e|,
+    max |b|, conducting count, all finite).
+
+    The clamp and the reductions are written with selects into per-node running values
+    (reduced over the nodes at the end), so the loop over the nodes carries no dependence
+    from one node to the next: which diodes conduct is data, and a mispredicted branch per
+    node would cost more than the arithmetic.  Minima and maxima are exact in any order, and
+    any ±inf/NaN (also 0/0 at a node without conductance) makes the finiteness flag False.
     """
-    B, n = b.shape
-    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
-    count = 0
-    nan_sum = 0.0  # stays 0 unless some value is ±inf or NaN (inf − inf and NaN − NaN are NaN)
-    for r in range(B):
+    R, n = e.shape
+    B0 = b.shape[0]
+    shifted = delta.shape[0] > 0
+    write_z = z.shape[0] > 0
+    lo = np.empty(n)
+    hi = np.empty(n)
+    for k in range(n):  # the clamp as bounds: e >= h (s = +1) or e <= h (s = -1)
+        lo[k] = h[k] if s[k] > 0.0 else -np.inf
+        hi[k] = np.inf if s[k] > 0.0 else h[k]
+    # per-node running values: min z, min mu, max |KCL|, max |mu z|, max |K e|, max |b|, non-finite, count
+    acc = np.zeros((8, n))
+    for k in range(n):
+        acc[0, k] = np.inf
+        acc[1, k] = np.inf
+    row = np.empty(n)
+    for r in range(R):
+        rb = r % B0
+        if shifted:  # the shifted right-hand side of this row first (a simple loop that vectorises)
+            for k in range(n):
+                row[k] = b[rb, k] + delta[r, k]
+        else:
+            for k in range(n):
+                row[k] = b[rb, k]
         for k in range(n):
-            bk = b[r, k]
-            dk = diag[k]
-            hk = h[k]
-            sk = s[k]
-            ek = bk / dk
-            nan_sum += ek - ek  # a free solution that is not finite (also 0/0) is never certified
-            c = (ek - hk) * sk < 0.0  # the free solution violates the clamp: the diode conducts
-            cf = np.float64(c)
-            # the clamp at h; the orientation is a per-node constant, so this branch predicts well
-            ek = np.maximum(ek, hk) if sk > 0.0 else np.minimum(ek, hk)
-            zk = (ek - hk) * sk
-            ke = dk * ek
-            res = ke - bk  # K e − b: s·mu where clamped, the KCL residual where free
-            mk = (res * sk) * cf  # (× 1 or × 0: exact)
-            free = res * (1.0 - cf)
-            comp = mk * zk
+            bk = row[k]
+            ek, zk, mk, c, cf, bad, kcl, comp, ke = _clamped_node(bk, diag[k], h[k], s[k], lo[k], hi[k])
             e[r, k] = ek
-            z[r, k] = zk
             mu[r, k] = mk
             on[r, k] = c
-            count += c
-            nan_sum += (res - res) + (comp - comp)
-            lo_z = min(lo_z, zk)
-            lo_mu = min(lo_mu, mk)
-            kcl_abs = max(kcl_abs, abs(free))
-            comp_abs = max(comp_abs, abs(comp))
-            ke_abs = max(ke_abs, abs(ke))
-            b_abs = max(b_abs, abs(bk))
-    return lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, count, nan_sum == 0.0
+            acc[0, k] = min(zk, acc[0, k])
+            acc[1, k] = min(mk, acc[1, k])
+            acc[2, k] = max(kcl, acc[2, k])
+            acc[3, k] = max(comp, acc[3, k])
+            acc[4, k] = max(ke, acc[4, k])
+            acc[5, k] = max(abs(bk), acc[5, k])
+            acc[6, k] += bad
+            acc[7, k] += cf
+        if write_z:
+            for k in range(n):
+                z[r, k] = (e[r, k] - h[k]) * s[k]
+    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
+    count = 0.0
+    nan_sum = 0.0
+    for k in range(n):
+        lo_z = min(lo_z, acc[0, k])
+        lo_mu = min(lo_mu, acc[1, k])
+        kcl_abs = max(kcl_abs, acc[2, k])
+        comp_abs = max(comp_abs, acc[3, k])
+        ke_abs = max(ke_abs, acc[4, k])
+        b_abs = max(b_abs, acc[5, k])
+        nan_sum += acc[6, k]
+        count += acc[7, k]
+    return lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, int(count), nan_sum == 0.0
+
+
+@njit(inline="always")
+def _clamped_node(bk, dk, hk, sk, lok, hik):  # pragma: no cover - compiled
+    """One node of :func:`ideal_diagonal_kernel`: (e, z, mu, conducting, conducting as 0/1,
+    0 unless something is ±inf or NaN, |KCL residual| if free, |mu·z|, |K e|)."""
+    ef = bk / dk
+    c = (ef - hk) * sk < 0.0  # the free solution violates the clamp: the diode conducts
+    cf = 1.0 if c else 0.0
+    ek = lok if ef < lok else ef
+    ek = hik if ek > hik else ek
+    zk = (ek - hk) * sk
+    ke = dk * ek
+    res = ke - bk  # K e − b: s·mu where clamped, the KCL residual where free
+    mk = (res * sk) * cf  # (× 1 or × 0: exact)
+    free = res * (1.0 - cf)
+    comp = mk * zk
+    return ek, zk, mk, c, cf, (ef - ef) + (res - res) + (comp - comp), abs(free), abs(comp), abs(ke)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -172,12 +222,12 @@ def branch_factors_kernel(a, b, h0, n, fixed, inv, ranges, left, right, moves): 
     """
     B = a.shape[0]
     nf = fixed.shape[0]
-    b_nz = np.zeros(nf, dtype=np.bool_)
-    a_nz = np.zeros(nf, dtype=np.bool_)
     dh = left[B]
     df = right[B + 1]
-    dh[:] = 0.0
-    df[:] = 0.0
+    for k in range(n):
+        dh[k] = 0.0
+    for j in range(nf):
+        df[j] = 0.0
     for r in range(B):  # row by row: every array is read and written along its rows
         for k in range(n):
             ak = a[r, h0 + k]
@@ -192,21 +242,24 @@ def branch_factors_kernel(a, b, h0, n, fixed, inv, ranges, left, right, moves): 
             right[r, j] = bj
             right[B + 2 + r, j] = aj
             df[j] += aj * bj
-            b_nz[j] |= bj != 0.0
-            a_nz[j] |= aj != 0.0
     for k in range(n):
         dh[k] *= inv
         left[B + 1, k] = 1.0
     for j in range(nf):
         right[B, j] = 1.0
-    for i in range(ranges.shape[0]):
-        bm = False
-        am = False
-        for j in range(ranges[i, 0], ranges[i, 1]):
-            bm = bm or b_nz[j]
-            am = am or a_nz[j]
-        moves[i, 0] = bm
-        moves[i, 1] = am
+    for i in range(ranges.shape[0]):  # which sides move: scanned afterwards, stopping at the first non-zero
+        moves[i, 0] = _any_nonzero(right, 0, B, ranges[i, 0], ranges[i, 1])
+        moves[i, 1] = _any_nonzero(right, B + 2, 2 * B + 2, ranges[i, 0], ranges[i, 1])
+
+
+@njit(inline="always")
+def _any_nonzero(m, r0, r1, c0, c1):  # pragma: no cover - compiled
+    """Any m[r, c] ≠ 0 for r0 ≤ r < r1, c0 ≤ c < c1."""
+    for r in range(r0, r1):
+        for c in range(c0, c1):
+            if m[r, c] != 0.0:
+                return True
+    return False
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -228,27 +281,45 @@ def nodal_sums_kernel(g_in, hh_row_sum, g_leak, g_out, rows, diag, in_col_sum, o
     """
     p = g_in.shape[1]
     q = g_out.shape[0]
-    p4 = p - p % 4
+    p8 = p - p % 8
+    # every row in ascending order (a full refresh): the column sums are added in the same pass,
+    # in the same order (ascending rows) as the separate pass below
+    fused = in_col_sum.shape[0] > 0 and rows.shape[0] == g_in.shape[0]
+    for i in range(rows.shape[0]):
+        fused = fused and rows[i] == i
+    if in_col_sum.shape[0]:
+        in_col_sum[:] = 0.0
     for k in rows:
-        # four running sums (independent additions pipeline; the order is fixed, so still deterministic)
+        # eight running sums (independent additions pipeline and vectorise; the order is fixed,
+        # so still deterministic), combined pairwise in a fixed order
         s0 = 0.0
         s1 = 0.0
         s2 = 0.0
         s3 = 0.0
-        for j in range(0, p4, 4):
+        s4 = 0.0
+        s5 = 0.0
+        s6 = 0.0
+        s7 = 0.0
+        for j in range(0, p8, 8):
             s0 += g_in[k, j]
             s1 += g_in[k, j + 1]
             s2 += g_in[k, j + 2]
             s3 += g_in[k, j + 3]
-        s_in = (s0 + s1) + (s2 + s3)
-        for j in range(p4, p):
+            s4 += g_in[k, j + 4]
+            s5 += g_in[k, j + 5]
+            s6 += g_in[k, j + 6]
+            s7 += g_in[k, j + 7]
+        s_in = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+        for j in range(p8, p):
             s_in += g_in[k, j]
+        if fused:
+            for j in range(p):
+                in_col_sum[j] += g_in[k, j]
         s_out = 0.0
         for o in range(q):
             s_out += g_out[o, k]
         diag[k] = s_in + hh_row_sum[k] + g_leak[k] + s_out
-    if in_col_sum.shape[0]:
-        in_col_sum[:] = 0.0
+    if in_col_sum.shape[0] and not fused:
         for k in range(g_in.shape[0]):
             for j in range(p):
                 in_col_sum[j] += g_in[k, j]
@@ -258,3 +329,208 @@ def nodal_sums_kernel(g_in, hh_row_sum, g_leak, g_out, rows, diag, in_col_sum, o
             for k in range(g_out.shape[1]):
                 s += g_out[o, k]
             out_row_sum[o] = s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def source_voltages_kernel(x, idx, sign, offset, u):  # pragma: no cover - compiled
+    """Source voltages of sources that each follow one input or are rails, with their scale.
+
+    u[r, j] = x[r, idx[j]] (sign +1), −x[r, idx[j]] (sign −1), plus ``offset[j]`` where it is
+    not 0; a rail (sign 0) is ``offset[j]``.  ``x`` (B, n_inputs), u (B, p), volts.  Returns
+    (max |u|, every entry of ``x`` finite).
+    """
+    B = x.shape[0]
+    p = u.shape[1]
+    bad = 0.0
+    for r in range(B):
+        for i in range(x.shape[1]):
+            v = x[r, i]
+            bad += v - v  # 0 unless some input is ±inf or NaN
+    top = 0.0
+    for r in range(B):
+        for j in range(p):
+            sj = sign[j]
+            v = x[r, idx[j]] if sj > 0.0 else (-x[r, idx[j]] if sj < 0.0 else 0.0)
+            if offset[j] != 0.0:
+                v += offset[j]
+            u[r, j] = v
+            top = max(top, abs(v))
+    return top, bad == 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def cross_entropy_kernel(y, t, d, gain, loss, dy):  # pragma: no cover - compiled
+    """Softmax cross-entropy on differential port currents, per sample, in one pass.
+
+    ``y`` (B, q) port currents (A), ``t`` (B,) class labels, ``d`` (k, q) differential matrix,
+    ``gain`` (1/A).  Logits z = gain · d y; writes ``loss`` (B,) = −log softmax(z)_t and
+    ``dy`` (B, q) = gain · (softmax(z) − onehot(t)) d, in A⁻¹ (the same operations as the
+    numpy formula, summed left to right).  Returns False if a label is outside 0 … k − 1.
+    """
+    B, q = y.shape
+    k = d.shape[0]
+    z = np.empty(k)
+    for r in range(B):
+        tr = t[r]
+        if tr < 0 or tr >= k:
+            return False
+        top = -np.inf
+        for c in range(k):
+            s = 0.0
+            for j in range(q):
+                s += y[r, j] * d[c, j]
+            z[c] = gain * s
+            top = max(top, z[c])
+        total = 0.0
+        for c in range(k):
+            z[c] -= top
+            total += np.exp(z[c])
+        log_total = np.log(total)
+        loss[r] = -(z[tr] - log_total)
+        for j in range(q):
+            dy[r, j] = 0.0
+        for c in range(k):
+            p = np.exp(z[c] - log_total)
+            if c == tr:
+                p -= 1.0
+            for j in range(q):
+                dy[r, j] += p * d[c, j]
+        for j in range(q):
+            dy[r, j] *= gain
+    return True
+
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def hl_drive_kernel(w_hat, w0, delta_v, eps, w_both):  # pragma: no cover - compiled
+    """Port voltages of the stacked ± phases of ``hl``: rows r and r + K of ``w_both`` (2K, q) are
+    w0[r] + eps[r]·ŵ[r] and w0[r] − eps[r]·ŵ[r] (V).
+
+    With ``delta_v`` > 0 the drive scale is chosen first, eps[r] = delta_v / max_j |ŵ[r, j]|
+    (1 where ŵ[r] is 0), so that the largest port excursion is ``delta_v`` volts; with
+    ``delta_v`` = 0 the given ``eps`` (K, 1) is used (a re-measurement with a smaller drive).
+    """
+    K, q = w_hat.shape
+    for r in range(K):
+        if delta_v > 0.0:
+            amp = 0.0
+            for j in range(q):
+                amp = max(amp, abs(w_hat[r, j]))
+            eps[r, 0] = delta_v / (amp if amp != 0.0 else 1.0)
+        er = eps[r, 0]
+        for j in range(q):
+            drive = er * w_hat[r, j]
+            w_both[r, j] = w0[r, j] + drive
+            w_both[r + K, j] = w0[r, j] - drive
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def flip_accounting_kernel(plus_flip, minus_flip, by_response, phase_ok, readable, single, flips):  # pragma: no cover
+    """Per-sample bookkeeping of a stacked ± measurement after :func:`hl_phase_kernel`.
+
+    ``single`` = exactly one phase changed a diode state (and both phases are valid): resolved
+    from the other phase; ``flips`` = flagged (a state changed or the responses are not mirror
+    images), valid, not resolved that way, and readable after a smaller drive: to re-measure.
+    Returns (flagged valid samples, samples seen by the response check alone, resolved from one
+    phase, flipped but unreadable).
+    """
+    flagged_count = 0
+    by_response_only = 0
+    singles = 0
+    unreadable = 0
+    for k in range(plus_flip.shape[0]):
+        changed = plus_flip[k] or minus_flip[k]
+        ok = phase_ok[k]
+        if by_response[k] and not changed:
+            by_response_only += 1
+        one = (plus_flip[k] != minus_flip[k]) and ok
+        single[k] = one
+        flagged = (changed or by_response[k]) and ok
+        flagged_count += flagged
+        f = flagged and not one
+        if f and not readable[k]:
+            unreadable += 1
+            f = False
+        flips[k] = f
+        singles += one
+    return flagged_count, by_response_only, singles, unreadable
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def finite_abs_max(a):  # pragma: no cover - compiled
+    """(max |a|, every entry finite) of a 2-D array in one pass (0 for an empty array)."""
+    top = 0.0
+    bad = 0.0
+    for r in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            v = a[r, j]
+            bad += v - v  # 0 unless some entry is ±inf or NaN
+            top = max(top, abs(v))
+    return top, bad == 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def repeats_of(x, held):  # pragma: no cover - compiled
+    """k ≥ 1 when the rows of ``x`` (k·B, m) are the rows of ``held`` (B, m) repeated k times, else 0."""
+    B = held.shape[0]
+    if B == 0 or x.shape[1] != held.shape[1] or x.shape[0] % B:
+        return 0
+    for r in range(x.shape[0]):
+        rb = r % B
+        for j in range(x.shape[1]):
+            if x[r, j] != held[rb, j]:
+                return 0
+    return x.shape[0] // B
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def held_rows_kernel(x, held, rows):  # pragma: no cover - compiled
+    """Whether ``x`` (k·K, m) is K rows of ``held`` (B, m) stacked k ≥ 1 times; writes their
+    held indices into ``rows`` (K,) (the first equal held row).  False if not (``rows`` then undefined)."""
+    K = rows.shape[0]
+    B, m = held.shape
+    if K == 0 or x.shape[0] % K or x.shape[1] != m:
+        return False
+    for r in range(K):
+        found = -1
+        for i in range(B):
+            if held[i, 0] == x[r, 0]:
+                same = True
+                for j in range(m):
+                    if held[i, j] != x[r, j]:
+                        same = False
+                        break
+                if same:
+                    found = i
+                    break
+        if found < 0:
+            return False
+        rows[r] = found
+    for r in range(K, x.shape[0]):
+        for j in range(m):
+            if x[r, j] != x[r % K, j]:
+                return False
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def differential_argmax_kernel(y, d, gain, out):  # pragma: no cover - compiled
+    """Predicted class per sample: argmax_c gain·Σ_j d[c, j]·y[r, j] (the first maximum), from port
+    currents ``y`` (B, q) in A and the differential matrix ``d`` (k, q); written into ``out`` (B,)."""
+    B, q = y.shape
+    k = d.shape[0]
+    for r in range(B):
+        best = 0
+        top = -np.inf
+        for c in range(k):
+            s = 0.0
+            for j in range(q):
+                s += y[r, j] * d[c, j]
+            z = gain * s
+            if z != z:  # NaN counts as the maximum, the first one wins (as numpy's argmax)
+                best = c
+                break
+            if z > top or c == 0:
+                top = z
+                best = c
+        out[r] = best

@@ -80,7 +80,7 @@ def test_inputs_of_1e300_volts_are_refused(tmp_path, capsys):
 
 
 def test_sizes_beyond_memory_are_refused_with_the_estimate(tmp_path, capsys):
-    circuit = {"inputs": {"count": 2}, "hidden": {"count": 10_000_000}, "outputs": {"count": 2},
+    circuit = {"inputs": {"count": 100_000}, "hidden": {"count": 10_000_000}, "outputs": {"count": 2},
                "conductances": {"g_in": 1e-5, "g_out": 1e-5}}
     assert main(["solve", write(tmp_path, {"circuit": circuit})]) == 2
     err = capsys.readouterr().err

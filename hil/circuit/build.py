@@ -12,7 +12,7 @@ Example::
       outputs: {count: 2, voltage: 0.0, differential: true}
       conductances:
         g_in: {uniform: [1.0e-6, 1.0e-5]}      # or an (n, p) list of lists, or a scalar
-        g_hh: {random: {degree: 2, low: 1.0e-6, high: 1.0e-5}}   # or none / matrix
+        g_hh: {random: {degree: 2, low: 1.0e-6, high: 1.0e-5}}   # or none / pairs / matrix / number
         g_leak: 1.0e-7
         g_out: {uniform: [1.0e-6, 1.0e-5]}
 
@@ -27,12 +27,13 @@ from dataclasses import replace
 
 import numpy as np
 
+from hil.circuit.coupling import Coupling, CouplingError, random_coupling
 from hil.circuit.elements import DIODE_KINDS, DIODE_PRESETS, DiodeBank, SPICE_GMIN_S
 from hil.circuit.model import Circuit, CircuitError, make_sources
 from hil.config import (MAX_ABS_VOLTAGE_V, MAX_CONDUCTANCE_S, ConfigError, Section, in_range, non_negative,
                         plain_name, positive)
 
-#: Refuse circuits whose dense matrices would need more than this fraction of the RAM.
+#: Refuse circuits whose conductances would need more than this fraction of the RAM.
 MEMORY_FRACTION = 0.5
 
 
@@ -46,13 +47,43 @@ def _available_memory_bytes() -> int:
         return 16 * 2**30
 
 
-def estimated_memory_bytes(n_hidden: int, n_sources: int, n_outputs: int, coupled: bool) -> int:
-    """Bytes the circuit's conductance matrices and a solve's factorization need (float64)."""
+#: Bytes a training board holds per conductance: its two node indices in the topology (16), its
+#: name ``R_<a>_<b>`` as a Python string (about 72), and float64 copies in the circuit, the nodal
+#: system, the board's read-back, the optimizer's two moments and the gradient (6 × 8).
+BYTES_PER_CONDUCTANCE = 16 + 72 + 6 * 8
+#: Bytes per coupling resistor beyond that: the pair and value (24), its two entries of the
+#: sparse nodal matrix (2 × 12) and of the per-node adjacency (2 × 8).
+BYTES_PER_PAIR = 24 + 2 * 12 + 2 * 8
+#: Bytes per hidden node: diode parameters, diagonal and row sums, solver and step vectors.
+BYTES_PER_NODE = 256
+
+
+def estimated_memory_bytes(n_hidden: int, n_sources: int, n_outputs: int, n_pairs: int = 0) -> int:
+    """Bytes a board of this size holds while it trains, before batch-dependent work (float64).
+
+    ``n_pairs`` is the number of hidden↔hidden coupling resistors.  Everything grows with the
+    number of conductances, n·p + n_pairs + n + q·n (the coupling is sparse: no n × n term);
+    a training step adds working memory that grows with the batch (0.3–0.9× this figure at
+    batch 32 on the digits network with 256–4096 hidden nodes, see docs/performance.md).
+    """
     n, p, q = n_hidden, n_sources, n_outputs
-    entries = n * p + n * n + q * n + 4 * n  # g_in, g_hh (dense), g_out, per-node vectors
-    if coupled:
-        entries += n * n  # a dense Laplacian / factorization
-    return 8 * entries
+    conductances = n * p + n_pairs + n + q * n
+    return int(conductances * BYTES_PER_CONDUCTANCE + n_pairs * BYTES_PER_PAIR + n * BYTES_PER_NODE)
+
+
+def coupling_pairs_bound(g_hh: Any, n: int) -> int:
+    """Most coupling resistors a raw ``conductances.g_hh`` value can create among n hidden nodes
+    (a matrix given in the config counts as all pairs)."""
+    all_pairs = n * (n - 1) // 2
+    if g_hh is None or g_hh == "none" or (isinstance(g_hh, (int, float)) and not isinstance(g_hh, bool) and g_hh == 0):
+        return 0
+    if isinstance(g_hh, dict) and isinstance(g_hh.get("random"), dict):
+        degree = g_hh["random"].get("degree", 2)
+        degree = degree if isinstance(degree, int) and not isinstance(degree, bool) and degree > 0 else 2
+        return min(n * degree, all_pairs)
+    if isinstance(g_hh, dict) and isinstance(g_hh.get("pairs"), list):
+        return min(len(g_hh["pairs"]), all_pairs)
+    return all_pairs
 
 
 def _early_size_check(sec: Section, data: Any) -> bool:
@@ -67,17 +98,20 @@ def _early_size_check(sec: Section, data: Any) -> bool:
     n_in = count("inputs")
     p = n_in * (2 if isinstance(inputs, dict) and inputs.get("inverted") else 1) + (
         len(rails) if isinstance(rails, dict) else 0)
+    return _check_size(sec, count("hidden"), p, count("outputs"), _raw_coupling(data))
+
+
+def _raw_coupling(data: Any) -> Any:
     g_spec = data.get("conductances") if isinstance(data, dict) else None
-    coupled = isinstance(g_spec, dict) and g_spec.get("g_hh") not in (None, "none", 0)
-    return _check_size(sec, count("hidden"), p, count("outputs"), coupled)
+    return g_spec.get("g_hh") if isinstance(g_spec, dict) else None
 
 
-def _check_size(sec: Section, n: int, p: int, q: int, coupled: bool) -> bool:
-    need = estimated_memory_bytes(n, p, q, coupled)
+def _check_size(sec: Section, n: int, p: int, q: int, g_hh: Any) -> bool:
+    need = estimated_memory_bytes(n, p, q, coupling_pairs_bound(g_hh, n))
     have = _available_memory_bytes()
     if need > MEMORY_FRACTION * have:
         sec.problems.append(f"{sec.path}: {n} hidden nodes, {p} sources and {q} outputs need about "
-                            f"{need / 2**30:.3g} GiB for the conductance matrices; this machine has "
+                            f"{need / 2**30:.3g} GiB for the conductances; this machine has "
                             f"{have / 2**30:.3g} GiB (at most {100 * MEMORY_FRACTION:.0f} % may be used)")
         return False
     return True
@@ -222,29 +256,77 @@ def _matrix(sec: Section, key: str, shape: tuple[int, ...], rng: np.random.Gener
     return arr
 
 
-def _coupling(sec: Section, n: int, rng: np.random.Generator) -> np.ndarray:
+def _coupling(sec: Section, n: int, hidden_names: list[str], rng: np.random.Generator) -> Coupling:
+    """The ``g_hh`` coupling, built sparse (no (n, n) array except for the matrix form)."""
     val = sec.raw("g_hh", None)
+    if val is None or val == "none" or (isinstance(val, (int, float)) and not isinstance(val, bool) and val == 0):
+        return Coupling.none(n)
     if isinstance(val, dict) and "random" in val:
-        spec = Section(val["random"], sec._p("g_hh.random"), sec.problems)
-        before = len(sec.problems)
-        degree = spec.get("degree", int, 2, check=positive)
-        lo = spec.get("low", float, 1e-6, check=in_range(0, MAX_CONDUCTANCE_S, "S"))
-        hi = spec.get("high", float, 1e-5, check=in_range(0, MAX_CONDUCTANCE_S, "S"))
-        spec.finish()
-        g = np.zeros((n, n))
-        if len(sec.problems) == before and lo > hi:
-            spec.error("high", "must be >= low")
-        if len(sec.problems) > before:
-            return g
-        for k in range(n):
-            for l in rng.choice(n, size=min(degree, n - 1) if n > 1 else 0, replace=False):
-                if l != k:
-                    g[k, l] = g[l, k] = rng.uniform(lo, hi)
-        return g
+        return _random_coupling(sec, val["random"], n, rng)
+    if isinstance(val, dict) and set(val) == {"pairs"}:
+        return _listed_coupling(sec, val["pairs"], n, hidden_names)
+    if isinstance(val, (int, float)) and not isinstance(val, bool):
+        if not 0 <= val <= MAX_CONDUCTANCE_S:
+            sec.error("g_hh", f"conductance {val} S must be in [0, {MAX_CONDUCTANCE_S:g}] S")
+            return Coupling.none(n)
+        k, l = np.triu_indices(n, 1)  # every pair: all-to-all coupling
+        return Coupling(n, np.stack([k, l], axis=1), np.full(k.size, float(val)))
     g = _matrix(sec, "g_hh", (n, n), rng, None)
-    if val is not None and isinstance(val, (int, float)) and not isinstance(val, bool):
-        np.fill_diagonal(g, 0.0)
-    return g
+    try:
+        return Coupling.from_dense(g)
+    except CouplingError as exc:
+        sec.error("g_hh", str(exc))
+        return Coupling.none(n)
+
+
+def _random_coupling(sec: Section, data: Any, n: int, rng: np.random.Generator) -> Coupling:
+    """``{random: {degree, low, high}}``: see :func:`hil.circuit.coupling.random_coupling`."""
+    spec = Section(data, sec._p("g_hh.random"), sec.problems)
+    before = len(sec.problems)
+    degree = spec.get("degree", int, 2, check=positive)
+    lo = spec.get("low", float, 1e-6, check=in_range(0, MAX_CONDUCTANCE_S, "S"))
+    hi = spec.get("high", float, 1e-5, check=in_range(0, MAX_CONDUCTANCE_S, "S"))
+    spec.finish()
+    if len(sec.problems) == before and lo > hi:
+        spec.error("high", "must be >= low")
+    if len(sec.problems) > before:
+        return Coupling.none(n)
+    return random_coupling(n, degree, lo, hi, rng)
+
+
+def _listed_coupling(sec: Section, items: Any, n: int, hidden_names: list[str]) -> Coupling:
+    """``{pairs: [[a, b, g], ...]}``: a, b hidden-node names or 0-based indices, g in siemens."""
+    key = "g_hh.pairs"
+    if not isinstance(items, list):
+        sec.error(key, "expected a list of [node, node, conductance_S] entries")
+        return Coupling.none(n)
+    index = {nm: i for i, nm in enumerate(hidden_names)}
+    ends, vals = [], []
+    for i, item in enumerate(items):
+        if not (isinstance(item, list) and len(item) == 3):
+            sec.error(f"{key}[{i}]", f"expected [node, node, conductance_S], got {item!r}")
+            continue
+        kl = []
+        for node in item[:2]:
+            if isinstance(node, str) and node in index:
+                kl.append(index[node])
+            elif isinstance(node, int) and not isinstance(node, bool) and 0 <= node < n:
+                kl.append(node)
+            else:
+                sec.error(f"{key}[{i}]", f"{node!r} is not a hidden node (a name or an index 0..{n - 1})")
+        g = item[2]
+        if not (isinstance(g, (int, float)) and not isinstance(g, bool) and 0 <= g <= MAX_CONDUCTANCE_S):
+            sec.error(f"{key}[{i}]", f"conductance {g!r} must be a number in [0, {MAX_CONDUCTANCE_S:g}] S")
+        elif len(kl) == 2 and kl[0] == kl[1]:
+            sec.error(f"{key}[{i}]", f"joins hidden node {item[0]!r} to itself (no self-loops)")
+        elif len(kl) == 2:
+            ends.append(kl)
+            vals.append(float(g))
+    try:
+        return Coupling.from_pairs(n, np.array(ends, dtype=np.int64).reshape(-1, 2), vals)
+    except CouplingError as exc:
+        sec.error(key, str(exc))
+        return Coupling.none(n)
 
 
 def build_circuit(data: dict, path: str = "circuit") -> Circuit:
@@ -300,29 +382,26 @@ def build_circuit(data: dict, path: str = "circuit") -> Circuit:
         raise ConfigError(problems)
     sources = make_sources(len(in_names), inverted, rail_list, in_names)
     p = len(sources)
-    g_spec = data.get("conductances") if isinstance(data, dict) else None
-    coupled = isinstance(g_spec, dict) and g_spec.get("g_hh") not in (None, "none", 0)
-    if not _check_size(sec, n, p, q, coupled):
+    if not _check_size(sec, n, p, q, _raw_coupling(data)):
         raise ConfigError(problems)
     s_g = sec.section("conductances", required=True)
     for key in ("g_in", "g_out"):
         if s_g.data and key not in s_g.data:
             s_g.error(key, "required (a number, a matrix, or {uniform: [low, high]} in siemens)")
     g_in = _matrix(s_g, "g_in", (n, p), rng, None)
-    g_hh = _coupling(s_g, n, rng)
+    g_hh = _coupling(s_g, n, h_names or [], rng)
     g_leak = _per_node(s_g, "g_leak", 0.0, n, in_range(0, MAX_CONDUCTANCE_S, "S"))
     g_out = _matrix(s_g, "g_out", (q, n), rng, None)
     s_g.finish()
     sec.finish()
     if problems:
         raise ConfigError(problems)
-    circuit = Circuit(
-        sources=sources, hidden_names=tuple(h_names), output_names=tuple(o_names), g_in=g_in, g_hh=g_hh,
-        g_leak=g_leak, g_out=g_out, diodes=diodes, output_voltage=out_v, differential_pairs=tuple(pairs),
-        coupling_mask=g_hh > 0, name=name,
-    )
     try:
-        return circuit.validate()
+        return Circuit(
+            sources=sources, hidden_names=tuple(h_names), output_names=tuple(o_names), g_in=g_in, g_hh=g_hh,
+            g_leak=g_leak, g_out=g_out, diodes=diodes, output_voltage=out_v, differential_pairs=tuple(pairs),
+            name=name,
+        ).validate()
     except CircuitError as exc:
         field = f"{path}.{exc.field}" if not exc.field.startswith(path) else exc.field
         raise ConfigError([f"{field}: {str(exc).split(': ', 1)[1]}"]) from None

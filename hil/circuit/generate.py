@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hil.circuit.coupling import Coupling, random_coupling
 from hil.circuit.elements import DIODE_PRESETS, DiodeBank, SPICE_GMIN_S
 from hil.circuit.model import Circuit, make_sources
 
@@ -34,12 +35,8 @@ def random_circuit(
     if not dense_inputs:
         g_in *= rng.random((n_hidden, p)) < min(1.0, 8.0 / p)
         g_in[np.arange(n_hidden), rng.integers(0, p, n_hidden)] = rng.uniform(lo, hi, n_hidden)
-    g_hh = np.zeros((n_hidden, n_hidden))
-    if coupling_degree > 0 and n_hidden > 1:
-        for k in range(n_hidden):
-            for l in rng.choice(n_hidden, size=min(coupling_degree, n_hidden - 1), replace=False):
-                if l != k:
-                    g_hh[k, l] = g_hh[l, k] = rng.uniform(lo, hi)
+    g_hh = (random_coupling(n_hidden, coupling_degree, lo, hi, rng) if coupling_degree > 0 and n_hidden > 1
+            else Coupling.none(n_hidden))
     g_out = rng.uniform(lo, hi, (n_outputs, n_hidden))
     orientation = rng.choice([-1, 1], n_hidden) if mixed_orientation else np.ones(n_hidden, int)
     par = DIODE_PRESETS[preset]
@@ -54,6 +51,6 @@ def random_circuit(
         hidden_names=tuple(f"h{k}" for k in range(n_hidden)),
         output_names=tuple(f"y{o}" for o in range(n_outputs)),
         g_in=g_in, g_hh=g_hh, g_leak=np.full(n_hidden, g_leak_s), g_out=g_out, diodes=diodes,
-        output_voltage=np.zeros(n_outputs), differential_pairs=pairs, coupling_mask=g_hh > 0,
+        output_voltage=np.zeros(n_outputs), differential_pairs=pairs,
         name=f"random-{n_hidden}-{diode}-{seed}",
     ).validate()

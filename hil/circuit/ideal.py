@@ -148,6 +148,9 @@ class _MarginsOnRead(SolveReport):
         self.__dict__["degenerate"] = value
 
 
+_NO_ROWS = np.empty((0, 0))  # "no such array" for the kernel's optional (R, n) arguments
+
+
 def _float_c(a) -> np.ndarray:
     """``a`` as a C-contiguous float64 array (itself when it already is one)."""
     if isinstance(a, np.ndarray) and a.dtype == np.float64 and a.flags.c_contiguous:
@@ -163,7 +166,8 @@ def _per_node(a, n: int) -> np.ndarray:
 
 
 def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, scale_v: float = 1.0,
-                         tol: float = 1e-12, sign: int | None = None, h_zero: bool | None = None) -> IdealSolution:
+                         tol: float = 1e-12, sign: int | None = None, h_zero: bool | None = None,
+                         delta: np.ndarray | None = None) -> IdealSolution:
     """The ideal-diode LCP when K = diag(``diag``) (uncoupled hidden nodes), for a batch ``b`` (B, n) in A.
 
     Every node is a one-variable LCP: e = b/K_kk unless that violates the clamp, then
@@ -173,29 +177,53 @@ def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.n
     voltage scale and by the current scale max(|b|, |K e|)) are formed and reduced for the
     whole batch in one compiled pass (:func:`hil.kernels.ideal_diagonal_kernel`).  ``sign`` is
     :func:`orientation_sign` of ``s`` when the caller knows it.
+
+    ``delta`` (R, n), when given, makes a batch of R rows whose nodal currents are
+    ``b[r mod B₀] + delta[r]`` (b (B₀, n) held, R a multiple of B₀): the perturbation phases
+    of held sources, solved without forming the tiled right-hand side.
     """
     t0 = time.perf_counter()
     if sign is None:
         sign = orientation_sign(s)
     if h_zero is None:
         h_zero = not np.any(h)
-    B, n = b.shape
-    if not b.size:  # nothing to solve: an empty, trivially certified batch
+    if delta is None:
+        B, n = b.shape
+        delta = _NO_ROWS
+    else:
+        B, n = delta.shape
+        if b.shape[1] != n or b.shape[0] == 0 or B % b.shape[0]:
+            raise ValueError(f"solve_ideal_diagonal: {B} shifted rows of {n} nodes do not repeat a held batch "
+                             f"of shape {b.shape}")
+        delta = _float_c(delta)
+    if not B or not n:  # nothing to solve: an empty, trivially certified batch
         empty = np.zeros((B, n))
         return IdealSolution(empty, empty.copy(), np.zeros((B, n), bool),
                              SolveReport(True, "pdas", {"pdas": 0}, batch=B, kkt_primal=0.0, kkt_dual=0.0,
                                          kkt_complementarity=0.0, wall_time_s=time.perf_counter() - t0))
+    return diagonal_solution(_per_node(diag, n), _float_c(b), _per_node(s, n), _per_node(h, n), scale_v, tol,
+                             sign == 1 and h_zero, delta, t0)
+
+
+def diagonal_solution(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, scale_v: float, tol: float,
+                      relu: bool, delta: np.ndarray, t0: float | None = None) -> IdealSolution:
+    """:func:`solve_ideal_diagonal` for arguments already in the kernel's form: contiguous float
+    arrays ``diag``, ``s``, ``h`` (n,), ``b`` (B₀, n), ``delta`` (R, n) or with no rows, a non-empty
+    batch; ``relu`` when every s = 1 and h = 0 (then z is e itself)."""
+    if t0 is None:
+        t0 = time.perf_counter()
+    B, n = delta.shape if delta.shape[0] else b.shape
     # One compiled pass: closed form, the certificate's z (blocking voltage), mu (diode
     # current), the KCL residual at the free nodes and mu·z, reduced for the whole batch.
     # A node without any conductance (zero diagonal, possible only for Shockley starting
     # points) gives a non-finite voltage that the certificate rejects.
-    relu = sign == 1 and h_zero  # z = e − 0 is e itself: no separate array
     e = np.empty((B, n))
-    z = e if relu else np.empty((B, n))
+    z = _NO_ROWS if relu else np.empty((B, n))
     mu = np.empty((B, n))
     on = np.empty((B, n), dtype=np.bool_)
-    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, n_on, finite = ideal_diagonal_kernel(
-        _float_c(b), _per_node(diag, n), _per_node(s, n), _per_node(h, n), e, z, mu, on)
+    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, n_on, finite = ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on)
+    if relu:
+        z = e
     scale_i = max(b_abs, ke_abs, 1e-300)
     primal = max(-lo_z, 0.0) / scale_v
     dual = max(-lo_mu, 0.0) / scale_i

@@ -13,20 +13,24 @@ export and ``hil solve --json``):
   differential outputs ``y+ - y-``.
 * ``0`` is ground.
 
-Conductances: ``g_in`` (n, p) source→hidden, ``g_hh`` (n, n) symmetric with
-zero diagonal (one physical resistor per pair k<l), ``g_leak`` (n,) hidden→ground,
-``g_out`` (q, n) hidden→output port.
+Conductances: ``g_in`` (n, p) source→hidden, ``g_hh`` a sparse
+:class:`~hil.circuit.coupling.Coupling` of hidden↔hidden resistors (pairs k<l and their
+conductances; no (n, n) array), ``g_leak`` (n,) hidden→ground, ``g_out`` (q, n) hidden→output port.
+For compatibility the constructor also takes ``g_hh`` as a symmetric (n, n) array (with
+``coupling_mask`` naming the resistors; default: the nonzero entries) or a scipy.sparse matrix
+(its stored entries), and converts it on construction.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import InitVar, dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from hil.circuit.coupling import Coupling, CouplingError
 from hil.circuit.elements import DiodeBank
 
 SOURCE_KINDS = ("input", "inverted", "rail")
@@ -86,15 +90,34 @@ class Circuit:
     hidden_names: tuple[str, ...]
     output_names: tuple[str, ...]
     g_in: np.ndarray
-    g_hh: np.ndarray
+    g_hh: Coupling
     g_leak: np.ndarray
     g_out: np.ndarray
     diodes: DiodeBank
     output_voltage: np.ndarray
     differential_pairs: tuple[tuple[int, int], ...] = ()
-    coupling_mask: np.ndarray | None = None
+    coupling_mask: InitVar[np.ndarray | None] = None
     name: str = "circuit"
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self, coupling_mask: np.ndarray | None) -> None:
+        g = self.g_hh
+        if isinstance(g, Coupling):
+            if coupling_mask is not None:
+                raise ValueError("coupling_mask applies only to a dense g_hh (a Coupling lists its resistors)")
+            return
+        try:
+            if sp.issparse(g):
+                g = sp.csr_matrix(g)  # duplicates summed
+                upper = sp.triu(g, 1).tocoo()
+                if (g != g.T).nnz or g.diagonal().any():
+                    raise CouplingError("must be symmetric with a zero diagonal (one resistor per node pair)")
+                coupling = Coupling.from_pairs(g.shape[0], np.stack([upper.row, upper.col], axis=1), upper.data)
+            else:
+                coupling = Coupling.from_dense(g, coupling_mask)
+        except CouplingError as exc:
+            raise CircuitError(exc.field, str(exc)) from None
+        object.__setattr__(self, "g_hh", coupling)
 
     # ---- sizes and names ---------------------------------------------------
     @property
@@ -149,9 +172,11 @@ class Circuit:
             seen.add(nm)
         if n == 0:
             raise CircuitError("hidden.count", "a circuit needs at least one hidden node")
+        if self.g_hh.n != n:
+            raise CircuitError("conductances.g_hh", f"coupling of {self.g_hh.n} hidden nodes for {n} hidden nodes")
         for fname, arr, shape in (
             ("conductances.g_in", self.g_in, (n, p)),
-            ("conductances.g_hh", self.g_hh, (n, n)),
+            ("conductances.g_hh", self.g_hh.values, (self.g_hh.m,)),
             ("conductances.g_leak", self.g_leak, (n,)),
             ("conductances.g_out", self.g_out, (q, n)),
             ("outputs.voltage", self.output_voltage, (q,)),
@@ -162,17 +187,17 @@ class Circuit:
                 raise CircuitError(fname, "contains a non-finite value")
         for fname, arr in (
             ("conductances.g_in", self.g_in),
-            ("conductances.g_hh", self.g_hh),
             ("conductances.g_leak", self.g_leak),
             ("conductances.g_out", self.g_out),
         ):
             if np.any(arr < 0):
                 k = np.unravel_index(int(np.argmin(arr)), arr.shape)
                 raise CircuitError(fname, f"negative conductance {arr[k]:.3g} S at index {tuple(int(i) for i in k)}")
-        if not np.array_equal(self.g_hh, self.g_hh.T):
-            raise CircuitError("conductances.g_hh", "must be symmetric (one resistor per node pair)")
-        if np.any(np.diag(self.g_hh) != 0):
-            raise CircuitError("conductances.g_hh", "diagonal must be zero (no self-loops)")
+        if np.any(self.g_hh.values < 0):
+            i = int(np.argmin(self.g_hh.values))
+            k, l = (int(x) for x in self.g_hh.pairs[i])
+            raise CircuitError("conductances.g_hh", f"negative conductance {self.g_hh.values[i]:.3g} S "
+                               f"at index {(k, l)}")
         d = self.diodes
         if d.count != n:
             raise CircuitError("hidden.element", f"{d.count} diodes for {n} hidden nodes")
@@ -194,7 +219,8 @@ class Circuit:
     def _check_grounded(self) -> None:
         """Every connected hidden component needs a conductance to a fixed potential."""
         n = self.n_hidden
-        adj = sp.csr_matrix(self.g_hh > 0)
+        on = self.g_hh.values > 0
+        adj = sp.csr_matrix((np.ones(int(on.sum())), (self.g_hh.pairs[on, 0], self.g_hh.pairs[on, 1])), shape=(n, n))
         ncomp, labels = connected_components(adj, directed=False)
         anchored = (self.g_in.sum(axis=1) + self.g_leak + self.g_out.sum(axis=0)) > 0
         # A Shockley diode (with gmin) also ties the node to its reference.
@@ -212,12 +238,13 @@ class Circuit:
     # ---- linear algebra --------------------------------------------------------
     def laplacian_dense(self) -> np.ndarray:
         """Grounded Laplacian L (n, n) in siemens."""
-        diag = self.g_in.sum(axis=1) + self.g_hh.sum(axis=1) + self.g_leak + self.g_out.sum(axis=0)
-        return np.diag(diag) - self.g_hh
+        diag = self.g_in.sum(axis=1) + self.g_hh.row_sums() + self.g_leak + self.g_out.sum(axis=0)
+        return np.diag(diag) - self.g_hh.toarray()
 
     def laplacian_sparse(self) -> sp.csc_matrix:
-        diag = self.g_in.sum(axis=1) + self.g_hh.sum(axis=1) + self.g_leak + self.g_out.sum(axis=0)
-        return (sp.diags(diag) - sp.csr_matrix(self.g_hh)).tocsc()
+        """Grounded Laplacian L (n, n) in siemens, sparse (diagonal plus the coupling pairs)."""
+        diag = self.g_in.sum(axis=1) + self.g_hh.row_sums() + self.g_leak + self.g_out.sum(axis=0)
+        return (sp.diags(diag) - self.g_hh.tocsr()).tocsc()
 
     def source_voltages(self, x: np.ndarray) -> np.ndarray:
         """Map logical inputs x (B, n_inputs) in volts to source voltages u (B, p)."""
@@ -254,10 +281,8 @@ class Circuit:
 
     # ---- flat parameter view ------------------------------------------------------
     def hh_pairs(self) -> np.ndarray:
-        """(m_hh, 2) index pairs k<l of the hidden↔hidden resistors that exist."""
-        mask = self.coupling_mask if self.coupling_mask is not None else (self.g_hh > 0)
-        k, l = np.nonzero(np.triu(mask, 1))
-        return np.stack([k, l], axis=1)
+        """(m_hh, 2) index pairs k<l of the hidden↔hidden resistors that exist (read-only)."""
+        return self.g_hh.pairs
 
     def topology(self) -> Topology:
         """Flat parameter order: g_in (row-major), g_hh pairs, g_leak, g_out (row-major)."""
@@ -284,10 +309,9 @@ class Circuit:
 
     def conductance_vector(self) -> np.ndarray:
         """Conductances (S) in the flat order of :meth:`topology`."""
-        pairs = self.hh_pairs()
         return np.concatenate([
             self.g_in.ravel(),
-            self.g_hh[pairs[:, 0], pairs[:, 1]],
+            self.g_hh.values,
             self.g_leak,
             self.g_out.ravel(),
         ])
@@ -299,19 +323,12 @@ class Circuit:
         if g.shape != (topo.n_conductances,):
             raise ValueError(f"expected {topo.n_conductances} conductances, got shape {g.shape}")
         n, p, q = self.n_hidden, self.n_sources, self.n_outputs
-        pairs = self.hh_pairs()
-        g_hh = np.zeros((n, n))
-        vals = g[topo.groups["g_hh"]]
-        g_hh[pairs[:, 0], pairs[:, 1]] = vals
-        g_hh[pairs[:, 1], pairs[:, 0]] = vals
-        mask = self.coupling_mask if self.coupling_mask is not None else (self.g_hh > 0)
         return replace(
             self,
             g_in=g[topo.groups["g_in"]].reshape(n, p).copy(),
-            g_hh=g_hh,
+            g_hh=self.g_hh.with_values(g[topo.groups["g_hh"]]),
             g_leak=g[topo.groups["g_leak"]].copy(),
             g_out=g[topo.groups["g_out"]].reshape(q, n).copy(),
-            coupling_mask=mask,
             _cache={"topology": topo},
         )
 

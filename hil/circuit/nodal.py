@@ -3,9 +3,9 @@
 The structure (which conductance connects which nodes, the sparsity pattern of K, the
 hidden↔hidden adjacency) is built once per topology.  Programming new conductances
 writes only the entries that changed and recomputes only the diagonal entries of K
-that they touch, so a step that changes c conductances costs O(c) (plus the sparse
-coupling, O(pairs), when a coupling conductance changed).  The coupling is kept as a
-list of pairs and a sparse matrix; no dense n×n array is formed.
+that they touch, so a step that changes c conductances costs O(c) (a changed coupling
+resistor also re-adds the coupling sums of its two nodes, O(degree) each).  The coupling is
+kept as a list of pairs and a sparse matrix; no dense n×n array is formed.
 
 K is the grounded Laplacian of the hidden nodes (physics.md §1.2), siemens:
 
@@ -121,6 +121,15 @@ class NodalSystem:
         self.k_csr.data[self._pos_kl] = -self.g_hh_values
         self.k_csr.data[self._pos_lk] = -self.g_hh_values
 
+    def _refresh_hh_pairs(self, pairs: np.ndarray, rows: np.ndarray) -> None:
+        """Coupling pairs ``pairs`` changed: rewrite their K entries and the coupling sums of
+        ``rows`` (which hold both ends of every changed pair) — O(changed · degree)."""
+        vals = self.g_hh_values[pairs]
+        self._vals_ext[pairs] = vals
+        self.hh_row_sum[rows] = self._vals_ext[self._nbr[rows]].sum(axis=1)
+        self.k_csr.data[self._pos_kl[pairs]] = -vals
+        self.k_csr.data[self._pos_lk[pairs]] = -vals
+
     def _refresh_all(self) -> None:
         self._refresh_hh()
         self._sums(self._all_rows, True, True)
@@ -159,8 +168,10 @@ class NodalSystem:
         a, b = edges[changed, 0], edges[changed, 1]
         touched = np.concatenate([a[(a >= hid0) & (a < hid0 + self.n)], b[(b >= hid0) & (b < hid0 + self.n)]]) - hid0
         rows = np.unique(touched)
-        if np.any((changed >= self._hh_slice.start) & (changed < self._hh_slice.stop)):
-            self._refresh_hh()
+        hh = self._hh_slice
+        in_hh = (changed >= hh.start) & (changed < hh.stop)
+        if np.any(in_hh):
+            self._refresh_hh_pairs(changed[in_hh] - hh.start, rows)
         out0 = hid0 + self.n
         self._sums(rows, bool(np.any(b < hid0)), bool(np.any((b >= out0) & (b < out0 + self.q))))
         self.k_csr.data[self._pos_diag[rows]] = self.diag[rows]

@@ -456,13 +456,10 @@ def near_ideal_error_bound_v(circuit: Circuit, max_diode_current_a: float, max_a
     """
     vte = NEAR_IDEAL_N * thermal_voltage(circuit.diodes.temperature_c, spice_compat=True)
     drop = vte * math.log1p(max(max_diode_current_a, 0.0) / NEAR_IDEAL_IS_A)
-    lap = circuit.laplacian_dense() if circuit.n_hidden <= 2000 else None
-    if lap is not None:
-        inv_norm = float(np.max(np.linalg.solve(lap, np.ones(circuit.n_hidden))))
-    else:
-        from scipy.sparse.linalg import spsolve
+    from scipy.sparse.linalg import spsolve
 
-        inv_norm = float(np.max(spsolve(circuit.laplacian_sparse(), np.ones(circuit.n_hidden))))
+    # ‖L⁻¹‖∞ = max(L⁻¹·1): L is an M-matrix, so L⁻¹ ≥ 0 entrywise (sparse solve, no n × n array)
+    inv_norm = float(np.max(np.atleast_1d(spsolve(circuit.laplacian_sparse(), np.ones(circuit.n_hidden)))))
     leak = inv_norm * (NEAR_IDEAL_IS_A + NEAR_IDEAL_GMIN_S * max_abs_voltage_v)
     # The drop bound is attained at the diode with the largest current, so allow for
     # float64 rounding of both solutions (16 ulp of the voltage scale) and 1e-6 relative.

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
+from hil.circuit.coupling import Coupling
 from hil.circuit.model import Circuit
 
 
@@ -245,8 +246,9 @@ def _apply_wires(circuit: Circuit, spec: WireSpec) -> WiredCircuit:
         g_oo = _off(s_out)[n:, n:]
         hh = hh + _off(s_out)[:n, :n]
         arrays["g_out"] = r_out
-    g_hh = circuit.g_hh + hh
+    # the shared lines couple every pair of hidden nodes: the effective coupling is dense by nature
+    g_hh = circuit.g_hh.toarray() + hh
     g_hh = 0.5 * (g_hh + g_hh.T)
     np.fill_diagonal(g_hh, 0.0)
-    eff = replace(circuit, g_in=g_in_eff, g_hh=g_hh, g_out=g_out_eff, coupling_mask=g_hh > 0, _cache={})
+    eff = replace(circuit, g_in=g_in_eff, g_hh=Coupling.from_dense(g_hh, g_hh > 0), g_out=g_out_eff, _cache={})
     return WiredCircuit(effective=eff, g_src_src=g_ss, g_port_port=g_oo, arrays=arrays)

@@ -22,7 +22,7 @@ from functools import partial
 import numpy as np
 
 from hil.board import Board, ExactLinearization, Measurement, PhasedMeasurement, valid_mask
-from hil.kernels import hl_phase_kernel
+from hil.kernels import flip_accounting_kernel, hl_drive_kernel, hl_phase_kernel
 from hil.train.losses import Loss
 
 ESTIMATORS = ("hl", "hl-exact", "ep", "fd")
@@ -174,9 +174,15 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
         return _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_per_sample, flip_rel_tol)
     topo = board.topology
     op, val, w_hat = _operating_point(board, x, target, loss)
-    amp = np.max(np.abs(w_hat), axis=1, keepdims=True)
-    amp[amp == 0] = 1.0
-    eps = delta_v / amp  # (B, 1) volts per unit ŵ
+    B = x.shape[0]
+    eps = np.empty((B, 1))  # volts per unit ŵ, chosen per sample so that max|εŵ| = delta_v
+    if central:  # the + and − port voltages of every sample, for the first pass
+        w_both = np.empty((2 * B, op.w.shape[1]))
+        hl_drive_kernel(_c(w_hat), _c(op.w), float(delta_v), eps, w_both)
+    else:
+        amp = np.max(np.abs(w_hat), axis=1, keepdims=True)
+        amp[amp == 0] = 1.0
+        np.divide(delta_v, amp, out=eps)
     n0 = topo.node_voltages(op)
     n_hat = np.zeros_like(n0)
     # Node order [sources, hidden, ports, ground]: when the sources hold the same voltages in
@@ -185,23 +191,23 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     responding = slice(p, p + op.e.shape[1] + op.w.shape[1])
     source_phases = []  # how each pass measured ∂ℓ/∂u; assembled from the readings when read
     i_hat = None if central else np.zeros(op.u.shape)
-    ok = valid_mask(op).copy()
-    todo = np.arange(x.shape[0])
+    ok = valid_mask(op).copy() if op.valid is not None else None  # None: every sample valid so far
+    todo = np.arange(B)
     everything = slice(None)  # the first pass covers the whole batch: views instead of gathers
     retries, flipped_total, seen_by_response, one_sided, unreadable = 0, 0, 0, 0, 0
     while todo.size:
-        rows = everything if todo.size == x.shape[0] else todo
+        rows = everything if todo.size == B else todo
         xs, ws, es = x[rows], w_hat[rows], eps[rows]
         w0 = op.w[rows]
         if central:  # both perturbation phases as one batch of 2k measurements
             k = todo.size
-            drive = es * ws
-            w_both = np.empty((2 * k, w0.shape[1]))
-            np.add(w0, drive, out=w_both[:k])
-            np.subtract(w0, drive, out=w_both[k:])
+            if rows is not everything or retries:  # a re-measurement: the given (smaller) drives
+                w_both = np.empty((2 * k, w0.shape[1]))
+                hl_drive_kernel(_c(ws), _c(w0), 0.0, _c(es), w_both)
             both = board.measure(np.concatenate([xs, xs]), w_both)
             noise = max(both.noise_v, op.noise_v)
-            readable = resolvable(both.e[:k] - both.e[k:], noise) if noise > 0 else None  # None: all
+            readable = resolvable(both.e[:k] - both.e[k:], noise) if noise > 0 else _ALL[:k] if k <= _ALL.size \
+                else np.ones(k, bool)
             phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
             if (both.u.reshape(2, k, -1) == op.u[rows]).all():  # sources did not move: 0 in every response
                 cols = responding
@@ -218,29 +224,35 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                 sides = _flipped_sides(op, rows, k, both)
                 pm = (npl, nmi, ref)
             source_phases.append((rows, k, both, es, None))
-            if sides is None:
-                flips = by_response
-                seen_by_response += int(np.count_nonzero(flips))
-                flagged = flips
-            else:
-                plus_flip, minus_flip = sides
-                changed = plus_flip | minus_flip
-                seen_by_response += int(np.count_nonzero(by_response & ~changed))
-                flagged = changed | by_response
-                single = plus_flip ^ minus_flip  # (asymmetric by construction: the response check agrees)
-                if phase_ok is not None:
-                    single &= phase_ok
-                if single.any():  # one phase kept every state: its one-sided difference is exact
-                    sel = np.flatnonzero(single)
-                    rows_sel = todo[sel]
-                    use_minus = plus_flip[sel][:, None]
-                    if pm is not None:
-                        npl, nmi, ref = pm
-                        side = np.where(use_minus, ref[sel] - nmi[sel], npl[sel] - ref[sel])
-                        n_hat[rows_sel, cols] = side / es[sel]
-                    source_phases.append((rows_sel, k, both, es[sel], (sel, use_minus, op)))
-                    one_sided += sel.size
-                flips = flagged & ~single
+            plus_flip, minus_flip = sides if sides is not None else (_NONE_FLIPPED[:k], _NONE_FLIPPED[:k]) \
+                if k <= _NONE_FLIPPED.size else (np.zeros(k, bool), np.zeros(k, bool))
+            if phase_ok is not None:
+                ok = (valid_mask(op) if ok is None else ok).copy()
+                ok[rows] &= phase_ok
+            single, flips = np.empty(k, bool), np.empty(k, bool)
+            n_flagged, n_by_response, n_single, n_unreadable = flip_accounting_kernel(
+                _c(plus_flip, np.bool_), _c(minus_flip, np.bool_), _c(by_response, np.bool_),
+                _ALL[:k] if phase_ok is None and k <= _ALL.size else
+                _c(np.ones(k, bool) if phase_ok is None else phase_ok, np.bool_), _c(readable, np.bool_), single, flips)
+            seen_by_response += n_by_response
+            flipped_total += n_flagged
+            unreadable += n_unreadable
+            if n_single:  # one phase kept every state: its one-sided difference is exact
+                sel = np.flatnonzero(single)
+                rows_sel = todo[sel]
+                use_minus = plus_flip[sel][:, None]
+                if pm is not None:
+                    npl, nmi, ref = pm
+                    side = np.where(use_minus, ref[sel] - nmi[sel], npl[sel] - ref[sel])
+                    n_hat[rows_sel, cols] = side / es[sel]
+                source_phases.append((rows_sel, k, both, es[sel], (sel, use_minus, op)))
+                one_sided += n_single
+            if not flips.any() or retries >= max_retries:
+                break
+            retries += 1
+            todo = todo[flips]
+            eps[todo] /= 10.0
+            continue
         else:
             plus = board.measure(xs, w0 + es * ws)
             noise = max(plus.noise_v, op.noise_v)
@@ -251,6 +263,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
             i_hat[rows] = (plus.i_src - op.i_src[rows]) / es
             flagged = flips
         if phase_ok is not None:
+            ok = (valid_mask(op) if ok is None else ok).copy()
             ok[rows] &= phase_ok
             flips &= phase_ok
             flagged = flagged & phase_ok
@@ -266,12 +279,18 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     unresolved = (int(flips.sum()) if todo.size else 0) + unreadable  # both kept with a flipped estimate
     if central:
         i_hat = partial(_central_source_grad, op.u.shape, source_phases)
+    if ok is None:
+        ok = np.ones(B, bool)
     return _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved,
                    {"flipped_samples": flipped_total, "flips_from_response": seen_by_response, "retries": retries,
                     "one_sided": one_sided, "unresolvable": unreadable})
 
 
 _NO_STATES = np.zeros((0, 0), dtype=np.bool_)
+_ALL = np.ones(4096, dtype=np.bool_)  # read-only "every sample" masks for batches up to 4096
+_ALL.setflags(write=False)
+_NONE_FLIPPED = np.zeros(4096, dtype=np.bool_)
+_NONE_FLIPPED.setflags(write=False)
 
 
 def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np.ndarray, noise_v: float,
@@ -298,7 +317,7 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
     flips = np.zeros((3, k), dtype=np.bool_)
     hl_phase_kernel(_c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, np.bool_) if states else _NO_STATES,
                     _c(op.on if whole_batch else op.on[rows], np.bool_) if states else _NO_STATES,
-                    np.ones(k, np.bool_) if phase_ok is None else _c(phase_ok, np.bool_),
+                    (_ALL[:k] if k <= _ALL.size else np.ones(k, np.bool_)) if phase_ok is None else _c(phase_ok, np.bool_),
                     np.ascontiguousarray(es[:, 0]), float(rel_tol), 5.0 * np.sqrt(6.0) * noise_v,
                     nh_e, nh_w, flips[0], flips[1], flips[2])
     if not whole_batch:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.board import Board, as_program_result, valid_mask
+from hil.board import Board, ProgramResult, as_program_result, valid_mask
 from hil.train.data import Dataset, DataSplit
 from hil.train.estimators import estimate
 from hil.train.losses import Loss
@@ -257,25 +257,31 @@ class Trainer:
             bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{s.epochs}", leave=False,
                        unit="batch", dynamic_ncols=True)
         g = self._g_cmd if self._g_cmd is not None else self.board.read_conductances()
-        bench_start = float(getattr(self.board, "bench_time_s", lambda: 0.0)())
+        bench_clock = getattr(self.board, "bench_time_s", None)
+        bench_start = float(bench_clock()) if bench_clock is not None else 0.0
         for i in range(0, n, s.batch_size):
             idx = perm[i:i + s.batch_size]
-            res = estimate(s.estimator, self.board, data.train.x[idx], data.train.y[idx], self.loss, s.estimator_options)
+            y_batch = data.train.y[idx]
+            res = estimate(s.estimator, self.board, data.train.x[idx], y_batch, self.loss, s.estimator_options)
             target = self.opt.step(g, res.grad)
-            pr = as_program_result(target, self.board.program(target, rel_tol=0.0),
-                                   self.board.conductance_bounds)
-            g = pr.achieved
-            for key, val in pr.summary().items():
-                if key in prog:
-                    prog[key] = max(prog[key], val) if key == "max_rel_error" else prog[key] + val
+            returned = self.board.program(target, rel_tol=0.0)
+            if bench_clock is None and not isinstance(returned, ProgramResult):
+                # a board that reports only its read-back (simulations): no programming evidence to add up
+                g = returned if returned is target else np.asarray(returned, dtype=float)
+            else:
+                pr = as_program_result(target, returned, self.board.conductance_bounds)
+                g = pr.achieved
+                for key, val in pr.summary().items():
+                    if key in prog:
+                        prog[key] = max(prog[key], val) if key == "max_rel_error" else prog[key] + val
             ok = res.stats["valid"] if "valid" in res.stats else valid_mask(res.op)
             n_bad = ok.size - int(np.count_nonzero(ok))
             invalid += n_bad
-            hits = self.loss.predict(res.op.y) == data.train.y[idx]
+            hits = self.loss.predict(res.op.y) == y_batch
             loss_sum += float(res.loss[ok].sum() if n_bad else res.loss.sum())
             correct += int(np.count_nonzero(hits[ok] if n_bad else hits))
             if res.op.on is not None:
-                on_sum += float(res.op.on.mean()) * len(idx)
+                on_sum += np.count_nonzero(res.op.on) / max(res.op.on.shape[1], 1)
                 seen_states = True
             flips += res.stats.get("flipped_samples", 0)
             unresolved += res.stats.get("unresolved_flips", 0)
@@ -292,7 +298,6 @@ class Trainer:
                "train_loss": loss_sum / n, "train_acc": correct / n,
                "conduction_fraction": on_sum / n if seen_states else float("nan"),
                "flipped_samples": flips, "unresolved_flips": unresolved, "epoch_time_s": train_time}
-        bench_clock = getattr(self.board, "bench_time_s", None)
         if bench_clock is not None:  # a bench: masks, programming evidence and bench time per epoch
             row.update({"invalid_samples": invalid, "program_unconverged": prog["unconverged"],
                         "program_stuck": prog["stuck"], "program_pulses": prog["pulses"],

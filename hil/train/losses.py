@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hil.kernels import cross_entropy_kernel, differential_argmax_kernel
+
 LOSSES = ("cross_entropy", "mse", "linear")
 
 
@@ -41,6 +43,17 @@ class Loss:
 
     def value_and_grad(self, y: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-sample loss (B,) and ∂ℓ/∂y (B, q) in A⁻¹."""
+        if self.name == "cross_entropy" and self.differential.size and y.ndim == 2 \
+                and y.shape[1] == self.differential.shape[1]:
+            # one compiled pass per batch (logits, softmax, loss, ∂ℓ/∂y through the differential pairs)
+            t = np.asarray(target)
+            if t.shape == (y.shape[0],) and t.dtype.kind in "iu":
+                y_c = y if y.dtype == np.float64 and y.flags.c_contiguous else np.ascontiguousarray(y, dtype=float)
+                loss, dy = np.empty(y.shape[0]), np.empty(y.shape)
+                if not cross_entropy_kernel(y_c, t.astype(np.int64, copy=False), self._d_c, float(self.gain_per_a),
+                                            loss, dy):
+                    raise ValueError(f"class labels must be 0 … {self.differential.shape[0] - 1}")
+                return loss, dy
         z = self.scores(y)
         if self.name == "cross_entropy":
             zs = z - z.max(axis=1, keepdims=True)
@@ -73,5 +86,22 @@ class Loss:
         dy = self.gain_per_a * (dz @ d if d.size else dz)
         return loss, dy
 
+    @property
+    def _d_c(self) -> np.ndarray:
+        """The differential matrix as a C-contiguous float array (formed once)."""
+        d = self.__dict__.get("_d_contiguous")
+        if d is None:
+            d = np.ascontiguousarray(self.differential, dtype=float)
+            object.__setattr__(self, "_d_contiguous", d)
+        return d
+
     def predict(self, y: np.ndarray) -> np.ndarray:
+        """Predicted class per sample (B,): the largest logit (one compiled pass with differential pairs)."""
+        d = self.differential
+        if d.size and isinstance(y, np.ndarray) and y.ndim == 2 and y.shape[1] == d.shape[1] and y.dtype == np.float64 \
+                and d.shape[0] > 0 and np.isfinite(self.gain_per_a):
+            out = np.empty(y.shape[0], dtype=np.int64)
+            differential_argmax_kernel(y if y.flags.c_contiguous else np.ascontiguousarray(y), self._d_c,
+                                       float(self.gain_per_a), out)
+            return out
         return np.argmax(self.scores(y), axis=1)

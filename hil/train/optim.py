@@ -57,7 +57,10 @@ class Optimizer:
         if np.shape(g) != m.shape:
             raise ValueError(f"expected {m.shape[0]} conductances, got shape {np.shape(g)}")
         # a scalar gradient applies to every parameter; any other shape must match (ValueError)
-        gr = np.broadcast_to(np.asarray(grad, dtype=float), m.shape)
+        if isinstance(grad, np.ndarray) and grad.shape == m.shape and grad.dtype == np.float64:
+            gr = grad
+        else:
+            gr = np.broadcast_to(np.asarray(grad, dtype=float), m.shape)
         buf = np.empty_like(m)
         if self.name == "sgd":
             m *= self.momentum
@@ -70,8 +73,9 @@ class Optimizer:
             t = st["step"]
             # lr·m̂/(√v̂ + eps) with m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ), written as c·m/(√v + eps·√(1−β₂ᵗ)).
             root_c2 = math.sqrt(1 - b2**t)
-            g_arr = np.ascontiguousarray(g, dtype=float)
-            adam_kernel(g_arr, np.ascontiguousarray(gr), m, st["v"], frozen,
+            g_arr = g if isinstance(g, np.ndarray) and g.dtype == np.float64 and g.flags.c_contiguous \
+                else np.ascontiguousarray(g, dtype=float)
+            adam_kernel(g_arr, gr if gr.flags.c_contiguous else np.ascontiguousarray(gr), m, st["v"], frozen,
                         float(b1), float(b2), lr * root_c2 / (1 - b1**t), self.eps * root_c2,
                         float(self.g_min), float(self.g_max), buf)
             return buf

@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
+from hil.circuit.coupling import Coupling
 from hil.circuit.generate import random_circuit
 from hil.circuit.solve import EquilibriumSolver
 from hil.circuit.spice import run_ngspice, write_netlist
@@ -43,8 +44,8 @@ def _cells(circuit, spec):
         if spec.r_terminal > 0:
             for j in range(C):
                 out.append((cols[j], cn(R - 1, j), 1 / spec.r_terminal))
-    for k, l in zip(*np.nonzero(np.triu(circuit.g_hh, 1))):
-        out.append((circuit.hidden_names[k], circuit.hidden_names[l], circuit.g_hh[k, l]))
+    for (k, l), g in zip(circuit.g_hh.pairs, circuit.g_hh.values):
+        out.append((circuit.hidden_names[k], circuit.hidden_names[l], g))
     for k, h in enumerate(circuit.hidden_names):
         out.append((h, "0", circuit.g_leak[k]))
     return out
@@ -114,7 +115,7 @@ def test_shockley_network_with_wires_matches_ngspice():
     st = EquilibriumSolver(wired.effective).solve(c.source_voltages(x[None]))
     # ngspice deck: the circuit's deck without its g_in / g_out resistors, plus every wire element
     bare = dataclasses.replace(c, g_in=np.zeros_like(c.g_in), g_out=np.zeros_like(c.g_out),
-                               g_hh=np.zeros_like(c.g_hh), g_leak=np.zeros(c.n_hidden), _cache={})
+                               g_hh=Coupling.none(c.n_hidden), g_leak=np.zeros(c.n_hidden), _cache={})
     deck = write_netlist(bare, x).splitlines()
     extra = [f"RW{k} {a} {b} {1.0 / g:.17g}" for k, (a, b, g) in enumerate(_cells(c, spec))]
     at = next(i for i, ln in enumerate(deck) if ln.startswith("* diodes"))

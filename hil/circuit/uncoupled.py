@@ -1,0 +1,182 @@
+"""Certified measurements of uncoupled ideal-diode networks with the fewest Python-level steps.
+
+Without hidden↔hidden conductances K is diagonal and every hidden node is a one-variable
+complementarity problem, solved in closed form and certified by
+:func:`hil.circuit.ideal.solve_ideal_diagonal` (one compiled pass: e = clamp(b/K_kk) and the
+primal, dual, complementarity and KCL residuals of the KKT certificate for every node of
+every sample).  :class:`UncoupledIdealSolves` is what a simulated board calls for such a
+network instead of the general :meth:`~hil.circuit.solve.EquilibriumSolver.solve`:
+
+* an operating point forms the nodal source currents b = G_in u once (a (B × p)(p × n)
+  product) and keeps them with the state;
+* the perturbation phases of a held operating point (the same inputs, repeated k times,
+  with new port voltages) reuse those currents: row r solves b[r mod B] + (w G_out)[r],
+  so the phases need no product with the sources and no tiled copy of b.
+
+Both return the same :class:`~hil.circuit.solve.CircuitState` as the general solve, with
+source currents and diode currents left to be formed when read (``i_src`` and
+``diode_current`` None; a board forms ``i_src`` from ``u``, ``e`` and its input snapshot).
+Every solve is certified and raises :class:`~hil.circuit.report.SolveError` when the
+certificate fails, exactly as the general path does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hil.circuit.ideal import _NO_ROWS, diagonal_solution, solve_ideal_diagonal
+from hil.circuit.solve import CircuitState, EquilibriumSolver
+from hil.kernels import finite_abs_max, source_voltages_kernel
+
+
+def source_gather(source_matrix: np.ndarray, offset: np.ndarray):
+    """(input index, sign ±1/0, offset) per source when every source follows one input with
+    sign ±1 (plus a fixed offset) or is a rail (sign 0, the offset), else None."""
+    m = np.asarray(source_matrix, dtype=float)
+    if m.ndim != 2 or not np.all(np.count_nonzero(m, axis=1) <= 1):
+        return None
+    sign = m.sum(axis=1)
+    if not np.all(np.isin(sign, (-1.0, 0.0, 1.0))):
+        return None
+    idx = np.argmax(np.abs(m), axis=1).astype(np.int64)
+    return idx, np.ascontiguousarray(sign), np.ascontiguousarray(np.asarray(offset, dtype=float))
+
+
+def _abs_max(a: np.ndarray) -> float:
+    """max |a| (0 for an empty array)."""
+    return max(float(a.max()), -float(a.min())) if a.size else 0.0
+
+
+class UncoupledIdealSolves:
+    """Operating points and held-source phases of an uncoupled ideal-diode network (see module doc).
+
+    Reads the conductances from ``solver.nodal`` at every call, so it follows programming.
+    """
+
+    def __init__(self, solver: EquilibriumSolver, source_matrix: np.ndarray | None = None,
+                 source_offset: np.ndarray | None = None):
+        """``source_matrix`` (p, n_inputs) and ``source_offset`` (p,) V map inputs to source
+        voltages (u = x Mᵀ + offset) for :meth:`measure_inputs`."""
+        d = solver.circuit.diodes
+        if not d.is_ideal or d.element is not None or solver.nodal.coupled:
+            raise ValueError("UncoupledIdealSolves needs ideal diodes without hidden↔hidden conductances")
+        self._solver = solver
+        self._output_voltage = solver.circuit.output_voltage.astype(float)
+        self._ports_at_zero = not np.any(self._output_voltage)
+        self._q = self._output_voltage.shape[0]
+        self._u_scale: tuple[CircuitState | None, float] = (None, 0.0)  # (held state, max |u|)
+        self._matrix = None if source_matrix is None else np.asarray(source_matrix, dtype=float)
+        self._offset = None if source_offset is None else np.asarray(source_offset, dtype=float)
+        self._gather = None if source_matrix is None else source_gather(self._matrix, self._offset)
+
+    def measure_inputs(self, x: np.ndarray, w: np.ndarray | None = None) -> CircuitState:
+        """Equilibrium for logical inputs ``x`` (B, n_inputs) through the source map, volts; ValueError
+        for a non-finite input.  The source voltages, their scale and the finiteness check are one
+        compiled pass when every source follows one input or is a rail."""
+        if self._gather is not None:
+            idx, sign, offset = self._gather
+            u = np.empty((x.shape[0], sign.shape[0]))
+            top, finite = source_voltages_kernel(x, idx, sign, offset, u)
+        else:
+            u = x @ self._matrix.T + self._offset
+            finite = bool(np.isfinite(x).all())
+            top = _abs_max(u)
+        if not finite:
+            raise ValueError("source and port voltages must be finite")
+        return self.operating_point(u, w, u_scale=top)
+
+    def _certified(self, b: np.ndarray, scale_v: float, delta: np.ndarray | None = None):
+        """The certified closed-form solve of ``b`` (or of b[r mod B] + delta[r]), scale ``scale_v`` V."""
+        sv = self._solver
+        if not b.size or (delta is not None and not delta.size):  # an empty batch: the general entry point
+            return solve_ideal_diagonal(sv.nodal.diag, b, sv._s_float, sv._h_float, max(scale_v, sv._vref_max, 1e-300),
+                                        tol=sv.kkt_tol, sign=sv._sign, h_zero=sv._vref_zero, delta=delta)
+        return diagonal_solution(sv.nodal.diag, b, sv._s_float, sv._h_float, max(scale_v, sv._vref_max, 1e-300),
+                                 sv.kkt_tol, sv._sign == 1 and sv._vref_zero, _NO_ROWS if delta is None else delta)
+
+    def operating_point(self, u: np.ndarray, w: np.ndarray | None = None, u_scale: float | None = None) -> CircuitState:
+        """Equilibrium for finite source voltages ``u`` (B, p) and port voltages ``w`` (B, q; default
+        the configured ones), volts; ``u_scale`` is max |u| when the caller knows it."""
+        nd = self._solver.nodal
+        B = u.shape[0]
+        b_src = u @ nd.g_in.T
+        if w is None:
+            ports_at_zero = self._ports_at_zero
+            if ports_at_zero:
+                w = np.zeros((B, self._q))
+            else:
+                w = np.empty((B, self._q))
+                w[:] = self._output_voltage
+        else:
+            w, w_scale = self._checked_ports(w, B)
+            ports_at_zero = w_scale == 0.0
+        b = b_src if ports_at_zero else b_src + w @ nd.g_out
+        if u_scale is None:
+            u_scale = _abs_max(u)
+        sol = self._certified(b, u_scale if ports_at_zero else max(u_scale, w_scale))
+        y = sol.e @ nd.g_out.T
+        if not ports_at_zero:
+            y -= nd.out_row_sum * w
+        st = CircuitState(u, w, sol.e, None, sol.on, None, y, None, sol.report, b_src)
+        self._u_scale = (st, u_scale)
+        return st
+
+    def phases(self, held: CircuitState, k: int, w: np.ndarray, rows: np.ndarray | None = None) -> CircuitState:
+        """The held operating point's sources repeated ``k`` times with port voltages ``w`` (k·B, q), V.
+
+        Row r is sample r mod B of the held batch (of its samples ``rows``, when given: a
+        re-measurement of some of them): its nodal currents are the held source currents plus
+        ``w[r] G_out``, solved and certified as one batch.  The port currents
+        ``y`` are formed when first read (an ``hl`` gradient reads only the node voltages).
+        """
+        nd = self._solver.nodal
+        held_u, b_src = (held.u, held.b_src) if rows is None else (held.u[rows], held.b_src[rows])
+        B = held_u.shape[0]
+        w, w_scale = self._checked_ports(w, k * B)
+        ref, u_scale = self._u_scale
+        if ref is not held or rows is not None:
+            u_scale = _abs_max(held_u)
+        sol = self._certified(b_src, max(u_scale, w_scale), delta=w @ nd.g_out)
+        if k == 1:
+            u = held_u
+        else:  # the held source voltages, once per phase
+            u = np.empty((k * B, held_u.shape[1]))
+            for i in range(k):
+                u[i * B:(i + 1) * B] = held_u
+        st = _PortCurrentsOnRead(u, w, sol.e, None, sol.on, None, None, None, sol.report, None)
+        # the output conductances of this moment: the snapshot makes the next programming step
+        # write fresh arrays instead of these (copy on write); the row sums are copied (q values)
+        nd.input_snapshot()
+        st.__dict__["_ports"] = (nd.g_out, nd.out_row_sum.copy())
+        return st
+
+    def _checked_ports(self, w, rows: int) -> tuple[np.ndarray, float]:
+        """``w`` as a float (rows, q) array of finite port voltages (V) and max |w|, or ValueError."""
+        if not (isinstance(w, np.ndarray) and w.dtype == np.float64 and w.ndim == 2 and w.flags.c_contiguous):
+            w = np.ascontiguousarray(np.atleast_2d(np.asarray(w, dtype=float)))
+        if w.shape != (rows, self._q):
+            raise ValueError(f"expected output-port voltages of shape {(rows, self._q)}, got {w.shape}")
+        top, finite = finite_abs_max(w)
+        if not finite:
+            raise ValueError("source and port voltages must be finite")
+        return w, top
+
+
+class _PortCurrentsOnRead(CircuitState):
+    """A state whose port currents y = e G_outᵀ − (Σ G_out) w are formed when first read, from the
+    output conductances of the moment of the solve (a later programming step writes into
+    fresh arrays or leaves these unchanged until the board forgets the state)."""
+
+    @property
+    def y(self) -> np.ndarray:
+        d = self.__dict__
+        if d.get("_y") is None and "_ports" in d:
+            g_out, row_sum = d.pop("_ports")
+            y = self.e @ g_out.T
+            y -= row_sum * self.w
+            d["_y"] = y
+        return d.get("_y")
+
+    @y.setter
+    def y(self, value) -> None:
+        self.__dict__["_y"] = value

@@ -1,0 +1,79 @@
+"""Compiled parts of a training step (drives, flip bookkeeping, cross-entropy) against the numpy formulas they replace, and the hl gradient they give against hl-exact."""
+
+import numpy as np
+import pytest
+
+from hil.boards.simulated import SimulatedBoard
+from hil.circuit.generate import random_circuit
+from hil.kernels import cross_entropy_kernel, flip_accounting_kernel, hl_drive_kernel
+from hil.train.estimators import estimate
+from hil.train.losses import Loss
+
+
+def test_drive_kernel_equals_the_numpy_drive():
+    rng = np.random.default_rng(0)
+    w_hat, w0 = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    w_hat[2] = 0.0  # no drive at all: scale 1
+    eps, both = np.empty((6, 1)), np.empty((12, 5))
+    hl_drive_kernel(w_hat, w0, 0.01, eps, both)
+    amp = np.max(np.abs(w_hat), axis=1, keepdims=True)
+    amp[amp == 0] = 1.0
+    ref_eps = 0.01 / amp
+    assert np.array_equal(eps, ref_eps)
+    assert np.array_equal(both, np.concatenate([w0 + ref_eps * w_hat, w0 - ref_eps * w_hat]))
+    given = ref_eps / 10.0
+    hl_drive_kernel(w_hat, w0, 0.0, given, both)  # a re-measurement: the given, smaller drive
+    assert np.array_equal(given, ref_eps / 10.0) and np.array_equal(both[:6], w0 + given * w_hat)
+
+
+def test_flip_accounting_equals_the_numpy_bookkeeping():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        k = 17
+        plus, minus, resp, ok, readable = (rng.random(k) < f for f in (0.3, 0.3, 0.3, 0.8, 0.7))
+        single, flips = np.empty(k, bool), np.empty(k, bool)
+        counts = flip_accounting_kernel(plus, minus, resp, ok, readable, single, flips)
+        changed = plus | minus
+        ref_single = (plus ^ minus) & ok
+        flagged = (changed | resp) & ok
+        ref_flips = flagged & ~ref_single
+        unreadable = int(np.count_nonzero(ref_flips & ~readable))
+        ref_flips &= readable
+        assert np.array_equal(single, ref_single) and np.array_equal(flips, ref_flips)
+        assert counts == (int(flagged.sum()), int(np.count_nonzero(resp & ~changed)), int(ref_single.sum()),
+                          unreadable)
+
+
+def test_cross_entropy_kernel_equals_the_numpy_formula():
+    rng = np.random.default_rng(2)
+    d = np.kron(np.eye(5), [1.0, -1.0])
+    loss = Loss("cross_entropy", 1e5, d)
+    y, t = rng.normal(0, 3e-5, (11, 10)), rng.integers(0, 5, 11)
+    val, dy = loss.value_and_grad(y, t)
+    z = 1e5 * (y @ d.T)
+    zs = z - z.max(axis=1, keepdims=True)
+    logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
+    dz = np.exp(logp)
+    dz[np.arange(11), t] -= 1.0
+    assert np.max(np.abs(val + logp[np.arange(11), t])) <= 1e-13 * np.abs(val).max()
+    assert np.max(np.abs(dy - 1e5 * (dz @ d))) <= 1e-13 * np.abs(dy).max()
+    with pytest.raises(ValueError, match="class labels"):
+        loss.value_and_grad(y, np.full(11, 5))
+    assert not cross_entropy_kernel(y, np.full(11, -1), d, 1e5, np.empty(11), np.empty((11, 10)))
+    assert np.array_equal(loss.predict(y), np.argmax(loss.scores(y), axis=1))
+    y[3, 4] = np.nan  # a NaN logit is the maximum, as for numpy's argmax
+    y[4] = 0.0  # ties: the first class
+    assert np.array_equal(loss.predict(y), np.argmax(loss.scores(y), axis=1))
+
+
+def test_hl_through_the_lean_path_equals_hl_exact():
+    c = random_circuit(32, 6, 6, seed=4, coupling_degree=0, g_range=(1e-6, 1e-4))
+    board = SimulatedBoard(c)
+    loss = Loss("cross_entropy", 1e5, c.differential_matrix())
+    rng = np.random.default_rng(4)
+    x, t = rng.uniform(-1, 1, (16, 6)), rng.integers(0, 3, 16)
+    hl = estimate("hl", board, x, t, loss, {"delta_v": 1e-3})
+    exact = estimate("hl-exact", board, x, t, loss)
+    assert hl.stats["unresolved_flips"] == 0
+    assert np.max(np.abs(hl.grad - exact.grad)) <= 1e-9 * np.abs(exact.grad).max()
+    assert np.max(np.abs(hl.source_grad - exact.source_grad)) <= 1e-9 * np.abs(exact.source_grad).max()
