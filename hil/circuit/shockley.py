@@ -113,8 +113,8 @@ def wright_omega(z: np.ndarray) -> np.ndarray:
     """Wright omega ω(z) for real z: the solution of ω + ln ω = z (so ω = W(e^z), W Lambert's).
 
     Below z = −5 (x = e^z ≤ 0.0067): the series ω = Σ (−n)^(n−1)/n! xⁿ (Lagrange inversion of
-    ω e^ω = x) to eight terms, relative error below 1e-15 (the ninth term is 119·x⁹), from one
-    exponential; it is e^z to double precision where that underflows.  Above: twice as fast as
+    ω e^ω = x) to eight terms (truncation below 1e-15 relative: the ninth term is 119·x⁹; a few
+    ulp of rounding), from one exponential; it is e^z to double precision where that underflows.  Above: twice as fast as
     :func:`scipy.special.wrightomega` (which works in complex arithmetic): a start from the
     approximation ln(1 + x)·(1 − ln(1 + ln(1 + x)) / (2 + ln(1 + x))) below z = 1 and from
     z − ln z + ln z / z above, then two iterations of the fourth-order Fritsch–Shafer–Crowley

@@ -166,7 +166,7 @@ def loop_closed_form_kernel(b, a, z, x, diag, s, v_ref, i_s, vte, c, rt, gmin, s
     vectorised exponential); ``diag`` (n,) K's diagonal (S); ``s`` (n,) orientation ±1.0;
     ``v_ref`` (n,) diode reference (V); ``i_s`` (n,) saturation current (A); ``vte`` (n,)
     nV_T (V); ``c`` (n,) = C (V); ``rt`` (n,) loop resistance r_s + 1/K_kk (Ω).
-    Below ``series_below`` ω is the eight-term series in x (relative error < 1e-15) and
+    Below ``series_below`` ω is the eight-term series in x (a few ulp) and
     vj = A − nV_T ω, i_D = I_s (nV_T ω / C − 1) + gmin vj.  Above, ω is iterated (relative
     error ≈ 1e-14, which a forward current of nV_T·ω/R would carry into e) and one Newton
     step on the loop, vj + R i_D(vj) = v_th with the law evaluated, removes that error;
