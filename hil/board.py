@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from hil.circuit.coupled_kernels import edge_products_kernel
 from hil.kernels import branch_factors_kernel
 
 NODE_KINDS = ("source", "hidden", "output", "ground")
@@ -150,10 +151,10 @@ class BoardTopology:
             dh, df = left[B], right[B + 1]
             cross = left[:B + 2].T @ right[:B + 2] + left[B:].T @ right[B:] - dh[:, None] - df[None, :]
             out[rest] = cross.ravel()[hidden_pos * n_fixed + fixed_pos]
-        if pair_edges.size:
-            ip, jp = i[pair_edges], j[pair_edges]
-            out[pair_edges] = np.einsum("bk,bk->k", a[:, ip] - a[:, jp], b[:, ip] - b[:, jp])
-            out[pair_edges] *= inv
+        if pair_edges.size:  # hidden↔hidden edges: one compiled pass, no gathered temporaries
+            ends = self.__dict__["_plan_cache"].setdefault(
+                "pair_ends", (np.ascontiguousarray(i[pair_edges]), np.ascontiguousarray(j[pair_edges])))
+            edge_products_kernel(_float_c(a), _float_c(b), ends[0], ends[1], inv, pair_edges, out)
         return out
 
     def _gather_plan(self):

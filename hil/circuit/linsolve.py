@@ -138,8 +138,9 @@ LU_CACHE_BYTES = 256 * 2**20
 #: same set only back-substitute (larger batches use one batched LAPACK solve instead).
 DENSE_LU_MAX_BATCH = 4
 
-#: Active sets whose dense LU factors are kept (least recently used are dropped first).
-DENSE_LU_ENTRIES = 32
+#: Bytes of dense LU factors kept per solver, by active set (least recently used are dropped first;
+#: 32 sets of an 80-node network).
+DENSE_LU_CACHE_BYTES = 32 * (8 * 80 * 80 + 4 * 80)
 
 
 class MaskedSolver:
@@ -166,6 +167,7 @@ class MaskedSolver:
         self.cg_fallbacks = 0
         self._kcsr = None
         self._dense_lu: OrderedDict[bytes, tuple] = OrderedDict()
+        self._dense_lu_bytes = 0
 
     def solve(self, clamped: np.ndarray, h: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         """clamped: (B, n) bool; h: (n,) clamp values (V); rhs: (B, n) currents (A)."""
@@ -231,9 +233,12 @@ class MaskedSolver:
         m[np.flatnonzero(clamped), np.flatnonzero(clamped)] = 1.0
         lu = lu_factor(m, check_finite=False)
         self.factorizations += 1
+        size = lu[0].nbytes + lu[1].nbytes
+        while self._dense_lu and self._dense_lu_bytes + size > DENSE_LU_CACHE_BYTES:
+            old = self._dense_lu.popitem(last=False)[1]
+            self._dense_lu_bytes -= old[0].nbytes + old[1].nbytes
         self._dense_lu[key] = lu
-        if len(self._dense_lu) > DENSE_LU_ENTRIES:
-            self._dense_lu.popitem(last=False)
+        self._dense_lu_bytes += size
         return lu
 
     def _solve_cg(self, kcsr, clamped, h, rhs):

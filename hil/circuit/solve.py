@@ -22,6 +22,7 @@ from hil.circuit.nodal import NodalSystem
 from hil.circuit.report import SolveError, SolveReport
 from hil.circuit.shockley import NewtonTolerances, solve_shockley
 from hil.circuit.held_set import solve_held_set
+from hil.circuit.coupled import solve_ideal_coupled
 
 
 @dataclass
@@ -101,6 +102,9 @@ class EquilibriumSolver:
         #: whether a warm start (a previous state) can speed a solve up; uncoupled ideal diodes
         #: are solved in closed form and linear networks directly, so they never use one
         self.warm_starts = d.element is not None or not (d.is_linear or (d.is_ideal and not self.nodal.coupled))
+        #: coupled ideal diodes: solve with the compiled PDAS–CG kernel first (False: the general
+        #: active-set solver only, e.g. to compare the two)
+        self.compiled_coupled = True
         self._matrices()
 
     def _matrices(self) -> None:
@@ -258,7 +262,14 @@ class EquilibriumSolver:
         elif d.is_ideal:
             warm_on = warm.on if warm is not None and warm.on.shape == b.shape else None
             sol = None
-            if warm_on is not None and warm.b_src is b_src:  # held sources, new port voltages: phases
+            if self.compiled_coupled:
+                # PDAS with CG per sample in one compiled kernel; the general solver (dense or
+                # sparse LU, batched CG) for whatever it cannot finish or certify (hil.circuit.coupled).
+                sol = solve_ideal_coupled(nd.k_csr, nd.diag, b, self._s_float, self._h_float,
+                                          self._voltage_scale(u, w), self.kkt_tol, warm_on,
+                                          warm.e if warm_on is not None else None, self.masked,
+                                          self._pr_fallback_for(d.v_ref), held=warm_on is not None and warm.b_src is b_src)
+            elif warm_on is not None and warm.b_src is b_src:  # held sources, new port voltages: phases
                 sol = solve_held_set(self.masked, b, (w - warm.w) @ nd.g_out, warm.e, warm_on, d.orientation,
                                      d.v_ref, self._voltage_scale(u, w), self.kkt_tol, self._pr_fallback_for(d.v_ref))
             if sol is None:

@@ -72,11 +72,16 @@ def test_coupled_solve_iterative_equals_direct():
     c = random_circuit(120, 6, 4, seed=5, coupling_degree=4)
     u = _inputs(c, 12, 5)
     a = EquilibriumSolver(c)
+    a.compiled_coupled = False  # batched CG in the general active-set solver
     b = EquilibriumSolver(c)
-    b.masked.iterative = False
-    sa, sb = a.solve(u), b.solve(u)
-    assert np.array_equal(sa.on, sb.on)
-    assert np.max(np.abs(sa.e - sb.e)) <= 1e-12 * np.abs(u).max()
+    b.compiled_coupled = False
+    b.masked.iterative = False  # sparse LU
+    k = EquilibriumSolver(c)  # the compiled PDAS–CG kernel
+    sa, sb, sk = a.solve(u), b.solve(u), k.solve(u)
+    assert sk.report.method == "pdas" and "cg" in sk.report.iterations
+    for s in (sa, sk):
+        assert np.array_equal(s.on, sb.on)
+        assert np.max(np.abs(s.e - sb.e)) <= 1e-12 * np.abs(u).max()
 
 
 @pytest.mark.parametrize("degree", [0, 3])

@@ -30,33 +30,40 @@ def phases(solver, c, seed, batch=6, drive=1e-3):
     return held, w
 
 
-@pytest.mark.parametrize("mode", ["dense", "cg", "lu"])
+@pytest.mark.parametrize("mode", ["kernel", "dense", "cg", "lu"])
 def test_phases_on_held_set_equal_cold_solves(monkeypatch, mode):
-    if mode != "dense":
+    if mode not in ("dense", "kernel"):
         monkeypatch.setattr(ls, "DENSE_MAX_NODES", 10)
     c = network(seed=1)
     solver = EquilibriumSolver(c)
+    solver.compiled_coupled = mode == "kernel"  # the general held-set paths otherwise
     if mode == "lu":
         solver.masked.iterative = False
-    assert (solver.k_dense is not None) == (mode == "dense")
+    assert (solver.k_dense is not None) == (mode in ("dense", "kernel"))
     held, w = phases(solver, c, 1, drive=1e-6)
     st = solver.solve(held.u, w, warm=held)
     assert st.report.method == "held-set" and st.report.converged
-    cold = EquilibriumSolver(c).solve(held.u, w)
+    general = EquilibriumSolver(c)
+    general.compiled_coupled = mode == "dense"  # the kernel's answer against the general solver's
+    cold = general.solve(held.u, w)
     np.testing.assert_array_equal(st.on, cold.on)
     np.testing.assert_allclose(st.e, cold.e, rtol=0, atol=1e-12)
     np.testing.assert_allclose(st.y, cold.y, rtol=1e-10, atol=1e-18)
 
 
-def test_unpaired_phases_and_flipped_rows_go_through_pdas():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_unpaired_phases_and_flipped_rows_go_through_pdas(compiled):
     c = network(seed=2)
     solver = EquilibriumSolver(c)
+    solver.compiled_coupled = compiled
     held, w = phases(solver, c, 2, drive=2.0)  # volts: diodes flip in some rows
     w[1] += 0.3  # rows no longer mirror each other: one solve per row
     st = solver.solve(held.u, w, warm=held)
     assert st.report.method == "held-set→pdas" and st.report.converged
     assert (st.on != held.on).any()
-    cold = EquilibriumSolver(c).solve(held.u, w)
+    general = EquilibriumSolver(c)
+    general.compiled_coupled = not compiled
+    cold = general.solve(held.u, w)
     np.testing.assert_array_equal(st.on, cold.on)
     np.testing.assert_allclose(st.e, cold.e, rtol=0, atol=1e-12)
 
@@ -134,4 +141,6 @@ def test_small_dense_batches_reuse_lu_factors_by_active_set():
     np.testing.assert_allclose(again, ms.solve(clamped[:2], h, -rhs[:2]), rtol=0, atol=0)
     for _ in range(10):  # 40 more sets: the cache stays bounded
         ms.solve(rng.random((4, c.n_hidden)) < 0.5, h, rhs[:4])
-    assert len(ms._dense_lu) <= ls.DENSE_LU_ENTRIES
+    size = ms._dense_factor(clamped[0])[0].nbytes + ms._dense_factor(clamped[0])[1].nbytes
+    assert len(ms._dense_lu) <= ls.DENSE_LU_CACHE_BYTES // size
+    assert ms._dense_lu_bytes == sum(f[0].nbytes + f[1].nbytes for f in ms._dense_lu.values()) <= ls.DENSE_LU_CACHE_BYTES

@@ -1,0 +1,294 @@
+"""Compiled kernels (numba) for ideal-diode networks with sparse hidden↔hidden coupling.
+
+The nodal matrix K (S) is passed as the three arrays of a CSR matrix (``indptr``,
+``indices``, ``data``) with its diagonal ``diag``; K is a grounded Laplacian, symmetric
+positive definite with positive diagonal.  Per sample, the kernels work on one row of
+the batch at a time with O(n) workspace, so nothing grows with the batch but the
+outputs.  They do not check bounds (their caller, :mod:`hil.circuit.coupled`, checks
+shapes) and run on one thread; ``cache=True`` keeps the machine code next to this file.
+
+* :func:`pdas_cg_kernel` — the ideal-diode LCP by primal–dual active sets (PDAS), each
+  linear step a Jacobi-preconditioned conjugate-gradient solve on the sample's free set,
+  warm-started from the previous step; per-sample status (settled, CG failed, PDAS did
+  not settle) so the caller can hand unfinished samples to a direct solver.
+  The last PDAS step's active-set test is formed from a fresh K e (not the CG recurrence),
+  and the same pass gives each settled row its KKT certificate.
+* :func:`coupled_certificate_kernel` — the same KKT certificate (the residuals of
+  :func:`hil.circuit.ideal.certify`) of any candidate solution, for rows solved elsewhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: Status codes of :func:`pdas_cg_kernel`, per sample.
+SETTLED, CG_FAILED, NOT_SETTLED = 0, 1, 2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _row_dot(indptr, indices, data, k, v):  # pragma: no cover - compiled
+    """(K v)_k for one row k of the CSR matrix."""
+    acc = 0.0
+    for jj in range(indptr[k], indptr[k + 1]):
+        acc += data[jj] * v[indices[jj]]
+    return acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rtol, max_cg, max_pdas,
+                   status, z, mu):  # pragma: no cover - compiled
+    """Solve K e − b = s·mu, mu ≥ 0, z = s(e − h) ≥ 0, mu·z = 0 for every row of ``b`` (B, n), A.
+
+    ``on`` (B, n) bool and ``e`` (B, n) V are read as the starting active set and the
+    starting voltages (a warm start, e.g. a held operating point) unless ``cold``; with
+    ``cold`` the start is the uncoupled closed form, each node its own one-variable LCP
+    with the coupling left out (e = clamp(b_k/K_kk)), which weak coupling leaves close to
+    the answer.  Both are overwritten with the result.  ``s`` (n,) orientation ±1.0 and
+    ``h`` (n,) clamp levels (V) as float arrays.
+
+    ``mirror`` (warm starts of an even batch): where row i + B/2 starts from the same held
+    point as row i (the − and + perturbation phases of one sample) and row i settled in one
+    step on that set, row i + B/2 starts from row i's answer reflected about the held
+    voltages, 2·e_held − e_i — on the held set the response is linear, so this is the
+    − phase's answer up to rounding and its CG usually has nothing left to do.  Only a start:
+    the CG test on the true residual decides as for any other start.
+
+    One PDAS step fixes e = h on the active (conducting) set A and solves
+    K_FF e_F = b_F − K_FA h_A by CG with the Jacobi preconditioner on the free nodes only,
+    starting from the current e_F, until ||r_F||₂ ≤ rtol·||b_F − K_FA h_A||₂ (true
+    residual at the start, recurrence residual after); then A becomes
+    {k : mu_k − K_kk z_k > 0} with mu and z formed from a fresh K e.  The sample is
+    settled when A no longer changes (PDAS on an M-matrix settles in finitely many steps).
+
+    The last step's fresh K e − b is the sample's KKT certificate: ``z`` and ``mu`` (B, n)
+    receive the blocking voltages (V) and diode currents (A, 0 off the conducting set).
+    Writes ``status`` per sample (SETTLED, CG_FAILED when CG hit ``max_cg`` iterations or
+    broke down, NOT_SETTLED after ``max_pdas`` steps).  Returns, reduced over the settled
+    rows, (min z, min mu, max |KCL residual at free nodes|, max |mu·z|, max |K_kk e_k|,
+    max |b|, conducting count, all finite), then (most PDAS steps of a sample, total CG
+    iterations, unsettled samples).
+    """
+    B, n = b.shape
+    free = np.empty(n, dtype=np.int64)
+    r = np.empty(n)
+    zv = np.empty(n)
+    p = np.zeros(n)  # full length (indexed by the matrix), 0 on A
+    q = np.empty(n)
+    g_lo_z, g_lo_mu, g_kcl, g_comp, g_ke, g_b = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
+    g_count = 0
+    g_finite = True
+    one_step = np.zeros(B, dtype=np.bool_)
+    most_steps = 0
+    cg_total = 0
+    unsettled = 0
+    half = B // 2 if mirror and B % 2 == 0 else 0
+    twin = np.zeros(half, dtype=np.bool_)  # row i + half starts from the same held point as row i
+    for i in range(half):
+        same = True
+        for k in range(n):
+            if e[i, k] != e[i + half, k] or on[i, k] != on[i + half, k]:
+                same = False
+                break
+        twin[i] = same
+    for i in range(B):
+        ei = e[i]
+        oi = on[i]
+        bi = b[i]
+        zi = z[i]
+        mi = mu[i]
+        if i >= half > 0 and twin[i - half] and status[i - half] == SETTLED and one_step[i - half]:
+            ep = e[i - half]
+            for k in range(n):
+                ei[k] = 2.0 * ei[k] - ep[k]
+        if cold:
+            for k in range(n):
+                v = bi[k] / diag[k]
+                c = (v - h[k]) * s[k] < 0.0
+                oi[k] = c
+                ei[k] = h[k] if c else v
+        st = NOT_SETTLED
+        it = 0
+        total = 0
+        while it < max_pdas:
+            it += 1
+            nf = 0
+            for k in range(n):
+                if oi[k]:
+                    ei[k] = h[k]
+                else:
+                    free[nf] = k
+                    nf += 1
+            # residual of the current iterate on the free rows, and the norm of the free rows'
+            # right-hand side b_F − K_FA h_A (the CG tolerance is relative to it)
+            rr = 0.0
+            bb = 0.0
+            for t in range(nf):
+                k = free[t]
+                acc = 0.0
+                acc_a = 0.0
+                for jj in range(indptr[k], indptr[k + 1]):
+                    j = indices[jj]
+                    v = data[jj] * ei[j]
+                    acc += v
+                    if oi[j]:
+                        acc_a += v
+                rk = bi[k] - acc
+                fk = bi[k] - acc_a
+                r[t] = rk
+                rr += rk * rk
+                bb += fk * fk
+            target = rtol * rtol * bb
+            ok = rr <= target
+            if not ok and bb == 0.0:  # K_FF e_F = 0 with K_FF positive definite: e_F = 0
+                for t in range(nf):
+                    ei[free[t]] = 0.0
+                ok = True
+            if not ok:
+                rz = 0.0
+                for t in range(nf):
+                    zk = r[t] / diag[free[t]]
+                    p[free[t]] = zk
+                    rz += r[t] * zk
+                for _ in range(max_cg):
+                    total += 1
+                    pq = 0.0
+                    for t in range(nf):
+                        k = free[t]
+                        acc = 0.0
+                        for jj in range(indptr[k], indptr[k + 1]):
+                            acc += data[jj] * p[indices[jj]]  # p is 0 on A: only K_FF counts
+                        q[t] = acc
+                        pq += p[k] * acc
+                    if not pq > 0.0:  # breakdown (or NaN): not SPD on F as far as CG can tell
+                        break
+                    alpha = rz / pq
+                    rr = 0.0
+                    rz_new = 0.0
+                    for t in range(nf):
+                        k = free[t]
+                        ei[k] += alpha * p[k]
+                        rk = r[t] - alpha * q[t]
+                        r[t] = rk
+                        zk = rk / diag[k]
+                        zv[t] = zk
+                        rz_new += rk * zk
+                        rr += rk * rk
+                    if rr <= target:
+                        ok = True
+                        break
+                    beta = rz_new / rz
+                    rz = rz_new
+                    for t in range(nf):
+                        k = free[t]
+                        p[k] = zv[t] + beta * p[k]
+                for t in range(nf):
+                    p[free[t]] = 0.0
+            if not ok:
+                st = CG_FAILED
+                break
+            # active-set update from a fresh K e − b: mu_k − K_kk z_k > 0 (mu = 0 on F, z = 0 on A);
+            # the same pass forms the row's certificate
+            changed = False
+            lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
+            count = 0
+            nan_sum = 0.0
+            for k in range(n):
+                acc = 0.0
+                for jj in range(indptr[k], indptr[k + 1]):
+                    acc += data[jj] * ei[indices[jj]]
+                res = acc - bi[k]
+                zk = s[k] * (ei[k] - h[k])
+                if oi[k]:
+                    mk = s[k] * res
+                    new = mk - diag[k] * zk > 0.0
+                    count += 1
+                else:
+                    mk = 0.0
+                    new = -diag[k] * zk > 0.0
+                    kcl_abs = max(kcl_abs, abs(res))
+                if new != oi[k]:
+                    changed = True
+                    oi[k] = new
+                comp = mk * zk
+                zi[k] = zk
+                mi[k] = mk
+                nan_sum += (res - res) + (zk - zk) + (comp - comp)
+                lo_z = min(lo_z, zk)
+                lo_mu = min(lo_mu, mk)
+                comp_abs = max(comp_abs, abs(comp))
+                ke_abs = max(ke_abs, abs(diag[k] * ei[k]))
+                b_abs = max(b_abs, abs(bi[k]))
+            if not changed:
+                st = SETTLED
+                g_lo_z = min(g_lo_z, lo_z)
+                g_lo_mu = min(g_lo_mu, lo_mu)
+                g_kcl = max(g_kcl, kcl_abs)
+                g_comp = max(g_comp, comp_abs)
+                g_ke = max(g_ke, ke_abs)
+                g_b = max(g_b, b_abs)
+                g_count += count
+                g_finite = g_finite and nan_sum == 0.0
+                break
+        status[i] = st
+        one_step[i] = it == 1
+        most_steps = max(most_steps, it)
+        cg_total += total
+        unsettled += st != SETTLED
+    return (g_lo_z, g_lo_mu, g_kcl, g_comp, g_ke, g_b, g_count, g_finite), (most_steps, cg_total, unsettled)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def coupled_certificate_kernel(indptr, indices, data, diag, b, s, h, e, on, z, mu):  # pragma: no cover - compiled
+    """The KKT residuals of a candidate (e, on) for every row of ``b`` (B, n), as :func:`certify` forms them.
+
+    Writes z = s(e − h) (blocking voltages, V) and mu = s(K e − b) on the conducting set,
+    0 elsewhere (diode currents, A).  Returns (min z, min mu, max |KCL residual at the
+    free nodes|, max |mu·z|, max |K_kk e_k|, max |b|, conducting count, all finite).
+    """
+    B, n = b.shape
+    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
+    count = 0
+    nan_sum = 0.0
+    for i in range(B):
+        ei = e[i]
+        for k in range(n):
+            res = _row_dot(indptr, indices, data, k, ei) - b[i, k]
+            zk = s[k] * (ei[k] - h[k])
+            if on[i, k]:
+                mk = s[k] * res
+                count += 1
+            else:
+                mk = 0.0
+                kcl_abs = max(kcl_abs, abs(res))
+            comp = mk * zk
+            z[i, k] = zk
+            mu[i, k] = mk
+            nan_sum += (res - res) + (zk - zk) + (comp - comp)
+            lo_z = min(lo_z, zk)
+            lo_mu = min(lo_mu, mk)
+            comp_abs = max(comp_abs, abs(comp))
+            ke_abs = max(ke_abs, abs(diag[k] * ei[k]))
+            b_abs = max(b_abs, abs(b[i, k]))
+    return lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, count, nan_sum == 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def edge_products_kernel(a, b, first, second, inv, where, out):  # pragma: no cover - compiled
+    """Batch mean of (a_i − a_j)(b_i − b_j) for the node pairs (first[t], second[t]) of a coupling.
+
+    ``a``, ``b`` (B, nodes) node voltages (V) of two measurements; writes
+    ``out[where[t]] = inv · Σ_r (a[r, i] − a[r, j])(b[r, i] − b[r, j])`` (``inv`` = 1/B), one
+    pass over the rows with no gathered (B × pairs) temporaries.
+    """
+    m = first.shape[0]
+    acc = np.zeros(m)
+    for r in range(a.shape[0]):
+        ar = a[r]
+        br = b[r]
+        for t in range(m):
+            i = first[t]
+            j = second[t]
+            acc[t] += (ar[i] - ar[j]) * (br[i] - br[j])
+    for t in range(m):
+        out[where[t]] = acc[t] * inv
