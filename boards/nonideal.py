@@ -194,8 +194,6 @@ class NonIdealBoard(BoardBase):
         if self._cache is not None and not self.model.dynamic_conductances:
             return self._cache
         g = self.model.seen(self._g_dev, self.clock_s - self._t_prog, read=True)
-        if self._last is not None:  # other conductances: the held state stays a warm start only,
-            self._last.b_src = None  # its source currents G_in·u are not reused
         if self._wire_spec is None:  # same structure: write the changed conductances only
             if self._programmed is None:
                 self._programmed = EquilibriumSolver(self._nominal.with_conductances(g).with_diodes(self._diodes))
