@@ -13,6 +13,9 @@ what changes is which circuit is solved and what the instruments report:
   source voltages as the DACs apply them; the reported currents and voltages pass
   through the reading chain (offset, gain, noise, quantisation).
 * ``read_conductances`` is a read of the devices (read noise included).
+* with wires, every measurement's ``info["wire_ir_drop"]`` carries the first-order IR drop
+  along the lines relative to the device voltages (:func:`~hil.circuit.wire_bias.ir_drop_estimate`):
+  gradients formed from line-terminal voltages are biased by about that much.
 * with ``redraw: write`` (noise-aware pre-training) every programming event draws a new
   board instance of the same distribution (all static draws: spread, faults, diodes,
   channel errors) and writes every device to it, so training sees the distribution of
@@ -33,6 +36,7 @@ from hil.board import BoardBase, Measurement
 from hil.boards.simulated import board_topology
 from hil.circuit.model import Circuit
 from hil.circuit.solve import EquilibriumSolver
+from hil.circuit.wire_bias import ir_drop_estimate
 from hil.circuit.wires import apply_wires
 from hil.devices.model import DeviceModel, DeviceSpec
 
@@ -113,7 +117,8 @@ class NonIdealBoard(BoardBase):
         d = self._diodes
         return Measurement(u=u, w=st.w, y=y_m, i_src=i_m, e=e_m, on=st.on,
                            piecewise_linear=d.is_ideal or d.is_linear, noise_v=self.spec.adc_voltage.noise_sigma(),
-                           info={"report": st.report})
+                           info={"report": st.report} if wired is None else
+                           {"report": st.report, "wire_ir_drop": self._wire_drop})
 
     def safe_state(self) -> None:
         self._last = None
@@ -194,6 +199,8 @@ class NonIdealBoard(BoardBase):
         if self._cache is not None and not self.model.dynamic_conductances:
             return self._cache
         g = self.model.seen(self._g_dev, self.clock_s - self._t_prog, read=True)
+        if self._last is not None:  # other conductances: the held state stays a warm start only,
+            self._last.b_src = None  # its source currents G_in·u are not reused
         if self._wire_spec is None:  # same structure: write the changed conductances only
             if self._programmed is None:
                 self._programmed = EquilibriumSolver(self._nominal.with_conductances(g).with_diodes(self._diodes))
@@ -205,6 +212,8 @@ class NonIdealBoard(BoardBase):
         wired = None
         if self._wire_spec is not None:
             wired = apply_wires(circuit, self._wire_spec)
+            self._wire_drop = max(ir_drop_estimate(circuit.g_in.T, self._wire_spec),
+                                  ir_drop_estimate(circuit.g_out.T, self._wire_spec))
             circuit = wired.effective
         self._cache = (EquilibriumSolver(circuit), wired)
         return self._cache

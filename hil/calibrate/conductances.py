@@ -10,7 +10,9 @@ conditions the regression several times worse):
     y_o = Σ_k G_out[o, k] (e_k − w_o)          (output port o, w = 0)
 
 solved per port by least squares over the P patterns, repeated ``repeats`` times (each repeat
-is one board call: the devices' read noise is averaged over the repeats).  Readings are
+is one board call). Read noise gives each call its own conductances, so when the patterns
+outnumber the unknowns of a port twice over, every call is fitted on its own and the calls'
+answers are averaged (the standard error adds their spread to the misfit no fit explains); otherwise one fit over all calls.  Readings are
 offset-corrected first.  Caveats reported with the result: noise in the measured node
 voltages (regressors) biases the slopes toward zero (errors in variables; the ratio of that
 noise to the regressor spread is reported); with wire resistance the terminal voltages are not
@@ -79,23 +81,35 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
     se_in = np.zeros((n, p))
     resid, conds = [], []
     ones = np.ones((E.shape[0], 1))
+    P = U.shape[0]
+    # Per-call fits, averaged: read noise gives every board call its own conductances, shared by
+    # that call's P patterns, so each call is fitted exactly on its own and the R answers are
+    # averaged (their spread gives the standard error). A pooled fit over all calls mixes the
+    # calls' conductances through their different regressors and scatters several times more.
+    per_call = repeats >= 2 and P >= 2 * (n + 1)
     for j in range(p):
         # an intercept absorbs the current a source offset drives (and any residual reading offset)
         X = np.concatenate([Uall[:, [j]] - E, ones], axis=1)  # (P·R, n + 1)
-        coef, res, rank, sv = np.linalg.lstsq(X, I[:, j], rcond=None)
-        g_in[:, j] = coef[:-1]
-        se_in[:, j] = _stderr(X, I[:, j] - X @ coef)[:-1]
-        conds.append(sv[0] / sv[-1] if sv[-1] > 0 else np.inf)
-        resid.append(np.sqrt(np.mean((X @ coef - I[:, j]) ** 2)) / max(np.sqrt(np.mean(I[:, j] ** 2)), 1e-300))
+        coef, sv = _fit(X, I[:, j], repeats, per_call)
+        g_in[:, j] = coef[:-1].mean(axis=1) if per_call else coef[:-1]
+        fitted = _predict(X, coef, repeats, per_call)
+        se_in[:, j] = _stderr(X, I[:, j] - fitted)[:-1]
+        if per_call:  # the calls' spread (read noise) and what no call's fit explains (model error)
+            se_in[:, j] = np.hypot(se_in[:, j], _spread(coef[:-1]))
+        conds.append(sv)
+        resid.append(np.sqrt(np.mean((fitted - I[:, j]) ** 2)) / max(np.sqrt(np.mean(I[:, j] ** 2)), 1e-300))
     g_out = np.zeros((q, n))
     se_out = np.zeros((q, n))
+    X = np.concatenate([E, ones], axis=1)
     for o in range(q):
-        X = np.concatenate([E, ones], axis=1)
-        coef, res, rank, sv = np.linalg.lstsq(X, Y[:, o], rcond=None)
-        g_out[o] = coef[:-1]
-        se_out[o] = _stderr(X, Y[:, o] - X @ coef)[:-1]
-        conds.append(sv[0] / sv[-1] if sv[-1] > 0 else np.inf)
-        resid.append(np.sqrt(np.mean((X @ coef - Y[:, o]) ** 2)) / max(np.sqrt(np.mean(Y[:, o] ** 2)), 1e-300))
+        coef, sv = _fit(X, Y[:, o], repeats, per_call)
+        g_out[o] = coef[:-1].mean(axis=1) if per_call else coef[:-1]
+        fitted = _predict(X, coef, repeats, per_call)
+        se_out[o] = _stderr(X, Y[:, o] - fitted)[:-1]
+        if per_call:
+            se_out[o] = np.hypot(se_out[o], _spread(coef[:-1]))
+        conds.append(sv)
+        resid.append(np.sqrt(np.mean((fitted - Y[:, o]) ** 2)) / max(np.sqrt(np.mean(Y[:, o] ** 2)), 1e-300))
     g[topo.groups["g_in"]] = g_in.ravel()
     g[topo.groups["g_out"]] = g_out.ravel()
     se[topo.groups["g_in"]] = se_in.ravel()
@@ -132,6 +146,36 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
     noise = float(np.mean(offsets.e_sigma)) if offsets is not None else 0.0
     return ConductanceEstimate(g, np.array(resid), float(max(conds)), noise / spread if spread > 0 else np.inf,
                                off_count / total if total else float("nan"), leak_se, U.shape[0], repeats, se)
+
+
+def _fit(X: np.ndarray, y: np.ndarray, repeats: int, per_call: bool) -> tuple[np.ndarray, float]:
+    """Least squares of ``y`` on ``X``: one fit over all rows, or (``per_call``) one per board call
+    (R consecutive blocks of rows). Returns the coefficients ((k,) or (k, R)) and the largest
+    condition number of the regressor matrices."""
+    if not per_call:
+        coef, _, _, sv = np.linalg.lstsq(X, y, rcond=None)
+        return coef, (sv[0] / sv[-1] if sv[-1] > 0 else np.inf)
+    Xr = X.reshape(repeats, -1, X.shape[1])
+    yr = y.reshape(repeats, -1)
+    coefs, cond = np.empty((X.shape[1], repeats)), 0.0
+    for r in range(repeats):
+        c, _, _, sv = np.linalg.lstsq(Xr[r], yr[r], rcond=None)
+        coefs[:, r] = c
+        cond = max(cond, sv[0] / sv[-1] if sv[-1] > 0 else np.inf)
+    return coefs, cond
+
+
+def _predict(X: np.ndarray, coef: np.ndarray, repeats: int, per_call: bool) -> np.ndarray:
+    """The fitted values of :func:`_fit`'s coefficients, row by row."""
+    if not per_call:
+        return X @ coef
+    Xr = X.reshape(repeats, -1, X.shape[1])
+    return np.einsum("rpk,kr->rp", Xr, coef).ravel()
+
+
+def _spread(coefs: np.ndarray) -> np.ndarray:
+    """Standard error of the mean of per-call estimates (k, R): their sample std over sqrt(R)."""
+    return coefs.std(axis=1, ddof=1) / np.sqrt(coefs.shape[1])
 
 
 def _stderr(X: np.ndarray, resid: np.ndarray) -> np.ndarray:

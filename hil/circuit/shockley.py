@@ -8,10 +8,11 @@ with F the current each diode draws out of its node.  A sample is converged only
 
 Uncoupled nodes (K diagonal, a single crossbar layer) need no Newton iteration on the
 network: each node is a diode + series resistance driven through the node's Thevenin
-equivalent, a monotone scalar equation solved per node (:func:`uncoupled_start`).  That
-answer is accepted only if it passes :func:`newton_certificate` (the Newton update from it
-and its KCL residual both within the tolerances above); samples that fail it continue with
-damped Newton and the fallbacks, exactly as without the fast path.
+equivalent, a loop with a closed form (:func:`uncoupled_start`).  That answer is accepted
+only if it passes the tests of :func:`newton_certificate` (the Newton update from it and its
+KCL residual both within the tolerances above), evaluated afresh for the whole batch in one
+compiled pass (:func:`uncoupled_certificate`, :mod:`hil.circuit.shockley_kernels`); samples
+that fail them continue with damped Newton and the fallbacks, exactly as without the fast path.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from hil.circuit.elements import DiodeBank, limit_junction
 from hil.circuit.linsolve import solve_diagonal_shift
 from hil.circuit.report import SolveError, SolveReport
+from hil.circuit.shockley_kernels import certificate_kernel, loop_closed_form_kernel
 
 
 @dataclass
@@ -103,16 +105,44 @@ def newton_certificate(sys: _System, tol: NewtonTolerances, e: np.ndarray, b: np
     return ok, r, f, g, np.max(np.abs(step), axis=1, initial=0.0)
 
 
+#: Below this argument :func:`wright_omega` sums its power series in e^z instead of iterating.
+OMEGA_SERIES_BELOW = -5.0
+
+
 def wright_omega(z: np.ndarray) -> np.ndarray:
     """Wright omega ω(z) for real z: the solution of ω + ln ω = z (so ω = W(e^z), W Lambert's).
 
-    Twice as fast as :func:`scipy.special.wrightomega` (which works in complex arithmetic):
-    a start from the approximation ln(1 + x)·(1 − ln(1 + ln(1 + x)) / (2 + ln(1 + x))),
-    x = e^z, below z = 1 and from z − ln z + ln z / z above, then two iterations of the
-    fourth-order Fritsch–Shafer–Crowley update; relative error below 1e-14 (tested against
-    SciPy).  Where e^z underflows (z < −690) ω = e^z to double precision.
+    Below z = −5 (x = e^z ≤ 0.0067): the series ω = Σ (−n)^(n−1)/n! xⁿ (Lagrange inversion of
+    ω e^ω = x) to eight terms (truncation below 1e-15 relative: the ninth term is 119·x⁹; a few
+    ulp of rounding), from one exponential; it is e^z to double precision where that underflows.  Above: twice as fast as
+    :func:`scipy.special.wrightomega` (which works in complex arithmetic): a start from the
+    approximation ln(1 + x)·(1 − ln(1 + ln(1 + x)) / (2 + ln(1 + x))) below z = 1 and from
+    z − ln z + ln z / z above, then two iterations of the fourth-order Fritsch–Shafer–Crowley
+    update; relative error below 1e-14 everywhere (tested against SciPy).
     """
     z = np.asarray(z, dtype=float)
+    low = z < OMEGA_SERIES_BELOW
+    if low.all():
+        return _omega_series(np.exp(z))
+    if not low.any():
+        return _omega_iterated(z)
+    w = np.empty_like(z)
+    w[low] = _omega_series(np.exp(z[low]))
+    w[~low] = _omega_iterated(z[~low])
+    return w
+
+
+def _omega_series(x: np.ndarray) -> np.ndarray:
+    """Σ_{n=1..8} (−n)^(n−1)/n! xⁿ by Horner's rule (x = e^z ≤ e^−5)."""
+    p = -52.01269841269841 * x + 23.343055555555555  # −8⁷/8!, 7⁶/7!
+    for coef in (-10.8, 5.208333333333333, -2.6666666666666665, 1.5, -1.0, 1.0):
+        p *= x
+        p += coef
+    return p * x
+
+
+def _omega_iterated(z: np.ndarray) -> np.ndarray:
+    """Start and two Fritsch–Shafer–Crowley updates (see :func:`wright_omega`)."""
     l1 = np.log1p(np.exp(np.minimum(z, 1.0)))
     zz = np.maximum(z, 1.0)
     lz = np.log(zz)
@@ -123,13 +153,10 @@ def wright_omega(z: np.ndarray) -> np.ndarray:
         wp1 = 1.0 + w
         q = 2.0 * wp1 * (wp1 + (2.0 / 3.0) * r)
         w = w * (1.0 + r / wp1 * (q - r) / (q - 2.0 * r))
-    tiny = z < -690.0
-    if tiny.any():
-        w = np.where(tiny, np.exp(np.minimum(z, -690.0)), w)
     return w
 
 
-def uncoupled_start(diodes: DiodeBank, diag: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def uncoupled_start_polished(diodes: DiodeBank, diag: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Node voltages (B, n) of uncoupled Shockley nodes (K = diag(``diag``), S) for sources ``b`` (A).
 
     Node k sees the rest of the network as a Thevenin source b_k/K_kk volts behind 1/K_kk
@@ -140,7 +167,9 @@ def uncoupled_start(diodes: DiodeBank, diag: np.ndarray, b: np.ndarray) -> tuple
     the exponential law with its gmin term; a safeguarded Newton on every node at once then
     confirms it (or polishes it) to 1e-15 V.
     Returns (e, vj) or None when a node has no conductance or the scalar solve does not
-    converge; the result is a candidate that the caller still certifies.
+    converge; the result is a candidate that the caller still certifies.  Used in
+    ngspice-compatible mode (whose reverse law has no closed form) and as the reference of
+    :func:`uncoupled_start`'s closed form (tests compare the two).
     """
     if not np.all(diag > 0):
         return None
@@ -166,6 +195,107 @@ def uncoupled_start(diodes: DiodeBank, diag: np.ndarray, b: np.ndarray) -> tuple
         return None
     e = (b + s * cur) / diag
     return (e, vj) if np.isfinite(e).all() else None
+
+
+#: Per-node arrays of recently used diode banks, by identity (a bank is frozen and never written).
+_NODE_ARRAYS: dict[int, tuple[DiodeBank, tuple[np.ndarray, ...]]] = {}
+
+
+def _node_arrays(diodes: DiodeBank, n: int) -> tuple[np.ndarray, ...]:
+    """Per-node (n,) contiguous float arrays: orientation, v_ref (V), I_s (A), nV_T (V), r_s (Ω)."""
+    hit = _NODE_ARRAYS.get(id(diodes))
+    if hit is not None and hit[0] is diodes and hit[1][0].shape[0] == n:
+        return hit[1]
+    arrays = tuple(np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=float), (n,)))
+                   for x in (diodes.orientation, diodes.v_ref, diodes.i_s_at_temperature, diodes.vte, diodes.r_s))
+    if len(_NODE_ARRAYS) >= 8:
+        _NODE_ARRAYS.pop(next(iter(_NODE_ARRAYS)))
+    _NODE_ARRAYS[id(diodes)] = (diodes, arrays)
+    return arrays
+
+
+def _batch(b: np.ndarray, n: int) -> np.ndarray:
+    """``b`` as a C-contiguous float (B, n) array (the kernels read no bounds: shapes checked here)."""
+    b = np.ascontiguousarray(b, dtype=float)
+    if b.ndim != 2 or b.shape[1] != n:
+        raise ValueError(f"expected a (batch, {n}) array, got shape {b.shape}")
+    return b
+
+
+def uncoupled_start(diodes: DiodeBank, diag: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Node voltages (B, n) of uncoupled Shockley nodes (K = diag(``diag``), S) for sources ``b`` (A).
+
+    Node k sees the rest of the network as a Thevenin source b_k/K_kk volts behind 1/K_kk
+    ohms, so its diode, the diode's series resistance and that source form one loop: the
+    junction voltage solves vj (1 + R gmin) = v_th + R I_s − R I_s e^{vj/nV_T} with
+    R = r_s + 1/K_kk and v_th = s (v_ref − b_k/K_kk).  With A = (v_th + R I_s)/(1 + R gmin)
+    and C = R I_s/(1 + R gmin) its solution is vj = A − nV_T ω, ω = ω(ln(C/nV_T) + A/nV_T)
+    (Wright omega), and the same ω gives the junction's exponential without evaluating it:
+    e^{vj/nV_T} = nV_T ω / C, so i_D = I_s (nV_T ω/C − 1) + gmin vj and
+    e = (b + s i_D)/K_kk.  The arguments and one exponential per node are formed with numpy
+    (vectorised), ω and the rest in one compiled pass
+    (:func:`hil.circuit.shockley_kernels.loop_closed_form_kernel`): ω's series below z = −5
+    (most nodes: reverse-biased or barely conducting), and above it the iteration of
+    :func:`wright_omega` followed by one Newton step on the loop with the law evaluated (a
+    conducting loop's current is large, so ω's last rounding would otherwise reach e).
+    In ngspice-compatible mode (another law below −3 nV_T) the polished start
+    :func:`uncoupled_start_polished` answers instead.  Returns (e, vj), V, or None when a
+    node has no conductance or a voltage is not finite; the result is a candidate that the
+    caller still certifies (:func:`uncoupled_certificate` evaluates the law afresh).
+    """
+    if diodes.spice_compat:
+        return uncoupled_start_polished(diodes, diag, b)
+    if not np.all(diag > 0):
+        return None
+    diag = np.ascontiguousarray(diag, dtype=float)
+    n = diag.shape[0]
+    b = _batch(b, n)
+    s, v_ref, i_s, vte, r_s = _node_arrays(diodes, n)
+    r_total = r_s + 1.0 / diag  # ohms around each loop
+    den = 1.0 + r_total * diodes.gmin_s
+    c = r_total * i_s / den  # per node, V
+    a = (s * (v_ref - b / diag) + r_total * i_s) / den  # V
+    z = np.log(c / vte) + a / vte
+    x = np.exp(np.minimum(z, OMEGA_SERIES_BELOW))  # the exponentials, vectorised; the rest compiled
+    e, vj = np.empty_like(b), np.empty_like(b)
+    finite = loop_closed_form_kernel(b, a, z, x, diag, s, v_ref, i_s, vte, c, r_total, float(diodes.gmin_s),
+                                    OMEGA_SERIES_BELOW, e, vj)
+    return (e, vj) if finite else None
+
+
+@dataclass
+class UncoupledCertificate:
+    """Damped Newton's convergence tests at a per-node solution, and what the report needs."""
+
+    ok: np.ndarray  # (B,) certified samples
+    current: np.ndarray  # (B, n) current drawn out of each node by its diode, A
+    g_d: np.ndarray  # (B, n) its incremental conductance, S
+    step_max: np.ndarray  # (B,) largest Newton update from e per sample, V
+    residual_abs: float  # largest |KCL residual|, A
+    residual_rel: float  # largest |KCL residual| / (largest current at its node)
+    residual_norm: float  # largest 2-norm of a sample's residual vector, A
+    n_on: int  # diodes with forward current above 1000 I_s, whole batch
+
+
+def uncoupled_certificate(diodes: DiodeBank, diag: np.ndarray, tol: NewtonTolerances, e: np.ndarray,
+                          b: np.ndarray, junction_start: np.ndarray) -> UncoupledCertificate:
+    """:func:`newton_certificate` for uncoupled nodes in one compiled pass (same tests, same arithmetic).
+
+    ``junction_start`` (V, (B, n)) starts each series-resistance solve; the branch voltage
+    s·(v_ref − e) is solved again from it, so a wrong ``e`` is caught whatever the start.
+    """
+    diag = np.ascontiguousarray(diag, dtype=float)
+    n = diag.shape[0]
+    b, e, vj = _batch(b, n), _batch(e, n), _batch(junction_start, n)
+    if not (b.shape == e.shape == vj.shape):
+        raise ValueError(f"shapes differ: b {b.shape}, e {e.shape}, junction start {vj.shape}")
+    s, v_ref, i_s, vte, r_s = _node_arrays(diodes, n)
+    f, g, step, stats = np.empty_like(e), np.empty_like(e), np.empty(e.shape[0]), np.zeros(4)
+    ex = np.exp(np.minimum(vj / vte, 700.0))  # the junction law's exponential at the start, vectorised
+    ok = certificate_kernel(e, b, vj, ex, diag, s, v_ref, i_s, vte, r_s, float(diodes.gmin_s), bool(diodes.spice_compat),
+                            float(tol.reltol), float(tol.vntol), float(tol.abstol), f, g, step, stats)
+    return UncoupledCertificate(ok, f, g, step, float(stats[0]), float(stats[1]), float(np.sqrt(stats[2])),
+                                int(stats[3]))
 
 
 def _newton(sys: _System, b, e, tol: NewtonTolerances, gshunt: float = 0.0):
@@ -260,14 +390,18 @@ def solve_shockley(
     sys = _System(k_dense, k_sparse, diodes, diag)
     B = b.shape[0]
     exact = uncoupled_start(diodes, sys.diag, b) if e0 is None and sys.uncoupled else None
+    summary = None  # (max |r|, max relative |r|, max per-sample ‖r‖₂, conducting diodes) when known
     if exact is not None:
         e = exact[0]
-        done, r, f, g, last = newton_certificate(sys, tol, e, b, junction_start=exact[1])
-        path, iters = "per-node", {"per-node": 1}
+        cert = uncoupled_certificate(diodes, sys.diag, tol, e, b, exact[1])
+        done, f, g, last = cert.ok, cert.current, cert.g_d, cert.step_max
+        summary = (cert.residual_abs, cert.residual_rel, cert.residual_norm, cert.n_on)
+        path, iters, r = "per-node", {"per-node": 1}, None
     else:
         e = initial_guess(sys, b, ideal_solve) if e0 is None else e0.copy()
         done, last, path, iters, r = np.zeros(B, bool), np.zeros(B), "", {}, None
     if not done.all():
+        summary = None
         idx = np.flatnonzero(~done)
         whole = idx.size == B
         e_sub, ok, it, last_sub, rfg = _newton(sys, b if whole else b[idx], e if whole else e[idx], tol)
@@ -291,24 +425,29 @@ def solve_shockley(
             iters["source"] = its
             e[idx] = e_sub
             done[idx] = ok
-    if r is None:  # some samples moved after their last evaluation
-        r, f, g = sys.residual(e, b)
-    scale = sys.current_scale(e, b, f)
+    if summary is None:
+        if r is None:  # some samples moved after their last evaluation
+            r, f, g = sys.residual(e, b)
+        scale = sys.current_scale(e, b, f)
+        summary = (float(np.abs(r).max(initial=0.0)),
+                   float((np.abs(r) / np.maximum(scale, 1e-300)).max(initial=0.0)),
+                   float(np.linalg.norm(r, axis=1).max(initial=0.0)),
+                   int(np.sum(np.abs(f) > 1e3 * diodes.i_s_at_temperature)))
     report = SolveReport(
         converged=bool(done.all()),
         method=path,
         iterations=iters,
         batch=B,
         max_step_v=float(last.max(initial=0.0)),
-        kcl_residual_a=float(np.abs(r).max(initial=0.0)),
-        kcl_residual_rel=float((np.abs(r) / np.maximum(scale, 1e-300)).max(initial=0.0)),
-        n_on_mean=float(np.sum(np.abs(f) > 1e3 * diodes.i_s_at_temperature) / max(B, 1)),
+        kcl_residual_a=summary[0],
+        kcl_residual_rel=summary[1],
+        n_on_mean=float(summary[3] / max(B, 1)),
         wall_time_s=time.perf_counter() - t0,
         failed_samples=np.flatnonzero(~done).tolist(),
     )
     lam_min = lambda_min if lambda_min is not None else _lambda_min(k_dense, k_sparse)
     if lam_min > 0:
-        report.error_bound_v = float(np.linalg.norm(r, axis=1).max(initial=0.0) / lam_min)
+        report.error_bound_v = float(summary[2] / lam_min)
     if not report.converged:
         report.note = "damped Newton, gmin stepping and source stepping all failed"
         raise SolveError("Shockley-diode equilibrium did not converge", report)

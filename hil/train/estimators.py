@@ -80,6 +80,15 @@ def _operating_point(board: Board, x: np.ndarray, target, loss: Loss) -> tuple[M
     return op, val, -dy
 
 
+def _wire_note(op: Measurement) -> str | None:
+    """A bias note when the board reports crossbar wire resistance (``info["wire_ir_drop"]``)."""
+    drop = op.info.get("wire_ir_drop") if op.info else None
+    if not drop:
+        return None
+    return (f"crossbar wires: v·v̂ is formed from line-terminal voltages, not across each device; the lines' "
+            f"IR drop is up to {100 * drop:.3g} % of the device voltages (first order), so is the bias")
+
+
 def _bias(note: str | None) -> dict:
     """The ``stats`` entries every estimator returns: whether the answer may be biased, and why."""
     return {"may_be_biased": note is not None, "bias_note": note}
@@ -442,6 +451,8 @@ def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unres
                      f"difference, truncation error O(delta_v{'²' if central else ''})")
     if op.noise_v > 0:
         notes.append(f"reading noise {op.noise_v:.3g} V per node voltage")
+    if _wire_note(op):
+        notes.append(_wire_note(op))
     stats = dict(stats, invalid_samples=n_invalid, unresolved_flips=unresolved,
                  **_bias("; ".join(notes) if notes else None))
     if not n_invalid:
@@ -472,7 +483,7 @@ def hl_exact_gradient(board: Board, x: np.ndarray, target, loss: Loss, keep_per_
     e_hat, i_hat = board.linearized_response(x, w_hat)
     adj = Measurement(u=np.zeros_like(op.u), w=w_hat, y=np.zeros_like(op.y), i_src=i_hat, e=e_hat)
     grad, per = _finish(topo, topo.node_voltages(op), topo.node_voltages(adj), keep_per_sample)
-    return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per, stats=_bias(None))
+    return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per, stats=_bias(_wire_note(op)))
 
 
 def ep_gradient(board: Board, x: np.ndarray, target, loss: Loss, beta: float | None = None, centred: bool = True,
@@ -521,6 +532,7 @@ def ep_gradient(board: Board, x: np.ndarray, target, loss: Loss, beta: float | N
         note = "smooth diodes: centred nudge, bias O(beta²)"
     else:
         note = None
+    note = "; ".join(n for n in (note, _wire_note(op)) if n) or None
     return GradientResult(grad, val, op, per_sample=per,
                           stats={"beta": float(beta), "flipped_samples": flipped_total, "retries": retries,
                                  "unresolved_flips": unresolved, **_bias(note)})
