@@ -25,9 +25,6 @@ def test_non_zero_configured_port_voltages(degree):
     assert m.info["report"].converged
 
 
-@pytest.mark.xfail(strict=True, reason="known defect, not fixed: clearing the stale source currents in "
-                   "NonIdealBoard._solver makes tests/devices/test_calibration.py's 1 % g_in bound fail (2.7 %): "
-                   "that bound is met only because repeated probes with read noise reuse the first read's G_in·u")
 @pytest.mark.parametrize("degree", [0, 4], ids=["uncoupled", "coupled"])
 def test_non_ideal_board_never_reuses_source_currents_of_other_conductances(degree):
     # the held state's source currents G_in·u were reused whenever the same source array came
