@@ -107,6 +107,7 @@ class UncoupledIdealSolves:
             else:
                 w = np.empty((B, self._q))
                 w[:] = self._output_voltage
+                w_scale = _abs_max(self._output_voltage)
         else:
             w, w_scale = self._checked_ports(w, B)
             ports_at_zero = w_scale == 0.0

@@ -175,6 +175,8 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     response to ŵ is assembled from the per-port responses (the small-signal response is
     linear in the drive).  Samples the board marks invalid are left out of the gradient.
     """
+    if not (np.isfinite(delta_v) and delta_v > 0):  # the drive kernel picks eps only for delta_v > 0
+        raise ValueError(f"hl: delta_v must be a positive, finite drive amplitude in volts, got {delta_v!r}")
     if one_sweep is None:
         one_sweep = _is_phased(board)
     if one_sweep:

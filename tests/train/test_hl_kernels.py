@@ -6,7 +6,7 @@ import pytest
 from hil.boards.simulated import SimulatedBoard
 from hil.circuit.generate import random_circuit
 from hil.kernels import cross_entropy_kernel, flip_accounting_kernel, hl_drive_kernel
-from hil.train.estimators import estimate
+from hil.train.estimators import estimate, hl_gradient
 from hil.train.losses import Loss
 
 
@@ -77,3 +77,15 @@ def test_hl_through_the_lean_path_equals_hl_exact():
     assert hl.stats["unresolved_flips"] == 0
     assert np.max(np.abs(hl.grad - exact.grad)) <= 1e-9 * np.abs(exact.grad).max()
     assert np.max(np.abs(hl.source_grad - exact.source_grad)) <= 1e-9 * np.abs(exact.source_grad).max()
+
+
+@pytest.mark.parametrize("delta_v", [-0.01, 0.0, float("nan"), float("inf")])
+def test_hl_rejects_a_drive_that_is_not_a_positive_voltage(delta_v):
+    # the compiled drive kernel picks eps only for delta_v > 0; anything else used to read an
+    # uninitialised eps and return a NaN or garbage gradient marked unbiased
+    c = random_circuit(8, 3, 4, seed=0, coupling_degree=0, g_range=(1e-6, 1e-4))
+    board = SimulatedBoard(c, 1e-8, 1e-4)
+    loss = Loss("cross_entropy", 1e5, np.array([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]]))
+    x = np.random.default_rng(0).uniform(-1, 1, (6, 3))
+    with pytest.raises(ValueError, match="delta_v"):
+        hl_gradient(board, x, np.array([0, 1, 0, 1, 1, 0]), loss, delta_v=delta_v)
