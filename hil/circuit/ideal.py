@@ -201,11 +201,11 @@ def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.n
         return IdealSolution(empty, empty.copy(), np.zeros((B, n), bool),
                              SolveReport(True, "pdas", {"pdas": 0}, batch=B, kkt_primal=0.0, kkt_dual=0.0,
                                          kkt_complementarity=0.0, wall_time_s=time.perf_counter() - t0))
-    return diagonal_solution(_per_node(diag, n), _float_c(b), _per_node(s, n), _per_node(h, n), scale_v, tol,
+    return _diagonal_solution(_per_node(diag, n), _float_c(b), _per_node(s, n), _per_node(h, n), scale_v, tol,
                              sign == 1 and h_zero, delta, t0)
 
 
-def diagonal_solution(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, scale_v: float, tol: float,
+def _diagonal_solution(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, scale_v: float, tol: float,
                       relu: bool, delta: np.ndarray, t0: float | None = None) -> IdealSolution:
     """:func:`solve_ideal_diagonal` for arguments already in the kernel's form: contiguous float
     arrays ``diag``, ``s``, ``h`` (n,), ``b`` (B₀, n), ``delta`` (R, n) or with no rows, a non-empty

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hil.circuit.ideal import _NO_ROWS, diagonal_solution, solve_ideal_diagonal
+from hil.circuit.ideal import _NO_ROWS, _diagonal_solution, solve_ideal_diagonal
 from hil.circuit.solve import CircuitState, EquilibriumSolver
 from hil.kernels import finite_abs_max, source_voltages_kernel
 
@@ -91,7 +91,7 @@ class UncoupledIdealSolves:
         if not b.size or (delta is not None and not delta.size):  # an empty batch: the general entry point
             return solve_ideal_diagonal(sv.nodal.diag, b, sv._s_float, sv._h_float, max(scale_v, sv._vref_max, 1e-300),
                                         tol=sv.kkt_tol, sign=sv._sign, h_zero=sv._vref_zero, delta=delta)
-        return diagonal_solution(sv.nodal.diag, b, sv._s_float, sv._h_float, max(scale_v, sv._vref_max, 1e-300),
+        return _diagonal_solution(sv.nodal.diag, b, sv._s_float, sv._h_float, max(scale_v, sv._vref_max, 1e-300),
                                  sv.kkt_tol, sv._sign == 1 and sv._vref_zero, _NO_ROWS if delta is None else delta)
 
     def operating_point(self, u: np.ndarray, w: np.ndarray | None = None, u_scale: float | None = None) -> CircuitState:

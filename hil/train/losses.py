@@ -58,12 +58,12 @@ class Loss:
         if self.name == "cross_entropy":
             zs = z - z.max(axis=1, keepdims=True)
             logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
-            t = np.asarray(target, dtype=int)
+            t = _per_sample(np.asarray(target, dtype=int), z.shape[0])
             loss = -logp[np.arange(len(t)), t]
             dz = np.exp(logp)
             dz[np.arange(len(t)), t] -= 1.0
         elif self.name == "mse":
-            t = np.asarray(target)
+            t = _per_sample(np.asarray(target), z.shape[0])
             if t.ndim == 1:  # class labels → ±1 one-hot targets in logit space
                 t = 2.0 * (np.arange(z.shape[1])[None, :] == t[:, None]) - 1.0
             r = z - t
@@ -75,7 +75,7 @@ class Loss:
                     t.ndim == 2 or t.ndim == 1 and len(t) != len(y)):
                 c = np.broadcast_to(t, y.shape)  # coefficients on the port currents, 1/A
                 return np.sum(c * y, axis=1), np.array(c, dtype=float)
-            t = t.astype(int)
+            t = _per_sample(t.astype(int), z.shape[0])
             k = z.shape[1]
             dz = np.full(z.shape, 1.0 / k)
             dz[np.arange(len(t)), t] -= 1.0
@@ -105,3 +105,10 @@ class Loss:
                                        float(self.gain_per_a), out)
             return out
         return np.argmax(self.scores(y), axis=1)
+
+
+def _per_sample(t: np.ndarray, batch: int) -> np.ndarray:
+    """``t`` when it holds one target per sample of the batch; a one-line ValueError otherwise."""
+    if t.ndim == 0 or len(t) != batch:
+        raise ValueError(f"{t.size} target(s) for a batch of {batch} samples")
+    return t

@@ -89,3 +89,14 @@ def test_hl_rejects_a_drive_that_is_not_a_positive_voltage(delta_v):
     x = np.random.default_rng(0).uniform(-1, 1, (6, 3))
     with pytest.raises(ValueError, match="delta_v"):
         hl_gradient(board, x, np.array([0, 1, 0, 1, 1, 0]), loss, delta_v=delta_v)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "mse", "linear"])
+def test_loss_refuses_a_target_count_other_than_the_batch(name):
+    from hil.train.losses import Loss
+
+    loss = Loss(name, 1e4, np.array([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]]))
+    y = np.random.default_rng(0).normal(0, 1e-4, (5, 4))
+    with pytest.raises(ValueError, match="3 target\\(s\\) for a batch of 5 samples"):
+        loss.value_and_grad(y, np.array([0, 1, 0]))
+    assert loss.value_and_grad(y, np.array([0, 1, 0, 1, 1]))[0].shape == (5,)
