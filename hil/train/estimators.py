@@ -328,6 +328,9 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
     if both.e.shape != (2 * k, n) or both.w.shape != (2 * k, q) or e0.shape != (k, n):
         raise ValueError(f"± measurement of {k} samples: expected {2 * k} rows of {n} hidden nodes and {q} "
                          f"ports, got node voltages {both.e.shape} and ports {both.w.shape}")
+    if states and (both.on.shape != (2 * k, n) or op.on.shape != op.e.shape):  # the kernel reads no bounds
+        raise ValueError(f"± measurement of {k} samples: expected diode states of shape {(2 * k, n)} and "
+                         f"{op.e.shape}, got {both.on.shape} and {op.on.shape}")
     flips = np.zeros((3, k), dtype=np.bool_)
     hl_phase_kernel(_c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, np.bool_) if states else _NO_STATES,
                     _c(op.on if whole_batch else op.on[rows], np.bool_) if states else _NO_STATES,

@@ -100,3 +100,22 @@ def test_loss_refuses_a_target_count_other_than_the_batch(name):
     with pytest.raises(ValueError, match="3 target\\(s\\) for a batch of 5 samples"):
         loss.value_and_grad(y, np.array([0, 1, 0]))
     assert loss.value_and_grad(y, np.array([0, 1, 0, 1, 1]))[0].shape == (5,)
+
+
+def test_hl_refuses_diode_states_of_the_wrong_shape():
+    """The compiled phase kernel reads ``on`` without bounds checks: a board reporting fewer
+    states than hidden nodes is refused in one line, never read past its end."""
+    from dataclasses import replace
+
+    class FewStates(SimulatedBoard):
+        def measure(self, x, w=None, **kw):
+            m = super().measure(x, w, **kw)
+            return m if m.on is None else replace(m, on=np.ascontiguousarray(m.on[:, :2]))
+
+    c = random_circuit(32, 6, 6, seed=4, coupling_degree=0, g_range=(1e-6, 1e-4))
+    board = FewStates(c)
+    loss = Loss("cross_entropy", 1e5, c.differential_matrix())
+    rng = np.random.default_rng(4)
+    x, t = rng.uniform(-1, 1, (16, 6)), rng.integers(0, 3, 16)
+    with pytest.raises(ValueError, match="diode states"):
+        hl_gradient(board, x, t, loss, 1e-3, central=True)
