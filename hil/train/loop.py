@@ -176,7 +176,7 @@ class Trainer:
             opt_state = {"step": ck["opt_step"], "m": ck["opt_m"], "v": ck["opt_v"]}
             rng_state = json.loads(str(ck["rng_state"]))
             epoch, best = int(ck["epoch"]), (float(ck["best_acc"]), int(ck["best_epoch"]))
-            if opt_state["m"].shape != ck["conductances_s"].shape:
+            if opt_state["m"].shape != ck["conductances_s"].shape or opt_state["v"].shape != opt_state["m"].shape:
                 raise ValueError("optimizer state does not match the conductances")
         except (KeyError, ValueError, TypeError) as exc:
             raise RunDirError(f"checkpoint {used} of {self.run.path} is damaged ({type(exc).__name__}: {exc})") from None

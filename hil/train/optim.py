@@ -89,4 +89,8 @@ class Optimizer:
         return {"step": np.array(self.state["step"]), "m": self.state["m"].copy(), "v": self.state["v"].copy()}
 
     def load_state_dict(self, d: dict) -> None:
-        self.state = {"step": int(d["step"]), "m": np.array(d["m"], float), "v": np.array(d["v"], float)}
+        m, v = np.array(d["m"], float), np.array(d["v"], float)
+        if m.shape != self.mask.shape or v.shape != self.mask.shape:  # the Adam kernel reads no bounds
+            raise ValueError(f"optimizer moments of shapes {m.shape} and {v.shape} do not match "
+                             f"{self.mask.shape[0]} conductances")
+        self.state = {"step": int(d["step"]), "m": m, "v": v}

@@ -119,3 +119,17 @@ def test_hl_refuses_diode_states_of_the_wrong_shape():
     x, t = rng.uniform(-1, 1, (16, 6)), rng.integers(0, 3, 16)
     with pytest.raises(ValueError, match="diode states"):
         hl_gradient(board, x, t, loss, 1e-3, central=True)
+
+
+def test_optimizer_refuses_a_state_of_another_size():
+    """Adam's compiled pass reads the moments without bounds checks: a loaded state whose moments
+    do not match the conductances is refused (a resumed checkpoint's opt_v was not checked)."""
+    from hil.train.optim import Optimizer
+
+    opt = Optimizer("adam", 1e-3, 1e-6, 1e-4, np.ones(8, bool))
+    with pytest.raises(ValueError, match="moments"):
+        opt.load_state_dict({"step": np.array(3), "m": np.zeros(8), "v": np.zeros(2)})
+    with pytest.raises(ValueError, match="moments"):
+        opt.load_state_dict({"step": np.array(3), "m": np.zeros((8, 1)), "v": np.zeros(8)})
+    opt.load_state_dict({"step": np.array(3), "m": np.zeros(8), "v": np.zeros(8)})
+    assert opt.step(np.full(8, 5e-5), np.ones(8)).shape == (8,)

@@ -227,3 +227,18 @@ def test_checkpoint_with_damaged_contents_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "last of" in err and "is damaged (JSONDecodeError" in err
     one_line(err)
+
+
+def test_checkpoint_with_short_adam_moments_is_one_line(tmp_path, capsys):
+    """opt_v of the wrong size (the compiled Adam step reads no bounds) is a damaged checkpoint."""
+    run = train(tmp_path, 1, "--set", "train.optimizer.name=adam")
+    for tag in ("last", "best"):
+        path = run / "checkpoints" / f"{tag}.npz"
+        ck = dict(np.load(path))
+        ck["opt_v"] = ck["opt_v"][:1]
+        with open(path, "wb") as fh:
+            np.savez(fh, **ck)
+    assert main(["train", "--resume", str(run), "-q", "--set", "train.epochs=2"]) == 1
+    err = capsys.readouterr().err
+    assert "is damaged" in err
+    one_line(err)
