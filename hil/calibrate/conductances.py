@@ -93,7 +93,7 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
         coef, sv = _fit(X, I[:, j], repeats, per_call)
         g_in[:, j] = coef[:-1].mean(axis=1) if per_call else coef[:-1]
         fitted = _predict(X, coef, repeats, per_call)
-        se_in[:, j] = _stderr(X, I[:, j] - fitted)[:-1]
+        se_in[:, j] = _stderr(X, I[:, j] - fitted, X.shape[1] * (repeats if per_call else 1))[:-1]
         if per_call:  # the calls' spread (read noise) and what no call's fit explains (model error)
             se_in[:, j] = np.hypot(se_in[:, j], _spread(coef[:-1]))
         conds.append(sv)
@@ -105,7 +105,7 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
         coef, sv = _fit(X, Y[:, o], repeats, per_call)
         g_out[o] = coef[:-1].mean(axis=1) if per_call else coef[:-1]
         fitted = _predict(X, coef, repeats, per_call)
-        se_out[o] = _stderr(X, Y[:, o] - fitted)[:-1]
+        se_out[o] = _stderr(X, Y[:, o] - fitted, X.shape[1] * (repeats if per_call else 1))[:-1]
         if per_call:
             se_out[o] = np.hypot(se_out[o], _spread(coef[:-1]))
         conds.append(sv)
@@ -178,11 +178,12 @@ def _spread(coefs: np.ndarray) -> np.ndarray:
     return coefs.std(axis=1, ddof=1) / np.sqrt(coefs.shape[1])
 
 
-def _stderr(X: np.ndarray, resid: np.ndarray) -> np.ndarray:
-    """Standard error of each least-squares coefficient: sqrt(diag(s²·(XᵀX)⁻¹)), s² = RSS/(N − k).
+def _stderr(X: np.ndarray, resid: np.ndarray, params: int | None = None) -> np.ndarray:
+    """Standard error of each least-squares coefficient: sqrt(diag(s²·(XᵀX)⁻¹)), s² = RSS/(N − k),
+    k = ``params`` (the coefficients fitted to produce ``resid``; default X's columns).
 
     The residual includes everything the linear port model does not explain (read and reading
     noise, and model error such as wire drops), so a poorly modelled board gets wide errors."""
-    dof = max(X.shape[0] - X.shape[1], 1)
+    dof = max(X.shape[0] - (X.shape[1] if params is None else params), 1)
     s2 = float(resid @ resid) / dof
     return np.sqrt(np.maximum(s2 * np.diag(np.linalg.pinv(X.T @ X)), 0.0))

@@ -165,3 +165,23 @@ def test_diode_fit_on_ideal_diodes_reports_clamps_without_fitting():
     fit = fit_diodes(b, b.read_conductances(), None, repeats=1)
     assert np.all(np.isnan(fit.i_s)) and np.all(np.isnan(fit.n))
     np.testing.assert_allclose(fit.clamp_v, 0.0, atol=1e-9)
+
+
+def test_per_call_fit_standard_error_counts_every_calls_parameters():
+    """Per-call fits use R·k parameters: the misfit part of the standard error must divide the
+    residual sum of squares by R·(P − k), not by R·P − k (which halved s² at P = 2k)."""
+    from hil.calibrate.conductances import _fit, _predict, _stderr
+
+    rng = np.random.default_rng(0)
+    R, k = 8, 5
+    P = 2 * k
+    X1 = np.concatenate([rng.normal(size=(P, k - 1)), np.ones((P, 1))], axis=1)
+    X = np.tile(X1, (R, 1))
+    beta, sigma = rng.normal(size=k), 0.1
+    ratios = []
+    for _ in range(400):
+        y = X @ beta + sigma * rng.normal(size=R * P)
+        coef, _ = _fit(X, y, R, True)
+        se = _stderr(X, y - _predict(X, coef, R, True), params=R * k)
+        ratios.append(se ** 2 / (sigma ** 2 * np.diag(np.linalg.inv(X.T @ X))))
+    assert abs(np.mean(ratios) - 1.0) < 0.05
