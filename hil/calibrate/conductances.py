@@ -12,8 +12,8 @@ conditions the regression several times worse):
 solved per port by least squares over the P patterns, repeated ``repeats`` times (each repeat
 is one board call). Read noise gives each call its own conductances, so when the patterns
 outnumber the unknowns of a port twice over, every call is fitted on its own and the calls'
-answers are averaged (the standard error adds their spread to the misfit no fit explains); otherwise one fit over all calls.  Readings are
-offset-corrected first.  Caveats reported with the result: noise in the measured node
+answers are averaged (the standard error combines their spread with the misfit no fit
+explains); otherwise one fit over all calls.  Readings are offset-corrected first.  Caveats reported with the result: noise in the measured node
 voltages (regressors) biases the slopes toward zero (errors in variables; the ratio of that
 noise to the regressor spread is reported); with wire resistance the terminal voltages are not
 the device voltages, so the estimates are effective conductances; ``g_hh`` and ``g_leak`` come
@@ -84,7 +84,7 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
     P = U.shape[0]
     # Per-call fits, averaged: read noise gives every board call its own conductances, shared by
     # that call's P patterns, so each call is fitted exactly on its own and the R answers are
-    # averaged (their spread gives the standard error). A pooled fit over all calls mixes the
+    # averaged (their spread enters the standard error). A pooled fit over all calls mixes the
     # calls' conductances through their different regressors and scatters several times more.
     per_call = repeats >= 2 and P >= 2 * (n + 1)
     for j in range(p):
