@@ -114,7 +114,7 @@ def _repeats(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> int
     """k when ``x`` is the held inputs stacked k ≥ 1 times, else 0 (one compiled comparison)."""
     if held is None or x.ndim != 2 or held[0].ndim != 2:
         return 0
-    return int(repeats_of(x if x.flags.c_contiguous else np.ascontiguousarray(x), held[0]))
+    return int(repeats_of(_contiguous(x), held[0]))
 
 
 def _tiled(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> _TiledState | None:

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from hil.circuit.coupled_kernels import SETTLED, coupled_certificate_kernel, pdas_cg_kernel
-from hil.circuit.ideal import IdealSolution, _MarginsOnRead, _float_c, _per_node, solve_ideal
+from hil.circuit.ideal import IdealSolution, _MarginsOnRead, _float_c, _per_node, scaled_certificate, solve_ideal
 from hil.circuit.linsolve import MaskedSolver
 from hil.circuit.report import SolveError
 
@@ -101,12 +101,8 @@ def solve_ideal_coupled(k_csr: sp.csr_matrix, diag: np.ndarray, b: np.ndarray, s
         z[rows], mu[rows] = zs, ms
         lo_z, lo_mu, kcl_abs, comp_abs = min(lo_z, lz), min(lo_mu, lm), max(kcl_abs, kc), max(comp_abs, cp)
         ke_abs, b_abs, n_on, finite = max(ke_abs, ke), max(b_abs, ba), n_on + cnt, finite and fin
-    scale_i = max(b_abs, ke_abs, 1e-300)
-    primal = max(-lo_z, 0.0) / scale_v
-    dual = max(-lo_mu, 0.0) / scale_i
-    kcl_rel = kcl_abs / scale_i
-    complementarity = comp_abs / scale_v / scale_i
-    worst = max(primal, dual, complementarity, kcl_rel) if finite else float("inf")
+    scale_i, primal, dual, kcl_rel, complementarity, worst = scaled_certificate(
+        lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, finite, scale_v)
     if not worst <= tol:
         if general is None:
             raise SolveError(f"coupled ideal-diode solve not certified: KKT certificate {worst:.2e} exceeds "

@@ -205,6 +205,25 @@ def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.n
                              sign == 1 and h_zero, delta, t0)
 
 
+def scaled_certificate(lo_z: float, lo_mu: float, kcl_abs: float, comp_abs: float, ke_abs: float, b_abs: float,
+                       finite: bool, scale_v: float) -> tuple[float, float, float, float, float, float]:
+    """The scaled KKT residuals from a compiled certificate pass's batch reductions.
+
+    ``lo_z`` (V) and ``lo_mu`` (A) are the smallest blocking voltage and diode current,
+    ``kcl_abs`` (A) and ``comp_abs`` (V·A) the largest KCL residual at the free nodes and
+    mu·z, ``ke_abs``/``b_abs`` (A) the largest |K_kk e_k| and |b|; ``finite`` is False when
+    any entry was not finite. Returns (current scale in A, primal, dual, KCL and
+    complementarity residuals relative to the scales, and the worst of them, inf when not finite).
+    """
+    scale_i = max(b_abs, ke_abs, 1e-300)
+    primal = max(-lo_z, 0.0) / scale_v
+    dual = max(-lo_mu, 0.0) / scale_i
+    kcl_rel = kcl_abs / scale_i
+    complementarity = comp_abs / scale_v / scale_i
+    worst = max(primal, dual, complementarity, kcl_rel) if finite else float("inf")
+    return scale_i, primal, dual, kcl_rel, complementarity, worst
+
+
 def _diagonal_solution(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray, scale_v: float, tol: float,
                       relu: bool, delta: np.ndarray, t0: float | None = None) -> IdealSolution:
     """:func:`solve_ideal_diagonal` for arguments already in the kernel's form: contiguous float
@@ -224,12 +243,8 @@ def _diagonal_solution(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.nda
     lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, n_on, finite = ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on)
     if relu:
         z = e
-    scale_i = max(b_abs, ke_abs, 1e-300)
-    primal = max(-lo_z, 0.0) / scale_v
-    dual = max(-lo_mu, 0.0) / scale_i
-    kcl_rel = kcl_abs / scale_i
-    complementarity = comp_abs / scale_v / scale_i
-    worst = max(primal, dual, complementarity, kcl_rel) if finite else float("inf")
+    scale_i, primal, dual, kcl_rel, complementarity, worst = scaled_certificate(
+        lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, finite, scale_v)
     converged = worst <= tol
     report = _MarginsOnRead(
         converged=converged, method="pdas", iterations={"pdas": 1}, batch=B, kcl_residual_a=kcl_abs,
