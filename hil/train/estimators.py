@@ -217,8 +217,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                 hl_drive_kernel(_c(ws), _c(w0), 0.0, _c(es), w_both)
             both = board.measure(np.concatenate([xs, xs]), w_both)
             noise = max(both.noise_v, op.noise_v)
-            readable = resolvable(both.e[:k] - both.e[k:], noise) if noise > 0 else _ALL[:k] if k <= _ALL.size \
-                else np.ones(k, bool)
+            readable = resolvable(both.e[:k] - both.e[k:], noise) if noise > 0 else _uniform_mask(True, k)
             phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
             if _sources_held(both.u, op.u if rows is everything else op.u[rows]):  # 0 in every response
                 cols = responding
@@ -235,8 +234,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                 sides = _flipped_sides(op, rows, k, both)
                 pm = (npl, nmi, ref)
             source_phases.append((rows, k, both, es, None))
-            plus_flip, minus_flip = sides if sides is not None else (_NONE_FLIPPED[:k], _NONE_FLIPPED[:k]) \
-                if k <= _NONE_FLIPPED.size else (np.zeros(k, bool), np.zeros(k, bool))
+            plus_flip, minus_flip = sides if sides is not None else (_uniform_mask(False, k),) * 2
             if phase_ok is not None:
                 ok = (valid_mask(op) if ok is None else ok).copy()
                 ok[rows] &= phase_ok
@@ -246,8 +244,8 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                                                       _c(by_response, np.bool_))
             n_flagged, n_by_response, n_single, n_unreadable = flip_accounting_kernel(
                 plus_flip, minus_flip, by_response,
-                _ALL[:k] if phase_ok is None and k <= _ALL.size else
-                _c(np.ones(k, bool) if phase_ok is None else phase_ok, np.bool_), _c(readable, np.bool_), single, flips)
+                _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_), _c(readable, np.bool_),
+                single, flips)
             seen_by_response += n_by_response
             flipped_total += n_flagged
             unreadable += n_unreadable
@@ -294,17 +292,28 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
         i_hat = partial(_central_source_grad, op.u.shape, source_phases)
     all_valid = ok is None
     if all_valid:  # a read-only "every sample valid" mask (no copy made)
-        ok = _ALL[:B] if B <= _ALL.size else np.ones(B, bool)
+        ok = _uniform_mask(True, B)
     return _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved,
                    {"flipped_samples": flipped_total, "flips_from_response": seen_by_response, "retries": retries,
                     "one_sided": one_sided, "unresolvable": unreadable}, n_invalid=0 if all_valid else None)
 
 
 _NO_STATES = np.zeros((0, 0), dtype=np.bool_)
-_ALL = np.ones(4096, dtype=np.bool_)  # read-only "every sample" masks for batches up to 4096
+_ALL = np.ones(4096, dtype=np.bool_)  # shared read-only "every sample" / "no sample" masks
 _ALL.setflags(write=False)
 _NONE_FLIPPED = np.zeros(4096, dtype=np.bool_)
 _NONE_FLIPPED.setflags(write=False)
+
+
+def _uniform_mask(value: bool, k: int) -> np.ndarray:
+    """A read-only bool mask of ``k`` samples all equal to ``value``: a view of a shared array
+    (no allocation) for batches up to 4096, a new read-only array above."""
+    shared = _ALL if value else _NONE_FLIPPED
+    if k <= shared.size:
+        return shared[:k]
+    mask = np.full(k, bool(value))
+    mask.setflags(write=False)
+    return mask
 
 
 def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np.ndarray, noise_v: float,
@@ -334,7 +343,7 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
     flips = np.zeros((3, k), dtype=np.bool_)
     hl_phase_kernel(_c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, np.bool_) if states else _NO_STATES,
                     _c(op.on if whole_batch else op.on[rows], np.bool_) if states else _NO_STATES,
-                    (_ALL[:k] if k <= _ALL.size else np.ones(k, np.bool_)) if phase_ok is None else _c(phase_ok, np.bool_),
+                    _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_),
                     np.ascontiguousarray(es[:, 0]), float(rel_tol), 5.0 * np.sqrt(6.0) * noise_v,
                     nh_e, nh_w, flips[0], flips[1], flips[2])
     if not whole_batch:
