@@ -252,6 +252,132 @@ def branch_factors_kernel(a, b, h0, n, fixed, inv, ranges, left, right, moves): 
         moves[i, 1] = _any_nonzero(right, B + 2, 2 * B + 2, ranges[i, 0], ranges[i, 1])
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def response_factors_kernel(e, e_hat, w, w_hat, inv, left, right):  # pragma: no cover - compiled
+    """The factors of :meth:`hil.board.BoardTopology.mean_response_product` in one pass.
+
+    ``e``, ``e_hat`` (B, n) hidden-node voltages and responses, ``w``, ``w_hat`` (B, q) port
+    voltages and responses; ``inv`` = 1/B.  Fills ``left`` (2B + 2, n) with
+    [−e·inv ; dh ; 1 ; −ê·inv] (dh_k = Σ_b e_bk ê_bk · inv) and ``right`` (2B + 2, q) with
+    [ŵ ; 1 ; df ; w] (df_o = Σ_b (w_bo·inv) ŵ_bo).  Returns (any ŵ ≠ 0, any w ≠ 0).
+    """
+    B, n = e.shape
+    q = w.shape[1]
+    dh = left[B]
+    df = right[B + 1]
+    for k in range(n):
+        dh[k] = 0.0
+    for j in range(q):
+        df[j] = 0.0
+    w_hat_moves = False
+    w_moves = False
+    for r in range(B):
+        for k in range(n):
+            ak = e[r, k]
+            bk = e_hat[r, k]
+            left[r, k] = ak * -inv
+            left[B + 2 + r, k] = bk * -inv
+            dh[k] += ak * bk
+        for j in range(q):
+            bj = w_hat[r, j]
+            aj = w[r, j]
+            right[r, j] = bj
+            right[B + 2 + r, j] = aj
+            df[j] += (aj * inv) * bj
+            w_hat_moves |= bj != 0.0
+            w_moves |= aj != 0.0
+    for k in range(n):
+        dh[k] *= inv
+        left[B + 1, k] = 1.0
+    for j in range(q):
+        right[B, j] = 1.0
+    return w_hat_moves, w_moves
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def response_product_kernel(u, e, w, e_hat, w_hat, inv, blocks, dh, out):  # pragma: no cover - compiled
+    """Batch means of v·v̂ per conductance for a response that is 0 at the sources and ground,
+    group by group, without factor arrays (for small batches, where calling a matrix product
+    costs more than doing it).
+
+    ``u`` (B, p), ``e``/``e_hat`` (B, n), ``w``/``w_hat`` (B, q); ``inv`` = 1/B.  ``blocks`` (G, 5)
+    int64 rows (first edge, kind 0 source / 1 port / 2 ground, first column, last column + 1
+    in that kind's columns, 1 if row-major (hidden node outer) else 0).  Writes
+    dh_k = Σ_b e_bk ê_bk·inv into ``dh`` (n,) and, into ``out``: hidden × source
+    dh_k − inv·Σ_b ê_bk u_bj; hidden × port dh_k + df_o − inv·Σ_b (e_bk ŵ_bo + ê_bk w_bo) with
+    df_o = Σ_b w_bo ŵ_bo·inv; hidden × ground dh_k.  The sums over the batch run as row
+    updates along the group's inner index (they vectorise).
+    """
+    B, n = e.shape
+    q = w.shape[1]
+    for k in range(n):
+        dh[k] = 0.0
+    for r in range(B):
+        for k in range(n):
+            dh[k] += e[r, k] * e_hat[r, k]
+    for k in range(n):
+        dh[k] *= inv
+    df = np.zeros(q)
+    for r in range(B):
+        for o in range(q):
+            df[o] += (w[r, o] * inv) * w_hat[r, o]
+    for g in range(blocks.shape[0]):
+        start, kind, c0, c1, row_major = blocks[g, 0], blocks[g, 1], blocks[g, 2], blocks[g, 3], blocks[g, 4]
+        width = c1 - c0
+        if kind == 2:
+            for k in range(n):
+                out[start + k] = dh[k]
+            continue
+        # the group as a 2-D view, written row by row (contiguous inner loops vectorise)
+        if row_major:
+            o = out[start:start + n * width].reshape((n, width))
+            for k in range(n):
+                ok = o[k]
+                for j in range(width):
+                    ok[j] = dh[k] + (df[c0 + j] if kind == 1 else 0.0)
+        else:
+            o = out[start:start + n * width].reshape((width, n))
+            for j in range(width):
+                oj = o[j]
+                extra = df[c0 + j] if kind == 1 else 0.0
+                for k in range(n):
+                    oj[k] = dh[k] + extra
+        for r in range(B):
+            er = e[r]
+            hr = e_hat[r]
+            if kind == 0:
+                ur = u[r, c0:c1]
+                if row_major:
+                    for k in range(n):
+                        a = hr[k] * -inv
+                        ok = o[k]
+                        for j in range(width):
+                            ok[j] += a * ur[j]
+                else:
+                    for j in range(width):
+                        a = ur[j] * -inv
+                        oj = o[j]
+                        for k in range(n):
+                            oj[k] += hr[k] * a
+            else:
+                wr = w[r, c0:c1]
+                whr = w_hat[r, c0:c1]
+                if row_major:
+                    for k in range(n):
+                        a = er[k] * -inv
+                        b = hr[k] * -inv
+                        ok = o[k]
+                        for j in range(width):
+                            ok[j] += a * whr[j] + b * wr[j]
+                else:
+                    for j in range(width):
+                        a = whr[j] * -inv
+                        b = wr[j] * -inv
+                        oj = o[j]
+                        for k in range(n):
+                            oj[k] += er[k] * a + hr[k] * b
+
+
 @njit(inline="always")
 def _any_nonzero(m, r0, r1, c0, c1):  # pragma: no cover - compiled
     """Any m[r, c] ≠ 0 for r0 ≤ r < r1, c0 ≤ c < c1."""
@@ -475,11 +601,14 @@ def repeats_of(x, held):  # pragma: no cover - compiled
     B = held.shape[0]
     if B == 0 or x.shape[1] != held.shape[1] or x.shape[0] % B:
         return 0
+    m = x.shape[1]
     for r in range(x.shape[0]):
         rb = r % B
-        for j in range(x.shape[1]):
-            if x[r, j] != held[rb, j]:
-                return 0
+        same = True
+        for j in range(m):  # a whole row without an early exit: the comparison vectorises
+            same &= x[r, j] == held[rb, j]
+        if not same:
+            return 0
     return x.shape[0] // B
 
 

@@ -59,11 +59,28 @@ class _SourceGradOnRead(GradientResult):
         self.__dict__["_source_grad"] = value
 
 
-def _finish(topology, n0: np.ndarray, n_hat: np.ndarray, keep: bool):
-    """Batch-mean v·v̂ per conductance from node voltages (B, nodes); per-sample if ``keep``."""
-    grad = topology.mean_branch_product(n0, n_hat)
-    if not keep:
-        return grad, None
+def _finish(topology, n0: np.ndarray | None, n_hat, keep: bool, sel: np.ndarray | None = None):
+    """Batch-mean v·v̂ per conductance from node voltages (B, nodes); per-sample if ``keep``.
+
+    ``n0`` None: the sources held their voltages in every phase and ``n_hat`` is the parts
+    (u, e, w, ê, ŵ) of :meth:`~hil.board.BoardTopology.mean_response_product` (the response
+    is 0 at the sources and ground).  ``sel``: the samples to use (all when None).
+    """
+    if n0 is None:
+        parts = n_hat if sel is None else tuple(a[sel] for a in n_hat)
+        grad = topology.mean_response_product(*parts)
+        if not keep:
+            return grad, None
+        u, e, w, e_hat, w_hat = parts
+        ground = np.zeros((u.shape[0], 1))
+        n0 = np.concatenate([u, e, w, ground], axis=1)
+        n_hat = np.concatenate([np.zeros(u.shape), e_hat, w_hat, ground], axis=1)
+    else:
+        if sel is not None:
+            n0, n_hat = n0[sel], n_hat[sel]
+        grad = topology.mean_branch_product(n0, n_hat)
+        if not keep:
+            return grad, None
     e = topology.edges
     return grad, (n0[:, e[:, 0]] - n0[:, e[:, 1]]) * (n_hat[:, e[:, 0]] - n_hat[:, e[:, 1]])
 
@@ -194,12 +211,17 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
         amp = np.max(np.abs(w_hat), axis=1, keepdims=True)
         amp[amp == 0] = 1.0
         np.divide(delta_v, amp, out=eps)
-    n0 = topo.node_voltages(op)
-    n_hat = np.zeros(n0.shape)
-    # Node order [sources, hidden, ports, ground]: when the sources hold the same voltages in
-    # every phase (they follow x), only the hidden nodes and ports can respond.
-    p = op.u.shape[1]
-    responding = slice(p, p + op.e.shape[1] + op.w.shape[1])
+    # Node order [sources, hidden, ports, ground].  Central phases keep the responses of the
+    # hidden nodes and ports (every sample is written by the first pass); when the sources hold
+    # the same voltages in every phase (they follow x) they do not respond and the node arrays
+    # are never assembled (``u_hat`` stays None).
+    p, n, q = op.u.shape[1], op.e.shape[1], op.w.shape[1]
+    if central:
+        n0 = None
+        e_hat, w_hat_r, u_hat = np.empty((B, n)), np.empty((B, q)), None
+    else:
+        n0 = topo.node_voltages(op)
+        n_hat = np.zeros(n0.shape)
     source_phases = []  # how each pass measured ∂ℓ/∂u; assembled from the readings when read
     i_hat = None if central else np.zeros(op.u.shape)
     ok = valid_mask(op).copy() if op.valid is not None else None  # None: every sample valid so far
@@ -219,18 +241,22 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
             noise = max(both.noise_v, op.noise_v)
             readable = resolvable(both.e[:k] - both.e[k:], noise) if noise > 0 else _uniform_mask(True, k)
             phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
-            if _sources_held(both.u, op.u if rows is everything else op.u[rows]):  # 0 in every response
-                cols = responding
+            held = both.held_sources if isinstance(both, Measurement) else None
+            if (held is not None and rows is everything and held[0] is op.u and held[1] == 2) \
+                    or _sources_held(both.u, op.u if rows is everything else op.u[rows]):  # 0 in every response
                 by_response, sides = _held_source_phases(op, rows, k, both, es, noise, flip_rel_tol, phase_ok,
-                                                         n_hat, cols, rows is everything)
+                                                         e_hat, w_hat_r, rows is everything)
                 pm = None  # one-sided responses are already written
             else:
-                cols = everything
+                if n0 is None:
+                    n0 = topo.node_voltages(op)
+                if u_hat is None:  # the sources moved: their responses are kept from now on
+                    u_hat = np.zeros((B, p))
                 n_both = topo.node_voltages(both)
-                npl, nmi, ref = n_both[:k], n_both[k:], n0[rows, cols]
+                npl, nmi, ref = n_both[:k], n_both[k:], n0[rows]
                 diff = npl - nmi
                 by_response = _asymmetric(npl, ref, nmi, diff, noise, flip_rel_tol)
-                n_hat[rows, cols] = np.divide(diff, 2 * es, out=diff)
+                _write_nodes(u_hat, e_hat, w_hat_r, rows, np.divide(diff, 2 * es, out=diff))
                 sides = _flipped_sides(op, rows, k, both)
                 pm = (npl, nmi, ref)
             source_phases.append((rows, k, both, es, None))
@@ -254,7 +280,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                 if pm is not None:
                     npl, nmi, ref = pm
                     side = np.where(plus_flip[sel][:, None], ref[sel] - nmi[sel], npl[sel] - ref[sel])
-                    n_hat[todo[sel], cols] = side / es[sel]
+                    _write_nodes(u_hat, e_hat, w_hat_r, todo[sel], side / es[sel])
                 # (``es`` may be a view of ``eps``: only re-measured samples, never these, get a smaller drive)
                 source_phases.append((todo, k, both, es, (sel, plus_flip, op)))
                 one_sided += n_single
@@ -290,6 +316,10 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     unresolved = (int(flips.sum()) if todo.size else 0) + unreadable  # both kept with a flipped estimate
     if central:
         i_hat = partial(_central_source_grad, op.u.shape, source_phases)
+        if u_hat is None:  # the sources held in every phase: the product from the parts
+            n_hat = (op.u, op.e, op.w, e_hat, w_hat_r)
+        else:
+            n_hat = np.concatenate([u_hat, e_hat, w_hat_r, np.zeros((B, 1))], axis=1)  # n0 formed with u_hat
     all_valid = ok is None
     if all_valid:  # a read-only "every sample valid" mask (no copy made)
         ok = _uniform_mask(True, B)
@@ -316,22 +346,32 @@ def _uniform_mask(value: bool, k: int) -> np.ndarray:
     return mask
 
 
+def _write_nodes(u_hat: np.ndarray, e_hat: np.ndarray, w_hat: np.ndarray, rows, values: np.ndarray) -> None:
+    """Write node-ordered responses ``values`` (k, nodes) of the samples ``rows`` into the source,
+    hidden-node and port response arrays (the ground column is 0 in every response)."""
+    p, n = u_hat.shape[1], e_hat.shape[1]
+    u_hat[rows] = values[:, :p]
+    e_hat[rows] = values[:, p:p + n]
+    w_hat[rows] = values[:, p + n:p + n + w_hat.shape[1]]
+
+
 def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np.ndarray, noise_v: float,
-                        rel_tol: float, phase_ok: np.ndarray | None, n_hat: np.ndarray, cols: slice,
+                        rel_tol: float, phase_ok: np.ndarray | None, e_hat: np.ndarray, w_hat: np.ndarray,
                         whole_batch: bool):
     """Responses, symmetry test and state comparison of a stacked ± measurement whose sources
     held the operating point's voltages, in one compiled pass (:func:`hil.kernels.hl_phase_kernel`).
 
-    Writes the responses of the hidden nodes and ports into ``n_hat[rows, cols]``: central,
-    or, for a sample where exactly one phase changed a diode state (and both phases are
-    valid), the other phase's one-sided difference.  Returns (flagged by the response (k,),
-    (plus_flip, minus_flip) or None when the board reports no states or is not piecewise linear).
+    Writes the responses of the hidden nodes and ports into ``e_hat[rows]`` and ``w_hat[rows]``
+    (C-contiguous (B, n) and (B, q)): central, or, for a sample where exactly one phase changed
+    a diode state (and both phases are valid), the other phase's one-sided difference.  Returns
+    (flagged by the response (k,), (plus_flip, minus_flip) or None when the board reports no
+    states or is not piecewise linear).
     """
     n, q = op.e.shape[1], op.w.shape[1]
     states = op.piecewise_linear and op.on is not None and both.on is not None
     e0, w0 = (op.e, op.w) if whole_batch else (op.e[rows], op.w[rows])
     if whole_batch:  # write straight into the result
-        nh_e, nh_w = n_hat[:, cols.start:cols.start + n], n_hat[:, cols.start + n:cols.stop]
+        nh_e, nh_w = e_hat, w_hat
     else:
         nh_e, nh_w = np.empty((k, n)), np.empty((k, q))
     if both.e.shape != (2 * k, n) or both.w.shape != (2 * k, q) or e0.shape != (k, n):
@@ -347,7 +387,7 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
                     np.ascontiguousarray(es[:, 0]), float(rel_tol), 5.0 * np.sqrt(6.0) * noise_v,
                     nh_e, nh_w, flips[0], flips[1], flips[2])
     if not whole_batch:
-        n_hat[rows, cols] = np.concatenate([nh_e, nh_w], axis=1)
+        e_hat[rows], w_hat[rows] = nh_e, nh_w
     return flips[2], ((flips[0], flips[1]) if states else None)
 
 
@@ -484,7 +524,7 @@ def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unres
     if not n_invalid:
         grad, per = _finish(topo, n0, n_hat, keep_per_sample)
     elif ok.any():
-        grad, per_ok = _finish(topo, n0[ok], n_hat[ok], keep_per_sample)
+        grad, per_ok = _finish(topo, n0, n_hat, keep_per_sample, ok)
         per = None
         if keep_per_sample:
             per = np.full((ok.size, grad.size), np.nan)
