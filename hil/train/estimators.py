@@ -22,7 +22,7 @@ from functools import partial
 import numpy as np
 
 from hil.board import Board, ExactLinearization, Measurement, PhasedMeasurement, valid_mask
-from hil.kernels import flip_accounting_kernel, hl_drive_kernel, hl_phase_kernel, repeats_of
+from hil.kernels import flip_accounting_kernel, hl_drive_kernel, hl_held_pass_kernel, repeats_of
 from hil.train.losses import Loss
 
 ESTIMATORS = ("hl", "hl-exact", "ep", "fd")
@@ -239,13 +239,14 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                 hl_drive_kernel(_c(ws), _c(w0), 0.0, _c(es), w_both)
             both = board.measure(np.concatenate([xs, xs]), w_both)
             noise = max(both.noise_v, op.noise_v)
-            readable = resolvable(both.e[:k] - both.e[k:], noise) if noise > 0 else _uniform_mask(True, k)
             phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
             held = both.held_sources if isinstance(both, Measurement) else None
+            flags = np.empty((6, k), np.bool_)  # plus_flip, minus_flip, by_response, readable, single, flips
             if (held is not None and rows is everything and held[0] is op.u and held[1] == 2) \
                     or _sources_held(both.u, op.u if rows is everything else op.u[rows]):  # 0 in every response
-                by_response, sides = _held_source_phases(op, rows, k, both, es, noise, flip_rel_tol, phase_ok,
-                                                         e_hat, w_hat_r, rows is everything)
+                counts = _held_source_phases(op, rows, k, both, es, noise, flip_rel_tol, phase_ok, e_hat, w_hat_r,
+                                             rows is everything, flags)
+                plus_flip = flags[0]
                 pm = None  # one-sided responses are already written
             else:
                 if n0 is None:
@@ -255,23 +256,24 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                 n_both = topo.node_voltages(both)
                 npl, nmi, ref = n_both[:k], n_both[k:], n0[rows]
                 diff = npl - nmi
-                by_response = _asymmetric(npl, ref, nmi, diff, noise, flip_rel_tol)
+                by_response = _c(_asymmetric(npl, ref, nmi, diff, noise, flip_rel_tol), np.bool_)
+                readable = resolvable(both.e[:k] - both.e[k:], noise) if noise > 0 else _uniform_mask(True, k)
                 _write_nodes(u_hat, e_hat, w_hat_r, rows, np.divide(diff, 2 * es, out=diff))
                 sides = _flipped_sides(op, rows, k, both)
                 pm = (npl, nmi, ref)
+                # (from numpy formulas: contiguous bool arrays, as the compiled pass gives)
+                plus_flip, minus_flip = (_c(sides[0], np.bool_), _c(sides[1], np.bool_)) if sides is not None \
+                    else (_uniform_mask(False, k),) * 2
+                counts = flip_accounting_kernel(
+                    plus_flip, minus_flip, by_response,
+                    _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_), _c(readable, np.bool_),
+                    flags[4], flags[5])
+            single, flips = flags[4], flags[5]
+            n_flagged, n_by_response, n_single, n_unreadable = counts
             source_phases.append((rows, k, both, es, None))
-            plus_flip, minus_flip = sides if sides is not None else (_uniform_mask(False, k),) * 2
             if phase_ok is not None:
                 ok = (valid_mask(op) if ok is None else ok).copy()
                 ok[rows] &= phase_ok
-            single, flips = np.empty((2, k), bool)
-            if pm is not None:  # from numpy formulas: make them contiguous bool arrays (the kernel's are)
-                plus_flip, minus_flip, by_response = (_c(plus_flip, np.bool_), _c(minus_flip, np.bool_),
-                                                      _c(by_response, np.bool_))
-            n_flagged, n_by_response, n_single, n_unreadable = flip_accounting_kernel(
-                plus_flip, minus_flip, by_response,
-                _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_), _c(readable, np.bool_),
-                single, flips)
             seen_by_response += n_by_response
             flipped_total += n_flagged
             unreadable += n_unreadable
@@ -357,15 +359,17 @@ def _write_nodes(u_hat: np.ndarray, e_hat: np.ndarray, w_hat: np.ndarray, rows, 
 
 def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np.ndarray, noise_v: float,
                         rel_tol: float, phase_ok: np.ndarray | None, e_hat: np.ndarray, w_hat: np.ndarray,
-                        whole_batch: bool):
-    """Responses, symmetry test and state comparison of a stacked ± measurement whose sources
-    held the operating point's voltages, in one compiled pass (:func:`hil.kernels.hl_phase_kernel`).
+                        whole_batch: bool, flags: np.ndarray) -> tuple[int, int, int, int]:
+    """Responses, symmetry test, state comparison and flip bookkeeping of a stacked ± measurement
+    whose sources held the operating point's voltages, in one compiled pass
+    (:func:`hil.kernels.hl_held_pass_kernel`).
 
     Writes the responses of the hidden nodes and ports into ``e_hat[rows]`` and ``w_hat[rows]``
     (C-contiguous (B, n) and (B, q)): central, or, for a sample where exactly one phase changed
-    a diode state (and both phases are valid), the other phase's one-sided difference.  Returns
-    (flagged by the response (k,), (plus_flip, minus_flip) or None when the board reports no
-    states or is not piecewise linear).
+    a diode state (and both phases are valid), the other phase's one-sided difference; and
+    (plus_flip, minus_flip, by_response, readable, single, flips) into ``flags`` (6, k) (the
+    state changes stay False when the board reports no states or is not piecewise linear).
+    Returns the counts of :func:`hil.kernels.flip_accounting_kernel`.
     """
     n, q = op.e.shape[1], op.w.shape[1]
     states = op.piecewise_linear and op.on is not None and both.on is not None
@@ -380,15 +384,14 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
     if states and (both.on.shape != (2 * k, n) or op.on.shape != op.e.shape):  # the kernel reads no bounds
         raise ValueError(f"± measurement of {k} samples: expected diode states of shape {(2 * k, n)} and "
                          f"{op.e.shape}, got {both.on.shape} and {op.on.shape}")
-    flips = np.zeros((3, k), dtype=np.bool_)
-    hl_phase_kernel(_c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, np.bool_) if states else _NO_STATES,
-                    _c(op.on if whole_batch else op.on[rows], np.bool_) if states else _NO_STATES,
-                    _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_),
-                    np.ascontiguousarray(es[:, 0]), float(rel_tol), 5.0 * np.sqrt(6.0) * noise_v,
-                    nh_e, nh_w, flips[0], flips[1], flips[2])
+    counts = hl_held_pass_kernel(
+        _c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, np.bool_) if states else _NO_STATES,
+        _c(op.on if whole_batch else op.on[rows], np.bool_) if states else _NO_STATES,
+        _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_), _c(es[:, 0]), float(rel_tol),
+        5.0 * np.sqrt(6.0) * noise_v, 5.0 * np.sqrt(2.0) * noise_v if noise_v > 0 else -1.0, nh_e, nh_w, flags)
     if not whole_batch:
         e_hat[rows], w_hat[rows] = nh_e, nh_w
-    return flips[2], ((flips[0], flips[1]) if states else None)
+    return counts
 
 
 def _sources_held(u_both: np.ndarray, u0: np.ndarray) -> bool:
