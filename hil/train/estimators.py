@@ -16,6 +16,7 @@ unit loss) that cascades need, where it can measure them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -192,7 +193,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     response to ŵ is assembled from the per-port responses (the small-signal response is
     linear in the drive).  Samples the board marks invalid are left out of the gradient.
     """
-    if not (np.isfinite(delta_v) and delta_v > 0):  # the drive kernel picks eps only for delta_v > 0
+    if not (math.isfinite(delta_v) and delta_v > 0):  # the drive kernel picks eps only for delta_v > 0
         raise ValueError(f"hl: delta_v must be a positive, finite drive amplitude in volts, got {delta_v!r}")
     if one_sweep is None:
         one_sweep = _is_phased(board)
@@ -348,6 +349,8 @@ def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndar
 
 
 _NO_STATES = np.zeros((0, 0), dtype=np.bool_)
+_FIVE_SQRT6 = 5.0 * float(np.sqrt(6.0))  # 5 σ of a combination of three readings (per unit σ)
+_FIVE_SQRT2 = 5.0 * float(np.sqrt(2.0))  # 5 σ of a difference of two readings (per unit σ)
 _ALL = np.ones(4096, dtype=np.bool_)  # shared read-only "every sample" / "no sample" masks
 _ALL.setflags(write=False)
 _NONE_FLIPPED = np.zeros(4096, dtype=np.bool_)
@@ -405,7 +408,7 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
         _c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, np.bool_) if states else _NO_STATES,
         _c(op.on if whole_batch else op.on[rows], np.bool_) if states else _NO_STATES,
         _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_), _c(es[:, 0]), float(rel_tol),
-        5.0 * np.sqrt(6.0) * noise_v, 5.0 * np.sqrt(2.0) * noise_v if noise_v > 0 else -1.0, nh_e, nh_w, flags)
+        _FIVE_SQRT6 * noise_v, _FIVE_SQRT2 * noise_v if noise_v > 0 else -1.0, nh_e, nh_w, flags)
     if not whole_batch:
         e_hat[rows], w_hat[rows] = nh_e, nh_w
     return counts
@@ -703,7 +706,7 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
 def estimate(name: str, board: Board, x, target, loss: Loss, options: dict | None = None) -> GradientResult:
     """Dispatch by estimator name (``hl``, ``hl-exact``, ``ep``, ``fd``); ``hl`` on a cascade board
     runs stage by stage in backward order (:mod:`hil.train.cascade_hl`)."""
-    opts = dict(options or {})
+    opts = options if options is not None else {}
     if name == "hl" and getattr(board, "needs_backward_order", False):
         from hil.train.cascade_hl import cascade_hl_gradient  # backward order, stage by stage
 
