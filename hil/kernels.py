@@ -628,37 +628,28 @@ def flip_accounting_kernel(plus_flip, minus_flip, by_response, phase_ok, readabl
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def hl_held_pass_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, noise_floor, readable_floor,
+def hl_held_pass_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, noise_floor, all_readable,
                         n_hat_e, n_hat_w, flags):  # pragma: no cover - compiled
     """One pass of ``hl`` over a stacked ± measurement whose sources held their voltages:
-    :func:`hl_phase_kernel`, the readability of each sample after a 10× smaller drive, and
-    :func:`flip_accounting_kernel`, in one call.
+    :func:`hl_phase_kernel` and :func:`flip_accounting_kernel` in one call.
 
     ``flags`` (6, K) bool receives (plus_flip, minus_flip, by_response, readable, single, flips);
-    ``readable_floor`` is 5·√2·σ of the reading noise (negative for an exact board: every sample
-    is readable), compared with max_j |e₊ − e₋| / 10 over the hidden nodes as
-    :func:`hil.train.estimators.resolvable` does.  Returns the counts of
-    :func:`flip_accounting_kernel`.
+    its ``readable`` row is read as given (whether a flagged sample's response would survive a
+    smaller drive) unless ``all_readable`` (an exact board), when it is set True.  Returns the
+    counts of :func:`flip_accounting_kernel`.
     """
     K = e0.shape[0]
-    n = e0.shape[1]
     plus_flip = flags[0]
     minus_flip = flags[1]
-    by_response = flags[2]
     readable = flags[3]
     for k in range(K):
         plus_flip[k] = False
         minus_flip[k] = False
-        if readable_floor >= 0.0 and n > 0:
-            top = 0.0
-            for j in range(n):
-                top = max(top, abs(e_both[k, j] - e_both[k + K, j]))
-            readable[k] = top / 10.0 > readable_floor
-        else:
+        if all_readable:
             readable[k] = True
     hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, noise_floor, n_hat_e, n_hat_w,
-                    plus_flip, minus_flip, by_response)
-    return flip_accounting_kernel(plus_flip, minus_flip, by_response, phase_ok, readable, flags[4], flags[5])
+                    plus_flip, minus_flip, flags[2])
+    return flip_accounting_kernel(plus_flip, minus_flip, flags[2], phase_ok, readable, flags[4], flags[5])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -350,7 +350,6 @@ def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndar
 
 _NO_STATES = np.zeros((0, 0), dtype=np.bool_)
 _FIVE_SQRT6 = 5.0 * float(np.sqrt(6.0))  # 5 σ of a combination of three readings (per unit σ)
-_FIVE_SQRT2 = 5.0 * float(np.sqrt(2.0))  # 5 σ of a difference of two readings (per unit σ)
 _ALL = np.ones(4096, dtype=np.bool_)  # shared read-only "every sample" / "no sample" masks
 _ALL.setflags(write=False)
 _NONE_FLIPPED = np.zeros(4096, dtype=np.bool_)
@@ -388,7 +387,8 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
     (C-contiguous (B, n) and (B, q)): central, or, for a sample where exactly one phase changed
     a diode state (and both phases are valid), the other phase's one-sided difference; and
     (plus_flip, minus_flip, by_response, readable, single, flips) into ``flags`` (6, k) (the
-    state changes stay False when the board reports no states or is not piecewise linear).
+    state changes stay False when the board reports no states or is not piecewise linear;
+    readability by :func:`resolvable` on a board with reading noise).
     Returns the counts of :func:`hil.kernels.flip_accounting_kernel`.
     """
     n, q = op.e.shape[1], op.w.shape[1]
@@ -404,11 +404,14 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
     if states and (both.on.shape != (2 * k, n) or op.on.shape != op.e.shape):  # the kernel reads no bounds
         raise ValueError(f"± measurement of {k} samples: expected diode states of shape {(2 * k, n)} and "
                          f"{op.e.shape}, got {both.on.shape} and {op.on.shape}")
+    noisy = noise_v > 0
+    if noisy:  # would a flagged sample's response survive a 10× smaller drive?
+        flags[3] = resolvable(both.e[:k] - both.e[k:], noise_v)
     counts = hl_held_pass_kernel(
         _c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, np.bool_) if states else _NO_STATES,
         _c(op.on if whole_batch else op.on[rows], np.bool_) if states else _NO_STATES,
         _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_), _c(es[:, 0]), float(rel_tol),
-        _FIVE_SQRT6 * noise_v, _FIVE_SQRT2 * noise_v if noise_v > 0 else -1.0, nh_e, nh_w, flags)
+        _FIVE_SQRT6 * noise_v, not noisy, nh_e, nh_w, flags)
     if not whole_batch:
         e_hat[rows], w_hat[rows] = nh_e, nh_w
     return counts
