@@ -349,37 +349,38 @@ def response_product_kernel(u, e, w, e_hat, w_hat, inv, blocks, dh, out):  # pra
             for k in range(n):
                 out[start + k] = dh[k]
             continue
-        # the group as a 2-D view, written row by row (contiguous inner loops vectorise)
-        if row_major:
-            o = out[start:start + n * width].reshape((n, width))
-            for k in range(n):
-                ok = o[k]
-                for j in range(width):
-                    ok[j] = dh[k] + (df[c0 + j] if kind == 1 else 0.0)
-        else:
-            o = out[start:start + n * width].reshape((width, n))
-            for j in range(width):
-                oj = o[j]
-                extra = df[c0 + j] if kind == 1 else 0.0
-                for k in range(n):
-                    oj[k] = dh[k] + extra
+        # the group as a 2-D view, written row by row (contiguous inner loops vectorise); the first
+        # sample's terms are added in the same pass that writes dh (+ df), as (dh + df) + term
+        o = out[start:start + n * width].reshape((n, width) if row_major else (width, n))
+        if B == 0:
+            continue
         for r in range(B):
             er = e[r]
             hr = e_hat[r]
+            first = r == 0
             if kind == 0:
                 ur = u[r, c0:c1]
                 if row_major:
                     for k in range(n):
                         a = hr[k] * -inv
                         ok = o[k]
-                        for j in range(width):
-                            ok[j] += a * ur[j]
+                        if first:
+                            base = dh[k]
+                            for j in range(width):
+                                ok[j] = base + a * ur[j]
+                        else:
+                            for j in range(width):
+                                ok[j] += a * ur[j]
                 else:
                     for j in range(width):
                         a = ur[j] * -inv
                         oj = o[j]
-                        for k in range(n):
-                            oj[k] += hr[k] * a
+                        if first:
+                            for k in range(n):
+                                oj[k] = dh[k] + hr[k] * a
+                        else:
+                            for k in range(n):
+                                oj[k] += hr[k] * a
             else:
                 wr = w[r, c0:c1]
                 whr = w_hat[r, c0:c1]
@@ -388,15 +389,24 @@ def response_product_kernel(u, e, w, e_hat, w_hat, inv, blocks, dh, out):  # pra
                         a = er[k] * -inv
                         b = hr[k] * -inv
                         ok = o[k]
-                        for j in range(width):
-                            ok[j] += a * whr[j] + b * wr[j]
+                        if first:
+                            for j in range(width):
+                                ok[j] = (dh[k] + df[c0 + j]) + (a * whr[j] + b * wr[j])
+                        else:
+                            for j in range(width):
+                                ok[j] += a * whr[j] + b * wr[j]
                 else:
                     for j in range(width):
                         a = whr[j] * -inv
                         b = wr[j] * -inv
                         oj = o[j]
-                        for k in range(n):
-                            oj[k] += er[k] * a + hr[k] * b
+                        if first:
+                            extra = df[c0 + j]
+                            for k in range(n):
+                                oj[k] = (dh[k] + extra) + (er[k] * a + hr[k] * b)
+                        else:
+                            for k in range(n):
+                                oj[k] += er[k] * a + hr[k] * b
 
 
 @njit(inline="always")
