@@ -186,7 +186,8 @@ class SimulatedBoard(BoardBase):
         lazy_y = "_ports" in st.__dict__  # port currents not formed yet (uncoupled phases)
         if not lazy_y:
             m = _SourceCurrentsOnRead(u=st.u, w=st.w, y=st.y, i_src=None, e=st.e, on=st.on,
-                                      piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
+                                      piecewise_linear=self._piecewise_linear,
+                                      info={"report": st.report, "g_d": st.g_d})
             m.__dict__["_inputs"] = self._solver.nodal.input_snapshot()
             return m
         # held sources, new port voltages: u (the held sources stacked) and y formed when first read

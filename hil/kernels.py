@@ -16,7 +16,11 @@ division by zero gives ±inf or NaN as in numpy, which the callers' certificates
 * :func:`hl_phase_kernel` — the central responses of a stacked ± measurement, the
   symmetry (flip) test and the diode-state comparison of both phases, per sample.
 * :func:`hl_drive_kernel`, :func:`flip_accounting_kernel` — the port drives of the ± phases and
-  the per-sample flip bookkeeping of ``hl``.
+  the per-sample flip bookkeeping of ``hl``; :func:`hl_held_pass_kernel` — the phase kernel and
+  the bookkeeping in one call, for phases whose sources held their voltages.
+* :func:`branch_factors_kernel`, :func:`response_factors_kernel`, :func:`response_product_kernel` —
+  v·v̂ for every conductance (:meth:`hil.board.BoardTopology.mean_branch_product` from node arrays,
+  :meth:`~hil.board.BoardTopology.mean_response_product` from the parts of a held-source response).
 * :func:`cross_entropy_kernel`, :func:`differential_argmax_kernel` — the loss, its gradient and
   the predictions on differential port currents.
 * :func:`source_voltages_kernel`, :func:`finite_abs_max`, :func:`repeats_of`,
