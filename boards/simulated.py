@@ -87,6 +87,19 @@ class _CurrentsOnRead(_SourceCurrentsOnRead):
     def u(self, value) -> None:
         self.__dict__["_u"] = value
 
+    @property
+    def info(self) -> dict:
+        """{"report": the solve report, "g_d": None}, formed when first read (the report too)."""
+        d = self.__dict__
+        if d.get("_info") is None and "_state" in d:
+            st = d["_state"]
+            d["_info"] = {"report": st.report, "g_d": st.g_d}
+        return d.get("_info")
+
+    @info.setter
+    def info(self, value) -> None:
+        self.__dict__["_info"] = value
+
 
 class _TiledState:
     """The held operating point repeated k times, as a warm start for a stacked batch.
@@ -192,7 +205,7 @@ class SimulatedBoard(BoardBase):
             return m
         # held sources, new port voltages: u (the held sources stacked) and y formed when first read
         m = _CurrentsOnRead(u=None, w=st.w, y=None, i_src=None, e=st.e, on=st.on,
-                            piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
+                            piecewise_linear=self._piecewise_linear, info=None)  # info formed when read
         d = m.__dict__
         d["_inputs"] = self._solver.nodal.input_snapshot()
         d["_state"] = st

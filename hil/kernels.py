@@ -62,11 +62,7 @@ def ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on):  # pragma: no cov
     for k in range(n):  # the clamp as bounds: e >= h (s = +1) or e <= h (s = -1)
         lo[k] = h[k] if s[k] > 0.0 else -np.inf
         hi[k] = np.inf if s[k] > 0.0 else h[k]
-    # per-node running values: min z, min mu, max |KCL|, max |mu z|, max |K e|, max |b|, non-finite, count
-    acc = np.zeros((8, n))
-    for k in range(n):
-        acc[0, k] = np.inf
-        acc[1, k] = np.inf
+    acc = _new_accumulators(n)
     row = np.empty(n)
     for r in range(R):
         rb = r % B0
@@ -76,23 +72,110 @@ def ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on):  # pragma: no cov
         else:
             for k in range(n):
                 row[k] = b[rb, k]
-        for k in range(n):
-            bk = row[k]
-            ek, zk, mk, c, cf, bad, kcl, comp, ke = _clamped_node(bk, diag[k], h[k], s[k], lo[k], hi[k])
-            e[r, k] = ek
-            mu[r, k] = mk
-            on[r, k] = c
-            acc[0, k] = min(zk, acc[0, k])
-            acc[1, k] = min(mk, acc[1, k])
-            acc[2, k] = max(kcl, acc[2, k])
-            acc[3, k] = max(comp, acc[3, k])
-            acc[4, k] = max(ke, acc[4, k])
-            acc[5, k] = max(abs(bk), acc[5, k])
-            acc[6, k] += bad
-            acc[7, k] += cf
-        if write_z:
+        _solve_row(row, r, diag, s, h, lo, hi, e, z, mu, on, write_z, acc)
+    return _reduce_accumulators(acc)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def held_phases_kernel(b, w, g_out, delta, diag, s, h, floor_v, e, z, mu, on):  # pragma: no cover - compiled
+    """The perturbation phases of a held operating point, solved and certified in one call:
+    :func:`ideal_diagonal_kernel` with ``delta`` = ``w`` G_out formed row by row, the port
+    voltages checked on the way, and the certificate scaled as
+    :func:`hil.circuit.ideal.scaled_certificate` does.
+
+    ``b`` (B₀, n) held nodal source currents (A); ``w`` (R, q) port voltages (V), row r is sample
+    r mod B₀; ``g_out`` (q, n) output conductances (S); ``delta`` (R, n) = w G_out when the caller
+    formed it (a matrix product is faster for many rows), or no rows; ``floor_v`` the voltage scale without the
+    ports (max of the sources' scale and the clamp levels, V).  Writes e, z, mu, on as
+    :func:`ideal_diagonal_kernel`.  Returns (ports finite, voltage scale V, current scale A,
+    primal, dual, KCL, complementarity residuals (scaled), the worst of them (inf when anything
+    was not finite), max |KCL| A, conducting count).
+    """
+    R, n = e.shape
+    q = w.shape[1]
+    B0 = b.shape[0]
+    write_z = z.shape[0] > 0
+    bad = 0.0
+    top = 0.0
+    for r in range(R):
+        for j in range(q):
+            v = w[r, j]
+            bad += v - v  # 0 unless some entry is ±inf or NaN
+            top = max(top, abs(v))
+    lo = np.empty(n)
+    hi = np.empty(n)
+    for k in range(n):
+        lo[k] = h[k] if s[k] > 0.0 else -np.inf
+        hi[k] = np.inf if s[k] > 0.0 else h[k]
+    acc = _new_accumulators(n)
+    row = np.empty(n)
+    d = np.empty(n)
+    given = delta.shape[0] > 0
+    for r in range(R):
+        rb = r % B0
+        if given:
             for k in range(n):
-                z[r, k] = (e[r, k] - h[k]) * s[k]
+                row[k] = b[rb, k] + delta[r, k]
+        else:
+            for k in range(n):
+                d[k] = 0.0
+            for o in range(q):  # (w G_out)[r], summed over the ports in order
+                wo = w[r, o]
+                for k in range(n):
+                    d[k] += wo * g_out[o, k]
+            for k in range(n):
+                row[k] = b[rb, k] + d[k]
+        _solve_row(row, r, diag, s, h, lo, hi, e, z, mu, on, write_z, acc)
+    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, count, finite = _reduce_accumulators(acc)
+    scale_v = max(floor_v, top)
+    scale_i = max(b_abs, ke_abs, 1e-300)
+    primal = max(-lo_z, 0.0) / scale_v
+    dual = max(-lo_mu, 0.0) / scale_i
+    kcl_rel = kcl_abs / scale_i
+    complementarity = comp_abs / scale_v / scale_i
+    worst = max(max(primal, dual), max(complementarity, kcl_rel)) if finite else np.inf
+    return bad == 0.0, scale_v, scale_i, primal, dual, kcl_rel, complementarity, worst, kcl_abs, count
+
+
+@njit(inline="always")
+def _new_accumulators(n):  # pragma: no cover - compiled
+    """Per-node running values of the certificate: min z, min mu, max |KCL|, max |mu z|, max |K e|,
+    max |b|, non-finite, count (8, n)."""
+    acc = np.zeros((8, n))
+    for k in range(n):
+        acc[0, k] = np.inf
+        acc[1, k] = np.inf
+    return acc
+
+
+@njit(inline="always")
+def _solve_row(row, r, diag, s, h, lo, hi, e, z, mu, on, write_z, acc):  # pragma: no cover - compiled
+    """Row r of :func:`ideal_diagonal_kernel`: the closed form of nodal currents ``row`` (n,), written
+    into e, mu, on (and z) and folded into the accumulators."""
+    n = row.shape[0]
+    for k in range(n):
+        bk = row[k]
+        ek, zk, mk, c, cf, bad, kcl, comp, ke = _clamped_node(bk, diag[k], h[k], s[k], lo[k], hi[k])
+        e[r, k] = ek
+        mu[r, k] = mk
+        on[r, k] = c
+        acc[0, k] = min(zk, acc[0, k])
+        acc[1, k] = min(mk, acc[1, k])
+        acc[2, k] = max(kcl, acc[2, k])
+        acc[3, k] = max(comp, acc[3, k])
+        acc[4, k] = max(ke, acc[4, k])
+        acc[5, k] = max(abs(bk), acc[5, k])
+        acc[6, k] += bad
+        acc[7, k] += cf
+    if write_z:
+        for k in range(n):
+            z[r, k] = (e[r, k] - h[k]) * s[k]
+
+
+@njit(inline="always")
+def _reduce_accumulators(acc):  # pragma: no cover - compiled
+    """(min z, min mu, max |KCL|, max |mu z|, max |K e|, max |b|, conducting count, all finite)."""
+    n = acc.shape[1]
     lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
     count = 0.0
     nan_sum = 0.0
@@ -747,3 +830,36 @@ def differential_argmax_kernel(y, d, gain, out):  # pragma: no cover - compiled
                 top = z
                 best = c
         out[r] = best
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def cross_entropy_drive_kernel(y, t, d, gain, w0, delta_v, loss, w_hat, eps, w_both):  # pragma: no cover
+    """The loss of an operating point and the port drives of ``hl``'s stacked ± phases in one call:
+    :func:`cross_entropy_kernel` (``loss`` (B,), ∂ℓ/∂y into ``w_hat`` (B, q)), ŵ = −∂ℓ/∂y in place,
+    then :func:`hl_drive_kernel` (``eps`` (B, 1), ``w_both`` (2B, q)).  The same operations as the
+    three steps one by one.  Returns False if a label is outside 0 … k − 1 (nothing else written)."""
+    if not cross_entropy_kernel(y, t, d, gain, loss, w_hat):
+        return False
+    B, q = w_hat.shape
+    for r in range(B):
+        for j in range(q):
+            w_hat[r, j] = -w_hat[r, j]
+    hl_drive_kernel(w_hat, w0, delta_v, eps, w_both)
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def hl_first_pass_kernel(e_both, w_both, e0, w0, on_both, on0, es, rel_tol, u, blocks, n_hat_e, n_hat_w, flags,
+                         dh, out):  # pragma: no cover - compiled
+    """The first pass of ``hl`` on an exact board whose ± phases held the sources and every sample
+    valid: :func:`hl_held_pass_kernel` (every phase valid, no reading noise) and, when no sample was
+    flagged and ``out`` has entries, :func:`response_product_kernel` of the responses into ``out``
+    (with ``dh``, ``blocks`` as there; hidden↔hidden edges are left to the caller).  Returns the
+    counts of :func:`flip_accounting_kernel`."""
+    K = e0.shape[0]
+    phase_ok = np.ones(K, dtype=np.bool_)
+    counts = hl_held_pass_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, 0.0, True,
+                                 n_hat_e, n_hat_w, flags)
+    if counts[0] == 0 and out.shape[0] > 0:
+        response_product_kernel(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, dh, out)
+    return counts

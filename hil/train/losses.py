@@ -43,17 +43,13 @@ class Loss:
 
     def value_and_grad(self, y: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-sample loss (B,) and ∂ℓ/∂y (B, q) in A⁻¹."""
-        if self.name == "cross_entropy" and self.differential.size and y.ndim == 2 \
-                and y.shape[1] == self.differential.shape[1]:
-            # one compiled pass per batch (logits, softmax, loss, ∂ℓ/∂y through the differential pairs)
-            t = np.asarray(target)
-            if t.shape == (y.shape[0],) and t.dtype.kind in "iu":
-                y_c = y if y.dtype == np.float64 and y.flags.c_contiguous else np.ascontiguousarray(y, dtype=float)
-                loss, dy = np.empty(y.shape[0]), np.empty(y.shape)
-                if not cross_entropy_kernel(y_c, t.astype(np.int64, copy=False), self._d_c, float(self.gain_per_a),
-                                            loss, dy):
-                    raise ValueError(f"class labels must be 0 … {self.differential.shape[0] - 1}")
-                return loss, dy
+        t = self._kernel_labels(y, target)
+        if t is not None:  # one compiled pass per batch (logits, softmax, loss, ∂ℓ/∂y through the differential pairs)
+            y_c = y if y.dtype == np.float64 and y.flags.c_contiguous else np.ascontiguousarray(y, dtype=float)
+            loss, dy = np.empty(y.shape[0]), np.empty(y.shape)
+            if not cross_entropy_kernel(y_c, t, self._d_c, float(self.gain_per_a), loss, dy):
+                raise ValueError(self._label_range())
+            return loss, dy
         z = self.scores(y)
         if self.name == "cross_entropy":
             zs = z - z.max(axis=1, keepdims=True)
@@ -85,6 +81,20 @@ class Loss:
         d = self.differential
         dy = self.gain_per_a * (dz @ d if d.size else dz)
         return loss, dy
+
+    def _kernel_labels(self, y: np.ndarray, target) -> np.ndarray | None:
+        """The class labels as int64 (B,) when the compiled cross-entropy applies (cross-entropy on
+        differential pairs, (B, q) port currents, one integer label per sample), else None."""
+        d = self.differential
+        if self.name == "cross_entropy" and d.size and y.ndim == 2 and y.shape[1] == d.shape[1]:
+            t = np.asarray(target)
+            if t.shape == (y.shape[0],) and t.dtype.kind in "iu":
+                return t.astype(np.int64, copy=False)
+        return None
+
+    def _label_range(self) -> str:
+        """The error message of a class label out of range."""
+        return f"class labels must be 0 … {self.differential.shape[0] - 1}"
 
     @property
     def _d_c(self) -> np.ndarray:
