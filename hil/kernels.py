@@ -603,70 +603,53 @@ def source_voltages_kernel(x, idx, sign, offset, u):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def cross_entropy_kernel(y, t, d, gain, loss, dy):  # pragma: no cover - compiled
+def cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, dy):  # pragma: no cover - compiled
     """Softmax cross-entropy on differential port currents, per sample, in one pass.
 
-    ``y`` (B, q) port currents (A), ``t`` (B,) class labels, ``d`` (k, q) differential matrix,
-    ``gain`` (1/A).  Logits z = gain · d y; writes ``loss`` (B,) = −log softmax(z)_t and
-    ``dy`` (B, q) = gain · (softmax(z) − onehot(t)) d, in A⁻¹ (the same operations as the
-    numpy formula, summed left to right).  Returns False if a label is outside 0 … k − 1.
+    ``y`` (B, q) port currents (A), ``t`` (B,) class labels, the differential matrix d (k, q) by
+    its nonzero entries (compressed rows: class c has the entries ``vals[indptr[c]:indptr[c + 1]]``
+    in the columns ``cols[…]``, ascending), ``gain`` (1/A).  Logits z = gain · d y; writes
+    ``loss`` (B,) = −log softmax(z)_t and ``dy`` (B, q) = gain · (softmax(z) − onehot(t)) d, in
+    A⁻¹.  Sums run left to right over the nonzero entries (the zero entries of d would add exact
+    zeros for finite currents), softmax(z)_c = exp(z_c − max z) / Σ exp(z − max z).  Returns
+    False if a label is outside 0 … k − 1.
     """
     B, q = y.shape
-    k = d.shape[0]
+    k = indptr.shape[0] - 1
     for r in range(B):
         if t[r] < 0 or t[r] >= k:
             return False
-    # the class sums Σ_j y_rj d_cj, left to right over the ports, four samples at a time
-    # (four independent running sums instead of one chain of dependent additions)
-    zs = np.empty((B, k))
-    B4 = B - B % 4
-    for r in range(0, B4, 4):
-        for c in range(k):
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            for j in range(q):
-                dcj = d[c, j]
-                s0 += y[r, j] * dcj
-                s1 += y[r + 1, j] * dcj
-                s2 += y[r + 2, j] * dcj
-                s3 += y[r + 3, j] * dcj
-            zs[r, c] = s0
-            zs[r + 1, c] = s1
-            zs[r + 2, c] = s2
-            zs[r + 3, c] = s3
-    for r in range(B4, B):
-        for c in range(k):
-            s = 0.0
-            for j in range(q):
-                s += y[r, j] * d[c, j]
-            zs[r, c] = s
+    z = np.empty(k)
+    ex = np.empty(k)
     for r in range(B):
         tr = t[r]
-        z = zs[r]
         top = -np.inf
         for c in range(k):
-            z[c] *= gain
-            top = max(top, z[c])
+            s = 0.0
+            for i in range(indptr[c], indptr[c + 1]):
+                s += y[r, cols[i]] * vals[i]
+            s *= gain
+            z[c] = s
+            top = max(top, s)
         total = 0.0
         for c in range(k):
-            z[c] -= top
-            total += np.exp(z[c])
-        log_total = np.log(total)
-        loss[r] = -(z[tr] - log_total)
+            zc = z[c] - top
+            z[c] = zc
+            ec = np.exp(zc)
+            ex[c] = ec
+            total += ec
+        loss[r] = -(z[tr] - np.log(total))
         for j in range(q):
             dy[r, j] = 0.0
         for c in range(k):
-            p = np.exp(z[c] - log_total)
+            p = ex[c] / total
             if c == tr:
                 p -= 1.0
-            for j in range(q):
-                dy[r, j] += p * d[c, j]
+            for i in range(indptr[c], indptr[c + 1]):
+                dy[r, cols[i]] += p * vals[i]
         for j in range(q):
             dy[r, j] *= gain
     return True
-
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -833,12 +816,13 @@ def differential_argmax_kernel(y, d, gain, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def cross_entropy_drive_kernel(y, t, d, gain, w0, delta_v, loss, w_hat, eps, w_both):  # pragma: no cover
+def cross_entropy_drive_kernel(y, t, indptr, cols, vals, gain, w0, delta_v, loss, w_hat, eps,
+                               w_both):  # pragma: no cover - compiled
     """The loss of an operating point and the port drives of ``hl``'s stacked ± phases in one call:
     :func:`cross_entropy_kernel` (``loss`` (B,), ∂ℓ/∂y into ``w_hat`` (B, q)), ŵ = −∂ℓ/∂y in place,
     then :func:`hl_drive_kernel` (``eps`` (B, 1), ``w_both`` (2B, q)).  The same operations as the
     three steps one by one.  Returns False if a label is outside 0 … k − 1 (nothing else written)."""
-    if not cross_entropy_kernel(y, t, d, gain, loss, w_hat):
+    if not cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, w_hat):
         return False
     B, q = w_hat.shape
     for r in range(B):

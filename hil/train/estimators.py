@@ -273,7 +273,7 @@ def _hl_lean(board: Board, topo, x: np.ndarray, op: Measurement, labels: np.ndar
     B, q = op.w.shape
     n = op.e.shape[1]
     val, w_hat, eps, w_both = np.empty(B), np.empty((B, q)), np.empty((B, 1)), np.empty((2 * B, q))
-    if not cross_entropy_drive_kernel(_c(op.y), labels, loss._d_c, float(loss.gain_per_a), _c(op.w), delta_v, val,
+    if not cross_entropy_drive_kernel(_c(op.y), labels, *loss._d_sparse, float(loss.gain_per_a), _c(op.w), delta_v, val,
                                       w_hat, eps, w_both):
         raise ValueError(loss._label_range())
     if not B:  # an empty batch measures nothing

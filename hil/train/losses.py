@@ -47,7 +47,7 @@ class Loss:
         if t is not None:  # one compiled pass per batch (logits, softmax, loss, ∂ℓ/∂y through the differential pairs)
             y_c = y if y.dtype == np.float64 and y.flags.c_contiguous else np.ascontiguousarray(y, dtype=float)
             loss, dy = np.empty(y.shape[0]), np.empty(y.shape)
-            if not cross_entropy_kernel(y_c, t, self._d_c, float(self.gain_per_a), loss, dy):
+            if not cross_entropy_kernel(y_c, t, *self._d_sparse, float(self.gain_per_a), loss, dy):
                 raise ValueError(self._label_range())
             return loss, dy
         z = self.scores(y)
@@ -104,6 +104,19 @@ class Loss:
             d = np.ascontiguousarray(self.differential, dtype=float)
             object.__setattr__(self, "_d_contiguous", d)
         return d
+
+    @property
+    def _d_sparse(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The differential matrix by its nonzero entries, row by row: (row starts (k + 1,), columns,
+        values), formed once."""
+        sp = self.__dict__.get("_d_nonzero")
+        if sp is None:
+            d = self._d_c
+            rows, cols = np.nonzero(d)
+            indptr = np.searchsorted(rows, np.arange(d.shape[0] + 1)).astype(np.int64)
+            sp = (indptr, cols.astype(np.int64), np.ascontiguousarray(d[rows, cols]))
+            object.__setattr__(self, "_d_nonzero", sp)
+        return sp
 
     def predict(self, y: np.ndarray) -> np.ndarray:
         """Predicted class per sample (B,): the largest logit (one compiled pass with differential pairs)."""
