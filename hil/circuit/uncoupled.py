@@ -179,9 +179,10 @@ class UncoupledIdealSolves:
                                   max(u_scale, sv._vref_max, 1e-300), e, _NO_ROWS if relu else z, mu, on)
         if not cert[0]:
             raise ValueError("source and port voltages must be finite")
-        st = _HeldPhaseState(None, w, e, None, on, None, None, None, None, None)
+        st = _HeldPhaseState.__new__(_HeldPhaseState)  # every field set here (cheaper than __init__)
         d = st.__dict__
-        d["_certificate"] = (cert, R, z, mu, time.perf_counter() - t0, sv.kkt_tol)
+        d.update(_u=None, w=w, e=e, diode_current=None, on=on, g_d=None, _y=None, i_src=None, _report=None,
+                 b_src=None, region=None, _certificate=(cert, R, z, mu, time.perf_counter() - t0, sv.kkt_tol))
         if not cert[7] <= sv.kkt_tol:
             report = st.report
             report.note = f"KKT certificate {cert[7]:.2e} exceeds tolerance {sv.kkt_tol:.0e}"

@@ -267,8 +267,9 @@ def _hl_lean(board: Board, topo, x: np.ndarray, op: Measurement, labels: np.ndar
     """:func:`_hl_central` for the common case, with the fewest calls: cross-entropy on differential
     pairs, an exact piecewise-linear board reporting diode states, every sample valid.  Loss and
     drives are one compiled call; if the ± phases held the sources, kept every sample valid and
-    flagged no sample, the responses (and, for small batches, v·v̂) are one more, and the result
-    is written directly.  Anything else (a flip, an invalid or noisy phase, sources that moved)
+    left no sample to re-measure (none flagged, or each resolved from the phase that kept its
+    states), the responses (and, for small batches, v·v̂) are one more, and the result is
+    written directly.  Anything else (a flip, an invalid or noisy phase, sources that moved)
     continues in :func:`_hl_central` from the phases already measured (the same answer)."""
     B, q = op.w.shape
     n = op.e.shape[1]
@@ -293,7 +294,8 @@ def _hl_lean(board: Board, topo, x: np.ndarray, op: Measurement, labels: np.ndar
     counts = hl_first_pass_kernel(_c(both.e), _c(both.w), e0, w0, _c(both.on, np.bool_), _c(op.on, np.bool_),
                                   eps[:, 0], float(flip_rel_tol), u0, plan[3] if plan is not None else _NO_BLOCKS,
                                   e_hat, w_resp, flags, np.empty(n), out)
-    if counts[0]:  # some sample flagged: the general bookkeeping (it repeats this pass)
+    n_flagged, n_by_response, n_single, _ = counts
+    if n_flagged != n_single:  # a sample to re-measure: the general bookkeeping (it repeats this pass)
         return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol,
                            (both, eps, w_both))
     if plan is not None:
@@ -302,11 +304,14 @@ def _hl_lean(board: Board, topo, x: np.ndarray, op: Measurement, labels: np.ndar
         grad, per = out, None
     else:
         grad, per = _finish(topo, None, (op.u, op.e, op.w, e_hat, w_resp), keep_per_sample)
-    stats = {"flipped_samples": 0, "flips_from_response": 0, "retries": 0, "one_sided": 0, "unresolvable": 0,
-             "invalid_samples": 0, "unresolved_flips": 0, "may_be_biased": False, "bias_note": None,
-             "valid": _uniform_mask(True, B)}
+    stats = {"flipped_samples": n_flagged, "flips_from_response": n_by_response, "retries": 0,
+             "one_sided": n_single, "unresolvable": 0, "invalid_samples": 0, "unresolved_flips": 0,
+             "may_be_biased": False, "bias_note": None, "valid": _uniform_mask(True, B)}
+    phases = [(slice(None), B, both, eps, None)]  # how ∂ℓ/∂u is assembled when read (see _hl_central)
+    if n_single:  # samples resolved from the phase that kept every state
+        phases.append((np.arange(B), B, both, eps, (flags[4].nonzero()[0], flags[0], op)))
     res = _SourceGradOnRead(grad, val, op, source_grad=None, per_sample=per, stats=stats)
-    res.__dict__["_assemble"] = partial(_central_source_grad, op.u.shape, [(slice(None), B, both, eps, None)])
+    res.__dict__["_assemble"] = partial(_central_source_grad, op.u.shape, phases)
     return res
 
 
