@@ -816,14 +816,20 @@ def differential_argmax_kernel(y, d, gain, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def cross_entropy_drive_kernel(y, t, indptr, cols, vals, gain, w0, delta_v, loss, w_hat, eps,
-                               w_both):  # pragma: no cover - compiled
-    """The loss of an operating point and the port drives of ``hl``'s stacked ± phases in one call:
-    :func:`cross_entropy_kernel` (``loss`` (B,), ∂ℓ/∂y into ``w_hat`` (B, q)), ŵ = −∂ℓ/∂y in place,
-    then :func:`hl_drive_kernel` (``eps`` (B, 1), ``w_both`` (2B, q)).  The same operations as the
-    three steps one by one.  Returns False if a label is outside 0 … k − 1 (nothing else written)."""
+def cross_entropy_drive_kernel(y, t, indptr, cols, vals, gain, w0, delta_v, x, loss, w_hat, eps, w_both,
+                               x_both):  # pragma: no cover - compiled
+    """The loss of an operating point and the inputs and port drives of ``hl``'s stacked ± phases in
+    one call: :func:`cross_entropy_kernel` (``loss`` (B,), ∂ℓ/∂y into ``w_hat`` (B, q)), ŵ = −∂ℓ/∂y
+    in place, then :func:`hl_drive_kernel` (``eps`` (B, 1), ``w_both`` (2B, q)), and the inputs
+    ``x`` (B, m) twice into ``x_both`` (2B, m).  The same operations as the steps one by one.
+    Returns False if a label is outside 0 … k − 1 (nothing else written)."""
     if not cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, w_hat):
         return False
+    B, m = x.shape
+    for r in range(B):
+        for j in range(m):
+            x_both[r, j] = x[r, j]
+            x_both[r + B, j] = x[r, j]
     B, q = w_hat.shape
     for r in range(B):
         for j in range(q):

@@ -207,6 +207,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     if central:
         op = board.measure(x)
         if op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None \
+                and isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] == op.w.shape[0] \
                 and not (op.info and op.info.get("wire_ir_drop")):
             labels = loss._kernel_labels(op.y, target)
             if labels is not None:
@@ -274,12 +275,14 @@ def _hl_lean(board: Board, topo, x: np.ndarray, op: Measurement, labels: np.ndar
     B, q = op.w.shape
     n = op.e.shape[1]
     val, w_hat, eps, w_both = np.empty(B), np.empty((B, q)), np.empty((B, 1)), np.empty((2 * B, q))
-    if not cross_entropy_drive_kernel(_c(op.y), labels, *loss._d_sparse, float(loss.gain_per_a), _c(op.w), delta_v, val,
-                                      w_hat, eps, w_both):
+    x = _c(x)
+    x_both = np.empty((2 * x.shape[0], x.shape[1]))  # the inputs twice: the held sources in both phases
+    if not cross_entropy_drive_kernel(_c(op.y), labels, *loss._d_sparse, float(loss.gain_per_a), _c(op.w), delta_v,
+                                      x, val, w_hat, eps, w_both, x_both):
         raise ValueError(loss._label_range())
     if not B:  # an empty batch measures nothing
         return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol)
-    both = board.measure(np.concatenate([x, x]), w_both)
+    both = board.measure(x_both, w_both)
     held = both.held_sources if isinstance(both, Measurement) else None
     if both.valid is not None or both.noise_v > 0 or both.on is None or not (
             (held[0] is op.u and held[1] == 2) if held is not None else _sources_held(both.u, op.u)) \
