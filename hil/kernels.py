@@ -62,7 +62,11 @@ def ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on):  # pragma: no cov
     for k in range(n):  # the clamp as bounds: e >= h (s = +1) or e <= h (s = -1)
         lo[k] = h[k] if s[k] > 0.0 else -np.inf
         hi[k] = np.inf if s[k] > 0.0 else h[k]
-    acc = _new_accumulators(n)
+    # per-node running values: min z, min mu, max |KCL|, max |mu z|, max |K e|, max |b|, non-finite, count
+    acc = np.zeros((8, n))
+    for k in range(n):
+        acc[0, k] = np.inf
+        acc[1, k] = np.inf
     row = np.empty(n)
     for r in range(R):
         rb = r % B0
@@ -72,8 +76,36 @@ def ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on):  # pragma: no cov
         else:
             for k in range(n):
                 row[k] = b[rb, k]
-        _solve_row(row, r, diag, s, h, lo, hi, e, z, mu, on, write_z, acc)
-    return _reduce_accumulators(acc)
+        for k in range(n):
+            bk = row[k]
+            ek, zk, mk, c, cf, bad, kcl, comp, ke = _clamped_node(bk, diag[k], h[k], s[k], lo[k], hi[k])
+            e[r, k] = ek
+            mu[r, k] = mk
+            on[r, k] = c
+            acc[0, k] = min(zk, acc[0, k])
+            acc[1, k] = min(mk, acc[1, k])
+            acc[2, k] = max(kcl, acc[2, k])
+            acc[3, k] = max(comp, acc[3, k])
+            acc[4, k] = max(ke, acc[4, k])
+            acc[5, k] = max(abs(bk), acc[5, k])
+            acc[6, k] += bad
+            acc[7, k] += cf
+        if write_z:
+            for k in range(n):
+                z[r, k] = (e[r, k] - h[k]) * s[k]
+    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
+    count = 0.0
+    nan_sum = 0.0
+    for k in range(n):
+        lo_z = min(lo_z, acc[0, k])
+        lo_mu = min(lo_mu, acc[1, k])
+        kcl_abs = max(kcl_abs, acc[2, k])
+        comp_abs = max(comp_abs, acc[3, k])
+        ke_abs = max(ke_abs, acc[4, k])
+        b_abs = max(b_abs, acc[5, k])
+        nan_sum += acc[6, k]
+        count += acc[7, k]
+    return lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, int(count), nan_sum == 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -150,8 +182,9 @@ def _new_accumulators(n):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _solve_row(row, r, diag, s, h, lo, hi, e, z, mu, on, write_z, acc):  # pragma: no cover - compiled
-    """Row r of :func:`ideal_diagonal_kernel`: the closed form of nodal currents ``row`` (n,), written
-    into e, mu, on (and z) and folded into the accumulators."""
+    """Row r of :func:`held_phases_kernel`: the closed form of nodal currents ``row`` (n,), written
+    into e, mu, on (and z) and folded into the accumulators, as :func:`ideal_diagonal_kernel` does
+    (which keeps its own loop: the forward solve's machine code stays as it was)."""
     n = row.shape[0]
     for k in range(n):
         bk = row[k]
