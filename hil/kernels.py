@@ -873,17 +873,17 @@ def cross_entropy_drive_kernel(y, t, indptr, cols, vals, gain, w0, delta_v, x, l
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def hl_first_pass_kernel(e_both, w_both, e0, w0, on_both, on0, es, rel_tol, u, blocks, n_hat_e, n_hat_w, flags,
-                         dh, out):  # pragma: no cover - compiled
+                         out):  # pragma: no cover - compiled
     """The first pass of ``hl`` on an exact board whose ± phases held the sources and every sample
     valid: :func:`hl_held_pass_kernel` (every phase valid, no reading noise) and, when no sample is
     left to re-measure (none flagged, or each resolved from the phase that kept its states) and
     ``out`` has entries, :func:`response_product_kernel` of the responses into ``out`` (with
-    ``dh``, ``blocks`` as there; hidden↔hidden edges are left to the caller).  Returns the counts
+    ``blocks`` as there; hidden↔hidden edges are left to the caller).  Returns the counts
     of :func:`flip_accounting_kernel`."""
     K = e0.shape[0]
     phase_ok = np.ones(K, dtype=np.bool_)
     counts = hl_held_pass_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, 0.0, True,
                                  n_hat_e, n_hat_w, flags)
     if counts[0] == counts[2] and out.shape[0] > 0:
-        response_product_kernel(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, dh, out)
+        response_product_kernel(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, np.empty(e0.shape[1]), out)
     return counts

@@ -296,7 +296,7 @@ def _hl_lean(board: Board, topo, x: np.ndarray, op: Measurement, labels: np.ndar
     e0, w0, u0 = _c(op.e), _c(op.w), _c(op.u)
     counts = hl_first_pass_kernel(_c(both.e), _c(both.w), e0, w0, _c(both.on, np.bool_), _c(op.on, np.bool_),
                                   eps[:, 0], float(flip_rel_tol), u0, plan[3] if plan is not None else _NO_BLOCKS,
-                                  e_hat, w_resp, flags, np.empty(n), out)
+                                  e_hat, w_resp, flags, out)
     n_flagged, n_by_response, n_single, _ = counts
     if n_flagged != n_single:  # a sample to re-measure: the general bookkeeping (it repeats this pass)
         return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol,
@@ -313,8 +313,9 @@ def _hl_lean(board: Board, topo, x: np.ndarray, op: Measurement, labels: np.ndar
     phases = [(slice(None), B, both, eps, None)]  # how ∂ℓ/∂u is assembled when read (see _hl_central)
     if n_single:  # samples resolved from the phase that kept every state
         phases.append((np.arange(B), B, both, eps, (flags[4].nonzero()[0], flags[0], op)))
-    res = _SourceGradOnRead(grad, val, op, source_grad=None, per_sample=per, stats=stats)
-    res.__dict__["_assemble"] = partial(_central_source_grad, op.u.shape, phases)
+    res = _SourceGradOnRead.__new__(_SourceGradOnRead)  # every field set here (cheaper than __init__)
+    res.__dict__.update(grad=grad, loss=val, op=op, _source_grad=None, per_sample=per, stats=stats,
+                        _assemble=partial(_central_source_grad, op.u.shape, phases))
     return res
 
 

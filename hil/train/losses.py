@@ -87,9 +87,9 @@ class Loss:
         differential pairs, (B, q) port currents, one integer label per sample), else None."""
         d = self.differential
         if self.name == "cross_entropy" and d.size and y.ndim == 2 and y.shape[1] == d.shape[1]:
-            t = np.asarray(target)
+            t = target if type(target) is np.ndarray else np.asarray(target)
             if t.shape == (y.shape[0],) and t.dtype.kind in "iu":
-                return t.astype(np.int64, copy=False)
+                return t if t.dtype == np.int64 else t.astype(np.int64)
         return None
 
     def _label_range(self) -> str:

@@ -45,6 +45,9 @@ def test_lean_lane_equals_the_general_path(coupling, batch):
             {k: v for k, v in ref.stats.items() if k != "valid"}
         assert np.array_equal(lean.stats["valid"], ref.stats["valid"])
         resolved += lean.stats["one_sided"]
+        for f in dataclasses.fields(lean):  # every field of the result is set
+            getattr(lean, f.name)
+        assert lean.per_sample is None and lean.op.e.shape == (batch, 24)
     if batch == 40:
         assert resolved > 0  # the lean lane's own flip bookkeeping was exercised
 
@@ -84,6 +87,7 @@ def test_held_phases_equal_the_general_solver_and_report_when_read():
         assert rep.converged and rep.batch == w.shape[0] and rep.kkt_primal == 0.0
         assert rep.kcl_residual_rel <= 1e-12 and rep.min_margin is not None and rep.wall_time_s > 0
         assert both.valid is None and both.noise_v == 0.0 and both.held_sources[1] == k
+        assert dataclasses.replace(both).y.shape == (w.shape[0], 6)  # every field readable
 
 
 def test_held_phases_check_ports_and_raise_when_not_certified():
