@@ -271,7 +271,7 @@ def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol,
                     plus_flip, minus_flip, by_response):  # pragma: no cover - compiled
     """Per sample of a stacked ± measurement (rows k and k + K are the + and − phase of sample k):
 
-    * the central response (v₊ − v₋)/(2 ε_k) of every hidden node and port into ``n_hat_e`` (K, n)
+    * the central response (v₊ − v₋)·(1/(2 ε_k)) of every hidden node and port into ``n_hat_e`` (K, n)
       and ``n_hat_w`` (K, q);
     * ``by_response[k]``: the ± responses are not mirror images, max|v₊ + v₋ − 2v₀| >
       rel_tol/2 · max|v₊ − v₋| + noise_floor (a flip seen in the readings alone);
@@ -285,11 +285,11 @@ def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol,
     q = w0.shape[1]
     states = on_both.shape[0] > 0
     for k in range(K):
-        two_eps = 2.0 * es[k]
+        half_inv = 1.0 / (2.0 * es[k])  # (one division per sample, a product per node: within 1 ulp)
         for j in range(n):  # the responses first: a loop without reductions vectorises
-            n_hat_e[k, j] = (e_both[k, j] - e_both[k + K, j]) / two_eps
+            n_hat_e[k, j] = (e_both[k, j] - e_both[k + K, j]) * half_inv
         for j in range(q):
-            n_hat_w[k, j] = (w_both[k, j] - w_both[k + K, j]) / two_eps
+            n_hat_w[k, j] = (w_both[k, j] - w_both[k + K, j]) * half_inv
         asym, resp = _asym_resp(e_both, e0, k, K, n, 0.0, 0.0)
         asym, resp = _asym_resp(w_both, w0, k, K, q, asym, resp)
         by_response[k] = asym > resp * (rel_tol / 2.0) + noise_floor
