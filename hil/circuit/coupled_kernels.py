@@ -13,6 +13,9 @@ shapes) and run on one thread; ``cache=True`` keeps the machine code next to thi
   not settle) so the caller can hand unfinished samples to a direct solver.
   The last PDAS step's active-set test is formed from a fresh K e (not the CG recurrence),
   and the same pass gives each settled row its KKT certificate.
+* :func:`held_phases_kernel` — the same solve for the perturbation phases of a held
+  operating point: each row's right-hand side is the held sources plus its port change and
+  its start the held active set and voltages, gathered in the kernel (no tiled copies).
 * :func:`coupled_certificate_kernel` — the same KKT certificate (the residuals of
   :func:`hil.circuit.ideal.certify`) of any candidate solution, for rows solved elsewhere.
 """
@@ -236,6 +239,33 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
         cg_total += total
         unsettled += st != SETTLED
     return (g_lo_z, g_lo_mu, g_kcl, g_comp, g_ke, g_b, g_count, g_finite), (most_steps, cg_total, unsettled)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def held_phases_kernel(indptr, indices, data, diag, b_held, e_held, on_held, rows, dw, s, h, rtol, max_cg, max_pdas,
+                       b, on, e, status, z, mu):  # pragma: no cover - compiled
+    """:func:`pdas_cg_kernel` for perturbation phases of a held operating point, warm-started from it.
+
+    Row r of the R = ``dw.shape[0]`` rows is held sample j = ``rows[r mod len(rows)]`` (j = r mod
+    B₀ when ``rows`` is empty; ``b_held`` (B₀, n) its nodal source currents in A, ``e_held``
+    (B₀, n) V and ``on_held`` its certified voltages and active set) with its port currents
+    moved by ``dw[r]`` (A): the row's right-hand side b[r] = b_held[j] + dw[r] and its start
+    (e, on) = the held point's are written into ``b``, ``e``, ``on`` (R, n), then the rows are
+    solved as :func:`pdas_cg_kernel` solves a held warm start (``mirror``: where row r + R/2
+    starts from the same held point as row r, the − phase starts from the + phase's answer
+    reflected about it).  Returns what :func:`pdas_cg_kernel` returns.
+    """
+    R, n = dw.shape
+    B0 = b_held.shape[0]
+    m = rows.shape[0]
+    for r in range(R):
+        j = rows[r % m] if m > 0 else r % B0
+        for k in range(n):
+            b[r, k] = b_held[j, k] + dw[r, k]
+            e[r, k] = e_held[j, k]
+            on[r, k] = on_held[j, k]
+    return pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, False, True, rtol, max_cg, max_pdas,
+                          status, z, mu)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
