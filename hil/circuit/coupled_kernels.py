@@ -78,6 +78,7 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
     zv = np.empty(n)
     p = np.zeros(n)  # full length (indexed by the matrix), 0 on A
     q = np.empty(n)
+    ke = np.empty(n)  # (K e)_k of the free rows from the residual pass, reused while e is unchanged
     g_lo_z, g_lo_mu, g_kcl, g_comp, g_ke, g_b = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
     g_count = 0
     g_finite = True
@@ -136,6 +137,7 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
                     acc += v
                     if oi[j]:
                         acc_a += v
+                ke[k] = acc
                 rk = bi[k] - acc
                 fk = bi[k] - acc_a
                 r[t] = rk
@@ -143,6 +145,7 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
                 bb += fk * fk
             target = rtol * rtol * bb
             ok = rr <= target
+            unchanged = ok  # the start already meets the CG test: e stays as it is
             if not ok and bb == 0.0:  # K_FF e_F = 0 with K_FF positive definite: e_F = 0
                 for t in range(nf):
                     ei[free[t]] = 0.0
@@ -197,9 +200,12 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
             count = 0
             nan_sum = 0.0
             for k in range(n):
-                acc = 0.0
-                for jj in range(indptr[k], indptr[k + 1]):
-                    acc += data[jj] * ei[indices[jj]]
+                if unchanged and not oi[k]:
+                    acc = ke[k]  # the residual pass formed this row's K e from the same e, in the same order
+                else:
+                    acc = 0.0
+                    for jj in range(indptr[k], indptr[k + 1]):
+                        acc += data[jj] * ei[indices[jj]]
                 res = acc - bi[k]
                 zk = s[k] * (ei[k] - h[k])
                 if oi[k]:
