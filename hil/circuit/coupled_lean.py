@@ -170,6 +170,7 @@ class CoupledIdealSolves:
                                reductions, counts, True, restart, self._general, self._fallback, t0)
         u = held_u if k == 1 else np.concatenate((held_u,) * k)  # the held source voltages, once per phase
         st = _PortCurrentsOnRead(u, w, sol.e, None, sol.on, None, None, None, sol.report, None)
+        st.__dict__["held_sources"] = (held_u, k)  # these are the held sources k times over
         # the output conductances of this moment: the snapshot makes the next programming step
         # write fresh arrays instead of these (copy on write); the row sums are copied (q values)
         nd.input_snapshot()
