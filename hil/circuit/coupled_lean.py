@@ -153,8 +153,8 @@ class CoupledIdealSolves:
         if ref is not held or rows is not None:
             u_scale = _abs_max(held_u)
         dw = w @ nd.g_out
-        b, on, e = np.empty((R, n)), np.empty((R, n), dtype=np.bool_), np.empty((R, n))
-        status, z, mu = np.empty(R, dtype=np.int64), np.empty((R, n)), np.empty((R, n))
+        b, e, z, mu = np.empty((4, R, n))  # b: the rows' right-hand sides, written by the kernel
+        on, status = np.empty((R, n), dtype=np.bool_), np.empty(R, dtype=np.int64)
         kk = nd.k_csr
         take = _ALL_ROWS if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
         reductions, counts = held_phases_kernel(kk.indptr, kk.indices, kk.data, nd.diag, held.b_src, held.e, held.on,
@@ -170,11 +170,11 @@ class CoupledIdealSolves:
                                reductions, counts, True, restart, self._general, self._fallback, t0)
         u = held_u if k == 1 else np.concatenate((held_u,) * k)  # the held source voltages, once per phase
         st = _PortCurrentsOnRead(u, w, sol.e, None, sol.on, None, None, None, sol.report, None)
-        st.__dict__["held_sources"] = (held_u, k)  # these are the held sources k times over
-        # the output conductances of this moment: the snapshot makes the next programming step
-        # write fresh arrays instead of these (copy on write); the row sums are copied (q values)
+        # these are the held sources k times over; the output conductances of this moment: the
+        # snapshot makes the next programming step write fresh arrays instead of these (copy on
+        # write); the row sums are copied (q values)
         nd.input_snapshot()
-        st.__dict__["_ports"] = (nd.g_out, nd.out_row_sum.copy())
+        st.__dict__.update(held_sources=(held_u, k), _ports=(nd.g_out, nd.out_row_sum.copy()))
         return st
 
     def _general(self):
@@ -183,7 +183,7 @@ class CoupledIdealSolves:
 
     def _checked_ports(self, w, rows: int) -> tuple[np.ndarray, float]:
         """``w`` as a float (rows, q) array of finite port voltages (V) and max |w|, or ValueError."""
-        if not (isinstance(w, np.ndarray) and w.dtype == np.float64 and w.ndim == 2 and w.flags.c_contiguous):
+        if not (type(w) is np.ndarray and w.dtype == np.float64 and w.flags.c_contiguous and w.ndim == 2):
             w = np.ascontiguousarray(np.atleast_2d(np.asarray(w, dtype=float)))
         if w.shape != (rows, self._q):
             raise ValueError(f"expected output-port voltages of shape {(rows, self._q)}, got {w.shape}")
