@@ -137,7 +137,8 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
                     acc += v
                     if oi[j]:
                         acc_a += v
-                ke[k] = acc
+                if not cold:
+                    ke[k] = acc
                 rk = bi[k] - acc
                 fk = bi[k] - acc_a
                 r[t] = rk
@@ -145,7 +146,7 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
                 bb += fk * fk
             target = rtol * rtol * bb
             ok = rr <= target
-            unchanged = ok  # the start already meets the CG test: e stays as it is
+            unchanged = ok and not cold  # a warm start already meets the CG test: e stays as it is
             if not ok and bb == 0.0:  # K_FF e_F = 0 with K_FF positive definite: e_F = 0
                 for t in range(nf):
                     ei[free[t]] = 0.0
