@@ -61,7 +61,9 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
     K_FF e_F = b_F − K_FA h_A by CG with the Jacobi preconditioner on the free nodes only,
     starting from the current e_F, until ||r_F||₂ ≤ rtol·||b_F − K_FA h_A||₂ (true
     residual at the start, recurrence residual after); then A becomes
-    {k : mu_k − K_kk z_k > 0} with mu and z formed from a fresh K e.  The sample is
+    {k : mu_k − K_kk z_k > 0} with mu and z formed from a fresh K e (of a warm start that
+    already met the CG test, the free rows' K e of the residual pass, formed from the same e
+    in the same order, is reused: the mirrored − phases skip that part of the pass).  The sample is
     settled when A no longer changes (PDAS on an M-matrix settles in finitely many steps).
 
     The last step's fresh K e − b is the sample's KKT certificate: ``z`` and ``mu`` (B, n)
