@@ -9,12 +9,14 @@ scale reductions cost more than the kernel itself on small batches):
 
 * an operating point forms the nodal source currents b = G_in u once (a (B × p)(p × n)
   product), solves them from the uncoupled closed form (or from the operating point the
-  same inputs had before the last programming step) and keeps them with the state;
+  same inputs had before the last programming step) and keeps them with the state, with
+  K e of the answer (the kernel's last certificate pass writes it out);
 * the perturbation phases of a held operating point (the same inputs, repeated k times, or
   some of its samples again, with new port voltages) go to
   :func:`~hil.circuit.coupled_kernels.held_phases_kernel`: row r solves
   b_src[r mod B] + (w G_out)[r] starting from the held sample's active set and voltages,
-  gathered in the kernel, so the held point is never tiled; the small drives of a gradient
+  gathered in the kernel, so the held point is never tiled (and, with clamp levels 0, the held
+  K e spares each row's first residual pass); the small drives of a gradient
   rarely move a diode, and then one active-set step settles the row (and the − phase
   starts from the + phase's answer reflected about the held point).
 
@@ -36,12 +38,13 @@ import time
 import numpy as np
 
 from hil.circuit.coupled import CG_RTOL, MAX_PDAS, conclude_coupled, max_cg_iterations
-from hil.circuit.coupled_kernels import held_phases_kernel, pdas_cg_kernel
+from hil.circuit.coupled_kernels import held_phases_kernel, pdas_cg_recorded
 from hil.circuit.solve import CircuitState, EquilibriumSolver
 from hil.circuit.uncoupled import _PortCurrentsOnRead, source_gather
 from hil.kernels import finite_abs_max, source_voltages_kernel
 
 _ALL_ROWS = np.empty(0, dtype=np.int64)  # held_phases_kernel: row r is held sample r mod B
+_NO_KE = np.empty((0, 0))  # held_phases_kernel: K e of the held voltages not known
 
 
 def _abs_max(a: np.ndarray) -> float:
@@ -122,17 +125,19 @@ class CoupledIdealSolves:
         else:
             on, e = np.array(warm.on, dtype=np.bool_, order="C"), np.array(warm.e, dtype=np.float64, order="C")
             restart = lambda: warm.on  # noqa: E731 - the general solver's start, only on a fallback
-        status, z, mu = np.empty(B, dtype=np.int64), np.empty((B, n)), np.empty((B, n))
+        status, z, mu, ke = np.empty(B, dtype=np.int64), np.empty((B, n)), np.empty((B, n)), np.empty((B, n))
         k = nd.k_csr
         scale_v = max(u_scale, w_scale, sv._vref_max, 1e-300)
-        reductions, counts = pdas_cg_kernel(k.indptr, k.indices, k.data, nd.diag, b, sv._s_float, sv._h_float, on, e,
-                                            cold, False, CG_RTOL, self._max_cg, MAX_PDAS, status, z, mu)
+        reductions, counts = pdas_cg_recorded(k.indptr, k.indices, k.data, nd.diag, b, sv._s_float, sv._h_float, on,
+                                              e, cold, False, CG_RTOL, self._max_cg, MAX_PDAS, status, z, mu, _NO_KE, ke)
         sol = conclude_coupled(k, nd.diag, b, sv._s_float, sv._h_float, scale_v, sv.kkt_tol, on, e, z, mu, status,
                                reductions, counts, False, restart, self._general, self._fallback, t0)
         y = sol.e @ nd.g_out.T
         if not ports_at_zero:
             y -= nd.out_row_sum * w
         st = CircuitState(u, w, sol.e, None, sol.on, None, y, None, sol.report, b_src)
+        if sol.e is e and not counts[2]:  # every row is the kernel's answer: keep K e of it for the phases
+            st.__dict__["_ke"] = ke
         self._u_scale = (st, u_scale)
         return st
 
@@ -160,8 +165,8 @@ class CoupledIdealSolves:
         kk = nd.k_csr
         take = _ALL_ROWS if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
         reductions, counts = held_phases_kernel(kk.indptr, kk.indices, kk.data, nd.diag, held.b_src, held.e, held.on,
-                                                take, dw, sv._s_float, sv._h_float, CG_RTOL, self._max_cg, MAX_PDAS,
-                                                b, on, e, status, z, mu)
+                                                held.__dict__.get("_ke", _NO_KE), take, dw, sv._s_float, sv._h_float,
+                                                CG_RTOL, self._max_cg, MAX_PDAS, b, on, e, status, z, mu)
         scale_v = max(u_scale, w_scale, sv._vref_max, 1e-300)
 
         def restart() -> np.ndarray:  # the held active set of every row, for the general solver's start

@@ -195,3 +195,20 @@ def test_bad_inputs_raise_one_line_errors_and_empty_batches_solve():
         lean.measure(np.zeros((6, 6)), np.zeros((6, 3)))
     empty = lean.measure(np.zeros((0, 6)))
     assert empty.e.shape == (0, 40) and empty.y.shape == (0, 4)
+
+
+def test_phases_started_from_the_held_k_e_equal_phases_without_it():
+    c = _circuit(seed=9)
+    lean, _ = _boards(c)
+    rng = np.random.default_rng(9)
+    x = rng.uniform(-1, 1, (6, 6))
+    op = lean.measure(x)
+    held = lean._last[1]
+    k_e = lean._solver.nodal.k_csr @ op.e.T
+    assert _rel(held.__dict__["_ke"], k_e.T) <= 1e-14  # K e of the answer, from the kernel's last pass
+    w_both = np.concatenate([op.w + 1e-3, op.w - 1e-3])
+    carried = lean._coupled.phases(held, 2, w_both)
+    del held.__dict__["_ke"]
+    again = lean._coupled.phases(held, 2, w_both)
+    assert np.array_equal(carried.e, again.e) and np.array_equal(carried.on, again.on)
+    assert carried.report.iterations == again.report.iterations
