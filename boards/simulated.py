@@ -323,7 +323,8 @@ class SimulatedBoard(BoardBase):
                 if x.shape[0] % k == 0 and rows.size and held_rows_kernel(_contiguous(x), held[0], rows):
                     return lean.phases(held[1], k, w, rows)
         stale = self._stale  # the operating point before the last programming is a starting point only
-        st = lean.measure_inputs(_contiguous(x), w, stale[1] if stale is not None and _same_inputs(stale[0], x) else None)
+        warm = stale[1] if stale is not None and _same_inputs(stale[0], x) else None
+        st = lean.measure_inputs(_contiguous(x), w, warm)
         if w is None:
             self._last = (x.copy(), st)
         return st

@@ -87,9 +87,10 @@ def pdas_cg_recorded(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, 
     clamp level h is 0, is K e of the starting voltages of each row (the ``ke_out`` of the held
     point a warm start copies): the first step of a row that starts from them (not reflected)
     then takes its free rows' residual from it instead of a matrix pass — the same numbers in the
-    same order, so the same answer bit for bit (with h = 0 the clamped part K_FA h_A is 0).  Returns, reduced over the settled
-    rows, (min z, min mu, max |KCL residual at free nodes|, max |mu·z|, max |K_kk e_k|,
-    max |b|, conducting count, all finite), then (most PDAS steps of a sample, total CG
+    same order, so the same answer bit for bit (with h = 0 the clamped part K_FA h_A is 0).
+
+    Returns, reduced over the settled rows, (min z, min mu, max |KCL residual at free nodes|,
+    max |mu·z|, max |K_kk e_k|, max |b|, conducting count, all finite), then (most PDAS steps of a sample, total CG
     iterations, unsettled samples).
     """
     B, n = b.shape

@@ -129,7 +129,8 @@ class CoupledIdealSolves:
         k = nd.k_csr
         scale_v = max(u_scale, w_scale, sv._vref_max, 1e-300)
         reductions, counts = pdas_cg_recorded(k.indptr, k.indices, k.data, nd.diag, b, sv._s_float, sv._h_float, on,
-                                              e, cold, False, CG_RTOL, self._max_cg, MAX_PDAS, status, z, mu, _NO_KE, ke)
+                                              e, cold, False, CG_RTOL, self._max_cg, MAX_PDAS, status, z, mu,
+                                              _NO_KE, ke)
         sol = conclude_coupled(k, nd.diag, b, sv._s_float, sv._h_float, scale_v, sv.kkt_tol, on, e, z, mu, status,
                                reductions, counts, False, restart, self._general, self._fallback, t0)
         y = sol.e @ nd.g_out.T
