@@ -161,8 +161,8 @@ class CoupledIdealSolves:
         if ref is not held or rows is not None:
             u_scale = _abs_max(held_u)
         dw = w @ nd.g_out
-        b, e, z, mu = np.empty((4, R, n))  # b: the rows' right-hand sides, written by the kernel
-        on, status = np.empty((R, n), dtype=np.bool_), np.empty(R, dtype=np.int64)
+        b, on, e = np.empty((R, n)), np.empty((R, n), dtype=np.bool_), np.empty((R, n))  # b, on, e: by the kernel
+        status, z, mu = np.empty(R, dtype=np.int64), np.empty((R, n)), np.empty((R, n))
         kk = nd.k_csr
         take = _ALL_ROWS if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
         reductions, counts = held_phases_kernel(kk.indptr, kk.indices, kk.data, nd.diag, held.b_src, held.e, held.on,
