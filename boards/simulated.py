@@ -61,20 +61,32 @@ class _SourceCurrentsOnRead(Measurement):
 
 
 class _CurrentsOnRead(_SourceCurrentsOnRead):
-    """A measurement whose port currents ``y`` are also formed when first read, by the solve's
-    state (:class:`hil.circuit.uncoupled.UncoupledIdealSolves` phases, from the output
-    conductances of the moment of the solve): an ``hl`` gradient reads only node voltages."""
+    """A measurement whose port currents ``y`` and source voltages ``u`` (the held sources
+    repeated) are also formed when first read, by the solve's state
+    (:class:`hil.circuit.uncoupled.UncoupledIdealSolves` phases, from the output conductances
+    of the moment of the solve): an ``hl`` gradient reads only node voltages."""
 
     @property
     def y(self) -> np.ndarray:
         d = self.__dict__
         if d.get("_y") is None and "_state" in d:
-            d["_y"] = d.pop("_state").y
+            d["_y"] = d["_state"].y
         return d.get("_y")
 
     @y.setter
     def y(self, value) -> None:
         self.__dict__["_y"] = value
+
+    @property
+    def u(self) -> np.ndarray:
+        d = self.__dict__
+        if d.get("_u") is None and "_state" in d:
+            d["_u"] = d["_state"].u
+        return d.get("_u")
+
+    @u.setter
+    def u(self, value) -> None:
+        self.__dict__["_u"] = value
 
 
 class _TiledState:
@@ -176,12 +188,19 @@ class SimulatedBoard(BoardBase):
             return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
                                piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
         lazy_y = "_ports" in st.__dict__  # port currents not formed yet (uncoupled phases)
-        m = (_CurrentsOnRead if lazy_y else _SourceCurrentsOnRead)(
-            u=st.u, w=st.w, y=None if lazy_y else st.y, i_src=None, e=st.e, on=st.on,
-            piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
-        m.__dict__["_inputs"] = self._solver.nodal.input_snapshot()
-        if lazy_y:
-            m.__dict__["_state"] = st
+        if not lazy_y:
+            m = _SourceCurrentsOnRead(u=st.u, w=st.w, y=st.y, i_src=None, e=st.e, on=st.on,
+                                      piecewise_linear=self._piecewise_linear,
+                                      info={"report": st.report, "g_d": st.g_d})
+            m.__dict__["_inputs"] = self._solver.nodal.input_snapshot()
+            return m
+        # held sources, new port voltages: u (the held sources stacked) and y formed when first read
+        m = _CurrentsOnRead(u=None, w=st.w, y=None, i_src=None, e=st.e, on=st.on,
+                            piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
+        d = m.__dict__
+        d["_inputs"] = self._solver.nodal.input_snapshot()
+        d["_state"] = st
+        d["held_sources"] = st.__dict__["held_sources"]  # this board solved exactly those sources
         return m
 
     def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:

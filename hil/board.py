@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from hil.circuit.coupled_kernels import edge_products_kernel
-from hil.kernels import branch_factors_kernel
+from hil.kernels import branch_factors_kernel, response_factors_kernel, response_product_kernel
 
 NODE_KINDS = ("source", "hidden", "output", "ground")
 
@@ -157,6 +157,105 @@ class BoardTopology:
             edge_products_kernel(_float_c(a), _float_c(b), ends[0], ends[1], inv, pair_edges, out)
         return out
 
+    def mean_response_product(self, u: np.ndarray, e: np.ndarray, w: np.ndarray, e_hat: np.ndarray,
+                              w_hat: np.ndarray) -> np.ndarray:
+        """:meth:`mean_branch_product` of the node voltages [u, e, w, 0] and a response [0, ê, ŵ, 0]
+        that is zero at the sources (they held their voltages) and ground, from the parts.
+
+        ``u`` (B, p), ``e``/``e_hat`` (B, n), ``w``/``w_hat`` (B, q), in V (or V per unit drive).
+        No (B, nodes) array is assembled and the source voltages are read where they are: a
+        hidden × source group is ``dh_k − Σ_b ê_bk u_bj / B`` (one matrix product with ``u``
+        plus a row of ``dh``), hidden × ground is ``dh_k``, hidden × port is the factored
+        product of :meth:`mean_branch_product` over the ports only.  Falls back to assembling
+        the node arrays when the conductances do not come in such groups.
+        """
+        B = e.shape[0]
+        plan = self._response_plan()
+        if plan is None or B == 0 or u.shape[0] != B or w.shape[0] != B or e_hat.shape != e.shape \
+                or w_hat.shape != w.shape:
+            zeros = np.zeros((B, 1))
+            a = np.concatenate([u, e, w, zeros], axis=1)
+            b = np.concatenate([np.zeros(u.shape), e_hat, w_hat, zeros], axis=1)
+            return self.mean_branch_product(a, b)
+        blocks, pair_ends, pair_edges, table = plan
+        n, q = e.shape[1], w.shape[1]
+        inv = 1.0 / B
+        out = np.empty(self.edges.shape[0])
+        if B <= _SMALL_BATCH:  # every group in one compiled pass: calling a matrix product costs more
+            dh = np.empty(n)
+            response_product_kernel(_float_c(u), _float_c(e), _float_c(w), _float_c(e_hat), _float_c(w_hat), inv,
+                                    table, dh, out)
+            if pair_edges.size:
+                edge_products_kernel(_float_c(e), _float_c(e_hat), pair_ends[0], pair_ends[1], inv, pair_edges, out)
+            return out
+        left = np.empty((2 * B + 2, n))
+        right = np.empty((2 * B + 2, q))
+        w_hat_moves, w_moves = response_factors_kernel(_float_c(e), _float_c(e_hat), _float_c(w), _float_c(w_hat),
+                                                       inv, left, right)
+        dh = left[B]
+        for sl, kind, c0, c1, row_major in blocks:
+            if kind == "ground":
+                out[sl] = dh
+            elif kind == "source":  # dh_k − Σ_b ê_bk u_bj / B: left[B + 2:] holds −ê/B
+                src = u[:, c0:c1]
+                if row_major:
+                    view = out[sl].reshape(n, c1 - c0)
+                    np.matmul(left[B + 2:].T, src, out=view)
+                    view += dh[:, None]
+                else:
+                    view = out[sl].reshape(c1 - c0, n)
+                    np.matmul(src.T, left[B + 2:], out=view)
+                    view += dh
+            else:  # ports: [−e/B; dh; 1; −ê/B]ᵀ [ŵ; 1; df; w], leaving out a side that is 0 V
+                rows = slice(0 if w_hat_moves else B, 2 * B + 2 if w_moves else B + 2)
+                lhs, rhs = left[rows], right[rows, c0:c1]
+                if row_major:
+                    np.matmul(lhs.T, rhs, out=out[sl].reshape(n, c1 - c0))
+                else:
+                    np.matmul(rhs.T, lhs, out=out[sl].reshape(c1 - c0, n))
+        if pair_edges.size:  # hidden↔hidden edges, on the hidden-node arrays themselves
+            edge_products_kernel(_float_c(e), _float_c(e_hat), pair_ends[0], pair_ends[1], inv, pair_edges, out)
+        return out
+
+    def _response_plan(self):
+        """The groups of :meth:`mean_response_product`: ((slice, kind, first, last, row_major) per dense
+        group, with kind ``source``/``port``/``ground`` and the range in that kind's columns;
+        hidden↔hidden edge ends in hidden-node columns; their edge indices), or None when some
+        conductance is not in such a group."""
+        cache = self.__dict__.setdefault("_plan_cache", {})
+        if "response" not in cache:
+            plan, result = self._gather_plan(), None
+            if plan is not None and not plan[3].size:
+                hidden, fixed, blocks, _, _, pair_edges = plan
+                kinds = np.array(self.node_kinds)
+                p, q = self.n_sources, self.n_outputs
+                expected = np.concatenate([np.flatnonzero(kinds == "source"), np.flatnonzero(kinds == "output"),
+                                           np.flatnonzero(kinds == "ground")])
+                ordered = (np.array_equal(fixed, expected) and np.array_equal(expected[:p], np.arange(p))
+                           and hidden.start == p and np.array_equal(expected[p:p + q], hidden.stop + np.arange(q))
+                           and expected.size == p + q + 1)
+                out = []
+                for sl, c0, c1, row_major in blocks if ordered else ():
+                    if c1 <= p:
+                        out.append((sl, "source", c0, c1, row_major))
+                    elif c0 >= p and c1 <= p + q:
+                        out.append((sl, "port", c0 - p, c1 - p, row_major))
+                    elif c0 == p + q and c1 == p + q + 1:
+                        out.append((sl, "ground", 0, 1, row_major))
+                    else:
+                        break
+                else:
+                    if ordered:
+                        i, j = self.edges[:, 0], self.edges[:, 1]
+                        ends = (np.ascontiguousarray(i[pair_edges] - hidden.start),
+                                np.ascontiguousarray(j[pair_edges] - hidden.start))
+                        code = {"source": 0, "port": 1, "ground": 2}
+                        table = np.array([[sl.start, code[kind], c0, c1, int(row_major)]
+                                          for sl, kind, c0, c1, row_major in out], np.int64).reshape(-1, 5)
+                        result = (tuple(out), ends, pair_edges, table)
+            cache["response"] = result
+        return cache["response"]
+
     def _gather_plan(self):
         """How :meth:`mean_branch_product` splits the conductances, or None if the edges do not fit.
 
@@ -208,6 +307,10 @@ class BoardTopology:
         return v[:, self.edges[:, 0]] - v[:, self.edges[:, 1]]
 
 
+#: batches up to this size form :meth:`BoardTopology.mean_response_product` in one compiled pass
+_SMALL_BATCH = 4
+
+
 def _float_c(a: np.ndarray) -> np.ndarray:
     """``a`` as a C-contiguous float64 array (itself when it already is one)."""
     return a if a.dtype == np.float64 and a.flags.c_contiguous else np.ascontiguousarray(a, dtype=np.float64)
@@ -252,7 +355,15 @@ class Measurement:
         noise_v: standard deviation of one node-voltage reading in V (0 for an exact board);
             estimators use it as the noise floor of their consistency checks.
         info: backend-specific evidence (e.g. the solve report).
+
+    A board that applied exactly the source voltages of an earlier measurement again, k
+    times stacked, may say so per instance in ``held_sources`` = (that measurement's ``u``
+    array, k) — then ``u`` holds those voltages k times over; estimators use it to skip
+    comparing the arrays.  It is not a field: ``dataclasses.replace`` and any measurement a
+    wrapper builds drop it (None: not known).
     """
+
+    held_sources = None  # (u of the earlier measurement, k) where the board knows; see above
 
     u: np.ndarray
     w: np.ndarray

@@ -16,7 +16,11 @@ division by zero gives ±inf or NaN as in numpy, which the callers' certificates
 * :func:`hl_phase_kernel` — the central responses of a stacked ± measurement, the
   symmetry (flip) test and the diode-state comparison of both phases, per sample.
 * :func:`hl_drive_kernel`, :func:`flip_accounting_kernel` — the port drives of the ± phases and
-  the per-sample flip bookkeeping of ``hl``.
+  the per-sample flip bookkeeping of ``hl``; :func:`hl_held_pass_kernel` — the phase kernel and
+  the bookkeeping in one call, for phases whose sources held their voltages.
+* :func:`branch_factors_kernel`, :func:`response_factors_kernel`, :func:`response_product_kernel` —
+  v·v̂ for every conductance (:meth:`hil.board.BoardTopology.mean_branch_product` from node arrays,
+  :meth:`~hil.board.BoardTopology.mean_response_product` from the parts of a held-source response).
 * :func:`cross_entropy_kernel`, :func:`differential_argmax_kernel` — the loss, its gradient and
   the predictions on differential port currents.
 * :func:`source_voltages_kernel`, :func:`finite_abs_max`, :func:`repeats_of`,
@@ -166,38 +170,20 @@ def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol,
     states = on_both.shape[0] > 0
     for k in range(K):
         two_eps = 2.0 * es[k]
-        asym = 0.0
-        resp = 0.0
-        for j in range(n):
-            vp = e_both[k, j]
-            vm = e_both[k + K, j]
-            d = vp - vm
-            a = abs(vp + vm - e0[k, j] - e0[k, j])
-            if a > asym:
-                asym = a
-            if abs(d) > resp:
-                resp = abs(d)
-            n_hat_e[k, j] = d / two_eps
+        for j in range(n):  # the responses first: a loop without reductions vectorises
+            n_hat_e[k, j] = (e_both[k, j] - e_both[k + K, j]) / two_eps
         for j in range(q):
-            vp = w_both[k, j]
-            vm = w_both[k + K, j]
-            d = vp - vm
-            a = abs(vp + vm - w0[k, j] - w0[k, j])
-            if a > asym:
-                asym = a
-            if abs(d) > resp:
-                resp = abs(d)
-            n_hat_w[k, j] = d / two_eps
+            n_hat_w[k, j] = (w_both[k, j] - w_both[k + K, j]) / two_eps
+        asym, resp = _asym_resp(e_both, e0, k, K, n, 0.0, 0.0)
+        asym, resp = _asym_resp(w_both, w0, k, K, q, asym, resp)
         by_response[k] = asym > resp * (rel_tol / 2.0) + noise_floor
         if states:
             pf = False
             mf = False
-            for j in range(n):
+            for j in range(n):  # without branches: the comparison vectorises
                 o = on0[k, j]
-                if on_both[k, j] != o:
-                    pf = True
-                if on_both[k + K, j] != o:
-                    mf = True
+                pf |= on_both[k, j] != o
+                mf |= on_both[k + K, j] != o
             plus_flip[k] = pf
             minus_flip[k] = mf
             if pf != mf and phase_ok[k]:  # the phase that kept every state gives the exact response
@@ -208,6 +194,45 @@ def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol,
                 for j in range(q):
                     v = w_both[k + off, j]
                     n_hat_w[k, j] = (w0[k, j] - v if pf else v - w0[k, j]) / es[k]
+
+
+@njit(inline="always")
+def _asym_resp(v_both, v0, k, K, m, asym, resp):  # pragma: no cover - compiled
+    """(max(asym, max_j |v₊ + v₋ − 2v₀|), max(resp, max_j |v₊ − v₋|)) over the m columns of sample k
+    (rows k and k + K of ``v_both``), in four interleaved running maxima per quantity (exact in
+    any order; a NaN never raises one)."""
+    a1 = a2 = a3 = r1 = r2 = r3 = 0.0
+    m4 = m - m % 4
+    p = v_both[k]
+    n = v_both[k + K]
+    z = v0[k]
+    for j in range(0, m4, 4):
+        a0_ = abs(p[j] + n[j] - z[j] - z[j])
+        a1_ = abs(p[j + 1] + n[j + 1] - z[j + 1] - z[j + 1])
+        a2_ = abs(p[j + 2] + n[j + 2] - z[j + 2] - z[j + 2])
+        a3_ = abs(p[j + 3] + n[j + 3] - z[j + 3] - z[j + 3])
+        d0 = abs(p[j] - n[j])
+        d1 = abs(p[j + 1] - n[j + 1])
+        d2 = abs(p[j + 2] - n[j + 2])
+        d3 = abs(p[j + 3] - n[j + 3])
+        asym = a0_ if a0_ > asym else asym
+        a1 = a1_ if a1_ > a1 else a1
+        a2 = a2_ if a2_ > a2 else a2
+        a3 = a3_ if a3_ > a3 else a3
+        resp = d0 if d0 > resp else resp
+        r1 = d1 if d1 > r1 else r1
+        r2 = d2 if d2 > r2 else r2
+        r3 = d3 if d3 > r3 else r3
+    for j in range(m4, m):
+        a = abs(p[j] + n[j] - z[j] - z[j])
+        d = abs(p[j] - n[j])
+        asym = a if a > asym else asym
+        resp = d if d > resp else resp
+    for a in (a1, a2, a3):
+        asym = a if a > asym else asym
+    for d in (r1, r2, r3):
+        resp = d if d > resp else resp
+    return asym, resp
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -250,6 +275,142 @@ def branch_factors_kernel(a, b, h0, n, fixed, inv, ranges, left, right, moves): 
     for i in range(ranges.shape[0]):  # which sides move: scanned afterwards, stopping at the first non-zero
         moves[i, 0] = _any_nonzero(right, 0, B, ranges[i, 0], ranges[i, 1])
         moves[i, 1] = _any_nonzero(right, B + 2, 2 * B + 2, ranges[i, 0], ranges[i, 1])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def response_factors_kernel(e, e_hat, w, w_hat, inv, left, right):  # pragma: no cover - compiled
+    """The factors of :meth:`hil.board.BoardTopology.mean_response_product` in one pass.
+
+    ``e``, ``e_hat`` (B, n) hidden-node voltages and responses, ``w``, ``w_hat`` (B, q) port
+    voltages and responses; ``inv`` = 1/B.  Fills ``left`` (2B + 2, n) with
+    [−e·inv ; dh ; 1 ; −ê·inv] (dh_k = Σ_b e_bk ê_bk · inv) and ``right`` (2B + 2, q) with
+    [ŵ ; 1 ; df ; w] (df_o = Σ_b (w_bo·inv) ŵ_bo).  Returns (any ŵ ≠ 0, any w ≠ 0).
+    """
+    B, n = e.shape
+    q = w.shape[1]
+    dh = left[B]
+    df = right[B + 1]
+    for k in range(n):
+        dh[k] = 0.0
+    for j in range(q):
+        df[j] = 0.0
+    w_hat_moves = False
+    w_moves = False
+    for r in range(B):
+        for k in range(n):
+            ak = e[r, k]
+            bk = e_hat[r, k]
+            left[r, k] = ak * -inv
+            left[B + 2 + r, k] = bk * -inv
+            dh[k] += ak * bk
+        for j in range(q):
+            bj = w_hat[r, j]
+            aj = w[r, j]
+            right[r, j] = bj
+            right[B + 2 + r, j] = aj
+            df[j] += (aj * inv) * bj
+            w_hat_moves |= bj != 0.0
+            w_moves |= aj != 0.0
+    for k in range(n):
+        dh[k] *= inv
+        left[B + 1, k] = 1.0
+    for j in range(q):
+        right[B, j] = 1.0
+    return w_hat_moves, w_moves
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def response_product_kernel(u, e, w, e_hat, w_hat, inv, blocks, dh, out):  # pragma: no cover - compiled
+    """Batch means of v·v̂ per conductance for a response that is 0 at the sources and ground,
+    group by group, without factor arrays (for small batches, where calling a matrix product
+    costs more than doing it).
+
+    ``u`` (B, p), ``e``/``e_hat`` (B, n), ``w``/``w_hat`` (B, q); ``inv`` = 1/B.  ``blocks`` (G, 5)
+    int64 rows (first edge, kind 0 source / 1 port / 2 ground, first column, last column + 1
+    in that kind's columns, 1 if row-major (hidden node outer) else 0).  Writes
+    dh_k = Σ_b e_bk ê_bk·inv into ``dh`` (n,) and, into ``out``: hidden × source
+    dh_k − inv·Σ_b ê_bk u_bj; hidden × port dh_k + df_o − inv·Σ_b (e_bk ŵ_bo + ê_bk w_bo) with
+    df_o = Σ_b w_bo ŵ_bo·inv; hidden × ground dh_k.  The sums over the batch run as row
+    updates along the group's inner index (they vectorise).
+    """
+    B, n = e.shape
+    q = w.shape[1]
+    for k in range(n):
+        dh[k] = 0.0
+    for r in range(B):
+        for k in range(n):
+            dh[k] += e[r, k] * e_hat[r, k]
+    for k in range(n):
+        dh[k] *= inv
+    df = np.zeros(q)
+    for r in range(B):
+        for o in range(q):
+            df[o] += (w[r, o] * inv) * w_hat[r, o]
+    for g in range(blocks.shape[0]):
+        start, kind, c0, c1, row_major = blocks[g, 0], blocks[g, 1], blocks[g, 2], blocks[g, 3], blocks[g, 4]
+        width = c1 - c0
+        if kind == 2:
+            for k in range(n):
+                out[start + k] = dh[k]
+            continue
+        # the group as a 2-D view, written row by row (contiguous inner loops vectorise); the first
+        # sample's terms are added in the same pass that writes dh (+ df), as (dh + df) + term
+        o = out[start:start + n * width].reshape((n, width) if row_major else (width, n))
+        if B == 0:
+            continue
+        for r in range(B):
+            er = e[r]
+            hr = e_hat[r]
+            first = r == 0
+            if kind == 0:
+                ur = u[r, c0:c1]
+                if row_major:
+                    for k in range(n):
+                        a = hr[k] * -inv
+                        ok = o[k]
+                        if first:
+                            base = dh[k]
+                            for j in range(width):
+                                ok[j] = base + a * ur[j]
+                        else:
+                            for j in range(width):
+                                ok[j] += a * ur[j]
+                else:
+                    for j in range(width):
+                        a = ur[j] * -inv
+                        oj = o[j]
+                        if first:
+                            for k in range(n):
+                                oj[k] = dh[k] + hr[k] * a
+                        else:
+                            for k in range(n):
+                                oj[k] += hr[k] * a
+            else:
+                wr = w[r, c0:c1]
+                whr = w_hat[r, c0:c1]
+                if row_major:
+                    for k in range(n):
+                        a = er[k] * -inv
+                        b = hr[k] * -inv
+                        ok = o[k]
+                        if first:
+                            for j in range(width):
+                                ok[j] = (dh[k] + df[c0 + j]) + (a * whr[j] + b * wr[j])
+                        else:
+                            for j in range(width):
+                                ok[j] += a * whr[j] + b * wr[j]
+                else:
+                    for j in range(width):
+                        a = whr[j] * -inv
+                        b = wr[j] * -inv
+                        oj = o[j]
+                        if first:
+                            extra = df[c0 + j]
+                            for k in range(n):
+                                oj[k] = (dh[k] + extra) + (er[k] * a + hr[k] * b)
+                        else:
+                            for k in range(n):
+                                oj[k] += er[k] * a + hr[k] * b
 
 
 @njit(inline="always")
@@ -369,17 +530,41 @@ def cross_entropy_kernel(y, t, d, gain, loss, dy):  # pragma: no cover - compile
     """
     B, q = y.shape
     k = d.shape[0]
-    z = np.empty(k)
     for r in range(B):
-        tr = t[r]
-        if tr < 0 or tr >= k:
+        if t[r] < 0 or t[r] >= k:
             return False
-        top = -np.inf
+    # the class sums Σ_j y_rj d_cj, left to right over the ports, four samples at a time
+    # (four independent running sums instead of one chain of dependent additions)
+    zs = np.empty((B, k))
+    B4 = B - B % 4
+    for r in range(0, B4, 4):
+        for c in range(k):
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for j in range(q):
+                dcj = d[c, j]
+                s0 += y[r, j] * dcj
+                s1 += y[r + 1, j] * dcj
+                s2 += y[r + 2, j] * dcj
+                s3 += y[r + 3, j] * dcj
+            zs[r, c] = s0
+            zs[r + 1, c] = s1
+            zs[r + 2, c] = s2
+            zs[r + 3, c] = s3
+    for r in range(B4, B):
         for c in range(k):
             s = 0.0
             for j in range(q):
                 s += y[r, j] * d[c, j]
-            z[c] = gain * s
+            zs[r, c] = s
+    for r in range(B):
+        tr = t[r]
+        z = zs[r]
+        top = -np.inf
+        for c in range(k):
+            z[c] *= gain
             top = max(top, z[c])
         total = 0.0
         for c in range(k):
@@ -457,6 +642,31 @@ def flip_accounting_kernel(plus_flip, minus_flip, by_response, phase_ok, readabl
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def hl_held_pass_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, noise_floor, all_readable,
+                        n_hat_e, n_hat_w, flags):  # pragma: no cover - compiled
+    """One pass of ``hl`` over a stacked ± measurement whose sources held their voltages:
+    :func:`hl_phase_kernel` and :func:`flip_accounting_kernel` in one call.
+
+    ``flags`` (6, K) bool receives (plus_flip, minus_flip, by_response, readable, single, flips);
+    its ``readable`` row is read as given (whether a flagged sample's response would survive a
+    smaller drive) unless ``all_readable`` (an exact board), when it is set True.  Returns the
+    counts of :func:`flip_accounting_kernel`.
+    """
+    K = e0.shape[0]
+    plus_flip = flags[0]
+    minus_flip = flags[1]
+    readable = flags[3]
+    for k in range(K):
+        plus_flip[k] = False
+        minus_flip[k] = False
+        if all_readable:
+            readable[k] = True
+    hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, noise_floor, n_hat_e, n_hat_w,
+                    plus_flip, minus_flip, flags[2])
+    return flip_accounting_kernel(plus_flip, minus_flip, flags[2], phase_ok, readable, flags[4], flags[5])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def finite_abs_max(a):  # pragma: no cover - compiled
     """(max |a|, every entry finite) of a 2-D array in one pass (0 for an empty array)."""
     top = 0.0
@@ -475,11 +685,14 @@ def repeats_of(x, held):  # pragma: no cover - compiled
     B = held.shape[0]
     if B == 0 or x.shape[1] != held.shape[1] or x.shape[0] % B:
         return 0
+    m = x.shape[1]
     for r in range(x.shape[0]):
         rb = r % B
-        for j in range(x.shape[1]):
-            if x[r, j] != held[rb, j]:
-                return 0
+        same = True
+        for j in range(m):  # a whole row without an early exit: the comparison vectorises
+            same &= x[r, j] == held[rb, j]
+        if not same:
+            return 0
     return x.shape[0] // B
 
 

@@ -138,8 +138,10 @@ class UncoupledIdealSolves:
         if ref is not held or rows is not None:
             u_scale = _abs_max(held_u)
         sol = self._certified(b_src, max(u_scale, w_scale), delta=w @ nd.g_out)
-        u = held_u if k == 1 else np.concatenate((held_u,) * k)  # the held source voltages, once per phase
-        st = _PortCurrentsOnRead(u, w, sol.e, None, sol.on, None, None, None, sol.report, None)
+        # the held source voltages, once per phase: stacked when first read (``held_sources``)
+        st = _PortCurrentsOnRead(held_u if k == 1 else None, w, sol.e, None, sol.on, None, None, None, sol.report,
+                                 None)
+        st.__dict__["held_sources"] = (held_u, k)
         # the output conductances of this moment: the snapshot makes the next programming step
         # write fresh arrays instead of these (copy on write); the row sums are copied (q values)
         nd.input_snapshot()
@@ -161,7 +163,22 @@ class UncoupledIdealSolves:
 class _PortCurrentsOnRead(CircuitState):
     """A state whose port currents y = e G_outᵀ − (Σ G_out) w are formed when first read, from the
     output conductances of the moment of the solve (a later programming step writes into
-    fresh arrays or leaves these unchanged until the board forgets the state)."""
+    fresh arrays or leaves these unchanged until the board forgets the state).
+
+    Its source voltages are the held ones repeated: ``held_sources`` = (held u (B, p), k),
+    and ``u`` is stacked from them when first read (an ``hl`` gradient never reads it)."""
+
+    @property
+    def u(self) -> np.ndarray:
+        d = self.__dict__
+        if d.get("_u") is None and "held_sources" in d:
+            held_u, k = d["held_sources"]
+            d["_u"] = held_u if k == 1 else np.concatenate((held_u,) * k)
+        return d.get("_u")
+
+    @u.setter
+    def u(self, value) -> None:
+        self.__dict__["_u"] = value
 
     @property
     def y(self) -> np.ndarray:

@@ -16,13 +16,14 @@ unit loss) that cascades need, where it can measure them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 
 from hil.board import Board, ExactLinearization, Measurement, PhasedMeasurement, valid_mask
-from hil.kernels import flip_accounting_kernel, hl_drive_kernel, hl_phase_kernel, repeats_of
+from hil.kernels import flip_accounting_kernel, hl_drive_kernel, hl_held_pass_kernel, repeats_of
 from hil.train.losses import Loss
 
 ESTIMATORS = ("hl", "hl-exact", "ep", "fd")
@@ -59,11 +60,28 @@ class _SourceGradOnRead(GradientResult):
         self.__dict__["_source_grad"] = value
 
 
-def _finish(topology, n0: np.ndarray, n_hat: np.ndarray, keep: bool):
-    """Batch-mean v·v̂ per conductance from node voltages (B, nodes); per-sample if ``keep``."""
-    grad = topology.mean_branch_product(n0, n_hat)
-    if not keep:
-        return grad, None
+def _finish(topology, n0: np.ndarray | None, n_hat, keep: bool, sel: np.ndarray | None = None):
+    """Batch-mean v·v̂ per conductance from node voltages (B, nodes); per-sample if ``keep``.
+
+    ``n0`` None: the sources held their voltages in every phase and ``n_hat`` is the parts
+    (u, e, w, ê, ŵ) of :meth:`~hil.board.BoardTopology.mean_response_product` (the response
+    is 0 at the sources and ground).  ``sel``: the samples to use (all when None).
+    """
+    if n0 is None:
+        parts = n_hat if sel is None else tuple(a[sel] for a in n_hat)
+        grad = topology.mean_response_product(*parts)
+        if not keep:
+            return grad, None
+        u, e, w, e_hat, w_hat = parts
+        ground = np.zeros((u.shape[0], 1))
+        n0 = np.concatenate([u, e, w, ground], axis=1)
+        n_hat = np.concatenate([np.zeros(u.shape), e_hat, w_hat, ground], axis=1)
+    else:
+        if sel is not None:
+            n0, n_hat = n0[sel], n_hat[sel]
+        grad = topology.mean_branch_product(n0, n_hat)
+        if not keep:
+            return grad, None
     e = topology.edges
     return grad, (n0[:, e[:, 0]] - n0[:, e[:, 1]]) * (n_hat[:, e[:, 0]] - n_hat[:, e[:, 1]])
 
@@ -175,7 +193,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     response to ŵ is assembled from the per-port responses (the small-signal response is
     linear in the drive).  Samples the board marks invalid are left out of the gradient.
     """
-    if not (np.isfinite(delta_v) and delta_v > 0):  # the drive kernel picks eps only for delta_v > 0
+    if not (math.isfinite(delta_v) and delta_v > 0):  # the drive kernel picks eps only for delta_v > 0
         raise ValueError(f"hl: delta_v must be a positive, finite drive amplitude in volts, got {delta_v!r}")
     if one_sweep is None:
         one_sweep = _is_phased(board)
@@ -185,94 +203,32 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
         return _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_per_sample, flip_rel_tol)
     topo = board.topology
     op, val, w_hat = _operating_point(board, x, target, loss)
+    if central:
+        return _hl_central(board, topo, x, op, val, w_hat, float(delta_v), max_retries, keep_per_sample,
+                           flip_rel_tol)
     B = x.shape[0]
     eps = np.empty((B, 1))  # volts per unit ŵ, chosen per sample so that max|εŵ| = delta_v
-    if central:  # the + and − port voltages of every sample, for the first pass
-        w_both = np.empty((2 * B, op.w.shape[1]))
-        hl_drive_kernel(_c(w_hat), _c(op.w), float(delta_v), eps, w_both)
-    else:
-        amp = np.max(np.abs(w_hat), axis=1, keepdims=True)
-        amp[amp == 0] = 1.0
-        np.divide(delta_v, amp, out=eps)
+    amp = np.max(np.abs(w_hat), axis=1, keepdims=True)
+    amp[amp == 0] = 1.0
+    np.divide(delta_v, amp, out=eps)
     n0 = topo.node_voltages(op)
     n_hat = np.zeros(n0.shape)
-    # Node order [sources, hidden, ports, ground]: when the sources hold the same voltages in
-    # every phase (they follow x), only the hidden nodes and ports can respond.
-    p = op.u.shape[1]
-    responding = slice(p, p + op.e.shape[1] + op.w.shape[1])
-    source_phases = []  # how each pass measured ∂ℓ/∂u; assembled from the readings when read
-    i_hat = None if central else np.zeros(op.u.shape)
+    i_hat = np.zeros(op.u.shape)
     ok = valid_mask(op).copy() if op.valid is not None else None  # None: every sample valid so far
     todo = np.arange(B)
     everything = slice(None)  # the first pass covers the whole batch: views instead of gathers
-    retries, flipped_total, seen_by_response, one_sided, unreadable = 0, 0, 0, 0, 0
+    retries, flipped_total, unreadable = 0, 0, 0
     while todo.size:
         rows = everything if todo.size == B else todo
         xs, ws, es = x[rows], w_hat[rows], eps[rows]
-        w0 = op.w[rows]
-        if central:  # both perturbation phases as one batch of 2k measurements
-            k = todo.size
-            if rows is not everything or retries:  # a re-measurement: the given (smaller) drives
-                w_both = np.empty((2 * k, w0.shape[1]))
-                hl_drive_kernel(_c(ws), _c(w0), 0.0, _c(es), w_both)
-            both = board.measure(np.concatenate([xs, xs]), w_both)
-            noise = max(both.noise_v, op.noise_v)
-            readable = resolvable(both.e[:k] - both.e[k:], noise) if noise > 0 else _uniform_mask(True, k)
-            phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
-            if _sources_held(both.u, op.u if rows is everything else op.u[rows]):  # 0 in every response
-                cols = responding
-                by_response, sides = _held_source_phases(op, rows, k, both, es, noise, flip_rel_tol, phase_ok,
-                                                         n_hat, cols, rows is everything)
-                pm = None  # one-sided responses are already written
-            else:
-                cols = everything
-                n_both = topo.node_voltages(both)
-                npl, nmi, ref = n_both[:k], n_both[k:], n0[rows, cols]
-                diff = npl - nmi
-                by_response = _asymmetric(npl, ref, nmi, diff, noise, flip_rel_tol)
-                n_hat[rows, cols] = np.divide(diff, 2 * es, out=diff)
-                sides = _flipped_sides(op, rows, k, both)
-                pm = (npl, nmi, ref)
-            source_phases.append((rows, k, both, es, None))
-            plus_flip, minus_flip = sides if sides is not None else (_uniform_mask(False, k),) * 2
-            if phase_ok is not None:
-                ok = (valid_mask(op) if ok is None else ok).copy()
-                ok[rows] &= phase_ok
-            single, flips = np.empty((2, k), bool)
-            if pm is not None:  # from numpy formulas: make them contiguous bool arrays (the kernel's are)
-                plus_flip, minus_flip, by_response = (_c(plus_flip, np.bool_), _c(minus_flip, np.bool_),
-                                                      _c(by_response, np.bool_))
-            n_flagged, n_by_response, n_single, n_unreadable = flip_accounting_kernel(
-                plus_flip, minus_flip, by_response,
-                _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_), _c(readable, np.bool_),
-                single, flips)
-            seen_by_response += n_by_response
-            flipped_total += n_flagged
-            unreadable += n_unreadable
-            if n_single:  # one phase kept every state: its one-sided difference is exact
-                sel = single.nonzero()[0]
-                if pm is not None:
-                    npl, nmi, ref = pm
-                    side = np.where(plus_flip[sel][:, None], ref[sel] - nmi[sel], npl[sel] - ref[sel])
-                    n_hat[todo[sel], cols] = side / es[sel]
-                # (``es`` may be a view of ``eps``: only re-measured samples, never these, get a smaller drive)
-                source_phases.append((todo, k, both, es, (sel, plus_flip, op)))
-                one_sided += n_single
-            if n_flagged == n_single + n_unreadable or retries >= max_retries:  # nothing left to re-measure
-                break
-            retries += 1
-            todo = todo[flips]
-            eps[todo] /= 10.0
-            continue
-        else:
-            plus = board.measure(xs, w0 + es * ws)
-            noise = max(plus.noise_v, op.noise_v)
-            readable = resolvable(plus.e - op.e[rows], noise) if noise > 0 else None
-            flips = _flipped(op, todo, plus)
-            phase_ok = valid_mask(plus)
-            n_hat[rows] = (topo.node_voltages(plus) - n0[rows]) / es
-            i_hat[rows] = (plus.i_src - op.i_src[rows]) / es
-            flagged = flips
+        plus = board.measure(xs, op.w[rows] + es * ws)
+        noise = max(plus.noise_v, op.noise_v)
+        readable = resolvable(plus.e - op.e[rows], noise) if noise > 0 else None
+        flips = _flipped(op, todo, plus)
+        phase_ok = valid_mask(plus)
+        n_hat[rows] = (topo.node_voltages(plus) - n0[rows]) / es
+        i_hat[rows] = (plus.i_src - op.i_src[rows]) / es
+        flagged = flips
         if phase_ok is not None:
             ok = (valid_mask(op) if ok is None else ok).copy()
             ok[rows] &= phase_ok
@@ -288,17 +244,112 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
         todo = todo[flips]
         eps[todo] /= 10.0
     unresolved = (int(flips.sum()) if todo.size else 0) + unreadable  # both kept with a flipped estimate
-    if central:
-        i_hat = partial(_central_source_grad, op.u.shape, source_phases)
     all_valid = ok is None
     if all_valid:  # a read-only "every sample valid" mask (no copy made)
         ok = _uniform_mask(True, B)
-    return _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved,
+    return _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, False, unresolved,
+                   {"flipped_samples": flipped_total, "flips_from_response": 0, "retries": retries,
+                    "one_sided": 0, "unresolvable": unreadable}, n_invalid=0 if all_valid else None)
+
+
+def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndarray, w_hat: np.ndarray,
+                delta_v: float, max_retries: int, keep_per_sample: bool, flip_rel_tol: float) -> GradientResult:
+    """``hl`` with central differences: both perturbation phases of the samples still to measure
+    as one stacked batch of 2k measurements per pass (see :func:`hl_gradient`)."""
+    B = x.shape[0]
+    p, n, q = op.u.shape[1], op.e.shape[1], op.w.shape[1]
+    eps = np.empty((B, 1))  # volts per unit ŵ, chosen per sample so that max|εŵ| = delta_v
+    w_both = np.empty((2 * B, q))  # the + and − port voltages of every sample, for the first pass
+    hl_drive_kernel(_c(w_hat), _c(op.w), delta_v, eps, w_both)
+    # Node order [sources, hidden, ports, ground].  The responses of the hidden nodes and ports
+    # (every sample is written by the first pass); when the sources hold the same voltages in
+    # every phase (they follow x) they do not respond and the node arrays are never assembled
+    # (``u_hat`` stays None).
+    e_hat, w_resp = np.empty((B, n)), np.empty((B, q))
+    u_hat = n0 = None
+    source_phases = []  # how each pass measured ∂ℓ/∂u; assembled from the readings when read
+    ok = valid_mask(op).copy() if op.valid is not None else None  # None: every sample valid so far
+    rows = todo = slice(None)  # the first pass covers the whole batch: views instead of gathers
+    xs, es, k = x, eps, B
+    retries, flipped_total, seen_by_response, one_sided, unreadable = 0, 0, 0, 0, 0
+    n_flagged, flags = 0, None
+    while k:  # (an empty batch measures nothing)
+        whole = retries == 0  # the first pass: the whole batch
+        both = board.measure(np.concatenate([xs, xs]), w_both)
+        noise = max(both.noise_v, op.noise_v)
+        phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
+        held = both.held_sources if isinstance(both, Measurement) else None
+        flags = np.empty((6, k), np.bool_)  # plus_flip, minus_flip, by_response, readable, single, flips
+        if (held is not None and whole and held[0] is op.u and held[1] == 2) \
+                or _sources_held(both.u, op.u if whole else op.u[rows]):  # 0 in every response
+            counts = _held_source_phases(op, rows, k, both, es, noise, flip_rel_tol, phase_ok, e_hat, w_resp,
+                                         whole, flags)
+            plus_flip = flags[0]
+            pm = None  # one-sided responses are already written
+        else:
+            if n0 is None:
+                n0 = topo.node_voltages(op)
+            if u_hat is None:  # the sources moved: their responses are kept from now on
+                u_hat = np.zeros((B, p))
+            n_both = topo.node_voltages(both)
+            npl, nmi, ref = n_both[:k], n_both[k:], n0[rows]
+            diff = npl - nmi
+            by_response = _c(_asymmetric(npl, ref, nmi, diff, noise, flip_rel_tol), np.bool_)
+            readable = resolvable(both.e[:k] - both.e[k:], noise) if noise > 0 else _uniform_mask(True, k)
+            _write_nodes(u_hat, e_hat, w_resp, rows, np.divide(diff, 2 * es, out=diff))
+            sides = _flipped_sides(op, rows, k, both)
+            pm = (npl, nmi, ref)
+            # (from numpy formulas: contiguous bool arrays, as the compiled pass gives)
+            plus_flip, minus_flip = (_c(sides[0], np.bool_), _c(sides[1], np.bool_)) if sides is not None \
+                else (_uniform_mask(False, k),) * 2
+            counts = flip_accounting_kernel(
+                plus_flip, minus_flip, by_response,
+                _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_), _c(readable, np.bool_),
+                flags[4], flags[5])
+        n_flagged, n_by_response, n_single, n_unreadable = counts
+        source_phases.append((rows, k, both, es, None))
+        if phase_ok is not None:
+            ok = (valid_mask(op) if ok is None else ok).copy()
+            ok[rows] &= phase_ok
+        seen_by_response += n_by_response
+        flipped_total += n_flagged
+        unreadable += n_unreadable
+        if n_flagged and isinstance(todo, slice):  # sample indices from here on
+            todo = np.arange(B)
+        if n_single:  # one phase kept every state: its one-sided difference is exact
+            sel = flags[4].nonzero()[0]
+            if pm is not None:
+                npl, nmi, ref = pm
+                side = np.where(plus_flip[sel][:, None], ref[sel] - nmi[sel], npl[sel] - ref[sel])
+                _write_nodes(u_hat, e_hat, w_resp, todo[sel], side / es[sel])
+            # (``es`` may be a view of ``eps``: only re-measured samples, never these, get a smaller drive)
+            source_phases.append((todo, k, both, es, (sel, plus_flip, op)))
+            one_sided += n_single
+        if n_flagged == n_single + n_unreadable or retries >= max_retries:  # nothing left to re-measure
+            break
+        retries += 1
+        rows = todo = todo[flags[5]]
+        eps[todo] /= 10.0
+        xs, es, k = x[todo], eps[todo], todo.size
+        w_both = np.empty((2 * k, q))  # a re-measurement: the given (smaller) drives
+        hl_drive_kernel(_c(w_hat[todo]), _c(op.w[todo]), 0.0, _c(es), w_both)
+    # samples re-measured as often as allowed and still flipped, and unreadable ones, keep a flipped estimate
+    unresolved = (int(np.count_nonzero(flags[5])) if n_flagged else 0) + unreadable
+    if u_hat is None:  # the sources held in every phase: the product from the parts
+        n_hat = (op.u, op.e, op.w, e_hat, w_resp)
+    else:  # (n0 was formed when the first response at the sources was)
+        n_hat = np.concatenate([u_hat, e_hat, w_resp, np.zeros((B, 1))], axis=1)
+    all_valid = ok is None
+    if all_valid:  # a read-only "every sample valid" mask (no copy made)
+        ok = _uniform_mask(True, B)
+    return _result(topo, op, val, n0, n_hat, partial(_central_source_grad, op.u.shape, source_phases), ok,
+                   keep_per_sample, True, unresolved,
                    {"flipped_samples": flipped_total, "flips_from_response": seen_by_response, "retries": retries,
                     "one_sided": one_sided, "unresolvable": unreadable}, n_invalid=0 if all_valid else None)
 
 
 _NO_STATES = np.zeros((0, 0), dtype=np.bool_)
+_FIVE_SQRT6 = 5.0 * float(np.sqrt(6.0))  # 5 σ of a combination of three readings (per unit σ)
 _ALL = np.ones(4096, dtype=np.bool_)  # shared read-only "every sample" / "no sample" masks
 _ALL.setflags(write=False)
 _NONE_FLIPPED = np.zeros(4096, dtype=np.bool_)
@@ -316,22 +367,35 @@ def _uniform_mask(value: bool, k: int) -> np.ndarray:
     return mask
 
 
-def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np.ndarray, noise_v: float,
-                        rel_tol: float, phase_ok: np.ndarray | None, n_hat: np.ndarray, cols: slice,
-                        whole_batch: bool):
-    """Responses, symmetry test and state comparison of a stacked ± measurement whose sources
-    held the operating point's voltages, in one compiled pass (:func:`hil.kernels.hl_phase_kernel`).
+def _write_nodes(u_hat: np.ndarray, e_hat: np.ndarray, w_hat: np.ndarray, rows, values: np.ndarray) -> None:
+    """Write node-ordered responses ``values`` (k, nodes) of the samples ``rows`` into the source,
+    hidden-node and port response arrays (the ground column is 0 in every response)."""
+    p, n = u_hat.shape[1], e_hat.shape[1]
+    u_hat[rows] = values[:, :p]
+    e_hat[rows] = values[:, p:p + n]
+    w_hat[rows] = values[:, p + n:p + n + w_hat.shape[1]]
 
-    Writes the responses of the hidden nodes and ports into ``n_hat[rows, cols]``: central,
-    or, for a sample where exactly one phase changed a diode state (and both phases are
-    valid), the other phase's one-sided difference.  Returns (flagged by the response (k,),
-    (plus_flip, minus_flip) or None when the board reports no states or is not piecewise linear).
+
+def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np.ndarray, noise_v: float,
+                        rel_tol: float, phase_ok: np.ndarray | None, e_hat: np.ndarray, w_hat: np.ndarray,
+                        whole_batch: bool, flags: np.ndarray) -> tuple[int, int, int, int]:
+    """Responses, symmetry test, state comparison and flip bookkeeping of a stacked ± measurement
+    whose sources held the operating point's voltages, in one compiled pass
+    (:func:`hil.kernels.hl_held_pass_kernel`).
+
+    Writes the responses of the hidden nodes and ports into ``e_hat[rows]`` and ``w_hat[rows]``
+    (C-contiguous (B, n) and (B, q)): central, or, for a sample where exactly one phase changed
+    a diode state (and both phases are valid), the other phase's one-sided difference; and
+    (plus_flip, minus_flip, by_response, readable, single, flips) into ``flags`` (6, k) (the
+    state changes stay False when the board reports no states or is not piecewise linear;
+    readability by :func:`resolvable` on a board with reading noise).
+    Returns the counts of :func:`hil.kernels.flip_accounting_kernel`.
     """
     n, q = op.e.shape[1], op.w.shape[1]
     states = op.piecewise_linear and op.on is not None and both.on is not None
     e0, w0 = (op.e, op.w) if whole_batch else (op.e[rows], op.w[rows])
     if whole_batch:  # write straight into the result
-        nh_e, nh_w = n_hat[:, cols.start:cols.start + n], n_hat[:, cols.start + n:cols.stop]
+        nh_e, nh_w = e_hat, w_hat
     else:
         nh_e, nh_w = np.empty((k, n)), np.empty((k, q))
     if both.e.shape != (2 * k, n) or both.w.shape != (2 * k, q) or e0.shape != (k, n):
@@ -340,15 +404,17 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
     if states and (both.on.shape != (2 * k, n) or op.on.shape != op.e.shape):  # the kernel reads no bounds
         raise ValueError(f"± measurement of {k} samples: expected diode states of shape {(2 * k, n)} and "
                          f"{op.e.shape}, got {both.on.shape} and {op.on.shape}")
-    flips = np.zeros((3, k), dtype=np.bool_)
-    hl_phase_kernel(_c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, np.bool_) if states else _NO_STATES,
-                    _c(op.on if whole_batch else op.on[rows], np.bool_) if states else _NO_STATES,
-                    _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_),
-                    np.ascontiguousarray(es[:, 0]), float(rel_tol), 5.0 * np.sqrt(6.0) * noise_v,
-                    nh_e, nh_w, flips[0], flips[1], flips[2])
+    noisy = noise_v > 0
+    if noisy:  # would a flagged sample's response survive a 10× smaller drive?
+        flags[3] = resolvable(both.e[:k] - both.e[k:], noise_v)
+    counts = hl_held_pass_kernel(
+        _c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, np.bool_) if states else _NO_STATES,
+        _c(op.on if whole_batch else op.on[rows], np.bool_) if states else _NO_STATES,
+        _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_), _c(es[:, 0]), float(rel_tol),
+        _FIVE_SQRT6 * noise_v, not noisy, nh_e, nh_w, flags)
     if not whole_batch:
-        n_hat[rows, cols] = np.concatenate([nh_e, nh_w], axis=1)
-    return flips[2], ((flips[0], flips[1]) if states else None)
+        e_hat[rows], w_hat[rows] = nh_e, nh_w
+    return counts
 
 
 def _sources_held(u_both: np.ndarray, u0: np.ndarray) -> bool:
@@ -464,27 +530,34 @@ def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unres
     out, truncation of a non-piecewise-linear response, reading noise.  ``n_invalid``: the
     number of False entries of ``ok`` when the caller knows it.
     """
-    notes = []
     if n_invalid is None:
         n_invalid = ok.size - int(np.count_nonzero(ok))
-    if unresolved:
-        notes.append(f"{unresolved} sample(s) still had a diode flip after {stats['retries']} re-measurement(s): "
-                     "their gradient mixes two linearizations")
-    if n_invalid:
-        notes.append(f"{n_invalid} invalid sample(s) left out of the batch mean")
-    if not op.piecewise_linear:
-        notes.append(f"smooth diodes (or a board not known to be piecewise linear): {'central' if central else 'one-sided'} "
-                     f"difference, truncation error O(delta_v{'²' if central else ''})")
-    if op.noise_v > 0:
-        notes.append(f"reading noise {op.noise_v:.3g} V per node voltage")
-    if _wire_note(op):
-        notes.append(_wire_note(op))
-    stats = dict(stats, invalid_samples=n_invalid, unresolved_flips=unresolved,
-                 **_bias("; ".join(notes) if notes else None))
+    wire = _wire_note(op) if op.info else None
+    note = None
+    if unresolved or n_invalid or not op.piecewise_linear or op.noise_v > 0 or wire:
+        notes = []
+        if unresolved:
+            notes.append(f"{unresolved} sample(s) still had a diode flip after {stats['retries']} re-measurement(s): "
+                         "their gradient mixes two linearizations")
+        if n_invalid:
+            notes.append(f"{n_invalid} invalid sample(s) left out of the batch mean")
+        if not op.piecewise_linear:
+            notes.append(f"smooth diodes (or a board not known to be piecewise linear): "
+                         f"{'central' if central else 'one-sided'} difference, truncation error "
+                         f"O(delta_v{'²' if central else ''})")
+        if op.noise_v > 0:
+            notes.append(f"reading noise {op.noise_v:.3g} V per node voltage")
+        if wire:
+            notes.append(wire)
+        note = "; ".join(notes)
+    stats["invalid_samples"] = n_invalid
+    stats["unresolved_flips"] = unresolved
+    stats["may_be_biased"] = note is not None
+    stats["bias_note"] = note
     if not n_invalid:
         grad, per = _finish(topo, n0, n_hat, keep_per_sample)
     elif ok.any():
-        grad, per_ok = _finish(topo, n0[ok], n_hat[ok], keep_per_sample)
+        grad, per_ok = _finish(topo, n0, n_hat, keep_per_sample, ok)
         per = None
         if keep_per_sample:
             per = np.full((ok.size, grad.size), np.nan)
@@ -636,7 +709,7 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
 def estimate(name: str, board: Board, x, target, loss: Loss, options: dict | None = None) -> GradientResult:
     """Dispatch by estimator name (``hl``, ``hl-exact``, ``ep``, ``fd``); ``hl`` on a cascade board
     runs stage by stage in backward order (:mod:`hil.train.cascade_hl`)."""
-    opts = dict(options or {})
+    opts = options if options is not None else {}
     if name == "hl" and getattr(board, "needs_backward_order", False):
         from hil.train.cascade_hl import cascade_hl_gradient  # backward order, stage by stage
 
