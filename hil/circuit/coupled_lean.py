@@ -28,7 +28,8 @@ runs on the same right-hand sides and starts as the general path's, so the answe
 same bit for bit (re-measured subsets of the held samples start from their held points,
 where the general path starts cold: the same certified answer to within the CG tolerance,
 about 1e-13 relative in an ``hl`` gradient).  States leave ``i_src`` and ``diode_current`` None (a board forms the
-source currents when read); the port currents of phases are also formed when read.
+source currents when read); the port currents and the (stacked) source voltages of phases
+are formed when read.
 """
 
 from __future__ import annotations
@@ -176,11 +177,11 @@ class CoupledIdealSolves:
 
         sol = conclude_coupled(kk, nd.diag, b, sv._s_float, sv._h_float, scale_v, sv.kkt_tol, on, e, z, mu, status,
                                reductions, counts, True, restart, self._general, self._fallback, t0)
-        u = held_u if k == 1 else np.concatenate((held_u,) * k)  # the held source voltages, once per phase
-        st = _PortCurrentsOnRead(u, w, sol.e, None, sol.on, None, None, None, sol.report, None)
-        # these are the held sources k times over; the output conductances of this moment: the
-        # snapshot makes the next programming step write fresh arrays instead of these (copy on
-        # write); the row sums are copied (q values)
+        # the held source voltages, once per phase: stacked when first read (``held_sources``)
+        st = _PortCurrentsOnRead(held_u if k == 1 else None, w, sol.e, None, sol.on, None, None, None, sol.report,
+                                 None)
+        # the output conductances of this moment: the snapshot makes the next programming step
+        # write fresh arrays instead of these (copy on write); the row sums are copied (q values)
         nd.input_snapshot()
         st.__dict__.update(held_sources=(held_u, k), _ports=(nd.g_out, nd.out_row_sum.copy()))
         return st
