@@ -17,6 +17,7 @@ from hil.board import BoardBase, BoardTopology, Measurement
 from hil.circuit.linsolve import solve_diagonal_shift
 from hil.circuit.model import Circuit
 from hil.circuit.solve import CircuitState, EquilibriumSolver, source_currents_of
+from hil.circuit.coupled_lean import CoupledIdealSolves
 from hil.circuit.uncoupled import UncoupledIdealSolves
 from hil.kernels import held_rows_kernel, repeats_of
 
@@ -174,6 +175,9 @@ class SimulatedBoard(BoardBase):
         #: the lean certified path of uncoupled ideal diodes (None for every other network)
         self._uncoupled = (UncoupledIdealSolves(self._solver, self._topology.source_matrix, self._topology.source_offset)
                            if d.is_ideal and d.element is None and not self._solver.nodal.coupled else None)
+        #: the lean certified path of coupled ideal diodes (None for every other network)
+        self._coupled = (CoupledIdealSolves(self._solver, self._topology.source_matrix, self._topology.source_offset)
+                         if d.is_ideal and d.element is None and self._solver.nodal.coupled else None)
         self._last: tuple[np.ndarray, CircuitState] | None = None
         self._stale: tuple[np.ndarray, CircuitState] | None = None  # before the last programming
 
@@ -328,6 +332,8 @@ class SimulatedBoard(BoardBase):
             x = np.atleast_2d(np.asarray(x, dtype=float))
         if x.shape[1] != self._topology.n_inputs:
             raise ValueError(f"expected {self._topology.n_inputs} inputs per sample, got {x.shape[1]}")
+        if self._coupled is not None and self._solver.compiled_coupled:
+            return self._solve_coupled(x, w)
         same = lambda held: held is not None and _same_inputs(held[0], x)
         if same(self._last):
             if w is None:
@@ -340,6 +346,26 @@ class SimulatedBoard(BoardBase):
             warm = self._stale[1] if self._solver.warm_starts and same(self._stale) else None
             u = self._topology.source_voltages(x)
         st = self._solver.solve(u, w, warm=warm, source_currents=False)
+        if w is None:
+            self._last = (x.copy(), st)
+        return st
+
+    def _solve_coupled(self, x: np.ndarray, w) -> CircuitState:
+        """:meth:`_solve` for coupled ideal diodes (``x`` checked): the same held-point rules, the lean
+        certified solves of :class:`~hil.circuit.coupled_lean.CoupledIdealSolves`."""
+        lean, held = self._coupled, self._last
+        if held is not None and w is None and _same_inputs(held[0], x):
+            return held[1]  # same inputs, same conductances: the held operating point
+        if w is not None and held is not None:
+            if k := _repeats(held, x):
+                return lean.phases(held[1], k, w)  # the held sources, new port voltages
+            for k in (2, 1):  # some held samples again (re-measured ± phases, or once)
+                rows = np.empty(x.shape[0] // k, dtype=np.int64)
+                if x.shape[0] % k == 0 and rows.size and held_rows_kernel(_contiguous(x), held[0], rows):
+                    return lean.phases(held[1], k, w, rows)
+        stale = self._stale  # the operating point before the last programming is a starting point only
+        warm = stale[1] if stale is not None and _same_inputs(stale[0], x) else None
+        st = lean.measure_inputs(_contiguous(x), w, warm)
         if w is None:
             self._last = (x.copy(), st)
         return st

@@ -20,7 +20,9 @@ iteration.  Here the whole PDAS loop with its CG solves runs per sample in one c
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,7 +41,7 @@ MAX_PDAS = 50
 
 def max_cg_iterations(n: int) -> int:
     """CG iterations allowed per linear solve on n nodes before the sample falls back."""
-    return int(20 * np.sqrt(n) + 100)
+    return int(20 * math.sqrt(n) + 100)
 
 
 def solve_ideal_coupled(k_csr: sp.csr_matrix, diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray,
@@ -79,9 +81,31 @@ def solve_ideal_coupled(k_csr: sp.csr_matrix, diag: np.ndarray, b: np.ndarray, s
     mu = np.empty((B, n))
     indptr, indices, data = k_csr.indptr, k_csr.indices, k_csr.data
     diag_f = _per_node(diag, n)
-    (lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, n_on, finite), (steps, cg_total, unsettled) = pdas_cg_kernel(
-        indptr, indices, data, diag_f, b, s_f, h_f, on, e, cold, held, CG_RTOL, max_cg_iterations(n), MAX_PDAS,
-        status, z, mu)
+    reductions, counts = pdas_cg_kernel(indptr, indices, data, diag_f, b, s_f, h_f, on, e, cold, held, CG_RTOL,
+                                        max_cg_iterations(n), MAX_PDAS, status, z, mu)
+    return conclude_coupled(k_csr, diag_f, b, s_f, h_f, scale_v, tol, on, e, z, mu, status, reductions, counts, held,
+                            lambda: warm_on, None if general is None else lambda: general, fallback, t0)
+
+
+def conclude_coupled(k_csr: sp.csr_matrix, diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.ndarray,
+                     scale_v: float, tol: float, on: np.ndarray, e: np.ndarray, z: np.ndarray, mu: np.ndarray,
+                     status: np.ndarray, reductions: tuple, counts: tuple, held: bool,
+                     restart: Callable[[], np.ndarray | None], general: Callable[[], MaskedSolver] | None, fallback,
+                     t0: float) -> IdealSolution:
+    """The certified solution from a :func:`~hil.circuit.coupled_kernels.pdas_cg_kernel` pass over ``b`` (B, n), A.
+
+    ``on``, ``e``, ``z``, ``mu``, ``status`` are the kernel's outputs and ``reductions``,
+    ``counts`` what it returned; ``diag``, ``s``, ``h`` the per-node float arrays it read
+    (S, ±1, V); ``held``: it started from a held operating point.  Rows the kernel did not
+    settle go to the general masked solver ``general()`` (with its cycling ``fallback``) and get the
+    same certificate from a fresh K e; when the batch's KKT certificate still exceeds
+    ``tol`` at voltage scale ``scale_v`` (V), the general solver answers the whole batch,
+    started from ``restart()`` (the warm active set, or None).  Raises :class:`SolveError`
+    when no path certifies the batch.
+    """
+    B, n = b.shape
+    indptr, indices, data = k_csr.indptr, k_csr.indices, k_csr.data
+    (lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, n_on, finite), (steps, cg_total, unsettled) = reductions, counts
     path = "held-set" if held else "pdas"
     if held and steps > 1:
         path += "→pdas"  # some diode flipped against the held set: PDAS went on from it
@@ -91,12 +115,12 @@ def solve_ideal_coupled(k_csr: sp.csr_matrix, diag: np.ndarray, b: np.ndarray, s
         if general is None:
             raise SolveError("coupled ideal-diode solve: kernel did not finish and no general solver was given",
                              _MarginsOnRead(False, path, iterations, batch=B, failed_samples=rows.tolist()))
-        sub = solve_ideal(general, b[rows], s, h, None, scale_v, tol=tol, fallback=fallback)
+        sub = solve_ideal(general(), b[rows], s, h, None, scale_v, tol=tol, fallback=fallback)
         e[rows], on[rows] = sub.e, sub.on
         path += "→" + sub.report.method
         # their certificate, formed with the same residuals from a fresh K e
         zs, ms = np.empty((rows.size, n)), np.empty((rows.size, n))
-        lz, lm, kc, cp, ke, ba, cnt, fin = coupled_certificate_kernel(indptr, indices, data, diag_f, b[rows], s_f, h_f,
+        lz, lm, kc, cp, ke, ba, cnt, fin = coupled_certificate_kernel(indptr, indices, data, diag, b[rows], s, h,
                                                                      e[rows], on[rows], zs, ms)
         z[rows], mu[rows] = zs, ms
         lo_z, lo_mu, kcl_abs, comp_abs = min(lo_z, lz), min(lo_mu, lm), max(kcl_abs, kc), max(comp_abs, cp)
@@ -107,7 +131,7 @@ def solve_ideal_coupled(k_csr: sp.csr_matrix, diag: np.ndarray, b: np.ndarray, s
         if general is None:
             raise SolveError(f"coupled ideal-diode solve not certified: KKT certificate {worst:.2e} exceeds "
                              f"tolerance {tol:.0e}", _MarginsOnRead(False, path, iterations, batch=B))
-        sol = solve_ideal(general, b, s, h, warm_on, scale_v, tol=tol, fallback=fallback)  # raises if not certified
+        sol = solve_ideal(general(), b, s, h, restart(), scale_v, tol=tol, fallback=fallback)  # raises if not certified
         sol.report.method = path + "→" + sol.report.method
         return sol
     report = _MarginsOnRead(

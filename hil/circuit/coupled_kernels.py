@@ -13,6 +13,11 @@ shapes) and run on one thread; ``cache=True`` keeps the machine code next to thi
   not settle) so the caller can hand unfinished samples to a direct solver.
   The last PDAS step's active-set test is formed from a fresh K e (not the CG recurrence),
   and the same pass gives each settled row its KKT certificate.
+* :func:`pdas_cg_recorded` — the same, also writing K e of each answer out, or starting from a
+  known K e of the starting voltages (the held point's, for its perturbation phases).
+* :func:`held_phases_kernel` — the same solve for the perturbation phases of a held
+  operating point: each row's right-hand side is the held sources plus its port change and
+  its start the held active set and voltages, gathered in the kernel (no tiled copies).
 * :func:`coupled_certificate_kernel` — the same KKT certificate (the residuals of
   :func:`hil.circuit.ideal.certify`) of any candidate solution, for rows solved elsewhere.
 """
@@ -38,6 +43,15 @@ def _row_dot(indptr, indices, data, k, v):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True, error_model="numpy")
 def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rtol, max_cg, max_pdas,
                    status, z, mu):  # pragma: no cover - compiled
+    """:func:`pdas_cg_recorded` without K e carried in or out (see there)."""
+    none = np.empty((0, 0))
+    return pdas_cg_recorded(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rtol, max_cg, max_pdas,
+                            status, z, mu, none, none)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def pdas_cg_recorded(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rtol, max_cg, max_pdas,
+                     status, z, mu, ke_in, ke_out):  # pragma: no cover - compiled
     """Solve K e − b = s·mu, mu ≥ 0, z = s(e − h) ≥ 0, mu·z = 0 for every row of ``b`` (B, n), A.
 
     ``on`` (B, n) bool and ``e`` (B, n) V are read as the starting active set and the
@@ -58,15 +72,25 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
     K_FF e_F = b_F − K_FA h_A by CG with the Jacobi preconditioner on the free nodes only,
     starting from the current e_F, until ||r_F||₂ ≤ rtol·||b_F − K_FA h_A||₂ (true
     residual at the start, recurrence residual after); then A becomes
-    {k : mu_k − K_kk z_k > 0} with mu and z formed from a fresh K e.  The sample is
+    {k : mu_k − K_kk z_k > 0} with mu and z formed from a fresh K e (of a warm start that
+    already met the CG test, the free rows' K e of the residual pass, formed from the same e
+    in the same order, is reused: the mirrored − phases skip that part of the pass).  The sample is
     settled when A no longer changes (PDAS on an M-matrix settles in finitely many steps).
 
     The last step's fresh K e − b is the sample's KKT certificate: ``z`` and ``mu`` (B, n)
     receive the blocking voltages (V) and diode currents (A, 0 off the conducting set).
     Writes ``status`` per sample (SETTLED, CG_FAILED when CG hit ``max_cg`` iterations or
-    broke down, NOT_SETTLED after ``max_pdas`` steps).  Returns, reduced over the settled
-    rows, (min z, min mu, max |KCL residual at free nodes|, max |mu·z|, max |K_kk e_k|,
-    max |b|, conducting count, all finite), then (most PDAS steps of a sample, total CG
+    broke down, NOT_SETTLED after ``max_pdas`` steps).
+
+    ``ke_out`` (B, n), when it has rows, receives each row's K e (A) from its last certificate
+    pass (for a settled row: K e of the answer).  ``ke_in`` (B, n), when it has rows and every
+    clamp level h is 0, is K e of the starting voltages of each row (the ``ke_out`` of the held
+    point a warm start copies): the first step of a row that starts from them (not reflected)
+    then takes its free rows' residual from it instead of a matrix pass — the same numbers in the
+    same order, so the same answer bit for bit (with h = 0 the clamped part K_FA h_A is 0).
+
+    Returns, reduced over the settled rows, (min z, min mu, max |KCL residual at free nodes|,
+    max |mu·z|, max |K_kk e_k|, max |b|, conducting count, all finite), then (most PDAS steps of a sample, total CG
     iterations, unsettled samples).
     """
     B, n = b.shape
@@ -75,6 +99,13 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
     zv = np.empty(n)
     p = np.zeros(n)  # full length (indexed by the matrix), 0 on A
     q = np.empty(n)
+    ke = np.empty(n)  # (K e)_k of the free rows from the residual pass, reused while e is unchanged
+    h_zero = True
+    for k in range(n):
+        if h[k] != 0.0:
+            h_zero = False
+    carried = ke_in.shape[0] > 0 and h_zero and not cold
+    record = ke_out.shape[0] > 0
     g_lo_z, g_lo_mu, g_kcl, g_comp, g_ke, g_b = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
     g_count = 0
     g_finite = True
@@ -97,7 +128,8 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
         bi = b[i]
         zi = z[i]
         mi = mu[i]
-        if i >= half > 0 and twin[i - half] and status[i - half] == SETTLED and one_step[i - half]:
+        reflected = i >= half > 0 and twin[i - half] and status[i - half] == SETTLED and one_step[i - half]
+        if reflected:
             ep = e[i - half]
             for k in range(n):
                 ei[k] = 2.0 * ei[k] - ep[k]
@@ -123,23 +155,37 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
             # right-hand side b_F − K_FA h_A (the CG tolerance is relative to it)
             rr = 0.0
             bb = 0.0
-            for t in range(nf):
-                k = free[t]
-                acc = 0.0
-                acc_a = 0.0
-                for jj in range(indptr[k], indptr[k + 1]):
-                    j = indices[jj]
-                    v = data[jj] * ei[j]
-                    acc += v
-                    if oi[j]:
-                        acc_a += v
-                rk = bi[k] - acc
-                fk = bi[k] - acc_a
-                r[t] = rk
-                rr += rk * rk
-                bb += fk * fk
+            if carried and it == 1 and not reflected:  # K e of the start is known; K_FA h_A = 0
+                for t in range(nf):
+                    k = free[t]
+                    acc = ke_in[i, k]
+                    ke[k] = acc
+                    rk = bi[k] - acc
+                    fk = bi[k] - 0.0
+                    r[t] = rk
+                    rr += rk * rk
+                    bb += fk * fk
+            else:
+                for t in range(nf):
+                    k = free[t]
+                    acc = 0.0
+                    acc_a = 0.0
+                    for jj in range(indptr[k], indptr[k + 1]):
+                        j = indices[jj]
+                        v = data[jj] * ei[j]
+                        acc += v
+                        if oi[j]:
+                            acc_a += v
+                    if not cold:
+                        ke[k] = acc
+                    rk = bi[k] - acc
+                    fk = bi[k] - acc_a
+                    r[t] = rk
+                    rr += rk * rk
+                    bb += fk * fk
             target = rtol * rtol * bb
             ok = rr <= target
+            unchanged = ok and not cold  # a warm start already meets the CG test: e stays as it is
             if not ok and bb == 0.0:  # K_FF e_F = 0 with K_FF positive definite: e_F = 0
                 for t in range(nf):
                     ei[free[t]] = 0.0
@@ -194,9 +240,14 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
             count = 0
             nan_sum = 0.0
             for k in range(n):
-                acc = 0.0
-                for jj in range(indptr[k], indptr[k + 1]):
-                    acc += data[jj] * ei[indices[jj]]
+                if unchanged and not oi[k]:
+                    acc = ke[k]  # the residual pass formed this row's K e from the same e, in the same order
+                else:
+                    acc = 0.0
+                    for jj in range(indptr[k], indptr[k + 1]):
+                        acc += data[jj] * ei[indices[jj]]
+                if record:
+                    ke_out[i, k] = acc
                 res = acc - bi[k]
                 zk = s[k] * (ei[k] - h[k])
                 if oi[k]:
@@ -236,6 +287,40 @@ def pdas_cg_kernel(indptr, indices, data, diag, b, s, h, on, e, cold, mirror, rt
         cg_total += total
         unsettled += st != SETTLED
     return (g_lo_z, g_lo_mu, g_kcl, g_comp, g_ke, g_b, g_count, g_finite), (most_steps, cg_total, unsettled)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def held_phases_kernel(indptr, indices, data, diag, b_held, e_held, on_held, ke_held, rows, dw, s, h, rtol, max_cg,
+                       max_pdas, b, on, e, status, z, mu):  # pragma: no cover - compiled
+    """:func:`pdas_cg_kernel` for perturbation phases of a held operating point, warm-started from it.
+
+    Row r of the R = ``dw.shape[0]`` rows is held sample j = ``rows[r mod len(rows)]`` (j = r mod
+    B₀ when ``rows`` is empty; ``b_held`` (B₀, n) its nodal source currents in A, ``e_held``
+    (B₀, n) V and ``on_held`` its certified voltages and active set) with its port currents
+    moved by ``dw[r]`` (A): the row's right-hand side b[r] = b_held[j] + dw[r] and its start
+    (e, on) = the held point's are written into ``b``, ``e``, ``on`` (R, n), then the rows are
+    solved as :func:`pdas_cg_kernel` solves a held warm start (``mirror``: where row r + R/2
+    starts from the same held point as row r, the − phase starts from the + phase's answer
+    reflected about it).  ``ke_held`` (B₀, n), when it has rows, is K e of the held voltages
+    (A), which spares each row's first residual pass (see :func:`pdas_cg_recorded`).
+    Returns what :func:`pdas_cg_kernel` returns.
+    """
+    R, n = dw.shape
+    B0 = b_held.shape[0]
+    m = rows.shape[0]
+    carry = ke_held.shape[0] > 0
+    ke_in = np.empty((R if carry else 0, n if carry else 0))
+    for r in range(R):
+        j = rows[r % m] if m > 0 else r % B0
+        for k in range(n):
+            b[r, k] = b_held[j, k] + dw[r, k]
+            e[r, k] = e_held[j, k]
+            on[r, k] = on_held[j, k]
+        if carry:
+            for k in range(n):
+                ke_in[r, k] = ke_held[j, k]
+    return pdas_cg_recorded(indptr, indices, data, diag, b, s, h, on, e, False, True, rtol, max_cg, max_pdas,
+                            status, z, mu, ke_in, np.empty((0, 0)))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -1,0 +1,207 @@
+"""Certified measurements of coupled ideal-diode networks with the fewest Python-level steps.
+
+With hidden↔hidden conductances every sample is a linear complementarity problem on the
+sparse nodal matrix K, solved by the compiled PDAS–CG kernel of
+:mod:`hil.circuit.coupled_kernels`.  :class:`CoupledIdealSolves` is what a simulated board
+calls for such a network instead of the general
+:meth:`~hil.circuit.solve.EquilibriumSolver.solve` (whose input checks, tiled warm starts and
+scale reductions cost more than the kernel itself on small batches):
+
+* an operating point forms the nodal source currents b = G_in u once (a (B × p)(p × n)
+  product), solves them from the uncoupled closed form (or from the operating point the
+  same inputs had before the last programming step) and keeps them with the state, with
+  K e of the answer (the kernel's last certificate pass writes it out);
+* the perturbation phases of a held operating point (the same inputs, repeated k times, or
+  some of its samples again, with new port voltages) go to
+  :func:`~hil.circuit.coupled_kernels.held_phases_kernel`: row r solves
+  b_src[r mod B] + (w G_out)[r] starting from the held sample's active set and voltages,
+  gathered in the kernel, so the held point is never tiled (and, with clamp levels 0, the held
+  K e spares each row's first residual pass); the small drives of a gradient
+  rarely move a diode, and then one active-set step settles the row (and the − phase
+  starts from the + phase's answer reflected about the held point).
+
+Both certify the batch exactly as :func:`hil.circuit.coupled.solve_ideal_coupled` does
+(the kernel's KKT reductions through :func:`hil.circuit.ideal.scaled_certificate`; rows the
+kernel cannot settle, and a batch whose certificate fails, go to the general active-set
+solver, which certifies or raises :class:`~hil.circuit.report.SolveError`), and the kernel
+runs on the same right-hand sides and starts as the general path's, so the answers are the
+same bit for bit (re-measured subsets of the held samples start from their held points,
+where the general path starts cold: the same certified answer to within the CG tolerance,
+about 1e-13 relative in an ``hl`` gradient).  States leave ``i_src`` and ``diode_current`` None (a board forms the
+source currents when read); the port currents and the (stacked) source voltages of phases
+are formed when read.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from hil.circuit.coupled import CG_RTOL, MAX_PDAS, conclude_coupled, max_cg_iterations
+from hil.circuit.coupled_kernels import held_phases_kernel, pdas_cg_recorded
+from hil.circuit.solve import CircuitState, EquilibriumSolver
+from hil.circuit.uncoupled import _PortCurrentsOnRead, source_gather
+from hil.kernels import finite_abs_max, source_voltages_kernel
+
+_ALL_ROWS = np.empty(0, dtype=np.int64)  # held_phases_kernel: row r is held sample r mod B
+_NO_KE = np.empty((0, 0))  # held_phases_kernel: K e of the held voltages not known
+
+
+def _abs_max(a: np.ndarray) -> float:
+    """max |a| (0 for an empty array)."""
+    return max(float(a.max()), -float(a.min())) if a.size else 0.0
+
+
+class CoupledIdealSolves:
+    """Operating points and held-source phases of a coupled ideal-diode network (see module doc).
+
+    Reads K, the conductances and the general solver from ``solver`` at every call, so it
+    follows programming.
+    """
+
+    def __init__(self, solver: EquilibriumSolver, source_matrix: np.ndarray | None = None,
+                 source_offset: np.ndarray | None = None):
+        """``source_matrix`` (p, n_inputs) and ``source_offset`` (p,) V map inputs to source
+        voltages (u = x Mᵀ + offset) for :meth:`measure_inputs`."""
+        d = solver.circuit.diodes
+        if not d.is_ideal or d.element is not None or not solver.nodal.coupled:
+            raise ValueError("CoupledIdealSolves needs ideal diodes with hidden↔hidden conductances")
+        self._solver = solver
+        self._output_voltage = solver.circuit.output_voltage.astype(float)
+        self._ports_at_zero = not np.any(self._output_voltage)
+        self._q = self._output_voltage.shape[0]
+        self._max_cg = max_cg_iterations(solver.nodal.n)
+        self._fallback = solver._pr_fallback_for(d.v_ref)  # reads the circuit as programmed when called
+        self._u_scale: tuple[CircuitState | None, float] = (None, 0.0)  # (held state, max |u|)
+        self._matrix = None if source_matrix is None else np.asarray(source_matrix, dtype=float)
+        self._offset = None if source_offset is None else np.asarray(source_offset, dtype=float)
+        self._gather = None if source_matrix is None else source_gather(self._matrix, self._offset)
+
+    def measure_inputs(self, x: np.ndarray, w: np.ndarray | None = None,
+                       warm: CircuitState | None = None) -> CircuitState:
+        """Equilibrium for logical inputs ``x`` (B, n_inputs) through the source map, volts; ValueError
+        for a non-finite input.  ``warm``: a state of the same inputs (e.g. before the last
+        programming step) whose active set and voltages start the solve."""
+        if self._gather is not None:
+            idx, sign, offset = self._gather
+            u = np.empty((x.shape[0], sign.shape[0]))
+            top, finite = source_voltages_kernel(x, idx, sign, offset, u)
+        else:
+            u = x @ self._matrix.T + self._offset
+            finite = bool(np.isfinite(x).all())
+            top = _abs_max(u)
+        if not finite:
+            raise ValueError("source and port voltages must be finite")
+        return self.operating_point(u, w, u_scale=top, warm=warm)
+
+    def operating_point(self, u: np.ndarray, w: np.ndarray | None = None, u_scale: float | None = None,
+                        warm: CircuitState | None = None) -> CircuitState:
+        """Equilibrium for finite source voltages ``u`` (B, p) and port voltages ``w`` (B, q; default
+        the configured ones), volts; ``u_scale`` is max |u| when the caller knows it; ``warm``
+        (a state of B samples) seeds the active set and voltages, else the uncoupled closed form."""
+        t0 = time.perf_counter()
+        sv = self._solver
+        nd = sv.nodal
+        B, n = u.shape[0], nd.n
+        b_src = u @ nd.g_in.T
+        if w is None:
+            ports_at_zero = self._ports_at_zero
+            if ports_at_zero:
+                w, w_scale = np.zeros((B, self._q)), 0.0
+            else:
+                w = np.empty((B, self._q))
+                w[:] = self._output_voltage
+                w_scale = _abs_max(self._output_voltage)
+        else:
+            w, w_scale = self._checked_ports(w, B)
+            ports_at_zero = w_scale == 0.0
+        b = b_src if ports_at_zero else b_src + w @ nd.g_out
+        if u_scale is None:
+            u_scale = _abs_max(u)
+        cold = warm is None or warm.on.shape != (B, n)
+        if cold:
+            on, e = np.empty((B, n), dtype=np.bool_), np.empty((B, n))
+            restart = _no_start
+        else:
+            on, e = np.array(warm.on, dtype=np.bool_, order="C"), np.array(warm.e, dtype=np.float64, order="C")
+            restart = lambda: warm.on  # noqa: E731 - the general solver's start, only on a fallback
+        status, z, mu, ke = np.empty(B, dtype=np.int64), np.empty((B, n)), np.empty((B, n)), np.empty((B, n))
+        k = nd.k_csr
+        scale_v = max(u_scale, w_scale, sv._vref_max, 1e-300)
+        reductions, counts = pdas_cg_recorded(k.indptr, k.indices, k.data, nd.diag, b, sv._s_float, sv._h_float, on,
+                                              e, cold, False, CG_RTOL, self._max_cg, MAX_PDAS, status, z, mu,
+                                              _NO_KE, ke)
+        sol = conclude_coupled(k, nd.diag, b, sv._s_float, sv._h_float, scale_v, sv.kkt_tol, on, e, z, mu, status,
+                               reductions, counts, False, restart, self._general, self._fallback, t0)
+        y = sol.e @ nd.g_out.T
+        if not ports_at_zero:
+            y -= nd.out_row_sum * w
+        st = CircuitState(u, w, sol.e, None, sol.on, None, y, None, sol.report, b_src)
+        if sol.e is e and not counts[2]:  # every row is the kernel's answer: keep K e of it for the phases
+            st.__dict__["_ke"] = ke
+        self._u_scale = (st, u_scale)
+        return st
+
+    def phases(self, held: CircuitState, k: int, w: np.ndarray, rows: np.ndarray | None = None) -> CircuitState:
+        """The held operating point's sources repeated ``k`` times with port voltages ``w`` (k·B, q), V.
+
+        Row r is sample r mod B of the held batch (of its samples ``rows``, when given: a
+        re-measurement of some of them), started from that sample's active set and voltages,
+        its nodal currents the held source currents plus ``w[r] G_out``; solved and certified
+        as one batch.  The port currents ``y`` are formed when first read.
+        """
+        t0 = time.perf_counter()
+        sv = self._solver
+        nd = sv.nodal
+        held_u = held.u if rows is None else held.u[rows]
+        B, n = held_u.shape[0], nd.n
+        R = k * B
+        w, w_scale = self._checked_ports(w, R)
+        ref, u_scale = self._u_scale
+        if ref is not held or rows is not None:
+            u_scale = _abs_max(held_u)
+        dw = w @ nd.g_out
+        b, on, e = np.empty((R, n)), np.empty((R, n), dtype=np.bool_), np.empty((R, n))  # b, on, e: by the kernel
+        status, z, mu = np.empty(R, dtype=np.int64), np.empty((R, n)), np.empty((R, n))
+        kk = nd.k_csr
+        take = _ALL_ROWS if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+        reductions, counts = held_phases_kernel(kk.indptr, kk.indices, kk.data, nd.diag, held.b_src, held.e, held.on,
+                                                held.__dict__.get("_ke", _NO_KE), take, dw, sv._s_float, sv._h_float,
+                                                CG_RTOL, self._max_cg, MAX_PDAS, b, on, e, status, z, mu)
+        scale_v = max(u_scale, w_scale, sv._vref_max, 1e-300)
+
+        def restart() -> np.ndarray:  # the held active set of every row, for the general solver's start
+            j = np.arange(R) % B
+            return held.on[j if rows is None else take[j]]
+
+        sol = conclude_coupled(kk, nd.diag, b, sv._s_float, sv._h_float, scale_v, sv.kkt_tol, on, e, z, mu, status,
+                               reductions, counts, True, restart, self._general, self._fallback, t0)
+        # the held source voltages, once per phase: stacked when first read (``held_sources``)
+        st = _PortCurrentsOnRead(held_u if k == 1 else None, w, sol.e, None, sol.on, None, None, None, sol.report,
+                                 None)
+        # the output conductances of this moment: the snapshot makes the next programming step
+        # write fresh arrays instead of these (copy on write); the row sums are copied (q values)
+        nd.input_snapshot()
+        st.__dict__.update(held_sources=(held_u, k), _ports=(nd.g_out, nd.out_row_sum.copy()))
+        return st
+
+    def _general(self):
+        """The general masked solver of K as programmed now (for rows the kernel cannot finish)."""
+        return self._solver.masked
+
+    def _checked_ports(self, w, rows: int) -> tuple[np.ndarray, float]:
+        """``w`` as a float (rows, q) array of finite port voltages (V) and max |w|, or ValueError."""
+        if not (type(w) is np.ndarray and w.dtype == np.float64 and w.flags.c_contiguous and w.ndim == 2):
+            w = np.ascontiguousarray(np.atleast_2d(np.asarray(w, dtype=float)))
+        if w.shape != (rows, self._q):
+            raise ValueError(f"expected output-port voltages of shape {(rows, self._q)}, got {w.shape}")
+        top, finite = finite_abs_max(w)
+        if not finite:
+            raise ValueError("source and port voltages must be finite")
+        return w, top
+
+
+def _no_start() -> None:
+    """No warm active set: the general solver starts from its own unconstrained solve."""
+    return None
