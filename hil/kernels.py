@@ -11,13 +11,17 @@ keeps the machine code next to this file; a first compile takes about a second;
 division by zero gives ±inf or NaN as in numpy, which the callers' certificates reject).
 
 * :func:`ideal_diagonal_kernel` — the closed-form ideal-diode solve of uncoupled nodes with
-  the residuals of its KKT certificate, reduced for the whole batch.
+  the residuals of its KKT certificate, reduced for the whole batch;
+  :func:`diagonal_phases_kernel` — the same for the ± phases of a held operating point, with the
+  port check, w·G_out and the scaled certificate in the same call.
 * :func:`adam_kernel` — one Adam step with projection onto the programmable range.
 * :func:`hl_phase_kernel` — the central responses of a stacked ± measurement, the
   symmetry (flip) test and the diode-state comparison of both phases, per sample.
 * :func:`hl_drive_kernel`, :func:`flip_accounting_kernel` — the port drives of the ± phases and
   the per-sample flip bookkeeping of ``hl``; :func:`hl_held_pass_kernel` — the phase kernel and
-  the bookkeeping in one call, for phases whose sources held their voltages.
+  the bookkeeping in one call, for phases whose sources held their voltages;
+  :func:`cross_entropy_drive_kernel` — the loss, ŵ, the drives and the stacked inputs of the
+  phases in one call; :func:`hl_first_pass_kernel` — the held pass and, for small batches, v·v̂.
 * :func:`branch_factors_kernel`, :func:`response_factors_kernel`, :func:`response_product_kernel` —
   v·v̂ for every conductance (:meth:`hil.board.BoardTopology.mean_branch_product` from node arrays,
   :meth:`~hil.board.BoardTopology.mean_response_product` from the parts of a held-source response).
@@ -109,7 +113,7 @@ def ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on):  # pragma: no cov
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def held_phases_kernel(b, w, g_out, delta, diag, s, h, floor_v, e, z, mu, on):  # pragma: no cover - compiled
+def diagonal_phases_kernel(b, w, g_out, delta, diag, s, h, floor_v, e, z, mu, on):  # pragma: no cover - compiled
     """The perturbation phases of a held operating point, solved and certified in one call:
     :func:`ideal_diagonal_kernel` with ``delta`` = ``w`` G_out formed row by row, the port
     voltages checked on the way, and the certificate scaled as
@@ -182,7 +186,7 @@ def _new_accumulators(n):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _solve_row(row, r, diag, s, h, lo, hi, e, z, mu, on, write_z, acc):  # pragma: no cover - compiled
-    """Row r of :func:`held_phases_kernel`: the closed form of nodal currents ``row`` (n,), written
+    """Row r of :func:`diagonal_phases_kernel`: the closed form of nodal currents ``row`` (n,), written
     into e, mu, on (and z) and folded into the accumulators, as :func:`ideal_diagonal_kernel` does
     (which keeps its own loop: the forward solve's machine code stays as it was)."""
     n = row.shape[0]

@@ -29,7 +29,7 @@ import numpy as np
 from hil.circuit.ideal import _NO_ROWS, _diagonal_solution, _MarginsOnRead, solve_ideal_diagonal
 from hil.circuit.report import SolveError
 from hil.circuit.solve import CircuitState, EquilibriumSolver
-from hil.kernels import finite_abs_max, held_phases_kernel, source_voltages_kernel
+from hil.kernels import diagonal_phases_kernel, finite_abs_max, source_voltages_kernel
 
 
 #: up to this many phase rows :meth:`UncoupledIdealSolves._held_phases` forms w G_out in its kernel
@@ -161,7 +161,7 @@ class UncoupledIdealSolves:
     def _held_phases(self, held: CircuitState, k: int, w: np.ndarray) -> CircuitState:
         """:meth:`phases` of every held sample, ``w`` a C-contiguous float (k·B, q) array: the port
         check, w G_out, the closed-form solve and its scaled KKT certificate in one compiled call
-        (:func:`hil.kernels.held_phases_kernel`); raises ValueError for non-finite port voltages
+        (:func:`hil.kernels.diagonal_phases_kernel`); raises ValueError for non-finite port voltages
         and :class:`~hil.circuit.report.SolveError` when the certificate fails, as :meth:`phases`
         does.  The solve report is formed when first read."""
         t0 = time.perf_counter()
@@ -175,7 +175,7 @@ class UncoupledIdealSolves:
         relu = sv._sign == 1 and sv._vref_zero
         z = e if relu else np.empty((R, n))
         delta = w @ nd.g_out if R > _FEW_ROWS else _NO_ROWS  # a matrix product pays off for many rows
-        cert = held_phases_kernel(held.b_src, w, nd.g_out, delta, nd.diag, sv._s_float, sv._h_float,
+        cert = diagonal_phases_kernel(held.b_src, w, nd.g_out, delta, nd.diag, sv._s_float, sv._h_float,
                                   max(u_scale, sv._vref_max, 1e-300), e, _NO_ROWS if relu else z, mu, on)
         if not cert[0]:
             raise ValueError("source and port voltages must be finite")
