@@ -11,7 +11,10 @@ network instead of the general :meth:`~hil.circuit.solve.EquilibriumSolver.solve
   product) and keeps them with the state;
 * the perturbation phases of a held operating point (the same inputs, repeated k times,
   with new port voltages) reuse those currents: row r solves b[r mod B] + (w G_out)[r],
-  so the phases need no product with the sources and no tiled copy of b.
+  so the phases need no product with the sources and no tiled copy of b; for every held
+  sample (the ± phases of a gradient) the port check, w G_out, the closed form and the scaled
+  certificate are one compiled call (:func:`hil.kernels.diagonal_phases_kernel`), and the
+  solve report is formed when first read.
 
 Both return the same :class:`~hil.circuit.solve.CircuitState` as the general solve, with
 source currents and diode currents left to be formed when read (``i_src`` and
