@@ -163,9 +163,9 @@ class BoardTopology:
         that is zero at the sources (they held their voltages) and ground, from the parts.
 
         ``u`` (B, p), ``e``/``e_hat`` (B, n), ``w``/``w_hat`` (B, q), in V (or V per unit drive).
-        No (B, nodes) array is assembled and the source voltages are read where they are: a
-        hidden × source group is ``dh_k − Σ_b ê_bk u_bj / B`` (one matrix product with ``u``
-        plus a row of ``dh``), hidden × ground is ``dh_k``, hidden × port is the factored
+        No (B, nodes) array is assembled: a hidden × source group is ``dh_k − Σ_b ê_bk u_bj / B``
+        (above a few samples one matrix product [dh; −ê/B]ᵀ [1; u], the ``dh`` row included,
+        written straight into the gradient), hidden × ground is ``dh_k``, hidden × port is the factored
         product of :meth:`mean_branch_product` over the ports only.  Falls back to assembling
         the node arrays when the conductances do not come in such groups.
         """
@@ -190,23 +190,18 @@ class BoardTopology:
             return out
         left = np.empty((2 * B + 2, n))
         right = np.empty((2 * B + 2, q))
+        u_one = np.empty((B + 1, u.shape[1]))
         w_hat_moves, w_moves = response_factors_kernel(_float_c(e), _float_c(e_hat), _float_c(w), _float_c(w_hat),
-                                                       inv, left, right)
-        dh = left[B]
+                                                       _float_c(u), inv, left, right, u_one)
         for sl, kind, c0, c1, row_major in blocks:
             if kind == "ground":
-                out[sl] = dh
-            elif kind == "source":  # dh_k − Σ_b ê_bk u_bj / B: left[B + 2:] holds −ê/B
-                src = u[:, c0:c1]
+                out[sl] = left[B + 1]  # dh
+            elif kind == "source":  # dh_k − Σ_b ê_bk u_bj / B: [dh; −ê/B]ᵀ [1; u], one product
                 if row_major:
-                    view = out[sl].reshape(n, c1 - c0)
-                    np.matmul(left[B + 2:].T, src, out=view)
-                    view += dh[:, None]
+                    np.matmul(left[B + 1:].T, u_one[:, c0:c1], out=out[sl].reshape(n, c1 - c0))
                 else:
-                    view = out[sl].reshape(c1 - c0, n)
-                    np.matmul(src.T, left[B + 2:], out=view)
-                    view += dh
-            else:  # ports: [−e/B; dh; 1; −ê/B]ᵀ [ŵ; 1; df; w], leaving out a side that is 0 V
+                    np.matmul(u_one[:, c0:c1].T, left[B + 1:], out=out[sl].reshape(c1 - c0, n))
+            else:  # ports: [−e/B; 1; dh; −ê/B]ᵀ [ŵ; df; 1; w], leaving out a side that is 0 V
                 rows = slice(0 if w_hat_moves else B, 2 * B + 2 if w_moves else B + 2)
                 lhs, rhs = left[rows], right[rows, c0:c1]
                 if row_major:

@@ -398,22 +398,28 @@ def branch_factors_kernel(a, b, h0, n, fixed, inv, ranges, left, right, moves): 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def response_factors_kernel(e, e_hat, w, w_hat, inv, left, right):  # pragma: no cover - compiled
+def response_factors_kernel(e, e_hat, w, w_hat, u, inv, left, right, u_one):  # pragma: no cover - compiled
     """The factors of :meth:`hil.board.BoardTopology.mean_response_product` in one pass.
 
     ``e``, ``e_hat`` (B, n) hidden-node voltages and responses, ``w``, ``w_hat`` (B, q) port
-    voltages and responses; ``inv`` = 1/B.  Fills ``left`` (2B + 2, n) with
-    [−e·inv ; dh ; 1 ; −ê·inv] (dh_k = Σ_b e_bk ê_bk · inv) and ``right`` (2B + 2, q) with
-    [ŵ ; 1 ; df ; w] (df_o = Σ_b (w_bo·inv) ŵ_bo).  Returns (any ŵ ≠ 0, any w ≠ 0).
+    voltages and responses, ``u`` (B, p) source voltages; ``inv`` = 1/B.  Fills ``left``
+    (2B + 2, n) with [−e·inv ; 1 ; dh ; −ê·inv] (dh_k = Σ_b e_bk ê_bk · inv), ``right``
+    (2B + 2, q) with [ŵ ; df ; 1 ; w] (df_o = Σ_b (w_bo·inv) ŵ_bo) and ``u_one`` (B + 1, p) with
+    [1 ; u], so that a hidden × source group is the single product left[B + 1:]ᵀ u_one
+    (dh_k + Σ_b (−ê_bk·inv) u_bj) and a hidden × port group leftᵀ right.  Returns
+    (any ŵ ≠ 0, any w ≠ 0).
     """
     B, n = e.shape
     q = w.shape[1]
-    dh = left[B]
-    df = right[B + 1]
+    p = u.shape[1]
+    dh = left[B + 1]
+    df = right[B]
     for k in range(n):
         dh[k] = 0.0
     for j in range(q):
         df[j] = 0.0
+    for j in range(p):
+        u_one[0, j] = 1.0
     w_hat_moves = False
     w_moves = False
     for r in range(B):
@@ -431,11 +437,13 @@ def response_factors_kernel(e, e_hat, w, w_hat, inv, left, right):  # pragma: no
             df[j] += (aj * inv) * bj
             w_hat_moves |= bj != 0.0
             w_moves |= aj != 0.0
+        for j in range(p):
+            u_one[r + 1, j] = u[r, j]
     for k in range(n):
         dh[k] *= inv
-        left[B + 1, k] = 1.0
+        left[B, k] = 1.0
     for j in range(q):
-        right[B, j] = 1.0
+        right[B + 1, j] = 1.0
     return w_hat_moves, w_moves
 
 
