@@ -183,6 +183,7 @@ class CoupledIdealSolves:
         held_phases_certified(kk.indptr, kk.indices, kk.data, nd.diag, held.b_src, held.e, held.on,
                               held.__dict__.get("_ke", _NO_KE), take, w, w @ nd.g_out, sv._s_float, sv._h_float,
                               CG_RTOL, self._max_cg, MAX_PDAS, u_scale, sv._vref_max, b, on, e, status, z, mu, stats)
+        stats = stats.tolist()
         if not stats[STAT_W_FINITE]:
             raise ValueError("source and port voltages must be finite")
         if stats[STAT_UNSETTLED] or not stats[STAT_WORST] <= sv.kkt_tol:
@@ -192,7 +193,7 @@ class CoupledIdealSolves:
                 j = np.arange(R) % B
                 return held.on[j if rows is None else take[j]]
 
-            reductions = (*stats[STAT_LO_Z:STAT_N_ON].tolist(), int(stats[STAT_N_ON]), bool(stats[STAT_FINITE]))
+            reductions = (*stats[STAT_LO_Z:STAT_N_ON], int(stats[STAT_N_ON]), bool(stats[STAT_FINITE]))
             counts = (int(stats[STAT_STEPS]), int(stats[STAT_CG]), int(stats[STAT_UNSETTLED]))
             sol = conclude_coupled(kk, nd.diag, b, sv._s_float, sv._h_float, stats[STAT_SCALE_V], sv.kkt_tol, on,
                                    e, z, mu, status, reductions, counts, True, restart, self._general,
@@ -237,17 +238,17 @@ class _HeldPhasesState(_PortCurrentsOnRead):
     def report(self) -> _MarginsOnRead:
         d = self.__dict__
         if d.get("_report") is None and d.get("_certificate") is not None:
-            stats, z, mu, t0, t1 = d.pop("_certificate")
+            stats, z, mu, t0, t1 = d.pop("_certificate")  # stats: a list, indexed by the STAT_* constants
             steps = int(stats[STAT_STEPS])
             batch = z.shape[0]
-            report = _MarginsOnRead(
+            report = _MarginsOnRead.__new__(_MarginsOnRead)  # every field set here (cheaper than __init__)
+            report.__dict__.update(
                 converged=True, method="held-set→pdas" if steps > 1 else "held-set",
-                iterations={"pdas": steps, "cg": int(stats[STAT_CG])}, batch=batch,
-                kcl_residual_a=float(stats[STAT_KCL]), kcl_residual_rel=float(stats[STAT_KCL_REL]),
-                kkt_primal=float(stats[STAT_PRIMAL]), kkt_dual=float(stats[STAT_DUAL]),
-                kkt_complementarity=float(stats[STAT_COMP_REL]), n_on_mean=int(stats[STAT_N_ON]) / max(batch, 1),
-                wall_time_s=t1 - t0)
-            report.__dict__["_margin_source"] = (z, mu, float(stats[STAT_SCALE_V]), float(stats[STAT_SCALE_I]))
+                iterations={"pdas": steps, "cg": int(stats[STAT_CG])}, batch=batch, max_step_v=0.0,
+                kcl_residual_a=stats[STAT_KCL], kcl_residual_rel=stats[STAT_KCL_REL], kkt_primal=stats[STAT_PRIMAL],
+                kkt_dual=stats[STAT_DUAL], kkt_complementarity=stats[STAT_COMP_REL],
+                n_on_mean=int(stats[STAT_N_ON]) / (batch or 1), error_bound_v=None, wall_time_s=t1 - t0,
+                failed_samples=[], note="", _margin_source=(z, mu, stats[STAT_SCALE_V], stats[STAT_SCALE_I]))
             d["_report"] = report
         return d.get("_report")
 
