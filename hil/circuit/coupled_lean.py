@@ -12,8 +12,10 @@ scale reductions cost more than the kernel itself on small batches):
   same inputs had before the last programming step) and keeps them with the state, with
   K e of the answer (the kernel's last certificate pass writes it out);
 * the perturbation phases of a held operating point (the same inputs, repeated k times, or
-  some of its samples again, with new port voltages) go to
-  :func:`~hil.circuit.coupled_kernels.held_phases_kernel`: row r solves
+  some of its samples again, with new port voltages) go to one compiled call,
+  :func:`~hil.circuit.coupled_kernels.held_phases_certified` (the port voltages' check, the
+  solve of :func:`~hil.circuit.coupled_kernels.held_phases_kernel` and the certificate's
+  scaling): row r solves
   b_src[r mod B] + (w G_out)[r] starting from the held sample's active set and voltages,
   gathered in the kernel, so the held point is never tiled (and, with clamp levels 0, the held
   K e spares each row's first residual pass); the small drives of a gradient
@@ -21,9 +23,12 @@ scale reductions cost more than the kernel itself on small batches):
   starts from the + phase's answer reflected about the held point).
 
 Both certify the batch exactly as :func:`hil.circuit.coupled.solve_ideal_coupled` does
-(the kernel's KKT reductions through :func:`hil.circuit.ideal.scaled_certificate`; rows the
+(the kernel's KKT reductions scaled as :func:`hil.circuit.ideal.scaled_certificate` scales them; rows the
 kernel cannot settle, and a batch whose certificate fails, go to the general active-set
-solver, which certifies or raises :class:`~hil.circuit.report.SolveError`), and the kernel
+solver, which certifies or raises :class:`~hil.circuit.report.SolveError`).  The phases accept
+a batch at once when the kernel settled every row and the scaled certificate meets the
+tolerance, and form its report only when it is read; any other batch goes through
+:func:`~hil.circuit.coupled.conclude_coupled` like an operating point.  The kernel
 runs on the same right-hand sides and starts as the general path's, so the answers are the
 same bit for bit (re-measured subsets of the held samples start from their held points,
 where the general path starts cold: the same certified answer to within the CG tolerance,
