@@ -88,6 +88,19 @@ class _CurrentsOnRead(_SourceCurrentsOnRead):
     def u(self, value) -> None:
         self.__dict__["_u"] = value
 
+    @property
+    def info(self) -> dict:
+        """{"report": the solve report, "g_d": None}, formed when first read (the report too)."""
+        d = self.__dict__
+        if d.get("_info") is None and "_state" in d:
+            st = d["_state"]
+            d["_info"] = {"report": st.report, "g_d": st.g_d}
+        return d.get("_info")
+
+    @info.setter
+    def info(self, value) -> None:
+        self.__dict__["_info"] = value
+
 
 class _TiledState:
     """The held operating point repeated k times, as a warm start for a stacked batch.
@@ -183,7 +196,15 @@ class SimulatedBoard(BoardBase):
         return self._solver.circuit
 
     def measure(self, x: np.ndarray, w: np.ndarray | None = None) -> Measurement:
-        st = self._solve(x, w) if self._uncoupled is None else self._solve_uncoupled(x, w)
+        fast, held = self._uncoupled, self._last
+        if fast is not None and w is not None and held is not None and type(x) is np.ndarray and x.ndim == 2 \
+                and x.dtype == np.float64 and (k := _repeats(held, x)):
+            # the held sources k times with new port voltages (the ± phases of a gradient): the
+            # rules of :meth:`_solve_uncoupled`, without its general checks
+            return self._held_phases_measurement(fast.phases(held[1], k, w))
+        if w is not None and self._coupled is not None and (st := self._solve_coupled(x, w, True)) is not None:
+            return self._held_phases_measurement(st)  # the same for coupled ideal diodes (held phases only)
+        st = self._solve(x, w) if fast is None else self._solve_uncoupled(x, w)
         if st.i_src is not None:
             return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
                                piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
@@ -194,13 +215,16 @@ class SimulatedBoard(BoardBase):
                                       info={"report": st.report, "g_d": st.g_d})
             m.__dict__["_inputs"] = self._solver.nodal.input_snapshot()
             return m
-        # held sources, new port voltages: u (the held sources stacked) and y formed when first read
-        m = _CurrentsOnRead(u=None, w=st.w, y=None, i_src=None, e=st.e, on=st.on,
-                            piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
-        d = m.__dict__
-        d["_inputs"] = self._solver.nodal.input_snapshot()
-        d["_state"] = st
-        d["held_sources"] = st.__dict__["held_sources"]  # this board solved exactly those sources
+        return self._held_phases_measurement(st)
+
+    def _held_phases_measurement(self, st: CircuitState) -> Measurement:
+        """The measurement of held sources with new port voltages: u (the held sources stacked), y,
+        the source currents and ``info`` (with the solve report) formed when first read."""
+        m = _CurrentsOnRead.__new__(_CurrentsOnRead)  # every field set here (cheaper than __init__)
+        m.__dict__.update(_u=None, w=st.w, _y=None, _i_src=None, e=st.e, on=st.on,
+                          piecewise_linear=self._piecewise_linear, valid=None, noise_v=0.0, _info=None,
+                          _inputs=self._solver.nodal.input_snapshot(), _state=st,
+                          held_sources=st.__dict__["held_sources"])  # this board solved exactly those sources
         return m
 
     def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:

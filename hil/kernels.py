@@ -11,13 +11,17 @@ keeps the machine code next to this file; a first compile takes about a second;
 division by zero gives ±inf or NaN as in numpy, which the callers' certificates reject).
 
 * :func:`ideal_diagonal_kernel` — the closed-form ideal-diode solve of uncoupled nodes with
-  the residuals of its KKT certificate, reduced for the whole batch.
+  the residuals of its KKT certificate, reduced for the whole batch;
+  :func:`diagonal_phases_kernel` — the same for the ± phases of a held operating point, with the
+  port check, w·G_out and the scaled certificate in the same call.
 * :func:`adam_kernel` — one Adam step with projection onto the programmable range.
 * :func:`hl_phase_kernel` — the central responses of a stacked ± measurement, the
   symmetry (flip) test and the diode-state comparison of both phases, per sample.
 * :func:`hl_drive_kernel`, :func:`flip_accounting_kernel` — the port drives of the ± phases and
   the per-sample flip bookkeeping of ``hl``; :func:`hl_held_pass_kernel` — the phase kernel and
-  the bookkeeping in one call, for phases whose sources held their voltages.
+  the bookkeeping in one call, for phases whose sources held their voltages;
+  :func:`cross_entropy_drive_kernel` — the loss, ŵ, the drives and the stacked inputs of the
+  phases in one call; :func:`hl_first_pass_kernel` — the held pass and, for small batches, v·v̂.
 * :func:`branch_factors_kernel`, :func:`response_factors_kernel`, :func:`response_product_kernel` —
   v·v̂ for every conductance (:meth:`hil.board.BoardTopology.mean_branch_product` from node arrays,
   :meth:`~hil.board.BoardTopology.mean_response_product` from the parts of a held-source response).
@@ -108,6 +112,122 @@ def ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on):  # pragma: no cov
     return lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, int(count), nan_sum == 0.0
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def diagonal_phases_kernel(b, w, g_out, delta, diag, s, h, floor_v, e, z, mu, on):  # pragma: no cover - compiled
+    """The perturbation phases of a held operating point, solved and certified in one call:
+    :func:`ideal_diagonal_kernel` with ``delta`` = ``w`` G_out formed row by row, the port
+    voltages checked on the way, and the certificate scaled as
+    :func:`hil.circuit.ideal.scaled_certificate` does.
+
+    ``b`` (B₀, n) held nodal source currents (A); ``w`` (R, q) port voltages (V), row r is sample
+    r mod B₀; ``g_out`` (q, n) output conductances (S); ``delta`` (R, n) = w G_out when the caller
+    formed it (a matrix product is faster for many rows), or no rows; ``floor_v`` the voltage scale without the
+    ports (max of the sources' scale and the clamp levels, V).  Writes e, z, mu, on as
+    :func:`ideal_diagonal_kernel`.  Returns (ports finite, voltage scale V, current scale A,
+    primal, dual, KCL, complementarity residuals (scaled), the worst of them (inf when anything
+    was not finite), max |KCL| A, conducting count).
+    """
+    R, n = e.shape
+    q = w.shape[1]
+    B0 = b.shape[0]
+    write_z = z.shape[0] > 0
+    bad = 0.0
+    top = 0.0
+    for r in range(R):
+        for j in range(q):
+            v = w[r, j]
+            bad += v - v  # 0 unless some entry is ±inf or NaN
+            top = max(top, abs(v))
+    lo = np.empty(n)
+    hi = np.empty(n)
+    for k in range(n):
+        lo[k] = h[k] if s[k] > 0.0 else -np.inf
+        hi[k] = np.inf if s[k] > 0.0 else h[k]
+    acc = _new_accumulators(n)
+    row = np.empty(n)
+    d = np.empty(n)
+    given = delta.shape[0] > 0
+    for r in range(R):
+        rb = r % B0
+        if given:
+            for k in range(n):
+                row[k] = b[rb, k] + delta[r, k]
+        else:
+            for k in range(n):
+                d[k] = 0.0
+            for o in range(q):  # (w G_out)[r], summed over the ports in order
+                wo = w[r, o]
+                for k in range(n):
+                    d[k] += wo * g_out[o, k]
+            for k in range(n):
+                row[k] = b[rb, k] + d[k]
+        _solve_row(row, r, diag, s, h, lo, hi, e, z, mu, on, write_z, acc)
+    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, count, finite = _reduce_accumulators(acc)
+    scale_v = max(floor_v, top)
+    scale_i = max(b_abs, ke_abs, 1e-300)
+    primal = max(-lo_z, 0.0) / scale_v
+    dual = max(-lo_mu, 0.0) / scale_i
+    kcl_rel = kcl_abs / scale_i
+    complementarity = comp_abs / scale_v / scale_i
+    worst = max(max(primal, dual), max(complementarity, kcl_rel)) if finite else np.inf
+    return bad == 0.0, scale_v, scale_i, primal, dual, kcl_rel, complementarity, worst, kcl_abs, count
+
+
+@njit(inline="always")
+def _new_accumulators(n):  # pragma: no cover - compiled
+    """Per-node running values of the certificate: min z, min mu, max |KCL|, max |mu z|, max |K e|,
+    max |b|, non-finite, count (8, n)."""
+    acc = np.zeros((8, n))
+    for k in range(n):
+        acc[0, k] = np.inf
+        acc[1, k] = np.inf
+    return acc
+
+
+@njit(inline="always")
+def _solve_row(row, r, diag, s, h, lo, hi, e, z, mu, on, write_z, acc):  # pragma: no cover - compiled
+    """Row r of :func:`diagonal_phases_kernel`: the closed form of nodal currents ``row`` (n,), written
+    into e, mu, on (and z) and folded into the accumulators, as :func:`ideal_diagonal_kernel` does
+    (which keeps its own loop: the forward solve's machine code stays as it was)."""
+    n = row.shape[0]
+    for k in range(n):
+        bk = row[k]
+        ek, zk, mk, c, cf, bad, kcl, comp, ke = _clamped_node(bk, diag[k], h[k], s[k], lo[k], hi[k])
+        e[r, k] = ek
+        mu[r, k] = mk
+        on[r, k] = c
+        acc[0, k] = min(zk, acc[0, k])
+        acc[1, k] = min(mk, acc[1, k])
+        acc[2, k] = max(kcl, acc[2, k])
+        acc[3, k] = max(comp, acc[3, k])
+        acc[4, k] = max(ke, acc[4, k])
+        acc[5, k] = max(abs(bk), acc[5, k])
+        acc[6, k] += bad
+        acc[7, k] += cf
+    if write_z:
+        for k in range(n):
+            z[r, k] = (e[r, k] - h[k]) * s[k]
+
+
+@njit(inline="always")
+def _reduce_accumulators(acc):  # pragma: no cover - compiled
+    """(min z, min mu, max |KCL|, max |mu z|, max |K e|, max |b|, conducting count, all finite)."""
+    n = acc.shape[1]
+    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
+    count = 0.0
+    nan_sum = 0.0
+    for k in range(n):
+        lo_z = min(lo_z, acc[0, k])
+        lo_mu = min(lo_mu, acc[1, k])
+        kcl_abs = max(kcl_abs, acc[2, k])
+        comp_abs = max(comp_abs, acc[3, k])
+        ke_abs = max(ke_abs, acc[4, k])
+        b_abs = max(b_abs, acc[5, k])
+        nan_sum += acc[6, k]
+        count += acc[7, k]
+    return lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, int(count), nan_sum == 0.0
+
+
 @njit(inline="always")
 def _clamped_node(bk, dk, hk, sk, lok, hik):  # pragma: no cover - compiled
     """One node of :func:`ideal_diagonal_kernel`: (e, z, mu, conducting, conducting as 0/1,
@@ -155,7 +275,7 @@ def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol,
                     plus_flip, minus_flip, by_response):  # pragma: no cover - compiled
     """Per sample of a stacked ± measurement (rows k and k + K are the + and − phase of sample k):
 
-    * the central response (v₊ − v₋)/(2 ε_k) of every hidden node and port into ``n_hat_e`` (K, n)
+    * the central response (v₊ − v₋)·(1/(2 ε_k)) of every hidden node and port into ``n_hat_e`` (K, n)
       and ``n_hat_w`` (K, q);
     * ``by_response[k]``: the ± responses are not mirror images, max|v₊ + v₋ − 2v₀| >
       rel_tol/2 · max|v₊ − v₋| + noise_floor (a flip seen in the readings alone);
@@ -169,11 +289,11 @@ def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol,
     q = w0.shape[1]
     states = on_both.shape[0] > 0
     for k in range(K):
-        two_eps = 2.0 * es[k]
+        half_inv = 1.0 / (2.0 * es[k])  # (one division per sample, a product per node: within 1 ulp)
         for j in range(n):  # the responses first: a loop without reductions vectorises
-            n_hat_e[k, j] = (e_both[k, j] - e_both[k + K, j]) / two_eps
+            n_hat_e[k, j] = (e_both[k, j] - e_both[k + K, j]) * half_inv
         for j in range(q):
-            n_hat_w[k, j] = (w_both[k, j] - w_both[k + K, j]) / two_eps
+            n_hat_w[k, j] = (w_both[k, j] - w_both[k + K, j]) * half_inv
         asym, resp = _asym_resp(e_both, e0, k, K, n, 0.0, 0.0)
         asym, resp = _asym_resp(w_both, w0, k, K, q, asym, resp)
         by_response[k] = asym > resp * (rel_tol / 2.0) + noise_floor
@@ -520,70 +640,53 @@ def source_voltages_kernel(x, idx, sign, offset, u):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def cross_entropy_kernel(y, t, d, gain, loss, dy):  # pragma: no cover - compiled
+def cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, dy):  # pragma: no cover - compiled
     """Softmax cross-entropy on differential port currents, per sample, in one pass.
 
-    ``y`` (B, q) port currents (A), ``t`` (B,) class labels, ``d`` (k, q) differential matrix,
-    ``gain`` (1/A).  Logits z = gain · d y; writes ``loss`` (B,) = −log softmax(z)_t and
-    ``dy`` (B, q) = gain · (softmax(z) − onehot(t)) d, in A⁻¹ (the same operations as the
-    numpy formula, summed left to right).  Returns False if a label is outside 0 … k − 1.
+    ``y`` (B, q) port currents (A), ``t`` (B,) class labels, the differential matrix d (k, q) by
+    its nonzero entries (compressed rows: class c has the entries ``vals[indptr[c]:indptr[c + 1]]``
+    in the columns ``cols[…]``, ascending), ``gain`` (1/A).  Logits z = gain · d y; writes
+    ``loss`` (B,) = −log softmax(z)_t and ``dy`` (B, q) = gain · (softmax(z) − onehot(t)) d, in
+    A⁻¹.  Sums run left to right over the nonzero entries (the zero entries of d would add exact
+    zeros for finite currents), softmax(z)_c = exp(z_c − max z) / Σ exp(z − max z).  Returns
+    False if a label is outside 0 … k − 1.
     """
     B, q = y.shape
-    k = d.shape[0]
+    k = indptr.shape[0] - 1
     for r in range(B):
         if t[r] < 0 or t[r] >= k:
             return False
-    # the class sums Σ_j y_rj d_cj, left to right over the ports, four samples at a time
-    # (four independent running sums instead of one chain of dependent additions)
-    zs = np.empty((B, k))
-    B4 = B - B % 4
-    for r in range(0, B4, 4):
-        for c in range(k):
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            for j in range(q):
-                dcj = d[c, j]
-                s0 += y[r, j] * dcj
-                s1 += y[r + 1, j] * dcj
-                s2 += y[r + 2, j] * dcj
-                s3 += y[r + 3, j] * dcj
-            zs[r, c] = s0
-            zs[r + 1, c] = s1
-            zs[r + 2, c] = s2
-            zs[r + 3, c] = s3
-    for r in range(B4, B):
-        for c in range(k):
-            s = 0.0
-            for j in range(q):
-                s += y[r, j] * d[c, j]
-            zs[r, c] = s
+    z = np.empty(k)
+    ex = np.empty(k)
     for r in range(B):
         tr = t[r]
-        z = zs[r]
         top = -np.inf
         for c in range(k):
-            z[c] *= gain
-            top = max(top, z[c])
+            s = 0.0
+            for i in range(indptr[c], indptr[c + 1]):
+                s += y[r, cols[i]] * vals[i]
+            s *= gain
+            z[c] = s
+            top = max(top, s)
         total = 0.0
         for c in range(k):
-            z[c] -= top
-            total += np.exp(z[c])
-        log_total = np.log(total)
-        loss[r] = -(z[tr] - log_total)
+            zc = z[c] - top
+            z[c] = zc
+            ec = np.exp(zc)
+            ex[c] = ec
+            total += ec
+        loss[r] = -(z[tr] - np.log(total))
         for j in range(q):
             dy[r, j] = 0.0
         for c in range(k):
-            p = np.exp(z[c] - log_total)
+            p = ex[c] / total
             if c == tr:
                 p -= 1.0
-            for j in range(q):
-                dy[r, j] += p * d[c, j]
+            for i in range(indptr[c], indptr[c + 1]):
+                dy[r, cols[i]] += p * vals[i]
         for j in range(q):
             dy[r, j] *= gain
     return True
-
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -747,3 +850,44 @@ def differential_argmax_kernel(y, d, gain, out):  # pragma: no cover - compiled
                 top = z
                 best = c
         out[r] = best
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def cross_entropy_drive_kernel(y, t, indptr, cols, vals, gain, w0, delta_v, x, loss, w_hat, eps, w_both,
+                               x_both):  # pragma: no cover - compiled
+    """The loss of an operating point and the inputs and port drives of ``hl``'s stacked ± phases in
+    one call: :func:`cross_entropy_kernel` (``loss`` (B,), ∂ℓ/∂y into ``w_hat`` (B, q)), ŵ = −∂ℓ/∂y
+    in place, then :func:`hl_drive_kernel` (``eps`` (B, 1), ``w_both`` (2B, q)), and the inputs
+    ``x`` (B, m) twice into ``x_both`` (2B, m).  The same operations as the steps one by one.
+    Returns False if a label is outside 0 … k − 1 (nothing else written)."""
+    if not cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, w_hat):
+        return False
+    B, m = x.shape
+    for r in range(B):
+        for j in range(m):
+            x_both[r, j] = x[r, j]
+            x_both[r + B, j] = x[r, j]
+    B, q = w_hat.shape
+    for r in range(B):
+        for j in range(q):
+            w_hat[r, j] = -w_hat[r, j]
+    hl_drive_kernel(w_hat, w0, delta_v, eps, w_both)
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def hl_first_pass_kernel(e_both, w_both, e0, w0, on_both, on0, es, rel_tol, u, blocks, n_hat_e, n_hat_w, flags,
+                         out):  # pragma: no cover - compiled
+    """The first pass of ``hl`` on an exact board whose ± phases held the sources and every sample
+    valid: :func:`hl_held_pass_kernel` (every phase valid, no reading noise) and, when no sample is
+    left to re-measure (none flagged, or each resolved from the phase that kept its states) and
+    ``out`` has entries, :func:`response_product_kernel` of the responses into ``out`` (with
+    ``blocks`` as there; hidden↔hidden edges are left to the caller).  Returns the counts
+    of :func:`flip_accounting_kernel`."""
+    K = e0.shape[0]
+    phase_ok = np.ones(K, dtype=np.bool_)
+    counts = hl_held_pass_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, 0.0, True,
+                                 n_hat_e, n_hat_w, flags)
+    if counts[0] == counts[2] and out.shape[0] > 0:
+        response_product_kernel(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, np.empty(e0.shape[1]), out)
+    return counts

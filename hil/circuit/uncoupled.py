@@ -11,7 +11,10 @@ network instead of the general :meth:`~hil.circuit.solve.EquilibriumSolver.solve
   product) and keeps them with the state;
 * the perturbation phases of a held operating point (the same inputs, repeated k times,
   with new port voltages) reuse those currents: row r solves b[r mod B] + (w G_out)[r],
-  so the phases need no product with the sources and no tiled copy of b.
+  so the phases need no product with the sources and no tiled copy of b; for every held
+  sample (the ± phases of a gradient) the port check, w G_out, the closed form and the scaled
+  certificate are one compiled call (:func:`hil.kernels.diagonal_phases_kernel`), and the
+  solve report is formed when first read.
 
 Both return the same :class:`~hil.circuit.solve.CircuitState` as the general solve, with
 source currents and diode currents left to be formed when read (``i_src`` and
@@ -22,11 +25,18 @@ certificate fails, exactly as the general path does.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from hil.circuit.ideal import _NO_ROWS, _diagonal_solution, solve_ideal_diagonal
+from hil.circuit.ideal import _NO_ROWS, _diagonal_solution, _MarginsOnRead, solve_ideal_diagonal
+from hil.circuit.report import SolveError
 from hil.circuit.solve import CircuitState, EquilibriumSolver
-from hil.kernels import finite_abs_max, source_voltages_kernel
+from hil.kernels import diagonal_phases_kernel, finite_abs_max, source_voltages_kernel
+
+
+#: up to this many phase rows :meth:`UncoupledIdealSolves._held_phases` forms w G_out in its kernel
+_FEW_ROWS = 8
 
 
 def source_gather(source_matrix: np.ndarray, offset: np.ndarray):
@@ -131,6 +141,9 @@ class UncoupledIdealSolves:
         ``y`` are formed when first read (an ``hl`` gradient reads only the node voltages).
         """
         nd = self._solver.nodal
+        if rows is None and held.b_src.size and isinstance(w, np.ndarray) and w.dtype == np.float64 \
+                and w.flags.c_contiguous and w.shape == (k * held.b_src.shape[0], self._q):
+            return self._held_phases(held, k, w)
         held_u, b_src = (held.u, held.b_src) if rows is None else (held.u[rows], held.b_src[rows])
         B = held_u.shape[0]
         w, w_scale = self._checked_ports(w, k * B)
@@ -146,6 +159,40 @@ class UncoupledIdealSolves:
         # write fresh arrays instead of these (copy on write); the row sums are copied (q values)
         nd.input_snapshot()
         st.__dict__["_ports"] = (nd.g_out, nd.out_row_sum.copy())
+        return st
+
+    def _held_phases(self, held: CircuitState, k: int, w: np.ndarray) -> CircuitState:
+        """:meth:`phases` of every held sample, ``w`` a C-contiguous float (k·B, q) array: the port
+        check, w G_out, the closed-form solve and its scaled KKT certificate in one compiled call
+        (:func:`hil.kernels.diagonal_phases_kernel`); raises ValueError for non-finite port voltages
+        and :class:`~hil.circuit.report.SolveError` when the certificate fails, as :meth:`phases`
+        does.  The solve report is formed when first read."""
+        t0 = time.perf_counter()
+        sv = self._solver
+        nd = sv.nodal
+        ref, u_scale = self._u_scale
+        if ref is not held:
+            u_scale = _abs_max(held.u)
+        R, n = w.shape[0], nd.diag.shape[0]
+        e, mu, on = np.empty((R, n)), np.empty((R, n)), np.empty((R, n), dtype=np.bool_)
+        relu = sv._sign == 1 and sv._vref_zero
+        z = e if relu else np.empty((R, n))
+        delta = w @ nd.g_out if R > _FEW_ROWS else _NO_ROWS  # a matrix product pays off for many rows
+        cert = diagonal_phases_kernel(held.b_src, w, nd.g_out, delta, nd.diag, sv._s_float, sv._h_float,
+                                  max(u_scale, sv._vref_max, 1e-300), e, _NO_ROWS if relu else z, mu, on)
+        if not cert[0]:
+            raise ValueError("source and port voltages must be finite")
+        st = _HeldPhaseState.__new__(_HeldPhaseState)  # every field set here (cheaper than __init__)
+        d = st.__dict__
+        d.update(_u=None, w=w, e=e, diode_current=None, on=on, g_d=None, _y=None, i_src=None, _report=None,
+                 b_src=None, region=None, _certificate=(cert, R, z, mu, time.perf_counter() - t0, sv.kkt_tol))
+        if not cert[7] <= sv.kkt_tol:
+            report = st.report
+            report.note = f"KKT certificate {cert[7]:.2e} exceeds tolerance {sv.kkt_tol:.0e}"
+            raise SolveError("ideal-diode equilibrium not certified: " + report.note, report)
+        d["held_sources"] = (held.u, k)
+        nd.input_snapshot()  # (see :meth:`phases`)
+        d["_ports"] = (nd.g_out, nd.out_row_sum.copy())
         return st
 
     def _checked_ports(self, w, rows: int) -> tuple[np.ndarray, float]:
@@ -193,3 +240,26 @@ class _PortCurrentsOnRead(CircuitState):
     @y.setter
     def y(self, value) -> None:
         self.__dict__["_y"] = value
+
+
+class _HeldPhaseState(_PortCurrentsOnRead):
+    """A :class:`_PortCurrentsOnRead` of :meth:`UncoupledIdealSolves._held_phases` whose solve report
+    is formed when first read, from the certificate the kernel computed (which was checked at once)."""
+
+    @property
+    def report(self):
+        d = self.__dict__
+        if d.get("_report") is None and "_certificate" in d:
+            cert, rows, z, mu, seconds, tol = d.pop("_certificate")
+            _, scale_v, scale_i, primal, dual, kcl_rel, complementarity, worst, kcl_abs, n_on = cert
+            report = _MarginsOnRead(
+                converged=bool(worst <= tol), method="pdas", iterations={"pdas": 1}, batch=rows,
+                kcl_residual_a=kcl_abs, kcl_residual_rel=kcl_rel, kkt_primal=primal, kkt_dual=dual,
+                kkt_complementarity=complementarity, n_on_mean=n_on / rows, wall_time_s=seconds)
+            report.__dict__["_margin_source"] = (z, mu, scale_v, scale_i)
+            d["_report"] = report
+        return d.get("_report")
+
+    @report.setter
+    def report(self, value) -> None:
+        self.__dict__["_report"] = value

@@ -22,8 +22,10 @@ from functools import partial
 
 import numpy as np
 
-from hil.board import Board, ExactLinearization, Measurement, PhasedMeasurement, valid_mask
-from hil.kernels import flip_accounting_kernel, hl_drive_kernel, hl_held_pass_kernel, repeats_of
+from hil.board import _SMALL_BATCH, Board, ExactLinearization, Measurement, PhasedMeasurement, valid_mask
+from hil.circuit.coupled_kernels import edge_products_kernel
+from hil.kernels import (cross_entropy_drive_kernel, flip_accounting_kernel, hl_drive_kernel, hl_first_pass_kernel,
+                         hl_held_pass_kernel, repeats_of)
 from hil.train.losses import Loss
 
 ESTIMATORS = ("hl", "hl-exact", "ep", "fd")
@@ -202,10 +204,19 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
             raise TypeError("one_sweep needs a board with measure_phases (PhasedMeasurement)")
         return _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_per_sample, flip_rel_tol)
     topo = board.topology
-    op, val, w_hat = _operating_point(board, x, target, loss)
     if central:
-        return _hl_central(board, topo, x, op, val, w_hat, float(delta_v), max_retries, keep_per_sample,
+        op = board.measure(x)
+        if op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None \
+                and isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] == op.w.shape[0] \
+                and not (op.info and op.info.get("wire_ir_drop")):
+            labels = loss._kernel_labels(op.y, target)
+            if labels is not None:
+                return _hl_lean(board, topo, x, op, labels, loss, float(delta_v), max_retries, keep_per_sample,
+                                flip_rel_tol)
+        val, dy = loss.value_and_grad(op.y, target)
+        return _hl_central(board, topo, x, op, val, -dy, float(delta_v), max_retries, keep_per_sample,
                            flip_rel_tol)
+    op, val, w_hat = _operating_point(board, x, target, loss)
     B = x.shape[0]
     eps = np.empty((B, 1))  # volts per unit ŵ, chosen per sample so that max|εŵ| = delta_v
     amp = np.max(np.abs(w_hat), axis=1, keepdims=True)
@@ -252,15 +263,81 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                     "one_sided": 0, "unresolvable": unreadable}, n_invalid=0 if all_valid else None)
 
 
+def _hl_lean(board: Board, topo, x: np.ndarray, op: Measurement, labels: np.ndarray, loss: Loss, delta_v: float,
+             max_retries: int, keep_per_sample: bool, flip_rel_tol: float) -> GradientResult:
+    """:func:`_hl_central` for the common case, with the fewest calls: cross-entropy on differential
+    pairs, an exact piecewise-linear board reporting diode states, every sample valid.  Loss and
+    drives are one compiled call; if the ± phases held the sources, kept every sample valid and
+    left no sample to re-measure (none flagged, or each resolved from the phase that kept its
+    states), the responses (and, for small batches, v·v̂) are one more, and the result is
+    written directly.  Anything else (a flip, an invalid or noisy phase, sources that moved)
+    continues in :func:`_hl_central` from the phases already measured (the same answer)."""
+    B, q = op.w.shape
+    n = op.e.shape[1]
+    val, w_hat, eps, w_both = np.empty(B), np.empty((B, q)), np.empty((B, 1)), np.empty((2 * B, q))
+    x = _c(x)
+    x_both = np.empty((2 * x.shape[0], x.shape[1]))  # the inputs twice: the held sources in both phases
+    if not cross_entropy_drive_kernel(_c(op.y), labels, *loss._d_sparse, float(loss.gain_per_a), _c(op.w), delta_v,
+                                      x, val, w_hat, eps, w_both, x_both):
+        raise ValueError(loss._label_range())
+    if not B:  # an empty batch measures nothing
+        return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol)
+    both = board.measure(x_both, w_both)
+    held = both.held_sources if isinstance(both, Measurement) else None
+    if both.valid is not None or both.noise_v > 0 or both.on is None or not (
+            (held[0] is op.u and held[1] == 2) if held is not None else _sources_held(both.u, op.u)) \
+            or both.e.shape != (2 * B, n) or both.w.shape != (2 * B, q) or both.on.shape != (2 * B, n) \
+            or op.on.shape != (B, n):
+        return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol,
+                           (both, eps, w_both))
+    plan = topo._response_plan() if B <= _SMALL_BATCH and not keep_per_sample else None
+    out = np.empty(topo.n_conductances) if plan is not None else _NO_VALUES
+    e_hat, w_resp, flags = np.empty((B, n)), np.empty((B, q)), np.empty((6, B), np.bool_)
+    e0, w0, u0 = _c(op.e), _c(op.w), _c(op.u)
+    counts = hl_first_pass_kernel(_c(both.e), _c(both.w), e0, w0, _c(both.on, np.bool_), _c(op.on, np.bool_),
+                                  eps[:, 0], float(flip_rel_tol), u0, plan[3] if plan is not None else _NO_BLOCKS,
+                                  e_hat, w_resp, flags, out)
+    n_flagged, n_by_response, n_single, _ = counts
+    if n_flagged != n_single:  # a sample to re-measure: the general bookkeeping (it repeats this pass)
+        return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol,
+                           (both, eps, w_both))
+    if plan is not None:
+        if plan[2].size:  # hidden↔hidden edges
+            edge_products_kernel(e0, _c(e_hat), plan[1][0], plan[1][1], 1.0 / B, plan[2], out)
+        grad, per = out, None
+    else:
+        grad, per = _finish(topo, None, (op.u, op.e, op.w, e_hat, w_resp), keep_per_sample)
+    stats = {"flipped_samples": n_flagged, "flips_from_response": n_by_response, "retries": 0,
+             "one_sided": n_single, "unresolvable": 0, "invalid_samples": 0, "unresolved_flips": 0,
+             "may_be_biased": False, "bias_note": None, "valid": _uniform_mask(True, B)}
+    phases = [(slice(None), B, both, eps, None)]  # how ∂ℓ/∂u is assembled when read (see _hl_central)
+    if n_single:  # samples resolved from the phase that kept every state
+        phases.append((np.arange(B), B, both, eps, (flags[4].nonzero()[0], flags[0], op)))
+    res = _SourceGradOnRead.__new__(_SourceGradOnRead)  # every field set here (cheaper than __init__)
+    res.__dict__.update(grad=grad, loss=val, op=op, _source_grad=None, per_sample=per, stats=stats,
+                        _assemble=partial(_central_source_grad, op.u.shape, phases))
+    return res
+
+
+_NO_VALUES = np.empty(0)
+_NO_BLOCKS = np.zeros((0, 5), np.int64)
+
+
 def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndarray, w_hat: np.ndarray,
-                delta_v: float, max_retries: int, keep_per_sample: bool, flip_rel_tol: float) -> GradientResult:
+                delta_v: float, max_retries: int, keep_per_sample: bool, flip_rel_tol: float,
+                first=None) -> GradientResult:
     """``hl`` with central differences: both perturbation phases of the samples still to measure
-    as one stacked batch of 2k measurements per pass (see :func:`hl_gradient`)."""
+    as one stacked batch of 2k measurements per pass (see :func:`hl_gradient`).  ``first``: the
+    first pass's stacked measurement of the whole batch, its ``eps`` (B, 1) and drives (2B, q),
+    when already measured (by :func:`_hl_lean`)."""
     B = x.shape[0]
     p, n, q = op.u.shape[1], op.e.shape[1], op.w.shape[1]
-    eps = np.empty((B, 1))  # volts per unit ŵ, chosen per sample so that max|εŵ| = delta_v
-    w_both = np.empty((2 * B, q))  # the + and − port voltages of every sample, for the first pass
-    hl_drive_kernel(_c(w_hat), _c(op.w), delta_v, eps, w_both)
+    if first is not None:
+        first, eps, w_both = first
+    else:
+        eps = np.empty((B, 1))  # volts per unit ŵ, chosen per sample so that max|εŵ| = delta_v
+        w_both = np.empty((2 * B, q))  # the + and − port voltages of every sample, for the first pass
+        hl_drive_kernel(_c(w_hat), _c(op.w), delta_v, eps, w_both)
     # Node order [sources, hidden, ports, ground].  The responses of the hidden nodes and ports
     # (every sample is written by the first pass); when the sources hold the same voltages in
     # every phase (they follow x) they do not respond and the node arrays are never assembled
@@ -275,7 +352,7 @@ def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndar
     n_flagged, flags = 0, None
     while k:  # (an empty batch measures nothing)
         whole = retries == 0  # the first pass: the whole batch
-        both = board.measure(np.concatenate([xs, xs]), w_both)
+        both = first if whole and first is not None else board.measure(np.concatenate([xs, xs]), w_both)
         noise = max(both.noise_v, op.noise_v)
         phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
         held = both.held_sources if isinstance(both, Measurement) else None

@@ -43,17 +43,13 @@ class Loss:
 
     def value_and_grad(self, y: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-sample loss (B,) and ∂ℓ/∂y (B, q) in A⁻¹."""
-        if self.name == "cross_entropy" and self.differential.size and y.ndim == 2 \
-                and y.shape[1] == self.differential.shape[1]:
-            # one compiled pass per batch (logits, softmax, loss, ∂ℓ/∂y through the differential pairs)
-            t = np.asarray(target)
-            if t.shape == (y.shape[0],) and t.dtype.kind in "iu":
-                y_c = y if y.dtype == np.float64 and y.flags.c_contiguous else np.ascontiguousarray(y, dtype=float)
-                loss, dy = np.empty(y.shape[0]), np.empty(y.shape)
-                if not cross_entropy_kernel(y_c, t.astype(np.int64, copy=False), self._d_c, float(self.gain_per_a),
-                                            loss, dy):
-                    raise ValueError(f"class labels must be 0 … {self.differential.shape[0] - 1}")
-                return loss, dy
+        t = self._kernel_labels(y, target)
+        if t is not None:  # one compiled pass per batch (logits, softmax, loss, ∂ℓ/∂y through the differential pairs)
+            y_c = y if y.dtype == np.float64 and y.flags.c_contiguous else np.ascontiguousarray(y, dtype=float)
+            loss, dy = np.empty(y.shape[0]), np.empty(y.shape)
+            if not cross_entropy_kernel(y_c, t, *self._d_sparse, float(self.gain_per_a), loss, dy):
+                raise ValueError(self._label_range())
+            return loss, dy
         z = self.scores(y)
         if self.name == "cross_entropy":
             zs = z - z.max(axis=1, keepdims=True)
@@ -86,6 +82,20 @@ class Loss:
         dy = self.gain_per_a * (dz @ d if d.size else dz)
         return loss, dy
 
+    def _kernel_labels(self, y: np.ndarray, target) -> np.ndarray | None:
+        """The class labels as int64 (B,) when the compiled cross-entropy applies (cross-entropy on
+        differential pairs, (B, q) port currents, one integer label per sample), else None."""
+        d = self.differential
+        if self.name == "cross_entropy" and d.size and y.ndim == 2 and y.shape[1] == d.shape[1]:
+            t = target if type(target) is np.ndarray else np.asarray(target)
+            if t.shape == (y.shape[0],) and t.dtype.kind in "iu":
+                return t if t.dtype == np.int64 else t.astype(np.int64)
+        return None
+
+    def _label_range(self) -> str:
+        """The error message of a class label out of range."""
+        return f"class labels must be 0 … {self.differential.shape[0] - 1}"
+
     @property
     def _d_c(self) -> np.ndarray:
         """The differential matrix as a C-contiguous float array (formed once)."""
@@ -94,6 +104,19 @@ class Loss:
             d = np.ascontiguousarray(self.differential, dtype=float)
             object.__setattr__(self, "_d_contiguous", d)
         return d
+
+    @property
+    def _d_sparse(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The differential matrix by its nonzero entries, row by row: (row starts (k + 1,), columns,
+        values), formed once."""
+        sp = self.__dict__.get("_d_nonzero")
+        if sp is None:
+            d = self._d_c
+            rows, cols = np.nonzero(d)
+            indptr = np.searchsorted(rows, np.arange(d.shape[0] + 1)).astype(np.int64)
+            sp = (indptr, cols.astype(np.int64), np.ascontiguousarray(d[rows, cols]))
+            object.__setattr__(self, "_d_nonzero", sp)
+        return sp
 
     def predict(self, y: np.ndarray) -> np.ndarray:
         """Predicted class per sample (B,): the largest logit (one compiled pass with differential pairs)."""

@@ -303,3 +303,20 @@ def test_a_phase_row_the_kernel_cannot_settle_falls_back_to_the_general_solver()
     assert rep.converged and rep.method == "held-set→pdas" and rep.iterations["pdas"] == 1
     r = general.measure(np.concatenate([x, x]), w_both)
     assert np.array_equal(both.on, r.on) and _rel(both.e, r.e) <= 1e-12
+
+
+def test_the_board_sends_held_phases_straight_to_the_lean_phases_and_forms_the_report_when_read():
+    c = _circuit(seed=13)
+    lean, general = _boards(c)
+    x = np.random.default_rng(13).uniform(-1, 1, (3, 6))
+    op = lean.measure(x)
+    general.measure(x)
+    w_both = np.concatenate([op.w + 1e-3, op.w - 1e-3])
+    m = lean.measure(np.concatenate([x, x]), w_both)
+    st = m.__dict__["_state"]
+    assert isinstance(st, lean_module._HeldPhasesState) and st.__dict__["_report"] is None
+    _same(m, general.measure(np.concatenate([x, x]), w_both))
+    assert m.info["report"].converged and m.info["report"].method.startswith("held-set")
+    assert lean._solve_coupled(np.concatenate([x, x[::-1]]), w_both, True) is None  # not the held inputs
+    lean._solver.compiled_coupled = False  # the direct route only for the compiled coupled path
+    assert lean._solve_coupled(np.concatenate([x, x]), w_both, True) is None

@@ -38,7 +38,10 @@ def test_phase_kernel_equals_the_numpy_responses_and_flip_tests(noise_v):
     npl = np.concatenate([e_both[:k], w_both[:k]], axis=1)
     nmi = np.concatenate([e_both[k:], w_both[k:]], axis=1)
     ref = np.concatenate([e0, w0], axis=1)
-    assert np.array_equal(np.concatenate([nh_e, nh_w], axis=1), (npl - nmi) / (2 * es[:, None]))
+    # the central response as a product with 1/(2ε): within an ulp of the division
+    central = (npl - nmi) * (1.0 / (2 * es[:, None]))
+    assert np.array_equal(np.concatenate([nh_e, nh_w], axis=1), central)
+    assert np.allclose(central, (npl - nmi) / (2 * es[:, None]), rtol=5e-16, atol=0.0)
     expected = response_flips(npl, ref, nmi, noise_v, 1e-3)
     assert np.array_equal(flips[2], expected) and expected.any() and not expected.all()
     sides = np.any(on_both.reshape(2, k, -1) != on0, axis=2)
@@ -56,7 +59,6 @@ def test_phase_kernel_equals_the_numpy_responses_and_flip_tests(noise_v):
     got = np.concatenate([nh_e, nh_w], axis=1)
     single = sides[0] ^ sides[1]
     side = np.where(sides[0][:, None], ref - nmi, npl - ref) / es[:, None]
-    central = (npl - nmi) / (2 * es[:, None])
     assert np.array_equal(got[single], side[single]) and np.array_equal(got[~single], central[~single])
 
 

@@ -59,7 +59,7 @@ def test_cross_entropy_kernel_equals_the_numpy_formula():
     assert np.max(np.abs(dy - 1e5 * (dz @ d))) <= 1e-13 * np.abs(dy).max()
     with pytest.raises(ValueError, match="class labels"):
         loss.value_and_grad(y, np.full(11, 5))
-    assert not cross_entropy_kernel(y, np.full(11, -1), d, 1e5, np.empty(11), np.empty((11, 10)))
+    assert not cross_entropy_kernel(y, np.full(11, -1), *loss._d_sparse, 1e5, np.empty(11), np.empty((11, 10)))
     assert np.array_equal(loss.predict(y), np.argmax(loss.scores(y), axis=1))
     y[3, 4] = np.nan  # a NaN logit is the maximum, as for numpy's argmax
     y[4] = 0.0  # ties: the first class
