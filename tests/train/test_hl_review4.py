@@ -36,3 +36,15 @@ def test_hl_refuses_an_operating_point_of_inconsistent_shapes(change):
     x, t = rng.uniform(-1, 1, (3, 4)), rng.integers(0, 2, 3)
     with pytest.raises(ValueError, match="shape"):
         estimate("hl", board, x, t, loss, {"delta_v": 1e-3})
+
+
+@pytest.mark.parametrize("labels", [[0.0, 1.5, 1.0], [0.0, -1.0, 1.0], [0.0, 2.0, 1.0]])
+def test_cross_entropy_refuses_labels_that_are_not_classes(labels):
+    """Labels given as floats take the numpy formula: a fractional or negative label (numpy would
+    truncate it or index from the end) is refused as the compiled pass refuses an int label out of range."""
+    loss = Loss("cross_entropy", 1e4, np.array([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]]))
+    y = np.random.default_rng(1).normal(0, 1e-4, (3, 4))
+    with pytest.raises(ValueError, match="class labels"):
+        loss.value_and_grad(y, np.array(labels))
+    whole = np.array([0.0, 1.0, 1.0])  # integral floats are labels
+    assert np.allclose(loss.value_and_grad(y, whole)[1], loss.value_and_grad(y, whole.astype(int))[1], rtol=1e-12)
