@@ -268,14 +268,20 @@ def _check_shapes(topo, op: Measurement) -> None:
     """ValueError unless the operating point's arrays agree with each other and the topology
     (the compiled passes of the central path read no bounds): u (B, p), e (B, n), w and y (B, q),
     on (B, n) when reported."""
-    B = op.y.shape[0] if op.y.ndim == 2 else -1
-    p, n, q = topo.n_sources, topo.n_hidden, topo.n_outputs
-    want = [("u", "source voltages", (B, p)), ("e", "node voltages", (B, n)), ("w", "port voltages", (B, q)),
-            ("y", "port currents", (B, q))]
-    if op.on is not None:
-        want.append(("on", "diode states", (B, n)))
-    for name, what, shape in want:
-        got = getattr(op, name).shape
+    widths = topo.__dict__.get("_hl_widths")  # (p, n, q), counted once per topology
+    if widths is None:
+        widths = topo.__dict__["_hl_widths"] = (topo.n_sources, topo.n_hidden, topo.n_outputs)
+    p, n, q = widths
+    ys = op.y.shape
+    B = ys[0] if len(ys) == 2 else -1
+    on = op.on
+    if ys == op.w.shape == (B, q) and op.u.shape == (B, p) and op.e.shape == (B, n) \
+            and (on is None or on.shape == (B, n)):
+        return
+    for name, what, shape in (("u", "source voltages", (B, p)), ("e", "node voltages", (B, n)),
+                              ("w", "port voltages", (B, q)), ("y", "port currents", (B, q)),
+                              ("on", "diode states", (B, n))):
+        got = getattr(getattr(op, name), "shape", shape)  # (on may be None)
         if got != shape:
             raise ValueError(f"hl: the board's operating point has {what} {name} of shape {got}, expected {shape} "
                              f"for {B} samples, {p} sources, {n} hidden nodes and {q} ports")
