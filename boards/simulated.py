@@ -202,6 +202,8 @@ class SimulatedBoard(BoardBase):
             # the held sources k times with new port voltages (the ± phases of a gradient): the
             # rules of :meth:`_solve_uncoupled`, without its general checks
             return self._held_phases_measurement(fast.phases(held[1], k, w))
+        if w is not None and self._coupled is not None and (st := self._solve_coupled(x, w, True)) is not None:
+            return self._held_phases_measurement(st)  # the same for coupled ideal diodes (held phases only)
         st = self._solve(x, w) if fast is None else self._solve_uncoupled(x, w)
         if st.i_src is not None:
             return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
@@ -350,10 +352,18 @@ class SimulatedBoard(BoardBase):
             self._last = (x.copy(), st)
         return st
 
-    def _solve_coupled(self, x: np.ndarray, w) -> CircuitState:
+    def _solve_coupled(self, x: np.ndarray, w, held_only: bool = False) -> CircuitState | None:
         """:meth:`_solve` for coupled ideal diodes (``x`` checked): the same held-point rules, the lean
-        certified solves of :class:`~hil.circuit.coupled_lean.CoupledIdealSolves`."""
+        certified solves of :class:`~hil.circuit.coupled_lean.CoupledIdealSolves`.
+
+        ``held_only`` (``x`` not checked, ``w`` given): only the phases of the held sources stacked k
+        times (a float (k·B, m) array), else None for the general route of :meth:`_solve`."""
         lean, held = self._coupled, self._last
+        if held_only:
+            if held is not None and self._solver.compiled_coupled and type(x) is np.ndarray and x.ndim == 2 \
+                    and x.dtype == np.float64 and (k := _repeats(held, x)):
+                return lean.phases(held[1], k, w)
+            return None
         if held is not None and w is None and _same_inputs(held[0], x):
             return held[1]  # same inputs, same conductances: the held operating point
         if w is not None and held is not None:

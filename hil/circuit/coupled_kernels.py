@@ -18,6 +18,8 @@ shapes) and run on one thread; ``cache=True`` keeps the machine code next to thi
 * :func:`held_phases_kernel` — the same solve for the perturbation phases of a held
   operating point: each row's right-hand side is the held sources plus its port change and
   its start the held active set and voltages, gathered in the kernel (no tiled copies).
+* :func:`held_phases_certified` — :func:`held_phases_kernel` with the port
+  voltages' check and the certificate's scaling in the same call (the lean phases' one call).
 * :func:`coupled_certificate_kernel` — the same KKT certificate (the residuals of
   :func:`hil.circuit.ideal.certify`) of any candidate solution, for rows solved elsewhere.
 """
@@ -321,6 +323,71 @@ def held_phases_kernel(indptr, indices, data, diag, b_held, e_held, on_held, ke_
                 ke_in[r, k] = ke_held[j, k]
     return pdas_cg_recorded(indptr, indices, data, diag, b, s, h, on, e, False, True, rtol, max_cg, max_pdas,
                             status, z, mu, ke_in, np.empty((0, 0)))
+
+
+#: Entries of the statistics array :func:`held_phases_certified` returns.
+(STAT_LO_Z, STAT_LO_MU, STAT_KCL, STAT_COMP, STAT_KE, STAT_B, STAT_N_ON, STAT_FINITE, STAT_STEPS, STAT_CG,
+ STAT_UNSETTLED, STAT_W_SCALE, STAT_W_FINITE, STAT_SCALE_V, STAT_SCALE_I, STAT_PRIMAL, STAT_DUAL, STAT_KCL_REL,
+ STAT_COMP_REL, STAT_WORST) = range(20)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def held_phases_certified(indptr, indices, data, diag, b_held, e_held, on_held, ke_held, rows, w, dw, s, h, rtol,
+                          max_cg, max_pdas, u_scale, vref_max, b, on, e, status, z, mu, stats):  # pragma: no cover - compiled
+    """:func:`held_phases_kernel` with its checks and certificate scaling in the same call.
+
+    ``w`` (R, q) are the port voltages of the R rows (V) and ``dw`` (R, n) = w G_out their
+    nodal currents (A).  First max |w| and whether every port voltage is finite; when one is
+    not, nothing is solved (the caller raises).  Else the rows are solved as
+    :func:`held_phases_kernel` solves them, into fresh arrays, and the batch's KKT reductions
+    are scaled as :func:`hil.circuit.ideal.scaled_certificate` scales them, with the voltage
+    scale max(``u_scale``, max |w|, ``vref_max``, 1e-300) (the same operations in the same
+    order, so the same numbers).  Writes ``b``, ``on``, ``e``, ``status``, ``z``, ``mu`` (R, n / R)
+    as :func:`held_phases_kernel` does, and ``stats`` (20,), indexed by the ``STAT_*``
+    constants: the reductions and counts that kernel returns, max |w|,
+    w finite (1.0/0.0), scale_v (V), scale_i (A), the scaled primal, dual, KCL and
+    complementarity residuals and the worst of them (inf when an entry was not finite).
+    """
+    stats[:] = 0.0
+    top = 0.0
+    bad = 0.0
+    for r in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            v = w[r, j]
+            bad += v - v  # 0 unless some entry is ±inf or NaN
+            top = max(top, abs(v))
+    stats[STAT_W_SCALE] = top
+    if bad != 0.0:
+        stats[STAT_WORST] = np.inf
+        return
+    stats[STAT_W_FINITE] = 1.0
+    (lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, n_on, finite), (steps, cg_total, unsettled) = held_phases_kernel(
+        indptr, indices, data, diag, b_held, e_held, on_held, ke_held, rows, dw, s, h, rtol, max_cg, max_pdas,
+        b, on, e, status, z, mu)
+    scale_v = max(max(max(u_scale, top), vref_max), 1e-300)
+    scale_i = max(max(b_abs, ke_abs), 1e-300)
+    primal = max(-lo_z, 0.0) / scale_v
+    dual = max(-lo_mu, 0.0) / scale_i
+    kcl_rel = kcl_abs / scale_i
+    complementarity = comp_abs / scale_v / scale_i
+    stats[STAT_LO_Z] = lo_z
+    stats[STAT_LO_MU] = lo_mu
+    stats[STAT_KCL] = kcl_abs
+    stats[STAT_COMP] = comp_abs
+    stats[STAT_KE] = ke_abs
+    stats[STAT_B] = b_abs
+    stats[STAT_N_ON] = n_on
+    stats[STAT_FINITE] = 1.0 if finite else 0.0
+    stats[STAT_STEPS] = steps
+    stats[STAT_CG] = cg_total
+    stats[STAT_UNSETTLED] = unsettled
+    stats[STAT_SCALE_V] = scale_v
+    stats[STAT_SCALE_I] = scale_i
+    stats[STAT_PRIMAL] = primal
+    stats[STAT_DUAL] = dual
+    stats[STAT_KCL_REL] = kcl_rel
+    stats[STAT_COMP_REL] = complementarity
+    stats[STAT_WORST] = max(max(max(primal, dual), complementarity), kcl_rel) if finite else np.inf
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

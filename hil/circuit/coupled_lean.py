@@ -12,8 +12,10 @@ scale reductions cost more than the kernel itself on small batches):
   same inputs had before the last programming step) and keeps them with the state, with
   K e of the answer (the kernel's last certificate pass writes it out);
 * the perturbation phases of a held operating point (the same inputs, repeated k times, or
-  some of its samples again, with new port voltages) go to
-  :func:`~hil.circuit.coupled_kernels.held_phases_kernel`: row r solves
+  some of its samples again, with new port voltages) go to one compiled call,
+  :func:`~hil.circuit.coupled_kernels.held_phases_certified` (the port voltages' check, the
+  solve of :func:`~hil.circuit.coupled_kernels.held_phases_kernel` and the certificate's
+  scaling): row r solves
   b_src[r mod B] + (w G_out)[r] starting from the held sample's active set and voltages,
   gathered in the kernel, so the held point is never tiled (and, with clamp levels 0, the held
   K e spares each row's first residual pass); the small drives of a gradient
@@ -21,9 +23,12 @@ scale reductions cost more than the kernel itself on small batches):
   starts from the + phase's answer reflected about the held point).
 
 Both certify the batch exactly as :func:`hil.circuit.coupled.solve_ideal_coupled` does
-(the kernel's KKT reductions through :func:`hil.circuit.ideal.scaled_certificate`; rows the
+(the kernel's KKT reductions scaled as :func:`hil.circuit.ideal.scaled_certificate` scales them; rows the
 kernel cannot settle, and a batch whose certificate fails, go to the general active-set
-solver, which certifies or raises :class:`~hil.circuit.report.SolveError`), and the kernel
+solver, which certifies or raises :class:`~hil.circuit.report.SolveError`).  The phases accept
+a batch at once when the kernel settled every row and the scaled certificate meets the
+tolerance, and form its report only when it is read; any other batch goes through
+:func:`~hil.circuit.coupled.conclude_coupled` like an operating point.  The kernel
 runs on the same right-hand sides and starts as the general path's, so the answers are the
 same bit for bit (re-measured subsets of the held samples start from their held points,
 where the general path starts cold: the same certified answer to within the CG tolerance,
@@ -39,7 +44,11 @@ import time
 import numpy as np
 
 from hil.circuit.coupled import CG_RTOL, MAX_PDAS, conclude_coupled, max_cg_iterations
-from hil.circuit.coupled_kernels import held_phases_kernel, pdas_cg_recorded
+from hil.circuit.coupled_kernels import (STAT_CG, STAT_COMP_REL, STAT_DUAL, STAT_FINITE, STAT_KCL, STAT_KCL_REL,
+                                          STAT_LO_Z, STAT_N_ON, STAT_PRIMAL, STAT_SCALE_I, STAT_SCALE_V,
+                                          STAT_STEPS, STAT_UNSETTLED, STAT_W_FINITE, STAT_WORST,
+                                          held_phases_certified, pdas_cg_recorded)
+from hil.circuit.ideal import _MarginsOnRead
 from hil.circuit.solve import CircuitState, EquilibriumSolver
 from hil.circuit.uncoupled import _PortCurrentsOnRead, source_gather
 from hil.kernels import finite_abs_max, source_voltages_kernel
@@ -148,42 +157,63 @@ class CoupledIdealSolves:
 
         Row r is sample r mod B of the held batch (of its samples ``rows``, when given: a
         re-measurement of some of them), started from that sample's active set and voltages,
-        its nodal currents the held source currents plus ``w[r] G_out``; solved and certified
-        as one batch.  The port currents ``y`` are formed when first read.
+        its nodal currents the held source currents plus ``w[r] G_out``; solved, checked and
+        certified as one batch in one compiled call
+        (:func:`~hil.circuit.coupled_kernels.held_phases_certified`).  A batch every row of which
+        the kernel settled and whose certificate meets the tolerance is accepted at once (its
+        report formed when first read); any other goes through :func:`conclude_coupled` as
+        before (the general solver for unsettled rows or the whole batch, SolveError when
+        nothing certifies).  The port currents ``y`` and the stacked source voltages ``u`` are
+        formed when first read.
         """
         t0 = time.perf_counter()
         sv = self._solver
         nd = sv.nodal
-        held_u = held.u if rows is None else held.u[rows]
-        B, n = held_u.shape[0], nd.n
+        if rows is None:
+            held_u, take = held.u, _ALL_ROWS
+        else:
+            held_u, take = held.u[rows], np.ascontiguousarray(rows, dtype=np.int64)
+        B = held_u.shape[0]
         R = k * B
-        w, w_scale = self._checked_ports(w, R)
+        if not (type(w) is np.ndarray and w.dtype == np.float64 and w.flags.c_contiguous
+                and w.shape == (R, self._q)):
+            w = self._checked_ports(w, R)[0]
         ref, u_scale = self._u_scale
         if ref is not held or rows is not None:
             u_scale = _abs_max(held_u)
-        dw = w @ nd.g_out
-        b, on, e = np.empty((R, n)), np.empty((R, n), dtype=np.bool_), np.empty((R, n))  # b, on, e: by the kernel
-        status, z, mu = np.empty(R, dtype=np.int64), np.empty((R, n)), np.empty((R, n))
         kk = nd.k_csr
-        take = _ALL_ROWS if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
-        reductions, counts = held_phases_kernel(kk.indptr, kk.indices, kk.data, nd.diag, held.b_src, held.e, held.on,
-                                                held.__dict__.get("_ke", _NO_KE), take, dw, sv._s_float, sv._h_float,
-                                                CG_RTOL, self._max_cg, MAX_PDAS, b, on, e, status, z, mu)
-        scale_v = max(u_scale, w_scale, sv._vref_max, 1e-300)
+        n = nd.n
+        b, on, e = np.empty((R, n)), np.empty((R, n), dtype=np.bool_), np.empty((R, n))  # b, on, e: by the kernel
+        status, z, mu, stats = np.empty(R, dtype=np.int64), np.empty((R, n)), np.empty((R, n)), np.empty(20)
+        held_phases_certified(kk.indptr, kk.indices, kk.data, nd.diag, held.b_src, held.e, held.on,
+                              held.__dict__.get("_ke", _NO_KE), take, w, w @ nd.g_out, sv._s_float, sv._h_float,
+                              CG_RTOL, self._max_cg, MAX_PDAS, u_scale, sv._vref_max, b, on, e, status, z, mu, stats)
+        stats = stats.tolist()
+        if not stats[STAT_W_FINITE]:
+            raise ValueError("source and port voltages must be finite")
+        if stats[STAT_UNSETTLED] or not stats[STAT_WORST] <= sv.kkt_tol:
+            # rows the kernel did not settle, or a certificate above tolerance: the general conclusion
 
-        def restart() -> np.ndarray:  # the held active set of every row, for the general solver's start
-            j = np.arange(R) % B
-            return held.on[j if rows is None else take[j]]
+            def restart() -> np.ndarray:  # the held active set of every row, for the general solver's start
+                j = np.arange(R) % B
+                return held.on[j if rows is None else take[j]]
 
-        sol = conclude_coupled(kk, nd.diag, b, sv._s_float, sv._h_float, scale_v, sv.kkt_tol, on, e, z, mu, status,
-                               reductions, counts, True, restart, self._general, self._fallback, t0)
-        # the held source voltages, once per phase: stacked when first read (``held_sources``)
-        st = _PortCurrentsOnRead(held_u if k == 1 else None, w, sol.e, None, sol.on, None, None, None, sol.report,
-                                 None)
-        # the output conductances of this moment: the snapshot makes the next programming step
-        # write fresh arrays instead of these (copy on write); the row sums are copied (q values)
+            reductions = (*stats[STAT_LO_Z:STAT_N_ON], int(stats[STAT_N_ON]), bool(stats[STAT_FINITE]))
+            counts = (int(stats[STAT_STEPS]), int(stats[STAT_CG]), int(stats[STAT_UNSETTLED]))
+            sol = conclude_coupled(kk, nd.diag, b, sv._s_float, sv._h_float, stats[STAT_SCALE_V], sv.kkt_tol, on,
+                                   e, z, mu, status, reductions, counts, True, restart, self._general,
+                                   self._fallback, t0)
+            e, on, report, certificate = sol.e, sol.on, sol.report, None
+        else:
+            report, certificate = None, (stats, z, mu, t0, time.perf_counter())
+        # the held source voltages, once per phase: stacked when first read (``held_sources``); the
+        # output conductances of this moment: the snapshot makes the next programming step write
+        # fresh arrays instead of these (copy on write); the row sums are copied (q values)
         nd.input_snapshot()
-        st.__dict__.update(held_sources=(held_u, k), _ports=(nd.g_out, nd.out_row_sum.copy()))
+        st = _HeldPhasesState.__new__(_HeldPhasesState)  # every field set here (cheaper than __init__)
+        st.__dict__.update(_u=held_u if k == 1 else None, w=w, e=e, diode_current=None, on=on, g_d=None, _y=None,
+                           i_src=None, _report=report, b_src=None, region=None, held_sources=(held_u, k),
+                           _ports=(nd.g_out, nd.out_row_sum.copy()), _certificate=certificate)
         return st
 
     def _general(self):
@@ -200,6 +230,36 @@ class CoupledIdealSolves:
         if not finite:
             raise ValueError("source and port voltages must be finite")
         return w, top
+
+
+class _HeldPhasesState(_PortCurrentsOnRead):
+    """Phases of a held operating point whose solve report is formed when first read.
+
+    The batch was certified when solved (every row settled by the kernel, the scaled KKT
+    residuals within tolerance); the report only presents the numbers the kernel returned
+    (``_certificate`` = (statistics, z, mu, start and end of the solve))."""
+
+    @property
+    def report(self) -> _MarginsOnRead:
+        d = self.__dict__
+        if d.get("_report") is None and d.get("_certificate") is not None:
+            stats, z, mu, t0, t1 = d.pop("_certificate")  # stats: a list, indexed by the STAT_* constants
+            steps = int(stats[STAT_STEPS])
+            batch = z.shape[0]
+            report = _MarginsOnRead.__new__(_MarginsOnRead)  # every field set here (cheaper than __init__)
+            report.__dict__.update(
+                converged=True, method="held-set→pdas" if steps > 1 else "held-set",
+                iterations={"pdas": steps, "cg": int(stats[STAT_CG])}, batch=batch, max_step_v=0.0,
+                kcl_residual_a=stats[STAT_KCL], kcl_residual_rel=stats[STAT_KCL_REL], kkt_primal=stats[STAT_PRIMAL],
+                kkt_dual=stats[STAT_DUAL], kkt_complementarity=stats[STAT_COMP_REL],
+                n_on_mean=int(stats[STAT_N_ON]) / (batch or 1), error_bound_v=None, wall_time_s=t1 - t0,
+                failed_samples=[], note="", _margin_source=(z, mu, stats[STAT_SCALE_V], stats[STAT_SCALE_I]))
+            d["_report"] = report
+        return d.get("_report")
+
+    @report.setter
+    def report(self, value) -> None:
+        self.__dict__["_report"] = value
 
 
 def _no_start() -> None:

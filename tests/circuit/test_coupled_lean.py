@@ -212,3 +212,111 @@ def test_phases_started_from_the_held_k_e_equal_phases_without_it():
     again = lean._coupled.phases(held, 2, w_both)
     assert np.array_equal(carried.e, again.e) and np.array_equal(carried.on, again.on)
     assert carried.report.iterations == again.report.iterations
+
+
+def _phases_through_the_general_conclusion(lean_solves, held, k, w):
+    """The phases as the lean path formed them before the one-call kernel: held_phases_kernel, then
+    conclude_coupled (its certificate and report at once)."""
+    from hil.circuit.coupled import CG_RTOL, conclude_coupled
+    from hil.circuit.coupled_kernels import held_phases_kernel
+
+    sv = lean_solves._solver
+    nd, kk = sv.nodal, sv.nodal.k_csr
+    R, n = w.shape[0], nd.n
+    b, on, e = np.empty((R, n)), np.empty((R, n), dtype=np.bool_), np.empty((R, n))
+    status, z, mu = np.empty(R, dtype=np.int64), np.empty((R, n)), np.empty((R, n))
+    reductions, counts = held_phases_kernel(kk.indptr, kk.indices, kk.data, nd.diag, held.b_src, held.e, held.on,
+                                            held.__dict__.get("_ke", lean_module._NO_KE), lean_module._ALL_ROWS,
+                                            w @ nd.g_out, sv._s_float, sv._h_float, CG_RTOL, lean_solves._max_cg,
+                                            lean_module.MAX_PDAS, b, on, e, status, z, mu)
+    scale_v = max(np.abs(held.u).max(), np.abs(w).max(), sv._vref_max, 1e-300)
+    return conclude_coupled(kk, nd.diag, b, sv._s_float, sv._h_float, scale_v, sv.kkt_tol, on, e, z, mu, status,
+                            reductions, counts, True, None, None, None, 0.0)
+
+
+@pytest.mark.parametrize("port_v, v_ref, mixed, drive", [(0.0, 0.0, False, 1e-3), (0.3, 0.2, True, 1e-3),
+                                                         (0.0, 0.0, False, 0.5)])
+def test_one_call_phases_certify_and_report_as_the_general_conclusion(port_v, v_ref, mixed, drive):
+    c = _circuit(seed=10, port_v=port_v, v_ref=v_ref, mixed=mixed)
+    lean, _ = _boards(c)
+    rng = np.random.default_rng(10)
+    x = rng.uniform(-1, 1, (5, 6))
+    op = lean.measure(x)
+    held = lean._last[1]
+    dw = rng.normal(0, drive, (5, 4))
+    w_both = np.concatenate([op.w + dw, op.w - dw])
+    st = lean._coupled.phases(held, 2, w_both)
+    assert st.__dict__["_report"] is None  # accepted at solve time, the report not formed yet
+    ref = _phases_through_the_general_conclusion(lean._coupled, held, 2, w_both)
+    assert np.array_equal(st.e, ref.e) and np.array_equal(st.on, ref.on)
+    got, want = st.report, ref.report
+    for name in ("converged", "method", "iterations", "batch", "kcl_residual_a", "kcl_residual_rel", "kkt_primal",
+                 "kkt_dual", "kkt_complementarity", "n_on_mean", "min_margin", "degenerate", "failed_samples"):
+        assert getattr(got, name) == getattr(want, name), name
+    assert got is st.report and got.wall_time_s > 0.0
+    # port voltages given as another dtype or layout are converted and give the same answer
+    for given in (w_both.tolist(), np.asfortranarray(w_both)):
+        assert np.array_equal(lean._coupled.phases(held, 2, given).e, st.e)
+
+
+def test_a_phase_batch_whose_kernel_certificate_fails_is_solved_again_by_the_general_solver(monkeypatch):
+    from hil.circuit.coupled_kernels import STAT_KCL, STAT_WORST, held_phases_certified
+
+    c = _circuit(seed=11)
+    lean, general = _boards(c)
+    rng = np.random.default_rng(11)
+    x = rng.uniform(-1, 1, (4, 6))
+    op = lean.measure(x)
+    general.measure(x)
+    w_both = np.concatenate([op.w + 1e-3, op.w - 1e-3])
+    calls = []
+
+    def corrupted(*args):  # the kernel settles every row, but its KCL residual reads 1 A
+        held_phases_certified(*args)
+        args[-1][STAT_KCL] = 1.0
+        args[-1][STAT_WORST] = 1.0
+        calls.append(True)
+
+    monkeypatch.setattr(lean_module, "held_phases_certified", corrupted)
+    both = lean.measure(np.concatenate([x, x]), w_both)
+    assert calls and both.info["report"].converged
+    assert both.info["report"].method.startswith("held-set→")  # the general solver answered the batch
+    r = general.measure(np.concatenate([x, x]), w_both)
+    assert np.array_equal(both.on, r.on) and _rel(both.e, r.e) <= 1e-12
+    lean._solver.kkt_tol = 0.0  # and when nothing certifies, the phases raise
+    with pytest.raises(SolveError):
+        lean.measure(np.concatenate([x, x]), w_both)
+
+
+def test_a_phase_row_the_kernel_cannot_settle_falls_back_to_the_general_solver():
+    c = _circuit(seed=12)
+    lean, general = _boards(c)
+    rng = np.random.default_rng(12)
+    x = rng.uniform(-1, 1, (4, 6))
+    op = lean.measure(x)
+    general.measure(x)
+    lean._coupled._max_cg = 0  # every row that needs a CG iteration is handed to the general solver
+    w_both = np.concatenate([op.w + 1e-3, op.w - 1e-3])
+    both = lean.measure(np.concatenate([x, x]), w_both)
+    rep = both.info["report"]
+    # one kernel step (CG failed in it), then the general solver's PDAS for those rows
+    assert rep.converged and rep.method == "held-set→pdas" and rep.iterations["pdas"] == 1
+    r = general.measure(np.concatenate([x, x]), w_both)
+    assert np.array_equal(both.on, r.on) and _rel(both.e, r.e) <= 1e-12
+
+
+def test_the_board_sends_held_phases_straight_to_the_lean_phases_and_forms_the_report_when_read():
+    c = _circuit(seed=13)
+    lean, general = _boards(c)
+    x = np.random.default_rng(13).uniform(-1, 1, (3, 6))
+    op = lean.measure(x)
+    general.measure(x)
+    w_both = np.concatenate([op.w + 1e-3, op.w - 1e-3])
+    m = lean.measure(np.concatenate([x, x]), w_both)
+    st = m.__dict__["_state"]
+    assert isinstance(st, lean_module._HeldPhasesState) and st.__dict__["_report"] is None
+    _same(m, general.measure(np.concatenate([x, x]), w_both))
+    assert m.info["report"].converged and m.info["report"].method.startswith("held-set")
+    assert lean._solve_coupled(np.concatenate([x, x[::-1]]), w_both, True) is None  # not the held inputs
+    lean._solver.compiled_coupled = False  # the direct route only for the compiled coupled path
+    assert lean._solve_coupled(np.concatenate([x, x]), w_both, True) is None
