@@ -206,6 +206,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     topo = board.topology
     if central:
         op = board.measure(x)
+        _check_shapes(topo, op)  # the compiled passes below read no bounds
         if op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None \
                 and isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] == op.w.shape[0] \
                 and not (op.info and op.info.get("wire_ir_drop")):
@@ -261,6 +262,29 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     return _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, False, unresolved,
                    {"flipped_samples": flipped_total, "flips_from_response": 0, "retries": retries,
                     "one_sided": 0, "unresolvable": unreadable}, n_invalid=0 if all_valid else None)
+
+
+def _check_shapes(topo, op: Measurement) -> None:
+    """ValueError unless the operating point's arrays agree with each other and the topology
+    (the compiled passes of the central path read no bounds): u (B, p), e (B, n), w and y (B, q),
+    on (B, n) when reported."""
+    widths = topo.__dict__.get("_hl_widths")  # (p, n, q), counted once per topology
+    if widths is None:
+        widths = topo.__dict__["_hl_widths"] = (topo.n_sources, topo.n_hidden, topo.n_outputs)
+    p, n, q = widths
+    ys = op.y.shape
+    B = ys[0] if len(ys) == 2 else -1
+    on = op.on
+    if ys == op.w.shape == (B, q) and op.u.shape == (B, p) and op.e.shape == (B, n) \
+            and (on is None or on.shape == (B, n)):
+        return
+    for name, what, shape in (("u", "source voltages", (B, p)), ("e", "node voltages", (B, n)),
+                              ("w", "port voltages", (B, q)), ("y", "port currents", (B, q)),
+                              ("on", "diode states", (B, n))):
+        got = getattr(getattr(op, name), "shape", shape)  # (on may be None)
+        if got != shape:
+            raise ValueError(f"hl: the board's operating point has {what} {name} of shape {got}, expected {shape} "
+                             f"for {B} samples, {p} sources, {n} hidden nodes and {q} ports")
 
 
 def _hl_lean(board: Board, topo, x: np.ndarray, op: Measurement, labels: np.ndarray, loss: Loss, delta_v: float,

@@ -54,7 +54,7 @@ class Loss:
         if self.name == "cross_entropy":
             zs = z - z.max(axis=1, keepdims=True)
             logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
-            t = _per_sample(np.asarray(target, dtype=int), z.shape[0])
+            t = _class_labels(target, z.shape[0], z.shape[1])
             loss = -logp[np.arange(len(t)), t]
             dz = np.exp(logp)
             dz[np.arange(len(t)), t] -= 1.0
@@ -128,6 +128,16 @@ class Loss:
                                        float(self.gain_per_a), out)
             return out
         return np.argmax(self.scores(y), axis=1)
+
+
+def _class_labels(target, batch: int, k: int) -> np.ndarray:
+    """One class label 0 … k − 1 per sample as ints; a one-line ValueError for a label that is not
+    one (fractional, negative or too large: numpy would truncate it or index from the end)."""
+    raw = _per_sample(np.asarray(target), batch)
+    t = raw.astype(int)
+    if t.size and (t.min() < 0 or t.max() >= k or (raw.dtype.kind not in "iub" and not np.array_equal(t, raw))):
+        raise ValueError(f"class labels must be 0 … {k - 1}")
+    return t
 
 
 def _per_sample(t: np.ndarray, batch: int) -> np.ndarray:
