@@ -1,4 +1,4 @@
-"""Review of the lean ``hl`` lane: a malformed operating-point measurement (arrays whose batch
+"""Input checks of ``hl``'s lean lane and of the cross-entropy labels: a malformed operating-point measurement (arrays whose batch
 sizes or port counts disagree) is refused with a one-line error, as the general path refuses
 it, never read past its end by the compiled kernels."""
 
