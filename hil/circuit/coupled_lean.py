@@ -50,16 +50,11 @@ from hil.circuit.coupled_kernels import (STAT_CG, STAT_COMP_REL, STAT_DUAL, STAT
                                           held_phases_certified, pdas_cg_recorded)
 from hil.circuit.ideal import _MarginsOnRead
 from hil.circuit.solve import CircuitState, EquilibriumSolver
-from hil.circuit.uncoupled import _PortCurrentsOnRead, source_gather
-from hil.kernels import finite_abs_max, source_voltages_kernel
+from hil.circuit.uncoupled import InputSourceMap, _abs_max, _PortCurrentsOnRead
+from hil.kernels import finite_abs_max
 
 _ALL_ROWS = np.empty(0, dtype=np.int64)  # held_phases_kernel: row r is held sample r mod B
 _NO_KE = np.empty((0, 0))  # held_phases_kernel: K e of the held voltages not known
-
-
-def _abs_max(a: np.ndarray) -> float:
-    """max |a| (0 for an empty array)."""
-    return max(float(a.max()), -float(a.min())) if a.size else 0.0
 
 
 class CoupledIdealSolves:
@@ -83,25 +78,14 @@ class CoupledIdealSolves:
         self._max_cg = max_cg_iterations(solver.nodal.n)
         self._fallback = solver._pr_fallback_for(d.v_ref)  # reads the circuit as programmed when called
         self._u_scale: tuple[CircuitState | None, float] = (None, 0.0)  # (held state, max |u|)
-        self._matrix = None if source_matrix is None else np.asarray(source_matrix, dtype=float)
-        self._offset = None if source_offset is None else np.asarray(source_offset, dtype=float)
-        self._gather = None if source_matrix is None else source_gather(self._matrix, self._offset)
+        self._sources = None if source_matrix is None else InputSourceMap(source_matrix, source_offset)
 
     def measure_inputs(self, x: np.ndarray, w: np.ndarray | None = None,
                        warm: CircuitState | None = None) -> CircuitState:
         """Equilibrium for logical inputs ``x`` (B, n_inputs) through the source map, volts; ValueError
         for a non-finite input.  ``warm``: a state of the same inputs (e.g. before the last
         programming step) whose active set and voltages start the solve."""
-        if self._gather is not None:
-            idx, sign, offset = self._gather
-            u = np.empty((x.shape[0], sign.shape[0]))
-            top, finite = source_voltages_kernel(x, idx, sign, offset, u)
-        else:
-            u = x @ self._matrix.T + self._offset
-            finite = bool(np.isfinite(x).all())
-            top = _abs_max(u)
-        if not finite:
-            raise ValueError("source and port voltages must be finite")
+        u, top = self._sources.voltages(x)
         return self.operating_point(u, w, u_scale=top, warm=warm)
 
     def operating_point(self, u: np.ndarray, w: np.ndarray | None = None, u_scale: float | None = None,

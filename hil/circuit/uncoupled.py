@@ -52,6 +52,32 @@ def source_gather(source_matrix: np.ndarray, offset: np.ndarray):
     return idx, np.ascontiguousarray(sign), np.ascontiguousarray(np.asarray(offset, dtype=float))
 
 
+class InputSourceMap:
+    """Logical inputs x (B, n_inputs) to source voltages u = x Mᵀ + offset (B, p), volts, with max |u|
+    and the finiteness check in the same compiled pass when every source follows one input or is
+    a rail (the lean measurement paths of both uncoupled and coupled networks use it)."""
+
+    def __init__(self, source_matrix: np.ndarray, source_offset: np.ndarray):
+        """``source_matrix`` (p, n_inputs), ``source_offset`` (p,) V."""
+        self.matrix = np.asarray(source_matrix, dtype=float)
+        self.offset = np.asarray(source_offset, dtype=float)
+        self._gather = source_gather(self.matrix, self.offset)
+
+    def voltages(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """(u (B, p) V, max |u| V) for inputs ``x``; ValueError for a non-finite input."""
+        if self._gather is not None:
+            idx, sign, offset = self._gather
+            u = np.empty((x.shape[0], sign.shape[0]))
+            top, finite = source_voltages_kernel(x, idx, sign, offset, u)
+        else:
+            u = x @ self.matrix.T + self.offset
+            finite = bool(np.isfinite(x).all())
+            top = _abs_max(u)
+        if not finite:
+            raise ValueError("source and port voltages must be finite")
+        return u, top
+
+
 def _abs_max(a: np.ndarray) -> float:
     """max |a| (0 for an empty array)."""
     return max(float(a.max()), -float(a.min())) if a.size else 0.0
@@ -75,24 +101,13 @@ class UncoupledIdealSolves:
         self._ports_at_zero = not np.any(self._output_voltage)
         self._q = self._output_voltage.shape[0]
         self._u_scale: tuple[CircuitState | None, float] = (None, 0.0)  # (held state, max |u|)
-        self._matrix = None if source_matrix is None else np.asarray(source_matrix, dtype=float)
-        self._offset = None if source_offset is None else np.asarray(source_offset, dtype=float)
-        self._gather = None if source_matrix is None else source_gather(self._matrix, self._offset)
+        self._sources = None if source_matrix is None else InputSourceMap(source_matrix, source_offset)
 
     def measure_inputs(self, x: np.ndarray, w: np.ndarray | None = None) -> CircuitState:
         """Equilibrium for logical inputs ``x`` (B, n_inputs) through the source map, volts; ValueError
         for a non-finite input.  The source voltages, their scale and the finiteness check are one
         compiled pass when every source follows one input or is a rail."""
-        if self._gather is not None:
-            idx, sign, offset = self._gather
-            u = np.empty((x.shape[0], sign.shape[0]))
-            top, finite = source_voltages_kernel(x, idx, sign, offset, u)
-        else:
-            u = x @ self._matrix.T + self._offset
-            finite = bool(np.isfinite(x).all())
-            top = _abs_max(u)
-        if not finite:
-            raise ValueError("source and port voltages must be finite")
+        u, top = self._sources.voltages(x)
         return self.operating_point(u, w, u_scale=top)
 
     def _certified(self, b: np.ndarray, scale_v: float, delta: np.ndarray | None = None):
