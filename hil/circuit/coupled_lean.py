@@ -50,8 +50,7 @@ from hil.circuit.coupled_kernels import (STAT_CG, STAT_COMP_REL, STAT_DUAL, STAT
                                           held_phases_certified, pdas_cg_recorded)
 from hil.circuit.ideal import _MarginsOnRead
 from hil.circuit.solve import CircuitState, EquilibriumSolver
-from hil.circuit.uncoupled import InputSourceMap, _abs_max, _PortCurrentsOnRead
-from hil.kernels import finite_abs_max
+from hil.circuit.uncoupled import InputSourceMap, PortVoltages, _abs_max, _PortCurrentsOnRead
 
 _ALL_ROWS = np.empty(0, dtype=np.int64)  # held_phases_kernel: row r is held sample r mod B
 _NO_KE = np.empty((0, 0))  # held_phases_kernel: K e of the held voltages not known
@@ -72,9 +71,7 @@ class CoupledIdealSolves:
         if not d.is_ideal or d.element is not None or not solver.nodal.coupled:
             raise ValueError("CoupledIdealSolves needs ideal diodes with hidden↔hidden conductances")
         self._solver = solver
-        self._output_voltage = solver.circuit.output_voltage.astype(float)
-        self._ports_at_zero = not np.any(self._output_voltage)
-        self._q = self._output_voltage.shape[0]
+        self._ports = PortVoltages(solver.circuit.output_voltage)
         self._max_cg = max_cg_iterations(solver.nodal.n)
         self._fallback = solver._pr_fallback_for(d.v_ref)  # reads the circuit as programmed when called
         self._u_scale: tuple[CircuitState | None, float] = (None, 0.0)  # (held state, max |u|)
@@ -99,15 +96,9 @@ class CoupledIdealSolves:
         B, n = u.shape[0], nd.n
         b_src = u @ nd.g_in.T
         if w is None:
-            ports_at_zero = self._ports_at_zero
-            if ports_at_zero:
-                w, w_scale = np.zeros((B, self._q)), 0.0
-            else:
-                w = np.empty((B, self._q))
-                w[:] = self._output_voltage
-                w_scale = _abs_max(self._output_voltage)
+            w, w_scale, ports_at_zero = self._ports.default(B)
         else:
-            w, w_scale = self._checked_ports(w, B)
+            w, w_scale = self._ports.checked(w, B)
             ports_at_zero = w_scale == 0.0
         b = b_src if ports_at_zero else b_src + w @ nd.g_out
         if u_scale is None:
@@ -160,8 +151,8 @@ class CoupledIdealSolves:
         B = held_u.shape[0]
         R = k * B
         if not (type(w) is np.ndarray and w.dtype == np.float64 and w.flags.c_contiguous
-                and w.shape == (R, self._q)):
-            w = self._checked_ports(w, R)[0]
+                and w.shape == (R, self._ports.q)):
+            w = self._ports.checked(w, R)[0]
         ref, u_scale = self._u_scale
         if ref is not held or rows is not None:
             u_scale = _abs_max(held_u)
@@ -203,17 +194,6 @@ class CoupledIdealSolves:
     def _general(self):
         """The general masked solver of K as programmed now (for rows the kernel cannot finish)."""
         return self._solver.masked
-
-    def _checked_ports(self, w, rows: int) -> tuple[np.ndarray, float]:
-        """``w`` as a float (rows, q) array of finite port voltages (V) and max |w|, or ValueError."""
-        if not (type(w) is np.ndarray and w.dtype == np.float64 and w.flags.c_contiguous and w.ndim == 2):
-            w = np.ascontiguousarray(np.atleast_2d(np.asarray(w, dtype=float)))
-        if w.shape != (rows, self._q):
-            raise ValueError(f"expected output-port voltages of shape {(rows, self._q)}, got {w.shape}")
-        top, finite = finite_abs_max(w)
-        if not finite:
-            raise ValueError("source and port voltages must be finite")
-        return w, top
 
 
 class _HeldPhasesState(_PortCurrentsOnRead):

@@ -78,6 +78,37 @@ class InputSourceMap:
         return u, top
 
 
+class PortVoltages:
+    """The output-port voltages of a lean measurement: the configured ones (V) when none are
+    given, or given ones checked (float, C-contiguous, shape (rows, q), finite) with max |w|."""
+
+    def __init__(self, output_voltage: np.ndarray):
+        """``output_voltage`` (q,) V: the configured port voltages."""
+        self.configured = np.asarray(output_voltage, dtype=float)
+        self.at_zero = not np.any(self.configured)
+        self.q = self.configured.shape[0]
+        self._scale = _abs_max(self.configured)
+
+    def default(self, rows: int) -> tuple[np.ndarray, float, bool]:
+        """(w (rows, q) at the configured voltages, max |w| V, whether every port is at 0 V)."""
+        if self.at_zero:
+            return np.zeros((rows, self.q)), 0.0, True
+        w = np.empty((rows, self.q))
+        w[:] = self.configured
+        return w, self._scale, False
+
+    def checked(self, w, rows: int) -> tuple[np.ndarray, float]:
+        """``w`` as a float (rows, q) array of finite port voltages (V) and max |w|, or ValueError."""
+        if not (type(w) is np.ndarray and w.dtype == np.float64 and w.ndim == 2 and w.flags.c_contiguous):
+            w = np.ascontiguousarray(np.atleast_2d(np.asarray(w, dtype=float)))
+        if w.shape != (rows, self.q):
+            raise ValueError(f"expected output-port voltages of shape {(rows, self.q)}, got {w.shape}")
+        top, finite = finite_abs_max(w)
+        if not finite:
+            raise ValueError("source and port voltages must be finite")
+        return w, top
+
+
 def _abs_max(a: np.ndarray) -> float:
     """max |a| (0 for an empty array)."""
     return max(float(a.max()), -float(a.min())) if a.size else 0.0
@@ -97,9 +128,7 @@ class UncoupledIdealSolves:
         if not d.is_ideal or d.element is not None or solver.nodal.coupled:
             raise ValueError("UncoupledIdealSolves needs ideal diodes without hidden↔hidden conductances")
         self._solver = solver
-        self._output_voltage = solver.circuit.output_voltage.astype(float)
-        self._ports_at_zero = not np.any(self._output_voltage)
-        self._q = self._output_voltage.shape[0]
+        self._ports = PortVoltages(solver.circuit.output_voltage)
         self._u_scale: tuple[CircuitState | None, float] = (None, 0.0)  # (held state, max |u|)
         self._sources = None if source_matrix is None else InputSourceMap(source_matrix, source_offset)
 
@@ -126,15 +155,9 @@ class UncoupledIdealSolves:
         B = u.shape[0]
         b_src = u @ nd.g_in.T
         if w is None:
-            ports_at_zero = self._ports_at_zero
-            if ports_at_zero:
-                w = np.zeros((B, self._q))
-            else:
-                w = np.empty((B, self._q))
-                w[:] = self._output_voltage
-                w_scale = _abs_max(self._output_voltage)
+            w, w_scale, ports_at_zero = self._ports.default(B)
         else:
-            w, w_scale = self._checked_ports(w, B)
+            w, w_scale = self._ports.checked(w, B)
             ports_at_zero = w_scale == 0.0
         b = b_src if ports_at_zero else b_src + w @ nd.g_out
         if u_scale is None:
@@ -157,11 +180,11 @@ class UncoupledIdealSolves:
         """
         nd = self._solver.nodal
         if rows is None and held.b_src.size and isinstance(w, np.ndarray) and w.dtype == np.float64 \
-                and w.flags.c_contiguous and w.shape == (k * held.b_src.shape[0], self._q):
+                and w.flags.c_contiguous and w.shape == (k * held.b_src.shape[0], self._ports.q):
             return self._held_phases(held, k, w)
         held_u, b_src = (held.u, held.b_src) if rows is None else (held.u[rows], held.b_src[rows])
         B = held_u.shape[0]
-        w, w_scale = self._checked_ports(w, k * B)
+        w, w_scale = self._ports.checked(w, k * B)
         ref, u_scale = self._u_scale
         if ref is not held or rows is not None:
             u_scale = _abs_max(held_u)
@@ -209,17 +232,6 @@ class UncoupledIdealSolves:
         nd.input_snapshot()  # (see :meth:`phases`)
         d["_ports"] = (nd.g_out, nd.out_row_sum.copy())
         return st
-
-    def _checked_ports(self, w, rows: int) -> tuple[np.ndarray, float]:
-        """``w`` as a float (rows, q) array of finite port voltages (V) and max |w|, or ValueError."""
-        if not (isinstance(w, np.ndarray) and w.dtype == np.float64 and w.ndim == 2 and w.flags.c_contiguous):
-            w = np.ascontiguousarray(np.atleast_2d(np.asarray(w, dtype=float)))
-        if w.shape != (rows, self._q):
-            raise ValueError(f"expected output-port voltages of shape {(rows, self._q)}, got {w.shape}")
-        top, finite = finite_abs_max(w)
-        if not finite:
-            raise ValueError("source and port voltages must be finite")
-        return w, top
 
 
 class _PortCurrentsOnRead(CircuitState):
