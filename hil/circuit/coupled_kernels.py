@@ -29,6 +29,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from hil.kernels import finite_abs_max
+
 #: Status codes of :func:`pdas_cg_kernel`, per sample.
 SETTLED, CG_FAILED, NOT_SETTLED = 0, 1, 2
 
@@ -349,15 +351,9 @@ def held_phases_certified(indptr, indices, data, diag, b_held, e_held, on_held, 
     complementarity residuals and the worst of them (inf when an entry was not finite).
     """
     stats[:] = 0.0
-    top = 0.0
-    bad = 0.0
-    for r in range(w.shape[0]):
-        for j in range(w.shape[1]):
-            v = w[r, j]
-            bad += v - v  # 0 unless some entry is ±inf or NaN
-            top = max(top, abs(v))
+    top, w_finite = finite_abs_max(w)
     stats[STAT_W_SCALE] = top
-    if bad != 0.0:
+    if not w_finite:
         stats[STAT_WORST] = np.inf
         return
     stats[STAT_W_FINITE] = 1.0
