@@ -141,11 +141,7 @@ class BoardTopology:
             # whole hidden × fixed-range groups, straight into ``out``; a side whose fixed nodes
             # are all at 0 V in that range is left out
             rows = slice(0 if b_moves else B, 2 * B + 2 if a_moves else B + 2)
-            lhs, rhs = left[rows], right[rows, c0:c1]
-            if row_major:
-                np.matmul(lhs.T, rhs, out=out[sl].reshape(n, c1 - c0))
-            else:
-                np.matmul(rhs.T, lhs, out=out[sl].reshape(c1 - c0, n))
+            _block_product(left[rows], right[rows, c0:c1], out[sl], row_major)
         if rest.size:
             hidden_pos, fixed_pos = flat
             dh, df = left[B], right[B + 1]
@@ -197,17 +193,10 @@ class BoardTopology:
             if kind == "ground":
                 out[sl] = left[B + 1]  # dh
             elif kind == "source":  # dh_k − Σ_b ê_bk u_bj / B: [dh; −ê/B]ᵀ [1; u], one product
-                if row_major:
-                    np.matmul(left[B + 1:].T, u_one[:, c0:c1], out=out[sl].reshape(n, c1 - c0))
-                else:
-                    np.matmul(u_one[:, c0:c1].T, left[B + 1:], out=out[sl].reshape(c1 - c0, n))
+                _block_product(left[B + 1:], u_one[:, c0:c1], out[sl], row_major)
             else:  # ports: [−e/B; 1; dh; −ê/B]ᵀ [ŵ; df; 1; w], leaving out a side that is 0 V
                 rows = slice(0 if w_hat_moves else B, 2 * B + 2 if w_moves else B + 2)
-                lhs, rhs = left[rows], right[rows, c0:c1]
-                if row_major:
-                    np.matmul(lhs.T, rhs, out=out[sl].reshape(n, c1 - c0))
-                else:
-                    np.matmul(rhs.T, lhs, out=out[sl].reshape(c1 - c0, n))
+                _block_product(left[rows], right[rows, c0:c1], out[sl], row_major)
         if pair_edges.size:  # hidden↔hidden edges, on the hidden-node arrays themselves
             edge_products_kernel(_float_c(e), _float_c(e_hat), pair_ends[0], pair_ends[1], inv, pair_edges, out)
         return out
@@ -304,6 +293,16 @@ class BoardTopology:
 
 #: batches up to this size form :meth:`BoardTopology.mean_response_product` in one compiled pass
 _SMALL_BATCH = 4
+
+
+def _block_product(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray, row_major: bool) -> None:
+    """lhsᵀ rhs ((n × w) from (rows × n) and (rows × w)) written into ``out`` (n·w,), a group of
+    conductances whose edges run hidden-outer (``row_major``) or fixed-node-outer."""
+    n, w = lhs.shape[1], rhs.shape[1]
+    if row_major:
+        np.matmul(lhs.T, rhs, out=out.reshape(n, w))
+    else:
+        np.matmul(rhs.T, lhs, out=out.reshape(w, n))
 
 
 def _float_c(a: np.ndarray) -> np.ndarray:
