@@ -61,6 +61,7 @@ class Loss:
         elif self.name == "mse":
             t = _per_sample(np.asarray(target), z.shape[0])
             if t.ndim == 1:  # class labels → ±1 one-hot targets in logit space
+                t = _class_labels(t, z.shape[0], z.shape[1])
                 t = 2.0 * (np.arange(z.shape[1])[None, :] == t[:, None]) - 1.0
             r = z - t
             loss = 0.5 * np.sum(r * r, axis=1)
@@ -71,8 +72,8 @@ class Loss:
                     t.ndim == 2 or t.ndim == 1 and len(t) != len(y)):
                 c = np.broadcast_to(t, y.shape)  # coefficients on the port currents, 1/A
                 return np.sum(c * y, axis=1), np.array(c, dtype=float)
-            t = _per_sample(t.astype(int), z.shape[0])
             k = z.shape[1]
+            t = _class_labels(t, z.shape[0], k)
             dz = np.full(z.shape, 1.0 / k)
             dz[np.arange(len(t)), t] -= 1.0
             loss = np.sum(dz * z, axis=1)

@@ -48,3 +48,17 @@ def test_cross_entropy_refuses_labels_that_are_not_classes(labels):
         loss.value_and_grad(y, np.array(labels))
     whole = np.array([0.0, 1.0, 1.0])  # integral floats are labels
     assert np.allclose(loss.value_and_grad(y, whole)[1], loss.value_and_grad(y, whole.astype(int))[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["mse", "linear"])
+@pytest.mark.parametrize("labels", [[0.0, 1.5, 1.0], [0, -1, 1], [0, 2, 1]])
+def test_mse_and_linear_refuse_labels_that_are_not_classes(name, labels):
+    """Class labels for the MSE (±1 one-hot) and linear (push the true class up) losses: a fractional,
+    negative or too large label is refused with the cross-entropy's message instead of giving an
+    all −1 target (MSE) or being truncated / read from the end (linear)."""
+    loss = Loss(name, 1e4, np.array([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]]))
+    y = np.random.default_rng(1).normal(0, 1e-4, (3, 4))
+    with pytest.raises(ValueError, match="class labels must be 0 … 1"):
+        loss.value_and_grad(y, np.array(labels))
+    whole = np.array([0.0, 1.0, 1.0])  # integral floats are labels
+    assert np.allclose(loss.value_and_grad(y, whole)[1], loss.value_and_grad(y, whole.astype(int))[1], rtol=1e-12)
