@@ -101,6 +101,9 @@ class DriverBase(abc.ABC):
         sleep: ``sleep(seconds)``; default ``time.sleep``.
         clock: monotonic clock in s; default ``time.monotonic``.
         shutdown_timeout_s: I/O timeout used during ``safe_shutdown`` in s.
+        model: the model the bench file names (one of ``SUPPORTED_MODELS``), or ``None``. A driver
+            may use it before ``connect()`` (e.g. to know its channels for a shutdown), and
+            ``identify()`` refuses an instrument that reports another model.
     """
 
     SUPPORTED_MODELS: ClassVar[tuple[str, ...]] = ()
@@ -116,8 +119,10 @@ class DriverBase(abc.ABC):
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         shutdown_timeout_s: float = 2.0,
+        model: Optional[str] = None,
     ) -> None:
         self.transport = transport
+        self.expected_model: Optional[str] = None if model is None else str(model)
         self.name = name or transport.name
         self.log: logging.Logger = instrument_logger(self.name)
         self.allowed_errors = frozenset(int(c) for c in allowed_errors)
@@ -259,6 +264,11 @@ class DriverBase(abc.ABC):
                 instrument=self.name,
                 command="*IDN?",
             )
+        if self.expected_model is not None and token.upper() != self.expected_model.upper():
+            raise InstrumentProtocolError(
+                f"the bench names a {self.expected_model}, but the instrument identifies as {identity.model!r} "
+                f"({identity.vendor}); check the resource or the model in the bench file",
+                instrument=self.name, command="*IDN?")
         self.identity, self.matched_model = identity, token
         return identity
 

@@ -122,6 +122,8 @@ class Keithley2600(DigitalTriggerLine, SourceMeterDriver, TspDriver):
     def __init__(self, transport: Any, *, binary_transfer: bool = False, trigger_line: Optional[int] = None,
                  **kwargs: Any) -> None:
         super().__init__(transport, **kwargs)
+        if (self.expected_model or "").upper() in _SINGLE_CHANNEL:
+            self.channels = ("a",)  # known before connect(): a shutdown never addresses a missing smub
         self.binary_transfer = binary_transfer
         self._set_trigger_line(trigger_line)
         self._armed_sweep: Optional[dict[str, Any]] = None

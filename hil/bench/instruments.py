@@ -23,7 +23,7 @@ __all__ = ["make_driver", "driver_kwargs"]
 
 def driver_kwargs(spec: InstrumentSpec) -> dict[str, Any]:
     """Keyword arguments for the driver class of ``spec`` (besides the transport)."""
-    kwargs: dict[str, Any] = {"name": spec.name}
+    kwargs: dict[str, Any] = {"name": spec.name, "model": spec.model}
     if "allowed_errors" in spec.options:
         kwargs["allowed_errors"] = tuple(spec.options["allowed_errors"])
     if spec.kind == "smu":
