@@ -516,10 +516,15 @@ class SourceMeterDriver(DriverBase):
         Raises:
             PowerLimitError: ``max_power_w`` is configured and ``|V·I|`` of the reading exceeds
                 it; the channel has been ramped to 0 V and switched off before the raise.
+            ImplausibleReadbackError: the reading's source level is implausible (see
+                ``_plausible_level``); the output has been switched off before the raise.
         """
         limits = self.config(channel).limits
         limit = limits.i_compliance_a
         current, source_v, flag = self._read_spot(channel)
+        usable, reason = self._plausible_level(channel, source_v)
+        if usable is None:  # never used, not even for the power check
+            raise self._implausible(channel, source_v, reason)
         soft = bool(at_limit(current, limit))
         if flag or soft:
             self.log.warning("channel %r at limit: I=%.6g A (limit %.6g A, flag %s)", channel, current, limit, flag)

@@ -1,0 +1,39 @@
+"""A spot reading whose source level is implausible is not used (neither as a level nor for the
+power check): the output is switched off at once and ``ImplausibleReadbackError`` raised.
+
+Proven from the emulated instrument's own state (127.0.0.1, short timeouts).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hil.bench.instruments import make_driver
+from hil.drivers.errors import ImplausibleReadbackError, PowerLimitError
+from hil.drivers.transport import ResourceManagers
+from hil.emulate.bench import EmulatedBench
+from tests.emulate.test_bench_model_channels import bench_mapping
+
+
+@pytest.mark.parametrize("reported_v", [7.5, 1.0e30, float("nan")])
+def test_spot_reading_with_an_implausible_source_level_switches_off(reported_v):
+    mapping = bench_mapping("2602B")
+    mapping["bench"]["instruments"]["smu"]["channels"]["a"]["max_power_w"] = 1.0e-3
+    with EmulatedBench(mapping) as bench, ResourceManagers() as rms:
+        emu = bench.emulators["smu"]
+        with make_driver(bench.loopback_bench.instruments["smu"], rms) as smu:
+            smu.output("a", True)
+            smu.set_voltage("a", 0.5)
+            smu.measure_current("a")  # a plausible reading is used
+            emu.faults.misreport_level(reported_v, channel="a", count=None)
+            with pytest.raises(ImplausibleReadbackError) as caught:
+                smu.measure_current("a")
+            assert not isinstance(caught.value, PowerLimitError)
+            assert caught.value.output_off_verified
+            bench.settle()
+            state = bench.output_states()["smu.a"]
+            assert not state["output_on"] and state["level_v"] == 0.0
+            levels = [s["level_v"] for s in emu.output_history("a") if s["output_on"]]
+            assert max(abs(v) for v in levels) <= 0.5  # no level beyond what the driver set was written
+            emu.faults.clear()
+        assert bench.all_outputs_safe()
