@@ -140,6 +140,8 @@ class DriverBase(abc.ABC):
         self._in_resync = False
         #: the link could not be confirmed during shutdown: levels are unknown, ramps skipped
         self._link_suspect = False
+        #: a shutdown is reopening a lost link (never twice in a row)
+        self._reopening = False
         #: identity confirmed by the running/last ``connect()``
         self._identified = False
         #: report of the last ``safe_shutdown()``
@@ -411,7 +413,11 @@ class DriverBase(abc.ABC):
         Uses ``shutdown_timeout_s`` for every I/O. If a timeout left the link unconfirmed and the
         resync fails, source levels are treated as unknown: ramps are skipped and outputs are
         switched off directly. A ``KeyboardInterrupt`` during a step (second signal) skips the
-        remaining ramps, still runs the output-off steps, and is re-raised at the end.
+        remaining ramps, still runs the output-off steps, and is re-raised at the end. When the
+        outputs could not be verified because the link was lost (connection closed, or the
+        identity not confirmed after a timeout), the transport is reopened once, the identity
+        checked against the one of ``connect()``, and the shutdown run again from levels read back
+        (see ``_shutdown_on_new_link``).
 
         Returns:
             ``ShutdownReport`` (also kept in ``last_shutdown``): ``safe`` only when every output
@@ -423,6 +429,7 @@ class DriverBase(abc.ABC):
             return report
         self._shutting_down = True
         interrupted: Optional[BaseException] = None
+        link_lost = False
         try:
             with ExitStack() as stack:
                 try:
@@ -438,6 +445,7 @@ class DriverBase(abc.ABC):
                     report.failures.append(f"resync: {exc}")
                     self._link_suspect = True
                     self._resync_pending = False
+                    link_lost = True
                 try:
                     steps = self._shutdown_steps()
                 except Exception as exc:
@@ -457,6 +465,7 @@ class DriverBase(abc.ABC):
                         report.failures.append(f"{description}: interrupted")
                         self.log.error("shutdown: interrupted during %s; skipping ramps", description)
                     except Exception as exc:
+                        link_lost = link_lost or isinstance(exc, InstrumentConnectionError)
                         report.failures.append(f"{description}: {exc}")
                         if description == "verify outputs off":
                             report.verification_error = str(exc)
@@ -473,7 +482,46 @@ class DriverBase(abc.ABC):
             self.last_shutdown = report
         if interrupted is not None:
             raise interrupted
+        if link_lost and verify and not report.safe and not self._reopening:
+            report = self._shutdown_on_new_link(report)
         return report
+
+    def _shutdown_on_new_link(self, failed: ShutdownReport) -> ShutdownReport:
+        """Second chance for a shutdown that lost its link: reopen the transport, confirm the
+        instrument's identity (same ``*IDN?`` as at ``connect()``), read every output state and
+        level back instead of trusting the cache, and run ``safe_shutdown()`` again (ramping from
+        the levels read). Returns the new report (earlier failures prefixed), or ``failed`` with the
+        reason when the link cannot be reopened or another instrument answers."""
+        reopen = getattr(self.transport, "reopen", None)
+        if reopen is None or self.identity is None:
+            return failed
+        previous = self.identity
+        self._reopening = True
+        try:
+            self.log.warning("shutdown: link lost; reopening %s to make the outputs safe", self.transport.resource_name)
+            try:
+                reopen()
+                self._resync_pending = False
+                with self.transport.temporary_timeout(self.shutdown_timeout_s):
+                    identity = self.identify()
+                if identity.raw != previous.raw:
+                    raise InstrumentConnectionError(f"after reopening, {identity.raw!r} answers instead of "
+                                                    f"{previous.raw!r}", instrument=self.name, command="*IDN?")
+            except Exception as exc:
+                self.identity = previous
+                self.log.error("shutdown: reopening failed: %s", exc)
+                failed.failures.append(f"reopen: {exc}")
+                self.last_shutdown = failed
+                return failed
+            self._refresh_output_state()
+            report = self.safe_shutdown()
+            report.failures[:0] = [f"before reopening: {f}" for f in failed.failures]
+            return report
+        finally:
+            self._reopening = False
+
+    def _refresh_output_state(self) -> None:
+        """Replace cached output states and levels by read-backs (after the link was reopened)."""
 
     def _record_verification(self, report: ShutdownReport) -> None:
         if self._link_suspect:  # replies cannot be trusted: nothing is verified

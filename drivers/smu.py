@@ -670,6 +670,19 @@ class SourceMeterDriver(DriverBase):
             steps.append((f"output {ch!r} off", lambda ch=ch: self._output_off(ch)))
         return steps
 
+    def _refresh_output_state(self) -> None:
+        """Forget every cached output state and level, then read them back (levels checked; an
+        implausible one switches its output off); what cannot be read stays unknown."""
+        for ch in self.channels:
+            self._output_on[ch] = None
+            self._setpoint[ch] = math.nan
+        for ch in self.channels:
+            try:
+                self._output_on[ch] = self._read_output(ch)
+                self._read_level_checked(ch)
+            except Exception as exc:
+                self.log.error("channel %r: state not read back after reopening: %s", ch, exc)
+
     def _output_off(self, channel: str) -> None:
         """Output off; then program 0 V if the level is not known to be 0 V (ramp skipped)."""
         self._write_output(channel, False)

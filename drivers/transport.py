@@ -13,6 +13,7 @@ Nothing else in the code base imports pyvisa.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import select
 import socket
@@ -327,13 +328,20 @@ class VisaTransport:
         self._rx = bytearray()  # bytes received past the last complete reply (raw-socket path)
         self._stale = False  # a read timed out: drop late bytes before the next exchange
         self._partial_write = False  # a write was interrupted part-way
+        self._manager = resource_manager
+        self._open_timeout_s = float(open_timeout_s)
+        self._open(timeout_s)
+
+    def _open(self, timeout_s: float) -> None:
+        """Open the resource with the I/O timeout ``timeout_s`` (s); typed errors as in ``__init__``."""
+        name = self.name
         try:
-            self._resource = resource_manager.open_resource(
+            self._resource = self._manager.open_resource(
                 self._requested,
-                read_termination=read_termination,
-                write_termination=write_termination,
+                read_termination=self._read_termination,
+                write_termination=self._write_termination,
                 timeout=int(round(timeout_s * 1000)),
-                open_timeout=int(round(open_timeout_s * 1000)),
+                open_timeout=int(round(self._open_timeout_s * 1000)),
             )
         except (visa_errors.LibraryError, ValueError) as exc:  # bad name, "Wrapper not found"
             raise InstrumentConfigError(f"cannot open {self._requested}: {exc}", instrument=name) from exc
@@ -345,6 +353,20 @@ class VisaTransport:
         self._fast = bool(self._term_bytes) and self._socket_session() is not None
         self._disable_nagle()
         self.log.debug("opened %s (timeout %.3f s)", self.resource_name, timeout_s)
+
+    def reopen(self) -> None:
+        """Close the resource and open a new session to the same address (after the link was
+        lost), with the same I/O timeout; anything buffered from the old session is dropped.
+
+        Raises:
+            InstrumentConnectionError: the resource cannot be opened again.
+        """
+        timeout_s = self.timeout_s
+        self.close()
+        self._rx.clear()
+        self._stale = False
+        self._partial_write = False
+        self._open(timeout_s if math.isfinite(timeout_s) else 5.0)
 
     def _disable_nagle(self) -> None:
         """Raw TCP sockets: send every message at once (``VI_ATTR_TCPIP_NODELAY``).

@@ -7,6 +7,7 @@ are short (0.3 s) and every emulator runs on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
@@ -200,7 +201,7 @@ def test_endless_reply_cannot_block_past_the_timeout(rm, start):
     transport.close()
 
 
-def test_dropped_link_mid_ramp_reports_outputs_may_be_live(rm, start):
+def test_dropped_link_that_cannot_be_reopened_reports_outputs_may_be_live(rm, start):
     emu = start(Smu2450Emulator("smu", "2450"))
     drv = driver_for(rm, emu, Keithley2450, "")
     with pytest.raises(OutputMayBeLiveError) as info:
@@ -208,11 +209,37 @@ def test_dropped_link_mid_ramp_reports_outputs_may_be_live(rm, start):
             drv.output("", True)
             drv.set_voltage("", 0.25)
             emu.faults.drop_connection(match=r"^:SOUR:VOLT 0\.5")
+            emu.refuse_connections(True)  # and the shutdown's reconnect is refused
             drv.set_voltage("", 0.75)
     # the emulator (its state, not the driver) shows the output is still live: the report was right
     assert channel_state(emu, "")[0] is True
     assert info.value.channels == ("",)
     assert info.value.__context__ is None or isinstance(info.value.__context__, InstrumentConnectionError)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_dropped_link_mid_ramp_is_reopened_and_the_output_made_safe(rm, start, family):
+    """The instrument closed the connection (a LAN glitch, a socket timeout on its side) while the
+    output was live: the shutdown reopens the link, confirms the identity, ramps the level it reads
+    back to 0 V within the step limit and switches the output off, all verified by read-back."""
+    make, cls, ch, write_re = FAMILIES[family]
+    emu = start(make())
+    drv = driver_for(rm, emu, cls, ch)
+    with drv:  # a write into a closed socket may pass unnoticed: what matters is the shutdown
+        drv.output(ch, True)
+        drv.set_voltage(ch, 0.5)
+        emu.faults.drop_connection(match=write_re.replace(r"(\S+)", r"0\.75"))
+        with contextlib.suppress(InstrumentConnectionError):
+            drv.set_voltage(ch, 1.0)  # ramps 0.5 -> 0.75 -> 1.0: the link dies at 0.75 V
+            drv.measure_current(ch)
+    report = drv.last_shutdown
+    assert report.safe, report.summary()
+    assert channel_state(emu, ch) == (False, 0.0)  # from the instrument
+    assert [e for e in emu.transcript.entries("event") if "connect" in e.text][-2:]  # a second session
+    on_levels = [s["level_v"] for s in emu.output_history(ch) if s["output_on"]]
+    assert max(abs(v) for v in on_levels) <= 0.75
+    steps = np.abs(np.diff([0.0, *on_levels, 0.0]))
+    assert steps.max() <= LIMITS.max_step_v + 1e-12, on_levels
 
 
 def test_failed_connect_runs_the_safe_shutdown_for_what_it_found_on(rm, start):
