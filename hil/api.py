@@ -256,13 +256,13 @@ def _attach_events(board: Board, run: RunDir) -> None:
 
 
 def _fit(board: Board, trainer):
-    """``trainer.fit()``; on an instrument fault the board is made safe and its outputs read back
-    (``exc.unverified``: channels not confirmed off) before the fault propagates."""
+    """``trainer.fit()``; on an instrument fault, Ctrl-C or SIGTERM the board is made safe and its
+    outputs read back (``exc.unverified``: channels not confirmed off) before the exception propagates."""
     from hil.drivers.errors import InstrumentError
 
     try:
         return trainer.fit()
-    except InstrumentError as exc:
+    except (InstrumentError, KeyboardInterrupt) as exc:
         if hasattr(board, "verify_safe"):
             board.safe_state()
             exc.unverified = board.verify_safe()

@@ -52,20 +52,24 @@ _config_phase = api.config_phase
 _RUN: dict = {}  # the run directory a training command is writing (for the interrupt message)
 
 
-def _interrupt_message() -> str:
-    """What an interrupted command leaves behind, stated only as far as it is true."""
+def _interrupt_message(exc: BaseException | None = None) -> str:
+    """What an interrupted command leaves behind, stated only as far as it is true (an instrument
+    board's outputs as read back: ``exc.unverified``, set by :mod:`hil.api`)."""
+    unverified = getattr(exc, "unverified", None)
+    state = "the board is in its safe state and" if unverified is None else _outputs_state(unverified) + ";"
     run = _RUN.get("run")
     if run is None:
-        return "interrupted"
+        return "interrupted" if unverified is None else f"interrupted; {state[:-1]}"
     for tag in ("last", "best"):
         try:
             ck = run.load_checkpoint(tag)
         except Exception:
             continue
         which = "checkpoint" if tag == "last" else "best checkpoint (the last one is damaged)"
-        return (f"interrupted; the board is in its safe state and {run.path} keeps the {which} of epoch "
+        return (f"interrupted; {state} {run.path} keeps the {which} of epoch "
                 f"{int(ck['epoch'])}: continue with 'hil train --resume {run.path}'")
-    return f"interrupted before the first epoch completed; {run.path} holds no checkpoint to resume from"
+    done = "" if unverified is None else f" {state}"
+    return f"interrupted before the first epoch completed;{done} {run.path} holds no checkpoint to resume from"
 
 
 def _instrument_message(exc) -> str:
@@ -76,12 +80,7 @@ def _instrument_message(exc) -> str:
         return (f"cannot open the bench: {what} (nothing was switched on; check the resources in board.bench, "
                 "or rehearse with --emulate)")
     unverified = getattr(exc, "unverified", None)
-    if unverified is None:
-        state = "the board's safe shutdown ran"
-    elif unverified:
-        state = "safe shutdown ran, CHECK THE BENCH: outputs not verified off: " + ", ".join(unverified)
-    else:
-        state = "safe shutdown ran, every output read back off"
+    state = "the board's safe shutdown ran" if unverified is None else _outputs_state(unverified)
     tail = ""
     run = _RUN.get("run")
     if run is not None:
@@ -91,6 +90,12 @@ def _instrument_message(exc) -> str:
         except Exception:
             tail = f"; {run.path} holds no completed epoch"
     return f"instrument fault: {what}; {state}{tail}"
+
+
+def _outputs_state(unverified: list) -> str:
+    if unverified:
+        return "safe shutdown ran, CHECK THE BENCH: outputs not verified off: " + ", ".join(unverified)
+    return "safe shutdown ran, every output read back off"
 
 
 def _progress(args) -> bool | str:
@@ -501,8 +506,8 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     except ConfigError as exc:
         print(f"hil: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except KeyboardInterrupt:
-        print(f"\nhil: {_interrupt_message()}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"\nhil: {_interrupt_message(exc)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
         with contextlib.suppress(OSError):

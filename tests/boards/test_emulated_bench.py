@@ -286,7 +286,8 @@ def test_sigterm_during_training_ends_safe_and_resumes(tmp_path, started_benches
         finished.set()
         killer.join(timeout=10)
     assert rc == 130
-    assert "interrupted" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "interrupted; safe shutdown ran, every output read back off;" in err and "--resume" in err
     assert started and started[0].all_outputs_safe()
     run = next(tmp_path.iterdir())
     done = len((run / "metrics.csv").read_text().splitlines()) - 1
