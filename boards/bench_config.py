@@ -202,6 +202,8 @@ def _check_programming(p: Section, prog: dict, bench: Any, fallback: Any = None)
             used = {f"{i}.{c}" for group in (bench.wiring.sources, bench.wiring.outputs) for i, c in group.values()}
             if f"{inst}.{ch}" in used:
                 p.error("smu", f"{smu} already drives a circuit node; programming needs its own channel")
+            else:
+                _check_pulse_levels(p, prog.get("settings"), smu, spec.channels[ch])
             _check_pulse_widths(p, prog.get("settings"), inst, spec.driver)
     matrix = prog.get("matrix")
     if isinstance(matrix, str):
@@ -230,6 +232,32 @@ def _check_pulse_widths(p: Section, settings: Any, inst: str, driver: str) -> No
         value = getattr(settings, key)
         if not lo <= value <= hi:
             p.error(key, f"{value:g} s is outside the {lo:g}..{hi:g} s pulse widths of {inst} ({driver})")
+
+
+def _check_pulse_levels(p: Section, settings: Any, smu: str, channel: Any) -> None:
+    """Every level write-verify may apply (pulses up to ±``v_max``, ``set_v``, ``reset_v``,
+    ``v_read``) within the programming channel's effective bounds (V, ``max_power_w`` included),
+    and every pulse edge (from 0 V) within its ``max_step_v``: otherwise the driver would refuse
+    the first such pulse in the middle of a run."""
+    from hil.drivers.limits import effective_bounds
+
+    if settings is None:
+        return
+    try:
+        limits = channel.smu_config().limits
+    except Exception:  # the channel's own problems are reported where the bench is validated
+        return
+    lo, hi = effective_bounds(limits)
+    where = f"{smu}'s limits ({lo:g} .. {hi:g} V)"
+    if settings.v_max > hi or -settings.v_max < lo:
+        p.error("v_max", f"pulses up to {settings.v_max:g} V exceed {where}")
+    for key in ("set_v", "reset_v", "v_read"):
+        value = getattr(settings, key)
+        if not lo <= value <= hi:
+            p.error(key, f"{value:g} V exceeds {where}")
+    if settings.v_max > limits.max_step_v * (1 + 1e-9):
+        p.error("v_max", f"pulses up to {settings.v_max:g} V start from 0 V with an edge above {smu}'s "
+                         f"max_step_v {limits.max_step_v:g} V")
 
 
 def _check_devices(p: Section, devices: Any, circuit: Any) -> None:

@@ -73,3 +73,27 @@ def test_triggered_acquisition_refused_when_drivers_cannot(raw):
                        r"without trigger_line\)") as err:
         parse_settings(raw, "x")
     assert "daq970a" not in str(err.value)  # the DAQ970A driver has triggered scans
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("v_max", 3.0, "board.programming.v_max: pulses up to 3 V exceed prog.a's limits (-1.6 .. 1.6 V)"),
+    ("reset_v", -1.7, "board.programming.reset_v: -1.7 V exceeds prog.a's limits (-1.6 .. 1.6 V)"),
+])
+def test_programming_pulses_beyond_the_programming_channels_limits_are_a_config_error(raw, key, value, needle):
+    """Caught when the config is read (exit 2), not as a LimitViolation at the first large pulse mid-run."""
+    raw["board"]["programming"][key] = value
+    if key == "reset_v":
+        raw["board"]["programming"]["v_max"] = 1.7
+    with pytest.raises(ConfigError) as exc:
+        parse_settings(raw, "x")
+    assert any(needle in p for p in exc.value.problems), exc.value.problems
+
+
+def test_programming_pulse_edge_beyond_max_step_is_a_config_error(raw):
+    bench = load_yaml("configs/benches/xor-bench.yaml")
+    bench["instruments"]["prog"]["channels"]["a"]["max_step_v"] = 1.0
+    raw["board"]["bench"] = bench
+    with pytest.raises(ConfigError) as exc:
+        parse_settings(raw, "x")
+    assert any("board.programming.v_max" in p and "max_step_v 1 V" in p for p in exc.value.problems), \
+        exc.value.problems
