@@ -351,6 +351,7 @@ class InstrumentBoard(BoardBase):
         ws = [np.broadcast_to(topo.output_voltage, (B, q)) if w is None else np.asarray(w, float).reshape(B, q)
               for w in w_phases]
         levels = np.concatenate([np.concatenate([u, w], axis=1) for w in ws], axis=0)  # (phases·B, p + q)
+        self._check_levels(levels)
         try:
             cur, volt, bad = self._acquire(levels)
         except BaseException as exc:
@@ -372,6 +373,30 @@ class InstrumentBoard(BoardBase):
                                    piecewise_linear=False, valid=valid, noise_v=self.timing.noise_floor_v,
                                    info={"acquisition": self._mode()}))
         return out
+
+    def _check_levels(self, levels: np.ndarray) -> None:
+        """Every level of a batch (points, p + q) V within its channel's effective bounds, before
+        any I/O: a batch the drivers would refuse part-way is refused whole, naming node and channel.
+
+        Raises:
+            LimitViolation: the first node with a level outside (or not finite).
+        """
+        from hil.drivers.errors import LimitViolation
+        from hil.drivers.limits import effective_bounds
+
+        nodes = list(self.wiring.sources) + list(self.wiring.outputs)
+        for j, (node, pt) in enumerate(zip(nodes, self.wiring.smu_ports())):
+            lo, hi = effective_bounds(self.instruments[pt.instrument].config(pt.channel).limits)
+            col = levels[:, j]
+            if not np.all(np.isfinite(col)):
+                raise LimitViolation(f"{node} ({pt}) level", float("nan"), hi, instrument=pt.instrument,
+                                     reason="not finite; nothing of the batch was applied")
+            k = int(np.argmax(np.maximum(col - hi, lo - col)))
+            if col[k] > hi + 1e-12 or col[k] < lo - 1e-12:
+                raise LimitViolation(f"{node} ({pt}) level", float(col[k]), hi if col[k] > hi else lo,
+                                     instrument=pt.instrument,
+                                     reason=f"outside the channel's {lo:g} .. {hi:g} V; nothing of the batch was "
+                                            "applied (check data.input_scale_v, the rails and the estimator's drive)")
 
     # ---- acquisition ------------------------------------------------------------------------
     def _mode(self) -> str:

@@ -145,6 +145,11 @@ class FakeSmu(_Base):
         self._x()
         self.limits[channel] = config.limits
 
+    def config(self, channel: str) -> SmuChannelConfig:
+        """The channel's configuration as a driver reports it (its limits; fixed 1 mA range)."""
+        lim = self.limits[channel]
+        return SmuChannelConfig(limits=lim, nplc=1.0, current_range_a=max(lim.i_compliance_a, 1e-3))
+
     def _apply(self, ch: str, v: float) -> None:
         self._setpoint[ch] = v
         self.max_level_seen[ch] = max(self.max_level_seen[ch], abs(v))

@@ -350,3 +350,21 @@ def test_cli_instrument_fault_is_one_line_with_verified_state(tmp_path, started_
     assert rc == 1 and len(err) == 1
     assert "InstrumentReportedError" in err[0] and "every output read back off" in err[0] and "--resume" in err[0]
     assert started[0].all_outputs_safe()
+
+
+def test_batch_beyond_a_channels_limits_is_refused_before_any_level_is_applied():
+    """Inputs scaled past a source channel's v_max (e.g. data.input_scale_v too large): the whole
+    batch is refused before the first level is written, and the error names the node and channel."""
+    from hil.drivers.errors import LimitViolation
+
+    with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
+        with open_board(eb, timeout_s=0.5, rehearsal=False) as board:
+            board.connect()
+            eb.settle()
+            marks = {n: len(e.transcript.states()) for n, e in eb.emulators.items()}
+            with pytest.raises(LimitViolation) as exc:
+                board.measure(np.array([[0.0, 1.0], [0.0, 2.0]]))  # x1 = 2 V > v_max 1.5 V of smu_x.2
+            assert "x1" in str(exc.value) and "smu_x.2" in str(exc.value)
+            eb.settle()
+            assert {n: len(e.transcript.states()) for n, e in eb.emulators.items()} == marks
+        assert eb.all_outputs_safe()
