@@ -256,12 +256,20 @@ def _attach_events(board: Board, run: RunDir) -> None:
 
 
 def _fit(board: Board, trainer):
-    """``trainer.fit()``; on an instrument fault, Ctrl-C or SIGTERM the board is made safe and its
-    outputs read back (``exc.unverified``: channels not confirmed off) before the exception propagates."""
+    """``trainer.fit()`` inside :func:`outputs_read_back`."""
+    with outputs_read_back(board):
+        return trainer.fit()
+
+
+@contextlib.contextmanager
+def outputs_read_back(board: Board):
+    """On an instrument fault, Ctrl-C or SIGTERM inside the block, an instrument board is made safe
+    and its outputs read back (``exc.unverified``: channels not confirmed off, ``[]`` when every
+    output answered off) before the exception propagates; the command line reports it."""
     from hil.drivers.errors import InstrumentError
 
     try:
-        return trainer.fit()
+        yield
     except (InstrumentError, KeyboardInterrupt) as exc:
         if hasattr(board, "verify_safe"):
             board.safe_state()

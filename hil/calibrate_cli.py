@@ -38,6 +38,7 @@ def cmd_calibrate(args) -> int:
 
 
 def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
+    from hil.api import outputs_read_back
     from hil.boards.factory import make_board
     from hil.emulate_options import emulated_board_options
     from hil.calibrate import store
@@ -61,7 +62,7 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     element = ((settings.circuit or {}).get("hidden", {}) or {}).get("element", {}) or {}
     temperature = ((settings.devices or {}).get("temperature", {}) or {}).get("temperature_c", element.get("temperature_c", 27.0))
     try:
-        with board:
+        with board, outputs_read_back(board):
             path, summary = calibrate(board, cs, name, temperature, element.get("model", "ideal"),
                                       progress=lambda s: print(f"hil calibrate: {s}", flush=True))
     except RuntimeError as exc:

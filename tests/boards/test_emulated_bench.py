@@ -368,3 +368,25 @@ def test_batch_beyond_a_channels_limits_is_refused_before_any_level_is_applied()
             eb.settle()
             assert {n: len(e.transcript.states()) for n, e in eb.emulators.items()} == marks
         assert eb.all_outputs_safe()
+
+
+def test_cli_calibrate_fault_reads_the_outputs_back(tmp_path, started_benches, capsys):
+    """An instrument fault during `hil calibrate --emulate`: exit 1, one line saying every output was
+    read back off (as hil train says), and the emulators agree."""
+    import threading
+
+    from hil.cli import main
+
+    started = started_benches
+
+    def garble_a_later_scan():
+        while not started:
+            threading.Event().wait(0.02)
+        started[0].emulators["daq"].faults.garbage_reply(match=r"READ\?")
+
+    threading.Thread(target=garble_a_later_scan, daemon=True).start()
+    rc = main(["calibrate", "bench-xor", "--emulate", "--dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert "InstrumentProtocolError" in err[0] and "every output read back off" in err[0]
+    assert started[0].all_outputs_safe()
