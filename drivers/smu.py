@@ -39,6 +39,7 @@ from hil.drivers.errors import (
     ImplausibleReadbackError,
     InstrumentConfigError,
     InstrumentError,
+    InstrumentProtocolError,
     InterlockError,
     LimitViolation,
     PowerLimitError,
@@ -75,6 +76,10 @@ UNCONFIGURED_RAMP_DWELL_S = 0.1
 #: rounding); anything further out is implausible.
 READBACK_TOLERANCE = 1e-4
 READBACK_TOLERANCE_MIN_V = 1e-6
+#: A finite current reading beyond this multiple of the channel's fixed measurement range is no
+#: measurement (an instrument reports over range as the +9.9E37 sentinel, read as inf): the reply
+#: is refused and the channel made safe.
+IMPLAUSIBLE_CURRENT_FACTOR = 2.0
 #: A level read back off by more than this after the shutdown does not count as 0 V.
 ZERO_TOLERANCE_V = 1e-6
 
@@ -518,6 +523,8 @@ class SourceMeterDriver(DriverBase):
                 it; the channel has been ramped to 0 V and switched off before the raise.
             ImplausibleReadbackError: the reading's source level is implausible (see
                 ``_plausible_level``); the output has been switched off before the raise.
+            InstrumentProtocolError: the current is finite but far beyond the measurement range
+                (see ``_check_currents``); the channel has been ramped to 0 V and switched off.
         """
         limits = self.config(channel).limits
         limit = limits.i_compliance_a
@@ -525,6 +532,7 @@ class SourceMeterDriver(DriverBase):
         usable, reason = self._plausible_level(channel, source_v)
         if usable is None:  # never used, not even for the power check
             raise self._implausible(channel, source_v, reason)
+        self._check_currents([channel], np.array([[current]]), point=None)
         soft = bool(at_limit(current, limit))
         if flag or soft:
             self.log.warning("channel %r at limit: I=%.6g A (limit %.6g A, flag %s)", channel, current, limit, flag)
@@ -622,8 +630,28 @@ class SourceMeterDriver(DriverBase):
         nplc = max(self.config(ch).nplc for ch in vectors)
         return vectors, 2 * n * nplc / f_line + n * worst + self.sweep_timeout_margin_s
 
+    def _check_currents(self, channels: list[str], i_meas: np.ndarray, *, point: Optional[int] = 0) -> None:
+        """Refuse finite current readings (points, channels) A beyond ``IMPLAUSIBLE_CURRENT_FACTOR``
+        times each channel's measurement range: every listed channel is ramped to 0 V and switched
+        off, then ``InstrumentProtocolError`` is raised (``point=None``: a spot reading)."""
+        for k, ch in enumerate(channels):
+            rng = self.config(ch).current_range_a
+            col = np.asarray(i_meas, float)[:, k]
+            bad = np.flatnonzero(np.isfinite(col) & (np.abs(col) > IMPLAUSIBLE_CURRENT_FACTOR * rng))
+            if bad.size:
+                at = "" if point is None else f" at point {int(bad[0])}"
+                self.log.error("channel %r: implausible current reading %.6g A%s (range %g A); making %s safe",
+                               ch, col[bad[0]], at, rng, channels)
+                failures = self._make_safe(channels)
+                safe = [c for c in channels if c not in {f[0] for f in failures}]
+                raise InstrumentProtocolError(
+                    f"channel {ch!r}: implausible current reading {col[bad[0]]:.6g} A{at} (measurement range "
+                    f"{rng:g} A), not used; ramped to 0 V and switched off: {safe}", instrument=self.name)
+
     def _check_sweep_power(self, channels: list[str], v_src: np.ndarray, i_meas: np.ndarray) -> None:
-        """Per-reading power rule over a sweep; on a violation make every swept channel safe and raise."""
+        """Per-reading power rule over a sweep (after refusing implausible currents, see
+        ``_check_currents``); on a violation make every swept channel safe and raise."""
+        self._check_currents(channels, i_meas)
         for k, ch in enumerate(channels):
             bad = np.flatnonzero(over_power(v_src[:, k], i_meas[:, k], self.config(ch).limits.max_power_w))
             if bad.size:

@@ -371,7 +371,7 @@ def test_list_sweep_power_violation_on_one_channel_makes_every_swept_channel_saf
 
 
 def test_list_sweep_without_power_limit_does_not_apply_the_power_rule():
-    data = "+5.0E-04,+0,+0.5"
+    data = "+1.0E-04,+0,+0.5"  # at the 100 µA limit (and range)
     extra = [(":OUTP1 ON", None)] + sweep_setup("1", "0.01", 1, "0.002")
     extra += [(":INIT (@1)", None), ("*OPC?", "1"), (":FETC:ARR? (@1)", data)]
     extra += sweep_restore("1") + [(":SOUR1:VOLT?", "+0.0E+00"), (":SYST:ERR?", OK), (":OUTP1?", "1")]

@@ -37,3 +37,24 @@ def test_spot_reading_with_an_implausible_source_level_switches_off(reported_v):
             assert max(abs(v) for v in levels) <= 0.5  # no level beyond what the driver set was written
             emu.faults.clear()
         assert bench.all_outputs_safe()
+
+
+def test_spot_current_far_beyond_the_measurement_range_is_not_used():
+    """1e30 A from a 1 mA range is no measurement (over range reads +9.9E37): the channel is made
+    safe and the reading refused, instead of a PowerLimitError computed from it."""
+    from hil.drivers.errors import InstrumentProtocolError
+
+    mapping = bench_mapping("2602B")
+    with EmulatedBench(mapping) as bench, ResourceManagers() as rms:
+        emu = bench.emulators["smu"]
+        with make_driver(bench.loopback_bench.instruments["smu"], rms) as smu:
+            smu.output("a", True)
+            smu.set_voltage("a", 0.5)
+            emu.faults.garbage_reply(match=r"measure", data=b"1.0e30\t0.5\tfalse\n")
+            with pytest.raises(InstrumentProtocolError, match="implausible current") as caught:
+                smu.measure_current("a")
+            assert not isinstance(caught.value, PowerLimitError)
+            bench.settle()
+            state = bench.output_states()["smu.a"]
+            assert not state["output_on"] and state["level_v"] == 0.0
+        assert bench.all_outputs_safe()
