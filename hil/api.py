@@ -263,14 +263,13 @@ def _fit(board: Board, trainer):
 
 @contextlib.contextmanager
 def outputs_read_back(board: Board):
-    """On an instrument fault, Ctrl-C or SIGTERM inside the block, an instrument board is made safe
-    and its outputs read back (``exc.unverified``: channels not confirmed off, ``[]`` when every
-    output answered off) before the exception propagates; the command line reports it."""
-    from hil.drivers.errors import InstrumentError
-
+    """On any failure inside the block (an instrument fault, a bug, Ctrl-C or SIGTERM), an
+    instrument board is made safe and its outputs read back (``exc.unverified``: channels not
+    confirmed off, ``[]`` when every output answered off) before the exception propagates; the
+    command line reports it."""
     try:
         yield
-    except (InstrumentError, KeyboardInterrupt) as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         if hasattr(board, "verify_safe"):
             board.safe_state()
             exc.unverified = board.verify_safe()

@@ -81,15 +81,19 @@ def _instrument_message(exc) -> str:
                 "or rehearse with --emulate)")
     unverified = getattr(exc, "unverified", None)
     state = "the board's safe shutdown ran" if unverified is None else _outputs_state(unverified)
-    tail = ""
+    return f"instrument fault: {what}; {state}{_run_tail()}"
+
+
+def _run_tail() -> str:
+    """``"; <run> keeps epoch N: continue with ..."`` for the run being written, else ``""``."""
     run = _RUN.get("run")
-    if run is not None:
-        try:
-            epoch = int(run.load_checkpoint("last")["epoch"])
-            tail = f"; {run.path} keeps epoch {epoch}: continue with 'hil train --resume {run.path}'"
-        except Exception:
-            tail = f"; {run.path} holds no completed epoch"
-    return f"instrument fault: {what}; {state}{tail}"
+    if run is None:
+        return ""
+    try:
+        epoch = int(run.load_checkpoint("last")["epoch"])
+        return f"; {run.path} keeps epoch {epoch}: continue with 'hil train --resume {run.path}'"
+    except Exception:
+        return f"; {run.path} holds no completed epoch"
 
 
 def _outputs_state(unverified: list) -> str:
@@ -533,8 +537,10 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     except Exception as exc:  # a bug: still one line, the traceback on request
         if debug:
             raise
+        unverified = getattr(exc, "unverified", None)  # an instrument board's outputs, read back by hil.api
+        bench = "" if unverified is None else f"; {_outputs_state(unverified)}{_run_tail()}"
         print(f"hil {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
-              "(run with HIL_DEBUG=1 for the traceback)", file=sys.stderr)
+              f"(run with HIL_DEBUG=1 for the traceback){bench}", file=sys.stderr)
         return EXIT_RUNTIME
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -390,3 +390,28 @@ def test_cli_calibrate_fault_reads_the_outputs_back(tmp_path, started_benches, c
     assert rc == 1 and len(err) == 1, err
     assert "InstrumentProtocolError" in err[0] and "every output read back off" in err[0]
     assert started[0].all_outputs_safe()
+
+
+def test_cli_crash_inside_the_trainer_reads_the_outputs_back(tmp_path, started_benches, capsys, monkeypatch):
+    """A bug (any exception) in the middle of a bench run: one line that still says the outputs were
+    read back off and what the run directory keeps; the emulators agree."""
+    from hil.cli import main
+    from hil.train import loop
+
+    real = loop.Trainer._epoch
+    calls = []
+
+    def failing_second_epoch(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ZeroDivisionError("injected in the middle of the run")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(loop.Trainer, "_epoch", failing_second_epoch)
+    rc = main(["train", "bench-xor", "--emulate", "-q", "--runs-dir", str(tmp_path), "--set", "output.plots=false",
+               "--set", "train.epochs=3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert "internal error: ZeroDivisionError" in err[0] and "every output read back off" in err[0]
+    assert "keeps epoch 1" in err[0] and "--resume" in err[0]
+    assert started_benches[0].all_outputs_safe()
