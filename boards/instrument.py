@@ -550,10 +550,12 @@ class InstrumentBoard(BoardBase):
             forget()
 
     def verify_safe(self) -> list[str]:
-        """Read back every SMU channel's output state; return what is (or may be) still on.
+        """Read back every SMU channel's output state and programmed level; return what is (or
+        may be) not off at 0 V.
 
-        Empty when every output reports off.  A channel whose state cannot be read (dead link)
-        is listed as unverified: the caller must not claim it is safe.
+        Empty when every output reports off with its level within 1 µV of 0 V. A channel whose
+        state or level cannot be read (dead link, implausible reply) is listed as unverified: the
+        caller must not claim it is safe.
         """
         problems = []
         for name, inst in self.instruments.items():
@@ -563,6 +565,8 @@ class InstrumentBoard(BoardBase):
                 try:
                     if inst.output_enabled(ch):
                         problems.append(f"{name}.{ch}: output still on")
+                    elif abs(level := inst.voltage_setpoint(ch)) > 1e-6:
+                        problems.append(f"{name}.{ch}: off, but its level reads back {level:.6g} V")
                 except BaseException as exc:
                     problems.append(f"{name}.{ch}: not verified ({type(exc).__name__})")
         return problems

@@ -415,3 +415,18 @@ def test_cli_crash_inside_the_trainer_reads_the_outputs_back(tmp_path, started_b
     assert "internal error: ZeroDivisionError" in err[0] and "every output read back off" in err[0]
     assert "keeps epoch 1" in err[0] and "--resume" in err[0]
     assert started_benches[0].all_outputs_safe()
+
+
+def test_verify_safe_reads_levels_back_not_only_output_states():
+    """An output that reads back off but whose programmed level reads back 0.3 V is not reported
+    as safe (the drivers' own shutdown verification requires off AND 0 V; so does the board's)."""
+    with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
+        with open_board(eb, timeout_s=0.5, rehearsal=False) as board:
+            board.measure(XOR[:1])
+            board.safe_state()
+            assert board.verify_safe() == []
+            eb.emulators["smu_y2"].faults.misreport_level(0.3, count=None)
+            problems = board.verify_safe()
+            assert len(problems) == 1 and problems[0].startswith("smu_y2.") and "0.3" in problems[0], problems
+            eb.emulators["smu_y2"].faults.clear()
+        assert eb.all_outputs_safe()
