@@ -373,6 +373,8 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
         chanlist = f"(@{','.join(chans)})"
         self._armed_sweep = {"order": order, "chans": chans, "n": n, "chanlist": chanlist,
                              "timeout_s": timeout_s, "lead": bool(lead)}
+        for ch in order:  # the list owns the level until fetch_sweep reads it back (a shutdown reads it first)
+            self._setpoint[ch] = math.nan
         try:
             for ch in order:
                 self._load_list(ch, vectors[ch], float(settle_s) + self.config(ch).source_delay_s)
