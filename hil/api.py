@@ -231,7 +231,8 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
         with board:
             meta = {"config_source": source, "estimator": s.estimator, "data": data.describe(), **blas, **cal_meta}
             if hasattr(board, "snapshots"):  # an instrument board: every instrument's identity and settings
-                board.connect()
+                with outputs_read_back(board):
+                    board.connect()
                 meta["instruments"] = board.snapshots()
             run.write_metadata(meta)
             return _fit(board, Trainer(board, s, data, run, progress=progress))
@@ -270,7 +271,7 @@ def outputs_read_back(board: Board):
     try:
         yield
     except (Exception, KeyboardInterrupt) as exc:
-        if hasattr(board, "verify_safe"):
+        if hasattr(board, "verify_safe") and getattr(exc, "unverified", None) is None:
             board.safe_state()
             exc.unverified = board.verify_safe()
         raise
@@ -345,7 +346,8 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
         with board:
             trainer = Trainer(board, s, data, run, progress=progress)
             try:
-                trainer.restore("last", overrides=list(overrides))
+                with outputs_read_back(board):  # restoring programs the bench
+                    trainer.restore("last", overrides=list(overrides))
             except ShapeMismatch as exc:
                 raise ConfigError([f"--set {' '.join(overrides) or '(none)'}: {exc}"], source) from None
             if overrides:

@@ -430,3 +430,26 @@ def test_verify_safe_reads_levels_back_not_only_output_states():
             assert len(problems) == 1 and problems[0].startswith("smu_y2.") and "0.3" in problems[0], problems
             eb.emulators["smu_y2"].faults.clear()
         assert eb.all_outputs_safe()
+
+
+def test_cli_instrument_unreachable_at_connect_reads_the_other_outputs_back(tmp_path, started_benches, capsys,
+                                                                            monkeypatch):
+    """The DAQ refuses connections when the board connects (the SMUs already are): one line saying
+    the SMU outputs were read back off."""
+    import hil.emulate.bench as emulate_bench
+    from hil.cli import main
+
+    real_start = emulate_bench.EmulatedBench.start
+
+    def start_with_the_daq_refusing(self):
+        real_start(self)
+        self.emulators["daq"].refuse_connections(True)
+        return self
+
+    monkeypatch.setattr(emulate_bench.EmulatedBench, "start", start_with_the_daq_refusing)
+    rc = main(["train", "bench-xor", "--emulate", "-q", "--runs-dir", str(tmp_path), "--set", "output.plots=false",
+               "--set", "train.epochs=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert "'daq'" in err[0] and "every output read back off" in err[0]
+    assert started_benches[0].all_outputs_safe()
