@@ -400,7 +400,11 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
 
     def fetch_sweep(self) -> SweepResult:
         """Wait for the armed sweep (``*OPC?``), read every channel back in one ``:FETC:ARR?`` and
-        restore fixed mode; per-point compliance = status bits 1–2 or the software at-limit rule."""
+        restore fixed mode; per-point compliance = status bits 1–2 or the software at-limit rule.
+
+        Raises:
+            OutputTrippedError: output protection switched a swept channel off (compliance).
+        """
         armed = self._require_armed()
         order, chans, n = armed["order"], armed["chans"], armed["n"]
         try:
@@ -422,6 +426,7 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
         per_point = data.reshape(n, len(chans), _ELEMENTS)
         cols = [chans.index(ch) for ch in order]
         i_meas, v_src = per_point[:, cols, 0], per_point[:, cols, 2]
+        self._check_outputs_still_on(order)  # output protection may have switched one off mid-list
         limits = np.array([self.config(ch).limits.i_compliance_a for ch in order])
         compliance = at_limit(i_meas / limits, 1.0) | status_in_compliance(per_point[:, cols, 1])
         for ch in order:

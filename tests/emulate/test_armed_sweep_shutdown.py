@@ -34,3 +34,23 @@ def test_shutdown_of_an_armed_unfetched_sweep_ramps_from_the_level_read_back(ben
         assert max(levels) == pytest.approx(step_v)  # the sweep did leave its level behind
         steps = np.abs(np.diff([0.0, *levels, 0.0]))
         assert steps.max() <= step_v + 1e-9
+
+
+def test_output_protection_trip_during_a_triggered_sweep_is_reported():
+    """A B2900 channel switched off by its output protection in the middle of a triggered sweep must
+    stop the batch with OutputTrippedError (as after a plain list sweep or a spot reading), not let
+    the run measure on with that source off."""
+    from hil.drivers.errors import OutputTrippedError
+
+    with EmulatedBench("scpi-xor-triggered", time_mode="virtual") as bench, ResourceManagers() as rms:
+        emu = bench.emulators["smu_x"]
+        with make_driver(bench.loopback_bench.instruments["smu_x"], rms) as smu:
+            smu.output("1", True)
+            emu.faults.force_compliance("1")
+            smu.arm_sweep({"1": np.array([0.25, 0.25, 0.0])}, 0.0, lead=True)
+            smu.start_sweep()
+            with pytest.raises(OutputTrippedError):
+                smu.fetch_sweep()
+            assert not smu._output_on["1"]
+        bench.settle()
+        assert bench.all_outputs_safe()
