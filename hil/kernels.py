@@ -656,8 +656,10 @@ def cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, dy):  # pragma: n
     in the columns ``cols[…]``, ascending), ``gain`` (1/A).  Logits z = gain · d y; writes
     ``loss`` (B,) = −log softmax(z)_t and ``dy`` (B, q) = gain · (softmax(z) − onehot(t)) d, in
     A⁻¹.  Sums run left to right over the nonzero entries (the zero entries of d would add exact
-    zeros for finite currents), softmax(z)_c = exp(z_c − max z) / Σ exp(z − max z).  Returns
-    False if a label is outside 0 … k − 1.
+    zeros for finite currents), softmax(z)_c = exp(z_c − max z) / Σ exp(z − max z).  When every
+    class is one differential pair (two entries each, the usual readout) the same sums, in the
+    same order, are written out without the inner loops over a class's entries (those short
+    loops cost more than their arithmetic).  Returns False if a label is outside 0 … k − 1.
     """
     B, q = y.shape
     k = indptr.shape[0] - 1
