@@ -269,6 +269,18 @@ def _smu_channel(sec: Section, timing: Timing) -> dict[str, Any]:
     return s
 
 
+def _check_source_range(sec: Section, settings: dict[str, Any], driver: str) -> None:
+    """``v_min`` / ``v_max`` within the driver's largest source range (``MAX_SOURCE_V``, V): a
+    limit the instrument cannot even source is a typo, not a limit."""
+    from hil.drivers.registry import load_driver
+
+    top = getattr(load_driver(driver), "MAX_SOURCE_V", None)
+    for key in ("v_min", "v_max"):
+        v = settings.get(key)
+        if top is not None and v is not None and abs(v) > top:
+            sec.error(key, f"{v:g} V is beyond the {driver}'s {top:g} V source range")
+
+
 def _scanner_channel(sec: Section, timing: Timing) -> dict[str, Any]:
     s: dict[str, Any] = {}
     s["range_v"] = _num(sec, "range_v", required=True, positive=True)
@@ -324,6 +336,8 @@ def _instrument(sec: Section, name: str, timing: Timing, driver_names: list[str]
             sec.problems.append(f"{ch_sec.path}.{raw_ch}: channel given twice")
             continue
         settings = _smu_channel(sub, timing) if kind == "smu" else _scanner_channel(sub, timing)
+        if kind == "smu":
+            _check_source_range(sub, settings, driver)
         channels[ch] = ChannelSpec(ch, settings)
     if kind in ("smu", "scanner") and isinstance(ch_sec.data, dict) and not ch_sec.data and sec.has("channels"):
         sec.error("channels", "at least one channel")

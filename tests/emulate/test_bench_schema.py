@@ -107,3 +107,15 @@ def test_trigger_line_checked_with_its_path():
     assert "instruments.smu2.trigger_line: the 2604B has no digital I/O port" in text
     assert "instruments.prog.trigger_line: expected a digital I/O line 1..6" in text
     assert load_bench("tsp-xor-triggered").instruments["smu3"].options["trigger_line"] == 1
+
+
+def test_voltage_limits_beyond_the_instruments_source_range_are_refused():
+    from hil.config import load_yaml
+
+    raw = load_yaml("configs/benches/xor-bench.yaml")
+    raw["instruments"]["smu1"]["channels"]["a"].update(v_min=-500.0, v_max=500.0)
+    with pytest.raises(ConfigError) as exc:
+        load_bench(raw)
+    problems = "\n".join(exc.value.problems)
+    assert "bench.instruments.smu1.channels.a.v_max: 500 V is beyond the keithley2600's 202 V source range" in problems
+    assert "bench.instruments.smu1.channels.a.v_min: -500 V is beyond" in problems
