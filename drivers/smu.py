@@ -650,8 +650,20 @@ class SourceMeterDriver(DriverBase):
 
     def _check_sweep_power(self, channels: list[str], v_src: np.ndarray, i_meas: np.ndarray) -> None:
         """Per-reading power rule over a sweep (after refusing implausible currents, see
-        ``_check_currents``); on a violation make every swept channel safe and raise."""
+        ``_check_currents``) and finite but implausible source values (see ``_plausible_level``:
+        that channel is switched off at once, the others ramped down, and
+        ``ImplausibleReadbackError`` raised; a missing point's sentinel is left to the caller's
+        masking); on a violation make every swept channel safe and raise."""
         self._check_currents(channels, i_meas)
+        for k, ch in enumerate(channels):
+            for v in np.asarray(v_src, float)[:, k]:
+                if not np.isfinite(v):
+                    continue
+                usable, reason = self._plausible_level(ch, float(v))
+                if usable is None:
+                    error = self._implausible(ch, float(v), f"sweep source value, {reason}")
+                    self._make_safe([c for c in channels if c != ch])
+                    raise error
         for k, ch in enumerate(channels):
             bad = np.flatnonzero(over_power(v_src[:, k], i_meas[:, k], self.config(ch).limits.max_power_w))
             if bad.size:

@@ -58,3 +58,20 @@ def test_spot_current_far_beyond_the_measurement_range_is_not_used():
             state = bench.output_states()["smu.a"]
             assert not state["output_on"] and state["level_v"] == 0.0
         assert bench.all_outputs_safe()
+
+
+def test_sweep_source_values_outside_the_limits_are_not_used():
+    """A sweep buffer whose source values read 7.5 V on a ±1 V channel: refused (channel made safe),
+    not fed to the power rule or returned."""
+    mapping = bench_mapping("2602B")
+    with EmulatedBench(mapping) as bench, ResourceManagers() as rms:
+        emu = bench.emulators["smu"]
+        with make_driver(bench.loopback_bench.instruments["smu"], rms) as smu:
+            smu.output("a", True)
+            emu.faults.garbage_reply(match=r"printbuffer", data=b"7.50000e+00, 1.00000e-06, 0.00000e+00\n")
+            with pytest.raises(ImplausibleReadbackError):
+                smu.list_sweep({"a": [0.25]}, 0.0)
+            bench.settle()
+            state = bench.output_states()["smu.a"]
+            assert not state["output_on"] and state["level_v"] == 0.0
+        assert bench.all_outputs_safe()
