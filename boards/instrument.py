@@ -542,8 +542,10 @@ class InstrumentBoard(BoardBase):
         for name in order:
             try:
                 self.instruments[name].safe_shutdown()
-            except BaseException as exc:  # a second Ctrl-C must not skip the other instruments
-                log.error("safe state: %s failed: %s", name, exc)
+            except KeyboardInterrupt:  # a second Ctrl-C must not skip the other instruments
+                log.error("safe state: %s: interrupted by a second signal (ramps skipped; the read-back says what is off)", name)
+            except BaseException as exc:
+                log.error("safe state: %s failed: %s: %s", name, type(exc).__name__, exc)
         self._connected = False
         forget = getattr(self.programmer, "forget", None)
         if forget is not None:
