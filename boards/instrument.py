@@ -543,7 +543,8 @@ class InstrumentBoard(BoardBase):
             try:
                 self.instruments[name].safe_shutdown()
             except KeyboardInterrupt:  # a second Ctrl-C must not skip the other instruments
-                log.error("safe state: %s: interrupted by a second signal (ramps skipped; the read-back says what is off)", name)
+                log.error("safe state: %s: interrupted by a second signal (ramps skipped; the read-back "
+                          "says what is off)", name)
             except BaseException as exc:
                 log.error("safe state: %s failed: %s: %s", name, type(exc).__name__, exc)
         self._connected = False
