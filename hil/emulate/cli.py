@@ -95,11 +95,27 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
         out.flush()
         stop.wait(args.duration)
     received = sum(len(e.transcript.received()) for e in emulated.emulators.values())
-    live = {k: v for k, v in emulated.output_states().items() if v.get("output_on")}
     print(f"hil emulate: stopped; {received} commands received, bench time {emulated.clock.now_s:.3f} s", file=out)
-    for port, state in sorted(live.items()):
-        print(f"hil emulate: warning: {port} was left ON at {state['level_v']:g} V", file=out)
+    for line in _left_behind(emulated):
+        print(f"hil emulate: warning: {line}", file=out)
     return 0
+
+
+def _left_behind(emulated: Any) -> list[str]:
+    """What the clients left unsafe: outputs on, outputs off with a non-zero programmed level (the
+    next output-on applies it at once), closed matrix relays."""
+    lines = []
+    for port, state in sorted(emulated.output_states().items()):
+        level = float(state.get("level_v", 0.0))
+        if state.get("output_on"):
+            lines.append(f"{port} was left ON at {level:g} V")
+        elif abs(level) > 1e-9:
+            lines.append(f"{port} is off but its level is programmed to {level:g} V")
+    for name, emu in emulated.emulators.items():
+        closed = getattr(emu, "closed_crosspoints", None)
+        if closed is not None and closed():
+            lines.append(f"{name} left relays closed: {', '.join(closed())}")
+    return lines
 
 
 def _absolute_circuit_path(raw: dict, base: Path) -> None:

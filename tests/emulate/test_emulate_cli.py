@@ -89,3 +89,43 @@ def test_emulate_bad_options_exit_2_before_serving(argv, fragment, capsys):
     captured = capsys.readouterr()
     assert fragment in captured.err and len(captured.err.strip().splitlines()) == 2  # header + one problem
     assert "TCPIP::" not in captured.out  # nothing was started
+
+
+def test_emulate_warns_about_levels_left_programmed_and_relays_left_closed():
+    """What a client left behind is named when the emulators stop: not only outputs left on, but an
+    output off with a non-zero programmed level (the next output-on applies it at once) and closed
+    matrix relays."""
+    import argparse
+    import io
+    import threading
+
+    import pyvisa
+
+    from hil.emulate.cli import cmd_emulate
+
+    out, stop = io.StringIO(), threading.Event()
+    args = argparse.Namespace(bench="demo-xor", time_mode="instant", time_scale=1.0, seed=None, readings="noisy",
+                              write_bench=None, duration=None)
+    server = threading.Thread(target=cmd_emulate, args=(args,), kwargs={"out": out, "stop_event": stop}, daemon=True)
+    server.start()
+    deadline = time.monotonic() + 20
+    while "serving" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    resource = {m.group(1): m.group(2) for m in re.finditer(r"^\s+(\w+)\s.*?(TCPIP::\S+)", out.getvalue(), re.M)}
+    rm = pyvisa.ResourceManager("@py")
+    try:
+        smu = rm.open_resource(resource["smu_y2"], read_termination="\n", write_termination="\n", timeout=3000)
+        smu.write(":SOUR:VOLT 0.3")  # output stays off
+        assert float(smu.query(":SOUR:VOLT?")) == pytest.approx(0.3)
+        matrix = rm.open_resource(resource["matrix"], read_termination="\n", write_termination="\n", timeout=3000)
+        matrix.write('channel.close("1A01")')
+        assert matrix.query('print(channel.getclose("slot1"))').strip() == "1A01"
+        smu.close()
+        matrix.close()
+    finally:
+        rm.close()
+        stop.set()
+        server.join(timeout=20)
+    text = out.getvalue()
+    assert "warning: smu_y2 is off but its level is programmed to 0.3 V" in text, text
+    assert "warning: matrix left relays closed: 1A01" in text, text
