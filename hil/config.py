@@ -232,7 +232,7 @@ def load_yaml(path: str | Path) -> dict:
     if not p.exists():
         embedded = embedded_config_path(str(path))
         if embedded is None:
-            raise ConfigError([f"file not found: {path} (embedded configs: {', '.join(embedded_config_names())})"])
+            raise ConfigError([f"file not found: {path} ({_shipped_config_hint(str(path))})"])
         p = embedded
     if p.is_dir() and (p / "config.resolved.yaml").is_file():
         raise ConfigError([f"{path}: is a run directory, expected a YAML config "
@@ -247,6 +247,16 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(["the file must contain a mapping at the top level"], str(p))
     return data
+
+
+def _shipped_config_hint(name: str) -> str:
+    """Where to look when ``name`` is neither a file nor a shipped config: the closest shipped name."""
+    stem = Path(name).name
+    stem = stem[:-5] if stem.endswith(".yaml") else stem
+    close = difflib.get_close_matches(stem, embedded_config_names(), n=1)
+    if close:
+        return f"did you mean {close[0]!r}? 'hil configs' lists the shipped configs"
+    return "not a shipped config name either; 'hil configs' lists them"
 
 
 def _config_root():
@@ -282,6 +292,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key, val = item.split("=", 1)
         node = data
         parts = key.strip().split(".")
+        if not all(parts):
+            problems.append(f"override {item!r}: empty key name (expected key.path=value)")
+            continue
         for part in parts[:-1]:
             if isinstance(node, list):  # a list entry by index, e.g. board.stages.1.buffer_gain
                 nxt = node[int(part)] if part.isdigit() and int(part) < len(node) else None

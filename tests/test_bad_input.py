@@ -53,3 +53,20 @@ def test_run_directory_given_where_a_config_is_expected_names_its_config(tmp_pat
         err = capsys.readouterr().err
         assert f"is a run directory, expected a YAML config (its config is {run / 'config.resolved.yaml'})" in err, command
         assert "Traceback" not in err
+
+
+def test_misspelled_config_name_suggests_the_shipped_one(capsys):
+    assert main(["train", "sim-digit"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "file not found: sim-digit" in err[1]
+    assert "did you mean 'sim-digits'?" in err[1] and "hil configs" in err[1]
+    assert main(["solve", "zzz-nothing-like-it.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean" not in err and "hil configs" in err
+
+
+def test_override_without_a_key_is_named_as_such(capsys):
+    for bad in ("=3", " =3", "train.=3", ".epochs=3"):
+        assert main(["train", "sim-xor", "--set", bad]) == 2, bad
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == f"  - override {bad!r}: empty key name (expected key.path=value)", bad
