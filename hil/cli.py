@@ -52,6 +52,11 @@ _config_phase = api.config_phase
 _RUN: dict = {}  # the run directory a training command is writing (for the interrupt message)
 
 
+def _resume_command(run) -> str:
+    """The command that continues ``run`` the way it was started (an emulated rehearsal stays emulated)."""
+    return f"hil train --resume {run.path}" + (" --emulate" if _RUN.get("emulate") else "")
+
+
 def _interrupt_message() -> str:
     """What an interrupted command leaves behind, stated only as far as it is true."""
     run = _RUN.get("run")
@@ -64,7 +69,7 @@ def _interrupt_message() -> str:
             continue
         which = "checkpoint" if tag == "last" else "best checkpoint (the last one is damaged)"
         return (f"interrupted; the board is in its safe state and {run.path} keeps the {which} of epoch "
-                f"{int(ck['epoch'])}: continue with 'hil train --resume {run.path}'")
+                f"{int(ck['epoch'])}: continue with '{_resume_command(run)}'")
     return f"interrupted before the first epoch completed; {run.path} holds no checkpoint to resume from"
 
 
@@ -87,7 +92,7 @@ def _instrument_message(exc) -> str:
     if run is not None:
         try:
             epoch = int(run.load_checkpoint("last")["epoch"])
-            tail = f"; {run.path} keeps epoch {epoch}: continue with 'hil train --resume {run.path}'"
+            tail = f"; {run.path} keeps epoch {epoch}: continue with '{_resume_command(run)}'"
         except Exception:
             tail = f"; {run.path} holds no completed epoch"
     return f"instrument fault: {what}; {state}{tail}"
@@ -107,6 +112,7 @@ def _cmd_train(args, stack) -> int:
     from hil.train.rundir import RunDirError, prepare_runs_dir
 
     quiet = args.quiet
+    _RUN["emulate"] = bool(getattr(args, "emulate", False))
     if args.resume:
         if args.config:
             raise ConfigError([f"give either CONFIG ({args.config}) or --resume, not both"])

@@ -209,3 +209,24 @@ def test_bench_run_solves_and_exports_its_circuit_and_eval_says_why_not(tmp_path
     assert main(["eval", str(run)]) == 2
     err = capsys.readouterr().err
     assert "board.backend: instruments" in err and "metrics.csv" in err and "Traceback" not in err
+
+
+def test_interrupted_rehearsal_says_to_resume_it_with_emulate(tmp_path, capsys, monkeypatch):
+    """The resume command an interrupted --emulate run prints must rehearse again, not open the real bench."""
+    from hil.train.loop import Trainer
+
+    real_epoch = Trainer._epoch
+
+    def one_epoch_then_ctrl_c(self):
+        if self.epoch >= 1:
+            raise KeyboardInterrupt()
+        return real_epoch(self)
+
+    monkeypatch.setattr(Trainer, "_epoch", one_epoch_then_ctrl_c)
+    assert main(["train", "bench-xor", "--emulate", "-q", "--runs-dir", str(tmp_path), "--set", "train.epochs=2",
+                 "--set", "output.plots=false"]) == 130
+    run = next(tmp_path.iterdir())
+    assert f"continue with 'hil train --resume {run} --emulate'" in capsys.readouterr().err
+    monkeypatch.setattr(Trainer, "_epoch", real_epoch)
+    assert main(["train", "--resume", str(run), "--emulate", "-q"]) == 0
+    assert "epochs            2" in capsys.readouterr().out
