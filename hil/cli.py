@@ -339,18 +339,22 @@ def cmd_eval(args) -> int:
     chosen_png = _output_path(args.plot, "--plot") if args.plot else None
     run = api.load_run(args.run, args.checkpoint)
     ev = api.evaluate_run(run, args.data)
-    if chosen_png is not None:
-        png = chosen_png
-    else:
-        png = run.path / "plots" / f"confusion_{ev.split}_{run.checkpoint}.png"
+    png = chosen_png or run.path / "plots" / f"confusion_{ev.split}_{run.checkpoint}.png"
+    try:
         png.parent.mkdir(exist_ok=True)
-    plot_confusion(ev.confusion, png, f"{run.settings.name}: {ev.split} split, {run.checkpoint} checkpoint "
-                                      f"(epoch {run.epoch}), accuracy {100 * ev.accuracy:.2f} %")
+        plot_confusion(ev.confusion, png, f"{run.settings.name}: {ev.split} split, {run.checkpoint} checkpoint "
+                                          f"(epoch {run.epoch}), accuracy {100 * ev.accuracy:.2f} %")
+    except OSError as exc:  # e.g. a read-only run directory: the evaluation itself is still reported
+        if chosen_png is not None:
+            raise
+        print(f"hil eval: warning: confusion matrix not written to {png} ({exc.strerror or _one_line(exc)}); "
+              "give another place with --plot PNG", file=sys.stderr)
+        png = None
     if args.json:
         print(json.dumps({"run": str(run.path), "checkpoint": run.checkpoint, "epoch": run.epoch, "split": ev.split,
                           "samples": ev.samples, "accuracy": ev.accuracy, "loss": ev.loss,
                           "confusion": ev.confusion.tolist(), "conduction_fraction": ev.conduction_fraction,
-                          "confusion_png": str(png)}, indent=2))
+                          "confusion_png": None if png is None else str(png)}, indent=2))
         return 0
     print(f"run         {run.path}")
     print(f"checkpoint  {run.checkpoint} (epoch {run.epoch})")
@@ -364,7 +368,7 @@ def cmd_eval(args) -> int:
         print("      " + "".join(f"{j:>5d}" for j in range(k)))
         for i in range(k):
             print(f"  {i:>3d} " + "".join(f"{v:>5d}" for v in ev.confusion[i]))
-    print(f"plot        {png}")
+    print(f"plot        {png if png is not None else 'not written'}")
     return 0
 
 

@@ -235,3 +235,21 @@ def test_eval_plot_option_and_a_run_without_plots_folder(trained_run, tmp_path, 
     assert "--plot" in err and "does not exist" in err
     assert main(["eval", str(copy), "--plot", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "c.png").is_file()
+
+
+def test_eval_of_a_read_only_run_still_prints_the_evaluation(trained_run, capsys, monkeypatch):
+    """A run directory the user may not write (an archive, another user's run): the numbers are what
+    they asked for; the confusion PNG that cannot be written is a warning naming --plot."""
+    import hil.train.plots as plots
+
+    def read_only(confusion, path, title):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(plots, "plot_confusion", read_only)
+    assert main(["eval", str(trained_run), "-q"]) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"accuracy\s+\d+\.\d\d %", captured.out) and "plot        not written" in captured.out
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "Permission denied" in err[0] and "--plot PNG" in err[0]
+    assert main(["eval", str(trained_run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["confusion_png"] is None
