@@ -44,6 +44,7 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     from hil.calibrate.apply import bench_name
     from hil.calibrate.run import calibrate
     from hil.calibrate.settings import parse_calibration
+    from hil.train.rundir import RunDirError, prepare_runs_dir
     from hil.train.settings import parse_settings
 
     raw = apply_overrides(load_yaml(args.config), args.set or [])
@@ -51,6 +52,10 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     cs = parse_calibration(settings.calibration)
     if args.dir:
         cs.dir = args.dir
+    try:  # before anything is measured: a calibration that cannot be saved is lost work
+        prepare_runs_dir(cs.dir, "calibration directory")
+    except RunDirError as exc:
+        raise ConfigError([f"{'--dir' if args.dir else 'board.calibration.dir'}: {exc}"], args.config) from None
     try:
         board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max,
                            settings.instrument_board, devices=settings.devices,

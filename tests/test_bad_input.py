@@ -70,3 +70,13 @@ def test_override_without_a_key_is_named_as_such(capsys):
         assert main(["train", "sim-xor", "--set", bad]) == 2, bad
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1] == f"  - override {bad!r}: empty key name (expected key.path=value)", bad
+
+
+def test_calibration_folder_that_cannot_be_made_is_refused_before_measuring(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["calibrate", "sim-digits-mismatch", "--dir", str(blocker / "cal")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no calibration stage ran
+    err = captured.err.strip().splitlines()
+    assert len(err) == 2 and err[1].startswith(f"  - --dir: calibration directory {blocker / 'cal'}: cannot create it")
