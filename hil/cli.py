@@ -378,14 +378,15 @@ def cmd_configs(args) -> int:
     from hil.bench.schema import bench_root, shipped_bench_names
 
     def describe(path) -> str:
-        """The file's first comment line; when the comment goes on, the comment up to its first colon."""
+        """The file's first comment line; when the comment goes on, the comment up to its first colon
+        outside parentheses."""
         lines = path.read_text().splitlines()
         first = next((i for i, line in enumerate(lines) if line.startswith("#")), None)
         if first is None:
             return ""
         block = [lines[first]] + list(itertools.takewhile(lambda l: l.startswith("#"), lines[first + 1:]))
         text = " ".join(line.lstrip("# ").strip() for line in block)
-        return text.split(":")[0].strip() if len(block) > 1 else text
+        return _head_before_colon(text).strip() if len(block) > 1 else text
 
     rows = [(n, describe(embedded_config_path(n))) for n in embedded_config_names()]
     benches = [(n, describe(bench_root() / f"{n}.yaml")) for n in shipped_bench_names()]
@@ -397,6 +398,16 @@ def cmd_configs(args) -> int:
         for name, desc in benches:
             print(f"  {name:{width}s}  {desc}")
     return 0
+
+
+def _head_before_colon(text: str) -> str:
+    """``text`` up to its first ':' that is not inside parentheses (all of it when there is none)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == ":" and depth <= 0:
+            return text[:i]
+    return text
 
 
 # ---- entry point ----------------------------------------------------------------------------

@@ -80,3 +80,10 @@ def test_calibration_folder_that_cannot_be_made_is_refused_before_measuring(tmp_
     assert captured.out == ""  # no calibration stage ran
     err = captured.err.strip().splitlines()
     assert len(err) == 2 and err[1].startswith(f"  - --dir: calibration directory {blocker / 'cal'}: cannot create it")
+
+
+def test_configs_descriptions_are_never_cut_inside_parentheses(capsys):
+    assert main(["configs"]) == 0
+    rows = {l.split()[0]: l.split(None, 1)[1] for l in capsys.readouterr().out.splitlines() if l.startswith("  ")}
+    assert all(d.count("(") == d.count(")") for d in rows.values()), rows
+    assert rows["sim-digits-rram"] == "Digits on a filamentary-RRAM crossbar"
