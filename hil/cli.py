@@ -146,6 +146,9 @@ def _cmd_train(args, stack) -> int:
             if not quiet:
                 print(f"hil train: {settings.name} ({settings.dataset}, estimator {settings.estimator}) → {run.path}",
                       flush=True)
+                if _kernels_not_compiled_yet():
+                    print("hil train: first run of this installation: compiling the numeric kernels once "
+                          "(about 20 s on 2 cores; cached on disk for every later run)", flush=True)
 
         result = api.train(config, runs_dir=settings.runs_dir, progress=_progress(args), source=source,
                            started=started, board_options=emulated_board_options(args, stack, config, source))
@@ -153,11 +156,41 @@ def _cmd_train(args, stack) -> int:
     return 0
 
 
+def _kernel_cache_dir() -> Path:
+    """Where numba keeps the compiled kernels of :mod:`hil.kernels` (beside it, or NUMBA_CACHE_DIR)."""
+    from hil import kernels
+
+    return Path(kernels.adam_kernel.stats.cache_path)
+
+
+def _kernels_not_compiled_yet() -> bool:
+    """True when no compiled kernel of :mod:`hil.kernels` is cached yet: the first training step will
+    compile them (tens of seconds) and the user should know why nothing moves."""
+    try:
+        return not any(_kernel_cache_dir().glob("kernels.*.nbi"))
+    except Exception:  # the cache location is numba's business: when unsure, say nothing
+        return False
+
+
+def _epoch_time_text(r) -> str:
+    """Seconds per epoch for the summary: the median over the run's epochs (a mean would carry the
+    first epoch's one-time kernel compilation), naming epoch 1 when it took far longer."""
+    from hil.train.rundir import RunDir
+
+    times = [row["epoch_time_s"] for row in RunDir(Path(r.run_dir)).read_metrics()
+             if np.isfinite(row.get("epoch_time_s", np.nan))]
+    if not times:
+        return f"{r.seconds_per_epoch:.3g} s per epoch"
+    median = float(np.median(times))
+    slow_first = f", epoch 1: {times[0]:.3g} s" if len(times) > 1 and times[0] > 3 * median else ""
+    return f"median {median:.3g} s per epoch{slow_first}"
+
+
 def _print_summary(r) -> None:
     pct = lambda v: "n/a" if v is None else f"{100 * v:.2f} %"
     print("\nsummary")
     print(f"  run directory     {r.run_dir}")
-    print(f"  epochs            {r.epochs_done} ({r.seconds_per_epoch:.3g} s per epoch)")
+    print(f"  epochs            {r.epochs_done} ({_epoch_time_text(r)})")
     print(f"  train accuracy    {pct(r.train_acc)}")
     print(f"  validation        {pct(r.val_acc)}")
     print(f"  test accuracy     {pct(r.test_acc)}")

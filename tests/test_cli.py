@@ -230,3 +230,45 @@ def test_interrupted_rehearsal_says_to_resume_it_with_emulate(tmp_path, capsys, 
     monkeypatch.setattr(Trainer, "_epoch", real_epoch)
     assert main(["train", "--resume", str(run), "--emulate", "-q"]) == 0
     assert "epochs            2" in capsys.readouterr().out
+
+
+def test_summary_gives_the_median_epoch_time_and_a_slow_first_epoch(tmp_path, capsys, monkeypatch):
+    """The mean would carry the first epoch's one-time kernel compilation (20 s against 0.02 s)."""
+    import csv
+    import re
+
+    from hil.train.rundir import RunDir
+
+    append = RunDir.append_metrics
+
+    def first_epoch_slow(self, row):  # as if epoch 1 had compiled the kernels
+        return append(self, dict(row, epoch_time_s=100.0) if row["epoch"] == 1 else row)
+
+    monkeypatch.setattr(RunDir, "append_metrics", first_epoch_slow)
+    assert main(["train", "sim-xor", "-q", "--runs-dir", str(tmp_path), "--set", "train.epochs=5",
+                 "--set", "output.plots=false"]) == 0
+    out = capsys.readouterr().out
+    run = next(tmp_path.iterdir())
+    with open(run / "metrics.csv", newline="") as f:
+        times = [float(r["epoch_time_s"]) for r in csv.DictReader(f)]
+    assert times[0] == 100.0 and len(times) == 5
+    line = next(l for l in out.splitlines() if l.lstrip().startswith("epochs"))
+    median = float(re.search(r"median ([0-9.e+-]+) s per epoch", line).group(1))
+    assert median == pytest.approx(float(np.median(times)), rel=1e-2) and median < 1.0
+    assert line.endswith(", epoch 1: 100 s)")
+
+
+def test_train_says_when_it_compiles_the_kernels_for_the_first_time(tmp_path, capsys, monkeypatch):
+    import hil.cli as cli
+
+    empty = tmp_path / "cold-cache"
+    empty.mkdir()
+    monkeypatch.setattr(cli, "_kernel_cache_dir", lambda: empty)
+    args = ["train", "sim-xor", "--runs-dir", str(tmp_path / "runs"), "--set", "train.epochs=1",
+            "--set", "output.plots=false"]
+    assert main(args) == 0
+    assert "compiling the numeric kernels" in capsys.readouterr().out
+    (empty / "kernels.adam_kernel-249.py311.nbi").write_bytes(b"")
+    assert main(args) == 0
+    assert "compiling" not in capsys.readouterr().out
+    assert main(args + ["-q"]) == 0 and "compiling" not in capsys.readouterr().out
