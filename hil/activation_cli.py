@@ -9,13 +9,14 @@ what is plotted is what the board reports, and compared with the element's own Ï
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hil.config import ConfigError
+from hil.config import ConfigError, embedded_config_names, embedded_config_path
 from hil.cli_help import command_help
 
 __all__ = ["add_parser", "measure_activation", "cmd_activation"]
@@ -42,11 +43,23 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=cmd_activation)
 
 
+def _closest_subject(subject: str, elements) -> str:
+    """'did you mean â€¦? ' for the element or shipped config name closest to ``subject``, else ''."""
+    kinds = {name: "element" for name in elements}
+    kinds.update({name: "config" for name in embedded_config_names() if name not in kinds})
+    close = difflib.get_close_matches(subject, list(kinds), n=1)
+    return f"did you mean the {kinds[close[0]]} {close[0]!r}? " if close else ""
+
+
 def _element_config(subject: str, params: list[str]) -> dict:
     from hil.circuit.laws import ELEMENTS
 
     if subject in ELEMENTS:
         cfg: dict = {"model": subject}
+    elif not Path(subject).exists() and embedded_config_path(subject) is None:
+        raise ConfigError([f"{subject}: neither an element nor a config file or shipped config "
+                           f"({_closest_subject(subject, ELEMENTS)}'hil activation --list' lists the elements, "
+                           "'hil configs' the configs)"])
     else:
         from hil.api import load_config
 

@@ -87,3 +87,11 @@ def test_configs_descriptions_are_never_cut_inside_parentheses(capsys):
     rows = {l.split()[0]: l.split(None, 1)[1] for l in capsys.readouterr().out.splitlines() if l.startswith("  ")}
     assert all(d.count("(") == d.count(")") for d in rows.values()), rows
     assert rows["sim-digits-rram"] == "Digits on a filamentary-RRAM crossbar"
+
+
+def test_misspelled_element_name_suggests_the_element(capsys):
+    assert main(["activation", "shockly"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "did you mean the element 'shockley'?" in err[1] and "hil activation --list" in err[1]
+    assert main(["activation", "sim-xr"]) == 2
+    assert "did you mean the config 'sim-xor'?" in capsys.readouterr().err
