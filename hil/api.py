@@ -148,8 +148,30 @@ def gradient(board: Board, x, target, loss: Loss, estimator: str = "hl", **optio
     """
     if estimator not in ESTIMATORS:
         raise ConfigError([f"estimator: must be one of {', '.join(ESTIMATORS)}; got {estimator!r}"])
+    _check_estimator_options(estimator, options)
     x = np.atleast_2d(np.asarray(x, dtype=float))
     return estimate(estimator, board, x, np.asarray(target), loss, options)
+
+
+def _check_estimator_options(estimator: str, options: dict) -> None:
+    """An option the estimator does not take is a ConfigError naming it (not a TypeError from inside)."""
+    import difflib
+    import inspect
+
+    from hil.train import estimators
+
+    fn = getattr(estimators, estimator.replace("-", "_") + "_gradient", None)
+    if fn is None:
+        return
+    accepted = list(inspect.signature(fn).parameters)[4:]  # after board, x, target, loss
+    problems = []
+    for key in options:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{estimator}.{key}: unknown option{hint}; {estimator} takes {', '.join(accepted)}")
+    if problems:
+        raise ConfigError(problems)
 
 
 def named_conductances(board: Board, values: np.ndarray | None = None, by: str = "group") -> dict:

@@ -253,3 +253,16 @@ def test_eval_of_a_read_only_run_still_prints_the_evaluation(trained_run, capsys
     assert len(err) == 1 and "Permission denied" in err[0] and "--plot PNG" in err[0]
     assert main(["eval", str(trained_run), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["confusion_png"] is None
+
+
+def test_api_gradient_names_a_misspelled_estimator_option():
+    from hil.config import ConfigError
+
+    cfg = api.load_config("sim-xor")
+    board = api.build_board(cfg)
+    loss = api.make_loss(cfg, board)
+    with pytest.raises(ConfigError, match=r"hl\.delta_vv: unknown option \(did you mean 'delta_v'\?"):
+        api.gradient(board, [[0.0, 1.0]], [1], loss, estimator="hl", delta_vv=0.1)
+    with pytest.raises(ConfigError, match=r"fd\.delta_v: unknown option"):
+        api.gradient(board, [[0.0, 1.0]], [1], loss, estimator="fd", delta_v=0.1)
+    assert api.gradient(board, [[0.0, 1.0]], [1], loss, estimator="ep", delta_v=0.02).grad.shape == board.read_conductances().shape
