@@ -95,3 +95,18 @@ def test_misspelled_element_name_suggests_the_element(capsys):
     assert len(err) == 2 and "did you mean the element 'shockley'?" in err[1] and "hil activation --list" in err[1]
     assert main(["activation", "sim-xr"]) == 2
     assert "did you mean the config 'sim-xor'?" in capsys.readouterr().err
+
+
+def test_resume_with_fewer_epochs_than_done_is_refused_and_changes_nothing(tmp_path, capsys):
+    assert main(["train", "sim-xor", "--runs-dir", str(tmp_path), "-q", "--set", "train.epochs=3",
+                 "--set", "train.optimizer.schedule=cosine", "--set", "output.plots=false"]) == 0
+    run = next(tmp_path.iterdir())
+    before = {name: (run / name).read_bytes() for name in ("config.resolved.yaml", "events.jsonl", "metrics.csv")}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "cosine" not in err[1]
+    assert err[1] == "  - train.epochs: 2 is fewer than the 3 epochs the run has completed; give more than 3 to continue it"
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=3"]) == 0  # the same: nothing to do
+    assert "already finished its epochs" in capsys.readouterr().out
