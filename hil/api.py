@@ -256,9 +256,22 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
                 board.connect()
                 meta["instruments"] = board.snapshots()
             run.write_metadata(meta)
+            if progress and cal_meta.get("calibration"):
+                print(f"hil train: {_calibration_line(cal_meta['calibration'])}", flush=True)
             return _fit(board, Trainer(board, s, data, run, progress=progress))
     finally:
         run.close()
+
+
+def _calibration_line(cal: dict) -> str:
+    """'applying calibration PATH (offsets, gains, …)' from the calibration metadata of a run."""
+    used = [name for key, name in (("offsets", "offsets"), ("gains", "gains"), ("stuck_mask", "stuck mask"))
+            if cal.get(key)]
+    if cal.get("write_verify_rel_tol"):
+        used.append(f"write-verify to {cal['write_verify_rel_tol']:g}")
+    if cal.get("drift") not in (None, "none"):
+        used.append(f"{cal['drift']} drift correction")
+    return f"applying calibration {cal['path']} ({', '.join(used) or 'readings as measured'})"
 
 
 def _blas_threads(s: TrainSettings, source: str) -> dict:

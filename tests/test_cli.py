@@ -272,3 +272,18 @@ def test_train_says_when_it_compiles_the_kernels_for_the_first_time(tmp_path, ca
     assert main(args) == 0
     assert "compiling" not in capsys.readouterr().out
     assert main(args + ["-q"]) == 0 and "compiling" not in capsys.readouterr().out
+
+
+def test_train_names_the_calibration_it_applies(tmp_path, capsys, monkeypatch):
+    import hil.calibrate.apply as apply
+
+    used = {"path": "calibrations/demo/20260101T000000Z", "created_utc": "2026-01-01T00:00:00+00:00", "stale": [],
+            "offsets": True, "gains": False, "stuck_mask": True, "write_verify_rel_tol": 0.0, "drift": "none"}
+    monkeypatch.setattr(apply, "wrap_with_calibration", lambda board, *a, **k: (board, {"calibration": used}))
+    args = ["train", "sim-xor", "--runs-dir", str(tmp_path), "--set", "train.epochs=1", "--set", "output.plots=false"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "hil train: applying calibration calibrations/demo/20260101T000000Z (offsets, stuck mask)" in out[1:3]
+    monkeypatch.setattr(apply, "wrap_with_calibration", lambda board, *a, **k: (board, {"calibration": None}))
+    assert main(args) == 0
+    assert "calibration" not in capsys.readouterr().out
