@@ -174,7 +174,7 @@ def _kernels_not_compiled_yet() -> bool:
 
 def _epoch_time_text(r) -> str:
     """Seconds per epoch for the summary: the median over the run's epochs (a mean would carry the
-    first epoch's one-time kernel compilation), naming epoch 1 when it took far longer."""
+    first epoch's one-time kernel compilation), naming epoch 1 when it took far (3×, and 1 s) longer."""
     from hil.train.rundir import RunDir
 
     times = [row["epoch_time_s"] for row in RunDir(Path(r.run_dir)).read_metrics()
@@ -182,7 +182,7 @@ def _epoch_time_text(r) -> str:
     if not times:
         return f"{r.seconds_per_epoch:.3g} s per epoch"
     median = float(np.median(times))
-    slow_first = f", epoch 1: {times[0]:.3g} s" if len(times) > 1 and times[0] > 3 * median else ""
+    slow_first = f", epoch 1: {times[0]:.3g} s" if len(times) > 1 and times[0] > max(3 * median, median + 1.0) else ""
     return f"median {median:.3g} s per epoch{slow_first}"
 
 
