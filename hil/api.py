@@ -49,8 +49,10 @@ def config_phase(source: str):
     """Turn value errors raised while building objects from a config into a ConfigError."""
     try:
         yield
-    except ConfigError:
-        raise
+    except ConfigError as exc:
+        if exc.source or not source:
+            raise
+        raise ConfigError(exc.problems, source) from None  # say which config the problem is in
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError([f"{type(exc).__name__}: {exc}"], source) from exc
 

@@ -104,6 +104,7 @@ class ConfigError(ValueError):
 
     def __init__(self, problems: list[str], source: str = ""):
         self.problems = problems
+        self.source = source
         head = f"invalid configuration{f' in {source}' if source else ''}:"
         super().__init__("\n".join([head] + [f"  - {p}" for p in problems]))
 

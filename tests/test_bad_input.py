@@ -110,3 +110,9 @@ def test_resume_with_fewer_epochs_than_done_is_refused_and_changes_nothing(tmp_p
     assert {name: (run / name).read_bytes() for name in before} == before
     assert main(["train", "--resume", str(run), "--set", "train.epochs=3"]) == 0  # the same: nothing to do
     assert "already finished its epochs" in capsys.readouterr().out
+
+
+def test_circuit_errors_name_the_config_they_come_from(capsys):
+    assert main(["train", "sim-xor", "--set", "board.circuit.hidden.count=-1"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["hil: invalid configuration in sim-xor:",
+                                                    "  - board.circuit.hidden.count: must be > 0"]
