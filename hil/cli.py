@@ -57,8 +57,15 @@ def _resume_command(run) -> str:
     return f"hil train --resume {run.path}" + (" --emulate" if _RUN.get("emulate") else "")
 
 
+def note_interrupt(message: str) -> None:
+    """What a command other than ``hil train`` wants said after Ctrl-C (e.g. what a sweep kept)."""
+    _RUN["interrupt_note"] = message
+
+
 def _interrupt_message() -> str:
     """What an interrupted command leaves behind, stated only as far as it is true."""
+    if "interrupt_note" in _RUN:
+        return _RUN["interrupt_note"]
     run = _RUN.get("run")
     if run is None:
         return "interrupted"

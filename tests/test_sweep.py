@@ -112,7 +112,12 @@ def test_an_interrupted_run_continues_from_its_last_epoch(tmp_path, capsys, monk
 
     monkeypatch.setattr(Trainer, "_epoch", interrupted)
     assert main(["sweep", str(f), "--workers", "1"]) == 130
+    assert capsys.readouterr().err.strip().endswith(
+        f"interrupted; of 1 run(s) 0 finished, 1 keep their last epoch, 0 not started: "
+        f"'hil sweep {f}' continues them")
     monkeypatch.setattr(Trainer, "_epoch", original)
+    assert main(["sweep", str(f), "--dry-run"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("pending (continues from epoch 5)")
     (run,) = (tmp_path / "out" / "runs").iterdir()
     assert len(rows(run / "metrics.csv")) == 5 and not (run / "result.json").exists()
     assert rows(tmp_path / "out" / "results.csv")[0]["status"] == "pending"
@@ -231,7 +236,7 @@ def test_sigterm_stops_a_pool_sweep_with_a_queued_run_promptly(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 130, (out, err)
-    assert "Traceback" not in err and err.strip().endswith("interrupted"), err
+    assert "Traceback" not in err and "interrupted; of 6 run(s) 3 finished, 2 keep their last epoch, 1 not started" in err, err
     table = rows(tmp_path / "out" / "results.csv")
     assert sorted(r["status"] for r in table) == ["finished"] * 3 + ["pending"] * 3
     long_runs = sorted(runs.glob("epochs=100000-*"))
