@@ -134,10 +134,20 @@ def measure(board: Board, x, w=None) -> Measurement:
 def make_loss(config: dict | TrainSettings | None, board: Board, name: str | None = None,
               gain_per_a: float | None = None) -> Loss:
     """The loss a config trains with (or ``name``: ``cross_entropy``, ``mse``, ``linear``)."""
+    from hil.train.losses import LOSSES
+
     s = parse_config(config) if config is not None else None
-    return Loss(name or (s.loss if s else "cross_entropy"),
-                gain_per_a if gain_per_a is not None else (s.gain_per_a if s else 1e5),
-                board.topology.differential)
+    name = name or (s.loss if s else "cross_entropy")
+    gain = gain_per_a if gain_per_a is not None else (s.gain_per_a if s else 1e5)
+    if name not in LOSSES:
+        raise ConfigError([f"loss: must be one of {', '.join(LOSSES)}; got {name!r}"])
+    try:
+        gain = float(gain)
+    except (TypeError, ValueError):
+        raise ConfigError([f"gain_per_a: expected a number (1/A), got {gain!r}"]) from None
+    if not (np.isfinite(gain) and gain > 0):
+        raise ConfigError([f"gain_per_a: must be a finite number > 0 (1/A), got {gain:g}"])
+    return Loss(name, gain, board.topology.differential)
 
 
 def gradient(board: Board, x, target, loss: Loss, estimator: str = "hl", **options) -> GradientResult:

@@ -266,3 +266,14 @@ def test_api_gradient_names_a_misspelled_estimator_option():
     with pytest.raises(ConfigError, match=r"fd\.delta_v: unknown option"):
         api.gradient(board, [[0.0, 1.0]], [1], loss, estimator="fd", delta_v=0.1)
     assert api.gradient(board, [[0.0, 1.0]], [1], loss, estimator="ep", delta_v=0.02).grad.shape == board.read_conductances().shape
+
+
+def test_api_make_loss_refuses_an_unknown_loss_or_gain_at_once():
+    from hil.config import ConfigError
+
+    cfg = api.load_config("sim-xor")
+    board = api.build_board(cfg)
+    with pytest.raises(ConfigError, match=r"loss: must be one of cross_entropy, mse, linear; got 'mse2'"):
+        api.make_loss(cfg, board, name="mse2")
+    with pytest.raises(ConfigError, match=r"gain_per_a: must be a finite number > 0 \(1/A\), got -1"):
+        api.make_loss(cfg, board, gain_per_a=-1.0)
