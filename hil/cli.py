@@ -132,7 +132,7 @@ def _cmd_train(args, stack) -> int:
                 raise ConfigError([f"--resume {args.resume}: not a run directory (no config.resolved.yaml)"])
             board_options = emulated_board_options(args, stack, api.load_config(str(resolved), args.set or []), str(resolved))
         result = api.resume(args.resume, overrides=args.set or [], progress=_progress(args),
-                            started=lambda run: _RUN.__setitem__("run", run), board_options=board_options)
+                            started=lambda run: _resume_started(run, args), board_options=board_options)
         if result is None:
             print(f"run {args.resume} already finished its epochs; raise train.epochs with --set to continue")
             return 0
@@ -154,13 +154,16 @@ def _cmd_train(args, stack) -> int:
                 print(f"hil train: {settings.name} ({settings.dataset}, estimator {settings.estimator}) → {run.path}",
                       flush=True)
                 if _kernels_not_compiled_yet():
-                    print("hil train: first run of this installation: compiling the numeric kernels once "
-                          "(about 20 s on 2 cores; cached on disk for every later run)", flush=True)
+                    print(_COMPILING_NOTE, flush=True)
 
         result = api.train(config, runs_dir=settings.runs_dir, progress=_progress(args), source=source,
                            started=started, board_options=emulated_board_options(args, stack, config, source))
     _print_summary(result)
     return 0
+
+
+_COMPILING_NOTE = ("hil train: first run of this installation: compiling the numeric kernels once "
+                   "(about 20 s on 2 cores; cached on disk for every later run)")
 
 
 def _kernel_cache_dir() -> Path:
@@ -191,6 +194,22 @@ def _epoch_time_text(r) -> str:
     median = float(np.median(times))
     slow_first = f", epoch 1: {times[0]:.3g} s" if len(times) > 1 and times[0] > max(3 * median, median + 1.0) else ""
     return f"median {median:.3g} s per epoch{slow_first}"
+
+
+def _resume_started(run, args) -> None:
+    """Remember the run (for the interrupt message) and, unless quiet, say what is continued from where."""
+    _RUN["run"] = run
+    if args.quiet:
+        return
+    try:
+        done = int(run.load_checkpoint("last")["epoch"])
+        target = int(api.load_config(str(run.path / "config.resolved.yaml"), args.set or [])["train"]["epochs"])
+    except Exception:  # a damaged checkpoint or config: api.resume reports it
+        return
+    if done < target:
+        print(f"hil train: continuing {run.path} from epoch {done} (of {target})", flush=True)
+        if _kernels_not_compiled_yet():
+            print(_COMPILING_NOTE, flush=True)
 
 
 def _print_summary(r) -> None:

@@ -287,3 +287,15 @@ def test_train_names_the_calibration_it_applies(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(apply, "wrap_with_calibration", lambda board, *a, **k: (board, {"calibration": None}))
     assert main(args) == 0
     assert "calibration" not in capsys.readouterr().out
+
+
+def test_resume_says_which_run_it_continues_from_which_epoch(tmp_path, capsys):
+    assert main(["train", "sim-xor", "-q", "--runs-dir", str(tmp_path), "--set", "train.epochs=2",
+                 "--set", "output.plots=false"]) == 0
+    run = next(tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"hil train: continuing {run} from epoch 2 (of 3)"
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=4", "-q"]) == 0
+    assert "continuing" not in capsys.readouterr().out
