@@ -484,6 +484,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", simulated_twin: bool
         raise ConfigError([f"--checkpoint: must be one of {', '.join(CHECKPOINT_TAGS)}; got {checkpoint!r}"])
     if not (path / "config.resolved.yaml").is_file():
         raise ConfigError([f"{show_path(run_dir)}: {_why_not_a_run(Path(run_dir))}"])
+    if not any((path / "checkpoints" / f"{t}.npz").is_file() for t in CHECKPOINT_TAGS):
+        raise ConfigError([f"{show_path(run_dir)}: the run has no completed epoch (no checkpoint; it was stopped "
+                           "during its first epoch): train it again"])
     run = RunDir(path)
     source = str(path / "config.resolved.yaml")
     s = parse_config(run.read_config(), source)

@@ -116,3 +116,17 @@ def test_circuit_errors_name_the_config_they_come_from(capsys):
     assert main(["train", "sim-xor", "--set", "board.circuit.hidden.count=-1"]) == 2
     assert capsys.readouterr().err.splitlines() == ["hil: invalid configuration in sim-xor:",
                                                     "  - board.circuit.hidden.count: must be > 0"]
+
+
+def test_a_run_stopped_before_its_first_epoch_is_named_as_such_by_every_reader(tmp_path, capsys):
+    assert main(["train", "sim-xor", "--runs-dir", str(tmp_path), "-q", "--set", "train.epochs=1",
+                 "--set", "output.plots=false"]) == 0
+    run = next(tmp_path.iterdir())
+    for ck in (run / "checkpoints").iterdir():
+        ck.unlink()  # as after a Ctrl-C during epoch 1
+    capsys.readouterr()
+    for argv in (["eval", str(run)], ["solve", str(run)], ["netlist", str(run), "-o", str(tmp_path / "x.cir")],
+                 ["train", "--resume", str(run)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 2 and "the run has no completed epoch" in err[1], (argv, err)
