@@ -119,6 +119,8 @@ def _cmd_train(args, stack) -> int:
     from hil.train.rundir import RunDirError, prepare_runs_dir
 
     quiet = args.quiet
+    # before any board is built (building one compiles some kernels already)
+    _RUN["compiling"] = not quiet and _kernels_not_compiled_yet()
     _RUN["emulate"] = bool(getattr(args, "emulate", False))
     if args.resume:
         if args.config:
@@ -153,7 +155,7 @@ def _cmd_train(args, stack) -> int:
             if not quiet:
                 print(f"hil train: {settings.name} ({settings.dataset}, estimator {settings.estimator}) → {run.path}",
                       flush=True)
-                if _kernels_not_compiled_yet():
+                if _RUN.get("compiling"):
                     print(_COMPILING_NOTE, flush=True)
 
         result = api.train(config, runs_dir=settings.runs_dir, progress=_progress(args), source=source,
@@ -208,7 +210,7 @@ def _resume_started(run, args) -> None:
         return
     if done < target:
         print(f"hil train: continuing {run.path} from epoch {done} (of {target})", flush=True)
-        if _kernels_not_compiled_yet():
+        if _RUN.get("compiling"):
             print(_COMPILING_NOTE, flush=True)
 
 
