@@ -65,6 +65,7 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     name = store.board_id(settings.name, settings.circuit, settings.devices, bench_name(settings), bool(args.emulate))
     element = ((settings.circuit or {}).get("hidden", {}) or {}).get("element", {}) or {}
     temperature = ((settings.devices or {}).get("temperature", {}) or {}).get("temperature_c", element.get("temperature_c", 27.0))
+    earlier = _newest_path(store, cs.dir, name)
     try:
         with board:
             path, summary = calibrate(board, cs, name, temperature, element.get("model", "ideal"),
@@ -72,6 +73,26 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     except RuntimeError as exc:
         print(f"hil: calibration failed: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the board's context has run its safe shutdown by now
+        from hil.cli import note_interrupt
+
+        saved = _newest_path(store, cs.dir, name)
+        if saved is not None and saved != earlier:  # stopped while the report was being drawn
+            note_interrupt(f"interrupted; the board is in its safe state and the calibration was saved to {saved} "
+                           "(its report may be incomplete); hil train applies it")
+        else:
+            note_interrupt("interrupted; the board is in its safe state and no calibration was written "
+                           "(hil train goes on applying the newest earlier one, if any)")
+        raise
     print(f"hil calibrate: wrote {path} ({summary['seconds']:.1f} s): {summary['faulty_devices']} faulty devices "
           f"({summary['fault_map_unresolved']} unresolved), max port residual {summary['max_port_residual_rel']:.2e}, report {path / 'report.md'}")
     return 0
+
+
+def _newest_path(store, root, name):
+    """Path of the newest complete calibration of board ``name`` under ``root`` (None: none or unreadable)."""
+    try:
+        cal = store.newest(root, name)
+    except Exception:
+        return None
+    return None if cal is None else cal.path

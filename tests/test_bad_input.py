@@ -130,3 +130,33 @@ def test_a_run_stopped_before_its_first_epoch_is_named_as_such_by_every_reader(t
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 2 and "the run has no completed epoch" in err[1], (argv, err)
+
+
+def test_interrupted_calibration_says_nothing_was_written(tmp_path, capsys, monkeypatch):
+    import hil.calibrate.run as run
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "calibrate", ctrl_c)
+    assert main(["calibrate", "sim-digits-mismatch", "--dir", str(tmp_path / "cal")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("hil: interrupted; the board is in its safe state and no calibration was written "
+                        "(hil train goes on applying the newest earlier one, if any)")
+    assert not any((tmp_path / "cal").rglob("*.json"))
+
+
+def test_calibration_interrupted_while_drawing_its_report_says_it_was_saved(tmp_path, capsys, monkeypatch):
+    import hil.calibrate.run as run
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "write_report", ctrl_c)
+    small = ["--set", "board.circuit.hidden.count=4", "--set", "board.calibration.gain_repeats=2",
+             "--set", "board.calibration.repeats=1"]
+    assert main(["calibrate", "sim-digits-mismatch", "--dir", str(tmp_path / "cal"), *small]) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    (saved,) = (tmp_path / "cal").glob("*/*/calibration.json")
+    assert err == (f"hil: interrupted; the board is in its safe state and the calibration was saved to "
+                   f"{saved.parent} (its report may be incomplete); hil train applies it")
