@@ -127,8 +127,19 @@ def load_data(config: dict | TrainSettings, source: str = ""):
 
 # ---- measuring and gradients -------------------------------------------------------------------
 def measure(board: Board, x, w=None) -> Measurement:
-    """Apply inputs ``x`` (B, n_inputs) volts (and port voltages ``w``), return the measurement."""
-    return board.measure(np.atleast_2d(np.asarray(x, dtype=float)), None if w is None else np.atleast_2d(w))
+    """Apply inputs ``x`` (B, n_inputs) volts (and port voltages ``w``), return the measurement.
+
+    Its arrays are the caller's own copies: a board may keep the arrays it returns as its held
+    operating point and hand them out again for the same inputs, so changing a board's
+    measurement in place would change its later answers; changing this one cannot."""
+    m = board.measure(np.atleast_2d(np.asarray(x, dtype=float)), None if w is None else np.atleast_2d(w))
+    return Measurement(u=_own(m.u), w=_own(m.w), y=_own(m.y), i_src=_own(m.i_src), e=_own(m.e), on=_own(m.on),
+                       piecewise_linear=m.piecewise_linear, valid=_own(m.valid), noise_v=m.noise_v, info=dict(m.info))
+
+
+def _own(a):
+    """A copy of an array (None stays None)."""
+    return None if a is None else np.array(a)
 
 
 def make_loss(config: dict | TrainSettings | None, board: Board, name: str | None = None,

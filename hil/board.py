@@ -355,6 +355,10 @@ class Measurement:
     array, k) — then ``u`` holds those voltages k times over; estimators use it to skip
     comparing the arrays.  It is not a field: ``dataclasses.replace`` and any measurement a
     wrapper builds drop it (None: not known).
+
+    The arrays are the board's: a board may keep them as its held operating point and return
+    the same arrays for the same inputs again, so treat them as read-only and copy one before
+    changing it in place (:func:`hil.measure` returns copies).
     """
 
     held_sources = None  # (u of the earlier measurement, k) where the board knows; see above

@@ -656,26 +656,40 @@ def cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, dy):  # pragma: n
     in the columns ``cols[…]``, ascending), ``gain`` (1/A).  Logits z = gain · d y; writes
     ``loss`` (B,) = −log softmax(z)_t and ``dy`` (B, q) = gain · (softmax(z) − onehot(t)) d, in
     A⁻¹.  Sums run left to right over the nonzero entries (the zero entries of d would add exact
-    zeros for finite currents), softmax(z)_c = exp(z_c − max z) / Σ exp(z − max z).  Returns
-    False if a label is outside 0 … k − 1.
+    zeros for finite currents), softmax(z)_c = exp(z_c − max z) / Σ exp(z − max z).  When every
+    class is one differential pair (two entries each, the usual readout) the same sums, in the
+    same order, are written out without the inner loops over a class's entries (those short
+    loops cost more than their arithmetic).  Returns False if a label is outside 0 … k − 1.
     """
     B, q = y.shape
     k = indptr.shape[0] - 1
     for r in range(B):
         if t[r] < 0 or t[r] >= k:
             return False
+    pairs = True  # every class one differential pair (two entries): the same sums, written out
+    for c in range(k):
+        pairs = pairs and indptr[c] == 2 * c
+    pairs = pairs and indptr[k] == 2 * k
     z = np.empty(k)
     ex = np.empty(k)
     for r in range(B):
         tr = t[r]
+        yr = y[r]
         top = -np.inf
-        for c in range(k):
-            s = 0.0
-            for i in range(indptr[c], indptr[c + 1]):
-                s += y[r, cols[i]] * vals[i]
-            s *= gain
-            z[c] = s
-            top = max(top, s)
+        if pairs:
+            for c in range(k):
+                s = (0.0 + yr[cols[2 * c]] * vals[2 * c]) + yr[cols[2 * c + 1]] * vals[2 * c + 1]
+                s *= gain
+                z[c] = s
+                top = max(top, s)
+        else:
+            for c in range(k):
+                s = 0.0
+                for i in range(indptr[c], indptr[c + 1]):
+                    s += yr[cols[i]] * vals[i]
+                s *= gain
+                z[c] = s
+                top = max(top, s)
         total = 0.0
         for c in range(k):
             zc = z[c] - top
@@ -684,16 +698,25 @@ def cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, dy):  # pragma: n
             ex[c] = ec
             total += ec
         loss[r] = -(z[tr] - np.log(total))
+        dr = dy[r]
         for j in range(q):
-            dy[r, j] = 0.0
-        for c in range(k):
-            p = ex[c] / total
-            if c == tr:
-                p -= 1.0
-            for i in range(indptr[c], indptr[c + 1]):
-                dy[r, cols[i]] += p * vals[i]
+            dr[j] = 0.0
+        if pairs:
+            for c in range(k):
+                p = ex[c] / total
+                if c == tr:
+                    p -= 1.0
+                dr[cols[2 * c]] += p * vals[2 * c]
+                dr[cols[2 * c + 1]] += p * vals[2 * c + 1]
+        else:
+            for c in range(k):
+                p = ex[c] / total
+                if c == tr:
+                    p -= 1.0
+                for i in range(indptr[c], indptr[c + 1]):
+                    dr[cols[i]] += p * vals[i]
         for j in range(q):
-            dy[r, j] *= gain
+            dr[j] *= gain
     return True
 
 

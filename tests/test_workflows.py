@@ -124,6 +124,19 @@ def test_public_api_example(tmp_path):
     assert 0.0 <= ev.accuracy <= 1.0 and ev.confusion.sum() == 4
 
 
+def test_a_measurement_changed_in_place_does_not_change_the_next_one():
+    """The board keeps its held operating point and hands it out again for the same inputs; a
+    user who corrects the API's measurement in place (an offset subtracted from y, say) must not
+    change what the board measures next."""
+    board = api.build_board(api.load_config("sim-xor"))
+    first = api.measure(board, [[0.0, 1.0], [1.0, 1.0]])
+    y, e = first.y.copy(), first.e.copy()
+    first.y -= 1.0
+    first.e[:] = 0.0
+    again = api.measure(board, [[0.0, 1.0], [1.0, 1.0]])
+    assert np.array_equal(again.y, y) and np.array_equal(again.e, e)
+
+
 def test_linear_loss_on_port_currents():
     cfg = load_yaml("sim-xor")
     board = api.build_board(cfg)

@@ -44,9 +44,14 @@ def test_flip_accounting_equals_the_numpy_bookkeeping():
                           unreadable)
 
 
-def test_cross_entropy_kernel_equals_the_numpy_formula():
+_PAIRS = np.kron(np.eye(5), [1.0, -1.0])  # every class one differential pair (the kernel's pair loop)
+_MIXED = _PAIRS.copy()  # a class of three ports and one of a single port (the general loop)
+_MIXED[1, 5], _MIXED[2, 5] = 0.5, 0.0
+
+
+@pytest.mark.parametrize("d", [_PAIRS, _MIXED], ids=["pairs", "mixed"])
+def test_cross_entropy_kernel_equals_the_numpy_formula(d):
     rng = np.random.default_rng(2)
-    d = np.kron(np.eye(5), [1.0, -1.0])
     loss = Loss("cross_entropy", 1e5, d)
     y, t = rng.normal(0, 3e-5, (11, 10)), rng.integers(0, 5, 11)
     val, dy = loss.value_and_grad(y, t)
