@@ -160,3 +160,18 @@ def test_calibration_interrupted_while_drawing_its_report_says_it_was_saved(tmp_
     (saved,) = (tmp_path / "cal").glob("*/*/calibration.json")
     assert err == (f"hil: interrupted; the board is in its safe state and the calibration was saved to "
                    f"{saved.parent} (its report may be incomplete); hil train applies it")
+
+
+def test_estimate_from_a_run_of_another_bench_is_refused(tmp_path, capsys):
+    from hil.config import dump_yaml, load_yaml
+
+    run = tmp_path / "xor-run"
+    run.mkdir()
+    (run / "config.resolved.yaml").write_text(dump_yaml(load_yaml("bench-xor")))
+    (run / "metrics.csv").write_text("epoch,step,program_pulses,program_pulsed\n1,2,60,20\n")
+    assert main(["estimate", "bench-iris", "--from-run", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"  - --from-run {run}: a run on bench xor-bench; bench-iris uses bench iris-bench, "
+                       "whose programming figures differ")
+    assert main(["estimate", "bench-xor", "--from-run", str(run)]) == 0
+    assert f"measured in {run}" in capsys.readouterr().out
