@@ -106,7 +106,10 @@ class ConfigError(ValueError):
         self.problems = problems
         self.source = source
         head = f"invalid configuration{f' in {source}' if source else ''}:"
-        super().__init__("\n".join([head] + [f"  - {p}" for p in problems]))
+        if len(problems) == 1:  # one problem, one line
+            super().__init__(f"{head} {problems[0]}")
+        else:
+            super().__init__("\n".join([head] + [f"  - {p}" for p in problems]))
 
 
 class Section:
