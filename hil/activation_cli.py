@@ -21,6 +21,9 @@ from hil.cli_help import command_help
 
 __all__ = ["add_parser", "measure_activation", "cmd_activation"]
 
+#: Most sweep points one command measures (a few MB; far more than a plot can show).
+MAX_POINTS = 100_000
+
 
 def add_parser(subparsers: Any) -> None:
     """Register ``hil activation`` on an argparse subparsers object."""
@@ -136,6 +139,12 @@ def cmd_activation(args) -> int:
         raise ConfigError([f"--range {args.x_range!r}: expected LO,HI in volts"]) from None
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi) or args.points < 2:
         raise ConfigError(["--range/--points: need LO < HI and at least 2 points"])
+    if args.points > MAX_POINTS:
+        raise ConfigError([f"--points: at most {MAX_POINTS} (got {args.points})"])
+    if args.plot:
+        from hil.cli import _output_path
+
+        _output_path(args.plot, "--plot")  # a missing folder or unwritable file, before measuring
     cfg = _element_config(args.subject, args.param)
     res = measure_activation(cfg, args.a_ohm, np.linspace(lo, hi, args.points))
     if args.json:
@@ -170,6 +179,5 @@ def _plot(res: dict, cfg: dict, a_ohm: float, path: Path) -> None:
     ax2.set_ylabel("slope")
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

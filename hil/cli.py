@@ -266,7 +266,7 @@ def _circuit_and_inputs(args):
         what = f"run {run.path} ({run.checkpoint} checkpoint, epoch {run.epoch})"
         if run.settings.backend == "instruments":
             what += ", the bench's circuit simulated"
-        if args.input:
+        if args.input is not None:
             x = _parse_input_option(args.input, circuit.n_inputs)
             where = "--input"
         else:
@@ -277,7 +277,7 @@ def _circuit_and_inputs(args):
         raise ConfigError(["--checkpoint: only for a run directory"])
     raw = api.load_config(target, getattr(args, "set", None) or [])
     circuit = api.build_circuit(raw, target)
-    if args.input:
+    if args.input is not None:
         x, where = _parse_input_option(args.input, circuit.n_inputs), "--input"
     elif "inputs" in raw:
         try:

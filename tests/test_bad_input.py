@@ -176,3 +176,18 @@ def test_estimate_from_a_run_of_another_bench_is_refused(tmp_path, capsys):
                    "bench iris-bench, whose programming figures differ"]
     assert main(["estimate", "bench-xor", "--from-run", str(run)]) == 0
     assert f"measured in {run}" in capsys.readouterr().out
+
+
+def test_activation_checks_its_plot_path_and_point_count_before_measuring(tmp_path, capsys):
+    missing = tmp_path / "no-such-folder" / "a.png"
+    assert main(["activation", "clip", "--plot", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == (f"hil: invalid configuration: --plot {missing}: "
+                                               f"the folder {missing.parent} does not exist")
+    assert not missing.parent.exists()  # no folder made from a typo
+    assert main(["activation", "clip", "--points", "100000000"]) == 2  # would exhaust the memory
+    assert "--points: at most 100000" in capsys.readouterr().err
+
+
+def test_an_empty_input_option_is_refused_not_ignored(capsys):
+    assert main(["solve", "sim-xor", "--input", ""]) == 2
+    assert capsys.readouterr().err.strip() == "hil: invalid configuration: --input '': expected comma-separated voltages"
