@@ -27,13 +27,34 @@ MAX_CONDUCTANCE_S = 1.0e3
 MAX_NAME_LENGTH = 128
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping that names the same key twice (YAML would silently keep the last value)."""
+
+
 class NumberLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads ``1e-8``, ``1E5``, ``.5e3`` as numbers.
+    """``yaml.SafeLoader`` that also reads ``1e-8``, ``1E5``, ``.5e3`` as numbers, and refuses a key
+    written twice in one mapping.
 
     YAML 1.1 (PyYAML's default) only recognises floats with a dot and a signed exponent
     (``1.0e-8``), so ``1e-8`` would silently become the string ``"1e-8"``.  This loader uses
     the YAML 1.2 core-schema float pattern instead.
     """
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<' merges may repeat keys on purpose
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                seen = first_line.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if seen is not None:
+                raise DuplicateKeyError(None, None, f"duplicate key {key!r} (first on line {seen + 1})",
+                                        key_node.start_mark)
+            first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 NumberLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
@@ -244,6 +265,8 @@ def load_yaml(path: str | Path) -> dict:
     text = read_text_file(p, "YAML config")
     try:
         data = parse_yaml(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError([f"line {exc.problem_mark.line + 1}: {exc.problem}"], str(path)) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {' '.join(str(exc).split())}"], str(p)) from None
     except RecursionError:

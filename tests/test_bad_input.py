@@ -191,3 +191,17 @@ def test_activation_checks_its_plot_path_and_point_count_before_measuring(tmp_pa
 def test_an_empty_input_option_is_refused_not_ignored(capsys):
     assert main(["solve", "sim-xor", "--input", ""]) == 2
     assert capsys.readouterr().err.strip() == "hil: invalid configuration: --input '': expected comma-separated voltages"
+
+
+def test_a_key_written_twice_in_a_config_is_an_error_not_the_last_one_silently(tmp_path, capsys):
+    from hil.config import dump_yaml, load_yaml
+
+    text = dump_yaml(load_yaml("sim-xor"))
+    assert text.count("  epochs: ") == 1
+    cfg = tmp_path / "twice.yaml"
+    cfg.write_text(text.replace("  epochs: ", "  epochs: 7\n  epochs: ", 1))
+    line = cfg.read_text().splitlines().index("  epochs: 7") + 1
+    assert main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.strip() == (f"hil: invalid configuration in {cfg}: line {line + 1}: "
+                                               f"duplicate key 'epochs' (first on line {line})")
+    assert not (tmp_path / "runs").exists()
