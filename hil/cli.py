@@ -438,6 +438,18 @@ def cmd_configs(args) -> int:
 
     from hil.bench.schema import bench_root, shipped_bench_names
 
+    if args.name:  # the shipped file itself, to read or to start a config of one's own from
+        path = embedded_config_path(args.name)
+        if path is None and args.name.removesuffix(".yaml") in shipped_bench_names():
+            path = bench_root() / f"{args.name.removesuffix('.yaml')}.yaml"
+        if path is None:
+            from hil.config import _shipped_config_hint
+
+            raise ConfigError([f"{args.name}: no shipped config or bench of that name "
+                               f"({_shipped_config_hint(args.name)})"])
+        sys.stdout.write(path.read_text())
+        return 0
+
     def describe(path) -> str:
         """The file's first comment line; when the comment goes on, the comment up to its first colon
         outside parentheses."""
@@ -526,9 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="one deck per input vector (the config's 'inputs', or a run's whole test split): "
                                 "OUT_0.cir, OUT_1.cir, ... (default: the first vector only)")
         s.set_defaults(func=func)
-    c = sub.add_parser("configs", help="list the shipped configs and benches", **command_help(
+    c = sub.add_parser("configs", help="list the shipped configs and benches, or print one", **command_help(
         "List the configs shipped with hil (usable by name wherever CONFIG is accepted) and the shipped "
-        "benches (usable by name with hil emulate).", "hil configs"))
+        "benches (usable by name with hil emulate); with NAME, print that file (to start a config of your own).",
+        "hil configs", "hil configs sim-xor > my.yaml"))
+    c.add_argument("name", nargs="?", metavar="NAME", help="a shipped config or bench: print its YAML")
     c.set_defaults(func=cmd_configs)
     try:
         from hil import instruments_cli

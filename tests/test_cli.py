@@ -305,3 +305,18 @@ def test_resume_says_which_run_it_continues_from_which_epoch(tmp_path, capsys):
     assert out[0] == f"hil train: continuing {run} from epoch 2 (of 3)"
     assert main(["train", "--resume", str(run), "--set", "train.epochs=4", "-q"]) == 0
     assert "continuing" not in capsys.readouterr().out
+
+
+def test_configs_name_prints_the_shipped_file_to_start_your_own(tmp_path, capsys):
+    from hil.config import embedded_config_path
+
+    assert main(["configs", "sim-xor"]) == 0
+    text = capsys.readouterr().out
+    assert text == embedded_config_path("sim-xor").read_text()
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(text.replace("name: sim-xor", "name: mine"))
+    assert main(["train", str(mine), "--runs-dir", str(tmp_path / "runs"), "-q", "--set", "train.epochs=1",
+                 "--set", "output.plots=false"]) == 0
+    assert main(["configs", "scpi-xor"]) == 0 and "instruments:" in capsys.readouterr().out  # a shipped bench
+    assert main(["configs", "sim-xr"]) == 2
+    assert "did you mean 'sim-xor'?" in capsys.readouterr().err
