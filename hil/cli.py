@@ -484,8 +484,15 @@ def _head_before_colon(text: str) -> str:
 
 
 # ---- entry point ----------------------------------------------------------------------------
+class _OneLineErrors(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported on one line (no usage block) that names --help."""
+
+    def error(self, message: str):
+        self.exit(EXIT_CONFIG, f"{self.prog}: {' '.join(message.split())} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hil", description="Train resistor–diode networks in their own hardware.",
+    p = _OneLineErrors(prog="hil", description="Train resistor–diode networks in their own hardware.",
                                 epilog="Every failure is one line on stderr: exit 2 for configuration, "
                                        "1 for runtime errors, 130 when interrupted.")
     p.add_argument("--version", action="version", version=f"hil {__version__}")
