@@ -21,6 +21,8 @@ def cmd_sweep(args) -> int:
     try:
         outcome = run_sweep(spec, output=args.output, workers=args.workers, cluster=args.cluster,
                             dry_run=args.dry_run)
+    except BrokenPipeError:  # the reader of the listing went away (| head): hil's usual quiet exit
+        raise
     except OSError as exc:  # cluster unreachable, sweep directory not writable
         print(f"hil sweep: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

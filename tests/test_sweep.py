@@ -246,3 +246,15 @@ def test_sigterm_stops_a_pool_sweep_with_a_queued_run_promptly(tmp_path):
         kinds = [json.loads(line)["kind"] for line in (d / "events.jsonl").read_text().splitlines()]
         assert "abort" in kinds and (d / "checkpoints" / "last.npz").is_file() and not (d / "result.json").exists()
     print(f"hil sweep stopped {stop_s:.1f} s after SIGTERM")
+
+
+def test_a_closed_pipe_ends_the_listing_quietly(tmp_path, capsys, monkeypatch):
+    """`hil sweep FILE --dry-run | head -1`: the reader going away is not a sweep error."""
+    import hil.sweep
+
+    def reader_gone(*a, **k):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(hil.sweep, "run_sweep", reader_gone)
+    assert main(["sweep", str(sweep_file(tmp_path)), "--dry-run"]) == 141
+    assert capsys.readouterr().err == ""
