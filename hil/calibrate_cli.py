@@ -50,12 +50,12 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     raw = apply_overrides(load_yaml(args.config), args.set or [])
     settings = parse_settings(raw, args.config)
     cs = parse_calibration(settings.calibration)
-    if args.dir:
+    if args.dir is not None:
         cs.dir = args.dir
     try:  # before anything is measured: a calibration that cannot be saved is lost work
         prepare_runs_dir(cs.dir, "calibration directory")
     except RunDirError as exc:
-        raise ConfigError([f"{'--dir' if args.dir else 'board.calibration.dir'}: {exc}"], args.config) from None
+        raise ConfigError([f"{'--dir' if args.dir is not None else 'board.calibration.dir'}: {exc}"], args.config) from None
     try:
         board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max,
                            settings.instrument_board, devices=settings.devices,

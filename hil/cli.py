@@ -125,7 +125,7 @@ def _cmd_train(args, stack) -> int:
     if args.resume:
         if args.config:
             raise ConfigError([f"give either CONFIG ({args.config}) or --resume, not both"])
-        if args.runs_dir:
+        if args.runs_dir is not None:
             raise ConfigError(["--runs-dir: not used with --resume (the run directory is given)"])
         board_options = {}
         if getattr(args, "emulate", False):
@@ -142,12 +142,12 @@ def _cmd_train(args, stack) -> int:
         source = args.config or DEFAULT_TRAIN_CONFIG
         config = api.load_config(source, args.set or [])
         settings = api.parse_config(config, source)
-        if args.runs_dir:
+        if args.runs_dir is not None:
             settings.runs_dir = args.runs_dir
         try:
             prepare_runs_dir(settings.runs_dir)
         except RunDirError as exc:
-            where = "--runs-dir" if args.runs_dir else "output.runs_dir"
+            where = "--runs-dir" if args.runs_dir is not None else "output.runs_dir"
             raise ConfigError([f"{where}: {exc}"], source) from None
 
         def started(run):

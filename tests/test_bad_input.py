@@ -215,3 +215,12 @@ def test_argument_mistakes_are_one_line_naming_the_help(capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(fragment) and "--help" in err[0], (argv, err)
+
+
+def test_empty_output_folders_are_refused_not_replaced_by_a_default(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "sim-xor", "--runs-dir", "", "-q"]) == 2
+    assert capsys.readouterr().err.strip() == "hil: invalid configuration in sim-xor: --runs-dir: runs directory '': empty path"
+    assert main(["calibrate", "sim-digits-mismatch", "--dir", ""]) == 2
+    assert "--dir: calibration directory '': empty path" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

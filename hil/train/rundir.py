@@ -108,6 +108,8 @@ def prepare_runs_dir(runs_dir: str | Path, what: str = "runs directory") -> Path
     """Create ``runs_dir`` if needed and check it is a writable directory (RunDirError otherwise,
     its message starting with ``what`` and the path)."""
     shown = f"{what} " + (str(runs_dir) if str(runs_dir).isprintable() else repr(str(runs_dir)))
+    if not str(runs_dir).strip():
+        raise RunDirError(f"{what} {str(runs_dir)!r}: empty path")
     if "\0" in str(runs_dir) or len(str(runs_dir)) > 4096:
         raise RunDirError(f"{shown}: not a valid path")
     p = Path(runs_dir)
