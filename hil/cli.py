@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -488,7 +489,15 @@ class _OneLineErrors(argparse.ArgumentParser):
     """argparse, with a usage mistake reported on one line (no usage block) that names --help."""
 
     def error(self, message: str):
-        self.exit(EXIT_CONFIG, f"{self.prog}: {' '.join(message.split())} (see '{self.prog} --help')\n")
+        message = " ".join(message.split())
+        wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if wrong:  # a mistyped command or choice: name the closest one instead of listing them all
+            import difflib
+
+            close = difflib.get_close_matches(wrong.group(1), re.findall(r"'([^']*)'", wrong.group(2)), n=1)
+            if close:
+                message = message[:wrong.start()] + f"invalid choice: {wrong.group(1)!r} (did you mean {close[0]!r}?)"
+        self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -211,7 +211,7 @@ def test_argument_mistakes_are_one_line_naming_the_help(capsys):
     for argv, fragment in ((["sweep", "x.yaml", "--workers", "0"], "hil sweep: argument --workers: must be >= 1"),
                            (["netlist", "sim-xor"], "hil netlist: the following arguments are required: -o/--output"),
                            (["eval", "runs/x", "--data", "tset"], "hil eval: argument --data: invalid choice: 'tset'"),
-                           (["trian"], "hil: argument COMMAND: invalid choice: 'trian'")):
+                           (["trian"], "hil: argument COMMAND: invalid choice: 'trian' (did you mean 'train'?")):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(fragment) and "--help" in err[0], (argv, err)
