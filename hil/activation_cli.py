@@ -9,16 +9,20 @@ what is plotted is what the board reports, and compared with the element's own Ï
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hil.config import ConfigError
+from hil.config import ConfigError, embedded_config_names, embedded_config_path
 from hil.cli_help import command_help
 
 __all__ = ["add_parser", "measure_activation", "cmd_activation"]
+
+#: Most sweep points one command measures (a few MB; far more than a plot can show).
+MAX_POINTS = 100_000
 
 
 def add_parser(subparsers: Any) -> None:
@@ -42,11 +46,23 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=cmd_activation)
 
 
+def _closest_subject(subject: str, elements) -> str:
+    """'did you mean â€¦? ' for the element or shipped config name closest to ``subject``, else ''."""
+    kinds = {name: "element" for name in elements}
+    kinds.update({name: "config" for name in embedded_config_names() if name not in kinds})
+    close = difflib.get_close_matches(subject, list(kinds), n=1)
+    return f"did you mean the {kinds[close[0]]} {close[0]!r}? " if close else ""
+
+
 def _element_config(subject: str, params: list[str]) -> dict:
     from hil.circuit.laws import ELEMENTS
 
     if subject in ELEMENTS:
         cfg: dict = {"model": subject}
+    elif not Path(subject).exists() and embedded_config_path(subject) is None:
+        raise ConfigError([f"{subject}: neither an element nor a config file or shipped config "
+                           f"({_closest_subject(subject, ELEMENTS)}'hil activation --list' lists the elements, "
+                           "'hil configs' the configs)"])
     else:
         from hil.api import load_config
 
@@ -123,6 +139,12 @@ def cmd_activation(args) -> int:
         raise ConfigError([f"--range {args.x_range!r}: expected LO,HI in volts"]) from None
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi) or args.points < 2:
         raise ConfigError(["--range/--points: need LO < HI and at least 2 points"])
+    if args.points > MAX_POINTS:
+        raise ConfigError([f"--points: at most {MAX_POINTS} (got {args.points})"])
+    if args.plot:
+        from hil.cli import _output_path
+
+        _output_path(args.plot, "--plot")  # a missing folder or unwritable file, before measuring
     cfg = _element_config(args.subject, args.param)
     res = measure_activation(cfg, args.a_ohm, np.linspace(lo, hi, args.points))
     if args.json:
@@ -157,6 +179,5 @@ def _plot(res: dict, cfg: dict, a_ohm: float, path: Path) -> None:
     ax2.set_ylabel("slope")
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

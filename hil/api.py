@@ -49,8 +49,10 @@ def config_phase(source: str):
     """Turn value errors raised while building objects from a config into a ConfigError."""
     try:
         yield
-    except ConfigError:
-        raise
+    except ConfigError as exc:
+        if exc.source or not source:
+            raise
+        raise ConfigError(exc.problems, source) from None  # say which config the problem is in
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError([f"{type(exc).__name__}: {exc}"], source) from exc
 
@@ -143,10 +145,20 @@ def _own(a):
 def make_loss(config: dict | TrainSettings | None, board: Board, name: str | None = None,
               gain_per_a: float | None = None) -> Loss:
     """The loss a config trains with (or ``name``: ``cross_entropy``, ``mse``, ``linear``)."""
+    from hil.train.losses import LOSSES
+
     s = parse_config(config) if config is not None else None
-    return Loss(name or (s.loss if s else "cross_entropy"),
-                gain_per_a if gain_per_a is not None else (s.gain_per_a if s else 1e5),
-                board.topology.differential)
+    name = name or (s.loss if s else "cross_entropy")
+    gain = gain_per_a if gain_per_a is not None else (s.gain_per_a if s else 1e5)
+    if name not in LOSSES:
+        raise ConfigError([f"loss: must be one of {', '.join(LOSSES)}; got {name!r}"])
+    try:
+        gain = float(gain)
+    except (TypeError, ValueError):
+        raise ConfigError([f"gain_per_a: expected a number (1/A), got {gain!r}"]) from None
+    if not (np.isfinite(gain) and gain > 0):
+        raise ConfigError([f"gain_per_a: must be a finite number > 0 (1/A), got {gain:g}"])
+    return Loss(name, gain, board.topology.differential)
 
 
 def gradient(board: Board, x, target, loss: Loss, estimator: str = "hl", **options) -> GradientResult:
@@ -159,8 +171,30 @@ def gradient(board: Board, x, target, loss: Loss, estimator: str = "hl", **optio
     """
     if estimator not in ESTIMATORS:
         raise ConfigError([f"estimator: must be one of {', '.join(ESTIMATORS)}; got {estimator!r}"])
+    _check_estimator_options(estimator, options)
     x = np.atleast_2d(np.asarray(x, dtype=float))
     return estimate(estimator, board, x, np.asarray(target), loss, options)
+
+
+def _check_estimator_options(estimator: str, options: dict) -> None:
+    """An option the estimator does not take is a ConfigError naming it (not a TypeError from inside)."""
+    import difflib
+    import inspect
+
+    from hil.train import estimators
+
+    fn = getattr(estimators, estimator.replace("-", "_") + "_gradient", None)
+    if fn is None:
+        return
+    accepted = list(inspect.signature(fn).parameters)[4:]  # after board, x, target, loss
+    problems = []
+    for key in options:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{estimator}.{key}: unknown option{hint}; {estimator} takes {', '.join(accepted)}")
+    if problems:
+        raise ConfigError(problems)
 
 
 def named_conductances(board: Board, values: np.ndarray | None = None, by: str = "group") -> dict:
@@ -246,9 +280,22 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
                     board.connect()
                 meta["instruments"] = board.snapshots()
             run.write_metadata(meta)
+            if progress and cal_meta.get("calibration"):
+                print(f"hil train: {_calibration_line(cal_meta['calibration'])}", flush=True)
             return _fit(board, Trainer(board, s, data, run, progress=progress))
     finally:
         run.close()
+
+
+def _calibration_line(cal: dict) -> str:
+    """'applying calibration PATH (offsets, gains, …)' from the calibration metadata of a run."""
+    used = [name for key, name in (("offsets", "offsets"), ("gains", "gains"), ("stuck_mask", "stuck mask"))
+            if cal.get(key)]
+    if cal.get("write_verify_rel_tol"):
+        used.append(f"write-verify to {cal['write_verify_rel_tol']:g}")
+    if cal.get("drift") not in (None, "none"):
+        used.append(f"{cal['drift']} drift correction")
+    return f"applying calibration {cal['path']} ({', '.join(used) or 'readings as measured'})"
 
 
 def _blas_threads(s: TrainSettings, source: str) -> dict:
@@ -351,6 +398,10 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
         before = run.read_config()
         config = apply_overrides(json.loads(json.dumps(before)), list(overrides))
         s = parse_config(config, source)
+        done = _completed_epochs(run)
+        if done is not None and s.epochs < done:  # would rewrite the config and warn, then train nothing
+            raise ConfigError([f"train.epochs: {s.epochs} is fewer than the {done} epochs the run has completed; "
+                               f"give more than {done} to continue it"], source)
         board, data, _ = _board_and_data(s, source, board_options, path)
         _attach_events(board, run)
         run.event("blas_threads", **_blas_threads(s, source))
@@ -369,6 +420,15 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
             return _fit(board, trainer)
     finally:
         run.close()
+
+
+def _completed_epochs(run: RunDir) -> int | None:
+    """The epoch of the run's last checkpoint, or None when it cannot be read (the resume itself then
+    falls back to the best checkpoint or reports the damage)."""
+    try:
+        return int(run.load_checkpoint("last")["epoch"])
+    except Exception:
+        return None
 
 
 def _warn_cosine_extension(trainer, before: dict, s: TrainSettings, run: RunDir) -> None:
@@ -444,6 +504,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", simulated_twin: bool
         raise ConfigError([f"--checkpoint: must be one of {', '.join(CHECKPOINT_TAGS)}; got {checkpoint!r}"])
     if not (path / "config.resolved.yaml").is_file():
         raise ConfigError([f"{show_path(run_dir)}: {_why_not_a_run(Path(run_dir))}"])
+    if not any((path / "checkpoints" / f"{t}.npz").is_file() for t in CHECKPOINT_TAGS):
+        raise ConfigError([f"{show_path(run_dir)}: the run has no completed epoch (no checkpoint; it was stopped "
+                           "during its first epoch): train it again"])
     run = RunDir(path)
     source = str(path / "config.resolved.yaml")
     s = parse_config(run.read_config(), source)

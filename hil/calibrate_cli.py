@@ -45,13 +45,18 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     from hil.calibrate.apply import bench_name
     from hil.calibrate.run import calibrate
     from hil.calibrate.settings import parse_calibration
+    from hil.train.rundir import RunDirError, prepare_runs_dir
     from hil.train.settings import parse_settings
 
     raw = apply_overrides(load_yaml(args.config), args.set or [])
     settings = parse_settings(raw, args.config)
     cs = parse_calibration(settings.calibration)
-    if args.dir:
+    if args.dir is not None:
         cs.dir = args.dir
+    try:  # before anything is measured: a calibration that cannot be saved is lost work
+        prepare_runs_dir(cs.dir, "calibration directory")
+    except RunDirError as exc:
+        raise ConfigError([f"{'--dir' if args.dir is not None else 'board.calibration.dir'}: {exc}"], args.config) from None
     try:
         board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max,
                            settings.instrument_board, devices=settings.devices,
@@ -61,6 +66,7 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     name = store.board_id(settings.name, settings.circuit, settings.devices, bench_name(settings), bool(args.emulate))
     element = ((settings.circuit or {}).get("hidden", {}) or {}).get("element", {}) or {}
     temperature = ((settings.devices or {}).get("temperature", {}) or {}).get("temperature_c", element.get("temperature_c", 27.0))
+    earlier = _newest_path(store, cs.dir, name)
     try:
         with board, outputs_read_back(board):
             path, summary = calibrate(board, cs, name, temperature, element.get("model", "ideal"),
@@ -68,6 +74,28 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     except RuntimeError as exc:
         print(f"hil: calibration failed: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:  # the board's context has run its safe shutdown by now
+        from hil.cli import _outputs_state, note_interrupt
+
+        unverified = getattr(exc, "unverified", None)  # an instrument board's outputs, as read back
+        state = "the board is in its safe state" if unverified is None else _outputs_state(unverified)
+        saved = _newest_path(store, cs.dir, name)
+        if saved is not None and saved != earlier:  # stopped while the report was being drawn
+            note_interrupt(f"interrupted; {state}, and the calibration was saved to {saved} "
+                           "(its report may be incomplete); hil train applies it")
+        else:
+            note_interrupt(f"interrupted; {state}, and no calibration was written "
+                           "(hil train goes on applying the newest earlier one, if any)")
+        raise
     print(f"hil calibrate: wrote {path} ({summary['seconds']:.1f} s): {summary['faulty_devices']} faulty devices "
           f"({summary['fault_map_unresolved']} unresolved), max port residual {summary['max_port_residual_rel']:.2e}, report {path / 'report.md'}")
     return 0
+
+
+def _newest_path(store, root, name):
+    """Path of the newest complete calibration of board ``name`` under ``root`` (None: none or unreadable)."""
+    try:
+        cal = store.newest(root, name)
+    except Exception:
+        return None
+    return None if cal is None else cal.path

@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -52,9 +53,21 @@ _config_phase = api.config_phase
 _RUN: dict = {}  # the run directory a training command is writing (for the interrupt message)
 
 
+def _resume_command(run) -> str:
+    """The command that continues ``run`` the way it was started (an emulated rehearsal stays emulated)."""
+    return f"hil train --resume {run.path}" + (" --emulate" if _RUN.get("emulate") else "")
+
+
+def note_interrupt(message: str) -> None:
+    """What a command other than ``hil train`` wants said after Ctrl-C (e.g. what a sweep kept)."""
+    _RUN["interrupt_note"] = message
+
+
 def _interrupt_message(exc: BaseException | None = None) -> str:
     """What an interrupted command leaves behind, stated only as far as it is true (an instrument
     board's outputs as read back: ``exc.unverified``, set by :mod:`hil.api`)."""
+    if "interrupt_note" in _RUN:
+        return _RUN["interrupt_note"]
     unverified = getattr(exc, "unverified", None)
     state = "the board is in its safe state and" if unverified is None else _outputs_state(unverified) + ";"
     run = _RUN.get("run")
@@ -67,7 +80,7 @@ def _interrupt_message(exc: BaseException | None = None) -> str:
             continue
         which = "checkpoint" if tag == "last" else "best checkpoint (the last one is damaged)"
         return (f"interrupted; {state} {run.path} keeps the {which} of epoch "
-                f"{int(ck['epoch'])}: continue with 'hil train --resume {run.path}'")
+                f"{int(ck['epoch'])}: continue with '{_resume_command(run)}'")
     done = "" if unverified is None else f" {state}"
     return f"interrupted before the first epoch completed;{done} {run.path} holds no checkpoint to resume from"
 
@@ -91,7 +104,7 @@ def _run_tail() -> str:
         return ""
     try:
         epoch = int(run.load_checkpoint("last")["epoch"])
-        return f"; {run.path} keeps epoch {epoch}: continue with 'hil train --resume {run.path}'"
+        return f"; {run.path} keeps epoch {epoch}: continue with '{_resume_command(run)}'"
     except Exception:
         return f"; {run.path} holds no completed epoch"
 
@@ -116,10 +129,13 @@ def _cmd_train(args, stack) -> int:
     from hil.train.rundir import RunDirError, prepare_runs_dir
 
     quiet = args.quiet
+    # before any board is built (building one compiles some kernels already)
+    _RUN["compiling"] = not quiet and _kernels_not_compiled_yet()
+    _RUN["emulate"] = bool(getattr(args, "emulate", False))
     if args.resume:
         if args.config:
             raise ConfigError([f"give either CONFIG ({args.config}) or --resume, not both"])
-        if args.runs_dir:
+        if args.runs_dir is not None:
             raise ConfigError(["--runs-dir: not used with --resume (the run directory is given)"])
         board_options = {}
         if getattr(args, "emulate", False):
@@ -128,7 +144,7 @@ def _cmd_train(args, stack) -> int:
                 raise ConfigError([f"--resume {args.resume}: not a run directory (no config.resolved.yaml)"])
             board_options = emulated_board_options(args, stack, api.load_config(str(resolved), args.set or []), str(resolved))
         result = api.resume(args.resume, overrides=args.set or [], progress=_progress(args),
-                            started=lambda run: _RUN.__setitem__("run", run), board_options=board_options)
+                            started=lambda run: _resume_started(run, args), board_options=board_options)
         if result is None:
             print(f"run {args.resume} already finished its epochs; raise train.epochs with --set to continue")
             return 0
@@ -136,12 +152,12 @@ def _cmd_train(args, stack) -> int:
         source = args.config or DEFAULT_TRAIN_CONFIG
         config = api.load_config(source, args.set or [])
         settings = api.parse_config(config, source)
-        if args.runs_dir:
+        if args.runs_dir is not None:
             settings.runs_dir = args.runs_dir
         try:
             prepare_runs_dir(settings.runs_dir)
         except RunDirError as exc:
-            where = "--runs-dir" if args.runs_dir else "output.runs_dir"
+            where = "--runs-dir" if args.runs_dir is not None else "output.runs_dir"
             raise ConfigError([f"{where}: {exc}"], source) from None
 
         def started(run):
@@ -149,6 +165,8 @@ def _cmd_train(args, stack) -> int:
             if not quiet:
                 print(f"hil train: {settings.name} ({settings.dataset}, estimator {settings.estimator}) → {run.path}",
                       flush=True)
+                if _RUN.get("compiling"):
+                    print(_COMPILING_NOTE, flush=True)
 
         result = api.train(config, runs_dir=settings.runs_dir, progress=_progress(args), source=source,
                            started=started, board_options=emulated_board_options(args, stack, config, source))
@@ -156,11 +174,61 @@ def _cmd_train(args, stack) -> int:
     return 0
 
 
+_COMPILING_NOTE = ("hil train: first run of this installation: compiling the numeric kernels once "
+                   "(about 20 s on 2 cores; cached on disk for every later run)")
+
+
+def _kernel_cache_dir() -> Path:
+    """Where numba keeps the compiled kernels of :mod:`hil.kernels` (beside it, or NUMBA_CACHE_DIR)."""
+    from hil import kernels
+
+    return Path(kernels.adam_kernel.stats.cache_path)
+
+
+def _kernels_not_compiled_yet() -> bool:
+    """True when no compiled kernel of :mod:`hil.kernels` is cached yet: the first training step will
+    compile them (tens of seconds) and the user should know why nothing moves."""
+    try:
+        return not any(_kernel_cache_dir().glob("kernels.*.nbi"))
+    except Exception:  # the cache location is numba's business: when unsure, say nothing
+        return False
+
+
+def _epoch_time_text(r) -> str:
+    """Seconds per epoch for the summary: the median over the run's epochs (a mean would carry the
+    first epoch's one-time kernel compilation), naming epoch 1 when it took far (3×, and 1 s) longer."""
+    from hil.train.rundir import RunDir
+
+    times = [row["epoch_time_s"] for row in RunDir(Path(r.run_dir)).read_metrics()
+             if np.isfinite(row.get("epoch_time_s", np.nan))]
+    if not times:
+        return f"{r.seconds_per_epoch:.3g} s per epoch"
+    median = float(np.median(times))
+    slow_first = f", epoch 1: {times[0]:.3g} s" if len(times) > 1 and times[0] > max(3 * median, median + 1.0) else ""
+    return f"median {median:.3g} s per epoch{slow_first}"
+
+
+def _resume_started(run, args) -> None:
+    """Remember the run (for the interrupt message) and, unless quiet, say what is continued from where."""
+    _RUN["run"] = run
+    if args.quiet:
+        return
+    try:
+        done = int(run.load_checkpoint("last")["epoch"])
+        target = int(api.load_config(str(run.path / "config.resolved.yaml"), args.set or [])["train"]["epochs"])
+    except Exception:  # a damaged checkpoint or config: api.resume reports it
+        return
+    if done < target:
+        print(f"hil train: continuing {run.path} from epoch {done} (of {target})", flush=True)
+        if _RUN.get("compiling"):
+            print(_COMPILING_NOTE, flush=True)
+
+
 def _print_summary(r) -> None:
     pct = lambda v: "n/a" if v is None else f"{100 * v:.2f} %"
     print("\nsummary")
     print(f"  run directory     {r.run_dir}")
-    print(f"  epochs            {r.epochs_done} ({r.seconds_per_epoch:.3g} s per epoch)")
+    print(f"  epochs            {r.epochs_done} ({_epoch_time_text(r)})")
     print(f"  train accuracy    {pct(r.train_acc)}")
     print(f"  validation        {pct(r.val_acc)}")
     print(f"  test accuracy     {pct(r.test_acc)}")
@@ -208,7 +276,7 @@ def _circuit_and_inputs(args):
         what = f"run {run.path} ({run.checkpoint} checkpoint, epoch {run.epoch})"
         if run.settings.backend == "instruments":
             what += ", the bench's circuit simulated"
-        if args.input:
+        if args.input is not None:
             x = _parse_input_option(args.input, circuit.n_inputs)
             where = "--input"
         else:
@@ -219,7 +287,7 @@ def _circuit_and_inputs(args):
         raise ConfigError(["--checkpoint: only for a run directory"])
     raw = api.load_config(target, getattr(args, "set", None) or [])
     circuit = api.build_circuit(raw, target)
-    if args.input:
+    if args.input is not None:
         x, where = _parse_input_option(args.input, circuit.n_inputs), "--input"
     elif "inputs" in raw:
         try:
@@ -342,18 +410,22 @@ def cmd_eval(args) -> int:
     chosen_png = _output_path(args.plot, "--plot") if args.plot else None
     run = api.load_run(args.run, args.checkpoint)
     ev = api.evaluate_run(run, args.data)
-    if chosen_png is not None:
-        png = chosen_png
-    else:
-        png = run.path / "plots" / f"confusion_{ev.split}_{run.checkpoint}.png"
+    png = chosen_png or run.path / "plots" / f"confusion_{ev.split}_{run.checkpoint}.png"
+    try:
         png.parent.mkdir(exist_ok=True)
-    plot_confusion(ev.confusion, png, f"{run.settings.name}: {ev.split} split, {run.checkpoint} checkpoint "
-                                      f"(epoch {run.epoch}), accuracy {100 * ev.accuracy:.2f} %")
+        plot_confusion(ev.confusion, png, f"{run.settings.name}: {ev.split} split, {run.checkpoint} checkpoint "
+                                          f"(epoch {run.epoch}), accuracy {100 * ev.accuracy:.2f} %")
+    except OSError as exc:  # e.g. a read-only run directory: the evaluation itself is still reported
+        if chosen_png is not None:
+            raise
+        print(f"hil eval: warning: confusion matrix not written to {png} ({exc.strerror or _one_line(exc)}); "
+              "give another place with --plot PNG", file=sys.stderr)
+        png = None
     if args.json:
         print(json.dumps({"run": str(run.path), "checkpoint": run.checkpoint, "epoch": run.epoch, "split": ev.split,
                           "samples": ev.samples, "accuracy": ev.accuracy, "loss": ev.loss,
                           "confusion": ev.confusion.tolist(), "conduction_fraction": ev.conduction_fraction,
-                          "confusion_png": str(png)}, indent=2))
+                          "confusion_png": None if png is None else str(png)}, indent=2))
         return 0
     print(f"run         {run.path}")
     print(f"checkpoint  {run.checkpoint} (epoch {run.epoch})")
@@ -367,7 +439,7 @@ def cmd_eval(args) -> int:
         print("      " + "".join(f"{j:>5d}" for j in range(k)))
         for i in range(k):
             print(f"  {i:>3d} " + "".join(f"{v:>5d}" for v in ev.confusion[i]))
-    print(f"plot        {png}")
+    print(f"plot        {png if png is not None else 'not written'}")
     return 0
 
 
@@ -376,15 +448,28 @@ def cmd_configs(args) -> int:
 
     from hil.bench.schema import bench_root, shipped_bench_names
 
+    if args.name:  # the shipped file itself, to read or to start a config of one's own from
+        path = embedded_config_path(args.name)
+        if path is None and args.name.removesuffix(".yaml") in shipped_bench_names():
+            path = bench_root() / f"{args.name.removesuffix('.yaml')}.yaml"
+        if path is None:
+            from hil.config import _shipped_config_hint
+
+            raise ConfigError([f"{args.name}: no shipped config or bench of that name "
+                               f"({_shipped_config_hint(args.name)})"])
+        sys.stdout.write(path.read_text())
+        return 0
+
     def describe(path) -> str:
-        """The file's first comment line; when the comment goes on, the comment up to its first colon."""
+        """The file's first comment line; when the comment goes on, the comment up to its first colon
+        outside parentheses."""
         lines = path.read_text().splitlines()
         first = next((i for i, line in enumerate(lines) if line.startswith("#")), None)
         if first is None:
             return ""
         block = [lines[first]] + list(itertools.takewhile(lambda l: l.startswith("#"), lines[first + 1:]))
         text = " ".join(line.lstrip("# ").strip() for line in block)
-        return text.split(":")[0].strip() if len(block) > 1 else text
+        return _head_before_colon(text).strip() if len(block) > 1 else text
 
     rows = [(n, describe(embedded_config_path(n))) for n in embedded_config_names()]
     benches = [(n, describe(bench_root() / f"{n}.yaml")) for n in shipped_bench_names()]
@@ -398,9 +483,34 @@ def cmd_configs(args) -> int:
     return 0
 
 
+def _head_before_colon(text: str) -> str:
+    """``text`` up to its first ':' that is not inside parentheses (all of it when there is none)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == ":" and depth <= 0:
+            return text[:i]
+    return text
+
+
 # ---- entry point ----------------------------------------------------------------------------
+class _OneLineErrors(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported on one line (no usage block) that names --help."""
+
+    def error(self, message: str):
+        message = " ".join(message.split())
+        wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if wrong:  # a mistyped command or choice: name the closest one instead of listing them all
+            import difflib
+
+            close = difflib.get_close_matches(wrong.group(1), re.findall(r"'([^']*)'", wrong.group(2)), n=1)
+            if close:
+                message = message[:wrong.start()] + f"invalid choice: {wrong.group(1)!r} (did you mean {close[0]!r}?)"
+        self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hil", description="Train resistor–diode networks in their own hardware.",
+    p = _OneLineErrors(prog="hil", description="Train resistor–diode networks in their own hardware.",
                                 epilog="Every failure is one line on stderr: exit 2 for configuration, "
                                        "1 for runtime errors, 130 when interrupted.")
     p.add_argument("--version", action="version", version=f"hil {__version__}")
@@ -453,9 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="one deck per input vector (the config's 'inputs', or a run's whole test split): "
                                 "OUT_0.cir, OUT_1.cir, ... (default: the first vector only)")
         s.set_defaults(func=func)
-    c = sub.add_parser("configs", help="list the shipped configs and benches", **command_help(
+    c = sub.add_parser("configs", help="list the shipped configs and benches, or print one", **command_help(
         "List the configs shipped with hil (usable by name wherever CONFIG is accepted) and the shipped "
-        "benches (usable by name with hil emulate).", "hil configs"))
+        "benches (usable by name with hil emulate); with NAME, print that file (to start a config of your own).",
+        "hil configs", "hil configs sim-xor > my.yaml"))
+    c.add_argument("name", nargs="?", metavar="NAME", help="a shipped config or bench: print its YAML")
     c.set_defaults(func=cmd_configs)
     try:
         from hil import instruments_cli

@@ -27,13 +27,34 @@ MAX_CONDUCTANCE_S = 1.0e3
 MAX_NAME_LENGTH = 128
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping that names the same key twice (YAML would silently keep the last value)."""
+
+
 class NumberLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads ``1e-8``, ``1E5``, ``.5e3`` as numbers.
+    """``yaml.SafeLoader`` that also reads ``1e-8``, ``1E5``, ``.5e3`` as numbers, and refuses a key
+    written twice in one mapping.
 
     YAML 1.1 (PyYAML's default) only recognises floats with a dot and a signed exponent
     (``1.0e-8``), so ``1e-8`` would silently become the string ``"1e-8"``.  This loader uses
     the YAML 1.2 core-schema float pattern instead.
     """
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<' merges may repeat keys on purpose
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                seen = first_line.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if seen is not None:
+                raise DuplicateKeyError(None, None, f"duplicate key {key!r} (first on line {seen + 1})",
+                                        key_node.start_mark)
+            first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 NumberLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
@@ -104,8 +125,12 @@ class ConfigError(ValueError):
 
     def __init__(self, problems: list[str], source: str = ""):
         self.problems = problems
+        self.source = source
         head = f"invalid configuration{f' in {source}' if source else ''}:"
-        super().__init__("\n".join([head] + [f"  - {p}" for p in problems]))
+        if len(problems) == 1:  # one problem, one line
+            super().__init__(f"{head} {problems[0]}")
+        else:
+            super().__init__("\n".join([head] + [f"  - {p}" for p in problems]))
 
 
 class Section:
@@ -232,7 +257,7 @@ def load_yaml(path: str | Path) -> dict:
     if not p.exists():
         embedded = embedded_config_path(str(path))
         if embedded is None:
-            raise ConfigError([f"file not found: {path} (embedded configs: {', '.join(embedded_config_names())})"])
+            raise ConfigError([f"file not found: {path} ({_shipped_config_hint(str(path))})"])
         p = embedded
     if p.is_dir() and (p / "config.resolved.yaml").is_file():
         raise ConfigError([f"{path}: is a run directory, expected a YAML config "
@@ -240,6 +265,8 @@ def load_yaml(path: str | Path) -> dict:
     text = read_text_file(p, "YAML config")
     try:
         data = parse_yaml(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError([f"line {exc.problem_mark.line + 1}: {exc.problem}"], str(path)) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {' '.join(str(exc).split())}"], str(p)) from None
     except RecursionError:
@@ -247,6 +274,16 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(["the file must contain a mapping at the top level"], str(p))
     return data
+
+
+def _shipped_config_hint(name: str) -> str:
+    """Where to look when ``name`` is neither a file nor a shipped config: the closest shipped name."""
+    stem = Path(name).name
+    stem = stem[:-5] if stem.endswith(".yaml") else stem
+    close = difflib.get_close_matches(stem, embedded_config_names(), n=1)
+    if close:
+        return f"did you mean {close[0]!r}? 'hil configs' lists the shipped configs"
+    return "not a shipped config name either; 'hil configs' lists them"
 
 
 def _config_root():
@@ -282,6 +319,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key, val = item.split("=", 1)
         node = data
         parts = key.strip().split(".")
+        if not all(parts):
+            problems.append(f"override {item!r}: empty key name (expected key.path=value)")
+            continue
         for part in parts[:-1]:
             if isinstance(node, list):  # a list entry by index, e.g. board.stages.1.buffer_gain
                 nxt = node[int(part)] if part.isdigit() and int(part) < len(node) else None

@@ -184,6 +184,7 @@ def programming_from_run(run_dir: str, settings: Any) -> tuple[float, float]:
     path = Path(run_dir)
     if not (path / "metrics.csv").is_file():
         raise ConfigError([f"--from-run {run_dir}: no metrics.csv there (not a run directory)"])
+    _check_same_bench(run_dir, settings)
     rows = RunDir(path).read_metrics()
     if not rows or any(not math.isfinite(float(r.get("program_pulsed", float("nan")))) for r in rows):
         raise ConfigError([f"--from-run {run_dir}: metrics.csv has no program_pulses/program_pulsed columns "
@@ -194,6 +195,27 @@ def programming_from_run(run_dir: str, settings: Any) -> tuple[float, float]:
     topo_groups = estimate_run(settings)["assumptions"]["trainable_devices"]
     touched = min(1.0, pulsed / max(steps * topo_groups, 1.0))
     return (pulses / pulsed if pulsed else 0.0), touched
+
+
+def _check_same_bench(run_dir: str, settings: Any) -> None:
+    """A run's programming figures describe its own bench's devices: refuse a run of another bench."""
+    from pathlib import Path
+
+    from hil.calibrate.apply import bench_name
+    from hil.config import ConfigError, load_yaml
+    from hil.train.settings import parse_settings
+
+    resolved = Path(run_dir) / "config.resolved.yaml"
+    if not resolved.is_file():
+        return  # an older or partial run: its metrics are all there is to check
+    try:
+        theirs = bench_name(parse_settings(load_yaml(resolved), str(resolved)))
+    except ConfigError:
+        return
+    ours = bench_name(settings)
+    if theirs is not None and theirs != ours:  # not a bench run at all: the metrics check says so
+        raise ConfigError([f"--from-run {run_dir}: a run on bench {theirs}; {settings.name} uses bench {ours}, "
+                           "whose programming figures differ"])
 
 
 def _assumption_source(a: dict, config: str) -> str:

@@ -21,9 +21,19 @@ def cmd_sweep(args) -> int:
     try:
         outcome = run_sweep(spec, output=args.output, workers=args.workers, cluster=args.cluster,
                             dry_run=args.dry_run)
+    except BrokenPipeError:  # the reader of the listing went away (| head): hil's usual quiet exit
+        raise
     except OSError as exc:  # cluster unreachable, sweep directory not writable
         print(f"hil sweep: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        from hil.cli import note_interrupt
+
+        try:
+            note_interrupt(_what_an_interrupt_kept(spec, args))
+        except Exception:  # the plain "interrupted" then; never a traceback on the way out
+            pass
+        raise
     if args.dry_run:
         return 0
     print_summary(outcome, spec)
@@ -32,6 +42,24 @@ def cmd_sweep(args) -> int:
               f"run the same command again to retry them", file=sys.stderr)
         return 1
     return 0
+
+
+def _what_an_interrupt_kept(spec, args) -> str:
+    """'interrupted; of N run(s) F finished, K keep their last epoch, R not started: …' from the sweep directory."""
+    from pathlib import Path
+
+    from hil.sweep.execute import resumable_epoch
+    from hil.sweep.runner import is_finished
+    from hil.sweep.spec import config_hash, expand
+
+    runs_dir = Path(args.output or spec.output) / "runs"
+    points = expand(spec)
+    finished = sum(is_finished(runs_dir / p.run_id, config_hash(p.raw)) for p in points)
+    kept = sum(not is_finished(runs_dir / p.run_id, config_hash(p.raw)) and resumable_epoch(runs_dir / p.run_id)
+               is not None for p in points)
+    again = f"hil sweep {args.sweep}" + (f" --output {args.output}" if args.output else "")
+    return (f"interrupted; of {len(points)} run(s) {finished} finished, {kept} keep their last epoch, "
+            f"{len(points) - finished - kept} not started: '{again}' continues them")
 
 
 def _workers(text: str) -> int:

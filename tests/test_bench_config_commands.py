@@ -31,7 +31,7 @@ def test_solve_and_netlist_of_a_bench_config_use_the_bench_circuit(tmp_path, cap
 def test_eval_of_a_config_says_to_train_it_first(capsys):
     assert main(["eval", "bench-xor"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "not a run directory: train it first (hil train bench-xor on the bench" in err[1]
+    assert len(err) == 1 and "not a run directory: train it first (hil train bench-xor on the bench" in err[0]
 
 
 def test_activation_of_a_bench_config_uses_the_element_of_the_bench_circuit(tmp_path, capsys):

@@ -209,3 +209,114 @@ def test_bench_run_solves_and_exports_its_circuit_and_eval_says_why_not(tmp_path
     assert main(["eval", str(run)]) == 2
     err = capsys.readouterr().err
     assert "board.backend: instruments" in err and "metrics.csv" in err and "Traceback" not in err
+
+
+def test_interrupted_rehearsal_says_to_resume_it_with_emulate(tmp_path, capsys, monkeypatch):
+    """The resume command an interrupted --emulate run prints must rehearse again, not open the real bench."""
+    from hil.train.loop import Trainer
+
+    real_epoch = Trainer._epoch
+
+    def one_epoch_then_ctrl_c(self):
+        if self.epoch >= 1:
+            raise KeyboardInterrupt()
+        return real_epoch(self)
+
+    monkeypatch.setattr(Trainer, "_epoch", one_epoch_then_ctrl_c)
+    assert main(["train", "bench-xor", "--emulate", "-q", "--runs-dir", str(tmp_path), "--set", "train.epochs=2",
+                 "--set", "output.plots=false"]) == 130
+    run = next(tmp_path.iterdir())
+    assert f"continue with 'hil train --resume {run} --emulate'" in capsys.readouterr().err
+    monkeypatch.setattr(Trainer, "_epoch", real_epoch)
+    assert main(["train", "--resume", str(run), "--emulate", "-q"]) == 0
+    assert "epochs            2" in capsys.readouterr().out
+
+
+def test_summary_gives_the_median_epoch_time_and_a_slow_first_epoch(tmp_path, capsys, monkeypatch):
+    """The mean would carry the first epoch's one-time kernel compilation (20 s against 0.02 s)."""
+    import csv
+    import re
+
+    from hil.train.rundir import RunDir
+
+    append = RunDir.append_metrics
+
+    def first_epoch_slow(self, row):  # as if epoch 1 had compiled the kernels
+        return append(self, dict(row, epoch_time_s=100.0) if row["epoch"] == 1 else row)
+
+    monkeypatch.setattr(RunDir, "append_metrics", first_epoch_slow)
+    assert main(["train", "sim-xor", "-q", "--runs-dir", str(tmp_path), "--set", "train.epochs=5",
+                 "--set", "output.plots=false"]) == 0
+    out = capsys.readouterr().out
+    run = next(tmp_path.iterdir())
+    with open(run / "metrics.csv", newline="") as f:
+        times = [float(r["epoch_time_s"]) for r in csv.DictReader(f)]
+    assert times[0] == 100.0 and len(times) == 5
+    line = next(l for l in out.splitlines() if l.lstrip().startswith("epochs"))
+    median = float(re.search(r"median ([0-9.e+-]+) s per epoch", line).group(1))
+    assert median == pytest.approx(float(np.median(times)), rel=1e-2) and median < 1.0
+    assert line.endswith(", epoch 1: 100 s)")
+
+
+def test_train_says_when_it_compiles_the_kernels_for_the_first_time(tmp_path, capsys, monkeypatch):
+    import hil.cli as cli
+
+    empty = tmp_path / "cold-cache"
+    empty.mkdir()
+    monkeypatch.setattr(cli, "_kernel_cache_dir", lambda: empty)
+    build = cli.api._board_and_data
+
+    def board_building_compiles_a_kernel(*a, **k):  # as the real board does: the check must come first
+        (empty / "kernels.nodal_sums_kernel-563.py311.nbi").write_bytes(b"")
+        return build(*a, **k)
+
+    monkeypatch.setattr(cli.api, "_board_and_data", board_building_compiles_a_kernel)
+    args = ["train", "sim-xor", "--runs-dir", str(tmp_path / "runs"), "--set", "train.epochs=1",
+            "--set", "output.plots=false"]
+    assert main(args) == 0
+    assert "compiling the numeric kernels" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "compiling" not in capsys.readouterr().out
+    assert main(args + ["-q"]) == 0 and "compiling" not in capsys.readouterr().out
+
+
+def test_train_names_the_calibration_it_applies(tmp_path, capsys, monkeypatch):
+    import hil.calibrate.apply as apply
+
+    used = {"path": "calibrations/demo/20260101T000000Z", "created_utc": "2026-01-01T00:00:00+00:00", "stale": [],
+            "offsets": True, "gains": False, "stuck_mask": True, "write_verify_rel_tol": 0.0, "drift": "none"}
+    monkeypatch.setattr(apply, "wrap_with_calibration", lambda board, *a, **k: (board, {"calibration": used}))
+    args = ["train", "sim-xor", "--runs-dir", str(tmp_path), "--set", "train.epochs=1", "--set", "output.plots=false"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "hil train: applying calibration calibrations/demo/20260101T000000Z (offsets, stuck mask)" in out[1:3]
+    monkeypatch.setattr(apply, "wrap_with_calibration", lambda board, *a, **k: (board, {"calibration": None}))
+    assert main(args) == 0
+    assert "calibration" not in capsys.readouterr().out
+
+
+def test_resume_says_which_run_it_continues_from_which_epoch(tmp_path, capsys):
+    assert main(["train", "sim-xor", "-q", "--runs-dir", str(tmp_path), "--set", "train.epochs=2",
+                 "--set", "output.plots=false"]) == 0
+    run = next(tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"hil train: continuing {run} from epoch 2 (of 3)"
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=4", "-q"]) == 0
+    assert "continuing" not in capsys.readouterr().out
+
+
+def test_configs_name_prints_the_shipped_file_to_start_your_own(tmp_path, capsys):
+    from hil.config import embedded_config_path
+
+    assert main(["configs", "sim-xor"]) == 0
+    text = capsys.readouterr().out
+    assert text == embedded_config_path("sim-xor").read_text()
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(text.replace("name: sim-xor", "name: mine"))
+    assert main(["train", str(mine), "--runs-dir", str(tmp_path / "runs"), "-q", "--set", "train.epochs=1",
+                 "--set", "output.plots=false"]) == 0
+    assert main(["configs", "scpi-xor"]) == 0 and "instruments:" in capsys.readouterr().out  # a shipped bench
+    assert main(["configs", "sim-xr"]) == 2
+    assert "did you mean 'sim-xor'?" in capsys.readouterr().err

@@ -49,7 +49,7 @@ def test_help_examples_without_a_run_directory_run(tmp_path, monkeypatch, capsys
         for example in _examples(name):
             if "<run>" in example:
                 continue
-            assert main(shlex.split(example)[1:]) == 0, example
+            assert main(shlex.split(example.split(" > ")[0])[1:]) == 0, example  # stdout is captured anyway
             ran += 1
     assert ran >= 3 and (tmp_path / "deck_0.cir").is_file()
     assert "solve: converged" in capsys.readouterr().out

@@ -32,7 +32,7 @@ def xor(**edits):
 def one_line(err: str) -> None:
     assert "Traceback" not in err
     lines = [l for l in err.strip().splitlines() if l.strip()]
-    # a config error is a header plus one line per problem; anything else is a single line
+    # a config error with several problems is a header plus one line per problem; anything else is a single line
     assert len(lines) == 1 or lines[0].startswith("hil: invalid configuration"), err
     if lines[0].startswith("hil: invalid configuration"):
         assert all(l.startswith("  - ") for l in lines[1:]), err

@@ -112,7 +112,12 @@ def test_an_interrupted_run_continues_from_its_last_epoch(tmp_path, capsys, monk
 
     monkeypatch.setattr(Trainer, "_epoch", interrupted)
     assert main(["sweep", str(f), "--workers", "1"]) == 130
+    assert capsys.readouterr().err.strip().endswith(
+        f"interrupted; of 1 run(s) 0 finished, 1 keep their last epoch, 0 not started: "
+        f"'hil sweep {f}' continues them")
     monkeypatch.setattr(Trainer, "_epoch", original)
+    assert main(["sweep", str(f), "--dry-run"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("pending (continues from epoch 5)")
     (run,) = (tmp_path / "out" / "runs").iterdir()
     assert len(rows(run / "metrics.csv")) == 5 and not (run / "result.json").exists()
     assert rows(tmp_path / "out" / "results.csv")[0]["status"] == "pending"
@@ -231,7 +236,7 @@ def test_sigterm_stops_a_pool_sweep_with_a_queued_run_promptly(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 130, (out, err)
-    assert "Traceback" not in err and err.strip().endswith("interrupted"), err
+    assert "Traceback" not in err and "interrupted; of 6 run(s) 3 finished, 2 keep their last epoch, 1 not started" in err, err
     table = rows(tmp_path / "out" / "results.csv")
     assert sorted(r["status"] for r in table) == ["finished"] * 3 + ["pending"] * 3
     long_runs = sorted(runs.glob("epochs=100000-*"))
@@ -241,3 +246,15 @@ def test_sigterm_stops_a_pool_sweep_with_a_queued_run_promptly(tmp_path):
         kinds = [json.loads(line)["kind"] for line in (d / "events.jsonl").read_text().splitlines()]
         assert "abort" in kinds and (d / "checkpoints" / "last.npz").is_file() and not (d / "result.json").exists()
     print(f"hil sweep stopped {stop_s:.1f} s after SIGTERM")
+
+
+def test_a_closed_pipe_ends_the_listing_quietly(tmp_path, capsys, monkeypatch):
+    """`hil sweep FILE --dry-run | head -1`: the reader going away is not a sweep error."""
+    import hil.sweep
+
+    def reader_gone(*a, **k):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(hil.sweep, "run_sweep", reader_gone)
+    assert main(["sweep", str(sweep_file(tmp_path)), "--dry-run"]) == 141
+    assert capsys.readouterr().err == ""

@@ -248,3 +248,45 @@ def test_eval_plot_option_and_a_run_without_plots_folder(trained_run, tmp_path, 
     assert "--plot" in err and "does not exist" in err
     assert main(["eval", str(copy), "--plot", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "c.png").is_file()
+
+
+def test_eval_of_a_read_only_run_still_prints_the_evaluation(trained_run, capsys, monkeypatch):
+    """A run directory the user may not write (an archive, another user's run): the numbers are what
+    they asked for; the confusion PNG that cannot be written is a warning naming --plot."""
+    import hil.train.plots as plots
+
+    def read_only(confusion, path, title):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(plots, "plot_confusion", read_only)
+    assert main(["eval", str(trained_run), "-q"]) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"accuracy\s+\d+\.\d\d %", captured.out) and "plot        not written" in captured.out
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "Permission denied" in err[0] and "--plot PNG" in err[0]
+    assert main(["eval", str(trained_run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["confusion_png"] is None
+
+
+def test_api_gradient_names_a_misspelled_estimator_option():
+    from hil.config import ConfigError
+
+    cfg = api.load_config("sim-xor")
+    board = api.build_board(cfg)
+    loss = api.make_loss(cfg, board)
+    with pytest.raises(ConfigError, match=r"hl\.delta_vv: unknown option \(did you mean 'delta_v'\?"):
+        api.gradient(board, [[0.0, 1.0]], [1], loss, estimator="hl", delta_vv=0.1)
+    with pytest.raises(ConfigError, match=r"fd\.delta_v: unknown option"):
+        api.gradient(board, [[0.0, 1.0]], [1], loss, estimator="fd", delta_v=0.1)
+    assert api.gradient(board, [[0.0, 1.0]], [1], loss, estimator="ep", delta_v=0.02).grad.shape == board.read_conductances().shape
+
+
+def test_api_make_loss_refuses_an_unknown_loss_or_gain_at_once():
+    from hil.config import ConfigError
+
+    cfg = api.load_config("sim-xor")
+    board = api.build_board(cfg)
+    with pytest.raises(ConfigError, match=r"loss: must be one of cross_entropy, mse, linear; got 'mse2'"):
+        api.make_loss(cfg, board, name="mse2")
+    with pytest.raises(ConfigError, match=r"gain_per_a: must be a finite number > 0 \(1/A\), got -1"):
+        api.make_loss(cfg, board, gain_per_a=-1.0)

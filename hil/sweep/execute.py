@@ -62,6 +62,17 @@ def write_reports(spec: SweepSpec, points: list[RunPoint], directory: Path) -> t
     return rows, summary
 
 
+def resumable_epoch(run_dir: Path) -> int | None:
+    """The epoch an unfinished run's last checkpoint holds (None: no readable checkpoint)."""
+    import numpy as np
+
+    try:
+        with np.load(run_dir / "checkpoints" / "last.npz", allow_pickle=False) as ck:
+            return int(ck["epoch"])
+    except Exception:
+        return None
+
+
 def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None = None,
               cluster: str | None = None, dry_run: bool = False,
               echo: Callable[[str], None] = print) -> SweepOutcome:
@@ -84,7 +95,8 @@ def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None
          f"{len(spec.seeds)} seeds), {skipped} finished before, {len(pending)} to run on {where} → {directory}")
     if dry_run:
         for p in points:
-            state = "finished" if p not in pending else "pending"
+            epoch = resumable_epoch(runs_dir / p.run_id) if p in pending else None
+            state = "finished" if p not in pending else f"pending (continues from epoch {epoch})" if epoch else "pending"
             echo(f"  {p.run_id:60s} {state}")
         return SweepOutcome(directory, points, skipped, 0, 0, [], [])
     directory.mkdir(parents=True, exist_ok=True)

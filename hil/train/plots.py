@@ -22,9 +22,17 @@ def plot_curves(metrics: list[dict], path: Path, title: str, loss_name: str | No
     against epoch; ``loss_name`` (e.g. ``cross_entropy``) labels the loss axis, ``best_epoch``
     marks the epoch the best checkpoint holds."""
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     ep = [r["epoch"] for r in metrics]
+    dots = {"marker": "o", "markersize": 3} if len(ep) <= 30 else {}  # a single epoch is a point, not a line
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    a1.plot(ep, [r["train_loss"] for r in metrics], label="train loss")
+    for ax in (a1, a2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
+        if len(set(ep)) == 1:  # one epoch: one tick at it (the locator would subdivide a tiny range)
+            ax.set_xticks(ep[:1])
+            ax.set_xlim(ep[0] - 1, ep[0] + 1)
+    a1.plot(ep, [r["train_loss"] for r in metrics], label="train loss", **dots)
     a1.set_xlabel("epoch")
     a1.set_ylabel(f"{loss_name or 'loss'} (mean per training sample)")
     losses = np.array([r["train_loss"] for r in metrics], dtype=float)
@@ -35,7 +43,7 @@ def plot_curves(metrics: list[dict], path: Path, title: str, loss_name: str | No
     for key, lab in (("train_acc", "train"), ("val_acc", "validation"), ("test_acc", "test")):
         vals = [r.get(key) for r in metrics]
         if any(v is not None and not np.isnan(v) for v in vals):
-            a2.plot(ep, [100 * v for v in vals], label=lab)
+            a2.plot(ep, [100 * v for v in vals], label=lab, **dots)
     if best_epoch:
         a2.axvline(best_epoch, color="0.4", linestyle="--", linewidth=1,
                    label=f"best checkpoint (epoch {best_epoch})")

@@ -104,20 +104,23 @@ def source_revision() -> str | None:
     return r.stdout.strip() or None
 
 
-def prepare_runs_dir(runs_dir: str | Path) -> Path:
-    """Create ``runs_dir`` if needed and check it is a writable directory (RunDirError otherwise)."""
-    shown = str(runs_dir) if str(runs_dir).isprintable() else repr(str(runs_dir))
+def prepare_runs_dir(runs_dir: str | Path, what: str = "runs directory") -> Path:
+    """Create ``runs_dir`` if needed and check it is a writable directory (RunDirError otherwise,
+    its message starting with ``what`` and the path)."""
+    shown = f"{what} " + (str(runs_dir) if str(runs_dir).isprintable() else repr(str(runs_dir)))
+    if not str(runs_dir).strip():
+        raise RunDirError(f"{what} {str(runs_dir)!r}: empty path")
     if "\0" in str(runs_dir) or len(str(runs_dir)) > 4096:
-        raise RunDirError(f"runs directory {shown}: not a valid path")
+        raise RunDirError(f"{shown}: not a valid path")
     p = Path(runs_dir)
     if p.exists() and not p.is_dir():
-        raise RunDirError(f"runs directory {shown}: exists and is not a directory")
+        raise RunDirError(f"{shown}: exists and is not a directory")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunDirError(f"runs directory {shown}: cannot create it ({exc.strerror or exc})") from None
+        raise RunDirError(f"{shown}: cannot create it ({exc.strerror or exc})") from None
     if not os.access(p, os.W_OK | os.X_OK):
-        raise RunDirError(f"runs directory {shown}: not writable")
+        raise RunDirError(f"{shown}: not writable")
     return p
 
 

@@ -392,6 +392,24 @@ def test_cli_calibrate_fault_reads_the_outputs_back(tmp_path, started_benches, c
     assert started[0].all_outputs_safe()
 
 
+def test_cli_calibrate_ctrl_c_reports_the_outputs_as_read_back(tmp_path, started_benches, capsys, monkeypatch):
+    """Ctrl-C during `hil calibrate --emulate`: the line states the outputs as read back ('every
+    output read back off'), not an unverified 'the board is in its safe state'; the emulators agree."""
+    import hil.calibrate.run as run
+    from hil.cli import main
+
+    def ctrl_c(board, *a, **k):
+        board.measure(np.zeros((1, board.topology.n_inputs)))  # something is on the bench
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "calibrate", ctrl_c)
+    rc = main(["calibrate", "bench-xor", "--emulate", "--dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 130 and err[-1].startswith("hil: interrupted; safe shutdown ran, every output read back off, "
+                                            "and no calibration was written"), err
+    assert started_benches[0].all_outputs_safe()
+
+
 def test_cli_crash_inside_the_trainer_reads_the_outputs_back(tmp_path, started_benches, capsys, monkeypatch):
     """A bug (any exception) in the middle of a bench run: one line that still says the outputs were
     read back off and what the run directory keeps; the emulators agree."""

@@ -50,3 +50,16 @@ def test_conductance_maps_share_the_programmable_range_and_count_pinned_values(t
     image = axes[0].images[0]
     assert image.get_clim() == pytest.approx((g_min * 1e6, g_max * 1e6))
     assert image.colorbar.ax.get_ylabel() == "conductance (µS)"
+
+
+def test_short_runs_show_every_epoch_as_a_point_on_whole_epoch_ticks(tmp_path, captured):
+    """`--set train.epochs=1` must not give an empty plot (one point of a line draws nothing), and
+    two epochs must not be labelled 1.2, 1.4, …"""
+    plots.plot_curves(_metrics([0.5]), tmp_path / "one.png", "t", "cross_entropy")
+    plots.plot_curves(_metrics([0.5, 0.2]), tmp_path / "two.png", "t", "cross_entropy")
+    for fig in captured:
+        for ax in fig.axes:
+            assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines()
+                       if line.get_label() != "_nolegend_" and len(line.get_xdata()) > 0)
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks
