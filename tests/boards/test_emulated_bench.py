@@ -1,5 +1,6 @@
 """The instrument board through real pyvisa-py sockets against the emulated bench (hil.emulate)."""
 
+import atexit
 import dataclasses
 import json
 
@@ -117,6 +118,7 @@ def test_after_kill_the_next_connect_ramps_outputs_down_within_limits():
         board.instruments["smu_x"].set_voltage("1", 1.0)  # a live output left behind, as after kill -9
         for inst in board.instruments.values():
             inst.transport.close()  # the process dies: no shutdown, links gone
+        atexit.unregister(board.safe_state)  # (and no exit hook: a killed process runs none)
         assert not eb.all_outputs_safe()
         mark = len(eb.emulators["smu_x"].transcript.states("1"))
         with open_board(eb, rehearsal=False) as again:
