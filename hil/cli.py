@@ -186,10 +186,14 @@ def _kernel_cache_dir() -> Path:
 
 
 def _kernels_not_compiled_yet() -> bool:
-    """True when no compiled kernel of :mod:`hil.kernels` is cached yet: the first training step will
-    compile them (tens of seconds) and the user should know why nothing moves."""
+    """True when no compiled kernel of :mod:`hil.kernels` is cached for its current source: the first
+    training step will compile them (tens of seconds) and the user should know why nothing moves.
+    An index older than the source (an upgrade, a fresh checkout) is stale: numba compiles again."""
+    from hil import kernels
+
     try:
-        return not any(_kernel_cache_dir().glob("kernels.*.nbi"))
+        source_time = Path(kernels.__file__).stat().st_mtime
+        return not any(p.stat().st_mtime >= source_time for p in _kernel_cache_dir().glob("kernels.*.nbi"))
     except Exception:  # the cache location is numba's business: when unsure, say nothing
         return False
 

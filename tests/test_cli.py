@@ -280,6 +280,26 @@ def test_train_says_when_it_compiles_the_kernels_for_the_first_time(tmp_path, ca
     assert main(args + ["-q"]) == 0 and "compiling" not in capsys.readouterr().out
 
 
+def test_train_says_it_compiles_when_the_kernel_cache_is_older_than_the_kernels(tmp_path, capsys, monkeypatch):
+    """After an upgrade the cache still holds index files, but of the old source: numba compiles
+    again, and the user is told so as on a first run."""
+    import os
+
+    import hil.cli as cli
+    from hil import kernels
+
+    stale = tmp_path / "stale-cache"
+    stale.mkdir()
+    index = stale / "kernels.nodal_sums_kernel-563.py311.nbi"
+    index.write_bytes(b"")
+    before = os.stat(kernels.__file__).st_mtime - 3600
+    os.utime(index, (before, before))
+    monkeypatch.setattr(cli, "_kernel_cache_dir", lambda: stale)
+    assert cli._kernels_not_compiled_yet()
+    os.utime(index, None)  # written now: newer than the source
+    assert not cli._kernels_not_compiled_yet()
+
+
 def test_train_names_the_calibration_it_applies(tmp_path, capsys, monkeypatch):
     import hil.calibrate.apply as apply
 
