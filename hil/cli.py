@@ -178,23 +178,25 @@ _COMPILING_NOTE = ("hil train: first run of this installation: compiling the num
                    "(about 20 s on 2 cores; cached on disk for every later run)")
 
 
-def _kernel_cache_dir() -> Path:
-    """Where numba keeps the compiled kernels of :mod:`hil.kernels` (beside it, or NUMBA_CACHE_DIR)."""
+def _kernel_cache_indexes() -> list:
+    """numba's cache index of every compiled kernel of :mod:`hil.kernels` (numba internals: an
+    index reads as empty when missing, or stale for the kernels' current source or numba version)."""
+    from numba.core.registry import CPUDispatcher
+
     from hil import kernels
 
-    return Path(kernels.adam_kernel.stats.cache_path)
+    return [f._cache._cache_file for f in vars(kernels).values()
+            if isinstance(f, CPUDispatcher) and hasattr(getattr(f, "_cache", None), "_cache_file")]
 
 
 def _kernels_not_compiled_yet() -> bool:
-    """True when no compiled kernel of :mod:`hil.kernels` is cached for its current source: the first
-    training step will compile them (tens of seconds) and the user should know why nothing moves.
-    An index older than the source (an upgrade, a fresh checkout) is stale: numba compiles again."""
-    from hil import kernels
-
+    """True when no kernel of :mod:`hil.kernels` has machine code cached for its current source (a
+    first run, or the first after an upgrade): the first training step will compile them (tens of
+    seconds) and the user should know why nothing moves."""
     try:
-        source_time = Path(kernels.__file__).stat().st_mtime
-        return not any(p.stat().st_mtime >= source_time for p in _kernel_cache_dir().glob("kernels.*.nbi"))
-    except Exception:  # the cache location is numba's business: when unsure, say nothing
+        indexes = _kernel_cache_indexes()
+        return bool(indexes) and not any(index._load_index() for index in indexes)
+    except Exception:  # the cache is numba's business: when unsure, say nothing
         return False
 
 
