@@ -60,17 +60,8 @@ def ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on):  # pragma: no cov
     R, n = e.shape
     B0 = b.shape[0]
     shifted = delta.shape[0] > 0
-    write_z = z.shape[0] > 0
-    lo = np.empty(n)
-    hi = np.empty(n)
-    for k in range(n):  # the clamp as bounds: e >= h (s = +1) or e <= h (s = -1)
-        lo[k] = h[k] if s[k] > 0.0 else -np.inf
-        hi[k] = np.inf if s[k] > 0.0 else h[k]
-    # per-node running values: min z, min mu, max |KCL|, max |mu z|, max |K e|, max |b|, non-finite, count
-    acc = np.zeros((8, n))
-    for k in range(n):
-        acc[0, k] = np.inf
-        acc[1, k] = np.inf
+    lo, hi = _clamp_bounds(s, h)
+    acc = _new_accumulators(n)
     row = np.empty(n)
     for r in range(R):
         rb = r % B0
@@ -80,36 +71,8 @@ def ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on):  # pragma: no cov
         else:
             for k in range(n):
                 row[k] = b[rb, k]
-        for k in range(n):
-            bk = row[k]
-            ek, zk, mk, c, cf, bad, kcl, comp, ke = _clamped_node(bk, diag[k], h[k], s[k], lo[k], hi[k])
-            e[r, k] = ek
-            mu[r, k] = mk
-            on[r, k] = c
-            acc[0, k] = min(zk, acc[0, k])
-            acc[1, k] = min(mk, acc[1, k])
-            acc[2, k] = max(kcl, acc[2, k])
-            acc[3, k] = max(comp, acc[3, k])
-            acc[4, k] = max(ke, acc[4, k])
-            acc[5, k] = max(abs(bk), acc[5, k])
-            acc[6, k] += bad
-            acc[7, k] += cf
-        if write_z:
-            for k in range(n):
-                z[r, k] = (e[r, k] - h[k]) * s[k]
-    lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs = np.inf, np.inf, 0.0, 0.0, 0.0, 0.0
-    count = 0.0
-    nan_sum = 0.0
-    for k in range(n):
-        lo_z = min(lo_z, acc[0, k])
-        lo_mu = min(lo_mu, acc[1, k])
-        kcl_abs = max(kcl_abs, acc[2, k])
-        comp_abs = max(comp_abs, acc[3, k])
-        ke_abs = max(ke_abs, acc[4, k])
-        b_abs = max(b_abs, acc[5, k])
-        nan_sum += acc[6, k]
-        count += acc[7, k]
-    return lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, int(count), nan_sum == 0.0
+        _solve_row(row, r, diag, s, h, lo, hi, e, z, mu, on, z.shape[0] > 0, acc)
+    return _reduce_accumulators(acc)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -138,11 +101,7 @@ def diagonal_phases_kernel(b, w, g_out, delta, diag, s, h, floor_v, e, z, mu, on
             v = w[r, j]
             bad += v - v  # 0 unless some entry is ±inf or NaN
             top = max(top, abs(v))
-    lo = np.empty(n)
-    hi = np.empty(n)
-    for k in range(n):
-        lo[k] = h[k] if s[k] > 0.0 else -np.inf
-        hi[k] = np.inf if s[k] > 0.0 else h[k]
+    lo, hi = _clamp_bounds(s, h)
     acc = _new_accumulators(n)
     row = np.empty(n)
     d = np.empty(n)
@@ -164,13 +123,35 @@ def diagonal_phases_kernel(b, w, g_out, delta, diag, s, h, floor_v, e, z, mu, on
         _solve_row(row, r, diag, s, h, lo, hi, e, z, mu, on, write_z, acc)
     lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, count, finite = _reduce_accumulators(acc)
     scale_v = max(floor_v, top)
+    scale_i, primal, dual, kcl_rel, complementarity, worst = scaled_residuals(lo_z, lo_mu, kcl_abs, comp_abs, ke_abs,
+                                                                              b_abs, finite, scale_v)
+    return bad == 0.0, scale_v, scale_i, primal, dual, kcl_rel, complementarity, worst, kcl_abs, count
+
+
+@njit(inline="always")
+def scaled_residuals(lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, finite, scale_v):  # pragma: no cover - compiled
+    """:func:`hil.circuit.ideal.scaled_certificate` inside compiled code (the same operations, so the
+    same numbers): (current scale A, primal, dual, KCL and complementarity residuals relative to
+    the scales, the worst of them, inf when something was not finite)."""
     scale_i = max(b_abs, ke_abs, 1e-300)
     primal = max(-lo_z, 0.0) / scale_v
     dual = max(-lo_mu, 0.0) / scale_i
     kcl_rel = kcl_abs / scale_i
     complementarity = comp_abs / scale_v / scale_i
     worst = max(max(primal, dual), max(complementarity, kcl_rel)) if finite else np.inf
-    return bad == 0.0, scale_v, scale_i, primal, dual, kcl_rel, complementarity, worst, kcl_abs, count
+    return scale_i, primal, dual, kcl_rel, complementarity, worst
+
+
+@njit(inline="always")
+def _clamp_bounds(s, h):  # pragma: no cover - compiled
+    """The clamp of every node as bounds (n,) each: e ≥ h where s = +1, e ≤ h where s = −1 (V)."""
+    n = h.shape[0]
+    lo = np.empty(n)
+    hi = np.empty(n)
+    for k in range(n):
+        lo[k] = h[k] if s[k] > 0.0 else -np.inf
+        hi[k] = np.inf if s[k] > 0.0 else h[k]
+    return lo, hi
 
 
 @njit(inline="always")
@@ -187,8 +168,7 @@ def _new_accumulators(n):  # pragma: no cover - compiled
 @njit(inline="always")
 def _solve_row(row, r, diag, s, h, lo, hi, e, z, mu, on, write_z, acc):  # pragma: no cover - compiled
     """Row r of :func:`diagonal_phases_kernel`: the closed form of nodal currents ``row`` (n,), written
-    into e, mu, on (and z) and folded into the accumulators, as :func:`ideal_diagonal_kernel` does
-    (which keeps its own loop: the forward solve's machine code stays as it was)."""
+    into e, mu, on (and z) and folded into the accumulators (shared with :func:`ideal_diagonal_kernel`)."""
     n = row.shape[0]
     for k in range(n):
         bk = row[k]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hil.kernels import finite_abs_max
+from hil.kernels import finite_abs_max, scaled_residuals
 
 #: Status codes of :func:`pdas_cg_kernel`, per sample.
 SETTLED, CG_FAILED, NOT_SETTLED = 0, 1, 2
@@ -361,11 +361,8 @@ def held_phases_certified(indptr, indices, data, diag, b_held, e_held, on_held, 
         indptr, indices, data, diag, b_held, e_held, on_held, ke_held, rows, dw, s, h, rtol, max_cg, max_pdas,
         b, on, e, status, z, mu)
     scale_v = max(max(max(u_scale, top), vref_max), 1e-300)
-    scale_i = max(max(b_abs, ke_abs), 1e-300)
-    primal = max(-lo_z, 0.0) / scale_v
-    dual = max(-lo_mu, 0.0) / scale_i
-    kcl_rel = kcl_abs / scale_i
-    complementarity = comp_abs / scale_v / scale_i
+    scale_i, primal, dual, kcl_rel, complementarity, worst = scaled_residuals(lo_z, lo_mu, kcl_abs, comp_abs, ke_abs,
+                                                                              b_abs, finite, scale_v)
     stats[STAT_LO_Z] = lo_z
     stats[STAT_LO_MU] = lo_mu
     stats[STAT_KCL] = kcl_abs
@@ -383,7 +380,7 @@ def held_phases_certified(indptr, indices, data, diag, b_held, e_held, on_held, 
     stats[STAT_DUAL] = dual
     stats[STAT_KCL_REL] = kcl_rel
     stats[STAT_COMP_REL] = complementarity
-    stats[STAT_WORST] = max(max(max(primal, dual), complementarity), kcl_rel) if finite else np.inf
+    stats[STAT_WORST] = worst
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

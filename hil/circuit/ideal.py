@@ -207,7 +207,8 @@ def solve_ideal_diagonal(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.n
 
 def scaled_certificate(lo_z: float, lo_mu: float, kcl_abs: float, comp_abs: float, ke_abs: float, b_abs: float,
                        finite: bool, scale_v: float) -> tuple[float, float, float, float, float, float]:
-    """The scaled KKT residuals from a compiled certificate pass's batch reductions.
+    """The scaled KKT residuals from a compiled certificate pass's batch reductions (inside compiled
+    code: :func:`hil.kernels.scaled_residuals`, the same operations).
 
     ``lo_z`` (V) and ``lo_mu`` (A) are the smallest blocking voltage and diode current,
     ``kcl_abs`` (A) and ``comp_abs`` (V·A) the largest KCL residual at the free nodes and
