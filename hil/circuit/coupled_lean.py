@@ -49,6 +49,7 @@ from hil.circuit.coupled_kernels import (STAT_CG, STAT_COMP_REL, STAT_DUAL, STAT
                                           STAT_STEPS, STAT_UNSETTLED, STAT_W_FINITE, STAT_WORST,
                                           held_phases_certified, pdas_cg_recorded)
 from hil.circuit.ideal import _MarginsOnRead
+from hil.circuit.nodal import port_currents
 from hil.circuit.solve import CircuitState, EquilibriumSolver
 from hil.circuit.uncoupled import InputSourceMap, PortVoltages, _abs_max, _PortCurrentsOnRead
 
@@ -118,9 +119,7 @@ class CoupledIdealSolves:
                                               _NO_KE, ke)
         sol = conclude_coupled(k, nd.diag, b, sv._s_float, sv._h_float, scale_v, sv.kkt_tol, on, e, z, mu, status,
                                reductions, counts, False, restart, self._general, self._fallback, t0)
-        y = sol.e @ nd.g_out.T
-        if not ports_at_zero:
-            y -= nd.out_row_sum * w
+        y = port_currents(sol.e, nd.g_out, nd.out_row_sum, None if ports_at_zero else w)
         st = CircuitState(u, w, sol.e, None, sol.on, None, y, None, sol.report, b_src)
         if sol.e is e and not counts[2]:  # every row is the kernel's answer: keep K e of it for the phases
             st.__dict__["_ke"] = ke

@@ -186,3 +186,14 @@ class NodalSystem:
     def circuit(self, template: Circuit) -> Circuit:
         """``template`` with the current conductances (a full copy; for export and fallbacks)."""
         return template.with_conductances(self.g)
+
+
+def port_currents(e: np.ndarray, g_out: np.ndarray, row_sum: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """Currents from the network into the output ports (B, q), A, by KCL at the ports:
+    y = e G_outᵀ − (Σ_k G_out[:, k]) w for hidden-node voltages ``e`` (B, n) and port voltages
+    ``w`` (B, q), V; ``g_out`` (q, n) and its row sums ``row_sum`` (q,), S; ``w`` None: every
+    port at 0 V."""
+    y = e @ g_out.T
+    if w is not None:
+        y -= row_sum * w
+    return y

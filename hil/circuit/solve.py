@@ -18,7 +18,7 @@ import numpy as np
 from hil.circuit.ideal import _residual, orientation_sign, solve_ideal, solve_ideal_diagonal
 from hil.circuit.linsolve import MaskedSolver, solve_diagonal_shift, use_dense
 from hil.circuit.model import Circuit
-from hil.circuit.nodal import NodalSystem
+from hil.circuit.nodal import NodalSystem, port_currents
 from hil.circuit.report import SolveError, SolveReport
 from hil.circuit.shockley import NewtonTolerances, solve_shockley
 from hil.circuit.held_set import solve_held_set
@@ -302,9 +302,7 @@ class EquilibriumSolver:
             e, g_d, diode_current = sol.e, sol.g_d, sol.current
             on = -d.orientation * diode_current > 1e3 * d.i_s_at_temperature
             report = sol.report
-        y = e @ nd.g_out.T
-        if not ports_at_zero:
-            y -= self._g_out_row * w
+        y = port_currents(e, nd.g_out, self._g_out_row, None if ports_at_zero else w)
         i_src = source_currents_of(u, e, nd.g_in, self._g_in_col) if source_currents else None
         return CircuitState(u, w, e, diode_current, on, g_d, y, i_src, report, b_src)
 
@@ -327,7 +325,7 @@ class EquilibriumSolver:
             e, region, g_d, report = solve_smooth(K, b, el, e0, self.tol.reltol, self.tol.vntol, self.tol.abstol)
             f, _ = el.current(e)
             on = np.abs(f) > 1e3 * np.abs(np.asarray(getattr(getattr(el, "bank", None), "i_s", 1e-12)))
-        y = e @ nd.g_out.T - self._g_out_row * w
+        y = port_currents(e, nd.g_out, self._g_out_row, w)
         i_src = u * self._g_in_col - e @ nd.g_in
         return CircuitState(u, w, e, f, on, g_d, y, i_src, report, b_src, region)
 

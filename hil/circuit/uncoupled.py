@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from hil.circuit.ideal import _NO_ROWS, _diagonal_solution, _MarginsOnRead, solve_ideal_diagonal
+from hil.circuit.nodal import port_currents
 from hil.circuit.report import SolveError
 from hil.circuit.solve import CircuitState, EquilibriumSolver
 from hil.kernels import diagonal_phases_kernel, finite_abs_max, source_voltages_kernel
@@ -163,9 +164,7 @@ class UncoupledIdealSolves:
         if u_scale is None:
             u_scale = _abs_max(u)
         sol = self._certified(b, u_scale if ports_at_zero else max(u_scale, w_scale))
-        y = sol.e @ nd.g_out.T
-        if not ports_at_zero:
-            y -= nd.out_row_sum * w
+        y = port_currents(sol.e, nd.g_out, nd.out_row_sum, None if ports_at_zero else w)
         st = CircuitState(u, w, sol.e, None, sol.on, None, y, None, sol.report, b_src)
         self._u_scale = (st, u_scale)
         return st
@@ -259,9 +258,7 @@ class _PortCurrentsOnRead(CircuitState):
         d = self.__dict__
         if d.get("_y") is None and "_ports" in d:
             g_out, row_sum = d.pop("_ports")
-            y = self.e @ g_out.T
-            y -= row_sum * self.w
-            d["_y"] = y
+            d["_y"] = port_currents(self.e, g_out, row_sum, self.w)
         return d.get("_y")
 
     @y.setter
