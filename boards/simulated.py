@@ -314,20 +314,30 @@ class SimulatedBoard(BoardBase):
             x = np.atleast_2d(np.asarray(x, dtype=float))
         if x.shape[1] != self._n_inputs:
             raise ValueError(f"expected {self._n_inputs} inputs per sample, got {x.shape[1]}")
-        fast, held = self._uncoupled, self._last
-        if held is not None and w is None and _same_inputs(held[0], x):
-            return held[1]  # same inputs, same conductances: the held operating point
-        if w is not None and held is not None:
-            if k := _repeats(held, x):
-                return fast.phases(held[1], k, w)  # the held sources, new port voltages
-            for k in (2, 1):  # some held samples again (re-measured ± phases, or once)
-                rows = np.empty(x.shape[0] // k, dtype=np.int64)
-                if x.shape[0] % k == 0 and held_rows_kernel(_contiguous(x), held[0], rows):
-                    return fast.phases(held[1], k, w, rows)
+        fast = self._uncoupled
+        if (st := self._from_held(fast, x, w)) is not None:
+            return st
         st = fast.measure_inputs(x, w)
         if w is None:
             self._last = (x.copy(), st)
         return st
+
+    def _from_held(self, lean, x: np.ndarray, w) -> CircuitState | None:
+        """The held-point rules of a lean path (``x`` checked): the held operating point again for the
+        same inputs; for the held inputs stacked k times, or some held samples again (k = 2 or 1),
+        with port voltages ``w``, ``lean``'s phases of the held sources; else None (a new solve)."""
+        held = self._last
+        if held is None:
+            return None
+        if w is None:  # same inputs, same conductances: the held operating point
+            return held[1] if _same_inputs(held[0], x) else None
+        if k := _repeats(held, x):
+            return lean.phases(held[1], k, w)  # the held sources, new port voltages
+        for k in (2, 1):  # some held samples again (re-measured ± phases, or once)
+            rows = np.empty(x.shape[0] // k, dtype=np.int64)
+            if x.shape[0] % k == 0 and rows.size and held_rows_kernel(_contiguous(x), held[0], rows):
+                return lean.phases(held[1], k, w, rows)
+        return None
 
     def _solve(self, x, w) -> CircuitState:
         if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == np.float64):
@@ -364,15 +374,8 @@ class SimulatedBoard(BoardBase):
                     and x.dtype == np.float64 and (k := _repeats(held, x)):
                 return lean.phases(held[1], k, w)
             return None
-        if held is not None and w is None and _same_inputs(held[0], x):
-            return held[1]  # same inputs, same conductances: the held operating point
-        if w is not None and held is not None:
-            if k := _repeats(held, x):
-                return lean.phases(held[1], k, w)  # the held sources, new port voltages
-            for k in (2, 1):  # some held samples again (re-measured ± phases, or once)
-                rows = np.empty(x.shape[0] // k, dtype=np.int64)
-                if x.shape[0] % k == 0 and rows.size and held_rows_kernel(_contiguous(x), held[0], rows):
-                    return lean.phases(held[1], k, w, rows)
+        if (st := self._from_held(lean, x, w)) is not None:
+            return st
         stale = self._stale  # the operating point before the last programming is a starting point only
         warm = stale[1] if stale is not None and _same_inputs(stale[0], x) else None
         st = lean.measure_inputs(_contiguous(x), w, warm)
