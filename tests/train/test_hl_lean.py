@@ -111,12 +111,21 @@ def test_held_phases_check_ports_and_raise_when_not_certified():
         board.measure(np.concatenate([x, x]), rng.normal(0, 0.05, (4, 6)))
 
 
-def test_cross_entropy_on_any_differential_matrix_equals_the_numpy_formula():
+def _random_differential_matrix() -> np.ndarray:
     rng = np.random.default_rng(4)
     d = rng.normal(0, 1, (4, 7)) * (rng.random((4, 7)) < 0.5)  # rows with 0 … 7 nonzero entries
     d[2] = 0.0
+    return d
+
+
+@pytest.mark.parametrize("d", [_random_differential_matrix(), np.pad(np.kron(np.eye(3), [1.0, -1.0]), ((0, 0), (0, 1)))],
+                         ids=["any", "pairs"])
+def test_cross_entropy_on_any_differential_matrix_equals_the_numpy_formula(d):
+    """Both loops of the compiled cross-entropy: the general one (classes of 0 … 7 entries) and the
+    one for classes that are each one differential pair (and a port no class reads)."""
+    rng = np.random.default_rng(4)
     loss = Loss("cross_entropy", 3e4, d)
-    y, t = rng.normal(0, 3e-5, (9, 7)), rng.integers(0, 4, 9)
+    y, t = rng.normal(0, 3e-5, (9, 7)), rng.integers(0, d.shape[0], 9)
     val, dy = loss.value_and_grad(y, t)
     z = 3e4 * (y @ d.T)
     zs = z - z.max(axis=1, keepdims=True)
