@@ -66,6 +66,7 @@ class NonIdealBoard(BoardBase):
         self._t_prog = np.zeros(m)
         self.clock_s = 0.0
         self._cache: tuple | None = None  # (solver, wired) for the current device state
+        self._measured: EquilibriumSolver | None = None  # the solver of the last board call
         self._last: tuple | None = None
         self._write(np.clip(circuit.conductance_vector(), g_min, g_max))
 
@@ -103,6 +104,7 @@ class NonIdealBoard(BoardBase):
         if u.shape[1] != self._topology.n_sources:
             raise ValueError(f"expected {self._topology.n_sources} source voltages per sample, got {u.shape[1]}")
         solver, wired = self._solver()
+        self._measured = solver  # the conductances of this board call, for linearized_response
         u_applied = self.model.sources(u)
         warm = self._last if self._last is not None and self._last.e.shape[0] == u.shape[0] else None
         st = solver.solve(u_applied, w, warm=warm)
@@ -114,9 +116,8 @@ class NonIdealBoard(BoardBase):
         y_m, i_m, e_m = self.model.readings(y, i_src, st.e)
         if self.spec.drift.enabled:
             self.clock_s += self.spec.drift.seconds_per_measure
-        d = self._diodes
         return Measurement(u=u, w=st.w, y=y_m, i_src=i_m, e=e_m, on=st.on,
-                           piecewise_linear=d.is_ideal or d.is_linear, noise_v=self.spec.adc_voltage.noise_sigma(),
+                           piecewise_linear=self._piecewise_linear, noise_v=self.spec.adc_voltage.noise_sigma(),
                            info={"report": st.report} if wired is None else
                            {"report": st.report, "wire_ir_drop": self._wire_drop})
 
@@ -127,20 +128,16 @@ class NonIdealBoard(BoardBase):
     def linearized_response(self, x: np.ndarray, w_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Adjoint of the true (non-ideal) circuit at the operating point of ``x``: ê (B, n) V, î (B, p) A.
 
-        Simulated-only (``hl-exact``): exact for the conductances of the last board call, without
-        reading errors; with wires it is the adjoint of the exact terminal model.
+        Simulated-only (``hl-exact``): exact for the conductances of the last board call (under
+        read noise or drift a new call would see other ones), without reading errors; with wires
+        it is the adjoint of the exact terminal model.  Elements frozen as in
+        :meth:`~hil.circuit.solve.EquilibriumSolver.adjoint_voltages` (clamped nodes shorted).
         """
-        from hil.circuit.linsolve import solve_diagonal_shift
-
         x = np.atleast_2d(np.asarray(x, dtype=float))
-        solver, _ = self._solver()
+        solver = self._measured if self._measured is not None else self._solver()[0]
         st = solver.solve(self.model.sources(self._topology.source_voltages(x)), None)
         c = solver.circuit
-        rhs = np.atleast_2d(w_hat) @ c.g_out
-        if c.diodes.is_ideal or c.diodes.is_linear:
-            e_hat = solver.masked.solve(st.on, np.zeros(c.n_hidden), rhs)
-        else:
-            e_hat = solve_diagonal_shift(solver.k_dense, solver.k_sparse, st.g_d, rhs)
+        e_hat = solver.adjoint_voltages(st, np.atleast_2d(w_hat) @ c.g_out)
         return e_hat, -e_hat @ c.g_in
 
     def elapse(self, seconds: float) -> None:
@@ -163,7 +160,7 @@ class NonIdealBoard(BoardBase):
         if "board_instance" in state and int(state["board_instance"]) != self._instance:
             self._set_instance(int(state["board_instance"]))
         self.model.load_state_dict(json.loads(str(state["board_rng_state"])))
-        self._cache, self._last = None, None
+        self._cache, self._last, self._measured = None, None, None
 
     def true_conductances(self) -> np.ndarray:
         """The devices' programmed conductances (S): simulator truth, for tests and benchmarks only."""
@@ -180,6 +177,7 @@ class NonIdealBoard(BoardBase):
         self.model = DeviceModel(self.spec, topo.n_conductances, c.n_hidden, c.n_sources, c.n_outputs,
                                  *self._bounds, instance=k)
         self._diodes = self.model.diodes(c.diodes)
+        self._piecewise_linear = bool(self._diodes.law.piecewise_linear)
         self._instance = k
         self._programmed = None  # solver of this instance's diodes, reprogrammed in place
 
@@ -193,7 +191,7 @@ class NonIdealBoard(BoardBase):
         self._g_dev[changed] = self.model.write_subset(g[changed], changed)
         self._target = g.copy()
         self._t_prog[changed] = self.clock_s
-        self._cache, self._last = None, None
+        self._cache, self._last, self._measured = None, None, None
 
     def _solver(self):
         if self._cache is not None and not self.model.dynamic_conductances:

@@ -307,6 +307,27 @@ class EquilibriumSolver:
         return CircuitState(u, w, e, diode_current, on, g_d, y, i_src, report, b_src)
 
 
+    def adjoint_voltages(self, state: CircuitState, rhs: np.ndarray) -> np.ndarray:
+        """Node voltages ê (B, n), V, of the linearized circuit at ``state`` for nodal currents ``rhs`` (B, n), A.
+
+        Sources shorted and elements frozen: a clamped node (ideal diode conducting, or a
+        piecewise-linear element at a clamp) is shorted to its reference, a node on a segment
+        is loaded by that segment's conductance, a smooth element by its incremental conductance.
+        ``rhs`` is G_outᵀ ŵ for port drives ŵ plus any currents injected into the hidden nodes.
+        """
+        d = self._template.diodes
+        rhs = np.atleast_2d(rhs)
+        if d.element is not None:
+            from hil.circuit.element_solve import solve_shifted
+
+            K = self.k_dense if self.k_dense is not None else self.k_sparse
+            rhs = np.broadcast_to(rhs, state.e.shape)
+            clamped = state.clamped if state.clamped is not None else np.zeros(state.e.shape, bool)
+            return solve_shifted(K, clamped, np.zeros_like(rhs), state.g_d, rhs)
+        if d.is_ideal or d.is_linear:
+            return self.masked.solve(state.on, np.zeros(self.nodal.n), rhs)
+        return solve_diagonal_shift(self.k_dense, self.k_sparse, state.g_d, rhs)
+
     def _solve_element(self, u, w, b, b_src, warm) -> CircuitState:
         """Registry elements (:mod:`hil.circuit.laws`): generic active-set or Newton solve."""
         from hil.circuit.element_solve import solve_piecewise, solve_smooth
