@@ -683,7 +683,24 @@ def hl_exact_gradient(board: Board, x: np.ndarray, target, loss: Loss, keep_per_
     e_hat, i_hat = board.linearized_response(x, w_hat)
     adj = Measurement(u=np.zeros_like(op.u), w=w_hat, y=np.zeros_like(op.y), i_src=i_hat, e=e_hat)
     grad, per = _finish(topo, topo.node_voltages(op), topo.node_voltages(adj), keep_per_sample)
-    return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per, stats=_bias(_wire_note(op)))
+    return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per, stats=_bias(_exact_note(op)))
+
+
+def _exact_note(op: Measurement) -> str | None:
+    """Why an ``hl-exact`` answer may not be the gradient: diodes exactly at their kink (the loss is
+    not differentiable there), reading noise in the operating point, crossbar wires."""
+    notes = []
+    report = op.info.get("report") if op.info else None
+    degenerate = getattr(report, "degenerate", 0) or 0
+    if degenerate:
+        notes.append(f"{degenerate} diode(s) exactly at their kink (zero voltage and current): the loss is not "
+                     "differentiable there; the frozen state gives one one-sided derivative")
+    if op.noise_v > 0:
+        notes.append(f"reading noise {op.noise_v:.3g} V per node voltage in the operating point")
+    wire = _wire_note(op)
+    if wire:
+        notes.append(wire)
+    return "; ".join(notes) or None
 
 
 def ep_gradient(board: Board, x: np.ndarray, target, loss: Loss, beta: float | None = None, centred: bool = True,
@@ -703,6 +720,7 @@ def ep_gradient(board: Board, x: np.ndarray, target, loss: Loss, beta: float | N
     betas = np.full((x.shape[0], 1), float(beta))
     n0 = topo.node_voltages(op)
     n_plus, n_other = np.zeros_like(n0), n0.copy()
+    ok = valid_mask(op).copy()  # samples a phase marks invalid are left out of the gradient
     todo = np.arange(x.shape[0])
     retries, flipped_total = 0, 0
     while todo.size:
@@ -712,7 +730,9 @@ def ep_gradient(board: Board, x: np.ndarray, target, loss: Loss, beta: float | N
         n_plus[todo] = topo.node_voltages(plus)
         if centred:
             n_other[todo] = topo.node_voltages(minus)
-        flips = _flipped(op, todo, plus, minus)
+        phase_ok = valid_mask(plus) & (valid_mask(minus) if centred else True)
+        ok[todo] &= phase_ok
+        flips = _flipped(op, todo, plus, minus) & phase_ok
         flipped_total += int(flips.sum())
         if not flips.any() or retries >= max_retries:
             break
@@ -720,22 +740,36 @@ def ep_gradient(board: Board, x: np.ndarray, target, loss: Loss, beta: float | N
         todo = todo[flips]
         betas[todo] /= 10.0
     unresolved = int(flips.sum()) if todo.size else 0
+    n_invalid = ok.size - int(np.count_nonzero(ok))
     # v+² − v₋² = (v+ − v₋)(v+ + v₋): a product of two branch differences.
     scale = 4 * betas if centred else 2 * betas
-    grad, per = _finish(topo, n_plus - n_other, (n_plus + n_other) / scale, keep_per_sample)
-    if unresolved:
-        note = (f"{unresolved} sample(s) still had a diode flip after {retries} re-measurement(s): "
-                "their gradient mixes two linearizations")
-    elif not centred:
-        note = "one-sided nudge: bias O(beta) (0.5·beta·v̂² per conductance)"
-    elif not op.piecewise_linear:
-        note = "smooth diodes: centred nudge, bias O(beta²)"
+    if not n_invalid:
+        grad, per = _finish(topo, n_plus - n_other, (n_plus + n_other) / scale, keep_per_sample)
     else:
-        note = None
-    note = "; ".join(n for n in (note, _wire_note(op)) if n) or None
+        grad, per = np.zeros(topo.n_conductances), None
+        if ok.any():
+            grad, per_ok = _finish(topo, n_plus - n_other, (n_plus + n_other) / scale, keep_per_sample, ok)
+        if keep_per_sample:
+            per = np.full((ok.size, grad.size), np.nan)
+            if ok.any():
+                per[ok] = per_ok
+    notes = []
+    if unresolved:
+        notes.append(f"{unresolved} sample(s) still had a diode flip after {retries} re-measurement(s): "
+                     "their gradient mixes two linearizations")
+    if not centred:
+        notes.append("one-sided nudge: bias O(beta) (0.5·beta·v̂² per conductance)")
+    elif not op.piecewise_linear:
+        notes.append("smooth diodes: centred nudge, bias O(beta²)")
+    if n_invalid:
+        notes.append(f"{n_invalid} invalid sample(s) left out of the batch mean")
+    if op.noise_v > 0:
+        notes.append(f"reading noise {op.noise_v:.3g} V per node voltage, divided by the nudge")
+    note = "; ".join(n for n in (*notes, _wire_note(op)) if n) or None
     return GradientResult(grad, val, op, per_sample=per,
                           stats={"beta": float(beta), "flipped_samples": flipped_total, "retries": retries,
-                                 "unresolved_flips": unresolved, **_bias(note)})
+                                 "unresolved_flips": unresolved, "invalid_samples": n_invalid, "valid": ok,
+                                 **_bias(note)})
 
 
 def _typical_conductance(g: np.ndarray, g_floor: float) -> float:
@@ -761,7 +795,10 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
     g_min, g_max = board.conductance_bounds
     op = board.measure(x)
     val, _ = loss.value_and_grad(op.y, target)
-    f0 = float(val.mean())
+    ok = valid_mask(op)  # the loss is the mean over the operating point's valid samples
+    whole = bool(ok.all())
+    f0 = float(val.mean() if whole else val[ok].mean()) if ok.any() else 0.0
+    lost = [0]  # perturbed measurements in which a valid sample went invalid
     if rel_step is None:
         rel_step = 1e-4
     g_bar = _typical_conductance(g0, g_floor)
@@ -774,10 +811,14 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
         g[k] = value
         applied = board.program(g, rel_tol=0.0)[k]
         m = board.measure(x)
-        return float(loss.value_and_grad(m.y, target)[0].mean()), float(applied), bool(_flipped(op, rows, m).any())
+        v = loss.value_and_grad(m.y, target)[0]
+        if m.valid is not None and not valid_mask(m)[ok].all():
+            lost[0] += 1
+            v = np.where(valid_mask(m), v, val)  # never a difference of an invalid reading: no change
+        return float(v.mean() if whole else v[ok].mean()), float(applied), bool(_flipped(op, rows, m).any())
 
     try:
-        for k in range(g0.size):
+        for k in range(g0.size if ok.any() else 0):
             h = rel_step * max(abs(g0[k]), g_bar)
             for attempt in range(max_retries + 1):
                 if g0[k] - h >= g_min and g0[k] + h <= g_max:
@@ -798,13 +839,22 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
             unresolved += flipped
     finally:
         board.program(g0, rel_tol=0.0)
+    notes = []
     if unresolved:
-        note = f"{unresolved} conductance(s): a diode flipped within the smallest step tried"
+        notes.append(f"{unresolved} conductance(s): a diode flipped within the smallest step tried")
     else:
-        note = f"finite differences: truncation error O(h²) with h = {rel_step:g}·max(|g|, {g_bar:.3g} S)"
+        notes.append(f"finite differences: truncation error O(h²) with h = {rel_step:g}·max(|g|, {g_bar:.3g} S)")
+    n_invalid = ok.size - int(np.count_nonzero(ok))
+    if n_invalid:
+        notes.append(f"{n_invalid} invalid sample(s) left out of the batch mean")
+    if lost[0]:
+        notes.append(f"{lost[0]} perturbed measurement(s) made a valid sample invalid: that sample's difference counts as 0")
+    if op.noise_v > 0:
+        notes.append(f"reading noise {op.noise_v:.3g} V: each difference divides it by the step")
     return GradientResult(grad, val, op, stats={"rel_step": rel_step, "typical_conductance_s": g_bar,
                                                 "one_sided": one_sided, "unresolved_flips": unresolved,
-                                                **_bias(note)})
+                                                "invalid_samples": n_invalid, "valid": ok,
+                                                **_bias("; ".join(notes))})
 
 
 def estimate(name: str, board: Board, x, target, loss: Loss, options: dict | None = None) -> GradientResult:
