@@ -116,10 +116,13 @@ class NonIdealBoard(BoardBase):
         y_m, i_m, e_m = self.model.readings(y, i_src, st.e)
         if self.spec.drift.enabled:
             self.clock_s += self.spec.drift.seconds_per_measure
+        info = {"report": st.report} if wired is None else {"report": st.report, "wire_ir_drop": self._wire_drop}
+        varying = self.model.varying_note()
+        if varying:
+            info["varying_conductances"] = varying
         return Measurement(u=u, w=st.w, y=y_m, i_src=i_m, e=e_m, on=st.on,
                            piecewise_linear=self._piecewise_linear, noise_v=self.spec.adc_voltage.noise_sigma(),
-                           info={"report": st.report} if wired is None else
-                           {"report": st.report, "wire_ir_drop": self._wire_drop})
+                           info=info)
 
     def safe_state(self) -> None:
         self._last = None

@@ -129,6 +129,19 @@ class DeviceModel:
         s = self.spec
         return s.read_noise.active or (s.drift.enabled and s.drift.seconds_per_measure > 0 and np.any(self.nu > 0))
 
+    def varying_note(self) -> str | None:
+        """A sentence for estimators when every board call sees other conductances (read noise, a
+        running drift clock), else None: the phases of one gradient then see different devices."""
+        if not self.dynamic_conductances:
+            return None
+        s, why = self.spec, []
+        if s.read_noise.active:
+            why.append(f"{s.read_noise.read_noise_model} read noise {s.read_noise.read_noise_scale:.3g}")
+        if s.drift.enabled and s.drift.seconds_per_measure > 0 and np.any(self.nu > 0):
+            why.append(f"drift (ν up to {float(self.nu.max()):.3g}, {s.drift.seconds_per_measure:.3g} s per board call)")
+        return (f"device conductances change from one board call to the next ({', '.join(why)}): "
+                "the phases of one estimate see different devices")
+
     def write_subset(self, target: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Device conductances (S) after writing ``target`` (S) to devices ``idx``."""
         s = self.spec

@@ -22,7 +22,8 @@ from functools import partial
 
 import numpy as np
 
-from hil.board import _SMALL_BATCH, Board, ExactLinearization, Measurement, PhasedMeasurement, valid_mask
+from hil.board import (_SMALL_BATCH, Board, ExactLinearization, Measurement, PhasedMeasurement, as_program_result,
+                       valid_mask)
 from hil.circuit.coupled_kernels import edge_products_kernel
 from hil.kernels import (cross_entropy_drive_kernel, flip_accounting_kernel, hl_drive_kernel, hl_first_pass_kernel,
                          hl_held_pass_kernel, repeats_of)
@@ -101,12 +102,18 @@ def _operating_point(board: Board, x: np.ndarray, target, loss: Loss) -> tuple[M
 
 
 def _wire_note(op: Measurement) -> str | None:
-    """A bias note when the board reports crossbar wire resistance (``info["wire_ir_drop"]``)."""
-    drop = op.info.get("wire_ir_drop") if op.info else None
-    if not drop:
+    """A bias note when the board reports crossbar wire resistance (``info["wire_ir_drop"]``) or
+    device conductances that change from one board call to the next (``info["varying_conductances"]``,
+    the board's own sentence: read noise, drift), so that the phases of one estimate see different devices."""
+    info = op.info
+    if not info:
         return None
-    return (f"crossbar wires: v·v̂ is formed from line-terminal voltages, not across each device; the lines' "
-            f"IR drop is up to {100 * drop:.3g} % of the device voltages (first order), so is the bias")
+    drop, varying = info.get("wire_ir_drop"), info.get("varying_conductances")
+    notes = [varying] if varying else []
+    if drop:
+        notes.append(f"crossbar wires: v·v̂ is formed from line-terminal voltages, not across each device; the "
+                     f"lines' IR drop is up to {100 * drop:.3g} % of the device voltages (first order), so is the bias")
+    return "; ".join(notes) or None
 
 
 def _bias(note: str | None) -> dict:
@@ -209,7 +216,7 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
         _check_shapes(topo, op)  # the compiled passes below read no bounds
         if op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None \
                 and isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] == op.w.shape[0] \
-                and not (op.info and op.info.get("wire_ir_drop")):
+                and not (op.info and (op.info.get("wire_ir_drop") or op.info.get("varying_conductances"))):
             labels = loss._kernel_labels(op.y, target)
             if labels is not None:
                 return _hl_lean(board, topo, x, op, labels, loss, float(delta_v), max_retries, keep_per_sample,
@@ -790,9 +797,17 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
     (−3f₀ + 4f₁ − f₂)/(2h) towards the inside of the range.  On ideal-diode boards a step
     during which a diode changes state is retried 10× smaller (up to ``max_retries``).
     The board's operating point warm-starts every perturbed solve.
+
+    Every step reprograms the board, so the base vector (the read-back) is programmed once
+    before the operating point is measured: the operating point and every perturbed
+    measurement then see one board.  A board whose programming is not exact (levels,
+    spread, programming noise) ends on other device values than it started with; the bias
+    note says so, and names conductances whose ± steps left the loss exactly unchanged
+    (a step below one programmable level, a stuck device).
     """
     g0 = board.read_conductances()
     g_min, g_max = board.conductance_bounds
+    board.program(g0, rel_tol=0.0)  # a no-op on a board that holds what it reads back
     op = board.measure(x)
     val, _ = loss.value_and_grad(op.y, target)
     ok = valid_mask(op)  # the loss is the mean over the operating point's valid samples
@@ -803,13 +818,13 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
         rel_step = 1e-4
     g_bar = _typical_conductance(g0, g_floor)
     grad = np.zeros_like(g0)
-    one_sided, unresolved = 0, 0
+    one_sided, unresolved, flat = 0, 0, 0
     rows = np.arange(x.shape[0])
 
     def at(k: int, value: float) -> tuple[float, float, bool]:
         g = g0.copy()
         g[k] = value
-        applied = board.program(g, rel_tol=0.0)[k]
+        applied = as_program_result(g, board.program(g, rel_tol=0.0), (g_min, g_max)).achieved[k]
         m = board.measure(x)
         v = loss.value_and_grad(m.y, target)[0]
         if m.valid is not None and not valid_mask(m)[ok].all():
@@ -823,7 +838,8 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
             for attempt in range(max_retries + 1):
                 if g0[k] - h >= g_min and g0[k] + h <= g_max:
                     (fp, gp, a), (fm, gm, b) = at(k, g0[k] + h), at(k, g0[k] - h)
-                    grad[k], flipped, side = (fp - fm) / (gp - gm), a or b, False
+                    flat += fp == fm == f0
+                    grad[k], flipped, side = (fp - fm) / (gp - gm) if gp != gm else 0.0, a or b, False
                 else:
                     sign = 1.0 if g0[k] + 2 * h <= g_max else -1.0
                     if g0[k] + sign * 2 * h < g_min or g0[k] + sign * 2 * h > g_max:
@@ -831,7 +847,8 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
                         continue
                     (f1, g1, a), (f2, g2, b) = at(k, g0[k] + sign * h), at(k, g0[k] + 2 * sign * h)
                     step = g1 - g0[k]
-                    grad[k], flipped, side = (-3 * f0 + 4 * f1 - f2) / (2 * step), a or b, True
+                    flat += f1 == f2 == f0
+                    grad[k], flipped, side = (-3 * f0 + 4 * f1 - f2) / (2 * step) if step else 0.0, a or b, True
                 if not flipped:
                     break
                 h /= 10.0
@@ -839,6 +856,8 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
             unresolved += flipped
     finally:
         board.program(g0, rel_tol=0.0)
+    moved = board.read_conductances()
+    moved = float(np.max(np.abs(moved - g0) / np.maximum(np.abs(g0), g_bar), initial=0.0))
     notes = []
     if unresolved:
         notes.append(f"{unresolved} conductance(s): a diode flipped within the smallest step tried")
@@ -851,9 +870,19 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
         notes.append(f"{lost[0]} perturbed measurement(s) made a valid sample invalid: that sample's difference counts as 0")
     if op.noise_v > 0:
         notes.append(f"reading noise {op.noise_v:.3g} V: each difference divides it by the step")
+    if flat:
+        notes.append(f"{flat} conductance(s) whose ± steps left the loss exactly unchanged (a step below one "
+                     "programmable level, or a stuck device): their gradient reads 0")
+    if op.info and op.info.get("varying_conductances"):  # (wires do not bias FD: it steps the devices)
+        notes.append(op.info["varying_conductances"])
+    if moved > 1e-9:
+        notes.append(f"the board reads back up to {100 * moved:.3g} % (of max(|g|, ḡ)) away from where it started: "
+                     "its programming is not exact (levels, spread, programming or read noise), so the steps "
+                     "differentiate through the programming")
     return GradientResult(grad, val, op, stats={"rel_step": rel_step, "typical_conductance_s": g_bar,
                                                 "one_sided": one_sided, "unresolved_flips": unresolved,
                                                 "invalid_samples": n_invalid, "valid": ok,
+                                                "unresponsive": flat, "board_moved_rel": moved,
                                                 **_bias("; ".join(notes))})
 
 
