@@ -211,5 +211,5 @@ def per_node(sec, key: str, default: float, n: int, check=None) -> np.ndarray:
             msg = check(v)
             if msg:
                 sec.error(key, msg)
-                break
+                return np.full(n, float(default))  # reported; a valid stand-in so the element still builds
     return arr
