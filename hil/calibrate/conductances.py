@@ -133,9 +133,9 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
                 cols.append(E[:, k] - E[:, other])
                 idx.append(("hh", t))
         A = np.stack(cols, axis=1)[off_rows]
-        coef = np.linalg.lstsq(A, -rest[off_rows, k], rcond=None)[0]
+        coef = np.linalg.lstsq(A, rest[off_rows, k], rcond=None)[0]
         dof = max(A.shape[0] - A.shape[1], 1)
-        s2 = float(np.sum((A @ coef + rest[off_rows, k]) ** 2)) / dof
+        s2 = float(np.sum((A @ coef - rest[off_rows, k]) ** 2)) / dof
         leak_se[k] = np.sqrt(s2 * np.linalg.pinv(A.T @ A)[0, 0])
         for (kind, t), c in zip(idx, coef):
             if kind == "leak":  # a passive leak is >= 0: a negative estimate is noise or bias
