@@ -21,6 +21,17 @@ from the KCL of each hidden node over the patterns where its diode is off (node 
 the clamp by 5 reading σ; a conducting diode carries an unknown current), and are only as good
 as the residual of the g_in / g_out fit: a leak far below the other conductances at a node is
 not observable and is reported as such (``leak_stderr``: the standard error of each g_leak estimate).
+
+Identifiability: a port equation has n + 1 unknowns (its conductances to the n hidden nodes and
+the intercept), but its regressors only vary as much as the probe patterns let them: while the
+diodes keep their states the node voltages are a linear function of the p source voltages, so a
+network with more hidden nodes than sources (n > p) cannot be read out in circuit from any number
+of patterns (and never from fewer distinct patterns than unknowns).  A port with fewer distinct
+patterns than unknowns, or whose pattern-averaged regressor matrix is singular to 1e-9 relative
+(exact readings), is not fitted: its conductances are NaN with an infinite standard error, counted
+in ``unidentifiable`` (the calibration file and report say so), instead of a minimum-norm answer
+that fits the readings perfectly and is wrong.  A read-out that is identifiable but noisy (a
+small singular value near the reading noise) is fitted; its standard errors say how well.
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ class ConductanceEstimate:
     patterns: int
     repeats: int
     g_stderr: np.ndarray | None = None  # (m,) least-squares standard error of each g_in / g_out estimate, S (nan elsewhere)
+    unidentifiable: int = 0  # conductances (of g_in, g_out and the g_hh/g_leak that need them) left NaN: see the module docstring
 
 
 def probe_patterns(p: int, amplitude_v: float) -> np.ndarray:
@@ -87,7 +99,16 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
     # averaged (their spread enters the standard error). A pooled fit over all calls mixes the
     # calls' conductances through their different regressors and scatters several times more.
     per_call = repeats >= 2 and P >= 2 * (n + 1)
+    # pattern-averaged node voltages: the regressors without most of their reading noise, for the rank test
+    E_mean = E.reshape(repeats, P, n).mean(axis=0)
+    bad_in, bad_out = np.zeros(p, bool), np.zeros(q, bool)
     for j in range(p):
+        bad_in[j] = not _full_rank(np.concatenate([U[:, [j]] - E_mean, np.ones((P, 1))], axis=1))
+        if bad_in[j]:
+            g_in[:, j], se_in[:, j] = np.nan, np.inf
+            conds.append(np.inf)
+            resid.append(np.nan)
+            continue
         # an intercept absorbs the current a source offset drives (and any residual reading offset)
         X = np.concatenate([Uall[:, [j]] - E, ones], axis=1)  # (P·R, n + 1)
         coef, sv = _fit(X, I[:, j], repeats, per_call)
@@ -101,7 +122,14 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
     g_out = np.zeros((q, n))
     se_out = np.zeros((q, n))
     X = np.concatenate([E, ones], axis=1)
+    out_rank_ok = _full_rank(np.concatenate([E_mean, np.ones((P, 1))], axis=1))
     for o in range(q):
+        if not out_rank_ok:  # every output port has the same regressors
+            bad_out[o] = True
+            g_out[o], se_out[o] = np.nan, np.inf
+            conds.append(np.inf)
+            resid.append(np.nan)
+            continue
         coef, sv = _fit(X, Y[:, o], repeats, per_call)
         g_out[o] = coef[:-1].mean(axis=1) if per_call else coef[:-1]
         fitted = _predict(X, coef, repeats, per_call)
@@ -121,8 +149,15 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
     pairs = topo.edges[hh] - p  # hidden indices
     leak_se = np.full(n, np.nan)
     floor = 5.0 * (offsets.e_sigma if offsets is not None else np.zeros(n)) + 1e-12
+    known = np.isfinite(rest).all(axis=0)  # nodes whose g_in / g_out are all identified
     for k in range(n):
         off_rows = E[:, k] > floor[k]
+        if not known[k]:
+            g[topo.groups["g_leak"].start + k] = np.nan
+            for t, (a, b) in enumerate(pairs):
+                if a == k or b == k:
+                    g[hh.start + t] = np.nan
+            continue
         if off_rows.sum() < 4:
             continue
         cols = [E[:, k]]  # leak: current e_k·g_leak leaves the node
@@ -144,8 +179,19 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
                 g[hh.start + t] += 0.5 * c
     spread = float(np.std(E, axis=0).mean())
     noise = float(np.mean(offsets.e_sigma)) if offsets is not None else 0.0
+    unknown = int(np.count_nonzero(np.isnan(g)))
     return ConductanceEstimate(g, np.array(resid), float(max(conds)), noise / spread if spread > 0 else np.inf,
-                               off_count / total if total else float("nan"), leak_se, U.shape[0], repeats, se)
+                               off_count / total if total else float("nan"), leak_se, U.shape[0], repeats, se,
+                               unknown)
+
+
+def _full_rank(X: np.ndarray) -> bool:
+    """Whether the (patterns, unknowns) regressor matrix ``X`` can determine every unknown: at least as
+    many rows as columns and no singular value below 1e-9 of the largest."""
+    if X.shape[0] < X.shape[1]:
+        return False
+    sv = np.linalg.svd(X, compute_uv=False)
+    return bool(sv[-1] > 1e-9 * sv[0])
 
 
 def _fit(X: np.ndarray, y: np.ndarray, repeats: int, per_call: bool) -> tuple[np.ndarray, float]:

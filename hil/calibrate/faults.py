@@ -113,6 +113,7 @@ def characterise(board, offsets: ChannelOffsets, groups: tuple[str, ...] = ("g_i
     fixed = np.where(stuck, 0.5 * (low.g + high.g), 0.0)
     healthy = sel & ~stuck
     gain = np.where(healthy, high.g / t_high, np.nan)
+    healthy &= np.isfinite(gain)  # (a device that cannot be read out in circuit is not counted)
     ratio = (low.g / t_low)[healthy] / np.where(gain[healthy] > 0, gain[healthy], 1.0)
     mad = float(np.median(np.abs(ratio - np.median(ratio)))) * 1.4826 if ratio.size else float("nan")
     return FaultMap(code, fixed, gain, mad / np.sqrt(2.0), low, high, (float(np.mean(t_low[sel])), float(np.mean(t_high[sel]))),
@@ -128,6 +129,12 @@ def stuck_posterior(slope: np.ndarray, se: np.ndarray, prior: float, lines: np.n
     slope (lines of fewer than 8 devices use the group median): wire drops along a line scale
     the in-circuit response of all its devices alike, so a whole line reading low is not a
     line of stuck devices.  τ is then the scatter about the line medians."""
+    known = np.isfinite(slope)  # a device whose in-circuit read-out is not identifiable keeps no posterior
+    if not known.all():
+        post = np.full(slope.shape, np.nan)
+        if known.any():
+            post[known] = stuck_posterior(slope[known], se[known], prior, None if lines is None else lines[known])
+        return post
     se = np.maximum(np.where(np.isfinite(se), se, np.inf), 1e-12)
     mu = np.full(slope.shape, float(np.median(slope)))
     scatter = np.full(slope.shape, 1.4826 * float(np.median(np.abs(slope - mu))))

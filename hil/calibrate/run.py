@@ -37,6 +37,10 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
     progress(f"3/6 conductance read-out: {probe_patterns(topo.n_sources, cs.amplitude_v).shape[0]} Hadamard patterns "
              f"x {cs.repeats} repeats")
     now = estimate_conductances(board, off, cs.amplitude_v, cs.repeats)
+    if now.unidentifiable:
+        progress(f"    warning: {now.unidentifiable} of {topo.n_conductances} conductances cannot be read out in "
+                 f"circuit ({topo.n_hidden} hidden nodes for {topo.n_sources} sources: the node voltages do not vary "
+                 "independently enough); they are left unknown (NaN), as are their fault map and diode fits")
     progress("4/6 programming response and fault map (two programmed levels)")
     fmap = characterise(board, off, repeats=cs.repeats, amplitude_v=cs.amplitude_v)
     progress("5/6 diode I-V sweep")
@@ -49,18 +53,21 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
         "diode_model": diode_kind,
         "patterns": now.patterns, "repeats": now.repeats,
         "max_condition_number": now.condition,
-        "max_port_residual_rel": float(np.max(now.residual_rel)),
+        "max_port_residual_rel": float(np.nanmax(now.residual_rel)) if np.isfinite(now.residual_rel).any() else float("nan"),
+        "unidentifiable_conductances": now.unidentifiable,
         "errors_in_variables_ratio": now.eiv_ratio,
         "faulty_devices": int(fmap.faulty.sum()),
         "fault_map_unresolved": fmap.unresolved,
         "gain_null_ratio": gains.null_ratio, "gain_kcl_imbalance_rel": gains.imbalance_rel,
         "fault_counts": {FAULT_LABELS[c]: int(np.sum(fmap.code == c)) for c in FAULT_LABELS},
         "programming_scatter_rel": fmap.prog_scatter,
-        "median_programming_gain": float(np.nanmedian(fmap.gain)),
+        "median_programming_gain": float(np.nanmedian(fmap.gain)) if np.isfinite(fmap.gain).any() else float("nan"),
         "offset_sigma": {"y_a": float(np.mean(off.y_sigma)), "i_src_a": float(np.mean(off.i_src_sigma)),
                          "e_v": float(np.mean(off.e_sigma))},
         "seconds": None,
-        "caveats": CAVEATS,
+        "caveats": CAVEATS + ([f"{now.unidentifiable} conductances are not identifiable in circuit (more hidden "
+                                "nodes than the probe patterns can vary independently): NaN in conductance_s"]
+                              if now.unidentifiable else []),
     }
     arrays = {
         "offset_y": off.y, "offset_i_src": off.i_src, "offset_e": off.e,
@@ -115,7 +122,8 @@ def write_report(path: Path, topo, summary: dict, a: dict) -> None:
     plt.close(fig)
     lines = [f"# Calibration {path.name} of {summary.get('board', path.parent.name)}", "",
              "| quantity | value |", "|---|---|"]
-    for k in ("patterns", "repeats", "max_condition_number", "max_port_residual_rel", "errors_in_variables_ratio",
+    for k in ("patterns", "repeats", "max_condition_number", "max_port_residual_rel", "unidentifiable_conductances",
+              "errors_in_variables_ratio",
               "faulty_devices", "fault_map_unresolved", "gain_null_ratio", "gain_kcl_imbalance_rel", "programming_scatter_rel", "median_programming_gain", "seconds"):
         v = summary[k]
         lines.append(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |")
