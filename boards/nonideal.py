@@ -11,7 +11,9 @@ what changes is which circuit is solved and what the instruments report:
   (drift since their last write, temperature, a fresh read-noise draw per board call),
   the spread diode bank, the crossbar wires (exact, :mod:`hil.circuit.wires`) and the
   source voltages as the DACs apply them; the reported currents and voltages pass
-  through the reading chain (offset, gain, noise, quantisation).
+  through the reading chain (offset, gain, noise, quantisation).  A sample with a port-current
+  or node-voltage reading at full scale, or a commanded source beyond the DAC range, is marked
+  invalid (``valid``); ``info["over_range"]`` says which readings sat at full scale.
 * ``read_conductances`` is a read of the devices (read noise included).
 * with wires, every measurement's ``info["wire_ir_drop"]`` carries the first-order IR drop
   along the lines relative to the device voltages (:func:`~hil.circuit.wire_bias.ir_drop_estimate`):
@@ -120,9 +122,17 @@ class NonIdealBoard(BoardBase):
         varying = self.model.varying_note()
         if varying:
             info["varying_conductances"] = varying
+        over = self.model.over_range(u, y_m, i_m, e_m)
+        valid = None
+        if over is not None:  # which readings sat at full scale (calibration steps use the detail)
+            info["over_range"] = over
+            # outputs, node voltages or sources unusable; a source-current reading at full scale
+            # leaves the sample usable for training (only calibration and ∂ℓ/∂u read it)
+            valid = ~(over["sources"] | over["y"] | over["e"])
+            valid = None if valid.all() else valid
         return Measurement(u=u, w=st.w, y=y_m, i_src=i_m, e=e_m, on=st.on,
-                           piecewise_linear=self._piecewise_linear, noise_v=self.spec.adc_voltage.noise_sigma(),
-                           info=info)
+                           piecewise_linear=self._piecewise_linear, valid=valid,
+                           noise_v=self.spec.adc_voltage.noise_sigma(), info=info)
 
     def safe_state(self) -> None:
         self._last = None

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import hadamard
 
-from hil.calibrate.offsets import ChannelOffsets
+from hil.calibrate.offsets import ChannelOffsets, require_in_range
 
 
 @dataclass
@@ -78,6 +78,7 @@ def estimate_conductances(board, offsets: ChannelOffsets | None, amplitude_v: fl
     off_count, total = 0, 0
     for _ in range(repeats):
         m = board.measure_sources(U)
+        require_in_range(m, "conductance read-out", f"lower board.calibration.amplitude_v (now {amplitude_v:g} V)")
         y, i_src, e = m.y, m.i_src, m.e
         if offsets is not None:
             y, i_src, e = y - offsets.y, i_src - offsets.i_src, e - offsets.e

@@ -76,10 +76,22 @@ def fit_diodes(board, g: np.ndarray, offsets: ChannelOffsets | None, temperature
     U = -np.repeat(s[:, None], topo.n_sources, axis=1)
     W = -np.repeat(s[:, None], topo.n_outputs, axis=1)
     es, ws = [], []
+    in_range = np.ones(s.size, bool)
     for _ in range(repeats):
         m = board.measure_sources(U, W)
         es.append(m.e - (offsets.e if offsets is not None else 0.0))
         ws.append(m.w)
+        # a step whose node-voltage reading sat at full scale, or whose sources were not applied as
+        # commanded, is left out (the fit reads node voltages only: a current reading at full
+        # scale does not matter; a board that gives no detail marks the whole sample)
+        over = m.info.get("over_range") if m.info else None
+        if over is not None:
+            in_range &= ~(over["e"] | over["sources"])
+        elif m.valid is not None:
+            in_range &= np.asarray(m.valid, bool)
+    if not in_range.all():
+        s, U, W = s[in_range], U[in_range], W[in_range]
+        es, ws = [e[in_range] for e in es], [w[in_range] for w in ws]
     E = np.mean(es, axis=0)
     g_no_leak = np.array(g, dtype=float)
     leak_sl = topo.groups["g_leak"]

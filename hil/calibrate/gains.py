@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import hadamard
 
-from hil.calibrate.offsets import ChannelOffsets
+from hil.calibrate.offsets import ChannelOffsets, require_in_range
 
 
 @dataclass
@@ -60,7 +60,9 @@ def common_level_voltage_gains(board, offsets: ChannelOffsets, low_v: float = 0.
     s = np.linspace(low_v, high_v, levels)
     u = np.repeat(s, readings)[:, None] * np.ones((1, topo.n_sources))
     w = np.repeat(s, readings)[:, None] * np.ones((1, topo.n_outputs))
-    e = board.measure_sources(u, w).e - offsets.e
+    m = board.measure_sources(u, w)
+    require_in_range(m, "voltage-channel gains", f"the common levels reach {high_v:g} V on every terminal")
+    e = m.e - offsets.e
     x = np.repeat(s, readings)
     xc = x - x.mean()
     return (xc @ (e - e.mean(axis=0))) / (xc @ xc)
@@ -81,6 +83,7 @@ def kcl_current_gains(board, offsets: ChannelOffsets, amplitude_v: float = 0.2,
     src, out, leak = [], [], []
     for _ in range(repeats):
         m = board.measure_sources(pat[:, :p], pat[:, p:])
+        require_in_range(m, "current-channel gains", f"lower board.calibration.amplitude_v (now {amplitude_v:g} V)")
         src.append(m.i_src - offsets.i_src)
         out.append(m.y - offsets.y)
         leak.append((m.e - offsets.e).sum(axis=1, keepdims=True))

@@ -29,6 +29,22 @@ class ChannelOffsets:
     n_readings: int
 
 
+def require_in_range(m, step: str, hint: str) -> None:
+    """RuntimeError naming ``step`` when a measurement has a reading at full scale or a source beyond its
+    range (the board's ``info["over_range"]`` detail, else the samples it marked invalid): such
+    readings are the range, not the signal."""
+    over = m.info.get("over_range") if m.info else None
+    if over is not None:
+        valid = ~np.any([np.asarray(v, bool) for v in over.values()], axis=0)
+    elif m.valid is not None:
+        valid = np.asarray(m.valid, bool).reshape(-1)
+    else:
+        return
+    if not valid.all():
+        raise RuntimeError(f"{step}: {int(np.count_nonzero(~valid))} of {valid.size} readings were over a channel's "
+                           f"range (or a source beyond its range), so they read the range, not the signal; {hint}")
+
+
 def zero_readings(board, n_readings: int = 4096) -> ChannelOffsets:
     """Measure ``n_readings`` zero patterns (one batch call) and summarise every channel."""
     if not hasattr(board, "measure_sources"):
@@ -36,6 +52,7 @@ def zero_readings(board, n_readings: int = 4096) -> ChannelOffsets:
                            "it has no measure_sources capability")
     p = board.topology.n_sources
     m = board.measure_sources(np.zeros((n_readings, p)))
+    require_in_range(m, "zero readings", "with every source at 0 V the channels' offsets alone exceed their range")
     std = lambda a: a.std(axis=0, ddof=1)
     return ChannelOffsets(m.y.mean(axis=0), m.i_src.mean(axis=0), m.e.mean(axis=0), std(m.y), std(m.i_src),
                           std(m.e), n_readings)

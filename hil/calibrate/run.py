@@ -12,7 +12,7 @@ from hil.calibrate.conductances import estimate_conductances, probe_patterns
 from hil.calibrate.diodes import fit_diodes
 from hil.calibrate.faults import FAULT_LABELS, characterise
 from hil.calibrate.gains import GainCorrected, estimate_gains
-from hil.calibrate.offsets import zero_readings
+from hil.calibrate.offsets import require_in_range, zero_readings
 from hil.calibrate.settings import CalibrationSettings
 
 CAVEATS = [
@@ -48,6 +48,7 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
     progress("6/6 drift reference patterns")
     u_ref = probe_patterns(topo.n_sources, cs.amplitude_v)[:16]
     ref = board.measure_sources(u_ref)
+    require_in_range(ref, "drift reference", f"lower board.calibration.amplitude_v (now {cs.amplitude_v:g} V)")
     summary = {
         "temperature_c": temperature_c,
         "diode_model": diode_kind,

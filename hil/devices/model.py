@@ -172,6 +172,15 @@ class DeviceModel:
                 s.adc_current.read(self.rng, i_src, self.adc_src_static),
                 s.adc_voltage.read(self.rng, e, self.adc_e_static))
 
+    def over_range(self, u: np.ndarray, y_m: np.ndarray, i_m: np.ndarray, e_m: np.ndarray) -> dict | None:
+        """Samples (B,) with a commanded source beyond the DAC range (``sources``), or a reading at
+        full scale of a port current (``y``), a source current (``i_src``) or a node voltage (``e``):
+        the reported value is the range, not the signal.  None when there is none."""
+        s = self.spec
+        out = {"sources": s.dac.out_of_range(u), "y": s.adc_current.over_range(y_m),
+               "i_src": s.adc_current.over_range(i_m), "e": s.adc_voltage.over_range(e_m)}
+        return out if any(v.any() for v in out.values()) else None
+
     # ---- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"rng_state": _rng_state(self.rng)}

@@ -6,6 +6,10 @@ Readings (one family for currents in A, one for node voltages in V):
 m = Q(clip((1 + γ_a)x + o_a + σξ, ±adc_range)) with static per-channel γ_a, o_a and a
 fresh σ = ``adc_noise_std`` draw per reading; Q(x) = Δ·round(x/Δ), Δ = 2·range/(2^bits − 1).
 bits = 0 means no quantisation.  Rails are sources too and get their own offset/gain.
+A reading at full scale (within one step of ±range) is over range, and a commanded source
+voltage beyond ±``dac_range`` is not applied as asked: :meth:`ReadingChain.over_range` and
+:meth:`SourceChain.out_of_range` say which, so the board can mark those samples invalid, as an
+instrument's overflow reading would.
 """
 
 from __future__ import annotations
@@ -43,6 +47,12 @@ class SourceChain(Family):
         xi = rng.standard_normal((2, p))
         return np.stack([self.dac_gain_std * xi[0], self.dac_offset_std * xi[1]]) if self.enabled else 0 * xi
 
+    def out_of_range(self, u: np.ndarray) -> np.ndarray:
+        """(B,) samples with a commanded source voltage beyond ±dac_range (applied clipped)."""
+        if not self.enabled:
+            return np.zeros(u.shape[0], bool)
+        return np.any(np.abs(u) > self.dac_range, axis=1)
+
     def apply(self, u: np.ndarray, static: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return u
@@ -76,6 +86,13 @@ class ReadingChain(Family):
             return 0.0
         lsb = 2.0 * self.adc_range / (2 ** self.adc_bits - 1) if self.adc_bits > 0 else 0.0
         return float(np.sqrt(self.adc_noise_std ** 2 + lsb ** 2 / 12.0))
+
+    def over_range(self, m: np.ndarray) -> np.ndarray:
+        """(B,) samples with a reading of ``m`` (B, channels) at full scale: within one step of ±range."""
+        if not self.enabled or m.shape[1] == 0:
+            return np.zeros(m.shape[0], bool)
+        lsb = 2.0 * self.adc_range / (2 ** self.adc_bits - 1) if self.adc_bits > 0 else 0.0
+        return np.any(np.abs(m) >= self.adc_range - lsb, axis=1)
 
     def read(self, rng: np.random.Generator, x: np.ndarray, static: np.ndarray) -> np.ndarray:
         if not self.enabled:
