@@ -125,7 +125,7 @@ class _MarginsOnRead(SolveReport):
         if source is not None:
             z, mu, scale_v, scale_i = source
             margin = np.maximum(z * (1.0 / scale_v), mu * (1.0 / scale_i))
-            d["min_margin"] = float(margin.min())
+            d["min_margin"] = float(margin.min()) if margin.size else None  # (an empty batch has no diode)
             # both ≤ 1e-12 scaled (on a certified solution mu ≥ −tol, so this is also |mu| ≤ 1e-12)
             d["degenerate"] = int(np.count_nonzero(margin <= 1e-12))
 

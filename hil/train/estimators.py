@@ -890,6 +890,8 @@ def estimate(name: str, board: Board, x, target, loss: Loss, options: dict | Non
     """Dispatch by estimator name (``hl``, ``hl-exact``, ``ep``, ``fd``); ``hl`` on a cascade board
     runs stage by stage in backward order (:mod:`hil.train.cascade_hl`)."""
     opts = options if options is not None else {}
+    if len(x) == 0:  # the batch mean of nothing: NaN in every component, which no optimizer should take
+        raise ValueError(f"{name}: an empty batch has no gradient (give at least one input vector)")
     if name == "hl" and getattr(board, "needs_backward_order", False):
         from hil.train.cascade_hl import cascade_hl_gradient  # backward order, stage by stage
 

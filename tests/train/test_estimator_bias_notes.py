@@ -78,3 +78,19 @@ def test_hl_exact_names_diodes_exactly_at_their_kink():
     assert at_kink.stats["may_be_biased"] and "exactly at their kink" in at_kink.stats["bias_note"]
     away = estimate("hl-exact", board, np.array([[1.0, -0.5]]), np.array([0]), loss)
     assert not away.stats["may_be_biased"]
+
+
+@pytest.mark.parametrize("est", ["hl", "hl-exact", "ep", "fd"])
+def test_an_empty_batch_is_refused_not_averaged_to_nan(est):
+    c, _, _, loss = setup()
+    with pytest.raises(ValueError, match="empty batch"):
+        estimate(est, SimulatedBoard(c), np.zeros((0, 3)), np.zeros(0, int), loss)
+
+
+@pytest.mark.parametrize("degree", [0, 2])
+def test_solve_report_of_an_empty_batch_reads_without_error(degree):
+    from hil.circuit.solve import EquilibriumSolver
+
+    c = random_circuit(5, 3, 4, seed=0, coupling_degree=degree)
+    report = EquilibriumSolver(c).solve(np.zeros((0, c.n_sources))).report
+    assert report.converged and report.degenerate == 0 and report.min_margin is None
