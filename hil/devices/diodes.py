@@ -36,6 +36,8 @@ class DiodeSpread(Family):
     def apply(self, bank: DiodeBank, xi: np.ndarray) -> DiodeBank:
         if not self.enabled or bank.is_linear:
             return bank
+        if bank.element is not None:  # a registry element applies the spread to its own diodes
+            return bank
         return replace(
             bank,
             i_s=bank.i_s * np.exp(self.i_s_dtod * xi[0]),

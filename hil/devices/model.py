@@ -159,7 +159,15 @@ class DeviceModel:
 
     # ---- diodes, sources, readings ----------------------------------------------------------
     def diodes(self, bank: DiodeBank) -> DiodeBank:
-        return self.spec.temperature.apply(self.spec.diode_spread.apply(bank, self.diode_xi))
+        """The bank with this instance's diode spread and the operating temperature; a registry
+        element (clip, leaky, antiparallel, …) applies them to its own diodes
+        (:meth:`~hil.circuit.laws.NodeElement.with_devices`)."""
+        s = self.spec
+        if bank.element is not None:
+            from dataclasses import replace
+
+            return replace(bank, element=bank.element.with_devices(s.diode_spread, self.diode_xi, s.temperature))
+        return s.temperature.apply(s.diode_spread.apply(bank, self.diode_xi))
 
     def sources(self, u: np.ndarray) -> np.ndarray:
         """Source voltages (V) actually applied for commanded ``u`` (B, p)."""

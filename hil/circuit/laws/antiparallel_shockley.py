@@ -51,6 +51,15 @@ class AntiparallelShockley(NodeElement):
     def reference_voltages(self):
         return self.bank.v_ref
 
+    def with_devices(self, spread, xi, temperature):
+        """Spread of I_s and n (no R_s; a reference shift would make the pair non-passive) and the
+        operating temperature of the diode bank."""
+        bank = self.bank
+        if spread.enabled:
+            bank = replace(bank, i_s=bank.i_s * np.exp(spread.i_s_dtod * xi[0]),
+                           n=bank.n * np.maximum(1.0 + spread.n_dtod * xi[1], 0.1))
+        return AntiparallelShockley(temperature.apply(bank))
+
     def spice(self, k: int, node: str, tag: str):
         b = self.bank
         lines, ref = reference_node(node, "ref", float(b.v_ref[k]))

@@ -166,6 +166,17 @@ class NodeElement(ABC):
         """``.options`` entries the element needs (gmin, temp, tnom)."""
         return {}
 
+    # ---- device non-idealities ---------------------------------------------------------------
+    def with_devices(self, spread, xi: np.ndarray, temperature) -> "NodeElement":
+        """This element with its diodes' static spread and operating temperature (``hil.devices``).
+
+        ``spread`` is the :class:`~hil.devices.diodes.DiodeSpread` family, ``xi`` its standard
+        normal draws (4, n) (rows: I_s, n, R_s, reference), ``temperature`` the
+        :class:`~hil.devices.temperature.Temperature` family; each is applied only when enabled.
+        The default, for elements without a diode, is the element itself.
+        """
+        return self
+
 
 def smooth_resolvent(element: NodeElement, x: np.ndarray, a: float, tol: float = 1e-15) -> tuple[np.ndarray, np.ndarray]:
     """Solve z + aF(z) = x per entry by bracketed Newton (monotone F with F(0) = 0 at ground)."""

@@ -37,6 +37,15 @@ class _Box(NodeElement):
     def reference_voltages(self) -> np.ndarray:
         return np.maximum(np.abs(self.v_lo), np.abs(self.v_hi))
 
+    def with_devices(self, spread, xi, temperature):
+        """Turn-on spread of both ideal diodes, one-sided (each conducts a little later): the clamp
+        window widens to [v_lo − |σξ₃|, v_hi + |σξ₀|]; ideal diodes have no temperature law."""
+        if not spread.enabled:
+            return self
+        out = object.__new__(type(self))
+        _Box.__init__(out, self.v_lo - np.abs(spread.v_ref_dtod * xi[3]), self.v_hi + np.abs(spread.v_ref_dtod * xi[0]))
+        return out
+
     def spice(self, k: int, node: str, tag: str):
         l1, lo = reference_node(node, "lo", float(self.v_lo[k]))
         l2, hi = reference_node(node, "hi", float(self.v_hi[k]))

@@ -50,6 +50,14 @@ class LeakyDiode(NodeElement):
     def reference_voltages(self) -> np.ndarray:
         return self.v_ref
 
+    def with_devices(self, spread, xi, temperature):
+        """Turn-on spread (one-sided: the diode conducts a little later, v_ref − s·|σξ|) and the
+        series resistance's spread; an ideal diode has no temperature law."""
+        if not spread.enabled:
+            return self
+        return LeakyDiode(self.orientation, self.v_ref - self.orientation * np.abs(spread.v_ref_dtod * xi[3]),
+                          self.r_s * np.maximum(1.0 + spread.r_s_dtod * xi[2], 1e-6))
+
     def spice(self, k: int, node: str, tag: str):
         lines, ref = reference_node(node, "ref", float(self.v_ref[k]))
         mid = f"{node}_rs"
