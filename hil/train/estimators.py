@@ -719,6 +719,10 @@ def ep_gradient(board: Board, x: np.ndarray, target, loss: Loss, beta: float | N
     sample in which a diode changes state between the free and a nudged phase is
     re-measured with a 10× smaller β (up to ``max_retries`` times), as ``hl`` does.
     """
+    if beta is not None and not (math.isfinite(beta) and beta > 0):
+        raise ValueError(f"ep: beta must be a positive, finite nudge strength in V·A per unit loss, got {beta!r}")
+    if not (math.isfinite(delta_v) and delta_v > 0):
+        raise ValueError(f"ep: delta_v must be a positive, finite nudge amplitude in volts, got {delta_v!r}")
     topo = board.topology
     op, val, w_hat = _operating_point(board, x, target, loss)
     if beta is None:
@@ -805,6 +809,8 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
     note says so, and names conductances whose ± steps left the loss exactly unchanged
     (a step below one programmable level, a stuck device).
     """
+    if rel_step is not None and not (math.isfinite(rel_step) and rel_step > 0):
+        raise ValueError(f"fd: rel_step must be a positive, finite relative step, got {rel_step!r}")
     g0 = board.read_conductances()
     g_min, g_max = board.conductance_bounds
     board.program(g0, rel_tol=0.0)  # a no-op on a board that holds what it reads back

@@ -94,3 +94,18 @@ def test_solve_report_of_an_empty_batch_reads_without_error(degree):
     c = random_circuit(5, 3, 4, seed=0, coupling_degree=degree)
     report = EquilibriumSolver(c).solve(np.zeros((0, c.n_sources))).report
     assert report.converged and report.degenerate == 0 and report.min_margin is None
+
+
+@pytest.mark.parametrize("opts", [{"beta": 0.0}, {"beta": -1e-3}, {"beta": float("nan")}, {"delta_v": 0.0},
+                                  {"delta_v": -0.01}])
+def test_ep_refuses_a_nudge_that_is_not_positive(opts):
+    c, x, t, loss = setup()
+    with pytest.raises(ValueError, match="ep: (beta|delta_v) must be a positive"):
+        estimate("ep", SimulatedBoard(c), x, t, loss, opts)
+
+
+@pytest.mark.parametrize("step", [0.0, -1e-4, float("inf")])
+def test_fd_refuses_a_step_that_is_not_positive(step):
+    c, x, t, loss = setup()
+    with pytest.raises(ValueError, match="fd: rel_step must be a positive"):
+        estimate("fd", SimulatedBoard(c), x, t, loss, {"rel_step": step})
