@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from hil.circuit.coupled_kernels import SETTLED, coupled_certificate_kernel, pdas_cg_kernel
 from hil.circuit.ideal import IdealSolution, _MarginsOnRead, _float_c, _per_node, scaled_certificate, solve_ideal
 from hil.circuit.linsolve import MaskedSolver
-from hil.circuit.report import SolveError
+from hil.circuit.report import SolveError, certificate_note
 
 #: Relative tolerance of each CG solve, ||r_F||₂ ≤ CG_RTOL·||rhs_F||₂ (as the batched CG of linsolve).
 CG_RTOL = 1e-14
@@ -129,8 +129,8 @@ def conclude_coupled(k_csr: sp.csr_matrix, diag: np.ndarray, b: np.ndarray, s: n
         lo_z, lo_mu, kcl_abs, comp_abs, ke_abs, b_abs, finite, scale_v)
     if not worst <= tol:
         if general is None:
-            raise SolveError(f"coupled ideal-diode solve not certified: KKT certificate {worst:.2e} exceeds "
-                             f"tolerance {tol:.0e}", _MarginsOnRead(False, path, iterations, batch=B))
+            raise SolveError(f"coupled ideal-diode solve not certified: {certificate_note(worst, tol)}",
+                             _MarginsOnRead(False, path, iterations, batch=B))
         sol = solve_ideal(general(), b, s, h, restart(), scale_v, tol=tol, fallback=fallback)  # raises if not certified
         sol.report.method = path + "→" + sol.report.method
         return sol

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hil.circuit.linsolve import MaskedSolver
-from hil.circuit.report import SolveError, SolveReport
+from hil.circuit.report import SolveError, SolveReport, certificate_note
 from hil.kernels import ideal_diagonal_kernel
 
 
@@ -98,7 +98,7 @@ def _conclude(e, on, cert, *, batch: int, iterations: int, path: str, stuck: lis
         reason = (
             f"active set did not settle for samples {stuck[:10]}"
             if stuck
-            else f"KKT certificate {worst:.2e} exceeds tolerance {tol:.0e}"
+            else certificate_note(worst, tol)
         )
         report.note = reason
         raise SolveError("ideal-diode equilibrium not certified: " + reason, report)
@@ -254,7 +254,7 @@ def _diagonal_solution(diag: np.ndarray, b: np.ndarray, s: np.ndarray, h: np.nda
     )
     report.__dict__["_margin_source"] = (z, mu, scale_v, scale_i)
     if not converged:
-        report.note = f"KKT certificate {worst:.2e} exceeds tolerance {tol:.0e}"
+        report.note = certificate_note(worst, tol)
         raise SolveError("ideal-diode equilibrium not certified: " + report.note, report)
     return IdealSolution(e, mu, on, report)
 

@@ -63,3 +63,13 @@ class SolveError(RuntimeError):
     def __init__(self, message: str, report: SolveReport):
         self.report = report
         super().__init__(f"{message}\n  report: {report.summary()}" + (f"\n  note: {report.note}" if report.note else ""))
+
+
+def certificate_note(worst: float, tol: float) -> str:
+    """Why a certificate was refused, in words: its value against the tolerance, and for a non-finite
+    one the usual cause (a floating node: no conductance path to a fixed potential)."""
+    note = f"KKT certificate {worst:.2e} exceeds tolerance {tol:.0e}"
+    if not worst < float("inf"):
+        note += (" (non-finite node voltages: a hidden node, or group of coupled nodes, without any conductance "
+                 "to a source, rail, output port or ground floats and has no unique equilibrium)")
+    return note

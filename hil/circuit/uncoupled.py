@@ -31,7 +31,7 @@ import numpy as np
 
 from hil.circuit.ideal import _NO_ROWS, _diagonal_solution, _MarginsOnRead, solve_ideal_diagonal
 from hil.circuit.nodal import port_currents
-from hil.circuit.report import SolveError
+from hil.circuit.report import SolveError, certificate_note
 from hil.circuit.solve import CircuitState, EquilibriumSolver
 from hil.kernels import diagonal_phases_kernel, finite_abs_max, source_voltages_kernel
 
@@ -225,7 +225,7 @@ class UncoupledIdealSolves:
                  b_src=None, region=None, _certificate=(cert, R, z, mu, time.perf_counter() - t0, sv.kkt_tol))
         if not cert[7] <= sv.kkt_tol:
             report = st.report
-            report.note = f"KKT certificate {cert[7]:.2e} exceeds tolerance {sv.kkt_tol:.0e}"
+            report.note = certificate_note(cert[7], sv.kkt_tol)
             raise SolveError("ideal-diode equilibrium not certified: " + report.note, report)
         d["held_sources"] = (held.u, k)
         nd.input_snapshot()  # (see :meth:`phases`)
