@@ -35,6 +35,9 @@ class Levels(Family):
         for k in ("r_series", "r_wiper", "r_ab"):
             if getattr(self, k) < 0:
                 out.append((k, "must be >= 0 ohm"))
+        if self.level_map == "linear_r" and self.r_ab == 0 and (self.r_series > 0 or self.r_wiper > 0):
+            out.append(("r_ab", "give the pot's end-to-end resistance (ohm) with r_series or r_wiper: r_ab 0 makes "
+                                "the pot span the board range and would ignore them"))
         return out
 
     def quantise(self, g: np.ndarray, g_min: float, g_max: float) -> np.ndarray:

@@ -55,3 +55,11 @@ def test_antiparallel_shockley_follows_temperature_and_i_s_spread():
     c, board, xi, _ = _spread_board(el)
     bank = board.true_diodes().element.bank
     np.testing.assert_allclose(bank.i_s / c.diodes.element.bank.i_s, np.exp(0.5 * xi[0]))
+
+
+def test_pot_series_resistance_without_its_span_is_a_config_error():
+    from hil.config import ConfigError
+
+    with pytest.raises(ConfigError, match="board.devices.levels.r_ab"):
+        parse_devices({"levels": {"n_levels": 129, "level_map": "linear_r", "r_series": 50.0}})
+    parse_devices({"levels": {"n_levels": 129, "level_map": "linear_r", "r_series": 50.0, "r_ab": 1e5}})
