@@ -621,6 +621,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     debug = bool(os.environ.get("HIL_DEBUG"))
     from hil.circuit.report import SolveError
     from hil.drivers.errors import InstrumentError
+    from hil.train.loop import TooManyInvalidSamples
     from hil.train.rundir import RunDirError
 
     try:
@@ -651,6 +652,11 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
         if debug:
             raise
         print(f"hil {args.command}: {_instrument_message(exc)}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except TooManyInvalidSamples as exc:  # the board answered, but mostly with invalid samples
+        unverified = getattr(exc, "unverified", None)
+        bench = "" if unverified is None else f"; {_outputs_state(unverified)}"
+        print(f"hil {args.command}: {_one_line(exc)}{bench}{_run_tail()}", file=sys.stderr)
         return EXIT_RUNTIME
     except Exception as exc:  # a bug: still one line, the traceback on request
         if debug:

@@ -48,6 +48,14 @@ class ShapeMismatch(RunDirError):
     """A checkpoint that does not fit the board (a resume whose overrides change the circuit)."""
 
 
+class TooManyInvalidSamples(RuntimeError):
+    """Most samples of an epoch so far came back invalid (``train.max_invalid_fraction`` exceeded)."""
+
+
+#: the invalid fraction is judged once an epoch has measured this many samples (or its whole split)
+MIN_SAMPLES_FOR_INVALID_STOP = 16
+
+
 @contextlib.contextmanager
 def deferred_interrupts():
     """Hold SIGINT/SIGTERM until the block ends, so bookkeeping files stay consistent.
@@ -280,6 +288,7 @@ class Trainer:
                 ok = st["valid"] if "valid" in st else valid_mask(res.op)
                 n_bad = ok.size - int(np.count_nonzero(ok))
             invalid += n_bad
+            self._check_invalid(invalid, min(i + s.batch_size, n), n)
             hits = self.loss.predict(res.op.y) == y_batch
             loss_sum += float(res.loss[ok].sum() if n_bad else res.loss.sum())
             correct += int(np.count_nonzero(hits[ok] if n_bad else hits))
@@ -334,6 +343,19 @@ class Trainer:
             else:
                 print(line, flush=True)
         return row
+
+    def _check_invalid(self, invalid: int, seen: int, n: int) -> None:
+        """Stop the run (:class:`TooManyInvalidSamples`) when more than ``train.max_invalid_fraction``
+        of the samples measured so far in this epoch were invalid: their measurements add nothing to
+        the gradient, so going on would spend bench time on a board that is not answering."""
+        limit = self.s.max_invalid_fraction
+        if limit >= 1 or invalid <= limit * seen or seen < min(n, MIN_SAMPLES_FOR_INVALID_STOP):
+            return
+        raise TooManyInvalidSamples(
+            f"stopped in epoch {self.epoch + 1}: {invalid} of the {seen} training samples measured so far were "
+            f"invalid (compliance or implausible readings), more than train.max_invalid_fraction = {limit:g}; "
+            "check the drive voltages and limits, or raise the threshold with "
+            "--set train.max_invalid_fraction=F (1: never stop)")
 
     def _plots(self, read_board: bool = True) -> None:
         """Write plots/curves.png from metrics.csv and, if ``read_board``, plots/conductances.png."""

@@ -53,6 +53,7 @@ class TrainSettings:
     devices: dict | None = None  # board.devices: non-idealities (hil.devices)
     calibration: dict | None = None  # board.calibration: calibration and compensation (hil.calibrate)
     data_spec: DataSpec | None = None  # the whole data section (name, files, scaling, splits)
+    max_invalid_fraction: float = 0.5  # the run stops when more of an epoch's samples are invalid
 
 
 def _drive_v(v: float) -> str | None:
@@ -133,6 +134,8 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
             t.error("trainable", f"empty: the optimizer would move nothing; name at least one of {', '.join(GROUPS)}")
     eval_test = t.get("evaluate_test", bool, True)
     blas_threads = t.get("blas_threads", (int, str), None, check=_threads_check)
+    max_invalid = t.get("max_invalid_fraction", float, 0.5,
+                        check=lambda v: None if 0 <= v <= 1 else "must be in [0, 1] (1: never stop)")
     t.finish()
     out = top.section("output")
     runs_dir = out.get("runs_dir", str, "runs",
@@ -146,7 +149,7 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         raise ConfigError(problems, source)
     return TrainSettings(name, seed, backend, g_min, g_max, circuit, dataset, scale, vfrac, est, est_opts, loss, gain,
                          opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data,
-                         instrument_board, blas_threads, devices, calibration, spec)
+                         instrument_board, blas_threads, devices, calibration, spec, max_invalid)
 
 
 def _threads_check(val) -> str | None:
