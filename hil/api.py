@@ -470,12 +470,37 @@ class LoadedRun:
 
 def _why_not_a_run(path: Path) -> str:
     """Why ``path`` is not usable as a run directory, in the words a user can act on."""
-    if path.suffix in (".yaml", ".yml") or (not path.exists() and str(path) in embedded_config_names()):
+    shipped = not path.exists() and str(path) in embedded_config_names()
+    if (path.suffix in (".yaml", ".yml") and path.is_file()) or shipped:
+        kind = _yaml_kind(path)
+        if kind != "training config":
+            return f"{kind}, not a run directory (give the run directory hil train wrote: RUNS_DIR/<time>_<name>)"
         how = f"hil train {path}" + (" on the bench, or rehearse with --emulate" if _is_bench_config(path) else "")
         return f"a training config, not a run directory: train it first ({how}) and give the run directory it writes"
     if not path.exists():
         return "not a run directory (no such file or directory)"
     return "not a run directory (no config.resolved.yaml)"
+
+
+def _yaml_kind(path: Path) -> str:
+    """What a YAML file given where a run directory was expected is, in a user's words."""
+    if not path.exists():
+        return "training config"  # a shipped config name
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        blank = all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
+        data = None if blank else load_config(str(path))
+    except ConfigError:
+        return "a YAML file that does not read as a config"
+    if data is None:
+        return "an empty file"
+    if {"board", "train"} & set(data):
+        return "training config"
+    if "grid" in data or "seeds" in data:
+        return "a sweep file (run it with hil sweep)"
+    if "instruments" in data or "bench" in data:
+        return "a bench file"
+    return "a YAML file that is not a training config"
 
 
 def _is_bench_config(path: Path) -> bool:

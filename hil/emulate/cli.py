@@ -34,7 +34,8 @@ def add_parser(subparsers: Any) -> None:
                    help="instant (default): answer at once; virtual: same, bench time is modelled; "
                         "realtime: sleep the modelled duration of every operation")
     p.add_argument("--time-scale", type=float, default=1.0,
-                   help="wall seconds per modelled second in realtime mode (default 1)")
+                   help="with --time realtime: wall seconds per modelled second, > 0 (default 1; 0.1 runs ten times faster "
+                        "than the bench would)")
     p.add_argument("--seed", type=int, default=None, help="reading-noise seed (default: the bench file's)")
     p.add_argument("--readings", choices=("noisy", "quantised", "exact"), default="noisy",
                    help="noisy (default): realistic noise, resolution and reply formats; quantised: noise off; "
@@ -59,8 +60,12 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
     from hil.config import ConfigError, load_yaml
     from hil.emulate.bench import EmulatedBench, EmulationError
 
-    if args.time_scale is not None and not 0 <= args.time_scale < float("inf"):
-        raise ConfigError([f"--time-scale {args.time_scale}: must be a finite number >= 0"])
+    if args.time_scale is not None and not 0 < args.time_scale < float("inf"):
+        raise ConfigError([f"--time-scale {args.time_scale:g}: must be a finite number of wall seconds per modelled "
+                           "second > 0 (--time virtual models bench time without waiting)"])
+    if args.time_scale not in (None, 1.0) and args.time_mode != "realtime":
+        raise ConfigError([f"--time-scale {args.time_scale:g}: only with --time realtime (--time {args.time_mode} "
+                           "never waits, so a scale would change nothing)"])
     if args.duration is not None and not 0 <= args.duration < float("inf"):
         raise ConfigError([f"--duration {args.duration}: must be a finite number of seconds >= 0"])
     if args.write_bench:

@@ -1,0 +1,48 @@
+"""A demanding user's review of the workflows beyond training: one-line messages, exit codes."""
+
+import pytest
+
+from hil.cli import main
+
+
+def one_line(err: str) -> str:
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("text, says", [
+    ("", "an empty file, not a run directory"),
+    ("# nothing yet\n", "an empty file, not a run directory"),
+    ("grid: {train.optimizer.lr: [1.0e-6]}\nconfig: sim-xor\n", "a sweep file (run it with hil sweep)"),
+    ("foo: 1\n", "a YAML file that is not a training config"),
+])
+def test_eval_of_a_yaml_that_is_not_a_training_config_says_what_it_is(tmp_path, capsys, text, says):
+    path = tmp_path / "given.yaml"
+    path.write_text(text)
+    assert main(["eval", str(path)]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert says in err and "train it first" not in err
+
+
+def test_eval_of_a_missing_yaml_is_not_called_a_training_config(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "nothere.yaml")]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "no such file" in err and "training config" not in err
+
+
+def test_instruments_probe_config_error_is_worded_like_every_other_command(capsys):
+    assert main(["instruments", "probe", "FOO::BAR"]) == 2
+    assert one_line(capsys.readouterr().err).startswith("hil: invalid configuration: ")
+    assert main(["eval", "sim-xor"]) == 2  # the other commands' wording, for comparison
+    assert one_line(capsys.readouterr().err).startswith("hil: invalid configuration: ")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--time-scale", "0"], "--time-scale 0: must be a finite number of wall seconds per modelled second > 0"),
+    (["--time", "realtime", "--time-scale", "0"], "--time-scale 0: must be a finite number"),
+    (["--time", "virtual", "--time-scale", "2"], "--time-scale 2: only with --time realtime"),
+])
+def test_emulate_refuses_a_meaningless_time_scale(argv, fragment, capsys):
+    assert main(["emulate", "scpi-xor", "--duration", "0", *argv]) == 2
+    captured = capsys.readouterr()
+    assert fragment in one_line(captured.err) and "TCPIP::" not in captured.out
