@@ -46,3 +46,49 @@ def test_emulate_refuses_a_meaningless_time_scale(argv, fragment, capsys):
     assert main(["emulate", "scpi-xor", "--duration", "0", *argv]) == 2
     captured = capsys.readouterr()
     assert fragment in one_line(captured.err) and "TCPIP::" not in captured.out
+
+
+def test_stage_progress_reports_a_running_stage_with_its_measured_points():
+    import io
+    import time
+
+    from hil.progress import StageProgress
+
+    out, points = io.StringIO(), {"n": 0}
+    with StageProgress("hil calibrate", lambda: points["n"], bar=False, every_s=0.05, stream=out) as stages:
+        stages.stage("1/2 zero readings")
+        for _ in range(8):
+            points["n"] += 100
+            time.sleep(0.03)
+        stages.stage("2/2 gains")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "hil calibrate: 1/2 zero readings"
+    beats = [l for l in lines if l.startswith("hil calibrate:   … stage 1/2 running for")]
+    assert beats and "points measured" in beats[-1] and "Traceback" not in out.getvalue()
+    assert lines[-1] == "hil calibrate: 2/2 gains"  # nothing after close
+
+
+def test_calibrate_shows_progress_during_a_long_stage(tmp_path, capsys, monkeypatch):
+    import time
+
+    import hil.calibrate.run as run
+    import hil.progress as progress
+
+    real = run.zero_readings
+
+    def slow_zero_readings(board, *a, **k):
+        time.sleep(0.5)  # a bench spends a minute here
+        return real(board, *a, **k)
+
+    monkeypatch.setattr(run, "zero_readings", slow_zero_readings)
+    monkeypatch.setattr(progress, "LINE_EVERY_S", 0.1)
+    small = ["--set", "board.circuit.hidden.count=4", "--set", "board.calibration.gain_repeats=2",
+             "--set", "board.calibration.repeats=1"]
+    assert main(["calibrate", "sim-digits-mismatch", "--dir", str(tmp_path / "cal"), *small]) == 0
+    out = capsys.readouterr().out
+    assert "hil calibrate:   … stage 1/6 running for" in out and "wrote" in out
+
+
+def test_calibrate_of_a_board_without_source_control_is_a_config_error(capsys):
+    assert main(["calibrate", "sim-xor"]) == 2
+    assert "board.devices" in one_line(capsys.readouterr().err)
