@@ -92,3 +92,17 @@ def test_calibrate_shows_progress_during_a_long_stage(tmp_path, capsys, monkeypa
 def test_calibrate_of_a_board_without_source_control_is_a_config_error(capsys):
     assert main(["calibrate", "sim-xor"]) == 2
     assert "board.devices" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("extra, metric, says", [
+    ("train.evaluate_test: false", "test_acc", "metric: test_acc would stay empty in every run: its "
+                                               "train.evaluate_test is false"),
+    ("train.epochs: 1", "val_acc", "metric: val_acc would stay empty in every run: it has no validation split"),
+])
+def test_sweep_refuses_a_metric_its_runs_never_measure(tmp_path, capsys, extra, metric, says):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"config: sim-xor\nset: {{{extra}}}\ngrid: {{train.optimizer.lr: [1.0e-6, 2.0e-6]}}\n"
+                     f"metric: {metric}\noutput: {tmp_path / 'out'}\n")
+    assert main(["sweep", str(sweep), "--dry-run"]) == 2
+    assert says in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()

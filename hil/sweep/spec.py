@@ -223,6 +223,15 @@ def _seed_targets(raw: dict, key: str) -> list[str]:
     return [key]
 
 
+def _unmeasured_metric(metric: str, settings) -> str | None:
+    """Why a run with ``settings`` would leave ``metric`` empty (NaN), or None when it measures it."""
+    if metric == "test_acc" and not settings.eval_test:
+        return "its train.evaluate_test is false; set it true or choose metric: val_acc or train_acc"
+    if metric == "val_acc" and not settings.validation_fraction > 0:
+        return "it has no validation split; give data.validation_fraction (e.g. 0.2) or choose another metric"
+    return None
+
+
 def expand(spec: SweepSpec) -> list[RunPoint]:
     """Every (config, grid combination, seed) as a validated training config.
 
@@ -239,6 +248,7 @@ def expand(spec: SweepSpec) -> list[RunPoint]:
     keys = list(spec.grid)
     points: list[RunPoint] = []
     problems: list[str] = []
+    unmeasured_in: dict[str, list[str]] = {}  # why the metric stays empty -> the runs it concerns
     for config in spec.configs:
         for combo in itertools.product(*(spec.grid[k] for k in keys)):
             values = dict(zip(keys, combo))
@@ -256,16 +266,23 @@ def expand(spec: SweepSpec) -> list[RunPoint]:
                 raw.setdefault("output", {})
                 if isinstance(raw["output"], dict):
                     raw["output"].pop("runs_dir", None)
+                where = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()) or config
                 try:
-                    parse_settings(copy.deepcopy(raw))
+                    settings = parse_settings(copy.deepcopy(raw))
                 except ConfigError as exc:
-                    where = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()) or config
                     problems += [f"{where} (seed {seed}): {p}" for p in exc.problems]
+                    continue
+                if (unmeasured := _unmeasured_metric(spec.metric, settings)) is not None:
+                    unmeasured_in.setdefault(unmeasured, []).append(f"{where}, seed {seed}")
                     continue
                 label = "-".join(f"{_short(k)}={Path(str(v)).stem if k == 'config' else _fmt(v)}"
                                  for k, v in values.items())
                 run_id = _slug(f"{label + '-' if label else ''}seed={seed}") + "-" + config_hash(raw)
                 points.append(RunPoint(run_id, config, values, seed, raw))
+    n_runs = len(points) + sum(map(len, unmeasured_in.values()))
+    for why, runs in unmeasured_in.items():
+        which = "every run" if len(runs) == n_runs else f"{len(runs)} of {n_runs} runs (e.g. {runs[0]})"
+        problems.append(f"metric: {spec.metric} would stay empty in {which}: {why}")
     if problems:
         raise ConfigError(sorted(set(problems)), spec.source)
     return points
