@@ -106,3 +106,49 @@ def test_sweep_refuses_a_metric_its_runs_never_measure(tmp_path, capsys, extra, 
     assert main(["sweep", str(sweep), "--dry-run"]) == 2
     assert says in one_line(capsys.readouterr().err)
     assert not (tmp_path / "out").exists()
+
+
+def test_sweep_lists_and_counts_a_failed_run_as_failed(tmp_path, capsys):
+    import argparse
+
+    from hil.sweep import load_sweep
+    from hil.sweep_cli import _what_an_interrupt_kept
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"config: sim-xor\nset: {{train.epochs: 2, output.plots: false, data.name: csv}}\n"
+                     f"grid: {{data.path: [{tmp_path / 'missing.csv'}]}}\noutput: {tmp_path / 'out'}\n")
+    assert main(["sweep", str(sweep), "--workers", "1"]) == 1
+    capsys.readouterr()
+    assert main(["sweep", str(sweep), "--dry-run"]) == 0
+    listing = capsys.readouterr().out.splitlines()[-1]
+    assert "failed: ConfigError: data.path: file not found" in listing and listing.endswith("(runs again)")
+    note = _what_an_interrupt_kept(load_sweep(str(sweep)), argparse.Namespace(output=None, sweep=str(sweep)))
+    assert "of 1 run(s) 0 finished, 1 failed, 0 keep their last epoch, 0 not started" in note
+
+
+def test_local_dask_cluster_workers_ignore_ctrl_c_and_log_errors_only(monkeypatch):
+    """A terminal's Ctrl-C reaches every process of the group: the local cluster's worker
+    processes must not each print a traceback (this process stops them)."""
+    import logging
+    import signal
+
+    from dask import distributed
+
+    from hil.sweep import runner
+
+    seen = {}
+
+    class Recorded(Exception):
+        pass
+
+    class FakeCluster:
+        def __init__(self, **kwargs):
+            seen["sigint"], seen["kwargs"] = signal.getsignal(signal.SIGINT), kwargs
+            raise Recorded
+
+    monkeypatch.setattr(distributed, "LocalCluster", FakeCluster)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(Recorded):
+        runner._run_dask([], None, None, "local", 2, 1.0)
+    assert seen["sigint"] == signal.SIG_IGN and seen["kwargs"]["silence_logs"] == logging.ERROR
+    assert signal.getsignal(signal.SIGINT) == before

@@ -73,6 +73,20 @@ def resumable_epoch(run_dir: Path) -> int | None:
         return None
 
 
+def run_state(run_dir: Path, config_hash_: str) -> str:
+    """What a start of the sweep would do with one run: ``finished``, ``failed: <error> (runs again)``,
+    ``pending (continues from epoch N)`` or ``pending``."""
+    if is_finished(run_dir, config_hash_):
+        return "finished"
+    epoch = resumable_epoch(run_dir)
+    result = read_result(run_dir)
+    if result and result.get("status") == "failed" and result.get("config_hash") == config_hash_:
+        error = str(result.get("error") or "unknown error").splitlines()[0]
+        again = f"continues from epoch {epoch}" if epoch else "runs again"
+        return f"failed: {error} ({again})"
+    return f"pending (continues from epoch {epoch})" if epoch else "pending"
+
+
 def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None = None,
               cluster: str | None = None, dry_run: bool = False,
               echo: Callable[[str], None] = print) -> SweepOutcome:
@@ -95,9 +109,7 @@ def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None
          f"{len(spec.seeds)} seeds), {skipped} finished before, {len(pending)} to run on {where} → {directory}")
     if dry_run:
         for p in points:
-            epoch = resumable_epoch(runs_dir / p.run_id) if p in pending else None
-            state = "finished" if p not in pending else f"pending (continues from epoch {epoch})" if epoch else "pending"
-            echo(f"  {p.run_id:60s} {state}")
+            echo(f"  {p.run_id:60s} {run_state(runs_dir / p.run_id, config_hash(p.raw))}")
         return SweepOutcome(directory, points, skipped, 0, 0, [], [])
     directory.mkdir(parents=True, exist_ok=True)
     if spec.source and Path(spec.source).is_file():

@@ -13,10 +13,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -260,6 +263,21 @@ def _run_pool(tasks: list[dict], runs_dir: Path, on_result, n: int) -> None:
             raise
 
 
+@contextlib.contextmanager
+def _interrupts_ignored_by_children():
+    """Start processes that ignore SIGINT: a terminal's Ctrl-C reaches every process of the group,
+    and the local cluster's workers would each print a traceback; this process handles the
+    interrupt and stops them (their runs keep the checkpoint of their last epoch)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_dask(tasks: list[dict], runs_dir: Path, on_result, address: str, n: int, timeout_s: float) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
@@ -267,12 +285,18 @@ def _run_dask(tasks: list[dict], runs_dir: Path, on_result, address: str, n: int
         from hil.config import ConfigError
 
         raise ConfigError(["cluster: needs Dask (pip install 'hil[cluster]')"]) from None
+    import logging
+
     cluster = None
     if address == "local":
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        with _interrupts_ignored_by_children():
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)  # the workers' log lines: errors only
         client = Client(cluster)
     else:
         client = Client(address, timeout=f"{timeout_s}s")
+    dask_log = logging.getLogger("distributed")
+    level = dask_log.level
     try:
         futures = [client.submit(train_point, t, key=f"hil-sweep-{t['run_id']}", pure=False) for t in tasks]
         by_key = {f.key: t for f, t in zip(futures, tasks)}
@@ -281,9 +305,15 @@ def _run_dask(tasks: list[dict], runs_dir: Path, on_result, address: str, n: int
                 task = by_key[f.key]
                 on_result(store_result(runs_dir / task["run_id"], _outcome(task, f.result)))
         except BaseException:
+            # cancelled tasks and (local cluster) workers stopped mid-run are what the user asked for:
+            # Dask's warnings about them would bury the one-line message of what the sweep kept
+            dask_log.setLevel(logging.ERROR)
             client.cancel(futures)
             raise
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        try:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            dask_log.setLevel(level)
