@@ -133,6 +133,10 @@ class ConfigError(ValueError):
             super().__init__("\n".join([head] + [f"  - {p}" for p in problems]))
 
 
+_KIND_WORDS = {dict: "a mapping", list: "a list", str: "text", int: "an integer", float: "a number",
+               bool: "true or false"}  # YAML words for the Python types a key is read as
+
+
 class Section:
     """A mapping being read; records problems instead of raising at the first one."""
 
@@ -181,7 +185,7 @@ class Section:
             self.error(key, f"must be a finite number, got {val!r}")
             return default if default is not REQUIRED else None
         if kind is not object and not isinstance(val, kind) or (kind in (int, float) and isinstance(val, bool)):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            names = " or ".join(_KIND_WORDS.get(k, k.__name__) for k in (kind if isinstance(kind, tuple) else (kind,)))
             self.error(key, f"expected {names}, got {val!r}")
             return default if default is not REQUIRED else None
         if choices is not None and val not in choices:

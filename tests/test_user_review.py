@@ -152,3 +152,29 @@ def test_local_dask_cluster_workers_ignore_ctrl_c_and_log_errors_only(monkeypatc
         runner._run_dask([], None, None, "local", 2, 1.0)
     assert seen["sigint"] == signal.SIG_IGN and seen["kwargs"]["silence_logs"] == logging.ERROR
     assert signal.getsignal(signal.SIGINT) == before
+
+
+def test_sweep_directory_that_cannot_be_made_is_a_config_error_before_anything_runs(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"config: sim-xor\noutput: {tmp_path / 'afile' / 'sub'}\n")
+    assert main(["sweep", str(sweep)]) == 2
+    captured = capsys.readouterr()
+    assert "output: sweep directory" in one_line(captured.err) and "cannot create it" in captured.err
+    assert "to run on" not in captured.out
+
+
+def test_sweep_summary_says_n_a_for_a_point_without_finished_runs(tmp_path, capfd):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"config: sim-xor\nset: {{train.epochs: 2, output.plots: false, data.name: csv}}\n"
+                     f"grid: {{data.path: [{tmp_path / 'missing.csv'}]}}\noutput: {tmp_path / 'out'}\n")
+    assert main(["sweep", str(sweep), "--workers", "1"]) == 1
+    row = [l for l in capfd.readouterr().out.splitlines() if "missing.csv" in l and "0/1" in l][0]
+    assert "nan" not in row and row.split().count("n/a") == 4
+
+
+def test_type_mistakes_are_named_in_yaml_words(capsys):
+    assert main(["train", "sim-xor", "--set", "train.batch_size=abc", "--set", "board.circuit=[1]"]) == 2
+    err = capsys.readouterr().err
+    assert "train.batch_size: expected an integer, got 'abc'" in err and "expected a mapping, got [1]" in err
+    assert "expected int" not in err and "expected dict" not in err

@@ -36,9 +36,10 @@ class SweepOutcome:
 
 def _pct(v) -> str:
     try:
-        return f"{100 * float(v):.2f} %"
+        v = float(v)
     except (TypeError, ValueError):
         return "n/a"
+    return "n/a" if v != v else f"{100 * v:.2f} %"  # NaN: no finished run measured it
 
 
 def write_reports(spec: SweepSpec, points: list[RunPoint], directory: Path) -> tuple[list[dict], list[dict]]:
@@ -97,6 +98,14 @@ def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None
     """
     points = expand(spec)
     directory = Path(output or spec.output)
+    if not dry_run:  # before anything runs: results that cannot be written are lost work
+        from hil.config import ConfigError
+        from hil.train.rundir import RunDirError, prepare_runs_dir
+
+        try:
+            prepare_runs_dir(directory, "sweep directory")
+        except RunDirError as exc:
+            raise ConfigError([f"{'--output' if output else 'output'}: {exc}"], spec.source) from None
     runs_dir = directory / "runs"
     pending = [p for p in points if not is_finished(runs_dir / p.run_id, config_hash(p.raw))]
     skipped = len(points) - len(pending)
@@ -111,7 +120,6 @@ def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None
         for p in points:
             echo(f"  {p.run_id:60s} {run_state(runs_dir / p.run_id, config_hash(p.raw))}")
         return SweepOutcome(directory, points, skipped, 0, 0, [], [])
-    directory.mkdir(parents=True, exist_ok=True)
     if spec.source and Path(spec.source).is_file():
         target = directory / "sweep.yaml"
         if Path(spec.source).resolve() != target.resolve():
@@ -139,6 +147,14 @@ def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None
     return SweepOutcome(directory, points, skipped, counter["done"], counter["failed"], rows, summary)
 
 
+def _seconds(v) -> str:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if v != v else f"{v:.3g}"
+
+
 def print_summary(outcome: SweepOutcome, spec: SweepSpec, out=sys.stdout) -> None:
     """The per-point summary as an aligned text table."""
     m = spec.metric
@@ -149,7 +165,7 @@ def print_summary(outcome: SweepOutcome, spec: SweepSpec, out=sys.stdout) -> Non
     for s in outcome.summary:
         table.append([str(s[k]) for k in keys] + [f"{s['finished']}/{s['runs']}", _pct(s[f"{m}_mean"]),
                                                  _pct(s[f"{m}_min"]), _pct(s[f"{m}_max"]),
-                                                 f"{s['seconds_per_epoch_mean']:.3g}"])
+                                                 _seconds(s['seconds_per_epoch_mean'])])
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for r in table:
         print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)), file=out)
