@@ -164,12 +164,12 @@ def test_sweep_directory_that_cannot_be_made_is_a_config_error_before_anything_r
     assert "to run on" not in captured.out
 
 
-def test_sweep_summary_says_n_a_for_a_point_without_finished_runs(tmp_path, capfd):
+def test_sweep_summary_says_n_a_for_a_point_without_finished_runs(tmp_path, capsys):
     sweep = tmp_path / "s.yaml"
     sweep.write_text(f"config: sim-xor\nset: {{train.epochs: 2, output.plots: false, data.name: csv}}\n"
                      f"grid: {{data.path: [{tmp_path / 'missing.csv'}]}}\noutput: {tmp_path / 'out'}\n")
     assert main(["sweep", str(sweep), "--workers", "1"]) == 1
-    row = [l for l in capfd.readouterr().out.splitlines() if "missing.csv" in l and "0/1" in l][0]
+    row = [l for l in capsys.readouterr().out.splitlines() if "missing.csv" in l and "0/1" in l][0]
     assert "nan" not in row and row.split().count("n/a") == 4
 
 

@@ -155,8 +155,9 @@ def _seconds(v) -> str:
     return "n/a" if v != v else f"{v:.3g}"
 
 
-def print_summary(outcome: SweepOutcome, spec: SweepSpec, out=sys.stdout) -> None:
-    """The per-point summary as an aligned text table."""
+def print_summary(outcome: SweepOutcome, spec: SweepSpec, out=None) -> None:
+    """The per-point summary as an aligned text table (on ``out``, default the current ``sys.stdout``)."""
+    out = out or sys.stdout
     m = spec.metric
     keys = (["config"] if spec.vary_config else []) + list(spec.grid)
     print(f"\nsummary ({m} over seeds {list(spec.seeds)}; finished runs only)", file=out)
