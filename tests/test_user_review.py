@@ -178,3 +178,20 @@ def test_type_mistakes_are_named_in_yaml_words(capsys):
     err = capsys.readouterr().err
     assert "train.batch_size: expected an integer, got 'abc'" in err and "expected a mapping, got [1]" in err
     assert "expected int" not in err and "expected dict" not in err
+
+
+def test_estimate_option_mistakes_are_worded_like_every_other_command(capsys):
+    assert main(["estimate", "bench-xor", "--touched", "2"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert err.startswith("hil: invalid configuration: --touched:") and "command line" not in err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["scpi-xor", "--seed", "-1"], "--seed -1: must be an integer >= 0"),
+    (["bench-xor"], "bench-xor: a training config, not a bench file; its bench is xor-bench: hil emulate xor-bench"),
+    (["sim-xor"], "sim-xor: a training config of a simulated board, not a bench file"),
+])
+def test_emulate_mistakes_are_one_line_config_errors(argv, fragment, capsys):
+    assert main(["emulate", *argv, "--duration", "0"]) == 2
+    captured = capsys.readouterr()
+    assert fragment in one_line(captured.err) and "TCPIP::" not in captured.out

@@ -66,13 +66,21 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
     if args.time_scale not in (None, 1.0) and args.time_mode != "realtime":
         raise ConfigError([f"--time-scale {args.time_scale:g}: only with --time realtime (--time {args.time_mode} "
                            "never waits, so a scale would change nothing)"])
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError([f"--seed {args.seed}: must be an integer >= 0"])
     if args.duration is not None and not 0 <= args.duration < float("inf"):
         raise ConfigError([f"--duration {args.duration}: must be a finite number of seconds >= 0"])
     if args.write_bench:
         from hil.cli import _output_path
 
         _output_path(args.write_bench, "--write-bench")  # a missing folder is refused before serving
-    bench = load_bench(args.bench)
+    try:
+        bench = load_bench(args.bench)
+    except ConfigError:
+        hint = _training_config_hint(args.bench)
+        if hint is None:
+            raise
+        raise ConfigError([hint]) from None
     try:
         emulated = EmulatedBench(bench, time_mode=args.time_mode, time_scale=args.time_scale, seed=args.seed,
                                  readings=args.readings)
@@ -104,6 +112,27 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
     for line in _left_behind(emulated):
         print(f"hil emulate: warning: {line}", file=out)
     return 0
+
+
+def _training_config_hint(ref: str) -> Optional[str]:
+    """When ``ref`` (not a bench) is a training config, what to run instead; None otherwise."""
+    from hil.config import ConfigError, embedded_config_names, load_yaml
+
+    if not (Path(ref).is_file() or ref in embedded_config_names()):
+        return None
+    try:
+        raw = load_yaml(ref)
+    except ConfigError:
+        return None
+    board = raw.get("board") if isinstance(raw.get("board"), dict) else None
+    if board is None:
+        return None
+    if board.get("backend") != "instruments":
+        return f"{ref}: a training config of a simulated board, not a bench file (benches: hil configs)"
+    bench = board.get("bench")
+    which = f"its bench is {bench}: hil emulate {bench}" if isinstance(bench, str) else "its bench is inline in board.bench"
+    return (f"{ref}: a training config, not a bench file; {which}, or rehearse the whole run with "
+            f"hil train {ref} --emulate")
 
 
 def _left_behind(emulated: Any) -> list[str]:
