@@ -58,3 +58,38 @@ def test_threshold_is_configurable_and_validated(tmp_path, monkeypatch, capsys):
     assert row["train_acc"] <= 0.25 + 1e-9  # invalid samples count as wrong
     assert _train(tmp_path, "--set", "train.max_invalid_fraction=1.5") == 2
     assert "train.max_invalid_fraction: must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_bench_rehearsal_in_compliance_from_epoch_2_stops_safe_and_resumable(tmp_path, monkeypatch, capsys):
+    """End to end through the emulated bench: an output SMU sits at its current limit from the
+    second epoch on; the run stops with one line, every output read back off, epoch 1 kept."""
+    import json
+
+    from hil.emulate.bench import EmulatedBench
+
+    benches = []
+    real_enter = EmulatedBench.__enter__
+
+    def entered(self):
+        benches.append(real_enter(self))
+        return benches[-1]
+
+    real_epoch = loop.Trainer._epoch
+
+    def epoch(self):
+        if self.epoch == 1:  # the second epoch: every port reading clamps at the limit
+            benches[-1].emulators["smu5"].faults.force_compliance(count=None)
+        return real_epoch(self)
+
+    monkeypatch.setattr(EmulatedBench, "__enter__", entered)
+    monkeypatch.setattr(loop.Trainer, "_epoch", epoch)
+    assert main(["train", "bench-xor", "--emulate", "--runs-dir", str(tmp_path), "-q", "--set", "train.epochs=3",
+                 "--set", "output.plots=false"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "stopped in epoch 2" in err and "every output read back off" in err and "keeps epoch 1" in err
+    assert benches[-1].all_outputs_safe()
+    run = RunDir(next(tmp_path.iterdir()))
+    assert int(run.load_checkpoint("last")["epoch"]) == 1
+    kinds = [json.loads(line)["kind"] for line in (run.path / "events.jsonl").read_text().splitlines()]
+    assert "compliance" in kinds and kinds[-2:] == ["error", "run_end"]
