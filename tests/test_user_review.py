@@ -195,3 +195,24 @@ def test_emulate_mistakes_are_one_line_config_errors(argv, fragment, capsys):
     assert main(["emulate", *argv, "--duration", "0"]) == 2
     captured = capsys.readouterr()
     assert fragment in one_line(captured.err) and "TCPIP::" not in captured.out
+
+
+def test_sweep_heartbeat_names_the_epoch_of_each_running_run(tmp_path):
+    from hil.sweep import expand, parse_sweep
+    from hil.sweep.progress import SweepHeartbeat
+
+    spec = parse_sweep({"config": "sim-xor", "set": {"train.epochs": 20}, "seeds": [0, 1, 2]})
+    points = expand(spec)
+    runs = tmp_path / "runs"
+    (runs / points[2].run_id).mkdir(parents=True)  # ended in an earlier start: not running
+    (runs / points[2].run_id / "result.json").write_text("{}")
+    lines = []
+    beat = SweepHeartbeat(points, runs, lambda: 1, lines.append, every_s=0.05)
+    (runs / points[0].run_id).mkdir()
+    (runs / points[0].run_id / "metrics.csv").write_text("epoch,train_acc\n" + "".join(f"{e},0.5\n" for e in range(1, 8)))
+    assert beat.line().endswith(f"1 of 3 runs done after 0.0 min; at epoch: {points[0].label} seed 0 7/20")
+    with SweepHeartbeat(points, runs, lambda: 1, lines.append, every_s=0.05):
+        import time
+
+        time.sleep(0.3)
+    assert lines and all(line.startswith("hil sweep: … 1 of 3 runs done") for line in lines)

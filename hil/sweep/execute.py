@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from hil.sweep.progress import SweepHeartbeat
 from hil.sweep.report import plot_summary, results_rows, summarise, write_csv
 from hil.sweep.runner import is_finished, machine_cores, read_result, run_points
 from hil.sweep.spec import RunPoint, SweepSpec, config_hash, expand
@@ -140,8 +141,9 @@ def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None
         write_reports(spec, points, directory)
 
     try:
-        run_points(pending, runs_dir, on_result, workers=workers, cluster=cluster,
-                   cluster_timeout_s=spec.cluster_timeout_s)
+        with SweepHeartbeat(pending, runs_dir, lambda: counter["done"], echo):
+            run_points(pending, runs_dir, on_result, workers=workers, cluster=cluster,
+                       cluster_timeout_s=spec.cluster_timeout_s)
     finally:
         rows, summary = write_reports(spec, points, directory)
     return SweepOutcome(directory, points, skipped, counter["done"], counter["failed"], rows, summary)
