@@ -239,10 +239,25 @@ def _print_summary(r) -> None:
     print(f"  validation        {pct(r.val_acc)}")
     print(f"  test accuracy     {pct(r.test_acc)}")
     print(f"  best checkpoint   epoch {r.best_epoch} (chosen on {r.best_on}, {pct(r.best_score)})")
-    if r.conduction_fraction == r.conduction_fraction:  # not NaN: the board reports diode states
+    if _without_diodes(Path(r.run_dir) / "config.resolved.yaml"):
+        print("  diodes            none (a linear network: hidden.element.model none)")
+    elif r.conduction_fraction == r.conduction_fraction:  # not NaN: the board reports diode states
         print(f"  diodes conducting {100 * r.conduction_fraction:.1f} % of hidden nodes (training samples)")
     plots = Path(r.run_dir) / "plots"
     print(f"  plots             {plots if any(plots.glob('*.png')) else 'none written'}")
+
+
+def _without_diodes(config_path: Path) -> bool:
+    """True when every circuit of a run's config has no hidden elements (``model: none``), so a
+    fraction of conducting diodes would read 0 % of diodes that do not exist."""
+    try:
+        board = api.load_config(str(config_path)).get("board") or {}
+        stages = board.get("stages") if isinstance(board.get("stages"), list) else [board]
+        models = [((st.get("circuit") or {}).get("hidden") or {}).get("element", {}).get("model", "ideal")
+                  for st in stages]
+    except Exception:  # an unreadable config was reported elsewhere; say what the board reported
+        return False
+    return bool(models) and all(m == "none" for m in models)
 
 
 # ---- circuits ------------------------------------------------------------------------------
@@ -430,7 +445,9 @@ def cmd_eval(args) -> int:
     if args.json:
         print(json.dumps({"run": str(run.path), "checkpoint": run.checkpoint, "epoch": run.epoch, "split": ev.split,
                           "samples": ev.samples, "accuracy": ev.accuracy, "loss": ev.loss,
-                          "confusion": ev.confusion.tolist(), "conduction_fraction": ev.conduction_fraction,
+                          "confusion": ev.confusion.tolist(),
+                          "conduction_fraction": None if _without_diodes(run.path / "config.resolved.yaml")
+                          else ev.conduction_fraction,
                           "confusion_png": None if png is None else str(png)}, indent=2))
         return 0
     print(f"run         {run.path}")
@@ -438,7 +455,10 @@ def cmd_eval(args) -> int:
     print(f"split       {ev.split} ({ev.samples} samples)")
     print(f"accuracy    {100 * ev.accuracy:.2f} % ({int(np.trace(ev.confusion))} of {ev.samples})")
     print(f"loss        {ev.loss:.4f} (mean {run.settings.loss})")
-    print(f"diodes      {100 * ev.conduction_fraction:.1f} % conducting")
+    if _without_diodes(run.path / "config.resolved.yaml"):
+        print("diodes      none (a linear network)")
+    else:
+        print(f"diodes      {100 * ev.conduction_fraction:.1f} % conducting")
     if not args.quiet:
         k = ev.confusion.shape[0]
         print("confusion   rows: true class, columns: predicted")

@@ -216,3 +216,16 @@ def test_sweep_heartbeat_names_the_epoch_of_each_running_run(tmp_path):
 
         time.sleep(0.3)
     assert lines and all(line.startswith("hil sweep: … 1 of 3 runs done") for line in lines)
+
+
+def test_a_linear_network_is_not_said_to_have_zero_percent_of_its_diodes_conducting(tmp_path, capsys):
+    import json
+
+    linear = ["--set", "board.circuit.hidden.element.model=none", "--set", "output.plots=false"]
+    assert main(["train", "sim-xor", "--runs-dir", str(tmp_path), "-q", "--set", "train.epochs=1", *linear]) == 0
+    assert "diodes            none (a linear network" in capsys.readouterr().out
+    run = str(next(tmp_path.iterdir()))
+    assert main(["eval", run, "-q"]) == 0
+    assert "diodes      none (a linear network)" in capsys.readouterr().out
+    assert main(["eval", run, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["conduction_fraction"] is None
