@@ -229,3 +229,24 @@ def test_a_linear_network_is_not_said_to_have_zero_percent_of_its_diodes_conduct
     assert "diodes      none (a linear network)" in capsys.readouterr().out
     assert main(["eval", run, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["conduction_fraction"] is None
+
+
+def test_a_second_sweep_never_wipes_a_run_another_process_is_writing(tmp_path, capsys):
+    from hil.sweep import expand, load_sweep
+    from hil.train.rundir import RunDir
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"config: sim-xor\nset: {{train.epochs: 2, output.plots: false}}\noutput: {tmp_path / 'out'}\n")
+    run_dir = tmp_path / "out" / "runs" / expand(load_sweep(str(sweep)))[0].run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.csv").write_text("epoch\n")  # the first sweep's run, before its first checkpoint
+    holder = RunDir(run_dir)
+    holder.lock()  # ... held by the process writing it
+    try:
+        assert main(["sweep", str(sweep), "--workers", "1"]) == 1
+        assert "in use by another process" in capsys.readouterr().out
+        assert (run_dir / "metrics.csv").read_text() == "epoch\n" and not (run_dir / "result.json").exists()
+    finally:
+        holder.close()
+    assert main(["sweep", str(sweep), "--workers", "1"]) == 0  # once it is free, the run starts afresh
+    assert "finished" in (run_dir / "result.json").read_text()

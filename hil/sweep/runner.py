@@ -77,11 +77,15 @@ def _train(raw: dict, run_path: Path, progress: bool) -> dict:
     else:
         settings = api.parse_config(raw)
         board, data, cal_meta = api._board_and_data(settings, "")
-        if run_path.exists():
-            shutil.rmtree(run_path)
-        run_path.mkdir(parents=True)
-        run = RunDir.resume(run_path)  # takes the run's lock
+        run_path.mkdir(parents=True, exist_ok=True)
+        run = RunDir(run_path)
+        run.lock()  # before anything is removed: a run another process is writing stays untouched
         try:
+            for old in run_path.iterdir():  # a failed or changed earlier attempt: start afresh
+                if old.name != ".lock":
+                    shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+            for sub in ("checkpoints", "plots"):
+                (run_path / sub).mkdir()
             run.write_config(raw)
             run.write_metadata({"config_source": "hil sweep", "estimator": settings.estimator,
                                 "data": data.describe(), **cal_meta})
@@ -124,13 +128,17 @@ def train_point(task: dict) -> dict:
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # reported, the sweep goes on with the other points
+        from hil.train.rundir import RunDirInUse
+
+        if isinstance(exc, RunDirInUse):  # another sweep process is training it: its result is not ours
+            out["in_use"] = True
         out["status"] = "failed"
         msg = "\n".join(exc.problems) if hasattr(exc, "problems") else str(exc)
         out["error"] = f"{type(exc).__name__}: {msg}"
         out["traceback"] = traceback.format_exc(limit=8)
     out["wall_s"] = time.time() - t0
     if shared:
-        if run_path.is_dir():
+        if run_path.is_dir() and not out.get("in_use"):
             _write_json(run_path / RESULT_FILE, out)
     else:
         files = {}
@@ -154,7 +162,7 @@ def store_result(run_dir: Path, result: dict) -> dict:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if read_result(run_dir) != result:
+    if not result.get("in_use") and read_result(run_dir) != result:
         _write_json(run_dir / RESULT_FILE, result)
     return result
 
