@@ -97,7 +97,8 @@ class Keithley2600(DigitalTriggerLine, SourceMeterDriver, TspDriver):
     DESCRIPTION = "Keithley 2600B System SourceMeter (TSP), channels smua/smub"
     CHANNELS = ("a", "b")
     NPLC_RANGE = (0.001, 25.0)
-    MAX_SOURCE_V = 202.0  # 200 V range (2611B-2636B) with over-range
+    MAX_SOURCE_V = 202.0  # 200 V range (2611B-2636B) with 1 % over-range
+    MODEL_MAX_SOURCE_V = {"2601B": 40.4, "2602B": 40.4, "2604B": 40.4}  # 40 V range with 1 % over-range
 
     def _apply_initial_state(self) -> None:
         """Pin the reply format (ASCII), then the shared initial state."""

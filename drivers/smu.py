@@ -141,8 +141,11 @@ class SourceMeterDriver(DriverBase):
     NPLC_RANGE: tuple[float, float] = (0.01, 10.0)
     #: Added to the modelled sweep duration for the read-back timeout, in s.
     sweep_timeout_margin_s: float = 5.0
-    #: Largest source level in V the model can produce; a read-back beyond it is absurd.
+    #: Largest source level in V the family's models can produce; a read-back beyond it is absurd.
     MAX_SOURCE_V: float = 210.0
+    #: Largest source level in V of the models of the family that stay below ``MAX_SOURCE_V``
+    #: (upper-case model token → V); the other models reach ``MAX_SOURCE_V``.
+    MODEL_MAX_SOURCE_V: Mapping[str, float] = {}
 
     def __init__(
         self,
@@ -229,6 +232,18 @@ class SourceMeterDriver(DriverBase):
                                         instrument=self.name)
         return channel
 
+    @classmethod
+    def max_source_v_of(cls, model: Optional[str]) -> float:
+        """Largest source level in V of ``model`` (the family's largest when ``model`` is None or
+        reaches it)."""
+        return cls.MODEL_MAX_SOURCE_V.get((model or "").upper(), cls.MAX_SOURCE_V)
+
+    @property
+    def max_source_v(self) -> float:
+        """Largest source level in V of this instrument: of the model it identified as, before
+        ``identify()`` of the model the bench names, else the family's largest."""
+        return self.max_source_v_of(self.matched_model or self.expected_model)
+
     def _validate_config(self, channel: str, config: SmuChannelConfig) -> None:
         self._check_channel(channel)
         if not isinstance(config, SmuChannelConfig):
@@ -237,6 +252,13 @@ class SourceMeterDriver(DriverBase):
         if not lo <= config.nplc <= hi:
             raise InstrumentConfigError(f"channel {channel!r}: nplc {config.nplc} outside {lo}..{hi}",
                                         instrument=self.name)
+        top = self.max_source_v
+        model = self.matched_model or self.expected_model or type(self).__name__
+        for what, v in (("v_min", config.limits.v_min), ("v_max", config.limits.v_max),
+                        ("voltage_range_v", config.source_range_v)):
+            if abs(v) > top:
+                raise InstrumentConfigError(f"channel {channel!r}: {what} {v:g} V is beyond the {model}'s "
+                                            f"{top:g} V source range", instrument=self.name)
 
     def config(self, channel: str) -> SmuChannelConfig:
         """The applied configuration of ``channel``; ``InstrumentConfigError`` if not configured."""
@@ -259,7 +281,8 @@ class SourceMeterDriver(DriverBase):
     def _unconfigured_limits(self) -> SourceLimits:
         """Ramp limits for a channel without configuration: the model's full source range,
         ``UNCONFIGURED_RAMP_STEP_V`` steps, ``UNCONFIGURED_RAMP_DWELL_S`` dwell."""
-        return SourceLimits(v_min=-self.MAX_SOURCE_V, v_max=self.MAX_SOURCE_V, i_compliance_a=1.0,
+        top = self.max_source_v
+        return SourceLimits(v_min=-top, v_max=top, i_compliance_a=1.0,
                             max_step_v=UNCONFIGURED_RAMP_STEP_V,
                             max_slew_v_per_s=UNCONFIGURED_RAMP_STEP_V / UNCONFIGURED_RAMP_DWELL_S)
 
@@ -274,8 +297,8 @@ class SourceMeterDriver(DriverBase):
         v = float(level_v)
         if not math.isfinite(v):
             return None, "not finite"
-        if abs(v) > self.MAX_SOURCE_V:
-            return None, f"beyond the instrument's {self.MAX_SOURCE_V:g} V range"
+        if abs(v) > self.max_source_v:
+            return None, f"beyond the instrument's {self.max_source_v:g} V range"
         cfg = self._configs.get(channel)
         if cfg is None:
             return v, ""

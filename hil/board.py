@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from hil.circuit.coupled_kernels import edge_products_kernel
-from hil.kernels import branch_factors_kernel, response_factors_kernel, response_product_kernel
+from hil.kernels import branch_factors_kernel, mean_offset_kernel, response_diagonal_kernel, response_product_kernel
 
 NODE_KINDS = ("source", "hidden", "output", "ground")
 
@@ -159,11 +159,12 @@ class BoardTopology:
         that is zero at the sources (they held their voltages) and ground, from the parts.
 
         ``u`` (B, p), ``e``/``e_hat`` (B, n), ``w``/``w_hat`` (B, q), in V (or V per unit drive).
-        No (B, nodes) array is assembled: a hidden × source group is ``dh_k − Σ_b ê_bk u_bj / B``
-        (above a few samples one matrix product [dh; −ê/B]ᵀ [1; u], the ``dh`` row included,
-        written straight into the gradient), hidden × ground is ``dh_k``, hidden × port is the factored
-        product of :meth:`mean_branch_product` over the ports only.  Falls back to assembling
-        the node arrays when the conductances do not come in such groups.
+        No (B, nodes) array is assembled: a hidden × source group is ``dh_k − Σ_b ê_bk u_bj / B``,
+        hidden × ground is ``dh_k`` and hidden × port ``dh_k + df_o − Σ_b (e_bk ŵ_bo + ê_bk w_bo) / B``
+        (``df_o = Σ_b w_bo ŵ_bo / B``; the second sum only with ports not at 0 V).  Above a few
+        samples each group is one matrix product (two for ports not at 0 V) written straight into
+        the gradient and turned into the mean in place.  Falls back to assembling the node
+        arrays when the conductances do not come in such groups.
         """
         B = e.shape[0]
         plan = self._response_plan()
@@ -184,21 +185,22 @@ class BoardTopology:
             if pair_edges.size:
                 edge_products_kernel(_float_c(e), _float_c(e_hat), pair_ends[0], pair_ends[1], inv, pair_edges, out)
             return out
-        left = np.empty((2 * B + 2, n))
-        right = np.empty((2 * B + 2, q))
-        u_one = np.empty((B + 1, u.shape[1]))
-        w_hat_moves, w_moves = response_factors_kernel(_float_c(e), _float_c(e_hat), _float_c(w), _float_c(w_hat),
-                                                       _float_c(u), inv, left, right, u_one)
+        e, e_hat, w, w_hat, u = _float_c(e), _float_c(e_hat), _float_c(w), _float_c(w_hat), _float_c(u)
+        dh, df = np.empty(n), np.empty(q)
+        w_moves = response_diagonal_kernel(e, e_hat, w, w_hat, inv, dh, df)
         for sl, kind, c0, c1, row_major in blocks:
             if kind == "ground":
-                out[sl] = left[B + 1]  # dh
-            elif kind == "source":  # dh_k − Σ_b ê_bk u_bj / B: [dh; −ê/B]ᵀ [1; u], one product
-                _block_product(left[B + 1:], u_one[:, c0:c1], out[sl], row_major)
-            else:  # ports: [−e/B; 1; dh; −ê/B]ᵀ [ŵ; df; 1; w], leaving out a side that is 0 V
-                rows = slice(0 if w_hat_moves else B, 2 * B + 2 if w_moves else B + 2)
-                _block_product(left[rows], right[rows, c0:c1], out[sl], row_major)
+                out[sl] = dh
+            elif kind == "source":  # dh_k − Σ_b ê_bk u_bj / B (the response is 0 at the sources)
+                m = _block_product(e_hat, u[:, c0:c1], out[sl], row_major)
+                mean_offset_kernel(m, dh, np.zeros(c1 - c0), inv, row_major)
+            else:  # dh_k + df_o − Σ_b (e_bk ŵ_bo + ê_bk w_bo) / B, the second sum only with ports not at 0 V
+                m = _block_product(e, w_hat[:, c0:c1], out[sl], row_major)
+                if w_moves:
+                    m += _block_product(e_hat, w[:, c0:c1], np.empty(m.size), row_major)
+                mean_offset_kernel(m, dh, df[c0:c1], inv, row_major)
         if pair_edges.size:  # hidden↔hidden edges, on the hidden-node arrays themselves
-            edge_products_kernel(_float_c(e), _float_c(e_hat), pair_ends[0], pair_ends[1], inv, pair_edges, out)
+            edge_products_kernel(e, e_hat, pair_ends[0], pair_ends[1], inv, pair_edges, out)
         return out
 
     def _response_plan(self):
@@ -295,14 +297,14 @@ class BoardTopology:
 _SMALL_BATCH = 4
 
 
-def _block_product(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray, row_major: bool) -> None:
+def _block_product(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray, row_major: bool) -> np.ndarray:
     """lhsᵀ rhs ((n × w) from (rows × n) and (rows × w)) written into ``out`` (n·w,), a group of
-    conductances whose edges run hidden-outer (``row_major``) or fixed-node-outer."""
+    conductances whose edges run hidden-outer (``row_major``, returned as an (n, w) view of
+    ``out``) or fixed-node-outer (a (w, n) view)."""
     n, w = lhs.shape[1], rhs.shape[1]
     if row_major:
-        np.matmul(lhs.T, rhs, out=out.reshape(n, w))
-    else:
-        np.matmul(rhs.T, lhs, out=out.reshape(w, n))
+        return np.matmul(lhs.T, rhs, out=out.reshape(n, w))
+    return np.matmul(rhs.T, lhs, out=out.reshape(w, n))
 
 
 def _float_c(a: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ division by zero gives ±inf or NaN as in numpy, which the callers' certificates
   the bookkeeping in one call, for phases whose sources held their voltages;
   :func:`cross_entropy_drive_kernel` — the loss, ŵ, the drives and the stacked inputs of the
   phases in one call; :func:`hl_first_pass_kernel` — the held pass and, for small batches, v·v̂.
-* :func:`branch_factors_kernel`, :func:`response_factors_kernel`, :func:`response_product_kernel` —
+* :func:`branch_factors_kernel`, :func:`response_diagonal_kernel`, :func:`mean_offset_kernel`, :func:`response_product_kernel` —
   v·v̂ for every conductance (:meth:`hil.board.BoardTopology.mean_branch_product` from node arrays,
   :meth:`~hil.board.BoardTopology.mean_response_product` from the parts of a held-source response).
 * :func:`cross_entropy_kernel`, :func:`differential_argmax_kernel` — the loss, its gradient and
@@ -378,53 +378,45 @@ def branch_factors_kernel(a, b, h0, n, fixed, inv, ranges, left, right, moves): 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def response_factors_kernel(e, e_hat, w, w_hat, u, inv, left, right, u_one):  # pragma: no cover - compiled
-    """The factors of :meth:`hil.board.BoardTopology.mean_response_product` in one pass.
-
-    ``e``, ``e_hat`` (B, n) hidden-node voltages and responses, ``w``, ``w_hat`` (B, q) port
-    voltages and responses, ``u`` (B, p) source voltages; ``inv`` = 1/B.  Fills ``left``
-    (2B + 2, n) with [−e·inv ; 1 ; dh ; −ê·inv] (dh_k = Σ_b e_bk ê_bk · inv), ``right``
-    (2B + 2, q) with [ŵ ; df ; 1 ; w] (df_o = Σ_b (w_bo·inv) ŵ_bo) and ``u_one`` (B + 1, p) with
-    [1 ; u], so that a hidden × source group is the single product left[B + 1:]ᵀ u_one
-    (dh_k + Σ_b (−ê_bk·inv) u_bj) and a hidden × port group leftᵀ right.  Returns
-    (any ŵ ≠ 0, any w ≠ 0).
-    """
+def response_diagonal_kernel(e, e_hat, w, w_hat, inv, dh, df):  # pragma: no cover - compiled
+    """The diagonal terms of a batch-mean v·v̂: dh_k = Σ_b e_bk ê_bk · inv into ``dh`` (n,) for
+    ``e``, ``e_hat`` (B, n) and df_o = Σ_b w_bo ŵ_bo · inv into ``df`` (q,) for ``w``, ``w_hat``
+    (B, q); returns whether some port voltage of ``w`` is not 0 V."""
     B, n = e.shape
     q = w.shape[1]
-    p = u.shape[1]
-    dh = left[B + 1]
-    df = right[B]
     for k in range(n):
         dh[k] = 0.0
     for j in range(q):
         df[j] = 0.0
-    for j in range(p):
-        u_one[0, j] = 1.0
-    w_hat_moves = False
     w_moves = False
     for r in range(B):
         for k in range(n):
-            ak = e[r, k]
-            bk = e_hat[r, k]
-            left[r, k] = ak * -inv
-            left[B + 2 + r, k] = bk * -inv
-            dh[k] += ak * bk
+            dh[k] += e[r, k] * e_hat[r, k]
         for j in range(q):
-            bj = w_hat[r, j]
-            aj = w[r, j]
-            right[r, j] = bj
-            right[B + 2 + r, j] = aj
-            df[j] += (aj * inv) * bj
-            w_hat_moves |= bj != 0.0
-            w_moves |= aj != 0.0
-        for j in range(p):
-            u_one[r + 1, j] = u[r, j]
+            df[j] += w[r, j] * w_hat[r, j]
+            w_moves |= w[r, j] != 0.0
     for k in range(n):
         dh[k] *= inv
-        left[B, k] = 1.0
     for j in range(q):
-        right[B + 1, j] = 1.0
-    return w_hat_moves, w_moves
+        df[j] *= inv
+    return w_moves
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def mean_offset_kernel(m, dh, df, inv, hidden_rows):  # pragma: no cover - compiled
+    """In place m ← dh + df − inv·m, the hidden nodes' ``dh`` along one axis and the fixed nodes'
+    ``df`` along the other: m[k, j] for ``hidden_rows`` (m (n, w)), else m[j, k] (m (w, n)).
+    Turns the products Σ_b (…) of a group into its batch mean of v·v̂."""
+    if hidden_rows:
+        for k in range(m.shape[0]):
+            d = dh[k]
+            for j in range(m.shape[1]):
+                m[k, j] = (d + df[j]) - inv * m[k, j]
+    else:
+        for j in range(m.shape[0]):
+            f = df[j]
+            for k in range(m.shape[1]):
+                m[j, k] = (dh[k] + f) - inv * m[j, k]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -269,16 +269,20 @@ def _smu_channel(sec: Section, timing: Timing) -> dict[str, Any]:
     return s
 
 
-def _check_source_range(sec: Section, settings: dict[str, Any], driver: str) -> None:
-    """``v_min`` / ``v_max`` within the driver's largest source range (``MAX_SOURCE_V``, V): a
-    limit the instrument cannot even source is a typo, not a limit."""
+def _check_source_range(sec: Section, settings: dict[str, Any], driver: str, model: Optional[str]) -> None:
+    """``v_min`` / ``v_max`` / ``voltage_range_v`` within the largest source level (V) of the model the
+    bench names (of the driver's family without a model): a limit the instrument cannot even
+    source is a typo, not a limit."""
     from hil.drivers.registry import load_driver
 
-    top = getattr(load_driver(driver), "MAX_SOURCE_V", None)
-    for key in ("v_min", "v_max"):
+    cls = load_driver(driver)
+    if not hasattr(cls, "max_source_v_of"):
+        return
+    top = cls.max_source_v_of(model)
+    for key in ("v_min", "v_max", "voltage_range_v"):
         v = settings.get(key)
-        if top is not None and v is not None and abs(v) > top:
-            sec.error(key, f"{v:g} V is beyond the {driver}'s {top:g} V source range")
+        if v is not None and abs(v) > top:
+            sec.error(key, f"{v:g} V is beyond the {model or driver}'s {top:g} V source range")
 
 
 def _scanner_channel(sec: Section, timing: Timing) -> dict[str, Any]:
@@ -337,7 +341,7 @@ def _instrument(sec: Section, name: str, timing: Timing, driver_names: list[str]
             continue
         settings = _smu_channel(sub, timing) if kind == "smu" else _scanner_channel(sub, timing)
         if kind == "smu":
-            _check_source_range(sub, settings, driver)
+            _check_source_range(sub, settings, driver, model)
         channels[ch] = ChannelSpec(ch, settings)
     if kind in ("smu", "scanner") and isinstance(ch_sec.data, dict) and not ch_sec.data and sec.has("channels"):
         sec.error("channels", "at least one channel")

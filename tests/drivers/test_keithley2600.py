@@ -93,6 +93,49 @@ def test_single_channel_model_narrows_channels_and_rejects_smub():
         Keithley2600(t2, configs={"b": CFG}).connect()
 
 
+WIDE = SourceLimits(v_min=-100.0, v_max=100.0, i_compliance_a=1e-4, max_step_v=0.05, max_slew_v_per_s=10.0)
+WIDE_CFG = SmuChannelConfig(limits=WIDE, nplc=0.1, current_range_a=1e-4, autozero="once", source_delay_s=0.001)
+
+
+def test_limits_beyond_the_named_models_range_are_refused_before_any_io():
+    """A 2602B sources at most 40.4 V: 100 V limits are refused when the bench names the model
+    (nothing written), accepted for a 2612B, whose 200 V range covers them."""
+    with ScriptedTransport([]) as t:
+        with pytest.raises(InstrumentConfigError, match=r"v_min -100 V is beyond the 2602B's 40\.4 V source range"):
+            Keithley2600(t, model="2602B", configs={"a": WIDE_CFG})
+        t.verify()
+        assert Keithley2600(t, model="2612B", configs={"a": WIDE_CFG}).max_source_v == 202.0
+
+
+def test_limits_beyond_the_identified_models_range_are_refused_at_configure():
+    """Without a model named, the model the instrument identifies as decides: a 2602B refuses a
+    configuration with 100 V limits before writing any of it."""
+    smu, t, _ = connected([], channels=())
+    assert smu.max_source_v == 40.4
+    with pytest.raises(InstrumentConfigError, match=r"beyond the 2602B's 40\.4 V source range"):
+        smu.configure("a", WIDE_CFG)
+    t.verify()  # nothing written after connect
+
+
+def test_a_readback_beyond_the_identified_models_range_is_implausible():
+    """50 V read back at connect is beyond any 2602B level (its range is 40 V): never a ramp start;
+    the output is switched off at once and 0 V programmed."""
+    from hil.drivers.errors import ImplausibleReadbackError
+
+    script = connect_script(channels=())
+    script += [("print(smua.source.output)", "1.00000e+00"), ("print(smua.source.levelv)", "5.00000e+01"),
+               ("smua.source.output = smua.OUTPUT_OFF", None), ("smua.source.levelv = 0", None),
+               ("print(smua.source.output)", ZERO)]
+    with ScriptedTransport(script) as t:
+        smu = Keithley2600(t)
+        smu.channels = ("a",)
+        with pytest.raises(ImplausibleReadbackError) as info:
+            smu.connect()
+        t.verify()
+    assert info.value.value == 50.0 and info.value.output_off_verified
+    assert smu.state_at_connect["a"]["implausible"] == "beyond the instrument's 40.4 V range"
+
+
 def test_localnode_model_mismatch_is_protocol_error():
     script = connect_script()[:1] + [("print(localnode.model)", "2636B")]
     with ScriptedTransport(script) as t:

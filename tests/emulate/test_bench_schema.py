@@ -117,5 +117,25 @@ def test_voltage_limits_beyond_the_instruments_source_range_are_refused():
     with pytest.raises(ConfigError) as exc:
         load_bench(raw)
     problems = "\n".join(exc.value.problems)
-    assert "bench.instruments.smu1.channels.a.v_max: 500 V is beyond the keithley2600's 202 V source range" in problems
+    assert "bench.instruments.smu1.channels.a.v_max: 500 V is beyond the 2602B's 40.4 V source range" in problems
     assert "bench.instruments.smu1.channels.a.v_min: -500 V is beyond" in problems
+
+
+def test_source_range_is_the_named_models_not_the_familys():
+    """A 2602B sources at most 40.4 V (40 V range + 1 %): 100 V limits on it are refused, on a 2612B
+    (200 V range) they are accepted."""
+    from hil.config import load_yaml
+
+    raw = load_yaml("configs/benches/xor-bench.yaml")
+    raw["instruments"]["smu1"]["channels"]["a"].update(v_min=-100.0, v_max=100.0, max_power_w=None)
+    with pytest.raises(ConfigError) as exc:
+        load_bench(copy.deepcopy(raw))
+    assert "bench.instruments.smu1.channels.a.v_max: 100 V is beyond the 2602B's 40.4 V source range" in \
+        "\n".join(exc.value.problems)
+    wide = copy.deepcopy(raw)
+    wide["instruments"]["smu1"]["channels"]["a"]["voltage_range_v"] = 60.0
+    wide["instruments"]["smu1"]["channels"]["a"].update(v_min=-1.0, v_max=1.0)
+    with pytest.raises(ConfigError, match=r"smu1\.channels\.a\.voltage_range_v: 60 V is beyond the 2602B's 40\.4 V"):
+        load_bench(wide)
+    raw["instruments"]["smu1"]["model"] = "2612B"
+    assert load_bench(raw).instruments["smu1"].channels["a"].settings["v_max"] == 100.0
