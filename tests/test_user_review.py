@@ -250,3 +250,14 @@ def test_a_second_sweep_never_wipes_a_run_another_process_is_writing(tmp_path, c
         holder.close()
     assert main(["sweep", str(sweep), "--workers", "1"]) == 0  # once it is free, the run starts afresh
     assert "finished" in (run_dir / "result.json").read_text()
+
+
+def test_a_sweep_on_an_instrument_bench_runs_one_run_at_a_time(tmp_path, capsys):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"config: bench-xor\nset: {{train.epochs: 1}}\nseeds: [0, 1]\noutput: {tmp_path / 'out'}\n")
+    assert main(["sweep", str(sweep), "--dry-run"]) == 0  # the default seed keys fit a bench config
+    assert "2 to run on this process" in capsys.readouterr().out
+    assert main(["sweep", str(sweep), "--dry-run", "--workers", "2"]) == 2
+    assert "--workers: runs on an instrument bench share its instruments" in one_line(capsys.readouterr().err)
+    assert main(["sweep", str(sweep), "--dry-run", "--cluster", "local"]) == 2
+    assert "cannot go to a cluster" in one_line(capsys.readouterr().err)

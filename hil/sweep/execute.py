@@ -111,7 +111,18 @@ def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None
     pending = [p for p in points if not is_finished(runs_dir / p.run_id, config_hash(p.raw))]
     skipped = len(points) - len(pending)
     cluster = cluster if cluster is not None else spec.cluster
+    workers_key = "--workers" if workers else "workers"
     workers = workers or spec.workers
+    if any(isinstance(p.raw.get("board"), dict) and p.raw["board"].get("backend") == "instruments" for p in points):
+        from hil.config import ConfigError  # runs on one bench share its instruments: one at a time, here
+
+        if cluster:
+            raise ConfigError([f"{'--cluster' if cluster != spec.cluster else 'cluster'}: runs on an instrument "
+                               "bench cannot go to a cluster (they share the bench's instruments)"], spec.source)
+        if workers is not None and workers > 1:
+            raise ConfigError([f"{workers_key}: runs on an instrument bench share its instruments and run one at a "
+                               f"time; give 1 (got {workers})"], spec.source)
+        workers = 1
     n_local = max(1, min(len(pending) or 1, workers or machine_cores()))
     where = f"Dask cluster {cluster}" if cluster else (f"{n_local} local worker process{'es' if n_local > 1 else ''}"
                                                        if n_local > 1 else "this process")

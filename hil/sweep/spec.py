@@ -217,6 +217,8 @@ def _slug(text: str) -> str:
 def _seed_targets(raw: dict, key: str) -> list[str]:
     """``board.circuit.seed`` on a cascade config (``board.stages``) means every stage's circuit seed."""
     board = raw.get("board")
+    if key == "board.circuit.seed" and isinstance(board, dict) and board.get("backend") == "instruments":
+        return []  # a bench's circuit is the physical array: no initial conductances to draw
     if key == "board.circuit.seed" and isinstance(board, dict) and "circuit" not in board \
             and isinstance(board.get("stages"), list):
         return [f"board.stages.{i}.circuit.seed" for i in range(len(board["stages"]))]
