@@ -375,11 +375,13 @@ def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = 
 
 
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | str = False, started=None,
-           board_options: dict | None = None):
+           board_options: dict | None = None, restored=None):
     """Continue a run from its last checkpoint (exactly: conductances, optimizer, RNG).
 
     Returns the :class:`~hil.train.loop.TrainResult`, or None when the run had already done
-    ``train.epochs`` epochs.  The run directory is locked while it runs.
+    ``train.epochs`` epochs.  The run directory is locked while it runs.  ``started(run)`` is
+    called once the run is locked, ``restored(trainer)`` once its checkpoint is loaded and the
+    overrides are accepted (just before training goes on).
     """
     from hil.train.loop import ShapeMismatch, Trainer
 
@@ -417,6 +419,8 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
             _warn_cosine_extension(trainer, before, s, run)
             if trainer.epoch >= s.epochs:
                 return None
+            if restored is not None:
+                restored(trainer)
             return _fit(board, trainer)
     finally:
         run.close()
@@ -445,6 +449,8 @@ def _warn_cosine_extension(trainer, before: dict, s: TrainSettings, run: RunDir)
     lo = s.lr_final_fraction
     old_lr = s.lr * (lo + (1 - lo) * 0.5 * (1 + np.cos(np.pi * frac)))
     new_lr = trainer.opt.current_lr()
+    if np.isclose(old_lr, new_lr, rtol=1e-6, atol=0.0):  # e.g. a run that had already decayed to 0
+        return
     msg = (f"train.epochs changed from {old_epochs} to {s.epochs} on a cosine schedule: the learning rate "
            f"at step {step} goes from {old_lr:.3g} to {new_lr:.3g} (the decay is stretched over the new length)")
     print(f"hil: warning: {msg}", file=sys.stderr)

@@ -144,7 +144,8 @@ def _cmd_train(args, stack) -> int:
                 raise ConfigError([f"--resume {args.resume}: not a run directory (no config.resolved.yaml)"])
             board_options = emulated_board_options(args, stack, api.load_config(str(resolved), args.set or []), str(resolved))
         result = api.resume(args.resume, overrides=args.set or [], progress=_progress(args),
-                            started=lambda run: _resume_started(run, args), board_options=board_options)
+                            started=lambda run: _RUN.update(run=run), board_options=board_options,
+                            restored=lambda trainer: _resume_started(trainer, args))
         if result is None:
             print(f"run {args.resume} already finished its epochs; raise train.epochs with --set to continue")
             return 0
@@ -214,20 +215,14 @@ def _epoch_time_text(r) -> str:
     return f"median {median:.3g} s per epoch{slow_first}"
 
 
-def _resume_started(run, args) -> None:
-    """Remember the run (for the interrupt message) and, unless quiet, say what is continued from where."""
-    _RUN["run"] = run
+def _resume_started(trainer, args) -> None:
+    """Unless quiet, say what is continued from where (once the checkpoint is loaded and the
+    overrides accepted, so a refused resume never announces itself)."""
     if args.quiet:
         return
-    try:
-        done = int(run.load_checkpoint("last")["epoch"])
-        target = int(api.load_config(str(run.path / "config.resolved.yaml"), args.set or [])["train"]["epochs"])
-    except Exception:  # a damaged checkpoint or config: api.resume reports it
-        return
-    if done < target:
-        print(f"hil train: continuing {run.path} from epoch {done} (of {target})", flush=True)
-        if _RUN.get("compiling"):
-            print(_COMPILING_NOTE, flush=True)
+    print(f"hil train: continuing {trainer.run.path} from epoch {trainer.epoch} (of {trainer.s.epochs})", flush=True)
+    if _RUN.get("compiling"):
+        print(_COMPILING_NOTE, flush=True)
 
 
 def _print_summary(r) -> None:

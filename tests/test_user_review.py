@@ -261,3 +261,32 @@ def test_a_sweep_on_an_instrument_bench_runs_one_run_at_a_time(tmp_path, capsys)
     assert "--workers: runs on an instrument bench share its instruments" in one_line(capsys.readouterr().err)
     assert main(["sweep", str(sweep), "--dry-run", "--cluster", "local"]) == 2
     assert "cannot go to a cluster" in one_line(capsys.readouterr().err)
+
+
+def test_a_refused_resume_does_not_announce_that_it_is_continuing(tmp_path, capsys):
+    assert main(["train", "sim-xor", "--runs-dir", str(tmp_path), "-q", "--set", "train.epochs=1",
+                 "--set", "output.plots=false"]) == 0
+    run = str(next(tmp_path.iterdir()))
+    capsys.readouterr()
+    assert main(["train", "--resume", run, "--set", "train.epochs=2", "--set", "board.circuit.hidden.count=3"]) == 2
+    captured = capsys.readouterr()
+    assert "continuing" not in captured.out and "cannot change the circuit's shape" in one_line(captured.err)
+    assert main(["train", "--resume", run, "--set", "train.epochs=2", "--set", "output.plots=false"]) == 0
+    assert f"hil train: continuing {run} from epoch 1 (of 2)" in capsys.readouterr().out
+
+
+def test_stretching_a_cosine_schedule_that_changes_nothing_does_not_warn(capsys):
+    """A run whose rate had reached 0 and stays 0 under the new length: nothing to warn about
+    (the message read 'goes from 0 to 0')."""
+    from types import SimpleNamespace
+
+    from hil.api import _warn_cosine_extension
+
+    events = []
+    run = SimpleNamespace(event=lambda kind, **data: events.append(kind))
+    settings = SimpleNamespace(schedule="cosine", epochs=4, lr=1e-6, lr_final_fraction=0.0)
+    for new_lr, warns in ((0.0, False), (2.5e-7, True)):
+        trainer = SimpleNamespace(steps_per_epoch=10, opt=SimpleNamespace(state={"step": 30}, current_lr=lambda: new_lr))
+        _warn_cosine_extension(trainer, {"train": {"epochs": 3}}, settings, run)
+        assert ("hil: warning: train.epochs changed from 3 to 4" in capsys.readouterr().err) is warns
+    assert events == ["warning"]
