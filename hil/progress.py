@@ -1,8 +1,8 @@
 """Progress of long commands that run in stages (``hil calibrate``): a line when a stage starts
 and, while it runs, a sign of life.
 
-On a terminal the running stage shows a tqdm bar (elapsed time, and the points the board has
-measured when it counts them); elsewhere (a log file, a pipe) a plain line every ``every_s``
+On a terminal the running stage shows a tqdm bar on stderr (elapsed time, and the points the
+board has measured when it counts them); elsewhere (a log file, a pipe) a plain line every ``every_s``
 seconds says how long the stage has been running — the same split as the training loop's
 progress (a bar on a terminal, plain lines otherwise).
 """
@@ -34,7 +34,7 @@ class StageProgress:
                  every_s: Optional[float] = None, stream: Optional[TextIO] = None) -> None:
         self.prefix, self.counter = prefix, counter
         self.stream = stream or sys.stdout
-        self.bar_mode = self.stream.isatty() if bar is None else bar
+        self.bar_mode = sys.stderr.isatty() if bar is None else bar  # as training: the bar on stderr
         self.every_s = LINE_EVERY_S if every_s is None else float(every_s)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -70,7 +70,7 @@ class StageProgress:
                 from tqdm import tqdm
 
                 self._bar = tqdm(total=None, desc=f"  stage {self._stage}", unit=" points", leave=False,
-                                 file=self.stream, dynamic_ncols=True, bar_format="{desc}: {elapsed}{postfix}")
+                                 file=sys.stderr, dynamic_ncols=True, bar_format="{desc}: {elapsed}{postfix}")
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="stage-progress", daemon=True)
             self._thread.start()
