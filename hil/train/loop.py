@@ -54,6 +54,8 @@ class TooManyInvalidSamples(RuntimeError):
 
 #: the invalid fraction is judged once an epoch has measured this many samples (or its whole split)
 MIN_SAMPLES_FOR_INVALID_STOP = 16
+#: seconds between two within-epoch progress lines (plain-line progress only: logs, pipes)
+LINE_EVERY_S = 30.0
 
 
 @contextlib.contextmanager
@@ -265,6 +267,7 @@ class Trainer:
             bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{s.epochs}", leave=False,
                        unit="batch", dynamic_ncols=True)
         g = self._g_cmd if self._g_cmd is not None else self.board.read_conductances()
+        last_line = t0
         bench_clock = getattr(self.board, "bench_time_s", None)
         bench_start = float(bench_clock()) if bench_clock is not None else 0.0
         for i in range(0, n, s.batch_size):
@@ -301,6 +304,10 @@ class Trainer:
                 seen = min(i + s.batch_size, n)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%")
                 bar.update(1)
+            elif self.progress == "lines" and time.perf_counter() - last_line > LINE_EVERY_S:
+                last_line = time.perf_counter()  # a slow epoch (a bench) in a log: a sign of life
+                print(f"epoch {self.epoch + 1:3d}/{s.epochs}  batch {i // s.batch_size + 1}/{self.steps_per_epoch}  "
+                      f"({last_line - t0:.0f} s)", flush=True)
         self._g_cmd = g
         if bar is not None:
             bar.close()

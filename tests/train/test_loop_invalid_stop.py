@@ -93,3 +93,13 @@ def test_bench_rehearsal_in_compliance_from_epoch_2_stops_safe_and_resumable(tmp
     assert int(run.load_checkpoint("last")["epoch"]) == 1
     kinds = [json.loads(line)["kind"] for line in (run.path / "events.jsonl").read_text().splitlines()]
     assert "compliance" in kinds and kinds[-2:] == ["error", "run_end"]
+
+
+def test_a_slow_epoch_logs_batch_progress_in_plain_line_mode(tmp_path, monkeypatch, capsys):
+    """Plain-line progress (a log file): an epoch that takes long (a bench) says which batch it is
+    at, not only when it ends."""
+    monkeypatch.setattr(loop, "LINE_EVERY_S", 0.0)
+    assert main(["train", "sim-xor", "--runs-dir", str(tmp_path), "--set", "train.epochs=1",
+                 "--set", "train.batch_size=1", "--set", "output.plots=false"]) == 0
+    out = capsys.readouterr().out  # captured output is not a terminal: plain lines
+    assert "epoch   1/1  batch 2/" in out and "epoch   1/1  loss" in out
