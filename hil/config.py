@@ -133,6 +133,22 @@ class ConfigError(ValueError):
             super().__init__("\n".join([head] + [f"  - {p}" for p in problems]))
 
 
+def file_kind(data: Any) -> str | None:
+    """What a YAML mapping is, by its top-level keys: ``"training config"``, ``"sweep file"``,
+    ``"bench file"``, or None when it looks like none of them (so that a file given to the wrong
+    command gets one line saying so instead of a list of unknown keys)."""
+    if not isinstance(data, dict):
+        return None
+    keys = set(data)
+    if keys & {"board", "train", "data"}:
+        return "training config"
+    if "grid" in keys or ("config" in keys and keys & {"seeds", "set", "seed_keys", "metric"}):
+        return "sweep file"
+    if keys & {"instruments", "wiring"} or "bench" in keys:
+        return "bench file"
+    return None
+
+
 _KIND_WORDS = {dict: "a mapping", list: "a list", str: "text", int: "an integer", float: "a number",
                bool: "true or false"}  # YAML words for the Python types a key is read as
 
@@ -275,6 +291,8 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigError([f"not valid YAML: {' '.join(str(exc).split())}"], str(p)) from None
     except RecursionError:
         raise ConfigError(["the YAML is nested too deeply"], str(p)) from None
+    if data is None:
+        raise ConfigError(["the file is empty (or only comments): expected a YAML mapping of keys"], str(p))
     if not isinstance(data, dict):
         raise ConfigError(["the file must contain a mapping at the top level"], str(p))
     return data

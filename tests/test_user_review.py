@@ -290,3 +290,22 @@ def test_stretching_a_cosine_schedule_that_changes_nothing_does_not_warn(capsys)
         _warn_cosine_extension(trainer, {"train": {"epochs": 3}}, settings, run)
         assert ("hil: warning: train.epochs changed from 3 to 4" in capsys.readouterr().err) is warns
     assert events == ["warning"]
+
+
+@pytest.mark.parametrize("command, text, says", [
+    ("train", "config: sim-xor\ngrid: {train.epochs: [1, 2]}\n", "a sweep file, not a training config: run it with hil sweep"),
+    ("train", "instruments: {}\nwiring: {}\n", "a bench file, not a training config"),
+    ("sweep", "board: {}\ndata: {name: xor}\ntrain: {}\n", "a training config, not a sweep file: train it with hil train"),
+    ("train", "", "the file is empty"),
+    ("sweep", "# nothing\n", "the file is empty"),
+])
+def test_a_file_given_to_the_wrong_command_is_named_in_one_line(tmp_path, capsys, command, text, says):
+    path = tmp_path / "given.yaml"
+    path.write_text(text)
+    assert main([command, str(path)]) == 2
+    assert says in one_line(capsys.readouterr().err)
+
+
+def test_sweep_of_a_shipped_training_config_name_says_what_it_is(capsys):
+    assert main(["sweep", "sim-xor"]) == 2
+    assert "sim-xor: a shipped training config, not a sweep file" in one_line(capsys.readouterr().err)

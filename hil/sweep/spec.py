@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hil.config import ConfigError, Section, load_yaml
+from hil.config import ConfigError, Section, embedded_config_names, file_kind, load_yaml
 from hil.train.settings import parse_settings
 
 METRICS = ("test_acc", "val_acc", "train_acc")
@@ -120,6 +120,11 @@ def _key_ok(k: Any) -> str | None:
 
 def parse_sweep(data: dict, source: str = "") -> SweepSpec:
     """Validate a sweep file's mapping; every problem is reported with its dotted path."""
+    kind = file_kind(data)
+    if kind in ("training config", "bench file") and "config" not in data:
+        how = (f"train it with hil train, or write a sweep file naming it (config: {source or 'CONFIG'})"
+               if kind == "training config" else "a sweep's config is a training config")
+        raise ConfigError([f"a {kind}, not a sweep file: {how}"], source)
     problems: list[str] = []
     top = Section(data, "", problems)
     stem = Path(source).stem if source else "sweep"
@@ -190,6 +195,9 @@ def parse_sweep(data: dict, source: str = "") -> SweepSpec:
 def load_sweep(path: str) -> SweepSpec:
     """Read and validate a sweep file."""
     p = Path(path)
+    if not p.is_file() and str(path) in embedded_config_names():
+        raise ConfigError([f"{path}: a shipped training config, not a sweep file: train it with hil train {path}, "
+                           f"or write a sweep file naming it (config: {path})"])
     if not p.is_file():
         raise ConfigError([f"file not found: {path}"])
     return parse_sweep(load_yaml(p), str(p))

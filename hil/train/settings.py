@@ -10,7 +10,7 @@ import re
 
 from dataclasses import dataclass, field
 
-from hil.config import (MAX_CONDUCTANCE_S, ConfigError, Section, in_range, non_negative,
+from hil.config import (MAX_CONDUCTANCE_S, ConfigError, Section, file_kind, in_range, non_negative,
                         plain_name, positive)
 from hil.train.data import DataSpec, parse_data_section
 from hil.train.estimators import ESTIMATORS
@@ -63,6 +63,11 @@ def _drive_v(v: float) -> str | None:
 
 def parse_settings(data: dict, source: str = "") -> TrainSettings:
     """Validate a whole training config; every problem is reported at once."""
+    kind = file_kind(data)
+    if kind in ("sweep file", "bench file"):  # one line, not a list of every key it lacks
+        how = "run it with hil sweep" if kind == "sweep file" else \
+            "train with a config whose board.bench names it (e.g. bench-xor), or start its emulators with hil emulate"
+        raise ConfigError([f"a {kind}, not a training config: {how}"], source)
     problems: list[str] = []
     top = Section(data, "", problems)
     name = top.get("name", str, "run", check=plain_name)
