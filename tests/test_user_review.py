@@ -309,3 +309,15 @@ def test_a_file_given_to_the_wrong_command_is_named_in_one_line(tmp_path, capsys
 def test_sweep_of_a_shipped_training_config_name_says_what_it_is(capsys):
     assert main(["sweep", "sim-xor"]) == 2
     assert "sim-xor: a shipped training config, not a sweep file" in one_line(capsys.readouterr().err)
+
+
+def test_emulate_bench_that_cannot_be_emulated_is_worded_like_every_config_error(monkeypatch, capsys):
+    import hil.emulate.bench as bench
+
+    def no_personality(driver):
+        raise KeyError(f"no emulator personality for driver {driver!r}")
+
+    monkeypatch.setattr(bench, "personality_class", no_personality)
+    assert main(["emulate", "scpi-xor", "--duration", "0"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert err.startswith("hil: invalid configuration in ") and "no emulator personality" in err

@@ -84,9 +84,8 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
     try:
         emulated = EmulatedBench(bench, time_mode=args.time_mode, time_scale=args.time_scale, seed=args.seed,
                                  readings=args.readings)
-    except EmulationError as exc:
-        print(f"hil emulate: {exc}", file=sys.stderr)
-        return 2
+    except EmulationError as exc:  # a bench-file problem: worded like every configuration error
+        raise ConfigError([str(exc)], getattr(bench, "source", "")) from None
     with emulated:
         width = max(len(n) for n in bench.instruments)
         seed = bench.seed if args.seed is None else args.seed
