@@ -206,14 +206,14 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
     topo = board.topology
     if central:
         op = board.measure(x)
-        _check_shapes(topo, op)  # the compiled passes below read no bounds
+        widths = _check_shapes(topo, op)  # the compiled passes below read no bounds
         if op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None \
                 and isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] == op.w.shape[0] \
                 and not (op.info and op.info.get("wire_ir_drop")):
             labels = loss._kernel_labels(op.y, target)
             if labels is not None:
-                return _hl_lean(board, topo, x, op, labels, loss, float(delta_v), max_retries, keep_per_sample,
-                                flip_rel_tol)
+                return _hl_lean(board, topo, widths, x, op, labels, loss, float(delta_v), max_retries,
+                                keep_per_sample, flip_rel_tol)
         val, dy = loss.value_and_grad(op.y, target)
         return _hl_central(board, topo, x, op, val, -dy, float(delta_v), max_retries, keep_per_sample,
                            flip_rel_tol)
@@ -264,20 +264,20 @@ def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float 
                     "one_sided": 0, "unresolvable": unreadable}, n_invalid=0 if all_valid else None)
 
 
-def _check_shapes(topo, op: Measurement) -> None:
-    """ValueError unless the operating point's arrays agree with each other and the topology
-    (the compiled passes of the central path read no bounds): u (B, p), e (B, n), w and y (B, q),
-    on (B, n) when reported."""
-    widths = topo.__dict__.get("_hl_widths")  # (p, n, q), counted once per topology
+def _check_shapes(topo, op: Measurement) -> tuple[int, int, int, int]:
+    """The topology's (sources p, hidden nodes n, ports q, conductances m); ValueError unless the
+    operating point's arrays agree with each other and the topology (the compiled passes of the
+    central path read no bounds): u (B, p), e (B, n), w and y (B, q), on (B, n) when reported."""
+    widths = topo.__dict__.get("_hl_sizes")  # counted once per topology
     if widths is None:
-        widths = topo.__dict__["_hl_widths"] = (topo.n_sources, topo.n_hidden, topo.n_outputs)
-    p, n, q = widths
+        widths = topo.__dict__["_hl_sizes"] = (topo.n_sources, topo.n_hidden, topo.n_outputs, topo.n_conductances)
+    p, n, q, _ = widths
     ys = op.y.shape
     B = ys[0] if len(ys) == 2 else -1
     on = op.on
     if ys == op.w.shape == (B, q) and op.u.shape == (B, p) and op.e.shape == (B, n) \
             and (on is None or on.shape == (B, n)):
-        return
+        return widths
     for name, what, shape in (("u", "source voltages", (B, p)), ("e", "node voltages", (B, n)),
                               ("w", "port voltages", (B, q)), ("y", "port currents", (B, q)),
                               ("on", "diode states", (B, n))):
@@ -287,17 +287,19 @@ def _check_shapes(topo, op: Measurement) -> None:
                              f"for {B} samples, {p} sources, {n} hidden nodes and {q} ports")
 
 
-def _hl_lean(board: Board, topo, x: np.ndarray, op: Measurement, labels: np.ndarray, loss: Loss, delta_v: float,
-             max_retries: int, keep_per_sample: bool, flip_rel_tol: float) -> GradientResult:
+def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarray, op: Measurement,
+             labels: np.ndarray, loss: Loss, delta_v: float, max_retries: int, keep_per_sample: bool,
+             flip_rel_tol: float) -> GradientResult:
     """:func:`_hl_central` for the common case, with the fewest calls: cross-entropy on differential
     pairs, an exact piecewise-linear board reporting diode states, every sample valid.  Loss and
     drives are one compiled call; if the ± phases held the sources, kept every sample valid and
     left no sample to re-measure (none flagged, or each resolved from the phase that kept its
     states), the responses (and, for small batches, v·v̂) are one more, and the result is
     written directly.  Anything else (a flip, an invalid or noisy phase, sources that moved)
-    continues in :func:`_hl_central` from the phases already measured (the same answer)."""
-    B, q = op.w.shape
-    n = op.e.shape[1]
+    continues in :func:`_hl_central` from the phases already measured (the same answer).  ``widths``:
+    (p, n, q, m) of :func:`_check_shapes`, whose checks ``op`` passed."""
+    B = op.w.shape[0]
+    _, n, q, m = widths
     val, w_hat, eps, w_both = np.empty(B), np.empty((B, q)), np.empty((B, 1)), np.empty((2 * B, q))
     x = _c(x)
     x_both = np.empty((2 * x.shape[0], x.shape[1]))  # the inputs twice: the held sources in both phases
@@ -315,10 +317,10 @@ def _hl_lean(board: Board, topo, x: np.ndarray, op: Measurement, labels: np.ndar
         return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol,
                            (both, eps, w_both))
     plan = topo._response_plan() if B <= _SMALL_BATCH and not keep_per_sample else None
-    out = np.empty(topo.n_conductances) if plan is not None else _NO_VALUES
+    out = np.empty(m) if plan is not None else _NO_VALUES
     e_hat, w_resp, flags = np.empty((B, n)), np.empty((B, q)), np.empty((6, B), np.bool_)
     e0, w0, u0 = _c(op.e), _c(op.w), _c(op.u)
-    counts = hl_first_pass_kernel(_c(both.e), _c(both.w), e0, w0, _c(both.on, np.bool_), _c(op.on, np.bool_),
+    counts = hl_first_pass_kernel(_c(both.e), _c(both.w), e0, w0, _c(both.on, _BOOL), _c(op.on, _BOOL),
                                   eps[:, 0], float(flip_rel_tol), u0, plan[3] if plan is not None else _NO_BLOCKS,
                                   e_hat, w_resp, flags, out)
     n_flagged, n_by_response, n_single, _ = counts
@@ -395,17 +397,17 @@ def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndar
             n_both = topo.node_voltages(both)
             npl, nmi, ref = n_both[:k], n_both[k:], n0[rows]
             diff = npl - nmi
-            by_response = _c(_asymmetric(npl, ref, nmi, diff, noise, flip_rel_tol), np.bool_)
+            by_response = _c(_asymmetric(npl, ref, nmi, diff, noise, flip_rel_tol), _BOOL)
             readable = resolvable(both.e[:k] - both.e[k:], noise) if noise > 0 else _uniform_mask(True, k)
             _write_nodes(u_hat, e_hat, w_resp, rows, np.divide(diff, 2 * es, out=diff))
             sides = _flipped_sides(op, rows, k, both)
             pm = (npl, nmi, ref)
             # (from numpy formulas: contiguous bool arrays, as the compiled pass gives)
-            plus_flip, minus_flip = (_c(sides[0], np.bool_), _c(sides[1], np.bool_)) if sides is not None \
+            plus_flip, minus_flip = (_c(sides[0], _BOOL), _c(sides[1], _BOOL)) if sides is not None \
                 else (_uniform_mask(False, k),) * 2
             counts = flip_accounting_kernel(
                 plus_flip, minus_flip, by_response,
-                _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_), _c(readable, np.bool_),
+                _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, _BOOL), _c(readable, _BOOL),
                 flags[4], flags[5])
         n_flagged, n_by_response, n_single, n_unreadable = counts
         source_phases.append((rows, k, both, es, None))
@@ -509,9 +511,9 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
     if noisy:  # would a flagged sample's response survive a 10× smaller drive?
         flags[3] = resolvable(both.e[:k] - both.e[k:], noise_v)
     counts = hl_held_pass_kernel(
-        _c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, np.bool_) if states else _NO_STATES,
-        _c(op.on if whole_batch else op.on[rows], np.bool_) if states else _NO_STATES,
-        _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, np.bool_), _c(es[:, 0]), float(rel_tol),
+        _c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, _BOOL) if states else _NO_STATES,
+        _c(op.on if whole_batch else op.on[rows], _BOOL) if states else _NO_STATES,
+        _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, _BOOL), _c(es[:, 0]), float(rel_tol),
         _FIVE_SQRT6 * noise_v, not noisy, nh_e, nh_w, flags)
     if not whole_batch:
         e_hat[rows], w_hat[rows] = nh_e, nh_w
@@ -525,9 +527,14 @@ def _sources_held(u_both: np.ndarray, u0: np.ndarray) -> bool:
         and repeats_of(_c(u_both), _c(u0)) == 2
 
 
-def _c(a: np.ndarray, dtype=np.float64) -> np.ndarray:
-    """``a`` as a C-contiguous array of ``dtype`` (itself when it already is one)."""
-    return a if a.dtype == dtype and a.flags.c_contiguous else np.ascontiguousarray(a, dtype=dtype)
+_F64, _BOOL = np.dtype(np.float64), np.dtype(np.bool_)
+
+
+def _c(a: np.ndarray, dtype: np.dtype = _F64) -> np.ndarray:
+    """``a`` as a C-contiguous array of ``dtype`` (``_F64`` or ``_BOOL``; itself when it already is one:
+    the identity test on the dtype is the quick path, an equal dtype object passes through
+    ``np.ascontiguousarray`` without a copy)."""
+    return a if a.dtype is dtype and a.flags.c_contiguous else np.ascontiguousarray(a, dtype=dtype)
 
 
 def _flipped_sides(op: Measurement, rows, k: int, both: Measurement) -> np.ndarray | None:

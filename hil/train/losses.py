@@ -17,6 +17,9 @@ from hil.kernels import cross_entropy_kernel, differential_argmax_kernel
 LOSSES = ("cross_entropy", "mse", "linear")
 
 
+_INT64 = np.dtype(np.int64)
+
+
 @dataclass(frozen=True)
 class Loss:
     """A loss on port currents.
@@ -86,11 +89,18 @@ class Loss:
     def _kernel_labels(self, y: np.ndarray, target) -> np.ndarray | None:
         """The class labels as int64 (B,) when the compiled cross-entropy applies (cross-entropy on
         differential pairs, (B, q) port currents, one integer label per sample), else None."""
-        d = self.differential
-        if self.name == "cross_entropy" and d.size and y.ndim == 2 and y.shape[1] == d.shape[1]:
+        width = self.__dict__.get("_kernel_width")  # q for cross-entropy on a differential matrix, else 0
+        if width is None:
+            d = self.differential
+            width = d.shape[1] if self.name == "cross_entropy" and d.size else 0
+            object.__setattr__(self, "_kernel_width", width)
+        if width and y.ndim == 2 and y.shape[1] == width:
             t = target if type(target) is np.ndarray else np.asarray(target)
-            if t.shape == (y.shape[0],) and t.dtype.kind in "iu":
-                return t if t.dtype == np.int64 else t.astype(np.int64)
+            if t.ndim == 1 and t.shape[0] == y.shape[0]:
+                if t.dtype is _INT64:
+                    return t
+                if t.dtype.kind in "iu":
+                    return t.astype(np.int64)
         return None
 
     def _label_range(self) -> str:
