@@ -375,11 +375,13 @@ def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = 
 
 
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | str = False, started=None,
-           board_options: dict | None = None):
+           board_options: dict | None = None, restored=None):
     """Continue a run from its last checkpoint (exactly: conductances, optimizer, RNG).
 
     Returns the :class:`~hil.train.loop.TrainResult`, or None when the run had already done
-    ``train.epochs`` epochs.  The run directory is locked while it runs.
+    ``train.epochs`` epochs.  The run directory is locked while it runs.  ``started(run)`` is
+    called once the run is locked, ``restored(trainer)`` once its checkpoint is loaded and the
+    overrides are accepted (just before training goes on).
     """
     from hil.train.loop import ShapeMismatch, Trainer
 
@@ -417,6 +419,8 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
             _warn_cosine_extension(trainer, before, s, run)
             if trainer.epoch >= s.epochs:
                 return None
+            if restored is not None:
+                restored(trainer)
             return _fit(board, trainer)
     finally:
         run.close()
@@ -445,6 +449,8 @@ def _warn_cosine_extension(trainer, before: dict, s: TrainSettings, run: RunDir)
     lo = s.lr_final_fraction
     old_lr = s.lr * (lo + (1 - lo) * 0.5 * (1 + np.cos(np.pi * frac)))
     new_lr = trainer.opt.current_lr()
+    if np.isclose(old_lr, new_lr, rtol=1e-6, atol=0.0):  # e.g. a run that had already decayed to 0
+        return
     msg = (f"train.epochs changed from {old_epochs} to {s.epochs} on a cosine schedule: the learning rate "
            f"at step {step} goes from {old_lr:.3g} to {new_lr:.3g} (the decay is stretched over the new length)")
     print(f"hil: warning: {msg}", file=sys.stderr)
@@ -470,12 +476,37 @@ class LoadedRun:
 
 def _why_not_a_run(path: Path) -> str:
     """Why ``path`` is not usable as a run directory, in the words a user can act on."""
-    if path.suffix in (".yaml", ".yml") or (not path.exists() and str(path) in embedded_config_names()):
+    shipped = not path.exists() and str(path) in embedded_config_names()
+    if (path.suffix in (".yaml", ".yml") and path.is_file()) or shipped:
+        kind = _yaml_kind(path)
+        if kind != "training config":
+            return f"{kind}, not a run directory (give the run directory hil train wrote: RUNS_DIR/<time>_<name>)"
         how = f"hil train {path}" + (" on the bench, or rehearse with --emulate" if _is_bench_config(path) else "")
         return f"a training config, not a run directory: train it first ({how}) and give the run directory it writes"
     if not path.exists():
         return "not a run directory (no such file or directory)"
     return "not a run directory (no config.resolved.yaml)"
+
+
+def _yaml_kind(path: Path) -> str:
+    """What a YAML file given where a run directory was expected is, in a user's words."""
+    if not path.exists():
+        return "training config"  # a shipped config name
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        blank = all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
+        data = None if blank else load_config(str(path))
+    except ConfigError:
+        return "a YAML file that does not read as a config"
+    if data is None:
+        return "an empty file"
+    if {"board", "train"} & set(data):
+        return "training config"
+    if "grid" in data or "seeds" in data:
+        return "a sweep file (run it with hil sweep)"
+    if "instruments" in data or "bench" in data:
+        return "a bench file"
+    return "a YAML file that is not a training config"
 
 
 def _is_bench_config(path: Path) -> bool:

@@ -13,6 +13,7 @@ import sys
 
 from hil.config import ConfigError, apply_overrides, load_yaml
 from hil.cli_help import command_help
+from hil.progress import StageProgress
 
 
 def add_parser(subparsers) -> None:
@@ -66,13 +67,19 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     name = store.board_id(settings.name, settings.circuit, settings.devices, bench_name(settings), bool(args.emulate))
     element = ((settings.circuit or {}).get("hidden", {}) or {}).get("element", {}) or {}
     temperature = ((settings.devices or {}).get("temperature", {}) or {}).get("temperature_c", element.get("temperature_c", 27.0))
+    if not hasattr(board, "measure_sources"):
+        raise ConfigError(["board: calibration sets every source (rails included) and this board cannot; an ideal "
+                           "simulated board needs no calibration (give it board.devices to model a real one)"],
+                          args.config)
     earlier = _newest_path(store, cs.dir, name)
+    stats = getattr(board, "stats", None)  # an instrument board counts the points it has measured
+    counter = (lambda: stats.measured_points) if hasattr(stats, "measured_points") else None
     try:
-        with board, outputs_read_back(board):
+        with board, outputs_read_back(board), StageProgress("hil calibrate", counter) as stages:
             path, summary = calibrate(board, cs, name, temperature, element.get("model", "ideal"),
-                                      progress=lambda s: print(f"hil calibrate: {s}", flush=True))
+                                      progress=stages.stage)
     except RuntimeError as exc:
-        print(f"hil: calibration failed: {exc}", file=sys.stderr)
+        print(f"hil calibrate: calibration failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:  # the board's context has run its safe shutdown by now
         from hil.cli import _outputs_state, note_interrupt

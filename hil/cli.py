@@ -144,7 +144,8 @@ def _cmd_train(args, stack) -> int:
                 raise ConfigError([f"--resume {args.resume}: not a run directory (no config.resolved.yaml)"])
             board_options = emulated_board_options(args, stack, api.load_config(str(resolved), args.set or []), str(resolved))
         result = api.resume(args.resume, overrides=args.set or [], progress=_progress(args),
-                            started=lambda run: _resume_started(run, args), board_options=board_options)
+                            started=lambda run: _RUN.update(run=run), board_options=board_options,
+                            restored=lambda trainer: _resume_started(trainer, args))
         if result is None:
             print(f"run {args.resume} already finished its epochs; raise train.epochs with --set to continue")
             return 0
@@ -214,20 +215,14 @@ def _epoch_time_text(r) -> str:
     return f"median {median:.3g} s per epoch{slow_first}"
 
 
-def _resume_started(run, args) -> None:
-    """Remember the run (for the interrupt message) and, unless quiet, say what is continued from where."""
-    _RUN["run"] = run
+def _resume_started(trainer, args) -> None:
+    """Unless quiet, say what is continued from where (once the checkpoint is loaded and the
+    overrides accepted, so a refused resume never announces itself)."""
     if args.quiet:
         return
-    try:
-        done = int(run.load_checkpoint("last")["epoch"])
-        target = int(api.load_config(str(run.path / "config.resolved.yaml"), args.set or [])["train"]["epochs"])
-    except Exception:  # a damaged checkpoint or config: api.resume reports it
-        return
-    if done < target:
-        print(f"hil train: continuing {run.path} from epoch {done} (of {target})", flush=True)
-        if _RUN.get("compiling"):
-            print(_COMPILING_NOTE, flush=True)
+    print(f"hil train: continuing {trainer.run.path} from epoch {trainer.epoch} (of {trainer.s.epochs})", flush=True)
+    if _RUN.get("compiling"):
+        print(_COMPILING_NOTE, flush=True)
 
 
 def _print_summary(r) -> None:
@@ -239,10 +234,25 @@ def _print_summary(r) -> None:
     print(f"  validation        {pct(r.val_acc)}")
     print(f"  test accuracy     {pct(r.test_acc)}")
     print(f"  best checkpoint   epoch {r.best_epoch} (chosen on {r.best_on}, {pct(r.best_score)})")
-    if r.conduction_fraction == r.conduction_fraction:  # not NaN: the board reports diode states
+    if _without_diodes(Path(r.run_dir) / "config.resolved.yaml"):
+        print("  diodes            none (a linear network: hidden.element.model none)")
+    elif r.conduction_fraction == r.conduction_fraction:  # not NaN: the board reports diode states
         print(f"  diodes conducting {100 * r.conduction_fraction:.1f} % of hidden nodes (training samples)")
     plots = Path(r.run_dir) / "plots"
     print(f"  plots             {plots if any(plots.glob('*.png')) else 'none written'}")
+
+
+def _without_diodes(config_path: Path) -> bool:
+    """True when every circuit of a run's config has no hidden elements (``model: none``), so a
+    fraction of conducting diodes would read 0 % of diodes that do not exist."""
+    try:
+        board = api.load_config(str(config_path)).get("board") or {}
+        stages = board.get("stages") if isinstance(board.get("stages"), list) else [board]
+        models = [((st.get("circuit") or {}).get("hidden") or {}).get("element", {}).get("model", "ideal")
+                  for st in stages]
+    except Exception:  # an unreadable config was reported elsewhere; say what the board reported
+        return False
+    return bool(models) and all(m == "none" for m in models)
 
 
 # ---- circuits ------------------------------------------------------------------------------
@@ -430,7 +440,9 @@ def cmd_eval(args) -> int:
     if args.json:
         print(json.dumps({"run": str(run.path), "checkpoint": run.checkpoint, "epoch": run.epoch, "split": ev.split,
                           "samples": ev.samples, "accuracy": ev.accuracy, "loss": ev.loss,
-                          "confusion": ev.confusion.tolist(), "conduction_fraction": ev.conduction_fraction,
+                          "confusion": ev.confusion.tolist(),
+                          "conduction_fraction": None if _without_diodes(run.path / "config.resolved.yaml")
+                          else ev.conduction_fraction,
                           "confusion_png": None if png is None else str(png)}, indent=2))
         return 0
     print(f"run         {run.path}")
@@ -438,7 +450,10 @@ def cmd_eval(args) -> int:
     print(f"split       {ev.split} ({ev.samples} samples)")
     print(f"accuracy    {100 * ev.accuracy:.2f} % ({int(np.trace(ev.confusion))} of {ev.samples})")
     print(f"loss        {ev.loss:.4f} (mean {run.settings.loss})")
-    print(f"diodes      {100 * ev.conduction_fraction:.1f} % conducting")
+    if _without_diodes(run.path / "config.resolved.yaml"):
+        print("diodes      none (a linear network)")
+    else:
+        print(f"diodes      {100 * ev.conduction_fraction:.1f} % conducting")
     if not args.quiet:
         k = ev.confusion.shape[0]
         print("confusion   rows: true class, columns: predicted")
@@ -621,6 +636,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     debug = bool(os.environ.get("HIL_DEBUG"))
     from hil.circuit.report import SolveError
     from hil.drivers.errors import InstrumentError
+    from hil.train.loop import TooManyInvalidSamples
     from hil.train.rundir import RunDirError
 
     try:
@@ -651,6 +667,11 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
         if debug:
             raise
         print(f"hil {args.command}: {_instrument_message(exc)}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except TooManyInvalidSamples as exc:  # the board answered, but mostly with invalid samples
+        unverified = getattr(exc, "unverified", None)
+        bench = "" if unverified is None else f"; {_outputs_state(unverified)}"
+        print(f"hil {args.command}: {_one_line(exc)}{bench}{_run_tail()}", file=sys.stderr)
         return EXIT_RUNTIME
     except Exception as exc:  # a bug: still one line, the traceback on request
         if debug:

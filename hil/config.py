@@ -133,6 +133,26 @@ class ConfigError(ValueError):
             super().__init__("\n".join([head] + [f"  - {p}" for p in problems]))
 
 
+def file_kind(data: Any) -> str | None:
+    """What a YAML mapping is, by its top-level keys: ``"training config"``, ``"sweep file"``,
+    ``"bench file"``, or None when it looks like none of them (so that a file given to the wrong
+    command gets one line saying so instead of a list of unknown keys)."""
+    if not isinstance(data, dict):
+        return None
+    keys = set(data)
+    if keys & {"board", "train", "data"}:
+        return "training config"
+    if "grid" in keys or ("config" in keys and keys & {"seeds", "set", "seed_keys", "metric"}):
+        return "sweep file"
+    if keys & {"instruments", "wiring"} or "bench" in keys:
+        return "bench file"
+    return None
+
+
+_KIND_WORDS = {dict: "a mapping", list: "a list", str: "text", int: "an integer", float: "a number",
+               bool: "true or false"}  # YAML words for the Python types a key is read as
+
+
 class Section:
     """A mapping being read; records problems instead of raising at the first one."""
 
@@ -181,7 +201,7 @@ class Section:
             self.error(key, f"must be a finite number, got {val!r}")
             return default if default is not REQUIRED else None
         if kind is not object and not isinstance(val, kind) or (kind in (int, float) and isinstance(val, bool)):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            names = " or ".join(_KIND_WORDS.get(k, k.__name__) for k in (kind if isinstance(kind, tuple) else (kind,)))
             self.error(key, f"expected {names}, got {val!r}")
             return default if default is not REQUIRED else None
         if choices is not None and val not in choices:
@@ -271,6 +291,8 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigError([f"not valid YAML: {' '.join(str(exc).split())}"], str(p)) from None
     except RecursionError:
         raise ConfigError(["the YAML is nested too deeply"], str(p)) from None
+    if data is None:
+        raise ConfigError(["the file is empty (or only comments): expected a YAML mapping of keys"], str(p))
     if not isinstance(data, dict):
         raise ConfigError(["the file must contain a mapping at the top level"], str(p))
     return data

@@ -255,7 +255,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.touched is not None and not (math.isfinite(args.touched) and 0 <= args.touched <= 1):
         problems.append(f"--touched: a fraction of the trainable devices, from 0 to 1, got {args.touched:g}")
     if problems:
-        raise ConfigError(problems, "the command line")
+        raise ConfigError(problems)  # options: named by their flag, like every command's
     raw = apply_overrides(load_yaml(args.config), args.set or [])
     settings = parse_settings(raw, args.config)
     if settings.backend != "instruments":

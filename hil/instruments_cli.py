@@ -162,8 +162,8 @@ def _probe(args: argparse.Namespace, out: TextIO, err: TextIO, interrupts: Any) 
                 print(f"  {entry.code}, {entry.message}", file=out)
         else:
             print("error queue: empty", file=out)
-    except InstrumentConfigError as exc:
-        message, code = f"configuration error: {exc}", 2
+    except InstrumentConfigError as exc:  # worded as every other command's configuration error
+        message, code = f"{exc}", 2
     except InstrumentError as exc:
         message, code = f"{type(exc).__name__}: {exc}", 1
     except (OSError, ValueError) as exc:  # anything pyvisa/pyvisa-py raised unmapped
@@ -175,7 +175,8 @@ def _probe(args: argparse.Namespace, out: TextIO, err: TextIO, interrupts: Any) 
         code, warning = _shutdown_and_close(driver, transport, out, code)
         managers.close_all()
     if message or warning:  # one line: what failed, and whether outputs may still be live
-        print(f"{_PROG} probe: " + "; ".join(m for m in (message, warning) if m), file=err)
+        prefix = "hil: invalid configuration: " if code == 2 and message else f"{_PROG} probe: "
+        print(prefix + "; ".join(m for m in (message, warning) if m), file=err)
     return code
 
 

@@ -48,18 +48,21 @@ def _what_an_interrupt_kept(spec, args) -> str:
     """'interrupted; of N run(s) F finished, K keep their last epoch, R not started: …' from the sweep directory."""
     from pathlib import Path
 
-    from hil.sweep.execute import resumable_epoch
-    from hil.sweep.runner import is_finished
+    from collections import Counter
+
+    from hil.sweep.execute import run_state
     from hil.sweep.spec import config_hash, expand
 
     runs_dir = Path(args.output or spec.output) / "runs"
     points = expand(spec)
-    finished = sum(is_finished(runs_dir / p.run_id, config_hash(p.raw)) for p in points)
-    kept = sum(not is_finished(runs_dir / p.run_id, config_hash(p.raw)) and resumable_epoch(runs_dir / p.run_id)
-               is not None for p in points)
+    states = Counter(run_state(runs_dir / p.run_id, config_hash(p.raw)) for p in points)
+    finished = states.pop("finished", 0)
+    failed = sum(n for state, n in states.items() if state.startswith("failed"))
+    kept = sum(n for state, n in states.items() if "continues from epoch" in state and not state.startswith("failed"))
     again = f"hil sweep {args.sweep}" + (f" --output {args.output}" if args.output else "")
-    return (f"interrupted; of {len(points)} run(s) {finished} finished, {kept} keep their last epoch, "
-            f"{len(points) - finished - kept} not started: '{again}' continues them")
+    failed_text = f"{failed} failed, " if failed else ""
+    return (f"interrupted; of {len(points)} run(s) {finished} finished, {failed_text}{kept} keep their last epoch, "
+            f"{len(points) - finished - failed - kept} not started: '{again}' continues them")
 
 
 def _workers(text: str) -> int:

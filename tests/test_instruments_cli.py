@@ -107,7 +107,7 @@ def test_probe_unknown_sim_address_fails_cleanly(capsys, sim_library):
 def test_probe_bad_resource_name_is_a_configuration_error(capsys):
     assert run(["instruments", "probe", "NOT-A-RESOURCE"]) == 2
     err = capsys.readouterr().err
-    assert "configuration error" in err and err.count("\n") == 1
+    assert err.startswith("hil: invalid configuration: ") and err.count("\n") == 1
 
 
 def test_probe_missing_sim_file_is_a_configuration_error(capsys, tmp_path):

@@ -34,7 +34,8 @@ def add_parser(subparsers: Any) -> None:
                    help="instant (default): answer at once; virtual: same, bench time is modelled; "
                         "realtime: sleep the modelled duration of every operation")
     p.add_argument("--time-scale", type=float, default=1.0,
-                   help="wall seconds per modelled second in realtime mode (default 1)")
+                   help="with --time realtime: wall seconds per modelled second, > 0 (default 1; 0.1 runs ten times faster "
+                        "than the bench would)")
     p.add_argument("--seed", type=int, default=None, help="reading-noise seed (default: the bench file's)")
     p.add_argument("--readings", choices=("noisy", "quantised", "exact"), default="noisy",
                    help="noisy (default): realistic noise, resolution and reply formats; quantised: noise off; "
@@ -59,21 +60,32 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
     from hil.config import ConfigError, load_yaml
     from hil.emulate.bench import EmulatedBench, EmulationError
 
-    if args.time_scale is not None and not 0 <= args.time_scale < float("inf"):
-        raise ConfigError([f"--time-scale {args.time_scale}: must be a finite number >= 0"])
+    if args.time_scale is not None and not 0 < args.time_scale < float("inf"):
+        raise ConfigError([f"--time-scale {args.time_scale:g}: must be a finite number of wall seconds per modelled "
+                           "second > 0 (--time virtual models bench time without waiting)"])
+    if args.time_scale not in (None, 1.0) and args.time_mode != "realtime":
+        raise ConfigError([f"--time-scale {args.time_scale:g}: only with --time realtime (--time {args.time_mode} "
+                           "never waits, so a scale would change nothing)"])
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError([f"--seed {args.seed}: must be an integer >= 0"])
     if args.duration is not None and not 0 <= args.duration < float("inf"):
         raise ConfigError([f"--duration {args.duration}: must be a finite number of seconds >= 0"])
     if args.write_bench:
         from hil.cli import _output_path
 
         _output_path(args.write_bench, "--write-bench")  # a missing folder is refused before serving
-    bench = load_bench(args.bench)
+    try:
+        bench = load_bench(args.bench)
+    except ConfigError:
+        hint = _training_config_hint(args.bench)
+        if hint is None:
+            raise
+        raise ConfigError([hint]) from None
     try:
         emulated = EmulatedBench(bench, time_mode=args.time_mode, time_scale=args.time_scale, seed=args.seed,
                                  readings=args.readings)
-    except EmulationError as exc:
-        print(f"hil emulate: {exc}", file=sys.stderr)
-        return 2
+    except EmulationError as exc:  # a bench-file problem: worded like every configuration error
+        raise ConfigError([str(exc)], getattr(bench, "source", "")) from None
     with emulated:
         width = max(len(n) for n in bench.instruments)
         seed = bench.seed if args.seed is None else args.seed
@@ -99,6 +111,27 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
     for line in _left_behind(emulated):
         print(f"hil emulate: warning: {line}", file=out)
     return 0
+
+
+def _training_config_hint(ref: str) -> Optional[str]:
+    """When ``ref`` (not a bench) is a training config, what to run instead; None otherwise."""
+    from hil.config import ConfigError, embedded_config_names, load_yaml
+
+    if not (Path(ref).is_file() or ref in embedded_config_names()):
+        return None
+    try:
+        raw = load_yaml(ref)
+    except ConfigError:
+        return None
+    board = raw.get("board") if isinstance(raw.get("board"), dict) else None
+    if board is None:
+        return None
+    if board.get("backend") != "instruments":
+        return f"{ref}: a training config of a simulated board, not a bench file (benches: hil configs)"
+    bench = board.get("bench")
+    which = f"its bench is {bench}: hil emulate {bench}" if isinstance(bench, str) else "its bench is inline in board.bench"
+    return (f"{ref}: a training config, not a bench file; {which}, or rehearse the whole run with "
+            f"hil train {ref} --emulate")
 
 
 def _left_behind(emulated: Any) -> list[str]:

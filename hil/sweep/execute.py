@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from hil.sweep.progress import SweepHeartbeat
 from hil.sweep.report import plot_summary, results_rows, summarise, write_csv
 from hil.sweep.runner import is_finished, machine_cores, read_result, run_points
 from hil.sweep.spec import RunPoint, SweepSpec, config_hash, expand
@@ -36,9 +37,10 @@ class SweepOutcome:
 
 def _pct(v) -> str:
     try:
-        return f"{100 * float(v):.2f} %"
+        v = float(v)
     except (TypeError, ValueError):
         return "n/a"
+    return "n/a" if v != v else f"{100 * v:.2f} %"  # NaN: no finished run measured it
 
 
 def write_reports(spec: SweepSpec, points: list[RunPoint], directory: Path) -> tuple[list[dict], list[dict]]:
@@ -73,6 +75,20 @@ def resumable_epoch(run_dir: Path) -> int | None:
         return None
 
 
+def run_state(run_dir: Path, config_hash_: str) -> str:
+    """What a start of the sweep would do with one run: ``finished``, ``failed: <error> (runs again)``,
+    ``pending (continues from epoch N)`` or ``pending``."""
+    if is_finished(run_dir, config_hash_):
+        return "finished"
+    epoch = resumable_epoch(run_dir)
+    result = read_result(run_dir)
+    if result and result.get("status") == "failed" and result.get("config_hash") == config_hash_:
+        error = str(result.get("error") or "unknown error").splitlines()[0]
+        again = f"continues from epoch {epoch}" if epoch else "runs again"
+        return f"failed: {error} ({again})"
+    return f"pending (continues from epoch {epoch})" if epoch else "pending"
+
+
 def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None = None,
               cluster: str | None = None, dry_run: bool = False,
               echo: Callable[[str], None] = print) -> SweepOutcome:
@@ -83,11 +99,30 @@ def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None
     """
     points = expand(spec)
     directory = Path(output or spec.output)
+    if not dry_run:  # before anything runs: results that cannot be written are lost work
+        from hil.config import ConfigError
+        from hil.train.rundir import RunDirError, prepare_runs_dir
+
+        try:
+            prepare_runs_dir(directory, "sweep directory")
+        except RunDirError as exc:
+            raise ConfigError([f"{'--output' if output else 'output'}: {exc}"], spec.source) from None
     runs_dir = directory / "runs"
     pending = [p for p in points if not is_finished(runs_dir / p.run_id, config_hash(p.raw))]
     skipped = len(points) - len(pending)
     cluster = cluster if cluster is not None else spec.cluster
+    workers_key = "--workers" if workers else "workers"
     workers = workers or spec.workers
+    if any(isinstance(p.raw.get("board"), dict) and p.raw["board"].get("backend") == "instruments" for p in points):
+        from hil.config import ConfigError  # runs on one bench share its instruments: one at a time, here
+
+        if cluster:
+            raise ConfigError([f"{'--cluster' if cluster != spec.cluster else 'cluster'}: runs on an instrument "
+                               "bench cannot go to a cluster (they share the bench's instruments)"], spec.source)
+        if workers is not None and workers > 1:
+            raise ConfigError([f"{workers_key}: runs on an instrument bench share its instruments and run one at a "
+                               f"time; give 1 (got {workers})"], spec.source)
+        workers = 1
     n_local = max(1, min(len(pending) or 1, workers or machine_cores()))
     where = f"Dask cluster {cluster}" if cluster else (f"{n_local} local worker process{'es' if n_local > 1 else ''}"
                                                        if n_local > 1 else "this process")
@@ -95,11 +130,8 @@ def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None
          f"{len(spec.seeds)} seeds), {skipped} finished before, {len(pending)} to run on {where} → {directory}")
     if dry_run:
         for p in points:
-            epoch = resumable_epoch(runs_dir / p.run_id) if p in pending else None
-            state = "finished" if p not in pending else f"pending (continues from epoch {epoch})" if epoch else "pending"
-            echo(f"  {p.run_id:60s} {state}")
+            echo(f"  {p.run_id:60s} {run_state(runs_dir / p.run_id, config_hash(p.raw))}")
         return SweepOutcome(directory, points, skipped, 0, 0, [], [])
-    directory.mkdir(parents=True, exist_ok=True)
     if spec.source and Path(spec.source).is_file():
         target = directory / "sweep.yaml"
         if Path(spec.source).resolve() != target.resolve():
@@ -120,15 +152,25 @@ def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None
         write_reports(spec, points, directory)
 
     try:
-        run_points(pending, runs_dir, on_result, workers=workers, cluster=cluster,
-                   cluster_timeout_s=spec.cluster_timeout_s)
+        with SweepHeartbeat(pending, runs_dir, lambda: counter["done"], echo):
+            run_points(pending, runs_dir, on_result, workers=workers, cluster=cluster,
+                       cluster_timeout_s=spec.cluster_timeout_s)
     finally:
         rows, summary = write_reports(spec, points, directory)
     return SweepOutcome(directory, points, skipped, counter["done"], counter["failed"], rows, summary)
 
 
-def print_summary(outcome: SweepOutcome, spec: SweepSpec, out=sys.stdout) -> None:
-    """The per-point summary as an aligned text table."""
+def _seconds(v) -> str:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if v != v else f"{v:.3g}"
+
+
+def print_summary(outcome: SweepOutcome, spec: SweepSpec, out=None) -> None:
+    """The per-point summary as an aligned text table (on ``out``, default the current ``sys.stdout``)."""
+    out = out or sys.stdout
     m = spec.metric
     keys = (["config"] if spec.vary_config else []) + list(spec.grid)
     print(f"\nsummary ({m} over seeds {list(spec.seeds)}; finished runs only)", file=out)
@@ -137,7 +179,7 @@ def print_summary(outcome: SweepOutcome, spec: SweepSpec, out=sys.stdout) -> Non
     for s in outcome.summary:
         table.append([str(s[k]) for k in keys] + [f"{s['finished']}/{s['runs']}", _pct(s[f"{m}_mean"]),
                                                  _pct(s[f"{m}_min"]), _pct(s[f"{m}_max"]),
-                                                 f"{s['seconds_per_epoch_mean']:.3g}"])
+                                                 _seconds(s['seconds_per_epoch_mean'])])
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for r in table:
         print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)), file=out)

@@ -13,10 +13,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -74,11 +77,15 @@ def _train(raw: dict, run_path: Path, progress: bool) -> dict:
     else:
         settings = api.parse_config(raw)
         board, data, cal_meta = api._board_and_data(settings, "")
-        if run_path.exists():
-            shutil.rmtree(run_path)
-        run_path.mkdir(parents=True)
-        run = RunDir.resume(run_path)  # takes the run's lock
+        run_path.mkdir(parents=True, exist_ok=True)
+        run = RunDir(run_path)
+        run.lock()  # before anything is removed: a run another process is writing stays untouched
         try:
+            for old in run_path.iterdir():  # a failed or changed earlier attempt: start afresh
+                if old.name != ".lock":
+                    shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+            for sub in ("checkpoints", "plots"):
+                (run_path / sub).mkdir()
             run.write_config(raw)
             run.write_metadata({"config_source": "hil sweep", "estimator": settings.estimator,
                                 "data": data.describe(), **cal_meta})
@@ -121,13 +128,17 @@ def train_point(task: dict) -> dict:
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # reported, the sweep goes on with the other points
+        from hil.train.rundir import RunDirInUse
+
+        if isinstance(exc, RunDirInUse):  # another sweep process is training it: its result is not ours
+            out["in_use"] = True
         out["status"] = "failed"
         msg = "\n".join(exc.problems) if hasattr(exc, "problems") else str(exc)
         out["error"] = f"{type(exc).__name__}: {msg}"
         out["traceback"] = traceback.format_exc(limit=8)
     out["wall_s"] = time.time() - t0
     if shared:
-        if run_path.is_dir():
+        if run_path.is_dir() and not out.get("in_use"):
             _write_json(run_path / RESULT_FILE, out)
     else:
         files = {}
@@ -151,7 +162,7 @@ def store_result(run_dir: Path, result: dict) -> dict:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if read_result(run_dir) != result:
+    if not result.get("in_use") and read_result(run_dir) != result:
         _write_json(run_dir / RESULT_FILE, result)
     return result
 
@@ -260,6 +271,21 @@ def _run_pool(tasks: list[dict], runs_dir: Path, on_result, n: int) -> None:
             raise
 
 
+@contextlib.contextmanager
+def _interrupts_ignored_by_children():
+    """Start processes that ignore SIGINT: a terminal's Ctrl-C reaches every process of the group,
+    and the local cluster's workers would each print a traceback; this process handles the
+    interrupt and stops them (their runs keep the checkpoint of their last epoch)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_dask(tasks: list[dict], runs_dir: Path, on_result, address: str, n: int, timeout_s: float) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
@@ -267,12 +293,18 @@ def _run_dask(tasks: list[dict], runs_dir: Path, on_result, address: str, n: int
         from hil.config import ConfigError
 
         raise ConfigError(["cluster: needs Dask (pip install 'hil[cluster]')"]) from None
+    import logging
+
     cluster = None
     if address == "local":
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        with _interrupts_ignored_by_children():
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)  # the workers' log lines: errors only
         client = Client(cluster)
     else:
         client = Client(address, timeout=f"{timeout_s}s")
+    dask_log = logging.getLogger("distributed")
+    level = dask_log.level
     try:
         futures = [client.submit(train_point, t, key=f"hil-sweep-{t['run_id']}", pure=False) for t in tasks]
         by_key = {f.key: t for f, t in zip(futures, tasks)}
@@ -281,9 +313,15 @@ def _run_dask(tasks: list[dict], runs_dir: Path, on_result, address: str, n: int
                 task = by_key[f.key]
                 on_result(store_result(runs_dir / task["run_id"], _outcome(task, f.result)))
         except BaseException:
+            # cancelled tasks and (local cluster) workers stopped mid-run are what the user asked for:
+            # Dask's warnings about them would bury the one-line message of what the sweep kept
+            dask_log.setLevel(logging.ERROR)
             client.cancel(futures)
             raise
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        try:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            dask_log.setLevel(level)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hil.config import ConfigError, Section, load_yaml
+from hil.config import ConfigError, Section, embedded_config_names, file_kind, load_yaml
 from hil.train.settings import parse_settings
 
 METRICS = ("test_acc", "val_acc", "train_acc")
@@ -120,6 +120,11 @@ def _key_ok(k: Any) -> str | None:
 
 def parse_sweep(data: dict, source: str = "") -> SweepSpec:
     """Validate a sweep file's mapping; every problem is reported with its dotted path."""
+    kind = file_kind(data)
+    if kind in ("training config", "bench file") and "config" not in data:
+        how = (f"train it with hil train, or write a sweep file naming it (config: {source or 'CONFIG'})"
+               if kind == "training config" else "a sweep's config is a training config")
+        raise ConfigError([f"a {kind}, not a sweep file: {how}"], source)
     problems: list[str] = []
     top = Section(data, "", problems)
     stem = Path(source).stem if source else "sweep"
@@ -190,6 +195,9 @@ def parse_sweep(data: dict, source: str = "") -> SweepSpec:
 def load_sweep(path: str) -> SweepSpec:
     """Read and validate a sweep file."""
     p = Path(path)
+    if not p.is_file() and str(path) in embedded_config_names():
+        raise ConfigError([f"{path}: a shipped training config, not a sweep file: train it with hil train {path}, "
+                           f"or write a sweep file naming it (config: {path})"])
     if not p.is_file():
         raise ConfigError([f"file not found: {path}"])
     return parse_sweep(load_yaml(p), str(p))
@@ -217,10 +225,21 @@ def _slug(text: str) -> str:
 def _seed_targets(raw: dict, key: str) -> list[str]:
     """``board.circuit.seed`` on a cascade config (``board.stages``) means every stage's circuit seed."""
     board = raw.get("board")
+    if key == "board.circuit.seed" and isinstance(board, dict) and board.get("backend") == "instruments":
+        return []  # a bench's circuit is the physical array: no initial conductances to draw
     if key == "board.circuit.seed" and isinstance(board, dict) and "circuit" not in board \
             and isinstance(board.get("stages"), list):
         return [f"board.stages.{i}.circuit.seed" for i in range(len(board["stages"]))]
     return [key]
+
+
+def _unmeasured_metric(metric: str, settings) -> str | None:
+    """Why a run with ``settings`` would leave ``metric`` empty (NaN), or None when it measures it."""
+    if metric == "test_acc" and not settings.eval_test:
+        return "its train.evaluate_test is false; set it true or choose metric: val_acc or train_acc"
+    if metric == "val_acc" and not settings.validation_fraction > 0:
+        return "it has no validation split; give data.validation_fraction (e.g. 0.2) or choose another metric"
+    return None
 
 
 def expand(spec: SweepSpec) -> list[RunPoint]:
@@ -239,6 +258,7 @@ def expand(spec: SweepSpec) -> list[RunPoint]:
     keys = list(spec.grid)
     points: list[RunPoint] = []
     problems: list[str] = []
+    unmeasured_in: dict[str, list[str]] = {}  # why the metric stays empty -> the runs it concerns
     for config in spec.configs:
         for combo in itertools.product(*(spec.grid[k] for k in keys)):
             values = dict(zip(keys, combo))
@@ -256,16 +276,23 @@ def expand(spec: SweepSpec) -> list[RunPoint]:
                 raw.setdefault("output", {})
                 if isinstance(raw["output"], dict):
                     raw["output"].pop("runs_dir", None)
+                where = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()) or config
                 try:
-                    parse_settings(copy.deepcopy(raw))
+                    settings = parse_settings(copy.deepcopy(raw))
                 except ConfigError as exc:
-                    where = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()) or config
                     problems += [f"{where} (seed {seed}): {p}" for p in exc.problems]
+                    continue
+                if (unmeasured := _unmeasured_metric(spec.metric, settings)) is not None:
+                    unmeasured_in.setdefault(unmeasured, []).append(f"{where}, seed {seed}")
                     continue
                 label = "-".join(f"{_short(k)}={Path(str(v)).stem if k == 'config' else _fmt(v)}"
                                  for k, v in values.items())
                 run_id = _slug(f"{label + '-' if label else ''}seed={seed}") + "-" + config_hash(raw)
                 points.append(RunPoint(run_id, config, values, seed, raw))
+    n_runs = len(points) + sum(map(len, unmeasured_in.values()))
+    for why, runs in unmeasured_in.items():
+        which = "every run" if len(runs) == n_runs else f"{len(runs)} of {n_runs} runs (e.g. {runs[0]})"
+        problems.append(f"metric: {spec.metric} would stay empty in {which}: {why}")
     if problems:
         raise ConfigError(sorted(set(problems)), spec.source)
     return points

@@ -48,6 +48,16 @@ class ShapeMismatch(RunDirError):
     """A checkpoint that does not fit the board (a resume whose overrides change the circuit)."""
 
 
+class TooManyInvalidSamples(RuntimeError):
+    """Most samples of an epoch so far came back invalid (``train.max_invalid_fraction`` exceeded)."""
+
+
+#: the invalid fraction is judged once an epoch has measured this many samples (or its whole split)
+MIN_SAMPLES_FOR_INVALID_STOP = 16
+#: seconds between two within-epoch progress lines (plain-line progress only: logs, pipes)
+LINE_EVERY_S = 30.0
+
+
 @contextlib.contextmanager
 def deferred_interrupts():
     """Hold SIGINT/SIGTERM until the block ends, so bookkeeping files stay consistent.
@@ -257,6 +267,7 @@ class Trainer:
             bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{s.epochs}", leave=False,
                        unit="batch", dynamic_ncols=True)
         g = self._g_cmd if self._g_cmd is not None else self.board.read_conductances()
+        last_line = t0
         bench_clock = getattr(self.board, "bench_time_s", None)
         bench_start = float(bench_clock()) if bench_clock is not None else 0.0
         for i in range(0, n, s.batch_size):
@@ -280,6 +291,7 @@ class Trainer:
                 ok = st["valid"] if "valid" in st else valid_mask(res.op)
                 n_bad = ok.size - int(np.count_nonzero(ok))
             invalid += n_bad
+            self._check_invalid(invalid, min(i + s.batch_size, n), n)
             hits = self.loss.predict(res.op.y) == y_batch
             loss_sum += float(res.loss[ok].sum() if n_bad else res.loss.sum())
             correct += int(np.count_nonzero(hits[ok] if n_bad else hits))
@@ -292,6 +304,10 @@ class Trainer:
                 seen = min(i + s.batch_size, n)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%")
                 bar.update(1)
+            elif self.progress == "lines" and time.perf_counter() - last_line > LINE_EVERY_S:
+                last_line = time.perf_counter()  # a slow epoch (a bench) in a log: a sign of life
+                print(f"epoch {self.epoch + 1:3d}/{s.epochs}  batch {i // s.batch_size + 1}/{self.steps_per_epoch}  "
+                      f"({last_line - t0:.0f} s)", flush=True)
         self._g_cmd = g
         if bar is not None:
             bar.close()
@@ -334,6 +350,19 @@ class Trainer:
             else:
                 print(line, flush=True)
         return row
+
+    def _check_invalid(self, invalid: int, seen: int, n: int) -> None:
+        """Stop the run (:class:`TooManyInvalidSamples`) when more than ``train.max_invalid_fraction``
+        of the samples measured so far in this epoch were invalid: their measurements add nothing to
+        the gradient, so going on would spend bench time on a board that is not answering."""
+        limit = self.s.max_invalid_fraction
+        if limit >= 1 or invalid <= limit * seen or seen < min(n, MIN_SAMPLES_FOR_INVALID_STOP):
+            return
+        raise TooManyInvalidSamples(
+            f"stopped in epoch {self.epoch + 1}: {invalid} of the {seen} training samples measured so far were "
+            f"invalid (compliance or implausible readings), more than train.max_invalid_fraction = {limit:g}; "
+            "check the drive voltages and limits, or raise the threshold with "
+            "--set train.max_invalid_fraction=F (1: never stop)")
 
     def _plots(self, read_board: bool = True) -> None:
         """Write plots/curves.png from metrics.csv and, if ``read_board``, plots/conductances.png."""

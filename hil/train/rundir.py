@@ -42,6 +42,10 @@ class RunDirError(RuntimeError):
     """A run directory that cannot be used (busy, damaged beyond repair, not writable)."""
 
 
+class RunDirInUse(RunDirError):
+    """Another process holds the run directory's lock (it is writing the run)."""
+
+
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -182,7 +186,7 @@ class RunDir:
             f.seek(0)
             owner = f.read().strip()
             f.close()
-            raise RunDirError(f"run directory {self.path} is in use by another process"
+            raise RunDirInUse(f"run directory {self.path} is in use by another process"
                               f"{f' ({owner})' if owner else ''}; wait for it to finish or stop it first") from None
         f.seek(0)
         f.truncate()

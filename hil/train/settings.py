@@ -10,7 +10,7 @@ import re
 
 from dataclasses import dataclass, field
 
-from hil.config import (MAX_CONDUCTANCE_S, ConfigError, Section, in_range, non_negative,
+from hil.config import (MAX_CONDUCTANCE_S, ConfigError, Section, file_kind, in_range, non_negative,
                         plain_name, positive)
 from hil.train.data import DataSpec, parse_data_section
 from hil.train.estimators import ESTIMATORS
@@ -53,6 +53,7 @@ class TrainSettings:
     devices: dict | None = None  # board.devices: non-idealities (hil.devices)
     calibration: dict | None = None  # board.calibration: calibration and compensation (hil.calibrate)
     data_spec: DataSpec | None = None  # the whole data section (name, files, scaling, splits)
+    max_invalid_fraction: float = 0.5  # the run stops when more of an epoch's samples are invalid
 
 
 def _drive_v(v: float) -> str | None:
@@ -62,6 +63,11 @@ def _drive_v(v: float) -> str | None:
 
 def parse_settings(data: dict, source: str = "") -> TrainSettings:
     """Validate a whole training config; every problem is reported at once."""
+    kind = file_kind(data)
+    if kind in ("sweep file", "bench file"):  # one line, not a list of every key it lacks
+        how = "run it with hil sweep" if kind == "sweep file" else \
+            "train with a config whose board.bench names it (e.g. bench-xor), or start its emulators with hil emulate"
+        raise ConfigError([f"a {kind}, not a training config: {how}"], source)
     problems: list[str] = []
     top = Section(data, "", problems)
     name = top.get("name", str, "run", check=plain_name)
@@ -133,6 +139,8 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
             t.error("trainable", f"empty: the optimizer would move nothing; name at least one of {', '.join(GROUPS)}")
     eval_test = t.get("evaluate_test", bool, True)
     blas_threads = t.get("blas_threads", (int, str), None, check=_threads_check)
+    max_invalid = t.get("max_invalid_fraction", float, 0.5,
+                        check=lambda v: None if 0 <= v <= 1 else "must be in [0, 1] (1: never stop)")
     t.finish()
     out = top.section("output")
     runs_dir = out.get("runs_dir", str, "runs",
@@ -146,7 +154,7 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
         raise ConfigError(problems, source)
     return TrainSettings(name, seed, backend, g_min, g_max, circuit, dataset, scale, vfrac, est, est_opts, loss, gain,
                          opt, lr, mom, sched, lr_final, bs, epochs, tuple(trainable), eval_test, runs_dir, plots, data,
-                         instrument_board, blas_threads, devices, calibration, spec)
+                         instrument_board, blas_threads, devices, calibration, spec, max_invalid)
 
 
 def _threads_check(val) -> str | None:

@@ -100,7 +100,7 @@ def test_declared_programming_figures_are_validated(capsys):
     err = capsys.readouterr().err
     assert "board.programming.expected.touched_fraction: a fraction" in err
     assert "board.programming.expected.pulse: unknown key" in err
-    assert "board.programming.expected.pulses_per_device: expected float" in err
+    assert "board.programming.expected.pulses_per_device: expected a number" in err
     assert "Traceback" not in err
 
 

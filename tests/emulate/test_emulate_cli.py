@@ -81,7 +81,7 @@ def test_emulate_serves_clients_and_stops_on_ctrl_c():
 
 @pytest.mark.parametrize("argv, fragment", [
     (["--duration", "-5"], "--duration -5.0: must be a finite number of seconds >= 0"),
-    (["--time-scale", "inf"], "--time-scale inf: must be a finite number >= 0"),
+    (["--time-scale", "inf"], "--time-scale inf: must be a finite number of wall seconds per modelled second > 0"),
     (["--duration", "1", "--write-bench", "/no/such/folder/x.yaml"], "the folder /no/such/folder does not exist"),
 ])
 def test_emulate_bad_options_exit_2_before_serving(argv, fragment, capsys):

@@ -1,0 +1,105 @@
+"""A run whose board answers mostly with invalid samples stops with one line and stays resumable."""
+
+import numpy as np
+import pytest
+
+from hil.cli import main
+from hil.train import loop
+from hil.train.rundir import RunDir
+
+
+def _mark_invalid_from_epoch(monkeypatch, first_bad_epoch: int, fraction: float):
+    """Wrap the trainer's estimator: from ``first_bad_epoch`` (1-based, counted in batches of the
+    first call's epoch) on, the first ``fraction`` of every batch is reported invalid."""
+    real = loop.estimate
+    calls = {"epoch": 0}
+    real_epoch = loop.Trainer._epoch
+
+    def counting_epoch(self):
+        calls["epoch"] = self.epoch + 1
+        return real_epoch(self)
+
+    def marking(name, board, x, t, loss_fn, options):
+        res = real(name, board, x, t, loss_fn, options)
+        if calls["epoch"] >= first_bad_epoch:
+            valid = np.ones(len(t), bool)
+            valid[:int(np.ceil(fraction * len(t)))] = False
+            res.stats["valid"], res.stats["invalid_samples"] = valid, int((~valid).sum())
+        return res
+
+    monkeypatch.setattr(loop, "estimate", marking)
+    monkeypatch.setattr(loop.Trainer, "_epoch", counting_epoch)
+
+
+def _train(tmp_path, *extra):
+    return main(["train", "sim-digits", "--runs-dir", str(tmp_path), "-q", "--set", "train.epochs=3",
+                 "--set", "output.plots=false", "--set", "board.circuit.hidden.count=8",
+                 "--set", "train.evaluate_test=false", *extra])
+
+
+def test_mostly_invalid_epoch_stops_with_one_line_and_keeps_the_last_epoch(tmp_path, monkeypatch, capsys):
+    _mark_invalid_from_epoch(monkeypatch, 2, 0.75)
+    assert _train(tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "stopped in epoch 2" in err and "train.max_invalid_fraction = 0.5" in err
+    assert "--set train.max_invalid_fraction=" in err and "keeps epoch 1" in err and "--resume" in err
+    run = RunDir(next(tmp_path.iterdir()))
+    assert int(run.load_checkpoint("last")["epoch"]) == 1 and len(run.read_metrics()) == 1
+    monkeypatch.undo()  # the board answers again: the run continues from epoch 1
+    assert main(["train", "--resume", str(run.path), "-q"]) == 0
+    assert int(run.load_checkpoint("last")["epoch"]) == 3
+
+
+def test_threshold_is_configurable_and_validated(tmp_path, monkeypatch, capsys):
+    _mark_invalid_from_epoch(monkeypatch, 1, 0.75)
+    assert _train(tmp_path, "--set", "train.max_invalid_fraction=0.9") == 0  # 75 % tolerated
+    row = RunDir(next(tmp_path.iterdir())).read_metrics()[-1]
+    assert row["train_acc"] <= 0.25 + 1e-9  # invalid samples count as wrong
+    assert _train(tmp_path, "--set", "train.max_invalid_fraction=1.5") == 2
+    assert "train.max_invalid_fraction: must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_bench_rehearsal_in_compliance_from_epoch_2_stops_safe_and_resumable(tmp_path, monkeypatch, capsys):
+    """End to end through the emulated bench: an output SMU sits at its current limit from the
+    second epoch on; the run stops with one line, every output read back off, epoch 1 kept."""
+    import json
+
+    from hil.emulate.bench import EmulatedBench
+
+    benches = []
+    real_enter = EmulatedBench.__enter__
+
+    def entered(self):
+        benches.append(real_enter(self))
+        return benches[-1]
+
+    real_epoch = loop.Trainer._epoch
+
+    def epoch(self):
+        if self.epoch == 1:  # the second epoch: every port reading clamps at the limit
+            benches[-1].emulators["smu5"].faults.force_compliance(count=None)
+        return real_epoch(self)
+
+    monkeypatch.setattr(EmulatedBench, "__enter__", entered)
+    monkeypatch.setattr(loop.Trainer, "_epoch", epoch)
+    assert main(["train", "bench-xor", "--emulate", "--runs-dir", str(tmp_path), "-q", "--set", "train.epochs=3",
+                 "--set", "output.plots=false"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "stopped in epoch 2" in err and "every output read back off" in err and "keeps epoch 1" in err
+    assert benches[-1].all_outputs_safe()
+    run = RunDir(next(tmp_path.iterdir()))
+    assert int(run.load_checkpoint("last")["epoch"]) == 1
+    kinds = [json.loads(line)["kind"] for line in (run.path / "events.jsonl").read_text().splitlines()]
+    assert "compliance" in kinds and kinds[-2:] == ["error", "run_end"]
+
+
+def test_a_slow_epoch_logs_batch_progress_in_plain_line_mode(tmp_path, monkeypatch, capsys):
+    """Plain-line progress (a log file): an epoch that takes long (a bench) says which batch it is
+    at, not only when it ends."""
+    monkeypatch.setattr(loop, "LINE_EVERY_S", 0.0)
+    assert main(["train", "sim-xor", "--runs-dir", str(tmp_path), "--set", "train.epochs=1",
+                 "--set", "train.batch_size=1", "--set", "output.plots=false"]) == 0
+    out = capsys.readouterr().out  # captured output is not a terminal: plain lines
+    assert "epoch   1/1  batch 2/" in out and "epoch   1/1  loss" in out
