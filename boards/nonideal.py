@@ -11,9 +11,11 @@ what changes is which circuit is solved and what the instruments report:
   (drift since their last write, temperature, a fresh read-noise draw per board call),
   the spread diode bank, the crossbar wires (exact, :mod:`hil.circuit.wires`) and the
   source voltages as the DACs apply them; the reported currents and voltages pass
-  through the reading chain (offset, gain, noise, quantisation).  A sample with a port-current
-  or node-voltage reading at full scale, or a commanded source beyond the DAC range, is marked
-  invalid (``valid``); ``info["over_range"]`` says which readings sat at full scale.
+  through the reading chain (offset, gain, noise, quantisation).  A sample with a node-voltage
+  reading at full scale, a commanded source beyond the DAC range or, at the configured port
+  voltages (an operating point), a port-current reading at full scale is marked invalid
+  (``valid``); with port voltages given (perturbation phases) a port-current reading at full
+  scale is reported as NaN instead.  ``info["over_range"]`` says which readings sat at full scale.
 * ``read_conductances`` is a read of the devices (read noise included).
 * with wires, every measurement's ``info["wire_ir_drop"]`` carries the first-order IR drop
   along the lines relative to the device voltages (:func:`~hil.circuit.wire_bias.ir_drop_estimate`):
@@ -126,10 +128,19 @@ class NonIdealBoard(BoardBase):
         valid = None
         if over is not None:  # which readings sat at full scale (calibration steps use the detail)
             info["over_range"] = over
-            # outputs, node voltages or sources unusable; a source-current reading at full scale
-            # leaves the sample usable for training (only calibration and ∂ℓ/∂u read it)
-            valid = ~(over["sources"] | over["y"] | over["e"])
-            valid = None if valid.all() else valid
+            # node voltages or sources unusable: the sample is invalid.  Port currents at full scale
+            # invalidate an operating point (its port currents are the network's output); with port
+            # voltages given (perturbation phases, whose node voltages are what an estimator reads)
+            # the sample stays valid and its port-current readings become NaN, so nothing uses the
+            # range as if it were the signal.  A source-current reading at full scale leaves the
+            # sample usable (only calibration and ∂ℓ/∂u read it; they check ``over_range``).
+            bad = over["sources"] | over["e"]
+            if w is None:
+                bad = bad | over["y"]
+            elif over["y"].any():
+                y_m = y_m.copy()
+                y_m[over["y"]] = np.nan
+            valid = None if not bad.any() else ~bad
         return Measurement(u=u, w=st.w, y=y_m, i_src=i_m, e=e_m, on=st.on,
                            piecewise_linear=self._piecewise_linear, valid=valid,
                            noise_v=self.spec.adc_voltage.noise_sigma(), info=info)

@@ -52,3 +52,18 @@ def test_diode_sweep_skips_steps_whose_node_voltages_sit_at_full_scale():
     d = b.true_diodes()
     assert np.all(np.abs(fit.voltages_v) < 0.6 - 2 * 1.2 / 65535)  # the steps read at full scale were left out
     assert np.nanmax(np.abs(fit.i_s / d.i_s - 1)) <= 0.05 and np.nanmax(np.abs(fit.n / d.n - 1)) <= 0.01
+
+
+def test_port_currents_at_full_scale_in_perturbation_phases_leave_the_sample_valid_and_read_nan():
+    """With port voltages given (the ± phases of hl, the nudges of ep) an estimator reads the node
+    voltages only: a port-current reading at full scale leaves the sample valid, and the reading is
+    NaN instead of the range, so nothing can take the range for the signal."""
+    b = _board({"adc_current": {"adc_bits": 16, "adc_range": 2e-5}})
+    x = np.random.default_rng(0).uniform(-1, 1, (16, b.topology.n_inputs))
+    op = b.measure(x)
+    w = op.w + 0.5 * np.sign(np.random.default_rng(1).normal(size=op.w.shape))  # drives the port currents over range
+    m = b.measure(x, w)
+    over = m.info["over_range"]["y"]
+    assert over.any()
+    assert m.valid is None or m.valid[over].all()
+    assert np.isnan(m.y[over]).all() and np.isfinite(m.y[~over]).all() and np.isfinite(m.e).all()
