@@ -14,7 +14,6 @@ import math
 import numpy as np
 
 from hil.board import BoardBase, BoardTopology, Measurement
-from hil.circuit.linsolve import solve_diagonal_shift
 from hil.circuit.model import Circuit
 from hil.circuit.solve import CircuitState, EquilibriumSolver, source_currents_of
 from hil.circuit.coupled_lean import CoupledIdealSolves
@@ -265,21 +264,11 @@ class SimulatedBoard(BoardBase):
         voltages, or the back-propagated signal of a later cascade stage).
         """
         st = self._solve(x, None)
-        nd, d = self._solver.nodal, self._diodes
+        nd = self._solver.nodal
         rhs = np.atleast_2d(w_hat) @ nd.g_out
         if injected is not None:
             rhs = rhs + injected
-        if d.element is not None:  # registry element: clamped nodes shorted, segments by their slope
-            from hil.circuit.element_solve import solve_shifted
-
-            K = self._solver.k_dense if self._solver.k_dense is not None else self._solver.k_sparse
-            rhs = np.broadcast_to(rhs, st.e.shape)
-            clamped = st.clamped if st.clamped is not None else np.zeros(st.e.shape, bool)
-            e_hat = solve_shifted(K, clamped, np.zeros_like(rhs), st.g_d, rhs)
-        elif d.is_ideal or d.is_linear:
-            e_hat = self._solver.masked.solve(st.on, np.zeros(nd.n), rhs)
-        else:
-            e_hat = solve_diagonal_shift(self._solver.k_dense, self._solver.k_sparse, st.g_d, rhs)
+        e_hat = self._solver.adjoint_voltages(st, rhs)  # sources shorted, elements frozen
         i_hat = -e_hat @ nd.g_in
         return e_hat, i_hat
 
