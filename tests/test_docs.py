@@ -110,3 +110,39 @@ def test_python_examples_in_the_docs_run(code, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "<docs example>", "exec"), {})
     assert (tmp_path / "runs").is_dir() or "train(" not in code
+
+
+def _tables(page: Path):
+    """(line number, rows) of every Markdown table outside code blocks."""
+    rows, start, fenced = [], 0, False
+    for i, line in enumerate(page.read_text().splitlines() + [""], 1):
+        fenced ^= line.startswith("```")
+        if line.startswith("|") and not fenced:
+            start = start or i
+            rows.append(line)
+        elif rows:
+            yield start, rows
+            rows, start = [], 0
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
+def test_every_table_renders(page):
+    """A table starts with a header and a separator row and keeps its column count: a blank line
+    inside a table turns the rows after it into plain text."""
+    for start, rows in _tables(page):
+        assert len(rows) >= 2 and re.fullmatch(r"\|[\s:|-]+\|\s*", rows[1]), \
+            f"{page.name}:{start}: table without a header separator (a stray blank line above it?)"
+        width = {len(re.split(r"(?<!\\)\|", r.strip())) for r in rows}
+        assert len(width) == 1, f"{page.name}:{start}: rows with different numbers of cells"
+
+
+def test_configuration_reference_lists_every_choice():
+    """The reference's rows for the backend and the node element name every value the code accepts."""
+    from hil.circuit.laws import ELEMENTS
+    from hil.train.settings import BACKENDS
+
+    ref = (ROOT / "docs" / "configuration.md").read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([\w.]+)` \|.*$", ref, re.M)}
+    for key, choices in (("backend", BACKENDS), ("hidden.element.model", ELEMENTS)):
+        missing = [c for c in choices if f"`{c}`" not in rows[key].split("|")[2]]
+        assert not missing, f"docs/configuration.md: {key} does not list {missing}"
