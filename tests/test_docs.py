@@ -146,3 +146,30 @@ def test_configuration_reference_lists_every_choice():
     for key, choices in (("backend", BACKENDS), ("hidden.element.model", ELEMENTS)):
         missing = [c for c in choices if f"`{c}`" not in rows[key].split("|")[2]]
         assert not missing, f"docs/configuration.md: {key} does not list {missing}"
+
+
+def test_quickstart_and_eval_examples_are_what_the_shipped_run_prints(tmp_path, capsys):
+    """The main job's summary in the quick start, the `hil eval` example of docs/commands.md and the
+    best-checkpoint sentence of docs/results.md are what `hil train` and `hil eval` print today
+    (run directory and seconds aside): a newcomer compares them line by line."""
+    from hil.cli import main
+
+    assert main(["train", "-q", "--runs-dir", str(tmp_path)]) == 0
+    summary = capsys.readouterr().out.splitlines()
+    block = (ROOT / "docs" / "quickstart.md").read_text().split("\nsummary\n")[1].split("```")[0]
+    for line in block.splitlines():
+        if line.strip() and not line.strip().startswith(("run directory", "epochs", "plots")):
+            assert line in summary, f"docs/quickstart.md summary: {line.strip()!r} is not what hil train prints"
+    test_acc = next(l for l in summary if "test accuracy" in l).split()[-2]
+    assert f"| hil, ideal diodes (`sim-digits`, the main job) | {test_acc} %" in (ROOT / "README.md").read_text()
+
+    run = next(tmp_path.iterdir())
+    assert main(["eval", str(run), "-q"]) == 0
+    evaluation = capsys.readouterr().out.splitlines()
+    example = (ROOT / "docs" / "commands.md").read_text().split("## `hil eval")[1].split("```")[1]
+    for line in example.splitlines():
+        if line.startswith(("checkpoint", "split", "accuracy", "loss", "diodes")):
+            assert line in evaluation, f"docs/commands.md eval example: {line!r} is not what hil eval prints"
+    epoch = re.search(r"best \(epoch (\d+)\)", "\n".join(evaluation)).group(1)
+    accuracy = next(l for l in evaluation if l.startswith("accuracy")).split()[1]
+    assert f"for the shipped `sim-digits`: epoch {epoch}, {accuracy} % test" in (ROOT / "docs" / "results.md").read_text()
