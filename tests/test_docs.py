@@ -173,3 +173,14 @@ def test_quickstart_and_eval_examples_are_what_the_shipped_run_prints(tmp_path, 
     epoch = re.search(r"best \(epoch (\d+)\)", "\n".join(evaluation)).group(1)
     accuracy = next(l for l in evaluation if l.startswith("accuracy")).split()[1]
     assert f"for the shipped `sim-digits`: epoch {epoch}, {accuracy} % test" in (ROOT / "docs" / "results.md").read_text()
+
+
+def test_pages_install_the_checkout_and_link_each_other():
+    """hil is installed from its checkout (`pip install .`, `".[extra]"`), never by a name a package
+    index would resolve to someone else's project; pages refer to each other by links, not by paths."""
+    for page in DOCS:
+        text = page.read_text()
+        for target in re.findall(r"pip install +(\S+)", text):
+            assert target.strip("\"'`").startswith("."), f"{page.name}: 'pip install {target}' is not the checkout"
+        if page.parent.name == "docs":
+            assert not re.findall(r"`docs/[\w-]+\.md`", text), f"{page.name}: name another page with a link"
