@@ -474,10 +474,14 @@ def cmd_configs(args) -> int:
         if path is None and args.name.removesuffix(".yaml") in shipped_bench_names():
             path = bench_root() / f"{args.name.removesuffix('.yaml')}.yaml"
         if path is None:
-            from hil.config import _shipped_config_hint
+            import difflib
 
-            raise ConfigError([f"{args.name}: no shipped config or bench of that name "
-                               f"({_shipped_config_hint(args.name)})"])
+            from hil.config import embedded_config_names
+
+            close = difflib.get_close_matches(args.name.removesuffix(".yaml"),
+                                              [*embedded_config_names(), *shipped_bench_names()], n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError([f"{args.name}: no shipped config or bench of that name ({hint}'hil configs' lists them)"])
         sys.stdout.write(path.read_text())
         return 0
 

@@ -81,12 +81,21 @@ class StageProgress:
             self._bar = None
 
     def _run(self) -> None:
-        period = 0.5 if self.bar_mode else self.every_s
-        while not self._wake.wait(period):
+        while not self._wake.wait(self._until_next_report()):
             with self._lock:
                 if self._stop or self._stage is None:
                     return
-                self._report()
+                # plain lines keep the running stage's own clock: every every_s seconds of it
+                if self.bar_mode or time.monotonic() - self._t0 >= 0.999 * self.every_s:
+                    self._report()
+
+    def _until_next_report(self) -> float:
+        """Seconds to the next report: 0.5 s for the bar, else the next multiple of ``every_s``
+        since the running stage started (a stage that began between two beats gets its own)."""
+        if self.bar_mode:
+            return 0.5
+        elapsed = max(time.monotonic() - self._t0, 0.0)
+        return max(self.every_s - elapsed % self.every_s, 0.01)
 
     def _report(self) -> None:
         elapsed = time.monotonic() - self._t0
