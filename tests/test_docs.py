@@ -184,3 +184,11 @@ def test_pages_install_the_checkout_and_link_each_other():
             assert target.strip("\"'`").startswith("."), f"{page.name}: 'pip install {target}' is not the checkout"
         if page.parent.name == "docs":
             assert not re.findall(r"`docs/[\w-]+\.md`", text), f"{page.name}: name another page with a link"
+
+
+def test_bench_page_names_every_shipped_bench():
+    from hil.bench.schema import shipped_bench_names
+
+    page = (ROOT / "docs" / "bench.md").read_text().split("Shipped benches live in")[1]
+    missing = [b for b in shipped_bench_names() if f"`{b}`" not in page]
+    assert not missing, f"docs/bench.md does not describe the shipped bench(es) {missing}"
