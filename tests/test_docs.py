@@ -192,3 +192,26 @@ def test_bench_page_names_every_shipped_bench():
     page = (ROOT / "docs" / "bench.md").read_text().split("Shipped benches live in")[1]
     missing = [b for b in shipped_bench_names() if f"`{b}`" not in page]
     assert not missing, f"docs/bench.md does not describe the shipped bench(es) {missing}"
+
+
+def test_commands_md_names_every_option():
+    """Each option `hil CMD --help` lists (its long or its short spelling) appears in that command's
+    section(s) of docs/commands.md."""
+    import argparse
+
+    from hil.cli import build_parser
+
+    doc = (ROOT / "docs" / "commands.md").read_text()
+
+    def subcommands(parser):
+        return next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+    missing = []
+    for name, parser in subcommands(build_parser()).items():
+        section = "\n".join(s for s in doc.split("\n## ") if s.startswith(f"`hil {name}"))
+        for sub in [parser, *subcommands(parser).values()]:
+            for action in sub._actions:
+                spellings = [o for o in action.option_strings if o not in ("-h", "--help")]
+                if spellings and not any(re.search(rf"{re.escape(o)}\b", section) for o in spellings):
+                    missing.append(f"hil {name} {spellings[0]}")
+    assert not missing, f"docs/commands.md does not describe {missing}"
