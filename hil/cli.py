@@ -465,7 +465,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_configs(args) -> int:
-    from hil.config import embedded_config_path
+    from hil.config import embedded_config_names, embedded_config_path
 
     from hil.bench.schema import bench_root, shipped_bench_names
 
@@ -475,8 +475,6 @@ def cmd_configs(args) -> int:
             path = bench_root() / f"{args.name.removesuffix('.yaml')}.yaml"
         if path is None:
             import difflib
-
-            from hil.config import embedded_config_names
 
             close = difflib.get_close_matches(args.name.removesuffix(".yaml"),
                                               [*embedded_config_names(), *shipped_bench_names()], n=1)

@@ -14,6 +14,7 @@ def test_configs_with_an_unknown_name_says_so_once(capsys):
                   "('hil configs' lists them)"
     assert main(["configs", "scpi-xo"]) == 2  # benches are suggested too
     assert "did you mean 'scpi-xor'?" in capsys.readouterr().err
+    assert main(["configs"]) == 0 and "scpi-xor" in capsys.readouterr().out  # the listing still works
 
 
 def test_stage_progress_lines_count_the_running_stage_not_the_command():
