@@ -83,3 +83,12 @@ def test_a_user_suite_with_the_pytest_plugin_runs_as_documented(tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "4 passed" in proc.stdout
+
+
+def test_the_emulated_bench_example_of_the_emulator_page_runs(capsys):
+    """docs/emulator.md's "In Python" block, exactly as written."""
+    page = (ROOT / "docs" / "emulator.md").read_text()
+    code = next(b.split("```")[0] for b in page.split("```python")[1:] if "with EmulatedBench(" in b)
+    exec(compile(code, "<emulator.md example>", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and float(lines[1]) > 0 and float(lines[2]) > 0  # node voltage (V), bench time (s)
