@@ -4,7 +4,6 @@ and a user's own test suite using the pytest plugin as docs/emulator.md describe
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
