@@ -91,3 +91,23 @@ def test_the_emulated_bench_example_of_the_emulator_page_runs(capsys):
     exec(compile(code, "<emulator.md example>", "exec"), {})
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and float(lines[1]) > 0 and float(lines[2]) > 0  # node voltage (V), bench time (s)
+
+
+@pytest.mark.parametrize("word", ["off", "OFF", "0", None, 0.5])
+def test_a_source_meter_refuses_an_output_state_that_is_not_a_bool(word):
+    """``smu.output("1", "off")`` used to switch the output ON (a non-empty string is true); checked
+    from the emulated instrument's own state."""
+    from hil.bench.instruments import make_driver
+    from hil.drivers.transport import ResourceManagers
+    from hil.emulate.bench import EmulatedBench
+
+    with EmulatedBench("scpi-xor") as bench, ResourceManagers() as rms:
+        with make_driver(bench.loopback_bench.instruments["smu_x"], rms) as smu:
+            with pytest.raises(TypeError, match=r"smu_x: output state of channel '1': expected True or False"):
+                smu.output("1", word)
+            bench.settle()
+            assert not bench.output_states()["smu_x.1"]["output_on"]
+            smu.output("1", np.True_)  # numpy booleans and 0/1 are fine
+            smu.output("1", 0)
+        bench.settle()
+        assert bench.all_outputs_safe()
