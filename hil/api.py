@@ -80,6 +80,12 @@ def _override_list(overrides: Sequence[str]) -> list[str]:
     if isinstance(overrides, (str, bytes)):
         raise TypeError(f"overrides: expected a list of 'key.path=value' strings, got one string "
                         f"(write overrides=[{overrides!r}])")
+    if isinstance(overrides, dict):  # its keys alone would be read as overrides without values
+        example = [f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in list(overrides.items())[:2]]
+        raise TypeError(f"overrides: expected a list of 'key.path=value' strings, got a dict (write overrides={example})")
+    bad = [o for o in overrides if not isinstance(o, str)]
+    if bad:
+        raise TypeError(f"overrides: expected 'key.path=value' strings, got {type(bad[0]).__name__} {bad[0]!r}")
     return list(overrides)
 
 
@@ -670,6 +676,10 @@ def _why_not_a_run(path: Path) -> str:
         return f"a training config, not a run directory: train it first ({how}) and give the run directory it writes"
     if not path.exists():
         return "not a run directory (no such file or directory)"
+    runs = sorted(p for p in path.iterdir() if (p / "config.resolved.yaml").is_file()) if path.is_dir() else []
+    if runs:  # the runs directory itself (output.runs_dir): name the newest run (names start with the UTC time)
+        return (f"a runs directory holding {len(runs)} run{'s' if len(runs) > 1 else ''}, not a run directory: "
+                f"give one of them (the newest is {show_path(runs[-1])})")
     return "not a run directory (no config.resolved.yaml)"
 
 

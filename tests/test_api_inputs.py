@@ -40,6 +40,12 @@ def test_overrides_given_as_one_string_are_refused_with_the_fix():
             call()
 
 
+def test_overrides_given_as_a_dict_are_refused_with_the_fix():
+    """A dict's keys alone used to be read as overrides ("override 'train.epochs': expected key.path=value")."""
+    with pytest.raises(TypeError, match=r"overrides: .*got a dict \(write overrides=\['train.epochs=3'\]\)"):
+        api.load_config("sim-xor", overrides={"train.epochs": 3})
+
+
 @pytest.mark.parametrize("fn", [api.build_board, api.build_circuit, api.load_data, api.parse_config])
 def test_config_functions_take_a_shipped_name_like_train_does(fn):
     """``train("sim-xor")`` loads the name; the other config functions did not (AttributeError or a
@@ -188,3 +194,12 @@ def test_evaluate_run_takes_a_run_directory_or_says_what_it_wants(tmp_path):
         api.evaluate_run(None)
     with pytest.raises(ConfigError, match=r"not a run directory"):
         api.evaluate_run(tmp_path / "nope")
+
+
+def test_a_runs_directory_given_as_a_run_names_its_newest_run(tmp_path):
+    for name in ("20260101T000000Z_sim-xor", "20260102T000000Z_sim-xor"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.resolved.yaml").write_text("train: {}\n")
+    with pytest.raises(ConfigError, match=r"a runs directory holding 2 runs, not a run directory: give one of them "
+                                          r"\(the newest is .*20260102T000000Z_sim-xor\)"):
+        api.load_run(tmp_path)
