@@ -111,3 +111,15 @@ def test_a_source_meter_refuses_an_output_state_that_is_not_a_bool(word):
             smu.output("1", 0)
         bench.settle()
         assert bench.all_outputs_safe()
+
+
+def test_an_emulated_bench_used_before_start_says_how_to_start_it():
+    """It used to raise a bare ``RuntimeError: server not started`` from a server module."""
+    from hil.emulate.bench import EmulatedBench
+
+    bench = EmulatedBench("scpi-xor")
+    for view in ("resources", "loopback_bench"):
+        with pytest.raises(RuntimeError, match=r"EmulatedBench 'scpi-xor' is not started .*with EmulatedBench"):
+            getattr(bench, view)
+    with bench:
+        assert set(bench.resources) == set(bench.loopback_bench.instruments)
