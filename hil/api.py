@@ -153,7 +153,8 @@ def build_board(config: dict | TrainSettings | str | Path, source: str = "", sim
         if not simulated_twin:
             raise ConfigError(["board.backend: instruments: the bench is connected only by hil train (which owns "
                                "the instruments' safe state); a bench run's metrics.csv holds the accuracies measured "
-                               "on the bench, and hil solve / hil netlist RUN_DIR give its trained circuit"], source)
+                               "on the bench, and hil solve / hil netlist RUN_DIR give its trained circuit (in Python: "
+                               "simulated_twin=True builds the bench's circuit as a simulated board)"], source)
         from hil.boards.simulated import SimulatedBoard
 
         return SimulatedBoard(s.instrument_board.bench.circuit, g_min=s.g_min, g_max=s.g_max)

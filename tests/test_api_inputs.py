@@ -203,3 +203,9 @@ def test_a_runs_directory_given_as_a_run_names_its_newest_run(tmp_path):
     with pytest.raises(ConfigError, match=r"a runs directory holding 2 runs, not a run directory: give one of them "
                                           r"\(the newest is .*20260102T000000Z_sim-xor\)"):
         api.load_run(tmp_path)
+
+
+def test_a_bench_config_refused_by_build_board_names_the_python_way_out():
+    with pytest.raises(ConfigError, match=r"in Python: simulated_twin=True"):
+        api.build_board("bench-xor")
+    assert api.build_board("bench-xor", simulated_twin=True).topology.n_inputs == 2
