@@ -432,7 +432,8 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
     """Train a config in a new run directory; returns :class:`hil.train.loop.TrainResult`.
 
     ``epochs`` replaces ``train.epochs`` (a whole number > 0); ``runs_dir`` replaces
-    ``output.runs_dir``.
+    ``output.runs_dir``; ``progress``: False (silent), True (a bar on a terminal, else one line
+    per epoch), ``"bar"`` or ``"lines"``.
 
     ``started(run)`` is called with the :class:`RunDir` once it exists (the CLI uses it to
     say what an interrupted run left behind).  ``board_options`` go to the board factory
@@ -440,6 +441,7 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
     """
     from hil.train.loop import Trainer
 
+    _check_progress(progress)
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1):
         raise ConfigError([f"epochs: must be a whole number > 0, got {epochs!r}"], source)
     if not isinstance(config, (dict, str, Path)):
@@ -475,6 +477,12 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
             return _fit(board, Trainer(board, s, data, run, progress=progress))
     finally:
         run.close()
+
+
+def _check_progress(progress: bool | str) -> None:
+    """``progress`` is True (a bar on a terminal, else lines), False, "bar" or "lines"."""
+    if not (isinstance(progress, bool) or progress in ("bar", "lines")):
+        raise ValueError(f"progress: expected True, False, 'bar' or 'lines', got {progress!r}")
 
 
 def _calibration_line(cal: dict) -> str:
@@ -577,6 +585,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
     from hil.train.loop import ShapeMismatch, Trainer
 
     overrides = _override_list(overrides)
+    _check_progress(progress)
     path = Path(run_dir)
     if not (path / "config.resolved.yaml").is_file():
         raise ConfigError([f"--resume {show_path(run_dir)}: {_why_not_a_run(Path(run_dir))}"])

@@ -209,3 +209,11 @@ def test_a_bench_config_refused_by_build_board_names_the_python_way_out():
     with pytest.raises(ConfigError, match=r"in Python: simulated_twin=True"):
         api.build_board("bench-xor")
     assert api.build_board("bench-xor", simulated_twin=True).topology.n_inputs == 2
+
+
+@pytest.mark.parametrize("call", [lambda p, d: api.train(XOR, runs_dir=d, progress=p), lambda p, d: api.resume(d, progress=p)])
+def test_a_progress_mode_typo_is_refused_before_anything_runs(tmp_path, call):
+    """progress="bars" used to train silently with plain lines and no within-epoch progress."""
+    with pytest.raises(ValueError, match=r"progress: expected True, False, 'bar' or 'lines', got 'bars'"):
+        call("bars", tmp_path)
+    assert not any(tmp_path.iterdir())
