@@ -217,3 +217,16 @@ def test_a_progress_mode_typo_is_refused_before_anything_runs(tmp_path, call):
     with pytest.raises(ValueError, match=r"progress: expected True, False, 'bar' or 'lines', got 'bars'"):
         call("bars", tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_run_sweep_takes_a_sweep_file_path_or_names_what_it_wants(tmp_path):
+    """run_sweep("lr.yaml") used to fail with AttributeError: 'str' object has no attribute 'configs'."""
+    from hil.sweep import run_sweep
+
+    with pytest.raises(TypeError, match=r"spec: expected a SweepSpec \(from load_sweep\) or a sweep file's path, got NoneType"):
+        run_sweep(None)
+    with pytest.raises(ConfigError, match=r"file not found"):
+        run_sweep(str(tmp_path / "lr.yaml"))
+    (tmp_path / "lr.yaml").write_text("config: sim-xor\noutput: out\ngrid:\n  train.optimizer.lr: [1.0e-6, 2.0e-6]\n")
+    outcome = run_sweep(tmp_path / "lr.yaml", output=str(tmp_path / "out"), dry_run=True, echo=lambda line: None)
+    assert len(outcome.points) == 2 and outcome.ran == 0  # a dry run lists the points, runs nothing
