@@ -14,6 +14,8 @@ Typical use (SI units throughout: V, A, S)::
     run = hil.load_run(result.run_dir, checkpoint="best")
     print(hil.evaluate_run(run, split="test").accuracy)
 
+Every function checks its arguments first: a value of the wrong kind is a ``TypeError``, a wrong
+shape or a NaN a ``ValueError``, each naming the argument and what was expected.
 Functions raise :class:`hil.config.ConfigError` for bad input (the CLI exits 2) and
 :class:`hil.train.rundir.RunDirError`, :class:`hil.circuit.report.SolveError` or
 ``OSError`` for runtime failures (the CLI exits 1).

@@ -58,7 +58,7 @@ USER_SUITE = '''
 
 
     def test_factory_benches_are_independent(emulated_bench_factory):
-        a = emulated_bench_factory("scpi-xor", time_mode="virtual", seed=1)
+        a = emulated_bench_factory("benches/my-bench.yaml", time_mode="virtual", seed=1)
         b = emulated_bench_factory("scpi-xor")
         assert a.resources["daq"] != b.resources["daq"]
 '''

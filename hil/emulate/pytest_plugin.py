@@ -52,12 +52,14 @@ def pytest_configure(config: Any) -> None:
 
 
 @pytest.fixture
-def emulated_bench_factory() -> Iterator[Callable[..., EmulatedBench]]:
-    """``factory(bench, *, time_mode="instant", time_scale=1.0, seed=None)`` → started bench."""
+def emulated_bench_factory(request: Any) -> Iterator[Callable[..., EmulatedBench]]:
+    """``factory(bench, *, time_mode="instant", time_scale=1.0, seed=None)`` → started bench (a
+    relative bench path is found from the working directory or the project root)."""
     made: list[EmulatedBench] = []
+    root = Path(request.config.rootpath)
 
     def factory(bench: Any, **kwargs: Any) -> EmulatedBench:
-        emulated = EmulatedBench(bench, **kwargs)
+        emulated = EmulatedBench(_from_root(bench, root), **kwargs)
         made.append(emulated)
         return emulated.start()
 
@@ -83,7 +85,7 @@ def emulated_bench(request: Any, emulated_bench_factory: Callable[..., EmulatedB
         bench = request.config.getoption("--hil-bench", default=None) or request.config.getini("hil_bench")
     if not bench:
         pytest.fail("emulated_bench needs @pytest.mark.hil_bench(...), --hil-bench or the hil_bench ini value")
-    return emulated_bench_factory(_from_root(bench, Path(request.config.rootpath)), **settings)
+    return emulated_bench_factory(bench, **settings)
 
 
 def _from_root(bench: Any, root: Path) -> Any:
