@@ -301,8 +301,8 @@ class SimulatedBoard(BoardBase):
         """:meth:`_solve` for uncoupled ideal diodes: the same held-point rules, the lean certified solves."""
         if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == np.float64):
             x = np.atleast_2d(np.asarray(x, dtype=float))
-        if x.shape[1] != self._n_inputs:
-            raise ValueError(f"expected {self._n_inputs} inputs per sample, got {x.shape[1]}")
+        if x.ndim != 2 or x.shape[1] != self._n_inputs:  # a 3-D batch would reach the compiled kernels
+            raise ValueError(f"expected inputs of shape (batch, {self._n_inputs}) in V, got shape {x.shape}")
         fast = self._uncoupled
         if (st := self._from_held(fast, x, w)) is not None:
             return st
@@ -331,8 +331,8 @@ class SimulatedBoard(BoardBase):
     def _solve(self, x, w) -> CircuitState:
         if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == np.float64):
             x = np.atleast_2d(np.asarray(x, dtype=float))
-        if x.shape[1] != self._topology.n_inputs:
-            raise ValueError(f"expected {self._topology.n_inputs} inputs per sample, got {x.shape[1]}")
+        if x.ndim != 2 or x.shape[1] != self._topology.n_inputs:
+            raise ValueError(f"expected inputs of shape (batch, {self._topology.n_inputs}) in V, got shape {x.shape}")
         if self._coupled is not None and self._solver.compiled_coupled:
             return self._solve_coupled(x, w)
         same = lambda held: held is not None and _same_inputs(held[0], x)

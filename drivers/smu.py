@@ -506,6 +506,10 @@ class SourceMeterDriver(DriverBase):
         channels), then the output is switched off; the setpoint stays 0 V. If the ramp fails
         (e.g. the level cannot be read), the output is still switched off and the error re-raised.
         """
+        if not isinstance(on, (bool, np.bool_)) and not (isinstance(on, int) and on in (0, 1)):
+            # a string such as "off" is true in Python: it would switch the output on
+            raise TypeError(f"{self.name}: output state of channel {channel!r}: expected True or False, got "
+                            f"{type(on).__name__} {on!r}")
         cfg = self.config(channel) if on else None
         if on:
             assert cfg is not None

@@ -14,6 +14,8 @@ Typical use (SI units throughout: V, A, S)::
     run = hil.load_run(result.run_dir, checkpoint="best")
     print(hil.evaluate_run(run, split="test").accuracy)
 
+Every function checks its arguments first: a value of the wrong kind is a ``TypeError``, a wrong
+shape or a NaN a ``ValueError``, each naming the argument and what was expected.
 Functions raise :class:`hil.config.ConfigError` for bad input (the CLI exits 2) and
 :class:`hil.train.rundir.RunDirError`, :class:`hil.circuit.report.SolveError` or
 ``OSError`` for runtime failures (the CLI exits 1).
@@ -23,12 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from hil.board import Board, Measurement
 from hil.config import ConfigError, apply_overrides, embedded_config_names, load_yaml, show_path
@@ -37,10 +42,16 @@ from hil.train.losses import Loss
 from hil.train.rundir import CHECKPOINT_TAGS, RunDir, RunDirError
 from hil.train.settings import TrainSettings, parse_settings
 
+if TYPE_CHECKING:
+    from hil.circuit.model import Circuit
+    from hil.train.data import Dataset
+    from hil.train.loop import TrainResult
+
 __all__ = [
     "load_config", "parse_config", "build_board", "build_circuit", "measure", "make_loss", "gradient",
     "named_conductances", "train_steps", "train", "resume", "load_run", "LoadedRun", "evaluate_run", "Evaluation",
-    "load_data", "ESTIMATORS", "ConfigError", "RunDirError",
+    "load_data", "ESTIMATORS", "ConfigError", "RunDirError", "Board", "Measurement", "GradientResult", "Loss",
+    "TrainSettings",
 ]
 
 
@@ -59,21 +70,56 @@ def config_phase(source: str):
 
 # ---- configs and boards -------------------------------------------------------------------
 def load_config(source: str | Path, overrides: Sequence[str] = ()) -> dict:
-    """A config as a dict: a YAML path or a shipped config name, with ``key.path=value`` overrides."""
-    return apply_overrides(load_yaml(source), list(overrides))
+    """A config as a dict: a YAML path or a shipped config name, with ``key.path=value`` overrides
+    (e.g. ``["train.epochs=50", "board.g_max=1e-4"]``; values in the config's units: V, A, S, s)."""
+    if not isinstance(source, (str, Path)):
+        raise TypeError(f"source: expected a YAML path or a shipped config name, got {type(source).__name__}")
+    return apply_overrides(load_yaml(source), _override_list(overrides))
 
 
-def parse_config(config: dict | TrainSettings, source: str = "") -> TrainSettings:
-    """Validated training settings of a config (ConfigError lists every problem)."""
+def _override_list(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` as a list; a lone string (read character by character otherwise) is a TypeError."""
+    if isinstance(overrides, (str, bytes)):
+        raise TypeError(f"overrides: expected a list of 'key.path=value' strings, got one string "
+                        f"(write overrides=[{overrides!r}])")
+    if isinstance(overrides, dict):  # its keys alone would be read as overrides without values
+        example = [f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in list(overrides.items())[:2]]
+        raise TypeError(f"overrides: expected a list of 'key.path=value' strings, got a dict (write overrides={example})")
+    bad = [o for o in overrides if not isinstance(o, str)]
+    if bad:
+        raise TypeError(f"overrides: expected 'key.path=value' strings, got {type(bad[0]).__name__} {bad[0]!r}")
+    return list(overrides)
+
+
+def _config(config: dict | TrainSettings | str | Path, source: str = "") -> tuple[dict | TrainSettings, str]:
+    """(config dict or settings, source) of what a config function was given: a shipped name or a YAML
+    path is loaded (as :func:`train` does); anything else is a TypeError."""
+    if isinstance(config, (dict, TrainSettings)):
+        return config, source
+    if isinstance(config, (str, Path)):
+        return load_config(config), source or str(config)
+    raise TypeError(f"config: expected a config dict (from load_config), TrainSettings, a YAML path or a shipped "
+                    f"config name; got {type(config).__name__}")
+
+
+def parse_config(config: dict | TrainSettings | str | Path, source: str = "") -> TrainSettings:
+    """Validated training settings of a config dict, a YAML path or a shipped name (ConfigError lists
+    every problem with its dotted path)."""
+    config, source = _config(config, source)
     if isinstance(config, TrainSettings):
         return config
     return parse_settings(config, source)
 
 
-def build_circuit(config: dict, source: str = ""):
-    """The :class:`~hil.circuit.model.Circuit` of a config's ``circuit:`` or ``board.circuit:`` section."""
+def build_circuit(config: dict | str | Path, source: str = "") -> Circuit:
+    """The :class:`~hil.circuit.model.Circuit` of a config's ``circuit:`` or ``board.circuit:`` section
+    (conductances in S, diode parameters in V and A)."""
     from hil.circuit.build import build_circuit as _build
 
+    config, source = _config(config, source)
+    if isinstance(config, TrainSettings):
+        raise TypeError("config: expected a config dict, a YAML path or a shipped config name (TrainSettings holds "
+                        "no circuit section); got TrainSettings")
     in_board = isinstance(config.get("board"), dict) and "circuit" in config["board"]
     if "circuit" in config and in_board:  # e.g. `--set circuit.x=…` on a training config
         raise ConfigError(["circuit: this config's circuit is under 'board.circuit' (write board.circuit.… "
@@ -94,8 +140,8 @@ def build_circuit(config: dict, source: str = ""):
         return _build(cdata, path)
 
 
-def build_board(config: dict | TrainSettings, source: str = "", simulated_twin: bool = False) -> Board:
-    """The board a training config describes (its initial, untrained conductances).
+def build_board(config: dict | TrainSettings | str | Path, source: str = "", simulated_twin: bool = False) -> Board:
+    """The board a training config describes (its initial, untrained conductances, S).
 
     A bench config (``board.backend: instruments``) is connected only by :func:`train`, which owns the
     instruments' safe state; here it is refused, or with ``simulated_twin`` its circuit (the bench
@@ -103,12 +149,14 @@ def build_board(config: dict | TrainSettings, source: str = "", simulated_twin: 
     """
     from hil.boards.factory import make_board
 
+    config, source = _config(config, source)
     s = parse_config(config, source)
     if s.backend == "instruments":
         if not simulated_twin:
             raise ConfigError(["board.backend: instruments: the bench is connected only by hil train (which owns "
                                "the instruments' safe state); a bench run's metrics.csv holds the accuracies measured "
-                               "on the bench, and hil solve / hil netlist RUN_DIR give its trained circuit"], source)
+                               "on the bench, and hil solve / hil netlist RUN_DIR give its trained circuit (in Python: "
+                               "simulated_twin=True builds the bench's circuit as a simulated board)"], source)
         from hil.boards.simulated import SimulatedBoard
 
         return SimulatedBoard(s.instrument_board.bench.circuit, g_min=s.g_min, g_max=s.g_max)
@@ -116,23 +164,29 @@ def build_board(config: dict | TrainSettings, source: str = "", simulated_twin: 
         return make_board(s.backend, s.circuit, s.g_min, s.g_max, devices=s.devices)
 
 
-def load_data(config: dict | TrainSettings, source: str = ""):
-    """The config's data set as voltages (:class:`hil.train.data.Dataset`)."""
+def load_data(config: dict | TrainSettings | str | Path, source: str = "") -> Dataset:
+    """The config's data set as voltages (:class:`hil.train.data.Dataset`): ``.train``, ``.val``
+    (or None), ``.test``, each with ``.x`` (samples, inputs) in V and ``.y`` class labels."""
     from hil.train.data import load_dataset
 
+    config, source = _config(config, source)
     s = parse_config(config, source)
     with config_phase(source):
         return load_dataset(s.data_spec)
 
 
 # ---- measuring and gradients -------------------------------------------------------------------
-def measure(board: Board, x, w=None) -> Measurement:
-    """Apply inputs ``x`` (B, n_inputs) volts (and port voltages ``w``), return the measurement.
+def measure(board: Board, x: ArrayLike, w: ArrayLike | None = None) -> Measurement:
+    """Apply inputs ``x`` (B, n_inputs) in V (one sample may be a flat list) and optionally
+    output-port voltages ``w`` (B, q) or (q,) in V; return the measurement: port currents ``y``
+    (B, q) in A, source currents ``i_src`` in A, hidden-node voltages ``e`` in V, ``on``.
 
     Its arrays are the caller's own copies: a board may keep the arrays it returns as its held
     operating point and hand them out again for the same inputs, so changing a board's
     measurement in place would change its later answers; changing this one cannot."""
-    m = board.measure(np.atleast_2d(np.asarray(x, dtype=float)), None if w is None else np.atleast_2d(w))
+    _check_board(board)
+    x = _input_voltages(board, x)
+    m = board.measure(x, None if w is None else _port_voltages(board, w, len(x)))
     return Measurement(u=_own(m.u), w=_own(m.w), y=_own(m.y), i_src=_own(m.i_src), e=_own(m.e), on=_own(m.on),
                        piecewise_linear=m.piecewise_linear, valid=_own(m.valid), noise_v=m.noise_v, info=dict(m.info))
 
@@ -142,11 +196,72 @@ def _own(a):
     return None if a is None else np.array(a)
 
 
-def make_loss(config: dict | TrainSettings | None, board: Board, name: str | None = None,
+def _check_board(board: Any) -> None:
+    """A TypeError naming ``board`` when it is not a board (a config dict, a path, None)."""
+    if not isinstance(board, Board):
+        raise TypeError(f"board: expected a hil board (hil.board.Board, e.g. from build_board), "
+                        f"got {type(board).__name__}")
+
+
+def _numbers(value: Any, name: str, what: str, shape: str) -> np.ndarray:
+    """``value`` as a float array, or one error naming ``name`` (a TypeError for something that is not
+    numbers at all, a ValueError for a ragged list)."""
+    if value is None or isinstance(value, (str, bytes, dict)):
+        raise TypeError(f"{name}: expected {what} (numbers), got {type(value).__name__}")
+    try:
+        return np.asarray(value, dtype=float)
+    except ValueError as exc:
+        if "inhomogeneous" in str(exc) or "sequence" in str(exc):
+            raise ValueError(f"{name}: expected {what} of shape {shape} in V (a ragged list: every sample needs "
+                             "the same number of values)") from None
+        raise TypeError(f"{name}: expected {what} (numbers); {exc}") from None
+    except TypeError as exc:
+        raise TypeError(f"{name}: expected {what} (numbers), got {type(value).__name__} ({exc})") from None
+
+
+def _finite(a: np.ndarray, name: str, what: str) -> None:
+    """A ValueError naming the first sample holding NaN or ±inf."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        i = np.argwhere(bad)[0]
+        raise ValueError(f"{name}: {what} must be finite; sample {i[0]} holds {a[tuple(i)]:g}")
+
+
+def _input_voltages(board: Board, x: ArrayLike, name: str = "x", empty_ok: bool = True) -> np.ndarray:
+    """Inputs (B, n_inputs) in V as a float array; a flat list of n_inputs values is one sample."""
+    n = board.topology.n_inputs
+    shape = f"(batch, {n})"
+    a = _numbers(x, name, "input voltages", shape)
+    if a.ndim == 1 and a.shape[0] == n:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[1] != n:
+        raise ValueError(f"{name}: expected input voltages of shape {shape} in V, got shape {a.shape}")
+    if not empty_ok and a.shape[0] == 0:
+        raise ValueError(f"{name}: an empty batch (0 samples); give at least one sample")
+    _finite(a, name, "input voltages")
+    return a
+
+
+def _port_voltages(board: Board, w: ArrayLike, batch: int) -> np.ndarray:
+    """Output-port voltages (B, q) in V; one flat set of q values applies to every sample."""
+    q = board.topology.n_outputs
+    a = _numbers(w, "w", "output-port voltages", f"({batch}, {q})")
+    if a.ndim == 1 and a.shape[0] == q:
+        a = np.broadcast_to(a, (batch, q)).copy()
+    if a.shape != (batch, q):
+        raise ValueError(f"w: expected output-port voltages of shape ({batch}, {q}) in V, got shape {a.shape}")
+    _finite(a, "w", "output-port voltages")
+    return a
+
+
+def make_loss(config: dict | TrainSettings | str | Path | None, board: Board, name: str | None = None,
               gain_per_a: float | None = None) -> Loss:
-    """The loss a config trains with (or ``name``: ``cross_entropy``, ``mse``, ``linear``)."""
+    """The loss a config trains with (or ``name``: ``cross_entropy``, ``mse``, ``linear``) on
+    ``board``'s output ports; logits are ``gain_per_a`` (1/A) × the (differential) port currents (A).
+    Use it only with this board (or one of the same outputs): :func:`gradient` checks."""
     from hil.train.losses import LOSSES
 
+    _check_board(board)
     s = parse_config(config) if config is not None else None
     name = name or (s.loss if s else "cross_entropy")
     gain = gain_per_a if gain_per_a is not None else (s.gain_per_a if s else 1e5)
@@ -161,19 +276,71 @@ def make_loss(config: dict | TrainSettings | None, board: Board, name: str | Non
     return Loss(name, gain, board.topology.differential)
 
 
-def gradient(board: Board, x, target, loss: Loss, estimator: str = "hl", **options) -> GradientResult:
+def gradient(board: Board, x: ArrayLike, target: ArrayLike, loss: Loss, estimator: str = "hl",
+             **options: Any) -> GradientResult:
     """∂ℓ/∂g (1/S per unit loss) for every conductance, measured with ``estimator``.
 
-    ``options`` are the estimator's (``delta_v``, ``central``, ``max_retries`` for ``hl``;
-    ``beta``/``delta_v``/``centred`` for ``ep``; ``rel_step`` for ``fd``).  The result's
-    ``stats`` say whether the answer may be biased (``may_be_biased``, ``bias_note``);
-    ``named_conductances(board, result.grad)`` splits it by group.
+    ``x`` (B, n_inputs) in V; ``target`` one class label per sample (B,), or what ``loss`` takes
+    (``mse``: logit-space targets (B, k); ``linear``: coefficients (B, q) in 1/A).
+    ``options`` are the estimator's (``delta_v`` in V, ``central``, ``max_retries`` for ``hl``;
+    ``beta``/``delta_v``/``centred`` for ``ep``; ``rel_step`` for ``fd``).  Inputs, target and
+    loss are checked before anything is measured.  The result's ``stats`` say whether the
+    answer may be biased (``may_be_biased``, ``bias_note``); ``named_conductances(board,
+    result.grad)`` splits it by group.
     """
     if estimator not in ESTIMATORS:
         raise ConfigError([f"estimator: must be one of {', '.join(ESTIMATORS)}; got {estimator!r}"])
     _check_estimator_options(estimator, options)
-    x = np.atleast_2d(np.asarray(x, dtype=float))
-    return estimate(estimator, board, x, np.asarray(target), loss, options)
+    _check_board(board)
+    x = _input_voltages(board, x, empty_ok=False)
+    _check_loss(loss, board)
+    return estimate(estimator, board, x, _target(loss, board, target, len(x)), loss, options)
+
+
+def _pairs(d: np.ndarray, q: int | str) -> str:
+    """'6 output ports (3 differential pairs)' for a differential matrix (k, q) (or single-ended)."""
+    return f"{q} output ports" + (f" ({d.shape[0]} differential pairs)" if d.size else " (single-ended)")
+
+
+def _check_loss(loss: Any, board: Board) -> None:
+    """A Loss made for this board's outputs (its differential pairs), else one error naming ``loss``."""
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss: expected a Loss (from make_loss(config, board)), got {type(loss).__name__}")
+    mine, theirs = np.asarray(board.topology.differential), np.asarray(loss.differential)
+    if not mine.size and not theirs.size:
+        return
+    if mine.shape != theirs.shape or not np.array_equal(mine, theirs):
+        q_theirs = theirs.shape[-1] if theirs.size else "?"
+        here = _pairs(mine, board.topology.n_outputs)
+        raise ValueError(f"loss: made for a board with {_pairs(theirs, q_theirs)}; this board has "
+                         f"{here.replace(' output ports', '', 1)}: make the loss with make_loss(config, board) "
+                         "for this board")
+
+
+def _target(loss: Loss, board: Board, target: ArrayLike, batch: int) -> np.ndarray:
+    """``target`` checked against the loss on a zero reading before anything is measured: one
+    error naming ``target`` and what this loss takes (not an IndexError after the measurement,
+    and never a table of labels read as labels)."""
+    t = np.asarray(target)
+    if t.dtype.kind not in "biuf":
+        raise TypeError(f"target: expected numbers (class labels or values), got an array of "
+                        f"{'str' if t.dtype.kind in 'US' else t.dtype}")
+    if t.dtype.kind == "f" and not np.isfinite(t).all():
+        raise ValueError(f"target: must be finite, got {t[~np.isfinite(t)].flat[0]:g}")
+    q = board.topology.n_outputs
+    d = np.asarray(loss.differential)
+    k = d.shape[0] if d.size else q
+    wants = {"cross_entropy": f"one class label 0 … {k - 1} per sample, shape ({batch},)",
+             "mse": f"class labels ({batch},) or logit-space targets ({batch}, {k})",
+             "linear": f"class labels ({batch},) or coefficients ({batch}, {q}) or ({q},) in 1/A"}
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            loss.value_and_grad(np.zeros((batch, q)), t)
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"target: {exc}; {loss.name} takes {wants.get(loss.name, 'one target per sample')}, "
+                         f"got shape {t.shape}") from None
+    return t
 
 
 def _check_estimator_options(estimator: str, options: dict) -> None:
@@ -186,26 +353,37 @@ def _check_estimator_options(estimator: str, options: dict) -> None:
     fn = getattr(estimators, estimator.replace("-", "_") + "_gradient", None)
     if fn is None:
         return
-    accepted = list(inspect.signature(fn).parameters)[4:]  # after board, x, target, loss
+    params = inspect.signature(fn).parameters
+    accepted = list(params)[4:]  # after board, x, target, loss
     problems = []
-    for key in options:
+    for key, value in options.items():
         if key not in accepted:
             close = difflib.get_close_matches(key, accepted, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(f"{estimator}.{key}: unknown option{hint}; {estimator} takes {', '.join(accepted)}")
+        elif isinstance(params[key].default, float) and (isinstance(value, bool)
+                                                          or not isinstance(value, numbers.Real)):
+            unit = " (V)" if key.endswith("_v") else ""
+            problems.append(f"{estimator}.{key}: expected a number{unit}, got {type(value).__name__} {value!r}")
     if problems:
         raise ConfigError(problems)
 
 
-def named_conductances(board: Board, values: np.ndarray | None = None, by: str = "group") -> dict:
+def named_conductances(board: Board, values: ArrayLike | None = None, by: str = "group") -> dict[str, Any]:
     """A flat per-conductance vector (default: the programmed conductances, S) by name.
 
     ``by="group"``: split by group and reshaped to each group's matrix shape (``g_in``:
     hidden × sources, ...).  ``by="element"``: one float per conductance, keyed by its element
     name (``R_h3_x5`` connects hidden node h3 and source x5), as in netlists and checkpoints.
     """
+    _check_board(board)
     topo = board.topology
+    if isinstance(values, GradientResult):
+        raise TypeError("values: expected a per-conductance vector, got a GradientResult (pass result.grad)")
     v = board.read_conductances() if values is None else np.asarray(values)
+    if v.shape != (topo.n_conductances,):
+        raise ValueError(f"values: expected one value per conductance, shape ({topo.n_conductances},), "
+                         f"got shape {v.shape}")
     if by == "element":
         return dict(zip(topo.edge_names, v.tolist()))
     if by != "group":
@@ -214,18 +392,26 @@ def named_conductances(board: Board, values: np.ndarray | None = None, by: str =
 
 
 # ---- training ----------------------------------------------------------------------------------
-def train_steps(board: Board, config: dict | TrainSettings, x, target, steps: int = 1,
-                loss: Loss | None = None) -> list[float]:
+def train_steps(board: Board, config: dict | TrainSettings | str | Path, x: ArrayLike, target: ArrayLike,
+                steps: int = 1, loss: Loss | None = None) -> list[float]:
     """A few optimizer steps on one batch, without a run directory (for experiments).
 
-    Uses the config's estimator (and options), optimizer, learning rate (no schedule) and
-    trainable groups; programs the board after every step.  Returns the batch-mean loss
+    ``x`` (B, n_inputs) in V, ``target`` as for :func:`gradient`.  Uses the config's estimator
+    (and options), optimizer, learning rate (no schedule) and trainable groups; programs the
+    board (conductances in S, within its bounds) after every step.  Returns the batch-mean loss
     measured at the operating point before each step.
     """
     from hil.train.optim import Optimizer
 
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise (TypeError if not isinstance(steps, numbers.Real) else ValueError)(
+            f"steps: expected a whole number ≥ 0, got {steps!r}")
+    _check_board(board)
     s = parse_config(config)
     loss = loss or make_loss(s, board)
+    x = _input_voltages(board, x, empty_ok=False)
+    _check_loss(loss, board)
+    target = _target(loss, board, target, len(x))
     topo = board.topology
     mask = np.zeros(topo.n_conductances, bool)
     for gname, sl in topo.groups.items():  # plain names select the group in every cascade stage
@@ -233,8 +419,6 @@ def train_steps(board: Board, config: dict | TrainSettings, x, target, steps: in
             mask[sl] = True
     g_min, g_max = board.conductance_bounds
     opt = Optimizer(s.optimizer, s.lr, g_min, g_max, mask, momentum=s.momentum)
-    x = np.atleast_2d(np.asarray(x, dtype=float))
-    target = np.asarray(target)
     g = board.read_conductances()
     losses = []
     for _ in range(int(steps)):
@@ -245,9 +429,13 @@ def train_steps(board: Board, config: dict | TrainSettings, x, target, steps: in
 
 
 def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir: str | Path | None = None,
-          progress: bool | str = False, epochs: int | None = None, source: str = "", started=None,
-          board_options: dict | None = None):
+          progress: bool | str = False, epochs: int | None = None, source: str = "",
+          started: Callable[[RunDir], Any] | None = None, board_options: dict | None = None) -> TrainResult:
     """Train a config in a new run directory; returns :class:`hil.train.loop.TrainResult`.
+
+    ``epochs`` replaces ``train.epochs`` (a whole number > 0); ``runs_dir`` replaces
+    ``output.runs_dir``; ``progress``: False (silent), True (a bar on a terminal, else one line
+    per epoch), ``"bar"`` or ``"lines"``.
 
     ``started(run)`` is called with the :class:`RunDir` once it exists (the CLI uses it to
     say what an interrupted run left behind).  ``board_options`` go to the board factory
@@ -255,11 +443,17 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
     """
     from hil.train.loop import Trainer
 
+    _check_progress(progress)
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1):
+        raise ConfigError([f"epochs: must be a whole number > 0, got {epochs!r}"], source)
+    if not isinstance(config, (dict, str, Path)):
+        raise TypeError(f"config: expected a config dict (from load_config), a YAML path or a shipped config name; "
+                        f"got {type(config).__name__}")
     if not isinstance(config, dict):
         source = source or str(config)
         config = load_config(config, overrides)
     elif overrides:
-        config = apply_overrides(json.loads(json.dumps(config)), list(overrides))
+        config = apply_overrides(json.loads(json.dumps(config)), _override_list(overrides))
     s = parse_config(config, source)
     if epochs is not None:
         s.epochs = int(epochs)
@@ -285,6 +479,12 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
             return _fit(board, Trainer(board, s, data, run, progress=progress))
     finally:
         run.close()
+
+
+def _check_progress(progress: bool | str) -> None:
+    """``progress`` is True (a bar on a terminal, else lines), False, "bar" or "lines"."""
+    if not (isinstance(progress, bool) or progress in ("bar", "lines")):
+        raise ValueError(f"progress: expected True, False, 'bar' or 'lines', got {progress!r}")
 
 
 def _calibration_line(cal: dict) -> str:
@@ -374,8 +574,9 @@ def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = 
     return board, data, cal_meta
 
 
-def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | str = False, started=None,
-           board_options: dict | None = None, restored=None):
+def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | str = False,
+           started: Callable[[RunDir], Any] | None = None, board_options: dict | None = None,
+           restored: Callable[[Any], Any] | None = None) -> TrainResult | None:
     """Continue a run from its last checkpoint (exactly: conductances, optimizer, RNG).
 
     Returns the :class:`~hil.train.loop.TrainResult`, or None when the run had already done
@@ -385,6 +586,8 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
     """
     from hil.train.loop import ShapeMismatch, Trainer
 
+    overrides = _override_list(overrides)
+    _check_progress(progress)
     path = Path(run_dir)
     if not (path / "config.resolved.yaml").is_file():
         raise ConfigError([f"--resume {show_path(run_dir)}: {_why_not_a_run(Path(run_dir))}"])
@@ -485,6 +688,10 @@ def _why_not_a_run(path: Path) -> str:
         return f"a training config, not a run directory: train it first ({how}) and give the run directory it writes"
     if not path.exists():
         return "not a run directory (no such file or directory)"
+    runs = sorted(p for p in path.iterdir() if (p / "config.resolved.yaml").is_file()) if path.is_dir() else []
+    if runs:  # the runs directory itself (output.runs_dir): name the newest run (names start with the UTC time)
+        return (f"a runs directory holding {len(runs)} run{'s' if len(runs) > 1 else ''}, not a run directory: "
+                f"give one of them (the newest is {show_path(runs[-1])})")
     return "not a run directory (no config.resolved.yaml)"
 
 
@@ -532,7 +739,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", simulated_twin: bool
     elif path.name == "config.resolved.yaml":
         path = path.parent
     if checkpoint not in CHECKPOINT_TAGS:
-        raise ConfigError([f"--checkpoint: must be one of {', '.join(CHECKPOINT_TAGS)}; got {checkpoint!r}"])
+        raise ConfigError([f"checkpoint: must be one of {', '.join(CHECKPOINT_TAGS)}; got {checkpoint!r}"])
     if not (path / "config.resolved.yaml").is_file():
         raise ConfigError([f"{show_path(run_dir)}: {_why_not_a_run(Path(run_dir))}"])
     if not any((path / "checkpoints" / f"{t}.npz").is_file() for t in CHECKPOINT_TAGS):
@@ -572,15 +779,19 @@ class Evaluation:
     conduction_fraction: float
 
 
-def evaluate_run(run: LoadedRun, split: str = "test") -> Evaluation:
-    """Evaluate a loaded run on ``train``, ``validation`` or ``test`` (the run's own data split)."""
+def evaluate_run(run: LoadedRun | str | Path, split: str = "test") -> Evaluation:
+    """Evaluate a loaded run (or a run directory: its best checkpoint) on ``train``,
+    ``validation`` or ``test`` (the run's own data split); the loss is the config's, currents in A."""
+    if isinstance(run, (str, Path)):
+        run = load_run(run)
+    if not isinstance(run, LoadedRun):
+        raise TypeError(f"run: expected a LoadedRun (from load_run) or a run directory, got {type(run).__name__}")
+    if split not in ("train", "validation", "test"):
+        raise ConfigError([f"split: must be one of train, validation, test; got {split!r}"])
     data = load_data(run.settings)
-    chosen = {"train": data.train, "validation": data.val, "test": data.test}
-    if split not in chosen:
-        raise ConfigError([f"--data: must be one of train, validation, test; got {split!r}"])
-    part = chosen[split]
+    part = {"train": data.train, "validation": data.val, "test": data.test}[split]
     if part is None:
-        raise ConfigError([f"--data validation: the run has no validation split (data.validation_fraction is 0)"])
+        raise ConfigError(["--data validation: the run has no validation split (data.validation_fraction is 0)"])
     loss = make_loss(run.settings, run.board)
     pred, total, on = [], 0.0, 0.0
     for i in range(0, len(part.y), 2048):

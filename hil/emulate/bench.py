@@ -155,21 +155,31 @@ class EmulatedBench:
 
     # -- views -----------------------------------------------------------------------------------
 
+    def _require_started(self) -> None:
+        """A RuntimeError that says how to start the bench (the servers have no port before)."""
+        if not self._started:
+            raise RuntimeError(f"EmulatedBench {self.bench.name!r} is not started (its instruments have no "
+                               "address yet): use `with EmulatedBench(...) as bench:` or call bench.start()")
+
     @property
     def resources(self) -> dict[str, str]:
-        """``{instrument: "TCPIP::127.0.0.1::PORT::SOCKET"}``."""
+        """``{instrument: "TCPIP::127.0.0.1::PORT::SOCKET"}`` (once started)."""
+        self._require_started()
         return {name: emu.resource for name, emu in self.emulators.items()}
 
     @property
     def loopback_bench(self) -> Bench:
-        """The bench with loopback resources and the ``@py`` VISA library."""
+        """The bench with loopback resources and the ``@py`` VISA library (once started)."""
+        self._require_started()
         instruments = {name: dataclasses.replace(spec, resource=self.emulators[name].resource, visa_library="@py")
                        for name, spec in self.bench.instruments.items()}
         return dataclasses.replace(self.bench, instruments=instruments)
 
     def loopback_mapping(self, source: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy of a raw bench mapping with every ``resource`` replaced by its loopback one."""
+        """A copy of a raw bench mapping with every ``resource`` replaced by its loopback one (once started)."""
         import copy
+
+        self._require_started()
 
         data = copy.deepcopy(dict(source))
         root = data["bench"] if set(data) == {"bench"} else data

@@ -9,7 +9,8 @@ Fixtures
 ``emulated_bench``
     A started :class:`~hil.emulate.bench.EmulatedBench` for the bench named by the test's
     ``@pytest.mark.hil_bench("path/or/name.yaml", time_mode="instant", seed=None)`` marker, else by
-    the ``--hil-bench`` command-line option / ``hil_bench`` ini value; stopped after the test.
+    the ``--hil-bench`` command-line option / ``hil_bench`` ini value (the marker's settings apply
+    either way: ``@pytest.mark.hil_bench(time_mode="virtual")``); stopped after the test.
 ``emulated_bench_factory``
     ``factory(bench, **kwargs) -> EmulatedBench`` (started); every bench it made is stopped
     after the test. Use it for several benches or per-test settings.
@@ -29,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -44,17 +46,20 @@ def pytest_addoption(parser: Any) -> None:
 
 
 def pytest_configure(config: Any) -> None:
-    config.addinivalue_line("markers", "hil_bench(bench, time_mode='instant', seed=None): bench of the "
-                                       "emulated_bench fixture")
+    config.addinivalue_line("markers", "hil_bench(bench=None, time_mode='instant', seed=None, ...): bench and "
+                                       "EmulatedBench settings of the emulated_bench fixture (bench default: "
+                                       "--hil-bench or the hil_bench ini value)")
 
 
 @pytest.fixture
-def emulated_bench_factory() -> Iterator[Callable[..., EmulatedBench]]:
-    """``factory(bench, *, time_mode="instant", time_scale=1.0, seed=None)`` → started bench."""
+def emulated_bench_factory(request: Any) -> Iterator[Callable[..., EmulatedBench]]:
+    """``factory(bench, *, time_mode="instant", time_scale=1.0, seed=None)`` → started bench (a
+    relative bench path is found from the working directory or the project root)."""
     made: list[EmulatedBench] = []
+    root = Path(request.config.rootpath)
 
     def factory(bench: Any, **kwargs: Any) -> EmulatedBench:
-        emulated = EmulatedBench(bench, **kwargs)
+        emulated = EmulatedBench(_from_root(bench, root), **kwargs)
         made.append(emulated)
         return emulated.start()
 
@@ -67,14 +72,28 @@ def emulated_bench_factory() -> Iterator[Callable[..., EmulatedBench]]:
 
 @pytest.fixture
 def emulated_bench(request: Any, emulated_bench_factory: Callable[..., EmulatedBench]) -> EmulatedBench:
-    """A started emulated bench (see the module docstring for how the bench is chosen)."""
+    """A started emulated bench (see the module docstring for how the bench is chosen).
+
+    The marker's settings (``time_mode``, ``seed``, ...) apply whichever way the bench is named; a
+    relative bench path that does not exist from the working directory is looked up from the
+    project's root directory (where pytest.ini / pyproject.toml / conftest.py live)."""
     marker = request.node.get_closest_marker("hil_bench")
-    if marker is not None and marker.args:
-        return emulated_bench_factory(marker.args[0], **marker.kwargs)
-    name = request.config.getoption("--hil-bench", default=None) or request.config.getini("hil_bench")
-    if not name:
+    settings = dict(marker.kwargs) if marker is not None else {}
+    bench = marker.args[0] if marker is not None and marker.args else settings.pop("bench", None)
+    settings.pop("bench", None)
+    if bench is None:
+        bench = request.config.getoption("--hil-bench", default=None) or request.config.getini("hil_bench")
+    if not bench:
         pytest.fail("emulated_bench needs @pytest.mark.hil_bench(...), --hil-bench or the hil_bench ini value")
-    return emulated_bench_factory(name)
+    return emulated_bench_factory(bench, **settings)
+
+
+def _from_root(bench: Any, root: Path) -> Any:
+    """A relative bench path that exists under the project root but not from here, as that path."""
+    if isinstance(bench, (str, Path)) and not Path(bench).is_absolute() and not Path(bench).exists() \
+            and (root / bench).is_file():
+        return root / bench
+    return bench
 
 
 @pytest.fixture

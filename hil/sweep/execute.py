@@ -89,14 +89,21 @@ def run_state(run_dir: Path, config_hash_: str) -> str:
     return f"pending (continues from epoch {epoch})" if epoch else "pending"
 
 
-def run_sweep(spec: SweepSpec, *, output: str | None = None, workers: int | None = None,
+def run_sweep(spec: SweepSpec | str | Path, *, output: str | None = None, workers: int | None = None,
               cluster: str | None = None, dry_run: bool = False,
               echo: Callable[[str], None] = print) -> SweepOutcome:
-    """Run every pending point of ``spec``; finished runs of the same config are skipped.
+    """Run every pending point of ``spec`` (from :func:`~hil.sweep.spec.load_sweep`, or a sweep file's
+    path); finished runs of the same config are skipped.
 
     ``output``/``workers``/``cluster`` override the sweep file.  Reports are rewritten after
     every finished run, so an interrupted sweep still leaves an up-to-date table.
     """
+    if isinstance(spec, (str, Path)):
+        from hil.sweep.spec import load_sweep
+
+        spec = load_sweep(str(spec))
+    if not isinstance(spec, SweepSpec):
+        raise TypeError(f"spec: expected a SweepSpec (from load_sweep) or a sweep file's path, got {type(spec).__name__}")
     points = expand(spec)
     directory = Path(output or spec.output)
     if not dry_run:  # before anything runs: results that cannot be written are lost work

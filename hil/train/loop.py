@@ -31,6 +31,15 @@ from hil.train.settings import TrainSettings
 
 @dataclass
 class TrainResult:
+    """What a finished (or stopped) run reports, from its last completed epoch.
+
+    ``train_acc`` is the running accuracy of that epoch (each batch measured before its update),
+    ``val_acc``/``test_acc`` are measured after it, on the final conductances (None when the run
+    has no such split or ``train.evaluate_test`` is off).  The best checkpoint is ``best_epoch``
+    (by ``best_on``, score ``best_score``): :func:`hil.api.load_run` loads that one by default, so
+    its accuracy can differ from these.  ``seconds_per_epoch`` is wall time, s.
+    """
+
     run_dir: str
     epochs_done: int
     train_acc: float

@@ -66,6 +66,8 @@ class Loss:
             if t.ndim == 1:  # class labels → ±1 one-hot targets in logit space
                 t = _class_labels(t, z.shape[0], z.shape[1])
                 t = 2.0 * (np.arange(z.shape[1])[None, :] == t[:, None]) - 1.0
+            elif t.shape != z.shape:  # (B, 1) would broadcast against (B, k)
+                raise ValueError(f"mse targets of shape {t.shape} for {z.shape[1]} logits per sample")
             r = z - t
             loss = 0.5 * np.sum(r * r, axis=1)
             dz = r
@@ -145,6 +147,8 @@ def _class_labels(target, batch: int, k: int) -> np.ndarray:
     """One class label 0 … k − 1 per sample as ints; a one-line ValueError for a label that is not
     one (fractional, negative or too large: numpy would truncate it or index from the end)."""
     raw = _per_sample(np.asarray(target), batch)
+    if raw.ndim != 1:  # a (B, k) one-hot or (B, 1) table would index as a table of labels
+        raise ValueError(f"class labels must be one per sample, shape ({batch},); got shape {raw.shape}")
     t = raw.astype(int)
     if t.size and (t.min() < 0 or t.max() >= k or (raw.dtype.kind not in "iub" and not np.array_equal(t, raw))):
         raise ValueError(f"class labels must be 0 … {k - 1}")
@@ -154,5 +158,5 @@ def _class_labels(target, batch: int, k: int) -> np.ndarray:
 def _per_sample(t: np.ndarray, batch: int) -> np.ndarray:
     """``t`` when it holds one target per sample of the batch; a one-line ValueError otherwise."""
     if t.ndim == 0 or len(t) != batch:
-        raise ValueError(f"{t.size} target(s) for a batch of {batch} samples")
+        raise ValueError(f"{'a scalar' if t.ndim == 0 else f'{len(t)} target(s)'} for a batch of {batch} samples")
     return t
