@@ -183,10 +183,12 @@ class SimulatedBoard(BoardBase):
     # ---- protocol -----------------------------------------------------------
     @property
     def topology(self) -> BoardTopology:
+        """Nodes, conductances (edges) and their groups, the source map and the differential readout."""
         return self._topology
 
     @property
     def conductance_bounds(self) -> tuple[float, float]:
+        """Programmable range (g_min, g_max) in siemens."""
         return self._bounds
 
     @property
@@ -195,6 +197,10 @@ class SimulatedBoard(BoardBase):
         return self._solver.circuit
 
     def measure(self, x: np.ndarray, w: np.ndarray | None = None) -> Measurement:
+        """The certified equilibrium for inputs ``x`` (B, n_inputs) in V and port voltages ``w`` (B, q)
+        in V (default: the configured ones); raises ValueError for a wrong shape or a non-finite
+        input and :class:`~hil.circuit.report.SolveError` when a solve is not certified.  The
+        arrays of the returned measurement are the board's own (copy before changing them)."""
         fast, held = self._uncoupled, self._last
         if fast is not None and w is not None and held is not None and type(x) is np.ndarray and x.ndim == 2 \
                 and x.dtype == np.float64 and (k := _repeats(held, x)):
@@ -248,6 +254,7 @@ class SimulatedBoard(BoardBase):
         return g
 
     def read_conductances(self) -> np.ndarray:
+        """The programmed conductances (m,) in siemens (exact: a simulation reads without noise)."""
         return self._solver.nodal.g.copy()
 
     def safe_state(self) -> None:

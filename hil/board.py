@@ -52,22 +52,27 @@ class BoardTopology:
 
     @property
     def n_conductances(self) -> int:
+        """Number of programmable conductances m (edges)."""
         return int(self.edges.shape[0])
 
     @property
     def n_inputs(self) -> int:
+        """Number of logical inputs per sample (columns of ``x``)."""
         return int(self.source_matrix.shape[1])
 
     @property
     def n_sources(self) -> int:
+        """Number of voltage sources p (inputs, their inverted copies and rails)."""
         return int(self.source_matrix.shape[0])
 
     @property
     def n_outputs(self) -> int:
+        """Number of output ports q."""
         return int(self.output_voltage.shape[0])
 
     @property
     def n_hidden(self) -> int:
+        """Number of hidden nodes n."""
         return sum(1 for k in self.node_kinds if k == "hidden")
 
     def source_voltages(self, x: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from hil.board import (_SMALL_BATCH, Board, ExactLinearization, Measurement, PhasedMeasurement, as_program_result,
                        valid_mask)
@@ -180,7 +181,7 @@ def resolvable(e_response: np.ndarray, noise_v: float, shrink: float = 10.0) -> 
     return np.abs(e_response).max(axis=1) / shrink > 5.0 * np.sqrt(2.0) * noise_v
 
 
-def hl_gradient(board: Board, x: np.ndarray, target, loss: Loss, delta_v: float = 0.01,
+def hl_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, delta_v: float = 0.01,
                 central: bool = True, max_retries: int = 3, keep_per_sample: bool = False,
                 flip_rel_tol: float = 1e-3, one_sweep: bool | None = None) -> GradientResult:
     """Hardware-linearization gradient from two (central) or one (one-sided) perturbation phases.
@@ -688,7 +689,7 @@ def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unres
     return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per, stats=stats)
 
 
-def hl_exact_gradient(board: Board, x: np.ndarray, target, loss: Loss, keep_per_sample: bool = False) -> GradientResult:
+def hl_exact_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, keep_per_sample: bool = False) -> GradientResult:
     """Exact linearized-circuit gradient (needs a board with :class:`ExactLinearization`)."""
     if not isinstance(board, ExactLinearization):
         raise TypeError("the hl-exact estimator needs a simulated board (linearized_response); use 'hl' on hardware")
@@ -717,7 +718,7 @@ def _exact_note(op: Measurement) -> str | None:
     return "; ".join(notes) or None
 
 
-def ep_gradient(board: Board, x: np.ndarray, target, loss: Loss, beta: float | None = None, centred: bool = True,
+def ep_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, beta: float | None = None, centred: bool = True,
                 delta_v: float = 0.01, max_retries: int = 3, keep_per_sample: bool = False) -> GradientResult:
     """Equilibrium propagation with nudged port voltages w = w₀ ± β ŵ.
 
@@ -796,7 +797,7 @@ def _typical_conductance(g: np.ndarray, g_floor: float) -> float:
     return max(float(np.median(nz)) if nz.size else 0.0, g_floor)
 
 
-def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float | None = None,
+def fd_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, rel_step: float | None = None,
                 g_floor: float = 1e-9, max_retries: int = 3) -> GradientResult:
     """Finite differences of the batch-mean loss, one conductance at a time (a reference; slow).
 
@@ -899,7 +900,8 @@ def fd_gradient(board: Board, x: np.ndarray, target, loss: Loss, rel_step: float
                                                 **_bias("; ".join(notes))})
 
 
-def estimate(name: str, board: Board, x, target, loss: Loss, options: dict | None = None) -> GradientResult:
+def estimate(name: str, board: Board, x: ArrayLike, target: ArrayLike, loss: Loss,
+             options: dict | None = None) -> GradientResult:
     """Dispatch by estimator name (``hl``, ``hl-exact``, ``ep``, ``fd``); ``hl`` on a cascade board
     runs stage by stage in backward order (:mod:`hil.train.cascade_hl`)."""
     opts = options if options is not None else {}
