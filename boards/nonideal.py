@@ -14,8 +14,8 @@ what changes is which circuit is solved and what the instruments report:
   through the reading chain (offset, gain, noise, quantisation).  A sample with a node-voltage
   reading at full scale, a commanded source beyond the DAC range or, at the configured port
   voltages (an operating point), a port-current reading at full scale is marked invalid
-  (``valid``); with port voltages given (perturbation phases) a port-current reading at full
-  scale is reported as NaN instead.  ``info["over_range"]`` says which readings sat at full scale.
+  (``valid``); with port voltages given (perturbation phases) such a sample stays valid and its
+  port-current readings are reported as NaN instead.  ``info["over_range"]`` says which readings sat at full scale.
 * ``read_conductances`` is a read of the devices (read noise included).
 * with wires, every measurement's ``info["wire_ir_drop"]`` carries the first-order IR drop
   along the lines relative to the device voltages (:func:`~hil.circuit.wire_bias.ir_drop_estimate`):
