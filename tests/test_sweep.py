@@ -140,7 +140,7 @@ def test_a_failing_run_is_reported_and_retried_while_others_finish(tmp_path, cap
     table = rows(tmp_path / "out" / "results.csv")
     assert table[0]["status"] == "failed" and "file not found" in table[0]["error"]
     assert main(["sweep", str(f), "--dry-run"]) == 0
-    assert "0 finished before, 1 to run" in capsys.readouterr().out
+    assert "1 run (1 point × 1 seed), 0 finished before, 1 to run" in capsys.readouterr().out
 
 
 def test_worker_without_the_sweep_directory_ships_the_run_back(tmp_path):

@@ -56,6 +56,10 @@ class Coupling:
         values = np.asarray(self.values, dtype=float)
         if values.shape != (pairs.shape[0],):
             raise CouplingError(f"{pairs.shape[0]} resistor pairs but values of shape {values.shape}")
+        if values.size and np.any(values < 0):  # (NaN is refused with the circuit's other values)
+            i = int(np.flatnonzero(values < 0)[0])
+            raise CouplingError(f"coupling conductance {values[i]:g} S between hidden nodes {int(pairs[i, 0])} and "
+                                f"{int(pairs[i, 1])} is negative (a resistor's conductance is ≥ 0 S)")
         if pairs.size:
             k, l = pairs[:, 0], pairs[:, 1]
             if k.min() < 0 or l.max() >= self.n:

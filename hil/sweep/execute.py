@@ -133,8 +133,9 @@ def run_sweep(spec: SweepSpec | str | Path, *, output: str | None = None, worker
     n_local = max(1, min(len(pending) or 1, workers or machine_cores()))
     where = f"Dask cluster {cluster}" if cluster else (f"{n_local} local worker process{'es' if n_local > 1 else ''}"
                                                        if n_local > 1 else "this process")
-    echo(f"hil sweep: {spec.name}: {len(points)} runs ({len(points) // max(len(spec.seeds), 1)} points × "
-         f"{len(spec.seeds)} seeds), {skipped} finished before, {len(pending)} to run on {where} → {directory}")
+    n_seeds, n_points = len(spec.seeds), len(points) // max(len(spec.seeds), 1)
+    echo(f"hil sweep: {spec.name}: {len(points)} run{'s' * (len(points) != 1)} ({n_points} point{'s' * (n_points != 1)} × "
+         f"{n_seeds} seed{'s' * (n_seeds != 1)}), {skipped} finished before, {len(pending)} to run on {where} → {directory}")
     if dry_run:
         for p in points:
             echo(f"  {p.run_id:60s} {run_state(runs_dir / p.run_id, config_hash(p.raw))}")

@@ -44,6 +44,7 @@ def test_coupling_reads_like_the_symmetric_matrix_it_stands_for():
     ([[0, 1], [1, 0]], [1e-6, 2e-6], "joined twice"),
     ([[0, 7]], [1e-6], "outside"),
     ([[0, 1]], [1e-6, 2e-6], "2 conductances"),
+    ([[0, 1], [1, 2]], [1e-6, -2e-6], "between hidden nodes 1 and 2 is negative"),
 ])
 def test_coupling_refuses_bad_pairs(pairs, values, message):
     with pytest.raises(CouplingError, match=message):
