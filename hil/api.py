@@ -268,6 +268,8 @@ def make_loss(config: dict | TrainSettings | str | Path | None, board: Board, na
     if name not in LOSSES:
         raise ConfigError([f"loss: must be one of {', '.join(LOSSES)}; got {name!r}"])
     try:
+        if isinstance(gain, (bool, np.bool_, str)):  # True is not a gain of 1/A; "1e5" is not a number
+            raise TypeError
         gain = float(gain)
     except (TypeError, ValueError):
         raise ConfigError([f"gain_per_a: expected a number (1/A), got {gain!r}"]) from None

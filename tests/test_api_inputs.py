@@ -230,3 +230,10 @@ def test_run_sweep_takes_a_sweep_file_path_or_names_what_it_wants(tmp_path):
     (tmp_path / "lr.yaml").write_text("config: sim-xor\noutput: out\ngrid:\n  train.optimizer.lr: [1.0e-6, 2.0e-6]\n")
     outcome = run_sweep(tmp_path / "lr.yaml", output=str(tmp_path / "out"), dry_run=True, echo=lambda line: None)
     assert len(outcome.points) == 2 and outcome.ran == 0  # a dry run lists the points, runs nothing
+
+
+@pytest.mark.parametrize("gain", [True, "1e5", [1e5]])
+def test_make_loss_wants_a_number_for_its_gain(xor_board, gain):
+    """``gain_per_a=True`` used to become a gain of 1/A (a bool is an int to Python), a string 1e5/A."""
+    with pytest.raises(ConfigError, match="gain_per_a: expected a number"):
+        api.make_loss(XOR, xor_board, gain_per_a=gain)
