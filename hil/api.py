@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from hil.board import Board, Measurement
-from hil.config import ConfigError, apply_overrides, embedded_config_names, load_yaml, show_path
+from hil.config import ConfigError, apply_overrides, embedded_config_names, file_kind, load_yaml, show_path
 from hil.train.estimators import ESTIMATORS, GradientResult, estimate
 from hil.train.losses import Loss
 from hil.train.rundir import CHECKPOINT_TAGS, RunDir, RunDirError
@@ -709,13 +709,8 @@ def _yaml_kind(path: Path) -> str:
         return "a YAML file that does not read as a config"
     if data is None:
         return "an empty file"
-    if {"board", "train"} & set(data):
-        return "training config"
-    if "grid" in data or "seeds" in data:
-        return "a sweep file (run it with hil sweep)"
-    if "instruments" in data or "bench" in data:
-        return "a bench file"
-    return "a YAML file that is not a training config"
+    return {"training config": "training config", "sweep file": "a sweep file (run it with hil sweep)",
+            "bench file": "a bench file"}.get(file_kind(data), "a YAML file that is not a training config")
 
 
 def _is_bench_config(path: Path) -> bool:
