@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from hil.sweep.spec import RunPoint
+from hil.train.settings import DEFAULT_EPOCHS
 
 #: seconds between two progress lines of a running sweep
 EVERY_S = 30.0
@@ -30,7 +31,7 @@ def completed_epochs(run_dir: Path) -> int:
 
 def _target_epochs(p: RunPoint) -> int | None:
     train = p.raw.get("train") if isinstance(p.raw, dict) else None
-    epochs = train.get("epochs", 10) if isinstance(train, dict) else None
+    epochs = train.get("epochs", DEFAULT_EPOCHS) if isinstance(train, dict) else None
     return epochs if isinstance(epochs, int) else None
 
 

@@ -19,6 +19,8 @@ from hil.train.optim import OPTIMIZERS, SCHEDULES
 
 GROUPS = ("g_in", "g_hh", "g_leak", "g_out")
 BACKENDS = ("simulated", "instruments")
+#: ``train.epochs`` when a config does not give it
+DEFAULT_EPOCHS = 10
 
 
 @dataclass
@@ -128,7 +130,7 @@ def parse_settings(data: dict, source: str = "") -> TrainSettings:
     lr_final = o.get("lr_final_fraction", float, 0.0, check=lambda m: None if 0 <= m <= 1 else "must be in [0, 1]")
     o.finish()
     bs = t.get("batch_size", int, 32, check=positive)
-    epochs = t.get("epochs", int, 10, check=positive)
+    epochs = t.get("epochs", int, DEFAULT_EPOCHS, check=positive)
     trainable = t.get("trainable", list, list(GROUPS))
     if trainable is not None:
         bad = [g for g in trainable if str(g).split(".", 1)[-1] not in GROUPS
