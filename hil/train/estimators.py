@@ -90,6 +90,24 @@ def _finish(topology, n0: np.ndarray | None, n_hat, keep: bool, sel: np.ndarray 
     return grad, (n0[:, e[:, 0]] - n0[:, e[:, 1]]) * (n_hat[:, e[:, 0]] - n_hat[:, e[:, 1]])
 
 
+def _finish_valid(topology, n0, n_hat, keep: bool, ok: np.ndarray, n_invalid: int):
+    """:func:`_finish` over the valid samples ``ok`` (B,) only (``n_invalid`` of them False): the
+    gradient is their batch mean (zero when none is valid) and a kept per-sample row of an invalid
+    sample is NaN."""
+    if not n_invalid:
+        return _finish(topology, n0, n_hat, keep)
+    if ok.any():
+        grad, per_ok = _finish(topology, n0, n_hat, keep, ok)
+    else:
+        grad, per_ok = np.zeros(topology.n_conductances), None
+    per = None
+    if keep:
+        per = np.full((ok.size, grad.size), np.nan)
+        if per_ok is not None:
+            per[ok] = per_ok
+    return grad, per
+
+
 def _is_phased(board) -> bool:
     """``isinstance(board, PhasedMeasurement)``; the slow protocol check only runs for boards with ``measure_phases``."""
     return hasattr(board, "measure_phases") and isinstance(board, PhasedMeasurement)
@@ -670,17 +688,7 @@ def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unres
     stats["unresolved_flips"] = unresolved
     stats["may_be_biased"] = note is not None
     stats["bias_note"] = note
-    if not n_invalid:
-        grad, per = _finish(topo, n0, n_hat, keep_per_sample)
-    elif ok.any():
-        grad, per_ok = _finish(topo, n0, n_hat, keep_per_sample, ok)
-        per = None
-        if keep_per_sample:
-            per = np.full((ok.size, grad.size), np.nan)
-            per[ok] = per_ok
-    else:
-        grad = np.zeros(topo.n_conductances)
-        per = np.full((ok.size, grad.size), np.nan) if keep_per_sample else None
+    grad, per = _finish_valid(topo, n0, n_hat, keep_per_sample, ok, n_invalid)
     stats["valid"] = ok
     if callable(i_hat):  # assembled from the phases' readings when first read
         res = _SourceGradOnRead(grad, val, op, source_grad=None, per_sample=per, stats=stats)
@@ -762,16 +770,7 @@ def ep_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, beta
     n_invalid = ok.size - int(np.count_nonzero(ok))
     # v+² − v₋² = (v+ − v₋)(v+ + v₋): a product of two branch differences.
     scale = 4 * betas if centred else 2 * betas
-    if not n_invalid:
-        grad, per = _finish(topo, n_plus - n_other, (n_plus + n_other) / scale, keep_per_sample)
-    else:
-        grad, per = np.zeros(topo.n_conductances), None
-        if ok.any():
-            grad, per_ok = _finish(topo, n_plus - n_other, (n_plus + n_other) / scale, keep_per_sample, ok)
-        if keep_per_sample:
-            per = np.full((ok.size, grad.size), np.nan)
-            if ok.any():
-                per[ok] = per_ok
+    grad, per = _finish_valid(topo, n_plus - n_other, (n_plus + n_other) / scale, keep_per_sample, ok, n_invalid)
     notes = []
     if unresolved:
         notes.append(f"{unresolved} sample(s) still had a diode flip after {retries} re-measurement(s): "
