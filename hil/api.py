@@ -605,7 +605,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
         before = run.read_config()
         config = apply_overrides(json.loads(json.dumps(before)), list(overrides))
         s = parse_config(config, source)
-        done = _completed_epochs(run)
+        done = run.checkpoint_epoch()  # None: the resume falls back to the best checkpoint or reports the damage
         if done is not None and s.epochs < done:  # would rewrite the config and warn, then train nothing
             raise ConfigError([f"train.epochs: {s.epochs} is fewer than the {done} epochs the run has completed; "
                                f"give more than {done} to continue it"], source)
@@ -629,15 +629,6 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
             return _fit(board, trainer)
     finally:
         run.close()
-
-
-def _completed_epochs(run: RunDir) -> int | None:
-    """The epoch of the run's last checkpoint, or None when it cannot be read (the resume itself then
-    falls back to the best checkpoint or reports the damage)."""
-    try:
-        return int(run.load_checkpoint("last")["epoch"])
-    except Exception:
-        return None
 
 
 def _warn_cosine_extension(trainer, before: dict, s: TrainSettings, run: RunDir) -> None:

@@ -74,13 +74,12 @@ def _interrupt_message(exc: BaseException | None = None) -> str:
     if run is None:
         return "interrupted" if unverified is None else f"interrupted; {state[:-1]}"
     for tag in ("last", "best"):
-        try:
-            ck = run.load_checkpoint(tag)
-        except Exception:
+        epoch = run.checkpoint_epoch(tag)
+        if epoch is None:
             continue
         which = "checkpoint" if tag == "last" else "best checkpoint (the last one is damaged)"
         return (f"interrupted; {state} {run.path} keeps the {which} of epoch "
-                f"{int(ck['epoch'])}: continue with '{_resume_command(run)}'")
+                f"{epoch}: continue with '{_resume_command(run)}'")
     done = "" if unverified is None else f" {state}"
     return f"interrupted before the first epoch completed;{done} {run.path} holds no checkpoint to resume from"
 
@@ -102,11 +101,10 @@ def _run_tail() -> str:
     run = _RUN.get("run")
     if run is None:
         return ""
-    try:
-        epoch = int(run.load_checkpoint("last")["epoch"])
-        return f"; {run.path} keeps epoch {epoch}: continue with '{_resume_command(run)}'"
-    except Exception:
+    epoch = run.checkpoint_epoch()
+    if epoch is None:
         return f"; {run.path} holds no completed epoch"
+    return f"; {run.path} keeps epoch {epoch}: continue with '{_resume_command(run)}'"
 
 
 def _outputs_state(unverified: list) -> str:

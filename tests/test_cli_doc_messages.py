@@ -7,6 +7,7 @@ import pytest
 
 from hil import cli
 from hil.drivers.errors import InstrumentConnectionError, InstrumentReportedError
+from hil.train.rundir import RunDir
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "bench-training.md").read_text()
 
@@ -17,6 +18,8 @@ class _Run:
 
     def load_checkpoint(self, tag):
         return {"epoch": 1 if tag == "last" else 0}
+
+    checkpoint_epoch = RunDir.checkpoint_epoch  # read through load_checkpoint above
 
 
 def _quoted(start: str) -> str:

@@ -363,6 +363,13 @@ class RunDir:
             raise RunDirError(f"checkpoint {p} is damaged (no conductances or epoch)")
         return data
 
+    def checkpoint_epoch(self, tag: str = "last") -> int | None:
+        """The epoch a checkpoint holds, or None when it is missing or cannot be read."""
+        try:
+            return int(self.load_checkpoint(tag)["epoch"])
+        except Exception:
+            return None
+
     def load_checkpoint_with_fallback(self, tag: str = "last") -> tuple[str, dict]:
         """``tag``'s checkpoint, or the other one (with a warning) when it is damaged."""
         try:
