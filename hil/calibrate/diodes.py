@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from hil.calibrate.offsets import ChannelOffsets
+from hil.calibrate.offsets import ChannelOffsets, samples_in_range
 from hil.circuit.elements import thermal_voltage
 
 
@@ -84,11 +84,9 @@ def fit_diodes(board, g: np.ndarray, offsets: ChannelOffsets | None, temperature
         # a step whose node-voltage reading sat at full scale, or whose sources were not applied as
         # commanded, is left out (the fit reads node voltages only: a current reading at full
         # scale does not matter; a board that gives no detail marks the whole sample)
-        over = m.info.get("over_range") if m.info else None
-        if over is not None:
-            in_range &= ~(over["e"] | over["sources"])
-        elif m.valid is not None:
-            in_range &= np.asarray(m.valid, bool)
+        ok = samples_in_range(m, ("e", "sources"))
+        if ok is not None:
+            in_range &= ok
     if not in_range.all():
         s, U, W = s[in_range], U[in_range], W[in_range]
         es, ws = [e[in_range] for e in es], [w[in_range] for w in ws]

@@ -29,16 +29,25 @@ class ChannelOffsets:
     n_readings: int
 
 
+def samples_in_range(m, readings: tuple[str, ...] | None = None) -> np.ndarray | None:
+    """Per sample, whether ``readings`` (keys of the board's ``info["over_range"]`` detail: ``sources``,
+    ``y``, ``i_src``, ``e``; all of them when None) were inside their channels' range; without that
+    detail the samples the board marked valid; None when the board says nothing of either."""
+    over = m.info.get("over_range") if m.info else None
+    if over is not None:
+        keys = over.keys() if readings is None else readings
+        return ~np.any([np.asarray(over[k], bool) for k in keys], axis=0)
+    if m.valid is not None:
+        return np.asarray(m.valid, bool).reshape(-1)
+    return None
+
+
 def require_in_range(m, step: str, hint: str) -> None:
     """RuntimeError naming ``step`` when a measurement has a reading at full scale or a source beyond its
     range (the board's ``info["over_range"]`` detail, else the samples it marked invalid): such
     readings are the range, not the signal."""
-    over = m.info.get("over_range") if m.info else None
-    if over is not None:
-        valid = ~np.any([np.asarray(v, bool) for v in over.values()], axis=0)
-    elif m.valid is not None:
-        valid = np.asarray(m.valid, bool).reshape(-1)
-    else:
+    valid = samples_in_range(m)
+    if valid is None:
         return
     if not valid.all():
         raise RuntimeError(f"{step}: {int(np.count_nonzero(~valid))} of {valid.size} readings were over a channel's "
