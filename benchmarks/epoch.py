@@ -9,8 +9,8 @@ hits every variant alike) one training epoch of
   mlp       the numpy one-hidden-layer ReLU network (benchmarks/numpy_mlp.py), 64 → H → 10,
             Adam, the same batches (batch 32) — the digital baseline;
   ideal     configs/sim-digits.yaml widened to H hidden nodes, uncoupled ideal diodes, every
-            gradient measured by the `hl` estimator through the board protocol (three
-            measurements per batch, flips detected, KKT certificate checked);
+            gradient measured by the `hl` estimator through the board protocol (two
+            or three measurements per batch, flips detected, KKT certificate checked);
   coupled   the same with sparse hidden↔hidden coupling of degree 4 (g_hh trained too);
   shockley  configs/sim-digits-shockley.yaml widened to H, next to
   shock-ideal the same network with ideal diodes;

@@ -7,8 +7,9 @@ reused by the forward timing), we time, in chunks of ``--calls`` calls interleav
 repetition by repetition (so machine load hits both alike; a chunk is long enough that
 one pre-emption does not decide a batch-1 timing),
   forward   board.measure(x)                         (the operating point only)
-  gradient  estimate("hl", board, x, ..., delta_v=1 mV) (operating point, +εŵ and −εŵ phases,
-                                                      v·v̂ for every conductance)
+  gradient  estimate("hl", board, x, ..., delta_v=1 mV) (operating point, the +εŵ phase, the −εŵ
+                                                      phase of the samples whose + phase changed
+                                                      a diode state, v·v̂ for every conductance)
 for one sample and for a batch of 64, and print medians, per-sample costs and the ratio.
 Networks keep 64 hidden nodes (ideal diodes) and grow the number of inputs, so the number
 of conductances grows ~16× while the per-sample gradient cost should stay flat.
@@ -18,14 +19,18 @@ Target: gradient ≤ 3× forward.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from hil.boards.simulated import SimulatedBoard
-from hil.circuit.generate import random_circuit
-from hil.train.estimators import estimate
-from hil.train.losses import Loss
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's hil, not an installed one
+
+from hil.boards.simulated import SimulatedBoard  # noqa: E402
+from hil.circuit.generate import random_circuit  # noqa: E402
+from hil.train.estimators import estimate  # noqa: E402
+from hil.train.losses import Loss  # noqa: E402
 
 
 def bench(n_inputs: int, coupling: int, batch: int, repeats: int, calls: int, clock, seed: int = 0) -> dict:

@@ -20,8 +20,10 @@ division by zero gives ±inf or NaN as in numpy, which the callers' certificates
 * :func:`hl_drive_kernel`, :func:`flip_accounting_kernel` — the port drives of the ± phases and
   the per-sample flip bookkeeping of ``hl``; :func:`hl_held_pass_kernel` — the phase kernel and
   the bookkeeping in one call, for phases whose sources held their voltages;
-  :func:`cross_entropy_drive_kernel` — the loss, ŵ, the drives and the stacked inputs of the
-  phases in one call; :func:`hl_first_pass_kernel` — the held pass and, for small batches, v·v̂.
+  :func:`cross_entropy_drive_kernel` — the loss, ŵ and the drives of the phases in one call;
+  :func:`hl_plus_phase_kernel` — the + phase alone (its state check, one-sided responses and, for
+  small batches, v·v̂); :func:`hl_minus_rows_kernel` — the − phase of the samples whose + phase
+  changed a state; :func:`hl_first_pass_kernel` — the held ± pass and, for small batches, v·v̂.
 * :func:`branch_factors_kernel`, :func:`response_diagonal_kernel`, :func:`mean_offset_kernel`, :func:`response_product_kernel` —
   v·v̂ for every conductance (:meth:`hil.board.BoardTopology.mean_branch_product` from node arrays,
   :meth:`~hil.board.BoardTopology.mean_response_product` from the parts of a held-source response).
@@ -856,20 +858,15 @@ def differential_argmax_kernel(y, d, gain, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def cross_entropy_drive_kernel(y, t, indptr, cols, vals, gain, w0, delta_v, x, loss, w_hat, eps, w_both,
-                               x_both):  # pragma: no cover - compiled
-    """The loss of an operating point and the inputs and port drives of ``hl``'s stacked ± phases in
-    one call: :func:`cross_entropy_kernel` (``loss`` (B,), ∂ℓ/∂y into ``w_hat`` (B, q)), ŵ = −∂ℓ/∂y
-    in place, then :func:`hl_drive_kernel` (``eps`` (B, 1), ``w_both`` (2B, q)), and the inputs
-    ``x`` (B, m) twice into ``x_both`` (2B, m).  The same operations as the steps one by one.
-    Returns False if a label is outside 0 … k − 1 (nothing else written)."""
+def cross_entropy_drive_kernel(y, t, indptr, cols, vals, gain, w0, delta_v, loss, w_hat, eps,
+                               w_both):  # pragma: no cover - compiled
+    """The loss of an operating point and the port drives of ``hl``'s ± phases in one call:
+    :func:`cross_entropy_kernel` (``loss`` (B,), ∂ℓ/∂y into ``w_hat`` (B, q)), ŵ = −∂ℓ/∂y in place,
+    then :func:`hl_drive_kernel` (``eps`` (B, 1), ``w_both`` (2B, q): the + phase in rows 0 … B − 1,
+    the − phase below).  The same operations as the steps one by one.  Returns False if a label
+    is outside 0 … k − 1 (nothing else written)."""
     if not cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, w_hat):
         return False
-    B, m = x.shape
-    for r in range(B):
-        for j in range(m):
-            x_both[r, j] = x[r, j]
-            x_both[r + B, j] = x[r, j]
     B, q = w_hat.shape
     for r in range(B):
         for j in range(q):
@@ -894,3 +891,60 @@ def hl_first_pass_kernel(e_both, w_both, e0, w0, on_both, on0, es, rel_tol, u, b
     if counts[0] == counts[2] and out.shape[0] > 0:
         response_product_kernel(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, np.empty(e0.shape[1]), out)
     return counts
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def hl_plus_phase_kernel(e1, w1, e0, w0, on1, on0, es, u, blocks, n_hat_e, n_hat_w, changed, out):  # pragma: no cover
+    """The + phase of ``hl`` on an exact piecewise-linear board whose phase held the sources: per
+    sample k, whether a diode state differs from the operating point's (into ``changed`` (K,)),
+    and the one-sided response (v₊ − v₀)·(1/ε_k) of every hidden node and port into ``n_hat_e``
+    (K, n) and ``n_hat_w`` (K, q).  When no state changed and ``out`` has entries, the batch
+    means of v·v̂ (:func:`response_product_kernel`, with ``blocks`` as there) are written into
+    ``out``.  Returns the number of samples whose + phase changed a state.
+
+    With no state changed, the segment from the operating point to the + phase lies in one
+    region of the piecewise-linear network (the region is convex and holds both ends), where the
+    network is linear: the one-sided difference is the linear response exactly, as the central
+    one is.
+    """
+    K, n = e0.shape
+    q = w0.shape[1]
+    count = 0
+    for k in range(K):
+        inv = 1.0 / es[k]  # (one division per sample, a product per node: within 1 ulp)
+        for j in range(n):
+            n_hat_e[k, j] = (e1[k, j] - e0[k, j]) * inv
+        for j in range(q):
+            n_hat_w[k, j] = (w1[k, j] - w0[k, j]) * inv
+        flip = False
+        for j in range(n):  # without branches: the comparison vectorises
+            flip |= on1[k, j] != on0[k, j]
+        changed[k] = flip
+        count += flip
+    if count == 0 and out.shape[0] > 0:
+        response_product_kernel(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, np.empty(n), out)
+    return count
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def hl_minus_rows_kernel(e_minus, w_minus, on_minus, e0, w0, on0, rows, es, n_hat_e, n_hat_w):  # pragma: no cover
+    """The − phase of the samples ``rows`` (K,) of ``hl``'s operating point (their + phase changed a
+    diode state): if no diode state of ``on_minus`` (K, n) differs from the operating point's
+    ``on0`` (B, n), the one-sided responses (v₀ − v₋)/ε of those samples are written into rows
+    ``rows`` of ``n_hat_e`` (B, n) and ``n_hat_w`` (B, q) and True is returned; else nothing is
+    written and False is returned.  ``e_minus`` (K, n), ``w_minus`` (K, q) the phase's readings,
+    ``e0``/``w0`` the operating point's, ``es`` (B,) the drives (V per unit ŵ)."""
+    K, n = e_minus.shape
+    q = w_minus.shape[1]
+    for i in range(K):
+        r = rows[i]
+        for j in range(n):
+            if on_minus[i, j] != on0[r, j]:
+                return False
+    for i in range(K):
+        r = rows[i]
+        for j in range(n):
+            n_hat_e[r, j] = (e0[r, j] - e_minus[i, j]) / es[r]
+        for j in range(q):
+            n_hat_w[r, j] = (w0[r, j] - w_minus[i, j]) / es[r]
+    return True

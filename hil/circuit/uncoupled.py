@@ -178,9 +178,12 @@ class UncoupledIdealSolves:
         ``y`` are formed when first read (an ``hl`` gradient reads only the node voltages).
         """
         nd = self._solver.nodal
-        if rows is None and held.b_src.size and isinstance(w, np.ndarray) and w.dtype == np.float64 \
-                and w.flags.c_contiguous and w.shape == (k * held.b_src.shape[0], self._ports.q):
-            return self._held_phases(held, k, w)
+        if held.b_src.size and isinstance(w, np.ndarray) and w.dtype == np.float64 and w.flags.c_contiguous:
+            if rows is None and w.shape == (k * held.b_src.shape[0], self._ports.q):
+                return self._held_phases(held, k, w)
+            if rows is not None and rows.size and w.shape == (k * rows.size, self._ports.q):  # some held samples
+                held_u = held.u[rows]
+                return self._held_phases(held, k, w, (held.b_src[rows], held_u, finite_abs_max(held_u)[0]))
         held_u, b_src = (held.u, held.b_src) if rows is None else (held.u[rows], held.b_src[rows])
         B = held_u.shape[0]
         w, w_scale = self._ports.checked(w, k * B)
@@ -198,24 +201,29 @@ class UncoupledIdealSolves:
         st.__dict__["_ports"] = (nd.g_out, nd.out_row_sum.copy())
         return st
 
-    def _held_phases(self, held: CircuitState, k: int, w: np.ndarray) -> CircuitState:
-        """:meth:`phases` of every held sample, ``w`` a C-contiguous float (k·B, q) array: the port
-        check, w G_out, the closed-form solve and its scaled KKT certificate in one compiled call
-        (:func:`hil.kernels.diagonal_phases_kernel`); raises ValueError for non-finite port voltages
-        and :class:`~hil.circuit.report.SolveError` when the certificate fails, as :meth:`phases`
-        does.  The solve report is formed when first read."""
+    def _held_phases(self, held: CircuitState, k: int, w: np.ndarray, some=None) -> CircuitState:
+        """:meth:`phases` of every held sample (or, with ``some`` = (their source currents b_src (K, n)
+        A, source voltages u (K, p) V, max |u| V), of K held samples), ``w`` a C-contiguous float
+        (k·B, q) (or (k·K, q)) array: the port check, w G_out, the closed-form solve and its scaled
+        KKT certificate in one compiled call (:func:`hil.kernels.diagonal_phases_kernel`); raises
+        ValueError for non-finite port voltages and :class:`~hil.circuit.report.SolveError` when the
+        certificate fails, as :meth:`phases` does.  The solve report is formed when first read."""
         t0 = time.perf_counter()
         sv = self._solver
         nd = sv.nodal
-        ref, u_scale = self._u_scale
-        if ref is not held:
-            u_scale = _abs_max(held.u)
+        if some is None:
+            b_src, held_u = held.b_src, held.u
+            ref, u_scale = self._u_scale
+            if ref is not held:
+                u_scale = _abs_max(held_u)
+        else:
+            b_src, held_u, u_scale = some
         R, n = w.shape[0], nd.diag.shape[0]
         e, mu, on = np.empty((R, n)), np.empty((R, n)), np.empty((R, n), dtype=np.bool_)
         relu = sv._sign == 1 and sv._vref_zero
         z = e if relu else np.empty((R, n))
         delta = w @ nd.g_out if R > _FEW_ROWS else _NO_ROWS  # a matrix product pays off for many rows
-        cert = diagonal_phases_kernel(held.b_src, w, nd.g_out, delta, nd.diag, sv._s_float, sv._h_float,
+        cert = diagonal_phases_kernel(b_src, w, nd.g_out, delta, nd.diag, sv._s_float, sv._h_float,
                                   max(u_scale, sv._vref_max, 1e-300), e, _NO_ROWS if relu else z, mu, on)
         if not cert[0]:
             raise ValueError("source and port voltages must be finite")
@@ -227,7 +235,7 @@ class UncoupledIdealSolves:
             report = st.report
             report.note = certificate_note(cert[7], sv.kkt_tol)
             raise SolveError("ideal-diode equilibrium not certified: " + report.note, report)
-        d["held_sources"] = (held.u, k)
+        d["held_sources"] = (held_u, k)
         nd.input_snapshot()  # (see :meth:`phases`)
         d["_ports"] = (nd.g_out, nd.out_row_sum.copy())
         return st

@@ -2,8 +2,9 @@
 
 * ``hl``: hardware linearization as a bench does it (physics.md §3.2): operating point,
   then the output ports driven at w₀ ± ε ŵ with ŵ = −∂ℓ/∂y, ε chosen per sample so
-  that max|εŵ| = ``delta_v`` volts; branch responses by central (or one-sided)
-  difference; ∂ℓ/∂g_k = v_k · v̂_k.  If a diode changes state in a perturbed phase the
+  that max|εŵ| = ``delta_v`` volts (on an exact piecewise-linear board that reports diode
+  states, the − phase only for samples whose + phase changed a state); branch responses by
+  central (or one-sided) difference; ∂ℓ/∂g_k = v_k · v̂_k.  If a diode changes state in a perturbed phase the
   sample is re-measured with a 10× smaller drive (up to ``max_retries``), unless the
   smaller drive's response would drown in the board's reading noise (:func:`resolvable`).
 * ``hl-exact``: the linearized circuit itself (simulated boards only).
@@ -27,7 +28,8 @@ from hil.board import (_SMALL_BATCH, Board, ExactLinearization, Measurement, Pha
                        valid_mask)
 from hil.circuit.coupled_kernels import edge_products_kernel
 from hil.kernels import (cross_entropy_drive_kernel, flip_accounting_kernel, hl_drive_kernel, hl_first_pass_kernel,
-                         hl_held_pass_kernel, repeats_of)
+                         hl_held_pass_kernel, hl_minus_rows_kernel, hl_plus_phase_kernel,
+                         repeats_of, response_product_kernel)
 from hil.train.losses import Loss
 
 ESTIMATORS = ("hl", "hl-exact", "ep", "fd")
@@ -211,6 +213,10 @@ def hl_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, delt
     piecewise-linear board that reports its states, when only one of the two phases changed
     a state: the other phase kept every element in its region, so its one-sided difference
     is the exact linear response (the region is convex) and is used without re-measuring.
+    On such a board (exact: no reading noise, every sample valid) the − phase is therefore only
+    measured where it is needed: the + phase of the whole batch first, then the − phase of the
+    samples whose + phase changed a state (see :func:`_hl_lean`); ``stats["mirror_measured"]``
+    counts the samples whose − phase was measured.
     A flagged sample whose response a 10× smaller drive would bury in the reading noise is
     not re-measured (:func:`resolvable`; counted in ``stats['unresolvable']``): its flipped
     estimate has a bounded error, the retry's noise would not.
@@ -287,7 +293,7 @@ def hl_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, delt
         ok = _uniform_mask(True, B)
     return _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, False, unresolved,
                    {"flipped_samples": flipped_total, "flips_from_response": 0, "retries": retries,
-                    "one_sided": 0, "unresolvable": unreadable}, n_invalid=0 if all_valid else None)
+                    "one_sided": 0, "unresolvable": unreadable, "mirror_measured": 0}, n_invalid=0 if all_valid else None)
 
 
 def _check_shapes(topo, op: Measurement) -> tuple[int, int, int, int]:
@@ -318,41 +324,104 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
              flip_rel_tol: float) -> GradientResult:
     """:func:`_hl_central` for the common case, with the fewest calls: cross-entropy on differential
     pairs, an exact piecewise-linear board reporting diode states, every sample valid.  Loss and
-    drives are one compiled call; if the ± phases held the sources, kept every sample valid and
-    left no sample to re-measure (none flagged, or each resolved from the phase that kept its
-    states), the responses (and, for small batches, v·v̂) are one more, and the result is
-    written directly.  Anything else (a flip, an invalid or noisy phase, sources that moved)
-    continues in :func:`_hl_central` from the phases already measured (the same answer).  ``widths``:
-    (p, n, q, m) of :func:`_check_shapes`, whose checks ``op`` passed."""
+    drives are one compiled call.  Then the + phase alone (ports at w₀ + εŵ): if it held the
+    sources, kept every sample valid and changed no diode state, its one-sided difference is the
+    linear response exactly (the segment from the operating point lies in one region of the
+    piecewise-linear network, where it is linear; the central difference gives the same to
+    rounding), and the responses (and, for small batches, v·v̂) are one more compiled call, with
+    no − phase measured.  Otherwise the − phase is measured too and both are taken as one
+    stacked ± measurement: if every sample is then resolved (none flagged, or each from the phase
+    that kept its states), the result is written here; anything else (a flip in both phases, an
+    invalid or noisy phase, sources that moved) continues in :func:`_hl_central` from the phases
+    already measured (the same answer).  ``widths``: (p, n, q, m) of :func:`_check_shapes`, whose
+    checks ``op`` passed."""
     B = op.w.shape[0]
     _, n, q, m = widths
     val, w_hat, eps, w_both = np.empty(B), np.empty((B, q)), np.empty((B, 1)), np.empty((2 * B, q))
     x = _c(x)
-    x_both = np.empty((2 * x.shape[0], x.shape[1]))  # the inputs twice: the held sources in both phases
     if not cross_entropy_drive_kernel(_c(op.y), labels, *loss._d_sparse, float(loss.gain_per_a), _c(op.w), delta_v,
-                                      x, val, w_hat, eps, w_both, x_both):
+                                      val, w_hat, eps, w_both):
         raise ValueError(loss._label_range())
     if not B:  # an empty batch measures nothing
         return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol)
-    both = board.measure(x_both, w_both)
-    held = both.held_sources if isinstance(both, Measurement) else None
-    if both.valid is not None or both.noise_v > 0 or both.on is None or not (
-            (held[0] is op.u and held[1] == 2) if held is not None else _sources_held(both.u, op.u)) \
-            or both.e.shape != (2 * B, n) or both.w.shape != (2 * B, q) or both.on.shape != (2 * B, n) \
-            or op.on.shape != (B, n):
-        return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol,
-                           (both, eps, w_both))
+    plus = board.measure(x, w_both[:B])  # (the first B rows: C-contiguous)
     plan = topo._response_plan() if B <= _SMALL_BATCH and not keep_per_sample else None
     out = np.empty(m) if plan is not None else _NO_VALUES
-    e_hat, w_resp, flags = np.empty((B, n)), np.empty((B, q)), np.empty((6, B), np.bool_)
+    e_hat, w_resp = np.empty((B, n)), np.empty((B, q))
     e0, w0, u0 = _c(op.e), _c(op.w), _c(op.u)
+    blocks = plan[3] if plan is not None else _NO_BLOCKS
+    if _lean_phase(plus, op.u, op.on, 1, n, q):
+        changed = np.empty(B, np.bool_)
+        n_changed = hl_plus_phase_kernel(_c(plus.e), _c(plus.w), e0, w0, _c(plus.on, _BOOL), _c(op.on, _BOOL),
+                                         eps[:, 0], u0, blocks, e_hat, w_resp, changed, out)
+        # how ∂ℓ/∂u is assembled when read: one-sided from the + phase (see _central_source_grad)
+        phases = [(slice(None), B, plus, eps, (None, 1.0, op))]
+        if not n_changed:
+            return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, 0, 0, 0, 0, phases)
+        rows = changed.nonzero()[0]
+        minus = _minus_phase_kept_states(board, x[rows], w_both[B:][rows], op, rows, eps, e_hat, w_resp)
+        if minus is not None:  # each sample whose + phase changed a state: one-sided from its − phase
+            if plan is not None:
+                response_product_kernel(u0, e0, w0, e_hat, w_resp, 1.0 / B, blocks, np.empty(n), out)
+            phases.append((rows, rows.size, minus, eps[rows], (None, -1.0, op)))
+            return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, n_changed, 0,
+                                n_changed, n_changed, phases)
+    both = _StackedPhases(plus, board.measure(x, w_both[B:]), op)  # a state changed (or not lean): the − phase
+    if not _lean_phase(both, op.u, op.on, 2, n, q):
+        return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol,
+                           (both, eps, w_both))
+    flags = np.empty((6, B), np.bool_)
     counts = hl_first_pass_kernel(_c(both.e), _c(both.w), e0, w0, _c(both.on, _BOOL), _c(op.on, _BOOL),
-                                  eps[:, 0], float(flip_rel_tol), u0, plan[3] if plan is not None else _NO_BLOCKS,
-                                  e_hat, w_resp, flags, out)
+                                  eps[:, 0], float(flip_rel_tol), u0, blocks, e_hat, w_resp, flags, out)
     n_flagged, n_by_response, n_single, _ = counts
     if n_flagged != n_single:  # a sample to re-measure: the general bookkeeping (it repeats this pass)
         return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol,
                            (both, eps, w_both))
+    phases = [(slice(None), B, both, eps, None)]
+    if n_single:  # samples resolved from the phase that kept every state
+        phases.append((np.arange(B), B, both, eps, (flags[4].nonzero()[0], flags[0], op)))
+    return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, n_flagged, n_by_response,
+                        n_single, B, phases)
+
+
+def _lean_phase(m: Measurement, u0: np.ndarray, on0: np.ndarray, k: int, n: int, q: int) -> bool:
+    """Whether the lean lane can take measurement ``m`` of ``k`` stacked phases of the operating point
+    with source voltages ``u0`` (B, p) and diode states ``on0`` as it is: every sample valid, no
+    reading noise, states reported, the sources held (as the board says, or compared), the
+    shapes right (n hidden nodes, q ports)."""
+    held = m.held_sources if isinstance(m, Measurement) else None
+    B = u0.shape[0]
+    return m.valid is None and m.noise_v == 0 and m.on is not None and (
+        (held is not None and held[0] is u0 and held[1] == k) or _sources_held(m.u, u0, k)) \
+        and m.e.shape == (k * B, n) and m.w.shape == (k * B, q) and m.on.shape == (k * B, n) \
+        and on0.shape == (B, n)
+
+
+def _minus_phase_kept_states(board: Board, x: np.ndarray, w_minus: np.ndarray, op: Measurement, rows: np.ndarray,
+                             eps: np.ndarray, e_hat: np.ndarray, w_resp: np.ndarray) -> Measurement | None:
+    """The − phase of the samples ``rows`` (inputs ``x``, port voltages ``w_minus`` = w₀ − εŵ of those
+    samples; ``eps`` (B, 1) every sample's drive), whose + phase changed a diode state: if the board
+    took it as the lean lane needs and it changed no state, their responses become its one-sided
+    difference (v₀ − v₋)/ε (exact, as for the + phase) in ``e_hat`` and ``w_resp`` (B rows), and
+    the measurement is returned; else None (nothing written)."""
+    minus = board.measure(x, w_minus)
+    n, q = e_hat.shape[1], w_resp.shape[1]
+    k = rows.size
+    if not (minus.valid is None and minus.noise_v == 0 and minus.on is not None and minus.e.shape == (k, n)
+            and minus.w.shape == (k, q) and minus.on.shape == (k, n) and _sources_held(minus.u, op.u[rows], 1)):
+        return None
+    if not hl_minus_rows_kernel(_c(minus.e), _c(minus.w), _c(minus.on, _BOOL), _c(op.e), _c(op.w), _c(op.on, _BOOL),
+                                rows, eps[:, 0], e_hat, w_resp):
+        return None
+    return minus
+
+
+def _lean_result(topo, op: Measurement, val: np.ndarray, plan, out: np.ndarray, e0: np.ndarray, e_hat: np.ndarray,
+                 w_resp: np.ndarray, keep_per_sample: bool, B: int, n_flagged: int, n_by_response: int,
+                 n_single: int, n_mirror: int, phases: list) -> GradientResult:
+    """The lean lane's result: the gradient (``out`` already holds v·v̂ of the dense groups when
+    ``plan`` is given; hidden↔hidden edges added here), statistics (``n_mirror``: the samples whose
+    − phase was measured), and ∂ℓ/∂u assembled from the ``phases`` when first read."""
     if plan is not None:
         if plan[2].size:  # hidden↔hidden edges
             edge_products_kernel(e0, _c(e_hat), plan[1][0], plan[1][1], 1.0 / B, plan[2], out)
@@ -360,15 +429,48 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
     else:
         grad, per = _finish(topo, None, (op.u, op.e, op.w, e_hat, w_resp), keep_per_sample)
     stats = {"flipped_samples": n_flagged, "flips_from_response": n_by_response, "retries": 0,
-             "one_sided": n_single, "unresolvable": 0, "invalid_samples": 0, "unresolved_flips": 0,
-             "may_be_biased": False, "bias_note": None, "valid": _uniform_mask(True, B)}
-    phases = [(slice(None), B, both, eps, None)]  # how ∂ℓ/∂u is assembled when read (see _hl_central)
-    if n_single:  # samples resolved from the phase that kept every state
-        phases.append((np.arange(B), B, both, eps, (flags[4].nonzero()[0], flags[0], op)))
+             "one_sided": n_single, "unresolvable": 0, "mirror_measured": n_mirror, "invalid_samples": 0,
+             "unresolved_flips": 0, "may_be_biased": False, "bias_note": None, "valid": _uniform_mask(True, B)}
     res = _SourceGradOnRead.__new__(_SourceGradOnRead)  # every field set here (cheaper than __init__)
     res.__dict__.update(grad=grad, loss=val, op=op, _source_grad=None, per_sample=per, stats=stats,
                         _assemble=partial(_central_source_grad, op.u.shape, phases))
     return res
+
+
+class _StackedPhases(Measurement):
+    """The + and − phases of ``hl``, measured by two board calls with the same inputs, seen as the
+    one stacked ± measurement :func:`_hl_central` reads: rows k and k + B are sample k's + and −
+    phase.  Node voltages, port voltages, states and validity are stacked at once; source
+    voltages, port currents, source currents and ``info`` (``{"phases": (plus info, minus info)}``)
+    when first read.  The sources count as held twice when the board said each phase held them."""
+
+    def __init__(self, plus: Measurement, minus: Measurement, op: Measurement):
+        d = self.__dict__
+        d.update(e=np.concatenate((plus.e, minus.e)), w=np.concatenate((plus.w, minus.w)),
+                 on=None if plus.on is None or minus.on is None else np.concatenate((plus.on, minus.on)),
+                 piecewise_linear=bool(plus.piecewise_linear and minus.piecewise_linear),
+                 valid=None if plus.valid is None and minus.valid is None
+                 else np.concatenate((valid_mask(plus), valid_mask(minus))),
+                 noise_v=max(plus.noise_v, minus.noise_v), _parts=(plus, minus))
+        held = [m.held_sources if isinstance(m, Measurement) else None for m in (plus, minus)]
+        if all(h is not None and h[0] is op.u and h[1] == 1 for h in held):
+            d["held_sources"] = (op.u, 2)
+
+    def _stacked(self, name: str):
+        d = self.__dict__
+        if name not in d:
+            plus, minus = d["_parts"]
+            d[name] = np.concatenate((getattr(plus, name), getattr(minus, name)))
+        return d[name]
+
+    u = property(lambda self: self._stacked("u"))
+    y = property(lambda self: self._stacked("y"))
+    i_src = property(lambda self: self._stacked("i_src"))
+
+    @property
+    def info(self) -> dict:
+        plus, minus = self.__dict__["_parts"]
+        return {"phases": (plus.info, minus.info)}
 
 
 _NO_VALUES = np.empty(0)
@@ -474,7 +576,8 @@ def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndar
     return _result(topo, op, val, n0, n_hat, partial(_central_source_grad, op.u.shape, source_phases), ok,
                    keep_per_sample, True, unresolved,
                    {"flipped_samples": flipped_total, "flips_from_response": seen_by_response, "retries": retries,
-                    "one_sided": one_sided, "unresolvable": unreadable}, n_invalid=0 if all_valid else None)
+                    "one_sided": one_sided, "unresolvable": unreadable, "mirror_measured": B},
+                   n_invalid=0 if all_valid else None)
 
 
 _NO_STATES = np.zeros((0, 0), dtype=np.bool_)
@@ -546,11 +649,11 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
     return counts
 
 
-def _sources_held(u_both: np.ndarray, u0: np.ndarray) -> bool:
-    """Whether the stacked ± measurement's source voltages ``u_both`` (2k, p) are ``u0`` (k, p) twice
-    (exactly: a NaN never matches), in one compiled comparison."""
-    return u_both.ndim == 2 and u0.ndim == 2 and u_both.shape[0] == 2 * u0.shape[0] \
-        and repeats_of(_c(u_both), _c(u0)) == 2
+def _sources_held(u_both: np.ndarray, u0: np.ndarray, k: int = 2) -> bool:
+    """Whether the source voltages ``u_both`` (k·B, p) of ``k`` stacked phases are ``u0`` (B, p) k
+    times (exactly: a NaN never matches), in one compiled comparison."""
+    return u_both.ndim == 2 and u0.ndim == 2 and u_both.shape[0] == k * u0.shape[0] \
+        and repeats_of(_c(u_both), _c(u0)) == k
 
 
 _F64, _BOOL = np.dtype(np.float64), np.dtype(np.bool_)
@@ -582,6 +685,9 @@ def _central_source_grad(shape: tuple[int, int], phases: list) -> np.ndarray:
         i_src = both.i_src
         if single is None:
             i_hat[rows] = (i_src[:k] - i_src[k:]) / (2 * es)
+        elif single[0] is None:  # one phase alone (sign +1: the + phase, −1: the − phase), one-sided
+            _, sign, op = single
+            i_hat[rows] = (i_src - op.i_src[rows]) * sign / es
         else:  # the samples ``sel`` of the pass over ``rows``, from the phase that kept its states
             sel, plus_flip, op = single
             rows = rows[sel]

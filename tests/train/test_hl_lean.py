@@ -27,8 +27,10 @@ def _rel(a, b):
 @pytest.mark.parametrize("coupling", [0, 4])
 @pytest.mark.parametrize("batch", [1, 3, 40])
 def test_lean_lane_equals_the_general_path(coupling, batch):
-    """Same gradient (to rounding), loss, statistics and ∂ℓ/∂u as the general central path, also
-    when single-phase flips are resolved in the lean lane (a large drive makes them)."""
+    """Same gradient and ∂ℓ/∂u (to rounding: the lean lane takes the + phase's one-sided difference
+    where that phase changed no state, exact as the central one is), loss and statistics as the
+    general central path, also when single-phase flips are resolved in the lean lane (a large
+    drive makes them)."""
     c, board, loss = _setup(coupling)
     rng = np.random.default_rng(batch)
     x, t = rng.uniform(-1, 1, (batch, 6)), rng.integers(0, 3, batch)
@@ -38,11 +40,17 @@ def test_lean_lane_equals_the_general_path(coupling, batch):
         op = board.measure(x)
         val, dy = loss.value_and_grad(op.y, t)
         ref = _hl_central(board, board.topology, x, op, val, -dy, delta_v, 3, False, 1e-3)
-        assert _rel(lean.grad, ref.grad) <= 1e-12
+        assert _rel(lean.grad, ref.grad) <= 1e-10
         assert np.array_equal(lean.loss, ref.loss)
-        assert _rel(lean.source_grad, ref.source_grad) <= 1e-12
-        assert {k: v for k, v in lean.stats.items() if k != "valid"} == \
-            {k: v for k, v in ref.stats.items() if k != "valid"}
+        assert _rel(lean.source_grad, ref.source_grad) <= 1e-10
+        mirrored = lean.stats["mirror_measured"]
+        if mirrored == batch:  # both phases of every sample: the central path's own bookkeeping
+            assert _rel(lean.grad, ref.grad) <= 1e-12 and _rel(lean.source_grad, ref.source_grad) <= 1e-12
+            assert {k: v for k, v in lean.stats.items() if k != "valid"} == \
+                {k: v for k, v in ref.stats.items() if k != "valid"}
+        else:  # the − phase only where the + phase changed a state, each resolved from it
+            assert lean.stats["flipped_samples"] == lean.stats["one_sided"] == mirrored
+            assert mirrored <= ref.stats["flipped_samples"] and not lean.stats["may_be_biased"]
         assert np.array_equal(lean.stats["valid"], ref.stats["valid"])
         resolved += lean.stats["one_sided"]
         for f in dataclasses.fields(lean):  # every field of the result is set
