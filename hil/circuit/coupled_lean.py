@@ -181,13 +181,13 @@ class CoupledIdealSolves:
         else:
             report, certificate = None, (stats, z, mu, t0, time.perf_counter())
         # the held source voltages, once per phase: stacked when first read (``held_sources``); the
-        # output conductances of this moment: the snapshot makes the next programming step write
-        # fresh arrays instead of these (copy on write); the row sums are copied (q values)
+        # output conductances and their row sums of this moment: the snapshot makes the next
+        # programming step write fresh arrays instead of these (copy on write)
         nd.input_snapshot()
         st = _HeldPhasesState.__new__(_HeldPhasesState)  # every field set here (cheaper than __init__)
         st.__dict__.update(_u=held_u if k == 1 else None, w=w, e=e, diode_current=None, on=on, g_d=None, _y=None,
                            i_src=None, _report=report, b_src=None, region=None, held_sources=(held_u, k),
-                           _ports=(nd.g_out, nd.out_row_sum.copy()), _certificate=certificate)
+                           _ports=(nd.g_out, nd.out_row_sum), _certificate=certificate)
         return st
 
     def _general(self):

@@ -41,7 +41,7 @@ class NodalSystem:
         self.g = np.array(circuit.conductance_vector(), dtype=float)
         self._views()
         self._hh_slice = topo.groups["g_hh"]
-        self._shared = False  # a snapshot of g_in / in_col_sum is held outside (copy before writing)
+        self._shared = False  # a snapshot of g and the source / port sums is held outside (copy before writing)
         self.pairs = circuit.hh_pairs()
         self.coupled = self.pairs.shape[0] > 0
         self._build_structure()
@@ -62,12 +62,13 @@ class NodalSystem:
         self.g_out = self.g[gr["g_out"]].reshape(q, n)
 
     def input_snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        """(g_in (n, p), in_col_sum (p,)) as they are now, never modified afterwards (S).
+        """(g_in (n, p), in_col_sum (p,)) as they are now, never modified afterwards (S); the same holds
+        for ``g_out`` and ``out_row_sum`` read at this moment.
 
         No copy is made: the next programming step that changes something writes into fresh
         arrays instead (copy on write), so quantities derived later from a snapshot (the
-        source currents of a measurement, computed when first read) use the conductances of
-        the moment the snapshot was taken.
+        source currents or port currents of a measurement, computed when first read) use the
+        conductances of the moment the snapshot was taken.
         """
         self._shared = True
         return self.g_in, self.in_col_sum
@@ -157,6 +158,7 @@ class NodalSystem:
             self.g = g.copy() if count * 4 > self.g.size else self.g.copy()
             self._views()
             self.in_col_sum = self.in_col_sum.copy()
+            self.out_row_sum = self.out_row_sum.copy()
             self._shared = False
         elif count * 4 > self.g.size:
             np.copyto(self.g, g)

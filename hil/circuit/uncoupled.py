@@ -195,10 +195,10 @@ class UncoupledIdealSolves:
         st = _PortCurrentsOnRead(held_u if k == 1 else None, w, sol.e, None, sol.on, None, None, None, sol.report,
                                  None)
         st.__dict__["held_sources"] = (held_u, k)
-        # the output conductances of this moment: the snapshot makes the next programming step
-        # write fresh arrays instead of these (copy on write); the row sums are copied (q values)
+        # the output conductances and their row sums of this moment: the snapshot makes the next
+        # programming step write fresh arrays instead of these (copy on write)
         nd.input_snapshot()
-        st.__dict__["_ports"] = (nd.g_out, nd.out_row_sum.copy())
+        st.__dict__["_ports"] = (nd.g_out, nd.out_row_sum)
         return st
 
     def _held_phases(self, held: CircuitState, k: int, w: np.ndarray, some=None) -> CircuitState:
@@ -237,7 +237,7 @@ class UncoupledIdealSolves:
             raise SolveError("ideal-diode equilibrium not certified: " + report.note, report)
         d["held_sources"] = (held_u, k)
         nd.input_snapshot()  # (see :meth:`phases`)
-        d["_ports"] = (nd.g_out, nd.out_row_sum.copy())
+        d["_ports"] = (nd.g_out, nd.out_row_sum)
         return st
 
 

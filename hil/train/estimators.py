@@ -389,12 +389,13 @@ def _lean_phase(m: Measurement, u0: np.ndarray, on0: np.ndarray, k: int, n: int,
     with source voltages ``u0`` (B, p) and diode states ``on0`` as it is: every sample valid, no
     reading noise, states reported, the sources held (as the board says, or compared), the
     shapes right (n hidden nodes, q ports)."""
+    if m.valid is not None or m.noise_v != 0 or m.on is None:
+        return False
     held = m.held_sources if isinstance(m, Measurement) else None
     B = u0.shape[0]
-    return m.valid is None and m.noise_v == 0 and m.on is not None and (
-        (held is not None and held[0] is u0 and held[1] == k) or _sources_held(m.u, u0, k)) \
-        and m.e.shape == (k * B, n) and m.w.shape == (k * B, q) and m.on.shape == (k * B, n) \
-        and on0.shape == (B, n)
+    rows = k * B
+    return ((held is not None and held[0] is u0 and held[1] == k) or _sources_held(m.u, u0, k)) \
+        and m.e.shape == (rows, n) and m.w.shape == (rows, q) and m.on.shape == (rows, n) and on0.shape == (B, n)
 
 
 def _minus_phase_kept_states(board: Board, x: np.ndarray, w_minus: np.ndarray, op: Measurement, rows: np.ndarray,
@@ -416,6 +417,12 @@ def _minus_phase_kept_states(board: Board, x: np.ndarray, w_minus: np.ndarray, o
     return minus
 
 
+#: the statistics of a lean-lane gradient that do not depend on the batch (in the order callers see)
+_LEAN_STATS = {"flipped_samples": 0, "flips_from_response": 0, "retries": 0, "one_sided": 0, "unresolvable": 0,
+               "mirror_measured": 0, "invalid_samples": 0, "unresolved_flips": 0, "may_be_biased": False,
+               "bias_note": None, "valid": None}
+
+
 def _lean_result(topo, op: Measurement, val: np.ndarray, plan, out: np.ndarray, e0: np.ndarray, e_hat: np.ndarray,
                  w_resp: np.ndarray, keep_per_sample: bool, B: int, n_flagged: int, n_by_response: int,
                  n_single: int, n_mirror: int, phases: list) -> GradientResult:
@@ -428,9 +435,8 @@ def _lean_result(topo, op: Measurement, val: np.ndarray, plan, out: np.ndarray, 
         grad, per = out, None
     else:
         grad, per = _finish(topo, None, (op.u, op.e, op.w, e_hat, w_resp), keep_per_sample)
-    stats = {"flipped_samples": n_flagged, "flips_from_response": n_by_response, "retries": 0,
-             "one_sided": n_single, "unresolvable": 0, "mirror_measured": n_mirror, "invalid_samples": 0,
-             "unresolved_flips": 0, "may_be_biased": False, "bias_note": None, "valid": _uniform_mask(True, B)}
+    stats = dict(_LEAN_STATS, flipped_samples=n_flagged, flips_from_response=n_by_response, one_sided=n_single,
+                 mirror_measured=n_mirror, valid=_uniform_mask(True, B))
     res = _SourceGradOnRead.__new__(_SourceGradOnRead)  # every field set here (cheaper than __init__)
     res.__dict__.update(grad=grad, loss=val, op=op, _source_grad=None, per_sample=per, stats=stats,
                         _assemble=partial(_central_source_grad, op.u.shape, phases))
