@@ -50,3 +50,56 @@ def test_source_gradient_is_formed_from_the_readings_when_read():
     board.program(g * 1.5)  # reprogramming afterwards changes nothing in what was measured
     exact = estimate("hl-exact", SimulatedBoard(board.circuit.with_conductances(g)), x, t, loss)
     assert rel(res.source_grad, exact.source_grad) <= 1e-9
+
+
+class RecordingBoard:
+    """A board that records every measure call it receives: (inputs, port voltages)."""
+
+    def __init__(self, board):
+        self.inner, self.calls = board, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def measure(self, x, w=None):
+        self.calls.append((np.array(x), None if w is None else np.array(w)))
+        return self.inner.measure(x, w)
+
+
+@pytest.mark.parametrize("coupling, seed", [(0, 1), (4, 2)])
+def test_exact_boards_measure_the_minus_phase_only_where_the_plus_phase_changed_a_state(coupling, seed):
+    """Operating point, the + phase of every sample, then the − phase of exactly the samples whose
+    + phase changed a diode state (as the board received them); the gradient is still exact."""
+    c = random_circuit(30, 4, 4, seed=seed, coupling_degree=coupling)
+    rng = np.random.default_rng(seed)
+    x, t = rng.uniform(-2, 2, (16, 4)), rng.integers(0, 2, 16)
+    loss = Loss("cross_entropy", 1e4, c.differential_matrix())
+    board = RecordingBoard(SimulatedBoard(c))
+    res = estimate("hl", board, x, t, loss, {"delta_v": 0.03, "max_retries": 0})
+    (x0, w0), (xp, wp), *rest = board.calls
+    assert w0 is None and np.array_equal(x0, x) and np.array_equal(xp, x)  # op, then the + phase (B rows)
+    op = board.inner.measure(x)
+    plus = board.inner.measure(x, wp)
+    changed = np.flatnonzero(np.any(plus.on != op.on, axis=1))
+    assert 0 < changed.size < len(x)  # this drive flips some samples' + phase, not all
+    assert len(rest) == 1  # one more call: the − phase of those samples only
+    xm, wm = rest[0]
+    assert np.array_equal(xm, x[changed]) and np.allclose(wm - op.w[changed], -(wp - op.w)[changed], rtol=0,
+                                                          atol=1e-15)
+    assert res.stats["mirror_measured"] == changed.size == res.stats["one_sided"]
+    exact = estimate("hl-exact", board.inner, x, t, loss)
+    assert rel(res.grad, exact.grad) <= (1e-12 if coupling == 0 else 1e-9)
+    assert rel(res.source_grad, exact.source_grad) <= 1e-9
+
+
+def test_noisy_boards_still_measure_both_phases_of_every_sample_in_one_call():
+    from dataclasses import replace
+
+    class Noisy(SimulatedBoard):
+        def measure(self, x, w=None):
+            return replace(super().measure(x, w), noise_v=1e-9)
+
+    board, x, t, loss = setup(3)
+    rec = RecordingBoard(Noisy(board.circuit))
+    res = estimate("hl", rec, x, t, loss, {"delta_v": 1e-3})
+    assert [len(xc) for xc, _ in rec.calls] == [16, 32] and res.stats["mirror_measured"] == 16
