@@ -105,6 +105,15 @@ def test_measure_stage_holds_the_stage_inputs_and_injects_at_buffered_nodes():
         b.measure_stage(x, 1, injected=np.zeros((len(x), buffered.size + 1)))
 
 
+def test_one_sweep_on_a_cascade_is_a_value_error_naming_the_option():
+    b = cascade(MIXED_2)
+    x, t = batch(b)
+    with pytest.raises(ValueError, match="one_sweep: a cascade is measured stage by stage"):
+        estimate("hl", b, x, t, loss_for(b), {"one_sweep": True})
+    with pytest.raises(ValueError, match="one_sweep"):
+        api.gradient(b, x, t, loss_for(b), estimator="hl", one_sweep=True)
+
+
 def test_boards_without_injection_say_so():
     from tests.boards.conftest import make_boards
 
