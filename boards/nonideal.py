@@ -121,6 +121,8 @@ class NonIdealBoard(BoardBase):
         if self.spec.drift.enabled:
             self.clock_s += self.spec.drift.seconds_per_measure
         info = {"report": st.report} if wired is None else {"report": st.report, "wire_ir_drop": self._wire_drop}
+        if self._ambiguous_states:  # two clamps per element: see SimulatedBoard
+            info["ambiguous_states"] = True
         varying = self.model.varying_note()
         if varying:
             info["varying_conductances"] = varying
@@ -202,6 +204,7 @@ class NonIdealBoard(BoardBase):
                                  *self._bounds, instance=k)
         self._diodes = self.model.diodes(c.diodes)
         self._piecewise_linear = bool(self._diodes.law.piecewise_linear)
+        self._ambiguous_states = self._piecewise_linear and not self._diodes.law.states_name_regions()
         self._instance = k
         self._programmed = None  # solver of this instance's diodes, reprogrammed in place
 

@@ -169,6 +169,9 @@ class SimulatedBoard(BoardBase):
         self._bounds = (float(g_min), float(g_max))
         self._diodes = circuit.diodes
         self._piecewise_linear = bool(circuit.diodes.law.piecewise_linear)
+        #: the elements' on/off states do not name their regions (two clamps): said in every measurement's
+        #: ``info["ambiguous_states"]``, so that no estimator takes "no state changed" for "stayed linear"
+        self._ambiguous_states = self._piecewise_linear and not circuit.diodes.law.states_name_regions()
         self._solver = EquilibriumSolver(circuit)
         d = circuit.diodes
         #: the lean certified path of uncoupled ideal diodes (None for every other network)
@@ -218,15 +221,22 @@ class SimulatedBoard(BoardBase):
         st = self._solve(x, w) if fast is None else self._solve_uncoupled(x, w)
         if st.i_src is not None:
             return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
-                               piecewise_linear=self._piecewise_linear, info={"report": st.report, "g_d": st.g_d})
+                               piecewise_linear=self._piecewise_linear, info=self._info(st))
         lazy_y = "_ports" in st.__dict__  # port currents not formed yet (uncoupled phases)
         if not lazy_y:
             m = _SourceCurrentsOnRead(u=st.u, w=st.w, y=st.y, i_src=None, e=st.e, on=st.on,
-                                      piecewise_linear=self._piecewise_linear,
-                                      info={"report": st.report, "g_d": st.g_d})
+                                      piecewise_linear=self._piecewise_linear, info=self._info(st))
             m.__dict__["_inputs"] = self._solver.nodal.input_snapshot()
             return m
         return self._held_phases_measurement(st)
+
+    def _info(self, st: CircuitState) -> dict:
+        """A measurement's ``info``: the solve report, the elements' incremental conductances and, for
+        elements whose states do not name their regions, ``"ambiguous_states": True``."""
+        info = {"report": st.report, "g_d": st.g_d}
+        if self._ambiguous_states:
+            info["ambiguous_states"] = True
+        return info
 
     def _held_phases_measurement(self, st: CircuitState) -> Measurement:
         """The measurement of held sources with new port voltages: u (the held sources stacked), y,
@@ -306,8 +316,7 @@ class SimulatedBoard(BoardBase):
         u = warm.u if warm is not None else self._topology.source_voltages(x)
         st = self._solver.solve(u, w, warm=warm, injected=injected)
         return Measurement(u=st.u, w=st.w, y=st.y, i_src=st.i_src, e=st.e, on=st.on,
-                           piecewise_linear=self._diodes.law.piecewise_linear,
-                           info={"report": st.report, "g_d": st.g_d})
+                           piecewise_linear=self._diodes.law.piecewise_linear, info=self._info(st))
 
     # ---- internals ----------------------------------------------------------------------
     def _solve_uncoupled(self, x, w) -> CircuitState:

@@ -241,7 +241,8 @@ def hl_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, delt
         widths = _check_shapes(topo, op)  # the compiled passes below read no bounds
         if op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None \
                 and isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] == op.w.shape[0] \
-                and not (op.info and (op.info.get("wire_ir_drop") or op.info.get("varying_conductances"))):
+                and not (op.info and (op.info.get("wire_ir_drop") or op.info.get("varying_conductances")
+                                      or op.info.get("ambiguous_states"))):
             labels = loss._kernel_labels(op.y, target)
             if labels is not None:
                 return _hl_lean(board, topo, widths, x, op, labels, loss, float(delta_v), max_retries,
@@ -510,6 +511,9 @@ def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndar
     xs, es, k = x, eps, B
     retries, flipped_total, seen_by_response, one_sided, unreadable = 0, 0, 0, 0, 0
     n_flagged, flags = 0, None
+    # element states that do not name their regions (two clamps): a phase that changed no state may
+    # still have crossed a region, so no sample is resolved from one phase (see _held_source_phases)
+    ambiguous = bool(op.info and op.info.get("ambiguous_states"))
     while k:  # (an empty batch measures nothing)
         whole = retries == 0  # the first pass: the whole batch
         both = first if whole and first is not None else board.measure(np.concatenate([xs, xs]), w_both)
@@ -520,7 +524,7 @@ def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndar
         if (held is not None and whole and held[0] is op.u and held[1] == 2) \
                 or _sources_held(both.u, op.u if whole else op.u[rows]):  # 0 in every response
             counts = _held_source_phases(op, rows, k, both, es, noise, flip_rel_tol, phase_ok, e_hat, w_resp,
-                                         whole, flags)
+                                         whole, flags, ambiguous)
             plus_flip = flags[0]
             pm = None  # one-sided responses are already written
         else:
@@ -535,6 +539,8 @@ def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndar
             readable = resolvable(both.e[:k] - both.e[k:], noise) if noise > 0 else _uniform_mask(True, k)
             _write_nodes(u_hat, e_hat, w_resp, rows, np.divide(diff, 2 * es, out=diff))
             sides = _flipped_sides(op, rows, k, both)
+            if sides is not None and ambiguous:  # a change in either phase counts for both: no one-sided resolution
+                sides = np.repeat(sides.any(axis=0)[None], 2, axis=0)
             pm = (npl, nmi, ref)
             # (from numpy formulas: contiguous bool arrays, as the compiled pass gives)
             plus_flip, minus_flip = (_c(sides[0], _BOOL), _c(sides[1], _BOOL)) if sides is not None \
@@ -616,7 +622,7 @@ def _write_nodes(u_hat: np.ndarray, e_hat: np.ndarray, w_hat: np.ndarray, rows, 
 
 def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np.ndarray, noise_v: float,
                         rel_tol: float, phase_ok: np.ndarray | None, e_hat: np.ndarray, w_hat: np.ndarray,
-                        whole_batch: bool, flags: np.ndarray) -> tuple[int, int, int, int]:
+                        whole_batch: bool, flags: np.ndarray, ambiguous: bool = False) -> tuple[int, int, int, int]:
     """Responses, symmetry test, state comparison and flip bookkeeping of a stacked ± measurement
     whose sources held the operating point's voltages, in one compiled pass
     (:func:`hil.kernels.hl_held_pass_kernel`).
@@ -627,6 +633,10 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
     (plus_flip, minus_flip, by_response, readable, single, flips) into ``flags`` (6, k) (the
     state changes stay False when the board reports no states or is not piecewise linear;
     readability by :func:`resolvable` on a board with reading noise).
+    With ``ambiguous`` (the elements' states do not name their regions: two clamps, see
+    :meth:`hil.circuit.laws.base.NodeElement.states_name_regions`) no sample is resolved from one
+    phase: the phase that kept its states may have gone from one clamp to the other, so such a
+    sample keeps its central response and is re-measured like any flagged one.
     Returns the counts of :func:`hil.kernels.flip_accounting_kernel`.
     """
     n, q = op.e.shape[1], op.w.shape[1]
@@ -650,6 +660,14 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
         _c(op.on if whole_batch else op.on[rows], _BOOL) if states else _NO_STATES,
         _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, _BOOL), _c(es[:, 0]), float(rel_tol),
         _FIVE_SQRT6 * noise_v, not noisy, nh_e, nh_w, flags)
+    if ambiguous and counts[2]:  # undo the one-sided resolutions: central responses, re-measured
+        sel = flags[4].nonzero()[0]
+        half = 0.5 / es[sel]
+        nh_e[sel] = (both.e[sel] - both.e[k + sel]) * half
+        nh_w[sel] = (both.w[sel] - both.w[k + sel]) * half
+        flags[4, sel] = False
+        flags[5, sel] = flags[3, sel]
+        counts = (counts[0], counts[1], 0, counts[3] + int(np.count_nonzero(~flags[3, sel])))
     if not whole_batch:
         e_hat[rows], w_hat[rows] = nh_e, nh_w
     return counts
@@ -779,8 +797,9 @@ def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unres
     if n_invalid is None:
         n_invalid = ok.size - int(np.count_nonzero(ok))
     wire = _wire_note(op) if op.info else None
+    ambiguous = not central and op.piecewise_linear and bool(op.info and op.info.get("ambiguous_states"))
     note = None
-    if unresolved or n_invalid or not op.piecewise_linear or op.noise_v > 0 or wire:
+    if unresolved or n_invalid or not op.piecewise_linear or op.noise_v > 0 or wire or ambiguous:
         notes = []
         if unresolved:
             notes.append(f"{unresolved} sample(s) still had a diode flip after {stats['retries']} re-measurement(s): "
@@ -793,6 +812,9 @@ def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unres
                          f"O(delta_v{'²' if central else ''})")
         if op.noise_v > 0:
             notes.append(f"reading noise {op.noise_v:.3g} V per node voltage")
+        if ambiguous:
+            notes.append("one-sided difference on elements with two clamps: a node that went from one clamp to the "
+                         "other within the drive changes no reported state, so such a flip goes undetected")
         if wire:
             notes.append(wire)
         note = "; ".join(notes)

@@ -141,6 +141,21 @@ class NodeElement(ABC):
         """Current leaving each node into its element (A) and its derivative (S), at e (V)."""
         return self.law().current(np.asarray(e, dtype=float))
 
+    def states_name_regions(self) -> bool:
+        """Whether the conduction state a board reports per node (on: at a clamp or on a segment of
+        positive slope; off: on a flat segment) names the node's region of the law, i.e. each node
+        has at most one region that reads on and at most one that reads off.  Not so for two clamps
+        (``clip``, ``antiparallel``): a node can go from one clamp to the other within one
+        perturbation, through the free region between them, without any reported state changing,
+        so "no state changed" does not mean "stayed in one linear region".  True for smooth
+        elements (their states are not used to judge linearity)."""
+        if not self.piecewise_linear:
+            return True
+        law = self.law()
+        on = (np.isfinite(law.lo).astype(int) + np.isfinite(law.hi).astype(int)
+              + np.count_nonzero(law.slopes > 0, axis=1))
+        return bool(np.all(on <= 1) and np.all(np.count_nonzero(law.slopes == 0, axis=1) <= 1))
+
     def limit(self, e_new: np.ndarray, e_old: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Limit a Newton update of the node voltages (V); returns (limited, mask where applied)."""
         return e_new, np.zeros(e_new.shape, bool)
