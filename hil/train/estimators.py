@@ -884,6 +884,9 @@ def ep_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, beta
     ok = valid_mask(op).copy()  # samples a phase marks invalid are left out of the gradient
     todo = np.arange(x.shape[0])
     retries, flipped_total = 0, 0
+    # elements with two clamps: a jump from one to the other changes no reported state, only the
+    # asymmetry of the two nudged phases shows it (see NodeElement.states_name_regions)
+    ambiguous = centred and op.piecewise_linear and bool(op.info and op.info.get("ambiguous_states"))
     while todo.size:
         xs, bs, ws, w0 = x[todo], betas[todo], w_hat[todo], op.w[todo]
         plus = board.measure(xs, w0 + bs * ws)
@@ -894,6 +897,9 @@ def ep_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, beta
         phase_ok = valid_mask(plus) & (valid_mask(minus) if centred else True)
         ok[todo] &= phase_ok
         flips = _flipped(op, todo, plus, minus) & phase_ok
+        if ambiguous:
+            flips |= response_flips(n_plus[todo], n0[todo], n_other[todo],
+                                    max(plus.noise_v, minus.noise_v, op.noise_v)) & phase_ok
         flipped_total += int(flips.sum())
         if not flips.any() or retries >= max_retries:
             break
