@@ -348,7 +348,9 @@ class Measurement:
         e: (B, n) hidden-node voltages.
         on: (B, n) diode conduction states where the board can tell, else None.
         piecewise_linear: the elements are ideal (switching) diodes, so a change of ``on``
-            between phases means the linearization itself changed (a flip).
+            between phases means the linearization itself changed (a flip).  The converse (no
+            change, so one linear region) needs states that name the region; a board whose
+            elements have two clamps, both reported on, says ``info["ambiguous_states"] = True``.
         valid: (B,) True where the sample is trustworthy; a board marks samples False that hit
             a current limit, returned an over-range or missing-data sentinel, or are otherwise
             unusable.  None means every sample is valid.  The trainer never uses an invalid
