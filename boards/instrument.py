@@ -477,12 +477,13 @@ class InstrumentBoard(BoardBase):
                 comp[k] |= bool(r.compliance)
             for name in scans:
                 scans[name].append(self.instruments[name].read_scan())
+            # counted point by point: a progress display of a long stepwise batch follows it
+            self.stats.points += 1
+            self.stats.measured_points += 1
+            self.stats.stepwise_points += 1
         for pt in ports:  # back to 0 V (ramped by the driver) so no relay ever meets a live line
             self.instruments[pt.instrument].set_voltage(pt.channel, 0.0)
         volt = self._hidden_from_scans({k: np.array(v).reshape(n, -1) for k, v in scans.items()}, n)
-        self.stats.points += n
-        self.stats.measured_points += n
-        self.stats.stepwise_points += n
         return cur, volt, comp
 
     def _hidden_from_scans(self, scans: Mapping[str, np.ndarray], n: int) -> np.ndarray:

@@ -70,6 +70,27 @@ def test_stepwise_fallback_matches_and_counts_points():
     board.close()
 
 
+def test_stepwise_points_are_counted_as_they_are_measured():
+    """A progress display (hil calibrate) reads stats.measured_points while a batch runs: on the
+    stepwise path it grows point by point, not only when the batch ends."""
+    board, _, _ = make_boards(timing=BoardTiming(acquisition="stepwise"))
+    board.connect()
+    seen = []
+    for name in board._scanners():
+        inst = board.instruments[name]
+        read = inst.read_scan
+
+        def counting_read(read=read):
+            seen.append(board.stats.measured_points)
+            return read()
+
+        inst.read_scan = counting_read
+    board.measure(batch(4)[0])
+    per_point = sorted(set(seen))
+    assert per_point == [0, 1, 2, 3] and board.stats.measured_points == 4
+    board.close()
+
+
 def test_ramp_plan_keeps_steps_and_returns_to_zero():
     levels = np.array([[1.2, -1.0], [-1.2, 0.1]])
     path, keep = ramp_plan(levels, np.array([0.5, 0.5]), True)
