@@ -213,7 +213,8 @@ def hl_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, delt
     piecewise-linear board that reports its states, when only one of the two phases changed
     a state: the other phase kept every element in its region, so its one-sided difference
     is the exact linear response (the region is convex) and is used without re-measuring.
-    On such a board (exact: no reading noise, every sample valid) the − phase is therefore only
+    On such a board (exact: no reading noise, every sample valid; states that name the elements'
+    regions, i.e. not two clamps, ``info["ambiguous_states"]``) the − phase is therefore only
     measured where it is needed: the + phase of the whole batch first, then the − phase of the
     samples whose + phase changed a state (see :func:`_hl_lean`); ``stats["mirror_measured"]``
     counts the samples whose − phase was measured.
