@@ -927,24 +927,28 @@ def hl_plus_phase_kernel(e1, w1, e0, w0, on1, on0, es, u, blocks, n_hat_e, n_hat
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def hl_minus_rows_kernel(e_minus, w_minus, on_minus, e0, w0, on0, rows, es, n_hat_e, n_hat_w):  # pragma: no cover
+def hl_minus_rows_kernel(e_minus, w_minus, on_minus, e0, w0, on0, rows, es, n_hat_e, n_hat_w, changed):  # pragma: no cover
     """The − phase of the samples ``rows`` (K,) of ``hl``'s operating point (their + phase changed a
-    diode state): if no diode state of ``on_minus`` (K, n) differs from the operating point's
-    ``on0`` (B, n), the one-sided responses (v₀ − v₋)/ε of those samples are written into rows
-    ``rows`` of ``n_hat_e`` (B, n) and ``n_hat_w`` (B, q) and True is returned; else nothing is
-    written and False is returned.  ``e_minus`` (K, n), ``w_minus`` (K, q) the phase's readings,
-    ``e0``/``w0`` the operating point's, ``es`` (B,) the drives (V per unit ŵ)."""
+    diode state): ``changed[i]`` (K,) says whether a diode state of ``on_minus[i]`` differs from
+    the operating point's ``on0[rows[i]]``; for each sample whose − phase changed none, its
+    one-sided responses (v₀ − v₋)/ε are written into row ``rows[i]`` of ``n_hat_e`` (B, n) and
+    ``n_hat_w`` (B, q).  Returns the number of samples whose − phase changed a state.
+    ``e_minus`` (K, n), ``w_minus`` (K, q) the phase's readings, ``e0``/``w0`` the operating
+    point's, ``es`` (B, 1) the drives (V per unit ŵ)."""
     K, n = e_minus.shape
     q = w_minus.shape[1]
+    count = 0
     for i in range(K):
         r = rows[i]
+        flip = False
+        for j in range(n):  # without branches: the comparison vectorises
+            flip |= on_minus[i, j] != on0[r, j]
+        changed[i] = flip
+        count += flip
+        if flip:
+            continue
         for j in range(n):
-            if on_minus[i, j] != on0[r, j]:
-                return False
-    for i in range(K):
-        r = rows[i]
-        for j in range(n):
-            n_hat_e[r, j] = (e0[r, j] - e_minus[i, j]) / es[r]
+            n_hat_e[r, j] = (e0[r, j] - e_minus[i, j]) / es[r, 0]
         for j in range(q):
-            n_hat_w[r, j] = (w0[r, j] - w_minus[i, j]) / es[r]
-    return True
+            n_hat_w[r, j] = (w0[r, j] - w_minus[i, j]) / es[r, 0]
+    return count

@@ -331,11 +331,14 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
     linear response exactly (the segment from the operating point lies in one region of the
     piecewise-linear network, where it is linear; the central difference gives the same to
     rounding), and the responses (and, for small batches, v·v̂) are one more compiled call, with
-    no − phase measured.  Otherwise the − phase is measured too and both are taken as one
-    stacked ± measurement: if every sample is then resolved (none flagged, or each from the phase
-    that kept its states), the result is written here; anything else (a flip in both phases, an
-    invalid or noisy phase, sources that moved) continues in :func:`_hl_central` from the phases
-    already measured (the same answer).  ``widths``: (p, n, q, m) of :func:`_check_shapes`, whose
+    no − phase measured.  The samples whose + phase changed a state are measured in the − phase
+    (those rows only): each whose − phase changed none takes its one-sided difference; those
+    flipped in both phases continue in :func:`_hl_central`'s re-measurements (``resume``).  A
+    phase the lane cannot take as it is (invalid or noisy samples, sources that moved), or
+    ``max_retries`` 0 with a sample flipped in both phases, has the − phase of the whole batch
+    measured, both phases taken as one stacked ± measurement: if every sample is then resolved
+    (none flagged, or each from the phase that kept its states), the result is written here;
+    anything else continues in :func:`_hl_central` from the phases already measured.  ``widths``: (p, n, q, m) of :func:`_check_shapes`, whose
     checks ``op`` passed."""
     B = op.w.shape[0]
     _, n, q, m = widths
@@ -357,17 +360,26 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
         n_changed = hl_plus_phase_kernel(_c(plus.e), _c(plus.w), e0, w0, _c(plus.on, _BOOL), _c(op.on, _BOOL),
                                          eps[:, 0], u0, blocks, e_hat, w_resp, changed, out)
         # how ∂ℓ/∂u is assembled when read: one-sided from the + phase (see _central_source_grad)
-        phases = [(slice(None), B, plus, eps, (None, 1.0, op))]
+        phases = [(slice(None), B, plus, eps, ("phase", None, 1.0, op))]
         if not n_changed:
             return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, 0, 0, 0, 0, phases)
         rows = changed.nonzero()[0]
-        minus = _minus_phase_kept_states(board, x[rows], w_both[B:][rows], op, rows, eps, e_hat, w_resp)
-        if minus is not None:  # each sample whose + phase changed a state: one-sided from its − phase
-            if plan is not None:
-                response_product_kernel(u0, e0, w0, e_hat, w_resp, 1.0 / B, blocks, np.empty(n), out)
-            phases.append((rows, rows.size, minus, eps[rows], (None, -1.0, op)))
-            return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, n_changed, 0,
-                                n_changed, n_changed, phases)
+        minus = _minus_phase(board, x[rows], w_both[B:][rows], op, rows, eps, e_hat, w_resp)
+        if minus is not None:
+            minus, flipped = minus
+            kept = ~flipped
+            if kept.any():  # one-sided from the − phase where it kept every state
+                phases.append((rows[kept], int(kept.sum()), minus, eps[rows[kept]],
+                               ("phase", None if kept.all() else kept.nonzero()[0], -1.0, op)))
+            if not flipped.any():
+                if plan is not None:
+                    response_product_kernel(u0, e0, w0, e_hat, w_resp, 1.0 / B, blocks, np.empty(n), out)
+                return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, n_changed, 0,
+                                    n_changed, n_changed, phases)
+            if max_retries > 0:  # flipped in both phases: re-measured with smaller drives, those samples only
+                return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample,
+                                   flip_rel_tol, resume=(eps, e_hat, w_resp, phases, rows[flipped], n_changed,
+                                                         int(kept.sum()), rows.size))
     both = _StackedPhases(plus, board.measure(x, w_both[B:]), op)  # a state changed (or not lean): the − phase
     if not _lean_phase(both, op.u, op.on, 2, n, q):
         return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol,
@@ -381,7 +393,7 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
                            (both, eps, w_both))
     phases = [(slice(None), B, both, eps, None)]
     if n_single:  # samples resolved from the phase that kept every state
-        phases.append((np.arange(B), B, both, eps, (flags[4].nonzero()[0], flags[0], op)))
+        phases.append((np.arange(B), B, both, eps, ("pair", flags[4].nonzero()[0], flags[0], op)))
     return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, n_flagged, n_by_response,
                         n_single, B, phases)
 
@@ -400,23 +412,25 @@ def _lean_phase(m: Measurement, u0: np.ndarray, on0: np.ndarray, k: int, n: int,
         and m.e.shape == (rows, n) and m.w.shape == (rows, q) and m.on.shape == (rows, n) and on0.shape == (B, n)
 
 
-def _minus_phase_kept_states(board: Board, x: np.ndarray, w_minus: np.ndarray, op: Measurement, rows: np.ndarray,
-                             eps: np.ndarray, e_hat: np.ndarray, w_resp: np.ndarray) -> Measurement | None:
+def _minus_phase(board: Board, x: np.ndarray, w_minus: np.ndarray, op: Measurement, rows: np.ndarray,
+                 eps: np.ndarray, e_hat: np.ndarray, w_resp: np.ndarray) -> tuple[Measurement, np.ndarray] | None:
     """The − phase of the samples ``rows`` (inputs ``x``, port voltages ``w_minus`` = w₀ − εŵ of those
-    samples; ``eps`` (B, 1) every sample's drive), whose + phase changed a diode state: if the board
-    took it as the lean lane needs and it changed no state, their responses become its one-sided
-    difference (v₀ − v₋)/ε (exact, as for the + phase) in ``e_hat`` and ``w_resp`` (B rows), and
-    the measurement is returned; else None (nothing written)."""
+    samples; ``eps`` (B, 1) every sample's drive), whose + phase changed a diode state.  If the
+    board took it as the lean lane needs (valid, exact, states reported, sources held), the
+    responses of the samples whose − phase changed no state become its one-sided difference
+    (v₀ − v₋)/ε (exact, as for the + phase) in ``e_hat`` and ``w_resp`` (B rows), and (the
+    measurement, which of ``rows`` changed a state in this phase too) is returned; else None
+    (nothing written)."""
     minus = board.measure(x, w_minus)
     n, q = e_hat.shape[1], w_resp.shape[1]
     k = rows.size
     if not (minus.valid is None and minus.noise_v == 0 and minus.on is not None and minus.e.shape == (k, n)
             and minus.w.shape == (k, q) and minus.on.shape == (k, n) and _sources_held(minus.u, op.u[rows], 1)):
         return None
-    if not hl_minus_rows_kernel(_c(minus.e), _c(minus.w), _c(minus.on, _BOOL), _c(op.e), _c(op.w), _c(op.on, _BOOL),
-                                rows, eps[:, 0], e_hat, w_resp):
-        return None
-    return minus
+    flipped = np.empty(k, np.bool_)
+    hl_minus_rows_kernel(_c(minus.e), _c(minus.w), _c(minus.on, _BOOL), _c(op.e), _c(op.w), _c(op.on, _BOOL),
+                         rows, eps, e_hat, w_resp, flipped)
+    return minus, flipped
 
 
 #: the statistics of a lean-lane gradient that do not depend on the batch (in the order callers see)
@@ -487,15 +501,22 @@ _NO_BLOCKS = np.zeros((0, 5), np.int64)
 
 def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndarray, w_hat: np.ndarray,
                 delta_v: float, max_retries: int, keep_per_sample: bool, flip_rel_tol: float,
-                first=None) -> GradientResult:
+                first=None, resume=None) -> GradientResult:
     """``hl`` with central differences: both perturbation phases of the samples still to measure
     as one stacked batch of 2k measurements per pass (see :func:`hl_gradient`).  ``first``: the
     first pass's stacked measurement of the whole batch, its ``eps`` (B, 1) and drives (2B, q),
-    when already measured (by :func:`_hl_lean`)."""
+    when already measured (by :func:`_hl_lean`).  ``resume``: the lean lane's state after its
+    single phases, (eps (B, 1), e_hat (B, n), w_resp (B, q) with every sample but the ones to
+    re-measure resolved, its ∂ℓ/∂u phases, the samples flipped in both phases (indices), the
+    samples flagged in the + phase, those resolved from one phase, those whose − phase was
+    measured): the passes continue with the re-measurement of those samples."""
     B = x.shape[0]
     p, n, q = op.u.shape[1], op.e.shape[1], op.w.shape[1]
+    mirrored = B
     if first is not None:
         first, eps, w_both = first
+    elif resume is not None:
+        eps, e_hat, w_resp, source_phases, todo, flipped_total, one_sided, mirrored = resume
     else:
         eps = np.empty((B, 1))  # volts per unit ŵ, chosen per sample so that max|εŵ| = delta_v
         w_both = np.empty((2 * B, q))  # the + and − port voltages of every sample, for the first pass
@@ -504,14 +525,19 @@ def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndar
     # (every sample is written by the first pass); when the sources hold the same voltages in
     # every phase (they follow x) they do not respond and the node arrays are never assembled
     # (``u_hat`` stays None).
-    e_hat, w_resp = np.empty((B, n)), np.empty((B, q))
     u_hat = n0 = None
-    source_phases = []  # how each pass measured ∂ℓ/∂u; assembled from the readings when read
     ok = valid_mask(op).copy() if op.valid is not None else None  # None: every sample valid so far
-    rows = todo = slice(None)  # the first pass covers the whole batch: views instead of gathers
-    xs, es, k = x, eps, B
-    retries, flipped_total, seen_by_response, one_sided, unreadable = 0, 0, 0, 0, 0
+    seen_by_response, unreadable = 0, 0
     n_flagged, flags = 0, None
+    if resume is None:
+        e_hat, w_resp = np.empty((B, n)), np.empty((B, q))
+        source_phases = []  # how each pass measured ∂ℓ/∂u; assembled from the readings when read
+        rows = todo = slice(None)  # the first pass covers the whole batch: views instead of gathers
+        xs, es, k = x, eps, B
+        retries, flipped_total, one_sided = 0, 0, 0
+    else:  # the lean lane's samples flipped in both phases: their first re-measurement
+        retries, rows = 1, todo
+        xs, es, k, w_both = _smaller_drives(x, op, w_hat, eps, todo)
     # element states that do not name their regions (two clamps): a phase that changed no state may
     # still have crossed a region, so no sample is resolved from one phase (see _held_source_phases)
     ambiguous = bool(op.info and op.info.get("ambiguous_states"))
@@ -567,16 +593,13 @@ def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndar
                 side = np.where(plus_flip[sel][:, None], ref[sel] - nmi[sel], npl[sel] - ref[sel])
                 _write_nodes(u_hat, e_hat, w_resp, todo[sel], side / es[sel])
             # (``es`` may be a view of ``eps``: only re-measured samples, never these, get a smaller drive)
-            source_phases.append((todo, k, both, es, (sel, plus_flip, op)))
+            source_phases.append((todo, k, both, es, ("pair", sel, plus_flip, op)))
             one_sided += n_single
         if n_flagged == n_single + n_unreadable or retries >= max_retries:  # nothing left to re-measure
             break
         retries += 1
         rows = todo = todo[flags[5]]
-        eps[todo] /= 10.0
-        xs, es, k = x[todo], eps[todo], todo.size
-        w_both = np.empty((2 * k, q))  # a re-measurement: the given (smaller) drives
-        hl_drive_kernel(_c(w_hat[todo]), _c(op.w[todo]), 0.0, _c(es), w_both)
+        xs, es, k, w_both = _smaller_drives(x, op, w_hat, eps, todo)
     # samples re-measured as often as allowed and still flipped, and unreadable ones, keep a flipped estimate
     unresolved = (int(np.count_nonzero(flags[5])) if n_flagged else 0) + unreadable
     if u_hat is None:  # the sources held in every phase: the product from the parts
@@ -589,8 +612,18 @@ def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndar
     return _result(topo, op, val, n0, n_hat, partial(_central_source_grad, op.u.shape, source_phases), ok,
                    keep_per_sample, True, unresolved,
                    {"flipped_samples": flipped_total, "flips_from_response": seen_by_response, "retries": retries,
-                    "one_sided": one_sided, "unresolvable": unreadable, "mirror_measured": B},
+                    "one_sided": one_sided, "unresolvable": unreadable, "mirror_measured": mirrored},
                    n_invalid=0 if all_valid else None)
+
+
+def _smaller_drives(x: np.ndarray, op: Measurement, w_hat: np.ndarray, eps: np.ndarray, todo: np.ndarray):
+    """A re-measurement of the samples ``todo``: their drives ``eps`` (B, 1) divided by 10 in place;
+    returns their inputs, drives (k, 1), count and stacked ± port voltages (2k, q) in V."""
+    eps[todo] /= 10.0
+    es = eps[todo]
+    w_both = np.empty((2 * todo.size, op.w.shape[1]))  # the given (smaller) drives
+    hl_drive_kernel(_c(w_hat[todo]), _c(op.w[todo]), 0.0, _c(es), w_both)
+    return x[todo], es, todo.size, w_both
 
 
 _NO_STATES = np.zeros((0, 0), dtype=np.bool_)
@@ -702,19 +735,23 @@ def _flipped_sides(op: Measurement, rows, k: int, both: Measurement) -> np.ndarr
 def _central_source_grad(shape: tuple[int, int], phases: list) -> np.ndarray:
     """∂ℓ/∂u (B, p) from the source-current readings, in the order the passes measured them.
 
-    Central passes give (i₊ − i₋)/2ε; samples resolved from one phase give (i₊ − i₀)/ε or
-    (i₀ − i₋)/ε; later passes override earlier ones, as for the node responses.
+    Each entry is (batch rows, k, measurement, drives es of those rows, how): ``how`` None for a
+    stacked ± measurement of k samples, (i₊ − i₋)/2ε; ("pair", sel, plus_flip, op) for its samples
+    ``sel`` resolved from the phase that kept its states, (i₊ − i₀)/ε or (i₀ − i₋)/ε; ("phase",
+    sel, sign, op) for a single phase (sign +1: the + phase, −1: the − phase) of which the
+    measurement's rows ``sel`` (None: all) are the batch rows given, one-sided.  Later passes
+    override earlier ones, as for the node responses.
     """
     i_hat = np.zeros(shape)
-    for rows, k, both, es, single in phases:
+    for rows, k, both, es, how in phases:
         i_src = both.i_src
-        if single is None:
+        if how is None:
             i_hat[rows] = (i_src[:k] - i_src[k:]) / (2 * es)
-        elif single[0] is None:  # one phase alone (sign +1: the + phase, −1: the − phase), one-sided
-            _, sign, op = single
-            i_hat[rows] = (i_src - op.i_src[rows]) * sign / es
-        else:  # the samples ``sel`` of the pass over ``rows``, from the phase that kept its states
-            sel, plus_flip, op = single
+        elif how[0] == "phase":
+            _, sel, sign, op = how
+            i_hat[rows] = ((i_src if sel is None else i_src[sel]) - op.i_src[rows]) * sign / es
+        else:
+            _, sel, plus_flip, op = how
             rows = rows[sel]
             i0 = op.i_src[rows]
             i_hat[rows] = np.where(plus_flip[sel][:, None], i0 - i_src[k:][sel], i_src[:k][sel] - i0) / es[sel]

@@ -103,3 +103,31 @@ def test_noisy_boards_still_measure_both_phases_of_every_sample_in_one_call():
     rec = RecordingBoard(Noisy(board.circuit))
     res = estimate("hl", rec, x, t, loss, {"delta_v": 1e-3})
     assert [len(xc) for xc, _ in rec.calls] == [16, 32] and res.stats["mirror_measured"] == 16
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_samples_flipped_in_both_phases_alone_are_re_measured(seed):
+    """A large drive flips some samples in both phases: after the + phase of every sample and the −
+    phase of the flipped ones, only the samples flipped in both are measured again (both phases,
+    a 10× smaller drive); no call repeats the − phase of the whole batch, and the answer is exact."""
+    board, x, t, loss = setup(seed)
+    rec = RecordingBoard(board)
+    res = estimate("hl", rec, x, t, loss, {"delta_v": 0.3, "max_retries": 6})
+    sizes = [len(xc) for xc, _ in rec.calls]
+    mirrored = res.stats["mirror_measured"]
+    assert sizes[:3] == [16, 16, mirrored] and 0 < mirrored < 16 and res.stats["retries"] >= 1
+    op = board.measure(x)
+    minus_x, minus_w = rec.calls[2]
+    changed = np.array([any(np.array_equal(row, m) for m in minus_x) for row in x])
+    again = rec.calls[3][0]
+    assert len(again) % 2 == 0 and np.array_equal(again[:len(again) // 2], again[len(again) // 2:])
+    both = [i for i in range(16) if any(np.array_equal(x[i], a) for a in again)]
+    assert 0 < len(both) == len(again) // 2 and changed[both].all()  # a subset of the − phase's samples
+    for xc, _ in rec.calls[3:]:  # every later call: both phases of samples flipped in both, never the whole batch
+        half = len(xc) // 2
+        assert len(xc) == 2 * half and np.array_equal(xc[:half], xc[half:])
+        assert all(any(np.array_equal(row, x[i]) for i in both) for row in xc[:half])
+    exact = estimate("hl-exact", board, x, t, loss)
+    assert res.stats["unresolved_flips"] == 0 and not res.stats["may_be_biased"]
+    assert rel(res.grad, exact.grad) <= 1e-9 and rel(res.source_grad, exact.source_grad) <= 1e-8
+    assert op.e.shape == (16, 30) and minus_w.shape == (mirrored, 4)
