@@ -338,8 +338,8 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
     ``max_retries`` 0 with a sample flipped in both phases, has the − phase of the whole batch
     measured, both phases taken as one stacked ± measurement: if every sample is then resolved
     (none flagged, or each from the phase that kept its states), the result is written here;
-    anything else continues in :func:`_hl_central` from the phases already measured.  ``widths``: (p, n, q, m) of :func:`_check_shapes`, whose
-    checks ``op`` passed."""
+    anything else continues in :func:`_hl_central` from the phases already measured.
+    ``widths``: (p, n, q, m) of :func:`_check_shapes`, whose checks ``op`` passed."""
     B = op.w.shape[0]
     _, n, q, m = widths
     val, w_hat, eps, w_both = np.empty(B), np.empty((B, q)), np.empty((B, 1)), np.empty((2 * B, q))
