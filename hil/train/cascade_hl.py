@@ -162,10 +162,13 @@ def cascade_hl_gradient(board, x: np.ndarray, target, loss: Loss, delta_v: float
         i_hat[~ok] = 0.0  # an unusable sample sends nothing back
         i_hat_all[:, lay.sources] = i_hat
         responses.append((lay, n0, n_hat))
+        stage_info = (op.info or {}).get("stages") or [None] * len(layouts)
         stage_stats.append({"stage": s, "flipped_samples": flipped, "flips_from_response": from_response,
                             "retries": retries, "unresolved_flips": int(unresolved.size),
                             "max_excursion_v": excursion,  # largest hidden-node move in a phase, V
-                            "piecewise_linear": bool(op_s.piecewise_linear)})
+                            "piecewise_linear": bool(op_s.piecewise_linear),
+                            # two clamps per element: "no state changed" does not mean "stayed linear"
+                            "ambiguous_states": bool((stage_info[s] or {}).get("ambiguous_states"))})
         dl_dx_next = i_hat @ topo.source_matrix if s else None
     stage_stats.reverse()
     for lay, n0, n_hat in responses:  # batch means over the samples valid in every stage
@@ -197,6 +200,11 @@ def _stats(stage_stats: list[dict], ok: np.ndarray, biased_from: np.ndarray, op:
         notes.append(f"stage(s) {', '.join(map(str, smooth))} not piecewise linear: "
                      f"{'central' if central else 'one-sided'} difference, truncation error "
                      f"O(delta_v{'²' if central else ''}), carried back to the earlier stages")
+    ambiguous = [st["stage"] for st in stage_stats if st["ambiguous_states"]]
+    if ambiguous and not central:
+        notes.append(f"stage(s) {', '.join(map(str, ambiguous))} have elements with two clamps (clip, antiparallel), "
+                     "whose states do not change when a node goes from one clamp to the other: a one-sided "
+                     "difference cannot see such a jump (the central one flags it by the asymmetry of its phases)")
     if op.noise_v > 0:
         notes.append(f"reading noise {op.noise_v:.3g} V per node voltage")
     note = "; ".join(notes) if notes else None

@@ -105,6 +105,21 @@ def test_measure_stage_holds_the_stage_inputs_and_injects_at_buffered_nodes():
         b.measure_stage(x, 1, injected=np.zeros((len(x), buffered.size + 1)))
 
 
+def test_one_sided_cascade_with_two_clamp_elements_says_it_may_be_biased():
+    """clip and antiparallel read "on" at either clamp: a one-sided stage cannot see a jump from one
+    clamp to the other, so it says so; the central difference (asymmetry check) needs no such note."""
+    b = cascade(MIXED_3)
+    x, t = batch(b)
+    one = estimate("hl", b, x, t, loss_for(b), {"delta_v": 1e-4, "central": False})
+    assert one.stats["may_be_biased"] and "stage(s) 0, 2 have elements with two clamps" in one.stats["bias_note"]
+    assert [st["ambiguous_states"] for st in one.stats["stages"]] == [True, False, True]
+    central = estimate("hl", b, x, t, loss_for(b), {"delta_v": 1e-4})
+    assert "two clamps" not in (central.stats["bias_note"] or "")
+    plain = estimate("hl", cascade(MIXED_2), *batch(cascade(MIXED_2)), loss_for(cascade(MIXED_2)),
+                     {"delta_v": 1e-4, "central": False})
+    assert "two clamps" not in (plain.stats["bias_note"] or "")
+
+
 def test_one_sweep_on_a_cascade_is_a_value_error_naming_the_option():
     b = cascade(MIXED_2)
     x, t = batch(b)
