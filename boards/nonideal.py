@@ -204,7 +204,7 @@ class NonIdealBoard(BoardBase):
                                  *self._bounds, instance=k)
         self._diodes = self.model.diodes(c.diodes)
         self._piecewise_linear = bool(self._diodes.law.piecewise_linear)
-        self._ambiguous_states = self._piecewise_linear and not self._diodes.law.states_name_regions()
+        self._ambiguous_states = not self._diodes.law.states_name_regions()
         self._instance = k
         self._programmed = None  # solver of this instance's diodes, reprogrammed in place
 

@@ -171,7 +171,7 @@ class SimulatedBoard(BoardBase):
         self._piecewise_linear = bool(circuit.diodes.law.piecewise_linear)
         #: the elements' on/off states do not name their regions (two clamps): said in every measurement's
         #: ``info["ambiguous_states"]``, so that no estimator takes "no state changed" for "stayed linear"
-        self._ambiguous_states = self._piecewise_linear and not circuit.diodes.law.states_name_regions()
+        self._ambiguous_states = not circuit.diodes.law.states_name_regions()
         self._solver = EquilibriumSolver(circuit)
         d = circuit.diodes
         #: the lean certified path of uncoupled ideal diodes (None for every other network)

@@ -254,7 +254,7 @@ def adam_kernel(g, grad, m, v, frozen, b1, b2, scale, eps_term, g_min, g_max, ou
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, noise_floor, n_hat_e, n_hat_w,
-                    plus_flip, minus_flip, by_response):  # pragma: no cover - compiled
+                    plus_flip, minus_flip, by_response, states_name_regions=True):  # pragma: no cover - compiled
     """Per sample of a stacked ± measurement (rows k and k + K are the + and − phase of sample k):
 
     * the central response (v₊ − v₋)·(1/(2 ε_k)) of every hidden node and port into ``n_hat_e`` (K, n)
@@ -265,6 +265,10 @@ def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol,
       operating point's (only when ``on_both`` has rows; otherwise left False);
     * where exactly one phase changed a state and ``phase_ok[k]``, the responses of sample k are
       instead the other phase's one-sided difference, (v₊ − v₀)/ε_k or (v₀ − v₋)/ε_k.
+
+    Without ``states_name_regions`` (elements with two clamps, both reported on: a phase that
+    changed no state may still have gone from one clamp to the other) a state change in either
+    phase counts for both, so no sample is resolved from one phase.
     """
     K = e0.shape[0]
     n = e0.shape[1]
@@ -286,6 +290,8 @@ def hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol,
                 o = on0[k, j]
                 pf |= on_both[k, j] != o
                 mf |= on_both[k + K, j] != o
+            if not states_name_regions:
+                pf = mf = pf or mf
             plus_flip[k] = pf
             minus_flip[k] = mf
             if pf != mf and phase_ok[k]:  # the phase that kept every state gives the exact response
@@ -751,14 +757,15 @@ def flip_accounting_kernel(plus_flip, minus_flip, by_response, phase_ok, readabl
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def hl_held_pass_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, noise_floor, all_readable,
-                        n_hat_e, n_hat_w, flags):  # pragma: no cover - compiled
+                        n_hat_e, n_hat_w, flags, states_name_regions=True):  # pragma: no cover - compiled
     """One pass of ``hl`` over a stacked ± measurement whose sources held their voltages:
     :func:`hl_phase_kernel` and :func:`flip_accounting_kernel` in one call.
 
     ``flags`` (6, K) bool receives (plus_flip, minus_flip, by_response, readable, single, flips);
     its ``readable`` row is read as given (whether a flagged sample's response would survive a
-    smaller drive) unless ``all_readable`` (an exact board), when it is set True.  Returns the
-    counts of :func:`flip_accounting_kernel`.
+    smaller drive) unless ``all_readable`` (an exact board), when it is set True;
+    ``states_name_regions`` as for :func:`hl_phase_kernel`.  Returns the counts of
+    :func:`flip_accounting_kernel`.
     """
     K = e0.shape[0]
     plus_flip = flags[0]
@@ -770,7 +777,7 @@ def hl_held_pass_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_
         if all_readable:
             readable[k] = True
     hl_phase_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, noise_floor, n_hat_e, n_hat_w,
-                    plus_flip, minus_flip, flags[2])
+                    plus_flip, minus_flip, flags[2], states_name_regions)
     return flip_accounting_kernel(plus_flip, minus_flip, flags[2], phase_ok, readable, flags[4], flags[5])
 
 

@@ -122,6 +122,12 @@ def _operating_point(board: Board, x: np.ndarray, target, loss: Loss) -> tuple[M
     return op, val, -dy
 
 
+def _ambiguous_states(op: Measurement) -> bool:
+    """Whether the board says its elements' states do not name their regions (two clamps, both
+    reported on: ``info["ambiguous_states"]``), so "no state changed" does not mean "stayed linear"."""
+    return bool(op.info and op.info.get("ambiguous_states"))
+
+
 def _wire_note(op: Measurement) -> str | None:
     """A bias note when the board reports crossbar wire resistance (``info["wire_ir_drop"]``) or
     device conductances that change from one board call to the next (``info["varying_conductances"]``,
@@ -242,8 +248,8 @@ def hl_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, delt
         widths = _check_shapes(topo, op)  # the compiled passes below read no bounds
         if op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None \
                 and isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] == op.w.shape[0] \
-                and not (op.info and (op.info.get("wire_ir_drop") or op.info.get("varying_conductances")
-                                      or op.info.get("ambiguous_states"))):
+                and not (op.info and (op.info.get("wire_ir_drop") or op.info.get("varying_conductances"))) \
+                and not _ambiguous_states(op):
             labels = loss._kernel_labels(op.y, target)
             if labels is not None:
                 return _hl_lean(board, topo, widths, x, op, labels, loss, float(delta_v), max_retries,
@@ -422,12 +428,9 @@ def _minus_phase(board: Board, x: np.ndarray, w_minus: np.ndarray, op: Measureme
     measurement, which of ``rows`` changed a state in this phase too) is returned; else None
     (nothing written)."""
     minus = board.measure(x, w_minus)
-    n, q = e_hat.shape[1], w_resp.shape[1]
-    k = rows.size
-    if not (minus.valid is None and minus.noise_v == 0 and minus.on is not None and minus.e.shape == (k, n)
-            and minus.w.shape == (k, q) and minus.on.shape == (k, n) and _sources_held(minus.u, op.u[rows], 1)):
+    if not _lean_phase(minus, op.u[rows], op.on[rows], 1, e_hat.shape[1], w_resp.shape[1]):
         return None
-    flipped = np.empty(k, np.bool_)
+    flipped = np.empty(rows.size, np.bool_)
     hl_minus_rows_kernel(_c(minus.e), _c(minus.w), _c(minus.on, _BOOL), _c(op.e), _c(op.w), _c(op.on, _BOOL),
                          rows, eps, e_hat, w_resp, flipped)
     return minus, flipped
@@ -540,7 +543,7 @@ def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndar
         xs, es, k, w_both = _smaller_drives(x, op, w_hat, eps, todo)
     # element states that do not name their regions (two clamps): a phase that changed no state may
     # still have crossed a region, so no sample is resolved from one phase (see _held_source_phases)
-    ambiguous = bool(op.info and op.info.get("ambiguous_states"))
+    ambiguous = _ambiguous_states(op)
     while k:  # (an empty batch measures nothing)
         whole = retries == 0  # the first pass: the whole batch
         both = first if whole and first is not None else board.measure(np.concatenate([xs, xs]), w_both)
@@ -693,15 +696,7 @@ def _held_source_phases(op: Measurement, rows, k: int, both: Measurement, es: np
         _c(both.e), _c(both.w), _c(e0), _c(w0), _c(both.on, _BOOL) if states else _NO_STATES,
         _c(op.on if whole_batch else op.on[rows], _BOOL) if states else _NO_STATES,
         _uniform_mask(True, k) if phase_ok is None else _c(phase_ok, _BOOL), _c(es[:, 0]), float(rel_tol),
-        _FIVE_SQRT6 * noise_v, not noisy, nh_e, nh_w, flags)
-    if ambiguous and counts[2]:  # undo the one-sided resolutions: central responses, re-measured
-        sel = flags[4].nonzero()[0]
-        half = 0.5 / es[sel]
-        nh_e[sel] = (both.e[sel] - both.e[k + sel]) * half
-        nh_w[sel] = (both.w[sel] - both.w[k + sel]) * half
-        flags[4, sel] = False
-        flags[5, sel] = flags[3, sel]
-        counts = (counts[0], counts[1], 0, counts[3] + int(np.count_nonzero(~flags[3, sel])))
+        _FIVE_SQRT6 * noise_v, not noisy, nh_e, nh_w, flags, not ambiguous)
     if not whole_batch:
         e_hat[rows], w_hat[rows] = nh_e, nh_w
     return counts
@@ -835,7 +830,7 @@ def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unres
     if n_invalid is None:
         n_invalid = ok.size - int(np.count_nonzero(ok))
     wire = _wire_note(op) if op.info else None
-    ambiguous = not central and op.piecewise_linear and bool(op.info and op.info.get("ambiguous_states"))
+    ambiguous = not central and op.piecewise_linear and _ambiguous_states(op)
     note = None
     if unresolved or n_invalid or not op.piecewise_linear or op.noise_v > 0 or wire or ambiguous:
         notes = []
@@ -924,7 +919,7 @@ def ep_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, beta
     retries, flipped_total = 0, 0
     # elements with two clamps: a jump from one to the other changes no reported state, only the
     # asymmetry of the two nudged phases shows it (see NodeElement.states_name_regions)
-    ambiguous = centred and op.piecewise_linear and bool(op.info and op.info.get("ambiguous_states"))
+    ambiguous = centred and op.piecewise_linear and _ambiguous_states(op)
     while todo.size:
         xs, bs, ws, w0 = x[todo], betas[todo], w_hat[todo], op.w[todo]
         plus = board.measure(xs, w0 + bs * ws)
