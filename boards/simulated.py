@@ -206,16 +206,11 @@ class SimulatedBoard(BoardBase):
         arrays of the returned measurement are the board's own (copy before changing them)."""
         fast, held = self._uncoupled, self._last
         if fast is not None and w is not None and held is not None and type(x) is np.ndarray and x.ndim == 2 \
-                and x.dtype == np.float64:
+                and x.dtype == np.float64 and (st := self._from_held(fast, x, w)) is not None:
             # the held sources k times with new port voltages (the phases of a gradient), or some
-            # held samples once (a phase of a few of them): the rules of :meth:`_solve_uncoupled`,
-            # without its general checks
-            if k := _repeats(held, x):
-                return self._held_phases_measurement(fast.phases(held[1], k, w))
-            if 0 < x.shape[0] < held[0].shape[0] and x.flags.c_contiguous:
-                rows = np.empty(x.shape[0], dtype=np.int64)
-                if held_rows_kernel(x, held[0], rows):
-                    return self._held_phases_measurement(fast.phases(held[1], 1, w, rows))
+            # held samples (a phase of a few of them): the held-point rules of
+            # :meth:`_solve_uncoupled`, without its general checks
+            return self._held_phases_measurement(st)
         if w is not None and self._coupled is not None and (st := self._solve_coupled(x, w, True)) is not None:
             return self._held_phases_measurement(st)  # the same for coupled ideal diodes (held phases only)
         st = self._solve(x, w) if fast is None else self._solve_uncoupled(x, w)
