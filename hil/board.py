@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from hil.circuit.coupled_kernels import edge_products_kernel
-from hil.kernels import branch_factors_kernel, mean_offset_kernel, response_diagonal_kernel, response_product_kernel
+from hil.kernels import batch_response_product, branch_factors_kernel
 
 NODE_KINDS = ("source", "hidden", "output", "ground")
 
@@ -179,31 +179,11 @@ class BoardTopology:
             a = np.concatenate([u, e, w, zeros], axis=1)
             b = np.concatenate([np.zeros(u.shape), e_hat, w_hat, zeros], axis=1)
             return self.mean_branch_product(a, b)
-        blocks, pair_ends, pair_edges, table = plan
-        n, q = e.shape[1], w.shape[1]
+        _, pair_ends, pair_edges, table = plan
         inv = 1.0 / B
         out = np.empty(self.edges.shape[0])
-        if B <= _SMALL_BATCH:  # every group in one compiled pass: calling a matrix product costs more
-            dh = np.empty(n)
-            response_product_kernel(_float_c(u), _float_c(e), _float_c(w), _float_c(e_hat), _float_c(w_hat), inv,
-                                    table, dh, out)
-            if pair_edges.size:
-                edge_products_kernel(_float_c(e), _float_c(e_hat), pair_ends[0], pair_ends[1], inv, pair_edges, out)
-            return out
-        e, e_hat, w, w_hat, u = _float_c(e), _float_c(e_hat), _float_c(w), _float_c(w_hat), _float_c(u)
-        dh, df = np.empty(n), np.empty(q)
-        w_moves = response_diagonal_kernel(e, e_hat, w, w_hat, inv, dh, df)
-        for sl, kind, c0, c1, row_major in blocks:
-            if kind == "ground":
-                out[sl] = dh
-            elif kind == "source":  # dh_k − Σ_b ê_bk u_bj / B (the response is 0 at the sources)
-                m = _block_product(e_hat, u[:, c0:c1], out[sl], row_major)
-                mean_offset_kernel(m, dh, np.zeros(c1 - c0), inv, row_major)
-            else:  # dh_k + df_o − Σ_b (e_bk ŵ_bo + ê_bk w_bo) / B, the second sum only with ports not at 0 V
-                m = _block_product(e, w_hat[:, c0:c1], out[sl], row_major)
-                if w_moves:
-                    m += _block_product(e_hat, w[:, c0:c1], np.empty(m.size), row_major)
-                mean_offset_kernel(m, dh, df[c0:c1], inv, row_major)
+        e, e_hat = _float_c(e), _float_c(e_hat)
+        batch_response_product(_float_c(u), e, _float_c(w), e_hat, _float_c(w_hat), inv, table, out)
         if pair_edges.size:  # hidden↔hidden edges, on the hidden-node arrays themselves
             edge_products_kernel(e, e_hat, pair_ends[0], pair_ends[1], inv, pair_edges, out)
         return out
@@ -299,7 +279,6 @@ class BoardTopology:
 
 
 #: batches up to this size form :meth:`BoardTopology.mean_response_product` in one compiled pass
-_SMALL_BATCH = 4
 
 
 def _block_product(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray, row_major: bool) -> np.ndarray:

@@ -21,10 +21,12 @@ division by zero gives ±inf or NaN as in numpy, which the callers' certificates
   the per-sample flip bookkeeping of ``hl``; :func:`hl_held_pass_kernel` — the phase kernel and
   the bookkeeping in one call, for phases whose sources held their voltages;
   :func:`cross_entropy_drive_kernel` — the loss, ŵ and the drives of the phases in one call;
-  :func:`hl_plus_phase_kernel` — the + phase alone (its state check, one-sided responses and, for
-  small batches, v·v̂); :func:`hl_minus_rows_kernel` — the − phase of the samples whose + phase
-  changed a state; :func:`hl_first_pass_kernel` — the held ± pass and, for small batches, v·v̂.
-* :func:`branch_factors_kernel`, :func:`response_diagonal_kernel`, :func:`mean_offset_kernel`, :func:`response_product_kernel` —
+  :func:`hl_plus_phase_kernel` — the + phase alone (its state check, one-sided responses and
+  v·v̂); :func:`hl_minus_rows_kernel` — the − phase of the samples whose + phase changed a state;
+  :func:`hl_first_pass_kernel` — the held ± pass and v·v̂.
+* :func:`branch_factors_kernel`, :func:`response_diagonal_kernel`, :func:`mean_offset_kernel`,
+  :func:`response_product_kernel` (few samples), :func:`response_product_blas_kernel` (a matrix
+  product per group), :func:`batch_response_product` (either, by batch size) —
   v·v̂ for every conductance (:meth:`hil.board.BoardTopology.mean_branch_product` from node arrays,
   :meth:`~hil.board.BoardTopology.mean_response_product` from the parts of a held-source response).
 * :func:`cross_entropy_kernel`, :func:`differential_argmax_kernel` — the loss, its gradient and
@@ -428,6 +430,40 @@ def mean_offset_kernel(m, dh, df, inv, hidden_rows):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def response_product_blas_kernel(u, e, w, e_hat, w_hat, inv, blocks, dh, df, out):  # pragma: no cover - compiled
+    """:func:`response_product_kernel` for larger batches, where each dense group is one BLAS
+    product (two for a port group when some port voltage of ``w`` is not 0 V) written straight
+    into its slice of ``out`` and turned into the batch mean in place (:func:`mean_offset_kernel`).
+    Same arguments (``blocks`` (G, 5) int64 rows as there), plus ``df`` (q,) for the ports' diagonal
+    terms; all arrays C-contiguous float64.  One compiled call instead of a Python loop over the
+    groups (the Python steps between the products cost about as much as a small product)."""
+    n = e.shape[1]
+    w_moves = response_diagonal_kernel(e, e_hat, w, w_hat, inv, dh, df)
+    for g in range(blocks.shape[0]):
+        start, kind, c0, c1, row_major = blocks[g, 0], blocks[g, 1], blocks[g, 2], blocks[g, 3], blocks[g, 4]
+        width = c1 - c0
+        if kind == 2:  # hidden × ground: dh_k
+            for k in range(n):
+                out[start + k] = dh[k]
+            continue
+        fixed = u if kind == 0 else w_hat  # the source voltages, or the ports' drive
+        if c0 != 0 or c1 != fixed.shape[1]:
+            fixed = np.ascontiguousarray(fixed[:, c0:c1])
+        lhs = e_hat if kind == 0 else e
+        flat = out[start:start + n * width]
+        if row_major:
+            m = flat.reshape((n, width))
+            np.dot(lhs.T, fixed, m)
+        else:
+            m = flat.reshape((width, n))
+            np.dot(fixed.T, lhs, m)
+        if kind == 1 and w_moves:  # + Σ_b ê_bk w_bo for ports not at 0 V
+            ports = w if c0 == 0 and c1 == w.shape[1] else np.ascontiguousarray(w[:, c0:c1])
+            m += np.dot(e_hat.T, ports) if row_major else np.dot(ports.T, e_hat)
+        mean_offset_kernel(m, dh, df[c0:c1] if kind == 1 else np.zeros(width), inv, row_major == 1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def response_product_kernel(u, e, w, e_hat, w_hat, inv, blocks, dh, out):  # pragma: no cover - compiled
     """Batch means of v·v̂ per conductance for a response that is 0 at the sources and ground,
     group by group, without factor arrays (for small batches, where calling a matrix product
@@ -520,6 +556,24 @@ def response_product_kernel(u, e, w, e_hat, w_hat, inv, blocks, dh, out):  # pra
                             for k in range(n):
                                 oj[k] += er[k] * a + hr[k] * b
 
+
+
+#: up to this many samples a batch mean of v·v̂ is one compiled pass over the groups
+#: (:func:`response_product_kernel`); above, one matrix product per group (calling one costs more
+#: than doing it for a few samples)
+SMALL_BATCH = 4
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def batch_response_product(u, e, w, e_hat, w_hat, inv, blocks, out):  # pragma: no cover - compiled
+    """Batch means of v·v̂ per conductance (see :func:`response_product_kernel`, same arguments but
+    ``dh``): the compiled pass for up to :data:`SMALL_BATCH` samples, a matrix product per group
+    (:func:`response_product_blas_kernel`) above."""
+    n = e.shape[1]
+    if e.shape[0] <= SMALL_BATCH:
+        response_product_kernel(u, e, w, e_hat, w_hat, inv, blocks, np.empty(n), out)
+    else:
+        response_product_blas_kernel(u, e, w, e_hat, w_hat, inv, blocks, np.empty(n), np.empty(w.shape[1]), out)
 
 @njit(inline="always")
 def _any_nonzero(m, r0, r1, c0, c1):  # pragma: no cover - compiled
@@ -888,7 +942,7 @@ def hl_first_pass_kernel(e_both, w_both, e0, w0, on_both, on0, es, rel_tol, u, b
     """The first pass of ``hl`` on an exact board whose ± phases held the sources and every sample
     valid: :func:`hl_held_pass_kernel` (every phase valid, no reading noise) and, when no sample is
     left to re-measure (none flagged, or each resolved from the phase that kept its states) and
-    ``out`` has entries, :func:`response_product_kernel` of the responses into ``out`` (with
+    ``out`` has entries, :func:`batch_response_product` of the responses into ``out`` (with
     ``blocks`` as there; hidden↔hidden edges are left to the caller).  Returns the counts
     of :func:`flip_accounting_kernel`."""
     K = e0.shape[0]
@@ -896,7 +950,7 @@ def hl_first_pass_kernel(e_both, w_both, e0, w0, on_both, on0, es, rel_tol, u, b
     counts = hl_held_pass_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, 0.0, True,
                                  n_hat_e, n_hat_w, flags)
     if counts[0] == counts[2] and out.shape[0] > 0:
-        response_product_kernel(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, np.empty(e0.shape[1]), out)
+        batch_response_product(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, out)
     return counts
 
 
@@ -906,7 +960,7 @@ def hl_plus_phase_kernel(e1, w1, e0, w0, on1, on0, es, u, blocks, n_hat_e, n_hat
     sample k, whether a diode state differs from the operating point's (into ``changed`` (K,)),
     and the one-sided response (v₊ − v₀)·(1/ε_k) of every hidden node and port into ``n_hat_e``
     (K, n) and ``n_hat_w`` (K, q).  When no state changed and ``out`` has entries, the batch
-    means of v·v̂ (:func:`response_product_kernel`, with ``blocks`` as there) are written into
+    means of v·v̂ (:func:`batch_response_product`, with ``blocks`` as there) are written into
     ``out``.  Returns the number of samples whose + phase changed a state.
 
     With no state changed, the segment from the operating point to the + phase lies in one
@@ -929,7 +983,7 @@ def hl_plus_phase_kernel(e1, w1, e0, w0, on1, on0, es, u, blocks, n_hat_e, n_hat
         changed[k] = flip
         count += flip
     if count == 0 and out.shape[0] > 0:
-        response_product_kernel(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, np.empty(n), out)
+        batch_response_product(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, out)
     return count
 
 

@@ -24,12 +24,12 @@ from functools import partial
 import numpy as np
 from numpy.typing import ArrayLike
 
-from hil.board import (_SMALL_BATCH, Board, ExactLinearization, Measurement, PhasedMeasurement, as_program_result,
+from hil.board import (Board, ExactLinearization, Measurement, PhasedMeasurement, as_program_result,
                        valid_mask)
 from hil.circuit.coupled_kernels import edge_products_kernel
-from hil.kernels import (cross_entropy_drive_kernel, flip_accounting_kernel, hl_drive_kernel, hl_first_pass_kernel,
-                         hl_held_pass_kernel, hl_minus_rows_kernel, hl_plus_phase_kernel,
-                         repeats_of, response_product_kernel)
+from hil.kernels import (batch_response_product, cross_entropy_drive_kernel, flip_accounting_kernel, hl_drive_kernel,
+                         hl_first_pass_kernel, hl_held_pass_kernel, hl_minus_rows_kernel, hl_plus_phase_kernel,
+                         repeats_of)
 from hil.train.losses import Loss
 
 ESTIMATORS = ("hl", "hl-exact", "ep", "fd")
@@ -336,7 +336,7 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
     sources, kept every sample valid and changed no diode state, its one-sided difference is the
     linear response exactly (the segment from the operating point lies in one region of the
     piecewise-linear network, where it is linear; the central difference gives the same to
-    rounding), and the responses (and, for small batches, v·v̂) are one more compiled call, with
+    rounding), and the responses and v·v̂ are one more compiled call, with
     no − phase measured.  The samples whose + phase changed a state are measured in the − phase
     (those rows only): each whose − phase changed none takes its one-sided difference; those
     flipped in both phases continue in :func:`_hl_central`'s re-measurements (``resume``).  A
@@ -356,7 +356,7 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
     if not B:  # an empty batch measures nothing
         return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol)
     plus = board.measure(x, w_both[:B])  # (the first B rows: C-contiguous)
-    plan = topo._response_plan() if B <= _SMALL_BATCH and not keep_per_sample else None
+    plan = None if keep_per_sample else topo._response_plan()
     out = np.empty(m) if plan is not None else _NO_VALUES
     e_hat, w_resp = np.empty((B, n)), np.empty((B, q))
     e0, w0, u0 = _c(op.e), _c(op.w), _c(op.u)
@@ -379,7 +379,7 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
                                ("phase", None if kept.all() else kept.nonzero()[0], -1.0, op)))
             if not flipped.any():
                 if plan is not None:
-                    response_product_kernel(u0, e0, w0, e_hat, w_resp, 1.0 / B, blocks, np.empty(n), out)
+                    batch_response_product(u0, e0, w0, e_hat, w_resp, 1.0 / B, blocks, out)
                 return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, n_changed, 0,
                                     n_changed, n_changed, phases)
             if max_retries > 0:  # flipped in both phases: re-measured with smaller drives, those samples only
