@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from hil.board import Measurement, StageLayout, require_buffered_injection, valid_mask
-from hil.train.estimators import GradientResult, response_flips
+from hil.train.estimators import GradientResult, _unreadable_note, resolvable, response_flips
 from hil.train.losses import Loss
 
 
@@ -120,6 +120,7 @@ def cascade_hl_gradient(board, x: np.ndarray, target, loss: Loss, delta_v: float
         i_hat = np.zeros_like(op_s.i_src)
         todo = np.arange(B)
         retries, flipped, from_response, excursion = 0, 0, 0, 0.0
+        unreadable = np.zeros(0, int)  # flagged samples whose retry would drown in the reading noise
         flags = np.zeros(0, bool)
         signs = (1.0, -1.0) if central else (1.0,)
         while todo.size:
@@ -152,12 +153,16 @@ def cascade_hl_gradient(board, x: np.ndarray, target, loss: Loss, delta_v: float
             ok[todo] &= phase_ok
             flags &= phase_ok
             flipped += int(np.count_nonzero(flags))
+            if noise > 0 and topo.n_hidden:  # (see hil.train.estimators.resolvable)
+                readable = resolvable(m.e[:k] - op_s.e[todo], noise)
+                unreadable = np.concatenate([unreadable, todo[flags & ~readable]])
+                flags &= readable
             if not flags.any() or retries >= max_retries:
                 break
             retries += 1
             todo = todo[flags]
             eps[todo] /= 10.0
-        unresolved = todo[flags] if todo.size and flags.size else np.zeros(0, int)
+        unresolved = np.concatenate([todo[flags] if todo.size and flags.size else np.zeros(0, int), unreadable])
         biased_from[unresolved] = True
         i_hat[~ok] = 0.0  # an unusable sample sends nothing back
         i_hat_all[:, lay.sources] = i_hat
@@ -165,6 +170,7 @@ def cascade_hl_gradient(board, x: np.ndarray, target, loss: Loss, delta_v: float
         stage_info = (op.info or {}).get("stages") or [None] * len(layouts)
         stage_stats.append({"stage": s, "flipped_samples": flipped, "flips_from_response": from_response,
                             "retries": retries, "unresolved_flips": int(unresolved.size),
+                            "unresolvable": int(unreadable.size),
                             "max_excursion_v": excursion,  # largest hidden-node move in a phase, V
                             "piecewise_linear": bool(op_s.piecewise_linear),
                             # two clamps per element: "no state changed" does not mean "stayed linear"
@@ -191,7 +197,8 @@ def _stats(stage_stats: list[dict], ok: np.ndarray, biased_from: np.ndarray, op:
     for st in stage_stats:
         if st["unresolved_flips"]:
             notes.append(f"stage {st['stage']}: {st['unresolved_flips']} sample(s) still had an element flip after "
-                         f"{st['retries']} re-measurement(s): their gradient mixes two linearizations"
+                         f"{st['retries']} re-measurement(s)" + _unreadable_note(st["unresolvable"])
+                         + ": their gradient mixes two linearizations"
                          + (f" in stages 0..{st['stage']}" if st["stage"] else ""))
     if n_invalid:
         notes.append(f"{n_invalid} invalid sample(s) left out of the batch mean")
@@ -211,5 +218,8 @@ def _stats(stage_stats: list[dict], ok: np.ndarray, biased_from: np.ndarray, op:
     return {"stages": stage_stats, "flipped_samples": sum(st["flipped_samples"] for st in stage_stats),
             "flips_from_response": sum(st["flips_from_response"] for st in stage_stats),
             "retries": sum(st["retries"] for st in stage_stats), "unresolved_flips": n_biased,
+            # every flagged sample is re-measured (none resolved from one phase), every − phase measured
+            "one_sided": 0, "unresolvable": sum(st["unresolvable"] for st in stage_stats),
+            "mirror_measured": ok.size if central else 0,
             "invalid_samples": n_invalid, "phases": phases, "valid": ok,
             "may_be_biased": note is not None, "bias_note": note}

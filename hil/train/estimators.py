@@ -779,22 +779,29 @@ def _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_p
     i_hat = np.zeros_like(op.i_src)
     ok = valid_mask(op).copy()
     todo = np.arange(B)
-    retries, flipped_total, seen_by_response = 0, 0, 0
+    retries, flipped_total, seen_by_response, unreadable = 0, 0, 0, 0
+    n_hidden = op.e.shape[1]
     while True:
         k = len(signs)
         nh = np.zeros((todo.size, n0.shape[1]))
         ih = np.zeros((todo.size, op.i_src.shape[1]))
         flips = np.zeros(todo.size, bool)
         phase_ok = np.ones(todo.size, bool)
+        moved = np.zeros(todo.size)  # the largest hidden-node response to one port's drive, V
+        noise = op.noise_v
         for o in range(q):
             plus = per_port[k * o]
             minus = per_port[k * o + 1] if central else None
             npl = topo.node_voltages(plus)
             phase_ok &= valid_mask(plus)
+            noise = max(noise, plus.noise_v)
+            if noise > 0 and n_hidden:
+                np.maximum(moved, np.abs(plus.e - op.e[todo]).max(axis=1), out=moved)
             st = _flipped(op, todo, plus, minus)
             if central:
                 nmi = topo.node_voltages(minus)
                 phase_ok &= valid_mask(minus)
+                noise = max(noise, minus.noise_v)
                 resp = response_flips(npl, n0[todo], nmi, max(plus.noise_v, op.noise_v), flip_rel_tol)
                 seen_by_response += int(np.sum(resp & ~st))
                 st |= resp
@@ -808,15 +815,26 @@ def _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_p
         ok[todo] &= phase_ok
         flips &= phase_ok
         flipped_total += int(flips.sum())
+        if noise > 0 and n_hidden:  # a retry whose response would drown in the reading noise is not made
+            readable = resolvable(moved[:, None], noise)
+            unreadable += int(np.count_nonzero(flips & ~readable))
+            flips &= readable
         if not flips.any() or retries >= max_retries:
             break
         retries += 1
         todo, step = todo[flips], step[flips] / 10.0
         per_port = board.measure_phases(x[todo], phases(w0[todo], step))
-    unresolved = int(flips.sum())
+    unresolved = int(flips.sum()) + unreadable  # both kept with a flipped estimate
     return _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved,
                    {"flipped_samples": flipped_total, "flips_from_response": seen_by_response, "retries": retries,
+                    "one_sided": 0, "unresolvable": unreadable, "mirror_measured": B if central else 0,
                     "phases": 1 + len(signs) * q})
+
+
+def _unreadable_note(n: int) -> str:
+    """The part of a bias note on flipped samples that were not re-measured (:func:`resolvable`)."""
+    return f" ({n} of them not re-measured: a 10× smaller drive would bury their response in the reading noise)" \
+        if n else ""
 
 
 def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved, stats,
@@ -835,8 +853,8 @@ def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unres
     if unresolved or n_invalid or not op.piecewise_linear or op.noise_v > 0 or wire or ambiguous:
         notes = []
         if unresolved:
-            notes.append(f"{unresolved} sample(s) still had a diode flip after {stats['retries']} re-measurement(s): "
-                         "their gradient mixes two linearizations")
+            notes.append(f"{unresolved} sample(s) still had a diode flip after {stats['retries']} re-measurement(s)"
+                         f"{_unreadable_note(stats.get('unresolvable', 0))}: their gradient mixes two linearizations")
         if n_invalid:
             notes.append(f"{n_invalid} invalid sample(s) left out of the batch mean")
         if not op.piecewise_linear:

@@ -69,6 +69,36 @@ def test_retries_below_the_reading_noise_no_longer_wreck_the_gradient(monkeypatc
     assert cos_old["g_out"] < cos["g_out"] - 0.2, (cos_old, cos)
 
 
+class _OneSweep:
+    """A board that measures a list of phases in one call (the capability of the instrument bench),
+    by measuring them one after the other on ``inner``."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def measure(self, x, w=None):
+        return self.inner.measure(x, w)
+
+    def measure_phases(self, x, w_phases):
+        return [self.inner.measure(x, w) for w in w_phases]
+
+
+def test_one_sweep_retries_stop_at_the_reading_noise_too(monkeypatch):
+    """The per-port sweep, ``hl``'s default on a board that measures phases in one sweep (the
+    instrument bench), follows the same rule: before it, the retries wrecked the gradient there."""
+    b = _OneSweep(_board(READINGS_12BIT))
+    cos, stats = _cosines(b, {"delta_v": 0.01, "one_sweep": True})
+    assert all(s["phases"] == 1 + 2 * b.topology.n_outputs for s in stats)  # the sweep path was taken
+    assert sum(s["unresolvable"] for s in stats) > 0 and sum(s["retries"] for s in stats) == 0
+    assert cos["g_out"] > 0.9, cos
+    monkeypatch.setattr(est, "resolvable", lambda e, noise_v, shrink=10.0: np.ones(e.shape[0], bool))
+    cos_old, _ = _cosines(_OneSweep(_board(READINGS_12BIT)), {"delta_v": 0.01, "one_sweep": True})
+    assert cos_old["g_out"] < cos["g_out"] - 0.2, (cos_old, cos)
+
+
 def test_a_larger_drive_resolves_the_input_gradient_on_12_bit_readings():
     small, _ = _cosines(_board(READINGS_12BIT), {"delta_v": 0.01})
     large, _ = _cosines(_board(READINGS_12BIT), {"delta_v": 1.0})

@@ -214,3 +214,44 @@ def test_reading_noise_is_not_taken_for_flips_and_is_reported():
     assert max(errs.values()) > 1e-6  # the noise shows
     # injected stages: each node moves by about delta_v, so σ/δ = 1e-3 sets their error
     assert max(v for k, v in errs.items() if not k.startswith("s2.")) <= 1e-2
+
+
+def test_retries_that_would_drown_in_the_reading_noise_are_not_made(monkeypatch):
+    """A flagged sample is re-measured with a 10× smaller drive only while its response stays above
+    the reading noise (as on a single network); below it, a retry returns noise divided by a small
+    drive, which then dominates the batch mean."""
+    import hil.train.cascade_hl as cascade_hl
+    from hil.boards.cascade import CascadeBoard
+
+    sigma = 1e-3  # V per node-voltage reading
+
+    class Noisy(CascadeBoard):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.rng = np.random.default_rng(0)
+
+        def _read(self, m):
+            m.e = m.e + self.rng.normal(0.0, sigma, m.e.shape)
+            m.noise_v = sigma
+            return m
+
+        def measure(self, x, w=None):
+            return self._read(super().measure(x, w))
+
+        def measure_stage(self, x, stage, w=None, injected=None):
+            return self._read(super().measure_stage(x, stage, w, injected))
+
+    ref = cascade(IDEAL_3)
+    x, t = batch(ref, size=16)
+    loss = loss_for(ref)
+    exact = estimate("hl-exact", ref, x, t, loss).grad
+    opts = {"delta_v": 0.3}
+    r = estimate("hl", Noisy(ref.stages, ref.links), x, t, loss, opts)
+    assert r.stats["unresolvable"] > 0
+    assert r.stats["unresolvable"] == sum(st["unresolvable"] for st in r.stats["stages"])
+    assert r.stats["unresolved_flips"] > 0 and "not re-measured" in r.stats["bias_note"]
+    monkeypatch.setattr(cascade_hl, "resolvable", lambda e, noise_v, shrink=10.0: np.ones(e.shape[0], bool))
+    retried = estimate("hl", Noisy(ref.stages, ref.links), x, t, loss, opts)  # the old rule: retry whatever the noise
+    assert retried.stats["unresolvable"] == 0 and retried.stats["retries"] > r.stats["retries"]
+    err = lambda g: np.linalg.norm(g - exact) / np.linalg.norm(exact)  # noqa: E731
+    assert err(r.grad) < 0.5 * err(retried.grad), (err(r.grad), err(retried.grad))

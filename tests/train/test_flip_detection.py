@@ -119,3 +119,26 @@ def test_invalid_samples_never_enter_the_gradient():
     ref = estimate("hl-exact", board, x[1:], t[1:], loss).grad
     assert res.stats["invalid_samples"] == 1
     assert rel(res.grad, ref) <= 1e-10
+
+
+#: what every hl result's ``stats`` holds, whichever way it was measured
+HL_STATS = {"flipped_samples", "flips_from_response", "retries", "one_sided", "unresolvable", "mirror_measured",
+            "unresolved_flips", "invalid_samples", "may_be_biased", "bias_note", "valid"}
+
+
+@pytest.mark.parametrize("path", ["lean", "stacked", "one-sided", "one-sweep", "cascade"])
+def test_every_hl_path_reports_the_same_statistics(path):
+    """A script that reads ``stats["mirror_measured"]`` (or any other count) works on every board."""
+    if path == "cascade":
+        from tests.train.test_cascade import batch, cascade
+
+        board = cascade([{"model": "ideal"}] * 2)
+        x, t = batch(board, size=6)
+        loss = Loss("cross_entropy", 1e4, board.topology.differential)
+    else:
+        board, x, t, loss = setup(0, "ideal")
+        board = {"lean": board, "stacked": StatelessBoard(board), "one-sided": board,
+                 "one-sweep": PhasedBoard(board)}[path]
+    res = estimate("hl", board, x, t, loss, {"delta_v": 1e-3, "central": path != "one-sided"})
+    assert HL_STATS <= set(res.stats), HL_STATS - set(res.stats)
+    assert res.stats["mirror_measured"] == (0 if path in ("lean", "one-sided") else len(x))
