@@ -403,7 +403,7 @@ def train_steps(board: Board, config: dict | TrainSettings | str | Path, x: Arra
     board (conductances in S, within its bounds) after every step.  Returns the batch-mean loss
     measured at the operating point before each step.
     """
-    from hil.train.optim import Optimizer
+    from hil.train.optim import Optimizer, trainable_mask
 
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
         raise (TypeError if not isinstance(steps, numbers.Real) else ValueError)(
@@ -414,11 +414,7 @@ def train_steps(board: Board, config: dict | TrainSettings | str | Path, x: Arra
     x = _input_voltages(board, x, empty_ok=False)
     _check_loss(loss, board)
     target = _target(loss, board, target, len(x))
-    topo = board.topology
-    mask = np.zeros(topo.n_conductances, bool)
-    for gname, sl in topo.groups.items():  # plain names select the group in every cascade stage
-        if gname in s.trainable or gname.split(".", 1)[-1] in s.trainable:
-            mask[sl] = True
+    mask = trainable_mask(board.topology, s.trainable)
     g_min, g_max = board.conductance_bounds
     opt = Optimizer(s.optimizer, s.lr, g_min, g_max, mask, momentum=s.momentum)
     g = board.read_conductances()
@@ -545,6 +541,7 @@ def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = 
     from hil.calibrate.apply import wrap_with_calibration
     from hil.drivers.errors import InstrumentError
     from hil.train.data import compatibility_problems, load_dataset
+    from hil.train.optim import trainable_mask
 
     spec = s.instrument_board
     if spec is not None and spec.programming.get("scheme") == "none":
@@ -569,6 +566,10 @@ def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = 
     if getattr(board, "needs_backward_order", False) and s.estimator == "hl" and s.estimator_options.get("one_sweep"):
         raise ConfigError(["train.hl.one_sweep: a cascade is measured stage by stage (each stage's drive comes "
                            "from the stage after it); leave it unset or false"], source)
+    try:  # the groups to train exist on this board (not only g_hh on a network without it)
+        trainable_mask(board.topology, s.trainable)
+    except ValueError as exc:
+        raise ConfigError([str(exc)], source) from None
     if problems := compatibility_problems(data, board.topology):
         if getattr(board, "needs_backward_order", False):
             problems = [q.replace("board.circuit.inputs", "board.stages[0].circuit.inputs", 1) for q in problems]

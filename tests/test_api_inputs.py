@@ -3,6 +3,8 @@ naming the argument and what was expected, never a numpy/numba traceback or a si
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -174,6 +176,22 @@ def test_named_conductances_checks_the_vector_length(xor_board, iris):
 def test_train_steps_wants_a_whole_number_of_steps(xor_board, steps):
     with pytest.raises((ValueError, TypeError), match=r"steps: expected a whole number ≥ 0"):
         api.train_steps(xor_board, XOR, [[0.0, 1.0]], [1], steps=steps)
+
+
+def test_trainable_groups_that_this_board_lacks_are_refused_not_trained_silently(tmp_path, xor_board):
+    """sim-xor has no hidden↔hidden conductances: training only g_hh used to run every step (and
+    every epoch of a run) without moving a single conductance."""
+    only_hh = api.apply_overrides(copy.deepcopy(XOR), ["train.trainable=[g_hh]"])
+    before = xor_board.read_conductances()
+    with pytest.raises(ValueError, match=r"train\.trainable: g_hh select\(s\) no conductance of this board .*g_hh \(0\)"):
+        api.train_steps(xor_board, only_hh, [[0.0, 1.0]], [1], steps=2)
+    np.testing.assert_array_equal(xor_board.read_conductances(), before)
+    with pytest.raises(ConfigError, match=r"train\.trainable: g_hh select\(s\) no conductance"):
+        api.train(only_hh, runs_dir=tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before a run directory was made
+    both = api.apply_overrides(copy.deepcopy(XOR), ["train.trainable=[g_hh, g_out]"])  # a group that exists trains
+    losses = api.train_steps(xor_board, both, [[0.0, 1.0], [1.0, 1.0]], [1, 0], steps=2)
+    assert losses[1] != losses[0]
 
 
 @pytest.mark.parametrize("epochs", [0, -1, "x", 1.5])

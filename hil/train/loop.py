@@ -24,7 +24,7 @@ from hil.board import Board, ProgramResult, as_program_result, valid_mask
 from hil.train.data import Dataset, DataSplit
 from hil.train.estimators import estimate
 from hil.train.losses import Loss
-from hil.train.optim import Optimizer
+from hil.train.optim import Optimizer, trainable_mask
 from hil.train.rundir import RunDir, RunDirError, utc_now
 from hil.train.settings import TrainSettings
 
@@ -150,10 +150,7 @@ class Trainer:
         self.progress = progress or None
         topo = board.topology
         self.loss = Loss(settings.loss, settings.gain_per_a, topo.differential)
-        mask = np.zeros(topo.n_conductances, bool)
-        for gname, sl in topo.groups.items():  # "g_in" selects it in every cascade stage, "s1.g_in" one stage
-            if gname in settings.trainable or gname.split(".", 1)[-1] in settings.trainable:
-                mask[sl] = True
+        mask = trainable_mask(topo, settings.trainable)
         g_min, g_max = board.conductance_bounds
         self.steps_per_epoch = math.ceil(len(data.train.y) / settings.batch_size)
         self.opt = Optimizer(settings.optimizer, settings.lr, g_min, g_max, mask, momentum=settings.momentum,

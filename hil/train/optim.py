@@ -19,6 +19,22 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
 
 
+def trainable_mask(topology, trainable) -> np.ndarray:
+    """(m,) bool: the conductances of the groups named in ``trainable`` (a plain name such as ``g_in``
+    selects that group in every cascade stage, ``s1.g_in`` one stage).  ValueError when the names
+    select no conductance of this board (e.g. only ``g_hh`` on a network without hidden↔hidden
+    conductances), so that a run never trains nothing without saying so."""
+    mask = np.zeros(topology.n_conductances, bool)
+    for gname, sl in topology.groups.items():
+        if gname in trainable or gname.split(".", 1)[-1] in trainable:
+            mask[sl] = True
+    if not mask.any():
+        sizes = ", ".join(f"{g} ({sl.stop - sl.start})" for g, sl in topology.groups.items())
+        raise ValueError(f"train.trainable: {', '.join(trainable)} select(s) no conductance of this board "
+                         f"(its groups and sizes: {sizes}): the optimizer would move nothing")
+    return mask
+
+
 class Optimizer:
     def __init__(self, name: str, lr: float, g_min: float, g_max: float, mask: np.ndarray,
                  momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-12,
