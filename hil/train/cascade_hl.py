@@ -154,7 +154,7 @@ def cascade_hl_gradient(board, x: np.ndarray, target, loss: Loss, delta_v: float
             flags &= phase_ok
             flipped += int(np.count_nonzero(flags))
             if noise > 0 and topo.n_hidden:  # (see hil.train.estimators.resolvable)
-                readable = resolvable(m.e[:k] - op_s.e[todo], noise)
+                readable = resolvable(m.e[:k] - (m.e[k:] if central else op_s.e[todo]), noise)  # what a retry reads
                 unreadable = np.concatenate([unreadable, todo[flags & ~readable]])
                 flags &= readable
             if not flags.any() or retries >= max_retries:

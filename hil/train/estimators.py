@@ -787,7 +787,7 @@ def _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_p
         ih = np.zeros((todo.size, op.i_src.shape[1]))
         flips = np.zeros(todo.size, bool)
         phase_ok = np.ones(todo.size, bool)
-        moved = np.zeros(todo.size)  # the largest hidden-node response to one port's drive, V
+        moved = np.zeros(todo.size)  # largest hidden-node response to one port's drive (± difference if central), V
         noise = op.noise_v
         for o in range(q):
             plus = per_port[k * o]
@@ -795,8 +795,6 @@ def _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_p
             npl = topo.node_voltages(plus)
             phase_ok &= valid_mask(plus)
             noise = max(noise, plus.noise_v)
-            if noise > 0 and n_hidden:
-                np.maximum(moved, np.abs(plus.e - op.e[todo]).max(axis=1), out=moved)
             st = _flipped(op, todo, plus, minus)
             if central:
                 nmi = topo.node_voltages(minus)
@@ -808,6 +806,8 @@ def _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_p
                 dn, di = (npl - nmi) / (2 * step), (plus.i_src - minus.i_src) / (2 * step)
             else:
                 dn, di = (npl - n0[todo]) / step, (plus.i_src - op.i_src[todo]) / step
+            if n_hidden:  # what a retry reads: the ± difference (central, as _hl_central judges) or the + response
+                np.maximum(moved, np.abs(plus.e - (minus.e if central else op.e[todo])).max(axis=1), out=moved)
             flips |= st
             nh += w_hat[todo, o:o + 1] * dn
             ih += w_hat[todo, o:o + 1] * di
