@@ -278,9 +278,6 @@ class BoardTopology:
         return v[:, self.edges[:, 0]] - v[:, self.edges[:, 1]]
 
 
-#: batches up to this size form :meth:`BoardTopology.mean_response_product` in one compiled pass
-
-
 def _block_product(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray, row_major: bool) -> np.ndarray:
     """lhsᵀ rhs ((n × w) from (rows × n) and (rows × w)) written into ``out`` (n·w,), a group of
     conductances whose edges run hidden-outer (``row_major``, returned as an (n, w) view of
