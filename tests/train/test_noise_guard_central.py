@@ -81,3 +81,37 @@ def test_cascade_guard_judges_the_central_difference(monkeypatch):
     for m, e_response in zip(measured, judged):
         k = m.e.shape[0] // 2
         np.testing.assert_array_equal(e_response, m.e[:k] - m.e[k:])
+
+
+def test_the_bias_note_does_not_call_re_measured_samples_not_re_measured(monkeypatch):
+    """A sample re-measured once and only then found unreadable was re-measured: the note must not
+    count it among the samples "not re-measured"."""
+    import re
+
+    from tests.train.test_cascade_hl import IDEAL_3, batch, cascade, loss_for
+
+    b = cascade(IDEAL_3)
+    x, t = batch(b, size=16)
+    rng = np.random.default_rng(0)
+    calls = []  # (stage, samples) of every stage measurement
+    measure, measure_stage = b.measure, b.measure_stage
+
+    def read(m, sigma=1e-3):
+        return dataclasses.replace(m, e=m.e + rng.normal(0.0, sigma, m.e.shape), noise_v=sigma)
+
+    def noisy_stage(x, stage, w=None, injected=None):
+        calls.append((stage, x.shape[0] // 2))  # central: ± phases stacked
+        return read(measure_stage(x, stage, w, injected))
+
+    monkeypatch.setattr(b, "measure", lambda x, w=None: read(measure(x, w)))
+    monkeypatch.setattr(b, "measure_stage", noisy_stage)
+    r = estimate("hl", b, x, t, loss_for(b), {"delta_v": 0.3})
+    re_measured = {}  # samples measured again (the second measurement of a stage holds each once)
+    for stage, k in calls:
+        re_measured.setdefault(stage, []).append(k)
+    re_measured = {s: (ks[1] if len(ks) > 1 else 0) for s, ks in re_measured.items()}
+    claims = {int(s): int(n) for s, n in re.findall(r"stage (\d+): [^;]*?\((\d+) of them not re-measured:",
+                                                    r.stats["bias_note"] or "")}
+    assert any(re_measured.values())  # some stage did re-measure
+    for s, n in claims.items():
+        assert n <= len(x) - re_measured[s], (s, n, re_measured[s], r.stats["bias_note"])
