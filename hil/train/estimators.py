@@ -832,9 +832,10 @@ def _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_p
 
 
 def _unreadable_note(n: int) -> str:
-    """The part of a bias note on flipped samples that were not re-measured (:func:`resolvable`)."""
-    return f" ({n} of them not re-measured: a 10× smaller drive would bury their response in the reading noise)" \
-        if n else ""
+    """The part of a bias note on flipped samples left without a further re-measurement (:func:`resolvable`;
+    some may have been re-measured before)."""
+    return f" ({n} of them not re-measured further: a drive 10× smaller than their last would bury their response " \
+        "in the reading noise)" if n else ""
 
 
 def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unresolved, stats,
