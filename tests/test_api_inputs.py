@@ -189,6 +189,9 @@ def test_trainable_groups_that_this_board_lacks_are_refused_not_trained_silently
     with pytest.raises(ConfigError, match=r"train\.trainable: g_hh select\(s\) no conductance"):
         api.train(only_hh, runs_dir=tmp_path)
     assert not any(tmp_path.iterdir())  # refused before a run directory was made
+    staged = api.apply_overrides(copy.deepcopy(XOR), ["train.trainable=[g_out, s1.g_in]"])  # not a cascade
+    with pytest.raises(ValueError, match=r"train\.trainable: s1\.g_in name\(s\) no group of this board"):
+        api.train_steps(xor_board, staged, [[0.0, 1.0]], [1], steps=1)
     both = api.apply_overrides(copy.deepcopy(XOR), ["train.trainable=[g_hh, g_out]"])  # a group that exists trains
     losses = api.train_steps(xor_board, both, [[0.0, 1.0], [1.0, 1.0]], [1, 0], steps=2)
     assert losses[1] != losses[0]

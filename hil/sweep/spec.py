@@ -242,6 +242,29 @@ def _unmeasured_metric(metric: str, settings) -> str | None:
     return None
 
 
+def _trainable_problem(settings, topologies: dict) -> str | None:
+    """Why ``train.trainable`` selects no conductance of the point's board (as training would refuse
+    it), else None.  Plain ``g_in`` or ``g_out`` always select some (with no stage name to check);
+    otherwise the topology of a simulated board is built (once per distinct board spec, cached in ``topologies``); an instrument
+    bench's groups are checked when its run starts (knowing them means opening the bench)."""
+    from hil.train.optim import trainable_mask
+
+    names = set(settings.trainable)
+    if settings.backend != "simulated" or ({"g_in", "g_out"} & names and not any("." in str(t) for t in names)):
+        return None
+    key = json.dumps([settings.circuit, settings.devices], sort_keys=True, default=str)
+    if key not in topologies:
+        from hil.boards.factory import make_board
+
+        topologies[key] = make_board("simulated", settings.circuit, settings.g_min, settings.g_max,
+                                     devices=settings.devices).topology
+    try:
+        trainable_mask(topologies[key], settings.trainable)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def expand(spec: SweepSpec) -> list[RunPoint]:
     """Every (config, grid combination, seed) as a validated training config.
 
@@ -259,6 +282,7 @@ def expand(spec: SweepSpec) -> list[RunPoint]:
     points: list[RunPoint] = []
     problems: list[str] = []
     unmeasured_in: dict[str, list[str]] = {}  # why the metric stays empty -> the runs it concerns
+    groups_of: dict[str, Any] = {}  # simulated board spec -> its topology (built once per distinct board)
     for config in spec.configs:
         for combo in itertools.product(*(spec.grid[k] for k in keys)):
             values = dict(zip(keys, combo))
@@ -281,6 +305,9 @@ def expand(spec: SweepSpec) -> list[RunPoint]:
                     settings = parse_settings(copy.deepcopy(raw))
                 except ConfigError as exc:
                     problems += [f"{where} (seed {seed}): {p}" for p in exc.problems]
+                    continue
+                if (problem := _trainable_problem(settings, groups_of)) is not None:
+                    problems.append(f"{where} (seed {seed}): {problem}")
                     continue
                 if (unmeasured := _unmeasured_metric(spec.metric, settings)) is not None:
                     unmeasured_in.setdefault(unmeasured, []).append(f"{where}, seed {seed}")

@@ -219,6 +219,7 @@ def _stats(stage_stats: list[dict], ok: np.ndarray, biased_from: np.ndarray, op:
             "flips_from_response": sum(st["flips_from_response"] for st in stage_stats),
             "retries": sum(st["retries"] for st in stage_stats), "unresolved_flips": n_biased,
             # every flagged sample is re-measured (none resolved from one phase), every − phase measured
+            # (unresolvable: the sum over the stages, a sample once per stage it stopped in; unresolved_flips: samples)
             "one_sided": 0, "unresolvable": sum(st["unresolvable"] for st in stage_stats),
             "mirror_measured": ok.size if central else 0,
             "invalid_samples": n_invalid, "phases": phases, "valid": ok,

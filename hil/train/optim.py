@@ -21,15 +21,19 @@ SCHEDULES = ("constant", "cosine")
 
 def trainable_mask(topology, trainable) -> np.ndarray:
     """(m,) bool: the conductances of the groups named in ``trainable`` (a plain name such as ``g_in``
-    selects that group in every cascade stage, ``s1.g_in`` one stage).  ValueError when the names
-    select no conductance of this board (e.g. only ``g_hh`` on a network without hidden↔hidden
-    conductances), so that a run never trains nothing without saying so."""
+    selects that group in every cascade stage, ``s1.g_in`` one stage).  ValueError when a stage name
+    is not a group of this board (``s7.g_in`` on a two-stage cascade, ``s0.g_in`` on a single
+    network), or when the names select no conductance of it (e.g. only ``g_hh`` on a network
+    without hidden↔hidden conductances), so that a run never ignores a name without saying so."""
     mask = np.zeros(topology.n_conductances, bool)
     for gname, sl in topology.groups.items():
         if gname in trainable or gname.split(".", 1)[-1] in trainable:
             mask[sl] = True
+    sizes = ", ".join(f"{g} ({sl.stop - sl.start})" for g, sl in topology.groups.items())
+    if unknown := [str(t) for t in trainable if "." in str(t) and t not in topology.groups]:
+        raise ValueError(f"train.trainable: {', '.join(unknown)} name(s) no group of this board (its groups and "
+                         f"sizes: {sizes})")
     if not mask.any():
-        sizes = ", ".join(f"{g} ({sl.stop - sl.start})" for g, sl in topology.groups.items())
         raise ValueError(f"train.trainable: {', '.join(trainable)} select(s) no conductance of this board "
                          f"(its groups and sizes: {sizes}): the optimizer would move nothing")
     return mask
