@@ -602,7 +602,8 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
     if started is not None:
         started(run)
     try:
-        source = str(path / "config.resolved.yaml")
+        source = str(path / "config.resolved.yaml")  # and the overrides, which a problem may come from
+        source += f" with --set {' '.join(overrides)}" if overrides else ""
         before = run.read_config()
         config = apply_overrides(json.loads(json.dumps(before)), list(overrides))
         s = parse_config(config, source)

@@ -106,8 +106,8 @@ def test_resume_with_fewer_epochs_than_done_is_refused_and_changes_nothing(tmp_p
     assert main(["train", "--resume", str(run), "--set", "train.epochs=2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cosine" not in err[0]
-    assert err[0].endswith("config.resolved.yaml: train.epochs: 2 is fewer than the 3 epochs the run has completed; "
-                           "give more than 3 to continue it")
+    assert err[0].endswith("config.resolved.yaml with --set train.epochs=2: train.epochs: 2 is fewer than the 3 "
+                           "epochs the run has completed; give more than 3 to continue it")  # names the override
     assert {name: (run / name).read_bytes() for name in before} == before
     assert main(["train", "--resume", str(run), "--set", "train.epochs=3"]) == 0  # the same: nothing to do
     assert "already finished its epochs" in capsys.readouterr().out
