@@ -549,6 +549,9 @@ def _hl_central(board: Board, topo, x: np.ndarray, op: Measurement, val: np.ndar
         both = first if whole and first is not None else board.measure(np.concatenate([xs, xs]), w_both)
         noise = max(both.noise_v, op.noise_v)
         phase_ok = None if both.valid is None else valid_mask(both).reshape(2, k).all(axis=0)
+        if op.valid is not None:  # a sample invalid at its operating point is left out: no flip of it to chase
+            op_ok = valid_mask(op)[rows]
+            phase_ok = op_ok if phase_ok is None else phase_ok & op_ok
         held = both.held_sources if isinstance(both, Measurement) else None
         flags = np.empty((6, k), np.bool_)  # plus_flip, minus_flip, by_response, readable, single, flips
         if (held is not None and whole and held[0] is op.u and held[1] == 2) \
@@ -813,7 +816,7 @@ def _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_p
             ih += w_hat[todo, o:o + 1] * di
         n_hat[todo], i_hat[todo] = nh, ih
         ok[todo] &= phase_ok
-        flips &= phase_ok
+        flips &= ok[todo]  # (invalid at the operating point or in a phase: left out, not re-measured)
         flipped_total += int(flips.sum())
         if noise > 0 and n_hidden:  # a retry whose response would drown in the reading noise is not made
             readable = resolvable(moved[:, None], noise)
