@@ -557,7 +557,6 @@ def response_product_kernel(u, e, w, e_hat, w_hat, inv, blocks, dh, out):  # pra
                                 oj[k] += er[k] * a + hr[k] * b
 
 
-
 #: up to this many samples a batch mean of v·v̂ is one compiled pass over the groups
 #: (:func:`response_product_kernel`); above, one matrix product per group (calling one costs more
 #: than doing it for a few samples)
@@ -574,6 +573,7 @@ def batch_response_product(u, e, w, e_hat, w_hat, inv, blocks, out):  # pragma: 
         response_product_kernel(u, e, w, e_hat, w_hat, inv, blocks, np.empty(n), out)
     else:
         response_product_blas_kernel(u, e, w, e_hat, w_hat, inv, blocks, np.empty(n), np.empty(w.shape[1]), out)
+
 
 @njit(inline="always")
 def _any_nonzero(m, r0, r1, c0, c1):  # pragma: no cover - compiled

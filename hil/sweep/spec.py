@@ -245,8 +245,9 @@ def _unmeasured_metric(metric: str, settings) -> str | None:
 def _trainable_problem(settings, topologies: dict) -> str | None:
     """Why ``train.trainable`` selects no conductance of the point's board (as training would refuse
     it), else None.  Plain ``g_in`` or ``g_out`` always select some (with no stage name to check);
-    otherwise the topology of a simulated board is built (once per distinct board spec, cached in ``topologies``); an instrument
-    bench's groups are checked when its run starts (knowing them means opening the bench)."""
+    otherwise the topology of a simulated board is built (once per distinct board spec, cached in
+    ``topologies``); an instrument bench's groups are checked when its run starts (knowing them
+    means opening the bench)."""
     from hil.train.optim import trainable_mask
 
     names = set(settings.trainable)
