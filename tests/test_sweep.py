@@ -57,7 +57,7 @@ def test_list_entries_of_a_cascade_are_reached_by_index(tmp_path):
 
 @pytest.mark.parametrize("over, message", [
     ({"grid": {"train.epochs": 3}}, "grid.train.epochs: expected a non-empty list of values"),
-    ({"grid": {"train.batch_size": [0, 2]}}, "batch_size=0 \\(seed 0\\): train.batch_size: must be > 0"),
+    ({"grid": {"train.batch_size": [0, 2]}}, "batch_size=0 \\(seeds 0, 1\\): train.batch_size: must be > 0"),
     ({"seeds": [0, -1]}, "seeds: expected a list of integers >= 0"),
     ({"metric": "accuracy"}, "metric: must be one of test_acc, val_acc, train_acc"),
     ({"grid": {"train.optimizer.lr": [1e-6]}, "plot": {"x": "seed"}}, "plot.x: seed is not a grid key"),

@@ -282,6 +282,7 @@ def expand(spec: SweepSpec) -> list[RunPoint]:
     keys = list(spec.grid)
     points: list[RunPoint] = []
     problems: list[str] = []
+    failing: dict[str, dict[str, list[int]]] = {}  # problem -> grid point -> seeds (reported once each)
     unmeasured_in: dict[str, list[str]] = {}  # why the metric stays empty -> the runs it concerns
     groups_of: dict[str, Any] = {}  # simulated board spec -> its topology (built once per distinct board)
     for config in spec.configs:
@@ -305,10 +306,11 @@ def expand(spec: SweepSpec) -> list[RunPoint]:
                 try:
                     settings = parse_settings(copy.deepcopy(raw))
                 except ConfigError as exc:
-                    problems += [f"{where} (seed {seed}): {p}" for p in exc.problems]
+                    for p in exc.problems:
+                        failing.setdefault(p, {}).setdefault(where, []).append(seed)
                     continue
                 if (problem := _trainable_problem(settings, groups_of)) is not None:
-                    problems.append(f"{where} (seed {seed}): {problem}")
+                    failing.setdefault(problem, {}).setdefault(where, []).append(seed)
                     continue
                 if (unmeasured := _unmeasured_metric(spec.metric, settings)) is not None:
                     unmeasured_in.setdefault(unmeasured, []).append(f"{where}, seed {seed}")
@@ -317,10 +319,24 @@ def expand(spec: SweepSpec) -> list[RunPoint]:
                                  for k, v in values.items())
                 run_id = _slug(f"{label + '-' if label else ''}seed={seed}") + "-" + config_hash(raw)
                 points.append(RunPoint(run_id, config, values, seed, raw))
-    n_runs = len(points) + sum(map(len, unmeasured_in.values()))
+    n_runs = len(spec.configs) * len(spec.seeds) * len(list(itertools.product(*(spec.grid[k] for k in keys))))
+    problems += [_runs_with(problem, seeds_at, n_runs) for problem, seeds_at in failing.items()]
     for why, runs in unmeasured_in.items():
         which = "every run" if len(runs) == n_runs else f"{len(runs)} of {n_runs} runs (e.g. {runs[0]})"
         problems.append(f"metric: {spec.metric} would stay empty in {which}: {why}")
     if problems:
-        raise ConfigError(sorted(set(problems)), spec.source)
+        raise ConfigError(list(dict.fromkeys(problems)), spec.source)
     return points
+
+
+def _runs_with(problem: str, seeds_at: dict[str, list[int]], n_runs: int, shown: int = 3) -> str:
+    """One line for a config problem and the runs it concerns: ``every run: …`` when it is in all of
+    them, else its grid points with their seeds (the first ``shown`` points, then a count)."""
+    count = sum(map(len, seeds_at.values()))
+    if count == n_runs and n_runs > 1:
+        return f"every run: {problem}"
+    parts = [f"{where} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+             for where, seeds in seeds_at.items()]
+    rest = count - sum(len(seeds) for seeds in list(seeds_at.values())[:shown])
+    more = f" and {rest} more run{'s' if rest > 1 else ''}" if rest else ""
+    return f"{'; '.join(parts[:shown])}{more}: {problem}"
