@@ -36,3 +36,14 @@ def test_many_points_are_cut_short_with_a_count():
     problems = _problems({"config": "sim-xor", "grid": {"train.optimizer.lr": [-1.0, -2.0, -3.0, -4.0, -5.0, 1e-6]}})
     assert problems == ["train.optimizer.lr=-1 (seed 0); train.optimizer.lr=-2 (seed 0); train.optimizer.lr=-3 "
                         "(seed 0) and 2 more runs: train.optimizer.lr: must be > 0"]
+
+
+def test_a_grid_key_past_the_end_of_a_list_names_the_sweep_file(tmp_path):
+    from hil.sweep.spec import load_sweep
+
+    f = tmp_path / "stages.yaml"
+    f.write_text("config: sim-xor-cascade\ngrid: {board.stages.7.buffer_gain: [2, 4]}\n")
+    with pytest.raises(ConfigError) as info:
+        expand(load_sweep(str(f)))
+    assert str(info.value) == (f"invalid configuration in {f}: grid.board.stages.7.buffer_gain: "
+                               "board.stages.7.buffer_gain: no list entry 7 in the training config")

@@ -292,13 +292,16 @@ def expand(spec: SweepSpec) -> list[RunPoint]:
                 values = {"config": config, **values}
             for seed in spec.seeds:
                 raw = copy.deepcopy(base_by_config[config])
-                for k, v in spec.fixed.items():
-                    set_path(raw, k, v, "set")
-                for k, v in zip(keys, combo):
-                    set_path(raw, k, v, f"grid.{k}")
-                for k in spec.seed_keys:
-                    for key in _seed_targets(raw, k):
-                        set_path(raw, key, seed, "seed_keys")
+                try:
+                    for k, v in spec.fixed.items():
+                        set_path(raw, k, v, "set")
+                    for k, v in zip(keys, combo):
+                        set_path(raw, k, v, f"grid.{k}")
+                    for k in spec.seed_keys:
+                        for key in _seed_targets(raw, k):
+                            set_path(raw, key, seed, "seed_keys")
+                except ConfigError as exc:  # a key the config cannot hold: name the sweep file
+                    raise ConfigError(exc.problems, spec.source) from None
                 raw.setdefault("output", {})
                 if isinstance(raw["output"], dict):
                     raw["output"].pop("runs_dir", None)
