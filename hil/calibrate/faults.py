@@ -25,7 +25,8 @@ A device is flagged when the posterior of "stuck" exceeds 1/2 with prior ``prior
 Where the read-out is too noisy to tell the two apart (σ_s comparable to μ) the posterior
 stays near the prior and the device is *not* flagged: a stuck mask then freezes only devices
 that are faulty beyond reasonable doubt.  Devices whose posterior lies between 1 % and 99 %
-are counted as unresolved.  A flagged device is *stuck high* if it reads above mid-range,
+are counted as unresolved, and so are devices that cannot be read out in circuit at all (their
+slope and posterior are NaN).  A flagged device is *stuck high* if it reads above mid-range,
 *stuck low* (stuck-off or open) otherwise.  The slope of each healthy device is its
 programming gain and the scatter of ĝ/t around it measures programming noise: both are stored
 for write-verify.  Afterwards the board is programmed back to a read-back of its original
@@ -60,12 +61,17 @@ class FaultMap:
     posterior: np.ndarray | None = None  # (m,) probability that each device is faulty (nan outside the groups)
     slope: np.ndarray | None = None  # (m,) response slope per device
     slope_stderr: np.ndarray | None = None  # (m,) its standard error
+    judged: np.ndarray | None = None  # (m,) bool, the devices of the characterised groups
 
     @property
     def unresolved(self) -> int:
-        """Devices whose fault posterior lies between 1 % and 99 % (the read-out cannot tell)."""
+        """Devices whose fault posterior lies between 1 % and 99 % (the read-out cannot tell), and
+        devices of the characterised groups that could not be read out at all (posterior NaN)."""
         p = self.posterior
-        return 0 if p is None else int(np.sum((p >= 0.01) & (p < 0.99)))
+        if p is None:
+            return 0
+        unread = 0 if self.judged is None else int(np.sum(self.judged & ~np.isfinite(p)))
+        return int(np.sum((p >= 0.01) & (p < 0.99))) + unread
 
     @property
     def faulty(self) -> np.ndarray:
@@ -117,7 +123,7 @@ def characterise(board, offsets: ChannelOffsets, groups: tuple[str, ...] = ("g_i
     ratio = (low.g / t_low)[healthy] / np.where(gain[healthy] > 0, gain[healthy], 1.0)
     mad = float(np.median(np.abs(ratio - np.median(ratio)))) * 1.4826 if ratio.size else float("nan")
     return FaultMap(code, fixed, gain, mad / np.sqrt(2.0), low, high, (float(np.mean(t_low[sel])), float(np.mean(t_high[sel]))),
-                    posterior, slope, slope_se)
+                    posterior, slope, slope_se, sel)
 
 
 def stuck_posterior(slope: np.ndarray, se: np.ndarray, prior: float, lines: np.ndarray | None = None) -> np.ndarray:
