@@ -322,8 +322,12 @@ def embedded_config_names() -> list[str]:
 
 
 def embedded_config_path(name: str) -> Path | None:
-    """Path of a shipped config by name (``sim-digits`` or ``sim-digits.yaml``), or None."""
+    """Path of a shipped config by name (``sim-digits``, ``sim-digits.yaml``, or the checkout's
+    spelling ``configs/sim-digits.yaml``), or None.  A path into any other folder names a file of
+    the user's own and is never replaced by the shipped config that shares its file name."""
     if "\0" in name or len(name) > 255:
+        return None
+    if str(Path(name).parent) not in (".", "configs"):
         return None
     stem = Path(name).name
     stem = stem[:-5] if stem.endswith(".yaml") else stem
