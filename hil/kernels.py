@@ -430,6 +430,12 @@ def mean_offset_kernel(m, dh, df, inv, hidden_rows):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _transposed_product(x, y, out):  # pragma: no cover - compiled
+    """``out`` ← xᵀ y (a BLAS product) for C-ordered (rows × a) ``x``, (rows × b) ``y``, (a × b) ``out``."""
+    np.dot(x.T, y, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def response_product_blas_kernel(u, e, w, e_hat, w_hat, inv, blocks, dh, df, out):  # pragma: no cover - compiled
     """:func:`response_product_kernel` for larger batches, where each dense group is one BLAS
     product (two for a port group when some port voltage of ``w`` is not 0 V) written straight
@@ -450,16 +456,14 @@ def response_product_blas_kernel(u, e, w, e_hat, w_hat, inv, blocks, dh, df, out
         if c0 != 0 or c1 != fixed.shape[1]:
             fixed = np.ascontiguousarray(fixed[:, c0:c1])
         lhs = e_hat if kind == 0 else e
-        flat = out[start:start + n * width]
-        if row_major:
-            m = flat.reshape((n, width))
-            np.dot(lhs.T, fixed, m)
-        else:
-            m = flat.reshape((width, n))
-            np.dot(fixed.T, lhs, m)
+        m = out[start:start + n * width].reshape((n, width) if row_major else (width, n))
+        # (every product is Xᵀ Y of two C-ordered arrays into a C-ordered one: one compiled form)
+        _transposed_product(lhs, fixed, m) if row_major else _transposed_product(fixed, lhs, m)
         if kind == 1 and w_moves:  # + Σ_b ê_bk w_bo for ports not at 0 V
             ports = w if c0 == 0 and c1 == w.shape[1] else np.ascontiguousarray(w[:, c0:c1])
-            m += np.dot(e_hat.T, ports) if row_major else np.dot(ports.T, e_hat)
+            more = np.empty(m.shape)
+            _transposed_product(e_hat, ports, more) if row_major else _transposed_product(ports, e_hat, more)
+            m += more
         mean_offset_kernel(m, dh, df[c0:c1] if kind == 1 else np.zeros(width), inv, row_major == 1)
 
 
