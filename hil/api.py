@@ -611,6 +611,8 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
         if done is not None and s.epochs < done:  # would rewrite the config and warn, then train nothing
             raise ConfigError([f"train.epochs: {s.epochs} is fewer than the {done} epochs the run has completed; "
                                f"give more than {done} to continue it"], source)
+        if done is not None and done >= s.epochs and not overrides:  # finished: no board to build (or bench to open)
+            return None
         board, data, _ = _board_and_data(s, source, board_options, path)
         _attach_events(board, run)
         run.event("blas_threads", **_blas_threads(s, source))

@@ -224,3 +224,21 @@ def test_empty_output_folders_are_refused_not_replaced_by_a_default(tmp_path, ca
     assert main(["calibrate", "sim-digits-mismatch", "--dir", ""]) == 2
     assert "--dir: calibration directory '': empty path" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_resuming_a_finished_run_builds_no_board(tmp_path, capsys, monkeypatch):
+    """A finished bench run resumed without --emulate spent about 20 s trying to reach the real bench
+    before failing: a finished run (no --set) now says so without building its board."""
+    import hil.api as api
+
+    assert main(["train", "sim-xor", "--runs-dir", str(tmp_path), "-q", "--set", "train.epochs=2",
+                 "--set", "output.plots=false"]) == 0
+    run = next(tmp_path.iterdir())
+    capsys.readouterr()
+
+    def no_board(*args, **kwargs):
+        raise AssertionError("a finished run built its board")
+
+    monkeypatch.setattr(api, "_board_and_data", no_board)
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "already finished its epochs" in capsys.readouterr().out
