@@ -182,12 +182,16 @@ def shipped_bench_names() -> list[str]:
 
 
 def _resolve_path(ref: str) -> Path:
+    """A bench file: the path itself when it exists, else the shipped bench of that name given bare
+    (``scpi-xor``, ``scpi-xor.yaml``) or in the checkout's spelling (``configs/benches/scpi-xor.yaml``,
+    from any folder); a path into any other folder is a file of the user's own, never replaced."""
     p = Path(ref)
     if p.is_file():
         return p
-    cand = bench_root() / (ref if ref.endswith(".yaml") else f"{ref}.yaml")
-    if cand.is_file():
-        return cand
+    if str(p.parent) in (".", "configs/benches"):
+        cand = bench_root() / (p.name if p.name.endswith(".yaml") else f"{p.name}.yaml")
+        if cand.is_file():
+            return cand
     raise ConfigError([f"bench file not found: {ref} (shipped benches: {', '.join(shipped_bench_names()) or 'none'})"])
 
 

@@ -35,6 +35,15 @@ def test_emulate_bad_bench_is_a_one_line_config_error(capsys):
     assert "bench file not found: no-such-bench" in err and "Traceback" not in err
 
 
+def test_a_shipped_bench_in_the_checkouts_spelling_works_from_any_folder(tmp_path, monkeypatch, capsys):
+    """README's example, hil emulate configs/benches/scpi-xor.yaml, worked only from the repository root."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["emulate", "configs/benches/scpi-xor.yaml", "--duration", "0.05"]) == 0
+    assert "stopped" in capsys.readouterr().out
+    assert main(["emulate", "mybenches/scpi-xor.yaml", "--duration", "0.05"]) == 2  # a file of one's own: not replaced
+    assert "bench file not found: mybenches/scpi-xor.yaml" in capsys.readouterr().err
+
+
 def test_emulate_without_a_personality_exits_2(monkeypatch, capsys):
     from hil.emulate import registry
 
