@@ -991,6 +991,17 @@ def _typical_conductance(g: np.ndarray, g_floor: float) -> float:
     return max(float(np.median(nz)) if nz.size else 0.0, g_floor)
 
 
+def _one_sided_slope(f0: float, f1: float, f2: float, h1: float, h2: float) -> float:
+    """f'(0) from f(0), f(h1), f(h2) on one side, second order: the three-point formula for the steps the
+    board actually programmed (h2 = 2·h1 gives (−3f₀ + 4f₁ − f₂)/(2h₁)); first order from the one
+    point that moved when the other did not move or coincides with it; 0 when neither moved."""
+    if h1 and h2 and h1 != h2:  # exact for f = f0 + a·h + b·h², from the differences (no cancellation of f0)
+        return (h2 * h2 * (f1 - f0) - h1 * h1 * (f2 - f0)) / (h1 * h2 * (h2 - h1))
+    if h1:
+        return (f1 - f0) / h1
+    return (f2 - f0) / h2 if h2 else 0.0
+
+
 def fd_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, rel_step: float | None = None,
                 g_floor: float = 1e-9, max_retries: int = 3) -> GradientResult:
     """Finite differences of the batch-mean loss, one conductance at a time (a reference; slow).
@@ -999,8 +1010,9 @@ def fd_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, rel_
     board, so that a small conductance (a leak) still changes the loss well above rounding;
     ``rel_step`` defaults to 1e-4, which balances the O(h²) truncation error of the loss's
     own curvature against rounding.  Central differences where
-    ``g ± h`` is programmable, otherwise the second-order one-sided formula
-    (−3f₀ + 4f₁ − f₂)/(2h) towards the inside of the range.  On ideal-diode boards a step
+    ``g ± h`` is programmable, otherwise the second-order one-sided formula towards the inside of
+    the range, (−3f₀ + 4f₁ − f₂)/(2h) for steps h and 2h, written for the steps the board actually
+    programmed (:func:`_one_sided_slope`).  On ideal-diode boards a step
     during which a diode changes state is retried 10× smaller (up to ``max_retries``).
     The board's operating point warm-starts every perturbed solve.
 
@@ -1054,9 +1066,8 @@ def fd_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, rel_
                         h /= 10.0  # the range is narrower than 2h on both sides
                         continue
                     (f1, g1, a), (f2, g2, b) = at(k, g0[k] + sign * h), at(k, g0[k] + 2 * sign * h)
-                    step = g1 - g0[k]
                     flat += f1 == f2 == f0
-                    grad[k], flipped, side = (-3 * f0 + 4 * f1 - f2) / (2 * step) if step else 0.0, a or b, True
+                    grad[k], flipped, side = _one_sided_slope(f0, f1, f2, g1 - g0[k], g2 - g0[k]), a or b, True
                 if not flipped:
                     break
                 h /= 10.0

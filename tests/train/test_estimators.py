@@ -167,3 +167,23 @@ def test_fd_divides_by_the_step_actually_programmed_at_the_bounds():
     exact = estimate("hl-exact", board, x, t, loss).grad
     fd = estimate("fd", board, x, t, loss).grad
     assert fd[k] == pytest.approx(exact[k], rel=1e-4)  # one-sided there: O(h); clipping used to halve it
+
+
+def test_fd_at_the_bounds_uses_the_steps_a_quantised_board_programmed():
+    """The one-sided formula assumed its second point at exactly twice the first step; a board that
+    programs conductances on a grid of levels puts it elsewhere (here at 2.33 steps: the slope was
+    0.83× the true one), and the formula now uses both programmed steps."""
+    c, _, x, t, loss = setup(0, "ideal")
+    level = 3e-7  # S between programmable levels
+    g = np.round(c.conductance_vector() / level) * level
+    c = c.with_conductances(g)  # on the grid from the start
+
+    class Levels(SimulatedBoard):
+        def program(self, g, rel_tol=0.01):
+            return super().program(np.round(np.asarray(g, dtype=float) / level) * level, rel_tol)
+
+    k = int(np.argmax(g))
+    board = Levels(c, g_min=0.0, g_max=float(g[k]))  # the largest conductance sits at g_max: one-sided there
+    exact = estimate("hl-exact", board, x, t, loss).grad
+    fd = estimate("fd", board, x, t, loss, {"rel_step": 1e-6 / float(g[k])}).grad  # h = 1 µS: steps of 3 and 7 levels
+    assert fd[k] == pytest.approx(exact[k], rel=1e-3)
