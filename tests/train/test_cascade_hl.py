@@ -180,16 +180,14 @@ def test_a_sample_invalid_in_an_earlier_stage_is_left_out_of_every_stage():
     assert max(group_errors(ref, r.grad, rest).values()) <= 1e-9  # the mean of the other samples, every stage
 
 
-def test_reading_noise_is_not_taken_for_flips_and_is_reported():
+def noisy(ref, sigma: float, rng: np.random.Generator):
+    """``ref``'s stages and links as a cascade board whose node-voltage readings carry Gaussian
+    noise σ = ``sigma`` (V, drawn from ``rng``) and say so (``noise_v``)."""
     from hil.boards.cascade import CascadeBoard
 
-    sigma = 1e-6  # V per node-voltage reading
-
     class Noisy(CascadeBoard):
-        rng = np.random.default_rng(0)
-
         def _read(self, m):
-            m.e = m.e + self.rng.normal(0.0, sigma, m.e.shape)
+            m.e = m.e + rng.normal(0.0, sigma, m.e.shape)
             m.noise_v = sigma
             return m
 
@@ -199,17 +197,23 @@ def test_reading_noise_is_not_taken_for_flips_and_is_reported():
         def measure_stage(self, x, stage, w=None, injected=None):
             return self._read(super().measure_stage(x, stage, w, injected))
 
+    return Noisy(ref.stages, ref.links)
+
+
+def test_reading_noise_is_not_taken_for_flips_and_is_reported():
+    sigma = 1e-6  # V per node-voltage reading
+    rng = np.random.default_rng(0)  # one stream for both noisy boards below
     ref = cascade(IDEAL_3)
     x, t = batch(ref, size=16)
     loss = loss_for(ref)
     exact = estimate("hl-exact", ref, x, t, loss).grad
-    r = estimate("hl", Noisy(ref.stages, ref.links), x, t, loss, {"delta_v": 1e-2, "max_retries": 0})
+    r = estimate("hl", noisy(ref, sigma, rng), x, t, loss, {"delta_v": 1e-2, "max_retries": 0})
     assert r.stats["flips_from_response"] == 0  # the ± check's floor sits above the reading noise
     assert r.stats["may_be_biased"] and "reading noise" in r.stats["bias_note"]
     quiet = {"delta_v": 1e-3, "max_retries": 0}
     clean = [i for i in range(len(x)) if not estimate("hl", ref, x[i:i + 1], t[i:i + 1], loss, quiet).stats["flipped_samples"]]
     assert len(clean) >= 8
-    r_clean = estimate("hl", Noisy(ref.stages, ref.links), x[clean], t[clean], loss, quiet)
+    r_clean = estimate("hl", noisy(ref, sigma, rng), x[clean], t[clean], loss, quiet)
     errs = group_errors(ref, r_clean.grad, estimate("hl-exact", ref, x[clean], t[clean], loss).grad)
     assert max(errs.values()) > 1e-6  # the noise shows
     # injected stages: each node moves by about delta_v, so σ/δ = 1e-3 sets their error
@@ -221,37 +225,19 @@ def test_retries_that_would_drown_in_the_reading_noise_are_not_made(monkeypatch)
     the reading noise (as on a single network); below it, a retry returns noise divided by a small
     drive, which then dominates the batch mean."""
     import hil.train.cascade_hl as cascade_hl
-    from hil.boards.cascade import CascadeBoard
 
     sigma = 1e-3  # V per node-voltage reading
-
-    class Noisy(CascadeBoard):
-        def __init__(self, *args):
-            super().__init__(*args)
-            self.rng = np.random.default_rng(0)
-
-        def _read(self, m):
-            m.e = m.e + self.rng.normal(0.0, sigma, m.e.shape)
-            m.noise_v = sigma
-            return m
-
-        def measure(self, x, w=None):
-            return self._read(super().measure(x, w))
-
-        def measure_stage(self, x, stage, w=None, injected=None):
-            return self._read(super().measure_stage(x, stage, w, injected))
-
     ref = cascade(IDEAL_3)
     x, t = batch(ref, size=16)
     loss = loss_for(ref)
     exact = estimate("hl-exact", ref, x, t, loss).grad
     opts = {"delta_v": 0.3}
-    r = estimate("hl", Noisy(ref.stages, ref.links), x, t, loss, opts)
+    r = estimate("hl", noisy(ref, sigma, np.random.default_rng(0)), x, t, loss, opts)
     assert r.stats["unresolvable"] > 0
     assert r.stats["unresolvable"] == sum(st["unresolvable"] for st in r.stats["stages"])
     assert r.stats["unresolved_flips"] > 0 and "not re-measured" in r.stats["bias_note"]
     monkeypatch.setattr(cascade_hl, "resolvable", lambda e, noise_v, shrink=10.0: np.ones(e.shape[0], bool))
-    retried = estimate("hl", Noisy(ref.stages, ref.links), x, t, loss, opts)  # the old rule: retry whatever the noise
+    retried = estimate("hl", noisy(ref, sigma, np.random.default_rng(0)), x, t, loss, opts)  # old rule: retry whatever the noise
     assert retried.stats["unresolvable"] == 0 and retried.stats["retries"] > r.stats["retries"]
     err = lambda g: np.linalg.norm(g - exact) / np.linalg.norm(exact)  # noqa: E731
     assert err(r.grad) < 0.5 * err(retried.grad), (err(r.grad), err(retried.grad))
