@@ -92,6 +92,26 @@ def _certificate(K, law, e, region, b, scale_v):
             "lam": lam, "scale_i": scale_i}
 
 
+def at_kinks(law, e: np.ndarray, lam: np.ndarray, scale_v: float, scale_i: float, rel: float = 1e-12) -> int:
+    """How many nodes (over all samples) sit exactly on a kink of their law, where the network is
+    not differentiable: on an interior breakpoint whose two segments differ in slope, or at a
+    clamp (finite domain end) carrying no current beyond its segment's (the clamp just touching).
+    ``e`` node voltages (V), ``lam`` the current each element carries (A); "exactly" is within
+    ``rel`` of the voltage and current scales."""
+    tv, ti = rel * scale_v, rel * scale_i
+    at = np.zeros(e.shape, bool)
+    for j in range(law.kinks.shape[1]):
+        bends = law.slopes[:, j] != law.slopes[:, j + 1]
+        at |= bends & (np.abs(e - law.kinks[:, j]) <= tv)
+    for end in (law.lo, law.hi):
+        finite = np.isfinite(end)
+        if finite.any():
+            at_end = np.where(finite, end, 0.0)
+            f_end = law.current(np.broadcast_to(at_end, e.shape))[0]
+            at |= finite & (np.abs(e - at_end) <= tv) & (np.abs(lam - f_end) <= ti)
+    return int(np.count_nonzero(at))
+
+
 def _solve_regions(K, law, region, b):
     clamped = region < 0
     value = np.where(region == CLAMP_LO, law.lo, np.where(region == CLAMP_HI, law.hi, 0.0))
@@ -151,6 +171,7 @@ def solve_piecewise(K, b: np.ndarray, element: NodeElement, scale_v: float, tol:
     report = SolveReport(bool(ok), "→".join(path), its, batch=b.shape[0], kcl_residual_a=cert["kcl_abs"],
                          kcl_residual_rel=cert["kcl_rel"], kkt_primal=cert["primal"], kkt_dual=cert["dual"],
                          kkt_complementarity=0.0, n_on_mean=float((region < 0).sum(axis=1).mean()),
+                         degenerate=at_kinks(law, e, cert["lam"], scale_v, cert["scale_i"]),
                          wall_time_s=time.perf_counter() - t0)
     if not ok:
         report.note = (f"certificate primal {cert['primal']:.1e}, dual {cert['dual']:.1e}, "
