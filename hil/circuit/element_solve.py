@@ -171,7 +171,7 @@ def solve_piecewise(K, b: np.ndarray, element: NodeElement, scale_v: float, tol:
     report = SolveReport(bool(ok), "→".join(path), its, batch=b.shape[0], kcl_residual_a=cert["kcl_abs"],
                          kcl_residual_rel=cert["kcl_rel"], kkt_primal=cert["primal"], kkt_dual=cert["dual"],
                          kkt_complementarity=0.0, n_on_mean=float((region < 0).sum(axis=1).mean()),
-                         degenerate=at_kinks(law, e, cert["lam"], scale_v, cert["scale_i"]),
+                         degenerate=at_kinks(law, e, cert["lam"], scale_v, cert["scale_i"]) if ok else 0,
                          wall_time_s=time.perf_counter() - t0)
     if not ok:
         report.note = (f"certificate primal {cert['primal']:.1e}, dual {cert['dual']:.1e}, "
