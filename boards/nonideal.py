@@ -123,9 +123,11 @@ class NonIdealBoard(BoardBase):
         info = {"report": st.report} if wired is None else {"report": st.report, "wire_ir_drop": self._wire_drop}
         if self._ambiguous_states:  # two clamps per element: see SimulatedBoard
             info["ambiguous_states"] = True
-        varying = self.model.varying_note()
+        varying, reading = self.model.varying_note(), self.model.reading_note()
         if varying:
             info["varying_conductances"] = varying
+        if reading:
+            info["reading_errors"] = reading
         over = self.model.over_range(u, y_m, i_m, e_m)
         valid = None
         if over is not None:  # which readings sat at full scale (calibration steps use the detail)

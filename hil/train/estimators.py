@@ -136,7 +136,7 @@ def _wire_note(op: Measurement) -> str | None:
     if not info:
         return None
     drop, varying = info.get("wire_ir_drop"), info.get("varying_conductances")
-    notes = [varying] if varying else []
+    notes = [n for n in (varying, info.get("reading_errors")) if n]
     if drop:
         notes.append(f"crossbar wires: v·v̂ is formed from line-terminal voltages, not across each device; the "
                      f"lines' IR drop is up to {100 * drop:.3g} % of the device voltages (first order), so is the bias")
@@ -248,7 +248,8 @@ def hl_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, delt
         widths = _check_shapes(topo, op)  # the compiled passes below read no bounds
         if op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None \
                 and isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] == op.w.shape[0] \
-                and not (op.info and (op.info.get("wire_ir_drop") or op.info.get("varying_conductances"))) \
+                and not (op.info and (op.info.get("wire_ir_drop") or op.info.get("varying_conductances")
+                                      or op.info.get("reading_errors"))) \
                 and not _ambiguous_states(op):
             labels = loss._kernel_labels(op.y, target)
             if labels is not None:
