@@ -895,8 +895,13 @@ def hl_exact_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss
     op, val, w_hat = _operating_point(board, x, target, loss)
     e_hat, i_hat = board.linearized_response(x, w_hat)
     adj = Measurement(u=np.zeros_like(op.u), w=w_hat, y=np.zeros_like(op.y), i_src=i_hat, e=e_hat)
-    grad, per = _finish(topo, topo.node_voltages(op), topo.node_voltages(adj), keep_per_sample)
-    return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per, stats=_bias(_exact_note(op)))
+    ok = valid_mask(op)  # samples the board marked invalid are left out, as every estimator does
+    n_invalid = ok.size - int(np.count_nonzero(ok))
+    grad, per = _finish_valid(topo, topo.node_voltages(op), topo.node_voltages(adj), keep_per_sample, ok, n_invalid)
+    note = "; ".join(n for n in (f"{n_invalid} invalid sample(s) left out of the batch mean" if n_invalid else None,
+                                 _exact_note(op)) if n) or None
+    return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per,
+                          stats={"invalid_samples": n_invalid, "valid": ok, **_bias(note)})
 
 
 def _exact_note(op: Measurement) -> str | None:
