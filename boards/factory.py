@@ -23,6 +23,14 @@ def make_board(backend: str, circuit: dict | None, g_min: float, g_max: float, i
         if circuit is not None and "stages" in circuit:
             from hil.boards.cascade import build_cascade
 
+            if devices:
+                from hil.devices import parse_devices
+
+                if not parse_devices(devices, "board.devices").is_ideal:
+                    raise ConfigError(["board.devices: non-idealities are simulated on one-stage boards only; a "
+                                       "cascade (board.stages) would ignore them: remove board.devices (or use "
+                                       "preset: ideal)"])
+
             return build_cascade(circuit["stages"], g_min, g_max)
         if circuit is None:
             raise ConfigError(["board.circuit: required for the simulated backend"])
