@@ -908,8 +908,9 @@ def _exact_note(op: Measurement) -> str | None:
     """Why an ``hl-exact`` answer may not be the gradient: diodes exactly at their kink (the loss is
     not differentiable there), reading noise in the operating point, crossbar wires."""
     notes = []
-    report = op.info.get("report") if op.info else None
-    degenerate = getattr(report, "degenerate", 0) or 0
+    info = op.info or {}
+    reports = [info.get("report")] + [st.get("report") for st in info.get("stages", ())]  # a cascade: per stage
+    degenerate = sum(getattr(r, "degenerate", 0) or 0 for r in reports)
     if degenerate:
         notes.append(f"{degenerate} diode(s) exactly at their kink (zero voltage and current): the loss is not "
                      "differentiable there; the frozen state gives one one-sided derivative")

@@ -48,3 +48,23 @@ def test_at_kinks_counts_breakpoints_and_touching_clamps_only():
     e = np.array([[0.5], [0.0], [0.0], [0.3]])
     lam = np.array([[5e-4], [0.0], [-1e-4], [3e-4]])  # at the kink; clamp touching; clamp carrying; free
     assert at_kinks(law, e, lam, 1.0, 1e-3) == 2
+
+
+def test_hl_exact_on_a_cascade_names_nodes_at_their_kink_in_any_stage():
+    # a cascade reports one solve report per stage (info["stages"]); hl-exact used to read only a
+    # top-level report, so 14 nodes on their kinks went unreported
+    def stage(seed, n_in, n, q, element):
+        return {"name": f"s{seed}", "seed": seed, "inputs": {"count": n_in, "inverted": True},
+                "hidden": {"count": n, "element": element}, "outputs": {"count": q, "differential": q > 1},
+                "conductances": {"g_in": {"uniform": [1e-6, 1e-4]}, "g_leak": 1e-7, "g_out": {"uniform": [1e-6, 1e-4]}}}
+
+    cfg = {"name": "k", "board": {"backend": "simulated", "g_min": 0.0, "g_max": 1e-3, "stages": [
+        {"circuit": stage(0, 2, 4, 1, {"model": "ideal"})},
+        {"buffer_gain": 2.0, "circuit": stage(1, 4, 3, 4, {"model": "leaky", "r_s": 1e4})}]},
+        "data": {"name": "xor"}, "train": {}}
+    board = hil.build_board(cfg)
+    loss = hil.make_loss(None, board, gain_per_a=1e4)
+    r = hil.gradient(board, np.zeros((2, 2)), [0, 1], loss, estimator="hl-exact")
+    assert r.stats["may_be_biased"] and r.stats["bias_note"].startswith("14 diode(s) exactly at their kink")
+    away = hil.gradient(board, [[0.4, -0.3], [0.7, 0.2]], [0, 1], loss, estimator="hl-exact")
+    assert not away.stats["may_be_biased"], away.stats["bias_note"]
