@@ -40,6 +40,15 @@ def _matvec(K, e: np.ndarray) -> np.ndarray:
     return e @ K.T if not sp.issparse(K) else (K @ e.T).T
 
 
+def _singular(batch: int) -> SolveError:
+    """The error of a singular nodal system (``batch`` samples): a node whose equilibrium is not unique."""
+    report = SolveReport(False, "linear solve", batch=batch)
+    report.note = ("the nodal matrix is singular: a hidden node, or group of coupled nodes, without any conductance "
+                   "to a source, rail, output port or ground, whose element carries no current there, floats and has "
+                   "no unique equilibrium")
+    return SolveError("equilibrium not unique", report)
+
+
 def solve_shifted(K, clamped: np.ndarray, value: np.ndarray, shift: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve (K + diag(shift)) e = rhs on free nodes with e = value on clamped nodes, per sample.
 
@@ -58,7 +67,10 @@ def solve_shifted(K, clamped: np.ndarray, value: np.ndarray, shift: np.ndarray, 
         M *= free[:, :, None] & free[:, None, :]
         M[:, idx, idx] += clamped
         r = np.where(clamped, 0.0, rhs)
-        e = np.linalg.solve(M, r[..., None])[..., 0]
+        try:
+            e = np.linalg.solve(M, r[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            raise _singular(B) from None
     else:
         Ks = sp.csc_matrix(K)
         e = np.empty((B, n))
@@ -67,7 +79,10 @@ def solve_shifted(K, clamped: np.ndarray, value: np.ndarray, shift: np.ndarray, 
             f = np.flatnonzero(~clamped[i])
             key = (clamped[i].tobytes(), shift[i].tobytes())
             if key not in cache:
-                cache[key] = spla.splu((Ks[f][:, f] + sp.diags(shift[i, f])).tocsc())
+                try:
+                    cache[key] = spla.splu((Ks[f][:, f] + sp.diags(shift[i, f])).tocsc())
+                except RuntimeError:  # "Factor is exactly singular"
+                    raise _singular(B) from None
             e[i] = 0.0
             if f.size:
                 e[i, f] = cache[key].solve(rhs[i, f])
@@ -127,10 +142,18 @@ def solve_piecewise(K, b: np.ndarray, element: NodeElement, scale_v: float, tol:
     law = element.law()
     b = np.atleast_2d(b)
     diag = K.diagonal() if sp.issparse(K) else np.diag(_dense(K))
+    loose = ~(diag > 0)  # nodes tied to nothing but their element (every conductance programmed to 0 S)
+    if loose.any():
+        # unique only where the element conducts on its whole domain (e.g. linear with g_lin > 0); elsewhere any
+        # voltage of a zero-current segment or clamp is an equilibrium
+        anchored = (law.slopes.min(axis=1) > 0) & ~np.isfinite(law.lo) & ~np.isfinite(law.hi)
+        if np.any(loose & ~anchored):
+            raise _singular(b.shape[0])
+        diag = np.where(loose, law.slopes.max(axis=1), diag)  # the resolvent's step for such a node
     if warm_region is not None and warm_region.shape == b.shape:
         region = warm_region.copy()
     else:
-        e0 = solve_shifted(K, np.zeros(b.shape, bool), 0 * b, np.zeros_like(b), b)
+        e0 = solve_shifted(K, np.zeros(b.shape, bool), 0 * b, np.broadcast_to(np.where(loose, diag, 0.0), b.shape), b)
         region = law.resolvent_region(e0, diag)
     path, its = ["active-set"], {"active-set": 0}
     seen = [set() for _ in range(b.shape[0])]
