@@ -210,6 +210,12 @@ def _numbers(value: Any, name: str, what: str, shape: str) -> np.ndarray:
     if value is None or isinstance(value, (str, bytes, dict)):
         raise TypeError(f"{name}: expected {what} (numbers), got {type(value).__name__}")
     try:
+        kind = np.asarray(value).dtype.kind
+    except ValueError:  # a ragged list: reported below
+        kind = "f"
+    if kind in "cUS":  # complex values would lose their imaginary part; text is no voltage
+        raise TypeError(f"{name}: expected {what} (real numbers), got {'complex numbers' if kind == 'c' else 'text'}")
+    try:
         return np.asarray(value, dtype=float)
     except ValueError as exc:
         if "inhomogeneous" in str(exc) or "sequence" in str(exc):
