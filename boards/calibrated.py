@@ -106,8 +106,10 @@ class CalibratedBoard(BoardBase):
         if self.s.drift != "none":
             m.y = m.y * self._drift_gain
         if (self._off is not None or self._gain is not None) and m.info and m.info.get("reading_errors"):
-            m.info = dict(m.info, reading_errors=m.info["reading_errors"] + " (readings corrected with the "
-                          "calibrated offsets and gains; what remains is the calibration's error and the noise)")
+            what = " and ".join(w for w, on in (("offsets", self._off is not None), ("gains", self._gain is not None))
+                                if on)
+            m.info = dict(m.info, reading_errors=m.info["reading_errors"] + f" (readings corrected with the calibrated "
+                          f"{what}; what remains is the calibration's error and the noise)")
         return m
 
     def _write_verify(self, target: np.ndarray, cmd: np.ndarray, tol: float) -> None:
