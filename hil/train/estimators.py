@@ -1098,7 +1098,8 @@ def fd_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, rel_
         notes.append(f"reading noise {op.noise_v:.3g} V: each difference divides it by the step")
     if flat:
         notes.append(f"{flat} conductance(s) whose ± steps left the loss exactly unchanged (a step below one "
-                     "programmable level, or a stuck device): their gradient reads 0")
+                     "programmable level, a stuck device, or a gradient that is exactly 0, as for a device "
+                     "on a clamped node): their gradient reads 0")
     if op.info and op.info.get("varying_conductances"):  # (wires do not bias FD: it steps the devices)
         notes.append(op.info["varying_conductances"])
     if moved > 1e-9:
