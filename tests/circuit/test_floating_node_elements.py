@@ -43,3 +43,11 @@ def test_a_node_held_by_its_linear_element_alone_solves(coupled):
     loss = api.make_loss(None, board, gain_per_a=1e4)
     r = api.gradient(board, [[0.3, 0.1, -0.2]], [0], loss, estimator="hl-exact")
     assert np.all(np.isfinite(r.grad)) and not r.stats["may_be_biased"]
+
+
+@pytest.mark.parametrize("alpha", [0.0, -1.0, float("nan"), float("inf")])
+def test_mon_view_refuses_a_resistance_that_is_not_finite_and_positive(alpha):
+    from hil.circuit.mon import mon_view
+
+    with pytest.raises(ValueError, match=r"alpha_ohm must be a finite resistance > 0 \(ohm\)"):
+        mon_view(api.build_circuit("sim-xor"), alpha)
