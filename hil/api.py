@@ -379,7 +379,8 @@ def _check_estimator_options(estimator: str, options: dict) -> None:
 
 
 #: Ranges of estimator options, as the config checks them (``train.hl.*``, ``train.ep.*``, ``train.fd.*``).
-_OPTION_RANGES = {"flip_rel_tol": (lambda v: v > 0, "must be > 0"),
+_OPTION_RANGES = {"delta_v": (lambda v: 0 < v <= 10.0, "must be in (0, 10] V"),
+                  "flip_rel_tol": (lambda v: v > 0, "must be > 0"),
                   "g_floor": (lambda v: v >= 0, "must be ≥ 0 S"),
                   "rel_step": (lambda v: 0 < v < 0.5, "must be in (0, 0.5)")}
 

@@ -29,6 +29,8 @@ def board_and_loss():
     ("hl", {"flip_rel_tol": float("nan")}, r"hl\.flip_rel_tol: must be a finite number"),
     ("hl", {"flip_rel_tol": -1e-3}, r"hl\.flip_rel_tol: must be > 0"),
     ("hl", {"delta_v": float("inf")}, r"hl\.delta_v: must be a finite number \(V\)"),
+    ("hl", {"delta_v": 100.0}, r"hl\.delta_v: must be in \(0, 10\] V, got 100\.0"),
+    ("ep", {"delta_v": 0.0}, r"ep\.delta_v: must be in \(0, 10\] V"),
     ("ep", {"max_retries": -2}, r"ep\.max_retries: expected a whole number ≥ 0"),
     ("ep", {"centred": "yes"}, r"ep\.centred: expected true or false"),
     ("ep", {"beta": "1e-7"}, r"ep\.beta: expected a number"),
