@@ -51,3 +51,21 @@ def test_mon_view_refuses_a_resistance_that_is_not_finite_and_positive(alpha):
 
     with pytest.raises(ValueError, match=r"alpha_ohm must be a finite resistance > 0 \(ohm\)"):
         mon_view(api.build_circuit("sim-xor"), alpha)
+
+
+@pytest.mark.parametrize("element, accepted", [({"model": "linear", "g_lin": 1e-5}, True),
+                                               ({"model": "antiparallel_shockley"}, True),
+                                               ({"model": "linear", "g_lin": 0.0}, False),
+                                               ({"model": "leaky", "r_s": 1e3}, False), ({"model": "ideal"}, False)])
+def test_a_node_tied_only_by_its_element_is_floating_only_when_the_element_can_carry_no_current(element, accepted):
+    # validation used to refuse a node held by a linear element (or a Shockley pair) alone as floating, although
+    # its equilibrium is unique and the solver finds it
+    c = {"circuit": {"inputs": {"count": 2}, "hidden": {"count": 2, "element": element}, "outputs": {"count": 2},
+                     "conductances": {"g_in": [[0.0, 0.0], [1e-5, 1e-5]], "g_out": [[0.0, 1e-5], [0.0, 1e-5]],
+                                      "g_leak": 0.0}}}
+    if accepted:
+        m = api.measure(SimulatedBoard(api.build_circuit(c)), [[0.3, -0.1]])
+        assert m.info["report"].converged and m.e[0, 0] == 0.0
+    else:
+        with pytest.raises(api.ConfigError, match=r"floating node\(s\) h0"):
+            api.build_circuit(c)
