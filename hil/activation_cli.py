@@ -8,7 +8,6 @@ what is plotted is what the board reports, and compared with the element's own Ï
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import json
 from pathlib import Path
