@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
                        "stuck-device map, diode I-V fits, programming response, drift reference) and write a "
                        "versioned calibration file with a report and plots; hil train applies the newest one.",
                        "hil calibrate sim-digits-mismatch",
-                       "hil calibrate sim-digits-mismatch --dir calibrations --set seed=3",
+                       "hil calibrate sim-digits-mismatch --dir calibrations --set board.devices.seed=3",
                        "hil calibrate bench-xor --emulate"))
     p.add_argument("config", help="YAML path or shipped config name")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
@@ -77,7 +77,7 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     try:
         with board, outputs_read_back(board), StageProgress("hil calibrate", counter) as stages:
             path, summary = calibrate(board, cs, name, temperature, element.get("model", "ideal"),
-                                      progress=stages.stage)
+                                      progress=stages.stage, devices=settings.devices)
     except RuntimeError as exc:
         print(f"hil calibrate: calibration failed: {exc}", file=sys.stderr)
         return 1
@@ -94,8 +94,11 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
             note_interrupt(f"interrupted; {state}, and no calibration was written "
                            "(hil train goes on applying the newest earlier one, if any)")
         raise
-    print(f"hil calibrate: wrote {path} ({summary['seconds']:.1f} s): {summary['faulty_devices']} faulty devices "
-          f"({summary['fault_map_unresolved']} unresolved), max port residual {summary['max_port_residual_rel']:.2e}, report {path / 'report.md'}")
+    c = summary["fault_counts"]
+    judged = sum(v for k, v in c.items() if k != "not characterised")
+    print(f"hil calibrate: wrote {path} ({summary['seconds']:.1f} s): of {judged} devices mapped, {c['healthy']} healthy, "
+          f"{summary['faulty_devices']} faulty, {summary['fault_map_unresolved']} unresolved; max port residual "
+          f"{summary['max_port_residual_rel']:.2e}, report {path / 'report.md'}")
     return 0
 
 

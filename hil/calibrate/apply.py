@@ -28,8 +28,14 @@ def wrap_with_calibration(board, settings, resume_dir: str | None = None,
         cal = store.newest(cs.dir, name)
     if cal is None:
         return board, meta
+    problem = store.topology_problem(cal, board.topology)
+    if problem is not None:  # its arrays would not even broadcast against this board's readings
+        raise ValueError(problem)
     temp = ((settings.devices or {}).get("temperature", {}) or {}).get("temperature_c")
     reasons = store.staleness(cal, cs.max_age_hours, temp, cs.max_temperature_delta_c)
+    if bench_name(settings) is None and not store.same_devices(cal, settings.devices):
+        reasons.append(f"calibration {cal.path.name} was taken with another board.devices section "
+                       f"({cal.meta.get('devices')}) than this config's ({settings.devices})")
     for r in reasons:
         print(f"hil: warning: {r}; run 'hil calibrate' again", file=sys.stderr)
     from hil.boards.calibrated import CalibratedBoard

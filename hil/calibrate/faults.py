@@ -24,10 +24,12 @@ Classification is a two-hypothesis test per device, per group (``g_in``, ``g_out
 A device is flagged when the posterior of "stuck" exceeds 1/2 with prior ``prior_faulty``.
 Where the read-out is too noisy to tell the two apart (σ_s comparable to μ) the posterior
 stays near the prior and the device is *not* flagged: a stuck mask then freezes only devices
-that are faulty beyond reasonable doubt.  Devices whose posterior lies between 1 % and 99 %
-are counted as unresolved, and so are devices that cannot be read out in circuit at all (their
-slope and posterior are NaN).  A flagged device is *stuck high* if it reads above mid-range,
-*stuck low* (stuck-off or open) otherwise.  The slope of each healthy device is its
+that are more likely faulty than not.  Devices that are not flagged but whose posterior is 1 %
+or more are counted as unresolved, and so are devices that cannot be read out in circuit at all
+(their slope and posterior are NaN): :meth:`FaultMap.counts` splits every device into healthy,
+stuck high, stuck low, unresolved and not characterised, never counting a device twice.  A
+flagged device is *stuck high* if it reads above mid-range, *stuck low* (stuck-off or open)
+otherwise.  The slope of each healthy device is its
 programming gain and the scatter of ĝ/t around it measures programming noise: both are stored
 for write-verify.  Afterwards the board is programmed back to a read-back of its original
 state (the protocol exposes no commanded targets).
@@ -65,17 +67,37 @@ class FaultMap:
 
     @property
     def unresolved(self) -> int:
-        """Devices whose fault posterior lies between 1 % and 99 % (the read-out cannot tell), and
-        devices of the characterised groups that could not be read out at all (posterior NaN)."""
-        p = self.posterior
-        if p is None:
-            return 0
-        unread = 0 if self.judged is None else int(np.sum(self.judged & ~np.isfinite(p)))
-        return int(np.sum((p >= 0.01) & (p < 0.99))) + unread
+        """Devices of the characterised groups that are not flagged and not healthy beyond doubt:
+        fault posterior of 1 % or more (the read-out cannot tell), or NaN (cannot be read out at all)."""
+        return int(np.sum(self._unresolved_mask()))
 
     @property
     def faulty(self) -> np.ndarray:
         return self.code != HEALTHY
+
+    def counts(self) -> dict[str, int]:
+        """Disjoint device counts that add up to every conductance of the board: ``healthy``
+        (characterised, fault posterior below 1 %), ``stuck high``, ``stuck low / open`` (flagged),
+        ``unresolved`` (characterised, neither) and ``not characterised`` (groups outside the map,
+        such as g_leak and g_hh)."""
+        judged = self._judged()
+        unresolved = self._unresolved_mask()
+        out = {FAULT_LABELS[HEALTHY]: int(np.sum(judged & (self.code == HEALTHY) & ~unresolved))}
+        out.update({FAULT_LABELS[c]: int(np.sum(self.code == c)) for c in (STUCK_HIGH, STUCK_LOW)})
+        out["unresolved"] = int(np.sum(unresolved))
+        out["not characterised"] = int(np.sum(~judged & (self.code == HEALTHY)))
+        return out
+
+    def _judged(self) -> np.ndarray:
+        if self.judged is not None:
+            return np.asarray(self.judged, bool)
+        return np.ones(self.code.shape, bool) if self.posterior is None else np.isfinite(self.posterior)
+
+    def _unresolved_mask(self) -> np.ndarray:
+        if self.posterior is None:
+            return np.zeros(self.code.shape, bool)
+        sure_healthy = np.isfinite(self.posterior) & (self.posterior < 0.01)
+        return self._judged() & (self.code == HEALTHY) & ~sure_healthy
 
 
 def characterise(board, offsets: ChannelOffsets, groups: tuple[str, ...] = ("g_in", "g_out"),

@@ -10,7 +10,7 @@ import numpy as np
 from hil.calibrate import store
 from hil.calibrate.conductances import estimate_conductances, probe_patterns
 from hil.calibrate.diodes import fit_diodes
-from hil.calibrate.faults import FAULT_LABELS, characterise
+from hil.calibrate.faults import characterise
 from hil.calibrate.gains import GainCorrected, estimate_gains
 from hil.calibrate.offsets import require_in_range, zero_readings
 from hil.calibrate.settings import CalibrationSettings
@@ -25,8 +25,10 @@ CAVEATS = [
 
 
 def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: float | None,
-              diode_kind: str, progress=print) -> tuple[Path, dict]:
-    """Run every step on ``board`` through its protocol; returns the calibration path and summary."""
+              diode_kind: str, progress=print, devices: dict | None = None) -> tuple[Path, dict]:
+    """Run every step on ``board`` through its protocol; returns the calibration path and summary.
+    ``devices``: the config's ``board.devices`` section, recorded so that ``hil train`` can warn when a
+    simulated board of the same name was configured differently since."""
     t0 = time.perf_counter()
     topo = board.topology
     progress("1/6 zero readings (every source at 0 V): channel offsets and noise")
@@ -51,6 +53,7 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
     require_in_range(ref, "drift reference", f"lower board.calibration.amplitude_v (now {cs.amplitude_v:g} V)")
     summary = {
         "temperature_c": temperature_c,
+        "devices": devices,
         "diode_model": diode_kind,
         "patterns": now.patterns, "repeats": now.repeats,
         "max_condition_number": now.condition,
@@ -60,7 +63,7 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
         "faulty_devices": int(fmap.faulty.sum()),
         "fault_map_unresolved": fmap.unresolved,
         "gain_null_ratio": gains.null_ratio, "gain_kcl_imbalance_rel": gains.imbalance_rel,
-        "fault_counts": {FAULT_LABELS[c]: int(np.sum(fmap.code == c)) for c in FAULT_LABELS},
+        "fault_counts": fmap.counts(),  # disjoint; they add up to every conductance of the board
         "programming_scatter_rel": fmap.prog_scatter,
         "median_programming_gain": float(np.nanmedian(fmap.gain)) if np.isfinite(fmap.gain).any() else float("nan"),
         "offset_sigma": {"y_a": float(np.mean(off.y_sigma)), "i_src_a": float(np.mean(off.i_src_sigma)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,13 +65,49 @@ def save(root: str | Path, board: str, meta: dict, arrays: dict) -> Path:
 
 
 def load(path: str | Path) -> Calibration:
+    """The calibration in folder ``path``; ValueError naming the folder when it is unreadable
+    (missing or truncated files, invalid JSON, another format version)."""
     path = Path(path)
-    meta = json.loads((path / "calibration.json").read_text())
-    if meta.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: calibration format {meta.get('format')} (this version reads {FORMAT_VERSION})")
-    with np.load(path / "calibration.npz", allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    again = "run 'hil calibrate' again or remove that folder"
+    try:
+        meta = json.loads((path / "calibration.json").read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("calibration.json is not a mapping")
+        if meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: calibration format {meta.get('format')} (this version reads {FORMAT_VERSION}); {again}")
+        datetime.fromisoformat(meta["created_utc"])
+        with np.load(path / "calibration.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: unreadable calibration ({type(exc).__name__}: {exc}); {again}") from None
+    except (OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: unreadable calibration ({type(exc).__name__}: {exc}); {again}") from None
     return Calibration(path, meta, arrays)
+
+
+def same_devices(cal: Calibration, devices: dict | None) -> bool:
+    """Whether ``cal`` was taken with the same ``board.devices`` section (True when it did not record one)."""
+    if "devices" not in cal.meta:
+        return True
+    norm = lambda d: json.loads(json.dumps(d or {}, sort_keys=True, default=float))
+    return norm(cal.meta["devices"]) == norm(devices)
+
+
+def topology_problem(cal: Calibration, topology) -> str | None:
+    """Why ``cal`` cannot apply to a board of ``topology`` (another number of sources, hidden nodes,
+    output ports or conductances), or None when its arrays fit."""
+    a = cal.arrays
+    want = {"offset_i_src": topology.n_sources, "offset_e": topology.n_hidden, "offset_y": topology.n_outputs,
+            "conductance_s": topology.n_conductances, "fault_code": topology.n_conductances}
+    got = {k: (int(a[k].shape[0]) if k in a and a[k].ndim else None) for k in want}
+    if got == want:
+        return None
+    return (f"calibration {cal.path} was taken on a board with {got['offset_i_src']} sources, {got['offset_e']} hidden "
+            f"nodes, {got['offset_y']} output ports and {got['conductance_s']} conductances; this board has "
+            f"{topology.n_sources}, {topology.n_hidden}, {topology.n_outputs} and {topology.n_conductances}: run "
+            "'hil calibrate' for this board (or set board.calibration.apply: false)")
 
 
 def newest(root: str | Path, board: str) -> Calibration | None:

@@ -1,0 +1,96 @@
+"""The calibration's device counts add up (a device that cannot be read out or judged is never
+counted healthy), and ``hil train`` refuses a calibration that cannot apply to the configured
+board (another size, an unreadable file) with one line and exit 2, instead of failing mid-run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hil.boards.nonideal import NonIdealBoard
+from hil.calibrate.faults import FaultMap
+from hil.calibrate.run import calibrate
+from hil.calibrate.settings import CalibrationSettings
+from hil.circuit.generate import random_circuit
+from hil.cli import main
+from hil.devices import parse_devices
+
+
+def test_fault_counts_are_disjoint_and_add_up_to_every_device():
+    # judged devices: sure healthy, undecided (not flagged), flagged but uncertain, sure stuck, unreadable;
+    # the last device is outside the map (a g_leak)
+    posterior = np.array([0.001, 0.3, 0.7, 0.999, np.nan, np.nan])
+    code = np.array([0, 0, 1, 2, 0, 0], np.int8)
+    judged = np.array([True, True, True, True, True, False])
+    fmap = FaultMap(code, np.zeros(6), np.ones(6), 0.0, None, None, (0.0, 1.0), posterior, None, None, judged)
+    counts = fmap.counts()
+    assert counts == {"healthy": 1, "stuck high": 1, "stuck low / open": 1, "unresolved": 2, "not characterised": 1}
+    assert sum(counts.values()) == code.size
+    assert fmap.unresolved == counts["unresolved"]
+
+
+def test_summary_never_counts_devices_that_cannot_be_read_out_as_healthy(tmp_path):
+    # 8 hidden nodes fed by 6 sources: no conductance can be read out in circuit (the XOR board)
+    c = random_circuit(8, n_inputs=2, n_outputs=4, seed=3, coupling_degree=0, g_range=(1e-5, 1e-4), g_leak_s=1e-8)
+    board = NonIdealBoard(c, 1e-8, 1e-4, parse_devices({"dtod": {"g_dtod_std": 0.01}}))
+    cs = CalibrationSettings()
+    cs.dir, cs.repeats, cs.gain_repeats = tmp_path, 2, 2
+    path, summary = calibrate(board, cs, "xor-like", 27.0, "ideal", progress=lambda s: None)
+    topo = board.topology
+    mapped = sum(topo.groups[g].stop - topo.groups[g].start for g in ("g_in", "g_out"))
+    counts = summary["fault_counts"]
+    assert counts["healthy"] == 0 and counts["unresolved"] == mapped == summary["fault_map_unresolved"]
+    assert sum(counts.values()) == topo.n_conductances
+    assert "unresolved" in (path / "report.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def calibrated_xor(tmp_path_factory):
+    """A calibration of sim-xor on a discrete bench, and the --set options that select it."""
+    root = tmp_path_factory.mktemp("cal")
+    dev = ["--set", "board.devices={preset: discrete-bench, seed: 3}",
+           "--set", f"board.calibration={{dir: {root}, repeats: 2, gain_repeats: 2, amplitude_v: 0.2}}"]
+    assert main(["calibrate", "sim-xor"] + dev) == 0
+    (folder,) = [p for p in root.rglob("calibration.json")]
+    return folder.parent, dev
+
+
+def _train(tmp_path, dev, *extra):
+    return main(["train", "sim-xor", "-q", "--runs-dir", str(tmp_path / "runs"), "--set", "train.epochs=1",
+                 "--set", "output.plots=false", *dev, *extra])
+
+
+def test_train_refuses_a_calibration_of_another_board_size(tmp_path, capsys, calibrated_xor):
+    folder, dev = calibrated_xor
+    capsys.readouterr()
+    # same circuit name, preset and device seed, but 16 hidden nodes: its arrays cannot apply
+    assert _train(tmp_path, dev, "--set", "board.circuit.hidden.count=16") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(folder) in err and "hil calibrate" in err
+    assert "this board has 6, 16, 4" in err
+
+
+@pytest.mark.parametrize("broken", ["json", "npz"])
+def test_train_refuses_an_unreadable_calibration_naming_it(tmp_path, capsys, calibrated_xor, broken):
+    folder, dev = calibrated_xor
+    name = "calibration.json" if broken == "json" else "calibration.npz"
+    good = (folder / name).read_bytes()
+    try:
+        (folder / name).write_bytes(good[: len(good) // 3])  # a file cut short (disk full, copy interrupted)
+        capsys.readouterr()
+        assert _train(tmp_path, dev) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(folder) in err and "unreadable calibration" in err
+    finally:
+        (folder / name).write_bytes(good)
+
+
+def test_train_warns_when_the_board_was_configured_differently_since(tmp_path, capsys, calibrated_xor):
+    folder, dev = calibrated_xor
+    assert json.loads((folder / "calibration.json").read_text())["devices"] == {"preset": "discrete-bench", "seed": 3}
+    capsys.readouterr()
+    assert _train(tmp_path, dev, "--set", "board.devices.faults={p_stuck_on: 0.2}") == 0
+    err = capsys.readouterr().err
+    assert "another board.devices section" in err and "hil calibrate" in err
