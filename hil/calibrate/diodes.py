@@ -59,8 +59,12 @@ def node_currents(board, g: np.ndarray, u: np.ndarray, e: np.ndarray, w: np.ndar
 
 def fit_diodes(board, g: np.ndarray, offsets: ChannelOffsets | None, temperature_c: float = 27.0,
                v_ref: float = 0.0, sweep_v: np.ndarray | None = None, repeats: int = 8,
-               min_drive_v: float = 0.02) -> DiodeFit:
+               min_drive_v: float = 0.02, fit_law: bool = True) -> DiodeFit:
     """Sweep all sources to −s, compute diode currents from KCL and fit each node.
+
+    ``fit_law``: fit the Shockley law (``shockley`` elements); False for elements without an
+    exponential law (ideal diodes and the other piecewise-linear elements), whose reading noise and
+    turn-on spread would otherwise yield meaningless fits: only their clamp levels are reported.
 
     The default sweep goes from 0.05 V to 8 V, or to the lowest ``v_min`` magnitude of the board's
     channels when it reports them (``level_bounds_v``, an instrument bench)."""
@@ -105,7 +109,7 @@ def fit_diodes(board, g: np.ndarray, offsets: ChannelOffsets | None, temperature
     n_nodes = topo.n_hidden
     i_s, n_em, r_s, res, leak = (np.full(n_nodes, np.nan) for _ in range(5))
     I_d = -I0 + g_leak0 * E
-    for k in range(n_nodes):
+    for k in range(n_nodes if fit_law else 0):
         # keep points whose drive across the conductances is well above source/reading errors
         ok = (I_d[:, k] > 0) & (s + E[:, k] > min_drive_v)
         if ok.sum() < 6:

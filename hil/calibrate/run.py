@@ -46,7 +46,8 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
     progress("4/6 programming response and fault map (two programmed levels)")
     fmap = characterise(board, off, repeats=cs.repeats, amplitude_v=cs.amplitude_v)
     progress("5/6 diode I-V sweep")
-    dfit = fit_diodes(board, now.g, off, temperature_c=temperature_c if temperature_c is not None else 27.0)
+    dfit = fit_diodes(board, now.g, off, temperature_c=temperature_c if temperature_c is not None else 27.0,
+                      fit_law="shockley" in diode_kind)  # piecewise-linear elements: clamp levels only
     progress("6/6 drift reference patterns")
     u_ref = probe_patterns(topo.n_sources, cs.amplitude_v)[:16]
     ref = board.measure_sources(u_ref)

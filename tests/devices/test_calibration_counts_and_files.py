@@ -94,3 +94,19 @@ def test_train_warns_when_the_board_was_configured_differently_since(tmp_path, c
     assert _train(tmp_path, dev, "--set", "board.devices.faults={p_stuck_on: 0.2}") == 0
     err = capsys.readouterr().err
     assert "another board.devices section" in err and "hil calibrate" in err
+
+
+def test_ideal_diode_board_gets_clamp_levels_not_a_shockley_fit(tmp_path):
+    """Ideal diodes have no exponential law: with reading noise and a turn-on spread the sweep used to
+    yield 'fits' with n at its lower bound (0.3) on half the nodes of sim-digits-mismatch, and the
+    report plotted their I_s instead of the clamp levels."""
+    c = random_circuit(8, n_inputs=8, n_outputs=2, seed=1, coupling_degree=0, g_range=(1e-5, 1e-4), g_leak_s=1e-8)
+    board = NonIdealBoard(c, 1e-8, 1e-4, parse_devices({"preset": "discrete-bench", "diode_spread": {"v_ref_dtod": 0.033}}))
+    cs = CalibrationSettings()
+    cs.dir, cs.repeats, cs.gain_repeats, cs.amplitude_v = tmp_path, 2, 2, 0.2
+    path, _ = calibrate(board, cs, "ideal-diodes", 27.0, "ideal", progress=lambda s: None)
+    a = np.load(path / "calibration.npz")
+    assert np.all(np.isnan(a["diode_i_s_a"])) and np.all(np.isnan(a["diode_n"]))
+    truth = board.true_diodes().v_ref
+    assert np.std(truth) > 0.01  # a real spread to resolve
+    assert np.max(np.abs(a["diode_clamp_v"] - truth)) <= 1e-3  # V
