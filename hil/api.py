@@ -513,6 +513,9 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
             run.write_metadata(meta)
             if progress and cal_meta.get("calibration"):
                 print(f"hil train: {_calibration_line(cal_meta['calibration'])}", flush=True)
+            elif progress and cal_meta.get("calibration_searched"):
+                print(f"hil train: no calibration found in {cal_meta['calibration_searched']} ('hil calibrate' writes "
+                      "one): training on the readings as measured, no stuck mask", flush=True)
             return _fit(board, Trainer(board, s, data, run, progress=progress))
     finally:
         run.close()
@@ -652,7 +655,9 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
                                f"give more than {done} to continue it"], source)
         if done is not None and done >= s.epochs and not overrides:  # finished: no board to build (or bench to open)
             return None
-        board, data, _ = _board_and_data(s, source, board_options, path)
+        board, data, cal_meta = _board_and_data(s, source, board_options, path)
+        if progress and cal_meta.get("calibration"):  # the one its metadata recorded
+            print(f"hil train: {_calibration_line(cal_meta['calibration'])}", flush=True)
         _attach_events(board, run)
         run.event("blas_threads", **_blas_threads(s, source))
         with board:

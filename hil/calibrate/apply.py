@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from hil.calibrate import store
 from hil.calibrate.settings import parse_calibration
@@ -11,7 +12,8 @@ from hil.calibrate.settings import parse_calibration
 def wrap_with_calibration(board, settings, resume_dir: str | None = None,
                           emulated: bool = False) -> tuple[object, dict]:
     """(board, metadata): the board wrapped with the newest calibration of this board if
-    ``board.calibration.apply`` and one exists; a stale one is applied with a warning.
+    ``board.calibration.apply`` and one exists; a stale one is applied with a warning.  When a
+    calibratable board has none, ``metadata["calibration_searched"]`` names the folder looked in.
     A resumed run (``resume_dir``) uses the calibration its metadata recorded, so it continues exactly.
     ``emulated``: an instrument bench rehearsed on its emulators (its own calibrations)."""
     cs = parse_calibration(settings.calibration)
@@ -27,6 +29,8 @@ def wrap_with_calibration(board, settings, resume_dir: str | None = None,
     else:
         cal = store.newest(cs.dir, name)
     if cal is None:
+        if resume_dir is None and hasattr(board, "measure_sources"):  # a board that could have been calibrated
+            meta["calibration_searched"] = str(Path(cs.dir) / name)
         return board, meta
     problem = store.topology_problem(cal, board.topology)
     if problem is not None:  # its arrays would not even broadcast against this board's readings

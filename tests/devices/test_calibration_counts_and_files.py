@@ -110,3 +110,22 @@ def test_ideal_diode_board_gets_clamp_levels_not_a_shockley_fit(tmp_path):
     truth = board.true_diodes().v_ref
     assert np.std(truth) > 0.01  # a real spread to resolve
     assert np.max(np.abs(a["diode_clamp_v"] - truth)) <= 1e-3  # V
+
+
+def test_train_says_which_calibration_it_applies_or_that_there_is_none(tmp_path, capsys, calibrated_xor):
+    folder, dev = calibrated_xor
+    capsys.readouterr()
+    other = ["--set", "board.devices={preset: discrete-bench, seed: 4}", dev[2], dev[3]]  # never calibrated
+    assert main(["train", "sim-xor", "--runs-dir", str(tmp_path / "r2"), "--set", "train.epochs=1",
+                 "--set", "output.plots=false", *other]) == 0
+    out = capsys.readouterr().out
+    assert "hil train: no calibration found in" in out and "xor-2x8x4-discrete-bench-4" in out
+    run = next((tmp_path / "r2").iterdir())
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=2"]) == 0
+    assert "calibration" not in capsys.readouterr().out  # the run recorded none: it goes on without one
+    assert main(["train", "sim-xor", "--runs-dir", str(tmp_path / "r3"), "--set", "train.epochs=1",
+                 "--set", "output.plots=false", *dev]) == 0
+    assert f"hil train: applying calibration {folder}" in capsys.readouterr().out
+    run = next((tmp_path / "r3").iterdir())
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=2"]) == 0
+    assert f"hil train: applying calibration {folder}" in capsys.readouterr().out
