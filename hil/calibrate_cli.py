@@ -51,7 +51,10 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
 
     raw = apply_overrides(load_yaml(args.config), args.set or [])
     settings = parse_settings(raw, args.config)
-    cs = parse_calibration(settings.calibration)
+    try:
+        cs = parse_calibration(settings.calibration)
+    except ConfigError as exc:  # say which config the bad key is in
+        raise ConfigError(exc.problems, args.config) from None
     if args.dir is not None:
         cs.dir = args.dir
     try:  # before anything is measured: a calibration that cannot be saved is lost work
