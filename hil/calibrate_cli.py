@@ -65,6 +65,8 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
         board = make_board(settings.backend, settings.circuit, settings.g_min, settings.g_max,
                            settings.instrument_board, devices=settings.devices,
                            **emulated_board_options(args, stack, raw, args.config, "hil calibrate"))
+    except ConfigError as exc:  # already worded as a configuration problem
+        raise ConfigError(exc.problems, args.config) from None
     except (ValueError, TypeError) as exc:
         raise ConfigError([f"{type(exc).__name__}: {exc}"], args.config) from exc
     name = store.board_id(settings.name, settings.circuit, settings.devices, bench_name(settings), bool(args.emulate))

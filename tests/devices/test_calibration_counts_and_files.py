@@ -129,3 +129,13 @@ def test_train_says_which_calibration_it_applies_or_that_there_is_none(tmp_path,
     run = next((tmp_path / "r3").iterdir())
     assert main(["train", "--resume", str(run), "--set", "train.epochs=2"]) == 0
     assert f"hil train: applying calibration {folder}" in capsys.readouterr().out
+
+
+def test_calibrate_configuration_errors_are_one_plain_line_naming_the_config(capsys):
+    assert main(["calibrate", "sim-xor-cascade", "--set", "board.devices={preset: discrete-bench}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.count("invalid configuration") == 1 and "ConfigError" not in err
+    assert "in sim-xor-cascade: board.devices" in err
+    assert main(["calibrate", "sim-xor", "--set", "board.devices={preset: discrete-bench}",
+                 "--set", "board.calibration.repeats=0"]) == 2
+    assert "in sim-xor: board.calibration.repeats" in capsys.readouterr().err
