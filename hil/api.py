@@ -52,7 +52,7 @@ __all__ = [
     "load_config", "parse_config", "build_board", "build_circuit", "measure", "make_loss", "gradient",
     "named_conductances", "train_steps", "train", "resume", "load_run", "LoadedRun", "evaluate_run", "Evaluation",
     "load_data", "ESTIMATORS", "ConfigError", "RunDirError", "Board", "Measurement", "GradientResult", "Loss",
-    "TrainSettings",
+    "TrainSettings", "calibrate", "apply_calibration",
 ]
 
 
@@ -433,6 +433,49 @@ def named_conductances(board: Board, values: ArrayLike | None = None, by: str = 
 
 
 # ---- training ----------------------------------------------------------------------------------
+def calibrate(board: Board, config: dict | TrainSettings | str | Path, directory: str | Path | None = None,
+              progress: bool = False, source: str = "") -> tuple[Path, dict]:
+    """Calibrate ``board`` (a simulated non-ideal board from :func:`build_board` of the same config)
+    as ``hil calibrate CONFIG`` does: through the board protocol only, into ``directory`` (default
+    ``board.calibration.dir``) under the folder :func:`train` looks in.  Returns the calibration
+    folder and its summary (``fault_counts`` add up to every conductance).  A board that cannot
+    set its sources (the ideal simulated board) is a ConfigError."""
+    from hil.calibrate.apply import calibration_identity
+    from hil.calibrate.run import calibrate as run_calibration
+    from hil.calibrate.settings import parse_calibration
+
+    _check_board(board)
+    config, source = _config(config, source)
+    s = parse_config(config, source)
+    with config_phase(source):
+        cs = parse_calibration(s.calibration)
+    if directory is not None:
+        cs.dir = str(directory)
+    if not hasattr(board, "measure_sources"):
+        raise ConfigError(["board: calibration sets every source (rails included) and this board cannot; "
+                           "give the config board.devices to model a real board"], source)
+    name, temperature, diode_kind = calibration_identity(s)
+    say = (lambda line: print(f"hil calibrate: {line}", flush=True)) if progress else (lambda line: None)
+    return run_calibration(board, cs, name, temperature, diode_kind, progress=say, devices=s.devices)
+
+
+def apply_calibration(board: Board, config: dict | TrainSettings | str | Path,
+                      source: str = "") -> tuple[Board, Path | None]:
+    """``board`` wrapped with the compensations of ``board.calibration`` and the newest calibration of
+    the config's board, as :func:`train` does (``board.calibration.dir``); (board, calibration folder), or
+    the board unchanged and None when there is none.  A calibration of another board size or an
+    unreadable one is a ConfigError naming its folder."""
+    from hil.calibrate.apply import wrap_with_calibration
+
+    _check_board(board)
+    config, source = _config(config, source)
+    s = parse_config(config, source)
+    with config_phase(source):
+        wrapped, meta = wrap_with_calibration(board, s)
+    cal = meta.get("calibration")
+    return wrapped, (Path(cal["path"]) if cal else None)
+
+
 def train_steps(board: Board, config: dict | TrainSettings | str | Path, x: ArrayLike, target: ArrayLike,
                 steps: int = 1, loss: Loss | None = None) -> list[float]:
     """A few optimizer steps on one batch, without a run directory (for experiments).

@@ -43,7 +43,7 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     from hil.boards.factory import make_board
     from hil.emulate_options import emulated_board_options
     from hil.calibrate import store
-    from hil.calibrate.apply import bench_name
+    from hil.calibrate.apply import calibration_identity
     from hil.calibrate.run import calibrate
     from hil.calibrate.settings import parse_calibration
     from hil.train.rundir import RunDirError, prepare_runs_dir
@@ -69,9 +69,7 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
         raise ConfigError(exc.problems, args.config) from None
     except (ValueError, TypeError) as exc:
         raise ConfigError([f"{type(exc).__name__}: {exc}"], args.config) from exc
-    name = store.board_id(settings.name, settings.circuit, settings.devices, bench_name(settings), bool(args.emulate))
-    element = ((settings.circuit or {}).get("hidden", {}) or {}).get("element", {}) or {}
-    temperature = ((settings.devices or {}).get("temperature", {}) or {}).get("temperature_c", element.get("temperature_c", 27.0))
+    name, temperature, diode_kind = calibration_identity(settings, bool(args.emulate))
     if not hasattr(board, "measure_sources"):
         raise ConfigError(["board: calibration sets every source (rails included) and this board cannot; an ideal "
                            "simulated board needs no calibration (give it board.devices to model a real one)"],
@@ -81,7 +79,7 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
     counter = (lambda: stats.measured_points) if hasattr(stats, "measured_points") else None
     try:
         with board, outputs_read_back(board), StageProgress("hil calibrate", counter) as stages:
-            path, summary = calibrate(board, cs, name, temperature, element.get("model", "ideal"),
+            path, summary = calibrate(board, cs, name, temperature, diode_kind,
                                       progress=stages.stage, devices=settings.devices)
     except RuntimeError as exc:
         print(f"hil calibrate: calibration failed: {exc}", file=sys.stderr)

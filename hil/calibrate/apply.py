@@ -65,3 +65,13 @@ def bench_name(settings) -> str | None:
     """The bench's name for an instrument-backed config, else ``None``."""
     spec = getattr(settings, "instrument_board", None)
     return None if spec is None or settings.backend != "instruments" else spec.bench.name
+
+
+def calibration_identity(settings, emulated: bool = False) -> tuple[str, float, str]:
+    """(board folder name, bench temperature in °C, diode law) of a config's board, as ``hil calibrate``
+    records them: the temperature of ``board.devices.temperature``, else the element's, else 27 °C."""
+    name = store.board_id(settings.name, settings.circuit, settings.devices, bench_name(settings), emulated)
+    element = ((settings.circuit or {}).get("hidden", {}) or {}).get("element", {}) or {}
+    temperature = ((settings.devices or {}).get("temperature", {}) or {}).get("temperature_c",
+                                                                              element.get("temperature_c", 27.0))
+    return name, temperature, element.get("model", "ideal")

@@ -139,3 +139,20 @@ def test_calibrate_configuration_errors_are_one_plain_line_naming_the_config(cap
     assert main(["calibrate", "sim-xor", "--set", "board.devices={preset: discrete-bench}",
                  "--set", "board.calibration.repeats=0"]) == 2
     assert "in sim-xor: board.calibration.repeats" in capsys.readouterr().err
+
+
+def test_python_api_calibrates_and_applies_like_the_cli(tmp_path):
+    import hil.api as hil
+
+    cfg = hil.load_config("sim-xor", overrides=["board.devices={preset: discrete-bench, seed: 5}",
+                                                 f"board.calibration={{dir: {tmp_path}, repeats: 2, gain_repeats: 2}}"])
+    board = hil.build_board(cfg)
+    path, summary = hil.calibrate(board, cfg)
+    assert path.parent.name == "xor-2x8x4-discrete-bench-5"  # where hil train looks
+    assert sum(summary["fault_counts"].values()) == board.topology.n_conductances
+    wrapped, used = hil.apply_calibration(hil.build_board(cfg), cfg)
+    assert used == path and wrapped is not board
+    z = hil.measure(wrapped, [[0.0, 0.0]])
+    assert z.info and "readings corrected with the calibrated offsets and gains" in z.info["reading_errors"]
+    with pytest.raises(hil.ConfigError, match="cannot"):
+        hil.calibrate(hil.build_board("sim-xor"), "sim-xor")
