@@ -806,6 +806,9 @@ def _is_bench_config(path: Path) -> bool:
 def load_run(run_dir: str | Path, checkpoint: str = "best", simulated_twin: bool = False) -> LoadedRun:
     """Rebuild a run's board and program it with a checkpoint (``best`` or ``last``).
 
+    A simulated board that trained with a calibration is wrapped with the same one (recorded in the
+    run's metadata), so it reads and masks as during training.
+
     Also accepts a checkpoint file (``…/checkpoints/last.npz``).  A damaged checkpoint falls
     back to the other one with a warning.  A run on an instrument bench is refused, or with
     ``simulated_twin`` loaded into a simulated board of the bench's circuit (see :func:`build_board`).
@@ -828,6 +831,11 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", simulated_twin: bool
     source = str(path / "config.resolved.yaml")
     s = parse_config(run.read_config(), source)
     board = build_board(s, source, simulated_twin=simulated_twin)
+    if s.backend != "instruments":  # the calibration the run trained with (its metadata): same readings, same mask
+        from hil.calibrate.apply import wrap_with_calibration
+
+        with config_phase(source):
+            board, _ = wrap_with_calibration(board, s, str(path), warn=False)
     used, ck = run.load_checkpoint_with_fallback(checkpoint)
     check_checkpoint_fits(ck, board.topology, f"checkpoint {used} of {path}")
     board.program(ck["conductances_s"], rel_tol=0.0)

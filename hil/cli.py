@@ -452,6 +452,9 @@ def cmd_eval(args) -> int:
         print("diodes      none (a linear network)")
     else:
         print(f"diodes      {100 * ev.conduction_fraction:.1f} % conducting")
+    calibration = getattr(getattr(run.board, "cal", None), "path", None)
+    if calibration is not None:
+        print(f"calibration {calibration} (the one the run trained with)")
     if not args.quiet:
         k = ev.confusion.shape[0]
         print("confusion   rows: true class, columns: predicted")

@@ -10,12 +10,13 @@ from hil.calibrate.settings import parse_calibration
 
 
 def wrap_with_calibration(board, settings, resume_dir: str | None = None,
-                          emulated: bool = False) -> tuple[object, dict]:
+                          emulated: bool = False, warn: bool = True) -> tuple[object, dict]:
     """(board, metadata): the board wrapped with the newest calibration of this board if
     ``board.calibration.apply`` and one exists; a stale one is applied with a warning.  When a
     calibratable board has none, ``metadata["calibration_searched"]`` names the folder looked in.
     A resumed run (``resume_dir``) uses the calibration its metadata recorded, so it continues exactly.
-    ``emulated``: an instrument bench rehearsed on its emulators (its own calibrations)."""
+    ``emulated``: an instrument bench rehearsed on its emulators (its own calibrations).  ``warn``:
+    print the staleness warnings on stderr."""
     cs = parse_calibration(settings.calibration)
     name = store.board_id(settings.name, settings.circuit, settings.devices, bench_name(settings), emulated)
     meta = {"calibration": None}
@@ -40,7 +41,7 @@ def wrap_with_calibration(board, settings, resume_dir: str | None = None,
     if bench_name(settings) is None and not store.same_devices(cal, settings.devices):
         reasons.append(f"calibration {cal.path.name} was taken with another board.devices section "
                        f"({cal.meta.get('devices')}) than this config's ({settings.devices})")
-    for r in reasons:
+    for r in reasons if warn else ():  # (an evaluation of a finished run: the run's own calibration, as it was)
         print(f"hil: warning: {r}; run 'hil calibrate' again", file=sys.stderr)
     from hil.boards.calibrated import CalibratedBoard
 
