@@ -275,6 +275,16 @@ def _check_inputs(x: np.ndarray, n_inputs: int, where: str, source: str = "") ->
     return x
 
 
+def _nominal_trained_circuit(run):
+    """The config's circuit with the conductances (S) the checkpoint programmed (a non-ideal board's own
+    circuit holds the devices' draws, which the simulator keeps to itself)."""
+    from hil.train.rundir import RunDir
+
+    _, ck = RunDir(run.path).load_checkpoint_with_fallback(run.checkpoint)
+    g = np.clip(np.asarray(ck["conductances_s"], float), run.settings.g_min, run.settings.g_max)
+    return api.build_circuit(RunDir(run.path).read_config(), str(run.path)).with_conductances(g)
+
+
 def _circuit_and_inputs(args):
     """(circuit, inputs (B, n_inputs) V, description) from a config, a run directory or a checkpoint.
 
@@ -286,8 +296,11 @@ def _circuit_and_inputs(args):
         if args.set:
             raise ConfigError(["--set: not accepted with a run directory (the trained circuit is fixed)"])
         run = api.load_run(target, args.checkpoint, simulated_twin=True)
-        circuit = run.board.circuit
+        circuit = getattr(run.board, "circuit", None)
         what = f"run {run.path} ({run.checkpoint} checkpoint, epoch {run.epoch})"
+        if circuit is None:  # a non-ideal simulated board (board.devices): its nominal circuit, trained targets
+            circuit = _nominal_trained_circuit(run)
+            what += ", nominal circuit (the board's device non-idealities are not in it)"
         if run.settings.backend == "instruments":
             what += ", the bench's circuit simulated"
         if args.input is not None:

@@ -171,3 +171,14 @@ def test_eval_of_a_calibrated_run_reads_through_its_calibration(tmp_path, capsys
     capsys.readouterr()
     assert main(["eval", str(run_dir), "--checkpoint", "last", "-q"]) == 0
     assert f"calibration {folder}" in capsys.readouterr().out
+
+
+def test_solve_and_netlist_of_a_run_on_a_non_ideal_board(tmp_path, capsys, calibrated_xor):
+    """Both stopped with an internal error (the non-ideal board keeps no nominal circuit)."""
+    _, dev = calibrated_xor
+    assert _train(tmp_path, dev) == 0
+    run_dir = next((tmp_path / "runs").iterdir())
+    capsys.readouterr()
+    assert main(["solve", str(run_dir), "--json"]) == 0
+    assert main(["netlist", str(run_dir), "-o", str(tmp_path / "trained.cir")]) == 0
+    assert "nominal circuit" in capsys.readouterr().out and (tmp_path / "trained.cir").is_file()
