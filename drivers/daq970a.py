@@ -38,12 +38,12 @@ from hil.drivers.base import ScpiDriver, ShutdownStep
 from hil.drivers.errors import InstrumentConfigError
 from hil.drivers.parsing import format_number, parse_numbers
 
-__all__ = ["Daq970a", "ScanConfig", "channel_list"]
+__all__ = ["Daq970a", "ScanConfig", "channel_list", "NPLC_VALUES", "RANGES_V", "MAX_DELAY_S"]
 
 NPLC_VALUES = (0.02, 0.2, 1.0, 2.0, 10.0, 20.0, 100.0, 200.0)
 RANGES_V = (0.1, 1.0, 10.0, 100.0, 300.0)
 _AUTOZERO = {"off": "OFF", "once": "ONCE", "on": "ON"}
-_MAX_DELAY_S = 60.0
+MAX_DELAY_S = 60.0
 _MAX_SCAN_CHANNELS = 120
 _SLOW_LINE_HZ = 50.0
 
@@ -84,8 +84,8 @@ class ScanConfig:
             problems.append(f"range_v {range_v!r}: one of {RANGES_V} V")
         if autozero not in _AUTOZERO:
             problems.append(f"autozero {autozero!r}: one of {tuple(_AUTOZERO)}")
-        if not (isinstance(delay_s, (int, float)) and 0 <= delay_s <= _MAX_DELAY_S):
-            problems.append(f"delay_s {delay_s!r}: 0..{_MAX_DELAY_S} s")
+        if not (isinstance(delay_s, (int, float)) and 0 <= delay_s <= MAX_DELAY_S):
+            problems.append(f"delay_s {delay_s!r}: 0..{MAX_DELAY_S} s")
         if problems:
             raise InstrumentConfigError("; ".join(problems))
         self.channels = chans

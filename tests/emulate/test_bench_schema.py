@@ -139,3 +139,30 @@ def test_source_range_is_the_named_models_not_the_familys():
         load_bench(wide)
     raw["instruments"]["smu1"]["model"] = "2612B"
     assert load_bench(raw).instruments["smu1"].channels["a"].settings["v_max"] == 100.0
+
+
+def test_settings_the_instruments_cannot_take_are_refused_with_their_path():
+    """Bounds that exclude 0 V (outputs start and end there), a source range below the bounds, an
+    NPLC outside the model's, a scanner range or NPLC the DAQ does not have, a negative seed: each
+    is one line with its dotted path, never a failure after the bench was opened."""
+    raw = _raw("scpi-xor")
+    b = raw["bench"]
+    b["seed"] = -1
+    for name, channel, change in (("smu_x", "1", {"v_min": 0.5}), ("smu_xn", "1", {"v_min": -1.0, "v_max": -0.5}),
+                                  ("smu_rail", "1", {"voltage_range_v": 0.2}), ("smu_y2", "", {"nplc": 50.0})):
+        b["instruments"][name]["channels"][channel] = {**b["instruments"][name]["channels"][channel], **change}
+    b["instruments"]["daq"]["channels"]["101"] = {**b["instruments"]["daq"]["channels"]["101"], "range_v": 7.0,
+                                                  "nplc": 5.0, "delay_s": 61.0}
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    problems = "\n".join(info.value.problems)
+    for expected in ("bench.seed: must be an integer >= 0",
+                     "bench.instruments.smu_x.channels.1.v_min: must be <= 0 V",
+                     "bench.instruments.smu_xn.channels.1.v_max: must be >= 0 V",
+                     "bench.instruments.smu_rail.channels.1.voltage_range_v: 0.2 V cannot source",
+                     "bench.instruments.smu_y2.channels..nplc: 50 is outside the 2450's 0.01..10 PLC",
+                     "bench.instruments.daq.channels.101.range_v: 7 V is not a DC range",
+                     "bench.instruments.daq.channels.101.nplc: 5 is not an integration time",
+                     "bench.instruments.daq.channels.101.delay_s: must be <= 60 s"):
+        assert expected in problems, problems
+    assert len(info.value.problems) == 8, problems  # the other channels (shared YAML anchors) stay valid
