@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 from hil.config import ConfigError, Section, load_yaml
 
-__all__ = ["InstrumentBoardSpec", "parse_instrument_board", "ACQUISITION_MODES", "SCHEMES"]
+__all__ = ["InstrumentBoardSpec", "parse_instrument_board", "level_problems", "ACQUISITION_MODES", "SCHEMES"]
 
 ACQUISITION_MODES = ("auto", "triggered", "stepwise")
 SCHEMES = ("write_verify", "none")
@@ -280,3 +280,50 @@ def _check_devices(p: Section, devices: Any, circuit: Any) -> None:
             if key in seen:
                 p.error(f"devices.{name}", f"selected by the same crosspoints as {seen[key]}")
             seen[key] = name
+
+
+def level_problems(spec: InstrumentBoardSpec, topology: Any, inputs: Any, estimator: str,
+                   options: dict) -> list[str]:
+    """Levels a training run will ask of an SMU channel beyond its bench limits, one line each.
+
+    The source nodes carry every sample of ``inputs`` (logical inputs, mapped by the topology:
+    inverted copies and rails included); the output ports their normal voltage, moved by the
+    estimator's drive ``options["delta_v"]`` (V) in the perturbed phases. The board would refuse
+    such a batch at run time (nothing applied, exit 1) after opening the bench; here it is a
+    configuration mistake named before anything is opened.
+
+    Args:
+        spec: the validated instrument board.
+        topology: the board's :class:`~hil.board.BoardTopology`.
+        inputs: (N, n_inputs) every sample the run measures, V before the input map.
+        estimator: the configured estimator name (for the dotted path of its drive).
+        options: that estimator's options.
+    """
+    import numpy as np
+
+    from hil.drivers.limits import effective_bounds
+
+    bench = spec.bench
+    names = [n for n, k in zip(topology.node_names, topology.node_kinds) if k == "source"]
+    ports = [n for n, k in zip(topology.node_names, topology.node_kinds) if k == "output"]
+    x = np.asarray(inputs, dtype=float)
+    u = topology.source_voltages(x.reshape(-1, topology.n_inputs)) if x.size else np.zeros((0, len(names)))
+    drive = float(options.get("delta_v") or 0.0) if estimator == "hl" else 0.0  # hl's ± port drive
+    rest = np.asarray(topology.output_voltage, dtype=float)
+    wanted = [(node, u[:, j].min(initial=0.0), u[:, j].max(initial=0.0), bench.wiring.sources.get(node),
+               "data.input_scale_v" if np.any(topology.source_matrix[j]) else "board.bench.circuit (its rail)")
+              for j, node in enumerate(names)]
+    wanted += [(node, rest[j] - drive, rest[j] + drive, bench.wiring.outputs.get(node),
+                f"train.{estimator}.delta_v" if drive else "board.bench.circuit (its output voltage)")
+               for j, node in enumerate(ports)]
+    out = []
+    for node, lo_v, hi_v, port, key in wanted:
+        if port is None:
+            continue
+        limits = bench.instruments[port[0]].channels[port[1]].smu_config().limits
+        lo, hi = effective_bounds(limits)
+        if lo_v < lo - 1e-12 or hi_v > hi + 1e-12:
+            where = f"{port[0]}.{port[1]}" if port[1] else port[0]
+            out.append(f"{key}: {node} would reach {lo_v or 0.0:g} .. {hi_v or 0.0:g} V, beyond {where}'s limits "
+                       f"{lo:g} .. {hi:g} V in the bench file (a batch beyond them is refused)")
+    return out
