@@ -554,15 +554,24 @@ class InstrumentBoard(BoardBase):
             forget()
 
     def verify_safe(self) -> list[str]:
-        """Read back every SMU channel's output state and programmed level; return what is (or
-        may be) not off at 0 V.
+        """Read back every SMU channel's output state and programmed level, and every matrix's
+        closed relays; return what is (or may be) not off at 0 V, or not open.
 
-        Empty when every output reports off with its level within 1 µV of 0 V. A channel whose
+        Empty when every output reports off with its level within 1 µV of 0 V and no matrix
+        reports a closed relay. A channel whose
         state or level cannot be read (dead link, implausible reply) is listed as unverified: the
         caller must not claim it is safe.
         """
         problems = []
         for name, inst in self.instruments.items():
+            if self._is_matrix(name):  # a relay left closed joins lines the next run expects apart
+                try:
+                    if closed := inst.closed():
+                        spec = getattr(inst, "specifier", lambda rc: f"{rc[0]}{rc[1]:02d}")
+                        problems.append(f"{name}: relays still closed: " + ", ".join(spec(c) for c in sorted(closed)))
+                except BaseException as exc:
+                    problems.append(f"{name}: relays not verified open ({type(exc).__name__})")
+                continue
             if not hasattr(inst, "output_enabled"):
                 continue
             for ch in getattr(inst, "channels", ()):
