@@ -331,6 +331,7 @@ _OPTION_KEYS = {
 
 
 def _instrument(sec: Section, name: str, timing: Timing, driver_names: list[str]) -> Optional[InstrumentSpec]:
+    problems_at_start = len(sec.problems)
     if not _NAME_RE.match(name):
         sec.problems.append(f"{sec.path}: instrument name must match [a-z][a-z0-9_]*")
     driver = sec.get("driver", str)
@@ -400,7 +401,27 @@ def _instrument(sec: Section, name: str, timing: Timing, driver_names: list[str]
     sec.finish()
     if driver is None or model is None or resource is None or kind is None:
         return None
-    return InstrumentSpec(name, driver, kind, model, resource, visa_library, timeout_s or 5.0, channels, options)
+    spec = InstrumentSpec(name, driver, kind, model, resource, visa_library, timeout_s or 5.0, channels, options)
+    if len(sec.problems) == problems_at_start:  # the rest is right: would the driver take it?
+        _driver_accepts(sec, spec)
+    return spec
+
+
+def _driver_accepts(sec: Section, spec: InstrumentSpec) -> None:
+    """Build the (unconnected, transport-less) driver once, so every setting its constructor refuses
+    (e.g. a B2900 autozero other than off, scanner channels that disagree) is a configuration error
+    with the instrument's path now, not an error when the bench is opened."""
+    from hil.bench.instruments import driver_kwargs
+    from hil.drivers.errors import InstrumentConfigError
+    from hil.drivers.registry import load_driver
+
+    try:
+        load_driver(spec.driver)(None, **driver_kwargs(spec))
+    except InstrumentConfigError as exc:
+        text, prefix = str(exc), f"{spec.name}: "
+        while text.startswith(prefix):  # the path names the instrument already
+            text = text[len(prefix):]
+        sec.problems.append(f"{sec.path}: {text}")
 
 
 def _endpoint(text: Any, path: str, instruments: Mapping[str, InstrumentSpec], problems: list[str],

@@ -166,3 +166,20 @@ def test_settings_the_instruments_cannot_take_are_refused_with_their_path():
                      "bench.instruments.daq.channels.101.delay_s: must be <= 60 s"):
         assert expected in problems, problems
     assert len(info.value.problems) == 8, problems  # the other channels (shared YAML anchors) stay valid
+
+
+def test_settings_the_driver_refuses_are_configuration_errors_of_the_bench_file():
+    """A B2900 channel with autozero other than off (the bench timing's default is 'once') and
+    scanner channels whose settings disagree used to load, then fail when the bench was opened."""
+    raw = _raw("scpi-xor")
+    raw["bench"]["timing"]["autozero"] = "once"
+    daq = raw["bench"]["instruments"]["daq"]["channels"]
+    daq["102"] = {**daq["102"], "nplc": 10.0}
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    problems = info.value.problems
+    assert ("bench.instruments.smu_x: channel '1': autozero 'once': no verified B2900 autozero command; use 'off'"
+            in problems), problems
+    assert ("bench.instruments.daq: every scanned channel needs the same range_v, nplc, autozero and delay_s"
+            in problems), problems
+    assert not any(p.startswith("bench.instruments.smu_y2") for p in problems)  # a 2450 takes autozero once
