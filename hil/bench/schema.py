@@ -398,6 +398,7 @@ def _instrument(sec: Section, name: str, timing: Timing, driver_names: list[str]
         ae = options["allowed_errors"]
         if not (isinstance(ae, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in ae)):
             sec.error("allowed_errors", "expected a list of integer error codes")
+    _check_option_types(sec, options)
     sec.finish()
     if driver is None or model is None or resource is None or kind is None:
         return None
@@ -405,6 +406,24 @@ def _instrument(sec: Section, name: str, timing: Timing, driver_names: list[str]
     if len(sec.problems) == problems_at_start:  # the rest is right: would the driver take it?
         _driver_accepts(sec, spec)
     return spec
+
+
+def _check_option_types(sec: Section, options: dict[str, Any]) -> None:
+    """Shapes of the instrument options the drivers, emulators and the timing model read."""
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    slots = options.get("slots")
+    if "slots" in options and not (isinstance(slots, dict) and slots
+                                   and all(is_int(k) and is_int(v) and v > 0 for k, v in slots.items())):
+        sec.error("slots", f"expected a mapping {{slot: number of channels}} of positive integers, got {slots!r}")
+    for key in ("relay_s", "relay_time_s"):
+        v = options.get(key)
+        if key in options and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf):
+            sec.error(key, f"expected a finite time in s >= 0, got {v!r}")
+    for key in ("require_interlock", "binary"):
+        if key in options and not isinstance(options[key], bool):
+            sec.error(key, f"expected true or false, got {options[key]!r}")
+    if "rows" in options and not isinstance(options["rows"], str):
+        sec.error("rows", f"expected the row letters as a string (e.g. ABCDEFGH), got {options['rows']!r}")
 
 
 def _driver_accepts(sec: Section, spec: InstrumentSpec) -> None:
@@ -417,7 +436,7 @@ def _driver_accepts(sec: Section, spec: InstrumentSpec) -> None:
 
     try:
         load_driver(spec.driver)(None, **driver_kwargs(spec))
-    except InstrumentConfigError as exc:
+    except (InstrumentConfigError, TypeError, ValueError) as exc:
         text, prefix = str(exc), f"{spec.name}: "
         while text.startswith(prefix):  # the path names the instrument already
             text = text[len(prefix):]

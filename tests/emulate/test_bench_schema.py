@@ -183,3 +183,19 @@ def test_settings_the_driver_refuses_are_configuration_errors_of_the_bench_file(
     assert ("bench.instruments.daq: every scanned channel needs the same range_v, nplc, autozero and delay_s"
             in problems), problems
     assert not any(p.startswith("bench.instruments.smu_y2") for p in problems)  # a 2450 takes autozero once
+
+
+def test_instrument_options_of_the_wrong_shape_are_configuration_errors():
+    """Options the drivers, emulators and timing model read: a wrong shape used to crash when the
+    bench was opened (TypeError/ValueError: an internal error) or pass unnoticed (a negative relay
+    time, require_interlock: 'no' read as true)."""
+    raw = yaml.safe_load((bench_root() / "xor-bench.yaml").read_text())
+    inst = raw["instruments"]
+    inst["daq"].update(slots={1: "x"}, relay_s=-1)
+    inst["matrix"].update(rows=5, relay_time_s="fast")
+    inst["smu1"].update(require_interlock="no")
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    problems = "\n".join(info.value.problems)
+    for key in ("daq.slots", "daq.relay_s", "matrix.rows", "matrix.relay_time_s", "smu1.require_interlock"):
+        assert f"bench.instruments.{key}: expected" in problems, problems
