@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 from hil.config import ConfigError, Section, load_yaml
 
-__all__ = ["InstrumentBoardSpec", "parse_instrument_board", "level_problems", "ACQUISITION_MODES", "SCHEMES"]
+__all__ = ["InstrumentBoardSpec", "parse_instrument_board", "level_problems", "node_bounds", "ACQUISITION_MODES", "SCHEMES"]
 
 ACQUISITION_MODES = ("auto", "triggered", "stepwise")
 SCHEMES = ("write_verify", "none")
@@ -282,6 +282,23 @@ def _check_devices(p: Section, devices: Any, circuit: Any) -> None:
             seen[key] = name
 
 
+def node_bounds(spec: InstrumentBoardSpec, topology: Any) -> dict[str, tuple[float, float, str]]:
+    """``{node: (lo, hi, channel)}`` for every wired source node and output port of ``topology``:
+    the channel's effective source bounds in V (``v_min``/``v_max`` narrowed by ``max_power_w``),
+    as the drivers enforce them, and its name (``"smu1.a"``, or ``"smu_y2"`` for a 2450)."""
+    from hil.drivers.limits import effective_bounds
+
+    bench = spec.bench
+    out = {}
+    for node, kind in zip(topology.node_names, topology.node_kinds):
+        port = (bench.wiring.sources if kind == "source" else bench.wiring.outputs if kind == "output" else {}).get(node)
+        if port is None:
+            continue
+        lo, hi = effective_bounds(bench.instruments[port[0]].channels[port[1]].smu_config().limits)
+        out[node] = (lo, hi, f"{port[0]}.{port[1]}" if port[1] else port[0])
+    return out
+
+
 def level_problems(spec: InstrumentBoardSpec, topology: Any, inputs: Any, estimator: str,
                    options: dict) -> list[str]:
     """Levels a training run will ask of an SMU channel beyond its bench limits, one line each.
@@ -301,29 +318,25 @@ def level_problems(spec: InstrumentBoardSpec, topology: Any, inputs: Any, estima
     """
     import numpy as np
 
-    from hil.drivers.limits import effective_bounds
-
-    bench = spec.bench
     names = [n for n, k in zip(topology.node_names, topology.node_kinds) if k == "source"]
     ports = [n for n, k in zip(topology.node_names, topology.node_kinds) if k == "output"]
     x = np.asarray(inputs, dtype=float)
     u = topology.source_voltages(x.reshape(-1, topology.n_inputs)) if x.size else np.zeros((0, len(names)))
     drive = float(options.get("delta_v") or 0.0) if estimator == "hl" else 0.0  # hl's ± port drive
     rest = np.asarray(topology.output_voltage, dtype=float)
-    wanted = [(node, u[:, j].min(initial=0.0), u[:, j].max(initial=0.0), bench.wiring.sources.get(node),
+    wanted = [(node, u[:, j].min(initial=0.0), u[:, j].max(initial=0.0),
                "data.input_scale_v" if np.any(topology.source_matrix[j]) else "board.bench.circuit (its rail)")
               for j, node in enumerate(names)]
-    wanted += [(node, rest[j] - drive, rest[j] + drive, bench.wiring.outputs.get(node),
+    wanted += [(node, rest[j] - drive, rest[j] + drive,
                 f"train.{estimator}.delta_v" if drive else "board.bench.circuit (its output voltage)")
                for j, node in enumerate(ports)]
+    bounds = node_bounds(spec, topology)
     out = []
-    for node, lo_v, hi_v, port, key in wanted:
-        if port is None:
+    for node, lo_v, hi_v, key in wanted:
+        if node not in bounds:
             continue
-        limits = bench.instruments[port[0]].channels[port[1]].smu_config().limits
-        lo, hi = effective_bounds(limits)
+        lo, hi, where = bounds[node]
         if lo_v < lo - 1e-12 or hi_v > hi + 1e-12:
-            where = f"{port[0]}.{port[1]}" if port[1] else port[0]
             out.append(f"{key}: {node} would reach {lo_v or 0.0:g} .. {hi_v or 0.0:g} V, beyond {where}'s limits "
                        f"{lo:g} .. {hi:g} V in the bench file (a batch beyond them is refused)")
     return out

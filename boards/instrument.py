@@ -338,11 +338,14 @@ class InstrumentBoard(BoardBase):
         return self._measure_levels(u, [w])[0]
 
     def level_bounds_v(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per source then output port: the channel's configured ``(v_min, v_max)`` in V (a sweep
-        that a calibration plans stays inside them; the drivers refuse anything beyond)."""
+        """Per source then output port: the channel's effective bounds in V (``v_min``/``v_max``
+        narrowed by ``max_power_w / i_compliance_a``; a sweep that a calibration plans stays inside
+        them; the drivers refuse anything beyond)."""
+        from hil.drivers.limits import effective_bounds
+
         self.connect()
-        lims = [self.instruments[p.instrument].config(p.channel).limits for p in self.wiring.smu_ports()]
-        return np.array([lim.v_min for lim in lims]), np.array([lim.v_max for lim in lims])
+        b = [effective_bounds(self.instruments[p.instrument].config(p.channel).limits) for p in self.wiring.smu_ports()]
+        return np.array([lo for lo, _ in b]), np.array([hi for _, hi in b])
 
     def _measure_levels(self, u: np.ndarray, w_phases: list) -> list[Measurement]:
         self.connect()
