@@ -167,9 +167,9 @@ def main() -> None:
     bs = s_ideal.batch_size
     batches = [rng.choice(len(data.train.y), bs, replace=False) for _ in range(args.batches)]
     keys = None
-    print(f"| R per segment | conductances | IR drop (first order) | output scale vs ideal | hl flags bias | "
-          f"cos hl/exact g_in | g_out | norm hl/exact g_in | g_out | cos hl/hl-exact g_in | g_out |\n"
-          f"|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| R per segment | conductances | IR drop (first order) | output scale vs ideal | hl flags bias | "
+          "cos hl/exact g_in | g_out | norm hl/exact g_in | g_out | cos hl/hl-exact g_in | g_out |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
     x_all = data.train.x[np.concatenate(batches)]
     for r in args.levels:
         s = settings(r, args.epochs)

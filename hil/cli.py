@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from hil import __version__, api
-from hil.config import ConfigError, embedded_config_names
+from hil.config import ConfigError
 from hil.cli_help import command_help
 from hil.emulate_options import emulated_board_options
 
@@ -567,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  ("netlist", "write an ngspice netlist of a circuit", cmd_netlist)):
         s = sub.add_parser(name, help=helptext, **command_help(
             helptext[0].upper() + helptext[1:] + " from a config, or with the trained conductances of a run.",
-            *((f"hil solve sim-xor --input 0.5,-0.3", "hil solve runs/<run> --json > op.json") if name == "solve"
+            *(("hil solve sim-xor --input 0.5,-0.3", "hil solve runs/<run> --json > op.json") if name == "solve"
               else ("hil netlist runs/<run> -o trained.cir", "hil netlist spice-shockley -o deck.cir --all-inputs"))))
         s.add_argument("config", metavar="CONFIG|RUN_DIR",
                        help="YAML path, shipped config name, run directory or checkpoint file (trained conductances)")

@@ -9,7 +9,7 @@ import yaml
 
 from hil.cli import main
 from hil.config import ConfigError
-from hil.sweep import expand, load_sweep, parse_sweep, run_sweep
+from hil.sweep import expand, load_sweep, parse_sweep
 from hil.sweep.runner import train_point
 from hil.sweep.spec import config_hash
 

@@ -20,7 +20,6 @@ Options: ``slots`` (``{slot: channels}``, default 20 channels in slots 1–3), `
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -419,4 +418,4 @@ class Daq970Emulator(ScpiEmulator):
         slot = cmd.integer(0, lo=1, hi=3)
         if slot not in self.slots:
             return "Keysight Technologies,0,0,0"
-        return f"Keysight Technologies,DAQM901A,0,1.0"
+        return "Keysight Technologies,DAQM901A,0,1.0"

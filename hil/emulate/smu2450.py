@@ -26,7 +26,6 @@ by the line; ``:ABOR`` stops it.
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
 from typing import Any, Optional

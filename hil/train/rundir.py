@@ -33,7 +33,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 CHECKPOINT_TAGS = ("last", "best")
 

@@ -53,7 +53,7 @@ def test_quantised_readings_hl_gradient_within_resolution_bound():
     x, t = XOR, np.array([0, 1, 1, 0])
     bench_hl, sim_hl, sim, loss, safe, c = hl_pair("scpi-xor", "quantised", x, t)
     assert safe
-    topo, E, B, q = sim.topology, sim.topology.edges, len(x), sim.topology.n_outputs
+    topo, E, q = sim.topology, sim.topology.edges, sim.topology.n_outputs
     op = sim.measure(x)
     w_hat = -loss.value_and_grad(op.y, t)[1]
     e_hat, _ = sim.linearized_response(x, w_hat)

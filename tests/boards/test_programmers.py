@@ -51,7 +51,7 @@ def test_write_verify_reaches_targets_and_reports_per_device():
 
 def test_stuck_devices_are_reported():
     m = 6 * 4 + 4 * 4 + 4  # g_in (4 hidden × 6 sources), g_leak, g_out of the test circuit
-    stuck = np.zeros(44, bool)
+    stuck = np.zeros(m, bool)
     stuck[[0, 5]] = True
     board, sim, bench = make_boards(programmer=programmer_factory(stuck=stuck))
     g0 = board.read_conductances()

@@ -104,7 +104,6 @@ def test_format_number():
 
 from hil.drivers.blocks import block_end  # noqa: E402
 from hil.drivers.errors import InstrumentProtocolError as _ProtocolError  # noqa: E402
-from hil.drivers.parsing import parse_bool, parse_number, parse_numbers, parse_scpi_error, parse_tsp_error  # noqa: E402
 
 
 @pytest.mark.parametrize("reply", [

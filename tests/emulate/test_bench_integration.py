@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from hil.bench.instruments import make_driver
-from hil.emulate.world import OVERFLOW_SENTINEL
 
 pytestmark = pytest.mark.hil_bench("scpi-xor")
 

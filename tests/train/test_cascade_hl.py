@@ -206,7 +206,6 @@ def test_reading_noise_is_not_taken_for_flips_and_is_reported():
     ref = cascade(IDEAL_3)
     x, t = batch(ref, size=16)
     loss = loss_for(ref)
-    exact = estimate("hl-exact", ref, x, t, loss).grad
     r = estimate("hl", noisy(ref, sigma, rng), x, t, loss, {"delta_v": 1e-2, "max_retries": 0})
     assert r.stats["flips_from_response"] == 0  # the ± check's floor sits above the reading noise
     assert r.stats["may_be_biased"] and "reading noise" in r.stats["bias_note"]

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hil.board import BoardBase, Measurement
+from hil.board import BoardBase
 from hil.boards.simulated import SimulatedBoard
 from hil.circuit.generate import random_circuit
 from hil.train.estimators import estimate, response_flips

@@ -1,7 +1,6 @@
 """A run whose board answers mostly with invalid samples stops with one line and stays resumable."""
 
 import numpy as np
-import pytest
 
 from hil.cli import main
 from hil.train import loop
