@@ -206,12 +206,46 @@ def _check_programming(p: Section, prog: dict, bench: Any, fallback: Any = None)
                 _check_pulse_levels(p, prog.get("settings"), smu, spec.channels[ch])
             _check_pulse_widths(p, prog.get("settings"), inst, spec.driver)
     matrix = prog.get("matrix")
+    matrix_spec = None
     if isinstance(matrix, str):
         spec = bench.instruments.get(matrix)
         if spec is None or spec.kind != "matrix":
             p.error("matrix", f"{matrix!r} is not a switch matrix of the bench")
+        else:
+            matrix_spec = spec
     if bench.circuit is not None:
         _check_devices(p, prog.get("devices"), bench.circuit)
+    if matrix_spec is not None and isinstance(prog.get("devices"), dict):
+        _check_crosspoints_on_matrix(p, prog["devices"], matrix_spec)
+
+
+def _check_crosspoints_on_matrix(p: Section, devices: dict, spec: Any) -> None:
+    """Every device's crosspoints exist on the programming matrix (its slot, rows, columns) and are
+    not forbidden: the matrix driver would refuse them only at the first selection, mid-run."""
+    from hil.bench.instruments import driver_kwargs
+    from hil.drivers.errors import InstrumentConfigError
+    from hil.drivers.registry import load_driver
+
+    try:
+        matrix = load_driver(spec.driver)(None, **driver_kwargs(spec))
+    except Exception:  # the bench schema has reported what is wrong with the matrix itself
+        return
+    forbidden = set(getattr(matrix, "forbidden", ()) or ())
+    for name, xs in devices.items():
+        if not (isinstance(xs, list) and all(isinstance(x, str) for x in xs)):
+            continue  # reported by _check_devices
+        for x in xs:
+            try:
+                xp = matrix.to_crosspoint(x)
+            except InstrumentConfigError as exc:
+                text, prefix = str(exc), f"{spec.name}: "
+                while text.startswith(prefix):
+                    text = text[len(prefix):]
+                p.error(f"devices.{name}", f"not on {spec.name}: {text}")
+                break
+            if xp in forbidden:
+                p.error(f"devices.{name}", f"{x}: a forbidden crosspoint of {spec.name}")
+                break
 
 
 def _check_pulse_widths(p: Section, settings: Any, inst: str, driver: str) -> None:

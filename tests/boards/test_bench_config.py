@@ -114,3 +114,20 @@ def test_levels_beyond_the_bench_limits_are_configuration_errors_before_the_benc
     assert "Traceback" not in err and "cannot open the bench" not in err
     assert not any(tmp_path.iterdir())  # no run directory: nothing started
     assert main(["estimate", "bench-xor", "--set", "train.hl.delta_v=0.5"]) == 0  # within the limits
+
+
+def test_device_crosspoints_must_exist_on_the_programming_matrix(raw):
+    """A crosspoint beyond the matrix's rows/columns, in another slot, or forbidden used to pass the
+    config check and stop the run at the first device selection ('internal error', exit 1)."""
+    bench = load_yaml("configs/benches/xor-bench.yaml")
+    bench["instruments"]["matrix"]["forbidden"] = ["1H12"]
+    bad = copy.deepcopy(raw)
+    bad["board"]["bench"] = bench
+    devices = bad["board"]["programming"]["devices"]
+    devices["R_h0_x0"], devices["R_h0_x1"], devices["R_h0_x0_n"] = ["1Z99"], ["2A02"], ["1H12"]
+    with pytest.raises(ConfigError) as info:
+        parse_settings(bad, "bench-xor")
+    problems = "\n".join(info.value.problems)
+    assert "board.programming.devices.R_h0_x0: not on matrix: crosspoint '1Z99': rows ABCDEFGH" in problems, problems
+    assert "board.programming.devices.R_h0_x1: not on matrix: crosspoint '2A02' is not in slot 1" in problems
+    assert "board.programming.devices.R_h0_x0_n: 1H12: a forbidden crosspoint of matrix" in problems
