@@ -357,11 +357,15 @@ def level_problems(spec: InstrumentBoardSpec, topology: Any, inputs: Any, estima
     x = np.asarray(inputs, dtype=float)
     u = topology.source_voltages(x.reshape(-1, topology.n_inputs)) if x.size else np.zeros((0, len(names)))
     drive = float(options.get("delta_v") or 0.0) if estimator == "hl" else 0.0  # hl's ± port drive
+    # a bench measures hl in one sweep of per-port drives: +delta_v only when one-sided; otherwise the
+    # drive follows the loss and may take either sign
+    one_sided_ports = options.get("central", True) is False and options.get("one_sweep") is not False
+    below = 0.0 if one_sided_ports else drive
     rest = np.asarray(topology.output_voltage, dtype=float)
     wanted = [(node, u[:, j].min(initial=0.0), u[:, j].max(initial=0.0),
                "data.input_scale_v" if np.any(topology.source_matrix[j]) else "board.bench.circuit (its rail)")
               for j, node in enumerate(names)]
-    wanted += [(node, rest[j] - drive, rest[j] + drive,
+    wanted += [(node, rest[j] - below, rest[j] + drive,
                 f"train.{estimator}.delta_v" if drive else "board.bench.circuit (its output voltage)")
                for j, node in enumerate(ports)]
     bounds = node_bounds(spec, topology)
