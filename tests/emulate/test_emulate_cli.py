@@ -162,3 +162,16 @@ def test_emulate_with_a_duration_beyond_any_timer_serves_until_stopped():
     stop.set()
     server.join(20)
     assert result == [0] and "stopped" in out.getvalue()
+
+
+def test_write_bench_onto_the_bench_file_itself_is_refused(tmp_path, monkeypatch, capsys):
+    """--write-bench naming the bench file itself replaced its real resources by loopback addresses
+    (and dropped its comments): the user's bench description was lost."""
+    mine = tmp_path / "mine.yaml"
+    original = (ROOT / "configs" / "benches" / "scpi-xor.yaml").read_text()
+    mine.write_text(original)
+    monkeypatch.chdir(tmp_path)
+    assert main(["emulate", str(mine), "--write-bench", "./mine.yaml", "--duration", "0"]) == 2
+    captured = capsys.readouterr()
+    assert "--write-bench ./mine.yaml: that is the bench file itself" in captured.err and "TCPIP::" not in captured.out
+    assert mine.read_text() == original
