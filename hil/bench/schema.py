@@ -305,15 +305,16 @@ def _check_source_range(sec: Section, settings: dict[str, Any], driver: str, mod
 
 
 def _scanner_channel(sec: Section, timing: Timing) -> dict[str, Any]:
-    s: dict[str, Any] = {}
-    from hil.drivers.daq970a import NPLC_VALUES, RANGES_V, MAX_DELAY_S
+    from hil.drivers.daq970a import MAX_DELAY_S, NPLC_VALUES, RANGES_V
 
+    listed = lambda values: ", ".join(f"{v:g}" for v in values)
+    s: dict[str, Any] = {}
     s["range_v"] = _num(sec, "range_v", required=True, positive=True)
     if s["range_v"] is not None and s["range_v"] > 0 and not any(abs(s["range_v"] - r) < 1e-12 for r in RANGES_V):
-        sec.error("range_v", f"{s['range_v']:g} V is not a DC range of the scanner ({', '.join(f'{r:g}' for r in RANGES_V)} V)")
+        sec.error("range_v", f"{s['range_v']:g} V is not a DC range of the scanner ({listed(RANGES_V)} V)")
     s["nplc"] = _num(sec, "nplc", default=timing.nplc, positive=True)
     if s["nplc"] is not None and s["nplc"] > 0 and not any(abs(s["nplc"] - v) < 1e-9 for v in NPLC_VALUES):
-        sec.error("nplc", f"{s['nplc']:g} is not an integration time of the scanner ({', '.join(f'{v:g}' for v in NPLC_VALUES)} PLC)")
+        sec.error("nplc", f"{s['nplc']:g} is not an integration time of the scanner ({listed(NPLC_VALUES)} PLC)")
     s["autozero"] = _autozero(sec, timing.autozero)
     s["delay_s"] = _num(sec, "delay_s", default=timing.source_delay_s, non_negative=True)
     if s["delay_s"] is not None and s["delay_s"] > MAX_DELAY_S:

@@ -82,7 +82,8 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
         if hint is None:
             raise
         raise ConfigError([hint]) from None
-    if args.write_bench and bench.source != "<mapping>" and Path(args.write_bench).resolve() == Path(bench.source).resolve():
+    if (args.write_bench and bench.source != "<mapping>"
+            and Path(args.write_bench).resolve() == Path(bench.source).resolve()):
         raise ConfigError([f"--write-bench {args.write_bench}: that is the bench file itself; its real resources "
                            "would be replaced by loopback addresses (write the copy to another file)"])
     try:
