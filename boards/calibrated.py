@@ -105,6 +105,11 @@ class CalibratedBoard(BoardBase):
             m.y, m.i_src, m.e = m.y / self._gain[0], m.i_src / self._gain[1], m.e / self._gain[2]
         if self.s.drift != "none":
             m.y = m.y * self._drift_gain
+        if (self._off is not None or self._gain is not None) and m.info and m.info.get("reading_errors"):
+            what = " and ".join(w for w, on in (("offsets", self._off is not None), ("gains", self._gain is not None))
+                                if on)
+            m.info = dict(m.info, reading_errors=m.info["reading_errors"] + f" (readings corrected with the calibrated "
+                          f"{what}; what remains is the calibration's error and the noise)")
         return m
 
     def _write_verify(self, target: np.ndarray, cmd: np.ndarray, tol: float) -> None:

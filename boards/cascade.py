@@ -77,8 +77,11 @@ def _cascade_topology(stages: list[SimulatedBoard]) -> tuple[BoardTopology, list
     source_matrix = np.zeros((P, topos[0].n_inputs))
     source_matrix[: p[0]] = topos[0].source_matrix  # later stages follow buffers, not the data inputs
     last = topos[-1]
-    differential = np.zeros((last.differential.shape[0], Q))
-    differential[:, layout[-1]["out"]] = last.differential
+    # the class scores come from the last stage's ports only: a single-ended last stage gets a selection
+    # matrix (an empty one would make every stage's ports, earlier ones included, a class score)
+    d_last = last.differential if last.differential.size else np.eye(q[-1])
+    differential = np.zeros((d_last.shape[0], Q))
+    differential[:, layout[-1]["out"]] = d_last
     topo = BoardTopology(
         node_names=tuple(names), node_kinds=tuple(kinds), edges=np.concatenate(edges), edge_names=tuple(edge_names),
         groups=groups, source_matrix=source_matrix,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from hil.boards.simulated import SimulatedBoard
 from hil.circuit.build import build_circuit
 from hil.config import ConfigError
@@ -23,7 +25,15 @@ def make_board(backend: str, circuit: dict | None, g_min: float, g_max: float, i
         if circuit is not None and "stages" in circuit:
             from hil.boards.cascade import build_cascade
 
-            return build_cascade(circuit["stages"], g_min, g_max)
+            if devices:
+                from hil.devices import parse_devices
+
+                if not parse_devices(devices, "board.devices").is_ideal:
+                    raise ConfigError(["board.devices: non-idealities are simulated on one-stage boards only; a "
+                                       "cascade (board.stages) would ignore them: remove board.devices (or use "
+                                       "preset: ideal)"])
+
+            return _in_range(build_cascade(circuit["stages"], g_min, g_max))
         if circuit is None:
             raise ConfigError(["board.circuit: required for the simulated backend"])
         built = build_circuit(circuit, "board.circuit")
@@ -34,5 +44,15 @@ def make_board(backend: str, circuit: dict | None, g_min: float, g_max: float, i
             spec = parse_devices(devices, "board.devices")
             if not spec.is_ideal:
                 return NonIdealBoard(built, g_min, g_max, spec)
-        return SimulatedBoard(built, g_min=g_min, g_max=g_max)
+        return _in_range(SimulatedBoard(built, g_min=g_min, g_max=g_max))
     raise ConfigError([f"board.backend: unknown backend {backend!r}"])
+
+
+def _in_range(board):
+    """The board with its initial conductances clipped to [g_min, g_max] (S), as the non-ideal board and the
+    trainer's first step clip them: a config's initial values outside the programmable range (uniform draws
+    above board.g_max, a leak below board.g_min) are not a state the board can hold."""
+    g, (g_min, g_max) = board.read_conductances(), board.conductance_bounds
+    if np.any((g < g_min) | (g > g_max)):
+        board.program(np.clip(g, g_min, g_max), rel_tol=0.0)
+    return board

@@ -85,9 +85,13 @@ class NonIdealBoard(BoardBase):
 
     def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:
         """Write changed targets once (open loop); returns the commanded targets (S)."""
-        g = np.clip(np.asarray(g, dtype=float), *self._bounds)
+        g = np.asarray(g, dtype=float)
         if g.shape != self._target.shape:
             raise ValueError(f"expected {self._target.size} conductances, got shape {g.shape}")
+        if not np.isfinite(g).all():  # NaN would be written to the devices; ±inf is no programming target
+            k = int(np.flatnonzero(~np.isfinite(g))[0])
+            raise ValueError(f"conductances must be finite (siemens); {self._topology.edge_names[k]} is {g[k]}")
+        g = np.clip(g, *self._bounds)
         self._write(g)
         return g.copy()
 
@@ -123,9 +127,11 @@ class NonIdealBoard(BoardBase):
         info = {"report": st.report} if wired is None else {"report": st.report, "wire_ir_drop": self._wire_drop}
         if self._ambiguous_states:  # two clamps per element: see SimulatedBoard
             info["ambiguous_states"] = True
-        varying = self.model.varying_note()
+        varying, reading = self.model.varying_note(), self.model.reading_note()
         if varying:
             info["varying_conductances"] = varying
+        if reading:
+            info["reading_errors"] = reading
         over = self.model.over_range(u, y_m, i_m, e_m)
         valid = None
         if over is not None:  # which readings sat at full scale (calibration steps use the detail)

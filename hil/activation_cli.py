@@ -8,7 +8,6 @@ what is plotted is what the board reports, and compared with the element's own �
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import json
 from pathlib import Path
@@ -130,7 +129,9 @@ def cmd_activation(args) -> int:
 
     if args.list or not args.subject:
         for name, cls in ELEMENTS.items():
-            keys = ", ".join(cls.keys) or "diode keys (preset, i_s, n, r_s, temperature_c, …)"
+            keys = ", ".join(cls.keys) or {"antiparallel_shockley": "diode keys without r_s (preset, i_s, n, "
+                                                                    "temperature_c, …)",
+                                           "none": "–"}.get(name, "diode keys (preset, i_s, n, r_s, temperature_c, …)")
             print(f"{name:22s} {cls.summary}\n{'':22s} keys: {keys}")
         return 0
     try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import numbers
 import sys
 import warnings
@@ -209,6 +210,12 @@ def _numbers(value: Any, name: str, what: str, shape: str) -> np.ndarray:
     if value is None or isinstance(value, (str, bytes, dict)):
         raise TypeError(f"{name}: expected {what} (numbers), got {type(value).__name__}")
     try:
+        kind = np.asarray(value).dtype.kind
+    except ValueError:  # a ragged list: reported below
+        kind = "f"
+    if kind in "cUS":  # complex values would lose their imaginary part; text is no voltage
+        raise TypeError(f"{name}: expected {what} (real numbers), got {'complex numbers' if kind == 'c' else 'text'}")
+    try:
         return np.asarray(value, dtype=float)
     except ValueError as exc:
         if "inhomogeneous" in str(exc) or "sequence" in str(exc):
@@ -363,12 +370,44 @@ def _check_estimator_options(estimator: str, options: dict) -> None:
             close = difflib.get_close_matches(key, accepted, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(f"{estimator}.{key}: unknown option{hint}; {estimator} takes {', '.join(accepted)}")
-        elif isinstance(params[key].default, float) and (isinstance(value, bool)
-                                                          or not isinstance(value, numbers.Real)):
-            unit = " (V)" if key.endswith("_v") else ""
-            problems.append(f"{estimator}.{key}: expected a number{unit}, got {type(value).__name__} {value!r}")
+        else:
+            problem = _option_problem(key, params[key].default, value)
+            if problem:
+                problems.append(f"{estimator}.{key}: {problem}")
     if problems:
         raise ConfigError(problems)
+
+
+#: Ranges of estimator options, as the config checks them (``train.hl.*``, ``train.ep.*``, ``train.fd.*``).
+_OPTION_RANGES = {"delta_v": (lambda v: 0 < v <= 10.0, "must be in (0, 10] V"),
+                  "flip_rel_tol": (lambda v: v > 0, "must be > 0"),
+                  "g_floor": (lambda v: v >= 0, "must be ≥ 0 S"),
+                  "rel_step": (lambda v: 0 < v < 0.5, "must be in (0, 0.5)")}
+
+
+def _option_problem(key: str, default: Any, value: Any) -> str | None:
+    """What is wrong with an estimator option's value, judged by the kind of its default (a flag, a whole
+    number of retries, a finite number) and the config's range for it; None when it is fine."""
+    got = f"got {type(value).__name__} {value!r}"
+    if isinstance(default, bool) or key == "one_sweep":
+        if not isinstance(value, (bool, np.bool_)) and not (value is None and default is None):
+            return f"expected true or false, {got}"
+        return None
+    if isinstance(default, int):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 0:
+            return f"expected a whole number ≥ 0, {got}"
+        return None
+    if value is None and default is None:
+        return None
+    if isinstance(default, float) or key in _OPTION_RANGES or key == "beta":
+        unit = " (V)" if key.endswith("_v") else ""
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            return f"expected a number{unit}, {got}"
+        if key in _OPTION_RANGES and math.isfinite(value) and not _OPTION_RANGES[key][0](value):
+            return f"{_OPTION_RANGES[key][1]}, got {value!r}"
+        if not math.isfinite(value):
+            return f"must be a finite number{unit}, got {value!r}"
+    return None
 
 
 def named_conductances(board: Board, values: ArrayLike | None = None, by: str = "group") -> dict[str, Any]:

@@ -35,7 +35,8 @@ class BoardTopology:
         source_matrix: (p, n_inputs) du/dx: how logical inputs map to source voltages.
         source_offset: (p,) fixed source voltages (bias rails), volts.
         output_voltage: (q,) port voltages in normal operation, volts.
-        differential: (n_pairs, q) y_diff = differential @ y; empty when single-ended.
+        differential: (n_pairs, q) y_diff = differential @ y; empty when single-ended (a cascade whose last
+            stage is single-ended: one row per last-stage port, selecting it).
         group_shapes: matrix shape of each group for plotting (e.g. (n, p)).
     """
 

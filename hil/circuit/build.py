@@ -207,6 +207,9 @@ def _diodes(sec: Section, n: int) -> DiodeBank:
         gmin_s=sec.get("gmin_s", float, SPICE_GMIN_S, check=non_negative),
         spice_compat=sec.get("spice_compat", bool, False),
     )
+    if kind == "antiparallel_shockley" and sec.has("r_s") and np.any(bank.r_s > 0):
+        sec.error("r_s", "antiparallel_shockley has no series resistance (it would be ignored); remove the key "
+                  "or use model: shockley")
     sec.finish()
     if kind not in DIODE_KINDS:  # a registry element built on the diode-bank parameters
         return replace(bank, element=ELEMENTS[kind](bank))

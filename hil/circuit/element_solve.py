@@ -40,6 +40,15 @@ def _matvec(K, e: np.ndarray) -> np.ndarray:
     return e @ K.T if not sp.issparse(K) else (K @ e.T).T
 
 
+def _singular(batch: int) -> SolveError:
+    """The error of a singular nodal system (``batch`` samples): a node whose equilibrium is not unique."""
+    report = SolveReport(False, "linear solve", batch=batch)
+    report.note = ("the nodal matrix is singular: a hidden node, or group of coupled nodes, without any conductance "
+                   "to a source, rail, output port or ground, whose element carries no current there, floats and has "
+                   "no unique equilibrium")
+    return SolveError("equilibrium not unique", report)
+
+
 def solve_shifted(K, clamped: np.ndarray, value: np.ndarray, shift: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve (K + diag(shift)) e = rhs on free nodes with e = value on clamped nodes, per sample.
 
@@ -58,7 +67,10 @@ def solve_shifted(K, clamped: np.ndarray, value: np.ndarray, shift: np.ndarray, 
         M *= free[:, :, None] & free[:, None, :]
         M[:, idx, idx] += clamped
         r = np.where(clamped, 0.0, rhs)
-        e = np.linalg.solve(M, r[..., None])[..., 0]
+        try:
+            e = np.linalg.solve(M, r[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            raise _singular(B) from None
     else:
         Ks = sp.csc_matrix(K)
         e = np.empty((B, n))
@@ -67,7 +79,10 @@ def solve_shifted(K, clamped: np.ndarray, value: np.ndarray, shift: np.ndarray, 
             f = np.flatnonzero(~clamped[i])
             key = (clamped[i].tobytes(), shift[i].tobytes())
             if key not in cache:
-                cache[key] = spla.splu((Ks[f][:, f] + sp.diags(shift[i, f])).tocsc())
+                try:
+                    cache[key] = spla.splu((Ks[f][:, f] + sp.diags(shift[i, f])).tocsc())
+                except RuntimeError:  # "Factor is exactly singular"
+                    raise _singular(B) from None
             e[i] = 0.0
             if f.size:
                 e[i, f] = cache[key].solve(rhs[i, f])
@@ -92,6 +107,26 @@ def _certificate(K, law, e, region, b, scale_v):
             "lam": lam, "scale_i": scale_i}
 
 
+def at_kinks(law, e: np.ndarray, lam: np.ndarray, scale_v: float, scale_i: float, rel: float = 1e-12) -> int:
+    """How many nodes (over all samples) sit exactly on a kink of their law, where the network is
+    not differentiable: on an interior breakpoint whose two segments differ in slope, or at a
+    clamp (finite domain end) carrying no current beyond its segment's (the clamp just touching).
+    ``e`` node voltages (V), ``lam`` the current each element carries (A); "exactly" is within
+    ``rel`` of the voltage and current scales."""
+    tv, ti = rel * scale_v, rel * scale_i
+    at = np.zeros(e.shape, bool)
+    for j in range(law.kinks.shape[1]):
+        bends = law.slopes[:, j] != law.slopes[:, j + 1]
+        at |= bends & (np.abs(e - law.kinks[:, j]) <= tv)
+    for end in (law.lo, law.hi):
+        finite = np.isfinite(end)
+        if finite.any():
+            at_end = np.where(finite, end, 0.0)
+            f_end = law.current(np.broadcast_to(at_end, e.shape))[0]
+            at |= finite & (np.abs(e - at_end) <= tv) & (np.abs(lam - f_end) <= ti)
+    return int(np.count_nonzero(at))
+
+
 def _solve_regions(K, law, region, b):
     clamped = region < 0
     value = np.where(region == CLAMP_LO, law.lo, np.where(region == CLAMP_HI, law.hi, 0.0))
@@ -107,10 +142,18 @@ def solve_piecewise(K, b: np.ndarray, element: NodeElement, scale_v: float, tol:
     law = element.law()
     b = np.atleast_2d(b)
     diag = K.diagonal() if sp.issparse(K) else np.diag(_dense(K))
+    loose = ~(diag > 0)  # nodes tied to nothing but their element (every conductance programmed to 0 S)
+    if loose.any():
+        # unique only where the element conducts on its whole domain (e.g. linear with g_lin > 0); elsewhere any
+        # voltage of a zero-current segment or clamp is an equilibrium
+        anchored = (law.slopes.min(axis=1) > 0) & ~np.isfinite(law.lo) & ~np.isfinite(law.hi)
+        if np.any(loose & ~anchored):
+            raise _singular(b.shape[0])
+        diag = np.where(loose, law.slopes.max(axis=1), diag)  # the resolvent's step for such a node
     if warm_region is not None and warm_region.shape == b.shape:
         region = warm_region.copy()
     else:
-        e0 = solve_shifted(K, np.zeros(b.shape, bool), 0 * b, np.zeros_like(b), b)
+        e0 = solve_shifted(K, np.zeros(b.shape, bool), 0 * b, np.broadcast_to(np.where(loose, diag, 0.0), b.shape), b)
         region = law.resolvent_region(e0, diag)
     path, its = ["active-set"], {"active-set": 0}
     seen = [set() for _ in range(b.shape[0])]
@@ -151,6 +194,7 @@ def solve_piecewise(K, b: np.ndarray, element: NodeElement, scale_v: float, tol:
     report = SolveReport(bool(ok), "→".join(path), its, batch=b.shape[0], kcl_residual_a=cert["kcl_abs"],
                          kcl_residual_rel=cert["kcl_rel"], kkt_primal=cert["primal"], kkt_dual=cert["dual"],
                          kkt_complementarity=0.0, n_on_mean=float((region < 0).sum(axis=1).mean()),
+                         degenerate=at_kinks(law, e, cert["lam"], scale_v, cert["scale_i"]) if ok else 0,
                          wall_time_s=time.perf_counter() - t0)
     if not ok:
         report.note = (f"certificate primal {cert['primal']:.1e}, dual {cert['dual']:.1e}, "

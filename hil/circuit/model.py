@@ -226,6 +226,13 @@ class Circuit:
         # A Shockley diode (with gmin) also ties the node to its reference.
         if self.diodes.kind == "shockley" and self.diodes.gmin_s > 0:
             anchored = np.ones(n, dtype=bool)
+        element = self.diodes.element
+        if element is not None:  # an element conducting on its whole domain ties the node (linear, Shockley pairs)
+            if element.piecewise_linear:
+                law = element.law()
+                anchored = anchored | ((law.slopes.min(axis=1) > 0) & ~np.isfinite(law.lo) & ~np.isfinite(law.hi))
+            else:
+                anchored = np.ones(n, dtype=bool)  # smooth registry laws are strictly increasing (sinh of e)
         for c in range(ncomp):
             members = np.flatnonzero(labels == c)
             if not np.any(anchored[members]):

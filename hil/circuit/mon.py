@@ -86,8 +86,8 @@ def _smooth_resolvent(d: DiodeBank, x: np.ndarray, a: float) -> np.ndarray:
 
 def mon_view(circuit: Circuit, alpha_ohm: float, w: np.ndarray | None = None) -> MONView:
     """Map a circuit to (W, U, bias, readout) for normalising resistance ``alpha_ohm`` > 0."""
-    if alpha_ohm <= 0:
-        raise ValueError("alpha_ohm must be > 0")
+    if not (np.isfinite(alpha_ohm) and alpha_ohm > 0):  # NaN would pass `<= 0` and iterate to max_iter
+        raise ValueError(f"alpha_ohm must be a finite resistance > 0 (ohm), got {alpha_ohm!r}")
     c = circuit
     n = c.n_hidden
     generic = c.diodes.element is not None  # registry elements: z = e, σ_a from the element

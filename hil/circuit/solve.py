@@ -19,7 +19,7 @@ from hil.circuit.ideal import _residual, orientation_sign, solve_ideal, solve_id
 from hil.circuit.linsolve import MaskedSolver, solve_diagonal_shift, use_dense
 from hil.circuit.model import Circuit
 from hil.circuit.nodal import NodalSystem, port_currents
-from hil.circuit.report import SolveError, SolveReport
+from hil.circuit.report import SolveError, SolveReport, certificate_note
 from hil.circuit.shockley import NewtonTolerances, solve_shockley
 from hil.circuit.held_set import solve_held_set
 from hil.circuit.coupled import solve_ideal_coupled
@@ -254,7 +254,8 @@ class EquilibriumSolver:
                                  kcl_residual_a=float(np.abs(r).max(initial=0.0)), kcl_residual_rel=rel,
                                  wall_time_s=time.perf_counter() - t0)
             if not report.converged:
-                report.note = f"KCL residual {rel:.1e} relative exceeds {self.kkt_tol:.0e}"
+                report.note = f"KCL residual {rel:.1e} relative exceeds {self.kkt_tol:.0e}" if np.isfinite(e).all() \
+                    else certificate_note(float("inf"), self.kkt_tol)  # NaN: a floating node
                 raise SolveError("linear network solve not certified", report)
         elif d.is_ideal and not nd.coupled:
             # Uncoupled nodes: each node is its own one-variable LCP, solved in closed form

@@ -142,6 +142,28 @@ class DeviceModel:
         return (f"device conductances change from one board call to the next ({', '.join(why)}): "
                 "the phases of one estimate see different devices")
 
+    def reading_note(self) -> str | None:
+        """A sentence for estimators when the reading or source chains are not exact, else None: the
+        estimators form v·v̂ and ŵ = −∂ℓ/∂y from readings and commanded source voltages, so static
+        reading offsets and gains, current-reading noise and quantisation, and source (DAC) errors
+        all enter the gradient (node-voltage noise and quantisation are the board's ``noise_v``)."""
+        s, why = self.spec, []
+        chains = ((s.adc_current, "currents", ("adc_offset_std", "adc_gain_std", "adc_noise_std"), "adc_bits"),
+                  (s.adc_voltage, "node voltages", ("adc_offset_std", "adc_gain_std"), None),
+                  (s.dac, "sources", ("dac_offset_std", "dac_gain_std"), "dac_bits"))
+        for fam, what, keys, bits in chains:
+            if not fam.enabled:
+                continue
+            parts = [f"{k.split('_')[1]} σ {getattr(fam, k):.3g}" for k in keys if getattr(fam, k) > 0]
+            if bits and getattr(fam, bits) > 0:
+                parts.append(f"{getattr(fam, bits)} bit")
+            if parts:
+                why.append(f"{what}: {', '.join(parts)}")
+        if not why:
+            return None
+        return (f"reading and source chains are not exact ({'; '.join(why)}): the gradient is formed from readings "
+                "and commanded source voltages, not from the circuit's own currents and voltages")
+
     def write_subset(self, target: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Device conductances (S) after writing ``target`` (S) to devices ``idx``."""
         s = self.spec

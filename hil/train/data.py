@@ -468,7 +468,8 @@ def compatibility_problems(data: Dataset, topology) -> list[str]:
                         f"the {data.name} data set has {n_feat} features")
     k = n_scores(topology)
     if data.n_classes > k:
-        how = "differential output pairs" if topology.differential.size else "output ports"
+        d = np.asarray(topology.differential)  # a cascade's single-ended scores: one port per row
+        how = "differential output pairs" if d.size and not np.all((d != 0).sum(axis=1) == 1) else "output ports"
         problems.append(f"board.circuit.outputs: the {data.name} labels need {data.n_classes} class scores "
                         f"(classes 0…{data.n_classes - 1}), the circuit has {k} {how}")
     return problems

@@ -136,7 +136,7 @@ def _wire_note(op: Measurement) -> str | None:
     if not info:
         return None
     drop, varying = info.get("wire_ir_drop"), info.get("varying_conductances")
-    notes = [varying] if varying else []
+    notes = [n for n in (varying, info.get("reading_errors")) if n]
     if drop:
         notes.append(f"crossbar wires: v·v̂ is formed from line-terminal voltages, not across each device; the "
                      f"lines' IR drop is up to {100 * drop:.3g} % of the device voltages (first order), so is the bias")
@@ -248,7 +248,8 @@ def hl_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, delt
         widths = _check_shapes(topo, op)  # the compiled passes below read no bounds
         if op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None \
                 and isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] == op.w.shape[0] \
-                and not (op.info and (op.info.get("wire_ir_drop") or op.info.get("varying_conductances"))) \
+                and not (op.info and (op.info.get("wire_ir_drop") or op.info.get("varying_conductances")
+                                      or op.info.get("reading_errors"))) \
                 and not _ambiguous_states(op):
             labels = loss._kernel_labels(op.y, target)
             if labels is not None:
@@ -894,16 +895,22 @@ def hl_exact_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss
     op, val, w_hat = _operating_point(board, x, target, loss)
     e_hat, i_hat = board.linearized_response(x, w_hat)
     adj = Measurement(u=np.zeros_like(op.u), w=w_hat, y=np.zeros_like(op.y), i_src=i_hat, e=e_hat)
-    grad, per = _finish(topo, topo.node_voltages(op), topo.node_voltages(adj), keep_per_sample)
-    return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per, stats=_bias(_exact_note(op)))
+    ok = valid_mask(op)  # samples the board marked invalid are left out, as every estimator does
+    n_invalid = ok.size - int(np.count_nonzero(ok))
+    grad, per = _finish_valid(topo, topo.node_voltages(op), topo.node_voltages(adj), keep_per_sample, ok, n_invalid)
+    note = "; ".join(n for n in (f"{n_invalid} invalid sample(s) left out of the batch mean" if n_invalid else None,
+                                 _exact_note(op)) if n) or None
+    return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per,
+                          stats={"invalid_samples": n_invalid, "valid": ok, **_bias(note)})
 
 
 def _exact_note(op: Measurement) -> str | None:
     """Why an ``hl-exact`` answer may not be the gradient: diodes exactly at their kink (the loss is
     not differentiable there), reading noise in the operating point, crossbar wires."""
     notes = []
-    report = op.info.get("report") if op.info else None
-    degenerate = getattr(report, "degenerate", 0) or 0
+    info = op.info or {}
+    reports = [info.get("report")] + [st.get("report") for st in info.get("stages", ())]  # a cascade: per stage
+    degenerate = sum(getattr(r, "degenerate", 0) or 0 for r in reports)
     if degenerate:
         notes.append(f"{degenerate} diode(s) exactly at their kink (zero voltage and current): the loss is not "
                      "differentiable there; the frozen state gives one one-sided derivative")
@@ -1091,7 +1098,8 @@ def fd_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, rel_
         notes.append(f"reading noise {op.noise_v:.3g} V: each difference divides it by the step")
     if flat:
         notes.append(f"{flat} conductance(s) whose ± steps left the loss exactly unchanged (a step below one "
-                     "programmable level, or a stuck device): their gradient reads 0")
+                     "programmable level, a stuck device, or a gradient that is exactly 0, as for a device "
+                     "on a clamped node): their gradient reads 0")
     if op.info and op.info.get("varying_conductances"):  # (wires do not bias FD: it steps the devices)
         notes.append(op.info["varying_conductances"])
     if moved > 1e-9:
