@@ -42,7 +42,7 @@ from typing import Any, Optional
 import numpy as np
 
 from hil.board import BoardBase, BoardTopology, Measurement, ProgramResult, UnsupportedCapability
-from hil.drivers.protocols import Scanner, SourceMeter, TriggeredScans, TriggeredSweeps
+from hil.drivers.protocols import TriggeredScans, TriggeredSweeps
 
 log = logging.getLogger("hil.boards.instrument")
 
