@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 from hil.config import ConfigError, Section, load_yaml
 
-__all__ = ["InstrumentBoardSpec", "parse_instrument_board", "ACQUISITION_MODES", "SCHEMES"]
+__all__ = ["InstrumentBoardSpec", "parse_instrument_board", "level_problems", "node_bounds", "ACQUISITION_MODES", "SCHEMES"]
 
 ACQUISITION_MODES = ("auto", "triggered", "stepwise")
 SCHEMES = ("write_verify", "none")
@@ -206,12 +206,46 @@ def _check_programming(p: Section, prog: dict, bench: Any, fallback: Any = None)
                 _check_pulse_levels(p, prog.get("settings"), smu, spec.channels[ch])
             _check_pulse_widths(p, prog.get("settings"), inst, spec.driver)
     matrix = prog.get("matrix")
+    matrix_spec = None
     if isinstance(matrix, str):
         spec = bench.instruments.get(matrix)
         if spec is None or spec.kind != "matrix":
             p.error("matrix", f"{matrix!r} is not a switch matrix of the bench")
+        else:
+            matrix_spec = spec
     if bench.circuit is not None:
         _check_devices(p, prog.get("devices"), bench.circuit)
+    if matrix_spec is not None and isinstance(prog.get("devices"), dict):
+        _check_crosspoints_on_matrix(p, prog["devices"], matrix_spec)
+
+
+def _check_crosspoints_on_matrix(p: Section, devices: dict, spec: Any) -> None:
+    """Every device's crosspoints exist on the programming matrix (its slot, rows, columns) and are
+    not forbidden: the matrix driver would refuse them only at the first selection, mid-run."""
+    from hil.bench.instruments import driver_kwargs
+    from hil.drivers.errors import InstrumentConfigError
+    from hil.drivers.registry import load_driver
+
+    try:
+        matrix = load_driver(spec.driver)(None, **driver_kwargs(spec))
+    except Exception:  # the bench schema has reported what is wrong with the matrix itself
+        return
+    forbidden = set(getattr(matrix, "forbidden", ()) or ())
+    for name, xs in devices.items():
+        if not (isinstance(xs, list) and all(isinstance(x, str) for x in xs)):
+            continue  # reported by _check_devices
+        for x in xs:
+            try:
+                xp = matrix.to_crosspoint(x)
+            except InstrumentConfigError as exc:
+                text, prefix = str(exc), f"{spec.name}: "
+                while text.startswith(prefix):
+                    text = text[len(prefix):]
+                p.error(f"devices.{name}", f"not on {spec.name}: {text}")
+                break
+            if xp in forbidden:
+                p.error(f"devices.{name}", f"{x}: a forbidden crosspoint of {spec.name}")
+                break
 
 
 def _check_pulse_widths(p: Section, settings: Any, inst: str, driver: str) -> None:
@@ -280,3 +314,67 @@ def _check_devices(p: Section, devices: Any, circuit: Any) -> None:
             if key in seen:
                 p.error(f"devices.{name}", f"selected by the same crosspoints as {seen[key]}")
             seen[key] = name
+
+
+def node_bounds(spec: InstrumentBoardSpec, topology: Any) -> dict[str, tuple[float, float, str]]:
+    """``{node: (lo, hi, channel)}`` for every wired source node and output port of ``topology``:
+    the channel's effective source bounds in V (``v_min``/``v_max`` narrowed by ``max_power_w``),
+    as the drivers enforce them, and its name (``"smu1.a"``, or ``"smu_y2"`` for a 2450)."""
+    from hil.drivers.limits import effective_bounds
+
+    bench = spec.bench
+    out = {}
+    for node, kind in zip(topology.node_names, topology.node_kinds):
+        port = (bench.wiring.sources if kind == "source" else bench.wiring.outputs if kind == "output" else {}).get(node)
+        if port is None:
+            continue
+        lo, hi = effective_bounds(bench.instruments[port[0]].channels[port[1]].smu_config().limits)
+        out[node] = (lo, hi, f"{port[0]}.{port[1]}" if port[1] else port[0])
+    return out
+
+
+def level_problems(spec: InstrumentBoardSpec, topology: Any, inputs: Any, estimator: str,
+                   options: dict) -> list[str]:
+    """Levels a training run will ask of an SMU channel beyond its bench limits, one line each.
+
+    The source nodes carry every sample of ``inputs`` (logical inputs, mapped by the topology:
+    inverted copies and rails included); the output ports their normal voltage, moved by the
+    estimator's drive ``options["delta_v"]`` (V) in the perturbed phases. The board would refuse
+    such a batch at run time (nothing applied, exit 1) after opening the bench; here it is a
+    configuration mistake named before anything is opened.
+
+    Args:
+        spec: the validated instrument board.
+        topology: the board's :class:`~hil.board.BoardTopology`.
+        inputs: (N, n_inputs) every sample the run measures, V before the input map.
+        estimator: the configured estimator name (for the dotted path of its drive).
+        options: that estimator's options.
+    """
+    import numpy as np
+
+    names = [n for n, k in zip(topology.node_names, topology.node_kinds) if k == "source"]
+    ports = [n for n, k in zip(topology.node_names, topology.node_kinds) if k == "output"]
+    x = np.asarray(inputs, dtype=float)
+    u = topology.source_voltages(x.reshape(-1, topology.n_inputs)) if x.size else np.zeros((0, len(names)))
+    drive = float(options.get("delta_v") or 0.0) if estimator == "hl" else 0.0  # hl's ± port drive
+    # a bench measures hl in one sweep of per-port drives: +delta_v only when one-sided; otherwise the
+    # drive follows the loss and may take either sign
+    one_sided_ports = options.get("central", True) is False and options.get("one_sweep") is not False
+    below = 0.0 if one_sided_ports else drive
+    rest = np.asarray(topology.output_voltage, dtype=float)
+    wanted = [(node, u[:, j].min(initial=0.0), u[:, j].max(initial=0.0),
+               "data.input_scale_v" if np.any(topology.source_matrix[j]) else "board.bench.circuit (its rail)")
+              for j, node in enumerate(names)]
+    wanted += [(node, rest[j] - below, rest[j] + drive,
+                f"train.{estimator}.delta_v" if drive else "board.bench.circuit (its output voltage)")
+               for j, node in enumerate(ports)]
+    bounds = node_bounds(spec, topology)
+    out = []
+    for node, lo_v, hi_v, key in wanted:
+        if node not in bounds:
+            continue
+        lo, hi, where = bounds[node]
+        if lo_v < lo - 1e-12 or hi_v > hi + 1e-12:
+            out.append(f"{key}: {node} would reach {lo_v or 0.0:g} .. {hi_v or 0.0:g} V, beyond {where}'s limits "
+                       f"{lo:g} .. {hi:g} V in the bench file (a batch beyond them is refused)")
+    return out

@@ -42,7 +42,7 @@ from typing import Any, Optional
 import numpy as np
 
 from hil.board import BoardBase, BoardTopology, Measurement, ProgramResult, UnsupportedCapability
-from hil.drivers.protocols import Scanner, SourceMeter, TriggeredScans, TriggeredSweeps
+from hil.drivers.protocols import TriggeredScans, TriggeredSweeps
 
 log = logging.getLogger("hil.boards.instrument")
 
@@ -338,11 +338,14 @@ class InstrumentBoard(BoardBase):
         return self._measure_levels(u, [w])[0]
 
     def level_bounds_v(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per source then output port: the channel's configured ``(v_min, v_max)`` in V (a sweep
-        that a calibration plans stays inside them; the drivers refuse anything beyond)."""
+        """Per source then output port: the channel's effective bounds in V (``v_min``/``v_max``
+        narrowed by ``max_power_w / i_compliance_a``; a sweep that a calibration plans stays inside
+        them; the drivers refuse anything beyond)."""
+        from hil.drivers.limits import effective_bounds
+
         self.connect()
-        lims = [self.instruments[p.instrument].config(p.channel).limits for p in self.wiring.smu_ports()]
-        return np.array([lim.v_min for lim in lims]), np.array([lim.v_max for lim in lims])
+        b = [effective_bounds(self.instruments[p.instrument].config(p.channel).limits) for p in self.wiring.smu_ports()]
+        return np.array([lo for lo, _ in b]), np.array([hi for _, hi in b])
 
     def _measure_levels(self, u: np.ndarray, w_phases: list) -> list[Measurement]:
         self.connect()
@@ -554,15 +557,24 @@ class InstrumentBoard(BoardBase):
             forget()
 
     def verify_safe(self) -> list[str]:
-        """Read back every SMU channel's output state and programmed level; return what is (or
-        may be) not off at 0 V.
+        """Read back every SMU channel's output state and programmed level, and every matrix's
+        closed relays; return what is (or may be) not off at 0 V, or not open.
 
-        Empty when every output reports off with its level within 1 µV of 0 V. A channel whose
+        Empty when every output reports off with its level within 1 µV of 0 V and no matrix
+        reports a closed relay. A channel whose
         state or level cannot be read (dead link, implausible reply) is listed as unverified: the
         caller must not claim it is safe.
         """
         problems = []
         for name, inst in self.instruments.items():
+            if self._is_matrix(name):  # a relay left closed joins lines the next run expects apart
+                try:
+                    if closed := inst.closed():
+                        spec = getattr(inst, "specifier", lambda rc: f"{rc[0]}{rc[1]:02d}")
+                        problems.append(f"{name}: relays still closed: " + ", ".join(spec(c) for c in sorted(closed)))
+                except BaseException as exc:
+                    problems.append(f"{name}: relays not verified open ({type(exc).__name__})")
+                continue
             if not hasattr(inst, "output_enabled"):
                 continue
             for ch in getattr(inst, "channels", ()):

@@ -18,7 +18,8 @@ Commands, checked against the Keysight DAQ970A/DAQ973A Programming Guide (``*IDN
 * ``INP:IMP:AUTO ON, (@list)`` (34970A/34972A Command Reference, ``INPut:IMPedance:AUTO``): input
   resistance > 10 GOhm on the 100 mV, 1 V and 10 V ranges instead of the fixed 10 MOhm of
   ``AUTO OFF`` (the ``*RST`` and ``CONFigure`` default); the array nodes the DMM senses are high
-  impedance, so 10 MOhm would load them. Ranges above 10 V stay at 10 MOhm;
+  impedance, so 10 MOhm would load them. Ranges above 10 V stay at 10 MOhm. The bench option
+  ``input_impedance: 10M`` sends ``AUTO OFF`` instead (10 MOhm on every range);
 * ``FORM:READ:CHAN OFF`` / ``FORM:READ:TIME OFF`` so ``READ?`` returns bare readings;
 * the instrument scans in ascending channel order, so the driver requires an ascending list and
   returns readings in that order.
@@ -38,12 +39,14 @@ from hil.drivers.base import ScpiDriver, ShutdownStep
 from hil.drivers.errors import InstrumentConfigError
 from hil.drivers.parsing import format_number, parse_numbers
 
-__all__ = ["Daq970a", "ScanConfig", "channel_list"]
+__all__ = ["Daq970a", "ScanConfig", "channel_list", "NPLC_VALUES", "RANGES_V", "MAX_DELAY_S", "INPUT_IMPEDANCES"]
 
 NPLC_VALUES = (0.02, 0.2, 1.0, 2.0, 10.0, 20.0, 100.0, 200.0)
 RANGES_V = (0.1, 1.0, 10.0, 100.0, 300.0)
+#: ``input_impedance`` options: ``high`` = INP:IMP:AUTO ON (> 10 GΩ up to 10 V), ``10M`` = OFF
+INPUT_IMPEDANCES = ("high", "10M")
 _AUTOZERO = {"off": "OFF", "once": "ONCE", "on": "ON"}
-_MAX_DELAY_S = 60.0
+MAX_DELAY_S = 60.0
 _MAX_SCAN_CHANNELS = 120
 _SLOW_LINE_HZ = 50.0
 
@@ -84,8 +87,8 @@ class ScanConfig:
             problems.append(f"range_v {range_v!r}: one of {RANGES_V} V")
         if autozero not in _AUTOZERO:
             problems.append(f"autozero {autozero!r}: one of {tuple(_AUTOZERO)}")
-        if not (isinstance(delay_s, (int, float)) and 0 <= delay_s <= _MAX_DELAY_S):
-            problems.append(f"delay_s {delay_s!r}: 0..{_MAX_DELAY_S} s")
+        if not (isinstance(delay_s, (int, float)) and 0 <= delay_s <= MAX_DELAY_S):
+            problems.append(f"delay_s {delay_s!r}: 0..{MAX_DELAY_S} s")
         if problems:
             raise InstrumentConfigError("; ".join(problems))
         self.channels = chans
@@ -131,6 +134,9 @@ class Daq970a(ScpiDriver):
         slots: ``{slot: number of voltage channels}`` of the installed modules, e.g. ``{1: 20}``
             for a DAQM901A; ``None`` only checks the ``scc`` form.
         scan: ``ScanConfig`` (or its keyword dict) applied at ``connect()``.
+        input_impedance: ``"high"`` (default: ``INP:IMP:AUTO ON``, > 10 GΩ on the 0.1–10 V ranges,
+            so the DMM does not load high-impedance nodes) or ``"10M"`` (``INP:IMP:AUTO OFF``,
+            10 MΩ on every range), sent with every scan configuration.
     """
 
     SUPPORTED_MODELS = ("DAQ970A", "34970A", "34972A")
@@ -139,8 +145,12 @@ class Daq970a(ScpiDriver):
     LINE_FREQUENCY_QUERY = None
 
     def __init__(self, transport: Any, *, slots: Optional[Mapping[int, int]] = None,
-                 scan: Optional[Any] = None, **kwargs: Any) -> None:
+                 scan: Optional[Any] = None, input_impedance: str = "high", **kwargs: Any) -> None:
         super().__init__(transport, **kwargs)
+        if input_impedance not in INPUT_IMPEDANCES:
+            raise InstrumentConfigError(f"input_impedance {input_impedance!r}: one of {INPUT_IMPEDANCES}",
+                                        instrument=self.name)
+        self.input_impedance = input_impedance
         self.slots = dict(slots) if slots is not None else None
         if isinstance(scan, Mapping):
             scan = ScanConfig(**scan, slots=self.slots)
@@ -184,7 +194,7 @@ class Daq970a(ScpiDriver):
         w(f"CONF:VOLT:DC {format_number(config.range_v)},DEF,{chans}")
         w(f"VOLT:DC:NPLC {format_number(config.nplc)},{chans}")
         w(f"ZERO:AUTO {_AUTOZERO[config.autozero]},{chans}")
-        w(f"INP:IMP:AUTO ON,{chans}")
+        w(f"INP:IMP:AUTO {'ON' if self.input_impedance == 'high' else 'OFF'},{chans}")
         w(f"ROUT:CHAN:DEL {format_number(config.delay_s)},{chans}")
         w(f"ROUT:SCAN {chans}")
         w("TRIG:SOUR IMM")
@@ -265,7 +275,8 @@ class Daq970a(ScpiDriver):
 
     def _settings_snapshot(self) -> dict[str, Any]:
         return {"slots": {str(k): v for k, v in (self.slots or {}).items()} or None,
-                "scan": self.scan.as_dict() if self.scan else None,
+                "scan": None if self.scan is None else {**self.scan.as_dict(), "input_impedance": (
+                    ">10 GOhm" if self.input_impedance == "high" and self.scan.range_v <= 10 else "10 MOhm")},
                 "reading_format": {"channel": "OFF", "time": "OFF"}, "trigger": {"source": "IMM", "count": 1}}
 
     def _shutdown_steps(self) -> list[ShutdownStep]:

@@ -637,6 +637,8 @@ def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = 
             data = load_dataset(s.data_spec)
         except ConfigError as exc:
             raise ConfigError(exc.problems, source) from None
+        if spec is not None and spec.bench.circuit is not None:  # before any instrument is opened
+            _check_bench_levels(s, spec, data, source)
         try:
             board = make_board(s.backend, s.circuit, s.g_min, s.g_max, spec, **(board_options or {}),
                                devices=s.devices)
@@ -660,6 +662,20 @@ def _board_and_data(s: TrainSettings, source: str, board_options: dict | None = 
             problems = [q.replace("board.circuit.inputs", "board.stages[0].circuit.inputs", 1) for q in problems]
         raise ConfigError(problems, source)
     return board, data, cal_meta
+
+
+def _check_bench_levels(s: TrainSettings, spec: Any, data: Any, source: str) -> None:
+    """Refuse (``ConfigError``) inputs, rails or drives beyond a bench channel's limits: the board
+    would refuse the first batch after the bench was opened."""
+    from hil.boards.bench_config import level_problems
+    from hil.boards.simulated import board_topology
+
+    splits = [d.x for d in (data.train, data.val, data.test) if d is not None]
+    topology = board_topology(spec.bench.circuit)
+    if topology.n_inputs != splits[0].shape[1]:
+        return  # the data do not fit the circuit: compatibility_problems names that
+    if problems := level_problems(spec, topology, np.concatenate(splits), s.estimator, s.estimator_options):
+        raise ConfigError(problems, source)
 
 
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | str = False,

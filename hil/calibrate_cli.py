@@ -74,6 +74,8 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
         raise ConfigError(["board: calibration sets every source (rails included) and this board cannot; an ideal "
                            "simulated board needs no calibration (give it board.devices to model a real one)"],
                           args.config)
+    if settings.instrument_board is not None:  # before anything is switched on: a probe beyond a limit
+        _check_probe_amplitude(settings.instrument_board, board.topology, cs.amplitude_v, args.config)
     earlier = _newest_path(store, cs.dir, name)
     stats = getattr(board, "stats", None)  # an instrument board counts the points it has measured
     counter = (lambda: stats.measured_points) if hasattr(stats, "measured_points") else None
@@ -103,6 +105,23 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
           f"{summary['faulty_devices']} faulty, {summary['fault_map_unresolved']} unresolved; max port residual "
           f"{summary['max_port_residual_rel']:.2e}, report {path / 'report.md'}")
     return 0
+
+
+def _check_probe_amplitude(spec, topology, amplitude_v: float, source: str) -> None:
+    """The probe patterns drive every source to ±amplitude_v and every output port to 0 or
+    +amplitude_v (V): refuse (exit 2) an amplitude a channel's bench limits do not allow, which
+    would stop the calibration minutes in, at its second stage."""
+    from hil.boards.bench_config import node_bounds
+
+    problems = []
+    kinds = dict(zip(topology.node_names, topology.node_kinds))
+    for node, (lo, hi, where) in node_bounds(spec, topology).items():
+        need_lo = -amplitude_v if kinds[node] == "source" else 0.0
+        if need_lo < lo - 1e-12 or amplitude_v > hi + 1e-12:
+            problems.append(f"board.calibration.amplitude_v: {amplitude_v:g} V probes {node} at {need_lo:g} .. "
+                            f"{amplitude_v:g} V, beyond {where}'s limits {lo:g} .. {hi:g} V in the bench file")
+    if problems:
+        raise ConfigError(problems, source)
 
 
 def _newest_path(store, root, name):

@@ -88,6 +88,10 @@ def _instrument_message(exc) -> str:
     """One line for an instrument fault: what happened, whether the outputs were verified off, what
     the run directory keeps (``exc.phase`` / ``exc.unverified`` are set by :mod:`hil.api`)."""
     what = f"{type(exc).__name__}: {_one_line(exc)}"
+    from hil.emulate_options import emulator_failure
+
+    if cause := emulator_failure():  # a rehearsal: the emulator failed, not the instrument it models
+        what += f" (the emulated bench failed first: {cause}; an emulator limitation, not the instrument's behaviour)"
     if getattr(exc, "phase", None) == "open":
         return (f"cannot open the bench: {what} (nothing was switched on; check the resources in board.bench, "
                 "or rehearse with --emulate)")

@@ -9,6 +9,25 @@ from hil import api
 from hil.config import ConfigError
 
 
+#: the emulated benches of the running command, and the failures of those already stopped
+_ACTIVE: list = []
+_FAILURES: list[str] = []
+
+
+def _retire(bench: Any) -> None:
+    """The bench stops: keep its emulators' own failures for the command's error line."""
+    _FAILURES.extend(bench.internal_errors())
+    _ACTIVE.remove(bench)
+
+
+def emulator_failure() -> str:
+    """The first failure of the command's emulators themselves (``""`` if none): a reply they could
+    not compute is never sent, so the drivers report a timeout whose cause this names."""
+    for bench in _ACTIVE:
+        _FAILURES.extend(e for e in bench.internal_errors() if e not in _FAILURES)
+    return _FAILURES[0] if _FAILURES else ""
+
+
 def emulated_board_options(args: Any, stack: contextlib.ExitStack, config: dict, source: str,
                            command: str = "hil train") -> dict:
     """The board options that point the drivers at an emulated bench, or ``{}`` without ``--emulate``.
@@ -28,6 +47,10 @@ def emulated_board_options(args: Any, stack: contextlib.ExitStack, config: dict,
     bench = stack.enter_context(EmulatedBench(spec.bench, time_mode="virtual", programming=spec.programming,
                                               devices=settings.devices, g_bounds=(settings.g_min, settings.g_max),
                                               round_trips=True))
+    if not _ACTIVE:
+        _FAILURES.clear()  # a new command: an earlier one's failures (same process) are not its own
+    _ACTIVE.append(bench)
+    stack.callback(_retire, bench)
     print(f"{command}: emulating bench {bench.bench.name} on 127.0.0.1 ({len(bench.resources)} instruments); "
           "the emulated devices are programmed by the write-verify pulses through the sockets", flush=True)
     return {"resources": bench.resources, "clock": lambda: bench.clock.now_s}

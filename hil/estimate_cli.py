@@ -92,6 +92,11 @@ def estimate_run(settings: Any, pulses_per_device: float | None = None, touched:
         smu_figures=[fig(i) for i in smus], scanner_figures=[fig(i) for i in scanners],
         exchanges_per_sweep=exchanges + len(smus) + len(scanners))
     data = load_dataset(settings.dataset, settings.input_scale_v, settings.validation_fraction)
+    from hil.boards.bench_config import level_problems
+
+    splits = [d.x for d in (data.train, data.val, data.test) if d is not None]
+    if problems := level_problems(spec, topo, np.concatenate(splits), settings.estimator, settings.estimator_options):
+        raise ConfigError(problems, settings.name)  # the run would stop at its first batch
     q = topo.n_outputs
     est, opts = settings.estimator, settings.estimator_options
     central = opts.get("central", True)

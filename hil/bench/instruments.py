@@ -46,6 +46,8 @@ def driver_kwargs(spec: InstrumentSpec) -> dict[str, Any]:
                           "autozero": autozero, "delay_s": delay_s}
         if "slots" in spec.options:
             kwargs["slots"] = {int(k): int(v) for k, v in dict(spec.options["slots"]).items()}
+        if "input_impedance" in spec.options:
+            kwargs["input_impedance"] = spec.options["input_impedance"]
     elif spec.kind == "matrix":
         for key in ("slot", "rows", "columns", "settle_s"):
             if key in spec.options:

@@ -260,11 +260,22 @@ def _smu_channel(sec: Section, timing: Timing) -> dict[str, Any]:
         s["max_power_w"] = _num(sec, "max_power_w", positive=True)
     if s["v_min"] is not None and s["v_max"] is not None and not s["v_min"] < s["v_max"]:
         sec.error("v_max", f"must be > v_min ({s['v_min']:g} V), got {s['v_max']:g} V")
+    # every output is switched on at 0 V, returns to 0 V after every batch and is ramped to 0 V at
+    # shutdown: a channel whose bounds exclude 0 V could never be driven within them
+    if s["v_min"] is not None and s["v_min"] > 0:
+        sec.error("v_min", f"must be <= 0 V (outputs start and end at 0 V), got {s['v_min']:g} V")
+    if s["v_max"] is not None and s["v_max"] < 0:
+        sec.error("v_max", f"must be >= 0 V (outputs start and end at 0 V), got {s['v_max']:g} V")
     s["nplc"] = _num(sec, "nplc", default=timing.nplc, positive=True)
     s["current_range_a"] = _num(sec, "current_range_a", default=s["i_compliance_a"], positive=True)
     if s["current_range_a"] is not None and s["i_compliance_a"] is not None and s["current_range_a"] < s["i_compliance_a"]:
         sec.error("current_range_a", f"below i_compliance_a ({s['i_compliance_a']:g} A)")
     s["voltage_range_v"] = _num(sec, "voltage_range_v", default=None, positive=True)
+    span = max(abs(s["v_min"] or 0.0), abs(s["v_max"] or 0.0))
+    if s["voltage_range_v"] is not None and s["voltage_range_v"] < span:
+        # the instrument refuses a level beyond its fixed source range (error -222, level unchanged)
+        sec.error("voltage_range_v", f"{s['voltage_range_v']:g} V cannot source the channel's bounds "
+                                     f"(up to {span:g} V): give a range >= max(|v_min|, |v_max|) or leave it out")
     s["autozero"] = _autozero(sec, timing.autozero)
     s["source_delay_s"] = _num(sec, "source_delay_s", default=timing.source_delay_s, non_negative=True)
     s["off_mode"] = sec.get("off_mode", str, "zero", choices=_OFF_MODES)
@@ -287,14 +298,27 @@ def _check_source_range(sec: Section, settings: dict[str, Any], driver: str, mod
         v = settings.get(key)
         if v is not None and abs(v) > top:
             sec.error(key, f"{v:g} V is beyond the {model or driver}'s {top:g} V source range")
+    lo, hi = getattr(cls, "NPLC_RANGE", (0.0, math.inf))
+    nplc = settings.get("nplc")
+    if nplc is not None and not lo <= nplc <= hi:
+        sec.error("nplc", f"{nplc:g} is outside the {model or driver}'s {lo:g}..{hi:g} PLC")
 
 
 def _scanner_channel(sec: Section, timing: Timing) -> dict[str, Any]:
+    from hil.drivers.daq970a import MAX_DELAY_S, NPLC_VALUES, RANGES_V
+
+    listed = lambda values: ", ".join(f"{v:g}" for v in values)
     s: dict[str, Any] = {}
     s["range_v"] = _num(sec, "range_v", required=True, positive=True)
+    if s["range_v"] is not None and s["range_v"] > 0 and not any(abs(s["range_v"] - r) < 1e-12 for r in RANGES_V):
+        sec.error("range_v", f"{s['range_v']:g} V is not a DC range of the scanner ({listed(RANGES_V)} V)")
     s["nplc"] = _num(sec, "nplc", default=timing.nplc, positive=True)
+    if s["nplc"] is not None and s["nplc"] > 0 and not any(abs(s["nplc"] - v) < 1e-9 for v in NPLC_VALUES):
+        sec.error("nplc", f"{s['nplc']:g} is not an integration time of the scanner ({listed(NPLC_VALUES)} PLC)")
     s["autozero"] = _autozero(sec, timing.autozero)
     s["delay_s"] = _num(sec, "delay_s", default=timing.source_delay_s, non_negative=True)
+    if s["delay_s"] is not None and s["delay_s"] > MAX_DELAY_S:
+        sec.error("delay_s", f"must be <= {MAX_DELAY_S:g} s, got {s['delay_s']:g} s")
     sec.finish()
     return s
 
@@ -308,6 +332,7 @@ _OPTION_KEYS = {
 
 
 def _instrument(sec: Section, name: str, timing: Timing, driver_names: list[str]) -> Optional[InstrumentSpec]:
+    problems_at_start = len(sec.problems)
     if not _NAME_RE.match(name):
         sec.problems.append(f"{sec.path}: instrument name must match [a-z][a-z0-9_]*")
     driver = sec.get("driver", str)
@@ -374,10 +399,49 @@ def _instrument(sec: Section, name: str, timing: Timing, driver_names: list[str]
         ae = options["allowed_errors"]
         if not (isinstance(ae, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in ae)):
             sec.error("allowed_errors", "expected a list of integer error codes")
+    _check_option_types(sec, options)
     sec.finish()
     if driver is None or model is None or resource is None or kind is None:
         return None
-    return InstrumentSpec(name, driver, kind, model, resource, visa_library, timeout_s or 5.0, channels, options)
+    spec = InstrumentSpec(name, driver, kind, model, resource, visa_library, timeout_s or 5.0, channels, options)
+    if len(sec.problems) == problems_at_start:  # the rest is right: would the driver take it?
+        _driver_accepts(sec, spec)
+    return spec
+
+
+def _check_option_types(sec: Section, options: dict[str, Any]) -> None:
+    """Shapes of the instrument options the drivers, emulators and the timing model read."""
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    slots = options.get("slots")
+    if "slots" in options and not (isinstance(slots, dict) and slots
+                                   and all(is_int(k) and is_int(v) and v > 0 for k, v in slots.items())):
+        sec.error("slots", f"expected a mapping {{slot: number of channels}} of positive integers, got {slots!r}")
+    for key in ("relay_s", "relay_time_s"):
+        v = options.get(key)
+        if key in options and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf):
+            sec.error(key, f"expected a finite time in s >= 0, got {v!r}")
+    for key in ("require_interlock", "binary"):
+        if key in options and not isinstance(options[key], bool):
+            sec.error(key, f"expected true or false, got {options[key]!r}")
+    if "rows" in options and not isinstance(options["rows"], str):
+        sec.error("rows", f"expected the row letters as a string (e.g. ABCDEFGH), got {options['rows']!r}")
+
+
+def _driver_accepts(sec: Section, spec: InstrumentSpec) -> None:
+    """Build the (unconnected, transport-less) driver once, so every setting its constructor refuses
+    (e.g. a B2900 autozero other than off, scanner channels that disagree) is a configuration error
+    with the instrument's path now, not an error when the bench is opened."""
+    from hil.bench.instruments import driver_kwargs
+    from hil.drivers.errors import InstrumentConfigError
+    from hil.drivers.registry import load_driver
+
+    try:
+        load_driver(spec.driver)(None, **driver_kwargs(spec))
+    except (InstrumentConfigError, TypeError, ValueError) as exc:
+        text, prefix = str(exc), f"{spec.name}: "
+        while text.startswith(prefix):  # the path names the instrument already
+            text = text[len(prefix):]
+        sec.problems.append(f"{sec.path}: {text}")
 
 
 def _endpoint(text: Any, path: str, instruments: Mapping[str, InstrumentSpec], problems: list[str],
@@ -558,6 +622,9 @@ def load_bench(source: Union[str, Path, Mapping[str, Any]], field_path: str = "b
     if f_line is not None and f_line not in (50.0, 60.0):
         sec.error("line_frequency_hz", f"50 or 60 Hz, got {f_line:g}")
     seed = sec.get("seed", int, 0)
+    if seed is not None and seed < 0:
+        sec.error("seed", f"must be an integer >= 0, got {seed}")
+        seed = 0
     t_sec = sec.section("timing")
     nplc = _num(t_sec, "nplc", default=1.0, positive=True)
     delay = _num(t_sec, "source_delay_s", default=1e-3, non_negative=True)

@@ -53,10 +53,16 @@ class ChannelGains:
 def common_level_voltage_gains(board, offsets: ChannelOffsets, low_v: float = 0.05, high_v: float = 1.5,
                                levels: int = 32, readings: int = 32) -> np.ndarray:
     """Hidden-node voltage gains (n,): every source and port at ``levels`` common levels from
-    ``low_v`` to ``high_v`` (V), slope of the readings by least squares.  Many levels average
+    ``low_v`` to ``high_v`` (V; on an instrument bench at most the lowest channel ``v_max``), slope
+    of the readings by least squares.  Many levels average
     the source quantisation (a 16-bit ±10 V source is 0.3 mV per step) instead of taking it
     twice from a two-point difference."""
     topo = board.topology
+    if hasattr(board, "level_bounds_v"):  # an instrument bench: the common level stays within every channel
+        high_v = min(high_v, float(np.min(board.level_bounds_v()[1])))
+        if not high_v > low_v:
+            raise RuntimeError(f"voltage-channel gains: the channels allow at most {high_v:g} V above 0 V "
+                               f"(need > {low_v:g} V)")
     s = np.linspace(low_v, high_v, levels)
     u = np.repeat(s, readings)[:, None] * np.ones((1, topo.n_sources))
     w = np.repeat(s, readings)[:, None] * np.ones((1, topo.n_outputs))

@@ -204,6 +204,19 @@ class EmulatedBench:
                 out[port_name(name, str(entry.get("channel")))] = entry
         return out
 
+    def internal_errors(self) -> list[str]:
+        """``"instrument: Error: message"`` for every failure of the emulators themselves (an
+        emulator bug or a world it cannot solve, not modelled instrument behaviour), in order. Such a
+        line gets no reply, so the client meets a timeout whose cause only this list names."""
+        found = []
+        for name, emu in self.emulators.items():
+            for entry in emu.transcript.entries("event"):
+                text = str(entry.text)
+                for tag in ("internal error: ", "server error: "):
+                    if text.startswith(tag):
+                        found.append((entry.wall_s, f"{name}: {text[len(tag):]}"))
+        return [text for _, text in sorted(found)]
+
     def all_outputs_safe(self, tolerance_v: float = 1e-9) -> bool:
         """True if every source output is off and programmed to 0 V (from the emulators' state)."""
         return all(not s["output_on"] and abs(s["level_v"]) <= tolerance_v for s in self.output_states().values())

@@ -26,7 +26,8 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "emulate", help="run a bench file's instruments as loopback emulators (one simulated circuit)",
         **command_help("Start every instrument of BENCH as an emulator on 127.0.0.1, all answering from one "
-                       "simulated circuit, print their VISA resources and serve until Ctrl-C.",
+                       "simulated circuit, print their VISA resources and serve until Ctrl-C or SIGTERM (the normal "
+                       "stop: exit 0) or for --duration S.",
                        "hil emulate scpi-xor", "hil emulate scpi-xor --write-bench rehearsal.yaml --duration 60",
                        "hil emulate demo-xor --time realtime --readings exact"))
     p.add_argument("bench", help="bench file (YAML) or the name of a shipped bench (configs/benches)")
@@ -81,6 +82,10 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
         if hint is None:
             raise
         raise ConfigError([hint]) from None
+    if (args.write_bench and bench.source != "<mapping>"
+            and Path(args.write_bench).resolve() == Path(bench.source).resolve()):
+        raise ConfigError([f"--write-bench {args.write_bench}: that is the bench file itself; its real resources "
+                           "would be replaced by loopback addresses (write the copy to another file)"])
     try:
         emulated = EmulatedBench(bench, time_mode=args.time_mode, time_scale=args.time_scale, seed=args.seed,
                                  readings=args.readings)
@@ -105,7 +110,8 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
             print(f"  loopback bench written to {args.write_bench}", file=out)
         print("serving; Ctrl-C stops" if args.duration is None else f"serving for {args.duration:g} s", file=out)
         out.flush()
-        stop.wait(args.duration)
+        # a duration beyond what a lock can wait (about 290 years) is as good as forever
+        stop.wait(None if args.duration is None else min(args.duration, threading.TIMEOUT_MAX))
     received = sum(len(e.transcript.received()) for e in emulated.emulators.values())
     print(f"hil emulate: stopped; {received} commands received, bench time {emulated.clock.now_s:.3f} s", file=out)
     for line in _left_behind(emulated):

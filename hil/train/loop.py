@@ -349,6 +349,9 @@ class Trainer:
             bench = f", bench {row['bench_time_s']:.4g} s" if "bench_time_s" in row else ""
             line = (f"epoch {self.epoch:3d}/{s.epochs}  loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.1f}%"
                     f"{extra}{test}  ({train_time:.3g} s{bench})")
+            if row.get("program_unconverged") or row.get("program_stuck"):  # the devices did not follow the targets
+                line += (f"  programming: {row['program_unconverged']} unconverged, {row['program_stuck']} stuck "
+                         "(metrics.csv, events.jsonl)")
             if self.progress == "bar":
                 from tqdm import tqdm
 

@@ -51,3 +51,35 @@ def test_a_bench_and_its_rehearsal_keep_separate_calibrations():
     assert store.board_id("bench-xor", None, None, "xor-bench") == "bench-xor-bench"
     assert store.board_id("bench-xor", None, None, "xor-bench", emulated=True) == "bench-xor-bench-emulated"
     assert store.board_id("sim-xor", {"name": "xor-2x8x4"}, None) == "xor-2x8x4-ideal-0"
+
+
+def test_voltage_gain_levels_stay_within_the_tightest_channel():
+    """The common levels of the voltage-gain step went up to 1.5 V on every terminal whatever the
+    bench allowed: on scpi-xor (output ports limited to ±0.5 V) the calibration stopped at its
+    second stage with a limit violation. They now stop at the lowest effective v_max."""
+    from hil.calibrate.gains import common_level_voltage_gains
+    from hil.calibrate.offsets import ChannelOffsets
+
+    with EmulatedBench("scpi-xor", time_mode="virtual", readings="exact") as eb:
+        with open_board(eb) as board:
+            topo = board.topology
+            zero = lambda k: np.zeros(k)
+            off = ChannelOffsets(zero(topo.n_outputs), zero(topo.n_sources), zero(topo.n_hidden),
+                                 zero(topo.n_outputs), zero(topo.n_sources), zero(topo.n_hidden), 1)
+            gains = common_level_voltage_gains(board, off, levels=4, readings=2)
+            top = float(np.max(board.level_bounds_v()[1].min()))
+        eb.settle()
+        levels = [s["level_v"] for s in eb.emulators["smu_y2"].transcript.states("")]
+        assert eb.all_outputs_safe()
+    assert top == 0.5 and max(levels) == pytest.approx(0.5)
+    np.testing.assert_allclose(gains, 1.0, rtol=1e-4)  # exact readings: 1 but for the DMM's 10 GΩ loading
+
+
+def test_probe_amplitude_beyond_the_bench_limits_is_refused_before_measuring(tmp_path, capsys):
+    """board.calibration.amplitude_v = 5 V on bench-xor (channels ±1.5 V) used to run the first
+    stage for minutes, then stop with a limit violation pointing at data.input_scale_v (exit 1)."""
+    assert main(["calibrate", "bench-xor", "--emulate", "--dir", str(tmp_path),
+                 "--set", "board.calibration.amplitude_v=5"]) == 2
+    err = capsys.readouterr().err
+    assert "board.calibration.amplitude_v: 5 V probes x0 at -5 .. 5 V, beyond smu1.a's limits -1.5 .. 1.5 V" in err
+    assert "Traceback" not in err and "1/6" not in capsys.readouterr().out

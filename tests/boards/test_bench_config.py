@@ -97,3 +97,37 @@ def test_programming_pulse_edge_beyond_max_step_is_a_config_error(raw):
         parse_settings(raw, "x")
     assert any("board.programming.v_max" in p and "max_step_v 1 V" in p for p in exc.value.problems), \
         exc.value.problems
+
+
+def test_levels_beyond_the_bench_limits_are_configuration_errors_before_the_bench_is_opened(tmp_path, capsys):
+    """An input scale or hl drive that takes a channel beyond its bench limits used to stop the run at
+    its first batch (exit 1, 'instrument fault') after the bench was opened, and hil estimate predicted
+    the run's time all the same; now both name the key, the node and the channel (exit 2)."""
+    from hil.cli import main
+
+    assert main(["estimate", "bench-xor", "--set", "data.input_scale_v=5"]) == 2
+    err = capsys.readouterr().err
+    assert "data.input_scale_v: x0 would reach 0 .. 5 V, beyond smu1.a's limits -1.5 .. 1.5 V" in err, err
+    assert main(["train", "bench-xor", "--runs-dir", str(tmp_path), "--set", "train.hl.delta_v=2"]) == 2
+    err = capsys.readouterr().err
+    assert "train.hl.delta_v: y0 would reach -2 .. 2 V, beyond smu4.a's limits -1.5 .. 1.5 V" in err, err
+    assert "Traceback" not in err and "cannot open the bench" not in err
+    assert not any(tmp_path.iterdir())  # no run directory: nothing started
+    assert main(["estimate", "bench-xor", "--set", "train.hl.delta_v=0.5"]) == 0  # within the limits
+
+
+def test_device_crosspoints_must_exist_on_the_programming_matrix(raw):
+    """A crosspoint beyond the matrix's rows/columns, in another slot, or forbidden used to pass the
+    config check and stop the run at the first device selection ('internal error', exit 1)."""
+    bench = load_yaml("configs/benches/xor-bench.yaml")
+    bench["instruments"]["matrix"]["forbidden"] = ["1H12"]
+    bad = copy.deepcopy(raw)
+    bad["board"]["bench"] = bench
+    devices = bad["board"]["programming"]["devices"]
+    devices["R_h0_x0"], devices["R_h0_x1"], devices["R_h0_x0_n"] = ["1Z99"], ["2A02"], ["1H12"]
+    with pytest.raises(ConfigError) as info:
+        parse_settings(bad, "bench-xor")
+    problems = "\n".join(info.value.problems)
+    assert "board.programming.devices.R_h0_x0: not on matrix: crosspoint '1Z99': rows ABCDEFGH" in problems, problems
+    assert "board.programming.devices.R_h0_x1: not on matrix: crosspoint '2A02' is not in slot 1" in problems
+    assert "board.programming.devices.R_h0_x0_n: 1H12: a forbidden crosspoint of matrix" in problems

@@ -473,3 +473,27 @@ def test_cli_instrument_unreachable_at_connect_reads_the_other_outputs_back(tmp_
     assert rc == 1 and len(err) == 1, err
     assert "'daq'" in err[0] and "every output read back off" in err[0]
     assert started_benches[0].all_outputs_safe()
+
+
+def test_verify_safe_names_matrix_relays_the_shutdown_could_not_open():
+    """The CLI's 'every output read back off' rests on verify_safe(): a 707B that lost its link with a
+    crosspoint closed (and refuses to be reached again) must appear there, not only the SMUs."""
+    with EmulatedBench("xor-bench", time_mode="virtual") as eb:
+        board = open_board(eb, timeout_s=1.0)
+        try:
+            board.connect()
+            matrix = board.instruments["matrix"]
+            matrix.connect(["1A01"], exclusive=True)
+            eb.settle()
+            assert eb.emulators["matrix"].closed_crosspoints() == ["1A01"]
+            assert "matrix: relays still closed: 1A01" in board.verify_safe()  # read from the instrument
+            eb.emulators["matrix"].refuse_connections(True)
+            eb.emulators["matrix"].faults.drop_connection(count=None)
+            board.safe_state()
+            problems = board.verify_safe()
+            assert any(p.startswith("matrix") for p in problems), problems
+            assert not any(p.startswith("smu") or p.startswith("prog") for p in problems), problems
+        finally:
+            eb.emulators["matrix"].faults.clear()
+            eb.emulators["matrix"].refuse_connections(False)
+            board.close()

@@ -26,6 +26,8 @@ def test_estimate_json_scales_with_nplc(capsys):
     for inst in raw["board"]["bench"]["instruments"].values():
         for ch in (inst.get("channels") or {}).values():
             ch.pop("nplc", None)
+            if inst["driver"] == "daq970a":
+                ch["nplc"] = 0.2  # the DAQ's integration times: 0.02, 0.2, 1, ... (0.1 is refused)
     fast = estimate_run(parse_settings(raw, "x"))
     assert fast["t_smu_s"] < slow["t_smu_s"] / 5
     # points per step: B samples × (1 + 2q) phases plus ramp points, independent of NPLC

@@ -139,3 +139,63 @@ def test_source_range_is_the_named_models_not_the_familys():
         load_bench(wide)
     raw["instruments"]["smu1"]["model"] = "2612B"
     assert load_bench(raw).instruments["smu1"].channels["a"].settings["v_max"] == 100.0
+
+
+def test_settings_the_instruments_cannot_take_are_refused_with_their_path():
+    """Bounds that exclude 0 V (outputs start and end there), a source range below the bounds, an
+    NPLC outside the model's, a scanner range or NPLC the DAQ does not have, a negative seed: each
+    is one line with its dotted path, never a failure after the bench was opened."""
+    raw = _raw("scpi-xor")
+    b = raw["bench"]
+    b["seed"] = -1
+    for name, channel, change in (("smu_x", "1", {"v_min": 0.5}), ("smu_xn", "1", {"v_min": -1.0, "v_max": -0.5}),
+                                  ("smu_rail", "1", {"voltage_range_v": 0.2}), ("smu_y2", "", {"nplc": 50.0})):
+        b["instruments"][name]["channels"][channel] = {**b["instruments"][name]["channels"][channel], **change}
+    b["instruments"]["daq"]["channels"]["101"] = {**b["instruments"]["daq"]["channels"]["101"], "range_v": 7.0,
+                                                  "nplc": 5.0, "delay_s": 61.0}
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    problems = "\n".join(info.value.problems)
+    for expected in ("bench.seed: must be an integer >= 0",
+                     "bench.instruments.smu_x.channels.1.v_min: must be <= 0 V",
+                     "bench.instruments.smu_xn.channels.1.v_max: must be >= 0 V",
+                     "bench.instruments.smu_rail.channels.1.voltage_range_v: 0.2 V cannot source",
+                     "bench.instruments.smu_y2.channels..nplc: 50 is outside the 2450's 0.01..10 PLC",
+                     "bench.instruments.daq.channels.101.range_v: 7 V is not a DC range",
+                     "bench.instruments.daq.channels.101.nplc: 5 is not an integration time",
+                     "bench.instruments.daq.channels.101.delay_s: must be <= 60 s"):
+        assert expected in problems, problems
+    assert len(info.value.problems) == 8, problems  # the other channels (shared YAML anchors) stay valid
+
+
+def test_settings_the_driver_refuses_are_configuration_errors_of_the_bench_file():
+    """A B2900 channel with autozero other than off (the bench timing's default is 'once') and
+    scanner channels whose settings disagree used to load, then fail when the bench was opened."""
+    raw = _raw("scpi-xor")
+    raw["bench"]["timing"]["autozero"] = "once"
+    daq = raw["bench"]["instruments"]["daq"]["channels"]
+    daq["102"] = {**daq["102"], "nplc": 10.0}
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    problems = info.value.problems
+    assert ("bench.instruments.smu_x: channel '1': autozero 'once': no verified B2900 autozero command; use 'off'"
+            in problems), problems
+    assert ("bench.instruments.daq: every scanned channel needs the same range_v, nplc, autozero and delay_s"
+            in problems), problems
+    assert not any(p.startswith("bench.instruments.smu_y2") for p in problems)  # a 2450 takes autozero once
+
+
+def test_instrument_options_of_the_wrong_shape_are_configuration_errors():
+    """Options the drivers, emulators and timing model read: a wrong shape used to crash when the
+    bench was opened (TypeError/ValueError: an internal error) or pass unnoticed (a negative relay
+    time, require_interlock: 'no' read as true)."""
+    raw = yaml.safe_load((bench_root() / "xor-bench.yaml").read_text())
+    inst = raw["instruments"]
+    inst["daq"].update(slots={1: "x"}, relay_s=-1)
+    inst["matrix"].update(rows=5, relay_time_s="fast")
+    inst["smu1"].update(require_interlock="no")
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    problems = "\n".join(info.value.problems)
+    for key in ("daq.slots", "daq.relay_s", "matrix.rows", "matrix.relay_time_s", "smu1.require_interlock"):
+        assert f"bench.instruments.{key}: expected" in problems, problems

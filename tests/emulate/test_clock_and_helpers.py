@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import yaml
 
 from hil.bench.instruments import driver_kwargs
 from hil.bench.schema import bench_root, load_bench
+from hil.config import ConfigError
 from hil.drivers.errors import InstrumentConfigError
 from hil.emulate.clock import BenchClock
 
@@ -36,5 +38,9 @@ def test_driver_kwargs_from_the_bench():
     assert daq["scan"]["channels"] == list(range(101, 109)) and daq["slots"] == {1: 20}
     raw = copy.deepcopy(yaml.safe_load((bench_root() / "scpi-xor.yaml").read_text()))
     raw["bench"]["instruments"]["daq"]["channels"]["103"] = {"range_v": 1.0}
+    with pytest.raises(ConfigError, match="bench.instruments.daq: every scanned channel needs the same range_v"):
+        load_bench(raw)  # the bench file is refused when read, with the instrument's path
+    spec = bench.instruments["daq"]
+    odd = dataclasses.replace(spec.channels["103"], settings={**spec.channels["103"].settings, "range_v": 1.0})
     with pytest.raises(InstrumentConfigError, match="same range_v"):
-        driver_kwargs(load_bench(raw).instruments["daq"])
+        driver_kwargs(dataclasses.replace(spec, channels={**spec.channels, "103": odd}))

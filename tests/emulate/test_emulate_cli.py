@@ -138,3 +138,40 @@ def test_emulate_warns_about_levels_left_programmed_and_relays_left_closed():
     text = out.getvalue()
     assert "warning: smu_y2 is off but its level is programmed to 0.3 V" in text, text
     assert "warning: matrix left relays closed: 1A01" in text, text
+
+
+def test_emulate_with_a_duration_beyond_any_timer_serves_until_stopped():
+    """--duration 1e300 is finite, so accepted: it used to end in an internal error (OverflowError of
+    the wait) instead of serving."""
+    import argparse
+    import io
+    import threading
+
+    from hil.emulate.cli import cmd_emulate
+
+    out, stop, result = io.StringIO(), threading.Event(), []
+    args = argparse.Namespace(bench="scpi-xor", time_mode="instant", time_scale=1.0, seed=None, readings="noisy",
+                              write_bench=None, duration=1e300)
+    server = threading.Thread(target=lambda: result.append(cmd_emulate(args, out=out, stop_event=stop)), daemon=True)
+    server.start()
+    deadline = time.monotonic() + 20
+    while "serving" not in out.getvalue() and server.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)
+    assert server.is_alive(), out.getvalue()  # still serving, not failed
+    stop.set()
+    server.join(20)
+    assert result == [0] and "stopped" in out.getvalue()
+
+
+def test_write_bench_onto_the_bench_file_itself_is_refused(tmp_path, monkeypatch, capsys):
+    """--write-bench naming the bench file itself replaced its real resources by loopback addresses
+    (and dropped its comments): the user's bench description was lost."""
+    mine = tmp_path / "mine.yaml"
+    original = (ROOT / "configs" / "benches" / "scpi-xor.yaml").read_text()
+    mine.write_text(original)
+    monkeypatch.chdir(tmp_path)
+    assert main(["emulate", str(mine), "--write-bench", "./mine.yaml", "--duration", "0"]) == 2
+    captured = capsys.readouterr()
+    assert "--write-bench ./mine.yaml: that is the bench file itself" in captured.err and "TCPIP::" not in captured.out
+    assert mine.read_text() == original
