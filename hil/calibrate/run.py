@@ -54,7 +54,6 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
     require_in_range(ref, "drift reference", f"lower board.calibration.amplitude_v (now {cs.amplitude_v:g} V)")
     summary = {
         "temperature_c": temperature_c,
-        "devices": devices,
         "diode_model": diode_kind,
         "patterns": now.patterns, "repeats": now.repeats,
         "max_condition_number": now.condition,
@@ -85,6 +84,8 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
         "diode_clamp_v": dfit.clamp_v, "diode_fit_g_leak_s": dfit.g_leak_s, "diode_sweep_i_a": dfit.currents_a, "diode_sweep_v": dfit.voltages_v,
         "drift_u": u_ref, "drift_y": ref.y - off.y,
     }
+    if devices is not None:  # (a calibration that records none is never judged against a config's section)
+        summary["devices"] = devices
     summary["seconds"] = time.perf_counter() - t0
     path = store.save(cs.dir, board_name, summary, arrays)
     write_report(path, topo, summary, arrays)

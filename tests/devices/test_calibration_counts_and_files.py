@@ -44,6 +44,7 @@ def test_summary_never_counts_devices_that_cannot_be_read_out_as_healthy(tmp_pat
     assert counts["healthy"] == 0 and counts["unresolved"] == mapped == summary["fault_map_unresolved"]
     assert sum(counts.values()) == topo.n_conductances
     assert "unresolved" in (path / "report.md").read_text()
+    assert "devices" not in summary  # none given: hil train then never warns of another board.devices section
 
 
 @pytest.fixture(scope="module")
