@@ -136,8 +136,10 @@ class CalibratedBoard(BoardBase):
         if self._calls % self.s.drift_every == 0:
             a = self.cal.arrays
             m = self.inner.measure_sources(a["drift_u"])
-            y = m.y - (self._off[0] if self._off is not None else 0.0)
-            y = y / self._gain[0] if self._gain is not None else y
+            # corrected as the stored reference was (offsets, and gains when calibrated), whichever
+            # corrections the readings get: the ratio must compare like with like
+            y = m.y - a["offset_y"] if "offset_y" in a else m.y
+            y = y / a["gain_y"] if "gain_y" in a else y
             ref = a["drift_y"]
             if self.s.drift == "global":
                 gain = np.sum(np.abs(ref)) / max(np.sum(np.abs(y)), 1e-300)

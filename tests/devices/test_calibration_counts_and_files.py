@@ -183,3 +183,25 @@ def test_solve_and_netlist_of_a_run_on_a_non_ideal_board(tmp_path, capsys, calib
     assert main(["solve", str(run_dir), "--json"]) == 0
     assert main(["netlist", str(run_dir), "-o", str(tmp_path / "trained.cir")]) == 0
     assert "nominal circuit" in capsys.readouterr().out and (tmp_path / "trained.cir").is_file()
+
+
+def test_drift_ratio_compares_offset_corrected_readings_even_with_offsets_off(tmp_path):
+    """The drift reference is stored offset- (and gain-) corrected; with ``offsets: false`` the fresh
+    reference readings kept their offsets, so an undrifted board got a wrong scale factor."""
+    from hil.boards.calibrated import CalibratedBoard
+    from hil.calibrate import store
+    from hil.calibrate.offsets import zero_readings
+
+    c = random_circuit(6, n_inputs=4, n_outputs=2, seed=0, coupling_degree=0, g_range=(1e-5, 1e-4), g_leak_s=1e-6)
+    b = NonIdealBoard(c, 1e-8, 1e-4, parse_devices({"adc_current": {"adc_offset_std": 5e-6},
+                                                      "drift": {"drift_nu_mean": 0.05, "t0": 1.0}}))
+    off = zero_readings(b, 64)
+    u = np.random.default_rng(0).uniform(-0.2, 0.2, (16, b.topology.n_sources))
+    m = b.topology.n_conductances
+    cal = store.Calibration(tmp_path, {}, {
+        "offset_y": off.y, "offset_i_src": off.i_src, "offset_e": off.e, "fault_code": np.zeros(m, np.int8),
+        "fault_fixed_s": np.zeros(m), "drift_u": u, "drift_y": b.measure_sources(u).y - off.y})
+    x = np.random.default_rng(1).uniform(0, 1, (8, 4))
+    raw = b.measure(x).y
+    comp = CalibratedBoard(b, cal, CalibrationSettings(offsets=False, stuck_mask=False, drift="global")).measure(x).y
+    np.testing.assert_allclose(comp, raw, rtol=1e-6)  # nothing has drifted yet: the factor is 1
