@@ -16,7 +16,9 @@ def wrap_with_calibration(board, settings, resume_dir: str | None = None,
     calibratable board has none, ``metadata["calibration_searched"]`` names the folder looked in.
     A resumed run (``resume_dir``) uses the calibration its metadata recorded, so it continues exactly.
     ``emulated``: an instrument bench rehearsed on its emulators (its own calibrations).  ``warn``:
-    print the staleness warnings on stderr."""
+    print the staleness warnings on stderr, and refuse a recorded calibration that cannot be read
+    (ValueError); False (evaluating a finished run): no staleness warnings, and an unreadable
+    recorded calibration is warned about and left out."""
     cs = parse_calibration(settings.calibration)
     name = store.board_id(settings.name, settings.circuit, settings.devices, bench_name(settings), emulated)
     meta = {"calibration": None}
@@ -26,7 +28,15 @@ def wrap_with_calibration(board, settings, resume_dir: str | None = None,
         recorded = _recorded(resume_dir)
         if recorded is None:
             return board, meta
-        cal = store.load(recorded)
+        try:
+            cal = store.load(recorded)
+        except store.UnreadableCalibration as exc:
+            why = (f"the run trained with calibration {recorded}, which cannot be read ({exc.reason}); run from the "
+                   "folder it was trained in")
+            if warn:  # continuing a run on other readings would change it silently
+                raise ValueError(f"{why}, or add --set board.calibration.apply=false to go on without it") from None
+            print(f"hil: warning: {why}; using the board without it", file=sys.stderr)
+            return board, meta
     else:
         cal = store.newest(cs.dir, name)
     if cal is None:

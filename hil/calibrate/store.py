@@ -64,26 +64,34 @@ def save(root: str | Path, board: str, meta: dict, arrays: dict) -> Path:
     return path
 
 
+class UnreadableCalibration(ValueError):
+    """A calibration folder that cannot be loaded; ``reason`` says why in a few words."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}; run 'hil calibrate' again or remove that folder")
+
+
 def load(path: str | Path) -> Calibration:
-    """The calibration in folder ``path``; ValueError naming the folder when it is unreadable
-    (missing or truncated files, invalid JSON, another format version)."""
+    """The calibration in folder ``path``; :class:`UnreadableCalibration` (a ValueError) naming the
+    folder when it cannot be loaded (missing or truncated files, invalid JSON, another format version)."""
     path = Path(path)
-    again = "run 'hil calibrate' again or remove that folder"
     try:
         meta = json.loads((path / "calibration.json").read_text())
         if not isinstance(meta, dict):
             raise ValueError("calibration.json is not a mapping")
         if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: calibration format {meta.get('format')} (this version reads {FORMAT_VERSION}); {again}")
+            raise UnreadableCalibration(path, f"calibration format {meta.get('format')} (this version reads "
+                                              f"{FORMAT_VERSION})")
         datetime.fromisoformat(meta["created_utc"])
         with np.load(path / "calibration.npz", allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except ValueError as exc:
-        if str(exc).startswith(str(path)):
-            raise
-        raise ValueError(f"{path}: unreadable calibration ({type(exc).__name__}: {exc}); {again}") from None
-    except (OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path}: unreadable calibration ({type(exc).__name__}: {exc}); {again}") from None
+    except UnreadableCalibration:
+        raise
+    except FileNotFoundError as exc:
+        raise UnreadableCalibration(path, f"unreadable calibration ({Path(exc.filename).name} is missing)") from None
+    except (ValueError, OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise UnreadableCalibration(path, f"unreadable calibration ({type(exc).__name__}: {exc})") from None
     return Calibration(path, meta, arrays)
 
 

@@ -205,3 +205,23 @@ def test_drift_ratio_compares_offset_corrected_readings_even_with_offsets_off(tm
     raw = b.measure(x).y
     comp = CalibratedBoard(b, cal, CalibrationSettings(offsets=False, stuck_mask=False, drift="global")).measure(x).y
     np.testing.assert_allclose(comp, raw, rtol=1e-6)  # nothing has drifted yet: the factor is 1
+
+
+def test_a_run_whose_calibration_is_gone_resumes_only_when_told_and_evaluates_with_a_warning(tmp_path, capsys,
+                                                                                             calibrated_xor):
+    folder, dev = calibrated_xor
+    assert _train(tmp_path, dev) == 0
+    run_dir = str(next((tmp_path / "runs").iterdir()))
+    moved = folder.with_name(folder.name + "-moved")
+    folder.rename(moved)
+    try:
+        capsys.readouterr()
+        assert main(["train", "--resume", run_dir, "--set", "train.epochs=2", "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "calibration.json is missing" in err and "apply=false" in err
+        assert main(["eval", run_dir, "-q"]) == 0
+        assert "using the board without it" in capsys.readouterr().err
+        assert main(["train", "--resume", run_dir, "--set", "train.epochs=2", "--set",
+                     "board.calibration.apply=false", "-q"]) == 0
+    finally:
+        moved.rename(folder)
