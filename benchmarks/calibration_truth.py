@@ -69,6 +69,10 @@ def main() -> None:
     print(f"  fault map: {int(real.sum())} stuck, {int(flagged.sum())} flagged, precision {tp / max(flagged.sum(), 1):.1%}, "
           f"recall {tp / max(real.sum(), 1):.1%}; counts {summary['fault_counts']}; "
           f"stuck among the 'healthy' {int(np.sum(sure & stuck))}")
+    if flagged.any():
+        fixed_err = np.abs(a["fault_fixed_s"][flagged] - truth_g[flagged]) / s.g_max
+        print(f"  stuck mask values of the flagged devices: |error| / g_max median {np.median(fixed_err):.3%}, "
+              f"max {np.max(fixed_err):.3%}")
     d = board.true_diodes()
     if np.isfinite(a["diode_i_s_a"]).any():
         for key, true in (("diode_i_s_a", d.i_s), ("diode_n", d.n), ("diode_r_s_ohm", d.r_s)):

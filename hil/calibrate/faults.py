@@ -102,8 +102,15 @@ class FaultMap:
 
 def characterise(board, offsets: ChannelOffsets, groups: tuple[str, ...] = ("g_in", "g_out"),
                  low_fraction: float = 0.25, high_fraction: float = 0.75, prior_faulty: float = 0.01,
-                 repeats: int = 32, amplitude_v: float = 0.5, seed: int = 0) -> FaultMap:
-    """Program low/high levels, read out in circuit, classify every device of ``groups``."""
+                 repeats: int = 32, amplitude_v: float = 0.5, seed: int = 0,
+                 own_state: np.ndarray | None = None) -> FaultMap:
+    """Program low/high levels, read out in circuit, classify every device of ``groups``.
+
+    ``own_state``: the conductances (S) read out in circuit at the board's own state (before this
+    step).  A flagged device's fixed value is its reading there, clipped to the programmable range:
+    the two programmed states move every other device of its lines, and with wire resistance that
+    shifts a stuck device's effective read-out (on sim-digits-mismatch up to 10 % of g_max, and
+    below 0 S).  Without it, the mean of the two states' readings, clipped."""
     topo = board.topology
     g_min, g_max = board.conductance_bounds
     g_max_eff = g_max if np.isfinite(g_max) else 1e-3
@@ -138,7 +145,10 @@ def characterise(board, offsets: ChannelOffsets, groups: tuple[str, ...] = ("g_i
     mid = g_min + 0.5 * span
     code[stuck & (high.g >= mid)] = STUCK_HIGH
     code[stuck & (high.g < mid)] = STUCK_LOW
-    fixed = np.where(stuck, 0.5 * (low.g + high.g), 0.0)
+    read = 0.5 * (low.g + high.g)
+    if own_state is not None:
+        read = np.where(np.isfinite(own_state), own_state, read)
+    fixed = np.where(stuck, np.clip(read, g_min, g_max_eff), 0.0)
     healthy = sel & ~stuck
     gain = np.where(healthy, high.g / t_high, np.nan)
     healthy &= np.isfinite(gain)  # (a device that cannot be read out in circuit is not counted)

@@ -44,7 +44,7 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
                  f"circuit ({topo.n_hidden} hidden nodes for {topo.n_sources} sources: the node voltages do not vary "
                  "independently enough); they are left unknown (NaN), as are their fault map and diode fits")
     progress("4/6 programming response and fault map (two programmed levels)")
-    fmap = characterise(board, off, repeats=cs.repeats, amplitude_v=cs.amplitude_v)
+    fmap = characterise(board, off, repeats=cs.repeats, amplitude_v=cs.amplitude_v, own_state=now.g)
     progress("5/6 diode I-V sweep")
     dfit = fit_diodes(board, now.g, off, temperature_c=temperature_c if temperature_c is not None else 27.0,
                       fit_law="shockley" in diode_kind)  # piecewise-linear elements: clamp levels only

@@ -225,3 +225,26 @@ def test_a_run_whose_calibration_is_gone_resumes_only_when_told_and_evaluates_wi
                      "board.calibration.apply=false", "-q"]) == 0
     finally:
         moved.rename(folder)
+
+
+def test_stuck_devices_fixed_values_are_read_at_the_boards_own_state_inside_the_range():
+    """With wire drops, the programmed low/high states of the neighbours shift a stuck device's read-out:
+    the mean of those two read-outs was up to 10 % of g_max off on sim-digits-mismatch, some below 0 S
+    (the stuck mask then reported a negative conductance to the trainer)."""
+    from hil.calibrate.conductances import estimate_conductances
+    from hil.calibrate.faults import characterise
+    from hil.calibrate.offsets import zero_readings
+
+    c = random_circuit(16, n_inputs=40, n_outputs=4, seed=0, coupling_degree=0, g_range=(1e-5, 1e-4), g_leak_s=1e-6)
+    b = NonIdealBoard(c, 1e-8, 1e-4, parse_devices({"preset": "discrete-bench", "seed": 2, "wires": {
+        "r_wire_row": 0.1, "r_wire_col": 0.1}, "faults": {"p_stuck_on": 0.005, "p_stuck_off": 0.004, "p_open": 0.001}}))
+    off = zero_readings(b)
+    own = estimate_conductances(b, off, 0.2, 4)
+    fmap = characterise(b, off, repeats=4, amplitude_v=0.2, own_state=own.g)
+    flagged = fmap.faulty
+    assert flagged.sum() >= 5
+    truth = b.model.seen(b.true_conductances(), 0.0, read=False)
+    fixed = fmap.fixed_value[flagged]
+    assert np.all((fixed >= 1e-8) & (fixed <= 1e-4))
+    # measured: median 0.005 % of g_max (was 0.28 %), max 5.7 % (was 12 %) at 0.1 ohm per segment
+    assert np.median(np.abs(fixed - truth[flagged])) <= 1e-3 * 1e-4
