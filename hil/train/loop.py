@@ -123,9 +123,10 @@ def check_checkpoint_fits(ck: dict, topology, where: str) -> None:
 def evaluate(board: Board, loss: Loss, split: DataSplit, chunk: int = 2048) -> tuple[float, float, float]:
     """(accuracy, mean loss, conducting fraction of hidden diodes) on a data split.
 
-    A sample the board marked invalid (compliance, sentinel) counts as wrong and adds no loss.
+    A sample the board marked invalid (compliance, sentinel) counts as wrong; the mean loss is taken
+    over the valid samples (NaN when there are none).
     """
-    correct, total_loss, on_frac = 0, 0.0, 0.0
+    correct, total_loss, on_frac, n_valid = 0, 0.0, 0.0, 0
     n = len(split.y)
     for i in range(0, n, chunk):
         m = board.measure(split.x[i:i + chunk])
@@ -133,9 +134,10 @@ def evaluate(board: Board, loss: Loss, split: DataSplit, chunk: int = 2048) -> t
         ok = valid_mask(m)
         correct += int(np.sum((loss.predict(m.y) == t) & ok))
         total_loss += float(loss.value_and_grad(m.y, t)[0][ok].sum())
+        n_valid += int(np.count_nonzero(ok))
         if m.on is not None:
             on_frac += float(m.on.mean()) * len(t)
-    return correct / n, total_loss / n, on_frac / n
+    return correct / n, total_loss / n_valid if n_valid else float("nan"), on_frac / n
 
 
 class Trainer:
@@ -308,7 +310,7 @@ class Trainer:
             unresolved += st.get("unresolved_flips", 0)
             if bar is not None:
                 seen = min(i + s.batch_size, n)
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.1f}%")
+                bar.set_postfix(loss=f"{loss_sum / max(seen - invalid, 1):.4f}", acc=f"{100 * correct / seen:.1f}%")
                 bar.update(1)
             elif self.progress == "lines" and time.perf_counter() - last_line > LINE_EVERY_S:
                 last_line = time.perf_counter()  # a slow epoch (a bench) in a log: a sign of life
@@ -320,7 +322,8 @@ class Trainer:
         train_time = time.perf_counter() - t0
         epoch = self.epoch + 1
         row = {"epoch": epoch, "step": epoch * self.steps_per_epoch, "lr": self.opt.current_lr(),
-               "train_loss": loss_sum / n, "train_acc": correct / n,
+               "train_loss": loss_sum / (n - invalid) if n > invalid else float("nan"),  # over the valid samples
+               "train_acc": correct / n,  # an invalid sample counts as wrong
                "conduction_fraction": on_sum / n if seen_states else float("nan"),
                "flipped_samples": flips, "unresolved_flips": unresolved, "epoch_time_s": train_time}
         if bench_clock is not None:  # a bench: masks, programming evidence and bench time per epoch

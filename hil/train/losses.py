@@ -28,7 +28,8 @@ class Loss:
         name: ``cross_entropy`` (targets are class labels), ``mse`` (targets are
             logit-space values of shape (B, k), or class labels meaning ±1 one-hot) or
             ``linear``: ℓ = Σ_j c_j y_j, linear in the port currents.  Its targets are either
-            coefficient vectors c (B, q) or (q,) in 1/A, used as given, or class labels t,
+            coefficient vectors c (B, q) or (q,) in 1/A, used as given, or class labels t
+            (a float vector as long as both the batch and the ports is refused: it reads both ways),
             meaning ℓ = −(z_t − mean_k z_k) on the logits z (push the true class up, the
             others down; unbounded, so the programmable range is what limits it).
         gain_per_a: current-to-logit gain, 1/A.
@@ -77,6 +78,10 @@ class Loss:
                     t.ndim == 2 or t.ndim == 1 and len(t) != len(y)):
                 c = np.broadcast_to(t, y.shape)  # coefficients on the port currents, 1/A
                 return np.sum(c * y, axis=1), np.array(c, dtype=float)
+            if t.ndim == 1 and t.dtype.kind == "f" and len(t) == len(y) == y.shape[1]:
+                raise ValueError(f"linear loss: a float target of length {len(t)} for {len(y)} samples of {y.shape[1]} "
+                                 "ports reads as coefficients (q,) or as class labels (B,); give coefficients "
+                                 "as (B, q) or labels as integers")
             k = z.shape[1]
             t = _class_labels(t, z.shape[0], k)
             dz = np.full(z.shape, 1.0 / k)

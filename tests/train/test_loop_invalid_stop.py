@@ -102,3 +102,51 @@ def test_a_slow_epoch_logs_batch_progress_in_plain_line_mode(tmp_path, monkeypat
                  "--set", "train.batch_size=1", "--set", "output.plots=false"]) == 0
     out = capsys.readouterr().out  # captured output is not a terminal: plain lines
     assert "epoch   1/1  batch 2/" in out and "epoch   1/1  loss" in out
+
+
+def test_train_loss_is_the_mean_over_the_valid_samples(tmp_path, monkeypatch):
+    """Invalid samples add no loss, so the epoch's loss divides by the valid samples only (dividing by
+    every sample understated it by the invalid fraction)."""
+    real = loop.estimate
+    seen = {"loss": 0.0, "valid": 0}
+
+    def marking(name, board, x, t, loss_fn, options):
+        res = real(name, board, x, t, loss_fn, options)
+        valid = np.ones(len(t), bool)
+        valid[:len(t) // 2] = False
+        res.stats["valid"], res.stats["invalid_samples"] = valid, int((~valid).sum())
+        seen["loss"] += float(res.loss[valid].sum())
+        seen["valid"] += int(valid.sum())
+        return res
+
+    monkeypatch.setattr(loop, "estimate", marking)
+    assert _train(tmp_path, "--set", "train.max_invalid_fraction=0.9", "--set", "train.epochs=1") == 0
+    row = RunDir(next(tmp_path.iterdir())).read_metrics()[-1]
+    assert np.isclose(row["train_loss"], seen["loss"] / seen["valid"], rtol=1e-12)
+
+
+def test_evaluate_averages_the_loss_over_the_valid_samples():
+    from hil.boards.simulated import SimulatedBoard
+    from hil.circuit.generate import random_circuit
+    from hil.train.data import DataSplit
+    from hil.train.losses import Loss
+
+    c = random_circuit(6, 3, 4, seed=1)
+    board = SimulatedBoard(c)
+    rng = np.random.default_rng(0)
+    split = DataSplit(rng.uniform(0, 1, (10, 3)), rng.integers(0, 2, 10))
+    loss = Loss("cross_entropy", 1e5, c.differential_matrix())
+
+    class HalfInvalid(SimulatedBoard):
+        def measure(self, x, w=None):
+            m = super().measure(x, w)
+            valid = np.ones(len(x), bool)
+            valid[::2] = False
+            m.valid = valid
+            return m
+
+    half = HalfInvalid(c)
+    acc, mean_loss, _ = loop.evaluate(half, loss, split)
+    per = loss.value_and_grad(board.measure(split.x).y, split.y)[0]
+    assert np.isclose(mean_loss, per[1::2].mean(), rtol=1e-12)
+    assert acc <= 0.5 + 1e-12  # the invalid half counts as wrong
