@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from hil.board import Measurement, StageLayout, require_buffered_injection, valid_mask
-from hil.train.estimators import GradientResult, _unreadable_note, resolvable, response_flips
+from hil.train.estimators import GradientResult, _invalid_note, _unreadable_note, resolvable, response_flips
 from hil.train.losses import Loss
 
 
@@ -201,7 +201,7 @@ def _stats(stage_stats: list[dict], ok: np.ndarray, biased_from: np.ndarray, op:
                          + ": their gradient mixes two linearizations"
                          + (f" in stages 0..{st['stage']}" if st["stage"] else ""))
     if n_invalid:
-        notes.append(f"{n_invalid} invalid sample(s) left out of the batch mean")
+        notes.append(_invalid_note(n_invalid))
     smooth = [st["stage"] for st in stage_stats if not st["piecewise_linear"]]
     if smooth:
         notes.append(f"stage(s) {', '.join(map(str, smooth))} not piecewise linear: "

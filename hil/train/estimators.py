@@ -129,9 +129,11 @@ def _ambiguous_states(op: Measurement) -> bool:
 
 
 def _wire_note(op: Measurement) -> str | None:
-    """A bias note when the board reports crossbar wire resistance (``info["wire_ir_drop"]``) or
-    device conductances that change from one board call to the next (``info["varying_conductances"]``,
-    the board's own sentence: read noise, drift), so that the phases of one estimate see different devices."""
+    """A bias note when the board reports crossbar wire resistance (``info["wire_ir_drop"]``), device
+    conductances that change from one board call to the next (``info["varying_conductances"]``, the
+    board's own sentence: read noise, drift), so that the phases of one estimate see different
+    devices, or inexact reading or source chains (``info["reading_errors"]``, the board's sentence);
+    None when the board reports none of these."""
     info = op.info
     if not info:
         return None
@@ -248,8 +250,7 @@ def hl_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, delt
         widths = _check_shapes(topo, op)  # the compiled passes below read no bounds
         if op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None \
                 and isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] == op.w.shape[0] \
-                and not (op.info and (op.info.get("wire_ir_drop") or op.info.get("varying_conductances")
-                                      or op.info.get("reading_errors"))) \
+                and _wire_note(op) is None \
                 and not _ambiguous_states(op):
             labels = loss._kernel_labels(op.y, target)
             if labels is not None:
@@ -835,6 +836,11 @@ def _hl_port_basis(board, x, target, loss, delta_v, central, max_retries, keep_p
                     "phases": 1 + len(signs) * q})
 
 
+def _invalid_note(n: int) -> str:
+    """The part of a bias note on the ``n`` samples the board marked invalid."""
+    return f"{n} invalid sample(s) left out of the batch mean"
+
+
 def _unreadable_note(n: int) -> str:
     """The part of a bias note on flipped samples left without a further re-measurement (:func:`resolvable`;
     some may have been re-measured before)."""
@@ -861,7 +867,7 @@ def _result(topo, op, val, n0, n_hat, i_hat, ok, keep_per_sample, central, unres
             notes.append(f"{unresolved} sample(s) still had a diode flip after {stats['retries']} re-measurement(s)"
                          f"{_unreadable_note(stats.get('unresolvable', 0))}: their gradient mixes two linearizations")
         if n_invalid:
-            notes.append(f"{n_invalid} invalid sample(s) left out of the batch mean")
+            notes.append(_invalid_note(n_invalid))
         if not op.piecewise_linear:
             notes.append(f"smooth diodes (or a board not known to be piecewise linear): "
                          f"{'central' if central else 'one-sided'} difference, truncation error "
@@ -898,8 +904,7 @@ def hl_exact_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss
     ok = valid_mask(op)  # samples the board marked invalid are left out, as every estimator does
     n_invalid = ok.size - int(np.count_nonzero(ok))
     grad, per = _finish_valid(topo, topo.node_voltages(op), topo.node_voltages(adj), keep_per_sample, ok, n_invalid)
-    note = "; ".join(n for n in (f"{n_invalid} invalid sample(s) left out of the batch mean" if n_invalid else None,
-                                 _exact_note(op)) if n) or None
+    note = "; ".join(n for n in (_invalid_note(n_invalid) if n_invalid else None, _exact_note(op)) if n) or None
     return GradientResult(grad, val, op, source_grad=i_hat, per_sample=per,
                           stats={"invalid_samples": n_invalid, "valid": ok, **_bias(note)})
 
@@ -982,7 +987,7 @@ def ep_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, beta
     elif not op.piecewise_linear:
         notes.append("smooth diodes: centred nudge, bias O(beta²)")
     if n_invalid:
-        notes.append(f"{n_invalid} invalid sample(s) left out of the batch mean")
+        notes.append(_invalid_note(n_invalid))
     if op.noise_v > 0:
         notes.append(f"reading noise {op.noise_v:.3g} V per node voltage, divided by the nudge")
     note = "; ".join(n for n in (*notes, _wire_note(op)) if n) or None
@@ -1091,7 +1096,7 @@ def fd_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, rel_
         notes.append(f"finite differences: truncation error O(h²) with h = {rel_step:g}·max(|g|, {g_bar:.3g} S)")
     n_invalid = ok.size - int(np.count_nonzero(ok))
     if n_invalid:
-        notes.append(f"{n_invalid} invalid sample(s) left out of the batch mean")
+        notes.append(_invalid_note(n_invalid))
     if lost[0]:
         notes.append(f"{lost[0]} perturbed measurement(s) made a valid sample invalid: that sample's difference counts as 0")
     if op.noise_v > 0:
