@@ -28,7 +28,8 @@ from typing import Any, Optional
 
 from hil.config import ConfigError, Section, load_yaml
 
-__all__ = ["InstrumentBoardSpec", "parse_instrument_board", "level_problems", "node_bounds", "ACQUISITION_MODES", "SCHEMES"]
+__all__ = ["InstrumentBoardSpec", "parse_instrument_board", "level_problems", "levels_beyond_bounds", "node_bounds",
+           "ACQUISITION_MODES", "SCHEMES"]
 
 ACQUISITION_MODES = ("auto", "triggered", "stepwise")
 SCHEMES = ("write_verify", "none")
@@ -222,12 +223,11 @@ def _check_programming(p: Section, prog: dict, bench: Any, fallback: Any = None)
 def _check_crosspoints_on_matrix(p: Section, devices: dict, spec: Any) -> None:
     """Every device's crosspoints exist on the programming matrix (its slot, rows, columns) and are
     not forbidden: the matrix driver would refuse them only at the first selection, mid-run."""
-    from hil.bench.instruments import driver_kwargs
+    from hil.bench.instruments import message_without_name, offline_driver
     from hil.drivers.errors import InstrumentConfigError
-    from hil.drivers.registry import load_driver
 
     try:
-        matrix = load_driver(spec.driver)(None, **driver_kwargs(spec))
+        matrix = offline_driver(spec)
     except Exception:  # the bench schema has reported what is wrong with the matrix itself
         return
     forbidden = set(getattr(matrix, "forbidden", ()) or ())
@@ -238,10 +238,7 @@ def _check_crosspoints_on_matrix(p: Section, devices: dict, spec: Any) -> None:
             try:
                 xp = matrix.to_crosspoint(x)
             except InstrumentConfigError as exc:
-                text, prefix = str(exc), f"{spec.name}: "
-                while text.startswith(prefix):
-                    text = text[len(prefix):]
-                p.error(f"devices.{name}", f"not on {spec.name}: {text}")
+                p.error(f"devices.{name}", f"not on {spec.name}: {message_without_name(exc, spec.name)}")
                 break
             if xp in forbidden:
                 p.error(f"devices.{name}", f"{x}: a forbidden crosspoint of {spec.name}")
@@ -333,6 +330,20 @@ def node_bounds(spec: InstrumentBoardSpec, topology: Any) -> dict[str, tuple[flo
     return out
 
 
+def levels_beyond_bounds(spec: InstrumentBoardSpec, topology: Any, wanted: list) -> list[tuple]:
+    """The entries of ``wanted`` = [(node, lowest V, highest V, key), …] that a wired channel's bounds
+    (:func:`node_bounds`, 1 pV of slack for rounding) do not allow, each with those bounds:
+    [(node, lowest, highest, key, channel lo, channel hi, channel name), …]; unwired nodes are skipped."""
+    bounds = node_bounds(spec, topology)
+    out = []
+    for node, lo_v, hi_v, key in wanted:
+        if node in bounds:
+            lo, hi, where = bounds[node]
+            if lo_v < lo - 1e-12 or hi_v > hi + 1e-12:
+                out.append((node, lo_v, hi_v, key, lo, hi, where))
+    return out
+
+
 def level_problems(spec: InstrumentBoardSpec, topology: Any, inputs: Any, estimator: str,
                    options: dict) -> list[str]:
     """Levels a training run will ask of an SMU channel beyond its bench limits, one line each.
@@ -368,13 +379,6 @@ def level_problems(spec: InstrumentBoardSpec, topology: Any, inputs: Any, estima
     wanted += [(node, rest[j] - below, rest[j] + drive,
                 f"train.{estimator}.delta_v" if drive else "board.bench.circuit (its output voltage)")
                for j, node in enumerate(ports)]
-    bounds = node_bounds(spec, topology)
-    out = []
-    for node, lo_v, hi_v, key in wanted:
-        if node not in bounds:
-            continue
-        lo, hi, where = bounds[node]
-        if lo_v < lo - 1e-12 or hi_v > hi + 1e-12:
-            out.append(f"{key}: {node} would reach {lo_v or 0.0:g} .. {hi_v or 0.0:g} V, beyond {where}'s limits "
-                       f"{lo:g} .. {hi:g} V in the bench file (a batch beyond them is refused)")
-    return out
+    return [f"{key}: {node} would reach {lo_v or 0.0:g} .. {hi_v or 0.0:g} V, beyond {where}'s limits "
+            f"{lo:g} .. {hi:g} V in the bench file (a batch beyond them is refused)"
+            for node, lo_v, hi_v, key, lo, hi, where in levels_beyond_bounds(spec, topology, wanted)]

@@ -111,15 +111,13 @@ def _check_probe_amplitude(spec, topology, amplitude_v: float, source: str) -> N
     """The probe patterns drive every source to ±amplitude_v and every output port to 0 or
     +amplitude_v (V): refuse (exit 2) an amplitude a channel's bench limits do not allow, which
     would stop the calibration minutes in, at its second stage."""
-    from hil.boards.bench_config import node_bounds
+    from hil.boards.bench_config import levels_beyond_bounds
 
-    problems = []
-    kinds = dict(zip(topology.node_names, topology.node_kinds))
-    for node, (lo, hi, where) in node_bounds(spec, topology).items():
-        need_lo = -amplitude_v if kinds[node] == "source" else 0.0
-        if need_lo < lo - 1e-12 or amplitude_v > hi + 1e-12:
-            problems.append(f"board.calibration.amplitude_v: {amplitude_v:g} V probes {node} at {need_lo:g} .. "
-                            f"{amplitude_v:g} V, beyond {where}'s limits {lo:g} .. {hi:g} V in the bench file")
+    wanted = [(node, -amplitude_v if kind == "source" else 0.0, amplitude_v, "board.calibration.amplitude_v")
+              for node, kind in zip(topology.node_names, topology.node_kinds) if kind in ("source", "output")]
+    problems = [f"{key}: {amplitude_v:g} V probes {node} at {lo_v:g} .. {hi_v:g} V, beyond {where}'s limits "
+                f"{lo:g} .. {hi:g} V in the bench file"
+                for node, lo_v, hi_v, key, lo, hi, where in levels_beyond_bounds(spec, topology, wanted)]
     if problems:
         raise ConfigError(problems, source)
 

@@ -57,6 +57,22 @@ def driver_kwargs(spec: InstrumentSpec) -> dict[str, Any]:
     return kwargs
 
 
+def offline_driver(spec: InstrumentSpec) -> Any:
+    """The driver of ``spec`` built without a transport (never connected): what its constructor
+    refuses raises :class:`~hil.drivers.errors.InstrumentConfigError` (or TypeError/ValueError) here,
+    so a bench file's settings can be checked before any instrument is reached."""
+    return load_driver(spec.driver)(None, **driver_kwargs(spec))
+
+
+def message_without_name(exc: BaseException, name: str) -> str:
+    """``exc``'s message without the leading ``"name: "`` the driver put in front (once or more), for a
+    problem line whose path names the instrument already."""
+    text, prefix = str(exc), f"{name}: "
+    while text.startswith(prefix):
+        text = text[len(prefix):]
+    return text
+
+
 def make_driver(spec: InstrumentSpec, managers: ResourceManagers, **overrides: Any) -> Any:
     """Open the transport of ``spec`` and construct its driver (not connected).
 

@@ -431,17 +431,13 @@ def _driver_accepts(sec: Section, spec: InstrumentSpec) -> None:
     """Build the (unconnected, transport-less) driver once, so every setting its constructor refuses
     (e.g. a B2900 autozero other than off, scanner channels that disagree) is a configuration error
     with the instrument's path now, not an error when the bench is opened."""
-    from hil.bench.instruments import driver_kwargs
+    from hil.bench.instruments import message_without_name, offline_driver
     from hil.drivers.errors import InstrumentConfigError
-    from hil.drivers.registry import load_driver
 
     try:
-        load_driver(spec.driver)(None, **driver_kwargs(spec))
+        offline_driver(spec)
     except (InstrumentConfigError, TypeError, ValueError) as exc:
-        text, prefix = str(exc), f"{spec.name}: "
-        while text.startswith(prefix):  # the path names the instrument already
-            text = text[len(prefix):]
-        sec.problems.append(f"{sec.path}: {text}")
+        sec.problems.append(f"{sec.path}: {message_without_name(exc, spec.name)}")
 
 
 def _endpoint(text: Any, path: str, instruments: Mapping[str, InstrumentSpec], problems: list[str],
