@@ -146,8 +146,7 @@ def solve_piecewise(K, b: np.ndarray, element: NodeElement, scale_v: float, tol:
     if loose.any():
         # unique only where the element conducts on its whole domain (e.g. linear with g_lin > 0); elsewhere any
         # voltage of a zero-current segment or clamp is an equilibrium
-        anchored = (law.slopes.min(axis=1) > 0) & ~np.isfinite(law.lo) & ~np.isfinite(law.hi)
-        if np.any(loose & ~anchored):
+        if np.any(loose & ~law.conducts_everywhere()):
             raise _singular(b.shape[0])
         diag = np.where(loose, law.slopes.max(axis=1), diag)  # the resolvent's step for such a node
     if warm_region is not None and warm_region.shape == b.shape:

@@ -229,8 +229,7 @@ class Circuit:
         element = self.diodes.element
         if element is not None:  # an element conducting on its whole domain ties the node (linear, Shockley pairs)
             if element.piecewise_linear:
-                law = element.law()
-                anchored = anchored | ((law.slopes.min(axis=1) > 0) & ~np.isfinite(law.lo) & ~np.isfinite(law.hi))
+                anchored = anchored | element.law().conducts_everywhere()
             else:
                 anchored = np.ones(n, dtype=bool)  # smooth registry laws are strictly increasing (sinh of e)
         for c in range(ncomp):

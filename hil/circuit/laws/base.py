@@ -53,6 +53,11 @@ class PiecewiseLaw:
     def n_segments(self) -> int:
         return int(self.slopes.shape[1])
 
+    def conducts_everywhere(self) -> np.ndarray:
+        """(n,) whether each node's element conducts on its whole (unbounded) domain: every segment's
+        slope > 0 and no clamp, so it alone ties the node to a unique voltage (e.g. linear, g_lin > 0)."""
+        return (self.slopes.min(axis=1) > 0) & ~np.isfinite(self.lo) & ~np.isfinite(self.hi)
+
     def bounds(self, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Voltage interval (V) of each node's segment (B, n) for segment indices ``region``."""
         ends = np.concatenate([self.lo[:, None], self.kinks, self.hi[:, None]], axis=1)  # (n, m+2)
