@@ -137,8 +137,8 @@ def _contiguous(x: np.ndarray) -> np.ndarray:
 
 def _repeats(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> int:
     """k when ``x`` is the held inputs stacked k ≥ 1 times, else 0 (one compiled comparison)."""
-    if held is None or x.ndim != 2 or held[0].ndim != 2:
-        return 0
+    if held is None or x.ndim != 2 or held[0].ndim != 2 or x.shape[0] < held[0].shape[0]:
+        return 0  # (fewer rows than held: a few held samples at most, see :meth:`SimulatedBoard._from_held`)
     return int(repeats_of(_contiguous(x), held[0]))
 
 
@@ -339,9 +339,9 @@ class SimulatedBoard(BoardBase):
             return held[1] if _same_inputs(held[0], x) else None
         if k := _repeats(held, x):
             return lean.phases(held[1], k, w)  # the held sources, new port voltages
-        for k in (2, 1):  # some held samples again (re-measured ± phases, or once)
+        for k in (2, 1) if x.shape[0] % 2 == 0 else (1,):  # some held samples again (re-measured ± phases, or once)
             rows = np.empty(x.shape[0] // k, dtype=np.int64)
-            if x.shape[0] % k == 0 and rows.size and held_rows_kernel(_contiguous(x), held[0], rows):
+            if rows.size and held_rows_kernel(_contiguous(x), held[0], rows):
                 return lean.phases(held[1], k, w, rows)
         return None
 

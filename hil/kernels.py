@@ -992,16 +992,28 @@ def hl_plus_phase_kernel(e1, w1, e0, w0, on1, on0, es, u, blocks, n_hat_e, n_hat
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def hl_minus_rows_kernel(e_minus, w_minus, on_minus, e0, w0, on0, rows, es, n_hat_e, n_hat_w, changed):  # pragma: no cover
+def hl_minus_rows_kernel(u_minus, u0, e_minus, w_minus, on_minus, e0, w0, on0, rows, es, n_hat_e, n_hat_w,
+                         changed):  # pragma: no cover - compiled
     """The − phase of the samples ``rows`` (K,) of ``hl``'s operating point (their + phase changed a
-    diode state): ``changed[i]`` (K,) says whether a diode state of ``on_minus[i]`` differs from
-    the operating point's ``on0[rows[i]]``; for each sample whose − phase changed none, its
-    one-sided responses (v₀ − v₋)/ε are written into row ``rows[i]`` of ``n_hat_e`` (B, n) and
-    ``n_hat_w`` (B, q).  Returns the number of samples whose − phase changed a state.
-    ``e_minus`` (K, n), ``w_minus`` (K, q) the phase's readings, ``e0``/``w0`` the operating
-    point's, ``es`` (B, 1) the drives (V per unit ŵ)."""
+    diode state).  Returns −1, writing nothing, unless the phase held their sources exactly
+    (``u_minus[i]`` (K, p) equal to ``u0[rows[i]]``, V; a NaN never matches).  Else ``changed[i]``
+    (K,) says whether a diode state of ``on_minus[i]`` differs from the operating point's
+    ``on0[rows[i]]``; for each sample whose − phase changed none, its one-sided responses
+    (v₀ − v₋)/ε are written into row ``rows[i]`` of ``n_hat_e`` (B, n) and ``n_hat_w`` (B, q); and
+    the number of samples whose − phase changed a state is returned.  ``e_minus`` (K, n),
+    ``w_minus`` (K, q) the phase's readings, ``e0``/``w0`` the operating point's, ``es`` (B, 1)
+    the drives (V per unit ŵ)."""
     K, n = e_minus.shape
     q = w_minus.shape[1]
+    p = u0.shape[1]
+    if u_minus.shape[0] != K or u_minus.shape[1] != p:
+        return -1
+    for i in range(K):
+        same = True
+        for j in range(p):  # without an early exit: the comparison vectorises
+            same &= u_minus[i, j] == u0[rows[i], j]
+        if not same:
+            return -1
     count = 0
     for i in range(K):
         r = rows[i]

@@ -374,20 +374,21 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
         rows = changed.nonzero()[0]
         minus = _minus_phase(board, x[rows], w_both[B:][rows], op, rows, eps, e_hat, w_resp)
         if minus is not None:
-            minus, flipped = minus
-            kept = ~flipped
-            if kept.any():  # one-sided from the − phase where it kept every state
-                phases.append((rows[kept], int(kept.sum()), minus, eps[rows[kept]],
-                               ("phase", None if kept.all() else kept.nonzero()[0], -1.0, op)))
-            if not flipped.any():
+            minus, flipped, n_flipped = minus
+            if not n_flipped:  # (the usual case) every one of them one-sided from its − phase
+                phases.append((rows, n_changed, minus, eps[rows], ("phase", None, -1.0, op)))
                 if plan is not None:
                     batch_response_product(u0, e0, w0, e_hat, w_resp, 1.0 / B, blocks, out)
                 return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, n_changed, 0,
                                     n_changed, n_changed, phases)
+            kept = ~flipped
+            if n_flipped < n_changed:  # one-sided from the − phase where it kept every state
+                phases.append((rows[kept], n_changed - n_flipped, minus, eps[rows[kept]],
+                               ("phase", kept.nonzero()[0], -1.0, op)))
             if max_retries > 0:  # flipped in both phases: re-measured with smaller drives, those samples only
                 return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample,
                                    flip_rel_tol, resume=(eps, e_hat, w_resp, phases, rows[flipped], n_changed,
-                                                         int(kept.sum()), rows.size))
+                                                         n_changed - n_flipped, n_changed))
     both = _StackedPhases(plus, board.measure(x, w_both[B:]), op)  # a state changed (or not lean): the − phase
     if not _lean_phase(both, op.u, op.on, 2, n, q):
         return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol,
@@ -421,21 +422,24 @@ def _lean_phase(m: Measurement, u0: np.ndarray, on0: np.ndarray, k: int, n: int,
 
 
 def _minus_phase(board: Board, x: np.ndarray, w_minus: np.ndarray, op: Measurement, rows: np.ndarray,
-                 eps: np.ndarray, e_hat: np.ndarray, w_resp: np.ndarray) -> tuple[Measurement, np.ndarray] | None:
+                 eps: np.ndarray, e_hat: np.ndarray, w_resp: np.ndarray) -> tuple[Measurement, np.ndarray, int] | None:
     """The − phase of the samples ``rows`` (inputs ``x``, port voltages ``w_minus`` = w₀ − εŵ of those
     samples; ``eps`` (B, 1) every sample's drive), whose + phase changed a diode state.  If the
     board took it as the lean lane needs (valid, exact, states reported, sources held), the
     responses of the samples whose − phase changed no state become its one-sided difference
     (v₀ − v₋)/ε (exact, as for the + phase) in ``e_hat`` and ``w_resp`` (B rows), and (the
-    measurement, which of ``rows`` changed a state in this phase too) is returned; else None
-    (nothing written)."""
+    measurement, which of ``rows`` changed a state in this phase too, how many did) is returned;
+    else None (nothing written).  ``op`` passed :func:`_check_shapes`."""
     minus = board.measure(x, w_minus)
-    if not _lean_phase(minus, op.u[rows], op.on[rows], 1, e_hat.shape[1], w_resp.shape[1]):
+    K = rows.size
+    on = minus.on
+    if minus.valid is not None or minus.noise_v != 0 or on is None or on.shape != (K, e_hat.shape[1]) \
+            or minus.e.shape != on.shape or minus.w.shape != (K, w_resp.shape[1]):
         return None
-    flipped = np.empty(rows.size, np.bool_)
-    hl_minus_rows_kernel(_c(minus.e), _c(minus.w), _c(minus.on, _BOOL), _c(op.e), _c(op.w), _c(op.on, _BOOL),
-                         rows, eps, e_hat, w_resp, flipped)
-    return minus, flipped
+    flipped = np.empty(K, np.bool_)
+    n_flipped = hl_minus_rows_kernel(_c(minus.u), _c(op.u), _c(minus.e), _c(minus.w), _c(on, _BOOL), _c(op.e),
+                                     _c(op.w), _c(op.on, _BOOL), rows, eps, e_hat, w_resp, flipped)
+    return None if n_flipped < 0 else (minus, flipped, n_flipped)  # (−1: the sources were not held)
 
 
 #: the statistics of a lean-lane gradient that do not depend on the batch (in the order callers see)
