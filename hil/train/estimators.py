@@ -137,8 +137,10 @@ def _wire_note(op: Measurement) -> str | None:
     info = op.info
     if not info:
         return None
-    drop, varying = info.get("wire_ir_drop"), info.get("varying_conductances")
-    notes = [n for n in (varying, info.get("reading_errors")) if n]
+    drop, varying, errors = info.get("wire_ir_drop"), info.get("varying_conductances"), info.get("reading_errors")
+    if not (drop or varying or errors):  # (the usual case, once per gradient: no list, no join)
+        return None
+    notes = [n for n in (varying, errors) if n]
     if drop:
         notes.append(f"crossbar wires: v·v̂ is formed from line-terminal voltages, not across each device; the "
                      f"lines' IR drop is up to {100 * drop:.3g} % of the device voltages (first order), so is the bias")
