@@ -98,8 +98,8 @@ def floor(n_inputs: int, batch: int, repeats: int, n_fresh: int = 400, seed: int
     e1, w1, on1, on0 = est._c(plus.e), est._c(plus.w), est._c(plus.on, est._BOOL), est._c(op.on, est._BOOL)
     no_values = np.empty(0)  # (no entries: the kernel leaves v·v̂ out)
     t["+ phase kernel"] = fastest_us(lambda: hl_plus_phase_kernel(
-        e1, w1, e0, w0, on1, on0, eps[:, 0], u0, plan[3], e_hat, w_resp, changed, no_values), 3000, repeats)
-    t["v·v̂"] = fastest_us(lambda: batch_response_product(u0, e0, w0, e_hat, w_resp, 1.0 / batch, plan[3], out),
+        e1, w1, e0, w0, on1, on0, eps[:, 0], u0, plan[3], plan[4], e_hat, w_resp, changed, no_values), 3000, repeats)
+    t["v·v̂"] = fastest_us(lambda: batch_response_product(u0, e0, w0, e_hat, w_resp, 1.0 / batch, plan[3], plan[4], out),
                           3000, repeats)
     mirrored = [estimate("hl", board, xs[i], ts[i], loss, {"delta_v": DELTA_V}).stats["mirror_measured"] > 0
                 for i in range(n_fresh)]

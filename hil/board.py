@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from hil.circuit.coupled_kernels import edge_products_kernel
-from hil.kernels import batch_response_product, branch_factors_kernel
+from hil.kernels import NO_SOURCE_MAP, batch_response_product, branch_factors_kernel
 
 NODE_KINDS = ("source", "hidden", "output", "ground")
 
@@ -180,11 +180,11 @@ class BoardTopology:
             a = np.concatenate([u, e, w, zeros], axis=1)
             b = np.concatenate([np.zeros(u.shape), e_hat, w_hat, zeros], axis=1)
             return self.mean_branch_product(a, b)
-        _, pair_ends, pair_edges, table = plan
+        _, pair_ends, pair_edges, table, sources = plan
         inv = 1.0 / B
         out = np.empty(self.edges.shape[0])
         e, e_hat = _float_c(e), _float_c(e_hat)
-        batch_response_product(_float_c(u), e, _float_c(w), e_hat, _float_c(w_hat), inv, table, out)
+        batch_response_product(_float_c(u), e, _float_c(w), e_hat, _float_c(w_hat), inv, table, sources, out)
         if pair_edges.size:  # hidden↔hidden edges, on the hidden-node arrays themselves
             edge_products_kernel(e, e_hat, pair_ends[0], pair_ends[1], inv, pair_edges, out)
         return out
@@ -192,8 +192,9 @@ class BoardTopology:
     def _response_plan(self):
         """The groups of :meth:`mean_response_product`: ((slice, kind, first, last, row_major) per dense
         group, with kind ``source``/``port``/``ground`` and the range in that kind's columns;
-        hidden↔hidden edge ends in hidden-node columns; their edge indices), or None when some
-        conductance is not in such a group."""
+        hidden↔hidden edge ends in hidden-node columns; their edge indices; the groups as the
+        compiled passes' (G, 5) table; how the source columns repeat, :func:`_source_repeats`), or
+        None when some conductance is not in such a group."""
         cache = self.__dict__.setdefault("_plan_cache", {})
         if "response" not in cache:
             plan, result = self._gather_plan(), None
@@ -224,7 +225,8 @@ class BoardTopology:
                         code = {"source": 0, "port": 1, "ground": 2}
                         table = np.array([[sl.start, code[kind], c0, c1, int(row_major)]
                                           for sl, kind, c0, c1, row_major in out], np.int64).reshape(-1, 5)
-                        result = (tuple(out), ends, pair_edges, table)
+                        result = (tuple(out), ends, pair_edges, table,
+                                  _source_repeats(self.source_matrix, self.source_offset))
             cache["response"] = result
         return cache["response"]
 
@@ -292,6 +294,34 @@ def _block_product(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray, row_major:
 def _float_c(a: np.ndarray) -> np.ndarray:
     """``a`` as a C-contiguous float64 array (itself when it already is one)."""
     return a if a.dtype == np.float64 and a.flags.c_contiguous else np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _source_repeats(m: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """How the source columns of u = x·mᵀ + offset repeat, as the (p, 4) int64 rows of
+    :func:`hil.kernels.source_response_sums`: a source that follows an input with sign ±1 and no
+    offset, where an earlier such source follows the same input, is ±1 times that source (an
+    inverted copy); a source that follows no input is a rail; any other is independent.
+    ``NO_SOURCE_MAP`` when some source mixes inputs or scales one, or when no column repeats."""
+    m, offset = np.asarray(m, dtype=float), np.asarray(offset, dtype=float)
+    p = m.shape[0]
+    if not np.all(np.count_nonzero(m, axis=1) <= 1):
+        return NO_SOURCE_MAP
+    idx, sign = np.argmax(np.abs(m), axis=1), m.sum(axis=1)
+    if not np.all(np.isin(sign, (-1.0, 0.0, 1.0))):
+        return NO_SOURCE_MAP
+    rows, first, n_free = np.zeros((p, 4), dtype=np.int64), {}, 0
+    for j in range(p):
+        if sign[j] == 0:
+            rows[j, 0] = 2
+        elif offset[j] == 0 and int(idx[j]) in first:
+            i = first[int(idx[j])]
+            rows[j] = (1, i, 0, int(sign[j] * sign[i]))
+        else:
+            if offset[j] == 0:
+                first[int(idx[j])] = j
+            rows[j] = (0, 0, n_free, 0)
+            n_free += 1
+    return rows if n_free < p else NO_SOURCE_MAP
 
 
 def _source_plan(m: np.ndarray, offset: np.ndarray):

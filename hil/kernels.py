@@ -435,16 +435,83 @@ def _transposed_product(x, y, out):  # pragma: no cover - compiled
     np.dot(x.T, y, out)
 
 
+#: no source map for :func:`source_response_sums` (every source column in the matrix product)
+NO_SOURCE_MAP = np.empty((0, 4), dtype=np.int64)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def response_product_blas_kernel(u, e, w, e_hat, w_hat, inv, blocks, dh, df, out):  # pragma: no cover - compiled
+def source_response_sums(u, e_hat, sources):  # pragma: no cover - compiled
+    """The batch sums Σ_b ê_bk u_bj of every hidden node k and source j as one matrix product over
+    the independent source columns: (sums (n, f) over those f columns, Σ_b ê_bk (n,), column of
+    ``sums`` per source (p,) int64, −1 for a rail, factor per source (p,)), so that the sum of
+    source j is factor_j · sums[k, column_j], or factor_j · Σ_b ê_bk for a rail; every array
+    without entries when ``sources`` does not apply to ``u``.
+
+    ``sources`` (p, 4) int64, one row per source j: (0, ·, position among the independent
+    columns, ·) for an independent column; (1, i, ·, s) for a column that is ``s`` (±1) times
+    source i's (an inverted copy of an input: u_bj = s·u_bi, exactly); (2, ·, ·, ·) for a rail
+    (u_bj the same in every sample).  The copies and the rails are checked against ``u`` first,
+    entry by entry, row by row (a NaN never matches): if one does not hold, or no column
+    repeats, nothing is formed.
+    """
+    B, p = u.shape
+    n = e_hat.shape[1]
+    if sources.shape[0] != p or B == 0:
+        return np.empty((0, 0)), np.empty(0), np.empty(0, dtype=np.int64), np.empty(0)
+    kinds = sources[:, 0].copy()
+    col_of = np.empty(p, dtype=np.int64)
+    factor = np.empty(p)
+    n_free = 0
+    for j in range(p):
+        if kinds[j] == 0:
+            n_free += 1
+            col_of[j] = sources[j, 2]
+            factor[j] = 1.0
+        elif kinds[j] == 1:
+            col_of[j] = sources[sources[j, 1], 2]
+            factor[j] = float(sources[j, 3])
+        else:
+            col_of[j] = -1
+            factor[j] = u[0, j]
+    if n_free == p:
+        return np.empty((0, 0)), np.empty(0), np.empty(0, dtype=np.int64), np.empty(0)
+    free = np.empty((B, n_free))
+    same = True
+    for r in range(B):  # row by row through u (C order)
+        for j in range(p):
+            v = u[r, j]
+            kind = kinds[j]
+            if kind == 0:
+                free[r, col_of[j]] = v
+            elif kind == 1:
+                same &= v == factor[j] * u[r, sources[j, 1]]
+            else:
+                same &= v == factor[j]
+        if not same:
+            return np.empty((0, 0)), np.empty(0), np.empty(0, dtype=np.int64), np.empty(0)
+    sums = np.empty((n, n_free))
+    _transposed_product(e_hat, free, sums)
+    total = np.zeros(n)
+    for r in range(B):
+        for k in range(n):
+            total[k] += e_hat[r, k]
+    return sums, total, col_of, factor
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def response_product_blas_kernel(u, e, w, e_hat, w_hat, inv, blocks, sources, dh, df, out):  # pragma: no cover
     """:func:`response_product_kernel` for larger batches, where each dense group is one BLAS
     product (two for a port group when some port voltage of ``w`` is not 0 V) written straight
     into its slice of ``out`` and turned into the batch mean in place (:func:`mean_offset_kernel`).
     Same arguments (``blocks`` (G, 5) int64 rows as there), plus ``df`` (q,) for the ports' diagonal
     terms; all arrays C-contiguous float64.  One compiled call instead of a Python loop over the
-    groups (the Python steps between the products cost about as much as a small product)."""
+    groups (the Python steps between the products cost about as much as a small product).
+    ``sources``: how the source columns repeat (:func:`source_response_sums`; no rows: none
+    assumed); when it holds for ``u``, the source groups read their sums from one matrix product
+    over the independent columns instead of one over every source."""
     n = e.shape[1]
     w_moves = response_diagonal_kernel(e, e_hat, w, w_hat, inv, dh, df)
+    sums, total, col_of, factor = source_response_sums(u, e_hat, sources)
     for g in range(blocks.shape[0]):
         start, kind, c0, c1, row_major = blocks[g, 0], blocks[g, 1], blocks[g, 2], blocks[g, 3], blocks[g, 4]
         width = c1 - c0
@@ -452,13 +519,26 @@ def response_product_blas_kernel(u, e, w, e_hat, w_hat, inv, blocks, dh, df, out
             for k in range(n):
                 out[start + k] = dh[k]
             continue
-        fixed = u if kind == 0 else w_hat  # the source voltages, or the ports' drive
-        if c0 != 0 or c1 != fixed.shape[1]:
-            fixed = np.ascontiguousarray(fixed[:, c0:c1])
-        lhs = e_hat if kind == 0 else e
         m = out[start:start + n * width].reshape((n, width) if row_major else (width, n))
-        # (every product is Xᵀ Y of two C-ordered arrays into a C-ordered one: one compiled form)
-        _transposed_product(lhs, fixed, m) if row_major else _transposed_product(fixed, lhs, m)
+        if kind == 0 and col_of.shape[0]:  # the source sums from the one product over independent columns
+            if row_major:
+                for k in range(n):
+                    for j in range(width):
+                        c = col_of[c0 + j]
+                        m[k, j] = factor[c0 + j] * (sums[k, c] if c >= 0 else total[k])
+            else:
+                for j in range(width):
+                    c = col_of[c0 + j]
+                    f = factor[c0 + j]
+                    for k in range(n):
+                        m[j, k] = f * (sums[k, c] if c >= 0 else total[k])
+        else:
+            fixed = u if kind == 0 else w_hat  # the source voltages, or the ports' drive
+            if c0 != 0 or c1 != fixed.shape[1]:
+                fixed = np.ascontiguousarray(fixed[:, c0:c1])
+            lhs = e_hat if kind == 0 else e
+            # (every product is Xᵀ Y of two C-ordered arrays into a C-ordered one: one compiled form)
+            _transposed_product(lhs, fixed, m) if row_major else _transposed_product(fixed, lhs, m)
         if kind == 1 and w_moves:  # + Σ_b ê_bk w_bo for ports not at 0 V
             ports = w if c0 == 0 and c1 == w.shape[1] else np.ascontiguousarray(w[:, c0:c1])
             more = np.empty(m.shape)
@@ -568,15 +648,16 @@ SMALL_BATCH = 4
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def batch_response_product(u, e, w, e_hat, w_hat, inv, blocks, out):  # pragma: no cover - compiled
+def batch_response_product(u, e, w, e_hat, w_hat, inv, blocks, sources, out):  # pragma: no cover - compiled
     """Batch means of v·v̂ per conductance (see :func:`response_product_kernel`, same arguments but
     ``dh``): the compiled pass for up to :data:`SMALL_BATCH` samples, a matrix product per group
-    (:func:`response_product_blas_kernel`) above."""
+    (:func:`response_product_blas_kernel`, which uses the source map ``sources``) above."""
     n = e.shape[1]
     if e.shape[0] <= SMALL_BATCH:
         response_product_kernel(u, e, w, e_hat, w_hat, inv, blocks, np.empty(n), out)
     else:
-        response_product_blas_kernel(u, e, w, e_hat, w_hat, inv, blocks, np.empty(n), np.empty(w.shape[1]), out)
+        response_product_blas_kernel(u, e, w, e_hat, w_hat, inv, blocks, sources, np.empty(n),
+                                     np.empty(w.shape[1]), out)
 
 
 @njit(inline="always")
@@ -941,31 +1022,32 @@ def cross_entropy_drive_kernel(y, t, indptr, cols, vals, gain, w0, delta_v, loss
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def hl_first_pass_kernel(e_both, w_both, e0, w0, on_both, on0, es, rel_tol, u, blocks, n_hat_e, n_hat_w, flags,
-                         out):  # pragma: no cover - compiled
+def hl_first_pass_kernel(e_both, w_both, e0, w0, on_both, on0, es, rel_tol, u, blocks, sources, n_hat_e, n_hat_w,
+                         flags, out):  # pragma: no cover - compiled
     """The first pass of ``hl`` on an exact board whose ± phases held the sources and every sample
     valid: :func:`hl_held_pass_kernel` (every phase valid, no reading noise) and, when no sample is
     left to re-measure (none flagged, or each resolved from the phase that kept its states) and
     ``out`` has entries, :func:`batch_response_product` of the responses into ``out`` (with
-    ``blocks`` as there; hidden↔hidden edges are left to the caller).  Returns the counts
-    of :func:`flip_accounting_kernel`."""
+    ``blocks`` and ``sources`` as there; hidden↔hidden edges are left to the caller).  Returns the
+    counts of :func:`flip_accounting_kernel`."""
     K = e0.shape[0]
     phase_ok = np.ones(K, dtype=np.bool_)
     counts = hl_held_pass_kernel(e_both, w_both, e0, w0, on_both, on0, phase_ok, es, rel_tol, 0.0, True,
                                  n_hat_e, n_hat_w, flags)
     if counts[0] == counts[2] and out.shape[0] > 0:
-        batch_response_product(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, out)
+        batch_response_product(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, sources, out)
     return counts
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def hl_plus_phase_kernel(e1, w1, e0, w0, on1, on0, es, u, blocks, n_hat_e, n_hat_w, changed, out):  # pragma: no cover
+def hl_plus_phase_kernel(e1, w1, e0, w0, on1, on0, es, u, blocks, sources, n_hat_e, n_hat_w, changed,
+                         out):  # pragma: no cover - compiled
     """The + phase of ``hl`` on an exact piecewise-linear board whose phase held the sources: per
     sample k, whether a diode state differs from the operating point's (into ``changed`` (K,)),
     and the one-sided response (v₊ − v₀)·(1/ε_k) of every hidden node and port into ``n_hat_e``
     (K, n) and ``n_hat_w`` (K, q).  When no state changed and ``out`` has entries, the batch
-    means of v·v̂ (:func:`batch_response_product`, with ``blocks`` as there) are written into
-    ``out``.  Returns the number of samples whose + phase changed a state.
+    means of v·v̂ (:func:`batch_response_product`, with ``blocks`` and ``sources`` as there) are
+    written into ``out``.  Returns the number of samples whose + phase changed a state.
 
     With no state changed, the segment from the operating point to the + phase lies in one
     region of the piecewise-linear network (the region is convex and holds both ends), where the
@@ -987,7 +1069,7 @@ def hl_plus_phase_kernel(e1, w1, e0, w0, on1, on0, es, u, blocks, n_hat_e, n_hat
         changed[k] = flip
         count += flip
     if count == 0 and out.shape[0] > 0:
-        batch_response_product(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, out)
+        batch_response_product(u, e0, w0, n_hat_e, n_hat_w, 1.0 / K, blocks, sources, out)
     return count
 
 

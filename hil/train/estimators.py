@@ -27,9 +27,9 @@ from numpy.typing import ArrayLike
 from hil.board import (Board, ExactLinearization, Measurement, PhasedMeasurement, as_program_result,
                        valid_mask)
 from hil.circuit.coupled_kernels import edge_products_kernel
-from hil.kernels import (batch_response_product, cross_entropy_drive_kernel, flip_accounting_kernel, hl_drive_kernel,
-                         hl_first_pass_kernel, hl_held_pass_kernel, hl_minus_rows_kernel, hl_plus_phase_kernel,
-                         repeats_of)
+from hil.kernels import (NO_SOURCE_MAP, batch_response_product, cross_entropy_drive_kernel, flip_accounting_kernel,
+                         hl_drive_kernel, hl_first_pass_kernel, hl_held_pass_kernel, hl_minus_rows_kernel,
+                         hl_plus_phase_kernel, repeats_of)
 from hil.train.losses import Loss
 
 ESTIMATORS = ("hl", "hl-exact", "ep", "fd")
@@ -364,11 +364,11 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
     out = np.empty(m) if plan is not None else _NO_VALUES
     e_hat, w_resp = np.empty((B, n)), np.empty((B, q))
     e0, w0, u0 = _c(op.e), _c(op.w), _c(op.u)
-    blocks = plan[3] if plan is not None else _NO_BLOCKS
+    blocks, sources = (plan[3], plan[4]) if plan is not None else (_NO_BLOCKS, NO_SOURCE_MAP)
     if _lean_phase(plus, op.u, op.on, 1, n, q):
         changed = np.empty(B, np.bool_)
         n_changed = hl_plus_phase_kernel(_c(plus.e), _c(plus.w), e0, w0, _c(plus.on, _BOOL), _c(op.on, _BOOL),
-                                         eps[:, 0], u0, blocks, e_hat, w_resp, changed, out)
+                                         eps[:, 0], u0, blocks, sources, e_hat, w_resp, changed, out)
         # how ∂ℓ/∂u is assembled when read: one-sided from the + phase (see _central_source_grad)
         phases = [(slice(None), B, plus, eps, ("phase", None, 1.0, op))]
         if not n_changed:
@@ -380,7 +380,7 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
             if not n_flipped:  # (the usual case) every one of them one-sided from its − phase
                 phases.append((rows, n_changed, minus, eps[rows], ("phase", None, -1.0, op)))
                 if plan is not None:
-                    batch_response_product(u0, e0, w0, e_hat, w_resp, 1.0 / B, blocks, out)
+                    batch_response_product(u0, e0, w0, e_hat, w_resp, 1.0 / B, blocks, sources, out)
                 return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, n_changed, 0,
                                     n_changed, n_changed, phases)
             kept = ~flipped
@@ -397,7 +397,8 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
                            (both, eps, w_both))
     flags = np.empty((6, B), np.bool_)
     counts = hl_first_pass_kernel(_c(both.e), _c(both.w), e0, w0, _c(both.on, _BOOL), _c(op.on, _BOOL),
-                                  eps[:, 0], float(flip_rel_tol), u0, blocks, e_hat, w_resp, flags, out)
+                                  eps[:, 0], float(flip_rel_tol), u0, blocks, sources, e_hat, w_resp, flags,
+                                  out)
     n_flagged, n_by_response, n_single, _ = counts
     if n_flagged != n_single:  # a sample to re-measure: the general bookkeeping (it repeats this pass)
         return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol,

@@ -5,8 +5,8 @@ import pytest
 
 from hil.boards.simulated import SimulatedBoard
 from hil.circuit.generate import random_circuit
-from hil.kernels import (batch_response_product, cross_entropy_kernel, flip_accounting_kernel, hl_drive_kernel,
-                         response_product_kernel)
+from hil.kernels import (NO_SOURCE_MAP, batch_response_product, cross_entropy_kernel, flip_accounting_kernel,
+                         hl_drive_kernel, response_product_kernel)
 from hil.train.estimators import estimate, hl_gradient
 from hil.train.losses import Loss
 
@@ -58,12 +58,42 @@ def test_group_products_equal_the_node_formula_for_column_ranges_and_both_orders
             w[:] = 0.0
         ref = _group_reference(u, e, w, e_hat, w_hat, blocks, m)
         out = np.full(m, np.nan)
-        batch_response_product(u, e, w, e_hat, w_hat, 1.0 / batch, blocks, out)
+        batch_response_product(u, e, w, e_hat, w_hat, 1.0 / batch, blocks, NO_SOURCE_MAP, out)
         assert np.max(np.abs(out - ref)) <= 1e-13 * np.max(np.abs(ref))
         loop = np.full(m, np.nan)
         response_product_kernel(u, e, w, e_hat, w_hat, 1.0 / batch, blocks, np.empty(n), loop)
         assert np.max(np.abs(out - loop)) <= 1e-13 * np.max(np.abs(ref))
 
+
+
+def test_inverted_copies_and_rails_share_one_product_and_are_checked_against_the_sources():
+    """With a source map (three inputs, inverted copies of two, two rails) the matrix product runs over
+    the three independent columns only and gives the node formula's means; a u that does not follow
+    the map (a copy off by 1 mV, or a rail that moves) is taken column by column, still exact."""
+    from hil.board import _source_repeats
+
+    rng = np.random.default_rng(5)
+    n, q, batch = 5, 6, 33
+    m = np.zeros((7, 3))
+    m[[0, 1, 2], [0, 1, 2]] = 1.0
+    m[[3, 4], [0, 1]] = -1.0
+    offset = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0, -1.0])
+    sources = _source_repeats(m, offset)
+    assert sources[:, 0].tolist() == [0, 0, 0, 1, 1, 2, 2] and sources[3, 1] == 0 and sources[3, 3] == -1
+    assert _source_repeats(np.eye(3), np.zeros(3)).shape[0] == 0  # nothing repeats: no map
+    blocks = np.array([[0, 0, 0, 3, 1], [15, 0, 3, 7, 0], [35, 1, 0, 2, 0], [45, 1, 2, 6, 1], [65, 2, 0, 1, 1]],
+                      dtype=np.int64)
+    x = rng.normal(size=(batch, 3))
+    u = x @ m.T + offset
+    e, w, e_hat, w_hat = (rng.normal(size=(batch, k)) for k in (n, q, n, q))
+    for broken in (None, (3, 1e-3), (5, 1e-3)):
+        v = u.copy()
+        if broken is not None:
+            v[7, broken[0]] += broken[1]
+        ref = _group_reference(v, e, w, e_hat, w_hat, blocks, 70)
+        out = np.full(70, np.nan)
+        batch_response_product(v, e, w, e_hat, w_hat, 1.0 / batch, blocks, sources, out)
+        assert np.max(np.abs(out - ref)) <= 1e-13 * np.max(np.abs(ref))
 
 def test_flip_accounting_equals_the_numpy_bookkeeping():
     rng = np.random.default_rng(1)
