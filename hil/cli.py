@@ -655,12 +655,14 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     debug = bool(os.environ.get("HIL_DEBUG"))
     from hil.circuit.report import SolveError
+    from hil.compile_signals import signals_wait_for_compiles
     from hil.drivers.errors import InstrumentError
     from hil.train.loop import TooManyInvalidSamples
     from hil.train.rundir import RunDirError
 
     try:
-        return int(args.func(args) or 0)
+        with signals_wait_for_compiles():  # a Ctrl-C never lands inside a numba compile
+            return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"hil: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hil.board import Board, ProgramResult, as_program_result, valid_mask
+from hil.compile_signals import signals_wait_for_compiles
 from hil.train.data import Dataset, DataSplit
 from hil.train.estimators import estimate
 from hil.train.losses import Loss
@@ -222,9 +223,10 @@ class Trainer:
         times: list[float] = []
         last = {}
         try:
-            while self.epoch < s.epochs:
-                last = self._epoch()
-                times.append(last["epoch_time_s"])
+            with signals_wait_for_compiles():  # a Ctrl-C never lands inside a numba compile
+                while self.epoch < s.epochs:
+                    last = self._epoch()
+                    times.append(last["epoch_time_s"])
         except KeyboardInterrupt:
             outcome = "aborted"
             with deferred_interrupts():

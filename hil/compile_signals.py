@@ -1,0 +1,88 @@
+"""Ctrl-C and SIGTERM wait while numba compiles a kernel or loads one from its disk cache.
+
+Numba builds or loads each compiled kernel on its first call with a new kind of argument. That can
+happen at any point of a run, for example the first sample that flips a diode in both phases, or
+the first evaluation at another batch size. A ``KeyboardInterrupt`` raised inside that work can
+leave llvmlite objects half made, which prints a traceback at exit. It can also abort the whole
+process (status −6) before the board's safe shutdown runs. So while numba holds its compiler lock
+in the main thread, :func:`signals_wait_for_compiles` keeps a SIGINT or SIGTERM pending. It raises
+the signal again as soon as the lock is released, and the handler that was installed before then
+handles it. Such work takes milliseconds, or a few seconds for a kernel that is not cached yet.
+
+Numba's compiler lock announces itself through numba's event API. A listener counts how deep the
+main thread is inside it. That listener is registered once, when this module is first imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
+from numba.core import event
+
+#: the signals that wait for a compile to finish
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_state = {"depth": 0, "pending": None}  # main-thread nesting of numba's compiler lock; a held signal
+
+
+class _CompilerLockListener(event.Listener):
+    """Counts the main thread's holds of numba's compiler lock; re-delivers a held signal when the
+    outermost hold ends (numba ends the event after releasing the lock)."""
+
+    def on_start(self, ev: event.Event) -> None:
+        if threading.current_thread() is threading.main_thread():
+            _state["depth"] += 1
+
+    def on_end(self, ev: event.Event) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        _state["depth"] = max(_state["depth"] - 1, 0)
+        signum = _state["pending"]
+        if _state["depth"] == 0 and signum is not None:
+            _state["pending"] = None
+            # raised again, not handled here: numba's other listeners still see the lock's end, and the
+            # handler runs at the interpreter's next check, outside the lock
+            signal.raise_signal(signum)
+
+
+event.register("numba:compiler_lock", _CompilerLockListener())
+
+
+def compiling() -> bool:
+    """Whether the main thread is inside numba's compiler lock now."""
+    return _state["depth"] > 0
+
+
+@contextlib.contextmanager
+def signals_wait_for_compiles() -> Iterator[None]:
+    """Within the block, a SIGINT or SIGTERM that arrives while numba compiles or loads a kernel (in
+    the main thread) is held until that is done, then handled by the handler that was installed
+    when the block began; at any other moment it is handled at once.  Outside the main thread
+    (where signals cannot be handled) the block changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+
+    def wait_for_compile(signum, frame):
+        if compiling():
+            if _state["pending"] is None:  # (a second signal during the same compile adds nothing)
+                _state["pending"] = signum
+            return
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    for sig in SIGNALS:
+        signal.signal(sig, wait_for_compile)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
