@@ -43,8 +43,8 @@ class _CompilerLockListener(event.Listener):
         signum = _state["pending"]
         if _state["depth"] == 0 and signum is not None:
             _state["pending"] = None
-            # raised again, not handled here: numba's other listeners still see the lock's end, and the
-            # handler runs at the interpreter's next check, outside the lock
+            # raised again rather than handled here: the handler runs at the interpreter's next check,
+            # moments later and with the lock already released
             signal.raise_signal(signum)
 
 
