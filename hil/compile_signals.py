@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 from numba.core import event
 
@@ -57,6 +57,32 @@ def compiling() -> bool:
 
 
 @contextlib.contextmanager
+def handling_signals(make_handler: Callable[[dict], Callable]) -> Iterator[dict]:
+    """Within the block, SIGINT and SIGTERM go to the handler ``make_handler(previous)`` returns,
+    ``previous`` being the handlers installed before (by signal), which come back when the block
+    ends; yields ``previous``.  Call it in the main thread (only there can handlers be set)."""
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    handler = make_handler(previous)
+    for sig in SIGNALS:
+        signal.signal(sig, handler)
+    try:
+        yield previous
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def handle_as(handler, signum: int, frame=None) -> None:
+    """Do with ``signum`` what ``handler`` (as :func:`signal.getsignal` returns it) would: call it;
+    for the default action, raise the signal again under it; an ignored signal is dropped."""
+    if callable(handler):
+        handler(signum, frame)
+    elif handler == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
 def signals_wait_for_compiles() -> Iterator[None]:
     """Within the block, a SIGINT or SIGTERM that arrives while numba compiles or loads a kernel (in
     the main thread) is held until that is done, then handled by the handler that was installed
@@ -65,24 +91,16 @@ def signals_wait_for_compiles() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
 
-    def wait_for_compile(signum, frame):
-        if compiling():
-            if _state["pending"] is None:  # (a second signal during the same compile adds nothing)
-                _state["pending"] = signum
-            return
-        handler = previous[signum]
-        if callable(handler):
-            handler(signum, frame)
-        elif handler == signal.SIG_DFL:
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)
+    def waiting_for_compiles(previous: dict) -> Callable:
+        def wait_for_compile(signum, frame):
+            if compiling():
+                if _state["pending"] is None:  # (a second signal during the same compile adds nothing)
+                    _state["pending"] = signum
+                return
+            handle_as(previous[signum], signum, frame)
 
-    for sig in SIGNALS:
-        signal.signal(sig, wait_for_compile)
-    try:
+        return wait_for_compile
+
+    with handling_signals(waiting_for_compiles):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -439,6 +439,12 @@ def _transposed_product(x, y, out):  # pragma: no cover - compiled
 NO_SOURCE_MAP = np.empty((0, 4), dtype=np.int64)
 
 
+@njit(inline="always")
+def _no_source_sums():  # pragma: no cover - compiled
+    """:func:`source_response_sums`' answer when the map does not apply: four arrays without entries."""
+    return np.empty((0, 0)), np.empty(0), np.empty(0, dtype=np.int64), np.empty(0)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def source_response_sums(u, e_hat, sources):  # pragma: no cover - compiled
     """The batch sums Σ_b ê_bk u_bj of every hidden node k and source j as one matrix product over
@@ -457,7 +463,7 @@ def source_response_sums(u, e_hat, sources):  # pragma: no cover - compiled
     B, p = u.shape
     n = e_hat.shape[1]
     if sources.shape[0] != p or B == 0:
-        return np.empty((0, 0)), np.empty(0), np.empty(0, dtype=np.int64), np.empty(0)
+        return _no_source_sums()
     kinds = sources[:, 0].copy()
     col_of = np.empty(p, dtype=np.int64)
     factor = np.empty(p)
@@ -474,7 +480,7 @@ def source_response_sums(u, e_hat, sources):  # pragma: no cover - compiled
             col_of[j] = -1
             factor[j] = u[0, j]
     if n_free == p:
-        return np.empty((0, 0)), np.empty(0), np.empty(0, dtype=np.int64), np.empty(0)
+        return _no_source_sums()
     free = np.empty((B, n_free))
     same = True
     for r in range(B):  # row by row through u (C order)
@@ -488,7 +494,7 @@ def source_response_sums(u, e_hat, sources):  # pragma: no cover - compiled
             else:
                 same &= v == factor[j]
         if not same:
-            return np.empty((0, 0)), np.empty(0), np.empty(0, dtype=np.int64), np.empty(0)
+            return _no_source_sums()
     sums = np.empty((n, n_free))
     _transposed_product(e_hat, free, sums)
     total = np.zeros(n)

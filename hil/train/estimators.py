@@ -415,13 +415,20 @@ def _lean_phase(m: Measurement, u0: np.ndarray, on0: np.ndarray, k: int, n: int,
     with source voltages ``u0`` (B, p) and diode states ``on0`` as it is: every sample valid, no
     reading noise, states reported, the sources held (as the board says, or compared), the
     shapes right (n hidden nodes, q ports)."""
-    if m.valid is not None or m.noise_v != 0 or m.on is None:
+    B = u0.shape[0]
+    if not (_exact_rows(m, k * B, n, q) and on0.shape == (B, n)):
         return False
     held = m.held_sources if isinstance(m, Measurement) else None
-    B = u0.shape[0]
-    rows = k * B
-    return ((held is not None and held[0] is u0 and held[1] == k) or _sources_held(m.u, u0, k)) \
-        and m.e.shape == (rows, n) and m.w.shape == (rows, q) and m.on.shape == (rows, n) and on0.shape == (B, n)
+    return (held is not None and held[0] is u0 and held[1] == k) or _sources_held(m.u, u0, k)
+
+
+def _exact_rows(m: Measurement, rows: int, n: int, q: int) -> bool:
+    """Whether measurement ``m`` has every sample valid, no reading noise, its diode states reported,
+    and ``rows`` rows of n hidden nodes and q ports (what the lean lane reads of a phase, sources
+    aside)."""
+    on = m.on
+    return m.valid is None and m.noise_v == 0 and on is not None and on.shape == (rows, n) \
+        and m.e.shape == (rows, n) and m.w.shape == (rows, q)
 
 
 def _minus_phase(board: Board, x: np.ndarray, w_minus: np.ndarray, op: Measurement, rows: np.ndarray,
@@ -435,12 +442,10 @@ def _minus_phase(board: Board, x: np.ndarray, w_minus: np.ndarray, op: Measureme
     else None (nothing written).  ``op`` passed :func:`_check_shapes`."""
     minus = board.measure(x, w_minus)
     K = rows.size
-    on = minus.on
-    if minus.valid is not None or minus.noise_v != 0 or on is None or on.shape != (K, e_hat.shape[1]) \
-            or minus.e.shape != on.shape or minus.w.shape != (K, w_resp.shape[1]):
+    if not _exact_rows(minus, K, e_hat.shape[1], w_resp.shape[1]):
         return None
     flipped = np.empty(K, np.bool_)
-    n_flipped = hl_minus_rows_kernel(_c(minus.u), _c(op.u), _c(minus.e), _c(minus.w), _c(on, _BOOL), _c(op.e),
+    n_flipped = hl_minus_rows_kernel(_c(minus.u), _c(op.u), _c(minus.e), _c(minus.w), _c(minus.on, _BOOL), _c(op.e),
                                      _c(op.w), _c(op.on, _BOOL), rows, eps, e_hat, w_resp, flipped)
     return None if n_flipped < 0 else (minus, flipped, n_flipped)  # (−1: the sources were not held)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import signal
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hil.board import Board, ProgramResult, as_program_result, valid_mask
-from hil.compile_signals import signals_wait_for_compiles
+from hil.compile_signals import handle_as, handling_signals, signals_wait_for_compiles
 from hil.train.data import Dataset, DataSplit
 from hil.train.estimators import estimate
 from hil.train.losses import Loss
@@ -79,24 +78,17 @@ def deferred_interrupts():
         yield
         return
     pending: list = []
-    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old: dict = {}
 
-    def hold(signum, frame):
-        pending.append((signum, frame))
+    def hold(previous: dict):  # every signal of the block waits in ``pending``
+        return lambda signum, frame: pending.append((signum, frame))
 
-    for sig in old:
-        signal.signal(sig, hold)
     try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        with handling_signals(hold) as old:
+            yield
+    finally:  # (the handlers of before are back): the first held signal, as they would have taken it
         for signum, frame in pending[:1]:
-            handler = old[signum]
-            if callable(handler):
-                handler(signum, frame)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
+            handle_as(old[signum], signum, frame)
 
 
 def conductance_layout(topology) -> dict:
