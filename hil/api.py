@@ -822,6 +822,10 @@ def _is_bench_config(path: Path) -> bool:
 def load_run(run_dir: str | Path, checkpoint: str = "best", simulated_twin: bool = False) -> LoadedRun:
     """Rebuild a run's board and program it with a checkpoint (``best`` or ``last``).
 
+    A simulated board with device non-idealities then gets its devices back as the checkpoint saved
+    them (conductances with their programming noise, write times, drift clock, random stream), so
+    it measures the devices that trained rather than a new programming of the same targets.
+
     A simulated board that trained with a calibration is wrapped with the same one (recorded in the
     run's metadata), so it reads and masks as during training.
 
@@ -829,7 +833,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", simulated_twin: bool
     back to the other one with a warning.  A run on an instrument bench is refused, or with
     ``simulated_twin`` loaded into a simulated board of the bench's circuit (see :func:`build_board`).
     """
-    from hil.train.loop import check_checkpoint_fits
+    from hil.train.loop import check_checkpoint_fits, restore_device_state
 
     path = Path(run_dir)
     if path.suffix == ".npz" and path.parent.name == "checkpoints":
@@ -855,6 +859,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", simulated_twin: bool
     used, ck = run.load_checkpoint_with_fallback(checkpoint)
     check_checkpoint_fits(ck, board.topology, f"checkpoint {used} of {path}")
     board.program(ck["conductances_s"], rel_tol=0.0)
+    restore_device_state(board, ck)  # the trained devices (drift clock, programming noise), not a new programming
     return LoadedRun(path, s, board, used, int(ck["epoch"]), list(run.warnings))
 
 

@@ -113,6 +113,17 @@ def check_checkpoint_fits(ck: dict, topology, where: str) -> None:
                             "(a different topology); a resume or evaluation cannot change the circuit")
 
 
+def restore_device_state(board: Board, checkpoint: dict) -> bool:
+    """Put the devices of a simulated non-ideal board back as ``checkpoint`` saved them (the ``board_*``
+    entries: device conductances, programming times, drift clock, random stream), after the
+    checkpoint's conductances were programmed; True when the board had such state to restore."""
+    state = {key: v for key, v in checkpoint.items() if key.startswith("board_")}
+    if not state or not hasattr(board, "load_state_dict"):
+        return False
+    board.load_state_dict(state)
+    return True
+
+
 def evaluate(board: Board, loss: Loss, split: DataSplit, chunk: int = 2048) -> tuple[float, float, float]:
     """(accuracy, mean loss, conducting fraction of hidden diodes) on a data split.
 
@@ -193,8 +204,7 @@ class Trainer:
             raise RunDirError(f"checkpoint {used} of {self.run.path} is damaged ({type(exc).__name__}: {exc})") from None
         self._g_cmd = as_program_result(ck["conductances_s"], self.board.program(ck["conductances_s"], rel_tol=0.0),
                                         self.board.conductance_bounds).achieved
-        if hasattr(self.board, "load_state_dict") and any(key.startswith("board_") for key in ck):
-            self.board.load_state_dict({key: v for key, v in ck.items() if key.startswith("board_")})
+        restore_device_state(self.board, ck)
         self.opt.load_state_dict(opt_state)
         self.rng.bit_generator.state = rng_state
         self.epoch = self.saved_epoch = epoch
