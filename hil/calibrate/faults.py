@@ -71,6 +71,10 @@ class FaultMap:
         fault posterior of 1 % or more (the read-out cannot tell), or NaN (cannot be read out at all)."""
         return int(np.sum(self._unresolved_mask()))
 
+    def unresolved_devices(self) -> np.ndarray:
+        """Which devices :attr:`unresolved` counts, bool (m,)."""
+        return self._unresolved_mask()
+
     @property
     def faulty(self) -> np.ndarray:
         return self.code != HEALTHY

@@ -88,12 +88,27 @@ def calibrate(board, cs: CalibrationSettings, board_name: str, temperature_c: fl
         summary["devices"] = devices
     summary["seconds"] = time.perf_counter() - t0
     path = store.save(cs.dir, board_name, summary, arrays)
-    write_report(path, topo, summary, arrays)
+    write_report(path, topo, summary, arrays, fmap.unresolved_devices())
     return path, summary
 
 
-def write_report(path: Path, topo, summary: dict, a: dict) -> None:
-    """``report.md`` and plots (fit residuals, fault map, parameter histograms) next to the file."""
+#: colours of the fault-map image, by :func:`fault_map_image_codes`: healthy, stuck high, stuck low/open, unresolved
+FAULT_IMAGE_COLOURS = ("#e8e8e8", "#d62728", "#1f77b4", "#ff7f0e")
+
+
+def fault_map_image_codes(code: np.ndarray, unresolved: np.ndarray | None) -> np.ndarray:
+    """The fault codes (0 healthy, 1 stuck high, 2 stuck low/open) with 3 for the devices the map leaves
+    ``unresolved`` (bool mask: not flagged, and not healthy beyond doubt, as
+    :meth:`hil.calibrate.faults.FaultMap.unresolved_devices` says)."""
+    out = np.asarray(code).astype(np.int64)
+    if unresolved is not None:
+        out[np.asarray(unresolved, bool)] = 3
+    return out
+
+
+def write_report(path: Path, topo, summary: dict, a: dict, unresolved: np.ndarray | None = None) -> None:
+    """``report.md`` and plots (fit residuals, fault map, parameter histograms) next to the file;
+    ``unresolved``: the devices the fault map leaves unresolved (bool (m,)), drawn in their own colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,13 +119,14 @@ def write_report(path: Path, topo, summary: dict, a: dict) -> None:
     ax[0, 0].set(title="conductance fit: RMS residual per port equation", xlabel="port (sources, then outputs)",
                  ylabel="residual / RMS current")
     shapes = topo.group_shapes
-    codes = a["fault_code"]
+    codes = fault_map_image_codes(a["fault_code"], unresolved)
     for col, gname in ((1, "g_in"), (2, "g_out")):
         sl = topo.groups[gname]
         img = codes[sl].reshape(shapes.get(gname, (-1, 1)))
-        ax[0, col].imshow(img, cmap=matplotlib.colors.ListedColormap(["#e8e8e8", "#d62728", "#1f77b4"]),
-                          vmin=0, vmax=2, aspect="auto", interpolation="nearest")
-        ax[0, col].set(title=f"fault map {gname} (red stuck high, blue stuck low/open)")
+        ax[0, col].imshow(img, cmap=matplotlib.colors.ListedColormap(list(FAULT_IMAGE_COLOURS)),
+                          vmin=0, vmax=len(FAULT_IMAGE_COLOURS) - 1, aspect="auto", interpolation="nearest")
+        ax[0, col].set(title=f"fault map {gname} (grey healthy, red stuck high,\nblue stuck low/open, "
+                             "orange unresolved)")
     g = a["conductance_s"]
     ax[1, 0].hist(g[np.isfinite(g)] * 1e6, bins=60)
     ax[1, 0].set(title="in-circuit conductances", xlabel="µS", ylabel="devices")

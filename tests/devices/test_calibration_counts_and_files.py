@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 
+import matplotlib.colors
+import matplotlib.image
 import numpy as np
 import pytest
 
 from hil.boards.nonideal import NonIdealBoard
 from hil.calibrate.faults import FaultMap
-from hil.calibrate.run import calibrate
+from hil.calibrate.run import FAULT_IMAGE_COLOURS, calibrate, fault_map_image_codes
 from hil.calibrate.settings import CalibrationSettings
 from hil.circuit.generate import random_circuit
 from hil.cli import main
@@ -29,6 +31,8 @@ def test_fault_counts_are_disjoint_and_add_up_to_every_device():
     assert counts == {"healthy": 1, "stuck high": 1, "stuck low / open": 1, "unresolved": 2, "not characterised": 1}
     assert sum(counts.values()) == code.size
     assert fmap.unresolved == counts["unresolved"]
+    # report.png draws them apart: unresolved in their own colour, not in the healthy grey
+    assert fault_map_image_codes(code, fmap.unresolved_devices()).tolist() == [0, 3, 1, 2, 3, 0]
 
 
 def test_summary_never_counts_devices_that_cannot_be_read_out_as_healthy(tmp_path):
@@ -44,6 +48,10 @@ def test_summary_never_counts_devices_that_cannot_be_read_out_as_healthy(tmp_pat
     assert counts["healthy"] == 0 and counts["unresolved"] == mapped == summary["fault_map_unresolved"]
     assert sum(counts.values()) == topo.n_conductances
     assert "unresolved" in (path / "report.md").read_text()
+    png = matplotlib.image.imread(path / "report.png")[..., :3]
+    orange = np.all(np.abs(png - np.array(matplotlib.colors.to_rgb(FAULT_IMAGE_COLOURS[3]))) < 0.02, axis=-1)
+    grey = np.all(np.abs(png - np.array(matplotlib.colors.to_rgb(FAULT_IMAGE_COLOURS[0]))) < 0.02, axis=-1)
+    assert orange.sum() > 100 * max(grey.sum(), 1)  # the fault map panels: every mapped device unresolved
     assert "devices" not in summary  # none given: hil train then never warns of another board.devices section
 
 
