@@ -680,13 +680,15 @@ def _check_bench_levels(s: TrainSettings, spec: Any, data: Any, source: str) -> 
 
 def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool | str = False,
            started: Callable[[RunDir], Any] | None = None, board_options: dict | None = None,
-           restored: Callable[[Any], Any] | None = None) -> TrainResult | None:
+           restored: Callable[[Any], Any] | None = None,
+           argument_names: tuple[str, str] = ("run_dir", "overrides")) -> TrainResult | None:
     """Continue a run from its last checkpoint (exactly: conductances, optimizer, RNG).
 
     Returns the :class:`~hil.train.loop.TrainResult`, or None when the run had already done
     ``train.epochs`` epochs.  The run directory is locked while it runs.  ``started(run)`` is
     called once the run is locked, ``restored(trainer)`` once its checkpoint is loaded and the
-    overrides are accepted (just before training goes on).
+    overrides are accepted (just before training goes on).  ``argument_names``: how error messages
+    name ``run_dir`` and ``overrides`` (``hil train`` passes its options, ``--resume`` and ``--set``).
     """
     from hil.train.loop import ShapeMismatch, Trainer
 
@@ -694,17 +696,17 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
     _check_progress(progress)
     path = Path(run_dir)
     if not (path / "config.resolved.yaml").is_file():
-        raise ConfigError([f"--resume {show_path(run_dir)}: {_why_not_a_run(Path(run_dir))}"])
+        raise ConfigError([f"{argument_names[0]} {show_path(run_dir)}: {_why_not_a_run(Path(run_dir))}"])
     ckdir = path / "checkpoints"
     if not any((ckdir / f"{t}.npz").is_file() for t in CHECKPOINT_TAGS):
-        raise ConfigError([f"--resume {show_path(run_dir)}: the run has no completed epoch to resume from; "
+        raise ConfigError([f"{argument_names[0]} {show_path(run_dir)}: the run has no completed epoch to resume from; "
                            "start it again"])
     run = RunDir.resume(path)
     if started is not None:
         started(run)
     try:
         source = str(path / "config.resolved.yaml")  # and the overrides, which a problem may come from
-        source += f" with --set {' '.join(overrides)}" if overrides else ""
+        source += f" with {argument_names[1]} {' '.join(overrides)}" if overrides else ""
         before = run.read_config()
         config = apply_overrides(json.loads(json.dumps(before)), list(overrides))
         s = parse_config(config, source)
@@ -725,7 +727,7 @@ def resume(run_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool
                 with outputs_read_back(board):  # restoring programs the bench
                     trainer.restore("last", overrides=list(overrides))
             except ShapeMismatch as exc:
-                raise ConfigError([f"--set {' '.join(overrides) or '(none)'}: {exc}"], source) from None
+                raise ConfigError([f"{argument_names[1]} {' '.join(overrides) or '(none)'}: {exc}"], source) from None
             if overrides:
                 run.write_config(config)  # the resolved config records what the run now uses
             _warn_cosine_extension(trainer, before, s, run)

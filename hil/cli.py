@@ -147,7 +147,8 @@ def _cmd_train(args, stack) -> int:
             board_options = emulated_board_options(args, stack, api.load_config(str(resolved), args.set or []), str(resolved))
         result = api.resume(args.resume, overrides=args.set or [], progress=_progress(args),
                             started=lambda run: _RUN.update(run=run), board_options=board_options,
-                            restored=lambda trainer: _resume_started(trainer, args))
+                            restored=lambda trainer: _resume_started(trainer, args),
+                            argument_names=("--resume", "--set"))
         if result is None:
             print(f"run {args.resume} already finished its epochs; raise train.epochs with --set to continue")
             return 0

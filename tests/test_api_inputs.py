@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import hil.api as api
+from hil.cli import main
 from hil.config import ConfigError
 
 XOR = api.load_config("sim-xor")
@@ -205,9 +206,21 @@ def test_train_refuses_a_meaningless_epoch_count_before_making_a_run(tmp_path, e
     assert not any(tmp_path.iterdir())
 
 
-def test_python_errors_name_python_arguments_not_cli_flags(tmp_path):
+def test_python_errors_name_python_arguments_not_cli_flags(tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"configuration: checkpoint: must be one of last, best; got 'bset'"):
         api.load_run(tmp_path, checkpoint="bset")
+    with pytest.raises(ConfigError, match=r"configuration: run_dir .*nope: not a run directory") as err:
+        api.resume(tmp_path / "nope")
+    assert "--resume" not in str(err.value)
+    assert main(["train", "sim-xor", "--runs-dir", str(tmp_path), "-q", "--set", "train.epochs=1",
+                 "--set", "output.plots=false"]) == 0
+    run = next(tmp_path.iterdir())
+    with pytest.raises(ConfigError, match=r"with overrides train.epochs=x:") as err:
+        api.resume(run, overrides=["train.epochs=x"])
+    assert "--set" not in str(err.value)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=x"]) == 2  # the command line names its options
+    assert "with --set train.epochs=x" in capsys.readouterr().err
 
 
 def test_evaluate_run_takes_a_run_directory_or_says_what_it_wants(tmp_path):
