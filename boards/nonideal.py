@@ -130,6 +130,9 @@ class NonIdealBoard(BoardBase):
         varying, reading = self.model.varying_note(), self.model.reading_note()
         if varying:
             info["varying_conductances"] = varying
+        if self.spec.redraw == "write":  # (an estimator that reprograms between its measurements must know)
+            info["redraws_on_write"] = ("the board draws new devices at every programming event (devices.redraw: "
+                                        "write)")
         if reading:
             info["reading_errors"] = reading
         over = self.model.over_range(u, y_m, i_m, e_m)

@@ -1037,7 +1037,9 @@ def fd_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, rel_
     ``g ± h`` is programmable, otherwise the second-order one-sided formula towards the inside of
     the range, (−3f₀ + 4f₁ − f₂)/(2h) for steps h and 2h, written for the steps the board actually
     programmed (:func:`_one_sided_slope`).  On ideal-diode boards a step
-    during which a diode changes state is retried 10× smaller (up to ``max_retries``).
+    during which a diode changes state is retried 10× smaller (up to ``max_retries``), except on a
+    board that draws new devices at every programming event (``info["redraws_on_write"]``), where
+    every step is another board and the note says so.
     The board's operating point warm-starts every perturbed solve.
 
     Every step reprograms the board, so the base vector (the read-back) is programmed once
@@ -1060,6 +1062,9 @@ def fd_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, rel_
     lost = [0]  # perturbed measurements in which a valid sample went invalid
     if rel_step is None:
         rel_step = 1e-4
+    redraw = op.info.get("redraws_on_write") if op.info else None
+    if redraw:  # every step is another board: a state change is the new devices', a smaller step does not help
+        max_retries = 0
     g_bar = _typical_conductance(g0, g_floor)
     grad = np.zeros_like(g0)
     one_sided, unresolved, flat = 0, 0, 0
@@ -1102,7 +1107,11 @@ def fd_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, rel_
     moved = board.read_conductances()
     moved = float(np.max(np.abs(moved - g0) / np.maximum(np.abs(g0), g_bar), initial=0.0))
     notes = []
-    if unresolved:
+    if redraw:
+        notes.append(f"{redraw}: every step measures another board, so each difference mixes the step with the "
+                     "change of devices (diode-state changes between the operating point and a step come from "
+                     "that too, and no step is retried smaller)")
+    elif unresolved:
         notes.append(f"{unresolved} conductance(s): a diode flipped within the smallest step tried")
     else:
         notes.append(f"finite differences: truncation error O(h²) with h = {rel_step:g}·max(|g|, {g_bar:.3g} S)")

@@ -56,6 +56,26 @@ def test_fd_says_when_the_board_does_not_hold_what_it_reads_back():
     assert estimate("fd", SimulatedBoard(c), x, t, loss).stats["board_moved_rel"] == 0.0
 
 
+def test_fd_on_a_board_that_redraws_its_devices_names_the_redraw_not_flips():
+    """With devices.redraw: write every finite-difference step measures a new board instance: the note
+    says so (it used to report every conductance as a diode flip within the smallest step), and no step
+    is retried smaller (four programming events per step for nothing)."""
+    devices = {"dtod": {"g_dtod_std": 0.05}, "diode_spread": {"v_ref_dtod": 0.02}}
+    c, board, x, t, loss = setup({**devices, "redraw": "write"})
+    programs = []
+    original = board.program
+    board.program = lambda g, rel_tol=0.01: programs.append(1) or original(g, rel_tol)
+    r = estimate("fd", board, x, t, loss)
+    note = r.stats["bias_note"]
+    assert "new devices at every programming event" in note and "every step measures another board" in note
+    assert "flipped within the smallest step" not in note
+    m = board.topology.n_conductances
+    assert len(programs) == 2 * m + 2  # the base, one pair of steps per conductance, the restore
+    _, static, *_ = setup(devices)
+    r = estimate("fd", static, x, t, loss)
+    assert "new devices" not in r.stats["bias_note"]
+
+
 class VerifiedBoard:
     """A simulated board whose ``program`` returns a ProgramResult (as a bench's write-verify does)."""
 
