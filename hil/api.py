@@ -521,6 +521,7 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
     say what an interrupted run left behind).  ``board_options`` go to the board factory
     (instrument benches: ``resources``, ``clock``, ``rehearsal_world`` of an emulated bench).
     """
+    from hil.calibrate.apply import record_from_run
     from hil.train.loop import Trainer
 
     _check_progress(progress)
@@ -548,7 +549,8 @@ def train(config: dict | str | Path, *, overrides: Sequence[str] = (), runs_dir:
         run.write_config(config)
         _attach_events(board, run)
         with board:
-            meta = {"config_source": source, "estimator": s.estimator, "data": data.describe(), **blas, **cal_meta}
+            meta = {"config_source": source, "estimator": s.estimator, "data": data.describe(), **blas,
+                    **record_from_run(cal_meta, run.path)}
             if hasattr(board, "snapshots"):  # an instrument board: every instrument's identity and settings
                 with outputs_read_back(board):
                     board.connect()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -31,8 +32,7 @@ def wrap_with_calibration(board, settings, resume_dir: str | None = None,
         try:
             cal = store.load(recorded)
         except store.UnreadableCalibration as exc:
-            why = (f"the run trained with calibration {recorded}, which cannot be read ({exc.reason}); run from the "
-                   "folder it was trained in")
+            why = f"the run trained with calibration {recorded}, which cannot be read ({exc.reason}); was it moved?"
             if warn:  # continuing a run on other readings would change it silently
                 raise ValueError(f"{why}, or add --set board.calibration.apply=false to go on without it") from None
             print(f"hil: warning: {why}; using the board without it", file=sys.stderr)
@@ -55,21 +55,42 @@ def wrap_with_calibration(board, settings, resume_dir: str | None = None,
         print(f"hil: warning: {r}; run 'hil calibrate' again", file=sys.stderr)
     from hil.boards.calibrated import CalibratedBoard
 
-    meta["calibration"] = {"path": str(cal.path), "created_utc": cal.meta["created_utc"], "stale": reasons,
-                           "offsets": cs.offsets, "gains": cs.gains, "stuck_mask": cs.stuck_mask,
+    meta["calibration"] = {"path": str(Path(cal.path).resolve()), "created_utc": cal.meta["created_utc"],
+                           "stale": reasons, "offsets": cs.offsets, "gains": cs.gains, "stuck_mask": cs.stuck_mask,
                            "write_verify_rel_tol": cs.write_verify_rel_tol, "drift": cs.drift}
     return CalibratedBoard(board, cal, cs), meta
 
 
 def _recorded(run_dir: str) -> str | None:
+    """The calibration folder a run's metadata records: the one found from the run directory (the path
+    relative to it, so runs and calibrations can move together), else the path recorded as it was
+    (absolute since runs record one; relative to the working directory of older runs)."""
     import json
-    from pathlib import Path
 
     p = Path(run_dir) / "metadata.json"
     if not p.is_file():
         return None
     cal = json.loads(p.read_text()).get("calibration")
-    return cal.get("path") if isinstance(cal, dict) else None
+    if not isinstance(cal, dict):
+        return None
+    from_run = cal.get("path_from_run")
+    if from_run is not None and (Path(run_dir) / from_run).is_dir():
+        return str((Path(run_dir) / from_run).resolve())
+    return cal.get("path")
+
+
+def record_from_run(meta: dict, run_dir: str | Path) -> dict:
+    """``meta`` (of :func:`wrap_with_calibration`) with the calibration's path also recorded relative to
+    the run directory ``run_dir`` (``path_from_run``), so that a run evaluated or resumed from any
+    working directory, or moved together with its calibrations, finds its calibration."""
+    cal = meta.get("calibration")
+    if not isinstance(cal, dict) or not cal.get("path"):
+        return meta
+    try:
+        relative = os.path.relpath(cal["path"], Path(run_dir).resolve())
+    except ValueError:  # (another drive: no relative path; the absolute one stays)
+        return meta
+    return {**meta, "calibration": {**cal, "path_from_run": relative}}
 
 
 def bench_name(settings) -> str | None:

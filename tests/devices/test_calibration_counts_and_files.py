@@ -256,3 +256,36 @@ def test_stuck_devices_fixed_values_are_read_at_the_boards_own_state_inside_the_
     assert np.all((fixed >= 1e-8) & (fixed <= 1e-4))
     # measured: median 0.005 % of g_max (was 0.28 %), max 5.7 % (was 12 %) at 0.1 ohm per segment
     assert np.median(np.abs(fixed - truth[flagged])) <= 1e-3 * 1e-4
+
+
+def test_a_run_finds_its_calibration_from_any_working_directory_and_after_a_move(tmp_path, monkeypatch, capsys):
+    """A run records its calibration's absolute path and the path relative to the run directory:
+    evaluated or resumed from another working directory it used to warn that the calibration (a path
+    relative to where it trained) could not be read and to go on without it (eval), or refuse (resume)."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    dev = ["--set", "board.devices={preset: discrete-bench, seed: 3}",
+           "--set", "board.calibration={dir: cal, repeats: 2, gain_repeats: 2, amplitude_v: 0.2}"]
+    assert main(["calibrate", "sim-xor"] + dev) == 0
+    assert main(["train", "sim-xor", "-q", "--runs-dir", "runs", "--set", "train.epochs=1",
+                 "--set", "output.plots=false", *dev]) == 0
+    run_dir = next((tmp_path / "runs").iterdir())
+    (cal_json,) = (tmp_path / "cal").rglob("calibration.json")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--checkpoint", "last", "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert f"calibration {cal_json.parent}" in out and "warning" not in err
+    assert main(["train", "--resume", str(run_dir), "-q", "--set", "train.epochs=2"]) == 0
+    # runs and calibrations moved together (an archive, another machine): found from the run directory
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.move(str(tmp_path / "runs"), str(moved / "runs"))
+    shutil.move(str(tmp_path / "cal"), str(moved / "cal"))
+    capsys.readouterr()
+    assert main(["eval", str(moved / "runs" / run_dir.name), "--checkpoint", "last", "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert f"calibration {moved / 'cal'}" in out and "warning" not in err
