@@ -113,15 +113,14 @@ def check_checkpoint_fits(ck: dict, topology, where: str) -> None:
                             "(a different topology); a resume or evaluation cannot change the circuit")
 
 
-def restore_device_state(board: Board, checkpoint: dict) -> bool:
+def restore_device_state(board: Board, checkpoint: dict) -> None:
     """Put the devices of a simulated non-ideal board back as ``checkpoint`` saved them (the ``board_*``
-    entries: device conductances, programming times, drift clock, random stream), after the
-    checkpoint's conductances were programmed; True when the board had such state to restore."""
+    entries: device conductances, programming times, drift clock, random stream; a calibrated board's
+    compensation state), after the checkpoint's conductances were programmed.  Boards without such
+    state (ideal simulations, instrument benches) are left as they are."""
     state = {key: v for key, v in checkpoint.items() if key.startswith("board_")}
-    if not state or not hasattr(board, "load_state_dict"):
-        return False
-    board.load_state_dict(state)
-    return True
+    if state and hasattr(board, "load_state_dict"):
+        board.load_state_dict(state)
 
 
 def evaluate(board: Board, loss: Loss, split: DataSplit, chunk: int = 2048) -> tuple[float, float, float]:
