@@ -70,6 +70,7 @@ class NonIdealBoard(BoardBase):
         self._t_prog = np.zeros(m)
         self.clock_s = 0.0
         self._cache: tuple | None = None  # (solver, wired) for the current device state
+        self._effective_topology: tuple | None = None  # (hidden-node pairs, topology) of the wired circuit
         self._measured: EquilibriumSolver | None = None  # the solver of the last board call
         self._last: tuple | None = None
         self._write(np.clip(circuit.conductance_vector(), g_min, g_max))
@@ -229,6 +230,18 @@ class NonIdealBoard(BoardBase):
         self._t_prog[changed] = self.clock_s
         self._cache, self._last, self._measured = None, None, None
 
+    def _known_topology(self, effective: Circuit) -> Circuit:
+        """``effective`` (a wired board's terminal circuit, rebuilt whenever the devices' conductances
+        change) with the topology of the previous one when the wires coupled the same hidden-node
+        pairs: its edge list and names are formed once, not at every board call."""
+        pairs = effective.hh_pairs()
+        known = self._effective_topology
+        if known is not None and np.array_equal(known[0], pairs):
+            effective._cache["topology"] = known[1]
+        else:
+            self._effective_topology = (pairs.copy(), effective.topology())
+        return effective
+
     def _solver(self):
         if self._cache is not None and not self.model.dynamic_conductances:
             return self._cache
@@ -248,6 +261,6 @@ class NonIdealBoard(BoardBase):
             wired = apply_wires(circuit, self._wire_spec)
             self._wire_drop = max(ir_drop_estimate(circuit.g_in.T, self._wire_spec),
                                   ir_drop_estimate(circuit.g_out.T, self._wire_spec))
-            circuit = wired.effective
+            circuit = self._known_topology(wired.effective)
         self._cache = (EquilibriumSolver(circuit), wired)
         return self._cache

@@ -339,7 +339,9 @@ class Circuit:
         )
 
     def with_diodes(self, diodes: DiodeBank) -> "Circuit":
-        return replace(self, diodes=diodes, _cache={})
+        """A copy with another diode bank (the conductance topology, which the diodes are not part of,
+        is kept)."""
+        return replace(self, diodes=diodes, _cache={k: v for k, v in self._cache.items() if k == "topology"})
 
 
 def make_sources(n_inputs: int, inverted: bool, rails: Sequence[tuple[str, float]], input_names: Sequence[str] | None = None) -> tuple[Source, ...]:

@@ -138,7 +138,8 @@ def reduce_array(g: np.ndarray, spec: WireSpec) -> ReducedArray:
 
     First the row lines (a batched dense Schur complement per row), then the column
     lines by block elimination along the columns (C×C blocks, block tridiagonal through
-    the column wires).  Exact to rounding; O(R·C³ + R²·C²) work, and every eliminated
+    the column wires; the block of row i couples to the sources of rows 0 … i only, so each
+    step solves and updates only those).  Exact to rounding; O(R·C³ + R²·C²) work, and every eliminated
     block is dominated by the strong wire conductances, so no tiny (subnormal) fill-in.
     """
     R, C = g.shape
@@ -155,11 +156,12 @@ def reduce_array(g: np.ndarray, spec: WireSpec) -> ReducedArray:
         B = np.zeros((C, R))
         B[:, i] = S_row[i, 1:, 0]
         if Dt is not None:  # eliminate the previous block (coupled by -gc·I)
-            X = np.linalg.solve(Dt, np.concatenate([np.eye(C), Bt], axis=1))
+            # (the previous block couples to the sources of rows 0 … i − 1 only: its other columns are 0)
+            X = np.linalg.solve(Dt, np.concatenate([np.eye(C), Bt[:, :i]], axis=1))
             Xi, XB = X[:, :C], X[:, C:]
             D -= gc * gc * Xi
-            B += gc * XB
-            S_ss -= Bt.T @ XB
+            B[:, :i] += gc * XB
+            S_ss[:i, :i] -= Bt[:, :i].T @ XB
         Dt, Bt = D, B
     if merged_end:
         S_hh, S_hs = Dt, Bt
@@ -218,15 +220,22 @@ def apply_wires(circuit: Circuit, spec: WireSpec) -> WiredCircuit:
         return _apply_wires(circuit, spec)
 
 
+#: the BLAS libraries of this process, found once (a search of the loaded libraries per call costs more
+#: than a small reduction)
+_BLAS_CONTROLLER: list = []
+
+
 def _one_blas_thread():
     """Many small dense solves run faster on one BLAS thread (and do not oversubscribe)."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
         import contextlib
 
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    if not _BLAS_CONTROLLER:
+        _BLAS_CONTROLLER.append(ThreadpoolController())
+    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 def _apply_wires(circuit: Circuit, spec: WireSpec) -> WiredCircuit:

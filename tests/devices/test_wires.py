@@ -124,3 +124,27 @@ def test_shockley_network_with_wires_matches_ngspice():
     np.testing.assert_allclose(st.e[0], e_ref, rtol=0, atol=1e-9)
     y_ref = res.port_currents(c)
     np.testing.assert_allclose(wired.port_currents(st.y, st.w)[0], y_ref, rtol=1e-7, atol=1e-15)
+
+
+def test_a_wired_board_under_read_noise_forms_its_topology_once_and_measures_as_a_fresh_one():
+    """Read noise gives every board call other conductances, so the wired board rebuilds its terminal
+    circuit each time; the edge list and names stay those of the first call (they used to be formed
+    again at every call, an eighth of a training step on sim-digits-rram)."""
+    from hil.boards.nonideal import NonIdealBoard
+    from hil.devices import parse_devices
+
+    c = random_circuit(6, n_inputs=3, n_outputs=2, seed=4, g_range=(1e-5, 1e-4))
+    topology = c.topology()
+    assert c.with_diodes(c.diodes).topology() is topology  # the diodes are not part of it
+    devices = parse_devices({"wires": {"r_wire_row": 2.0, "r_wire_col": 1.5},
+                             "read_noise": {"read_noise_scale": 0.01}})
+    board = NonIdealBoard(c, 1e-8, 1e-4, devices)
+    x = np.random.default_rng(1).uniform(-1, 1, (4, 3))
+    board.measure(x)
+    first = board._cache[0].circuit
+    m = board.measure(x)
+    again = board._cache[0].circuit
+    assert again is not first and again.topology() is first.topology()
+    fresh = dataclasses.replace(again, _cache={})  # the same circuit with its own topology built anew
+    st = EquilibriumSolver(fresh).solve(board.model.sources(c.source_voltages(x)), None)
+    np.testing.assert_allclose(board.model.readings(st.y, st.i_src, st.e)[2], m.e, rtol=0, atol=1e-12)
