@@ -138,9 +138,10 @@ def reduce_array(g: np.ndarray, spec: WireSpec) -> ReducedArray:
 
     First the row lines (a batched dense Schur complement per row), then the column
     lines by block elimination along the columns (C×C blocks, block tridiagonal through
-    the column wires; the block of row i couples to the sources of rows 0 … i only, so each
-    step solves and updates only those).  Exact to rounding; O(R·C³ + R²·C²) work, and every eliminated
-    block is dominated by the strong wire conductances, so no tiny (subnormal) fill-in.
+    the column wires; each block is inverted once, and since the block of row i couples to the
+    sources of rows 0 … i only, each step updates only those).  Exact to rounding; O(R·C³ + R²·C²)
+    work, and every eliminated block is dominated by the strong wire conductances, so no tiny
+    (subnormal) fill-in and no ill-conditioned inverse.
     """
     R, C = g.shape
     S_row = _row_elimination(g, spec)  # (R, 1 + C, 1 + C)
