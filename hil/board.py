@@ -301,14 +301,15 @@ def _source_repeats(m: np.ndarray, offset: np.ndarray) -> np.ndarray:
     :func:`hil.kernels.source_response_sums`: a source that follows an input with sign ±1 and no
     offset, where an earlier such source follows the same input, is ±1 times that source (an
     inverted copy); a source that follows no input is a rail; any other is independent.
-    ``NO_SOURCE_MAP`` when some source mixes inputs or scales one, or when no column repeats."""
-    m, offset = np.asarray(m, dtype=float), np.asarray(offset, dtype=float)
-    p = m.shape[0]
-    if not np.all(np.count_nonzero(m, axis=1) <= 1):
+    ``NO_SOURCE_MAP`` when some source mixes inputs or scales one (:func:`hil.circuit.uncoupled.source_gather`
+    finds no input per source), or when no column repeats."""
+    from hil.circuit.uncoupled import source_gather  # (here, not at import: it brings in the solvers)
+
+    gather = source_gather(m, offset)
+    if gather is None:
         return NO_SOURCE_MAP
-    idx, sign = np.argmax(np.abs(m), axis=1), m.sum(axis=1)
-    if not np.all(np.isin(sign, (-1.0, 0.0, 1.0))):
-        return NO_SOURCE_MAP
+    idx, sign, offset = gather
+    p = idx.shape[0]
     rows, first, n_free = np.zeros((p, 4), dtype=np.int64), {}, 0
     for j in range(p):
         if sign[j] == 0:
