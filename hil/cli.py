@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import itertools
 import json
 import os
@@ -259,12 +260,40 @@ def _without_diodes(config_path: Path) -> bool:
 
 
 # ---- circuits ------------------------------------------------------------------------------
-def _parse_input_option(text: str, n_inputs: int) -> np.ndarray:
-    try:
-        x = np.array([[float(v) for v in text.split(",")]])
-    except ValueError:
-        raise ConfigError([f"--input {text!r}: expected comma-separated voltages"]) from None
-    return x
+def _parse_input_option(texts: list[str] | str, n_inputs: int) -> np.ndarray:
+    """The ``--input`` vectors (V), one row per occurrence of the option."""
+    rows = []
+    for text in [texts] if isinstance(texts, str) else texts:
+        try:
+            rows.append([float(v) for v in text.split(",")])
+        except ValueError:
+            raise ConfigError([f"--input {text!r}: expected comma-separated voltages"]) from None
+        if len(rows[-1]) != n_inputs:
+            raise ConfigError([f"--input {text!r}: {len(rows[-1])} values, the circuit has {n_inputs} inputs"])
+    return np.array(rows)
+
+
+#: the top-level keys of a circuit-only config (a ``circuit:`` section, for ``hil solve`` / ``hil netlist``)
+_CIRCUIT_CONFIG_KEYS = ("circuit", "inputs")
+
+
+def _check_solve_config(raw: dict, source: str) -> None:
+    """Every key of a config given to ``hil solve`` / ``hil netlist`` checked, as ``hil train`` checks
+    them (ConfigError naming each unknown key or bad value): a circuit-only config may hold
+    ``circuit`` and ``inputs``; a training config is validated whole (its ``inputs`` aside)."""
+    training = any(k in raw for k in ("board", "train", "data"))
+    if "circuit" in raw and not training:
+        unknown = [k for k in raw if k not in _CIRCUIT_CONFIG_KEYS]
+        if unknown:
+            problems = []
+            for key in unknown:
+                close = difflib.get_close_matches(str(key), _CIRCUIT_CONFIG_KEYS, n=1)
+                problems.append(f"{key}: unknown key" + (f" (did you mean {close[0]!r}?)" if close
+                                                         else " (a circuit config holds only 'circuit' and 'inputs')"))
+            raise ConfigError(problems, source)
+        return
+    if training and "circuit" not in raw:  # (with both, build_circuit says where the circuit belongs)
+        api.parse_config({k: v for k, v in raw.items() if k != "inputs"}, source)
 
 
 def _check_inputs(x: np.ndarray, n_inputs: int, where: str, source: str = "") -> np.ndarray:
@@ -318,6 +347,7 @@ def _circuit_and_inputs(args):
     if args.checkpoint != "best":
         raise ConfigError(["--checkpoint: only for a run directory"])
     raw = api.load_config(target, getattr(args, "set", None) or [])
+    _check_solve_config(raw, target)
     circuit = api.build_circuit(raw, target)
     if args.input is not None:
         x, where = _parse_input_option(args.input, circuit.n_inputs), "--input"
@@ -415,6 +445,9 @@ def cmd_netlist(args) -> int:
     from hil.circuit.spice import write_netlist
     from hil.train.rundir import atomic_write
 
+    if args.input is not None and len(args.input) > 1 and not args.all_inputs:
+        raise ConfigError([f"--input given {len(args.input)} times: add --all-inputs for one deck per vector "
+                           "(without it the deck is for the first vector only)"])
     circuit, x, what = _circuit_and_inputs(args)
     rows = range(x.shape[0]) if args.all_inputs else range(1)
     with _config_phase(args.config):
@@ -592,8 +625,9 @@ def build_parser() -> argparse.ArgumentParser:
               else ("hil netlist runs/<run> -o trained.cir", "hil netlist spice-shockley -o deck.cir --all-inputs"))))
         s.add_argument("config", metavar="CONFIG|RUN_DIR",
                        help="YAML path, shipped config name, run directory or checkpoint file (trained conductances)")
-        s.add_argument("--input", metavar="V,V,...", help="comma-separated input voltages (default: the config's 'inputs', zeros "
-                                       "if it has none, or for a run its first test sample)")
+        s.add_argument("--input", metavar="V,V,...", action="append",
+                       help="comma-separated input voltages; repeat for several vectors (default: the config's "
+                            "'inputs', zeros if it has none, or for a run its first test sample)")
         s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value; repeatable")
         s.add_argument("--checkpoint", choices=("best", "last"), default="best",
                        help="for a run directory: which checkpoint (default best)")

@@ -53,6 +53,50 @@ def test_solve_text_output_and_input_override(tmp_path, capsys):
     assert "V(h0) =" in out and "converged via" in out
 
 
+def test_repeated_input_solves_every_vector(tmp_path, capsys):
+    """``--input`` given twice solves both vectors, in order (it kept only the last one before)."""
+    assert main(["solve", write(tmp_path, CIRCUIT), "--input", "0.1,0.2", "--input=-0.3,0.4", "--json"]) == 0
+    samples = json.loads(capsys.readouterr().out)["samples"]
+    assert [s["inputs"] for s in samples] == [[0.1, 0.2], [-0.3, 0.4]]
+    assert samples[0]["nodes"]["x0"] == 0.1 and samples[1]["nodes"]["x0"] == -0.3
+
+
+def test_netlist_of_several_inputs_needs_all_inputs(tmp_path, capsys):
+    out = tmp_path / "deck.cir"
+    args = ["netlist", write(tmp_path, CIRCUIT), "-o", str(out), "--input", "0.1,0.2", "--input=-0.3,0.4"]
+    assert main(args) == 2
+    assert "--all-inputs" in capsys.readouterr().err and not list(tmp_path.glob("deck*"))
+    assert main(args + ["--all-inputs"]) == 0
+    decks = sorted(p.name for p in tmp_path.glob("deck*"))
+    assert decks == ["deck_0.cir", "deck_1.cir"]
+    assert "[-0.3, 0.4]" in (tmp_path / "deck_1.cir").read_text()
+
+
+@pytest.mark.parametrize(
+    "config, overrides, message",
+    [
+        ("circuit", ["input=[[0.5,1.0]]"], "input: unknown key (did you mean 'inputs'?)"),
+        ("circuit", ["seed=3"], "seed: unknown key"),
+        ("sim-xor", ["input=[[0.5,1.0]]"], "input: unknown key"),
+        ("sim-xor", ["foo.bar=1"], "foo: unknown key"),
+        ("sim-xor", ["board.g_min=abc"], "board.g_min: expected a number"),
+        ("sim-xor", ["data.name=nosuch"], "data.name: must be one of"),
+        ("sim-xor", ["train.epochs=-5"], "train.epochs: must be > 0"),
+    ],
+)
+@pytest.mark.parametrize("command", ["solve", "netlist"])
+def test_solve_and_netlist_check_every_key_of_the_config(tmp_path, capsys, command, config, overrides, message):
+    """Unknown keys and bad values outside the circuit are errors (exit 2), as for ``hil train``: a
+    misspelt ``inputs`` solved the zero vector before, and exited 0."""
+    target = write(tmp_path, CIRCUIT) if config == "circuit" else config
+    args = [command, target] + [a for o in overrides for a in ("--set", o)]
+    args += ["-o", str(tmp_path / "deck.cir")] if command == "netlist" else []
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "deck.cir").exists()
+
+
 @pytest.mark.parametrize(
     "mutate, message",
     [
