@@ -3,7 +3,9 @@
 Prints one line per instrument with its loopback VISA resource, then serves until Ctrl-C (or
 SIGTERM, or ``--duration``), stops every server and reports what the clients left behind
 (outputs still on). ``--write-bench PATH`` writes a copy of the bench file whose resources point
-at the emulators, so another process can run against it. Exit status: 0 after a clean stop,
+at the emulators, so another process can run against it; ``--config CONFIG`` emulates a training
+config's bench and models its resistive devices (``board.programming``, ``board.devices``), so
+that such a run can program them. Exit status: 0 after a clean stop,
 2 for a bench-file problem (one line per problem, never a traceback).
 """
 
@@ -29,8 +31,15 @@ def add_parser(subparsers: Any) -> None:
                        "simulated circuit, print their VISA resources and serve until Ctrl-C or SIGTERM (the normal "
                        "stop: exit 0) or for --duration S.",
                        "hil emulate scpi-xor", "hil emulate scpi-xor --write-bench rehearsal.yaml --duration 60",
-                       "hil emulate demo-xor --time realtime --readings exact"))
-    p.add_argument("bench", help="bench file (YAML) or the name of a shipped bench (configs/benches)")
+                       "hil emulate demo-xor --time realtime --readings exact",
+                       "hil emulate --config bench-xor --write-bench loopback.yaml"))
+    p.add_argument("bench", nargs="?", default=None,
+                   help="bench file (YAML) or the name of a shipped bench (configs/benches); "
+                        "optional with --config (then the config's bench)")
+    p.add_argument("--config", metavar="CONFIG", default=None,
+                   help="a training config of this bench (board.backend: instruments): its board.programming and "
+                        "board.devices model the array's resistive devices, so a run in another process can program "
+                        "them, as hil train --emulate does (without it, programming pulses change nothing)")
     p.add_argument("--time", dest="time_mode", choices=("instant", "virtual", "realtime"), default="instant",
                    help="instant (default): answer at once; virtual: same, bench time is modelled; "
                         "realtime: sleep the modelled duration of every operation")
@@ -75,20 +84,28 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
         from hil.cli import _output_path
 
         _output_path(args.write_bench, "--write-bench")  # a missing folder is refused before serving
-    try:
-        bench = load_bench(args.bench)
-    except ConfigError:
-        hint = _training_config_hint(args.bench)
-        if hint is None:
-            raise
-        raise ConfigError([hint]) from None
+    device_model: dict = {}
+    config = getattr(args, "config", None)  # (a Namespace built by a caller may not carry it)
+    if config is not None:
+        bench, device_model = _bench_of_config(config, args.bench)
+    elif args.bench is None:
+        raise ConfigError(["give a bench file or shipped bench name (hil configs lists them), or --config "
+                           "TRAINING_CONFIG for that config's bench"])
+    else:
+        try:
+            bench = load_bench(args.bench)
+        except ConfigError:
+            hint = _training_config_hint(args.bench)
+            if hint is None:
+                raise
+            raise ConfigError([hint]) from None
     if (args.write_bench and bench.source != "<mapping>"
             and Path(args.write_bench).resolve() == Path(bench.source).resolve()):
         raise ConfigError([f"--write-bench {args.write_bench}: that is the bench file itself; its real resources "
                            "would be replaced by loopback addresses (write the copy to another file)"])
     try:
         emulated = EmulatedBench(bench, time_mode=args.time_mode, time_scale=args.time_scale, seed=args.seed,
-                                 readings=args.readings)
+                                 readings=args.readings, **device_model)
     except EmulationError as exc:  # a bench-file problem: worded like every configuration error
         raise ConfigError([str(exc)], getattr(bench, "source", "")) from None
     with emulated:
@@ -100,6 +117,12 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
         for name, spec in bench.instruments.items():
             print(f"  {name.ljust(width)}  {spec.driver:<15} {spec.model:<8} {emulated.emulators[name].resource}",
                   file=out)
+        if device_model.get("programming") is not None:
+            print(f"  resistive devices modelled from {config} (board.programming, board.devices): "
+                  "write-verify pulses program them", file=out)
+        elif config is None:
+            print("  resistive devices not modelled: programming pulses change no conductance (to train against "
+                  "this bench from another process, start it with --config TRAINING_CONFIG)", file=out)
         if args.write_bench:
             import yaml
 
@@ -117,6 +140,28 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
     for line in _left_behind(emulated):
         print(f"hil emulate: warning: {line}", file=out)
     return 0
+
+
+def _bench_of_config(ref: str, bench_ref: Optional[str]) -> tuple[Any, dict]:
+    """(the bench of training config ``ref``, the EmulatedBench options that model its devices: the
+    config's ``board.programming``, ``board.devices`` and conductance range in S); ConfigError when
+    ``ref`` is not an instrument-bench config or ``bench_ref`` names another bench."""
+    from hil import api
+    from hil.bench.schema import load_bench
+    from hil.config import ConfigError
+
+    settings = api.parse_config(api.load_config(ref), ref)
+    if settings.backend != "instruments":
+        raise ConfigError([f"--config {ref}: not a bench config (board.backend is {settings.backend!r}; "
+                           "--config takes a config with board.backend: instruments)"])
+    spec = settings.instrument_board
+    if bench_ref is not None:
+        given = load_bench(bench_ref)
+        if given.name != spec.bench.name:
+            raise ConfigError([f"--config {ref}: its bench is {spec.bench.name!r}, not {given.name!r} "
+                               f"({bench_ref}); give one of the two"])
+    return spec.bench, {"programming": spec.programming, "devices": settings.devices,
+                        "g_bounds": (settings.g_min, settings.g_max)}
 
 
 def _training_config_hint(ref: str) -> Optional[str]:

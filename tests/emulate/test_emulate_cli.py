@@ -175,3 +175,61 @@ def test_write_bench_onto_the_bench_file_itself_is_refused(tmp_path, monkeypatch
     captured = capsys.readouterr()
     assert "--write-bench ./mine.yaml: that is the bench file itself" in captured.err and "TCPIP::" not in captured.out
     assert mine.read_text() == original
+
+
+def _serve_in_subprocess(argv: list[str]) -> tuple[subprocess.Popen, str]:
+    """``hil emulate`` ARGV in another process, returned once it serves (loopback only), with what it
+    printed until then."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "hil", "emulate", *argv], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    head = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        head.append(line)
+        if not line or line.startswith("serving"):
+            break
+    return proc, "".join(head)
+
+
+@pytest.mark.parametrize("with_config", [True, False])
+def test_a_run_in_another_process_programs_the_devices_when_emulate_has_the_config(tmp_path, capsys, with_config):
+    """``hil emulate --config CONFIG --write-bench B``, then ``hil train`` of that config pointed at B in
+    another process: the write-verify pulses program the emulated devices (none stuck).  Without
+    ``--config`` the devices are not modelled: every pulsed device stays where it was (stuck), as
+    the emulator's start-up line says."""
+    bench = tmp_path / "loopback.yaml"
+    argv = (["--config", "bench-xor"] if with_config else ["xor-bench"]) + ["--write-bench", str(bench)]
+    proc, head = _serve_in_subprocess(argv)
+    try:
+        assert bench.is_file(), proc.stderr.read() if proc.poll() is not None else "no loopback bench written"
+        text = (ROOT / "configs" / "bench-xor.yaml").read_text()
+        assert "bench: xor-bench\n" in text
+        cfg = tmp_path / "bx.yaml"
+        cfg.write_text(text.replace("bench: xor-bench\n", f"bench: {bench}\n"))
+        assert main(["train", str(cfg), "--set", "train.epochs=1", "--runs-dir", str(tmp_path / "runs"), "-q"]) == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert ("resistive devices modelled from bench-xor" in head) == with_config
+    assert ("resistive devices not modelled" in head) != with_config
+    import csv
+
+    (metrics,) = (tmp_path / "runs").glob("*/metrics.csv")
+    row = next(csv.DictReader(metrics.open()))
+    assert int(row["program_pulses"]) > 0
+    if with_config:
+        assert int(row["program_stuck"]) == 0 and int(row["program_unconverged"]) == 0
+    else:
+        assert int(row["program_stuck"]) == int(row["program_pulsed"]) > 0
+
+
+def test_emulate_config_options_are_checked(capsys):
+    assert main(["emulate", "--config", "sim-xor", "--duration", "0"]) == 2
+    assert "not a bench config" in capsys.readouterr().err
+    assert main(["emulate", "scpi-xor", "--config", "bench-xor", "--duration", "0"]) == 2
+    assert "its bench is 'xor-bench', not 'scpi-xor'" in capsys.readouterr().err
+    assert main(["emulate", "--duration", "0"]) == 2
+    assert "give a bench file" in capsys.readouterr().err
