@@ -340,7 +340,8 @@ class Trainer:
         if bench_clock is not None:  # bench time of this epoch (training steps and evaluation), s
             row["bench_time_s"] = float(bench_clock()) - bench_start
         score = row["val_acc"] if data.val is not None else row["train_acc"]
-        with deferred_interrupts():  # metrics row, checkpoints and event log move together
+        line = self._epoch_line(epoch, row, train_time, data.val is not None) if self.progress else None
+        with deferred_interrupts():  # metrics row, checkpoints, event log and the epoch's line move together
             self.epoch = epoch
             self.run.append_metrics(row)
             if score > self.best[0]:
@@ -349,22 +350,28 @@ class Trainer:
             self._checkpoint("last")
             self.saved_epoch = self.epoch
             self.run.event("epoch_end", step=row["step"], **{k: v for k, v in row.items() if k not in ("step",)})
-        if self.progress:
-            extra = f"  val {100 * row['val_acc']:.1f}%" if data.val is not None else ""
-            test = f"  test {100 * row['test_acc']:.1f}%" if s.eval_test else ""
-            bench = f", bench {row['bench_time_s']:.4g} s" if "bench_time_s" in row else ""
-            line = (f"epoch {self.epoch:3d}/{s.epochs}  loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.1f}%"
-                    f"{extra}{test}  ({train_time:.3g} s{bench})")
-            if row.get("program_unconverged") or row.get("program_stuck"):  # the devices did not follow the targets
-                line += (f"  programming: {row['program_unconverged']} unconverged, {row['program_stuck']} stuck "
-                         "(metrics.csv, events.jsonl)")
-            if self.progress == "bar":
-                from tqdm import tqdm
+            if line is not None:  # (a Ctrl-C during the saves is taken after this line: the saved epoch is shown)
+                if self.progress == "bar":
+                    from tqdm import tqdm
 
-                tqdm.write(line)
-            else:
-                print(line, flush=True)
+                    tqdm.write(line)
+                else:
+                    print(line, flush=True)
         return row
+
+    def _epoch_line(self, epoch: int, row: dict, train_time: float, has_val: bool) -> str:
+        """The progress line of a finished epoch: loss, accuracies, seconds (and bench seconds), and
+        the programming failures when the devices did not follow their targets."""
+        s = self.s
+        extra = f"  val {100 * row['val_acc']:.1f}%" if has_val else ""
+        test = f"  test {100 * row['test_acc']:.1f}%" if s.eval_test else ""
+        bench = f", bench {row['bench_time_s']:.4g} s" if "bench_time_s" in row else ""
+        line = (f"epoch {epoch:3d}/{s.epochs}  loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.1f}%"
+                f"{extra}{test}  ({train_time:.3g} s{bench})")
+        if row.get("program_unconverged") or row.get("program_stuck"):  # the devices did not follow the targets
+            line += (f"  programming: {row['program_unconverged']} unconverged, {row['program_stuck']} stuck "
+                     "(metrics.csv, events.jsonl)")
+        return line
 
     def _check_invalid(self, invalid: int, seen: int, n: int) -> None:
         """Stop the run (:class:`TooManyInvalidSamples`) when more than ``train.max_invalid_fraction``

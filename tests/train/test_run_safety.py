@@ -170,6 +170,26 @@ def test_signals_during_bookkeeping_are_delivered_after_it():
     assert done == [True]
 
 
+def test_an_interrupt_during_the_epochs_saves_still_prints_that_epochs_line(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while an epoch's metrics and checkpoints are written: the signal waits until they are
+    saved, and the epoch's line is printed before it is taken, so the last line a user sees is the
+    epoch the run keeps (it was missing before: the signal came between the saves and the line)."""
+    original = RunDir.append_metrics
+
+    def append_then_interrupt(self, row):
+        original(self, row)
+        if row["epoch"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+
+    monkeypatch.setattr(RunDir, "append_metrics", append_then_interrupt)
+    assert main(["train", "sim-xor", "--runs-dir", str(tmp_path), "--set", "train.epochs=5", *XOR]) == 130
+    captured = capsys.readouterr()
+    epoch_lines = [l for l in captured.out.splitlines() if l.startswith("epoch ")]
+    assert [l.split()[1] for l in epoch_lines] == ["1/5", "2/5"]
+    assert "keeps the checkpoint of epoch 2" in captured.err
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_event_log_agrees_with_the_checkpoint_after_a_signal(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "hil", "train", "sim-xor", "--runs-dir", str(tmp_path), "-q",
