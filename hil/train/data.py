@@ -254,10 +254,15 @@ def _read_csv(path: Path, where: str, spec: DataSpec) -> tuple[np.ndarray, np.nd
 
 
 def _read_npz(path: Path, where: str) -> dict[str, np.ndarray]:
+    import zipfile
+
+    if path.is_file() and not zipfile.is_zipfile(path):  # (numpy would suggest loading it with pickle)
+        raise ConfigError([f"{where}: {path} is not an NPZ file (an NPZ is a zip of arrays, as numpy.savez writes "
+                           "it; for a CSV use data.name: csv)"])
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: np.asarray(z[k]) for k in z.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise ConfigError([f"{where}: cannot read {path} as NPZ: {exc}"]) from None
     if "x" in arrays and "y" in arrays:
         out = {"x": arrays["x"], "y": arrays["y"]}

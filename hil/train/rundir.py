@@ -353,6 +353,8 @@ class RunDir:
         p = self.path / "checkpoints" / f"{tag}.npz"
         if not p.exists():
             raise RunDirError(f"no checkpoint {p}")
+        if p.is_file() and not zipfile.is_zipfile(p):  # (numpy would suggest loading it with pickle)
+            raise RunDirError(f"checkpoint {p} is damaged (not an NPZ archive)")
         try:
             with np.load(p, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}

@@ -128,6 +128,22 @@ def test_npz_problems(tmp_path):
         load_data(spec(name="npz", path=str(tmp_path / "s.npz")))
 
 
+@pytest.mark.parametrize("content", [b"x0,x1,label\n0.1,0.2,a\n", b"", "npy"])
+def test_a_file_that_is_not_an_npz_says_so_without_numpys_pickle_advice(tmp_path, content):
+    """A CSV, an empty file or a single .npy array given as NPZ data: one line saying it is not an
+    NPZ (numpy's own message for the CSV suggests loading it with pickle; the .npy escaped as a
+    TypeError)."""
+    path = tmp_path / "d.npz"
+    if content == "npy":
+        np.save(tmp_path / "a.npy", np.zeros((3, 2)))
+        (tmp_path / "a.npy").rename(path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match="is not an NPZ file") as info:
+        load_data(spec(name="npz", path=str(path)))
+    assert "pickle" not in str(info.value)
+
+
 @pytest.mark.parametrize("section, message", [
     ({"name": "csv"}, "data.path: required for data.name: csv"),
     ({"name": "iris", "path": "x.csv"}, "data.path: only for csv or npz data"),
