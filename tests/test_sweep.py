@@ -258,3 +258,21 @@ def test_a_closed_pipe_ends_the_listing_quietly(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(hil.sweep, "run_sweep", reader_gone)
     assert main(["sweep", str(sweep_file(tmp_path)), "--dry-run"]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_dry_run_refuses_an_output_that_the_run_would_refuse_and_creates_nothing(tmp_path, capsys):
+    """``--dry-run`` with an output that is a file: exit 2 as the real run, not a listing of runs that
+    could never be written; an output that does not exist yet is listed and not created."""
+    f = sweep_file(tmp_path)
+    (tmp_path / "taken.yaml").write_text("x: 1\n")
+    for argv in ([], ["--dry-run"]):
+        assert main(["sweep", str(f), "--output", str(tmp_path / "taken.yaml"), *argv]) == 2
+        assert "exists and is not a directory" in capsys.readouterr().err
+    assert main(["sweep", str(f), "--dry-run"]) == 0
+    assert "4 to run" in capsys.readouterr().out and not (tmp_path / "out").exists()
+
+
+def test_a_directory_given_as_the_sweep_file_is_named_as_one(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory, expected a sweep file" in err and "file not found" not in err

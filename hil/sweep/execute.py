@@ -106,14 +106,14 @@ def run_sweep(spec: SweepSpec | str | Path, *, output: str | None = None, worker
         raise TypeError(f"spec: expected a SweepSpec (from load_sweep) or a sweep file's path, got {type(spec).__name__}")
     points = expand(spec)
     directory = Path(output or spec.output)
-    if not dry_run:  # before anything runs: results that cannot be written are lost work
-        from hil.config import ConfigError
-        from hil.train.rundir import RunDirError, prepare_runs_dir
+    # before anything runs: results that cannot be written are lost work (a dry run checks, creates nothing)
+    from hil.config import ConfigError
+    from hil.train.rundir import RunDirError, prepare_runs_dir
 
-        try:
-            prepare_runs_dir(directory, "sweep directory")
-        except RunDirError as exc:
-            raise ConfigError([f"{'--output' if output else 'output'}: {exc}"], spec.source) from None
+    try:
+        prepare_runs_dir(directory, "sweep directory", create=not dry_run)
+    except RunDirError as exc:
+        raise ConfigError([f"{'--output' if output else 'output'}: {exc}"], spec.source) from None
     runs_dir = directory / "runs"
     pending = [p for p in points if not is_finished(runs_dir / p.run_id, config_hash(p.raw))]
     skipped = len(points) - len(pending)

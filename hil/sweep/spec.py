@@ -198,6 +198,8 @@ def load_sweep(path: str) -> SweepSpec:
     if not p.is_file() and str(path) in embedded_config_names():
         raise ConfigError([f"{path}: a shipped training config, not a sweep file: train it with hil train {path}, "
                            f"or write a sweep file naming it (config: {path})"])
+    if p.is_dir():
+        raise ConfigError([f"{path}: is a directory, expected a sweep file (YAML)"])
     if not p.is_file():
         raise ConfigError([f"file not found: {path}"])
     return parse_sweep(load_yaml(p), str(p))

@@ -107,9 +107,10 @@ def source_revision() -> str | None:
     return r.stdout.strip() or None
 
 
-def prepare_runs_dir(runs_dir: str | Path, what: str = "runs directory") -> Path:
+def prepare_runs_dir(runs_dir: str | Path, what: str = "runs directory", create: bool = True) -> Path:
     """Create ``runs_dir`` if needed and check it is a writable directory (RunDirError otherwise,
-    its message starting with ``what`` and the path)."""
+    its message starting with ``what`` and the path).  With ``create`` False (a dry run) nothing is
+    created: a path that does not exist yet passes the checks a later run would make first."""
     shown = f"{what} " + (str(runs_dir) if str(runs_dir).isprintable() else repr(str(runs_dir)))
     if not str(runs_dir).strip():
         raise RunDirError(f"{what} {str(runs_dir)!r}: empty path")
@@ -118,6 +119,8 @@ def prepare_runs_dir(runs_dir: str | Path, what: str = "runs directory") -> Path
     p = Path(runs_dir)
     if p.exists() and not p.is_dir():
         raise RunDirError(f"{shown}: exists and is not a directory")
+    if not create and not p.exists():
+        return p
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
