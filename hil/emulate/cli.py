@@ -117,12 +117,16 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
         for name, spec in bench.instruments.items():
             print(f"  {name.ljust(width)}  {spec.driver:<15} {spec.model:<8} {emulated.emulators[name].resource}",
                   file=out)
-        if device_model.get("programming") is not None:
+        programming = device_model.get("programming")
+        if programming is not None and programming.get("scheme", "write_verify") != "none":
             print(f"  resistive devices modelled from {config} (board.programming, board.devices): "
                   "write-verify pulses program them", file=out)
         elif config is None:
             print("  resistive devices not modelled: programming pulses change no conductance (to train against "
                   "this bench from another process, start it with --config TRAINING_CONFIG)", file=out)
+        else:
+            print(f"  resistive devices not modelled: {config} programs none (no board.programming, or scheme none)",
+                  file=out)
         if args.write_bench:
             import yaml
 

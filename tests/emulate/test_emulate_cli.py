@@ -233,3 +233,13 @@ def test_emulate_config_options_are_checked(capsys):
     assert "its bench is 'xor-bench', not 'scpi-xor'" in capsys.readouterr().err
     assert main(["emulate", "--duration", "0"]) == 2
     assert "give a bench file" in capsys.readouterr().err
+
+
+def test_emulate_config_without_programming_says_the_devices_are_not_modelled(tmp_path, capsys):
+    text = (ROOT / "configs" / "bench-xor.yaml").read_text()
+    start, end = text.index("  programming:"), text.index("data:")
+    cfg = tmp_path / "no-programming.yaml"
+    cfg.write_text(text[:start] + "  programming: {scheme: none}\n" + text[end:])
+    assert main(["emulate", "--config", str(cfg), "--duration", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"resistive devices not modelled: {cfg} programs none" in out and "modelled from" not in out
