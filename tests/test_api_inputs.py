@@ -122,7 +122,7 @@ def test_mse_targets_of_the_wrong_width_are_refused(iris):
 
 @pytest.mark.parametrize("target, says", [
     ([5], r"target: class labels must be 0 … 1"),
-    ([0.5], r"target: class labels must be 0 … 1"),
+    ([0.5], r"target: class labels must be whole numbers 0 … 1, got 0.5"),
     (1, r"target: a scalar for a batch of 1 samples"),
     ([1, 0], r"target: 2 target\(s\) for a batch of 1 samples"),
     ([np.nan], r"target: must be finite, got nan"),

@@ -110,7 +110,8 @@ class Coupling:
     @classmethod
     def from_dense(cls, g, mask=None) -> "Coupling":
         """From a symmetric (n, n) matrix with zero diagonal (S); the resistors are the nonzero
-        entries above the diagonal, or those of ``mask`` when given (a resistor may be 0 S)."""
+        entries above the diagonal, or those of ``mask`` when given (a resistor may be 0 S; an entry
+        of either triangle names the pair).  A nonzero conductance outside the mask is an error."""
         g = np.asarray(g, dtype=float)
         if g.ndim != 2 or g.shape[0] != g.shape[1]:
             raise CouplingError(f"shape {g.shape} is not a square (n, n) matrix")
@@ -121,7 +122,15 @@ class Coupling:
         if np.any(np.diag(g) != 0):
             raise CouplingError("diagonal must be zero (no self-loops)")
         sel = (g != 0) if mask is None else np.asarray(mask, dtype=bool)
-        k, l = np.nonzero(np.triu(sel, 1))
+        if mask is not None:
+            if sel.shape != g.shape:
+                raise CouplingError(f"mask of shape {sel.shape} for a matrix of shape {g.shape}")
+            outside = np.triu((g != 0) & ~(sel | sel.T), 1)
+            if outside.any():
+                k, l = (int(i) for i in np.argwhere(outside)[0])
+                raise CouplingError(f"conductance {g[k, l]:g} S between hidden nodes {k} and {l} is outside the mask "
+                                    "(the mask names every resistor; it would be dropped)")
+        k, l = np.nonzero(np.triu(sel | sel.T, 1) if mask is not None else np.triu(sel, 1))
         return cls(g.shape[0], np.stack([k, l], axis=1), g[k, l])
 
     def with_values(self, values) -> "Coupling":

@@ -155,7 +155,10 @@ def _class_labels(target, batch: int, k: int) -> np.ndarray:
     if raw.ndim != 1:  # a (B, k) one-hot or (B, 1) table would index as a table of labels
         raise ValueError(f"class labels must be one per sample, shape ({batch},); got shape {raw.shape}")
     t = raw.astype(int)
-    if t.size and (t.min() < 0 or t.max() >= k or (raw.dtype.kind not in "iub" and not np.array_equal(t, raw))):
+    if t.size and raw.dtype.kind not in "iub" and not np.array_equal(t, raw):
+        bad = raw[t != raw].flat[0]
+        raise ValueError(f"class labels must be whole numbers 0 … {k - 1}, got {bad:g}")
+    if t.size and (t.min() < 0 or t.max() >= k):
         raise ValueError(f"class labels must be 0 … {k - 1}")
     return t
 

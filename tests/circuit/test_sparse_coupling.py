@@ -72,6 +72,25 @@ def test_dense_g_hh_is_still_accepted_and_a_mask_keeps_zero_resistors():
                 output_voltage=base.output_voltage)
 
 
+def test_a_mask_that_leaves_out_a_nonzero_conductance_is_refused():
+    """The mask names every resistor: a nonzero conductance outside it would vanish from the circuit
+    (it was dropped without a word before)."""
+    base = random_circuit(5, 2, 2, seed=0, coupling_degree=0)
+    g = np.zeros((5, 5))
+    g[0, 1] = g[1, 0] = 1e-5
+    mask = np.zeros((5, 5), bool)
+    mask[3, 4] = True
+    with pytest.raises(CouplingError, match="1e-05 S between hidden nodes 0 and 1 is outside the mask"):
+        Coupling.from_dense(g, mask)
+    with pytest.raises(ValueError, match="outside the mask"):
+        Circuit(sources=base.sources, hidden_names=base.hidden_names, output_names=base.output_names,
+                g_in=base.g_in, g_hh=g, g_leak=base.g_leak, g_out=base.g_out, diodes=base.diodes,
+                output_voltage=base.output_voltage, coupling_mask=mask)
+    mask[1, 0] = True  # either triangle names the pair
+    c = Coupling.from_dense(g, mask)
+    assert c.pairs.tolist() == [[0, 1], [3, 4]] and c.values.tolist() == [1e-5, 0.0]
+
+
 def _dense_random_draw(n, degree, lo, hi, seed):
     """The coupling the builder drew before it was sparse: an (n, n) matrix, pair by pair."""
     rng = np.random.default_rng(seed)
