@@ -50,14 +50,19 @@ def board_id(settings_name: str, circuit: dict | None, devices: dict | None, ben
 
 
 def save(root: str | Path, board: str, meta: dict, arrays: dict) -> Path:
-    """Write a new calibration directory (atomic per file); returns its path."""
+    """Write a new calibration directory (atomic per file); returns its path.  In ``calibration.json``
+    a number that is not finite (the condition number of a board that cannot be identified) is
+    written as null, so that strict JSON readers accept the file."""
     now = datetime.now(timezone.utc)
     path = Path(root) / board / now.strftime("%Y%m%dT%H%M%S%fZ")
     path.mkdir(parents=True, exist_ok=False)
     meta = {"format": FORMAT_VERSION, "board": board, "created_utc": now.isoformat(), **meta}
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    for name, data in (("calibration.npz", buf.getvalue()), ("calibration.json", json.dumps(meta, indent=2, default=float).encode())):
+    from hil.train.rundir import strict_json  # (JSON has no NaN or Infinity: an undefined number is null)
+
+    text = json.dumps(strict_json(meta), indent=2, allow_nan=False)
+    for name, data in (("calibration.npz", buf.getvalue()), ("calibration.json", text.encode())):
         tmp = path / (name + ".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path / name)

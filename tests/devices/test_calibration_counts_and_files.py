@@ -96,6 +96,19 @@ def test_train_refuses_an_unreadable_calibration_naming_it(tmp_path, capsys, cal
         (folder / name).write_bytes(good)
 
 
+def test_calibration_json_is_strict_json_with_null_for_undefined_numbers(calibrated_xor):
+    """An xor board with discrete-bench devices cannot be identified: its condition number is
+    infinite and its port residual undefined; the file holds null there, not Infinity/NaN, which
+    strict JSON readers reject."""
+    folder, _ = calibrated_xor
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    meta = json.loads((folder / "calibration.json").read_text(), parse_constant=refuse)
+    assert meta["max_condition_number"] is None
+
+
 def test_train_warns_when_the_board_was_configured_differently_since(tmp_path, capsys, calibrated_xor):
     folder, dev = calibrated_xor
     assert json.loads((folder / "calibration.json").read_text())["devices"] == {"preset": "discrete-bench", "seed": 3}
