@@ -454,9 +454,36 @@ def calibrate(board: Board, config: dict | TrainSettings | str | Path, directory
     if not hasattr(board, "measure_sources"):
         raise ConfigError(["board: calibration sets every source (rails included) and this board cannot; "
                            "give the config board.devices to model a real board"], source)
+    _check_board_is_the_configs(board, s, source)
     name, temperature, diode_kind = calibration_identity(s)
     say = (lambda line: print(f"hil calibrate: {line}", flush=True)) if progress else (lambda line: None)
     return run_calibration(board, cs, name, temperature, diode_kind, progress=say, devices=s.devices)
+
+
+def _check_board_is_the_configs(board: Board, s: TrainSettings, source: str) -> None:
+    """ConfigError unless ``board`` could be the board of settings ``s``: the same devices section
+    (a non-ideal simulated board knows its own) and the same numbers of sources, hidden nodes,
+    ports and conductances.  A calibration is filed under the config's board and applied to it by
+    :func:`train`: another board's calibration would be applied to it without a word."""
+    from hil.devices.model import parse_devices
+
+    spec = getattr(board, "spec", None)
+    if spec is not None and s.devices is not None:
+        with config_phase(source):
+            wanted = parse_devices(s.devices, "board.devices")
+        if wanted != spec:
+            raise ConfigError([f"board: its devices (preset {spec.preset!r}, seed {spec.seed}) are not the config's "
+                               f"board.devices (preset {wanted.preset!r}, seed {wanted.seed}); calibrate the board "
+                               "built from this config (build_board(config))"], source)
+    if s.backend == "simulated" and isinstance(s.circuit, dict):
+        topo = board.topology
+        expected = build_board(s, source).topology
+        have = (topo.n_sources, topo.n_hidden, topo.n_outputs, topo.n_conductances)
+        want = (expected.n_sources, expected.n_hidden, expected.n_outputs, expected.n_conductances)
+        if have != want:
+            raise ConfigError([f"board: {have[0]} sources, {have[1]} hidden nodes, {have[2]} ports and {have[3]} "
+                               f"conductances, the config's board has {want[0]}, {want[1]}, {want[2]} and {want[3]}; "
+                               "calibrate the board built from this config (build_board(config))"], source)
 
 
 def apply_calibration(board: Board, config: dict | TrainSettings | str | Path,

@@ -180,6 +180,24 @@ def test_python_api_calibrates_and_applies_like_the_cli(tmp_path):
         hil.calibrate(hil.build_board("sim-xor"), "sim-xor")
 
 
+def test_python_api_refuses_to_calibrate_another_configs_board(tmp_path):
+    """``calibrate(board, config)`` files the calibration under the config's board, which ``train``
+    then applies: a board of other devices or another size is refused before anything is measured
+    (another config's board was calibrated and filed under this one's name before)."""
+    import hil.api as hil
+
+    cal = f"board.calibration={{dir: {tmp_path}, repeats: 2, gain_repeats: 2}}"
+    cfg = hil.load_config("sim-xor", overrides=["board.devices={preset: discrete-bench, seed: 5}", cal])
+    other_seed = hil.build_board(hil.load_config("sim-xor", overrides=["board.devices={preset: discrete-bench, seed: 6}"]))
+    with pytest.raises(hil.ConfigError, match="preset 'discrete-bench', seed 6\\) are not the config's"):
+        hil.calibrate(other_seed, cfg)
+    other_size = hil.build_board(hil.load_config("sim-xor", overrides=["board.devices={preset: discrete-bench, seed: 5}",
+                                                                        "board.circuit.hidden.count=4"]))
+    with pytest.raises(hil.ConfigError, match="4 hidden nodes, 4 ports and 44 conductances, the config's board has 6, 8, 4 and 88"):
+        hil.calibrate(other_size, cfg)
+    assert not any(tmp_path.iterdir())  # nothing filed
+
+
 def test_eval_of_a_calibrated_run_reads_through_its_calibration(tmp_path, capsys, calibrated_xor):
     """hil eval rebuilt the raw board: on sim-digits-mismatch (5 µA reading offsets) a run whose
     training reported 94.89 % test accuracy evaluated at 87.78 %."""
