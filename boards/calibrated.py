@@ -11,9 +11,11 @@ Each compensation is switchable:
   re-command devices outside ``rel_tol`` with a multiplicative correction, up to ``max_iter``
   rounds (stops early when nothing is left or the error stops shrinking); a final report
   is kept in ``last_write_verify``;
-* **drift**: every ``drift_every`` board calls re-measure the calibration's reference
-  patterns and rescale port currents by the ratio to the reference (one global factor or
-  one per output port).
+* **drift**: every ``drift_every`` board calls re-measure the reference patterns and rescale
+  port currents by the ratio to the reference (one global factor or one per output port).  The
+  reference is the calibration's until the wrapper programs the board; every programming
+  measures it again right after the write, so the correction restores the readings the board
+  gave when its devices were written (it does not undo the programming itself).
 
 It needs only the board protocol (plus ``measure_sources`` for the drift reference).
 """
@@ -38,6 +40,9 @@ class CalibratedBoard(BoardBase):
         self._fixed = a["fault_fixed_s"]
         self._calls = 0
         self._drift_gain = np.ones(inner.topology.n_outputs)
+        #: the reference patterns' port currents (A) the drift gain compares with: the calibration's,
+        #: then those read right after each programming
+        self._drift_ref = a["drift_y"] if "drift_y" in a else None
         self.last_write_verify: dict = {}
 
     def __getattr__(self, name):
@@ -71,6 +76,9 @@ class CalibratedBoard(BoardBase):
         tol = self.s.write_verify_rel_tol
         if tol > 0:
             self._write_verify(g, cmd, tol)
+        if self.s.drift != "none":  # the devices as written are what later readings are held to
+            self._drift_ref = self._reference_currents()
+            self._drift_gain = np.ones_like(self._drift_gain)
         return g
 
     def read_conductances(self) -> np.ndarray:
@@ -85,6 +93,8 @@ class CalibratedBoard(BoardBase):
         st = dict(st)
         st["board_comp_calls"] = np.array(self._calls)
         st["board_comp_drift_gain"] = self._drift_gain.copy()
+        if self._drift_ref is not None:
+            st["board_comp_drift_ref"] = np.array(self._drift_ref, dtype=float)
         return st
 
     def load_state_dict(self, state: dict) -> None:
@@ -93,6 +103,8 @@ class CalibratedBoard(BoardBase):
         if "board_comp_calls" in state:
             self._calls = int(state["board_comp_calls"])
             self._drift_gain = np.array(state["board_comp_drift_gain"], dtype=float)
+        if "board_comp_drift_ref" in state:
+            self._drift_ref = np.array(state["board_comp_drift_ref"], dtype=float)
 
     def elapse(self, seconds: float) -> None:
         self.inner.elapse(seconds)
@@ -130,17 +142,21 @@ class CalibratedBoard(BoardBase):
         self.last_write_verify = {"rounds": it, "max_rel_error": float(np.max(np.abs(err), initial=0.0)),
                                   "outside_tol": int(np.sum(free & (np.abs(err) > tol)))}
 
+    def _reference_currents(self) -> np.ndarray:
+        """Port currents (A) of the calibration's reference patterns now, corrected as the stored
+        reference was (offsets, and gains when calibrated) whichever corrections the readings get:
+        the drift ratio must compare like with like."""
+        a = self.cal.arrays
+        y = self.inner.measure_sources(a["drift_u"]).y
+        y = y - a["offset_y"] if "offset_y" in a else y
+        return y / a["gain_y"] if "gain_y" in a else y
+
     def _maybe_refresh_drift(self) -> None:
         if self.s.drift == "none":
             return
         if self._calls % self.s.drift_every == 0:
-            a = self.cal.arrays
-            m = self.inner.measure_sources(a["drift_u"])
-            # corrected as the stored reference was (offsets, and gains when calibrated), whichever
-            # corrections the readings get: the ratio must compare like with like
-            y = m.y - a["offset_y"] if "offset_y" in a else m.y
-            y = y / a["gain_y"] if "gain_y" in a else y
-            ref = a["drift_y"]
+            y = self._reference_currents()
+            ref = self._drift_ref
             if self.s.drift == "global":
                 gain = np.sum(np.abs(ref)) / max(np.sum(np.abs(y)), 1e-300)
                 self._drift_gain = np.full(ref.shape[1], gain)

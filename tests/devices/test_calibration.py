@@ -137,6 +137,31 @@ def test_global_drift_compensation_restores_the_output_scale(tmp_path):
     np.testing.assert_allclose(comp, y0, rtol=1e-9, atol=1e-15)  # uniform drift: one global factor is exact
 
 
+def test_drift_correction_holds_readings_to_the_last_programming_not_to_the_calibration(tmp_path):
+    """After the wrapper programs new conductances, the drift reference is read again: with no time
+    elapsed the corrected readings are the raw ones (the correction compared the new conductances
+    with the calibration's reference before, and undid the programming: readings 1.67× too large
+    here), and after uniform drift they are restored to the readings right after the write."""
+    b = _board({"preset": "ideal", "drift": {"drift_nu_mean": 0.05, "drift_nu_std": 0.0, "t0": 1.0}}, n=6, inputs=4)
+    u = np.random.default_rng(0).uniform(-0.2, 0.2, (16, b.topology.n_sources))
+    cal = store.Calibration(tmp_path, {}, {"fault_code": np.zeros(b.topology.n_conductances, np.int8),
+                                           "fault_fixed_s": np.zeros(b.topology.n_conductances),
+                                           "drift_u": u, "drift_y": b.measure_sources(u).y})
+    comp = CalibratedBoard(b, cal, CalibrationSettings(offsets=False, stuck_mask=False, drift="global",
+                                                       drift_every=1))
+    x = np.random.default_rng(1).uniform(0, 1, (8, 4))
+    comp.program(0.6 * b.read_conductances())  # a training step that lowers every conductance
+    written = b.measure(x).y
+    np.testing.assert_allclose(comp.measure(x).y, written, rtol=1e-9, atol=1e-15)
+    b.elapse(1e4)
+    assert np.max(np.abs(b.measure(x).y - written)) > 0.2 * np.max(np.abs(written))
+    np.testing.assert_allclose(comp.measure(x).y, written, rtol=1e-9, atol=1e-15)
+    restored = CalibratedBoard(b, cal, CalibrationSettings(offsets=False, stuck_mask=False, drift="global",
+                                                           drift_every=1))
+    restored.load_state_dict(comp.state_dict())  # (a resumed run keeps the reference of its last write)
+    np.testing.assert_allclose(restored.measure(x).y, written, rtol=1e-9, atol=1e-15)
+
+
 def test_diode_sweep_stays_inside_the_channels_bounds():
     """A board that reports its channels' bounds (an instrument bench) gets a diode sweep that
     never asks for a level below the tightest v_min."""
