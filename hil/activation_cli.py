@@ -69,6 +69,13 @@ def _element_config(subject: str, params: list[str]) -> dict:
         board = raw.get("board") or {}
         if "circuit" not in board and "circuit" not in raw and "bench" in board:
             raw = _bench_circuit_config(subject, board["bench"])
+        stages = (raw.get("board") or {}).get("stages")
+        if isinstance(stages, list):  # a cascade: one element per stage, no single answer
+            models = [str((((st or {}).get("circuit") or {}).get("hidden") or {}).get("element", {}).get("model", "ideal"))
+                      if isinstance(st, dict) else "?" for st in stages]
+            listed = ", ".join(f"stage {k}: {m}" for k, m in enumerate(models))
+            raise ConfigError([f"board.stages: a cascade has one element per stage ({listed}); give the element, "
+                               f"e.g. hil activation {models[-1] if models else 'ideal'} --param KEY=VALUE"], subject)
         circ = (raw.get("board") or {}).get("circuit") or raw.get("circuit") or {}
         cfg = dict(((circ.get("hidden") or {}).get("element")) or {"model": "ideal"})
         for key, val in list(cfg.items()):  # per-node lists: node 0

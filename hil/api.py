@@ -301,6 +301,13 @@ def gradient(board: Board, x: ArrayLike, target: ArrayLike, loss: Loss, estimato
         raise ConfigError([f"estimator: must be one of {', '.join(ESTIMATORS)}; got {estimator!r}"])
     _check_estimator_options(estimator, options)
     _check_board(board)
+    if getattr(board, "needs_backward_order", False):  # a cascade: what the config refuses, refused alike
+        if estimator == "ep":
+            raise ConfigError(["estimator: 'ep' perturbs output ports only, which does not reach the earlier "
+                               "stages of a cascade; use 'hl' or 'hl-exact' (backward order) or 'fd'"])
+        if estimator == "hl" and options.get("one_sweep"):
+            raise ConfigError(["one_sweep: a cascade is measured stage by stage (each stage's drive comes from the "
+                               "stage after it); leave it unset"])
     x = _input_voltages(board, x, empty_ok=False)
     _check_loss(loss, board)
     return estimate(estimator, board, x, _target(loss, board, target, len(x)), loss, options)
@@ -382,7 +389,8 @@ def _check_estimator_options(estimator: str, options: dict) -> None:
 _OPTION_RANGES = {"delta_v": (lambda v: 0 < v <= 10.0, "must be in (0, 10] V"),
                   "flip_rel_tol": (lambda v: v > 0, "must be > 0"),
                   "g_floor": (lambda v: v >= 0, "must be ≥ 0 S"),
-                  "rel_step": (lambda v: 0 < v < 0.5, "must be in (0, 0.5)")}
+                  "rel_step": (lambda v: 0 < v < 0.5, "must be in (0, 0.5)"),
+                  "beta": (lambda v: v > 0, "must be > 0")}
 
 
 def _option_problem(key: str, default: Any, value: Any) -> str | None:

@@ -71,8 +71,10 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
         raise ConfigError([f"{type(exc).__name__}: {exc}"], args.config) from exc
     name, temperature, diode_kind = calibration_identity(settings, bool(args.emulate))
     if not hasattr(board, "measure_sources"):
-        raise ConfigError(["board: calibration sets every source (rails included) and this board cannot; an ideal "
-                           "simulated board needs no calibration (give it board.devices to model a real one)"],
+        why = ("a cascade's stages are exact simulated networks (board.devices is not available on cascades), so "
+               "there is nothing to calibrate" if getattr(board, "needs_backward_order", False)
+               else "an ideal simulated board needs no calibration (give it board.devices to model a real one)")
+        raise ConfigError([f"board: calibration sets every source (rails included) and this board cannot; {why}"],
                           args.config)
     if settings.instrument_board is not None:  # before anything is switched on: a probe beyond a limit
         _check_probe_amplitude(settings.instrument_board, board.topology, cs.amplitude_v, args.config)

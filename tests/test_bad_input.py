@@ -242,3 +242,14 @@ def test_resuming_a_finished_run_builds_no_board(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(api, "_board_and_data", no_board)
     assert main(["train", "--resume", str(run)]) == 0
     assert "already finished its epochs" in capsys.readouterr().out
+
+
+def test_cascade_configs_get_their_own_answers_from_activation_and_calibrate(capsys):
+    """``hil activation`` of a cascade named stage 0's element only; ``hil calibrate`` of one advised
+    adding board.devices, which cascades refuse.  Both now say what a cascade is, exit 2."""
+    assert main(["activation", "sim-xor-cascade"]) == 2
+    err = capsys.readouterr().err
+    assert "stage 0: ideal, stage 1: clip" in err and "hil activation clip" in err
+    assert main(["calibrate", "sim-xor-cascade"]) == 2
+    err = capsys.readouterr().err
+    assert "cascade" in err and "give it board.devices" not in err

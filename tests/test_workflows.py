@@ -281,6 +281,24 @@ def test_api_gradient_names_a_misspelled_estimator_option():
     assert api.gradient(board, [[0.0, 1.0]], [1], loss, estimator="ep", delta_v=0.02).grad.shape == board.read_conductances().shape
 
 
+def test_api_gradient_refuses_what_the_config_refuses_as_config_errors():
+    """``beta`` ≤ 0 for ep, ep on a cascade and one_sweep on a cascade are ConfigErrors naming the
+    option, as the config path's (they were ValueErrors from inside the estimators)."""
+    from hil.config import ConfigError
+
+    board = api.build_board("sim-xor")
+    loss = api.make_loss("sim-xor", board)
+    for beta in (-1.0, 0.0):
+        with pytest.raises(ConfigError, match=r"ep\.beta: must be > 0"):
+            api.gradient(board, [[0.0, 1.0]], [1], loss, estimator="ep", beta=beta)
+    cascade = api.build_board("sim-xor-cascade")
+    closs = api.make_loss("sim-xor-cascade", cascade)
+    with pytest.raises(ConfigError, match="estimator: 'ep' perturbs output ports only"):
+        api.gradient(cascade, [[0.0, 1.0]], [1], closs, estimator="ep")
+    with pytest.raises(ConfigError, match="one_sweep: a cascade is measured stage by stage"):
+        api.gradient(cascade, [[0.0, 1.0]], [1], closs, estimator="hl", one_sweep=True)
+
+
 def test_api_make_loss_refuses_an_unknown_loss_or_gain_at_once():
     from hil.config import ConfigError
 
