@@ -465,7 +465,8 @@ def calibrate(board: Board, config: dict | TrainSettings | str | Path, directory
     _check_board_is_the_configs(board, s, source)
     name, temperature, diode_kind = calibration_identity(s)
     say = (lambda line: print(f"hil calibrate: {line}", flush=True)) if progress else (lambda line: None)
-    return run_calibration(board, cs, name, temperature, diode_kind, progress=say, devices=s.devices)
+    path, summary = run_calibration(board, cs, name, temperature, diode_kind, progress=say, devices=s.devices)
+    return Path(path).resolve(), summary  # (absolute, as apply_calibration's)
 
 
 def _check_board_is_the_configs(board: Board, s: TrainSettings, source: str) -> None:
@@ -926,19 +927,21 @@ class Evaluation:
     conduction_fraction: float
 
 
-def evaluate_run(run: LoadedRun | str | Path, split: str = "test") -> Evaluation:
+def evaluate_run(run: LoadedRun | str | Path, split: str = "test", argument_name: str = "split") -> Evaluation:
     """Evaluate a loaded run (or a run directory: its best checkpoint) on ``train``,
-    ``validation`` or ``test`` (the run's own data split); the loss is the config's, currents in A."""
+    ``validation`` or ``test`` (the run's own data split); the loss is the config's, currents in A.
+    ``argument_name``: how errors name ``split`` (the command line passes ``--data``)."""
     if isinstance(run, (str, Path)):
         run = load_run(run)
     if not isinstance(run, LoadedRun):
         raise TypeError(f"run: expected a LoadedRun (from load_run) or a run directory, got {type(run).__name__}")
     if split not in ("train", "validation", "test"):
-        raise ConfigError([f"split: must be one of train, validation, test; got {split!r}"])
+        raise ConfigError([f"{argument_name}: must be one of train, validation, test; got {split!r}"])
     data = load_data(run.settings)
     part = {"train": data.train, "validation": data.val, "test": data.test}[split]
     if part is None:
-        raise ConfigError(["--data validation: the run has no validation split (data.validation_fraction is 0)"])
+        raise ConfigError([f"{argument_name} validation: the run has no validation split (data.validation_fraction "
+                           "is 0)"])
     loss = make_loss(run.settings, run.board)
     pred, total, on = [], 0.0, 0.0
     for i in range(0, len(part.y), 2048):

@@ -474,7 +474,7 @@ def cmd_eval(args) -> int:
 
     chosen_png = _output_path(args.plot, "--plot") if args.plot else None
     run = api.load_run(args.run, args.checkpoint)
-    ev = api.evaluate_run(run, args.data)
+    ev = api.evaluate_run(run, args.data, argument_name="--data")
     png = chosen_png or run.path / "plots" / f"confusion_{ev.split}_{run.checkpoint}.png"
     try:
         png.parent.mkdir(exist_ok=True)

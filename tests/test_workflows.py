@@ -38,7 +38,9 @@ def test_eval_prints_accuracy_loss_and_writes_a_confusion_png(trained_run, capsy
 
 def test_eval_validation_split_without_one_is_a_config_error(trained_run, capsys):
     assert main(["eval", str(trained_run), "--data", "validation"]) == 2
-    assert "no validation split" in capsys.readouterr().err
+    assert "--data validation: the run has no validation split" in capsys.readouterr().err
+    with pytest.raises(api.ConfigError, match="^invalid configuration: split validation: the run has no validation"):
+        api.evaluate_run(trained_run, split="validation")  # (the API's own argument, not the CLI flag)
 
 
 def test_checkpoints_store_names_and_group_shapes(trained_run):

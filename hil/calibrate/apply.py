@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from hil.calibrate import store
+from hil.config import ConfigError
 from hil.calibrate.settings import parse_calibration
 
 
@@ -34,18 +35,21 @@ def wrap_with_calibration(board, settings, resume_dir: str | None = None,
         except store.UnreadableCalibration as exc:
             why = f"the run trained with calibration {recorded}, which cannot be read ({exc.reason}); was it moved?"
             if warn:  # continuing a run on other readings would change it silently
-                raise ValueError(f"{why}, or add --set board.calibration.apply=false to go on without it") from None
+                raise ConfigError([f"{why}, or add --set board.calibration.apply=false to go on without it"]) from None
             print(f"hil: warning: {why}; using the board without it", file=sys.stderr)
             return board, meta
     else:
-        cal = store.newest(cs.dir, name)
+        try:
+            cal = store.newest(cs.dir, name)
+        except store.UnreadableCalibration as exc:  # one line naming the folder, without the class name
+            raise ConfigError([str(exc)]) from None
     if cal is None:
         if resume_dir is None and hasattr(board, "measure_sources"):  # a board that could have been calibrated
             meta["calibration_searched"] = str(Path(cs.dir) / name)
         return board, meta
     problem = store.topology_problem(cal, board.topology)
     if problem is not None:  # its arrays would not even broadcast against this board's readings
-        raise ValueError(problem)
+        raise ConfigError([problem])
     temp = ((settings.devices or {}).get("temperature", {}) or {}).get("temperature_c")
     reasons = store.staleness(cal, cs.max_age_hours, temp, cs.max_temperature_delta_c)
     if bench_name(settings) is None and not store.same_devices(cal, settings.devices):

@@ -180,6 +180,17 @@ def test_python_api_calibrates_and_applies_like_the_cli(tmp_path):
         hil.calibrate(hil.build_board("sim-xor"), "sim-xor")
 
 
+def test_python_api_calibration_path_is_absolute_like_apply_calibrations(tmp_path, monkeypatch):
+    import hil.api as hil
+
+    monkeypatch.chdir(tmp_path)
+    cfg = hil.load_config("sim-xor", overrides=["board.devices={preset: discrete-bench, seed: 5}",
+                                                 "board.calibration={dir: cal, repeats: 2, gain_repeats: 2}"])
+    path, _ = hil.calibrate(hil.build_board(cfg), cfg)
+    _, used = hil.apply_calibration(hil.build_board(cfg), cfg)
+    assert path.is_absolute() and path == used == tmp_path / "cal" / path.parent.name / path.name
+
+
 def test_python_api_refuses_to_calibrate_another_configs_board(tmp_path):
     """``calibrate(board, config)`` files the calibration under the config's board, which ``train``
     then applies: a board of other devices or another size is refused before anything is measured
