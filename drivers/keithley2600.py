@@ -99,6 +99,8 @@ class Keithley2600(DigitalTriggerLine, SourceMeterDriver, TspDriver):
     NPLC_RANGE = (0.001, 25.0)
     MAX_SOURCE_V = 202.0  # 200 V range (2611B-2636B) with 1 % over-range
     MODEL_MAX_SOURCE_V = {"2601B": 40.4, "2602B": 40.4, "2604B": 40.4}  # 40 V range with 1 % over-range
+    MAX_SOURCE_A = 3.03  # 3 A range (2601B-2604B) with 1 % over-range (10 A only in pulse mode)
+    MODEL_MAX_SOURCE_A = {m: 1.515 for m in ("2611B", "2612B", "2614B", "2634B", "2635B", "2636B")}  # 1.5 A range
 
     def _apply_initial_state(self) -> None:
         """Pin the reply format (ASCII), then the shared initial state."""

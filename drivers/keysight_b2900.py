@@ -143,6 +143,7 @@ class KeysightB2900(SourceMeterDriver, ScpiDriver):
     DESCRIPTION = "Keysight B2900 SMU (B2901/B2902/B2911/B2912), SCPI, channels 1/2"
     CHANNELS = ("1", "2")
     NPLC_RANGE = (4.8e-4, 100.0)
+    MAX_SOURCE_A = 3.03  # 3 A DC range with 1 % over-range (10.5 A only in pulse mode)
     LINE_FREQUENCY_QUERY = None
 
     def __init__(self, transport: Any, *, binary: bool = False, **kwargs: Any) -> None:

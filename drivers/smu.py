@@ -146,6 +146,11 @@ class SourceMeterDriver(DriverBase):
     #: Largest source level in V of the models of the family that stay below ``MAX_SOURCE_V``
     #: (upper-case model token → V); the other models reach ``MAX_SOURCE_V``.
     MODEL_MAX_SOURCE_V: Mapping[str, float] = {}
+    #: Largest DC current in A the family's models can source (their top current range with its
+    #: over-range); a compliance or current range beyond it is a typo, not a limit.
+    MAX_SOURCE_A: float = 1.05
+    #: The same per model where it is below ``MAX_SOURCE_A`` (upper-case model token → A).
+    MODEL_MAX_SOURCE_A: Mapping[str, float] = {}
 
     def __init__(
         self,
@@ -238,6 +243,12 @@ class SourceMeterDriver(DriverBase):
         reaches it)."""
         return cls.MODEL_MAX_SOURCE_V.get((model or "").upper(), cls.MAX_SOURCE_V)
 
+    @classmethod
+    def max_source_a_of(cls, model: Optional[str]) -> float:
+        """Largest DC source current in A of ``model`` (the family's largest when ``model`` is None or
+        reaches it)."""
+        return cls.MODEL_MAX_SOURCE_A.get((model or "").upper(), cls.MAX_SOURCE_A)
+
     @property
     def max_source_v(self) -> float:
         """Largest source level in V of this instrument: of the model it identified as, before
@@ -259,6 +270,11 @@ class SourceMeterDriver(DriverBase):
             if abs(v) > top:
                 raise InstrumentConfigError(f"channel {channel!r}: {what} {v:g} V is beyond the {model}'s "
                                             f"{top:g} V source range", instrument=self.name)
+        top_a = self.max_source_a_of(self.matched_model or self.expected_model)
+        for what, i in (("i_compliance_a", config.limits.i_compliance_a), ("current_range_a", config.current_range_a)):
+            if i is not None and abs(i) > top_a:
+                raise InstrumentConfigError(f"channel {channel!r}: {what} {i:g} A is beyond the {model}'s "
+                                            f"{top_a:g} A source range", instrument=self.name)
 
     def config(self, channel: str) -> SmuChannelConfig:
         """The applied configuration of ``channel``; ``InstrumentConfigError`` if not configured."""

@@ -285,8 +285,9 @@ def _smu_channel(sec: Section, timing: Timing) -> dict[str, Any]:
 
 
 def _check_source_range(sec: Section, settings: dict[str, Any], driver: str, model: Optional[str]) -> None:
-    """``v_min`` / ``v_max`` / ``voltage_range_v`` within the largest source level (V) of the model the
-    bench names (of the driver's family without a model): a limit the instrument cannot even
+    """``v_min`` / ``v_max`` / ``voltage_range_v`` within the largest source level (V), and
+    ``i_compliance_a`` / ``current_range_a`` within the largest DC source current (A), of the model
+    the bench names (of the driver's family without a model): a limit the instrument cannot even
     source is a typo, not a limit."""
     from hil.drivers.registry import load_driver
 
@@ -298,6 +299,13 @@ def _check_source_range(sec: Section, settings: dict[str, Any], driver: str, mod
         v = settings.get(key)
         if v is not None and abs(v) > top:
             sec.error(key, f"{v:g} V is beyond the {model or driver}'s {top:g} V source range")
+    top_a = cls.max_source_a_of(model) if hasattr(cls, "max_source_a_of") else math.inf
+    given = ("i_limit_a" if sec.has("i_limit_a") and not sec.has("i_compliance_a") else "i_compliance_a",
+             *(("current_range_a",) if sec.has("current_range_a") else ()))  # (the range defaults to the limit)
+    for key in given:
+        i = settings.get("i_compliance_a" if key == "i_limit_a" else key)
+        if isinstance(i, (int, float)) and abs(i) > top_a:
+            sec.error(key, f"{i:g} A is beyond the {model or driver}'s {top_a:g} A source range")
     lo, hi = getattr(cls, "NPLC_RANGE", (0.0, math.inf))
     nplc = settings.get("nplc")
     if nplc is not None and not lo <= nplc <= hi:
@@ -546,9 +554,40 @@ def _wiring(sec: Section, circuit: Any, instruments: Mapping[str, InstrumentSpec
                 problems.append(f"{path}: unknown line {x!r} (circuit nodes or wiring.lines)")
         if sum(1 for x in pair if x in circuit_nodes) > 1:
             problems.append(f"{path}: joins two circuit nodes {pair[0]!r} and {pair[1]!r}; not supported")
+        where = _crosspoint_problem(instruments[inst], spec)
+        if where is not None:
+            problems.append(f"{path}: not on {inst}: {where}")
+            continue
+        if (inst, spec.upper()) in crosspoints:  # ("1a04" and "1A04": one relay, two meanings)
+            problems.append(f"{path}: the same crosspoint as {spec.upper()!r} above (keys are not case-sensitive)")
+            continue
         crosspoints[(inst, spec.upper())] = (pair[0], pair[1])
     sec.finish()
     return Wiring(sources, outputs, hidden, lines, crosspoints)
+
+
+def _crosspoint_problem(spec: InstrumentSpec, crosspoint: str) -> Optional[str]:
+    """Why ``crosspoint`` (e.g. "1A04") is not a relay of matrix ``spec`` (its rows and columns, as
+    its driver knows them), or None; None too when the driver cannot be built (that problem is
+    reported with the instrument)."""
+    from hil.bench.instruments import message_without_name, offline_driver
+    from hil.drivers.errors import InstrumentConfigError
+
+    try:
+        matrix = offline_driver(spec)
+    except Exception:  # (reported with the instrument's own settings)
+        return None
+    try:
+        matrix.to_crosspoint(crosspoint)
+    except InstrumentConfigError as exc:
+        return message_without_name(exc, spec.name)
+    return None
+
+
+def _visa_address_key(resource: str) -> str:
+    """A VISA resource name in a form that is equal for two spellings of one address: case-insensitive,
+    and interface board 0 written or not (``GPIB0::5::INSTR`` is ``GPIB::5::INSTR``)."""
+    return re.sub(r"^([A-Z]+)0::", r"\1::", resource.strip().upper())
 
 
 def _circuit(ref: Any, path: str, base: Optional[Path], problems: list[str]) -> tuple[Any, str]:
@@ -638,6 +677,12 @@ def load_bench(source: Union[str, Path, Mapping[str, Any]], field_path: str = "b
             instruments[str(inst_name)] = spec
     if sec.has("instruments") and not i_sec.data:
         sec.error("instruments", "at least one instrument")
+    first_at: dict[str, str] = {}
+    for inst_name, spec in instruments.items():  # two entries for one instrument would drive its channels twice
+        other = first_at.setdefault(_visa_address_key(spec.resource), inst_name)
+        if other != inst_name:
+            problems.append(f"{i_sec.path}.{inst_name}.resource: {spec.resource!r} is the address of "
+                            f"{i_sec.path}.{other} too; every instrument needs its own")
     wiring = _wiring(sec.section("wiring"), circuit, instruments)
     sec.finish()
     if problems:

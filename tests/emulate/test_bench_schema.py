@@ -78,6 +78,34 @@ def test_matrix_crosspoints_are_checked():
     assert "crosspoints.1A03: unknown line 'nowhere'" in problems
 
 
+def test_crosspoints_off_the_matrix_or_given_twice_are_refused():
+    """A row or column the matrix does not have, and one relay under two spellings (the second
+    silently replaced the first): refused with their paths, as board.programming.devices are."""
+    raw = copy.deepcopy(_raw("demo-xor"))
+    raw["bench"]["wiring"]["crosspoints"].update({"1Z04": ["prog_bus", "h0"], "1A13": ["prog_bus", "h1"],
+                                                  "1a01": ["prog_bus", "h2"]})
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    problems = "\n".join(info.value.problems)
+    assert "crosspoints.1Z04: not on matrix: crosspoint '1Z04': rows" in problems, problems
+    assert "crosspoints.1A13: not on matrix: crosspoint '1A13': rows" in problems
+    assert "crosspoints.1a01: the same crosspoint as '1A01' above" in problems
+
+
+@pytest.mark.parametrize("spelling", ["same", "case", "board0"])
+def test_two_instruments_at_one_address_are_refused(spelling):
+    """Two entries with one VISA address would drive one instrument's channels as two instruments'
+    (outputs wired twice, each entry's limits describing only half of what that channel does)."""
+    raw = copy.deepcopy(_raw("scpi-xor"))
+    inst = raw["bench"]["instruments"]
+    address = inst["smu_y01"]["resource"]
+    inst["smu_y2"]["resource"] = {"same": address, "case": address.lower(),
+                                  "board0": address.replace("TCPIP::", "TCPIP0::", 1)}[spelling]
+    with pytest.raises(ConfigError, match=r"bench\.instruments\.smu_y2\.resource: .* is the address of "
+                                          r"bench\.instruments\.smu_y01 too"):
+        load_bench(raw)
+
+
 def test_missing_power_key_and_alias():
     raw = copy.deepcopy(_raw("scpi-xor"))
     ch = raw["bench"]["instruments"]["smu_y2"]["channels"][""]
@@ -119,6 +147,31 @@ def test_voltage_limits_beyond_the_instruments_source_range_are_refused():
     problems = "\n".join(exc.value.problems)
     assert "bench.instruments.smu1.channels.a.v_max: 500 V is beyond the 2602B's 40.4 V source range" in problems
     assert "bench.instruments.smu1.channels.a.v_min: -500 V is beyond" in problems
+
+
+@pytest.mark.parametrize("inst, channel, key, value, top", [
+    ("smu_y2", "", "i_compliance_a", 20.0, "2450's 1.05 A"),
+    ("smu_rail", "a", "current_range_a", 7.0, "2602B's 3.03 A"),
+    ("smu_x", "1", "i_compliance_a", 5.0, "B2902A's 3.03 A"),
+])
+def test_currents_beyond_the_models_source_range_are_refused_when_read(inst, channel, key, value, top):
+    """A compliance or current range the instrument cannot source is a typo: refused with its path
+    when the file is read (it failed only at connect, after other instruments were connected)."""
+    raw = copy.deepcopy(_raw("demo-xor"))
+    ch = raw["bench"]["instruments"][inst]["channels"][channel]
+    ch[key] = value
+    if key == "i_compliance_a":
+        ch.pop("current_range_a", None)
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    problems = "\n".join(info.value.problems)
+    assert f"bench.instruments.{inst}.channels.{channel}.{key}: {value:g} A is beyond the {top} source range" in problems
+
+
+def test_a_1_5_a_2600b_model_is_held_to_its_own_range():
+    from hil.drivers.keithley2600 import Keithley2600
+
+    assert Keithley2600.max_source_a_of("2636B") == 1.515 and Keithley2600.max_source_a_of("2602B") == 3.03
 
 
 def test_source_range_is_the_named_models_not_the_familys():
