@@ -114,7 +114,9 @@ def _run_tail() -> str:
 
 def _outputs_state(unverified: list) -> str:
     if unverified:
-        return "safe shutdown ran, CHECK THE BENCH: outputs not verified off: " + ", ".join(unverified)
+        return ("safe shutdown ran, CHECK THE BENCH: outputs not verified off: " + ", ".join(unverified)
+                + " (once the instrument answers again, 'hil instruments probe RESOURCE --driver DRIVER' reads "
+                "its outputs back, ramps them to 0 V and switches them off)")
     return "safe shutdown ran, every output read back off"
 
 

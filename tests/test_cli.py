@@ -387,3 +387,14 @@ def test_configs_name_prints_the_shipped_file_to_start_your_own(tmp_path, capsys
     assert main(["configs", "scpi-xor"]) == 0 and "instruments:" in capsys.readouterr().out  # a shipped bench
     assert main(["configs", "sim-xr"]) == 2
     assert "did you mean 'sim-xor'?" in capsys.readouterr().err
+
+
+def test_an_unverified_shutdown_says_how_to_make_the_outputs_safe():
+    """'CHECK THE BENCH' named the outputs but no next step; it now names the probe that reconnects,
+    reads them back, ramps them to 0 V and switches them off."""
+    from hil.cli import _outputs_state
+
+    line = _outputs_state(["prog.a: not verified (InstrumentTimeout)"])
+    assert "CHECK THE BENCH: outputs not verified off: prog.a: not verified (InstrumentTimeout)" in line
+    assert "hil instruments probe RESOURCE --driver DRIVER" in line
+    assert _outputs_state([]) == "safe shutdown ran, every output read back off"
