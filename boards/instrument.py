@@ -567,6 +567,10 @@ class InstrumentBoard(BoardBase):
         """
         problems = []
         for name, inst in self.instruments.items():
+            if getattr(inst, "wrong_instrument", None) is not None:  # not ours: asking it would talk to another
+                problems.append(f"{name}: not connected, another instrument answers at its resource (nothing but "
+                                "*IDN? was sent to it; check the bench file's resource)")
+                continue
             if self._is_matrix(name):  # a relay left closed joins lines the next run expects apart
                 try:
                     if closed := inst.closed():

@@ -144,6 +144,9 @@ class DriverBase(abc.ABC):
         self._reopening = False
         #: identity confirmed by the running/last ``connect()``
         self._identified = False
+        #: why the last ``connect()`` found another instrument at this address (its identity refused),
+        #: else None: nothing but ``*IDN?`` was sent to it, and the shutdown sends it nothing either
+        self.wrong_instrument: Optional[str] = None
         #: report of the last ``safe_shutdown()``
         self.last_shutdown: Optional[ShutdownReport] = None
         #: entries drained by the last ``safe_shutdown()`` (for teardown checks)
@@ -285,9 +288,12 @@ class DriverBase(abc.ABC):
             InstrumentConnectionError / InstrumentTimeout: link problems.
         """
         self._identified = False
+        self.wrong_instrument = None
         try:
             self._connect_sequence()
         except BaseException as exc:
+            if not self._identified and isinstance(exc, InstrumentProtocolError) and exc.command == "*IDN?":
+                self.wrong_instrument = str(exc)  # not ours: its outputs are not this driver's to switch
             if self._identified and self._shutdown_needed_after_failed_connect():
                 self.log.error("connect failed part-way (%s: %s); running the safe shutdown",
                                type(exc).__name__, exc)
@@ -424,6 +430,11 @@ class DriverBase(abc.ABC):
             was read back off at 0 V (``verify=False`` skips the read-back and reports unverified).
         """
         report = ShutdownReport(self.name)
+        if self.wrong_instrument is not None:  # another instrument answers at this address: send it nothing
+            report.verification_error = ("not connected: another instrument answers at its address, nothing but "
+                                         "*IDN? was sent to it")
+            self.last_shutdown = report
+            return report
         if self._shutting_down:  # re-entered (e.g. from a signal handler): the running one reports
             report.verification_error = "a shutdown is already running"
             return report

@@ -258,6 +258,25 @@ def test_failed_connect_runs_the_safe_shutdown_for_what_it_found_on(rm, start):
     assert drv.transport is not None and drv.transport._socket_session() is None  # closed by __enter__
 
 
+def test_another_instrument_at_the_address_is_sent_nothing_but_idn(rm, start):
+    """A bench file whose SMU resource points at another instrument (here a 2450 at a B2900's
+    address, that B2900's output live): connect refuses the identity, and neither the driver's
+    safe shutdown nor a second one sends that instrument anything but ``*IDN?``: its output is not
+    this driver's to switch (before, the shutdown sent it 2450 commands and timed out)."""
+    emu = start(SmuB2900Emulator("smu", "B2902A"))
+    leave_output_on(rm, emu, KeysightB2900, "1", 0.5)
+    before = len(emu.transcript.received())
+    drv = driver_for(rm, emu, Keithley2450, "")
+    with pytest.raises(InstrumentProtocolError, match="unexpected instrument"):
+        drv.connect()
+    report = drv.safe_shutdown()
+    assert not report.safe and "another instrument answers at its address" in report.summary()
+    drv.safe_shutdown()
+    drv.close()
+    assert [line.strip() for line in emu.transcript.received()[before:]] == ["*IDN?"]
+    assert channel_state(emu, "1") == (True, 0.5)  # left as the other session left it
+
+
 # -- instrument-specific ---------------------------------------------------------------------------
 
 

@@ -243,3 +243,37 @@ def test_emulate_config_without_programming_says_the_devices_are_not_modelled(tm
     assert main(["emulate", "--config", str(cfg), "--duration", "0"]) == 0
     out = capsys.readouterr().out
     assert f"resistive devices not modelled: {cfg} programs none" in out and "modelled from" not in out
+
+
+def test_a_resource_that_reaches_another_instrument_is_named_and_sent_nothing(tmp_path, capsys):
+    """The programming SMU's resource pointed at another instrument (a reachable, wrong address: here
+    a 2450 where the bench names a 2601B): the run stops with exit 1 naming that entry as not
+    connected, and nothing but ``*IDN?`` reaches the other instrument (the shutdown sent it SMU
+    queries before, timed out, and reported the channel as possibly live)."""
+    import yaml
+
+    from hil.emulate.smu2450 import Smu2450Emulator
+
+    bench = tmp_path / "loopback.yaml"
+    other = Smu2450Emulator("other", "2450")
+    other.start()
+    proc, _ = _serve_in_subprocess(["--config", "bench-xor", "--write-bench", str(bench)])
+    try:
+        raw = yaml.safe_load(bench.read_text())
+        instruments = raw["instruments"] if "instruments" in raw else raw["bench"]["instruments"]
+        instruments["prog"]["resource"] = other.resource
+        wrong = tmp_path / "wrong.yaml"
+        wrong.write_text(yaml.safe_dump(raw))
+        text = (ROOT / "configs" / "bench-xor.yaml").read_text()
+        cfg = tmp_path / "bx.yaml"
+        cfg.write_text(text.replace("bench: xor-bench\n", f"bench: {wrong}\n"))
+        code = main(["train", str(cfg), "--set", "train.epochs=1", "--runs-dir", str(tmp_path / "runs"), "-q"])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        other.stop()
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "unexpected instrument" in err and "prog: not connected, another instrument answers" in err, err
+    assert "prog.a: not verified" not in err
+    assert [line.strip() for line in other.transcript.received()] == ["*IDN?"]
