@@ -127,6 +127,10 @@ class Keithley2600(DigitalTriggerLine, SourceMeterDriver, TspDriver):
         super().__init__(transport, **kwargs)
         if (self.expected_model or "").upper() in _SINGLE_CHANNEL:
             self.channels = ("a",)  # known before connect(): a shutdown never addresses a missing smub
+            unknown = [ch for ch in self._initial_configs if ch not in self.channels]
+            if unknown:  # (refused when the bench file is read, not at connect)
+                raise InstrumentConfigError(f"model {self.expected_model} has no channel(s) {unknown} (only a)",
+                                            instrument=self.name)
         self.binary_transfer = binary_transfer
         self._set_trigger_line(trigger_line)
         self._armed_sweep: Optional[dict[str, Any]] = None

@@ -10,9 +10,10 @@ __all__ = ["EXIT_STATUS", "command_help"]
 EXIT_STATUS = "exit status: 0 success, 1 runtime failure, 2 configuration or argument mistake, 130 interrupted"
 
 
-def command_help(description: str, *examples: str) -> dict[str, Any]:
-    """Keyword arguments for ``subparsers.add_parser``: wrapped description, example lines, exit codes."""
+def command_help(description: str, *examples: str, exit_status: str = EXIT_STATUS) -> dict[str, Any]:
+    """Keyword arguments for ``subparsers.add_parser``: wrapped description, example lines, exit codes
+    (``exit_status``: the command's own line where it differs from the common one)."""
     lines = "\n".join(f"  {example}" for example in examples)
     return {"description": textwrap.fill(description, 79),
             "formatter_class": argparse.RawDescriptionHelpFormatter,
-            "epilog": f"examples:\n{lines}\n\n{EXIT_STATUS}"}
+            "epilog": f"examples:\n{lines}\n\n{exit_status}"}

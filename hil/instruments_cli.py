@@ -24,7 +24,7 @@ from hil.drivers.protocols import ErrorEntry, SourceMeter
 from hil.drivers.registry import DRIVERS, driver_info, driver_names, load_driver
 from hil.drivers.signals import exit_code_for, termination_signals
 from hil.drivers.transport import ResourceManagers, VisaTransport
-from hil.cli_help import command_help
+from hil.cli_help import EXIT_STATUS, command_help
 
 __all__ = ["add_parser", "cmd_list", "cmd_probe"]
 
@@ -36,7 +36,9 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("instruments", help="list instrument drivers, probe an instrument",
                                    **command_help("List the supported instrument drivers or probe one instrument.",
                                                   "hil instruments list",
-                                                  "hil instruments probe TCPIP::192.168.10.21::5025::SOCKET --driver keithley2450"))
+                                                  "hil instruments probe TCPIP::192.168.10.21::5025::SOCKET --driver keithley2450",
+                                                  exit_status=EXIT_STATUS + ", 143 probe stopped by SIGTERM "
+                                                                            "(after its safe shutdown)"))
     sub = parser.add_subparsers(dest="instruments_command", metavar="{list,probe}")
     sub.required = True
 

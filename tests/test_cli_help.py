@@ -33,6 +33,12 @@ def test_help_describes_the_command_and_its_exit_status(name):
     assert "exit status: 0 success, 1 runtime failure, 2 configuration" in sub.format_help()
 
 
+def test_instruments_help_names_the_143_it_exits_with_after_sigterm():
+    """``hil instruments probe`` exits 143 after SIGTERM (its docs say so); its --help listed 130 only."""
+    _, sub = _subparser("instruments")
+    assert "143 probe stopped by SIGTERM" in sub.format_help()
+
+
 @pytest.mark.parametrize("name", COMMANDS)
 def test_help_examples_use_existing_options(name):
     parser, _ = _subparser(name)

@@ -488,7 +488,7 @@ def _wiring(sec: Section, circuit: Any, instruments: Mapping[str, InstrumentSpec
             if end is None:
                 continue
             if end in used:
-                problems.append(f"{path}: {end[0]}.{end[1]} is already wired to {used[end]}")
+                problems.append(f"{path}: {port_name(*end)} is already wired to {used[end]}")
                 continue
             used[end] = node
             out[str(node)] = end
@@ -517,7 +517,7 @@ def _wiring(sec: Section, circuit: Any, instruments: Mapping[str, InstrumentSpec
             if end is None:
                 continue
             if end in used:
-                problems.append(f"{path}: {end[0]}.{end[1]} is already wired to {used[end]}")
+                problems.append(f"{path}: {port_name(*end)} is already wired to {used[end]}")
                 continue
             used[end] = str(line)
             ends.append(end)

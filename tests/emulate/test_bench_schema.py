@@ -106,6 +106,28 @@ def test_two_instruments_at_one_address_are_refused(spelling):
         load_bench(raw)
 
 
+def test_a_single_channel_2601b_with_channel_b_is_refused_when_read():
+    """The 2601B has only smua: a channel b in the bench file is a problem with the instrument's path
+    at load (it surfaced only when the bench was opened or emulated)."""
+    raw = copy.deepcopy(_raw("xor-bench"))
+    prog = raw["instruments"]["prog"]
+    prog["channels"]["b"] = copy.deepcopy(prog["channels"]["a"])
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    assert any(p.endswith("instruments.prog: model 2601B has no channel(s) ['b'] (only a)")
+               for p in info.value.problems), info.value.problems
+
+
+def test_a_single_channel_instrument_wired_twice_is_named_without_a_trailing_dot():
+    raw = copy.deepcopy(_raw("scpi-xor"))
+    wiring = raw["bench"]["wiring"]
+    wiring["outputs"]["y2"] = "smu_y3"  # smu_y3 (a 2450, channel "") already drives y3
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    problems = "\n".join(info.value.problems)
+    assert "smu_y3 is already wired to" in problems and "smu_y3. " not in problems, problems
+
+
 def test_missing_power_key_and_alias():
     raw = copy.deepcopy(_raw("scpi-xor"))
     ch = raw["bench"]["instruments"]["smu_y2"]["channels"][""]
