@@ -524,6 +524,7 @@ def _wiring(sec: Section, circuit: Any, instruments: Mapping[str, InstrumentSpec
         lines[str(line)] = tuple(ends)
     matrices = [n for n, s in instruments.items() if s.kind == "matrix"]
     crosspoints: dict[tuple[str, str], tuple[str, str]] = {}
+    matrix_drivers: dict[str, Any] = {}  # each matrix's offline driver, built once
     x_sec = sec.section("crosspoints")
     known_lines = circuit_nodes | set(lines)
     for key, pair in x_sec.data.items():
@@ -554,7 +555,7 @@ def _wiring(sec: Section, circuit: Any, instruments: Mapping[str, InstrumentSpec
                 problems.append(f"{path}: unknown line {x!r} (circuit nodes or wiring.lines)")
         if sum(1 for x in pair if x in circuit_nodes) > 1:
             problems.append(f"{path}: joins two circuit nodes {pair[0]!r} and {pair[1]!r}; not supported")
-        where = _crosspoint_problem(instruments[inst], spec)
+        where = _crosspoint_problem(instruments[inst], spec, matrix_drivers)
         if where is not None:
             problems.append(f"{path}: not on {inst}: {where}")
             continue
@@ -566,16 +567,20 @@ def _wiring(sec: Section, circuit: Any, instruments: Mapping[str, InstrumentSpec
     return Wiring(sources, outputs, hidden, lines, crosspoints)
 
 
-def _crosspoint_problem(spec: InstrumentSpec, crosspoint: str) -> Optional[str]:
+def _crosspoint_problem(spec: InstrumentSpec, crosspoint: str, built: dict[str, Any]) -> Optional[str]:
     """Why ``crosspoint`` (e.g. "1A04") is not a relay of matrix ``spec`` (its rows and columns, as
     its driver knows them), or None; None too when the driver cannot be built (that problem is
-    reported with the instrument)."""
+    reported with the instrument).  ``built`` keeps each matrix's offline driver (or None)."""
     from hil.bench.instruments import message_without_name, offline_driver
     from hil.drivers.errors import InstrumentConfigError
 
-    try:
-        matrix = offline_driver(spec)
-    except Exception:  # (reported with the instrument's own settings)
+    if spec.name not in built:
+        try:
+            built[spec.name] = offline_driver(spec)
+        except Exception:  # (reported with the instrument's own settings)
+            built[spec.name] = None
+    matrix = built[spec.name]
+    if matrix is None:
         return None
     try:
         matrix.to_crosspoint(crosspoint)
