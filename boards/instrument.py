@@ -46,6 +46,10 @@ from hil.drivers.protocols import TriggeredScans, TriggeredSweeps
 
 log = logging.getLogger("hil.boards.instrument")
 
+#: an instrument whose safe shutdown takes longer than this (s) gets a progress line on stderr: a
+#: frozen instrument waits out every step's timeout, and the whole bench's shutdown can take minutes
+SLOW_SHUTDOWN_S = 5.0
+
 __all__ = ["Port", "BoardWiring", "BoardTiming", "InstrumentBoard", "ramp_plan"]
 
 
@@ -543,9 +547,11 @@ class InstrumentBoard(BoardBase):
         order = [n for n in self.instruments if hasattr(self.instruments[n], "set_voltage")]
         order += [n for n in self.instruments if self._is_matrix(n)]
         order += [n for n in self.instruments if n not in order]
-        for name in order:
+        for k, name in enumerate(order, 1):
+            started = time.monotonic()
             try:
-                self.instruments[name].safe_shutdown()
+                report = self.instruments[name].safe_shutdown()
+                self._say_if_slow(name, started, report, k, len(order))
             except KeyboardInterrupt:  # a second Ctrl-C must not skip the other instruments
                 log.error("safe state: %s: interrupted by a second signal (ramps skipped; the read-back "
                           "says what is off)", name)
@@ -555,6 +561,19 @@ class InstrumentBoard(BoardBase):
         forget = getattr(self.programmer, "forget", None)
         if forget is not None:
             forget()
+
+    @staticmethod
+    def _say_if_slow(name: str, started: float, report: Any, k: int, n: int) -> None:
+        """A line on stderr when instrument ``name``'s shutdown took over :data:`SLOW_SHUTDOWN_S`
+        (the k-th of n): what it reported, so a long silent wait is not taken for a hang."""
+        took = time.monotonic() - started
+        if took <= SLOW_SHUTDOWN_S:
+            return
+        import sys
+
+        what = report.summary() if hasattr(report, "summary") else "done"
+        print(f"hil: safe shutdown: {name} took {took:.0f} s ({what}); {k} of {n} instruments done",
+              file=sys.stderr, flush=True)
 
     def verify_safe(self) -> list[str]:
         """Read back every SMU channel's output state and programmed level, and every matrix's

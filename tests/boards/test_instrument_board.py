@@ -135,3 +135,23 @@ def test_compliance_marks_samples_invalid():
     np.testing.assert_array_equal(m.valid, ~big)
     assert big.any() and not big.all()
     board.close()
+
+
+def test_a_slow_instrument_shutdown_says_so_on_stderr(monkeypatch, capsys):
+    """A frozen instrument waits out every shutdown step's timeout (minutes for a whole bench, silent
+    before): each instrument slower than SLOW_SHUTDOWN_S gets a line with what its shutdown reported."""
+    import hil.boards.instrument as module
+
+    board, _, bench = make_boards()
+    board.connect()
+    board.measure(batch(2)[0])
+    monkeypatch.setattr(module, "SLOW_SHUTDOWN_S", -1.0)  # every instrument counts as slow
+    board.safe_state()
+    lines = capsys.readouterr().err.strip().splitlines()
+    n = len(bench.instruments)
+    assert len(lines) == n and lines[-1].endswith(f"{n} of {n} instruments done")
+    assert all(l.startswith("hil: safe shutdown: ") and "took" in l for l in lines)
+    assert bench.all_outputs_off_at_zero()
+    monkeypatch.setattr(module, "SLOW_SHUTDOWN_S", 5.0)
+    board.safe_state()
+    assert capsys.readouterr().err == ""  # quick shutdowns say nothing
