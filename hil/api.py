@@ -301,13 +301,6 @@ def gradient(board: Board, x: ArrayLike, target: ArrayLike, loss: Loss, estimato
         raise ConfigError([f"estimator: must be one of {', '.join(ESTIMATORS)}; got {estimator!r}"])
     _check_estimator_options(estimator, options)
     _check_board(board)
-    if getattr(board, "needs_backward_order", False):  # a cascade: what the config refuses, refused alike
-        if estimator == "ep":
-            raise ConfigError(["estimator: 'ep' perturbs output ports only, which does not reach the earlier "
-                               "stages of a cascade; use 'hl' or 'hl-exact' (backward order) or 'fd'"])
-        if estimator == "hl" and options.get("one_sweep"):
-            raise ConfigError(["one_sweep: a cascade is measured stage by stage (each stage's drive comes from the "
-                               "stage after it); leave it unset"])
     x = _input_voltages(board, x, empty_ok=False)
     _check_loss(loss, board)
     return estimate(estimator, board, x, _target(loss, board, target, len(x)), loss, options)

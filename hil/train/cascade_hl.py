@@ -82,8 +82,10 @@ def cascade_hl_gradient(board, x: np.ndarray, target, loss: Loss, delta_v: float
         unit loss, and ``stats`` per stage (``stages``) and in total.
     """
     if one_sweep:
-        raise ValueError("one_sweep: a cascade is measured stage by stage (each stage's drive comes from the "
-                         "stage after it); leave train.hl.one_sweep unset")
+        from hil.config import ConfigError  # (what a config would refuse: one line naming the option)
+
+        raise ConfigError(["one_sweep: a cascade is measured stage by stage (each stage's drive comes from the "
+                           "stage after it); leave it unset (train.hl.one_sweep in a config)"])
     board = require_buffered_injection(board, "the 'hl' estimator on a cascade")
     layouts = board.stage_layouts
     x = np.atleast_2d(np.asarray(x, dtype=float))

@@ -1151,8 +1151,10 @@ def estimate(name: str, board: Board, x: ArrayLike, target: ArrayLike, loss: Los
 
         return cascade_hl_gradient(board, x, target, loss, **opts)
     if name == "ep" and getattr(board, "needs_backward_order", False):
-        raise ValueError("the 'ep' estimator perturbs output ports only, which does not reach the earlier "
-                         "stages of a cascade; use 'hl' or 'hl-exact' (backward order) or 'fd'")
+        from hil.config import ConfigError  # (what a config would refuse: one line naming the estimator)
+
+        raise ConfigError(["estimator: 'ep' perturbs output ports only, which does not reach the earlier "
+                           "stages of a cascade; use 'hl' or 'hl-exact' (backward order) or 'fd'"])
     if name == "hl":
         return hl_gradient(board, x, target, loss, **opts)
     if name == "hl-exact":
