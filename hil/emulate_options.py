@@ -28,6 +28,14 @@ def emulator_failure() -> str:
     return _FAILURES[0] if _FAILURES else ""
 
 
+def device_model(settings: Any) -> dict:
+    """The :class:`~hil.emulate.bench.EmulatedBench` options that model the array's resistive devices
+    of an instrument-bench config's settings: its ``board.programming``, ``board.devices`` and the
+    board's conductance range (S)."""
+    return {"programming": settings.instrument_board.programming, "devices": settings.devices,
+            "g_bounds": (settings.g_min, settings.g_max)}
+
+
 def emulated_board_options(args: Any, stack: contextlib.ExitStack, config: dict, source: str,
                            command: str = "hil train") -> dict:
     """The board options that point the drivers at an emulated bench, or ``{}`` without ``--emulate``.
@@ -43,10 +51,8 @@ def emulated_board_options(args: Any, stack: contextlib.ExitStack, config: dict,
         raise ConfigError(["--emulate: only for board.backend: instruments"], source)
     from hil.emulate.bench import EmulatedBench
 
-    spec = settings.instrument_board
-    bench = stack.enter_context(EmulatedBench(spec.bench, time_mode="virtual", programming=spec.programming,
-                                              devices=settings.devices, g_bounds=(settings.g_min, settings.g_max),
-                                              round_trips=True))
+    bench = stack.enter_context(EmulatedBench(settings.instrument_board.bench, time_mode="virtual",
+                                              round_trips=True, **device_model(settings)))
     if not _ACTIVE:
         _FAILURES.clear()  # a new command: an earlier one's failures (same process) are not its own
     _ACTIVE.append(bench)

@@ -84,10 +84,10 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
         from hil.cli import _output_path
 
         _output_path(args.write_bench, "--write-bench")  # a missing folder is refused before serving
-    device_model: dict = {}
+    device_options: dict = {}
     config = getattr(args, "config", None)  # (a Namespace built by a caller may not carry it)
     if config is not None:
-        bench, device_model = _bench_of_config(config, args.bench)
+        bench, device_options = _bench_of_config(config, args.bench)
     elif args.bench is None:
         raise ConfigError(["give a bench file or shipped bench name (hil configs lists them), or --config "
                            "TRAINING_CONFIG for that config's bench"])
@@ -105,7 +105,7 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
                            "would be replaced by loopback addresses (write the copy to another file)"])
     try:
         emulated = EmulatedBench(bench, time_mode=args.time_mode, time_scale=args.time_scale, seed=args.seed,
-                                 readings=args.readings, **device_model)
+                                 readings=args.readings, **device_options)
     except EmulationError as exc:  # a bench-file problem: worded like every configuration error
         raise ConfigError([str(exc)], getattr(bench, "source", "")) from None
     with emulated:
@@ -117,8 +117,7 @@ def _serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> int:
         for name, spec in bench.instruments.items():
             print(f"  {name.ljust(width)}  {spec.driver:<15} {spec.model:<8} {emulated.emulators[name].resource}",
                   file=out)
-        programming = device_model.get("programming")
-        if programming is not None and programming.get("scheme", "write_verify") != "none":
+        if emulated.world.devices is not None:  # (the bench decides: a config may program none)
             print(f"  resistive devices modelled from {config} (board.programming, board.devices): "
                   "write-verify pulses program them", file=out)
         elif config is None:
@@ -164,8 +163,9 @@ def _bench_of_config(ref: str, bench_ref: Optional[str]) -> tuple[Any, dict]:
         if given.name != spec.bench.name:
             raise ConfigError([f"--config {ref}: its bench is {spec.bench.name!r}, not {given.name!r} "
                                f"({bench_ref}); give one of the two"])
-    return spec.bench, {"programming": spec.programming, "devices": settings.devices,
-                        "g_bounds": (settings.g_min, settings.g_max)}
+    from hil.emulate_options import device_model
+
+    return spec.bench, device_model(settings)
 
 
 def _training_config_hint(ref: str) -> Optional[str]:
