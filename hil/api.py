@@ -478,10 +478,13 @@ def _check_board_is_the_configs(board: Board, s: TrainSettings, source: str) -> 
                                f"board.devices (preset {wanted.preset!r}, seed {wanted.seed}); calibrate the board "
                                "built from this config (build_board(config))"], source)
     if s.backend == "simulated" and isinstance(s.circuit, dict):
+        from hil.circuit.build import build_circuit as _build
+
         topo = board.topology
-        expected = build_board(s, source).topology
+        with config_phase(source):  # (the circuit alone: no board, no device draws)
+            expected = _build(s.circuit, "board.circuit")
         have = (topo.n_sources, topo.n_hidden, topo.n_outputs, topo.n_conductances)
-        want = (expected.n_sources, expected.n_hidden, expected.n_outputs, expected.n_conductances)
+        want = (expected.n_sources, expected.n_hidden, expected.n_outputs, expected.topology().n_conductances)
         if have != want:
             raise ConfigError([f"board: {have[0]} sources, {have[1]} hidden nodes, {have[2]} ports and {have[3]} "
                                f"conductances, the config's board has {want[0]}, {want[1]}, {want[2]} and {want[3]}; "
