@@ -223,8 +223,7 @@ def _check_programming(p: Section, prog: dict, bench: Any, fallback: Any = None)
 def _check_crosspoints_on_matrix(p: Section, devices: dict, spec: Any) -> None:
     """Every device's crosspoints exist on the programming matrix (its slot, rows, columns) and are
     not forbidden: the matrix driver would refuse them only at the first selection, mid-run."""
-    from hil.bench.instruments import message_without_name, offline_driver
-    from hil.drivers.errors import InstrumentConfigError
+    from hil.bench.instruments import matrix_crosspoint, offline_driver
 
     try:
         matrix = offline_driver(spec)
@@ -235,10 +234,9 @@ def _check_crosspoints_on_matrix(p: Section, devices: dict, spec: Any) -> None:
         if not (isinstance(xs, list) and all(isinstance(x, str) for x in xs)):
             continue  # reported by _check_devices
         for x in xs:
-            try:
-                xp = matrix.to_crosspoint(x)
-            except InstrumentConfigError as exc:
-                p.error(f"devices.{name}", f"not on {spec.name}: {message_without_name(exc, spec.name)}")
+            xp, why = matrix_crosspoint(matrix, x)
+            if why is not None:
+                p.error(f"devices.{name}", f"not on {spec.name}: {why}")
                 break
             if xp in forbidden:
                 p.error(f"devices.{name}", f"{x}: a forbidden crosspoint of {spec.name}")

@@ -11,7 +11,7 @@ all configured channels (their range, NPLC, autozero and delay must agree), matr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from hil.bench.schema import InstrumentSpec
 from hil.drivers.errors import InstrumentConfigError
@@ -71,6 +71,15 @@ def message_without_name(exc: BaseException, name: str) -> str:
     while text.startswith(prefix):
         text = text[len(prefix):]
     return text
+
+
+def matrix_crosspoint(matrix: Any, text: str) -> tuple[Any, Optional[str]]:
+    """(the crosspoint ``text`` names on the offline matrix driver ``matrix``, None), or (None, why it is
+    not one of that matrix's relays: slot, row, column), for a bench or config problem line."""
+    try:
+        return matrix.to_crosspoint(text), None
+    except InstrumentConfigError as exc:
+        return None, message_without_name(exc, matrix.name)
 
 
 def make_driver(spec: InstrumentSpec, managers: ResourceManagers, **overrides: Any) -> Any:

@@ -571,8 +571,7 @@ def _crosspoint_problem(spec: InstrumentSpec, crosspoint: str, built: dict[str, 
     """Why ``crosspoint`` (e.g. "1A04") is not a relay of matrix ``spec`` (its rows and columns, as
     its driver knows them), or None; None too when the driver cannot be built (that problem is
     reported with the instrument).  ``built`` keeps each matrix's offline driver (or None)."""
-    from hil.bench.instruments import message_without_name, offline_driver
-    from hil.drivers.errors import InstrumentConfigError
+    from hil.bench.instruments import matrix_crosspoint, offline_driver
 
     if spec.name not in built:
         try:
@@ -580,13 +579,7 @@ def _crosspoint_problem(spec: InstrumentSpec, crosspoint: str, built: dict[str, 
         except Exception:  # (reported with the instrument's own settings)
             built[spec.name] = None
     matrix = built[spec.name]
-    if matrix is None:
-        return None
-    try:
-        matrix.to_crosspoint(crosspoint)
-    except InstrumentConfigError as exc:
-        return message_without_name(exc, spec.name)
-    return None
+    return None if matrix is None else matrix_crosspoint(matrix, crosspoint)[1]
 
 
 def _visa_address_key(resource: str) -> str:
