@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import itertools
 import json
 import os
@@ -285,14 +284,15 @@ def _check_solve_config(raw: dict, source: str) -> None:
     ``circuit`` and ``inputs``; a training config is validated whole (its ``inputs`` aside)."""
     training = any(k in raw for k in ("board", "train", "data"))
     if "circuit" in raw and not training:
-        unknown = [k for k in raw if k not in _CIRCUIT_CONFIG_KEYS]
-        if unknown:
-            problems = []
-            for key in unknown:
-                close = difflib.get_close_matches(str(key), _CIRCUIT_CONFIG_KEYS, n=1)
-                problems.append(f"{key}: unknown key" + (f" (did you mean {close[0]!r}?)" if close
-                                                         else " (a circuit config holds only 'circuit' and 'inputs')"))
-            raise ConfigError(problems, source)
+        from hil.config import Section
+
+        problems: list[str] = []
+        top = Section(raw, "", problems)
+        top.used.update(_CIRCUIT_CONFIG_KEYS)
+        top.finish()  # unknown keys, with the config's "did you mean" hint
+        if problems:
+            raise ConfigError([p if "did you mean" in p else f"{p} (a circuit config holds only 'circuit' and 'inputs')"
+                               for p in problems], source)
         return
     if training and "circuit" not in raw:  # (with both, build_circuit says where the circuit belongs)
         api.parse_config({k: v for k, v in raw.items() if k != "inputs"}, source)
