@@ -1,6 +1,7 @@
 """Cost of one `hl` gradient (all conductances) as a ratio of one forward solve, through the board.
 
-Usage: python benchmarks/gradient.py [--repeats N] [--calls N] [--cpu] [--couplings 0 4]
+Usage: python benchmarks/gradient.py [--repeats N] [--calls N] [--cpu] [--couplings 0 4] [--inputs 16 64 256]
+       [--batches 1 64]
 
 For each network, with fresh inputs for every call (so no cached operating point is
 reused by the forward timing), we time, in chunks of ``--calls`` calls interleaved
@@ -91,6 +92,8 @@ def main() -> None:
                     help="time with this process's CPU time (one BLAS thread) instead of wall time")
     ap.add_argument("--couplings", type=int, nargs="+", default=[0, 4],
                     help="coupling degrees to run (0: uncoupled hidden nodes)")
+    ap.add_argument("--inputs", type=int, nargs="+", default=[16, 64, 256], help="numbers of inputs to run")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 64], help="batch sizes to run")
     args = ap.parse_args()
     clock = time.process_time if args.cpu else time.perf_counter
     from hil.threads import blas_summary, configure_blas_threads
@@ -103,8 +106,8 @@ def main() -> None:
     print(f"{'inputs':>6} {'coupling':>8} {'conductances':>12} {'batch':>5} {'forward/sample':>15} "
           f"{'gradient/sample':>16} {'ratio':>6} {'after a gradient':>16}")
     for coupling in args.couplings:
-        for n_inputs in (16, 64, 256):
-            for batch in (1, 64):
+        for n_inputs in args.inputs:
+            for batch in args.batches:
                 r = bench(n_inputs, coupling, batch, args.repeats, args.calls, clock)
                 print(f"{n_inputs:>6} {coupling:>8} {r['m']:>12} {batch:>5} {1e6 * r['fwd'] / batch:>12.1f} µs "
                       f"{1e6 * r['grad'] / batch:>13.1f} µs {r['grad'] / r['fwd']:>6.2f} "

@@ -30,7 +30,8 @@ division by zero gives ±inf or NaN as in numpy, which the callers' certificates
   v·v̂ for every conductance (:meth:`hil.board.BoardTopology.mean_branch_product` from node arrays,
   :meth:`~hil.board.BoardTopology.mean_response_product` from the parts of a held-source response).
 * :func:`cross_entropy_kernel`, :func:`differential_argmax_kernel` — the loss, its gradient and
-  the predictions on differential port currents.
+  the predictions on differential port currents; :func:`exp_into` — an exp whose loop
+  vectorises (within 1 ulp of numpy's), for the softmax.
 * :func:`source_voltages_kernel`, :func:`finite_abs_max`, :func:`repeats_of`,
   :func:`held_rows_kernel` — input checks and held-input matching of the lean uncoupled
   measurement path (:mod:`hil.circuit.uncoupled`).
@@ -464,37 +465,47 @@ def source_response_sums(u, e_hat, sources):  # pragma: no cover - compiled
     n = e_hat.shape[1]
     if sources.shape[0] != p or B == 0:
         return _no_source_sums()
-    kinds = sources[:, 0].copy()
     col_of = np.empty(p, dtype=np.int64)
     factor = np.empty(p)
-    n_free = 0
+    # the sources of each kind as index lists (so that the passes over u below have no branches)
+    free_src = np.empty(p, dtype=np.int64)  # source j of independent column c
+    copy_src = np.empty(p, dtype=np.int64)  # a copy j …
+    copy_of = np.empty(p, dtype=np.int64)  # … of source i …
+    copy_sign = np.empty(p)  # … with sign s
+    rail_src = np.empty(p, dtype=np.int64)
+    n_free = n_copy = n_rail = 0
     for j in range(p):
-        if kinds[j] == 0:
+        kind = sources[j, 0]
+        if kind == 0:
+            free_src[sources[j, 2]] = j
             n_free += 1
             col_of[j] = sources[j, 2]
             factor[j] = 1.0
-        elif kinds[j] == 1:
+        elif kind == 1:
+            copy_src[n_copy] = j
+            copy_of[n_copy] = sources[j, 1]
+            copy_sign[n_copy] = float(sources[j, 3])
+            n_copy += 1
             col_of[j] = sources[sources[j, 1], 2]
             factor[j] = float(sources[j, 3])
         else:
+            rail_src[n_rail] = j
+            n_rail += 1
             col_of[j] = -1
             factor[j] = u[0, j]
     if n_free == p:
         return _no_source_sums()
     free = np.empty((B, n_free))
-    same = True
-    for r in range(B):  # row by row through u (C order)
-        for j in range(p):
-            v = u[r, j]
-            kind = kinds[j]
-            if kind == 0:
-                free[r, col_of[j]] = v
-            elif kind == 1:
-                same &= v == factor[j] * u[r, sources[j, 1]]
-            else:
-                same &= v == factor[j]
+    for r in range(B):  # row by row through u (C order); a NaN never matches
+        same = True
+        for c in range(n_copy):
+            same &= u[r, copy_src[c]] == copy_sign[c] * u[r, copy_of[c]]
+        for c in range(n_rail):
+            same &= u[r, rail_src[c]] == factor[rail_src[c]]
         if not same:
             return _no_source_sums()
+        for c in range(n_free):
+            free[r, c] = u[r, free_src[c]]
     sums = np.empty((n, n_free))
     _transposed_product(e_hat, free, sums)
     total = np.zeros(n)
@@ -772,6 +783,44 @@ def source_voltages_kernel(x, idx, sign, offset, u):  # pragma: no cover - compi
     return top, bad == 0.0
 
 
+#: ln 2 split in two (the high part has trailing zero bits, so k·LN2_HI is exact for |k| < 2¹¹)
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_LOG2_E = 1.4426950408889634
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def exp_into(x, out, scale_bits):  # pragma: no cover - compiled
+    """out[i] = exp(x[i]) for the 1-D float arrays ``x`` and ``out``, within 1 ulp of ``np.exp``,
+    NaN for NaN, 0 and inf where exp under- or overflows; ``scale_bits`` (int64, len(x)) is
+    scratch.  Written so that the loops vectorise (a loop of scalar ``np.exp`` calls does not):
+    x = k·ln 2 + r with |r| ≤ ln 2 / 2, e^r by its Taylor polynomial to degree 13 (remainder below
+    2⁻⁵⁶), and 2^k applied as two powers of two built from their exponent bits (so that results
+    down to the subnormal range and up to the overflow are scaled exactly, with one rounding)."""
+    n = x.shape[0]
+    for i in range(n):
+        xi = x[i]
+        xi = xi if xi > -746.0 else -746.0  # (a NaN takes -746 here and is restored below)
+        xi = xi if xi < 710.0 else 710.0
+        kf = np.floor(xi * _LOG2_E + 0.5)
+        r = (xi - kf * _LN2_HI) - kf * _LN2_LO
+        out[i] = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (
+            1.0 / 720.0 + r * (1.0 / 5040.0 + r * (1.0 / 40320.0 + r * (1.0 / 362880.0 + r * (
+                1.0 / 3628800.0 + r * (1.0 / 39916800.0 + r * (1.0 / 479001600.0 + r * (1.0 / 6227020800.0)))))))))))))
+        scale_bits[i] = np.int64(kf)
+    half = np.empty(n, dtype=np.int64)
+    for i in range(n):  # 2^k = 2^(k//2) · 2^(k − k//2), each a normal number for -1076 ≤ k ≤ 1024
+        k = scale_bits[i]
+        h = k >> 1
+        half[i] = (h + 1023) << 52
+        scale_bits[i] = (k - h + 1023) << 52
+    s1 = half.view(np.float64)
+    s2 = scale_bits.view(np.float64)
+    for i in range(n):
+        xi = x[i]
+        out[i] = (out[i] * s1[i]) * s2[i] if xi == xi else xi
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, dy):  # pragma: no cover - compiled
     """Softmax cross-entropy on differential port currents, per sample, in one pass.
@@ -781,7 +830,9 @@ def cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, dy):  # pragma: n
     in the columns ``cols[…]``, ascending), ``gain`` (1/A).  Logits z = gain · d y; writes
     ``loss`` (B,) = −log softmax(z)_t and ``dy`` (B, q) = gain · (softmax(z) − onehot(t)) d, in
     A⁻¹.  Sums run left to right over the nonzero entries (the zero entries of d would add exact
-    zeros for finite currents), softmax(z)_c = exp(z_c − max z) / Σ exp(z − max z).  When every
+    zeros for finite currents), softmax(z)_c = exp(z_c − max z) · (1 / Σ exp(z − max z)), the
+    exponentials of the whole batch in one :func:`exp_into` pass (a loop of scalar exp calls
+    does not vectorise and cost half the kernel's time).  When every
     class is one differential pair (two entries each, the usual readout) the same sums, in the
     same order, are written out without the inner loops over a class's entries (those short
     loops cost more than their arithmetic).  Returns False if a label is outside 0 … k − 1.
@@ -795,17 +846,16 @@ def cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, dy):  # pragma: n
     for c in range(k):
         pairs = pairs and indptr[c] == 2 * c
     pairs = pairs and indptr[k] == 2 * k
-    z = np.empty(k)
-    ex = np.empty(k)
-    for r in range(B):
-        tr = t[r]
+    z = np.empty((B, k))
+    for r in range(B):  # the logits, shifted by each sample's largest
         yr = y[r]
+        zr = z[r]
         top = -np.inf
         if pairs:
             for c in range(k):
                 s = (0.0 + yr[cols[2 * c]] * vals[2 * c]) + yr[cols[2 * c + 1]] * vals[2 * c + 1]
                 s *= gain
-                z[c] = s
+                zr[c] = s
                 top = max(top, s)
         else:
             for c in range(k):
@@ -813,29 +863,34 @@ def cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, dy):  # pragma: n
                 for i in range(indptr[c], indptr[c + 1]):
                     s += yr[cols[i]] * vals[i]
                 s *= gain
-                z[c] = s
+                zr[c] = s
                 top = max(top, s)
+        for c in range(k):
+            zr[c] -= top
+    exs = np.empty((B, k))
+    exp_into(z.reshape(B * k), exs.reshape(B * k), np.empty(B * k, dtype=np.int64))  # (one pass: vectorised)
+    for r in range(B):
+        tr = t[r]
+        zr = z[r]
+        ex = exs[r]
         total = 0.0
         for c in range(k):
-            zc = z[c] - top
-            z[c] = zc
-            ec = np.exp(zc)
-            ex[c] = ec
-            total += ec
-        loss[r] = -(z[tr] - np.log(total))
+            total += ex[c]
+        loss[r] = -(zr[tr] - np.log(total))
+        inv = 1.0 / total
         dr = dy[r]
         for j in range(q):
             dr[j] = 0.0
         if pairs:
             for c in range(k):
-                p = ex[c] / total
+                p = ex[c] * inv
                 if c == tr:
                     p -= 1.0
                 dr[cols[2 * c]] += p * vals[2 * c]
                 dr[cols[2 * c + 1]] += p * vals[2 * c + 1]
         else:
             for c in range(k):
-                p = ex[c] / total
+                p = ex[c] * inv
                 if c == tr:
                     p -= 1.0
                 for i in range(indptr[c], indptr[c + 1]):

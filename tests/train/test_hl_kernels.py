@@ -113,6 +113,24 @@ def test_flip_accounting_equals_the_numpy_bookkeeping():
                           unreadable)
 
 
+def test_compiled_exp_is_within_one_ulp_of_numpy_everywhere():
+    """The vectorising exp of the cross-entropy kernel: normal, subnormal, overflowing and special
+    arguments as numpy's exp gives them, to 1 ulp (a subnormal's ulp is the smallest subnormal)."""
+    from hil.kernels import exp_into
+
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.uniform(-760.0, 720.0, 200_000), rng.uniform(-1.0, 1.0, 20_000),
+                        [np.nan, np.inf, -np.inf, 0.0, -0.0, 709.78, 709.79, -745.13, -745.14, -708.4, 1e-300]])
+    got = np.empty_like(x)
+    exp_into(x, got, np.empty(x.size, dtype=np.int64))
+    with np.errstate(over="ignore", under="ignore"):
+        ref = np.exp(x)
+    assert np.array_equal(np.isnan(got), np.isnan(ref)) and np.array_equal(got[~np.isfinite(ref)], ref[~np.isfinite(ref)], equal_nan=True)
+    assert np.all(got[ref == 0.0] == 0.0)
+    ok = np.isfinite(ref) & (ref > 0.0)
+    assert np.max(np.abs(got[ok] - ref[ok]) / np.spacing(ref[ok])) <= 1.0
+
+
 def test_cross_entropy_kernel_refuses_labels_out_of_range_and_predicts_as_numpy():
     """(Its values against the numpy formula: tests/train/test_hl_lean.py, both loops.)"""
     rng = np.random.default_rng(2)
