@@ -24,7 +24,8 @@ in a phase is marked invalid in that phase's :class:`~hil.board.Measurement` (``
 event is logged; the estimators never use it.
 
 **Safety.** ``safe_state()`` ramps every source to 0 V, switches outputs off, opens the relays
-(sources, then matrices, then scanners) and never raises; it runs on ``__exit__``, at
+(sources, then matrices, then scanners; within each stage the instruments on different
+interfaces at the same time, so a frozen one holds nobody back) and never raises; it runs on ``__exit__``, at
 interpreter exit (``atexit``) and after any instrument fault inside a batch.  Programming goes
 through a :class:`~hil.boards.programmers.ConductanceProgrammer` and starts with every source at
 0 V, so no relay ever switches a live line.
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,12 +44,14 @@ from typing import Any, Optional
 import numpy as np
 
 from hil.board import BoardBase, BoardTopology, Measurement, ProgramResult, UnsupportedCapability
+from hil.boards.interfaces import interface_key, run_per_interface
+from hil.drivers.errors import InstrumentConnectionError, InstrumentTimeout
 from hil.drivers.protocols import TriggeredScans, TriggeredSweeps
 
 log = logging.getLogger("hil.boards.instrument")
 
 #: an instrument whose safe shutdown takes longer than this (s) gets a progress line on stderr: a
-#: frozen instrument waits out every step's timeout, and the whole bench's shutdown can take minutes
+#: frozen instrument waits out every step's timeout (the others, on their own interfaces, do not wait for it)
 SLOW_SHUTDOWN_S = 5.0
 
 __all__ = ["Port", "BoardWiring", "BoardTiming", "InstrumentBoard", "ramp_plan"]
@@ -543,35 +547,65 @@ class InstrumentBoard(BoardBase):
 
     # ---- safety -------------------------------------------------------------------------------------
     def safe_state(self) -> None:
-        """Sources to 0 V and off, relays open (sources, then matrices, then scanners); never raises."""
-        order = [n for n in self.instruments if hasattr(self.instruments[n], "set_voltage")]
-        order += [n for n in self.instruments if self._is_matrix(n)]
-        order += [n for n in self.instruments if n not in order]
-        for k, name in enumerate(order, 1):
+        """Sources to 0 V and off, then relays open, then the rest (scanners); never raises.
+
+        Within each of the three groups, instruments on different interfaces shut down at the same
+        time (:func:`hil.boards.interfaces.run_per_interface`), so one that stopped answering and
+        waits out its timeouts does not keep the others live meanwhile; a group starts when the
+        one before it is done (no relay opens before every source is off).  A Ctrl-C meanwhile
+        makes the running ramps stop (outputs still switched off) and the wait goes on."""
+        sources = [n for n in self.instruments if hasattr(self.instruments[n], "set_voltage")]
+        matrices = [n for n in self.instruments if self._is_matrix(n) and n not in sources]
+        rest = [n for n in self.instruments if n not in sources and n not in matrices]
+        total, done = len(self.instruments), [0]
+        lock = threading.Lock()
+
+        def shut_down(name: str) -> None:
             started = time.monotonic()
+            report = None
             try:
                 report = self.instruments[name].safe_shutdown()
-                self._say_if_slow(name, started, report, k, len(order))
             except KeyboardInterrupt:  # a second Ctrl-C must not skip the other instruments
                 log.error("safe state: %s: interrupted by a second signal (ramps skipped; the read-back "
                           "says what is off)", name)
+                report = "interrupted"
             except BaseException as exc:
                 log.error("safe state: %s failed: %s: %s", name, type(exc).__name__, exc)
+                report = f"failed: {type(exc).__name__}: {exc}"
+            with lock:
+                done[0] += 1
+                k = done[0]
+            self._say_if_slow(name, started, report, k, total)
+
+        for group in (sources, matrices, rest):
+            run_per_interface(group, self._interface_of, shut_down, lambda names=group: self._stop_ramps(names))
         self._connected = False
         forget = getattr(self.programmer, "forget", None)
         if forget is not None:
             forget()
 
+    def _interface_of(self, name: str) -> str:
+        return interface_key(self.instruments[name])
+
+    def _stop_ramps(self, names: list[str]) -> None:
+        """Ctrl-C during a parallel shutdown: the ramps still running stop at their next step (the
+        outputs are still switched off; the read-back says what is off)."""
+        log.error("safe state: interrupted by a second signal; ramps skipped, outputs still switched off")
+        for name in names:
+            stop = getattr(self.instruments[name], "abort_ramps", None)
+            if stop is not None:
+                stop()
+
     @staticmethod
     def _say_if_slow(name: str, started: float, report: Any, k: int, n: int) -> None:
         """A line on stderr when instrument ``name``'s shutdown took over :data:`SLOW_SHUTDOWN_S`
-        (the k-th of n): what it reported, so a long silent wait is not taken for a hang."""
+        (the k-th of n to finish): what it reported, so a long silent wait is not taken for a hang."""
         took = time.monotonic() - started
         if took <= SLOW_SHUTDOWN_S:
             return
         import sys
 
-        what = report.summary() if hasattr(report, "summary") else "done"
+        what = report.summary() if hasattr(report, "summary") else str(report) if report else "done"
         print(f"hil: safe shutdown: {name} took {took:.0f} s ({what}); {k} of {n} instruments done",
               file=sys.stderr, flush=True)
 
@@ -580,34 +614,50 @@ class InstrumentBoard(BoardBase):
         closed relays; return what is (or may be) not off at 0 V, or not open.
 
         Empty when every output reports off with its level within 1 µV of 0 V and no matrix
-        reports a closed relay. A channel whose
-        state or level cannot be read (dead link, implausible reply) is listed as unverified: the
-        caller must not claim it is safe.
+        reports a closed relay.  A channel whose state or level cannot be read (dead link,
+        implausible reply) is listed as unverified: the caller must not claim it is safe.  Once
+        an instrument's link fails (a timeout, a closed connection), its other channels are
+        listed as unverified without asking it again (each would wait out the timeout); the
+        instruments are read on their interfaces at the same time, as :meth:`safe_state` does.
         """
-        problems = []
-        for name, inst in self.instruments.items():
-            if getattr(inst, "wrong_instrument", None) is not None:  # not ours: asking it would talk to another
-                problems.append(f"{name}: not connected, another instrument answers at its resource (nothing but "
-                                "*IDN? was sent to it; check the bench file's resource)")
+        found: dict[str, list[str]] = {}
+
+        def check(name: str) -> None:
+            found[name] = self._unsafe_outputs(name)
+
+        run_per_interface(list(self.instruments), self._interface_of, check, lambda: None)
+        return [p for name in self.instruments for p in found.get(name, [f"{name}: not verified (interrupted)"])]
+
+    def _unsafe_outputs(self, name: str) -> list[str]:
+        """What of instrument ``name`` is (or may be) not off at 0 V, or not open (see :meth:`verify_safe`)."""
+        inst = self.instruments[name]
+        if getattr(inst, "wrong_instrument", None) is not None:  # not ours: asking it would talk to another
+            return [f"{name}: not connected, another instrument answers at its resource (nothing but "
+                    "*IDN? was sent to it; check the bench file's resource)"]
+        if self._is_matrix(name):  # a relay left closed joins lines the next run expects apart
+            try:
+                if closed := inst.closed():
+                    spec = getattr(inst, "specifier", lambda rc: f"{rc[0]}{rc[1]:02d}")
+                    return [f"{name}: relays still closed: " + ", ".join(spec(c) for c in sorted(closed))]
+            except BaseException as exc:
+                return [f"{name}: relays not verified open ({type(exc).__name__})"]
+            return []
+        if not hasattr(inst, "output_enabled"):
+            return []
+        problems, dead = [], None
+        for ch in getattr(inst, "channels", ()):
+            if dead is not None:
+                problems.append(f"{name}.{ch}: not verified ({dead}; not asked again)")
                 continue
-            if self._is_matrix(name):  # a relay left closed joins lines the next run expects apart
-                try:
-                    if closed := inst.closed():
-                        spec = getattr(inst, "specifier", lambda rc: f"{rc[0]}{rc[1]:02d}")
-                        problems.append(f"{name}: relays still closed: " + ", ".join(spec(c) for c in sorted(closed)))
-                except BaseException as exc:
-                    problems.append(f"{name}: relays not verified open ({type(exc).__name__})")
-                continue
-            if not hasattr(inst, "output_enabled"):
-                continue
-            for ch in getattr(inst, "channels", ()):
-                try:
-                    if inst.output_enabled(ch):
-                        problems.append(f"{name}.{ch}: output still on")
-                    elif abs(level := inst.voltage_setpoint(ch)) > 1e-6:
-                        problems.append(f"{name}.{ch}: off, but its level reads back {level:.6g} V")
-                except BaseException as exc:
-                    problems.append(f"{name}.{ch}: not verified ({type(exc).__name__})")
+            try:
+                if inst.output_enabled(ch):
+                    problems.append(f"{name}.{ch}: output still on")
+                elif abs(level := inst.voltage_setpoint(ch)) > 1e-6:
+                    problems.append(f"{name}.{ch}: off, but its level reads back {level:.6g} V")
+            except BaseException as exc:
+                problems.append(f"{name}.{ch}: not verified ({type(exc).__name__})")
+                if isinstance(exc, (InstrumentTimeout, InstrumentConnectionError, OSError)):
+                    dead = type(exc).__name__
         return problems
 
     def close(self) -> None:

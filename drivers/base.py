@@ -412,6 +412,13 @@ class DriverBase(abc.ABC):
             "settings": self._settings_snapshot(),
         }
 
+    def abort_ramps(self) -> None:
+        """Make a shutdown running in another thread skip its remaining ramp steps (its outputs are
+        still switched off and read back), as a Ctrl-C in its own thread would; a no-op when no
+        shutdown runs."""
+        if self._shutting_down:
+            self._abort_ramps = True
+
     def safe_shutdown(self, *, verify: bool = True) -> ShutdownReport:
         """Run the shutdown steps, read every output back, then drain and log the error queue.
 

@@ -1,0 +1,109 @@
+"""Running one job per instrument with instruments on different interfaces at the same time.
+
+A bench's safe shutdown talks to every instrument; one instrument that stops answering waits
+out a timeout on every exchange (seconds each), and run one after another it would hold back
+every instrument after it, which stays live meanwhile.  :func:`run_per_interface` gives each
+interface its own worker thread, so a frozen instrument delays only itself:
+
+* every VISA resource is its own interface (a LAN socket, a USB device, a serial port), except
+  GPIB: the instruments of one GPIB board (``GPIB0::…``, ``GPIB1::…``) share one bus and one
+  worker, one after another in the order given;
+* the calling thread waits for every worker.  A Ctrl-C (``KeyboardInterrupt``) while it waits
+  calls ``on_interrupt`` (a shutdown uses it to make the running ramps stop) and it waits on:
+  no job is ever abandoned half-way.  While the workers start, SIGINT and SIGTERM are held and
+  then handled the same way;
+* with one interface, or when no thread can be started (at interpreter exit on some Python
+  versions), the jobs run in the calling thread, one after another.
+
+The jobs must not raise (each catches its own failures); an exception that escapes one is
+logged and the others run on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+log = logging.getLogger("hil.boards.instrument")
+
+#: how often (s) the waiting thread wakes up, so that a Ctrl-C reaches it while workers run
+_WAKE_S = 0.1
+
+
+def interface_key(instrument: Any) -> str:
+    """Which interface ``instrument`` talks over: its VISA resource name, or for GPIB the board
+    (``GPIB0``), which every instrument on that bus shares; an instrument without a resource
+    name is an interface of its own."""
+    resource = getattr(getattr(instrument, "transport", None), "resource_name", None)
+    if not isinstance(resource, str) or not resource:
+        return f"object-{id(instrument)}"
+    head = resource.split("::", 1)[0].upper()
+    return head if head.startswith("GPIB") else resource
+
+
+def run_per_interface(names: Sequence[str], key: Callable[[str], str], job: Callable[[str], None],
+                      on_interrupt: Callable[[], None]) -> None:
+    """``job(name)`` for every name, names with different ``key`` in parallel threads, names with
+    the same key one after another in one thread (in the order given); returns when all are done.
+    A ``KeyboardInterrupt`` in the waiting thread calls ``on_interrupt`` and the wait goes on."""
+    lanes: dict[str, list[str]] = {}
+    for name in names:
+        lanes.setdefault(key(name), []).append(name)
+    if len(lanes) <= 1:
+        _run_lane(list(names), job)
+        return
+    workers: list[threading.Thread] = []
+    left: list[list[str]] = []  # lanes no thread could be started for
+    held: list[int] = []
+    with _signals_held(held):  # (a Ctrl-C inside Thread.start would leave a started worker unjoined)
+        for lane_key, lane in lanes.items():
+            worker = threading.Thread(target=_run_lane, args=(lane, job), name=f"hil-shutdown-{lane_key}",
+                                      daemon=True)
+            try:
+                worker.start()
+            except RuntimeError:  # no new threads (interpreter exit): the rest in this thread
+                log.warning("safe state: no worker thread could be started; the instruments one after another")
+                left = list(lanes.values())[len(workers):]
+                break
+            workers.append(worker)
+    if held:
+        on_interrupt()
+    for lane in left:
+        _run_lane(lane, job)
+    for worker in workers:
+        while worker.is_alive():
+            try:
+                worker.join(_WAKE_S)
+            except KeyboardInterrupt:
+                on_interrupt()
+
+
+@contextlib.contextmanager
+def _signals_held(held: list[int]) -> Iterator[None]:
+    """In the main thread, SIGINT and SIGTERM are appended to ``held`` instead of handled within the
+    block (the handlers of before come back at its end); elsewhere, or when a handler was not set
+    from Python, nothing changes."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    if threading.current_thread() is not threading.main_thread() or None in previous.values():
+        yield
+        return
+    for sig in signals:
+        signal.signal(sig, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_lane(lane: list[str], job: Callable[[str], None]) -> None:
+    for name in lane:
+        try:
+            job(name)
+        except Exception:  # (a job catches its own failures; this keeps the lane going if one did not)
+            log.exception("safe state: %s: unexpected failure", name)
