@@ -38,7 +38,10 @@ def interface_key(instrument: Any) -> str:
     """Which interface ``instrument`` talks over: its VISA resource name, or for GPIB the board
     (``GPIB0``), which every instrument on that bus shares; an instrument without a resource
     name is an interface of its own."""
-    resource = getattr(getattr(instrument, "transport", None), "resource_name", None)
+    try:
+        resource = getattr(getattr(instrument, "transport", None), "resource_name", None)
+    except Exception:  # (a closed pyvisa session raises on every attribute)
+        resource = None
     if not isinstance(resource, str) or not resource:
         return f"object-{id(instrument)}"
     head = resource.split("::", 1)[0].upper()

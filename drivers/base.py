@@ -213,6 +213,15 @@ class DriverBase(abc.ABC):
                 self._link_suspect = True
                 self._resync_pending = False
 
+    def _before_query(self) -> None:
+        """:meth:`_before_exchange` for a query: during a shutdown whose link is not confirmed, the
+        query is not sent (its reply could not be trusted, and waiting out another timeout, and the
+        resync after it, would only hold the shutdown up): InstrumentConnectionError at once."""
+        self._before_exchange()
+        if self._shutting_down and self._link_suspect:
+            raise InstrumentConnectionError("link not confirmed after a timeout; query not sent",
+                                            instrument=self.name)
+
     def _write(self, command: str) -> None:
         self._before_exchange()
         self.transport.write(command)
@@ -222,7 +231,7 @@ class DriverBase(abc.ABC):
         ``retry=True`` (side-effect-free queries only): resync at once and ask once more."""
         if retry:
             return self._query_idempotent(command)
-        self._before_exchange()
+        self._before_query()
         try:
             return self.transport.query(command).strip()
         except (InstrumentTimeout, KeyboardInterrupt, SystemExit):
@@ -231,7 +240,7 @@ class DriverBase(abc.ABC):
 
     def _query_binary(self, command: str, dtype: DTypeLike, count: Optional[int] = None) -> np.ndarray:
         """``transport.query_binary`` with the same resync rule as ``_query``."""
-        self._before_exchange()
+        self._before_query()
         try:
             return self.transport.query_binary(command, dtype, count)
         except (InstrumentTimeout, KeyboardInterrupt, SystemExit):
@@ -388,7 +397,7 @@ class DriverBase(abc.ABC):
 
     def _query_idempotent(self, command: str) -> str:
         """Query; after a timeout resync and retry once (only for queries without side effects)."""
-        self._before_exchange()
+        self._before_query()
         try:
             return self.transport.query(command).strip()
         except InstrumentTimeout:

@@ -165,3 +165,21 @@ def test_one_interface_runs_in_the_calling_thread(names):
     ran = []
     run_per_interface(names, lambda n: "one", lambda n: ran.append(threading.get_ident()), lambda: None)
     assert ran == [threading.get_ident()] * len(names)
+
+
+def test_a_shutdown_sends_no_query_once_its_link_is_not_confirmed():
+    """A frozen SMU: the read-back times out, the resync finds no identity; from then on the
+    shutdown asks nothing more (each query would wait out a timeout and trigger another resync),
+    while the output-off commands were still sent."""
+    with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
+        board = open_board(eb, rehearsal=False)
+        board.measure(XOR)
+        emu = eb.emulators["smu_x"]
+        emu.faults.no_reply(count=None)
+        emu.transcript.clear()
+        report = board.instruments["smu_x"].safe_shutdown()
+        received = [line.upper() for line in emu.transcript.received()]
+        board.close()
+    assert not report.safe
+    assert any(line.startswith(":OUTP1 OFF") for line in received)
+    assert not any("SYST:ERR?" in line for line in received)  # the error queue was not asked
