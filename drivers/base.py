@@ -357,8 +357,14 @@ class DriverBase(abc.ABC):
         for e in entries:
             (self.log.error if e in bad else self.log.info)("instrument error %d: %s", e.code, e.message)
         if bad:
+            self._forget_cached_state()  # a command may not have taken effect: read back before trusting
             raise InstrumentReportedError(bad[0].code, bad[0].message, entries, instrument=self.name)
         return entries
+
+    def _forget_cached_state(self) -> None:
+        """After an instrument error outside the whitelist or a resync, forget the source levels
+        the driver believes the instrument holds (a refused or lost command may not have taken
+        effect), so that the next ramp or shutdown reads them back first.  Nothing by default."""
 
     # -- resync --------------------------------------------------------------------------
 
@@ -383,6 +389,7 @@ class DriverBase(abc.ABC):
                     self.log.warning("resync attempt %d: *IDN? timed out", attempt)
                     continue
                 if expected is None or reply == expected:
+                    self._forget_cached_state()  # a command of the timed-out exchange may be lost
                     entries = self.drain_errors()
                     for e in entries:
                         self.log.warning("after resync: error %d %r", e.code, e.message)

@@ -456,9 +456,12 @@ class SourceMeterDriver(DriverBase):
         self._run_ramp(channel, limits, target_v, check_target=check_target)
 
     def _run_ramp(self, channel: str, limits: SourceLimits, target_v: float, *, check_target: bool) -> None:
-        """Ramp from the cached level; the plan is computed and checked (start and every level
+        """Ramp from the cached level (read back and checked first when unknown, e.g. after an
+        instrument error or a resync); the plan is computed and checked (start and every level
         within ``[v_min, v_max]``, bounded step count) before the first write."""
         start = self._setpoint.get(channel, math.nan)
+        if not math.isfinite(start):
+            start = self._read_level_checked(channel)
         plan = plan_ramp(limits, start, target_v, check_target=check_target)
         for level in plan.levels:
             if self._abort_ramps:
@@ -752,6 +755,14 @@ class SourceMeterDriver(DriverBase):
         for ch in self.channels:
             steps.append((f"output {ch!r} off", lambda ch=ch: self._output_off(ch)))
         return steps
+
+    def _forget_cached_state(self) -> None:
+        """Every channel's level unknown: the next ramp (``set_voltage`` on an output that may be on,
+        or the shutdown's ramp to 0 V) reads it back and checks it instead of trusting the cache.
+        (Output states stay: one believed on or unknown is ramped down and switched off at
+        shutdown anyway, and every output is sent its off command whatever the cache says.)"""
+        for ch in self.channels:
+            self._setpoint[ch] = math.nan
 
     def _refresh_output_state(self) -> None:
         """Forget every cached output state and level, then read them back (levels checked; an

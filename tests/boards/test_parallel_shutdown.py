@@ -125,11 +125,12 @@ def test_interfaces_share_a_worker_only_on_one_gpib_bus():
     threads, order = {}, []
 
     def job(name):
-        threads[name] = threading.get_ident()
+        threads[name] = threading.current_thread()  # (idents can be reused once a worker ends; objects not)
         order.append(name)
 
     run_per_interface(list(insts), lambda n: interface_key(insts[n]), job, lambda: None)
-    assert threads["a"] == threads["b"] != threads["c"]  # one GPIB bus: one worker, in order
+    assert threads["a"] is threads["b"] is not threads["c"]  # one GPIB bus: one worker, in order
+    assert threading.main_thread() not in threads.values()
     assert order.index("a") < order.index("b")
 
 

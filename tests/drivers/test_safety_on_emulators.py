@@ -21,6 +21,7 @@ from hil.drivers.errors import (
     ImplausibleReadbackError,
     InstrumentConnectionError,
     InstrumentProtocolError,
+    InstrumentReportedError,
     InstrumentTimeout,
     OutputMayBeLiveError,
     OutputTrippedError,
@@ -468,3 +469,33 @@ def test_interrupt_after_a_ramp_step_ramps_down_from_the_read_back_level(rm, sta
     assert channel_state(emu, ch) == (False, 0.0)
     path = [0.0] + written_levels(emu, write_re)
     assert max(abs(b - a) for a, b in zip(path, path[1:])) <= LIMITS.max_step_v + 1e-9  # ramped down from 0.5 V
+
+
+# -- an instrument error makes the driver forget what it believes the outputs hold -----------------
+
+RAW_LEVEL = {"2450": ":SOUR:VOLT {v}", "b2900": ":SOUR1:VOLT {v}", "2600b": "smua.source.levelv = {v}"}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_after_an_instrument_error_the_shutdown_ramps_from_the_level_read_back(rm, start, family):
+    """A level write the instrument did not apply (here: it holds 0.8 V while the driver believes
+    0.2 V) and an error queued: once ``check_errors`` has seen the error, the shutdown reads the
+    level back and ramps from 0.8 V in steps of at most ``max_step_v``, instead of stepping from
+    0.8 V straight to 0.2 − 0.25 V."""
+    make, cls, ch, write_re = FAMILIES[family]
+    emu = start(make())
+    drv = driver_for(rm, emu, cls, ch)
+    drv.connect()
+    drv.output(ch, True)
+    drv.set_voltage(ch, 0.2)
+    drv.transport.write(RAW_LEVEL[family].format(v=0.8))  # behind the driver's back: the cache says 0.2 V
+    emu.push_error(-222)
+    with pytest.raises(InstrumentReportedError):
+        drv.check_errors()
+    emu.transcript.clear()
+    assert drv.safe_shutdown().safe
+    levels = [0.8] + written_levels(emu, write_re)
+    assert levels[-1] == 0.0 and len(levels) >= 4
+    assert max(abs(a - b) for a, b in zip(levels, levels[1:])) <= LIMITS.max_step_v + 1e-9
+    assert channel_state(emu, ch) == (False, 0.0)
+    drv.close()
