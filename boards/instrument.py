@@ -44,7 +44,7 @@ from typing import Any, Optional
 import numpy as np
 
 from hil.board import BoardBase, BoardTopology, Measurement, ProgramResult, UnsupportedCapability
-from hil.boards.interfaces import interface_key, run_per_interface
+from hil.boards.interfaces import deferred_signals, interface_key, run_per_interface
 from hil.drivers.errors import InstrumentConnectionError, InstrumentTimeout
 from hil.drivers.protocols import TriggeredScans, TriggeredSweeps
 
@@ -203,6 +203,8 @@ class InstrumentBoard(BoardBase):
         self.stats = BatchStats()
         self._connected = False
         self._atexit = False
+        self._safe_state_lock = threading.Lock()  # one safe state at a time (see safe_state)
+        self._safe_state_owner: Optional[int] = None  # the thread running it
         names = topology.node_names
         kinds = dict(zip(names, topology.node_kinds))
         self._source_nodes = [n for n in names if kinds[n] == "source"]
@@ -552,8 +554,29 @@ class InstrumentBoard(BoardBase):
         Within each of the three groups, instruments on different interfaces shut down at the same
         time (:func:`hil.boards.interfaces.run_per_interface`), so one that stopped answering and
         waits out its timeouts does not keep the others live meanwhile; a group starts when the
-        one before it is done (no relay opens before every source is off).  A Ctrl-C meanwhile
-        makes the running ramps stop (outputs still switched off) and the wait goes on."""
+        one before it is done (no relay opens before every source is off).  In the main thread,
+        SIGINT and SIGTERM wait until the end (:func:`hil.boards.interfaces.deferred_signals`): one
+        arriving meanwhile makes the running ramps stop (outputs still switched off), and is then
+        handed to its handler (what that raises is logged, not passed on; a default SIGTERM ends
+        the process once every instrument is done).  A second call while one runs waits for it
+        (another thread) or returns at once (the same thread)."""
+        me = threading.get_ident()
+        if self._safe_state_owner == me:  # re-entered (e.g. from a handler): the running one finishes
+            log.warning("safe state: already running in this thread")
+            return
+        with self._safe_state_lock:
+            self._safe_state_owner = me
+            try:
+                with deferred_signals(lambda signum: self._stop_ramps(list(self.instruments))):
+                    self._shut_down_in_stages()
+            except BaseException as exc:  # a held signal's handler, run after every instrument was done
+                log.error("safe state: a signal arrived during the safe shutdown and was handled after it (%s)",
+                          type(exc).__name__)
+            finally:
+                self._safe_state_owner = None
+
+    def _shut_down_in_stages(self) -> None:
+        """:meth:`safe_state`'s work: the three stages, then the board forgets its connection."""
         sources = [n for n in self.instruments if hasattr(self.instruments[n], "set_voltage")]
         matrices = [n for n in self.instruments if self._is_matrix(n) and n not in sources]
         rest = [n for n in self.instruments if n not in sources and n not in matrices]
@@ -565,17 +588,15 @@ class InstrumentBoard(BoardBase):
             report = None
             try:
                 report = self.instruments[name].safe_shutdown()
-            except KeyboardInterrupt:  # a second Ctrl-C must not skip the other instruments
-                log.error("safe state: %s: interrupted by a second signal (ramps skipped; the read-back "
-                          "says what is off)", name)
+            except KeyboardInterrupt:  # (outside the main thread's held signals) must not skip the others
+                log.error("safe state: %s: interrupted (ramps skipped; the read-back says what is off)", name)
                 report = "interrupted"
             except BaseException as exc:
                 log.error("safe state: %s failed: %s: %s", name, type(exc).__name__, exc)
                 report = f"failed: {type(exc).__name__}: {exc}"
-            with lock:
+            with lock:  # (one progress line at a time, numbered in the order they finish)
                 done[0] += 1
-                k = done[0]
-            self._say_if_slow(name, started, report, k, total)
+                self._say_if_slow(name, started, report, done[0], total)
 
         for group in (sources, matrices, rest):
             run_per_interface(group, self._interface_of, shut_down, lambda names=group: self._stop_ramps(names))
@@ -590,7 +611,7 @@ class InstrumentBoard(BoardBase):
     def _stop_ramps(self, names: list[str]) -> None:
         """Ctrl-C during a parallel shutdown: the ramps still running stop at their next step (the
         outputs are still switched off; the read-back says what is off)."""
-        log.error("safe state: interrupted by a second signal; ramps skipped, outputs still switched off")
+        log.error("safe state: a signal arrived during the safe shutdown; ramps skipped, outputs still switched off")
         for name in names:
             stop = getattr(self.instruments[name], "abort_ramps", None)
             if stop is not None:

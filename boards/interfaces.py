@@ -6,12 +6,13 @@ every instrument after it, which stays live meanwhile.  :func:`run_per_interface
 interface its own worker thread, so a frozen instrument delays only itself:
 
 * every VISA resource is its own interface (a LAN socket, a USB device, a serial port), except
-  GPIB: the instruments of one GPIB board (``GPIB0::…``, ``GPIB1::…``) share one bus and one
-  worker, one after another in the order given;
-* the calling thread waits for every worker.  A Ctrl-C (``KeyboardInterrupt``) while it waits
-  calls ``on_interrupt`` (a shutdown uses it to make the running ramps stop) and it waits on:
-  no job is ever abandoned half-way.  While the workers start, SIGINT and SIGTERM are held and
-  then handled the same way;
+  GPIB: the instruments of one GPIB board (``GPIB0::…``, ``GPIB1::…``, or one bus of a LAN–GPIB
+  gateway, ``TCPIP0::host::gpib0,N::INSTR``) share one bus and one worker, one after another in
+  the order given;
+* the calling thread waits for every worker.  Anything raised in it meanwhile (a Ctrl-C, a
+  ``SystemExit`` from a signal handler) calls ``on_interrupt`` (a shutdown uses it to make the
+  running ramps stop) and it waits on: no job is ever abandoned half-way, and nothing is raised.
+  While the workers start, SIGINT and SIGTERM wait (:func:`deferred_signals`);
 * with one interface, or when no thread can be started (at interpreter exit on some Python
   versions), the jobs run in the calling thread, one after another.
 
@@ -36,23 +37,30 @@ _WAKE_S = 0.1
 
 def interface_key(instrument: Any) -> str:
     """Which interface ``instrument`` talks over: its VISA resource name, or for GPIB the board
-    (``GPIB0``), which every instrument on that bus shares; an instrument without a resource
-    name is an interface of its own."""
+    (``GPIB0``, or a LAN–GPIB gateway's ``TCPIP0::host::gpib0``), which every instrument on that
+    bus shares; an instrument without a resource name is an interface of its own."""
     try:
         resource = getattr(getattr(instrument, "transport", None), "resource_name", None)
     except Exception:  # (a closed pyvisa session raises on every attribute)
         resource = None
     if not isinstance(resource, str) or not resource:
         return f"object-{id(instrument)}"
-    head = resource.split("::", 1)[0].upper()
-    return head if head.startswith("GPIB") else resource
+    parts = resource.split("::")
+    head = parts[0].upper()
+    if head.startswith("GPIB"):
+        return head
+    if head.startswith("TCPIP") and len(parts) > 2 and parts[2].lower().startswith("gpib"):
+        # a LAN–GPIB gateway (TCPIP0::host::gpib0,5::INSTR): its instruments share the gateway's bus
+        return "::".join((head, parts[1].lower(), parts[2].split(",")[0].lower()))
+    return resource
 
 
 def run_per_interface(names: Sequence[str], key: Callable[[str], str], job: Callable[[str], None],
                       on_interrupt: Callable[[], None]) -> None:
     """``job(name)`` for every name, names with different ``key`` in parallel threads, names with
-    the same key one after another in one thread (in the order given); returns when all are done.
-    A ``KeyboardInterrupt`` in the waiting thread calls ``on_interrupt`` and the wait goes on."""
+    the same key one after another in one thread (in the order given); returns when all are done,
+    and raises nothing.  Anything raised in the waiting thread meanwhile (a ``KeyboardInterrupt``,
+    or a ``SystemExit`` from a signal handler) calls ``on_interrupt`` and the wait goes on."""
     lanes: dict[str, list[str]] = {}
     for name in names:
         lanes.setdefault(key(name), []).append(name)
@@ -61,47 +69,71 @@ def run_per_interface(names: Sequence[str], key: Callable[[str], str], job: Call
         return
     workers: list[threading.Thread] = []
     left: list[list[str]] = []  # lanes no thread could be started for
-    held: list[int] = []
-    with _signals_held(held):  # (a Ctrl-C inside Thread.start would leave a started worker unjoined)
-        for lane_key, lane in lanes.items():
-            worker = threading.Thread(target=_run_lane, args=(lane, job), name=f"hil-shutdown-{lane_key}",
-                                      daemon=True)
-            try:
-                worker.start()
-            except RuntimeError:  # no new threads (interpreter exit): the rest in this thread
-                log.warning("safe state: no worker thread could be started; the instruments one after another")
-                left = list(lanes.values())[len(workers):]
-                break
-            workers.append(worker)
-    if held:
-        on_interrupt()
+    try:
+        with deferred_signals():  # (a signal inside Thread.start would leave a started worker unjoined)
+            for lane_key, lane in lanes.items():
+                worker = threading.Thread(target=_run_lane, args=(lane, job), name=f"hil-shutdown-{lane_key}",
+                                          daemon=True)
+                try:
+                    worker.start()
+                except RuntimeError:  # no new threads (interpreter exit): the rest in this thread
+                    log.warning("safe state: no worker thread could be started; the instruments one after another")
+                    left = list(lanes.values())[len(workers):]
+                    break
+                workers.append(worker)
+    except BaseException:  # a signal held while the workers started, handled now: they are all running
+        _call_quietly(on_interrupt)
     for lane in left:
         _run_lane(lane, job)
     for worker in workers:
         while worker.is_alive():
             try:
                 worker.join(_WAKE_S)
-            except KeyboardInterrupt:
-                on_interrupt()
+            except BaseException:
+                _call_quietly(on_interrupt)
+
+
+def _call_quietly(fn: Callable[[], None]) -> None:
+    """``fn()``; whatever it raises (even a second Ctrl-C) is logged, not passed on."""
+    try:
+        fn()
+    except BaseException as exc:
+        log.error("safe state: %s while stopping the ramps", type(exc).__name__)
 
 
 @contextlib.contextmanager
-def _signals_held(held: list[int]) -> Iterator[None]:
-    """In the main thread, SIGINT and SIGTERM are appended to ``held`` instead of handled within the
-    block (the handlers of before come back at its end); elsewhere, or when a handler was not set
-    from Python, nothing changes."""
+def deferred_signals(on_signal: Callable[[int], None] | None = None) -> Iterator[None]:
+    """In the main thread, SIGINT and SIGTERM wait within the block: each is recorded and, when
+    given, ``on_signal(signum)`` is called at once (for a shutdown: stop the ramps); at the end of
+    the block the handlers of before come back and the first signal recorded goes to its previous
+    handler: a Python handler is called (what it raises leaves the block), the default action is
+    taken (a SIGTERM ends the process, after the block's work is done), an ignored one is dropped.
+    Outside the main thread, or when a handler was not set from Python, nothing changes."""
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.getsignal(sig) for sig in signals}
     if threading.current_thread() is not threading.main_thread() or None in previous.values():
         yield
         return
+    held: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        held.append(signum)
+        if on_signal is not None:
+            on_signal(signum)
+
     for sig in signals:
-        signal.signal(sig, lambda signum, frame: held.append(signum))
+        signal.signal(sig, hold)
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if held:
+        handler = previous[held[0]]
+        if callable(handler):
+            handler(held[0], None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(held[0])
 
 
 def _run_lane(lane: list[str], job: Callable[[str], None]) -> None:

@@ -236,6 +236,7 @@ class DriverBase(abc.ABC):
             return self.transport.query(command).strip()
         except (InstrumentTimeout, KeyboardInterrupt, SystemExit):
             self._resync_pending = True  # the reply may still arrive: never take it for the next one
+            self._forget_cached_state()  # a command of this exchange may be lost
             raise
 
     def _query_binary(self, command: str, dtype: DTypeLike, count: Optional[int] = None) -> np.ndarray:
@@ -245,6 +246,7 @@ class DriverBase(abc.ABC):
             return self.transport.query_binary(command, dtype, count)
         except (InstrumentTimeout, KeyboardInterrupt, SystemExit):
             self._resync_pending = True
+            self._forget_cached_state()  # a command of this exchange may be lost
             raise
 
     def _query_float(self, command: str, *, retry: bool = False) -> float:
@@ -399,6 +401,9 @@ class DriverBase(abc.ABC):
                 self.log.warning("resync attempt %d: identity %r != %r", attempt, reply, expected)
         finally:
             self._in_resync = False
+        if self._shutting_down:  # no reply can be trusted: the rest of the shutdown asks nothing more
+            self._link_suspect = True
+            self._resync_pending = False
         raise InstrumentConnectionError("resync failed: instrument did not confirm its identity",
                                         instrument=self.name, command="*IDN?")
 
@@ -409,6 +414,7 @@ class DriverBase(abc.ABC):
             return self.transport.query(command).strip()
         except InstrumentTimeout:
             self._resync_pending = True
+            self._forget_cached_state()
             self.log.warning("timeout on %r; resyncing and retrying once", command)
             self.resync()
             return self._query(command)

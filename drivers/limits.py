@@ -129,6 +129,9 @@ def check_current_limit(limits: SourceLimits, limit_a: float) -> float:
 
 
 def _check_step(limits: SourceLimits, v_from: float, v_to: float, name: str) -> None:
+    if not (math.isfinite(v_from) and math.isfinite(v_to)):  # (a NaN compares False with any bound)
+        raise LimitViolation(name, float("nan"), limits.max_step_v,
+                             reason=f"step {v_from:.6g} V -> {v_to:.6g} V: a level is unknown")
     step = abs(v_to - v_from)
     if step > limits.max_step_v * (1 + 1e-9) + _ABS_TOL_V:
         raise LimitViolation(name, step, limits.max_step_v, reason=f"step {v_from:.6g} V -> {v_to:.6g} V exceeds max_step_v")

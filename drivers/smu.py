@@ -459,9 +459,7 @@ class SourceMeterDriver(DriverBase):
         """Ramp from the cached level (read back and checked first when unknown, e.g. after an
         instrument error or a resync); the plan is computed and checked (start and every level
         within ``[v_min, v_max]``, bounded step count) before the first write."""
-        start = self._setpoint.get(channel, math.nan)
-        if not math.isfinite(start):
-            start = self._read_level_checked(channel)
+        start = self._known_level(channel)
         plan = plan_ramp(limits, start, target_v, check_target=check_target)
         for level in plan.levels:
             if self._abort_ramps:
@@ -660,7 +658,7 @@ class SourceMeterDriver(DriverBase):
         self._check_sweep_settle(float(settle_s))
         vectors: dict[str, np.ndarray] = {}
         for ch, levels in levels_v.items():
-            start = self._setpoint.get(ch, math.nan)
+            start = self._known_level(ch)
             vectors[ch] = check_vector(self.config(ch).limits, levels, start_v=start, end_v=start,
                                        point_duration_s=self._point_duration_s(ch, float(settle_s)))
         lengths = {v.size for v in vectors.values()}
@@ -755,6 +753,13 @@ class SourceMeterDriver(DriverBase):
         for ch in self.channels:
             steps.append((f"output {ch!r} off", lambda ch=ch: self._output_off(ch)))
         return steps
+
+    def _known_level(self, channel: str) -> float:
+        """The channel's present level in V: the cached one, or (unknown, e.g. after an instrument
+        error, or a timeout whose resync is pending and runs first) read back and checked."""
+        self._before_exchange()  # a pending resync forgets the levels before the cache is read
+        level = self._setpoint.get(channel, math.nan)
+        return level if math.isfinite(level) else self._read_level_checked(channel)
 
     def _forget_cached_state(self) -> None:
         """Every channel's level unknown: the next ramp (``set_voltage`` on an output that may be on,

@@ -5,6 +5,12 @@ instruments received and hold)."""
 
 import _thread
 import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -84,7 +90,7 @@ def test_ctrl_c_during_a_parallel_shutdown_still_ends_with_every_output_off(capl
         smu.safe_shutdown = interrupted
         with caplog.at_level(logging.ERROR, logger="hil.boards.instrument"):
             board.safe_state()
-        assert "interrupted by a second signal" in caplog.text
+        assert "a signal arrived during the safe shutdown" in caplog.text
         assert eb.all_outputs_safe()
         board.close()
 
@@ -117,6 +123,9 @@ class _Inst:
 def test_interfaces_share_a_worker_only_on_one_gpib_bus():
     assert interface_key(_Inst("GPIB0::5::INSTR")) == interface_key(_Inst("gpib0::7::INSTR")) == "GPIB0"
     assert interface_key(_Inst("GPIB1::5::INSTR")) == "GPIB1"
+    gateway = interface_key(_Inst("TCPIP0::gw.lab::gpib0,5::INSTR"))
+    assert gateway == interface_key(_Inst("TCPIP0::GW.lab::gpib0,9::INSTR")) != interface_key(
+        _Inst("TCPIP0::gw.lab::gpib1,5::INSTR"))
     tcp = "TCPIP0::127.0.0.1::5025::SOCKET"
     assert interface_key(_Inst(tcp)) == tcp != interface_key(_Inst("TCPIP0::127.0.0.1::5026::SOCKET"))
     assert interface_key(object()) != interface_key(object())  # no resource: a lane of its own
@@ -184,3 +193,53 @@ def test_a_shutdown_sends_no_query_once_its_link_is_not_confirmed():
     assert not report.safe
     assert any(line.startswith(":OUTP1 OFF") for line in received)
     assert not any("SYST:ERR?" in line for line in received)  # the error queue was not asked
+
+
+def test_a_sigterm_handler_that_exits_cannot_cut_the_safe_state_short():
+    """A service wrapper's SIGTERM handler calls sys.exit while a frozen source holds its stage up
+    and the programming bus is live through a closed crosspoint: the signal waits until every
+    instrument is done (the ramps told to stop), then its handler runs and its SystemExit is
+    logged, not raised; no worker is left running, and no relay opened on a live line."""
+    with EmulatedBench("demo-xor", time_mode="virtual") as eb:
+        board = open_board(eb, timeout_s=0.5, rehearsal=False)
+        board.measure(XOR)
+        prog, matrix = board.instruments["smu_prog"], board.instruments["matrix"]
+        channel = prog.channels[0]
+        prog.set_voltage(channel, 0.0)
+        prog.output(channel, True)
+        matrix.connect(["1A01"])
+        prog.set_voltage(channel, 0.3)
+        eb.emulators["smu_y2"].faults.no_reply(count=None)
+        calls = []
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: (calls.append(signum), sys.exit(143)))
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        try:
+            board.safe_state()  # must return
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        running = [t.name for t in threading.enumerate() if t.name.startswith("hil-shutdown-")]
+        eb.emulators["smu_y2"].faults.clear()
+        assert calls == [signal.SIGTERM] and running == []
+        assert not eb.emulators["matrix"].hot_switch_events and not matrix.closed()
+        board.close()
+        assert eb.all_outputs_safe()
+
+
+def test_a_default_sigterm_while_workers_start_ends_the_process_only_after_every_job():
+    script = textwrap.dedent("""
+        import os, signal, threading
+        from hil.boards.interfaces import run_per_interface
+        start, sent = threading.Thread.start, []
+        def start_and_kill(self):
+            if not sent:
+                sent.append(1)
+                os.kill(os.getpid(), signal.SIGTERM)  # `kill PID` while the workers start
+            start(self)
+        threading.Thread.start = start_and_kill
+        run_per_interface(["a", "b", "c"], lambda n: n, lambda n: print("job", n, flush=True), lambda: None)
+        print("survived", flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert sorted(re.findall(r"job (\w)", done.stdout)) == ["a", "b", "c"] and "survived" not in done.stdout

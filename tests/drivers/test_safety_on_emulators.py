@@ -23,6 +23,7 @@ from hil.drivers.errors import (
     InstrumentProtocolError,
     InstrumentReportedError,
     InstrumentTimeout,
+    LimitViolation,
     OutputMayBeLiveError,
     OutputTrippedError,
 )
@@ -498,4 +499,50 @@ def test_after_an_instrument_error_the_shutdown_ramps_from_the_level_read_back(r
     assert levels[-1] == 0.0 and len(levels) >= 4
     assert max(abs(a - b) for a, b in zip(levels, levels[1:])) <= LIMITS.max_step_v + 1e-9
     assert channel_state(emu, ch) == (False, 0.0)
+    drv.close()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_list_sweep_after_an_instrument_error_checks_its_first_step_from_the_level_read_back(rm, start, family):
+    """The level forgotten after an error is read back for the sweep's step check: a first point
+    0.7 V from the present 0.2 V is refused (max_step_v 0.25), and nothing is swept."""
+    make, cls, ch, write_re = FAMILIES[family]
+    emu = start(make())
+    drv = driver_for(rm, emu, cls, ch)
+    drv.connect()
+    drv.output(ch, True)
+    drv.set_voltage(ch, 0.2)
+    emu.push_error(-222)
+    with pytest.raises(InstrumentReportedError):
+        drv.check_errors()
+    before = len(written_levels(emu, write_re))
+    with pytest.raises(LimitViolation, match="exceeds max_step_v"):
+        drv.list_sweep({ch: [0.9]}, 0.0)
+    assert drv.voltage_setpoint(ch) == pytest.approx(0.2)  # (a query: every write before it was executed)
+    assert len(written_levels(emu, write_re)) == before and channel_state(emu, ch) == (True, 0.2)
+    assert drv.safe_shutdown().safe
+    drv.close()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_set_voltage_after_a_timeout_ramps_from_the_level_read_back(rm, start, family):
+    """The instrument holds 0.8 V while the driver believes 0.2 V; a timeout (its resync succeeds)
+    makes the next set_voltage read the level back first, so it ramps 0.8 → 0.3 V in steps of at
+    most max_step_v instead of one 0.5 V step."""
+    make, cls, ch, write_re = FAMILIES[family]
+    emu = start(make())
+    drv = driver_for(rm, emu, cls, ch)
+    drv.connect()
+    drv.output(ch, True)
+    drv.set_voltage(ch, 0.2)
+    drv.transport.write(RAW_LEVEL[family].format(v=0.8))
+    emu.faults.no_reply(count=1)
+    with pytest.raises(InstrumentTimeout):
+        drv.measure_current(ch)
+    emu.transcript.clear()
+    drv.set_voltage(ch, 0.3)
+    assert drv.voltage_setpoint(ch) == pytest.approx(0.3)  # (a query: every write before it was executed)
+    levels = [0.8] + written_levels(emu, write_re)
+    assert levels[-1] == 0.3 and max(abs(a - b) for a, b in zip(levels, levels[1:])) <= LIMITS.max_step_v + 1e-9
+    assert drv.safe_shutdown().safe
     drv.close()
