@@ -58,9 +58,11 @@ def interface_key(instrument: Any) -> str:
 def run_per_interface(names: Sequence[str], key: Callable[[str], str], job: Callable[[str], None],
                       on_interrupt: Callable[[], None]) -> None:
     """``job(name)`` for every name, names with different ``key`` in parallel threads, names with
-    the same key one after another in one thread (in the order given); returns when all are done,
-    and raises nothing.  Anything raised in the waiting thread meanwhile (a ``KeyboardInterrupt``,
-    or a ``SystemExit`` from a signal handler) calls ``on_interrupt`` and the wait goes on."""
+    the same key one after another in one thread (in the order given); returns when all are done.
+    With workers, anything raised in the waiting thread meanwhile (a ``KeyboardInterrupt``, or a
+    ``SystemExit`` from a signal handler) calls ``on_interrupt`` and the wait goes on, and nothing
+    is raised; with one interface the jobs run inline and a ``KeyboardInterrupt`` reaches the job
+    (the safe state holds the signals itself, see :func:`deferred_signals`)."""
     lanes: dict[str, list[str]] = {}
     for name in names:
         lanes.setdefault(key(name), []).append(name)
