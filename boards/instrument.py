@@ -25,7 +25,8 @@ event is logged; the estimators never use it.
 
 **Safety.** ``safe_state()`` ramps every source to 0 V, switches outputs off, opens the relays
 (sources, then matrices, then scanners; within each stage the instruments on different
-interfaces at the same time, so a frozen one holds nobody back) and never raises; it runs on ``__exit__``, at
+interfaces at the same time, so a frozen one holds nobody back); no instrument failure makes it
+raise, and a Ctrl-C or SIGTERM during it is handled when it is done.  It runs on ``__exit__``, at
 interpreter exit (``atexit``) and after any instrument fault inside a batch.  Programming goes
 through a :class:`~hil.boards.programmers.ConductanceProgrammer` and starts with every source at
 0 V, so no relay ever switches a live line.
@@ -203,8 +204,8 @@ class InstrumentBoard(BoardBase):
         self.stats = BatchStats()
         self._connected = False
         self._atexit = False
-        self._safe_state_lock = threading.Lock()  # one safe state at a time (see safe_state)
-        self._safe_state_owner: Optional[int] = None  # the thread running it
+        self._safe_state_lock = threading.RLock()  # one safe state at a time (see safe_state)
+        self._safe_state_running = False
         names = topology.node_names
         kinds = dict(zip(names, topology.node_kinds))
         self._source_nodes = [n for n in names if kinds[n] == "source"]
@@ -549,31 +550,29 @@ class InstrumentBoard(BoardBase):
 
     # ---- safety -------------------------------------------------------------------------------------
     def safe_state(self) -> None:
-        """Sources to 0 V and off, then relays open, then the rest (scanners); never raises.
+        """Sources to 0 V and off, then relays open, then the rest (scanners).
 
         Within each of the three groups, instruments on different interfaces shut down at the same
         time (:func:`hil.boards.interfaces.run_per_interface`), so one that stopped answering and
         waits out its timeouts does not keep the others live meanwhile; a group starts when the
-        one before it is done (no relay opens before every source is off).  In the main thread,
-        SIGINT and SIGTERM wait until the end (:func:`hil.boards.interfaces.deferred_signals`): one
-        arriving meanwhile makes the running ramps stop (outputs still switched off), and is then
-        handed to its handler (what that raises is logged, not passed on; a default SIGTERM ends
-        the process once every instrument is done).  A second call while one runs waits for it
-        (another thread) or returns at once (the same thread)."""
-        me = threading.get_ident()
-        if self._safe_state_owner == me:  # re-entered (e.g. from a handler): the running one finishes
-            log.warning("safe state: already running in this thread")
-            return
-        with self._safe_state_lock:
-            self._safe_state_owner = me
-            try:
-                with deferred_signals(lambda signum: self._stop_ramps(list(self.instruments))):
+        one before it is done (no relay opens before every source is off).  Nothing an instrument
+        does makes it raise.  In the main thread, SIGINT and SIGTERM wait until the end
+        (:func:`hil.boards.interfaces.deferred_signals`): one arriving meanwhile makes the running
+        ramps stop at once (outputs still switched off) and goes to its handler when every
+        instrument is done, so what that handler raises (``KeyboardInterrupt``, ``SystemExit``)
+        leaves this call then: the program stops as asked, after the bench is safe, not half-way.
+        One safe state runs at a time: a call from another thread waits for the running one, a
+        call from the same thread (a handler) returns at once."""
+        with deferred_signals(lambda signum: self._stop_ramps(list(self.instruments))):
+            with self._safe_state_lock:  # (re-entrant: a handler in this thread finds it running)
+                if self._safe_state_running:
+                    log.warning("safe state: already running in this thread")
+                    return
+                self._safe_state_running = True
+                try:
                     self._shut_down_in_stages()
-            except BaseException as exc:  # a held signal's handler, run after every instrument was done
-                log.error("safe state: a signal arrived during the safe shutdown and was handled after it (%s)",
-                          type(exc).__name__)
-            finally:
-                self._safe_state_owner = None
+                finally:
+                    self._safe_state_running = False
 
     def _shut_down_in_stages(self) -> None:
         """:meth:`safe_state`'s work: the three stages, then the board forgets its connection."""
@@ -682,8 +681,14 @@ class InstrumentBoard(BoardBase):
         return problems
 
     def close(self) -> None:
-        """Safe state, then release every transport."""
-        self.safe_state()
+        """Safe state, then release every transport (also when a signal's handler raises at the
+        end of the safe state: its exception leaves after the transports are closed)."""
+        try:
+            self.safe_state()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
         for inst in self.instruments.values():
             try:
                 inst.close()

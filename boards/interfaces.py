@@ -9,10 +9,11 @@ interface its own worker thread, so a frozen instrument delays only itself:
   GPIB: the instruments of one GPIB board (``GPIB0::…``, ``GPIB1::…``, or one bus of a LAN–GPIB
   gateway, ``TCPIP0::host::gpib0,N::INSTR``) share one bus and one worker, one after another in
   the order given;
-* the calling thread waits for every worker.  Anything raised in it meanwhile (a Ctrl-C, a
-  ``SystemExit`` from a signal handler) calls ``on_interrupt`` (a shutdown uses it to make the
-  running ramps stop) and it waits on: no job is ever abandoned half-way, and nothing is raised.
-  While the workers start, SIGINT and SIGTERM wait (:func:`deferred_signals`);
+* the calling thread waits for every worker.  A SIGINT or SIGTERM meanwhile calls
+  ``on_interrupt`` at once (a shutdown uses it to make the running ramps stop) and waits for its
+  handler until every job is done (:func:`deferred_signals`): no job is ever abandoned half-way,
+  and the signal is not lost (its handler's ``KeyboardInterrupt`` or ``SystemExit`` is raised
+  then);
 * with one interface, or when no thread can be started (at interpreter exit on some Python
   versions), the jobs run in the calling thread, one after another.
 
@@ -59,40 +60,37 @@ def run_per_interface(names: Sequence[str], key: Callable[[str], str], job: Call
                       on_interrupt: Callable[[], None]) -> None:
     """``job(name)`` for every name, names with different ``key`` in parallel threads, names with
     the same key one after another in one thread (in the order given); returns when all are done.
-    With workers, anything raised in the waiting thread meanwhile (a ``KeyboardInterrupt``, or a
-    ``SystemExit`` from a signal handler) calls ``on_interrupt`` and the wait goes on, and nothing
-    is raised; with one interface the jobs run inline and a ``KeyboardInterrupt`` reaches the job
-    (the safe state holds the signals itself, see :func:`deferred_signals`)."""
+    In the main thread SIGINT and SIGTERM wait meanwhile (:func:`deferred_signals`): one arriving
+    calls ``on_interrupt`` at once, and goes to its handler once every job is done (what the
+    handler raises, e.g. ``KeyboardInterrupt``, leaves this call then).  Anything else raised in
+    the waiting thread calls ``on_interrupt`` too, and the wait goes on."""
     lanes: dict[str, list[str]] = {}
     for name in names:
         lanes.setdefault(key(name), []).append(name)
-    if len(lanes) <= 1:
-        _run_lane(list(names), job)
-        return
-    workers: list[threading.Thread] = []
-    left: list[list[str]] = []  # lanes no thread could be started for
-    try:
-        with deferred_signals():  # (a signal inside Thread.start would leave a started worker unjoined)
-            for lane_key, lane in lanes.items():
-                worker = threading.Thread(target=_run_lane, args=(lane, job), name=f"hil-shutdown-{lane_key}",
-                                          daemon=True)
-                try:
-                    worker.start()
-                except RuntimeError:  # no new threads (interpreter exit): the rest in this thread
-                    log.warning("safe state: no worker thread could be started; the instruments one after another")
-                    left = list(lanes.values())[len(workers):]
-                    break
-                workers.append(worker)
-    except BaseException:  # a signal held while the workers started, handled now: they are all running
-        _call_quietly(on_interrupt)
-    for lane in left:
-        _run_lane(lane, job)
-    for worker in workers:
-        while worker.is_alive():
+    with deferred_signals(lambda signum: _call_quietly(on_interrupt)):
+        if len(lanes) <= 1:
+            _run_lane(list(names), job)
+            return
+        workers: list[threading.Thread] = []
+        left: list[list[str]] = []  # lanes no thread could be started for
+        for lane_key, lane in lanes.items():
+            worker = threading.Thread(target=_run_lane, args=(lane, job), name=f"hil-shutdown-{lane_key}",
+                                      daemon=True)
             try:
-                worker.join(_WAKE_S)
-            except BaseException:
-                _call_quietly(on_interrupt)
+                worker.start()
+            except RuntimeError:  # no new threads (interpreter exit): the rest in this thread
+                log.warning("safe state: no worker thread could be started; the instruments one after another")
+                left = list(lanes.values())[len(workers):]
+                break
+            workers.append(worker)
+        for lane in left:
+            _run_lane(lane, job)
+        for worker in workers:
+            while worker.is_alive():
+                try:
+                    worker.join(_WAKE_S)
+                except BaseException:  # (not a signal: those wait) e.g. _thread.interrupt_main elsewhere
+                    _call_quietly(on_interrupt)
 
 
 def _call_quietly(fn: Callable[[], None]) -> None:

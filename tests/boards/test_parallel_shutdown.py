@@ -72,8 +72,9 @@ def test_verify_safe_does_not_ask_a_dead_instrument_channel_after_channel():
 
 
 def test_ctrl_c_during_a_parallel_shutdown_still_ends_with_every_output_off(caplog):
-    """A second Ctrl-C lands in the waiting thread while the shutdowns run in their workers: the
-    ramps still running are told to stop, the outputs are still switched off, nothing raises."""
+    """A Ctrl-C lands while the shutdowns run in their workers: the ramps still running are told to
+    stop at once, the outputs are still switched off, and the KeyboardInterrupt is raised only
+    when every instrument is done."""
     with EmulatedBench("scpi-xor", time_mode="virtual") as eb:
         board = open_board(eb, rehearsal=False)
         board.measure(XOR)
@@ -89,9 +90,12 @@ def test_ctrl_c_during_a_parallel_shutdown_still_ends_with_every_output_off(capl
 
         smu.safe_shutdown = interrupted
         with caplog.at_level(logging.ERROR, logger="hil.boards.instrument"):
-            board.safe_state()
+            with pytest.raises(KeyboardInterrupt):  # handled once every instrument is done, not lost
+                board.safe_state()
         assert "a signal arrived during the safe shutdown" in caplog.text
+        assert not [t for t in threading.enumerate() if t.name.startswith("hil-shutdown-")]
         assert eb.all_outputs_safe()
+        smu.safe_shutdown = real
         board.close()
 
 
@@ -198,8 +202,8 @@ def test_a_shutdown_sends_no_query_once_its_link_is_not_confirmed():
 def test_a_sigterm_handler_that_exits_cannot_cut_the_safe_state_short():
     """A service wrapper's SIGTERM handler calls sys.exit while a frozen source holds its stage up
     and the programming bus is live through a closed crosspoint: the signal waits until every
-    instrument is done (the ramps told to stop), then its handler runs and its SystemExit is
-    logged, not raised; no worker is left running, and no relay opened on a live line."""
+    instrument is done (the ramps told to stop), then its handler runs and its SystemExit leaves;
+    no worker is left running, and no relay opened on a live line."""
     with EmulatedBench("demo-xor", time_mode="virtual") as eb:
         board = open_board(eb, timeout_s=0.5, rehearsal=False)
         board.measure(XOR)
@@ -214,7 +218,8 @@ def test_a_sigterm_handler_that_exits_cannot_cut_the_safe_state_short():
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: (calls.append(signum), sys.exit(143)))
         threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
         try:
-            board.safe_state()  # must return
+            with pytest.raises(SystemExit):
+                board.safe_state()
         finally:
             signal.signal(signal.SIGTERM, previous)
         running = [t.name for t in threading.enumerate() if t.name.startswith("hil-shutdown-")]
@@ -227,7 +232,7 @@ def test_a_sigterm_handler_that_exits_cannot_cut_the_safe_state_short():
 
 def test_a_default_sigterm_while_workers_start_ends_the_process_only_after_every_job():
     script = textwrap.dedent("""
-        import os, signal, threading
+        import os, signal, sys, threading, time
         from hil.boards.interfaces import run_per_interface
         start, sent = threading.Thread.start, []
         def start_and_kill(self):
@@ -236,7 +241,11 @@ def test_a_default_sigterm_while_workers_start_ends_the_process_only_after_every
                 os.kill(os.getpid(), signal.SIGTERM)  # `kill PID` while the workers start
             start(self)
         threading.Thread.start = start_and_kill
-        run_per_interface(["a", "b", "c"], lambda n: n, lambda n: print("job", n, flush=True), lambda: None)
+        def job(name):
+            time.sleep(0.3)  # (each job still running when the workers have all started)
+            sys.stdout.write(f"job {name}\\n")  # (one write: print's pieces interleave between threads)
+            sys.stdout.flush()
+        run_per_interface(["a", "b", "c"], lambda n: n, job, lambda: None)
         print("survived", flush=True)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
