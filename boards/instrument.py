@@ -45,7 +45,8 @@ from typing import Any, Optional
 import numpy as np
 
 from hil.board import BoardBase, BoardTopology, Measurement, ProgramResult, UnsupportedCapability
-from hil.boards.interfaces import deferred_signals, interface_key, run_per_interface
+from hil.boards.interfaces import interface_key, run_per_interface
+from hil.compile_signals import deferred_signals
 from hil.drivers.errors import InstrumentConnectionError, InstrumentTimeout
 from hil.drivers.protocols import TriggeredScans, TriggeredSweeps
 
@@ -557,7 +558,7 @@ class InstrumentBoard(BoardBase):
         waits out its timeouts does not keep the others live meanwhile; a group starts when the
         one before it is done (no relay opens before every source is off).  Nothing an instrument
         does makes it raise.  In the main thread, SIGINT and SIGTERM wait until the end
-        (:func:`hil.boards.interfaces.deferred_signals`): one arriving meanwhile makes the running
+        (:func:`hil.compile_signals.deferred_signals`): one arriving meanwhile makes the running
         ramps stop at once (outputs still switched off) and goes to its handler when every
         instrument is done, so what that handler raises (``KeyboardInterrupt``, ``SystemExit``)
         leaves this call then: the program stops as asked, after the bench is safe, not half-way.

@@ -11,7 +11,7 @@ interface its own worker thread, so a frozen instrument delays only itself:
   the order given;
 * the calling thread waits for every worker.  A SIGINT or SIGTERM meanwhile calls
   ``on_interrupt`` at once (a shutdown uses it to make the running ramps stop) and waits for its
-  handler until every job is done (:func:`deferred_signals`): no job is ever abandoned half-way,
+  handler until every job is done (:func:`hil.compile_signals.deferred_signals`): no job is ever abandoned half-way,
   and the signal is not lost (its handler's ``KeyboardInterrupt`` or ``SystemExit`` is raised
   then);
 * with one interface, or when no thread can be started (at interpreter exit on some Python
@@ -23,12 +23,12 @@ logged and the others run on.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from hil.compile_signals import deferred_signals
 
 log = logging.getLogger("hil.boards.instrument")
 
@@ -60,7 +60,7 @@ def run_per_interface(names: Sequence[str], key: Callable[[str], str], job: Call
                       on_interrupt: Callable[[], None]) -> None:
     """``job(name)`` for every name, names with different ``key`` in parallel threads, names with
     the same key one after another in one thread (in the order given); returns when all are done.
-    In the main thread SIGINT and SIGTERM wait meanwhile (:func:`deferred_signals`): one arriving
+    In the main thread SIGINT and SIGTERM wait meanwhile (:func:`hil.compile_signals.deferred_signals`): one arriving
     calls ``on_interrupt`` at once, and goes to its handler once every job is done (what the
     handler raises, e.g. ``KeyboardInterrupt``, leaves this call then).  Anything else raised in
     the waiting thread calls ``on_interrupt`` too, and the wait goes on."""
@@ -99,41 +99,6 @@ def _call_quietly(fn: Callable[[], None]) -> None:
         fn()
     except BaseException as exc:
         log.error("safe state: %s while stopping the ramps", type(exc).__name__)
-
-
-@contextlib.contextmanager
-def deferred_signals(on_signal: Callable[[int], None] | None = None) -> Iterator[None]:
-    """In the main thread, SIGINT and SIGTERM wait within the block: each is recorded and, when
-    given, ``on_signal(signum)`` is called at once (for a shutdown: stop the ramps); at the end of
-    the block the handlers of before come back and the first signal recorded goes to its previous
-    handler: a Python handler is called (what it raises leaves the block), the default action is
-    taken (a SIGTERM ends the process, after the block's work is done), an ignored one is dropped.
-    Outside the main thread, or when a handler was not set from Python, nothing changes."""
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.getsignal(sig) for sig in signals}
-    if threading.current_thread() is not threading.main_thread() or None in previous.values():
-        yield
-        return
-    held: list[int] = []
-
-    def hold(signum: int, frame: Any) -> None:
-        held.append(signum)
-        if on_signal is not None:
-            on_signal(signum)
-
-    for sig in signals:
-        signal.signal(sig, hold)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if held:
-        handler = previous[held[0]]
-        if callable(handler):
-            handler(held[0], None)
-        elif handler == signal.SIG_DFL:
-            signal.raise_signal(held[0])
 
 
 def _run_lane(lane: list[str], job: Callable[[str], None]) -> None:

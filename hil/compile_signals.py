@@ -9,6 +9,9 @@ in the main thread, :func:`signals_wait_for_compiles` keeps a SIGINT or SIGTERM 
 the signal again as soon as the lock is released, and the handler that was installed before then
 handles it. Such work takes milliseconds, or a few seconds for a kernel that is not cached yet.
 
+:func:`deferred_signals` holds both signals for a whole block (the end-of-epoch writes, a bench's
+safe shutdown) and hands the first to its handler when the block ends.
+
 Numba's compiler lock announces itself through numba's event API. A listener counts how deep the
 main thread is inside it. That listener is registered once, when this module is first imported.
 """
@@ -80,6 +83,36 @@ def handle_as(handler, signum: int, frame=None) -> None:
     elif handler == signal.SIG_DFL:
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
+def deferred_signals(on_signal: Callable[[int], None] | None = None) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then hand the first held one to the handler
+    installed before (:func:`handle_as`: what a Python handler raises leaves the block; the default
+    action is taken; an ignored signal is dropped).  ``on_signal(signum)``, when given, is called
+    at once for every signal that arrives (a shutdown uses it to stop its ramps).  Outside the main
+    thread, or when a handler was not set from Python (it could not be put back), nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or \
+            any(signal.getsignal(sig) is None for sig in SIGNALS):
+        yield
+        return
+    pending: list = []
+    old: dict = {}
+
+    def hold(previous: dict) -> Callable:  # every signal of the block waits in ``pending``
+        def held(signum, frame):
+            pending.append((signum, frame))
+            if on_signal is not None:
+                on_signal(signum)
+
+        return held
+
+    try:
+        with handling_signals(hold) as old:
+            yield
+    finally:  # (the handlers of before are back): the first held signal, as they would have taken it
+        for signum, frame in pending[:1]:
+            handle_as(old[signum], signum, frame)
 
 
 @contextlib.contextmanager

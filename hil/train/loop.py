@@ -13,14 +13,13 @@ import contextlib
 import json
 import math
 import sys
-import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from hil.board import Board, ProgramResult, as_program_result, valid_mask
-from hil.compile_signals import handle_as, handling_signals, signals_wait_for_compiles
+from hil.compile_signals import deferred_signals, signals_wait_for_compiles
 from hil.train.data import Dataset, DataSplit
 from hil.train.estimators import estimate
 from hil.train.losses import Loss
@@ -72,23 +71,11 @@ def deferred_interrupts():
     """Hold SIGINT/SIGTERM until the block ends, so bookkeeping files stay consistent.
 
     The end-of-epoch writes (metrics row, checkpoints, event) are done as one unit: a
-    Ctrl-C or SIGTERM arriving in the middle is re-delivered right after them.
+    Ctrl-C or SIGTERM arriving in the middle is re-delivered right after them
+    (:func:`hil.compile_signals.deferred_signals`).
     """
-    if threading.current_thread() is not threading.main_thread():
+    with deferred_signals():
         yield
-        return
-    pending: list = []
-    old: dict = {}
-
-    def hold(previous: dict):  # every signal of the block waits in ``pending``
-        return lambda signum, frame: pending.append((signum, frame))
-
-    try:
-        with handling_signals(hold) as old:
-            yield
-    finally:  # (the handlers of before are back): the first held signal, as they would have taken it
-        for signum, frame in pending[:1]:
-            handle_as(old[signum], signum, frame)
 
 
 def conductance_layout(topology) -> dict:
