@@ -95,6 +95,23 @@ def leave_output_on(rm: Any, emulator: Any, cls: type, ch: str, level: float) ->
     drv.close()  # no shutdown: the process "died"
 
 
+def live_driver(rm: Any, start: Any, family: str, level: float) -> tuple[Any, Any, str, str]:
+    """(emulator, connected driver, channel, level-write regex) of ``family``, the channel's output
+    on at ``level`` V."""
+    make, cls, ch, write_re = FAMILIES[family]
+    emu = start(make())
+    drv = driver_for(rm, emu, cls, ch)
+    drv.connect()
+    drv.output(ch, True)
+    drv.set_voltage(ch, level)
+    return emu, drv, ch, write_re
+
+
+def largest_step(levels: list[float]) -> float:
+    """The largest change between consecutive levels, V."""
+    return max(abs(b - a) for a, b in zip(levels, levels[1:]))
+
+
 def written_levels(emulator: Any, pattern: str) -> list[float]:
     """Every source level the emulator received, in V."""
     out = []
@@ -136,12 +153,7 @@ def test_implausible_readback_at_connect_switches_off_and_is_never_a_ramp_start(
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_misreported_level_after_use_is_not_used_for_a_ramp(rm, start, family):
-    make, cls, ch, write_re = FAMILIES[family]
-    emu = start(make())
-    drv = driver_for(rm, emu, cls, ch)
-    drv.connect()
-    drv.output(ch, True)
-    drv.set_voltage(ch, 0.5)
+    emu, drv, ch, write_re = live_driver(rm, start, family, 0.5)
     emu.transcript.clear()
     emu.faults.misreport_level(-7.5, count=1)
     with pytest.raises(ImplausibleReadbackError):
@@ -419,7 +431,7 @@ def test_ctrl_c_mid_ramp_in_a_with_block_ends_off_at_zero(rm, start, family):
     assert drv.last_shutdown is not None and drv.last_shutdown.safe
     assert channel_state(emu, ch) == (False, 0.0)
     path = [0.0] + written_levels(emu, write_re)
-    assert max(abs(b - a) for a, b in zip(path, path[1:])) <= 0.1 + 1e-9  # ramped both ways
+    assert largest_step(path) <= 0.1 + 1e-9  # ramped both ways
     assert max(path) < 0.8  # interrupted on the way up
 
 
@@ -469,7 +481,7 @@ def test_interrupt_after_a_ramp_step_ramps_down_from_the_read_back_level(rm, sta
     assert fired and drv.last_shutdown is not None and drv.last_shutdown.safe
     assert channel_state(emu, ch) == (False, 0.0)
     path = [0.0] + written_levels(emu, write_re)
-    assert max(abs(b - a) for a, b in zip(path, path[1:])) <= LIMITS.max_step_v + 1e-9  # ramped down from 0.5 V
+    assert largest_step(path) <= LIMITS.max_step_v + 1e-9  # ramped down from 0.5 V
 
 
 # -- an instrument error makes the driver forget what it believes the outputs hold -----------------
@@ -483,12 +495,7 @@ def test_after_an_instrument_error_the_shutdown_ramps_from_the_level_read_back(r
     0.2 V) and an error queued: once ``check_errors`` has seen the error, the shutdown reads the
     level back and ramps from 0.8 V in steps of at most ``max_step_v``, instead of stepping from
     0.8 V straight to 0.2 − 0.25 V."""
-    make, cls, ch, write_re = FAMILIES[family]
-    emu = start(make())
-    drv = driver_for(rm, emu, cls, ch)
-    drv.connect()
-    drv.output(ch, True)
-    drv.set_voltage(ch, 0.2)
+    emu, drv, ch, write_re = live_driver(rm, start, family, 0.2)
     drv.transport.write(RAW_LEVEL[family].format(v=0.8))  # behind the driver's back: the cache says 0.2 V
     emu.push_error(-222)
     with pytest.raises(InstrumentReportedError):
@@ -497,7 +504,7 @@ def test_after_an_instrument_error_the_shutdown_ramps_from_the_level_read_back(r
     assert drv.safe_shutdown().safe
     levels = [0.8] + written_levels(emu, write_re)
     assert levels[-1] == 0.0 and len(levels) >= 4
-    assert max(abs(a - b) for a, b in zip(levels, levels[1:])) <= LIMITS.max_step_v + 1e-9
+    assert largest_step(levels) <= LIMITS.max_step_v + 1e-9
     assert channel_state(emu, ch) == (False, 0.0)
     drv.close()
 
@@ -506,12 +513,7 @@ def test_after_an_instrument_error_the_shutdown_ramps_from_the_level_read_back(r
 def test_a_list_sweep_after_an_instrument_error_checks_its_first_step_from_the_level_read_back(rm, start, family):
     """The level forgotten after an error is read back for the sweep's step check: a first point
     0.7 V from the present 0.2 V is refused (max_step_v 0.25), and nothing is swept."""
-    make, cls, ch, write_re = FAMILIES[family]
-    emu = start(make())
-    drv = driver_for(rm, emu, cls, ch)
-    drv.connect()
-    drv.output(ch, True)
-    drv.set_voltage(ch, 0.2)
+    emu, drv, ch, write_re = live_driver(rm, start, family, 0.2)
     emu.push_error(-222)
     with pytest.raises(InstrumentReportedError):
         drv.check_errors()
@@ -529,12 +531,7 @@ def test_set_voltage_after_a_timeout_ramps_from_the_level_read_back(rm, start, f
     """The instrument holds 0.8 V while the driver believes 0.2 V; a timeout (its resync succeeds)
     makes the next set_voltage read the level back first, so it ramps 0.8 → 0.3 V in steps of at
     most max_step_v instead of one 0.5 V step."""
-    make, cls, ch, write_re = FAMILIES[family]
-    emu = start(make())
-    drv = driver_for(rm, emu, cls, ch)
-    drv.connect()
-    drv.output(ch, True)
-    drv.set_voltage(ch, 0.2)
+    emu, drv, ch, write_re = live_driver(rm, start, family, 0.2)
     drv.transport.write(RAW_LEVEL[family].format(v=0.8))
     emu.faults.no_reply(count=1)
     with pytest.raises(InstrumentTimeout):
@@ -543,6 +540,6 @@ def test_set_voltage_after_a_timeout_ramps_from_the_level_read_back(rm, start, f
     drv.set_voltage(ch, 0.3)
     assert drv.voltage_setpoint(ch) == pytest.approx(0.3)  # (a query: every write before it was executed)
     levels = [0.8] + written_levels(emu, write_re)
-    assert levels[-1] == 0.3 and max(abs(a - b) for a, b in zip(levels, levels[1:])) <= LIMITS.max_step_v + 1e-9
+    assert levels[-1] == 0.3 and largest_step(levels) <= LIMITS.max_step_v + 1e-9
     assert drv.safe_shutdown().safe
     drv.close()
