@@ -790,14 +790,14 @@ _LOG2_E = 1.4426950408889634
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def exp_into(x, out, scale_bits):  # pragma: no cover - compiled
+def exp_into(x, out):  # pragma: no cover - compiled
     """out[i] = exp(x[i]) for the 1-D float arrays ``x`` and ``out``, within 1 ulp of ``np.exp``,
-    NaN for NaN, 0 and inf where exp under- or overflows; ``scale_bits`` (int64, len(x)) is
-    scratch.  Written so that the loops vectorise (a loop of scalar ``np.exp`` calls does not):
+    NaN for NaN, 0 and inf where exp under- or overflows.  Written so that the loops vectorise (a loop of scalar ``np.exp`` calls does not):
     x = k·ln 2 + r with |r| ≤ ln 2 / 2, e^r by its Taylor polynomial to degree 13 (remainder below
     2⁻⁵⁶), and 2^k applied as two powers of two built from their exponent bits (so that results
     down to the subnormal range and up to the overflow are scaled exactly, with one rounding)."""
     n = x.shape[0]
+    scale_bits = np.empty(n, dtype=np.int64)
     for i in range(n):
         xi = x[i]
         xi = xi if xi > -746.0 else -746.0  # (a NaN takes -746 here and is restored below)
@@ -868,7 +868,7 @@ def cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, dy):  # pragma: n
         for c in range(k):
             zr[c] -= top
     exs = np.empty((B, k))
-    exp_into(z.reshape(B * k), exs.reshape(B * k), np.empty(B * k, dtype=np.int64))  # (one pass: vectorised)
+    exp_into(z.reshape(B * k), exs.reshape(B * k))  # (one pass: vectorised)
     for r in range(B):
         tr = t[r]
         zr = z[r]
