@@ -564,7 +564,7 @@ class InstrumentBoard(BoardBase):
         leaves this call then: the program stops as asked, after the bench is safe, not half-way.
         One safe state runs at a time: a call from another thread waits for the running one, a
         call from the same thread (a handler) returns at once."""
-        with deferred_signals(lambda signum: self._stop_ramps(list(self.instruments))):
+        with deferred_signals():  # (within a stage, run_per_interface stops the ramps at once)
             with self._safe_state_lock:  # (re-entrant: a handler in this thread finds it running)
                 if self._safe_state_running:
                     log.warning("safe state: already running in this thread")
