@@ -829,75 +829,83 @@ def cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, dy):  # pragma: n
     its nonzero entries (compressed rows: class c has the entries ``vals[indptr[c]:indptr[c + 1]]``
     in the columns ``cols[…]``, ascending), ``gain`` (1/A).  Logits z = gain · d y; writes
     ``loss`` (B,) = −log softmax(z)_t and ``dy`` (B, q) = gain · (softmax(z) − onehot(t)) d, in
-    A⁻¹.  Sums run left to right over the nonzero entries (the zero entries of d would add exact
-    zeros for finite currents), softmax(z)_c = exp(z_c − max z) · (1 / Σ exp(z − max z)), the
-    exponentials of the whole batch in one :func:`exp_into` pass (a loop of scalar exp calls
-    does not vectorise and cost half the kernel's time).  When every
-    class is one differential pair (two entries each, the usual readout) the same sums, in the
-    same order, are written out without the inner loops over a class's entries (those short
-    loops cost more than their arithmetic).  Returns False if a label is outside 0 … k − 1.
+    A⁻¹ (see :func:`_cross_entropy_by_port` for the order of every sum).  Returns False if a
+    label is outside 0 … k − 1 (nothing written).
     """
+    if not _labels_in_range(t, indptr.shape[0] - 1):
+        return False
+    d_t = _cross_entropy_by_port(y, t, indptr, cols, vals, gain, loss)
+    B, q = y.shape
+    for r in range(B):
+        for j in range(q):
+            dy[r, j] = d_t[j, r] * gain
+    return True
+
+
+@njit(inline="always")
+def _labels_in_range(t, k):  # pragma: no cover - compiled
+    """Every class label of ``t`` in 0 … k − 1."""
+    ok = True
+    for r in range(t.shape[0]):
+        ok &= (t[r] >= 0) & (t[r] < k)
+    return ok
+
+
+@njit(inline="always")
+def _cross_entropy_by_port(y, t, indptr, cols, vals, gain, loss):  # pragma: no cover - compiled
+    """The body of :func:`cross_entropy_kernel` with the samples along the inner index (labels
+    checked): writes ``loss`` (B,) and returns (q, B) Σ_c (softmax(z) − onehot(t))_c d_cj per
+    port j and sample, which times ``gain`` is ∂ℓ/∂y transposed.
+
+    Every loop over classes or ports runs over the whole batch inside, so that it vectorises (a
+    loop per sample over ten classes and twenty ports does not, and its short loops cost more
+    than their arithmetic).  Per sample the operations and their order are those of the plain
+    formula: z_c = gain · (sum of y_j d_cj left to right over class c's entries, from 0.0),
+    shifted by the sample's largest; softmax(z)_c = exp(z_c − max z) · (1 / Σ exp, summed in
+    class order), the exponentials of the whole batch in one :func:`exp_into` pass; the loss
+    log Σ − (z_t − max z); each port's sum over the classes that read it, in class order."""
     B, q = y.shape
     k = indptr.shape[0] - 1
+    y_t = np.empty((q, B))
     for r in range(B):
-        if t[r] < 0 or t[r] >= k:
-            return False
-    pairs = True  # every class one differential pair (two entries): the same sums, written out
+        for j in range(q):
+            y_t[j, r] = y[r, j]
+    z = np.zeros((k, B))
+    top = np.full(B, -np.inf)
     for c in range(k):
-        pairs = pairs and indptr[c] == 2 * c
-    pairs = pairs and indptr[k] == 2 * k
-    z = np.empty((B, k))
-    for r in range(B):  # the logits, shifted by each sample's largest
-        yr = y[r]
-        zr = z[r]
-        top = -np.inf
-        if pairs:
-            for c in range(k):
-                s = (0.0 + yr[cols[2 * c]] * vals[2 * c]) + yr[cols[2 * c + 1]] * vals[2 * c + 1]
-                s *= gain
-                zr[c] = s
-                top = max(top, s)
-        else:
-            for c in range(k):
-                s = 0.0
-                for i in range(indptr[c], indptr[c + 1]):
-                    s += yr[cols[i]] * vals[i]
-                s *= gain
-                zr[c] = s
-                top = max(top, s)
-        for c in range(k):
-            zr[c] -= top
-    exs = np.empty((B, k))
-    exp_into(z.reshape(B * k), exs.reshape(B * k))  # (one pass: vectorised)
+        zc = z[c]
+        for i in range(indptr[c], indptr[c + 1]):
+            yj = y_t[cols[i]]
+            v = vals[i]
+            for r in range(B):
+                zc[r] += yj[r] * v
+        for r in range(B):
+            zc[r] *= gain
+            top[r] = max(top[r], zc[r])
+    for c in range(k):
+        zc = z[c]
+        for r in range(B):
+            zc[r] -= top[r]
+    ex = np.empty((k, B))
+    exp_into(z.reshape(k * B), ex.reshape(k * B))  # (one pass: vectorised)
+    total = np.zeros(B)
+    for c in range(k):
+        for r in range(B):
+            total[r] += ex[c, r]
+    inv = np.empty(B)
     for r in range(B):
-        tr = t[r]
-        zr = z[r]
-        ex = exs[r]
-        total = 0.0
-        for c in range(k):
-            total += ex[c]
-        loss[r] = -(zr[tr] - np.log(total))
-        inv = 1.0 / total
-        dr = dy[r]
-        for j in range(q):
-            dr[j] = 0.0
-        if pairs:
-            for c in range(k):
-                p = ex[c] * inv
-                if c == tr:
-                    p -= 1.0
-                dr[cols[2 * c]] += p * vals[2 * c]
-                dr[cols[2 * c + 1]] += p * vals[2 * c + 1]
-        else:
-            for c in range(k):
-                p = ex[c] * inv
-                if c == tr:
-                    p -= 1.0
-                for i in range(indptr[c], indptr[c + 1]):
-                    dr[cols[i]] += p * vals[i]
-        for j in range(q):
-            dr[j] *= gain
-    return True
+        loss[r] = -(z[t[r], r] - np.log(total[r]))
+        inv[r] = 1.0 / total[r]
+    d_t = np.zeros((q, B))
+    for c in range(k):
+        exc = ex[c]
+        for i in range(indptr[c], indptr[c + 1]):
+            dj = d_t[cols[i]]
+            v = vals[i]
+            for r in range(B):
+                p = exc[r] * inv[r] - (1.0 if t[r] == c else 0.0)  # (− 0.0: exact)
+                dj[r] += p * v
+    return d_t
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1068,17 +1076,30 @@ def differential_argmax_kernel(y, d, gain, out):  # pragma: no cover - compiled
 def cross_entropy_drive_kernel(y, t, indptr, cols, vals, gain, w0, delta_v, loss, w_hat, eps,
                                w_both):  # pragma: no cover - compiled
     """The loss of an operating point and the port drives of ``hl``'s ± phases in one call:
-    :func:`cross_entropy_kernel` (``loss`` (B,), ∂ℓ/∂y into ``w_hat`` (B, q)), ŵ = −∂ℓ/∂y in place,
-    then :func:`hl_drive_kernel` (``eps`` (B, 1), ``w_both`` (2B, q): the + phase in rows 0 … B − 1,
-    the − phase below).  The same operations as the steps one by one.  Returns False if a label
-    is outside 0 … k − 1 (nothing else written)."""
-    if not cross_entropy_kernel(y, t, indptr, cols, vals, gain, loss, w_hat):
+    :func:`cross_entropy_kernel` (``loss`` (B,)), ŵ = −∂ℓ/∂y into ``w_hat`` (B, q), then what
+    :func:`hl_drive_kernel` writes for ``delta_v`` > 0 (``eps`` (B, 1), ``w_both`` (2B, q): the
+    + phase in rows 0 … B − 1, the − phase below).  The same operations as the steps one by one
+    (the largest |ŵ| of each sample taken along the inner index, as the sums are).  Returns False
+    if a label is outside 0 … k − 1 (nothing else written)."""
+    if not _labels_in_range(t, indptr.shape[0] - 1):
         return False
-    B, q = w_hat.shape
+    d_t = _cross_entropy_by_port(y, t, indptr, cols, vals, gain, loss)
+    B, q = y.shape
+    amp = np.zeros(B)
+    for j in range(q):
+        dj = d_t[j]
+        for r in range(B):
+            amp[r] = max(amp[r], abs(-(dj[r] * gain)))
     for r in range(B):
+        a = amp[r]
+        er = delta_v / (a if a != 0.0 else 1.0)
+        eps[r, 0] = er
         for j in range(q):
-            w_hat[r, j] = -w_hat[r, j]
-    hl_drive_kernel(w_hat, w0, delta_v, eps, w_both)
+            wh = -(d_t[j, r] * gain)
+            w_hat[r, j] = wh
+            drive = er * wh
+            w_both[r, j] = w0[r, j] + drive
+            w_both[r + B, j] = w0[r, j] - drive
     return True
 
 
