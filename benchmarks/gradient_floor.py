@@ -9,7 +9,7 @@ one BLAS thread):
   forward    board.measure(x), fresh inputs every call
   gradient   estimate("hl", board, x, ..., delta_v=1 mV), fresh inputs every call
   and every compiled piece a gradient adds to its forward, called directly on the same arrays:
-  the loss with the ± drives, the + phase's solve (and w·G_out above eight rows), the held-input
+  the loss with the ± drives, the + phase's solve (with w·G_out), the held-input
   comparison, the + phase kernel (responses and state comparison) and v·v̂ for every conductance
   (once per gradient: inside the + phase kernel, or after the − phase when one was measured).
   The − phase itself (a solve of the few samples whose + phase changed a diode state) is left
@@ -85,11 +85,8 @@ def floor(n_inputs: int, batch: int, repeats: int, n_fresh: int = 400, seed: int
     solver = board._uncoupled._solver
     nodal = solver.nodal
     e, mu, on, no_z = np.empty((batch, n)), np.empty((batch, n)), np.empty((batch, n), bool), np.empty((0, n))
-    many = batch > 8  # the board forms w·G_out with a matrix product above eight rows
-    t["+ phase w·G_out"] = fastest_us(lambda: w_plus @ nodal.g_out, 3000, repeats) if many else 0.0
-    delta = w_plus @ nodal.g_out if many else no_z
     t["+ phase solve"] = fastest_us(lambda: diagonal_phases_kernel(
-        held.b_src, w_plus, nodal.g_out, delta, nodal.diag, solver._s_float, solver._h_float, 1.0, e, no_z, mu, on),
+        held.b_src, w_plus, nodal.g_out, nodal.diag, solver._s_float, solver._h_float, 1.0, e, no_z, mu, on),
         3000, repeats)
     t["held-input check"] = fastest_us(lambda: repeats_of(x, held_x), 3000, repeats)
     plus = board.measure(x, w_plus)
@@ -118,7 +115,7 @@ def main() -> None:
     configure_blas_threads()
     for batch in args.batches:
         t = floor(args.inputs, batch, args.repeats)
-        pieces = ("loss and drives", "+ phase w·G_out", "+ phase solve", "held-input check", "+ phase kernel", "v·v̂")
+        pieces = ("loss and drives", "+ phase solve", "held-input check", "+ phase kernel", "v·v̂")
         compiled = sum(t[k] for k in pieces)
         fwd, grad = t["forward"], t["gradient"]
         print(f"batch {batch}, {args.inputs} inputs: forward {fwd:.1f} µs, gradient {grad:.1f} µs, ratio {grad / fwd:.2f}")

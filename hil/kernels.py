@@ -80,20 +80,23 @@ def ideal_diagonal_kernel(b, delta, diag, s, h, e, z, mu, on):  # pragma: no cov
     return _reduce_accumulators(acc)
 
 
+#: above this many phase rows :func:`diagonal_phases_kernel` forms w G_out as one matrix product
+PHASE_PRODUCT_ROWS = 8
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def diagonal_phases_kernel(b, w, g_out, delta, diag, s, h, floor_v, e, z, mu, on):  # pragma: no cover - compiled
+def diagonal_phases_kernel(b, w, g_out, diag, s, h, floor_v, e, z, mu, on):  # pragma: no cover - compiled
     """The perturbation phases of a held operating point, solved and certified in one call:
-    :func:`ideal_diagonal_kernel` with ``delta`` = ``w`` G_out formed row by row, the port
-    voltages checked on the way, and the certificate scaled as
-    :func:`hil.circuit.ideal.scaled_certificate` does.
+    :func:`ideal_diagonal_kernel` with its ``delta`` = ``w`` G_out, the port voltages checked on
+    the way, and the certificate scaled as :func:`hil.circuit.ideal.scaled_certificate` does.
 
     ``b`` (B₀, n) held nodal source currents (A); ``w`` (R, q) port voltages (V), row r is sample
-    r mod B₀; ``g_out`` (q, n) output conductances (S); ``delta`` (R, n) = w G_out when the caller
-    formed it (a matrix product is faster for many rows), or no rows; ``floor_v`` the voltage scale without the
-    ports (max of the sources' scale and the clamp levels, V).  Writes e, z, mu, on as
-    :func:`ideal_diagonal_kernel`.  Returns (ports finite, voltage scale V, current scale A,
-    primal, dual, KCL, complementarity residuals (scaled), the worst of them (inf when anything
-    was not finite), max |KCL| A, conducting count).
+    r mod B₀; ``g_out`` (q, n) output conductances (S); ``floor_v`` the voltage scale without the
+    ports (max of the sources' scale and the clamp levels, V).  w G_out is one BLAS product above
+    :data:`PHASE_PRODUCT_ROWS` rows (there it is faster) and summed row by row, over the ports in
+    order, below.  Writes e, z, mu, on as :func:`ideal_diagonal_kernel`.  Returns (ports finite,
+    voltage scale V, current scale A, primal, dual, KCL, complementarity residuals (scaled), the
+    worst of them (inf when anything was not finite), max |KCL| A, conducting count).
     """
     R, n = e.shape
     q = w.shape[1]
@@ -110,10 +113,13 @@ def diagonal_phases_kernel(b, w, g_out, delta, diag, s, h, floor_v, e, z, mu, on
     acc = _new_accumulators(n)
     row = np.empty(n)
     d = np.empty(n)
-    given = delta.shape[0] > 0
+    product = R > PHASE_PRODUCT_ROWS
+    delta = np.empty((R if product else 0, n))
+    if product:
+        np.dot(w, g_out, delta)
     for r in range(R):
         rb = r % B0
-        if given:
+        if product:
             for k in range(n):
                 row[k] = b[rb, k] + delta[r, k]
         else:

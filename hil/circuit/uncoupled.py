@@ -36,10 +36,6 @@ from hil.circuit.solve import CircuitState, EquilibriumSolver
 from hil.kernels import diagonal_phases_kernel, finite_abs_max, source_voltages_kernel
 
 
-#: up to this many phase rows :meth:`UncoupledIdealSolves._held_phases` forms w G_out in its kernel
-_FEW_ROWS = 8
-
-
 def source_gather(source_matrix: np.ndarray, offset: np.ndarray):
     """(input index, sign ±1/0, offset) per source when every source follows one input with
     sign ±1 (plus a fixed offset) or is a rail (sign 0, the offset), else None."""
@@ -222,9 +218,8 @@ class UncoupledIdealSolves:
         e, mu, on = np.empty((R, n)), np.empty((R, n)), np.empty((R, n), dtype=np.bool_)
         relu = sv._sign == 1 and sv._vref_zero
         z = e if relu else np.empty((R, n))
-        delta = w @ nd.g_out if R > _FEW_ROWS else _NO_ROWS  # a matrix product pays off for many rows
-        cert = diagonal_phases_kernel(b_src, w, nd.g_out, delta, nd.diag, sv._s_float, sv._h_float,
-                                  max(u_scale, sv._vref_max, 1e-300), e, _NO_ROWS if relu else z, mu, on)
+        cert = diagonal_phases_kernel(b_src, w, nd.g_out, nd.diag, sv._s_float, sv._h_float,
+                                      max(u_scale, sv._vref_max, 1e-300), e, _NO_ROWS if relu else z, mu, on)
         if not cert[0]:
             raise ValueError("source and port voltages must be finite")
         st = _HeldPhaseState.__new__(_HeldPhaseState)  # every field set here (cheaper than __init__)
