@@ -330,8 +330,9 @@ class SimulatedBoard(BoardBase):
 
     def _from_held(self, lean, x: np.ndarray, w) -> CircuitState | None:
         """The held-point rules of a lean path (``x`` checked): the held operating point again for the
-        same inputs; for the held inputs stacked k times, or some held samples again (k = 2 or 1),
-        with port voltages ``w``, ``lean``'s phases of the held sources; else None (a new solve)."""
+        same inputs; for the held inputs stacked k times, or rows that are each some held sample
+        (a ± pair of phases of a few samples is those rows twice), with port voltages ``w``,
+        ``lean``'s phases of the held sources; else None (a new solve)."""
         held = self._last
         if held is None:
             return None
@@ -339,10 +340,9 @@ class SimulatedBoard(BoardBase):
             return held[1] if _same_inputs(held[0], x) else None
         if k := _repeats(held, x):
             return lean.phases(held[1], k, w)  # the held sources, new port voltages
-        for k in (2, 1) if x.shape[0] % 2 == 0 else (1,):  # some held samples again (re-measured ± phases, or once)
-            rows = np.empty(x.shape[0] // k, dtype=np.int64)
-            if rows.size and held_rows_kernel(_contiguous(x), held[0], rows):
-                return lean.phases(held[1], k, w, rows)
+        rows = np.empty(x.shape[0], dtype=np.int64)  # some held samples again (once, or a ± pair of each)
+        if rows.size and held_rows_kernel(_contiguous(x), held[0], rows):
+            return lean.phases(held[1], 1, w, rows)
         return None
 
     def _solve(self, x, w) -> CircuitState:

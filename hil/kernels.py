@@ -1163,14 +1163,17 @@ def hl_plus_phase_kernel(e1, w1, e0, w0, on1, on0, es, u, blocks, sources, n_hat
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def hl_minus_rows_kernel(u_minus, u0, e_minus, w_minus, on_minus, e0, w0, on0, rows, es, n_hat_e, n_hat_w,
-                         changed):  # pragma: no cover - compiled
+                         changed, blocks, sources, out):  # pragma: no cover - compiled
     """The − phase of the samples ``rows`` (K,) of ``hl``'s operating point (their + phase changed a
     diode state).  Returns −1, writing nothing, unless the phase held their sources exactly
     (``u_minus[i]`` (K, p) equal to ``u0[rows[i]]``, V; a NaN never matches).  Else ``changed[i]``
     (K,) says whether a diode state of ``on_minus[i]`` differs from the operating point's
     ``on0[rows[i]]``; for each sample whose − phase changed none, its one-sided responses
     (v₀ − v₋)/ε are written into row ``rows[i]`` of ``n_hat_e`` (B, n) and ``n_hat_w`` (B, q); and
-    the number of samples whose − phase changed a state is returned.  ``e_minus`` (K, n),
+    the number of samples whose − phase changed a state is returned.  When none did and ``out``
+    has entries, the batch means of v·v̂ of the whole batch's responses (every sample now
+    resolved) are written into ``out`` (:func:`batch_response_product`, ``blocks`` and ``sources``
+    as there, ``u0`` the operating point's sources).  ``e_minus`` (K, n),
     ``w_minus`` (K, q) the phase's readings, ``e0``/``w0`` the operating point's, ``es`` (B, 1)
     the drives (V per unit ŵ)."""
     K, n = e_minus.shape
@@ -1198,4 +1201,6 @@ def hl_minus_rows_kernel(u_minus, u0, e_minus, w_minus, on_minus, e0, w0, on0, r
             n_hat_e[r, j] = (e0[r, j] - e_minus[i, j]) / es[r, 0]
         for j in range(q):
             n_hat_w[r, j] = (w0[r, j] - w_minus[i, j]) / es[r, 0]
+    if count == 0 and out.shape[0] > 0:
+        batch_response_product(u0, e0, w0, n_hat_e, n_hat_w, 1.0 / e0.shape[0], blocks, sources, out)
     return count

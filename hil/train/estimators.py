@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike
 from hil.board import (Board, ExactLinearization, Measurement, PhasedMeasurement, as_program_result,
                        valid_mask)
 from hil.circuit.coupled_kernels import edge_products_kernel
-from hil.kernels import (NO_SOURCE_MAP, batch_response_product, cross_entropy_drive_kernel, flip_accounting_kernel,
+from hil.kernels import (NO_SOURCE_MAP, cross_entropy_drive_kernel, flip_accounting_kernel,
                          hl_drive_kernel, hl_first_pass_kernel, hl_held_pass_kernel, hl_minus_rows_kernel,
                          hl_plus_phase_kernel, repeats_of)
 from hil.train.losses import Loss
@@ -366,21 +366,20 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
     e0, w0, u0 = _c(op.e), _c(op.w), _c(op.u)
     blocks, sources = (plan[3], plan[4]) if plan is not None else (_NO_BLOCKS, NO_SOURCE_MAP)
     if _lean_phase(plus, op.u, op.on, 1, n, q):
-        changed = np.empty(B, np.bool_)
-        n_changed = hl_plus_phase_kernel(_c(plus.e), _c(plus.w), e0, w0, _c(plus.on, _BOOL), _c(op.on, _BOOL),
+        changed, on0 = np.empty(B, np.bool_), _c(op.on, _BOOL)
+        n_changed = hl_plus_phase_kernel(_c(plus.e), _c(plus.w), e0, w0, _c(plus.on, _BOOL), on0,
                                          eps[:, 0], u0, blocks, sources, e_hat, w_resp, changed, out)
         # how ∂ℓ/∂u is assembled when read: one-sided from the + phase (see _central_source_grad)
         phases = [(slice(None), B, plus, eps, ("phase", None, 1.0, op))]
         if not n_changed:
             return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, 0, 0, 0, 0, phases)
         rows = changed.nonzero()[0]
-        minus = _minus_phase(board, x[rows], w_both[B:][rows], op, rows, eps, e_hat, w_resp)
+        minus = _minus_phase(board, x[rows], w_both[B:][rows], (u0, e0, w0, on0), rows, eps, e_hat, w_resp,
+                             blocks, sources, out)
         if minus is not None:
             minus, flipped, n_flipped = minus
-            if not n_flipped:  # (the usual case) every one of them one-sided from its − phase
+            if not n_flipped:  # (the usual case) every one of them one-sided from its − phase (v·v̂ formed)
                 phases.append((rows, n_changed, minus, eps[rows], ("phase", None, -1.0, op)))
-                if plan is not None:
-                    batch_response_product(u0, e0, w0, e_hat, w_resp, 1.0 / B, blocks, sources, out)
                 return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, n_changed, 0,
                                     n_changed, n_changed, phases)
             kept = ~flipped
@@ -431,22 +430,26 @@ def _exact_rows(m: Measurement, rows: int, n: int, q: int) -> bool:
         and m.e.shape == (rows, n) and m.w.shape == (rows, q)
 
 
-def _minus_phase(board: Board, x: np.ndarray, w_minus: np.ndarray, op: Measurement, rows: np.ndarray,
-                 eps: np.ndarray, e_hat: np.ndarray, w_resp: np.ndarray) -> tuple[Measurement, np.ndarray, int] | None:
+def _minus_phase(board: Board, x: np.ndarray, w_minus: np.ndarray, held: tuple, rows: np.ndarray, eps: np.ndarray,
+                 e_hat: np.ndarray, w_resp: np.ndarray, blocks: np.ndarray, sources: np.ndarray,
+                 out: np.ndarray) -> tuple[Measurement, np.ndarray, int] | None:
     """The − phase of the samples ``rows`` (inputs ``x``, port voltages ``w_minus`` = w₀ − εŵ of those
     samples; ``eps`` (B, 1) every sample's drive), whose + phase changed a diode state.  If the
     board took it as the lean lane needs (valid, exact, states reported, sources held), the
     responses of the samples whose − phase changed no state become its one-sided difference
-    (v₀ − v₋)/ε (exact, as for the + phase) in ``e_hat`` and ``w_resp`` (B rows), and (the
-    measurement, which of ``rows`` changed a state in this phase too, how many did) is returned;
-    else None (nothing written).  ``op`` passed :func:`_check_shapes`."""
+    (v₀ − v₋)/ε (exact, as for the + phase) in ``e_hat`` and ``w_resp`` (B rows) and, when none
+    changed a state and ``out`` has entries, the batch means of v·v̂ go into ``out`` (``blocks`` and
+    ``sources`` of the response plan); (the measurement, which of ``rows`` changed a state in this
+    phase too, how many did) is returned; else None (nothing written).  ``held``: the operating
+    point's (u, e, w, on) as C-ordered arrays (float64; bool states)."""
     minus = board.measure(x, w_minus)
     K = rows.size
     if not _exact_rows(minus, K, e_hat.shape[1], w_resp.shape[1]):
         return None
+    u0, e0, w0, on0 = held
     flipped = np.empty(K, np.bool_)
-    n_flipped = hl_minus_rows_kernel(_c(minus.u), _c(op.u), _c(minus.e), _c(minus.w), _c(minus.on, _BOOL), _c(op.e),
-                                     _c(op.w), _c(op.on, _BOOL), rows, eps, e_hat, w_resp, flipped)
+    n_flipped = hl_minus_rows_kernel(_c(minus.u), u0, _c(minus.e), _c(minus.w), _c(minus.on, _BOOL), e0, w0, on0, rows,
+                                     eps, e_hat, w_resp, flipped, blocks, sources, out)
     return None if n_flipped < 0 else (minus, flipped, n_flipped)  # (−1: the sources were not held)
 
 
