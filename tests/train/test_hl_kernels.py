@@ -146,6 +146,36 @@ def test_cross_entropy_kernel_refuses_labels_out_of_range_and_predicts_as_numpy(
     assert np.array_equal(loss.predict(y), np.argmax(loss.scores(y), axis=1))
 
 
+@pytest.mark.parametrize("d", [np.kron(np.eye(5), [1.0, -1.0]),
+                               np.array([[1.0, 0.0, -2.0, 0.0], [0.0, 0.5, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]])],
+                         ids=["pairs", "any"])
+def test_the_fused_loss_and_drive_kernel_equals_its_steps_bit_for_bit(d):
+    """The lean lane's one call (loss, ŵ = −∂ℓ/∂y, the drive per sample and the ± port voltages) gives
+    exactly what the loss kernel, a negation and the drive kernel give one after the other: with
+    ports away from 0 V, a sample whose softmax is exactly one-hot (ŵ = 0: the drive falls back to
+    ε = delta_v) and a NaN current."""
+    from hil.kernels import cross_entropy_drive_kernel, hl_drive_kernel
+
+    rng = np.random.default_rng(11)
+    loss = Loss("cross_entropy", 2e4, d)
+    B, q = 9, d.shape[1]
+    y, t = rng.normal(0, 5e-5, (B, q)), rng.integers(0, d.shape[0], B)
+    y[2] = 0.0
+    y[2, np.flatnonzero(d[t[2]] > 0)[0]] = 1.0  # a logit far above the rest: softmax exactly one-hot
+    y[5, 1] = np.nan
+    w0 = rng.normal(0, 0.1, (B, q))
+    val, dy = np.empty(B), np.empty((B, q))
+    assert cross_entropy_kernel(y, t, *loss._d_sparse, 2e4, val, dy)
+    w_hat, eps, w_both = -dy, np.empty((B, 1)), np.empty((2 * B, q))
+    hl_drive_kernel(w_hat, w0, 1e-3, eps, w_both)
+    got = [np.empty(B), np.empty((B, q)), np.empty((B, 1)), np.empty((2 * B, q))]
+    assert cross_entropy_drive_kernel(y, t, *loss._d_sparse, 2e4, w0, 1e-3, *got)
+    assert not np.any(w_hat[2]) and eps[2, 0] == 1e-3
+    for a, b in zip(got, (val, w_hat, eps, w_both)):
+        assert np.array_equal(a, b, equal_nan=True)
+    assert not cross_entropy_drive_kernel(y, np.full(B, d.shape[0]), *loss._d_sparse, 2e4, w0, 1e-3, *got)
+
+
 def test_hl_through_the_lean_path_equals_hl_exact():
     c = random_circuit(32, 6, 6, seed=4, coupling_degree=0, g_range=(1e-6, 1e-4))
     board = SimulatedBoard(c)
