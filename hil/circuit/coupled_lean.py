@@ -146,7 +146,7 @@ class CoupledIdealSolves:
         if rows is None:
             held_u, take = held.u, _ALL_ROWS
         else:
-            held_u, take = held.u[rows], np.ascontiguousarray(rows, dtype=np.int64)
+            held_u, take = held.u.take(rows, axis=0), np.ascontiguousarray(rows, dtype=np.int64)
         B = held_u.shape[0]
         R = k * B
         if not (type(w) is np.ndarray and w.dtype == np.float64 and w.flags.c_contiguous

@@ -178,8 +178,8 @@ class UncoupledIdealSolves:
             if rows is None and w.shape == (k * held.b_src.shape[0], self._ports.q):
                 return self._held_phases(held, k, w)
             if rows is not None and rows.size and w.shape == (k * rows.size, self._ports.q):  # some held samples
-                held_u = held.u[rows]
-                return self._held_phases(held, k, w, (held.b_src[rows], held_u, finite_abs_max(held_u)[0]))
+                held_u = held.u.take(rows, axis=0)  # (``take``: a quarter of the cost of fancy indexing)
+                return self._held_phases(held, k, w, (held.b_src.take(rows, axis=0), held_u, finite_abs_max(held_u)[0]))
         held_u, b_src = (held.u, held.b_src) if rows is None else (held.u[rows], held.b_src[rows])
         B = held_u.shape[0]
         w, w_scale = self._ports.checked(w, k * B)
