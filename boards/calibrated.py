@@ -87,6 +87,15 @@ class CalibratedBoard(BoardBase):
     def safe_state(self) -> None:
         self.inner.safe_state()
 
+    def close(self) -> None:
+        """Close the wrapped board as it closes itself: a bench's safe state, then its transports
+        released (and its exit hook removed); a board without ``close`` is put in its safe state."""
+        close = getattr(self.inner, "close", None)
+        (close if callable(close) else self.inner.safe_state)()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # ---- optional capabilities passed through -------------------------------------------
     def state_dict(self) -> dict:
         st = self.inner.state_dict() if hasattr(self.inner, "state_dict") else {}
