@@ -346,6 +346,8 @@ def _instrument(sec: Section, name: str, timing: Timing, driver_names: list[str]
     driver = sec.get("driver", str)
     model = sec.get("model", str)
     resource = sec.get("resource", str)
+    if resource is not None and (why := _resource_problem(resource)) is not None:
+        sec.error("resource", why)
     visa_library = sec.get("visa_library", str, "@py")
     timeout_s = _num(sec, "timeout_s", default=5.0, positive=True)
     kind = None
@@ -580,6 +582,23 @@ def _crosspoint_problem(spec: InstrumentSpec, crosspoint: str, built: dict[str, 
             built[spec.name] = None
     matrix = built[spec.name]
     return None if matrix is None else matrix_crosspoint(matrix, crosspoint)[1]
+
+
+def _resource_problem(resource: str) -> Optional[str]:
+    """Why ``resource`` is not a VISA resource name (pyvisa's parser, which a connection would use
+    later, after other instruments were already switched on), or None."""
+    from pyvisa import rname
+
+    try:
+        rname.parse_resource_name(resource)
+    except rname.InvalidResourceName as exc:
+        reason = str(exc)
+        for prefix in (f"Could not parse {resource}: ", f"Could not parse {resource!r}. "):
+            reason = reason[len(prefix):] if reason.startswith(prefix) else reason
+        if "syntax" not in reason:
+            reason += "; for example TCPIP::192.0.2.10::5025::SOCKET, TCPIP::host::inst0::INSTR or GPIB0::5::INSTR"
+        return f"{resource!r} is not a VISA resource name: {reason[:1].lower()}{reason[1:]}"
+    return None
 
 
 def _visa_address_key(resource: str) -> str:

@@ -106,6 +106,21 @@ def test_two_instruments_at_one_address_are_refused(spelling):
         load_bench(raw)
 
 
+@pytest.mark.parametrize("resource, says", [
+    ("nonsense", "unknown interface type; for example TCPIP::192.0.2.10::5025::SOCKET"),
+    ("TCPIP::192.0.2.20:5025::SOCKET", "the syntax is 'TCPIP[board]::host address::port::SOCKET'"),
+])
+def test_a_malformed_visa_resource_is_refused_when_the_bench_is_read(resource, says):
+    """A resource string pyvisa cannot parse is a configuration problem with its path at load; before,
+    it surfaced when the bench was opened, after the instruments before it were already connected."""
+    raw = copy.deepcopy(_raw("scpi-xor"))
+    raw["bench"]["instruments"]["daq"]["resource"] = resource
+    with pytest.raises(ConfigError) as info:
+        load_bench(raw)
+    assert f"bench.instruments.daq.resource: {resource!r} is not a VISA resource name: {says}" in "\n".join(
+        info.value.problems)
+
+
 def test_a_single_channel_2601b_with_channel_b_is_refused_when_read():
     """The 2601B has only smua: a channel b in the bench file is a problem with the instrument's path
     at load (it surfaced only when the bench was opened or emulated)."""
