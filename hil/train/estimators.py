@@ -353,8 +353,8 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
     B = op.w.shape[0]
     _, n, q, m = widths
     val, w_hat, eps, w_both = np.empty(B), np.empty((B, q)), np.empty((B, 1)), np.empty((2 * B, q))
-    x = _c(x)
-    if not cross_entropy_drive_kernel(_c(op.y), labels, *loss._d_sparse, float(loss.gain_per_a), _c(op.w), delta_v,
+    x, w0 = _c(x), _c(op.w)
+    if not cross_entropy_drive_kernel(_c(op.y), labels, *loss._d_sparse, float(loss.gain_per_a), w0, delta_v,
                                       val, w_hat, eps, w_both):
         raise ValueError(loss._label_range())
     if not B:  # an empty batch measures nothing
@@ -363,7 +363,7 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
     plan = None if keep_per_sample else topo._response_plan()
     out = np.empty(m) if plan is not None else _NO_VALUES
     e_hat, w_resp = np.empty((B, n)), np.empty((B, q))
-    e0, w0, u0 = _c(op.e), _c(op.w), _c(op.u)
+    e0, u0 = _c(op.e), _c(op.u)
     blocks, sources = (plan[3], plan[4]) if plan is not None else (_NO_BLOCKS, NO_SOURCE_MAP)
     if _lean_phase(plus, op.u, op.on, 1, n, q):
         changed, on0 = np.empty(B, np.bool_), _c(op.on, _BOOL)
