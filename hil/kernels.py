@@ -22,7 +22,8 @@ division by zero gives ±inf or NaN as in numpy, which the callers' certificates
   the bookkeeping in one call, for phases whose sources held their voltages;
   :func:`cross_entropy_drive_kernel` — the loss, ŵ and the drives of the phases in one call;
   :func:`hl_plus_phase_kernel` — the + phase alone (its state check, one-sided responses and
-  v·v̂); :func:`hl_minus_rows_kernel` — the − phase of the samples whose + phase changed a state;
+  v·v̂); :func:`hl_minus_rows_kernel` — the − phase of the samples whose + phase changed a state
+  (and v·v̂ once every one of them is resolved);
   :func:`hl_first_pass_kernel` — the held ± pass and v·v̂.
 * :func:`branch_factors_kernel`, :func:`response_diagonal_kernel`, :func:`mean_offset_kernel`,
   :func:`response_product_kernel` (few samples), :func:`response_product_blas_kernel` (a matrix
