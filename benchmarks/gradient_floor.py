@@ -11,7 +11,7 @@ one BLAS thread):
   and every compiled piece a gradient adds to its forward, called directly on the same arrays:
   the loss with the ± drives, the + phase's solve (with w·G_out), the held-input
   comparison, the + phase kernel (responses and state comparison) and v·v̂ for every conductance
-  (once per gradient: inside the + phase kernel, or after the − phase when one was measured).
+  (once per gradient: inside the + phase kernel, or inside the − phase kernel when one was measured).
   The − phase itself (a solve of the few samples whose + phase changed a diode state) is left
   out of the floor; the fraction of gradients that measure one is printed.
 

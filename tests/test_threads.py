@@ -31,6 +31,24 @@ def test_configure_limits_blas_and_reports_it(monkeypatch):
     assert "blas" in blas_info()
 
 
+def test_a_limit_set_before_any_board_exists_covers_the_kernels_blas_too():
+    """In a fresh interpreter, threads configured first (as a benchmark does) also limit the BLAS the
+    compiled kernels call (scipy's, loaded only when a kernel first runs): before, that one kept
+    the library default of one thread per core."""
+    import subprocess
+    import sys
+
+    code = ("import os; os.environ.pop('HIL_BLAS_THREADS', None)\n"
+            "from hil.threads import configure_blas_threads\n"
+            "info = configure_blas_threads(1)\n"
+            "import json, scipy.linalg.cython_blas, threadpoolctl\n"
+            "print(json.dumps({d['filepath']: d['num_threads'] for d in threadpoolctl.threadpool_info()\n"
+            "                  if d['user_api'] == 'blas'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    threads = json.loads(out)  # library file → threads
+    assert threads and set(threads.values()) == {1}, threads
+
+
 def test_train_records_threads_in_metadata_and_rejects_bad_values(tmp_path, monkeypatch, capsys):
     from hil.cli import main
 

@@ -585,15 +585,19 @@ def _crosspoint_problem(spec: InstrumentSpec, crosspoint: str, built: dict[str, 
 
 
 def _resource_problem(resource: str) -> Optional[str]:
-    """Why ``resource`` is not a VISA resource name (pyvisa's parser, which a connection would use
-    later, after other instruments were already switched on), or None."""
-    from pyvisa import rname
+    """Why ``resource`` is not an address the bench could open (the check its connection makes later,
+    after other instruments were already switched on: pyvisa's parser on the stripped string, and
+    a SOCKET port from 1 to 65535), or None."""
+    from hil.drivers.errors import InstrumentConfigError
+    from hil.drivers.transport import parse_resource_name
 
     try:
-        rname.parse_resource_name(resource)
-    except rname.InvalidResourceName as exc:
-        reason = str(exc)
-        for prefix in (f"Could not parse {resource}: ", f"Could not parse {resource!r}. "):
+        parse_resource_name(resource)
+    except InstrumentConfigError as exc:
+        if exc.__cause__ is None:  # empty, or a SOCKET port outside 1..65535: the transport's own words
+            return str(exc)
+        reason, name = str(exc.__cause__), resource.strip()
+        for prefix in (f"Could not parse {name}: ", f"Could not parse {name!r}. "):
             reason = reason[len(prefix):] if reason.startswith(prefix) else reason
         if "syntax" not in reason:
             reason += "; for example TCPIP::192.0.2.10::5025::SOCKET, TCPIP::host::inst0::INSTR or GPIB0::5::INSTR"

@@ -107,18 +107,24 @@ def test_two_instruments_at_one_address_are_refused(spelling):
 
 
 @pytest.mark.parametrize("resource, says", [
-    ("nonsense", "unknown interface type; for example TCPIP::192.0.2.10::5025::SOCKET"),
-    ("TCPIP::192.0.2.20:5025::SOCKET", "the syntax is 'TCPIP[board]::host address::port::SOCKET'"),
+    ("nonsense", "'nonsense' is not a VISA resource name: unknown interface type; for example "
+                 "TCPIP::192.0.2.10::5025::SOCKET"),
+    ("TCPIP::192.0.2.20:5025::SOCKET", "'TCPIP::192.0.2.20:5025::SOCKET' is not a VISA resource name: the syntax "
+                                       "is 'TCPIP[board]::host address::port::SOCKET'"),
+    ("TCPIP::192.0.2.20::70000::SOCKET", "invalid SOCKET port '70000'"),
 ])
-def test_a_malformed_visa_resource_is_refused_when_the_bench_is_read(resource, says):
-    """A resource string pyvisa cannot parse is a configuration problem with its path at load; before,
-    it surfaced when the bench was opened, after the instruments before it were already connected."""
+def test_a_resource_the_bench_could_not_open_is_refused_when_the_bench_is_read(resource, says):
+    """What the connection would refuse (pyvisa's parser, a SOCKET port outside 1..65535) is a
+    configuration problem with its path at load; before, it surfaced when the bench was opened,
+    after the instruments before it were already connected.  Surrounding spaces are dropped, as
+    the connection drops them."""
     raw = copy.deepcopy(_raw("scpi-xor"))
     raw["bench"]["instruments"]["daq"]["resource"] = resource
     with pytest.raises(ConfigError) as info:
         load_bench(raw)
-    assert f"bench.instruments.daq.resource: {resource!r} is not a VISA resource name: {says}" in "\n".join(
-        info.value.problems)
+    assert f"bench.instruments.daq.resource: {says}" in "\n".join(info.value.problems)
+    raw["bench"]["instruments"]["daq"]["resource"] = " TCPIP::192.0.2.20::5025::SOCKET "
+    assert load_bench(raw).instruments["daq"].resource.strip() == "TCPIP::192.0.2.20::5025::SOCKET"
 
 
 def test_a_single_channel_2601b_with_channel_b_is_refused_when_read():
