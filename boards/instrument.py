@@ -683,9 +683,19 @@ class InstrumentBoard(BoardBase):
 
     def close(self) -> None:
         """Safe state, then release every transport (also when a signal's handler raises at the
-        end of the safe state: its exception leaves after the transports are closed)."""
+        end of the safe state: its exception leaves after the transports are closed).  A Ctrl-C or
+        SIGTERM held during the shutdown leaves with the outputs read back first (``unverified``,
+        as :func:`hil.api.outputs_read_back` sets it inside a run), so that what the command line
+        then says about the bench is what the instruments answered."""
         try:
             self.safe_state()
+        except KeyboardInterrupt as exc:
+            if getattr(exc, "unverified", None) is None:
+                try:
+                    exc.unverified = self.verify_safe()
+                except KeyboardInterrupt:  # a second signal during the read-back: nothing confirmed
+                    exc.unverified = [f"{name}: not verified (interrupted)" for name in self.instruments]
+            raise
         finally:
             self._release()
 

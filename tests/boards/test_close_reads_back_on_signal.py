@@ -1,0 +1,41 @@
+"""A Ctrl-C or SIGTERM held during a bench's closing shutdown leaves with the outputs read back
+(``unverified``), so the command line reports what the instruments answered instead of assuming
+the safe state; the transports are released afterwards all the same."""
+
+import pytest
+
+from hil.cli import _interrupt_message
+
+from .conftest import make_boards
+
+
+def _signal_at_end_of_shutdown(board, leave_on=None):
+    """``board.safe_state`` runs, then raises KeyboardInterrupt as the handler of a held SIGINT does;
+    ``leave_on``: an (smu, channel) whose output the instrument then reports still on."""
+    original = board.safe_state
+
+    def safe_state():
+        original()
+        if leave_on is not None:
+            smu, ch = leave_on
+            smu._on[ch] = True
+        raise KeyboardInterrupt
+
+    board.safe_state = safe_state
+
+
+@pytest.mark.parametrize("stuck", [False, True])
+def test_a_signal_held_during_close_leaves_with_the_outputs_read_back(stuck):
+    board, _, bench = make_boards()
+    board.connect()
+    smu = next(inst for inst in bench.instruments.values() if hasattr(inst, "output_enabled"))
+    _signal_at_end_of_shutdown(board, (smu, smu.channels[0]) if stuck else None)
+    with pytest.raises(KeyboardInterrupt) as info:
+        board.close()
+    unverified = info.value.unverified
+    if stuck:
+        assert len(unverified) == 1 and unverified[0].startswith(f"{smu.name}.{smu.channels[0]}")
+        assert "CHECK THE BENCH" in _interrupt_message(info.value)
+    else:
+        assert unverified == [] and "every output read back off" in _interrupt_message(info.value)
+    assert all(not inst.connected for inst in bench.instruments.values())  # released after the read-back
