@@ -693,9 +693,10 @@ class InstrumentBoard(BoardBase):
             if getattr(exc, "unverified", None) is None:
                 try:
                     exc.unverified = self.verify_safe()
-                except KeyboardInterrupt:  # a second signal during the read-back: nothing confirmed
-                    exc.unverified = [f"{name}: not verified (interrupted)" for name in self.instruments]
-            raise
+                except (Exception, KeyboardInterrupt) as err:  # a second signal, or the read-back failed:
+                    why = "interrupted" if isinstance(err, KeyboardInterrupt) else f"read-back failed: {err}"
+                    exc.unverified = [f"{name}: not verified ({why})" for name in self.instruments]
+            raise  # the signal's interrupt, whatever the read-back did
         finally:
             self._release()
 

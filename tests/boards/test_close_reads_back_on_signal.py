@@ -39,3 +39,21 @@ def test_a_signal_held_during_close_leaves_with_the_outputs_read_back(stuck):
     else:
         assert unverified == [] and "every output read back off" in _interrupt_message(info.value)
     assert all(not inst.connected for inst in bench.instruments.values())  # released after the read-back
+
+
+def test_a_failing_read_back_does_not_replace_the_signal():
+    """The interrupt still leaves ``close`` (the command stops as asked), every instrument listed as
+    not verified, when the read-back itself fails; the transports are released all the same."""
+    board, _, bench = make_boards()
+    board.connect()
+    _signal_at_end_of_shutdown(board)
+
+    def broken():
+        raise RuntimeError("scanner driver bug")
+
+    board.verify_safe = broken
+    with pytest.raises(KeyboardInterrupt) as info:
+        board.close()
+    assert info.value.unverified == [f"{name}: not verified (read-back failed: scanner driver bug)"
+                                     for name in board.instruments]
+    assert all(not inst.connected for inst in bench.instruments.values())
