@@ -40,12 +40,15 @@ def requested_threads(configured: int | str | None = None) -> int | None:
 def configure_blas_threads(configured: int | str | None = None) -> dict:
     """Limit the BLAS thread pools of this process (see module docstring); returns :func:`blas_info`."""
     global _limiter
-    import numpy  # noqa: F401  (numpy's BLAS: the products of the Python code)
-    import scipy.linalg.cython_blas  # noqa: F401  (scipy's BLAS: the products inside the compiled kernels)
+    import importlib
+
     from threadpoolctl import threadpool_limits
 
-    # a limit applies to the libraries loaded when it is set: both are loaded first, so that a
+    # a limit applies to the libraries loaded when it is set: both are loaded first (numpy's BLAS for
+    # the products written in Python, scipy's for those inside the compiled kernels), so that a
     # caller that configures threads before building a board limits the kernels' BLAS too
+    for module in ("numpy", "scipy.linalg.cython_blas"):
+        importlib.import_module(module)
     n = requested_threads(configured)
     if _limiter is not None:
         _limiter.restore_original_limits()
