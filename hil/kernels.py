@@ -1083,30 +1083,18 @@ def differential_argmax_kernel(y, d, gain, out):  # pragma: no cover - compiled
 def cross_entropy_drive_kernel(y, t, indptr, cols, vals, gain, w0, delta_v, loss, w_hat, eps,
                                w_both):  # pragma: no cover - compiled
     """The loss of an operating point and the port drives of ``hl``'s ± phases in one call:
-    :func:`cross_entropy_kernel` (``loss`` (B,)), ŵ = −∂ℓ/∂y into ``w_hat`` (B, q), then what
-    :func:`hl_drive_kernel` writes for ``delta_v`` > 0 (``eps`` (B, 1), ``w_both`` (2B, q): the
-    + phase in rows 0 … B − 1, the − phase below).  The same operations as the steps one by one
-    (the largest |ŵ| of each sample taken along the inner index, as the sums are).  Returns False
-    if a label is outside 0 … k − 1 (nothing else written)."""
+    :func:`cross_entropy_kernel` (``loss`` (B,)), ŵ = −∂ℓ/∂y into ``w_hat`` (B, q), then
+    :func:`hl_drive_kernel` (``eps`` (B, 1), ``w_both`` (2B, q): the + phase in rows 0 … B − 1, the
+    − phase below).  The same operations as the steps one by one.
+    Returns False if a label is outside 0 … k − 1 (nothing else written)."""
     if not _labels_in_range(t, indptr.shape[0] - 1):
         return False
     d_t = _cross_entropy_by_port(y, t, indptr, cols, vals, gain, loss)
     B, q = y.shape
-    amp = np.zeros(B)
-    for j in range(q):
-        dj = d_t[j]
-        for r in range(B):
-            amp[r] = max(amp[r], abs(-(dj[r] * gain)))
     for r in range(B):
-        a = amp[r]
-        er = delta_v / (a if a != 0.0 else 1.0)
-        eps[r, 0] = er
         for j in range(q):
-            wh = -(d_t[j, r] * gain)
-            w_hat[r, j] = wh
-            drive = er * wh
-            w_both[r, j] = w0[r, j] + drive
-            w_both[r + B, j] = w0[r, j] - drive
+            w_hat[r, j] = -(d_t[j, r] * gain)
+    hl_drive_kernel(w_hat, w0, delta_v, eps, w_both)
     return True
 
 
