@@ -58,6 +58,11 @@ class _SourceCurrentsOnRead(Measurement):
     def i_src(self, value) -> None:
         self.__dict__["_i_src"] = value
 
+    def __setattr__(self, name: str, value) -> None:
+        # an assignment (a wrapper correcting readings, say) withdraws the board's word on the arrays
+        self.__dict__.pop("exact_for", None)
+        object.__setattr__(self, name, value)
+
 
 class _CurrentsOnRead(_SourceCurrentsOnRead):
     """A measurement whose port currents ``y`` and source voltages ``u`` (the held sources
@@ -180,6 +185,10 @@ class SimulatedBoard(BoardBase):
         #: the lean certified path of coupled ideal diodes (None for every other network)
         self._coupled = (CoupledIdealSolves(self._solver, self._topology.source_matrix, self._topology.source_offset)
                          if d.is_ideal and d.element is None and self._solver.nodal.coupled else None)
+        #: ``exact_for`` of the lean uncoupled path's measurements (see :class:`~hil.board.Measurement`):
+        #: its arrays are formed C-contiguous with the topology's widths, every sample valid and exact
+        self._exact_token = (self._topology if self._uncoupled is not None and self._piecewise_linear
+                             and not self._ambiguous_states else None)
         self._last: tuple[np.ndarray, CircuitState] | None = None
         self._stale: tuple[np.ndarray, CircuitState] | None = None  # before the last programming
 
@@ -219,9 +228,11 @@ class SimulatedBoard(BoardBase):
                                piecewise_linear=self._piecewise_linear, info=self._info(st))
         lazy_y = "_ports" in st.__dict__  # port currents not formed yet (uncoupled phases)
         if not lazy_y:
-            m = _SourceCurrentsOnRead(u=st.u, w=st.w, y=st.y, i_src=None, e=st.e, on=st.on,
-                                      piecewise_linear=self._piecewise_linear, info=self._info(st))
-            m.__dict__["_inputs"] = self._solver.nodal.input_snapshot()
+            m = _SourceCurrentsOnRead.__new__(_SourceCurrentsOnRead)  # every field set here (cheaper than __init__)
+            m.__dict__.update(u=st.u, w=st.w, y=st.y, _i_src=None, e=st.e, on=st.on,
+                              piecewise_linear=self._piecewise_linear, valid=None, noise_v=0.0, info=self._info(st),
+                              _inputs=self._solver.nodal.input_snapshot(),
+                              exact_for=self._exact_token)
             return m
         return self._held_phases_measurement(st)
 
@@ -240,7 +251,8 @@ class SimulatedBoard(BoardBase):
         m.__dict__.update(_u=None, w=st.w, _y=None, _i_src=None, e=st.e, on=st.on,
                           piecewise_linear=self._piecewise_linear, valid=None, noise_v=0.0, _info=None,
                           _inputs=self._solver.nodal.input_snapshot(), _state=st,
-                          held_sources=st.__dict__["held_sources"])  # this board solved exactly those sources
+                          held_sources=st.__dict__["held_sources"],  # this board solved exactly those sources
+                          exact_for=self._exact_token)
         return m
 
     def program(self, g: np.ndarray, rel_tol: float = 0.01) -> np.ndarray:

@@ -373,12 +373,21 @@ class Measurement:
     comparing the arrays.  It is not a field: ``dataclasses.replace`` and any measurement a
     wrapper builds drop it (None: not known).
 
+    A board may also vouch, per instance, for the form the compiled passes of ``hl`` read, by
+    setting ``exact_for`` to its :class:`BoardTopology`: every sample valid, no reading noise,
+    piecewise-linear elements whose reported states name their regions, no bias notes in
+    ``info``, and u, e, w, y (float64) and ``on`` (bool) C-contiguous with one row per sample
+    and that topology's widths.  Estimators then skip checking and converting the arrays.  It
+    is not a field either, and a board's measurement class must drop it when an attribute is
+    assigned (a wrapper that corrects readings assigns them).
+
     The arrays are the board's: a board may keep them as its held operating point and return
     the same arrays for the same inputs again, so treat them as read-only and copy one before
     changing it in place (:func:`hil.measure` returns copies).
     """
 
     held_sources = None  # (u of the earlier measurement, k) where the board knows; see above
+    exact_for = None  # the topology whose compiled form the board vouches for; see above
 
     u: np.ndarray
     w: np.ndarray

@@ -249,15 +249,15 @@ def hl_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, delt
     topo = board.topology
     if central:
         op = board.measure(x)
-        widths = _check_shapes(topo, op)  # the compiled passes below read no bounds
-        if op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None \
-                and isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] == op.w.shape[0] \
-                and _wire_note(op) is None \
-                and not _ambiguous_states(op):
+        exact = op.exact_for is topo  # the board vouches for the form of the arrays (Measurement.exact_for)
+        widths = _widths(topo) if exact else _check_shapes(topo, op)  # the compiled passes below read no bounds
+        if isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] == op.w.shape[0] \
+                and (exact or (op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None
+                               and _wire_note(op) is None and not _ambiguous_states(op))):
             labels = loss._kernel_labels(op.y, target)
             if labels is not None:
                 return _hl_lean(board, topo, widths, x, op, labels, loss, float(delta_v), max_retries,
-                                keep_per_sample, flip_rel_tol)
+                                keep_per_sample, flip_rel_tol, exact)
         val, dy = loss.value_and_grad(op.y, target)
         return _hl_central(board, topo, x, op, val, -dy, float(delta_v), max_retries, keep_per_sample,
                            flip_rel_tol)
@@ -308,13 +308,19 @@ def hl_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, delt
                     "one_sided": 0, "unresolvable": unreadable, "mirror_measured": 0}, n_invalid=0 if all_valid else None)
 
 
-def _check_shapes(topo, op: Measurement) -> tuple[int, int, int, int]:
-    """The topology's (sources p, hidden nodes n, ports q, conductances m); ValueError unless the
-    operating point's arrays agree with each other and the topology (the compiled passes of the
-    central path read no bounds): u (B, p), e (B, n), w and y (B, q), on (B, n) when reported."""
-    widths = topo.__dict__.get("_hl_sizes")  # counted once per topology
+def _widths(topo) -> tuple[int, int, int, int]:
+    """The topology's (sources p, hidden nodes n, ports q, conductances m), counted once per topology."""
+    widths = topo.__dict__.get("_hl_sizes")
     if widths is None:
         widths = topo.__dict__["_hl_sizes"] = (topo.n_sources, topo.n_hidden, topo.n_outputs, topo.n_conductances)
+    return widths
+
+
+def _check_shapes(topo, op: Measurement) -> tuple[int, int, int, int]:
+    """The topology's :func:`_widths`; ValueError unless the operating point's arrays agree with each
+    other and the topology (the compiled passes of the central path read no bounds): u (B, p),
+    e (B, n), w and y (B, q), on (B, n) when reported."""
+    widths = _widths(topo)
     p, n, q, _ = widths
     ys = op.y.shape
     B = ys[0] if len(ys) == 2 else -1
@@ -333,7 +339,7 @@ def _check_shapes(topo, op: Measurement) -> tuple[int, int, int, int]:
 
 def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarray, op: Measurement,
              labels: np.ndarray, loss: Loss, delta_v: float, max_retries: int, keep_per_sample: bool,
-             flip_rel_tol: float) -> GradientResult:
+             flip_rel_tol: float, exact: bool = False) -> GradientResult:
     """:func:`_hl_central` for the common case, with the fewest calls: cross-entropy on differential
     pairs, an exact piecewise-linear board reporting diode states, every sample valid.  Loss and
     drives are one compiled call.  Then the + phase alone (ports at w₀ + εŵ): if it held the
@@ -349,12 +355,17 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
     measured, both phases taken as one stacked ± measurement: if every sample is then resolved
     (none flagged, or each from the phase that kept its states), the result is written here;
     anything else continues in :func:`_hl_central` from the phases already measured.
-    ``widths``: (p, n, q, m) of :func:`_check_shapes`, whose checks ``op`` passed."""
+    ``widths``: (p, n, q, m) of :func:`_check_shapes`, whose checks ``op`` passed (or ``exact``: the
+    board vouched for ``op`` against ``topo``, :attr:`~hil.board.Measurement.exact_for`)."""
     B = op.w.shape[0]
     _, n, q, m = widths
     val, w_hat, eps, w_both = np.empty(B), np.empty((B, q)), np.empty((B, 1)), np.empty((2 * B, q))
-    x, w0 = _c(x), _c(op.w)
-    if not cross_entropy_drive_kernel(_c(op.y), labels, *loss._d_sparse, float(loss.gain_per_a), w0, delta_v,
+    x = _c(x)
+    if exact:  # C-ordered float64 (bool) arrays of the topology's widths already
+        y, w0, e0, u0, on0 = op.y, op.w, op.e, op.u, op.on
+    else:
+        y, w0, e0, u0, on0 = _c(op.y), _c(op.w), _c(op.e), _c(op.u), _c(op.on, _BOOL)
+    if not cross_entropy_drive_kernel(y, labels, *loss._d_sparse, float(loss.gain_per_a), w0, delta_v,
                                       val, w_hat, eps, w_both):
         raise ValueError(loss._label_range())
     if not B:  # an empty batch measures nothing
@@ -363,19 +374,19 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
     plan = None if keep_per_sample else topo._response_plan()
     out = np.empty(m) if plan is not None else _NO_VALUES
     e_hat, w_resp = np.empty((B, n)), np.empty((B, q))
-    e0, u0 = _c(op.e), _c(op.u)
     blocks, sources = (plan[3], plan[4]) if plan is not None else (_NO_BLOCKS, NO_SOURCE_MAP)
-    if _lean_phase(plus, op.u, op.on, 1, n, q):
-        changed, on0 = np.empty(B, np.bool_), _c(op.on, _BOOL)
-        n_changed = hl_plus_phase_kernel(_c(plus.e), _c(plus.w), e0, w0, _c(plus.on, _BOOL), on0,
+    phase = _plus_arrays(plus, topo, op, n, q)
+    if phase is not None:
+        changed = np.empty(B, np.bool_)
+        n_changed = hl_plus_phase_kernel(phase[0], phase[1], e0, w0, phase[2], on0,
                                          eps[:, 0], u0, blocks, sources, e_hat, w_resp, changed, out)
         # how ∂ℓ/∂u is assembled when read: one-sided from the + phase (see _central_source_grad)
         phases = [(slice(None), B, plus, eps, ("phase", None, 1.0, op))]
         if not n_changed:
             return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, 0, 0, 0, 0, phases)
         rows = changed.nonzero()[0]  # (``take``: the gathers of a few rows cost a quarter of fancy indexing)
-        minus = _minus_phase(board, x.take(rows, axis=0), w_both[B:].take(rows, axis=0), (u0, e0, w0, on0), rows,
-                             eps, e_hat, w_resp, blocks, sources, out)
+        minus = _minus_phase(board, topo, x.take(rows, axis=0), w_both[B:].take(rows, axis=0), (u0, e0, w0, on0),
+                             rows, eps, e_hat, w_resp, blocks, sources, out)
         if minus is not None:
             minus, flipped, n_flipped = minus
             if not n_flipped:  # (the usual case) every one of them one-sided from its − phase (v·v̂ formed)
@@ -395,7 +406,7 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
         return _hl_central(board, topo, x, op, val, w_hat, delta_v, max_retries, keep_per_sample, flip_rel_tol,
                            (both, eps, w_both))
     flags = np.empty((6, B), np.bool_)
-    counts = hl_first_pass_kernel(_c(both.e), _c(both.w), e0, w0, _c(both.on, _BOOL), _c(op.on, _BOOL),
+    counts = hl_first_pass_kernel(_c(both.e), _c(both.w), e0, w0, _c(both.on, _BOOL), on0,
                                   eps[:, 0], float(flip_rel_tol), u0, blocks, sources, e_hat, w_resp, flags,
                                   out)
     n_flagged, n_by_response, n_single, _ = counts
@@ -407,6 +418,19 @@ def _hl_lean(board: Board, topo, widths: tuple[int, int, int, int], x: np.ndarra
         phases.append((np.arange(B), B, both, eps, ("pair", flags[4].nonzero()[0], flags[0], op)))
     return _lean_result(topo, op, val, plan, out, e0, e_hat, w_resp, keep_per_sample, B, n_flagged, n_by_response,
                         n_single, B, phases)
+
+
+def _plus_arrays(plus: Measurement, topo, op: Measurement, n: int, q: int):
+    """(e, w, on) of the + phase ``plus`` of the operating point ``op`` as C-ordered arrays when the
+    lean lane can take it as it is (:func:`_lean_phase`; or, without looking at the arrays, when
+    the board vouched for it against ``topo`` and says it held ``op``'s sources once), else None."""
+    if plus.exact_for is topo:
+        held = plus.held_sources
+        if held is not None and held[0] is op.u and held[1] == 1:
+            return plus.e, plus.w, plus.on
+    if _lean_phase(plus, op.u, op.on, 1, n, q):
+        return _c(plus.e), _c(plus.w), _c(plus.on, _BOOL)
+    return None
 
 
 def _lean_phase(m: Measurement, u0: np.ndarray, on0: np.ndarray, k: int, n: int, q: int) -> bool:
@@ -430,8 +454,8 @@ def _exact_rows(m: Measurement, rows: int, n: int, q: int) -> bool:
         and m.e.shape == (rows, n) and m.w.shape == (rows, q)
 
 
-def _minus_phase(board: Board, x: np.ndarray, w_minus: np.ndarray, held: tuple, rows: np.ndarray, eps: np.ndarray,
-                 e_hat: np.ndarray, w_resp: np.ndarray, blocks: np.ndarray, sources: np.ndarray,
+def _minus_phase(board: Board, topo, x: np.ndarray, w_minus: np.ndarray, held: tuple, rows: np.ndarray,
+                 eps: np.ndarray, e_hat: np.ndarray, w_resp: np.ndarray, blocks: np.ndarray, sources: np.ndarray,
                  out: np.ndarray) -> tuple[Measurement, np.ndarray, int] | None:
     """The − phase of the samples ``rows`` (inputs ``x``, port voltages ``w_minus`` = w₀ − εŵ of those
     samples; ``eps`` (B, 1) every sample's drive), whose + phase changed a diode state.  If the
@@ -441,15 +465,20 @@ def _minus_phase(board: Board, x: np.ndarray, w_minus: np.ndarray, held: tuple, 
     changed a state and ``out`` has entries, the batch means of v·v̂ go into ``out`` (``blocks`` and
     ``sources`` of the response plan); (the measurement, which of ``rows`` changed a state in this
     phase too, how many did) is returned; else None (nothing written).  ``held``: the operating
-    point's (u, e, w, on) as C-ordered arrays (float64; bool states)."""
+    point's (u, e, w, on) as C-ordered arrays (float64; bool states).  A measurement the board
+    vouched for against ``topo`` (:attr:`~hil.board.Measurement.exact_for`) is read as it is."""
     minus = board.measure(x, w_minus)
     K = rows.size
-    if not _exact_rows(minus, K, e_hat.shape[1], w_resp.shape[1]):
+    if minus.exact_for is topo and minus.e.shape[0] == K:
+        u, e, w, on = minus.u, minus.e, minus.w, minus.on
+    elif _exact_rows(minus, K, e_hat.shape[1], w_resp.shape[1]):
+        u, e, w, on = _c(minus.u), _c(minus.e), _c(minus.w), _c(minus.on, _BOOL)
+    else:
         return None
     u0, e0, w0, on0 = held
     flipped = np.empty(K, np.bool_)
-    n_flipped = hl_minus_rows_kernel(_c(minus.u), u0, _c(minus.e), _c(minus.w), _c(minus.on, _BOOL), e0, w0, on0, rows,
-                                     eps, e_hat, w_resp, flipped, blocks, sources, out)
+    n_flipped = hl_minus_rows_kernel(u, u0, e, w, on, e0, w0, on0, rows, eps, e_hat, w_resp, flipped, blocks, sources,
+                                     out)
     return None if n_flipped < 0 else (minus, flipped, n_flipped)  # (−1: the sources were not held)
 
 

@@ -1,0 +1,102 @@
+"""``Measurement.exact_for``: the simulated board vouches for the form of its lean measurements, the
+promise holds for every kind of call, an assignment withdraws it, and ``hl`` gives the same
+answer bit for bit whether it reads the arrays as vouched for or checks and converts them."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hil.boards.simulated import SimulatedBoard
+from hil.circuit.generate import random_circuit
+from hil.train.estimators import estimate
+from hil.train.losses import Loss
+
+
+def board_and_data(coupling: int = 0, batch: int = 32, seed: int = 0):
+    c = random_circuit(24, 6, 6, seed=seed, coupling_degree=coupling, g_range=(1e-6, 1e-4))
+    rng = np.random.default_rng(seed)
+    x, t = rng.uniform(0, 1, (batch, 6)), rng.integers(0, 3, batch)
+    return SimulatedBoard(c), x, t, Loss("cross_entropy", 1e5, c.differential_matrix())
+
+
+def assert_as_promised(m, topo, rows: int) -> None:
+    """What ``exact_for`` promises: exact, valid, states reported, C-ordered arrays of the widths."""
+    assert m.exact_for is topo
+    assert m.valid is None and m.noise_v == 0 and m.piecewise_linear and not (m.info or {}).get("ambiguous_states")
+    widths = {"u": topo.n_sources, "e": topo.n_hidden, "w": topo.n_outputs, "y": topo.n_outputs,
+              "on": topo.n_hidden}
+    for name, width in widths.items():
+        a = getattr(m, name)
+        assert a.shape == (rows, width), name
+        assert a.flags.c_contiguous, name
+        assert a.dtype == (np.bool_ if name == "on" else np.float64), name
+
+
+def test_every_lean_measurement_of_an_uncoupled_ideal_board_is_vouched_for():
+    board, x, _, _ = board_and_data()
+    topo = board.topology
+    op = board.measure(x)
+    assert_as_promised(op, topo, 32)
+    assert_as_promised(board.measure(x), topo, 32)  # the held operating point again
+    w = np.random.default_rng(1).normal(0, 1e-3, (64, topo.n_outputs))
+    assert_as_promised(board.measure(np.concatenate([x, x]), w), topo, 64)  # ± phases stacked
+    rows = np.array([3, 7, 3])
+    assert_as_promised(board.measure(x[rows], w[:3]), topo, 3)  # some held samples again
+    assert_as_promised(board.measure(x[:5] + 0.1, w[:5]), topo, 5)  # new inputs with port voltages
+    assert_as_promised(board.measure(np.asfortranarray(x)), topo, 32)  # any input layout
+
+
+@pytest.mark.parametrize("kind", ["coupled", "shockley"])
+def test_other_boards_do_not_vouch(kind):
+    if kind == "coupled":
+        board, x, _, _ = board_and_data(coupling=4)
+    else:
+        c = random_circuit(12, 4, 4, seed=0, diode="shockley")
+        board, x = SimulatedBoard(c), np.random.default_rng(0).uniform(0, 1, (4, 4))
+    assert board.measure(x).exact_for is None
+
+
+def test_an_assignment_withdraws_the_promise():
+    board, x, _, _ = board_and_data()
+    m = board.measure(x)
+    m.e = m.e[:, ::-1]  # (a view in another order: no longer what the board vouched for)
+    assert m.exact_for is None
+    m = board.measure(x + 0.2, np.zeros((32, board.topology.n_outputs)))
+    m.valid = np.ones(32, bool)
+    assert m.exact_for is None
+    assert dataclasses.replace(board.measure(x)).exact_for is None  # a measurement built anew
+
+
+class WithoutPromise:
+    """The same board, its measurements stripped of ``exact_for`` (the estimator checks everything)."""
+
+    def __init__(self, board):
+        self.inner = board
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def measure(self, x, w=None):
+        m = self.inner.measure(x, w)
+        m.__dict__.pop("exact_for", None)
+        return m
+
+
+@pytest.mark.parametrize("batch", [1, 5, 64])
+def test_hl_is_the_same_bit_for_bit_with_and_without_the_promise(batch):
+    board, _, _, loss = board_and_data(batch=batch)
+    plain = WithoutPromise(board)
+    rng = np.random.default_rng(3)
+    minus_seen = 0
+    for _ in range(12):
+        x, t = rng.uniform(0, 1, (batch, 6)), rng.integers(0, 3, batch)
+        for delta_v in (1e-3, 0.05):
+            a = estimate("hl", board, x, t, loss, {"delta_v": delta_v})
+            b = estimate("hl", plain, x, t, loss, {"delta_v": delta_v})
+            assert np.array_equal(a.grad, b.grad) and np.array_equal(a.loss, b.loss)
+            assert np.array_equal(a.source_grad, b.source_grad)
+            assert {k: v for k, v in a.stats.items() if k != "valid"} == \
+                {k: v for k, v in b.stats.items() if k != "valid"}
+            minus_seen += a.stats["mirror_measured"] > 0
+    assert minus_seen  # the − phase (rows of held samples) was exercised too
