@@ -140,9 +140,10 @@ def _contiguous(x: np.ndarray) -> np.ndarray:
     return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
-def _repeats(held: tuple[np.ndarray, CircuitState] | None, x: np.ndarray) -> int:
-    """k when ``x`` is the held inputs stacked k ≥ 1 times, else 0 (one compiled comparison)."""
-    if held is None or x.ndim != 2 or held[0].ndim != 2 or x.shape[0] < held[0].shape[0]:
+def _repeats(held: tuple[np.ndarray, CircuitState], x: np.ndarray) -> int:
+    """k when the 2-D float inputs ``x`` are the held inputs (always 2-D) stacked k ≥ 1 times, else 0
+    (one compiled comparison)."""
+    if x.shape[0] < held[0].shape[0]:
         return 0  # (fewer rows than held: a few held samples at most, see :meth:`SimulatedBoard._from_held`)
     return int(repeats_of(_contiguous(x), held[0]))
 
@@ -247,9 +248,9 @@ class SimulatedBoard(BoardBase):
     def _held_phases_measurement(self, st: CircuitState) -> Measurement:
         """The measurement of held sources with new port voltages: u (the held sources stacked), y,
         the source currents and ``info`` (with the solve report) formed when first read."""
-        m = _CurrentsOnRead.__new__(_CurrentsOnRead)  # every field set here (cheaper than __init__)
-        m.__dict__.update(_u=None, w=st.w, _y=None, _i_src=None, e=st.e, on=st.on,
-                          piecewise_linear=self._piecewise_linear, valid=None, noise_v=0.0, _info=None,
+        m = _CurrentsOnRead.__new__(_CurrentsOnRead)  # (cheaper than __init__; valid and noise_v: the defaults,
+        # u, y, i_src and info: formed when first read)
+        m.__dict__.update(w=st.w, e=st.e, on=st.on, piecewise_linear=self._piecewise_linear,
                           _inputs=self._solver.nodal.input_snapshot(), _state=st,
                           held_sources=st.__dict__["held_sources"],  # this board solved exactly those sources
                           exact_for=self._exact_token)

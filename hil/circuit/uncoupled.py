@@ -222,10 +222,10 @@ class UncoupledIdealSolves:
                                       max(u_scale, sv._vref_max, 1e-300), e, _NO_ROWS if relu else z, mu, on)
         if not cert[0]:
             raise ValueError("source and port voltages must be finite")
-        st = _HeldPhaseState.__new__(_HeldPhaseState)  # every field set here (cheaper than __init__)
+        st = _HeldPhaseState.__new__(_HeldPhaseState)  # (cheaper than __init__; the fields without a
+        # value here are the class's None, u, y and the report are formed when first read)
         d = st.__dict__
-        d.update(_u=None, w=w, e=e, diode_current=None, on=on, g_d=None, _y=None, i_src=None, _report=None,
-                 b_src=None, region=None, _certificate=(cert, R, z, mu, time.perf_counter() - t0, sv.kkt_tol))
+        d.update(w=w, e=e, on=on, _certificate=(cert, R, z, mu, time.perf_counter() - t0, sv.kkt_tol))
         if not cert[7] <= sv.kkt_tol:
             report = st.report
             report.note = certificate_note(cert[7], sv.kkt_tol)
@@ -272,6 +272,8 @@ class _PortCurrentsOnRead(CircuitState):
 class _HeldPhaseState(_PortCurrentsOnRead):
     """A :class:`_PortCurrentsOnRead` of :meth:`UncoupledIdealSolves._held_phases` whose solve report
     is formed when first read, from the certificate the kernel computed (which was checked at once)."""
+
+    diode_current = g_d = i_src = b_src = region = None  # (ideal diodes, held sources: never set per instance)
 
     @property
     def report(self):
