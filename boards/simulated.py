@@ -186,10 +186,10 @@ class SimulatedBoard(BoardBase):
         #: the lean certified path of coupled ideal diodes (None for every other network)
         self._coupled = (CoupledIdealSolves(self._solver, self._topology.source_matrix, self._topology.source_offset)
                          if d.is_ideal and d.element is None and self._solver.nodal.coupled else None)
-        #: ``exact_for`` of the lean uncoupled path's measurements (see :class:`~hil.board.Measurement`):
-        #: its arrays are formed C-contiguous with the topology's widths, every sample valid and exact
-        self._exact_token = (self._topology if self._uncoupled is not None and self._piecewise_linear
-                             and not self._ambiguous_states else None)
+        #: ``exact_for`` of the lean paths' measurements (see :class:`~hil.board.Measurement`): their
+        #: arrays are formed C-contiguous with the topology's widths, every sample valid and exact
+        self._exact_token = (self._topology if (self._uncoupled is not None or self._coupled is not None)
+                             and self._piecewise_linear and not self._ambiguous_states else None)
         self._last: tuple[np.ndarray, CircuitState] | None = None
         self._stale: tuple[np.ndarray, CircuitState] | None = None  # before the last programming
 
@@ -233,7 +233,8 @@ class SimulatedBoard(BoardBase):
             m.__dict__.update(u=st.u, w=st.w, y=st.y, _i_src=None, e=st.e, on=st.on,
                               piecewise_linear=self._piecewise_linear, valid=None, noise_v=0.0, info=self._info(st),
                               _inputs=self._solver.nodal.input_snapshot(),
-                              exact_for=self._exact_token)
+                              exact_for=self._exact_token if fast is not None or self._solver.compiled_coupled
+                              else None)  # (coupled: the general solver's answer unless compiled)
             return m
         return self._held_phases_measurement(st)
 

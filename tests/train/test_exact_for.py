@@ -33,8 +33,9 @@ def assert_as_promised(m, topo, rows: int) -> None:
         assert a.dtype == (np.bool_ if name == "on" else np.float64), name
 
 
-def test_every_lean_measurement_of_an_uncoupled_ideal_board_is_vouched_for():
-    board, x, _, _ = board_and_data()
+@pytest.mark.parametrize("coupling", [0, 4])
+def test_every_lean_measurement_of_an_ideal_board_is_vouched_for(coupling):
+    board, x, _, _ = board_and_data(coupling)
     topo = board.topology
     op = board.measure(x)
     assert_as_promised(op, topo, 32)
@@ -47,13 +48,14 @@ def test_every_lean_measurement_of_an_uncoupled_ideal_board_is_vouched_for():
     assert_as_promised(board.measure(np.asfortranarray(x)), topo, 32)  # any input layout
 
 
-@pytest.mark.parametrize("kind", ["coupled", "shockley"])
-def test_other_boards_do_not_vouch(kind):
-    if kind == "coupled":
-        board, x, _, _ = board_and_data(coupling=4)
-    else:
+@pytest.mark.parametrize("kind", ["coupled, general solver", "shockley"])
+def test_other_boards_and_paths_do_not_vouch(kind):
+    if kind == "shockley":
         c = random_circuit(12, 4, 4, seed=0, diode="shockley")
         board, x = SimulatedBoard(c), np.random.default_rng(0).uniform(0, 1, (4, 4))
+    else:
+        board, x, _, _ = board_and_data(coupling=4)
+        board._solver.compiled_coupled = False  # (the general active-set solver answers)
     assert board.measure(x).exact_for is None
 
 
@@ -83,9 +85,10 @@ class WithoutPromise:
         return m
 
 
+@pytest.mark.parametrize("coupling", [0, 4])
 @pytest.mark.parametrize("batch", [1, 5, 64])
-def test_hl_is_the_same_bit_for_bit_with_and_without_the_promise(batch):
-    board, _, _, loss = board_and_data(batch=batch)
+def test_hl_is_the_same_bit_for_bit_with_and_without_the_promise(batch, coupling):
+    board, _, _, loss = board_and_data(coupling, batch)
     plain = WithoutPromise(board)
     rng = np.random.default_rng(3)
     minus_seen = 0
