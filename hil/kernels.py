@@ -115,14 +115,13 @@ def diagonal_phases_kernel(b, w, g_out, diag, s, h, floor_v, e, z, mu, on):  # p
     row = np.empty(n)
     d = np.empty(n)
     product = R > PHASE_PRODUCT_ROWS
-    delta = np.empty((R if product else 0, n))
-    if product:
-        np.dot(w, g_out, delta)
+    if product:  # w G_out into e first: row r of it is read into ``row`` before the solve writes e[r]
+        np.dot(w, g_out, e)
     for r in range(R):
         rb = r % B0
         if product:
             for k in range(n):
-                row[k] = b[rb, k] + delta[r, k]
+                row[k] = b[rb, k] + e[r, k]
         else:
             for k in range(n):
                 d[k] = 0.0
@@ -475,11 +474,12 @@ def source_response_sums(u, e_hat, sources):  # pragma: no cover - compiled
     col_of = np.empty(p, dtype=np.int64)
     factor = np.empty(p)
     # the sources of each kind as index lists (so that the passes over u below have no branches)
-    free_src = np.empty(p, dtype=np.int64)  # source j of independent column c
-    copy_src = np.empty(p, dtype=np.int64)  # a copy j …
-    copy_of = np.empty(p, dtype=np.int64)  # … of source i …
+    lists = np.empty((4, p), dtype=np.int64)  # (one allocation for the four)
+    free_src = lists[0]  # source j of independent column c
+    copy_src = lists[1]  # a copy j …
+    copy_of = lists[2]  # … of source i …
     copy_sign = np.empty(p)  # … with sign s
-    rail_src = np.empty(p, dtype=np.int64)
+    rail_src = lists[3]
     n_free = n_copy = n_rail = 0
     for j in range(p):
         kind = sources[j, 0]
@@ -503,6 +503,7 @@ def source_response_sums(u, e_hat, sources):  # pragma: no cover - compiled
     if n_free == p:
         return _no_source_sums()
     free = np.empty((B, n_free))
+    total = np.zeros(n)
     for r in range(B):  # row by row through u (C order); a NaN never matches
         same = True
         for c in range(n_copy):
@@ -513,12 +514,10 @@ def source_response_sums(u, e_hat, sources):  # pragma: no cover - compiled
             return _no_source_sums()
         for c in range(n_free):
             free[r, c] = u[r, free_src[c]]
+        for k in range(n):  # (Σ_b ê_bk in the same pass, sample by sample)
+            total[k] += e_hat[r, k]
     sums = np.empty((n, n_free))
     _transposed_product(e_hat, free, sums)
-    total = np.zeros(n)
-    for r in range(B):
-        for k in range(n):
-            total[k] += e_hat[r, k]
     return sums, total, col_of, factor
 
 
@@ -544,25 +543,27 @@ def response_product_blas_kernel(u, e, w, e_hat, w_hat, inv, blocks, sources, dh
                 out[start + k] = dh[k]
             continue
         m = out[start:start + n * width].reshape((n, width) if row_major else (width, n))
-        if kind == 0 and col_of.shape[0]:  # the source sums from the one product over independent columns
+        if kind == 0 and col_of.shape[0]:  # the source sums from the one product over independent columns,
+            # turned into the batch mean as they are written (the operations of mean_offset_kernel, df = 0)
             if row_major:
                 for k in range(n):
+                    d = dh[k] + 0.0
                     for j in range(width):
                         c = col_of[c0 + j]
-                        m[k, j] = factor[c0 + j] * (sums[k, c] if c >= 0 else total[k])
+                        m[k, j] = d - inv * (factor[c0 + j] * (sums[k, c] if c >= 0 else total[k]))
             else:
                 for j in range(width):
                     c = col_of[c0 + j]
                     f = factor[c0 + j]
                     for k in range(n):
-                        m[j, k] = f * (sums[k, c] if c >= 0 else total[k])
-        else:
-            fixed = u if kind == 0 else w_hat  # the source voltages, or the ports' drive
-            if c0 != 0 or c1 != fixed.shape[1]:
-                fixed = np.ascontiguousarray(fixed[:, c0:c1])
-            lhs = e_hat if kind == 0 else e
-            # (every product is Xᵀ Y of two C-ordered arrays into a C-ordered one: one compiled form)
-            _transposed_product(lhs, fixed, m) if row_major else _transposed_product(fixed, lhs, m)
+                        m[j, k] = (dh[k] + 0.0) - inv * (f * (sums[k, c] if c >= 0 else total[k]))
+            continue
+        fixed = u if kind == 0 else w_hat  # the source voltages, or the ports' drive
+        if c0 != 0 or c1 != fixed.shape[1]:
+            fixed = np.ascontiguousarray(fixed[:, c0:c1])
+        lhs = e_hat if kind == 0 else e
+        # (every product is Xᵀ Y of two C-ordered arrays into a C-ordered one: one compiled form)
+        _transposed_product(lhs, fixed, m) if row_major else _transposed_product(fixed, lhs, m)
         if kind == 1 and w_moves:  # + Σ_b ê_bk w_bo for ports not at 0 V
             ports = w if c0 == 0 and c1 == w.shape[1] else np.ascontiguousarray(w[:, c0:c1])
             more = np.empty(m.shape)
