@@ -169,6 +169,30 @@ class BatchStats:
     events: list = field(default_factory=list)
 
 
+def record_read_back(board: Any, exc: BaseException, make_safe: bool = True) -> None:
+    """Set ``exc.unverified`` (unless something already set it) to what ``board``'s outputs read back
+    (``board.verify_safe()``: the channels not confirmed off, ``[]`` when all are), after its safe
+    state when ``make_safe``.
+
+    Never raises, so the exception being handled stays the one that leaves: a safe state that
+    fails is added to ``exc`` as a note and the outputs are read back all the same; a read-back
+    that fails, or a second Ctrl-C or SIGTERM during it, lists every instrument as
+    ``"<name>: not verified (<why>)"``."""
+    if getattr(exc, "unverified", None) is not None:
+        return
+    if make_safe:
+        try:
+            board.safe_state()
+        except (Exception, KeyboardInterrupt) as err:
+            why = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+            exc.add_note(f"making the bench safe after this failed too ({why}); its outputs were read back")
+    try:
+        exc.unverified = board.verify_safe()
+    except (Exception, KeyboardInterrupt) as err:
+        why = "interrupted" if isinstance(err, KeyboardInterrupt) else f"read-back failed: {err}"
+        exc.unverified = [f"{name}: not verified ({why})" for name in getattr(board, "instruments", None) or ["bench"]]
+
+
 class InstrumentBoard(BoardBase):
     """A conductance array on instruments (see the module docstring).
 
@@ -690,12 +714,7 @@ class InstrumentBoard(BoardBase):
         try:
             self.safe_state()
         except KeyboardInterrupt as exc:
-            if getattr(exc, "unverified", None) is None:
-                try:
-                    exc.unverified = self.verify_safe()
-                except (Exception, KeyboardInterrupt) as err:  # a second signal, or the read-back failed:
-                    why = "interrupted" if isinstance(err, KeyboardInterrupt) else f"read-back failed: {err}"
-                    exc.unverified = [f"{name}: not verified ({why})" for name in self.instruments]
+            record_read_back(self, exc, make_safe=False)
             raise  # the signal's interrupt, whatever the read-back did
         finally:
             self._release()

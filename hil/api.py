@@ -642,13 +642,16 @@ def outputs_read_back(board: Board):
     """On any failure inside the block (an instrument fault, a bug, Ctrl-C or SIGTERM), an
     instrument board is made safe and its outputs read back (``exc.unverified``: channels not
     confirmed off, ``[]`` when every output answered off) before the exception propagates; the
-    command line reports it."""
+    command line reports it.  The failure that leaves is the one from inside the block, also when
+    the safe state or the read-back fails as well
+    (:func:`hil.boards.instrument.record_read_back`)."""
     try:
         yield
     except (Exception, KeyboardInterrupt) as exc:
-        if hasattr(board, "verify_safe") and getattr(exc, "unverified", None) is None:
-            board.safe_state()
-            exc.unverified = board.verify_safe()
+        if hasattr(board, "verify_safe"):
+            from hil.boards.instrument import record_read_back
+
+            record_read_back(board, exc)
         raise
 
 
