@@ -188,6 +188,7 @@ class SimulatedBoard(BoardBase):
                          if d.is_ideal and d.element is None and self._solver.nodal.coupled else None)
         #: ``exact_for`` of the lean paths' measurements (see :class:`~hil.board.Measurement`): their
         #: arrays are formed C-contiguous with the topology's widths, every sample valid and exact
+        #: (also where the compiled coupled path hands a batch to the general active-set solver)
         self._exact_token = (self._topology if (self._uncoupled is not None or self._coupled is not None)
                              and self._piecewise_linear and not self._ambiguous_states else None)
         self._last: tuple[np.ndarray, CircuitState] | None = None
@@ -234,7 +235,7 @@ class SimulatedBoard(BoardBase):
                               piecewise_linear=self._piecewise_linear, valid=None, noise_v=0.0, info=self._info(st),
                               _inputs=self._solver.nodal.input_snapshot(),
                               exact_for=self._exact_token if fast is not None or self._solver.compiled_coupled
-                              else None)  # (coupled: the general solver's answer unless compiled)
+                              else None)  # (coupled: the compiled path's states only, those it finishes too)
             return m
         return self._held_phases_measurement(st)
 

@@ -375,11 +375,12 @@ class Measurement:
 
     A board may also vouch, per instance, for the form the compiled passes of ``hl`` read, by
     setting ``exact_for`` to its :class:`BoardTopology`: every sample valid, no reading noise,
-    piecewise-linear elements whose reported states name their regions, no bias notes in
-    ``info``, and u, e, w, y (float64) and ``on`` (bool) C-contiguous with one row per sample
-    and that topology's widths.  Estimators then skip checking and converting the arrays.  It
-    is not a field either, and a board's measurement class must drop it when an attribute is
-    assigned (a wrapper that corrects readings assigns them).
+    piecewise-linear elements with their states reported, and u, e, w, y (float64) and ``on``
+    (bool) C-contiguous with one row per sample and that topology's widths.  Estimators then
+    skip checking and converting the arrays (the compiled passes read them without bounds
+    checks: a board sets it only where it holds by construction); ``info`` they still read
+    every time.  It is not a field either, and a board's measurement class must drop it when an
+    attribute is assigned (a wrapper that corrects readings assigns them).
 
     The arrays are the board's: a board may keep them as its held operating point and return
     the same arrays for the same inputs again, so treat them as read-only and copy one before

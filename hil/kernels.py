@@ -525,7 +525,9 @@ def source_response_sums(u, e_hat, sources):  # pragma: no cover - compiled
 def response_product_blas_kernel(u, e, w, e_hat, w_hat, inv, blocks, sources, dh, df, out):  # pragma: no cover
     """:func:`response_product_kernel` for larger batches, where each dense group is one BLAS
     product (two for a port group when some port voltage of ``w`` is not 0 V) written straight
-    into its slice of ``out`` and turned into the batch mean in place (:func:`mean_offset_kernel`).
+    into its slice of ``out`` and turned into the batch mean in place (:func:`mean_offset_kernel`);
+    a source group whose columns repeat (``sources``) is written from the one product over the
+    independent columns, the mean formed as it is written (the same operations).
     Same arguments (``blocks`` (G, 5) int64 rows as there), plus ``df`` (q,) for the ports' diagonal
     terms; all arrays C-contiguous float64.  One compiled call instead of a Python loop over the
     groups (the Python steps between the products cost about as much as a small product).

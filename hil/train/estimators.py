@@ -249,11 +249,12 @@ def hl_gradient(board: Board, x: np.ndarray, target: ArrayLike, loss: Loss, delt
     topo = board.topology
     if central:
         op = board.measure(x)
-        exact = op.exact_for is topo  # the board vouches for the form of the arrays (Measurement.exact_for)
+        # the board vouches for the form of the arrays (Measurement.exact_for; any measurement type may come)
+        exact = getattr(op, "exact_for", None) is topo
         widths = _widths(topo) if exact else _check_shapes(topo, op)  # the compiled passes below read no bounds
         if isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[0] == op.w.shape[0] \
-                and (exact or (op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None
-                               and _wire_note(op) is None and not _ambiguous_states(op))):
+                and (exact or (op.valid is None and op.noise_v == 0 and op.piecewise_linear and op.on is not None)) \
+                and _wire_note(op) is None and not _ambiguous_states(op):  # (notes: read every time)
             labels = loss._kernel_labels(op.y, target)
             if labels is not None:
                 return _hl_lean(board, topo, widths, x, op, labels, loss, float(delta_v), max_retries,
@@ -424,7 +425,7 @@ def _plus_arrays(plus: Measurement, topo, op: Measurement, n: int, q: int):
     """(e, w, on) of the + phase ``plus`` of the operating point ``op`` as C-ordered arrays when the
     lean lane can take it as it is (:func:`_lean_phase`; or, without looking at the arrays, when
     the board vouched for it against ``topo`` and says it held ``op``'s sources once), else None."""
-    if plus.exact_for is topo:
+    if getattr(plus, "exact_for", None) is topo:
         held = plus.held_sources
         if held is not None and held[0] is op.u and held[1] == 1:
             return plus.e, plus.w, plus.on
@@ -469,7 +470,7 @@ def _minus_phase(board: Board, topo, x: np.ndarray, w_minus: np.ndarray, held: t
     vouched for against ``topo`` (:attr:`~hil.board.Measurement.exact_for`) is read as it is."""
     minus = board.measure(x, w_minus)
     K = rows.size
-    if minus.exact_for is topo and minus.e.shape[0] == K:
+    if getattr(minus, "exact_for", None) is topo and minus.e.shape[0] == K:
         u, e, w, on = minus.u, minus.e, minus.w, minus.on
     elif _exact_rows(minus, K, e_hat.shape[1], w_resp.shape[1]):
         u, e, w, on = _c(minus.u), _c(minus.e), _c(minus.w), _c(minus.on, _BOOL)

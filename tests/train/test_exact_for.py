@@ -23,7 +23,7 @@ def board_and_data(coupling: int = 0, batch: int = 32, seed: int = 0):
 def assert_as_promised(m, topo, rows: int) -> None:
     """What ``exact_for`` promises: exact, valid, states reported, C-ordered arrays of the widths."""
     assert m.exact_for is topo
-    assert m.valid is None and m.noise_v == 0 and m.piecewise_linear and not (m.info or {}).get("ambiguous_states")
+    assert m.valid is None and m.noise_v == 0 and m.piecewise_linear
     widths = {"u": topo.n_sources, "e": topo.n_hidden, "w": topo.n_outputs, "y": topo.n_outputs,
               "on": topo.n_hidden}
     for name, width in widths.items():
@@ -103,3 +103,53 @@ def test_hl_is_the_same_bit_for_bit_with_and_without_the_promise(batch, coupling
                 {k: v for k, v in b.stats.items() if k != "valid"}
             minus_seen += a.stats["mirror_measured"] > 0
     assert minus_seen  # the − phase (rows of held samples) was exercised too
+
+
+class NotesInPlace:
+    """A wrapper that adds its bias note to the board's ``info`` in place (no attribute assigned)."""
+
+    def __init__(self, board):
+        self.inner = board
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def measure(self, x, w=None):
+        m = self.inner.measure(x, w)
+        m.info["varying_conductances"] = "devices drift between board calls"
+        return m
+
+
+def test_a_note_written_into_info_is_still_reported():
+    board, x, t, loss = board_and_data()
+    res = estimate("hl", NotesInPlace(board), x, t, loss, {"delta_v": 1e-3})
+    assert res.op.exact_for is board.topology  # (the arrays are still as vouched for)
+    assert res.stats["may_be_biased"] and res.stats["bias_note"] == "devices drift between board calls"
+
+
+@dataclasses.dataclass
+class Reading:
+    """A board's own measurement type with the fields of :class:`hil.board.Measurement` only."""
+
+    u: np.ndarray
+    w: np.ndarray
+    y: np.ndarray
+    i_src: np.ndarray
+    e: np.ndarray
+    on: np.ndarray = None
+    piecewise_linear: bool = False
+    valid: np.ndarray = None
+    noise_v: float = 0.0
+    info: dict = dataclasses.field(default_factory=dict)
+
+
+class OwnMeasurementType(WithoutPromise):
+    def measure(self, x, w=None):
+        m = self.inner.measure(x, w)
+        return Reading(m.u, m.w, m.y, m.i_src, m.e, m.on, m.piecewise_linear, m.valid, m.noise_v, dict(m.info))
+
+
+def test_a_board_with_its_own_measurement_type_is_measured_as_before():
+    board, x, t, loss = board_and_data()
+    res = estimate("hl", OwnMeasurementType(board), x, t, loss, {"delta_v": 1e-3})
+    assert np.array_equal(res.grad, estimate("hl", board, x, t, loss, {"delta_v": 1e-3}).grad)
