@@ -25,7 +25,7 @@ import numpy as np
 from hil.circuit.elements import DiodeBank, limit_junction
 from hil.circuit.linsolve import solve_diagonal_shift
 from hil.circuit.report import SolveError, SolveReport
-from hil.circuit.shockley_kernels import certificate_kernel, loop_closed_form_kernel
+from hil.circuit.shockley_kernels import certificate_kernel, loop_arguments_kernel, loop_closed_form_kernel
 
 
 @dataclass
@@ -254,9 +254,10 @@ def uncoupled_start(diodes: DiodeBank, diag: np.ndarray, b: np.ndarray) -> tuple
     r_total = r_s + 1.0 / diag  # ohms around each loop
     den = 1.0 + r_total * diodes.gmin_s
     c = r_total * i_s / den  # per node, V
-    a = (s * (v_ref - b / diag) + r_total * i_s) / den  # V
-    z = np.log(c / vte) + a / vte
-    x = np.exp(np.minimum(z, OMEGA_SERIES_BELOW))  # the exponentials, vectorised; the rest compiled
+    # A = (s (v_ref − b/K_kk) + R I_s)/den (V), z = ln(C/nV_T) + A/nV_T, min(z, −5): one compiled pass
+    a, z, x = np.empty_like(b), np.empty_like(b), np.empty_like(b)
+    loop_arguments_kernel(b, diag, s, v_ref, r_total * i_s, den, np.log(c / vte), vte, OMEGA_SERIES_BELOW, a, z, x)
+    np.exp(x, out=x)  # the exponentials, vectorised; the rest compiled
     e, vj = np.empty_like(b), np.empty_like(b)
     finite = loop_closed_form_kernel(b, a, z, x, diag, s, v_ref, i_s, vte, c, r_total, float(diodes.gmin_s),
                                     OMEGA_SERIES_BELOW, e, vj)

@@ -141,7 +141,8 @@ def certificate_kernel(e, b, vj, ex, diag, s, v_ref, i_s, vte, r_s, gmin, spice,
 def _omega_iterated(z):  # pragma: no cover - compiled
     """Wright omega for z ≥ −5: the start and two Fritsch–Shafer–Crowley updates of
     :func:`hil.circuit.shockley.wright_omega` (ln(1 + x) for log1p: x = e^z ≥ e^−5 here, and
-    the updates remove the start's rounding)."""
+    the updates remove the start's rounding); one update from z = 10 on, where the asymptotic
+    start is close enough that a second moves ω by at most 3e-16 (relative: rounding)."""
     if z < 1.0:
         l1 = math.log(1.0 + math.exp(z))
         w = l1 * (1.0 - math.log(1.0 + l1) / (2.0 + l1))
@@ -149,12 +150,29 @@ def _omega_iterated(z):  # pragma: no cover - compiled
         lz = math.log(z)
         w = z - lz + lz / z
     w = max(w, 1e-300)
-    for _ in range(2):
+    for _ in range(1 if z >= 10.0 else 2):
         r = z - w - math.log(w)
         wp1 = 1.0 + w
         q = 2.0 * wp1 * (wp1 + (2.0 / 3.0) * r)
         w = w * (1.0 + r / wp1 * (q - r) / (q - 2.0 * r))
     return w
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def loop_arguments_kernel(b, diag, s, v_ref, ri, den, log_c, vte, floor, a, z, x):  # pragma: no cover - compiled
+    """The arguments of :func:`loop_closed_form_kernel` in one pass, with numpy's operations in numpy's
+    order (so the same numbers): A = (s (v_ref − b/K_kk) + R I_s) / den into ``a``,
+    z = ln(C/nV_T) + A/nV_T into ``z`` and min(z, ``floor``) into ``x`` (whose exponential the
+    caller then takes in place, vectorised); ``b`` (B, n) A, per node ``diag`` (S), ``s``,
+    ``v_ref`` (V), ``ri`` = R I_s (V), ``den``, ``log_c`` = ln(C/nV_T), ``vte`` (V)."""
+    B, n = b.shape
+    for row in range(B):
+        for k in range(n):
+            ak = (s[k] * (v_ref[k] - b[row, k] / diag[k]) + ri[k]) / den[k]
+            zk = log_c[k] + ak / vte[k]
+            a[row, k] = ak
+            z[row, k] = zk
+            x[row, k] = min(zk, floor)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

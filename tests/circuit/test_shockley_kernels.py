@@ -122,8 +122,11 @@ def test_non_finite_voltages_are_never_certified_and_bad_shapes_are_refused():
 
 
 def test_compiled_omega_iteration_and_series_match_scipy():
-    z = np.concatenate([np.linspace(-5, 5, 1001), np.linspace(5, 1000, 997)])
+    z = np.concatenate([np.linspace(-5, 5, 1001), np.linspace(5, 1000, 997), np.geomspace(1000, 1e9, 301)])
     got = np.array([_omega_iterated(v) for v in z])
     np.testing.assert_allclose(got, np.real(wrightomega(z)), rtol=1e-14, atol=0)
+    # from z = 10 on one update: within rounding of the two-update numpy reference
+    high = np.concatenate([np.linspace(10, 12, 2001), np.geomspace(12, 1e9, 2001)])
+    np.testing.assert_allclose([_omega_iterated(v) for v in high], sh.wright_omega(high), rtol=4e-16, atol=0)
     low = np.linspace(-800, -5.0 - 1e-9, 2001)
     np.testing.assert_allclose(sh.wright_omega(low), np.real(wrightomega(low)), rtol=5e-15, atol=0)
