@@ -93,8 +93,12 @@ class CalibratedBoard(BoardBase):
         close = getattr(self.inner, "close", None)
         (close if callable(close) else self.inner.safe_state)()
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        exit_inner = getattr(self.inner, "__exit__", None)  # (a bench's keeps a failure in flight the one that leaves)
+        if callable(exit_inner):
+            exit_inner(exc_type, exc, tb)
+        else:
+            self.close()
 
     # ---- optional capabilities passed through -------------------------------------------
     def state_dict(self) -> dict:

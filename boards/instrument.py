@@ -169,23 +169,29 @@ class BatchStats:
     events: list = field(default_factory=list)
 
 
+def _trouble(err: BaseException) -> str:
+    """What went wrong in a safe shutdown, for ``exc.shutdown_trouble``: "interrupted" (a Ctrl-C or
+    SIGTERM, which the shutdown holds until every instrument is done) or "<type>: <message>"."""
+    return "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+
+
 def record_read_back(board: Any, exc: BaseException, make_safe: bool = True) -> None:
     """Set ``exc.unverified`` (unless something already set it) to what ``board``'s outputs read back
     (``board.verify_safe()``: the channels not confirmed off, ``[]`` when all are), after its safe
     state when ``make_safe``.
 
     Never raises, so the exception being handled stays the one that leaves: a safe state that
-    fails is added to ``exc`` as a note and the outputs are read back all the same; a read-back
-    that fails, or a second Ctrl-C or SIGTERM during it, lists every instrument as
-    ``"<name>: not verified (<why>)"``."""
+    fails or is interrupted is recorded in ``exc.shutdown_trouble`` (see :func:`_trouble`; the
+    command line says so) and the outputs are read back all the same; a read-back that fails, or
+    a second Ctrl-C or SIGTERM during it, lists every instrument as ``"<name>: not verified (<why>)"``."""
     if getattr(exc, "unverified", None) is not None:
         return
     if make_safe:
         try:
             board.safe_state()
         except (Exception, KeyboardInterrupt) as err:
-            why = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
-            exc.add_note(f"making the bench safe after this failed too ({why}); its outputs were read back")
+            if getattr(exc, "shutdown_trouble", None) is None:
+                exc.shutdown_trouble = _trouble(err)
     try:
         exc.unverified = board.verify_safe()
     except (Exception, KeyboardInterrupt) as err:
@@ -708,14 +714,20 @@ class InstrumentBoard(BoardBase):
     def close(self) -> None:
         """Safe state, then release every transport (also when a signal's handler raises at the
         end of the safe state: its exception leaves after the transports are closed).  A Ctrl-C or
-        SIGTERM held during the shutdown leaves with the outputs read back first (``unverified``,
-        as :func:`hil.api.outputs_read_back` sets it inside a run), so that what the command line
-        then says about the bench is what the instruments answered."""
+        SIGTERM held during the shutdown, or a safe state that fails (``shutdown_trouble``), leaves
+        with the outputs read back first (``unverified``, as :func:`hil.api.outputs_read_back` sets
+        it inside a run), so that what the command line then says about the bench is what the
+        instruments answered.  Leaving a ``with`` block on an exception, that exception is the one
+        that leaves, with what this shutdown found (see :meth:`__exit__`)."""
         try:
             self.safe_state()
         except KeyboardInterrupt as exc:
             record_read_back(self, exc, make_safe=False)
             raise  # the signal's interrupt, whatever the read-back did
+        except Exception as exc:  # (a bug: the instruments' own failures are handled inside the safe state)
+            exc.shutdown_trouble = _trouble(exc)
+            record_read_back(self, exc, make_safe=False)  # what is still on, before the transports close
+            raise
         finally:
             self._release()
 
@@ -734,5 +746,14 @@ class InstrumentBoard(BoardBase):
             except Exception as exc:
                 log.error("closing: %s", exc)
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except (Exception, KeyboardInterrupt) as err:  # the failure in flight leaves, with what this shutdown found
+            if getattr(exc, "shutdown_trouble", None) is None:
+                exc.shutdown_trouble = getattr(err, "shutdown_trouble", None) or _trouble(err)
+            if getattr(err, "unverified", None) is not None:  # read back after the closing shutdown: newer
+                exc.unverified = err.unverified

@@ -42,6 +42,7 @@ from hil.drivers.errors import (
     InstrumentReportedError,
     InstrumentTimeout,
     OutputMayBeLiveError,
+    add_note,
 )
 from hil.drivers.parsing import Identity, model_matches, parse_idn, parse_number, parse_scpi_error, parse_tsp_error
 from hil.drivers.protocols import ErrorEntry
@@ -312,7 +313,7 @@ class DriverBase(abc.ABC):
                 if isinstance(exc, InstrumentError):
                     exc.shutdown_report = report  # type: ignore[attr-defined]
                 if not report.safe:
-                    exc.add_note(report.summary())
+                    add_note(exc, report.summary())
             raise
 
     def _connect_sequence(self) -> None:
@@ -606,7 +607,7 @@ class DriverBase(abc.ABC):
         if not report.safe:
             if exc is None:
                 raise OutputMayBeLiveError(report.maybe_live or ("?",), report, instrument=self.name)
-            exc.add_note(report.summary())
+            add_note(exc, report.summary())
 
 
 class ScpiDriver(DriverBase):

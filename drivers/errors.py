@@ -293,3 +293,11 @@ class OutputTrippedError(ComplianceError):
         self.detail = (f"channel {channel!r}: output switched off by the instrument's output protection "
                        f"(current limit {self.limit:.6g} A reached); the output is off")
         self.args = (self.detail,)
+
+
+def add_note(exc: BaseException, text: str) -> None:
+    """``exc.add_note(text)`` (Python 3.11+), or the same ``__notes__`` list on Python 3.10."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(text)
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", []), text]

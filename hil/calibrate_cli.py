@@ -92,7 +92,8 @@ def _cmd_calibrate(args, stack: contextlib.ExitStack) -> int:
         from hil.cli import _outputs_state, note_interrupt
 
         unverified = getattr(exc, "unverified", None)  # an instrument board's outputs, as read back
-        state = "the board is in its safe state" if unverified is None else _outputs_state(unverified)
+        state = ("the board is in its safe state" if unverified is None
+                 else _outputs_state(unverified, getattr(exc, "shutdown_trouble", None)))
         saved = _newest_path(store, cs.dir, name)
         if saved is not None and saved != earlier:  # stopped while the report was being drawn
             note_interrupt(f"interrupted; {state}, and the calibration was saved to {saved} "

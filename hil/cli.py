@@ -69,7 +69,8 @@ def _interrupt_message(exc: BaseException | None = None) -> str:
     if "interrupt_note" in _RUN:
         return _RUN["interrupt_note"]
     unverified = getattr(exc, "unverified", None)
-    state = "the board is in its safe state and" if unverified is None else _outputs_state(unverified) + ";"
+    state = ("the board is in its safe state and" if unverified is None
+             else _outputs_state(unverified, getattr(exc, "shutdown_trouble", None)) + ";")
     run = _RUN.get("run")
     if run is None:
         return "interrupted" if unverified is None else f"interrupted; {state[:-1]}"
@@ -96,7 +97,8 @@ def _instrument_message(exc) -> str:
         return (f"cannot open the bench: {what} (nothing was switched on; check the resources in board.bench, "
                 "or rehearse with --emulate)")
     unverified = getattr(exc, "unverified", None)
-    state = "the board's safe shutdown ran" if unverified is None else _outputs_state(unverified)
+    state = ("the board's safe shutdown ran" if unverified is None
+             else _outputs_state(unverified, getattr(exc, "shutdown_trouble", None)))
     return f"instrument fault: {what}; {state}{_run_tail()}"
 
 
@@ -111,12 +113,20 @@ def _run_tail() -> str:
     return f"; {run.path} keeps epoch {epoch}: continue with '{_resume_command(run)}'"
 
 
-def _outputs_state(unverified: list) -> str:
+def _outputs_state(unverified: list, trouble: str | None = None) -> str:
+    """The bench after a failure: how its safe shutdown went (``exc.shutdown_trouble``: None, a signal
+    during it, or what broke it off) and what its outputs read back (``exc.unverified``)."""
+    if trouble is None:
+        shutdown = "safe shutdown ran"
+    elif trouble == "interrupted":
+        shutdown = "safe shutdown ran (a Ctrl-C or SIGTERM came during it)"
+    else:
+        shutdown = f"safe shutdown failed ({trouble})"
     if unverified:
-        return ("safe shutdown ran, CHECK THE BENCH: outputs not verified off: " + ", ".join(unverified)
+        return (f"{shutdown}, CHECK THE BENCH: outputs not verified off: " + ", ".join(unverified)
                 + " (once the instrument answers again, 'hil instruments probe RESOURCE --driver DRIVER' reads "
                 "its outputs back, ramps them to 0 V and switches them off)")
-    return "safe shutdown ran, every output read back off"
+    return f"{shutdown}, every output read back off"
 
 
 def _progress(args) -> bool | str:
@@ -729,14 +739,15 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
         return EXIT_RUNTIME
     except TooManyInvalidSamples as exc:  # the board answered, but mostly with invalid samples
         unverified = getattr(exc, "unverified", None)
-        bench = "" if unverified is None else f"; {_outputs_state(unverified)}"
+        bench = "" if unverified is None else f"; {_outputs_state(unverified, getattr(exc, 'shutdown_trouble', None))}"
         print(f"hil {args.command}: {_one_line(exc)}{bench}{_run_tail()}", file=sys.stderr)
         return EXIT_RUNTIME
     except Exception as exc:  # a bug: still one line, the traceback on request
         if debug:
             raise
         unverified = getattr(exc, "unverified", None)  # an instrument board's outputs, read back by hil.api
-        bench = "" if unverified is None else f"; {_outputs_state(unverified)}{_run_tail()}"
+        trouble = getattr(exc, "shutdown_trouble", None)
+        bench = "" if unverified is None else f"; {_outputs_state(unverified, trouble)}{_run_tail()}"
         print(f"hil {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
               f"(run with HIL_DEBUG=1 for the traceback){bench}", file=sys.stderr)
         return EXIT_RUNTIME
