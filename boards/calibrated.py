@@ -94,7 +94,7 @@ class CalibratedBoard(BoardBase):
         (close if callable(close) else self.inner.safe_state)()
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        exit_inner = getattr(self.inner, "__exit__", None)  # (a bench's keeps a failure in flight the one that leaves)
+        exit_inner = getattr(self.inner, "__exit__", None)  # (a bench's keeps the failure in flight as the one that leaves)
         if callable(exit_inner):
             exit_inner(exc_type, exc, tb)
         else:
