@@ -104,3 +104,21 @@ def readings_through_first_sample(board, x) -> int:
     step = np.array([board._step[str(p)] for p in board.wiring.smu_ports()])
     _, keep = ramp_plan(levels, step, True)
     return int(np.flatnonzero(keep)[0]) + 1
+
+
+def break_off_shutdown(board, error=KeyboardInterrupt, leave_on=None):
+    """Make ``board.safe_state`` run as it does, then raise ``error`` (a KeyboardInterrupt: as the
+    handler of a held SIGINT does at its end; another error: a shutdown that broke off);
+    ``leave_on``: an (smu, channel) whose output the instrument then reports still on.  Returns
+    the board's own ``safe_state``, to put back."""
+    original = board.safe_state
+
+    def safe_state():
+        original()
+        if leave_on is not None:
+            smu, channel = leave_on
+            smu._on[channel] = True
+        raise error
+
+    board.safe_state = safe_state
+    return original

@@ -6,22 +6,7 @@ import pytest
 
 from hil.cli import _interrupt_message
 
-from .conftest import make_boards
-
-
-def _signal_at_end_of_shutdown(board, leave_on=None):
-    """``board.safe_state`` runs, then raises KeyboardInterrupt as the handler of a held SIGINT does;
-    ``leave_on``: an (smu, channel) whose output the instrument then reports still on."""
-    original = board.safe_state
-
-    def safe_state():
-        original()
-        if leave_on is not None:
-            smu, ch = leave_on
-            smu._on[ch] = True
-        raise KeyboardInterrupt
-
-    board.safe_state = safe_state
+from .conftest import break_off_shutdown, make_boards
 
 
 @pytest.mark.parametrize("stuck", [False, True])
@@ -29,7 +14,7 @@ def test_a_signal_held_during_close_leaves_with_the_outputs_read_back(stuck):
     board, _, bench = make_boards()
     board.connect()
     smu = next(inst for inst in bench.instruments.values() if hasattr(inst, "output_enabled"))
-    _signal_at_end_of_shutdown(board, (smu, smu.channels[0]) if stuck else None)
+    break_off_shutdown(board, leave_on=(smu, smu.channels[0]) if stuck else None)
     with pytest.raises(KeyboardInterrupt) as info:
         board.close()
     unverified = info.value.unverified
@@ -46,7 +31,7 @@ def test_a_failing_read_back_does_not_replace_the_signal():
     not verified, when the read-back itself fails; the transports are released all the same."""
     board, _, bench = make_boards()
     board.connect()
-    _signal_at_end_of_shutdown(board)
+    break_off_shutdown(board)
 
     def broken():
         raise RuntimeError("scanner driver bug")

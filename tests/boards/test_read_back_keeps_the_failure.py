@@ -8,7 +8,7 @@ from hil.api import outputs_read_back
 from hil.cli import _instrument_message, _interrupt_message, _outputs_state
 from hil.drivers.errors import InstrumentError
 
-from .conftest import make_boards
+from .conftest import break_off_shutdown, make_boards
 
 
 def _bench():
@@ -38,15 +38,8 @@ def test_a_failing_safe_state_is_recorded_and_the_outputs_are_still_read_back():
     failed, and the read-back (what the emulated SMU answers) names that channel."""
     board, smu = _bench()
     channel = smu.channels[0]
-
-    real_safe_state = board.safe_state
-
-    def failing_safe_state():
-        real_safe_state()
-        smu._on[channel] = True  # the shutdown broke off before this output was switched off
-        raise RuntimeError("ramp aborted")
-
-    board.safe_state = failing_safe_state
+    # the shutdown broke off before this output was switched off
+    real_safe_state = break_off_shutdown(board, RuntimeError("ramp aborted"), (smu, channel))
     with pytest.raises(RuntimeError, match="SMU compliance fault") as info:
         with outputs_read_back(board):
             raise RuntimeError("SMU compliance fault")
@@ -82,14 +75,7 @@ def test_a_failing_closing_shutdown_keeps_the_fault_in_flight():
     transports are released."""
     board, smu = _bench()
     channel = smu.channels[0]
-    real_safe_state = board.safe_state
-
-    def failing_safe_state():
-        real_safe_state()
-        smu._on[channel] = True
-        raise RuntimeError("ramp aborted")
-
-    board.safe_state = failing_safe_state
+    break_off_shutdown(board, RuntimeError("ramp aborted"), (smu, channel))
     with pytest.raises(InstrumentError, match="SMU compliance fault") as info:
         with board:
             with outputs_read_back(board):
@@ -107,13 +93,7 @@ def test_a_signal_during_the_runs_shutdown_is_said():
     """A Ctrl-C held during the shutdown after a fault: the fault leaves (it stopped the run), and the
     line says a signal came during the shutdown; the outputs read back off."""
     board, _ = _bench()
-    real_safe_state = board.safe_state
-
-    def signalled_safe_state():
-        real_safe_state()
-        raise KeyboardInterrupt  # as the handler of a held SIGINT raises at the end of the shutdown
-
-    board.safe_state = signalled_safe_state
+    real_safe_state = break_off_shutdown(board)  # as the handler of a held SIGINT raises at its end
     with pytest.raises(InstrumentError) as info:
         with outputs_read_back(board):
             raise InstrumentError("smu0: timeout")
@@ -126,13 +106,7 @@ def test_a_signal_during_the_runs_shutdown_is_said():
 
 def test_a_signal_held_through_the_shutdown_after_ctrl_c_keeps_exit_130_wording():
     board, _ = _bench()
-    real_safe_state = board.safe_state
-
-    def signalled_safe_state():
-        real_safe_state()
-        raise KeyboardInterrupt
-
-    board.safe_state = signalled_safe_state
+    real_safe_state = break_off_shutdown(board)
     with pytest.raises(KeyboardInterrupt) as info:
         with outputs_read_back(board):
             raise KeyboardInterrupt("first")

@@ -70,8 +70,8 @@ def test_an_assignment_withdraws_the_promise():
     assert dataclasses.replace(board.measure(x)).exact_for is None  # a measurement built anew
 
 
-class WithoutPromise:
-    """The same board, its measurements stripped of ``exact_for`` (the estimator checks everything)."""
+class Wrapped:
+    """The same board, each measurement passed through :meth:`reading` (the wrapper's change)."""
 
     def __init__(self, board):
         self.inner = board
@@ -80,7 +80,14 @@ class WithoutPromise:
         return getattr(self.inner, name)
 
     def measure(self, x, w=None):
-        m = self.inner.measure(x, w)
+        return self.reading(self.inner.measure(x, w))
+
+
+class WithoutPromise(Wrapped):
+    """Measurements stripped of ``exact_for`` (the estimator checks everything)."""
+
+    @staticmethod
+    def reading(m):
         m.__dict__.pop("exact_for", None)
         return m
 
@@ -105,17 +112,11 @@ def test_hl_is_the_same_bit_for_bit_with_and_without_the_promise(batch, coupling
     assert minus_seen  # the − phase (rows of held samples) was exercised too
 
 
-class NotesInPlace:
+class NotesInPlace(Wrapped):
     """A wrapper that adds its bias note to the board's ``info`` in place (no attribute assigned)."""
 
-    def __init__(self, board):
-        self.inner = board
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def measure(self, x, w=None):
-        m = self.inner.measure(x, w)
+    @staticmethod
+    def reading(m):
         m.info["varying_conductances"] = "devices drift between board calls"
         return m
 
@@ -143,9 +144,9 @@ class Reading:
     info: dict = dataclasses.field(default_factory=dict)
 
 
-class OwnMeasurementType(WithoutPromise):
-    def measure(self, x, w=None):
-        m = self.inner.measure(x, w)
+class OwnMeasurementType(Wrapped):
+    @staticmethod
+    def reading(m):
         return Reading(m.u, m.w, m.y, m.i_src, m.e, m.on, m.piecewise_linear, m.valid, m.noise_v, dict(m.info))
 
 
