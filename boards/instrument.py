@@ -721,13 +721,11 @@ class InstrumentBoard(BoardBase):
         that leaves, with what this shutdown found (see :meth:`__exit__`)."""
         try:
             self.safe_state()
-        except KeyboardInterrupt as exc:
-            record_read_back(self, exc, make_safe=False)
-            raise  # the signal's interrupt, whatever the read-back did
-        except Exception as exc:  # (a bug: the instruments' own failures are handled inside the safe state)
-            exc.shutdown_trouble = _trouble(exc)
+        except (Exception, KeyboardInterrupt) as exc:
+            if not isinstance(exc, KeyboardInterrupt):  # (a bug: the instruments' own failures are handled
+                exc.shutdown_trouble = _trouble(exc)  # inside the safe state; a held signal let it finish)
             record_read_back(self, exc, make_safe=False)  # what is still on, before the transports close
-            raise
+            raise  # the signal's interrupt or the failure, whatever the read-back did
         finally:
             self._release()
 
